@@ -1,0 +1,47 @@
+import { type CliContext, type Command, reportFailure, wantsHelp } from './command.ts';
+
+/** Subcommands load lazily so that `baton policy check` does not pay for the STS. */
+const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<Command> }>> = {
+  policy: { summary: 'validate, explain, draw and diff call-graph policies', load: async () => (await import('./policy.ts')).policyCommand },
+  'policy-server': { summary: 'serve the call-graph policy, signed and versioned', load: async () => (await import('./policy-server.ts')).policyServerCommand },
+};
+
+const HELP = `baton — identity propagation for microservices
+
+Usage: baton <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, { summary }]) => `  ${name.padEnd(15)}${summary}`)
+  .join('\n')}
+
+Run 'baton <command> --help' for a command's options.
+Every configuration key can also be set from a BATON_* environment variable
+(sts.clientId → BATON_STS__CLIENT_ID).`;
+
+export async function main(argv: readonly string[], context: CliContext): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? context.stderr : context.stdout).write(HELP + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    context.stdout.write('baton 0.1.0\n');
+    return 0;
+  }
+  const entry = COMMANDS[name];
+  if (entry === undefined) {
+    context.stderr.write(`baton: unknown command '${name}'\n\n${HELP}\n`);
+    return 2;
+  }
+  const command = await entry.load();
+  if (wantsHelp(rest) && !rest.some((a) => !a.startsWith('-'))) {
+    context.stdout.write(command.help + '\n');
+    return 0;
+  }
+  try {
+    return await command.run(rest, context);
+  } catch (error) {
+    return reportFailure(error, context, `Run 'baton ${name} --help' for usage.`);
+  }
+}

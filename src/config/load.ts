@@ -1,0 +1,147 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Kind, type Static, type TObject, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parseDocument } from 'yaml';
+import { ConfigError } from './config-error.ts';
+
+export interface LoadOptions {
+  /** YAML config file (`--config`). */
+  readonly file?: string | undefined;
+  /** Environment to read `BATON_*` keys from; pass `process.env` at the edge. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Values from command-line flags; they win over file and environment. */
+  readonly overrides?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Loads configuration once, at the edge (STYLE rule 4): file, then
+ * `BATON_*` environment variables, then flags; defaults applied; validated
+ * against the schema; returned deeply frozen. Every key is settable from
+ * the environment: `sts.clientSecret` is `BATON_STS__CLIENT_SECRET`, and a
+ * value is read as YAML, so `BATON_INBOUND__PORT=7070` is a number and
+ * `BATON_CLIENTS='[{id: a, secret: s}]'` a list.
+ */
+export function loadConfig<T extends TObject>(schema: T, options: LoadOptions = {}): Readonly<Static<T>> {
+  const origin = new Map<string, string>();
+  let value: Record<string, unknown> = {};
+  const fileLabel = options.file === undefined ? '(no config file)' : resolve(options.file);
+  if (options.file !== undefined) {
+    value = readYamlFile(options.file);
+  }
+  for (const [key, raw] of envEntries(schema, options.env ?? {})) {
+    setPath(value, key.path, parseScalar(raw.value, raw.name));
+    origin.set(key.path.join('.'), `environment variable ${raw.name}`);
+  }
+  for (const [path, v] of Object.entries(options.overrides ?? {})) {
+    if (v === undefined) continue;
+    setPath(value, path.split('.'), v);
+    origin.set(path, `command-line flag for ${path}`);
+  }
+  const withDefaults = Value.Default(schema, Value.Clone(value)) as Record<string, unknown>;
+  const first = Value.Errors(schema, withDefaults).First();
+  if (first !== undefined) {
+    const key = first.path.replace(/^\//, '').replace(/\//g, '.');
+    const source = originOf(origin, key) ?? fileLabel;
+    const seen = SECRET_KEY.test(key) ? 'a value (not shown: secret)' : describeSeen(first.value);
+    throw new ConfigError(source, key, describeExpected(first.schema, first.message), seen);
+  }
+  return deepFreeze(withDefaults) as Readonly<Static<T>>;
+}
+
+function readYamlFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(resolve(file), '', 'a readable YAML file', (error as NodeJS.ErrnoException).code ?? 'an unreadable file');
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  const [problem] = doc.errors;
+  if (problem !== undefined) {
+    const at = problem.linePos?.[0];
+    const where = at === undefined ? resolve(file) : `${resolve(file)}:${at.line}:${at.col}`;
+    throw new ConfigError(where, '', 'valid YAML', problem.message.split('\n')[0]);
+  }
+  const data: unknown = doc.toJS();
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(resolve(file), '', 'a YAML mapping at the top level', Array.isArray(data) ? 'a list' : typeof data);
+  }
+  return data as Record<string, unknown>;
+}
+
+// A secret must not reach a terminal or a log even when it is malformed.
+const SECRET_KEY = /secret|password|token|private/i;
+
+interface EnvKey {
+  readonly path: readonly string[];
+}
+
+/** Environment variable name for a config path: `sts.clientId` → `BATON_STS__CLIENT_ID`. */
+export function envName(path: readonly string[]): string {
+  return 'BATON_' + path.map((segment) => segment.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('__');
+}
+
+function* envEntries(schema: TSchema, env: Readonly<Record<string, string | undefined>>, prefix: readonly string[] = []): Generator<[EnvKey, { name: string; value: string }]> {
+  const properties = (schema as TObject).properties ?? {};
+  for (const [name, child] of Object.entries(properties)) {
+    const path = [...prefix, name];
+    const variable = envName(path);
+    const raw = env[variable];
+    if (raw !== undefined) {
+      yield [{ path }, { name: variable, value: raw }];
+    } else if (isObjectSchema(child)) {
+      yield* envEntries(child, env, path);
+    }
+  }
+}
+
+function isObjectSchema(schema: TSchema): boolean {
+  return schema[Kind] === 'Object';
+}
+
+function parseScalar(raw: string, name: string): unknown {
+  const doc = parseDocument(raw);
+  if (doc.errors.length > 0) throw new ConfigError(`environment variable ${name}`, '', 'a YAML value', 'unparseable text');
+  return doc.toJS();
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const segment of path.slice(0, -1)) {
+    const next = node[segment];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+      node[segment] = {};
+    }
+    node = node[segment] as Record<string, unknown>;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+function originOf(origin: ReadonlyMap<string, string>, key: string): string | undefined {
+  for (let k = key; k !== ''; k = k.includes('.') ? k.slice(0, k.lastIndexOf('.')) : '') {
+    const found = origin.get(k);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function describeExpected(schema: TSchema, message: string): string {
+  if (typeof schema.description === 'string') return schema.description;
+  return message.replace(/^Expected /, '');
+}
+
+function describeSeen(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value);
+  return text === undefined ? typeof value : text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,67 @@
+/**
+ * Unwinding and building the RFC 8693 §4.1 `act` claim. The claim nests
+ * the newest actor outermost: `{sub: orders, act: {sub: gateway}}` is the
+ * chain gateway → orders. baton's chains are written origin first.
+ */
+import type { ActClaim } from './claims.ts';
+
+export class ActChainError extends Error {
+  readonly code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED';
+  constructor(code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED', message: string) {
+    super(message);
+    this.name = 'ActChainError';
+    this.code = code;
+  }
+}
+
+/**
+ * The actors of an `act` claim, origin first. Stops at `maxDepth` without
+ * walking further, so a token nested a thousand deep costs no more than
+ * one at the limit.
+ */
+export function unwindAct(act: unknown, maxDepth: number): string[] {
+  const newestFirst: string[] = [];
+  let node: unknown = act;
+  while (node !== undefined) {
+    if (newestFirst.length >= maxDepth) {
+      throw new ActChainError('BATON_ACT_TOO_DEEP', `expected an act chain of at most ${maxDepth} actors, got more`);
+    }
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) {
+      throw new ActChainError('BATON_ACT_MALFORMED', 'expected act to be a JSON object');
+    }
+    const { sub, act: inner } = node as { sub?: unknown; act?: unknown };
+    if (typeof sub !== 'string' || sub === '') {
+      throw new ActChainError('BATON_ACT_MALFORMED', 'expected every act member to have a non-empty string sub');
+    }
+    newestFirst.push(sub);
+    node = inner;
+  }
+  return newestFirst.reverse();
+}
+
+/** The `act` claim for a chain written origin first; undefined for an empty chain. */
+export function buildAct(chain: readonly string[]): ActClaim | undefined {
+  let act: ActClaim | undefined;
+  for (const sub of chain) {
+    act = act === undefined ? { sub } : { sub, act };
+  }
+  return act;
+}
+
+/**
+ * The chain of callers a baton token carries, origin first. An exchanged
+ * token's `act` holds the whole chain and its outermost actor must be the
+ * immediate caller (`client_id`); a client-credentials token has no `act`
+ * and its chain is the client alone.
+ */
+export function callerChain(claims: { readonly act?: unknown; readonly client_id?: unknown }, maxDepth: number): string[] {
+  if (typeof claims.client_id !== 'string' || claims.client_id === '') {
+    throw new ActChainError('BATON_ACT_MALFORMED', 'expected a client_id claim naming the immediate caller');
+  }
+  if (claims.act === undefined) return [claims.client_id];
+  const chain = unwindAct(claims.act, maxDepth);
+  if (chain[chain.length - 1] !== claims.client_id) {
+    throw new ActChainError('BATON_ACT_MALFORMED', 'expected the outermost act.sub to equal client_id');
+  }
+  return chain;
+}
