@@ -104,21 +104,46 @@ function evaluateExternal(callee: CompiledService, input: DecisionInput): Decisi
 }
 
 function matchRules(rules: readonly CompiledRule[], input: DecisionInput, origin: string | undefined, edge: string): Decision {
-  let best: CompiledRule | undefined;
-  let bestStage = PASSED;
+  const stages: number[] = [];
   for (const rule of rules) {
     const stage = failedStage(rule, input, origin);
     if (stage === PASSED) return { allowed: true, rule: rule.id, reason: `${edge} allowed by ${rule.id}`, mode: rule.mode };
-    if (best === undefined || stage > bestStage) {
-      best = rule;
-      bestStage = stage;
-    }
+    stages.push(stage);
   }
-  const rule = best as CompiledRule;
-  const cause = STAGE_CAUSE[bestStage] as DenyCause;
+  const mode = denialMode(rules, input);
+  // A shadowed denial is explained by the shadow rule that covers the route;
+  // an enforced one by the rule that got furthest.
+  let best = -1;
+  for (let i = 0; i < rules.length; i++) {
+    if (mode === 'shadow' && !coversRoute(rules[i] as CompiledRule, input)) continue;
+    if (best === -1 || (stages[i] as number) > (stages[best] as number)) best = i;
+  }
+  const rule = rules[best] as CompiledRule;
+  const cause = STAGE_CAUSE[stages[best] as number] as DenyCause;
   const reason = `${edge} denied by ${rule.id}: ${failureReason(rule, cause, input, origin)}`;
-  if (cause === 'acr') return { allowed: false, rule: rule.id, reason, cause, mode: rule.mode, acrValues: rule.acr ?? [] };
-  return deny(rule.id, reason, cause, rule.mode);
+  if (cause === 'acr') return { allowed: false, rule: rule.id, reason, cause, mode, acrValues: rule.acr ?? [] };
+  return deny(rule.id, reason, cause, mode);
+}
+
+/**
+ * A denial on an edge is only observed (shadow) when every rule of the edge
+ * whose route covers this request is in shadow mode. Which rule "got
+ * furthest" must not decide it: a shadow rule rolling out on /refunds must
+ * never let through a call to /charges that an enforced rule refuses.
+ */
+function denialMode(rules: readonly CompiledRule[], input: DecisionInput): PolicyMode {
+  let covered = false;
+  for (const rule of rules) {
+    if (!coversRoute(rule, input)) continue;
+    if (rule.mode === 'enforce') return 'enforce';
+    covered = true;
+  }
+  return covered ? 'shadow' : 'enforce';
+}
+
+function coversRoute(rule: CompiledRule, input: DecisionInput): boolean {
+  if (rule.methods !== undefined && input.method !== undefined && !rule.methods.has(input.method)) return false;
+  return rule.matchesPath === undefined || input.path === undefined || rule.matchesPath(input.path);
 }
 
 function failedStage(rule: CompiledRule, input: DecisionInput, origin: string | undefined): number {

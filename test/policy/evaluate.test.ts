@@ -155,7 +155,25 @@ spec:
     // charge fails at origin; lookup (origin admin) passes origin and user, then fails at method.
     const decision = decide({ chain: ['admin', 'orders'], target: 'payments', method: 'POST', path: '/charges' });
     denied(decision, 'method', 'payments.accepts.lookup');
+  });
+
+  it('enforces a denial when an enforced rule covers the route, even if a shadow rule got furthest', () => {
+    // lookup (shadow) got furthest, but charge (enforced) covers POST /charges: letting this through would fail open.
+    const decision = decide({ chain: ['admin', 'orders'], target: 'payments', method: 'POST', path: '/charges' });
+    assert.equal(decision.allowed, false);
+    assert.equal(decision.mode, 'enforce');
+  });
+
+  it('observes a denial (shadow) when only shadow rules cover the route', () => {
+    const decision = decide({ chain: ['gateway', 'orders'], target: 'payments', method: 'GET', path: '/charges/1' });
+    denied(decision, 'origin', 'payments.accepts.lookup');
     assert.equal(decision.mode, 'shadow');
+  });
+
+  it('enforces at the STS (no route known) unless every rule on the edge is in shadow mode', () => {
+    const decision = decide({ chain: ['gateway', 'orders'], target: 'payments' }, []);
+    denied(decision, 'scope', 'payments.accepts.charge');
+    assert.equal(decision.mode, 'enforce');
   });
 
   it('decides the edge alone when method and path are absent, as the STS does', () => {
