@@ -1,0 +1,153 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Static, Type } from '@sinclair/typebox';
+import { ConfigError } from '../config/config-error.ts';
+import { loadConfig } from '../config/load.ts';
+import { createPolicyServer, createVersionCounter, MAX_WAIT_SECONDS } from '../policy/server.ts';
+import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/signing.ts';
+import { createPolicyWatcher } from '../policy/watch.ts';
+import { createLogger } from '../telemetry/logger.ts';
+import { type CliContext, type Command, UsageError } from './command.ts';
+
+export const PolicyServerConfigSchema = Type.Object(
+  {
+    policy: Type.String({ minLength: 1, description: 'a policy file or a directory holding one (a ConfigMap mount)' }),
+    signingKey: Type.String({ minLength: 1, description: 'the path of a PKCS#8 PEM private key (ES256 or EdDSA)' }),
+    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'an address to listen on' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7300, description: 'a TCP port (0-65535)' }),
+    state: Type.Optional(Type.String({ minLength: 1, description: 'the path of the version counter file' })),
+    maxWaitSeconds: Type.Integer({ minimum: 1, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS, description: `whole seconds from 1 to ${MAX_WAIT_SECONDS}` }),
+    pollIntervalMs: Type.Integer({ minimum: 0, default: 2000, description: 'milliseconds between stat checks of the policy path (0: fs.watch only)' }),
+    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info', description: 'a pino log level' }),
+  },
+  { additionalProperties: false },
+);
+export type PolicyServerConfig = Static<typeof PolicyServerConfigSchema>;
+
+const HELP = `Usage: baton policy-server --policy FILE|DIR --signing-key KEY.pem [options]
+       baton policy-server keygen --out DIR [--alg ES256|EdDSA]
+
+Serves the call-graph policy, signed (JWS, typ baton-callgraph+jwt) and
+versioned, at GET /v1/callgraph, with ETag/If-None-Match and long polling
+(?wait=SECONDS). Watches the policy path and publishes each valid change;
+a bad edit is logged and the last good version keeps being served.
+
+Options:
+  --policy FILE|DIR    the policy file, or a directory holding one
+  --signing-key FILE   PKCS#8 PEM private key, P-256 (ES256) or Ed25519 (EdDSA)
+  --host ADDRESS       listen address (default 127.0.0.1)
+  --port N             listen port (default 7300; 0 picks a free one)
+  --state FILE         persist the version counter here (versions survive restarts)
+  --config FILE        YAML config: policy, signingKey, host, port, state,
+                       maxWaitSeconds, pollIntervalMs, logLevel
+                       (each also settable as BATON_<KEY>)
+
+keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
+into DIR; give the public key to sidecars and the STS as policy.publicKey.`;
+
+export const policyServerCommand: Command = {
+  summary: 'serve the call-graph policy, signed and versioned',
+  help: HELP,
+  async run(args: readonly string[], context: CliContext): Promise<number> {
+    if (args[0] === 'keygen') return keygen(args.slice(1), context);
+    const { values } = parseArgs({
+      args: [...args],
+      options: {
+        policy: { type: 'string' },
+        'signing-key': { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        state: { type: 'string' },
+        config: { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      allowPositionals: false,
+      strict: true,
+    });
+    const config = loadConfig(PolicyServerConfigSchema, {
+      file: values.config,
+      env: context.env,
+      overrides: {
+        policy: values.policy,
+        signingKey: values['signing-key'],
+        host: values.host,
+        port: values.port === undefined ? undefined : portNumber(values.port),
+        state: values.state,
+        logLevel: values['log-level'],
+      },
+    });
+    return await serve(config, context);
+  },
+};
+
+async function serve(config: PolicyServerConfig, context: CliContext): Promise<number> {
+  const logger = createLogger({ name: 'policy-server', level: config.logLevel });
+  const signingKey = readSigningKey(config.signingKey);
+  const watcher = createPolicyWatcher(config.policy, { logger, pollIntervalMs: config.pollIntervalMs });
+  const server = createPolicyServer({
+    watcher,
+    signingKey,
+    versions: createVersionCounter({ stateFile: config.state, now: Date.now }),
+    logger,
+    maxWaitSeconds: config.maxWaitSeconds,
+  });
+  let stopped!: () => void;
+  const stop = new Promise<void>((resolve) => (stopped = resolve));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'policy server stopping');
+    stopped();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    const url = await server.listen({ host: config.host, port: config.port });
+    logger.info({ url, alg: signingKey.alg, kid: signingKey.kid, policy: resolve(config.policy), policyLoaded: watcher.current() !== undefined }, 'policy server listening');
+    await stop;
+    return 0;
+  } catch (error) {
+    context.stderr.write(`baton: policy server failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    watcher.close();
+    await server.close();
+    logger.flush();
+  }
+}
+
+function readSigningKey(path: string): PolicySigningKey {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(resolve(path), 'signingKey', 'a readable PKCS#8 PEM private key file', (error as NodeJS.ErrnoException).code ?? 'an unreadable file');
+  }
+  try {
+    return importPolicySigningKey(pem);
+  } catch (error) {
+    // The message names the key type only; the key material never reaches the terminal.
+    throw new ConfigError(resolve(path), 'signingKey', 'a P-256 (ES256) or Ed25519 (EdDSA) PKCS#8 PEM private key', error instanceof Error ? error.message.replace(/^expected .*?, got /, '') : undefined);
+  }
+}
+
+function keygen(args: readonly string[], context: CliContext): number {
+  const { values } = parseArgs({ args: [...args], options: { out: { type: 'string' }, alg: { type: 'string', default: 'ES256' } }, strict: true, allowPositionals: false });
+  if (values.out === undefined) throw new UsageError('keygen expects --out DIR');
+  if (!(POLICY_ALGORITHMS as readonly string[]).includes(values.alg)) throw new UsageError(`expected --alg ${POLICY_ALGORITHMS.join(' or ')}, got '${values.alg}'`);
+  const generated = generatePolicySigningKey(values.alg as PolicyAlgorithm);
+  mkdirSync(values.out, { recursive: true });
+  const privatePath = join(values.out, 'policy-signing.key.pem');
+  const publicPath = join(values.out, 'policy-signing.pub.pem');
+  // wx: never overwrite a key someone is already signing with.
+  writeFileSync(privatePath, generated.privateKeyPem, { mode: 0o600, flag: 'wx' });
+  writeFileSync(publicPath, generated.publicKeyPem, { flag: 'wx' });
+  context.stdout.write(`wrote ${privatePath} (${generated.alg} private key, keep secret)\nwrote ${publicPath} (give to sidecars and the STS as policy.publicKey)\n`);
+  return 0;
+}
+
+function portNumber(raw: string): number {
+  if (!/^\d{1,5}$/.test(raw)) throw new UsageError(`expected --port to be a number from 0 to 65535, got '${raw}'`);
+  return Number(raw);
+}

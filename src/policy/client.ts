@@ -1,0 +1,202 @@
+/**
+ * The policy client inside every sidecar and the STS: long-polls the policy
+ * server, verifies what it gets, and keeps the last good policy through
+ * anything else — network errors, 5xx, garbage, a bad signature, an older
+ * version (a rollback an attacker or a misconfigured server could serve).
+ * Never fails open: until a first good policy arrives the part is not ready.
+ */
+import type { KeyObject } from 'node:crypto';
+import { type Dispatcher, request } from 'undici';
+import { defineError } from '../core/errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { compilePolicy } from './compile.ts';
+import { formatProblem, PolicyInvalidError } from './errors.ts';
+import { policyFromJSON } from './parse.ts';
+import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, PolicyDocumentMalformedError, verifyPolicy } from './signing.ts';
+import { createPolicyHolder, type PolicySource } from './source.ts';
+
+export { createFilePolicySource } from './source.ts';
+export type { PolicySource } from './source.ts';
+
+export const PolicyServerUnavailableError = defineError({ code: 'BATON_POLICY_SERVER_UNAVAILABLE', status: 503, title: 'Policy server unavailable' });
+export const PolicyVersionStaleError = defineError({ code: 'BATON_POLICY_VERSION_STALE', status: 502, title: 'Policy version not newer than the one held' });
+export const PolicyDigestMismatchError = defineError({ code: 'BATON_POLICY_DIGEST_MISMATCH', status: 502, title: 'Policy digest does not match its content' });
+
+export interface PolicyClientOptions {
+  /** The policy server's base URL (`http://policy:7300`) or the full `/v1/callgraph` URL. */
+  readonly url: string;
+  /** The key policies must be signed with: SPKI PEM text, the path of a PEM file, or a KeyObject. */
+  readonly publicKey: string | KeyObject;
+  readonly logger: Logger;
+  readonly dispatcher?: Dispatcher;
+  /** ms since the epoch. */
+  readonly now?: () => number;
+  /** Retry delays after a failure: exponential from min to max, with jitter. Defaults 500 ms and 30 s. */
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  /** How long the server may hold each long-poll. Default 30 s (the server caps it at 60). */
+  readonly waitSeconds?: number;
+  /** Largest signed document accepted. Default 4 MiB. */
+  readonly maxBytes?: number;
+}
+
+export interface PolicyClient extends PolicySource {
+  /** Why the last fetch failed, if it did; cleared by the next success. */
+  lastError(): { readonly code: string; readonly message: string } | undefined;
+}
+
+export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
+  const { logger } = options;
+  // Fail at construction, not on the first fetch: a wrong key is a config error.
+  const key = importPolicyVerificationKey(options.publicKey);
+  const endpoint = callgraphUrl(options.url);
+  const now = options.now ?? Date.now;
+  const minBackoffMs = options.minBackoffMs ?? 500;
+  const maxBackoffMs = Math.max(options.maxBackoffMs ?? 30_000, minBackoffMs);
+  const waitSeconds = options.waitSeconds ?? 30;
+  const maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
+  const holder = createPolicyHolder(logger);
+  const closing = new AbortController();
+  let etag: string | undefined;
+  let failures = 0;
+  let lastError: { code: string; message: string } | undefined;
+  let loop: Promise<void> | undefined;
+
+  /** One request: resolves when it ended well (new policy or 304), throws otherwise. */
+  const poll = async (): Promise<'updated' | 'not-modified'> => {
+    const headers: Record<string, string> = { accept: POLICY_MEDIA_TYPE };
+    if (etag !== undefined) headers['if-none-match'] = etag;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(`${endpoint}?wait=${waitSeconds}`, {
+        method: 'GET',
+        headers,
+        signal: closing.signal,
+        headersTimeout: (waitSeconds + 10) * 1000,
+        bodyTimeout: 10_000,
+        ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
+      });
+    } catch (error) {
+      throw new PolicyServerUnavailableError(`expected an answer from ${endpoint}, got ${describeNetworkError(error)}`, { cause: error });
+    }
+    if (response.statusCode === 304) {
+      await response.body.dump();
+      return 'not-modified';
+    }
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      throw new PolicyServerUnavailableError(`expected 200 or 304 from ${endpoint}, got ${response.statusCode}`);
+    }
+    const servedEtag = typeof response.headers.etag === 'string' ? response.headers.etag : undefined;
+    const body = await readLimited(response.body, maxBytes);
+    // Whatever happens next, do not ask for this same representation again at once.
+    if (servedEtag !== undefined) etag = servedEtag;
+    const { payload } = await verifyPolicy(body, key);
+    const held = holder.version();
+    if (held !== undefined && payload.version <= held) {
+      throw new PolicyVersionStaleError(`expected a version above ${held}, got ${payload.version}`);
+    }
+    const compiled = compilePolicy(policyFromJSON(payload.policy));
+    if (compiled.digest !== payload.digest) {
+      throw new PolicyDigestMismatchError(`expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`);
+    }
+    holder.accept(compiled, payload.version);
+    logger.info({ version: payload.version, digest: compiled.digest, policy: compiled.name, ageSeconds: Math.max(0, Math.round(now() / 1000 - payload.issuedAt)) }, 'policy updated');
+    return 'updated';
+  };
+
+  const run = async (): Promise<void> => {
+    while (!closing.signal.aborted) {
+      try {
+        const started = Date.now();
+        const outcome = await poll();
+        failures = 0;
+        lastError = undefined;
+        // A 304 that was not held (a proxy or server without long polling) must not become a busy loop.
+        if (outcome === 'not-modified' && Date.now() - started < 100) await sleep(minBackoffMs, closing.signal);
+      } catch (error) {
+        if (closing.signal.aborted) return;
+        failures += 1;
+        report(error);
+        await sleep(backoff(failures, minBackoffMs, maxBackoffMs), closing.signal);
+      }
+    }
+  };
+
+  const report = (error: unknown): void => {
+    const code = (error as { code?: unknown }).code;
+    lastError = { code: typeof code === 'string' ? code : 'BATON_POLICY_FETCH_FAILED', message: error instanceof Error ? error.message : String(error) };
+    const problems = error instanceof PolicyInvalidError ? error.problems.filter((p) => p.severity === 'error').map(formatProblem) : undefined;
+    const unavailable = error instanceof PolicyServerUnavailableError;
+    logger[unavailable ? 'warn' : 'error'](
+      { code: lastError.code, reason: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
+      unavailable
+        ? holder.current() === undefined ? 'policy server unavailable; no policy yet, not ready' : 'policy server unavailable; keeping the last good policy'
+        : 'policy refused; keeping the last good policy',
+    );
+  };
+
+  return {
+    current: holder.current,
+    version: holder.version,
+    ready: () => !closing.signal.aborted && holder.current() !== undefined,
+    onUpdate: holder.onUpdate,
+    waitUntilReady: holder.waitUntilReady,
+    lastError: () => lastError,
+    async start() {
+      loop ??= run();
+      await holder.firstPolicy();
+    },
+    async close() {
+      closing.abort();
+      holder.cancel();
+      await loop;
+    },
+  };
+}
+
+function callgraphUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`expected an http(s) policy server URL, got ${parsed.protocol}`);
+  if (!parsed.pathname.endsWith(CALLGRAPH_PATH)) parsed.pathname = parsed.pathname.replace(/\/$/, '') + CALLGRAPH_PATH;
+  parsed.search = '';
+  return parsed.toString();
+}
+
+/** Full jitter over the upper half, so a fleet of sidecars does not retry in step after a server restart. */
+function backoff(failures: number, minMs: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, minMs * 2 ** Math.min(failures - 1, 30));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) {
+      body.destroy();
+      throw new PolicyDocumentMalformedError(`expected a signed policy of at most ${maxBytes} bytes, got more`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function describeNetworkError(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'a network error';
+}

@@ -1,0 +1,240 @@
+/**
+ * The policy server: serves the current call-graph policy as a signed,
+ * versioned JWS at `GET /v1/callgraph`, with a strong `ETag`, conditional
+ * requests (`If-None-Match` → 304, RFC 9110 §13.1.2) and long polling
+ * (`?wait=SECONDS`) so sidecars learn of a new version within moments
+ * without asking every second.
+ */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+import { defineError, isBatonError, type BatonError } from '../core/errors.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { policyToJSON } from './parse.ts';
+import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
+
+export { CALLGRAPH_PATH } from './signing.ts';
+import type { LoadedPolicy, PolicyWatcher } from './watch.ts';
+
+export const MAX_WAIT_SECONDS = 60;
+
+export const PolicyWaitInvalidError = defineError({ code: 'BATON_POLICY_WAIT_INVALID', status: 400, title: 'Invalid wait parameter' });
+export const PolicyNotReadyError = defineError({ code: 'BATON_POLICY_NOT_READY', status: 503, title: 'No valid policy loaded yet' });
+export const PolicyServerBusyError = defineError({ code: 'BATON_POLICY_SERVER_BUSY', status: 503, title: 'Too many waiting requests' });
+export const PolicyRouteNotFoundError = defineError({ code: 'BATON_POLICY_ROUTE_NOT_FOUND', status: 404, title: 'No such resource' });
+
+/** One signed version, ready to send as-is to every client. */
+export interface PublishedPolicy {
+  readonly version: number;
+  readonly digest: string;
+  readonly etag: string;
+  readonly jws: string;
+}
+
+export interface VersionCounter {
+  /** The next version; strictly greater than every earlier one, across restarts too. */
+  next(): number;
+}
+
+/**
+ * Versions are `max(previous + 1, now in epoch seconds)`. With a state file
+ * the previous version survives restarts, so versions never go backwards
+ * even if the clock does; without one, the clock alone keeps a restarted
+ * server ahead of what it served before, as long as it did not publish more
+ * than one version per second on average.
+ */
+export function createVersionCounter(options: { readonly stateFile?: string | undefined; readonly now: () => number }): VersionCounter {
+  const { stateFile, now } = options;
+  let previous = stateFile === undefined ? 0 : readState(stateFile);
+  return {
+    next() {
+      const version = Math.max(previous + 1, Math.floor(now() / 1000));
+      if (stateFile !== undefined) writeState(stateFile, version);
+      previous = version;
+      return version;
+    },
+  };
+}
+
+function readState(stateFile: string): number {
+  let text: string;
+  try {
+    text = readFileSync(stateFile, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+  const version: unknown = (JSON.parse(text) as { version?: unknown }).version;
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
+    throw new Error(`${stateFile}: expected {"version": <non-negative integer>}`);
+  }
+  return version;
+}
+
+function writeState(stateFile: string, version: number): void {
+  // Write then rename: a crash mid-write must not leave a truncated counter.
+  const temporary = `${stateFile}.${process.pid}.tmp`;
+  writeFileSync(temporary, JSON.stringify({ version }) + '\n');
+  renameSync(temporary, stateFile);
+}
+
+export interface PolicyServerOptions {
+  readonly watcher: Pick<PolicyWatcher, 'current' | 'onChange'>;
+  readonly signingKey: PolicySigningKey;
+  readonly versions: VersionCounter;
+  readonly logger: Logger;
+  /** ms since the epoch. */
+  readonly now?: () => number;
+  readonly maxWaitSeconds?: number;
+  /** Long-polls held at once; more are answered 503 with Retry-After. Default 10 000. */
+  readonly maxWaiters?: number;
+}
+
+export interface PolicyServer {
+  readonly app: FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>;
+  published(): PublishedPolicy | undefined;
+  /** Long-polls being held; for tests and metrics. */
+  waiting(): number;
+  listen(address: { host: string; port: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+interface Waiter {
+  readonly release: (next: PublishedPolicy | undefined) => void;
+}
+
+export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
+  const { signingKey, versions, logger } = options;
+  const now = options.now ?? Date.now;
+  const maxWaitSeconds = options.maxWaitSeconds ?? MAX_WAIT_SECONDS;
+  const maxWaiters = options.maxWaiters ?? 10_000;
+  const waiters = new Set<Waiter>();
+  let published: PublishedPolicy | undefined;
+  let publishing: Promise<void> = Promise.resolve();
+  let closing = false;
+
+  const publish = (loaded: LoadedPolicy): void => {
+    // Serialised, so versions are signed and published in the order they were numbered.
+    publishing = publishing.then(async () => {
+      const version = versions.next();
+      const { digest } = loaded.compiled;
+      const jws = await signPolicy({ version, digest, issuedAt: Math.floor(now() / 1000), policy: policyToJSON(loaded.policy) }, signingKey);
+      published = { version, digest, etag: `"v${version}-${digest}"`, jws };
+      logger.info({ version, digest, policy: loaded.compiled.name, waiting: waiters.size }, 'policy published');
+      for (const waiter of [...waiters]) waiter.release(published);
+    }).catch((error: unknown) => {
+      logger.error({ err: error }, 'policy could not be signed; still serving the previous version');
+    });
+  };
+
+  const initial = options.watcher.current();
+  if (initial !== undefined) publish(initial);
+  const unsubscribe = options.watcher.onChange(publish);
+
+  const app = Fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: true, forceCloseConnections: true });
+
+  app.setErrorHandler((error, request, reply) => {
+    const problem = isBatonError(error) ? error : undefined;
+    if (problem === undefined) request.log.error({ err: error }, 'policy server request failed');
+    return sendProblem(reply, problem ?? internalError(error));
+  });
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, new PolicyRouteNotFoundError(`no resource at ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`)));
+
+  app.get('/livez', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    if (published === undefined || closing) return sendProblem(reply, new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
+    return { status: 'ready', version: published.version, digest: published.digest };
+  });
+
+  app.get(CALLGRAPH_PATH, async (request, reply) => {
+    const wait = parseWait((request.query as Record<string, unknown>).wait, maxWaitSeconds);
+    const current = published;
+    if (current === undefined) return sendProblem(reply.header('retry-after', '1'), new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
+    if (!ifNoneMatchHolds(request.headers['if-none-match'], current.etag)) return sendPolicy(reply, current);
+    if (wait === 0 || closing) return notModified(reply, current);
+    if (waiters.size >= maxWaiters) return sendProblem(reply.header('retry-after', '5'), new PolicyServerBusyError(`expected at most ${maxWaiters} waiting requests, ${waiters.size} are waiting`));
+    const next = await waitForNext(reply, wait);
+    if (reply.raw.destroyed) return reply;
+    return next === undefined ? notModified(reply, current) : sendPolicy(reply, next);
+  });
+
+  /** Holds the request until a newer version, the deadline or the client going away, whichever is first. */
+  const waitForNext = (reply: FastifyReply, waitSeconds: number): Promise<PublishedPolicy | undefined> =>
+    new Promise((resolve) => {
+      const onClose = (): void => waiter.release(undefined);
+      const timer = setTimeout(() => waiter.release(undefined), waitSeconds * 1000);
+      const waiter: Waiter = {
+        release(next) {
+          clearTimeout(timer);
+          reply.raw.off('close', onClose);
+          waiters.delete(waiter);
+          resolve(next);
+        },
+      };
+      waiters.add(waiter);
+      reply.raw.once('close', onClose);
+    });
+
+  return {
+    app,
+    published: () => published,
+    waiting: () => waiters.size,
+    async listen({ host, port }) {
+      return await app.listen({ host, port });
+    },
+    async close() {
+      closing = true;
+      unsubscribe();
+      for (const waiter of [...waiters]) waiter.release(undefined);
+      await publishing;
+      await app.close();
+    },
+  };
+}
+
+function parseWait(raw: unknown, maxWaitSeconds: number): number {
+  if (raw === undefined) return 0;
+  if (typeof raw !== 'string' || !/^\d{1,6}$/.test(raw)) {
+    throw new PolicyWaitInvalidError(`expected wait to be a whole number of seconds (0-${maxWaitSeconds}), got ${JSON.stringify(String(raw).slice(0, 20))}`);
+  }
+  // Longer waits are clamped rather than refused: a client asking for more is not wrong, just ambitious.
+  return Math.min(Number(raw), maxWaitSeconds);
+}
+
+/** RFC 9110 §13.1.2: If-None-Match uses the weak comparison; `*` matches any current representation. */
+export function ifNoneMatchHolds(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  const opaque = etag.replace(/^W\//, '');
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === opaque;
+  });
+}
+
+function sendPolicy(reply: FastifyReply, published: PublishedPolicy): FastifyReply {
+  return reply.code(200).headers(cacheHeaders(published)).type(POLICY_MEDIA_TYPE).send(published.jws);
+}
+
+function notModified(reply: FastifyReply, published: PublishedPolicy): FastifyReply {
+  return reply.code(304).headers(cacheHeaders(published)).send();
+}
+
+function cacheHeaders(published: PublishedPolicy): Record<string, string> {
+  // no-cache: intermediaries may store it but must revalidate, so no one is served a superseded policy.
+  return { etag: published.etag, 'cache-control': 'no-cache', 'baton-policy-version': String(published.version) };
+}
+
+function sendProblem(reply: FastifyReply, error: BatonError): FastifyReply {
+  return reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(toProblem(error)));
+}
+
+const InternalError = defineError({ code: 'BATON_POLICY_SERVER_INTERNAL', status: 500, title: 'Internal error' });
+const BadRequestError = defineError({ code: 'BATON_POLICY_BAD_REQUEST', status: 400, title: 'Bad request' });
+
+function internalError(error: unknown): BatonError {
+  const status = (error as { statusCode?: unknown }).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new BadRequestError(`expected a well-formed request, got one the server could not read (${status})`);
+  }
+  return new InternalError('the policy server failed to answer; see its log');
+}
