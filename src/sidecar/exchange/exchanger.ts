@@ -1,0 +1,184 @@
+/**
+ * The sidecar's outbound half of RFC 8693: trade the subject token for one
+ * audience-restricted to the target, as cheaply and as safely as possible.
+ *
+ *   cached and fresh      → the cached token
+ *   cached, nearly stale  → the cached token, and one background refresh
+ *   recently refused      → the same refusal, without asking again
+ *   otherwise             → one STS call per key however many callers wait
+ *
+ * A failing STS trips a circuit breaker; cached tokens keep working until
+ * shortly before they expire (DESIGN "STS down").
+ */
+import { createHash } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT, TokenType } from '../../core/token-types.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { createCircuitBreaker } from './circuit-breaker.ts';
+import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
+import { type ClientAuthMethod, createStsClient } from './sts-client.ts';
+import type { CachedToken, TokenCache } from './token-cache.ts';
+
+export interface IssuedToken {
+  readonly accessToken: string;
+  /** Epoch seconds. */
+  readonly expiresAt: number;
+  readonly scope: string;
+  readonly issuedTokenType: string;
+  readonly cached: 'hit' | 'miss' | 'stale-refresh';
+}
+
+export interface ExchangeRequest {
+  readonly subjectToken: string;
+  readonly subjectTokenType: string;
+  /** The target service. */
+  readonly audience: string;
+  readonly scope?: string;
+}
+
+export interface ServiceTokenRequest {
+  readonly audience: string;
+  readonly scope?: string;
+}
+
+export interface TokenExchanger {
+  exchange(request: ExchangeRequest): Promise<IssuedToken>;
+  serviceToken(request: ServiceTokenRequest): Promise<IssuedToken>;
+  close(): Promise<void>;
+}
+
+export interface TokenExchangerOptions {
+  readonly tokenEndpoint: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly authMethod?: ClientAuthMethod;
+  readonly dispatcher?: Dispatcher;
+  readonly cache: TokenCache;
+  /** Refresh in the background this long before a cached token stops being served. */
+  readonly refreshAheadSec?: number;
+  /** Stop serving a cached token this long before its exp. */
+  readonly expiryMarginSec?: number;
+  readonly negativeTtlMs?: number;
+  readonly breaker?: { readonly failureThreshold: number; readonly openMs: number };
+  readonly connectTimeoutMs?: number;
+  readonly headersTimeoutMs?: number;
+  readonly logger: Logger;
+  /** Milliseconds. */
+  readonly now?: () => number;
+}
+
+const NEGATIVE_CACHE_MAX = 10_000;
+
+export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
+  const now = options.now ?? Date.now;
+  const { cache, logger } = options;
+  const marginSec = options.expiryMarginSec ?? 30;
+  const refreshAheadSec = options.refreshAheadSec ?? 60;
+  const negativeTtlMs = options.negativeTtlMs ?? 5_000;
+  const breaker = createCircuitBreaker({ failureThreshold: options.breaker?.failureThreshold ?? 5, openMs: options.breaker?.openMs ?? 10_000, now });
+  const sts = createStsClient({
+    tokenEndpoint: options.tokenEndpoint,
+    clientId: options.clientId,
+    clientSecret: options.clientSecret,
+    ...(options.authMethod === undefined ? {} : { authMethod: options.authMethod }),
+    ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
+    ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+    ...(options.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: options.headersTimeoutMs }),
+  });
+  const inflight = new Map<string, Promise<CachedToken>>();
+  const refusals = new Map<string, { until: number; oauthError: string }>();
+  // The client is part of the key: the same subject token exchanged by two services yields two different act chains.
+  const keyPrefix = createHash('sha256').update(`${options.tokenEndpoint}\n${options.clientId}`).digest('base64url');
+
+  async function obtain(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
+    const nowSec = now() / 1000;
+    const cached = await cache.get(key);
+    if (cached !== undefined && cached.expiresAt - marginSec > nowSec) {
+      if (cached.expiresAt - marginSec - refreshAheadSec > nowSec) return { ...cached, cached: 'hit' };
+      void fetchOnce(key, audience, params).catch(() => {});
+      return { ...cached, cached: 'stale-refresh' };
+    }
+    const refused = refusals.get(key);
+    if (refused !== undefined) {
+      if (refused.until > now()) throw new ExchangeRefusedError(refused.oauthError, `the token service refused this exchange moments ago: ${refused.oauthError}`);
+      refusals.delete(key);
+    }
+    return { ...(await fetchOnce(key, audience, params)), cached: 'miss' };
+  }
+
+  /** Single flight per key: concurrent misses and background refreshes share one STS call. */
+  function fetchOnce(key: string, audience: string, params: Record<string, string>): Promise<CachedToken> {
+    const pending = inflight.get(key);
+    if (pending !== undefined) return pending;
+    const call = callSts(key, audience, params).finally(() => inflight.delete(key));
+    inflight.set(key, call);
+    return call;
+  }
+
+  async function callSts(key: string, audience: string, params: Record<string, string>): Promise<CachedToken> {
+    if (!breaker.tryAcquire()) throw new StsUnavailableError('expected the token service to be reachable; the circuit is open after repeated failures');
+    let issued: CachedToken;
+    try {
+      const response = await sts.post(params);
+      issued = {
+        accessToken: response.accessToken,
+        expiresAt: Math.floor(now() / 1000) + Math.floor(response.expiresIn),
+        scope: response.scope ?? params.scope ?? '',
+        issuedTokenType: response.issuedTokenType ?? TokenType.accessToken,
+      };
+    } catch (error) {
+      if (error instanceof ExchangeRefusedError) {
+        // A refusal proves the STS is up; only outages count against the breaker.
+        breaker.success();
+        rememberRefusal(key, error.oauthError ?? 'invalid_request');
+        logger.info({ audience, oauthError: error.oauthError }, 'token exchange refused');
+      } else {
+        breaker.failure();
+        logger.warn({ audience, breaker: breaker.state(), reason: error instanceof Error ? error.message : 'unknown' }, 'token service call failed');
+      }
+      throw error;
+    }
+    breaker.success();
+    await cache.set(key, issued);
+    return issued;
+  }
+
+  function rememberRefusal(key: string, oauthError: string): void {
+    if (negativeTtlMs <= 0) return;
+    if (refusals.size >= NEGATIVE_CACHE_MAX) {
+      const t = now();
+      for (const [k, v] of refusals) if (v.until <= t) refusals.delete(k);
+      if (refusals.size >= NEGATIVE_CACHE_MAX) refusals.clear();
+    }
+    refusals.set(key, { until: now() + negativeTtlMs, oauthError });
+  }
+
+  return {
+    exchange(request) {
+      const subjectHash = createHash('sha256').update(request.subjectToken).digest('base64url');
+      const key = `${keyPrefix}\nx\n${subjectHash}\n${request.audience}\n${request.scope ?? ''}`;
+      // RFC 8693 §2.1: the request parameters; the actor is the authenticated client, so no actor_token.
+      const params: Record<string, string> = {
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: request.subjectToken,
+        subject_token_type: request.subjectTokenType,
+        audience: request.audience,
+        requested_token_type: TokenType.accessToken,
+        ...(request.scope === undefined ? {} : { scope: request.scope }),
+      };
+      return obtain(key, request.audience, params);
+    },
+    serviceToken(request) {
+      const key = `${keyPrefix}\ncc\n${request.audience}\n${request.scope ?? ''}`;
+      const params: Record<string, string> = {
+        grant_type: CLIENT_CREDENTIALS_GRANT,
+        audience: request.audience,
+        ...(request.scope === undefined ? {} : { scope: request.scope }),
+      };
+      return obtain(key, request.audience, params);
+    },
+    async close() {
+      await sts.close();
+    },
+  };
+}

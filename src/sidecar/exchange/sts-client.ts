@@ -1,0 +1,126 @@
+/**
+ * One POST to the token endpoint (RFC 6749 §3.2, RFC 8693 §2.1) over a
+ * dedicated keep-alive pool, with the client authenticated and the answer
+ * validated. Throws ExchangeRefusedError for an OAuth error answer and
+ * StsUnavailableError for everything that is not an answer.
+ */
+import { type Dispatcher, Pool, request } from 'undici';
+import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
+
+export interface StsClientOptions {
+  readonly tokenEndpoint: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly authMethod?: ClientAuthMethod;
+  readonly dispatcher?: Dispatcher;
+  readonly connectTimeoutMs?: number;
+  readonly headersTimeoutMs?: number;
+  readonly bodyTimeoutMs?: number;
+  readonly maxResponseBytes?: number;
+}
+
+export interface TokenResponse {
+  readonly accessToken: string;
+  readonly expiresIn: number;
+  readonly scope: string | undefined;
+  readonly issuedTokenType: string | undefined;
+}
+
+export interface StsClient {
+  post(params: Readonly<Record<string, string>>): Promise<TokenResponse>;
+  close(): Promise<void>;
+}
+
+export function createStsClient(options: StsClientOptions): StsClient {
+  const endpoint = new URL(options.tokenEndpoint);
+  const ownPool = options.dispatcher === undefined ? new Pool(endpoint.origin, { connect: { timeout: options.connectTimeoutMs ?? 1_000 }, connections: 32 }) : undefined;
+  const dispatcher = options.dispatcher ?? (ownPool as Dispatcher);
+  const method = options.authMethod ?? 'client_secret_basic';
+  const maxBytes = options.maxResponseBytes ?? 64 * 1024;
+  // RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
+  const basic = 'Basic ' + Buffer.from(`${formEncode(options.clientId)}:${formEncode(options.clientSecret)}`).toString('base64');
+
+  return {
+    async post(params) {
+      const form = new URLSearchParams(params);
+      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+      if (method === 'client_secret_basic') headers.authorization = basic;
+      else {
+        form.set('client_id', options.clientId);
+        form.set('client_secret', options.clientSecret);
+      }
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await request(endpoint, {
+          dispatcher,
+          method: 'POST',
+          headers,
+          body: form.toString(),
+          headersTimeout: options.headersTimeoutMs ?? 2_000,
+          bodyTimeout: options.bodyTimeoutMs ?? 2_000,
+        });
+      } catch (cause) {
+        throw new StsUnavailableError(`expected an answer from the token endpoint, got ${errorName(cause)}`, { cause });
+      }
+      const body = await readJson(response, maxBytes);
+      if (response.statusCode === 200) return parseTokenResponse(body);
+      // RFC 6749 §5.2: a 400 (or 401 for invalid_client) with an error code is a refusal, not an outage.
+      const oauthError = typeof body === 'object' && body !== null ? (body as { error?: unknown }).error : undefined;
+      if (response.statusCode >= 400 && response.statusCode < 500 && response.statusCode !== 429 && typeof oauthError === 'string' && /^[\x20-\x7e]{1,64}$/.test(oauthError)) {
+        throw new ExchangeRefusedError(oauthError, `the token service refused the exchange: ${oauthError}`);
+      }
+      throw new StsUnavailableError(`expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`);
+    },
+    async close() {
+      await ownPool?.close();
+    },
+  };
+}
+
+async function readJson(response: Dispatcher.ResponseData, maxBytes: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of response.body) {
+      size += (chunk as Buffer).length;
+      if (size > maxBytes) {
+        response.body.destroy();
+        throw new StsUnavailableError(`expected a token response of at most ${maxBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (cause) {
+    if (cause instanceof StsUnavailableError) throw cause;
+    throw new StsUnavailableError(`reading the token response failed: ${errorName(cause)}`, { cause });
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** RFC 8693 §2.2.1 / RFC 6749 §5.1: what a successful response must hold. */
+function parseTokenResponse(body: unknown): TokenResponse {
+  if (typeof body !== 'object' || body === null) throw new StsUnavailableError('expected a JSON token response');
+  const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope, issued_token_type: issuedTokenType } = body as Record<string, unknown>;
+  if (typeof accessToken !== 'string' || accessToken === '') throw new StsUnavailableError('expected access_token in the token response');
+  // RFC 6749 §7.1: token_type is case-insensitive.
+  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') throw new StsUnavailableError('expected token_type Bearer in the token response');
+  // Without a lifetime the cache could not know when to stop using the token.
+  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) throw new StsUnavailableError('expected a positive expires_in in the token response');
+  if (scope !== undefined && typeof scope !== 'string') throw new StsUnavailableError('expected scope to be a string');
+  if (issuedTokenType !== undefined && typeof issuedTokenType !== 'string') throw new StsUnavailableError('expected issued_token_type to be a string');
+  return { accessToken, expiresIn, scope, issuedTokenType };
+}
+
+function formEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}
+
+function errorName(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'an error';
+}

@@ -1,0 +1,54 @@
+/**
+ * Verified tokens by hash, so a hot caller does not pay a signature check
+ * per request. Keyed by sha256 of the exact token bytes plus the audience;
+ * preparse accepts one spelling per token, so the cache cannot be bypassed
+ * or confused by re-encoding. Entries die at the token's `exp`.
+ */
+import { createHash } from 'node:crypto';
+import type { VerifiedToken } from './verified-token.ts';
+
+export interface VerifiedTokenCache {
+  get(token: string, audience: string): VerifiedToken | undefined;
+  set(token: string, audience: string, verified: VerifiedToken): void;
+  readonly size: number;
+}
+
+export interface VerifiedTokenCacheOptions {
+  readonly max?: number;
+  /** Milliseconds. */
+  readonly now?: () => number;
+}
+
+export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}): VerifiedTokenCache {
+  const max = options.max ?? 10_000;
+  const now = options.now ?? Date.now;
+  // Map keeps insertion order: re-inserting on a hit makes the first key the least recently used.
+  const entries = new Map<string, VerifiedToken>();
+  const keyOf = (token: string, audience: string): string => createHash('sha256').update(token).digest('hex') + '\n' + audience;
+
+  return {
+    get(token, audience) {
+      const key = keyOf(token, audience);
+      const verified = entries.get(key);
+      if (verified === undefined) return undefined;
+      entries.delete(key);
+      if (verified.expiresAt * 1000 <= now()) return undefined;
+      entries.set(key, verified);
+      return verified;
+    },
+    set(token, audience, verified) {
+      if (max <= 0 || verified.expiresAt * 1000 <= now()) return;
+      const key = keyOf(token, audience);
+      entries.delete(key);
+      entries.set(key, verified);
+      while (entries.size > max) {
+        const oldest = entries.keys().next().value;
+        if (oldest === undefined) break;
+        entries.delete(oldest);
+      }
+    },
+    get size() {
+      return entries.size;
+    },
+  };
+}

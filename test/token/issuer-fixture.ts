@@ -1,0 +1,47 @@
+import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+
+export interface TestSigner {
+  readonly kid: string;
+  readonly alg: string;
+  readonly publicJwk: JWK;
+  sign(claims: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
+}
+
+/** A signing key pair as an issuer would hold it, with its public JWK. */
+export async function createSigner(kid: string, alg = 'ES256'): Promise<TestSigner> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
+  return {
+    kid,
+    alg,
+    publicJwk,
+    sign: (claims, header = {}) => new SignJWT(claims).setProtectedHeader({ alg, kid, typ: 'at+jwt', ...header }).sign(privateKey),
+  };
+}
+
+export const nowSec = (): number => Math.floor(Date.now() / 1000);
+
+/** Claims of a token the mesh STS would mint for `aud`, exchanged along `chain`. */
+export function meshClaims(issuer: string, aud: string, chain: readonly string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  let act: Record<string, unknown> | undefined;
+  for (const sub of chain) act = act === undefined ? { sub } : { sub, act };
+  return {
+    iss: issuer,
+    sub: 'alice',
+    sub_type: 'user',
+    aud,
+    client_id: chain[chain.length - 1],
+    exp: nowSec() + 300,
+    iat: nowSec(),
+    jti: `jti-${Math.random()}`,
+    scope: 'orders:read orders:write',
+    txn: 'txn-1',
+    ...(act === undefined ? {} : { act }),
+    ...extra,
+  };
+}
+
+/** Re-encodes a JWS segment by hand (for crafting hostile tokens). */
+export function segment(value: unknown): string {
+  return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+}
