@@ -1,0 +1,40 @@
+/**
+ * The admin port: `/livez` (the process answers), `/readyz` (a verified
+ * policy, the STS keys and the token endpoint are in hand, and no shutdown
+ * has begun) and `/metrics` (Prometheus text). Kept off the data-plane
+ * ports so that neither an app nor a caller can reach it through them.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SidecarMetrics } from './metrics.ts';
+
+export interface AdminOptions {
+  readonly ready: () => boolean;
+  /** What is still missing, for people reading `/readyz`. */
+  readonly waitingFor: () => readonly string[];
+  readonly metrics: SidecarMetrics;
+}
+
+export function createAdminHandler(options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    req.resume();
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
+    switch (path) {
+      case '/livez':
+        return send(res, 200, 'text/plain', 'ok\n');
+      case '/readyz': {
+        if (options.ready()) return send(res, 200, 'text/plain', 'ready\n');
+        return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n`);
+      }
+      case '/metrics':
+        return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render());
+      default:
+        return send(res, 404, 'text/plain', 'not found\n');
+    }
+  };
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string, extra: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
+  res.end(body);
+}

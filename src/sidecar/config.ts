@@ -1,0 +1,92 @@
+/**
+ * The sidecar's configuration (docs/sidecar.md): one service, its three
+ * ports, where the STS, the policy and the upstreams are. Validated once by
+ * `loadConfig` into a frozen object; nothing deeper reads the environment.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
+const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
+const PositiveMs = (fallback: number, description: string) => Type.Integer({ minimum: 1, default: fallback, description });
+
+export const SidecarConfigSchema = Type.Object(
+  {
+    service: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', description: 'the service name as the call-graph policy spells it (DNS-1123 label)' }),
+    host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of all three ports (0.0.0.0 in Kubernetes)' }),
+    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
+      default: 'info',
+    }),
+    inbound: Type.Object(
+      {
+        port: Type.Integer({ ...Port, default: 7070 }),
+        app: Type.String({ ...HttpUrl, default: 'http://127.0.0.1:8080', description: 'the app behind this sidecar, an http URL on the pod' }),
+        forwardToken: Type.Boolean({ default: false, description: 'also pass the verified Authorization header to the app' }),
+        timeoutMs: PositiveMs(30_000, 'how long the app may take to answer (time to response headers and between body chunks)'),
+        maxConcurrent: Type.Integer({ minimum: 1, default: 1024, description: 'requests in flight before answering 503' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    outbound: Type.Object(
+      {
+        port: Type.Integer({ ...Port, default: 7071 }),
+        defaultUpstreamPort: Type.Integer({ ...Port, default: 7070, description: 'inbound port of other sidecars, for services not listed in upstreams' }),
+        timeoutMs: PositiveMs(30_000, 'how long an upstream may take to answer'),
+        maxConcurrent: Type.Integer({ minimum: 1, default: 1024 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    admin: Type.Object({ port: Type.Integer({ ...Port, default: 7072 }) }, { additionalProperties: false, default: {} }),
+    sts: Type.Object(
+      {
+        issuer: HttpUrl,
+        clientId: Type.String({ minLength: 1 }),
+        clientSecret: Type.String({ minLength: 1, description: 'a non-empty client secret' }),
+        authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }),
+        tokenEndpoint: Type.Optional(HttpUrl),
+        jwksUri: Type.Optional(HttpUrl),
+      },
+      { additionalProperties: false },
+    ),
+    policy: Type.Object(
+      {
+        url: Type.Optional(HttpUrl),
+        publicKey: Type.Optional(Type.String({ minLength: 1, description: 'path to the PEM (SPKI) key the policy server signs with' })),
+        file: Type.Optional(Type.String({ minLength: 1, description: 'a policy file or directory, instead of a policy server' })),
+      },
+      { additionalProperties: false },
+    ),
+    upstreams: Type.Record(Type.String(), HttpUrl, { default: {} }),
+    externalIssuers: Type.Array(
+      Type.Object(
+        {
+          issuer: HttpUrl,
+          jwksUri: Type.Optional(HttpUrl),
+          audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud the IdP puts in tokens for this service (default: the service name)' })),
+        },
+        { additionalProperties: false },
+      ),
+      { default: [] },
+    ),
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// URL' })),
+    cache: Type.Object(
+      {
+        maxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'exchanged tokens kept in process' }),
+        verifiedMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'verified inbound tokens kept in process' }),
+        handleMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'baton-context handles kept in process' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    limits: Type.Object(
+      {
+        maxHeaderBytes: Type.Integer({ minimum: 1024, default: 16_384 }),
+        maxTokenBytes: Type.Integer({ minimum: 256, default: 8192 }),
+        maxActDepth: Type.Integer({ minimum: 1, default: 16 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    shutdown: Type.Object({ graceMs: PositiveMs(10_000, 'how long in-flight requests may take to finish after SIGTERM') }, { additionalProperties: false, default: {} }),
+  },
+  { additionalProperties: false },
+);
+
+export type SidecarConfig = Readonly<Static<typeof SidecarConfigSchema>>;

@@ -1,0 +1,119 @@
+/**
+ * The inbound port: what the pod's Service targets. Each request goes
+ * through these steps, in this order (DESIGN.md, "Sidecar"):
+ *
+ *   ready → admit → bearer token (size, alphabet) → verify (cached until
+ *   exp) → chain check against the policy → strip baton-* → identity
+ *   headers → forward to the app, streaming both ways
+ *
+ * Any step may stop the request with a problem document; nothing after a
+ * failed step runs.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../telemetry/logger.ts';
+import { bearerToken } from './bearer.ts';
+import type { ContextHandles, PolicyView, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
+import { checkEdge } from './edge-check.ts';
+import { type Forwarder, forwardRequestHeaders } from './forward.ts';
+import { identityHeaders } from './identity-headers.ts';
+import type { Inflight } from './inflight.ts';
+import type { SidecarMetrics } from './metrics.ts';
+import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
+
+export interface InboundOptions<V extends VerifiedSubject> {
+  readonly service: string;
+  /** The app's origin, `http://127.0.0.1:8080`. */
+  readonly appOrigin: string;
+  readonly forwardToken: boolean;
+  readonly timeoutMs: number;
+  readonly maxTokenBytes: number;
+  readonly ready: () => boolean;
+  readonly policy: PolicyView;
+  readonly verifier: TokenVerifier<V>;
+  readonly verifiedCache: VerifiedTokenCache<V>;
+  readonly handles: ContextHandles<V>;
+  readonly forwarder: Forwarder;
+  readonly inflight: Inflight;
+  readonly metrics: SidecarMetrics;
+  readonly logger: Logger;
+}
+
+// Replaced, not appended to: the peer address is added to the caller's list.
+const REPLACED: ReadonlySet<string> = new Set(['x-forwarded-for']);
+
+export function createInboundHandler<V extends VerifiedSubject>(options: InboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
+  const { service, logger, metrics } = options;
+
+  async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<string> {
+    // 1. Read the policy once: a reload mid-request must not change the answer halfway.
+    const policy = options.policy.current();
+    if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    const path = originFormPath(req.url);
+
+    // 2. The bearer token, limited before anything parses it.
+    const token = bearerToken(req, options.maxTokenBytes);
+    if (token === undefined) throw new UnauthenticatedError('expected an Authorization: Bearer token, got none');
+    tokenSeen.present = true;
+
+    // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
+    const verified = await verify(token);
+
+    // 4. The chain the token carries, against the policy for this method and path.
+    checkEdge(
+      policy,
+      { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
+      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics },
+    );
+
+    // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
+    const contextHandle = options.handles.issue(token, verified);
+    const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
+    add.push('x-forwarded-for', forwardedFor(req));
+    if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
+    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: REPLACED, add });
+
+    // 7. To the app, streaming.
+    return String(await options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs }));
+  }
+
+  async function verify(token: string): Promise<V> {
+    const cached = options.verifiedCache.get(token, service);
+    if (cached !== undefined) return cached;
+    const verified = await options.verifier.verify(token, { audience: service });
+    options.verifiedCache.set(token, service, verified);
+    return verified;
+  }
+
+  return (req, res) => {
+    if (!options.inflight.admit(res)) {
+      metrics.request('inbound', 'overloaded');
+      sendProblem(res, new OverloadedError('expected fewer requests in flight, the inbound limit is reached'), false);
+      return;
+    }
+    const tokenSeen = { present: false };
+    handle(req, res, tokenSeen).then(
+      (status) => metrics.request('inbound', status),
+      (error: unknown) => {
+        const problem = asBatonError(error);
+        metrics.request('inbound', problem.code);
+        if (problem.status >= 500) logger.warn({ event: 'inbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        req.resume();
+        sendProblem(res, problem, tokenSeen.present);
+      },
+    );
+  };
+}
+
+/** The path (query cut off) of an origin-form request target; the inbound port is not a proxy. */
+export function originFormPath(url: string | undefined): string {
+  if (url === undefined || url.charCodeAt(0) !== 0x2f) throw new BadRequestError('expected an origin-form request target (/path), got another form');
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+function forwardedFor(req: IncomingMessage): string {
+  const prior = req.headers['x-forwarded-for'];
+  const peer = req.socket.remoteAddress ?? 'unknown';
+  return prior === undefined ? peer : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${peer}`;
+}

@@ -1,0 +1,88 @@
+/**
+ * A small Prometheus text-format registry for the admin port's `/metrics`.
+ * Names follow Prometheus conventions (`baton_` prefix, `_total` counters,
+ * `_seconds` durations); labels are bounded sets (directions, outcomes,
+ * rule ids) and never a user id.
+ */
+
+type Labels = Readonly<Record<string, string>>;
+
+interface Series {
+  readonly labels: string;
+  value: number;
+}
+
+const DEFAULT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export interface SidecarMetrics {
+  request(direction: Direction, outcome: string): void;
+  decision(rule: string, decision: 'allow' | 'deny' | 'would_deny'): void;
+  exchangeDuration(seconds: number): void;
+  tokenCache(result: string): void;
+  policyVersion(version: number): void;
+  inflight(direction: Direction, delta: 1 | -1): void;
+  render(): string;
+}
+
+export type Direction = 'inbound' | 'outbound';
+
+export function createSidecarMetrics(): SidecarMetrics {
+  const requests = counter();
+  const decisions = counter();
+  const cache = counter();
+  const inflight = counter();
+  let policyVersion = 0;
+  const buckets = DEFAULT_BUCKETS.map(() => 0);
+  let exchangeSum = 0;
+  let exchangeCount = 0;
+
+  return {
+    request: (direction, outcome) => requests.add({ direction, outcome }, 1),
+    decision: (rule, decision) => decisions.add({ rule, decision }, 1),
+    tokenCache: (result) => cache.add({ result }, 1),
+    inflight: (direction, delta) => inflight.add({ direction }, delta),
+    policyVersion(version) {
+      policyVersion = version;
+    },
+    exchangeDuration(seconds) {
+      exchangeSum += seconds;
+      exchangeCount++;
+      for (let i = 0; i < DEFAULT_BUCKETS.length; i++) if (seconds <= (DEFAULT_BUCKETS[i] as number)) buckets[i] = (buckets[i] as number) + 1;
+    },
+    render() {
+      const lines: string[] = [];
+      family(lines, 'baton_requests_total', 'counter', 'Requests handled, by direction and outcome.', requests.series());
+      family(lines, 'baton_decisions_total', 'counter', 'Call-graph policy decisions, by rule and decision.', decisions.series());
+      family(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', cache.series());
+      family(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
+      family(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [{ labels: '', value: policyVersion }]);
+      lines.push('# HELP baton_exchange_duration_seconds Time to obtain an exchanged token, cache hits included.', '# TYPE baton_exchange_duration_seconds histogram');
+      DEFAULT_BUCKETS.forEach((le, i) => lines.push(`baton_exchange_duration_seconds_bucket{le="${le}"} ${buckets[i]}`));
+      lines.push(`baton_exchange_duration_seconds_bucket{le="+Inf"} ${exchangeCount}`, `baton_exchange_duration_seconds_sum ${exchangeSum}`, `baton_exchange_duration_seconds_count ${exchangeCount}`);
+      return lines.join('\n') + '\n';
+    },
+  };
+}
+
+function counter(): { add(labels: Labels, delta: number): void; series(): Series[] } {
+  const byKey = new Map<string, Series>();
+  return {
+    add(labels, delta) {
+      const key = formatLabels(labels);
+      const series = byKey.get(key);
+      if (series === undefined) byKey.set(key, { labels: key, value: delta });
+      else series.value += delta;
+    },
+    series: () => [...byKey.values()],
+  };
+}
+
+function family(lines: string[], name: string, type: 'counter' | 'gauge', help: string, series: readonly Series[]): void {
+  lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  for (const s of series) lines.push(`${name}${s.labels} ${s.value}`);
+}
+
+function formatLabels(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`);
+  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+}

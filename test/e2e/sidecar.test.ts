@@ -1,0 +1,264 @@
+/**
+ * The sidecar as users run it: real `baton sts` and `baton sidecar`
+ * processes, a real redis-server, loopback apps and a loopback IdP; the
+ * sidecars reach the STS token endpoint through a counting relay so the
+ * tests can see every exchange.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { request } from 'undici';
+import { stringify } from 'yaml';
+import { freePort, waitFor } from '../helpers/net.ts';
+import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { type RedisServer, startRedis } from '../helpers/redis.ts';
+
+const SERVICES = ['gateway', 'orders', 'payments'] as const;
+type Name = (typeof SERVICES)[number];
+
+const policyYaml = (extra = '') => `
+apiVersion: baton.dev/v1alpha1
+kind: CallGraph
+metadata: { name: e2e }
+spec:
+  maxDepth: 4
+  services:
+    gateway:
+      entrypoint: true
+    orders:
+      accepts:
+        - { name: from-gateway, from: gateway, methods: [GET, POST], paths: ["/orders", "/orders/**"], scopes: "shop" }
+    payments:
+      accepts:
+        - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "shop" }
+${extra}`;
+
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; url: string; port: number }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return { server, url: `http://127.0.0.1:${port}`, port };
+}
+
+async function close(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+describe('baton sidecar end to end', { timeout: 60_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-e2e-sidecar-'));
+  const servers: Server[] = [];
+  const sidecars = {} as Record<Name, { process: RunningProcess; inbound: number; outbound: number; admin: number }>;
+  let sts: RunningProcess;
+  let redis: RedisServer;
+  let idpUrl: string;
+  let signUserToken: (sub: string, scope: string) => Promise<string>;
+  let tokenCalls = 0;
+  const policyFile = join(dir, 'callgraph.yaml');
+
+  before(async () => {
+    // An external IdP: an ES256 key and its JWK Set on loopback.
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'idp-1', alg: 'ES256', use: 'sig' };
+    const idp = await listen((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [jwk] }));
+    });
+    servers.push(idp.server);
+    idpUrl = idp.url;
+    signUserToken = (sub, scope) =>
+      new SignJWT({ scope, client_id: 'shop-web', jti: randomUUID() })
+        .setProtectedHeader({ alg: 'ES256', kid: 'idp-1', typ: 'at+jwt' })
+        .setIssuer(idpUrl)
+        .setSubject(sub)
+        .setAudience('gateway')
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+
+    writeFileSync(policyFile, policyYaml());
+    redis = await startRedis();
+    const secrets = Object.fromEntries(SERVICES.map((n) => [n, `secret-${n}-${randomUUID()}`])) as Record<Name, string>;
+    const stsPort = await freePort();
+    const stsUrl = `http://127.0.0.1:${stsPort}`;
+    writeFileSync(
+      join(dir, 'sts.yaml'),
+      stringify({
+        issuer: stsUrl,
+        port: stsPort,
+        policy: { file: policyFile },
+        clients: SERVICES.map((id) => ({ id, secret: secrets[id] })),
+        externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }],
+      }),
+    );
+    sts = startBaton(['sts', '--config', join(dir, 'sts.yaml')]);
+    await sts.waitForOutput(/"msg":"sts listening"/, 20_000);
+
+    // Counts token requests on their way to the STS.
+    const relay = await listen((req, res) => {
+      if (req.method === 'POST') tokenCalls++;
+      void request(`${stsUrl}${req.url}`, { method: req.method as 'POST', headers: req.headers, body: req }).then(
+        (r) => {
+          res.writeHead(r.statusCode, r.headers as Record<string, string>);
+          r.body.pipe(res);
+        },
+        () => {
+          res.writeHead(502);
+          res.end();
+        },
+      );
+    });
+    servers.push(relay.server);
+
+    const ports = {} as Record<Name, { app: number; inbound: number; outbound: number; admin: number }>;
+    for (const name of SERVICES) ports[name] = { app: 0, inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+    // Apps: gateway → orders → payments, each through its own sidecar's outbound port with its handle.
+    const relayApp = (self: Name, next: { service: Name; path: string }) => async (req: IncomingMessage, res: ServerResponse) => {
+      if (req.url === '/slow') {
+        req.resume();
+        await new Promise((r) => setTimeout(r, 400));
+        res.end('slow done');
+        return;
+      }
+      const response = await request(`http://127.0.0.1:${ports[self].outbound}${req.url === '/direct' ? '/charges' : next.path}`, {
+        method: 'POST',
+        headers: { host: req.url === '/direct' ? 'payments' : next.service, 'baton-context': String(req.headers['baton-context']) },
+        body: req,
+      });
+      res.writeHead(response.statusCode, { 'content-type': String(response.headers['content-type'] ?? 'text/plain') });
+      response.body.pipe(res);
+    };
+    const apps: Record<Name, (req: IncomingMessage, res: ServerResponse) => void> = {
+      gateway: (req, res) => void relayApp('gateway', { service: 'orders', path: '/orders' })(req, res),
+      orders: (req, res) => void relayApp('orders', { service: 'payments', path: '/charges' })(req, res),
+      payments: (req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ subject: req.headers['baton-subject'], caller: req.headers['baton-caller'], chain: req.headers['baton-chain'], txn: req.headers['baton-txn'], sawToken: req.headers.authorization !== undefined }));
+      },
+    };
+    for (const name of SERVICES) {
+      const app = await listen(apps[name]);
+      servers.push(app.server);
+      ports[name].app = app.port;
+      const config = {
+        service: name,
+        inbound: { port: ports[name].inbound, app: app.url },
+        outbound: { port: ports[name].outbound },
+        admin: { port: ports[name].admin },
+        sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name], tokenEndpoint: `${relay.url}/token` },
+        policy: { file: policyFile },
+        upstreams: { orders: `http://127.0.0.1:${ports.orders.inbound}`, payments: `http://127.0.0.1:${ports.payments.inbound}` },
+        redis: redis.url,
+        shutdown: { graceMs: 5_000 },
+        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
+      };
+      writeFileSync(join(dir, `${name}.yaml`), stringify(config), { mode: 0o600 });
+      const process = startBaton(['sidecar', '--config', join(dir, `${name}.yaml`)]);
+      sidecars[name] = { process, ...ports[name] };
+    }
+    for (const name of SERVICES) {
+      await sidecars[name].process.waitForOutput(/"msg":"sidecar listening"/, 20_000);
+      await waitFor(async () => {
+        const r = await request(`http://127.0.0.1:${sidecars[name].admin}/readyz`);
+        await r.body.dump();
+        return r.statusCode === 200;
+      }, { what: `${name} sidecar ready`, timeoutMs: 20_000 });
+    }
+  });
+
+  after(async () => {
+    for (const name of SERVICES) await sidecars[name]?.process.stop('SIGKILL');
+    await sts?.stop('SIGKILL');
+    await redis?.stop();
+    for (const server of servers) await close(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function checkout(token: string, path = '/orders', headers: Record<string, string> = {}) {
+    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, ...headers } });
+    const text = await r.body.text();
+    return { status: r.statusCode, text };
+  }
+
+  it('delivers the nested act chain to payments, and no spoofed baton-* header reaches an app', async () => {
+    const token = await signUserToken('alice', 'shop');
+    const r = await checkout(token, '/orders', { 'Baton-Subject': 'mallory', 'BATON-CHAIN': 'root', baton_caller: 'root' });
+    assert.equal(r.status, 200, r.text);
+    const seen = JSON.parse(r.text) as Record<string, unknown>;
+    assert.equal(seen.subject, 'alice');
+    assert.equal(seen.caller, 'orders');
+    assert.equal(seen.chain, 'gateway,orders');
+    assert.equal(typeof seen.txn, 'string');
+    assert.equal(seen.sawToken, false);
+  });
+
+  it('refuses a forbidden edge at the caller’s sidecar before any exchange', async () => {
+    const token = await signUserToken('alice', 'shop');
+    const before = tokenCalls;
+    const r = await checkout(token, '/direct');
+    assert.equal(r.status, 403);
+    assert.equal((JSON.parse(r.text) as { code: string }).code, 'BATON_POLICY_DENIED');
+    assert.equal(tokenCalls, before);
+    for (const name of SERVICES) assert.ok(!(sidecars[name].process.stdout() + sidecars[name].process.stderr()).includes(token));
+  });
+
+  it('exchanges once for 100 concurrent calls with the same subject (single-flight)', async () => {
+    const token = await signUserToken('bob', 'shop');
+    const before = tokenCalls;
+    const results = await Promise.all(Array.from({ length: 100 }, () => checkout(token)));
+    assert.deepEqual([...new Set(results.map((r) => r.status))], [200]);
+    // One exchange per hop: gateway → orders, orders → payments.
+    assert.equal(tokenCalls - before, 2);
+  });
+
+  it('keeps answering while Redis is killed and while the policy is reloaded', async () => {
+    const token = await signUserToken('carol', 'shop');
+    const statuses: number[] = [];
+    let running = true;
+    const load = Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (running) statuses.push((await checkout(token)).status);
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await redis.process.stop('SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    writeFileSync(policyFile, policyYaml('    audit: {}\n'));
+    await waitFor(async () => SERVICES.every((n) => /"policyVersion":2/.test(sidecars[n].process.stdout())), { what: 'policy reload in every sidecar', timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    running = false;
+    await load;
+    assert.ok(statuses.length > 20, `only ${statuses.length} requests ran`);
+    assert.deepEqual([...new Set(statuses)], [200]);
+  });
+
+  it('keeps serving cached tokens while the STS is down', async () => {
+    const token = await signUserToken('dave', 'shop');
+    assert.equal((await checkout(token)).status, 200);
+    await sts.stop('SIGKILL');
+    const again = await Promise.all(Array.from({ length: 10 }, () => checkout(token)));
+    assert.deepEqual([...new Set(again.map((r) => r.status))], [200]);
+  });
+
+  it('on SIGTERM turns not ready, finishes in-flight requests and exits 0', async () => {
+    const token = await signUserToken('erin', 'shop');
+    const inflight = Array.from({ length: 5 }, () => checkout(token, '/slow'));
+    await new Promise((r) => setTimeout(r, 150));
+    const exited = sidecars.gateway.process.stop('SIGTERM');
+    await new Promise((r) => setTimeout(r, 50));
+    const readyz = await request(`http://127.0.0.1:${sidecars.gateway.admin}/readyz`);
+    await readyz.body.dump();
+    assert.equal(readyz.statusCode, 503);
+    const results = await Promise.all(inflight);
+    assert.deepEqual(results.map((r) => r.text), Array(5).fill('slow done'));
+    assert.equal(await exited, 0);
+  });
+});

@@ -1,0 +1,271 @@
+/**
+ * In-process sidecars with stand-in collaborators: a tiny STS stand-in that
+ * mints opaque tokens into a shared registry (its "signature"), a verifier
+ * that reads the registry, a Map handle store, and real loopback apps.
+ * Unit-level only: the e2e tests run the real STS and policy server.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { loadConfig } from '../../src/config/load.ts';
+import { defineError } from '../../src/core/errors.ts';
+import type { CompiledPolicy } from '../../src/policy/decision.ts';
+import { compilePolicy } from '../../src/policy/compile.ts';
+import { parsePolicy } from '../../src/policy/parse.ts';
+import type { IssuedToken, TokenExchanger, VerifiedSubject } from '../../src/sidecar/collaborators.ts';
+import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
+import { type Collaborators, createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
+import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
+
+export const TestTokenError = defineError({ code: 'BATON_TOKEN_BAD_SIGNATURE', status: 401, title: 'Token not valid', oauthError: 'invalid_token' });
+export const TestRefusedError = defineError({ code: 'BATON_EXCHANGE_REFUSED', status: 403, title: 'Refused', oauthError: 'invalid_target' });
+
+export function compile(yaml: string): CompiledPolicy {
+  const { policy, problems } = parsePolicy(yaml, 'test.yaml');
+  if (policy === undefined) throw new Error(`bad test policy: ${JSON.stringify(problems)}`);
+  return compilePolicy(policy);
+}
+
+export const SHOP = `
+apiVersion: baton.dev/v1alpha1
+kind: CallGraph
+metadata: { name: shop }
+spec:
+  maxDepth: 4
+  services:
+    gateway:
+      entrypoint: true
+    orders:
+      accepts:
+        - { name: from-gateway, from: gateway, paths: ["/orders", "/orders/**", "/upload", "/download", "/slow", "/redirect"] }
+        - { name: reconcile, from: billing, methods: [GET], paths: ["/orders/**"], user: none }
+    payments:
+      accepts:
+        - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "pay", acr: [mfa] }
+        - { name: refunds, from: orders, methods: [POST], paths: ["/refunds"], mode: shadow, scopes: "refund" }
+    billing: {}
+`;
+
+/** The STS stand-in: tokens are random strings, their claims live here. */
+export class FakeSts {
+  readonly tokens = new Map<string, VerifiedSubject & { audience: string }>();
+  exchanges = 0;
+  serviceTokens = 0;
+  available = true;
+  delayMs = 0;
+
+  /** A user token from an external IdP, for an entrypoint. */
+  userToken(audience: string, options: { sub?: string; scopes?: string[]; acr?: string } = {}): string {
+    return this.mint({ kind: 'external', subject: options.sub ?? 'alice', user: true, chain: [], scopes: new Set(options.scopes ?? []), txn: undefined, acr: options.acr, expiresAt: 0, audience });
+  }
+
+  /** A mesh token as the real STS would mint it for `chain` calling `audience`. */
+  meshToken(audience: string, chain: string[], options: { sub?: string; scopes?: string[]; acr?: string; user?: boolean } = {}): string {
+    return this.mint({ kind: 'mesh', subject: options.sub ?? 'alice', user: options.user ?? true, chain, scopes: new Set(options.scopes ?? []), txn: 'txn-1', acr: options.acr, expiresAt: 0, audience });
+  }
+
+  private mint(claims: VerifiedSubject & { audience: string }): string {
+    const token = `tok.${randomBytes(12).toString('base64url')}.sig`;
+    this.tokens.set(token, { ...claims, expiresAt: Math.floor(Date.now() / 1000) + 300 });
+    return token;
+  }
+
+  exchangerFor(client: string): TokenExchanger {
+    const cache = new Map<string, Promise<IssuedToken>>();
+    const issue = async (subject: (VerifiedSubject & { audience: string }) | undefined, audience: string): Promise<IssuedToken> => {
+      if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+      const accessToken = subject === undefined
+        ? this.meshToken(audience, [client], { sub: client, user: false })
+        : this.meshToken(audience, [...subject.chain, client], { sub: subject.subject, scopes: [...subject.scopes], ...(subject.acr === undefined ? {} : { acr: subject.acr }) });
+      return { accessToken, expiresAt: Math.floor(Date.now() / 1000) + 300, scope: '', issuedTokenType: 'urn:ietf:params:oauth:token-type:access_token', cached: 'miss' };
+    };
+    return {
+      exchange: async ({ subjectToken, audience }) => {
+        const key = `${subjectToken}\n${audience}`;
+        let pending = cache.get(key);
+        if (pending === undefined) {
+          if (!this.available) throw new TestRefusedError('sts down');
+          this.exchanges++;
+          pending = issue(this.tokens.get(subjectToken), audience);
+          cache.set(key, pending);
+        }
+        return { ...(await pending), cached: 'hit' };
+      },
+      serviceToken: async ({ audience }) => {
+        this.serviceTokens++;
+        return await issue(undefined, audience);
+      },
+    };
+  }
+}
+
+export class MutablePolicy {
+  policy: CompiledPolicy | undefined;
+  versionNumber = 1;
+  private listeners: Array<(p: unknown, v: number) => void> = [];
+  constructor(policy: CompiledPolicy | undefined) {
+    this.policy = policy;
+  }
+  current(): CompiledPolicy | undefined {
+    return this.policy;
+  }
+  version(): number | undefined {
+    return this.policy === undefined ? undefined : this.versionNumber;
+  }
+  onUpdate(listener: (p: unknown, v: number) => void): () => void {
+    this.listeners.push(listener);
+    return () => undefined;
+  }
+  swap(policy: CompiledPolicy): void {
+    this.policy = policy;
+    this.versionNumber++;
+    for (const l of this.listeners) l(policy, this.versionNumber);
+  }
+}
+
+export interface LogCapture {
+  readonly lines: Array<Record<string, unknown>>;
+  readonly raw: string[];
+  readonly logger: Logger;
+}
+
+export function captureLogs(name: string): LogCapture {
+  const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  const logger = createLogger({
+    name,
+    level: 'debug',
+    destination: {
+      write(line: string) {
+        raw.push(line);
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    },
+  });
+  return { lines, raw, logger };
+}
+
+export interface TestSidecar {
+  readonly ports: SidecarPorts;
+  readonly sidecar: Sidecar;
+  readonly config: SidecarConfig;
+  readonly logs: LogCapture;
+  readonly policy: MutablePolicy;
+  verifyCalls: number;
+  exchangerAvailable: boolean;
+  url(direction: 'inbound' | 'outbound' | 'admin', path?: string): string;
+  close(): Promise<void>;
+}
+
+export async function startTestSidecar(
+  sts: FakeSts,
+  settings: { service: string; app: string; upstreams?: Record<string, string>; policy?: CompiledPolicy | undefined; config?: Record<string, unknown> },
+): Promise<TestSidecar> {
+  const config = loadConfig(SidecarConfigSchema, {
+    overrides: {
+      service: settings.service,
+      'inbound.port': 0,
+      'outbound.port': 0,
+      'admin.port': 0,
+      'inbound.app': settings.app,
+      'sts.issuer': 'http://127.0.0.1:1',
+      'sts.clientId': settings.service,
+      'sts.clientSecret': 'test-secret',
+      'policy.file': 'unused.yaml',
+      upstreams: settings.upstreams ?? {},
+      ...settings.config,
+    },
+  });
+  const logs = captureLogs(settings.service);
+  const policy = new MutablePolicy('policy' in settings ? settings.policy : compile(SHOP));
+  const handles = new Map<string, { subjectToken: string; verified: VerifiedSubject }>();
+  const exchanger = sts.exchangerFor(settings.service);
+  const state = { verifyCalls: 0, exchangerAvailable: true };
+  const collaborators: Collaborators = {
+    policy,
+    verifier: {
+      async verify(token, expected) {
+        state.verifyCalls++;
+        const claims = sts.tokens.get(token);
+        if (claims === undefined || claims.audience !== expected.audience) throw new TestTokenError('expected a token signed by a trusted issuer for this audience');
+        return claims;
+      },
+    },
+    verifiedCache: { get: () => undefined, set: () => undefined },
+    handles: {
+      issue(subjectToken, verified) {
+        const handle = `bctx_${randomBytes(16).toString('base64url')}`;
+        handles.set(handle, { subjectToken, verified });
+        return handle;
+      },
+      resolve: (handle) => handles.get(handle),
+    },
+    exchanger: () => (state.exchangerAvailable ? exchanger : undefined),
+    waitingFor: () => (policy.current() === undefined ? ['policy'] : []),
+    close: async () => undefined,
+  };
+  const sidecar = createSidecar(config, { logger: logs.logger, collaborators });
+  const ports = await sidecar.start();
+  const result: TestSidecar = {
+    ports,
+    sidecar,
+    config,
+    logs,
+    policy,
+    get verifyCalls() {
+      return state.verifyCalls;
+    },
+    set verifyCalls(n: number) {
+      state.verifyCalls = n;
+    },
+    get exchangerAvailable() {
+      return state.exchangerAvailable;
+    },
+    set exchangerAvailable(v: boolean) {
+      state.exchangerAvailable = v;
+    },
+    url: (direction, path = '/') => `http://127.0.0.1:${ports[direction]}${path}`,
+    close: () => sidecar.close(1_000),
+  };
+  return result;
+}
+
+export interface SeenRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly rawHeaders: string[];
+}
+
+export interface TestApp {
+  readonly url: string;
+  readonly port: number;
+  readonly seen: SeenRequest[];
+  close(): Promise<void>;
+}
+
+/** A loopback app; the default handler answers 200 with what it saw. */
+export async function startApp(handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<TestApp> {
+  const seen: SeenRequest[] = [];
+  const server: Server = createServer((req, res) => {
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
+    if (handler !== undefined) return handler(req, res);
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: true }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    seen,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { forwardRequestHeaders, forwardResponseHeaders } from '../../src/sidecar/forward.ts';
+import { headerSafe, identityHeaders, isBatonHeader } from '../../src/sidecar/identity-headers.ts';
+import { requestTarget } from '../../src/sidecar/outbound.ts';
+
+const target = (url: string, headers: Record<string, string> = {}, method = 'GET') => requestTarget({ url, headers, method } as unknown as IncomingMessage);
+
+describe('forwarded headers', () => {
+  it('drops every baton-* and baton_* header whatever its case, and keeps the rest in order', () => {
+    const out = forwardRequestHeaders(['Baton-Subject', 'x', 'BATON_CHAIN', 'y', 'X-Kept', '1', 'batonist', 'ok', 'X-Kept', '2'], { dropAuthorization: true, dropHost: false, add: [] });
+    assert.deepEqual(out, ['X-Kept', '1', 'batonist', 'ok', 'X-Kept', '2']);
+  });
+
+  it('never forwards a header whose name normalises to baton-*', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z0-9-]{1,12}$/), fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), fc.constantFrom('-', '_'), (suffix, upper, sep) => {
+        const name = [...'baton'].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join('') + sep + suffix;
+        assert.deepEqual(forwardRequestHeaders([name, 'v'], { dropAuthorization: false, dropHost: false, add: [] }), []);
+      }),
+    );
+  });
+
+  it('drops hop-by-hop headers and those Connection names (RFC 9110 §7.6.1)', () => {
+    const out = forwardRequestHeaders(['Connection', 'close, X-Hop', 'X-Hop', 'a', 'Keep-Alive', '5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'Basic x', 'X-End', 'b'], {
+      dropAuthorization: false,
+      dropHost: false,
+      add: [],
+    });
+    assert.deepEqual(out, ['X-End', 'b']);
+  });
+
+  it('replaces Authorization and Host when asked, appending its own', () => {
+    const out = forwardRequestHeaders(['Host', 'payments', 'Authorization', 'Bearer app', 'Accept', '*/*'], { dropAuthorization: true, dropHost: true, add: ['authorization', 'Bearer new'] });
+    assert.deepEqual(out, ['Accept', '*/*', 'authorization', 'Bearer new']);
+  });
+
+  it('strips hop-by-hop response headers', () => {
+    assert.deepEqual(forwardResponseHeaders({ connection: 'x-private', 'x-private': '1', 'keep-alive': 'timeout=5', 'set-cookie': ['a=1', 'b=2'], 'content-type': 'text/plain' }), {
+      'set-cookie': ['a=1', 'b=2'],
+      'content-type': 'text/plain',
+    });
+  });
+});
+
+describe('identity headers', () => {
+  it('recognises only the baton namespace', () => {
+    assert.equal(isBatonHeader('baton-subject'), true);
+    assert.equal(isBatonHeader('baton_subject'), true);
+    assert.equal(isBatonHeader('batonsubject'), false);
+    assert.equal(isBatonHeader('x-baton-subject'), false);
+  });
+
+  it('percent-encodes claim values that could split a header or forge a chain member', () => {
+    assert.equal(headerSafe('alice'), 'alice');
+    assert.equal(headerSafe('a\r\nbaton-subject: root'), 'a%0D%0Abaton-subject: root');
+    assert.equal(headerSafe('a,b'), 'a%2Cb');
+    assert.equal(headerSafe('é'), '%C3%A9');
+    fc.assert(fc.property(fc.string(), (value) => assert.match(headerSafe(value), /^[\x20-\x7e]*$/)));
+  });
+
+  it('names the immediate caller, or external for an IdP token', () => {
+    const mesh = identityHeaders({ subject: 'alice', chain: ['gateway', 'orders'], external: false, scopes: new Set(['b', 'a']), txn: 't', contextHandle: 'bctx_1' });
+    assert.deepEqual(mesh, ['baton-subject', 'alice', 'baton-caller', 'orders', 'baton-chain', 'gateway,orders', 'baton-scope', 'a b', 'baton-txn', 't', 'baton-context', 'bctx_1']);
+    const external = identityHeaders({ subject: 'bob', chain: [], external: true, scopes: new Set(), txn: undefined, contextHandle: undefined });
+    assert.deepEqual(external, ['baton-subject', 'bob', 'baton-caller', 'external', 'baton-scope', '']);
+  });
+});
+
+describe('outbound request target', () => {
+  it('reads origin-form with Host, ignoring a port', () => {
+    assert.deepEqual(target('/charges?x=1', { host: 'Payments:7070' }), { service: 'payments', path: '/charges?x=1' });
+  });
+
+  it('reads absolute-form as HTTP_PROXY clients send it', () => {
+    assert.deepEqual(target('http://payments/charges'), { service: 'payments', path: '/charges' });
+    assert.deepEqual(target('http://payments:80'), { service: 'payments', path: '/' });
+    assert.deepEqual(target('http://payments?q=1'), { service: 'payments', path: '/?q=1' });
+  });
+
+  it('refuses what it cannot attribute to one service', () => {
+    const code = (fn: () => unknown) => {
+      try {
+        fn();
+        return 'none';
+      } catch (error) {
+        return (error as { code: string }).code;
+      }
+    };
+    assert.equal(code(() => target('https://payments/charges')), 'BATON_BAD_REQUEST');
+    assert.equal(code(() => target('http://user@payments/')), 'BATON_BAD_REQUEST');
+    assert.equal(code(() => target('/x', { host: 'payments.example.com' })), 'BATON_BAD_REQUEST');
+    assert.equal(code(() => target('/x')), 'BATON_BAD_REQUEST');
+    assert.equal(code(() => target('payments:443', { host: 'payments:443' }, 'CONNECT')), 'BATON_METHOD_NOT_ALLOWED');
+  });
+});
