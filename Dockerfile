@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# baton: one image for every part (sidecar, sts, policy-server, injector, demo).
+# TypeScript runs directly on Node.js 24 (type stripping): there is no build
+# step, only production dependencies to install.
+ARG NODE_IMAGE=node:24-slim
+
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --omit=dev: the `node` devDependency only pins Node for npm scripts; the base image provides Node here.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+FROM ${NODE_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="baton" \
+      org.opencontainers.image.description="Identity-propagation sidecar: RFC 8693 token exchange with nested act chains" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV NODE_ENV=production
+# npm and corepack are not needed at run time; fewer tools in the image, less to exploit.
+RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+ && mkdir -p /var/lib/baton/keys /var/lib/baton/sts-keys /etc/baton \
+ && chown -R 10001:10001 /var/lib/baton
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY bin ./bin
+COPY src ./src
+# A numeric non-root user, so Kubernetes can check runAsNonRoot; nothing
+# under / is written at run time, so the root filesystem can be read-only.
+USER 10001:10001
+# Each part has its own health URL: compose and Kubernetes set it per service.
+ENV BATON_HEALTHCHECK_URL=http://127.0.0.1:7072/readyz
+HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
+  CMD ["node", "-e", "fetch(process.env.BATON_HEALTHCHECK_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "/app/bin/baton.js"]
+CMD ["--help"]

@@ -1,0 +1,103 @@
+/**
+ * The pod annotations a workload author may set. They choose ports and a few
+ * switches; they never choose identity: the workload identity is the pod's
+ * ServiceAccount, which the author cannot forge into another service's
+ * Secret (docs/kubernetes.md, "Identity").
+ */
+import type { SidecarTemplate } from './config.ts';
+import type { Pod } from './kubernetes-types.ts';
+
+export const ANNOTATION = {
+  inject: 'baton.dev/inject',
+  status: 'baton.dev/status',
+  appPort: 'baton.dev/app-port',
+  inboundPort: 'baton.dev/inbound-port',
+  outboundPort: 'baton.dev/outbound-port',
+  adminPort: 'baton.dev/admin-port',
+  httpProxy: 'baton.dev/http-proxy',
+  forwardToken: 'baton.dev/forward-token',
+  logLevel: 'baton.dev/log-level',
+} as const;
+
+/** Annotations that look like they set identity; reported and ignored. */
+const IDENTITY_LOOKALIKES = ['baton.dev/service', 'baton.dev/identity', 'baton.dev/client-id', 'baton.dev/service-account'];
+
+export interface InjectionSettings {
+  readonly appPort: number;
+  readonly inboundPort: number;
+  readonly outboundPort: number;
+  readonly adminPort: number;
+  readonly httpProxy: boolean;
+  readonly forwardToken: boolean;
+  readonly logLevel: string | undefined;
+  /** Admission warnings for the author (shown by kubectl). */
+  readonly warnings: readonly string[];
+}
+
+export type SettingsResult = { readonly ok: true; readonly settings: InjectionSettings } | { readonly ok: false; readonly reason: string };
+
+const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export function wantsInjection(pod: Pod): boolean {
+  return pod.metadata?.annotations?.[ANNOTATION.inject] === 'true';
+}
+
+export function readSettings(pod: Pod, template: SidecarTemplate): SettingsResult {
+  const annotations = pod.metadata?.annotations ?? {};
+  const warnings: string[] = [];
+  for (const name of IDENTITY_LOOKALIKES) {
+    if (annotations[name] !== undefined) warnings.push(`${name} is ignored: baton derives the workload identity from the pod's ServiceAccount`);
+  }
+  const ports: Record<'appPort' | 'inboundPort' | 'outboundPort' | 'adminPort', number> = {
+    appPort: firstContainerPort(pod) ?? template.appPort,
+    inboundPort: template.inboundPort,
+    outboundPort: template.outboundPort,
+    adminPort: template.adminPort,
+  };
+  for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
+    const raw = annotations[ANNOTATION[key]];
+    if (raw === undefined) continue;
+    const port = parsePort(raw);
+    if (port === undefined) return { ok: false, reason: `annotation ${ANNOTATION[key]} must be a port number (1-65535), got ${JSON.stringify(raw.slice(0, 20))}` };
+    ports[key] = port;
+  }
+  if (new Set(Object.values(ports)).size !== 4) {
+    return { ok: false, reason: `the app port and the sidecar's inbound, outbound and admin ports must all differ, got ${JSON.stringify(ports)}` };
+  }
+  const taken = sidecarPortTakenByApp(pod, [ports.inboundPort, ports.outboundPort, ports.adminPort]);
+  if (taken !== undefined) return { ok: false, reason: `container port ${taken} is one of the sidecar's ports; choose others with the baton.dev/*-port annotations` };
+  const flags: Record<'httpProxy' | 'forwardToken', boolean> = { httpProxy: false, forwardToken: false };
+  for (const key of ['httpProxy', 'forwardToken'] as const) {
+    const raw = annotations[ANNOTATION[key]];
+    if (raw === undefined) continue;
+    if (raw !== 'true' && raw !== 'false') return { ok: false, reason: `annotation ${ANNOTATION[key]} must be "true" or "false", got ${JSON.stringify(raw.slice(0, 20))}` };
+    flags[key] = raw === 'true';
+  }
+  const logLevel = annotations[ANNOTATION.logLevel];
+  if (logLevel !== undefined && !LOG_LEVELS.has(logLevel)) return { ok: false, reason: `annotation ${ANNOTATION.logLevel} must be one of ${[...LOG_LEVELS].join(', ')}` };
+  return { ok: true, settings: { ...ports, ...flags, logLevel: logLevel ?? template.logLevel, warnings } };
+}
+
+function parsePort(raw: string): number | undefined {
+  if (!/^[0-9]{1,5}$/.test(raw)) return undefined;
+  const port = Number(raw);
+  return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+function firstContainerPort(pod: Pod): number | undefined {
+  for (const container of pod.spec.containers) {
+    for (const port of container.ports ?? []) {
+      if ((port.protocol ?? 'TCP') === 'TCP') return port.containerPort;
+    }
+  }
+  return undefined;
+}
+
+function sidecarPortTakenByApp(pod: Pod, sidecarPorts: readonly number[]): number | undefined {
+  for (const container of [...pod.spec.containers, ...(pod.spec.initContainers ?? [])]) {
+    for (const port of container.ports ?? []) {
+      if (sidecarPorts.includes(port.containerPort)) return port.containerPort;
+    }
+  }
+  return undefined;
+}

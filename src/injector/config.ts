@@ -1,0 +1,62 @@
+/**
+ * The injector's configuration (docs/kubernetes.md): where it listens, its
+ * TLS files, and what the injected sidecar looks like and talks to. Every
+ * key is also a `BATON_*` variable (`sidecar.image` → `BATON_SIDECAR__IMAGE`),
+ * which is how the Helm chart and the kustomize base set it.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+const Port = Type.Integer({ minimum: 1, maximum: 65535, description: 'a TCP port (1-65535)' });
+const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
+// Kubernetes resource quantities: "100m", "64Mi", "1".
+const Quantity = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$', description: 'a Kubernetes quantity such as 100m or 64Mi' });
+const resources = (fallback: { cpu: string; memory: string }) => Type.Object({ cpu: Quantity, memory: Quantity }, { additionalProperties: false, default: fallback });
+
+export const InjectorConfigSchema = Type.Object(
+  {
+    host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'bind address' }),
+    port: Type.Integer({ ...Port, default: 8443 }),
+    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
+      default: 'info',
+    }),
+    tls: Type.Object(
+      {
+        cert: Type.String({ minLength: 1, description: 'path to the PEM certificate chain (cert-manager: tls.crt)' }),
+        key: Type.String({ minLength: 1, description: 'path to the PEM private key (cert-manager: tls.key)' }),
+        reloadIntervalMs: Type.Integer({ minimum: 50, default: 5_000, description: 'how often the files are checked for a rotated certificate' }),
+      },
+      { additionalProperties: false },
+    ),
+    sidecar: Type.Object(
+      {
+        image: Type.String({ minLength: 1, default: 'ghcr.io/baton-dev/baton:0.1.0' }),
+        imagePullPolicy: Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')], { default: 'IfNotPresent' }),
+        inboundPort: Type.Integer({ ...Port, default: 7070 }),
+        outboundPort: Type.Integer({ ...Port, default: 7071 }),
+        adminPort: Type.Integer({ ...Port, default: 7072 }),
+        appPort: Type.Integer({ ...Port, default: 8080, description: 'the app port when neither an annotation nor a containerPort names one' }),
+        defaultUpstreamPort: Type.Integer({ ...Port, default: 80, description: 'the Service port other meshed services listen on (Service port 80 → targetPort baton-inbound)' }),
+        stsIssuer: Type.String({ ...HttpUrl, default: 'http://baton-sts.baton-system.svc:7000' }),
+        policyUrl: Type.String({ ...HttpUrl, default: 'http://baton-policy-server.baton-system.svc:7100' }),
+        meshConfigMap: Type.String({ minLength: 1, default: 'baton-mesh', description: 'ConfigMap in the pod\'s namespace holding policy-signing.pub.pem' }),
+        clientSecretPrefix: Type.String({ minLength: 1, default: 'baton-client-', description: 'Secret name prefix: <prefix><serviceAccount> holds clientSecret' }),
+        externalIssuers: Type.Array(
+          Type.Object({ issuer: HttpUrl, jwksUri: Type.Optional(HttpUrl), audience: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
+          { default: [], description: 'the users\' identity providers; the call graph admits their tokens at entrypoints only' },
+        ),
+        redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// URL for the shared token cache' })),
+        otlpEndpoint: Type.Optional(HttpUrl),
+        logLevel: Type.Optional(Type.String({ minLength: 1 })),
+        requests: resources({ cpu: '50m', memory: '64Mi' }),
+        limits: resources({ cpu: '1', memory: '256Mi' }),
+        runAsUser: Type.Integer({ minimum: 1, default: 10001 }),
+        terminationDrainMs: Type.Integer({ minimum: 1, default: 10_000, description: 'the sidecar\'s shutdown.graceMs' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type InjectorConfig = Readonly<Static<typeof InjectorConfigSchema>>;
+export type SidecarTemplate = InjectorConfig['sidecar'];

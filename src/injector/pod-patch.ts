@@ -1,0 +1,82 @@
+/**
+ * Decides what to do with one pod and, when it opted in, builds the RFC 6902
+ * JSON Patch that adds the sidecar. Pure: the webhook is a thin shell around
+ * it, and the tests apply its patches with a JSON Patch library.
+ */
+import { readSettings, wantsInjection, ANNOTATION } from './annotations.ts';
+import type { SidecarTemplate } from './config.ts';
+import type { Container, JsonPatchAdd, Pod } from './kubernetes-types.ts';
+import { appEnv, SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './sidecar-container.ts';
+
+export type InjectionPlan =
+  | { readonly outcome: 'skip'; readonly reason: string; readonly warnings: readonly string[] }
+  | { readonly outcome: 'deny'; readonly reason: string }
+  | { readonly outcome: 'inject'; readonly serviceAccount: string; readonly patch: readonly JsonPatchAdd[]; readonly warnings: readonly string[] };
+
+// What the ServiceAccount admission plugin would set; it runs before mutating webhooks, so this is a fallback.
+const DEFAULT_SERVICE_ACCOUNT = 'default';
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function planInjection(pod: Pod, template: SidecarTemplate): InjectionPlan {
+  if (!wantsInjection(pod)) return { outcome: 'skip', reason: `no ${ANNOTATION.inject}: "true" annotation`, warnings: [] };
+  if (alreadyInjected(pod)) return { outcome: 'skip', reason: `a ${SIDECAR_CONTAINER_NAME} container is already present`, warnings: [] };
+  if (pod.spec.hostNetwork === true) return { outcome: 'deny', reason: 'baton cannot be injected into a hostNetwork pod: its ports would open on the node' };
+  const serviceAccount = pod.spec.serviceAccountName || DEFAULT_SERVICE_ACCOUNT;
+  // The service name in the call graph is a DNS-1123 label; a ServiceAccount name may be a longer subdomain.
+  if (!DNS_LABEL.test(serviceAccount)) return { outcome: 'deny', reason: `ServiceAccount ${JSON.stringify(serviceAccount)} is not a DNS-1123 label, so it cannot name a service in the call graph` };
+  const read = readSettings(pod, template);
+  if (!read.ok) return { outcome: 'deny', reason: read.reason };
+  const { settings } = read;
+  const warnings = [...settings.warnings];
+  if (serviceAccount === DEFAULT_SERVICE_ACCOUNT) warnings.push('the pod runs as the "default" ServiceAccount: give each service its own ServiceAccount, it is the service\'s identity');
+
+  const patch: JsonPatchAdd[] = [];
+  const sidecar = sidecarContainer(template, settings, { serviceAccount });
+  // First among the init containers, so later init containers can already call out through it.
+  if (pod.spec.initContainers === undefined) patch.push({ op: 'add', path: '/spec/initContainers', value: [sidecar] });
+  else patch.push({ op: 'add', path: '/spec/initContainers/0', value: sidecar });
+
+  const additions = appEnv(settings);
+  pod.spec.containers.forEach((container, index) => {
+    patch.push(...envPatch(container, index, additions, warnings));
+  });
+
+  const volumes = sidecarVolumes(template);
+  const clashing = volumes.find((v) => (pod.spec.volumes ?? []).some((existing) => existing.name === v.name));
+  if (clashing !== undefined) return { outcome: 'deny', reason: `the pod already has a volume named ${String(clashing.name)}, which baton reserves` };
+  if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
+  else for (const volume of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
+
+  patch.push(...metadataPatch(pod, 'annotations', ANNOTATION.status, 'injected'));
+  patch.push(...metadataPatch(pod, 'labels', 'baton.dev/service', serviceAccount));
+  return { outcome: 'inject', serviceAccount, patch, warnings };
+}
+
+function alreadyInjected(pod: Pod): boolean {
+  const all: readonly Container[] = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])];
+  return all.some((c) => c.name === SIDECAR_CONTAINER_NAME);
+}
+
+function envPatch(container: Container, index: number, additions: ReturnType<typeof appEnv>, warnings: string[]): JsonPatchAdd[] {
+  const present = new Set((container.env ?? []).map((e) => e.name));
+  const missing = additions.filter((e) => {
+    if (!present.has(e.name)) return true;
+    warnings.push(`container ${container.name} already sets ${e.name}; baton left it as it is`);
+    return false;
+  });
+  if (missing.length === 0) return [];
+  const base = `/spec/containers/${index}/env`;
+  if (container.env === undefined) return [{ op: 'add', path: base, value: missing }];
+  return missing.map((value) => ({ op: 'add', path: `${base}/-`, value }));
+}
+
+function metadataPatch(pod: Pod, field: 'annotations' | 'labels', key: string, value: string): JsonPatchAdd[] {
+  if (pod.metadata === undefined) return [{ op: 'add', path: '/metadata', value: { [field]: { [key]: value } } }];
+  if (pod.metadata[field] === undefined) return [{ op: 'add', path: `/metadata/${field}`, value: { [key]: value } }];
+  return [{ op: 'add', path: `/metadata/${field}/${escapePointer(key)}`, value }];
+}
+
+// RFC 6901 §3: "~" and "/" in a reference token are written "~0" and "~1".
+function escapePointer(token: string): string {
+  return token.replace(/~/g, '~0').replace(/\//g, '~1');
+}

@@ -1,0 +1,106 @@
+/**
+ * The injected sidecar as a Kubernetes native sidecar: an init container with
+ * `restartPolicy: Always` (KEP-753, Kubernetes ≥ 1.29), so it starts before
+ * the app, stays up while the app runs, and stops after it. Its settings
+ * arrive as `BATON_*` variables; no config file is mounted.
+ */
+import type { InjectionSettings } from './annotations.ts';
+import type { SidecarTemplate } from './config.ts';
+import type { Container, EnvVar } from './kubernetes-types.ts';
+
+export const SIDECAR_CONTAINER_NAME = 'baton-sidecar';
+export const INBOUND_PORT_NAME = 'baton-inbound';
+export const ADMIN_PORT_NAME = 'baton-admin';
+export const POLICY_KEY_VOLUME = 'baton-policy-key';
+export const TMP_VOLUME = 'baton-tmp';
+const POLICY_KEY_DIR = '/etc/baton/policy';
+export const POLICY_KEY_FILE = 'policy-signing.pub.pem';
+
+export interface Workload {
+  /** The pod's ServiceAccount: the service name in the call graph and the STS client id. */
+  readonly serviceAccount: string;
+}
+
+export function sidecarContainer(template: SidecarTemplate, settings: InjectionSettings, workload: Workload): Container {
+  const probe = (path: string, extra: Record<string, number>) => ({ httpGet: { path, port: ADMIN_PORT_NAME }, ...extra });
+  return {
+    name: SIDECAR_CONTAINER_NAME,
+    image: template.image,
+    imagePullPolicy: template.imagePullPolicy,
+    restartPolicy: 'Always',
+    args: ['sidecar'],
+    ports: [
+      { name: INBOUND_PORT_NAME, containerPort: settings.inboundPort, protocol: 'TCP' },
+      { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
+    ],
+    env: sidecarEnv(template, settings, workload),
+    // Startup gates the app containers: they start only once the sidecar has a verified policy.
+    startupProbe: probe('/readyz', { periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 }),
+    readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 }),
+    livenessProbe: probe('/livez', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 }),
+    resources: { requests: { ...template.requests }, limits: { ...template.limits } },
+    // Pod Security Standards "restricted", whatever the pod itself asks for.
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: template.runAsUser,
+      runAsGroup: template.runAsUser,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [
+      { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
+      { name: TMP_VOLUME, mountPath: '/tmp' },
+    ],
+  };
+}
+
+function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload): EnvVar[] {
+  const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
+  const env: EnvVar[] = [
+    literal('BATON_SERVICE', workload.serviceAccount),
+    literal('BATON_HOST', '0.0.0.0'),
+    literal('BATON_INBOUND__PORT', settings.inboundPort),
+    literal('BATON_INBOUND__APP', `http://127.0.0.1:${settings.appPort}`),
+    literal('BATON_INBOUND__FORWARD_TOKEN', settings.forwardToken),
+    literal('BATON_OUTBOUND__PORT', settings.outboundPort),
+    literal('BATON_OUTBOUND__DEFAULT_UPSTREAM_PORT', template.defaultUpstreamPort),
+    literal('BATON_ADMIN__PORT', settings.adminPort),
+    literal('BATON_STS__ISSUER', template.stsIssuer),
+    literal('BATON_STS__CLIENT_ID', workload.serviceAccount),
+    // The credential is named after the ServiceAccount, so identity and secret
+    // follow one object: whoever may run pods as that account (namespace RBAC)
+    // may act as that service, the same boundary as Istio's SPIFFE identities.
+    { name: 'BATON_STS__CLIENT_SECRET', valueFrom: { secretKeyRef: { name: `${template.clientSecretPrefix}${workload.serviceAccount}`, key: 'clientSecret' } } },
+    literal('BATON_POLICY__URL', template.policyUrl),
+    literal('BATON_POLICY__PUBLIC_KEY', `${POLICY_KEY_DIR}/${POLICY_KEY_FILE}`),
+    literal('BATON_SHUTDOWN__GRACE_MS', template.terminationDrainMs),
+    literal('OTEL_SERVICE_NAME', workload.serviceAccount),
+  ];
+  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(template.externalIssuers)));
+  if (template.redis !== undefined) env.push(literal('BATON_REDIS', template.redis));
+  if (template.otlpEndpoint !== undefined) env.push(literal('OTEL_EXPORTER_OTLP_ENDPOINT', template.otlpEndpoint));
+  if (settings.logLevel !== undefined) env.push(literal('BATON_LOG_LEVEL', settings.logLevel));
+  return env;
+}
+
+/** What every app container is told: where its sidecar's outbound port is, and a proxy setting when asked. */
+export function appEnv(settings: InjectionSettings): EnvVar[] {
+  const outbound = `http://127.0.0.1:${settings.outboundPort}`;
+  const env: EnvVar[] = [{ name: 'BATON_OUTBOUND', value: outbound }];
+  if (settings.httpProxy) {
+    // Both spellings: curl and Go read lower case, many Node and Java clients upper case.
+    const noProxy = 'localhost,127.0.0.1,::1';
+    env.push({ name: 'HTTP_PROXY', value: outbound }, { name: 'http_proxy', value: outbound }, { name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy });
+  }
+  return env;
+}
+
+export function sidecarVolumes(template: SidecarTemplate): Array<Record<string, unknown>> {
+  return [
+    { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
+    { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+  ];
+}

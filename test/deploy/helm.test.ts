@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+import { parse, parseAllDocuments } from 'yaml';
+import { parseManifests, validateKubernetesObject } from './kubernetes-schema.ts';
+
+const CHART = fileURLToPath(new URL('../../helm/baton/', import.meta.url));
+const TEMPLATES = join(CHART, 'templates');
+const read = (path: string): string => readFileSync(join(CHART, path), 'utf8');
+const templates = readdirSync(TEMPLATES).map((name) => ({ name, text: readFileSync(join(TEMPLATES, name), 'utf8') }));
+const manifests = templates.filter((t) => t.name.endsWith('.yaml'));
+const values = parse(read('values.yaml')) as Record<string, unknown>;
+const validateValues = new Ajv({ strict: true, allErrors: true }).compile(JSON.parse(read('values.schema.json')) as object);
+
+/** The template with its actions gone: whole-line actions dropped, inline ones replaced by a scalar. */
+function stripActions(text: string): string {
+  return text
+    .replace(/\{\{\/\*[\s\S]*?\*\/\}\}/g, '')
+    .split('\n')
+    .filter((line) => line.replace(/\{\{-?[\s\S]*?-?\}\}/g, '').trim() !== '' || !line.includes('{{'))
+    .map((line) => line.replace(/\{\{-?[\s\S]*?-?\}\}/g, 'placeholder'))
+    .join('\n');
+}
+
+describe('helm/baton', () => {
+  it('has a Chart.yaml for a v2 application chart that needs native sidecars', () => {
+    const chart = parse(read('Chart.yaml')) as Record<string, string>;
+    assert.equal(chart.apiVersion, 'v2');
+    assert.equal(chart.name, 'baton');
+    assert.match(chart.version ?? '', /^\d+\.\d+\.\d+$/);
+    assert.match(chart.kubeVersion ?? '', /1\.29/);
+  });
+
+  it('ships values.yaml that its draft-07 values.schema.json accepts', () => {
+    assert.equal((JSON.parse(read('values.schema.json')) as { $schema: string }).$schema, 'http://json-schema.org/draft-07/schema#');
+    assert.ok(validateValues(values), JSON.stringify(validateValues.errors, null, 2));
+  });
+
+  it('refuses values that would weaken the pods or misconfigure the webhook', () => {
+    const bad = [
+      { ...values, containerSecurityContext: { allowPrivilegeEscalation: true, readOnlyRootFilesystem: true } },
+      { ...values, podSecurityContext: { runAsNonRoot: false } },
+      { ...values, injector: { ...(values.injector as object), failurePolicy: 'Sometimes' } },
+      { ...values, injector: { ...(values.injector as object), tls: { mode: 'existingSecret', existingSecret: '', caBundle: '' } } },
+      { ...values, sts: { ...(values.sts as object), replicas: 0 } },
+      { ...values, redis: { ...(values.redis as object), image: 'redis:latest' } },
+      { ...values, surprise: true },
+    ];
+    for (const candidate of bad) assert.equal(validateValues(candidate), false, JSON.stringify(candidate).slice(0, 200));
+  });
+
+  it('defines every template it includes', () => {
+    const all = templates.map((t) => t.text).join('\n');
+    const defined = new Set([...all.matchAll(/\{\{-?\s*define\s+"([^"]+)"/g)].map((m) => m[1]));
+    const included = new Set([...all.matchAll(/\b(?:include|template)\s+"([^"]+)"/g)].map((m) => m[1]));
+    assert.ok(included.size > 0);
+    for (const name of included) assert.ok(defined.has(name), `"${name}" is defined`);
+  });
+
+  it('reads only values that values.yaml declares', () => {
+    for (const { name, text } of templates) {
+      for (const match of text.matchAll(/\$?\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)/g)) {
+        let node: unknown = values;
+        for (const key of (match[1] as string).slice(1).split('.')) {
+          assert.ok(typeof node === 'object' && node !== null && key in node, `${name}: .Values${match[1]} is declared in values.yaml`);
+          node = (node as Record<string, unknown>)[key];
+        }
+      }
+    }
+  });
+
+  it('has templates whose YAML is sound once the template actions are stripped', () => {
+    for (const { name, text } of manifests) {
+      const documents = parseAllDocuments(stripActions(text), { uniqueKeys: true });
+      let objects = 0;
+      for (const document of documents) {
+        assert.equal(document.errors.length, 0, `${name}: ${document.errors.map((e) => e.message).join('; ')}`);
+        const object = document.toJS() as Record<string, unknown> | null;
+        if (object === null) continue;
+        objects += 1;
+        for (const field of ['apiVersion', 'kind', 'metadata']) assert.ok(field in object, `${name}: a document without ${field}`);
+        assert.ok((object.metadata as { labels?: unknown } | null)?.labels !== undefined || object.kind === 'Issuer', `${name}: ${String(object.kind)} carries the chart labels`);
+      }
+      assert.ok(objects > 0, `${name} renders at least one object`);
+    }
+  });
+
+  it('gives every baton container the restricted securityContext from values', () => {
+    for (const { name, text } of manifests.filter((t) => t.text.includes('containers:'))) {
+      assert.match(text, /securityContext:\n\s+\{\{- toYaml \.Values\.containerSecurityContext/, `${name} uses containerSecurityContext`);
+      assert.match(text, /runAsNonRoot: true|baton\.podSpecCommon/, `${name} runs as non-root`);
+    }
+  });
+
+  it('excludes kube-system and the release namespace from injection', () => {
+    const webhook = read('templates/webhook.yaml');
+    assert.match(webhook, /operator: NotIn\n\s+values:\n\s+- \{\{ \.Release\.Namespace \}\}/);
+    assert.ok((values.injector as { excludedNamespaces: string[] }).excludedNamespaces.includes('kube-system'));
+    assert.match(webhook, /failurePolicy: \{\{ \.Values\.injector\.failurePolicy \}\}/);
+  });
+
+  it('lints and renders with helm when a helm binary is present', async () => {
+    if (spawnSync('sh', ['-c', 'command -v helm']).status !== 0) {
+      process.stdout.write('\n!!!!! helm is not installed: `helm lint` and `helm template` were NOT run (the static chart checks above did run) !!!!!\n\n');
+      return;
+    }
+    const lint = spawnSync('helm', ['lint', '--strict', CHART], { encoding: 'utf8' });
+    assert.equal(lint.status, 0, lint.stdout + lint.stderr);
+    for (const set of [[], ['--set', 'injector.tls.mode=existingSecret', '--set', 'injector.tls.existingSecret=t', '--set', 'injector.tls.caBundle=Y2E=', '--set', 'redis.enabled=false', '--set', 'redis.url=redis://r:6379']]) {
+      const rendered = spawnSync('helm', ['template', 'baton', CHART, '--namespace', 'baton-system', ...set], { encoding: 'utf8' });
+      assert.equal(rendered.status, 0, rendered.stderr);
+      for (const object of parseManifests(rendered.stdout)) await validateKubernetesObject(object);
+    }
+  });
+});

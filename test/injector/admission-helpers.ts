@@ -1,0 +1,36 @@
+import { readFileSync } from 'node:fs';
+import jsonpatch, { type Operation } from 'fast-json-patch';
+import { Pod } from 'kubernetes-models/v1/Pod';
+import type { AdmissionReviewResponse } from '../../src/injector/admission-review.ts';
+
+const FIXTURES = new URL('../fixtures/admission/', import.meta.url);
+
+export interface AdmissionFixture {
+  readonly request: { readonly uid: string; readonly object: Record<string, unknown> };
+}
+
+export function fixture(name: string): AdmissionFixture {
+  return JSON.parse(readFileSync(new URL(`${name}.json`, FIXTURES), 'utf8')) as AdmissionFixture;
+}
+
+export type PodObject = {
+  metadata: { annotations?: Record<string, string>; labels?: Record<string, string> };
+  spec: {
+    containers: Array<Record<string, unknown> & { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }>;
+    initContainers?: Array<Record<string, unknown> & { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }>;
+    volumes?: Array<{ name: string }>;
+  };
+};
+
+/** Applies the webhook's patch as the API server would, then validates the result against the Kubernetes schema. */
+export function patchedPod(original: Record<string, unknown>, review: AdmissionReviewResponse): PodObject {
+  const patch = JSON.parse(Buffer.from(review.response.patch ?? 'W10=', 'base64').toString('utf8')) as Operation[];
+  // validate=true: an operation on a path that does not exist throws instead of being ignored.
+  const { newDocument } = jsonpatch.applyPatch(structuredClone(original), patch, true, false);
+  new Pod(newDocument as ConstructorParameters<typeof Pod>[0]).validate();
+  return newDocument as unknown as PodObject;
+}
+
+export function envOf(container: { env?: Array<{ name: string; value?: string }> } | undefined): Record<string, string | undefined> {
+  return Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
+}
