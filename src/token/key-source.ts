@@ -5,14 +5,14 @@
  * nothing until `maxStaleMs`, and a flood of tokens with made-up `kid`s
  * causes at most one refetch per cooldown.
  */
-import type { KeyObject } from 'node:crypto';
+import type { KeyObject, webcrypto } from 'node:crypto';
 import { createLocalJWKSet, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../telemetry/logger.ts';
 import { TokenKeysUnavailableError, TokenUnknownKidError } from './errors.ts';
 import { describe, discoverJwksUri, type FetchLimits, fetchJson, validateJwks } from './jwks-fetch.ts';
 
-export type VerificationKey = CryptoKey | KeyObject;
+export type VerificationKey = webcrypto.CryptoKey | KeyObject;
 
 export interface KeySource {
   /** Throws BATON_TOKEN_UNKNOWN_KID when no key matches, BATON_TOKEN_KEYS_UNAVAILABLE when there are no usable keys. */

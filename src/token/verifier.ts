@@ -3,6 +3,7 @@
  * of the issuer the token names (each issuer verified only with its own
  * keys), verify the signature with jose, then the claims baton relies on.
  */
+import { entryTxn } from '../core/txn.ts';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import { ActChainError, callerChain } from '../core/act-chain.ts';
 import { parseScope } from '../core/claims.ts';
@@ -89,12 +90,12 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
         throw toTokenError(error);
       }
       const audience = trusted.kind === 'external' ? (trusted.audience ?? expected.audience) : expected.audience;
-      return readClaims(deepFreeze(claims), trusted, audience, Math.floor(nowMs / 1000), clockTolerance, options.maxActDepth);
+      return readClaims(token, deepFreeze(claims), trusted, audience, Math.floor(nowMs / 1000), clockTolerance, options.maxActDepth);
     },
   };
 }
 
-function readClaims(claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, audience: string, nowSec: number, tolerance: number, maxActDepth: number): VerifiedToken {
+function readClaims(token: string, claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, audience: string, nowSec: number, tolerance: number, maxActDepth: number): VerifiedToken {
   // RFC 9068 §4: the aud MUST identify this resource server; baton mints exactly one so a token is never valid at two services.
   const aud = Array.isArray(claims.aud) && claims.aud.length === 1 ? claims.aud[0] : claims.aud;
   if (aud !== audience) throw new TokenWrongAudienceError(`expected exactly one aud equal to ${JSON.stringify(audience)}`);
@@ -128,7 +129,8 @@ function readClaims(claims: Readonly<Record<string, unknown>>, trusted: TrustedI
     user,
     chain,
     scopes: readScopes(claims),
-    txn: optionalString(claims.txn),
+    // An external token starts the chain: its txn is derived so the STS derives the same one.
+    txn: trusted.kind === 'mesh' ? optionalString(claims.txn) : entryTxn(trusted.issuer, claims.jti, token),
     acr: optionalString(claims.acr),
     authTime: typeof claims.auth_time === 'number' ? claims.auth_time : undefined,
     clientId: optionalString(claims.client_id),

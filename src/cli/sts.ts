@@ -1,0 +1,115 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createPolicyClient } from '../policy/client.ts';
+import { createFilePolicySource, type PolicySource } from '../policy/source.ts';
+import { loadStsConfig, type StsConfig } from '../sts/config.ts';
+import { createKeyStore } from '../sts/key-store.ts';
+import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } from '../sts/replay-store.ts';
+import { hashSecret } from '../sts/secret-hash.ts';
+import { createStsServer } from '../sts/server.ts';
+import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { type CliContext, type Command, UsageError } from './command.ts';
+
+const HELP = `Usage: baton sts --config FILE [--port N] [--host ADDR] [--log-level LEVEL]
+       baton sts hash-secret < secret.txt
+
+Runs the mesh token service: an RFC 8693 token exchange and client
+credentials authorization server that mints RFC 9068 access tokens with
+nested act chains, checked against the call-graph policy. See docs/sts.md.
+
+Options:
+  --config FILE      YAML config (issuer, clients, policy, keys, externalIssuers, ...)
+  --port N           listen port (overrides port)
+  --host ADDR        listen address (overrides host; default 127.0.0.1)
+  --log-level LEVEL  fatal, error, warn, info, debug, trace or silent
+
+hash-secret reads a client secret from standard input (never from the
+command line, where other users could see it) and prints the secretHash
+value for the clients list.
+
+Every key can also come from a BATON_* variable (BATON_TOKEN_TTL_SECONDS=600).`;
+
+export const stsCommand: Command = {
+  summary: 'run the mesh token service (RFC 8693 token exchange)',
+  help: HELP,
+  async run(args: readonly string[], context: CliContext): Promise<number> {
+    if (args[0] === 'hash-secret') return await hashSecretCommand(context);
+    const { values } = parseArgs({
+      args: [...args],
+      options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } },
+      allowPositionals: false,
+      strict: true,
+    });
+    if (values.config === undefined && context.env.BATON_ISSUER === undefined) throw new UsageError('sts expects --config FILE');
+    const config = loadStsConfig({
+      file: values.config,
+      env: context.env,
+      overrides: { port: values.port === undefined ? undefined : portNumber(values.port), host: values.host, logLevel: values['log-level'] },
+    });
+    return await serve(config, context);
+  },
+};
+
+async function serve(config: StsConfig, context: CliContext): Promise<number> {
+  const logger = createLogger({ name: 'baton-sts', level: config.logLevel });
+  const policy = policySource(config, logger);
+  const keys = await createKeyStore({
+    dir: config.keys?.dir,
+    alg: config.signingAlg,
+    retireAfterSeconds: config.tokenTtlSeconds + config.clockToleranceSeconds,
+    rotateEverySeconds: config.keys?.rotateEverySeconds,
+    logger,
+  });
+  const replay: ReplayStore = config.redis === undefined ? createMemoryReplayStore() : createRedisReplayStore({ url: config.redis, logger });
+  const server = createStsServer(config, { logger, policy, keys, replay });
+  let stopped!: () => void;
+  const stop = new Promise<void>((resolve) => (stopped = resolve));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    logger.info({ signal }, 'sts stopping: readiness off, finishing in-flight requests');
+    server.drain();
+    stopped();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    policy.start().catch((error: unknown) => logger.error({ err: { message: (error as Error).message } }, 'policy source failed to start'));
+    if (!(await policy.waitUntilReady(config.policy.readyTimeoutMs))) {
+      logger.warn({ timeoutMs: config.policy.readyTimeoutMs }, 'no call-graph policy yet: not ready, token requests answer temporarily_unavailable until one arrives');
+    }
+    const url = await server.listen();
+    logger.info({ url, issuer: config.issuer, kid: keys.active().kid, alg: keys.active().alg, policy: policy.current()?.digest, clients: config.clients.length, externalIssuers: config.externalIssuers.length }, 'sts listening');
+    await stop;
+    return 0;
+  } catch (error) {
+    context.stderr.write(`baton: sts failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await server.close();
+    await policy.close();
+    await replay.close();
+    keys.close();
+    logger.flush();
+  }
+}
+
+function policySource(config: StsConfig, logger: Logger): PolicySource {
+  if (config.policy.file !== undefined) return createFilePolicySource(resolve(config.policy.file), { logger });
+  return createPolicyClient({ url: config.policy.url as string, publicKey: config.policy.publicKey as string, logger });
+}
+
+async function hashSecretCommand(context: CliContext): Promise<number> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const secret = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  if (secret.length < 16) throw new UsageError('hash-secret expects a secret of at least 16 characters on standard input');
+  context.stdout.write(`${await hashSecret(secret)}\n`);
+  return 0;
+}
+
+function portNumber(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`expected --port between 0 and 65535, got '${text}'`);
+  return port;
+}

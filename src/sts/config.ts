@@ -1,0 +1,129 @@
+/**
+ * `baton sts` configuration (docs/sts.md): validated once at the edge into a
+ * frozen object. Cross-field rules TypeBox cannot say (a client needs a
+ * credential, a policy needs a file or a URL) are checked by
+ * `checkStsConfig`, which throws the same `ConfigError`.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { ConfigError } from '../config/config-error.ts';
+import { loadConfig, type LoadOptions } from '../config/load.ts';
+
+export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
+export type SigningAlg = (typeof SIGNING_ALGS)[number];
+
+const Jwks = Type.Object({ keys: Type.Array(Type.Object({ kty: Type.String() }, { additionalProperties: true }), { minItems: 1 }) }, { description: 'a JWK Set ({ keys: [...] })' });
+
+const Client = Type.Object(
+  {
+    id: Type.String({ minLength: 1, maxLength: 253, description: 'the client id: the service name it acts as' }),
+    secret: Type.Optional(Type.String({ minLength: 16, description: 'a client secret of at least 16 characters' })),
+    secretHash: Type.Optional(Type.String({ pattern: '^scrypt\\$', description: "an scrypt hash from 'baton sts hash-secret'" })),
+    jwks: Type.Optional(Jwks),
+    jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the client JWK Set' })),
+    scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'scopes the client may ask for in client_credentials' })),
+    serviceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+/[a-z0-9.-]+$', description: 'a Kubernetes service account as namespace/name' })),
+  },
+  { additionalProperties: false },
+);
+
+const ExternalIssuer = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1, description: 'the issuer identifier (iss) of an external identity provider' }),
+    jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the issuer JWK Set' })),
+    discovery: Type.Optional(Type.Boolean({ description: 'find jwks_uri from the issuer metadata' })),
+    audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud its tokens carry; default the presenting client id' })),
+  },
+  { additionalProperties: false },
+);
+
+export const StsConfigSchema = Type.Object(
+  {
+    issuer: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'an http(s) URL without query or fragment (RFC 8414 §2)' }),
+    host: Type.String({ default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7000, description: 'a TCP port (0-65535)' }),
+    tokenTtlSeconds: Type.Integer({ minimum: 10, maximum: 86_400, default: 300, description: 'seconds between 10 and 86400' }),
+    clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+    maxChainDepth: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'a cap on services in a chain, caller included' })),
+    signingAlg: Type.Union(SIGNING_ALGS.map((alg) => Type.Literal(alg)), { default: 'ES256', description: 'ES256, EdDSA or RS256' }),
+    policy: Type.Object(
+      {
+        file: Type.Optional(Type.String({ minLength: 1 })),
+        url: Type.Optional(Type.String({ pattern: '^https?://' })),
+        publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
+        readyTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+      },
+      { additionalProperties: false },
+    ),
+    keys: Type.Optional(
+      Type.Object(
+        {
+          dir: Type.Optional(Type.String({ minLength: 1 })),
+          rotateEverySeconds: Type.Optional(Type.Integer({ minimum: 60 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    clients: Type.Array(Client, { default: [] }),
+    externalIssuers: Type.Array(ExternalIssuer, { default: [] }),
+    resources: Type.Record(Type.String(), Type.String(), { default: {}, description: 'resource URI → service name (RFC 8707)' }),
+    kubernetes: Type.Optional(
+      Type.Object(
+        {
+          issuer: Type.String({ minLength: 1 }),
+          jwksUri: Type.String({ pattern: '^https?://' }),
+          audience: Type.String({ minLength: 1 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// or rediss:// URL' })),
+    logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  },
+  { additionalProperties: false },
+);
+
+export type StsConfig = Readonly<Static<typeof StsConfigSchema>>;
+export type StsClientConfig = Static<typeof Client>;
+export type ExternalIssuerConfig = Static<typeof ExternalIssuer>;
+
+export function loadStsConfig(options: LoadOptions): StsConfig {
+  const config = loadConfig(StsConfigSchema, options);
+  checkStsConfig(config, options.file ?? '(no config file)');
+  return config;
+}
+
+/** The rules that span fields. */
+export function checkStsConfig(config: StsConfig, source: string): void {
+  const { policy } = config;
+  if ((policy.file === undefined) === (policy.url === undefined)) {
+    throw new ConfigError(source, 'policy', 'exactly one of policy.file or policy.url', 'both or neither');
+  }
+  if (policy.url !== undefined && policy.publicKey === undefined) {
+    throw new ConfigError(source, 'policy.publicKey', 'the policy server signing key when policy.url is set', 'nothing');
+  }
+  const seen = new Set<string>();
+  config.clients.forEach((client, index) => {
+    if (seen.has(client.id)) throw new ConfigError(source, `clients.${index}.id`, 'a unique client id', JSON.stringify(client.id));
+    seen.add(client.id);
+    if (client.secret !== undefined && client.secretHash !== undefined) {
+      throw new ConfigError(source, `clients.${index}`, 'secret or secretHash, not both', 'both');
+    }
+    if (client.jwks !== undefined && client.jwksUri !== undefined) {
+      throw new ConfigError(source, `clients.${index}`, 'jwks or jwksUri, not both', 'both');
+    }
+    if (client.secret === undefined && client.secretHash === undefined && client.jwks === undefined && client.jwksUri === undefined) {
+      throw new ConfigError(source, `clients.${index}`, 'a credential: secret, secretHash, jwks or jwksUri', 'none');
+    }
+    if (client.serviceAccount !== undefined && config.kubernetes === undefined) {
+      throw new ConfigError(source, `clients.${index}.serviceAccount`, 'a kubernetes section to verify service account tokens against', 'no kubernetes section');
+    }
+  });
+  const issuers = new Set<string>([config.issuer]);
+  config.externalIssuers.forEach((external, index) => {
+    if (issuers.has(external.issuer)) throw new ConfigError(source, `externalIssuers.${index}.issuer`, 'an issuer not listed twice and not the STS itself', JSON.stringify(external.issuer));
+    issuers.add(external.issuer);
+    if (external.jwksUri === undefined && external.discovery !== true) {
+      throw new ConfigError(source, `externalIssuers.${index}`, 'jwksUri, or discovery: true', 'neither');
+    }
+  });
+}

@@ -1,0 +1,46 @@
+/**
+ * `client_credentials` (RFC 6749 §4.4): a service's own identity token for
+ * calls with no user. `sub` = `client_id` = the service, no `act`, a fresh
+ * `txn`, and a scope within what the client is registered for and what the
+ * edge to the target can use.
+ */
+import { type BatonAccessTokenClaims, formatScope, parseScope } from '../../core/claims.ts';
+import { TokenType } from '../../core/token-types.ts';
+import { InvalidScopeError } from '../oauth-errors.ts';
+import { randomId } from '../mint.ts';
+import type { GrantHandler } from './grant-context.ts';
+import { checkEdge, currentPolicy } from './policy-gate.ts';
+
+export const clientCredentialsGrant: GrantHandler = async (params, { client }, context) => {
+  const policy = currentPolicy(context.policy);
+  const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
+  const requested = params.has('scope') ? parseScope(params.get('scope')) : undefined;
+  if (requested !== undefined) {
+    const wider = [...requested].filter((s) => !client.scopes.has(s));
+    if (wider.length > 0) throw new InvalidScopeError(`expected scopes registered for client ${client.id}, got ${wider.length} more: ${formatScope(wider).slice(0, 200)}`);
+  }
+  const granted = requested ?? client.scopes;
+  const chain = [client.id];
+  const txn = randomId();
+  const audit = { grant: 'client_credentials', txn, client: client.id, target, chain };
+  const decision = checkEdge(policy, { chain, target, scopes: granted, user: false }, context.maxChainDepth, context.logger, audit);
+  const usable = policy.usableScopes(client.id, target);
+  const scope = formatScope([...granted].filter((s) => (usable === undefined ? !decision.allowed : usable.has(s))));
+  const nowSec = Math.floor(context.now() / 1000);
+  const exp = nowSec + context.tokenTtlSeconds;
+  const claims: BatonAccessTokenClaims = {
+    iss: context.issuer,
+    sub: client.id,
+    aud: target,
+    client_id: client.id,
+    exp,
+    iat: nowSec,
+    jti: randomId(),
+    ...(scope === '' ? {} : { scope }),
+    txn,
+    sub_type: 'service',
+  };
+  const accessToken = await context.mint(claims);
+  context.logger.info({ ...audit, event: decision.allowed ? 'allow' : 'would_deny', rule: decision.rule, scope, exp, jti: claims.jti }, 'token issued');
+  return { access_token: accessToken, issued_token_type: TokenType.accessToken, token_type: 'Bearer', expires_in: exp - nowSec, scope };
+};

@@ -1,0 +1,108 @@
+/**
+ * RFC 8693 token exchange, the mesh's delegation step. The new token keeps
+ * the subject (`sub`, `sub_type`, `txn`, `acr`, `auth_time`), is addressed
+ * to exactly one target service, names the authenticated client as
+ * `client_id` and as the newest actor in `act`, carries a scope no wider
+ * than the subject token's and narrowed to what the rest of the chain can
+ * use, and expires no later than the subject token.
+ */
+import { buildAct } from '../../core/act-chain.ts';
+import { type BatonAccessTokenClaims, formatScope, parseScope } from '../../core/claims.ts';
+import { TokenType } from '../../core/token-types.ts';
+import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, UnsupportedTokenTypeError } from '../oauth-errors.ts';
+import type { VerifiedToken } from '../subject-token.ts';
+import { randomTxn } from '../../core/txn.ts';
+import { randomId } from '../mint.ts';
+import type { GrantHandler, TokenResponse } from './grant-context.ts';
+import { checkEdge, currentPolicy } from './policy-gate.ts';
+
+// The JWT access tokens baton verifies; anything else (SAML, refresh, id_token) is not a delegation subject here.
+const SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TokenType.accessToken, TokenType.jwt]);
+const ISSUABLE_TOKEN_TYPES: ReadonlySet<string> = new Set([TokenType.accessToken, TokenType.jwt]);
+
+export const tokenExchangeGrant: GrantHandler = async (params, { client }, context) => {
+  // RFC 8693 §2.1: subject_token and subject_token_type are REQUIRED.
+  const subjectToken = required(params.get('subject_token'), 'subject_token');
+  const subjectTokenType = required(params.get('subject_token_type'), 'subject_token_type');
+  if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
+    throw new UnsupportedTokenTypeError(`expected subject_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`);
+  }
+  const actorToken = params.get('actor_token');
+  const actorTokenType = params.get('actor_token_type');
+  // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT be sent without it.
+  if ((actorToken === undefined) !== (actorTokenType === undefined)) {
+    throw new MissingParameterError('expected actor_token and actor_token_type together or not at all');
+  }
+  const requestedTokenType = params.get('requested_token_type') ?? TokenType.accessToken;
+  if (!ISSUABLE_TOKEN_TYPES.has(requestedTokenType)) {
+    throw new UnsupportedTokenTypeError(`expected requested_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`);
+  }
+
+  const policy = currentPolicy(context.policy);
+  const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
+  const subject = await context.subjectTokens.verify(subjectToken, client.id);
+  if (actorToken !== undefined) await context.actorTokens.verify(actorToken, actorTokenType as string, client);
+
+  if (subject.kind === 'external' && !policy.isEntrypoint(client.id)) {
+    throw new ExternalTokenNotAtEntrypointError(`expected a token from an external identity provider only at an entrypoint, got it from ${client.id}`);
+  }
+  checkMayAct(subject, client.id, context.issuer);
+
+  const requested = params.has('scope') ? parseScope(params.get('scope')) : undefined;
+  if (requested !== undefined) {
+    const wider = [...requested].filter((s) => !subject.scopes.has(s));
+    // RFC 8693 §2.2.2 / RFC 6749 §5.2: a scope exceeding what the subject token grants is invalid_scope.
+    if (wider.length > 0) throw new InvalidScopeError(`expected scopes within the subject token's, got ${wider.length} more: ${formatScope(wider).slice(0, 200)}`);
+  }
+
+  const chain = [...(subject.kind === 'mesh' ? subject.chain : []), client.id];
+  // Carried from a mesh token; for an external token, derived from it (src/core/txn.ts) as the entry sidecar does.
+  const txn = subject.txn ?? randomTxn();
+  const audit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer };
+  const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user }, context.maxChainDepth, context.logger, audit);
+
+  const usable = policy.usableScopes(client.id, target);
+  const issued = [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s) && (usable === undefined ? !decision.allowed : usable.has(s)));
+  const nowSec = Math.floor(context.now() / 1000);
+  // Never outlive the subject token: a revoked session must not be prolonged by exchange.
+  const exp = Math.min(nowSec + context.tokenTtlSeconds, subject.expiresAt);
+  const scope = formatScope(issued);
+  const act = buildAct(chain);
+  const claims: BatonAccessTokenClaims = {
+    iss: context.issuer,
+    sub: subject.subject,
+    aud: target,
+    client_id: client.id,
+    exp,
+    iat: nowSec,
+    jti: randomId(),
+    ...(scope === '' ? {} : { scope }),
+    ...(act === undefined ? {} : { act }),
+    txn,
+    sub_type: subject.user ? 'user' : 'service',
+    ...(subject.acr === undefined ? {} : { acr: subject.acr }),
+    ...(subject.authTime === undefined ? {} : { auth_time: subject.authTime }),
+  };
+  const accessToken = await context.mint(claims);
+  context.logger.info({ ...audit, event: decision.allowed ? 'allow' : 'would_deny', rule: decision.rule, scope, exp, jti: claims.jti }, 'token issued');
+  const response: TokenResponse = { access_token: accessToken, issued_token_type: requestedTokenType, token_type: 'Bearer', expires_in: exp - nowSec, scope };
+  return response;
+};
+
+function required(value: string | undefined, name: string): string {
+  if (value === undefined) throw new MissingParameterError(`expected the parameter ${name}, got none`);
+  return value;
+}
+
+/** RFC 8693 §4.4: when the subject token names who may act for it, only that party may. */
+function checkMayAct(subject: VerifiedToken, clientId: string, issuer: string): void {
+  const mayAct = subject.claims.may_act;
+  if (mayAct === undefined) return;
+  if (typeof mayAct !== 'object' || mayAct === null || Array.isArray(mayAct)) {
+    throw new MayActMismatchError('expected may_act to be a JSON object');
+  }
+  const { sub, iss } = mayAct as { sub?: unknown; iss?: unknown };
+  if (sub !== clientId || (iss !== undefined && iss !== issuer)) {
+    throw new MayActMismatchError(`expected may_act to name the authenticated client ${clientId}, got another party`);
+  }
+}

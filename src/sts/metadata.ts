@@ -1,0 +1,30 @@
+/** RFC 8414 §2 authorization server metadata for the STS. */
+import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
+import { CLIENT_AUTH_METHODS } from './client-auth.ts';
+import { ASSERTION_ALGORITHMS } from './jwt-assertion.ts';
+
+export interface StsEndpoints {
+  readonly issuer: string;
+  readonly tokenEndpoint: string;
+  readonly jwksUri: string;
+}
+
+export function stsEndpoints(issuer: string): StsEndpoints {
+  const base = issuer.replace(/\/+$/, '');
+  return { issuer, tokenEndpoint: `${base}/token`, jwksUri: `${base}/jwks` };
+}
+
+export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs: readonly string[]): Readonly<Record<string, unknown>> {
+  return Object.freeze({
+    issuer: endpoints.issuer,
+    token_endpoint: endpoints.tokenEndpoint,
+    jwks_uri: endpoints.jwksUri,
+    grant_types_supported: [TOKEN_EXCHANGE_GRANT, CLIENT_CREDENTIALS_GRANT],
+    // RFC 8414 §2 lists response_types_supported as REQUIRED; this server has no authorization endpoint, so none.
+    response_types_supported: [],
+    token_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS],
+    token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
+    // Not registered by RFC 8414, but what clients of baton read: how issued tokens are signed.
+    access_token_signing_alg_values_supported: [...signingAlgs],
+  });
+}

@@ -1,0 +1,44 @@
+/**
+ * The token endpoint's errors, one class per cause, each carrying its
+ * RFC 6749 §5.2 / RFC 8693 §2.2.2 `error` code. The token endpoint answers
+ * with the OAuth JSON error body, not problem+json, because that is what
+ * every OAuth client parses.
+ */
+import { type BatonError, defineError } from '../core/errors.ts';
+
+export const MissingParameterError = defineError({ code: 'BATON_STS_MISSING_PARAMETER', status: 400, title: 'A required parameter is missing', oauthError: 'invalid_request' });
+export const DuplicateParameterError = defineError({ code: 'BATON_STS_DUPLICATE_PARAMETER', status: 400, title: 'A parameter was sent more than once', oauthError: 'invalid_request' });
+export const MalformedRequestError = defineError({ code: 'BATON_STS_MALFORMED_REQUEST', status: 400, title: 'The request is not a form-encoded POST', oauthError: 'invalid_request' });
+export const UnsupportedTokenTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_TOKEN_TYPE', status: 400, title: 'Unsupported token type', oauthError: 'invalid_request' });
+export const SubjectTokenInvalidError = defineError({ code: 'BATON_STS_SUBJECT_TOKEN_INVALID', status: 400, title: 'The subject token is invalid', oauthError: 'invalid_request' });
+export const ActorTokenInvalidError = defineError({ code: 'BATON_STS_ACTOR_TOKEN_INVALID', status: 400, title: 'The actor token is invalid', oauthError: 'invalid_request' });
+export const ExternalTokenNotAtEntrypointError = defineError({ code: 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT', status: 400, title: 'External tokens are accepted only from entrypoint services', oauthError: 'invalid_request' });
+export const MayActMismatchError = defineError({ code: 'BATON_STS_MAY_ACT_MISMATCH', status: 400, title: 'The subject token does not allow this actor', oauthError: 'invalid_request' });
+export const InvalidTargetError = defineError({ code: 'BATON_STS_INVALID_TARGET', status: 400, title: 'The requested audience or resource is not a service the STS issues for', oauthError: 'invalid_target' });
+export const PolicyDeniedError = defineError({ code: 'BATON_STS_POLICY_DENIED', status: 400, title: 'The call-graph policy forbids this edge', oauthError: 'invalid_target' });
+export const NotEntrypointError = defineError({ code: 'BATON_STS_NOT_ENTRYPOINT', status: 400, title: 'The chain does not start at an entrypoint', oauthError: 'unauthorized_client' });
+export const InvalidScopeError = defineError({ code: 'BATON_STS_INVALID_SCOPE', status: 400, title: 'The requested scope is wider than allowed', oauthError: 'invalid_scope' });
+export const InvalidClientError = defineError({ code: 'BATON_STS_INVALID_CLIENT', status: 401, title: 'Client authentication failed', oauthError: 'invalid_client' });
+export const UnauthorizedClientError = defineError({ code: 'BATON_STS_UNAUTHORIZED_CLIENT', status: 400, title: 'The client may not use this grant', oauthError: 'unauthorized_client' });
+export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE', status: 400, title: 'Unsupported grant type', oauthError: 'unsupported_grant_type' });
+export const NotReadyError = defineError({ code: 'BATON_STS_NOT_READY', status: 503, title: 'The STS has no policy or keys yet', oauthError: 'temporarily_unavailable' });
+export const UpstreamKeysUnavailableError = defineError({ code: 'BATON_STS_KEYS_UNAVAILABLE', status: 503, title: 'An issuer key set could not be fetched', oauthError: 'temporarily_unavailable' });
+export const ServerError = defineError({ code: 'BATON_STS_SERVER_ERROR', status: 500, title: 'Internal error', oauthError: 'server_error' });
+
+/** RFC 6749 §5.2 error response; `error_uri` names the cause, `code` is baton's stable code. */
+export interface OAuthErrorBody {
+  readonly error: string;
+  readonly error_description: string;
+  readonly error_uri: string;
+  readonly code: string;
+}
+
+export function toOAuthError(error: BatonError): OAuthErrorBody {
+  return {
+    error: error.oauthError ?? 'server_error',
+    // RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E only.
+    error_description: error.message.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, ' '),
+    error_uri: error.type,
+    code: error.code,
+  };
+}

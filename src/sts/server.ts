@@ -1,0 +1,202 @@
+/**
+ * The STS HTTP surface: RFC 8414 metadata, the JWK Set, the token endpoint
+ * and health. A thin shell: each request is parsed, the client
+ * authenticated, and the grant handler run; every refusal becomes an
+ * RFC 6749 §5.2 error body.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
+import { type BatonError, defineError, isBatonError } from '../core/errors.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
+import type { CompiledPolicy } from '../policy/decision.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { createRemoteKeySource } from '../token/key-source.ts';
+import { createActorTokenVerifier } from './actor-token.ts';
+import { createAudienceResolver } from './audience.ts';
+import { createClientAuthenticator } from './client-auth.ts';
+import { createClientRegistry } from './clients.ts';
+import type { StsConfig } from './config.ts';
+import { parseTokenRequestForm } from './form.ts';
+import { clientCredentialsGrant } from './grants/client-credentials.ts';
+import type { GrantContext, GrantHandler } from './grants/grant-context.ts';
+import { tokenExchangeGrant } from './grants/token-exchange.ts';
+import type { KeyStore } from './key-store.ts';
+import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
+import { createMinter } from './mint.ts';
+import { InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, toOAuthError, UnsupportedGrantTypeError } from './oauth-errors.ts';
+import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
+import { createSubjectTokenVerifier } from './subject-token.ts';
+
+/** The part of a policy source the STS needs (src/policy/source.ts `PolicySource` fits). */
+export interface StsPolicySource {
+  current(): CompiledPolicy | undefined;
+  ready(): boolean;
+}
+
+export interface StsDependencies {
+  readonly logger: Logger;
+  readonly policy: StsPolicySource;
+  readonly keys: KeyStore;
+  readonly replay?: ReplayStore;
+  readonly dispatcher?: Dispatcher;
+  readonly now?: () => number;
+}
+
+export interface StsServer {
+  readonly app: FastifyInstance;
+  /** Listens on config host/port; resolves with the base URL. */
+  listen(): Promise<string>;
+  /** Readiness fails from now on (SIGTERM), before in-flight requests drain. */
+  drain(): void;
+  close(): Promise<void>;
+}
+
+const NotFoundError = defineError({ code: 'BATON_STS_NOT_FOUND', status: 404, title: 'Not found' });
+const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
+const MAX_BODY_BYTES = 64 * 1024;
+
+const GRANTS: Readonly<Record<string, GrantHandler>> = {
+  [TOKEN_EXCHANGE_GRANT]: tokenExchangeGrant,
+  [CLIENT_CREDENTIALS_GRANT]: clientCredentialsGrant,
+};
+
+export function createStsServer(config: StsConfig, deps: StsDependencies): StsServer {
+  const now = deps.now ?? Date.now;
+  const { logger } = deps;
+  const endpoints = stsEndpoints(config.issuer);
+  const replay = deps.replay ?? createMemoryReplayStore({ now });
+  const dispatcher = deps.dispatcher;
+  const registry = createClientRegistry(config.clients, { dispatcher, logger, now });
+  const subjectTokens = createSubjectTokenVerifier({
+    issuer: config.issuer,
+    jwks: deps.keys.jwks(),
+    externalIssuers: config.externalIssuers,
+    clockToleranceSec: config.clockToleranceSeconds,
+    maxActDepth: config.maxChainDepth ?? 64,
+    dispatcher,
+    logger,
+    now,
+  });
+  const stopFollowingKeys = deps.keys.onRotate((jwks) => subjectTokens.updateJwks(jwks));
+  const kubernetesKeys =
+    config.kubernetes === undefined
+      ? undefined
+      : createRemoteKeySource({ issuer: config.kubernetes.issuer, jwksUri: config.kubernetes.jwksUri, logger, now, ...(dispatcher === undefined ? {} : { dispatcher }) });
+  const authenticator = createClientAuthenticator({ registry, issuer: config.issuer, tokenEndpoint: endpoints.tokenEndpoint, replay, clockToleranceSec: config.clockToleranceSeconds, now });
+  const context: GrantContext = {
+    issuer: config.issuer,
+    tokenTtlSeconds: config.tokenTtlSeconds,
+    maxChainDepth: config.maxChainDepth,
+    policy: () => deps.policy.current(),
+    audiences: createAudienceResolver(config.resources),
+    subjectTokens,
+    actorTokens: createActorTokenVerifier({
+      issuer: config.issuer,
+      tokenEndpoint: endpoints.tokenEndpoint,
+      kubernetes: config.kubernetes === undefined || kubernetesKeys === undefined ? undefined : { issuer: config.kubernetes.issuer, audience: config.kubernetes.audience, keys: kubernetesKeys },
+      replay,
+      clockToleranceSec: config.clockToleranceSeconds,
+      now,
+    }),
+    mint: createMinter(deps.keys),
+    logger,
+    now,
+  };
+  const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])]);
+  let draining = false;
+
+  const app = Fastify({ logger: false, bodyLimit: MAX_BODY_BYTES, return503OnClosing: true, forceCloseConnections: 'idle' });
+  app.addContentTypeParser(FORM_CONTENT_TYPE, { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, done) => done(null, body));
+
+  app.get('/.well-known/oauth-authorization-server', async (_request, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return metadata;
+  });
+  app.get('/jwks', async (_request, reply) => {
+    // Short enough that a rotated-in key is seen well within a token TTL.
+    reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json');
+    return deps.keys.jwks();
+  });
+  app.get('/livez', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const policyReady = deps.policy.ready() && deps.policy.current() !== undefined;
+    const ready = policyReady && !draining;
+    reply.code(ready ? 200 : 503);
+    return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining };
+  });
+
+  app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
+    // RFC 6749 §5.1: token responses MUST carry Cache-Control: no-store and Pragma: no-cache.
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+    if (typeof request.body !== 'string' || !isForm(request.headers['content-type'])) {
+      throw new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body (RFC 6749 §3.2)`);
+    }
+    const params = parseTokenRequestForm(request.body);
+    const grantType = params.get('grant_type');
+    if (grantType === undefined) throw new MissingParameterError('expected the parameter grant_type, got none');
+    const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
+    const client = await authenticator.authenticate(request.headers.authorization, params);
+    if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
+    const response = await handler(params, client, context);
+    return response;
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = new NotFoundError(`expected one of /token, /jwks, /.well-known/oauth-authorization-server, /livez, /readyz, got ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`);
+    reply.code(404).type(PROBLEM_CONTENT_TYPE).send(toProblem(error));
+  });
+
+  app.setErrorHandler((raw, request, reply) => {
+    const error = asBatonError(raw);
+    if (error.status >= 500) {
+      logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
+    } else {
+      logger.info({ event: 'refused', code: error.code, oauthError: error.oauthError, status: error.status, path: request.url.split('?')[0] }, error.message);
+    }
+    if (request.url.split('?')[0] === '/token') {
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      // RFC 6749 §5.2: a client that tried Basic auth gets 401 and a WWW-Authenticate challenge.
+      if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
+        reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
+      }
+      reply.code(error.status).type('application/json').send(toOAuthError(error));
+      return;
+    }
+    reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(toProblem(error));
+  });
+
+  return {
+    app,
+    async listen() {
+      const address = await app.listen({ host: config.host, port: config.port });
+      return address;
+    },
+    drain() {
+      draining = true;
+    },
+    async close() {
+      draining = true;
+      await app.close();
+      stopFollowingKeys();
+      subjectTokens.close();
+      registry.close();
+      kubernetesKeys?.close();
+      if (deps.replay === undefined) await replay.close();
+    },
+  };
+}
+
+function isForm(contentType: string | undefined): boolean {
+  return contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === FORM_CONTENT_TYPE;
+}
+
+function asBatonError(error: unknown): BatonError {
+  if (isBatonError(error)) return error;
+  const status = (error as { statusCode?: unknown }).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    // Fastify's own refusals: wrong media type, body too large, bad encoding.
+    return new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: error });
+  }
+  return new ServerError('the token endpoint failed; see the STS log', { cause: error });
+}

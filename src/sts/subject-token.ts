@@ -1,0 +1,82 @@
+/**
+ * Verifying RFC 8693 §2.1 `subject_token`s: the STS's own tokens (mesh: the
+ * chain they carry is trusted because this STS built it) and tokens of the
+ * configured external identity providers (the user's first token, no chain).
+ * A mesh token must be addressed to the client presenting it — a service
+ * can exchange only tokens it received.
+ */
+import type { JSONWebKeySet } from 'jose';
+import type { Dispatcher } from 'undici';
+import type { Logger } from '../telemetry/logger.ts';
+import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
+import { createAccessTokenVerifier, type VerifiedToken } from '../token/verifier.ts';
+import type { ExternalIssuerConfig } from './config.ts';
+import { SubjectTokenInvalidError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
+
+export type { VerifiedToken } from '../token/verifier.ts';
+
+export interface SubjectTokenVerifierOptions {
+  readonly issuer: string;
+  readonly jwks: JSONWebKeySet;
+  readonly externalIssuers: readonly ExternalIssuerConfig[];
+  readonly clockToleranceSec: number;
+  /** Structural bound on `act` nesting; the policy decides the real depth. */
+  readonly maxActDepth: number;
+  readonly dispatcher?: Dispatcher | undefined;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+export interface SubjectTokenVerifier {
+  verify(subjectToken: string, presentingClientId: string): Promise<VerifiedToken>;
+  /** The STS published a new key set (rotation). */
+  updateJwks(jwks: JSONWebKeySet): void;
+  close(): void;
+}
+
+export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions): SubjectTokenVerifier {
+  const meshKeys = createLocalKeySource(options.jwks);
+  const externalKeys: KeySource[] = options.externalIssuers.map((external) =>
+    createRemoteKeySource({
+      issuer: external.issuer,
+      ...(external.jwksUri === undefined ? {} : { jwksUri: external.jwksUri }),
+      ...(external.discovery === undefined ? {} : { discovery: external.discovery }),
+      ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
+      logger: options.logger,
+      now: options.now,
+    }),
+  );
+  const verifier = createAccessTokenVerifier({
+    issuers: [
+      { issuer: options.issuer, keys: meshKeys, kind: 'mesh' },
+      ...options.externalIssuers.map((external, index) => ({
+        issuer: external.issuer,
+        keys: externalKeys[index] as KeySource,
+        kind: 'external' as const,
+        ...(external.audience === undefined ? {} : { audience: external.audience }),
+      })),
+    ],
+    clockToleranceSec: options.clockToleranceSec,
+    maxActDepth: options.maxActDepth,
+    now: options.now,
+  });
+  return {
+    async verify(subjectToken, presentingClientId) {
+      try {
+        return await verifier.verify(subjectToken, { audience: presentingClientId });
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new UpstreamKeysUnavailableError('subject token: the issuer key set could not be fetched', { cause: error });
+        if (typeof code === 'string' && code.startsWith('BATON_TOKEN_')) {
+          // RFC 8693 §2.2.2: an invalid subject token is invalid_request. The verifier's messages never hold a token.
+          throw new SubjectTokenInvalidError(`subject token: ${(error as Error).message}`, { cause: error, extensions: { reason: code } });
+        }
+        throw error;
+      }
+    },
+    updateJwks: (jwks) => meshKeys.update(jwks),
+    close() {
+      for (const keys of externalKeys) keys.close();
+    },
+  };
+}

@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createRemoteJWKSet, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
+import { freePort } from '../helpers/net.ts';
+import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { type RedisServer, startRedis } from '../helpers/redis.ts';
+import { startTestIdp, type TestIdp } from '../sts/helpers/idp.ts';
+import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
+
+interface TokenAnswer {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Record<string, unknown>;
+}
+
+async function postToken(url: string, form: Record<string, string>, headers: Record<string, string> = {}): Promise<TokenAnswer> {
+  const response = await fetch(`${url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
+  return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function startSts(configFile: ConfigFile): Promise<RunningProcess> {
+  const sts = startBaton(['sts', '--config', configFile.file], { BATON_LOG_LEVEL: 'info' });
+  await sts.waitForOutput(/"msg":"sts listening"/);
+  return sts;
+}
+
+function noneAlgToken(payload: Record<string, unknown>): string {
+  const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${encode({ alg: 'none', typ: 'at+jwt' })}.${encode(payload)}.`;
+}
+
+describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments and every refusal', () => {
+  let idp: TestIdp;
+  let ordersKey: ClientKey;
+  let configFile: ConfigFile;
+  let sts: RunningProcess;
+  let url: string;
+
+  before(async () => {
+    idp = await startTestIdp();
+    ordersKey = await clientKey('orders-1');
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    configFile = writeStsConfig(baseConfig({ issuer: url, idp, ordersJwks: [ordersKey.publicJwk], extra: { port, logLevel: 'info' } }));
+    sts = await startSts(configFile);
+  });
+  after(async () => {
+    await sts.stop();
+    await idp.close();
+    configFile.remove();
+  });
+
+  const gatewayExchange = (subjectToken: string, form: Record<string, string> = {}) =>
+    postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience: 'orders', ...form }, { authorization: basic('gateway', SECRETS.gateway) });
+  const ordersExchange = async (subjectToken: string, form: Record<string, string> = {}) =>
+    postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience: 'payments', ...assertionParams(await clientJwt('orders', ordersKey, `${url}/token`)), ...form });
+  const paymentsExchange = (subjectToken: string, audience: string, clientId: 'payments' | 'ledger' = 'payments') =>
+    postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience, client_id: clientId, client_secret: SECRETS[clientId] });
+
+  it('mints the chain with nested act, one audience per hop and narrowing scope, verifiable against /jwks', async () => {
+    const jwks = createRemoteJWKSet(new URL(`${url}/jwks`));
+    const userToken = await idp.userToken({ sub: 'alice', scope: 'openid profile orders:read payments:charge ledger:write' });
+
+    const hop1 = await gatewayExchange(userToken);
+    assert.equal(hop1.status, 200, JSON.stringify(hop1.body));
+    const toOrders = (await jwtVerify(hop1.body.access_token as string, jwks, { issuer: url, audience: 'orders', typ: 'at+jwt' })).payload;
+    assert.deepEqual(toOrders.act, { sub: 'gateway' });
+    assert.equal(toOrders.scope, 'ledger:write orders:read payments:charge');
+
+    const hop2 = await ordersExchange(hop1.body.access_token as string);
+    assert.equal(hop2.status, 200, JSON.stringify(hop2.body));
+    const toPayments = (await jwtVerify(hop2.body.access_token as string, jwks, { issuer: url, audience: 'payments', typ: 'at+jwt' })).payload;
+    assert.deepEqual(toPayments.act, { sub: 'orders', act: { sub: 'gateway' } });
+    assert.equal(toPayments.client_id, 'orders');
+    assert.equal(toPayments.scope, 'ledger:write payments:charge');
+
+    const hop3 = await paymentsExchange(hop2.body.access_token as string, 'ledger');
+    assert.equal(hop3.status, 200, JSON.stringify(hop3.body));
+    const toLedger = (await jwtVerify(hop3.body.access_token as string, jwks, { issuer: url, audience: 'ledger', typ: 'at+jwt' })).payload;
+    assert.deepEqual(toLedger.act, { sub: 'payments', act: { sub: 'orders', act: { sub: 'gateway' } } });
+    assert.equal(toLedger.scope, 'ledger:write');
+    for (const claims of [toOrders, toPayments, toLedger]) {
+      assert.equal(claims.sub, 'alice');
+      assert.equal(claims.sub_type, 'user');
+      assert.equal(claims.txn, toOrders.txn);
+    }
+  });
+
+  it('refuses a wrong client secret with invalid_client, 401 and a Basic challenge', async () => {
+    const response = await postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: await idp.userToken(), subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', 'not-the-gateway-secret') });
+    assert.equal(response.status, 401);
+    assert.equal(response.body.error, 'invalid_client');
+    assert.match(response.headers.get('www-authenticate') ?? '', /^Basic realm="baton-sts"/);
+    assert.equal(response.headers.get('cache-control'), 'no-store');
+  });
+
+  it('refuses a replayed private_key_jwt client assertion', async () => {
+    const hop1 = await gatewayExchange(await idp.userToken());
+    const assertion = await clientJwt('orders', ordersKey, `${url}/token`);
+    const form = { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: hop1.body.access_token as string, subject_token_type: TokenType.accessToken, audience: 'payments', ...assertionParams(assertion) };
+    assert.equal((await postToken(url, form)).status, 200);
+    const replay = await postToken(url, form);
+    assert.equal(replay.status, 401);
+    assert.equal(replay.body.error, 'invalid_client');
+  });
+
+  it('refuses a subject token not addressed to the presenting client', async () => {
+    const hop1 = await gatewayExchange(await idp.userToken());
+    // payments did not receive this token: it was minted for orders.
+    const response = await paymentsExchange(hop1.body.access_token as string, 'ledger');
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_request');
+    assert.equal(response.body.code, 'BATON_STS_SUBJECT_TOKEN_INVALID');
+  });
+
+  it('refuses an edge the call graph forbids with invalid_target naming the rule', async () => {
+    const response = await gatewayExchange(await idp.userToken(), { audience: 'payments' });
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_target');
+    assert.match(String(response.body.error_description), /payments\.accepts/);
+  });
+
+  it('refuses a chain deeper than maxDepth', async () => {
+    const hop1 = await gatewayExchange(await idp.userToken());
+    const hop2 = await ordersExchange(hop1.body.access_token as string);
+    const hop3 = await paymentsExchange(hop2.body.access_token as string, 'ledger');
+    const hop4 = await paymentsExchange(hop3.body.access_token as string, 'audit', 'ledger');
+    assert.equal(hop4.status, 400);
+    assert.equal(hop4.body.error, 'invalid_target');
+    assert.match(String(hop4.body.error_description), /depth_exceeded/);
+  });
+
+  it('refuses a scope wider than the subject token with invalid_scope', async () => {
+    const response = await gatewayExchange(await idp.userToken({ scope: 'orders:read' }), { scope: 'orders:read orders:write' });
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_scope');
+  });
+
+  it('refuses an external identity provider token at a service that is not an entrypoint', async () => {
+    const response = await ordersExchange(await idp.userToken());
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_request');
+    assert.equal(response.body.code, 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT');
+  });
+
+  it('refuses an expired subject token', async () => {
+    const response = await gatewayExchange(await idp.userToken({}, { ttlSeconds: -300 }));
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_request');
+    assert.equal(response.body.code, 'BATON_STS_SUBJECT_TOKEN_INVALID');
+  });
+
+  it('refuses an alg none subject token', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const forged = noneAlgToken({ iss: idp.issuer, sub: 'mallory', aud: 'gateway', exp: now + 300, iat: now, scope: 'orders:read' });
+    const response = await gatewayExchange(forged);
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_request');
+  });
+
+  it('refuses subject tokens signed by a foreign key, whether they claim the IdP or the STS as issuer', async () => {
+    const { privateKey } = await generateKeyPair('ES256');
+    const fromIdp = await idp.userToken({}, { key: privateKey });
+    assert.equal((await gatewayExchange(fromIdp)).body.error, 'invalid_request');
+    const now = Math.floor(Date.now() / 1000);
+    const asSts = await new SignJWT({ sub: 'mallory', aud: 'payments', client_id: 'orders', act: { sub: 'orders', act: { sub: 'gateway' } }, txn: 't', sub_type: 'user', scope: 'ledger:write' })
+      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'forged' })
+      .setIssuer(url)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
+      .sign(privateKey);
+    const response = await paymentsExchange(asSts, 'ledger');
+    assert.equal(response.status, 400);
+    assert.equal(response.body.error, 'invalid_request');
+  });
+
+  it('writes JSON logs without any token in them', () => {
+    const output = sts.stdout() + sts.stderr();
+    assert.match(output, /"msg":"token issued"/);
+    assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{10,}\./);
+    for (const secret of Object.values(SECRETS)) assert.ok(!output.includes(secret));
+  });
+});
+
+describe('baton sts process lifecycle', () => {
+  it('is ready with a policy, warns loudly about dev keys, and exits 0 on SIGTERM', async (t) => {
+    const port = await freePort();
+    const configFile = writeStsConfig(baseConfig({ issuer: `http://127.0.0.1:${port}`, extra: { port, logLevel: 'info' } }));
+    t.after(() => configFile.remove());
+    const sts = await startSts(configFile);
+    t.after(() => sts.stop('SIGKILL'));
+    assert.match(sts.stdout(), /"level":"warn".*DEVELOPMENT ONLY/);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+    assert.equal(await sts.stop('SIGTERM'), 0);
+  });
+
+  it('shares replay protection across replicas through Redis', async (t) => {
+    const redis: RedisServer = await startRedis();
+    const running: RunningProcess[] = [];
+    // Replicas stop before Redis does, as in an orderly rollout.
+    t.after(async () => {
+      await Promise.all(running.map((p) => p.stop()));
+      await redis.stop();
+    });
+    const key = await clientKey('orders-1');
+    const [portA, portB] = [await freePort(), await freePort()];
+    const issuer = 'http://sts.mesh';
+    const keysDir = mkdtempSync(join(tmpdir(), 'baton-sts-keys-'));
+    t.after(() => rmSync(keysDir, { recursive: true, force: true }));
+    const replica = (port: number) => writeStsConfig(baseConfig({ issuer, ordersJwks: [key.publicJwk], extra: { redis: redis.url, port, keys: { dir: keysDir } } }));
+    const [configA, configB] = [replica(portA), replica(portB)];
+    t.after(() => {
+      configA.remove();
+      configB.remove();
+    });
+    running.push(await startSts(configA));
+    running.push(await startSts(configB));
+    const assertion = await clientJwt('orders', key, `${issuer}/token`);
+    const form = { grant_type: 'client_credentials', audience: 'inventory', ...assertionParams(assertion) };
+    const first = await postToken(`http://127.0.0.1:${portA}`, form);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const replayed = await postToken(`http://127.0.0.1:${portB}`, form);
+    assert.equal(replayed.status, 401);
+    assert.equal(replayed.body.error, 'invalid_client');
+  });
+});

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError } from '../../src/config/config-error.ts';
+import { baseConfig, writeStsConfig } from './helpers/sts-fixture.ts';
+
+const refuses = (raw: Record<string, unknown>, key: RegExp) =>
+  assert.throws(() => writeStsConfig(raw), (error: unknown) => error instanceof ConfigError && key.test(error.key));
+
+describe('sts config', () => {
+  it('applies the defaults the docs promise', (t) => {
+    const file = writeStsConfig(baseConfig({ issuer: 'http://127.0.0.1:7000' }));
+    t.after(() => file.remove());
+    assert.equal(file.config.host, '127.0.0.1');
+    assert.equal(file.config.port, 7000);
+    assert.equal(file.config.signingAlg, 'ES256');
+    assert.equal(file.config.tokenTtlSeconds, 300);
+    assert.ok(Object.isFrozen(file.config.clients));
+  });
+
+  it('refuses a client without a credential, or with two kinds of secret', () => {
+    refuses({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'a' }] }, /^clients\.0$/);
+    refuses({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'a', secret: 'aaaaaaaaaaaaaaaaaaaa', secretHash: 'scrypt$1' }] }, /^clients\.0$/);
+  });
+
+  it('refuses a short secret without echoing it', () => {
+    assert.throws(
+      () => writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'a', secret: 'short-one' }] }),
+      (error: unknown) => error instanceof ConfigError && !error.message.includes('short-one'),
+    );
+  });
+
+  it('refuses both or neither of policy.file and policy.url', () => {
+    refuses({ ...baseConfig({ issuer: 'http://sts' }), policy: {} }, /^policy$/);
+  });
+
+  it('refuses an external issuer with no way to find its keys', () => {
+    refuses({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://idp' }] }, /^externalIssuers\.0$/);
+  });
+});
