@@ -4,6 +4,10 @@ import { type CliContext, type Command, reportFailure, wantsHelp } from './comma
 const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<Command> }>> = {
   policy: { summary: 'validate, explain, draw and diff call-graph policies', load: async () => (await import('./policy.ts')).policyCommand },
   'policy-server': { summary: 'serve the call-graph policy, signed and versioned', load: async () => (await import('./policy-server.ts')).policyServerCommand },
+  sts: { summary: 'run the mesh token service (RFC 8693 token exchange)', load: async () => (await import('./sts.ts')).stsCommand },
+  sidecar: { summary: 'run the sidecar next to one service (inbound, outbound, admin)', load: async () => (await import('./sidecar.ts')).sidecarCommand },
+  demo: { summary: 'run the whole mesh on this machine and drive an allowed and a denied chain', load: async () => (await import('./demo.ts')).demoCommand },
+  injector: { summary: 'run the Kubernetes admission webhook that injects the sidecar', load: async () => (await import('./injector.ts')).injectorCommand },
 };
 
 const HELP = `baton — identity propagation for microservices

@@ -12,7 +12,7 @@ const PositiveMs = (fallback: number, description: string) => Type.Integer({ min
 export const SidecarConfigSchema = Type.Object(
   {
     service: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', description: 'the service name as the call-graph policy spells it (DNS-1123 label)' }),
-    host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of all three ports (0.0.0.0 in Kubernetes)' }),
+    host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the inbound and admin ports (0.0.0.0 in Kubernetes)' }),
     logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
       default: 'info',
     }),
@@ -29,6 +29,9 @@ export const SidecarConfigSchema = Type.Object(
     outbound: Type.Object(
       {
         port: Type.Integer({ ...Port, default: 7071 }),
+        // Whoever reaches the outbound port calls out as this service: only
+        // the app in the same pod (network namespace) may, so loopback by default.
+        host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the outbound port (keep it on loopback: anyone who reaches it acts as this service)' }),
         defaultUpstreamPort: Type.Integer({ ...Port, default: 7070, description: 'inbound port of other sidecars, for services not listed in upstreams' }),
         timeoutMs: PositiveMs(30_000, 'how long an upstream may take to answer'),
         maxConcurrent: Type.Integer({ minimum: 1, default: 1024 }),

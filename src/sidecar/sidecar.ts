@@ -103,12 +103,12 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       });
       const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics });
 
-      const inboundPort = await listen(dataPlaneServer(inbound), config.inbound.port);
+      const inboundPort = await listen(dataPlaneServer(inbound), config.inbound.port, config.host);
       const outboundServer = dataPlaneServer(outbound);
       // node:http hands CONNECT to a 'connect' listener, or drops the socket: answer it instead.
       outboundServer.on('connect', refuseTunnel);
-      const outboundPort = await listen(outboundServer, config.outbound.port);
-      const adminPort = await listen(createServer({ maxHeaderSize: 8192 }, admin), config.admin.port);
+      const outboundPort = await listen(outboundServer, config.outbound.port, config.outbound.host);
+      const adminPort = await listen(createServer({ maxHeaderSize: 8192 }, admin), config.admin.port, config.host);
       return { inbound: inboundPort, outbound: outboundPort, admin: adminPort };
     },
     async close(graceMs = config.shutdown.graceMs) {
@@ -142,10 +142,10 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     return server;
   }
 
-  async function listen(server: Server, port: number): Promise<number> {
+  async function listen(server: Server, port: number, host: string): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, config.host, () => {
+      server.listen(port, host, () => {
         server.off('error', reject);
         resolve();
       });

@@ -1,0 +1,114 @@
+/**
+ * The three demo services. They hold no token: each sees only the identity
+ * headers its sidecar adds, and calls onwards through its sidecar's outbound
+ * port with the `baton-context` handle it was given (DESIGN.md, "The flow").
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { request } from 'undici';
+
+export type DemoServiceName = 'gateway' | 'orders' | 'payments';
+
+/** What one hop saw, as the app reports it. */
+export interface HopView {
+  readonly service: string;
+  readonly subject: string | undefined;
+  readonly caller: string | undefined;
+  readonly chain: string | undefined;
+  readonly scope: string | undefined;
+  readonly txn: string | undefined;
+  readonly sawBearerToken: boolean;
+  readonly sawContextHandle: boolean;
+  readonly downstream?: DownstreamResult;
+}
+
+export interface DownstreamResult {
+  readonly target: string;
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** Which call each route makes next: the shop's call graph, and one call the policy forbids. */
+const ROUTES: Readonly<Record<DemoServiceName, Readonly<Record<string, { target: string; method: string; path: string } | null>>>> = {
+  gateway: {
+    'POST /checkout': { target: 'orders', method: 'POST', path: '/orders' },
+    // Not in the call graph: the gateway may not charge a card itself.
+    'POST /direct-charge': { target: 'payments', method: 'POST', path: '/charges' },
+  },
+  orders: {
+    'POST /orders': { target: 'payments', method: 'POST', path: '/charges' },
+    'GET /orders': null,
+  },
+  payments: {
+    'POST /charges': null,
+  },
+};
+
+export interface DemoApp {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startDemoApp(options: { name: DemoServiceName; port?: number; host?: string; outbound: string }): Promise<DemoApp> {
+  const routes = ROUTES[options.name];
+  const server: Server = createServer((req, res) => {
+    void handle(req).then(
+      (view) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(view));
+      },
+      (error: unknown) => {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ service: options.name, error: error instanceof Error ? error.message : String(error) }));
+      },
+    );
+  });
+
+  async function handle(req: IncomingMessage): Promise<HopView> {
+    for await (const _chunk of req); // drain the body; the demo apps ignore it
+    const route = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
+    const next = routes[route];
+    const context = header(req, 'baton-context');
+    const view: HopView = {
+      service: options.name,
+      subject: header(req, 'baton-subject'),
+      caller: header(req, 'baton-caller'),
+      chain: header(req, 'baton-chain'),
+      scope: header(req, 'baton-scope'),
+      txn: header(req, 'baton-txn'),
+      sawBearerToken: req.headers.authorization !== undefined,
+      sawContextHandle: context !== undefined,
+    };
+    if (next === undefined) return { ...view, downstream: { target: '', status: 404, body: `no route ${route}` } };
+    if (next === null) return view;
+    // Origin-form with Host naming the service: the sidecar maps the name to an upstream.
+    const response = await request(`${options.outbound}${next.path}`, {
+      method: next.method as 'POST',
+      headers: { host: next.target, 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }) },
+      body: JSON.stringify({ from: options.name }),
+    });
+    const text = await response.body.text();
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // a non-JSON answer is shown as text
+    }
+    return { ...view, downstream: { target: next.target, status: response.statusCode, body } };
+  }
+
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return {
+    port,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}

@@ -1,0 +1,234 @@
+/**
+ * The whole mesh on one machine, as separate processes laid out like the
+ * docker-compose file: a dev IdP, the policy server, the STS, and for each
+ * of gateway, orders and payments an app with its own sidecar. No Docker,
+ * no Redis.
+ */
+import { randomBytes } from 'node:crypto';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
+import { request } from 'undici';
+import { stringify } from 'yaml';
+import type { DemoServiceName } from './apps.ts';
+
+export const DEMO_SERVICES: readonly DemoServiceName[] = ['gateway', 'orders', 'payments'];
+const BATON_BIN = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+export const DEMO_POLICY = fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
+
+export interface ServicePorts {
+  readonly app: number;
+  readonly inbound: number;
+  readonly outbound: number;
+  readonly admin: number;
+}
+
+export interface MeshProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** Parsed JSON log lines the process wrote so far. */
+  readonly logs: Array<Record<string, unknown>>;
+  output(): string;
+}
+
+export interface Mesh {
+  readonly dir: string;
+  readonly idpUrl: string;
+  readonly stsUrl: string;
+  readonly policyUrl: string;
+  readonly services: Readonly<Record<DemoServiceName, ServicePorts>>;
+  readonly processes: readonly MeshProcess[];
+  process(name: string): MeshProcess;
+  /** A user token from the dev IdP, addressed to the gateway. */
+  userToken(options: { sub: string; scope: string; acr?: string }): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface MeshOptions {
+  readonly policyFile?: string;
+  /** Extra environment for every process (e.g. OTEL_* settings). */
+  readonly env?: Readonly<Record<string, string>>;
+  readonly startTimeoutMs?: number;
+}
+
+export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-demo-'));
+  const processes: MeshProcess[] = [];
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(processes.map((p) => stopProcess(p.child)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const timeoutMs = options.startTimeoutMs ?? 30_000;
+    const policyFile = join(dir, 'callgraph.yaml');
+    copyFileSync(options.policyFile ?? DEMO_POLICY, policyFile);
+    const signing = await generateKeyPair('ES256', { extractable: true });
+    writeFileSync(join(dir, 'policy-signing.key.pem'), await exportPKCS8(signing.privateKey), { mode: 0o600 });
+    writeFileSync(join(dir, 'policy-signing.pub.pem'), await exportSPKI(signing.publicKey));
+
+    const [idpPort, stsPort, policyPort] = [await freePort(), await freePort(), await freePort()];
+    const services = {} as Record<DemoServiceName, ServicePorts>;
+    for (const name of DEMO_SERVICES) {
+      services[name] = { app: await freePort(), inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+    }
+    const idpUrl = `http://127.0.0.1:${idpPort}`;
+    const stsUrl = `http://127.0.0.1:${stsPort}`;
+    const policyUrl = `http://127.0.0.1:${policyPort}`;
+    const secrets = Object.fromEntries(DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')])) as Record<DemoServiceName, string>;
+    const env = { ...options.env };
+    const start = (name: string, args: string[]): MeshProcess => {
+      const started = startProcess(name, args, env);
+      processes.push(started);
+      return started;
+    };
+
+    const idp = start('idp', ['demo', 'idp', '--port', String(idpPort)]);
+    const policyServer = start('policy-server', [
+      'policy-server', '--policy', policyFile, '--signing-key', join(dir, 'policy-signing.key.pem'), '--port', String(policyPort),
+    ]);
+    await Promise.all([waitForHttp(`${idpUrl}/jwks`, idp, timeoutMs), waitForHttp(`${policyUrl}/readyz`, policyServer, timeoutMs)]);
+
+    writeConfig(join(dir, 'sts.yaml'), {
+      issuer: stsUrl,
+      port: stsPort,
+      tokenTtlSeconds: 300,
+      policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
+      keys: { dir: join(dir, 'sts-keys') },
+      clients: DEMO_SERVICES.map((id) => ({ id, secret: secrets[id] })),
+      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }],
+    });
+    const sts = start('sts', ['sts', '--config', join(dir, 'sts.yaml')]);
+    await waitForHttp(`${stsUrl}/readyz`, sts, timeoutMs);
+
+    for (const name of DEMO_SERVICES) {
+      const ports = services[name];
+      start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
+      writeConfig(join(dir, `${name}-sidecar.yaml`), {
+        service: name,
+        inbound: { port: ports.inbound, app: `http://127.0.0.1:${ports.app}` },
+        outbound: { port: ports.outbound },
+        admin: { port: ports.admin },
+        sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
+        policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
+        upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${services[n].inbound}`])),
+        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
+      });
+      start(`${name}-sidecar`, ['sidecar', '--config', join(dir, `${name}-sidecar.yaml`)]);
+    }
+    await Promise.all(
+      DEMO_SERVICES.flatMap((name) => [
+        waitForHttp(`http://127.0.0.1:${services[name].admin}/readyz`, processes.find((p) => p.name === `${name}-sidecar`) as MeshProcess, timeoutMs),
+        waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs),
+      ]),
+    );
+
+    return {
+      dir,
+      idpUrl,
+      stsUrl,
+      policyUrl,
+      services,
+      processes,
+      process(name) {
+        const found = processes.find((p) => p.name === name);
+        if (found === undefined) throw new Error(`no mesh process named ${name}`);
+        return found;
+      },
+      async userToken({ sub, scope, acr }) {
+        const form = new URLSearchParams({ sub, scope, aud: 'gateway', ...(acr === undefined ? {} : { acr }) });
+        const response = await request(`${idpUrl}/dev/token`, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+        const body = (await response.body.json()) as { access_token: string };
+        return body.access_token;
+      },
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function writeConfig(path: string, config: unknown): void {
+  writeFileSync(path, stringify(config), { mode: 0o600 });
+}
+
+function startProcess(name: string, args: readonly string[], env: Readonly<Record<string, string>>): MeshProcess {
+  const child = spawn(process.execPath, [BATON_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  let text = '';
+  let partial = '';
+  const onData = (chunk: string): void => {
+    text += chunk;
+    if (text.length > 4_000_000) text = text.slice(-2_000_000);
+    partial += chunk;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not a log line
+      }
+    }
+  };
+  child.stdout?.setEncoding('utf8').on('data', onData);
+  child.stderr?.setEncoding('utf8').on('data', onData);
+  return { name, child, logs, output: () => text };
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitForHttp(url: string, owner: MeshProcess, timeoutMs: number): Promise<void> {
+  await poll(async () => {
+    const response = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+    await response.body.dump();
+    return response.statusCode === 200;
+  }, owner, timeoutMs, url);
+}
+
+async function waitForPort(port: number, owner: MeshProcess, timeoutMs: number): Promise<void> {
+  await poll(async () => {
+    const response = await request(`http://127.0.0.1:${port}/`, { headersTimeout: 1_000 });
+    await response.body.dump();
+    return true;
+  }, owner, timeoutMs, `port ${port}`);
+}
+
+async function poll(probe: () => Promise<boolean>, owner: MeshProcess, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (owner.child.exitCode !== null) {
+      throw new Error(`${owner.name} exited (${owner.child.exitCode}) before ${what} answered:\n${owner.output().slice(-3000)}`);
+    }
+    try {
+      if (await probe()) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${owner.name}: ${what} did not answer within ${timeoutMs} ms:\n${owner.output().slice(-3000)}`);
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
