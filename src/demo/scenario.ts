@@ -30,9 +30,10 @@ export interface ScenarioResult {
 }
 
 export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
-  const token = await mesh.userToken(DEMO_USER);
-  const allowed = await call(mesh, token, '/checkout');
-  const denied = await call(mesh, token, '/direct-charge');
+  // One token per scenario: a chain's txn is derived from the token that
+  // started it, so each scenario's audit trail stands on its own.
+  const allowed = await call(mesh, await mesh.userToken(DEMO_USER), '/checkout');
+  const denied = await call(mesh, await mesh.userToken(DEMO_USER), '/direct-charge');
   // Audit lines are written as the sidecars decide; give the pipes a moment.
   await new Promise((resolve) => setTimeout(resolve, 300));
 
