@@ -1,0 +1,46 @@
+/** CPU time and resident memory of a process, from /proc (Linux). */
+import { readFileSync } from 'node:fs';
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+export interface ProcSample {
+  /** User + system CPU seconds so far. */
+  readonly cpuSeconds: number;
+  readonly rssBytes: number;
+}
+
+export function sampleProcess(pid: number): ProcSample {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which may contain spaces, in parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpuSeconds: (utime + stime) / CLOCK_TICKS, rssBytes: rssKb * 1024 };
+}
+
+/** Sums samples over several processes (nginx master + workers). */
+export function sampleProcesses(pids: readonly number[]): ProcSample {
+  let cpuSeconds = 0;
+  let rssBytes = 0;
+  for (const pid of pids) {
+    try {
+      const s = sampleProcess(pid);
+      cpuSeconds += s.cpuSeconds;
+      rssBytes += s.rssBytes;
+    } catch {
+      // a worker that exited between listing and reading
+    }
+  }
+  return { cpuSeconds, rssBytes };
+}
+
+export function childPids(pid: number): number[] {
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return children === '' ? [] : children.split(' ').map(Number);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,44 @@
+/** Benchmark results: JSON for machines, a markdown table for people, dated. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
+
+export interface Row {
+  readonly [column: string]: string | number;
+}
+
+export function machine(): Record<string, string | number> {
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+}
+
+export function markdownTable(rows: readonly Row[]): string {
+  const first = rows[0];
+  if (first === undefined) return '(no rows)\n';
+  const columns = Object.keys(first);
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(columns), line(columns.map(() => '---')), ...rows.map((r) => line(columns.map((c) => format(r[c]))))].join('\n') + '\n';
+}
+
+function format(value: string | number | undefined): string {
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 3 : 1);
+  return value ?? '';
+}
+
+/** Writes `bench/results/<name>.json` and `<name>.md`; returns the markdown. */
+export function writeResults(name: string, title: string, rows: readonly Row[], extra: Record<string, unknown> = {}): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const date = new Date().toISOString();
+  writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify({ name, date, machine: machine(), ...extra, rows }, null, 2) + '\n');
+  const md = `## ${title}\n\n${date} on ${machine().cpu} (${machine().cores} cores), Node.js ${process.version}\n\n${markdownTable(rows)}`;
+  writeFileSync(join(RESULTS_DIR, `${name}.md`), md);
+  return md;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
