@@ -1,9 +1,7 @@
 import { parseArgs } from 'node:util';
 import { diffPolicies, formatPolicyDiff } from '../policy/diff.ts';
-import { formatProblem, PolicyInvalidError } from '../policy/errors.ts';
-import { loadPolicyPath } from '../policy/load.ts';
-import type { CallGraphPolicy } from '../policy/model.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { loadPolicyOrReport } from './policy-load.ts';
 
 const HELP = `Usage: baton policy diff OLD NEW [--json]
 
@@ -27,21 +25,11 @@ export const policyDiffCommand: Command = {
   async run(args: readonly string[], context: CliContext): Promise<number> {
     const { values, positionals } = parseArgs({ args: [...args], options: { json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
     if (positionals.length !== 2) throw new UsageError(`expected two policy files (OLD NEW), got ${positionals.length}`);
-    const before = load(positionals[0] as string, context);
-    const after = load(positionals[1] as string, context);
+    const before = loadPolicyOrReport(positionals[0] as string, context);
+    const after = loadPolicyOrReport(positionals[1] as string, context);
     if (before === undefined || after === undefined) return 2;
-    const diff = diffPolicies(before, after);
+    const diff = diffPolicies(before.policy, after.policy);
     context.stdout.write(values.json ? JSON.stringify(diff, null, 2) + '\n' : formatPolicyDiff(diff));
     return diff.equal ? 0 : 1;
   },
 };
-
-function load(path: string, context: CliContext): CallGraphPolicy | undefined {
-  try {
-    return loadPolicyPath(path).policy;
-  } catch (error) {
-    if (!(error instanceof PolicyInvalidError)) throw error;
-    for (const problem of error.problems) context.stderr.write(formatProblem(problem) + '\n');
-    return undefined;
-  }
-}

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { Decision } from '../policy/decision.ts';
-import { formatProblem, PolicyInvalidError } from '../policy/errors.ts';
-import { loadPolicyPath } from '../policy/load.ts';
 import type { CallGraphPolicy, SourceLocation } from '../policy/model.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { loadPolicyOrReport } from './policy-load.ts';
 
 const HELP = `Usage: baton policy explain FILE --target SERVICE [--chain a,b,...|--external]
                             [--method M] [--path P] [--scope "s1 s2"] [--acr X] [--no-user] [--json]
@@ -56,14 +55,8 @@ export const policyExplainCommand: Command = {
     const chain = values.external || values.chain === '' ? [] : (values.chain ?? '').split(',').map((s) => s.trim());
     if (chain.some((s) => s === '')) throw new UsageError(`expected --chain to name services separated by commas, got '${values.chain}'`);
 
-    let loaded;
-    try {
-      loaded = loadPolicyPath(positionals[0] as string);
-    } catch (error) {
-      if (!(error instanceof PolicyInvalidError)) throw error;
-      for (const problem of error.problems) context.stderr.write(formatProblem(problem) + '\n');
-      return 1;
-    }
+    const loaded = loadPolicyOrReport(positionals[0] as string, context);
+    if (loaded === undefined) return 1;
     const scopes = new Set((values.scope ?? []).flatMap((s) => s.split(/\s+/)).filter((s) => s !== ''));
     const decision = loaded.compiled.decide({ chain, target: values.target, method: values.method, path: values.path, scopes, acr: values.acr, user: !values['no-user'] });
     if (values.json) context.stdout.write(JSON.stringify(decision) + '\n');

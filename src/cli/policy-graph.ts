@@ -1,9 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { formatProblem, PolicyInvalidError } from '../policy/errors.ts';
 import { renderDot, renderMermaid, renderSvg } from '../policy/graph-render.ts';
-import { loadPolicyPath } from '../policy/load.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { loadPolicyOrReport } from './policy-load.ts';
 
 const FORMATS = ['mermaid', 'dot', 'svg'] as const;
 type Format = (typeof FORMATS)[number];
@@ -34,14 +33,8 @@ export const policyGraphCommand: Command = {
     });
     if (positionals.length !== 1) throw new UsageError(`expected one policy file, got ${positionals.length}`);
     if (!(FORMATS as readonly string[]).includes(values.format)) throw new UsageError(`expected --format ${FORMATS.join(', ')}, got '${values.format}'`);
-    let loaded;
-    try {
-      loaded = loadPolicyPath(positionals[0] as string);
-    } catch (error) {
-      if (!(error instanceof PolicyInvalidError)) throw error;
-      for (const problem of error.problems) context.stderr.write(formatProblem(problem) + '\n');
-      return 1;
-    }
+    const loaded = loadPolicyOrReport(positionals[0] as string, context);
+    if (loaded === undefined) return 1;
     const format = values.format as Format;
     const text = format === 'svg' ? await renderSvg(loaded.policy) : format === 'dot' ? renderDot(loaded.policy) : renderMermaid(loaded.policy);
     if (values.out === undefined) context.stdout.write(text);

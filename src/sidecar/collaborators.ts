@@ -6,20 +6,11 @@
  * and tests can pass small stand-ins.
  */
 import type { CompiledPolicy } from '../policy/decision.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
+import type { IssuedToken } from './exchange/exchanger.ts';
 
 /** The parts of a verified access token the sidecar reads (src/token/verifier.ts). */
-export interface VerifiedSubject {
-  readonly kind: 'mesh' | 'external';
-  readonly subject: string;
-  readonly user: boolean;
-  /** Callers, origin first; empty for an external IdP's token. */
-  readonly chain: readonly string[];
-  readonly scopes: ReadonlySet<string>;
-  readonly txn: string | undefined;
-  readonly acr: string | undefined;
-  /** Epoch seconds. */
-  readonly expiresAt: number;
-}
+export type VerifiedSubject = Pick<VerifiedToken, 'kind' | 'subject' | 'user' | 'chain' | 'scopes' | 'txn' | 'acr' | 'expiresAt'>;
 
 export interface TokenVerifier<V extends VerifiedSubject = VerifiedSubject> {
   verify(token: string, expected: { audience: string }): Promise<V>;
@@ -35,14 +26,7 @@ export interface ContextHandles<V extends VerifiedSubject = VerifiedSubject> {
   resolve(handle: string): { subjectToken: string; verified: V } | undefined;
 }
 
-export interface IssuedToken {
-  readonly accessToken: string;
-  /** Epoch seconds. */
-  readonly expiresAt: number;
-  readonly scope: string;
-  readonly issuedTokenType: string;
-  readonly cached: 'hit' | 'miss' | 'stale-refresh';
-}
+export type { IssuedToken };
 
 export interface TokenExchanger {
   exchange(req: { subjectToken: string; subjectTokenType: string; audience: string; scope?: string }): Promise<IssuedToken>;
