@@ -8,6 +8,7 @@ import { createPolicyServer, createVersionCounter, MAX_WAIT_SECONDS } from '../p
 import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/signing.ts';
 import { createPolicyWatcher } from '../policy/watch.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
 export const PolicyServerConfigSchema = Type.Object(
@@ -83,6 +84,7 @@ export const policyServerCommand: Command = {
 
 async function serve(config: PolicyServerConfig, context: CliContext): Promise<number> {
   const logger = createLogger({ name: 'policy-server', level: config.logLevel });
+  const telemetry = startTelemetry({ serviceName: 'baton-policy-server', env: context.env });
   const signingKey = readSigningKey(config.signingKey);
   const watcher = createPolicyWatcher(config.policy, { logger, pollIntervalMs: config.pollIntervalMs });
   const server = createPolicyServer({
@@ -113,6 +115,8 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
     process.off('SIGINT', onSignal);
     watcher.close();
     await server.close();
+    // DESIGN "SIGTERM": spans flush before exit.
+    await telemetry.shutdown();
     logger.flush();
   }
 }

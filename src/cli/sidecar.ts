@@ -3,6 +3,7 @@ import { loadConfig } from '../config/load.ts';
 import { SidecarConfigSchema } from '../sidecar/config.ts';
 import { createSidecar } from '../sidecar/sidecar.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { startTelemetry } from '../telemetry/tracing.ts';
 import type { Command } from './command.ts';
 
 const HELP = `Usage: baton sidecar --config FILE [--service NAME] [--inbound-port N] [--outbound-port N] [--admin-port N]
@@ -42,6 +43,8 @@ export const sidecarCommand: Command = {
       },
     });
     const logger = createLogger({ name: config.service, level: config.logLevel });
+    // Before the sidecar is built: its handlers check once whether tracing is on.
+    const telemetry = startTelemetry({ serviceName: config.service, env: context.env });
     const sidecar = createSidecar(config, { logger });
     const ports = await sidecar.start();
     logger.info({ event: 'listening', host: config.host, ...ports }, 'sidecar listening');
@@ -55,6 +58,8 @@ export const sidecarCommand: Command = {
       process.once('SIGINT', stop);
     });
     await sidecar.close();
+    // DESIGN "SIGTERM": spans flush before exit.
+    await telemetry.shutdown();
     logger.info({ event: 'stopped' }, 'sidecar stopped');
     return 0;
   },

@@ -8,6 +8,7 @@ import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } fro
 import { hashSecret } from '../sts/secret-hash.ts';
 import { createStsServer } from '../sts/server.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
+import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
 const HELP = `Usage: baton sts --config FILE [--port N] [--host ADDR] [--log-level LEVEL]
@@ -52,6 +53,7 @@ export const stsCommand: Command = {
 
 async function serve(config: StsConfig, context: CliContext): Promise<number> {
   const logger = createLogger({ name: 'baton-sts', level: config.logLevel });
+  const telemetry = startTelemetry({ serviceName: 'baton-sts', env: context.env });
   const policy = policySource(config, logger);
   const keys = await createKeyStore({
     dir: config.keys?.dir,
@@ -90,6 +92,8 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
     await policy.close();
     await replay.close();
     keys.close();
+    // DESIGN "SIGTERM": spans flush before exit.
+    await telemetry.shutdown();
     logger.flush();
   }
 }

@@ -83,7 +83,8 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
     // Origin-form with Host naming the service: the sidecar maps the name to an upstream.
     const response = await request(`${options.outbound}${next.path}`, {
       method: next.method as 'POST',
-      headers: { host: next.target, 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }) },
+      // Like any traced app, pass the W3C trace context on, so the whole chain is one trace.
+      headers: { host: next.target, 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }), ...traceContext(req) },
       body: JSON.stringify({ from: options.name }),
     });
     const text = await response.body.text();
@@ -106,6 +107,15 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
       server.close(() => resolve());
     }),
   };
+}
+
+function traceContext(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of ['traceparent', 'tracestate']) {
+    const value = header(req, name);
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,10 @@ export interface MeshOptions {
   /** Extra environment for every process (e.g. OTEL_* settings). */
   readonly env?: Readonly<Record<string, string>>;
   readonly startTimeoutMs?: number;
+  /** A redis:// URL the sidecars share exchanged tokens through (the demo itself runs without one). */
+  readonly redis?: string;
+  /** Also write each process's output, as it comes, to `<logDir>/<process name>.log` (e.g. for `baton policy observed`). */
+  readonly logDir?: string;
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
@@ -78,10 +82,12 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const idpUrl = `http://127.0.0.1:${idpPort}`;
     const stsUrl = `http://127.0.0.1:${stsPort}`;
     const policyUrl = `http://127.0.0.1:${policyPort}`;
+    // One key for the whole mesh, so baton.subject pseudonyms in spans join across processes.
+    const telemetry = { subjectHashKey: randomBytes(24).toString('base64url') };
     const secrets = Object.fromEntries(DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')])) as Record<DemoServiceName, string>;
     const env = { ...options.env };
     const start = (name: string, args: string[]): MeshProcess => {
-      const started = startProcess(name, args, env);
+      const started = startProcess(name, args, env, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`));
       processes.push(started);
       return started;
     };
@@ -100,6 +106,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       keys: { dir: join(dir, 'sts-keys') },
       clients: DEMO_SERVICES.map((id) => ({ id, secret: secrets[id] })),
       externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }],
+      telemetry,
     });
     const sts = start('sts', ['sts', '--config', join(dir, 'sts.yaml')]);
     await waitForHttp(`${stsUrl}/readyz`, sts, timeoutMs);
@@ -115,7 +122,9 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
         policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
         upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${services[n].inbound}`])),
+        ...(options.redis === undefined ? {} : { redis: options.redis }),
         ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
+        telemetry,
       });
       start(`${name}-sidecar`, ['sidecar', '--config', join(dir, `${name}-sidecar.yaml`)]);
     }
@@ -156,12 +165,13 @@ function writeConfig(path: string, config: unknown): void {
   writeFileSync(path, stringify(config), { mode: 0o600 });
 }
 
-function startProcess(name: string, args: readonly string[], env: Readonly<Record<string, string>>): MeshProcess {
+function startProcess(name: string, args: readonly string[], env: Readonly<Record<string, string>>, logFile: string | undefined): MeshProcess {
   const child = spawn(process.execPath, [BATON_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let text = '';
   let partial = '';
   const onData = (chunk: string): void => {
+    if (logFile !== undefined) appendFileSync(logFile, chunk);
     text += chunk;
     if (text.length > 4_000_000) text = text.slice(-2_000_000);
     partial += chunk;

@@ -27,11 +27,28 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n`);
       }
       case '/metrics':
-        return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render());
+        return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render() + readinessMetrics(options));
       default:
         return send(res, 404, 'text/plain', 'not found\n');
     }
   };
+}
+
+// What readiness waits for (src/sidecar/wiring.ts), as gauge labels: the policy source and the STS's keys and endpoint.
+const DEPENDENCIES: Readonly<Record<string, string>> = { policy: 'policy', 'sts keys': 'sts_keys', 'token endpoint': 'token_endpoint' };
+
+/** Whether the sidecar is ready, and which dependency it still lacks (a failing JWKS or policy server shows here). */
+function readinessMetrics(options: AdminOptions): string {
+  const missing = new Set(options.waitingFor());
+  const lines = [
+    '# HELP baton_ready Whether the sidecar answers /readyz with 200 (1) or not (0).',
+    '# TYPE baton_ready gauge',
+    `baton_ready ${options.ready() ? 1 : 0}`,
+    '# HELP baton_dependency_ready Whether a dependency readiness waits for is in hand (1) or not (0).',
+    '# TYPE baton_dependency_ready gauge',
+  ];
+  for (const [waitingName, label] of Object.entries(DEPENDENCIES)) lines.push(`baton_dependency_ready{dependency="${label}"} ${missing.has(waitingName) ? 0 : 1}`);
+  return lines.join('\n') + '\n';
 }
 
 function send(res: ServerResponse, status: number, contentType: string, body: string, extra: Record<string, string> = {}): void {

@@ -4,6 +4,7 @@
  * `loadConfig` into a frozen object; nothing deeper reads the environment.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
@@ -87,6 +88,7 @@ export const SidecarConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    telemetry: TelemetryConfigSchema,
     shutdown: Type.Object({ graceMs: PositiveMs(10_000, 'how long in-flight requests may take to finish after SIGTERM') }, { additionalProperties: false, default: {} }),
   },
   { additionalProperties: false },

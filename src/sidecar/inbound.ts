@@ -11,7 +11,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Span, context } from '@opentelemetry/api';
+import { batonTracer, endHttpSpan, propagationFields, startServerSpan, tracingActive, withClientSpan } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import type { ContextHandles, PolicyView, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import { checkEdge } from './edge-check.ts';
@@ -37,6 +40,7 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly inflight: Inflight;
   readonly metrics: SidecarMetrics;
   readonly logger: Logger;
+  readonly subjectPseudonym?: SubjectPseudonym;
 }
 
 // Replaced, not appended to: the peer address is added to the caller's list.
@@ -44,6 +48,10 @@ const REPLACED: ReadonlySet<string> = new Set(['x-forwarded-for']);
 
 export function createInboundHandler<V extends VerifiedSubject>(options: InboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
   const { service, logger, metrics } = options;
+  // Tracing on: our span becomes the app's parent, so the caller's trace headers are replaced, not relayed.
+  const traced = tracingActive();
+  const tracer = batonTracer();
+  const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
 
   async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<string> {
     // 1. Read the policy once: a reload mid-request must not change the answer halfway.
@@ -63,7 +71,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     checkEdge(
       policy,
       { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
-      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics },
+      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
@@ -71,10 +79,12 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
     add.push('x-forwarded-for', forwardedFor(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
-    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: REPLACED, add });
+    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
 
-    // 7. To the app, streaming.
-    return String(await options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs }));
+    // 7. To the app, streaming (in a CLIENT span when tracing).
+    const target = { origin: options.appOrigin, path: req.url as string, timeoutMs: options.timeoutMs };
+    if (!traced) return String(await options.forwarder.forward(req, res, { ...target, headers }));
+    return String(await withClientSpan(tracer, { method: req.method ?? 'GET', origin: options.appOrigin, path }, (trace) => options.forwarder.forward(req, res, { ...target, headers: [...headers, ...trace] })));
   }
 
   async function verify(token: string): Promise<V> {
@@ -91,18 +101,29 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
       sendProblem(res, new OverloadedError('expected fewer requests in flight, the inbound limit is reached'), false);
       return;
     }
+    if (!traced) return run(req, res, undefined);
+    // A SERVER span, child of the caller's traceparent; everything below (audit lines included) runs in it.
+    const server = startServerSpan(tracer, req, (req.url ?? '/').split('?', 1)[0] as string);
+    context.with(server.context, run, undefined, req, res, server.span);
+  };
+
+  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined): void {
     const tokenSeen = { present: false };
     handle(req, res, tokenSeen).then(
-      (status) => metrics.request('inbound', status),
+      (status) => {
+        metrics.request('inbound', status);
+        if (span !== undefined) endHttpSpan(span, 'server', Number(status));
+      },
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('inbound', problem.code);
         if (problem.status >= 500) logger.warn({ event: 'inbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, tokenSeen.present);
+        if (span !== undefined) endHttpSpan(span, 'server', problem.status, problem.code);
       },
     );
-  };
+  }
 }
 
 /** The path (query cut off) of an origin-form request target; the inbound port is not a proxy. */

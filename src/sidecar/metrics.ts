@@ -17,6 +17,8 @@ const DEFAULT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export interface SidecarMetrics {
   request(direction: Direction, outcome: string): void;
   decision(rule: string, decision: 'allow' | 'deny' | 'would_deny'): void;
+  /** A shadow-mode denial let through: what enforcing the rule would break. */
+  shadowDenial(target: string, rule: string): void;
   exchangeDuration(seconds: number): void;
   tokenCache(result: string): void;
   policyVersion(version: number): void;
@@ -29,9 +31,11 @@ export type Direction = 'inbound' | 'outbound';
 export function createSidecarMetrics(): SidecarMetrics {
   const requests = counter();
   const decisions = counter();
+  const shadowDenials = counter();
   const cache = counter();
   const inflight = counter();
   let policyVersion = 0;
+  let policyUpdates = 0;
   const buckets = DEFAULT_BUCKETS.map(() => 0);
   let exchangeSum = 0;
   let exchangeCount = 0;
@@ -39,9 +43,11 @@ export function createSidecarMetrics(): SidecarMetrics {
   return {
     request: (direction, outcome) => requests.add({ direction, outcome }, 1),
     decision: (rule, decision) => decisions.add({ rule, decision }, 1),
+    shadowDenial: (target, rule) => shadowDenials.add({ target, rule }, 1),
     tokenCache: (result) => cache.add({ result }, 1),
     inflight: (direction, delta) => inflight.add({ direction }, delta),
     policyVersion(version) {
+      if (version !== policyVersion) policyUpdates++;
       policyVersion = version;
     },
     exchangeDuration(seconds) {
@@ -53,9 +59,11 @@ export function createSidecarMetrics(): SidecarMetrics {
       const lines: string[] = [];
       family(lines, 'baton_requests_total', 'counter', 'Requests handled, by direction and outcome.', requests.series());
       family(lines, 'baton_decisions_total', 'counter', 'Call-graph policy decisions, by rule and decision.', decisions.series());
+      family(lines, 'baton_shadow_denials_total', 'counter', 'Calls a shadow-mode rule would have denied and let through, by target and rule.', shadowDenials.series());
       family(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', cache.series());
       family(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
       family(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [{ labels: '', value: policyVersion }]);
+      family(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [{ labels: '', value: policyUpdates }]);
       lines.push('# HELP baton_exchange_duration_seconds Time to obtain an exchanged token, cache hits included.', '# TYPE baton_exchange_duration_seconds histogram');
       DEFAULT_BUCKETS.forEach((le, i) => lines.push(`baton_exchange_duration_seconds_bucket{le="${le}"} ${buckets[i]}`));
       lines.push(`baton_exchange_duration_seconds_bucket{le="+Inf"} ${exchangeCount}`, `baton_exchange_duration_seconds_sum ${exchangeSum}`, `baton_exchange_duration_seconds_count ${exchangeCount}`);
@@ -68,9 +76,11 @@ function counter(): { add(labels: Labels, delta: number): void; series(): Series
   const byKey = new Map<string, Series>();
   return {
     add(labels, delta) {
-      const key = formatLabels(labels);
+      // Called on every request: a plain concatenation finds the series; the escaped label text is built once per series.
+      let key = '';
+      for (const name in labels) key += `${name}\u0000${labels[name]}\u0000`;
       const series = byKey.get(key);
-      if (series === undefined) byKey.set(key, { labels: key, value: delta });
+      if (series === undefined) byKey.set(key, { labels: formatLabels(labels), value: delta });
       else series.value += delta;
     },
     series: () => [...byKey.values()],

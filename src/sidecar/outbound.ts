@@ -13,9 +13,12 @@
  * sidecar never follows one, since the next hop would need its own token.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
+import { batonTracer, describeEgressTarget, endHttpSpan, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import type { ContextHandles, IssuedToken, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import { checkEdge } from './edge-check.ts';
@@ -53,6 +56,7 @@ export interface OutboundOptions<V extends VerifiedSubject> {
   readonly metrics: SidecarMetrics;
   readonly logger: Logger;
   readonly now: () => number;
+  readonly subjectPseudonym?: SubjectPseudonym;
 }
 
 interface Subject<V> {
@@ -64,6 +68,10 @@ const REPLACED: ReadonlySet<string> = new Set(['authorization']);
 
 export function createOutboundHandler<V extends VerifiedSubject>(options: OutboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
   const { service, logger, metrics } = options;
+  // Tracing on: the upstream's span is a child of ours, so the app's trace headers are replaced.
+  const traced = tracingActive();
+  const tracer = batonTracer();
+  const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
   const upstreamOrigins = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, new URL(url).origin]));
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
@@ -75,6 +83,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const target = requestTarget(req);
     if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
     const origin = upstreamOrigins.get(target.service) ?? `http://${target.service}:${options.defaultUpstreamPort}`;
+    if (traced) describeEgressTarget(target.service, origin, target.path);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     const subject = await findSubject(req);
@@ -95,14 +104,14 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
             acr: subject.verified.acr,
             user: subject.verified.user,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, policyVersion: options.policy.version(), logger, metrics },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
     const issued = await obtainToken(target.service, subject);
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
-    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: REPLACED, add: ['authorization', `Bearer ${issued.accessToken}`] });
+    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
     return String(await options.forwarder.forward(req, res, { origin, path: target.path, headers, timeoutMs: options.timeoutMs }));
@@ -145,17 +154,28 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
       sendProblem(res, new OverloadedError('expected fewer requests in flight, the outbound limit is reached'), false);
       return;
     }
+    if (!traced) return run(req, res, undefined);
+    // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
+    const egress = startEgressSpan(tracer, req);
+    context.with(egress.context, run, undefined, req, res, egress.span);
+  };
+
+  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined): void {
     handle(req, res).then(
-      (status) => metrics.request('outbound', status),
+      (status) => {
+        metrics.request('outbound', status);
+        if (span !== undefined) endHttpSpan(span, 'client', Number(status));
+      },
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('outbound', problem.code);
         if (problem.status >= 500) logger.warn({ event: 'outbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
+        if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);
       },
     );
-  };
+  }
 }
 
 export interface RequestTarget {

@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
 import type { ContextHandles, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import type { SidecarConfig } from './config.ts';
@@ -80,7 +81,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const version = c.policy.version();
       if (version !== undefined) metrics.policyVersion(version);
 
-      const shared = { ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
+      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
       const inbound = createInboundHandler({
         ...shared,
         service: config.service,

@@ -7,6 +7,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
+import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];
@@ -78,6 +79,7 @@ export const StsConfigSchema = Type.Object(
     ),
     redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// or rediss:// URL' })),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    telemetry: TelemetryConfigSchema,
   },
   { additionalProperties: false },
 );

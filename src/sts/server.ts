@@ -4,13 +4,20 @@
  * authenticated, and the grant handler run; every refusal becomes an
  * RFC 6749 §5.2 error body.
  */
+import { createServer } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { type BatonError, defineError, isBatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import type { CompiledPolicy } from '../policy/decision.ts';
+import { tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
+import { type GrantLabel, createStsMetrics } from '../telemetry/sts-metrics.ts';
+import { recordIssuanceOutcome } from '../telemetry/sts-span.ts';
+import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
+import { setHttpRoute, tracedListener } from '../telemetry/traced-listener.ts';
 import { createRemoteKeySource } from '../token/key-source.ts';
 import { createActorTokenVerifier } from './actor-token.ts';
 import { createAudienceResolver } from './audience.ts';
@@ -102,11 +109,25 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     mint: createMinter(deps.keys),
     logger,
     now,
+    subjectPseudonym: createSubjectPseudonym(config.telemetry),
   };
+  const metrics = createStsMetrics();
+  const grantOf = new WeakMap<FastifyRequest, GrantLabel>();
   const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])]);
   let draining = false;
 
-  const app = Fastify({ logger: false, bodyLimit: MAX_BODY_BYTES, return503OnClosing: true, forceCloseConnections: 'idle' });
+  const app = Fastify({
+    logger: false,
+    bodyLimit: MAX_BODY_BYTES,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
+    ...(tracingActive() ? { serverFactory: (handler: Parameters<typeof tracedListener>[0]) => createServer(tracedListener(handler)) } : {}),
+  });
+  app.addHook('onRequest', (request, _reply, done) => {
+    setHttpRoute(request.method, request.routeOptions.url);
+    done();
+  });
   app.addContentTypeParser(FORM_CONTENT_TYPE, { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, done) => done(null, body));
 
   app.get('/.well-known/oauth-authorization-server', async (_request, reply) => {
@@ -119,6 +140,11 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     return deps.keys.jwks();
   });
   app.get('/livez', async () => ({ status: 'ok' }));
+  // Prometheus text; counts only, labelled by grant and OAuth outcome, never by client or subject.
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('cache-control', 'no-store').type(PROMETHEUS_CONTENT_TYPE);
+    return metrics.render();
+  });
   app.get('/readyz', async (_request, reply) => {
     const policyReady = deps.policy.ready() && deps.policy.current() !== undefined;
     const ready = policyReady && !draining;
@@ -135,10 +161,12 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     const params = parseTokenRequestForm(request.body);
     const grantType = params.get('grant_type');
     if (grantType === undefined) throw new MissingParameterError('expected the parameter grant_type, got none');
+    grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     const client = await authenticator.authenticate(request.headers.authorization, params);
     if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
     const response = await handler(params, client, context);
+    metrics.tokenRequest(grantLabel(grantType), 'issued', reply.elapsedTime / 1000);
     return response;
   });
 
@@ -155,6 +183,9 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
       logger.info({ event: 'refused', code: error.code, oauthError: error.oauthError, status: error.status, path: request.url.split('?')[0] }, error.message);
     }
     if (request.url.split('?')[0] === '/token') {
+      const outcome = toOAuthError(error).error;
+      metrics.tokenRequest(grantOf.get(request) ?? 'other', outcome, reply.elapsedTime / 1000);
+      recordIssuanceOutcome({ exchangeOutcome: `refused:${outcome}` });
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
       // RFC 6749 §5.2: a client that tried Basic auth gets 401 and a WWW-Authenticate challenge.
       if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
@@ -185,6 +216,10 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
       if (deps.replay === undefined) await replay.close();
     },
   };
+}
+
+function grantLabel(grantType: string): GrantLabel {
+  return grantType === TOKEN_EXCHANGE_GRANT ? 'token_exchange' : grantType === CLIENT_CREDENTIALS_GRANT ? 'client_credentials' : 'other';
 }
 
 function isForm(contentType: string | undefined): boolean {

@@ -1,3 +1,4 @@
+import { isSpanContextValid, trace } from '@opentelemetry/api';
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger } from 'pino';
@@ -44,6 +45,20 @@ export function createLogger(settings: LoggerSettings): Logger {
     base: { service: settings.name },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
+    mixin: traceIds,
   };
   return settings.destination === undefined ? pino(options) : pino(options, settings.destination);
+}
+
+/**
+ * `trace_id` and `span_id` of the active span on every line written inside
+ * one (the audit lines among them), so a log line and its trace join. With
+ * the SDK off there is no active span and this returns at once.
+ */
+function traceIds(): object {
+  const span = trace.getActiveSpan();
+  // pino merges the line's fields into what the mixin returns, so it must be a fresh object each time.
+  if (span === undefined) return {};
+  const spanContext = span.spanContext();
+  return isSpanContextValid(spanContext) ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
 }

@@ -13,6 +13,8 @@
 import { createHash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT, TokenType } from '../../core/token-types.ts';
+import { withExchangeSpan } from '../../telemetry/exchange-span.ts';
+import { batonTracer, tracingActive } from '../../telemetry/http-spans.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { createCircuitBreaker } from './circuit-breaker.ts';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
@@ -90,6 +92,13 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   // The client is part of the key: the same subject token exchanged by two services yields two different act chains.
   const keyPrefix = createHash('sha256').update(`${options.tokenEndpoint}\n${options.clientId}`).digest('base64url');
 
+  const traced = tracingActive();
+  const tracer = batonTracer();
+  const tokenEndpointUrl = new URL(options.tokenEndpoint);
+  function obtainTraced(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
+    return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params)) : obtain(key, audience, params);
+  }
+
   async function obtain(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
     const nowSec = now() / 1000;
     const cached = await cache.get(key);
@@ -166,7 +175,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
         requested_token_type: TokenType.accessToken,
         ...(request.scope === undefined ? {} : { scope: request.scope }),
       };
-      return obtain(key, request.audience, params);
+      return obtainTraced(key, request.audience, params);
     },
     serviceToken(request) {
       const key = `${keyPrefix}\ncc\n${request.audience}\n${request.scope ?? ''}`;
@@ -175,7 +184,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
         audience: request.audience,
         ...(request.scope === undefined ? {} : { scope: request.scope }),
       };
-      return obtain(key, request.audience, params);
+      return obtainTraced(key, request.audience, params);
     },
     async close() {
       await sts.close();

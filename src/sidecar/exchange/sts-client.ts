@@ -4,6 +4,7 @@
  * validated. Throws ExchangeRefusedError for an OAuth error answer and
  * StsUnavailableError for everything that is not an answer.
  */
+import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool, request } from 'undici';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
 
@@ -46,6 +47,8 @@ export function createStsClient(options: StsClientOptions): StsClient {
     async post(params) {
       const form = new URLSearchParams(params);
       const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+      // W3C trace context: the STS's span joins the caller's trace (a no-op when tracing is off).
+      propagation.inject(context.active(), headers);
       if (method === 'client_secret_basic') headers.authorization = basic;
       else {
         form.set('client_id', options.clientId);

@@ -8,6 +8,7 @@ import { type BatonAccessTokenClaims, formatScope, parseScope } from '../../core
 import { TokenType } from '../../core/token-types.ts';
 import { InvalidScopeError } from '../oauth-errors.ts';
 import { randomId } from '../mint.ts';
+import { recordIssuanceOutcome, recordIssuanceRequest } from '../../telemetry/sts-span.ts';
 import type { GrantHandler } from './grant-context.ts';
 import { checkEdge, currentPolicy } from './policy-gate.ts';
 
@@ -23,6 +24,7 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client }, c
   const chain = [client.id];
   const txn = randomId();
   const audit = { grant: 'client_credentials', txn, client: client.id, target, chain };
+  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id }, context.subjectPseudonym);
   const decision = checkEdge(policy, { chain, target, scopes: granted, user: false }, context.maxChainDepth, context.logger, audit);
   const usable = policy.usableScopes(client.id, target);
   const scope = formatScope([...granted].filter((s) => (usable === undefined ? !decision.allowed : usable.has(s))));
@@ -42,5 +44,6 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client }, c
   };
   const accessToken = await context.mint(claims);
   context.logger.info({ ...audit, event: decision.allowed ? 'allow' : 'would_deny', rule: decision.rule, scope, exp, jti: claims.jti }, 'token issued');
+  recordIssuanceOutcome({ exchangeOutcome: 'issued' });
   return { access_token: accessToken, issued_token_type: TokenType.accessToken, token_type: 'Bearer', expires_in: exp - nowSec, scope };
 };

@@ -1,6 +1,7 @@
 /** What a grant handler needs, passed in once by the server (STYLE rule 5). */
 import type { CompiledPolicy } from '../../policy/decision.ts';
 import type { Logger } from '../../telemetry/logger.ts';
+import type { SubjectPseudonym } from '../../telemetry/subject-pseudonym.ts';
 import type { ActorTokenVerifier } from '../actor-token.ts';
 import type { AudienceResolver } from '../audience.ts';
 import type { AuthenticatedClient } from '../client-auth.ts';
@@ -21,6 +22,8 @@ export interface GrantContext {
   /** The audit log: one line per decision. */
   readonly logger: Logger;
   readonly now: () => number;
+  /** `baton.subject` in spans; without it spans carry no subject. */
+  readonly subjectPseudonym?: SubjectPseudonym;
 }
 
 /** RFC 8693 §2.2.1 / RFC 6749 §5.1 successful response. */

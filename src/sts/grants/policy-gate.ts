@@ -6,6 +6,7 @@
  */
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/decision.ts';
 import type { Logger } from '../../telemetry/logger.ts';
+import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
 import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError } from '../oauth-errors.ts';
 
 export function currentPolicy(policy: () => CompiledPolicy | undefined): CompiledPolicy {
@@ -24,9 +25,11 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, maxChain
   if (input.chain.length > cap) {
     const deny: Deny = { allowed: false, rule: 'spec.maxDepth' as Deny['rule'], cause: 'depth_exceeded', mode: 'enforce', reason: `expected at most ${cap} services in the chain, got ${input.chain.length}` };
     logger.info({ ...audit, event: 'deny', rule: deny.rule, cause: deny.cause, reason: deny.reason, policy: policy.digest }, 'token refused by policy');
+    recordIssuanceOutcome({ rule: deny.rule, decision: 'deny' });
     throw refusal(deny);
   }
   const decision = policy.decide(input);
+  recordIssuanceOutcome({ rule: decision.rule, decision: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny' });
   if (decision.allowed) return decision;
   if (decision.mode === 'shadow') {
     logger.warn({ ...audit, event: 'would_deny', rule: decision.rule, cause: decision.cause, reason: decision.reason, policy: policy.digest }, 'policy would deny; shadow mode lets the token be minted');

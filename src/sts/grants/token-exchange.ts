@@ -13,6 +13,7 @@ import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchErr
 import type { VerifiedToken } from '../subject-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
+import { recordIssuanceOutcome, recordIssuanceRequest } from '../../telemetry/sts-span.ts';
 import type { GrantHandler, TokenResponse } from './grant-context.ts';
 import { checkEdge, currentPolicy } from './policy-gate.ts';
 
@@ -59,6 +60,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client }, conte
   // Carried from a mesh token; for an external token, derived from it (src/core/txn.ts) as the entry sidecar does.
   const txn = subject.txn ?? randomTxn();
   const audit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer };
+  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject }, context.subjectPseudonym);
   const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user }, context.maxChainDepth, context.logger, audit);
 
   const usable = policy.usableScopes(client.id, target);
@@ -85,6 +87,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client }, conte
   };
   const accessToken = await context.mint(claims);
   context.logger.info({ ...audit, event: decision.allowed ? 'allow' : 'would_deny', rule: decision.rule, scope, exp, jti: claims.jti }, 'token issued');
+  recordIssuanceOutcome({ exchangeOutcome: 'issued' });
   const response: TokenResponse = { access_token: accessToken, issued_token_type: requestedTokenType, token_type: 'Bearer', expires_in: exp - nowSec, scope };
   return response;
 };

@@ -1,0 +1,109 @@
+/**
+ * Tracing cost: the baton pair of scenario 1(d) (orders' outbound →
+ * payments' inbound, service-identity call, warm caches) in two meshes
+ * started side by side in the same run: one with tracing off (no OTEL
+ * exporter, the default), one with every request traced (always_on
+ * sampler) and batch-exported over OTLP/HTTP protobuf to a loopback sink.
+ * Variants alternate inside each round so machine drift hits both alike.
+ *
+ * The sink drains and acknowledges each export without decoding it, so
+ * what is measured is the sidecars' cost of making, batching and sending
+ * spans, not a collector's.
+ */
+import { createServer, type Server } from 'node:http';
+import { startMesh, type Mesh } from '../src/demo/mesh.ts';
+import { BENCH_POLICY, batonPair, measureVariant, type Variant } from './hop.bench.ts';
+import { runLoad } from './lib/load.ts';
+import { median, type Row, writeResults } from './lib/report.ts';
+import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
+
+interface OtlpSink {
+  readonly endpoint: string;
+  exports(): number;
+  bytes(): number;
+  close(): Promise<void>;
+}
+
+async function startOtlpSink(): Promise<OtlpSink> {
+  let exports = 0;
+  let bytes = 0;
+  const server: Server = createServer((req, res) => {
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => {
+      exports++;
+      // An empty ExportTraceServiceResponse: full success.
+      res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': 0 });
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    exports: () => exports,
+    bytes: () => bytes,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export async function run(options: BenchOptions = { quick: process.env.BENCH_QUICK === '1' }): Promise<ScenarioResult> {
+  const rounds = options.quick ? 1 : 3;
+  const durationSec = options.quick ? 1 : 4;
+  const connections = 32;
+  const sink = await startOtlpSink();
+  const meshes: Mesh[] = [];
+  try {
+    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn' } });
+    meshes.push(off);
+    const on = await startMesh({
+      policyFile: BENCH_POLICY,
+      env: { BATON_LOG_LEVEL: 'warn', OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' },
+    });
+    meshes.push(on);
+    const variants: Variant[] = [batonPair(off, 'tracing off'), batonPair(on, 'tracing on (100% sampled, batch OTLP export)')];
+    for (const variant of variants) {
+      const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
+      if (warm.non2xx > 0 || warm.requests === 0) throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
+    }
+    const results = new Map<string, Array<Awaited<ReturnType<typeof measureVariant>>>>(variants.map((v) => [v.name, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) results.get(variant.name)?.push(await measureVariant(variant, durationSec, connections));
+    }
+    const rows: Row[] = variants.map((variant) => {
+      const m = results.get(variant.name) ?? [];
+      const cpu = (pick: (x: (typeof m)[number]) => number[]) => round(median(m.map((x) => pick(x).reduce((a, b) => a + b, 0))), 3);
+      return {
+        variant: variant.name,
+        'requests/s (saturated)': Math.round(median(m.map((x) => x.rps))),
+        'p50 ms @1k/s': round(median(m.map((x) => x.p50Ms)), 2),
+        'p99 ms @1k/s': round(median(m.map((x) => x.p99Ms)), 2),
+        'CPU s per 1k req, both sidecars (saturated)': cpu((x) => x.cpuSaturated),
+        'CPU s per 1k req, both sidecars (@1k/s)': cpu((x) => x.cpuFixed),
+        errors: m.reduce((a, x) => a + x.errors, 0),
+      };
+    });
+    const [offRow, onRow] = rows as [Row, Row];
+    const throughputRatio = ratio(Number(onRow['requests/s (saturated)']), Number(offRow['requests/s (saturated)']));
+    const checks: Check[] = [
+      { target: 'spans were exported during the run', measured: `${sink.exports()} OTLP exports, ${Math.round(sink.bytes() / 1024)} KiB`, met: sink.exports() > 0 },
+      // The worst case: every request traced, 4 spans per request across the pair; production samples 1–10%.
+      { target: 'tracing on at 100% sampling ≥ 0.85× the throughput of tracing off (issue #8)', measured: `${throughputRatio}×`, met: throughputRatio >= 0.85 },
+    ];
+    const markdown = writeResults('tracing', 'Tracing on vs off: the baton sidecar pair', rows, { rounds, durationSec, connections, checks });
+    return { name: 'tracing', title: 'Tracing on vs off', rows, checks, markdown };
+  } finally {
+    for (const mesh of meshes) await mesh.stop();
+    await sink.close();
+  }
+}
+
+if (import.meta.main) {
+  const result = await run();
+  console.log(result.markdown);
+  for (const check of result.checks) console.log(`${check.met ? '✔' : '✘'} ${check.target}: ${check.measured}`);
+}

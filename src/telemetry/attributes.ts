@@ -1,0 +1,45 @@
+/**
+ * Span attribute names. HTTP ones are the stable semantic conventions
+ * (imported, so a rename upstream is a compile error, not a silent drift);
+ * baton's identity attributes live under `baton.` and never hold a token,
+ * a context handle or an Authorization value (docs/observability.md).
+ */
+export {
+  ATTR_ERROR_TYPE,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_HTTP_ROUTE,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PEER_PORT,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+  ATTR_URL_PATH,
+  ATTR_URL_SCHEME,
+} from '@opentelemetry/semantic-conventions';
+
+export const BatonAttribute = {
+  /** inbound | outbound */
+  direction: 'baton.direction',
+  /** The user (keyed hash unless telemetry.subjectInClear), or the service for service-identity calls. */
+  subject: 'baton.subject',
+  /** The immediate caller: the last service in the chain. */
+  caller: 'baton.caller',
+  /** The services the call has come through, origin first, comma-separated. */
+  chain: 'baton.chain',
+  target: 'baton.target',
+  /** One id for the whole chain, minted at the entry hop; joins spans to audit log lines. */
+  txn: 'baton.txn',
+  policyVersion: 'baton.policy.version',
+  rule: 'baton.rule',
+  /** allow | deny | would_deny */
+  decision: 'baton.decision',
+  cause: 'baton.decision.cause',
+  /** issued | cached | refused:<oauth error> | unavailable */
+  exchangeOutcome: 'baton.exchange.outcome',
+  /** hit | miss | stale-refresh */
+  exchangeCache: 'baton.exchange.cache',
+  /** The authenticated OAuth client at the STS (the actor added to act). */
+  client: 'baton.client',
+  grant: 'baton.grant',
+} as const;

@@ -1,0 +1,171 @@
+/**
+ * Reconstructs one call chain from the JSON logs of several processes
+ * (sidecars and the STS): every audit line of a `txn` or a trace id, in
+ * time order, and the hops it went through. Lines join on `txn` and on
+ * `trace_id` both ways, so an STS refusal written before the txn was known
+ * is still found through its trace id.
+ *
+ * Log files hold much more than audit lines; anything that is not a JSON
+ * object (after an optional `docker compose logs` prefix) is skipped.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { defineError } from '../core/errors.ts';
+
+export const AuditInputUnreadableError = defineError({ code: 'BATON_AUDIT_INPUT_UNREADABLE', status: 400, title: 'Audit log input cannot be read' });
+
+export interface AuditQuery {
+  readonly txn?: string;
+  readonly traceId?: string;
+}
+
+/** One audit event: a sidecar's decision, or the STS issuing or refusing a token. */
+export interface AuditEvent {
+  readonly time: string | undefined;
+  readonly service: string;
+  /** inbound | outbound (sidecars), sts (token endpoint), or the line's event name for other lines. */
+  readonly direction: string;
+  readonly chain: readonly string[];
+  readonly target: string | undefined;
+  readonly method: string | undefined;
+  readonly path: string | undefined;
+  readonly rule: string | undefined;
+  readonly decision: string | undefined;
+  readonly cause: string | undefined;
+  /** The HTTP status the decision leads to, where the line implies one. */
+  readonly status: number | undefined;
+  readonly txn: string | undefined;
+  readonly traceId: string | undefined;
+  readonly spanId: string | undefined;
+}
+
+export interface AuditTrail {
+  readonly txns: readonly string[];
+  readonly traceIds: readonly string[];
+  /** Services the call reached, in order: the entry hop, then each inbound decision's service. */
+  readonly hops: readonly string[];
+  readonly events: readonly AuditEvent[];
+  /** The first enforced denial, if the chain was stopped. */
+  readonly deniedAt: AuditEvent | undefined;
+}
+
+type Line = Record<string, unknown>;
+
+export function readLogLines(paths: readonly string[]): Line[] {
+  const lines: Line[] = [];
+  for (const path of paths) {
+    let files: string[];
+    try {
+      files = statSync(path).isDirectory() ? readdirSync(path).sort().map((name) => join(path, name)).filter((file) => statSync(file).isFile()) : [path];
+    } catch (error) {
+      throw new AuditInputUnreadableError(`expected a readable log file or directory, got ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+    for (const file of files) {
+      for (const raw of readFileSync(file, 'utf8').split('\n')) {
+        const start = raw.indexOf('{');
+        if (start === -1) continue;
+        try {
+          const parsed: unknown = JSON.parse(raw.slice(start));
+          if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) lines.push(parsed as Line);
+        } catch {
+          // not a log line
+        }
+      }
+    }
+  }
+  return lines;
+}
+
+export function reconstructTrail(lines: readonly Line[], query: AuditQuery): AuditTrail {
+  const txns = new Set<string>();
+  const traceIds = new Set<string>();
+  if (query.txn !== undefined) txns.add(query.txn);
+  if (query.traceId !== undefined) traceIds.add(query.traceId.toLowerCase());
+  // Two passes close the join: a txn's lines name its traces, a trace's lines name its txns.
+  for (let pass = 0; pass < 2; pass++) {
+    for (const line of lines) {
+      const txn = text(line.txn);
+      const traceId = text(line.trace_id);
+      if ((txn !== undefined && txns.has(txn)) || (traceId !== undefined && traceIds.has(traceId))) {
+        if (txn !== undefined) txns.add(txn);
+        if (traceId !== undefined) traceIds.add(traceId);
+      }
+    }
+  }
+  const events = lines
+    .filter((line) => isAuditLine(line) && ((text(line.txn) !== undefined && txns.has(text(line.txn) as string)) || (text(line.trace_id) !== undefined && traceIds.has(text(line.trace_id) as string))))
+    .map(toEvent)
+    .sort((a, b) => (a.time ?? '').localeCompare(b.time ?? '') || step(a) - step(b));
+  const hops: string[] = [];
+  for (const event of events) if (event.direction === 'inbound' && hops[hops.length - 1] !== event.service) hops.push(event.service);
+  return { txns: [...txns], traceIds: [...traceIds], hops, events, deniedAt: events.find((e) => e.decision === 'deny') };
+}
+
+const DIRECTION_RANK: Readonly<Record<string, number>> = { inbound: 0, outbound: 1, sts: 2 };
+
+/**
+ * Where an event sits in its chain, to order events logged in the same
+ * millisecond: a hop's inbound check, then its outbound check, then the
+ * STS minting for the next hop, then the next hop's inbound check.
+ */
+function step(event: AuditEvent): number {
+  const services = event.chain.length + (event.direction === 'inbound' ? 1 : 0);
+  return services * 3 + (DIRECTION_RANK[event.direction] ?? 0);
+}
+
+function isAuditLine(line: Line): boolean {
+  if (line.event === 'decision') return true;
+  // The STS's issuance and refusal lines (src/sts/grants/policy-gate.ts, token-exchange.ts, server.ts).
+  if (typeof line.grant === 'string') return true;
+  return line.event === 'refused' || line.event === 'inbound_failed' || line.event === 'outbound_failed';
+}
+
+function toEvent(line: Line): AuditEvent {
+  const isSts = typeof line.grant === 'string' || line.event === 'refused';
+  const decision = line.event === 'decision' ? text(line.decision) : isSts && ['allow', 'deny', 'would_deny'].includes(String(line.event)) ? text(line.event) : undefined;
+  const cause = text(line.cause) ?? text(line.oauthError) ?? text(line.code);
+  return {
+    time: typeof line.time === 'number' ? new Date(line.time).toISOString() : text(line.time),
+    service: text(line.service) ?? text(line.name) ?? 'unknown',
+    direction: isSts ? 'sts' : (text(line.direction) ?? String(line.event)),
+    chain: Array.isArray(line.chain) ? line.chain.map(String) : [],
+    target: text(line.target),
+    method: text(line.method) ?? (typeof line.grant === 'string' ? line.grant : undefined),
+    path: text(line.path),
+    rule: text(line.rule),
+    decision,
+    cause: decision === 'allow' ? undefined : cause,
+    status: typeof line.status === 'number' ? line.status : decision === 'deny' ? (cause === 'acr' ? 401 : 403) : undefined,
+    txn: text(line.txn),
+    traceId: text(line.trace_id),
+    spanId: text(line.span_id),
+  };
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** The trail as an incident responder reads it: the hops, then one line per event. */
+export function formatTrail(trail: AuditTrail): string {
+  const out = [`txn:   ${trail.txns.join(', ') || '—'}`, `trace: ${trail.traceIds.join(', ') || '—'}`];
+  const stop = trail.deniedAt === undefined ? '' : `  ✘ denied at ${trail.deniedAt.service} ${trail.deniedAt.direction} → ${trail.deniedAt.target ?? '?'} by ${trail.deniedAt.rule ?? '?'}${trail.deniedAt.cause === undefined ? '' : ` (${trail.deniedAt.cause})`}`;
+  out.push(`hops:  ${trail.hops.join(' → ') || '—'}${stop}`, '');
+  for (const e of trail.events) {
+    out.push(
+      [
+        e.time ?? '—',
+        e.service.padEnd(10),
+        e.direction.padEnd(8),
+        `chain=${e.chain.join(',') || '(entry)'}`.padEnd(24),
+        `→ ${(e.target ?? '—').padEnd(10)}`,
+        `${e.method ?? '—'} ${e.path ?? ''}`.trimEnd().padEnd(22),
+        (e.decision ?? '—').padEnd(10),
+        `rule=${e.rule ?? '—'}`,
+        ...(e.cause === undefined ? [] : [`cause=${e.cause}`]),
+        ...(e.status === undefined ? [] : [`status=${e.status}`]),
+      ].join('  '),
+    );
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,61 @@
+/**
+ * OpenTelemetry setup, configured the standard way: OTEL_SERVICE_NAME,
+ * OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf,
+ * http/json, grpc), OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED. When no
+ * exporter is configured the SDK is not started at all, so the
+ * @opentelemetry/api calls in the hot path are no-ops that cost nothing.
+ */
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+
+export interface Telemetry {
+  /** True when spans are recorded and exported. */
+  readonly enabled: boolean;
+  /** Flushes pending spans and stops the SDK (on SIGTERM). */
+  shutdown(): Promise<void>;
+}
+
+const DISABLED: Telemetry = { enabled: false, shutdown: async () => {} };
+
+// Flushing must not hold a terminating pod past its grace period when the collector is gone.
+const SHUTDOWN_TIMEOUT_MS = 5_000;
+
+export function startTelemetry(options: { serviceName: string; env: Readonly<Record<string, string | undefined>> }): Telemetry {
+  const { env } = options;
+  if (isTrue(env.OTEL_SDK_DISABLED)) return DISABLED;
+  const exporterConfigured =
+    env.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined ||
+    env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined ||
+    (env.OTEL_TRACES_EXPORTER !== undefined && env.OTEL_TRACES_EXPORTER !== 'none');
+  if (!exporterConfigured) return DISABLED;
+
+  // baton serves its metrics as Prometheus text and writes its audit trail as
+  // JSON logs; the SDK is here for traces only unless the operator asks for
+  // more. The SDK reads its settings (exporter, protocol, sampler, batch
+  // delays) from process.env itself, so the defaults go where it looks.
+  process.env.OTEL_METRICS_EXPORTER ??= 'none';
+  process.env.OTEL_LOGS_EXPORTER ??= 'none';
+  const serviceName = env.OTEL_SERVICE_NAME ?? options.serviceName;
+  const sdk = new NodeSDK({
+    serviceName,
+    // W3C trace context only: baggage is never read for identity, so it is
+    // not propagated by baton itself either (apps' own headers pass through).
+    textMapPropagator: new W3CTraceContextPropagator(),
+    instrumentations: [],
+    autoDetectResources: false,
+  });
+  sdk.start();
+  return {
+    enabled: true,
+    shutdown: async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_TIMEOUT_MS)));
+      await Promise.race([sdk.shutdown().catch(() => undefined), timeout]);
+      clearTimeout(timer);
+    },
+  };
+}
+
+function isTrue(value: string | undefined): boolean {
+  return value !== undefined && value.trim().toLowerCase() === 'true';
+}

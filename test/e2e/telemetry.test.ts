@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
+import { runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { runBaton } from '../helpers/process.ts';
+
+const SERVER = 2;
+const CLIENT = 3;
+const ERROR = 2;
+
+describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receiver)', () => {
+  let receiver: OtlpReceiver;
+  let mesh: Mesh | undefined;
+  let results: ScenarioResult[];
+  let logText = '';
+  let logLines: Array<Record<string, unknown>> = [];
+  let logDir: string | undefined;
+
+  before(async () => {
+    receiver = await startOtlpReceiver();
+    mesh = await startMesh({
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_TRACES_SAMPLER: 'always_on' },
+    });
+    results = await runScenarios(mesh);
+    // SIGTERM to every process: the spans still batched must be flushed before they exit.
+    await mesh.stop();
+    logText = mesh.processes.map((p) => p.output()).join('\n');
+    logLines = mesh.processes.flatMap((p) => p.logs);
+    // One file per process, as an operator would collect them.
+    logDir = mkdtempSync(join(tmpdir(), 'baton-audit-'));
+    for (const p of mesh.processes) writeFileSync(join(logDir, `${p.name}.log`), p.output());
+    mesh = undefined;
+  });
+  after(async () => {
+    await mesh?.stop();
+    await receiver.close();
+    if (logDir !== undefined) rmSync(logDir, { recursive: true, force: true });
+  });
+
+  const traceOf = (txn: string | undefined): ReceivedSpan[] => {
+    const traceIds = new Set(receiver.spans.filter((s) => s.attributes['baton.txn'] === txn).map((s) => s.traceId));
+    assert.equal(traceIds.size, 1, `expected one trace for txn ${txn}, got ${traceIds.size}`);
+    const [traceId] = [...traceIds];
+    return receiver.spans.filter((s) => s.traceId === traceId);
+  };
+  const parentOf = (spans: readonly ReceivedSpan[], span: ReceivedSpan): ReceivedSpan | undefined => spans.find((s) => s.spanId === span.parentSpanId);
+  const find = (spans: readonly ReceivedSpan[], predicate: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan => {
+    const found = spans.find(predicate);
+    assert.ok(found, `expected a span: ${what}; got\n${spans.map((s) => `${s.serviceName} ${s.kind} ${s.name}`).join('\n')}`);
+    return found;
+  };
+
+  it('drives the allowed and the denied chain', () => {
+    assert.deepEqual(results.map((r) => [r.name, r.passed]), [['allowed', true], ['denied', true]]);
+  });
+
+  it('records the allowed chain as one trace: gateway → orders → payments, STS exchanges included, parents linked across processes', () => {
+    const txn = results[0]?.txn;
+    const spans = traceOf(txn);
+    const inbound = (service: string) => find(spans, (s) => s.serviceName === service && s.kind === SERVER && s.attributes['baton.direction'] === 'inbound', `${service} inbound SERVER`);
+    const egress = (service: string) => find(spans, (s) => s.serviceName === service && s.kind === CLIENT && s.attributes['baton.direction'] === 'outbound', `${service} outbound CLIENT`);
+
+    const gatewayIn = inbound('gateway');
+    assert.equal(gatewayIn.parentSpanId, undefined, 'the entry hop starts the trace');
+    for (const [service, target] of [['gateway', 'orders'], ['orders', 'payments']] as const) {
+      const out = egress(service);
+      // The app propagated our forward span's context, so the outbound call hangs under it.
+      const forwardToApp = parentOf(spans, out);
+      assert.equal(forwardToApp?.kind, CLIENT);
+      assert.equal(forwardToApp?.serviceName, service);
+      assert.equal(parentOf(spans, forwardToApp)?.spanId, inbound(service).spanId);
+      assert.equal(out.attributes['server.address'], target);
+      assert.equal(out.attributes['baton.caller'], service);
+
+      const exchange = find(spans, (s) => s.serviceName === service && s.kind === CLIENT && s.parentSpanId === out.spanId && s.attributes['baton.exchange.cache'] !== undefined, `${service} exchange CLIENT`);
+      assert.equal(exchange.attributes['baton.exchange.cache'], 'miss');
+      assert.equal(exchange.attributes['baton.exchange.outcome'], 'issued');
+      const sts = find(spans, (s) => s.serviceName === 'baton-sts' && s.parentSpanId === exchange.spanId, `STS span under ${service}'s exchange`);
+      assert.equal(sts.kind, SERVER);
+      assert.equal(sts.name, 'POST /token');
+      assert.equal(sts.attributes['http.route'], '/token');
+      assert.equal(sts.attributes['baton.client'], service);
+      assert.equal(sts.attributes['baton.target'], target);
+      assert.equal(sts.attributes['baton.exchange.outcome'], 'issued');
+
+      // The next sidecar's SERVER span is the child of this egress span: one trace across processes.
+      assert.equal(inbound(target).parentSpanId, out.spanId);
+    }
+    const paymentsIn = inbound('payments');
+    assert.equal(paymentsIn.attributes['baton.chain'], 'gateway,orders');
+    assert.equal(paymentsIn.attributes['baton.caller'], 'orders');
+    assert.equal(paymentsIn.attributes['baton.rule'], 'payments.accepts.charge');
+    assert.equal(paymentsIn.attributes['baton.decision'], 'allow');
+    assert.equal(paymentsIn.attributes['baton.txn'], txn);
+    assert.equal(typeof paymentsIn.attributes['baton.policy.version'], 'number');
+    assert.equal(paymentsIn.attributes['http.request.method'], 'POST');
+    assert.equal(paymentsIn.attributes['url.path'], '/charges');
+    assert.equal(paymentsIn.attributes['http.response.status_code'], 200);
+
+    const decisions = spans.filter((s) => s.events.some((e) => e.name === 'baton.policy.decision'));
+    assert.equal(decisions.length, 5, 'gateway in/out, orders in/out, payments in');
+    assert.ok(decisions.every((s) => s.kind === SERVER || s.kind === CLIENT));
+    // The subject is a keyed hash, the same at every hop (one key for the mesh), never the clear id.
+    const subjects = new Set(spans.map((s) => s.attributes['baton.subject']).filter((v) => v !== undefined));
+    assert.equal(subjects.size, 1);
+    assert.match(String([...subjects][0]), /^hmac:/);
+    assert.ok(!subjects.has('alice'));
+  });
+
+  it('marks the denied call as an error span naming the rule', () => {
+    const spans = traceOf(results[1]?.txn);
+    const denied = find(spans, (s) => s.serviceName === 'gateway' && s.kind === CLIENT && s.attributes['baton.decision'] === 'deny', 'denied egress span');
+    assert.equal(denied.statusCode, ERROR);
+    assert.equal(denied.attributes['baton.rule'], 'payments.accepts');
+    assert.equal(denied.attributes['baton.target'], 'payments');
+    assert.equal(denied.attributes['http.response.status_code'], 403);
+    assert.equal(denied.attributes['error.type'], 'BATON_POLICY_DENIED');
+    assert.ok(denied.events.some((e) => e.name === 'baton.policy.decision'));
+    assert.equal(denied.attributes['baton.decision.cause'], 'no_edge');
+    // Refused before any exchange: no STS span in this trace.
+    assert.equal(spans.filter((s) => s.serviceName === 'baton-sts').length, 0);
+  });
+
+  it('puts trace_id and span_id next to txn on every audit line, matching the spans', () => {
+    const audit = logLines.filter((l) => l.event === 'decision' || l.msg === 'token issued' || l.msg === 'token refused by policy');
+    assert.ok(audit.length >= 9, `expected the audit lines of both scenarios, got ${audit.length}`);
+    const spanIds = new Set(receiver.spans.map((s) => `${s.traceId}/${s.spanId}`));
+    for (const line of audit) {
+      assert.equal(typeof line.txn, 'string');
+      assert.match(String(line.trace_id), /^[0-9a-f]{32}$/);
+      assert.ok(spanIds.has(`${String(line.trace_id)}/${String(line.span_id)}`), `audit line joins a received span: ${JSON.stringify(line)}`);
+    }
+  });
+
+  it('leaks no token material into any log line or exported span', () => {
+    assert.ok(receiver.bodies.length > 0);
+    for (const [what, text] of [['logs', logText], ['OTLP bodies', receiver.bodies.join('\n')]] as const) {
+      assert.ok(!text.includes('eyJ'), `found JWT material in ${what}`);
+      assert.ok(!/Bearer /i.test(text), `found a Bearer value in ${what}`);
+    }
+  });
+
+  it('baton audit --txn reconstructs the allowed chain: hops, rules and the STS issuances, in order', async () => {
+    const { code, stdout } = await runBaton(['audit', '--txn', String(results[0]?.txn), '--json', logDir as string]);
+    assert.equal(code, 0);
+    const trail = JSON.parse(stdout);
+    assert.deepEqual(trail.hops, ['gateway', 'orders', 'payments']);
+    assert.equal(trail.traceIds.length, 1);
+    assert.equal(trail.deniedAt, undefined);
+    const rows = trail.events.map((e: Record<string, unknown>) => [e.service, e.direction, e.target, e.rule, e.decision]);
+    assert.deepEqual(rows, [
+      ['gateway', 'inbound', 'gateway', 'gateway.accepts.public-api', 'allow'],
+      ['gateway', 'outbound', 'orders', 'orders.accepts.from-gateway', 'allow'],
+      ['baton-sts', 'sts', 'orders', 'orders.accepts.from-gateway', 'allow'],
+      ['orders', 'inbound', 'orders', 'orders.accepts.from-gateway', 'allow'],
+      ['orders', 'outbound', 'payments', 'payments.accepts.charge', 'allow'],
+      ['baton-sts', 'sts', 'payments', 'payments.accepts.charge', 'allow'],
+      ['payments', 'inbound', 'payments', 'payments.accepts.charge', 'allow'],
+    ]);
+  });
+
+  it('baton audit --trace finds the denied chain and says where and by which rule it stopped', async () => {
+    const traceId = traceOf(results[1]?.txn)[0]?.traceId as string;
+    const { code, stdout } = await runBaton(['audit', '--trace', traceId, logDir as string]);
+    assert.equal(code, 0);
+    assert.match(stdout, new RegExp(`^txn: +${results[1]?.txn}$`, 'm'));
+    assert.match(stdout, /^hops: +gateway +✘ denied at gateway outbound → payments by payments\.accepts \(no_edge\)$/m);
+    assert.match(stdout, /outbound .*→ payments .*POST \/charges .*deny .*rule=payments\.accepts +cause=no_edge +status=403/);
+  });
+
+  it('baton audit exits 1 when nothing matches', async () => {
+    const { code } = await runBaton(['audit', '--txn', 'no-such-txn', logDir as string]);
+    assert.equal(code, 1);
+  });
+});

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { describe, it } from 'node:test';
+import { request } from 'undici';
+import { createAdminHandler } from '../../src/sidecar/admin.ts';
+import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
+import { createStsMetrics } from '../../src/telemetry/sts-metrics.ts';
+
+/** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
+function promtool(text: string): { status: number | null; output: string } {
+  const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 10_000 });
+  if (result.error !== undefined) throw new Error(`promtool is required for this test (apt-get install prometheus): ${result.error.message}`);
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+function exercisedSidecarMetrics() {
+  const metrics = createSidecarMetrics();
+  metrics.request('inbound', '200');
+  metrics.request('outbound', 'BATON_POLICY_DENIED');
+  metrics.decision('orders.accepts.from-gateway', 'allow');
+  metrics.decision('payments.accepts', 'deny');
+  metrics.decision('payments.accepts.refunds', 'would_deny');
+  metrics.shadowDenial('payments', 'payments.accepts.refunds');
+  metrics.exchangeDuration(0.004);
+  metrics.tokenCache('hit');
+  metrics.tokenCache('miss');
+  metrics.policyVersion(7);
+  metrics.inflight('inbound', 1);
+  return metrics;
+}
+
+describe('Prometheus metrics', () => {
+  it('serves sidecar metrics on the admin port that pass promtool check metrics', async (t) => {
+    const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics() }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const address = server.address();
+    const response = await request(`http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/metrics`);
+    const text = await response.body.text();
+    assert.equal(response.statusCode, 200);
+    const checked = promtool(text);
+    assert.equal(checked.status, 0, checked.output);
+    for (const family of ['baton_requests_total', 'baton_decisions_total', 'baton_exchange_duration_seconds_bucket', 'baton_token_cache_requests_total', 'baton_inflight_requests', 'baton_policy_version', 'baton_policy_updates_total', 'baton_ready']) {
+      assert.match(text, new RegExp(`^${family}[{ ]`, 'm'), family);
+    }
+    assert.match(text, /^baton_dependency_ready\{dependency="sts_keys"\} 0$/m);
+    assert.match(text, /^baton_dependency_ready\{dependency="policy"\} 1$/m);
+  });
+
+  it('renders STS token request counts and latency that pass promtool check metrics', () => {
+    const metrics = createStsMetrics();
+    metrics.tokenRequest('token_exchange', 'issued', 0.003);
+    metrics.tokenRequest('token_exchange', 'invalid_target', 0.002);
+    metrics.tokenRequest('client_credentials', 'issued', 0.001);
+    const text = metrics.render();
+    const checked = promtool(text);
+    assert.equal(checked.status, 0, checked.output);
+    assert.match(text, /^baton_sts_token_requests_total\{grant="token_exchange",outcome="invalid_target"\} 1$/m);
+    assert.match(text, /^baton_sts_token_request_duration_seconds_count\{grant="token_exchange"\} 2$/m);
+  });
+
+  it('escapes label values so a hostile rule name cannot forge a series', () => {
+    const metrics = createSidecarMetrics();
+    metrics.decision('a"b\\c\nbaton_fake 1', 'allow');
+    const checked = promtool(metrics.render());
+    assert.equal(checked.status, 0, checked.output);
+    assert.doesNotMatch(metrics.render(), /^baton_fake/m);
+  });
+});
