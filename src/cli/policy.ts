@@ -6,6 +6,8 @@ const SUBCOMMANDS: Readonly<Record<string, { summary: string; load: () => Promis
   explain: { summary: 'would this chain be allowed? the decision and the rule', load: async () => (await import('./policy-explain.ts')).policyExplainCommand },
   graph: { summary: 'draw the call graph (mermaid, dot, svg)', load: async () => (await import('./policy-graph.ts')).policyGraphCommand },
   diff: { summary: 'edges and rules added, removed or changed between two policies', load: async () => (await import('./policy-diff.ts')).policyDiffCommand },
+  observed: { summary: 'the call graph seen in audit logs, against a policy', load: async () => (await import('./policy-observed.ts')).policyObservedCommand },
+  suggest: { summary: 'write a CallGraph allowing exactly the traffic in audit logs', load: async () => (await import('./policy-suggest.ts')).policySuggestCommand },
 };
 
 const HELP = `Usage: baton policy <subcommand> [options]

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { runBaton } from '../helpers/process.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-cli-suggest-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function line(fields: Record<string, unknown>): string {
+  return JSON.stringify({ level: 'info', time: '2025-03-01T10:00:00Z', event: 'decision', direction: 'inbound', user: true, txn: 't', msg: 'decision', ...fields });
+}
+
+const LOG = join(dir, 'mesh.log');
+writeFileSync(
+  LOG,
+  [
+    line({ chain: [], target: 'gateway', method: 'POST', path: '/checkout', scopes: ['shop', 'orders:write'], rule: 'gateway.entrypoint', decision: 'would_deny' }),
+    line({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/42', scopes: ['orders:write'], rule: 'spec.services', decision: 'would_deny' }),
+    line({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/43', scopes: ['orders:write'], rule: 'spec.services', decision: 'would_deny' }),
+    line({ chain: ['gateway'], target: 'payments', method: 'POST', path: '/charges', direction: 'outbound', rule: 'payments.accepts', decision: 'deny', cause: 'no_edge' }),
+  ].join('\n') + '\n',
+);
+
+describe('baton policy suggest', () => {
+  it('writes a CallGraph that baton policy check accepts without warnings', async () => {
+    const out = join(dir, 'suggested.yaml');
+    const result = await runBaton(['policy', 'suggest', '--logs', LOG, '--name', 'shop', '--out', out]);
+    assert.equal(result.code, 0, result.stderr);
+    const yaml = readFileSync(out, 'utf8');
+    assert.match(yaml, /^# Suggested by 'baton policy suggest' from 3 observed calls/);
+    assert.match(yaml, /mode: shadow/);
+    assert.match(yaml, /paths: \[ \/orders\/42, \/orders\/43 \]/);
+    assert.doesNotMatch(yaml, /payments/);
+    const check = await runBaton(['policy', 'check', '--strict', out]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+  });
+
+  it('generalises id segments with --generalize, includes denied calls with --include-denied, enforces with --mode enforce', async () => {
+    const result = await runBaton(['policy', 'suggest', LOG, '--generalize', '--include-denied', '--mode', 'enforce']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /paths: \[ "?\/orders\/\*"? \]/);
+    assert.match(result.stdout, /from: gateway[\s\S]*payments|payments:[\s\S]*from: gateway/);
+    assert.match(result.stdout, /mode: enforce/);
+  });
+
+  it('exits 1 when the logs hold no call to suggest from, 2 on a bad --mode', async () => {
+    const empty = join(dir, 'empty.log');
+    writeFileSync(empty, 'nothing here\n');
+    assert.equal((await runBaton(['policy', 'suggest', '--logs', empty])).code, 1);
+    assert.equal((await runBaton(['policy', 'suggest', '--logs', LOG, '--mode', 'audit'])).code, 2);
+  });
+});

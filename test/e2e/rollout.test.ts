@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import type { HopView } from '../../src/demo/apps.ts';
+import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
+import { DEMO_USER } from '../../src/demo/scenario.ts';
+import { readAuditLogs } from '../../src/policy/audit-log.ts';
+import { loadPolicyFile } from '../../src/policy/load.ts';
+import { callsFromDecisions } from '../../src/policy/observed.ts';
+import { runBaton } from '../helpers/process.ts';
+
+// One edge in shadow mode (orders → payments asks for a scope alice lacks),
+// one edge missing (gateway → payments), one declared edge nobody uses (billing-job → orders).
+const POLICY = `apiVersion: baton.dev/v1alpha1
+kind: CallGraph
+metadata: { name: rollout }
+spec:
+  maxDepth: 4
+  services:
+    gateway:
+      entrypoint: true
+      accepts:
+        - { name: public-api, from: external, methods: [POST], paths: [/checkout, /direct-charge], scopes: shop }
+    orders:
+      accepts:
+        - { name: from-gateway, from: gateway, methods: [POST], paths: [/orders], scopes: "orders:write" }
+        - { name: reconcile, from: billing-job, methods: [GET], paths: ["/orders/**"], user: none }
+    payments:
+      accepts:
+        - name: charge
+          from: orders
+          origins: [gateway]
+          methods: [POST]
+          paths: [/charges]
+          scopes: "payments:charge and fido"
+          mode: shadow
+    billing-job: {}
+`;
+
+const dir = mkdtempSync(join(tmpdir(), 'baton-e2e-rollout-'));
+const policyFile = join(dir, 'rollout.yaml');
+const logDir = mkdtempSync(join(dir, 'logs-'));
+writeFileSync(policyFile, POLICY);
+let mesh: Mesh | undefined;
+
+async function post(port: number, path: string, authorization: string): Promise<{ status: number; body: unknown }> {
+  const response = await request(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: '{}' });
+  const text = await response.body.text();
+  try {
+    return { status: response.statusCode, body: JSON.parse(text) as unknown };
+  } catch {
+    return { status: response.statusCode, body: text };
+  }
+}
+
+function hops(body: unknown): HopView[] {
+  const out: HopView[] = [];
+  for (let node = body; typeof node === 'object' && node !== null && 'service' in node; node = (node as HopView).downstream?.body) out.push(node as HopView);
+  return out;
+}
+
+describe('rolling out a call graph: shadow mode, observed vs declared, suggest', { timeout: 90_000 }, () => {
+  let checkout: { status: number; body: unknown };
+  let directCharge: { status: number; body: unknown };
+
+  before(async () => {
+    mesh = await startMesh({ policyFile, logDir });
+    checkout = await post(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+    directCharge = await post(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+    // Audit lines are written as the sidecars decide; give the pipes a moment.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  });
+  after(async () => {
+    await mesh?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets the shadowed call through and records it as would_deny: audit line, STS line, metric', async () => {
+    const m = mesh as Mesh;
+    assert.equal(checkout.status, 200);
+    const seen = hops(checkout.body);
+    assert.deepEqual(seen.map((h) => [h.service, h.chain ?? '']), [['gateway', ''], ['orders', 'gateway'], ['payments', 'gateway,orders']]);
+    assert.equal(seen[1]?.downstream?.status, 200);
+
+    const decisions = m.process('payments-sidecar').logs.filter((l) => l.event === 'decision');
+    assert.ok(decisions.some((l) => l.direction === 'inbound' && l.decision === 'would_deny' && l.rule === 'payments.accepts.charge' && l.cause === 'scope'), JSON.stringify(decisions));
+    assert.ok(m.process('orders-sidecar').logs.some((l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny'));
+    // The STS follows the same mode for the same rule: it mints, and says so.
+    assert.ok(m.process('sts').logs.some((l) => l.event === 'would_deny' && l.rule === 'payments.accepts.charge'));
+
+    const metrics = await (await request(`http://127.0.0.1:${m.services.payments.admin}/metrics`)).body.text();
+    assert.match(metrics, /^baton_shadow_denials_total\{target="payments",rule="payments\.accepts\.charge"\} 1$/m);
+  });
+
+  it('still enforces everything shadow mode does not cover: the missing edge and token verification', async () => {
+    const m = mesh as Mesh;
+    const refused = hops(directCharge.body)[0]?.downstream;
+    assert.equal(refused?.status, 403);
+    assert.equal((refused?.body as { code?: string }).code, 'BATON_POLICY_DENIED');
+    // A shadowed rule on the edge does not make a bad token acceptable.
+    const forged = await post(m.services.payments.inbound, '/charges', 'Bearer not-a-token');
+    assert.equal(forged.status, 401);
+  });
+
+  it('says in baton policy explain that the deciding rule is in shadow mode', async () => {
+    const result = await runBaton(['policy', 'explain', policyFile, '--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/charges', '--scope', 'payments:charge']);
+    assert.equal(result.code, 3);
+    assert.match(result.stdout, /mode: {5}shadow/);
+    assert.match(result.stdout, /SHADOW mode: a sidecar records this as would_deny/);
+  });
+
+  it('reports from the real log files the undeclared edge, the unused edge and the shadow-only rule', async () => {
+    const result = await runBaton(['policy', 'observed', '--logs', logDir, '--policy', policyFile, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as {
+      edges: Array<{ from: string; to: string; calls: number }>;
+      policy: { undeclared: Array<{ from: string; to: string; underPolicy: { deny: number } }>; unusedEdges: Array<{ from: string; to: string }>; shadowOnly: Array<{ rule: string }> };
+    };
+    assert.deepEqual(report.edges.map((e) => `${e.from}→${e.to} ${e.calls}`), ['external→gateway 2', 'gateway→orders 1', 'gateway→payments 1', 'orders→payments 1']);
+    assert.deepEqual(report.policy.undeclared.map((e) => `${e.from}→${e.to} denied ${e.underPolicy.deny}`), ['gateway→payments denied 1']);
+    assert.deepEqual(report.policy.unusedEdges.map((e) => `${e.from}→${e.to}`), ['billing-job→orders']);
+    assert.deepEqual(report.policy.shadowOnly.map((u) => u.rule), ['payments.accepts.charge']);
+
+    const text = await runBaton(['policy', 'observed', '--logs', logDir, '--policy', policyFile]);
+    assert.doesNotMatch(text.stdout + result.stdout, /eyJ|Bearer /);
+  });
+
+  it('suggests a policy that checks clean and, loaded back, allows exactly the observed traffic', async () => {
+    const suggested = join(dir, 'suggested.yaml');
+    const result = await runBaton(['policy', 'suggest', '--logs', logDir, '--name', 'rollout', '--out', suggested]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '');
+    const check = await runBaton(['policy', 'check', '--strict', suggested]);
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+
+    const { compiled } = loadPolicyFile(suggested);
+    const calls = callsFromDecisions((await readAuditLogs([logDir])).decisions);
+    assert.equal(calls.length, 5);
+    for (const call of calls) {
+      const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user ?? true });
+      // What went through (allowed or shadow-denied) is allowed; what the running policy refused stays refused.
+      assert.equal(decision.allowed, call.decision !== 'deny', `${call.from}→${call.to} ${call.method} ${call.path}: ${decision.reason}`);
+    }
+    assert.match(readFileSync(suggested, 'utf8'), /scopes: payments:charge\n/);
+  });
+});
