@@ -208,6 +208,7 @@ describe('baton injector, a real webhook over HTTPS', () => {
     copyFileSync(second.key, tlsFiles.key);
     copyFileSync(second.cert, tlsFiles.cert);
     await waitFor(async () => (await servedCertificate(port)) === 'CN=second', { timeoutMs: 5_000, what: 'the rotated certificate' });
-    assert.match(injector.stdout(), /"event":"tls_reloaded"/);
+    // The log line may reach our pipe a moment after the new certificate is served.
+    await waitFor(async () => /"event":"tls_reloaded"/.test(injector.stdout()), { timeoutMs: 5_000, what: 'the tls_reloaded log line' });
   });
 });
