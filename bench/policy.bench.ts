@@ -1,12 +1,13 @@
 /**
- * Policy load and decision throughput on generated graphs of 100 and
- * 10,000 services. Run: node_modules/.bin/node bench/policy.bench.ts
- * Writes bench/results/policy.json and prints a markdown table.
+ * Scenario 4: policy load and decision throughput on generated graphs of
+ * 100 and 10,000 services. Run alone with node_modules/.bin/node
+ * bench/policy.bench.ts, or by bench/run.ts. Writes bench/results/policy.json and .md.
  */
-import { writeFileSync } from 'node:fs';
 import { compilePolicy } from '../src/policy/compile.ts';
 import type { DecisionInput } from '../src/policy/decision.ts';
 import { parsePolicy, policyFromJSON, policyToJSON } from '../src/policy/parse.ts';
+import { writeResults } from './lib/report.ts';
+import type { BenchOptions, ScenarioResult } from './lib/scenario.ts';
 
 const FANOUT = 10;
 const ENTRYPOINTS = 10;
@@ -47,7 +48,8 @@ function time<T>(fn: () => T): { value: T; ms: number } {
   return { value, ms: performance.now() - started };
 }
 
-interface Row {
+interface PolicyRow {
+  [column: string]: number;
   services: number;
   yamlBytes: number;
   parseMs: number;
@@ -57,7 +59,7 @@ interface Row {
   usableScopesFirstCallMs: number;
 }
 
-function run(count: number): Row {
+function measure(count: number, iterations: number): PolicyRow {
   const yaml = generateYaml(count);
   const parsed = time(() => parsePolicy(yaml, 'bench.yaml'));
   const policy = parsed.value.policy;
@@ -73,7 +75,6 @@ function run(count: number): Row {
   }
   const decide = compiled.value.decide;
   for (let k = 0; k < 20_000; k++) decide(inputs[k % inputs.length] as DecisionInput);
-  const iterations = 500_000;
   let allowed = 0;
   const started = performance.now();
   for (let k = 0; k < iterations; k++) if (decide(inputs[k % inputs.length] as DecisionInput).allowed) allowed++;
@@ -95,9 +96,12 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-const rows = [run(100), run(10_000)];
-const result = { date: new Date().toISOString(), node: process.version, rows };
-writeFileSync(new URL('./results/policy.json', import.meta.url), JSON.stringify(result, null, 2) + '\n');
-console.log('| services | YAML bytes | parse ms | compile ms | JSON load+compile ms | decisions/s | first usableScopes ms |');
-console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-for (const r of rows) console.log(`| ${r.services} | ${r.yamlBytes} | ${r.parseMs} | ${r.compileMs} | ${r.jsonLoadMs} | ${r.decisionsPerSecond} | ${r.usableScopesFirstCallMs} |`);
+export async function run(options: BenchOptions): Promise<ScenarioResult> {
+  const iterations = options.quick ? 50_000 : 500_000;
+  const rows = options.quick ? [measure(100, iterations)] : [measure(100, iterations), measure(10_000, iterations)];
+  const title = 'Scenario 4 — policy load time and decisions per second';
+  const markdown = writeResults('policy', title, rows, { iterations });
+  return { name: 'policy', title, rows, checks: [], markdown };
+}
+
+if (import.meta.main) console.log((await run({ quick: process.env.BENCH_QUICK === '1' })).markdown);

@@ -2,8 +2,9 @@
  * Token exchanges per second and p99 latency of a real `baton sts`
  * process, against the cost of one bare jose ES256 sign + verify measured
  * in the same run (an exchange does one verify and one sign, plus client
- * authentication, policy and HTTP). Run: node_modules/.bin/node bench/sts.bench.ts
- * Writes bench/results/sts.json and sts.md and prints the markdown table.
+ * authentication, policy and HTTP). Part of scenario 3 (exchange); run alone
+ * with node_modules/.bin/node bench/sts.bench.ts, or by bench/run.ts.
+ * Writes bench/results/sts.json and sts.md.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -15,8 +16,8 @@ import { startBaton } from '../test/helpers/process.ts';
 import { baseConfig, basic, SECRETS, writeStsConfig } from '../test/sts/helpers/sts-fixture.ts';
 import { runLoad } from './lib/load.ts';
 import { writeResults } from './lib/report.ts';
+import type { BenchOptions, ScenarioResult } from './lib/scenario.ts';
 
-const DURATION_SEC = Number(process.env.BENCH_DURATION_SEC ?? 10);
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number;
@@ -39,8 +40,15 @@ async function bareSignVerify(iterations: number): Promise<{ opsPerSecond: numbe
   return { opsPerSecond: iterations / elapsed, p50Ms: percentile(timings, 0.5), p99Ms: percentile(timings, 0.99) };
 }
 
-async function main(): Promise<void> {
-  // An external IdP: only its JWKS is needed, served from this process.
+export interface BenchSts {
+  readonly url: string;
+  /** A user token from the external IdP, addressed to the gateway (the STS's entrypoint). */
+  userToken(sub?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A real `baton sts` process with the STS tests' call graph, and an external IdP whose JWKS this process serves. */
+export async function startBenchSts(): Promise<BenchSts> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'idp', alg: 'ES256' };
   const idpServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })));
@@ -51,44 +59,66 @@ async function main(): Promise<void> {
   const url = `http://127.0.0.1:${port}`;
   const config = writeStsConfig(baseConfig({ issuer: url, idp: { issuer: idpIssuer, jwksUri: `${idpIssuer}/jwks` }, extra: { port, logLevel: 'warn' } }));
   const sts = startBaton(['sts', '--config', config.file], { BATON_LOG_LEVEL: 'info' });
+  const stop = async (): Promise<void> => {
+    await sts.stop();
+    idpServer.close();
+    config.remove();
+  };
   try {
     await sts.waitForOutput(/"msg":"sts listening"/);
-    const now = Math.floor(Date.now() / 1000);
-    const userToken = await new SignJWT({ sub: 'alice', aud: 'gateway', scope: 'openid orders:read payments:charge ledger:write', client_id: 'web' })
-      .setProtectedHeader({ alg: 'ES256', kid: 'idp', typ: 'at+jwt' })
-      .setIssuer(idpIssuer)
-      .setIssuedAt(now)
-      .setExpirationTime(now + 3600)
-      .setJti(randomUUID())
-      .sign(privateKey);
-    const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: userToken, subject_token_type: TokenType.accessToken, audience: 'orders' }).toString();
-    const request = { url: `${url}/token`, method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('gateway', SECRETS.gateway) }, body };
-    const check = await fetch(request.url, { method: 'POST', headers: request.headers, body });
-    if (check.status !== 200) throw new Error(`bench: the STS refused the exchange: ${check.status} ${await check.text()}`);
-    await runLoad({ ...request, durationSec: 2, connections: 8 });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    url,
+    async userToken(sub = 'alice') {
+      const now = Math.floor(Date.now() / 1000);
+      return await new SignJWT({ sub, aud: 'gateway', scope: 'openid orders:read payments:charge ledger:write', client_id: 'web' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'idp', typ: 'at+jwt' })
+        .setIssuer(idpIssuer)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 3600)
+        .setJti(randomUUID())
+        .sign(privateKey);
+    },
+    stop,
+  };
+}
 
-    const bare = await bareSignVerify(3000);
-    const saturated = await runLoad({ ...request, durationSec: DURATION_SEC, connections: 32 });
-    const sequential = await runLoad({ ...request, durationSec: DURATION_SEC, connections: 1 });
-    const atHalf = await runLoad({ ...request, durationSec: DURATION_SEC, connections: 16, rate: Math.max(100, Math.round(saturated.rps / 2)) });
+export async function run(options: BenchOptions): Promise<ScenarioResult> {
+  const durationSec = options.quick ? 1 : 4;
+  const sts = await startBenchSts();
+  try {
+    const userToken = await sts.userToken();
+    const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: userToken, subject_token_type: TokenType.accessToken, audience: 'orders' }).toString();
+    const request = { url: `${sts.url}/token`, method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('gateway', SECRETS.gateway) }, body };
+    const check = await fetch(request.url, { method: 'POST', headers: request.headers, body });
+    if (check.status !== 200) throw new Error(`bench: the STS refused the exchange: ${check.status}`);
+    await runLoad({ ...request, durationSec: 1, connections: 8 });
+
+    const bare = await bareSignVerify(options.quick ? 300 : 3000);
+    const saturated = await runLoad({ ...request, durationSec, connections: 32 });
+    const sequential = await runLoad({ ...request, durationSec, connections: 1 });
+    const atHalf = await runLoad({ ...request, durationSec, connections: 16, rate: Math.max(100, Math.round(saturated.rps / 2)) });
     const rows = [
       { scenario: 'bare jose ES256 sign + verify (in process)', opsPerSecond: Math.round(bare.opsPerSecond), p50Ms: bare.p50Ms, p99Ms: bare.p99Ms, errors: 0 },
       { scenario: 'token exchange, 1 connection', opsPerSecond: Math.round(sequential.rps), p50Ms: sequential.p50Ms, p99Ms: sequential.p99Ms, errors: sequential.errors + sequential.non2xx },
       { scenario: 'token exchange, 32 connections (saturated)', opsPerSecond: Math.round(saturated.rps), p50Ms: saturated.p50Ms, p99Ms: saturated.p99Ms, errors: saturated.errors + saturated.non2xx },
       { scenario: 'token exchange, 16 connections at half the saturated rate', opsPerSecond: Math.round(atHalf.rps), p50Ms: atHalf.p50Ms, p99Ms: atHalf.p99Ms, errors: atHalf.errors + atHalf.non2xx },
     ];
-    const md = writeResults('sts', 'STS token exchange vs bare JWT sign + verify', rows, {
-      durationSec: DURATION_SEC,
+    const title = 'Scenario 3b — STS token exchanges per second vs bare JWT sign + verify';
+    const checks = [{ target: 'STS ≥ 1,500 exchanges/s on one core (one process)', measured: `${Math.round(saturated.rps)}/s`, met: saturated.rps >= 1500 }];
+    const markdown = writeResults('sts', title, rows, {
+      durationSec,
       exchangeCostInSignVerifies: Number((bare.opsPerSecond / saturated.rps).toFixed(2)),
-      note: 'one STS process (one event loop); the load generator runs in the bench process on the same machine',
+      checks,
+      note: 'one STS process (one event loop); the load generator (autocannon, whole-millisecond latencies) runs in the bench process on the same machine',
     });
-    console.log(md);
-    console.log(`One exchange costs about ${(bare.opsPerSecond / saturated.rps).toFixed(2)} bare sign+verify pairs at saturation.`);
+    return { name: 'sts', title, rows, checks, markdown };
   } finally {
     await sts.stop();
-    idpServer.close();
-    config.remove();
   }
 }
 
-await main();
+if (import.meta.main) console.log((await run({ quick: process.env.BENCH_QUICK === '1' })).markdown);

@@ -4,7 +4,8 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const RESULTS_DIR = fileURLToPath(new URL('../results/', import.meta.url));
+// BENCH_RESULTS_DIR: where a smoke run (test/bench) writes instead of the checked-in results.
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR ?? fileURLToPath(new URL('../results/', import.meta.url));
 
 export interface Row {
   readonly [column: string]: string | number;

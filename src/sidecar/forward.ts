@@ -5,8 +5,7 @@
  * 50 MB upload costs what its socket buffers cost.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import type { BatonError } from '../core/errors.ts';
 import { isBatonHeader } from './identity-headers.ts';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from './problems.ts';
@@ -97,45 +96,84 @@ export function createForwarder(options: { connectTimeoutMs?: number } = {}): Fo
   };
 
   return {
-    async forward(req, res, target) {
-      const abort = new AbortController();
-      const onClose = (): void => {
-        if (!res.writableFinished) abort.abort();
-      };
-      res.once('close', onClose);
-      try {
-        const upstream = await poolFor(target.origin).request({
-          path: target.path,
-          method: req.method as 'GET',
-          headers: target.headers as string[],
-          body: hasBody(req) ? req : null,
-          headersTimeout: target.timeoutMs,
-          bodyTimeout: target.timeoutMs,
-          signal: abort.signal,
-        });
-        res.writeHead(upstream.statusCode, forwardResponseHeaders(upstream.headers));
-        try {
-          await pipeline(upstream.body, res);
-        } catch {
-          // The client or the upstream went away mid-body: the connection is cut, nothing more to say.
-          res.destroy();
-        }
-        return upstream.statusCode;
-      } catch (error) {
-        if (abort.signal.aborted) {
-          res.destroy();
-          return 499;
-        }
-        throw upstreamError(error);
-      } finally {
-        res.off('close', onClose);
-      }
+    forward(req, res, target) {
+      return new Promise<number>((resolve, reject) => {
+        // Raw dispatch, not pool.request + stream.pipeline: no body stream object and no AbortController per
+        // request (pipeline's controller is aborted, DOMException and all, on every success). Measured in docs/performance.md.
+        let controller: Dispatcher.DispatchController | undefined;
+        let status = 0;
+        let settled = false;
+        const settle = (value: number): void => {
+          if (settled) return;
+          settled = true;
+          res.off('close', onClose);
+          resolve(value);
+        };
+        const onClose = (): void => {
+          if (res.writableFinished) return;
+          controller?.abort(new ClientGoneError());
+          settle(status === 0 ? 499 : status);
+        };
+        const onDrain = (): void => controller?.resume();
+        res.once('close', onClose);
+        poolFor(target.origin).dispatch(
+          {
+            path: target.path,
+            method: req.method as Dispatcher.HttpMethod,
+            headers: target.headers as string[],
+            body: hasBody(req) ? req : null,
+            headersTimeout: target.timeoutMs,
+            bodyTimeout: target.timeoutMs,
+          },
+          {
+            onRequestStart(c) {
+              controller = c;
+              if (res.destroyed) c.abort(new ClientGoneError());
+            },
+            onResponseStart(_c, statusCode, headers) {
+              // node:http answered any 100-continue itself; other interim answers are not relayed.
+              if (statusCode < 200) return;
+              status = statusCode;
+              res.writeHead(statusCode, forwardResponseHeaders(headers));
+            },
+            onResponseData(c, chunk) {
+              if (!res.write(chunk)) {
+                c.pause();
+                res.once('drain', onDrain);
+              }
+            },
+            onResponseEnd() {
+              res.off('drain', onDrain);
+              res.end();
+              settle(status);
+            },
+            onResponseError(_c, error) {
+              res.off('drain', onDrain);
+              if (settled) return;
+              if (status !== 0 || res.destroyed) {
+                // The client or the upstream went away mid-body: the connection is cut, nothing more to say.
+                res.destroy();
+                settle(status === 0 ? 499 : status);
+                return;
+              }
+              settled = true;
+              res.off('close', onClose);
+              reject(upstreamError(error));
+            },
+          },
+        );
+      });
     },
     async close() {
       await Promise.all([...pools.values()].map((pool) => pool.close().catch(() => pool.destroy())));
       pools.clear();
     },
   };
+}
+
+/** Why a forward was cut short: the client closed its connection first. */
+class ClientGoneError extends Error {
+  override readonly name = 'ClientGoneError';
 }
 
 function hasBody(req: IncomingMessage): boolean {

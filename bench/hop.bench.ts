@@ -1,0 +1,197 @@
+/**
+ * Scenario 1, hop cost: one trivial app on loopback called
+ *   (a) directly,
+ *   (b) through one nginx reverse-proxy hop with upstream keep-alive,
+ *   (c) through a pair of nginx hops,
+ *   (d) through baton's outbound + inbound pair (orders' sidecar → payments'
+ *       sidecar → payments' app), service-identity call, warm caches,
+ *   and, as the floor for any Node.js sidecar, through a pair of bare Node.js
+ *   proxies (./lib/bare-proxy.ts: node:http + undici, no token work).
+ * Throughput at saturation (autocannon), p50/p99 at a fixed 1,000 requests/s
+ * (open-loop generator, ./lib/constant-rate.ts), CPU seconds per 1,000
+ * requests and RSS of every proxy process (/proc). Variants alternate inside
+ * each round so drift on the machine hits all of them alike.
+ *
+ * nginx runs one worker per hop: one sidecar process is one event loop, so
+ * both get at most one core each. Access logs are off on both sides (nginx
+ * `access_log off`; the sidecars at log level warn, which also silences the
+ * per-decision audit line).
+ */
+import { fileURLToPath } from 'node:url';
+import { startMesh, type Mesh } from '../src/demo/mesh.ts';
+import { freePort } from '../test/helpers/net.ts';
+import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
+import { runConstantRate } from './lib/constant-rate.ts';
+import { runLoad } from './lib/load.ts';
+import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
+import { type ProcSample, sampleProcesses } from './lib/proc-stats.ts';
+import { median, type Row, writeResults } from './lib/report.ts';
+import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
+
+export const BENCH_POLICY = fileURLToPath(new URL('./fixtures/bench.callgraph.yaml', import.meta.url));
+const FIXED_RATE = 1000;
+const PATH = '/bench';
+const BARE_PROXY = fileURLToPath(new URL('./lib/bare-proxy.ts', import.meta.url));
+
+export interface Variant {
+  readonly name: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  /** The proxy processes on this path, each measured on its own. */
+  readonly proxies: ReadonlyArray<{ readonly name: string; pids(): number[] }>;
+}
+
+interface Measurement {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  /** Per proxy: CPU seconds per 1,000 requests at saturation and at the fixed rate, RSS bytes after the fixed-rate run. */
+  cpuSaturated: number[];
+  cpuFixed: number[];
+  rss: number[];
+}
+
+/** The baton pair of a running mesh: orders' outbound port, Host naming payments. */
+export function batonPair(mesh: Mesh, name = 'baton pair'): Variant {
+  return {
+    name,
+    url: `http://127.0.0.1:${mesh.services.orders.outbound}${PATH}`,
+    headers: { host: 'payments' },
+    proxies: [
+      { name: 'outbound (orders sidecar)', pids: () => [mesh.process('orders-sidecar').child.pid as number] },
+      { name: 'inbound (payments sidecar)', pids: () => [mesh.process('payments-sidecar').child.pid as number] },
+    ],
+  };
+}
+
+/** Saturated throughput, then latency and CPU at a fixed rate, for one variant. */
+export async function measureVariant(variant: Variant, durationSec: number, connections: number): Promise<Measurement> {
+  const url = new URL(variant.url);
+  const before = variant.proxies.map((p) => sampleProcesses(p.pids()));
+  const saturated = await runLoad({ url: variant.url, headers: variant.headers, durationSec, connections });
+  const middle = variant.proxies.map((p) => sampleProcesses(p.pids()));
+  const fixed = await runConstantRate({ url: url.origin, path: url.pathname, headers: variant.headers, rate: FIXED_RATE, durationSec });
+  const after = variant.proxies.map((p) => sampleProcesses(p.pids()));
+  const perThousand = (from: ProcSample[], to: ProcSample[], requests: number): number[] =>
+    to.map((t, i) => ((t.cpuSeconds - (from[i] as ProcSample).cpuSeconds) / Math.max(1, requests)) * 1000);
+  return {
+    rps: saturated.rps,
+    p50Ms: fixed.p50Ms,
+    p99Ms: fixed.p99Ms,
+    errors: saturated.errors + saturated.non2xx + fixed.errors + fixed.non2xx,
+    cpuSaturated: perThousand(before, middle, saturated.requests),
+    cpuFixed: perThousand(middle, after, fixed.sent),
+    rss: after.map((s) => s.rssBytes),
+  };
+}
+
+export async function run(options: BenchOptions): Promise<ScenarioResult> {
+  const rounds = options.quick ? 1 : 3;
+  const durationSec = options.quick ? 1 : 4;
+  const connections = 32;
+  const nginxBinary = ensureNginx();
+  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn' } });
+  const proxies: NginxProxy[] = [];
+  const bare: RunningProcess[] = [];
+  try {
+    const app = mesh.services.payments.app;
+    const one = startNginxProxy(nginxBinary, await freePort(), app);
+    proxies.push(one);
+    const inner = startNginxProxy(nginxBinary, await freePort(), app);
+    proxies.push(inner);
+    const outer = startNginxProxy(nginxBinary, await freePort(), inner.port);
+    proxies.push(outer);
+    const [bareOuterPort, bareInnerPort] = [await freePort(), await freePort()];
+    bare.push(startProcess(process.execPath, [BARE_PROXY, String(bareInnerPort), String(app)]));
+    bare.push(startProcess(process.execPath, [BARE_PROXY, String(bareOuterPort), String(bareInnerPort)]));
+    await Promise.all(bare.map((p) => p.waitForOutput(/ready/)));
+    const variants: Variant[] = [
+      { name: 'direct', url: `http://127.0.0.1:${app}${PATH}`, headers: {}, proxies: [] },
+      { name: 'nginx, one hop', url: `http://127.0.0.1:${one.port}${PATH}`, headers: {}, proxies: [{ name: 'nginx', pids: one.pids }] },
+      {
+        name: 'nginx pair',
+        url: `http://127.0.0.1:${outer.port}${PATH}`,
+        headers: {},
+        proxies: [
+          { name: 'outer nginx', pids: outer.pids },
+          { name: 'inner nginx', pids: inner.pids },
+        ],
+      },
+      {
+        name: 'bare Node.js proxy pair',
+        url: `http://127.0.0.1:${bareOuterPort}${PATH}`,
+        headers: {},
+        proxies: bare.map((p, i) => ({ name: i === 0 ? 'inner' : 'outer', pids: () => [p.child.pid as number] })).reverse(),
+      },
+      batonPair(mesh),
+    ];
+    // Warm caches (the service token) and JIT on every path before anything counts.
+    for (const variant of variants) {
+      const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
+      if (warm.non2xx > 0 || warm.requests === 0) throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
+    }
+    const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
+        (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
+      }
+    }
+    return report(variants, results, { rounds, durationSec, connections });
+  } finally {
+    for (const proxy of proxies) proxy.stop();
+    await Promise.all(bare.map((p) => p.stop()));
+    await mesh.stop();
+  }
+}
+
+export function medianOf(measurements: readonly Measurement[]): Measurement {
+  const pick = (f: (m: Measurement) => number): number => median(measurements.map(f));
+  const perProxy = (f: (m: Measurement) => number[]): number[] => f(measurements[0] as Measurement).map((_, i) => median(measurements.map((m) => f(m)[i] as number)));
+  return {
+    rps: pick((m) => m.rps),
+    p50Ms: pick((m) => m.p50Ms),
+    p99Ms: pick((m) => m.p99Ms),
+    errors: measurements.reduce((sum, m) => sum + m.errors, 0),
+    cpuSaturated: perProxy((m) => m.cpuSaturated),
+    cpuFixed: perProxy((m) => m.cpuFixed),
+    rss: perProxy((m) => m.rss),
+  };
+}
+
+function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, settings: { rounds: number; durationSec: number; connections: number }): ScenarioResult {
+  const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
+  const direct = medians.get('direct') as Measurement;
+  const nginxPair = medians.get('nginx pair') as Measurement;
+  const baton = medians.get('baton pair') as Measurement;
+  const rows: Row[] = variants.map((v) => {
+    const m = medians.get(v.name) as Measurement;
+    return {
+      path: v.name,
+      'saturated req/s': Math.round(m.rps),
+      '× nginx pair': ratio(m.rps, nginxPair.rps),
+      'p50 ms @1k/s': round(m.p50Ms),
+      'p99 ms @1k/s': round(m.p99Ms),
+      'added p99 ms': round(m.p99Ms - direct.p99Ms),
+      'CPU s/1k req @1k/s, per proxy': m.cpuFixed.map((c) => c.toFixed(3)).join(' + ') || '—',
+      'CPU s/1k req saturated, per proxy': m.cpuSaturated.map((c) => c.toFixed(3)).join(' + ') || '—',
+      'RSS MB, per proxy': m.rss.map((b) => (b / 2 ** 20).toFixed(1)).join(' + ') || '—',
+      errors: m.errors,
+    };
+  });
+  const throughput = ratio(baton.rps, nginxPair.rps);
+  const addedP99 = baton.p99Ms - direct.p99Ms;
+  const maxCpu = Math.max(...baton.cpuFixed);
+  const maxRss = Math.max(...baton.rss) / 2 ** 20;
+  const checks: Check[] = [
+    { target: 'baton pair throughput ≥ 0.5× nginx pair (stretch 0.7×)', measured: `${throughput}×`, met: throughput >= 0.5 },
+    { target: 'added p99 at 1,000 req/s (baton pair − direct) ≤ 1 ms', measured: `${addedP99.toFixed(3)} ms`, met: addedP99 <= 1 },
+    { target: 'each sidecar ≤ 0.15 CPU-s per 1,000 requests at 1,000 req/s', measured: `${maxCpu.toFixed(3)} s (worst sidecar)`, met: maxCpu <= 0.15 },
+    { target: 'each sidecar ≤ 64 MB RSS at 1,000 req/s', measured: `${maxRss.toFixed(1)} MB (largest sidecar)`, met: maxRss <= 64 },
+  ];
+  const title = 'Scenario 1 — hop cost: direct vs nginx vs the baton sidecar pair';
+  const markdown = writeResults('hop', title, rows, { ...settings, fixedRate: FIXED_RATE, checks });
+  return { name: 'hop', title, rows, checks, markdown };
+}
+
+if (import.meta.main) console.log((await run({ quick: process.env.BENCH_QUICK === '1' })).markdown);

@@ -1,0 +1,50 @@
+/**
+ * `npm run bench`: every scenario of the performance suite, one after the
+ * other, each writing bench/results/<name>.json and .md; then
+ * bench/results/SUMMARY.md with every target, met or not, and every table.
+ * BENCH_QUICK=1 makes a smoke run (one short round each; numbers not meaningful).
+ * Not part of `npm test`: it saturates the machine for several minutes.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { machine, markdownTable, RESULTS_DIR } from './lib/report.ts';
+import { benchOptionsFromEnv, type BenchOptions, type ScenarioResult } from './lib/scenario.ts';
+
+type Scenario = (options: BenchOptions) => Promise<ScenarioResult>;
+
+const SCENARIOS: ReadonlyArray<{ readonly file: string; load(): Promise<Scenario> }> = [
+  { file: 'hop.bench.ts', load: async () => (await import('./hop.bench.ts')).run },
+  { file: 'verify.bench.ts', load: async () => (await import('./verify.bench.ts')).run },
+  { file: 'exchange.bench.ts', load: async () => (await import('./exchange.bench.ts')).run },
+  { file: 'sts.bench.ts', load: async () => (await import('./sts.bench.ts')).run },
+  { file: 'policy.bench.ts', load: async () => (await import('./policy.bench.ts')).run },
+  // Scenario 5 lives in its own file; run it when it is there.
+  { file: 'tracing.bench.ts', load: async () => ((await import(new URL('./tracing.bench.ts', import.meta.url).href)) as { run: Scenario }).run },
+];
+
+const options = benchOptionsFromEnv(process.env);
+const started = performance.now();
+const results: ScenarioResult[] = [];
+for (const scenario of SCENARIOS) {
+  if (!existsSync(new URL(`./${scenario.file}`, import.meta.url))) continue;
+  const t0 = performance.now();
+  console.error(`bench: ${scenario.file}…`);
+  const result = await (await scenario.load())(options);
+  console.error(`bench: ${scenario.file} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  results.push(result);
+}
+const minutes = (performance.now() - started) / 60_000;
+const m = machine();
+const checks = results.flatMap((r) => r.checks.map((c) => ({ scenario: r.name, target: c.target, measured: c.measured, met: c.met ? 'yes' : '**no**' })));
+const summary = [
+  '# baton benchmark summary',
+  '',
+  `${new Date().toISOString()} · ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB · Node.js ${m.node} · ${minutes.toFixed(1)} min${options.quick ? ' · **BENCH_QUICK smoke run: numbers not meaningful**' : ''}`,
+  '',
+  '## Targets',
+  '',
+  markdownTable(checks),
+  ...results.map((r) => r.markdown.replace(/^## /, '## ')),
+].join('\n');
+writeFileSync(join(RESULTS_DIR, options.quick ? 'SUMMARY.quick.md' : 'SUMMARY.md'), summary);
+console.log(summary);
