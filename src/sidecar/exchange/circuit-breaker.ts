@@ -2,13 +2,18 @@
  * Stops calling a failing STS so requests fail fast instead of queueing on
  * timeouts: after `failureThreshold` consecutive failures the circuit opens
  * for `openMs`, then lets a single probe through (half-open); the probe's
- * outcome closes it or opens it again.
+ * outcome closes it or opens it again, each failed probe doubling the open
+ * period up to `maxOpenMs`. A short first period follows a restarting STS
+ * closely; the backoff keeps a long outage from being hammered.
  */
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface CircuitBreakerOptions {
   readonly failureThreshold: number;
+  /** The first open period. */
   readonly openMs: number;
+  /** The longest open period after repeated failed probes. */
+  readonly maxOpenMs?: number;
   readonly now: () => number;
 }
 
@@ -24,10 +29,12 @@ export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBre
   let failures = 0;
   let openedAt: number | undefined;
   let probing = false;
+  let openFor = options.openMs;
+  const maxOpenMs = Math.max(options.maxOpenMs ?? options.openMs, options.openMs);
 
   const state = (): BreakerState => {
     if (openedAt === undefined) return 'closed';
-    return options.now() - openedAt >= options.openMs ? 'half-open' : 'open';
+    return options.now() - openedAt >= openFor ? 'half-open' : 'open';
   };
 
   return {
@@ -42,10 +49,16 @@ export function createCircuitBreaker(options: CircuitBreakerOptions): CircuitBre
       failures = 0;
       openedAt = undefined;
       probing = false;
+      openFor = options.openMs;
     },
     failure() {
       failures++;
-      if (probing || failures >= options.failureThreshold) openedAt = options.now();
+      if (probing) {
+        openFor = Math.min(openFor * 2, maxOpenMs);
+        openedAt = options.now();
+      } else if (failures >= options.failureThreshold && openedAt === undefined) {
+        openedAt = options.now();
+      }
       probing = false;
     },
     state,

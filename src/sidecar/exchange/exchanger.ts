@@ -61,7 +61,7 @@ export interface TokenExchangerOptions {
   /** Stop serving a cached token this long before its exp. */
   readonly expiryMarginSec?: number;
   readonly negativeTtlMs?: number;
-  readonly breaker?: { readonly failureThreshold: number; readonly openMs: number };
+  readonly breaker?: { readonly failureThreshold: number; readonly openMs: number; readonly maxOpenMs?: number };
   readonly connectTimeoutMs?: number;
   readonly headersTimeoutMs?: number;
   readonly logger: Logger;
@@ -77,7 +77,12 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const marginSec = options.expiryMarginSec ?? 30;
   const refreshAheadSec = options.refreshAheadSec ?? 60;
   const negativeTtlMs = options.negativeTtlMs ?? 5_000;
-  const breaker = createCircuitBreaker({ failureThreshold: options.breaker?.failureThreshold ?? 5, openMs: options.breaker?.openMs ?? 10_000, now });
+  const breaker = createCircuitBreaker({
+    failureThreshold: options.breaker?.failureThreshold ?? 5,
+    openMs: options.breaker?.openMs ?? 1_000,
+    maxOpenMs: options.breaker?.maxOpenMs ?? 30_000,
+    now,
+  });
   const sts = createStsClient({
     tokenEndpoint: options.tokenEndpoint,
     clientId: options.clientId,
