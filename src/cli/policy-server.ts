@@ -84,7 +84,7 @@ export const policyServerCommand: Command = {
 
 async function serve(config: PolicyServerConfig, context: CliContext): Promise<number> {
   const logger = createLogger({ name: 'policy-server', level: config.logLevel });
-  const telemetry = startTelemetry({ serviceName: 'baton-policy-server', env: context.env });
+  const telemetry = await startTelemetry({ serviceName: 'baton-policy-server', env: context.env });
   const signingKey = readSigningKey(config.signingKey);
   const watcher = createPolicyWatcher(config.policy, { logger, pollIntervalMs: config.pollIntervalMs });
   const server = createPolicyServer({

@@ -44,7 +44,7 @@ export const sidecarCommand: Command = {
     });
     const logger = createLogger({ name: config.service, level: config.logLevel });
     // Before the sidecar is built: its handlers check once whether tracing is on.
-    const telemetry = startTelemetry({ serviceName: config.service, env: context.env });
+    const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
     const sidecar = createSidecar(config, { logger });
     const ports = await sidecar.start();
     logger.info({ event: 'listening', host: config.host, ...ports }, 'sidecar listening');

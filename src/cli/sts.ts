@@ -53,7 +53,7 @@ export const stsCommand: Command = {
 
 async function serve(config: StsConfig, context: CliContext): Promise<number> {
   const logger = createLogger({ name: 'baton-sts', level: config.logLevel });
-  const telemetry = startTelemetry({ serviceName: 'baton-sts', env: context.env });
+  const telemetry = await startTelemetry({ serviceName: 'baton-sts', env: context.env });
   const policy = policySource(config, logger);
   const keys = await createKeyStore({
     dir: config.keys?.dir,

@@ -5,8 +5,8 @@
  * exporter is configured the SDK is not started at all, so the
  * @opentelemetry/api calls in the hot path are no-ops that cost nothing.
  */
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+// The SDK is imported only when tracing is on: loading it costs about 40 MB
+// of RSS, which a sidecar with tracing off should not pay.
 
 export interface Telemetry {
   /** True when spans are recorded and exported. */
@@ -20,7 +20,7 @@ const DISABLED: Telemetry = { enabled: false, shutdown: async () => {} };
 // Flushing must not hold a terminating pod past its grace period when the collector is gone.
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 
-export function startTelemetry(options: { serviceName: string; env: Readonly<Record<string, string | undefined>> }): Telemetry {
+export async function startTelemetry(options: { serviceName: string; env: Readonly<Record<string, string | undefined>> }): Promise<Telemetry> {
   const { env } = options;
   if (isTrue(env.OTEL_SDK_DISABLED)) return DISABLED;
   const exporterConfigured =
@@ -36,6 +36,7 @@ export function startTelemetry(options: { serviceName: string; env: Readonly<Rec
   process.env.OTEL_METRICS_EXPORTER ??= 'none';
   process.env.OTEL_LOGS_EXPORTER ??= 'none';
   const serviceName = env.OTEL_SERVICE_NAME ?? options.serviceName;
+  const [{ NodeSDK }, { W3CTraceContextPropagator }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/core')]);
   const sdk = new NodeSDK({
     serviceName,
     // W3C trace context only: baggage is never read for identity, so it is
