@@ -15,6 +15,9 @@ LABEL org.opencontainers.image.title="baton" \
       org.opencontainers.image.description="Identity-propagation sidecar: RFC 8693 token exchange with nested act chains" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
+# V8 otherwise lets a busy sidecar's young generation grow to 2 × 64 MiB;
+# 16 MiB takes about 80 MB off each sidecar at no measured cost (docs/performance.md).
+ENV NODE_OPTIONS=--max-semi-space-size=16
 # npm and corepack are not needed at run time; fewer tools in the image, less to exploit.
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
  && mkdir -p /var/lib/baton/keys /var/lib/baton/sts-keys /etc/baton \

@@ -19,6 +19,8 @@ import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
 const seconds = Number(process.env.SOAK_SECONDS ?? 60);
 const rate = Number(process.env.SOAK_RATE ?? 1000);
 const maxInflight = 512;
+// The young-generation cap docs/performance.md recommends for sidecar containers; SOAK_NODE_OPTIONS='' measures V8's default.
+const nodeOptions = process.env.SOAK_NODE_OPTIONS ?? '--max-semi-space-size=16';
 const RESULTS = fileURLToPath(new URL('./results/soak.json', import.meta.url));
 // RSS may grow while caches fill; more than this per process over the run is reported as growth.
 const RSS_GROWTH_BOUND_MB = 64;
@@ -37,13 +39,15 @@ function rssMb(pid: number | undefined): number {
 
 async function main(): Promise<void> {
   const redis: { server: RedisServer } = { server: await startRedis() };
-  const mesh: Mesh = await startMesh({ redis: redis.server.url });
+  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions } });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);
-  // "Start" is after a warm-up at full rate, so the bound measures growth under load, not the first allocations.
+  // "Start" is after a warm-up at full rate (40% of the run), so the bound
+  // measures growth under steady load, not V8 sizing its young generation,
+  // which takes about 15k requests to plateau (docs/security.md, Soak).
   let rssStart: Record<string, number> = {};
-  setTimeout(() => (rssStart = Object.fromEntries(names.map((n) => [n, rssMb(pidOf(n))]))), Math.min(10_000, seconds * 200)).unref();
+  setTimeout(() => (rssStart = Object.fromEntries(names.map((n) => [n, rssMb(pidOf(n))]))), seconds * 400).unref();
   const pool = new Pool(`http://127.0.0.1:${mesh.services.gateway.inbound}`, { connections: 64, pipelining: 1 });
   const allowed: Counts = { sent: 0, ok: 0, failed: 0, failOpen: 0, skipped: 0, statuses: {} };
   const denied: Counts = { sent: 0, ok: 0, failed: 0, failOpen: 0, skipped: 0, statuses: {} };
@@ -111,7 +115,7 @@ async function main(): Promise<void> {
           const exited = new Promise((resolve) => (old.exitCode !== null ? resolve(undefined) : old.once('exit', resolve)));
           old.kill('SIGTERM');
           await exited;
-          sts = startBaton(['sts', '--config', join(mesh.dir, 'sts.yaml')]);
+          sts = startBaton(['sts', '--config', join(mesh.dir, 'sts.yaml')], { NODE_OPTIONS: nodeOptions });
           await sts.waitForOutput(/"msg":"sts listening"/, 30_000);
           events.push({ atSeconds: at(), event: 'sts back' });
         })());
@@ -142,6 +146,7 @@ async function main(): Promise<void> {
   const result = {
     date: new Date().toISOString(),
     node: process.version,
+    nodeOptions,
     seconds: Math.round(elapsed),
     targetRate: rate,
     achievedRate: Math.round((allowed.sent + denied.sent) / elapsed),
