@@ -60,6 +60,7 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
     alg: config.signingAlg,
     retireAfterSeconds: config.tokenTtlSeconds + config.clockToleranceSeconds,
     rotateEverySeconds: config.keys?.rotateEverySeconds,
+    prepublishSeconds: config.keys?.prepublishSeconds,
     logger,
   });
   const replay: ReplayStore = config.redis === undefined ? createMemoryReplayStore() : createRedisReplayStore({ url: config.redis, logger });

@@ -12,6 +12,14 @@ import { TelemetryConfigSchema } from '../telemetry/config.ts';
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];
 
+/**
+ * How long a new signing key sits in `/jwks` before it signs. It must be at
+ * least the verifiers' periodic JWKS refresh (src/token/key-source.ts
+ * `refreshIntervalMs`, 5 min) plus the `/jwks` max-age, so every sidecar
+ * holds the key before the first token it signed arrives: 5 min + 1 min.
+ */
+export const DEFAULT_PREPUBLISH_SECONDS = 360;
+
 const Jwks = Type.Object({ keys: Type.Array(Type.Object({ kty: Type.String() }, { additionalProperties: true }), { minItems: 1 }) }, { description: 'a JWK Set ({ keys: [...] })' });
 
 const Client = Type.Object(
@@ -60,6 +68,9 @@ export const StsConfigSchema = Type.Object(
         {
           dir: Type.Optional(Type.String({ minLength: 1 })),
           rotateEverySeconds: Type.Optional(Type.Integer({ minimum: 60 })),
+          prepublishSeconds: Type.Optional(
+            Type.Integer({ minimum: 0, maximum: 86_400, description: "seconds a new key is published before it signs; at least the sidecars' JWKS refresh interval (default 360)" }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -102,6 +113,11 @@ export function checkStsConfig(config: StsConfig, source: string): void {
   }
   if (policy.url !== undefined && policy.publicKey === undefined) {
     throw new ConfigError(source, 'policy.publicKey', 'the policy server signing key when policy.url is set', 'nothing');
+  }
+  const rotateEvery = config.keys?.rotateEverySeconds;
+  const prepublish = config.keys?.prepublishSeconds ?? DEFAULT_PREPUBLISH_SECONDS;
+  if (rotateEvery !== undefined && prepublish >= rotateEvery) {
+    throw new ConfigError(source, 'keys.prepublishSeconds', `fewer seconds than keys.rotateEverySeconds (${rotateEvery}): the next key is published that long before it signs`, String(prepublish));
   }
   const seen = new Set<string>();
   config.clients.forEach((client, index) => {

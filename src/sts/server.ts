@@ -28,7 +28,7 @@ import { parseTokenRequestForm } from './form.ts';
 import { clientCredentialsGrant } from './grants/client-credentials.ts';
 import type { GrantContext, GrantHandler } from './grants/grant-context.ts';
 import { tokenExchangeGrant } from './grants/token-exchange.ts';
-import type { KeyStore } from './key-store.ts';
+import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
 import { InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, toOAuthError, UnsupportedGrantTypeError } from './oauth-errors.ts';
@@ -115,6 +115,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   const grantOf = new WeakMap<FastifyRequest, GrantLabel>();
   const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])]);
   let draining = false;
+  const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(deps.keys.prepublishSeconds)}`;
 
   const app = Fastify({
     logger: false,
@@ -135,8 +136,8 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     return metadata;
   });
   app.get('/jwks', async (_request, reply) => {
-    // Short enough that a rotated-in key is seen well within a token TTL.
-    reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json');
+    // Well under prepublishSeconds: a cached copy cannot hide a standby key past its activation.
+    reply.header('cache-control', jwksCacheControl).type('application/jwk-set+json');
     return deps.keys.jwks();
   });
   app.get('/livez', async () => ({ status: 'ok' }));

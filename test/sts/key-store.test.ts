@@ -1,17 +1,37 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { createKeyStore } from '../../src/sts/key-store.ts';
+import { describe, it, type TestContext } from 'node:test';
+import { waitFor } from '../helpers/net.ts';
+import { createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
+const PREPUBLISH = 360;
+const RETIRE_AFTER = 330;
+
+const kids = (keys: { jwks(): { keys: { kid?: string }[] } }): string[] => keys.jwks().keys.map((k) => k.kid as string).sort();
+
+function keysDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-keys-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** An operator-provided PEM file, modified at `atMs`. */
+function writeKeyFile(dir: string, name: string, atMs: number): void {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const file = join(dir, name);
+  writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  utimesSync(file, atMs / 1000, atMs / 1000);
+}
 
 describe('STS signing keys', () => {
   for (const [alg, kty] of [['ES256', 'EC'], ['EdDSA', 'OKP'], ['RS256', 'RSA']] as const) {
     it(`generates ${alg} keys and publishes only their public part`, async () => {
-      const keys = await createKeyStore({ alg, retireAfterSeconds: 330, logger });
+      const keys = await createKeyStore({ alg, retireAfterSeconds: RETIRE_AFTER, logger });
       const [jwk] = keys.jwks().keys;
       assert.equal(jwk?.kty, kty);
       assert.equal(jwk?.alg, alg);
@@ -21,33 +41,103 @@ describe('STS signing keys', () => {
     });
   }
 
-  it('keeps the rotated-out key in jwks until its last token has expired', async () => {
-    let now = 1_000_000;
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 330, logger, now: () => now });
+  it('publishes the next key at rotate() but keeps signing with the current one', async () => {
+    const now = 1_000_000;
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
     const old = keys.active();
-    const fresh = await keys.rotate();
-    assert.notEqual(fresh.kid, old.kid);
-    assert.equal(keys.active().kid, fresh.kid);
-    assert.deepEqual(keys.jwks().keys.map((k) => k.kid), [fresh.kid, old.kid]);
-    now += 329_000;
+    const standby = await keys.rotate();
+    assert.notEqual(standby.kid, old.kid);
+    assert.equal(keys.active().kid, old.kid);
+    assert.deepEqual(kids(keys), [old.kid, standby.kid].sort());
+    assert.equal(keys.jwks().keys.find((k) => k.kid === standby.kid)?.d, undefined);
+    keys.close();
+  });
+
+  it('signs with the standby once prepublishSeconds have passed', async () => {
+    let now = 1_000_000;
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const old = keys.active();
+    const standby = await keys.rotate();
+    now += PREPUBLISH * 1000 - 1;
+    assert.equal(keys.active().kid, old.kid);
+    now += 1;
+    assert.equal(keys.active().kid, standby.kid);
+    keys.close();
+  });
+
+  it('keeps the replaced key published until tokenTtl + skew after it stopped signing, not after the rotation', async () => {
+    let now = 1_000_000;
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const old = keys.active();
+    const standby = await keys.rotate();
+    const activation = now + PREPUBLISH * 1000;
+    now = activation + RETIRE_AFTER * 1000 - 1;
+    assert.equal(keys.active().kid, standby.kid);
+    assert.deepEqual(kids(keys), [old.kid, standby.kid].sort());
+    now = activation + RETIRE_AFTER * 1000;
+    assert.deepEqual(kids(keys), [standby.kid]);
+    keys.close();
+  });
+
+  it('returns the waiting standby when rotate() is called again before it signs', async () => {
+    let now = 1_000_000;
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const [first, concurrent] = await Promise.all([keys.rotate(), keys.rotate()]);
+    assert.equal(concurrent.kid, first.kid);
+    now += 1000;
+    assert.equal((await keys.rotate()).kid, first.kid);
     assert.equal(keys.jwks().keys.length, 2);
-    now += 2_000;
-    assert.deepEqual(keys.jwks().keys.map((k) => k.kid), [fresh.kid]);
+    now += PREPUBLISH * 1000;
+    const next = await keys.rotate();
+    assert.notEqual(next.kid, first.kid);
+    assert.equal(keys.active().kid, first.kid);
     keys.close();
   });
 
-  it('tells listeners about a rotation so verifiers pick up the new key', async () => {
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, logger });
-    let seen = 0;
-    keys.onRotate((jwks) => (seen = jwks.keys.length));
+  it('signs with a rotated key at once when prepublishSeconds is 0', async () => {
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: 0, logger });
+    const fresh = await keys.rotate();
+    assert.equal(keys.active().kid, fresh.kid);
+    assert.equal(keys.jwks().keys.length, 2);
+    keys.close();
+  });
+
+  it('tells listeners when a standby is published and when a replaced key retires', async () => {
+    let now = 1_000_000;
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, prepublishSeconds: 120, logger, now: () => now });
+    const seen: number[] = [];
+    keys.onRotate((jwks) => seen.push(jwks.keys.length));
     await keys.rotate();
-    assert.equal(seen, 2);
+    assert.deepEqual(seen, [2]);
+    now += 120_000;
+    keys.active();
+    assert.deepEqual(seen, [2], 'activation changes which key signs, not what is published');
+    now += 60_000;
+    keys.jwks();
+    assert.deepEqual(seen, [2, 1]);
     keys.close();
   });
 
+  it('rotates on rotateEverySeconds, publishing each standby prepublishSeconds before it signs', async () => {
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, rotateEverySeconds: 1.2, prepublishSeconds: 1, logger });
+    const old = keys.active();
+    await waitFor(async () => keys.jwks().keys.length === 2, { timeoutMs: 2000, what: 'a standby key' });
+    assert.equal(keys.active().kid, old.kid);
+    await waitFor(async () => keys.active().kid !== old.kid, { timeoutMs: 3000, what: 'the standby signing' });
+    assert.equal(keys.jwks().keys.length, 2);
+    keys.close();
+  });
+
+  it('keeps the /jwks max-age a tenth of prepublishSeconds, at most a minute', () => {
+    assert.equal(jwksMaxAgeSeconds(360), 36);
+    assert.equal(jwksMaxAgeSeconds(3600), 60);
+    assert.equal(jwksMaxAgeSeconds(0), 0);
+  });
+});
+
+describe('STS signing keys in keys.dir', () => {
   it('persists a generated key to keys.dir and signs with it again after a restart', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'baton-keys-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = keysDir(t);
     const first = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: 60, logger });
     const kid = first.active().kid;
     first.close();
@@ -55,5 +145,56 @@ describe('STS signing keys', () => {
     const second = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: 60, logger });
     assert.equal(second.active().kid, kid);
     second.close();
+  });
+
+  it('keeps a persisted standby as the standby across a restart, until its time', async (t) => {
+    const dir = keysDir(t);
+    let now = Date.now();
+    const options = { dir, alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now } as const;
+    const before = await createKeyStore(options);
+    const old = before.active();
+    now += 10_000;
+    const standby = await before.rotate();
+    before.close();
+    assert.equal(readdirSync(dir).length, 2);
+
+    const after = await createKeyStore(options);
+    t.after(() => after.close());
+    assert.equal(after.active().kid, old.kid);
+    assert.deepEqual(kids(after), [old.kid, standby.kid].sort());
+    now += PREPUBLISH * 1000;
+    assert.equal(after.active().kid, standby.kid);
+    now += RETIRE_AFTER * 1000;
+    assert.deepEqual(kids(after), [standby.kid]);
+    assert.equal(readdirSync(dir).length, 1, 'a retired generated key file is removed');
+  });
+
+  it('publishes a newly added key file as the standby until prepublishSeconds after its modification time', async (t) => {
+    const dir = keysDir(t);
+    let now = Date.now();
+    writeKeyFile(dir, 'a-2026-01.pem', now - 86_400_000);
+    writeKeyFile(dir, 'b-2026-02.pem', now - 1000);
+    const keys = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    t.after(() => keys.close());
+    const old = keys.active();
+    assert.equal(keys.jwks().keys.length, 2);
+    now += PREPUBLISH * 1000 - 1000;
+    const added = keys.active();
+    assert.notEqual(added.kid, old.kid);
+  });
+
+  it('signs at once with the oldest file when a fresh directory holds only keys not yet due', async (t) => {
+    const dir = keysDir(t);
+    let now = Date.now();
+    // A mounted Secret gives every file the same time: the name decides which is older.
+    writeKeyFile(dir, 'a-2026-01.pem', now);
+    writeKeyFile(dir, 'b-2026-02.pem', now);
+    const keys = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    t.after(() => keys.close());
+    const first = keys.active();
+    assert.equal(keys.jwks().keys.length, 2);
+    now += PREPUBLISH * 1000;
+    assert.notEqual(keys.active().kid, first.kid);
+    assert.equal(keys.jwks().keys.length, 2);
   });
 });
