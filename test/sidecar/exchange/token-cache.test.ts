@@ -84,6 +84,26 @@ describe('token cache with a Redis tier', () => {
     assert.equal(await wrong.get('k'), undefined);
   });
 
+  it('keeps working without errors when Redis hangs on a live connection, within its command timeout', async () => {
+    const prefix = `t4:${randomBytes(4).toString('hex')}:`;
+    const c = cache(prefix);
+    await ready(c, prefix);
+    const x = exchanger(c);
+    const first = await exchange(x);
+    // A frozen redis-server keeps its connections open: the client stays
+    // ready and every command waits for its timeout instead of failing fast.
+    redis.process.child.kill('SIGSTOP');
+    try {
+      const started = Date.now();
+      const other = await x.exchange({ subjectToken: SUBJECT + 'hung', subjectTokenType: TokenType.accessToken, audience: 'payments' });
+      assert.equal(other.cached, 'miss');
+      assert.equal((await exchange(x)).accessToken, first.accessToken);
+      assert.ok(Date.now() - started < 1_000, `a hung Redis cost ${Date.now() - started} ms`);
+    } finally {
+      redis.process.child.kill('SIGCONT');
+    }
+  });
+
   it('keeps working without errors when Redis dies mid-test, falling back to the in-process cache', async () => {
     const prefix = `t3:${randomBytes(4).toString('hex')}:`;
     const c = cache(prefix);
