@@ -105,7 +105,8 @@ describe('policy compilation', () => {
   // Absolute load times are measured in bench/policy.bench.ts; a timed test
   // would be flaky on a loaded machine. What a test can hold reliably is the
   // shape: ten times the services must cost about ten times as much (a
-  // quadratic step would cost a hundred times).
+  // quadratic step would cost a hundred times). The bound sits between the
+  // two, far enough from 10× that a GC pause on a busy machine cannot fail it.
   const fastest = (runs: number, work: () => void): number => {
     let best = Infinity;
     for (let i = 0; i < runs; i++) {
@@ -128,8 +129,8 @@ describe('policy compilation', () => {
     const small = yamlGraph(400);
     const large = yamlGraph(4_000);
     compile(small);
-    const ratio = fastest(2, () => compile(large)) / fastest(3, () => compile(small));
-    assert.ok(ratio < 30, `4,000 services cost ${ratio.toFixed(1)}× 400 services; linear is about 10×`);
+    const ratio = fastest(3, () => compile(large)) / fastest(3, () => compile(small));
+    assert.ok(ratio < 40, `4,000 services cost ${ratio.toFixed(1)}× 400 services; linear is about 10×`);
     assert.equal(compile(large).decide({ ...deepChain, chain: ['svc-3', 'svc-39', 'svc-399'], target: 'svc-3999' }).allowed, true);
   });
 
@@ -137,8 +138,8 @@ describe('policy compilation', () => {
     const small = bigGraph(1_000);
     const large = bigGraph(10_000);
     compilePolicy(policyFromJSON(small));
-    const ratio = fastest(2, () => compilePolicy(policyFromJSON(large))) / fastest(3, () => compilePolicy(policyFromJSON(small)));
-    assert.ok(ratio < 30, `10,000 services cost ${ratio.toFixed(1)}× 1,000 services; linear is about 10×`);
+    const ratio = fastest(3, () => compilePolicy(policyFromJSON(large))) / fastest(3, () => compilePolicy(policyFromJSON(small)));
+    assert.ok(ratio < 40, `10,000 services cost ${ratio.toFixed(1)}× 1,000 services; linear is about 10×`);
     const decision = compilePolicy(policyFromJSON(large)).decide(deepChain);
     assert.equal(decision.allowed, true, decision.reason);
   });
