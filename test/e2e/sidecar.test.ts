@@ -5,7 +5,7 @@
  * tests can see every exchange.
  */
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { request } from 'undici';
 import { stringify } from 'yaml';
+import { closeServer, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { type RedisServer, startRedis } from '../helpers/redis.ts';
@@ -39,13 +40,6 @@ spec:
         - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "shop" }
 ${extra}`;
 
-async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; url: string; port: number }> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  return { server, url: `http://127.0.0.1:${port}`, port };
-}
 
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
 
@@ -65,10 +59,6 @@ function peakRssBytes(pid: number): number {
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
 }
 
-async function close(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
 
 describe('baton sidecar end to end', { timeout: 60_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'baton-e2e-sidecar-'));
@@ -210,7 +200,7 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     for (const name of SERVICES) await sidecars[name]?.process.stop('SIGKILL');
     await sts?.stop('SIGKILL');
     await redis?.stop();
-    for (const server of servers) await close(server);
+    for (const server of servers) await closeServer(server);
     rmSync(dir, { recursive: true, force: true });
   });
 

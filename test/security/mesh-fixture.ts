@@ -9,13 +9,16 @@
  */
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
+
+export { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 
 export const SERVICES = ['gateway', 'orders', 'payments'] as const;
 export type Name = (typeof SERVICES)[number];
@@ -36,44 +39,6 @@ spec:
       accepts:
         - { name: charge, from: orders, origins: [gateway], methods: [GET, POST], paths: ["/charges", "/redirect"], scopes: "shop" }
 `;
-
-export interface Recorded {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingMessage['headers'];
-  readonly rawHeaders: readonly string[];
-}
-
-export interface Listening {
-  readonly server: Server;
-  readonly url: string;
-  readonly port: number;
-  hits: number;
-  readonly seen: Recorded[];
-}
-
-export async function listen(handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Listening> {
-  const state = { hits: 0, seen: [] as Recorded[] };
-  const server = createServer((req, res) => {
-    state.hits++;
-    state.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
-    if (handler !== undefined) return handler(req, res);
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  return Object.assign(state, { server, url: `http://127.0.0.1:${port}`, port });
-}
-
-export async function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-}
 
 /** A signer for raw compact JWS: any header, any payload, any bytes. */
 export type Signer = (signingInput: Buffer) => Buffer;

@@ -1,0 +1,44 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+/** What a loopback test server saw of one request. */
+export interface Recorded {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly rawHeaders: readonly string[];
+}
+
+export interface Listening {
+  readonly server: Server;
+  readonly url: string;
+  readonly port: number;
+  hits: number;
+  readonly seen: Recorded[];
+}
+
+/**
+ * A real HTTP server on a free loopback port that records every request;
+ * without a handler it answers 200 `{"ok":true}`.
+ */
+export async function listen(handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Listening> {
+  const state = { hits: 0, seen: [] as Recorded[] };
+  const server = createServer((req, res) => {
+    state.hits++;
+    state.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
+    if (handler !== undefined) return handler(req, res);
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  return Object.assign(state, { server, url: `http://127.0.0.1:${port}`, port });
+}
+
+export async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
