@@ -3,4 +3,8 @@
 // (type stripping), so there is no build step to forget.
 import { main } from '../src/cli/main.ts';
 
-process.exitCode = await main(process.argv.slice(2), { env: process.env, stdout: process.stdout, stderr: process.stderr });
+const code = await main(process.argv.slice(2), { env: process.env, stdout: process.stdout, stderr: process.stderr });
+process.exitCode = code;
+// A part that failed (a port taken, a bad key) must not linger with timers
+// or half-open listeners keeping it alive: exit now, once stdio has drained.
+if (code !== 0) process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));

@@ -46,7 +46,15 @@ export const sidecarCommand: Command = {
     // Before the sidecar is built: its handlers check once whether tracing is on.
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
     const sidecar = createSidecar(config, { logger });
-    const ports = await sidecar.start();
+    let ports;
+    try {
+      ports = await sidecar.start();
+    } catch (error) {
+      // A sidecar that cannot open its ports must not linger half-started (policy polls, open listeners).
+      await sidecar.close(0);
+      await telemetry.shutdown();
+      throw error;
+    }
     logger.info({ event: 'listening', host: config.host, ...ports }, 'sidecar listening');
 
     await new Promise<void>((resolve) => {
