@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { appendFileSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import type { DemoServiceName } from './apps.ts';
+import { freePort } from './free-port.ts';
 
 export const DEMO_SERVICES: readonly DemoServiceName[] = ['gateway', 'orders', 'payments'];
 const BATON_BIN = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
@@ -230,15 +230,4 @@ async function poll(probe: () => Promise<boolean>, owner: MeshProcess, timeoutMs
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`${owner.name}: ${what} did not answer within ${timeoutMs} ms:\n${owner.output().slice(-3000)}`);
-}
-
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }

@@ -1,20 +1,4 @@
-import { createServer } from 'node:net';
-
-/** A free TCP port on loopback, chosen by the kernel. */
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        if (address === null || typeof address === 'string') reject(new Error('no port'));
-        else resolve(address.port);
-      });
-    });
-  });
-}
+export { freePort } from '../../src/demo/free-port.ts';
 
 /** Polls until `probe` resolves truthy or the deadline passes. */
 export async function waitFor<T>(probe: () => Promise<T | undefined | false>, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}): Promise<T> {
