@@ -8,8 +8,10 @@ import { type BatonAccessTokenClaims, formatScope, parseScope } from '../../core
 import { TokenType } from '../../core/token-types.ts';
 import { InvalidScopeError } from '../oauth-errors.ts';
 import { randomId } from '../mint.ts';
-import { recordIssuanceOutcome, recordIssuanceRequest } from '../../telemetry/sts-span.ts';
+import { randomTxn } from '../../core/txn.ts';
+import { recordIssuanceRequest } from '../../telemetry/sts-span.ts';
 import type { GrantHandler } from './grant-context.ts';
+import { issueToken, usableScope } from './issue.ts';
 import { checkEdge, currentPolicy } from './policy-gate.ts';
 
 export const clientCredentialsGrant: GrantHandler = async (params, { client }, context) => {
@@ -22,12 +24,11 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client }, c
   }
   const granted = requested ?? client.scopes;
   const chain = [client.id];
-  const txn = randomId();
+  const txn = randomTxn();
   const audit = { grant: 'client_credentials', txn, client: client.id, target, chain };
   recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id }, context.subjectPseudonym);
   const decision = checkEdge(policy, { chain, target, scopes: granted, user: false }, context.maxChainDepth, context.logger, audit);
-  const usable = policy.usableScopes(client.id, target);
-  const scope = formatScope([...granted].filter((s) => (usable === undefined ? !decision.allowed : usable.has(s))));
+  const scope = usableScope(policy, client.id, target, granted, decision);
   const nowSec = Math.floor(context.now() / 1000);
   const exp = nowSec + context.tokenTtlSeconds;
   const claims: BatonAccessTokenClaims = {
@@ -42,8 +43,5 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client }, c
     txn,
     sub_type: 'service',
   };
-  const accessToken = await context.mint(claims);
-  context.logger.info({ ...audit, event: decision.allowed ? 'allow' : 'would_deny', rule: decision.rule, scope, exp, jti: claims.jti }, 'token issued');
-  recordIssuanceOutcome({ exchangeOutcome: 'issued' });
-  return { access_token: accessToken, issued_token_type: TokenType.accessToken, token_type: 'Bearer', expires_in: exp - nowSec, scope };
+  return await issueToken(context, claims, nowSec, { decision, audit, issuedTokenType: TokenType.accessToken });
 };

@@ -13,8 +13,9 @@ import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchErr
 import type { VerifiedToken } from '../subject-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
-import { recordIssuanceOutcome, recordIssuanceRequest } from '../../telemetry/sts-span.ts';
-import type { GrantHandler, TokenResponse } from './grant-context.ts';
+import { recordIssuanceRequest } from '../../telemetry/sts-span.ts';
+import type { GrantHandler } from './grant-context.ts';
+import { issueToken, usableScope } from './issue.ts';
 import { checkEdge, currentPolicy } from './policy-gate.ts';
 
 // The JWT access tokens baton verifies; anything else (SAML, refresh, id_token) is not a delegation subject here.
@@ -63,12 +64,10 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client }, conte
   recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject }, context.subjectPseudonym);
   const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user }, context.maxChainDepth, context.logger, audit);
 
-  const usable = policy.usableScopes(client.id, target);
-  const issued = [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s) && (usable === undefined ? !decision.allowed : usable.has(s)));
+  const scope = usableScope(policy, client.id, target, [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s)), decision);
   const nowSec = Math.floor(context.now() / 1000);
   // Never outlive the subject token: a revoked session must not be prolonged by exchange.
   const exp = Math.min(nowSec + context.tokenTtlSeconds, subject.expiresAt);
-  const scope = formatScope(issued);
   const act = buildAct(chain);
   const claims: BatonAccessTokenClaims = {
     iss: context.issuer,
@@ -85,11 +84,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client }, conte
     ...(subject.acr === undefined ? {} : { acr: subject.acr }),
     ...(subject.authTime === undefined ? {} : { auth_time: subject.authTime }),
   };
-  const accessToken = await context.mint(claims);
-  context.logger.info({ ...audit, event: decision.allowed ? 'allow' : 'would_deny', rule: decision.rule, scope, exp, jti: claims.jti }, 'token issued');
-  recordIssuanceOutcome({ exchangeOutcome: 'issued' });
-  const response: TokenResponse = { access_token: accessToken, issued_token_type: requestedTokenType, token_type: 'Bearer', expires_in: exp - nowSec, scope };
-  return response;
+  return await issueToken(context, claims, nowSec, { decision, audit, issuedTokenType: requestedTokenType });
 };
 
 function required(value: string | undefined, name: string): string {

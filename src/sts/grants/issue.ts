@@ -1,0 +1,33 @@
+/**
+ * The tail both grants share: narrowing the scope to what the rest of the
+ * chain can use, then minting, the audit line and the RFC 8693 §2.2.1 /
+ * RFC 6749 §5.1 response.
+ */
+import { type BatonAccessTokenClaims, formatScope } from '../../core/claims.ts';
+import type { CompiledPolicy, Decision } from '../../policy/decision.ts';
+import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
+import type { GrantContext, TokenResponse } from './grant-context.ts';
+
+/**
+ * The scopes of `candidates` named on the edge client→target or on any edge
+ * reachable from target (DESIGN.md, "The flow"). With no edge at all nothing
+ * is usable, unless the refusal is only observed (shadow mode), in which
+ * case the token is minted without narrowing.
+ */
+export function usableScope(policy: CompiledPolicy, client: string, target: string, candidates: Iterable<string>, decision: Decision): string {
+  const usable = policy.usableScopes(client, target);
+  return formatScope([...candidates].filter((s) => (usable === undefined ? !decision.allowed : usable.has(s))));
+}
+
+export async function issueToken(
+  context: GrantContext,
+  claims: BatonAccessTokenClaims,
+  nowSec: number,
+  record: { readonly decision: Decision; readonly audit: Readonly<Record<string, unknown>>; readonly issuedTokenType: string },
+): Promise<TokenResponse> {
+  const accessToken = await context.mint(claims);
+  const scope = claims.scope ?? '';
+  context.logger.info({ ...record.audit, event: record.decision.allowed ? 'allow' : 'would_deny', rule: record.decision.rule, scope, exp: claims.exp, jti: claims.jti }, 'token issued');
+  recordIssuanceOutcome({ exchangeOutcome: 'issued' });
+  return { access_token: accessToken, issued_token_type: record.issuedTokenType, token_type: 'Bearer', expires_in: claims.exp - nowSec, scope };
+}
