@@ -32,8 +32,8 @@ export interface ScenarioResult {
 export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   // One token per scenario: a chain's txn is derived from the token that
   // started it, so each scenario's audit trail stands on its own.
-  const allowed = await call(mesh, await mesh.userToken(DEMO_USER), '/checkout');
-  const denied = await call(mesh, await mesh.userToken(DEMO_USER), '/direct-charge');
+  const allowed = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+  const denied = await postInbound(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
   // Audit lines are written as the sidecars decide; give the pipes a moment.
   await new Promise((resolve) => setTimeout(resolve, 300));
 
@@ -70,10 +70,11 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   ];
 }
 
-async function call(mesh: Mesh, token: string, path: string): Promise<{ status: number; body: unknown }> {
-  const response = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}${path}`, {
+/** POSTs an empty JSON body to a service's inbound port, as a caller outside the mesh would. */
+export async function postInbound(port: number, path: string, authorization: string): Promise<{ status: number; body: unknown }> {
+  const response = await request(`http://127.0.0.1:${port}${path}`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    headers: { authorization, 'content-type': 'application/json' },
     body: '{}',
   });
   const text = await response.body.text();
@@ -85,7 +86,7 @@ async function call(mesh: Mesh, token: string, path: string): Promise<{ status: 
 }
 
 /** Flattens the nested answers (gateway's view holds orders', which holds payments'). */
-function hops(body: unknown): HopView[] {
+export function hops(body: unknown): HopView[] {
   const out: HopView[] = [];
   let node: unknown = body;
   while (typeof node === 'object' && node !== null && 'service' in node) {

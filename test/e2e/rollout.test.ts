@@ -4,9 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import type { HopView } from '../../src/demo/apps.ts';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
-import { DEMO_USER } from '../../src/demo/scenario.ts';
+import { DEMO_USER, hops, postInbound } from '../../src/demo/scenario.ts';
 import { readAuditLogs } from '../../src/policy/audit-log.ts';
 import { loadPolicyFile } from '../../src/policy/load.ts';
 import { callsFromDecisions } from '../../src/policy/observed.ts';
@@ -46,30 +45,14 @@ const logDir = mkdtempSync(join(dir, 'logs-'));
 writeFileSync(policyFile, POLICY);
 let mesh: Mesh | undefined;
 
-async function post(port: number, path: string, authorization: string): Promise<{ status: number; body: unknown }> {
-  const response = await request(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: '{}' });
-  const text = await response.body.text();
-  try {
-    return { status: response.statusCode, body: JSON.parse(text) as unknown };
-  } catch {
-    return { status: response.statusCode, body: text };
-  }
-}
-
-function hops(body: unknown): HopView[] {
-  const out: HopView[] = [];
-  for (let node = body; typeof node === 'object' && node !== null && 'service' in node; node = (node as HopView).downstream?.body) out.push(node as HopView);
-  return out;
-}
-
 describe('rolling out a call graph: shadow mode, observed vs declared, suggest', { timeout: 90_000 }, () => {
   let checkout: { status: number; body: unknown };
   let directCharge: { status: number; body: unknown };
 
   before(async () => {
     mesh = await startMesh({ policyFile, logDir });
-    checkout = await post(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
-    directCharge = await post(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+    checkout = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+    directCharge = await postInbound(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
     // Audit lines are written as the sidecars decide; give the pipes a moment.
     await new Promise((resolve) => setTimeout(resolve, 300));
   });
@@ -101,7 +84,7 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     assert.equal(refused?.status, 403);
     assert.equal((refused?.body as { code?: string }).code, 'BATON_POLICY_DENIED');
     // A shadowed rule on the edge does not make a bad token acceptable.
-    const forged = await post(m.services.payments.inbound, '/charges', 'Bearer not-a-token');
+    const forged = await postInbound(m.services.payments.inbound, '/charges', 'Bearer not-a-token');
     assert.equal(forged.status, 401);
   });
 
