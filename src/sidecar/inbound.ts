@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, context } from '@opentelemetry/api';
-import { batonTracer, endHttpSpan, propagationFields, startServerSpan, tracingActive, withClientSpan } from '../telemetry/http-spans.ts';
+import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
@@ -79,12 +79,12 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
     add.push('x-forwarded-for', forwardedFor(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
+    // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.
+    if (traced) add.push(...traceHeaders(context.active()));
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
 
-    // 7. To the app, streaming (in a CLIENT span when tracing).
-    const target = { origin: options.appOrigin, path: req.url as string, timeoutMs: options.timeoutMs };
-    if (!traced) return String(await options.forwarder.forward(req, res, { ...target, headers }));
-    return String(await withClientSpan(tracer, { method: req.method ?? 'GET', origin: options.appOrigin, path }, (trace) => options.forwarder.forward(req, res, { ...target, headers: [...headers, ...trace] })));
+    // 7. To the app, streaming.
+    return String(await options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs }));
   }
 
   async function verify(token: string): Promise<V> {

@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
+import { recordExchangeCache } from '../telemetry/exchange-span.ts';
 import { batonTracer, describeEgressTarget, endHttpSpan, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
@@ -72,7 +73,13 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   const traced = tracingActive();
   const tracer = batonTracer();
   const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
-  const upstreamOrigins = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, new URL(url).origin]));
+  const upstreams = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, upstreamOf(new URL(url))]));
+  // Only names the policy knows get here, so the memo is bounded by the call graph.
+  const upstreamFor = (name: string): Upstream => {
+    let upstream = upstreams.get(name);
+    if (upstream === undefined) upstreams.set(name, (upstream = { origin: `http://${name}:${options.defaultUpstreamPort}`, scheme: 'http', port: options.defaultUpstreamPort }));
+    return upstream;
+  };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
     // 1. Read the policy once for the whole request.
@@ -82,14 +89,14 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     // 2. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
     const target = requestTarget(req);
     if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
-    const origin = upstreamOrigins.get(target.service) ?? `http://${target.service}:${options.defaultUpstreamPort}`;
-    if (traced) describeEgressTarget(target.service, origin, target.path);
+    const upstream = upstreamFor(target.service);
+    const pathOnly = target.path.split('?', 1)[0] as string;
+    if (traced) describeEgressTarget(target.service, upstream, pathOnly);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     const subject = await findSubject(req);
 
     // 4. The edge this call would add, checked before the STS is asked (it would refuse too, but later).
-    const pathOnly = target.path.split('?', 1)[0] as string;
     checkEdge(
       policy,
       subject === undefined
@@ -114,7 +121,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return String(await options.forwarder.forward(req, res, { origin, path: target.path, headers, timeoutMs: options.timeoutMs }));
+    return String(await options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs }));
   }
 
   async function findSubject(req: IncomingMessage): Promise<Subject<V> | undefined> {
@@ -145,6 +152,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
         : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience });
     metrics.exchangeDuration((options.now() - started) / 1000);
     metrics.tokenCache(issued.cached);
+    if (traced) recordExchangeCache(issued.cached);
     return issued;
   }
 
@@ -176,6 +184,17 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
       },
     );
   }
+}
+
+interface Upstream {
+  readonly origin: string;
+  readonly scheme: string;
+  readonly port: number;
+}
+
+function upstreamOf(url: URL): Upstream {
+  const scheme = url.protocol.slice(0, -1);
+  return { origin: url.origin, scheme, port: Number(url.port || (scheme === 'https' ? 443 : 80)) };
 }
 
 export interface RequestTarget {

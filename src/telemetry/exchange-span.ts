@@ -1,10 +1,13 @@
 /**
- * The token exchange in the trace: a CLIENT span per exchange a request
- * needs, cache hits included (`baton.exchange.cache`), so a slow hop shows
- * whether it waited for the STS. On a miss the STS's SERVER span is this
- * span's child: the STS request is sent in its context.
+ * The token exchange in the trace. Every egress span says how its token
+ * was obtained (`baton.exchange.cache`), so a slow hop shows whether it
+ * waited for the STS. A CLIENT span of its own only when the in-process
+ * cache could not answer (Redis, a refresh, the STS): a hit takes
+ * microseconds, and a span per hit was half an outbound hop's spans. On a
+ * miss the STS's SERVER span is this span's child: the STS request is sent
+ * in its context.
  */
-import { type Tracer, context } from '@opentelemetry/api';
+import { type Tracer, context, trace } from '@opentelemetry/api';
 import { BatonAttribute } from './attributes.ts';
 import { endHttpSpan, errorCode, startClientSpan } from './http-spans.ts';
 
@@ -15,7 +18,7 @@ export interface ExchangeOutcome {
 }
 
 export async function withExchangeSpan<T extends ExchangeOutcome>(tracer: Tracer, tokenEndpoint: URL, audience: string, run: () => Promise<T>): Promise<T> {
-  const exchange = startClientSpan(tracer, { method: 'POST', origin: tokenEndpoint.origin, path: tokenEndpoint.pathname, route: tokenEndpoint.pathname }, { [BatonAttribute.target]: audience });
+  const exchange = startClientSpan(tracer, { method: 'POST', url: tokenEndpoint, route: tokenEndpoint.pathname }, { [BatonAttribute.target]: audience });
   try {
     const issued = await context.with(exchange.context, run);
     exchange.span.setAttributes({ [BatonAttribute.exchangeCache]: issued.cached, [BatonAttribute.exchangeOutcome]: issued.cached === 'miss' ? 'issued' : 'cached' });
@@ -30,4 +33,10 @@ export async function withExchangeSpan<T extends ExchangeOutcome>(tracer: Tracer
     endHttpSpan(exchange.span, 'client', undefined, code);
     throw error;
   }
+}
+
+/** On the request's span: how the token it carries on was obtained. */
+export function recordExchangeCache(cached: ExchangeOutcome['cached']): void {
+  const span = trace.getActiveSpan();
+  if (span !== undefined && span.isRecording()) span.setAttribute(BatonAttribute.exchangeCache, cached);
 }

@@ -67,9 +67,8 @@ export function startServerSpan(tracer: Tracer, req: IncomingMessage, path: stri
 
 export interface ClientTarget {
   readonly method: string;
-  /** `http://host:port` */
-  readonly origin: string;
-  readonly path: string;
+  /** Parsed once by the caller, not per span. */
+  readonly url: URL;
   readonly route?: string;
 }
 
@@ -77,13 +76,13 @@ export interface ClientTarget {
 export function startClientSpan(tracer: Tracer, target: ClientTarget, extra: Attributes = {}): HttpSpan {
   const parent = context.active();
   const method = requestMethod(target.method);
-  const origin = new URL(target.origin);
+  const { url } = target;
   const attributes: Attributes = {
     ...method.attributes,
-    [ATTR_SERVER_ADDRESS]: origin.hostname,
-    [ATTR_SERVER_PORT]: Number(origin.port || 80),
-    [ATTR_URL_PATH]: target.path.split('?', 1)[0],
-    [ATTR_URL_SCHEME]: origin.protocol.slice(0, -1),
+    [ATTR_SERVER_ADDRESS]: url.hostname,
+    [ATTR_SERVER_PORT]: Number(url.port || 80),
+    [ATTR_URL_PATH]: url.pathname,
+    [ATTR_URL_SCHEME]: url.protocol.slice(0, -1),
     ...extra,
   };
   const span = tracer.startSpan(target.route === undefined ? method.name : `${method.name} ${target.route}`, { kind: SpanKind.CLIENT, attributes }, parent);
@@ -120,24 +119,6 @@ function requestMethod(raw: string | undefined): { name: string; attributes: Att
   return { name: 'HTTP', attributes: { [ATTR_HTTP_REQUEST_METHOD]: '_OTHER', [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: method.slice(0, 32) } };
 }
 
-/**
- * Runs `send` in a CLIENT span, handing it the trace headers to add so the
- * receiver's span is this one's child. `send` resolves with the response
- * status (499: our own client went away first).
- */
-export async function withClientSpan(tracer: Tracer, target: ClientTarget, send: (traceHeaders: readonly string[]) => Promise<number>, extra: Attributes = {}): Promise<number> {
-  const client = startClientSpan(tracer, target, extra);
-  try {
-    const status = await context.with(client.context, () => send(traceHeaders(client.context)));
-    if (status === 499) endHttpSpan(client.span, 'client', undefined, 'client_gone');
-    else endHttpSpan(client.span, 'client', status);
-    return status;
-  } catch (error) {
-    endHttpSpan(client.span, 'client', undefined, errorCode(error));
-    throw error;
-  }
-}
-
 /** A failure's stable code (`BATON_…`, `UND_ERR_…`) for `error.type`; never its message. */
 export function errorCode(error: unknown): string {
   const code = typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
@@ -157,9 +138,8 @@ export function startEgressSpan(tracer: Tracer, req: IncomingMessage): HttpSpan 
 }
 
 /** Adds where the active egress span goes: the service, the upstream port, the path (no query). */
-export function describeEgressTarget(service: string, origin: string, path: string): void {
+export function describeEgressTarget(service: string, upstream: { readonly scheme: string; readonly port: number }, path: string): void {
   const span = trace.getActiveSpan();
   if (span === undefined || !span.isRecording()) return;
-  const url = new URL(origin);
-  span.setAttributes({ [ATTR_SERVER_ADDRESS]: service, [ATTR_SERVER_PORT]: Number(url.port || 80), [ATTR_URL_SCHEME]: url.protocol.slice(0, -1), [ATTR_URL_PATH]: path.split('?', 1)[0] });
+  span.setAttributes({ [ATTR_SERVER_ADDRESS]: service, [ATTR_SERVER_PORT]: upstream.port, [ATTR_URL_SCHEME]: upstream.scheme, [ATTR_URL_PATH]: path });
 }

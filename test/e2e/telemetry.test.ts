@@ -4,13 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
-import { runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
+import { request } from 'undici';
+import { DEMO_USER, postInbound, runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runBaton } from '../helpers/process.ts';
 
 const SERVER = 2;
 const CLIENT = 3;
 const ERROR = 2;
+// The caller's trace for a call whose every exchange is answered by the in-process cache.
+const CACHED_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receiver)', () => {
   let receiver: OtlpReceiver;
@@ -26,6 +29,16 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
       env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_TRACES_SAMPLER: 'always_on' },
     });
     results = await runScenarios(mesh);
+    // The same token twice: the second call's exchanges are all in-process cache hits.
+    const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
+    await postInbound(mesh.services.gateway.inbound, '/checkout', authorization);
+    const cached = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout`, {
+      method: 'POST',
+      headers: { authorization, 'content-type': 'application/json', traceparent: `00-${CACHED_TRACE}-00f067aa0ba902b7-01` },
+      body: '{}',
+    });
+    await cached.body.text();
+    assert.equal(cached.statusCode, 200);
     // SIGTERM to every process: the spans still batched must be flushed before they exit.
     await mesh.stop();
     logText = mesh.processes.map((p) => p.output()).join('\n');
@@ -47,7 +60,6 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     const [traceId] = [...traceIds];
     return receiver.spans.filter((s) => s.traceId === traceId);
   };
-  const parentOf = (spans: readonly ReceivedSpan[], span: ReceivedSpan): ReceivedSpan | undefined => spans.find((s) => s.spanId === span.parentSpanId);
   const find = (spans: readonly ReceivedSpan[], predicate: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan => {
     const found = spans.find(predicate);
     assert.ok(found, `expected a span: ${what}; got\n${spans.map((s) => `${s.serviceName} ${s.kind} ${s.name}`).join('\n')}`);
@@ -68,13 +80,11 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(gatewayIn.parentSpanId, undefined, 'the entry hop starts the trace');
     for (const [service, target] of [['gateway', 'orders'], ['orders', 'payments']] as const) {
       const out = egress(service);
-      // The app propagated our forward span's context, so the outbound call hangs under it.
-      const forwardToApp = parentOf(spans, out);
-      assert.equal(forwardToApp?.kind, CLIENT);
-      assert.equal(forwardToApp?.serviceName, service);
-      assert.equal(parentOf(spans, forwardToApp)?.spanId, inbound(service).spanId);
+      // The app propagated the context of our SERVER span, which it was forwarded in, so its outbound call hangs under it.
+      assert.equal(out.parentSpanId, inbound(service).spanId);
       assert.equal(out.attributes['server.address'], target);
       assert.equal(out.attributes['baton.caller'], service);
+      assert.equal(out.attributes['baton.exchange.cache'], 'miss');
 
       const exchange = find(spans, (s) => s.serviceName === service && s.kind === CLIENT && s.parentSpanId === out.spanId && s.attributes['baton.exchange.cache'] !== undefined, `${service} exchange CLIENT`);
       assert.equal(exchange.attributes['baton.exchange.cache'], 'miss');
@@ -109,6 +119,15 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(subjects.size, 1);
     assert.match(String([...subjects][0]), /^hmac:/);
     assert.ok(!subjects.has('alice'));
+  });
+
+  it('records a cache hit on the egress span and adds no exchange span for it', () => {
+    const spans = receiver.spans.filter((s) => s.traceId === CACHED_TRACE);
+    const egress = spans.filter((s) => s.kind === CLIENT && s.attributes['baton.direction'] === 'outbound');
+    assert.deepEqual(egress.map((s) => [s.serviceName, s.attributes['baton.exchange.cache']]).sort(), [['gateway', 'hit'], ['orders', 'hit']]);
+    assert.deepEqual(spans.filter((s) => s.name === 'POST /token' || s.serviceName === 'baton-sts'), []);
+    // One SERVER span per sidecar and one CLIENT span per call out; nothing per cache lookup or per forward to the app.
+    assert.deepEqual(spans.map((s) => `${s.serviceName} ${s.kind}`).sort(), ['gateway 2', 'gateway 3', 'orders 2', 'orders 3', 'payments 2']);
   });
 
   it('marks the denied call as an error span naming the rule', () => {

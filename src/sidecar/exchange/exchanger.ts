@@ -100,8 +100,16 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const traced = tracingActive();
   const tracer = batonTracer();
   const tokenEndpointUrl = new URL(options.tokenEndpoint);
-  function obtainTraced(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
-    return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params)) : obtain(key, audience, params);
+  /**
+   * A fresh token in the in-process tier is the steady state: answered
+   * without building the STS request or an exchange span (the request's
+   * span records `baton.exchange.cache=hit`). Everything else may wait for
+   * Redis or the STS, and is traced as an exchange.
+   */
+  function issue(key: string, audience: string, params: () => Record<string, string>): Promise<IssuedToken> {
+    const local = cache.peek(key);
+    if (local !== undefined && local.expiresAt - marginSec - refreshAheadSec > now() / 1000) return Promise.resolve({ ...local, cached: 'hit' });
+    return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params())) : obtain(key, audience, params());
   }
 
   async function obtain(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
@@ -172,24 +180,22 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       const subjectHash = createHash('sha256').update(request.subjectToken).digest('base64url');
       const key = `${keyPrefix}\nx\n${subjectHash}\n${request.audience}\n${request.scope ?? ''}`;
       // RFC 8693 §2.1: the request parameters; the actor is the authenticated client, so no actor_token.
-      const params: Record<string, string> = {
+      return issue(key, request.audience, () => ({
         grant_type: TOKEN_EXCHANGE_GRANT,
         subject_token: request.subjectToken,
         subject_token_type: request.subjectTokenType,
         audience: request.audience,
         requested_token_type: TokenType.accessToken,
         ...(request.scope === undefined ? {} : { scope: request.scope }),
-      };
-      return obtainTraced(key, request.audience, params);
+      }));
     },
     serviceToken(request) {
       const key = `${keyPrefix}\ncc\n${request.audience}\n${request.scope ?? ''}`;
-      const params: Record<string, string> = {
+      return issue(key, request.audience, () => ({
         grant_type: CLIENT_CREDENTIALS_GRANT,
         audience: request.audience,
         ...(request.scope === undefined ? {} : { scope: request.scope }),
-      };
-      return obtainTraced(key, request.audience, params);
+      }));
     },
     async close() {
       await sts.close();

@@ -21,6 +21,8 @@ export interface CachedToken {
 }
 
 export interface TokenCache {
+  /** The in-process tier only, synchronously: the hot path's answer when it has one. */
+  peek(key: string): CachedToken | undefined;
   get(key: string): Promise<CachedToken | undefined>;
   set(key: string, token: CachedToken): Promise<void>;
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const local = createLru(options.maxEntries ?? 10_000, now);
   const remote = options.redis === undefined ? undefined : createRedisTier(options.redis, options.logger);
   return {
+    peek: (key) => local.get(key),
     async get(key) {
       const hit = local.get(key);
       if (hit !== undefined || remote === undefined) return hit;
