@@ -1,13 +1,26 @@
 # syntax=docker/dockerfile:1
 # baton: one image for every part (sidecar, sts, policy-server, injector, demo).
-# TypeScript runs directly on Node.js 24 (type stripping): there is no build
-# step, only production dependencies to install.
+# The image runs the esbuild bundle (npm run build, scripts/build.ts), not the
+# TypeScript sources: no type stripping at run time and a few dozen chunks
+# instead of 650+ modules, about 30 MB less RSS per sidecar (docs/performance.md).
 ARG NODE_IMAGE=node:24-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# With dev dependencies: esbuild bundles. --ignore-scripts: esbuild runs from its platform package,
+# and the `node` devDependency (which pins Node for npm scripts) stays out; the base image's Node 24 runs the build.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY bin ./bin
+COPY src ./src
+COPY scripts ./scripts
+COPY examples/shop.callgraph.yaml ./examples/
+RUN npm run build
 
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-# --omit=dev: the `node` devDependency only pins Node for npm scripts; the base image provides Node here.
+# The OpenTelemetry packages and the graphviz wasm stay outside the bundle; production dependencies only.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 FROM ${NODE_IMAGE} AS runtime
@@ -25,8 +38,7 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
-COPY bin ./bin
-COPY src ./src
+COPY --from=build /app/dist ./dist
 # A numeric non-root user, so Kubernetes can check runAsNonRoot; nothing
 # under / is written at run time, so the root filesystem can be read-only.
 USER 10001:10001
@@ -34,5 +46,5 @@ USER 10001:10001
 ENV BATON_HEALTHCHECK_URL=http://127.0.0.1:7072/readyz
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=5 \
   CMD ["node", "-e", "fetch(process.env.BATON_HEALTHCHECK_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "/app/bin/baton.js"]
+ENTRYPOINT ["node", "/app/dist/baton.mjs"]
 CMD ["--help"]

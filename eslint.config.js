@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'bench/results/', 'coverage/', 'test/fixtures/'] },
+  { ignores: ['node_modules/', 'bench/results/', 'coverage/', 'test/fixtures/', 'dist/', 'bench/.build/', '.baton-dev/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

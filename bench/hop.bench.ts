@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
+import { benchBundle } from './lib/bundle.ts';
 import { runConstantRate } from './lib/constant-rate.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
@@ -31,7 +32,6 @@ import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from
 export const BENCH_POLICY = fileURLToPath(new URL('./fixtures/bench.callgraph.yaml', import.meta.url));
 const FIXED_RATE = 1000;
 const PATH = '/bench';
-const BARE_PROXY = fileURLToPath(new URL('./lib/bare-proxy.ts', import.meta.url));
 
 export interface Variant {
   readonly name: string;
@@ -91,7 +91,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const durationSec = options.quick ? 1 : 4;
   const connections = 32;
   const nginxBinary = ensureNginx();
-  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn' } });
+  const bundle = await benchBundle();
+  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn' }, entry: bundle.baton });
   const proxies: NginxProxy[] = [];
   const bare: RunningProcess[] = [];
   try {
@@ -103,8 +104,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     const outer = startNginxProxy(nginxBinary, await freePort(), inner.port);
     proxies.push(outer);
     const [bareOuterPort, bareInnerPort] = [await freePort(), await freePort()];
-    bare.push(startProcess(process.execPath, [BARE_PROXY, String(bareInnerPort), String(app)]));
-    bare.push(startProcess(process.execPath, [BARE_PROXY, String(bareOuterPort), String(bareInnerPort)]));
+    bare.push(startProcess(process.execPath, [bundle.bareProxy, String(bareInnerPort), String(app)]));
+    bare.push(startProcess(process.execPath, [bundle.bareProxy, String(bareOuterPort), String(bareInnerPort)]));
     await Promise.all(bare.map((p) => p.waitForOutput(/ready/)));
     const variants: Variant[] = [
       { name: 'direct', url: `http://127.0.0.1:${app}${PATH}`, headers: {}, proxies: [] },

@@ -7,6 +7,7 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { benchBundle } from './lib/bundle.ts';
 import { machine, markdownTable, RESULTS_DIR } from './lib/report.ts';
 import { benchOptionsFromEnv, type BenchOptions, type ScenarioResult } from './lib/scenario.ts';
 
@@ -24,6 +25,8 @@ const SCENARIOS: ReadonlyArray<{ readonly file: string; load(): Promise<Scenario
 
 const options = benchOptionsFromEnv(process.env);
 const started = performance.now();
+// Once for every scenario: each baton process runs the bundle the image ships (bench/lib/bundle.ts).
+console.error(`bench: bundled baton into ${(await benchBundle()).baton}`);
 const results: ScenarioResult[] = [];
 for (const scenario of SCENARIOS) {
   if (!existsSync(new URL(`./${scenario.file}`, import.meta.url))) continue;

@@ -13,8 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { DEMO_POLICY, type Mesh, startMesh } from '../src/demo/mesh.ts';
 import { DEMO_USER } from '../src/demo/scenario.ts';
-import { type RunningProcess, startBaton } from '../test/helpers/process.ts';
+import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
 import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
+import { benchBundle } from './lib/bundle.ts';
 
 const seconds = Number(process.env.SOAK_SECONDS ?? 60);
 const rate = Number(process.env.SOAK_RATE ?? 1000);
@@ -38,8 +39,9 @@ function rssMb(pid: number | undefined): number {
 }
 
 async function main(): Promise<void> {
+  const { baton } = await benchBundle();
   const redis: { server: RedisServer } = { server: await startRedis() };
-  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions } });
+  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions }, entry: baton });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);
@@ -115,7 +117,7 @@ async function main(): Promise<void> {
           const exited = new Promise((resolve) => (old.exitCode !== null ? resolve(undefined) : old.once('exit', resolve)));
           old.kill('SIGTERM');
           await exited;
-          sts = startBaton(['sts', '--config', join(mesh.dir, 'sts.yaml')], { NODE_OPTIONS: nodeOptions });
+          sts = startProcess(process.execPath, [baton, 'sts', '--config', join(mesh.dir, 'sts.yaml')], { NODE_OPTIONS: nodeOptions });
           await sts.waitForOutput(/"msg":"sts listening"/, 30_000);
           events.push({ atSeconds: at(), event: 'sts back' });
         })());

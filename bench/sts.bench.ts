@@ -12,8 +12,9 @@ import { performance } from 'node:perf_hooks';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../src/core/token-types.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { startBaton } from '../test/helpers/process.ts';
 import { baseConfig, basic, SECRETS, writeStsConfig } from '../test/sts/helpers/sts-fixture.ts';
+import { startProcess } from '../test/helpers/process.ts';
+import { benchBundle } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { writeResults } from './lib/report.ts';
 import type { BenchOptions, ScenarioResult } from './lib/scenario.ts';
@@ -49,6 +50,7 @@ export interface BenchSts {
 
 /** A real `baton sts` process with the STS tests' call graph, and an external IdP whose JWKS this process serves. */
 export async function startBenchSts(): Promise<BenchSts> {
+  const bundle = await benchBundle();
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'idp', alg: 'ES256' };
   const idpServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })));
@@ -58,7 +60,7 @@ export async function startBenchSts(): Promise<BenchSts> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const config = writeStsConfig(baseConfig({ issuer: url, idp: { issuer: idpIssuer, jwksUri: `${idpIssuer}/jwks` }, extra: { port, logLevel: 'warn' } }));
-  const sts = startBaton(['sts', '--config', config.file], { BATON_LOG_LEVEL: 'info' });
+  const sts = startProcess(process.execPath, [bundle.baton, 'sts', '--config', config.file], { BATON_LOG_LEVEL: 'info' });
   const stop = async (): Promise<void> => {
     await sts.stop();
     idpServer.close();

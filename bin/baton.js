@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The entry point. baton runs its TypeScript sources directly on Node.js 24
-// (type stripping), so there is no build step to forget.
+// The entry point. From a checkout it runs the TypeScript sources directly on
+// Node.js 24 (type stripping), so tests never see a stale build; the image runs
+// it bundled by esbuild (scripts/build.ts → dist/baton.mjs).
 import { main } from '../src/cli/main.ts';
 
 const code = await main(process.argv.slice(2), { env: process.env, stdout: process.stdout, stderr: process.stderr });

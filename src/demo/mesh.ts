@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { appendFileSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { request } from 'undici';
@@ -17,8 +17,12 @@ import type { DemoServiceName } from './apps.ts';
 import { freePort } from './free-port.ts';
 
 export const DEMO_SERVICES: readonly DemoServiceName[] = ['gateway', 'orders', 'payments'];
-const BATON_BIN = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
-export const DEMO_POLICY = fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
+// From the sources this module is src/demo/mesh.ts and the CLI is bin/baton.js; in the
+// bundle (scripts/build.ts) it is a chunk next to baton.mjs and the demo policy copied beside it.
+const HERE = fileURLToPath(import.meta.url);
+const BUNDLED = !HERE.endsWith('.ts');
+const BATON_BIN = BUNDLED ? join(dirname(HERE), 'baton.mjs') : fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+export const DEMO_POLICY = BUNDLED ? join(dirname(HERE), 'shop.callgraph.yaml') : fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
 
 export interface ServicePorts {
   readonly app: number;
@@ -57,6 +61,8 @@ export interface MeshOptions {
   readonly redis?: string;
   /** Also write each process's output, as it comes, to `<logDir>/<process name>.log` (e.g. for `baton policy observed`). */
   readonly logDir?: string;
+  /** The script every baton process of the mesh runs (default: the CLI this module belongs to, bin/baton.js from the sources); e.g. a bundle built by scripts/build.ts. */
+  readonly entry?: string;
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
@@ -86,8 +92,9 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const telemetry = { subjectHashKey: randomBytes(24).toString('base64url') };
     const secrets = Object.fromEntries(DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')])) as Record<DemoServiceName, string>;
     const env = { ...options.env };
+    const entry = options.entry ?? BATON_BIN;
     const start = (name: string, args: string[]): MeshProcess => {
-      const started = startProcess(name, args, env, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`));
+      const started = startProcess(name, [entry, ...args], env, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`));
       processes.push(started);
       return started;
     };
@@ -165,8 +172,8 @@ function writeConfig(path: string, config: unknown): void {
   writeFileSync(path, stringify(config), { mode: 0o600 });
 }
 
-function startProcess(name: string, args: readonly string[], env: Readonly<Record<string, string>>, logFile: string | undefined): MeshProcess {
-  const child = spawn(process.execPath, [BATON_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startProcess(name: string, argv: readonly string[], env: Readonly<Record<string, string>>, logFile: string | undefined): MeshProcess {
+  const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let text = '';
   let partial = '';

@@ -114,7 +114,10 @@ describe('docker-compose.yml', () => {
 
   it('builds baton from the Dockerfile and pins every other image to a version', () => {
     const dockerfile = readFileSync(at('Dockerfile'), 'utf8');
-    assert.match(dockerfile, /ENTRYPOINT \["node", "\/app\/bin\/baton\.js"\]/);
+    // The image runs the bundle its build stage made, not the TypeScript sources.
+    assert.match(dockerfile, /^RUN npm run build$/m);
+    assert.match(dockerfile, /^COPY --from=build \/app\/dist \.\/dist$/m);
+    assert.match(dockerfile, /ENTRYPOINT \["node", "\/app\/dist\/baton\.mjs"\]/);
     for (const copied of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
       for (const source of (copied[1] as string).split(' ')) assert.ok(existsSync(at(source)), `Dockerfile copies ${source}`);
     }

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { buildBundle, PROJECT_ROOT } from '../../scripts/build.ts';
+import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
+import { runScenarios } from '../../src/demo/scenario.ts';
+import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
+import { startProcess } from '../helpers/process.ts';
+
+// Inside the project (gitignored) so the external packages resolve from its node_modules, as they do in the image.
+mkdirSync(join(PROJECT_ROOT, '.baton-dev'), { recursive: true });
+const outdir = mkdtempSync(join(PROJECT_ROOT, '.baton-dev', 'bundle-'));
+const entry = join(outdir, 'baton.mjs');
+// With type stripping off, importing any .ts file fails: a process that runs at all loaded none.
+const NO_TYPESCRIPT = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --no-experimental-strip-types`.trim() };
+
+async function runBundle(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const running = startProcess(process.execPath, [entry, ...args], NO_TYPESCRIPT);
+  const code = await running.exited;
+  return { code, stdout: running.stdout(), stderr: running.stderr() };
+}
+
+describe('the bundle (what the image and the benchmark run)', { timeout: 60_000 }, () => {
+  let mesh: Mesh | undefined;
+  let receiver: OtlpReceiver | undefined;
+
+  before(async () => {
+    await buildBundle(outdir);
+  });
+  after(async () => {
+    await mesh?.stop();
+    await receiver?.close();
+    rmSync(outdir, { recursive: true, force: true });
+  });
+
+  it('runs the CLI without type stripping', async () => {
+    const { code, stdout, stderr } = await runBundle(['--help']);
+    assert.equal(code, 0, stderr.slice(-3000));
+    assert.match(stdout, /sidecar/);
+  });
+
+  it('splits each subcommand into its own chunk, so a sidecar loads no STS, policy server or injector code', () => {
+    const chunks = readdirSync(outdir).filter((name) => name.endsWith('.mjs'));
+    for (const command of ['sidecar', 'sts', 'policy-server', 'injector', 'demo']) {
+      assert.ok(chunks.some((name) => name.startsWith(`${command}-`)), `no chunk for ${command} in ${chunks.join(' ')}`);
+    }
+  });
+
+  it('drives the demo\'s allowed chain and refuses its denied one, every mesh process running the bundle with tracing on', async () => {
+    receiver = await startOtlpReceiver();
+    // Tracing on: the OpenTelemetry packages stay external, and one API copy must serve baton and the SDK alike.
+    const tracing = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_TRACES_SAMPLER: 'always_on' };
+    mesh = await startMesh({ entry, env: { ...NO_TYPESCRIPT, ...tracing } });
+    const [allowed, denied] = await runScenarios(mesh);
+    // SIGTERM flushes the batched spans.
+    await mesh.stop();
+    mesh = undefined;
+    assert.ok(allowed && denied);
+
+    assert.equal(allowed.passed, true);
+    assert.deepEqual(allowed.hops.map((h) => [h.service, h.caller, h.chain ?? '']), [
+      ['gateway', 'external', ''],
+      ['orders', 'gateway', 'gateway'],
+      ['payments', 'orders', 'gateway,orders'],
+    ]);
+    assert.ok(allowed.hops.every((h) => h.subject === 'alice' && !h.sawBearerToken));
+    const trail = (direction: string) => allowed.decisions.filter((d) => d.direction === direction).map((d) => [d.service, d.decision]).sort();
+    assert.deepEqual(trail('inbound'), [['gateway', 'allow'], ['orders', 'allow'], ['payments', 'allow']]);
+    assert.deepEqual(trail('outbound'), [['gateway', 'allow'], ['orders', 'allow']]);
+
+    assert.equal(denied.passed, true);
+    assert.equal(denied.status, 403);
+    assert.equal(denied.problem?.code, 'BATON_POLICY_DENIED');
+    assert.ok(denied.decisions.some((d) => d.service === 'gateway' && d.direction === 'outbound' && d.decision === 'deny' && d.cause === 'no_edge'));
+
+    const spans = receiver.spans.filter((span) => span.attributes['baton.txn'] === allowed.txn);
+    assert.equal(new Set(spans.map((span) => span.traceId)).size, 1, 'one trace from the entry hop to the last');
+    for (const service of ['gateway', 'orders', 'payments']) assert.ok(spans.some((span) => span.serviceName.includes(service)), `no span from ${service} in ${[...new Set(spans.map((x) => x.serviceName))].join(', ')}`);
+  });
+
+  it('runs `baton demo` on its own: the bundle carries the demo call graph and starts itself for every part', async () => {
+    const { code, stdout, stderr } = await runBundle(['demo', '--json']);
+    assert.equal(code, 0, stderr.slice(-3000));
+    const results = JSON.parse(stdout) as Array<{ name: string; passed: boolean }>;
+    assert.deepEqual(results.map((r) => [r.name, r.passed]), [['allowed', true], ['denied', true]]);
+  });
+});
