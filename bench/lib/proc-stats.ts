@@ -7,6 +7,12 @@ export interface ProcSample {
   /** User + system CPU seconds so far. */
   readonly cpuSeconds: number;
   readonly rssBytes: number;
+  /**
+   * The anonymous part of RSS: heap, stacks, buffers, this process's own.
+   * The rest is file-backed, mostly the node binary's pages, shared through
+   * the page cache by every process that runs the same binary.
+   */
+  readonly anonBytes: number;
 }
 
 export function sampleProcess(pid: number): ProcSample {
@@ -16,24 +22,26 @@ export function sampleProcess(pid: number): ProcSample {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuSeconds: (utime + stime) / CLOCK_TICKS, rssBytes: rssKb * 1024 };
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024;
+  return { cpuSeconds: (utime + stime) / CLOCK_TICKS, rssBytes: kb('VmRSS'), anonBytes: kb('RssAnon') };
 }
 
 /** Sums samples over several processes (nginx master + workers). */
 export function sampleProcesses(pids: readonly number[]): ProcSample {
   let cpuSeconds = 0;
   let rssBytes = 0;
+  let anonBytes = 0;
   for (const pid of pids) {
     try {
       const s = sampleProcess(pid);
       cpuSeconds += s.cpuSeconds;
       rssBytes += s.rssBytes;
+      anonBytes += s.anonBytes;
     } catch {
       // a worker that exited between listing and reading
     }
   }
-  return { cpuSeconds, rssBytes };
+  return { cpuSeconds, rssBytes, anonBytes };
 }
 
 export function childPids(pid: number): number[] {
