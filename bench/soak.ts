@@ -15,13 +15,13 @@ import { DEMO_POLICY, type Mesh, startMesh } from '../src/demo/mesh.ts';
 import { DEMO_USER } from '../src/demo/scenario.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
 import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
-import { benchBundle } from './lib/bundle.ts';
+import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
 
 const seconds = Number(process.env.SOAK_SECONDS ?? 60);
 const rate = Number(process.env.SOAK_RATE ?? 1000);
 const maxInflight = 512;
 // The young-generation cap docs/performance.md recommends for sidecar containers; SOAK_NODE_OPTIONS='' measures V8's default.
-const nodeOptions = process.env.SOAK_NODE_OPTIONS ?? '--max-semi-space-size=16';
+const nodeOptions = process.env.SOAK_NODE_OPTIONS ?? IMAGE_NODE_OPTIONS;
 const RESULTS = fileURLToPath(new URL('./results/soak.json', import.meta.url));
 // RSS may grow while caches fill; more than this per process over the run is reported as growth.
 const RSS_GROWTH_BOUND_MB = 64;

@@ -13,7 +13,7 @@
 import { createServer, type Server } from 'node:http';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { BENCH_POLICY, batonPair, measureVariant, type Variant } from './hop.bench.ts';
-import { benchBundle } from './lib/bundle.ts';
+import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
@@ -60,12 +60,12 @@ export async function run(options: BenchOptions = { quick: process.env.BENCH_QUI
   const meshes: Mesh[] = [];
   try {
     const { baton } = await benchBundle();
-    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn' }, entry: baton });
+    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: baton });
     meshes.push(off);
     const on = await startMesh({
       policyFile: BENCH_POLICY,
       entry: baton,
-      env: { BATON_LOG_LEVEL: 'warn', OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' },
+      env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS, OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' },
     });
     meshes.push(on);
     const variants: Variant[] = [batonPair(off, 'tracing off'), batonPair(on, 'tracing on (100% sampled, batch OTLP export)')];

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildBundle, PROJECT_ROOT } from '../../scripts/build.ts';
 
+/** The V8 flags the image sets (Dockerfile `NODE_OPTIONS`): sidecars and bare proxies run with them too. */
+export const IMAGE_NODE_OPTIONS = '--max-semi-space-size=16';
+
 export interface BenchBundle {
   /** The CLI: `entry` for startMesh, or the script of a `baton` process. */
   readonly baton: string;
