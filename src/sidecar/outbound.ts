@@ -17,7 +17,7 @@ import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
-import { batonTracer, describeEgressTarget, endHttpSpan, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
+import { type Endpoint, batonTracer, describeEgressTarget, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
@@ -77,7 +77,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   // Only names the policy knows get here, so the memo is bounded by the call graph.
   const upstreamFor = (name: string): Upstream => {
     let upstream = upstreams.get(name);
-    if (upstream === undefined) upstreams.set(name, (upstream = { origin: `http://${name}:${options.defaultUpstreamPort}`, scheme: 'http', port: options.defaultUpstreamPort }));
+    if (upstream === undefined) upstreams.set(name, (upstream = upstreamOf(new URL(`http://${name}:${options.defaultUpstreamPort}`))));
     return upstream;
   };
 
@@ -186,15 +186,12 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   }
 }
 
-interface Upstream {
+interface Upstream extends Endpoint {
   readonly origin: string;
-  readonly scheme: string;
-  readonly port: number;
 }
 
 function upstreamOf(url: URL): Upstream {
-  const scheme = url.protocol.slice(0, -1);
-  return { origin: url.origin, scheme, port: Number(url.port || (scheme === 'https' ? 443 : 80)) };
+  return { origin: url.origin, ...endpointOf(url) };
 }
 
 export interface RequestTarget {

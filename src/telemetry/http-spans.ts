@@ -72,17 +72,29 @@ export interface ClientTarget {
   readonly route?: string;
 }
 
+export interface Endpoint {
+  readonly scheme: string;
+  readonly port: number;
+}
+
+/** `url.scheme` and `server.port` of a URL, the scheme's default port when it names none. */
+export function endpointOf(url: URL): Endpoint {
+  const scheme = url.protocol.slice(0, -1);
+  return { scheme, port: Number(url.port || (scheme === 'https' ? 443 : 80)) };
+}
+
 /** A CLIENT span for a request this process sends, child of the active span. */
 export function startClientSpan(tracer: Tracer, target: ClientTarget, extra: Attributes = {}): HttpSpan {
   const parent = context.active();
   const method = requestMethod(target.method);
   const { url } = target;
+  const endpoint = endpointOf(url);
   const attributes: Attributes = {
     ...method.attributes,
     [ATTR_SERVER_ADDRESS]: url.hostname,
-    [ATTR_SERVER_PORT]: Number(url.port || 80),
+    [ATTR_SERVER_PORT]: endpoint.port,
     [ATTR_URL_PATH]: url.pathname,
-    [ATTR_URL_SCHEME]: url.protocol.slice(0, -1),
+    [ATTR_URL_SCHEME]: endpoint.scheme,
     ...extra,
   };
   const span = tracer.startSpan(target.route === undefined ? method.name : `${method.name} ${target.route}`, { kind: SpanKind.CLIENT, attributes }, parent);
@@ -138,7 +150,7 @@ export function startEgressSpan(tracer: Tracer, req: IncomingMessage): HttpSpan 
 }
 
 /** Adds where the active egress span goes: the service, the upstream port, the path (no query). */
-export function describeEgressTarget(service: string, upstream: { readonly scheme: string; readonly port: number }, path: string): void {
+export function describeEgressTarget(service: string, upstream: Endpoint, path: string): void {
   const span = trace.getActiveSpan();
   if (span === undefined || !span.isRecording()) return;
   span.setAttributes({ [ATTR_SERVER_ADDRESS]: service, [ATTR_SERVER_PORT]: upstream.port, [ATTR_URL_SCHEME]: upstream.scheme, [ATTR_URL_PATH]: path });

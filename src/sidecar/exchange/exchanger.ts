@@ -108,15 +108,20 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
    */
   function issue(key: string, audience: string, params: () => Record<string, string>): Promise<IssuedToken> {
     const local = cache.peek(key);
-    if (local !== undefined && local.expiresAt - marginSec - refreshAheadSec > now() / 1000) return Promise.resolve({ ...local, cached: 'hit' });
+    if (local !== undefined && !dueForRefresh(local, now() / 1000)) return Promise.resolve({ ...local, cached: 'hit' });
     return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params())) : obtain(key, audience, params());
+  }
+
+  /** Still served, but within refresh-ahead of the point where it stops being served. */
+  function dueForRefresh(token: CachedToken, nowSec: number): boolean {
+    return token.expiresAt - marginSec - refreshAheadSec <= nowSec;
   }
 
   async function obtain(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
     const nowSec = now() / 1000;
     const cached = await cache.get(key);
     if (cached !== undefined && cached.expiresAt - marginSec > nowSec) {
-      if (cached.expiresAt - marginSec - refreshAheadSec > nowSec) return { ...cached, cached: 'hit' };
+      if (!dueForRefresh(cached, nowSec)) return { ...cached, cached: 'hit' };
       void fetchOnce(key, audience, params).catch(() => {});
       return { ...cached, cached: 'stale-refresh' };
     }
