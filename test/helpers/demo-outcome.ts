@@ -1,0 +1,33 @@
+/**
+ * What the demo's two scenarios must show, wherever they ran from (the
+ * sources through `baton demo --json`, or the bundle through startMesh):
+ * the allowed chain end to end, one txn and every hop's decision on the
+ * audit trail; the refused call stopped at the gateway's outbound port.
+ */
+import assert from 'node:assert/strict';
+import type { ScenarioResult } from '../../src/demo/scenario.ts';
+
+export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed: ScenarioResult; denied: ScenarioResult } {
+  const [allowed, denied] = results;
+  assert.ok(allowed && denied);
+
+  assert.equal(allowed.passed, true);
+  assert.deepEqual(allowed.hops.map((h) => [h.service, h.caller, h.chain ?? '']), [
+    ['gateway', 'external', ''],
+    ['orders', 'gateway', 'gateway'],
+    ['payments', 'orders', 'gateway,orders'],
+  ]);
+  assert.ok(allowed.hops.every((h) => h.subject === 'alice' && !h.sawBearerToken));
+  // One txn from the entry hop to the last, and every hop's decision on the audit trail.
+  assert.equal(new Set(allowed.hops.map((h) => h.txn)).size, 1);
+  const trail = (direction: string) => allowed.decisions.filter((d) => d.direction === direction).map((d) => [d.service, d.decision]).sort();
+  assert.deepEqual(trail('inbound'), [['gateway', 'allow'], ['orders', 'allow'], ['payments', 'allow']]);
+  assert.deepEqual(trail('outbound'), [['gateway', 'allow'], ['orders', 'allow']]);
+  assert.ok(allowed.decisions.some((d) => d.service === 'payments' && d.direction === 'inbound' && d.rule === 'payments.accepts.charge'));
+
+  assert.equal(denied.passed, true);
+  assert.equal(denied.status, 403);
+  assert.equal(denied.problem?.code, 'BATON_POLICY_DENIED');
+  assert.ok(denied.decisions.some((d) => d.service === 'gateway' && d.direction === 'outbound' && d.decision === 'deny' && d.cause === 'no_edge'));
+  return { allowed, denied };
+}
