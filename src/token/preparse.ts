@@ -52,8 +52,9 @@ export function splitCompactJws(token: string, maxTokenBytes: number): [string, 
     throw new TokenMalformedError(`expected three non-empty segments, got ${segments.length}`);
   }
   const names = ['header', 'claims set', 'signature'];
+  // The charset test above admitted only the alphabet and the dots.
   segments.forEach((segment, i) => {
-    if (!isCanonicalBase64url(segment)) throw new TokenMalformedError(`expected canonical base64url in the ${names[i]}`);
+    if (!hasCanonicalTail(segment)) throw new TokenMalformedError(`expected canonical base64url in the ${names[i]}`);
   });
   return segments as [string, string, string];
 }
@@ -80,8 +81,27 @@ export function normalizeTyp(typ: string): string {
   return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
 }
 
+const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const BASE64URL_CHARSET = /^[A-Za-z0-9_-]*$/;
+
+/**
+ * RFC 4648 §3.5 canonical encoding, unpadded (RFC 7515 §2): only the
+ * base64url alphabet, no length that leaves a lone character, and the bits
+ * a final partial group does not use all zero. Exactly the strings that
+ * survive a decode and re-encode unchanged, without decoding.
+ */
 export function isCanonicalBase64url(segment: string): boolean {
-  return Buffer.from(segment, 'base64url').toString('base64url') === segment;
+  return BASE64URL_CHARSET.test(segment) && hasCanonicalTail(segment);
+}
+
+/** The length and unused-bit checks alone, for a segment already known to be in the alphabet. */
+function hasCanonicalTail(segment: string): boolean {
+  const rest = segment.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  const last = BASE64URL_ALPHABET.indexOf(segment[segment.length - 1]);
+  // 2 characters carry 12 bits for one byte (4 unused), 3 carry 18 bits for two bytes (2 unused).
+  return (last & (rest === 2 ? 0b1111 : 0b11)) === 0;
 }
 
 function decodeObject(segment: string, what: string): Record<string, unknown> {

@@ -45,7 +45,9 @@ export function hasDuplicateMember(validJson: string): boolean {
       while (j < validJson.length && isWhitespace(validJson.charCodeAt(j))) j++;
       const names = scopes[scopes.length - 1];
       if (validJson.charCodeAt(j) === 0x3a /* : */ && names !== undefined) {
-        const name = JSON.parse(validJson.slice(i, end)) as string;
+        // Only an escape can make two spellings of one name; most names have none and need no unescaping.
+        const raw = validJson.slice(i + 1, end - 1);
+        const name = raw.includes('\\') ? (JSON.parse(validJson.slice(i, end)) as string) : raw;
         if (names.has(name)) return true;
         names.add(name);
       }
@@ -57,15 +59,17 @@ export function hasDuplicateMember(validJson: string): boolean {
   return false;
 }
 
+/** Index just past the quote that closes the string opening at `start`: the next quote not escaped by an odd run of backslashes. */
 function endOfString(text: string, start: number): number {
-  let i = start + 1;
-  while (i < text.length) {
-    const c = text.charCodeAt(i);
-    if (c === 0x5c /* \ */) i += 2;
-    else if (c === 0x22) return i + 1;
-    else i++;
+  let from = start + 1;
+  for (;;) {
+    const quote = text.indexOf('"', from);
+    if (quote === -1) return text.length;
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === 0x5c /* \ */) backslashes++;
+    if (backslashes % 2 === 0) return quote + 1;
+    from = quote + 1;
   }
-  return i;
 }
 
 function isWhitespace(c: number): boolean {

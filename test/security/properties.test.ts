@@ -35,6 +35,12 @@ describe('token pre-parser properties', () => {
     }), { numRuns: 2_000 });
   });
 
+  it('calls a string canonical base64url exactly when it survives a decode and re-encode unchanged', () => {
+    fc.assert(fc.property(fc.string({ unit: fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. '.split('')), maxLength: 12 }), (text) => {
+      assert.equal(isCanonicalBase64url(text), Buffer.from(text, 'base64url').toString('base64url') === text, text);
+    }), { numRuns: 5_000 });
+  });
+
   it('lets through only an allow-listed alg with typ at+jwt and neither crit nor b64', () => {
     const header = fc.record({
       alg: fc.constantFrom('ES256', 'RS256', 'none', 'NONE', 'HS256', 'es256', 'EdDSA'),
