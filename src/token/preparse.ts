@@ -99,7 +99,7 @@ function hasCanonicalTail(segment: string): boolean {
   const rest = segment.length % 4;
   if (rest === 0) return true;
   if (rest === 1) return false;
-  const last = BASE64URL_ALPHABET.indexOf(segment[segment.length - 1]);
+  const last = BASE64URL_ALPHABET.indexOf(segment.charAt(segment.length - 1));
   // 2 characters carry 12 bits for one byte (4 unused), 3 carry 18 bits for two bytes (2 unused).
   return (last & (rest === 2 ? 0b1111 : 0b11)) === 0;
 }
