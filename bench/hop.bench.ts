@@ -67,6 +67,39 @@ export function batonPair(mesh: Mesh, name = 'baton pair'): Variant {
   };
 }
 
+export interface BarePair {
+  readonly variant: Variant;
+  stop(): Promise<void>;
+}
+
+/** Two bare Node.js proxies (./lib/bare-proxy.ts) in front of `app`; `env` turns on their tracing. */
+export async function startBarePair(bareProxy: string, app: number, name = 'bare Node.js proxy pair', env: Readonly<Record<string, string>> = {}): Promise<BarePair> {
+  const [outerPort, innerPort] = [await freePort(), await freePort()];
+  const processes: RunningProcess[] = [];
+  const stop = () => Promise.all(processes.map((p) => p.stop())).then(() => undefined);
+  try {
+    processes.push(startProcess(process.execPath, [bareProxy, String(innerPort), String(app)], { NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...env }));
+    processes.push(startProcess(process.execPath, [bareProxy, String(outerPort), String(innerPort)], { NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...env }));
+    await Promise.all(processes.map((p) => p.waitForOutput(/ready/)));
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const [inner, outer] = processes as [RunningProcess, RunningProcess];
+  return {
+    variant: {
+      name,
+      url: `http://127.0.0.1:${outerPort}${PATH}`,
+      headers: {},
+      proxies: [
+        { name: 'outer', pids: () => [outer.child.pid as number] },
+        { name: 'inner', pids: () => [inner.child.pid as number] },
+      ],
+    },
+    stop,
+  };
+}
+
 /** Saturated throughput, then latency and CPU at a fixed rate, for one variant. */
 export async function measureVariant(variant: Variant, durationSec: number, connections: number): Promise<Measurement> {
   const url = new URL(variant.url);
@@ -97,7 +130,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const bundle = await benchBundle();
   const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: bundle.baton });
   const proxies: NginxProxy[] = [];
-  const bare: RunningProcess[] = [];
+  let barePair: BarePair | undefined;
   try {
     const app = mesh.services.payments.app;
     const one = startNginxProxy(nginxBinary, await freePort(), app);
@@ -106,10 +139,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     proxies.push(inner);
     const outer = startNginxProxy(nginxBinary, await freePort(), inner.port);
     proxies.push(outer);
-    const [bareOuterPort, bareInnerPort] = [await freePort(), await freePort()];
-    bare.push(startProcess(process.execPath, [bundle.bareProxy, String(bareInnerPort), String(app)], { NODE_OPTIONS: IMAGE_NODE_OPTIONS }));
-    bare.push(startProcess(process.execPath, [bundle.bareProxy, String(bareOuterPort), String(bareInnerPort)], { NODE_OPTIONS: IMAGE_NODE_OPTIONS }));
-    await Promise.all(bare.map((p) => p.waitForOutput(/ready/)));
+    barePair = await startBarePair(bundle.bareProxy, app);
     const variants: Variant[] = [
       { name: 'direct', url: `http://127.0.0.1:${app}${PATH}`, headers: {}, proxies: [] },
       { name: 'nginx, one hop', url: `http://127.0.0.1:${one.port}${PATH}`, headers: {}, proxies: [{ name: 'nginx', pids: one.pids }] },
@@ -122,12 +152,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
           { name: 'inner nginx', pids: inner.pids },
         ],
       },
-      {
-        name: 'bare Node.js proxy pair',
-        url: `http://127.0.0.1:${bareOuterPort}${PATH}`,
-        headers: {},
-        proxies: bare.map((p, i) => ({ name: i === 0 ? 'inner' : 'outer', pids: () => [p.child.pid as number] })).reverse(),
-      },
+      barePair.variant,
       batonPair(mesh),
     ];
     // Warm caches (the service token) and JIT on every path before anything counts.
@@ -144,7 +169,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     return report(variants, results, { rounds, durationSec, connections });
   } finally {
     for (const proxy of proxies) proxy.stop();
-    await Promise.all(bare.map((p) => p.stop()));
+    await barePair?.stop();
     await mesh.stop();
   }
 }
