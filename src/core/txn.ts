@@ -7,11 +7,11 @@
  * subject token itself, so they agree without any extra protocol parameter,
  * and the id reveals nothing of the token.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 export function entryTxn(issuer: string, jti: unknown, token: string): string {
-  const uniquePart = typeof jti === 'string' && jti !== '' ? `jti:${jti}` : `sha256:${createHash('sha256').update(token).digest('base64url')}`;
-  return createHash('sha256').update(`baton-txn\0${issuer}\0${uniquePart}`).digest('base64url').slice(0, 22);
+  const uniquePart = typeof jti === 'string' && jti !== '' ? `jti:${jti}` : `sha256:${hash('sha256', token, 'base64url')}`;
+  return hash('sha256', `baton-txn\0${issuer}\0${uniquePart}`, 'base64url').slice(0, 22);
 }
 
 /** A fresh `txn` for chains that start without a user token (client credentials): 128 bits. */

@@ -6,7 +6,7 @@
  * nothing outside this sidecar's memory, so a leaked handle is useless
  * elsewhere and dies with the pod.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { VerifiedToken } from '../token/verified-token.ts';
 
 export const CONTEXT_HANDLE_PREFIX = 'bctx_';
@@ -53,7 +53,7 @@ export function createContextHandleStore(options: ContextHandleStoreOptions = {}
 
   return {
     issue(subjectToken, verified) {
-      const tokenHash = createHash('sha256').update(subjectToken).digest('base64url');
+      const tokenHash = hash('sha256', subjectToken, 'base64url');
       const existing = handleByToken.get(tokenHash);
       if (existing !== undefined) {
         const entry = byHandle.get(existing);

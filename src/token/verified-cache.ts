@@ -4,7 +4,7 @@
  * preparse accepts one spelling per token, so the cache cannot be bypassed
  * or confused by re-encoding. Entries die at the token's `exp`.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { VerifiedToken } from './verified-token.ts';
 
 export interface VerifiedTokenCache {
@@ -24,7 +24,7 @@ export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}
   const now = options.now ?? Date.now;
   // Map keeps insertion order: re-inserting on a hit makes the first key the least recently used.
   const entries = new Map<string, VerifiedToken>();
-  const keyOf = (token: string, audience: string): string => createHash('sha256').update(token).digest('hex') + '\n' + audience;
+  const keyOf = (token: string, audience: string): string => hash('sha256', token, 'hex') + '\n' + audience;
 
   return {
     get(token, audience) {

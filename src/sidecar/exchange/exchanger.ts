@@ -10,7 +10,7 @@
  * A failing STS trips a circuit breaker; cached tokens keep working until
  * shortly before they expire (DESIGN "STS down").
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT, TokenType } from '../../core/token-types.ts';
 import { withExchangeSpan } from '../../telemetry/exchange-span.ts';
@@ -95,7 +95,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   const inflight = new Map<string, Promise<CachedToken>>();
   const refusals = new Map<string, { until: number; oauthError: string }>();
   // The client is part of the key: the same subject token exchanged by two services yields two different act chains.
-  const keyPrefix = createHash('sha256').update(`${options.tokenEndpoint}\n${options.clientId}`).digest('base64url');
+  const keyPrefix = hash('sha256', `${options.tokenEndpoint}\n${options.clientId}`, 'base64url');
 
   const traced = tracingActive();
   const tracer = batonTracer();
@@ -182,7 +182,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
 
   return {
     exchange(request) {
-      const subjectHash = createHash('sha256').update(request.subjectToken).digest('base64url');
+      const subjectHash = hash('sha256', request.subjectToken, 'base64url');
       const key = `${keyPrefix}\nx\n${subjectHash}\n${request.audience}\n${request.scope ?? ''}`;
       // RFC 8693 §2.1: the request parameters; the actor is the authenticated client, so no actor_token.
       return issue(key, request.audience, () => ({

@@ -8,7 +8,7 @@
  * `encryptionKey` set, values are sealed with AES-256-GCM, bound to their
  * key so one entry cannot be replayed under another.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from '../../telemetry/logger.ts';
 
@@ -123,7 +123,7 @@ function createRedisTier(options: RedisTierOptions, logger: Logger): RedisTier {
   client.on('end', () => transition(false, 'connection ended'));
   client.connect().catch(() => {});
 
-  const redisKey = (key: string): string => prefix + createHash('sha256').update(key).digest('base64url');
+  const redisKey = (key: string): string => prefix + hash('sha256', key, 'base64url');
 
   return {
     async get(key) {
