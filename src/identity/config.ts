@@ -1,0 +1,32 @@
+/**
+ * Schema pieces for workload identity, shared by the sidecar, the STS and
+ * the policy server: where the X509-SVID files are, and the rule that maps
+ * SPIFFE IDs to service names (docs/identity.md). Defaults are the file
+ * names csi-driver-spiffe writes and the trust domain it defaults to.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+export const DEFAULT_IDENTITY_DIR = '/var/run/secrets/spiffe.io';
+
+export const WorkloadIdentityConfigSchema = Type.Object(
+  {
+    certFile: Type.String({ minLength: 1, default: `${DEFAULT_IDENTITY_DIR}/tls.crt`, description: 'PEM certificate chain, leaf first (csi-driver-spiffe tls.crt; spiffe-helper svid.pem)' }),
+    keyFile: Type.String({ minLength: 1, default: `${DEFAULT_IDENTITY_DIR}/tls.key`, description: 'PEM private key of the leaf (tls.key; svid_key.pem)' }),
+    bundleFile: Type.String({ minLength: 1, default: `${DEFAULT_IDENTITY_DIR}/ca.crt`, description: 'PEM trust bundle of the trust domain (ca.crt; svid_bundle.pem)' }),
+    pollIntervalMs: Type.Integer({ minimum: 100, default: 1000, description: 'how often the files are re-read to catch a rotation fs.watch missed' }),
+    nearExpiryFraction: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1 / 6, description: 'below this share of its lifetime left, readiness reports the certificate as near expiry' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type WorkloadIdentityConfig = Static<typeof WorkloadIdentityConfigSchema>;
+
+export const SpiffeMappingConfigSchema = Type.Object(
+  {
+    trustDomain: Type.String({ pattern: '^[a-z0-9._-]{1,255}$', default: 'cluster.local', description: 'the SPIFFE trust domain (lowercase letters, digits, . - _)' }),
+    namespace: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', default: 'default', description: 'substituted for {namespace} in the template' }),
+    template: Type.String({ minLength: 2, default: '/ns/{namespace}/sa/{service}', description: 'the SPIFFE ID path of a service, with exactly one {service} segment' }),
+    ids: Type.Record(Type.String(), Type.String({ pattern: '^spiffe://' }), { default: {}, description: 'service → SPIFFE ID, overriding the template' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type SpiffeMappingConfig = Static<typeof SpiffeMappingConfigSchema>;

@@ -1,0 +1,92 @@
+/**
+ * TLS settings built from a workload identity, and the SPIFFE checks that
+ * replace host-name verification on mesh hops (X509-SVID §5): a server is
+ * trusted as the one service the caller meant to reach, a client as the
+ * service its certificate's SPIFFE ID maps to. Both sides trust only the
+ * trust bundle, never the system store.
+ */
+import { type PeerCertificate, type SecureContextOptions, type TLSSocket, checkServerIdentity as defaultCheckServerIdentity } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import type { SpiffeId } from './spiffe-id.ts';
+import { spiffeIdFromSubjectAltName } from './spiffe-id.ts';
+import { certificateThumbprint, type Svid } from './svid.ts';
+
+/** How an inbound port treats client certificates. */
+export type ClientCertificateMode = 'required' | 'optional';
+
+// TLS 1.3 only on mesh hops: both ends are baton or a SPIFFE-aware peer, and 1.3 drops renegotiation and static-RSA suites.
+const MIN_VERSION = 'TLSv1.3';
+
+export function secureContextOptions(svid: Svid): SecureContextOptions {
+  return { cert: svid.pem.cert, key: svid.pem.key, ca: svid.pem.bundle, minVersion: MIN_VERSION };
+}
+
+/** For `tls.createServer` / `https.createServer` and `server.setSecureContext`. */
+export function serverTlsOptions(svid: Svid, clientCertificate: ClientCertificateMode): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+  // 'optional' still verifies a certificate that is presented: rejectUnauthorized
+  // refuses a bad one; only an absent one is let through, and then no bound token is accepted.
+  return { ...secureContextOptions(svid), requestCert: true, rejectUnauthorized: clientCertificate === 'required' };
+}
+
+/**
+ * Client options that accept the server only if its certificate chains to
+ * the bundle *and* names `expected`. A certificate for another service is
+ * refused in the handshake, before a request (and its token) is written.
+ */
+export function clientTlsOptions(svid: Svid | undefined, expected: SpiffeId, bundlePem: string): { ca: string; cert?: string; key?: string; minVersion: 'TLSv1.3'; rejectUnauthorized: true; checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined } {
+  return {
+    ca: bundlePem,
+    ...(svid === undefined ? {} : { cert: svid.pem.cert, key: svid.pem.key }),
+    minVersion: MIN_VERSION,
+    rejectUnauthorized: true,
+    checkServerIdentity: spiffeServerCheck(expected),
+  };
+}
+
+export class PeerIdentityError extends Error {
+  readonly code = 'BATON_IDENTITY_PEER_MISMATCH';
+  readonly expected: SpiffeId;
+  readonly seen: string | undefined;
+  constructor(expected: SpiffeId, seen: string | undefined) {
+    super(`expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
+    this.name = 'PeerIdentityError';
+    this.expected = expected;
+    this.seen = seen;
+  }
+}
+
+export function spiffeServerCheck(expected: SpiffeId): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const seen = spiffeIdFromSubjectAltName(cert.subjectaltname);
+    return seen === expected ? undefined : new PeerIdentityError(expected, seen);
+  };
+}
+
+/** For non-mesh TLS peers (an https:// IdP or OTLP endpoint): the usual host-name check. */
+export const hostNameCheck = defaultCheckServerIdentity;
+
+export interface PeerIdentity {
+  readonly spiffeId: SpiffeId;
+  /** `x5t#S256` of the certificate the peer presented (RFC 8705 §3.1). */
+  readonly thumbprint: string;
+}
+
+/**
+ * The verified peer of a TLS socket: undefined on a plaintext socket, when
+ * no certificate was presented, or when it did not verify against the
+ * bundle. Cached on the socket: keep-alive requests share the handshake.
+ */
+export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
+  const cached = PEERS.get(socket);
+  if (cached !== undefined || PEERS.has(socket)) return cached;
+  let identity: PeerIdentity | undefined;
+  if (socket.authorized) {
+    const cert: X509Certificate | undefined = socket.getPeerX509Certificate();
+    const spiffeId = cert === undefined ? undefined : spiffeIdFromSubjectAltName(cert.subjectAltName);
+    if (cert !== undefined && spiffeId !== undefined) identity = { spiffeId, thumbprint: certificateThumbprint(cert) };
+  }
+  PEERS.set(socket, identity);
+  return identity;
+}
+
+const PEERS = new WeakMap<TLSSocket, PeerIdentity | undefined>();

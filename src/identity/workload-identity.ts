@@ -1,0 +1,141 @@
+/**
+ * A workload's identity, read from the files that cert-manager's
+ * csi-driver-spiffe or SPIRE's spiffe-helper keep fresh in the pod, and
+ * re-read when they change. Those agents rotate every hour or so, by
+ * swapping a symlink (csi) or rewriting the files (spiffe-helper), which
+ * file watchers can miss, so the files are checked on an interval as well
+ * as on watch events. A set of files that does not parse (say, half-way
+ * through a rotation: new certificate, old key) never replaces a working
+ * identity; the next check tries again.
+ *
+ * Readiness follows the identity, never the files: no identity, or an
+ * expired one, is not ready, and nothing falls back to plaintext (DESIGN,
+ * "Second round").
+ */
+import { createHash } from 'node:crypto';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from '../telemetry/logger.ts';
+import { IdentityError } from './errors.ts';
+import { parseSvid, type Svid, type SvidPem } from './svid.ts';
+
+export interface WorkloadIdentityFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly bundleFile: string;
+}
+
+export interface WorkloadIdentityOptions extends WorkloadIdentityFiles {
+  /** Interval of the stat-free content check, in milliseconds. */
+  readonly pollIntervalMs: number;
+  /** Below this share of its lifetime left, the identity is reported as near expiry. */
+  readonly nearExpiryFraction: number;
+  readonly logger: Logger;
+  /** Epoch milliseconds. */
+  readonly now: () => number;
+}
+
+export type IdentityState = 'ready' | 'near_expiry' | 'missing' | 'expired';
+
+export interface IdentityStatus {
+  readonly state: IdentityState;
+  /** Why the identity is not ready, or the last reload's failure (a code, never key material). */
+  readonly reason?: string;
+  /** Seconds until the current certificate expires; absent when there is none. */
+  readonly expiresInSeconds?: number;
+}
+
+export interface WorkloadIdentity {
+  /** The current identity while it is valid, else undefined: callers must refuse, not fall back. */
+  current(): Svid | undefined;
+  status(): IdentityStatus;
+  /** Called with each new valid identity (a rotation); returns an unsubscribe. */
+  onRotate(listener: (svid: Svid) => void): () => void;
+  /** Reads the files now; resolves whether or not they were usable. */
+  reload(): void;
+  close(): void;
+}
+
+export function readSvidFiles(files: WorkloadIdentityFiles): SvidPem {
+  const read = (path: string, what: string): string => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new IdentityError('BATON_IDENTITY_MISSING', `expected ${what} at ${path}, got ${(error as NodeJS.ErrnoException).code ?? 'an unreadable file'}`);
+    }
+  };
+  return { cert: read(files.certFile, 'a certificate file'), key: read(files.keyFile, 'a private key file'), bundle: read(files.bundleFile, 'a trust bundle file') };
+}
+
+export function createWorkloadIdentity(options: WorkloadIdentityOptions): WorkloadIdentity {
+  const { logger, now } = options;
+  let svid: Svid | undefined;
+  let digest = '';
+  let lastFailure: IdentityError | undefined;
+  const listeners = new Set<(svid: Svid) => void>();
+
+  const reload = (): void => {
+    let pem: SvidPem;
+    let next: Svid;
+    try {
+      pem = readSvidFiles(options);
+      const nextDigest = digestOf(pem);
+      if (nextDigest === digest && svid !== undefined) return;
+      next = parseSvid(pem, now());
+      digest = nextDigest;
+    } catch (error) {
+      const failure = error instanceof IdentityError ? error : new IdentityError('BATON_IDENTITY_INVALID', String(error));
+      if (failure.code !== lastFailure?.code || failure.message !== lastFailure.message) {
+        logger.warn({ event: 'identity_reload_failed', code: failure.code, err: failure.message }, svid === undefined ? 'no workload identity yet' : 'keeping the current workload identity');
+      }
+      lastFailure = failure;
+      return;
+    }
+    lastFailure = undefined;
+    const rotated = svid !== undefined;
+    svid = next;
+    logger.info({ event: rotated ? 'identity_rotated' : 'identity_loaded', spiffeId: next.spiffeId, notAfter: new Date(next.notAfter).toISOString() }, rotated ? 'workload identity rotated' : 'workload identity loaded');
+    for (const listener of listeners) listener(next);
+  };
+
+  reload();
+  const timer = setInterval(reload, options.pollIntervalMs);
+  timer.unref();
+  const watchers: FSWatcher[] = [];
+  for (const dir of new Set([dirname(options.certFile), dirname(options.keyFile), dirname(options.bundleFile)])) {
+    try {
+      watchers.push(watch(dir, { persistent: false }, reload));
+    } catch {
+      // The interval still notices the change (and a directory that appears later).
+    }
+  }
+
+  const valid = (): Svid | undefined => (svid !== undefined && now() < svid.notAfter && now() >= svid.notBefore ? svid : undefined);
+
+  return {
+    current: valid,
+    status() {
+      if (svid === undefined) return { state: 'missing', reason: lastFailure?.code ?? 'BATON_IDENTITY_MISSING' };
+      const left = svid.notAfter - now();
+      const expiresInSeconds = Math.floor(left / 1000);
+      if (valid() === undefined) return { state: 'expired', reason: lastFailure?.code ?? 'BATON_IDENTITY_EXPIRED', expiresInSeconds };
+      const nearExpiry = left < (svid.notAfter - svid.notBefore) * options.nearExpiryFraction;
+      const reason = lastFailure === undefined ? {} : { reason: lastFailure.code };
+      return { state: nearExpiry ? 'near_expiry' : 'ready', ...reason, expiresInSeconds };
+    },
+    onRotate(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
+    reload,
+    close() {
+      clearInterval(timer);
+      for (const watcher of watchers) watcher.close();
+      listeners.clear();
+    },
+  };
+}
+
+function digestOf(pem: SvidPem): string {
+  return createHash('sha256').update(pem.cert).update('\0').update(pem.key).update('\0').update(pem.bundle).digest('hex');
+}

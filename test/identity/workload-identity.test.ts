@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { createServer as createTlsServer, connect, type TLSSocket } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { parseSvid } from '../../src/identity/svid.ts';
+import { clientTlsOptions, peerIdentity, serverTlsOptions } from '../../src/identity/tls.ts';
+import { createWorkloadIdentity, readSvidFiles } from '../../src/identity/workload-identity.ts';
+import { makeTestIdentities, otherCa, type TestIdentities } from '../helpers/identities.ts';
+
+const logger = pino({ level: 'silent' });
+
+describe('X509-SVID loading', () => {
+  let ids: TestIdentities;
+  before(async () => {
+    ids = await makeTestIdentities(['orders', 'payments']);
+  });
+  after(() => ids.cleanup());
+
+  it('loads a service identity with its SPIFFE ID, validity and RFC 8705 thumbprint', () => {
+    const svid = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    assert.equal(svid.spiffeId, ids.map.idOf('orders'));
+    assert.match(svid.thumbprint, /^[A-Za-z0-9_-]{43}$/);
+    assert.ok(svid.notAfter > Date.now());
+  });
+
+  it('refuses a key that is not the certificate’s', () => {
+    const pem = readSvidFiles(ids.files('orders'));
+    const other = readSvidFiles(ids.files('payments'));
+    assert.throws(() => parseSvid({ ...pem, key: other.key }, Date.now()), { code: 'BATON_IDENTITY_INVALID' });
+  });
+
+  it('refuses a certificate from another CA than the bundle’s', async () => {
+    const foreign = await ids.issue(ids.map.idOf('orders'), { ca: await otherCa() });
+    const pem = readSvidFiles(ids.files('orders'));
+    assert.throws(() => parseSvid({ cert: foreign.certPem, key: foreign.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_UNTRUSTED' });
+  });
+
+  it('refuses an expired certificate and one not yet valid', async () => {
+    const pem = readSvidFiles(ids.files('orders'));
+    const expired = await ids.issue(ids.map.idOf('orders'), { notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 3_600_000) });
+    assert.throws(() => parseSvid({ cert: expired.certPem, key: expired.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_EXPIRED' });
+    const future = await ids.issue(ids.map.idOf('orders'), { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 7_200_000) });
+    assert.throws(() => parseSvid({ cert: future.certPem, key: future.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_EXPIRED' });
+  });
+
+  it('refuses a CA certificate as a workload identity', () => {
+    assert.throws(() => parseSvid({ cert: ids.ca.certPem, key: ids.ca.keyPem, bundle: ids.ca.certPem }, Date.now()), { code: 'BATON_IDENTITY_INVALID' });
+  });
+});
+
+describe('workload identity files', () => {
+  let ids: TestIdentities;
+  before(async () => {
+    ids = await makeTestIdentities(['orders']);
+  });
+  after(() => ids.cleanup());
+
+  it('is missing, not ready, when the files are absent', () => {
+    const identity = createWorkloadIdentity({ certFile: '/nonexistent/tls.crt', keyFile: '/nonexistent/tls.key', bundleFile: '/nonexistent/ca.crt', pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    assert.equal(identity.current(), undefined);
+    assert.deepEqual(identity.status(), { state: 'missing', reason: 'BATON_IDENTITY_MISSING' });
+    identity.close();
+  });
+
+  it('picks up a rotation, and keeps the old identity while the new files do not match', async () => {
+    const files = ids.files('orders');
+    const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 100, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    const first = identity.current();
+    assert.ok(first);
+    const next = await ids.issue(ids.map.idOf('orders'));
+    // Half-way through a rotation: the new certificate, the old key.
+    writeFileSync(files.certFile, next.certPem);
+    identity.reload();
+    assert.equal(identity.current()?.thumbprint, first.thumbprint);
+    assert.equal(identity.status().reason, 'BATON_IDENTITY_INVALID');
+    const rotated = new Promise((resolve) => identity.onRotate(resolve));
+    writeFileSync(files.keyFile, next.keyPem);
+    await rotated; // found by the watcher or the poll, without an explicit reload
+    assert.notEqual(identity.current()?.thumbprint, first.thumbprint);
+    assert.equal(identity.status().state, 'ready');
+    identity.close();
+  });
+
+  it('reports near expiry within the last share of the lifetime, and expired after it', async () => {
+    const files = ids.files('orders');
+    const svid = parseSvid(readSvidFiles(files), Date.now());
+    let clock = svid.notAfter - 60_000; // one minute left of an hour
+    const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: () => clock });
+    assert.equal(identity.status().state, 'near_expiry');
+    clock = svid.notAfter + 1;
+    assert.equal(identity.current(), undefined);
+    assert.equal(identity.status().state, 'expired');
+    identity.close();
+  });
+});
+
+describe('mutual TLS with SPIFFE peer checks', () => {
+  let ids: TestIdentities;
+  let server: ReturnType<typeof createTlsServer>;
+  let port: number;
+  const seen: Array<string | undefined> = [];
+  before(async () => {
+    ids = await makeTestIdentities(['orders', 'payments', 'gateway']);
+    const payments = parseSvid(readSvidFiles(ids.files('payments')), Date.now());
+    server = createTlsServer(serverTlsOptions(payments, 'required'), (socket: TLSSocket) => {
+      seen.push(peerIdentity(socket)?.spiffeId);
+      socket.end('hello');
+    });
+    server.on('tlsClientError', () => {});
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as { port: number }).port;
+  });
+  after(() => {
+    server.close();
+    ids.cleanup();
+  });
+
+  const dial = (options: object): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, ...options });
+      let body = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (body += chunk));
+      socket.on('end', () => resolve(body));
+      socket.on('error', reject);
+    });
+
+  it('connects when both sides present identities from the bundle and the server is the expected service', async () => {
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    assert.equal(await dial(clientTlsOptions(orders, ids.map.idOf('payments'), orders.pem.bundle)), 'hello');
+    assert.equal(seen.at(-1), ids.map.idOf('orders'));
+  });
+
+  it('refuses a server whose certificate names another service, before sending anything', async () => {
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    const before = seen.length;
+    await assert.rejects(dial(clientTlsOptions(orders, ids.map.idOf('gateway'), orders.pem.bundle)), { code: 'BATON_IDENTITY_PEER_MISMATCH' });
+    assert.equal(seen.length, before, 'the server handler never ran for the refused connection');
+  });
+
+  it('refuses a client with no certificate, and one from another CA, when certificates are required', async () => {
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    const before = seen.length;
+    // In TLS 1.3 the client finishes its side first; the server's refusal arrives as an alert or a close.
+    const outcome = (options: object) => dial(options).catch((error: unknown) => error);
+    assert.notEqual(await outcome(clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle)), 'hello');
+    const foreign = await ids.issue(ids.map.idOf('orders'), { ca: await otherCa() });
+    assert.notEqual(await outcome({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: foreign.certPem, key: foreign.keyPem }), 'hello');
+    assert.equal(seen.length, before, 'the server handler never ran for a refused client');
+  });
+});
