@@ -19,6 +19,8 @@ export interface BenchBundle {
   readonly baton: string;
   /** bench/lib/bare-proxy.ts as plain JavaScript. */
   readonly bareProxy: string;
+  /** bench/lib/net-proxy.ts as plain JavaScript. */
+  readonly netProxy: string;
 }
 
 let building: Promise<BenchBundle> | undefined;
@@ -36,6 +38,7 @@ async function build(): Promise<BenchBundle> {
   await buildBundle(outdir, {
     baton: join(PROJECT_ROOT, 'bin/baton.js'),
     'bare-proxy': fileURLToPath(new URL('./bare-proxy.ts', import.meta.url)),
+    'net-proxy': fileURLToPath(new URL('./net-proxy.ts', import.meta.url)),
   });
-  return { baton: join(outdir, 'baton.mjs'), bareProxy: join(outdir, 'bare-proxy.mjs') };
+  return { baton: join(outdir, 'baton.mjs'), bareProxy: join(outdir, 'bare-proxy.mjs'), netProxy: join(outdir, 'net-proxy.mjs') };
 }
