@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../src/core/token-types.ts';
-import { freePort } from '../test/helpers/net.ts';
+import { freePort, listenOnLoopback } from '../test/helpers/net.ts';
 import { baseConfig, basic, SECRETS, writeStsConfig } from '../test/sts/helpers/sts-fixture.ts';
 import { startProcess } from '../test/helpers/process.ts';
 import { benchBundle } from './lib/bundle.ts';
@@ -54,7 +54,7 @@ export async function startBenchSts(): Promise<BenchSts> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'idp', alg: 'ES256' };
   const idpServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] })));
-  await new Promise<void>((resolve) => idpServer.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(idpServer);
   const idpPort = (idpServer.address() as { port: number }).port;
   const idpIssuer = `http://127.0.0.1:${idpPort}`;
   const port = await freePort();

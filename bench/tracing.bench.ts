@@ -22,6 +22,7 @@ import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
+import { listenOnLoopback } from '../test/helpers/net.ts';
 
 interface OtlpSink {
   readonly endpoint: string;
@@ -42,7 +43,7 @@ async function startOtlpSink(): Promise<OtlpSink> {
       res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {

@@ -28,7 +28,8 @@ export function bundleOptions(outdir: string, entryPoints: EntryPoints = BATON_E
     splitting: true,
     platform: 'node',
     format: 'esm',
-    target: 'node24',
+    // The npm package supports Node.js 22.18 and later (package.json engines; test/package/pack.test.ts runs it on 22.18).
+    target: 'node22.18',
     outExtension: { '.js': '.mjs' },
     // Bundling @opentelemetry/api while the SDK stays external loads two API copies (and two propagator registries); the graphviz wasm is loaded from its package.
     external: ['@opentelemetry/*', '@hpcc-js/wasm-graphviz'],

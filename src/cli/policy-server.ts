@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
@@ -86,6 +86,7 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
   const logger = createLogger({ name: 'policy-server', level: config.logLevel });
   const telemetry = await startTelemetry({ serviceName: 'baton-policy-server', env: context.env });
   const signingKey = readSigningKey(config.signingKey);
+  if (config.state !== undefined) prepareStateFolder(config.state);
   const watcher = createPolicyWatcher(config.policy, { logger, pollIntervalMs: config.pollIntervalMs });
   const server = createPolicyServer({
     watcher,
@@ -118,6 +119,21 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
     // DESIGN "SIGTERM": spans flush before exit.
     await telemetry.shutdown();
     logger.flush();
+  }
+}
+
+/**
+ * The state file's folder is created if missing. One that cannot be created
+ * or written is a configuration error (exit 78) found now: found at the first
+ * publish instead, it would leave the server listening and unready for good.
+ */
+function prepareStateFolder(path: string): void {
+  const folder = dirname(resolve(path));
+  try {
+    mkdirSync(folder, { recursive: true });
+    accessSync(folder, constants.W_OK);
+  } catch (error) {
+    throw new ConfigError(resolve(path), 'state', 'a file in a folder that this process can create and write', `${folder}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
 }
 

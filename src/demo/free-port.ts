@@ -6,11 +6,26 @@
  * a port released here can be taken by some client's socket before the
  * child process binds it (seen as EADDRINUSE in CI). Ports are picked at
  * random below the ephemeral range instead and checked by binding.
+ *
+ * Only ports that fetch() accepts: the WHATWG Fetch standard blocks a list of
+ * "bad ports" (10080 is in this range), and Node's fetch and undici's refuse
+ * them with `fetch failed … bad port` before connecting.
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 const FLOOR = 10_000;
+
+/** https://fetch.spec.whatwg.org/#port-blocking: the ports fetch() refuses to connect to. */
+export const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427,
+  465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667,
+  6668, 6669, 6679, 6697, 10080,
+]);
+
+export function isFetchablePort(port: number): boolean {
+  return Number.isInteger(port) && port > 0 && port < 65_536 && !FETCH_BAD_PORTS.has(port);
+}
 
 function ephemeralLow(): number {
   try {
@@ -23,12 +38,35 @@ function ephemeralLow(): number {
 
 const CEILING = ephemeralLow();
 
-export async function freePort(): Promise<number> {
+/** `random` is Math.random's shape; a test passes its own to steer the choice. */
+export async function freePort(random: () => number = Math.random): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
-    const port = FLOOR + Math.floor(Math.random() * (CEILING - FLOOR));
-    if (await canBind(port)) return port;
+    const port = FLOOR + Math.floor(random() * (CEILING - FLOOR));
+    if (isFetchablePort(port) && (await canBind(port))) return port;
   }
   throw new Error(`no free loopback port found in ${FLOOR}-${CEILING - 1} after 100 tries`);
+}
+
+/**
+ * Listens on a kernel-chosen loopback port that fetch() accepts, for a server
+ * bound in this process (no race with a child). The ephemeral range is
+ * configurable (ip_local_port_range) and may cover a bad port; such a port
+ * is released and another one taken.
+ */
+export async function listenOnLoopback(server: Server): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address();
+    if (address !== null && typeof address === 'object' && isFetchablePort(address.port)) return address.port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+  throw new Error('the kernel offered only ports that fetch() refuses after 20 tries');
 }
 
 function canBind(port: number): Promise<boolean> {

@@ -29,7 +29,7 @@ export const InjectorConfigSchema = Type.Object(
     ),
     sidecar: Type.Object(
       {
-        image: Type.String({ minLength: 1, default: 'ghcr.io/baton-dev/baton:0.1.0' }),
+        image: Type.String({ minLength: 1, default: 'ghcr.io/baton-dev/baton-mesh:0.1.0' }),
         imagePullPolicy: Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')], { default: 'IfNotPresent' }),
         inboundPort: Type.Integer({ ...Port, default: 7070 }),
         outboundPort: Type.Integer({ ...Port, default: 7071 }),

@@ -117,6 +117,32 @@ describe('baton policy-server', () => {
     assert.match(result.stderr, /bad\.pem/);
   });
 
+  it('creates a missing --state folder, becomes ready, and persists the version there', async () => {
+    const dir = tempDir();
+    const policyPath = join(dir, 'callgraph.yaml');
+    writeFileSync(policyPath, FIXTURE);
+    const { key } = await keygen(dir);
+    const state = join(dir, 'var/lib/baton/policy-version.json');
+    const port = await freePort();
+    const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port), '--state', state]);
+    after(() => running.stop());
+    await waitFor(async () => (await request(`http://127.0.0.1:${port}/readyz`).then((r) => r.statusCode, () => 0)) === 200, { what: 'ready' });
+    assert.ok((JSON.parse(readFileSync(state, 'utf8')) as { version: number }).version > 0);
+  });
+
+  it('exits 78 naming the state file when its folder cannot be created, instead of sitting unready', async () => {
+    const dir = tempDir();
+    const policyPath = join(dir, 'callgraph.yaml');
+    writeFileSync(policyPath, FIXTURE);
+    const { key } = await keygen(dir);
+    writeFileSync(join(dir, 'a-file'), '');
+    const state = join(dir, 'a-file/policy-version.json');
+    const result = await runBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(await freePort()), '--state', state]);
+    assert.equal(result.code, 78, result.stderr);
+    assert.ok(result.stderr.includes(`${state}: state:`), result.stderr);
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'one line, no stack trace');
+  });
+
   it('exits 2 on an unknown flag', async () => {
     assert.equal((await runBaton(['policy-server', '--nope'])).code, 2);
   });

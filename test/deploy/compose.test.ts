@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -55,6 +56,16 @@ function sidecarConfig(name: string) {
 }
 
 describe('docker-compose.yml', () => {
+  it('publishes the dev IdP, the gateway and the trace UI on 127.0.0.1 only, and dclint reports no error', () => {
+    // The dev IdP issues tokens to anyone: published on every interface, anyone on the network could mint one.
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of service.ports ?? []) assert.match(String(port), /^127\.0\.0\.1:\d+:\d+$/, `${name} publishes ${port} on loopback only`);
+    }
+    assert.ok(services.idp?.ports?.length, 'the IdP is published for the quickstart');
+    const lint = spawnSync(process.execPath, [at('node_modules/dclint/bin/dclint.cjs'), 'docker-compose.yml'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    assert.doesNotMatch(lint.stdout + lint.stderr, /\berror\b/, lint.stdout);
+  });
+
   it('validates against the compose-spec schema', () => {
     const schema = JSON.parse(readFileSync(at('node_modules/dclint/schemas/compose.schema.json'), 'utf8')) as Record<string, unknown>;
     // ajv knows draft-07 by its canonical id; the schema names it by another spelling.
@@ -148,7 +159,7 @@ describe('docker-compose.yml', () => {
       assert.equal(new URL((services[`${name}-sidecar`] as ComposeService).environment?.BATON_HEALTHCHECK_URL ?? 'http://127.0.0.1:7072/readyz').port, String(config.admin.port));
     }
     assert.deepEqual(sidecarConfig('gateway').externalIssuers.map((i) => i.issuer), sts.externalIssuers.map((i) => i.issuer));
-    assert.equal((services.gateway as ComposeService).ports?.[0], `${sidecarConfig('gateway').inbound.port}:${sidecarConfig('gateway').inbound.port}`);
+    assert.equal((services.gateway as ComposeService).ports?.[0], `127.0.0.1:${sidecarConfig('gateway').inbound.port}:${sidecarConfig('gateway').inbound.port}`);
   });
 
   it('starts every service only after what it depends on is healthy', () => {

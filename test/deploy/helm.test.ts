@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse, parseAllDocuments } from 'yaml';
+import { loadPolicyPath } from '../../src/policy/load.ts';
 import { parseManifests, validateKubernetesObject } from './kubernetes-schema.ts';
 
 const CHART = fileURLToPath(new URL('../../helm/baton/', import.meta.url));
@@ -51,6 +53,32 @@ describe('helm/baton', () => {
       { ...values, surprise: true },
     ];
     for (const candidate of bad) assert.equal(validateValues(candidate), false, JSON.stringify(candidate).slice(0, 200));
+  });
+
+  it('ships a default call graph that the policy loader accepts, so a fresh install becomes ready', () => {
+    const policyServer = values.policyServer as { callgraph: string; existingConfigMap: string };
+    const dir = mkdtempSync(join(tmpdir(), 'baton-chart-callgraph-'));
+    try {
+      writeFileSync(join(dir, 'callgraph.yaml'), policyServer.callgraph);
+      const { compiled } = loadPolicyPath(join(dir, 'callgraph.yaml'));
+      assert.ok(compiled.hasService('gateway'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.equal(policyServer.callgraph, readFileSync(new URL('../../deploy/base/callgraph.yaml', import.meta.url), 'utf8'), 'the same starter as deploy/base');
+  });
+
+  it('requires a usable call graph, or the name of a ConfigMap the user owns', () => {
+    const policyServer = values.policyServer as Record<string, unknown>;
+    const withPolicy = (patch: Record<string, unknown>) => ({ ...values, policyServer: { ...policyServer, ...patch } });
+    for (const bad of [{ callgraph: '' }, { callgraph: 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nspec:\n  services: {}\n' }, { callgraph: 'hello' }, { existingConfigMap: 'Not_A_Name' }]) {
+      assert.equal(validateValues(withPolicy(bad)), false, JSON.stringify(bad));
+    }
+    assert.ok(validateValues(withPolicy({ callgraph: '', existingConfigMap: 'my-callgraph' })), JSON.stringify(validateValues.errors));
+    // With existingConfigMap set, the chart renders no ConfigMap of its own, so helm upgrade never overwrites the user's policy.
+    const template = read('templates/policy-server.yaml');
+    assert.match(template, /\{\{- if not \.Values\.policyServer\.existingConfigMap \}\}\n---\napiVersion: v1\nkind: ConfigMap\n/);
+    assert.match(template, /name: \{\{ \.Values\.policyServer\.existingConfigMap \| default \(printf "%s-callgraph"/);
   });
 
   it('defines every template it includes', () => {

@@ -65,6 +65,20 @@ describe('deploy/ (kustomize)', () => {
     assert.notEqual((find(example, 'Namespace', 'baton-system') as KubernetesObject).metadata.labels?.['baton.dev/inject'], 'enabled');
   });
 
+  it('leaves the call graph ConfigMap to the user, so re-applying base never overwrites their policy', () => {
+    assert.equal(find(base, 'ConfigMap', 'baton-callgraph'), undefined, 'base renders no baton-callgraph');
+    const policyServer = workloads(base).find((d) => d.metadata.name === 'baton-policy-server');
+    const volumes = policyServer?.spec.template.spec.volumes as Array<{ name: string; configMap?: { name: string } }>;
+    assert.equal(volumes.find((v) => v.name === 'callgraph')?.configMap?.name, 'baton-callgraph');
+    const docs = readFileSync(join(ROOT, 'docs/kubernetes.md'), 'utf8');
+    assert.ok(docs.includes('kubectl -n baton-system create configmap baton-callgraph --from-file=callgraph.yaml=deploy/base/callgraph.yaml'), 'docs/kubernetes.md creates it from the starter');
+  });
+
+  it('ships a starter call graph that policy check accepts, so a fresh install becomes ready', () => {
+    const { compiled } = loadPolicyPath(join(ROOT, 'deploy/base/callgraph.yaml'));
+    assert.ok(compiled.hasService('gateway'));
+  });
+
   it('ships the example call graph as a valid policy in the ConfigMap the policy server mounts', () => {
     const configMap = find(example, 'ConfigMap', 'baton-callgraph') as KubernetesObject & { data: Record<string, string> };
     assert.equal(configMap.data['callgraph.yaml'], readFileSync(join(ROOT, 'examples/shop.callgraph.yaml'), 'utf8'));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { freePort } from '../helpers/net.ts';
+import { freePort, listenOnLoopback } from '../helpers/net.ts';
 import { startBaton } from '../helpers/process.ts';
 
 describe('baton sidecar start-up', () => {
@@ -14,7 +14,7 @@ describe('baton sidecar start-up', () => {
 
   it('exits non-zero at once when a port is taken, instead of lingering half-started', async () => {
     const taken = createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    await listenOnLoopback(taken);
     const address = taken.address();
     const port = typeof address === 'object' && address !== null ? address.port : 0;
     try {

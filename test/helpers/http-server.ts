@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOnLoopback } from './net.ts';
 
 /** What a loopback test server saw of one request. */
 export interface Recorded {
@@ -32,7 +33,7 @@ export async function listen(handler?: (req: IncomingMessage, res: ServerRespons
       res.end('{"ok":true}');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return Object.assign(state, { server, url: `http://127.0.0.1:${port}`, port });

@@ -1,4 +1,4 @@
-export { freePort } from '../../src/demo/free-port.ts';
+export { freePort, listenOnLoopback } from '../../src/demo/free-port.ts';
 
 /** Polls until `probe` resolves truthy or the deadline passes. */
 export async function waitFor<T>(probe: () => Promise<T | undefined | false>, { timeoutMs = 10_000, intervalMs = 50, what = 'condition' } = {}): Promise<T> {

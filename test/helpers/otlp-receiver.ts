@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { listenOnLoopback } from './net.ts';
 
 /** One span as OTLP/JSON carries it, flattened with its resource's service name. */
 export interface ReceivedSpan {
@@ -56,7 +57,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       res.end('{}');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {

@@ -21,7 +21,7 @@ export interface RedisServer {
 export async function startRedis(port?: number): Promise<RedisServer> {
   const which = spawnSync('sh', ['-c', 'command -v redis-server']);
   if (which.status !== 0) {
-    throw new Error('redis-server is not installed on this machine: run `apt-get install -y redis-server` (.ci/run does)');
+    throw new Error('redis-server is not installed on this machine: run `apt-get install -y redis-server` (npm test installs it when run as root: scripts/test-prerequisites.ts)');
   }
   const chosen = port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));

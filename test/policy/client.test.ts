@@ -10,7 +10,7 @@ import { policyToJSON } from '../../src/policy/parse.ts';
 import { generatePolicySigningKey, importPolicySigningKey, signPolicy } from '../../src/policy/signing.ts';
 import { createFilePolicySource } from '../../src/policy/source.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { freePort, waitFor } from '../helpers/net.ts';
+import { freePort, listenOnLoopback, waitFor } from '../helpers/net.ts';
 import { startBaton } from '../helpers/process.ts';
 
 const FIXTURE_PATH = new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url).pathname;
@@ -45,7 +45,7 @@ async function fakeServer(): Promise<{ url: string; serve(status: number, body: 
     }
     res.writeHead(current.status, { 'content-type': 'application/jose', etag }).end(current.body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   after(() => new Promise<void>((resolve) => {
     server.closeAllConnections();
     server.close(() => resolve());

@@ -8,7 +8,7 @@ import { createPolicyServer, createVersionCounter, ifNoneMatchHolds, type Policy
 import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificationKey, verifyPolicy } from '../../src/policy/signing.ts';
 import { createPolicyWatcher } from '../../src/policy/watch.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { waitFor } from '../helpers/net.ts';
+import { freePort, waitFor } from '../helpers/net.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');
 const EDITED = FIXTURE.replace('maxDepth: 4', 'maxDepth: 5');
@@ -31,7 +31,7 @@ async function startServer(text: string | undefined, options: { maxWaitSeconds?:
     logger,
     ...options,
   });
-  const url = await server.listen({ host: '127.0.0.1', port: 0 });
+  const url = await server.listen({ host: '127.0.0.1', port: await freePort() });
   after(async () => {
     watcher.close();
     await server.close();

@@ -14,12 +14,13 @@ import { splitCompactJws } from '../../src/token/preparse.ts';
 import { DEFAULT_ALGORITHMS } from '../../src/token/verifier.ts';
 import { isTokenError } from '../../src/token/errors.ts';
 
-const DIR = fileURLToPath(new URL('../../../shared/vectors/wycheproof/', import.meta.url));
+// Vendored with their licence and provenance (test/fixtures/wycheproof/README.md): nothing outside the repository.
+const DIR = fileURLToPath(new URL('../fixtures/wycheproof/', import.meta.url));
 
 function vectors<T>(name: string): T {
   const path = DIR + name;
   // A missing vector file must fail the run, never pass it by testing nothing.
-  assert.ok(existsSync(path), `Wycheproof vectors missing: expected ${path} (C2SP/wycheproof testvectors_v1/${name})`);
+  assert.ok(existsSync(path), `Wycheproof vectors missing: expected ${path} (vendored from C2SP/wycheproof testvectors_v1/${name}, see test/fixtures/wycheproof/README.md)`);
   return JSON.parse(readFileSync(path, 'utf8')) as T;
 }
 

@@ -15,6 +15,7 @@ import type { IssuedToken, TokenExchanger, VerifiedSubject } from '../../src/sid
 import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { type Collaborators, createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
 import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
+import { listenOnLoopback } from '../helpers/net.ts';
 
 export const TestTokenError = defineError({ code: 'BATON_TOKEN_BAD_SIGNATURE', status: 401, title: 'Token not valid', oauthError: 'invalid_token' });
 export const TestRefusedError = defineError({ code: 'BATON_EXCHANGE_REFUSED', status: 403, title: 'Refused', oauthError: 'invalid_target' });
@@ -255,7 +256,7 @@ export async function startApp(handler?: (req: IncomingMessage, res: ServerRespo
       res.end(JSON.stringify({ ok: true }));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {

@@ -6,6 +6,7 @@ import { request } from 'undici';
 import { createAdminHandler } from '../../src/sidecar/admin.ts';
 import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
 import { createStsMetrics } from '../../src/telemetry/sts-metrics.ts';
+import { listenOnLoopback } from '../helpers/net.ts';
 
 /** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
 function promtool(text: string): { status: number | null; output: string } {
@@ -33,7 +34,7 @@ function exercisedSidecarMetrics() {
 describe('Prometheus metrics', () => {
   it('serves sidecar metrics on the admin port that pass promtool check metrics', async (t) => {
     const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics() }));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await listenOnLoopback(server);
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = server.address();
     const response = await request(`http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/metrics`);

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { JWK } from 'jose';
+import { listenOnLoopback } from '../helpers/net.ts';
 
 export interface JwksServer {
   readonly url: string;
@@ -38,7 +39,7 @@ export async function startJwksServer(keys: JWK[] = []): Promise<JwksServer> {
     else if (mode === 'huge') res.end(JSON.stringify({ keys: current, pad: 'x'.repeat(2 * 1024 * 1024) }));
     else res.end(JSON.stringify({ keys: current }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   base = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
   return {

@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../../src/telemetry/logger.ts';
+import { listenOnLoopback } from '../../helpers/net.ts';
 
 export type StsMode = 'ok' | 'refuse' | 'down' | 'hang' | 'bad-type';
 
@@ -63,7 +64,7 @@ export async function startStsStandIn(): Promise<StsStandIn> {
       else answer();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   state.tokenEndpoint = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/token`;
   state.close = () =>

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
+import { listenOnLoopback } from '../../helpers/net.ts';
 
 type SigningPrivateKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 
@@ -24,7 +25,7 @@ export async function startTestIdp(): Promise<TestIdp> {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await listenOnLoopback(server);
   const address = server.address();
   const issuer = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
   return {

@@ -1,0 +1,86 @@
+/**
+ * `npm test`'s first step (the `pretest` script): finds every program outside
+ * node_modules that the tests run, so that the README's two commands work on a
+ * fresh Debian or Ubuntu machine. Run as root where apt-get exists, it installs
+ * what is missing (one `apt-get update`, then one install). Otherwise it stops
+ * at once with one message listing everything to install, rather than letting
+ * a dozen tests fail one by one.
+ *
+ * A test that starts a new kind of program adds it to PREREQUISITES: the
+ * README's prerequisite list is checked against this table by
+ * test/scripts/test-prerequisites.test.ts.
+ */
+import { spawnSync } from 'node:child_process';
+
+export interface Prerequisite {
+  /** The program the tests run, looked up on PATH. */
+  readonly command: string;
+  /** The Debian/Ubuntu package that provides it. */
+  readonly debianPackage: string;
+  /** Which tests need it. */
+  readonly usedBy: string;
+  /** A service that the Debian package starts on install; the tests start their own on free ports. */
+  readonly service?: string;
+}
+
+export const PREREQUISITES: readonly Prerequisite[] = [
+  { command: 'redis-server', debianPackage: 'redis-server', usedBy: 'the Redis token cache, STS replay store and fault tests (each starts its own)', service: 'redis-server' },
+  { command: 'promtool', debianPackage: 'prometheus', usedBy: 'test/telemetry/metrics.test.ts (promtool check metrics)', service: 'prometheus' },
+  { command: 'kubectl', debianPackage: 'kubernetes-client', usedBy: 'test/deploy/ (kubectl kustomize renders deploy/)' },
+  { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/injector/webhook.test.ts (serving certificates)' },
+  { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
+];
+
+export function isOnPath(command: string): boolean {
+  return spawnSync('sh', ['-c', 'command -v "$1"', 'sh', command], { stdio: 'ignore' }).status === 0;
+}
+
+export function missingPrerequisites(onPath: (command: string) => boolean = isOnPath): Prerequisite[] {
+  return PREREQUISITES.filter((p) => !onPath(p.command));
+}
+
+/** The one message a user without root or apt gets: every missing program, its package, and the command. */
+export function installMessage(missing: readonly Prerequisite[]): string {
+  const packages = [...new Set(missing.map((p) => p.debianPackage))];
+  return [
+    `npm test needs ${missing.length === 1 ? 'a program' : `${missing.length} programs`} that this machine does not have:`,
+    ...missing.map((p) => `  - ${p.command} (Debian/Ubuntu package ${p.debianPackage}): ${p.usedBy}`),
+    'Install them, then run npm test again:',
+    `  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${packages.join(' ')}`,
+    '(Run as root on Debian or Ubuntu, npm test installs them itself.)',
+  ].join('\n');
+}
+
+function run(command: string, args: readonly string[]): boolean {
+  const result = spawnSync(command, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  return result.status === 0;
+}
+
+/** `--check` only reports, never installs: what the test of this script runs. */
+function main(argv: readonly string[]): number {
+  const missing = missingPrerequisites();
+  if (missing.length === 0) return 0;
+  const canInstall = !argv.includes('--check') && process.getuid?.() === 0 && isOnPath('apt-get');
+  if (!canInstall) {
+    process.stderr.write(`${installMessage(missing)}\n`);
+    return 1;
+  }
+  const packages = [...new Set(missing.map((p) => p.debianPackage))];
+  process.stdout.write(`npm test: installing Debian packages the tests need: ${packages.join(' ')}\n`);
+  if (!run('apt-get', ['update', '-qq']) || !run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages])) {
+    process.stderr.write(`apt-get could not install them.\n${installMessage(missing)}\n`);
+    return 1;
+  }
+  // Debian's packages start their own servers; the tests start theirs on free ports and need none of these.
+  for (const service of new Set(missing.flatMap((p) => (p.service === undefined ? [] : [p.service])))) {
+    spawnSync('service', [service, 'stop'], { stdio: 'ignore' });
+  }
+  const still = missingPrerequisites();
+  if (still.length > 0) {
+    process.stderr.write(`installed, yet still missing:\n${installMessage(still)}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+if (import.meta.main) process.exitCode = main(process.argv.slice(2));
