@@ -35,12 +35,12 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context:
     context.pseudonym,
   );
   // The audit line: who, through whom, to what, which rule, what answer. Never a token or a handle.
-  // trace_id and span_id are added by the logger (src/telemetry/logger.ts) when a span is active.
+  // `service` comes from the logger's base binding and trace_id/span_id from its mixin
+  // (src/telemetry/logger.ts): written here too, the key would appear twice in the line.
   context.logger.info(
     {
       event: 'decision',
       direction: context.direction,
-      service: context.service,
       subject: context.subject,
       chain: input.chain,
       target: input.target,

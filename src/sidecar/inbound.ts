@@ -117,7 +117,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('inbound', problem.code);
-        if (problem.status >= 500) logger.warn({ event: 'inbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        if (problem.status >= 500) logger.warn({ event: 'inbound_failed', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, tokenSeen.present);
         if (span !== undefined) endHttpSpan(span, 'server', problem.status, problem.code);

@@ -177,7 +177,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('outbound', problem.code);
-        if (problem.status >= 500) logger.warn({ event: 'outbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        if (problem.status >= 500) logger.warn({ event: 'outbound_failed', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
         if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);

@@ -89,7 +89,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         forwardToken: config.inbound.forwardToken,
         timeoutMs: config.inbound.timeoutMs,
         inflight: inboundInflight,
-        logger: logger.child({ direction: 'inbound' }),
+        logger,
       });
       const outbound = createOutboundHandler({
         ...shared,
@@ -99,7 +99,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         timeoutMs: config.outbound.timeoutMs,
         exchanger: () => c.exchanger(),
         inflight: outboundInflight,
-        logger: logger.child({ direction: 'outbound' }),
+        logger,
         now,
       });
       const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics });
