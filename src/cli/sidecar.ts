@@ -71,7 +71,7 @@ export const sidecarCommand: Command = {
     const logger = createLogger({ name: config.service, level: config.logLevel });
     // Before the sidecar is built: its handlers check once whether tracing is on.
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
-    const sidecar = createSidecar(config, { logger });
+    const sidecar = createSidecar(config, { logger, announce: (line) => context.stderr.write(`${line}\n`) });
     let ports;
     try {
       ports = await sidecar.start();
