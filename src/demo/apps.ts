@@ -16,6 +16,8 @@ export interface HopView {
   readonly chain: string | undefined;
   readonly scope: string | undefined;
   readonly txn: string | undefined;
+  /** The baton-request id: the same at every hop of one request. */
+  readonly request: string | undefined;
   readonly sawBearerToken: boolean;
   readonly sawContextHandle: boolean;
   readonly downstream?: DownstreamResult;
@@ -75,6 +77,7 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
       chain: header(req, 'baton-chain'),
       scope: header(req, 'baton-scope'),
       txn: header(req, 'baton-txn'),
+      request: header(req, 'baton-request'),
       sawBearerToken: req.headers.authorization !== undefined,
       sawContextHandle: context !== undefined,
     };

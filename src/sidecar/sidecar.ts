@@ -19,6 +19,7 @@ import { createInboundHandler } from './inbound.ts';
 import { createInflight } from './inflight.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
+import { createRequestIds } from './request-id.ts';
 import { MethodNotAllowedError } from './problems.ts';
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
@@ -108,7 +109,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const version = c.policy.version();
       if (version !== undefined) metrics.policyVersion(version);
 
-      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
+      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, requestIds: createRequestIds(), forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
       const inbound = createInboundHandler({
         ...shared,
         service: config.service,
