@@ -63,7 +63,9 @@ function describeProblem(schema: TSchema, problem: ValueError, origin: ReadonlyM
     return new ConfigUnknownKeyError(source, key, known, closest(segments[segments.length - 1] ?? '', known));
   }
   if (problem.type === ValueErrorType.ObjectRequiredProperty) {
-    const variable = envName(segments.filter((s) => !/^\d+$/.test(s)));
+    // A list is set from the environment as a whole: name the variable of the outermost list.
+    const firstIndex = segments.findIndex((s) => /^\d+$/.test(s));
+    const variable = envName(firstIndex === -1 ? segments : segments.slice(0, firstIndex));
     // A mistyped environment variable is ignored like any unrelated one: say which one was probably meant.
     const near = closest(variable, Object.keys(env).filter((name) => name.startsWith('BATON_')));
     const hint = near === undefined ? variable : `${variable} (${near} is set: a typo?)`;
