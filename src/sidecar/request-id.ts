@@ -17,7 +17,7 @@
  * It is correlation for audit, not a security claim: a mesh service can
  * label its own calls with any id it was given.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const REQUEST_HEADER = 'baton-request';
 
@@ -36,9 +36,13 @@ export interface RequestIds {
 }
 
 export function createRequestIds(key: Buffer = randomBytes(32)): RequestIds {
-  const mac = (handle: string, requestId: string): Buffer => createHmac('sha256', key).update(handle).update('.').update(requestId).digest().subarray(0, 16);
+  // A KeyObject made once: createHmac with a raw Buffer imports the key on every call, about 5x slower
+  // (measured on a loaded 2-core machine: 110 µs against 22 µs per HMAC, where one SHA-256 took 3 µs).
+  const secret: KeyObject = createSecretKey(key);
+  const mac = (handle: string, requestId: string): Buffer => createHmac('sha256', secret).update(handle).update('.').update(requestId).digest().subarray(0, 16);
+  const pool = createEntropyPool();
   return {
-    mint: () => randomBytes(12).toString('base64url'),
+    mint: () => pool.take(12).toString('base64url'),
     bind: (handle, requestId) => `${handle}.${requestId}.${mac(handle, requestId).toString('base64url')}`,
     unbind(bound) {
       const match = BOUND.exec(bound);
@@ -48,5 +52,26 @@ export function createRequestIds(key: Buffer = randomBytes(32)): RequestIds {
       return given.length === 16 && timingSafeEqual(given, mac(handle, requestId)) ? { handle, requestId } : undefined;
     },
     accept: (value) => (typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined),
+  };
+}
+
+/**
+ * Random bytes drawn from a buffer refilled 4 KiB at a time, as crypto.randomUUID
+ * does: one getrandom call per 341 request ids instead of one per id.
+ */
+function createEntropyPool(): { take(n: number): Buffer } {
+  let pool = randomBytes(4096);
+  let offset = 0;
+  return {
+    take(n) {
+      if (offset + n > pool.length) {
+        pool = randomBytes(4096);
+        offset = 0;
+      }
+      // A copy: the pool is overwritten on refill, an id handed out must not change.
+      const out = Buffer.from(pool.subarray(offset, offset + n));
+      offset += n;
+      return out;
+    },
   };
 }
