@@ -2,10 +2,11 @@
  * `npm run bench`: every scenario of the performance suite, one after the
  * other, each writing bench/results/<name>.json and .md; then
  * bench/results/SUMMARY.md with every target, met or not, and every table.
- * BENCH_QUICK=1 makes a smoke run (one short round each; numbers not meaningful).
+ * BENCH_QUICK=1 makes a smoke run (one short round each; numbers not
+ * meaningful), written to bench/results/quick/ instead (lib/report.ts).
  * Not part of `npm test`: it saturates the machine for several minutes.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchBundle } from './lib/bundle.ts';
 import { machine, markdownTable, RESULTS_DIR } from './lib/report.ts';
@@ -49,5 +50,7 @@ const summary = [
   markdownTable(checks),
   ...results.map((r) => r.markdown.replace(/^## /, '## ')),
 ].join('\n');
-writeFileSync(join(RESULTS_DIR, options.quick ? 'SUMMARY.quick.md' : 'SUMMARY.md'), summary);
+mkdirSync(RESULTS_DIR, { recursive: true });
+writeFileSync(join(RESULTS_DIR, 'SUMMARY.md'), summary);
 console.log(summary);
+console.error(`bench: results in ${RESULTS_DIR}${options.quick ? ' (quick run: the committed results in bench/results/ are untouched)' : ''}`);

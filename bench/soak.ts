@@ -76,9 +76,9 @@ async function main(): Promise<void> {
       const second = body.downstream?.body?.downstream?.status;
       key = `${r.statusCode}/${first ?? '-'}/${second ?? body.downstream?.body?.code ?? '-'}`;
       if (deny) {
-        // The gateway app answers; its call straight to payments must have been refused by the gateway sidecar.
+        // The gateway app answers with its refused call's status; that call straight to payments must have been refused by the gateway sidecar.
         if (first !== undefined && first < 400) counts.failOpen++;
-        if (r.statusCode === 200 && first === 403) counts.ok++;
+        if (r.statusCode === 403 && first === 403) counts.ok++;
         else counts.failed++;
       } else if (r.statusCode === 200 && first === 200 && second === 200) counts.ok++;
       else counts.failed++;

@@ -4,8 +4,18 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// BENCH_RESULTS_DIR: where a smoke run (test/bench) writes instead of the checked-in results.
-export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR ?? fileURLToPath(new URL('../results/', import.meta.url));
+/**
+ * Where results go: BENCH_RESULTS_DIR if set (test/bench's smoke run), else
+ * the checked-in bench/results/ for a full run. A BENCH_QUICK=1 run's numbers
+ * mean nothing, so they go to bench/results/quick/ (git-ignored) and never
+ * replace the committed ones.
+ */
+export function resultsDir(env: Readonly<Record<string, string | undefined>>): string {
+  if (env.BENCH_RESULTS_DIR !== undefined && env.BENCH_RESULTS_DIR !== '') return env.BENCH_RESULTS_DIR;
+  return fileURLToPath(new URL(env.BENCH_QUICK === '1' ? '../results/quick/' : '../results/', import.meta.url));
+}
+
+export const RESULTS_DIR = resultsDir(process.env);
 
 export interface Row {
   readonly [column: string]: string | number;

@@ -1,11 +1,13 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDemoApp, type DemoServiceName } from '../demo/apps.ts';
 import { startDevIdentityProvider } from '../demo/dev-idp.ts';
-import { startMesh } from '../demo/mesh.ts';
-import { DEMO_USER, formatScenarios, runScenarios } from '../demo/scenario.ts';
+import { DEMO_POLICY, startMesh } from '../demo/mesh.ts';
+import { DEMO_USER, formatScenarios, runScenarios, type ScenarioResult } from '../demo/scenario.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
-const HELP = `Usage: baton demo [--keep] [--json]
+const HELP = `Usage: baton demo [--keep] [--json] [--logs DIR]
        baton demo app --name gateway|orders|payments --port N --outbound URL [--host H]
        baton demo idp --port N [--host H] [--issuer URL]
 
@@ -15,8 +17,12 @@ gateway, orders and payments services each behind its own sidecar. Drives
 one chain the policy allows and one it refuses, and prints what each hop saw.
 
 Options:
-  --keep   keep the mesh running and print how to call it with curl (Ctrl-C stops it)
-  --json   print the results as JSON
+  --keep       keep the mesh running and print how to call it with curl (Ctrl-C stops it)
+  --json       print the results as JSON
+  --logs DIR   also write every process's JSON log to DIR/<process>.log (DIR is
+               created; lines are appended), and print the 'baton audit',
+               'baton policy observed' and 'baton policy suggest' commands to
+               try on them
 
 'demo app' and 'demo idp' run one demo service or the dev IdP on its own
 (the docker-compose mesh uses them).`;
@@ -28,34 +34,66 @@ export const demoCommand: Command = {
     const [first, ...rest] = args;
     if (first === 'app') return await runApp(rest, context);
     if (first === 'idp') return await runIdp(rest, context);
-    const { values } = parseArgs({ args: [...args], options: { keep: { type: 'boolean' }, json: { type: 'boolean' } }, strict: true });
+    const { values } = parseArgs({ args: [...args], options: { keep: { type: 'boolean' }, json: { type: 'boolean' }, logs: { type: 'string' } }, strict: true });
+    const logDir = values.logs === undefined ? undefined : resolve(values.logs);
+    if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
     if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 (dev IdP, policy server, STS, 3 apps, 3 sidecars)…\n');
-    const mesh = await startMesh();
+    const mesh = await startMesh(logDir === undefined ? {} : { logDir });
+    let stopping = false;
     try {
       const results = await runScenarios(mesh);
       if (values.json) context.stdout.write(JSON.stringify(results, null, 2) + '\n');
       else context.stdout.write(formatScenarios(results) + '\n');
+      if (logDir !== undefined && !values.json) context.stdout.write(tryTheLogs(logDir, results, cliPrefix(context)));
       if (values.keep) {
-        context.stdout.write(keepInstructions(mesh.idpUrl, mesh.services.gateway.inbound));
-        await new Promise<void>((resolve) => {
+        // Listening before saying "Ctrl-C stops": a signal sent the moment that line appears must stop the mesh, not kill this process.
+        const signalled = new Promise<NodeJS.Signals>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
         });
+        context.stdout.write(keepInstructions(mesh.idpUrl, mesh.services.gateway.inbound));
+        const signal = await signalled;
+        stopping = true;
+        context.stdout.write(`\nbaton demo: ${signal}, stopping the mesh (${mesh.processes.length} processes)…\n`);
       }
       return results.every((r) => r.passed) ? 0 : 1;
     } finally {
       await mesh.stop();
+      if (stopping) context.stdout.write(`baton demo: stopped${logDir === undefined ? '' : `; the logs stay in ${logDir}`}.\n`);
     }
   },
 };
+
+/** How to run baton from where the user stands: through npm in a checkout (`npm start`), else the installed bin. */
+function cliPrefix(context: CliContext): string {
+  const event = context.env.npm_lifecycle_event;
+  return event === 'start' || event === 'baton' ? 'npm run -s baton --' : 'baton';
+}
+
+function tryTheLogs(logDir: string, results: readonly ScenarioResult[], baton: string): string {
+  const allowed = results.find((r) => r.name === 'allowed');
+  const request = allowed?.hops[0]?.request;
+  return `
+Every process's log is in ${logDir}. Try the audit tools on it:
+
+  ${baton} audit --txn ${allowed?.txn ?? 'TXN'} ${logDir}
+  ${baton} audit --request ${request ?? 'REQUEST'} ${logDir}
+  ${baton} policy observed --policy ${DEMO_POLICY} ${logDir}
+  ${baton} policy suggest ${logDir}
+
+audit replays one request hop by hop with the rule that decided each; observed
+compares the traffic with the policy (edges used, unused, undeclared); suggest
+writes the smallest policy that allows exactly what was seen.
+`;
+}
 
 function keepInstructions(idpUrl: string, gatewayPort: number): string {
   return `
 The mesh is up. Get a user token from the dev IdP and call the gateway:
 
   TOKEN=$(curl -s -d sub=alice -d 'scope=${DEMO_USER.scope}' -d acr=${DEMO_USER.acr} ${idpUrl}/dev/token | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
-  curl -s -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${gatewayPort}/checkout
-  curl -s -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${gatewayPort}/direct-charge
+  curl -s -w '\\nHTTP %{http_code}\\n' -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${gatewayPort}/checkout        # 200
+  curl -s -w '\\nHTTP %{http_code}\\n' -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${gatewayPort}/direct-charge   # 403
 
 Ctrl-C stops the mesh.
 `;

@@ -1,3 +1,4 @@
+import { closest } from '../config/closest.ts';
 import { type CliContext, type Command, reportFailure, wantsHelp } from './command.ts';
 
 /** Subcommands load lazily so that `baton policy check` does not pay for the STS. */
@@ -37,7 +38,8 @@ export async function main(argv: readonly string[], context: CliContext): Promis
   }
   const entry = COMMANDS[name];
   if (entry === undefined) {
-    context.stderr.write(`baton: unknown command '${name}'\n\n${HELP}\n`);
+    const near = closest(name, Object.keys(COMMANDS));
+    context.stderr.write(`baton: unknown command '${name}'${near === undefined ? '' : `; did you mean 'baton ${near}'?`}\n\n${HELP}\n`);
     return 2;
   }
   const command = await entry.load();

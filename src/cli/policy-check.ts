@@ -28,18 +28,24 @@ export const policyCheckCommand: Command = {
     for (const target of positionals) {
       const problems = checkOne(target);
       for (const problem of problems) context.stdout.write(formatProblem(problem) + '\n');
-      const errors = problems.filter((p) => p.severity === 'error' || values.strict).length;
-      const warnings = problems.length - problems.filter((p) => p.severity === 'error').length;
-      if (errors > 0) {
+      const errors = problems.filter((p) => p.severity === 'error').length;
+      const warnings = problems.length - errors;
+      if (errors > 0 || (values.strict && warnings > 0)) {
         failed = true;
-        context.stderr.write(`${target}: ${errors} error${errors === 1 ? '' : 's'}\n`);
+        // Counted as printed: a line marked warning is counted as a warning, and --strict says it refused it.
+        const counts = [count(errors, 'error'), count(warnings, 'warning')].filter((c) => c !== '').join(' and ');
+        context.stderr.write(`${target}: ${counts}${values.strict && warnings > 0 ? ' (--strict refuses warnings)' : ''}\n`);
       } else {
-        context.stdout.write(`${target}: ok${warnings > 0 ? ` (${warnings} warning${warnings === 1 ? '' : 's'})` : ''}\n`);
+        context.stdout.write(`${target}: ok${warnings > 0 ? ` (${count(warnings, 'warning')})` : ''}\n`);
       }
     }
     return failed ? 1 : 0;
   },
 };
+
+function count(n: number, noun: string): string {
+  return n === 0 ? '' : `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
 
 function checkOne(target: string): readonly PolicyProblem[] {
   try {

@@ -1,9 +1,10 @@
-import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig } from '../config/load.ts';
+import { defineError } from '../core/errors.ts';
 import { createPolicyServer, createVersionCounter, MAX_WAIT_SECONDS } from '../policy/server.ts';
 import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/signing.ts';
 import { createPolicyWatcher } from '../policy/watch.ts';
@@ -45,7 +46,26 @@ Options:
                        (each also settable as BATON_<KEY>)
 
 keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
-into DIR; give the public key to sidecars and the STS as policy.publicKey.`;
+into DIR; give the public key to sidecars and the STS as policy.publicKey.
+Run 'baton policy-server keygen --help' for its options.`;
+
+const KEYGEN_HELP = `Usage: baton policy-server keygen --out DIR [--alg ES256|EdDSA]
+
+Writes a new policy signing key pair into DIR (created if missing):
+  policy-signing.key.pem   PKCS#8 private key, mode 0600: give it to the
+                           policy server as --signing-key, keep it secret
+  policy-signing.pub.pem   SPKI public key: give it to sidecars and the STS
+                           as policy.publicKey
+
+Options:
+  --out DIR    where to write the two files
+  --alg ALG    ES256 (P-256, the default) or EdDSA (Ed25519)
+
+Refuses to overwrite either file: a key someone signs with is replaced by
+rotating it (docs/policy-server.md), not by writing over it.`;
+
+/** keygen found a key file already there: overwriting it would cut off every sidecar pinned to it. */
+export const KeyFileExistsError = defineError({ code: 'BATON_KEYGEN_FILE_EXISTS', status: 409, title: 'Key file already exists' });
 
 export const policyServerCommand: Command = {
   summary: 'serve the call-graph policy, signed and versioned',
@@ -153,13 +173,22 @@ function readSigningKey(path: string): PolicySigningKey {
 }
 
 function keygen(args: readonly string[], context: CliContext): number {
+  if (args.includes('--help') || args.includes('-h')) {
+    context.stdout.write(KEYGEN_HELP + '\n');
+    return 0;
+  }
   const { values } = parseArgs({ args: [...args], options: { out: { type: 'string' }, alg: { type: 'string', default: 'ES256' } }, strict: true, allowPositionals: false });
   if (values.out === undefined) throw new UsageError('keygen expects --out DIR');
   if (!(POLICY_ALGORITHMS as readonly string[]).includes(values.alg)) throw new UsageError(`expected --alg ${POLICY_ALGORITHMS.join(' or ')}, got '${values.alg}'`);
-  const generated = generatePolicySigningKey(values.alg as PolicyAlgorithm);
-  mkdirSync(values.out, { recursive: true });
   const privatePath = join(values.out, 'policy-signing.key.pem');
   const publicPath = join(values.out, 'policy-signing.pub.pem');
+  // Both checked before either is written, so a refusal never leaves a half-written pair.
+  const existing = [privatePath, publicPath].filter((path) => existsSync(path));
+  if (existing.length > 0) {
+    throw new KeyFileExistsError(`refusing to overwrite ${existing.join(' and ')}: a policy server or sidecars may be using ${existing.length === 1 ? 'it' : 'them'}; choose another --out, or move ${existing.length === 1 ? 'it' : 'them'} away first`);
+  }
+  const generated = generatePolicySigningKey(values.alg as PolicyAlgorithm);
+  mkdirSync(values.out, { recursive: true });
   // wx: never overwrite a key someone is already signing with.
   writeFileSync(privatePath, generated.privateKeyPem, { mode: 0o600, flag: 'wx' });
   writeFileSync(publicPath, generated.publicKeyPem, { flag: 'wx' });

@@ -1,3 +1,4 @@
+import { closest } from '../config/closest.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
 /** `baton policy <subcommand>`: the platform team's tools. Each subcommand is its own file. */
@@ -29,7 +30,10 @@ export const policyCommand: Command = {
       return name === undefined ? 2 : 0;
     }
     const entry = SUBCOMMANDS[name];
-    if (entry === undefined) throw new UsageError(`unknown policy subcommand '${name}'`);
+    if (entry === undefined) {
+      const near = closest(name, Object.keys(SUBCOMMANDS));
+      throw new UsageError(`unknown policy subcommand '${name}'${near === undefined ? '' : `; did you mean 'baton policy ${near}'?`}`);
+    }
     const command = await entry.load();
     if (rest.includes('--help') || rest.includes('-h')) {
       context.stdout.write(command.help + '\n');

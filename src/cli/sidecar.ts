@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { describeKeys, formatKeys } from '../config/describe.ts';
 import { loadConfig } from '../config/load.ts';
 import { SidecarConfigSchema } from '../sidecar/config.ts';
 import { createSidecar } from '../sidecar/sidecar.ts';
@@ -6,20 +7,45 @@ import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import type { Command } from './command.ts';
 
-const HELP = `Usage: baton sidecar --config FILE [--service NAME] [--inbound-port N] [--outbound-port N] [--admin-port N]
+// Flag → config key; the help text and the defaults it shows come from the schema.
+const FLAGS: ReadonlyArray<readonly [flag: string, key: string]> = [
+  ['--service NAME', 'service'],
+  ['--inbound-port N', 'inbound.port'],
+  ['--outbound-port N', 'outbound.port'],
+  ['--admin-port N', 'admin.port'],
+];
+
+function help(): string {
+  const keys = describeKeys(SidecarConfigSchema);
+  const flagLines = FLAGS.map(([flag, key]) => {
+    const described = keys.find((k) => k.key === key);
+    const value = described === undefined || described.default === undefined ? '' : ` (default ${String(described.default)})`;
+    return `  ${flag.padEnd(20)}sets ${key}${value}`;
+  });
+  return `Usage: baton sidecar --config FILE [--service NAME] [--inbound-port N] [--outbound-port N] [--admin-port N]
 
 Runs the sidecar next to one service: the inbound port verifies tokens and
 checks the call chain before forwarding to the app; the outbound port takes
 the app's calls, exchanges a token for the target and forwards; the admin
 port serves /livez, /readyz and /metrics. See docs/sidecar.md.
 
-Every configuration key can also come from a BATON_* environment variable
-(sts.clientSecret → BATON_STS__CLIENT_SECRET). SIGTERM: /readyz turns 503,
-in-flight requests finish within shutdown.graceMs, then the process exits 0.`;
+Options:
+  --config FILE       YAML config with the keys below
+${flagLines.join('\n')}
+
+A flag wins over the environment, which wins over the file. SIGTERM:
+/readyz turns 503, in-flight requests finish within shutdown.graceMs, then
+the process exits 0.
+
+Configuration keys (each also settable from its BATON_* variable):
+${formatKeys(keys)}`;
+}
 
 export const sidecarCommand: Command = {
   summary: 'run the sidecar next to one service (inbound, outbound, admin)',
-  help: HELP,
+  get help() {
+    return help();
+  },
   async run(args, context) {
     const { values } = parseArgs({
       args: [...args],
@@ -45,7 +71,7 @@ export const sidecarCommand: Command = {
     const logger = createLogger({ name: config.service, level: config.logLevel });
     // Before the sidecar is built: its handlers check once whether tracing is on.
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
-    const sidecar = createSidecar(config, { logger });
+    const sidecar = createSidecar(config, { logger, announce: (line) => context.stderr.write(`${line}\n`) });
     let ports;
     try {
       ports = await sidecar.start();

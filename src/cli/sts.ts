@@ -30,11 +30,26 @@ value for the clients list.
 
 Every key can also come from a BATON_* variable (BATON_TOKEN_TTL_SECONDS=600).`;
 
+const HASH_SECRET_HELP = `Usage: baton sts hash-secret < secret.txt
+       printf '%s' "$SECRET" | baton sts hash-secret
+
+Reads one client secret (at least 16 characters) from standard input and
+prints its secretHash for the STS clients list, so the STS config holds no
+clear secret. The secret is never taken from the command line, where other
+users could read it in the process list. A trailing newline is dropped.`;
+
 export const stsCommand: Command = {
   summary: 'run the mesh token service (RFC 8693 token exchange)',
   help: HELP,
   async run(args: readonly string[], context: CliContext): Promise<number> {
-    if (args[0] === 'hash-secret') return await hashSecretCommand(context);
+    if (args[0] === 'hash-secret') {
+      if (args.length > 1 && (args.includes('--help') || args.includes('-h'))) {
+        context.stdout.write(HASH_SECRET_HELP + '\n');
+        return 0;
+      }
+      if (args.length > 1) throw new UsageError(`hash-secret takes no arguments (the secret comes on standard input), got '${String(args[1]).slice(0, 64)}'`);
+      return await hashSecretCommand(context);
+    }
     const { values } = parseArgs({
       args: [...args],
       options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } },
@@ -105,6 +120,8 @@ function policySource(config: StsConfig, logger: Logger): PolicySource {
 }
 
 async function hashSecretCommand(context: CliContext): Promise<number> {
+  // At a terminal, say what is awaited instead of seeming to hang.
+  if (process.stdin.isTTY) context.stderr.write('baton sts hash-secret: type the client secret, then Enter and Ctrl-D (it is not echoed anywhere else)\n');
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   const secret = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');

@@ -1,10 +1,13 @@
 /**
  * The one error type for bad configuration. It names where the value came
  * from (file or environment variable), the key, and what was expected, so
- * that the process can stop with one clear line.
+ * that the process can stop with one clear line. Two causes a person fixes
+ * differently get their own code: a key the schema does not know (usually a
+ * typo, so the closest known key is suggested) and a required key that is
+ * missing.
  */
 export class ConfigError extends Error {
-  readonly code = 'BATON_CONFIG_INVALID';
+  readonly code: string = 'BATON_CONFIG_INVALID';
   readonly source: string;
   readonly key: string;
   readonly expected: string;
@@ -15,5 +18,31 @@ export class ConfigError extends Error {
     this.source = source;
     this.key = key;
     this.expected = expected;
+  }
+}
+
+/** A key the schema does not know: `sts.clientSecrte`. */
+export class ConfigUnknownKeyError extends ConfigError {
+  override readonly code = 'BATON_CONFIG_UNKNOWN_KEY';
+  /** The closest known key at the same level, when one is close enough to be a typo. */
+  readonly suggestion: string | undefined;
+
+  constructor(source: string, key: string, known: readonly string[], suggestion: string | undefined) {
+    super(source, key, `one of the known keys (${known.join(', ')})`);
+    this.name = 'ConfigUnknownKeyError';
+    this.suggestion = suggestion;
+    const parent = key.includes('.') ? `${key.slice(0, key.lastIndexOf('.'))}.` : '';
+    this.message = `${source}: ${key}: unknown key${suggestion === undefined ? `; known keys here: ${known.join(', ')}` : `; did you mean '${parent}${suggestion}'?`}`;
+  }
+}
+
+/** A required key with no value from the file, the environment or a flag. */
+export class ConfigMissingKeyError extends ConfigError {
+  override readonly code = 'BATON_CONFIG_MISSING_KEY';
+
+  constructor(source: string, key: string, expected: string, environmentVariable: string) {
+    super(source, key, expected);
+    this.name = 'ConfigMissingKeyError';
+    this.message = `${source}: ${key}: missing (expected ${expected}; set it in the file or as ${environmentVariable})`;
   }
 }

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Kind, type Static, type TObject, type TSchema } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import { Value, type ValueError, ValueErrorType } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
-import { ConfigError } from './config-error.ts';
+import { ConfigError, ConfigMissingKeyError, ConfigUnknownKeyError } from './config-error.ts';
+import { closest } from './closest.ts';
 
 export interface LoadOptions {
   /** YAML config file (`--config`). */
@@ -39,14 +40,49 @@ export function loadConfig<T extends TObject>(schema: T, options: LoadOptions = 
     origin.set(path, `command-line flag for ${path}`);
   }
   const withDefaults = Value.Default(schema, Value.Clone(value)) as Record<string, unknown>;
-  const first = Value.Errors(schema, withDefaults).First();
-  if (first !== undefined) {
-    const key = first.path.replace(/^\//, '').replace(/\//g, '.');
-    const source = originOf(origin, key) ?? fileLabel;
-    const seen = SECRET_KEY.test(key) ? 'a value (not shown: secret)' : describeSeen(first.value);
-    throw new ConfigError(source, key, describeExpected(first.schema, first.message), seen);
-  }
+  const problem = firstProblem([...Value.Errors(schema, withDefaults)]);
+  if (problem !== undefined) throw describeProblem(schema, problem, origin, fileLabel, options.env ?? {});
   return deepFreeze(withDefaults) as Readonly<Static<T>>;
+}
+
+/**
+ * The error a person should see first. A typo in a key shows up twice, as an
+ * unknown key and as the required key it was meant to be; the unknown key is
+ * the cause, so it comes first, then a missing key, then a bad value.
+ */
+function firstProblem(errors: readonly ValueError[]): ValueError | undefined {
+  return errors.find((e) => e.type === ValueErrorType.ObjectAdditionalProperties) ?? errors.find((e) => e.type === ValueErrorType.ObjectRequiredProperty) ?? errors[0];
+}
+
+function describeProblem(schema: TSchema, problem: ValueError, origin: ReadonlyMap<string, string>, fileLabel: string, env: Readonly<Record<string, string | undefined>>): ConfigError {
+  const segments = problem.path.split('/').slice(1);
+  const key = segments.join('.');
+  const source = originOf(origin, key) ?? fileLabel;
+  if (problem.type === ValueErrorType.ObjectAdditionalProperties) {
+    const known = Object.keys(schemaAt(schema, segments.slice(0, -1))?.properties ?? {});
+    return new ConfigUnknownKeyError(source, key, known, closest(segments[segments.length - 1] ?? '', known));
+  }
+  if (problem.type === ValueErrorType.ObjectRequiredProperty) {
+    // A list is set from the environment as a whole: name the variable of the outermost list.
+    const firstIndex = segments.findIndex((s) => /^\d+$/.test(s));
+    const variable = envName(firstIndex === -1 ? segments : segments.slice(0, firstIndex));
+    // A mistyped environment variable is ignored like any unrelated one: say which one was probably meant.
+    const near = closest(variable, Object.keys(env).filter((name) => name.startsWith('BATON_')));
+    const hint = near === undefined ? variable : `${variable} (${near} is set: a typo?)`;
+    return new ConfigMissingKeyError(originOf(origin, key) ?? (fileLabel === '(no config file)' ? 'configuration' : fileLabel), key, describeExpected(problem.schema, 'a value'), hint);
+  }
+  const seen = SECRET_KEY.test(key) ? 'a value (not shown: secret)' : describeSeen(problem.value);
+  return new ConfigError(source, key, describeExpected(problem.schema, problem.message), seen);
+}
+
+/** The object schema at a path of property names and array indexes, if there is one. */
+function schemaAt(schema: TSchema, segments: readonly string[]): TObject | undefined {
+  let node: TSchema | undefined = schema;
+  for (const segment of segments) {
+    if (node === undefined) return undefined;
+    node = /^\d+$/.test(segment) && node[Kind] === 'Array' ? (node.items as TSchema) : ((node as TObject).properties?.[segment] as TSchema | undefined);
+  }
+  return node !== undefined && isObjectSchema(node) ? (node as TObject) : undefined;
 }
 
 function readYamlFile(file: string): Record<string, unknown> {

@@ -16,6 +16,8 @@ export interface HopView {
   readonly chain: string | undefined;
   readonly scope: string | undefined;
   readonly txn: string | undefined;
+  /** The baton-request id: the same at every hop of one request. */
+  readonly request: string | undefined;
   readonly sawBearerToken: boolean;
   readonly sawContextHandle: boolean;
   readonly downstream?: DownstreamResult;
@@ -53,7 +55,10 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
   const server: Server = createServer((req, res) => {
     void handle(req).then(
       (view) => {
-        res.writeHead(200, { 'content-type': 'application/json' });
+        // A refused downstream call fails this request too, with the same status, as a real app would:
+        // `curl -i` shows the 403 on the status line, and the body says which hop refused and why.
+        const failed = view.downstream !== undefined && view.downstream.status >= 400 ? view.downstream.status : 200;
+        res.writeHead(failed, { 'content-type': 'application/json' });
         res.end(JSON.stringify(view));
       },
       (error: unknown) => {
@@ -75,6 +80,7 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
       chain: header(req, 'baton-chain'),
       scope: header(req, 'baton-scope'),
       txn: header(req, 'baton-txn'),
+      request: header(req, 'baton-request'),
       sawBearerToken: req.headers.authorization !== undefined,
       sawContextHandle: context !== undefined,
     };

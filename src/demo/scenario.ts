@@ -65,7 +65,7 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
       decisions: decisionsFor(mesh, deniedHops[0]?.txn),
       problem,
       txn: deniedHops[0]?.txn,
-      passed: denied.status === 200 && deniedDownstream?.status === 403 && deniedHops.length === 1,
+      passed: denied.status === 403 && deniedDownstream?.status === 403 && deniedHops.length === 1,
     },
   ];
 }
@@ -133,8 +133,34 @@ export function formatScenarios(results: readonly ScenarioResult[]): string {
     if (result.problem !== undefined) {
       lines.push(`   refused with ${result.status}: ${String(result.problem.title)} — ${String(result.problem.detail)}`);
     }
-    if (result.txn !== undefined) lines.push(`   txn ${result.txn}`);
+    const request = result.hops[0]?.request;
+    if (result.txn !== undefined || request !== undefined) lines.push(`   txn ${result.txn ?? '—'}  request ${request ?? '—'}`);
     lines.push(`   ${result.passed ? '✔' : '✘'} ${result.name === 'allowed' ? 'allowed end to end; no app held a bearer token' : 'refused by the policy at the caller\'s sidecar, before any token exchange'}${result.passed ? '' : ' — NOT as expected'}`);
   }
+  lines.push('', ...legend(results.find((r) => r.name === 'allowed')));
   return lines.join('\n');
+}
+
+/** What a newcomer needs to read the report: the fields, and how scope narrowed hop by hop in this run. */
+function legend(allowed: ScenarioResult | undefined): string[] {
+  const out = [
+    'How to read this:',
+    '   caller=external  the token came straight from the identity provider (the user at the edge), not from a mesh service',
+    '   chain=—          no service has called on the user\'s behalf yet: this is the entry hop',
+    '   chain=a,b        the services the call came through, origin first, from the token\'s nested act claim (RFC 8693)',
+    '   txn              one id for every request made with the same user token (header baton-txn)',
+    '   request          one id for this one request at every hop (header baton-request); \'baton audit --request ID\' replays it',
+  ];
+  const hops = allowed?.hops ?? [];
+  const narrowed: string[] = [];
+  for (let i = 1; i < hops.length; i++) {
+    const before = new Set((hops[i - 1]?.scope ?? '').split(' ').filter((x) => x !== ''));
+    const after = new Set((hops[i]?.scope ?? '').split(' ').filter((x) => x !== ''));
+    const dropped = [...before].filter((x) => !after.has(x));
+    narrowed.push(`${hops[i]?.service ?? '?'} ${dropped.length === 0 ? 'kept them all' : `lost ${dropped.join(', ')}`}`);
+  }
+  if (narrowed.length > 0) {
+    out.push(`   scope            narrows at each hop to what the rest of the chain can use: ${narrowed.join('; ')}`);
+  }
+  return out;
 }

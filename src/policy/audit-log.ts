@@ -37,6 +37,8 @@ export interface AuditDecision {
   readonly user: boolean | undefined;
   /** The token's scopes; undefined in lines written before the field existed. */
   readonly scopes: readonly string[] | undefined;
+  /** The token's acr; null when it had none; undefined in lines written before the field existed. */
+  readonly acr: string | null | undefined;
 }
 
 export interface AuditLogOptions {
@@ -93,6 +95,7 @@ export function parseAuditLine(line: string): AuditDecision | undefined {
     txn: optionalText(record.txn),
     user: typeof record.user === 'boolean' ? record.user : undefined,
     scopes,
+    acr: record.acr === null ? null : optionalText(record.acr),
   };
 }
 

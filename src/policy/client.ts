@@ -60,6 +60,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   let etag: string | undefined;
   let failures = 0;
   let lastError: { code: string; message: string } | undefined;
+  let lastProblem = '';
   let loop: Promise<void> | undefined;
 
   /** One request: resolves when it ended well (new policy or 304), throws otherwise. */
@@ -127,6 +128,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     const code = (error as { code?: unknown }).code;
     lastError = { code: typeof code === 'string' ? code : 'BATON_POLICY_FETCH_FAILED', message: error instanceof Error ? error.message : String(error) };
     const problems = error instanceof PolicyInvalidError ? error.problems.filter((p) => p.severity === 'error').map(formatProblem) : undefined;
+    lastProblem = `${lastError.code}: ${problems?.[0] ?? lastError.message}`;
     const unavailable = error instanceof PolicyServerUnavailableError;
     logger[unavailable ? 'warn' : 'error'](
       { code: lastError.code, reason: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
@@ -143,6 +145,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     onUpdate: holder.onUpdate,
     waitUntilReady: holder.waitUntilReady,
     lastError: () => lastError,
+    problem: () => (lastError === undefined ? undefined : lastProblem),
     async start() {
       loop ??= run();
       await holder.firstPolicy();

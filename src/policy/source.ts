@@ -15,6 +15,12 @@ export interface PolicySource {
   current(): CompiledPolicy | undefined;
   version(): number | undefined;
   ready(): boolean;
+  /**
+   * Why the last policy offered was refused (unparseable, invalid, badly
+   * signed, unreachable), for `/readyz` and a plain start-up line; undefined
+   * once one is accepted.
+   */
+  problem(): string | undefined;
   /** Called once per accepted version; returns the unsubscribe function. */
   onUpdate(listener: (policy: CompiledPolicy, version: number) => void): () => void;
   /** Starts fetching or watching; resolves once the first policy is held (or the source is closed). */
@@ -101,6 +107,7 @@ export function createFilePolicySource(path: string, options: FilePolicySourceOp
     current: holder.current,
     version: holder.version,
     ready: () => !closed && holder.current() !== undefined,
+    problem: () => watcher?.lastFailure(),
     onUpdate: holder.onUpdate,
     waitUntilReady: holder.waitUntilReady,
     async start() {

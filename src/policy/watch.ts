@@ -35,6 +35,8 @@ export interface PolicyWatcher {
   current(): LoadedPolicy | undefined;
   /** Called with each new valid policy whose digest differs from the last. */
   onChange(listener: (loaded: LoadedPolicy) => void): () => void;
+  /** Why the last read was refused (its first error as file:line:col, or the reason); undefined after a good read. */
+  lastFailure(): string | undefined;
   /** Re-reads now (used at start and by tests); never throws. */
   reload(): void;
   close(): void;
@@ -48,6 +50,7 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
   const listeners = new Set<(loaded: LoadedPolicy) => void>();
   let current: LoadedPolicy | undefined;
   let lastFailure: string | undefined;
+  let lastFailureSummary: string | undefined;
   let fingerprint = fingerprintOf(path);
   let debounce: NodeJS.Timeout | undefined;
   let watcher: FSWatcher | undefined;
@@ -64,6 +67,7 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
       return;
     }
     lastFailure = undefined;
+    lastFailureSummary = undefined;
     if (current !== undefined && current.compiled.digest === loaded.compiled.digest) return;
     current = loaded;
     for (const warning of loaded.warnings) logger.warn({ path, problem: formatProblem(warning) }, 'policy warning');
@@ -84,6 +88,7 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
     // One log line per distinct failure, not one per poll tick.
     if (signature === lastFailure) return;
     lastFailure = signature;
+    lastFailureSummary = problems.length > 1 ? `${problems[0]} (and ${problems.length - 1} more)` : (problems[0] ?? reason);
     logger.error(
       { path, problems, reason, keptDigest: current?.compiled.digest },
       current === undefined ? 'policy not loaded: no valid policy yet' : 'policy change refused: keeping the last good policy',
@@ -128,6 +133,7 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
 
   return {
     current: () => current,
+    lastFailure: () => lastFailureSummary,
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

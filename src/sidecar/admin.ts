@@ -11,6 +11,8 @@ export interface AdminOptions {
   readonly ready: () => boolean;
   /** What is still missing, for people reading `/readyz`. */
   readonly waitingFor: () => readonly string[];
+  /** Why, in sentences a person can act on (a policy that does not parse or does not name this service). */
+  readonly problems?: () => readonly string[];
   readonly metrics: SidecarMetrics;
 }
 
@@ -24,7 +26,8 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         return send(res, 200, 'text/plain', 'ok\n');
       case '/readyz': {
         if (options.ready()) return send(res, 200, 'text/plain', 'ready\n');
-        return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n`);
+        const why = options.problems?.() ?? [];
+        return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n${why.map((line) => `${line}\n`).join('')}`);
       }
       case '/metrics':
         return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render() + readinessMetrics(options));

@@ -16,6 +16,8 @@ export interface EdgeContext {
   readonly service: string;
   readonly subject: string | undefined;
   readonly txn: string | undefined;
+  /** The request this call belongs to (./request-id.ts): one id per request, where txn is one per user token. */
+  readonly request: string | undefined;
   readonly policyVersion: number | undefined;
   readonly logger: Logger;
   readonly metrics: SidecarMetrics;
@@ -35,24 +37,27 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context:
     context.pseudonym,
   );
   // The audit line: who, through whom, to what, which rule, what answer. Never a token or a handle.
-  // trace_id and span_id are added by the logger (src/telemetry/logger.ts) when a span is active.
+  // `service` comes from the logger's base binding and trace_id/span_id from its mixin
+  // (src/telemetry/logger.ts): written here too, the key would appear twice in the line.
   context.logger.info(
     {
       event: 'decision',
       direction: context.direction,
-      service: context.service,
       subject: context.subject,
       chain: input.chain,
       target: input.target,
       method: input.method,
       path: input.path,
-      // user and scopes let `baton policy observed` re-decide this call and `suggest` write its rule.
+      // user, scopes and acr let `baton policy observed` re-decide this call and `suggest` write its rule.
+      // acr is null when the token had none, so a reader can tell that from a line written before acr was logged.
       user: input.user,
       scopes: [...input.scopes],
+      acr: input.acr ?? null,
       rule: decision.rule,
       decision: outcome,
       cause: decision.allowed ? undefined : decision.cause,
       txn: context.txn,
+      request: context.request,
       policyVersion: context.policyVersion,
     },
     'decision',

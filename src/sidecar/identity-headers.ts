@@ -14,6 +14,7 @@ export const IdentityHeader = {
   chain: 'baton-chain',
   scope: 'baton-scope',
   txn: 'baton-txn',
+  request: 'baton-request',
   context: 'baton-context',
 } as const;
 
@@ -31,6 +32,8 @@ export interface Identity {
   readonly external: boolean;
   readonly scopes: ReadonlySet<string>;
   readonly txn: string | undefined;
+  /** One id per request and the calls it causes (./request-id.ts). */
+  readonly request?: string | undefined;
   readonly contextHandle: string | undefined;
 }
 
@@ -42,6 +45,7 @@ export function identityHeaders(identity: Identity): string[] {
   if (identity.chain.length > 0) out.push(IdentityHeader.chain, identity.chain.map(headerSafe).join(','));
   out.push(IdentityHeader.scope, headerSafe([...identity.scopes].sort().join(' ')));
   if (identity.txn !== undefined) out.push(IdentityHeader.txn, headerSafe(identity.txn));
+  if (identity.request !== undefined) out.push(IdentityHeader.request, identity.request);
   if (identity.contextHandle !== undefined) out.push(IdentityHeader.context, identity.contextHandle);
   return out;
 }

@@ -22,6 +22,7 @@ import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
+import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
 
 export interface InboundOptions<V extends VerifiedSubject> {
@@ -36,6 +37,7 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly verifier: TokenVerifier<V>;
   readonly verifiedCache: VerifiedTokenCache<V>;
   readonly handles: ContextHandles<V>;
+  readonly requestIds: RequestIds;
   readonly forwarder: Forwarder;
   readonly inflight: Inflight;
   readonly metrics: SidecarMetrics;
@@ -67,16 +69,19 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
     const verified = await verify(token);
 
-    // 4. The chain the token carries, against the policy for this method and path.
+    // 4. The chain the token carries, against the policy for this method and path. The request id
+    //    continues the caller's when the caller is a mesh service, and starts here otherwise.
+    const request = (verified.kind === 'mesh' ? options.requestIds.accept(req.headers[REQUEST_HEADER]) : undefined) ?? options.requestIds.mint();
     checkEdge(
       policy,
       { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
-      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, request, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
-    const contextHandle = options.handles.issue(token, verified);
-    const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
+    // The handle carries the request id, so the app's outbound calls are logged under this request.
+    const contextHandle = options.requestIds.bind(options.handles.issue(token, verified), request);
+    const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
     add.push('x-forwarded-for', forwardedFor(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
     // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.
@@ -117,7 +122,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('inbound', problem.code);
-        if (problem.status >= 500) logger.warn({ event: 'inbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        if (problem.status >= 500) logger.warn({ event: 'inbound_failed', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, tokenSeen.present);
         if (span !== undefined) endHttpSpan(span, 'server', problem.status, problem.code);

@@ -28,6 +28,7 @@ import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
+import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import {
   BadRequestError,
   MethodNotAllowedError,
@@ -51,6 +52,7 @@ export interface OutboundOptions<V extends VerifiedSubject> {
   readonly verifier: TokenVerifier<V>;
   readonly verifiedCache: VerifiedTokenCache<V>;
   readonly handles: ContextHandles<V>;
+  readonly requestIds: RequestIds;
   readonly exchanger: () => TokenExchanger | undefined;
   readonly forwarder: Forwarder;
   readonly inflight: Inflight;
@@ -63,6 +65,8 @@ export interface OutboundOptions<V extends VerifiedSubject> {
 interface Subject<V> {
   readonly subjectToken: string;
   readonly verified: V;
+  /** The inbound request whose handle the app sent, if it sent one. */
+  readonly request?: string;
 }
 
 const REPLACED: ReadonlySet<string> = new Set(['authorization']);
@@ -94,7 +98,9 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     if (traced) describeEgressTarget(target.service, upstream, pathOnly);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
+    //    A call made with a handle belongs to the request that handle came with; any other starts one.
     const subject = await findSubject(req);
+    const request = subject?.request ?? options.requestIds.mint();
 
     // 4. The edge this call would add, checked before the STS is asked (it would refuse too, but later).
     checkEdge(
@@ -111,14 +117,14 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
             acr: subject.verified.acr,
             user: subject.verified.user,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, request, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
     const issued = await obtainToken(target.service, subject);
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
-    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, ...(traced ? traceHeaders(context.active()) : [])] });
+    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
     return String(await options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs }));
@@ -127,9 +133,10 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   async function findSubject(req: IncomingMessage): Promise<Subject<V> | undefined> {
     const handle = req.headers[IdentityHeader.context];
     if (handle !== undefined) {
-      const resolved = typeof handle === 'string' ? options.handles.resolve(handle) : undefined;
-      if (resolved === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown or expired one');
-      return resolved;
+      const bound = typeof handle === 'string' ? options.requestIds.unbind(handle) : undefined;
+      const resolved = bound === undefined ? undefined : options.handles.resolve(bound.handle);
+      if (bound === undefined || resolved === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown, altered or expired one');
+      return { ...resolved, request: bound.requestId };
     }
     const token = bearerToken(req, options.maxTokenBytes);
     if (token === undefined) return undefined;
@@ -177,7 +184,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('outbound', problem.code);
-        if (problem.status >= 500) logger.warn({ event: 'outbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        if (problem.status >= 500) logger.warn({ event: 'outbound_failed', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
         if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);

@@ -19,6 +19,7 @@ import { createInboundHandler } from './inbound.ts';
 import { createInflight } from './inflight.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
+import { createRequestIds } from './request-id.ts';
 import { MethodNotAllowedError } from './problems.ts';
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
@@ -31,6 +32,12 @@ export interface Collaborators<V extends VerifiedSubject = VerifiedSubject> {
   exchanger(): TokenExchanger | undefined;
   /** What readiness still waits for (`policy`, `sts keys`, `token endpoint`); empty when ready. */
   waitingFor(): string[];
+  /**
+   * Why the sidecar is not ready in a way a person must fix (a policy that
+   * does not parse, a policy that does not name this service), one sentence
+   * each; empty when nothing needs fixing, even while still waiting.
+   */
+  problems?(): string[];
   close(): Promise<void>;
 }
 
@@ -40,7 +47,12 @@ export interface SidecarDeps {
   readonly now?: () => number;
   /** Tests pass stand-ins; otherwise they are built from config. */
   readonly collaborators?: Collaborators;
+  /** Where a problem that keeps the sidecar unready is announced as one plain line (the CLI: stderr), besides the log. */
+  readonly announce?: (line: string) => void;
 }
+
+// How often readiness problems are looked for: they come from policy reloads, which are seconds apart.
+const PROBLEM_CHECK_MS = 1_000;
 
 export interface SidecarPorts {
   readonly inbound: number;
@@ -67,6 +79,22 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const servers: Server[] = [];
 
   const waitingFor = (): string[] => (collaborators === undefined ? ['startup'] : collaborators.waitingFor());
+  const problems = (): string[] => collaborators?.problems?.() ?? [];
+  let problemTimer: NodeJS.Timeout | undefined;
+  let announced: readonly string[] = [];
+  // Each problem is announced once when it appears, and once more when all are gone: loud, not repeated every second.
+  const announceProblems = (): void => {
+    const now = problems();
+    for (const problem of now.filter((p) => !announced.includes(p))) {
+      logger.error({ event: 'not_ready', reason: problem }, 'not ready');
+      deps.announce?.(`baton sidecar ${config.service}: NOT READY: ${problem}`);
+    }
+    if (now.length === 0 && announced.length > 0) {
+      logger.info({ event: 'problem_resolved' }, 'readiness problem resolved');
+      deps.announce?.(`baton sidecar ${config.service}: problem resolved${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`);
+    }
+    announced = now;
+  };
   const ready = (): boolean => !closing && collaborators !== undefined && collaborators.waitingFor().length === 0;
 
   return {
@@ -81,7 +109,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const version = c.policy.version();
       if (version !== undefined) metrics.policyVersion(version);
 
-      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
+      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, requestIds: createRequestIds(), forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
       const inbound = createInboundHandler({
         ...shared,
         service: config.service,
@@ -89,7 +117,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         forwardToken: config.inbound.forwardToken,
         timeoutMs: config.inbound.timeoutMs,
         inflight: inboundInflight,
-        logger: logger.child({ direction: 'inbound' }),
+        logger,
       });
       const outbound = createOutboundHandler({
         ...shared,
@@ -99,10 +127,12 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         timeoutMs: config.outbound.timeoutMs,
         exchanger: () => c.exchanger(),
         inflight: outboundInflight,
-        logger: logger.child({ direction: 'outbound' }),
+        logger,
         now,
       });
-      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics });
+      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), problems: () => (closing ? [] : problems()), metrics });
+      problemTimer = setInterval(announceProblems, PROBLEM_CHECK_MS);
+      problemTimer.unref();
 
       const inboundPort = await listen(dataPlaneServer(inbound), config.inbound.port, config.host);
       const outboundServer = dataPlaneServer(outbound);
@@ -115,6 +145,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
       closing = true;
+      clearInterval(problemTimer);
       const [admin, ...dataPlane] = [servers[servers.length - 1], ...servers.slice(0, -1)];
       const stopped = dataPlane.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
       const drained = Promise.all([inboundInflight.idle(), outboundInflight.idle()]);

@@ -66,10 +66,22 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     exchanger: () => exchanger,
     waitingFor() {
       const missing: string[] = [];
-      if (!policy.ready()) missing.push('policy');
+      // A policy that does not name this service refuses every call to and from it: not ready either.
+      if (!policy.ready() || policy.current()?.hasService(config.service) === false) missing.push('policy');
       if (!stsKeys.ready()) missing.push('sts keys');
       if (exchanger === undefined) missing.push('token endpoint');
       return missing;
+    },
+    problems() {
+      const held = policy.current();
+      if (held === undefined) {
+        const problem = policy.problem();
+        return problem === undefined ? [] : [`no usable call-graph policy: ${problem}`];
+      }
+      if (!held.hasService(config.service)) {
+        return [`service '${config.service}' is not in call-graph policy '${held.name}' (version ${policy.version() ?? '?'}): every call to or from it would be refused; add it to the policy or fix the service name`];
+      }
+      return [];
     },
     async close() {
       closed = true;

@@ -16,8 +16,23 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, type JSONWebKeySet, type JWK } from 'jose';
+import { ConfigError } from '../config/config-error.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { DEFAULT_PREPUBLISH_SECONDS, type SigningAlg } from './config.ts';
+
+/**
+ * A file in keys.dir that cannot sign: a public key or certificate mounted
+ * where the private key belongs, a key of an unsupported type, or no PEM at
+ * all. Skipping it would let the STS generate a fresh key that no one else
+ * has, so that every verifier pinned to the mounted key fails; refuse to start.
+ */
+export class SigningKeyUnusableError extends ConfigError {
+  override readonly code = 'BATON_STS_SIGNING_KEY_UNUSABLE';
+  constructor(file: string, seen: string) {
+    super(file, 'keys.dir', 'a PEM private key (PKCS#8 or SEC1/PKCS#1) for ES256 (P-256), EdDSA (Ed25519) or RS256 (RSA 2048+)', seen);
+    this.name = 'SigningKeyUnusableError';
+  }
+}
 
 export interface SigningKey {
   readonly kid: string;
@@ -281,18 +296,32 @@ interface LoadedKey {
 
 async function loadDir(dir: string): Promise<LoadedKey[]> {
   const out: LoadedKey[] = [];
-  for (const name of readdirSync(dir)) {
-    if (!name.endsWith('.pem')) continue;
+  for (const name of readdirSync(dir).sort()) {
+    // A mounted Kubernetes Secret keeps its real files under ..data and other dot-entries: the plain names are the keys.
+    if (name.startsWith('.')) continue;
     const file = join(dir, name);
+    if (!statSync(file).isFile()) continue;
     const text = readFileSync(file, 'utf8');
-    if (!text.includes('PRIVATE KEY')) continue;
+    const label = pemLabel(text);
+    if (label === undefined || !label.endsWith('PRIVATE KEY')) throw new SigningKeyUnusableError(file, label === undefined ? 'a file with no PEM block' : `a PEM ${label}`);
     let privateKey: KeyObject;
     try {
       privateKey = toKeyObject(text);
     } catch (error) {
-      throw new Error(`expected ${file} to hold a PEM private key: ${(error as Error).message}`, { cause: error });
+      throw new SigningKeyUnusableError(file, `a PEM ${label} that does not parse (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
     }
-    out.push({ key: await describe(privateKey), file, mtimeMs: statSync(file).mtimeMs });
+    let key: SigningKey;
+    try {
+      key = await describe(privateKey);
+    } catch (error) {
+      throw new SigningKeyUnusableError(file, (error as Error).message.replace(/^expected .*, got /, ''));
+    }
+    out.push({ key, file, mtimeMs: statSync(file).mtimeMs });
   }
   return out;
+}
+
+/** The label of the first PEM block (`PRIVATE KEY`, `PUBLIC KEY`, `CERTIFICATE`), never its contents. */
+function pemLabel(text: string): string | undefined {
+  return /-----BEGIN ([A-Z0-9 ]{1,40})-----/.exec(text)?.[1];
 }

@@ -1,9 +1,16 @@
 /**
- * Reconstructs one call chain from the JSON logs of several processes
- * (sidecars and the STS): every audit line of a `txn` or a trace id, in
- * time order, and the hops it went through. Lines join on `txn` and on
- * `trace_id` both ways, so an STS refusal written before the txn was known
- * is still found through its trace id.
+ * Reconstructs call chains from the JSON logs of several processes
+ * (sidecars and the STS): every audit line of a `txn`, a trace id or a
+ * request id, in time order, and the hops it went through. Lines join on
+ * `txn` and on `trace_id` both ways, so an STS refusal written before the
+ * txn was known is still found through its trace id.
+ *
+ * A `txn` covers every request made with one user token, so its lines are
+ * split into requests by the sidecars' `request` id (src/sidecar/request-id.ts),
+ * which survives apps that do not propagate trace context. STS lines carry
+ * no request id: one joins the request whose trace it shares, else the
+ * request whose outbound check, by the same client for the same target,
+ * came last before it.
  *
  * Log files hold much more than audit lines; anything that is not a JSON
  * object (after an optional `docker compose logs` prefix) is skipped.
@@ -17,6 +24,8 @@ export const AuditInputUnreadableError = defineError({ code: 'BATON_AUDIT_INPUT_
 export interface AuditQuery {
   readonly txn?: string;
   readonly traceId?: string;
+  /** One request (`request` in sidecar audit lines, the `baton-request` header an app saw). */
+  readonly request?: string;
 }
 
 /** One audit event: a sidecar's decision, or the STS issuing or refusing a token. */
@@ -35,8 +44,21 @@ export interface AuditEvent {
   /** The HTTP status the decision leads to, where the line implies one. */
   readonly status: number | undefined;
   readonly txn: string | undefined;
+  /** The request the event belongs to: from the line, or attributed (STS lines). */
+  readonly request: string | undefined;
+  /** The STS client that asked (STS lines only). */
+  readonly client: string | undefined;
   readonly traceId: string | undefined;
   readonly spanId: string | undefined;
+}
+
+/** One request and the calls it caused. */
+export interface RequestTrail {
+  /** Undefined for lines that belong to no single request (old lines without `request`, an STS line with nothing to attach to). */
+  readonly request: string | undefined;
+  readonly hops: readonly string[];
+  readonly events: readonly AuditEvent[];
+  readonly deniedAt: AuditEvent | undefined;
 }
 
 export interface AuditTrail {
@@ -47,6 +69,8 @@ export interface AuditTrail {
   readonly events: readonly AuditEvent[];
   /** The first enforced denial, if the chain was stopped. */
   readonly deniedAt: AuditEvent | undefined;
+  /** The events split by request, in the order the requests began. */
+  readonly requests: readonly RequestTrail[];
 }
 
 type Line = Record<string, unknown>;
@@ -81,24 +105,71 @@ export function reconstructTrail(lines: readonly Line[], query: AuditQuery): Aud
   const traceIds = new Set<string>();
   if (query.txn !== undefined) txns.add(query.txn);
   if (query.traceId !== undefined) traceIds.add(query.traceId.toLowerCase());
-  // Two passes close the join: a txn's lines name its traces, a trace's lines name its txns.
-  for (let pass = 0; pass < 2; pass++) {
+  if (query.request !== undefined) {
+    // A request's own lines, then the STS lines of its txns (attributed below, then filtered).
     for (const line of lines) {
+      if (text(line.request) !== query.request) continue;
       const txn = text(line.txn);
       const traceId = text(line.trace_id);
-      if ((txn !== undefined && txns.has(txn)) || (traceId !== undefined && traceIds.has(traceId))) {
-        if (txn !== undefined) txns.add(txn);
-        if (traceId !== undefined) traceIds.add(traceId);
+      if (txn !== undefined) txns.add(txn);
+      if (traceId !== undefined) traceIds.add(traceId);
+    }
+  } else {
+    // Two passes close the join: a txn's lines name its traces, a trace's lines name its txns.
+    for (let pass = 0; pass < 2; pass++) {
+      for (const line of lines) {
+        const txn = text(line.txn);
+        const traceId = text(line.trace_id);
+        if ((txn !== undefined && txns.has(txn)) || (traceId !== undefined && traceIds.has(traceId))) {
+          if (txn !== undefined) txns.add(txn);
+          if (traceId !== undefined) traceIds.add(traceId);
+        }
       }
     }
   }
-  const events = lines
+  const matched = lines
     .filter((line) => isAuditLine(line) && ((text(line.txn) !== undefined && txns.has(text(line.txn) as string)) || (text(line.trace_id) !== undefined && traceIds.has(text(line.trace_id) as string))))
     .map(toEvent)
     .sort((a, b) => (a.time ?? '').localeCompare(b.time ?? '') || step(a) - step(b));
+  const attributed = attributeRequests(matched);
+  const events = query.request === undefined ? attributed : attributed.filter((e) => e.request === query.request);
+  const requests = splitByRequest(events);
+  const found = query.request === undefined ? { txns, traceIds } : { txns: new Set(events.flatMap((e) => (e.txn === undefined ? [] : [e.txn]))), traceIds: new Set(events.flatMap((e) => (e.traceId === undefined ? [] : [e.traceId]))) };
+  return { txns: [...found.txns], traceIds: [...found.traceIds], hops: hopsOf(events), events, deniedAt: events.find((e) => e.decision === 'deny'), requests };
+}
+
+/** Gives each STS event the request it served: by shared trace, else by the outbound check that asked for it. */
+function attributeRequests(events: readonly AuditEvent[]): AuditEvent[] {
+  const requestOfTrace = new Map<string, string>();
+  for (const e of events) if (e.request !== undefined && e.traceId !== undefined && !requestOfTrace.has(e.traceId)) requestOfTrace.set(e.traceId, e.request);
+  const out: AuditEvent[] = [];
+  for (const e of events) {
+    if (e.request !== undefined || e.direction !== 'sts') {
+      out.push(e);
+      continue;
+    }
+    const byTrace = e.traceId === undefined ? undefined : requestOfTrace.get(e.traceId);
+    // Events are in time order: the last outbound check before this line, by the client that asked, for the same target.
+    const asker = byTrace === undefined ? out.findLast((o) => o.direction === 'outbound' && o.service === e.client && o.target === e.target && o.txn === e.txn && o.request !== undefined) : undefined;
+    out.push({ ...e, request: byTrace ?? asker?.request });
+  }
+  return out;
+}
+
+function splitByRequest(events: readonly AuditEvent[]): RequestTrail[] {
+  const groups = new Map<string | undefined, AuditEvent[]>();
+  for (const e of events) {
+    const group = groups.get(e.request);
+    if (group === undefined) groups.set(e.request, [e]);
+    else group.push(e);
+  }
+  return [...groups].map(([request, grouped]) => ({ request, hops: hopsOf(grouped), events: grouped, deniedAt: grouped.find((e) => e.decision === 'deny') }));
+}
+
+function hopsOf(events: readonly AuditEvent[]): string[] {
   const hops: string[] = [];
   for (const event of events) if (event.direction === 'inbound' && hops[hops.length - 1] !== event.service) hops.push(event.service);
-  return { txns: [...txns], traceIds: [...traceIds], hops, events, deniedAt: events.find((e) => e.decision === 'deny') };
+  return hops;
 }
 
 const DIRECTION_RANK: Readonly<Record<string, number>> = { inbound: 0, outbound: 1, sts: 2 };
@@ -137,6 +208,8 @@ function toEvent(line: Line): AuditEvent {
     cause: decision === 'allow' ? undefined : cause,
     status: typeof line.status === 'number' ? line.status : decision === 'deny' ? (cause === 'acr' ? 401 : 403) : undefined,
     txn: text(line.txn),
+    request: text(line.request),
+    client: isSts ? text(line.client) : undefined,
     traceId: text(line.trace_id),
     spanId: text(line.span_id),
   };
@@ -146,26 +219,33 @@ function text(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-/** The trail as an incident responder reads it: the hops, then one line per event. */
+/** The trail as an incident responder reads it: for each request, its hops, then one line per event. */
 export function formatTrail(trail: AuditTrail): string {
   const out = [`txn:   ${trail.txns.join(', ') || '—'}`, `trace: ${trail.traceIds.join(', ') || '—'}`];
-  const stop = trail.deniedAt === undefined ? '' : `  ✘ denied at ${trail.deniedAt.service} ${trail.deniedAt.direction} → ${trail.deniedAt.target ?? '?'} by ${trail.deniedAt.rule ?? '?'}${trail.deniedAt.cause === undefined ? '' : ` (${trail.deniedAt.cause})`}`;
-  out.push(`hops:  ${trail.hops.join(' → ') || '—'}${stop}`, '');
-  for (const e of trail.events) {
-    out.push(
-      [
-        e.time ?? '—',
-        e.service.padEnd(10),
-        e.direction.padEnd(8),
-        `chain=${e.chain.join(',') || '(entry)'}`.padEnd(24),
-        `→ ${(e.target ?? '—').padEnd(10)}`,
-        `${e.method ?? '—'} ${e.path ?? ''}`.trimEnd().padEnd(22),
-        (e.decision ?? '—').padEnd(10),
-        `rule=${e.rule ?? '—'}`,
-        ...(e.cause === undefined ? [] : [`cause=${e.cause}`]),
-        ...(e.status === undefined ? [] : [`status=${e.status}`]),
-      ].join('  '),
-    );
+  const requests = trail.requests.filter((r) => r.request !== undefined);
+  if (requests.length > 1) {
+    out.push(`${requests.length} requests under this txn (one user token); each is shown on its own. 'baton audit --request ID' shows one.`);
+  }
+  for (const group of trail.requests) {
+    const denied = group.deniedAt;
+    const stop = denied === undefined ? '' : `  ✘ denied at ${denied.service} ${denied.direction} → ${denied.target ?? '?'} by ${denied.rule ?? '?'}${denied.cause === undefined ? '' : ` (${denied.cause})`}`;
+    out.push('', `request: ${group.request ?? '— (lines without a request id)'}`, `hops:    ${group.hops.join(' → ') || '—'}${stop}`, '');
+    for (const e of group.events) out.push(formatEvent(e));
   }
   return out.join('\n');
+}
+
+function formatEvent(e: AuditEvent): string {
+  return [
+    e.time ?? '—',
+    e.service.padEnd(10),
+    e.direction.padEnd(8),
+    `chain=${e.chain.join(',') || '(entry)'}`.padEnd(24),
+    `→ ${(e.target ?? '—').padEnd(10)}`,
+    `${e.method ?? '—'} ${e.path ?? ''}`.trimEnd().padEnd(22),
+    (e.decision ?? '—').padEnd(10),
+    `rule=${e.rule ?? '—'}`,
+    ...(e.cause === undefined ? [] : [`cause=${e.cause}`]),
+    ...(e.status === undefined ? [] : [`status=${e.status}`]),
+  ].join('  ');
 }

@@ -39,6 +39,14 @@ describe('baton policy check', () => {
     assert.equal(strict.code, 1);
   });
 
+  it('under --strict, counts a line marked warning as a warning and says --strict refused it', async () => {
+    const file = `${FIXTURES}/warnings-only.yaml`;
+    const strict = await runBaton(['policy', 'check', '--strict', file]);
+    assert.equal(strict.code, 1);
+    assert.match(strict.stdout, /: warning POLICY_PATH_SHADOWED /);
+    assert.equal(strict.stderr.trim(), `${file}: 1 warning (--strict refuses warnings)`);
+  });
+
   it('reports an unreadable file as a problem and exits 1', async () => {
     const { code, stdout } = await runBaton(['policy', 'check', 'no/such/file.yaml']);
     assert.equal(code, 1);

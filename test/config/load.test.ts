@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import { ConfigError } from '../../src/config/config-error.ts';
+import { ConfigError, ConfigMissingKeyError, ConfigUnknownKeyError } from '../../src/config/config-error.ts';
+import { closest } from '../../src/config/closest.ts';
 import { envName, loadConfig } from '../../src/config/load.ts';
 
 const Schema = Type.Object(
@@ -68,5 +69,54 @@ describe('config loading', () => {
   it('reports YAML syntax errors with line and column', () => {
     const path = file('port: [1,\n');
     assert.throws(() => loadConfig(Schema, { file: path }), (error: unknown) => error instanceof ConfigError && /config\.yaml:\d+:\d+/.test(error.message));
+  });
+
+  it('names a mistyped key and suggests the known one, without echoing its secret value', () => {
+    const path = file('sts: { clientId: a, clientSecrte: hunter2-hunter2-hunter2 }\n');
+    assert.throws(
+      () => loadConfig(Schema, { file: path }),
+      (error: unknown) =>
+        error instanceof ConfigUnknownKeyError &&
+        error.code === 'BATON_CONFIG_UNKNOWN_KEY' &&
+        error.key === 'sts.clientSecrte' &&
+        error.suggestion === 'clientSecret' &&
+        error.message.includes("did you mean 'sts.clientSecret'") &&
+        !error.message.includes('hunter2'),
+    );
+  });
+
+  it('lists the known keys when an unknown key is close to none of them', () => {
+    const path = file('sts: { clientId: a, clientSecret: aaaaaaaaaaaaaaaa }\nfavouriteColour: blue\n');
+    assert.throws(
+      () => loadConfig(Schema, { file: path }),
+      (error: unknown) => error instanceof ConfigUnknownKeyError && error.key === 'favouriteColour' && error.suggestion === undefined && error.message.includes('port, sts, tags'),
+    );
+  });
+
+  it('says "missing" for a required key with no value, and names its environment variable', () => {
+    assert.throws(
+      () => loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a' } }),
+      (error: unknown) => error instanceof ConfigMissingKeyError && error.code === 'BATON_CONFIG_MISSING_KEY' && error.key === 'sts.clientSecret' && /missing/.test(error.message) && error.message.includes('BATON_STS__CLIENT_SECRET'),
+    );
+  });
+
+  it('points at a mistyped environment variable when the key it was meant for is missing', () => {
+    assert.throws(
+      () => loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a', BATON_STS__CLIENT_SECRTE: 'bbbbbbbbbbbbbbbb' } }),
+      (error: unknown) => error instanceof ConfigMissingKeyError && error.message.includes('BATON_STS__CLIENT_SECRTE is set') && !error.message.includes('bbbbbbbbbbbbbbbb'),
+    );
+  });
+});
+
+describe('closest known name', () => {
+  it('forgives one swap, one missing or one extra letter, and case', () => {
+    assert.equal(closest('clientSecrte', ['clientId', 'clientSecret']), 'clientSecret');
+    assert.equal(closest('polcy', ['policy', 'sts']), 'policy');
+    assert.equal(closest('ClientID', ['clientId', 'clientSecret']), 'clientId');
+  });
+
+  it('suggests nothing for a name close to no known one', () => {
+    assert.equal(closest('favouriteColour', ['port', 'sts', 'tags']), undefined);
+    assert.equal(closest('x', ['sts']), undefined);
   });
 });

@@ -18,5 +18,13 @@ describe('baton demo (what npm start runs)', { timeout: 90_000 }, () => {
     assert.match(stdout, /✔ allowed end to end/);
     assert.match(stdout, /✔ refused by the policy/);
     assert.doesNotMatch(stdout, /eyJ|Bearer /);
+    // What a newcomer needs to read it: caller=external, chain=—, txn, request, and scope narrowing at each hop.
+    assert.match(stdout, /^ {3}caller=external +the token came straight from the identity provider/m);
+    assert.match(stdout, /^ {3}chain=— +no service has called/m);
+    assert.match(stdout, /^ {3}txn +one id for every request made with the same user token/m);
+    assert.match(stdout, /^ {3}request +one id for this one request at every hop/m);
+    // Derived from what the hops saw in this run: the example policy drops shop after the gateway, orders:write after orders.
+    assert.match(stdout, /^ {3}scope +narrows at each hop .*: orders lost shop; payments lost orders:write$/m);
+    assert.match(stdout, /^ {3}txn \S+ {2}request [A-Za-z0-9_-]{16}$/m);
   });
 });

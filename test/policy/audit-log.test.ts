@@ -46,7 +46,14 @@ describe('audit log reading', () => {
       txn: 't1',
       user: true,
       scopes: ['payments:charge'],
+      acr: undefined,
     });
+  });
+
+  it("reads the token's acr, telling a token without one (null) from a line written before acr was logged", () => {
+    assert.equal(parseAuditLine(line({ acr: 'urn:baton:acr:mfa' }))?.acr, 'urn:baton:acr:mfa');
+    assert.equal(parseAuditLine(line({ acr: null }))?.acr, null);
+    assert.equal(parseAuditLine(line({}))?.acr, undefined);
   });
 
   it('accepts a pino epoch-millisecond time and a line with a container runtime prefix', () => {

@@ -20,6 +20,7 @@ function decision(fields: Partial<AuditDecision> & Pick<AuditDecision, 'chain' |
     txn: 't',
     user: true,
     scopes: [],
+    acr: null,
     ...fields,
   };
 }
@@ -119,6 +120,34 @@ spec:
     const rule = comparison.rules.find((u) => u.rule === 'orders.accepts.from-gateway');
     assert.deepEqual(rule?.outcomes, { allow: 0, deny: 2, would_deny: 0 });
     assert.deepEqual(comparison.unusedRules.map((u) => u.rule), ['orders.accepts.from-gateway']);
+  });
+
+  describe('an acr-restricted rule', () => {
+    const STEP_UP = policyOf(`
+apiVersion: baton.dev/v1alpha1
+kind: CallGraph
+metadata: { name: step-up }
+spec:
+  services:
+    gateway: { entrypoint: true }
+    payments:
+      accepts:
+        - { name: charge, from: gateway, methods: [POST], paths: [/charges], acr: [urn:baton:acr:mfa] }
+`);
+    const charge = (fields: Partial<AuditDecision>) => bothSides({ chain: ['gateway'], target: 'payments', path: '/charges', rule: 'payments.accepts.charge', ...fields });
+    const outcomes = (decisions: AuditDecision[]) => compareWithPolicy(callsFromDecisions(decisions), STEP_UP, compilePolicy(STEP_UP)).rules.find((u) => u.rule === 'payments.accepts.charge')?.outcomes;
+
+    it('counts as used when the lines record the acr the calls were made with', () => {
+      assert.deepEqual(outcomes(charge({ acr: 'urn:baton:acr:mfa' })), { allow: 1, deny: 0, would_deny: 0 });
+    });
+
+    it('is decided again as a denial for a call whose token had no acr (acr: null)', () => {
+      assert.deepEqual(outcomes(charge({ acr: null, decision: 'deny', cause: 'acr' })), { allow: 0, deny: 1, would_deny: 0 });
+    });
+
+    it('keeps the logged decision for lines written before acr was recorded', () => {
+      assert.deepEqual(outcomes(charge({ acr: undefined })), { allow: 1, deny: 0, would_deny: 0 });
+    });
   });
 
   it('prints the edges and every comparison section as text', () => {

@@ -128,6 +128,27 @@ describe('sidecar inbound', () => {
     assert.equal(seen?.headers['baton-chain'], undefined);
   });
 
+  it('starts a new request id for a caller from outside the mesh, ignoring any it sent', async () => {
+    const token = sts.userToken('gateway', { sub: 'bob', scopes: ['shop'] });
+    const first = await call(gateway, '/', { authorization: `Bearer ${token}`, 'baton-request': 'ChosenByCaller00' });
+    assert.equal(first.status, 200);
+    const a = app.seen.at(-1)?.headers['baton-request'];
+    await call(gateway, '/', { authorization: `Bearer ${token}` });
+    const b = app.seen.at(-1)?.headers['baton-request'];
+    assert.match(String(a), /^[A-Za-z0-9_-]{16}$/);
+    assert.notEqual(a, 'ChosenByCaller00');
+    assert.notEqual(a, b, 'one id per request, even with the same token');
+    assert.equal(String(app.seen.at(-1)?.headers['baton-context']).split('.')[1], b, 'the handle carries the same id');
+  });
+
+  it('continues the request id a mesh caller sends, and logs it on the decision line', async () => {
+    const token = sts.meshToken('orders', ['gateway'], { sub: 'dave' });
+    const r = await call(orders, '/orders', { authorization: `Bearer ${token}`, 'baton-request': 'FromGateway00000' });
+    assert.equal(r.status, 200);
+    assert.equal(app.seen.at(-1)?.headers['baton-request'], 'FromGateway00000');
+    assert.equal(orders.logs.lines.filter((l) => l.event === 'decision' && l.subject === 'dave').at(-1)?.request, 'FromGateway00000');
+  });
+
   it('refuses an external IdP token at a service that is not an entrypoint, naming the rule', async () => {
     const count = app.seen.length;
     const token = sts.userToken('orders');

@@ -87,6 +87,25 @@ describe('sidecar outbound', () => {
     assert.equal(sts.exchanges, exchanges);
   });
 
+  it('carries the request id bound to the handle: to the next hop as baton-request, and in its audit line', async () => {
+    const request = handle.split('.')[1];
+    assert.match(String(request), /^[A-Za-z0-9_-]{16}$/);
+    const r = await call({ headers: { 'baton-context': handle, 'baton-request': 'AppChosenId00000' } });
+    assert.equal(r.status, 201);
+    assert.equal(upstream.seen.at(-1)?.headers['baton-request'], request, "the sidecar's id, not the app's");
+    const line = orders.logs.lines.filter((l) => l.event === 'decision' && l.direction === 'outbound').at(-1);
+    assert.equal(line?.request, request);
+  });
+
+  it('refuses a handle whose request id was altered, as it refuses an unknown handle', async () => {
+    const [store, , tag] = handle.split('.');
+    const r = await call({ headers: { 'baton-context': `${store}.AAAAAAAAAAAAAAAA.${tag}` } });
+    assert.equal(r.status, 401);
+    assert.equal(JSON.parse(r.text).code, 'BATON_UNAUTHENTICATED');
+    const bare = await call({ headers: { 'baton-context': String(store) } });
+    assert.equal(bare.status, 401);
+  });
+
   it('refuses an unknown context handle with 401', async () => {
     const r = await call({ headers: { 'baton-context': 'bctx_forged' } });
     assert.equal(r.status, 401);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { waitFor } from '../helpers/net.ts';
-import { createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
+import { SigningKeyUnusableError, createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
@@ -196,5 +196,33 @@ describe('STS signing keys in keys.dir', () => {
     now += PREPUBLISH * 1000;
     assert.notEqual(keys.active().kid, first.kid);
     assert.equal(keys.jwks().keys.length, 2);
+  });
+
+  describe('refuses a file in keys.dir it cannot sign with, instead of generating a key of its own', () => {
+    const refused = (dir: string) => (error: unknown) => error instanceof SigningKeyUnusableError && error.code === 'BATON_STS_SIGNING_KEY_UNUSABLE' && error.source.startsWith(dir);
+    const cases: ReadonlyArray<[string, () => string]> = [
+      ['a public key mounted where the private key belongs', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string],
+      ['a private key of an unsupported curve', () => generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string],
+      ['an RSA key shorter than 2048 bits', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string],
+      ['a damaged PEM', () => '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n'],
+      ['a file with no PEM at all', () => 'signing-key: please\n'],
+    ];
+    for (const [what, contents] of cases) {
+      it(what, async (t) => {
+        const dir = keysDir(t);
+        writeFileSync(join(dir, 'signing.pem'), contents());
+        await assert.rejects(createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: 60, logger }), refused(dir));
+        assert.deepEqual(readdirSync(dir), ['signing.pem'], 'no key may be generated beside the refused file');
+      });
+    }
+
+    it('still loads the keys of a mounted Secret, skipping its dot-entries', async (t) => {
+      const dir = keysDir(t);
+      writeKeyFile(dir, 'tls.key', Date.now() - 3_600_000);
+      writeFileSync(join(dir, '..data'), 'not a key');
+      const keys = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: 60, logger });
+      assert.equal(keys.jwks().keys.length, 1);
+      keys.close();
+    });
   });
 });
