@@ -1,6 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../config/load.ts';
-import { SidecarConfigSchema } from '../sidecar/config.ts';
+import { loadSidecarConfig } from '../sidecar/config.ts';
 import { createSidecar } from '../sidecar/sidecar.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
@@ -14,7 +13,9 @@ the app's calls, exchanges a token for the target and forwards; the admin
 port serves /livez, /readyz and /metrics. See docs/sidecar.md.
 
 Every configuration key can also come from a BATON_* environment variable
-(sts.clientSecret → BATON_STS__CLIENT_SECRET). SIGTERM: /readyz turns 503,
+(sts.clientSecret → BATON_STS__CLIENT_SECRET). transport.mode is mtls by
+default: the inbound port speaks TLS and every mesh hop is mutual TLS with
+the workload certificate (docs/identity.md); plaintext says so loudly. SIGTERM: /readyz turns 503,
 in-flight requests finish within shutdown.graceMs, then the process exits 0.`;
 
 export const sidecarCommand: Command = {
@@ -32,7 +33,7 @@ export const sidecarCommand: Command = {
       },
       strict: true,
     });
-    const config = loadConfig(SidecarConfigSchema, {
+    const config = loadSidecarConfig({
       file: values.config,
       env: context.env,
       overrides: {
