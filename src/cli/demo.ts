@@ -29,14 +29,14 @@ export const demoCommand: Command = {
     if (first === 'app') return await runApp(rest, context);
     if (first === 'idp') return await runIdp(rest, context);
     const { values } = parseArgs({ args: [...args], options: { keep: { type: 'boolean' }, json: { type: 'boolean' } }, strict: true });
-    if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 (dev IdP, policy server, STS, 3 apps, 3 sidecars)…\n');
+    if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 with mTLS (dev IdP, policy server, STS, 3 apps, 3 sidecars; development certificates in a temporary directory)…\n');
     const mesh = await startMesh();
     try {
       const results = await runScenarios(mesh);
       if (values.json) context.stdout.write(JSON.stringify(results, null, 2) + '\n');
       else context.stdout.write(formatScenarios(results) + '\n');
       if (values.keep) {
-        context.stdout.write(keepInstructions(mesh.idpUrl, mesh.services.gateway.inbound));
+        context.stdout.write(keepInstructions(mesh.idpUrl, mesh.services.gateway.entry));
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
