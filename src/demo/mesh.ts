@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { Agent, type Dispatcher, request } from 'undici';
-import { writeDevIdentities } from '../identity/dev-ca.ts';
+import { type DevCa, writeDevIdentities } from '../identity/dev-ca.ts';
 import { createServiceMap, type ServiceMap } from '../identity/service-map.ts';
 import { stringify } from 'yaml';
 import type { DemoServiceName } from './apps.ts';
@@ -54,6 +54,8 @@ export interface MeshIdentities {
   readonly map: ServiceMap;
   /** The trust bundle (PEM). */
   readonly bundle: string;
+  /** The development CA, for tests that issue more certificates (expired, a second key for one ID). */
+  readonly ca: DevCa;
   /** A client for the mesh's https endpoints (readiness probes): trusts the bundle, presents no certificate. */
   readonly dispatcher: Dispatcher;
 }
@@ -97,6 +99,8 @@ export interface MeshOptions {
   readonly transport?: 'mtls' | 'plaintext';
   /** Services whose sidecar passes the verified bearer token to the app (`inbound.forwardToken`). */
   readonly forwardToken?: readonly DemoServiceName[];
+  /** Apps already listening on these ports (a test's own app) instead of the demo app for those services. */
+  readonly apps?: Partial<Readonly<Record<DemoServiceName, number>>>;
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
@@ -121,7 +125,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const services = {} as Record<DemoServiceName, ServicePorts>;
     for (const name of DEMO_SERVICES) {
       const inbound = await freePort();
-      services[name] = { app: await freePort(), inbound, outbound: await freePort(), admin: await freePort(), entry: mtls && name === 'gateway' ? await freePort() : inbound };
+      services[name] = { app: options.apps?.[name] ?? (await freePort()), inbound, outbound: await freePort(), admin: await freePort(), entry: mtls && name === 'gateway' ? await freePort() : inbound };
     }
     const scheme = mtls ? 'https' : 'http';
     const idpUrl = `http://127.0.0.1:${idpPort}`;
@@ -133,7 +137,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       const workloads = [...DEMO_SERVICES, STS_SERVICE, POLICY_SERVER_SERVICE].map((service) => ({ service, spiffeId: map.idOf(service) }));
       await writeDevIdentities({ dir: idDir, trustDomain: DEMO_SPIFFE.trustDomain, services: workloads, validForMs: 24 * 3_600_000, layout: 'csi-driver-spiffe', now: new Date() });
       const bundle = readFileSync(join(idDir, 'ca', 'ca.crt'), 'utf8');
-      identities = { dir: idDir, map, bundle, dispatcher: new Agent({ connect: { ca: bundle } }) };
+      const ca = { certPem: bundle, keyPem: readFileSync(join(idDir, 'ca', 'ca.key'), 'utf8') };
+      identities = { dir: idDir, map, bundle, ca, dispatcher: new Agent({ connect: { ca: bundle } }) };
     }
     const ids = identities;
     // Each part's transport block: its own certificate files and the mesh's SPIFFE rule.
@@ -175,7 +180,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
 
     for (const name of DEMO_SERVICES) {
       const ports = services[name];
-      start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
+      if (options.apps?.[name] === undefined) start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
       writeConfig(join(dir, `${name}-sidecar.yaml`), {
         service: name,
         inbound: {
@@ -199,7 +204,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     await Promise.all(
       DEMO_SERVICES.flatMap((name) => [
         waitForHttp(`http://127.0.0.1:${services[name].admin}/readyz`, processes.find((p) => p.name === `${name}-sidecar`) as MeshProcess, timeoutMs),
-        waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs),
+        ...(options.apps?.[name] === undefined ? [waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs)] : []),
       ]),
     );
 
