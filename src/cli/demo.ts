@@ -37,7 +37,7 @@ export const demoCommand: Command = {
     const { values } = parseArgs({ args: [...args], options: { keep: { type: 'boolean' }, json: { type: 'boolean' }, logs: { type: 'string' } }, strict: true });
     const logDir = values.logs === undefined ? undefined : resolve(values.logs);
     if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
-    if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 (dev IdP, policy server, STS, 3 apps, 3 sidecars)…\n');
+    if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 with mTLS (dev IdP, policy server, STS, 3 apps, 3 sidecars; development certificates in a temporary directory)…\n');
     const mesh = await startMesh(logDir === undefined ? {} : { logDir });
     let stopping = false;
     try {
@@ -51,7 +51,7 @@ export const demoCommand: Command = {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);
         });
-        context.stdout.write(keepInstructions(mesh.idpUrl, mesh.services.gateway.inbound));
+        context.stdout.write(keepInstructions(mesh.idpUrl, mesh.services.gateway.entry));
         const signal = await signalled;
         stopping = true;
         context.stdout.write(`\nbaton demo: ${signal}, stopping the mesh (${mesh.processes.length} processes)…\n`);

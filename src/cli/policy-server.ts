@@ -5,6 +5,8 @@ import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig } from '../config/load.ts';
 import { defineError } from '../core/errors.ts';
+import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { startMeshIdentity } from '../identity/transport.ts';
 import { createPolicyServer, createVersionCounter, MAX_WAIT_SECONDS } from '../policy/server.ts';
 import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/signing.ts';
 import { createPolicyWatcher } from '../policy/watch.ts';
@@ -22,6 +24,9 @@ export const PolicyServerConfigSchema = Type.Object(
     maxWaitSeconds: Type.Integer({ minimum: 1, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS, description: `whole seconds from 1 to ${MAX_WAIT_SECONDS}` }),
     pollIntervalMs: Type.Integer({ minimum: 0, default: 2000, description: 'milliseconds between stat checks of the policy path (0: fs.watch only)' }),
     logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info', description: 'a pino log level' }),
+    transport: TransportConfigSchema,
+    identity: WorkloadIdentityConfigSchema,
+    spiffe: SpiffeMappingConfigSchema,
   },
   { additionalProperties: false },
 );
@@ -41,9 +46,11 @@ Options:
   --host ADDRESS       listen address (default 127.0.0.1)
   --port N             listen port (default 7300; 0 picks a free one)
   --state FILE         persist the version counter here (versions survive restarts)
+  --transport MODE     mtls (default: TLS with the workload certificate in
+                       identity.*, docs/identity.md) or plaintext (loopback only)
   --config FILE        YAML config: policy, signingKey, host, port, state,
-                       maxWaitSeconds, pollIntervalMs, logLevel
-                       (each also settable as BATON_<KEY>)
+                       maxWaitSeconds, pollIntervalMs, logLevel, transport,
+                       identity, spiffe (each also settable as BATON_<KEY>)
 
 keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
 into DIR; give the public key to sidecars and the STS as policy.publicKey.
@@ -82,6 +89,7 @@ export const policyServerCommand: Command = {
         state: { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
+        transport: { type: 'string' },
       },
       allowPositionals: false,
       strict: true,
@@ -96,6 +104,7 @@ export const policyServerCommand: Command = {
         port: values.port === undefined ? undefined : portNumber(values.port),
         state: values.state,
         logLevel: values['log-level'],
+        'transport.mode': values.transport,
       },
     });
     return await serve(config, context);
@@ -108,12 +117,14 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
   const signingKey = readSigningKey(config.signingKey);
   if (config.state !== undefined) prepareStateFolder(config.state);
   const watcher = createPolicyWatcher(config.policy, { logger, pollIntervalMs: config.pollIntervalMs });
+  const mesh = startMeshIdentity(config, 'the policy server', { logger });
   const server = createPolicyServer({
     watcher,
     signingKey,
     versions: createVersionCounter({ stateFile: config.state, now: Date.now }),
     logger,
     maxWaitSeconds: config.maxWaitSeconds,
+    mesh,
   });
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));
@@ -136,6 +147,7 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
     process.off('SIGINT', onSignal);
     watcher.close();
     await server.close();
+    mesh?.identity.close();
     // DESIGN "SIGTERM": spans flush before exit.
     await telemetry.shutdown();
     logger.flush();

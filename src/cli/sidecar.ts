@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
 import { describeKeys, formatKeys } from '../config/describe.ts';
-import { loadConfig } from '../config/load.ts';
-import { SidecarConfigSchema } from '../sidecar/config.ts';
+import { loadSidecarConfig, SidecarConfigSchema } from '../sidecar/config.ts';
 import { createSidecar } from '../sidecar/sidecar.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
@@ -33,9 +32,11 @@ Options:
   --config FILE       YAML config with the keys below
 ${flagLines.join('\n')}
 
-A flag wins over the environment, which wins over the file. SIGTERM:
-/readyz turns 503, in-flight requests finish within shutdown.graceMs, then
-the process exits 0.
+A flag wins over the environment, which wins over the file.
+transport.mode is mtls by default: the inbound port speaks TLS and every
+mesh hop is mutual TLS with the workload certificate (docs/identity.md);
+plaintext says so loudly. SIGTERM: /readyz turns 503, in-flight requests
+finish within shutdown.graceMs, then the process exits 0.
 
 Configuration keys (each also settable from its BATON_* variable):
 ${formatKeys(keys)}`;
@@ -58,7 +59,7 @@ export const sidecarCommand: Command = {
       },
       strict: true,
     });
-    const config = loadConfig(SidecarConfigSchema, {
+    const config = loadSidecarConfig({
       file: values.config,
       env: context.env,
       overrides: {

@@ -1,5 +1,9 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { Dispatcher } from 'undici';
+import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
+import { parseSpiffeId } from '../identity/spiffe-id.ts';
+import { startMeshIdentity } from '../identity/transport.ts';
 import { createPolicyClient } from '../policy/client.ts';
 import { createFilePolicySource, type PolicySource } from '../policy/source.ts';
 import { loadStsConfig, type StsConfig } from '../sts/config.ts';
@@ -69,7 +73,14 @@ export const stsCommand: Command = {
 async function serve(config: StsConfig, context: CliContext): Promise<number> {
   const logger = createLogger({ name: 'baton-sts', level: config.logLevel });
   const telemetry = await startTelemetry({ serviceName: 'baton-sts', env: context.env });
-  const policy = policySource(config, logger);
+  const mesh = startMeshIdentity(config, 'the STS', { logger });
+  // mtls: the policy server is reached over TLS and must present baton-policy-server's SPIFFE ID.
+  let meshClient: MeshClient | undefined;
+  if (mesh !== undefined && config.policy.url !== undefined) {
+    meshClient = createMeshClient({ identity: mesh.identity, logger });
+    meshClient.expect(config.policy.url, config.policy.spiffeId === undefined ? mesh.map.idOf('baton-policy-server') : parseSpiffeId(config.policy.spiffeId).id);
+  }
+  const policy = policySource(config, logger, meshClient?.dispatcher);
   const keys = await createKeyStore({
     dir: config.keys?.dir,
     alg: config.signingAlg,
@@ -79,7 +90,7 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
     logger,
   });
   const replay: ReplayStore = config.redis === undefined ? createMemoryReplayStore() : createRedisReplayStore({ url: config.redis, logger });
-  const server = createStsServer(config, { logger, policy, keys, replay });
+  const server = createStsServer(config, { logger, policy, keys, replay, mesh });
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -108,15 +119,17 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
     await policy.close();
     await replay.close();
     keys.close();
+    await meshClient?.close();
+    mesh?.identity.close();
     // DESIGN "SIGTERM": spans flush before exit.
     await telemetry.shutdown();
     logger.flush();
   }
 }
 
-function policySource(config: StsConfig, logger: Logger): PolicySource {
+function policySource(config: StsConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
   if (config.policy.file !== undefined) return createFilePolicySource(resolve(config.policy.file), { logger });
-  return createPolicyClient({ url: config.policy.url as string, publicKey: config.policy.publicKey as string, logger });
+  return createPolicyClient({ url: config.policy.url as string, publicKey: config.policy.publicKey as string, logger, ...(dispatcher === undefined ? {} : { dispatcher }) });
 }
 
 async function hashSecretCommand(context: CliContext): Promise<number> {

@@ -38,6 +38,8 @@ export interface BatonAccessTokenClaims {
   readonly sub_type: SubjectType;
   readonly acr?: string;
   readonly auth_time?: number;
+  /** RFC 8705 §3.1: the thumbprint of the client certificate the token is bound to. */
+  readonly cnf?: { readonly 'x5t#S256': string };
   /** RFC 8693 §4.4: who may act for this subject. */
   readonly may_act?: { readonly sub: string; readonly [member: string]: unknown };
 }

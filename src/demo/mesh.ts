@@ -3,15 +3,24 @@
  * docker-compose file: a dev IdP, the policy server, the STS, and for each
  * of gateway, orders and payments an app with its own sidecar. No Docker,
  * no Redis.
+ *
+ * mTLS by default, as in production: development workload certificates
+ * (src/identity/dev-ca.ts, in the csi-driver-spiffe layout) are written to
+ * the mesh's temporary directory, every hop between baton parts is mutual
+ * TLS checked by SPIFFE ID, and every token the STS mints is bound to its
+ * caller's certificate. The gateway, an entrypoint, also listens in
+ * plaintext for callers outside the mesh (the ingress's place).
  */
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
-import { request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
+import { type DevCa, writeDevIdentities } from '../identity/dev-ca.ts';
+import { createServiceMap, type ServiceMap } from '../identity/service-map.ts';
 import { stringify } from 'yaml';
 import type { DemoServiceName } from './apps.ts';
 import { freePort } from './free-port.ts';
@@ -26,9 +35,29 @@ export const DEMO_POLICY = BUNDLED ? join(dirname(HERE), 'shop.callgraph.yaml') 
 
 export interface ServicePorts {
   readonly app: number;
+  /** The sidecar's inbound port: TLS in mtls mode. */
   readonly inbound: number;
   readonly outbound: number;
   readonly admin: number;
+  /** Where a caller outside the mesh reaches the service: the gateway's plaintext entry port in mtls mode, else the inbound port. */
+  readonly entry: number;
+}
+
+/** The SPIFFE rule of the demo mesh: `spiffe://baton.demo/ns/demo/sa/<service>`. */
+export const DEMO_SPIFFE = { trustDomain: 'baton.demo', namespace: 'demo', template: '/ns/{namespace}/sa/{service}', ids: {} } as const;
+const STS_SERVICE = 'baton-sts';
+const POLICY_SERVER_SERVICE = 'baton-policy-server';
+
+export interface MeshIdentities {
+  /** Holds `ca/` and one csi-driver-spiffe folder (tls.crt, tls.key, ca.crt) per workload. */
+  readonly dir: string;
+  readonly map: ServiceMap;
+  /** The trust bundle (PEM). */
+  readonly bundle: string;
+  /** The development CA, for tests that issue more certificates (expired, a second key for one ID). */
+  readonly ca: DevCa;
+  /** A client for the mesh's https endpoints (readiness probes): trusts the bundle, presents no certificate. */
+  readonly dispatcher: Dispatcher;
 }
 
 export interface MeshProcess {
@@ -46,6 +75,9 @@ export interface Mesh {
   readonly policyUrl: string;
   readonly services: Readonly<Record<DemoServiceName, ServicePorts>>;
   readonly processes: readonly MeshProcess[];
+  readonly transport: 'mtls' | 'plaintext';
+  /** mtls mode: the development identities the mesh runs with. */
+  readonly identities: MeshIdentities | undefined;
   process(name: string): MeshProcess;
   /** A user token from the dev IdP, addressed to the gateway. */
   userToken(options: { sub: string; scope: string; acr?: string }): Promise<string>;
@@ -63,13 +95,22 @@ export interface MeshOptions {
   readonly logDir?: string;
   /** The script every baton process of the mesh runs (default: the CLI this module belongs to, bin/baton.js from the sources); e.g. a bundle built by scripts/build.ts. */
   readonly entry?: string;
+  /** mtls (the default, as in production) or plaintext. */
+  readonly transport?: 'mtls' | 'plaintext';
+  /** Services whose sidecar passes the verified bearer token to the app (`inbound.forwardToken`). */
+  readonly forwardToken?: readonly DemoServiceName[];
+  /** Apps already listening on these ports (a test's own app) instead of the demo app for those services. */
+  readonly apps?: Partial<Readonly<Record<DemoServiceName, number>>>;
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-demo-'));
   const processes: MeshProcess[] = [];
+  const mtls = (options.transport ?? 'mtls') === 'mtls';
+  let identities: MeshIdentities | undefined;
   const stopAll = async (): Promise<void> => {
     await Promise.all(processes.map((p) => stopProcess(p.child)));
+    await identities?.dispatcher.close();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -83,11 +124,29 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const [idpPort, stsPort, policyPort] = [await freePort(), await freePort(), await freePort()];
     const services = {} as Record<DemoServiceName, ServicePorts>;
     for (const name of DEMO_SERVICES) {
-      services[name] = { app: await freePort(), inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+      const inbound = await freePort();
+      services[name] = { app: options.apps?.[name] ?? (await freePort()), inbound, outbound: await freePort(), admin: await freePort(), entry: mtls && name === 'gateway' ? await freePort() : inbound };
     }
+    const scheme = mtls ? 'https' : 'http';
     const idpUrl = `http://127.0.0.1:${idpPort}`;
-    const stsUrl = `http://127.0.0.1:${stsPort}`;
-    const policyUrl = `http://127.0.0.1:${policyPort}`;
+    const stsUrl = `${scheme}://127.0.0.1:${stsPort}`;
+    const policyUrl = `${scheme}://127.0.0.1:${policyPort}`;
+    if (mtls) {
+      const map = createServiceMap(DEMO_SPIFFE);
+      const idDir = join(dir, 'identities');
+      const workloads = [...DEMO_SERVICES, STS_SERVICE, POLICY_SERVER_SERVICE].map((service) => ({ service, spiffeId: map.idOf(service) }));
+      await writeDevIdentities({ dir: idDir, trustDomain: DEMO_SPIFFE.trustDomain, services: workloads, validForMs: 24 * 3_600_000, layout: 'csi-driver-spiffe', now: new Date() });
+      const bundle = readFileSync(join(idDir, 'ca', 'ca.crt'), 'utf8');
+      const ca = { certPem: bundle, keyPem: readFileSync(join(idDir, 'ca', 'ca.key'), 'utf8') };
+      identities = { dir: idDir, map, bundle, ca, dispatcher: new Agent({ connect: { ca: bundle } }) };
+    }
+    const ids = identities;
+    // Each part's transport block: its own certificate files and the mesh's SPIFFE rule.
+    const transportOf = (workload: string): Record<string, unknown> =>
+      ids === undefined
+        ? { transport: { mode: 'plaintext' } }
+        : { transport: { mode: 'mtls' }, identity: { certFile: join(ids.dir, workload, 'tls.crt'), keyFile: join(ids.dir, workload, 'tls.key'), bundleFile: join(ids.dir, workload, 'ca.crt') }, spiffe: DEMO_SPIFFE };
+    const probe = ids?.dispatcher;
     // One key for the whole mesh, so baton.subject pseudonyms in spans join across processes.
     const telemetry = { subjectHashKey: randomBytes(24).toString('base64url') };
     const secrets = Object.fromEntries(DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')])) as Record<DemoServiceName, string>;
@@ -100,10 +159,9 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     };
 
     const idp = start('idp', ['demo', 'idp', '--port', String(idpPort)]);
-    const policyServer = start('policy-server', [
-      'policy-server', '--policy', policyFile, '--signing-key', join(dir, 'policy-signing.key.pem'), '--port', String(policyPort),
-    ]);
-    await Promise.all([waitForHttp(`${idpUrl}/jwks`, idp, timeoutMs), waitForHttp(`${policyUrl}/readyz`, policyServer, timeoutMs)]);
+    writeConfig(join(dir, 'policy-server.yaml'), { policy: policyFile, signingKey: join(dir, 'policy-signing.key.pem'), port: policyPort, ...transportOf(POLICY_SERVER_SERVICE) });
+    const policyServer = start('policy-server', ['policy-server', '--config', join(dir, 'policy-server.yaml')]);
+    await Promise.all([waitForHttp(`${idpUrl}/jwks`, idp, timeoutMs), waitForHttp(`${policyUrl}/readyz`, policyServer, timeoutMs, probe)]);
 
     writeConfig(join(dir, 'sts.yaml'), {
       issuer: stsUrl,
@@ -111,24 +169,32 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       tokenTtlSeconds: 300,
       policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
       keys: { dir: join(dir, 'sts-keys') },
-      clients: DEMO_SERVICES.map((id) => ({ id, secret: secrets[id] })),
+      // mtls: each sidecar's certificate is its credential (RFC 8705 tls_client_auth), and no secret is shipped.
+      clients: DEMO_SERVICES.map((id) => (mtls ? { id, tlsClientAuth: true } : { id, secret: secrets[id] })),
       externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }],
+      ...transportOf(STS_SERVICE),
       telemetry,
     });
     const sts = start('sts', ['sts', '--config', join(dir, 'sts.yaml')]);
-    await waitForHttp(`${stsUrl}/readyz`, sts, timeoutMs);
+    await waitForHttp(`${stsUrl}/readyz`, sts, timeoutMs, probe);
 
     for (const name of DEMO_SERVICES) {
       const ports = services[name];
-      start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
+      if (options.apps?.[name] === undefined) start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
       writeConfig(join(dir, `${name}-sidecar.yaml`), {
         service: name,
-        inbound: { port: ports.inbound, app: `http://127.0.0.1:${ports.app}` },
+        inbound: {
+          port: ports.inbound,
+          app: `http://127.0.0.1:${ports.app}`,
+          ...(ports.entry === ports.inbound ? {} : { plaintextPort: ports.entry }),
+          ...(options.forwardToken?.includes(name) === true ? { forwardToken: true } : {}),
+        },
         outbound: { port: ports.outbound },
         admin: { port: ports.admin },
-        sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
+        sts: { issuer: stsUrl, clientId: name, ...(mtls ? {} : { clientSecret: secrets[name] }) },
         policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
-        upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${services[n].inbound}`])),
+        upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `${scheme}://127.0.0.1:${services[n].inbound}`])),
+        ...transportOf(name),
         ...(options.redis === undefined ? {} : { redis: options.redis }),
         ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
         telemetry,
@@ -138,7 +204,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     await Promise.all(
       DEMO_SERVICES.flatMap((name) => [
         waitForHttp(`http://127.0.0.1:${services[name].admin}/readyz`, processes.find((p) => p.name === `${name}-sidecar`) as MeshProcess, timeoutMs),
-        waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs),
+        ...(options.apps?.[name] === undefined ? [waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs)] : []),
       ]),
     );
 
@@ -149,6 +215,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       policyUrl,
       services,
       processes,
+      transport: mtls ? 'mtls' : 'plaintext',
+      identities,
       process(name) {
         const found = processes.find((p) => p.name === name);
         if (found === undefined) throw new Error(`no mesh process named ${name}`);
@@ -207,9 +275,9 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-async function waitForHttp(url: string, owner: MeshProcess, timeoutMs: number): Promise<void> {
+async function waitForHttp(url: string, owner: MeshProcess, timeoutMs: number, dispatcher?: Dispatcher): Promise<void> {
   await poll(async () => {
-    const response = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+    const response = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000, ...(dispatcher === undefined ? {} : { dispatcher }) });
     await response.body.dump();
     return response.statusCode === 200;
   }, owner, timeoutMs, url);

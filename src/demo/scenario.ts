@@ -16,6 +16,10 @@ export interface DecisionRecord {
   readonly rule: string | undefined;
   readonly decision: string | undefined;
   readonly cause: string | undefined;
+  /** Inbound over mTLS: the SPIFFE ID of the peer that connected. */
+  readonly peer: string | undefined;
+  /** Inbound: whether the token was bound to that peer's certificate (RFC 8705). */
+  readonly bound: boolean | undefined;
 }
 
 export interface ScenarioResult {
@@ -26,14 +30,16 @@ export interface ScenarioResult {
   readonly decisions: readonly DecisionRecord[];
   readonly problem: Record<string, unknown> | undefined;
   readonly txn: string | undefined;
+  /** How the mesh hops ran: mtls (every hop mutual TLS, every token bound) or plaintext. */
+  readonly transport: 'mtls' | 'plaintext';
   readonly passed: boolean;
 }
 
 export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   // One token per scenario: a chain's txn is derived from the token that
   // started it, so each scenario's audit trail stands on its own.
-  const allowed = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
-  const denied = await postInbound(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+  const allowed = await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+  const denied = await postInbound(mesh.services.gateway.entry, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
   // Audit lines are written as the sidecars decide; give the pipes a moment.
   await new Promise((resolve) => setTimeout(resolve, 300));
 
@@ -42,16 +48,26 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   const deniedHops = hops(denied.body);
   const deniedDownstream = deniedHops[0]?.downstream;
   const problem = typeof deniedDownstream?.body === 'object' && deniedDownstream.body !== null ? (deniedDownstream.body as Record<string, unknown>) : undefined;
+  const allowedDecisions = decisionsFor(mesh, allowedTxn);
+  // mtls: each mesh hop's inbound saw its caller's certificate, and a token bound to it.
+  const overMtls =
+    mesh.identities === undefined ||
+    (['orders', 'payments'] as const).every((service, i) => {
+      const inbound = allowedDecisions.find((d) => d.service === service && d.direction === 'inbound');
+      return inbound?.bound === true && inbound.peer === mesh.identities?.map.idOf(i === 0 ? 'gateway' : 'orders');
+    });
   return [
     {
       name: 'allowed',
       description: 'alice → POST /checkout at gateway → orders → payments',
       status: allowed.status,
       hops: allowedHops,
-      decisions: decisionsFor(mesh, allowedTxn),
+      decisions: allowedDecisions,
       problem: undefined,
       txn: allowedTxn,
+      transport: mesh.transport,
       passed:
+        overMtls &&
         allowed.status === 200 &&
         allowedHops.length === 3 &&
         allowedHops[2]?.chain === 'gateway,orders' &&
@@ -65,6 +81,7 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
       decisions: decisionsFor(mesh, deniedHops[0]?.txn),
       problem,
       txn: deniedHops[0]?.txn,
+      transport: mesh.transport,
       passed: denied.status === 403 && deniedDownstream?.status === 403 && deniedHops.length === 1,
     },
   ];
@@ -111,6 +128,8 @@ function decisionsFor(mesh: Mesh, txn: string | undefined): DecisionRecord[] {
         rule: typeof line.rule === 'string' ? line.rule : undefined,
         decision: typeof line.decision === 'string' ? line.decision : undefined,
         cause: typeof line.cause === 'string' ? line.cause : undefined,
+        peer: typeof line.peer === 'string' ? line.peer : undefined,
+        bound: typeof line.bound === 'boolean' ? line.bound : undefined,
       });
     }
   }
@@ -130,12 +149,16 @@ export function formatScenarios(results: readonly ScenarioResult[]): string {
     for (const d of result.decisions) {
       lines.push(`     ${d.service.padEnd(9)} ${d.direction.padEnd(8)} → ${(d.target ?? '').padEnd(9)} ${String(d.decision).padEnd(6)} rule=${d.rule ?? '—'}${d.cause === undefined ? '' : ` cause=${d.cause}`}`);
     }
+    const meshHops = result.decisions.filter((d) => d.direction === 'inbound' && d.peer !== undefined);
+    if (result.transport === 'mtls' && meshHops.length > 0) lines.push('   mTLS hops (peer certificate → token binding):');
+    for (const d of meshHops) lines.push(`     ${d.service.padEnd(9)} ← ${d.peer ?? ''}  token ${d.bound === true ? 'bound to that certificate (cnf x5t#S256)' : 'NOT bound'}`);
     if (result.problem !== undefined) {
       lines.push(`   refused with ${result.status}: ${String(result.problem.title)} — ${String(result.problem.detail)}`);
     }
     const request = result.hops[0]?.request;
     if (result.txn !== undefined || request !== undefined) lines.push(`   txn ${result.txn ?? '—'}  request ${request ?? '—'}`);
-    lines.push(`   ${result.passed ? '✔' : '✘'} ${result.name === 'allowed' ? 'allowed end to end; no app held a bearer token' : 'refused by the policy at the caller\'s sidecar, before any token exchange'}${result.passed ? '' : ' — NOT as expected'}`);
+    const allowedText = result.transport === 'mtls' ? 'allowed end to end over mTLS, every token bound to its caller\'s certificate; no app held a bearer token' : 'allowed end to end; no app held a bearer token';
+    lines.push(`   ${result.passed ? '✔' : '✘'} ${result.name === 'allowed' ? allowedText : 'refused by the policy at the caller\'s sidecar, before any token exchange'}${result.passed ? '' : ' — NOT as expected'}`);
   }
   lines.push('', ...legend(results.find((r) => r.name === 'allowed')));
   return lines.join('\n');

@@ -30,3 +30,16 @@ export const SpiffeMappingConfigSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 export type SpiffeMappingConfig = Static<typeof SpiffeMappingConfigSchema>;
+
+/**
+ * `transport.mode`: `mtls` (the default) puts every mesh hop on mutual TLS
+ * with the workload identity above; `plaintext` is for loopback development
+ * or behind a mesh that already does mTLS, and says so loudly at start.
+ */
+export const TransportConfigSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')], { default: 'mtls', description: 'mtls (every mesh hop on mutual TLS) or plaintext (loopback development only)' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type TransportConfig = Static<typeof TransportConfigSchema>;

@@ -90,3 +90,17 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
 }
 
 const PEERS = new WeakMap<TLSSocket, PeerIdentity | undefined>();
+
+/**
+ * On a port where client certificates are optional, a certificate that is
+ * presented must still verify against the bundle: node lets an unverified
+ * one through (`rejectUnauthorized: false`), so such connections are cut
+ * as soon as the handshake ends, before a request is read.
+ */
+export function refuseUnverifiedPeers(server: { on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown }): void {
+  server.on('secureConnection', (socket) => {
+    if (socket.authorized) return;
+    const presented = socket.getPeerCertificate();
+    if (presented !== null && typeof presented === 'object' && Object.keys(presented).length > 0) socket.destroy();
+  });
+}

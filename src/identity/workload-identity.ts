@@ -43,6 +43,8 @@ export interface IdentityStatus {
   readonly reason?: string;
   /** Seconds until the current certificate expires; absent when there is none. */
   readonly expiresInSeconds?: number;
+  /** Epoch milliseconds the current certificate expires at; absent when there is none. */
+  readonly notAfter?: number;
 }
 
 export interface WorkloadIdentity {
@@ -118,10 +120,11 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
       if (svid === undefined) return { state: 'missing', reason: lastFailure?.code ?? 'BATON_IDENTITY_MISSING' };
       const left = svid.notAfter - now();
       const expiresInSeconds = Math.floor(left / 1000);
-      if (valid() === undefined) return { state: 'expired', reason: lastFailure?.code ?? 'BATON_IDENTITY_EXPIRED', expiresInSeconds };
+      const notAfter = svid.notAfter;
+      if (valid() === undefined) return { state: 'expired', reason: lastFailure?.code ?? 'BATON_IDENTITY_EXPIRED', expiresInSeconds, notAfter };
       const nearExpiry = left < (svid.notAfter - svid.notBefore) * options.nearExpiryFraction;
       const reason = lastFailure === undefined ? {} : { reason: lastFailure.code };
-      return { state: nearExpiry ? 'near_expiry' : 'ready', ...reason, expiresInSeconds };
+      return { state: nearExpiry ? 'near_expiry' : 'ready', ...reason, expiresInSeconds, notAfter };
     },
     onRotate(listener) {
       listeners.add(listener);

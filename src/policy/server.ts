@@ -6,9 +6,13 @@
  * without asking every second.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
 import { defineError, isBatonError, type BatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { secureContextOptions } from '../identity/tls.ts';
+import type { MeshIdentity } from '../identity/transport.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { policyToJSON } from './parse.ts';
 import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
@@ -88,6 +92,8 @@ export interface PolicyServerOptions {
   readonly maxWaitSeconds?: number;
   /** Long-polls held at once; more are answered 503 with Retry-After. Default 10 000. */
   readonly maxWaiters?: number;
+  /** mtls mode: serve on TLS 1.3 with this workload identity (src/identity/transport.ts). */
+  readonly mesh?: MeshIdentity | undefined;
 }
 
 export interface PolicyServer {
@@ -131,7 +137,30 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
   if (initial !== undefined) publish(initial);
   const unsubscribe = options.watcher.onChange(publish);
 
-  const app = Fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: true, forceCloseConnections: true });
+  let stopRotating: (() => void) | undefined;
+  /**
+   * mtls: TLS with the policy server's certificate, so sidecars and the STS
+   * know they reach baton-policy-server (the policy is signed as well; TLS
+   * adds server authentication and keeps the call graph off the wire).
+   * Client certificates are not asked for: the policy is not a secret per
+   * caller. A rotation swaps the secure context without dropping long polls.
+   */
+  const tlsServerFactory =
+    (m: MeshIdentity) =>
+    (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
+      const svid = m.identity.current();
+      const server = createTlsServer(svid === undefined ? { minVersion: 'TLSv1.3' } : secureContextOptions(svid), handler);
+      stopRotating = m.identity.onRotate((next) => server.setSecureContext(secureContextOptions(next)));
+      // An https.Server is an http.Server to fastify; its types just do not say so.
+      return server as unknown as Server;
+    };
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    ...(options.mesh === undefined ? {} : { serverFactory: tlsServerFactory(options.mesh) }),
+  });
 
   app.setErrorHandler((error, request, reply) => {
     const problem = isBatonError(error) ? error : undefined;
@@ -143,6 +172,10 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     if (published === undefined || closing) return sendProblem(reply, new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
+    // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
+    if (options.mesh !== undefined && options.mesh.identity.current() === undefined) {
+      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${options.mesh.identity.status().reason ?? 'missing'})`));
+    }
     return { status: 'ready', version: published.version, digest: published.digest };
   });
 
@@ -188,6 +221,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
       for (const waiter of [...waiters]) waiter.release(undefined);
       await publishing;
       await app.close();
+      stopRotating?.();
     },
   };
 }

@@ -5,6 +5,7 @@
  * ports so that neither an app nor a caller can reach it through them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IdentityState, IdentityStatus } from '../identity/workload-identity.ts';
 import type { SidecarMetrics } from './metrics.ts';
 
 export interface AdminOptions {
@@ -14,6 +15,8 @@ export interface AdminOptions {
   /** Why, in sentences a person can act on (a policy that does not parse or does not name this service). */
   readonly problems?: () => readonly string[];
   readonly metrics: SidecarMetrics;
+  /** mtls mode: the workload identity's state, for `/readyz` and the identity gauges. */
+  readonly identity?: () => IdentityStatus;
 }
 
 export function createAdminHandler(options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -25,9 +28,10 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
       case '/livez':
         return send(res, 200, 'text/plain', 'ok\n');
       case '/readyz': {
-        if (options.ready()) return send(res, 200, 'text/plain', 'ready\n');
+        const identity = identityLine(options.identity?.());
+        if (options.ready()) return send(res, 200, 'text/plain', `ready\n${identity}`);
         const why = options.problems?.() ?? [];
-        return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n${why.map((line) => `${line}\n`).join('')}`);
+        return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n${identity}${why.map((line) => `${line}\n`).join('')}`);
       }
       case '/metrics':
         return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render() + readinessMetrics(options));
@@ -38,7 +42,16 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
 }
 
 // What readiness waits for (src/sidecar/wiring.ts), as gauge labels: the policy source and the STS's keys and endpoint.
-const DEPENDENCIES: Readonly<Record<string, string>> = { policy: 'policy', 'sts keys': 'sts_keys', 'token endpoint': 'token_endpoint' };
+const DEPENDENCIES: Readonly<Record<string, string>> = { policy: 'policy', 'sts keys': 'sts_keys', 'token endpoint': 'token_endpoint', identity: 'identity' };
+const IDENTITY_STATES: readonly IdentityState[] = ['ready', 'near_expiry', 'missing', 'expired'];
+
+/** Why the identity is (not) fit for mTLS, for people reading `/readyz`: state, time left, the last reload failure. */
+function identityLine(status: IdentityStatus | undefined): string {
+  if (status === undefined) return '';
+  const left = status.expiresInSeconds === undefined ? '' : `, expires in ${status.expiresInSeconds}s`;
+  const reason = status.reason === undefined ? '' : `, ${status.reason}`;
+  return `identity: ${status.state}${left}${reason}\n`;
+}
 
 /** Whether the sidecar is ready, and which dependency it still lacks (a failing JWKS or policy server shows here). */
 function readinessMetrics(options: AdminOptions): string {
@@ -50,7 +63,17 @@ function readinessMetrics(options: AdminOptions): string {
     '# HELP baton_dependency_ready Whether a dependency readiness waits for is in hand (1) or not (0).',
     '# TYPE baton_dependency_ready gauge',
   ];
-  for (const [waitingName, label] of Object.entries(DEPENDENCIES)) lines.push(`baton_dependency_ready{dependency="${label}"} ${missing.has(waitingName) ? 0 : 1}`);
+  for (const [waitingName, label] of Object.entries(DEPENDENCIES)) {
+    if (waitingName === 'identity' && options.identity === undefined) continue;
+    lines.push(`baton_dependency_ready{dependency="${label}"} ${missing.has(waitingName) ? 0 : 1}`);
+  }
+  const identity = options.identity?.();
+  if (identity !== undefined) {
+    lines.push('# HELP baton_identity_state The workload identity\'s state: 1 for the current one of ready, near_expiry, missing, expired.', '# TYPE baton_identity_state gauge');
+    for (const state of IDENTITY_STATES) lines.push(`baton_identity_state{state="${state}"} ${identity.state === state ? 1 : 0}`);
+    lines.push('# HELP baton_identity_expiry_timestamp_seconds When the workload certificate in use expires (Unix seconds; 0: none).', '# TYPE baton_identity_expiry_timestamp_seconds gauge');
+    lines.push(`baton_identity_expiry_timestamp_seconds ${identity.notAfter === undefined ? 0 : Math.floor(identity.notAfter / 1000)}`);
+  }
   return lines.join('\n') + '\n';
 }
 

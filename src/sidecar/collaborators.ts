@@ -7,10 +7,10 @@
  */
 import type { CompiledPolicy } from '../policy/decision.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
-import type { IssuedToken } from './exchange/exchanger.ts';
+import type { CertificateBinding, IssuedToken } from './exchange/exchanger.ts';
 
 /** The parts of a verified access token the sidecar reads (src/token/verifier.ts). */
-export type VerifiedSubject = Pick<VerifiedToken, 'kind' | 'subject' | 'user' | 'chain' | 'scopes' | 'txn' | 'acr' | 'expiresAt'>;
+export type VerifiedSubject = Pick<VerifiedToken, 'kind' | 'subject' | 'user' | 'chain' | 'scopes' | 'txn' | 'acr' | 'expiresAt'> & Partial<Pick<VerifiedToken, 'clientId' | 'confirmation'>>;
 
 export interface TokenVerifier<V extends VerifiedSubject = VerifiedSubject> {
   verify(token: string, expected: { audience: string }): Promise<V>;
@@ -29,8 +29,8 @@ export interface ContextHandles<V extends VerifiedSubject = VerifiedSubject> {
 export type { IssuedToken };
 
 export interface TokenExchanger {
-  exchange(req: { subjectToken: string; subjectTokenType: string; audience: string; scope?: string }): Promise<IssuedToken>;
-  serviceToken(req: { audience: string; scope?: string }): Promise<IssuedToken>;
+  exchange(req: { subjectToken: string; subjectTokenType: string; audience: string; scope?: string; binding?: CertificateBinding | undefined }): Promise<IssuedToken>;
+  serviceToken(req: { audience: string; scope?: string; binding?: CertificateBinding | undefined }): Promise<IssuedToken>;
 }
 
 /** The call-graph policy in force; read once per request so a reload never changes a request halfway. */

@@ -4,10 +4,14 @@
  * `loadConfig` into a frozen object; nothing deeper reads the environment.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { ConfigError } from '../config/config-error.ts';
+import { loadConfig, type LoadOptions } from '../config/load.ts';
+import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
+const SpiffeIdText = Type.String({ pattern: '^spiffe://[^\\s]+$', description: 'a SPIFFE ID' });
 const PositiveMs = (fallback: number, description: string) => Type.Integer({ minimum: 1, default: fallback, description });
 
 export const SidecarConfigSchema = Type.Object(
@@ -24,6 +28,11 @@ export const SidecarConfigSchema = Type.Object(
         forwardToken: Type.Boolean({ default: false, description: 'also pass the verified Authorization header to the app' }),
         timeoutMs: PositiveMs(30_000, 'how long the app may take to answer (time to response headers and between body chunks)'),
         maxConcurrent: Type.Integer({ minimum: 1, default: 1024, description: 'requests in flight before answering 503' }),
+        clientCertificate: Type.Union([Type.Literal('required'), Type.Literal('optional')], {
+          default: 'required',
+          description: "mtls mode: whether callers must present a client certificate (optional only for an entrypoint behind an ingress outside the mesh)",
+        }),
+        plaintextPort: Type.Optional(Type.Integer({ ...Port, description: 'mtls mode, entrypoints only: a second inbound port in plaintext, behind the ingress; it accepts external-IdP tokens only, never mesh tokens' })),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -33,7 +42,7 @@ export const SidecarConfigSchema = Type.Object(
         // Whoever reaches the outbound port calls out as this service: only
         // the app in the same pod (network namespace) may, so loopback by default.
         host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the outbound port (keep it on loopback: anyone who reaches it acts as this service)' }),
-        defaultUpstreamPort: Type.Integer({ ...Port, default: 7070, description: 'inbound port of other sidecars, for services not listed in upstreams' }),
+        defaultUpstreamPort: Type.Integer({ ...Port, default: 7070, description: 'inbound port of other sidecars, for services not listed in upstreams (https://<service>:<port> in mtls mode, http:// in plaintext)' }),
         timeoutMs: PositiveMs(30_000, 'how long an upstream may take to answer'),
         maxConcurrent: Type.Integer({ minimum: 1, default: 1024 }),
       },
@@ -44,10 +53,15 @@ export const SidecarConfigSchema = Type.Object(
       {
         issuer: HttpUrl,
         clientId: Type.String({ minLength: 1 }),
-        clientSecret: Type.String({ minLength: 1, description: 'a non-empty client secret' }),
-        authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }),
+        clientSecret: Type.Optional(Type.String({ minLength: 1, description: 'a non-empty client secret (client_secret_basic, client_secret_post)' })),
+        authMethod: Type.Optional(
+          Type.Union([Type.Literal('tls_client_auth'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], {
+            description: 'how the sidecar authenticates to the STS; default tls_client_auth in mtls mode (RFC 8705 §2.1), client_secret_basic in plaintext mode',
+          }),
+        ),
         tokenEndpoint: Type.Optional(HttpUrl),
         jwksUri: Type.Optional(HttpUrl),
+        spiffeId: Type.Optional({ ...SpiffeIdText, description: "mtls mode: the STS's SPIFFE ID (default: the ID the spiffe rule gives baton-sts)" }),
       },
       { additionalProperties: false },
     ),
@@ -56,6 +70,7 @@ export const SidecarConfigSchema = Type.Object(
         url: Type.Optional(HttpUrl),
         publicKey: Type.Optional(Type.String({ minLength: 1, description: 'path to the PEM (SPKI) key the policy server signs with' })),
         file: Type.Optional(Type.String({ minLength: 1, description: 'a policy file or directory, instead of a policy server' })),
+        spiffeId: Type.Optional({ ...SpiffeIdText, description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" }),
       },
       { additionalProperties: false },
     ),
@@ -88,6 +103,9 @@ export const SidecarConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    transport: TransportConfigSchema,
+    identity: WorkloadIdentityConfigSchema,
+    spiffe: SpiffeMappingConfigSchema,
     telemetry: TelemetryConfigSchema,
     shutdown: Type.Object({ graceMs: PositiveMs(10_000, 'how long in-flight requests may take to finish after SIGTERM') }, { additionalProperties: false, default: {} }),
   },
@@ -95,3 +113,47 @@ export const SidecarConfigSchema = Type.Object(
 );
 
 export type SidecarConfig = Readonly<Static<typeof SidecarConfigSchema>>;
+
+/** The service names the STS and the policy server run as, for the SPIFFE rule (docs/identity.md). */
+export const STS_SERVICE = 'baton-sts';
+export const POLICY_SERVER_SERVICE = 'baton-policy-server';
+
+export type StsAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
+
+/** RFC 8705 §2.1 `tls_client_auth` by default in mtls mode; a secret in plaintext mode. */
+export function stsAuthMethod(config: SidecarConfig): StsAuthMethod {
+  return config.sts.authMethod ?? (config.transport.mode === 'mtls' ? 'tls_client_auth' : 'client_secret_basic');
+}
+
+export function loadSidecarConfig(options: LoadOptions): SidecarConfig {
+  const config = loadConfig(SidecarConfigSchema, options);
+  checkSidecarConfig(config, options.file ?? '(no config file)');
+  return config;
+}
+
+/** The rules that span fields: an mtls sidecar never talks plaintext to the mesh, and each auth method has its credential. */
+export function checkSidecarConfig(config: SidecarConfig, source: string): void {
+  const method = stsAuthMethod(config);
+  if (method !== 'tls_client_auth' && config.sts.clientSecret === undefined) {
+    throw new ConfigError(source, 'sts.clientSecret', `a client secret for sts.authMethod ${method}`, 'none');
+  }
+  if (config.transport.mode === 'plaintext') {
+    if (method === 'tls_client_auth') throw new ConfigError(source, 'sts.authMethod', 'a client secret method: tls_client_auth needs transport.mode mtls', method);
+    if (config.inbound.plaintextPort !== undefined) throw new ConfigError(source, 'inbound.plaintextPort', 'no second plaintext port: in plaintext mode the inbound port is already plaintext', String(config.inbound.plaintextPort));
+    return;
+  }
+  // mtls: every mesh hop is https; a plain http:// URL here would be a silent fallback to plaintext.
+  const meshUrls: Array<[string, string | undefined]> = [
+    ['sts.issuer', config.sts.issuer],
+    ['sts.tokenEndpoint', config.sts.tokenEndpoint],
+    ['sts.jwksUri', config.sts.jwksUri],
+    ['policy.url', config.policy.url],
+    ...Object.entries(config.upstreams).map(([name, url]): [string, string] => [`upstreams.${name}`, url]),
+  ];
+  for (const [key, url] of meshUrls) {
+    if (url !== undefined && !url.startsWith('https://')) throw new ConfigError(source, key, 'an https:// URL in transport.mode mtls', url);
+  }
+  if (config.inbound.plaintextPort !== undefined && config.inbound.plaintextPort === config.inbound.port && config.inbound.port !== 0) {
+    throw new ConfigError(source, 'inbound.plaintextPort', 'a port other than inbound.port', String(config.inbound.plaintextPort));
+  }
+}

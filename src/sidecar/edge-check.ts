@@ -23,6 +23,10 @@ export interface EdgeContext {
   readonly metrics: SidecarMetrics;
   /** `baton.subject` in spans; without it spans carry no subject. */
   readonly pseudonym?: SubjectPseudonym;
+  /** Inbound over mTLS: the SPIFFE ID of the connected peer. */
+  readonly peer?: string;
+  /** Inbound: whether the token was certificate-bound (RFC 8705 §3). */
+  readonly bound?: boolean;
 }
 
 /** Decides, audits, and throws when the call must stop. */
@@ -59,6 +63,8 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context:
       txn: context.txn,
       request: context.request,
       policyVersion: context.policyVersion,
+      peer: context.peer,
+      bound: context.bound,
     },
     'decision',
   );

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
 import type { BatonError } from '../core/errors.ts';
 import { isBatonHeader } from './identity-headers.ts';
-import { UpstreamTimeoutError, UpstreamUnreachableError } from './problems.ts';
+import { UpstreamIdentityMismatchError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnreachableError } from './problems.ts';
 
 // RFC 9110 §7.6.1: hop-by-hop fields, plus the pre-standard ones proxies still see.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
@@ -76,6 +76,8 @@ export interface ForwardTarget {
   readonly headers: readonly string[];
   /** Time to response headers, and the longest pause between body chunks. */
   readonly timeoutMs: number;
+  /** mtls: the mesh agent of the certificate generation this request is bound to; else a plain keep-alive pool per origin. */
+  readonly dispatcher?: Dispatcher;
 }
 
 export interface Forwarder {
@@ -116,8 +118,9 @@ export function createForwarder(options: { connectTimeoutMs?: number } = {}): Fo
         };
         const onDrain = (): void => controller?.resume();
         res.once('close', onClose);
-        poolFor(target.origin).dispatch(
+        (target.dispatcher ?? poolFor(target.origin)).dispatch(
           {
+            origin: target.origin,
             path: target.path,
             method: req.method as Dispatcher.HttpMethod,
             headers: target.headers as string[],
@@ -182,10 +185,14 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+// OpenSSL verification and handshake failures as node reports them (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_…).
+const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ECONNRESET_TLS)/;
 
 /** The upstream failure as a problem; the message names the failure class, never upstream content. */
 export function upstreamError(error: unknown): BatonError {
   const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : 'unknown';
   if (TIMEOUT_CODES.has(code)) return new UpstreamTimeoutError(`expected the upstream to answer in time, got ${code}`, { cause: error });
+  if (code === 'BATON_IDENTITY_PEER_MISMATCH') return new UpstreamIdentityMismatchError('expected the upstream to present the target service\'s SPIFFE ID, got another; nothing was sent', { cause: error });
+  if (TLS_CODE.test(code)) return new UpstreamTlsError(`expected a TLS handshake with a certificate from the trust bundle, got ${code}; nothing was sent`, { cause: error });
   return new UpstreamUnreachableError(`expected the upstream to accept the request, got ${code}`, { cause: error });
 }

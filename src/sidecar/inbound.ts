@@ -2,9 +2,10 @@
  * The inbound port: what the pod's Service targets. Each request goes
  * through these steps, in this order (DESIGN.md, "Sidecar"):
  *
- *   ready → admit → bearer token (size, alphabet) → verify (cached until
- *   exp) → chain check against the policy → strip baton-* → identity
- *   headers → forward to the app, streaming both ways
+ *   ready → admit → TLS peer (its SPIFFE ID maps to a service) → bearer
+ *   token (size, alphabet) → verify (cached until exp) → certificate
+ *   binding (RFC 8705 §3) → chain check against the policy → strip
+ *   baton-* → identity headers → forward to the app, streaming both ways
  *
  * Any step may stop the request with a problem document; nothing after a
  * failed step runs.
@@ -23,10 +24,15 @@ import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
+import { BINDING_ERROR_CODES, checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
 import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
 
 export interface InboundOptions<V extends VerifiedSubject> {
   readonly service: string;
+  /** The listener this handler serves: plaintext mode, the mTLS port, or an entrypoint's plaintext port in mtls mode. */
+  readonly listener: Listener;
+  /** The verified TLS peer of a request (src/sidecar/token-binding.ts `peerOf`); absent in plaintext mode. */
+  readonly peerOf?: (req: IncomingMessage) => Peer | undefined;
   /** The app's origin, `http://127.0.0.1:8080`. */
   readonly appOrigin: string;
   readonly forwardToken: boolean;
@@ -61,6 +67,9 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
     const path = originFormPath(req.url);
 
+    // 1b. Who is on the other end of the TLS connection: a certificate that maps to no service is refused.
+    const peer = options.peerOf?.(req);
+
     // 2. The bearer token, limited before anything parses it.
     const token = bearerToken(req, options.maxTokenBytes);
     if (token === undefined) throw new UnauthenticatedError('expected an Authorization: Bearer token, got none');
@@ -69,13 +78,28 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
     const verified = await verify(token);
 
+    // 3b. RFC 8705 §3: a bound token only with its certificate, from the workload it names as caller; per request, never cached.
+    checkTokenBinding(verified, peer, options.listener);
+
     // 4. The chain the token carries, against the policy for this method and path. The request id
     //    continues the caller's when the caller is a mesh service, and starts here otherwise.
     const request = (verified.kind === 'mesh' ? options.requestIds.accept(req.headers[REQUEST_HEADER]) : undefined) ?? options.requestIds.mint();
     checkEdge(
       policy,
       { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
-      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, request, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      {
+        direction: 'inbound',
+        service,
+        subject: verified.subject,
+        txn: verified.txn,
+        request,
+        policyVersion: options.policy.version(),
+        logger,
+        metrics,
+        pseudonym: options.subjectPseudonym,
+        ...(peer === undefined ? {} : { peer: peer.spiffeId }),
+        bound: verified.confirmation !== undefined,
+      },
     );
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
@@ -122,6 +146,11 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
       (error: unknown) => {
         const problem = asBatonError(error);
         metrics.request('inbound', problem.code);
+        if (BINDING_ERROR_CODES.has(problem.code)) {
+          metrics.bindingRefusal(problem.code);
+          // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
+          span?.setAttribute('error.type', problem.code);
+        }
         if (problem.status >= 500) logger.warn({ event: 'inbound_failed', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, tokenSeen.present);

@@ -22,6 +22,8 @@ export interface SidecarMetrics {
   exchangeDuration(seconds: number): void;
   tokenCache(result: string): void;
   policyVersion(version: number): void;
+  /** An inbound token refused for its certificate binding (RFC 8705 §3), by code. */
+  bindingRefusal(code: string): void;
   inflight(direction: Direction, delta: 1 | -1): void;
   render(): string;
 }
@@ -34,6 +36,7 @@ export function createSidecarMetrics(): SidecarMetrics {
   const shadowDenials = counter();
   const cache = counter();
   const inflight = counter();
+  const bindingRefusals = counter();
   let policyVersion = 0;
   let policyUpdates = 0;
   const buckets = DEFAULT_BUCKETS.map(() => 0);
@@ -46,6 +49,7 @@ export function createSidecarMetrics(): SidecarMetrics {
     shadowDenial: (target, rule) => shadowDenials.add({ target, rule }, 1),
     tokenCache: (result) => cache.add({ result }, 1),
     inflight: (direction, delta) => inflight.add({ direction }, delta),
+    bindingRefusal: (code) => bindingRefusals.add({ code }, 1),
     policyVersion(version) {
       if (version !== policyVersion) policyUpdates++;
       policyVersion = version;
@@ -61,6 +65,7 @@ export function createSidecarMetrics(): SidecarMetrics {
       family(lines, 'baton_decisions_total', 'counter', 'Call-graph policy decisions, by rule and decision.', decisions.series());
       family(lines, 'baton_shadow_denials_total', 'counter', 'Calls a shadow-mode rule would have denied and let through, by target and rule.', shadowDenials.series());
       family(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', cache.series());
+      family(lines, 'baton_token_binding_refusals_total', 'counter', 'Inbound tokens refused for their certificate binding (RFC 8705), by code.', bindingRefusals.series());
       family(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
       family(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [{ labels: '', value: policyVersion }]);
       family(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [{ labels: '', value: policyUpdates }]);

@@ -18,12 +18,15 @@ import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
 import { type Endpoint, batonTracer, describeEgressTarget, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
+import type { MeshClient } from '../identity/mesh-client.ts';
+import type { ServiceMap } from '../identity/service-map.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import type { ContextHandles, IssuedToken, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import { checkEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
+import type { CertificateBinding } from './exchange/exchanger.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
@@ -31,6 +34,7 @@ import type { SidecarMetrics } from './metrics.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import {
   BadRequestError,
+  IdentityUnavailableError,
   MethodNotAllowedError,
   NotReadyError,
   OverloadedError,
@@ -42,8 +46,10 @@ import {
 
 export interface OutboundOptions<V extends VerifiedSubject> {
   readonly service: string;
-  /** Service name → upstream origin; services not listed go to `http://<name>:<defaultUpstreamPort>`. */
+  /** Service name → upstream origin; services not listed go to `http(s)://<name>:<defaultUpstreamPort>`. */
   readonly upstreams: Readonly<Record<string, string>>;
+  /** mtls mode: upstreams over mTLS, each expected to present its service's SPIFFE ID, and tokens bound to our certificate. */
+  readonly mesh?: { readonly client: MeshClient; readonly map: ServiceMap } | undefined;
   readonly defaultUpstreamPort: number;
   readonly timeoutMs: number;
   readonly maxTokenBytes: number;
@@ -77,12 +83,19 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   const traced = tracingActive();
   const tracer = batonTracer();
   const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
-  const upstreams = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, upstreamOf(new URL(url))]));
+  const { mesh } = options;
+  const scheme = mesh === undefined ? 'http' : 'https';
+  // mtls: the upstream's certificate must name the target's SPIFFE ID, or the handshake fails before a token is written.
+  const upstream = (name: string, url: string): Upstream => {
+    mesh?.client.expect(url, mesh.map.idOf(name));
+    return upstreamOf(new URL(url));
+  };
+  const upstreams = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, upstream(name, url)]));
   // Only names the policy knows get here, so the memo is bounded by the call graph.
   const upstreamFor = (name: string): Upstream => {
-    let upstream = upstreams.get(name);
-    if (upstream === undefined) upstreams.set(name, (upstream = upstreamOf(new URL(`http://${name}:${options.defaultUpstreamPort}`))));
-    return upstream;
+    let found = upstreams.get(name);
+    if (found === undefined) upstreams.set(name, (found = upstream(name, `${scheme}://${name}:${options.defaultUpstreamPort}`)));
+    return found;
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
@@ -94,6 +107,10 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const target = requestTarget(req);
     if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
     const upstream = upstreamFor(target.service);
+    // mtls: the certificate generation this request uses, read once: the token is bound to it and travels on it.
+    const generation = mesh?.client.current();
+    if (mesh !== undefined && generation === undefined) throw new IdentityUnavailableError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext');
+    const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
     const pathOnly = target.path.split('?', 1)[0] as string;
     if (traced) describeEgressTarget(target.service, upstream, pathOnly);
 
@@ -121,13 +138,13 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
-    const issued = await obtainToken(target.service, subject);
+    const issued = await obtainToken(target.service, subject, binding);
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return String(await options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs }));
+    return String(await options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs, ...(binding === undefined ? {} : { dispatcher: binding.dispatcher }) }));
   }
 
   async function findSubject(req: IncomingMessage): Promise<Subject<V> | undefined> {
@@ -149,14 +166,14 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     return { subjectToken: token, verified };
   }
 
-  async function obtainToken(audience: string, subject: Subject<V> | undefined): Promise<IssuedToken> {
+  async function obtainToken(audience: string, subject: Subject<V> | undefined, binding: CertificateBinding | undefined): Promise<IssuedToken> {
     const exchanger = options.exchanger();
     if (exchanger === undefined) throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
     const started = options.now();
     const issued =
       subject === undefined
-        ? await exchanger.serviceToken({ audience })
-        : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience });
+        ? await exchanger.serviceToken({ audience, binding })
+        : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience, binding });
     metrics.exchangeDuration((options.now() - started) / 1000);
     metrics.tokenCache(issued.cached);
     if (traced) recordExchangeCache(issued.cached);

@@ -18,6 +18,12 @@ export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', 
 export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed' });
 export const UpstreamTimeoutError = defineError({ code: 'BATON_UPSTREAM_TIMEOUT', status: 504, title: 'Upstream did not answer in time' });
 export const UpstreamUnreachableError = defineError({ code: 'BATON_UPSTREAM_UNREACHABLE', status: 502, title: 'Upstream unreachable' });
+/** mtls: the upstream's certificate names another SPIFFE ID than the target service's; nothing was sent. */
+export const UpstreamIdentityMismatchError = defineError({ code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', status: 502, title: 'Upstream presented a certificate for another service' });
+/** mtls: the TLS handshake with the upstream failed (untrusted or expired certificate, or no TLS at all); nothing was sent. */
+export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED', status: 502, title: 'TLS handshake with the upstream failed' });
+/** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
+export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
 export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
 export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503, title: 'Sidecar not ready' });
 export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error' });

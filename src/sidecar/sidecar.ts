@@ -3,12 +3,17 @@
  * collaborators (policy source, token verifier and caches, context-handle
  * store, exchange client), and the shutdown that drains them.
  *
- * The data-plane servers are plain node:http: the hot path needs exact
- * control of headers and streaming, and must cost little.
+ * The data-plane servers are plain node:http (node:https for the inbound
+ * port in mtls mode): the hot path needs exact control of headers and
+ * streaming, and must cost little.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
+import { serverTlsOptions } from '../identity/tls.ts';
+import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
@@ -21,6 +26,7 @@ import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './request-id.ts';
 import { MethodNotAllowedError } from './problems.ts';
+import { peerOf } from './token-binding.ts';
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
 export interface Collaborators<V extends VerifiedSubject = VerifiedSubject> {
@@ -58,6 +64,13 @@ export interface SidecarPorts {
   readonly inbound: number;
   readonly outbound: number;
   readonly admin: number;
+  /** mtls mode, entrypoints: the plaintext inbound port behind the ingress, when configured. */
+  readonly plaintextInbound?: number;
+}
+
+/** mtls mode: the workload identity, the SPIFFE rule and the mesh client built from them, shared by every collaborator. */
+export interface SidecarMesh extends MeshIdentity {
+  readonly client: MeshClient;
 }
 
 export interface Sidecar {
@@ -74,11 +87,15 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const forwarder = createForwarder();
   const inboundInflight = createInflight(config.inbound.maxConcurrent, (d) => metrics.inflight('inbound', d));
   const outboundInflight = createInflight(config.outbound.maxConcurrent, (d) => metrics.inflight('outbound', d));
+  const meshIdentity = startMeshIdentity(config, `sidecar ${config.service}`, { logger, now });
+  const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger }) };
   let collaborators: Collaborators | undefined;
   let closing = false;
   const servers: Server[] = [];
 
-  const waitingFor = (): string[] => (collaborators === undefined ? ['startup'] : collaborators.waitingFor());
+  // mtls: without a valid certificate nothing can be sent or received, so readiness waits for it too.
+  const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
+  const waitingFor = (): string[] => [...(collaborators === undefined ? ['startup'] : collaborators.waitingFor()), ...(identityMissing() ? ['identity'] : [])];
   const problems = (): string[] => collaborators?.problems?.() ?? [];
   let problemTimer: NodeJS.Timeout | undefined;
   let announced: readonly string[] = [];
@@ -95,12 +112,12 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     }
     announced = now;
   };
-  const ready = (): boolean => !closing && collaborators !== undefined && collaborators.waitingFor().length === 0;
+  const ready = (): boolean => !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing();
 
   return {
     ready,
     async start() {
-      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now }));
+      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, mesh }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
         metrics.policyVersion(version);
@@ -110,7 +127,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       if (version !== undefined) metrics.policyVersion(version);
 
       const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, requestIds: createRequestIds(), forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
-      const inbound = createInboundHandler({
+      const inboundShared = {
         ...shared,
         service: config.service,
         appOrigin: new URL(config.inbound.app).origin,
@@ -118,11 +135,16 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         timeoutMs: config.inbound.timeoutMs,
         inflight: inboundInflight,
         logger,
+      };
+      const inbound = createInboundHandler({
+        ...inboundShared,
+        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (req: IncomingMessage) => peerOf(req.socket, mesh.map) }),
       });
       const outbound = createOutboundHandler({
         ...shared,
         service: config.service,
         upstreams: config.upstreams,
+        mesh: mesh === undefined ? undefined : { client: mesh.client, map: mesh.map },
         defaultUpstreamPort: config.outbound.defaultUpstreamPort,
         timeoutMs: config.outbound.timeoutMs,
         exchanger: () => c.exchanger(),
@@ -130,17 +152,22 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         logger,
         now,
       });
-      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), problems: () => (closing ? [] : problems()), metrics });
+      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), problems: () => (closing ? [] : problems()), metrics, ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }) });
       problemTimer = setInterval(announceProblems, PROBLEM_CHECK_MS);
       problemTimer.unref();
 
-      const inboundPort = await listen(dataPlaneServer(inbound), config.inbound.port, config.host);
+      const inboundPort = await listen(mesh === undefined ? dataPlaneServer(inbound) : mtlsInboundServer(inbound, mesh), config.inbound.port, config.host);
+      // An entrypoint behind an ingress outside the mesh: a second, plaintext port that takes external-IdP tokens only.
+      const plaintextInbound =
+        mesh === undefined || config.inbound.plaintextPort === undefined
+          ? undefined
+          : await listen(dataPlaneServer(createInboundHandler({ ...inboundShared, listener: 'plaintext-entry' })), config.inbound.plaintextPort, config.host);
       const outboundServer = dataPlaneServer(outbound);
       // node:http hands CONNECT to a 'connect' listener, or drops the socket: answer it instead.
       outboundServer.on('connect', refuseTunnel);
       const outboundPort = await listen(outboundServer, config.outbound.port, config.outbound.host);
       const adminPort = await listen(createServer({ maxHeaderSize: 8192 }, admin), config.admin.port, config.host);
-      return { inbound: inboundPort, outbound: outboundPort, admin: adminPort };
+      return { inbound: inboundPort, outbound: outboundPort, admin: adminPort, ...(plaintextInbound === undefined ? {} : { plaintextInbound }) };
     },
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
@@ -158,6 +185,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       await Promise.all(stopped);
       await forwarder.close();
       await collaborators?.close();
+      await mesh?.client.close();
+      mesh?.identity.close();
       if (admin !== undefined) {
         admin.closeAllConnections();
         await new Promise<void>((resolve) => admin.close(() => resolve()));
@@ -171,6 +200,24 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       if (closing) res.shouldKeepAlive = false;
       handler(req, res);
     });
+    return server;
+  }
+
+  /**
+   * The inbound port on TLS 1.3 with this workload's certificate, asking for
+   * the caller's (required, or optional at an entrypoint behind an ingress).
+   * A rotation swaps the secure context: connections already open, and the
+   * requests on them, go on with the old one; new handshakes get the new one.
+   */
+  function mtlsInboundServer(handler: (req: IncomingMessage, res: ServerResponse) => void, m: SidecarMesh): TlsServer {
+    const svid = m.identity.current();
+    const tls = svid === undefined ? { requestCert: true, rejectUnauthorized: config.inbound.clientCertificate === 'required', minVersion: 'TLSv1.3' as const } : serverTlsOptions(svid, config.inbound.clientCertificate);
+    const server = createTlsServer({ ...tls, maxHeaderSize: config.limits.maxHeaderBytes, keepAliveTimeout: 5_000 }, (req, res) => {
+      if (closing) res.shouldKeepAlive = false;
+      handler(req, res);
+    });
+    const stop = m.identity.onRotate((next) => server.setSecureContext(serverTlsOptions(next, config.inbound.clientCertificate)));
+    server.once('close', stop);
     return server;
   }
 

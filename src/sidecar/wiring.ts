@@ -6,7 +6,8 @@
  * endpoint is known (configured, or discovered per RFC 8414).
  */
 import { readFileSync } from 'node:fs';
-import { request } from 'undici';
+import { type Dispatcher, request } from 'undici';
+import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createFilePolicySource, createPolicyClient } from '../policy/client.ts';
 import type { PolicySource } from '../policy/source.ts';
@@ -16,15 +17,35 @@ import { createAccessTokenVerifier } from '../token/verifier.ts';
 import { createContextHandleStore } from './context-handles.ts';
 import { createTokenCache } from './exchange/token-cache.ts';
 import { createTokenExchanger } from './exchange/exchanger.ts';
-import type { SidecarConfig } from './config.ts';
-import type { Collaborators } from './sidecar.ts';
+import { POLICY_SERVER_SERVICE, STS_SERVICE, type SidecarConfig, stsAuthMethod } from './config.ts';
+import type { Collaborators, SidecarMesh } from './sidecar.ts';
 import type { TokenExchanger } from './collaborators.ts';
 import { ConfigError } from '../config/config-error.ts';
 
-export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number }): Promise<Collaborators> {
-  const { logger, now } = deps;
-  const policy = policySource(config, logger);
-  const stsKeys = createRemoteKeySource({ issuer: config.sts.issuer, discovery: config.sts.jwksUri === undefined, ...(config.sts.jwksUri === undefined ? {} : { jwksUri: config.sts.jwksUri }), logger, now });
+export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined }): Promise<Collaborators> {
+  const { logger, now, mesh } = deps;
+  // mtls: the STS (metadata, JWKS, token endpoint) and the policy server are reached over TLS, each checked by its SPIFFE ID.
+  let stsDispatcher: Dispatcher | undefined;
+  let policyDispatcher: Dispatcher | undefined;
+  if (mesh !== undefined) {
+    // An explicit ID is parsed like any other: two spellings never name one workload.
+    const stsId = config.sts.spiffeId === undefined ? mesh.map.idOf(STS_SERVICE) : parseSpiffeId(config.sts.spiffeId).id;
+    for (const url of [config.sts.issuer, config.sts.tokenEndpoint, config.sts.jwksUri]) if (url !== undefined) mesh.client.expect(url, stsId);
+    if (config.policy.url !== undefined) mesh.client.expect(config.policy.url, config.policy.spiffeId === undefined ? mesh.map.idOf(POLICY_SERVER_SERVICE) : parseSpiffeId(config.policy.spiffeId).id);
+    stsDispatcher = mesh.client.dispatcher;
+    policyDispatcher = mesh.client.dispatcher;
+  } else if (config.redis !== undefined) {
+    logger.info({ event: 'redis_token_cache' }, 'exchanged tokens are shared through redis (plaintext mode)');
+  }
+  const policy = policySource(config, logger, policyDispatcher);
+  const stsKeys = createRemoteKeySource({
+    issuer: config.sts.issuer,
+    discovery: config.sts.jwksUri === undefined,
+    ...(config.sts.jwksUri === undefined ? {} : { jwksUri: config.sts.jwksUri }),
+    ...(stsDispatcher === undefined ? {} : { dispatcher: stsDispatcher }),
+    logger,
+    now,
+  });
   const externalKeys: KeySource[] = config.externalIssuers.map((e) =>
     createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), logger, now }),
   );
@@ -39,9 +60,11 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
   const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, now });
+  // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
+  if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
   const tokenCache = createTokenCache({
     maxEntries: config.cache.maxEntries,
-    ...(config.redis === undefined ? {} : { redis: { url: config.redis, keyPrefix: `baton:${config.service}:`, commandTimeoutMs: 50 } }),
+    ...(config.redis === undefined || mesh !== undefined ? {} : { redis: { url: config.redis, keyPrefix: `baton:${config.service}:`, commandTimeoutMs: 50 } }),
     logger,
     now,
   });
@@ -49,10 +72,19 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   let exchanger: (TokenExchanger & { close(): Promise<void> }) | undefined;
   let closed = false;
   const makeExchanger = (tokenEndpoint: string): void => {
-    exchanger = createTokenExchanger({ tokenEndpoint, clientId: config.sts.clientId, clientSecret: config.sts.clientSecret, authMethod: config.sts.authMethod, cache: tokenCache, logger, now });
+    exchanger = createTokenExchanger({
+      tokenEndpoint,
+      clientId: config.sts.clientId,
+      clientSecret: config.sts.clientSecret,
+      authMethod: stsAuthMethod(config),
+      ...(stsDispatcher === undefined ? {} : { dispatcher: stsDispatcher }),
+      cache: tokenCache,
+      logger,
+      now,
+    });
   };
   if (config.sts.tokenEndpoint !== undefined) makeExchanger(config.sts.tokenEndpoint);
-  else void discoverTokenEndpoint(config.sts.issuer, logger, () => closed).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
+  else void discoverTokenEndpoint(config.sts.issuer, logger, () => closed, stsDispatcher).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
 
   void policy.start().catch((error: unknown) => logger.error({ event: 'policy_start_failed', err: error instanceof Error ? error.message : String(error) }, 'policy source failed to start'));
   // Readiness waits for the STS keys: retry the first fetch until it lands, not just at the next periodic refresh.
@@ -94,7 +126,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   };
 }
 
-function policySource(config: SidecarConfig, logger: Logger): PolicySource {
+function policySource(config: SidecarConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
   if (config.policy.file !== undefined) return createFilePolicySource(config.policy.file, { logger });
   if (config.policy.url === undefined || config.policy.publicKey === undefined) {
     throw new ConfigError('sidecar config', 'policy', 'either policy.file, or policy.url with policy.publicKey');
@@ -105,7 +137,7 @@ function policySource(config: SidecarConfig, logger: Logger): PolicySource {
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: config.policy.url, publicKey, logger });
+  return createPolicyClient({ url: config.policy.url, publicKey, logger, ...(dispatcher === undefined ? {} : { dispatcher }) });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {
@@ -121,11 +153,11 @@ async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => bo
 }
 
 /** RFC 8414 §3: the token endpoint from the issuer's metadata, retried until found or closed. */
-async function discoverTokenEndpoint(issuer: string, logger: Logger, closed: () => boolean): Promise<string | undefined> {
+async function discoverTokenEndpoint(issuer: string, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
   const url = `${issuer.replace(/\/$/, '')}/.well-known/oauth-authorization-server`;
   for (let attempt = 0; !closed(); attempt++) {
     try {
-      const response = await request(url, { headersTimeout: 2_000, bodyTimeout: 2_000 });
+      const response = await request(url, { headersTimeout: 2_000, bodyTimeout: 2_000, ...(dispatcher === undefined ? {} : { dispatcher }) });
       const metadata = (await response.body.json()) as { issuer?: unknown; token_endpoint?: unknown };
       // RFC 8414 §3.3: the metadata's issuer MUST be identical to the one it was fetched for.
       if (response.statusCode === 200 && metadata.issuer === issuer && typeof metadata.token_endpoint === 'string') return metadata.token_endpoint;

@@ -2,9 +2,17 @@
  * Who is calling the token endpoint. The authenticated client is the actor
  * every issued token names: nothing in the request body can choose it.
  * Methods: `client_secret_basic` (RFC 6749 §2.3.1), `client_secret_post`
- * (ibid.), `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9).
+ * (ibid.), `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9),
+ * `tls_client_auth` (RFC 8705 §2.1, matched on the SAN URI).
+ *
+ * A certificate presented on the TLS connection (verified against the
+ * trust bundle by the listener) must be the authenticated client's,
+ * whatever the method: a workload cannot authenticate as one client while
+ * holding another's certificate. Its thumbprint is what issued tokens are
+ * bound to (RFC 8705 §3).
  */
 import { JWT_BEARER_ASSERTION_TYPE } from '../core/token-types.ts';
+import type { PeerIdentity } from '../identity/tls.ts';
 import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
 import { AssertionError, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
@@ -12,12 +20,14 @@ import { InvalidClientError, MalformedRequestError, UpstreamKeysUnavailableError
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth';
 export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
 
 export interface AuthenticatedClient {
   readonly client: RegisteredClient;
   readonly method: ClientAuthMethod;
+  /** RFC 8705 §3.1: `x5t#S256` of the client certificate on the connection, when one was presented; tokens are bound to it. */
+  readonly certificateThumbprint?: string;
 }
 
 export interface ClientAuthenticatorOptions {
@@ -30,7 +40,8 @@ export interface ClientAuthenticatorOptions {
 }
 
 export interface ClientAuthenticator {
-  authenticate(authorization: string | undefined, params: TokenRequestParams): Promise<AuthenticatedClient>;
+  /** `peer`: the verified client certificate of the TLS connection, if any. */
+  authenticate(authorization: string | undefined, params: TokenRequestParams, peer?: PeerIdentity): Promise<AuthenticatedClient>;
 }
 
 // Spent on unknown client ids so that a probe cannot tell them from a wrong secret by timing.
@@ -80,35 +91,60 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
     return { client, method: 'private_key_jwt' };
   };
 
+  /** RFC 8705 §2.1.2: the client registered for tls_client_auth whose SAN URI is the certificate's SPIFFE ID. */
+  const byCertificate = (clientId: string | undefined, peer: PeerIdentity): AuthenticatedClient => {
+    // RFC 8705 §2: with mutual-TLS client authentication the client_id parameter is REQUIRED.
+    if (clientId === undefined) throw new InvalidClientError('expected client_id with a client certificate (RFC 8705 §2), got none');
+    const client = options.registry.get(clientId);
+    if (client === undefined || client.tlsClientAuthSanUri === undefined) throw new InvalidClientError('expected a client registered for tls_client_auth, got an unknown client or one with another method');
+    if (client.tlsClientAuthSanUri !== peer.spiffeId) throw new InvalidClientError(`expected the certificate of client ${client.id}, got one naming ${peer.spiffeId}`);
+    return { client, method: 'tls_client_auth' };
+  };
+
+  /** Any presented certificate must be the authenticated client's; the token is then bound to it. */
+  const withCertificate = (authenticated: AuthenticatedClient, peer: PeerIdentity | undefined): AuthenticatedClient => {
+    if (peer === undefined) return authenticated;
+    const expected = authenticated.client.certificateId;
+    if (expected !== peer.spiffeId) {
+      throw new InvalidClientError(`expected a client certificate for client ${authenticated.client.id}, got one naming ${peer.spiffeId}`);
+    }
+    return { ...authenticated, certificateThumbprint: peer.thumbprint };
+  };
+
+  const authenticate = async (authorization: string | undefined, params: TokenRequestParams, peer: PeerIdentity | undefined): Promise<AuthenticatedClient> => {
+    const basic = authorization !== undefined && /^basic /i.test(authorization) ? decodeBasic(authorization) : undefined;
+    const postedSecret = params.get('client_secret');
+    const assertionType = params.get('client_assertion_type');
+    const assertion = params.get('client_assertion');
+    const used = [basic !== undefined, postedSecret !== undefined, assertion !== undefined || assertionType !== undefined].filter(Boolean).length;
+    // RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
+    if (used > 1) throw new MalformedRequestError('expected one client authentication method, got several');
+    if (basic !== undefined) {
+      const bodyClientId = params.get('client_id');
+      if (bodyClientId !== undefined && bodyClientId !== basic.clientId) {
+        throw new InvalidClientError('expected client_id to match the Basic credentials, got a different client');
+      }
+      return await bySecret(basic.clientId, basic.secret, 'client_secret_basic');
+    }
+    if (postedSecret !== undefined) {
+      const clientId = params.get('client_id');
+      if (clientId === undefined) throw new InvalidClientError('expected client_id with client_secret, got none');
+      return await bySecret(clientId, postedSecret, 'client_secret_post');
+    }
+    if (assertion !== undefined || assertionType !== undefined) {
+      if (assertionType !== JWT_BEARER_ASSERTION_TYPE) {
+        throw new InvalidClientError(`expected client_assertion_type ${JWT_BEARER_ASSERTION_TYPE} (RFC 7523 §2.2)`);
+      }
+      if (assertion === undefined) throw new InvalidClientError('expected a client_assertion, got none');
+      return await byAssertion(assertion, params.get('client_id'));
+    }
+    if (peer !== undefined) return byCertificate(params.get('client_id'), peer);
+    throw new InvalidClientError('expected client authentication (tls_client_auth, client_secret_basic, client_secret_post or private_key_jwt), got none');
+  };
+
   return {
-    async authenticate(authorization, params) {
-      const basic = authorization !== undefined && /^basic /i.test(authorization) ? decodeBasic(authorization) : undefined;
-      const postedSecret = params.get('client_secret');
-      const assertionType = params.get('client_assertion_type');
-      const assertion = params.get('client_assertion');
-      const used = [basic !== undefined, postedSecret !== undefined, assertion !== undefined || assertionType !== undefined].filter(Boolean).length;
-      // RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
-      if (used > 1) throw new MalformedRequestError('expected one client authentication method, got several');
-      if (basic !== undefined) {
-        const bodyClientId = params.get('client_id');
-        if (bodyClientId !== undefined && bodyClientId !== basic.clientId) {
-          throw new InvalidClientError('expected client_id to match the Basic credentials, got a different client');
-        }
-        return await bySecret(basic.clientId, basic.secret, 'client_secret_basic');
-      }
-      if (postedSecret !== undefined) {
-        const clientId = params.get('client_id');
-        if (clientId === undefined) throw new InvalidClientError('expected client_id with client_secret, got none');
-        return await bySecret(clientId, postedSecret, 'client_secret_post');
-      }
-      if (assertion !== undefined || assertionType !== undefined) {
-        if (assertionType !== JWT_BEARER_ASSERTION_TYPE) {
-          throw new InvalidClientError(`expected client_assertion_type ${JWT_BEARER_ASSERTION_TYPE} (RFC 7523 §2.2)`);
-        }
-        if (assertion === undefined) throw new InvalidClientError('expected a client_assertion, got none');
-        return await byAssertion(assertion, params.get('client_id'));
-      }
-      throw new InvalidClientError('expected client authentication (client_secret_basic, client_secret_post or private_key_jwt), got none');
+    async authenticate(authorization, params, peer) {
+      return withCertificate(await authenticate(authorization, params, peer), peer);
     },
   };
 }

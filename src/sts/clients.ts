@@ -5,6 +5,8 @@
  * Kubernetes service account.
  */
 import type { Dispatcher } from 'undici';
+import type { ServiceMap } from '../identity/service-map.ts';
+import { parseSpiffeId, type SpiffeId } from '../identity/spiffe-id.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import type { StsClientConfig } from './config.ts';
@@ -19,6 +21,10 @@ export interface RegisteredClient {
   readonly scopes: ReadonlySet<string>;
   /** `namespace/name` of the Kubernetes service account it runs as. */
   readonly serviceAccount: string | undefined;
+  /** RFC 8705 §2.1.2 `tls_client_certificate_san_uri`: registered for tls_client_auth with this SPIFFE ID. */
+  readonly tlsClientAuthSanUri: SpiffeId | undefined;
+  /** The SPIFFE ID any certificate this client presents must name (mtls mode); undefined in plaintext mode. */
+  readonly certificateId: SpiffeId | undefined;
 }
 
 export interface ClientRegistry {
@@ -30,6 +36,8 @@ export interface ClientRegistryOptions {
   readonly dispatcher?: Dispatcher | undefined;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** mtls mode: the SPIFFE rule, giving each client's certificate ID. */
+  readonly map?: ServiceMap | undefined;
 }
 
 export function createClientRegistry(clients: readonly StsClientConfig[], options: ClientRegistryOptions): ClientRegistry {
@@ -42,7 +50,10 @@ export function createClientRegistry(clients: readonly StsClientConfig[], option
         : client.jwksUri !== undefined
           ? createRemoteKeySource({ issuer: client.id, jwksUri: client.jwksUri, dispatcher: options.dispatcher, logger: options.logger, ...(options.now === undefined ? {} : { now: options.now }) })
           : undefined;
-    byId.set(client.id, Object.freeze({ id: client.id, secret, keys, scopes: new Set(client.scopes ?? []), serviceAccount: client.serviceAccount }));
+    const explicit = client.tlsClientAuthSanUri === undefined ? undefined : parseSpiffeId(client.tlsClientAuthSanUri).id;
+    const certificateId = explicit ?? options.map?.idOf(client.id);
+    const tlsClientAuthSanUri = explicit ?? (client.tlsClientAuth === true ? certificateId : undefined);
+    byId.set(client.id, Object.freeze({ id: client.id, secret, keys, scopes: new Set(client.scopes ?? []), serviceAccount: client.serviceAccount, tlsClientAuthSanUri, certificateId }));
   }
   return {
     get: (id) => byId.get(id),

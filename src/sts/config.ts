@@ -7,6 +7,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
+import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
@@ -31,6 +32,8 @@ const Client = Type.Object(
     jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the client JWK Set' })),
     scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'scopes the client may ask for in client_credentials' })),
     serviceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+/[a-z0-9.-]+$', description: 'a Kubernetes service account as namespace/name' })),
+    tlsClientAuth: Type.Optional(Type.Boolean({ description: "RFC 8705 tls_client_auth: the client's certificate is its credential, its SAN URI the SPIFFE ID the spiffe rule gives the client id" })),
+    tlsClientAuthSanUri: Type.Optional(Type.String({ pattern: '^spiffe://', description: 'RFC 8705 tls_client_auth with this SPIFFE ID as the SAN URI, instead of the spiffe rule' })),
   },
   { additionalProperties: false },
 );
@@ -60,6 +63,7 @@ export const StsConfigSchema = Type.Object(
         url: Type.Optional(Type.String({ pattern: '^https?://' })),
         publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
         readyTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+        spiffeId: Type.Optional(Type.String({ pattern: '^spiffe://', description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" })),
       },
       { additionalProperties: false },
     ),
@@ -90,6 +94,9 @@ export const StsConfigSchema = Type.Object(
     ),
     redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// or rediss:// URL' })),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    transport: TransportConfigSchema,
+    identity: WorkloadIdentityConfigSchema,
+    spiffe: SpiffeMappingConfigSchema,
     telemetry: TelemetryConfigSchema,
   },
   { additionalProperties: false },
@@ -129,13 +136,25 @@ export function checkStsConfig(config: StsConfig, source: string): void {
     if (client.jwks !== undefined && client.jwksUri !== undefined) {
       throw new ConfigError(source, `clients.${index}`, 'jwks or jwksUri, not both', 'both');
     }
-    if (client.secret === undefined && client.secretHash === undefined && client.jwks === undefined && client.jwksUri === undefined) {
-      throw new ConfigError(source, `clients.${index}`, 'a credential: secret, secretHash, jwks or jwksUri', 'none');
+    const tlsClientAuth = client.tlsClientAuth === true || client.tlsClientAuthSanUri !== undefined;
+    if (client.secret === undefined && client.secretHash === undefined && client.jwks === undefined && client.jwksUri === undefined && !tlsClientAuth) {
+      throw new ConfigError(source, `clients.${index}`, 'a credential: tlsClientAuth, tlsClientAuthSanUri, secret, secretHash, jwks or jwksUri', 'none');
+    }
+    if (client.tlsClientAuth === false && client.tlsClientAuthSanUri !== undefined) {
+      throw new ConfigError(source, `clients.${index}.tlsClientAuth`, 'true or absent when tlsClientAuthSanUri is set', 'false');
+    }
+    if (tlsClientAuth && config.transport.mode !== 'mtls') {
+      throw new ConfigError(source, `clients.${index}`, 'tls_client_auth only with transport.mode mtls', config.transport.mode);
     }
     if (client.serviceAccount !== undefined && config.kubernetes === undefined) {
       throw new ConfigError(source, `clients.${index}.serviceAccount`, 'a kubernetes section to verify service account tokens against', 'no kubernetes section');
     }
   });
+  if (config.transport.mode === 'mtls') {
+    // The STS listens on TLS: its issuer (and so its token endpoint) is https, and so is a policy server it reads.
+    if (!config.issuer.startsWith('https://')) throw new ConfigError(source, 'issuer', 'an https:// issuer in transport.mode mtls', config.issuer);
+    if (policy.url !== undefined && !policy.url.startsWith('https://')) throw new ConfigError(source, 'policy.url', 'an https:// URL in transport.mode mtls', policy.url);
+  }
   const issuers = new Set<string>([config.issuer]);
   config.externalIssuers.forEach((external, index) => {
     if (issuers.has(external.issuer)) throw new ConfigError(source, `externalIssuers.${index}.issuer`, 'an issuer not listed twice and not the STS itself', JSON.stringify(external.issuer));

@@ -14,7 +14,7 @@ export function stsEndpoints(issuer: string): StsEndpoints {
   return { issuer, tokenEndpoint: `${base}/token`, jwksUri: `${base}/jwks` };
 }
 
-export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs: readonly string[]): Readonly<Record<string, unknown>> {
+export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs: readonly string[], mtls = false): Readonly<Record<string, unknown>> {
   return Object.freeze({
     issuer: endpoints.issuer,
     token_endpoint: endpoints.tokenEndpoint,
@@ -22,9 +22,11 @@ export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs
     grant_types_supported: [TOKEN_EXCHANGE_GRANT, CLIENT_CREDENTIALS_GRANT],
     // RFC 8414 §2 lists response_types_supported as REQUIRED; this server has no authorization endpoint, so none.
     response_types_supported: [],
-    token_endpoint_auth_methods_supported: [...CLIENT_AUTH_METHODS],
+    token_endpoint_auth_methods_supported: mtls ? ['tls_client_auth', ...CLIENT_AUTH_METHODS] : [...CLIENT_AUTH_METHODS],
     token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
     // Not registered by RFC 8414, but what clients of baton read: how issued tokens are signed.
     access_token_signing_alg_values_supported: [...signingAlgs],
+    // RFC 8705 §3.3: tokens for certificate-authenticated clients are bound to the certificate.
+    ...(mtls ? { tls_client_certificate_bound_access_tokens: true } : {}),
   });
 }

@@ -4,11 +4,15 @@
  * authenticated, and the grant handler run; every refusal becomes an
  * RFC 6749 §5.2 error body.
  */
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { type BatonError, defineError, isBatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
+import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import type { CompiledPolicy } from '../policy/decision.ts';
 import { tracingActive } from '../telemetry/http-spans.ts';
@@ -48,6 +52,8 @@ export interface StsDependencies {
   readonly replay?: ReplayStore;
   readonly dispatcher?: Dispatcher;
   readonly now?: () => number;
+  /** mtls mode: the STS's workload identity and the SPIFFE rule (src/identity/transport.ts). */
+  readonly mesh?: MeshIdentity | undefined;
 }
 
 export interface StsServer {
@@ -74,7 +80,9 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   const endpoints = stsEndpoints(config.issuer);
   const replay = deps.replay ?? createMemoryReplayStore({ now });
   const dispatcher = deps.dispatcher;
-  const registry = createClientRegistry(config.clients, { dispatcher, logger, now });
+  const { mesh } = deps;
+  if (config.transport.mode === 'mtls' && mesh === undefined) throw new TypeError('createStsServer: transport.mode mtls needs deps.mesh (the workload identity)');
+  const registry = createClientRegistry(config.clients, { dispatcher, logger, now, map: mesh?.map });
   const subjectTokens = createSubjectTokenVerifier({
     issuer: config.issuer,
     jwks: deps.keys.jwks(),
@@ -113,17 +121,34 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   };
   const metrics = createStsMetrics();
   const grantOf = new WeakMap<FastifyRequest, GrantLabel>();
-  const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])]);
+  const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])], mesh !== undefined);
   let draining = false;
   const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(deps.keys.prepublishSeconds)}`;
 
+  type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+  // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
+  const wrap = (handler: Listener): Listener => (tracingActive() ? tracedListener(handler) : handler);
+  let stopRotating: (() => void) | undefined;
+  /**
+   * mtls: TLS 1.3 with the STS's certificate. Client certificates are
+   * optional so secret and private_key_jwt clients still work, but one that
+   * is presented must verify against the bundle. A rotation swaps the secure
+   * context without dropping open connections.
+   */
+  const tlsServerFactory = (m: MeshIdentity) => (handler: Listener): Server => {
+    const svid = m.identity.current();
+    const server = createTlsServer(svid === undefined ? { requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' } : serverTlsOptions(svid, 'optional'), wrap(handler));
+    refuseUnverifiedPeers(server);
+    stopRotating = m.identity.onRotate((next) => server.setSecureContext(serverTlsOptions(next, 'optional')));
+    // An https.Server is an http.Server to fastify; its types just do not say so.
+    return server as unknown as Server;
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: MAX_BODY_BYTES,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
-    ...(tracingActive() ? { serverFactory: (handler: Parameters<typeof tracedListener>[0]) => createServer(tracedListener(handler)) } : {}),
+    ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracingActive() ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
   });
   app.addHook('onRequest', (request, _reply, done) => {
     setHttpRoute(request.method, request.routeOptions.url);
@@ -148,9 +173,12 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   });
   app.get('/readyz', async (_request, reply) => {
     const policyReady = deps.policy.ready() && deps.policy.current() !== undefined;
-    const ready = policyReady && !draining;
+    // mtls: without a valid certificate no sidecar can reach the STS; never a fallback to plaintext.
+    const identity = mesh?.identity.status();
+    const identityReady = mesh === undefined || mesh.identity.current() !== undefined;
+    const ready = policyReady && identityReady && !draining;
     reply.code(ready ? 200 : 503);
-    return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining };
+    return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining, ...(identity === undefined ? {} : { identity }) };
   });
 
   app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -164,7 +192,8 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     if (grantType === undefined) throw new MissingParameterError('expected the parameter grant_type, got none');
     grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
-    const client = await authenticator.authenticate(request.headers.authorization, params);
+    const socket = request.raw.socket;
+    const client = await authenticator.authenticate(request.headers.authorization, params, socket instanceof TLSSocket ? peerIdentity(socket) : undefined);
     if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
     const response = await handler(params, client, context);
     metrics.tokenRequest(grantLabel(grantType), 'issued', reply.elapsedTime / 1000);
@@ -210,6 +239,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     async close() {
       draining = true;
       await app.close();
+      stopRotating?.();
       stopFollowingKeys();
       subjectTokens.close();
       registry.close();

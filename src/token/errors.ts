@@ -19,6 +19,7 @@ export const TokenWrongAudienceError = invalidToken('BATON_TOKEN_WRONG_AUDIENCE'
 export const TokenExpiredError = invalidToken('BATON_TOKEN_EXPIRED', 'Access token expired');
 export const TokenNotYetValidError = invalidToken('BATON_TOKEN_NOT_YET_VALID', 'Access token not yet valid');
 export const TokenActInvalidError = invalidToken('BATON_TOKEN_ACT_INVALID', 'Access token actor chain invalid');
+export const TokenCnfInvalidError = invalidToken('BATON_TOKEN_CNF_INVALID', 'Access token confirmation claim unusable');
 
 /** The issuer's keys cannot be had: not the caller's fault, so 503, not 401. */
 export const TokenKeysUnavailableError = defineError({
@@ -40,6 +41,7 @@ export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenExpiredError.code,
   TokenNotYetValidError.code,
   TokenActInvalidError.code,
+  TokenCnfInvalidError.code,
   TokenKeysUnavailableError.code,
 ]);
 

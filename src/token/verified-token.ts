@@ -18,4 +18,6 @@ export interface VerifiedToken {
   /** Epoch seconds. */
   readonly expiresAt: number;
   readonly jti: string | undefined;
+  /** RFC 8705 §3.1 `cnf.x5t#S256`: the thumbprint of the one certificate this token may travel with. */
+  readonly confirmation: string | undefined;
 }

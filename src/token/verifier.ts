@@ -11,6 +11,7 @@ import { ACCESS_TOKEN_JWT_TYP } from '../core/token-types.ts';
 import {
   isTokenError,
   TokenActInvalidError,
+  TokenCnfInvalidError,
   TokenAlgNotAllowedError,
   TokenBadSignatureError,
   TokenExpiredError,
@@ -136,7 +137,26 @@ function readClaims(token: string, claims: Readonly<Record<string, unknown>>, tr
     clientId: optionalString(claims.client_id),
     expiresAt: claims.exp,
     jti: optionalString(claims.jti),
+    confirmation: readConfirmation(claims.cnf),
   });
+}
+
+const X5T_S256 = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * RFC 8705 §3.1 / RFC 7800 §3.1: a `cnf` this verifier cannot check fails
+ * closed. Only `x5t#S256` is understood; a `cnf` naming another method
+ * (jkt, jwk) would be a binding nobody enforces, so it is refused.
+ */
+function readConfirmation(cnf: unknown): string | undefined {
+  if (cnf === undefined) return undefined;
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw new TokenCnfInvalidError('expected cnf to be a JSON object');
+  const members = Object.keys(cnf);
+  const thumbprint = (cnf as Record<string, unknown>)['x5t#S256'];
+  if (members.length !== 1 || typeof thumbprint !== 'string' || !X5T_S256.test(thumbprint)) {
+    throw new TokenCnfInvalidError('expected cnf to hold exactly x5t#S256, a base64url SHA-256 thumbprint (RFC 8705 §3.1)');
+  }
+  return thumbprint;
 }
 
 /** RFC 9068 §2.2.3 `scope`; some external IdPs send an `scp` array instead. */

@@ -29,7 +29,7 @@ async function keygen(dir: string): Promise<{ key: string; publicKey: string }> 
 async function startServer(policyPath: string, dir: string) {
   const { key, publicKey } = await keygen(dir);
   const port = await freePort();
-  const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port)]);
+  const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port), '--transport', 'plaintext']);
   after(() => running.stop());
   await running.waitForOutput(/"msg":"policy server listening"/);
   const url = `http://127.0.0.1:${port}/v1/callgraph`;

@@ -15,7 +15,8 @@ describe('baton demo (what npm start runs)', { timeout: 90_000 }, () => {
     const { code, stdout } = await runBaton(['demo']);
     assert.equal(code, 0);
     assert.match(stdout, /gateway → orders → payments/);
-    assert.match(stdout, /✔ allowed end to end/);
+    assert.match(stdout, /✔ allowed end to end over mTLS/);
+    assert.match(stdout, /payments +← spiffe:\/\/baton\.demo\/ns\/demo\/sa\/orders +token bound/);
     assert.match(stdout, /✔ refused by the policy/);
     assert.doesNotMatch(stdout, /eyJ|Bearer /);
     // What a newcomer needs to read it: caller=external, chain=—, txn, request, and scope narrowing at each hop.

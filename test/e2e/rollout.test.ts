@@ -50,7 +50,8 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
   let directCharge: { status: number; body: unknown };
 
   before(async () => {
-    mesh = await startMesh({ policyFile, logDir });
+    // Rollout is about the policy's modes, not the transport: the plaintext mesh keeps the forged-token probe simple.
+    mesh = await startMesh({ policyFile, logDir, transport: 'plaintext' });
     checkout = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
     directCharge = await postInbound(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
     // Audit lines are written as the sidecars decide; give the pipes a moment.

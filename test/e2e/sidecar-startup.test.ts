@@ -28,6 +28,7 @@ describe('baton sidecar start-up', () => {
           outbound: { port: await freePort() },
           admin: { port },
           sts: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'gateway', clientSecret: 'a-secret-for-the-test' },
+          transport: { mode: 'plaintext' },
           policy: { file: join(dir, 'callgraph.yaml') },
         }),
       );

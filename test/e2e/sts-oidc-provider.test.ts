@@ -73,6 +73,7 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
       issuer: url,
       port,
       policy: { file: SHOP_POLICY },
+      transport: { mode: 'plaintext' },
       clients: [{ id: 'gateway', secret: SECRETS.gateway }],
       // Keys found through discovery (RFC 8414, then OpenID Connect Discovery).
       externalIssuers: [{ issuer: op.issuer, discovery: true, audience: 'gateway' }],

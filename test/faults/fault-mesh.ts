@@ -77,7 +77,7 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
     const policyPort = await freePort();
     let policyServer: RunningProcess | undefined;
     const startPolicyServer = async (): Promise<void> => {
-      policyServer = startBaton(['policy-server', '--policy', policyFile, '--signing-key', join(dir, 'policy.key.pem'), '--port', String(policyPort), '--state', join(dir, 'policy.state')]);
+      policyServer = startBaton(['policy-server', '--policy', policyFile, '--signing-key', join(dir, 'policy.key.pem'), '--port', String(policyPort), '--state', join(dir, 'policy.state'), '--transport', 'plaintext']);
       await waitFor(async () => (await request(`http://127.0.0.1:${policyPort}/readyz`).then(async (r) => (await r.body.dump(), r.statusCode === 200))), { timeoutMs: 15_000, what: 'policy server' });
     };
     await startPolicyServer();
@@ -96,6 +96,8 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
     const keysDir = join(dir, 'sts-keys');
     writeFileSync(join(dir, 'sts.yaml'), stringify({
       issuer: stsUrl, port: stsPort, policy: { url: policyProxy.url, publicKey: join(dir, 'policy.pub.pem') }, keys: { dir: keysDir },
+      // Faults of the plaintext mesh; a fault proxy in the middle would be refused by mTLS, which is its point.
+      transport: { mode: 'plaintext' },
       clients: Object.entries(secrets).map(([id, secret]) => ({ id, secret })),
     }));
     let sts: RunningProcess | undefined;
@@ -134,6 +136,7 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
       outbound: { port: ports.outbound, timeoutMs: 500 },
       admin: { port: ports.admin },
       sts: { issuer: stsUrl, clientId: 'orders', clientSecret: secrets.orders, tokenEndpoint: `${stsProxy.url}/token`, jwksUri: `${jwksProxy.url}/jwks` },
+      transport: { mode: 'plaintext' },
       policy: { url: policyProxy.url, publicKey: join(dir, 'policy.pub.pem') },
       // payments' "sidecar" is a plain app behind a proxy: the row tests the orders sidecar's behaviour toward it.
       upstreams: { payments: upstreamProxy.url },

@@ -24,6 +24,13 @@ export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed
   assert.deepEqual(trail('inbound'), [['gateway', 'allow'], ['orders', 'allow'], ['payments', 'allow']]);
   assert.deepEqual(trail('outbound'), [['gateway', 'allow'], ['orders', 'allow']]);
   assert.ok(allowed.decisions.some((d) => d.service === 'payments' && d.direction === 'inbound' && d.rule === 'payments.accepts.charge'));
+  // mTLS, the default: each mesh hop saw its caller's SPIFFE ID, and a token bound to that caller's certificate.
+  assert.equal(allowed.transport, 'mtls');
+  const meshHops = allowed.decisions.filter((d) => d.direction === 'inbound' && d.service !== 'gateway').map((d) => [d.service, d.peer, d.bound]).sort();
+  assert.deepEqual(meshHops, [
+    ['orders', 'spiffe://baton.demo/ns/demo/sa/gateway', true],
+    ['payments', 'spiffe://baton.demo/ns/demo/sa/orders', true],
+  ]);
 
   assert.equal(denied.passed, true);
   assert.equal(denied.status, 403);

@@ -127,7 +127,7 @@ describe('policy client', () => {
     writeFileSync(policyFile, FIXTURE);
     writeFileSync(keyFile, keys.privateKeyPem, { mode: 0o600 });
     const port = await freePort();
-    const args = ['policy-server', '--policy', policyFile, '--signing-key', keyFile, '--port', String(port), '--state', join(dir, 'state.json')];
+    const args = ['policy-server', '--policy', policyFile, '--signing-key', keyFile, '--port', String(port), '--state', join(dir, 'state.json'), '--transport', 'plaintext'];
     const first = startBaton(args);
     after(() => first.stop('SIGKILL'));
     await first.waitForOutput(/"msg":"policy server listening"/);

@@ -139,6 +139,8 @@ export async function startSecurityMesh(): Promise<SecurityMesh> {
         port: stsPort,
         policy: { file: policyFile },
         keys: { dir: keysDir },
+        // These attacks are on tokens and HTTP, not on the transport: test/e2e/mtls-*.test.ts attack mTLS.
+        transport: { mode: 'plaintext' },
         clients: SERVICES.map((id) => ({ id, secret: secrets[id] })),
         externalIssuers: [{ issuer: idpA.issuer, jwksUri: `${idpA.issuer}/jwks`, audience: 'gateway' }],
       }),
@@ -181,6 +183,7 @@ export async function startSecurityMesh(): Promise<SecurityMesh> {
           outbound: { port: ports[name].outbound, timeoutMs: 2_000 },
           admin: { port: ports[name].admin },
           sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
+          transport: { mode: 'plaintext' },
           policy: { file: policyFile },
           upstreams: Object.fromEntries(SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${ports[n].inbound}`])),
           ...(name === 'gateway'

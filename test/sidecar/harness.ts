@@ -173,6 +173,8 @@ export async function startTestSidecar(
       'sts.clientSecret': 'test-secret',
       'policy.file': 'unused.yaml',
       upstreams: settings.upstreams ?? {},
+      // mTLS is not the subject here: the data plane's steps are (test/e2e/mtls*.test.ts cover mTLS).
+      'transport.mode': 'plaintext',
       ...settings.config,
     },
   });

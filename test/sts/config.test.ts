@@ -37,3 +37,17 @@ describe('sts config', () => {
     refuses({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://idp' }] }, /^externalIssuers\.0$/);
   });
 });
+
+describe('sts transport configuration', () => {
+  const mtls = (extra: Record<string, unknown>) => ({ ...baseConfig({ issuer: 'https://sts:7000' }), transport: { mode: 'mtls' }, ...extra });
+  it('takes tls_client_auth as a client credential in mtls mode, and refuses it in plaintext mode', () => {
+    const file = writeStsConfig(mtls({ clients: [{ id: 'orders', tlsClientAuth: true }, { id: 'legacy', tlsClientAuthSanUri: 'spiffe://cluster.local/legacy/x' }] }));
+    file.remove();
+    refuses({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'orders', tlsClientAuth: true }] }, /^clients\.0$/);
+  });
+
+  it('refuses an http:// issuer or policy URL in mtls mode', () => {
+    refuses(mtls({ issuer: 'http://sts:7000' }), /^issuer$/);
+    refuses(mtls({ policy: { url: 'http://policy:7300', publicKey: 'k.pem' } }), /^policy\.url$/);
+  });
+});

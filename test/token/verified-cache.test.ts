@@ -17,6 +17,7 @@ const verified = (expiresAt: number): VerifiedToken => ({
   clientId: 'gateway',
   expiresAt,
   jti: undefined,
+  confirmation: undefined,
 });
 
 describe('verified token cache', () => {

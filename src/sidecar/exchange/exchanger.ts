@@ -30,7 +30,18 @@ export interface IssuedToken {
   readonly cached: 'hit' | 'miss' | 'stale-refresh';
 }
 
+/**
+ * RFC 8705 §3: the certificate a token is bound to, and the connection
+ * that presents it. The cache is keyed by the thumbprint, so a rotation
+ * exchanges again instead of sending a token bound to the old key.
+ */
+export interface CertificateBinding {
+  readonly thumbprint: string;
+  readonly dispatcher: Dispatcher;
+}
+
 export interface ExchangeRequest {
+  readonly binding?: CertificateBinding | undefined;
   readonly subjectToken: string;
   readonly subjectTokenType: string;
   /** The target service. */
@@ -39,6 +50,7 @@ export interface ExchangeRequest {
 }
 
 export interface ServiceTokenRequest {
+  readonly binding?: CertificateBinding | undefined;
   readonly audience: string;
   readonly scope?: string;
 }
@@ -52,7 +64,7 @@ export interface TokenExchanger {
 export interface TokenExchangerOptions {
   readonly tokenEndpoint: string;
   readonly clientId: string;
-  readonly clientSecret: string;
+  readonly clientSecret?: string | undefined;
   readonly authMethod?: ClientAuthMethod;
   readonly dispatcher?: Dispatcher;
   readonly cache: TokenCache;
@@ -106,10 +118,10 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
    * span records `baton.exchange.cache=hit`). Everything else may wait for
    * Redis or the STS, and is traced as an exchange.
    */
-  function issue(key: string, audience: string, params: () => Record<string, string>): Promise<IssuedToken> {
+  function issue(key: string, audience: string, params: () => Record<string, string>, via: Dispatcher | undefined): Promise<IssuedToken> {
     const local = cache.peek(key);
     if (local !== undefined && !dueForRefresh(local, now() / 1000)) return Promise.resolve({ ...local, cached: 'hit' });
-    return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params())) : obtain(key, audience, params());
+    return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params(), via)) : obtain(key, audience, params(), via);
   }
 
   /** Still served, but within refresh-ahead of the point where it stops being served. */
@@ -117,12 +129,12 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     return token.expiresAt - marginSec - refreshAheadSec <= nowSec;
   }
 
-  async function obtain(key: string, audience: string, params: Record<string, string>): Promise<IssuedToken> {
+  async function obtain(key: string, audience: string, params: Record<string, string>, via: Dispatcher | undefined): Promise<IssuedToken> {
     const nowSec = now() / 1000;
     const cached = await cache.get(key);
     if (cached !== undefined && cached.expiresAt - marginSec > nowSec) {
       if (!dueForRefresh(cached, nowSec)) return { ...cached, cached: 'hit' };
-      void fetchOnce(key, audience, params).catch(() => {});
+      void fetchOnce(key, audience, params, via).catch(() => {});
       return { ...cached, cached: 'stale-refresh' };
     }
     const refused = refusals.get(key);
@@ -130,23 +142,23 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
       if (refused.until > now()) throw new ExchangeRefusedError(refused.oauthError, `the token service refused this exchange moments ago: ${refused.oauthError}`);
       refusals.delete(key);
     }
-    return { ...(await fetchOnce(key, audience, params)), cached: 'miss' };
+    return { ...(await fetchOnce(key, audience, params, via)), cached: 'miss' };
   }
 
   /** Single flight per key: concurrent misses and background refreshes share one STS call. */
-  function fetchOnce(key: string, audience: string, params: Record<string, string>): Promise<CachedToken> {
+  function fetchOnce(key: string, audience: string, params: Record<string, string>, via: Dispatcher | undefined): Promise<CachedToken> {
     const pending = inflight.get(key);
     if (pending !== undefined) return pending;
-    const call = callSts(key, audience, params).finally(() => inflight.delete(key));
+    const call = callSts(key, audience, params, via).finally(() => inflight.delete(key));
     inflight.set(key, call);
     return call;
   }
 
-  async function callSts(key: string, audience: string, params: Record<string, string>): Promise<CachedToken> {
+  async function callSts(key: string, audience: string, params: Record<string, string>, via: Dispatcher | undefined): Promise<CachedToken> {
     if (!breaker.tryAcquire()) throw new StsUnavailableError('expected the token service to be reachable; the circuit is open after repeated failures');
     let issued: CachedToken;
     try {
-      const response = await sts.post(params);
+      const response = await sts.post(params, via);
       issued = {
         accessToken: response.accessToken,
         expiresAt: Math.floor(now() / 1000) + Math.floor(response.expiresIn),
@@ -183,7 +195,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   return {
     exchange(request) {
       const subjectHash = hash('sha256', request.subjectToken, 'base64url');
-      const key = `${keyPrefix}\nx\n${subjectHash}\n${request.audience}\n${request.scope ?? ''}`;
+      const key = `${keyPrefix}\n${request.binding?.thumbprint ?? ''}\nx\n${subjectHash}\n${request.audience}\n${request.scope ?? ''}`;
       // RFC 8693 §2.1: the request parameters; the actor is the authenticated client, so no actor_token.
       return issue(key, request.audience, () => ({
         grant_type: TOKEN_EXCHANGE_GRANT,
@@ -192,15 +204,15 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
         audience: request.audience,
         requested_token_type: TokenType.accessToken,
         ...(request.scope === undefined ? {} : { scope: request.scope }),
-      }));
+      }), request.binding?.dispatcher);
     },
     serviceToken(request) {
-      const key = `${keyPrefix}\ncc\n${request.audience}\n${request.scope ?? ''}`;
+      const key = `${keyPrefix}\n${request.binding?.thumbprint ?? ''}\ncc\n${request.audience}\n${request.scope ?? ''}`;
       return issue(key, request.audience, () => ({
         grant_type: CLIENT_CREDENTIALS_GRANT,
         audience: request.audience,
         ...(request.scope === undefined ? {} : { scope: request.scope }),
-      }));
+      }), request.binding?.dispatcher);
     },
     async close() {
       await sts.close();

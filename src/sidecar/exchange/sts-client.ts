@@ -8,12 +8,13 @@ import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool, request } from 'undici';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post';
+export type ClientAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
 
 export interface StsClientOptions {
   readonly tokenEndpoint: string;
   readonly clientId: string;
-  readonly clientSecret: string;
+  /** Required for the secret methods; unused with tls_client_auth, where the certificate is the credential. */
+  readonly clientSecret?: string | undefined;
   readonly authMethod?: ClientAuthMethod;
   readonly dispatcher?: Dispatcher;
   readonly connectTimeoutMs?: number;
@@ -30,7 +31,8 @@ export interface TokenResponse {
 }
 
 export interface StsClient {
-  post(params: Readonly<Record<string, string>>): Promise<TokenResponse>;
+  /** `dispatcher`: the connection to send on (for tls_client_auth, the one presenting the certificate the token binds to). */
+  post(params: Readonly<Record<string, string>>, dispatcher?: Dispatcher): Promise<TokenResponse>;
   close(): Promise<void>;
 }
 
@@ -41,23 +43,28 @@ export function createStsClient(options: StsClientOptions): StsClient {
   const method = options.authMethod ?? 'client_secret_basic';
   const maxBytes = options.maxResponseBytes ?? 64 * 1024;
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
-  const basic = 'Basic ' + Buffer.from(`${formEncode(options.clientId)}:${formEncode(options.clientSecret)}`).toString('base64');
+  const secret = options.clientSecret;
+  if (method !== 'tls_client_auth' && secret === undefined) throw new TypeError(`expected a client secret for ${method}`);
+  const basic = 'Basic ' + Buffer.from(`${formEncode(options.clientId)}:${formEncode(secret ?? '')}`).toString('base64');
 
   return {
-    async post(params) {
+    async post(params, via) {
       const form = new URLSearchParams(params);
       const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
       // W3C trace context: the STS's span joins the caller's trace (a no-op when tracing is off).
       propagation.inject(context.active(), headers);
       if (method === 'client_secret_basic') headers.authorization = basic;
-      else {
+      else if (method === 'client_secret_post') {
         form.set('client_id', options.clientId);
-        form.set('client_secret', options.clientSecret);
+        form.set('client_secret', secret as string);
+      } else {
+        // RFC 8705 §2: with tls_client_auth the client_id parameter is REQUIRED; the TLS certificate is the credential.
+        form.set('client_id', options.clientId);
       }
       let response: Dispatcher.ResponseData;
       try {
         response = await request(endpoint, {
-          dispatcher,
+          dispatcher: via ?? dispatcher,
           method: 'POST',
           headers,
           body: form.toString(),

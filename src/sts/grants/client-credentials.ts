@@ -14,7 +14,7 @@ import type { GrantHandler } from './grant-context.ts';
 import { issueToken, usableScope } from './issue.ts';
 import { checkEdge, currentPolicy } from './policy-gate.ts';
 
-export const clientCredentialsGrant: GrantHandler = async (params, { client }, context) => {
+export const clientCredentialsGrant: GrantHandler = async (params, { client, certificateThumbprint }, context) => {
   const policy = currentPolicy(context.policy);
   const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
   const requested = params.has('scope') ? parseScope(params.get('scope')) : undefined;
@@ -42,6 +42,9 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client }, c
     ...(scope === '' ? {} : { scope }),
     txn,
     sub_type: 'service',
+
+    // RFC 8705 §3: bound to the certificate the client presented, usable only by the holder of its key.
+    ...(certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': certificateThumbprint } }),
   };
   return await issueToken(context, claims, nowSec, { decision, audit, issuedTokenType: TokenType.accessToken });
 };

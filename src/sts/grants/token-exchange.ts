@@ -22,7 +22,7 @@ import { checkEdge, currentPolicy } from './policy-gate.ts';
 const SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TokenType.accessToken, TokenType.jwt]);
 const ISSUABLE_TOKEN_TYPES: ReadonlySet<string> = new Set([TokenType.accessToken, TokenType.jwt]);
 
-export const tokenExchangeGrant: GrantHandler = async (params, { client }, context) => {
+export const tokenExchangeGrant: GrantHandler = async (params, { client, certificateThumbprint }, context) => {
   // RFC 8693 §2.1: subject_token and subject_token_type are REQUIRED.
   const subjectToken = required(params.get('subject_token'), 'subject_token');
   const subjectTokenType = required(params.get('subject_token_type'), 'subject_token_type');
@@ -83,6 +83,9 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client }, conte
     sub_type: subject.user ? 'user' : 'service',
     ...(subject.acr === undefined ? {} : { acr: subject.acr }),
     ...(subject.authTime === undefined ? {} : { auth_time: subject.authTime }),
+
+    // RFC 8705 §3: bound to the certificate the client presented, usable only by the holder of its key.
+    ...(certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': certificateThumbprint } }),
   };
   return await issueToken(context, claims, nowSec, { decision, audit, issuedTokenType: requestedTokenType });
 };

@@ -66,6 +66,8 @@ export function baseConfig(options: { issuer: string; idp?: { issuer: string; jw
     tokenTtlSeconds: 300,
     policy: { file: FIXTURE_POLICY },
     logLevel: 'silent',
+    // mTLS is not the subject of these suites (test/sts/mtls.test.ts and test/e2e/ cover it).
+    transport: { mode: 'plaintext' },
     clients: [
       { id: 'gateway', secret: SECRETS.gateway },
       options.ordersJwks === undefined ? { id: 'orders', secret: SECRETS.orders } : { id: 'orders', jwks: { keys: options.ordersJwks } },

@@ -1,0 +1,90 @@
+/**
+ * Certificate-bound tokens at the inbound port (RFC 8705 §3): a token the
+ * STS bound to a certificate is good only on a connection that presents
+ * exactly that certificate, from the workload the token names as its
+ * caller. A token stolen from an app, a log or a captured request is then
+ * useless to anyone without the caller's private key.
+ *
+ * Pure: the peer was read from the TLS socket and the token verified
+ * before this runs. Every refusal is its own code, 401 `invalid_token`.
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { defineError } from '../core/errors.ts';
+import type { ServiceMap } from '../identity/service-map.ts';
+import { peerIdentity } from '../identity/tls.ts';
+import type { VerifiedSubject } from './collaborators.ts';
+
+const bindingError = (code: string, title: string) => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
+
+/** A bound token arrived on a connection without a client certificate. */
+export const TokenCertificateRequiredError = bindingError('BATON_TOKEN_CERT_REQUIRED', 'Certificate-bound token without a client certificate');
+/** A bound token arrived on a connection presenting another certificate. */
+export const TokenCertificateMismatchError = bindingError('BATON_TOKEN_CERT_MISMATCH', 'Certificate-bound token on another certificate');
+/** The peer's SPIFFE ID maps to another service than the token's caller. */
+export const TokenCallerMismatchError = bindingError('BATON_TOKEN_CALLER_MISMATCH', 'Token caller is not the connected workload');
+/** In mtls mode, a mesh token without `cnf`: a bearer token the mesh no longer accepts. */
+export const TokenUnboundError = bindingError('BATON_TOKEN_UNBOUND', 'Mesh token not bound to a certificate');
+/** A mesh token on the plaintext entrypoint port, which takes external-IdP tokens only. */
+export const MeshTokenOnPlaintextError = bindingError('BATON_TOKEN_MESH_ON_PLAINTEXT', 'Mesh token on the plaintext entrypoint port');
+/** A client certificate that chains to the bundle but names no service of the mesh. */
+export const PeerUnmappedError = defineError({ code: 'BATON_PEER_UNMAPPED', status: 403, title: 'Client certificate names no service' });
+
+export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
+  TokenCertificateRequiredError.code,
+  TokenCertificateMismatchError.code,
+  TokenCallerMismatchError.code,
+  TokenUnboundError.code,
+  MeshTokenOnPlaintextError.code,
+  PeerUnmappedError.code,
+]);
+
+/** The verified TLS peer of the connection: its service (by the SPIFFE rule) and certificate thumbprint. */
+export interface Peer {
+  readonly service: string;
+  readonly spiffeId: string;
+  readonly thumbprint: string;
+}
+
+/**
+ * Which listener the request came in on: `plaintext` mode (no mesh TLS at
+ * all), the `mtls` inbound port, or the entrypoint's `plaintext-entry`
+ * port behind an ingress, in mtls mode.
+ */
+export type Listener = 'plaintext' | 'mtls' | 'plaintext-entry';
+
+/** Throws the refusal, or returns when the token may be used on this connection. */
+export function checkTokenBinding(verified: VerifiedSubject, peer: Peer | undefined, listener: Listener): void {
+  const mesh = verified.kind === 'mesh';
+  // The entrypoint's plaintext port is for the ingress's external tokens: a mesh token there was lifted off the mesh.
+  if (listener === 'plaintext-entry' && mesh) throw new MeshTokenOnPlaintextError('expected a token from an external identity provider on the plaintext entrypoint port, got a mesh token');
+  const confirmation = verified.confirmation;
+  if (confirmation !== undefined) {
+    // RFC 8705 §3: the thumbprint of the certificate on this connection must equal cnf.x5t#S256.
+    if (peer === undefined) throw new TokenCertificateRequiredError('expected the client certificate this token is bound to, got a connection without one');
+    if (peer.thumbprint !== confirmation) throw new TokenCertificateMismatchError('expected the client certificate this token is bound to (cnf.x5t#S256), got another certificate');
+  } else if (mesh && listener !== 'plaintext') {
+    throw new TokenUnboundError('expected a mesh token bound to its caller\'s certificate (cnf.x5t#S256), got a bearer token');
+  }
+  if (mesh && peer !== undefined) {
+    // The caller the token names (client_id, the outermost act) is the workload on the other end of this connection.
+    const caller = verified.chain[verified.chain.length - 1];
+    if (caller !== peer.service || (verified.clientId !== undefined && verified.clientId !== peer.service)) {
+      throw new TokenCallerMismatchError(`expected a token whose caller is the connected workload ${peer.service}, got one naming ${caller ?? 'no caller'}`);
+    }
+  }
+}
+
+/**
+ * The verified peer of a TLS request, mapped to its service; undefined on a
+ * plaintext socket or when no certificate was presented. A certificate
+ * from the bundle that maps to no service is refused outright.
+ */
+export function peerOf(socket: Socket, map: ServiceMap): Peer | undefined {
+  if (!(socket instanceof TLSSocket)) return undefined;
+  const identity = peerIdentity(socket);
+  if (identity === undefined) return undefined;
+  const service = map.serviceOf(identity.spiffeId);
+  if (service === undefined) throw new PeerUnmappedError(`expected a client certificate whose SPIFFE ID maps to a service, got ${identity.spiffeId}`);
+  return { service, spiffeId: identity.spiffeId, thumbprint: identity.thumbprint };
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { VerifiedSubject } from '../../src/sidecar/collaborators.ts';
+import { checkTokenBinding, type Listener, type Peer } from '../../src/sidecar/token-binding.ts';
+
+const THUMB_A = 'A'.repeat(43);
+const THUMB_B = 'B'.repeat(43);
+const meshToken = (overrides: Partial<VerifiedSubject> = {}): VerifiedSubject => ({
+  kind: 'mesh',
+  subject: 'alice',
+  user: true,
+  chain: ['gateway'],
+  scopes: new Set(),
+  txn: 't',
+  acr: undefined,
+  expiresAt: 2_000_000_000,
+  clientId: 'gateway',
+  confirmation: THUMB_A,
+  ...overrides,
+});
+const externalToken = (overrides: Partial<VerifiedSubject> = {}): VerifiedSubject => meshToken({ kind: 'external', chain: [], clientId: undefined, confirmation: undefined, ...overrides });
+const gatewayPeer: Peer = { service: 'gateway', spiffeId: 'spiffe://t/ns/t/sa/gateway', thumbprint: THUMB_A };
+
+function refusal(verified: VerifiedSubject, peer: Peer | undefined, listener: Listener): string | undefined {
+  try {
+    checkTokenBinding(verified, peer, listener);
+    return undefined;
+  } catch (error) {
+    assert.equal((error as { status?: number }).status === 401 || (error as { status?: number }).status === 403, true);
+    return (error as { code: string }).code;
+  }
+}
+
+describe('certificate-bound tokens at the inbound port (RFC 8705 §3)', () => {
+  it('accepts a bound token on the connection that presents its certificate, from the caller it names', () => {
+    assert.equal(refusal(meshToken(), gatewayPeer, 'mtls'), undefined);
+  });
+
+  it('refuses a bound token on a connection without a client certificate', () => {
+    assert.equal(refusal(meshToken(), undefined, 'mtls'), 'BATON_TOKEN_CERT_REQUIRED');
+    // Plaintext mode cannot check the binding, so it refuses bound tokens rather than ignore cnf.
+    assert.equal(refusal(meshToken(), undefined, 'plaintext'), 'BATON_TOKEN_CERT_REQUIRED');
+  });
+
+  it('refuses a bound token presented with another certificate', () => {
+    assert.equal(refusal(meshToken(), { ...gatewayPeer, thumbprint: THUMB_B }, 'mtls'), 'BATON_TOKEN_CERT_MISMATCH');
+  });
+
+  it('refuses a token whose caller is not the connected workload', () => {
+    assert.equal(refusal(meshToken(), { ...gatewayPeer, service: 'payments' }, 'mtls'), 'BATON_TOKEN_CALLER_MISMATCH');
+    // client_id and the outermost act must both name the peer.
+    assert.equal(refusal(meshToken({ chain: ['gateway'], clientId: 'orders' }), gatewayPeer, 'mtls'), 'BATON_TOKEN_CALLER_MISMATCH');
+    assert.equal(refusal(meshToken({ chain: ['gateway', 'orders'], clientId: 'gateway' }), gatewayPeer, 'mtls'), 'BATON_TOKEN_CALLER_MISMATCH');
+  });
+
+  it('refuses an unbound mesh token in mtls mode, and accepts it in plaintext mode', () => {
+    assert.equal(refusal(meshToken({ confirmation: undefined }), gatewayPeer, 'mtls'), 'BATON_TOKEN_UNBOUND');
+    assert.equal(refusal(meshToken({ confirmation: undefined }), undefined, 'plaintext'), undefined);
+  });
+
+  it('takes external tokens only on the plaintext entrypoint port, never mesh tokens', () => {
+    assert.equal(refusal(externalToken(), undefined, 'plaintext-entry'), undefined);
+    assert.equal(refusal(meshToken(), undefined, 'plaintext-entry'), 'BATON_TOKEN_MESH_ON_PLAINTEXT');
+    assert.equal(refusal(meshToken({ confirmation: undefined }), undefined, 'plaintext-entry'), 'BATON_TOKEN_MESH_ON_PLAINTEXT');
+  });
+
+  it('accepts an external token on the mTLS port with or without a client certificate', () => {
+    assert.equal(refusal(externalToken(), undefined, 'mtls'), undefined);
+    assert.equal(refusal(externalToken(), gatewayPeer, 'mtls'), undefined);
+    // An external token bound by its IdP is held to the same rule.
+    assert.equal(refusal(externalToken({ confirmation: THUMB_B }), gatewayPeer, 'mtls'), 'BATON_TOKEN_CERT_MISMATCH');
+  });
+});
