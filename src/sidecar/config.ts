@@ -4,6 +4,7 @@
  * `loadConfig` into a frozen object; nothing deeper reads the environment.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { SidecarRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
@@ -71,7 +72,7 @@ export const SidecarConfigSchema = Type.Object(
       ),
       { default: [] },
     ),
-    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// URL' })),
+    redis: Type.Optional(SidecarRedisSchema),
     cache: Type.Object(
       {
         maxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'exchanged tokens kept in process' }),

@@ -72,7 +72,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   return {
     ready,
     async start() {
-      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now }));
+      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, metrics }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
         metrics.policyVersion(version);

@@ -14,15 +14,26 @@ import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createVerifiedTokenCache } from '../token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import { createContextHandleStore } from './context-handles.ts';
-import { createTokenCache } from './exchange/token-cache.ts';
+import { createTokenCache, type RedisTierOptions } from './exchange/token-cache.ts';
+import { loadSealKeys } from './exchange/token-seal.ts';
+import { type SidecarRedisConfig, sidecarRedisUser } from '../redis/config.ts';
+import type { SidecarMetrics } from './metrics.ts';
 import { createTokenExchanger } from './exchange/exchanger.ts';
 import type { SidecarConfig } from './config.ts';
 import type { Collaborators } from './sidecar.ts';
 import type { TokenExchanger } from './collaborators.ts';
 import { ConfigError } from '../config/config-error.ts';
 
-export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number }): Promise<Collaborators> {
+export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; metrics?: SidecarMetrics }): Promise<Collaborators> {
   const { logger, now } = deps;
+  // First: a bad seal key or password file must stop the sidecar before anything else starts.
+  const tokenCache = createTokenCache({
+    maxEntries: config.cache.maxEntries,
+    ...(config.redis === undefined ? {} : { redis: redisTier(config.service, config.redis) }),
+    logger,
+    ...(deps.metrics === undefined ? {} : { onRedisEvent: deps.metrics.redisTier }),
+    now,
+  });
   const policy = policySource(config, logger);
   const stsKeys = createRemoteKeySource({ issuer: config.sts.issuer, discovery: config.sts.jwksUri === undefined, ...(config.sts.jwksUri === undefined ? {} : { jwksUri: config.sts.jwksUri }), logger, now });
   const externalKeys: KeySource[] = config.externalIssuers.map((e) =>
@@ -39,12 +50,6 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
   const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, now });
-  const tokenCache = createTokenCache({
-    maxEntries: config.cache.maxEntries,
-    ...(config.redis === undefined ? {} : { redis: { url: config.redis, keyPrefix: `baton:${config.service}:`, commandTimeoutMs: 50 } }),
-    logger,
-    now,
-  });
 
   let exchanger: (TokenExchanger & { close(): Promise<void> }) | undefined;
   let closed = false;
@@ -79,6 +84,17 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
       stsKeys.close();
       for (const keys of externalKeys) keys.close();
     },
+  };
+}
+
+/** The shared tier's settings, key files read now: a missing or bad key stops the sidecar here, before it serves. */
+function redisTier(service: string, redis: SidecarRedisConfig): RedisTierOptions {
+  return {
+    url: redis.url,
+    service,
+    credentials: { username: redis.username ?? sidecarRedisUser(service), passwordFile: redis.passwordFile },
+    sealKeys: loadSealKeys(redis.sealKeyFile, redis.previousSealKeyFile),
+    commandTimeoutMs: redis.commandTimeoutMs,
   };
 }
 
