@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { adminAclUser, ADMIN_REDIS_USER, type AclUser, renderAclFile, sidecarAclUser, stsAclUser } from '../redis/acl.ts';
-import { STS_REDIS_USER, sidecarRedisUser } from '../redis/config.ts';
+import { adminAclUser, type AclUser, redisSecretsLayout, renderAclFile, sidecarAclUser, stsAclUser } from '../redis/acl.ts';
 import { SEAL_KEY_BYTES } from '../sidecar/exchange/token-seal.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
@@ -53,14 +52,15 @@ export const redisAclCommand: Command = {
     for (const service of services) if (!SERVICE.test(service)) throw new UsageError(`expected service names as DNS labels (a-z, 0-9, -), got '${service}'`);
     const dir = values.dir;
     const users: AclUser[] = [];
+    const password = (): string => randomBytes(32).toString('base64url');
     for (const service of services) {
-      const userDir = join(dir, sidecarRedisUser(service));
-      users.push(sidecarAclUser(service, secretFile(join(userDir, 'password'), () => randomBytes(32).toString('base64url'))));
-      secretFile(join(userDir, 'seal-key'), () => randomBytes(SEAL_KEY_BYTES).toString('base64'));
+      const files = redisSecretsLayout.sidecar(dir, service);
+      users.push(sidecarAclUser(service, secretFile(files.passwordFile, password)));
+      secretFile(files.sealKeyFile, () => randomBytes(SEAL_KEY_BYTES).toString('base64'));
     }
-    if (!values['no-sts']) users.push(stsAclUser(secretFile(join(dir, STS_REDIS_USER, 'password'), () => randomBytes(32).toString('base64url'))));
-    if (!values['no-admin']) users.push(adminAclUser(secretFile(join(dir, ADMIN_REDIS_USER, 'password'), () => randomBytes(32).toString('base64url'))));
-    const aclFile = values['acl-file'] ?? join(dir, 'users.acl');
+    if (!values['no-sts']) users.push(stsAclUser(secretFile(redisSecretsLayout.sts(dir).passwordFile, password)));
+    if (!values['no-admin']) users.push(adminAclUser(secretFile(redisSecretsLayout.admin(dir).passwordFile, password)));
+    const aclFile = values['acl-file'] ?? redisSecretsLayout.aclFile(dir);
     mkdirSync(dirname(aclFile), { recursive: true });
     // Hashes only: readable by the Redis server's own user, which is not the one that ran this.
     writeFileSync(aclFile, renderAclFile(users), { mode: 0o644 });

@@ -8,6 +8,7 @@
  * grants nothing to whoever reads it.
  */
 import { hash } from 'node:crypto';
+import { join } from 'node:path';
 import { STS_KEY_PREFIX, STS_REDIS_USER, sidecarKeyPrefix, sidecarRedisUser } from './config.ts';
 
 export const ADMIN_REDIS_USER = 'baton-admin';
@@ -39,3 +40,18 @@ export function renderAclFile(users: readonly AclUser[]): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * Where `baton redis-acl --dir DIR` puts things: one directory per ACL user,
+ * named after it, so each can be mounted (or made a Secret) on its own.
+ */
+export const redisSecretsLayout = {
+  aclFile: (dir: string): string => join(dir, 'users.acl'),
+  sidecar: (dir: string, service: string) => ({
+    username: sidecarRedisUser(service),
+    passwordFile: join(dir, sidecarRedisUser(service), 'password'),
+    sealKeyFile: join(dir, sidecarRedisUser(service), 'seal-key'),
+  }),
+  sts: (dir: string) => ({ username: STS_REDIS_USER, passwordFile: join(dir, STS_REDIS_USER, 'password') }),
+  admin: (dir: string) => ({ username: ADMIN_REDIS_USER, passwordFile: join(dir, ADMIN_REDIS_USER, 'password') }),
+};

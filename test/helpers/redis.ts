@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { redisAclCommand } from '../../src/cli/redis-acl.ts';
+import { redisSecretsLayout } from '../../src/redis/acl.ts';
 import { freePort, waitFor } from './net.ts';
 import { type RunningProcess, startProcess } from './process.ts';
 
@@ -71,10 +72,10 @@ export async function writeMeshRedisSecrets(services: readonly string[]): Promis
   if (code !== 0) throw new Error(`baton redis-acl failed: ${out.join('')}`);
   return {
     dir,
-    aclFile: join(dir, 'users.acl'),
-    sidecar: (service) => ({ username: `sidecar-${service}`, passwordFile: join(dir, `sidecar-${service}`, 'password'), sealKeyFile: join(dir, `sidecar-${service}`, 'seal-key') }),
-    sts: { username: 'baton-sts', passwordFile: join(dir, 'baton-sts', 'password') },
-    admin: { username: 'baton-admin', password: readFileSync(join(dir, 'baton-admin', 'password'), 'utf8').trim() },
+    aclFile: redisSecretsLayout.aclFile(dir),
+    sidecar: (service) => redisSecretsLayout.sidecar(dir, service),
+    sts: redisSecretsLayout.sts(dir),
+    admin: { username: redisSecretsLayout.admin(dir).username, password: readFileSync(redisSecretsLayout.admin(dir).passwordFile, 'utf8').trim() },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
