@@ -27,6 +27,9 @@ function exercisedSidecarMetrics() {
   metrics.tokenCache('miss');
   metrics.policyVersion(7);
   metrics.inflight('inbound', 1);
+  metrics.redisTier('available');
+  metrics.redisTier('unsealable');
+  metrics.redisTier('auth');
   return metrics;
 }
 
@@ -45,6 +48,10 @@ describe('Prometheus metrics', () => {
       assert.match(text, new RegExp(`^${family}[{ ]`, 'm'), family);
     }
     assert.match(text, /^baton_dependency_ready\{dependency="sts_keys"\} 0$/m);
+    // The Redis tier: its state, each fault once per change, and values that would not open.
+    assert.match(text, /^baton_redis_available 0$/m);
+    assert.match(text, /^baton_redis_faults_total\{fault="auth"\} 1$/m);
+    assert.match(text, /^baton_token_cache_unsealable_total 1$/m);
     assert.match(text, /^baton_dependency_ready\{dependency="policy"\} 1$/m);
   });
 
