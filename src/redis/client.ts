@@ -74,6 +74,9 @@ export function createDegradingRedis(options: DegradingRedisOptions): DegradingR
   let refusedUntil = 0;
   const transition = (next: 'available' | RedisFault, reason?: string): void => {
     if (state === next) return;
+    // A refused AUTH makes ioredis drop the connection and retry: the socket
+    // errors that follow are that retry loop, not a second fault to log.
+    if (state === 'auth' && next === 'unavailable') return;
     state = next;
     if (next === 'available') logger.info({ event: 'redis_available', redis: purpose }, `redis ${purpose} available`);
     else logger.warn({ event: 'redis_unavailable', redis: purpose, fault: next, reason }, `redis ${purpose} unavailable (${next}); degrading`);

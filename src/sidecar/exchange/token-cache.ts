@@ -38,8 +38,6 @@ export interface RedisTierOptions {
   readonly service: string;
   readonly credentials: RedisCredentials;
   readonly sealKeys: SealKeys;
-  /** Default `baton:<service>:`, the prefix the service's ACL user is limited to. */
-  readonly keyPrefix?: string;
   readonly commandTimeoutMs?: number;
   readonly refusedBackoffMs?: number;
 }
@@ -111,7 +109,8 @@ interface RedisTier {
 }
 
 function createRedisTier(options: RedisTierOptions, logger: Logger, report: (event: RedisTierEvent) => void, now: () => number): RedisTier {
-  const prefix = options.keyPrefix ?? sidecarKeyPrefix(options.service);
+  // `baton:<service>:`, the prefix the service's ACL user is limited to.
+  const prefix = sidecarKeyPrefix(options.service);
   const redis = createDegradingRedis({
     url: options.url,
     credentials: options.credentials,

@@ -199,6 +199,19 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     assert.equal(logs.lines.filter((l) => l.includes('"fault":"auth"')).length, 1);
   });
 
+  it('picks up a rotated password file at the next reconnect, without a restart', async () => {
+    const file = join(secrets.dir, 'rotating-password');
+    writeFileSync(file, 'stale-password\n');
+    const events: RedisTierEvent[] = [];
+    const c = await cache({ passwordFile: file, events, connected: false });
+    await waitFor(async () => events.includes('auth'), { what: 'auth failure reported', timeoutMs: 5_000 });
+    writeFileSync(file, readFileSync(secrets.sidecar('orders').passwordFile));
+    await waitFor(async () => events.at(-1) === 'available', { what: 'reconnected with the new password', timeoutMs: 5_000 });
+    const key = `after-rotation-${randomBytes(4).toString('hex')}`;
+    await c.set(key, token());
+    assert.deepEqual(await (await cache()).get(key), token());
+  });
+
   it('falls back when the ACL refuses a command (NOPERM), and stops sending until the back-off ends', async () => {
     // A sidecar configured as orders but authenticating as payments: every key it uses is outside that user's prefix.
     const payments = secrets.sidecar('payments');
