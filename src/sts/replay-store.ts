@@ -6,11 +6,14 @@
  */
 import { createDegradingRedis, type RedisCredentials } from '../redis/client.ts';
 import { STS_KEY_PREFIX } from '../redis/config.ts';
+import { counterFamily } from '../telemetry/prometheus-text.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 export interface ReplayStore {
   /** True the first time `id` is seen before `expiresAtMs`; false for a replay. */
   claim(id: string, expiresAtMs: number): Promise<boolean>;
+  /** Prometheus text for the STS's `/metrics`, where the store has something to say. */
+  renderMetrics?(): string;
   close(): Promise<void>;
 }
 
@@ -65,6 +68,8 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
   const now = options.now ?? Date.now;
   const prefix = options.keyPrefix ?? `${STS_KEY_PREFIX}jti:`;
   const fallback = createMemoryReplayStore({ now });
+  const faults = counterFamily('baton_sts_redis_faults_total', 'Times the shared replay store became unusable and this replica fell back to its own, by fault: unavailable, auth (wrong ACL user or password), noperm.');
+  let available = 0;
   const redis = createDegradingRedis({
     url: options.url,
     credentials: options.credentials,
@@ -72,6 +77,10 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
     connectTimeoutMs: 1_000,
     logger: options.logger,
     purpose: 'replay store',
+    onState(state) {
+      available = state === 'available' ? 1 : 0;
+      if (state !== 'available') faults.add({ fault: state });
+    },
     now,
   });
   return {
@@ -88,6 +97,11 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
         redis.failed(error);
         return true;
       }
+    },
+    renderMetrics() {
+      const lines = ['# HELP baton_sts_redis_available Whether replay protection is shared through Redis (1) or kept by this replica alone (0).', '# TYPE baton_sts_redis_available gauge', `baton_sts_redis_available ${available}`];
+      faults.render(lines);
+      return lines.join('\n') + '\n';
     },
     async close() {
       redis.close();

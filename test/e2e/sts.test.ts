@@ -256,6 +256,9 @@ describe('baton sts process lifecycle', () => {
       assert.equal(replayed.body.error, 'invalid_client');
     }
     assert.equal(sts.stdout().split('\n').filter((l) => l.includes('"fault":"auth"')).length, 1);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^baton_sts_redis_faults_total\{fault="auth"\} 1$/m);
+    assert.match(metrics, /^baton_sts_redis_available 0$/m);
     assert.ok(!sts.stdout().includes(assertion) && !sts.stdout().includes('not-the-sts-password'));
   });
 

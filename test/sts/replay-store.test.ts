@@ -76,5 +76,7 @@ describe('replay store for single-use jti', () => {
     assert.equal(await orders.claim('jti-b', expires), true);
     await waitFor(async () => lines.some((l) => l.includes('"fault":"noperm"')), { what: 'noperm logged', timeoutMs: 5_000 });
     assert.equal(lines.filter((l) => l.includes('"fault":"auth"')).length, 1, 'logged once, not per reconnect');
+    assert.match(store.renderMetrics?.() ?? '', /^baton_sts_redis_faults_total\{fault="auth"\} 1$/m, 'counted once');
+    assert.match(store.renderMetrics?.() ?? '', /^baton_sts_redis_available 0$/m);
   });
 });
