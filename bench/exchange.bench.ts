@@ -13,7 +13,8 @@ import { TokenType } from '../src/core/token-types.ts';
 import { createTokenExchanger, type TokenExchanger } from '../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache, type TokenCache } from '../src/sidecar/exchange/token-cache.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
-import { startRedis } from '../test/helpers/redis.ts';
+import { startRedis, writeMeshRedisSecrets } from '../test/helpers/redis.ts';
+import { loadSealKeys } from '../src/sidecar/exchange/token-seal.ts';
 import { SECRETS } from '../test/sts/helpers/sts-fixture.ts';
 import { type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, round, type ScenarioResult } from './lib/scenario.ts';
@@ -60,7 +61,9 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const n = options.quick ? 50 : 400;
   const hits = options.quick ? 2_000 : 50_000;
   const sts = await startBenchSts();
-  const redis = await startRedis();
+  // As deployed: an ACL user per service, values sealed (AES-256-GCM) before they reach Redis.
+  const redisSecrets = await writeMeshRedisSecrets(['gateway']);
+  const redis = await startRedis({ aclFile: redisSecrets.aclFile });
   const closers: Array<() => Promise<void>> = [];
   const exchangerWith = (cache: TokenCache, extra: { dispatcher?: Dispatcher; now?: () => number } = {}): TokenExchanger => {
     const exchanger = createTokenExchanger({ tokenEndpoint: `${sts.url}/token`, clientId: 'gateway', clientSecret: SECRETS.gateway, cache, logger, ...extra });
@@ -90,7 +93,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     add('hit: in-process cache', await timeSequential(hits, (i) => exchange(local, subjects[i % n] as string)), counted.calls() - before);
 
     // Redis: one replica fills it; a second replica with a one-entry local cache reads through to Redis.
-    const redisOptions = { url: redis.url, keyPrefix: 'baton:bench:', commandTimeoutMs: 50 };
+    const gateway = redisSecrets.sidecar('gateway');
+    const redisOptions = { url: redis.url, service: 'gateway', credentials: gateway, sealKeys: loadSealKeys(gateway.sealKeyFile), commandTimeoutMs: 50 };
     const filler = exchangerWith(createTokenCache({ logger, redis: redisOptions }));
     const replicaCounted = countingDispatcher();
     closers.push(replicaCounted.close);
@@ -147,6 +151,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   } finally {
     for (const close of closers) await close().catch(() => {});
     await redis.stop();
+    redisSecrets.remove();
     await sts.stop();
   }
 }

@@ -11,10 +11,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
-import { DEMO_POLICY, type Mesh, startMesh } from '../src/demo/mesh.ts';
+import { DEMO_POLICY, DEMO_SERVICES, type Mesh, startMesh } from '../src/demo/mesh.ts';
 import { DEMO_USER } from '../src/demo/scenario.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
-import { type RedisServer, startRedis } from '../test/helpers/redis.ts';
+import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../test/helpers/redis.ts';
 import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
 
 const seconds = Number(process.env.SOAK_SECONDS ?? 60);
@@ -40,8 +40,9 @@ function rssMb(pid: number | undefined): number {
 
 async function main(): Promise<void> {
   const { baton } = await benchBundle();
-  const redis: { server: RedisServer } = { server: await startRedis() };
-  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions }, entry: baton });
+  const redisSecrets = await writeMeshRedisSecrets(DEMO_SERVICES);
+  const redis: { server: RedisServer } = { server: await startRedis({ aclFile: redisSecrets.aclFile }) };
+  const mesh: Mesh = await startMesh({ redis: { url: redis.server.url, secretsDir: redisSecrets.dir }, env: { NODE_OPTIONS: nodeOptions }, entry: baton });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);
@@ -143,6 +144,7 @@ async function main(): Promise<void> {
   await sts?.stop();
   await mesh.stop();
   await redis.server.stop();
+  redisSecrets.remove();
 
   const processes = names.map((n) => ({ name: n, rssStartMb: rssStart[n] ?? 0, rssEndMb: rssEnd[n] ?? 0, growthMb: Math.round(((rssEnd[n] ?? 0) - (rssStart[n] ?? 0)) * 10) / 10 }));
   const result = {

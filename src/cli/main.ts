@@ -10,6 +10,7 @@ const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<C
   demo: { summary: 'run the whole mesh on this machine and drive an allowed and a denied chain', load: async () => (await import('./demo.ts')).demoCommand },
   injector: { summary: 'run the Kubernetes admission webhook that injects the sidecar', load: async () => (await import('./injector.ts')).injectorCommand },
   certs: { summary: 'write development workload certificates (a local CA and one SPIFFE SVID per service)', load: async () => (await import('./certs.ts')).certsCommand },
+  'redis-acl': { summary: 'write the Redis ACL file and per-service Redis passwords and seal keys', load: async () => (await import('./redis-acl.ts')).redisAclCommand },
   audit: { summary: 'reconstruct a call chain and its decisions from sidecar and STS logs', load: async () => (await import('./audit.ts')).auditCommand },
 };
 

@@ -89,7 +89,15 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
     prepublishSeconds: config.keys?.prepublishSeconds,
     logger,
   });
-  const replay: ReplayStore = config.redis === undefined ? createMemoryReplayStore() : createRedisReplayStore({ url: config.redis, logger });
+  const replay: ReplayStore =
+    config.redis === undefined
+      ? createMemoryReplayStore()
+      : createRedisReplayStore({
+          url: config.redis.url,
+          credentials: { username: config.redis.username, passwordFile: config.redis.passwordFile },
+          commandTimeoutMs: config.redis.commandTimeoutMs,
+          logger,
+        });
   const server = createStsServer(config, { logger, policy, keys, replay, mesh });
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));

@@ -22,6 +22,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { type DevCa, writeDevIdentities } from '../identity/dev-ca.ts';
 import { createServiceMap, type ServiceMap } from '../identity/service-map.ts';
 import { stringify } from 'yaml';
+import { redisSecretsLayout } from '../redis/acl.ts';
 import type { DemoServiceName } from './apps.ts';
 import { freePort } from './free-port.ts';
 
@@ -89,8 +90,11 @@ export interface MeshOptions {
   /** Extra environment for every process (e.g. OTEL_* settings). */
   readonly env?: Readonly<Record<string, string>>;
   readonly startTimeoutMs?: number;
-  /** A redis:// URL the sidecars share exchanged tokens through (the demo itself runs without one). */
-  readonly redis?: string;
+  /**
+   * A Redis the sidecars share exchanged tokens through (the demo itself runs
+   * without one): its URL and a directory `baton redis-acl` wrote for the demo services.
+   */
+  readonly redis?: { readonly url: string; readonly secretsDir: string };
   /** Also write each process's output, as it comes, to `<logDir>/<process name>.log` (e.g. for `baton policy observed`). */
   readonly logDir?: string;
   /** The script every baton process of the mesh runs (default: the CLI this module belongs to, bin/baton.js from the sources); e.g. a bundle built by scripts/build.ts. */
@@ -195,7 +199,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
         upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `${scheme}://127.0.0.1:${services[n].inbound}`])),
         ...transportOf(name),
-        ...(options.redis === undefined ? {} : { redis: options.redis }),
+        ...(options.redis === undefined ? {} : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
         ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
         telemetry,
       });
@@ -306,3 +310,4 @@ async function poll(probe: () => Promise<boolean>, owner: MeshProcess, timeoutMs
   }
   throw new Error(`${owner.name}: ${what} did not answer within ${timeoutMs} ms:\n${owner.output().slice(-3000)}`);
 }
+

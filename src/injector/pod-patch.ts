@@ -41,7 +41,7 @@ export function planInjection(pod: Pod, template: SidecarTemplate): InjectionPla
     patch.push(...envPatch(container, index, additions, warnings));
   });
 
-  const volumes = sidecarVolumes(template);
+  const volumes = sidecarVolumes(template, { serviceAccount });
   const clashing = volumes.find((v) => (pod.spec.volumes ?? []).some((existing) => existing.name === v.name));
   if (clashing !== undefined) return { outcome: 'deny', reason: `the pod already has a volume named ${String(clashing.name)}, which baton reserves` };
   if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });

@@ -4,6 +4,7 @@
  * the app, stays up while the app runs, and stops after it. Its settings
  * arrive as `BATON_*` variables; no config file is mounted.
  */
+import { sidecarRedisUser } from '../redis/config.ts';
 import type { InjectionSettings } from './annotations.ts';
 import type { SidecarTemplate } from './config.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
@@ -13,6 +14,8 @@ export const INBOUND_PORT_NAME = 'baton-inbound';
 export const ADMIN_PORT_NAME = 'baton-admin';
 export const POLICY_KEY_VOLUME = 'baton-policy-key';
 export const TMP_VOLUME = 'baton-tmp';
+export const REDIS_VOLUME = 'baton-redis';
+const REDIS_DIR = '/etc/baton/redis';
 const POLICY_KEY_DIR = '/etc/baton/policy';
 export const POLICY_KEY_FILE = 'policy-signing.pub.pem';
 
@@ -53,6 +56,8 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     volumeMounts: [
       { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
       { name: TMP_VOLUME, mountPath: '/tmp' },
+      // The Redis password and the seal key: in this container only, never in the app's (issue #14).
+      ...(template.redis === undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
     ],
   };
 }
@@ -80,7 +85,14 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     literal('OTEL_SERVICE_NAME', workload.serviceAccount),
   ];
   if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(template.externalIssuers)));
-  if (template.redis !== undefined) env.push(literal('BATON_REDIS', template.redis));
+  if (template.redis !== undefined) {
+    env.push(
+      literal('BATON_REDIS__URL', template.redis),
+      literal('BATON_REDIS__USERNAME', sidecarRedisUser(workload.serviceAccount)),
+      literal('BATON_REDIS__PASSWORD_FILE', `${REDIS_DIR}/password`),
+      literal('BATON_REDIS__SEAL_KEY_FILE', `${REDIS_DIR}/seal-key`),
+    );
+  }
   if (template.otlpEndpoint !== undefined) env.push(literal('OTEL_EXPORTER_OTLP_ENDPOINT', template.otlpEndpoint));
   if (settings.logLevel !== undefined) env.push(literal('BATON_LOG_LEVEL', settings.logLevel));
   return env;
@@ -98,9 +110,13 @@ export function appEnv(settings: InjectionSettings): EnvVar[] {
   return env;
 }
 
-export function sidecarVolumes(template: SidecarTemplate): Array<Record<string, unknown>> {
+export function sidecarVolumes(template: SidecarTemplate, workload: Workload): Array<Record<string, unknown>> {
   return [
     { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
     { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+    // Named after the ServiceAccount like the client secret; not optional: without it the sidecar would not start anyway.
+    ...(template.redis === undefined
+      ? []
+      : [{ name: REDIS_VOLUME, secret: { secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`, items: [{ key: 'password', path: 'password' }, { key: 'seal-key', path: 'seal-key' }] } }]),
   ];
 }

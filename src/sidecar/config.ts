@@ -7,6 +7,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { SidecarRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
@@ -86,7 +87,7 @@ export const SidecarConfigSchema = Type.Object(
       ),
       { default: [] },
     ),
-    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// URL' })),
+    redis: Type.Optional(SidecarRedisSchema),
     cache: Type.Object(
       {
         maxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'exchanged tokens kept in process' }),

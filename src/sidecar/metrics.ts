@@ -21,6 +21,8 @@ export interface SidecarMetrics {
   shadowDenial(target: string, rule: string): void;
   exchangeDuration(seconds: number): void;
   tokenCache(result: string): void;
+  /** The shared Redis tier: a value that would not open, or a change of state (once per change, not per request). */
+  redisTier(event: 'unsealable' | 'available' | 'unavailable' | 'auth' | 'noperm'): void;
   policyVersion(version: number): void;
   /** An inbound token refused for its certificate binding (RFC 8705 §3), by code. */
   bindingRefusal(code: string): void;
@@ -35,6 +37,9 @@ export function createSidecarMetrics(): SidecarMetrics {
   const decisions = counter();
   const shadowDenials = counter();
   const cache = counter();
+  const redisFaults = counter();
+  let unsealable = 0;
+  let redisState: string | undefined;
   const inflight = counter();
   const bindingRefusals = counter();
   let policyVersion = 0;
@@ -48,6 +53,13 @@ export function createSidecarMetrics(): SidecarMetrics {
     decision: (rule, decision) => decisions.add({ rule, decision }, 1),
     shadowDenial: (target, rule) => shadowDenials.add({ target, rule }, 1),
     tokenCache: (result) => cache.add({ result }, 1),
+    redisTier(event) {
+      if (event === 'unsealable') unsealable++;
+      else {
+        redisState = event;
+        if (event !== 'available') redisFaults.add({ fault: event }, 1);
+      }
+    },
     inflight: (direction, delta) => inflight.add({ direction }, delta),
     bindingRefusal: (code) => bindingRefusals.add({ code }, 1),
     policyVersion(version) {
@@ -66,6 +78,11 @@ export function createSidecarMetrics(): SidecarMetrics {
       family(lines, 'baton_shadow_denials_total', 'counter', 'Calls a shadow-mode rule would have denied and let through, by target and rule.', shadowDenials.series());
       family(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', cache.series());
       family(lines, 'baton_token_binding_refusals_total', 'counter', 'Inbound tokens refused for their certificate binding (RFC 8705), by code.', bindingRefusals.series());
+      if (redisState !== undefined) {
+        family(lines, 'baton_redis_available', 'gauge', 'Whether the shared Redis token tier is in use (1) or the sidecar runs on its in-process cache (0).', [{ labels: '', value: redisState === 'available' ? 1 : 0 }]);
+        family(lines, 'baton_redis_faults_total', 'counter', 'Times the Redis token tier became unusable, by fault: unavailable, auth (wrong ACL user or password), noperm (ACL refused a command or key).', redisFaults.series());
+      }
+      family(lines, 'baton_token_cache_unsealable_total', 'counter', 'Redis entries that failed to open (another key, moved, tampered) and were treated as misses.', [{ labels: '', value: unsealable }]);
       family(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
       family(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [{ labels: '', value: policyVersion }]);
       family(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [{ labels: '', value: policyUpdates }]);

@@ -117,7 +117,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   return {
     ready,
     async start() {
-      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, mesh }));
+      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, mesh, metrics }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
         metrics.policyVersion(version);

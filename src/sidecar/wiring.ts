@@ -15,15 +15,28 @@ import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createVerifiedTokenCache } from '../token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import { createContextHandleStore } from './context-handles.ts';
-import { createTokenCache } from './exchange/token-cache.ts';
+import { createTokenCache, type RedisTierOptions } from './exchange/token-cache.ts';
+import { loadSealKeys } from './exchange/token-seal.ts';
+import { type SidecarRedisConfig, sidecarRedisUser } from '../redis/config.ts';
+import type { SidecarMetrics } from './metrics.ts';
 import { createTokenExchanger } from './exchange/exchanger.ts';
 import { POLICY_SERVER_SERVICE, STS_SERVICE, type SidecarConfig, stsAuthMethod } from './config.ts';
 import type { Collaborators, SidecarMesh } from './sidecar.ts';
 import type { TokenExchanger } from './collaborators.ts';
 import { ConfigError } from '../config/config-error.ts';
 
-export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined }): Promise<Collaborators> {
+export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
+  // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
+  if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
+  // First: a bad seal key or password file must stop the sidecar before anything else starts.
+  const tokenCache = createTokenCache({
+    maxEntries: config.cache.maxEntries,
+    ...(config.redis === undefined || mesh !== undefined ? {} : { redis: redisTier(config.service, config.redis) }),
+    logger,
+    ...(deps.metrics === undefined ? {} : { onRedisEvent: deps.metrics.redisTier }),
+    now,
+  });
   // mtls: the STS (metadata, JWKS, token endpoint) and the policy server are reached over TLS, each checked by its SPIFFE ID.
   let stsDispatcher: Dispatcher | undefined;
   let policyDispatcher: Dispatcher | undefined;
@@ -60,14 +73,6 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
   const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, now });
-  // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
-  if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
-  const tokenCache = createTokenCache({
-    maxEntries: config.cache.maxEntries,
-    ...(config.redis === undefined || mesh !== undefined ? {} : { redis: { url: config.redis, keyPrefix: `baton:${config.service}:`, commandTimeoutMs: 50 } }),
-    logger,
-    now,
-  });
 
   let exchanger: (TokenExchanger & { close(): Promise<void> }) | undefined;
   let closed = false;
@@ -123,6 +128,17 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
       stsKeys.close();
       for (const keys of externalKeys) keys.close();
     },
+  };
+}
+
+/** The shared tier's settings, key files read now: a missing or bad key stops the sidecar here, before it serves. */
+function redisTier(service: string, redis: SidecarRedisConfig): RedisTierOptions {
+  return {
+    url: redis.url,
+    service,
+    credentials: { username: redis.username ?? sidecarRedisUser(service), passwordFile: redis.passwordFile },
+    sealKeys: loadSealKeys(redis.sealKeyFile, redis.previousSealKeyFile),
+    commandTimeoutMs: redis.commandTimeoutMs,
   };
 }
 

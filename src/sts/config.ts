@@ -8,6 +8,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { StsRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
@@ -92,7 +93,7 @@ export const StsConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'a redis:// or rediss:// URL' })),
+    redis: Type.Optional(StsRedisSchema),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
     transport: TransportConfigSchema,
     identity: WorkloadIdentityConfigSchema,

@@ -1,15 +1,19 @@
 /**
  * Single-use identifiers: `jti`s of `private_key_jwt` client assertions
  * (RFC 7523 §3 item 7) and of actor tokens. With Redis the set is shared by
- * every STS replica (`SET key 1 PX ttl NX`); without it, or while Redis
- * is unreachable, an in-process set keeps them.
+ * every STS replica (`SET key 1 PX ttl NX`, as the STS's own ACL user);
+ * without it, or while Redis cannot be used, an in-process set keeps them.
  */
-import { Redis } from 'ioredis';
+import { createDegradingRedis, type RedisCredentials } from '../redis/client.ts';
+import { STS_KEY_PREFIX } from '../redis/config.ts';
+import { counterFamily } from '../telemetry/prometheus-text.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
 export interface ReplayStore {
   /** True the first time `id` is seen before `expiresAtMs`; false for a replay. */
   claim(id: string, expiresAtMs: number): Promise<boolean>;
+  /** Prometheus text for the STS's `/metrics`, where the store has something to say. */
+  renderMetrics?(): string;
   close(): Promise<void>;
 }
 
@@ -45,48 +49,62 @@ export function createMemoryReplayStore(options: MemoryReplayStoreOptions = {}):
 
 export interface RedisReplayStoreOptions {
   readonly url: string;
+  /** The STS's own ACL user (docs/sts.md): it may SET under `baton:_sts:*` and nothing else. */
+  readonly credentials: RedisCredentials;
   readonly keyPrefix?: string;
   readonly commandTimeoutMs?: number;
   readonly logger: Logger;
   readonly now?: () => number;
 }
 
+/**
+ * While Redis cannot be used (down, hung, or refusing this user: a wrong
+ * password or a missing ACL permission are treated as an outage), each
+ * replica keeps claiming ids in its own set: a replay at the same replica is
+ * still refused, and an id spent then stays spent after Redis returns. What
+ * is lost is only the sharing between replicas (docs/sts.md).
+ */
 export function createRedisReplayStore(options: RedisReplayStoreOptions): ReplayStore {
   const now = options.now ?? Date.now;
-  const prefix = options.keyPrefix ?? 'baton:sts:jti:';
+  const prefix = options.keyPrefix ?? `${STS_KEY_PREFIX}jti:`;
   const fallback = createMemoryReplayStore({ now });
-  const redis = new Redis(options.url, {
-    commandTimeout: options.commandTimeoutMs ?? 250,
-    connectTimeout: 1000,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    lazyConnect: false,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
-  });
-  let degraded = false;
-  redis.on('error', (error: Error) => {
-    if (!degraded) options.logger.warn({ err: { message: error.message } }, 'redis unreachable: replay protection falls back to this replica');
-    degraded = true;
-  });
-  redis.on('ready', () => {
-    if (degraded) options.logger.info('redis reachable again: replay protection shared across replicas');
-    degraded = false;
+  const faults = counterFamily('baton_sts_redis_faults_total', 'Times the shared replay store became unusable and this replica fell back to its own, by fault: unavailable, auth (wrong ACL user or password), noperm.');
+  let available = 0;
+  const redis = createDegradingRedis({
+    url: options.url,
+    credentials: options.credentials,
+    commandTimeoutMs: options.commandTimeoutMs ?? 250,
+    connectTimeoutMs: 1_000,
+    logger: options.logger,
+    purpose: 'replay store',
+    onState(state) {
+      available = state === 'available' ? 1 : 0;
+      if (state !== 'available') faults.add({ fault: state });
+    },
+    now,
   });
   return {
     async claim(id, expiresAtMs) {
       const ttl = Math.max(1, Math.ceil(expiresAtMs - now()));
       // Recorded locally too, so an id seen while Redis was down stays spent when it comes back.
       const local = await fallback.claim(id, expiresAtMs);
-      if (!local) return false;
+      if (!local || !redis.usable()) return local;
       try {
-        return (await redis.set(prefix + id, '1', 'PX', ttl, 'NX')) === 'OK';
+        const claimed = (await redis.client.set(prefix + id, '1', 'PX', ttl, 'NX')) === 'OK';
+        redis.succeeded();
+        return claimed;
       } catch (error) {
-        if (!degraded) options.logger.warn({ err: { message: (error as Error).message } }, 'redis command failed: replay protection falls back to this replica');
+        redis.failed(error);
         return true;
       }
     },
+    renderMetrics() {
+      const lines = ['# HELP baton_sts_redis_available Whether replay protection is shared through Redis (1) or kept by this replica alone (0).', '# TYPE baton_sts_redis_available gauge', `baton_sts_redis_available ${available}`];
+      faults.render(lines);
+      return lines.join('\n') + '\n';
+    },
     async close() {
-      redis.disconnect();
+      redis.close();
       await fallback.close();
     },
   };

@@ -169,7 +169,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   // Prometheus text; counts only, labelled by grant and OAuth outcome, never by client or subject.
   app.get('/metrics', async (_request, reply) => {
     reply.header('cache-control', 'no-store').type(PROMETHEUS_CONTENT_TYPE);
-    return metrics.render();
+    return metrics.render() + (replay.renderMetrics?.() ?? '');
   });
   app.get('/readyz', async (_request, reply) => {
     const policyReady = deps.policy.ready() && deps.policy.current() !== undefined;

@@ -21,12 +21,29 @@ interface ComposeService {
   command?: string[];
   entrypoint?: string[];
   environment?: Record<string, string>;
-  volumes?: string[];
+  volumes?: Array<string | LongVolume>;
   ports?: string[];
   network_mode?: string;
   depends_on?: Record<string, { condition: string }>;
   healthcheck?: { test: string[] };
   read_only?: boolean;
+}
+
+interface LongVolume {
+  type: string;
+  source: string;
+  target: string;
+  read_only?: boolean;
+  volume?: { subpath?: string };
+}
+
+/** Short (`src:dst[:ro]`) and long volume syntax, as one shape. */
+function mountsOf(service: ComposeService): LongVolume[] {
+  return (service.volumes ?? []).map((v) => {
+    if (typeof v !== 'string') return v;
+    const [source, target, mode] = v.split(':') as [string, string, string | undefined];
+    return { type: source.startsWith('.') ? 'bind' : 'volume', source, target, read_only: mode === 'ro' };
+  });
 }
 
 const compose = parse(readFileSync(at('docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
@@ -35,8 +52,7 @@ const bakedImage = (s: ComposeService): boolean => s.build !== undefined;
 
 /** A container path as the host sees it, through the service's bind mounts. */
 function hostPathOf(service: ComposeService, containerPath: string): string | undefined {
-  for (const volume of service.volumes ?? []) {
-    const [source, target] = volume.split(':') as [string, string];
+  for (const { source, target } of mountsOf(service)) {
     if (!source.startsWith('.')) continue;
     if (containerPath === target) return at(source);
     if (containerPath.startsWith(`${target}/`)) return at(`${source}${containerPath.slice(target.length)}`);
@@ -107,13 +123,12 @@ describe('docker-compose.yml', () => {
       assert.ok(words.length > 0);
       checked.set(key, help);
     }
-    assert.deepEqual([...checked.keys()].sort(), ['demo', 'policy-server', 'sidecar', 'sts']);
+    assert.deepEqual([...checked.keys()].sort(), ['demo', 'policy-server', 'redis-acl', 'sidecar', 'sts']);
   });
 
   it('mounts only files that exist in the project, and declares its named volumes', () => {
     for (const [name, service] of Object.entries(services)) {
-      for (const volume of service.volumes ?? []) {
-        const [source] = volume.split(':') as [string];
+      for (const { source } of mountsOf(service)) {
         if (source.startsWith('.')) assert.ok(existsSync(at(source)), `${name} mounts ${source}`);
         else assert.ok(source in compose.volumes, `${name} uses a declared volume ${source}`);
       }
@@ -160,6 +175,43 @@ describe('docker-compose.yml', () => {
     }
     assert.deepEqual(sidecarConfig('gateway').externalIssuers.map((i) => i.issuer), sts.externalIssuers.map((i) => i.issuer));
     assert.equal((services.gateway as ComposeService).ports?.[0], `127.0.0.1:${sidecarConfig('gateway').inbound.port}:${sidecarConfig('gateway').inbound.port}`);
+  });
+
+  it('runs Redis with the ACL file redis-acl writes, and gives each sidecar and the STS only its own Redis secrets', () => {
+    const init = services['redis-secrets'] as ComposeService;
+    assert.deepEqual(flagValue(init.command ?? [], '--services')?.split(','), [...DEMO_SERVICES]);
+    const secretsDir = flagValue(init.command ?? [], '--dir') as string;
+    const aclFile = flagValue(init.command ?? [], '--acl-file') as string;
+    const initMount = mountsOf(init).find((m) => m.target === secretsDir);
+    assert.ok(initMount && !initMount.read_only);
+    const volume = initMount.source;
+    /** The subpath of the secrets volume that holds `file` in `service`, if any. */
+    const subpathOf = (service: ComposeService, file: string): string | undefined => {
+      const mount = mountsOf(service).find((m) => m.source === volume && file.startsWith(`${m.target}/`));
+      return mount === undefined ? undefined : (mount.volume?.subpath ?? '');
+    };
+
+    const redis = services.redis as ComposeService;
+    const redisAcl = flagValue(redis.command ?? [], '--aclfile') as string;
+    assert.equal(`${secretsDir}/${subpathOf(redis, redisAcl)}/users.acl`, aclFile, 'redis loads the file redis-acl wrote');
+    assert.equal(redis.depends_on?.['redis-secrets']?.condition, 'service_completed_successfully');
+    assert.match(redis.healthcheck?.test.join(' ') ?? '', /--user baton-admin/, 'the probe authenticates: the default user is off');
+
+    const sts = loadConfig(StsConfigSchema, { file: hostPathOf(services.sts as ComposeService, '/etc/baton/sts.yaml') as string });
+    assert.equal(subpathOf(services.sts as ComposeService, sts.redis?.passwordFile as string), 'baton-sts');
+    for (const name of DEMO_SERVICES) {
+      const config = sidecarConfig(name);
+      assert.ok(config.redis, `${name} uses Redis`);
+      const sidecar = services[`${name}-sidecar`] as ComposeService;
+      assert.equal(subpathOf(sidecar, config.redis.passwordFile), `sidecar-${name}`);
+      assert.equal(subpathOf(sidecar, config.redis.sealKeyFile), `sidecar-${name}`);
+      assert.ok(mountsOf(sidecar).filter((m) => m.source === volume).every((m) => m.read_only === true && m.volume?.subpath === `sidecar-${name}`), `${name}-sidecar mounts only its own secrets, read-only`);
+      assert.equal(mountsOf(services[name] as ComposeService).length, 0, `the ${name} app mounts nothing`);
+    }
+    for (const [name, service] of Object.entries(services)) {
+      if (name === 'redis-secrets') continue;
+      for (const mount of mountsOf(service).filter((m) => m.source === volume)) assert.ok(mount.volume?.subpath !== undefined && mount.volume.subpath !== '', `${name} mounts a subpath of ${volume}, not all of it`);
+    }
   });
 
   it('starts every service only after what it depends on is healthy', () => {

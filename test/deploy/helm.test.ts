@@ -50,6 +50,8 @@ describe('helm/baton', () => {
       { ...values, injector: { ...(values.injector as object), tls: { mode: 'existingSecret', existingSecret: '', caBundle: '' } } },
       { ...values, sts: { ...(values.sts as object), replicas: 0 } },
       { ...values, redis: { ...(values.redis as object), image: 'redis:latest' } },
+      // Credentials never go in the URL: each client has its own ACL user and password file.
+      { ...values, redis: { ...(values.redis as object), enabled: false, url: 'redis://default:hunter2@r:6379' } },
       { ...values, surprise: true },
     ];
     for (const candidate of bad) assert.equal(validateValues(candidate), false, JSON.stringify(candidate).slice(0, 200));
@@ -122,6 +124,21 @@ describe('helm/baton', () => {
       assert.match(text, /securityContext:\n\s+\{\{- toYaml \.Values\.containerSecurityContext/, `${name} uses containerSecurityContext`);
       assert.match(text, /runAsNonRoot: true|baton\.podSpecCommon/, `${name} runs as non-root`);
     }
+  });
+
+  it('runs Redis with an ACL file from a Secret, and mounts each Redis password only into the container that uses it', () => {
+    const redis = read('templates/redis.yaml');
+    assert.match(redis, /--aclfile, \/etc\/redis\/acl\/users\.acl\]/);
+    assert.match(redis, /- \{ name: acl, mountPath: \/etc\/redis\/acl, readOnly: true \}/);
+    assert.match(redis, /secretName: \{\{ \.Values\.redis\.aclSecret \}\}/);
+    assert.match(redis, /--user baton-admin/, 'the probe authenticates: the default user is off');
+    assert.doesNotMatch(redis, /\[redis-cli, ping\]/);
+    const sts = read('templates/sts.yaml');
+    assert.match(sts, /redis:\n\s+url: \{\{ \. \}\}\n\s+username: baton-sts\n\s+passwordFile: \/etc\/baton\/redis\/password/);
+    assert.match(sts, /- \{ name: redis, mountPath: \/etc\/baton\/redis, readOnly: true \}/);
+    assert.match(sts, /secretName: \{\{ \.Values\.redis\.stsSecret \}\}/);
+    // The sidecars' secrets: the injector names them and mounts them into the sidecar container (test/injector/webhook.test.ts).
+    assert.match(read('templates/injector.yaml'), /BATON_SIDECAR__REDIS_SECRET_PREFIX, value: \{\{ \$\.Values\.redis\.sidecarSecretPrefix \| quote \}\}/);
   });
 
   it('excludes kube-system and the release namespace from injection', () => {

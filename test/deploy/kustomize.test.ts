@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
+import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
+import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/load.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
 import { type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
@@ -112,6 +114,57 @@ describe('deploy/ (kustomize)', () => {
       assert.equal(service.spec.ports[0]?.targetPort, 'baton-inbound');
       assert.equal(service.spec.ports[0]?.port, config.sidecar.defaultUpstreamPort);
       assert.ok((sidecar?.ports as Array<{ name: string }>).some((p) => p.name === 'baton-inbound'));
+    }
+  });
+
+  it('gives Redis an ACL file and every client its own Redis user, with secrets mounted only where they are used', () => {
+    const redis = find(base, 'Deployment', 'baton-redis') as ReturnType<typeof workloads>[number];
+    const container = redis.spec.template.spec.containers[0] as { args: string[]; volumeMounts: Array<{ name: string; mountPath: string }>; readinessProbe: { exec: { command: string[] } } };
+    const aclFile = container.args[container.args.indexOf('--aclfile') + 1] as string;
+    const aclMount = container.volumeMounts.find((m) => aclFile.startsWith(`${m.mountPath}/`));
+    const aclVolume = (redis.spec.template.spec.volumes as Array<{ name: string; secret?: { secretName: string } }>).find((v) => v.name === aclMount?.name);
+    assert.equal(aclVolume?.secret?.secretName, 'baton-redis-acl', 'the ACL file comes from a Secret');
+    assert.match(container.readinessProbe.exec.command.join(' '), /--user baton-admin/, 'the probe authenticates: the default user is off');
+
+    // The STS: its own ACL user, the password from a file in a Secret mounted into the STS only.
+    const stsConfigMap = find(base, 'ConfigMap', 'baton-sts') as KubernetesObject & { data: Record<string, string> };
+    const dir = mkdtempSync(join(tmpdir(), 'baton-kustomize-'));
+    try {
+      writeFileSync(join(dir, 'sts.yaml'), stsConfigMap.data['sts.config.yaml'] as string);
+      const sts = loadConfig(StsConfigSchema, { file: join(dir, 'sts.yaml') });
+      assert.equal(sts.redis?.username, 'baton-sts');
+      const deployment = find(base, 'Deployment', 'baton-sts') as ReturnType<typeof workloads>[number];
+      const mounts = deployment.spec.template.spec.containers[0]?.volumeMounts as Array<{ name: string; mountPath: string }>;
+      const mount = mounts.find((m) => sts.redis?.passwordFile.startsWith(`${m.mountPath}/`));
+      const volume = (deployment.spec.template.spec.volumes as Array<{ name: string; secret?: { secretName: string } }>).find((v) => v.name === mount?.name);
+      assert.equal(volume?.secret?.secretName, 'baton-redis-sts');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    // Injected pods: a valid sidecar Redis config, the Secret in the sidecar container and no other.
+    const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
+    const env = Object.fromEntries((injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]));
+    const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+    for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
+      const template = deployment.spec.template;
+      const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` }, spec: template.spec };
+      const { review } = reviewAdmission(
+        { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: deployment.metadata.name, kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } },
+        config.sidecar,
+      );
+      const pod = patchedPod(object, review);
+      const sidecar = pod.spec.initContainers?.[0] as unknown as { env: Array<{ name: string; value?: string }>; volumeMounts: Array<{ name: string; mountPath: string }> };
+      const sidecarEnv = Object.fromEntries(sidecar.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
+      const sidecarConfig = loadConfig(SidecarConfigSchema, { env: { ...sidecarEnv, BATON_STS__CLIENT_SECRET: 'from-a-secret' } });
+      const redisConfig = sidecarConfig.redis;
+      assert.ok(redisConfig, `${deployment.metadata.name}: the sidecar uses Redis`);
+      const mount = sidecar.volumeMounts.find((m) => redisConfig.sealKeyFile.startsWith(`${m.mountPath}/`) && redisConfig.passwordFile.startsWith(`${m.mountPath}/`));
+      const volume = (pod.spec.volumes as Array<{ name: string; secret?: { secretName: string } }>).find((v) => v.name === mount?.name);
+      assert.equal(volume?.secret?.secretName, `baton-redis-${deployment.metadata.name}`);
+      for (const app of pod.spec.containers as Array<{ name: string; volumeMounts?: Array<{ name: string }>; env?: Array<{ name: string }> }>) {
+        assert.ok(!(app.volumeMounts ?? []).some((m) => m.name === mount?.name), `${app.name} does not mount the sidecar's Redis secret`);
+      }
     }
   });
 });

@@ -18,7 +18,8 @@ import { stringify } from 'yaml';
 import { closeServer, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { type RedisServer, startRedis } from '../helpers/redis.ts';
+import { Redis } from 'ioredis';
+import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];
@@ -66,6 +67,8 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
   const sidecars = {} as Record<Name, { process: RunningProcess; inbound: number; outbound: number; admin: number }>;
   let sts: RunningProcess;
   let redis: RedisServer;
+  let redisSecrets: MeshRedisSecrets;
+  const configs = {} as Record<Name, Record<string, unknown>>;
   let idpUrl: string;
   let signUserToken: (sub: string, scope: string) => Promise<string>;
   let tokenCalls = 0;
@@ -93,7 +96,9 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
         .sign(privateKey);
 
     writeFileSync(policyFile, policyYaml());
-    redis = await startRedis();
+    // Redis as deployed: an ACL file from `baton redis-acl`, one user and one seal key per service.
+    redisSecrets = await writeMeshRedisSecrets(SERVICES);
+    redis = await startRedis({ aclFile: redisSecrets.aclFile });
     const secrets = Object.fromEntries(SERVICES.map((n) => [n, `secret-${n}-${randomUUID()}`])) as Record<Name, string>;
     const stsPort = await freePort();
     const stsUrl = `http://127.0.0.1:${stsPort}`;
@@ -180,10 +185,11 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
         transport: { mode: 'plaintext' },
         policy: { file: policyFile },
         upstreams: { orders: `http://127.0.0.1:${ports.orders.inbound}`, payments: `http://127.0.0.1:${ports.payments.inbound}` },
-        redis: redis.url,
+        redis: { url: redis.url, passwordFile: redisSecrets.sidecar(name).passwordFile, sealKeyFile: redisSecrets.sidecar(name).sealKeyFile },
         shutdown: { graceMs: 5_000 },
         ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
       };
+      configs[name] = config;
       writeFileSync(join(dir, `${name}.yaml`), stringify(config), { mode: 0o600 });
       const process = startBaton(['sidecar', '--config', join(dir, `${name}.yaml`)]);
       sidecars[name] = { process, ...ports[name] };
@@ -202,6 +208,7 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     for (const name of SERVICES) await sidecars[name]?.process.stop('SIGKILL');
     await sts?.stop('SIGKILL');
     await redis?.stop();
+    redisSecrets?.remove();
     for (const server of servers) await closeServer(server);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -222,6 +229,42 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     assert.equal(seen.chain, 'gateway,orders');
     assert.equal(typeof seen.txn, 'string');
     assert.equal(seen.sawToken, false);
+  });
+
+  it('shares exchanged tokens between replicas through Redis, sealed and under each service\'s own ACL user', async () => {
+    const token = await signUserToken('grace', 'shop');
+    assert.equal((await checkout(token)).status, 200);
+    const admin = new Redis(redis.url, { username: redisSecrets.admin.username, password: redisSecrets.admin.password, maxRetriesPerRequest: 0 });
+    try {
+      const names = await admin.keys('*');
+      for (const service of ['gateway', 'orders']) assert.ok(names.some((n) => n.startsWith(`baton:${service}:`)), `${service} wrote under its own prefix`);
+      for (const name of names) {
+        const value = (await admin.get(name)) ?? '';
+        assert.match(value, /^v1\./, `${name} is sealed`);
+        assert.ok(!value.includes('eyJ'), `${name} holds no token`);
+      }
+    } finally {
+      admin.disconnect();
+    }
+    // A second gateway replica, same identity and seal key, cold in-process cache: its exchange comes from Redis.
+    const replicaPorts = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+    const replicaConfig = { ...configs.gateway, inbound: { ...(configs.gateway.inbound as object), port: replicaPorts.inbound }, outbound: { port: replicaPorts.outbound }, admin: { port: replicaPorts.admin } };
+    writeFileSync(join(dir, 'gateway-2.yaml'), stringify(replicaConfig), { mode: 0o600 });
+    const replica = startBaton(['sidecar', '--config', join(dir, 'gateway-2.yaml')]);
+    try {
+      await waitFor(async () => {
+        const r = await request(`http://127.0.0.1:${replicaPorts.admin}/metrics`);
+        return r.statusCode === 200 && /^baton_redis_available 1$/m.test(await r.body.text()) && (await request(`http://127.0.0.1:${replicaPorts.admin}/readyz`)).statusCode === 200;
+      }, { what: 'second gateway replica ready with Redis', timeoutMs: 20_000 });
+      // As the gateway app would, forwarding the token it was given, through the replica's outbound port.
+      const before = tokenCalls;
+      const r = await request(`http://127.0.0.1:${replicaPorts.outbound}/orders`, { method: 'POST', headers: { host: 'orders', authorization: `Bearer ${token}` } });
+      await r.body.dump();
+      assert.equal(r.statusCode, 200);
+      assert.equal(tokenCalls, before, 'no STS call: the tokens came from Redis (gateway → orders) and the orders sidecar (orders → payments)');
+    } finally {
+      await replica.stop('SIGKILL');
+    }
   });
 
   it('refuses a forbidden edge at the caller’s sidecar before any exchange', async () => {

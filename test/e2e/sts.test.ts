@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { freePort } from '../helpers/net.ts';
-import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { type RedisServer, startRedis } from '../helpers/redis.ts';
+import { runBaton, type RunningProcess, startBaton } from '../helpers/process.ts';
+import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { startTestIdp, type TestIdp } from '../sts/helpers/idp.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
 
@@ -198,20 +198,22 @@ describe('baton sts process lifecycle', () => {
     assert.equal(await sts.stop('SIGTERM'), 0);
   });
 
-  it('shares replay protection across replicas through Redis', async (t) => {
-    const redis: RedisServer = await startRedis();
+  it('shares replay protection across replicas through Redis, as its own ACL user', async (t) => {
+    const secrets = await writeMeshRedisSecrets(['orders']);
+    const redis: RedisServer = await startRedis({ aclFile: secrets.aclFile });
     const running: RunningProcess[] = [];
     // Replicas stop before Redis does, as in an orderly rollout.
     t.after(async () => {
       await Promise.all(running.map((p) => p.stop()));
       await redis.stop();
+      secrets.remove();
     });
     const key = await clientKey('orders-1');
     const [portA, portB] = [await freePort(), await freePort()];
     const issuer = 'http://sts.mesh';
     const keysDir = mkdtempSync(join(tmpdir(), 'baton-sts-keys-'));
     t.after(() => rmSync(keysDir, { recursive: true, force: true }));
-    const replica = (port: number) => writeStsConfig(baseConfig({ issuer, ordersJwks: [key.publicJwk], extra: { redis: redis.url, port, keys: { dir: keysDir } } }));
+    const replica = (port: number) => writeStsConfig(baseConfig({ issuer, ordersJwks: [key.publicJwk], extra: { redis: { url: redis.url, passwordFile: secrets.sts.passwordFile }, port, keys: { dir: keysDir } } }));
     const [configA, configB] = [replica(portA), replica(portB)];
     t.after(() => {
       configA.remove();
@@ -226,5 +228,49 @@ describe('baton sts process lifecycle', () => {
     const replayed = await postToken(`http://127.0.0.1:${portB}`, form);
     assert.equal(replayed.status, 401);
     assert.equal(replayed.body.error, 'invalid_client');
+  });
+
+  it('refuses a replayed assertion when it cannot authenticate to Redis, as in an outage (logged once)', async (t) => {
+    const secrets = await writeMeshRedisSecrets(['orders']);
+    const redis: RedisServer = await startRedis({ aclFile: secrets.aclFile });
+    const wrong = join(secrets.dir, 'wrong-password');
+    writeFileSync(wrong, 'not-the-sts-password\n');
+    const key = await clientKey('orders-1');
+    const port = await freePort();
+    const issuer = 'http://sts.mesh';
+    const config = writeStsConfig(baseConfig({ issuer, ordersJwks: [key.publicJwk], extra: { redis: { url: redis.url, passwordFile: wrong }, port } }));
+    const sts = await startSts(config);
+    t.after(async () => {
+      await sts.stop();
+      await redis.stop();
+      config.remove();
+      secrets.remove();
+    });
+    const assertion = await clientJwt('orders', key, `${issuer}/token`);
+    const form = { grant_type: 'client_credentials', audience: 'inventory', ...assertionParams(assertion) };
+    const first = await postToken(`http://127.0.0.1:${port}`, form);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    for (let i = 0; i < 3; i++) {
+      const replayed = await postToken(`http://127.0.0.1:${port}`, form);
+      assert.equal(replayed.status, 401);
+      assert.equal(replayed.body.error, 'invalid_client');
+    }
+    assert.equal(sts.stdout().split('\n').filter((l) => l.includes('"fault":"auth"')).length, 1);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^baton_sts_redis_faults_total\{fault="auth"\} 1$/m);
+    assert.match(metrics, /^baton_sts_redis_available 0$/m);
+    assert.ok(!sts.stdout().includes(assertion) && !sts.stdout().includes('not-the-sts-password'));
+  });
+
+  it('does not start with an unreadable Redis password file', async () => {
+    const port = await freePort();
+    const config = writeStsConfig(baseConfig({ issuer: 'http://sts.mesh', ordersJwks: [(await clientKey('o')).publicJwk], extra: { redis: { url: 'redis://127.0.0.1:1', passwordFile: '/nonexistent/password' }, port } }));
+    try {
+      const run = await runBaton(['sts', '--config', config.file]);
+      assert.equal(run.code, 78, run.stderr);
+      assert.match(run.stderr, /redis\.passwordFile/);
+    } finally {
+      config.remove();
+    }
   });
 });

@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { type RedisServer, startRedis } from '../helpers/redis.ts';
+import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { closeServer, compact, es256, type Listening, listen } from '../security/mesh-fixture.ts';
 
 export const FAULT_POLICY = (extraPath = '') => `
@@ -85,7 +85,9 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
     const policyProxy = await startFaultProxy({ port: policyPort });
     cleanups.push(() => policyProxy.close());
 
-    const redis = options.redis === true ? await startRedis() : undefined;
+    const redisSecrets = options.redis === true ? await writeMeshRedisSecrets(['orders']) : undefined;
+    if (redisSecrets !== undefined) cleanups.push(async () => redisSecrets.remove());
+    const redis = redisSecrets === undefined ? undefined : await startRedis({ aclFile: redisSecrets.aclFile });
     if (redis !== undefined) cleanups.push(() => redis.stop());
     const redisProxy = redis === undefined ? undefined : await startFaultProxy({ port: redis.port });
     if (redisProxy !== undefined) cleanups.push(() => redisProxy.close());
@@ -140,7 +142,7 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
       policy: { url: policyProxy.url, publicKey: join(dir, 'policy.pub.pem') },
       // payments' "sidecar" is a plain app behind a proxy: the row tests the orders sidecar's behaviour toward it.
       upstreams: { payments: upstreamProxy.url },
-      ...(redisProxy === undefined ? {} : { redis: `redis://127.0.0.1:${redisProxy.port}` }),
+      ...(redisProxy === undefined || redisSecrets === undefined ? {} : { redis: { url: `redis://127.0.0.1:${redisProxy.port}`, passwordFile: redisSecrets.sidecar('orders').passwordFile, sealKeyFile: redisSecrets.sidecar('orders').sealKeyFile } }),
       shutdown: { graceMs: 3_000 },
     }));
     const orders = startBaton(['sidecar', '--config', join(dir, 'orders.yaml')]);

@@ -142,7 +142,18 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(env.BATON_STS__CLIENT_ID, 'orders');
     assert.equal(env.BATON_INBOUND__APP, 'http://127.0.0.1:8080');
     assert.equal(env.BATON_HOST, '0.0.0.0');
-    assert.equal(env.BATON_REDIS, 'redis://baton-redis.baton-system.svc:6379');
+    assert.equal(env.BATON_REDIS__URL, 'redis://baton-redis.baton-system.svc:6379');
+    assert.equal(env.BATON_REDIS__USERNAME, 'sidecar-orders');
+    assert.equal(env.BATON_REDIS__PASSWORD_FILE, '/etc/baton/redis/password');
+    assert.equal(env.BATON_REDIS__SEAL_KEY_FILE, '/etc/baton/redis/seal-key');
+    // The Redis password and seal key reach the sidecar container and no other (issue #14).
+    const redisVolume = pod.spec.volumes?.find((v) => v.name === 'baton-redis') as { secret?: { secretName: string } } | undefined;
+    assert.equal(redisVolume?.secret?.secretName, 'baton-redis-orders');
+    assert.deepEqual((sidecar?.volumeMounts as Array<{ name: string; mountPath: string; readOnly?: boolean }>).find((m) => m.name === 'baton-redis'), { name: 'baton-redis', mountPath: '/etc/baton/redis', readOnly: true });
+    for (const container of [...pod.spec.containers, ...(pod.spec.initContainers ?? []).filter((c) => c.name !== 'baton-sidecar')]) {
+      assert.ok(!((container.volumeMounts ?? []) as Array<{ name: string }>).some((m) => m.name === 'baton-redis'), `${container.name} does not mount the Redis secret`);
+      assert.ok(!(container.env ?? []).some((e) => e.name.startsWith('BATON_REDIS')), `${container.name} is not told about Redis`);
+    }
     const secret = sidecar?.env?.find((e) => e.name === 'BATON_STS__CLIENT_SECRET');
     assert.deepEqual(secret?.valueFrom, { secretKeyRef: { name: 'baton-client-orders', key: 'clientSecret' } });
     assert.equal(secret?.value, undefined);

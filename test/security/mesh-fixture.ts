@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
+import { redisSecretsLayout } from '../../src/redis/acl.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
@@ -111,7 +112,12 @@ export interface SecurityMesh {
   stop(): Promise<void>;
 }
 
-export async function startSecurityMesh(): Promise<SecurityMesh> {
+export interface SecurityMeshOptions {
+  /** Sidecars share exchanged tokens through this Redis, with the secrets `baton redis-acl` wrote into `secretsDir`. */
+  readonly redis?: { readonly url: string; readonly secretsDir: string };
+}
+
+export async function startSecurityMesh(options: SecurityMeshOptions = {}): Promise<SecurityMesh> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-security-'));
   const servers: Server[] = [];
   const processes: RunningProcess[] = [];
@@ -189,6 +195,7 @@ export async function startSecurityMesh(): Promise<SecurityMesh> {
           ...(name === 'gateway'
             ? { externalIssuers: [idpA, idpB].map((idp) => ({ issuer: idp.issuer, jwksUri: `${idp.issuer}/jwks`, audience: 'gateway' })) }
             : {}),
+          ...(options.redis === undefined ? {} : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
           // payments takes large tokens so a 1,000-deep act reaches the act unwinding instead of the size limit.
           ...(name === 'payments' ? { limits: { maxTokenBytes: 65_536, maxHeaderBytes: 131_072 } } : {}),
         }),

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { createMemoryReplayStore, createRedisReplayStore } from '../../src/sts/replay-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { startRedis } from '../helpers/redis.ts';
+import { startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
+import { waitFor } from '../helpers/net.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
 
@@ -23,21 +27,56 @@ describe('replay store for single-use jti', () => {
     assert.equal(await store.claim('c', 1000), false);
   });
 
-  it('shares spent ids between replicas through Redis and keeps working when Redis goes away', async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const replicaA = createRedisReplayStore({ url: redis.url, logger });
-    const replicaB = createRedisReplayStore({ url: redis.url, logger });
+  it('shares spent ids between replicas through Redis as its own ACL user, and keeps working when Redis goes away', async (t) => {
+    const secrets = await writeMeshRedisSecrets(['orders']);
+    const redis = await startRedis({ aclFile: secrets.aclFile });
+    t.after(async () => {
+      await redis.stop();
+      secrets.remove();
+    });
+    const replicaA = createRedisReplayStore({ url: redis.url, credentials: secrets.sts, logger });
+    const replicaB = createRedisReplayStore({ url: redis.url, credentials: secrets.sts, logger });
     t.after(async () => {
       await replicaA.close();
       await replicaB.close();
     });
     const expires = Date.now() + 60_000;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 200));
     assert.equal(await replicaA.claim('jti-1', expires), true);
-    assert.equal(await replicaB.claim('jti-1', expires), false);
+    assert.equal(await replicaB.claim('jti-1', expires), false, 'the other replica sees it spent: shared through Redis');
+    const admin = new Redis(redis.url, { username: secrets.admin.username, password: secrets.admin.password, maxRetriesPerRequest: 0 });
+    t.after(() => admin.disconnect());
+    assert.deepEqual(await admin.keys('*'), ['baton:_sts:jti:jti-1']);
     await redis.process.stop('SIGKILL');
     assert.equal(await replicaA.claim('jti-2', expires), true);
     assert.equal(await replicaA.claim('jti-2', expires), false);
+  });
+
+  it('fails closed as an outage does when it cannot authenticate: the replayed id is refused by this replica', async (t) => {
+    const secrets = await writeMeshRedisSecrets(['orders']);
+    const redis = await startRedis({ aclFile: secrets.aclFile });
+    const wrong = join(secrets.dir, 'wrong');
+    writeFileSync(wrong, 'not-the-sts-password\n');
+    const lines: string[] = [];
+    const logged = createLogger({ name: 'test', level: 'info', destination: { write: (line: string) => lines.push(line) } });
+    const store = createRedisReplayStore({ url: redis.url, credentials: { username: secrets.sts.username, passwordFile: wrong }, logger: logged });
+    t.after(async () => {
+      await store.close();
+      await redis.stop();
+      secrets.remove();
+    });
+    await waitFor(async () => lines.some((l) => l.includes('"fault":"auth"')), { what: 'auth failure logged', timeoutMs: 5_000 });
+    const expires = Date.now() + 60_000;
+    assert.equal(await store.claim('jti-a', expires), true);
+    assert.equal(await store.claim('jti-a', expires), false);
+    // Another user's ACL does not reach the STS's keys either: orders may not SET there.
+    const orders = createRedisReplayStore({ url: redis.url, credentials: { username: secrets.sidecar('orders').username, passwordFile: secrets.sidecar('orders').passwordFile }, logger: logged });
+    t.after(() => orders.close());
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await orders.claim('jti-b', expires), true);
+    await waitFor(async () => lines.some((l) => l.includes('"fault":"noperm"')), { what: 'noperm logged', timeoutMs: 5_000 });
+    assert.equal(lines.filter((l) => l.includes('"fault":"auth"')).length, 1, 'logged once, not per reconnect');
+    assert.match(store.renderMetrics?.() ?? '', /^baton_sts_redis_faults_total\{fault="auth"\} 1$/m, 'counted once');
+    assert.match(store.renderMetrics?.() ?? '', /^baton_sts_redis_available 0$/m);
   });
 });

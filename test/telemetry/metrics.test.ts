@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { createAdminHandler } from '../../src/sidecar/admin.ts';
 import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
 import { createStsMetrics } from '../../src/telemetry/sts-metrics.ts';
-import { listenOnLoopback } from '../helpers/net.ts';
+
+import { createRedisReplayStore } from '../../src/sts/replay-store.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 
 /** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
 function promtool(text: string): { status: number | null; output: string } {
@@ -28,6 +34,9 @@ function exercisedSidecarMetrics() {
   metrics.tokenCache('miss');
   metrics.policyVersion(7);
   metrics.inflight('inbound', 1);
+  metrics.redisTier('available');
+  metrics.redisTier('unsealable');
+  metrics.redisTier('auth');
   return metrics;
 }
 
@@ -46,6 +55,10 @@ describe('Prometheus metrics', () => {
       assert.match(text, new RegExp(`^${family}[{ ]`, 'm'), family);
     }
     assert.match(text, /^baton_dependency_ready\{dependency="sts_keys"\} 0$/m);
+    // The Redis tier: its state, each fault once per change, and values that would not open.
+    assert.match(text, /^baton_redis_available 0$/m);
+    assert.match(text, /^baton_redis_faults_total\{fault="auth"\} 1$/m);
+    assert.match(text, /^baton_token_cache_unsealable_total 1$/m);
     assert.match(text, /^baton_dependency_ready\{dependency="policy"\} 1$/m);
   });
 
@@ -59,6 +72,22 @@ describe('Prometheus metrics', () => {
     assert.equal(checked.status, 0, checked.output);
     assert.match(text, /^baton_sts_token_requests_total\{grant="token_exchange",outcome="invalid_target"\} 1$/m);
     assert.match(text, /^baton_sts_token_request_duration_seconds_count\{grant="token_exchange"\} 2$/m);
+  });
+
+  it('renders the STS replay store\'s Redis state that passes promtool check metrics', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-metrics-'));
+    writeFileSync(join(dir, 'password'), 'pw\n');
+    // Nothing listens on port 1: the store degrades to its own replay set and says so.
+    const store = createRedisReplayStore({ url: 'redis://127.0.0.1:1', credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') }, logger: createLogger({ name: 'test', level: 'silent' }) });
+    t.after(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await waitFor(async () => /fault="unavailable"/.test(store.renderMetrics?.() ?? ''), { what: 'the fault counted', timeoutMs: 5_000 });
+    const text = createStsMetrics().render() + (store.renderMetrics?.() ?? '');
+    const checked = promtool(text);
+    assert.equal(checked.status, 0, checked.output);
+    assert.match(text, /^baton_sts_redis_available 0$/m);
   });
 
   it('escapes label values so a hostile rule name cannot forge a series', () => {

@@ -4,13 +4,17 @@
  * Redis is an optimisation, never a dependency: short command timeouts, no
  * offline queue, and any failure reads as a miss (DESIGN "Redis down").
  *
- * Redis holds bearer tokens: it must be private to the mesh. With
- * `encryptionKey` set, values are sealed with AES-256-GCM, bound to their
- * key so one entry cannot be replayed under another.
+ * Redis is shared by every service, so what a service writes there must be
+ * useless to the others and to anyone else who reads it (issue #14): the
+ * tier has no unsealed mode. Values are sealed under this service's key,
+ * bound to the service and the entry's Redis key (token-seal.ts), and the
+ * connection is this service's own ACL user, limited to its own prefix.
  */
-import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { hash } from 'node:crypto';
+import { createDegradingRedis, type RedisCredentials, type RedisFault } from '../../redis/client.ts';
+import { sidecarKeyPrefix } from '../../redis/config.ts';
 import type { Logger } from '../../telemetry/logger.ts';
+import { open, seal, type SealKeys } from './token-seal.ts';
 
 export interface CachedToken {
   readonly accessToken: string;
@@ -30,16 +34,22 @@ export interface TokenCache {
 
 export interface RedisTierOptions {
   readonly url: string;
-  readonly keyPrefix?: string;
+  /** Whose entries these are: the key prefix and the sealed values' associated data. */
+  readonly service: string;
+  readonly credentials: RedisCredentials;
+  readonly sealKeys: SealKeys;
   readonly commandTimeoutMs?: number;
-  /** 32 bytes, base64 or base64url. */
-  readonly encryptionKey?: string;
+  readonly refusedBackoffMs?: number;
 }
+
+/** What the Redis tier reports for metrics: a value that would not open, or a change of state. */
+export type RedisTierEvent = 'unsealable' | 'available' | RedisFault;
 
 export interface TokenCacheOptions {
   readonly maxEntries?: number;
   readonly redis?: RedisTierOptions;
   readonly logger: Logger;
+  readonly onRedisEvent?: (event: RedisTierEvent) => void;
   /** Milliseconds. */
   readonly now?: () => number;
 }
@@ -47,7 +57,7 @@ export interface TokenCacheOptions {
 export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const now = options.now ?? Date.now;
   const local = createLru(options.maxEntries ?? 10_000, now);
-  const remote = options.redis === undefined ? undefined : createRedisTier(options.redis, options.logger);
+  const remote = options.redis === undefined ? undefined : createRedisTier(options.redis, options.logger, options.onRedisEvent ?? (() => {}), now);
   return {
     peek: (key) => local.get(key),
     async get(key) {
@@ -98,57 +108,56 @@ interface RedisTier {
   close(): Promise<void>;
 }
 
-function createRedisTier(options: RedisTierOptions, logger: Logger): RedisTier {
-  const prefix = options.keyPrefix ?? 'baton:token:';
-  const sealKey = options.encryptionKey === undefined ? undefined : decodeKey(options.encryptionKey);
-  const client = new Redis(options.url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs ?? 50,
-    connectTimeout: 500,
-    enableAutoPipelining: true,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+function createRedisTier(options: RedisTierOptions, logger: Logger, report: (event: RedisTierEvent) => void, now: () => number): RedisTier {
+  // `baton:<service>:`, the prefix the service's ACL user is limited to.
+  const prefix = sidecarKeyPrefix(options.service);
+  const redis = createDegradingRedis({
+    url: options.url,
+    credentials: options.credentials,
+    commandTimeoutMs: options.commandTimeoutMs ?? 50,
+    connectTimeoutMs: 500,
+    ...(options.refusedBackoffMs === undefined ? {} : { refusedBackoffMs: options.refusedBackoffMs }),
+    logger,
+    purpose: 'token cache',
+    onState: report,
+    now,
   });
-  let available: boolean | undefined;
-  // Logged once per transition: a dead Redis must not flood the log, or the hot path.
-  const transition = (up: boolean, reason?: string): void => {
-    if (available === up) return;
-    available = up;
-    if (up) logger.info({ cache: 'redis' }, 'redis token cache available');
-    else logger.warn({ cache: 'redis', reason }, 'redis token cache unavailable; using the in-process cache only');
-  };
-  client.on('ready', () => transition(true));
-  client.on('error', (error: Error) => transition(false, (error as { code?: string }).code ?? error.name));
-  client.on('end', () => transition(false, 'connection ended'));
-  client.connect().catch(() => {});
-
+  const { client } = redis;
+  // The cache key holds the subject token: only its digest names the entry.
   const redisKey = (key: string): string => prefix + hash('sha256', key, 'base64url');
+  const associatedData = (name: string): string => `baton-token-cache\0${options.service}\0${name}`;
 
   return {
     async get(key) {
-      if (client.status !== 'ready') return undefined;
+      if (!redis.usable()) return undefined;
       const name = redisKey(key);
+      let raw: string | null;
       try {
-        const raw = await client.get(name);
-        return raw === null ? undefined : decodeValue(sealKey === undefined ? raw : open(sealKey, raw, name));
+        raw = await client.get(name);
       } catch (error) {
-        transition(false, errorReason(error));
+        redis.failed(error);
         return undefined;
       }
+      redis.succeeded();
+      if (raw === null) return undefined;
+      const value = decodeValue(open(options.sealKeys, raw, associatedData(name)));
+      // A blob that does not open (another key, another place, tampered) is a miss: counted, never an error.
+      if (value === undefined) report('unsealable');
+      return value;
     },
     async set(key, token, ttlMs) {
-      if (client.status !== 'ready') return;
+      if (!redis.usable()) return;
       const name = redisKey(key);
       const value = JSON.stringify({ accessToken: token.accessToken, expiresAt: token.expiresAt, scope: token.scope, issuedTokenType: token.issuedTokenType });
       try {
-        await client.set(name, sealKey === undefined ? value : seal(sealKey, value, name), 'PX', Math.ceil(ttlMs));
+        await client.set(name, seal(options.sealKeys, value, associatedData(name)), 'PX', Math.ceil(ttlMs));
+        redis.succeeded();
       } catch (error) {
-        transition(false, errorReason(error));
+        redis.failed(error);
       }
     },
     async close() {
-      client.disconnect();
+      redis.close();
     },
   };
 }
@@ -163,36 +172,4 @@ function decodeValue(raw: string | undefined): CachedToken | undefined {
   } catch {
     return undefined;
   }
-}
-
-function decodeKey(text: string): Buffer {
-  const key = Buffer.from(text, text.includes('+') || text.includes('/') ? 'base64' : 'base64url');
-  if (key.length !== 32) throw new TypeError(`redis.encryptionKey: expected 32 bytes (base64), got ${key.length}`);
-  return key;
-}
-
-function seal(key: Buffer, plaintext: string, aad: string): string {
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  cipher.setAAD(Buffer.from(aad));
-  const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-  return `v1.${iv.toString('base64url')}.${body.toString('base64url')}.${cipher.getAuthTag().toString('base64url')}`;
-}
-
-function open(key: Buffer, sealed: string, aad: string): string | undefined {
-  const [version, iv, body, tag] = sealed.split('.');
-  if (version !== 'v1' || iv === undefined || body === undefined || tag === undefined) return undefined;
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: 16 });
-    decipher.setAAD(Buffer.from(aad));
-    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-    return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function errorReason(error: unknown): string {
-  if (error instanceof Error) return (error as { code?: string }).code ?? error.message.slice(0, 80);
-  return 'unknown';
 }
