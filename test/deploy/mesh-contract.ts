@@ -55,7 +55,8 @@ export function withContract(schema: TObject, part: Part): TObject {
     let sts = withKeys(result.properties.sts as TObject, { spiffeId: Type.Optional(SpiffeIdString) });
     if (!Value.Check(sts.properties.authMethod as TSchema, 'tls_client_auth')) {
       // tls_client_auth needs no secret (RFC 8705 §2): the contract makes clientSecret optional.
-      sts = replaced(sts, 'authMethod', Type.Union([Type.Literal('tls_client_auth'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'tls_client_auth' }));
+      // Its default depends on transport.mode, which a schema cannot say: files set it explicitly.
+      sts = replaced(sts, 'authMethod', Type.Union([Type.Literal('tls_client_auth'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }));
       sts = replaced(sts, 'clientSecret', Type.Optional(sts.properties.clientSecret as TSchema));
     }
     const policy = withKeys(result.properties.policy as TObject, { spiffeId: Type.Optional(SpiffeIdString) });
