@@ -6,9 +6,14 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
-import { InjectorConfigSchema } from '../../src/injector/config.ts';
+import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
+import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
+import { createServiceMap } from '../../src/identity/service-map.ts';
 import { loadPolicyPath } from '../../src/policy/load.ts';
+import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
+import { StsConfigSchema } from '../../src/sts/config.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
+import { withContract } from './mesh-contract.ts';
 import { type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -99,5 +104,126 @@ describe('deploy/ (kustomize)', () => {
       assert.equal(service.spec.ports[0]?.port, config.sidecar.defaultUpstreamPort);
       assert.ok((sidecar?.ports as Array<{ name: string }>).some((p) => p.name === 'baton-inbound'));
     }
+  });
+
+  describe('workload identity', () => {
+    type Container = { name: string; args?: string[]; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>; readinessProbe?: { httpGet?: { scheme?: string } }; livenessProbe?: { httpGet?: { scheme?: string } } };
+    type Volume = { name: string; csi?: { driver: string; readOnly?: boolean; volumeAttributes?: Record<string, string> } };
+    const deployment = (name: string) => workloads(example).find((d) => d.metadata.name === name) as ReturnType<typeof workloads>[number];
+    const containerOf = (name: string) => deployment(name).spec.template.spec.containers[0] as Container;
+    const envOf = (container: Container) => Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
+    const IDENTITY_DIR = '/var/run/secrets/spiffe.io';
+    interface IdentityKeys {
+      transport: { mode: string };
+      identity: { certFile: string; keyFile: string; bundleFile: string };
+      spiffe: { trustDomain: string; namespace: string; template: string; ids: Record<string, string> };
+    }
+
+    /** The STS configuration as the pod runs it: the ConfigMap file, then the container's environment. */
+    function stsConfig() {
+      const container = containerOf('baton-sts');
+      const file = (container.args as string[])[(container.args as string[]).indexOf('--config') + 1] as string;
+      const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+      const volume = (deployment('baton-sts').spec.template.spec.volumes as Array<{ name: string; configMap?: { name: string } }>).find((v) => v.name === mount?.name);
+      const configMap = find(example, 'ConfigMap', volume?.configMap?.name as string) as KubernetesObject & { data: Record<string, string> };
+      const dir = mkdtempSync(join(tmpdir(), 'baton-sts-config-'));
+      try {
+        const path = join(dir, 'sts.config.yaml');
+        writeFileSync(path, configMap.data[file.slice((mount?.mountPath.length ?? 0) + 1)] as string);
+        return loadConfig(withContract(StsConfigSchema, 'sts'), { file: path, env: envOf(container) }) as unknown as IdentityKeys & { issuer: string; policy: { url: string }; clients: Array<{ id: string; secret?: string; secretHash?: string; tlsClientAuth?: boolean }> };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    function policyServerConfig() {
+      const container = containerOf('baton-policy-server');
+      const args = container.args as string[];
+      const flag = (name: string) => args[args.indexOf(name) + 1];
+      return loadConfig(withContract(PolicyServerConfigSchema, 'policy-server'), { env: envOf(container), overrides: { policy: flag('--policy'), signingKey: flag('--signing-key') } }) as unknown as IdentityKeys;
+    }
+
+    function injectorConfig() {
+      const config = loadConfig(InjectorConfigSchema, { env: envOf(containerOf('baton-injector')), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      checkInjectorConfig(config, 'deploy/overlays/example');
+      return config;
+    }
+
+    it('runs the STS and the policy server as baton-sts and baton-policy-server, each with a read-only csi-driver-spiffe volume', () => {
+      for (const [name, account] of [['baton-sts', 'baton-sts'], ['baton-policy-server', 'baton-policy-server']] as const) {
+        const pod = deployment(name).spec.template.spec;
+        assert.equal(pod.serviceAccountName, account);
+        assert.ok(find(base, 'ServiceAccount', account), `the base creates ServiceAccount ${account}`);
+        const mount = containerOf(name).volumeMounts?.find((m) => m.mountPath === IDENTITY_DIR);
+        assert.equal(mount?.readOnly, true, `${name} mounts its identity read-only`);
+        const volume = (pod.volumes as Volume[]).find((v) => v.name === mount?.name);
+        const group = String((pod.securityContext as { runAsGroup: number }).runAsGroup);
+        assert.deepEqual(volume?.csi, { driver: 'spiffe.csi.cert-manager.io', readOnly: true, volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': group } }, `${name}'s key is readable by its group`);
+        for (const probe of ['readinessProbe', 'livenessProbe'] as const) assert.equal(containerOf(name)[probe]?.httpGet?.scheme, 'HTTPS', `${name}'s ${probe} speaks TLS`);
+      }
+    });
+
+    it('lets every ServiceAccount that mounts csi-driver-spiffe create its CertificateRequest, and no more', () => {
+      const bindings = example.filter((o) => o.kind === 'RoleBinding') as Array<KubernetesObject & { roleRef: { name: string }; subjects: Array<{ name: string; namespace: string }> }>;
+      const mayRequest = (namespace: string, account: string) =>
+        bindings.some((b) => {
+          const role = example.find((o) => o.kind === 'Role' && o.metadata.name === b.roleRef.name && o.metadata.namespace === b.metadata.namespace) as (KubernetesObject & { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> }) | undefined;
+          const grants = role?.rules.some((r) => r.apiGroups.includes('cert-manager.io') && r.resources.includes('certificaterequests') && r.verbs.includes('create'));
+          return b.metadata.namespace === namespace && grants === true && b.subjects.some((s) => s.name === account && s.namespace === namespace);
+        });
+      for (const account of ['baton-sts', 'baton-policy-server']) assert.ok(mayRequest('baton-system', account), `${account} may request its certificate`);
+      for (const d of workloads(example).filter((w) => w.metadata.namespace === 'shop')) assert.ok(mayRequest('shop', d.spec.template.spec.serviceAccountName as string), `${d.metadata.name} may request its certificate`);
+      for (const role of example.filter((o) => o.kind === 'Role' && o.metadata.name === 'baton-spiffe-certificate-requester') as Array<KubernetesObject & { rules: Array<{ verbs: string[] }> }>) {
+        assert.deepEqual(role.rules.flatMap((r) => r.verbs), ['create']);
+      }
+    });
+
+    it('gives the STS and the policy server configurations baton loads, in mtls mode, with files from their identity mount', () => {
+      const sts = stsConfig();
+      const policyServer = policyServerConfig();
+      for (const [name, config] of [['baton-sts', sts], ['baton-policy-server', policyServer]] as const) {
+        assert.equal(config.transport.mode, 'mtls', `${name} runs in mtls mode`);
+        for (const file of [config.identity.certFile, config.identity.keyFile, config.identity.bundleFile]) assert.ok(file.startsWith(`${IDENTITY_DIR}/`), `${name} reads ${file} from its identity mount`);
+        assert.equal(config.spiffe.trustDomain, sts.spiffe.trustDomain);
+      }
+      assert.match(sts.issuer, /^https:\/\//);
+      assert.match(sts.policy.url, /^https:\/\//);
+    });
+
+    it('ships no client secret: the STS knows the shop by certificate, and the injected sidecars use tls_client_auth', () => {
+      const sts = stsConfig();
+      const injector = injectorConfig();
+      const shop = workloads(example).filter((d) => d.metadata.namespace === 'shop').map((d) => d.spec.template.spec.serviceAccountName as string);
+      for (const account of shop) assert.equal(sts.clients.find((c) => c.id === account)?.tlsClientAuth, true, `the STS knows ${account} by certificate`);
+      for (const client of sts.clients) assert.equal(client.secret ?? client.secretHash, undefined, `no secret for ${client.id}`);
+      assert.equal(containerOf('baton-sts').env?.some((e) => e.valueFrom !== undefined && e.name === 'BATON_CLIENTS'), false, 'no client Secret is read');
+      assert.equal(example.some((o) => o.kind === 'Secret'), false);
+      assert.equal(injector.sidecar.transport.mode, 'mtls');
+      // The rule both sides use is the same, so the STS maps each sidecar's certificate to its client.
+      assert.deepEqual({ ...injector.sidecar.spiffe }, { ...sts.spiffe });
+    });
+
+    it('points injected sidecars at the control plane\'s real SPIFFE IDs and gives them a configuration baton loads', () => {
+      const injector = injectorConfig();
+      const sts = stsConfig();
+      const map = createServiceMap({ ...sts.spiffe, namespace: 'baton-system' });
+      assert.equal(injector.sidecar.stsSpiffeId, map.idOf('baton-sts'));
+      assert.equal(injector.sidecar.policySpiffeId, map.idOf('baton-policy-server'));
+      assert.equal(new URL(injector.sidecar.stsIssuer).href, new URL(sts.issuer).href);
+      for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
+        const template = deployment.spec.template;
+        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` }, spec: template.spec };
+        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injector.sidecar);
+        assert.equal(review.response.allowed, true, review.response.status?.message);
+        const pod = patchedPod(object, review);
+        const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+        const env = Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret']));
+        const config = loadConfig(withContract(SidecarConfigSchema, 'sidecar'), { env }) as unknown as IdentityKeys & { service: string; sts: { authMethod: string; clientSecret?: string }; inbound: { plaintextPort?: number } };
+        assert.equal(config.sts.authMethod, 'tls_client_auth');
+        assert.equal(config.sts.clientSecret, undefined);
+        assert.equal(createServiceMap(config.spiffe).idOf(config.service), `spiffe://${sts.spiffe.trustDomain}/ns/shop/sa/${deployment.metadata.name}`, 'the ID csi-driver-spiffe issues for the pod\'s ServiceAccount');
+        assert.equal(config.inbound.plaintextPort !== undefined, deployment.metadata.name === 'gateway', 'only the entrypoint listens in plaintext');
+      }
+    });
   });
 });
