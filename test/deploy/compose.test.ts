@@ -15,7 +15,7 @@ import { parseSvid } from '../../src/identity/svid.ts';
 import { loadPolicyPath } from '../../src/policy/load.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
-import { runBaton } from '../helpers/process.ts';
+import { runBaton, startProcess } from '../helpers/process.ts';
 import { withContract } from './mesh-contract.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -258,6 +258,30 @@ describe('docker-compose.yml', () => {
       }
       assert.deepEqual(mounts, [{ source: IDENTITY_VOLUME, target: IDENTITY_DIR, readOnly: true, subpath: own }], `${name} mounts only ${own}/, read-only`);
       assert.equal(service.depends_on?.certs?.condition, 'service_completed_successfully', `${name} starts after the certs step`);
+    }
+  });
+
+  it('lets only the policy server read the policy signing key; the others mount the public key alone', async () => {
+    const keygen = services.keygen as ComposeService;
+    for (const [name, service] of Object.entries(services)) {
+      const mounts = (service.volumes ?? []).map(mountOf).filter((m) => m.source === 'baton-keys');
+      if (name === 'keygen' || mounts.length === 0) continue;
+      assert.deepEqual(mounts.map((m) => [m.readOnly, m.subpath]), [[true, name === 'policy-server' ? 'private' : 'public']], `${name} mounts baton-keys read-only, ${name === 'policy-server' ? 'private' : 'public'}/ only`);
+    }
+    // The key generator, run for real, writes the two halves where those mounts expect them.
+    const dir = mkdtempSync(join(tmpdir(), 'baton-compose-keys-'));
+    try {
+      const script = hostPathOf(keygen, (keygen.entrypoint ?? []).find((w) => w.endsWith('.mjs')) as string) as string;
+      const run = startProcess(process.execPath, [script, dir]);
+      assert.equal(await run.exited, 0, run.stderr());
+      const policyServer = policyServerConfig();
+      const keysTarget = '/var/lib/baton/keys';
+      assert.ok(existsSync(join(dir, 'private', policyServer.signingKey.slice(keysTarget.length + 1))), 'the policy server finds its private key in private/');
+      assert.ok(existsSync(join(dir, 'public', (sidecarConfig('orders').policy.publicKey as string).slice(keysTarget.length + 1))), 'a sidecar finds the public key in public/');
+      assert.ok(existsSync(join(dir, 'public', (stsConfig().policy.publicKey as string).slice(keysTarget.length + 1))), 'the STS finds the public key in public/');
+      assert.equal(existsSync(join(dir, 'public', 'policy-signing.key.pem')), false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
