@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
 import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
+import { helperConfig } from '../../src/injector/identity-layout.ts';
 import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { loadPolicyPath } from '../../src/policy/load.ts';
@@ -19,6 +20,7 @@ import { type KubernetesObject, kustomize, validateKubernetesObject } from './ku
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));
 const example = kustomize(join(ROOT, 'deploy/overlays/example'));
+const exampleSpire = kustomize(join(ROOT, 'deploy/overlays/example-spire'));
 
 type PodTemplate = { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: Record<string, unknown> & { containers: Array<Record<string, unknown>>; serviceAccountName?: string } };
 const workloads = (objects: KubernetesObject[]) => objects.filter((o) => o.kind === 'Deployment') as Array<KubernetesObject & { spec: { selector: { matchLabels: Record<string, string> }; template: PodTemplate } }>;
@@ -109,8 +111,8 @@ describe('deploy/ (kustomize)', () => {
   describe('workload identity', () => {
     type Container = { name: string; args?: string[]; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>; readinessProbe?: { httpGet?: { scheme?: string } }; livenessProbe?: { httpGet?: { scheme?: string } } };
     type Volume = { name: string; csi?: { driver: string; readOnly?: boolean; volumeAttributes?: Record<string, string> } };
-    const deployment = (name: string) => workloads(example).find((d) => d.metadata.name === name) as ReturnType<typeof workloads>[number];
-    const containerOf = (name: string) => deployment(name).spec.template.spec.containers[0] as Container;
+    const deployment = (name: string, objects = example) => workloads(objects).find((d) => d.metadata.name === name) as ReturnType<typeof workloads>[number];
+    const containerOf = (name: string, objects = example) => deployment(name, objects).spec.template.spec.containers[0] as Container;
     const envOf = (container: Container) => Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
     const IDENTITY_DIR = '/var/run/secrets/spiffe.io';
     interface IdentityKeys {
@@ -120,12 +122,12 @@ describe('deploy/ (kustomize)', () => {
     }
 
     /** The STS configuration as the pod runs it: the ConfigMap file, then the container's environment. */
-    function stsConfig() {
-      const container = containerOf('baton-sts');
+    function stsConfig(objects = example) {
+      const container = containerOf('baton-sts', objects);
       const file = (container.args as string[])[(container.args as string[]).indexOf('--config') + 1] as string;
       const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
-      const volume = (deployment('baton-sts').spec.template.spec.volumes as Array<{ name: string; configMap?: { name: string } }>).find((v) => v.name === mount?.name);
-      const configMap = find(example, 'ConfigMap', volume?.configMap?.name as string) as KubernetesObject & { data: Record<string, string> };
+      const volume = (deployment('baton-sts', objects).spec.template.spec.volumes as Array<{ name: string; configMap?: { name: string } }>).find((v) => v.name === mount?.name);
+      const configMap = find(objects, 'ConfigMap', volume?.configMap?.name as string) as KubernetesObject & { data: Record<string, string> };
       const dir = mkdtempSync(join(tmpdir(), 'baton-sts-config-'));
       try {
         const path = join(dir, 'sts.config.yaml');
@@ -136,15 +138,15 @@ describe('deploy/ (kustomize)', () => {
       }
     }
 
-    function policyServerConfig() {
-      const container = containerOf('baton-policy-server');
+    function policyServerConfig(objects = example) {
+      const container = containerOf('baton-policy-server', objects);
       const args = container.args as string[];
       const flag = (name: string) => args[args.indexOf(name) + 1];
       return loadConfig(withContract(PolicyServerConfigSchema, 'policy-server'), { env: envOf(container), overrides: { policy: flag('--policy'), signingKey: flag('--signing-key') } }) as unknown as IdentityKeys;
     }
 
-    function injectorConfig() {
-      const config = loadConfig(InjectorConfigSchema, { env: envOf(containerOf('baton-injector')), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+    function injectorConfig(objects = example) {
+      const config = loadConfig(InjectorConfigSchema, { env: envOf(containerOf('baton-injector', objects)), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
       checkInjectorConfig(config, 'deploy/overlays/example');
       return config;
     }
@@ -224,6 +226,43 @@ describe('deploy/ (kustomize)', () => {
         assert.equal(createServiceMap(config.spiffe).idOf(config.service), `spiffe://${sts.spiffe.trustDomain}/ns/shop/sa/${deployment.metadata.name}`, 'the ID csi-driver-spiffe issues for the pod\'s ServiceAccount');
         assert.equal(config.inbound.plaintextPort !== undefined, deployment.metadata.name === 'gateway', 'only the entrypoint listens in plaintext');
       }
+    });
+
+    describe('the SPIRE alternative (deploy/overlays/example-spire)', () => {
+      it('renders objects that all validate against the Kubernetes schemas', async () => {
+        for (const object of exampleSpire) await validateKubernetesObject(object);
+      });
+
+      it('runs spiffe-helper before the STS and the policy server on the SPIFFE CSI socket, writing the files they read', () => {
+        const helperConf = (find(exampleSpire, 'ConfigMap', 'baton-spiffe-helper') as KubernetesObject & { data: Record<string, string> }).data['helper.conf'] as string;
+        // The same configuration the injector gives meshed pods.
+        assert.equal(helperConf, helperConfig(injectorConfig(exampleSpire).sidecar));
+        const setting = (key: string) => new RegExp(`^${key} = "([^"]+)"$`, 'm').exec(helperConf)?.[1];
+        const written = [setting('svid_file_name'), setting('svid_key_file_name'), setting('svid_bundle_file_name')].map((f) => `${setting('cert_dir')}/${f}`);
+        for (const [name, config] of [['baton-sts', stsConfig(exampleSpire)], ['baton-policy-server', policyServerConfig(exampleSpire)]] as const) {
+          const pod = deployment(name, exampleSpire).spec.template.spec as unknown as { initContainers?: Array<Container & { restartPolicy?: string }>; volumes: Array<Volume & { emptyDir?: unknown }> };
+          const [helper] = pod.initContainers ?? [];
+          assert.equal(helper?.name, 'spiffe-helper');
+          assert.equal(helper?.restartPolicy, 'Always', 'a native sidecar: it keeps renewing');
+          assert.deepEqual([config.identity.certFile, config.identity.keyFile, config.identity.bundleFile], written, `${name} reads what the helper writes`);
+          const socket = helper?.volumeMounts?.find((m) => setting('agent_address')?.startsWith(`${m.mountPath}/`));
+          assert.deepEqual(pod.volumes.find((v) => v.name === socket?.name)?.csi, { driver: 'csi.spiffe.io', readOnly: true });
+          const shared = helper?.volumeMounts?.find((m) => m.mountPath === setting('cert_dir'));
+          assert.deepEqual(pod.volumes.find((v) => v.name === shared?.name)?.emptyDir, { medium: 'Memory', sizeLimit: '1Mi' });
+          assert.equal(containerOf(name, exampleSpire).volumeMounts?.find((m) => m.name === shared?.name)?.readOnly, true);
+          assert.equal(containerOf(name, exampleSpire).env?.filter((e) => e.name === 'BATON_IDENTITY__CERT_FILE').length, 1, 'each setting once');
+        }
+      });
+
+      it('has the injector give meshed pods spiffe-helper on the SPIFFE CSI socket', () => {
+        const injector = injectorConfig(exampleSpire);
+        assert.equal(injector.sidecar.identity.source, 'spiffe-csi');
+        const orders = deployment('orders', exampleSpire).spec.template;
+        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...orders.metadata, generateName: 'orders-' }, spec: orders.spec };
+        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injector.sidecar);
+        const pod = patchedPod(object, review);
+        assert.deepEqual(pod.spec.initContainers?.map((c) => c.name), ['baton-spiffe-helper', 'baton-sidecar']);
+      });
     });
   });
 });
