@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.ts';
-import { InjectorConfigSchema } from '../injector/config.ts';
+import { checkInjectorConfig, InjectorConfigSchema } from '../injector/config.ts';
 import { createInjectorServer } from '../injector/server.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import type { Command } from './command.ts';
@@ -35,7 +35,11 @@ export const injectorCommand: Command = {
       env: context.env,
       overrides: { 'tls.cert': values['tls-cert'], 'tls.key': values['tls-key'], port: values.port === undefined ? undefined : Number(values.port) },
     });
+    checkInjectorConfig(config, values.config ?? '(environment)');
     const logger = createLogger({ name: 'baton-injector', level: config.logLevel });
+    if (config.sidecar.transport.mode === 'plaintext') {
+      logger.warn({ event: 'transport_plaintext' }, 'PLAINTEXT: injected sidecars talk without TLS and authenticate with client secrets; only behind a mesh that already does mTLS');
+    }
     const server = createInjectorServer(config, { logger });
     const url = await server.start();
     logger.info({ url, image: config.sidecar.image }, 'injector listening');

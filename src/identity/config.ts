@@ -8,6 +8,13 @@ import { type Static, Type } from '@sinclair/typebox';
 
 export const DEFAULT_IDENTITY_DIR = '/var/run/secrets/spiffe.io';
 
+/** File names per layout: what each agent writes into the pod (csi-driver-spiffe's defaults; spiffe-helper's README example). */
+export const LAYOUTS = {
+  'csi-driver-spiffe': { cert: 'tls.crt', key: 'tls.key', bundle: 'ca.crt' },
+  'spiffe-helper': { cert: 'svid.pem', key: 'svid_key.pem', bundle: 'svid_bundle.pem' },
+} as const;
+export type Layout = keyof typeof LAYOUTS;
+
 export const WorkloadIdentityConfigSchema = Type.Object(
   {
     certFile: Type.String({ minLength: 1, default: `${DEFAULT_IDENTITY_DIR}/tls.crt`, description: 'PEM certificate chain, leaf first (csi-driver-spiffe tls.crt; spiffe-helper svid.pem)' }),

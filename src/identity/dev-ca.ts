@@ -14,6 +14,7 @@ import { createPrivateKey, KeyObject, randomBytes, webcrypto, X509Certificate } 
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { LAYOUTS, type Layout } from './config.ts';
 import type { SpiffeId } from './spiffe-id.ts';
 
 type X509Crypto = NonNullable<Parameters<typeof x509.X509CertificateGenerator.create>[1]>;
@@ -98,12 +99,8 @@ export async function issueSvid(ca: DevCa, options: IssueOptions): Promise<Issue
   return { certPem: cert.toString('pem') + '\n', keyPem: pkcs8Pem(keys.privateKey) };
 }
 
-/** File names per layout: what each agent writes into the pod. */
-export const LAYOUTS = {
-  'csi-driver-spiffe': { cert: 'tls.crt', key: 'tls.key', bundle: 'ca.crt' },
-  'spiffe-helper': { cert: 'svid.pem', key: 'svid_key.pem', bundle: 'svid_bundle.pem' },
-} as const;
-export type Layout = keyof typeof LAYOUTS;
+// The file names live with the identity config, which the injector also reads without loading the X.509 writer.
+export { LAYOUTS, type Layout } from './config.ts';
 
 export interface WriteDevIdentitiesOptions {
   /** Holds `ca/` (the CA's certificate and key) and one folder per service. */

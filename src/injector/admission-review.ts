@@ -42,7 +42,7 @@ export function reviewAdmission(body: unknown, template: SidecarTemplate): { rev
   const plan: InjectionPlan =
     request.kind !== 'Pod' || request.operation !== 'CREATE'
       ? { outcome: 'skip', reason: `not a Pod CREATE (${request.kind ?? '?'} ${request.operation ?? '?'})`, warnings: [] }
-      : planInjection(narrowPod(request.object), template);
+      : planInjection(narrowPod(request.object), template, request.namespace);
   const outcome: AdmissionOutcome = { uid: request.uid, namespace: request.namespace, pod: request.podName, operation: request.operation, plan };
   return { review: { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response: respond(request.uid, plan) }, outcome };
 }

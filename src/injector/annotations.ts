@@ -4,7 +4,7 @@
  * ServiceAccount, which the author cannot forge into another service's
  * Secret (docs/kubernetes.md, "Identity").
  */
-import type { SidecarTemplate } from './config.ts';
+import { SVID_SOURCES, type SidecarTemplate, type SvidSource } from './config.ts';
 import type { Pod } from './kubernetes-types.ts';
 
 export const ANNOTATION = {
@@ -17,6 +17,9 @@ export const ANNOTATION = {
   httpProxy: 'baton.dev/http-proxy',
   forwardToken: 'baton.dev/forward-token',
   logLevel: 'baton.dev/log-level',
+  svidSource: 'baton.dev/svid-source',
+  clientCertificate: 'baton.dev/client-certificate',
+  plaintextPort: 'baton.dev/plaintext-port',
 } as const;
 
 /** Annotations that look like they set identity; reported and ignored. */
@@ -30,6 +33,12 @@ export interface InjectionSettings {
   readonly httpProxy: boolean;
   readonly forwardToken: boolean;
   readonly logLevel: string | undefined;
+  /** Where the pod's X509-SVID comes from. */
+  readonly svidSource: SvidSource;
+  /** Whether callers of the inbound port must present a certificate (an entrypoint behind an ingress outside the mesh may say optional). */
+  readonly clientCertificate: 'required' | 'optional';
+  /** A second, plaintext inbound listener for an entrypoint behind an ingress; external-IdP tokens only. */
+  readonly plaintextPort: number | undefined;
   /** Admission warnings for the author (shown by kubectl). */
   readonly warnings: readonly string[];
 }
@@ -48,23 +57,24 @@ export function readSettings(pod: Pod, template: SidecarTemplate): SettingsResul
   for (const name of IDENTITY_LOOKALIKES) {
     if (annotations[name] !== undefined) warnings.push(`${name} is ignored: baton derives the workload identity from the pod's ServiceAccount`);
   }
-  const ports: Record<'appPort' | 'inboundPort' | 'outboundPort' | 'adminPort', number> = {
+  const ports: Record<'appPort' | 'inboundPort' | 'outboundPort' | 'adminPort', number> & { plaintextPort?: number } = {
     appPort: firstContainerPort(pod) ?? template.appPort,
     inboundPort: template.inboundPort,
     outboundPort: template.outboundPort,
     adminPort: template.adminPort,
   };
-  for (const key of Object.keys(ports) as Array<keyof typeof ports>) {
+  for (const key of ['appPort', 'inboundPort', 'outboundPort', 'adminPort', 'plaintextPort'] as const) {
     const raw = annotations[ANNOTATION[key]];
     if (raw === undefined) continue;
     const port = parsePort(raw);
     if (port === undefined) return { ok: false, reason: `annotation ${ANNOTATION[key]} must be a port number (1-65535), got ${JSON.stringify(raw.slice(0, 20))}` };
     ports[key] = port;
   }
-  if (new Set(Object.values(ports)).size !== 4) {
-    return { ok: false, reason: `the app port and the sidecar's inbound, outbound and admin ports must all differ, got ${JSON.stringify(ports)}` };
+  const all = Object.values(ports);
+  if (new Set(all).size !== all.length) {
+    return { ok: false, reason: `the app port and the sidecar's inbound, outbound, admin and plaintext ports must all differ, got ${JSON.stringify(ports)}` };
   }
-  const taken = sidecarPortTakenByApp(pod, [ports.inboundPort, ports.outboundPort, ports.adminPort]);
+  const taken = sidecarPortTakenByApp(pod, [ports.inboundPort, ports.outboundPort, ports.adminPort, ...(ports.plaintextPort === undefined ? [] : [ports.plaintextPort])]);
   if (taken !== undefined) return { ok: false, reason: `container port ${taken} is one of the sidecar's ports; choose others with the baton.dev/*-port annotations` };
   const flags: Record<'httpProxy' | 'forwardToken', boolean> = { httpProxy: false, forwardToken: false };
   for (const key of ['httpProxy', 'forwardToken'] as const) {
@@ -75,7 +85,24 @@ export function readSettings(pod: Pod, template: SidecarTemplate): SettingsResul
   }
   const logLevel = annotations[ANNOTATION.logLevel];
   if (logLevel !== undefined && !LOG_LEVELS.has(logLevel)) return { ok: false, reason: `annotation ${ANNOTATION.logLevel} must be one of ${[...LOG_LEVELS].join(', ')}` };
-  return { ok: true, settings: { ...ports, ...flags, logLevel: logLevel ?? template.logLevel, warnings } };
+  const svidSource = annotations[ANNOTATION.svidSource] ?? template.identity.source;
+  if (!(SVID_SOURCES as readonly string[]).includes(svidSource)) return { ok: false, reason: `annotation ${ANNOTATION.svidSource} must be one of ${SVID_SOURCES.join(', ')}` };
+  const clientCertificate = annotations[ANNOTATION.clientCertificate] ?? 'required';
+  if (clientCertificate !== 'required' && clientCertificate !== 'optional') return { ok: false, reason: `annotation ${ANNOTATION.clientCertificate} must be "required" or "optional"` };
+  if (template.transport.mode === 'plaintext') {
+    for (const key of ['svidSource', 'clientCertificate', 'plaintextPort'] as const) {
+      if (annotations[ANNOTATION[key]] !== undefined) warnings.push(`${ANNOTATION[key]} is ignored: the mesh runs in plaintext mode`);
+    }
+  } else {
+    // Said out loud: these two let callers without a mesh certificate in.
+    if (clientCertificate === 'optional') warnings.push('the inbound port accepts callers without a client certificate (baton.dev/client-certificate: optional)');
+    if (ports.plaintextPort !== undefined) warnings.push(`port ${ports.plaintextPort} listens in plaintext for external-IdP tokens only (baton.dev/plaintext-port)`);
+  }
+  const { plaintextPort, ...meshPorts } = ports;
+  return {
+    ok: true,
+    settings: { ...meshPorts, ...flags, logLevel: logLevel ?? template.logLevel, svidSource: svidSource as SvidSource, clientCertificate, plaintextPort, warnings },
+  };
 }
 
 function parsePort(raw: string): number | undefined {

@@ -5,11 +5,20 @@
  * which is how the Helm chart and the kustomize base set it.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { ConfigError } from '../config/config-error.ts';
+import { SpiffeMappingConfigSchema } from '../identity/config.ts';
 
 const Port = Type.Integer({ minimum: 1, maximum: 65535, description: 'a TCP port (1-65535)' });
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
 // Kubernetes resource quantities: "100m", "64Mi", "1".
 const Quantity = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$', description: 'a Kubernetes quantity such as 100m or 64Mi' });
+const SpiffeId = Type.String({ pattern: '^spiffe://[a-z0-9._-]+/[^\\s]+$', description: 'a SPIFFE ID' });
+const Image = (fallback: string, description: string) => Type.String({ minLength: 1, default: fallback, description });
+
+/** Where a pod's X509-SVID comes from (docs/kubernetes.md, "Workload identity"). */
+export const SVID_SOURCES = ['csi-driver-spiffe', 'spiffe-helper', 'spiffe-csi'] as const;
+export type SvidSource = (typeof SVID_SOURCES)[number];
+
 const resources = (fallback: { cpu: string; memory: string }) => Type.Object({ cpu: Quantity, memory: Quantity }, { additionalProperties: false, default: fallback });
 
 export const InjectorConfigSchema = Type.Object(
@@ -36,10 +45,36 @@ export const InjectorConfigSchema = Type.Object(
         adminPort: Type.Integer({ ...Port, default: 7072 }),
         appPort: Type.Integer({ ...Port, default: 8080, description: 'the app port when neither an annotation nor a containerPort names one' }),
         defaultUpstreamPort: Type.Integer({ ...Port, default: 80, description: 'the Service port other meshed services listen on (Service port 80 → targetPort baton-inbound)' }),
-        stsIssuer: Type.String({ ...HttpUrl, default: 'http://baton-sts.baton-system.svc:7000' }),
-        policyUrl: Type.String({ ...HttpUrl, default: 'http://baton-policy-server.baton-system.svc:7100' }),
+        stsIssuer: Type.String({ ...HttpUrl, default: 'https://baton-sts.baton-system.svc:7000' }),
+        policyUrl: Type.String({ ...HttpUrl, default: 'https://baton-policy-server.baton-system.svc:7100' }),
         meshConfigMap: Type.String({ minLength: 1, default: 'baton-mesh', description: 'ConfigMap in the pod\'s namespace holding policy-signing.pub.pem' }),
-        clientSecretPrefix: Type.String({ minLength: 1, default: 'baton-client-', description: 'Secret name prefix: <prefix><serviceAccount> holds clientSecret' }),
+        clientSecretPrefix: Type.String({ minLength: 1, default: 'baton-client-', description: 'plaintext mode only: Secret name prefix, <prefix><serviceAccount> holds clientSecret' }),
+        transport: Type.Object(
+          {
+            mode: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')], {
+              default: 'mtls',
+              description: 'mtls: every hop over mutual TLS with workload certificates; plaintext: only behind a mesh that already encrypts and authenticates every hop',
+            }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        spiffe: SpiffeMappingConfigSchema,
+        stsSpiffeId: Type.Optional({ ...SpiffeId, description: "the STS's SPIFFE ID when it is not the rule's ID for baton-sts (another namespace)" }),
+        policySpiffeId: Type.Optional({ ...SpiffeId, description: "the policy server's SPIFFE ID when it is not the rule's ID for baton-policy-server" }),
+        identity: Type.Object(
+          {
+            source: Type.Union(
+              SVID_SOURCES.map((s) => Type.Literal(s)),
+              { default: 'csi-driver-spiffe', description: 'where pods get their X509-SVID, unless the pod\'s baton.dev/svid-source annotation names another' },
+            ),
+            csiDriver: Type.String({ minLength: 1, default: 'spiffe.csi.cert-manager.io', description: "cert-manager csi-driver-spiffe's CSI driver name" }),
+            spireCsiDriver: Type.String({ minLength: 1, default: 'csi.spiffe.io', description: 'the SPIFFE CSI driver name, which mounts the SPIRE agent socket' }),
+            spireAgentSocketDir: Type.String({ pattern: '^/', default: '/run/spire/agent-sockets', description: 'spiffe-helper source: the node directory holding the SPIRE agent socket (a hostPath)' }),
+            spireAgentSocketName: Type.String({ pattern: '^[^/]+$', default: 'spire-agent.sock', description: "the SPIRE agent socket's file name in that directory" }),
+            helperImage: Image('ghcr.io/spiffe/spiffe-helper:0.11.0', 'the spiffe-helper image'),
+          },
+          { additionalProperties: false, default: {} },
+        ),
         externalIssuers: Type.Array(
           Type.Object({ issuer: HttpUrl, jwksUri: Type.Optional(HttpUrl), audience: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
           { default: [], description: 'the users\' identity providers; the call graph admits their tokens at entrypoints only' },
@@ -61,3 +96,11 @@ export const InjectorConfigSchema = Type.Object(
 
 export type InjectorConfig = Readonly<Static<typeof InjectorConfigSchema>>;
 export type SidecarTemplate = InjectorConfig['sidecar'];
+
+/** Rules across fields: in mtls mode the STS and policy server are reached over TLS, never in the clear. */
+export function checkInjectorConfig(config: InjectorConfig, source: string): void {
+  if (config.sidecar.transport.mode !== 'mtls') return;
+  for (const key of ['stsIssuer', 'policyUrl'] as const) {
+    if (!config.sidecar[key].startsWith('https://')) throw new ConfigError(source, `sidecar.${key}`, 'an https:// URL in mtls mode', config.sidecar[key]);
+  }
+}

@@ -6,6 +6,7 @@
 import { readSettings, wantsInjection, ANNOTATION } from './annotations.ts';
 import type { SidecarTemplate } from './config.ts';
 import type { Container, JsonPatchAdd, Pod } from './kubernetes-types.ts';
+import { HELPER_CONTAINER_NAME, identityLayout } from './identity-layout.ts';
 import { appEnv, SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './sidecar-container.ts';
 
 export type InjectionPlan =
@@ -17,7 +18,8 @@ export type InjectionPlan =
 const DEFAULT_SERVICE_ACCOUNT = 'default';
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-export function planInjection(pod: Pod, template: SidecarTemplate): InjectionPlan {
+/** `namespace` is the AdmissionReview's request.namespace, where the pod will run. */
+export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: string): InjectionPlan {
   if (!wantsInjection(pod)) return { outcome: 'skip', reason: `no ${ANNOTATION.inject}: "true" annotation`, warnings: [] };
   if (alreadyInjected(pod)) return { outcome: 'skip', reason: `a ${SIDECAR_CONTAINER_NAME} container is already present`, warnings: [] };
   if (pod.spec.hostNetwork === true) return { outcome: 'deny', reason: 'baton cannot be injected into a hostNetwork pod: its ports would open on the node' };
@@ -27,34 +29,43 @@ export function planInjection(pod: Pod, template: SidecarTemplate): InjectionPla
   const read = readSettings(pod, template);
   if (!read.ok) return { outcome: 'deny', reason: read.reason };
   const { settings } = read;
+  const mtls = template.transport.mode === 'mtls';
+  // The certificate a pod gets names its own namespace (ns/<namespace>/sa/<sa>); a rule for
+  // another namespace would map it to no service, and the sidecar would never become ready.
+  const ruleNamespace = template.spiffe.namespace;
+  if (mtls && namespace !== undefined && namespace !== ruleNamespace && template.spiffe.template.includes('{namespace}')) {
+    return { outcome: 'deny', reason: `the mesh's SPIFFE rule is for namespace ${ruleNamespace}, so a pod in ${namespace} would get a certificate that names no service` };
+  }
   const warnings = [...settings.warnings];
   if (serviceAccount === DEFAULT_SERVICE_ACCOUNT) warnings.push('the pod runs as the "default" ServiceAccount: give each service its own ServiceAccount, it is the service\'s identity');
 
+  const identity = mtls ? identityLayout(template, settings.svidSource) : undefined;
   const patch: JsonPatchAdd[] = [];
-  const sidecar = sidecarContainer(template, settings, { serviceAccount });
-  // First among the init containers, so later init containers can already call out through it.
-  if (pod.spec.initContainers === undefined) patch.push({ op: 'add', path: '/spec/initContainers', value: [sidecar] });
-  else patch.push({ op: 'add', path: '/spec/initContainers/0', value: sidecar });
+  // First among the init containers, so later init containers can already call
+  // out through it; an identity helper goes before it, so the files are there.
+  const natives = [...(identity?.containers ?? []), sidecarContainer(template, settings, { serviceAccount }, identity)];
+  if (pod.spec.initContainers === undefined) patch.push({ op: 'add', path: '/spec/initContainers', value: natives });
+  else natives.forEach((container, index) => patch.push({ op: 'add', path: `/spec/initContainers/${index}`, value: container }));
 
   const additions = appEnv(settings);
   pod.spec.containers.forEach((container, index) => {
     patch.push(...envPatch(container, index, additions, warnings));
   });
 
-  const volumes = sidecarVolumes(template, { serviceAccount });
+  const volumes = sidecarVolumes(template, { serviceAccount }, identity);
   const clashing = volumes.find((v) => (pod.spec.volumes ?? []).some((existing) => existing.name === v.name));
   if (clashing !== undefined) return { outcome: 'deny', reason: `the pod already has a volume named ${String(clashing.name)}, which baton reserves` };
   if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
   else for (const volume of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
 
-  patch.push(...metadataPatch(pod, 'annotations', ANNOTATION.status, 'injected'));
-  patch.push(...metadataPatch(pod, 'labels', 'baton.dev/service', serviceAccount));
+  const annotations = { [ANNOTATION.status]: 'injected', ...identity?.annotations };
+  patch.push(...metadataPatch(pod, { annotations, labels: { 'baton.dev/service': serviceAccount } }));
   return { outcome: 'inject', serviceAccount, patch, warnings };
 }
 
 function alreadyInjected(pod: Pod): boolean {
   const all: readonly Container[] = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])];
-  return all.some((c) => c.name === SIDECAR_CONTAINER_NAME);
+  return all.some((c) => c.name === SIDECAR_CONTAINER_NAME || c.name === HELPER_CONTAINER_NAME);
 }
 
 function envPatch(container: Container, index: number, additions: ReturnType<typeof appEnv>, warnings: string[]): JsonPatchAdd[] {
@@ -70,10 +81,14 @@ function envPatch(container: Container, index: number, additions: ReturnType<typ
   return missing.map((value) => ({ op: 'add', path: `${base}/-`, value }));
 }
 
-function metadataPatch(pod: Pod, field: 'annotations' | 'labels', key: string, value: string): JsonPatchAdd[] {
-  if (pod.metadata === undefined) return [{ op: 'add', path: '/metadata', value: { [field]: { [key]: value } } }];
-  if (pod.metadata[field] === undefined) return [{ op: 'add', path: `/metadata/${field}`, value: { [key]: value } }];
-  return [{ op: 'add', path: `/metadata/${field}/${escapePointer(key)}`, value }];
+function metadataPatch(pod: Pod, fields: Record<'annotations' | 'labels', Record<string, string>>): JsonPatchAdd[] {
+  if (pod.metadata === undefined) return [{ op: 'add', path: '/metadata', value: fields }];
+  const metadata = pod.metadata;
+  return (['annotations', 'labels'] as const).flatMap((field): JsonPatchAdd[] => {
+    if (metadata[field] === undefined) return [{ op: 'add', path: `/metadata/${field}`, value: fields[field] }];
+    // "add" on an existing member replaces it (RFC 6902 §4.1): an author's value never survives.
+    return Object.entries(fields[field]).map(([key, value]) => ({ op: 'add', path: `/metadata/${field}/${escapePointer(key)}`, value }));
+  });
 }
 
 // RFC 6901 §3: "~" and "/" in a reference token are written "~0" and "~1".

@@ -2,16 +2,20 @@
  * The injected sidecar as a Kubernetes native sidecar: an init container with
  * `restartPolicy: Always` (KEP-753, Kubernetes ≥ 1.29), so it starts before
  * the app, stays up while the app runs, and stops after it. Its settings
- * arrive as `BATON_*` variables; no config file is mounted.
+ * arrive as `BATON_*` variables; no config file is mounted. In mtls mode it
+ * reads its X509-SVID from the identity volume (identity-layout.ts) and
+ * proves who it is to the STS with it; no client secret reaches the pod.
  */
 import { sidecarRedisUser } from '../redis/config.ts';
 import type { InjectionSettings } from './annotations.ts';
 import type { SidecarTemplate } from './config.ts';
+import { IDENTITY_DIR, IDENTITY_VOLUME, type IdentityLayout } from './identity-layout.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
 
 export const SIDECAR_CONTAINER_NAME = 'baton-sidecar';
 export const INBOUND_PORT_NAME = 'baton-inbound';
 export const ADMIN_PORT_NAME = 'baton-admin';
+export const PLAINTEXT_PORT_NAME = 'baton-plaintext';
 export const POLICY_KEY_VOLUME = 'baton-policy-key';
 export const TMP_VOLUME = 'baton-tmp';
 export const REDIS_VOLUME = 'baton-redis';
@@ -24,7 +28,8 @@ export interface Workload {
   readonly serviceAccount: string;
 }
 
-export function sidecarContainer(template: SidecarTemplate, settings: InjectionSettings, workload: Workload): Container {
+/** `identity` is the pod's identity layout in mtls mode, undefined in plaintext mode. */
+export function sidecarContainer(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): Container {
   const probe = (path: string, extra: Record<string, number>) => ({ httpGet: { path, port: ADMIN_PORT_NAME }, ...extra });
   return {
     name: SIDECAR_CONTAINER_NAME,
@@ -34,9 +39,10 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     args: ['sidecar'],
     ports: [
       { name: INBOUND_PORT_NAME, containerPort: settings.inboundPort, protocol: 'TCP' },
+      ...(identity !== undefined && settings.plaintextPort !== undefined ? [{ name: PLAINTEXT_PORT_NAME, containerPort: settings.plaintextPort, protocol: 'TCP' }] : []),
       { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
     ],
-    env: sidecarEnv(template, settings, workload),
+    env: sidecarEnv(template, settings, workload, identity),
     // Startup gates the app containers: they start only once the sidecar has a verified policy.
     startupProbe: probe('/readyz', { periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 }),
     readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 }),
@@ -56,16 +62,18 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     volumeMounts: [
       { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
       { name: TMP_VOLUME, mountPath: '/tmp' },
-      // The Redis password and the seal key: in this container only, never in the app's (issue #14).
-      ...(template.redis === undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
+      // The Redis password and the seal key: in this container only, never in the app's (issue #14);
+      // in plaintext mode only: in mtls mode exchanged tokens are bound to this pod and never shared.
+      ...(template.redis === undefined || identity !== undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
+      ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
     ],
   };
 }
 
-function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload): EnvVar[] {
-  const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
+function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
   const env: EnvVar[] = [
     literal('BATON_SERVICE', workload.serviceAccount),
+    literal('BATON_TRANSPORT__MODE', template.transport.mode),
     literal('BATON_HOST', '0.0.0.0'),
     literal('BATON_INBOUND__PORT', settings.inboundPort),
     literal('BATON_INBOUND__APP', `http://127.0.0.1:${settings.appPort}`),
@@ -75,17 +83,16 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     literal('BATON_ADMIN__PORT', settings.adminPort),
     literal('BATON_STS__ISSUER', template.stsIssuer),
     literal('BATON_STS__CLIENT_ID', workload.serviceAccount),
-    // The credential is named after the ServiceAccount, so identity and secret
-    // follow one object: whoever may run pods as that account (namespace RBAC)
-    // may act as that service, the same boundary as Istio's SPIFFE identities.
-    { name: 'BATON_STS__CLIENT_SECRET', valueFrom: { secretKeyRef: { name: `${template.clientSecretPrefix}${workload.serviceAccount}`, key: 'clientSecret' } } },
+    ...stsCredentialEnv(template, workload, identity),
     literal('BATON_POLICY__URL', template.policyUrl),
     literal('BATON_POLICY__PUBLIC_KEY', `${POLICY_KEY_DIR}/${POLICY_KEY_FILE}`),
     literal('BATON_SHUTDOWN__GRACE_MS', template.terminationDrainMs),
     literal('OTEL_SERVICE_NAME', workload.serviceAccount),
   ];
+  if (identity !== undefined) env.push(...identityEnv(template, settings, identity));
   if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(template.externalIssuers)));
-  if (template.redis !== undefined) {
+  // The Redis tier serves plaintext mode only: in mtls mode exchanged tokens are bound to this pod's certificate.
+  if (template.redis !== undefined && identity === undefined) {
     env.push(
       literal('BATON_REDIS__URL', template.redis),
       literal('BATON_REDIS__USERNAME', sidecarRedisUser(workload.serviceAccount)),
@@ -95,6 +102,35 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
   }
   if (template.otlpEndpoint !== undefined) env.push(literal('OTEL_EXPORTER_OTLP_ENDPOINT', template.otlpEndpoint));
   if (settings.logLevel !== undefined) env.push(literal('BATON_LOG_LEVEL', settings.logLevel));
+  return env;
+}
+
+const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
+
+function stsCredentialEnv(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
+  // mtls: the certificate is the credential (RFC 8705 §2.1), so no secret is mounted.
+  if (identity !== undefined) return [literal('BATON_STS__AUTH_METHOD', 'tls_client_auth')];
+  // plaintext: the credential is named after the ServiceAccount, so identity and
+  // secret follow one object: whoever may run pods as that account (namespace
+  // RBAC) may act as that service, the same boundary as the certificate's.
+  return [literal('BATON_STS__AUTH_METHOD', 'client_secret_basic'), { name: 'BATON_STS__CLIENT_SECRET', valueFrom: { secretKeyRef: { name: `${template.clientSecretPrefix}${workload.serviceAccount}`, key: 'clientSecret' } } }];
+}
+
+/** The contract's transport, identity and spiffe keys (docs/identity.md), as BATON_* variables. */
+function identityEnv(template: SidecarTemplate, settings: InjectionSettings, identity: IdentityLayout): EnvVar[] {
+  const env: EnvVar[] = [
+    literal('BATON_IDENTITY__CERT_FILE', identity.files.certFile),
+    literal('BATON_IDENTITY__KEY_FILE', identity.files.keyFile),
+    literal('BATON_IDENTITY__BUNDLE_FILE', identity.files.bundleFile),
+    literal('BATON_SPIFFE__TRUST_DOMAIN', template.spiffe.trustDomain),
+    literal('BATON_SPIFFE__NAMESPACE', template.spiffe.namespace),
+    literal('BATON_SPIFFE__TEMPLATE', template.spiffe.template),
+    literal('BATON_INBOUND__CLIENT_CERTIFICATE', settings.clientCertificate),
+  ];
+  if (Object.keys(template.spiffe.ids).length > 0) env.push(literal('BATON_SPIFFE__IDS', JSON.stringify(template.spiffe.ids)));
+  if (template.stsSpiffeId !== undefined) env.push(literal('BATON_STS__SPIFFE_ID', template.stsSpiffeId));
+  if (template.policySpiffeId !== undefined) env.push(literal('BATON_POLICY__SPIFFE_ID', template.policySpiffeId));
+  if (settings.plaintextPort !== undefined) env.push(literal('BATON_INBOUND__PLAINTEXT_PORT', settings.plaintextPort));
   return env;
 }
 
@@ -110,13 +146,14 @@ export function appEnv(settings: InjectionSettings): EnvVar[] {
   return env;
 }
 
-export function sidecarVolumes(template: SidecarTemplate, workload: Workload): Array<Record<string, unknown>> {
+export function sidecarVolumes(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined): Array<Record<string, unknown>> {
   return [
     { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
     { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
     // Named after the ServiceAccount like the client secret; not optional: without it the sidecar would not start anyway.
-    ...(template.redis === undefined
+    ...(template.redis === undefined || identity !== undefined
       ? []
       : [{ name: REDIS_VOLUME, secret: { secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`, items: [{ key: 'password', path: 'password' }, { key: 'seal-key', path: 'seal-key' }] } }]),
+    ...(identity?.volumes ?? []),
   ];
 }

@@ -1,16 +1,23 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { describe, it } from 'node:test';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Static } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
+import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { DEMO_SERVICES } from '../../src/demo/mesh.ts';
+import { createServiceMap } from '../../src/identity/service-map.ts';
+import { parseSvid } from '../../src/identity/svid.ts';
 import { loadPolicyPath } from '../../src/policy/load.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
-import { runBaton } from '../helpers/process.ts';
+import { runBaton, startProcess } from '../helpers/process.ts';
+import { withContract } from './mesh-contract.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const at = (path: string): string => `${ROOT}${path.replace(/^\.\//, '')}`;
@@ -29,8 +36,9 @@ interface ComposeService {
   read_only?: boolean;
 }
 
+/** The compose-spec long syntax of a service's volume. */
 interface LongVolume {
-  type: string;
+  type: 'volume' | 'bind';
   source: string;
   target: string;
   read_only?: boolean;
@@ -46,13 +54,30 @@ function mountsOf(service: ComposeService): LongVolume[] {
   });
 }
 
+const IDENTITY_DIR = '/var/run/secrets/spiffe.io';
+const IDENTITY_VOLUME = 'baton-identities';
+/** The parts that hold a workload identity, by compose service: the name their certificate is issued for. */
+const IDENTITY_OF: Record<string, string> = {
+  sts: 'baton-sts',
+  'policy-server': 'baton-policy-server',
+  ...Object.fromEntries(DEMO_SERVICES.map((name) => [`${name}-sidecar`, name])),
+};
+
+/** A volume entry as source, target, read-only and subpath, whichever syntax it is written in. */
+function mountOf(volume: string | LongVolume): { source: string; target: string; readOnly: boolean; subpath: string | undefined } {
+  if (typeof volume !== 'string') return { source: volume.source, target: volume.target, readOnly: volume.read_only === true, subpath: volume.volume?.subpath };
+  const [source, target, mode] = volume.split(':') as [string, string, string | undefined];
+  return { source, target, readOnly: mode === 'ro', subpath: undefined };
+}
+
 const compose = parse(readFileSync(at('docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
 const services = compose.services;
 const bakedImage = (s: ComposeService): boolean => s.build !== undefined;
 
 /** A container path as the host sees it, through the service's bind mounts. */
 function hostPathOf(service: ComposeService, containerPath: string): string | undefined {
-  for (const { source, target } of mountsOf(service)) {
+  for (const volume of service.volumes ?? []) {
+    const { source, target } = mountOf(volume);
     if (!source.startsWith('.')) continue;
     if (containerPath === target) return at(source);
     if (containerPath.startsWith(`${target}/`)) return at(`${source}${containerPath.slice(target.length)}`);
@@ -65,11 +90,33 @@ function flagValue(args: readonly string[], flag: string): string | undefined {
   return index === -1 ? undefined : args[index + 1];
 }
 
-function sidecarConfig(name: string) {
+// Loaded with baton's own loader; mesh-contract.ts adds the #14 keys the schemas do not have yet.
+const SidecarSchema = withContract(SidecarConfigSchema, 'sidecar');
+const StsSchema = withContract(StsConfigSchema, 'sts');
+const PolicyServerSchema = withContract(PolicyServerConfigSchema, 'policy-server');
+
+interface IdentityKeys {
+  transport: { mode: string };
+  identity: { certFile: string; keyFile: string; bundleFile: string };
+  spiffe: { trustDomain: string; namespace: string; template: string; ids: Record<string, string> };
+}
+type SidecarWithContract = Static<typeof SidecarConfigSchema> &
+  IdentityKeys & { inbound: { clientCertificate: string; plaintextPort?: number }; sts: { authMethod: string; clientSecret?: string; spiffeId?: string }; policy: { spiffeId?: string } };
+type StsWithContract = Omit<Static<typeof StsConfigSchema>, 'clients'> & IdentityKeys & { clients: Array<{ id: string; secret?: string; tlsClientAuth?: boolean; tlsClientAuthSanUri?: string }> };
+
+const sidecarConfig = (name: string): SidecarWithContract => {
   const sidecar = services[`${name}-sidecar`] as ComposeService;
   const file = hostPathOf(sidecar, flagValue(sidecar.command ?? [], '--config') as string) as string;
-  return loadConfig(SidecarConfigSchema, { file, env: sidecar.environment ?? {} });
-}
+  return loadConfig(SidecarSchema, { file, env: sidecar.environment ?? {} }) as unknown as SidecarWithContract;
+};
+const stsConfig = (): StsWithContract => {
+  const sts = services.sts as ComposeService;
+  return loadConfig(StsSchema, { file: hostPathOf(sts, flagValue(sts.command ?? [], '--config') as string) as string, env: sts.environment ?? {} }) as unknown as StsWithContract;
+};
+const policyServerConfig = () => {
+  const server = services['policy-server'] as ComposeService;
+  return loadConfig(PolicyServerSchema, { file: hostPathOf(server, flagValue(server.command ?? [], '--config') as string) as string }) as unknown as Static<typeof PolicyServerConfigSchema> & IdentityKeys;
+};
 
 describe('docker-compose.yml', () => {
   it('publishes the dev IdP, the gateway and the trace UI on 127.0.0.1 only, and dclint reports no error', () => {
@@ -105,7 +152,7 @@ describe('docker-compose.yml', () => {
 
   it('runs the same policy as the demo', () => {
     assert.equal(readFileSync(at('examples/compose/policy/callgraph.yaml'), 'utf8'), readFileSync(at('examples/shop.callgraph.yaml'), 'utf8'));
-    const policyDir = hostPathOf(services['policy-server'] as ComposeService, flagValue(services['policy-server']?.command ?? [], '--policy') as string) as string;
+    const policyDir = hostPathOf(services['policy-server'] as ComposeService, policyServerConfig().policy) as string;
     const { compiled } = loadPolicyPath(policyDir);
     for (const name of DEMO_SERVICES) assert.ok(compiled.hasService(name), `${name} is in the policy`);
   });
@@ -123,12 +170,13 @@ describe('docker-compose.yml', () => {
       assert.ok(words.length > 0);
       checked.set(key, help);
     }
-    assert.deepEqual([...checked.keys()].sort(), ['demo', 'policy-server', 'redis-acl', 'sidecar', 'sts']);
+    assert.deepEqual([...checked.keys()].sort(), ['certs', 'demo', 'policy-server', 'redis-acl', 'sidecar', 'sts']);
   });
 
   it('mounts only files that exist in the project, and declares its named volumes', () => {
     for (const [name, service] of Object.entries(services)) {
-      for (const { source } of mountsOf(service)) {
+      for (const volume of service.volumes ?? []) {
+        const { source } = mountOf(volume);
         if (source.startsWith('.')) assert.ok(existsSync(at(source)), `${name} mounts ${source}`);
         else assert.ok(source in compose.volumes, `${name} uses a declared volume ${source}`);
       }
@@ -159,13 +207,12 @@ describe('docker-compose.yml', () => {
   });
 
   it('gives every sidecar a valid configuration whose identity and ports match its app', () => {
-    const sts = loadConfig(StsConfigSchema, { file: hostPathOf(services.sts as ComposeService, '/etc/baton/sts.yaml') as string });
+    const sts = stsConfig();
     for (const name of DEMO_SERVICES) {
       const config = sidecarConfig(name);
       const app = services[name] as ComposeService;
       assert.equal(config.service, name);
       assert.equal(config.sts.clientId, name);
-      assert.equal(sts.clients.find((c) => c.id === name)?.secret, config.sts.clientSecret, `${name}'s secret is the one the STS knows`);
       assert.equal(new URL(config.inbound.app).port, flagValue(app.command ?? [], '--port'));
       assert.equal(new URL(flagValue(app.command ?? [], '--outbound') as string).port, String(config.outbound.port));
       assert.equal(config.outbound.defaultUpstreamPort, config.inbound.port, 'other sidecars are reached on their inbound port');
@@ -174,10 +221,14 @@ describe('docker-compose.yml', () => {
       assert.equal(new URL((services[`${name}-sidecar`] as ComposeService).environment?.BATON_HEALTHCHECK_URL ?? 'http://127.0.0.1:7072/readyz').port, String(config.admin.port));
     }
     assert.deepEqual(sidecarConfig('gateway').externalIssuers.map((i) => i.issuer), sts.externalIssuers.map((i) => i.issuer));
-    assert.equal((services.gateway as ComposeService).ports?.[0], `127.0.0.1:${sidecarConfig('gateway').inbound.port}:${sidecarConfig('gateway').inbound.port}`);
+    // Only the gateway's ingress-side listener is published, on loopback; the mTLS port stays inside.
+    const gateway = sidecarConfig('gateway');
+    assert.ok(gateway.inbound.plaintextPort !== undefined, 'the gateway has a listener for the host, outside the mesh');
+    assert.deepEqual((services.gateway as ComposeService).ports, [`127.0.0.1:${gateway.inbound.plaintextPort}:${gateway.inbound.plaintextPort}`]);
+    for (const name of DEMO_SERVICES.filter((n) => n !== 'gateway')) assert.equal(sidecarConfig(name).inbound.plaintextPort, undefined, `${name} has no plaintext listener`);
   });
 
-  it('runs Redis with the ACL file redis-acl writes, and gives each sidecar and the STS only its own Redis secrets', () => {
+  it('runs Redis with the ACL file redis-acl writes, gives the STS only its own Redis secrets, and the mtls sidecars none', () => {
     const init = services['redis-secrets'] as ComposeService;
     assert.deepEqual(flagValue(init.command ?? [], '--services')?.split(','), [...DEMO_SERVICES]);
     const secretsDir = flagValue(init.command ?? [], '--dir') as string;
@@ -200,18 +251,123 @@ describe('docker-compose.yml', () => {
     const sts = loadConfig(StsConfigSchema, { file: hostPathOf(services.sts as ComposeService, '/etc/baton/sts.yaml') as string });
     assert.equal(subpathOf(services.sts as ComposeService, sts.redis?.passwordFile as string), 'baton-sts');
     for (const name of DEMO_SERVICES) {
-      const config = sidecarConfig(name);
-      assert.ok(config.redis, `${name} uses Redis`);
-      const sidecar = services[`${name}-sidecar`] as ComposeService;
-      assert.equal(subpathOf(sidecar, config.redis.passwordFile), `sidecar-${name}`);
-      assert.equal(subpathOf(sidecar, config.redis.sealKeyFile), `sidecar-${name}`);
-      assert.ok(mountsOf(sidecar).filter((m) => m.source === volume).every((m) => m.read_only === true && m.volume?.subpath === `sidecar-${name}`), `${name}-sidecar mounts only its own secrets, read-only`);
+      // mtls: exchanged tokens are bound to the sidecar's certificate and never shared through Redis.
+      assert.equal(sidecarConfig(name).redis, undefined, `${name}'s sidecar uses no Redis in mtls mode`);
+      assert.equal(mountsOf(services[`${name}-sidecar`] as ComposeService).filter((m) => m.source === volume).length, 0, `${name}-sidecar mounts no Redis secret`);
       assert.equal(mountsOf(services[name] as ComposeService).length, 0, `the ${name} app mounts nothing`);
     }
     for (const [name, service] of Object.entries(services)) {
       if (name === 'redis-secrets') continue;
       for (const mount of mountsOf(service).filter((m) => m.source === volume)) assert.ok(mount.volume?.subpath !== undefined && mount.volume.subpath !== '', `${name} mounts a subpath of ${volume}, not all of it`);
     }
+  });
+
+  it('runs every part in mtls mode with one trust domain and mapping rule, and reaches other parts over https', () => {
+    const sts = stsConfig();
+    const policyServer = policyServerConfig();
+    const parts: Array<[string, IdentityKeys]> = [['sts', sts], ['policy-server', policyServer], ...DEMO_SERVICES.map((n): [string, IdentityKeys] => [`${n}-sidecar`, sidecarConfig(n)])];
+    for (const [name, config] of parts) {
+      assert.equal(config.transport.mode, 'mtls', `${name} runs in mtls mode`);
+      assert.deepEqual(config.spiffe, sts.spiffe, `${name} maps SPIFFE IDs with the STS's rule`);
+      for (const file of [config.identity.certFile, config.identity.keyFile, config.identity.bundleFile]) assert.ok(file.startsWith(`${IDENTITY_DIR}/`), `${name} reads ${file} from its identity mount`);
+    }
+    assert.match(sts.issuer, /^https:/);
+    assert.match(sts.policy.url as string, /^https:\/\/policy-server:/);
+    for (const name of DEMO_SERVICES) {
+      const config = sidecarConfig(name);
+      assert.equal(config.sts.issuer, sts.issuer);
+      assert.match(config.policy.url as string, /^https:\/\/policy-server:/);
+      assert.equal(config.inbound.clientCertificate, 'required', `${name}'s mesh port asks every caller for a certificate`);
+      assert.equal(new URL(config.policy.url as string).port, String(policyServer.port));
+    }
+  });
+
+  it('ships no client secret: every sidecar authenticates to the STS with its certificate (RFC 8705 tls_client_auth)', () => {
+    const sts = stsConfig();
+    for (const name of DEMO_SERVICES) {
+      const config = sidecarConfig(name);
+      assert.equal(config.sts.authMethod, 'tls_client_auth', `${name} uses tls_client_auth`);
+      assert.equal(config.sts.clientSecret, undefined, `${name} has no client secret`);
+      const client = sts.clients.find((c) => c.id === name);
+      assert.equal(client?.tlsClientAuth, true, `the STS knows ${name} by certificate`);
+      assert.equal(client?.secret, undefined, `the STS holds no secret for ${name}`);
+    }
+    for (const [name, service] of Object.entries(services)) {
+      for (const key of Object.keys(service.environment ?? {})) assert.doesNotMatch(key, /SECRET/, `${name} sets no secret in its environment`);
+    }
+  });
+
+  it('mounts each part only its own identity folder, read-only, and the CA key nowhere but in the certs step', () => {
+    const certs = services.certs as ComposeService;
+    for (const [name, service] of Object.entries(services)) {
+      const mounts = (service.volumes ?? []).map(mountOf).filter((m) => m.source === IDENTITY_VOLUME);
+      if (name === 'certs') {
+        assert.deepEqual(mounts.map((m) => [m.target, m.readOnly, m.subpath]), [[flagValue(certs.command ?? [], '--out'), false, undefined]]);
+        continue;
+      }
+      const own = IDENTITY_OF[name];
+      if (own === undefined) {
+        assert.equal(mounts.length, 0, `${name} mounts no identity`);
+        continue;
+      }
+      assert.deepEqual(mounts, [{ source: IDENTITY_VOLUME, target: IDENTITY_DIR, readOnly: true, subpath: own }], `${name} mounts only ${own}/, read-only`);
+      assert.equal(service.depends_on?.certs?.condition, 'service_completed_successfully', `${name} starts after the certs step`);
+    }
+  });
+
+  it('lets only the policy server read the policy signing key; the others mount the public key alone', async () => {
+    const keygen = services.keygen as ComposeService;
+    for (const [name, service] of Object.entries(services)) {
+      const mounts = (service.volumes ?? []).map(mountOf).filter((m) => m.source === 'baton-keys');
+      if (name === 'keygen' || mounts.length === 0) continue;
+      assert.deepEqual(mounts.map((m) => [m.readOnly, m.subpath]), [[true, name === 'policy-server' ? 'private' : 'public']], `${name} mounts baton-keys read-only, ${name === 'policy-server' ? 'private' : 'public'}/ only`);
+    }
+    // The key generator, run for real, writes the two halves where those mounts expect them.
+    const dir = mkdtempSync(join(tmpdir(), 'baton-compose-keys-'));
+    try {
+      const script = hostPathOf(keygen, (keygen.entrypoint ?? []).find((w) => w.endsWith('.mjs')) as string) as string;
+      const run = startProcess(process.execPath, [script, dir]);
+      assert.equal(await run.exited, 0, run.stderr());
+      const policyServer = policyServerConfig();
+      const keysTarget = '/var/lib/baton/keys';
+      assert.ok(existsSync(join(dir, 'private', policyServer.signingKey.slice(keysTarget.length + 1))), 'the policy server finds its private key in private/');
+      assert.ok(existsSync(join(dir, 'public', (sidecarConfig('orders').policy.publicKey as string).slice(keysTarget.length + 1))), 'a sidecar finds the public key in public/');
+      assert.ok(existsSync(join(dir, 'public', (stsConfig().policy.publicKey as string).slice(keysTarget.length + 1))), 'the STS finds the public key in public/');
+      assert.equal(existsSync(join(dir, 'public', 'policy-signing.key.pem')), false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe('the certs step', () => {
+    let out: string;
+    before(() => {
+      out = mkdtempSync(join(tmpdir(), 'baton-compose-certs-'));
+    });
+    after(() => rmSync(out, { recursive: true, force: true }));
+
+    it('issues, with the real CLI, an identity per part that each part loads and maps to its own name', async () => {
+      const command = (services.certs as ComposeService).command as string[];
+      const target = flagValue(command, '--out') as string;
+      const run = await runBaton(command.map((word) => (word === target ? out : word)));
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /DEVELOPMENT/);
+      const spiffe = stsConfig().spiffe;
+      const map = createServiceMap(spiffe);
+      assert.equal(flagValue(command, '--trust-domain'), spiffe.trustDomain);
+      assert.equal(flagValue(command, '--namespace'), spiffe.namespace);
+      const configs: Record<string, IdentityKeys> = { sts: stsConfig(), 'policy-server': policyServerConfig(), ...Object.fromEntries(DEMO_SERVICES.map((n) => [`${n}-sidecar`, sidecarConfig(n)])) };
+      for (const [name, own] of Object.entries(IDENTITY_OF)) {
+        // The container path of each file, as the folder its mount's subpath names.
+        const onHost = (file: string) => join(out, own, file.slice(IDENTITY_DIR.length + 1));
+        const { identity } = configs[name] as IdentityKeys;
+        const svid = parseSvid({ cert: readFileSync(onHost(identity.certFile), 'utf8'), key: readFileSync(onHost(identity.keyFile), 'utf8'), bundle: readFileSync(onHost(identity.bundleFile), 'utf8') }, Date.now());
+        assert.equal(map.serviceOf(svid.spiffeId), own, `${name}'s certificate names ${own}`);
+      }
+      // The CA's key is outside every part's folder.
+      assert.ok(existsSync(join(out, 'ca', 'ca.key')));
+      for (const own of Object.values(IDENTITY_OF)) assert.ok(!existsSync(join(out, own, 'ca.key')));
+    });
   });
 
   it('starts every service only after what it depends on is healthy', () => {
@@ -223,7 +379,7 @@ describe('docker-compose.yml', () => {
       }
     }
     for (const name of DEMO_SERVICES) {
-      assert.deepEqual(Object.keys(services[`${name}-sidecar`]?.depends_on ?? {}).sort(), [name, 'policy-server', 'sts'].sort());
+      assert.deepEqual(Object.keys(services[`${name}-sidecar`]?.depends_on ?? {}).sort(), [name, 'certs', 'policy-server', 'sts'].sort());
     }
   });
 });

@@ -8,7 +8,21 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadPolicyPath } from '../../src/policy/load.ts';
+import type { TSchema } from '@sinclair/typebox';
+import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
+import { envName } from '../../src/config/load.ts';
+import { InjectorConfigSchema } from '../../src/injector/config.ts';
+import { StsConfigSchema } from '../../src/sts/config.ts';
 import { parseManifests, validateKubernetesObject } from './kubernetes-schema.ts';
+import { withContract } from './mesh-contract.ts';
+
+/** Every BATON_* name a schema reads: one per key, at every depth (an object may be set whole). */
+function envNames(schema: TSchema, path: string[] = []): Set<string> {
+  const names = new Set<string>(path.length > 0 ? [envName(path)] : []);
+  for (const [key, child] of Object.entries((schema as { properties?: Record<string, TSchema> }).properties ?? {})) for (const name of envNames(child, [...path, key])) names.add(name);
+  return names;
+}
+const envNamesIn = (text: string): string[] => [...text.matchAll(/name: (BATON_[A-Z0-9_]+)/g)].map((m) => m[1] as string);
 
 const CHART = fileURLToPath(new URL('../../helm/baton/', import.meta.url));
 const TEMPLATES = join(CHART, 'templates');
@@ -160,5 +174,66 @@ describe('helm/baton', () => {
       assert.equal(rendered.status, 0, rendered.stderr);
       for (const object of parseManifests(rendered.stdout)) await validateKubernetesObject(object);
     }
+  });
+
+  describe('workload identity', () => {
+    const withValues = (patch: Record<string, unknown>) => ({ ...values, ...patch });
+    const sts = values.sts as Record<string, unknown>;
+
+    it('defaults to mtls with csi-driver-spiffe, and names the control plane\'s ServiceAccounts baton-sts and baton-policy-server', () => {
+      assert.deepEqual(values.transport, { mode: 'mtls' });
+      assert.equal((values.identity as { source: string; csiDriver: string }).source, 'csi-driver-spiffe');
+      assert.equal((values.identity as { csiDriver: string }).csiDriver, 'spiffe.csi.cert-manager.io');
+      assert.equal(sts.serviceAccountName, 'baton-sts');
+      assert.equal((values.policyServer as Record<string, unknown>).serviceAccountName, 'baton-policy-server');
+      for (const [file, key] of [['templates/sts.yaml', 'sts'], ['templates/policy-server.yaml', 'policyServer']] as const) {
+        const text = read(file);
+        // The ServiceAccount object and the pod's serviceAccountName both come from the value.
+        assert.match(text, new RegExp(`kind: ServiceAccount\\nmetadata:\\n(?:  #.*\\n)?  name: \\{\\{ \\.Values\\.${key}\\.serviceAccountName \\}\\}`), `${file} names its ServiceAccount from ${key}.serviceAccountName`);
+        assert.match(text, new RegExp(`serviceAccountName: \\{\\{ \\.Values\\.${key}\\.serviceAccountName \\}\\}`));
+        assert.match(text, /include "baton\.identityVolumes"/, `${file} mounts the identity volume`);
+        assert.match(text, /include "baton\.identityMount"/);
+        assert.match(text, /scheme: \{\{ include "baton\.scheme" \. \| upper \}\}/, `${file} probes over TLS in mtls mode`);
+      }
+      const helpers = read('templates/_helpers.tpl');
+      assert.match(helpers, /driver: \{\{ \.Values\.identity\.csiDriver \}\}\n\s+readOnly: true\n\s+volumeAttributes:\n(?:\s+#.*\n)?\s+spiffe\.csi\.cert-manager\.io\/fs-group: \{\{ \.Values\.podSecurityContext\.runAsGroup \| quote \}\}/);
+      assert.match(helpers, /mountPath: \/var\/run\/secrets\/spiffe\.io, readOnly: true/);
+    });
+
+    it('accepts certificate clients and refuses a client secret in values, and plaintext without a clients Secret', () => {
+      assert.ok(validateValues(withValues({ sts: { ...sts, clients: [{ id: 'orders', tlsClientAuth: true }, { id: 'legacy', tlsClientAuthSanUri: 'spiffe://cluster.local/legacy/billing' }] } })), JSON.stringify(validateValues.errors));
+      for (const client of [{ id: 'orders', secret: 'dev-only-orders-secret-00001' }, { id: 'orders' }, { id: 'orders', tlsClientAuth: false }, { id: 'Orders', tlsClientAuth: true }]) {
+        assert.equal(validateValues(withValues({ sts: { ...sts, clients: [client] } })), false, JSON.stringify(client));
+      }
+      assert.equal(validateValues(withValues({ transport: { mode: 'plaintext' } })), false, 'plaintext needs sts.clientsSecret');
+      assert.ok(validateValues(withValues({ transport: { mode: 'plaintext' }, sts: { ...sts, clientsSecret: 'baton-sts-clients' } })), JSON.stringify(validateValues.errors));
+      assert.equal(validateValues(withValues({ transport: { mode: 'tls' } })), false);
+      assert.equal(validateValues(withValues({ identity: { ...(values.identity as object), source: 'vault' } })), false);
+      assert.equal(validateValues(withValues({ spiffe: { trustDomain: 'Cluster.Local', namespace: 'default' } })), false);
+    });
+
+    it('sets only injector, policy-server and STS keys that baton reads', () => {
+      const injector = envNames(InjectorConfigSchema);
+      for (const name of envNamesIn(read('templates/injector.yaml'))) assert.ok(injector.has(name), `the injector reads ${name}`);
+      const policyServer = envNames(withContract(PolicyServerConfigSchema, 'policy-server'));
+      for (const name of envNamesIn(read('templates/policy-server.yaml'))) assert.ok(policyServer.has(name), `the policy server reads ${name}`);
+      const stsKeys = Object.keys(withContract(StsConfigSchema, 'sts').properties);
+      const configFile = /sts\.config\.yaml: \|\n([\s\S]*?)\n---/.exec(read('templates/sts.yaml'))?.[1] ?? '';
+      const topLevel = [...configFile.matchAll(/^ {4}([a-zA-Z]+):/gm)].map((m) => m[1] as string);
+      assert.ok(topLevel.includes('transport') && topLevel.includes('identity') && topLevel.includes('spiffe') && topLevel.includes('clients'));
+      for (const key of topLevel) assert.ok(stsKeys.includes(key), `the STS reads ${key}`);
+    });
+
+    it('gives spiffe-helper the SPIRE file names baton reads in the SPIRE layouts', () => {
+      const helperConfig = read('templates/identity.yaml');
+      const helpers = read('templates/_helpers.tpl');
+      for (const [key, file] of [['svid_file_name', 'svid.pem'], ['svid_key_file_name', 'svid_key.pem'], ['svid_bundle_file_name', 'svid_bundle.pem']] as const) {
+        assert.match(helperConfig, new RegExp(`${key} = "${file.replace('.', '\\.')}"`));
+        assert.match(helpers, new RegExp(`/var/run/secrets/spiffe\\.io/${file.replace('.', '\\.')}`));
+      }
+      assert.match(helperConfig, /cert_dir = "\/var\/run\/secrets\/spiffe\.io"/);
+      assert.match(helpers, /restartPolicy: Always\n\s+args: \[-config, \/etc\/spiffe-helper\/helper\.conf\]/);
+      assert.match(helpers, /csi: \{ driver: \{\{ \.Values\.identity\.spire\.csiDriver \}\}, readOnly: true \}/);
+    });
   });
 });

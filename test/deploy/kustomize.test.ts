@@ -6,16 +6,21 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
-import { InjectorConfigSchema } from '../../src/injector/config.ts';
+import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
+import { helperConfig } from '../../src/injector/identity-layout.ts';
+import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
+import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/load.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
+import { withContract } from './mesh-contract.ts';
 import { type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));
 const example = kustomize(join(ROOT, 'deploy/overlays/example'));
+const exampleSpire = kustomize(join(ROOT, 'deploy/overlays/example-spire'));
 
 type PodTemplate = { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: Record<string, unknown> & { containers: Array<Record<string, unknown>>; serviceAccountName?: string } };
 const workloads = (objects: KubernetesObject[]) => objects.filter((o) => o.kind === 'Deployment') as Array<KubernetesObject & { spec: { selector: { matchLabels: Record<string, string> }; template: PodTemplate } }>;
@@ -117,7 +122,7 @@ describe('deploy/ (kustomize)', () => {
     }
   });
 
-  it('gives Redis an ACL file and every client its own Redis user, with secrets mounted only where they are used', () => {
+  it('gives Redis an ACL file and the STS its own Redis user, and injected mtls sidecars no Redis secret at all', () => {
     const redis = find(base, 'Deployment', 'baton-redis') as ReturnType<typeof workloads>[number];
     const container = redis.spec.template.spec.containers[0] as { args: string[]; volumeMounts: Array<{ name: string; mountPath: string }>; readinessProbe: { exec: { command: string[] } } };
     const aclFile = container.args[container.args.indexOf('--aclfile') + 1] as string;
@@ -142,7 +147,8 @@ describe('deploy/ (kustomize)', () => {
       rmSync(dir, { recursive: true, force: true });
     }
 
-    // Injected pods: a valid sidecar Redis config, the Secret in the sidecar container and no other.
+    // Injected pods run in mtls mode: their exchanged tokens are bound to the pod's certificate and never
+    // shared through Redis, so no Redis credential or seal key reaches the pod (plaintext: test/injector/pod-patch.test.ts).
     const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
     const env = Object.fromEntries((injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]));
     const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
@@ -154,17 +160,168 @@ describe('deploy/ (kustomize)', () => {
         config.sidecar,
       );
       const pod = patchedPod(object, review);
-      const sidecar = pod.spec.initContainers?.[0] as unknown as { env: Array<{ name: string; value?: string }>; volumeMounts: Array<{ name: string; mountPath: string }> };
-      const sidecarEnv = Object.fromEntries(sidecar.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
-      const sidecarConfig = loadConfig(SidecarConfigSchema, { env: { ...sidecarEnv, BATON_STS__CLIENT_SECRET: 'from-a-secret' } });
-      const redisConfig = sidecarConfig.redis;
-      assert.ok(redisConfig, `${deployment.metadata.name}: the sidecar uses Redis`);
-      const mount = sidecar.volumeMounts.find((m) => redisConfig.sealKeyFile.startsWith(`${m.mountPath}/`) && redisConfig.passwordFile.startsWith(`${m.mountPath}/`));
-      const volume = (pod.spec.volumes as Array<{ name: string; secret?: { secretName: string } }>).find((v) => v.name === mount?.name);
-      assert.equal(volume?.secret?.secretName, `baton-redis-${deployment.metadata.name}`);
-      for (const app of pod.spec.containers as Array<{ name: string; volumeMounts?: Array<{ name: string }>; env?: Array<{ name: string }> }>) {
-        assert.ok(!(app.volumeMounts ?? []).some((m) => m.name === mount?.name), `${app.name} does not mount the sidecar's Redis secret`);
+      assert.equal((pod.spec.volumes ?? []).some((v) => (v as { name: string }).name === 'baton-redis'), false, `${deployment.metadata.name}: no Redis secret in an mtls pod`);
+      for (const container of [...(pod.spec.initContainers ?? []), ...pod.spec.containers] as Array<{ name: string; env?: Array<{ name: string }> }>) {
+        assert.ok(!(container.env ?? []).some((e) => e.name.startsWith('BATON_REDIS')), `${container.name} is not told about Redis`);
       }
     }
+  });
+
+  describe('workload identity', () => {
+    type Container = { name: string; args?: string[]; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>; readinessProbe?: { httpGet?: { scheme?: string } }; livenessProbe?: { httpGet?: { scheme?: string } } };
+    type Volume = { name: string; csi?: { driver: string; readOnly?: boolean; volumeAttributes?: Record<string, string> } };
+    const deployment = (name: string, objects = example) => workloads(objects).find((d) => d.metadata.name === name) as ReturnType<typeof workloads>[number];
+    const containerOf = (name: string, objects = example) => deployment(name, objects).spec.template.spec.containers[0] as Container;
+    const envOf = (container: Container) => Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
+    const IDENTITY_DIR = '/var/run/secrets/spiffe.io';
+    interface IdentityKeys {
+      transport: { mode: string };
+      identity: { certFile: string; keyFile: string; bundleFile: string };
+      spiffe: { trustDomain: string; namespace: string; template: string; ids: Record<string, string> };
+    }
+
+    /** The STS configuration as the pod runs it: the ConfigMap file, then the container's environment. */
+    function stsConfig(objects = example) {
+      const container = containerOf('baton-sts', objects);
+      const file = (container.args as string[])[(container.args as string[]).indexOf('--config') + 1] as string;
+      const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+      const volume = (deployment('baton-sts', objects).spec.template.spec.volumes as Array<{ name: string; configMap?: { name: string } }>).find((v) => v.name === mount?.name);
+      const configMap = find(objects, 'ConfigMap', volume?.configMap?.name as string) as KubernetesObject & { data: Record<string, string> };
+      const dir = mkdtempSync(join(tmpdir(), 'baton-sts-config-'));
+      try {
+        const path = join(dir, 'sts.config.yaml');
+        writeFileSync(path, configMap.data[file.slice((mount?.mountPath.length ?? 0) + 1)] as string);
+        return loadConfig(withContract(StsConfigSchema, 'sts'), { file: path, env: envOf(container) }) as unknown as IdentityKeys & { issuer: string; policy: { url: string }; clients: Array<{ id: string; secret?: string; secretHash?: string; tlsClientAuth?: boolean }> };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    function policyServerConfig(objects = example) {
+      const container = containerOf('baton-policy-server', objects);
+      const args = container.args as string[];
+      const flag = (name: string) => args[args.indexOf(name) + 1];
+      return loadConfig(withContract(PolicyServerConfigSchema, 'policy-server'), { env: envOf(container), overrides: { policy: flag('--policy'), signingKey: flag('--signing-key') } }) as unknown as IdentityKeys;
+    }
+
+    function injectorConfig(objects = example) {
+      const config = loadConfig(InjectorConfigSchema, { env: envOf(containerOf('baton-injector', objects)), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      checkInjectorConfig(config, 'deploy/overlays/example');
+      return config;
+    }
+
+    it('runs the STS and the policy server as baton-sts and baton-policy-server, each with a read-only csi-driver-spiffe volume', () => {
+      for (const [name, account] of [['baton-sts', 'baton-sts'], ['baton-policy-server', 'baton-policy-server']] as const) {
+        const pod = deployment(name).spec.template.spec;
+        assert.equal(pod.serviceAccountName, account);
+        assert.ok(find(base, 'ServiceAccount', account), `the base creates ServiceAccount ${account}`);
+        const mount = containerOf(name).volumeMounts?.find((m) => m.mountPath === IDENTITY_DIR);
+        assert.equal(mount?.readOnly, true, `${name} mounts its identity read-only`);
+        const volume = (pod.volumes as Volume[]).find((v) => v.name === mount?.name);
+        const group = String((pod.securityContext as { runAsGroup: number }).runAsGroup);
+        assert.deepEqual(volume?.csi, { driver: 'spiffe.csi.cert-manager.io', readOnly: true, volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': group } }, `${name}'s key is readable by its group`);
+        for (const probe of ['readinessProbe', 'livenessProbe'] as const) assert.equal(containerOf(name)[probe]?.httpGet?.scheme, 'HTTPS', `${name}'s ${probe} speaks TLS`);
+      }
+    });
+
+    it('lets every ServiceAccount that mounts csi-driver-spiffe create its CertificateRequest, and no more', () => {
+      const bindings = example.filter((o) => o.kind === 'RoleBinding') as Array<KubernetesObject & { roleRef: { name: string }; subjects: Array<{ name: string; namespace: string }> }>;
+      const mayRequest = (namespace: string, account: string) =>
+        bindings.some((b) => {
+          const role = example.find((o) => o.kind === 'Role' && o.metadata.name === b.roleRef.name && o.metadata.namespace === b.metadata.namespace) as (KubernetesObject & { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> }) | undefined;
+          const grants = role?.rules.some((r) => r.apiGroups.includes('cert-manager.io') && r.resources.includes('certificaterequests') && r.verbs.includes('create'));
+          return b.metadata.namespace === namespace && grants === true && b.subjects.some((s) => s.name === account && s.namespace === namespace);
+        });
+      for (const account of ['baton-sts', 'baton-policy-server']) assert.ok(mayRequest('baton-system', account), `${account} may request its certificate`);
+      for (const d of workloads(example).filter((w) => w.metadata.namespace === 'shop')) assert.ok(mayRequest('shop', d.spec.template.spec.serviceAccountName as string), `${d.metadata.name} may request its certificate`);
+      for (const role of example.filter((o) => o.kind === 'Role' && o.metadata.name === 'baton-spiffe-certificate-requester') as Array<KubernetesObject & { rules: Array<{ verbs: string[] }> }>) {
+        assert.deepEqual(role.rules.flatMap((r) => r.verbs), ['create']);
+      }
+    });
+
+    it('gives the STS and the policy server configurations baton loads, in mtls mode, with files from their identity mount', () => {
+      const sts = stsConfig();
+      const policyServer = policyServerConfig();
+      for (const [name, config] of [['baton-sts', sts], ['baton-policy-server', policyServer]] as const) {
+        assert.equal(config.transport.mode, 'mtls', `${name} runs in mtls mode`);
+        for (const file of [config.identity.certFile, config.identity.keyFile, config.identity.bundleFile]) assert.ok(file.startsWith(`${IDENTITY_DIR}/`), `${name} reads ${file} from its identity mount`);
+        assert.equal(config.spiffe.trustDomain, sts.spiffe.trustDomain);
+      }
+      assert.match(sts.issuer, /^https:\/\//);
+      assert.match(sts.policy.url, /^https:\/\//);
+    });
+
+    it('ships no client secret: the STS knows the shop by certificate, and the injected sidecars use tls_client_auth', () => {
+      const sts = stsConfig();
+      const injector = injectorConfig();
+      const shop = workloads(example).filter((d) => d.metadata.namespace === 'shop').map((d) => d.spec.template.spec.serviceAccountName as string);
+      for (const account of shop) assert.equal(sts.clients.find((c) => c.id === account)?.tlsClientAuth, true, `the STS knows ${account} by certificate`);
+      for (const client of sts.clients) assert.equal(client.secret ?? client.secretHash, undefined, `no secret for ${client.id}`);
+      assert.equal(containerOf('baton-sts').env?.some((e) => e.valueFrom !== undefined && e.name === 'BATON_CLIENTS'), false, 'no client Secret is read');
+      assert.equal(example.some((o) => o.kind === 'Secret'), false);
+      assert.equal(injector.sidecar.transport.mode, 'mtls');
+      // The rule both sides use is the same, so the STS maps each sidecar's certificate to its client.
+      assert.deepEqual({ ...injector.sidecar.spiffe }, { ...sts.spiffe });
+    });
+
+    it('points injected sidecars at the control plane\'s real SPIFFE IDs and gives them a configuration baton loads', () => {
+      const injector = injectorConfig();
+      const sts = stsConfig();
+      const map = createServiceMap({ ...sts.spiffe, namespace: 'baton-system' });
+      assert.equal(injector.sidecar.stsSpiffeId, map.idOf('baton-sts'));
+      assert.equal(injector.sidecar.policySpiffeId, map.idOf('baton-policy-server'));
+      assert.equal(new URL(injector.sidecar.stsIssuer).href, new URL(sts.issuer).href);
+      for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
+        const template = deployment.spec.template;
+        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` }, spec: template.spec };
+        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injector.sidecar);
+        assert.equal(review.response.allowed, true, review.response.status?.message);
+        const pod = patchedPod(object, review);
+        const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+        const env = Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret']));
+        const config = loadConfig(withContract(SidecarConfigSchema, 'sidecar'), { env }) as unknown as IdentityKeys & { service: string; sts: { authMethod: string; clientSecret?: string }; inbound: { plaintextPort?: number } };
+        assert.equal(config.sts.authMethod, 'tls_client_auth');
+        assert.equal(config.sts.clientSecret, undefined);
+        assert.equal(createServiceMap(config.spiffe).idOf(config.service), `spiffe://${sts.spiffe.trustDomain}/ns/shop/sa/${deployment.metadata.name}`, 'the ID csi-driver-spiffe issues for the pod\'s ServiceAccount');
+        assert.equal(config.inbound.plaintextPort !== undefined, deployment.metadata.name === 'gateway', 'only the entrypoint listens in plaintext');
+      }
+    });
+
+    describe('the SPIRE alternative (deploy/overlays/example-spire)', () => {
+      it('renders objects that all validate against the Kubernetes schemas', async () => {
+        for (const object of exampleSpire) await validateKubernetesObject(object);
+      });
+
+      it('runs spiffe-helper before the STS and the policy server on the SPIFFE CSI socket, writing the files they read', () => {
+        const helperConf = (find(exampleSpire, 'ConfigMap', 'baton-spiffe-helper') as KubernetesObject & { data: Record<string, string> }).data['helper.conf'] as string;
+        // The same configuration the injector gives meshed pods.
+        assert.equal(helperConf, helperConfig(injectorConfig(exampleSpire).sidecar));
+        const setting = (key: string) => new RegExp(`^${key} = "([^"]+)"$`, 'm').exec(helperConf)?.[1];
+        const written = [setting('svid_file_name'), setting('svid_key_file_name'), setting('svid_bundle_file_name')].map((f) => `${setting('cert_dir')}/${f}`);
+        for (const [name, config] of [['baton-sts', stsConfig(exampleSpire)], ['baton-policy-server', policyServerConfig(exampleSpire)]] as const) {
+          const pod = deployment(name, exampleSpire).spec.template.spec as unknown as { initContainers?: Array<Container & { restartPolicy?: string }>; volumes: Array<Volume & { emptyDir?: unknown }> };
+          const [helper] = pod.initContainers ?? [];
+          assert.equal(helper?.name, 'spiffe-helper');
+          assert.equal(helper?.restartPolicy, 'Always', 'a native sidecar: it keeps renewing');
+          assert.deepEqual([config.identity.certFile, config.identity.keyFile, config.identity.bundleFile], written, `${name} reads what the helper writes`);
+          const socket = helper?.volumeMounts?.find((m) => setting('agent_address')?.startsWith(`${m.mountPath}/`));
+          assert.deepEqual(pod.volumes.find((v) => v.name === socket?.name)?.csi, { driver: 'csi.spiffe.io', readOnly: true });
+          const shared = helper?.volumeMounts?.find((m) => m.mountPath === setting('cert_dir'));
+          assert.deepEqual(pod.volumes.find((v) => v.name === shared?.name)?.emptyDir, { medium: 'Memory', sizeLimit: '1Mi' });
+          assert.equal(containerOf(name, exampleSpire).volumeMounts?.find((m) => m.name === shared?.name)?.readOnly, true);
+          assert.equal(containerOf(name, exampleSpire).env?.filter((e) => e.name === 'BATON_IDENTITY__CERT_FILE').length, 1, 'each setting once');
+        }
+      });
+
+      it('has the injector give meshed pods spiffe-helper on the SPIFFE CSI socket', () => {
+        const injector = injectorConfig(exampleSpire);
+        assert.equal(injector.sidecar.identity.source, 'spiffe-csi');
+        const orders = deployment('orders', exampleSpire).spec.template;
+        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...orders.metadata, generateName: 'orders-' }, spec: orders.spec };
+        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injector.sidecar);
+        const pod = patchedPod(object, review);
+        assert.deepEqual(pod.spec.initContainers?.map((c) => c.name), ['baton-spiffe-helper', 'baton-sidecar']);
+      });
+    });
   });
 });

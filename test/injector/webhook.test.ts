@@ -52,6 +52,10 @@ describe('baton injector, a real webhook over HTTPS', () => {
       BATON_TLS__RELOAD_INTERVAL_MS: '100',
       BATON_SIDECAR__IMAGE: 'registry.example/baton:test',
       BATON_SIDECAR__REDIS: 'redis://baton-redis.baton-system.svc:6379',
+      // The fixtures' pods run in namespace shop.
+      BATON_SIDECAR__SPIFFE__TRUST_DOMAIN: 'mesh.example',
+      BATON_SIDECAR__SPIFFE__NAMESPACE: 'shop',
+      BATON_SIDECAR__STS_SPIFFE_ID: 'spiffe://mesh.example/ns/baton-system/sa/baton-sts',
     });
     await injector.waitForOutput(/"msg":"injector listening"/);
     // Trust any certificate the test made: the rotation test swaps it underneath.
@@ -142,21 +146,28 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(env.BATON_STS__CLIENT_ID, 'orders');
     assert.equal(env.BATON_INBOUND__APP, 'http://127.0.0.1:8080');
     assert.equal(env.BATON_HOST, '0.0.0.0');
-    assert.equal(env.BATON_REDIS__URL, 'redis://baton-redis.baton-system.svc:6379');
-    assert.equal(env.BATON_REDIS__USERNAME, 'sidecar-orders');
-    assert.equal(env.BATON_REDIS__PASSWORD_FILE, '/etc/baton/redis/password');
-    assert.equal(env.BATON_REDIS__SEAL_KEY_FILE, '/etc/baton/redis/seal-key');
-    // The Redis password and seal key reach the sidecar container and no other (issue #14).
-    const redisVolume = pod.spec.volumes?.find((v) => v.name === 'baton-redis') as { secret?: { secretName: string } } | undefined;
-    assert.equal(redisVolume?.secret?.secretName, 'baton-redis-orders');
-    assert.deepEqual((sidecar?.volumeMounts as Array<{ name: string; mountPath: string; readOnly?: boolean }>).find((m) => m.name === 'baton-redis'), { name: 'baton-redis', mountPath: '/etc/baton/redis', readOnly: true });
-    for (const container of [...pod.spec.containers, ...(pod.spec.initContainers ?? []).filter((c) => c.name !== 'baton-sidecar')]) {
-      assert.ok(!((container.volumeMounts ?? []) as Array<{ name: string }>).some((m) => m.name === 'baton-redis'), `${container.name} does not mount the Redis secret`);
-      assert.ok(!(container.env ?? []).some((e) => e.name.startsWith('BATON_REDIS')), `${container.name} is not told about Redis`);
-    }
-    const secret = sidecar?.env?.find((e) => e.name === 'BATON_STS__CLIENT_SECRET');
-    assert.deepEqual(secret?.valueFrom, { secretKeyRef: { name: 'baton-client-orders', key: 'clientSecret' } });
-    assert.equal(secret?.value, undefined);
+    // mtls by default: exchanged tokens are bound to the pod's certificate and never shared through Redis,
+    // so no Redis credential or seal key reaches the pod (plaintext mode: test/injector/pod-patch.test.ts).
+    assert.equal(Object.keys(env).some((name) => name.startsWith('BATON_REDIS')), false);
+    assert.equal(pod.spec.volumes?.some((v) => v.name === 'baton-redis'), false);
+    // mtls by default: the certificate is the STS credential; no secret reaches the pod.
+    assert.equal(sidecar?.env?.some((e) => /SECRET/.test(e.name)), false);
+    assert.equal(env.BATON_STS__AUTH_METHOD, 'tls_client_auth');
+    assert.equal(env.BATON_TRANSPORT__MODE, 'mtls');
+    assert.equal(env.BATON_STS__ISSUER, 'https://baton-sts.baton-system.svc:7000');
+    assert.equal(env.BATON_POLICY__URL, 'https://baton-policy-server.baton-system.svc:7100');
+    assert.equal(env.BATON_STS__SPIFFE_ID, 'spiffe://mesh.example/ns/baton-system/sa/baton-sts');
+    assert.equal(env.BATON_SPIFFE__TRUST_DOMAIN, 'mesh.example');
+    assert.equal(env.BATON_SPIFFE__NAMESPACE, 'shop');
+    assert.equal(env.BATON_INBOUND__CLIENT_CERTIFICATE, 'required');
+    // csi-driver-spiffe by default, as cert-manager documents it, readable by the sidecar's group.
+    assert.deepEqual(
+      pod.spec.volumes?.find((v) => v.name === 'baton-identity'),
+      { name: 'baton-identity', csi: { driver: 'spiffe.csi.cert-manager.io', readOnly: true, volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '10001' } } },
+    );
+    assert.deepEqual((sidecar?.volumeMounts as unknown[]).at(-1), { name: 'baton-identity', mountPath: '/var/run/secrets/spiffe.io', readOnly: true });
+    assert.deepEqual([env.BATON_IDENTITY__CERT_FILE, env.BATON_IDENTITY__KEY_FILE, env.BATON_IDENTITY__BUNDLE_FILE], ['/var/run/secrets/spiffe.io/tls.crt', '/var/run/secrets/spiffe.io/tls.key', '/var/run/secrets/spiffe.io/ca.crt']);
+    assert.equal(pod.spec.initContainers?.length, 1, 'no helper: the CSI driver keeps the files fresh');
 
     const [app] = pod.spec.containers;
     assert.deepEqual(envOf(app), { LOG_FORMAT: 'json', BATON_OUTBOUND: 'http://127.0.0.1:7071' });
@@ -164,6 +175,54 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(pod.metadata.labels?.['baton.dev/service'], 'orders');
     assert.ok(pod.spec.volumes?.some((v) => v.name === 'baton-policy-key'));
     assert.ok(pod.spec.volumes?.some((v) => v.name === 'kube-api-access-x7k2p'), 'existing volumes are kept');
+  });
+
+  it('runs spiffe-helper before the sidecar, on the SPIRE agent socket from the node, when the pod asks for spiffe-helper', async () => {
+    const { original, review } = await admit('pod-spiffe-helper');
+    const pod = patchedPod(original, review);
+    const [helper, sidecar] = pod.spec.initContainers ?? [];
+    assert.equal(helper?.name, 'baton-spiffe-helper');
+    assert.equal(helper?.restartPolicy, 'Always');
+    assert.deepEqual(helper?.args, ['-config', '/etc/spiffe-helper/helper.conf']);
+    assert.equal(sidecar?.name, 'baton-sidecar');
+    const volume = (name: string) => pod.spec.volumes?.find((v) => v.name === name) as Record<string, unknown> | undefined;
+    assert.deepEqual(volume('baton-spire-agent-socket'), { name: 'baton-spire-agent-socket', hostPath: { path: '/run/spire/agent-sockets', type: 'Directory' } });
+    assert.deepEqual(volume('baton-identity'), { name: 'baton-identity', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+    const env = envOf(sidecar);
+    assert.deepEqual([env.BATON_IDENTITY__CERT_FILE, env.BATON_IDENTITY__KEY_FILE, env.BATON_IDENTITY__BUNDLE_FILE], ['/var/run/secrets/spiffe.io/svid.pem', '/var/run/secrets/spiffe.io/svid_key.pem', '/var/run/secrets/spiffe.io/svid_bundle.pem']);
+    const config = pod.metadata.annotations?.['baton.dev/spiffe-helper-config'] ?? '';
+    assert.match(config, /^agent_address = "\/spiffe-workload-api\/spire-agent\.sock"$/m);
+    assert.match(config, /^daemon_mode = true$/m);
+  });
+
+  it('mounts the SPIRE agent socket with the SPIFFE CSI driver for spiffe-csi, and overrides an author\'s helper config', async () => {
+    const { original, review } = await admit('pod-spiffe-csi');
+    const pod = patchedPod(original, review);
+    assert.deepEqual(pod.spec.initContainers?.map((c) => c.name), ['baton-spiffe-helper', 'baton-sidecar']);
+    assert.deepEqual(
+      pod.spec.volumes?.find((v) => v.name === 'baton-spire-agent-socket'),
+      { name: 'baton-spire-agent-socket', csi: { driver: 'csi.spiffe.io', readOnly: true } },
+    );
+    assert.doesNotMatch(pod.metadata.annotations?.['baton.dev/spiffe-helper-config'] ?? '', /attacker/);
+    assert.equal(envOf(pod.spec.initContainers?.[1]).BATON_SERVICE, 'payments');
+  });
+
+  it('gives an entrypoint behind an ingress the listener it asks for, and says so in a warning', async () => {
+    const { original, review } = await admit('pod-entrypoint-behind-ingress');
+    const pod = patchedPod(original, review);
+    const sidecar = pod.spec.initContainers?.[0];
+    const env = envOf(sidecar);
+    assert.equal(env.BATON_INBOUND__CLIENT_CERTIFICATE, 'optional');
+    assert.equal(env.BATON_INBOUND__PLAINTEXT_PORT, '7080');
+    assert.ok((sidecar?.ports as Array<{ name: string; containerPort: number }>).some((p) => p.name === 'baton-plaintext' && p.containerPort === 7080));
+    assert.ok(review.response.warnings?.some((w) => w.includes('baton.dev/plaintext-port')));
+    assert.ok(review.response.warnings?.some((w) => w.includes('baton.dev/client-certificate')));
+  });
+
+  it('denies a pod in a namespace the SPIFFE rule does not map, rather than inject a sidecar that never gets ready', async () => {
+    const { review } = await admit('pod-in-another-namespace');
+    assert.equal(review.response.allowed, false);
+    assert.match(review.response.status?.message ?? '', /namespace shop.*billing/);
   });
 
   it('refuses to inject twice', async () => {

@@ -39,12 +39,86 @@ redis://{{ include "baton.fullname" . }}-redis.{{ .Release.Namespace }}.svc:6379
 {{- end -}}
 {{- end -}}
 
+{{/* https in mtls mode: the STS and the policy server listen over TLS. */}}
+{{- define "baton.scheme" -}}
+{{- if eq .Values.transport.mode "mtls" }}https{{ else }}http{{ end -}}
+{{- end -}}
+
 {{- define "baton.stsUrl" -}}
-http://{{ include "baton.fullname" . }}-sts.{{ .Release.Namespace }}.svc:{{ .Values.sts.port }}
+{{ include "baton.scheme" . }}://{{ include "baton.fullname" . }}-sts.{{ .Release.Namespace }}.svc:{{ .Values.sts.port }}
 {{- end -}}
 
 {{- define "baton.policyUrl" -}}
-http://{{ include "baton.fullname" . }}-policy-server.{{ .Release.Namespace }}.svc:{{ .Values.policyServer.port }}
+{{ include "baton.scheme" . }}://{{ include "baton.fullname" . }}-policy-server.{{ .Release.Namespace }}.svc:{{ .Values.policyServer.port }}
+{{- end -}}
+
+{{/* A control-plane part's SPIFFE ID, from its ServiceAccount; call with (dict "root" $ "serviceAccount" "baton-sts"). */}}
+{{- define "baton.spiffeId" -}}
+spiffe://{{ .root.Values.spiffe.trustDomain }}/ns/{{ .root.Release.Namespace }}/sa/{{ .serviceAccount }}
+{{- end -}}
+
+{{/* Where the X509-SVID files are, in the layout of identity.source (docs/identity.md). */}}
+{{- define "baton.identityFiles" -}}
+{{- if eq .Values.identity.source "csi-driver-spiffe" -}}
+certFile: /var/run/secrets/spiffe.io/tls.crt
+keyFile: /var/run/secrets/spiffe.io/tls.key
+bundleFile: /var/run/secrets/spiffe.io/ca.crt
+{{- else -}}
+certFile: /var/run/secrets/spiffe.io/svid.pem
+keyFile: /var/run/secrets/spiffe.io/svid_key.pem
+bundleFile: /var/run/secrets/spiffe.io/svid_bundle.pem
+{{- end -}}
+{{- end -}}
+
+{{/* The identity volume mount of a control-plane container (mtls mode). */}}
+{{- define "baton.identityMount" -}}
+- { name: spiffe, mountPath: /var/run/secrets/spiffe.io, readOnly: true }
+{{- end -}}
+
+{{/* The identity volumes of a control-plane pod (mtls mode), per identity.source. */}}
+{{- define "baton.identityVolumes" -}}
+{{- if eq .Values.identity.source "csi-driver-spiffe" }}
+- name: spiffe
+  csi:
+    driver: {{ .Values.identity.csiDriver }}
+    readOnly: true
+    volumeAttributes:
+      # The group that may read the key: the pod's non-root group.
+      spiffe.csi.cert-manager.io/fs-group: {{ .Values.podSecurityContext.runAsGroup | quote }}
+{{- else }}
+- name: spiffe
+  emptyDir: { medium: Memory, sizeLimit: 1Mi }
+- name: spire-agent-socket
+  {{- if eq .Values.identity.source "spiffe-csi" }}
+  csi: { driver: {{ .Values.identity.spire.csiDriver }}, readOnly: true }
+  {{- else }}
+  hostPath: { path: {{ .Values.identity.spire.agentSocketDir }}, type: Directory }
+  {{- end }}
+- name: spiffe-helper-config
+  configMap:
+    name: {{ include "baton.fullname" . }}-spiffe-helper
+{{- end }}
+{{- end -}}
+
+{{/* spiffe-helper as a native sidecar of a control-plane pod, for the SPIRE sources. */}}
+{{- define "baton.identityInitContainers" -}}
+{{- if ne .Values.identity.source "csi-driver-spiffe" }}
+initContainers:
+  - name: spiffe-helper
+    image: {{ .Values.identity.spire.helperImage }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    restartPolicy: Always
+    args: [-config, /etc/spiffe-helper/helper.conf]
+    resources:
+      requests: { cpu: 10m, memory: 16Mi }
+      limits: { cpu: 100m, memory: 64Mi }
+    securityContext:
+      {{- toYaml .Values.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - { name: spire-agent-socket, mountPath: /spiffe-workload-api, readOnly: true }
+      - { name: spiffe, mountPath: /var/run/secrets/spiffe.io }
+      - { name: spiffe-helper-config, mountPath: /etc/spiffe-helper, readOnly: true }
+{{- end }}
 {{- end -}}
 
 {{/* The pod-level settings every baton pod shares. */}}
