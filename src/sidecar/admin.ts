@@ -5,6 +5,8 @@
  * ports so that neither an app nor a caller can reach it through them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
+import type { RuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import type { SidecarMetrics } from './metrics.ts';
 
 export interface AdminOptions {
@@ -12,6 +14,8 @@ export interface AdminOptions {
   /** What is still missing, for people reading `/readyz`. */
   readonly waitingFor: () => readonly string[];
   readonly metrics: SidecarMetrics;
+  /** process_*, nodejs_* and baton_build_info, read at scrape time. */
+  readonly runtime: RuntimeMetrics;
 }
 
 export function createAdminHandler(options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -26,8 +30,15 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         if (options.ready()) return send(res, 200, 'text/plain', 'ready\n');
         return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n`);
       }
-      case '/metrics':
-        return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render() + readinessMetrics(options));
+      case '/metrics': {
+        const own = options.metrics.render() + readinessMetrics(options);
+        options.runtime.render().then(
+          (runtime) => send(res, 200, PROMETHEUS_CONTENT_TYPE, own + runtime),
+          // A collector that fails must not cost the scrape baton's own series.
+          () => send(res, 200, PROMETHEUS_CONTENT_TYPE, own),
+        );
+        return;
+      }
       default:
         return send(res, 404, 'text/plain', 'not found\n');
     }

@@ -27,7 +27,7 @@ import { StsUnavailableError } from './exchange/errors.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
-import type { SidecarMetrics } from './metrics.ts';
+import { FORWARDED, type RequestMetrics, type SidecarMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import {
   BadRequestError,
   MethodNotAllowedError,
@@ -73,15 +73,16 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   const traced = tracingActive();
   const tracer = batonTracer();
   const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
-  const upstreams = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, upstreamOf(new URL(url))]));
-  // Only names the policy knows get here, so the memo is bounded by the call graph.
+  const upstreams = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, upstreamOf(new URL(url), metrics.requests('outbound', name))]));
+  // Only names the policy knows get here, so the memo (and the metric series it holds) is bounded by the call graph.
   const upstreamFor = (name: string): Upstream => {
     let upstream = upstreams.get(name);
-    if (upstream === undefined) upstreams.set(name, (upstream = upstreamOf(new URL(`http://${name}:${options.defaultUpstreamPort}`))));
+    if (upstream === undefined) upstreams.set(name, (upstream = upstreamOf(new URL(`http://${name}:${options.defaultUpstreamPort}`), metrics.requests('outbound', name))));
     return upstream;
   };
+  const untargeted = metrics.requests('outbound', UNKNOWN_TARGET);
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
+  async function handle(req: IncomingMessage, res: ServerResponse, call: { requests: RequestMetrics }): Promise<number> {
     // 1. Read the policy once for the whole request.
     const policy = options.policy.current();
     if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
@@ -90,8 +91,9 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const target = requestTarget(req);
     if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
     const upstream = upstreamFor(target.service);
+    call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
-    if (traced) describeEgressTarget(target.service, upstream, pathOnly);
+    if (traced) describeEgressTarget(target.service, upstream, target.path);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     const subject = await findSubject(req);
@@ -121,7 +123,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return String(await options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs }));
+    return options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs });
   }
 
   async function findSubject(req: IncomingMessage): Promise<Subject<V> | undefined> {
@@ -145,41 +147,44 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   async function obtainToken(audience: string, subject: Subject<V> | undefined): Promise<IssuedToken> {
     const exchanger = options.exchanger();
     if (exchanger === undefined) throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
-    const started = options.now();
+    const started = performance.now();
     const issued =
       subject === undefined
         ? await exchanger.serviceToken({ audience })
         : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience });
-    metrics.exchangeDuration((options.now() - started) / 1000);
-    metrics.tokenCache(issued.cached);
+    metrics.exchange(issued.cached, (performance.now() - started) / 1000);
     if (traced) recordExchangeCache(issued.cached);
     return issued;
   }
 
   return (req, res) => {
+    const started = performance.now();
     if (!options.inflight.admit(res)) {
-      metrics.request('outbound', 'overloaded');
-      sendProblem(res, new OverloadedError('expected fewer requests in flight, the outbound limit is reached'), false);
+      const overloaded = new OverloadedError('expected fewer requests in flight, the outbound limit is reached');
+      sendProblem(res, overloaded, false);
+      untargeted.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
       return;
     }
-    if (!traced) return run(req, res, undefined);
+    if (!traced) return run(req, res, undefined, started);
     // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
     const egress = startEgressSpan(tracer, req);
-    context.with(egress.context, run, undefined, req, res, egress.span);
+    context.with(egress.context, run, undefined, req, res, egress.span, started);
   };
 
-  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined): void {
-    handle(req, res).then(
+  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
+    // The target's series once the target is known; refusals before that count under UNKNOWN_TARGET.
+    const call = { requests: untargeted };
+    handle(req, res, call).then(
       (status) => {
-        metrics.request('outbound', status);
-        if (span !== undefined) endHttpSpan(span, 'client', Number(status));
+        call.requests.done(status, FORWARDED, (performance.now() - started) / 1000);
+        if (span !== undefined) endHttpSpan(span, 'client', status);
       },
       (error: unknown) => {
         const problem = asBatonError(error);
-        metrics.request('outbound', problem.code);
         if (problem.status >= 500) logger.warn({ event: 'outbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
+        call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);
       },
     );
@@ -187,11 +192,12 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
 }
 
 interface Upstream extends Endpoint {
-  readonly origin: string;
+  /** This target's request series, resolved once. */
+  readonly requests: RequestMetrics;
 }
 
-function upstreamOf(url: URL): Upstream {
-  return { origin: url.origin, ...endpointOf(url) };
+function upstreamOf(url: URL, requests: RequestMetrics): Upstream {
+  return { ...endpointOf(url), requests };
 }
 
 export interface RequestTarget {

@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
 import type { ContextHandles, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
@@ -102,7 +103,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         logger: logger.child({ direction: 'outbound' }),
         now,
       });
-      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics });
+      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics, runtime: createRuntimeMetrics('sidecar') });
 
       const inboundPort = await listen(dataPlaneServer(inbound), config.inbound.port, config.host);
       const outboundServer = dataPlaneServer(outbound);
