@@ -103,7 +103,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         logger: logger.child({ direction: 'outbound' }),
         now,
       });
-      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics, runtime: createRuntimeMetrics('sidecar') });
+      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), metrics, runtime: createRuntimeMetrics('sidecar', config.service) });
 
       const inboundPort = await listen(dataPlaneServer(inbound), config.inbound.port, config.host);
       const outboundServer = dataPlaneServer(outbound);

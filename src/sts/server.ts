@@ -114,7 +114,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     subjectPseudonym: createSubjectPseudonym(config.telemetry),
   };
   const metrics = createStsMetrics();
-  const runtimeMetrics = createRuntimeMetrics('sts');
+  const runtimeMetrics = createRuntimeMetrics('sts', 'baton-sts');
   const grantOf = new WeakMap<FastifyRequest, GrantLabel>();
   // When each request arrived. Not reply.elapsedTime: Fastify starts that clock only with its logger or an onResponse hook, neither of which runs here, so it read 0.
   const startedAt = new WeakMap<FastifyRequest, number>();

@@ -20,7 +20,8 @@ export interface RuntimeMetrics {
   render(): Promise<string>;
 }
 
-export function createRuntimeMetrics(component: Component): RuntimeMetrics {
+/** `service`: the sidecar's service, or `baton-sts`; dashboards join on it to pick one service's pods. */
+export function createRuntimeMetrics(component: Component, service: string): RuntimeMetrics {
   // A registry of its own: nothing else in the process registers into it, and two sidecars in one test process do not collide.
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -28,10 +29,10 @@ export function createRuntimeMetrics(component: Component): RuntimeMetrics {
   for (const name of MISNAMED_GAUGES) registry.removeSingleMetric(name);
   const build = new Gauge({
     name: 'baton_build_info',
-    help: 'Always 1: the baton version and component serving these metrics, and the Node.js version it runs on.',
-    labelNames: ['version', 'component', 'nodejs_version'],
+    help: 'Always 1: the baton version, component and service serving these metrics, and the Node.js version it runs on.',
+    labelNames: ['version', 'component', 'service', 'nodejs_version'],
     registers: [registry],
   });
-  build.set({ version: BATON_VERSION, component, nodejs_version: process.versions.node }, 1);
+  build.set({ version: BATON_VERSION, component, service, nodejs_version: process.versions.node }, 1);
   return { render: () => registry.metrics() };
 }

@@ -33,7 +33,7 @@ function exercisedSidecarMetrics() {
 
 describe('Prometheus metrics', () => {
   it('serves sidecar metrics on the admin port that pass promtool check metrics', async (t) => {
-    const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics(), runtime: createRuntimeMetrics('sidecar') }));
+    const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics(), runtime: createRuntimeMetrics('sidecar', 'orders') }));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = server.address();
@@ -69,7 +69,7 @@ describe('Prometheus metrics', () => {
     assert.match(text, /^baton_exchange_duration_seconds_count\{result="hit"\} 1$/m);
     assert.match(text, /^baton_exchange_duration_seconds_sum\{result="miss"\} 0.004$/m);
     assert.match(text, /^baton_token_cache_requests_total\{result="miss"\} 1$/m);
-    assert.match(text, /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",component="sidecar",nodejs_version="24\.[^"]+"\} 1$/m);
+    assert.match(text, /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",component="sidecar",service="orders",nodejs_version="24\.[^"]+"\} 1$/m);
     assert.match(text, /^baton_dependency_ready\{dependency="sts_keys"\} 0$/m);
     assert.match(text, /^baton_dependency_ready\{dependency="policy"\} 1$/m);
   });
