@@ -7,8 +7,10 @@
  * The request series are the RED view (rate, errors, duration) of both
  * data-plane ports. A handler resolves its `(direction, target)` handle
  * once, at start or when it first meets a target, so a request costs two
- * small-map lookups by status and reason and no string building: the
- * escaped label text is built once per series.
+ * small-map lookups by status and reason and no string building; the
+ * in-flight gauges are handles too, and decisions and exchange results are
+ * found through nested maps keyed by the values themselves. The escaped
+ * label text is built once per series.
  */
 
 type Labels = Readonly<Record<string, string>>;
@@ -52,16 +54,17 @@ export interface SidecarMetrics {
   /** How an outbound call got its token, and how long that took: a `miss` waited for an STS round trip. */
   exchange(result: CacheResult, seconds: number): void;
   policyVersion(version: number): void;
-  inflight(direction: Direction, delta: 1 | -1): void;
+  /** The in-flight gauge of one direction, resolved once. */
+  inflight(direction: Direction): (delta: 1 | -1) => void;
   render(): string;
 }
 
 export function createSidecarMetrics(): SidecarMetrics {
   const requestHandles = new Map<string, RequestHandle>();
-  const decisions = counter();
-  const shadowDenials = counter();
-  const cache = counter();
-  const inflight = counter();
+  const decisions = nestedCounter('rule', 'decision');
+  const shadowDenials = nestedCounter('target', 'rule');
+  const inflight = new Map<Direction, Series>();
+  // One histogram per cache result; its count is also baton_token_cache_requests_total.
   const exchange = new Map<CacheResult, Histogram>();
   let policyVersion = 0;
   let policyUpdates = 0;
@@ -73,15 +76,21 @@ export function createSidecarMetrics(): SidecarMetrics {
       if (handle === undefined) requestHandles.set(key, (handle = requestHandle({ direction, target })));
       return handle;
     },
-    decision: (rule, decision) => decisions.add({ rule, decision }, 1),
-    shadowDenial: (target, rule) => shadowDenials.add({ target, rule }, 1),
-    inflight: (direction, delta) => inflight.add({ direction }, delta),
+    decision: (rule, decision) => decisions.add(rule, decision),
+    shadowDenial: (target, rule) => shadowDenials.add(target, rule),
+    inflight(direction) {
+      let series = inflight.get(direction);
+      if (series === undefined) inflight.set(direction, (series = { labels: formatLabels({ direction }), value: 0 }));
+      const gauge = series;
+      return (delta) => {
+        gauge.value += delta;
+      };
+    },
     policyVersion(version) {
       if (version !== policyVersion) policyUpdates++;
       policyVersion = version;
     },
     exchange(result, seconds) {
-      cache.add({ result }, 1);
       let histogram = exchange.get(result);
       if (histogram === undefined) exchange.set(result, (histogram = createHistogram(EXCHANGE_BUCKETS, { result })));
       histogram.observe(seconds);
@@ -95,10 +104,10 @@ export function createSidecarMetrics(): SidecarMetrics {
       for (const s of series) s.histogram.render(lines, 'baton_request_duration_seconds');
       family(lines, 'baton_decisions_total', 'counter', 'Call-graph policy decisions, by rule and decision.', decisions.series());
       family(lines, 'baton_shadow_denials_total', 'counter', 'Calls a shadow-mode rule would have denied and let through, by target and rule.', shadowDenials.series());
-      family(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', cache.series());
+      family(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', [...exchange.entries()].map(([result, h]) => ({ labels: formatLabels({ result }), value: h.count })));
       lines.push('# HELP baton_exchange_duration_seconds Time to obtain a token for an outbound call, by cache result (miss: an STS round trip).', '# TYPE baton_exchange_duration_seconds histogram');
       for (const histogram of exchange.values()) histogram.render(lines, 'baton_exchange_duration_seconds');
-      family(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
+      family(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', [...inflight.values()]);
       family(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [{ labels: '', value: policyVersion }]);
       family(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [{ labels: '', value: policyUpdates }]);
       return lines.join('\n') + '\n';
@@ -168,18 +177,18 @@ function createHistogram(buckets: readonly number[], labels: Labels): Histogram 
   };
 }
 
-function counter(): { add(labels: Labels, delta: number): void; series(): Series[] } {
-  const byKey = new Map<string, Series>();
+/** A counter with two labels, found by the values themselves in two maps: nothing is concatenated per call. */
+function nestedCounter(first: string, second: string): { add(a: string, b: string): void; series(): Series[] } {
+  const byFirst = new Map<string, Map<string, Series>>();
   return {
-    add(labels, delta) {
-      // Called on every request: a plain concatenation finds the series; the escaped label text is built once per series.
-      let key = '';
-      for (const name in labels) key += `${name}\u0000${labels[name]}\u0000`;
-      const series = byKey.get(key);
-      if (series === undefined) byKey.set(key, { labels: formatLabels(labels), value: delta });
-      else series.value += delta;
+    add(a, b) {
+      let bySecond = byFirst.get(a);
+      if (bySecond === undefined) byFirst.set(a, (bySecond = new Map()));
+      const series = bySecond.get(b);
+      if (series === undefined) bySecond.set(b, { labels: formatLabels({ [first]: a, [second]: b }), value: 1 });
+      else series.value++;
     },
-    series: () => [...byKey.values()],
+    series: () => [...byFirst.values()].flatMap((bySecond) => [...bySecond.values()]),
   };
 }
 

@@ -61,8 +61,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const metrics = createSidecarMetrics();
   const forwarder = createForwarder();
-  const inboundInflight = createInflight(config.inbound.maxConcurrent, (d) => metrics.inflight('inbound', d));
-  const outboundInflight = createInflight(config.outbound.maxConcurrent, (d) => metrics.inflight('outbound', d));
+  const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'));
+  const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'));
   let collaborators: Collaborators | undefined;
   let closing = false;
   const servers: Server[] = [];

@@ -27,7 +27,7 @@ function exercisedSidecarMetrics() {
   metrics.exchange('hit', 0.00002);
   metrics.exchange('miss', 0.004);
   metrics.policyVersion(7);
-  metrics.inflight('inbound', 1);
+  metrics.inflight('inbound')(1);
   return metrics;
 }
 
