@@ -1,15 +1,16 @@
 /**
  * OpenTelemetry setup, configured the standard way: OTEL_SERVICE_NAME,
  * OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf,
- * http/json, grpc), OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED. When no
+ * http/json, grpc), OTEL_TRACES_SAMPLER(_ARG), OTEL_RESOURCE_ATTRIBUTES,
+ * OTEL_SDK_DISABLED. When no
  * exporter is configured the SDK is not started at all, so the
  * @opentelemetry/api calls in the hot path are no-ops that cost nothing.
  */
-// The SDK is imported only when tracing is on: loading it costs about 40 MB
-// of RSS, which a sidecar with tracing off should not pay.
 import { randomUUID } from 'node:crypto';
 import { BATON_VERSION } from '../core/version.ts';
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_VERSION } from './attributes.ts';
+// The SDK is imported only when tracing is on: loading it costs about 40 MB
+// of RSS, which a sidecar with tracing off should not pay.
 
 export interface Telemetry {
   /** True when spans are recorded and exported. */
