@@ -7,6 +7,8 @@
  * alert already queries, and `baton_build_info`. They are read at scrape
  * time, never on the request path; baton's own series stay on the hand-made
  * registries (src/sidecar/metrics.ts), which are cheaper per request.
+ * Loading and starting them costs about 2.5 MB of RSS in a process that has
+ * already loaded undici, fastify, jose and pino (measured on Node 24).
  */
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BATON_VERSION } from '../core/version.ts';
