@@ -17,7 +17,7 @@ import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
-import { type Endpoint, batonTracer, describeEgressTarget, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
+import { type EgressTarget, type Endpoint, batonTracer, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
@@ -93,7 +93,6 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const upstream = upstreamFor(target.service);
     call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
-    if (traced) describeEgressTarget(target.service, upstream, target.path);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     const subject = await findSubject(req);
@@ -167,9 +166,20 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     }
     if (!traced) return run(req, res, undefined, started);
     // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
-    const egress = startEgressSpan(tracer, req);
+    const egress = startEgressSpan(tracer, req, egressTargetOf(req));
     context.with(egress.context, run, undefined, req, res, egress.span, started);
   };
+
+  /** Tracing: where a call goes, for its span's first attributes; undefined when step 2 will refuse it. */
+  function egressTargetOf(req: IncomingMessage): EgressTarget | undefined {
+    try {
+      const target = requestTarget(req);
+      if (options.policy.current()?.hasService(target.service) !== true) return undefined;
+      return { service: target.service, upstream: upstreamFor(target.service), target: target.path };
+    } catch {
+      return undefined;
+    }
+  }
 
   function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
     // The target's series once the target is known; refusals before that count under UNKNOWN_TARGET.

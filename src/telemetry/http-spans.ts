@@ -187,36 +187,37 @@ export function errorCode(error: unknown): string {
   return typeof code === 'string' ? code : '_OTHER';
 }
 
-/**
- * The CLIENT span of a call the app makes through the sidecar (egress),
- * child of the app's own traceparent when the app propagates one; the
- * target is filled in by `describeEgressTarget` once it is known.
- */
-export function startEgressSpan(tracer: Tracer, req: IncomingMessage): HttpSpan {
-  const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-  const method = requestMethod(req.method);
-  const span = tracer.startSpan(method.name, { kind: SpanKind.CLIENT, attributes: method.attributes }, parent);
-  return { span, context: trace.setSpan(parent, span) };
+/** Where an egress call goes: the target service, the upstream the sidecar sends to, and the origin-form target with its query. */
+export interface EgressTarget {
+  readonly service: string;
+  readonly upstream: Endpoint;
+  readonly target: string;
 }
 
 /**
- * Adds where the active egress span goes: the target service
- * (`baton.target`) and the upstream URL the sidecar sends to (`url.full`,
- * `server.address`, `server.port`: in Kubernetes `http://<service>:<port>`).
- * `target` is origin-form, with its query.
+ * The CLIENT span of a call the app makes through the sidecar (egress),
+ * child of the app's own traceparent when the app propagates one. Where it
+ * goes (`baton.target`, and the upstream URL the sidecar sends to:
+ * `url.full`, `server.address`, `server.port`) is set at creation, where
+ * semconv wants what a sampler may decide on; `to` is undefined for a
+ * request the outbound port will refuse before it has a target.
  */
-export function describeEgressTarget(service: string, upstream: Endpoint, target: string): void {
-  const span = trace.getActiveSpan();
-  if (span === undefined || !span.isRecording()) return;
-  span.setAttributes({
-    [BatonAttribute.target]: service,
-    [ATTR_SERVER_ADDRESS]: upstream.host,
-    [ATTR_SERVER_PORT]: upstream.port,
-    [ATTR_URL_SCHEME]: upstream.scheme,
-    [ATTR_URL_PATH]: target.split('?', 1)[0] as string,
-    [ATTR_URL_FULL]: fullUrl(upstream.origin, target),
-    [ATTR_NETWORK_PROTOCOL_VERSION]: '1.1',
-  });
+export function startEgressSpan(tracer: Tracer, req: IncomingMessage, to: EgressTarget | undefined): HttpSpan {
+  const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+  const method = requestMethod(req.method);
+  const attributes: Attributes = { ...method.attributes };
+  if (to !== undefined) {
+    attributes[BatonAttribute.target] = to.service;
+    attributes[ATTR_SERVER_ADDRESS] = to.upstream.host;
+    attributes[ATTR_SERVER_PORT] = to.upstream.port;
+    attributes[ATTR_URL_SCHEME] = to.upstream.scheme;
+    attributes[ATTR_URL_PATH] = to.target.split('?', 1)[0] as string;
+    attributes[ATTR_URL_FULL] = fullUrl(to.upstream.origin, to.target);
+    // undici's pools speak HTTP/1.1.
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1';
+  }
+  const span = tracer.startSpan(method.name, { kind: SpanKind.CLIENT, attributes }, parent);
+  return { span, context: trace.setSpan(parent, span) };
 }
 
 /** `origin` + origin-form `target`, the query's values redacted. */
