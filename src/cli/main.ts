@@ -1,5 +1,6 @@
 import { closest } from '../config/closest.ts';
 import { type CliContext, type Command, reportFailure, wantsHelp } from './command.ts';
+import { BATON_VERSION } from '../core/version.ts';
 
 /** Subcommands load lazily so that `baton policy check` does not pay for the STS. */
 const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<Command> }>> = {
@@ -34,7 +35,7 @@ export async function main(argv: readonly string[], context: CliContext): Promis
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
-    context.stdout.write('baton 0.1.0\n');
+    context.stdout.write(`baton ${BATON_VERSION}\n`);
     return 0;
   }
   const entry = COMMANDS[name];

@@ -6,6 +6,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { IdentityState, IdentityStatus } from '../identity/workload-identity.ts';
+import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
+import type { RuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import type { SidecarMetrics } from './metrics.ts';
 
 export interface AdminOptions {
@@ -17,6 +19,8 @@ export interface AdminOptions {
   readonly metrics: SidecarMetrics;
   /** mtls mode: the workload identity's state, for `/readyz` and the identity gauges. */
   readonly identity?: () => IdentityStatus;
+  /** process_*, nodejs_* and baton_build_info, read at scrape time. */
+  readonly runtime: RuntimeMetrics;
 }
 
 export function createAdminHandler(options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -33,8 +37,15 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         const why = options.problems?.() ?? [];
         return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n${identity}${why.map((line) => `${line}\n`).join('')}`);
       }
-      case '/metrics':
-        return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', options.metrics.render() + readinessMetrics(options));
+      case '/metrics': {
+        const own = options.metrics.render() + readinessMetrics(options);
+        options.runtime.render().then(
+          (runtime) => send(res, 200, PROMETHEUS_CONTENT_TYPE, own + runtime),
+          // A collector that fails must not cost the scrape baton's own series.
+          () => send(res, 200, PROMETHEUS_CONTENT_TYPE, own),
+        );
+        return;
+      }
       default:
         return send(res, 404, 'text/plain', 'not found\n');
     }

@@ -22,7 +22,7 @@ import { checkEdge } from './edge-check.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
-import type { SidecarMetrics } from './metrics.ts';
+import { FORWARDED, type SidecarMetrics } from './metrics.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import { BINDING_ERROR_CODES, checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
 import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
@@ -60,8 +60,9 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
   const traced = tracingActive();
   const tracer = batonTracer();
   const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
+  const requests = metrics.requests('inbound', service);
 
-  async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<string> {
+  async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<number> {
     // 1. Read the policy once: a reload mid-request must not change the answer halfway.
     const policy = options.policy.current();
     if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
@@ -113,7 +114,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
 
     // 7. To the app, streaming.
-    return String(await options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs }));
+    return options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs });
   }
 
   async function verify(token: string): Promise<V> {
@@ -125,27 +126,28 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
   }
 
   return (req, res) => {
+    const started = performance.now();
     if (!options.inflight.admit(res)) {
-      metrics.request('inbound', 'overloaded');
-      sendProblem(res, new OverloadedError('expected fewer requests in flight, the inbound limit is reached'), false);
+      const overloaded = new OverloadedError('expected fewer requests in flight, the inbound limit is reached');
+      sendProblem(res, overloaded, false);
+      requests.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
       return;
     }
-    if (!traced) return run(req, res, undefined);
+    if (!traced) return run(req, res, undefined, started);
     // A SERVER span, child of the caller's traceparent; everything below (audit lines included) runs in it.
     const server = startServerSpan(tracer, req, (req.url ?? '/').split('?', 1)[0] as string);
-    context.with(server.context, run, undefined, req, res, server.span);
+    context.with(server.context, run, undefined, req, res, server.span, started);
   };
 
-  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined): void {
+  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
     const tokenSeen = { present: false };
     handle(req, res, tokenSeen).then(
       (status) => {
-        metrics.request('inbound', status);
-        if (span !== undefined) endHttpSpan(span, 'server', Number(status));
+        requests.done(status, FORWARDED, (performance.now() - started) / 1000);
+        if (span !== undefined) endHttpSpan(span, 'server', status);
       },
       (error: unknown) => {
         const problem = asBatonError(error);
-        metrics.request('inbound', problem.code);
         if (BINDING_ERROR_CODES.has(problem.code)) {
           metrics.bindingRefusal(problem.code);
           // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
@@ -154,6 +156,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
         if (problem.status >= 500) logger.warn({ event: 'inbound_failed', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, tokenSeen.present);
+        requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'server', problem.status, problem.code);
       },
     );

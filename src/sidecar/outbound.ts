@@ -17,7 +17,7 @@ import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
-import { type Endpoint, batonTracer, describeEgressTarget, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
+import { type EgressTarget, type Endpoint, batonTracer, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { MeshClient } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -30,7 +30,7 @@ import type { CertificateBinding } from './exchange/exchanger.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
-import type { SidecarMetrics } from './metrics.ts';
+import { FORWARDED, type RequestMetrics, type SidecarMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import {
   BadRequestError,
@@ -88,17 +88,18 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   // mtls: the upstream's certificate must name the target's SPIFFE ID, or the handshake fails before a token is written.
   const upstream = (name: string, url: string): Upstream => {
     mesh?.client.expect(url, mesh.map.idOf(name));
-    return upstreamOf(new URL(url));
+    return upstreamOf(new URL(url), metrics.requests('outbound', name));
   };
   const upstreams = new Map(Object.entries(options.upstreams).map(([name, url]) => [name, upstream(name, url)]));
-  // Only names the policy knows get here, so the memo is bounded by the call graph.
+  // Only names the policy knows get here, so the memo (and the metric series it holds) is bounded by the call graph.
   const upstreamFor = (name: string): Upstream => {
     let found = upstreams.get(name);
     if (found === undefined) upstreams.set(name, (found = upstream(name, `${scheme}://${name}:${options.defaultUpstreamPort}`)));
     return found;
   };
+  const untargeted = metrics.requests('outbound', UNKNOWN_TARGET);
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
+  async function handle(req: IncomingMessage, res: ServerResponse, call: { requests: RequestMetrics }): Promise<number> {
     // 1. Read the policy once for the whole request.
     const policy = options.policy.current();
     if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
@@ -111,8 +112,8 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const generation = mesh?.client.current();
     if (mesh !== undefined && generation === undefined) throw new IdentityUnavailableError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext');
     const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
+    call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
-    if (traced) describeEgressTarget(target.service, upstream, pathOnly);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     //    A call made with a handle belongs to the request that handle came with; any other starts one.
@@ -144,7 +145,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return String(await options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs, ...(binding === undefined ? {} : { dispatcher: binding.dispatcher }) }));
+    return options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs, ...(binding === undefined ? {} : { dispatcher: binding.dispatcher }) });
   }
 
   async function findSubject(req: IncomingMessage): Promise<Subject<V> | undefined> {
@@ -169,41 +170,55 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   async function obtainToken(audience: string, subject: Subject<V> | undefined, binding: CertificateBinding | undefined): Promise<IssuedToken> {
     const exchanger = options.exchanger();
     if (exchanger === undefined) throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
-    const started = options.now();
+    const started = performance.now();
     const issued =
       subject === undefined
         ? await exchanger.serviceToken({ audience, binding })
         : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience, binding });
-    metrics.exchangeDuration((options.now() - started) / 1000);
-    metrics.tokenCache(issued.cached);
+    metrics.exchange(issued.cached, (performance.now() - started) / 1000);
     if (traced) recordExchangeCache(issued.cached);
     return issued;
   }
 
   return (req, res) => {
+    const started = performance.now();
     if (!options.inflight.admit(res)) {
-      metrics.request('outbound', 'overloaded');
-      sendProblem(res, new OverloadedError('expected fewer requests in flight, the outbound limit is reached'), false);
+      const overloaded = new OverloadedError('expected fewer requests in flight, the outbound limit is reached');
+      sendProblem(res, overloaded, false);
+      untargeted.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
       return;
     }
-    if (!traced) return run(req, res, undefined);
+    if (!traced) return run(req, res, undefined, started);
     // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
-    const egress = startEgressSpan(tracer, req);
-    context.with(egress.context, run, undefined, req, res, egress.span);
+    const egress = startEgressSpan(tracer, req, egressTargetOf(req));
+    context.with(egress.context, run, undefined, req, res, egress.span, started);
   };
 
-  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined): void {
-    handle(req, res).then(
+  /** Tracing: where a call goes, for its span's first attributes; undefined when step 2 will refuse it. */
+  function egressTargetOf(req: IncomingMessage): EgressTarget | undefined {
+    try {
+      const target = requestTarget(req);
+      if (options.policy.current()?.hasService(target.service) !== true) return undefined;
+      return { service: target.service, upstream: upstreamFor(target.service), target: target.path };
+    } catch {
+      return undefined;
+    }
+  }
+
+  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
+    // The target's series once the target is known; refusals before that count under UNKNOWN_TARGET.
+    const call = { requests: untargeted };
+    handle(req, res, call).then(
       (status) => {
-        metrics.request('outbound', status);
-        if (span !== undefined) endHttpSpan(span, 'client', Number(status));
+        call.requests.done(status, FORWARDED, (performance.now() - started) / 1000);
+        if (span !== undefined) endHttpSpan(span, 'client', status);
       },
       (error: unknown) => {
         const problem = asBatonError(error);
-        metrics.request('outbound', problem.code);
         if (problem.status >= 500) logger.warn({ event: 'outbound_failed', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
+        call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);
       },
     );
@@ -211,11 +226,12 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
 }
 
 interface Upstream extends Endpoint {
-  readonly origin: string;
+  /** This target's request series, resolved once. */
+  readonly requests: RequestMetrics;
 }
 
-function upstreamOf(url: URL): Upstream {
-  return { origin: url.origin, ...endpointOf(url) };
+function upstreamOf(url: URL, requests: RequestMetrics): Upstream {
+  return { ...endpointOf(url), requests };
 }
 
 export interface RequestTarget {

@@ -15,6 +15,7 @@ import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { serverTlsOptions } from '../identity/tls.ts';
 import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
 import type { ContextHandles, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
@@ -85,8 +86,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const metrics = createSidecarMetrics();
   const forwarder = createForwarder();
-  const inboundInflight = createInflight(config.inbound.maxConcurrent, (d) => metrics.inflight('inbound', d));
-  const outboundInflight = createInflight(config.outbound.maxConcurrent, (d) => metrics.inflight('outbound', d));
+  const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'));
+  const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'));
   const meshIdentity = startMeshIdentity(config, `sidecar ${config.service}`, { logger, now });
   const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger }) };
   let collaborators: Collaborators | undefined;
@@ -152,7 +153,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         logger,
         now,
       });
-      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), problems: () => (closing ? [] : problems()), metrics, ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }) });
+      const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), problems: () => (closing ? [] : problems()), metrics, runtime: createRuntimeMetrics('sidecar', config.service), ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }) });
       problemTimer = setInterval(announceProblems, PROBLEM_CHECK_MS);
       problemTimer.unref();
 

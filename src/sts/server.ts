@@ -15,9 +15,10 @@ import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identi
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import type { CompiledPolicy } from '../policy/decision.ts';
-import { tracingActive } from '../telemetry/http-spans.ts';
+import { recordErrorType, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
+import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { type GrantLabel, createStsMetrics } from '../telemetry/sts-metrics.ts';
 import { recordIssuanceOutcome } from '../telemetry/sts-span.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
@@ -68,6 +69,7 @@ export interface StsServer {
 const NotFoundError = defineError({ code: 'BATON_STS_NOT_FOUND', status: 404, title: 'Not found' });
 const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 const MAX_BODY_BYTES = 64 * 1024;
+const UNTRACED_PATHS: ReadonlySet<string> = new Set(['/metrics', '/livez', '/readyz']);
 
 const GRANTS: Readonly<Record<string, GrantHandler>> = {
   [TOKEN_EXCHANGE_GRANT]: tokenExchangeGrant,
@@ -120,14 +122,21 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     subjectPseudonym: createSubjectPseudonym(config.telemetry),
   };
   const metrics = createStsMetrics();
+  const runtimeMetrics = createRuntimeMetrics('sts', 'baton-sts');
   const grantOf = new WeakMap<FastifyRequest, GrantLabel>();
+  // When each request arrived. Not reply.elapsedTime: Fastify starts that clock only with its logger or an onResponse hook, neither of which runs here, so it read 0.
+  const startedAt = new WeakMap<FastifyRequest, number>();
+  const elapsedSeconds = (request: FastifyRequest): number => {
+    const started = startedAt.get(request);
+    return started === undefined ? 0 : (performance.now() - started) / 1000;
+  };
   const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])], mesh !== undefined);
   let draining = false;
   const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(deps.keys.prepublishSeconds)}`;
 
   type Listener = (req: IncomingMessage, res: ServerResponse) => void;
   // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
-  const wrap = (handler: Listener): Listener => (tracingActive() ? tracedListener(handler) : handler);
+  const wrap = (handler: Listener): Listener => (tracingActive() ? tracedListener(handler, UNTRACED_PATHS) : handler);
   let stopRotating: (() => void) | undefined;
   /**
    * mtls: TLS 1.3 with the STS's certificate. Client certificates are
@@ -148,9 +157,12 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     bodyLimit: MAX_BODY_BYTES,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent);
+    // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
     ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracingActive() ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
   });
   app.addHook('onRequest', (request, _reply, done) => {
+    startedAt.set(request, performance.now());
     setHttpRoute(request.method, request.routeOptions.url);
     done();
   });
@@ -169,7 +181,8 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   // Prometheus text; counts only, labelled by grant and OAuth outcome, never by client or subject.
   app.get('/metrics', async (_request, reply) => {
     reply.header('cache-control', 'no-store').type(PROMETHEUS_CONTENT_TYPE);
-    return metrics.render() + (replay.renderMetrics?.() ?? '');
+    // A runtime collector that fails must not cost the scrape the token series.
+    return metrics.render() + (replay.renderMetrics?.() ?? '') + (await runtimeMetrics.render().catch(() => ''));
   });
   app.get('/readyz', async (_request, reply) => {
     const policyReady = deps.policy.ready() && deps.policy.current() !== undefined;
@@ -196,17 +209,20 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     const client = await authenticator.authenticate(request.headers.authorization, params, socket instanceof TLSSocket ? peerIdentity(socket) : undefined);
     if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
     const response = await handler(params, client, context);
-    metrics.tokenRequest(grantLabel(grantType), 'issued', reply.elapsedTime / 1000);
+    metrics.tokenRequest(grantLabel(grantType), 'issued', elapsedSeconds(request));
     return response;
   });
 
   app.setNotFoundHandler((request, reply) => {
     const error = new NotFoundError(`expected one of /token, /jwks, /.well-known/oauth-authorization-server, /livez, /readyz, got ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`);
+    recordErrorType(error.code);
     reply.code(404).type(PROBLEM_CONTENT_TYPE).send(toProblem(error));
   });
 
   app.setErrorHandler((raw, request, reply) => {
     const error = asBatonError(raw);
+    // The SERVER span says why: its error.type is the refusal's stable code.
+    recordErrorType(error.code);
     if (error.status >= 500) {
       logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
     } else {
@@ -214,7 +230,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     }
     if (request.url.split('?')[0] === '/token') {
       const outcome = toOAuthError(error).error;
-      metrics.tokenRequest(grantOf.get(request) ?? 'other', outcome, reply.elapsedTime / 1000);
+      metrics.tokenRequest(grantOf.get(request) ?? 'other', outcome, elapsedSeconds(request));
       recordIssuanceOutcome({ exchangeOutcome: `refused:${outcome}` });
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
       // RFC 6749 §5.2: a client that tried Basic auth gets 401 and a WWW-Authenticate challenge.

@@ -5,11 +5,12 @@
  * event marking when it was taken. An event, not an INTERNAL span: the
  * decision takes microseconds, and a span per decision was a third of the
  * spans (and of the tracing cost) of a hop (bench/tracing.bench.ts).
- * A deny makes the request span an error naming the rule, on SERVER spans
- * too (where semconv leaves a 4xx unset): a refused call is what an
- * auditor searches for.
+ * A deny is found by `baton.decision=deny` and by `error.type`
+ * (`BATON_POLICY_DENIED`, set when the span ends): the span's status
+ * follows the HTTP conventions, an error on the CLIENT span (4xx) and
+ * unset on the SERVER span, which the conventions require for a 4xx.
  */
-import { type Attributes, SpanStatusCode, trace } from '@opentelemetry/api';
+import { type Attributes, trace } from '@opentelemetry/api';
 import { BatonAttribute } from './attributes.ts';
 import type { SubjectPseudonym } from './subject-pseudonym.ts';
 
@@ -44,5 +45,4 @@ export function recordDecisionSpan(record: DecisionRecord, pseudonym: SubjectPse
   if (record.cause !== undefined) attributes[BatonAttribute.cause] = record.cause;
   requestSpan.setAttributes(attributes);
   requestSpan.addEvent('baton.policy.decision', { [BatonAttribute.rule]: record.rule, [BatonAttribute.decision]: record.decision });
-  if (record.decision === 'deny') requestSpan.setStatus({ code: SpanStatusCode.ERROR, message: `denied by rule ${record.rule}` });
 }

@@ -6,11 +6,19 @@
  *
  * Attribute names and span status follow the stable HTTP semantic
  * conventions: names `{method}` or `{method} {route}`; a server span is an
- * error from 5xx, a client span from 4xx.
+ * error from 5xx, a client span from 4xx. A refusal (any baton error code)
+ * sets `error.type` whatever the status, so a 401 or 403 SERVER span says
+ * why, while its status stays unset as the conventions require.
+ *
+ * Query strings keep their parameter names and lose their values
+ * (`url.query`, `url.full`): a value can be a token.
  */
 import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { type Attributes, type Context, type Span, type Tracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import { BATON_VERSION } from '../core/version.ts';
 import {
+  ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
   ATTR_HTTP_REQUEST_METHOD,
   ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
@@ -18,10 +26,15 @@ import {
   ATTR_HTTP_ROUTE,
   ATTR_NETWORK_PEER_ADDRESS,
   ATTR_NETWORK_PEER_PORT,
+  ATTR_NETWORK_PROTOCOL_VERSION,
   ATTR_SERVER_ADDRESS,
   ATTR_SERVER_PORT,
+  ATTR_URL_FULL,
   ATTR_URL_PATH,
+  ATTR_URL_QUERY,
   ATTR_URL_SCHEME,
+  ATTR_USER_AGENT_ORIGINAL,
+  BatonAttribute,
 } from './attributes.ts';
 
 export interface HttpSpan {
@@ -32,8 +45,9 @@ export interface HttpSpan {
 
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
 
+/** The instrumentation scope: `baton` at this version, so a backend can tell which release made a span. */
 export function batonTracer(): Tracer {
-  return trace.getTracer('baton');
+  return trace.getTracer('baton', BATON_VERSION);
 }
 
 /** True once an SDK registered a propagator; false by default, when nothing is exported. */
@@ -46,20 +60,37 @@ export function propagationFields(): ReadonlySet<string> {
   return new Set(propagation.fields().map((f) => f.toLowerCase()));
 }
 
-/** A SERVER span for a request received, child of the caller's W3C trace context. Baggage is not read. */
+/**
+ * A SERVER span for a request received, child of the caller's W3C trace
+ * context. Baggage is not read. `client.address` is the connection's peer:
+ * a caller's Forwarded or X-Forwarded-For is not trusted to name anyone.
+ */
 export function startServerSpan(tracer: Tracer, req: IncomingMessage, path: string, route?: string): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
+  const { socket } = req;
+  const scheme = (socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http';
   const attributes: Attributes = {
     ...method.attributes,
     [ATTR_URL_PATH]: path,
-    [ATTR_URL_SCHEME]: 'http',
-    [ATTR_SERVER_PORT]: req.socket.localPort,
-    [ATTR_NETWORK_PEER_ADDRESS]: req.socket.remoteAddress,
-    [ATTR_NETWORK_PEER_PORT]: req.socket.remotePort,
+    [ATTR_URL_SCHEME]: scheme,
+    [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
+    [ATTR_CLIENT_ADDRESS]: socket.remoteAddress,
+    [ATTR_NETWORK_PEER_ADDRESS]: socket.remoteAddress,
+    [ATTR_NETWORK_PEER_PORT]: socket.remotePort,
   };
-  const host = req.headers.host;
-  if (host !== undefined) attributes[ATTR_SERVER_ADDRESS] = host.replace(/:\d+$/, '');
+  // Semconv: server.address and server.port from the Host header, the scheme's port when it names none.
+  const host = req.headers.host === undefined ? undefined : hostAndPort(req.headers.host);
+  if (host !== undefined) {
+    attributes[ATTR_SERVER_ADDRESS] = host.address;
+    attributes[ATTR_SERVER_PORT] = host.port ?? (scheme === 'https' ? 443 : 80);
+  } else {
+    attributes[ATTR_SERVER_PORT] = socket.localPort;
+  }
+  const query = queryOf(req.url);
+  if (query !== undefined) attributes[ATTR_URL_QUERY] = redactQuery(query);
+  const userAgent = req.headers['user-agent'];
+  if (userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = userAgent;
   if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route;
   const span = tracer.startSpan(route === undefined ? method.name : `${method.name} ${route}`, { kind: SpanKind.SERVER, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
@@ -74,13 +105,17 @@ export interface ClientTarget {
 
 export interface Endpoint {
   readonly scheme: string;
+  /** The host, IPv6 brackets removed. */
+  readonly host: string;
   readonly port: number;
+  /** `scheme://host[:port]`, as `url.full` starts. */
+  readonly origin: string;
 }
 
-/** `url.scheme` and `server.port` of a URL, the scheme's default port when it names none. */
+/** `url.scheme`, `server.address` and `server.port` of a URL, the scheme's default port when it names none. */
 export function endpointOf(url: URL): Endpoint {
   const scheme = url.protocol.slice(0, -1);
-  return { scheme, port: Number(url.port || (scheme === 'https' ? 443 : 80)) };
+  return { scheme, host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || (scheme === 'https' ? 443 : 80)), origin: url.origin };
 }
 
 /** A CLIENT span for a request this process sends, child of the active span. */
@@ -91,10 +126,13 @@ export function startClientSpan(tracer: Tracer, target: ClientTarget, extra: Att
   const endpoint = endpointOf(url);
   const attributes: Attributes = {
     ...method.attributes,
-    [ATTR_SERVER_ADDRESS]: url.hostname,
+    [ATTR_SERVER_ADDRESS]: endpoint.host,
     [ATTR_SERVER_PORT]: endpoint.port,
+    [ATTR_URL_FULL]: fullUrl(endpoint.origin, `${url.pathname}${url.search}`),
     [ATTR_URL_PATH]: url.pathname,
     [ATTR_URL_SCHEME]: endpoint.scheme,
+    // undici's pools speak HTTP/1.1.
+    [ATTR_NETWORK_PROTOCOL_VERSION]: '1.1',
     ...extra,
   };
   const span = tracer.startSpan(target.route === undefined ? method.name : `${method.name} ${target.route}`, { kind: SpanKind.CLIENT, attributes }, parent);
@@ -110,17 +148,29 @@ export function traceHeaders(ctx: Context): string[] {
   return out;
 }
 
+// The refusal code of a span whose end is written elsewhere (the STS's listener): see recordErrorType.
+const errorTypes = new WeakMap<Span, string>();
+
+/** Names why the active span's request was refused (a stable error code), for endHttpSpan to record. */
+export function recordErrorType(code: string): void {
+  const span = trace.getActiveSpan();
+  if (span !== undefined && span.isRecording()) errorTypes.set(span, code);
+}
+
 /**
  * Ends an HTTP span. `status` is undefined when no response came; then, or
- * for 5xx (server) / 4xx (client), the span is an error with `error.type`
- * the failure's stable code.
+ * for 5xx (server) / 4xx (client), the span's status is ERROR. `error.type`
+ * is the refusal's stable code whenever there is one (a 401 SERVER span
+ * says why, its status left unset as semconv requires for a server's 4xx),
+ * else the status for an error, else `_OTHER` when no response came.
  */
 export function endHttpSpan(span: Span, kind: 'server' | 'client', status: number | undefined, errorType?: string): void {
   if (status !== undefined) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-  if (status === undefined || status >= (kind === 'server' ? 500 : 400)) {
-    span.setAttribute(ATTR_ERROR_TYPE, errorType ?? (status === undefined ? '_OTHER' : String(status)));
-    span.setStatus({ code: SpanStatusCode.ERROR });
-  }
+  const failed = status === undefined || status >= (kind === 'server' ? 500 : 400);
+  const code = errorType ?? errorTypes.get(span);
+  if (code !== undefined && (failed || (status as number) >= 400)) span.setAttribute(ATTR_ERROR_TYPE, code);
+  else if (failed) span.setAttribute(ATTR_ERROR_TYPE, status === undefined ? '_OTHER' : String(status));
+  if (failed) span.setStatus({ code: SpanStatusCode.ERROR });
   span.end();
 }
 
@@ -137,21 +187,75 @@ export function errorCode(error: unknown): string {
   return typeof code === 'string' ? code : '_OTHER';
 }
 
+/** Where an egress call goes: the target service, the upstream the sidecar sends to, and the origin-form target with its query. */
+export interface EgressTarget {
+  readonly service: string;
+  readonly upstream: Endpoint;
+  readonly target: string;
+}
+
 /**
  * The CLIENT span of a call the app makes through the sidecar (egress),
- * child of the app's own traceparent when the app propagates one; the
- * target is filled in by `describeEgressTarget` once it is known.
+ * child of the app's own traceparent when the app propagates one. Where it
+ * goes (`baton.target`, and the upstream URL the sidecar sends to:
+ * `url.full`, `server.address`, `server.port`) is set at creation, where
+ * semconv wants what a sampler may decide on; `to` is undefined for a
+ * request the outbound port will refuse before it has a target.
  */
-export function startEgressSpan(tracer: Tracer, req: IncomingMessage): HttpSpan {
+export function startEgressSpan(tracer: Tracer, req: IncomingMessage, to: EgressTarget | undefined): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
-  const span = tracer.startSpan(method.name, { kind: SpanKind.CLIENT, attributes: method.attributes }, parent);
+  const attributes: Attributes = { ...method.attributes };
+  if (to !== undefined) {
+    attributes[BatonAttribute.target] = to.service;
+    attributes[ATTR_SERVER_ADDRESS] = to.upstream.host;
+    attributes[ATTR_SERVER_PORT] = to.upstream.port;
+    attributes[ATTR_URL_SCHEME] = to.upstream.scheme;
+    attributes[ATTR_URL_PATH] = to.target.split('?', 1)[0] as string;
+    attributes[ATTR_URL_FULL] = fullUrl(to.upstream.origin, to.target);
+    // undici's pools speak HTTP/1.1.
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1';
+  }
+  const span = tracer.startSpan(method.name, { kind: SpanKind.CLIENT, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 
-/** Adds where the active egress span goes: the service, the upstream port, the path (no query). */
-export function describeEgressTarget(service: string, upstream: Endpoint, path: string): void {
-  const span = trace.getActiveSpan();
-  if (span === undefined || !span.isRecording()) return;
-  span.setAttributes({ [ATTR_SERVER_ADDRESS]: service, [ATTR_SERVER_PORT]: upstream.port, [ATTR_URL_SCHEME]: upstream.scheme, [ATTR_URL_PATH]: path });
+/** `origin` + origin-form `target`, the query's values redacted. */
+export function fullUrl(origin: string, target: string): string {
+  const query = queryOf(target);
+  if (query === undefined) return `${origin}${target}`;
+  return `${origin}${target.slice(0, target.indexOf('?') + 1)}${redactQuery(query)}`;
+}
+
+/** The query of an origin-form target (after `?`, fragment aside), or undefined when it has none. */
+function queryOf(target: string | undefined): string | undefined {
+  if (target === undefined) return undefined;
+  const mark = target.indexOf('?');
+  if (mark === -1) return undefined;
+  const hash = target.indexOf('#', mark);
+  return target.slice(mark + 1, hash === -1 ? undefined : hash);
+}
+
+/**
+ * Every value replaced by `REDACTED`, names kept, as semconv scrubs
+ * `url.query` and `url.full`: any value may be a token
+ * (`?access_token=…`), and so may a bare component without `=`.
+ */
+export function redactQuery(query: string): string {
+  if (query === '') return '';
+  return query
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      return eq === -1 ? (pair === '' ? '' : 'REDACTED') : `${pair.slice(0, eq)}=REDACTED`;
+    })
+    .join('&');
+}
+
+/** `host` or `host:port` or `[v6]:port` of a Host header. */
+function hostAndPort(value: string): { address: string; port: number | undefined } {
+  const match = /^(\[[^\]]*\]|[^:]*)(?::(\d{1,5}))?$/.exec(value);
+  if (match === null) return { address: value, port: undefined };
+  const address = (match[1] as string).replace(/^\[(.*)\]$/, '$1');
+  return { address, port: match[2] === undefined ? undefined : Number(match[2]) };
 }

@@ -11,10 +11,13 @@ import { batonTracer, endHttpSpan, startServerSpan } from './http-spans.ts';
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
-export function tracedListener(listener: RequestListener): RequestListener {
+/** `untraced`: paths (query aside) served without a span, such as Prometheus scrapes and health probes. */
+export function tracedListener(listener: RequestListener, untraced: ReadonlySet<string> = new Set()): RequestListener {
   const tracer = batonTracer();
   return (req, res) => {
-    const server = startServerSpan(tracer, req, (req.url ?? '/').split('?', 1)[0] as string);
+    const path = (req.url ?? '/').split('?', 1)[0] as string;
+    if (untraced.has(path)) return listener(req, res);
+    const server = startServerSpan(tracer, req, path);
     context.bind(server.context, req);
     context.bind(server.context, res);
     res.once('close', () => endHttpSpan(server.span, 'server', res.writableFinished ? res.statusCode : undefined, res.writableFinished ? undefined : 'connection_closed'));

@@ -1,10 +1,14 @@
 /**
  * OpenTelemetry setup, configured the standard way: OTEL_SERVICE_NAME,
  * OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf,
- * http/json, grpc), OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED. When no
+ * http/json, grpc), OTEL_TRACES_SAMPLER(_ARG), OTEL_RESOURCE_ATTRIBUTES,
+ * OTEL_SDK_DISABLED. When no
  * exporter is configured the SDK is not started at all, so the
  * @opentelemetry/api calls in the hot path are no-ops that cost nothing.
  */
+import { randomUUID } from 'node:crypto';
+import { BATON_VERSION } from '../core/version.ts';
+import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_VERSION } from './attributes.ts';
 // The SDK is imported only when tracing is on: loading it costs about 40 MB
 // of RSS, which a sidecar with tracing off should not pay.
 
@@ -36,14 +40,19 @@ export async function startTelemetry(options: { serviceName: string; env: Readon
   process.env.OTEL_METRICS_EXPORTER ??= 'none';
   process.env.OTEL_LOGS_EXPORTER ??= 'none';
   const serviceName = env.OTEL_SERVICE_NAME ?? options.serviceName;
-  const [{ NodeSDK }, { W3CTraceContextPropagator }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/core')]);
+  const [{ NodeSDK, resources }, { W3CTraceContextPropagator }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/core')]);
   const sdk = new NodeSDK({
     serviceName,
+    // service.version says which release made a span; service.instance.id
+    // tells replicas apart (a random UUID per process, as semconv suggests).
+    // OTEL_RESOURCE_ATTRIBUTES overrides either, say with the pod's UID;
+    // no host or process detectors: they would put the command line in every export.
+    resource: resources.defaultResource().merge(resources.resourceFromAttributes({ [ATTR_SERVICE_VERSION]: BATON_VERSION, [ATTR_SERVICE_INSTANCE_ID]: randomUUID() })),
+    resourceDetectors: [resources.envDetector],
     // W3C trace context only: baggage is never read for identity, so it is
     // not propagated by baton itself either (apps' own headers pass through).
     textMapPropagator: new W3CTraceContextPropagator(),
     instrumentations: [],
-    autoDetectResources: false,
   });
   sdk.start();
   return {

@@ -324,4 +324,14 @@ describe('deploy/ (kustomize)', () => {
       });
     });
   });
+
+  it('renders the Grafana dashboards as one ConfigMap that Grafana\'s dashboard sidecar loads, each the file in deploy/grafana', async () => {
+    const objects = kustomize(join(ROOT, 'deploy/grafana'));
+    for (const object of objects) await validateKubernetesObject(object);
+    const configMap = find(objects, 'ConfigMap', 'baton-grafana-dashboards') as (KubernetesObject & { data: Record<string, string> }) | undefined;
+    assert.ok(configMap);
+    assert.equal(configMap.metadata.labels?.grafana_dashboard, '1');
+    assert.deepEqual(Object.keys(configMap.data).sort(), ['baton-sidecar.json', 'baton-sts.json']);
+    for (const [name, text] of Object.entries(configMap.data)) assert.equal(text, readFileSync(join(ROOT, 'deploy/grafana', name), 'utf8'));
+  });
 });

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildBundle, PROJECT_ROOT } from '../../scripts/build.ts';
+import { request } from 'undici';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
@@ -54,6 +55,13 @@ describe('the bundle (what the image and the benchmark run)', { timeout: 60_000 
     const tracing = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_TRACES_SAMPLER: 'always_on' };
     mesh = await startMesh({ entry, env: { ...NO_TYPESCRIPT, ...tracing } });
     const results = await runScenarios(mesh);
+    // prom-client is bundled (CommonJS, loading node: built-ins): the runtime series must come out of the bundle too.
+    for (const url of [`http://127.0.0.1:${mesh.services.gateway.admin}/metrics`, `${mesh.stsUrl}/metrics`]) {
+      const text = await (await request(url)).body.text();
+      assert.match(text, /^baton_build_info\{version="[^"]+",component="(?:sidecar|sts)",/m, url);
+      assert.match(text, /^process_cpu_seconds_total \d/m, url);
+      assert.match(text, /^nodejs_eventloop_lag_p99_seconds \d/m, url);
+    }
     // SIGTERM flushes the batched spans.
     await mesh.stop();
     mesh = undefined;

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
+import { BATON_VERSION } from '../../src/core/version.ts';
+import { type Mesh, type ServicePorts, startMesh } from '../../src/demo/mesh.ts';
 import { request } from 'undici';
 import { DEMO_USER, postInbound, runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
@@ -14,6 +15,11 @@ const CLIENT = 3;
 const ERROR = 2;
 // The caller's trace for a call whose every exchange is answered by the in-process cache.
 const CACHED_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+// A call refused at the gateway's inbound port (no token), and a client refused at the STS.
+const REFUSED_TRACE = '5cf92f3577b34da6a3ce929d0e0e4737';
+const STS_REFUSED_TRACE = '6df92f3577b34da6a3ce929d0e0e4738';
+// Sent on the cached call: a query value that must never reach a span.
+const QUERY = '?debug=1&access_token=eyJhbGciOiJub25lIn0.e30.';
 
 describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receiver)', () => {
   let receiver: OtlpReceiver;
@@ -22,6 +28,8 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   let logText = '';
   let logLines: Array<Record<string, unknown>> = [];
   let logDir: string | undefined;
+  let ports: Readonly<Record<string, ServicePorts>>;
+  let stsUrl = '';
 
   before(async () => {
     receiver = await startOtlpReceiver();
@@ -29,16 +37,34 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
       env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_TRACES_SAMPLER: 'always_on' },
     });
     results = await runScenarios(mesh);
+    ports = mesh.services;
+    stsUrl = mesh.stsUrl;
     // The same token twice: the second call's exchanges are all in-process cache hits.
     const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     await postInbound(mesh.services.gateway.inbound, '/checkout', authorization);
-    const cached = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout`, {
+    const cached = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout${QUERY}`, {
       method: 'POST',
-      headers: { authorization, 'content-type': 'application/json', traceparent: `00-${CACHED_TRACE}-00f067aa0ba902b7-01` },
+      headers: { authorization, 'content-type': 'application/json', 'user-agent': 'baton-e2e/1.0', traceparent: `00-${CACHED_TRACE}-00f067aa0ba902b7-01` },
       body: '{}',
     });
     await cached.body.text();
     assert.equal(cached.statusCode, 200);
+    const refused = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout`, { method: 'POST', headers: { traceparent: `00-${REFUSED_TRACE}-00f067aa0ba902b7-01` }, body: '{}' });
+    await refused.body.text();
+    assert.equal(refused.statusCode, 401);
+    const badClient = await request(`${mesh.stsUrl}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('gateway:wrong-secret').toString('base64')}`, traceparent: `00-${STS_REFUSED_TRACE}-00f067aa0ba902b7-01` },
+      body: 'grant_type=client_credentials&audience=orders',
+    });
+    await badClient.body.text();
+    assert.equal(badClient.statusCode, 401);
+    // Scrapes and probes, which make no spans.
+    for (const url of [`${mesh.stsUrl}/metrics`, `${mesh.stsUrl}/readyz`, `${mesh.stsUrl}/livez`, `http://127.0.0.1:${mesh.services.gateway.admin}/metrics`]) {
+      const scraped = await request(url);
+      await scraped.body.text();
+      assert.equal(scraped.statusCode, 200, url);
+    }
     // SIGTERM to every process: the spans still batched must be flushed before they exit.
     await mesh.stop();
     logText = mesh.processes.map((p) => p.output()).join('\n');
@@ -82,13 +108,18 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
       const out = egress(service);
       // The app propagated the context of our SERVER span, which it was forwarded in, so its outbound call hangs under it.
       assert.equal(out.parentSpanId, inbound(service).spanId);
-      assert.equal(out.attributes['server.address'], target);
+      assert.equal(out.attributes['baton.target'], target);
+      // The upstream actually called: the demo maps each service to its sidecar's inbound port on loopback.
+      assert.equal(out.attributes['url.full'], `http://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/charges'}`);
+      assert.equal(out.attributes['server.address'], '127.0.0.1');
+      assert.equal(out.attributes['server.port'], ports[target]?.inbound);
       assert.equal(out.attributes['baton.caller'], service);
       assert.equal(out.attributes['baton.exchange.cache'], 'miss');
 
       const exchange = find(spans, (s) => s.serviceName === service && s.kind === CLIENT && s.parentSpanId === out.spanId && s.attributes['baton.exchange.cache'] !== undefined, `${service} exchange CLIENT`);
       assert.equal(exchange.attributes['baton.exchange.cache'], 'miss');
       assert.equal(exchange.attributes['baton.exchange.outcome'], 'issued');
+      assert.equal(exchange.attributes['url.full'], `${stsUrl}/token`);
       const sts = find(spans, (s) => s.serviceName === 'baton-sts' && s.parentSpanId === exchange.spanId, `STS span under ${service}'s exchange`);
       assert.equal(sts.kind, SERVER);
       assert.equal(sts.name, 'POST /token');
@@ -128,6 +159,53 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.deepEqual(spans.filter((s) => s.name === 'POST /token' || s.serviceName === 'baton-sts'), []);
     // One SERVER span per sidecar and one CLIENT span per call out; nothing per cache lookup or per forward to the app.
     assert.deepEqual(spans.map((s) => `${s.serviceName} ${s.kind}`).sort(), ['gateway 2', 'gateway 3', 'orders 2', 'orders 3', 'payments 2']);
+  });
+
+  it('follows the stable HTTP conventions: client.address, user_agent.original, network.protocol.version, url.query with its values redacted', () => {
+    const spans = receiver.spans.filter((s) => s.traceId === CACHED_TRACE);
+    const gatewayIn = find(spans, (s) => s.serviceName === 'gateway' && s.kind === SERVER, 'gateway SERVER');
+    assert.equal(gatewayIn.attributes['client.address'], '127.0.0.1');
+    assert.equal(gatewayIn.attributes['network.peer.address'], '127.0.0.1');
+    assert.equal(gatewayIn.attributes['user_agent.original'], 'baton-e2e/1.0');
+    assert.equal(gatewayIn.attributes['network.protocol.version'], '1.1');
+    assert.equal(gatewayIn.attributes['url.path'], '/checkout');
+    assert.equal(gatewayIn.attributes['url.scheme'], 'http');
+    assert.equal(gatewayIn.attributes['url.query'], 'debug=REDACTED&access_token=REDACTED');
+    assert.equal(gatewayIn.attributes['server.address'], '127.0.0.1');
+    assert.equal(gatewayIn.attributes['server.port'], ports.gateway?.inbound);
+    for (const span of spans.filter((s) => s.kind === CLIENT)) assert.equal(span.attributes['network.protocol.version'], '1.1', `${span.serviceName} CLIENT`);
+  });
+
+  it('names the tracer with its version, and each process with service.version and its own service.instance.id', () => {
+    assert.ok(receiver.spans.length > 0);
+    const instances = new Map<string, Set<unknown>>();
+    for (const span of receiver.spans) {
+      assert.deepEqual(span.scope, { name: 'baton', version: BATON_VERSION });
+      assert.equal(span.resource['service.version'], BATON_VERSION);
+      assert.match(String(span.resource['service.instance.id']), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      instances.set(span.serviceName, (instances.get(span.serviceName) ?? new Set()).add(span.resource['service.instance.id']));
+    }
+    // One id per process, a different one in each.
+    assert.deepEqual([...instances.keys()].sort(), ['baton-sts', 'gateway', 'orders', 'payments']);
+    assert.ok([...instances.values()].every((ids) => ids.size === 1));
+    assert.equal(new Set([...instances.values()].flatMap((ids) => [...ids])).size, 4);
+  });
+
+  it('says why a SERVER span was refused (error.type), leaving its status unset for a 4xx as the conventions require', () => {
+    const gateway = find(receiver.spans, (s) => s.traceId === REFUSED_TRACE && s.serviceName === 'gateway' && s.kind === SERVER, 'refused gateway SERVER span');
+    assert.equal(gateway.attributes['http.response.status_code'], 401);
+    assert.equal(gateway.attributes['error.type'], 'BATON_UNAUTHENTICATED');
+    assert.equal(gateway.statusCode, 0);
+    const sts = find(receiver.spans, (s) => s.traceId === STS_REFUSED_TRACE && s.serviceName === 'baton-sts', 'refused STS SERVER span');
+    assert.equal(sts.kind, SERVER);
+    assert.equal(sts.attributes['http.response.status_code'], 401);
+    assert.equal(sts.attributes['error.type'], 'BATON_STS_INVALID_CLIENT');
+    assert.equal(sts.statusCode, 0);
+  });
+
+  it('traces no Prometheus scrape and no health probe', () => {
+    const operational = receiver.spans.filter((s) => ['/metrics', '/livez', '/readyz'].includes(String(s.attributes['url.path'])));
+    assert.deepEqual(operational.map((s) => `${s.serviceName} ${s.name} ${String(s.attributes['url.path'])}`), []);
   });
 
   it('marks the denied call as an error span naming the rule', () => {

@@ -14,6 +14,10 @@ export interface ReceivedSpan {
   /** OTLP status code: 0 unset, 1 ok, 2 error. */
   readonly statusCode: number;
   readonly events: ReadonlyArray<{ name: string }>;
+  /** The resource the span was exported with (service.name, service.version, service.instance.id, …). */
+  readonly resource: Readonly<Record<string, string | number | boolean | undefined>>;
+  /** The instrumentation scope (tracer) that made it. */
+  readonly scope: { readonly name: string; readonly version: string | undefined };
 }
 
 export interface OtlpReceiver {
@@ -74,9 +78,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
 function decode(document: unknown): ReceivedSpan[] {
   const out: ReceivedSpan[] = [];
   const resourceSpans = (document as { resourceSpans?: unknown[] }).resourceSpans ?? [];
-  for (const rs of resourceSpans as Array<{ resource?: { attributes?: Array<{ key: string; value: OtlpValue }> }; scopeSpans?: Array<{ spans?: unknown[] }> }>) {
+  for (const rs of resourceSpans as Array<{ resource?: { attributes?: Array<{ key: string; value: OtlpValue }> }; scopeSpans?: Array<{ scope?: { name?: string; version?: string }; spans?: unknown[] }> }>) {
     const resource = attributesOf(rs.resource?.attributes);
     for (const ss of rs.scopeSpans ?? []) {
+      const scope = { name: String(ss.scope?.name ?? ''), version: ss.scope?.version === undefined || ss.scope.version === '' ? undefined : ss.scope.version };
       for (const raw of (ss.spans ?? []) as Array<Record<string, unknown>>) {
         out.push({
           serviceName: String(resource['service.name'] ?? ''),
@@ -88,6 +93,8 @@ function decode(document: unknown): ReceivedSpan[] {
           attributes: attributesOf(raw.attributes as Array<{ key: string; value: OtlpValue }> | undefined),
           statusCode: Number((raw.status as { code?: number } | undefined)?.code ?? 0),
           events: ((raw.events as Array<{ name: string }> | undefined) ?? []).map((e) => ({ name: e.name })),
+          resource,
+          scope,
         });
       }
     }

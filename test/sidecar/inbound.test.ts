@@ -281,7 +281,8 @@ describe('sidecar inbound', () => {
     const response = await request(orders.url('admin', '/metrics'));
     const text = await response.body.text();
     assert.equal(response.statusCode, 200);
-    assert.match(text, /baton_requests_total\{direction="inbound",outcome="200"\} \d+/);
+    assert.match(text, /baton_requests_total\{direction="inbound",target="orders",code="200",reason="forwarded"\} \d+/);
+    assert.match(text, /baton_requests_total\{direction="inbound",target="orders",code="401",reason="BATON_[A-Z_]+"\} \d+/);
     assert.match(text, /baton_decisions_total\{rule="[^"]+",decision="deny"\} \d+/);
     assert.match(text, /baton_policy_version 1/);
     assert.ok(!text.includes('alice') && !text.includes('carol'));

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { request } from 'undici';
 import { createAdminHandler } from '../../src/sidecar/admin.ts';
-import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
+import { createSidecarMetrics, FORWARDED, UNKNOWN_TARGET } from '../../src/sidecar/metrics.ts';
+import { createRuntimeMetrics } from '../../src/telemetry/runtime-metrics.ts';
 import { createStsMetrics } from '../../src/telemetry/sts-metrics.ts';
 
 import { createRedisReplayStore } from '../../src/sts/replay-store.ts';
@@ -23,17 +24,17 @@ function promtool(text: string): { status: number | null; output: string } {
 
 function exercisedSidecarMetrics() {
   const metrics = createSidecarMetrics();
-  metrics.request('inbound', '200');
-  metrics.request('outbound', 'BATON_POLICY_DENIED');
+  metrics.requests('inbound', 'orders').done(200, FORWARDED, 0.003);
+  metrics.requests('outbound', 'payments').done(403, 'BATON_POLICY_DENIED', 0.0004);
+  metrics.requests('outbound', UNKNOWN_TARGET).done(400, 'BATON_BAD_REQUEST', 0.0001);
   metrics.decision('orders.accepts.from-gateway', 'allow');
   metrics.decision('payments.accepts', 'deny');
   metrics.decision('payments.accepts.refunds', 'would_deny');
   metrics.shadowDenial('payments', 'payments.accepts.refunds');
-  metrics.exchangeDuration(0.004);
-  metrics.tokenCache('hit');
-  metrics.tokenCache('miss');
+  metrics.exchange('hit', 0.00002);
+  metrics.exchange('miss', 0.004);
   metrics.policyVersion(7);
-  metrics.inflight('inbound', 1);
+  metrics.inflight('inbound')(1);
   metrics.redisTier('available');
   metrics.redisTier('unsealable');
   metrics.redisTier('auth');
@@ -42,7 +43,7 @@ function exercisedSidecarMetrics() {
 
 describe('Prometheus metrics', () => {
   it('serves sidecar metrics on the admin port that pass promtool check metrics', async (t) => {
-    const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics() }));
+    const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics(), runtime: createRuntimeMetrics('sidecar', 'orders') }));
     await listenOnLoopback(server);
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = server.address();
@@ -51,9 +52,34 @@ describe('Prometheus metrics', () => {
     assert.equal(response.statusCode, 200);
     const checked = promtool(text);
     assert.equal(checked.status, 0, checked.output);
-    for (const family of ['baton_requests_total', 'baton_decisions_total', 'baton_exchange_duration_seconds_bucket', 'baton_token_cache_requests_total', 'baton_inflight_requests', 'baton_policy_version', 'baton_policy_updates_total', 'baton_ready']) {
+    for (const family of [
+      'baton_requests_total',
+      'baton_request_duration_seconds_bucket',
+      'baton_decisions_total',
+      'baton_exchange_duration_seconds_bucket',
+      'baton_token_cache_requests_total',
+      'baton_inflight_requests',
+      'baton_policy_version',
+      'baton_policy_updates_total',
+      'baton_ready',
+      'baton_build_info',
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_heap_size_used_bytes',
+    ]) {
       assert.match(text, new RegExp(`^${family}[{ ]`, 'm'), family);
     }
+    assert.match(text, /^baton_requests_total\{direction="outbound",target="payments",code="403",reason="BATON_POLICY_DENIED"\} 1$/m);
+    assert.match(text, /^baton_requests_total\{direction="outbound",target="_OTHER",code="400",reason="BATON_BAD_REQUEST"\} 1$/m);
+    assert.match(text, /^baton_request_duration_seconds_bucket\{direction="inbound",target="orders",code="200",reason="forwarded",le="0.0025"\} 0$/m);
+    assert.match(text, /^baton_request_duration_seconds_bucket\{direction="inbound",target="orders",code="200",reason="forwarded",le="0.005"\} 1$/m);
+    assert.match(text, /^baton_request_duration_seconds_sum\{direction="inbound",target="orders",code="200",reason="forwarded"\} 0.003$/m);
+    // Cache hits and STS round trips are separate series: a hit's microseconds do not drown a miss's milliseconds.
+    assert.match(text, /^baton_exchange_duration_seconds_count\{result="hit"\} 1$/m);
+    assert.match(text, /^baton_exchange_duration_seconds_sum\{result="miss"\} 0.004$/m);
+    assert.match(text, /^baton_token_cache_requests_total\{result="miss"\} 1$/m);
+    assert.match(text, /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",component="sidecar",service="orders",nodejs_version="24\.[^"]+"\} 1$/m);
     assert.match(text, /^baton_dependency_ready\{dependency="sts_keys"\} 0$/m);
     // The Redis tier: its state, each fault once per change, and values that would not open.
     assert.match(text, /^baton_redis_available 0$/m);
