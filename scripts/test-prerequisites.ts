@@ -26,8 +26,8 @@ export interface Prerequisite {
 export const PREREQUISITES: readonly Prerequisite[] = [
   { command: 'redis-server', debianPackage: 'redis-server', usedBy: 'the Redis token cache, STS replay store and fault tests (each starts its own)', service: 'redis-server' },
   { command: 'promtool', debianPackage: 'prometheus', usedBy: 'test/telemetry/metrics.test.ts (promtool check metrics)', service: 'prometheus' },
-  { command: 'kubectl', debianPackage: 'kubernetes-client', usedBy: 'test/deploy/ (kubectl kustomize renders deploy/)' },
-  { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/injector/webhook.test.ts (serving certificates)' },
+  { command: 'kubectl', debianPackage: 'kubernetes-client', usedBy: 'test/deploy/ (kubectl kustomize renders deploy/) and test/docs/commands.test.ts (client dry runs)' },
+  { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/injector/webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)' },
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
 ];
 
