@@ -73,7 +73,7 @@ describe('baton sidecar start-up', () => {
   it('says in one plain line, and in /readyz, that its own service is not in the policy; and again when that is fixed', async () => {
     const { sidecar, policyFile, readyz } = await startWithPolicy('no-orders', 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: shop }\nspec:\n  services:\n    gateway: { entrypoint: true }\n');
     try {
-      const line = await sidecar.waitForOutput(/^baton sidecar orders: NOT READY: .*$/m);
+      const line = await sidecar.waitForOutput(/^baton sidecar orders: NOT READY: .*$/m, 60_000);
       assert.match(line, /service 'orders' is not in call-graph policy 'shop'/);
       assert.ok(!line.startsWith('{'), 'a plain line, not only a JSON log line');
       const answer = await readyz();
@@ -82,7 +82,7 @@ describe('baton sidecar start-up', () => {
       assert.match(answer.body, /service 'orders' is not in call-graph policy 'shop'/);
 
       writeFileSync(policyFile, 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: shop }\nspec:\n  services:\n    gateway: { entrypoint: true }\n    orders:\n      accepts: [{ from: gateway }]\n');
-      await sidecar.waitForOutput(/^baton sidecar orders: problem resolved/m, 20_000);
+      await sidecar.waitForOutput(/^baton sidecar orders: problem resolved/m, 60_000);
       const after = await readyz();
       assert.doesNotMatch(after.body, /policy/);
     } finally {
@@ -93,7 +93,7 @@ describe('baton sidecar start-up', () => {
   it('says in one plain line, and in /readyz, where a policy that does not parse is wrong', async () => {
     const { sidecar, policyFile, readyz } = await startWithPolicy('broken', 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nspec: [\n');
     try {
-      const line = await sidecar.waitForOutput(/^baton sidecar orders: NOT READY: .*$/m);
+      const line = await sidecar.waitForOutput(/^baton sidecar orders: NOT READY: .*$/m, 60_000);
       assert.ok(line.includes(`no usable call-graph policy: ${policyFile}:`), line);
       const answer = await readyz();
       assert.equal(answer.status, 503);
