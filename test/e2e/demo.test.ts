@@ -4,7 +4,7 @@ import type { ScenarioResult } from '../../src/demo/scenario.ts';
 import { assertDemoOutcome } from '../helpers/demo-outcome.ts';
 import { runBaton } from '../helpers/process.ts';
 
-describe('baton demo (what npm start runs)', { timeout: 90_000 }, () => {
+describe('baton demo (what npm start runs)', { timeout: 180_000 }, () => {
   it('drives an allowed chain through three sidecars and a refused one, as separate processes', async () => {
     const { code, stdout, stderr } = await runBaton(['demo', '--json']);
     assert.equal(code, 0, stderr.slice(-3000));
