@@ -71,12 +71,12 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     checkEdge(
       policy,
       { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
-      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'inbound', service, subject: verified.subject, subjectIssuer: verified.subjectIssuer, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
     const contextHandle = options.handles.issue(token, verified);
-    const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
+    const add = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
     add.push('x-forwarded-for', forwardedFor(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
     // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.

@@ -111,7 +111,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
             acr: subject.verified.acr,
             user: subject.verified.user,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer, txn: subject?.verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
