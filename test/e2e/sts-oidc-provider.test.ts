@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from 'jose';
@@ -9,13 +12,17 @@ import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { basic, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
 
 const SHOP_POLICY = fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
+// The shop policy's gateway→orders edge with a service identity allowed: a client-credentials token carries no user.
+const SERVICE_POLICY = join(mkdtempSync(join(tmpdir(), 'baton-op-')), 'callgraph.yaml');
+writeFileSync(SERVICE_POLICY, readFileSync(SHOP_POLICY, 'utf8').replace('scopes: "orders:read or orders:write"', 'scopes: "orders:read or orders:write"\n          user: optional'));
 const WEB_SECRET = 'web-client-secret-0123456789';
 
 /**
  * panva's certified OpenID Provider, in this process, issuing RFC 9068
  * `at+jwt` access tokens for the gateway resource. It needs an interactive
  * login for a user token, so the subject here is a client_credentials
- * token; the STS treats it as any external subject token.
+ * token: its `sub` is the client, so the STS reads it as a service
+ * identity (RFC 9068 §2.2), not as a user.
  */
 async function startOidcProvider(): Promise<{ issuer: string; accessToken(): Promise<string>; close(): Promise<void> }> {
   const port = await freePort();
@@ -72,7 +79,7 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
     configFile = writeStsConfig({
       issuer: url,
       port,
-      policy: { file: SHOP_POLICY },
+      policy: { file: SERVICE_POLICY },
       clients: [{ id: 'gateway', secret: SECRETS.gateway }],
       // Keys found through discovery (RFC 8414, then OpenID Connect Discovery).
       externalIssuers: [{ issuer: op.issuer, discovery: true, audience: 'gateway' }],
@@ -86,7 +93,7 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
     configFile.remove();
   });
 
-  it('accepts its at+jwt at the entrypoint, exchanges it, and the result verifies against /jwks', async () => {
+  it('accepts its at+jwt at the entrypoint as a service identity, exchanges it, and the result verifies against /jwks', async () => {
     const subjectToken = await op.accessToken();
     assert.equal(decodeProtectedHeader(subjectToken).typ, 'at+jwt');
     const response = await fetch(`${url}/token`, {
@@ -99,6 +106,8 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
     const { payload, protectedHeader } = await jwtVerify(body.access_token as string, createRemoteJWKSet(new URL(`${url}/jwks`)), { issuer: url, audience: 'orders' });
     assert.equal(protectedHeader.typ, 'at+jwt');
     assert.equal(payload.sub, decodeJwt(subjectToken).sub);
+    assert.equal(payload.sub_type, 'service');
+    assert.deepEqual(payload.sub_id, { format: 'iss_sub', iss: op.issuer, sub: payload.sub });
     assert.equal(payload.client_id, 'gateway');
     assert.deepEqual(payload.act, { sub: 'gateway' });
     assert.equal(payload.scope, 'orders:read');
