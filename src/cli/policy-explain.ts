@@ -19,6 +19,7 @@ Options:
   --path P         the raw request path (omit to decide the edge only)
   --scope "a b"    the token's scopes, space-separated; repeatable
   --acr X          the token's acr
+  --issuer URL     the issuer that authenticated the subject (matched by a rule's issuers)
   --no-user        a service-identity call (no user subject)
   --json           print the decision as JSON
 
@@ -44,6 +45,7 @@ export const policyExplainCommand: Command = {
         path: { type: 'string' },
         scope: { type: 'string', multiple: true },
         acr: { type: 'string' },
+        issuer: { type: 'string' },
         'no-user': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -58,7 +60,7 @@ export const policyExplainCommand: Command = {
     const loaded = loadPolicyOrReport(positionals[0] as string, context);
     if (loaded === undefined) return 1;
     const scopes = new Set((values.scope ?? []).flatMap((s) => s.split(/\s+/)).filter((s) => s !== ''));
-    const decision = loaded.compiled.decide({ chain, target: values.target, method: values.method, path: values.path, scopes, acr: values.acr, user: !values['no-user'] });
+    const decision = loaded.compiled.decide({ chain, target: values.target, method: values.method, path: values.path, scopes, acr: values.acr, user: !values['no-user'], subjectIssuer: values.issuer });
     if (values.json) context.stdout.write(JSON.stringify(decision) + '\n');
     else context.stdout.write(describeDecision(decision, ruleLocation(loaded.policy, decision.rule)));
     return decision.allowed ? 0 : EXIT_DENIED;

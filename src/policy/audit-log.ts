@@ -37,6 +37,8 @@ export interface AuditDecision {
   readonly user: boolean | undefined;
   /** The token's scopes; undefined in lines written before the field existed. */
   readonly scopes: readonly string[] | undefined;
+  /** The issuer that authenticated the subject; undefined in lines written before the field existed. */
+  readonly subjectIssuer: string | undefined;
 }
 
 export interface AuditLogOptions {
@@ -93,6 +95,7 @@ export function parseAuditLine(line: string): AuditDecision | undefined {
     txn: optionalText(record.txn),
     user: typeof record.user === 'boolean' ? record.user : undefined,
     scopes,
+    subjectIssuer: optionalText(record.subjectIssuer),
   };
 }
 

@@ -23,6 +23,7 @@ export interface ObservedCall {
   readonly cause: string | undefined;
   readonly user: boolean | undefined;
   readonly scopes: readonly string[] | undefined;
+  readonly subjectIssuer: string | undefined;
   readonly time: number | undefined;
 }
 
@@ -127,6 +128,7 @@ function toCall(decision: AuditDecision): ObservedCall {
     cause: decision.cause,
     user: decision.user,
     scopes: decision.scopes,
+    subjectIssuer: decision.subjectIssuer,
     time: decision.time,
   };
 }
@@ -220,7 +222,7 @@ export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGr
 
 function decideAgain(call: ObservedCall, compiled: CompiledPolicy): { outcome: AuditOutcome; rule: string } {
   if (call.scopes === undefined || call.user === undefined) return { outcome: call.decision, rule: call.rule };
-  const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user });
+  const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user, subjectIssuer: call.subjectIssuer });
   return { outcome: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny', rule: decision.rule };
 }
 

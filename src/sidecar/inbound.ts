@@ -70,7 +70,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // 4. The chain the token carries, against the policy for this method and path.
     checkEdge(
       policy,
-      { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
+      { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user, subjectIssuer: verified.subjectIssuer },
       { direction: 'inbound', service, subject: verified.subject, subjectIssuer: verified.subjectIssuer, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 

@@ -94,6 +94,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const outbound = createOutboundHandler({
         ...shared,
         service: config.service,
+        stsIssuer: config.sts.issuer,
         upstreams: config.upstreams,
         defaultUpstreamPort: config.outbound.defaultUpstreamPort,
         timeoutMs: config.outbound.timeoutMs,

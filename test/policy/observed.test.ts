@@ -20,6 +20,7 @@ function decision(fields: Partial<AuditDecision> & Pick<AuditDecision, 'chain' |
     txn: 't',
     user: true,
     scopes: [],
+    subjectIssuer: undefined,
     ...fields,
   };
 }

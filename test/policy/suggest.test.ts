@@ -17,6 +17,7 @@ function call(fields: Partial<ObservedCall> & Pick<ObservedCall, 'chain' | 'to'>
     cause: undefined,
     user: true,
     scopes: [],
+    subjectIssuer: undefined,
     time: 0,
     ...fields,
   };

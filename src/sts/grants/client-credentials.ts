@@ -27,7 +27,7 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client }, c
   const txn = randomTxn();
   const audit = { grant: 'client_credentials', txn, client: client.id, target, chain };
   recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id, subjectIssuer: context.issuer }, context.subjectPseudonym);
-  const decision = checkEdge(policy, { chain, target, scopes: granted, user: false }, context.maxChainDepth, context.logger, audit);
+  const decision = checkEdge(policy, { chain, target, scopes: granted, user: false, subjectIssuer: context.issuer }, context.maxChainDepth, context.logger, audit);
   const scope = usableScope(policy, client.id, target, granted, decision);
   const nowSec = Math.floor(context.now() / 1000);
   const exp = nowSec + context.tokenTtlSeconds;

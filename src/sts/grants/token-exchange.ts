@@ -62,7 +62,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client }, conte
   const txn = subject.txn ?? randomTxn();
   const audit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer, subjectIssuer: subject.subjectIssuer };
   recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject, subjectIssuer: subject.subjectIssuer }, context.subjectPseudonym);
-  const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user }, context.maxChainDepth, context.logger, audit);
+  const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user, subjectIssuer: subject.subjectIssuer }, context.maxChainDepth, context.logger, audit);
 
   const scope = usableScope(policy, client.id, target, [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s)), decision);
   const nowSec = Math.floor(context.now() / 1000);
