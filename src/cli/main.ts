@@ -8,6 +8,7 @@ const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<C
   sidecar: { summary: 'run the sidecar next to one service (inbound, outbound, admin)', load: async () => (await import('./sidecar.ts')).sidecarCommand },
   demo: { summary: 'run the whole mesh on this machine and drive an allowed and a denied chain', load: async () => (await import('./demo.ts')).demoCommand },
   injector: { summary: 'run the Kubernetes admission webhook that injects the sidecar', load: async () => (await import('./injector.ts')).injectorCommand },
+  token: { summary: 'check a token against an issuer profile and show the identity it carries', load: async () => (await import('./token.ts')).tokenCommand },
   audit: { summary: 'reconstruct a call chain and its decisions from sidecar and STS logs', load: async () => (await import('./audit.ts')).auditCommand },
 };
 
