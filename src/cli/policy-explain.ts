@@ -5,7 +5,8 @@ import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 
 const HELP = `Usage: baton policy explain FILE --target SERVICE [--chain a,b,...|--external]
-                            [--method M] [--path P] [--scope "s1 s2"] [--acr X] [--no-user] [--json]
+                            [--method M] [--path P] [--scope "s1 s2"] [--acr X] [--issuer URL]
+                            [--no-user] [--json]
 
 Would this call be allowed? Prints the decision, the rule that took it,
 the reason and the rule's mode.
