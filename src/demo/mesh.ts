@@ -61,6 +61,8 @@ export interface MeshOptions {
   readonly redis?: string;
   /** Also write each process's output, as it comes, to `<logDir>/<process name>.log` (e.g. for `baton policy observed`). */
   readonly logDir?: string;
+  /** More identity providers for the entrypoint (docs/identity-providers.md entries), trusted by the gateway sidecar and the STS beside the dev IdP. */
+  readonly externalIssuers?: readonly Readonly<Record<string, unknown>>[];
   /** The script every baton process of the mesh runs (default: the CLI this module belongs to, bin/baton.js from the sources); e.g. a bundle built by scripts/build.ts. */
   readonly entry?: string;
 }
@@ -112,7 +114,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
       keys: { dir: join(dir, 'sts-keys') },
       clients: DEMO_SERVICES.map((id) => ({ id, secret: secrets[id] })),
-      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }],
+      // The STS needs each issuer's audience; the gateway sidecar defaults it to its service name.
+      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }, ...(options.externalIssuers ?? []).map((e) => ({ audience: 'gateway', discovery: e.jwksUri === undefined, ...e }))],
       telemetry,
     });
     const sts = start('sts', ['sts', '--config', join(dir, 'sts.yaml')]);
@@ -130,7 +133,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
         upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${services[n].inbound}`])),
         ...(options.redis === undefined ? {} : { redis: options.redis }),
-        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
+        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }, ...(options.externalIssuers ?? []).map(({ discovery: _discovery, ...e }) => e)] } : {}),
         telemetry,
       });
       start(`${name}-sidecar`, ['sidecar', '--config', join(dir, `${name}-sidecar.yaml`)]);
