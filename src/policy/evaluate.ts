@@ -6,8 +6,8 @@
  *   2. chain length ≤ maxDepth                  → depth_exceeded  (spec.maxDepth)
  *   3. a user chain starts at an entrypoint     → not_entrypoint  (<origin>.entrypoint)
  *   4. every hop is an edge, no unwanted cycle  → no_edge / cycle (<callee>.accepts)
- *   5. some rule of the last edge matches: origins, user, subject issuer,
- *      method, path, scopes, acr — first full match allows; otherwise the rule that got
+ *   5. some rule of the last edge matches: origins, user, method, path,
+ *      subject issuer, scopes, acr — first full match allows; otherwise the rule that got
  *      furthest explains the denial.
  *
  * Pure and allocation-light: Map lookups per hop, no scan of the graph.
@@ -49,8 +49,9 @@ export interface CompiledGraph {
 const SPEC_SERVICES = 'spec.services' as RuleId;
 const SPEC_MAX_DEPTH = 'spec.maxDepth' as RuleId;
 
-const STAGE = { origin: 0, user: 1, issuer: 2, method: 3, path: 4, scope: 5, acr: 6 } as const;
-const STAGE_CAUSE: readonly DenyCause[] = ['origin', 'user', 'issuer', 'method', 'path', 'scope', 'acr'];
+// The subject's issuer after the route: a denial is explained by the rule that covers the route, not by one for another path.
+const STAGE = { origin: 0, user: 1, method: 2, path: 3, issuer: 4, scope: 5, acr: 6 } as const;
+const STAGE_CAUSE: readonly DenyCause[] = ['origin', 'user', 'method', 'path', 'issuer', 'scope', 'acr'];
 const PASSED = -1;
 
 export function evaluate(graph: CompiledGraph, input: DecisionInput): Decision {
@@ -150,9 +151,9 @@ function coversRoute(rule: CompiledRule, input: DecisionInput): boolean {
 function failedStage(rule: CompiledRule, input: DecisionInput, origin: string | undefined): number {
   if (rule.origins !== undefined && origin !== undefined && !rule.origins.has(origin)) return STAGE.origin;
   if (rule.user === 'required' ? !input.user : rule.user === 'none' && input.user) return STAGE.user;
-  if (rule.issuers !== undefined && (input.subjectIssuer === undefined || !rule.issuers.has(input.subjectIssuer))) return STAGE.issuer;
   if (rule.methods !== undefined && input.method !== undefined && !rule.methods.has(input.method)) return STAGE.method;
   if (rule.matchesPath !== undefined && input.path !== undefined && !rule.matchesPath(input.path)) return STAGE.path;
+  if (rule.issuers !== undefined && (input.subjectIssuer === undefined || !rule.issuers.has(input.subjectIssuer))) return STAGE.issuer;
   if (rule.scopes !== undefined && !rule.scopes.evaluate(input.scopes)) return STAGE.scope;
   if (rule.acr !== undefined && (input.acr === undefined || !rule.acr.includes(input.acr))) return STAGE.acr;
   return PASSED;

@@ -30,7 +30,8 @@ import { type RunningProcess, startBaton } from '../helpers/process.ts';
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];
 
-const POLICY = `
+// /staff is for users of the Keycloak realm only: the same sub from another IdP is another person.
+const policy = (staffIssuer: string) => `
 apiVersion: baton.dev/v1alpha1
 kind: CallGraph
 metadata: { name: idps }
@@ -39,6 +40,9 @@ spec:
   services:
     gateway:
       entrypoint: true
+      accepts:
+        - { name: staff, from: external, paths: ["/staff/**"], issuers: ["${staffIssuer}"] }
+        - { name: public, from: external, paths: ["/checkout"], user: optional }
     orders:
       accepts:
         - { name: from-gateway, from: gateway, user: optional }
@@ -105,7 +109,7 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     servers.push(keycloak.server, strict.server);
     const introspection = { clientId: OP_INTROSPECTOR.id, clientSecret: OP_INTROSPECTOR.secret };
     const policyFile = join(dir, 'callgraph.yaml');
-    writeFileSync(policyFile, POLICY);
+    writeFileSync(policyFile, policy(keycloak.issuer));
     const secrets = Object.fromEntries(SERVICES.map((n) => [n, `secret-${n}-${randomUUID()}`])) as Record<Name, string>;
     const stsPort = await freePort();
     const stsUrl = `http://127.0.0.1:${stsPort}`;
@@ -188,9 +192,9 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function enter(token: string): Promise<{ status: number; body: Record<string, unknown>; seen: Seen[] }> {
+  async function enter(token: string, path = '/checkout'): Promise<{ status: number; body: Record<string, unknown>; seen: Seen[] }> {
     seen = [];
-    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}/checkout`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
     const text = await r.body.text();
     assert.ok(!text.includes(token));
     return { status: r.statusCode, body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {}, seen };
@@ -224,6 +228,16 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     const issued = sts.stdout().split('\n').filter((l) => l.includes('token issued'));
     assert.ok(issued.some((l) => l.includes(`"txn":"${txnA}"`) && l.includes(`"subjectIssuer":"${keycloak.issuer}"`)));
     assert.ok(issued.some((l) => l.includes(`"txn":"${txnB}"`) && l.includes(`"subjectIssuer":"${strict.issuer}"`)));
+  });
+
+  it('lets a policy rule tell the two alices apart by issuer', async () => {
+    const staff = await enter(await keycloakUser('alice'), '/staff/reports');
+    assert.equal(staff.status, 200, JSON.stringify(staff.body));
+    const other = await enter(await strictUser('alice'), '/staff/reports');
+    assert.equal(other.status, 403);
+    assert.equal(other.body.rule, 'gateway.accepts.staff');
+    assert.equal(other.body.cause, 'issuer');
+    assert.equal(other.seen.length, 0);
   });
 
   it('encodes a subject with a leading space, so the last hop never sees plain alice', async () => {
