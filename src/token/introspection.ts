@@ -41,6 +41,8 @@ export interface IntrospectorOptions {
 export interface Introspector {
   /** The introspection response of an active token; throws BATON_TOKEN_INACTIVE or BATON_TOKEN_INTROSPECTION_UNAVAILABLE. */
   introspect(token: string): Promise<Readonly<Record<string, unknown>>>;
+  /** The longest an active answer may be reused, by this cache or any cache of the verified token. */
+  readonly maxCacheSeconds: number;
   readonly size: number;
 }
 
@@ -54,7 +56,8 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
   const { issuer, logger } = options;
   const now = options.now ?? Date.now;
   const max = options.cacheMaxEntries ?? 10_000;
-  const maxCacheMs = (options.maxCacheSeconds ?? 300) * 1000;
+  const maxCacheSeconds = options.maxCacheSeconds ?? 300;
+  const maxCacheMs = maxCacheSeconds * 1000;
   const inactiveMs = (options.inactiveCacheSeconds ?? 10) * 1000;
   const limits: FetchLimits = {
     timeoutMs: options.timeoutMs ?? 2_000,
@@ -178,6 +181,7 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
       if (!answer.active) throw new TokenInactiveError('expected an active token, the issuer says it is not (RFC 7662 §2.2)');
       return answer.claims;
     },
+    maxCacheSeconds,
     get size() {
       return entries.size;
     },

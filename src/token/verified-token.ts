@@ -20,5 +20,11 @@ export interface VerifiedToken {
   readonly clientId: string | undefined;
   /** Epoch seconds. */
   readonly expiresAt: number;
+  /**
+   * Epoch seconds: the latest a cache may reuse this verification, when
+   * earlier than `expiresAt` (an introspected token: its answer is trusted
+   * for `maxCacheSeconds` at most, so a revocation is seen).
+   */
+  readonly reuseUntil?: number;
   readonly jti: string | undefined;
 }

@@ -126,7 +126,9 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
     if (claims.cnf !== undefined) throw new TokenMalformedError('expected no cnf: a sender-constrained external token cannot be checked here');
     // No sub: a token with no resource owner (client credentials); RFC 9068 §2.2 names the client as its subject.
     const sub = claims.sub ?? claims.client_id;
-    return readExternalClaims(token, deepFreeze({ ...claims, sub, iss: trusted.issuer }), trusted, trusted.profile ?? STRICT, trusted.audience ?? fallbackAudience);
+    const verified = readExternalClaims(token, deepFreeze({ ...claims, sub, iss: trusted.issuer }), trusted, trusted.profile ?? STRICT, trusted.audience ?? fallbackAudience);
+    const introspector = trusted.introspector as Introspector;
+    return Object.freeze({ ...verified, reuseUntil: Math.min(verified.expiresAt, nowSec + introspector.maxCacheSeconds) });
   }
 }
 

@@ -55,6 +55,8 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
     assert.equal(verified.user, false);
     assert.deepEqual([...verified.scopes].sort(), ['orders:read', 'shop']);
     assert.ok(verified.expiresAt > nowSec());
+    // The sidecar's verified-token cache may reuse this answer for maxCacheSeconds (default 300) at most.
+    assert.ok(verified.reuseUntil !== undefined && verified.reuseUntil <= nowSec() + 300 && verified.reuseUntil < verified.expiresAt);
   });
 
   it('caches an answer until exp, capped by maxCacheSeconds, and bounded in size', async () => {

@@ -30,6 +30,16 @@ describe('verified token cache', () => {
     assert.equal(cache.get('t2', 'orders'), undefined);
   });
 
+  it('forgets an introspected entry at reuseUntil, before its exp, so a revocation is seen', () => {
+    let clock = 1_000_000;
+    const cache = createVerifiedTokenCache({ now: () => clock });
+    cache.set('t1', 'gateway', { ...verified(5_000), reuseUntil: 1_300 });
+    clock = 1_299_999;
+    assert.ok(cache.get('t1', 'gateway'));
+    clock = 1_300_000;
+    assert.equal(cache.get('t1', 'gateway'), undefined);
+  });
+
   it('forgets an entry at the token exp', () => {
     let clock = 1_000_000;
     const cache = createVerifiedTokenCache({ now: () => clock });
