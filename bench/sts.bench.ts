@@ -26,7 +26,7 @@ function percentile(sorted: readonly number[], p: number): number {
 
 async function bareSignVerify(iterations: number): Promise<{ opsPerSecond: number; p50Ms: number; p99Ms: number }> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const claims = { sub: 'alice', aud: 'orders', client_id: 'gateway', scope: 'orders:read payments:charge', act: { sub: 'gateway' }, txn: 'bench', sub_type: 'user' };
+  const claims = { sub: 'alice', aud: 'orders', client_id: 'gateway', scope: 'orders:read payments:charge', act: { sub: 'gateway' }, txn: 'bench', sub_type: 'user', sub_id: { format: 'iss_sub', iss: 'https://idp.bench.test', sub: 'alice' } };
   const timings: number[] = [];
   const started = performance.now();
   for (let i = 0; i < iterations; i++) {

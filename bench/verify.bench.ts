@@ -56,7 +56,7 @@ export function loadBenchPolicy(): CompiledPolicy {
 async function meshToken(alg: string): Promise<{ token: string; jwks: { keys: object[] }; publicKey: PublicKey }> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ sub_type: 'user', client_id: 'orders', scope: 'payments:charge fido', act: { sub: 'orders', act: { sub: 'gateway' } }, txn: randomUUID() })
+  const token = await new SignJWT({ sub_type: 'user', sub_id: { format: 'iss_sub', iss: 'https://idp.bench.test', sub: 'alice' }, client_id: 'orders', scope: 'payments:charge fido', act: { sub: 'orders', act: { sub: 'gateway' } }, txn: randomUUID() })
     .setProtectedHeader({ alg, kid: 'k1', typ: 'at+jwt' })
     .setIssuer(ISSUER)
     .setSubject('alice')

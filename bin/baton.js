@@ -12,7 +12,15 @@ if (major < 22 || (major === 22 && minor < 18)) {
 }
 const { main } = await import('../src/cli/main.ts');
 
-const code = await main(process.argv.slice(2), { env: process.env, stdout: process.stdout, stderr: process.stderr });
+// stdin as a getter: the stream is created only by a command that reads it.
+const code = await main(process.argv.slice(2), {
+  env: process.env,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  get stdin() {
+    return process.stdin;
+  },
+});
 process.exitCode = code;
 // A part that failed (a port taken, a bad key) must not linger with timers
 // or half-open listeners keeping it alive: exit now, once stdio has drained.

@@ -5,6 +5,8 @@ export interface CliContext {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly stdout: NodeJS.WritableStream;
   readonly stderr: NodeJS.WritableStream;
+  /** For commands that read input (`baton token check -`); absent: the process's fd 0. */
+  readonly stdin?: NodeJS.ReadableStream;
 }
 
 export interface Command {

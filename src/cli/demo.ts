@@ -1,13 +1,15 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError } from '../config/config-error.ts';
 import { startDemoApp, type DemoServiceName } from '../demo/apps.ts';
 import { startDevIdentityProvider } from '../demo/dev-idp.ts';
 import { DEMO_POLICY, startMesh } from '../demo/mesh.ts';
 import { DEMO_USER, formatScenarios, runScenarios, type ScenarioResult } from '../demo/scenario.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
-const HELP = `Usage: baton demo [--keep] [--json] [--logs DIR]
+const HELP = `Usage: baton demo [--keep] [--json] [--logs DIR] [--issuers FILE] [--policy FILE]
        baton demo app --name gateway|orders|payments --port N --outbound URL [--host H]
        baton demo idp --port N [--host H] [--issuer URL]
 
@@ -23,6 +25,10 @@ Options:
                created; lines are appended), and print the 'baton audit',
                'baton policy observed' and 'baton policy suggest' commands to
                try on them
+  --issuers FILE  a YAML list of externalIssuers entries (docs/identity-providers.md):
+               your own identity providers, trusted at the gateway beside the dev IdP
+  --policy FILE   another CallGraph instead of examples/shop.callgraph.yaml
+               (the built-in scenarios assume the example policy)
 
 'demo app' and 'demo idp' run one demo service or the dev IdP on its own
 (the docker-compose mesh uses them).`;
@@ -34,11 +40,16 @@ export const demoCommand: Command = {
     const [first, ...rest] = args;
     if (first === 'app') return await runApp(rest, context);
     if (first === 'idp') return await runIdp(rest, context);
-    const { values } = parseArgs({ args: [...args], options: { keep: { type: 'boolean' }, json: { type: 'boolean' }, logs: { type: 'string' } }, strict: true });
+    const { values } = parseArgs({
+      args: [...args],
+      options: { keep: { type: 'boolean' }, json: { type: 'boolean' }, logs: { type: 'string' }, issuers: { type: 'string' }, policy: { type: 'string' } },
+      strict: true,
+    });
+    const externalIssuers = values.issuers === undefined ? [] : readIssuers(values.issuers);
     const logDir = values.logs === undefined ? undefined : resolve(values.logs);
     if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
     if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 with mTLS (dev IdP, policy server, STS, 3 apps, 3 sidecars; development certificates in a temporary directory)…\n');
-    const mesh = await startMesh(logDir === undefined ? {} : { logDir });
+    const mesh = await startMesh({ externalIssuers, ...(values.policy === undefined ? {} : { policyFile: values.policy }), ...(logDir === undefined ? {} : { logDir }) });
     let stopping = false;
     try {
       const results = await runScenarios(mesh);
@@ -87,6 +98,20 @@ writes the smallest policy that allows exactly what was seen.
 `;
 }
 
+/** A YAML list of externalIssuers entries (docs/identity-providers.md); each part validates them again with its own schema. */
+function readIssuers(file: string): Record<string, unknown>[] {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(file, '', 'a readable YAML list of externalIssuers entries', (error as { code?: string }).code ?? 'unparseable');
+  }
+  if (!Array.isArray(parsed) || !parsed.every((e) => typeof e === 'object' && e !== null && typeof (e as { issuer?: unknown }).issuer === 'string')) {
+    throw new ConfigError(file, '', 'a YAML list of externalIssuers entries, each with an issuer', 'another shape');
+  }
+  return parsed as Record<string, unknown>[];
+}
+
 function keepInstructions(idpUrl: string, gatewayPort: number): string {
   return `
 The mesh is up. Get a user token from the dev IdP and call the gateway:
@@ -94,6 +119,9 @@ The mesh is up. Get a user token from the dev IdP and call the gateway:
   TOKEN=$(curl -s -d sub=alice -d 'scope=${DEMO_USER.scope}' -d acr=${DEMO_USER.acr} ${idpUrl}/dev/token | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
   curl -s -w '\\nHTTP %{http_code}\\n' -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${gatewayPort}/checkout        # 200
   curl -s -w '\\nHTTP %{http_code}\\n' -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:${gatewayPort}/direct-charge   # 403
+
+With --issuers, send a token from your own identity provider the same way:
+every hop's subject, subject type and issuer are in the answer.
 
 Ctrl-C stops the mesh.
 `;

@@ -12,6 +12,7 @@ const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<C
   injector: { summary: 'run the Kubernetes admission webhook that injects the sidecar', load: async () => (await import('./injector.ts')).injectorCommand },
   certs: { summary: 'write development workload certificates (a local CA and one SPIFFE SVID per service)', load: async () => (await import('./certs.ts')).certsCommand },
   'redis-acl': { summary: 'write the Redis ACL file and per-service Redis passwords and seal keys', load: async () => (await import('./redis-acl.ts')).redisAclCommand },
+  token: { summary: 'check a token against an issuer profile and show the identity it carries', load: async () => (await import('./token.ts')).tokenCommand },
   audit: { summary: 'reconstruct a call chain and its decisions from sidecar and STS logs', load: async () => (await import('./audit.ts')).auditCommand },
 };
 

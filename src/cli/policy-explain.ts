@@ -5,7 +5,8 @@ import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 
 const HELP = `Usage: baton policy explain FILE --target SERVICE [--chain a,b,...|--external]
-                            [--method M] [--path P] [--scope "s1 s2"] [--acr X] [--no-user] [--json]
+                            [--method M] [--path P] [--scope "s1 s2"] [--acr X] [--issuer URL]
+                            [--no-user] [--json]
 
 Would this call be allowed? Prints the decision, the rule that took it,
 the reason and the rule's mode.
@@ -19,6 +20,7 @@ Options:
   --path P         the raw request path (omit to decide the edge only)
   --scope "a b"    the token's scopes, space-separated; repeatable
   --acr X          the token's acr
+  --issuer URL     the issuer that authenticated the subject (matched by a rule's issuers)
   --no-user        a service-identity call (no user subject)
   --json           print the decision as JSON
 
@@ -44,6 +46,7 @@ export const policyExplainCommand: Command = {
         path: { type: 'string' },
         scope: { type: 'string', multiple: true },
         acr: { type: 'string' },
+        issuer: { type: 'string' },
         'no-user': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
       },
@@ -58,7 +61,7 @@ export const policyExplainCommand: Command = {
     const loaded = loadPolicyOrReport(positionals[0] as string, context);
     if (loaded === undefined) return 1;
     const scopes = new Set((values.scope ?? []).flatMap((s) => s.split(/\s+/)).filter((s) => s !== ''));
-    const decision = loaded.compiled.decide({ chain, target: values.target, method: values.method, path: values.path, scopes, acr: values.acr, user: !values['no-user'] });
+    const decision = loaded.compiled.decide({ chain, target: values.target, method: values.method, path: values.path, scopes, acr: values.acr, user: !values['no-user'], subjectIssuer: values.issuer });
     if (values.json) context.stdout.write(JSON.stringify(decision) + '\n');
     else context.stdout.write(describeDecision(decision, ruleLocation(loaded.policy, decision.rule)));
     return decision.allowed ? 0 : EXIT_DENIED;

@@ -19,9 +19,26 @@ export interface ActClaim {
  */
 export type SubjectType = 'user' | 'service';
 
+/**
+ * RFC 9493 §3.2.5 `iss_sub`: a subject named together with the issuer that
+ * authenticated it. `sub` is unique only within one issuer; two identity
+ * providers may both have an `alice`.
+ */
+export interface IssSubIdentifier {
+  readonly format: 'iss_sub';
+  readonly iss: string;
+  readonly sub: string;
+}
+
+export function issSub(iss: string, sub: string): IssSubIdentifier {
+  return { format: 'iss_sub', iss, sub };
+}
+
 export interface BatonAccessTokenClaims {
   readonly iss: string;
   readonly sub: string;
+  /** RFC 9493 §4.1: the same subject as `sub`, qualified by the issuer that authenticated it. */
+  readonly sub_id: IssSubIdentifier;
   /** Exactly one audience: the target service. */
   readonly aud: string;
   /** The immediate caller (RFC 9068 §2.2). */

@@ -12,6 +12,10 @@ export type DemoServiceName = 'gateway' | 'orders' | 'payments';
 export interface HopView {
   readonly service: string;
   readonly subject: string | undefined;
+  /** The identity provider that authenticated the subject (the STS for a service identity). */
+  readonly subjectIssuer: string | undefined;
+  /** `user` or `service`. */
+  readonly subjectType: string | undefined;
   readonly caller: string | undefined;
   readonly chain: string | undefined;
   readonly scope: string | undefined;
@@ -76,6 +80,8 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
     const view: HopView = {
       service: options.name,
       subject: header(req, 'baton-subject'),
+      subjectIssuer: header(req, 'baton-subject-issuer'),
+      subjectType: header(req, 'baton-subject-type'),
       caller: header(req, 'baton-caller'),
       chain: header(req, 'baton-chain'),
       scope: header(req, 'baton-scope'),

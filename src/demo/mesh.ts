@@ -97,6 +97,8 @@ export interface MeshOptions {
   readonly redis?: { readonly url: string; readonly secretsDir: string };
   /** Also write each process's output, as it comes, to `<logDir>/<process name>.log` (e.g. for `baton policy observed`). */
   readonly logDir?: string;
+  /** More identity providers for the entrypoint (docs/identity-providers.md entries), trusted by the gateway sidecar and the STS beside the dev IdP. */
+  readonly externalIssuers?: readonly Readonly<Record<string, unknown>>[];
   /** The script every baton process of the mesh runs (default: the CLI this module belongs to, bin/baton.js from the sources); e.g. a bundle built by scripts/build.ts. */
   readonly entry?: string;
   /** mtls (the default, as in production) or plaintext. */
@@ -175,7 +177,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       keys: { dir: join(dir, 'sts-keys') },
       // mtls: each sidecar's certificate is its credential (RFC 8705 tls_client_auth), and no secret is shipped.
       clients: DEMO_SERVICES.map((id) => (mtls ? { id, tlsClientAuth: true } : { id, secret: secrets[id] })),
-      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }],
+      // The STS needs each issuer's audience; the gateway sidecar defaults it to its service name.
+      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }, ...(options.externalIssuers ?? []).map((e) => ({ audience: 'gateway', discovery: e.jwksUri === undefined, ...e }))],
       ...transportOf(STS_SERVICE),
       telemetry,
     });
@@ -200,7 +203,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `${scheme}://127.0.0.1:${services[n].inbound}`])),
         ...transportOf(name),
         ...(options.redis === undefined ? {} : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
-        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
+        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }, ...(options.externalIssuers ?? []).map(({ discovery: _discovery, ...e }) => e)] } : {}),
         telemetry,
       });
       start(`${name}-sidecar`, ['sidecar', '--config', join(dir, `${name}-sidecar.yaml`)]);

@@ -142,7 +142,7 @@ export function formatScenarios(results: readonly ScenarioResult[]): string {
     lines.push('', `${index + 1}. ${result.description}`);
     for (const hop of result.hops) {
       lines.push(
-        `   ${hop.service.padEnd(9)} saw subject=${hop.subject ?? '—'}  caller=${hop.caller ?? '—'}  chain=${hop.chain || '—'}  scope="${hop.scope ?? ''}"  bearer token=${hop.sawBearerToken ? 'YES' : 'no'}`,
+        `   ${hop.service.padEnd(9)} saw subject=${hop.subject ?? '—'} (${hop.subjectType ?? '—'} of ${hop.subjectIssuer ?? '—'})  caller=${hop.caller ?? '—'}  chain=${hop.chain || '—'}  scope="${hop.scope ?? ''}"  bearer token=${hop.sawBearerToken ? 'YES' : 'no'}`,
       );
     }
     if (result.decisions.length > 0) lines.push('   decisions:');

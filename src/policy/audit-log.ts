@@ -39,6 +39,8 @@ export interface AuditDecision {
   readonly scopes: readonly string[] | undefined;
   /** The token's acr; null when it had none; undefined in lines written before the field existed. */
   readonly acr: string | null | undefined;
+  /** The issuer that authenticated the subject; undefined in lines written before the field existed. */
+  readonly subjectIssuer: string | undefined;
 }
 
 export interface AuditLogOptions {
@@ -96,6 +98,7 @@ export function parseAuditLine(line: string): AuditDecision | undefined {
     user: typeof record.user === 'boolean' ? record.user : undefined,
     scopes,
     acr: record.acr === null ? null : optionalText(record.acr),
+    subjectIssuer: optionalText(record.subjectIssuer),
   };
 }
 

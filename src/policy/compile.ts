@@ -87,6 +87,7 @@ function compileRule(rule: AcceptRule): CompiledRule {
     matchesPath: rule.paths === undefined ? undefined : compilePathPatterns(rule.paths),
     scopes: rule.scopes === undefined ? undefined : parseScopeExpression(rule.scopes),
     acr: rule.acr,
+    issuers: rule.issuers === undefined ? undefined : new Set<string>(rule.issuers),
     user: rule.user,
     allowCycles: rule.allowCycles,
     mode: rule.mode,

@@ -21,6 +21,8 @@ export interface DecisionInput {
   readonly acr?: string | undefined;
   /** A user is the subject; false for a service-identity call. */
   readonly user: boolean;
+  /** The issuer that authenticated the subject (RFC 9493 `iss_sub`); matched by a rule's `issuers`. */
+  readonly subjectIssuer?: string | undefined;
 }
 
 export type DenyCause =
@@ -34,7 +36,8 @@ export type DenyCause =
   | 'path'
   | 'scope'
   | 'acr'
-  | 'user';
+  | 'user'
+  | 'issuer';
 
 export interface Allow {
   readonly allowed: true;

@@ -7,7 +7,7 @@
  */
 import type { AcceptRule, CallGraphPolicy } from './model.ts';
 
-export const RULE_FIELDS = ['methods', 'paths', 'scopes', 'acr', 'user', 'origins', 'mode', 'allowCycles'] as const;
+export const RULE_FIELDS = ['methods', 'paths', 'scopes', 'acr', 'issuers', 'user', 'origins', 'mode', 'allowCycles'] as const;
 export type RuleField = (typeof RULE_FIELDS)[number];
 
 export interface RuleSummary {

@@ -7,7 +7,7 @@
  *   3. a user chain starts at an entrypoint     → not_entrypoint  (<origin>.entrypoint)
  *   4. every hop is an edge, no unwanted cycle  → no_edge / cycle (<callee>.accepts)
  *   5. some rule of the last edge matches: origins, user, method, path,
- *      scopes, acr — first full match allows; otherwise the rule that got
+ *      subject issuer, scopes, acr — first full match allows; otherwise the rule that got
  *      furthest explains the denial.
  *
  * Pure and allocation-light: Map lookups per hop, no scan of the graph.
@@ -24,6 +24,7 @@ export interface CompiledRule {
   readonly matchesPath: ((path: string) => boolean) | undefined;
   readonly scopes: ScopeExpression | undefined;
   readonly acr: readonly string[] | undefined;
+  readonly issuers: ReadonlySet<string> | undefined;
   readonly user: UserRequirement;
   readonly allowCycles: boolean;
   readonly mode: PolicyMode;
@@ -48,8 +49,9 @@ export interface CompiledGraph {
 const SPEC_SERVICES = 'spec.services' as RuleId;
 const SPEC_MAX_DEPTH = 'spec.maxDepth' as RuleId;
 
-const STAGE = { origin: 0, user: 1, method: 2, path: 3, scope: 4, acr: 5 } as const;
-const STAGE_CAUSE: readonly DenyCause[] = ['origin', 'user', 'method', 'path', 'scope', 'acr'];
+// The subject's issuer after the route: a denial is explained by the rule that covers the route, not by one for another path.
+const STAGE = { origin: 0, user: 1, method: 2, path: 3, issuer: 4, scope: 5, acr: 6 } as const;
+const STAGE_CAUSE: readonly DenyCause[] = ['origin', 'user', 'method', 'path', 'issuer', 'scope', 'acr'];
 const PASSED = -1;
 
 export function evaluate(graph: CompiledGraph, input: DecisionInput): Decision {
@@ -151,6 +153,7 @@ function failedStage(rule: CompiledRule, input: DecisionInput, origin: string | 
   if (rule.user === 'required' ? !input.user : rule.user === 'none' && input.user) return STAGE.user;
   if (rule.methods !== undefined && input.method !== undefined && !rule.methods.has(input.method)) return STAGE.method;
   if (rule.matchesPath !== undefined && input.path !== undefined && !rule.matchesPath(input.path)) return STAGE.path;
+  if (rule.issuers !== undefined && (input.subjectIssuer === undefined || !rule.issuers.has(input.subjectIssuer))) return STAGE.issuer;
   if (rule.scopes !== undefined && !rule.scopes.evaluate(input.scopes)) return STAGE.scope;
   if (rule.acr !== undefined && (input.acr === undefined || !rule.acr.includes(input.acr))) return STAGE.acr;
   return PASSED;
@@ -162,6 +165,8 @@ function failureReason(rule: CompiledRule, cause: DenyCause, input: DecisionInpu
       return `the chain started at ${origin}, expected one of [${[...(rule.origins ?? [])].join(', ')}]`;
     case 'user':
       return rule.user === 'required' ? 'a user is required, got a service-identity call' : 'only service-identity calls are accepted, got a user token';
+    case 'issuer':
+      return `the subject was authenticated by ${input.subjectIssuer === undefined ? '(no issuer)' : clip(input.subjectIssuer)}, expected one of [${[...(rule.issuers ?? [])].join(', ')}]`;
     case 'method':
       return `method ${clip(input.method ?? '')} is not one of [${[...(rule.methods ?? [])].join(', ')}]`;
     case 'path':

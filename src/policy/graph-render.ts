@@ -97,6 +97,7 @@ function ruleLines(rule: AcceptRule, maxScopeChars: number): string[] {
   const notes: string[] = [];
   if (rule.origins !== undefined) notes.push(`origins ${rule.origins.join(',')}`);
   if (rule.acr !== undefined) notes.push(`acr ${rule.acr.join(',')}`);
+  if (rule.issuers !== undefined) notes.push(`issuers ${rule.issuers.join(',')}`);
   if (rule.user !== 'required') notes.push(`user ${rule.user}`);
   if (rule.allowCycles) notes.push('cycles');
   if (rule.mode === 'shadow') notes.push('shadow');

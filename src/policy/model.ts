@@ -53,6 +53,11 @@ export interface AcceptRule {
   readonly scopes: string | undefined;
   /** Acceptable `acr` values; when the token's is not among them the answer is a step-up challenge (RFC 9470). */
   readonly acr: readonly string[] | undefined;
+  /**
+   * The issuers that may have authenticated the subject (RFC 9493 `iss_sub`:
+   * the external IdP for a user, the STS for a service identity). Absent: any.
+   */
+  readonly issuers: readonly string[] | undefined;
   readonly user: UserRequirement;
   readonly allowCycles: boolean;
   /** Effective mode: the rule's own, else the service's, else the graph's. */

@@ -25,6 +25,7 @@ export interface ObservedCall {
   readonly scopes: readonly string[] | undefined;
   /** The token's acr; null when it had none; undefined when the line did not record it. */
   readonly acr: string | null | undefined;
+  readonly subjectIssuer: string | undefined;
   readonly time: number | undefined;
 }
 
@@ -130,6 +131,7 @@ function toCall(decision: AuditDecision): ObservedCall {
     user: decision.user,
     scopes: decision.scopes,
     acr: decision.acr,
+    subjectIssuer: decision.subjectIssuer,
     time: decision.time,
   };
 }
@@ -223,7 +225,7 @@ export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGr
 
 function decideAgain(call: ObservedCall, compiled: CompiledPolicy): { outcome: AuditOutcome; rule: string } {
   if (call.scopes === undefined || call.user === undefined) return { outcome: call.decision, rule: call.rule };
-  const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user, ...(typeof call.acr === 'string' ? { acr: call.acr } : {}) });
+  const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user, subjectIssuer: call.subjectIssuer, ...(typeof call.acr === 'string' ? { acr: call.acr } : {}) });
   // A line written before acr was logged cannot be re-checked against an acr rule: keep what the sidecar decided.
   if (!decision.allowed && decision.cause === 'acr' && call.acr === undefined) return { outcome: call.decision, rule: call.rule };
   return { outcome: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny', rule: decision.rule };

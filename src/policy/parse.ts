@@ -155,6 +155,8 @@ export function policyToJSON(policy: CallGraphPolicy): unknown {
         if (rule.paths !== undefined) json.paths = [...rule.paths];
         if (rule.scopes !== undefined) json.scopes = rule.scopes;
         if (rule.acr !== undefined) json.acr = [...rule.acr];
+        // Only when set: policies without it keep their digest.
+        if (rule.issuers !== undefined) json.issuers = [...rule.issuers];
         json.user = rule.user;
         json.allowCycles = rule.allowCycles;
         json.mode = rule.mode;

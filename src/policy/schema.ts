@@ -22,6 +22,7 @@ export const AcceptRuleSchema = Type.Object(
     paths: Type.Optional(NonEmptyList('a non-empty list of path patterns')),
     scopes: Type.Optional(NonEmptyString),
     acr: Type.Optional(NonEmptyList('a non-empty list of acr values')),
+    issuers: Type.Optional(NonEmptyList('a non-empty list of issuer URLs')),
     user: Type.Optional(User),
     allowCycles: Type.Optional(Type.Boolean()),
     mode: Type.Optional(Mode),

@@ -214,6 +214,7 @@ function checkRule(
   reportDuplicates(raw.paths, [...path, 'paths'], 'path pattern', locator, report);
   reportDuplicates(raw.origins, [...path, 'origins'], 'origin', locator, report);
   reportDuplicates(raw.acr, [...path, 'acr'], 'acr value', locator, report);
+  reportDuplicates(raw.issuers, [...path, 'issuers'], 'issuer', locator, report);
   let scopes = raw.scopes;
   if (raw.scopes !== undefined) {
     try {
@@ -235,6 +236,7 @@ function checkRule(
     paths: freezeList(raw.paths),
     scopes,
     acr: freezeList(raw.acr),
+    issuers: freezeList(raw.issuers),
     user,
     allowCycles,
     mode: raw.mode ?? serviceMode,
@@ -267,6 +269,7 @@ function ruleCovers(earlier: AcceptRule, later: AcceptRule): boolean {
     subset(later.methods, earlier.methods) &&
     subset(later.origins, earlier.origins) &&
     subset(later.acr, earlier.acr) &&
+    subset(later.issuers, earlier.issuers) &&
     (earlier.scopes === undefined || earlier.scopes === later.scopes) &&
     USERS[later.user].every((u) => USERS[earlier.user].includes(u)) &&
     (earlier.allowCycles || !later.allowCycles) &&
@@ -276,7 +279,7 @@ function ruleCovers(earlier: AcceptRule, later: AcceptRule): boolean {
 
 function sameRule(a: AcceptRule, b: AcceptRule): boolean {
   const same = (x: readonly string[] | undefined, y: readonly string[] | undefined): boolean => JSON.stringify(x) === JSON.stringify(y);
-  return a.from === b.from && same(a.origins, b.origins) && same(a.methods, b.methods) && same(a.paths, b.paths) && a.scopes === b.scopes && same(a.acr, b.acr) && a.user === b.user && a.allowCycles === b.allowCycles;
+  return a.from === b.from && same(a.origins, b.origins) && same(a.methods, b.methods) && same(a.paths, b.paths) && a.scopes === b.scopes && same(a.acr, b.acr) && same(a.issuers, b.issuers) && a.user === b.user && a.allowCycles === b.allowCycles;
 }
 
 function checkShadowing(accepts: readonly AcceptRule[], locator: Locator, servicePath: DocumentPath, report: Report): void {

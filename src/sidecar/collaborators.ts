@@ -10,7 +10,7 @@ import type { VerifiedToken } from '../token/verified-token.ts';
 import type { CertificateBinding, IssuedToken } from './exchange/exchanger.ts';
 
 /** The parts of a verified access token the sidecar reads (src/token/verifier.ts). */
-export type VerifiedSubject = Pick<VerifiedToken, 'kind' | 'subject' | 'user' | 'chain' | 'scopes' | 'txn' | 'acr' | 'expiresAt'> & Partial<Pick<VerifiedToken, 'clientId' | 'confirmation'>>;
+export type VerifiedSubject = Pick<VerifiedToken, 'kind' | 'subject' | 'subjectIssuer' | 'user' | 'chain' | 'scopes' | 'txn' | 'acr' | 'expiresAt'> & Partial<Pick<VerifiedToken, 'clientId' | 'confirmation'>>;
 
 export interface TokenVerifier<V extends VerifiedSubject = VerifiedSubject> {
   verify(token: string, expected: { audience: string }): Promise<V>;

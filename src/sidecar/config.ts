@@ -9,6 +9,7 @@ import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { SidecarRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
+import { ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
 const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
@@ -82,6 +83,7 @@ export const SidecarConfigSchema = Type.Object(
           issuer: HttpUrl,
           jwksUri: Type.Optional(HttpUrl),
           audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud the IdP puts in tokens for this service (default: the service name)' })),
+          ...ISSUER_PROFILE_FIELDS,
         },
         { additionalProperties: false },
       ),

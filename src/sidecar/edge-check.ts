@@ -15,6 +15,8 @@ export interface EdgeContext {
   readonly direction: Direction;
   readonly service: string;
   readonly subject: string | undefined;
+  /** The issuer that authenticated the subject: with `subject`, the user's identity. */
+  readonly subjectIssuer?: string | undefined;
   readonly txn: string | undefined;
   /** The request this call belongs to (./request-id.ts): one id per request, where txn is one per user token. */
   readonly request: string | undefined;
@@ -37,7 +39,7 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context:
   // What enforcing would break, by target and rule (docs/rollout.md).
   if (outcome === 'would_deny') context.metrics.shadowDenial(input.target, decision.rule);
   recordDecisionSpan(
-    { direction: context.direction, subject: context.subject, chain: input.chain, target: input.target, txn: context.txn, policyVersion: context.policyVersion, rule: decision.rule, decision: outcome, cause: decision.allowed ? undefined : decision.cause },
+    { direction: context.direction, subject: context.subject, subjectIssuer: context.subjectIssuer, chain: input.chain, target: input.target, txn: context.txn, policyVersion: context.policyVersion, rule: decision.rule, decision: outcome, cause: decision.allowed ? undefined : decision.cause },
     context.pseudonym,
   );
   // The audit line: who, through whom, to what, which rule, what answer. Never a token or a handle.
@@ -48,6 +50,7 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context:
       event: 'decision',
       direction: context.direction,
       subject: context.subject,
+      subjectIssuer: context.subjectIssuer,
       chain: input.chain,
       target: input.target,
       method: input.method,

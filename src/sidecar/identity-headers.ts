@@ -10,6 +10,10 @@
 // Lower-cased once: node:http gives raw names in the sender's case.
 export const IdentityHeader = {
   subject: 'baton-subject',
+  /** The issuer that authenticated the subject: `baton-subject` is unique only together with it. */
+  subjectIssuer: 'baton-subject-issuer',
+  /** `user`, or `service` for a service-identity (client-credentials) call. */
+  subjectType: 'baton-subject-type',
   caller: 'baton-caller',
   chain: 'baton-chain',
   scope: 'baton-scope',
@@ -28,6 +32,8 @@ export function isBatonHeader(lowerName: string): boolean {
 
 export interface Identity {
   readonly subject: string;
+  readonly subjectIssuer: string;
+  readonly user: boolean;
   readonly chain: readonly string[];
   readonly external: boolean;
   readonly scopes: ReadonlySet<string>;
@@ -40,10 +46,18 @@ export interface Identity {
 /** The identity headers as a flat `[name, value, …]` list, ready to append to forwarded headers. */
 export function identityHeaders(identity: Identity): string[] {
   const caller = identity.external ? EXTERNAL_CALLER : identity.chain[identity.chain.length - 1];
-  const out: string[] = [IdentityHeader.subject, headerSafe(identity.subject)];
+  const out: string[] = [
+    IdentityHeader.subject,
+    headerSafe(identity.subject),
+    IdentityHeader.subjectIssuer,
+    headerSafe(identity.subjectIssuer),
+    IdentityHeader.subjectType,
+    identity.user ? 'user' : 'service',
+  ];
   if (caller !== undefined) out.push(IdentityHeader.caller, headerSafe(caller));
   if (identity.chain.length > 0) out.push(IdentityHeader.chain, identity.chain.map(headerSafe).join(','));
-  out.push(IdentityHeader.scope, headerSafe([...identity.scopes].sort().join(' ')));
+  // Space separates scope tokens (RFC 6749 §3.3), so each token is encoded alone.
+  out.push(IdentityHeader.scope, [...identity.scopes].sort().map(headerSafe).join(' '));
   if (identity.txn !== undefined) out.push(IdentityHeader.txn, headerSafe(identity.txn));
   if (identity.request !== undefined) out.push(IdentityHeader.request, identity.request);
   if (identity.contextHandle !== undefined) out.push(IdentityHeader.context, identity.contextHandle);
@@ -52,21 +66,25 @@ export function identityHeaders(identity: Identity): string[] {
 
 /**
  * Claim values are attacker-influenced strings (a user id from an IdP):
- * percent-encode anything outside visible ASCII and space, and `%` and `,`
- * themselves, so a value can neither split a header (CR/LF) nor forge an
- * extra chain member.
+ * percent-encode (RFC 3986 §2.1, of the UTF-8 bytes) every byte that is not
+ * visible ASCII, space included, and `%` and `,` themselves. A value can
+ * then neither split a header (CR/LF), nor forge an extra chain member, nor
+ * lose a leading or trailing space to the HTTP parser (RFC 9110 §5.5 strips
+ * it), so `" alice"` and `"alice"` never reach the app as the same string.
+ * Decoding is `decodeURIComponent`.
  */
 export function headerSafe(value: string): string {
   let safe = true;
   for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x25 || c === 0x2c) {
+    if (mustEncode(value.charCodeAt(i))) {
       safe = false;
       break;
     }
   }
   if (safe) return value;
-  return Array.from(new TextEncoder().encode(value), (byte) =>
-    byte < 0x20 || byte > 0x7e || byte === 0x25 || byte === 0x2c ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte),
-  ).join('');
+  return Array.from(new TextEncoder().encode(value), (byte) => (mustEncode(byte) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte))).join('');
+}
+
+function mustEncode(c: number): boolean {
+  return c <= 0x20 || c > 0x7e || c === 0x25 || c === 0x2c;
 }

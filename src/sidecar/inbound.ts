@@ -87,11 +87,12 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     const request = (verified.kind === 'mesh' ? options.requestIds.accept(req.headers[REQUEST_HEADER]) : undefined) ?? options.requestIds.mint();
     checkEdge(
       policy,
-      { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
+      { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user, subjectIssuer: verified.subjectIssuer },
       {
         direction: 'inbound',
         service,
         subject: verified.subject,
+        subjectIssuer: verified.subjectIssuer,
         txn: verified.txn,
         request,
         policyVersion: options.policy.version(),
@@ -106,7 +107,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
     // The handle carries the request id, so the app's outbound calls are logged under this request.
     const contextHandle = options.requestIds.bind(options.handles.issue(token, verified), request);
-    const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
+    const add = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
     add.push('x-forwarded-for', forwardedFor(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
     // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.

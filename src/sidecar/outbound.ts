@@ -46,6 +46,8 @@ import {
 
 export interface OutboundOptions<V extends VerifiedSubject> {
   readonly service: string;
+  /** The STS's issuer: the issuer of this service's own identity, for service-identity calls. */
+  readonly stsIssuer?: string;
   /** Service name → upstream origin; services not listed go to `http(s)://<name>:<defaultUpstreamPort>`. */
   readonly upstreams: Readonly<Record<string, string>>;
   /** mtls mode: upstreams over mTLS, each expected to present its service's SPIFFE ID, and tokens bound to our certificate. */
@@ -125,7 +127,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
       policy,
       subject === undefined
         ? // The service token's scopes are not known before it is minted; the most the STS could grant on this edge is.
-          { chain: [service], target: target.service, method: req.method, path: pathOnly, scopes: policy.usableScopes(service, target.service) ?? new Set(), user: false }
+          { chain: [service], target: target.service, method: req.method, path: pathOnly, scopes: policy.usableScopes(service, target.service) ?? new Set(), user: false, subjectIssuer: options.stsIssuer }
         : {
             chain: [...(subject.verified.kind === 'mesh' ? subject.verified.chain : []), service],
             target: target.service,
@@ -134,8 +136,9 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
             scopes: subject.verified.scopes,
             acr: subject.verified.acr,
             user: subject.verified.user,
+            subjectIssuer: subject.verified.subjectIssuer,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, request, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.

@@ -144,6 +144,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const outbound = createOutboundHandler({
         ...shared,
         service: config.service,
+        stsIssuer: config.sts.issuer,
         upstreams: config.upstreams,
         mesh: mesh === undefined ? undefined : { client: mesh.client, map: mesh.map },
         defaultUpstreamPort: config.outbound.defaultUpstreamPort,

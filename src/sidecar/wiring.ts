@@ -6,12 +6,14 @@
  * endpoint is known (configured, or discovered per RFC 8414).
  */
 import { readFileSync } from 'node:fs';
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createFilePolicySource, createPolicyClient } from '../policy/client.ts';
 import type { PolicySource } from '../policy/source.ts';
+import { describe, discoverMetadata, metadataEndpoint } from '../token/jwks-fetch.ts';
 import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
+import { checkExternalIssuers, introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createVerifiedTokenCache } from '../token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import { createContextHandleStore } from './context-handles.ts';
@@ -27,6 +29,7 @@ import { ConfigError } from '../config/config-error.ts';
 
 export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
+  checkExternalIssuers(config.externalIssuers, 'sidecar config');
   // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
   if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
   // First: a bad seal key or password file must stop the sidecar before anything else starts.
@@ -65,7 +68,10 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   const verifier = createAccessTokenVerifier({
     issuers: [
       { issuer: config.sts.issuer, keys: stsKeys, kind: 'mesh' },
-      ...config.externalIssuers.map((e, i) => ({ issuer: e.issuer, keys: externalKeys[i] as KeySource, kind: 'external' as const, audience: e.audience ?? config.service })),
+      ...config.externalIssuers.map((e, i) => {
+        const introspector = introspectorOf(e, { logger, now });
+        return { issuer: e.issuer, keys: externalKeys[i] as KeySource, kind: 'external' as const, audience: e.audience ?? config.service, profile: profileOf(e), ...(introspector === undefined ? {} : { introspector }) };
+      }),
     ],
     maxTokenBytes: config.limits.maxTokenBytes,
     maxActDepth: config.limits.maxActDepth,
@@ -168,18 +174,17 @@ async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => bo
   }
 }
 
-/** RFC 8414 §3: the token endpoint from the issuer's metadata, retried until found or closed. */
+/**
+ * RFC 8414 §3: the token endpoint from the issuer's metadata (the
+ * well-known segment inserted before an issuer's path, §3.1; the metadata's
+ * issuer identical to the one asked for, §3.3), retried until found or closed.
+ */
 async function discoverTokenEndpoint(issuer: string, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
-  const url = `${issuer.replace(/\/$/, '')}/.well-known/oauth-authorization-server`;
   for (let attempt = 0; !closed(); attempt++) {
     try {
-      const response = await request(url, { headersTimeout: 2_000, bodyTimeout: 2_000, ...(dispatcher === undefined ? {} : { dispatcher }) });
-      const metadata = (await response.body.json()) as { issuer?: unknown; token_endpoint?: unknown };
-      // RFC 8414 §3.3: the metadata's issuer MUST be identical to the one it was fetched for.
-      if (response.statusCode === 200 && metadata.issuer === issuer && typeof metadata.token_endpoint === 'string') return metadata.token_endpoint;
-      logger.warn({ event: 'sts_discovery_failed', status: response.statusCode }, 'STS metadata unusable; retrying');
+      return metadataEndpoint(await discoverMetadata(issuer, { timeoutMs: 2_000, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
     } catch (error) {
-      if (attempt === 0) logger.warn({ event: 'sts_discovery_failed', err: (error as { code?: string }).code }, 'STS metadata not reachable; retrying');
+      if (attempt === 0) logger.warn({ event: 'sts_discovery_failed', err: { message: describe(error) } }, 'STS metadata unusable or not reachable; retrying');
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 200 * 2 ** attempt)).unref());
   }

@@ -10,6 +10,7 @@ import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { StsRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
+import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
 export type SigningAlg = (typeof SIGNING_ALGS)[number];
@@ -45,6 +46,7 @@ const ExternalIssuer = Type.Object(
     jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the issuer JWK Set' })),
     discovery: Type.Optional(Type.Boolean({ description: 'find jwks_uri from the issuer metadata' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud its tokens carry; default the presenting client id' })),
+    ...ISSUER_PROFILE_FIELDS,
   },
   { additionalProperties: false },
 );
@@ -160,8 +162,9 @@ export function checkStsConfig(config: StsConfig, source: string): void {
   config.externalIssuers.forEach((external, index) => {
     if (issuers.has(external.issuer)) throw new ConfigError(source, `externalIssuers.${index}.issuer`, 'an issuer not listed twice and not the STS itself', JSON.stringify(external.issuer));
     issuers.add(external.issuer);
-    if (external.jwksUri === undefined && external.discovery !== true) {
-      throw new ConfigError(source, `externalIssuers.${index}`, 'jwksUri, or discovery: true', 'neither');
+    if (external.jwksUri === undefined && external.discovery !== true && external.introspection === undefined) {
+      throw new ConfigError(source, `externalIssuers.${index}`, 'jwksUri, discovery: true, or introspection', 'none');
     }
   });
+  checkExternalIssuers(config.externalIssuers, source);
 }

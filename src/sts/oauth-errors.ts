@@ -23,6 +23,9 @@ export const UnauthorizedClientError = defineError({ code: 'BATON_STS_UNAUTHORIZ
 export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE', status: 400, title: 'Unsupported grant type', oauthError: 'unsupported_grant_type' });
 export const NotReadyError = defineError({ code: 'BATON_STS_NOT_READY', status: 503, title: 'The STS has no policy or keys yet', oauthError: 'temporarily_unavailable' });
 export const UpstreamKeysUnavailableError = defineError({ code: 'BATON_STS_KEYS_UNAVAILABLE', status: 503, title: 'An issuer key set could not be fetched', oauthError: 'temporarily_unavailable' });
+export const UpstreamIntrospectionUnavailableError = defineError({ code: 'BATON_STS_INTROSPECTION_UNAVAILABLE', status: 503, title: 'An issuer introspection endpoint did not answer', oauthError: 'temporarily_unavailable' });
+/** RFC 6749 §3.2: the client MUST use POST at the token endpoint. */
+export const TokenMethodNotAllowedError = defineError({ code: 'BATON_STS_METHOD_NOT_ALLOWED', status: 405, title: 'The token endpoint accepts POST only', oauthError: 'invalid_request' });
 export const ServerError = defineError({ code: 'BATON_STS_SERVER_ERROR', status: 500, title: 'Internal error', oauthError: 'server_error' });
 
 /** RFC 6749 §5.2 error response; `error_uri` names the cause, `code` is baton's stable code. */

@@ -36,7 +36,7 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, toOAuthError, UnsupportedGrantTypeError } from './oauth-errors.ts';
+import { InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError } from './oauth-errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -211,6 +211,16 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     const response = await handler(params, client, context);
     metrics.tokenRequest(grantLabel(grantType), 'issued', elapsedSeconds(request));
     return response;
+  });
+
+  // RFC 6749 §3.2: POST only. Credentials in a GET query would sit in access logs and proxies.
+  app.route({
+    method: ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
+    url: '/token',
+    handler: async (request, reply) => {
+      reply.header('allow', 'POST');
+      throw new TokenMethodNotAllowedError(`expected POST, got ${request.method}`);
+    },
   });
 
   app.setNotFoundHandler((request, reply) => {

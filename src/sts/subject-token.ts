@@ -8,10 +8,11 @@
 import type { JSONWebKeySet } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../telemetry/logger.ts';
+import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createAccessTokenVerifier, type VerifiedToken } from '../token/verifier.ts';
 import type { ExternalIssuerConfig } from './config.ts';
-import { SubjectTokenInvalidError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
+import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
 
 export type { VerifiedToken } from '../token/verifier.ts';
 
@@ -40,7 +41,8 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
     createRemoteKeySource({
       issuer: external.issuer,
       ...(external.jwksUri === undefined ? {} : { jwksUri: external.jwksUri }),
-      ...(external.discovery === undefined ? {} : { discovery: external.discovery }),
+      // An issuer known only by introspection still gets a key set by discovery, for the JWTs it may also issue.
+      discovery: external.discovery ?? external.jwksUri === undefined,
       ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
       logger: options.logger,
       now: options.now,
@@ -49,12 +51,17 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
   const verifier = createAccessTokenVerifier({
     issuers: [
       { issuer: options.issuer, keys: meshKeys, kind: 'mesh' },
-      ...options.externalIssuers.map((external, index) => ({
-        issuer: external.issuer,
-        keys: externalKeys[index] as KeySource,
-        kind: 'external' as const,
-        ...(external.audience === undefined ? {} : { audience: external.audience }),
-      })),
+      ...options.externalIssuers.map((external, index) => {
+        const introspector = introspectorOf(external, options);
+        return {
+          issuer: external.issuer,
+          keys: externalKeys[index] as KeySource,
+          kind: 'external' as const,
+          profile: profileOf(external),
+          ...(external.audience === undefined ? {} : { audience: external.audience }),
+          ...(introspector === undefined ? {} : { introspector }),
+        };
+      }),
     ],
     clockToleranceSec: options.clockToleranceSec,
     maxActDepth: options.maxActDepth,
@@ -67,6 +74,7 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
       } catch (error) {
         const code = (error as { code?: unknown }).code;
         if (code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new UpstreamKeysUnavailableError('subject token: the issuer key set could not be fetched', { cause: error });
+        if (code === 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE') throw new UpstreamIntrospectionUnavailableError('subject token: the issuer introspection endpoint did not answer', { cause: error });
         if (typeof code === 'string' && code.startsWith('BATON_TOKEN_')) {
           // RFC 8693 §2.2.2: an invalid subject token is invalid_request. The verifier's messages never hold a token.
           throw new SubjectTokenInvalidError(`subject token: ${(error as Error).message}`, { cause: error, extensions: { reason: code } });

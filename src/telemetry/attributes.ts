@@ -30,6 +30,8 @@ export const BatonAttribute = {
   direction: 'baton.direction',
   /** The user (keyed hash unless telemetry.subjectInClear), or the service for service-identity calls. */
   subject: 'baton.subject',
+  /** The issuer that authenticated the subject (RFC 9493 iss_sub); not personal data, so always in clear. */
+  subjectIssuer: 'baton.subject.issuer',
   /** The immediate caller: the last service in the chain. */
   caller: 'baton.caller',
   /** The services the call has come through, origin first, comma-separated. */

@@ -17,6 +17,7 @@ import type { SubjectPseudonym } from './subject-pseudonym.ts';
 export interface DecisionRecord {
   readonly direction: 'inbound' | 'outbound';
   readonly subject: string | undefined;
+  readonly subjectIssuer?: string | undefined;
   readonly chain: readonly string[];
   readonly target: string;
   readonly txn: string | undefined;
@@ -39,7 +40,8 @@ export function recordDecisionSpan(record: DecisionRecord, pseudonym: SubjectPse
   };
   const caller = record.chain[record.chain.length - 1];
   if (caller !== undefined) attributes[BatonAttribute.caller] = caller;
-  if (record.subject !== undefined && pseudonym !== undefined) attributes[BatonAttribute.subject] = pseudonym(record.subject);
+  if (record.subject !== undefined && pseudonym !== undefined) attributes[BatonAttribute.subject] = pseudonym(record.subject, record.subjectIssuer);
+  if (record.subjectIssuer !== undefined) attributes[BatonAttribute.subjectIssuer] = record.subjectIssuer;
   if (record.txn !== undefined) attributes[BatonAttribute.txn] = record.txn;
   if (record.policyVersion !== undefined) attributes[BatonAttribute.policyVersion] = record.policyVersion;
   if (record.cause !== undefined) attributes[BatonAttribute.cause] = record.cause;

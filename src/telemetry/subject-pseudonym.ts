@@ -12,21 +12,29 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { TelemetryConfig } from './config.ts';
 
-export type SubjectPseudonym = (subject: string) => string;
+/**
+ * `issuer`: the issuer that authenticated the subject. `sub` is unique only
+ * within one issuer, so the pseudonym keys on both: two identity providers'
+ * `alice` get two pseudonyms.
+ */
+export type SubjectPseudonym = (subject: string, issuer?: string) => string;
 
 // Subjects repeat (one user, many calls); bounded so a flood of ids cannot grow it.
 const MEMO_MAX = 4096;
 
 export function createSubjectPseudonym(config: TelemetryConfig | undefined): SubjectPseudonym {
+  // In clear, the issuer is its own span attribute (baton.subject.issuer).
   if (config?.subjectInClear === true) return (subject) => subject;
   const key = config?.subjectHashKey ?? randomBytes(32);
   const memo = new Map<string, string>();
-  return (subject) => {
-    let pseudonym = memo.get(subject);
+  return (subject, issuer) => {
+    // NUL cannot occur in an issuer URL, so (issuer, subject) pairs never collide.
+    const qualified = issuer === undefined ? subject : `${issuer}\u0000${subject}`;
+    let pseudonym = memo.get(qualified);
     if (pseudonym === undefined) {
-      pseudonym = `hmac:${createHmac('sha256', key).update(subject, 'utf8').digest('base64url').slice(0, 22)}`;
+      pseudonym = `hmac:${createHmac('sha256', key).update(qualified, 'utf8').digest('base64url').slice(0, 22)}`;
       if (memo.size >= MEMO_MAX) memo.clear();
-      memo.set(subject, pseudonym);
+      memo.set(qualified, pseudonym);
     }
     return pseudonym;
   };

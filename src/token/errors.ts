@@ -20,12 +20,23 @@ export const TokenExpiredError = invalidToken('BATON_TOKEN_EXPIRED', 'Access tok
 export const TokenNotYetValidError = invalidToken('BATON_TOKEN_NOT_YET_VALID', 'Access token not yet valid');
 export const TokenActInvalidError = invalidToken('BATON_TOKEN_ACT_INVALID', 'Access token actor chain invalid');
 export const TokenCnfInvalidError = invalidToken('BATON_TOKEN_CNF_INVALID', 'Access token confirmation claim unusable');
+export const TokenIdTokenError = invalidToken('BATON_TOKEN_ID_TOKEN', 'An id_token is not an access token');
+/** RFC 7662 §2.2: the issuer's introspection endpoint said `active: false` (revoked, expired or unknown). */
+export const TokenInactiveError = invalidToken('BATON_TOKEN_INACTIVE', 'Access token not active');
 
 /** The issuer's keys cannot be had: not the caller's fault, so 503, not 401. */
 export const TokenKeysUnavailableError = defineError({
   code: 'BATON_TOKEN_KEYS_UNAVAILABLE',
   status: 503,
   title: 'Token signing keys unavailable',
+  oauthError: 'temporarily_unavailable',
+});
+
+/** The introspection endpoint could not answer: never read as active, and not the caller's fault. */
+export const TokenIntrospectionUnavailableError = defineError({
+  code: 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE',
+  status: 503,
+  title: 'Token introspection unavailable',
   oauthError: 'temporarily_unavailable',
 });
 
@@ -42,7 +53,10 @@ export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenNotYetValidError.code,
   TokenActInvalidError.code,
   TokenCnfInvalidError.code,
+  TokenIdTokenError.code,
+  TokenInactiveError.code,
   TokenKeysUnavailableError.code,
+  TokenIntrospectionUnavailableError.code,
 ]);
 
 /** A `TokenError` is any of the classes above. */

@@ -110,22 +110,36 @@ export function discoveryUrls(issuer: string): string[] {
   ];
 }
 
-export async function discoverJwksUri(issuer: string, limits: FetchLimits): Promise<string> {
+/**
+ * The issuer's metadata: RFC 8414 first, then OpenID Connect Discovery,
+ * each refused unless its `issuer` is the one it was fetched for.
+ */
+export async function discoverMetadata(issuer: string, limits: FetchLimits): Promise<Readonly<Record<string, unknown>>> {
   const failures: string[] = [];
   for (const url of discoveryUrls(issuer)) {
     try {
       const metadata = await fetchJson(url, limits);
-      if (typeof metadata !== 'object' || metadata === null) throw new JwksFetchError(`${url}: expected a JSON object`);
-      const { issuer: claimed, jwks_uri: jwksUri } = metadata as { issuer?: unknown; jwks_uri?: unknown };
-      // RFC 8414 §3.3: the issuer in the metadata MUST be identical to the one it was fetched for.
+      if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw new JwksFetchError(`${url}: expected a JSON object`);
+      const claimed = (metadata as { issuer?: unknown }).issuer;
+      // RFC 8414 §3.3 / OpenID Connect Discovery §4.3: the issuer in the metadata MUST be identical to the one it was fetched for.
       if (claimed !== issuer) throw new JwksFetchError(`${url}: expected issuer ${issuer}, got ${String(claimed).slice(0, 200)}`);
-      if (typeof jwksUri !== 'string' || !/^https?:\/\//.test(jwksUri)) throw new JwksFetchError(`${url}: expected an http(s) jwks_uri`);
-      return jwksUri;
+      return metadata as Record<string, unknown>;
     } catch (error) {
       failures.push(describe(error));
     }
   }
   throw new JwksFetchError(`discovery for ${issuer} failed: ${failures.join('; ')}`);
+}
+
+/** An http(s) endpoint named by a metadata member, or an error naming the member. */
+export function metadataEndpoint(metadata: Readonly<Record<string, unknown>>, member: string, issuer: string): string {
+  const value = metadata[member];
+  if (typeof value !== 'string' || !/^https?:\/\//.test(value)) throw new JwksFetchError(`discovery for ${issuer}: expected an http(s) ${member}`);
+  return value;
+}
+
+export async function discoverJwksUri(issuer: string, limits: FetchLimits): Promise<string> {
+  return metadataEndpoint(await discoverMetadata(issuer, limits), 'jwks_uri', issuer);
 }
 
 export function describe(error: unknown): string {

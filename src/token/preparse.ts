@@ -12,6 +12,7 @@ import {
   TokenTooLargeError,
   TokenWrongTypError,
 } from './errors.ts';
+import { normalizeTyp } from './issuer-profile.ts';
 import { parseJsonObject } from './strict-json.ts';
 
 export interface PreparsedToken {
@@ -23,6 +24,8 @@ export interface PreparsedToken {
 export interface PreparseOptions {
   readonly maxTokenBytes: number;
   readonly algorithms: ReadonlySet<string>;
+  /** False: the caller checks `typ` itself, against the profile of the issuer the claims name. Default true (`at+jwt`). */
+  readonly checkTyp?: boolean;
 }
 
 const COMPACT_CHARSET = /^[A-Za-z0-9_.-]+$/;
@@ -31,7 +34,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export function preparseToken(token: string, options: PreparseOptions): PreparsedToken {
   const [headerSegment, payloadSegment] = splitCompactJws(token, options.maxTokenBytes);
   const header = decodeObject(headerSegment, 'header') as JWSHeaderParameters;
-  checkHeader(header, options.algorithms);
+  checkHeader(header, options.algorithms, options.checkTyp ?? true);
   const payload = decodeObject(payloadSegment, 'claims set');
   return { header, payload };
 }
@@ -59,7 +62,7 @@ export function splitCompactJws(token: string, maxTokenBytes: number): [string, 
   return segments as [string, string, string];
 }
 
-function checkHeader(header: JWSHeaderParameters, algorithms: ReadonlySet<string>): void {
+function checkHeader(header: JWSHeaderParameters, algorithms: ReadonlySet<string>, checkTyp: boolean): void {
   const { alg, typ } = header;
   if (typeof alg !== 'string') throw new TokenMalformedError('expected an alg header parameter');
   // RFC 8725 §3.1: the unsecured JWS is never acceptable here, however it is spelled.
@@ -71,15 +74,11 @@ function checkHeader(header: JWSHeaderParameters, algorithms: ReadonlySet<string
   // RFC 7797 unencoded payloads change what is signed; access tokens never use them.
   if ('b64' in header) throw new TokenMalformedError('expected no b64 header parameter');
   // RFC 9068 §2.1 / §4: resource servers MUST check typ, compared per RFC 7515 §4.1.9.
-  if (typeof typ !== 'string' || normalizeTyp(typ) !== ACCESS_TOKEN_JWT_TYP) {
+  if (checkTyp && (typeof typ !== 'string' || normalizeTyp(typ) !== ACCESS_TOKEN_JWT_TYP)) {
     throw new TokenWrongTypError(`expected typ at+jwt, got ${typeof typ === 'string' ? JSON.stringify(typ.slice(0, 40)) : 'none'}`);
   }
 }
 
-export function normalizeTyp(typ: string): string {
-  const lower = typ.toLowerCase();
-  return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
-}
 
 const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const BASE64URL_CHARSET = /^[A-Za-z0-9_-]*$/;

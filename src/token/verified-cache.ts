@@ -2,7 +2,8 @@
  * Verified tokens by hash, so a hot caller does not pay a signature check
  * per request. Keyed by sha256 of the exact token bytes plus the audience;
  * preparse accepts one spelling per token, so the cache cannot be bypassed
- * or confused by re-encoding. Entries die at the token's `exp`.
+ * or confused by re-encoding. Entries die at the token's `exp`, or at its
+ * `reuseUntil` when that is earlier (an introspected token).
  */
 import { hash } from 'node:crypto';
 import type { VerifiedToken } from './verified-token.ts';
@@ -32,12 +33,12 @@ export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}
       const verified = entries.get(key);
       if (verified === undefined) return undefined;
       entries.delete(key);
-      if (verified.expiresAt * 1000 <= now()) return undefined;
+      if (lastUse(verified) * 1000 <= now()) return undefined;
       entries.set(key, verified);
       return verified;
     },
     set(token, audience, verified) {
-      if (max <= 0 || verified.expiresAt * 1000 <= now()) return;
+      if (max <= 0 || lastUse(verified) * 1000 <= now()) return;
       const key = keyOf(token, audience);
       entries.delete(key);
       entries.set(key, verified);
@@ -51,4 +52,9 @@ export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}
       return entries.size;
     },
   };
+}
+
+/** Epoch seconds: the token's exp, or earlier when its issuer's answer may be trusted only so long (introspection). */
+function lastUse(verified: VerifiedToken): number {
+  return verified.reuseUntil === undefined ? verified.expiresAt : Math.min(verified.reuseUntil, verified.expiresAt);
 }

@@ -7,7 +7,6 @@ import { entryTxn } from '../core/txn.ts';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import { ActChainError, callerChain } from '../core/act-chain.ts';
 import { parseScope } from '../core/claims.ts';
-import { ACCESS_TOKEN_JWT_TYP } from '../core/token-types.ts';
 import {
   isTokenError,
   TokenActInvalidError,
@@ -17,12 +16,14 @@ import {
   TokenExpiredError,
   TokenMalformedError,
   TokenNotYetValidError,
+  TokenTooLargeError,
   TokenUntrustedIssuerError,
   TokenUnknownKidError,
   TokenWrongAudienceError,
-  TokenWrongTypError,
   type TokenError,
 } from './errors.ts';
+import type { Introspector } from './introspection.ts';
+import { checkTyp, type IssuerProfile, readProfileClaims, resolveProfile } from './issuer-profile.ts';
 import type { KeySource } from './key-source.ts';
 import { preparseToken } from './preparse.ts';
 import type { IssuerKind, VerifiedToken } from './verified-token.ts';
@@ -35,6 +36,10 @@ export interface TrustedIssuer {
   readonly kind: IssuerKind;
   /** External issuers only: the `aud` they put in tokens for us; default the verifying service's name. */
   readonly audience?: string;
+  /** External issuers only: how their tokens are shaped (issuer-profile.ts); default the strict `rfc9068`. */
+  readonly profile?: IssuerProfile;
+  /** External issuers only: RFC 7662 introspection of opaque (non-JWT) tokens. At most one issuer per verifier. */
+  readonly introspector?: Introspector;
 }
 
 export interface AccessTokenVerifierOptions {
@@ -53,6 +58,7 @@ export interface AccessTokenVerifier {
 }
 
 export const DEFAULT_ALGORITHMS: readonly string[] = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+const STRICT = resolveProfile();
 
 export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): AccessTokenVerifier {
   const algorithms = new Set(options.algorithms ?? DEFAULT_ALGORITHMS);
@@ -68,13 +74,21 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
     if (byIssuer.has(trusted.issuer)) throw new TypeError(`issuer ${trusted.issuer} listed twice`);
     byIssuer.set(trusted.issuer, trusted);
   }
+  // An opaque token names no issuer: with two introspecting issuers baton would have to send it to the wrong one, disclosing it.
+  const introspecting = options.issuers.filter((t) => t.kind === 'external' && t.introspector !== undefined);
+  if (introspecting.length > 1) throw new TypeError(`expected at most one issuer with introspection, got ${introspecting.length}`);
+  const opaqueIssuer = introspecting[0];
 
   return {
     async verify(token, expected) {
-      const { payload: unverified } = preparseToken(token, { maxTokenBytes, algorithms });
+      if (opaqueIssuer !== undefined && isOpaque(token)) return await verifyOpaque(token, opaqueIssuer, expected.audience);
+      const { header, payload: unverified } = preparseToken(token, { maxTokenBytes, algorithms, checkTyp: false });
       if (typeof unverified.iss !== 'string') throw new TokenMalformedError('expected an iss claim');
       const trusted = byIssuer.get(unverified.iss);
       if (trusted === undefined) throw new TokenUntrustedIssuerError(`expected an issuer from the allow-list, got ${JSON.stringify(unverified.iss.slice(0, 200))}`);
+      // Mesh tokens keep baton's own rules whatever the external profiles say.
+      const profile = trusted.kind === 'external' ? (trusted.profile ?? STRICT) : STRICT;
+      checkTyp(header.typ, profile);
 
       const nowMs = now();
       let claims: Record<string, unknown>;
@@ -82,56 +96,81 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
         ({ payload: claims } = await jwtVerify(token, trusted.keys.getKey, {
           issuer: trusted.issuer,
           algorithms: algorithmList,
-          typ: ACCESS_TOKEN_JWT_TYP,
           clockTolerance,
           currentDate: new Date(nowMs),
-          requiredClaims: ['exp', 'sub'],
+          requiredClaims: ['exp'],
         }));
       } catch (error) {
         throw toTokenError(error);
       }
-      const audience = trusted.kind === 'external' ? (trusted.audience ?? expected.audience) : expected.audience;
-      return readClaims(token, deepFreeze(claims), trusted, audience, Math.floor(nowMs / 1000), clockTolerance, options.maxActDepth);
+      const nowSec = Math.floor(nowMs / 1000);
+      checkIat(claims, nowSec, clockTolerance);
+      if (trusted.kind === 'mesh') return readMeshClaims(deepFreeze(claims), trusted, expected.audience, options.maxActDepth);
+      return readExternalClaims(token, deepFreeze(claims), trusted, profile, trusted.audience ?? expected.audience);
     },
   };
+
+  /** RFC 7662: the issuer says whether the token is active and what it carries; the profile reads it like a JWT's claims. */
+  async function verifyOpaque(token: string, trusted: TrustedIssuer, fallbackAudience: string): Promise<VerifiedToken> {
+    if (token.length > maxTokenBytes) throw new TokenTooLargeError(`expected a token of at most ${maxTokenBytes} bytes, got ${token.length}`);
+    const claims = await (trusted.introspector as Introspector).introspect(token);
+    const nowSec = Math.floor(now() / 1000);
+    if (claims.iss !== undefined && claims.iss !== trusted.issuer) throw new TokenUntrustedIssuerError('expected the introspected token to name the introspecting issuer');
+    if (typeof claims.exp !== 'number') throw new TokenMalformedError('expected a numeric exp in the introspection response');
+    if (claims.exp <= nowSec - clockTolerance) throw new TokenExpiredError('expected exp in the future');
+    if (typeof claims.nbf === 'number' && claims.nbf > nowSec + clockTolerance) throw new TokenNotYetValidError('expected nbf not in the future');
+    checkIat(claims, nowSec, clockTolerance);
+    // RFC 7662 §2.2 token_type: a refresh token, or a DPoP-bound one (RFC 9449 §6.2) whose proof baton cannot check, is no bearer access token.
+    if (claims.token_type !== undefined && (typeof claims.token_type !== 'string' || claims.token_type.toLowerCase() !== 'bearer')) {
+      throw new TokenMalformedError('expected token_type Bearer in the introspection response');
+    }
+    if (claims.cnf !== undefined) throw new TokenMalformedError('expected no cnf: a sender-constrained external token cannot be checked here');
+    // No sub: a token with no resource owner (client credentials); RFC 9068 §2.2 names the client as its subject.
+    const sub = claims.sub ?? claims.client_id;
+    const verified = readExternalClaims(token, deepFreeze({ ...claims, sub, iss: trusted.issuer }), trusted, trusted.profile ?? STRICT, trusted.audience ?? fallbackAudience);
+    const introspector = trusted.introspector as Introspector;
+    return Object.freeze({ ...verified, reuseUntil: Math.min(verified.expiresAt, nowSec + introspector.maxCacheSeconds) });
+  }
 }
 
-function readClaims(token: string, claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, audience: string, nowSec: number, tolerance: number, maxActDepth: number): VerifiedToken {
+/** A compact JWS has exactly two dots; anything else is handed to introspection, never parsed as a JWT. */
+function isOpaque(token: string): boolean {
+  let dots = 0;
+  for (let i = token.indexOf('.'); i !== -1; i = token.indexOf('.', i + 1)) dots++;
+  return dots !== 2;
+}
+
+function checkIat(claims: Readonly<Record<string, unknown>>, nowSec: number, tolerance: number): void {
+  if (claims.iat !== undefined && (typeof claims.iat !== 'number' || claims.iat > nowSec + tolerance)) {
+    throw new TokenNotYetValidError('expected iat not in the future');
+  }
+}
+
+function readMeshClaims(claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, audience: string, maxActDepth: number): VerifiedToken {
   // RFC 9068 §4: the aud MUST identify this resource server; baton mints exactly one so a token is never valid at two services.
   const aud = Array.isArray(claims.aud) && claims.aud.length === 1 ? claims.aud[0] : claims.aud;
   if (aud !== audience) throw new TokenWrongAudienceError(`expected exactly one aud equal to ${JSON.stringify(audience)}`);
   if (typeof claims.exp !== 'number') throw new TokenMalformedError('expected a numeric exp claim');
-  if (claims.iat !== undefined && (typeof claims.iat !== 'number' || claims.iat > nowSec + tolerance)) {
-    throw new TokenNotYetValidError('expected iat not in the future');
-  }
   if (typeof claims.sub !== 'string' || claims.sub === '') throw new TokenMalformedError('expected a non-empty sub claim');
-
-  let chain: readonly string[] = [];
-  let user = true;
-  if (trusted.kind === 'mesh') {
-    if (claims.sub_type !== 'user' && claims.sub_type !== 'service') throw new TokenMalformedError("expected sub_type 'user' or 'service'");
-    user = claims.sub_type === 'user';
-    try {
-      chain = Object.freeze(callerChain(claims, maxActDepth));
-    } catch (error) {
-      if (error instanceof ActChainError) throw new TokenActInvalidError(error.message, { cause: error });
-      throw error;
-    }
-  } else if (claims.act !== undefined) {
-    // DESIGN trust assumption: only the mesh STS's act chain is believed; a delegated external token is refused, not flattened.
-    throw new TokenActInvalidError('expected no act claim in a token from an external issuer');
+  if (claims.sub_type !== 'user' && claims.sub_type !== 'service') throw new TokenMalformedError("expected sub_type 'user' or 'service'");
+  const subjectIssuer = readSubId(claims.sub_id, claims.sub);
+  let chain: readonly string[];
+  try {
+    chain = Object.freeze(callerChain(claims, maxActDepth));
+  } catch (error) {
+    if (error instanceof ActChainError) throw new TokenActInvalidError(error.message, { cause: error });
+    throw error;
   }
-
   return Object.freeze({
     claims,
     issuer: trusted.issuer,
     kind: trusted.kind,
     subject: claims.sub,
-    user,
+    subjectIssuer,
+    user: claims.sub_type === 'user',
     chain,
     scopes: readScopes(claims),
-    // An external token starts the chain: its txn is derived so the STS derives the same one.
-    txn: trusted.kind === 'mesh' ? optionalString(claims.txn) : entryTxn(trusted.issuer, claims.jti, token),
+    txn: optionalString(claims.txn),
     acr: optionalString(claims.acr),
     authTime: typeof claims.auth_time === 'number' ? claims.auth_time : undefined,
     clientId: optionalString(claims.client_id),
@@ -159,11 +198,50 @@ function readConfirmation(cnf: unknown): string | undefined {
   return thumbprint;
 }
 
-/** RFC 9068 §2.2.3 `scope`; some external IdPs send an `scp` array instead. */
+/**
+ * RFC 9493 §4.1 `sub_id` in `iss_sub` format (§3.2.5): the issuer that
+ * authenticated the subject. `sub` alone is unique only within one issuer,
+ * so every mesh token must say which; §4.1 requires `sub_id` and `sub` to
+ * name the same subject.
+ */
+function readSubId(subId: unknown, sub: string): string {
+  if (typeof subId !== 'object' || subId === null || Array.isArray(subId)) throw new TokenMalformedError('expected a sub_id claim (RFC 9493) naming the subject\'s issuer');
+  const { format, iss, sub: idSub } = subId as { format?: unknown; iss?: unknown; sub?: unknown };
+  if (format !== 'iss_sub' || typeof iss !== 'string' || iss === '') throw new TokenMalformedError("expected sub_id in format 'iss_sub' with a non-empty iss");
+  if (idSub !== sub) throw new TokenMalformedError('expected sub_id.sub to equal sub');
+  return iss;
+}
+
+function readExternalClaims(token: string, claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, profile: IssuerProfile, audience: string): VerifiedToken {
+  if (typeof claims.exp !== 'number') throw new TokenMalformedError('expected a numeric exp claim');
+  // DESIGN trust assumption: only the mesh STS's act chain is believed; a delegated external token is refused, not flattened.
+  if (claims.act !== undefined) throw new TokenActInvalidError('expected no act claim in a token from an external issuer');
+  // A sub_id in an external token would claim another issuer's user: only the STS may qualify a subject.
+  if (claims.sub_id !== undefined) throw new TokenMalformedError('expected no sub_id claim in a token from an external issuer');
+  const identity = readProfileClaims(claims, profile, { issuer: trusted.issuer, audience });
+  return Object.freeze({
+    claims,
+    issuer: trusted.issuer,
+    kind: trusted.kind,
+    subject: identity.subject,
+    subjectIssuer: trusted.issuer,
+    user: identity.user,
+    chain: [],
+    scopes: identity.scopes,
+    // An external token starts the chain: its txn is derived so the STS derives the same one.
+    txn: entryTxn(trusted.issuer, claims.jti, token),
+    acr: optionalString(claims.acr),
+    authTime: typeof claims.auth_time === 'number' ? claims.auth_time : undefined,
+    clientId: identity.clientId,
+    // An IdP may bind its tokens too (RFC 8705): then the entrypoint holds them to that certificate.
+    confirmation: readConfirmation(claims.cnf),
+    expiresAt: claims.exp,
+    jti: optionalString(claims.jti),
+  });
+}
+
+/** RFC 9068 §2.2.3 `scope`, as the STS mints it. */
 function readScopes(claims: Readonly<Record<string, unknown>>): ReadonlySet<string> {
-  if (claims.scope === undefined && Array.isArray(claims.scp)) {
-    return new Set(claims.scp.filter((s): s is string => typeof s === 'string' && s !== '' && !s.includes(' ')));
-  }
   return parseScope(claims.scope);
 }
 
@@ -188,8 +266,6 @@ function toTokenError(error: unknown): TokenError {
         return new TokenNotYetValidError('expected nbf not in the future', { cause: error });
       case 'iat':
         return new TokenNotYetValidError('expected iat not in the future', { cause: error });
-      case 'typ':
-        return new TokenWrongTypError('expected typ at+jwt', { cause: error });
       case 'iss':
         return new TokenUntrustedIssuerError('expected the iss the key set belongs to', { cause: error });
       default:

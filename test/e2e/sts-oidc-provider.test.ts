@@ -1,78 +1,38 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from 'jose';
-import Provider from 'oidc-provider';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { freePort } from '../helpers/net.ts';
+import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { basic, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
 
 const SHOP_POLICY = fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
-const WEB_SECRET = 'web-client-secret-0123456789';
-
-/**
- * panva's certified OpenID Provider, in this process, issuing RFC 9068
- * `at+jwt` access tokens for the gateway resource. It needs an interactive
- * login for a user token, so the subject here is a client_credentials
- * token; the STS treats it as any external subject token.
- */
-async function startOidcProvider(): Promise<{ issuer: string; accessToken(): Promise<string>; close(): Promise<void> }> {
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
-  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
-  const provider = new Provider(issuer, {
-    scopes: ['orders:read', 'orders:write'],
-    ttl: { ClientCredentials: 600 },
-    clients: [{ client_id: 'web', client_secret: WEB_SECRET, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], id_token_signed_response_alg: 'ES256', scope: 'orders:read orders:write' }],
-    jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: 'op-1', alg: 'ES256', use: 'sig' }] },
-    features: {
-      devInteractions: { enabled: false },
-      clientCredentials: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => 'urn:baton:gateway',
-        useGrantedResource: () => true,
-        getResourceServerInfo: () => ({ scope: 'orders:read orders:write', audience: 'gateway', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } }),
-      },
-    },
-  });
-  const server = provider.listen(port, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  return {
-    issuer,
-    async accessToken() {
-      const response = await fetch(`${issuer}/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('web', WEB_SECRET) },
-        body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read', resource: 'urn:baton:gateway' }).toString(),
-      });
-      const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
-      if (body.access_token === undefined) throw new Error(`oidc-provider refused: ${body.error}: ${body.error_description}`);
-      return body.access_token;
-    },
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
+// The shop policy's gateway→orders edge with a service identity allowed: a client-credentials token carries no user.
+const POLICY_DIR = mkdtempSync(join(tmpdir(), 'baton-op-'));
+const SERVICE_POLICY = join(POLICY_DIR, 'callgraph.yaml');
+writeFileSync(SERVICE_POLICY, readFileSync(SHOP_POLICY, 'utf8').replace('scopes: "orders:read or orders:write"', 'scopes: "orders:read or orders:write"\n          user: optional'));
 
 describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)', () => {
-  let op: Awaited<ReturnType<typeof startOidcProvider>>;
+  // panva's certified OpenID Provider issuing RFC 9068 at+jwt access tokens by client credentials: their sub is the client,
+  // so the STS reads them as a service identity (RFC 9068 §2.2), not as a user.
+  let op: OidcProvider;
   let configFile: ConfigFile;
   let sts: RunningProcess;
   let url: string;
 
   before(async () => {
-    op = await startOidcProvider();
+    op = await startOidcProvider({ format: 'jwt' });
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
     configFile = writeStsConfig({
       issuer: url,
       port,
-      policy: { file: SHOP_POLICY },
+      policy: { file: SERVICE_POLICY },
       transport: { mode: 'plaintext' },
       clients: [{ id: 'gateway', secret: SECRETS.gateway }],
       // Keys found through discovery (RFC 8414, then OpenID Connect Discovery).
@@ -85,10 +45,11 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
     await sts.stop();
     await op.close();
     configFile.remove();
+    rmSync(POLICY_DIR, { recursive: true, force: true });
   });
 
-  it('accepts its at+jwt at the entrypoint, exchanges it, and the result verifies against /jwks', async () => {
-    const subjectToken = await op.accessToken();
+  it('accepts its at+jwt at the entrypoint as a service identity, exchanges it, and the result verifies against /jwks', async () => {
+    const subjectToken = await op.accessToken('orders:read');
     assert.equal(decodeProtectedHeader(subjectToken).typ, 'at+jwt');
     const response = await fetch(`${url}/token`, {
       method: 'POST',
@@ -100,6 +61,8 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
     const { payload, protectedHeader } = await jwtVerify(body.access_token as string, createRemoteJWKSet(new URL(`${url}/jwks`)), { issuer: url, audience: 'orders' });
     assert.equal(protectedHeader.typ, 'at+jwt');
     assert.equal(payload.sub, decodeJwt(subjectToken).sub);
+    assert.equal(payload.sub_type, 'service');
+    assert.deepEqual(payload.sub_id, { format: 'iss_sub', iss: op.issuer, sub: payload.sub });
     assert.equal(payload.client_id, 'gateway');
     assert.deepEqual(payload.act, { sub: 'gateway' });
     assert.equal(payload.scope, 'orders:read');

@@ -150,6 +150,10 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(subjects.size, 1);
     assert.match(String([...subjects][0]), /^hmac:/);
     assert.ok(!subjects.has('alice'));
+    // The subject's issuer travels beside it, in clear: the demo IdP at every hop, the STS included.
+    const issuers = new Set(spans.map((s) => s.attributes['baton.subject.issuer']).filter((v) => v !== undefined));
+    assert.equal(issuers.size, 1);
+    assert.match(String([...issuers][0]), /^http:\/\/127\.0\.0\.1:\d+/);
   });
 
   it('records a cache hit on the egress span and adds no exchange span for it', () => {

@@ -155,11 +155,14 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
     }, { timeoutMs: 20_000, what: 'orders sidecar ready' });
 
     const nowSec = (): number => Math.floor(Date.now() / 1000);
-    const ordersToken = (overrides: Record<string, unknown> = {}): string => compact(
+    const ordersToken = (overrides: Record<string, unknown> = {}): string => {
+      const sub = `user-${randomUUID()}`;
+      return compact(
       { alg: 'ES256', typ: 'at+jwt', kid: stsKid },
-      { iss: stsUrl, sub: `user-${randomUUID()}`, sub_type: 'user', aud: 'orders', client_id: 'gateway', act: { sub: 'gateway' }, scope: 'shop', txn: randomUUID(), jti: randomUUID(), iat: nowSec(), exp: nowSec() + 300, ...overrides },
+      { iss: stsUrl, sub, sub_id: { format: 'iss_sub', iss: 'https://idp.fault.test', sub }, sub_type: 'user', aud: 'orders', client_id: 'gateway', act: { sub: 'gateway' }, scope: 'shop', txn: randomUUID(), jti: randomUUID(), iat: nowSec(), exp: nowSec() + 300, ...overrides },
       es256(stsKey),
-    );
+      );
+    };
     const mesh: FaultMesh = {
       dir, policyFile, stsUrl, app, payments, orders, ports, redis: redis as RedisServer,
       proxies: { sts: stsProxy, jwks: jwksProxy, policy: policyProxy, app: appProxy, upstream: upstreamProxy, ...(redisProxy === undefined ? {} : { redis: redisProxy }) },

@@ -30,8 +30,8 @@ function line(fields: Record<string, unknown>): string {
 }
 
 describe('audit log reading', () => {
-  it('reads a sidecar decision line with its chain, route, rule, user and scopes', () => {
-    const decision = parseAuditLine(line({}));
+  it('reads a sidecar decision line with its chain, route, rule, user, scopes and subject issuer', () => {
+    const decision = parseAuditLine(line({ subjectIssuer: 'https://idp.example.test' }));
     assert.deepEqual(decision, {
       time: Date.parse('2025-03-01T10:00:00.000Z'),
       service: 'payments',
@@ -47,6 +47,7 @@ describe('audit log reading', () => {
       user: true,
       scopes: ['payments:charge'],
       acr: undefined,
+      subjectIssuer: 'https://idp.example.test',
     });
   });
 

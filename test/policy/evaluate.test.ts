@@ -331,3 +331,41 @@ describe('call-graph decisions (properties)', () => {
     );
   });
 });
+
+describe('policy matching on the subject issuer (RFC 9493 iss_sub)', () => {
+  const IDPS = compile(`
+apiVersion: baton.dev/v1alpha1
+kind: CallGraph
+metadata: { name: idps }
+spec:
+  services:
+    gateway:
+      entrypoint: true
+      accepts:
+        - { name: staff, from: external, paths: ["/staff/**"], issuers: ["https://login.example.test/realms/staff"] }
+        - { name: public, from: external, paths: ["/shop/**"] }
+    orders:
+      accepts:
+        - { name: staff-only, from: gateway, issuers: ["https://login.example.test/realms/staff"] }
+`);
+  const STAFF = 'https://login.example.test/realms/staff';
+  const CUSTOMERS = 'https://login.example.test/realms/customers';
+
+  it('allows a subject from a listed issuer and refuses the same sub from another, naming the cause', () => {
+    const base = { chain: ['gateway'], target: 'orders', scopes: new Set<string>(), user: true };
+    assert.equal(IDPS.decide({ ...base, subjectIssuer: STAFF }).allowed, true);
+    const other = IDPS.decide({ ...base, subjectIssuer: CUSTOMERS });
+    assert.equal(other.allowed, false);
+    assert.equal(!other.allowed && other.cause, 'issuer');
+    assert.equal(other.rule, 'orders.accepts.staff-only');
+    assert.match(other.reason, /realms\/customers/);
+    assert.equal(IDPS.decide({ ...base }).allowed, false, 'no subject issuer is no match');
+  });
+
+  it('restricts routes at the entrypoint by the issuer that authenticated the user', () => {
+    const external = { chain: [], target: 'gateway', method: 'GET', scopes: new Set<string>(), user: true };
+    assert.equal(IDPS.decide({ ...external, path: '/staff/x', subjectIssuer: STAFF }).allowed, true);
+    assert.equal(IDPS.decide({ ...external, path: '/staff/x', subjectIssuer: CUSTOMERS }).allowed, false);
+    assert.equal(IDPS.decide({ ...external, path: '/shop/x', subjectIssuer: CUSTOMERS }).allowed, true);
+  });
+});

@@ -21,6 +21,7 @@ function decision(fields: Partial<AuditDecision> & Pick<AuditDecision, 'chain' |
     user: true,
     scopes: [],
     acr: null,
+    subjectIssuer: undefined,
     ...fields,
   };
 }

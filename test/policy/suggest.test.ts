@@ -18,6 +18,7 @@ function call(fields: Partial<ObservedCall> & Pick<ObservedCall, 'chain' | 'to'>
     user: true,
     scopes: [],
     acr: null,
+    subjectIssuer: undefined,
     time: 0,
     ...fields,
   };

@@ -231,7 +231,7 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
       sidecars,
       meshToken(aud, chain, overrides = {}, header = {}) {
         const claims = {
-          iss: stsUrl, sub: 'alice', sub_type: 'user', aud, client_id: chain.at(-1), act: act(chain), scope: 'shop',
+          iss: stsUrl, sub: 'alice', sub_id: { format: 'iss_sub', iss: idpA.issuer, sub: 'alice' }, sub_type: 'user', aud, client_id: chain.at(-1), act: act(chain), scope: 'shop',
           txn: 'txn-security', jti: randomUUID(), iat: nowSec(), exp: nowSec() + 300, ...overrides,
         };
         return compact({ alg: 'ES256', typ: 'at+jwt', kid: stsKid, ...header }, JSON.parse(JSON.stringify(claims)) as object, es256(stsKey));

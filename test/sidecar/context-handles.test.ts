@@ -8,6 +8,7 @@ const verified = (expiresAt: number): VerifiedToken => ({
   issuer: 'https://sts.test',
   kind: 'mesh',
   subject: 'alice',
+  subjectIssuer: 'https://idp.test',
   user: true,
   chain: ['gateway'],
   scopes: new Set(['orders:read']),

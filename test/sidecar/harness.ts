@@ -55,13 +55,13 @@ export class FakeSts {
   delayMs = 0;
 
   /** A user token from an external IdP, for an entrypoint. */
-  userToken(audience: string, options: { sub?: string; scopes?: string[]; acr?: string } = {}): string {
-    return this.mint({ kind: 'external', subject: options.sub ?? 'alice', user: true, chain: [], scopes: new Set(options.scopes ?? []), txn: undefined, acr: options.acr, expiresAt: 0, audience });
+  userToken(audience: string, options: { sub?: string; issuer?: string; scopes?: string[]; acr?: string } = {}): string {
+    return this.mint({ kind: 'external', subject: options.sub ?? 'alice', subjectIssuer: options.issuer ?? 'https://idp.test', user: true, chain: [], scopes: new Set(options.scopes ?? []), txn: undefined, acr: options.acr, expiresAt: 0, audience });
   }
 
   /** A mesh token as the real STS would mint it for `chain` calling `audience`. */
   meshToken(audience: string, chain: string[], options: { sub?: string; scopes?: string[]; acr?: string; user?: boolean } = {}): string {
-    return this.mint({ kind: 'mesh', subject: options.sub ?? 'alice', user: options.user ?? true, chain, scopes: new Set(options.scopes ?? []), txn: 'txn-1', acr: options.acr, expiresAt: 0, audience });
+    return this.mint({ kind: 'mesh', subject: options.sub ?? 'alice', subjectIssuer: 'https://idp.test', user: options.user ?? true, chain, scopes: new Set(options.scopes ?? []), txn: 'txn-1', acr: options.acr, expiresAt: 0, audience });
   }
 
   private mint(claims: VerifiedSubject & { audience: string }): string {

@@ -55,17 +55,25 @@ describe('identity headers', () => {
 
   it('percent-encodes claim values that could split a header or forge a chain member', () => {
     assert.equal(headerSafe('alice'), 'alice');
-    assert.equal(headerSafe('a\r\nbaton-subject: root'), 'a%0D%0Abaton-subject: root');
+    assert.equal(headerSafe('a\r\nbaton-subject: root'), 'a%0D%0Abaton-subject:%20root');
     assert.equal(headerSafe('a,b'), 'a%2Cb');
     assert.equal(headerSafe('é'), '%C3%A9');
-    fc.assert(fc.property(fc.string(), (value) => assert.match(headerSafe(value), /^[\x20-\x7e]*$/)));
+    assert.equal(headerSafe('\x7f'), '%7F');
+    fc.assert(fc.property(fc.string(), (value) => assert.match(headerSafe(value), /^[\x21-\x7e]*$/)));
+  });
+
+  it('encodes spaces, so a subject with a leading or trailing space never looks like one without', () => {
+    assert.equal(headerSafe(' alice'), '%20alice');
+    assert.equal(headerSafe('alice '), 'alice%20');
+    assert.notEqual(headerSafe(' alice'), headerSafe('alice'));
+    fc.assert(fc.property(fc.string(), (value) => assert.equal(decodeURIComponent(headerSafe(value)), value.isWellFormed() ? value : value.toWellFormed())));
   });
 
   it('names the immediate caller, or external for an IdP token', () => {
-    const mesh = identityHeaders({ subject: 'alice', chain: ['gateway', 'orders'], external: false, scopes: new Set(['b', 'a']), txn: 't', contextHandle: 'bctx_1' });
-    assert.deepEqual(mesh, ['baton-subject', 'alice', 'baton-caller', 'orders', 'baton-chain', 'gateway,orders', 'baton-scope', 'a b', 'baton-txn', 't', 'baton-context', 'bctx_1']);
-    const external = identityHeaders({ subject: 'bob', chain: [], external: true, scopes: new Set(), txn: undefined, contextHandle: undefined });
-    assert.deepEqual(external, ['baton-subject', 'bob', 'baton-caller', 'external', 'baton-scope', '']);
+    const mesh = identityHeaders({ subject: 'alice', subjectIssuer: 'https://idp.test', user: true, chain: ['gateway', 'orders'], external: false, scopes: new Set(['b', 'a']), txn: 't', contextHandle: 'bctx_1' });
+    assert.deepEqual(mesh, ['baton-subject', 'alice', 'baton-subject-issuer', 'https://idp.test', 'baton-subject-type', 'user', 'baton-caller', 'orders', 'baton-chain', 'gateway,orders', 'baton-scope', 'a b', 'baton-txn', 't', 'baton-context', 'bctx_1']);
+    const external = identityHeaders({ subject: 'bob', subjectIssuer: 'https://idp.test/realms/a b', user: false, chain: [], external: true, scopes: new Set(), txn: undefined, contextHandle: undefined });
+    assert.deepEqual(external, ['baton-subject', 'bob', 'baton-subject-issuer', 'https://idp.test/realms/a%20b', 'baton-subject-type', 'service', 'baton-caller', 'external', 'baton-scope', '']);
   });
 });
 

@@ -8,6 +8,7 @@ const THUMB_B = 'B'.repeat(43);
 const meshToken = (overrides: Partial<VerifiedSubject> = {}): VerifiedSubject => ({
   kind: 'mesh',
   subject: 'alice',
+  subjectIssuer: 'https://idp.example',
   user: true,
   chain: ['gateway'],
   scopes: new Set(),

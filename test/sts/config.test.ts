@@ -36,6 +36,44 @@ describe('sts config', () => {
   it('refuses an external issuer with no way to find its keys', () => {
     refuses({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://idp' }] }, /^externalIssuers\.0$/);
   });
+
+  it('defaults an external issuer to the strict rfc9068 profile, and takes a preset with overrides', (t) => {
+    const file = writeStsConfig({
+      ...baseConfig({ issuer: 'http://sts' }),
+      externalIssuers: [
+        { issuer: 'https://idp', jwksUri: 'https://idp/jwks' },
+        { issuer: 'https://kc/realms/shop', discovery: true, profile: 'keycloak', roleScopes: { rule: 'keycloak-realm-roles', map: { clerk: ['orders:read'] } } },
+      ],
+    });
+    t.after(() => file.remove());
+    assert.equal(file.config.externalIssuers[0]?.profile, 'rfc9068');
+    assert.equal(file.config.externalIssuers[1]?.profile, 'keycloak');
+  });
+
+  it('refuses an unknown preset, an unknown service rule, and a typ that is not a media type', () => {
+    const base = baseConfig({ issuer: 'http://sts' });
+    refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, profile: 'ping' }] }, /^externalIssuers/);
+    refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, serviceWhen: ['always'] }] }, /^externalIssuers/);
+    refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, typ: ['at+jwt', 'no way'] }] }, /^externalIssuers\.0\.typ$/);
+  });
+
+  it('refuses introspection on two issuers: an opaque token names none, and the wrong one would see it', () => {
+    const introspection = { clientId: 'baton', clientSecret: 'introspection-secret' };
+    refuses(
+      { ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://a', introspection }, { issuer: 'https://b', introspection }] },
+      /^externalIssuers\.1\.introspection$/,
+    );
+  });
+
+  it('takes an issuer known by introspection alone, and never echoes its client secret', (t) => {
+    const file = writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://op', introspection: { clientId: 'baton', clientSecret: 'introspection-secret' } }] });
+    t.after(() => file.remove());
+    assert.equal(file.config.externalIssuers[0]?.introspection?.maxCacheSeconds, 300);
+    assert.throws(
+      () => writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://op', introspection: { clientId: 'baton', clientSecret: 'do-not-print-me', authMethod: 'private_key_jwt' } }] }),
+      (error: unknown) => error instanceof ConfigError && /introspection/.test(error.key) && !error.message.includes('do-not-print-me'),
+    );
+  });
 });
 
 describe('sts transport configuration', () => {

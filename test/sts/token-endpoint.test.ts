@@ -62,6 +62,8 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     assert.equal(claims.client_id, 'gateway');
     assert.deepEqual(claims.act, { sub: 'gateway' });
     assert.equal(claims.sub_type, 'user');
+    // RFC 9493: the subject's issuer travels with the subject, so two IdPs' alice never merge.
+    assert.deepEqual(claims.sub_id, { format: 'iss_sub', iss: idp.issuer, sub: 'alice' });
     assert.equal(claims.acr, 'urn:baton:acr:mfa');
     assert.equal(claims.auth_time, user.auth_time);
     assert.match(claims.txn as string, /^[A-Za-z0-9_-]{22}$/);
@@ -254,6 +256,24 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     assert.equal(metadata.jwks_uri, `${ISSUER}/jwks`);
     assert.deepEqual(metadata.grant_types_supported, [TOKEN_EXCHANGE_GRANT, 'client_credentials']);
     assert.deepEqual(metadata.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post', 'private_key_jwt']);
+  });
+
+  it('omits scope from the response and the token when no scope is granted (RFC 6749 §3.3 has no empty scope)', async () => {
+    // orders:read is named on gateway → orders only: nothing billing-job → orders or beyond can use it.
+    const response = await sts.token({ grant_type: 'client_credentials', audience: 'orders', scope: 'orders:read' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    assert.equal('scope' in response.body, false, JSON.stringify(response.body));
+    assert.equal('scope' in (await verifyIssued(response.body.access_token as string, 'orders')), false);
+  });
+
+  it('answers 405 with Allow: POST to GET /token and every other method but POST (RFC 6749 §3.2)', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE', 'PATCH'] as const) {
+      const response = await sts.server.app.inject({ method, url: `/token?grant_type=client_credentials&client_id=gateway&client_secret=${SECRETS.gateway}` });
+      assert.equal(response.statusCode, 405, method);
+      assert.equal(response.headers.allow, 'POST');
+      assert.equal(response.json().error, 'invalid_request');
+      assert.equal(response.json().code, 'BATON_STS_METHOD_NOT_ALLOWED');
+    }
   });
 
   it('is live and ready once it holds a policy', async () => {

@@ -29,4 +29,13 @@ describe('baton.subject pseudonyms', () => {
   it('gives the clear id only when subjectInClear is set', () => {
     assert.equal(createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: true })('alice'), 'alice');
   });
+
+  it('gives the same sub from two issuers two pseudonyms, and one issuer one pseudonym in every process', () => {
+    const pseudonym = createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false });
+    assert.notEqual(pseudonym('alice', 'https://idp-a.test'), pseudonym('alice', 'https://idp-b.test'));
+    assert.notEqual(pseudonym('alice', 'https://idp-a.test'), pseudonym('alice'));
+    assert.equal(pseudonym('alice', 'https://idp-a.test'), createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })('alice', 'https://idp-a.test'));
+    // The separator cannot be forged by moving characters between issuer and subject.
+    assert.notEqual(pseudonym('b', 'https://idp.test/a'), pseudonym('a/b', 'https://idp.test'));
+  });
 });

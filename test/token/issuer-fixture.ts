@@ -21,11 +21,18 @@ export async function createSigner(kid: string, alg = 'ES256'): Promise<TestSign
 
 export const nowSec = (): number => Math.floor(Date.now() / 1000);
 
-/** Claims of a token the mesh STS would mint for `aud`, exchanged along `chain`. */
+/** The identity provider that authenticated the users of `meshClaims`. */
+export const USER_IDP = 'https://idp.example.test';
+
+/**
+ * Claims of a token the mesh STS would mint for `aud`, exchanged along
+ * `chain`; its RFC 9493 `sub_id` names USER_IDP for a user, the STS for a
+ * service, unless `extra` sets one.
+ */
 export function meshClaims(issuer: string, aud: string, chain: readonly string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   let act: Record<string, unknown> | undefined;
   for (const sub of chain) act = act === undefined ? { sub } : { sub, act };
-  return {
+  const claims: Record<string, unknown> = {
     iss: issuer,
     sub: 'alice',
     sub_type: 'user',
@@ -39,6 +46,8 @@ export function meshClaims(issuer: string, aud: string, chain: readonly string[]
     ...(act === undefined ? {} : { act }),
     ...extra,
   };
+  if (!('sub_id' in extra)) claims.sub_id = { format: 'iss_sub', iss: claims.sub_type === 'service' ? issuer : USER_IDP, sub: claims.sub };
+  return claims;
 }
 
 /** Re-encodes a JWS segment by hand (for crafting hostile tokens). */

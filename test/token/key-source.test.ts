@@ -3,10 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { exportJWK, generateKeyPair } from 'jose';
 import { Agent } from 'undici';
+import { closeServer, listen } from '../helpers/http-server.ts';
 import { waitFor } from '../helpers/net.ts';
 import { isTokenError } from '../../src/token/errors.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../../src/token/key-source.ts';
-import { validateJwks } from '../../src/token/jwks-fetch.ts';
+import { discoverJwksUri, discoveryUrls, validateJwks } from '../../src/token/jwks-fetch.ts';
 import { isRocaModulus, rsaModulus } from '../../src/token/weak-rsa.ts';
 import { createSigner, type TestSigner } from './issuer-fixture.ts';
 import { type JwksServer, startJwksServer } from './jwks-server.ts';
@@ -148,6 +149,48 @@ describe('weak RSA keys', () => {
       const { publicKey } = await generateKeyPair('RS256', { extractable: true });
       const jwk = await exportJWK(publicKey);
       assert.equal(isRocaModulus(rsaModulus(jwk.n as string)), false);
+    }
+  });
+});
+
+describe('issuer discovery (RFC 8414, OpenID Connect Discovery)', () => {
+  it('inserts the well-known segment before an issuer path (RFC 8414 §3.1), and appends it for OIDC', () => {
+    assert.deepEqual(discoveryUrls('https://idp.example/realms/shop'), [
+      'https://idp.example/.well-known/oauth-authorization-server/realms/shop',
+      'https://idp.example/realms/shop/.well-known/openid-configuration',
+    ]);
+    assert.deepEqual(discoveryUrls('https://idp.example/'), ['https://idp.example/.well-known/oauth-authorization-server', 'https://idp.example/.well-known/openid-configuration']);
+  });
+
+  it('falls back to OpenID Connect Discovery, and refuses a document naming another issuer', async () => {
+    const signer = await createSigner('kc');
+    let claimed = '';
+    const server = await listen((req, res) => {
+      req.resume();
+      if (req.url === '/realms/shop/.well-known/openid-configuration') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ issuer: claimed, jwks_uri: `${server.url}/certs` }));
+      } else if (req.url === '/certs') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ keys: [signer.publicJwk] }));
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    const issuer = `${server.url}/realms/shop`;
+    try {
+      claimed = issuer;
+      assert.equal(await discoverJwksUri(issuer, { timeoutMs: 2_000, maxBytes: 65_536 }), `${server.url}/certs`);
+      assert.deepEqual(server.seen.slice(0, 2).map((r) => r.url), ['/.well-known/oauth-authorization-server/realms/shop', '/realms/shop/.well-known/openid-configuration']);
+      // A metadata document for another realm (or a look-alike host) must not hand over its keys (RFC 8414 §3.3).
+      claimed = `${server.url}/realms/other`;
+      await assert.rejects(discoverJwksUri(issuer, { timeoutMs: 2_000, maxBytes: 65_536 }), /expected issuer/);
+      const keys = createRemoteKeySource({ issuer, discovery: true, cooldownMs: 0 });
+      await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'kc' }), refusedWith('BATON_TOKEN_KEYS_UNAVAILABLE'));
+      keys.close();
+    } finally {
+      await closeServer(server.server);
     }
   });
 });

@@ -8,6 +8,7 @@ const verified = (expiresAt: number): VerifiedToken => ({
   issuer: 'https://sts.test',
   kind: 'mesh',
   subject: 'alice',
+  subjectIssuer: 'https://idp.test',
   user: true,
   chain: ['gateway'],
   scopes: new Set(),
@@ -28,6 +29,16 @@ describe('verified token cache', () => {
     assert.equal(cache.get('t1', 'orders'), entry);
     assert.equal(cache.get('t1', 'payments'), undefined);
     assert.equal(cache.get('t2', 'orders'), undefined);
+  });
+
+  it('forgets an introspected entry at reuseUntil, before its exp, so a revocation is seen', () => {
+    let clock = 1_000_000;
+    const cache = createVerifiedTokenCache({ now: () => clock });
+    cache.set('t1', 'gateway', { ...verified(5_000), reuseUntil: 1_300 });
+    clock = 1_299_999;
+    assert.ok(cache.get('t1', 'gateway'));
+    clock = 1_300_000;
+    assert.equal(cache.get('t1', 'gateway'), undefined);
   });
 
   it('forgets an entry at the token exp', () => {

@@ -4,7 +4,7 @@
  * `txn`, and a scope within what the client is registered for and what the
  * edge to the target can use.
  */
-import { type BatonAccessTokenClaims, formatScope, parseScope } from '../../core/claims.ts';
+import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
 import { InvalidScopeError } from '../oauth-errors.ts';
 import { randomId } from '../mint.ts';
@@ -26,14 +26,15 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client, cer
   const chain = [client.id];
   const txn = randomTxn();
   const audit = { grant: 'client_credentials', txn, client: client.id, target, chain };
-  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id }, context.subjectPseudonym);
-  const decision = checkEdge(policy, { chain, target, scopes: granted, user: false }, context.maxChainDepth, context.logger, audit);
+  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id, subjectIssuer: context.issuer }, context.subjectPseudonym);
+  const decision = checkEdge(policy, { chain, target, scopes: granted, user: false, subjectIssuer: context.issuer }, context.maxChainDepth, context.logger, audit);
   const scope = usableScope(policy, client.id, target, granted, decision);
   const nowSec = Math.floor(context.now() / 1000);
   const exp = nowSec + context.tokenTtlSeconds;
   const claims: BatonAccessTokenClaims = {
     iss: context.issuer,
     sub: client.id,
+    sub_id: issSub(context.issuer, client.id),
     aud: target,
     client_id: client.id,
     exp,

@@ -32,7 +32,8 @@ export interface TokenResponse {
   readonly issued_token_type: string;
   readonly token_type: 'Bearer';
   readonly expires_in: number;
-  readonly scope: string;
+  /** Absent when no scope is granted: RFC 6749 §3.3 has no empty scope value. */
+  readonly scope?: string;
 }
 
 export type GrantHandler = (params: TokenRequestParams, client: AuthenticatedClient, context: GrantContext) => Promise<TokenResponse>;

@@ -29,5 +29,7 @@ export async function issueToken(
   const scope = claims.scope ?? '';
   context.logger.info({ ...record.audit, event: record.decision.allowed ? 'allow' : 'would_deny', rule: record.decision.rule, scope, exp: claims.exp, jti: claims.jti }, 'token issued');
   recordIssuanceOutcome({ exchangeOutcome: 'issued' });
-  return { access_token: accessToken, issued_token_type: record.issuedTokenType, token_type: 'Bearer', expires_in: claims.exp - nowSec, scope };
+  const response = { access_token: accessToken, issued_token_type: record.issuedTokenType, token_type: 'Bearer' as const, expires_in: claims.exp - nowSec };
+  // RFC 6749 §3.3: a scope is one or more scope tokens, so none granted means no scope member, not "".
+  return scope === '' ? response : { ...response, scope };
 }

@@ -7,7 +7,7 @@
  * use, and expires no later than the subject token.
  */
 import { buildAct } from '../../core/act-chain.ts';
-import { type BatonAccessTokenClaims, formatScope, parseScope } from '../../core/claims.ts';
+import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
 import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, UnsupportedTokenTypeError } from '../oauth-errors.ts';
 import type { VerifiedToken } from '../subject-token.ts';
@@ -60,9 +60,9 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const chain = [...(subject.kind === 'mesh' ? subject.chain : []), client.id];
   // Carried from a mesh token; for an external token, derived from it (src/core/txn.ts) as the entry sidecar does.
   const txn = subject.txn ?? randomTxn();
-  const audit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer };
-  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject }, context.subjectPseudonym);
-  const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user }, context.maxChainDepth, context.logger, audit);
+  const audit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer, subjectIssuer: subject.subjectIssuer };
+  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject, subjectIssuer: subject.subjectIssuer }, context.subjectPseudonym);
+  const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user, subjectIssuer: subject.subjectIssuer }, context.maxChainDepth, context.logger, audit);
 
   const scope = usableScope(policy, client.id, target, [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s)), decision);
   const nowSec = Math.floor(context.now() / 1000);
@@ -72,6 +72,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const claims: BatonAccessTokenClaims = {
     iss: context.issuer,
     sub: subject.subject,
+    sub_id: issSub(subject.subjectIssuer, subject.subject),
     aud: target,
     client_id: client.id,
     exp,

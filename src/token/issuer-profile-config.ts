@@ -1,0 +1,115 @@
+/**
+ * The configuration an external issuer shares between the sidecar and the
+ * STS (docs/identity-providers.md): its profile (a preset, and any field set
+ * in its place) and RFC 7662 introspection for opaque tokens. Each part's
+ * config.ts spreads these fields into its own `externalIssuers` entry, so
+ * both validate the same keys with the same defaults.
+ */
+import { type TLiteral, type TUnion, Type } from '@sinclair/typebox';
+import { ConfigError } from '../config/config-error.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { Dispatcher } from 'undici';
+import { createIntrospector, type Introspector } from './introspection.ts';
+import { CLIENT_CLAIMS, type IssuerProfile, PROFILE_NAMES, resolveProfile, ROLE_RULES, SERVICE_RULES, SUBJECT_CLAIMS } from './issuer-profile.ts';
+
+function literals<T extends string>(values: readonly T[], description: string): TUnion<TLiteral<T>[]> {
+  return Type.Union(values.map((v) => Type.Literal(v)), { description });
+}
+
+const Introspection = Type.Object(
+  {
+    endpoint: Type.Optional(Type.String({ pattern: '^https?://', description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
+    clientId: Type.String({ minLength: 1, description: 'the client baton authenticates to the introspection endpoint as' }),
+    clientSecret: Type.String({ minLength: 1, description: 'its secret' }),
+    authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }),
+    cacheMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'introspection answers kept in process' }),
+    maxCacheSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 300, description: 'the longest an active answer is reused (a revocation is seen within this)' }),
+    inactiveCacheSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 10, description: 'how long an inactive answer is reused' }),
+    timeoutMs: Type.Integer({ minimum: 1, default: 2_000 }),
+  },
+  { additionalProperties: false, description: 'RFC 7662 introspection of opaque access tokens' },
+);
+
+export const ISSUER_PROFILE_FIELDS = {
+  profile: Type.Union(
+    PROFILE_NAMES.map((name) => Type.Literal(name)),
+    { default: 'rfc9068', description: 'how the issuer shapes its tokens: rfc9068 (strict default), keycloak, entra, okta or auth0' },
+  ) as TUnion<TLiteral<(typeof PROFILE_NAMES)[number]>[]>,
+  typ: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "accepted JOSE typ values; 'none' for no typ" })),
+  audienceMatch: Type.Optional(literals(['exactly-one', 'contains'] as const, "'exactly-one' or 'contains'")),
+  scopeClaim: Type.Optional(literals(['scope', 'scp'] as const, "'scope' or 'scp'")),
+  roleScopes: Type.Optional(
+    Type.Object(
+      {
+        rule: literals(ROLE_RULES, ROLE_RULES.join(', ')),
+        map: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String({ minLength: 1, pattern: '^[^ ]+$' })), { description: 'role → scopes it grants' })),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+  subjectClaim: Type.Optional(literals(SUBJECT_CLAIMS, SUBJECT_CLAIMS.join(', '))),
+  clientClaims: Type.Optional(Type.Array(literals(CLIENT_CLAIMS, CLIENT_CLAIMS.join(', ')), { minItems: 1 })),
+  serviceWhen: Type.Optional(Type.Array(literals(SERVICE_RULES, SERVICE_RULES.join(', ')))),
+  introspection: Type.Optional(Introspection),
+};
+
+/** The fields above, as a part's config reads them after validation. */
+export interface ExternalIssuerProfileConfig {
+  readonly issuer: string;
+  readonly profile: IssuerProfile['name'];
+  readonly typ?: readonly string[] | undefined;
+  readonly audienceMatch?: IssuerProfile['audienceMatch'] | undefined;
+  readonly scopeClaim?: IssuerProfile['scopeClaim'] | undefined;
+  readonly roleScopes?: IssuerProfile['roleScopes'] | undefined;
+  readonly subjectClaim?: IssuerProfile['subjectClaim'] | undefined;
+  readonly clientClaims?: IssuerProfile['clientClaims'] | undefined;
+  readonly serviceWhen?: IssuerProfile['serviceWhen'] | undefined;
+  readonly introspection?:
+    | {
+        readonly endpoint?: string | undefined;
+        readonly clientId: string;
+        readonly clientSecret: string;
+        readonly authMethod: 'client_secret_basic' | 'client_secret_post';
+        readonly cacheMaxEntries: number;
+        readonly maxCacheSeconds: number;
+        readonly inactiveCacheSeconds: number;
+        readonly timeoutMs: number;
+      }
+    | undefined;
+}
+
+export function profileOf(config: ExternalIssuerProfileConfig): IssuerProfile {
+  return resolveProfile(config);
+}
+
+export function introspectorOf(config: ExternalIssuerProfileConfig, deps: { logger: Logger; now: () => number; dispatcher?: Dispatcher | undefined }): Introspector | undefined {
+  const i = config.introspection;
+  if (i === undefined) return undefined;
+  return createIntrospector({
+    issuer: config.issuer,
+    endpoint: i.endpoint,
+    clientId: i.clientId,
+    clientSecret: i.clientSecret,
+    authMethod: i.authMethod,
+    cacheMaxEntries: i.cacheMaxEntries,
+    maxCacheSeconds: i.maxCacheSeconds,
+    inactiveCacheSeconds: i.inactiveCacheSeconds,
+    timeoutMs: i.timeoutMs,
+    dispatcher: deps.dispatcher,
+    logger: deps.logger,
+    now: deps.now,
+  });
+}
+
+/** Cross-field rules: one introspecting issuer at most (an opaque token names no issuer), typ values spelled as media types. */
+export function checkExternalIssuers(issuers: readonly ExternalIssuerProfileConfig[], source: string): void {
+  const introspecting = issuers.flatMap((issuer, index) => (issuer.introspection === undefined ? [] : [index]));
+  if (introspecting.length > 1) {
+    throw new ConfigError(source, `externalIssuers.${introspecting[1]}.introspection`, 'introspection on at most one issuer: an opaque token names no issuer, and sending it to another would disclose it', `${introspecting.length} issuers`);
+  }
+  issuers.forEach((issuer, index) => {
+    for (const typ of issuer.typ ?? []) {
+      if (!/^[A-Za-z0-9!#$&^_.+-]+(\/[A-Za-z0-9!#$&^_.+-]+)?$/.test(typ)) throw new ConfigError(source, `externalIssuers.${index}.typ`, "media types such as at+jwt or JWT, or 'none'", JSON.stringify(typ));
+    }
+  });
+}
