@@ -139,6 +139,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   return {
     current: holder.current,
     version: holder.version,
+    snapshot: holder.snapshot,
     ready: () => !closing.signal.aborted && holder.current() !== undefined,
     onUpdate: holder.onUpdate,
     waitUntilReady: holder.waitUntilReady,

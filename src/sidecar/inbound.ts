@@ -54,9 +54,10 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
   const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
 
   async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<string> {
-    // 1. Read the policy once: a reload mid-request must not change the answer halfway.
-    const policy = options.policy.current();
-    if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    // 1. Read the policy and its version once, as one value: a reload mid-request must not change the answer halfway.
+    const snapshot = options.policy.snapshot();
+    if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    const { policy } = snapshot;
     const path = originFormPath(req.url);
 
     // 2. The bearer token, limited before anything parses it.
@@ -71,7 +72,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     checkEdge(
       policy,
       { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user },
-      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'inbound', service, subject: verified.subject, txn: verified.txn, policyVersion: snapshot.version, logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.

@@ -82,9 +82,10 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<string> {
-    // 1. Read the policy once for the whole request.
-    const policy = options.policy.current();
-    if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    // 1. Read the policy and its version once, as one value, for the whole request.
+    const snapshot = options.policy.snapshot();
+    if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    const { policy } = snapshot;
 
     // 2. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
     const target = requestTarget(req);
@@ -111,7 +112,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
             acr: subject.verified.acr,
             user: subject.verified.user,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, txn: subject?.verified.txn, policyVersion: snapshot.version, logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
