@@ -22,6 +22,7 @@ import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
+import { proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './untrusted-headers.ts';
 import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
 
 export interface InboundOptions<V extends VerifiedSubject> {
@@ -43,8 +44,8 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly subjectPseudonym?: SubjectPseudonym;
 }
 
-// Replaced, not appended to: the peer address is added to the caller's list.
-const REPLACED: ReadonlySet<string> = new Set(['x-forwarded-for']);
+// The caller's proxy and method-override headers never reach the app (./untrusted-headers.ts).
+const REPLACED: ReadonlySet<string> = UNTRUSTED_REQUEST_HEADERS;
 
 export function createInboundHandler<V extends VerifiedSubject>(options: InboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
   const { service, logger, metrics } = options;
@@ -78,7 +79,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
     const contextHandle = options.handles.issue(token, verified);
     const add = identityHeaders({ subject: verified.subject, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, contextHandle });
-    add.push('x-forwarded-for', forwardedFor(req));
+    add.push(...proxyHeaders(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
     // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.
     if (traced) add.push(...traceHeaders(context.active()));
@@ -132,10 +133,4 @@ export function originFormPath(url: string | undefined): string {
   if (url === undefined || url.charCodeAt(0) !== 0x2f) throw new BadRequestError('expected an origin-form request target (/path), got another form');
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
-}
-
-function forwardedFor(req: IncomingMessage): string {
-  const prior = req.headers['x-forwarded-for'];
-  const peer = req.socket.remoteAddress ?? 'unknown';
-  return prior === undefined ? peer : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${peer}`;
 }
