@@ -22,6 +22,7 @@ import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
+import { refuseAmbiguousPath } from './path-check.ts';
 import { proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './untrusted-headers.ts';
 import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
 
@@ -60,6 +61,8 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
     const { policy } = snapshot;
     const path = originFormPath(req.url);
+    // A path the app's server could read as another one (`..;/`, `%252e`, `%00`, overlong UTF-8) is refused outright.
+    refuseAmbiguousPath(path);
 
     // 2. The bearer token, limited before anything parses it.
     const token = bearerToken(req, options.maxTokenBytes);

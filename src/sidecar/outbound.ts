@@ -28,6 +28,7 @@ import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
+import { refuseAmbiguousPath } from './path-check.ts';
 import {
   BadRequestError,
   MethodNotAllowedError,
@@ -92,6 +93,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
     const upstream = upstreamFor(target.service);
     const pathOnly = target.path.split('?', 1)[0] as string;
+    refuseAmbiguousPath(pathOnly);
     if (traced) describeEgressTarget(target.service, upstream, pathOnly);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).

@@ -11,6 +11,7 @@ import { type BatonError, defineError, isBatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 
 export const BadRequestError = defineError({ code: 'BATON_BAD_REQUEST', status: 400, title: 'Bad request', oauthError: 'invalid_request' });
+export const AmbiguousPathError = defineError({ code: 'BATON_AMBIGUOUS_PATH', status: 400, title: 'Ambiguous request path', oauthError: 'invalid_request' });
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
 export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
 export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
