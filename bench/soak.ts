@@ -41,7 +41,9 @@ function rssMb(pid: number | undefined): number {
 async function main(): Promise<void> {
   const { baton } = await benchBundle();
   const redis: { server: RedisServer } = { server: await startRedis() };
-  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions }, entry: baton });
+  // One demo user from one load generator: the per-user and per-peer shares of maxConcurrent would throttle the generator itself.
+  const fairShareOff = { BATON_INBOUND__PEER_SHARE: '1', BATON_INBOUND__SUBJECT_SHARE: '1', BATON_OUTBOUND__SUBJECT_SHARE: '1' };
+  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions, ...fairShareOff }, entry: baton });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);

@@ -16,6 +16,7 @@ import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHead
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
+import { armBodyDeadline } from './body-deadline.ts';
 import type { ContextHandles, PolicyView, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import { checkEdge } from './edge-check.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
@@ -24,7 +25,7 @@ import type { Inflight } from './inflight.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { refuseAmbiguousPath } from './path-check.ts';
 import { proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './untrusted-headers.ts';
-import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
+import { BadRequestError, FairShareExceededError, NotReadyError, OverloadedError, RequestBodyTimeoutError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
 
 export interface InboundOptions<V extends VerifiedSubject> {
   readonly service: string;
@@ -32,6 +33,8 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly appOrigin: string;
   readonly forwardToken: boolean;
   readonly timeoutMs: number;
+  /** How long the request body may take to arrive (./body-deadline.ts). */
+  readonly bodyTimeoutMs: number;
   readonly maxTokenBytes: number;
   readonly ready: () => boolean;
   readonly policy: PolicyView;
@@ -71,6 +74,10 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
 
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
     const verified = await verify(token);
+    // One user may hold only its share of the in-flight limit (./inflight.ts).
+    if (verified.user && !options.inflight.share(res, 'subject', `${verified.kind}\n${verified.subject}`)) {
+      throw new FairShareExceededError('expected this user to hold fewer requests in flight, its share of the inbound limit is used up');
+    }
 
     // 4. The chain the token carries, against the policy for this method and path.
     checkEdge(
@@ -106,6 +113,11 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
       sendProblem(res, new OverloadedError('expected fewer requests in flight, the inbound limit is reached'), false);
       return;
     }
+    if (!options.inflight.share(res, 'peer', req.socket.remoteAddress ?? 'unknown')) {
+      metrics.request('inbound', 'fair_share');
+      sendProblem(res, new FairShareExceededError('expected this peer to hold fewer requests in flight, its share of the inbound limit is used up'), false);
+      return;
+    }
     if (!traced) return run(req, res, undefined);
     // A SERVER span, child of the caller's traceparent; everything below (audit lines included) runs in it.
     const server = startServerSpan(tracer, req, (req.url ?? '/').split('?', 1)[0] as string);
@@ -114,12 +126,23 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
 
   function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined): void {
     const tokenSeen = { present: false };
+    let expired = false;
+    // The app's timeout does not cover the upload: a body trickled byte by byte would hold its slot for ever.
+    armBodyDeadline(req, res, options.bodyTimeoutMs, () => {
+      expired = true;
+      metrics.request('inbound', RequestBodyTimeoutError.code);
+      res.shouldKeepAlive = false;
+      sendProblem(res, new RequestBodyTimeoutError(`expected the request body within ${options.bodyTimeoutMs} ms, it was still arriving`), tokenSeen.present);
+      if (span !== undefined) endHttpSpan(span, 'server', 408, RequestBodyTimeoutError.code);
+    });
     handle(req, res, tokenSeen).then(
       (status) => {
+        if (expired) return;
         metrics.request('inbound', status);
         if (span !== undefined) endHttpSpan(span, 'server', Number(status));
       },
       (error: unknown) => {
+        if (expired) return;
         const problem = asBatonError(error);
         metrics.request('inbound', problem.code);
         if (problem.status >= 500) logger.warn({ event: 'inbound_failed', code: problem.code, status: problem.status, method: req.method }, problem.title);

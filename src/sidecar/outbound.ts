@@ -31,6 +31,7 @@ import type { SidecarMetrics } from './metrics.ts';
 import { refuseAmbiguousPath } from './path-check.ts';
 import {
   BadRequestError,
+  FairShareExceededError,
   MethodNotAllowedError,
   NotReadyError,
   OverloadedError,
@@ -98,6 +99,10 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     const subject = await findSubject(req);
+    // One user may hold only its share of the outbound limit (./inflight.ts); service-identity calls are the app's own.
+    if (subject?.verified.user === true && !options.inflight.share(res, 'subject', `${subject.verified.kind}\n${subject.verified.subject}`)) {
+      throw new FairShareExceededError('expected this user to hold fewer calls in flight, its share of the outbound limit is used up');
+    }
 
     // 4. The edge this call would add, checked before the STS is asked (it would refuse too, but later).
     checkEdge(

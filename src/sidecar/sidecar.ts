@@ -60,8 +60,9 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const metrics = createSidecarMetrics();
   const forwarder = createForwarder();
-  const inboundInflight = createInflight(config.inbound.maxConcurrent, (d) => metrics.inflight('inbound', d));
-  const outboundInflight = createInflight(config.outbound.maxConcurrent, (d) => metrics.inflight('outbound', d));
+  const inboundInflight = createInflight(config.inbound.maxConcurrent, (d) => metrics.inflight('inbound', d), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
+  // The outbound port's only peer is the app: no peer share there.
+  const outboundInflight = createInflight(config.outbound.maxConcurrent, (d) => metrics.inflight('outbound', d), { peer: 1, subject: config.outbound.subjectShare });
   let collaborators: Collaborators | undefined;
   let closing = false;
   const servers: Server[] = [];
@@ -88,6 +89,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         appOrigin: new URL(config.inbound.app).origin,
         forwardToken: config.inbound.forwardToken,
         timeoutMs: config.inbound.timeoutMs,
+        bodyTimeoutMs: config.inbound.bodyTimeoutMs,
         inflight: inboundInflight,
         logger: logger.child({ direction: 'inbound' }),
       });

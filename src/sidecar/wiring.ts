@@ -38,7 +38,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     now,
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
-  const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, now });
+  const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, maxPerSubject: config.cache.handleMaxPerSubject, now });
   const tokenCache = createTokenCache({
     maxEntries: config.cache.maxEntries,
     ...(config.redis === undefined ? {} : { redis: { url: config.redis, keyPrefix: `baton:${config.service}:`, commandTimeoutMs: 50 } }),

@@ -111,7 +111,12 @@ export interface SecurityMesh {
   stop(): Promise<void>;
 }
 
-export async function startSecurityMesh(): Promise<SecurityMesh> {
+export interface SecurityMeshOptions {
+  /** Extra config sections per sidecar (`inbound`, `cache`, …), merged over the fixture's. */
+  readonly sidecars?: Partial<Record<Name, Record<string, Record<string, unknown>>>>;
+}
+
+export async function startSecurityMesh(options: SecurityMeshOptions = {}): Promise<SecurityMesh> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-security-'));
   const servers: Server[] = [];
   const processes: RunningProcess[] = [];
@@ -173,11 +178,13 @@ export async function startSecurityMesh(): Promise<SecurityMesh> {
     const sidecars = {} as Record<Name, RunningProcess>;
     for (const name of SERVICES) {
       const file = join(dir, `${name}.yaml`);
+      const extra = options.sidecars?.[name] ?? {};
       writeFileSync(
         file,
         stringify({
+          ...extra,
           service: name,
-          inbound: { port: ports[name].inbound, app: apps[name].url, timeoutMs: 2_000 },
+          inbound: { port: ports[name].inbound, app: apps[name].url, timeoutMs: 2_000, ...extra.inbound },
           outbound: { port: ports[name].outbound, timeoutMs: 2_000 },
           admin: { port: ports[name].admin },
           sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
