@@ -20,6 +20,7 @@ export const PolicyServerConfigSchema = Type.Object(
     state: Type.Optional(Type.String({ minLength: 1, description: 'the path of the version counter file' })),
     maxWaitSeconds: Type.Integer({ minimum: 1, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS, description: `whole seconds from 1 to ${MAX_WAIT_SECONDS}` }),
     pollIntervalMs: Type.Integer({ minimum: 0, default: 2000, description: 'milliseconds between stat checks of the policy path (0: fs.watch only)' }),
+    reissueSeconds: Type.Integer({ minimum: 0, default: 3600, description: "re-sign the current version with a fresh issuedAt this often, well under the clients' policy.maxAgeSeconds (0: never)" }),
     logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info', description: 'a pino log level' }),
   },
   { additionalProperties: false },
@@ -41,7 +42,7 @@ Options:
   --port N             listen port (default 7300; 0 picks a free one)
   --state FILE         persist the version counter here (versions survive restarts)
   --config FILE        YAML config: policy, signingKey, host, port, state,
-                       maxWaitSeconds, pollIntervalMs, logLevel
+                       maxWaitSeconds, pollIntervalMs, reissueSeconds, logLevel
                        (each also settable as BATON_<KEY>)
 
 keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
@@ -93,6 +94,7 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
     versions: createVersionCounter({ stateFile: config.state, now: Date.now }),
     logger,
     maxWaitSeconds: config.maxWaitSeconds,
+    reissueSeconds: config.reissueSeconds,
   });
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));

@@ -101,7 +101,13 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
 
 function policySource(config: StsConfig, logger: Logger): PolicySource {
   if (config.policy.file !== undefined) return createFilePolicySource(resolve(config.policy.file), { logger });
-  return createPolicyClient({ url: config.policy.url as string, publicKey: config.policy.publicKey as string, logger });
+  return createPolicyClient({
+    url: config.policy.url as string,
+    publicKey: config.policy.publicKey as string,
+    logger,
+    maxAgeSeconds: config.policy.maxAgeSeconds,
+    ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
+  });
 }
 
 async function hashSecretCommand(context: CliContext): Promise<number> {

@@ -60,6 +60,8 @@ export const SidecarConfigSchema = Type.Object(
         url: Type.Optional(HttpUrl),
         publicKey: Type.Optional(Type.String({ minLength: 1, description: 'path to the PEM (SPKI) key the policy server signs with' })),
         file: Type.Optional(Type.String({ minLength: 1, description: 'a policy file or directory, instead of a policy server' })),
+        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
+        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
       },
       { additionalProperties: false },
     ),

@@ -93,7 +93,7 @@ function policySource(config: SidecarConfig, logger: Logger): PolicySource {
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: config.policy.url, publicKey, logger });
+  return createPolicyClient({ url: config.policy.url, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }) });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {

@@ -60,6 +60,8 @@ export const StsConfigSchema = Type.Object(
         url: Type.Optional(Type.String({ pattern: '^https?://' })),
         publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
         readyTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
+        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
       },
       { additionalProperties: false },
     ),
