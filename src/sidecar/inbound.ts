@@ -2,9 +2,11 @@
  * The inbound port: what the pod's Service targets. Each request goes
  * through these steps, in this order (DESIGN.md, "Sidecar"):
  *
- *   ready → admit → bearer token (size, alphabet) → verify (cached until
- *   exp) → chain check against the policy → strip baton-* → identity
- *   headers → forward to the app, streaming both ways
+ *   ready → admit (the limit, the peer's share; a body deadline armed) →
+ *   unambiguous path → bearer token (size, alphabet) → verify (cached
+ *   until exp) → the user's share → chain check against the policy →
+ *   strip baton-* and untrusted proxy headers → identity headers →
+ *   forward to the app, streaming both ways
  *
  * Any step may stop the request with a problem document; nothing after a
  * failed step runs.
@@ -95,7 +97,8 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     if (traced) add.push(...traceHeaders(context.active()));
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
 
-    // 7. To the app, streaming.
+    // 7. To the app, streaming — unless the body deadline has answered meanwhile.
+    if (res.writableEnded) return String(res.statusCode);
     return String(await options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs }));
   }
 

@@ -4,9 +4,9 @@
  * client sends) or origin-form with `Host: payments`. Each request goes
  * through these steps (DESIGN.md, "Sidecar", outbound):
  *
- *   ready → admit → target service → upstream → subject (baton-context
- *   handle, else a forwarded bearer token, else this service's own
- *   identity) → edge check (before any exchange: fail fast) → exchange →
+ *   ready → admit → target service → upstream → unambiguous path →
+ *   subject (baton-context handle, else a forwarded bearer token, else
+ *   this service's own identity) → the user's share → edge check (before any exchange: fail fast) → exchange →
  *   Authorization: Bearer <new token>, baton-* stripped → forward, streaming
  *
  * The upstream's answer comes back unchanged, redirects included: the
