@@ -42,7 +42,9 @@ async function main(): Promise<void> {
   const { baton } = await benchBundle();
   const redisSecrets = await writeMeshRedisSecrets(DEMO_SERVICES);
   const redis: { server: RedisServer } = { server: await startRedis({ aclFile: redisSecrets.aclFile }) };
-  const mesh: Mesh = await startMesh({ redis: { url: redis.server.url, secretsDir: redisSecrets.dir }, env: { NODE_OPTIONS: nodeOptions }, entry: baton });
+  // One demo user from one load generator: the per-user and per-peer shares of maxConcurrent would throttle the generator itself.
+  const fairShareOff = { BATON_INBOUND__PEER_SHARE: '1', BATON_INBOUND__SUBJECT_SHARE: '1', BATON_OUTBOUND__SUBJECT_SHARE: '1' };
+  const mesh: Mesh = await startMesh({ redis: { url: redis.server.url, secretsDir: redisSecrets.dir }, env: { NODE_OPTIONS: nodeOptions, ...fairShareOff }, entry: baton });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);

@@ -48,8 +48,11 @@ export interface BenchSts {
   stop(): Promise<void>;
 }
 
-/** A real `baton sts` process with the STS tests' call graph, and an external IdP whose JWKS this process serves. */
-export async function startBenchSts(): Promise<BenchSts> {
+/**
+ * A real `baton sts` process with the STS tests' call graph, and an external IdP whose JWKS this process serves.
+ * `clients` may rewrite the client list (e.g. to scrypt-hashed secrets).
+ */
+export async function startBenchSts(options: { clients?: (clients: Array<Record<string, unknown>>) => Promise<Array<Record<string, unknown>>> } = {}): Promise<BenchSts> {
   const bundle = await benchBundle();
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'idp', alg: 'ES256' };
@@ -59,7 +62,9 @@ export async function startBenchSts(): Promise<BenchSts> {
   const idpIssuer = `http://127.0.0.1:${idpPort}`;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const config = writeStsConfig(baseConfig({ issuer: url, idp: { issuer: idpIssuer, jwksUri: `${idpIssuer}/jwks` }, extra: { port, logLevel: 'warn' } }));
+  const raw = baseConfig({ issuer: url, idp: { issuer: idpIssuer, jwksUri: `${idpIssuer}/jwks` }, extra: { port, logLevel: 'warn' } });
+  if (options.clients !== undefined) raw.clients = await options.clients(raw.clients as Array<Record<string, unknown>>);
+  const config = writeStsConfig(raw);
   const sts = startProcess(process.execPath, [bundle.baton, 'sts', '--config', config.file], { BATON_LOG_LEVEL: 'info' });
   const stop = async (): Promise<void> => {
     await sts.stop();

@@ -23,6 +23,7 @@ export const PolicyServerConfigSchema = Type.Object(
     state: Type.Optional(Type.String({ minLength: 1, description: 'the path of the version counter file' })),
     maxWaitSeconds: Type.Integer({ minimum: 1, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS, description: `whole seconds from 1 to ${MAX_WAIT_SECONDS}` }),
     pollIntervalMs: Type.Integer({ minimum: 0, default: 2000, description: 'milliseconds between stat checks of the policy path (0: fs.watch only)' }),
+    reissueSeconds: Type.Integer({ minimum: 0, default: 3600, description: "re-sign the current version with a fresh issuedAt this often, well under the clients' policy.maxAgeSeconds (0: never)" }),
     logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info', description: 'a pino log level' }),
     transport: TransportConfigSchema,
     identity: WorkloadIdentityConfigSchema,
@@ -49,8 +50,8 @@ Options:
   --transport MODE     mtls (default: TLS with the workload certificate in
                        identity.*, docs/identity.md) or plaintext (loopback only)
   --config FILE        YAML config: policy, signingKey, host, port, state,
-                       maxWaitSeconds, pollIntervalMs, logLevel, transport,
-                       identity, spiffe (each also settable as BATON_<KEY>)
+                       maxWaitSeconds, pollIntervalMs, reissueSeconds, logLevel,
+                       transport, identity, spiffe (each also settable as BATON_<KEY>)
 
 keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
 into DIR; give the public key to sidecars and the STS as policy.publicKey.
@@ -125,6 +126,7 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
     logger,
     maxWaitSeconds: config.maxWaitSeconds,
     mesh,
+    reissueSeconds: config.reissueSeconds,
   });
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));

@@ -137,7 +137,14 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
 
 function policySource(config: StsConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
   if (config.policy.file !== undefined) return createFilePolicySource(resolve(config.policy.file), { logger });
-  return createPolicyClient({ url: config.policy.url as string, publicKey: config.policy.publicKey as string, logger, ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return createPolicyClient({
+    url: config.policy.url as string,
+    publicKey: config.policy.publicKey as string,
+    logger,
+    maxAgeSeconds: config.policy.maxAgeSeconds,
+    ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
+    ...(dispatcher === undefined ? {} : { dispatcher }),
+  });
 }
 
 async function hashSecretCommand(context: CliContext): Promise<number> {

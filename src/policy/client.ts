@@ -13,6 +13,7 @@ import { compilePolicy } from './compile.ts';
 import { formatProblem, PolicyInvalidError } from './errors.ts';
 import { policyFromJSON } from './parse.ts';
 import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, PolicyDocumentMalformedError, verifyPolicy } from './signing.ts';
+import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createPolicyHolder, type PolicySource } from './source.ts';
 
 export { createFilePolicySource } from './source.ts';
@@ -21,6 +22,7 @@ export type { PolicySource } from './source.ts';
 export const PolicyServerUnavailableError = defineError({ code: 'BATON_POLICY_SERVER_UNAVAILABLE', status: 503, title: 'Policy server unavailable' });
 export const PolicyVersionStaleError = defineError({ code: 'BATON_POLICY_VERSION_STALE', status: 502, title: 'Policy version not newer than the one held' });
 export const PolicyDigestMismatchError = defineError({ code: 'BATON_POLICY_DIGEST_MISMATCH', status: 502, title: 'Policy digest does not match its content' });
+export const PolicyTooOldError = defineError({ code: 'BATON_POLICY_TOO_OLD', status: 502, title: 'Policy document issued too long ago' });
 
 export interface PolicyClientOptions {
   /** The policy server's base URL (`http://policy:7300`) or the full `/v1/callgraph` URL. */
@@ -38,6 +40,14 @@ export interface PolicyClientOptions {
   readonly waitSeconds?: number;
   /** Largest signed document accepted. Default 4 MiB. */
   readonly maxBytes?: number;
+  /**
+   * Refuse a document whose `issuedAt` is older than this (a replay of a
+   * policy signed long ago, which may allow an edge removed since). The
+   * policy server re-signs the current version well within it.
+   */
+  readonly maxAgeSeconds?: number;
+  /** A file that keeps the last version seen across restarts (./policy-state.ts). */
+  readonly stateFile?: string;
 }
 
 export interface PolicyClient extends PolicySource {
@@ -56,6 +66,9 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   const waitSeconds = options.waitSeconds ?? 30;
   const maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
   const holder = createPolicyHolder(logger);
+  const state = options.stateFile === undefined ? undefined : createPolicyStateFile(options.stateFile, logger);
+  // The newest document seen, by this process or (through the state file) an earlier one: nothing older is accepted.
+  let seen: PolicyState | undefined = state?.read();
   const closing = new AbortController();
   let etag: string | undefined;
   let failures = 0;
@@ -93,17 +106,31 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     // Whatever happens next, do not ask for this same representation again at once.
     if (servedEtag !== undefined) etag = servedEtag;
     const { payload } = await verifyPolicy(body, key);
-    const held = holder.version();
-    if (held !== undefined && payload.version <= held) {
-      throw new PolicyVersionStaleError(`expected a version above ${held}, got ${payload.version}`);
+    const ageSeconds = now() / 1000 - payload.issuedAt;
+    // A document from the future would outlive any maximum age; one minute of clock skew is allowed.
+    if (options.maxAgeSeconds !== undefined && (ageSeconds > options.maxAgeSeconds || ageSeconds < -60)) {
+      throw new PolicyTooOldError(`expected a policy issued within the last ${options.maxAgeSeconds} s, got one issued ${Math.round(ageSeconds)} s ago (version ${payload.version})`);
+    }
+    if (seen !== undefined && payload.version === seen.version && payload.digest === seen.digest && payload.issuedAt >= seen.issuedAt) {
+      // The same version re-signed: only its age is new. Nothing to compile or announce.
+      remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
+      if (holder.current() !== undefined) return 'not-modified';
+    } else if (seen !== undefined && payload.version <= seen.version) {
+      throw new PolicyVersionStaleError(`expected a version above ${seen.version}, got ${payload.version}`);
     }
     const compiled = compilePolicy(policyFromJSON(payload.policy));
     if (compiled.digest !== payload.digest) {
       throw new PolicyDigestMismatchError(`expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`);
     }
     holder.accept(compiled, payload.version);
+    remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
     logger.info({ version: payload.version, digest: compiled.digest, policy: compiled.name, ageSeconds: Math.max(0, Math.round(now() / 1000 - payload.issuedAt)) }, 'policy updated');
     return 'updated';
+  };
+
+  const remember = (next: PolicyState): void => {
+    seen = next;
+    state?.write(next);
   };
 
   const run = async (): Promise<void> => {
@@ -141,6 +168,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   return {
     current: holder.current,
     version: holder.version,
+    snapshot: holder.snapshot,
     ready: () => !closing.signal.aborted && holder.current() !== undefined,
     onUpdate: holder.onUpdate,
     waitUntilReady: holder.waitUntilReady,

@@ -2,15 +2,19 @@
  * Path patterns of accepts rules: literal segments, `*` for exactly one
  * non-empty segment, and a trailing `**` for zero or more segments.
  *
- * Matching is on the raw request path (query string cut off) and
- * normalises nothing, because the sidecar and the app behind it may
- * normalise differently: what the policy allows must be what the app sees.
- * So a path that normalisation could turn into a different one never
- * matches at all: dot segments (`/a/../b`, also percent-encoded `%2e`),
- * encoded slashes or backslashes (`%2F`, `%5C`), raw backslashes, and empty
- * segments (`//`) other than a trailing slash. This is stricter than Envoy's
- * default and equivalent to its `REJECT_REQUEST` for escaped slashes.
+ * Matching is on the request path (query string cut off), each segment
+ * percent-decoded once, and normalises nothing else, because the sidecar
+ * and the app behind it may normalise differently: what the policy allows
+ * must be what the app sees. So a path that any common normalisation could
+ * turn into a different one never matches at all (./request-path.ts lists
+ * the classes: dot segments in every spelling, path parameters, double
+ * encoding, NUL and controls, invalid or overlong UTF-8, Unicode
+ * lookalikes, encoded slashes, backslashes, empty segments). The sidecar
+ * refuses the worst of them with 400 before asking the policy. This is
+ * stricter than Envoy's default and equivalent to its `REJECT_REQUEST` for
+ * escaped slashes.
  */
+import { readRequestPath, readSegment } from './request-path.ts';
 
 export interface PathMatcher {
   readonly pattern: string;
@@ -47,37 +51,32 @@ export function checkPathPattern(pattern: string): { message: string; offset: nu
       return { message: `expected no encoded '/' or '\\' (%2F, %5C), got '${segment}' at offset ${offset}`, offset };
     } else if (!PCHAR_SEGMENT.test(segment)) {
       return { message: `expected a segment of RFC 3986 path characters, got '${segment}' at offset ${offset}`, offset };
+    } else if (typeof readSegment(segment) !== 'string') {
+      // A request segment of this spelling could never match (./request-path.ts), so neither can the pattern.
+      return { message: `expected a segment that means the same under every path normalisation (no ';' parameters, '%25', controls or lookalikes), got '${segment}' at offset ${offset}`, offset };
     }
     offset += segment.length + 1;
   }
   return undefined;
 }
 
-/** Splits a raw request path into segments, or undefined when it must match nothing (see the module comment). */
-export function requestPathSegments(rawPath: string): string[] | undefined {
+/** Splits a raw request path into decoded segments, or undefined when it must match nothing (see the module comment). */
+export function requestPathSegments(rawPath: string): readonly string[] | undefined {
   const query = rawPath.indexOf('?');
   const path = query === -1 ? rawPath : rawPath.slice(0, query);
-  if (path.length === 0 || path.charCodeAt(0) !== 0x2f || path.includes('\\') || path.includes('#')) return undefined;
-  const segments = path.slice(1).split('/');
-  for (let i = 0; i < segments.length; i++) {
-    const segment = segments[i] as string;
-    if (segment === '') {
-      if (i !== segments.length - 1) return undefined;
-    } else if (DOT_SEGMENT.test(segment) || ENCODED_SEPARATOR.test(segment)) {
-      return undefined;
-    }
-  }
-  return segments;
+  if (path.includes('#')) return undefined;
+  return readRequestPath(path).segments;
 }
 
-type SegmentMatcher = (segments: readonly string[]) => boolean;
+export type SegmentMatcher = (segments: readonly string[]) => boolean;
 
 function compileSegments(pattern: string): SegmentMatcher {
   const problem = checkPathPattern(pattern);
   if (problem !== undefined) throw new TypeError(problem.message);
   const all = pattern.slice(1).split('/');
   const suffix = all[all.length - 1] === ANY_SUFFIX;
-  const fixed = suffix ? all.slice(0, -1) : all;
+  // Literal segments compared decoded, as request segments are: `/a%20b` and `/a b` are one path.
+  const fixed = (suffix ? all.slice(0, -1) : all).map((segment) => (segment === ANY_SEGMENT ? segment : (readSegment(segment) as string)));
   return (segments) => {
     if (suffix ? segments.length < fixed.length : segments.length !== fixed.length) return false;
     for (let i = 0; i < fixed.length; i++) {
@@ -101,14 +100,21 @@ export function compilePathPattern(pattern: string): PathMatcher {
   };
 }
 
-/** One matcher for a rule's pattern list: the path is split once, then each pattern is tried. */
-export function compilePathPatterns(patterns: readonly string[]): (path: string) => boolean {
+/** One matcher for a rule's pattern list over decoded segments (`readRequestPath`). */
+export function compileSegmentPatterns(patterns: readonly string[]): SegmentMatcher {
   const matchers = patterns.map(compileSegments);
-  return (path) => {
-    const segments = requestPathSegments(path);
-    if (segments === undefined) return false;
+  return (segments) => {
     for (const matcher of matchers) if (matcher(segments)) return true;
     return false;
+  };
+}
+
+/** One matcher for a rule's pattern list: the path is split once, then each pattern is tried. */
+export function compilePathPatterns(patterns: readonly string[]): (path: string) => boolean {
+  const matches = compileSegmentPatterns(patterns);
+  return (path) => {
+    const segments = requestPathSegments(path);
+    return segments !== undefined && matches(segments);
   };
 }
 
@@ -124,7 +130,7 @@ export function pathPatternCovers(outer: string, inner: string): boolean {
   for (let i = 0; i < aFixed.length; i++) {
     const want = aFixed[i] as string;
     const got = bFixed[i] as string;
-    if (want === ANY_SEGMENT ? got === '' : want !== got) return false;
+    if (want === ANY_SEGMENT ? got === '' : got === ANY_SEGMENT || readSegment(want) !== readSegment(got)) return false;
   }
   return true;
 }

@@ -33,6 +33,8 @@ export interface PublishedPolicy {
   readonly digest: string;
   readonly etag: string;
   readonly jws: string;
+  /** The signed policy's JSON form, kept to re-sign it with a fresh issuedAt. */
+  readonly policy: unknown;
 }
 
 export interface VersionCounter {
@@ -94,6 +96,12 @@ export interface PolicyServerOptions {
   readonly maxWaiters?: number;
   /** mtls mode: serve on TLS 1.3 with this workload identity (src/identity/transport.ts). */
   readonly mesh?: MeshIdentity | undefined;
+  /**
+   * Re-sign the current version with a fresh `issuedAt` this often, so that
+   * clients refusing documents older than their `maxAgeSeconds` keep
+   * accepting an unchanged policy. Default 3600; 0 turns it off.
+   */
+  readonly reissueSeconds?: number;
 }
 
 export interface PolicyServer {
@@ -124,8 +132,9 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
     publishing = publishing.then(async () => {
       const version = versions.next();
       const { digest } = loaded.compiled;
-      const jws = await signPolicy({ version, digest, issuedAt: Math.floor(now() / 1000), policy: policyToJSON(loaded.policy) }, signingKey);
-      published = { version, digest, etag: `"v${version}-${digest}"`, jws };
+      const policy = policyToJSON(loaded.policy);
+      const jws = await signPolicy({ version, digest, issuedAt: Math.floor(now() / 1000), policy }, signingKey);
+      published = { version, digest, etag: `"v${version}-${digest}"`, jws, policy };
       logger.info({ version, digest, policy: loaded.compiled.name, waiting: waiters.size }, 'policy published');
       for (const waiter of [...waiters]) waiter.release(published);
     }).catch((error: unknown) => {
@@ -136,6 +145,24 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
   const initial = options.watcher.current();
   if (initial !== undefined) publish(initial);
   const unsubscribe = options.watcher.onChange(publish);
+
+  // Same version, same digest, fresh issuedAt: clients refresh its age, nothing else changes (src/policy/client.ts).
+  const reissue = (): void => {
+    publishing = publishing.then(async () => {
+      const current = published;
+      if (current === undefined || closing) return;
+      const issuedAt = Math.floor(now() / 1000);
+      const jws = await signPolicy({ version: current.version, digest: current.digest, issuedAt, policy: current.policy }, signingKey);
+      published = { ...current, etag: `"v${current.version}-${current.digest}-${issuedAt}"`, jws };
+      logger.debug({ version: current.version, issuedAt }, 'policy re-issued');
+      for (const waiter of [...waiters]) waiter.release(published);
+    }).catch((error: unknown) => {
+      logger.error({ err: error }, 'policy could not be re-signed; still serving the previous signature');
+    });
+  };
+  const reissueSeconds = options.reissueSeconds ?? 3600;
+  const reissueTimer = reissueSeconds > 0 ? setInterval(reissue, reissueSeconds * 1000).unref() : undefined;
+
 
   let stopRotating: (() => void) | undefined;
   /**
@@ -217,6 +244,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
     },
     async close() {
       closing = true;
+      clearInterval(reissueTimer);
       unsubscribe();
       for (const waiter of [...waiters]) waiter.release(undefined);
       await publishing;

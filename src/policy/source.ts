@@ -10,10 +10,18 @@ import type { CompiledPolicy } from './decision.ts';
 import { loadPolicyPath } from './load.ts';
 import { createPolicyWatcher, type PolicyWatcher } from './watch.ts';
 
+/** A policy and the version it arrived as, read together (STYLE: values read together are read as one). */
+export interface PolicySnapshot {
+  readonly policy: CompiledPolicy;
+  readonly version: number;
+}
+
 export interface PolicySource {
   /** The last good policy; undefined until the first one arrives. */
   current(): CompiledPolicy | undefined;
   version(): number | undefined;
+  /** The last good policy with its version, as one value; a request reads this once. */
+  snapshot(): PolicySnapshot | undefined;
   ready(): boolean;
   /**
    * Why the last policy offered was refused (unparseable, invalid, badly
@@ -38,6 +46,7 @@ export interface PolicySource {
 export interface PolicyHolder {
   current(): CompiledPolicy | undefined;
   version(): number | undefined;
+  snapshot(): PolicySnapshot | undefined;
   accept(policy: CompiledPolicy, version: number): void;
   onUpdate(listener: (policy: CompiledPolicy, version: number) => void): () => void;
   waitUntilReady(timeoutMs: number): Promise<boolean>;
@@ -47,17 +56,17 @@ export interface PolicyHolder {
 }
 
 export function createPolicyHolder(logger: Logger): PolicyHolder {
-  let policy: CompiledPolicy | undefined;
-  let version: number | undefined;
+  // One object, swapped whole: a reader never sees a policy with another policy's version.
+  let held: PolicySnapshot | undefined;
   const listeners = new Set<(policy: CompiledPolicy, version: number) => void>();
   let settle: () => void = () => undefined;
   const first = new Promise<void>((resolve) => (settle = resolve));
   return {
-    current: () => policy,
-    version: () => version,
+    current: () => held?.policy,
+    version: () => held?.version,
+    snapshot: () => held,
     accept(next, nextVersion) {
-      policy = next;
-      version = nextVersion;
+      held = Object.freeze({ policy: next, version: nextVersion });
       settle();
       for (const listener of [...listeners]) {
         try {
@@ -72,10 +81,10 @@ export function createPolicyHolder(logger: Logger): PolicyHolder {
       return () => listeners.delete(listener);
     },
     async waitUntilReady(timeoutMs) {
-      if (policy !== undefined) return true;
+      if (held !== undefined) return true;
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-      const result = await Promise.race([first.then(() => policy !== undefined), timedOut]);
+      const result = await Promise.race([first.then(() => held !== undefined), timedOut]);
       clearTimeout(timer);
       return result;
     },
@@ -106,6 +115,7 @@ export function createFilePolicySource(path: string, options: FilePolicySourceOp
   return {
     current: holder.current,
     version: holder.version,
+    snapshot: holder.snapshot,
     ready: () => !closed && holder.current() !== undefined,
     problem: () => watcher?.lastFailure(),
     onUpdate: holder.onUpdate,

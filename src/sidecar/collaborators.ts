@@ -33,8 +33,12 @@ export interface TokenExchanger {
   serviceToken(req: { audience: string; scope?: string; binding?: CertificateBinding | undefined }): Promise<IssuedToken>;
 }
 
-/** The call-graph policy in force; read once per request so a reload never changes a request halfway. */
+/**
+ * The call-graph policy in force. A request reads `snapshot()` once: the
+ * policy and its version as one value, so a reload during an await can
+ * neither change the answer halfway nor log a version that did not decide.
+ */
 export interface PolicyView {
-  current(): CompiledPolicy | undefined;
+  snapshot(): { readonly policy: CompiledPolicy; readonly version: number } | undefined;
   version(): number | undefined;
 }

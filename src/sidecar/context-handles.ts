@@ -5,9 +5,19 @@
  * handle is 32 random bytes, lives no longer than its token, and means
  * nothing outside this sidecar's memory, so a leaked handle is useless
  * elsewhere and dies with the pod.
+ *
+ * The store is bounded, and no caller can evict another's live handle
+ * (issue #16: an LRU let enough distinct tokens push live users out):
+ *
+ * - a subject holds at most `maxPerSubject` handles; a new one replaces
+ *   that subject's least recently used, never anyone else's;
+ * - when the store is full, expired handles go first;
+ * - when it is full of live handles, a new one is refused
+ *   (HandlesExhaustedError, 503) and every live handle keeps working.
  */
 import { hash, randomBytes } from 'node:crypto';
 import type { VerifiedToken } from '../token/verified-token.ts';
+import { HandlesExhaustedError } from './problems.ts';
 
 export const CONTEXT_HANDLE_PREFIX = 'bctx_';
 
@@ -17,60 +27,90 @@ export interface ContextHandleEntry {
 }
 
 export interface ContextHandleStore {
-  /** The same live token always gets the same handle, so a hot path does not grow the store. */
+  /** The same live token always gets the same handle, so a hot path does not grow the store. Throws HandlesExhaustedError when full of live handles. */
   issue(subjectToken: string, verified: VerifiedToken): string;
-  /** Undefined when unknown, evicted, or past the token's exp. */
+  /** Undefined when unknown, replaced, or past the token's exp. */
   resolve(handle: string): ContextHandleEntry | undefined;
   readonly size: number;
 }
 
 export interface ContextHandleStoreOptions {
   readonly maxEntries?: number;
+  readonly maxPerSubject?: number;
   /** Milliseconds. */
   readonly now?: () => number;
+}
+
+interface Entry extends ContextHandleEntry {
+  readonly tokenHash: string;
+  readonly subjectKey: string;
+  /** Milliseconds. */
+  readonly expiresAtMs: number;
 }
 
 const HANDLE_SHAPE = /^bctx_[A-Za-z0-9_-]{43}$/;
 
 export function createContextHandleStore(options: ContextHandleStoreOptions = {}): ContextHandleStore {
   const max = options.maxEntries ?? 10_000;
+  const maxPerSubject = options.maxPerSubject ?? 64;
   const now = options.now ?? Date.now;
-  // Map insertion order is the LRU order: a resolve or re-issue moves the entry to the end.
-  const byHandle = new Map<string, ContextHandleEntry & { readonly tokenHash: string }>();
+  const byHandle = new Map<string, Entry>();
   const handleByToken = new Map<string, string>();
+  // Per subject, its handles in least-recently-used order (Set insertion order; a use re-inserts).
+  const bySubject = new Map<string, Set<string>>();
+  // No handle expires before this: a full store sweeps only once something has (at most once per second of exp).
+  let earliestExpiry = Number.POSITIVE_INFINITY;
 
-  const live = (entry: ContextHandleEntry): boolean => entry.verified.expiresAt * 1000 > now();
   const forget = (handle: string): void => {
     const entry = byHandle.get(handle);
     if (entry === undefined) return;
     byHandle.delete(handle);
     handleByToken.delete(entry.tokenHash);
+    const own = bySubject.get(entry.subjectKey);
+    own?.delete(handle);
+    if (own?.size === 0) bySubject.delete(entry.subjectKey);
   };
-  const touch = (handle: string, entry: ContextHandleEntry & { readonly tokenHash: string }): void => {
-    byHandle.delete(handle);
-    byHandle.set(handle, entry);
+  const touch = (handle: string, entry: Entry): void => {
+    const own = bySubject.get(entry.subjectKey);
+    own?.delete(handle);
+    own?.add(handle);
+  };
+  const sweepExpired = (t: number): void => {
+    earliestExpiry = Number.POSITIVE_INFINITY;
+    for (const [handle, entry] of byHandle) {
+      if (entry.expiresAtMs <= t) forget(handle);
+      else if (entry.expiresAtMs < earliestExpiry) earliestExpiry = entry.expiresAtMs;
+    }
   };
 
   return {
     issue(subjectToken, verified) {
+      const t = now();
       const tokenHash = hash('sha256', subjectToken, 'base64url');
       const existing = handleByToken.get(tokenHash);
       if (existing !== undefined) {
         const entry = byHandle.get(existing);
-        if (entry !== undefined && live(entry)) {
+        if (entry !== undefined && entry.expiresAtMs > t) {
           touch(existing, entry);
           return existing;
         }
         forget(existing);
       }
-      const handle = CONTEXT_HANDLE_PREFIX + randomBytes(32).toString('base64url');
-      byHandle.set(handle, { subjectToken, verified, tokenHash });
-      handleByToken.set(tokenHash, handle);
-      while (byHandle.size > max) {
-        const oldest = byHandle.keys().next().value;
-        if (oldest === undefined) break;
-        forget(oldest);
+      const subjectKey = `${verified.issuer}\n${verified.subject}`;
+      const own = bySubject.get(subjectKey);
+      // This subject's own least recently used handle makes room; nobody else's.
+      if (own !== undefined && own.size >= maxPerSubject) forget(own.values().next().value as string);
+      if (byHandle.size >= max && earliestExpiry <= t) sweepExpired(t);
+      if (byHandle.size >= max) {
+        throw new HandlesExhaustedError(`expected room for a baton-context handle, all ${max} are held by live tokens`, { extensions: { retryAfter: Math.max(1, Math.ceil((earliestExpiry - t) / 1000)) } });
       }
+      const handle = CONTEXT_HANDLE_PREFIX + randomBytes(32).toString('base64url');
+      const expiresAtMs = verified.expiresAt * 1000;
+      byHandle.set(handle, { subjectToken, verified, tokenHash, subjectKey, expiresAtMs });
+      handleByToken.set(tokenHash, handle);
+      if (own === undefined || own.size === 0) bySubject.set(subjectKey, new Set([handle]));
+      else own.add(handle);
+      if (expiresAtMs < earliestExpiry) earliestExpiry = expiresAtMs;
       return handle;
     },
     resolve(handle) {
@@ -78,7 +118,7 @@ export function createContextHandleStore(options: ContextHandleStoreOptions = {}
       if (!HANDLE_SHAPE.test(handle)) return undefined;
       const entry = byHandle.get(handle);
       if (entry === undefined) return undefined;
-      if (!live(entry)) {
+      if (entry.expiresAtMs <= now()) {
         forget(handle);
         return undefined;
       }

@@ -2,10 +2,12 @@
  * The inbound port: what the pod's Service targets. Each request goes
  * through these steps, in this order (DESIGN.md, "Sidecar"):
  *
- *   ready → admit → TLS peer (its SPIFFE ID maps to a service) → bearer
+ *   ready → admit (the limit, the peer's share; a body deadline armed) →
+ *   TLS peer (its SPIFFE ID maps to a service) → unambiguous path → bearer
  *   token (size, alphabet) → verify (cached until exp) → certificate
- *   binding (RFC 8705 §3) → chain check against the policy → strip
- *   baton-* → identity headers → forward to the app, streaming both ways
+ *   binding (RFC 8705 §3) → the user's share → chain check against the
+ *   policy → strip baton-* and untrusted proxy headers → identity headers →
+ *   forward to the app, streaming both ways
  *
  * Any step may stop the request with a problem document; nothing after a
  * failed step runs.
@@ -17,15 +19,18 @@ import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHead
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
+import { armBodyDeadline } from './body-deadline.ts';
 import type { ContextHandles, PolicyView, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import { checkEdge } from './edge-check.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import { FORWARDED, type SidecarMetrics } from './metrics.ts';
+import { refuseAmbiguousPath } from './path-check.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import { BINDING_ERROR_CODES, checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
-import { BadRequestError, NotReadyError, OverloadedError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
+import { proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './untrusted-headers.ts';
+import { BadRequestError, FairShareExceededError, NotReadyError, OverloadedError, RequestBodyTimeoutError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
 
 export interface InboundOptions<V extends VerifiedSubject> {
   readonly service: string;
@@ -37,6 +42,8 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly appOrigin: string;
   readonly forwardToken: boolean;
   readonly timeoutMs: number;
+  /** How long the request body may take to arrive (./body-deadline.ts). */
+  readonly bodyTimeoutMs: number;
   readonly maxTokenBytes: number;
   readonly ready: () => boolean;
   readonly policy: PolicyView;
@@ -51,8 +58,8 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly subjectPseudonym?: SubjectPseudonym;
 }
 
-// Replaced, not appended to: the peer address is added to the caller's list.
-const REPLACED: ReadonlySet<string> = new Set(['x-forwarded-for']);
+// The caller's proxy and method-override headers never reach the app (./untrusted-headers.ts).
+const REPLACED: ReadonlySet<string> = UNTRUSTED_REQUEST_HEADERS;
 
 export function createInboundHandler<V extends VerifiedSubject>(options: InboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
   const { service, logger, metrics } = options;
@@ -63,10 +70,13 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
   const requests = metrics.requests('inbound', service);
 
   async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<number> {
-    // 1. Read the policy once: a reload mid-request must not change the answer halfway.
-    const policy = options.policy.current();
-    if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    // 1. Read the policy and its version once, as one value: a reload mid-request must not change the answer halfway.
+    const snapshot = options.policy.snapshot();
+    if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    const { policy } = snapshot;
     const path = originFormPath(req.url);
+    // A path the app's server could read as another one (`..;/`, `%252e`, `%00`, overlong UTF-8) is refused outright.
+    refuseAmbiguousPath(path);
 
     // 1b. Who is on the other end of the TLS connection: a certificate that maps to no service is refused.
     const peer = options.peerOf?.(req);
@@ -78,6 +88,10 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
 
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
     const verified = await verify(token);
+    // One user may hold only its share of the in-flight limit (./inflight.ts).
+    if (verified.user && !options.inflight.share(res, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
+      throw new FairShareExceededError('expected this user to hold fewer requests in flight, its share of the inbound limit is used up');
+    }
 
     // 3b. RFC 8705 §3: a bound token only with its certificate, from the workload it names as caller; per request, never cached.
     checkTokenBinding(verified, peer, options.listener);
@@ -95,7 +109,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
         subjectIssuer: verified.subjectIssuer,
         txn: verified.txn,
         request,
-        policyVersion: options.policy.version(),
+        policyVersion: snapshot.version,
         logger,
         metrics,
         pseudonym: options.subjectPseudonym,
@@ -108,13 +122,14 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // The handle carries the request id, so the app's outbound calls are logged under this request.
     const contextHandle = options.requestIds.bind(options.handles.issue(token, verified), request);
     const add = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
-    add.push('x-forwarded-for', forwardedFor(req));
+    add.push(...proxyHeaders(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
     // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.
     if (traced) add.push(...traceHeaders(context.active()));
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
 
-    // 7. To the app, streaming.
+    // 7. To the app, streaming — unless the body deadline has answered meanwhile.
+    if (res.writableEnded) return res.statusCode;
     return options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs });
   }
 
@@ -134,6 +149,12 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
       requests.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
       return;
     }
+    if (!options.inflight.share(res, 'peer', req.socket.remoteAddress ?? 'unknown')) {
+      const refused = new FairShareExceededError('expected this peer to hold fewer requests in flight, its share of the inbound limit is used up');
+      sendProblem(res, refused, false);
+      requests.done(refused.status, refused.code, (performance.now() - started) / 1000);
+      return;
+    }
     if (!traced) return run(req, res, undefined, started);
     // A SERVER span, child of the caller's traceparent; everything below (audit lines included) runs in it.
     const server = startServerSpan(tracer, req, (req.url ?? '/').split('?', 1)[0] as string);
@@ -142,12 +163,23 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
 
   function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
     const tokenSeen = { present: false };
+    let expired = false;
+    // The app's timeout does not cover the upload: a body trickled byte by byte would hold its slot for ever.
+    armBodyDeadline(req, res, options.bodyTimeoutMs, () => {
+      expired = true;
+      requests.done(408, RequestBodyTimeoutError.code, (performance.now() - started) / 1000);
+      res.shouldKeepAlive = false;
+      sendProblem(res, new RequestBodyTimeoutError(`expected the request body within ${options.bodyTimeoutMs} ms, it was still arriving`), tokenSeen.present);
+      if (span !== undefined) endHttpSpan(span, 'server', 408, RequestBodyTimeoutError.code);
+    });
     handle(req, res, tokenSeen).then(
       (status) => {
+        if (expired) return;
         requests.done(status, FORWARDED, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'server', status);
       },
       (error: unknown) => {
+        if (expired) return;
         const problem = asBatonError(error);
         if (BINDING_ERROR_CODES.has(problem.code)) {
           metrics.bindingRefusal(problem.code);
@@ -169,10 +201,4 @@ export function originFormPath(url: string | undefined): string {
   if (url === undefined || url.charCodeAt(0) !== 0x2f) throw new BadRequestError('expected an origin-form request target (/path), got another form');
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
-}
-
-function forwardedFor(req: IncomingMessage): string {
-  const prior = req.headers['x-forwarded-for'];
-  const peer = req.socket.remoteAddress ?? 'unknown';
-  return prior === undefined ? peer : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${peer}`;
 }

@@ -4,9 +4,9 @@
  * client sends) or origin-form with `Host: payments`. Each request goes
  * through these steps (DESIGN.md, "Sidecar", outbound):
  *
- *   ready → admit → target service → upstream → subject (baton-context
- *   handle, else a forwarded bearer token, else this service's own
- *   identity) → edge check (before any exchange: fail fast) → exchange →
+ *   ready → admit → target service → upstream → unambiguous path →
+ *   subject (baton-context handle, else a forwarded bearer token, else
+ *   this service's own identity) → the user's share → edge check (before any exchange: fail fast) → exchange →
  *   Authorization: Bearer <new token>, baton-* stripped → forward, streaming
  *
  * The upstream's answer comes back unchanged, redirects included: the
@@ -31,9 +31,11 @@ import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import { FORWARDED, type RequestMetrics, type SidecarMetrics, UNKNOWN_TARGET } from './metrics.ts';
+import { refuseAmbiguousPath } from './path-check.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import {
   BadRequestError,
+  FairShareExceededError,
   IdentityUnavailableError,
   MethodNotAllowedError,
   NotReadyError,
@@ -102,9 +104,10 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   const untargeted = metrics.requests('outbound', UNKNOWN_TARGET);
 
   async function handle(req: IncomingMessage, res: ServerResponse, call: { requests: RequestMetrics }): Promise<number> {
-    // 1. Read the policy once for the whole request.
-    const policy = options.policy.current();
-    if (policy === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    // 1. Read the policy and its version once, as one value, for the whole request.
+    const snapshot = options.policy.snapshot();
+    if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    const { policy } = snapshot;
 
     // 2. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
     const target = requestTarget(req);
@@ -116,11 +119,16 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
     call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
+    refuseAmbiguousPath(pathOnly);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     //    A call made with a handle belongs to the request that handle came with; any other starts one.
     const subject = await findSubject(req);
     const request = subject?.request ?? options.requestIds.mint();
+    // One user may hold only its share of the outbound limit (./inflight.ts); service-identity calls are the app's own.
+    if (subject?.verified.user === true && !options.inflight.share(res, 'subject', `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`)) {
+      throw new FairShareExceededError('expected this user to hold fewer calls in flight, its share of the outbound limit is used up');
+    }
 
     // 4. The edge this call would add, checked before the STS is asked (it would refuse too, but later).
     checkEdge(
@@ -138,7 +146,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
             user: subject.verified.user,
             subjectIssuer: subject.verified.subjectIssuer,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: options.policy.version(), logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: snapshot.version, logger, metrics, pseudonym: options.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
@@ -201,7 +209,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
   function egressTargetOf(req: IncomingMessage): EgressTarget | undefined {
     try {
       const target = requestTarget(req);
-      if (options.policy.current()?.hasService(target.service) !== true) return undefined;
+      if (options.policy.snapshot()?.policy.hasService(target.service) !== true) return undefined;
       return { service: target.service, upstream: upstreamFor(target.service), target: target.path };
     } catch {
       return undefined;

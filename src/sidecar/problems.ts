@@ -11,11 +11,14 @@ import { type BatonError, defineError, isBatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 
 export const BadRequestError = defineError({ code: 'BATON_BAD_REQUEST', status: 400, title: 'Bad request', oauthError: 'invalid_request' });
+export const AmbiguousPathError = defineError({ code: 'BATON_AMBIGUOUS_PATH', status: 400, title: 'Ambiguous request path', oauthError: 'invalid_request' });
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
 export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
 export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
 export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', status: 403, title: 'Unknown target service' });
 export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed' });
+export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_TIMEOUT', status: 408, title: 'Request body not received in time' });
+export const FairShareExceededError = defineError({ code: 'BATON_FAIR_SHARE_EXCEEDED', status: 429, title: 'This caller holds its share of the requests in flight' });
 export const UpstreamTimeoutError = defineError({ code: 'BATON_UPSTREAM_TIMEOUT', status: 504, title: 'Upstream did not answer in time' });
 export const UpstreamUnreachableError = defineError({ code: 'BATON_UPSTREAM_UNREACHABLE', status: 502, title: 'Upstream unreachable' });
 /** mtls: the upstream's certificate names another SPIFFE ID than the target service's; nothing was sent. */
@@ -25,6 +28,7 @@ export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED',
 /** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
 export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
 export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
+export const HandlesExhaustedError = defineError({ code: 'BATON_HANDLES_EXHAUSTED', status: 503, title: 'No room for another baton-context handle' });
 export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503, title: 'Sidecar not ready' });
 export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error' });
 

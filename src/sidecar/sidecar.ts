@@ -86,8 +86,9 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const metrics = createSidecarMetrics();
   const forwarder = createForwarder();
-  const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'));
-  const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'));
+  const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
+  // The outbound port's only peer is the app: no peer share there.
+  const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'), { peer: 1, subject: config.outbound.subjectShare });
   const meshIdentity = startMeshIdentity(config, `sidecar ${config.service}`, { logger, now });
   const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger }) };
   let collaborators: Collaborators | undefined;
@@ -134,6 +135,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         appOrigin: new URL(config.inbound.app).origin,
         forwardToken: config.inbound.forwardToken,
         timeoutMs: config.inbound.timeoutMs,
+        bodyTimeoutMs: config.inbound.bodyTimeoutMs,
         inflight: inboundInflight,
         logger,
       };

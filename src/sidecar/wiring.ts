@@ -78,7 +78,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     now,
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
-  const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, now });
+  const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, maxPerSubject: config.cache.handleMaxPerSubject, now });
 
   let exchanger: (TokenExchanger & { close(): Promise<void> }) | undefined;
   let closed = false;
@@ -159,7 +159,7 @@ function policySource(config: SidecarConfig, logger: Logger, dispatcher: Dispatc
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: config.policy.url, publicKey, logger, ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return createPolicyClient({ url: config.policy.url, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {

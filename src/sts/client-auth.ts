@@ -13,6 +13,7 @@
  */
 import { JWT_BEARER_ASSERTION_TYPE } from '../core/token-types.ts';
 import type { PeerIdentity } from '../identity/tls.ts';
+import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
 import { AssertionError, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
@@ -37,11 +38,23 @@ export interface ClientAuthenticatorOptions {
   readonly replay: ReplayStore;
   readonly clockToleranceSec: number;
   readonly now: () => number;
+  /** Bounds costly secret checks and failed attempts per client and per peer; none in unit tests. */
+  readonly throttle?: AuthThrottle;
+}
+
+export interface ClientPeer {
+  /** The caller's address. */
+  readonly address: string;
+  /** The verified client certificate of the TLS connection, if one was presented. */
+  readonly certificate?: PeerIdentity | undefined;
 }
 
 export interface ClientAuthenticator {
-  /** `peer`: the verified client certificate of the TLS connection, if any. */
-  authenticate(authorization: string | undefined, params: TokenRequestParams, peer?: PeerIdentity): Promise<AuthenticatedClient>;
+  /**
+   * `peer`: where the call came from: its address, for the per-peer failure
+   * limit, and the verified client certificate of the TLS connection, if any.
+   */
+  authenticate(authorization: string | undefined, params: TokenRequestParams, peer?: ClientPeer): Promise<AuthenticatedClient>;
 }
 
 // Spent on unknown client ids so that a probe cannot tell them from a wrong secret by timing.
@@ -50,19 +63,35 @@ const DECOY = plainSecretVerifier('baton-sts-decoy-secret-never-matches');
 export function createClientAuthenticator(options: ClientAuthenticatorOptions): ClientAuthenticator {
   const audiences = [options.tokenEndpoint, options.issuer];
 
-  const bySecret = async (clientId: string, secret: string, method: ClientAuthMethod): Promise<AuthenticatedClient> => {
+  const { throttle } = options;
+
+  const bySecret = async (clientId: string, secret: string, method: ClientAuthMethod, peer: string): Promise<AuthenticatedClient> => {
     const client = options.registry.get(clientId);
     const verifier = client?.secret ?? DECOY;
-    const ok = await verifier.verify(secret);
+    // A secret this process has verified before costs an HMAC compare and is never throttled.
+    if (client?.secret !== undefined && verifier.known(secret)) return { client, method };
+    throttle?.admit(clientId, peer);
+    const ok = verifier.costly && throttle !== undefined ? await throttle.costly(() => verifier.verify(secret)) : await verifier.verify(secret);
     if (client === undefined || client.secret === undefined || !ok) {
+      throttle?.failed(clientId, peer);
       throw new InvalidClientError('expected a registered client id with its secret, got an unknown client or a wrong secret');
     }
     return { client, method };
   };
 
-  const byAssertion = async (assertion: string, bodyClientId: string | undefined): Promise<AuthenticatedClient> => {
+  const byAssertion = async (assertion: string, bodyClientId: string | undefined, peer: string): Promise<AuthenticatedClient> => {
     const { iss, sub } = peekIssuerAndSubject(assertion);
     const clientId = sub ?? iss;
+    throttle?.admit(clientId ?? '', peer);
+    try {
+      return await verifyAssertion(assertion, clientId, bodyClientId);
+    } catch (error) {
+      if (error instanceof InvalidClientError) throttle?.failed(clientId ?? '', peer);
+      throw error;
+    }
+  };
+
+  const verifyAssertion = async (assertion: string, clientId: string | undefined, bodyClientId: string | undefined): Promise<AuthenticatedClient> => {
     const client = clientId === undefined ? undefined : options.registry.get(clientId);
     if (client === undefined || client.keys === undefined) {
       throw new InvalidClientError('expected a client assertion from a registered client with keys, got an unknown client');
@@ -111,7 +140,7 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
     return { ...authenticated, certificateThumbprint: peer.thumbprint };
   };
 
-  const authenticate = async (authorization: string | undefined, params: TokenRequestParams, peer: PeerIdentity | undefined): Promise<AuthenticatedClient> => {
+  const authenticate = async (authorization: string | undefined, params: TokenRequestParams, peer: ClientPeer): Promise<AuthenticatedClient> => {
     const basic = authorization !== undefined && /^basic /i.test(authorization) ? decodeBasic(authorization) : undefined;
     const postedSecret = params.get('client_secret');
     const assertionType = params.get('client_assertion_type');
@@ -124,27 +153,27 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
       if (bodyClientId !== undefined && bodyClientId !== basic.clientId) {
         throw new InvalidClientError('expected client_id to match the Basic credentials, got a different client');
       }
-      return await bySecret(basic.clientId, basic.secret, 'client_secret_basic');
+      return await bySecret(basic.clientId, basic.secret, 'client_secret_basic', peer.address);
     }
     if (postedSecret !== undefined) {
       const clientId = params.get('client_id');
       if (clientId === undefined) throw new InvalidClientError('expected client_id with client_secret, got none');
-      return await bySecret(clientId, postedSecret, 'client_secret_post');
+      return await bySecret(clientId, postedSecret, 'client_secret_post', peer.address);
     }
     if (assertion !== undefined || assertionType !== undefined) {
       if (assertionType !== JWT_BEARER_ASSERTION_TYPE) {
         throw new InvalidClientError(`expected client_assertion_type ${JWT_BEARER_ASSERTION_TYPE} (RFC 7523 §2.2)`);
       }
       if (assertion === undefined) throw new InvalidClientError('expected a client_assertion, got none');
-      return await byAssertion(assertion, params.get('client_id'));
+      return await byAssertion(assertion, params.get('client_id'), peer.address);
     }
-    if (peer !== undefined) return byCertificate(params.get('client_id'), peer);
+    if (peer.certificate !== undefined) return byCertificate(params.get('client_id'), peer.certificate);
     throw new InvalidClientError('expected client authentication (tls_client_auth, client_secret_basic, client_secret_post or private_key_jwt), got none');
   };
 
   return {
-    async authenticate(authorization, params, peer) {
-      return withCertificate(await authenticate(authorization, params, peer), peer);
+    async authenticate(authorization, params, peer = { address: 'unknown' }) {
+      return withCertificate(await authenticate(authorization, params, peer), peer.certificate);
     },
   };
 }

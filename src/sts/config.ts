@@ -67,6 +67,8 @@ export const StsConfigSchema = Type.Object(
         publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
         readyTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
         spiffeId: Type.Optional(Type.String({ pattern: '^spiffe://', description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" })),
+        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
+        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
       },
       { additionalProperties: false },
     ),
@@ -96,6 +98,17 @@ export const StsConfigSchema = Type.Object(
       ),
     ),
     redis: Type.Optional(StsRedisSchema),
+    // What a failed-login flood may cost (src/sts/auth-throttle.ts, docs/sts.md "Client authentication limits").
+    clientAuth: Type.Object(
+      {
+        maxConcurrentSecretChecks: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'scrypt secret checks running at once (each takes a CPU core for ~50-100 ms)' }),
+        maxQueuedSecretChecks: Type.Integer({ minimum: 0, maximum: 1024, default: 8, description: 'scrypt secret checks waiting; beyond, 429 at once' }),
+        failureWindowSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 60, description: 'the window failed authentications are counted in' }),
+        maxFailuresPerClient: Type.Integer({ minimum: 1, default: 10, description: 'failed authentications per client id per window before 429' }),
+        maxFailuresPerPeer: Type.Integer({ minimum: 1, default: 20, description: 'failed authentications per peer address per window before 429' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
     transport: TransportConfigSchema,
     identity: WorkloadIdentityConfigSchema,

@@ -28,13 +28,18 @@ export async function hashSecret(secret: string, log2N = DEFAULT_LOG2_N): Promis
 
 export interface SecretVerifier {
   verify(presented: string): Promise<boolean>;
+  /** True when `presented` is known good without the costly check (an HMAC compare); false means "not known", not "wrong". */
+  known(presented: string): boolean;
+  /** Whether `verify` costs a key derivation (scrypt), so it must be bounded and throttled (./auth-throttle.ts). */
+  readonly costly: boolean;
 }
 
 /** A verifier for a plain configured secret, compared in constant time. */
 export function plainSecretVerifier(secret: string): SecretVerifier {
   const mac = createMacer();
   const expected = mac(secret);
-  return { verify: async (presented) => timingSafeEqual(mac(presented), expected) };
+  const matches = (presented: string): boolean => timingSafeEqual(mac(presented), expected);
+  return { verify: async (presented) => matches(presented), known: matches, costly: false };
 }
 
 /** A verifier for an scrypt hash; throws at construction when the format is wrong. */
@@ -52,6 +57,8 @@ export function hashedSecretVerifier(encoded: string): SecretVerifier {
   const mac = createMacer();
   let remembered: Buffer | undefined;
   return {
+    costly: true,
+    known: (presented) => remembered !== undefined && timingSafeEqual(mac(presented), remembered),
     async verify(presented) {
       const presentedMac = mac(presented);
       if (remembered !== undefined && timingSafeEqual(presentedMac, remembered)) return true;

@@ -26,6 +26,7 @@ import { setHttpRoute, tracedListener } from '../telemetry/traced-listener.ts';
 import { createRemoteKeySource } from '../token/key-source.ts';
 import { createActorTokenVerifier } from './actor-token.ts';
 import { createAudienceResolver } from './audience.ts';
+import { AuthThrottledError, createAuthThrottle } from './auth-throttle.ts';
 import { createClientAuthenticator } from './client-auth.ts';
 import { createClientRegistry } from './clients.ts';
 import type { StsConfig } from './config.ts';
@@ -100,7 +101,8 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     config.kubernetes === undefined
       ? undefined
       : createRemoteKeySource({ issuer: config.kubernetes.issuer, jwksUri: config.kubernetes.jwksUri, logger, now, ...(dispatcher === undefined ? {} : { dispatcher }) });
-  const authenticator = createClientAuthenticator({ registry, issuer: config.issuer, tokenEndpoint: endpoints.tokenEndpoint, replay, clockToleranceSec: config.clockToleranceSeconds, now });
+  const throttle = createAuthThrottle({ ...config.clientAuth, now });
+  const authenticator = createClientAuthenticator({ registry, issuer: config.issuer, tokenEndpoint: endpoints.tokenEndpoint, replay, clockToleranceSec: config.clockToleranceSeconds, now, throttle });
   const context: GrantContext = {
     issuer: config.issuer,
     tokenTtlSeconds: config.tokenTtlSeconds,
@@ -206,7 +208,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     const socket = request.raw.socket;
-    const client = await authenticator.authenticate(request.headers.authorization, params, socket instanceof TLSSocket ? peerIdentity(socket) : undefined);
+    const client = await authenticator.authenticate(request.headers.authorization, params, { address: socket.remoteAddress ?? 'unknown', certificate: socket instanceof TLSSocket ? peerIdentity(socket) : undefined });
     if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
     const response = await handler(params, client, context);
     metrics.tokenRequest(grantLabel(grantType), 'issued', elapsedSeconds(request));
@@ -247,6 +249,8 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
       if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
+      // RFC 6585 §4: a 429 may say when to come back.
+      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(error.extensions.retryAfter ?? 1));
       reply.code(error.status).type('application/json').send(toOAuthError(error));
       return;
     }

@@ -88,6 +88,42 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
     assert.equal(await waitForStatus(200, async () => (await mesh.charge(await mesh.handle())).status, 20_000), 200);
   });
 
+  it('STS answering well-formed but unusable: expired tokens and 429s are the request\'s error, never an outage that opens the circuit', async () => {
+    await mesh.stopSts();
+    let answers = 0;
+    // A token endpoint that answers: first tokens already expired, then 429s, then a refusal.
+    const unusable: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        answers++;
+        res.setHeader('content-type', 'application/json');
+        if (answers <= 6) res.writeHead(200).end(JSON.stringify({ access_token: `expired-${answers}`, token_type: 'Bearer', expires_in: 0, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }));
+        else if (answers <= 12) res.writeHead(429, { 'retry-after': '1' }).end(JSON.stringify({ error: 'temporarily_unavailable' }));
+        else res.writeHead(400).end(JSON.stringify({ error: 'invalid_target', error_description: 'refused' }));
+      });
+    });
+    await new Promise<void>((resolve) => unusable.listen(mesh.ports.sts, '127.0.0.1', resolve));
+    mesh.proxies.sts.set({ kind: 'pass' }, { cut: true });
+    try {
+      const hits = mesh.payments.hits;
+      const seen: Array<string | undefined> = [];
+      // Each call a fresh subject, so nothing is cached: 6 expired, 6 throttled, then refusals.
+      for (let i = 0; i < 14; i++) seen.push((await mesh.charge(await mesh.handle())).code);
+      assert.deepEqual(seen.slice(0, 6), Array(6).fill('BATON_EXCHANGED_TOKEN_EXPIRED'));
+      assert.deepEqual(seen.slice(6, 12), Array(6).fill('BATON_STS_THROTTLED'));
+      // With these counted as outages the circuit would be open now, and these would be BATON_STS_UNAVAILABLE.
+      assert.deepEqual(seen.slice(12), ['BATON_EXCHANGE_REFUSED', 'BATON_EXCHANGE_REFUSED']);
+      assert.equal(answers, 14);
+      assert.equal(mesh.payments.hits, hits);
+    } finally {
+      unusable.closeAllConnections();
+      await new Promise<void>((resolve) => unusable.close(() => resolve()));
+      await mesh.restartSts();
+    }
+    mesh.proxies.sts.set({ kind: 'pass' }, { cut: true });
+    assert.equal(await waitForStatus(200, async () => (await mesh.charge(await mesh.handle())).status, 20_000), 200);
+  });
+
   it('JWKS endpoint down after start: the last good keys keep verifying, an unknown kid is still 401', async () => {
     mesh.proxies.jwks.set({ kind: 'reset' }, { cut: true });
     try {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { compilePolicy } from '../../src/policy/compile.ts';
 import type { CompiledPolicy } from '../../src/policy/decision.ts';
 import { parsePolicy, policyFromJSON } from '../../src/policy/parse.ts';
-import { compilePathPattern, pathPatternCovers } from '../../src/policy/path-pattern.ts';
+import { checkPathPattern, compilePathPattern, pathPatternCovers } from '../../src/policy/path-pattern.ts';
 
 function compile(yaml: string): CompiledPolicy {
   const { policy, problems } = parsePolicy(yaml, 'p.yaml');
@@ -45,6 +45,21 @@ describe('path patterns', () => {
     for (const path of ['/orders/../admin', '/orders/./1', '/orders/%2e%2e/admin', '/orders/%2E./x', '/orders/a%2Fb', '/orders/a%5cb', '/orders//1', '/orders\\1', 'orders/1', '']) {
       assert.equal(matches('/orders/**', path), false, path);
     }
+    // Path parameters, double encoding, NUL, overlong UTF-8, fullwidth dots (src/policy/request-path.ts).
+    for (const path of ['/orders/..;/admin', '/orders/%2e%2e;/admin', '/orders/.;/x', '/orders/1;v=2', '/orders/%252e%252e/admin', '/orders/1%00', '/orders/%C0%AE%C0%AE/admin', '/orders/%EF%BC%8E%EF%BC%8E/admin']) {
+      assert.equal(matches('/orders/**', path), false, path);
+    }
+  });
+
+  it('compares segments percent-decoded once, in patterns and paths alike', () => {
+    assert.equal(matches('/orders/a%20b', '/orders/a%20b'), true);
+    assert.equal(matches('/orders/%41', '/orders/A'), true);
+    assert.equal(matches('/orders/A', '/orders/%41'), true);
+    assert.equal(pathPatternCovers('/orders/%41', '/orders/A'), true);
+  });
+
+  it('refuses a pattern segment that no request segment could match', () => {
+    for (const pattern of ['/orders/a;b', '/orders/%25', '/orders/%00', '/orders/%C0%AE', '/orders/%EF%BC%A1']) assert.notEqual(checkPathPattern(pattern), undefined, pattern);
   });
 
   it('knows when one pattern covers another', () => {

@@ -18,7 +18,7 @@ const verificationKey = importPolicyVerificationKey(keys.publicKeyPem);
 const dirs: string[] = [];
 after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-async function startServer(text: string | undefined, options: { maxWaitSeconds?: number } = {}): Promise<{ server: PolicyServer; url: string; path: string }> {
+async function startServer(text: string | undefined, options: { maxWaitSeconds?: number; reissueSeconds?: number } = {}): Promise<{ server: PolicyServer; url: string; path: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-policy-server-'));
   dirs.push(dir);
   const path = join(dir, 'callgraph.yaml');
@@ -55,6 +55,20 @@ describe('policy server', () => {
     const { payload } = await verifyPolicy(response.body, verificationKey);
     assert.equal((payload.policy as { metadata: { name: string } }).metadata.name, 'shop');
     assert.ok(String(response.headers.etag).includes(payload.digest));
+  });
+
+  it('re-signs the current version with a fresh issuedAt every reissueSeconds, so clients with a maximum age keep taking it', async () => {
+    const { url } = await startServer(FIXTURE, { reissueSeconds: 1 });
+    const first = await get(`${url}/v1/callgraph`);
+    const before = (await verifyPolicy(first.body, verificationKey)).payload;
+    // A long-poll is released by the re-issue, with the same version and digest and a later issuedAt.
+    const released = await get(`${url}/v1/callgraph?wait=5`, { 'if-none-match': String(first.headers.etag) });
+    assert.equal(released.status, 200);
+    assert.notEqual(released.headers.etag, first.headers.etag);
+    const after = (await verifyPolicy(released.body, verificationKey)).payload;
+    assert.equal(after.version, before.version);
+    assert.equal(after.digest, before.digest);
+    assert.ok(after.issuedAt > before.issuedAt, `${after.issuedAt} > ${before.issuedAt}`);
   });
 
   it('answers 304 when If-None-Match holds the current ETag', async () => {

@@ -115,6 +115,8 @@ export interface SecurityMesh {
 export interface SecurityMeshOptions {
   /** Sidecars share exchanged tokens through this Redis, with the secrets `baton redis-acl` wrote into `secretsDir`. */
   readonly redis?: { readonly url: string; readonly secretsDir: string };
+  /** Extra config sections per sidecar (`inbound`, `cache`, …), merged over the fixture's. */
+  readonly sidecars?: Partial<Record<Name, Record<string, Record<string, unknown>>>>;
 }
 
 export async function startSecurityMesh(options: SecurityMeshOptions = {}): Promise<SecurityMesh> {
@@ -181,11 +183,13 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
     const sidecars = {} as Record<Name, RunningProcess>;
     for (const name of SERVICES) {
       const file = join(dir, `${name}.yaml`);
+      const extra = options.sidecars?.[name] ?? {};
       writeFileSync(
         file,
         stringify({
+          ...extra,
           service: name,
-          inbound: { port: ports[name].inbound, app: apps[name].url, timeoutMs: 2_000 },
+          inbound: { port: ports[name].inbound, app: apps[name].url, timeoutMs: 2_000, ...extra.inbound },
           outbound: { port: ports[name].outbound, timeoutMs: 2_000 },
           admin: { port: ports[name].admin },
           sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },

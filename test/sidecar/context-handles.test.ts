@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isBatonError } from '../../src/core/errors.ts';
 import { createContextHandleStore } from '../../src/sidecar/context-handles.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
 
-const verified = (expiresAt: number): VerifiedToken => ({
+const verified = (expiresAt: number, subject = 'alice'): VerifiedToken => ({
   claims: {},
   issuer: 'https://sts.test',
   kind: 'mesh',
-  subject: 'alice',
+  subject,
   subjectIssuer: 'https://idp.test',
   user: true,
   chain: ['gateway'],
@@ -61,16 +62,43 @@ describe('context handle store', () => {
     assert.equal(store.resolve('x'.repeat(100_000)), undefined);
   });
 
-  it('evicts the least recently used handle beyond maxEntries', () => {
+  it('refuses a new handle when full of live ones, and never drops a live handle for it', () => {
     const store = createContextHandleStore({ maxEntries: 2, now: () => 0 });
-    const a = store.issue('a', verified(100));
-    const b = store.issue('b', verified(100));
-    store.resolve(a);
-    const c = store.issue('c', verified(100));
+    const a = store.issue('a', verified(100, 'alice'));
+    const b = store.issue('b', verified(100, 'bob'));
+    assert.throws(() => store.issue('c', verified(100, 'carol')), (e: unknown) => isBatonError(e) && e.code === 'BATON_HANDLES_EXHAUSTED' && e.status === 503);
     assert.ok(store.resolve(a));
-    assert.equal(store.resolve(b), undefined);
-    assert.ok(store.resolve(c));
+    assert.ok(store.resolve(b));
     assert.equal(store.size, 2);
-    assert.notEqual(store.issue('b', verified(100)), b, 'an evicted token gets a fresh handle');
+  });
+
+  it('evicts expired handles first when full', () => {
+    let clock = 0;
+    const store = createContextHandleStore({ maxEntries: 3, now: () => clock });
+    const live = store.issue('live', verified(100, 'alice'));
+    store.issue('short-1', verified(5, 'bob'));
+    const live2 = store.issue('live-2', verified(100, 'carol'));
+    clock = 5_000;
+    const c = store.issue('c', verified(100, 'dave'));
+    assert.ok(store.resolve(live));
+    assert.ok(store.resolve(live2));
+    assert.ok(store.resolve(c));
+    assert.equal(store.size, 3);
+  });
+
+  it('bounds handles per subject: a subject\'s new handle replaces only its own least recently used', () => {
+    const store = createContextHandleStore({ maxEntries: 100, maxPerSubject: 2, now: () => 0 });
+    const other = store.issue('bob-1', verified(100, 'bob'));
+    const a1 = store.issue('alice-1', verified(100));
+    const a2 = store.issue('alice-2', verified(100));
+    store.resolve(a1);
+    const a3 = store.issue('alice-3', verified(100));
+    assert.ok(store.resolve(a1), 'recently used, kept');
+    assert.equal(store.resolve(a2), undefined, 'least recently used of alice, replaced');
+    assert.ok(store.resolve(a3));
+    assert.ok(store.resolve(other), 'another subject is never touched');
+    for (let i = 0; i < 50; i++) store.issue(`alice-flood-${i}`, verified(100));
+    assert.equal(store.size, 3);
+    assert.ok(store.resolve(other));
   });
 });

@@ -112,6 +112,9 @@ export class MutablePolicy {
   version(): number | undefined {
     return this.policy === undefined ? undefined : this.versionNumber;
   }
+  snapshot(): { policy: CompiledPolicy; version: number } | undefined {
+    return this.policy === undefined ? undefined : { policy: this.policy, version: this.versionNumber };
+  }
   onUpdate(listener: (p: unknown, v: number) => void): () => void {
     this.listeners.push(listener);
     return () => undefined;
@@ -153,6 +156,8 @@ export interface TestSidecar {
   readonly policy: MutablePolicy;
   verifyCalls: number;
   exchangerAvailable: boolean;
+  /** Runs inside every verification, before it answers: a slow verifier, or one that reloads the policy meanwhile. */
+  duringVerify: (() => Promise<void>) | undefined;
   url(direction: 'inbound' | 'outbound' | 'admin', path?: string): string;
   close(): Promise<void>;
 }
@@ -182,12 +187,13 @@ export async function startTestSidecar(
   const policy = new MutablePolicy('policy' in settings ? settings.policy : compile(SHOP));
   const handles = new Map<string, { subjectToken: string; verified: VerifiedSubject }>();
   const exchanger = sts.exchangerFor(settings.service);
-  const state = { verifyCalls: 0, exchangerAvailable: true };
+  const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = { verifyCalls: 0, exchangerAvailable: true, duringVerify: undefined };
   const collaborators: Collaborators = {
     policy,
     verifier: {
       async verify(token, expected) {
         state.verifyCalls++;
+        if (state.duringVerify !== undefined) await state.duringVerify();
         const claims = sts.tokens.get(token);
         if (claims === undefined || claims.audience !== expected.audience) throw new TestTokenError('expected a token signed by a trusted issuer for this audience');
         return claims;
@@ -225,6 +231,12 @@ export async function startTestSidecar(
     },
     set exchangerAvailable(v: boolean) {
       state.exchangerAvailable = v;
+    },
+    get duringVerify() {
+      return state.duringVerify;
+    },
+    set duringVerify(hook: (() => Promise<void>) | undefined) {
+      state.duringVerify = hook;
     },
     url: (direction, path = '/') => `http://127.0.0.1:${ports[direction]}${path}`,
     close: () => sidecar.close(1_000),

@@ -261,7 +261,7 @@ describe('sidecar inbound', () => {
       req.resume();
       release.push(() => res.end('done'));
     });
-    const bounded = await startTestSidecar(sts, { service: 'orders', app: held.url, config: { 'inbound.maxConcurrent': 2 } });
+    const bounded = await startTestSidecar(sts, { service: 'orders', app: held.url, config: { 'inbound.maxConcurrent': 2, 'inbound.peerShare': 1, 'inbound.subjectShare': 1 } });
     try {
       const token = sts.meshToken('orders', ['gateway']);
       const first = [call(bounded, '/orders', { authorization: `Bearer ${token}` }), call(bounded, '/orders', { authorization: `Bearer ${token}` })];

@@ -1,8 +1,12 @@
 /**
  * Why an outbound token exchange produced no token. A refusal is the STS's
  * considered answer (RFC 6749 §5.2 / RFC 8693 §2.2.2) and is relayed to the
- * app as 403 with the OAuth error code; anything else means the STS could
- * not answer, and the app sees 503 (DESIGN "Failure behaviour").
+ * app as 403 with the OAuth error code. Only `StsUnavailableError` (no
+ * answer: transport failure, timeout, 5xx, or the circuit open) is an
+ * outage and counts against the circuit breaker; a throttled request, an
+ * answer that is not a token response, or a token already expired is the
+ * request's own error, so a few of them cannot open the circuit for every
+ * caller (DESIGN "Failure behaviour").
  */
 import { BatonError, type ErrorOptions, defineError } from '../../core/errors.ts';
 
@@ -24,4 +28,25 @@ export const StsUnavailableError = defineError({
   status: 503,
   title: 'Token service unavailable',
   oauthError: 'temporarily_unavailable',
+});
+
+export const StsThrottledError = defineError({
+  code: 'BATON_STS_THROTTLED',
+  status: 503,
+  title: 'Token service asked to slow down',
+  oauthError: 'temporarily_unavailable',
+});
+
+export const StsBadAnswerError = defineError({
+  code: 'BATON_STS_BAD_ANSWER',
+  status: 502,
+  title: 'Token service answer unusable',
+});
+
+/** The STS issued a token with no lifetime left: the subject's own token has run out. */
+export const ExchangedTokenExpiredError = defineError({
+  code: 'BATON_EXCHANGED_TOKEN_EXPIRED',
+  status: 401,
+  title: 'The exchanged token expired as it was issued',
+  oauthError: 'invalid_token',
 });

@@ -166,14 +166,19 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
         issuedTokenType: response.issuedTokenType ?? TokenType.accessToken,
       };
     } catch (error) {
-      if (error instanceof ExchangeRefusedError) {
-        // A refusal proves the STS is up; only outages count against the breaker.
-        breaker.success();
-        rememberRefusal(key, error.oauthError ?? 'invalid_request');
-        logger.info({ audience, oauthError: error.oauthError }, 'token exchange refused');
-      } else {
+      if (error instanceof StsUnavailableError) {
+        // Only an outage (transport failure, timeout, 5xx) counts against the breaker.
         breaker.failure();
-        logger.warn({ audience, breaker: breaker.state(), reason: error instanceof Error ? error.message : 'unknown' }, 'token service call failed');
+        logger.warn({ audience, breaker: breaker.state(), reason: error.message }, 'token service call failed');
+      } else {
+        // Any answer proves the STS is up: a refusal, a 429, an unusable token are this request's own error.
+        breaker.success();
+        if (error instanceof ExchangeRefusedError) {
+          rememberRefusal(key, error.oauthError ?? 'invalid_request');
+          logger.info({ audience, oauthError: error.oauthError }, 'token exchange refused');
+        } else {
+          logger.warn({ audience, code: (error as { code?: unknown }).code, reason: error instanceof Error ? error.message : 'unknown' }, 'token service answer unusable');
+        }
       }
       throw error;
     }

@@ -1,12 +1,14 @@
 /**
  * One POST to the token endpoint (RFC 6749 §3.2, RFC 8693 §2.1) over a
  * dedicated keep-alive pool, with the client authenticated and the answer
- * validated. Throws ExchangeRefusedError for an OAuth error answer and
- * StsUnavailableError for everything that is not an answer.
+ * validated. Throws ExchangeRefusedError for an OAuth error answer,
+ * StsUnavailableError when there is no answer (transport, timeout, 5xx),
+ * StsThrottledError for 429, ExchangedTokenExpiredError for a token with no
+ * lifetime left, and StsBadAnswerError for anything else.
  */
 import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool, request } from 'undici';
-import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
+import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from './errors.ts';
 
 export type ClientAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
 
@@ -81,7 +83,9 @@ export function createStsClient(options: StsClientOptions): StsClient {
       if (response.statusCode >= 400 && response.statusCode < 500 && response.statusCode !== 429 && typeof oauthError === 'string' && /^[\x20-\x7e]{1,64}$/.test(oauthError)) {
         throw new ExchangeRefusedError(oauthError, `the token service refused the exchange: ${oauthError}`);
       }
-      throw new StsUnavailableError(`expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`);
+      if (response.statusCode >= 500) throw new StsUnavailableError(`expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`);
+      if (response.statusCode === 429) throw new StsThrottledError('expected the token endpoint to take the request, it answered 429 (too many requests)');
+      throw new StsBadAnswerError(`expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`);
     },
     async close() {
       await ownPool?.close();
@@ -97,12 +101,12 @@ async function readJson(response: Dispatcher.ResponseData, maxBytes: number): Pr
       size += (chunk as Buffer).length;
       if (size > maxBytes) {
         response.body.destroy();
-        throw new StsUnavailableError(`expected a token response of at most ${maxBytes} bytes`);
+        throw new StsBadAnswerError(`expected a token response of at most ${maxBytes} bytes`);
       }
       chunks.push(chunk as Buffer);
     }
   } catch (cause) {
-    if (cause instanceof StsUnavailableError) throw cause;
+    if (cause instanceof StsBadAnswerError) throw cause;
     throw new StsUnavailableError(`reading the token response failed: ${errorName(cause)}`, { cause });
   }
   try {
@@ -114,15 +118,17 @@ async function readJson(response: Dispatcher.ResponseData, maxBytes: number): Pr
 
 /** RFC 8693 §2.2.1 / RFC 6749 §5.1: what a successful response must hold. */
 function parseTokenResponse(body: unknown): TokenResponse {
-  if (typeof body !== 'object' || body === null) throw new StsUnavailableError('expected a JSON token response');
+  if (typeof body !== 'object' || body === null) throw new StsBadAnswerError('expected a JSON token response');
   const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope, issued_token_type: issuedTokenType } = body as Record<string, unknown>;
-  if (typeof accessToken !== 'string' || accessToken === '') throw new StsUnavailableError('expected access_token in the token response');
+  if (typeof accessToken !== 'string' || accessToken === '') throw new StsBadAnswerError('expected access_token in the token response');
   // RFC 6749 §7.1: token_type is case-insensitive.
-  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') throw new StsUnavailableError('expected token_type Bearer in the token response');
+  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') throw new StsBadAnswerError('expected token_type Bearer in the token response');
   // Without a lifetime the cache could not know when to stop using the token.
-  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn) || expiresIn <= 0) throw new StsUnavailableError('expected a positive expires_in in the token response');
-  if (scope !== undefined && typeof scope !== 'string') throw new StsUnavailableError('expected scope to be a string');
-  if (issuedTokenType !== undefined && typeof issuedTokenType !== 'string') throw new StsUnavailableError('expected issued_token_type to be a string');
+  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn)) throw new StsBadAnswerError('expected a numeric expires_in in the token response');
+  // A well-formed answer whose token is already dead: the subject token ran out, not the STS.
+  if (expiresIn <= 0) throw new ExchangedTokenExpiredError(`expected a token with lifetime left, got expires_in ${expiresIn}`);
+  if (scope !== undefined && typeof scope !== 'string') throw new StsBadAnswerError('expected scope to be a string');
+  if (issuedTokenType !== undefined && typeof issuedTokenType !== 'string') throw new StsBadAnswerError('expected issued_token_type to be a string');
   return { accessToken, expiresIn, scope, issuedTokenType };
 }
 

@@ -6,6 +6,7 @@
 import { type BatonAccessTokenClaims, formatScope } from '../../core/claims.ts';
 import type { CompiledPolicy, Decision } from '../../policy/decision.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
+import { NoLifetimeLeftError } from '../oauth-errors.ts';
 import type { GrantContext, TokenResponse } from './grant-context.ts';
 
 /**
@@ -25,6 +26,8 @@ export async function issueToken(
   nowSec: number,
   record: { readonly decision: Decision; readonly audit: Readonly<Record<string, unknown>>; readonly issuedTokenType: string },
 ): Promise<TokenResponse> {
+  // A token born expired answers expires_in ≤ 0 (RFC 6749 §5.1 wants a lifetime): never mint one.
+  if (claims.exp <= nowSec) throw new NoLifetimeLeftError(`expected a token lifetime above 0 s, got ${claims.exp - nowSec} s`);
   const accessToken = await context.mint(claims);
   const scope = claims.scope ?? '';
   context.logger.info({ ...record.audit, event: record.decision.allowed ? 'allow' : 'would_deny', rule: record.decision.rule, scope, exp: claims.exp, jti: claims.jti }, 'token issued');

@@ -9,7 +9,7 @@
 import { buildAct } from '../../core/act-chain.ts';
 import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
-import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, UnsupportedTokenTypeError } from '../oauth-errors.ts';
+import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, SubjectTokenExpiredError, UnsupportedTokenTypeError } from '../oauth-errors.ts';
 import type { VerifiedToken } from '../subject-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
@@ -43,6 +43,9 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const policy = currentPolicy(context.policy);
   const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
   const subject = await context.subjectTokens.verify(subjectToken, client.id);
+  // The clock tolerance lets a verifier absorb skew; it does not make an expired token worth delegating.
+  // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
+  if (subject.expiresAt <= Math.floor(context.now() / 1000)) throw new SubjectTokenExpiredError('expected a subject token whose exp is in the future, got one already expired');
   if (actorToken !== undefined) await context.actorTokens.verify(actorToken, actorTokenType as string, client);
 
   if (subject.kind === 'external' && !policy.isEntrypoint(client.id)) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
 import { isBatonError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
-import { ExchangeRefusedError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
+import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
 import { createTokenExchanger, type TokenExchanger, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { capturingLogger, type StsStandIn, startStsStandIn } from './sts-stand-in.ts';
@@ -184,7 +184,22 @@ describe('token exchanger', () => {
 
   it('rejects a response whose token_type is not Bearer', async () => {
     sts.mode = 'bad-type';
-    await assert.rejects(exchange(exchanger()), StsUnavailableError);
+    await assert.rejects(exchange(exchanger()), StsBadAnswerError);
+  });
+
+  it('counts only outages against the circuit: expired tokens, 429s and bad answers are the request\'s own error', async () => {
+    const x = exchanger({ breaker: { failureThreshold: 2, openMs: 10_000 }, negativeTtlMs: 0 });
+    sts.expiresIn = 0;
+    for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `expired${i}`), (e: unknown) => e instanceof ExchangedTokenExpiredError && e.status === 401);
+    sts.expiresIn = -30;
+    await assert.rejects(exchange(x, 'negative'), ExchangedTokenExpiredError);
+    sts.expiresIn = 300;
+    sts.mode = 'throttle';
+    for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `throttled${i}`), StsThrottledError);
+    sts.mode = 'bad-type';
+    for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `bad${i}`), StsBadAnswerError);
+    sts.mode = 'ok';
+    assert.equal((await exchange(x, 'after')).cached, 'miss');
   });
 
   it('gets a service-identity token with client_credentials', async () => {

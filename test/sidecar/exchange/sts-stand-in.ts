@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../../src/telemetry/logger.ts';
 import { listenOnLoopback } from '../../helpers/net.ts';
 
-export type StsMode = 'ok' | 'refuse' | 'down' | 'hang' | 'bad-type';
+export type StsMode = 'ok' | 'refuse' | 'down' | 'hang' | 'bad-type' | 'throttle';
 
 export interface StsStandIn {
   tokenEndpoint: string;
@@ -46,6 +46,10 @@ export async function startStsStandIn(): Promise<StsStandIn> {
         }
         res.setHeader('content-type', 'application/json');
         res.setHeader('cache-control', 'no-store');
+        if (state.mode === 'throttle') {
+          res.writeHead(429, { 'retry-after': '1' }).end(JSON.stringify({ error: 'temporarily_unavailable' }));
+          return;
+        }
         if (state.mode === 'refuse') {
           res.writeHead(400).end(JSON.stringify({ error: 'invalid_target', error_description: 'edge not allowed' }));
           return;
