@@ -128,7 +128,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const connections = 32;
   const nginxBinary = ensureNginx();
   const bundle = await benchBundle();
-  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: bundle.baton });
+  // The plaintext pair, as this scenario has always measured it (startMesh defaults to mTLS since #14; no mTLS scenario yet).
+  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: bundle.baton, transport: 'plaintext' });
   const proxies: NginxProxy[] = [];
   let barePair: BarePair | undefined;
   try {

@@ -41,7 +41,8 @@ function rssMb(pid: number | undefined): number {
 async function main(): Promise<void> {
   const { baton } = await benchBundle();
   const redis: { server: RedisServer } = { server: await startRedis() };
-  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions }, entry: baton });
+  // Plaintext: the soak exercises the shared Redis token cache, which mtls mode does not use (startMesh defaults to mTLS since #14).
+  const mesh: Mesh = await startMesh({ redis: redis.server.url, env: { NODE_OPTIONS: nodeOptions }, entry: baton, transport: 'plaintext' });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);
