@@ -44,7 +44,8 @@ async function main(): Promise<void> {
   const redis: { server: RedisServer } = { server: await startRedis({ aclFile: redisSecrets.aclFile }) };
   // One demo user from one load generator: the per-user and per-peer shares of maxConcurrent would throttle the generator itself.
   const fairShareOff = { BATON_INBOUND__PEER_SHARE: '1', BATON_INBOUND__SUBJECT_SHARE: '1', BATON_OUTBOUND__SUBJECT_SHARE: '1' };
-  const mesh: Mesh = await startMesh({ redis: { url: redis.server.url, secretsDir: redisSecrets.dir }, env: { NODE_OPTIONS: nodeOptions, ...fairShareOff }, entry: baton });
+  // Plaintext: the soak exercises the shared Redis token cache, which mtls mode does not use (startMesh defaults to mTLS since #14).
+  const mesh: Mesh = await startMesh({ redis: { url: redis.server.url, secretsDir: redisSecrets.dir }, env: { NODE_OPTIONS: nodeOptions, ...fairShareOff }, entry: baton, transport: 'plaintext' });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
   const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);

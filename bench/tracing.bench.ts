@@ -67,11 +67,12 @@ export async function run(options: BenchOptions = { quick: process.env.BENCH_QUI
   const barePairs: BarePair[] = [];
   try {
     const { baton, bareProxy } = await benchBundle();
-    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: baton });
+    // Plaintext, as the recorded results were measured (startMesh defaults to mTLS since #14).
+    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: baton, transport: 'plaintext' });
     meshes.push(off);
     // Every request traced and batch-exported to the sink: the baton mesh and the bare pair alike.
     const traced = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' };
-    const on = await startMesh({ policyFile: BENCH_POLICY, entry: baton, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...traced } });
+    const on = await startMesh({ policyFile: BENCH_POLICY, entry: baton, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...traced }, transport: 'plaintext' });
     meshes.push(on);
     const app = off.services.payments.app;
     barePairs.push(await startBarePair(bareProxy, app, 'floor: bare Node.js proxy pair, tracing off'));

@@ -23,7 +23,7 @@ async function runBundle(args: readonly string[]): Promise<{ code: number | null
   return { code, stdout: running.stdout(), stderr: running.stderr() };
 }
 
-describe('the bundle (what the image and the benchmark run)', { timeout: 60_000 }, () => {
+describe('the bundle (what the image and the benchmark run)', { timeout: 150_000 }, () => {
   let mesh: Mesh | undefined;
   let receiver: OtlpReceiver | undefined;
 

@@ -41,8 +41,8 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     stsUrl = mesh.stsUrl;
     // The same token twice: the second call's exchanges are all in-process cache hits.
     const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
-    await postInbound(mesh.services.gateway.inbound, '/checkout', authorization);
-    const cached = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout${QUERY}`, {
+    await postInbound(mesh.services.gateway.entry, '/checkout', authorization);
+    const cached = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout${QUERY}`, {
       method: 'POST',
       headers: { authorization, 'content-type': 'application/json', 'user-agent': 'baton-e2e/1.0', traceparent: `00-${CACHED_TRACE}-00f067aa0ba902b7-01` },
       body: '{}',

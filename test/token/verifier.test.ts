@@ -147,6 +147,17 @@ describe('access token verifier', () => {
     assert.equal(verified.authTime, 5);
   });
 
+  it('reads cnf.x5t#S256 (RFC 8705 §3.1) and refuses a cnf it cannot check', async () => {
+    const thumbprint = 'q'.repeat(43);
+    const bound = await verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf: { 'x5t#S256': thumbprint } })), { audience: 'orders' });
+    assert.equal(bound.confirmation, thumbprint);
+    const unbound = await verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' });
+    assert.equal(unbound.confirmation, undefined);
+    for (const cnf of [{ jkt: thumbprint }, { 'x5t#S256': 'short' }, { 'x5t#S256': thumbprint, jkt: thumbprint }, 'x5t', [thumbprint]]) {
+      await assert.rejects(verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf })), { audience: 'orders' }), refusedWith('BATON_TOKEN_CNF_INVALID'));
+    }
+  });
+
   it('refuses an external token that claims an act chain', async () => {
     const token = await idp.sign({ iss: IDP, sub: 'alice', aud: 'api://shop', exp: nowSec() + 60, act: { sub: 'gateway' } });
     await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith('BATON_TOKEN_ACT_INVALID'));
