@@ -8,7 +8,9 @@
  *   answers 404), `typ: JWT`, `aud: ["gateway", "account"]`;
  * - B, strict RFC 9068 (`at+jwt`, one aud);
  * - C, a real oidc-provider issuing opaque tokens, read by RFC 7662
- *   introspection at the sidecar and at the STS.
+ *   introspection at the sidecar and at the STS;
+ * - D, a real oidc-provider issuing RFC 9068 JWT access tokens, its keys
+ *   found by discovery.
  *
  * A and B both have a user `alice`. They must stay two people at every hop.
  */
@@ -100,12 +102,14 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
   let keycloak: Awaited<ReturnType<typeof startJwtIdp>>;
   let strict: Awaited<ReturnType<typeof startJwtIdp>>;
   let op: OidcProvider;
+  let jwtOp: OidcProvider;
   let seen: Seen[] = [];
 
   before(async () => {
     keycloak = await startJwtIdp({ path: '/realms/shop', discovery: true });
     strict = await startJwtIdp({ path: '', discovery: false });
     op = await startOidcProvider({ format: 'opaque' });
+    jwtOp = await startOidcProvider({ format: 'jwt' });
     servers.push(keycloak.server, strict.server);
     const introspection = { clientId: OP_INTROSPECTOR.id, clientSecret: OP_INTROSPECTOR.secret };
     const policyFile = join(dir, 'callgraph.yaml');
@@ -124,6 +128,7 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
           { issuer: keycloak.issuer, discovery: true, profile: 'keycloak', audience: 'gateway' },
           { issuer: strict.issuer, jwksUri: `${strict.issuer}/jwks`, audience: 'gateway' },
           { issuer: op.issuer, discovery: true, audience: 'gateway', introspection },
+          { issuer: jwtOp.issuer, discovery: true, audience: 'gateway' },
         ],
       }),
       { mode: 0o600 },
@@ -166,6 +171,7 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
                 { issuer: keycloak.issuer, profile: 'keycloak' },
                 { issuer: strict.issuer, jwksUri: `${strict.issuer}/jwks` },
                 { issuer: op.issuer, introspection },
+                { issuer: jwtOp.issuer },
               ],
             }
           : {}),
@@ -188,6 +194,7 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
   after(async () => {
     await Promise.all(processes.map((p) => p.stop('SIGTERM', 5_000)));
     await op?.close();
+    await jwtOp?.close();
     for (const server of servers) await closeServer(server);
     rmSync(dir, { recursive: true, force: true });
   });
@@ -256,6 +263,16 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     assert.deepEqual(run.seen.map((s) => [s.service, s.subject, s.issuer, s.type]), [
       ['gateway', 'web', op.issuer, 'service'],
       ['orders', 'web', op.issuer, 'service'],
+    ]);
+  });
+
+  it('verifies an oidc-provider JWT access token with keys from discovery, as a service identity, the same way', async () => {
+    const run = await enter(await jwtOp.accessToken());
+    assert.equal(run.status, 403, JSON.stringify(run.body));
+    assert.equal(run.body.cause, 'user');
+    assert.deepEqual(run.seen.map((s) => [s.service, s.subject, s.issuer, s.type]), [
+      ['gateway', 'web', jwtOp.issuer, 'service'],
+      ['orders', 'web', jwtOp.issuer, 'service'],
     ]);
   });
 
