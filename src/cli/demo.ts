@@ -89,8 +89,8 @@ Every process's log is in ${logDir}. Try the audit tools on it:
 
   ${baton} audit --txn ${allowed?.txn ?? 'TXN'} ${logDir}
   ${baton} audit --request ${request ?? 'REQUEST'} ${logDir}
-  ${baton} policy observed --policy ${DEMO_POLICY} ${logDir}
-  ${baton} policy suggest ${logDir}
+  ${baton} policy observed --policy ${DEMO_POLICY} --logs ${logDir}
+  ${baton} policy suggest --logs ${logDir}
 
 audit replays one request hop by hop with the rule that decided each; observed
 compares the traffic with the policy (edges used, unused, undeclared); suggest
