@@ -58,7 +58,9 @@ describe('help for sub-subcommands', () => {
     assert.equal(code, 0);
     assert.match(stdout, /--inbound-port N\s+sets inbound\.port \(default 7070\)/);
     assert.match(stdout, /--admin-port N\s+sets admin\.port \(default 7072\)/);
-    assert.match(stdout, /^ {2}sts\.clientSecret\s+required$/m);
+    assert.match(stdout, /^ {2}sts\.issuer\s+required$/m);
+    // mtls by default: the certificate is the STS credential, so a client secret is optional.
+    assert.match(stdout, /^ {2}sts\.clientSecret\s+optional$/m);
     assert.match(stdout, /^ {2}shutdown\.graceMs\s+default 10000$/m);
     assert.match(stdout, /env BATON_STS__CLIENT_SECRET/);
   });
@@ -101,7 +103,7 @@ describe('configuration a user gets wrong', () => {
     mkdirSync(keysDir);
     writeFileSync(join(keysDir, 'signing.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string);
     const file = join(dir, 'sts.yaml');
-    writeFileSync(file, stringify({ issuer: 'http://127.0.0.1:9', port: 0, policy: { file: FIXTURE_POLICY }, keys: { dir: keysDir }, clients: [{ id: 'gateway', secret: 'a-secret-of-sixteen-chars' }] }));
+    writeFileSync(file, stringify({ issuer: 'http://127.0.0.1:9', port: 0, transport: { mode: 'plaintext' }, policy: { file: FIXTURE_POLICY }, keys: { dir: keysDir }, clients: [{ id: 'gateway', secret: 'a-secret-of-sixteen-chars' }] }));
     const { code, stderr } = await runBaton(['sts', '--config', file]);
     assert.equal(code, 78);
     assert.match(stderr, /signing\.pem: keys\.dir: expected a PEM private key .* got a PEM PUBLIC KEY/);

@@ -124,7 +124,7 @@ describe('baton policy-server', () => {
     const { key } = await keygen(dir);
     const state = join(dir, 'var/lib/baton/policy-version.json');
     const port = await freePort();
-    const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port), '--state', state]);
+    const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port), '--state', state, '--transport', 'plaintext']);
     after(() => running.stop());
     await waitFor(async () => (await request(`http://127.0.0.1:${port}/readyz`).then((r) => r.statusCode, () => 0)) === 200, { what: 'ready' });
     assert.ok((JSON.parse(readFileSync(state, 'utf8')) as { version: number }).version > 0);
@@ -137,7 +137,7 @@ describe('baton policy-server', () => {
     const { key } = await keygen(dir);
     writeFileSync(join(dir, 'a-file'), '');
     const state = join(dir, 'a-file/policy-version.json');
-    const result = await runBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(await freePort()), '--state', state]);
+    const result = await runBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(await freePort()), '--state', state, '--transport', 'plaintext']);
     assert.equal(result.code, 78, result.stderr);
     assert.ok(result.stderr.includes(`${state}: state:`), result.stderr);
     assert.doesNotMatch(result.stderr, /\n\s+at /, 'one line, no stack trace');

@@ -34,11 +34,36 @@ type Coverage =
   | { readonly how: 'run'; readonly expect?: RegExp; readonly status?: number; readonly background?: true }
   | { readonly how: 'kubectl-dry-run' }
   | { readonly how: 'elsewhere'; readonly test: string }
-  | { readonly how: 'not-here'; readonly needs: 'Docker' | 'a Kubernetes cluster' | 'a quiet machine for minutes (the benchmark)' | 'the npm registry with the package published'; readonly instead?: string };
+  | { readonly how: 'not-here'; readonly needs: 'Docker' | 'a Kubernetes cluster' | 'a quiet machine for minutes (the benchmark)' | 'the npm registry with the package published' | 'the identity provider itself (a tenant, an account, the network)'; readonly instead?: string };
+
+/** docs/kubernetes.md's trust-domain issuers, applied from a here-document. */
+const CERT_MANAGER_ISSUERS = `kubectl apply -f - <<'YAML'
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: { name: selfsigned }
+spec: { selfSigned: {} }
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: { name: baton-trust-domain-ca, namespace: cert-manager }
+spec:
+  isCA: true
+  commonName: baton trust domain CA
+  secretName: baton-trust-domain-ca
+  privateKey: { algorithm: ECDSA, size: 256 }
+  issuerRef: { name: selfsigned, kind: ClusterIssuer, group: cert-manager.io }
+---
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: { name: baton-trust-domain }
+spec: { ca: { secretName: baton-trust-domain-ca } }
+YAML`;
 
 const DOCKER = { how: 'not-here', needs: 'Docker', instead: 'test/deploy/dockerfile.test.ts runs the Dockerfile stages by hand; test/deploy/compose.test.ts checks the compose file' } as const;
 const CLUSTER = { how: 'not-here', needs: 'a Kubernetes cluster', instead: 'test/deploy/kustomize.test.ts and helm.test.ts render and validate the manifests' } as const;
 const BENCH = { how: 'not-here', needs: 'a quiet machine for minutes (the benchmark)', instead: 'test/bench/smoke.test.ts' } as const;
+const IDP = { how: 'not-here', needs: 'the identity provider itself (a tenant, an account, the network)', instead: 'test/e2e/identity-providers.test.ts sends tokens shaped as each IdP documents them through real processes; test/cli/token-check.test.ts runs baton token check' } as const;
+const NEWCOMER = { how: 'elsewhere', test: 'test/e2e/demo-newcomer.test.ts (runs the demo with --logs and the audit, observed and suggest commands it prints)' } as const;
 
 /** File → command (as extracted) → coverage. */
 const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
@@ -50,12 +75,32 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'npx baton policy check callgraph.yaml': { how: 'run', expect: /callgraph\.yaml: ok/ },
     'docker build -t baton-mesh:dev .': DOCKER,
     'docker run --rm baton-mesh:dev --help': DOCKER,
+    'npm start -- --logs ./demo-logs': NEWCOMER,
+    [`REQUEST=$(grep -ho '"request":"[A-Za-z0-9_-]*"' ./demo-logs/gateway-sidecar.log | head -1 | cut -d'"' -f4)`]: NEWCOMER,
+    'npm run -s baton -- audit --request "$REQUEST" ./demo-logs': NEWCOMER,
+    'npm run -s baton -- policy observed --policy examples/shop.callgraph.yaml --logs ./demo-logs': NEWCOMER,
+    'npm run -s baton -- policy suggest --logs ./demo-logs': NEWCOMER,
   },
   'docs/docker-compose.md': {
     'docker compose up --build': DOCKER,
     [`TOKEN=$(curl -s -d sub=alice -d 'scope=shop orders:write payments:charge otp' -d acr=urn:baton:acr:mfa http://localhost:9000/dev/token | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')`]: { how: 'run' },
-    'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://localhost:7070/checkout': { how: 'run', expect: /"chain":\s*"gateway,orders"/ },
-    'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://localhost:7070/direct-charge': { how: 'run', expect: /"status":\s*403[\s\S]*payments\.accepts|payments\.accepts[\s\S]*"status":\s*403/ },
+    'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://localhost:7080/checkout': { how: 'run', expect: /"chain":\s*"gateway,orders"/ },
+    'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://localhost:7080/direct-charge': { how: 'run', expect: /"status":\s*403[\s\S]*payments\.accepts|payments\.accepts[\s\S]*"status":\s*403/ },
+    'baton certs --out /var/lib/baton/identities --trust-domain compose.local --namespace baton gateway orders payments baton-sts baton-policy-server': { how: 'run', expect: /DEVELOPMENT[\s\S]*baton-policy-server/ },
+    [`docker compose exec redis sh -c 'redis-cli --user baton-admin --pass "$(cat /etc/redis/admin/password)" --no-auth-warning --scan'`]: DOCKER,
+  },
+  'docs/identity-providers.md': {
+    'curl -s -d grant_type=password -d client_id=web -d username=alice -d password=… https://keycloak.example.com/realms/shop/protocol/openid-connect/token | jq -r .access_token | baton token check --config gateway.sidecar.yaml': IDP,
+    'az account get-access-token --resource api://shop-gateway --query accessToken -o tsv | baton token check --config gateway.sidecar.yaml': IDP,
+    'curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials -d scope=orders:read https://shop.okta.com/oauth2/default/v1/token | jq -r .access_token | baton token check --config gateway.sidecar.yaml': IDP,
+    [`curl -s -H 'content-type: application/json' -d '{"client_id":"…","client_secret":"…","audience":"https://api.shop.example","grant_type":"client_credentials"}' https://shop.eu.auth0.com/oauth/token | jq -r .access_token | baton token check --config gateway.sidecar.yaml`]: IDP,
+    '… | baton token check --config gateway.sidecar.yaml': IDP,
+    "cat > issuers.yaml <<'YAML'\n- { issuer: https://keycloak.example.com/realms/shop, profile: keycloak }\nYAML": { how: 'elsewhere', test: 'test/e2e/demo-idp.test.ts (writes an issuers file of this shape and passes it with --issuers)' },
+    'npx baton demo --keep --issuers issuers.yaml --policy open.callgraph.yaml': { how: 'elsewhere', test: 'test/e2e/demo-idp.test.ts (the demo with --issuers and --policy, your user and IdP at the last hop)' },
+    'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:<gateway port>/checkout': { how: 'elsewhere', test: 'test/e2e/demo-idp.test.ts' },
+  },
+  'docs/identity.md': {
+    'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs as a real process: the layout, the IDs, reuse of fresh certificates)' },
   },
   'docs/kubernetes.md': {
     'kubectl create namespace baton-system': { how: 'kubectl-dry-run' },
@@ -65,16 +110,24 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'kubectl -n baton-system create configmap baton-mesh --from-file=policy-signing.pub.pem': { how: 'kubectl-dry-run' },
     'openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sts-1.pem': { how: 'run' },
     'kubectl -n baton-system create secret generic baton-sts-keys --from-file=sts-1.pem': { how: 'kubectl-dry-run' },
-    "openssl rand -base64 32 | tr -d '\\n' > gateway.secret": { how: 'run' },
-    'GATEWAY_HASH=$(npx baton sts hash-secret < gateway.secret)': { how: 'run' },
-    'kubectl -n baton-system create secret generic baton-sts-clients --from-literal=clients="[{id: gateway, secretHash: \\"$GATEWAY_HASH\\"}]"': { how: 'kubectl-dry-run' },
+    'npx baton redis-acl --services gateway,orders,payments --dir ./baton-redis': { how: 'run' },
+    'kubectl -n baton-system create secret generic baton-redis-acl --from-file=users.acl=baton-redis/users.acl --from-file=admin-password=baton-redis/baton-admin/password': { how: 'kubectl-dry-run' },
+    'kubectl -n baton-system create secret generic baton-redis-sts --from-file=password=baton-redis/baton-sts/password': { how: 'kubectl-dry-run' },
+    'helm repo add jetstack https://charts.jetstack.io --force-update': CLUSTER,
+    [`helm upgrade -i -n cert-manager cert-manager jetstack/cert-manager --create-namespace --set crds.enabled=true --set 'approveSignerNames={issuers.cert-manager.io/*,clusterissuers.cert-manager.io/selfsigned}'`]: CLUSTER,
+    [CERT_MANAGER_ISSUERS]: CLUSTER,
+    'kubectl -n cert-manager wait --for=condition=Ready certificate/baton-trust-domain-ca': CLUSTER,
+    [`helm upgrade -i -n cert-manager cert-manager-csi-driver-spiffe jetstack/cert-manager-csi-driver-spiffe --wait --set app.trustDomain=cluster.local --set app.approver.signerName=clusterissuers.cert-manager.io/baton-trust-domain --set app.issuer.name=baton-trust-domain --set app.issuer.kind=ClusterIssuer --set app.issuer.group=cert-manager.io --set 'app.driver.volumes[0].name=root-cas' --set 'app.driver.volumes[0].secret.secretName=baton-trust-domain-ca' --set 'app.driver.volumeMounts[0].name=root-cas' --set 'app.driver.volumeMounts[0].mountPath=/var/run/secrets/cert-manager-csi-driver-spiffe' --set app.driver.sourceCABundle=/var/run/secrets/cert-manager-csi-driver-spiffe/ca.crt`]: CLUSTER,
+    'kubectl apply -k deploy/overlays/example': CLUSTER,
+    [`helm install baton helm/baton -n baton-system --set policyServer.existingConfigMap=baton-callgraph --set spiffe.namespace=shop --set 'sts.clients[0].id=gateway' --set 'sts.clients[0].tlsClientAuth=true' --set 'sts.clients[1].id=orders' --set 'sts.clients[1].tlsClientAuth=true'`]: CLUSTER,
+    // `create role --resource` asks the API server which resources exist, even for a client dry run.
+    'kubectl -n shop create role baton-spiffe-certificate-requester --verb=create --resource=certificaterequests.cert-manager.io': { ...CLUSTER, instead: 'deploy/overlays/example/identity.yaml is the same Role as a manifest; test/deploy/kustomize.test.ts renders and validates it' },
+    'kubectl -n shop create rolebinding baton-spiffe-certificate-requester --role=baton-spiffe-certificate-requester --serviceaccount=shop:gateway --serviceaccount=shop:orders --serviceaccount=shop:payments': { how: 'kubectl-dry-run' },
+    'kubectl apply -k deploy/overlays/example-spire': CLUSTER,
     'kubectl -n baton-system create configmap baton-callgraph --from-file=callgraph.yaml=deploy/base/callgraph.yaml': { how: 'kubectl-dry-run' },
-    'kubectl apply -k deploy/base': CLUSTER,
-    'helm install baton helm/baton -n baton-system --set policyServer.existingConfigMap=baton-callgraph': CLUSTER,
     'kubectl create namespace shop': { how: 'kubectl-dry-run' },
     'kubectl label namespace shop baton.dev/inject=enabled': CLUSTER,
     'kubectl -n shop create configmap baton-mesh --from-file=policy-signing.pub.pem': { how: 'kubectl-dry-run' },
-    'kubectl -n shop create secret generic baton-client-gateway --from-file=clientSecret=gateway.secret': { how: 'kubectl-dry-run' },
     'baton policy check callgraph.yaml': { how: 'run', expect: /callgraph\.yaml: ok/ },
     'baton policy explain callgraph.yaml --chain gateway,orders --target payments --method POST --path /charges --scope "payments:charge otp" --acr urn:baton:acr:mfa': { how: 'run', expect: /^decision: allow\b[\s\S]*payments\.accepts\.charge/ },
     'kubectl -n baton-system create configmap baton-callgraph --from-file=callgraph.yaml --dry-run=client -o yaml | kubectl apply -f -': CLUSTER,
@@ -98,7 +151,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   },
   'docs/policy-server.md': {
     'baton policy-server keygen --out ./keys': { how: 'run' },
-    'baton policy-server --policy examples/shop.callgraph.yaml --signing-key keys/policy-signing.key.pem --port 7300 --state /var/lib/baton/policy-version.json': { how: 'run', background: true },
+    'baton policy-server --policy examples/shop.callgraph.yaml --signing-key keys/policy-signing.key.pem --port 7300 --state /var/lib/baton/policy-version.json --transport plaintext': { how: 'run', background: true },
   },
   'docs/rollout.md': {
     'baton policy suggest --logs logs/ --name shop --out shop.callgraph.yaml': { how: 'run' },
@@ -128,6 +181,7 @@ export function extractCommands(file: string, text: string): DocCommand[] {
   let inBlock = false;
   let pending = '';
   let pendingLine = 0;
+  let heredoc: string | undefined;
   text.split('\n').forEach((raw, index) => {
     const fence = /^\s*```\s*([\w-]*)\s*$/.exec(raw);
     if (fence) {
@@ -137,6 +191,17 @@ export function extractCommands(file: string, text: string): DocCommand[] {
       return;
     }
     if (!inBlock) return;
+    // A here-document is part of its command: its lines are the command's input, not commands.
+    if (heredoc !== undefined) {
+      // The block's list indentation (up to three spaces) is not part of the document.
+      pending += `\n${raw.replace(/^ {0,3}/, '')}`;
+      if (raw.trim() === heredoc) {
+        out.push({ file, line: pendingLine, command: pending });
+        pending = '';
+        heredoc = undefined;
+      }
+      return;
+    }
     const prompted = /^\s*\$\s+/.test(raw);
     if (!inShell && !prompted && pending === '') return;
     let line = raw.trim().replace(/^\$\s+/, '');
@@ -150,6 +215,12 @@ export function extractCommands(file: string, text: string): DocCommand[] {
     // A trailing comment is prose; a '#' inside quotes or a word is not a comment.
     const command = line.replace(/\s+#\s.*$/, '').trim();
     if (command === '' || command.startsWith('#')) return;
+    const opens = /<<-?\s*'?(\w+)'?\s*$/.exec(command);
+    if (opens !== null) {
+      heredoc = opens[1];
+      pending = command;
+      return;
+    }
     out.push({ file, line: pendingLine, command });
   });
   return out;
@@ -220,7 +291,8 @@ describe('the commands in README.md and docs/', () => {
     function substitute(command: string, ports: { policyServer?: number } = {}): string {
       let out = command
         .replaceAll('http://localhost:9000', mesh.idpUrl)
-        .replaceAll('http://localhost:7070', `http://127.0.0.1:${mesh.services.gateway.inbound}`)
+        // Compose publishes the gateway's plaintext listener for the ingress side on 7080; the demo's is `entry`.
+        .replaceAll('http://localhost:7080', `http://127.0.0.1:${mesh.services.gateway.entry}`)
         .replaceAll('/var/lib/baton/', `${work}/var/lib/baton/`)
         .replace(/(^|\$\(|\|\s*)npx baton /g, '$1baton ');
       if (ports.policyServer !== undefined) out = out.replace('--port 7300', `--port ${ports.policyServer}`);
@@ -264,20 +336,15 @@ describe('the commands in README.md and docs/', () => {
       runFile('README.md');
     });
 
-    it('docs/kubernetes.md: keys, the client hash and the policy commands run; the kubectl ones pass a client dry run', () => {
+    it('docs/kubernetes.md: keys, the Redis secrets and the policy commands run; the kubectl ones pass a client dry run', () => {
       runFile('docs/kubernetes.md');
-      const hash = spawnSync('sh', ['-c', substitute('GATEWAY_HASH=$(npx baton sts hash-secret < gateway.secret); printf %s "$GATEWAY_HASH"')], { cwd: work, env, encoding: 'utf8' });
-      assert.match(hash.stdout, /^scrypt\$15\$8\$1\$[\w-]+\$[\w-]+$/);
       const dryRuns = DOCUMENTED.filter((c) => c.file === 'docs/kubernetes.md' && COMMANDS[c.file]?.[c.command]?.how === 'kubectl-dry-run');
       assert.ok(dryRuns.length >= 8);
       for (const c of dryRuns) {
-        const result = spawnSync('sh', ['-c', `GATEWAY_HASH='${hash.stdout}'; ${c.command} --dry-run=client -o yaml`], { cwd: work, env, encoding: 'utf8', timeout: 30_000 });
+        const result = spawnSync('sh', ['-c', `${c.command} --dry-run=client -o yaml`], { cwd: work, env, encoding: 'utf8', timeout: 30_000 });
         assert.equal(result.status, 0, `docs/kubernetes.md:${c.line}: ${c.command}\n${result.stderr}`);
-        assert.match(result.stdout, /^apiVersion: v1\n/m, c.command);
-        if (c.command.includes('baton-sts-clients')) {
-          const clients = Buffer.from(/clients: (\S+)/.exec(result.stdout)![1]!, 'base64').toString();
-          assert.equal(clients, `[{id: gateway, secretHash: "${hash.stdout}"}]`);
-        }
+        assert.match(result.stdout, /^apiVersion: (v1|rbac\.authorization\.k8s\.io\/v1)\n/m, c.command);
+        if (c.command.includes('baton-redis-acl')) assert.match(result.stdout, /users\.acl: /, 'the ACL file baton redis-acl wrote is in the Secret');
       }
     });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import type { PeerIdentity } from '../../src/identity/tls.ts';
-import { createClientAuthenticator } from '../../src/sts/client-auth.ts';
+import { type ClientPeer, createClientAuthenticator } from '../../src/sts/client-auth.ts';
 import { createClientRegistry } from '../../src/sts/clients.ts';
 import { parseTokenRequestForm } from '../../src/sts/form.ts';
 import { createMemoryReplayStore } from '../../src/sts/replay-store.ts';
@@ -21,7 +21,7 @@ const registry = createClientRegistry(
   { logger: createLogger({ name: 't', level: 'silent' }), map },
 );
 const authenticator = createClientAuthenticator({ registry, issuer: 'https://sts', tokenEndpoint: 'https://sts/token', replay: createMemoryReplayStore(), clockToleranceSec: 30, now: Date.now });
-const peer = (id: string): PeerIdentity => ({ spiffeId: id as SpiffeId, thumbprint: `thumb-of-${id}` });
+const peer = (id: string): ClientPeer => ({ address: '127.0.0.1', certificate: { spiffeId: id as SpiffeId, thumbprint: `thumb-of-${id}` } satisfies PeerIdentity });
 const form = (fields: Record<string, string>) => parseTokenRequestForm(new URLSearchParams({ grant_type: 'client_credentials', ...fields }).toString());
 const code = async (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string }) => error.code);
 
