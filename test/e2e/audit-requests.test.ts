@@ -20,7 +20,7 @@ describe('baton audit, one request at a time, with tracing off', { timeout: 90_0
       const token = await mesh.userToken(DEMO_USER);
       // Three requests with one user token: one txn.
       for (let i = 0; i < 3; i++) {
-        const answer = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${token}`);
+        const answer = await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${token}`);
         assert.equal(answer.status, 200);
         seen.push(hops(answer.body));
       }

@@ -53,7 +53,7 @@ describe('the demo mesh with your own identity provider', { timeout: 90_000 }, (
 
   it('shows your user, with your IdP named, at the last hop', async () => {
     const token = await signer.sign({ iss: issuer, sub: 'd1f0c2aa-user', aud: ['gateway', 'account'], typ: 'Bearer', azp: 'web', scope: 'openid', iat: nowSec(), exp: nowSec() + 300 }, { typ: 'JWT' });
-    const r = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const r = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
     const body = (await r.body.json()) as unknown;
     assert.equal(r.statusCode, 200, JSON.stringify(body));
     const seen = hops(body);

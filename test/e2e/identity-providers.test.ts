@@ -122,6 +122,8 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
       stringify({
         issuer: stsUrl,
         port: stsPort,
+        // Whose user it is does not depend on the transport (test/e2e/mtls.test.ts covers that): plaintext keeps the IdPs simple.
+        transport: { mode: 'plaintext' },
         policy: { file: policyFile },
         clients: SERVICES.map((id) => ({ id, secret: secrets[id] })),
         externalIssuers: [
@@ -159,6 +161,7 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
       servers.push(listening.server);
       const config = {
         service: name,
+        transport: { mode: 'plaintext' },
         inbound: { port: ports[name].inbound, app: listening.url },
         outbound: { port: ports[name].outbound },
         admin: { port: ports[name].admin },

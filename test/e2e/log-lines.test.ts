@@ -29,8 +29,8 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
     try {
       await runScenarios(mesh);
       // Refusals write lines of their own: a bad token at the entry, and a scope the policy refuses.
-      await postInbound(mesh.services.gateway.inbound, '/checkout', 'Bearer not-a-token');
-      await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken({ sub: 'bob', scope: 'shop' })}`);
+      await postInbound(mesh.services.gateway.entry, '/checkout', 'Bearer not-a-token');
+      await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken({ sub: 'bob', scope: 'shop' })}`);
       await new Promise((resolve) => setTimeout(resolve, 300));
     } finally {
       await mesh.stop();

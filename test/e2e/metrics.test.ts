@@ -113,9 +113,9 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
     results = await runScenarios(mesh);
     const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     // Twice with one token: every exchange of the second call is a cache hit.
-    for (let i = 0; i < 2; i++) assert.equal((await postInbound(mesh.services.gateway.inbound, '/checkout', authorization)).status, 200);
+    for (let i = 0; i < 2; i++) assert.equal((await postInbound(mesh.services.gateway.entry, '/checkout', authorization)).status, 200);
     // No token: refused by the gateway's sidecar itself.
-    assert.equal((await postInbound(mesh.services.gateway.inbound, '/checkout', '')).status, 401);
+    assert.equal((await postInbound(mesh.services.gateway.entry, '/checkout', '')).status, 401);
     gatewayAdmin = mesh.services.gateway.admin;
     stsUrl = mesh.stsUrl;
     sidecars = await Promise.all(DEMO_SERVICES.map((name) => scrape(`http://127.0.0.1:${mesh?.services[name].admin}/metrics`)));

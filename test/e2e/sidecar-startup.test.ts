@@ -58,6 +58,7 @@ describe('baton sidecar start-up', () => {
         outbound: { port: await freePort() },
         admin: { port: admin },
         // Nothing listens there: the sidecar also waits for the STS, which must not hide the policy problem.
+        transport: { mode: 'plaintext' },
         sts: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'orders', clientSecret: 'a-secret-for-the-test' },
         policy: { file: policyFile },
       }),

@@ -49,7 +49,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     });
     await cached.body.text();
     assert.equal(cached.statusCode, 200);
-    const refused = await request(`http://127.0.0.1:${mesh.services.gateway.inbound}/checkout`, { method: 'POST', headers: { traceparent: `00-${REFUSED_TRACE}-00f067aa0ba902b7-01` }, body: '{}' });
+    const refused = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, { method: 'POST', headers: { traceparent: `00-${REFUSED_TRACE}-00f067aa0ba902b7-01` }, body: '{}' });
     await refused.body.text();
     assert.equal(refused.statusCode, 401);
     const badClient = await request(`${mesh.stsUrl}/token`, {

@@ -235,7 +235,8 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
       sidecars,
       meshToken(aud, chain, overrides = {}, header = {}) {
         const claims = {
-          iss: stsUrl, sub: 'alice', sub_id: { format: 'iss_sub', iss: idpA.issuer, sub: 'alice' }, sub_type: 'user', aud, client_id: chain.at(-1), act: act(chain), scope: 'shop',
+          // sub_id names the same subject as sub (RFC 9493 §4.1), unless a test overrides it on purpose.
+          iss: stsUrl, sub: 'alice', sub_id: { format: 'iss_sub', iss: idpA.issuer, sub: typeof overrides.sub === 'string' ? overrides.sub : 'alice' }, sub_type: 'user', aud, client_id: chain.at(-1), act: act(chain), scope: 'shop',
           txn: 'txn-security', jti: randomUUID(), iat: nowSec(), exp: nowSec() + 300, ...overrides,
         };
         return compact({ alg: 'ES256', typ: 'at+jwt', kid: stsKid, ...header }, JSON.parse(JSON.stringify(claims)) as object, es256(stsKey));
