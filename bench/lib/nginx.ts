@@ -25,6 +25,84 @@ export function ensureNginx(): string {
 
 /** One nginx reverse proxy hop with upstream keep-alive, one worker (like one sidecar process). */
 export function startNginxProxy(binary: string, listenPort: number, upstreamPort: number): NginxProxy {
+  return startNginx(binary, listenPort, `
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${listenPort};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }`);
+}
+
+/** PEM files of one workload identity (src/identity/dev-ca.ts, csi-driver-spiffe layout). */
+export interface NginxIdentity {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly bundleFile: string;
+}
+
+/**
+ * The inner hop of an mTLS pair: TLS 1.3 only (as baton's inbound), a client
+ * certificate required and checked against the bundle (`ssl_verify_client
+ * on`). nginx checks the chain only; it has no SPIFFE ID authorization.
+ * Session tickets stay on (nginx's default) so the outer hop can resume.
+ */
+export function startNginxTlsInner(binary: string, listenPort: number, upstreamPort: number, identity: NginxIdentity): NginxProxy {
+  return startNginx(binary, listenPort, `
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${listenPort} ssl;
+    ssl_protocols TLSv1.3;
+    ssl_certificate ${identity.certFile};
+    ssl_certificate_key ${identity.keyFile};
+    ssl_client_certificate ${identity.bundleFile};
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    ssl_session_cache shared:inner:10m;
+    keepalive_requests 100000;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }`);
+}
+
+/**
+ * The outer hop of an mTLS pair: plain HTTP from the client (like an app
+ * calling its sidecar's outbound port), then TLS 1.3 to the inner hop with a
+ * client certificate, the server's chain and name (`serverName`, a DNS SAN of
+ * its certificate) verified, upstream keep-alive and TLS session reuse.
+ */
+export function startNginxTlsOuter(binary: string, listenPort: number, upstreamPort: number, identity: NginxIdentity, serverName: string): NginxProxy {
+  return startNginx(binary, listenPort, `
+  upstream inner { server 127.0.0.1:${upstreamPort}; keepalive 256; keepalive_requests 100000; }
+  server {
+    listen 127.0.0.1:${listenPort};
+    location / {
+      proxy_pass https://inner;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_certificate ${identity.certFile};
+      proxy_ssl_certificate_key ${identity.keyFile};
+      proxy_ssl_trusted_certificate ${identity.bundleFile};
+      proxy_ssl_verify on;
+      proxy_ssl_verify_depth 2;
+      proxy_ssl_name ${serverName};
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+    }
+  }`);
+}
+
+function startNginx(binary: string, listenPort: number, http: string): NginxProxy {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-nginx-'));
   const conf = `
 worker_processes 1;
@@ -38,17 +116,7 @@ http {
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
-  server {
-    listen 127.0.0.1:${listenPort};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
+  scgi_temp_path ${dir}/scgi;${http}
 }`;
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const started = spawnSync(binary, ['-c', join(dir, 'nginx.conf'), '-p', dir]);

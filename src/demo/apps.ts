@@ -46,6 +46,8 @@ const ROUTES: Readonly<Record<DemoServiceName, Readonly<Record<string, { target:
   },
   payments: {
     'POST /charges': null,
+    // The benchmarks' edge (bench/fixtures/bench.callgraph.yaml): a leaf that answers 200, no downstream call.
+    'GET /bench': null,
   },
 };
 

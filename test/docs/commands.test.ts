@@ -148,6 +148,8 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'npm run bench': BENCH,
     'BENCH_QUICK=1 npm run bench': BENCH,
     'node_modules/.bin/node bench/hop.bench.ts': BENCH,
+    'node_modules/.bin/node bench/mtls.bench.ts': BENCH,
+    'BENCH_QUICK=1 node_modules/.bin/node bench/mtls.bench.ts': BENCH,
   },
   'docs/policy-server.md': {
     'baton policy-server keygen --out ./keys': { how: 'run' },
