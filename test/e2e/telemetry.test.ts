@@ -30,6 +30,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   let logDir: string | undefined;
   let ports: Readonly<Record<string, ServicePorts>>;
   let stsUrl = '';
+  let meshScheme = 'https';
 
   before(async () => {
     receiver = await startOtlpReceiver();
@@ -39,6 +40,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     results = await runScenarios(mesh);
     ports = mesh.services;
     stsUrl = mesh.stsUrl;
+    meshScheme = mesh.transport === 'mtls' ? 'https' : 'http';
     // The same token twice: the second call's exchanges are all in-process cache hits.
     const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     await postInbound(mesh.services.gateway.entry, '/checkout', authorization);
@@ -52,7 +54,10 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     const refused = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, { method: 'POST', headers: { traceparent: `00-${REFUSED_TRACE}-00f067aa0ba902b7-01` }, body: '{}' });
     await refused.body.text();
     assert.equal(refused.statusCode, 401);
+    // The STS speaks TLS in the mtls mesh: trust the mesh's development bundle (and present no certificate).
+    const tlsTo = mesh.identities === undefined ? {} : { dispatcher: mesh.identities.dispatcher };
     const badClient = await request(`${mesh.stsUrl}/token`, {
+      ...tlsTo,
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('gateway:wrong-secret').toString('base64')}`, traceparent: `00-${STS_REFUSED_TRACE}-00f067aa0ba902b7-01` },
       body: 'grant_type=client_credentials&audience=orders',
@@ -61,7 +66,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(badClient.statusCode, 401);
     // Scrapes and probes, which make no spans.
     for (const url of [`${mesh.stsUrl}/metrics`, `${mesh.stsUrl}/readyz`, `${mesh.stsUrl}/livez`, `http://127.0.0.1:${mesh.services.gateway.admin}/metrics`]) {
-      const scraped = await request(url);
+      const scraped = await request(url, tlsTo);
       await scraped.body.text();
       assert.equal(scraped.statusCode, 200, url);
     }
@@ -110,7 +115,8 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
       assert.equal(out.parentSpanId, inbound(service).spanId);
       assert.equal(out.attributes['baton.target'], target);
       // The upstream actually called: the demo maps each service to its sidecar's inbound port on loopback.
-      assert.equal(out.attributes['url.full'], `http://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/charges'}`);
+      // Mesh hops are https in the mtls mesh.
+      assert.equal(out.attributes['url.full'], `${meshScheme}://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/charges'}`);
       assert.equal(out.attributes['server.address'], '127.0.0.1');
       assert.equal(out.attributes['server.port'], ports[target]?.inbound);
       assert.equal(out.attributes['baton.caller'], service);
@@ -176,7 +182,8 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(gatewayIn.attributes['url.scheme'], 'http');
     assert.equal(gatewayIn.attributes['url.query'], 'debug=REDACTED&access_token=REDACTED');
     assert.equal(gatewayIn.attributes['server.address'], '127.0.0.1');
-    assert.equal(gatewayIn.attributes['server.port'], ports.gateway?.inbound);
+    // The port the request arrived on: the gateway's plaintext entry listener, outside the mesh.
+    assert.equal(gatewayIn.attributes['server.port'], ports.gateway?.entry);
     for (const span of spans.filter((s) => s.kind === CLIENT)) assert.equal(span.attributes['network.protocol.version'], '1.1', `${span.serviceName} CLIENT`);
   });
 

@@ -61,7 +61,7 @@ describe('policy replay: maximum age and the last version kept across restarts',
   function sidecar(): RunningProcess {
     const file = join(dir, 'sidecar.yaml');
     // The STS is unreachable on purpose: only the policy client is under test.
-    writeFileSync(file, stringify({ service: 'orders', inbound: { port: 0 }, outbound: { port: 0 }, admin: { port: 0 }, sts: { issuer: 'http://127.0.0.1:9', clientId: 'orders', clientSecret: 'orders-secret-0123456789' }, policy: policy('sidecar') }));
+    writeFileSync(file, stringify({ service: 'orders', transport: { mode: 'plaintext' }, inbound: { port: 0 }, outbound: { port: 0 }, admin: { port: 0 }, sts: { issuer: 'http://127.0.0.1:9', clientId: 'orders', clientSecret: 'orders-secret-0123456789' }, policy: policy('sidecar') }));
     const started = startBaton(['sidecar', '--config', file]);
     running.push(started);
     return started;
