@@ -21,6 +21,7 @@
 import { DEFAULT_IDENTITY_DIR, LAYOUTS } from '../identity/config.ts';
 import type { SidecarTemplate, SvidSource } from './config.ts';
 import type { Container } from './kubernetes-types.ts';
+import { restrictedSecurityContext } from './security-context.ts';
 
 export const IDENTITY_VOLUME = 'baton-identity';
 export const IDENTITY_DIR = DEFAULT_IDENTITY_DIR;
@@ -102,16 +103,7 @@ function helperContainer(template: SidecarTemplate): Container {
     restartPolicy: 'Always',
     args: ['-config', `${HELPER_CONFIG_DIR}/helper.conf`],
     resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { cpu: '100m', memory: '64Mi' } },
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: template.runAsUser,
-      runAsGroup: template.runAsUser,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: restrictedSecurityContext(template.runAsUser),
     volumeMounts: [
       { name: SPIRE_SOCKET_VOLUME, mountPath: WORKLOAD_API_DIR, readOnly: true },
       { name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR },

@@ -11,6 +11,7 @@ import type { InjectionSettings } from './annotations.ts';
 import type { SidecarTemplate } from './config.ts';
 import { IDENTITY_DIR, IDENTITY_VOLUME, type IdentityLayout } from './identity-layout.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
+import { restrictedSecurityContext } from './security-context.ts';
 
 export const SIDECAR_CONTAINER_NAME = 'baton-sidecar';
 export const INBOUND_PORT_NAME = 'baton-inbound';
@@ -49,16 +50,7 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     livenessProbe: probe('/livez', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 }),
     resources: { requests: { ...template.requests }, limits: { ...template.limits } },
     // Pod Security Standards "restricted", whatever the pod itself asks for.
-    securityContext: {
-      runAsNonRoot: true,
-      runAsUser: template.runAsUser,
-      runAsGroup: template.runAsUser,
-      readOnlyRootFilesystem: true,
-      allowPrivilegeEscalation: false,
-      privileged: false,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    },
+    securityContext: restrictedSecurityContext(template.runAsUser),
     volumeMounts: [
       { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
       { name: TMP_VOLUME, mountPath: '/tmp' },
