@@ -87,8 +87,8 @@ function tryTheLogs(logDir: string, results: readonly ScenarioResult[], baton: s
   return `
 Every process's log is in ${logDir}. Try the audit tools on it:
 
-  ${baton} audit --txn ${allowed?.txn ?? 'TXN'} ${logDir}
-  ${baton} audit --request ${request ?? 'REQUEST'} ${logDir}
+  ${baton} audit --txn=${allowed?.txn ?? 'TXN'} ${logDir}
+  ${baton} audit --request=${request ?? 'REQUEST'} ${logDir}
   ${baton} policy observed --policy ${DEMO_POLICY} --logs ${logDir}
   ${baton} policy suggest --logs ${logDir}
 

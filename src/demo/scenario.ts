@@ -40,12 +40,16 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   // started it, so each scenario's audit trail stands on its own.
   const allowed = await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
   const denied = await postInbound(mesh.services.gateway.entry, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
-  // Audit lines are written as the sidecars decide; give the pipes a moment.
-  await new Promise((resolve) => setTimeout(resolve, 300));
-
   const allowedHops = hops(allowed.body);
   const allowedTxn = allowedHops[0]?.txn;
   const deniedHops = hops(denied.body);
+  // Audit lines reach this process through the sidecars' pipes, later on a busy machine: wait for the
+  // three inbound decisions of the allowed chain (bounded), rather than for a fixed moment.
+  const deadline = Date.now() + 10_000;
+  while (decisionsFor(mesh, allowedTxn).filter((d) => d.direction === 'inbound').length < 3 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100));
   const deniedDownstream = deniedHops[0]?.downstream;
   const problem = typeof deniedDownstream?.body === 'object' && deniedDownstream.body !== null ? (deniedDownstream.body as Record<string, unknown>) : undefined;
   const allowedDecisions = decisionsFor(mesh, allowedTxn);

@@ -44,7 +44,7 @@ describe('baton audit, one request at a time, with tracing off', { timeout: 90_0
 
   it('--txn shows each request on its own: three chains of three hops, not one of nine', async () => {
     const txn = String(seen[0]?.[0]?.txn);
-    const { code, stdout } = await runBaton(['audit', '--txn', txn, '--json', logDir]);
+    const { code, stdout } = await runBaton(['audit', `--txn=${txn}`, '--json', logDir]);
     assert.equal(code, 0);
     const trail = JSON.parse(stdout) as AuditTrail;
     assert.deepEqual(
@@ -57,14 +57,14 @@ describe('baton audit, one request at a time, with tracing off', { timeout: 90_0
     assert.ok(sts.length >= 2, `the first request's two exchanges, got ${sts.length}`);
     assert.ok(sts.every((e) => e.request === seen[0]?.[0]?.request));
 
-    const text = await runBaton(['audit', '--txn', txn, logDir]);
+    const text = await runBaton(['audit', `--txn=${txn}`, logDir]);
     assert.match(text.stdout, /3 requests under this txn/);
     assert.equal(text.stdout.match(/^hops: {4}gateway → orders → payments$/gm)?.length, 3);
   });
 
   it('--request shows that request alone', async () => {
     const request = String(seen[1]?.[0]?.request);
-    const { code, stdout } = await runBaton(['audit', '--request', request, '--json', logDir]);
+    const { code, stdout } = await runBaton(['audit', `--request=${request}`, '--json', logDir]);
     assert.equal(code, 0);
     const trail = JSON.parse(stdout) as AuditTrail;
     assert.equal(trail.requests.length, 1);

@@ -12,8 +12,8 @@ describe('baton demo (what npm start runs)', { timeout: 180_000 }, () => {
   });
 
   it('prints a readable report without any token in it', async () => {
-    const { code, stdout } = await runBaton(['demo']);
-    assert.equal(code, 0);
+    const { code, stdout, stderr } = await runBaton(['demo']);
+    assert.equal(code, 0, `${stdout.slice(-3000)}\n${stderr.slice(-3000)}`);
     assert.match(stdout, /gateway → orders → payments/);
     assert.match(stdout, /✔ allowed end to end over mTLS/);
     assert.match(stdout, /payments +← spiffe:\/\/baton\.demo\/ns\/demo\/sa\/orders +token bound/);

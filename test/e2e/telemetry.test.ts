@@ -253,7 +253,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   });
 
   it('baton audit --txn reconstructs the allowed chain: hops, rules and the STS issuances, in order', async () => {
-    const { code, stdout } = await runBaton(['audit', '--txn', String(results[0]?.txn), '--json', logDir as string]);
+    const { code, stdout } = await runBaton(['audit', `--txn=${String(results[0]?.txn)}`, '--json', logDir as string]);
     assert.equal(code, 0);
     const trail = JSON.parse(stdout);
     assert.deepEqual(trail.hops, ['gateway', 'orders', 'payments']);
