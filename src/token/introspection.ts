@@ -14,7 +14,7 @@ import { hash } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from '../telemetry/logger.ts';
 import { TokenInactiveError, TokenIntrospectionUnavailableError } from './errors.ts';
-import { describe, discoverMetadata, metadataEndpoint, type FetchLimits } from './jwks-fetch.ts';
+import { describe, discoverMetadata, metadataEndpoint, readBoundedText, type FetchLimits } from './jwks-fetch.ts';
 
 export type IntrospectionAuthMethod = 'client_secret_basic' | 'client_secret_post';
 
@@ -114,7 +114,7 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
     }
     let body: unknown;
     try {
-      const text = await readBounded(response.body, limits.maxBytes);
+      const text = await readBoundedText(response.body, limits.maxBytes);
       body = JSON.parse(text);
     } catch (cause) {
       throw unavailable(`POST ${url}: expected a JSON object of at most ${limits.maxBytes} bytes`, cause);
@@ -190,18 +190,4 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
 
 function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
-}
-
-async function readBounded(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      throw new Error(`expected at most ${maxBytes} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

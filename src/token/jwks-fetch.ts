@@ -21,6 +21,28 @@ export class JwksFetchError extends Error {
   }
 }
 
+export class BodyTooLargeError extends Error {
+  constructor(maxBytes: number) {
+    super(`expected at most ${maxBytes} bytes, got more`);
+    this.name = 'BodyTooLargeError';
+  }
+}
+
+/** A response body as UTF-8 text, never buffering more than `maxBytes`: past that the stream is destroyed and BodyTooLargeError thrown. */
+export async function readBoundedText(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) {
+      body.destroy();
+      throw new BodyTooLargeError(maxBytes);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export async function fetchJson(url: string, limits: FetchLimits): Promise<unknown> {
   const signal = AbortSignal.timeout(limits.timeoutMs);
   let response: Dispatcher.ResponseData;
@@ -45,23 +67,15 @@ export async function fetchJson(url: string, limits: FetchLimits): Promise<unkno
     response.body.destroy();
     throw new JwksFetchError(`GET ${url}: expected at most ${limits.maxBytes} bytes, got ${declared}`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
+  let text: string;
   try {
-    for await (const chunk of response.body) {
-      size += (chunk as Buffer).length;
-      if (size > limits.maxBytes) {
-        response.body.destroy();
-        throw new JwksFetchError(`GET ${url}: expected at most ${limits.maxBytes} bytes, got more`);
-      }
-      chunks.push(chunk as Buffer);
-    }
+    text = await readBoundedText(response.body, limits.maxBytes);
   } catch (cause) {
-    if (cause instanceof JwksFetchError) throw cause;
+    if (cause instanceof BodyTooLargeError) throw new JwksFetchError(`GET ${url}: expected at most ${limits.maxBytes} bytes, got more`);
     throw new JwksFetchError(`GET ${url}: reading the body failed: ${describe(cause)}`, { cause });
   }
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(text) as unknown;
   } catch (cause) {
     throw new JwksFetchError(`GET ${url}: expected JSON`, { cause });
   }
