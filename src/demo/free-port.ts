@@ -7,12 +7,23 @@
  * child process binds it (seen as EADDRINUSE in CI). Ports are picked at
  * random below the ephemeral range instead and checked by binding.
  *
+ * Ports are also reserved across processes for a few minutes: `node --test`
+ * runs test files in parallel processes, each starting meshes of a dozen
+ * children, and two random draws from ~22 000 ports collide often enough
+ * (birthday odds of a few percent per pair of meshes) to fail a CI run with
+ * EADDRINUSE between the check here and the child's bind. A reservation is
+ * a file created with O_EXCL in a shared folder under the system's tmpdir,
+ * so no two processes on the machine hand out the same port inside the
+ * window; a stale file (older than the window) is taken over.
+ *
  * Only ports that fetch() accepts: the WHATWG Fetch standard blocks a list of
  * "bad ports" (10080 is in this range), and Node's fetch and undici's refuse
  * them with `fetch failed … bad port` before connecting.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const FLOOR = 10_000;
 
@@ -38,13 +49,46 @@ function ephemeralLow(): number {
 
 const CEILING = ephemeralLow();
 
+/** Long enough for any child to start and bind, and for a test that restarts a child on its old port. */
+export const RESERVATION_MS = 10 * 60_000;
+export const RESERVATIONS_DIR = join(tmpdir(), 'baton-free-ports');
+
 /** `random` is Math.random's shape; a test passes its own to steer the choice. */
 export async function freePort(random: () => number = Math.random): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = FLOOR + Math.floor(random() * (CEILING - FLOOR));
-    if (isFetchablePort(port) && (await canBind(port))) return port;
+    if (isFetchablePort(port) && reserve(port) && (await canBind(port))) return port;
   }
   throw new Error(`no free loopback port found in ${FLOOR}-${CEILING - 1} after 100 tries`);
+}
+
+/** True when this call now holds the machine-wide reservation of `port`. */
+export function reserve(port: number, now = Date.now()): boolean {
+  const file = join(RESERVATIONS_DIR, String(port));
+  try {
+    mkdirSync(RESERVATIONS_DIR, { recursive: true });
+    closeSync(openSync(file, 'wx'));
+    return true;
+  } catch (error) {
+    // A folder this user cannot write (another user's tmpdir): no
+    // reservations, only the bind check, as before they existed.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return true;
+  }
+  // Held: free again only once the window has passed. A stale file is
+  // taken over by renaming it away (atomic: one renamer wins, the others
+  // see ENOENT) and then created afresh with O_EXCL like any new one. Two
+  // takers that both read it as stale within microseconds can still both
+  // win; that needs the same draw in the same instant and is not worth a lock.
+  try {
+    if (now - statSync(file).mtimeMs < RESERVATION_MS) return false;
+    const away = `${file}.stale.${process.pid}`;
+    renameSync(file, away);
+    unlinkSync(away);
+    closeSync(openSync(file, 'wx', 0o666));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

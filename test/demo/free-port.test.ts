@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer } from 'node:http';
 import { describe, it } from 'node:test';
-import { FETCH_BAD_PORTS, freePort, isFetchablePort, listenOnLoopback } from '../../src/demo/free-port.ts';
+import { FETCH_BAD_PORTS, freePort, isFetchablePort, listenOnLoopback, RESERVATION_MS, RESERVATIONS_DIR, reserve } from '../../src/demo/free-port.ts';
 
 /** The bad-ports list that undici (the dependency, and Node's fetch) enforces, read from its source. */
 function undiciBadPorts(): Set<number> {
@@ -25,9 +26,9 @@ describe('freePort', () => {
 
   it('never returns a port that fetch() refuses, even when the random draw lands on one', async () => {
     // The first draws land on 10080 (floor 10 000 + 80); the picker must move on.
-    const draws = [80, 80, 80, 5_000];
+    const draws = [80, 80, 80];
     let call = 0;
-    const port = await freePort(() => draws[Math.min(call++, draws.length - 1)]! / (32_768 - 10_000));
+    const port = await freePort(() => (call < draws.length ? draws[call++]! / (32_768 - 10_000) : (call++, Math.random())));
     assert.notEqual(port, 10080);
     assert.ok(isFetchablePort(port));
     assert.ok(call >= 4, 'the bad port was drawn and skipped');
@@ -42,5 +43,36 @@ describe('freePort', () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe('freePort reservations across processes', () => {
+  it('never hands out one port twice inside the window, even to the same draw', async () => {
+    const first = await freePort();
+    let draws = 0;
+    const second = await freePort(() => (draws++ === 0 ? (first - 10_000 + 0.5) / (32_768 - 10_000) : Math.random()));
+    assert.notEqual(second, first);
+    assert.equal(draws >= 2, true, 'the reserved port was drawn and passed over');
+  });
+
+  it('honours a reservation made by another process', async () => {
+    const port = 10_000 + 7_000 + Math.floor(Math.random() * 10_000);
+    // Another process (a real one) reserves the port the draw will land on.
+    const { spawnSync } = await import('node:child_process');
+    const child = spawnSync(process.execPath, ['-e', `import('${new URL('../../src/demo/free-port.ts', import.meta.url).href}').then((m) => process.stdout.write(String(m.reserve(${port}))))`], { encoding: 'utf8' });
+    assert.equal(child.stdout, 'true', child.stderr);
+    assert.equal(reserve(port), false);
+    let draws = 0;
+    const got = await freePort(() => (draws++ === 0 ? (port - 10_000 + 0.5) / (32_768 - 10_000) : Math.random()));
+    assert.notEqual(got, port);
+    assert.ok(draws >= 2, 'the port reserved elsewhere was drawn and passed over');
+  });
+
+  it('takes over a reservation older than the window', () => {
+    const port = 10_000 + 7_000 + Math.floor(Math.random() * 10_000);
+    assert.equal(reserve(port), true);
+    assert.equal(reserve(port), false);
+    assert.equal(reserve(port, Date.now() + RESERVATION_MS + 1_000), true);
+    assert.ok(existsSync(join(RESERVATIONS_DIR, String(port))));
   });
 });
