@@ -3,9 +3,9 @@
  * 100 and 10,000 services. Run alone with node_modules/.bin/node
  * bench/policy.bench.ts, or by bench/run.ts. Writes bench/results/policy.json and .md.
  */
-import { compilePolicy } from '../src/policy/compile.ts';
-import type { DecisionInput } from '../src/policy/decision.ts';
-import { parsePolicy, policyFromJSON, policyToJSON } from '../src/policy/parse.ts';
+import { compilePolicy } from '../src/policy/language/compile.ts';
+import type { DecisionInput } from '../src/policy/language/decision.ts';
+import { parsePolicy, policyFromJSON, policyToJSON } from '../src/policy/language/parse.ts';
 import { writeResults } from './lib/report.ts';
 import type { BenchOptions, ScenarioResult } from './lib/scenario.ts';
 

@@ -8,9 +8,9 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
-import { compilePolicy } from '../src/policy/compile.ts';
-import type { CompiledPolicy, DecisionInput } from '../src/policy/decision.ts';
-import { parsePolicy } from '../src/policy/parse.ts';
+import { compilePolicy } from '../src/policy/language/compile.ts';
+import type { CompiledPolicy, DecisionInput } from '../src/policy/language/decision.ts';
+import { parsePolicy } from '../src/policy/language/parse.ts';
 import { createLocalKeySource } from '../src/token/key-source.ts';
 import { createVerifiedTokenCache } from '../src/token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../src/token/verifier.ts';

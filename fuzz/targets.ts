@@ -6,8 +6,8 @@
  */
 import { isTokenError } from '../src/token/errors.ts';
 import { preparseToken } from '../src/token/preparse.ts';
-import { parsePolicy } from '../src/policy/parse.ts';
-import { compilePolicy } from '../src/policy/compile.ts';
+import { parsePolicy } from '../src/policy/language/parse.ts';
+import { compilePolicy } from '../src/policy/language/compile.ts';
 import { DEFAULT_ALGORITHMS } from '../src/token/verifier.ts';
 
 export interface FuzzTarget {

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { formatProblem, PolicyInvalidError } from '../policy/errors.ts';
-import { resolvePolicyPath } from '../policy/load.ts';
-import type { PolicyProblem } from '../policy/model.ts';
-import { parsePolicy } from '../policy/parse.ts';
+import { formatProblem, PolicyInvalidError } from '../policy/language/errors.ts';
+import { resolvePolicyPath } from '../policy/language/load.ts';
+import type { PolicyProblem } from '../policy/language/model.ts';
+import { parsePolicy } from '../policy/language/parse.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
 const HELP = `Usage: baton policy check [--strict] FILE|DIR...

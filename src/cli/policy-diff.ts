@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { diffPolicies, formatPolicyDiff } from '../policy/diff.ts';
+import { diffPolicies, formatPolicyDiff } from '../policy/tooling/diff.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import type { Decision } from '../policy/decision.ts';
-import type { CallGraphPolicy, SourceLocation } from '../policy/model.ts';
+import type { Decision } from '../policy/language/decision.ts';
+import type { CallGraphPolicy, SourceLocation } from '../policy/language/model.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 

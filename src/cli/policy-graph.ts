@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { renderDot, renderMermaid, renderSvg } from '../policy/graph-render.ts';
+import { renderDot, renderMermaid, renderSvg } from '../policy/tooling/graph-render.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 

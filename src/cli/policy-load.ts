@@ -1,5 +1,5 @@
-import { formatProblem, PolicyInvalidError } from '../policy/errors.ts';
-import { type LoadedPolicy, loadPolicyPath } from '../policy/load.ts';
+import { formatProblem, PolicyInvalidError } from '../policy/language/errors.ts';
+import { type LoadedPolicy, loadPolicyPath } from '../policy/language/load.ts';
 import type { CliContext } from './command.ts';
 
 /**

@@ -1,10 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BadSinceError, parseSince, readAuditLogs } from '../policy/audit-log.ts';
-import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/graph-render.ts';
-import type { CallGraphPolicy } from '../policy/model.ts';
-import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, OBSERVED_STYLES, type ObservedReport } from '../policy/observed.ts';
-import { suggestCallGraph, suggestionPolicy } from '../policy/suggest.ts';
+import { BadSinceError, parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
+import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/tooling/graph-render.ts';
+import type { CallGraphPolicy } from '../policy/language/model.ts';
+import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, OBSERVED_STYLES, type ObservedReport } from '../policy/tooling/observed.ts';
+import { suggestCallGraph, suggestionPolicy } from '../policy/tooling/suggest.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 

@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { readAuditLogs } from '../policy/audit-log.ts';
-import type { PolicyMode } from '../policy/model.ts';
-import { callsFromDecisions } from '../policy/observed.ts';
-import { formatSuggestion, suggestCallGraph } from '../policy/suggest.ts';
+import { readAuditLogs } from '../policy/tooling/audit-log.ts';
+import type { PolicyMode } from '../policy/language/model.ts';
+import { callsFromDecisions } from '../policy/tooling/observed.ts';
+import { formatSuggestion, suggestCallGraph } from '../policy/tooling/suggest.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { sinceFlag } from './policy-observed.ts';
 

@@ -5,7 +5,7 @@
  * context-handles.ts) and the policy source (src/policy/) all satisfy them,
  * and tests can pass small stand-ins.
  */
-import type { CompiledPolicy } from '../policy/decision.ts';
+import type { CompiledPolicy } from '../policy/language/decision.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { CertificateBinding, IssuedToken } from './exchange/exchanger.ts';
 

@@ -4,7 +4,7 @@
  * `would_deny`), or stop with 403 naming the rule — 401 with an RFC 9470
  * step-up challenge when only the `acr` was short.
  */
-import type { CompiledPolicy, Decision, DecisionInput } from '../policy/decision.ts';
+import type { CompiledPolicy, Decision, DecisionInput } from '../policy/language/decision.ts';
 import { recordDecisionSpan } from '../telemetry/decision-span.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';

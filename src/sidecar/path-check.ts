@@ -3,9 +3,9 @@
  * those whose meaning depends on how the app's server normalises them (a
  * dot segment in any spelling, a backslash, double encoding, NUL and
  * controls, invalid or overlong UTF-8, raw bytes beyond ASCII). The milder
- * classes only never match a `paths` pattern (src/policy/request-path.ts).
+ * classes only never match a `paths` pattern (src/policy/language/request-path.ts).
  */
-import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/request-path.ts';
+import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/request-path.ts';
 import { AmbiguousPathError } from './problems.ts';
 
 // RFC 3986 §2: a request target is ASCII; servers disagree on what raw bytes above 0x7F mean.

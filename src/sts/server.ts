@@ -14,7 +14,7 @@ import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
-import type { CompiledPolicy } from '../policy/decision.ts';
+import type { CompiledPolicy } from '../policy/language/decision.ts';
 import { recordErrorType, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
@@ -41,7 +41,7 @@ import { InvalidClientError, MalformedRequestError, MissingParameterError, Serve
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
-/** The part of a policy source the STS needs (src/policy/source.ts `PolicySource` fits). */
+/** The part of a policy source the STS needs (src/policy/distribution/source.ts `PolicySource` fits). */
 export interface StsPolicySource {
   current(): CompiledPolicy | undefined;
   ready(): boolean;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { request } from 'undici';
-import { importPolicyVerificationKey, verifyPolicy } from '../../src/policy/signing.ts';
+import { importPolicyVerificationKey, verifyPolicy } from '../../src/policy/distribution/signing.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { runBaton, startBaton } from '../helpers/process.ts';
 

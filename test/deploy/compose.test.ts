@@ -13,7 +13,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { DEMO_SERVICES } from '../../src/demo/mesh.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { parseSvid } from '../../src/identity/svid.ts';
-import { loadPolicyPath } from '../../src/policy/load.ts';
+import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { runBaton, startProcess } from '../helpers/process.ts';

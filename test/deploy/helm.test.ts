@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { parse, parseAllDocuments } from 'yaml';
-import { loadPolicyPath } from '../../src/policy/load.ts';
+import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import type { TSchema } from '@sinclair/typebox';
 import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
 import { envName } from '../../src/config/load.ts';

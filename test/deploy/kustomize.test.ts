@@ -12,7 +12,7 @@ import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
-import { loadPolicyPath } from '../../src/policy/load.ts';
+import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
 import { withContract } from './mesh-contract.ts';
 import { type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';

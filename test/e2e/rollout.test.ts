@@ -6,9 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER, hops, postInbound } from '../../src/demo/scenario.ts';
-import { readAuditLogs } from '../../src/policy/audit-log.ts';
-import { loadPolicyFile } from '../../src/policy/load.ts';
-import { callsFromDecisions } from '../../src/policy/observed.ts';
+import { readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
+import { loadPolicyFile } from '../../src/policy/language/load.ts';
+import { callsFromDecisions } from '../../src/policy/tooling/observed.ts';
 import { runBaton } from '../helpers/process.ts';
 
 // One edge in shadow mode (orders → payments asks for a scope alice lacks),

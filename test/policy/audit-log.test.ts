@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseAuditLine, parseSince, readAuditLogs } from '../../src/policy/audit-log.ts';
+import { parseAuditLine, parseSince, readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-audit-log-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compilePolicy } from '../../src/policy/compile.ts';
-import type { CompiledPolicy } from '../../src/policy/decision.ts';
-import { parsePolicy, policyFromJSON } from '../../src/policy/parse.ts';
-import { checkPathPattern, compilePathPattern, pathPatternCovers } from '../../src/policy/path-pattern.ts';
+import { compilePolicy } from '../../src/policy/language/compile.ts';
+import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
+import { parsePolicy, policyFromJSON } from '../../src/policy/language/parse.ts';
+import { checkPathPattern, compilePathPattern, pathPatternCovers } from '../../src/policy/language/path-pattern.ts';
 
 function compile(yaml: string): CompiledPolicy {
   const { policy, problems } = parsePolicy(yaml, 'p.yaml');
@@ -45,7 +45,7 @@ describe('path patterns', () => {
     for (const path of ['/orders/../admin', '/orders/./1', '/orders/%2e%2e/admin', '/orders/%2E./x', '/orders/a%2Fb', '/orders/a%5cb', '/orders//1', '/orders\\1', 'orders/1', '']) {
       assert.equal(matches('/orders/**', path), false, path);
     }
-    // Path parameters, double encoding, NUL, overlong UTF-8, fullwidth dots (src/policy/request-path.ts).
+    // Path parameters, double encoding, NUL, overlong UTF-8, fullwidth dots (src/policy/language/request-path.ts).
     for (const path of ['/orders/..;/admin', '/orders/%2e%2e;/admin', '/orders/.;/x', '/orders/1;v=2', '/orders/%252e%252e/admin', '/orders/1%00', '/orders/%C0%AE%C0%AE/admin', '/orders/%EF%BC%8E%EF%BC%8E/admin']) {
       assert.equal(matches('/orders/**', path), false, path);
     }

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { diffPolicies, formatPolicyDiff } from '../../src/policy/diff.ts';
-import type { CallGraphPolicy } from '../../src/policy/model.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
+import { diffPolicies, formatPolicyDiff } from '../../src/policy/tooling/diff.ts';
+import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');
 

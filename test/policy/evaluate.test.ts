@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { compilePolicy } from '../../src/policy/compile.ts';
-import type { CompiledPolicy, Decision, DecisionInput } from '../../src/policy/decision.ts';
-import { parsePolicy, policyFromJSON } from '../../src/policy/parse.ts';
+import { compilePolicy } from '../../src/policy/language/compile.ts';
+import type { CompiledPolicy, Decision, DecisionInput } from '../../src/policy/language/decision.ts';
+import { parsePolicy, policyFromJSON } from '../../src/policy/language/parse.ts';
 
 function compile(yaml: string): CompiledPolicy {
   const { policy, problems } = parsePolicy(yaml, 'p.yaml');

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { renderDot, renderMermaid, renderSvg } from '../../src/policy/graph-render.ts';
-import type { CallGraphPolicy } from '../../src/policy/model.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
+import { renderDot, renderMermaid, renderSvg } from '../../src/policy/tooling/graph-render.ts';
+import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');
 

@@ -3,8 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { PolicyInvalidError } from '../../src/policy/errors.ts';
-import { loadPolicyFile, loadPolicyPath, policyFromJSON, policyToJSON } from '../../src/policy/load.ts';
+import { PolicyInvalidError } from '../../src/policy/language/errors.ts';
+import { loadPolicyFile, loadPolicyPath, policyFromJSON, policyToJSON } from '../../src/policy/language/load.ts';
 
 const EXAMPLE = new URL('../../examples/shop.callgraph.yaml', import.meta.url).pathname;
 const FIXTURES = new URL('../fixtures/policies/', import.meta.url).pathname;

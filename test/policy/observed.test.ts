@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { AuditDecision } from '../../src/policy/audit-log.ts';
-import { compilePolicy } from '../../src/policy/compile.ts';
-import { renderDot } from '../../src/policy/graph-render.ts';
-import type { CallGraphPolicy } from '../../src/policy/model.ts';
-import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, observeEdges } from '../../src/policy/observed.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
+import type { AuditDecision } from '../../src/policy/tooling/audit-log.ts';
+import { compilePolicy } from '../../src/policy/language/compile.ts';
+import { renderDot } from '../../src/policy/tooling/graph-render.ts';
+import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
+import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, observeEdges } from '../../src/policy/tooling/observed.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 function decision(fields: Partial<AuditDecision> & Pick<AuditDecision, 'chain' | 'target'>): AuditDecision {
   return {

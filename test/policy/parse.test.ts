@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { PolicyProblem } from '../../src/policy/model.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
+import type { PolicyProblem } from '../../src/policy/language/model.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 /** Six header lines, then `services` (indented four spaces) from line 7. */
 function graph(services: string, spec = '  maxDepth: 4\n'): string {

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { request } from 'undici';
-import { createPolicyServer, createVersionCounter, ifNoneMatchHolds, type PolicyServer } from '../../src/policy/server.ts';
-import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificationKey, verifyPolicy } from '../../src/policy/signing.ts';
-import { createPolicyWatcher } from '../../src/policy/watch.ts';
+import { createPolicyServer, createVersionCounter, ifNoneMatchHolds, type PolicyServer } from '../../src/policy/distribution/server.ts';
+import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificationKey, verifyPolicy } from '../../src/policy/distribution/signing.ts';
+import { createPolicyWatcher } from '../../src/policy/distribution/watch.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 

@@ -9,7 +9,7 @@ import {
   POLICY_JWS_TYP,
   signPolicy,
   verifyPolicy,
-} from '../../src/policy/signing.ts';
+} from '../../src/policy/distribution/signing.ts';
 
 const payload = { version: 7, digest: 'abc', issuedAt: 1_700_000_000, policy: { kind: 'CallGraph' } };
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { compilePolicy } from '../../src/policy/compile.ts';
-import type { CompiledPolicy } from '../../src/policy/decision.ts';
-import type { ObservedCall } from '../../src/policy/observed.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
-import { formatSuggestion, generalizePath, suggestCallGraph, type SuggestOptions } from '../../src/policy/suggest.ts';
+import { compilePolicy } from '../../src/policy/language/compile.ts';
+import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
+import type { ObservedCall } from '../../src/policy/tooling/observed.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
+import { formatSuggestion, generalizePath, suggestCallGraph, type SuggestOptions } from '../../src/policy/tooling/suggest.ts';
 
 function call(fields: Partial<ObservedCall> & Pick<ObservedCall, 'chain' | 'to'>): ObservedCall {
   return {

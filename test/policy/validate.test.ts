@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parsePolicy } from '../../src/policy/parse.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 /** Six header lines, then `services` (indented four spaces) from line 7; gateway takes lines 7–8. */
 function graph(services: string, spec = '  maxDepth: 4\n', head = 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\n'): string {

@@ -7,9 +7,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ActChainError, buildAct, callerChain, unwindAct } from '../../src/core/act-chain.ts';
 import { formatScopeExpression, parseScopeExpression, ScopeExpressionError, type ScopeExpressionNode } from '../../src/core/scope-expression.ts';
-import { compilePolicy } from '../../src/policy/compile.ts';
-import type { CompiledPolicy } from '../../src/policy/decision.ts';
-import { parsePolicy } from '../../src/policy/parse.ts';
+import { compilePolicy } from '../../src/policy/language/compile.ts';
+import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
 import { isTokenError } from '../../src/token/errors.ts';
 import { isCanonicalBase64url, preparseToken } from '../../src/token/preparse.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { decodeProtectedHeader } from 'jose';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { createFilePolicySource } from '../../src/policy/source.ts';
+import { createFilePolicySource } from '../../src/policy/distribution/source.ts';
 import { checkStsConfig, type StsConfig } from '../../src/sts/config.ts';
 import { createKeyStore, type KeyStore } from '../../src/sts/key-store.ts';
 import { createStsServer } from '../../src/sts/server.ts';

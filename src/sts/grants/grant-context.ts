@@ -1,5 +1,5 @@
 /** What a grant handler needs, passed in once by the server (STYLE rule 5). */
-import type { CompiledPolicy } from '../../policy/decision.ts';
+import type { CompiledPolicy } from '../../policy/language/decision.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { SubjectPseudonym } from '../../telemetry/subject-pseudonym.ts';
 import type { ActorTokenVerifier } from '../actor-token.ts';

@@ -4,7 +4,7 @@
  * RFC 6749 §5.1 response.
  */
 import { type BatonAccessTokenClaims, formatScope } from '../../core/claims.ts';
-import type { CompiledPolicy, Decision } from '../../policy/decision.ts';
+import type { CompiledPolicy, Decision } from '../../policy/language/decision.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
 import { NoLifetimeLeftError } from '../oauth-errors.ts';
 import type { GrantContext, TokenResponse } from './grant-context.ts';

@@ -4,7 +4,7 @@
  * `shadow` mode is logged as `would_deny` and the token is minted anyway;
  * in `enforce` mode it is refused with the OAuth error its cause maps to.
  */
-import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/decision.ts';
+import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
 import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError } from '../oauth-errors.ts';

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createFilePolicySource } from '../../../src/policy/source.ts';
+import { createFilePolicySource } from '../../../src/policy/distribution/source.ts';
 import type { StsConfig } from '../../../src/sts/config.ts';
 import { createKeyStore, type KeyStore } from '../../../src/sts/key-store.ts';
 import { createStsServer, type StsServer } from '../../../src/sts/server.ts';

@@ -10,7 +10,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, type webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { CompactSign, compactVerify } from 'jose';
-import { defineError } from '../core/errors.ts';
+import { defineError } from '../../core/errors.ts';
 
 /** Where the policy server serves the signed policy. */
 export const CALLGRAPH_PATH = '/v1/callgraph';

@@ -4,7 +4,7 @@
  * CLI can print them all and a policy client can log them, and it is what
  * `loadPolicyFile` and `policyFromJSON` throw.
  */
-import { defineError } from '../core/errors.ts';
+import { defineError } from '../../core/errors.ts';
 import type { PolicyProblem } from './model.ts';
 
 const PolicyInvalidBase = defineError({ code: 'BATON_POLICY_INVALID', status: 422, title: 'Invalid call-graph policy' });

@@ -5,7 +5,7 @@
  * scope expressions compiled once; the digest computed once.
  */
 import { createHash } from 'node:crypto';
-import { parseScopeExpression } from '../core/scope-expression.ts';
+import { parseScopeExpression } from '../../core/scope-expression.ts';
 import type { CompiledPolicy, Decision, DecisionInput } from './decision.ts';
 import { type CompiledGraph, type CompiledRule, type CompiledService, evaluate } from './evaluate.ts';
 import type { AcceptRule, CallGraphPolicy } from './model.ts';

@@ -12,7 +12,7 @@
  *
  * Pure and allocation-light: Map lookups per hop, no scan of the graph.
  */
-import type { ScopeExpression } from '../core/scope-expression.ts';
+import type { ScopeExpression } from '../../core/scope-expression.ts';
 import type { Decision, DecisionInput, DenyCause } from './decision.ts';
 import { EXTERNAL, type PolicyMode, type RuleId, type UserRequirement } from './model.ts';
 

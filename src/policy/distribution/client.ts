@@ -7,11 +7,11 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
-import { defineError } from '../core/errors.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { compilePolicy } from './compile.ts';
-import { formatProblem, PolicyInvalidError } from './errors.ts';
-import { policyFromJSON } from './parse.ts';
+import { defineError } from '../../core/errors.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { compilePolicy } from '../language/compile.ts';
+import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
+import { policyFromJSON } from '../language/parse.ts';
 import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, PolicyDocumentMalformedError, verifyPolicy } from './signing.ts';
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createPolicyHolder, type PolicySource } from './source.ts';

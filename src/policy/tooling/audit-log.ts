@@ -9,7 +9,7 @@
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { defineError } from '../core/errors.ts';
+import { defineError } from '../../core/errors.ts';
 
 export const AuditLogUnreadableError = defineError({ code: 'BATON_AUDIT_LOG_UNREADABLE', status: 400, title: 'Audit log path cannot be read' });
 export const BadSinceError = defineError({ code: 'BATON_AUDIT_BAD_SINCE', status: 400, title: 'Unusable --since value' });

@@ -6,9 +6,9 @@
  * team reviews before flipping a graph from `shadow` to `enforce`.
  */
 import type { AuditDecision, AuditOutcome } from './audit-log.ts';
-import type { CompiledPolicy } from './decision.ts';
+import type { CompiledPolicy } from '../language/decision.ts';
 import { type EdgeStyle, type ExtraEdge, type RenderOptions } from './graph-render.ts';
-import { type CallGraphPolicy, EXTERNAL } from './model.ts';
+import { type CallGraphPolicy, EXTERNAL } from '../language/model.ts';
 
 /** One call, once: a call decided at both the caller's and the callee's sidecar is counted once. */
 export interface ObservedCall {

@@ -10,8 +10,8 @@
  * may legitimately start anywhere and a redundant rule is not unsafe.
  */
 import { Value, ValueErrorType } from '@sinclair/typebox/value';
-import { formatScopeExpression, parseScopeExpression, ScopeExpressionError } from '../core/scope-expression.ts';
-import { isServiceName, type ServiceName } from '../core/service-name.ts';
+import { formatScopeExpression, parseScopeExpression, ScopeExpressionError } from '../../core/scope-expression.ts';
+import { isServiceName, type ServiceName } from '../../core/service-name.ts';
 import {
   type AcceptRule,
   API_VERSION,

@@ -9,12 +9,12 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
-import { defineError, isBatonError, type BatonError } from '../core/errors.ts';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
-import { secureContextOptions } from '../identity/tls.ts';
-import type { MeshIdentity } from '../identity/transport.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { policyToJSON } from './parse.ts';
+import { defineError, isBatonError, type BatonError } from '../../core/errors.ts';
+import { PROBLEM_CONTENT_TYPE, toProblem } from '../../core/problem.ts';
+import { secureContextOptions } from '../../identity/tls.ts';
+import type { MeshIdentity } from '../../identity/transport.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { policyToJSON } from '../language/parse.ts';
 import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
 
 export { CALLGRAPH_PATH } from './signing.ts';
@@ -146,7 +146,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
   if (initial !== undefined) publish(initial);
   const unsubscribe = options.watcher.onChange(publish);
 
-  // Same version, same digest, fresh issuedAt: clients refresh its age, nothing else changes (src/policy/client.ts).
+  // Same version, same digest, fresh issuedAt: clients refresh its age, nothing else changes (src/policy/distribution/client.ts).
   const reissue = (): void => {
     publishing = publishing.then(async () => {
       const current = published;

@@ -4,7 +4,7 @@
  * every rule given a stable id, and the source location kept so that
  * errors and decisions can point at the YAML.
  */
-import type { ServiceName } from '../core/service-name.ts';
+import type { ServiceName } from '../../core/service-name.ts';
 
 export const API_VERSION = 'baton.dev/v1alpha1';
 export const KIND = 'CallGraph';

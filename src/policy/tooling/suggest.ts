@@ -21,12 +21,12 @@
  * allow what the platform team refused.
  */
 import { Document, isScalar, visit } from 'yaml';
-import { type CallGraphPolicy, EXTERNAL, HTTP_METHODS, type PolicyMode } from './model.ts';
+import { type CallGraphPolicy, EXTERNAL, HTTP_METHODS, type PolicyMode } from '../language/model.ts';
 import type { ObservedCall } from './observed.ts';
-import { checkPathPattern, pathPatternCovers } from './path-pattern.ts';
-import type { RawAcceptRule, RawCallGraph, RawService } from './schema.ts';
-import { validateCallGraph } from './validate.ts';
-import { MAX_SCOPE_EXPRESSION_LENGTH } from '../core/scope-expression.ts';
+import { checkPathPattern, pathPatternCovers } from '../language/path-pattern.ts';
+import type { RawAcceptRule, RawCallGraph, RawService } from '../language/schema.ts';
+import { validateCallGraph } from '../language/validate.ts';
+import { MAX_SCOPE_EXPRESSION_LENGTH } from '../../core/scope-expression.ts';
 
 export interface SuggestOptions {
   /** metadata.name. */

@@ -5,9 +5,9 @@
  * and a callback per new version. A part without a policy is not ready
  * (DESIGN.md, "policy server down … no policy at start → not ready").
  */
-import type { Logger } from '../telemetry/logger.ts';
-import type { CompiledPolicy } from './decision.ts';
-import { loadPolicyPath } from './load.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import type { CompiledPolicy } from '../language/decision.ts';
+import { loadPolicyPath } from '../language/load.ts';
 import { createPolicyWatcher, type PolicyWatcher } from './watch.ts';
 
 /** A policy and the version it arrived as, read together (STYLE: values read together are read as one). */

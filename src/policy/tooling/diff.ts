@@ -5,7 +5,7 @@
  * one and otherwise by their order among the rules of the same edge, so
  * inserting a rule elsewhere does not show every later rule as changed.
  */
-import type { AcceptRule, CallGraphPolicy } from './model.ts';
+import type { AcceptRule, CallGraphPolicy } from '../language/model.ts';
 
 export const RULE_FIELDS = ['methods', 'paths', 'scopes', 'acr', 'issuers', 'user', 'origins', 'mode', 'allowCycles'] as const;
 export type RuleField = (typeof RULE_FIELDS)[number];
