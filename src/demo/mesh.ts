@@ -107,6 +107,8 @@ export interface MeshOptions {
   readonly forwardToken?: readonly DemoServiceName[];
   /** Apps already listening on these ports (a test's own app) instead of the demo app for those services. */
   readonly apps?: Partial<Readonly<Record<DemoServiceName, number>>>;
+  /** mtls mode: services whose inbound TLS port lets callers without a certificate in (`inbound.clientCertificate: optional`). */
+  readonly optionalClientCertificate?: readonly DemoServiceName[];
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
@@ -195,6 +197,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
           app: `http://127.0.0.1:${ports.app}`,
           ...(ports.entry === ports.inbound ? {} : { plaintextPort: ports.entry }),
           ...(options.forwardToken?.includes(name) === true ? { forwardToken: true } : {}),
+          ...(options.optionalClientCertificate?.includes(name) === true ? { clientCertificate: 'optional' } : {}),
         },
         outbound: { port: ports.outbound },
         admin: { port: ports.admin },

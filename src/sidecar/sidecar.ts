@@ -12,7 +12,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import type { Duplex } from 'node:stream';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
-import { serverTlsOptions } from '../identity/tls.ts';
+import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
@@ -220,6 +220,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       if (closing) res.shouldKeepAlive = false;
       handler(req, res);
     });
+    // Optional: a caller may present no certificate, but one that is presented must verify against the bundle.
+    if (config.inbound.clientCertificate === 'optional') refuseUnverifiedPeers(server);
     const stop = m.identity.onRotate((next) => server.setSecureContext(serverTlsOptions(next, config.inbound.clientCertificate)));
     server.once('close', stop);
     return server;
