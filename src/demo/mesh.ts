@@ -278,7 +278,8 @@ function startProcess(name: string, argv: readonly string[], env: Readonly<Recor
 
 async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // 'close', not 'exit': the process has exited and its stdout and stderr are read to the end, so its last log lines are in.
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
   await exited;

@@ -37,6 +37,15 @@ export interface LoggerSettings {
   readonly destination?: DestinationStream;
 }
 
+/**
+ * Lines go to stdout through an asynchronous, coalescing writer (pino's
+ * sonic-boom with `sync: false`): a line is queued, and while one write(2)
+ * is in flight the lines behind it gather into the next, so under load the
+ * per-decision audit line costs no blocking system call of its own. Nothing
+ * is dropped (no maxLength); what is still queued is written synchronously
+ * when the process exits, by pino's own exit hook, which covers SIGTERM
+ * (the CLI drains, then exits) and a thrown error, not SIGKILL.
+ */
 export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
     name: settings.name,
@@ -47,7 +56,7 @@ export function createLogger(settings: LoggerSettings): Logger {
     formatters: { level: (label) => ({ level: label }) },
     mixin: traceIds,
   };
-  return settings.destination === undefined ? pino(options) : pino(options, settings.destination);
+  return pino(options, settings.destination ?? pino.destination({ dest: 1, sync: false }));
 }
 
 /**
