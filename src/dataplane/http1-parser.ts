@@ -1,0 +1,375 @@
+/**
+ * A strict HTTP/1.1 message parser for a data plane on sockets (#19):
+ * llhttp, the parser Node.js itself uses, in the WebAssembly build that
+ * undici ships, with every leniency off and a few refusals of its own on
+ * top. One parser per connection and direction; it reads requests (what a
+ * client sends) or responses (what an upstream answers).
+ *
+ * The parser finds framing and nothing else. It never copies a body: each
+ * body callback gets a view of the caller's chunk, valid during the call.
+ * `execute` stops at the end of every head and at the end of every message
+ * and says how many bytes of the chunk it has consumed, so a forwarder can
+ * rewrite a request head and pass everything after it through as it came,
+ * or pass a whole response through byte for byte and know where it ends.
+ *
+ * Refused, before a byte of the message is handed on (RFC 9112 §6.3, §11.2
+ * and the request-smuggling literature): Content-Length together with
+ * Transfer-Encoding, more than one Content-Length (even equal ones), a
+ * Content-Length that is not digits, a Transfer-Encoding other than exactly
+ * `chunked` on a request, obs-fold, a bare CR or a bare LF anywhere in the
+ * head, invalid chunk sizes and chunk framing, a request with no Host or
+ * with more than one, CONNECT, protocol upgrades, and a head larger than
+ * the limit. test/dataplane/differential.test.ts holds it to node:http's
+ * framing byte for byte: the same or a refusal, never a third reading.
+ *
+ * Status: the first part of the socket data plane (#19). The sidecar's
+ * forwarder still runs on node:http + undici; nothing in it uses this yet.
+ */
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+// undici has no exports map: these are its own files, pinned by package-lock; test/dataplane checks the build's shape.
+const llhttpConstants = require('undici/lib/llhttp/constants.js') as { ERROR: Record<string, number>; METHODS: Record<string, number>; TYPE: Record<string, number> };
+
+export type MessageKind = 'request' | 'response';
+
+/** One message head as read off the wire. Header names and values are latin1 strings, as node:http gives them. */
+export interface MessageHead {
+  /** Requests: the method, e.g. `GET`. */
+  readonly method: string;
+  /** Requests: the request target as sent. */
+  readonly url: string;
+  /** Responses: the status code. */
+  readonly statusCode: number;
+  readonly versionMinor: number;
+  /** Name, value, name, value…: the order and case the sender used. */
+  readonly rawHeaders: readonly string[];
+  /** llhttp's reading of Connection and the version: another message may follow on this connection. */
+  readonly keepAlive: boolean;
+  readonly upgrade: boolean;
+  /** How the body is framed: none (no body), length (Content-Length), chunked, or until-close (responses only). */
+  readonly framing: 'none' | 'length' | 'chunked' | 'until-close';
+  readonly contentLength: number | undefined;
+}
+
+export interface ParserHandlers {
+  /** Return true to read no body (a response to HEAD, or a 1xx/204/304, which llhttp knows itself). */
+  onHead(head: MessageHead): boolean | void;
+  onBody?(chunk: Buffer): void;
+  onMessageComplete?(): void;
+}
+
+/** Why a message was refused: a stable reason, and llhttp's own words where it was llhttp that refused. */
+export class HttpFramingError extends Error {
+  readonly reason: string;
+  constructor(reason: string, detail: string) {
+    super(`malformed HTTP/1.1 message (${reason}): ${detail}`);
+    this.name = 'HttpFramingError';
+    this.reason = reason;
+  }
+}
+
+/** What one `execute` call did: bytes of the chunk consumed, and whether it stopped at a head's end or a message's end. */
+export interface ExecuteResult {
+  readonly consumed: number;
+  readonly stoppedAt: 'head' | 'message' | 'chunk-end';
+}
+
+export interface ParserOptions {
+  /** The longest head accepted (request line or status line and header fields, without the body), in bytes. */
+  readonly maxHeadBytes: number;
+}
+
+/** The little of the WebAssembly JS API used here (the project's TypeScript lib has no DOM types). */
+interface Wasm {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: Record<string, Record<string, (...args: number[]) => number>>) => { readonly exports: unknown };
+}
+const WASM = (globalThis as unknown as { WebAssembly: Wasm }).WebAssembly;
+
+interface Llhttp {
+  readonly memory: { readonly buffer: ArrayBuffer };
+  llhttp_alloc(type: number): number;
+  llhttp_free(ptr: number): void;
+  llhttp_execute(ptr: number, data: number, length: number): number;
+  llhttp_finish(ptr: number): number;
+  llhttp_resume(ptr: number): void;
+  llhttp_get_error_pos(ptr: number): number;
+  llhttp_get_error_reason(ptr: number): number;
+  llhttp_errno_name(errno: number): number;
+  llhttp_get_method(ptr: number): number;
+  llhttp_get_http_minor(ptr: number): number;
+  llhttp_message_needs_eof(ptr: number): number;
+  malloc(size: number): number;
+  free(ptr: number): void;
+}
+
+const { ERROR, TYPE } = llhttpConstants;
+const METHOD_NAMES: readonly string[] = (() => {
+  const names: string[] = [];
+  for (const [name, code] of Object.entries(llhttpConstants.METHODS)) names[code] ??= name;
+  return names;
+})();
+
+/** The parser now inside `llhttp_execute`: llhttp's callbacks are per instance, not per parser, as in undici. */
+let current: Http1Parser | undefined;
+let currentChunk: Buffer = Buffer.alloc(0);
+let currentPtr = 0;
+let wasm: Llhttp | undefined;
+let scratchPtr = 0;
+let scratchSize = 0;
+
+function instance(): Llhttp {
+  if (wasm !== undefined) return wasm;
+  let module: object;
+  try {
+    module = new WASM.Module(require('undici/lib/llhttp/llhttp_simd-wasm.js') as Buffer);
+  } catch {
+    module = new WASM.Module(require('undici/lib/llhttp/llhttp-wasm.js') as Buffer);
+  }
+  const view = (at: number, length: number): Buffer => currentChunk.subarray(at - currentPtr, at - currentPtr + length);
+  const target = (): Http1Parser => current as Http1Parser;
+  const made = new WASM.Instance(module, {
+    env: {
+      wasm_on_message_begin: () => target().onMessageBegin(),
+      wasm_on_url: (_p: number, at: number, length: number) => target().onUrl(view(at, length)),
+      wasm_on_status: () => 0,
+      wasm_on_header_field: (_p: number, at: number, length: number) => target().onHeaderField(view(at, length)),
+      wasm_on_header_value: (_p: number, at: number, length: number) => target().onHeaderValue(view(at, length)),
+      wasm_on_headers_complete: (_p: number, statusCode: number, upgrade: number, keepAlive: number) => target().onHeadersComplete(statusCode, upgrade === 1, keepAlive === 1),
+      wasm_on_body: (_p: number, at: number, length: number) => target().onBody(view(at, length)),
+      wasm_on_message_complete: () => target().onMessageComplete(),
+    },
+  });
+  wasm = made.exports as unknown as Llhttp;
+  return wasm;
+}
+
+function cString(llhttp: Llhttp, ptr: number): string {
+  if (ptr === 0) return '';
+  const bytes = new Uint8Array(llhttp.memory.buffer, ptr);
+  return Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('latin1');
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+
+export class Http1Parser {
+  readonly #llhttp: Llhttp;
+  readonly #kind: MessageKind;
+  readonly #handlers: ParserHandlers;
+  readonly #maxHeadBytes: number;
+  #ptr: number;
+  #url = '';
+  #headers: string[] = [];
+  #field = '';
+  #value = '';
+  #inValue = false;
+  #headBytes = 0;
+  #stop: 'head' | 'message' | undefined;
+  #refusal: HttpFramingError | undefined;
+  #paused = false;
+  #closed = false;
+
+  constructor(kind: MessageKind, handlers: ParserHandlers, options: ParserOptions) {
+    this.#llhttp = instance();
+    this.#kind = kind;
+    this.#handlers = handlers;
+    this.#maxHeadBytes = options.maxHeadBytes;
+    this.#ptr = this.#llhttp.llhttp_alloc(kind === 'request' ? TYPE.REQUEST! : TYPE.RESPONSE!);
+  }
+
+  /**
+   * Parses `chunk` from the start, stopping after a head (so the caller may
+   * decide before any body byte is handed on) and after each message. Call
+   * again with the rest (`chunk.subarray(consumed)`) to go on. Throws
+   * HttpFramingError on anything malformed; the connection must then close.
+   */
+  execute(chunk: Buffer): ExecuteResult {
+    if (this.#closed) throw new Error('the parser is closed');
+    const llhttp = this.#llhttp;
+    if (this.#paused) {
+      llhttp.llhttp_resume(this.#ptr);
+      this.#paused = false;
+    }
+    if (chunk.length === 0) return { consumed: 0, stoppedAt: 'chunk-end' };
+    if (chunk.length > scratchSize) {
+      if (scratchPtr !== 0) llhttp.free(scratchPtr);
+      scratchSize = Math.ceil(chunk.length / 4096) * 4096;
+      scratchPtr = llhttp.malloc(scratchSize);
+    }
+    new Uint8Array(llhttp.memory.buffer, scratchPtr, chunk.length).set(chunk);
+    this.#stop = undefined;
+    let code: number;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- llhttp's callbacks are per instance; they find the parser here
+      current = this;
+      currentChunk = chunk;
+      currentPtr = scratchPtr;
+      code = llhttp.llhttp_execute(this.#ptr, scratchPtr, chunk.length);
+    } finally {
+      current = undefined;
+      currentChunk = EMPTY;
+    }
+    if (this.#refusal !== undefined) throw this.#refusal;
+    if (code === ERROR.OK) return { consumed: chunk.length, stoppedAt: 'chunk-end' };
+    if (code === ERROR.PAUSED && this.#stop !== undefined) {
+      this.#paused = true;
+      return { consumed: llhttp.llhttp_get_error_pos(this.#ptr) - scratchPtr, stoppedAt: this.#stop };
+    }
+    if (code === ERROR.PAUSED_UPGRADE) throw new HttpFramingError('upgrade', 'protocol upgrades are not forwarded');
+    throw new HttpFramingError(cString(llhttp, llhttp.llhttp_errno_name(code)), cString(llhttp, llhttp.llhttp_get_error_reason(this.#ptr)));
+  }
+
+  /** The peer closed its side: ends a response read until close, or throws if a message was cut short. */
+  finish(): void {
+    if (this.#closed) return;
+    if (this.#paused) {
+      this.#llhttp.llhttp_resume(this.#ptr);
+      this.#paused = false;
+    }
+    let code: number;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- as in execute()
+      current = this;
+      code = this.#llhttp.llhttp_finish(this.#ptr);
+    } finally {
+      current = undefined;
+    }
+    if (this.#refusal !== undefined) throw this.#refusal;
+    if (code !== ERROR.OK && code !== ERROR.PAUSED) throw new HttpFramingError(cString(this.#llhttp, this.#llhttp.llhttp_errno_name(code)), 'the connection closed inside a message');
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#llhttp.llhttp_free(this.#ptr);
+    this.#ptr = 0;
+  }
+
+  // --- llhttp callbacks (return 0 to go on, -1 to stop with an error, ERROR.PAUSED to pause) ---
+
+  onMessageBegin(): number {
+    this.#url = '';
+    this.#headers = [];
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+    this.#headBytes = 0;
+    return 0;
+  }
+
+  onUrl(bytes: Buffer): number {
+    this.#url += bytes.toString('latin1');
+    return this.#count(bytes.length);
+  }
+
+  onHeaderField(bytes: Buffer): number {
+    if (this.#inValue) this.#pushHeader();
+    this.#field += bytes.toString('latin1');
+    return this.#count(bytes.length);
+  }
+
+  onHeaderValue(bytes: Buffer): number {
+    this.#inValue = true;
+    // llhttp hands obs-fold on as a value holding CR LF SP; a bare CR or LF in a value is refused the same way.
+    if (bytes.includes(CR) || bytes.includes(LF)) return this.#refuse('obs-fold', 'a header value continued on the next line (obs-fold) or holding a bare CR or LF');
+    this.#value += bytes.toString('latin1');
+    return this.#count(bytes.length);
+  }
+
+  onHeadersComplete(statusCode: number, upgrade: boolean, keepAlive: boolean): number {
+    if (this.#inValue || this.#field !== '') this.#pushHeader();
+    const headers = this.#headers;
+    let contentLength: number | undefined;
+    let lengths = 0;
+    let transferEncoding: string | undefined;
+    let hosts = 0;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = (headers[i] as string).toLowerCase();
+      const value = headers[i + 1] as string;
+      if (name === 'content-length') {
+        lengths++;
+        if (!/^[0-9]{1,15}$/.test(value)) return this.#refuse('content-length', 'a Content-Length that is not a decimal number');
+        contentLength = Number(value);
+      } else if (name === 'transfer-encoding') {
+        if (transferEncoding !== undefined) return this.#refuse('transfer-encoding', 'more than one Transfer-Encoding field');
+        transferEncoding = value.trim().toLowerCase();
+      } else if (name === 'host') hosts++;
+    }
+    const llhttp = this.#llhttp;
+    if (lengths > 1) return this.#refuse('content-length', 'more than one Content-Length field');
+    if (lengths > 0 && transferEncoding !== undefined) return this.#refuse('content-length', 'Content-Length together with Transfer-Encoding');
+    if (transferEncoding !== undefined && transferEncoding !== 'chunked' && this.#kind === 'request') return this.#refuse('transfer-encoding', 'a Transfer-Encoding other than chunked on a request');
+    // A sidecar never tunnels: CONNECT turns the connection into raw bytes no policy can read.
+    if (this.#kind === 'request' && llhttp.llhttp_get_method(this.#ptr) === llhttpConstants.METHODS.CONNECT) return this.#refuse('connect', 'CONNECT is not forwarded');
+    if (this.#kind === 'request' && hosts !== 1) return this.#refuse('host', hosts === 0 ? 'a request without Host' : 'more than one Host field');
+    const request = this.#kind === 'request';
+    // RFC 9112 §6.3: a 1xx, 204 or 304 response has no body whatever its fields say (llhttp knows this too).
+    const bodiless = !request && (statusCode < 200 || statusCode === 204 || statusCode === 304);
+    const framing: MessageHead['framing'] = bodiless
+      ? 'none'
+      : transferEncoding === 'chunked'
+        ? 'chunked'
+        : contentLength !== undefined
+          ? contentLength === 0
+            ? 'none'
+            : 'length'
+          : !request && llhttp.llhttp_message_needs_eof(this.#ptr) === 1
+            ? 'until-close'
+            : 'none';
+    const head: MessageHead = {
+      method: request ? (METHOD_NAMES[llhttp.llhttp_get_method(this.#ptr)] ?? '') : '',
+      url: this.#url,
+      statusCode: request ? 0 : statusCode,
+      versionMinor: llhttp.llhttp_get_http_minor(this.#ptr),
+      rawHeaders: headers,
+      keepAlive,
+      upgrade,
+      framing,
+      contentLength,
+    };
+    let skipBody: boolean | void;
+    try {
+      skipBody = this.#handlers.onHead(head);
+    } catch (error) {
+      return this.#refuse('handler', error instanceof Error ? error.message : String(error));
+    }
+    // 1: read no body (a response to HEAD). Then, as for any message without a body, llhttp completes the
+    // message in this same call and the pause comes at its end; only a message with a body pauses here.
+    if (skipBody === true) return 1;
+    if (framing === 'none') return 0;
+    this.#stop = 'head';
+    return ERROR.PAUSED!;
+  }
+
+  onBody(bytes: Buffer): number {
+    this.#handlers.onBody?.(bytes);
+    return 0;
+  }
+
+  onMessageComplete(): number {
+    this.#handlers.onMessageComplete?.();
+    this.#stop = 'message';
+    return ERROR.PAUSED!;
+  }
+
+  #pushHeader(): void {
+    this.#headers.push(this.#field, this.#value.trim());
+    this.#field = '';
+    this.#value = '';
+    this.#inValue = false;
+  }
+
+  #count(bytes: number): number {
+    this.#headBytes += bytes;
+    return this.#headBytes > this.#maxHeadBytes ? this.#refuse('head-too-large', `a head over ${this.#maxHeadBytes} bytes`) : 0;
+  }
+
+  #refuse(reason: string, detail: string): number {
+    this.#refusal ??= new HttpFramingError(reason, detail);
+    return -1;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
