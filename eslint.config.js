@@ -14,4 +14,18 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
+  {
+    // One home per symbol (#17): src/ never re-exports. An importer names the
+    // module that declares the symbol, so moving or renaming it is one edit
+    // that the compiler checks, not a chain of aliases.
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'ExportAllDeclaration', message: 'No re-exports in src/: import the symbol from the module that declares it.' },
+        { selector: 'ExportNamedDeclaration[source]', message: 'No re-exports in src/: import the symbol from the module that declares it.' },
+        { selector: 'ExportNamedDeclaration[declaration=null][source=null]', message: "No export lists in src/: write 'export' on the declaration, so each symbol has one home." },
+      ],
+    },
+  },
 );
