@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isServiceName } from '../core/service-name.ts';
 import { BadSinceError, parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
 import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/tooling/graph-render.ts';
 import type { CallGraphPolicy } from '../policy/language/model.ts';
@@ -104,7 +105,7 @@ function observedDrawing(report: ObservedReport, calls: Parameters<typeof sugges
   if (policy === undefined) return undefined;
   const ruleStyles = new Map<string, EdgeStyle>();
   for (const edge of report.edges) {
-    const rules = policy.spec.services.get(edge.to as never)?.accepts.filter((rule) => rule.from === edge.from) ?? [];
+    const rules = (isServiceName(edge.to) ? policy.spec.services.get(edge.to)?.accepts.filter((rule) => rule.from === edge.from) : undefined) ?? [];
     const denied = edge.outcomes.deny + edge.outcomes.would_deny;
     const style = denied > 0 ? OBSERVED_STYLES.undeclared : OBSERVED_STYLES.used;
     const annotation = `${edge.calls}×${denied > 0 ? ` (denied ${edge.outcomes.deny}, would deny ${edge.outcomes.would_deny})` : ''}`;

@@ -7,6 +7,7 @@
  */
 import type { AuditDecision, AuditOutcome } from './audit-log.ts';
 import type { CompiledPolicy } from '../language/decision.ts';
+import { isServiceName } from '../../core/service-name.ts';
 import { type EdgeStyle, type ExtraEdge, type RenderOptions } from './graph-render.ts';
 import { type CallGraphPolicy, EXTERNAL } from '../language/model.ts';
 
@@ -206,7 +207,7 @@ export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGr
     const key = `${call.from}\u0000${call.to}`;
     usedEdges.add(key);
     // An entrypoint without `from: external` rules accepts every external token: that edge is declared too.
-    const implicit = call.from === EXTERNAL && policy.spec.services.get(call.to as never)?.entrypoint === true && !declared.has(key);
+    const implicit = call.from === EXTERNAL && isServiceName(call.to) && policy.spec.services.get(call.to)?.entrypoint === true && !declared.has(key);
     if (declared.has(key) || implicit) continue;
     let edge = undeclaredCalls.get(key);
     if (edge === undefined) undeclaredCalls.set(key, (edge = { from: call.from, to: call.to, calls: [], underPolicy: zero() }));
