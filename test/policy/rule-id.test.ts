@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { serviceName } from '../../src/core/service-name.ts';
 import { RuleIdInvalidError } from '../../src/policy/language/errors.ts';
@@ -59,30 +60,18 @@ describe('rule ids', () => {
   });
 
   it('is what validation and decisions name', () => {
-    const { policy } = parsePolicy(
-      `apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: shop }
-spec:
-  services:
-    gateway: { entrypoint: true }
-    orders:
-      accepts:
-        - { from: gateway, methods: [GET], paths: [/orders] }
-        - { name: writes, from: gateway, methods: [POST], paths: [/orders] }
-    payments: {}
-`,
-      'shop.yaml',
-    );
+    const { policy } = parsePolicy(readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8'), 'callgraph.yaml');
     assert.ok(policy);
-    const ids = policy.spec.services.get(orders)?.accepts.map((rule) => rule.id);
-    assert.deepEqual(ids, [ruleId(orders, 0), ruleId(orders, 'writes')]);
+    const payments = serviceName('payments');
+    assert.deepEqual(policy.spec.services.get(orders)?.accepts.map((rule) => rule.id), [ruleId(orders, 0)]);
+    assert.deepEqual(policy.spec.services.get(payments)?.accepts.map((rule) => rule.id), [ruleId(payments, 'charge'), ruleId(payments, 'refunds')]);
     const compiled = compilePolicy(policy);
-    const decide = (chain: string[], target: string, method?: string): string => compiled.decide({ chain, target, method, path: '/orders', scopes: new Set(), user: true }).rule;
-    assert.equal(decide(['gateway'], 'orders', 'POST'), 'orders.accepts.writes');
+    const decide = (chain: string[], target: string): string => compiled.decide({ chain, target, method: 'POST', path: '/charges', scopes: new Set(['payments:charge']), user: true }).rule;
+    assert.equal(decide(['gateway', 'orders'], 'payments'), 'payments.accepts.charge');
     assert.equal(decide(['gateway'], 'payments'), 'payments.accepts');
     assert.equal(decide(['orders'], 'payments'), 'orders.entrypoint');
     assert.equal(decide([], 'orders'), 'orders.entrypoint');
     assert.equal(decide(['nobody'], 'orders'), 'spec.services');
+    assert.equal(decide(['gateway', 'orders', 'payments', 'orders', 'payments'], 'orders'), 'spec.maxDepth');
   });
 });
