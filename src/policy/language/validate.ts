@@ -129,8 +129,6 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
 
   const services = new Map<ServiceName, ServicePolicy>();
   for (const [service, rawService] of Object.entries(rawServices)) {
-    // A name that is not a service name was reported above; the policy is refused, so there is nothing to build.
-    if (!isServiceName(service)) continue;
     const servicePath = ['spec', 'services', service];
     const serviceMode = rawService.mode ?? graphMode;
     const entrypoint = rawService.entrypoint ?? false;
@@ -149,6 +147,8 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
       }
       if (rule !== undefined) accepts.push(rule);
     });
+    // A name that is not a service name was reported above and its rules checked; the policy is refused, so there is nothing to build.
+    if (!isServiceName(service)) continue;
     checkShadowing(accepts, locator, servicePath, report);
     services.set(service, Object.freeze({ name: service, entrypoint, mode: serviceMode, accepts: Object.freeze(accepts), location: locator.at(servicePath, { key: true }) }));
   }
@@ -162,7 +162,7 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
 }
 
 function checkRule(
-  service: ServiceName,
+  service: string,
   raw: RawAcceptRule,
   index: number,
   path: DocumentPath,
@@ -173,8 +173,6 @@ function checkRule(
   locator: Locator,
   report: Report,
 ): AcceptRule | undefined {
-  // A bad name is reported below; the rule keeps its positional id so later messages can still point at it.
-  const id = ruleId(service, raw.name !== undefined && isRuleName(raw.name) ? raw.name : index);
   const allowCycles = raw.allowCycles ?? false;
   const user: UserRequirement = raw.user ?? 'required';
   if (raw.name !== undefined && !isRuleName(raw.name)) {
@@ -228,11 +226,12 @@ function checkRule(
   if (user === 'none' && raw.acr !== undefined) {
     report('warning', 'POLICY_RULE_NEVER_MATCHES', "'acr' with 'user: none' never matches: a service-identity call has no user authentication", locator.at([...path, 'acr'], { key: true }));
   }
-  // Every `from` or origin that is not a service name was reported above (unknown or badly named service), so the policy is refused.
+  // A service, `from` or origin that is not a service name was reported above (badly named or unknown) and the policy is refused: no rule to build.
   const from = raw.from === EXTERNAL ? EXTERNAL : isServiceName(raw.from) ? raw.from : undefined;
-  if (from === undefined) return undefined;
+  if (!isServiceName(service) || from === undefined) return undefined;
   return Object.freeze({
-    id,
+    // A bad rule name was reported above; the rule keeps its positional id so later messages can still point at it.
+    id: ruleId(service, raw.name !== undefined && isRuleName(raw.name) ? raw.name : index),
     name: raw.name,
     from,
     origins: raw.origins === undefined ? undefined : Object.freeze(raw.origins.filter(isServiceName)),
