@@ -1,6 +1,14 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// Branded ids are minted by their constructors (serviceName, ruleId, spiffeId
+// and their guards), which validate; a cast would skip the check (#17).
+const BRANDED = '/^(ServiceName|RuleId|SpiffeId)$/';
+const BRAND_CASTS = [
+  { selector: `TSAsExpression TSTypeReference[typeName.name=${BRANDED}]`, message: 'Mint a branded id with its constructor (serviceName, ruleId, spiffeId) or narrow it with its guard; do not cast.' },
+  { selector: `TSTypeAssertion TSTypeReference[typeName.name=${BRANDED}]`, message: 'Mint a branded id with its constructor (serviceName, ruleId, spiffeId) or narrow it with its guard; do not cast.' },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'bench/results/', 'coverage/', 'test/fixtures/', 'dist/', 'bench/.build/', '.baton-dev/'] },
   js.configs.recommended,
@@ -12,6 +20,25 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-console': 'off',
       eqeqeq: ['error', 'always'],
+    },
+  },
+  {
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    rules: { 'no-restricted-syntax': ['error', ...BRAND_CASTS] },
+  },
+  {
+    // One home per symbol (#17): src/ never re-exports. An importer names the
+    // module that declares the symbol, so moving or renaming it is one edit
+    // that the compiler checks, not a chain of aliases.
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'ExportAllDeclaration', message: 'No re-exports in src/: import the symbol from the module that declares it.' },
+        { selector: 'ExportNamedDeclaration[source]', message: 'No re-exports in src/: import the symbol from the module that declares it.' },
+        { selector: 'ExportNamedDeclaration[declaration=null][source=null]', message: "No export lists in src/: write 'export' on the declaration, so each symbol has one home." },
+        ...BRAND_CASTS,
+      ],
     },
   },
 );

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LAYOUTS, type Layout, writeDevIdentities } from '../identity/dev-ca.ts';
+import { LAYOUTS, type Layout } from '../identity/config.ts';
+import { writeDevIdentities } from '../identity/dev-ca.ts';
 import { createServiceMap } from '../identity/service-map.ts';
 import { isTrustDomain } from '../identity/spiffe-id.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';

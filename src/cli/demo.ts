@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../config/config-error.ts';
-import { startDemoApp, type DemoServiceName } from '../demo/apps.ts';
+import { startDemoApp } from '../demo/apps.ts';
 import { startDevIdentityProvider } from '../demo/dev-idp.ts';
 import { DEMO_POLICY, startMesh } from '../demo/mesh.ts';
 import { DEMO_USER, formatScenarios, runScenarios, type ScenarioResult } from '../demo/scenario.ts';
@@ -133,7 +133,7 @@ async function runApp(args: readonly string[], context: CliContext): Promise<num
     options: { name: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, outbound: { type: 'string' } },
     strict: true,
   });
-  const name = values.name as DemoServiceName | undefined;
+  const name = values.name;
   if (name !== 'gateway' && name !== 'orders' && name !== 'payments') throw new UsageError('--name must be gateway, orders or payments');
   if (values.outbound === undefined) throw new UsageError('--outbound URL (the sidecar\'s outbound port) is required');
   const app = await startDemoApp({ name, port: Number(values.port ?? 8080), host: values.host ?? '127.0.0.1', outbound: values.outbound });

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { diffPolicies, formatPolicyDiff } from '../policy/tooling/diff.ts';
+import { diffPolicies, type PolicyDiff, type RuleSummary } from '../policy/tooling/diff.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 
@@ -33,3 +33,38 @@ export const policyDiffCommand: Command = {
     return diff.equal ? 0 : 1;
   },
 };
+
+/** Readable text for a reviewer; one line per change, `+` added, `-` removed, `~` changed. */
+export function formatPolicyDiff(diff: PolicyDiff): string {
+  if (diff.equal) return 'no differences\n';
+  const lines: string[] = [];
+  if (diff.name !== undefined) lines.push(`~ metadata.name ${diff.name.before} → ${diff.name.after}`);
+  if (diff.maxDepth !== undefined) lines.push(`~ maxDepth ${diff.maxDepth.before} → ${diff.maxDepth.after}`);
+  if (diff.mode !== undefined) lines.push(`~ mode ${diff.mode.before} → ${diff.mode.after}`);
+  for (const name of diff.services.added) lines.push(`+ service ${name}`);
+  for (const name of diff.services.removed) lines.push(`- service ${name}`);
+  for (const change of diff.serviceModes) lines.push(`~ service ${change.service} mode ${change.before} → ${change.after}`);
+  for (const name of diff.entrypoints.added) lines.push(`+ entrypoint ${name}`);
+  for (const name of diff.entrypoints.removed) lines.push(`- entrypoint ${name}`);
+  for (const edge of diff.edges.added) for (const rule of edge.rules) lines.push(`+ edge ${rule.from} → ${rule.to} (${rule.id}) ${routeOf(rule)}`);
+  for (const edge of diff.edges.removed) for (const rule of edge.rules) lines.push(`- edge ${rule.from} → ${rule.to} (${rule.id}) ${routeOf(rule)}`);
+  for (const rule of diff.rules.added) lines.push(`+ rule ${rule.id} (${rule.from} → ${rule.to}) ${routeOf(rule)}`);
+  for (const rule of diff.rules.removed) lines.push(`- rule ${rule.id} (${rule.from} → ${rule.to}) ${routeOf(rule)}`);
+  for (const rule of diff.rules.changed) {
+    const renamed = rule.previousId === rule.id ? '' : ` (was ${rule.previousId})`;
+    const fields = rule.changes.map((c) => `${c.field} ${show(c.before)} → ${show(c.after)}`).join('; ');
+    lines.push(`~ rule ${rule.id}${renamed} (${rule.from} → ${rule.to}): ${fields}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function routeOf(rule: RuleSummary): string {
+  const route = `${rule.methods?.join(',') ?? 'ANY'} ${rule.paths?.join(' ') ?? '/**'}`;
+  return rule.scopes === undefined ? route : `${route} scopes: ${rule.scopes}`;
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return '(unset)';
+  if (Array.isArray(value)) return value.join(',');
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}

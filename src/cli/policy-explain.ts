@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Decision } from '../policy/language/decision.ts';
 import type { CallGraphPolicy, SourceLocation } from '../policy/language/model.ts';
+import { type RuleId, ruleIdService } from '../policy/language/rule-id.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 
@@ -86,10 +87,9 @@ function describeDecision(decision: Decision, location: SourceLocation | undefin
   return lines.join('\n') + '\n';
 }
 
-function ruleLocation(policy: CallGraphPolicy, ruleId: string): SourceLocation | undefined {
-  if (ruleId === 'spec.services' || ruleId === 'spec.maxDepth') return undefined;
-  const [service] = ruleId.split('.');
-  const entry = service === undefined ? undefined : policy.spec.services.get(service as never);
+function ruleLocation(policy: CallGraphPolicy, rule: RuleId): SourceLocation | undefined {
+  const service = ruleIdService(rule);
+  const entry = service === undefined ? undefined : policy.spec.services.get(service);
   if (entry === undefined) return undefined;
-  return entry.accepts.find((rule) => rule.id === ruleId)?.location ?? entry.location;
+  return entry.accepts.find((accept) => accept.id === rule)?.location ?? entry.location;
 }

@@ -1,9 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isServiceName } from '../core/service-name.ts';
 import { BadSinceError, parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
 import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/tooling/graph-render.ts';
-import type { CallGraphPolicy } from '../policy/language/model.ts';
-import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, OBSERVED_STYLES, type ObservedReport } from '../policy/tooling/observed.ts';
+import { type CallGraphPolicy, EXTERNAL } from '../policy/language/model.ts';
+import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, OBSERVED_STYLES, type ObservedReport, outcomeText } from '../policy/tooling/observed.ts';
 import { suggestCallGraph, suggestionPolicy } from '../policy/tooling/suggest.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
@@ -104,11 +105,43 @@ function observedDrawing(report: ObservedReport, calls: Parameters<typeof sugges
   if (policy === undefined) return undefined;
   const ruleStyles = new Map<string, EdgeStyle>();
   for (const edge of report.edges) {
-    const rules = policy.spec.services.get(edge.to as never)?.accepts.filter((rule) => rule.from === edge.from) ?? [];
+    const rules = (isServiceName(edge.to) ? policy.spec.services.get(edge.to)?.accepts.filter((rule) => rule.from === edge.from) : undefined) ?? [];
     const denied = edge.outcomes.deny + edge.outcomes.would_deny;
     const style = denied > 0 ? OBSERVED_STYLES.undeclared : OBSERVED_STYLES.used;
     const annotation = `${edge.calls}×${denied > 0 ? ` (denied ${edge.outcomes.deny}, would deny ${edge.outcomes.would_deny})` : ''}`;
     for (const rule of rules) ruleStyles.set(rule.id, { ...style, annotation });
   }
   return { policy, options: { ruleStyles } };
+}
+
+/** The report for people: one block per edge, then the comparison with the policy. */
+export function formatObservedReport(report: ObservedReport): string {
+  const lines: string[] = [];
+  const span = report.firstSeen === undefined ? '' : ` between ${report.firstSeen} and ${report.lastSeen}`;
+  lines.push(`observed ${report.calls} call${report.calls === 1 ? '' : 's'} on ${report.edges.length} edge${report.edges.length === 1 ? '' : 's'}${span}`);
+  for (const edge of report.edges) {
+    lines.push('', `${edge.from} → ${edge.to}  ${edge.calls}× (${outcomeText(edge.outcomes)})`);
+    for (const route of edge.routes) lines.push(`    ${route.method.padEnd(7)} ${route.path}  ${route.calls}×`);
+    lines.push(`    chains: ${edge.chains.map((c) => `${c.chain.length === 0 ? EXTERNAL : c.chain.join('→')} ${c.calls}×`).join(', ')}`);
+  }
+  const policy = report.policy;
+  if (policy !== undefined) {
+    lines.push('', `against policy ${policy.name} (${policy.digest.slice(0, 12)}):`);
+    lines.push('', 'used but not declared (enforcing denies these):');
+    if (policy.undeclared.length === 0) lines.push('    none');
+    for (const edge of policy.undeclared) {
+      lines.push(`    ${edge.from} → ${edge.to}  ${edge.calls}× (${outcomeText(edge.underPolicy)})  ${edge.routes.map((r) => `${r.method} ${r.path}`).join(', ')}`);
+    }
+    lines.push('', 'declared but never used (candidates for removal):');
+    if (policy.unusedEdges.length === 0) lines.push('    none');
+    for (const edge of policy.unusedEdges) lines.push(`    ${edge.from} → ${edge.to}  (${edge.rules.join(', ')})`);
+    if (policy.unusedRules.length > 0) {
+      lines.push('', 'rules on used edges that allowed nothing:');
+      for (const use of policy.unusedRules) lines.push(`    ${use.rule}  ${use.from} → ${use.to}  (${outcomeText(use.outcomes)})`);
+    }
+    lines.push('', 'rules that only shadow-denied (enforcing them breaks all their traffic):');
+    if (policy.shadowOnly.length === 0) lines.push('    none');
+    for (const use of policy.shadowOnly) lines.push(`    ${use.rule}  ${use.from} → ${use.to}  would_deny ${use.outcomes.would_deny}×`);
+  }
+  return lines.join('\n') + '\n';
 }

@@ -11,7 +11,8 @@ import { createKeyStore } from '../sts/key-store.ts';
 import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } from '../sts/replay-store.ts';
 import { hashSecret } from '../sts/secret-hash.ts';
 import { createStsServer } from '../sts/server.ts';
-import { createLogger, type Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
+import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 

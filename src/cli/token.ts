@@ -15,7 +15,8 @@ import { isTokenError } from '../token/errors.ts';
 import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { PROFILE_NAMES, type ProfileName, resolveProfile } from '../token/issuer-profile.ts';
 import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
-import { createAccessTokenVerifier, type TrustedIssuer, type VerifiedToken } from '../token/verifier.ts';
+import { createAccessTokenVerifier, type TrustedIssuer } from '../token/verifier.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
 const HELP = `Usage: baton token check [TOKEN | -] --config SIDECAR.yaml [--json]

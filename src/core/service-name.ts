@@ -1,9 +1,13 @@
 /**
  * A service name as the call-graph policy spells it. Branded so that a raw
  * string from a header or a token cannot be passed where a validated name is
- * expected.
+ * expected; `serviceName` and `isServiceName` are the only ways to get one.
  */
+import { defineError } from './errors.ts';
+
 export type ServiceName = string & { readonly __brand: 'ServiceName' };
+
+export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
 
 // DNS-1123 label: what Kubernetes and compose accept as a service name.
 const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -12,9 +16,10 @@ export function isServiceName(value: unknown): value is ServiceName {
   return typeof value === 'string' && SERVICE_NAME.test(value);
 }
 
-export function asServiceName(value: string): ServiceName {
-  if (!isServiceName(value)) {
-    throw new TypeError(`expected a service name (DNS-1123 label), got ${JSON.stringify(value.slice(0, 80))}`);
+/** Mints a `ServiceName`, or throws `BATON_SERVICE_NAME_INVALID` naming what it got. */
+export function serviceName(text: string): ServiceName {
+  if (!isServiceName(text)) {
+    throw new ServiceNameInvalidError(`expected a service name (DNS-1123 label: 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit), got ${JSON.stringify(text.slice(0, 80))}${text.length > 80 ? '…' : ''}`);
   }
-  return value;
+  return text;
 }

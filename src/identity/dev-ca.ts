@@ -100,7 +100,6 @@ export async function issueSvid(ca: DevCa, options: IssueOptions): Promise<Issue
 }
 
 // The file names live with the identity config, which the injector also reads without loading the X.509 writer.
-export { LAYOUTS, type Layout } from './config.ts';
 
 export interface WriteDevIdentitiesOptions {
   /** Holds `ca/` (the CA's certificate and key) and one folder per service. */

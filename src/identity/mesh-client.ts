@@ -12,7 +12,7 @@
  * caches them per origin) keep handshakes off the hot path.
  */
 import { Agent, type buildConnector, Dispatcher, Pool } from 'undici';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { IdentityError } from './errors.ts';
 import type { SpiffeId } from './spiffe-id.ts';
 import type { Svid } from './svid.ts';

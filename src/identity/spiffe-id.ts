@@ -28,7 +28,21 @@ export function isTrustDomain(value: string): boolean {
   return TRUST_DOMAIN.test(value);
 }
 
+/** Mints a `SpiffeId`, or throws `BATON_IDENTITY_SPIFFE_ID_INVALID` saying what is wrong with it. */
+export function spiffeId(text: string): SpiffeId {
+  assertSpiffeId(text);
+  return text;
+}
+
 export function parseSpiffeId(value: string): ParsedSpiffeId {
+  assertSpiffeId(value);
+  const rest = value.slice(SCHEME.length);
+  const slash = rest.indexOf('/');
+  const path = slash === -1 ? '' : rest.slice(slash);
+  return { id: value, trustDomain: slash === -1 ? rest : rest.slice(0, slash), path, segments: path === '' ? [] : path.slice(1).split('/') };
+}
+
+function assertSpiffeId(value: string): asserts value is SpiffeId {
   const refuse = (why: string): never => {
     throw new IdentityError('BATON_IDENTITY_SPIFFE_ID_INVALID', `expected a SPIFFE ID (spiffe://trust-domain/path), got one that ${why}`);
   };
@@ -46,7 +60,6 @@ export function parseSpiffeId(value: string): ParsedSpiffeId {
     if (segment === '.' || segment === '..') refuse("has a '.' or '..' path segment");
     if (!SEGMENT.test(segment)) refuse('has a path segment with characters other than A-Z a-z 0-9 . - _');
   }
-  return { id: value as SpiffeId, trustDomain, path, segments };
 }
 
 /**

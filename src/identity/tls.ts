@@ -5,7 +5,7 @@
  * service its certificate's SPIFFE ID maps to. Both sides trust only the
  * trust bundle, never the system store.
  */
-import { type PeerCertificate, type SecureContextOptions, type TLSSocket, checkServerIdentity as defaultCheckServerIdentity } from 'node:tls';
+import { type PeerCertificate, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
 import type { SpiffeId } from './spiffe-id.ts';
 import { spiffeIdFromSubjectAltName } from './spiffe-id.ts';
@@ -61,9 +61,6 @@ export function spiffeServerCheck(expected: SpiffeId): (host: string, cert: Peer
     return seen === expected ? undefined : new PeerIdentityError(expected, seen);
   };
 }
-
-/** For non-mesh TLS peers (an https:// IdP or OTLP endpoint): the usual host-name check. */
-export const hostNameCheck = defaultCheckServerIdentity;
 
 export interface PeerIdentity {
   readonly spiffeId: SpiffeId;

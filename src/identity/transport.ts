@@ -4,7 +4,7 @@
  * identity and the SPIFFE ID rule; in `plaintext` mode, say loudly, once,
  * that mesh hops are neither encrypted nor authenticated.
  */
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import type { SpiffeMappingConfig, TransportConfig, WorkloadIdentityConfig } from './config.ts';
 import { createServiceMap, type ServiceMap } from './service-map.ts';
 import { createWorkloadIdentity, type WorkloadIdentity } from './workload-identity.ts';

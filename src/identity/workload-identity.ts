@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { IdentityError } from './errors.ts';
 import { parseSvid, type Svid, type SvidPem } from './svid.ts';
 

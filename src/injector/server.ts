@@ -7,7 +7,7 @@ import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { isBatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { reviewAdmission } from './admission-review.ts';
 import type { InjectorConfig } from './config.ts';
 import { AdmissionReviewInvalidError, InjectorNotReadyError } from './errors.ts';

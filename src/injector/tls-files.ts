@@ -7,7 +7,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 
 export interface TlsMaterial {
   readonly cert: Buffer;

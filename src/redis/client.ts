@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { ConfigError } from '../config/config-error.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 
 export type RedisFault = 'unavailable' | 'auth' | 'noperm';
 

@@ -26,7 +26,6 @@ export interface ContextHandles<V extends VerifiedSubject = VerifiedSubject> {
   resolve(handle: string): { subjectToken: string; verified: V } | undefined;
 }
 
-export type { IssuedToken };
 
 export interface TokenExchanger {
   exchange(req: { subjectToken: string; subjectTokenType: string; audience: string; scope?: string; binding?: CertificateBinding | undefined }): Promise<IssuedToken>;

@@ -6,7 +6,7 @@
  */
 import type { CompiledPolicy, Decision, DecisionInput } from '../policy/language/decision.ts';
 import { recordDecisionSpan } from '../telemetry/decision-span.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import type { Direction, SidecarMetrics } from './metrics.ts';
 import { PolicyDeniedError, StepUpRequiredError } from './problems.ts';

@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, context } from '@opentelemetry/api';
 import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import { armBodyDeadline } from './body-deadline.ts';

@@ -14,7 +14,7 @@ import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';

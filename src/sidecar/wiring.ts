@@ -8,8 +8,9 @@
 import { readFileSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
-import type { Logger } from '../telemetry/logger.ts';
-import { createFilePolicySource, createPolicyClient } from '../policy/distribution/client.ts';
+import type { Logger } from 'pino';
+import { createPolicyClient } from '../policy/distribution/client.ts';
+import { createFilePolicySource } from '../policy/distribution/source.ts';
 import type { PolicySource } from '../policy/distribution/source.ts';
 import { describe, discoverMetadata, metadataEndpoint } from '../token/jwks-fetch.ts';
 import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';

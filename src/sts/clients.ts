@@ -7,7 +7,7 @@
 import type { Dispatcher } from 'undici';
 import type { ServiceMap } from '../identity/service-map.ts';
 import { parseSpiffeId, type SpiffeId } from '../identity/spiffe-id.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import type { StsClientConfig } from './config.ts';
 import { hashedSecretVerifier, plainSecretVerifier, type SecretVerifier } from './secret-hash.ts';

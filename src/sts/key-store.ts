@@ -17,7 +17,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, utimesSync,
 import { basename, join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, type JSONWebKeySet, type JWK } from 'jose';
 import { ConfigError } from '../config/config-error.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { DEFAULT_PREPUBLISH_SECONDS, type SigningAlg } from './config.ts';
 
 /**

@@ -7,7 +7,7 @@
 import { createDegradingRedis, type RedisCredentials } from '../redis/client.ts';
 import { STS_KEY_PREFIX } from '../redis/config.ts';
 import { counterFamily } from '../telemetry/prometheus-text.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 
 export interface ReplayStore {
   /** True the first time `id` is seen before `expiresAtMs`; false for a replay. */

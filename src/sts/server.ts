@@ -16,7 +16,7 @@ import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import type { CompiledPolicy } from '../policy/language/decision.ts';
 import { recordErrorType, tracingActive } from '../telemetry/http-spans.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { type GrantLabel, createStsMetrics } from '../telemetry/sts-metrics.ts';

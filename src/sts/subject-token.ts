@@ -7,14 +7,14 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
-import { createAccessTokenVerifier, type VerifiedToken } from '../token/verifier.ts';
+import { createAccessTokenVerifier } from '../token/verifier.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
 import type { ExternalIssuerConfig } from './config.ts';
 import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
 
-export type { VerifiedToken } from '../token/verifier.ts';
 
 export interface SubjectTokenVerifierOptions {
   readonly issuer: string;

@@ -1,30 +1,10 @@
 /**
- * Span attribute names. HTTP ones are the stable semantic conventions
- * (imported, so a rename upstream is a compile error, not a silent drift);
- * baton's identity attributes live under `baton.` and never hold a token,
- * a context handle or an Authorization value (docs/observability.md).
+ * baton's own span attribute names, under `baton.`; they never hold a token,
+ * a context handle or an Authorization value (docs/observability.md). HTTP
+ * attributes are the stable semantic conventions, imported where they are
+ * set straight from @opentelemetry/semantic-conventions, so a rename
+ * upstream is a compile error, not a silent drift.
  */
-export {
-  ATTR_CLIENT_ADDRESS,
-  ATTR_ERROR_TYPE,
-  ATTR_HTTP_REQUEST_METHOD,
-  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_HTTP_ROUTE,
-  ATTR_NETWORK_PEER_ADDRESS,
-  ATTR_NETWORK_PEER_PORT,
-  ATTR_NETWORK_PROTOCOL_VERSION,
-  ATTR_SERVER_ADDRESS,
-  ATTR_SERVER_PORT,
-  ATTR_SERVICE_INSTANCE_ID,
-  ATTR_SERVICE_VERSION,
-  ATTR_URL_FULL,
-  ATTR_URL_PATH,
-  ATTR_URL_QUERY,
-  ATTR_URL_SCHEME,
-  ATTR_USER_AGENT_ORIGINAL,
-} from '@opentelemetry/semantic-conventions';
-
 export const BatonAttribute = {
   /** inbound | outbound */
   direction: 'baton.direction',

@@ -34,8 +34,8 @@ import {
   ATTR_URL_QUERY,
   ATTR_URL_SCHEME,
   ATTR_USER_AGENT_ORIGINAL,
-  BatonAttribute,
-} from './attributes.ts';
+} from '@opentelemetry/semantic-conventions';
+import { BatonAttribute } from './attributes.ts';
 
 export interface HttpSpan {
   readonly span: Span;

@@ -1,8 +1,6 @@
 import { isSpanContextValid, trace } from '@opentelemetry/api';
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
-export type { Logger } from 'pino';
-
 /**
  * Paths pino censors before a line is written (STYLE rule 12: redaction
  * configured, not hoped for). Code must not log tokens in the first place;

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context, trace } from '@opentelemetry/api';
-import { ATTR_HTTP_ROUTE } from './attributes.ts';
+import { ATTR_HTTP_ROUTE } from '@opentelemetry/semantic-conventions';
 import { batonTracer, endHttpSpan, startServerSpan } from './http-spans.ts';
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { BATON_VERSION } from '../core/version.ts';
-import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_VERSION } from './attributes.ts';
+import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 // The SDK is imported only when tracing is on: loading it costs about 40 MB
 // of RSS, which a sidecar with tracing off should not pay.
 

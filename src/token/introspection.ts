@@ -12,7 +12,7 @@
  */
 import { hash } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { TokenInactiveError, TokenIntrospectionUnavailableError } from './errors.ts';
 import { describe, discoverMetadata, metadataEndpoint, readBoundedText, type FetchLimits } from './jwks-fetch.ts';
 

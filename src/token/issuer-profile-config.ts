@@ -7,7 +7,7 @@
  */
 import { type TLiteral, type TUnion, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { createIntrospector, type Introspector } from './introspection.ts';
 import { CLIENT_CLAIMS, type IssuerProfile, PROFILE_NAMES, resolveProfile, ROLE_RULES, SERVICE_RULES, SUBJECT_CLAIMS } from './issuer-profile.ts';

@@ -8,7 +8,7 @@
 import type { KeyObject, webcrypto } from 'node:crypto';
 import { createLocalJWKSet, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
 import type { Dispatcher } from 'undici';
-import type { Logger } from '../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { TokenKeysUnavailableError, TokenUnknownKidError } from './errors.ts';
 import { describe, discoverJwksUri, type FetchLimits, fetchJson, validateJwks } from './jwks-fetch.ts';
 

@@ -28,7 +28,6 @@ import type { KeySource } from './key-source.ts';
 import { preparseToken } from './preparse.ts';
 import type { IssuerKind, VerifiedToken } from './verified-token.ts';
 
-export type { IssuerKind, VerifiedToken } from './verified-token.ts';
 
 export interface TrustedIssuer {
   readonly issuer: string;

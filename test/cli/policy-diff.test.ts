@@ -4,6 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { formatPolicyDiff } from '../../src/cli/policy-diff.ts';
+import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
+import { parsePolicy } from '../../src/policy/language/parse.ts';
+import { diffPolicies } from '../../src/policy/tooling/diff.ts';
 import { runBaton } from '../helpers/process.ts';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url));
@@ -49,5 +53,29 @@ describe('baton policy diff', () => {
     assert.equal(invalid.code, 2);
     assert.match(invalid.stderr, /bad\.yaml:\d+:\d+: error /);
     assert.equal((await runBaton(['policy', 'diff', FIXTURE])).code, 2);
+  });
+});
+
+describe('policy diff as text', () => {
+  const policyOf = (text: string): CallGraphPolicy => {
+    const { policy, problems } = parsePolicy(text, 'callgraph.yaml');
+    assert.ok(policy, JSON.stringify(problems));
+    return policy;
+  };
+  const shop = policyOf(TEXT);
+
+  it('says there is no difference', () => {
+    assert.equal(formatPolicyDiff(diffPolicies(shop, shop)), 'no differences\n');
+  });
+
+  it('prints an added or removed edge with its rule id and route', () => {
+    const after = policyOf(`${TEXT}    refunds:\n      accepts:\n        - from: payments\n          methods: [POST]\n          paths: ["/refunds"]\n`);
+    assert.match(formatPolicyDiff(diffPolicies(shop, after)), /^\+ edge payments → refunds \(refunds\.accepts\[0\]\) POST \/refunds$/m);
+    assert.match(formatPolicyDiff(diffPolicies(after, shop)), /^- edge payments → refunds/m);
+  });
+
+  it('prints each changed field of a rule, before → after', () => {
+    const after = policyOf(TEXT.replace('methods: [GET, POST]', 'methods: [GET]').replace('"orders:read or orders:write"', '"orders:read"'));
+    assert.match(formatPolicyDiff(diffPolicies(shop, after)), /^~ rule orders\.accepts\[0\] \(gateway → orders\): methods GET,POST → GET; scopes "orders:read or orders:write" → "orders:read"$/m);
   });
 });

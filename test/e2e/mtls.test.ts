@@ -17,7 +17,7 @@ import { stringify } from 'yaml';
 import { DEMO_SPIFFE, type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER, postInbound } from '../../src/demo/scenario.ts';
 import { createDevCa, issueSvid, writeDevIdentities } from '../../src/identity/dev-ca.ts';
-import type { SpiffeId } from '../../src/identity/spiffe-id.ts';
+import { spiffeId } from '../../src/identity/spiffe-id.ts';
 import { certificateThumbprint } from '../../src/identity/svid.ts';
 import { type Listening, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
@@ -203,7 +203,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
 
   it('refuses a client certificate from the bundle whose SPIFFE ID maps to no service', async () => {
     // Another namespace: the template maps it to nothing, so the connection is nobody the policy knows.
-    const stranger = await issueSvid(ids().ca, { spiffeId: 'spiffe://baton.demo/ns/elsewhere/sa/gateway' as SpiffeId, ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
+    const stranger = await issueSvid(ids().ca, { spiffeId: spiffeId('spiffe://baton.demo/ns/elsewhere/sa/gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
     const refused = await replay(client({ cert: stranger.certPem, key: stranger.keyPem }), { authorization: `Bearer ${bearerSeenByOrders(0)}` });
     assert.equal(refused.status, 403);
     assert.equal(refused.code, 'BATON_PEER_UNMAPPED');

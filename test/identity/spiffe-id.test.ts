@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseSpiffeId, spiffeIdFromSubjectAltName } from '../../src/identity/spiffe-id.ts';
+import { parseSpiffeId, spiffeId, spiffeIdFromSubjectAltName } from '../../src/identity/spiffe-id.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 
 describe('SPIFFE IDs', () => {
@@ -30,6 +30,17 @@ describe('SPIFFE IDs', () => {
       assert.throws(() => parseSpiffeId(value), { code: 'BATON_IDENTITY_SPIFFE_ID_INVALID' });
     });
   }
+
+  it('mints a SpiffeId only from a valid ID, with the same typed error as the parser', () => {
+    assert.equal(spiffeId('spiffe://cluster.local/ns/shop/sa/orders'), 'spiffe://cluster.local/ns/shop/sa/orders');
+    assert.equal(spiffeId('spiffe://cluster.local'), 'spiffe://cluster.local');
+    assert.throws(() => spiffeId('spiffe://cluster.local/ns/../sa/b'), { code: 'BATON_IDENTITY_SPIFFE_ID_INVALID' });
+    assert.throws(() => spiffeId('spiffe://Cluster.local/ns/a'), { code: 'BATON_IDENTITY_SPIFFE_ID_INVALID' });
+  });
+
+  it('parses the trust domain alone as an empty path', () => {
+    assert.deepEqual(parseSpiffeId('spiffe://cluster.local'), { id: 'spiffe://cluster.local', trustDomain: 'cluster.local', path: '', segments: [] });
+  });
 
   it('accepts only IDs that are their own canonical spelling (property)', () => {
     fc.assert(

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { diffPolicies, formatPolicyDiff } from '../../src/policy/tooling/diff.ts';
+import { diffPolicies } from '../../src/policy/tooling/diff.ts';
 import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
 
@@ -20,7 +20,6 @@ describe('policy diff', () => {
   it('finds no difference between a policy and itself, or a re-commented copy', () => {
     assert.equal(diffPolicies(shop, shop).equal, true);
     assert.equal(diffPolicies(shop, policyOf(`# reviewed\n${FIXTURE}`)).equal, true);
-    assert.equal(formatPolicyDiff(diffPolicies(shop, shop)), 'no differences\n');
   });
 
   it('reports a new service, its edge and the rule on it', () => {
@@ -28,8 +27,6 @@ describe('policy diff', () => {
     const diff = diffPolicies(shop, after);
     assert.deepEqual(diff.services.added, ['refunds']);
     assert.deepEqual(diff.edges.added.map((e) => [e.from, e.to]), [['payments', 'refunds']]);
-    assert.match(formatPolicyDiff(diff), /^\+ edge payments → refunds \(refunds\.accepts\[0\]\) POST \/refunds$/m);
-    assert.match(formatPolicyDiff(diffPolicies(after, shop)), /^- edge payments → refunds/m);
   });
 
   it('names the fields of a rule that changed', () => {
@@ -40,7 +37,6 @@ describe('policy diff', () => {
       { field: 'methods', before: ['GET', 'POST'], after: ['GET'] },
       { field: 'scopes', before: 'orders:read or orders:write', after: 'orders:read' },
     ]);
-    assert.match(formatPolicyDiff(diffPolicies(shop, after)), /^~ rule orders\.accepts\[0\] \(gateway → orders\): methods GET,POST → GET; scopes "orders:read or orders:write" → "orders:read"$/m);
   });
 
   it('matches named rules by name, so reordering them is no change', () => {

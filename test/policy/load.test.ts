@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PolicyInvalidError } from '../../src/policy/language/errors.ts';
-import { loadPolicyFile, loadPolicyPath, policyFromJSON, policyToJSON } from '../../src/policy/language/load.ts';
+import { loadPolicyFile, loadPolicyPath } from '../../src/policy/language/load.ts';
+import { policyFromJSON, policyToJSON } from '../../src/policy/language/parse.ts';
 
 const EXAMPLE = new URL('../../examples/shop.callgraph.yaml', import.meta.url).pathname;
 const FIXTURES = new URL('../fixtures/policies/', import.meta.url).pathname;

@@ -4,7 +4,8 @@ import type { AuditDecision } from '../../src/policy/tooling/audit-log.ts';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import { renderDot } from '../../src/policy/tooling/graph-render.ts';
 import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
-import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, observeEdges } from '../../src/policy/tooling/observed.ts';
+import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, observeEdges } from '../../src/policy/tooling/observed.ts';
+import { formatObservedReport } from '../../src/cli/policy-observed.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 function decision(fields: Partial<AuditDecision> & Pick<AuditDecision, 'chain' | 'target'>): AuditDecision {

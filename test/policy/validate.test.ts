@@ -37,6 +37,13 @@ describe('policy validation', () => {
     expectProblem(graph('    Orders_Svc: {}\n'), 'POLICY_BAD_SERVICE_NAME', 9, 5);
   });
 
+  it('reports, and never throws on, badly named services used in rules and origins, and badly named rules', () => {
+    const text = graph('    Orders_Svc:\n      accepts:\n        - { name: "has space", from: Gateway_X, origins: [Gateway_X] }\n    orders:\n      accepts:\n        - { from: Orders_Svc, origins: [Orders_Svc], user: none }\n');
+    const { policy, problems } = parsePolicy(text, 'p.yaml');
+    assert.equal(policy, undefined);
+    assert.deepEqual([...new Set(problems.filter((p) => p.severity === 'error').map((p) => p.code))].sort(), ['POLICY_BAD_RULE_NAME', 'POLICY_BAD_SERVICE_NAME', 'POLICY_UNKNOWN_SERVICE']);
+  });
+
   it("reserves 'external' for tokens from external identity providers", () => {
     expectProblem(graph('    external: {}\n'), 'POLICY_RESERVED_SERVICE_NAME', 9, 5);
   });

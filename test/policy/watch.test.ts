@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { createPolicyWatcher, type LoadedPolicy, type PolicyWatcher } from '../../src/policy/distribution/watch.ts';
+import type { LoadedPolicy } from '../../src/policy/language/load.ts';
+import { createPolicyWatcher, type PolicyWatcher } from '../../src/policy/distribution/watch.ts';
 import { waitFor } from '../helpers/net.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');

@@ -11,10 +11,12 @@ import { defineError } from '../../src/core/errors.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
-import type { IssuedToken, TokenExchanger, VerifiedSubject } from '../../src/sidecar/collaborators.ts';
+import type { TokenExchanger, VerifiedSubject } from '../../src/sidecar/collaborators.ts';
+import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
 import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { type Collaborators, createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
-import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
 
 export const TestTokenError = defineError({ code: 'BATON_TOKEN_BAD_SIGNATURE', status: 401, title: 'Token not valid', oauthError: 'invalid_token' });

@@ -7,7 +7,7 @@ import { createClientRegistry } from '../../src/sts/clients.ts';
 import { parseTokenRequestForm } from '../../src/sts/form.ts';
 import { createMemoryReplayStore } from '../../src/sts/replay-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import type { SpiffeId } from '../../src/identity/spiffe-id.ts';
+import { spiffeId } from '../../src/identity/spiffe-id.ts';
 
 const map = createServiceMap({ trustDomain: 'baton.test', namespace: 'test', template: '/ns/{namespace}/sa/{service}', ids: {} });
 const SECRET = 'a-secret-of-sixteen-plus';
@@ -21,7 +21,7 @@ const registry = createClientRegistry(
   { logger: createLogger({ name: 't', level: 'silent' }), map },
 );
 const authenticator = createClientAuthenticator({ registry, issuer: 'https://sts', tokenEndpoint: 'https://sts/token', replay: createMemoryReplayStore(), clockToleranceSec: 30, now: Date.now });
-const peer = (id: string): ClientPeer => ({ address: '127.0.0.1', certificate: { spiffeId: id as SpiffeId, thumbprint: `thumb-of-${id}` } satisfies PeerIdentity });
+const peer = (id: string): ClientPeer => ({ address: '127.0.0.1', certificate: { spiffeId: spiffeId(id), thumbprint: `thumb-of-${id}` } satisfies PeerIdentity });
 const form = (fields: Record<string, string>) => parseTokenRequestForm(new URLSearchParams({ grant_type: 'client_credentials', ...fields }).toString());
 const code = async (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string }) => error.code);
 

@@ -8,7 +8,7 @@
 import type { KeyObject } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import { defineError } from '../../core/errors.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { compilePolicy } from '../language/compile.ts';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { policyFromJSON } from '../language/parse.ts';
@@ -16,8 +16,6 @@ import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, PolicyD
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createPolicyHolder, type PolicySource } from './source.ts';
 
-export { createFilePolicySource } from './source.ts';
-export type { PolicySource } from './source.ts';
 
 export const PolicyServerUnavailableError = defineError({ code: 'BATON_POLICY_SERVER_UNAVAILABLE', status: 503, title: 'Policy server unavailable' });
 export const PolicyVersionStaleError = defineError({ code: 'BATON_POLICY_VERSION_STALE', status: 502, title: 'Policy version not newer than the one held' });

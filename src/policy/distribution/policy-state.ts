@@ -8,7 +8,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 
 export interface PolicyState {
   readonly version: number;

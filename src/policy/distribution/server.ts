@@ -13,12 +13,12 @@ import { defineError, isBatonError, type BatonError } from '../../core/errors.ts
 import { PROBLEM_CONTENT_TYPE, toProblem } from '../../core/problem.ts';
 import { secureContextOptions } from '../../identity/tls.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { policyToJSON } from '../language/parse.ts';
 import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
 
-export { CALLGRAPH_PATH } from './signing.ts';
-import type { LoadedPolicy, PolicyWatcher } from './watch.ts';
+import type { LoadedPolicy } from '../language/load.ts';
+import type { PolicyWatcher } from './watch.ts';
 
 export const MAX_WAIT_SECONDS = 60;
 

@@ -5,7 +5,7 @@
  * and a callback per new version. A part without a policy is not ready
  * (DESIGN.md, "policy server down … no policy at start → not ready").
  */
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import type { CompiledPolicy } from '../language/decision.ts';
 import { loadPolicyPath } from '../language/load.ts';
 import { createPolicyWatcher, type PolicyWatcher } from './watch.ts';

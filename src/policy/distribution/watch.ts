@@ -12,11 +12,10 @@
  */
 import { type FSWatcher, readdirSync, realpathSync, statSync, watch } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { type LoadedPolicy, loadPolicyPath } from '../language/load.ts';
 
-export type { LoadedPolicy } from '../language/load.ts';
 
 export interface PolicyWatcherOptions {
   readonly logger: Logger;

@@ -11,6 +11,7 @@ import { type CompiledGraph, type CompiledRule, type CompiledService, evaluate }
 import type { AcceptRule, CallGraphPolicy } from './model.ts';
 import { policyToJSON } from './parse.ts';
 import { compilePathPatterns } from './path-pattern.ts';
+import { edgeRuleId, entrypointRuleId } from './rule-id.ts';
 
 export function compilePolicy(policy: CallGraphPolicy): CompiledPolicy {
   const services = new Map<string, CompiledService>();
@@ -26,7 +27,7 @@ export function compilePolicy(policy: CallGraphPolicy): CompiledPolicy {
       if (targets === undefined) callees.set(rule.from, (targets = new Set()));
       targets.add(service.name);
     }
-    services.set(service.name, Object.freeze({ name: service.name, entrypoint: service.entrypoint, mode: service.mode, byCaller }));
+    services.set(service.name, Object.freeze({ name: service.name, entrypointRule: entrypointRuleId(service.name), edgeRule: edgeRuleId(service.name), entrypoint: service.entrypoint, mode: service.mode, byCaller }));
   }
   const graph: CompiledGraph = Object.freeze({ maxDepth: policy.spec.maxDepth, mode: policy.spec.mode, services });
   const digest = createHash('sha256').update(canonicalJSON(policyToJSON(policy))).digest('base64url');

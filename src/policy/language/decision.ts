@@ -3,7 +3,8 @@
  * [c1, …, ck] calling service s is allowed when …"). Every answer names the
  * rule that decided it.
  */
-import type { PolicyMode, RuleId } from './model.ts';
+import type { PolicyMode } from './model.ts';
+import type { RuleId } from './rule-id.ts';
 
 export interface DecisionInput {
   /** The callers, origin first, immediate caller last. Empty: a token straight from an external IdP, at an entrypoint. */

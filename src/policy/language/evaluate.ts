@@ -14,7 +14,8 @@
  */
 import type { ScopeExpression } from '../../core/scope-expression.ts';
 import type { Decision, DecisionInput, DenyCause } from './decision.ts';
-import { EXTERNAL, type PolicyMode, type RuleId, type UserRequirement } from './model.ts';
+import { EXTERNAL, type PolicyMode, type UserRequirement } from './model.ts';
+import { type RuleId, SPEC_MAX_DEPTH, SPEC_SERVICES } from './rule-id.ts';
 
 export interface CompiledRule {
   readonly id: RuleId;
@@ -34,6 +35,9 @@ export interface CompiledRule {
 
 export interface CompiledService {
   readonly name: string;
+  /** `<name>.entrypoint` and `<name>.accepts`, minted at compile time so a denial allocates no id. */
+  readonly entrypointRule: RuleId;
+  readonly edgeRule: RuleId;
   readonly entrypoint: boolean;
   readonly mode: PolicyMode;
   /** Caller (or `external`) → its rules, in policy order. */
@@ -45,9 +49,6 @@ export interface CompiledGraph {
   readonly mode: PolicyMode;
   readonly services: ReadonlyMap<string, CompiledService>;
 }
-
-const SPEC_SERVICES = 'spec.services' as RuleId;
-const SPEC_MAX_DEPTH = 'spec.maxDepth' as RuleId;
 
 // The subject's issuer after the route: a denial is explained by the rule that covers the route, not by one for another path.
 const STAGE = { origin: 0, user: 1, method: 2, path: 3, issuer: 4, scope: 5, acr: 6 } as const;
@@ -69,7 +70,7 @@ export function evaluate(graph: CompiledGraph, input: DecisionInput): Decision {
   const originName = chain[0] as string;
   const origin = graph.services.get(originName) as CompiledService;
   if (input.user && !origin.entrypoint) {
-    return deny(`${originName}.entrypoint` as RuleId, `a user chain must start at an entrypoint, got ${originName}`, 'not_entrypoint', origin.mode);
+    return deny(origin.entrypointRule, `a user chain must start at an entrypoint, got ${originName}`, 'not_entrypoint', origin.mode);
   }
   const seen = new Set<string>([originName]);
   for (let i = 1; i < chain.length; i++) {
@@ -77,30 +78,30 @@ export function evaluate(graph: CompiledGraph, input: DecisionInput): Decision {
     const to = chain[i] as string;
     const hop = graph.services.get(to) as CompiledService;
     const rules = hop.byCaller.get(from);
-    if (rules === undefined) return deny(`${to}.accepts` as RuleId, `no rule in ${to}.accepts accepts calls from ${from} (hop ${i} of the chain)`, 'no_edge', hop.mode);
+    if (rules === undefined) return deny(hop.edgeRule, `no rule in ${to}.accepts accepts calls from ${from} (hop ${i} of the chain)`, 'no_edge', hop.mode);
     if (seen.has(to) && !rules.some((r) => r.allowCycles)) {
-      return deny(`${to}.accepts` as RuleId, `${from}→${to} closes a cycle and no rule on that edge has allowCycles`, 'cycle', hop.mode);
+      return deny(hop.edgeRule, `${from}→${to} closes a cycle and no rule on that edge has allowCycles`, 'cycle', hop.mode);
     }
     seen.add(to);
   }
   const caller = chain[chain.length - 1] as string;
   const edge = `${caller}→${target}`;
   let rules = callee.byCaller.get(caller);
-  if (rules === undefined) return deny(`${target}.accepts` as RuleId, `no rule in ${target}.accepts accepts calls from ${caller}`, 'no_edge', callee.mode);
+  if (rules === undefined) return deny(callee.edgeRule, `no rule in ${target}.accepts accepts calls from ${caller}`, 'no_edge', callee.mode);
   if (seen.has(target)) {
     rules = rules.filter((r) => r.allowCycles);
-    if (rules.length === 0) return deny(`${target}.accepts` as RuleId, `${edge} closes a cycle and no rule on that edge has allowCycles`, 'cycle', callee.mode);
+    if (rules.length === 0) return deny(callee.edgeRule, `${edge} closes a cycle and no rule on that edge has allowCycles`, 'cycle', callee.mode);
   }
   return matchRules(rules, input, originName, edge);
 }
 
 function evaluateExternal(callee: CompiledService, input: DecisionInput): Decision {
   if (!callee.entrypoint) {
-    return deny(`${callee.name}.entrypoint` as RuleId, `a token from an external identity provider is accepted only at an entrypoint, and ${callee.name} is not one`, 'not_entrypoint', callee.mode);
+    return deny(callee.entrypointRule, `a token from an external identity provider is accepted only at an entrypoint, and ${callee.name} is not one`, 'not_entrypoint', callee.mode);
   }
   const rules = callee.byCaller.get(EXTERNAL);
   if (rules === undefined) {
-    return { allowed: true, rule: `${callee.name}.entrypoint` as RuleId, reason: `external token allowed at entrypoint ${callee.name}`, mode: callee.mode };
+    return { allowed: true, rule: callee.entrypointRule, reason: `external token allowed at entrypoint ${callee.name}`, mode: callee.mode };
   }
   return matchRules(rules, input, undefined, `${EXTERNAL}→${callee.name}`);
 }

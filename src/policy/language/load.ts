@@ -11,7 +11,6 @@ import { PolicyInvalidError } from './errors.ts';
 import type { CallGraphPolicy, PolicyProblem } from './model.ts';
 import { parsePolicy } from './parse.ts';
 
-export { policyFromJSON, policyToJSON } from './parse.ts';
 
 export interface LoadedPolicy {
   readonly compiled: CompiledPolicy;

@@ -5,6 +5,7 @@
  * errors and decisions can point at the YAML.
  */
 import type { ServiceName } from '../../core/service-name.ts';
+import type { RuleId } from './rule-id.ts';
 
 export const API_VERSION = 'baton.dev/v1alpha1';
 export const KIND = 'CallGraph';
@@ -21,15 +22,6 @@ export type UserRequirement = 'required' | 'optional' | 'none';
 
 /** `shadow`: a denial is recorded as `would_deny` but the call goes through (rollout). Default `enforce`. */
 export type PolicyMode = 'enforce' | 'shadow';
-
-/**
- * Stable identifier of a rule, used in decisions, logs, spans and metrics:
- * `<target>.accepts[<index>]`, or `<target>.accepts.<name>` when the rule
- * has a `name`. Decisions not taken by an accepts rule use pseudo-rules:
- * `spec.maxDepth`, `<service>.entrypoint`, `<target>.accepts` (no edge at all),
- * `spec.services` (unknown service).
- */
-export type RuleId = string & { readonly __brand: 'RuleId' };
 
 export interface SourceLocation {
   readonly file: string;

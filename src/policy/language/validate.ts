@@ -22,12 +22,12 @@ import {
   KIND,
   type PolicyMode,
   type PolicyProblem,
-  type RuleId,
   type ServicePolicy,
   type SourceLocation,
   type UserRequirement,
 } from './model.ts';
 import { checkPathPattern, pathPatternCovers } from './path-pattern.ts';
+import { isRuleName, ruleId } from './rule-id.ts';
 import { CallGraphSchema, DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH, type RawAcceptRule, type RawCallGraph } from './schema.ts';
 
 export type DocumentPath = readonly (string | number)[];
@@ -44,7 +44,6 @@ export interface ValidationResult {
 }
 
 const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
-const RULE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 
 export function validateCallGraph(data: unknown, locator: Locator): ValidationResult {
   const problems: PolicyProblem[] = [];
@@ -129,9 +128,8 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
   if (names.size === 0) report('error', 'POLICY_NO_SERVICES', 'expected at least one service under spec.services', locator.at(['spec', 'services']));
 
   const services = new Map<ServiceName, ServicePolicy>();
-  for (const [name, rawService] of Object.entries(rawServices)) {
-    const service = name as ServiceName;
-    const servicePath = ['spec', 'services', name];
+  for (const [service, rawService] of Object.entries(rawServices)) {
+    const servicePath = ['spec', 'services', service];
     const serviceMode = rawService.mode ?? graphMode;
     const entrypoint = rawService.entrypoint ?? false;
     const ruleNames = new Map<string, number>();
@@ -147,8 +145,10 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
           ruleNames.set(rawRule.name, index);
         }
       }
-      accepts.push(rule);
+      if (rule !== undefined) accepts.push(rule);
     });
+    // A name that is not a service name was reported above and its rules checked; the policy is refused, so there is nothing to build.
+    if (!isServiceName(service)) continue;
     checkShadowing(accepts, locator, servicePath, report);
     services.set(service, Object.freeze({ name: service, entrypoint, mode: serviceMode, accepts: Object.freeze(accepts), location: locator.at(servicePath, { key: true }) }));
   }
@@ -162,7 +162,7 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
 }
 
 function checkRule(
-  service: ServiceName,
+  service: string,
   raw: RawAcceptRule,
   index: number,
   path: DocumentPath,
@@ -172,11 +172,10 @@ function checkRule(
   rawServices: RawCallGraph['spec']['services'],
   locator: Locator,
   report: Report,
-): AcceptRule {
-  const id = (raw.name === undefined ? `${service}.accepts[${index}]` : `${service}.accepts.${raw.name}`) as RuleId;
+): AcceptRule | undefined {
   const allowCycles = raw.allowCycles ?? false;
   const user: UserRequirement = raw.user ?? 'required';
-  if (raw.name !== undefined && !RULE_NAME.test(raw.name)) {
+  if (raw.name !== undefined && !isRuleName(raw.name)) {
     report('error', 'POLICY_BAD_RULE_NAME', `expected a rule name of letters, digits, '.', '_' or '-' (at most 63), got ${describe(raw.name)}`, locator.at([...path, 'name']));
   }
   if (raw.from === EXTERNAL) {
@@ -227,11 +226,15 @@ function checkRule(
   if (user === 'none' && raw.acr !== undefined) {
     report('warning', 'POLICY_RULE_NEVER_MATCHES', "'acr' with 'user: none' never matches: a service-identity call has no user authentication", locator.at([...path, 'acr'], { key: true }));
   }
+  // A service, `from` or origin that is not a service name was reported above (badly named or unknown) and the policy is refused: no rule to build.
+  const from = raw.from === EXTERNAL ? EXTERNAL : isServiceName(raw.from) ? raw.from : undefined;
+  if (!isServiceName(service) || from === undefined) return undefined;
   return Object.freeze({
-    id,
+    // A bad rule name was reported above; the rule keeps its positional id so later messages can still point at it.
+    id: ruleId(service, raw.name !== undefined && isRuleName(raw.name) ? raw.name : index),
     name: raw.name,
-    from: raw.from as ServiceName,
-    origins: freezeList(raw.origins) as readonly ServiceName[] | undefined,
+    from,
+    origins: raw.origins === undefined ? undefined : Object.freeze(raw.origins.filter(isServiceName)),
     methods: freezeList(raw.methods) as readonly HttpMethod[] | undefined,
     paths: freezeList(raw.paths),
     scopes,

@@ -7,6 +7,7 @@
  * styles and extra edges rather than forking the renderer.
  */
 import { defineError } from '../../core/errors.ts';
+import { isServiceName } from '../../core/service-name.ts';
 import { type AcceptRule, type CallGraphPolicy, EXTERNAL } from '../language/model.ts';
 
 export const GraphvizUnavailableError = defineError({ code: 'BATON_GRAPHVIZ_UNAVAILABLE', status: 500, title: 'Graphviz (WASM) could not be loaded' });
@@ -86,7 +87,7 @@ export function drawCallGraph(policy: CallGraphPolicy, options: RenderOptions = 
     edges.push({ from: extra.from, to: extra.to, rule: undefined, lines, style: extra.style ?? {} });
   }
   names.delete(EXTERNAL);
-  const nodes: GraphNode[] = [...names].sort(compare).map((name) => ({ name, kind: policy.spec.services.get(name as never)?.entrypoint === true ? 'entrypoint' : 'service' }));
+  const nodes: GraphNode[] = [...names].sort(compare).map((name) => ({ name, kind: isServiceName(name) && policy.spec.services.get(name)?.entrypoint === true ? 'entrypoint' : 'service' }));
   if (usesExternal) nodes.unshift({ name: EXTERNAL, kind: 'external' });
   return { title: policy.metadata.name, nodes, edges };
 }

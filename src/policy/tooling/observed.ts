@@ -7,6 +7,7 @@
  */
 import type { AuditDecision, AuditOutcome } from './audit-log.ts';
 import type { CompiledPolicy } from '../language/decision.ts';
+import { isServiceName } from '../../core/service-name.ts';
 import { type EdgeStyle, type ExtraEdge, type RenderOptions } from './graph-render.ts';
 import { type CallGraphPolicy, EXTERNAL } from '../language/model.ts';
 
@@ -206,7 +207,7 @@ export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGr
     const key = `${call.from}\u0000${call.to}`;
     usedEdges.add(key);
     // An entrypoint without `from: external` rules accepts every external token: that edge is declared too.
-    const implicit = call.from === EXTERNAL && policy.spec.services.get(call.to as never)?.entrypoint === true && !declared.has(key);
+    const implicit = call.from === EXTERNAL && isServiceName(call.to) && policy.spec.services.get(call.to)?.entrypoint === true && !declared.has(key);
     if (declared.has(key) || implicit) continue;
     let edge = undeclaredCalls.get(key);
     if (edge === undefined) undeclaredCalls.set(key, (edge = { from: call.from, to: call.to, calls: [], underPolicy: zero() }));
@@ -242,39 +243,8 @@ export function buildObservedReport(calls: readonly ObservedCall[], comparison: 
   };
 }
 
-/** The report for people: one block per edge, then the comparison with the policy. */
-export function formatObservedReport(report: ObservedReport): string {
-  const lines: string[] = [];
-  const span = report.firstSeen === undefined ? '' : ` between ${report.firstSeen} and ${report.lastSeen}`;
-  lines.push(`observed ${report.calls} call${report.calls === 1 ? '' : 's'} on ${report.edges.length} edge${report.edges.length === 1 ? '' : 's'}${span}`);
-  for (const edge of report.edges) {
-    lines.push('', `${edge.from} → ${edge.to}  ${edge.calls}× (${outcomeText(edge.outcomes)})`);
-    for (const route of edge.routes) lines.push(`    ${route.method.padEnd(7)} ${route.path}  ${route.calls}×`);
-    lines.push(`    chains: ${edge.chains.map((c) => `${c.chain.length === 0 ? EXTERNAL : c.chain.join('→')} ${c.calls}×`).join(', ')}`);
-  }
-  const policy = report.policy;
-  if (policy !== undefined) {
-    lines.push('', `against policy ${policy.name} (${policy.digest.slice(0, 12)}):`);
-    lines.push('', 'used but not declared (enforcing denies these):');
-    if (policy.undeclared.length === 0) lines.push('    none');
-    for (const edge of policy.undeclared) {
-      lines.push(`    ${edge.from} → ${edge.to}  ${edge.calls}× (${outcomeText(edge.underPolicy)})  ${edge.routes.map((r) => `${r.method} ${r.path}`).join(', ')}`);
-    }
-    lines.push('', 'declared but never used (candidates for removal):');
-    if (policy.unusedEdges.length === 0) lines.push('    none');
-    for (const edge of policy.unusedEdges) lines.push(`    ${edge.from} → ${edge.to}  (${edge.rules.join(', ')})`);
-    if (policy.unusedRules.length > 0) {
-      lines.push('', 'rules on used edges that allowed nothing:');
-      for (const use of policy.unusedRules) lines.push(`    ${use.rule}  ${use.from} → ${use.to}  (${outcomeText(use.outcomes)})`);
-    }
-    lines.push('', 'rules that only shadow-denied (enforcing them breaks all their traffic):');
-    if (policy.shadowOnly.length === 0) lines.push('    none');
-    for (const use of policy.shadowOnly) lines.push(`    ${use.rule}  ${use.from} → ${use.to}  would_deny ${use.outcomes.would_deny}×`);
-  }
-  return lines.join('\n') + '\n';
-}
-
-function outcomeText(outcomes: OutcomeCounts): string {
+/** `allow 3, would_deny 1`: the non-zero counts, for annotations and reports. */
+export function outcomeText(outcomes: OutcomeCounts): string {
   const parts = (['allow', 'would_deny', 'deny'] as const).filter((o) => outcomes[o] > 0).map((o) => `${o} ${outcomes[o]}`);
   return parts.length === 0 ? 'none' : parts.join(', ');
 }

@@ -25,6 +25,7 @@ import { type CallGraphPolicy, EXTERNAL, HTTP_METHODS, type PolicyMode } from '.
 import type { ObservedCall } from './observed.ts';
 import { checkPathPattern, pathPatternCovers } from '../language/path-pattern.ts';
 import type { RawAcceptRule, RawCallGraph, RawService } from '../language/schema.ts';
+import { isRuleName } from '../language/rule-id.ts';
 import { validateCallGraph } from '../language/validate.ts';
 import { MAX_SCOPE_EXPRESSION_LENGTH } from '../../core/scope-expression.ts';
 
@@ -48,7 +49,6 @@ export interface Suggestion {
 }
 
 const METHODS: ReadonlySet<string> = new Set(HTTP_METHODS);
-const RULE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 // RFC 6749 §3.3 scope-token, minus the parentheses a scope expression reserves.
 const SCOPE_TOKEN = /^[\x21\x23-\x27\x2a-\x5b\x5d-\x7e]+$/;
 const KEYWORDS: ReadonlySet<string> = new Set(['and', 'or', 'not']);
@@ -176,7 +176,7 @@ function rulesFor(edge: EdgeUse, warnings: string[]): RawAcceptRule[] {
     // `/**` stands for "path not logged": no paths key then, rather than a pattern nobody wrote.
     const routed = paths.includes('/**') ? {} : { paths };
     // Keys in the order people write them: who, from where, which route, then constraints.
-    return { ...(RULE_NAME.test(name) ? { name } : {}), from, ...(origins === undefined ? {} : { origins }), ...(methods === undefined ? {} : { methods }), ...routed, ...rest };
+    return { ...(isRuleName(name) ? { name } : {}), from, ...(origins === undefined ? {} : { origins }), ...(methods === undefined ? {} : { methods }), ...routed, ...rest };
   });
 }
 

@@ -15,7 +15,7 @@ import type { Dispatcher } from 'undici';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT, TokenType } from '../../core/token-types.ts';
 import { withExchangeSpan } from '../../telemetry/exchange-span.ts';
 import { batonTracer, tracingActive } from '../../telemetry/http-spans.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { createCircuitBreaker } from './circuit-breaker.ts';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
 import { type ClientAuthMethod, createStsClient } from './sts-client.ts';

@@ -13,7 +13,7 @@
 import { hash } from 'node:crypto';
 import { createDegradingRedis, type RedisCredentials, type RedisFault } from '../../redis/client.ts';
 import { sidecarKeyPrefix } from '../../redis/config.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { open, seal, type SealKeys } from './token-seal.ts';
 
 export interface CachedToken {

@@ -1,6 +1,6 @@
 /** What a grant handler needs, passed in once by the server (STYLE rule 5). */
 import type { CompiledPolicy } from '../../policy/language/decision.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../../telemetry/subject-pseudonym.ts';
 import type { ActorTokenVerifier } from '../actor-token.ts';
 import type { AudienceResolver } from '../audience.ts';

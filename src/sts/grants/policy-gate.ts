@@ -5,7 +5,7 @@
  * in `enforce` mode it is refused with the OAuth error its cause maps to.
  */
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { Logger } from 'pino';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
 import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError } from '../oauth-errors.ts';
 

@@ -1,6 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { Writable } from 'node:stream';
-import { createLogger, type Logger } from '../../../src/telemetry/logger.ts';
+import type { Logger } from 'pino';
+import { createLogger } from '../../../src/telemetry/logger.ts';
 import { listenOnLoopback } from '../../helpers/net.ts';
 
 export type StsMode = 'ok' | 'refuse' | 'down' | 'hang' | 'bad-type' | 'throttle';

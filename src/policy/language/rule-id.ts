@@ -1,0 +1,68 @@
+/**
+ * Rule ids: the stable name of whatever took a decision, used in decisions,
+ * logs, spans, metrics and `baton policy explain`. An accepts rule is
+ * `<target>.accepts[<index>]`, or `<target>.accepts.<name>` when it has a
+ * `name`. Decisions not taken by an accepts rule name pseudo-rules:
+ * `spec.services` (unknown service), `spec.maxDepth`, `<service>.entrypoint`
+ * and `<target>.accepts` (no edge at all).
+ *
+ * Branded, and minted only here: an id built by hand from a typo would
+ * still type-check as a string and silently match no rule in a dashboard.
+ */
+import { isServiceName, type ServiceName } from '../../core/service-name.ts';
+import { RuleIdInvalidError } from './errors.ts';
+
+export type RuleId = string & { readonly __brand: 'RuleId' };
+
+// Letters, digits, '.', '_' and '-', at most 63, starting and ending with a letter or digit.
+const RULE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
+const RULE_INDEX = /^accepts\[(0|[1-9][0-9]{0,8})\]$/;
+const SPEC_RULES: ReadonlySet<string> = new Set(['spec.services', 'spec.maxDepth']);
+
+/** A rule's `name` as the policy may spell it. */
+export function isRuleName(value: string): boolean {
+  return RULE_NAME.test(value);
+}
+
+export function isRuleId(value: unknown): value is RuleId {
+  if (typeof value !== 'string') return false;
+  if (SPEC_RULES.has(value)) return true;
+  const dot = value.indexOf('.');
+  if (dot === -1 || !isServiceName(value.slice(0, dot))) return false;
+  const rest = value.slice(dot + 1);
+  return rest === 'entrypoint' || rest === 'accepts' || RULE_INDEX.test(rest) || (rest.startsWith('accepts.') && RULE_NAME.test(rest.slice('accepts.'.length)));
+}
+
+function mint(text: string): RuleId {
+  if (!isRuleId(text)) throw new RuleIdInvalidError(`expected a rule id (<service>.accepts[<index>], <service>.accepts.<name>, <service>.entrypoint, <service>.accepts or spec.*), got ${JSON.stringify(text.slice(0, 160))}`);
+  return text;
+}
+
+/** The accepts rule at `rule` (its 0-based position) or named `rule` on `target`. */
+export function ruleId(target: ServiceName, rule: number | string): RuleId {
+  if (typeof rule === 'number' && !(Number.isSafeInteger(rule) && rule >= 0)) throw new RuleIdInvalidError(`expected a rule index that is a whole number from 0, got ${rule}`);
+  if (typeof rule === 'string' && !RULE_NAME.test(rule)) throw new RuleIdInvalidError(`expected a rule name of letters, digits, '.', '_' or '-' (at most 63), got ${JSON.stringify(rule.slice(0, 80))}`);
+  return mint(typeof rule === 'number' ? `${target}.accepts[${rule}]` : `${target}.accepts.${rule}`);
+}
+
+/** Decides whether a chain may start at, or an external token may enter at, `service`. */
+export function entrypointRuleId(service: ServiceName): RuleId {
+  return mint(`${service}.entrypoint`);
+}
+
+/** Decides a call to `target` from a caller none of its rules names (or a cycle none allows). */
+export function edgeRuleId(target: ServiceName): RuleId {
+  return mint(`${target}.accepts`);
+}
+
+/** Decides a request naming a service the policy does not know. */
+export const SPEC_SERVICES: RuleId = mint('spec.services');
+/** Decides a chain longer than `spec.maxDepth`. */
+export const SPEC_MAX_DEPTH: RuleId = mint('spec.maxDepth');
+
+/** The service whose rule (or pseudo-rule) `id` is; undefined for the `spec.*` pseudo-rules. */
+export function ruleIdService(id: RuleId): ServiceName | undefined {
+  if (SPEC_RULES.has(id)) return undefined;
+  const service = id.slice(0, id.indexOf('.'));
+  return isServiceName(service) ? service : undefined;
+}
