@@ -14,7 +14,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { DEMO_SPIFFE, type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER } from '../../src/demo/scenario.ts';
 import { createDevCa, issueSvid } from '../../src/identity/dev-ca.ts';
-import type { SpiffeId } from '../../src/identity/spiffe-id.ts';
+import { type SpiffeId, spiffeId } from '../../src/identity/spiffe-id.ts';
 import { PeerUnmappedError, TokenCertificateMismatchError, TokenCertificateRequiredError } from '../../src/sidecar/token-binding.ts';
 import { type Listening, listen } from '../helpers/http-server.ts';
 
@@ -77,7 +77,7 @@ describe('inbound.clientCertificate: optional (real sidecars over TLS)', { timeo
     const untrusted = await svid(foreignCa, ids().map.idOf('gateway'));
     const token = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     await assert.rejects(call('gateway', '/checkout', token, client({ cert: untrusted.certPem, key: untrusted.keyPem })));
-    const stranger = await svid(ids().ca, 'spiffe://baton.demo/ns/elsewhere/sa/gateway' as SpiffeId);
+    const stranger = await svid(ids().ca, spiffeId('spiffe://baton.demo/ns/elsewhere/sa/gateway'));
     const unmapped = await call('gateway', '/checkout', token, client({ cert: stranger.certPem, key: stranger.keyPem }));
     assert.equal(unmapped.status, 403);
     assert.equal(unmapped.code, PeerUnmappedError.code);
