@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,13 @@ export interface MeshOptions {
   readonly redis?: { readonly url: string; readonly secretsDir: string };
   /** Also write each process's output, as it comes, to `<logDir>/<process name>.log` (e.g. for `baton policy observed`). */
   readonly logDir?: string;
+  /**
+   * With `logDir`: each process writes its output straight into its file and
+   * this process reads none of it (`output()` and `logs` stay empty until a
+   * start fails). For a benchmark, where reading every audit line here would
+   * take CPU from the load generator.
+   */
+  readonly logsToFileOnly?: boolean;
   /** More identity providers for the entrypoint (docs/identity-providers.md entries), trusted by the gateway sidecar and the STS beside the dev IdP. */
   readonly externalIssuers?: readonly Readonly<Record<string, unknown>>[];
   /** The script every baton process of the mesh runs (default: the CLI this module belongs to, bin/baton.js from the sources); e.g. a bundle built by scripts/build.ts. */
@@ -161,7 +168,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const env = { ...options.env };
     const entry = options.entry ?? BATON_BIN;
     const start = (name: string, args: string[]): MeshProcess => {
-      const started = startProcess(name, [entry, ...args], env, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`));
+      const started = startProcess(name, [entry, ...args], env, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`), options.logsToFileOnly === true);
       processes.push(started);
       return started;
     };
@@ -250,7 +257,14 @@ function writeConfig(path: string, config: unknown): void {
   writeFileSync(path, stringify(config), { mode: 0o600 });
 }
 
-function startProcess(name: string, argv: readonly string[], env: Readonly<Record<string, string>>, logFile: string | undefined): MeshProcess {
+function startProcess(name: string, argv: readonly string[], env: Readonly<Record<string, string>>, logFile: string | undefined, fileOnly: boolean): MeshProcess {
+  if (fileOnly && logFile !== undefined) {
+    const fd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    // Read only when asked: a start that fails shows the file's tail.
+    return { name, child, logs: [], output: () => readFileSync(logFile, 'utf8') };
+  }
   const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let text = '';
