@@ -2,12 +2,13 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSy
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Static, Type } from '@sinclair/typebox';
+import { ListenPort, LogLevel, Milliseconds } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig } from '../config/load.ts';
 import { defineError } from '../core/errors.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { startMeshIdentity } from '../identity/transport.ts';
-import { createPolicyServer, createVersionCounter, MAX_WAIT_SECONDS } from '../policy/distribution/server.ts';
+import { createPolicyServer, createVersionCounter, DEFAULT_REISSUE_SECONDS, MAX_WAIT_SECONDS } from '../policy/distribution/server.ts';
 import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/distribution/signing.ts';
 import { createPolicyWatcher } from '../policy/distribution/watch.ts';
 import { createLogger } from '../telemetry/logger.ts';
@@ -19,12 +20,12 @@ export const PolicyServerConfigSchema = Type.Object(
     policy: Type.String({ minLength: 1, description: 'a policy file or a directory holding one (a ConfigMap mount)' }),
     signingKey: Type.String({ minLength: 1, description: 'the path of a PKCS#8 PEM private key (ES256 or EdDSA)' }),
     host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'an address to listen on' }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7300, description: 'a TCP port (0-65535)' }),
+    port: ListenPort(7300),
     state: Type.Optional(Type.String({ minLength: 1, description: 'the path of the version counter file' })),
     maxWaitSeconds: Type.Integer({ minimum: 1, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS, description: `whole seconds from 1 to ${MAX_WAIT_SECONDS}` }),
-    pollIntervalMs: Type.Integer({ minimum: 0, default: 2000, description: 'milliseconds between stat checks of the policy path (0: fs.watch only)' }),
-    reissueSeconds: Type.Integer({ minimum: 0, default: 3600, description: "re-sign the current version with a fresh issuedAt this often, well under the clients' policy.maxAgeSeconds (0: never)" }),
-    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info', description: 'a pino log level' }),
+    pollIntervalMs: Milliseconds(2000, 'milliseconds between stat checks of the policy path (0: fs.watch only)', { minimum: 0 }),
+    reissueSeconds: Type.Integer({ minimum: 0, default: DEFAULT_REISSUE_SECONDS, description: "re-sign the current version with a fresh issuedAt this often, well under the clients' policy.maxAgeSeconds (0: never)" }),
+    logLevel: LogLevel,
     transport: TransportConfigSchema,
     identity: WorkloadIdentityConfigSchema,
     spiffe: SpiffeMappingConfigSchema,

@@ -3,13 +3,13 @@
  * string from a header or a token cannot be passed where a validated name is
  * expected.
  */
+import { DNS1123_LABEL } from './dns-label.ts';
+
+// A DNS-1123 label: what Kubernetes and compose accept as a service name.
 export type ServiceName = string & { readonly __brand: 'ServiceName' };
 
-// DNS-1123 label: what Kubernetes and compose accept as a service name.
-const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
 export function isServiceName(value: unknown): value is ServiceName {
-  return typeof value === 'string' && SERVICE_NAME.test(value);
+  return typeof value === 'string' && DNS1123_LABEL.test(value);
 }
 
 export function asServiceName(value: string): ServiceName {

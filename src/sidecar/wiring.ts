@@ -13,7 +13,7 @@ import { createFilePolicySource, createPolicyClient } from '../policy/distributi
 import type { PolicySource } from '../policy/distribution/source.ts';
 import { describe, discoverMetadata, metadataEndpoint } from '../token/jwks-fetch.ts';
 import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
-import { checkExternalIssuers, introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
+import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createVerifiedTokenCache } from '../token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import { createContextHandleStore } from './context-handles.ts';
@@ -29,7 +29,6 @@ import { ConfigError } from '../config/config-error.ts';
 
 export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
-  checkExternalIssuers(config.externalIssuers, 'sidecar config');
   // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
   if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
   // First: a bad seal key or password file must stop the sidecar before anything else starts.
@@ -59,11 +58,12 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     discovery: config.sts.jwksUri === undefined,
     ...(config.sts.jwksUri === undefined ? {} : { jwksUri: config.sts.jwksUri }),
     ...(stsDispatcher === undefined ? {} : { dispatcher: stsDispatcher }),
+    ...config.jwks,
     logger,
     now,
   });
   const externalKeys: KeySource[] = config.externalIssuers.map((e) =>
-    createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), logger, now }),
+    createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), ...config.jwks, logger, now }),
   );
   const verifier = createAccessTokenVerifier({
     issuers: [
@@ -75,6 +75,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     ],
     maxTokenBytes: config.limits.maxTokenBytes,
     maxActDepth: config.limits.maxActDepth,
+    clockToleranceSec: config.limits.clockToleranceSeconds,
     now,
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
@@ -90,6 +91,12 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
       authMethod: stsAuthMethod(config),
       ...(stsDispatcher === undefined ? {} : { dispatcher: stsDispatcher }),
       cache: tokenCache,
+      refreshAheadSec: config.exchange.refreshAheadSeconds,
+      expiryMarginSec: config.exchange.expiryMarginSeconds,
+      negativeTtlMs: config.exchange.refusalCacheMs,
+      breaker: config.exchange.breaker,
+      connectTimeoutMs: config.exchange.connectTimeoutMs,
+      timeoutMs: config.exchange.timeoutMs,
       logger,
       now,
     });
@@ -149,17 +156,16 @@ function redisTier(service: string, redis: SidecarRedisConfig): RedisTierOptions
 }
 
 function policySource(config: SidecarConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
-  if (config.policy.file !== undefined) return createFilePolicySource(config.policy.file, { logger });
-  if (config.policy.url === undefined || config.policy.publicKey === undefined) {
-    throw new ConfigError('sidecar config', 'policy', 'either policy.file, or policy.url with policy.publicKey');
-  }
+  // checkSidecarConfig has made sure of exactly one source, and a key with a URL.
+  const { file, url, publicKey: publicKeyFile } = config.policy;
+  if (file !== undefined) return createFilePolicySource(file, { logger });
   let publicKey: string;
   try {
-    publicKey = readFileSync(config.policy.publicKey, 'utf8');
+    publicKey = readFileSync(publicKeyFile as string, 'utf8');
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: config.policy.url, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return createPolicyClient({ url: url as string, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {

@@ -5,11 +5,13 @@
  * `checkStsConfig`, which throws the same `ConfigError`.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { ListenPort, LogLevel, Milliseconds, Seconds } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { StsRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
+import { ClockToleranceSeconds, checkKeySourceConfig, KEY_SOURCE_DEFAULTS, KeySourceConfigSchema, MaxChainDepth } from '../token/config.ts';
 import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
@@ -17,11 +19,11 @@ export type SigningAlg = (typeof SIGNING_ALGS)[number];
 
 /**
  * How long a new signing key sits in `/jwks` before it signs. It must be at
- * least the verifiers' periodic JWKS refresh (src/token/key-source.ts
- * `refreshIntervalMs`, 5 min) plus the `/jwks` max-age, so every sidecar
- * holds the key before the first token it signed arrives: 5 min + 1 min.
+ * least the verifiers' periodic JWKS refresh (`jwks.refreshIntervalMs`,
+ * src/token/config.ts, 5 min by default) plus the `/jwks` max-age, so every
+ * sidecar holds the key before the first token it signed arrives: 5 min + 1 min.
  */
-export const DEFAULT_PREPUBLISH_SECONDS = 360;
+export const DEFAULT_PREPUBLISH_SECONDS = KEY_SOURCE_DEFAULTS.refreshIntervalMs / 1000 + 60;
 
 const Jwks = Type.Object({ keys: Type.Array(Type.Object({ kty: Type.String() }, { additionalProperties: true }), { minItems: 1 }) }, { description: 'a JWK Set ({ keys: [...] })' });
 
@@ -54,18 +56,19 @@ const ExternalIssuer = Type.Object(
 export const StsConfigSchema = Type.Object(
   {
     issuer: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'an http(s) URL without query or fragment (RFC 8414 §2)' }),
-    host: Type.String({ default: '127.0.0.1' }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7000, description: 'a TCP port (0-65535)' }),
-    tokenTtlSeconds: Type.Integer({ minimum: 10, maximum: 86_400, default: 300, description: 'seconds between 10 and 86400' }),
-    clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
-    maxChainDepth: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'a cap on services in a chain, caller included' })),
+    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'the bind address (0.0.0.0 in Kubernetes)' }),
+    port: ListenPort(7000),
+    tokenTtlSeconds: Seconds(300, 'the lifetime of issued tokens, between 10 and 86400 seconds; never longer than the subject token has left', { minimum: 10, maximum: 86_400 }),
+    clockToleranceSeconds: ClockToleranceSeconds,
+    maxChainDepth: MaxChainDepth,
+    jwks: KeySourceConfigSchema,
     signingAlg: Type.Union(SIGNING_ALGS.map((alg) => Type.Literal(alg)), { default: 'ES256', description: 'ES256, EdDSA or RS256' }),
     policy: Type.Object(
       {
         file: Type.Optional(Type.String({ minLength: 1 })),
         url: Type.Optional(Type.String({ pattern: '^https?://' })),
         publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
-        readyTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+        readyTimeoutMs: Milliseconds(10_000, 'how long start-up waits for the first policy before serving without one (not ready)', { minimum: 0 }),
         spiffeId: Type.Optional(Type.String({ pattern: '^spiffe://', description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" })),
         maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
         stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
@@ -78,7 +81,7 @@ export const StsConfigSchema = Type.Object(
           dir: Type.Optional(Type.String({ minLength: 1 })),
           rotateEverySeconds: Type.Optional(Type.Integer({ minimum: 60 })),
           prepublishSeconds: Type.Optional(
-            Type.Integer({ minimum: 0, maximum: 86_400, description: "seconds a new key is published before it signs; at least the sidecars' JWKS refresh interval (default 360)" }),
+            Type.Integer({ minimum: 0, maximum: 86_400, description: `seconds a new key is published before it signs; at least the sidecars' jwks.refreshIntervalMs plus 60 s (default ${DEFAULT_PREPUBLISH_SECONDS})` }),
           ),
         },
         { additionalProperties: false },
@@ -109,7 +112,7 @@ export const StsConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    logLevel: LogLevel,
     transport: TransportConfigSchema,
     identity: WorkloadIdentityConfigSchema,
     spiffe: SpiffeMappingConfigSchema,
@@ -137,6 +140,7 @@ export function checkStsConfig(config: StsConfig, source: string): void {
   if (policy.url !== undefined && policy.publicKey === undefined) {
     throw new ConfigError(source, 'policy.publicKey', 'the policy server signing key when policy.url is set', 'nothing');
   }
+  checkKeySourceConfig(config.jwks, 'jwks', source);
   const rotateEvery = config.keys?.rotateEverySeconds;
   const prepublish = config.keys?.prepublishSeconds ?? DEFAULT_PREPUBLISH_SECONDS;
   if (rotateEvery !== undefined && prepublish >= rotateEvery) {

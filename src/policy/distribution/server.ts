@@ -21,6 +21,8 @@ export { CALLGRAPH_PATH } from './signing.ts';
 import type { LoadedPolicy, PolicyWatcher } from './watch.ts';
 
 export const MAX_WAIT_SECONDS = 60;
+/** Re-sign the current version hourly: well under the clients' default policy.maxAgeSeconds (a day). */
+export const DEFAULT_REISSUE_SECONDS = 3600;
 
 export const PolicyWaitInvalidError = defineError({ code: 'BATON_POLICY_WAIT_INVALID', status: 400, title: 'Invalid wait parameter' });
 export const PolicyNotReadyError = defineError({ code: 'BATON_POLICY_NOT_READY', status: 503, title: 'No valid policy loaded yet' });
@@ -160,7 +162,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
       logger.error({ err: error }, 'policy could not be re-signed; still serving the previous signature');
     });
   };
-  const reissueSeconds = options.reissueSeconds ?? 3600;
+  const reissueSeconds = options.reissueSeconds ?? DEFAULT_REISSUE_SECONDS;
   const reissueTimer = reissueSeconds > 0 ? setInterval(reissue, reissueSeconds * 1000).unref() : undefined;
 
 

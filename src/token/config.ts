@@ -1,0 +1,50 @@
+/**
+ * Token verification settings the sidecar and the STS share: how issuer keys
+ * are fetched and kept (src/token/key-source.ts), the clock skew allowed on
+ * exp/nbf/iat, and the longest token read. Each part's config.ts embeds
+ * these schemas, so a default is written here once and the factories take
+ * their fallbacks from the same constants.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { Milliseconds, Seconds } from '../config/atoms.ts';
+import { ConfigError } from '../config/config-error.ts';
+import { MAX_MAX_DEPTH } from '../policy/language/schema.ts';
+
+export const KeySourceConfigSchema = Type.Object(
+  {
+    refreshIntervalMs: Milliseconds(300_000, "how often an issuer's keys are refetched in the background; the STS publishes a new key at least this long (plus the /jwks max-age) before it signs", { minimum: 1_000 }),
+    cooldownMs: Milliseconds(30_000, 'the least time between two refetches caused by an unknown kid: a flood of made-up kids costs the issuer one fetch per this', { minimum: 0 }),
+    maxStaleMs: Milliseconds(86_400_000, "how long the last good keys keep verifying while the issuer's JWKS cannot be fetched; after that every token of that issuer is refused (401) and readiness fails", { minimum: 1_000 }),
+    timeoutMs: Milliseconds(2_000, 'how long one JWKS or discovery fetch may take'),
+  },
+  { additionalProperties: false, default: {}, description: "how issuers' signing keys (JWKS) are fetched and kept" },
+);
+export type KeySourceConfig = Readonly<Static<typeof KeySourceConfigSchema>>;
+
+/** The schema's defaults, for a key source built outside a part's config (tests, `baton token`). */
+export const KEY_SOURCE_DEFAULTS: KeySourceConfig = Object.freeze(Value.Default(KeySourceConfigSchema, {}) as KeySourceConfig);
+
+export const ClockToleranceSeconds = Seconds(30, 'seconds of clock skew allowed when checking exp, nbf and iat (RFC 7519 §4.1.4 "some small leeway")', { minimum: 0, maximum: 300 });
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = ClockToleranceSeconds.default as number;
+
+export const MaxTokenBytes = Type.Integer({ minimum: 256, maximum: 65_536, default: 8192, description: 'the longest bearer token read; a longer one is refused (401) before it is parsed' });
+export const DEFAULT_MAX_TOKEN_BYTES = MaxTokenBytes.default as number;
+
+/**
+ * The most services an act chain may name, caller included, before a token
+ * is refused as malformed. One default for the sidecar and the STS: the
+ * policy language's ceiling on spec.maxDepth. A lower bound at one hop would
+ * refuse, as a malformed token, a chain the policy admits (it was 16 in the
+ * sidecar and 64 in the STS); the policy's maxDepth is the limit that is
+ * meant to bind, and it is checked at every hop.
+ */
+export const MaxChainDepth = Type.Integer({ minimum: 1, maximum: MAX_MAX_DEPTH, default: MAX_MAX_DEPTH, description: `the most services an act chain may name, caller included; the policy's spec.maxDepth also applies (1-${MAX_MAX_DEPTH})` });
+export const DEFAULT_MAX_CHAIN_DEPTH = MaxChainDepth.default as number;
+
+/** Cross-field rule: keys older than maxStaleMs are refused, so a refresh interval as long would leave the issuer unusable between refreshes. */
+export function checkKeySourceConfig(config: KeySourceConfig, key: string, source: string): void {
+  if (config.maxStaleMs <= config.refreshIntervalMs) {
+    throw new ConfigError(source, `${key}.maxStaleMs`, `more than ${key}.refreshIntervalMs (${config.refreshIntervalMs}): keys are refused once older than this`, String(config.maxStaleMs));
+  }
+}
