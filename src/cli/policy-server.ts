@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { type Static, Type } from '@sinclair/typebox';
 import { ListenPort, LogLevel, Milliseconds } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
+import { describeKeys, formatKeys } from '../config/describe.ts';
 import { loadConfig } from '../config/load.ts';
 import { defineError } from '../core/errors.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
@@ -50,13 +51,14 @@ Options:
   --state FILE         persist the version counter here (versions survive restarts)
   --transport MODE     mtls (default: TLS with the workload certificate in
                        identity.*, docs/identity.md) or plaintext (loopback only)
-  --config FILE        YAML config: policy, signingKey, host, port, state,
-                       maxWaitSeconds, pollIntervalMs, reissueSeconds, logLevel,
-                       transport, identity, spiffe (each also settable as BATON_<KEY>)
+  --config FILE        YAML config with the keys below
 
 keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
 into DIR; give the public key to sidecars and the STS as policy.publicKey.
-Run 'baton policy-server keygen --help' for its options.`;
+Run 'baton policy-server keygen --help' for its options.
+
+Configuration keys (each also settable from its BATON_* variable):
+${formatKeys(describeKeys(PolicyServerConfigSchema))}`;
 
 const KEYGEN_HELP = `Usage: baton policy-server keygen --out DIR [--alg ES256|EdDSA]
 
