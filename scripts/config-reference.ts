@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TObject } from '@sinclair/typebox';
-import { PolicyServerConfigSchema } from '../src/cli/policy-server.ts';
+import { PolicyServerConfigSchema } from '../src/policy/distribution/config.ts';
 import { describeKeys, markdownKeys } from '../src/config/describe.ts';
 import { InjectorConfigSchema } from '../src/injector/config.ts';
 import { SidecarConfigSchema } from '../src/sidecar/config.ts';

@@ -145,6 +145,9 @@ function policySource(config: StsConfig, logger: Logger, dispatcher: Dispatcher 
     publicKey: config.policy.publicKey as string,
     logger,
     maxAgeSeconds: config.policy.maxAgeSeconds,
+    waitSeconds: config.policy.waitSeconds,
+    minBackoffMs: config.policy.minBackoffMs,
+    maxBackoffMs: config.policy.maxBackoffMs,
     ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
     ...(dispatcher === undefined ? {} : { dispatcher }),
   });

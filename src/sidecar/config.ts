@@ -9,6 +9,7 @@ import { Dns1123Label, HttpUrl, ListenPort, LogLevel, Milliseconds, Port, Second
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { SidecarRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 import { ClockToleranceSeconds, checkKeySourceConfig, KeySourceConfigSchema, MaxChainDepth, MaxTokenBytes } from '../token/config.ts';
@@ -93,17 +94,7 @@ export const SidecarConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
-    policy: Type.Object(
-      {
-        url: Type.Optional(HttpUrl),
-        publicKey: Type.Optional(Type.String({ minLength: 1, description: 'path to the PEM (SPKI) key the policy server signs with' })),
-        file: Type.Optional(Type.String({ minLength: 1, description: 'a policy file or directory, instead of a policy server' })),
-        spiffeId: Type.Optional({ ...SpiffeIdText, description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" }),
-        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
-        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
-      },
-      { additionalProperties: false },
-    ),
+    policy: Type.Object(POLICY_SOURCE_FIELDS, { additionalProperties: false }),
     upstreams: Type.Record(Type.String(), HttpUrl, { default: {} }),
     externalIssuers: Type.Array(
       Type.Object(
@@ -173,13 +164,7 @@ export function loadSidecarConfig(options: LoadOptions): SidecarConfig {
  * talks plaintext to the mesh.
  */
 export function checkSidecarConfig(config: SidecarConfig, source: string): void {
-  const { policy } = config;
-  if ((policy.file === undefined) === (policy.url === undefined)) {
-    throw new ConfigError(source, 'policy', 'exactly one of policy.file or policy.url', policy.file === undefined ? 'neither' : 'both');
-  }
-  if (policy.url !== undefined && policy.publicKey === undefined) {
-    throw new ConfigError(source, 'policy.publicKey', 'the policy server signing key when policy.url is set', 'nothing');
-  }
+  checkPolicySourceConfig(config.policy, source);
   const { breaker } = config.exchange;
   if (breaker.maxOpenMs < breaker.openMs) {
     throw new ConfigError(source, 'exchange.breaker.maxOpenMs', `at least exchange.breaker.openMs (${breaker.openMs}): the open period only grows`, String(breaker.maxOpenMs));

@@ -165,7 +165,7 @@ function policySource(config: SidecarConfig, logger: Logger, dispatcher: Dispatc
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: url as string, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return createPolicyClient({ url: url as string, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, waitSeconds: config.policy.waitSeconds, minBackoffMs: config.policy.minBackoffMs, maxBackoffMs: config.policy.maxBackoffMs, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {

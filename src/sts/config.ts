@@ -9,6 +9,7 @@ import { ListenPort, LogLevel, Milliseconds, Seconds } from '../config/atoms.ts'
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { StsRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
 import { ClockToleranceSeconds, checkKeySourceConfig, KEY_SOURCE_DEFAULTS, KeySourceConfigSchema, MaxChainDepth } from '../token/config.ts';
@@ -65,13 +66,8 @@ export const StsConfigSchema = Type.Object(
     signingAlg: Type.Union(SIGNING_ALGS.map((alg) => Type.Literal(alg)), { default: 'ES256', description: 'ES256, EdDSA or RS256' }),
     policy: Type.Object(
       {
-        file: Type.Optional(Type.String({ minLength: 1 })),
-        url: Type.Optional(Type.String({ pattern: '^https?://' })),
-        publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
+        ...POLICY_SOURCE_FIELDS,
         readyTimeoutMs: Milliseconds(10_000, 'how long start-up waits for the first policy before serving without one (not ready)', { minimum: 0 }),
-        spiffeId: Type.Optional(Type.String({ pattern: '^spiffe://', description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" })),
-        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
-        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
       },
       { additionalProperties: false },
     ),
@@ -134,12 +130,7 @@ export function loadStsConfig(options: LoadOptions): StsConfig {
 /** The rules that span fields. */
 export function checkStsConfig(config: StsConfig, source: string): void {
   const { policy } = config;
-  if ((policy.file === undefined) === (policy.url === undefined)) {
-    throw new ConfigError(source, 'policy', 'exactly one of policy.file or policy.url', 'both or neither');
-  }
-  if (policy.url !== undefined && policy.publicKey === undefined) {
-    throw new ConfigError(source, 'policy.publicKey', 'the policy server signing key when policy.url is set', 'nothing');
-  }
+  checkPolicySourceConfig(policy, source);
   checkKeySourceConfig(config.jwks, 'jwks', source);
   const rotateEvery = config.keys?.rotateEverySeconds;
   const prepublish = config.keys?.prepublishSeconds ?? DEFAULT_PREPUBLISH_SECONDS;

@@ -42,6 +42,7 @@ describe('sidecar tunables', () => {
     assert.deepEqual(config.jwks, { refreshIntervalMs: 300_000, cooldownMs: 30_000, maxStaleMs: 86_400_000, timeoutMs: 2_000 });
     assert.equal(config.limits.clockToleranceSeconds, 30);
     assert.equal(config.limits.maxTokenBytes, 8192);
+    assert.deepEqual({ wait: config.policy.waitSeconds, min: config.policy.minBackoffMs, max: config.policy.maxBackoffMs, age: config.policy.maxAgeSeconds }, { wait: 30, min: 500, max: 30_000, age: 86_400 });
     // The factories' fallbacks are the same constants the schema defaults to.
     assert.deepEqual(config.exchange, EXCHANGE_DEFAULTS);
     assert.deepEqual(config.jwks, KEY_SOURCE_DEFAULTS);
@@ -65,6 +66,7 @@ describe('sidecar tunables', () => {
     refuses({ 'jwks.maxStaleMs': 10 }, /^jwks\.maxStaleMs$/);
     refuses({ 'limits.maxActDepth': 65 }, /^limits\.maxActDepth$/);
     refuses({ 'limits.clockToleranceSeconds': 301 }, /^limits\.clockToleranceSeconds$/);
+    refuses({ 'policy.waitSeconds': 61 }, /^policy\.waitSeconds$/);
     refuses({ 'exchange.breaker.openMS': 10 }, /^exchange\.breaker\.openMS$/, 'BATON_CONFIG_UNKNOWN_KEY');
   });
 
@@ -92,6 +94,10 @@ describe('sidecar cross-field checks run at load, not in wiring', () => {
     refuses({ policy: {} }, /^policy$/);
     refuses({ 'policy.url': 'https://policy:7300', 'policy.publicKey': '/k.pem' }, /^policy$/);
     refuses({ 'policy.file': undefined, 'policy.url': 'https://policy:7300' }, /^policy\.publicKey$/);
+  });
+
+  it('refuses policy retry delays that cannot grow', () => {
+    refuses({ 'policy.minBackoffMs': 2_000, 'policy.maxBackoffMs': 1_000 }, /^policy\.maxBackoffMs$/);
   });
 
   it('refuses introspection on two external issuers', () => {

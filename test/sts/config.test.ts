@@ -98,6 +98,7 @@ describe('sts tunables', () => {
     assert.equal(file.config.maxChainDepth, 64);
     assert.equal(file.config.clockToleranceSeconds, 30);
     assert.equal(file.config.policy.readyTimeoutMs, 10_000);
+    assert.equal(file.config.policy.waitSeconds, 30, 'the same policy block as the sidecar');
     assert.deepEqual(file.config.jwks, { refreshIntervalMs: 300_000, cooldownMs: 30_000, maxStaleMs: 86_400_000, timeoutMs: 2_000 });
     // A new key waits in /jwks for one verifier refresh plus the /jwks max-age.
     assert.equal(DEFAULT_PREPUBLISH_SECONDS, file.config.jwks.refreshIntervalMs / 1000 + 60);

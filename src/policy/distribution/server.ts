@@ -15,14 +15,12 @@ import { secureContextOptions } from '../../identity/tls.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { policyToJSON } from '../language/parse.ts';
+import { DEFAULT_REISSUE_SECONDS, MAX_WAIT_SECONDS } from './config.ts';
 import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
 
 export { CALLGRAPH_PATH } from './signing.ts';
 import type { LoadedPolicy, PolicyWatcher } from './watch.ts';
 
-export const MAX_WAIT_SECONDS = 60;
-/** Re-sign the current version hourly: well under the clients' default policy.maxAgeSeconds (a day). */
-export const DEFAULT_REISSUE_SECONDS = 3600;
 
 export const PolicyWaitInvalidError = defineError({ code: 'BATON_POLICY_WAIT_INVALID', status: 400, title: 'Invalid wait parameter' });
 export const PolicyNotReadyError = defineError({ code: 'BATON_POLICY_NOT_READY', status: 503, title: 'No valid policy loaded yet' });
