@@ -102,7 +102,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     });
   };
   if (config.sts.tokenEndpoint !== undefined) makeExchanger(config.sts.tokenEndpoint);
-  else void discoverTokenEndpoint(config.sts.issuer, logger, () => closed, stsDispatcher).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
+  else void discoverTokenEndpoint(config.sts.issuer, config.jwks.timeoutMs, logger, () => closed, stsDispatcher).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
 
   void policy.start().catch((error: unknown) => logger.error({ event: 'policy_start_failed', err: error instanceof Error ? error.message : String(error) }, 'policy source failed to start'));
   // Readiness waits for the STS keys: retry the first fetch until it lands, not just at the next periodic refresh.
@@ -185,10 +185,10 @@ async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => bo
  * well-known segment inserted before an issuer's path, §3.1; the metadata's
  * issuer identical to the one asked for, §3.3), retried until found or closed.
  */
-async function discoverTokenEndpoint(issuer: string, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
+async function discoverTokenEndpoint(issuer: string, timeoutMs: number, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
   for (let attempt = 0; !closed(); attempt++) {
     try {
-      return metadataEndpoint(await discoverMetadata(issuer, { timeoutMs: 2_000, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
+      return metadataEndpoint(await discoverMetadata(issuer, { timeoutMs, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
     } catch (error) {
       if (attempt === 0) logger.warn({ event: 'sts_discovery_failed', err: { message: describe(error) } }, 'STS metadata unusable or not reachable; retrying');
     }

@@ -42,6 +42,25 @@ export const DEFAULT_MAX_TOKEN_BYTES = MaxTokenBytes.default as number;
 export const MaxChainDepth = Type.Integer({ minimum: 1, maximum: MAX_MAX_DEPTH, default: MAX_MAX_DEPTH, description: `the most services an act chain may name, caller included; the policy's spec.maxDepth also applies (1-${MAX_MAX_DEPTH})` });
 export const DEFAULT_MAX_CHAIN_DEPTH = MaxChainDepth.default as number;
 
+/** RFC 7662 introspection of an external issuer's opaque tokens (the `introspection` block of an external issuer). */
+export const IntrospectionConfigSchema = Type.Object(
+  {
+    endpoint: Type.Optional(Type.String({ pattern: '^https?://', description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
+    clientId: Type.String({ minLength: 1, description: 'the client baton authenticates to the introspection endpoint as' }),
+    clientSecret: Type.String({ minLength: 1, description: 'its secret' }),
+    authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic', description: 'client_secret_basic | client_secret_post' }),
+    cacheMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'introspection answers kept in process' }),
+    maxCacheSeconds: Seconds(300, 'the longest an active answer is reused (a revocation is seen within this)', { maximum: 3600 }),
+    inactiveCacheSeconds: Seconds(10, 'how long an inactive answer is reused', { minimum: 0, maximum: 300 }),
+    timeoutMs: Milliseconds(2_000, 'how long one introspection request may take; then 503'),
+  },
+  { additionalProperties: false, description: 'RFC 7662 introspection of opaque access tokens' },
+);
+
+const IntrospectionDefaulted = Type.Pick(IntrospectionConfigSchema, ['authMethod', 'cacheMaxEntries', 'maxCacheSeconds', 'inactiveCacheSeconds', 'timeoutMs']);
+/** The schema's defaults, for an introspector built outside a part's config (tests). */
+export const INTROSPECTION_DEFAULTS: Readonly<Static<typeof IntrospectionDefaulted>> = Object.freeze(Value.Default(IntrospectionDefaulted, {}) as Static<typeof IntrospectionDefaulted>);
+
 /** Cross-field rule: keys older than maxStaleMs are refused, so a refresh interval as long would leave the issuer unusable between refreshes. */
 export function checkKeySourceConfig(config: KeySourceConfig, key: string, source: string): void {
   if (config.maxStaleMs <= config.refreshIntervalMs) {
