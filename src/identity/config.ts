@@ -5,7 +5,7 @@
  * names csi-driver-spiffe writes and the trust domain it defaults to.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { Dns1123Label } from '../config/atoms.ts';
+import { Dns1123Label, Milliseconds } from '../config/atoms.ts';
 
 export const DEFAULT_IDENTITY_DIR = '/var/run/secrets/spiffe.io';
 
@@ -51,3 +51,13 @@ export const TransportConfigSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 export type TransportConfig = Static<typeof TransportConfigSchema>;
+
+/**
+ * How long opening a connection may take before the call fails: the
+ * sidecar's connections to its app, to upstream sidecars and, in mtls mode,
+ * to the STS and the policy server.
+ */
+export const ConnectTimeoutMs = Milliseconds(5_000, 'how long opening a connection may take: to the app, to upstreams, and in mtls mode to the STS and the policy server; then 502 or 503');
+export const DEFAULT_CONNECT_TIMEOUT_MS = ConnectTimeoutMs.default as number;
+/** Idle keep-alive connections are closed before a Node.js peer's 5 s keepAliveTimeout would close them under us. */
+export const KEEP_ALIVE_TIMEOUT_MS = 4_000;

@@ -8,7 +8,7 @@ import { Value } from '@sinclair/typebox/value';
 import { Dns1123Label, HttpUrl, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
-import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { ConnectTimeoutMs, SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { SidecarRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
@@ -46,6 +46,7 @@ export const SidecarConfigSchema = Type.Object(
     service: Dns1123Label('the service name as the call-graph policy spells it (DNS-1123 label)'),
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the inbound and admin ports (0.0.0.0 in Kubernetes)' }),
     logLevel: LogLevel,
+    connectTimeoutMs: ConnectTimeoutMs,
     inbound: Type.Object(
       {
         port: ListenPort(7070),

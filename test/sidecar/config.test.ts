@@ -41,6 +41,7 @@ describe('sidecar tunables', () => {
     assert.deepEqual(config.exchange, { expiryMarginSeconds: 30, refreshAheadSeconds: 60, refusalCacheMs: 5_000, connectTimeoutMs: 1_000, timeoutMs: 2_000, breaker: { failureThreshold: 5, openMs: 1_000, maxOpenMs: 30_000 } });
     assert.deepEqual(config.jwks, { refreshIntervalMs: 300_000, cooldownMs: 30_000, maxStaleMs: 86_400_000, timeoutMs: 2_000 });
     assert.equal(config.limits.clockToleranceSeconds, 30);
+    assert.equal(config.connectTimeoutMs, 5_000);
     assert.equal(config.limits.maxTokenBytes, 8192);
     assert.deepEqual({ wait: config.policy.waitSeconds, min: config.policy.minBackoffMs, max: config.policy.maxBackoffMs, age: config.policy.maxAgeSeconds }, { wait: 30, min: 500, max: 30_000, age: 86_400 });
     // The factories' fallbacks are the same constants the schema defaults to.
