@@ -43,7 +43,8 @@ export function Dns1123Label(description: string): TString {
 
 export const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
 
-export const SpiffeIdText = Type.String({ pattern: '^spiffe://[^\\s]+$', description: 'a SPIFFE ID' });
+/** A workload's SPIFFE ID: spiffe://<trust domain>/<path> (SPIFFE-ID §2); parseSpiffeId checks the rest where it is used. */
+export const SpiffeIdText = Type.String({ pattern: '^spiffe://[a-z0-9._-]+/[^\\s]+$', description: 'a SPIFFE ID (spiffe://<trust domain>/<path>)' });
 
 /** A duration in whole milliseconds, at least `minimum` (1 unless said). */
 export function Milliseconds(fallback: number, description: string, bounds: { readonly minimum?: number; readonly maximum?: number } = {}): TInteger {

@@ -5,7 +5,7 @@
  * names csi-driver-spiffe writes and the trust domain it defaults to.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { Dns1123Label, Milliseconds } from '../config/atoms.ts';
+import { Dns1123Label, Milliseconds, SpiffeIdText } from '../config/atoms.ts';
 
 export const DEFAULT_IDENTITY_DIR = '/var/run/secrets/spiffe.io';
 
@@ -33,7 +33,7 @@ export const SpiffeMappingConfigSchema = Type.Object(
     trustDomain: Type.String({ pattern: '^[a-z0-9._-]{1,255}$', default: 'cluster.local', description: 'the SPIFFE trust domain (lowercase letters, digits, . - _)' }),
     namespace: Type.String({ ...Dns1123Label('substituted for {namespace} in the template (a DNS-1123 label)'), default: 'default' }),
     template: Type.String({ minLength: 2, default: '/ns/{namespace}/sa/{service}', description: 'the SPIFFE ID path of a service, with exactly one {service} segment' }),
-    ids: Type.Record(Type.String(), Type.String({ pattern: '^spiffe://' }), { default: {}, description: 'service → SPIFFE ID, overriding the template' }),
+    ids: Type.Record(Type.String(), SpiffeIdText, { default: {}, description: 'service → SPIFFE ID, overriding the template' }),
   },
   { additionalProperties: false, default: {} },
 );

@@ -5,13 +5,13 @@
  * which is how the Helm chart and the kustomize base set it.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { HttpUrl, ListenPort, LogLevel, LogLevelChoice, Milliseconds, Port } from '../config/atoms.ts';
+import { HttpUrl, ListenPort, LogLevel, LogLevelChoice, Milliseconds, Port, SpiffeIdText } from '../config/atoms.ts';
+import { RedisUrl } from '../redis/config.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { SpiffeMappingConfigSchema } from '../identity/config.ts';
 
 // Kubernetes resource quantities: "100m", "64Mi", "1".
 const Quantity = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$', description: 'a Kubernetes quantity such as 100m or 64Mi' });
-const SpiffeId = Type.String({ pattern: '^spiffe://[a-z0-9._-]+/[^\\s]+$', description: 'a SPIFFE ID' });
 const Image = (fallback: string, description: string) => Type.String({ minLength: 1, default: fallback, description });
 
 /** Where a pod's X509-SVID comes from (docs/kubernetes.md, "Workload identity"). */
@@ -56,8 +56,8 @@ export const InjectorConfigSchema = Type.Object(
           { additionalProperties: false, default: {} },
         ),
         spiffe: SpiffeMappingConfigSchema,
-        stsSpiffeId: Type.Optional({ ...SpiffeId, description: "the STS's SPIFFE ID when it is not the rule's ID for baton-sts (another namespace)" }),
-        policySpiffeId: Type.Optional({ ...SpiffeId, description: "the policy server's SPIFFE ID when it is not the rule's ID for baton-policy-server" }),
+        stsSpiffeId: Type.Optional({ ...SpiffeIdText, description: "the STS's SPIFFE ID when it is not the rule's ID for baton-sts (another namespace)" }),
+        policySpiffeId: Type.Optional({ ...SpiffeIdText, description: "the policy server's SPIFFE ID when it is not the rule's ID for baton-policy-server" }),
         identity: Type.Object(
           {
             source: Type.Union(
@@ -76,7 +76,7 @@ export const InjectorConfigSchema = Type.Object(
           Type.Object({ issuer: HttpUrl, jwksUri: Type.Optional(HttpUrl), audience: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
           { default: [], description: 'the users\' identity providers; the call graph admits their tokens at entrypoints only' },
         ),
-        redis: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s/@]+(/[0-9]{0,2})?$', description: 'a redis:// URL (no credentials) for the shared token cache' })),
+        redis: Type.Optional({ ...RedisUrl, description: 'a redis:// URL (no credentials) for the shared token cache' }),
         redisSecretPrefix: Type.String({ minLength: 1, default: 'baton-redis-', description: 'Secret name prefix: <prefix><serviceAccount> holds password and seal-key, mounted into the sidecar container only' }),
         otlpEndpoint: Type.Optional(HttpUrl),
         logLevel: Type.Optional(LogLevelChoice("the injected sidecar's logLevel, unless the pod's baton.dev/log-level annotation names one")),

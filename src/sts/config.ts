@@ -5,7 +5,7 @@
  * `checkStsConfig`, which throws the same `ConfigError`.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { ListenPort, LogLevel, Milliseconds, Seconds } from '../config/atoms.ts';
+import { HttpUrl, ListenPort, LogLevel, Milliseconds, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
@@ -34,11 +34,11 @@ const Client = Type.Object(
     secret: Type.Optional(Type.String({ minLength: 16, description: 'a client secret of at least 16 characters' })),
     secretHash: Type.Optional(Type.String({ pattern: '^scrypt\\$', description: "an scrypt hash from 'baton sts hash-secret'" })),
     jwks: Type.Optional(Jwks),
-    jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the client JWK Set' })),
+    jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the client JWK Set' }),
     scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'scopes the client may ask for in client_credentials' })),
     serviceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+/[a-z0-9.-]+$', description: 'a Kubernetes service account as namespace/name' })),
     tlsClientAuth: Type.Optional(Type.Boolean({ description: "RFC 8705 tls_client_auth: the client's certificate is its credential, its SAN URI the SPIFFE ID the spiffe rule gives the client id" })),
-    tlsClientAuthSanUri: Type.Optional(Type.String({ pattern: '^spiffe://', description: 'RFC 8705 tls_client_auth with this SPIFFE ID as the SAN URI, instead of the spiffe rule' })),
+    tlsClientAuthSanUri: Type.Optional(Type.String({ ...SpiffeIdText, description: 'RFC 8705 tls_client_auth with this SPIFFE ID as the SAN URI, instead of the spiffe rule' })),
   },
   { additionalProperties: false },
 );
@@ -46,7 +46,7 @@ const Client = Type.Object(
 const ExternalIssuer = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: 'the issuer identifier (iss) of an external identity provider' }),
-    jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the issuer JWK Set' })),
+    jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the issuer JWK Set' }),
     discovery: Type.Optional(Type.Boolean({ description: 'find jwks_uri from the issuer metadata' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud its tokens carry; default the presenting client id' })),
     ...ISSUER_PROFILE_FIELDS,
@@ -90,7 +90,7 @@ export const StsConfigSchema = Type.Object(
       Type.Object(
         {
           issuer: Type.String({ minLength: 1 }),
-          jwksUri: Type.String({ pattern: '^https?://' }),
+          jwksUri: { ...HttpUrl, description: 'the Kubernetes API server JWK Set URL' },
           audience: Type.String({ minLength: 1 }),
         },
         { additionalProperties: false },

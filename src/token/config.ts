@@ -7,7 +7,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { Milliseconds, Seconds } from '../config/atoms.ts';
+import { HttpUrl, Milliseconds, Seconds } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { MAX_MAX_DEPTH } from '../policy/language/schema.ts';
 
@@ -45,7 +45,7 @@ export const DEFAULT_MAX_CHAIN_DEPTH = MaxChainDepth.default as number;
 /** RFC 7662 introspection of an external issuer's opaque tokens (the `introspection` block of an external issuer). */
 export const IntrospectionConfigSchema = Type.Object(
   {
-    endpoint: Type.Optional(Type.String({ pattern: '^https?://', description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
+    endpoint: Type.Optional(Type.String({ ...HttpUrl, description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
     clientId: Type.String({ minLength: 1, description: 'the client baton authenticates to the introspection endpoint as' }),
     clientSecret: Type.String({ minLength: 1, description: 'its secret' }),
     authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic', description: 'client_secret_basic | client_secret_post' }),
