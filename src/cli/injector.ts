@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { describeKeys, formatKeys } from '../config/describe.ts';
 import { loadConfig } from '../config/load.ts';
 import { checkInjectorConfig, InjectorConfigSchema } from '../injector/config.ts';
 import { createInjectorServer } from '../injector/server.ts';
@@ -18,8 +19,11 @@ Options:
   --tls-key FILE    PEM private key (tls.key)
   --port N          listen port (default 8443)
   --config FILE     YAML config: sidecar image, ports, STS and policy URLs
-                    (see docs/kubernetes.md); every key is also a BATON_*
-                    variable, e.g. BATON_SIDECAR__IMAGE`;
+                    (see docs/kubernetes.md)
+
+Configuration keys (each also settable from its BATON_* variable, e.g.
+BATON_SIDECAR__IMAGE):
+${formatKeys(describeKeys(InjectorConfigSchema))}`;
 
 export const injectorCommand: Command = {
   summary: 'run the Kubernetes admission webhook that injects the sidecar',

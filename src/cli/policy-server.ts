@@ -1,37 +1,19 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Static, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
+import { describeKeys, formatKeys } from '../config/describe.ts';
 import { loadConfig } from '../config/load.ts';
 import { defineError } from '../core/errors.ts';
-import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { startMeshIdentity } from '../identity/transport.ts';
-import { createPolicyServer, createVersionCounter, MAX_WAIT_SECONDS } from '../policy/distribution/server.ts';
+import { type PolicyServerConfig, PolicyServerConfigSchema } from '../policy/distribution/config.ts';
+import { createPolicyServer, createVersionCounter } from '../policy/distribution/server.ts';
 import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/distribution/signing.ts';
 import { createPolicyWatcher } from '../policy/distribution/watch.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
-export const PolicyServerConfigSchema = Type.Object(
-  {
-    policy: Type.String({ minLength: 1, description: 'a policy file or a directory holding one (a ConfigMap mount)' }),
-    signingKey: Type.String({ minLength: 1, description: 'the path of a PKCS#8 PEM private key (ES256 or EdDSA)' }),
-    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'an address to listen on' }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7300, description: 'a TCP port (0-65535)' }),
-    state: Type.Optional(Type.String({ minLength: 1, description: 'the path of the version counter file' })),
-    maxWaitSeconds: Type.Integer({ minimum: 1, maximum: MAX_WAIT_SECONDS, default: MAX_WAIT_SECONDS, description: `whole seconds from 1 to ${MAX_WAIT_SECONDS}` }),
-    pollIntervalMs: Type.Integer({ minimum: 0, default: 2000, description: 'milliseconds between stat checks of the policy path (0: fs.watch only)' }),
-    reissueSeconds: Type.Integer({ minimum: 0, default: 3600, description: "re-sign the current version with a fresh issuedAt this often, well under the clients' policy.maxAgeSeconds (0: never)" }),
-    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace')], { default: 'info', description: 'a pino log level' }),
-    transport: TransportConfigSchema,
-    identity: WorkloadIdentityConfigSchema,
-    spiffe: SpiffeMappingConfigSchema,
-  },
-  { additionalProperties: false },
-);
-export type PolicyServerConfig = Static<typeof PolicyServerConfigSchema>;
 
 const HELP = `Usage: baton policy-server --policy FILE|DIR --signing-key KEY.pem [options]
        baton policy-server keygen --out DIR [--alg ES256|EdDSA]
@@ -49,13 +31,14 @@ Options:
   --state FILE         persist the version counter here (versions survive restarts)
   --transport MODE     mtls (default: TLS with the workload certificate in
                        identity.*, docs/identity.md) or plaintext (loopback only)
-  --config FILE        YAML config: policy, signingKey, host, port, state,
-                       maxWaitSeconds, pollIntervalMs, reissueSeconds, logLevel,
-                       transport, identity, spiffe (each also settable as BATON_<KEY>)
+  --config FILE        YAML config with the keys below
 
 keygen writes policy-signing.key.pem (mode 0600) and policy-signing.pub.pem
 into DIR; give the public key to sidecars and the STS as policy.publicKey.
-Run 'baton policy-server keygen --help' for its options.`;
+Run 'baton policy-server keygen --help' for its options.
+
+Configuration keys (each also settable from its BATON_* variable):
+${formatKeys(describeKeys(PolicyServerConfigSchema))}`;
 
 const KEYGEN_HELP = `Usage: baton policy-server keygen --out DIR [--alg ES256|EdDSA]
 

@@ -1,12 +1,13 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Dispatcher } from 'undici';
+import { describeKeys, formatKeys } from '../config/describe.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { startMeshIdentity } from '../identity/transport.ts';
 import { createPolicyClient } from '../policy/distribution/client.ts';
 import { createFilePolicySource, type PolicySource } from '../policy/distribution/source.ts';
-import { loadStsConfig, type StsConfig } from '../sts/config.ts';
+import { loadStsConfig, type StsConfig, StsConfigSchema } from '../sts/config.ts';
 import { createKeyStore } from '../sts/key-store.ts';
 import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } from '../sts/replay-store.ts';
 import { hashSecret } from '../sts/secret-hash.ts';
@@ -33,7 +34,9 @@ hash-secret reads a client secret from standard input (never from the
 command line, where other users could see it) and prints the secretHash
 value for the clients list.
 
-Every key can also come from a BATON_* variable (BATON_TOKEN_TTL_SECONDS=600).`;
+Configuration keys (each also settable from its BATON_* variable, e.g.
+BATON_TOKEN_TTL_SECONDS=600):
+${formatKeys(describeKeys(StsConfigSchema))}`;
 
 const HASH_SECRET_HELP = `Usage: baton sts hash-secret < secret.txt
        printf '%s' "$SECRET" | baton sts hash-secret
@@ -143,6 +146,9 @@ function policySource(config: StsConfig, logger: Logger, dispatcher: Dispatcher 
     publicKey: config.policy.publicKey as string,
     logger,
     maxAgeSeconds: config.policy.maxAgeSeconds,
+    waitSeconds: config.policy.waitSeconds,
+    minBackoffMs: config.policy.minBackoffMs,
+    maxBackoffMs: config.policy.maxBackoffMs,
     ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
     ...(dispatcher === undefined ? {} : { dispatcher }),
   });

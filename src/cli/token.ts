@@ -5,6 +5,7 @@
  * or, better (an argument shows in `ps`), on stdin. The token itself is
  * never printed: only the verdict, the error code, and the identity.
  */
+import { DEFAULT_MAX_CHAIN_DEPTH } from '../token/config.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/config-error.ts';
@@ -68,7 +69,7 @@ export const tokenCommand: Command = {
     const token = (positionals[0] === undefined || positionals[0] === '-' ? await readStdin(context) : positionals[0]).trim();
     if (token === '') throw new UsageError('expected a token as the argument or on stdin, got nothing');
 
-    const verifier = createAccessTokenVerifier({ issuers, maxActDepth: 16 });
+    const verifier = createAccessTokenVerifier({ issuers, maxActDepth: DEFAULT_MAX_CHAIN_DEPTH });
     try {
       await Promise.all(issuers.map((i) => i.keys.refresh()));
       const verified = await verifier.verify(token, { audience });

@@ -15,19 +15,26 @@ export interface KeyDescription {
   readonly expects: string;
 }
 
-/** The leaves of an object schema, depth first in declaration order. */
-export function describeKeys(schema: TObject, prefix: readonly string[] = [], parentRequired = true): KeyDescription[] {
+/**
+ * The leaves of an object schema, depth first in declaration order. The
+ * fields of a list's entries follow the list as `list[].field`: they are
+ * set with the list, so they share its environment variable.
+ */
+export function describeKeys(schema: TObject, prefix: readonly string[] = [], parentRequired = true, listEnv?: string): KeyDescription[] {
   const required = new Set(schema.required ?? []);
   const out: KeyDescription[] = [];
   for (const [name, child] of Object.entries(schema.properties) as Array<[string, TSchema]>) {
     const path = [...prefix, name];
+    const env = listEnv ?? envName(path);
     // A block with a default ({}) may be left out, and then so may everything in it that has a default.
     const isRequired = parentRequired && required.has(name) && child.default === undefined && child[OptionalKind] !== 'Optional';
     if (child[Kind] === 'Object' && Object.keys((child as TObject).properties).length > 0) {
-      out.push(...describeKeys(child as TObject, path, isRequired));
+      out.push(...describeKeys(child as TObject, path, isRequired, listEnv));
       continue;
     }
-    out.push({ key: path.join('.'), env: envName(path), required: isRequired, default: child.default, expects: expects(child) });
+    out.push({ key: path.join('.'), env, required: isRequired, default: child.default, expects: expects(child) });
+    const items = child[Kind] === 'Array' ? (child.items as TSchema) : undefined;
+    if (items !== undefined && items[Kind] === 'Object') out.push(...describeKeys(items as TObject, [...prefix, `${name}[]`], true, env));
   }
   return out;
 }
@@ -46,8 +53,27 @@ export function formatKeys(keys: readonly KeyDescription[]): string {
   const width = Math.max(...keys.map((k) => k.key.length));
   return keys
     .map((k) => {
-      const value = k.required ? 'required' : k.default === undefined ? 'optional' : `default ${JSON.stringify(k.default)}`;
+      const value = k.required ? requiredText(k) : k.default === undefined ? 'optional' : `default ${JSON.stringify(k.default)}`;
       return `  ${k.key.padEnd(width)}  ${value}\n  ${' '.repeat(width)}  ${k.expects}; env ${k.env}`;
     })
     .join('\n');
+}
+
+/**
+ * The keys as a Markdown table, for the configuration reference in docs/
+ * (test/docs/config-keys.test.ts keeps the docs equal to it; run
+ * `node scripts/config-reference.ts` after changing a schema).
+ */
+export function markdownKeys(keys: readonly KeyDescription[]): string {
+  const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const rows = keys.map((k) => {
+    const value = k.required ? requiredText(k) : k.default === undefined ? '—' : `\`${JSON.stringify(k.default)}\``;
+    return `| \`${k.key}\` | ${cell(value)} | ${cell(k.expects)} |`;
+  });
+  return ['| key | default | what it sets |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+/** A field of a list's entries is required in each entry, not in the config. */
+function requiredText(key: KeyDescription): string {
+  return key.key.includes('[]') ? 'required in each entry' : 'required';
 }

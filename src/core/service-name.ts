@@ -3,17 +3,16 @@
  * string from a header or a token cannot be passed where a validated name is
  * expected; `serviceName` and `isServiceName` are the only ways to get one.
  */
+import { DNS1123_LABEL } from './dns-label.ts';
 import { defineError } from './errors.ts';
 
+// A DNS-1123 label: what Kubernetes and compose accept as a service name.
 export type ServiceName = string & { readonly __brand: 'ServiceName' };
 
 export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
 
-// DNS-1123 label: what Kubernetes and compose accept as a service name.
-const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
 export function isServiceName(value: unknown): value is ServiceName {
-  return typeof value === 'string' && SERVICE_NAME.test(value);
+  return typeof value === 'string' && DNS1123_LABEL.test(value);
 }
 
 /** Mints a `ServiceName`, or throws `BATON_SERVICE_NAME_INVALID` naming what it got. */

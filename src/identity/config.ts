@@ -5,6 +5,7 @@
  * names csi-driver-spiffe writes and the trust domain it defaults to.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { Dns1123Label, Milliseconds, SpiffeIdText } from '../config/atoms.ts';
 
 export const DEFAULT_IDENTITY_DIR = '/var/run/secrets/spiffe.io';
 
@@ -30,9 +31,9 @@ export type WorkloadIdentityConfig = Static<typeof WorkloadIdentityConfigSchema>
 export const SpiffeMappingConfigSchema = Type.Object(
   {
     trustDomain: Type.String({ pattern: '^[a-z0-9._-]{1,255}$', default: 'cluster.local', description: 'the SPIFFE trust domain (lowercase letters, digits, . - _)' }),
-    namespace: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', default: 'default', description: 'substituted for {namespace} in the template' }),
+    namespace: Type.String({ ...Dns1123Label('substituted for {namespace} in the template (a DNS-1123 label)'), default: 'default' }),
     template: Type.String({ minLength: 2, default: '/ns/{namespace}/sa/{service}', description: 'the SPIFFE ID path of a service, with exactly one {service} segment' }),
-    ids: Type.Record(Type.String(), Type.String({ pattern: '^spiffe://' }), { default: {}, description: 'service → SPIFFE ID, overriding the template' }),
+    ids: Type.Record(Type.String(), SpiffeIdText, { default: {}, description: 'service → SPIFFE ID, overriding the template' }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -50,3 +51,13 @@ export const TransportConfigSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 export type TransportConfig = Static<typeof TransportConfigSchema>;
+
+/**
+ * How long opening a connection may take before the call fails: the
+ * sidecar's connections to its app, to upstream sidecars and, in mtls mode,
+ * to the STS and the policy server.
+ */
+export const ConnectTimeoutMs = Milliseconds(5_000, 'how long opening a connection may take: to the app, to upstreams, and in mtls mode to the STS and the policy server; then 502 or 503');
+export const DEFAULT_CONNECT_TIMEOUT_MS = ConnectTimeoutMs.default as number;
+/** Idle keep-alive connections are closed before a Node.js peer's 5 s keepAliveTimeout would close them under us. */
+export const KEEP_ALIVE_TIMEOUT_MS = 4_000;

@@ -11,6 +11,7 @@
  * the new certificate. Keep-alive pools and TLS session tickets (undici
  * caches them per origin) keep handshakes off the hot path.
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from './config.ts';
 import { Agent, type buildConnector, Dispatcher, Pool } from 'undici';
 import type { Logger } from 'pino';
 import { IdentityError } from './errors.ts';
@@ -56,8 +57,8 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
         if (id === undefined) return new Pool(origin, { ...opts, connect: refuse(`expected a mesh origin with a declared SPIFFE ID, got ${key}`) });
         return new Pool(origin, {
           ...opts,
-          connect: { ...clientTlsOptions(svid, id, svid.pem.bundle), timeout: options.connectTimeoutMs ?? 5_000 },
-          keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
+          connect: { ...clientTlsOptions(svid, id, svid.pem.bundle), timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS },
+          keepAliveTimeout: options.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS,
         });
       },
     }),

@@ -12,6 +12,7 @@
  */
 import { IdentityError } from './errors.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.ts';
+import { DNS1123_LABEL } from '../core/dns-label.ts';
 
 export interface ServiceMapConfig {
   readonly trustDomain: string;
@@ -30,8 +31,6 @@ export interface ServiceMap {
   /** The service a SPIFFE ID names, or undefined when it names none. */
   serviceOf(id: string): string | undefined;
 }
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 export function createServiceMap(config: ServiceMapConfig): ServiceMap {
   const segments = templateSegments(config);
@@ -64,7 +63,7 @@ export function createServiceMap(config: ServiceMapConfig): ServiceMap {
     if (parsed.trustDomain !== config.trustDomain || parsed.segments.length !== segments.length) return undefined;
     for (let i = 0; i < segments.length; i++) if (i !== serviceIndex && parsed.segments[i] !== segments[i]) return undefined;
     const service = parsed.segments[serviceIndex] as string;
-    return DNS_LABEL.test(service) ? service : undefined;
+    return DNS1123_LABEL.test(service) ? service : undefined;
   };
 
   return {

@@ -4,6 +4,7 @@
  * ServiceAccount, which the author cannot forge into another service's
  * Secret (docs/kubernetes.md, "Identity").
  */
+import { LOG_LEVELS } from '../config/atoms.ts';
 import { SVID_SOURCES, type SidecarTemplate, type SvidSource } from './config.ts';
 import type { Pod } from './kubernetes-types.ts';
 
@@ -45,7 +46,7 @@ export interface InjectionSettings {
 
 export type SettingsResult = { readonly ok: true; readonly settings: InjectionSettings } | { readonly ok: false; readonly reason: string };
 
-const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+const LOG_LEVEL_NAMES: ReadonlySet<string> = new Set(LOG_LEVELS);
 
 export function wantsInjection(pod: Pod): boolean {
   return pod.metadata?.annotations?.[ANNOTATION.inject] === 'true';
@@ -84,7 +85,7 @@ export function readSettings(pod: Pod, template: SidecarTemplate): SettingsResul
     flags[key] = raw === 'true';
   }
   const logLevel = annotations[ANNOTATION.logLevel];
-  if (logLevel !== undefined && !LOG_LEVELS.has(logLevel)) return { ok: false, reason: `annotation ${ANNOTATION.logLevel} must be one of ${[...LOG_LEVELS].join(', ')}` };
+  if (logLevel !== undefined && !LOG_LEVEL_NAMES.has(logLevel)) return { ok: false, reason: `annotation ${ANNOTATION.logLevel} must be one of ${LOG_LEVELS.join(', ')}` };
   const svidSource = annotations[ANNOTATION.svidSource] ?? template.identity.source;
   if (!(SVID_SOURCES as readonly string[]).includes(svidSource)) return { ok: false, reason: `annotation ${ANNOTATION.svidSource} must be one of ${SVID_SOURCES.join(', ')}` };
   const clientCertificate = annotations[ANNOTATION.clientCertificate] ?? 'required';

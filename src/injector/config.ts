@@ -5,14 +5,13 @@
  * which is how the Helm chart and the kustomize base set it.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { HttpUrl, ListenPort, LogLevel, LogLevelChoice, Milliseconds, Port, SpiffeIdText } from '../config/atoms.ts';
+import { RedisUrl } from '../redis/config.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { SpiffeMappingConfigSchema } from '../identity/config.ts';
 
-const Port = Type.Integer({ minimum: 1, maximum: 65535, description: 'a TCP port (1-65535)' });
-const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
 // Kubernetes resource quantities: "100m", "64Mi", "1".
 const Quantity = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$', description: 'a Kubernetes quantity such as 100m or 64Mi' });
-const SpiffeId = Type.String({ pattern: '^spiffe://[a-z0-9._-]+/[^\\s]+$', description: 'a SPIFFE ID' });
 const Image = (fallback: string, description: string) => Type.String({ minLength: 1, default: fallback, description });
 
 /** Where a pod's X509-SVID comes from (docs/kubernetes.md, "Workload identity"). */
@@ -24,15 +23,13 @@ const resources = (fallback: { cpu: string; memory: string }) => Type.Object({ c
 export const InjectorConfigSchema = Type.Object(
   {
     host: Type.String({ default: '0.0.0.0', minLength: 1, description: 'bind address' }),
-    port: Type.Integer({ ...Port, default: 8443 }),
-    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
-      default: 'info',
-    }),
+    port: ListenPort(8443),
+    logLevel: LogLevel,
     tls: Type.Object(
       {
         cert: Type.String({ minLength: 1, description: 'path to the PEM certificate chain (cert-manager: tls.crt)' }),
         key: Type.String({ minLength: 1, description: 'path to the PEM private key (cert-manager: tls.key)' }),
-        reloadIntervalMs: Type.Integer({ minimum: 50, default: 5_000, description: 'how often the files are checked for a rotated certificate' }),
+        reloadIntervalMs: Milliseconds(5_000, 'how often the files are checked for a rotated certificate', { minimum: 50 }),
       },
       { additionalProperties: false },
     ),
@@ -40,11 +37,11 @@ export const InjectorConfigSchema = Type.Object(
       {
         image: Type.String({ minLength: 1, default: 'ghcr.io/baton-dev/baton-mesh:0.1.0' }),
         imagePullPolicy: Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')], { default: 'IfNotPresent' }),
-        inboundPort: Type.Integer({ ...Port, default: 7070 }),
-        outboundPort: Type.Integer({ ...Port, default: 7071 }),
-        adminPort: Type.Integer({ ...Port, default: 7072 }),
-        appPort: Type.Integer({ ...Port, default: 8080, description: 'the app port when neither an annotation nor a containerPort names one' }),
-        defaultUpstreamPort: Type.Integer({ ...Port, default: 80, description: 'the Service port other meshed services listen on (Service port 80 → targetPort baton-inbound)' }),
+        inboundPort: Type.Integer({ ...Port("the sidecar's inbound port in the pod"), default: 7070 }),
+        outboundPort: Type.Integer({ ...Port("the sidecar's outbound port in the pod"), default: 7071 }),
+        adminPort: Type.Integer({ ...Port("the sidecar's admin port (health, metrics)"), default: 7072 }),
+        appPort: Type.Integer({ ...Port('the app port when neither an annotation nor a containerPort names one'), default: 8080 }),
+        defaultUpstreamPort: Type.Integer({ ...Port('the Service port other meshed services listen on (Service port 80 → targetPort baton-inbound)'), default: 80 }),
         stsIssuer: Type.String({ ...HttpUrl, default: 'https://baton-sts.baton-system.svc:7000' }),
         policyUrl: Type.String({ ...HttpUrl, default: 'https://baton-policy-server.baton-system.svc:7100' }),
         meshConfigMap: Type.String({ minLength: 1, default: 'baton-mesh', description: 'ConfigMap in the pod\'s namespace holding policy-signing.pub.pem' }),
@@ -59,8 +56,8 @@ export const InjectorConfigSchema = Type.Object(
           { additionalProperties: false, default: {} },
         ),
         spiffe: SpiffeMappingConfigSchema,
-        stsSpiffeId: Type.Optional({ ...SpiffeId, description: "the STS's SPIFFE ID when it is not the rule's ID for baton-sts (another namespace)" }),
-        policySpiffeId: Type.Optional({ ...SpiffeId, description: "the policy server's SPIFFE ID when it is not the rule's ID for baton-policy-server" }),
+        stsSpiffeId: Type.Optional({ ...SpiffeIdText, description: "the STS's SPIFFE ID when it is not the rule's ID for baton-sts (another namespace)" }),
+        policySpiffeId: Type.Optional({ ...SpiffeIdText, description: "the policy server's SPIFFE ID when it is not the rule's ID for baton-policy-server" }),
         identity: Type.Object(
           {
             source: Type.Union(
@@ -79,14 +76,14 @@ export const InjectorConfigSchema = Type.Object(
           Type.Object({ issuer: HttpUrl, jwksUri: Type.Optional(HttpUrl), audience: Type.Optional(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
           { default: [], description: 'the users\' identity providers; the call graph admits their tokens at entrypoints only' },
         ),
-        redis: Type.Optional(Type.String({ pattern: '^rediss?://[^\\s/@]+(/[0-9]{0,2})?$', description: 'a redis:// URL (no credentials) for the shared token cache' })),
+        redis: Type.Optional({ ...RedisUrl, description: 'a redis:// URL (no credentials) for the shared token cache' }),
         redisSecretPrefix: Type.String({ minLength: 1, default: 'baton-redis-', description: 'Secret name prefix: <prefix><serviceAccount> holds password and seal-key, mounted into the sidecar container only' }),
         otlpEndpoint: Type.Optional(HttpUrl),
-        logLevel: Type.Optional(Type.String({ minLength: 1 })),
+        logLevel: Type.Optional(LogLevelChoice("the injected sidecar's logLevel, unless the pod's baton.dev/log-level annotation names one")),
         requests: resources({ cpu: '50m', memory: '64Mi' }),
         limits: resources({ cpu: '1', memory: '256Mi' }),
         runAsUser: Type.Integer({ minimum: 1, default: 10001 }),
-        terminationDrainMs: Type.Integer({ minimum: 1, default: 10_000, description: 'the sidecar\'s shutdown.graceMs' }),
+        terminationDrainMs: Milliseconds(10_000, "the sidecar's shutdown.graceMs"),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -8,6 +8,7 @@ import type { SidecarTemplate } from './config.ts';
 import type { Container, JsonPatchAdd, Pod } from './kubernetes-types.ts';
 import { HELPER_CONTAINER_NAME, identityLayout } from './identity-layout.ts';
 import { appEnv, SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './sidecar-container.ts';
+import { DNS1123_LABEL } from '../core/dns-label.ts';
 
 export type InjectionPlan =
   | { readonly outcome: 'skip'; readonly reason: string; readonly warnings: readonly string[] }
@@ -16,7 +17,6 @@ export type InjectionPlan =
 
 // What the ServiceAccount admission plugin would set; it runs before mutating webhooks, so this is a fallback.
 const DEFAULT_SERVICE_ACCOUNT = 'default';
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** `namespace` is the AdmissionReview's request.namespace, where the pod will run. */
 export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: string): InjectionPlan {
@@ -25,7 +25,7 @@ export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: s
   if (pod.spec.hostNetwork === true) return { outcome: 'deny', reason: 'baton cannot be injected into a hostNetwork pod: its ports would open on the node' };
   const serviceAccount = pod.spec.serviceAccountName || DEFAULT_SERVICE_ACCOUNT;
   // The service name in the call graph is a DNS-1123 label; a ServiceAccount name may be a longer subdomain.
-  if (!DNS_LABEL.test(serviceAccount)) return { outcome: 'deny', reason: `ServiceAccount ${JSON.stringify(serviceAccount)} is not a DNS-1123 label, so it cannot name a service in the call graph` };
+  if (!DNS1123_LABEL.test(serviceAccount)) return { outcome: 'deny', reason: `ServiceAccount ${JSON.stringify(serviceAccount)} is not a DNS-1123 label, so it cannot name a service in the call graph` };
   const read = readSettings(pod, template);
   if (!read.ok) return { outcome: 'deny', reason: read.reason };
   const { settings } = read;

@@ -8,7 +8,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 // No userinfo: credentials in a URL end up in manifests, `ps` and logs.
-const RedisUrl = Type.String({
+export const RedisUrl = Type.String({
   pattern: '^rediss?://[^\\s/@]+(/[0-9]{0,2})?$',
   description: 'a redis:// or rediss:// URL without credentials (they come from username and passwordFile)',
 });

@@ -4,57 +4,81 @@
  * `loadConfig` into a frozen object; nothing deeper reads the environment.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { Dns1123Label, HttpUrl, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
-import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { ConnectTimeoutMs, SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { SidecarRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
-import { ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
+import { ClockToleranceSeconds, checkKeySourceConfig, KeySourceConfigSchema, MaxChainDepth, MaxTokenBytes } from '../token/config.ts';
+import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
-const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'a TCP port (0-65535; 0 picks a free one)' });
-const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
-const SpiffeIdText = Type.String({ pattern: '^spiffe://[^\\s]+$', description: 'a SPIFFE ID' });
-const PositiveMs = (fallback: number, description: string) => Type.Integer({ minimum: 1, default: fallback, description });
+/**
+ * How the sidecar trades tokens at the STS (src/sidecar/exchange/). The
+ * exchanger takes its fallbacks from EXCHANGE_DEFAULTS below, so a default
+ * is written once, here.
+ */
+export const ExchangeConfigSchema = Type.Object(
+  {
+    expiryMarginSeconds: Seconds(30, 'a cached exchanged token stops being served this long before its exp, so it does not expire on the way to the upstream', { minimum: 0, maximum: 3600 }),
+    refreshAheadSeconds: Seconds(60, 'a cached token is re-exchanged in the background this long before it stops being served, while the old one is still used (0: only on expiry)', { minimum: 0, maximum: 3600 }),
+    refusalCacheMs: Milliseconds(5_000, 'how long an STS refusal of one exchange is answered from memory, so a refused caller cannot flood the STS (0: not remembered)', { minimum: 0, maximum: 300_000 }),
+    connectTimeoutMs: Milliseconds(1_000, 'how long connecting to the STS may take (plaintext mode; in mtls mode the mesh connection applies)'),
+    timeoutMs: Milliseconds(2_000, 'how long the STS may take to send response headers, and the longest pause in its body; then 503'),
+    breaker: Type.Object(
+      {
+        failureThreshold: Type.Integer({ minimum: 1, default: 5, description: 'STS outages in a row (timeouts, 5xx, connection errors) that open the circuit; refusals do not count' }),
+        openMs: Milliseconds(1_000, 'how long the open circuit answers 503 without calling the STS, the first time; then one probe goes through'),
+        maxOpenMs: Milliseconds(30_000, 'each failed probe doubles the open period, up to this'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+);
+export type ExchangeConfig = Readonly<Static<typeof ExchangeConfigSchema>>;
+export const EXCHANGE_DEFAULTS: ExchangeConfig = Object.freeze(Value.Default(ExchangeConfigSchema, {}) as ExchangeConfig);
 
 export const SidecarConfigSchema = Type.Object(
   {
-    service: Type.String({ pattern: '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', description: 'the service name as the call-graph policy spells it (DNS-1123 label)' }),
+    service: Dns1123Label('the service name as the call-graph policy spells it (DNS-1123 label)'),
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the inbound and admin ports (0.0.0.0 in Kubernetes)' }),
-    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], {
-      default: 'info',
-    }),
+    logLevel: LogLevel,
+    connectTimeoutMs: ConnectTimeoutMs,
     inbound: Type.Object(
       {
-        port: Type.Integer({ ...Port, default: 7070 }),
+        port: ListenPort(7070),
         app: Type.String({ ...HttpUrl, default: 'http://127.0.0.1:8080', description: 'the app behind this sidecar, an http URL on the pod' }),
         forwardToken: Type.Boolean({ default: false, description: 'also pass the verified Authorization header to the app' }),
-        timeoutMs: PositiveMs(30_000, 'how long the app may take to answer (time to response headers and between body chunks)'),
+        timeoutMs: Milliseconds(30_000, 'how long the app may take to answer (time to response headers and between body chunks)'),
         maxConcurrent: Type.Integer({ minimum: 1, default: 1024, description: 'requests in flight before answering 503' }),
         clientCertificate: Type.Union([Type.Literal('required'), Type.Literal('optional')], {
           default: 'required',
           description: "mtls mode: whether callers must present a client certificate (optional only for an entrypoint behind an ingress outside the mesh)",
         }),
-        plaintextPort: Type.Optional(Type.Integer({ ...Port, description: 'mtls mode, entrypoints only: a second inbound port in plaintext, behind the ingress; it accepts external-IdP tokens only, never mesh tokens' })),
+        plaintextPort: Type.Optional(ListenPort(undefined, 'mtls mode, entrypoints only: a second inbound port in plaintext, behind the ingress; it accepts external-IdP tokens only, never mesh tokens')),
         peerShare: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5, description: 'fraction of maxConcurrent one peer address may hold before 429 (1: no bound)' }),
         subjectShare: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'fraction of maxConcurrent one user may hold before 429 (1: no bound)' }),
-        bodyTimeoutMs: PositiveMs(60_000, 'how long the request body may take to arrive before answering 408'),
+        bodyTimeoutMs: Milliseconds(60_000, 'how long the request body may take to arrive before answering 408'),
       },
       { additionalProperties: false, default: {} },
     ),
     outbound: Type.Object(
       {
-        port: Type.Integer({ ...Port, default: 7071 }),
+        port: ListenPort(7071),
         // Whoever reaches the outbound port calls out as this service: only
         // the app in the same pod (network namespace) may, so loopback by default.
         host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the outbound port (keep it on loopback: anyone who reaches it acts as this service)' }),
-        defaultUpstreamPort: Type.Integer({ ...Port, default: 7070, description: 'inbound port of other sidecars, for services not listed in upstreams (https://<service>:<port> in mtls mode, http:// in plaintext)' }),
-        timeoutMs: PositiveMs(30_000, 'how long an upstream may take to answer'),
-        maxConcurrent: Type.Integer({ minimum: 1, default: 1024 }),
+        defaultUpstreamPort: Type.Integer({ ...Port('inbound port of other sidecars, for services not listed in upstreams (https://<service>:<port> in mtls mode, http:// in plaintext)'), default: 7070 }),
+        timeoutMs: Milliseconds(30_000, 'how long an upstream may take to answer'),
+        maxConcurrent: Type.Integer({ minimum: 1, default: 1024, description: 'calls out in flight before answering 503' }),
         subjectShare: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'fraction of maxConcurrent one user may hold before 429 (1: no bound)' }),
       },
       { additionalProperties: false, default: {} },
     ),
-    admin: Type.Object({ port: Type.Integer({ ...Port, default: 7072 }) }, { additionalProperties: false, default: {} }),
+    admin: Type.Object({ port: ListenPort(7072, 'the admin port (health, readiness, metrics)') }, { additionalProperties: false, default: {} }),
     sts: Type.Object(
       {
         issuer: HttpUrl,
@@ -71,17 +95,7 @@ export const SidecarConfigSchema = Type.Object(
       },
       { additionalProperties: false },
     ),
-    policy: Type.Object(
-      {
-        url: Type.Optional(HttpUrl),
-        publicKey: Type.Optional(Type.String({ minLength: 1, description: 'path to the PEM (SPKI) key the policy server signs with' })),
-        file: Type.Optional(Type.String({ minLength: 1, description: 'a policy file or directory, instead of a policy server' })),
-        spiffeId: Type.Optional({ ...SpiffeIdText, description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" }),
-        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
-        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
-      },
-      { additionalProperties: false },
-    ),
+    policy: Type.Object(POLICY_SOURCE_FIELDS, { additionalProperties: false }),
     upstreams: Type.Record(Type.String(), HttpUrl, { default: {} }),
     externalIssuers: Type.Array(
       Type.Object(
@@ -96,6 +110,8 @@ export const SidecarConfigSchema = Type.Object(
       { default: [] },
     ),
     redis: Type.Optional(SidecarRedisSchema),
+    exchange: ExchangeConfigSchema,
+    jwks: KeySourceConfigSchema,
     cache: Type.Object(
       {
         maxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'exchanged tokens kept in process' }),
@@ -107,9 +123,10 @@ export const SidecarConfigSchema = Type.Object(
     ),
     limits: Type.Object(
       {
-        maxHeaderBytes: Type.Integer({ minimum: 1024, default: 16_384 }),
-        maxTokenBytes: Type.Integer({ minimum: 256, default: 8192 }),
-        maxActDepth: Type.Integer({ minimum: 1, default: 16 }),
+        maxHeaderBytes: Type.Integer({ minimum: 1024, default: 16_384, description: 'the largest request header section; a larger one is refused with 431' }),
+        maxTokenBytes: MaxTokenBytes,
+        maxActDepth: MaxChainDepth,
+        clockToleranceSeconds: ClockToleranceSeconds,
       },
       { additionalProperties: false, default: {} },
     ),
@@ -117,7 +134,7 @@ export const SidecarConfigSchema = Type.Object(
     identity: WorkloadIdentityConfigSchema,
     spiffe: SpiffeMappingConfigSchema,
     telemetry: TelemetryConfigSchema,
-    shutdown: Type.Object({ graceMs: PositiveMs(10_000, 'how long in-flight requests may take to finish after SIGTERM') }, { additionalProperties: false, default: {} }),
+    shutdown: Type.Object({ graceMs: Milliseconds(10_000, 'how long in-flight requests may take to finish after SIGTERM') }, { additionalProperties: false, default: {} }),
   },
   { additionalProperties: false },
 );
@@ -141,8 +158,20 @@ export function loadSidecarConfig(options: LoadOptions): SidecarConfig {
   return config;
 }
 
-/** The rules that span fields: an mtls sidecar never talks plaintext to the mesh, and each auth method has its credential. */
+/**
+ * The rules that span fields, checked at load so a bad config stops the
+ * sidecar before it binds a port: one policy source, each auth method with
+ * its credential, timings that can hold, and an mtls sidecar that never
+ * talks plaintext to the mesh.
+ */
 export function checkSidecarConfig(config: SidecarConfig, source: string): void {
+  checkPolicySourceConfig(config.policy, source);
+  const { breaker } = config.exchange;
+  if (breaker.maxOpenMs < breaker.openMs) {
+    throw new ConfigError(source, 'exchange.breaker.maxOpenMs', `at least exchange.breaker.openMs (${breaker.openMs}): the open period only grows`, String(breaker.maxOpenMs));
+  }
+  checkKeySourceConfig(config.jwks, 'jwks', source);
+  checkExternalIssuers(config.externalIssuers, source);
   const method = stsAuthMethod(config);
   if (method !== 'tls_client_auth' && config.sts.clientSecret === undefined) {
     throw new ConfigError(source, 'sts.clientSecret', `a client secret for sts.authMethod ${method}`, 'none');

@@ -4,6 +4,7 @@
  * upstream body piped straight to the response. Nothing is buffered, so a
  * 50 MB upload costs what its socket buffers cost.
  */
+import { DEFAULT_CONNECT_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from '../identity/config.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
 import type { BatonError } from '../core/errors.ts';
@@ -91,7 +92,7 @@ export function createForwarder(options: { connectTimeoutMs?: number } = {}): Fo
   const poolFor = (origin: string): Pool => {
     let pool = pools.get(origin);
     if (pool === undefined) {
-      pool = new Pool(origin, { connectTimeout: options.connectTimeoutMs ?? 5_000, keepAliveTimeout: 4_000, pipelining: 1 });
+      pool = new Pool(origin, { connectTimeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, pipelining: 1 });
       pools.set(origin, pool);
     }
     return pool;

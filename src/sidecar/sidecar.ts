@@ -85,12 +85,12 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const { logger } = deps;
   const now = deps.now ?? Date.now;
   const metrics = createSidecarMetrics();
-  const forwarder = createForwarder();
+  const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs });
   const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
   // The outbound port's only peer is the app: no peer share there.
   const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'), { peer: 1, subject: config.outbound.subjectShare });
   const meshIdentity = startMeshIdentity(config, `sidecar ${config.service}`, { logger, now });
-  const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger }) };
+  const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger, connectTimeoutMs: config.connectTimeoutMs }) };
   let collaborators: Collaborators | undefined;
   let closing = false;
   const servers: Server[] = [];

@@ -14,7 +14,7 @@ import { createFilePolicySource } from '../policy/distribution/source.ts';
 import type { PolicySource } from '../policy/distribution/source.ts';
 import { describe, discoverMetadata, metadataEndpoint } from '../token/jwks-fetch.ts';
 import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
-import { checkExternalIssuers, introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
+import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createVerifiedTokenCache } from '../token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import { createContextHandleStore } from './context-handles.ts';
@@ -30,7 +30,6 @@ import { ConfigError } from '../config/config-error.ts';
 
 export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
-  checkExternalIssuers(config.externalIssuers, 'sidecar config');
   // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
   if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
   // First: a bad seal key or password file must stop the sidecar before anything else starts.
@@ -60,11 +59,12 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     discovery: config.sts.jwksUri === undefined,
     ...(config.sts.jwksUri === undefined ? {} : { jwksUri: config.sts.jwksUri }),
     ...(stsDispatcher === undefined ? {} : { dispatcher: stsDispatcher }),
+    ...config.jwks,
     logger,
     now,
   });
   const externalKeys: KeySource[] = config.externalIssuers.map((e) =>
-    createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), logger, now }),
+    createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), ...config.jwks, logger, now }),
   );
   const verifier = createAccessTokenVerifier({
     issuers: [
@@ -76,6 +76,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     ],
     maxTokenBytes: config.limits.maxTokenBytes,
     maxActDepth: config.limits.maxActDepth,
+    clockToleranceSec: config.limits.clockToleranceSeconds,
     now,
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
@@ -91,12 +92,18 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
       authMethod: stsAuthMethod(config),
       ...(stsDispatcher === undefined ? {} : { dispatcher: stsDispatcher }),
       cache: tokenCache,
+      refreshAheadSec: config.exchange.refreshAheadSeconds,
+      expiryMarginSec: config.exchange.expiryMarginSeconds,
+      negativeTtlMs: config.exchange.refusalCacheMs,
+      breaker: config.exchange.breaker,
+      connectTimeoutMs: config.exchange.connectTimeoutMs,
+      timeoutMs: config.exchange.timeoutMs,
       logger,
       now,
     });
   };
   if (config.sts.tokenEndpoint !== undefined) makeExchanger(config.sts.tokenEndpoint);
-  else void discoverTokenEndpoint(config.sts.issuer, logger, () => closed, stsDispatcher).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
+  else void discoverTokenEndpoint(config.sts.issuer, config.jwks.timeoutMs, logger, () => closed, stsDispatcher).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
 
   void policy.start().catch((error: unknown) => logger.error({ event: 'policy_start_failed', err: error instanceof Error ? error.message : String(error) }, 'policy source failed to start'));
   // Readiness waits for the STS keys: retry the first fetch until it lands, not just at the next periodic refresh.
@@ -150,17 +157,16 @@ function redisTier(service: string, redis: SidecarRedisConfig): RedisTierOptions
 }
 
 function policySource(config: SidecarConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
-  if (config.policy.file !== undefined) return createFilePolicySource(config.policy.file, { logger });
-  if (config.policy.url === undefined || config.policy.publicKey === undefined) {
-    throw new ConfigError('sidecar config', 'policy', 'either policy.file, or policy.url with policy.publicKey');
-  }
+  // checkSidecarConfig has made sure of exactly one source, and a key with a URL.
+  const { file, url, publicKey: publicKeyFile } = config.policy;
+  if (file !== undefined) return createFilePolicySource(file, { logger });
   let publicKey: string;
   try {
-    publicKey = readFileSync(config.policy.publicKey, 'utf8');
+    publicKey = readFileSync(publicKeyFile as string, 'utf8');
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: config.policy.url, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return createPolicyClient({ url: url as string, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, waitSeconds: config.policy.waitSeconds, minBackoffMs: config.policy.minBackoffMs, maxBackoffMs: config.policy.maxBackoffMs, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {
@@ -180,10 +186,10 @@ async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => bo
  * well-known segment inserted before an issuer's path, §3.1; the metadata's
  * issuer identical to the one asked for, §3.3), retried until found or closed.
  */
-async function discoverTokenEndpoint(issuer: string, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
+async function discoverTokenEndpoint(issuer: string, timeoutMs: number, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
   for (let attempt = 0; !closed(); attempt++) {
     try {
-      return metadataEndpoint(await discoverMetadata(issuer, { timeoutMs: 2_000, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
+      return metadataEndpoint(await discoverMetadata(issuer, { timeoutMs, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
     } catch (error) {
       if (attempt === 0) logger.warn({ event: 'sts_discovery_failed', err: { message: describe(error) } }, 'STS metadata unusable or not reachable; retrying');
     }

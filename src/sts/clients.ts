@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici';
 import type { ServiceMap } from '../identity/service-map.ts';
 import { parseSpiffeId, type SpiffeId } from '../identity/spiffe-id.ts';
 import type { Logger } from 'pino';
+import type { KeySourceConfig } from '../token/config.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import type { StsClientConfig } from './config.ts';
 import { hashedSecretVerifier, plainSecretVerifier, type SecretVerifier } from './secret-hash.ts';
@@ -38,6 +39,8 @@ export interface ClientRegistryOptions {
   readonly now?: () => number;
   /** mtls mode: the SPIFFE rule, giving each client's certificate ID. */
   readonly map?: ServiceMap | undefined;
+  /** How clients' JWK Sets (jwksUri) are fetched and kept; default the schema's (src/token/config.ts). */
+  readonly keySource?: KeySourceConfig;
 }
 
 export function createClientRegistry(clients: readonly StsClientConfig[], options: ClientRegistryOptions): ClientRegistry {
@@ -48,7 +51,7 @@ export function createClientRegistry(clients: readonly StsClientConfig[], option
       client.jwks !== undefined
         ? createLocalKeySource(client.jwks as Parameters<typeof createLocalKeySource>[0])
         : client.jwksUri !== undefined
-          ? createRemoteKeySource({ issuer: client.id, jwksUri: client.jwksUri, dispatcher: options.dispatcher, logger: options.logger, ...(options.now === undefined ? {} : { now: options.now }) })
+          ? createRemoteKeySource({ issuer: client.id, jwksUri: client.jwksUri, dispatcher: options.dispatcher, ...options.keySource, logger: options.logger, ...(options.now === undefined ? {} : { now: options.now }) })
           : undefined;
     const explicit = client.tlsClientAuthSanUri === undefined ? undefined : parseSpiffeId(client.tlsClientAuthSanUri).id;
     const certificateId = explicit ?? options.map?.idOf(client.id);

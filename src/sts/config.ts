@@ -5,11 +5,14 @@
  * `checkStsConfig`, which throws the same `ConfigError`.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { HttpUrl, ListenPort, LogLevel, Milliseconds, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
+import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { StsRedisSchema } from '../redis/config.ts';
 import { TelemetryConfigSchema } from '../telemetry/config.ts';
+import { ClockToleranceSeconds, checkKeySourceConfig, KEY_SOURCE_DEFAULTS, KeySourceConfigSchema, MaxChainDepth } from '../token/config.ts';
 import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
@@ -17,11 +20,11 @@ export type SigningAlg = (typeof SIGNING_ALGS)[number];
 
 /**
  * How long a new signing key sits in `/jwks` before it signs. It must be at
- * least the verifiers' periodic JWKS refresh (src/token/key-source.ts
- * `refreshIntervalMs`, 5 min) plus the `/jwks` max-age, so every sidecar
- * holds the key before the first token it signed arrives: 5 min + 1 min.
+ * least the verifiers' periodic JWKS refresh (`jwks.refreshIntervalMs`,
+ * src/token/config.ts, 5 min by default) plus the `/jwks` max-age, so every
+ * sidecar holds the key before the first token it signed arrives: 5 min + 1 min.
  */
-export const DEFAULT_PREPUBLISH_SECONDS = 360;
+export const DEFAULT_PREPUBLISH_SECONDS = KEY_SOURCE_DEFAULTS.refreshIntervalMs / 1000 + 60;
 
 const Jwks = Type.Object({ keys: Type.Array(Type.Object({ kty: Type.String() }, { additionalProperties: true }), { minItems: 1 }) }, { description: 'a JWK Set ({ keys: [...] })' });
 
@@ -31,11 +34,11 @@ const Client = Type.Object(
     secret: Type.Optional(Type.String({ minLength: 16, description: 'a client secret of at least 16 characters' })),
     secretHash: Type.Optional(Type.String({ pattern: '^scrypt\\$', description: "an scrypt hash from 'baton sts hash-secret'" })),
     jwks: Type.Optional(Jwks),
-    jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the client JWK Set' })),
+    jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the client JWK Set' }),
     scopes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'scopes the client may ask for in client_credentials' })),
     serviceAccount: Type.Optional(Type.String({ pattern: '^[a-z0-9-]+/[a-z0-9.-]+$', description: 'a Kubernetes service account as namespace/name' })),
     tlsClientAuth: Type.Optional(Type.Boolean({ description: "RFC 8705 tls_client_auth: the client's certificate is its credential, its SAN URI the SPIFFE ID the spiffe rule gives the client id" })),
-    tlsClientAuthSanUri: Type.Optional(Type.String({ pattern: '^spiffe://', description: 'RFC 8705 tls_client_auth with this SPIFFE ID as the SAN URI, instead of the spiffe rule' })),
+    tlsClientAuthSanUri: Type.Optional(Type.String({ ...SpiffeIdText, description: 'RFC 8705 tls_client_auth with this SPIFFE ID as the SAN URI, instead of the spiffe rule' })),
   },
   { additionalProperties: false },
 );
@@ -43,7 +46,7 @@ const Client = Type.Object(
 const ExternalIssuer = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: 'the issuer identifier (iss) of an external identity provider' }),
-    jwksUri: Type.Optional(Type.String({ pattern: '^https?://', description: 'an http(s) URL of the issuer JWK Set' })),
+    jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the issuer JWK Set' }),
     discovery: Type.Optional(Type.Boolean({ description: 'find jwks_uri from the issuer metadata' })),
     audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud its tokens carry; default the presenting client id' })),
     ...ISSUER_PROFILE_FIELDS,
@@ -54,21 +57,17 @@ const ExternalIssuer = Type.Object(
 export const StsConfigSchema = Type.Object(
   {
     issuer: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'an http(s) URL without query or fragment (RFC 8414 §2)' }),
-    host: Type.String({ default: '127.0.0.1' }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7000, description: 'a TCP port (0-65535)' }),
-    tokenTtlSeconds: Type.Integer({ minimum: 10, maximum: 86_400, default: 300, description: 'seconds between 10 and 86400' }),
-    clockToleranceSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
-    maxChainDepth: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'a cap on services in a chain, caller included' })),
+    host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'the bind address (0.0.0.0 in Kubernetes)' }),
+    port: ListenPort(7000),
+    tokenTtlSeconds: Seconds(300, 'the lifetime of issued tokens, between 10 and 86400 seconds; never longer than the subject token has left', { minimum: 10, maximum: 86_400 }),
+    clockToleranceSeconds: ClockToleranceSeconds,
+    maxChainDepth: MaxChainDepth,
+    jwks: KeySourceConfigSchema,
     signingAlg: Type.Union(SIGNING_ALGS.map((alg) => Type.Literal(alg)), { default: 'ES256', description: 'ES256, EdDSA or RS256' }),
     policy: Type.Object(
       {
-        file: Type.Optional(Type.String({ minLength: 1 })),
-        url: Type.Optional(Type.String({ pattern: '^https?://' })),
-        publicKey: Type.Optional(Type.String({ minLength: 1, description: 'the policy signing public key (PEM file or PEM text)' })),
-        readyTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
-        spiffeId: Type.Optional(Type.String({ pattern: '^spiffe://', description: "mtls mode: the policy server's SPIFFE ID (default: the ID the spiffe rule gives baton-policy-server)" })),
-        maxAgeSeconds: Type.Integer({ minimum: 60, default: 86_400, description: "refuse a signed policy issued longer ago than this (the policy server re-signs every reissueSeconds)" }),
-        stateFile: Type.Optional(Type.String({ minLength: 1, description: 'a writable file keeping the last policy version seen across restarts' })),
+        ...POLICY_SOURCE_FIELDS,
+        readyTimeoutMs: Milliseconds(10_000, 'how long start-up waits for the first policy before serving without one (not ready)', { minimum: 0 }),
       },
       { additionalProperties: false },
     ),
@@ -78,7 +77,7 @@ export const StsConfigSchema = Type.Object(
           dir: Type.Optional(Type.String({ minLength: 1 })),
           rotateEverySeconds: Type.Optional(Type.Integer({ minimum: 60 })),
           prepublishSeconds: Type.Optional(
-            Type.Integer({ minimum: 0, maximum: 86_400, description: "seconds a new key is published before it signs; at least the sidecars' JWKS refresh interval (default 360)" }),
+            Type.Integer({ minimum: 0, maximum: 86_400, description: `seconds a new key is published before it signs; at least the sidecars' jwks.refreshIntervalMs plus 60 s (default ${DEFAULT_PREPUBLISH_SECONDS})` }),
           ),
         },
         { additionalProperties: false },
@@ -91,7 +90,7 @@ export const StsConfigSchema = Type.Object(
       Type.Object(
         {
           issuer: Type.String({ minLength: 1 }),
-          jwksUri: Type.String({ pattern: '^https?://' }),
+          jwksUri: { ...HttpUrl, description: 'the Kubernetes API server JWK Set URL' },
           audience: Type.String({ minLength: 1 }),
         },
         { additionalProperties: false },
@@ -109,7 +108,7 @@ export const StsConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    logLevel: LogLevel,
     transport: TransportConfigSchema,
     identity: WorkloadIdentityConfigSchema,
     spiffe: SpiffeMappingConfigSchema,
@@ -131,12 +130,8 @@ export function loadStsConfig(options: LoadOptions): StsConfig {
 /** The rules that span fields. */
 export function checkStsConfig(config: StsConfig, source: string): void {
   const { policy } = config;
-  if ((policy.file === undefined) === (policy.url === undefined)) {
-    throw new ConfigError(source, 'policy', 'exactly one of policy.file or policy.url', 'both or neither');
-  }
-  if (policy.url !== undefined && policy.publicKey === undefined) {
-    throw new ConfigError(source, 'policy.publicKey', 'the policy server signing key when policy.url is set', 'nothing');
-  }
+  checkPolicySourceConfig(policy, source);
+  checkKeySourceConfig(config.jwks, 'jwks', source);
   const rotateEvery = config.keys?.rotateEverySeconds;
   const prepublish = config.keys?.prepublishSeconds ?? DEFAULT_PREPUBLISH_SECONDS;
   if (rotateEvery !== undefined && prepublish >= rotateEvery) {

@@ -85,13 +85,14 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   const dispatcher = deps.dispatcher;
   const { mesh } = deps;
   if (config.transport.mode === 'mtls' && mesh === undefined) throw new TypeError('createStsServer: transport.mode mtls needs deps.mesh (the workload identity)');
-  const registry = createClientRegistry(config.clients, { dispatcher, logger, now, map: mesh?.map });
+  const registry = createClientRegistry(config.clients, { dispatcher, logger, now, map: mesh?.map, keySource: config.jwks });
   const subjectTokens = createSubjectTokenVerifier({
     issuer: config.issuer,
     jwks: deps.keys.jwks(),
     externalIssuers: config.externalIssuers,
     clockToleranceSec: config.clockToleranceSeconds,
-    maxActDepth: config.maxChainDepth ?? 64,
+    maxActDepth: config.maxChainDepth,
+    keySource: config.jwks,
     dispatcher,
     logger,
     now,
@@ -100,7 +101,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   const kubernetesKeys =
     config.kubernetes === undefined
       ? undefined
-      : createRemoteKeySource({ issuer: config.kubernetes.issuer, jwksUri: config.kubernetes.jwksUri, logger, now, ...(dispatcher === undefined ? {} : { dispatcher }) });
+      : createRemoteKeySource({ issuer: config.kubernetes.issuer, jwksUri: config.kubernetes.jwksUri, ...config.jwks, logger, now, ...(dispatcher === undefined ? {} : { dispatcher }) });
   const throttle = createAuthThrottle({ ...config.clientAuth, now });
   const authenticator = createClientAuthenticator({ registry, issuer: config.issuer, tokenEndpoint: endpoints.tokenEndpoint, replay, clockToleranceSec: config.clockToleranceSeconds, now, throttle });
   const context: GrantContext = {

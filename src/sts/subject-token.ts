@@ -8,6 +8,7 @@
 import type { JSONWebKeySet } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
+import type { KeySourceConfig } from '../token/config.ts';
 import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
@@ -23,6 +24,8 @@ export interface SubjectTokenVerifierOptions {
   readonly clockToleranceSec: number;
   /** Structural bound on `act` nesting; the policy decides the real depth. */
   readonly maxActDepth: number;
+  /** How external issuers' keys are fetched and kept (the STS config's `jwks`). */
+  readonly keySource: KeySourceConfig;
   readonly dispatcher?: Dispatcher | undefined;
   readonly logger: Logger;
   readonly now: () => number;
@@ -44,6 +47,7 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
       // An issuer known only by introspection still gets a key set by discovery, for the JWTs it may also issue.
       discovery: external.discovery ?? external.jwksUri === undefined,
       ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
+      ...options.keySource,
       logger: options.logger,
       now: options.now,
     }),

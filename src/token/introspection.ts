@@ -15,6 +15,7 @@ import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
 import { TokenInactiveError, TokenIntrospectionUnavailableError } from './errors.ts';
 import { describe, discoverMetadata, metadataEndpoint, readBoundedText, type FetchLimits } from './jwks-fetch.ts';
+import { INTROSPECTION_DEFAULTS } from './config.ts';
 
 export type IntrospectionAuthMethod = 'client_secret_basic' | 'client_secret_post';
 
@@ -55,16 +56,16 @@ interface Entry {
 export function createIntrospector(options: IntrospectorOptions): Introspector {
   const { issuer, logger } = options;
   const now = options.now ?? Date.now;
-  const max = options.cacheMaxEntries ?? 10_000;
-  const maxCacheSeconds = options.maxCacheSeconds ?? 300;
+  const max = options.cacheMaxEntries ?? INTROSPECTION_DEFAULTS.cacheMaxEntries;
+  const maxCacheSeconds = options.maxCacheSeconds ?? INTROSPECTION_DEFAULTS.maxCacheSeconds;
   const maxCacheMs = maxCacheSeconds * 1000;
-  const inactiveMs = (options.inactiveCacheSeconds ?? 10) * 1000;
+  const inactiveMs = (options.inactiveCacheSeconds ?? INTROSPECTION_DEFAULTS.inactiveCacheSeconds) * 1000;
   const limits: FetchLimits = {
-    timeoutMs: options.timeoutMs ?? 2_000,
+    timeoutMs: options.timeoutMs ?? INTROSPECTION_DEFAULTS.timeoutMs,
     maxBytes: options.maxBytes ?? 64 * 1024,
     ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
   };
-  const authMethod = options.authMethod ?? 'client_secret_basic';
+  const authMethod = options.authMethod ?? INTROSPECTION_DEFAULTS.authMethod;
   // RFC 6749 §2.3.1: the Basic credentials are the form-encoded id and secret.
   const basic = `Basic ${Buffer.from(`${formEncode(options.clientId)}:${formEncode(options.clientSecret)}`).toString('base64')}`;
   let endpoint = options.endpoint;

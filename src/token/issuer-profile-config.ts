@@ -8,6 +8,7 @@
 import { type TLiteral, type TUnion, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import type { Logger } from 'pino';
+import { IntrospectionConfigSchema } from './config.ts';
 import type { Dispatcher } from 'undici';
 import { createIntrospector, type Introspector } from './introspection.ts';
 import { CLIENT_CLAIMS, type IssuerProfile, PROFILE_NAMES, resolveProfile, ROLE_RULES, SERVICE_RULES, SUBJECT_CLAIMS } from './issuer-profile.ts';
@@ -15,20 +16,6 @@ import { CLIENT_CLAIMS, type IssuerProfile, PROFILE_NAMES, resolveProfile, ROLE_
 function literals<T extends string>(values: readonly T[], description: string): TUnion<TLiteral<T>[]> {
   return Type.Union(values.map((v) => Type.Literal(v)), { description });
 }
-
-const Introspection = Type.Object(
-  {
-    endpoint: Type.Optional(Type.String({ pattern: '^https?://', description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
-    clientId: Type.String({ minLength: 1, description: 'the client baton authenticates to the introspection endpoint as' }),
-    clientSecret: Type.String({ minLength: 1, description: 'its secret' }),
-    authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }),
-    cacheMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'introspection answers kept in process' }),
-    maxCacheSeconds: Type.Integer({ minimum: 1, maximum: 3600, default: 300, description: 'the longest an active answer is reused (a revocation is seen within this)' }),
-    inactiveCacheSeconds: Type.Integer({ minimum: 0, maximum: 300, default: 10, description: 'how long an inactive answer is reused' }),
-    timeoutMs: Type.Integer({ minimum: 1, default: 2_000 }),
-  },
-  { additionalProperties: false, description: 'RFC 7662 introspection of opaque access tokens' },
-);
 
 export const ISSUER_PROFILE_FIELDS = {
   profile: Type.Union(
@@ -50,7 +37,7 @@ export const ISSUER_PROFILE_FIELDS = {
   subjectClaim: Type.Optional(literals(SUBJECT_CLAIMS, SUBJECT_CLAIMS.join(', '))),
   clientClaims: Type.Optional(Type.Array(literals(CLIENT_CLAIMS, CLIENT_CLAIMS.join(', ')), { minItems: 1 })),
   serviceWhen: Type.Optional(Type.Array(literals(SERVICE_RULES, SERVICE_RULES.join(', ')))),
-  introspection: Type.Optional(Introspection),
+  introspection: Type.Optional(IntrospectionConfigSchema),
 };
 
 /** The fields above, as a part's config reads them after validation. */

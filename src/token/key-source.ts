@@ -11,6 +11,7 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { TokenKeysUnavailableError, TokenUnknownKidError } from './errors.ts';
 import { describe, discoverJwksUri, type FetchLimits, fetchJson, validateJwks } from './jwks-fetch.ts';
+import { KEY_SOURCE_DEFAULTS } from './config.ts';
 
 export type VerificationKey = webcrypto.CryptoKey | KeyObject;
 
@@ -66,10 +67,10 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
     throw new TypeError(`key source for ${issuer}: expected a jwksUri or discovery: true`);
   }
   const now = options.now ?? Date.now;
-  const cooldownMs = options.cooldownMs ?? 30_000;
-  const maxStaleMs = options.maxStaleMs ?? 24 * 60 * 60_000;
+  const cooldownMs = options.cooldownMs ?? KEY_SOURCE_DEFAULTS.cooldownMs;
+  const maxStaleMs = options.maxStaleMs ?? KEY_SOURCE_DEFAULTS.maxStaleMs;
   const limits: FetchLimits = {
-    timeoutMs: options.timeoutMs ?? 2_000,
+    timeoutMs: options.timeoutMs ?? KEY_SOURCE_DEFAULTS.timeoutMs,
     maxBytes: options.maxBytes ?? 1024 * 1024,
     ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
   };
@@ -115,7 +116,7 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
     return current.set;
   }
 
-  const timer = setInterval(() => void refetch(true), options.refreshIntervalMs ?? 5 * 60_000);
+  const timer = setInterval(() => void refetch(true), options.refreshIntervalMs ?? KEY_SOURCE_DEFAULTS.refreshIntervalMs);
   timer.unref();
   void refetch(true);
 

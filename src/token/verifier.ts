@@ -22,6 +22,7 @@ import {
   TokenWrongAudienceError,
   type TokenError,
 } from './errors.ts';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS, DEFAULT_MAX_TOKEN_BYTES } from './config.ts';
 import type { Introspector } from './introspection.ts';
 import { checkTyp, type IssuerProfile, readProfileClaims, resolveProfile } from './issuer-profile.ts';
 import type { KeySource } from './key-source.ts';
@@ -65,8 +66,8 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
     if (alg.toLowerCase() === 'none' || alg.startsWith('HS')) throw new TypeError(`expected asymmetric signing algorithms, got ${alg}`);
   }
   const algorithmList = [...algorithms];
-  const clockTolerance = options.clockToleranceSec ?? 30;
-  const maxTokenBytes = options.maxTokenBytes ?? 8192;
+  const clockTolerance = options.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+  const maxTokenBytes = options.maxTokenBytes ?? DEFAULT_MAX_TOKEN_BYTES;
   const now = options.now ?? Date.now;
   const byIssuer = new Map<string, TrustedIssuer>();
   for (const trusted of options.issuers) {

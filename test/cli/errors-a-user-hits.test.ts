@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { FIXTURE_POLICY } from '../sts/helpers/sts-fixture.ts';
-import { BATON_BIN, runBaton } from '../helpers/process.ts';
+import { BATON_BIN, runBaton, startBaton } from '../helpers/process.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-cli-errors-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -96,6 +96,17 @@ describe('configuration a user gets wrong', () => {
     assert.equal(code, 78);
     assert.match(stderr, /sts\.clientSecrte: unknown key; did you mean 'sts\.clientSecret'\?/);
     assert.doesNotMatch(stderr, /do-not-print-me/);
+  });
+
+  it('a sidecar config whose fields contradict each other stops at load, exit 78, before any port is bound', async () => {
+    const file = join(dir, 'breaker-sidecar.yaml');
+    writeFileSync(file, stringify({ service: 'orders', inbound: { port: 0 }, outbound: { port: 0 }, admin: { port: 0 }, sts: { issuer: 'https://127.0.0.1:9', clientId: 'orders' }, policy: { file: FIXTURE_POLICY }, exchange: { breaker: { openMs: 5000, maxOpenMs: 1000 } } }));
+    // Bounded: a sidecar that got past its config would keep running.
+    const running = startBaton(['sidecar', '--config', file]);
+    const code = await Promise.race([running.exited, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 15_000).unref())]);
+    if (code === 'running') await running.stop('SIGKILL');
+    assert.equal(code, 78, 'expected exit 78 at load; the sidecar was still running after 15 s');
+    assert.match(running.stderr(), /exchange\.breaker\.maxOpenMs: expected at least exchange\.breaker\.openMs/);
   });
 
   it('the STS refuses a public key mounted in keys.dir instead of generating a key of its own', async () => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Static } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
 import { parse } from 'yaml';
-import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
+import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { DEMO_SERVICES } from '../../src/demo/mesh.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';

@@ -9,7 +9,7 @@ import { Ajv } from 'ajv';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import type { TSchema } from '@sinclair/typebox';
-import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
+import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
 import { envName } from '../../src/config/load.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';

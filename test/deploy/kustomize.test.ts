@@ -8,7 +8,7 @@ import { loadConfig } from '../../src/config/load.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
 import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
 import { helperConfig } from '../../src/injector/identity-layout.ts';
-import { PolicyServerConfigSchema } from '../../src/cli/policy-server.ts';
+import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';

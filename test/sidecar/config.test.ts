@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
+import { EXCHANGE_DEFAULTS, loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
+import { StsConfigSchema } from '../../src/sts/config.ts';
+import { KEY_SOURCE_DEFAULTS } from '../../src/token/config.ts';
 
 const base = (overrides: Record<string, unknown>) => loadSidecarConfig({ overrides: { service: 'orders', 'policy.file': 'x.yaml', 'sts.clientId': 'orders', 'sts.issuer': 'https://sts:7000', ...overrides } });
-const refuses = (overrides: Record<string, unknown>, key: RegExp) => assert.throws(() => base(overrides), (error: unknown) => error instanceof ConfigError && key.test(error.key));
+const refuses = (overrides: Record<string, unknown>, key: RegExp, code = 'BATON_CONFIG_INVALID') =>
+  assert.throws(
+    () => base(overrides),
+    (error: unknown) => error instanceof ConfigError && key.test(error.key) && error.code === code,
+  );
 
 describe('sidecar transport configuration', () => {
   it('defaults to mtls, tls_client_auth and required client certificates, with no secret needed', () => {
@@ -16,7 +22,7 @@ describe('sidecar transport configuration', () => {
 
   it('refuses plain http:// mesh URLs in mtls mode', () => {
     refuses({ 'sts.issuer': 'http://sts:7000' }, /^sts\.issuer$/);
-    refuses({ 'policy.url': 'http://policy:7300', 'policy.file': undefined }, /^policy\.url$/);
+    refuses({ 'policy.url': 'http://policy:7300', 'policy.publicKey': '/etc/baton/policy.pub.pem', 'policy.file': undefined }, /^policy\.url$/);
     refuses({ upstreams: { payments: 'http://payments:7070' } }, /^upstreams\.payments$/);
   });
 
@@ -26,5 +32,80 @@ describe('sidecar transport configuration', () => {
     refuses({ 'transport.mode': 'plaintext', 'sts.issuer': 'http://sts:7000', 'sts.authMethod': 'tls_client_auth' }, /^sts\.authMethod$/);
     refuses({ 'transport.mode': 'plaintext', 'sts.issuer': 'http://sts:7000', 'sts.clientSecret': 's', 'inbound.plaintextPort': 8081 }, /^inbound\.plaintextPort$/);
     assert.equal(stsAuthMethod(base({ 'transport.mode': 'plaintext', 'sts.issuer': 'http://sts:7000', 'sts.clientSecret': 's' })), 'client_secret_basic');
+  });
+});
+
+describe('sidecar tunables', () => {
+  it('applies the documented defaults for the exchanger, the breaker, issuer keys, clock skew and chain depth', () => {
+    const config = base({});
+    assert.deepEqual(config.exchange, { expiryMarginSeconds: 30, refreshAheadSeconds: 60, refusalCacheMs: 5_000, connectTimeoutMs: 1_000, timeoutMs: 2_000, breaker: { failureThreshold: 5, openMs: 1_000, maxOpenMs: 30_000 } });
+    assert.deepEqual(config.jwks, { refreshIntervalMs: 300_000, cooldownMs: 30_000, maxStaleMs: 86_400_000, timeoutMs: 2_000 });
+    assert.equal(config.limits.clockToleranceSeconds, 30);
+    assert.equal(config.connectTimeoutMs, 5_000);
+    assert.equal(config.limits.maxTokenBytes, 8192);
+    assert.deepEqual({ wait: config.policy.waitSeconds, min: config.policy.minBackoffMs, max: config.policy.maxBackoffMs, age: config.policy.maxAgeSeconds }, { wait: 30, min: 500, max: 30_000, age: 86_400 });
+    // The factories' fallbacks are the same constants the schema defaults to.
+    assert.deepEqual(config.exchange, EXCHANGE_DEFAULTS);
+    assert.deepEqual(config.jwks, KEY_SOURCE_DEFAULTS);
+  });
+
+  it('has one chain-depth default with the STS: the policy language ceiling', () => {
+    assert.equal(base({}).limits.maxActDepth, 64);
+    assert.equal(StsConfigSchema.properties.maxChainDepth.default, 64);
+  });
+
+  it('takes a tunable from the environment', () => {
+    const config = loadSidecarConfig({ env: { BATON_EXCHANGE__BREAKER__OPEN_MS: '2500', BATON_JWKS__COOLDOWN_MS: '0' }, overrides: { service: 'orders', 'policy.file': 'x.yaml', 'sts.clientId': 'orders', 'sts.issuer': 'https://sts:7000' } });
+    assert.equal(config.exchange.breaker.openMs, 2500);
+    assert.equal(config.jwks.cooldownMs, 0);
+  });
+
+  it('refuses a bad value, naming its key', () => {
+    refuses({ 'exchange.breaker.failureThreshold': 0 }, /^exchange\.breaker\.failureThreshold$/);
+    refuses({ 'exchange.expiryMarginSeconds': -1 }, /^exchange\.expiryMarginSeconds$/);
+    refuses({ 'exchange.refusalCacheMs': 1.5 }, /^exchange\.refusalCacheMs$/);
+    refuses({ 'jwks.maxStaleMs': 10 }, /^jwks\.maxStaleMs$/);
+    refuses({ 'limits.maxActDepth': 65 }, /^limits\.maxActDepth$/);
+    refuses({ 'limits.clockToleranceSeconds': 301 }, /^limits\.clockToleranceSeconds$/);
+    refuses({ 'policy.waitSeconds': 61 }, /^policy\.waitSeconds$/);
+    refuses({ 'exchange.breaker.openMS': 10 }, /^exchange\.breaker\.openMS$/, 'BATON_CONFIG_UNKNOWN_KEY');
+  });
+
+  it('refuses the shared atoms the same way in every part: ports, log level, DNS-1123 names', () => {
+    refuses({ 'inbound.port': 65_536 }, /^inbound\.port$/);
+    refuses({ 'outbound.defaultUpstreamPort': 0 }, /^outbound\.defaultUpstreamPort$/);
+    refuses({ logLevel: 'verbose' }, /^logLevel$/);
+    refuses({ service: 'Orders' }, /^service$/);
+    refuses({ 'spiffe.namespace': 'shop_eu' }, /^spiffe\.namespace$/);
+    assert.equal(base({ 'inbound.port': 0 }).inbound.port, 0, '0 picks a free port to listen on');
+  });
+});
+
+describe('sidecar cross-field checks run at load, not in wiring', () => {
+  it('refuses a breaker whose longest open period is shorter than its first', () => {
+    refuses({ 'exchange.breaker.openMs': 5_000, 'exchange.breaker.maxOpenMs': 1_000 }, /^exchange\.breaker\.maxOpenMs$/);
+    assert.equal(base({ 'exchange.breaker.openMs': 5_000, 'exchange.breaker.maxOpenMs': 5_000 }).exchange.breaker.maxOpenMs, 5_000);
+  });
+
+  it('refuses issuer keys that would be stale before the next refresh', () => {
+    refuses({ 'jwks.refreshIntervalMs': 60_000, 'jwks.maxStaleMs': 60_000 }, /^jwks\.maxStaleMs$/);
+  });
+
+  it('refuses no policy source, two policy sources, and a policy URL without its key', () => {
+    refuses({ policy: {} }, /^policy$/);
+    refuses({ 'policy.url': 'https://policy:7300', 'policy.publicKey': '/k.pem' }, /^policy$/);
+    refuses({ 'policy.file': undefined, 'policy.url': 'https://policy:7300' }, /^policy\.publicKey$/);
+  });
+
+  it('refuses policy retry delays that cannot grow', () => {
+    refuses({ 'policy.minBackoffMs': 2_000, 'policy.maxBackoffMs': 1_000 }, /^policy\.maxBackoffMs$/);
+  });
+
+  it('refuses introspection on two external issuers', () => {
+    const introspection = { clientId: 'baton', clientSecret: 's' };
+    refuses(
+      { externalIssuers: [{ issuer: 'https://a.example', introspection }, { issuer: 'https://b.example', introspection }] },
+      /^externalIssuers\.1\.introspection$/,
+    );
   });
 });

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../src/config/config-error.ts';
+import { DEFAULT_PREPUBLISH_SECONDS } from '../../src/sts/config.ts';
 import { baseConfig, writeStsConfig } from './helpers/sts-fixture.ts';
 
-const refuses = (raw: Record<string, unknown>, key: RegExp) =>
-  assert.throws(() => writeStsConfig(raw), (error: unknown) => error instanceof ConfigError && key.test(error.key));
+const refuses = (raw: Record<string, unknown>, key: RegExp, code = 'BATON_CONFIG_INVALID') =>
+  assert.throws(() => writeStsConfig(raw), (error: unknown) => error instanceof ConfigError && key.test(error.key) && error.code === code);
 
 describe('sts config', () => {
   it('applies the defaults the docs promise', (t) => {
@@ -87,5 +88,32 @@ describe('sts transport configuration', () => {
   it('refuses an http:// issuer or policy URL in mtls mode', () => {
     refuses(mtls({ issuer: 'http://sts:7000' }), /^issuer$/);
     refuses(mtls({ policy: { url: 'http://policy:7300', publicKey: 'k.pem' } }), /^policy\.url$/);
+  });
+});
+
+describe('sts tunables', () => {
+  it('applies the documented defaults for chain depth, clock skew, issuer keys and key prepublication', (t) => {
+    const file = writeStsConfig(baseConfig({ issuer: 'http://127.0.0.1:7000' }));
+    t.after(() => file.remove());
+    assert.equal(file.config.maxChainDepth, 64);
+    assert.equal(file.config.clockToleranceSeconds, 30);
+    assert.equal(file.config.policy.readyTimeoutMs, 10_000);
+    assert.equal(file.config.policy.waitSeconds, 30, 'the same policy block as the sidecar');
+    assert.deepEqual(file.config.jwks, { refreshIntervalMs: 300_000, cooldownMs: 30_000, maxStaleMs: 86_400_000, timeoutMs: 2_000 });
+    // A new key waits in /jwks for one verifier refresh plus the /jwks max-age.
+    assert.equal(DEFAULT_PREPUBLISH_SECONDS, file.config.jwks.refreshIntervalMs / 1000 + 60);
+  });
+
+  it('refuses a bad value, naming its key', () => {
+    const base = baseConfig({ issuer: 'http://sts' });
+    refuses({ ...base, maxChainDepth: 65 }, /^maxChainDepth$/);
+    refuses({ ...base, jwks: { cooldownMs: -1 } }, /^jwks\.cooldownMs$/);
+    refuses({ ...base, port: 65_536 }, /^port$/);
+    refuses({ ...base, logLevel: 'verbose' }, /^logLevel$/);
+    refuses({ ...base, jwks: { coolDownMs: 1 } }, /^jwks\.coolDownMs$/, 'BATON_CONFIG_UNKNOWN_KEY');
+  });
+
+  it('refuses at load issuer keys that would be stale before the next refresh', () => {
+    refuses({ ...baseConfig({ issuer: 'http://sts' }), jwks: { refreshIntervalMs: 600_000, maxStaleMs: 300_000 } }, /^jwks\.maxStaleMs$/);
   });
 });

@@ -15,6 +15,7 @@ import { policyFromJSON } from '../language/parse.ts';
 import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, PolicyDocumentMalformedError, verifyPolicy } from './signing.ts';
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createPolicyHolder, type PolicySource } from './source.ts';
+import { POLICY_CLIENT_DEFAULTS } from './config.ts';
 
 
 export const PolicyServerUnavailableError = defineError({ code: 'BATON_POLICY_SERVER_UNAVAILABLE', status: 503, title: 'Policy server unavailable' });
@@ -31,10 +32,10 @@ export interface PolicyClientOptions {
   readonly dispatcher?: Dispatcher;
   /** ms since the epoch. */
   readonly now?: () => number;
-  /** Retry delays after a failure: exponential from min to max, with jitter. Defaults 500 ms and 30 s. */
+  /** Retry delays after a failure: exponential from min to max, with jitter. Defaults: POLICY_CLIENT_DEFAULTS (./config.ts). */
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
-  /** How long the server may hold each long-poll. Default 30 s (the server caps it at 60). */
+  /** How long the server may hold each long-poll (the server caps it at its maxWaitSeconds). */
   readonly waitSeconds?: number;
   /** Largest signed document accepted. Default 4 MiB. */
   readonly maxBytes?: number;
@@ -59,9 +60,9 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   const key = importPolicyVerificationKey(options.publicKey);
   const endpoint = callgraphUrl(options.url);
   const now = options.now ?? Date.now;
-  const minBackoffMs = options.minBackoffMs ?? 500;
-  const maxBackoffMs = Math.max(options.maxBackoffMs ?? 30_000, minBackoffMs);
-  const waitSeconds = options.waitSeconds ?? 30;
+  const minBackoffMs = options.minBackoffMs ?? POLICY_CLIENT_DEFAULTS.minBackoffMs;
+  const maxBackoffMs = Math.max(options.maxBackoffMs ?? POLICY_CLIENT_DEFAULTS.maxBackoffMs, minBackoffMs);
+  const waitSeconds = options.waitSeconds ?? POLICY_CLIENT_DEFAULTS.waitSeconds;
   const maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
   const holder = createPolicyHolder(logger);
   const state = options.stateFile === undefined ? undefined : createPolicyStateFile(options.stateFile, logger);

@@ -15,12 +15,12 @@ import { secureContextOptions } from '../../identity/tls.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from 'pino';
 import { policyToJSON } from '../language/parse.ts';
+import { DEFAULT_REISSUE_SECONDS, MAX_WAIT_SECONDS } from './config.ts';
 import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
 
 import type { LoadedPolicy } from '../language/load.ts';
 import type { PolicyWatcher } from './watch.ts';
 
-export const MAX_WAIT_SECONDS = 60;
 
 export const PolicyWaitInvalidError = defineError({ code: 'BATON_POLICY_WAIT_INVALID', status: 400, title: 'Invalid wait parameter' });
 export const PolicyNotReadyError = defineError({ code: 'BATON_POLICY_NOT_READY', status: 503, title: 'No valid policy loaded yet' });
@@ -160,7 +160,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
       logger.error({ err: error }, 'policy could not be re-signed; still serving the previous signature');
     });
   };
-  const reissueSeconds = options.reissueSeconds ?? 3600;
+  const reissueSeconds = options.reissueSeconds ?? DEFAULT_REISSUE_SECONDS;
   const reissueTimer = reissueSeconds > 0 ? setInterval(reissue, reissueSeconds * 1000).unref() : undefined;
 
 

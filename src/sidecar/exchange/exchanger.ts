@@ -20,6 +20,7 @@ import { createCircuitBreaker } from './circuit-breaker.ts';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
 import { type ClientAuthMethod, createStsClient } from './sts-client.ts';
 import type { CachedToken, TokenCache } from './token-cache.ts';
+import { EXCHANGE_DEFAULTS } from '../config.ts';
 
 export interface IssuedToken {
   readonly accessToken: string;
@@ -75,7 +76,8 @@ export interface TokenExchangerOptions {
   readonly negativeTtlMs?: number;
   readonly breaker?: { readonly failureThreshold: number; readonly openMs: number; readonly maxOpenMs?: number };
   readonly connectTimeoutMs?: number;
-  readonly headersTimeoutMs?: number;
+  /** The STS's time to response headers, and the longest pause in its body. */
+  readonly timeoutMs?: number;
   readonly logger: Logger;
   /** Milliseconds. */
   readonly now?: () => number;
@@ -86,23 +88,19 @@ const NEGATIVE_CACHE_MAX = 10_000;
 export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
   const now = options.now ?? Date.now;
   const { cache, logger } = options;
-  const marginSec = options.expiryMarginSec ?? 30;
-  const refreshAheadSec = options.refreshAheadSec ?? 60;
-  const negativeTtlMs = options.negativeTtlMs ?? 5_000;
-  const breaker = createCircuitBreaker({
-    failureThreshold: options.breaker?.failureThreshold ?? 5,
-    openMs: options.breaker?.openMs ?? 1_000,
-    maxOpenMs: options.breaker?.maxOpenMs ?? 30_000,
-    now,
-  });
+  // Fallbacks for callers outside the sidecar's config (tests, the benchmark): the schema's defaults.
+  const marginSec = options.expiryMarginSec ?? EXCHANGE_DEFAULTS.expiryMarginSeconds;
+  const refreshAheadSec = options.refreshAheadSec ?? EXCHANGE_DEFAULTS.refreshAheadSeconds;
+  const negativeTtlMs = options.negativeTtlMs ?? EXCHANGE_DEFAULTS.refusalCacheMs;
+  const breaker = createCircuitBreaker({ ...(options.breaker ?? EXCHANGE_DEFAULTS.breaker), now });
   const sts = createStsClient({
     tokenEndpoint: options.tokenEndpoint,
     clientId: options.clientId,
     clientSecret: options.clientSecret,
     ...(options.authMethod === undefined ? {} : { authMethod: options.authMethod }),
     ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
-    ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
-    ...(options.headersTimeoutMs === undefined ? {} : { headersTimeoutMs: options.headersTimeoutMs }),
+    connectTimeoutMs: options.connectTimeoutMs ?? EXCHANGE_DEFAULTS.connectTimeoutMs,
+    timeoutMs: options.timeoutMs ?? EXCHANGE_DEFAULTS.timeoutMs,
   });
   const inflight = new Map<string, Promise<CachedToken>>();
   const refusals = new Map<string, { until: number; oauthError: string }>();

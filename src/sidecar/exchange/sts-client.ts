@@ -19,9 +19,9 @@ export interface StsClientOptions {
   readonly clientSecret?: string | undefined;
   readonly authMethod?: ClientAuthMethod;
   readonly dispatcher?: Dispatcher;
-  readonly connectTimeoutMs?: number;
-  readonly headersTimeoutMs?: number;
-  readonly bodyTimeoutMs?: number;
+  readonly connectTimeoutMs: number;
+  /** Time to response headers, and the longest pause in the body. */
+  readonly timeoutMs: number;
   readonly maxResponseBytes?: number;
 }
 
@@ -40,7 +40,7 @@ export interface StsClient {
 
 export function createStsClient(options: StsClientOptions): StsClient {
   const endpoint = new URL(options.tokenEndpoint);
-  const ownPool = options.dispatcher === undefined ? new Pool(endpoint.origin, { connect: { timeout: options.connectTimeoutMs ?? 1_000 }, connections: 32 }) : undefined;
+  const ownPool = options.dispatcher === undefined ? new Pool(endpoint.origin, { connect: { timeout: options.connectTimeoutMs }, connections: 32 }) : undefined;
   const dispatcher = options.dispatcher ?? (ownPool as Dispatcher);
   const method = options.authMethod ?? 'client_secret_basic';
   const maxBytes = options.maxResponseBytes ?? 64 * 1024;
@@ -70,8 +70,8 @@ export function createStsClient(options: StsClientOptions): StsClient {
           method: 'POST',
           headers,
           body: form.toString(),
-          headersTimeout: options.headersTimeoutMs ?? 2_000,
-          bodyTimeout: options.bodyTimeoutMs ?? 2_000,
+          headersTimeout: options.timeoutMs,
+          bodyTimeout: options.timeoutMs,
         });
       } catch (cause) {
         throw new StsUnavailableError(`expected an answer from the token endpoint, got ${errorName(cause)}`, { cause });

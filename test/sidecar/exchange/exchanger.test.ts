@@ -175,7 +175,7 @@ describe('token exchanger', () => {
   });
 
   it('gives up on an STS that does not answer within the headers timeout', async () => {
-    const x = exchanger({ headersTimeoutMs: 200 });
+    const x = exchanger({ timeoutMs: 200 });
     sts.mode = 'hang';
     const started = Date.now();
     await assert.rejects(exchange(x), StsUnavailableError);
