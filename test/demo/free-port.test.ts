@@ -56,11 +56,12 @@ describe('freePort reservations across processes', () => {
   });
 
   it('honours a reservation made by another process', async () => {
-    const port = 10_000 + 7_000 + Math.floor(Math.random() * 10_000);
-    // Another process (a real one) reserves the port the draw will land on.
+    // Another process (a real one) reserves a port nobody holds yet, and says which.
     const { spawnSync } = await import('node:child_process');
-    const child = spawnSync(process.execPath, ['-e', `import('${new URL('../../src/demo/free-port.ts', import.meta.url).href}').then((m) => process.stdout.write(String(m.reserve(${port}))))`], { encoding: 'utf8' });
-    assert.equal(child.stdout, 'true', child.stderr);
+    const script = `import('${new URL('../../src/demo/free-port.ts', import.meta.url).href}').then((m) => { for (;;) { const p = 17000 + Math.floor(Math.random() * 10000); if (m.reserve(p)) { process.stdout.write(String(p)); return; } } })`;
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    const port = Number(child.stdout);
+    assert.ok(Number.isInteger(port) && port >= 17_000, child.stderr);
     assert.equal(reserve(port), false);
     let draws = 0;
     const got = await freePort(() => (draws++ === 0 ? (port - 10_000 + 0.5) / (32_768 - 10_000) : Math.random()));
@@ -69,8 +70,13 @@ describe('freePort reservations across processes', () => {
   });
 
   it('takes over a reservation older than the window', () => {
-    const port = 10_000 + 7_000 + Math.floor(Math.random() * 10_000);
-    assert.equal(reserve(port), true);
+    // A port nobody on the machine holds now (other test files reserve ports as this one runs).
+    let port = 0;
+    for (let tries = 0; tries < 100 && port === 0; tries++) {
+      const candidate = 10_000 + 7_000 + Math.floor(Math.random() * 10_000);
+      if (reserve(candidate)) port = candidate;
+    }
+    assert.notEqual(port, 0, 'found an unreserved port');
     assert.equal(reserve(port), false);
     assert.equal(reserve(port, Date.now() + RESERVATION_MS + 1_000), true);
     assert.ok(existsSync(join(RESERVATIONS_DIR, String(port))));
