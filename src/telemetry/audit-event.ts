@@ -203,12 +203,16 @@ const MESSAGES: { readonly [N in AuditEventName]: string } = {
   token_refused: 'token refused',
 };
 
+function messageOf(event: AuditEvent): string {
+  return event.event === 'token_decision' && event.decision === 'would_deny' ? 'policy would deny; shadow mode lets the token be minted' : MESSAGES[event.event];
+}
+
 /**
  * Writes one audit line through the component's pino logger, which adds
  * `time`, `service` and, inside a span, `trace_id`/`span_id`. Never pass a
  * token or a `baton-context` handle: no variant has a field for one.
  */
-export function writeAuditEvent(logger: Logger, event: AuditEvent, msg: string = MESSAGES[event.event]): void {
+export function writeAuditEvent(logger: Logger, event: AuditEvent, msg: string = messageOf(event)): void {
   if (event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny')) logger.warn(event, msg);
   else logger.info(event, msg);
 }

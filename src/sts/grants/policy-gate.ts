@@ -36,7 +36,7 @@ export function gateTokenRequest(policy: CompiledPolicy, input: DecisionInput, m
   recordIssuanceOutcome({ rule: decision.rule, decision: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny' });
   if (decision.allowed) return decision;
   if (decision.mode === 'shadow') {
-    writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: decision.rule, decision: 'would_deny', cause: decision.cause, reason: decision.reason }, 'policy would deny; shadow mode lets the token be minted');
+    writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: decision.rule, decision: 'would_deny', cause: decision.cause, reason: decision.reason });
     return decision;
   }
   throw refuse(decision, logger, audit);
