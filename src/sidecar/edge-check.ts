@@ -4,7 +4,9 @@
  * `would_deny`), or stop with 403 naming the rule — 401 with an RFC 9470
  * step-up challenge when only the `acr` was short.
  */
-import type { CompiledPolicy, Decision, DecisionInput } from '../policy/language/decision.ts';
+import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../policy/language/decision.ts';
+import type { BatonError } from '../core/errors.ts';
+import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordDecisionSpan } from '../telemetry/decision-span.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
@@ -31,8 +33,8 @@ export interface EdgeContext {
   readonly bound?: boolean;
 }
 
-/** Decides, audits, and throws when the call must stop. */
-export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context: EdgeContext): Decision {
+/** The sidecar's check of one call against the call graph: decides, audits, and throws when the call must stop. */
+export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, context: EdgeContext): Decision {
   const decision = policy.decide(input);
   const outcome = decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny';
   context.metrics.decision(decision.rule, outcome);
@@ -42,38 +44,41 @@ export function checkEdge(policy: CompiledPolicy, input: DecisionInput, context:
     { direction: context.direction, subject: context.subject, subjectIssuer: context.subjectIssuer, chain: input.chain, target: input.target, txn: context.txn, policyVersion: context.policyVersion, rule: decision.rule, decision: outcome, cause: decision.allowed ? undefined : decision.cause },
     context.pseudonym,
   );
-  // The audit line: who, through whom, to what, which rule, what answer. Never a token or a handle.
-  // `service` comes from the logger's base binding and trace_id/span_id from its mixin
-  // (src/telemetry/logger.ts): written here too, the key would appear twice in the line.
-  context.logger.info(
-    {
-      event: 'decision',
-      direction: context.direction,
-      subject: context.subject,
-      subjectIssuer: context.subjectIssuer,
-      chain: input.chain,
-      target: input.target,
-      method: input.method,
-      path: input.path,
-      // user, scopes and acr let `baton policy observed` re-decide this call and `suggest` write its rule.
-      // acr is null when the token had none, so a reader can tell that from a line written before acr was logged.
-      user: input.user,
-      scopes: [...input.scopes],
-      acr: input.acr ?? null,
-      rule: decision.rule,
-      decision: outcome,
-      cause: decision.allowed ? undefined : decision.cause,
-      txn: context.txn,
-      request: context.request,
-      policyVersion: context.policyVersion,
-      peer: context.peer,
-      bound: context.bound,
-    },
-    'decision',
-  );
-  if (decision.allowed || decision.mode === 'shadow') return decision;
+  const refusal = decision.allowed || decision.mode === 'shadow' ? undefined : refusalOf(decision);
+  // The audit line: who, through whom, to what, which rule, what answer, and the status the caller got.
+  // Never a token or a handle. `service`, trace_id and span_id come from the logger (src/telemetry/logger.ts).
+  writeAuditEvent(context.logger, {
+    event: 'decision',
+    component: 'sidecar',
+    direction: context.direction,
+    subject: context.subject,
+    subjectIssuer: context.subjectIssuer,
+    chain: input.chain,
+    target: input.target,
+    method: input.method,
+    path: input.path,
+    // user, scopes and acr let `baton policy observed` re-decide this call and `suggest` write its rule.
+    // acr is null when the token had none, so a reader can tell that from a line written before acr was logged.
+    user: input.user,
+    scopes: [...input.scopes],
+    acr: input.acr ?? null,
+    rule: decision.rule,
+    decision: outcome,
+    cause: decision.allowed ? undefined : decision.cause,
+    status: refusal?.status,
+    txn: context.txn,
+    request: context.request,
+    policyVersion: context.policyVersion,
+    peer: context.peer,
+    bound: context.bound,
+  });
+  if (refusal !== undefined) throw refusal;
+  return decision;
+}
+
+function refusalOf(decision: Deny): BatonError {
   if (decision.cause === 'acr' && decision.acrValues !== undefined && decision.acrValues.length > 0) {
-    throw new StepUpRequiredError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') } });
+    return new StepUpRequiredError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') } });
   }
-  throw new PolicyDeniedError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause } });
+  return new PolicyDeniedError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause } });
 }

@@ -15,13 +15,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, context } from '@opentelemetry/api';
+import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import { armBodyDeadline } from './body-deadline.ts';
 import type { ContextHandles, PolicyView, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
-import { checkEdge } from './edge-check.ts';
+import { checkSidecarEdge } from './edge-check.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
@@ -99,7 +100,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     // 4. The chain the token carries, against the policy for this method and path. The request id
     //    continues the caller's when the caller is a mesh service, and starts here otherwise.
     const request = (verified.kind === 'mesh' ? options.requestIds.accept(req.headers[REQUEST_HEADER]) : undefined) ?? options.requestIds.mint();
-    checkEdge(
+    checkSidecarEdge(
       policy,
       { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user, subjectIssuer: verified.subjectIssuer },
       {
@@ -186,7 +187,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
           // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
           span?.setAttribute('error.type', problem.code);
         }
-        if (problem.status >= 500) logger.warn({ event: 'inbound_failed', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        if (problem.status >= 500) writeAuditEvent(logger, { event: 'request_failed', component: 'sidecar', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, tokenSeen.present);
         requests.done(problem.status, problem.code, (performance.now() - started) / 1000);

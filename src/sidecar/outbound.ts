@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
+import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
 import { type EgressTarget, type Endpoint, batonTracer, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
 import type { MeshClient } from '../identity/mesh-client.ts';
@@ -25,7 +26,7 @@ import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import type { IssuedToken } from './exchange/exchanger.ts';
 import type { ContextHandles, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
-import { checkEdge } from './edge-check.ts';
+import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
 import type { CertificateBinding } from './exchange/exchanger.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
@@ -132,7 +133,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     }
 
     // 4. The edge this call would add, checked before the STS is asked (it would refuse too, but later).
-    checkEdge(
+    checkSidecarEdge(
       policy,
       subject === undefined
         ? // The service token's scopes are not known before it is minted; the most the STS could grant on this edge is.
@@ -227,7 +228,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
       },
       (error: unknown) => {
         const problem = asBatonError(error);
-        if (problem.status >= 500) logger.warn({ event: 'outbound_failed', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
+        if (problem.status >= 500) writeAuditEvent(logger, { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
         req.resume();
         sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
         call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);

@@ -14,7 +14,9 @@ import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
 import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
+import type { PolicySnapshot } from '../policy/distribution/source.ts';
 import type { CompiledPolicy } from '../policy/language/decision.ts';
+import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordErrorType, tracingActive } from '../telemetry/http-spans.ts';
 import type { Logger } from 'pino';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
@@ -44,6 +46,7 @@ import { createSubjectTokenVerifier } from './subject-token.ts';
 /** The part of a policy source the STS needs (src/policy/distribution/source.ts `PolicySource` fits). */
 export interface StsPolicySource {
   current(): CompiledPolicy | undefined;
+  snapshot(): PolicySnapshot | undefined;
   ready(): boolean;
 }
 
@@ -108,7 +111,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     issuer: config.issuer,
     tokenTtlSeconds: config.tokenTtlSeconds,
     maxChainDepth: config.maxChainDepth,
-    policy: () => deps.policy.current(),
+    policy: () => deps.policy.snapshot(),
     audiences: createAudienceResolver(config.resources),
     subjectTokens,
     actorTokens: createActorTokenVerifier({
@@ -236,11 +239,10 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     const error = asBatonError(raw);
     // The SERVER span says why: its error.type is the refusal's stable code.
     recordErrorType(error.code);
-    if (error.status >= 500) {
-      logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
-    } else {
-      logger.info({ event: 'refused', code: error.code, oauthError: error.oauthError, status: error.status, path: request.url.split('?')[0] }, error.message);
-    }
+    if (error.status >= 500) logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
+    // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
+    const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
+    writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, status: error.status, error: path === '/token' ? toOAuthError(error).error : undefined, path }, error.message);
     if (request.url.split('?')[0] === '/token') {
       const outcome = toOAuthError(error).error;
       metrics.tokenRequest(grantOf.get(request) ?? 'other', outcome, elapsedSeconds(request));

@@ -12,12 +12,14 @@
  * request whose outbound check, by the same client for the same target,
  * came last before it.
  *
- * Log files hold much more than audit lines; anything that is not a JSON
- * object (after an optional `docker compose logs` prefix) is skipped.
+ * Log files hold much more than audit lines; anything the one audit-line
+ * parser (./audit-event.ts) does not read is skipped. Each event says who
+ * wrote it and the status the caller got, as its line recorded them.
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { defineError } from '../core/errors.ts';
+import { type AuditComponent, type AuditDirection, type AuditEventName, type AuditLine, parseAuditLine } from './audit-event.ts';
 
 export const AuditInputUnreadableError = defineError({ code: 'BATON_AUDIT_INPUT_UNREADABLE', status: 400, title: 'Audit log input cannot be read' });
 
@@ -28,20 +30,25 @@ export interface AuditQuery {
   readonly request?: string;
 }
 
-/** One audit event: a sidecar's decision, or the STS issuing or refusing a token. */
-export interface AuditEvent {
+/** One audit line as the trail shows it: a sidecar's decision or failure, or the STS deciding, issuing or refusing. */
+export interface TrailEvent {
   readonly time: string | undefined;
   readonly service: string;
-  /** inbound | outbound (sidecars), sts (token endpoint), or the line's event name for other lines. */
-  readonly direction: string;
+  /** Who wrote the line. */
+  readonly component: AuditComponent;
+  readonly event: AuditEventName;
+  /** Sidecar lines: which port. */
+  readonly direction: AuditDirection | undefined;
   readonly chain: readonly string[];
   readonly target: string | undefined;
+  /** The HTTP method (sidecars) or the grant (STS). */
   readonly method: string | undefined;
   readonly path: string | undefined;
   readonly rule: string | undefined;
   readonly decision: string | undefined;
+  /** Why it was not allowed: the policy's cause, the OAuth error, or the error code. */
   readonly cause: string | undefined;
-  /** The HTTP status the decision leads to, where the line implies one. */
+  /** The HTTP status the caller got, when the line recorded one. */
   readonly status: number | undefined;
   readonly txn: string | undefined;
   /** The request the event belongs to: from the line, or attributed (STS lines). */
@@ -57,8 +64,8 @@ export interface RequestTrail {
   /** Undefined for lines that belong to no single request (old lines without `request`, an STS line with nothing to attach to). */
   readonly request: string | undefined;
   readonly hops: readonly string[];
-  readonly events: readonly AuditEvent[];
-  readonly deniedAt: AuditEvent | undefined;
+  readonly events: readonly TrailEvent[];
+  readonly deniedAt: TrailEvent | undefined;
 }
 
 export interface AuditTrail {
@@ -66,17 +73,16 @@ export interface AuditTrail {
   readonly traceIds: readonly string[];
   /** Services the call reached, in order: the entry hop, then each inbound decision's service. */
   readonly hops: readonly string[];
-  readonly events: readonly AuditEvent[];
+  readonly events: readonly TrailEvent[];
   /** The first enforced denial, if the chain was stopped. */
-  readonly deniedAt: AuditEvent | undefined;
+  readonly deniedAt: TrailEvent | undefined;
   /** The events split by request, in the order the requests began. */
   readonly requests: readonly RequestTrail[];
 }
 
-type Line = Record<string, unknown>;
-
-export function readLogLines(paths: readonly string[]): Line[] {
-  const lines: Line[] = [];
+/** Every audit line in the files and directories given, parsed by the one audit-line parser. */
+export function readLogLines(paths: readonly string[]): AuditLine[] {
+  const lines: AuditLine[] = [];
   for (const path of paths) {
     let files: string[];
     try {
@@ -86,21 +92,15 @@ export function readLogLines(paths: readonly string[]): Line[] {
     }
     for (const file of files) {
       for (const raw of readFileSync(file, 'utf8').split('\n')) {
-        const start = raw.indexOf('{');
-        if (start === -1) continue;
-        try {
-          const parsed: unknown = JSON.parse(raw.slice(start));
-          if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) lines.push(parsed as Line);
-        } catch {
-          // not a log line
-        }
+        const line = parseAuditLine(raw);
+        if (line !== undefined) lines.push(line);
       }
     }
   }
   return lines;
 }
 
-export function reconstructTrail(lines: readonly Line[], query: AuditQuery): AuditTrail {
+export function reconstructTrail(lines: readonly AuditLine[], query: AuditQuery): AuditTrail {
   const txns = new Set<string>();
   const traceIds = new Set<string>();
   if (query.txn !== undefined) txns.add(query.txn);
@@ -108,9 +108,9 @@ export function reconstructTrail(lines: readonly Line[], query: AuditQuery): Aud
   if (query.request !== undefined) {
     // A request's own lines, then the STS lines of its txns (attributed below, then filtered).
     for (const line of lines) {
-      if (text(line.request) !== query.request) continue;
-      const txn = text(line.txn);
-      const traceId = text(line.trace_id);
+      if (requestOf(line) !== query.request) continue;
+      const txn = txnOf(line);
+      const traceId = line.traceId;
       if (txn !== undefined) txns.add(txn);
       if (traceId !== undefined) traceIds.add(traceId);
     }
@@ -118,8 +118,8 @@ export function reconstructTrail(lines: readonly Line[], query: AuditQuery): Aud
     // Two passes close the join: a txn's lines name its traces, a trace's lines name its txns.
     for (let pass = 0; pass < 2; pass++) {
       for (const line of lines) {
-        const txn = text(line.txn);
-        const traceId = text(line.trace_id);
+        const txn = txnOf(line);
+        const traceId = line.traceId;
         if ((txn !== undefined && txns.has(txn)) || (traceId !== undefined && traceIds.has(traceId))) {
           if (txn !== undefined) txns.add(txn);
           if (traceId !== undefined) traceIds.add(traceId);
@@ -128,7 +128,7 @@ export function reconstructTrail(lines: readonly Line[], query: AuditQuery): Aud
     }
   }
   const matched = lines
-    .filter((line) => isAuditLine(line) && ((text(line.txn) !== undefined && txns.has(text(line.txn) as string)) || (text(line.trace_id) !== undefined && traceIds.has(text(line.trace_id) as string))))
+    .filter((line) => { const txn = txnOf(line); return (txn !== undefined && txns.has(txn)) || (line.traceId !== undefined && traceIds.has(line.traceId)); })
     .map(toEvent)
     .sort((a, b) => (a.time ?? '').localeCompare(b.time ?? '') || step(a) - step(b));
   const attributed = attributeRequests(matched);
@@ -139,12 +139,12 @@ export function reconstructTrail(lines: readonly Line[], query: AuditQuery): Aud
 }
 
 /** Gives each STS event the request it served: by shared trace, else by the outbound check that asked for it. */
-function attributeRequests(events: readonly AuditEvent[]): AuditEvent[] {
+function attributeRequests(events: readonly TrailEvent[]): TrailEvent[] {
   const requestOfTrace = new Map<string, string>();
   for (const e of events) if (e.request !== undefined && e.traceId !== undefined && !requestOfTrace.has(e.traceId)) requestOfTrace.set(e.traceId, e.request);
-  const out: AuditEvent[] = [];
+  const out: TrailEvent[] = [];
   for (const e of events) {
-    if (e.request !== undefined || e.direction !== 'sts') {
+    if (e.request !== undefined || e.component !== 'sts') {
       out.push(e);
       continue;
     }
@@ -156,8 +156,8 @@ function attributeRequests(events: readonly AuditEvent[]): AuditEvent[] {
   return out;
 }
 
-function splitByRequest(events: readonly AuditEvent[]): RequestTrail[] {
-  const groups = new Map<string | undefined, AuditEvent[]>();
+function splitByRequest(events: readonly TrailEvent[]): RequestTrail[] {
+  const groups = new Map<string | undefined, TrailEvent[]>();
   for (const e of events) {
     const group = groups.get(e.request);
     if (group === undefined) groups.set(e.request, [e]);
@@ -166,57 +166,67 @@ function splitByRequest(events: readonly AuditEvent[]): RequestTrail[] {
   return [...groups].map(([request, grouped]) => ({ request, hops: hopsOf(grouped), events: grouped, deniedAt: grouped.find((e) => e.decision === 'deny') }));
 }
 
-function hopsOf(events: readonly AuditEvent[]): string[] {
+function hopsOf(events: readonly TrailEvent[]): string[] {
   const hops: string[] = [];
-  for (const event of events) if (event.direction === 'inbound' && hops[hops.length - 1] !== event.service) hops.push(event.service);
+  for (const event of events) if (event.event === 'decision' && event.direction === 'inbound' && hops[hops.length - 1] !== event.service) hops.push(event.service);
   return hops;
 }
 
-const DIRECTION_RANK: Readonly<Record<string, number>> = { inbound: 0, outbound: 1, sts: 2 };
+const DIRECTION_RANK: Readonly<Record<AuditDirection | AuditComponent, number>> = { inbound: 0, outbound: 1, sts: 2, sidecar: 1 };
 
 /**
  * Where an event sits in its chain, to order events logged in the same
  * millisecond: a hop's inbound check, then its outbound check, then the
  * STS minting for the next hop, then the next hop's inbound check.
  */
-function step(event: AuditEvent): number {
+function step(event: TrailEvent): number {
   const services = event.chain.length + (event.direction === 'inbound' ? 1 : 0);
-  return services * 3 + (DIRECTION_RANK[event.direction] ?? 0);
+  return services * 3 + DIRECTION_RANK[event.direction ?? event.component];
 }
 
-function isAuditLine(line: Line): boolean {
-  if (line.event === 'decision') return true;
-  // The STS's issuance and refusal lines (src/sts/grants/policy-gate.ts, token-exchange.ts, server.ts).
-  if (typeof line.grant === 'string') return true;
-  return line.event === 'refused' || line.event === 'inbound_failed' || line.event === 'outbound_failed';
+function txnOf(line: AuditLine): string | undefined {
+  return 'txn' in line.audit ? line.audit.txn : undefined;
 }
 
-function toEvent(line: Line): AuditEvent {
-  const isSts = typeof line.grant === 'string' || line.event === 'refused';
-  const decision = line.event === 'decision' ? text(line.decision) : isSts && ['allow', 'deny', 'would_deny'].includes(String(line.event)) ? text(line.event) : undefined;
-  const cause = text(line.cause) ?? text(line.oauthError) ?? text(line.code);
-  return {
-    time: typeof line.time === 'number' ? new Date(line.time).toISOString() : text(line.time),
-    service: text(line.service) ?? text(line.name) ?? 'unknown',
-    direction: isSts ? 'sts' : (text(line.direction) ?? String(line.event)),
-    chain: Array.isArray(line.chain) ? line.chain.map(String) : [],
-    target: text(line.target),
-    method: text(line.method) ?? (typeof line.grant === 'string' ? line.grant : undefined),
-    path: text(line.path),
-    rule: text(line.rule),
-    decision,
-    cause: decision === 'allow' ? undefined : cause,
-    status: typeof line.status === 'number' ? line.status : decision === 'deny' ? (cause === 'acr' ? 401 : 403) : undefined,
-    txn: text(line.txn),
-    request: text(line.request),
-    client: isSts ? text(line.client) : undefined,
-    traceId: text(line.trace_id),
-    spanId: text(line.span_id),
+function requestOf(line: AuditLine): string | undefined {
+  return line.audit.event === 'decision' ? line.audit.request : undefined;
+}
+
+/** The trail's view of one line: each field as its writer recorded it, none inferred. */
+function toEvent(line: AuditLine): TrailEvent {
+  const base = {
+    time: line.time === undefined ? undefined : new Date(line.time).toISOString(),
+    service: line.service,
+    component: line.audit.component,
+    event: line.audit.event,
+    traceId: line.traceId,
+    spanId: line.spanId,
+    request: undefined,
+    client: undefined,
+    path: undefined,
+    rule: undefined,
+    decision: undefined,
+    cause: undefined,
+    status: undefined,
+    txn: undefined,
+    chain: [],
+    target: undefined,
+    method: undefined,
+    direction: undefined,
   };
-}
-
-function text(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' ? value : undefined;
+  const audit = line.audit;
+  switch (audit.event) {
+    case 'decision':
+      return { ...base, direction: audit.direction, chain: audit.chain, target: audit.target, method: audit.method, path: audit.path, rule: audit.rule, decision: audit.decision, cause: audit.cause, status: audit.status, txn: audit.txn, request: audit.request };
+    case 'request_failed':
+      return { ...base, direction: audit.direction, method: audit.method, cause: audit.code, status: audit.status };
+    case 'token_decision':
+      return { ...base, chain: audit.chain, target: audit.target, method: audit.grant, rule: audit.rule, decision: audit.decision, cause: audit.error ?? audit.cause, status: audit.status, txn: audit.txn, client: audit.client };
+    case 'token_issued':
+      return { ...base, chain: audit.chain, target: audit.target, method: audit.grant, rule: audit.rule, decision: audit.decision, cause: audit.cause, status: audit.status, txn: audit.txn, client: audit.client };
+    case 'token_refused':
+      return { ...base, path: audit.path, cause: audit.error ?? audit.code, status: audit.status };
+  }
 }
 
 /** The trail as an incident responder reads it: for each request, its hops, then one line per event. */
@@ -235,11 +245,11 @@ export function formatTrail(trail: AuditTrail): string {
   return out.join('\n');
 }
 
-function formatEvent(e: AuditEvent): string {
+function formatEvent(e: TrailEvent): string {
   return [
     e.time ?? '—',
     e.service.padEnd(10),
-    e.direction.padEnd(8),
+    (e.direction ?? e.component).padEnd(8),
     `chain=${e.chain.join(',') || '(entry)'}`.padEnd(24),
     `→ ${(e.target ?? '—').padEnd(10)}`,
     `${e.method ?? '—'} ${e.path ?? ''}`.trimEnd().padEnd(22),

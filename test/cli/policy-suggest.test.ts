@@ -8,8 +8,10 @@ import { runBaton } from '../helpers/process.ts';
 const dir = mkdtempSync(join(tmpdir(), 'baton-cli-suggest-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function line(fields: Record<string, unknown>): string {
-  return JSON.stringify({ level: 'info', time: '2025-03-01T10:00:00Z', event: 'decision', direction: 'inbound', user: true, txn: 't', msg: 'decision', ...fields });
+/** A sidecar decision line as baton writes it: `service` is the sidecar's (the callee inbound, the caller outbound). */
+function line(fields: Record<string, unknown> & { chain: string[]; target: string }): string {
+  const service = fields.direction === 'outbound' ? fields.chain.at(-1) : fields.target;
+  return JSON.stringify({ level: 'info', time: '2025-03-01T10:00:00Z', service, event: 'decision', component: 'sidecar', direction: 'inbound', user: true, txn: 't', msg: 'decision', ...fields });
 }
 
 const LOG = join(dir, 'mesh.log');

@@ -53,7 +53,7 @@ describe('baton audit, one request at a time, with tracing off', { timeout: 90_0
     );
     for (const request of trail.requests) assert.deepEqual(request.hops, ['gateway', 'orders', 'payments']);
     // The STS minted for the first request only (the others hit the sidecars' caches), and its lines say so.
-    const sts = trail.events.filter((e) => e.direction === 'sts');
+    const sts = trail.events.filter((e) => e.component === 'sts');
     assert.ok(sts.length >= 2, `the first request's two exchanges, got ${sts.length}`);
     assert.ok(sts.every((e) => e.request === seen[0]?.[0]?.request));
 

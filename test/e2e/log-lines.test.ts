@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMesh } from '../../src/demo/mesh.ts';
 import { postInbound, runScenarios } from '../../src/demo/scenario.ts';
+import { auditLinesOf } from '../helpers/audit-lines.ts';
 import { parseStrictJson, StrictJsonError } from '../helpers/strict-json.ts';
 
 describe('the strict JSON parser the log test relies on', () => {
@@ -63,5 +64,13 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
       assert.ok(decisions.some((d) => d.service === service && d.direction === 'inbound'), `no inbound decision line from ${service}`);
     }
     assert.ok(decisions.some((d) => d.direction === 'outbound'));
+  });
+
+  it('writes every audit line in the one schema that baton audit and policy observed read', () => {
+    const audit = auditLinesOf(lines.map(({ text }) => text).join('\n'));
+    const seen = new Set(audit.map((l) => `${l.audit.component}/${l.audit.event}`));
+    for (const kind of ['sidecar/decision', 'sts/token_issued']) assert.ok(seen.has(kind), `no ${kind} line among ${[...seen].join(', ')}`);
+    // The demo's denied chain stops at the caller's sidecar with the status the app got.
+    assert.ok(audit.some((l) => l.audit.event === 'decision' && l.audit.decision === 'deny' && l.audit.status === 403));
   });
 });

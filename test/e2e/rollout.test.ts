@@ -73,7 +73,7 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     assert.ok(decisions.some((l) => l.direction === 'inbound' && l.decision === 'would_deny' && l.rule === 'payments.accepts.charge' && l.cause === 'scope'), JSON.stringify(decisions));
     assert.ok(m.process('orders-sidecar').logs.some((l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny'));
     // The STS follows the same mode for the same rule: it mints, and says so.
-    assert.ok(m.process('sts').logs.some((l) => l.event === 'would_deny' && l.rule === 'payments.accepts.charge'));
+    assert.ok(m.process('sts').logs.some((l) => l.event === 'token_issued' && l.decision === 'would_deny' && l.rule === 'payments.accepts.charge' && l.cause === 'scope'));
 
     const metrics = await (await request(`http://127.0.0.1:${m.services.payments.admin}/metrics`)).body.text();
     assert.match(metrics, /^baton_shadow_denials_total\{target="payments",rule="payments\.accepts\.charge"\} 1$/m);

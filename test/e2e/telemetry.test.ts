@@ -259,7 +259,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.deepEqual(trail.hops, ['gateway', 'orders', 'payments']);
     assert.equal(trail.traceIds.length, 1);
     assert.equal(trail.deniedAt, undefined);
-    const rows = trail.events.map((e: Record<string, unknown>) => [e.service, e.direction, e.target, e.rule, e.decision]);
+    const rows = trail.events.map((e: Record<string, unknown>) => [e.service, e.direction ?? e.component, e.target, e.rule, e.decision]);
     assert.deepEqual(rows, [
       ['gateway', 'inbound', 'gateway', 'gateway.accepts.public-api', 'allow'],
       ['gateway', 'outbound', 'orders', 'orders.accepts.from-gateway', 'allow'],

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { parseAuditLine, parseSince, readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
+import { parseDecisionLine, parseSince, readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-audit-log-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,10 +31,12 @@ function line(fields: Record<string, unknown>): string {
 
 describe('audit log reading', () => {
   it('reads a sidecar decision line with its chain, route, rule, user, scopes and subject issuer', () => {
-    const decision = parseAuditLine(line({ subjectIssuer: 'https://idp.example.test' }));
+    const decision = parseDecisionLine(line({ subjectIssuer: 'https://idp.example.test' }));
     assert.deepEqual(decision, {
       time: Date.parse('2025-03-01T10:00:00.000Z'),
       service: 'payments',
+      event: 'decision',
+      component: 'sidecar',
       direction: 'inbound',
       chain: ['gateway', 'orders'],
       target: 'payments',
@@ -42,28 +44,26 @@ describe('audit log reading', () => {
       path: '/charges',
       rule: 'payments.accepts.charge',
       decision: 'allow',
-      cause: undefined,
       txn: 't1',
       user: true,
       scopes: ['payments:charge'],
-      acr: undefined,
       subjectIssuer: 'https://idp.example.test',
     });
   });
 
   it("reads the token's acr, telling a token without one (null) from a line written before acr was logged", () => {
-    assert.equal(parseAuditLine(line({ acr: 'urn:baton:acr:mfa' }))?.acr, 'urn:baton:acr:mfa');
-    assert.equal(parseAuditLine(line({ acr: null }))?.acr, null);
-    assert.equal(parseAuditLine(line({}))?.acr, undefined);
+    assert.equal(parseDecisionLine(line({ acr: 'urn:baton:acr:mfa' }))?.acr, 'urn:baton:acr:mfa');
+    assert.equal(parseDecisionLine(line({ acr: null }))?.acr, null);
+    assert.equal(parseDecisionLine(line({}))?.acr, undefined);
   });
 
   it('accepts a pino epoch-millisecond time and a line with a container runtime prefix', () => {
-    assert.equal(parseAuditLine(line({ time: 1_700_000_000_000 }))?.time, 1_700_000_000_000);
-    assert.equal(parseAuditLine(`2025-03-01T10:00:00Z stdout F ${line({})}`)?.target, 'payments');
+    assert.equal(parseDecisionLine(line({ time: 1_700_000_000_000 }))?.time, 1_700_000_000_000);
+    assert.equal(parseDecisionLine(`2025-03-01T10:00:00Z stdout F ${line({})}`)?.target, 'payments');
   });
 
   it('reads lines written before user and scopes were logged, leaving them unknown', () => {
-    const decision = parseAuditLine(line({ user: undefined, scopes: undefined }));
+    const decision = parseDecisionLine(line({ user: undefined, scopes: undefined }));
     assert.equal(decision?.user, undefined);
     assert.equal(decision?.scopes, undefined);
   });
@@ -72,7 +72,9 @@ describe('audit log reading', () => {
     for (const text of [
       'starting sidecar',
       '{"event":"decision",',
-      line({ event: 'inbound_failed' }),
+      line({ event: 'request_failed' }),
+      line({ component: 'sts' }),
+      line({ service: undefined }),
       line({ decision: 'maybe' }),
       line({ direction: 'sideways' }),
       line({ chain: 'gateway' }),
@@ -80,7 +82,7 @@ describe('audit log reading', () => {
       line({ target: '' }),
       JSON.stringify({ event: 'would_deny', rule: 'x', decision: 'would_deny' }),
     ]) {
-      assert.equal(parseAuditLine(text), undefined, text);
+      assert.equal(parseDecisionLine(text), undefined, text);
     }
   });
 

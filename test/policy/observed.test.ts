@@ -24,6 +24,8 @@ function decision(fields: Partial<AuditDecision> & Pick<AuditDecision, 'chain' |
     acr: null,
     subjectIssuer: undefined,
     ...fields,
+    event: 'decision',
+    component: 'sidecar',
   };
 }
 

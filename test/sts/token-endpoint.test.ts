@@ -5,6 +5,8 @@ import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { startTestIdp, type TestIdp } from './helpers/idp.ts';
 import { type InProcessSts, startInProcessSts } from './helpers/in-process.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from './helpers/sts-fixture.ts';
+import { TokenMethodNotAllowedError } from '../../src/sts/oauth-errors.ts';
+import { auditLinesOf } from '../helpers/audit-lines.ts';
 
 const ISSUER = 'http://sts.test';
 
@@ -285,6 +287,18 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     const response = await sts.server.app.inject({ method: 'GET', url: '/nope' });
     assert.equal(response.statusCode, 404);
     assert.match(String(response.headers['content-type']), /application\/problem\+json/);
+  });
+
+  it('writes every grant, policy refusal and error answer as an audit line the one parser reads, with the status the client got', () => {
+    const lines = auditLinesOf(sts.logs.join(''));
+    const issued = lines.flatMap((l) => (l.audit.event === 'token_issued' ? [l.audit] : []));
+    assert.ok(issued.some((e) => e.grant === 'token-exchange' && e.status === 200 && Number.isInteger(e.policyVersion)));
+    assert.ok(issued.some((e) => e.grant === 'client_credentials' && e.subjectIssuer !== undefined));
+    // client_credentials for an edge the policy lacks: the gate's decision, then the error answer, both with what the client got.
+    assert.ok(lines.some((l) => l.audit.event === 'token_decision' && l.audit.decision === 'deny' && l.audit.error === 'invalid_target' && l.audit.status === 400));
+    assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.error === 'invalid_client' && l.audit.status === 401 && l.audit.path === '/token'));
+    assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.code === TokenMethodNotAllowedError.code && l.audit.status === 405));
+    assert.ok(lines.every((l) => l.audit.component === 'sts' && l.service === 'sts-test'));
   });
 
   it('never writes a token or a secret into its logs', () => {

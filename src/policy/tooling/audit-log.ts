@@ -1,6 +1,7 @@
 /**
  * Reads the sidecars' audit trail back: the pino JSON line each sidecar
- * writes per call-graph decision (`event: 'decision'`, src/sidecar/edge-check.ts).
+ * writes per call-graph decision (`event: 'decision'`, parsed by
+ * src/telemetry/audit-event.ts, the one parser of audit lines).
  * Log files hold much more than decisions — startup lines, warnings, a
  * container runtime's prefix-less noise — so every line that is not a
  * well-formed decision is skipped and counted, never fatal: a report over
@@ -10,38 +11,20 @@ import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { defineError } from '../../core/errors.ts';
+import { parseAuditLine, type SidecarDecisionEvent } from '../../telemetry/audit-event.ts';
 
 export const AuditLogUnreadableError = defineError({ code: 'BATON_AUDIT_LOG_UNREADABLE', status: 400, title: 'Audit log path cannot be read' });
 export const BadSinceError = defineError({ code: 'BATON_AUDIT_BAD_SINCE', status: 400, title: 'Unusable --since value' });
 
-export type AuditOutcome = 'allow' | 'deny' | 'would_deny';
-const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(['allow', 'deny', 'would_deny']);
-
-/** One decision a sidecar recorded. */
-export interface AuditDecision {
-  /** Epoch milliseconds, from pino's `time` (ISO string or epoch number); undefined when absent. */
+/** One call-graph decision a sidecar recorded, with when and by which sidecar. */
+export type AuditDecision = SidecarDecisionEvent & {
+  /** Epoch milliseconds, from pino's `time`; undefined when absent. */
   readonly time: number | undefined;
   /** The sidecar that decided. */
   readonly service: string;
-  readonly direction: 'inbound' | 'outbound';
-  /** Callers, origin first, immediate caller last; empty for a token straight from an external IdP. */
-  readonly chain: readonly string[];
-  readonly target: string;
-  readonly method: string | undefined;
-  readonly path: string | undefined;
-  readonly rule: string;
-  readonly decision: AuditOutcome;
-  readonly cause: string | undefined;
-  readonly txn: string | undefined;
-  /** Whether a user was the subject; undefined in lines written before the field existed. */
-  readonly user: boolean | undefined;
-  /** The token's scopes; undefined in lines written before the field existed. */
-  readonly scopes: readonly string[] | undefined;
-  /** The token's acr; null when it had none; undefined in lines written before the field existed. */
-  readonly acr: string | null | undefined;
-  /** The issuer that authenticated the subject; undefined in lines written before the field existed. */
-  readonly subjectIssuer: string | undefined;
-}
+};
+
+const MAX_DIR_DEPTH = 8;
 
 export interface AuditLogOptions {
   /** Epoch milliseconds: lines older than this are left out (lines without a time are kept). */
@@ -57,49 +40,11 @@ export interface AuditLog {
   readonly tooOld: number;
 }
 
-// Bounds for text that came from request-controlled fields: a hostile path must not blow up a report.
-const MAX_FIELD = 2048;
-const MAX_CHAIN = 64;
-const MAX_DIR_DEPTH = 8;
-
-/** Parses one log line; undefined for anything that is not a sidecar decision line. */
-export function parseAuditLine(line: string): AuditDecision | undefined {
-  const start = line.indexOf('{');
-  // Cheap pre-filter: most lines of a busy log are not decisions.
-  if (start === -1 || !line.includes('"decision"')) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(start === 0 ? line : line.slice(start));
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
-  const record = value as Record<string, unknown>;
-  if (record.event !== 'decision') return undefined;
-  const { direction, target, rule, decision, chain } = record;
-  if (direction !== 'inbound' && direction !== 'outbound') return undefined;
-  if (!isText(target) || !isText(rule) || typeof decision !== 'string' || !OUTCOMES.has(decision)) return undefined;
-  if (!Array.isArray(chain) || chain.length > MAX_CHAIN || !chain.every(isText)) return undefined;
-  const service = isText(record.service) ? record.service : direction === 'inbound' ? target : (chain[chain.length - 1] as string | undefined);
-  if (service === undefined) return undefined;
-  const scopes = Array.isArray(record.scopes) && record.scopes.every(isText) ? (record.scopes as string[]) : typeof record.scopes === 'string' ? record.scopes.split(' ').filter((s) => s !== '') : undefined;
-  return {
-    time: timeOf(record.time),
-    service,
-    direction,
-    chain: chain as string[],
-    target,
-    method: optionalText(record.method),
-    path: optionalText(record.path),
-    rule,
-    decision: decision as AuditOutcome,
-    cause: optionalText(record.cause),
-    txn: optionalText(record.txn),
-    user: typeof record.user === 'boolean' ? record.user : undefined,
-    scopes,
-    acr: record.acr === null ? null : optionalText(record.acr),
-    subjectIssuer: optionalText(record.subjectIssuer),
-  };
+/** Parses one log line; undefined for anything that is not a sidecar decision line (src/telemetry/audit-event.ts). */
+export function parseDecisionLine(text: string): AuditDecision | undefined {
+  const line = parseAuditLine(text);
+  if (line === undefined || line.audit.event !== 'decision') return undefined;
+  return { ...line.audit, time: line.time, service: line.service };
 }
 
 /** Reads every decision line from files and directories (walked recursively, dot-entries skipped). */
@@ -111,7 +56,7 @@ export async function readAuditLogs(paths: readonly string[], options: AuditLogO
   for (const file of [...new Set(files)]) {
     const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
     for await (const line of lines) {
-      const decision = parseAuditLine(line);
+      const decision = parseDecisionLine(line);
       if (decision === undefined) skipped++;
       else if (options.since !== undefined && decision.time !== undefined && decision.time < options.since) tooOld++;
       else decisions.push(decision);
@@ -150,19 +95,4 @@ function listFiles(path: string, depth: number): string[] {
     .filter((name) => !name.startsWith('.'))
     .sort()
     .flatMap((name) => listFiles(join(path, name), depth + 1));
-}
-
-function timeOf(value: unknown): number | undefined {
-  if (typeof value === 'number' && Number.isFinite(value)) return value;
-  if (typeof value !== 'string') return undefined;
-  const time = Date.parse(value);
-  return Number.isNaN(time) ? undefined : time;
-}
-
-function isText(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_FIELD;
-}
-
-function optionalText(value: unknown): string | undefined {
-  return isText(value) ? value : undefined;
 }

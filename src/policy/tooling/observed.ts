@@ -5,7 +5,8 @@
  * removal), and rules that only ever shadow-denied. The picture a platform
  * team reviews before flipping a graph from `shadow` to `enforce`.
  */
-import type { AuditDecision, AuditOutcome } from './audit-log.ts';
+import type { AuditOutcome } from '../../telemetry/audit-event.ts';
+import type { AuditDecision } from './audit-log.ts';
 import type { CompiledPolicy } from '../language/decision.ts';
 import { isServiceName } from '../../core/service-name.ts';
 import { type EdgeStyle, type ExtraEdge, type RenderOptions } from './graph-render.ts';

@@ -9,13 +9,14 @@ import { TokenType } from '../../core/token-types.ts';
 import { InvalidScopeError } from '../oauth-errors.ts';
 import { randomId } from '../mint.ts';
 import { randomTxn } from '../../core/txn.ts';
+import type { StsGrantAudit } from '../../telemetry/audit-event.ts';
 import { recordIssuanceRequest } from '../../telemetry/sts-span.ts';
 import type { GrantHandler } from './grant-context.ts';
 import { issueToken, usableScope } from './issue.ts';
-import { checkEdge, currentPolicy } from './policy-gate.ts';
+import { currentPolicy, gateTokenRequest } from './policy-gate.ts';
 
 export const clientCredentialsGrant: GrantHandler = async (params, { client, certificateThumbprint }, context) => {
-  const policy = currentPolicy(context.policy);
+  const { policy, version: policyVersion } = currentPolicy(context.policy);
   const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
   const requested = params.has('scope') ? parseScope(params.get('scope')) : undefined;
   if (requested !== undefined) {
@@ -25,9 +26,9 @@ export const clientCredentialsGrant: GrantHandler = async (params, { client, cer
   const granted = requested ?? client.scopes;
   const chain = [client.id];
   const txn = randomTxn();
-  const audit = { grant: 'client_credentials', txn, client: client.id, target, chain };
+  const audit: StsGrantAudit = { grant: 'client_credentials', txn, client: client.id, target, chain, subjectIssuer: context.issuer, policyVersion };
   recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id, subjectIssuer: context.issuer }, context.subjectPseudonym);
-  const decision = checkEdge(policy, { chain, target, scopes: granted, user: false, subjectIssuer: context.issuer }, context.maxChainDepth, context.logger, audit);
+  const decision = gateTokenRequest(policy, { chain, target, scopes: granted, user: false, subjectIssuer: context.issuer }, context.maxChainDepth, context.logger, audit);
   const scope = usableScope(policy, client.id, target, granted, decision);
   const nowSec = Math.floor(context.now() / 1000);
   const exp = nowSec + context.tokenTtlSeconds;

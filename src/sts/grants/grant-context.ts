@@ -1,5 +1,5 @@
 /** What a grant handler needs, passed in once by the server (STYLE rule 5). */
-import type { CompiledPolicy } from '../../policy/language/decision.ts';
+import type { PolicySnapshot } from '../../policy/distribution/source.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../../telemetry/subject-pseudonym.ts';
 import type { ActorTokenVerifier } from '../actor-token.ts';
@@ -14,7 +14,8 @@ export interface GrantContext {
   readonly tokenTtlSeconds: number;
   /** Operator cap on services in a chain, over and above the policy's maxDepth. */
   readonly maxChainDepth: number | undefined;
-  readonly policy: () => CompiledPolicy | undefined;
+  /** The policy in force with its version, read once per request (STYLE: values read together are read as one). */
+  readonly policy: () => PolicySnapshot | undefined;
   readonly audiences: AudienceResolver;
   readonly subjectTokens: SubjectTokenVerifier;
   readonly actorTokens: ActorTokenVerifier;

@@ -5,6 +5,7 @@
  */
 import { type BatonAccessTokenClaims, formatScope } from '../../core/claims.ts';
 import type { CompiledPolicy, Decision } from '../../policy/language/decision.ts';
+import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
 import { NoLifetimeLeftError } from '../oauth-errors.ts';
 import type { GrantContext, TokenResponse } from './grant-context.ts';
@@ -24,13 +25,25 @@ export async function issueToken(
   context: GrantContext,
   claims: BatonAccessTokenClaims,
   nowSec: number,
-  record: { readonly decision: Decision; readonly audit: Readonly<Record<string, unknown>>; readonly issuedTokenType: string },
+  record: { readonly decision: Decision; readonly audit: StsGrantAudit; readonly issuedTokenType: string },
 ): Promise<TokenResponse> {
   // A token born expired answers expires_in ≤ 0 (RFC 6749 §5.1 wants a lifetime): never mint one.
   if (claims.exp <= nowSec) throw new NoLifetimeLeftError(`expected a token lifetime above 0 s, got ${claims.exp - nowSec} s`);
   const accessToken = await context.mint(claims);
   const scope = claims.scope ?? '';
-  context.logger.info({ ...record.audit, event: record.decision.allowed ? 'allow' : 'would_deny', rule: record.decision.rule, scope, exp: claims.exp, jti: claims.jti }, 'token issued');
+  const { decision } = record;
+  writeAuditEvent(context.logger, {
+    ...record.audit,
+    event: 'token_issued',
+    component: 'sts',
+    rule: decision.rule,
+    decision: decision.allowed ? 'allow' : 'would_deny',
+    cause: decision.allowed ? undefined : decision.cause,
+    scope: scope === '' ? undefined : scope,
+    exp: claims.exp,
+    jti: claims.jti,
+    status: 200,
+  });
   recordIssuanceOutcome({ exchangeOutcome: 'issued' });
   const response = { access_token: accessToken, issued_token_type: record.issuedTokenType, token_type: 'Bearer' as const, expires_in: claims.exp - nowSec };
   // RFC 6749 §3.3: a scope is one or more scope tokens, so none granted means no scope member, not "".

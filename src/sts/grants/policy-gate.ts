@@ -4,12 +4,16 @@
  * `shadow` mode is logged as `would_deny` and the token is minted anyway;
  * in `enforce` mode it is refused with the OAuth error its cause maps to.
  */
+import type { PolicySnapshot } from '../../policy/distribution/source.ts';
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
 import type { Logger } from 'pino';
+import type { BatonError } from '../../core/errors.ts';
+import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError } from '../oauth-errors.ts';
+import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError, toOAuthError } from '../oauth-errors.ts';
 
-export function currentPolicy(policy: () => CompiledPolicy | undefined): CompiledPolicy {
+/** The policy in force and its version, read once for the whole request. */
+export function currentPolicy(policy: () => PolicySnapshot | undefined): PolicySnapshot {
   const current = policy();
   if (current === undefined) throw new NotReadyError('expected a call-graph policy, have none yet');
   return current;
@@ -20,26 +24,32 @@ export function depthCap(policy: CompiledPolicy, maxChainDepth: number | undefin
   return maxChainDepth === undefined ? policy.maxDepth : Math.min(policy.maxDepth, maxChainDepth);
 }
 
-export function checkEdge(policy: CompiledPolicy, input: DecisionInput, maxChainDepth: number | undefined, logger: Logger, audit: Readonly<Record<string, unknown>>): Decision {
+/** The STS's check of a token request against the call graph, before minting: decides, audits a refusal, and throws it. */
+export function gateTokenRequest(policy: CompiledPolicy, input: DecisionInput, maxChainDepth: number | undefined, logger: Logger, audit: StsGrantAudit): Decision {
   const cap = depthCap(policy, maxChainDepth);
   if (input.chain.length > cap) {
     const deny: Deny = { allowed: false, rule: 'spec.maxDepth' as Deny['rule'], cause: 'depth_exceeded', mode: 'enforce', reason: `expected at most ${cap} services in the chain, got ${input.chain.length}` };
-    logger.info({ ...audit, event: 'deny', rule: deny.rule, cause: deny.cause, reason: deny.reason, policy: policy.digest }, 'token refused by policy');
     recordIssuanceOutcome({ rule: deny.rule, decision: 'deny' });
-    throw refusal(deny);
+    throw refuse(deny, logger, audit);
   }
   const decision = policy.decide(input);
   recordIssuanceOutcome({ rule: decision.rule, decision: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny' });
   if (decision.allowed) return decision;
   if (decision.mode === 'shadow') {
-    logger.warn({ ...audit, event: 'would_deny', rule: decision.rule, cause: decision.cause, reason: decision.reason, policy: policy.digest }, 'policy would deny; shadow mode lets the token be minted');
+    writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: decision.rule, decision: 'would_deny', cause: decision.cause, reason: decision.reason });
     return decision;
   }
-  logger.info({ ...audit, event: 'deny', rule: decision.rule, cause: decision.cause, reason: decision.reason, policy: policy.digest }, 'token refused by policy');
-  throw refusal(decision);
+  throw refuse(decision, logger, audit);
 }
 
-function refusal(deny: Deny): Error {
+/** The refusal for a denial, audited with the status and OAuth error the client will get. */
+function refuse(deny: Deny, logger: Logger, audit: StsGrantAudit): BatonError {
+  const error = refusal(deny);
+  writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: deny.rule, decision: 'deny', cause: deny.cause, reason: deny.reason, status: error.status, error: toOAuthError(error).error });
+  return error;
+}
+
+function refusal(deny: Deny): BatonError {
   const detail = `policy rule ${deny.rule} refused the edge (${deny.cause}): ${deny.reason}`;
   const extensions = { rule: deny.rule, cause: deny.cause };
   switch (deny.cause) {

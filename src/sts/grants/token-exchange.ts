@@ -13,10 +13,11 @@ import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchErr
 import type { VerifiedToken } from '../../token/verified-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
+import type { StsGrantAudit } from '../../telemetry/audit-event.ts';
 import { recordIssuanceRequest } from '../../telemetry/sts-span.ts';
 import type { GrantHandler } from './grant-context.ts';
 import { issueToken, usableScope } from './issue.ts';
-import { checkEdge, currentPolicy } from './policy-gate.ts';
+import { currentPolicy, gateTokenRequest } from './policy-gate.ts';
 
 // The JWT access tokens baton verifies; anything else (SAML, refresh, id_token) is not a delegation subject here.
 const SUBJECT_TOKEN_TYPES: ReadonlySet<string> = new Set([TokenType.accessToken, TokenType.jwt]);
@@ -40,7 +41,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
     throw new UnsupportedTokenTypeError(`expected requested_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`);
   }
 
-  const policy = currentPolicy(context.policy);
+  const { policy, version: policyVersion } = currentPolicy(context.policy);
   const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
   const subject = await context.subjectTokens.verify(subjectToken, client.id);
   // The clock tolerance lets a verifier absorb skew; it does not make an expired token worth delegating.
@@ -63,9 +64,9 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const chain = [...(subject.kind === 'mesh' ? subject.chain : []), client.id];
   // Carried from a mesh token; for an external token, derived from it (src/core/txn.ts) as the entry sidecar does.
   const txn = subject.txn ?? randomTxn();
-  const audit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer, subjectIssuer: subject.subjectIssuer };
+  const audit: StsGrantAudit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer, subjectIssuer: subject.subjectIssuer, policyVersion };
   recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject, subjectIssuer: subject.subjectIssuer }, context.subjectPseudonym);
-  const decision = checkEdge(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user, subjectIssuer: subject.subjectIssuer }, context.maxChainDepth, context.logger, audit);
+  const decision = gateTokenRequest(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user, subjectIssuer: subject.subjectIssuer }, context.maxChainDepth, context.logger, audit);
 
   const scope = usableScope(policy, client.id, target, [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s)), decision);
   const nowSec = Math.floor(context.now() / 1000);
