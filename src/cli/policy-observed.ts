@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { BadSinceError, parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
+import { BadSinceError } from '../policy/tooling/errors.ts';
+import { parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
 import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/tooling/graph-render.ts';
 import type { CallGraphPolicy } from '../policy/language/model.ts';
 import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, formatObservedReport, OBSERVED_STYLES, type ObservedReport } from '../policy/tooling/observed.ts';

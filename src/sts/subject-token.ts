@@ -12,7 +12,7 @@ import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createAccessTokenVerifier, type VerifiedToken } from '../token/verifier.ts';
 import type { ExternalIssuerConfig } from './config.ts';
-import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
+import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './errors.ts';
 
 export type { VerifiedToken } from '../token/verifier.ts';
 

@@ -9,8 +9,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
-import { defineError, isBatonError, type BatonError } from '../../core/errors.ts';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../../core/problem.ts';
+import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
 import { secureContextOptions } from '../../identity/tls.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -19,13 +18,10 @@ import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } 
 
 export { CALLGRAPH_PATH } from './signing.ts';
 import type { LoadedPolicy, PolicyWatcher } from './watch.ts';
+import { PolicyNotReadyError, PolicyServerBusyError, PolicyWaitInvalidError } from './errors.ts';
 
 export const MAX_WAIT_SECONDS = 60;
 
-export const PolicyWaitInvalidError = defineError({ code: 'BATON_POLICY_WAIT_INVALID', status: 400, title: 'Invalid wait parameter' });
-export const PolicyNotReadyError = defineError({ code: 'BATON_POLICY_NOT_READY', status: 503, title: 'No valid policy loaded yet' });
-export const PolicyServerBusyError = defineError({ code: 'BATON_POLICY_SERVER_BUSY', status: 503, title: 'Too many waiting requests' });
-export const PolicyRouteNotFoundError = defineError({ code: 'BATON_POLICY_ROUTE_NOT_FOUND', status: 404, title: 'No such resource' });
 
 /** One signed version, ready to send as-is to every client. */
 export interface PublishedPolicy {
@@ -189,12 +185,11 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
     ...(options.mesh === undefined ? {} : { serverFactory: tlsServerFactory(options.mesh) }),
   });
 
-  app.setErrorHandler((error, request, reply) => {
-    const problem = isBatonError(error) ? error : undefined;
-    if (problem === undefined) request.log.error({ err: error }, 'policy server request failed');
-    return sendProblem(reply, problem ?? internalError(error));
+  void app.register(fastifyProblems, {
+    onError: (error, raw, request) => {
+      if (error.status >= 500) request.log.error({ err: raw, code: error.code }, 'policy server request failed');
+    },
   });
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, new PolicyRouteNotFoundError(`no resource at ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`)));
 
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
@@ -284,19 +279,4 @@ function notModified(reply: FastifyReply, published: PublishedPolicy): FastifyRe
 function cacheHeaders(published: PublishedPolicy): Record<string, string> {
   // no-cache: intermediaries may store it but must revalidate, so no one is served a superseded policy.
   return { etag: published.etag, 'cache-control': 'no-cache', 'baton-policy-version': String(published.version) };
-}
-
-function sendProblem(reply: FastifyReply, error: BatonError): FastifyReply {
-  return reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(toProblem(error)));
-}
-
-const InternalError = defineError({ code: 'BATON_POLICY_SERVER_INTERNAL', status: 500, title: 'Internal error' });
-const BadRequestError = defineError({ code: 'BATON_POLICY_BAD_REQUEST', status: 400, title: 'Bad request' });
-
-function internalError(error: unknown): BatonError {
-  const status = (error as { statusCode?: unknown }).statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new BadRequestError(`expected a well-formed request, got one the server could not read (${status})`);
-  }
-  return new InternalError('the policy server failed to answer; see its log');
 }

@@ -9,10 +9,8 @@
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { defineError } from '../../core/errors.ts';
+import { AuditLogUnreadableError, BadSinceError } from './errors.ts';
 
-export const AuditLogUnreadableError = defineError({ code: 'BATON_AUDIT_LOG_UNREADABLE', status: 400, title: 'Audit log path cannot be read' });
-export const BadSinceError = defineError({ code: 'BATON_AUDIT_BAD_SINCE', status: 400, title: 'Unusable --since value' });
 
 export type AuditOutcome = 'allow' | 'deny' | 'would_deny';
 const OUTCOMES: ReadonlySet<string> = new Set<AuditOutcome>(['allow', 'deny', 'would_deny']);

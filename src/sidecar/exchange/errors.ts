@@ -8,18 +8,16 @@
  * request's own error, so a few of them cannot open the circuit for every
  * caller (DESIGN "Failure behaviour").
  */
-import { BatonError, type ErrorOptions, defineError } from '../../core/errors.ts';
+import { type ErrorOptions, defineError } from '../../core/errors.ts';
 
-const REFUSED = 'BATON_EXCHANGE_REFUSED';
+const ExchangeRefused = defineError({ code: 'BATON_EXCHANGE_REFUSED', status: 403, title: 'Token exchange refused' });
 
 /** One class for every refusal; `oauthError` carries which one (invalid_target, invalid_request, …). */
-export class ExchangeRefusedError extends BatonError {
-  static readonly code = REFUSED;
+export class ExchangeRefusedError extends ExchangeRefused {
+  override readonly oauthError: string;
   constructor(oauthError: string, detail: string, options?: ErrorOptions) {
-    super({ code: REFUSED, status: 403, title: 'Token exchange refused', oauthError }, detail, {
-      ...options,
-      extensions: { oauthError, ...options?.extensions },
-    });
+    super(detail, { ...options, extensions: { oauthError, ...options?.extensions } });
+    this.oauthError = oauthError;
   }
 }
 

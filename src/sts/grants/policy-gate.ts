@@ -7,11 +7,11 @@
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError } from '../oauth-errors.ts';
+import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError } from '../errors.ts';
 
 export function currentPolicy(policy: () => CompiledPolicy | undefined): CompiledPolicy {
   const current = policy();
-  if (current === undefined) throw new NotReadyError('expected a call-graph policy, have none yet');
+  if (current === undefined) throw new StsNotReadyError('expected a call-graph policy, have none yet');
   return current;
 }
 
@@ -48,6 +48,6 @@ function refusal(deny: Deny): Error {
     case 'scope':
       return new InvalidScopeError(detail, { extensions });
     default:
-      return new PolicyDeniedError(detail, { extensions });
+      return new StsPolicyDeniedError(detail, { extensions });
   }
 }
