@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
 import { BadRequestError, InternalError, NotFoundError, RequestBodyTooLargeError, UnsupportedMediaTypeError, problemType } from '../../src/core/errors.ts';
 import { fastifyProblems, type ProblemsOptions } from '../../src/core/fastify-problems.ts';
 import { PROBLEM_CONTENT_TYPE } from '../../src/core/problem.ts';
@@ -29,7 +29,7 @@ function build(options: ProblemsOptions = {}): FastifyInstance {
   return app;
 }
 
-async function problem(app: FastifyInstance, request: Parameters<FastifyInstance['inject']>[0]): Promise<{ status: number; body: Record<string, unknown>; raw: string; headers: Record<string, unknown> }> {
+async function problem(app: FastifyInstance, request: InjectOptions): Promise<{ status: number; body: Record<string, unknown>; raw: string; headers: Record<string, unknown> }> {
   const response = await app.inject(request);
   assert.equal(String(response.headers['content-type']).split(';')[0], PROBLEM_CONTENT_TYPE);
   assert.equal(response.headers['cache-control'], 'no-store');

@@ -11,6 +11,7 @@ import type { AdmissionReviewResponse } from '../../src/injector/admission-revie
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { envOf, fixture, patchedPod } from './admission-helpers.ts';
+import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
 
 /** A self-signed certificate for 127.0.0.1, as cert-manager would mount it (tls.crt, tls.key). */
 function selfSigned(dir: string, cn: string): { cert: string; key: string } {
@@ -268,7 +269,7 @@ describe('baton injector, a real webhook over HTTPS', () => {
     const response = await request(`https://127.0.0.1:${port}/mutate`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: '{"kind":"Pod"}' });
     assert.equal(response.statusCode, 400);
     assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
-    assert.equal(((await response.body.json()) as { code: string }).code, 'BATON_ADMISSION_REVIEW_INVALID');
+    assert.equal(((await response.body.json()) as { code: string }).code, AdmissionReviewInvalidError.code);
   });
 
   it('serves a rotated certificate without a restart', async () => {

@@ -9,6 +9,7 @@ import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificat
 import { createPolicyWatcher } from '../../src/policy/distribution/watch.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { PolicyNotReadyError, PolicyWaitInvalidError } from '../../src/policy/distribution/errors.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');
 const EDITED = FIXTURE.replace('maxDepth: 4', 'maxDepth: 5');
@@ -85,7 +86,7 @@ describe('policy server', () => {
       const response = await get(`${url}/v1/callgraph?wait=${wait}`);
       assert.equal(response.status, 400);
       assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
-      assert.equal(JSON.parse(response.body).code, 'BATON_POLICY_WAIT_INVALID');
+      assert.equal(JSON.parse(response.body).code, PolicyWaitInvalidError.code);
     }
   });
 
@@ -128,7 +129,7 @@ describe('policy server', () => {
     assert.equal((await get(`${url}/livez`)).status, 200);
     const notReady = await get(`${url}/readyz`);
     assert.equal(notReady.status, 503);
-    assert.equal(JSON.parse(notReady.body).code, 'BATON_POLICY_NOT_READY');
+    assert.equal(JSON.parse(notReady.body).code, PolicyNotReadyError.code);
     assert.equal((await get(`${url}/v1/callgraph`)).status, 503);
     writeFileSync(path, FIXTURE);
     await waitFor(async () => server.published() !== undefined, { what: 'the policy' });
