@@ -21,30 +21,11 @@ export class ExchangeRefusedError extends ExchangeRefused {
   }
 }
 
-export const StsUnavailableError = defineError({
-  code: 'BATON_STS_UNAVAILABLE',
-  status: 503,
-  title: 'Token service unavailable',
-  oauthError: 'temporarily_unavailable',
-});
+export const StsUnavailableError = defineError({ code: 'BATON_STS_UNAVAILABLE', status: 503, title: 'Token service unavailable', oauthError: 'temporarily_unavailable' });
 
-export const StsThrottledError = defineError({
-  code: 'BATON_STS_THROTTLED',
-  status: 503,
-  title: 'Token service asked to slow down',
-  oauthError: 'temporarily_unavailable',
-});
+export const StsThrottledError = defineError({ code: 'BATON_STS_THROTTLED', status: 503, title: 'Token service asked to slow down', oauthError: 'temporarily_unavailable' });
 
-export const StsBadAnswerError = defineError({
-  code: 'BATON_STS_BAD_ANSWER',
-  status: 502,
-  title: 'Token service answer unusable',
-});
+export const StsBadAnswerError = defineError({ code: 'BATON_STS_BAD_ANSWER', status: 502, title: 'Token service answer unusable' });
 
 /** The STS issued a token with no lifetime left: the subject's own token has run out. */
-export const ExchangedTokenExpiredError = defineError({
-  code: 'BATON_EXCHANGED_TOKEN_EXPIRED',
-  status: 401,
-  title: 'The exchanged token expired as it was issued',
-  oauthError: 'invalid_token',
-});
+export const ExchangedTokenExpiredError = defineError({ code: 'BATON_EXCHANGED_TOKEN_EXPIRED', status: 401, title: 'The exchanged token expired as it was issued', oauthError: 'invalid_token' });
