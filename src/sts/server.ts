@@ -9,7 +9,7 @@ import { createServer as createTlsServer } from 'node:https';
 import { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { type BatonError, isBatonError } from '../core/errors.ts';
+import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
@@ -170,6 +170,8 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     onError: (error, raw, request) => {
       // The SERVER span says why: its error.type is the refusal's stable code.
       recordErrorType(error.code);
+      // Probes of unknown paths are not refusals worth a log line each.
+      if (error.code === NotFoundError.code) return;
       if (error.status >= 500) {
         logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
       } else {
