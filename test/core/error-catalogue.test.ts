@@ -106,7 +106,7 @@ describe('error catalogue (docs/errors.md)', () => {
     assert.equal(new Set(documented).size, documented.length, 'a code has two sections');
     const codes = new Set([...definedErrors().map((spec) => spec.code), ...codesInSources().keys()]);
     const undocumented = [...codes].filter((code) => !documented.includes(code)).sort();
-    assert.deepEqual(undocumented, [], 'codes without a section in docs/errors.md');
+    assert.deepEqual(undocumented, [], 'codes without a section in docs/errors.md (a BATON_* environment variable name without `__` belongs in ENVIRONMENT_VARIABLES above)');
     const stale = documented.filter((code) => !codes.has(code)).sort();
     assert.deepEqual(stale, [], 'sections in docs/errors.md for codes that no longer exist');
   });
