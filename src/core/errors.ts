@@ -69,6 +69,7 @@ export type BatonErrorClass = {
   readonly code: string;
 };
 
+// Static data filled as modules load, like the classes themselves; nothing reads it on a request path.
 const defined = new Map<string, ErrorSpec>();
 
 /**
