@@ -1,4 +1,5 @@
 import { ConfigError } from '../config/config-error.ts';
+import { isBatonError } from '../core/errors.ts';
 
 /** What a subcommand needs from its surroundings, passed in (STYLE rule 5). */
 export interface CliContext {
@@ -45,6 +46,8 @@ export function reportFailure(error: unknown, context: CliContext, usage: string
     context.stderr.write(`baton: ${error.message}\n${usage}\n`);
     return 2;
   }
-  context.stderr.write(`baton: ${error instanceof Error ? error.message : String(error)}\n`);
+  // A coded cause names its code and where docs/errors.md says what to do about it.
+  const reference = isBatonError(error) ? `\n  ${error.code}: ${error.type}` : '';
+  context.stderr.write(`baton: ${error instanceof Error ? error.message : String(error)}${reference}\n`);
   return 1;
 }

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isServiceName } from '../core/service-name.ts';
-import { BadSinceError, parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
+import { BadSinceError } from '../policy/tooling/errors.ts';
+import { parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
 import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/tooling/graph-render.ts';
 import { type CallGraphPolicy, EXTERNAL } from '../policy/language/model.ts';
 import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, OBSERVED_STYLES, type ObservedReport, outcomeText } from '../policy/tooling/observed.ts';

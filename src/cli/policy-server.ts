@@ -4,7 +4,6 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/config-error.ts';
 import { describeKeys, formatKeys } from '../config/describe.ts';
 import { loadConfig } from '../config/load.ts';
-import { defineError } from '../core/errors.ts';
 import { startMeshIdentity } from '../identity/transport.ts';
 import { type PolicyServerConfig, PolicyServerConfigSchema } from '../policy/distribution/config.ts';
 import { createPolicyServer, createVersionCounter } from '../policy/distribution/server.ts';
@@ -13,6 +12,7 @@ import { createPolicyWatcher } from '../policy/distribution/watch.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { KeyFileExistsError } from './errors.ts';
 
 
 const HELP = `Usage: baton policy-server --policy FILE|DIR --signing-key KEY.pem [options]
@@ -55,8 +55,6 @@ Options:
 Refuses to overwrite either file: a key someone signs with is replaced by
 rotating it (docs/policy-server.md), not by writing over it.`;
 
-/** keygen found a key file already there: overwriting it would cut off every sidecar pinned to it. */
-export const KeyFileExistsError = defineError({ code: 'BATON_KEYGEN_FILE_EXISTS', status: 409, title: 'Key file already exists' });
 
 export const policyServerCommand: Command = {
   summary: 'serve the call-graph policy, signed and versioned',

@@ -5,8 +5,18 @@
  * maps onto an OAuth error (RFC 6749 §5.2, RFC 6750 §3.1, RFC 8693 §2.2.2)
  * the spec names it too. Messages say what was expected and what was seen;
  * they must never contain a token.
+ *
+ * Every code is documented in docs/errors.md under a heading that is the
+ * code itself, so its anchor is the code in lower case; the problem `type`
+ * (RFC 9457 §3.1.1) and the STS's `error_uri` (RFC 6749 §5.2) are that
+ * anchor's URL. test/core/error-catalogue.test.ts holds the two together.
+ *
+ * This file also holds the causes shared by every part (not ready, no such
+ * route, bad request, internal error), so that each has one code.
  */
-export const PROBLEM_TYPE_BASE = 'https://baton.dev/problems/';
+
+/** docs/errors.md in the repository named by package.json `repository`; the one place the base lives. */
+export const ERROR_CATALOGUE_URL = 'https://github.com/baton-dev/baton-mesh/blob/main/docs/errors.md';
 
 export interface ErrorSpec {
   /** Stable machine code, e.g. `BATON_TOKEN_EXPIRED`. */
@@ -24,6 +34,16 @@ export interface ErrorOptions {
   readonly extensions?: Readonly<Record<string, unknown>>;
 }
 
+/** The anchor of a code in docs/errors.md: GitHub's heading slug of the code, i.e. the code in lower case. */
+export function errorAnchor(code: string): string {
+  return code.toLowerCase();
+}
+
+/** The problem `type` and `error_uri` of a code: its section of docs/errors.md. */
+export function problemType(code: string): string {
+  return `${ERROR_CATALOGUE_URL}#${errorAnchor(code)}`;
+}
+
 export class BatonError extends Error {
   readonly code: string;
   readonly status: number;
@@ -38,7 +58,7 @@ export class BatonError extends Error {
     this.code = spec.code;
     this.status = spec.status;
     this.title = spec.title;
-    this.type = PROBLEM_TYPE_BASE + slug(spec.code);
+    this.type = problemType(spec.code);
     this.oauthError = spec.oauthError;
     this.extensions = options.extensions ?? {};
   }
@@ -49,8 +69,18 @@ export type BatonErrorClass = {
   readonly code: string;
 };
 
-/** Defines one error class per cause, in the manner of @fastify/error. */
+// Static data filled as modules load, like the classes themselves; nothing reads it on a request path.
+const defined = new Map<string, ErrorSpec>();
+
+/**
+ * Defines one error class per cause, in the manner of @fastify/error, and
+ * records its spec. A code defined twice is a programming error that would
+ * give one code two meanings, so it fails at import, where every test sees it.
+ */
 export function defineError(spec: ErrorSpec): BatonErrorClass {
+  if (defined.has(spec.code)) throw new TypeError(`defineError: ${spec.code} is already defined; one code, one cause`);
+  if (!/^BATON_[A-Z0-9]+(?:_[A-Z0-9]+)*$/.test(spec.code)) throw new TypeError(`defineError: expected a code like BATON_SOME_CAUSE, got ${spec.code}`);
+  defined.set(spec.code, Object.freeze({ ...spec }));
   const Defined = class extends BatonError {
     static readonly code = spec.code;
     constructor(detail: string, options?: ErrorOptions) {
@@ -61,10 +91,26 @@ export function defineError(spec: ErrorSpec): BatonErrorClass {
   return Defined;
 }
 
-function slug(code: string): string {
-  return code.replace(/^BATON_/, '').toLowerCase().replace(/_/g, '-');
+/** Every spec defined so far, in definition order; the catalogue test imports every errors module first. */
+export function definedErrors(): readonly ErrorSpec[] {
+  return [...defined.values()];
 }
 
 export function isBatonError(value: unknown): value is BatonError {
   return value instanceof BatonError;
 }
+
+/** A part that cannot serve yet: no policy, no keys, no certificate, or shutting down. */
+export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503, title: 'Not ready' });
+/** A service name that is not a DNS-1123 label, where a validated one is required (src/core/service-name.ts). */
+export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
+/** The request names no route the server has. */
+export const NotFoundError = defineError({ code: 'BATON_NOT_FOUND', status: 404, title: 'No such resource' });
+/** The request could not be read: malformed framing, syntax or parameters. */
+export const BadRequestError = defineError({ code: 'BATON_BAD_REQUEST', status: 400, title: 'Bad request', oauthError: 'invalid_request' });
+/** The request body is larger than the server accepts. */
+export const RequestBodyTooLargeError = defineError({ code: 'BATON_REQUEST_BODY_TOO_LARGE', status: 413, title: 'Request body too large' });
+/** The request body is of a media type the route does not take. */
+export const UnsupportedMediaTypeError = defineError({ code: 'BATON_UNSUPPORTED_MEDIA_TYPE', status: 415, title: 'Unsupported media type' });
+/** Anything unforeseen; the detail never echoes the underlying message, which could hold a token. */
+export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error' });

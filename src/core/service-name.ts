@@ -4,12 +4,10 @@
  * expected; `serviceName` and `isServiceName` are the only ways to get one.
  */
 import { DNS1123_LABEL } from './dns-label.ts';
-import { defineError } from './errors.ts';
+import { ServiceNameInvalidError } from './errors.ts';
 
 // A DNS-1123 label: what Kubernetes and compose accept as a service name.
 export type ServiceName = string & { readonly __brand: 'ServiceName' };
-
-export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
 
 export function isServiceName(value: unknown): value is ServiceName {
   return typeof value === 'string' && DNS1123_LABEL.test(value);

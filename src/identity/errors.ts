@@ -3,6 +3,8 @@
  * policy server prove who they are with, and the peers they accept. One
  * code per cause; messages name files and SPIFFE IDs, never key material.
  */
+import type { SpiffeId } from './spiffe-id.ts';
+
 export type IdentityErrorCode =
   /** A file of the identity (certificate, key, bundle) cannot be read. */
   | 'BATON_IDENTITY_MISSING'
@@ -23,5 +25,18 @@ export class IdentityError extends Error {
     super(message, options);
     this.name = 'IdentityError';
     this.code = code;
+  }
+}
+
+/** A TLS peer's certificate names another SPIFFE ID than the one expected; the connection is dropped before anything is sent. */
+export class PeerIdentityError extends Error {
+  readonly code = 'BATON_IDENTITY_PEER_MISMATCH';
+  readonly expected: SpiffeId;
+  readonly seen: string | undefined;
+  constructor(expected: SpiffeId, seen: string | undefined) {
+    super(`expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
+    this.name = 'PeerIdentityError';
+    this.expected = expected;
+    this.seen = seen;
   }
 }

@@ -9,6 +9,7 @@ import { type PeerCertificate, type SecureContextOptions, type TLSSocket } from 
 import type { X509Certificate } from 'node:crypto';
 import type { SpiffeId } from './spiffe-id.ts';
 import { spiffeIdFromSubjectAltName } from './spiffe-id.ts';
+import { PeerIdentityError } from './errors.ts';
 import { certificateThumbprint, type Svid } from './svid.ts';
 
 /** How an inbound port treats client certificates. */
@@ -41,18 +42,6 @@ export function clientTlsOptions(svid: Svid | undefined, expected: SpiffeId, bun
     rejectUnauthorized: true,
     checkServerIdentity: spiffeServerCheck(expected),
   };
-}
-
-export class PeerIdentityError extends Error {
-  readonly code = 'BATON_IDENTITY_PEER_MISMATCH';
-  readonly expected: SpiffeId;
-  readonly seen: string | undefined;
-  constructor(expected: SpiffeId, seen: string | undefined) {
-    super(`expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
-    this.name = 'PeerIdentityError';
-    this.expected = expected;
-    this.seen = seen;
-  }
 }
 
 export function spiffeServerCheck(expected: SpiffeId): (host: string, cert: PeerCertificate) => Error | undefined {

@@ -5,13 +5,13 @@
  */
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { isBatonError } from '../core/errors.ts';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { NotReadyError, isBatonError } from '../core/errors.ts';
+import { fastifyProblems } from '../core/fastify-problems.ts';
 import type { Logger } from 'pino';
 import { reviewAdmission } from './admission-review.ts';
 import type { InjectorConfig } from './config.ts';
-import { AdmissionReviewInvalidError, InjectorNotReadyError } from './errors.ts';
-import { watchTlsFiles } from './tls-files.ts';
+import { AdmissionReviewInvalidError } from './errors.ts';
+import { type TlsFiles, watchTlsFiles } from './tls-files.ts';
 
 export interface InjectorServer {
   /** Resolves with the bound URL. */
@@ -23,28 +23,31 @@ export interface InjectorServer {
 // An AdmissionReview carries the whole pod; etcd caps objects at 1.5 MiB, the review wraps it twice at most.
 const BODY_LIMIT = 8 * 1024 * 1024;
 
-export function createInjectorServer(config: InjectorConfig, deps: { logger: Logger }): InjectorServer {
-  const { logger } = deps;
-  const tls = watchTlsFiles(config.tls, logger);
-  let closing = false;
+export interface InjectorAppDependencies {
+  readonly logger: Logger;
+  /** The serving certificate, kept fresh from its files (src/injector/tls-files.ts). */
+  readonly tls: TlsFiles;
+  /** False once shutdown has begun: /readyz fails before in-flight reviews drain. */
+  readonly ready: () => boolean;
+}
+
+/** The webhook's routes on an HTTPS fastify instance, not yet listening. */
+export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDependencies): FastifyInstance {
+  const { logger, tls } = deps;
   const app: FastifyInstance = Fastify({ https: { ...tls.current() }, logger: false, bodyLimit: BODY_LIMIT, return503OnClosing: true }) as unknown as FastifyInstance;
   tls.onChange((material) => (app.server as HttpsServer).setSecureContext({ ...material }));
 
-  app.setErrorHandler((error, request, reply) => {
-    const status = typeof (error as { statusCode?: unknown }).statusCode === 'number' ? (error as { statusCode: number }).statusCode : 500;
-    const baton = isBatonError(error)
-      ? error
-      : status >= 400 && status < 500
-        ? new AdmissionReviewInvalidError(`the request body could not be read as JSON (${(error as { code?: string }).code ?? 'bad request'})`)
-        : undefined;
-    if (baton === undefined) logger.error({ event: 'webhook_error', err: error instanceof Error ? error.message : String(error) }, 'webhook failed');
-    const problem = baton === undefined ? { type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'the webhook failed', code: 'BATON_INTERNAL' } : toProblem(baton, request.url);
-    return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
+  void app.register(fastifyProblems, {
+    // A body fastify could not read (not JSON, too large) is not an AdmissionReview.
+    translate: (raw) => (isClientError(raw) ? new AdmissionReviewInvalidError(`the request body could not be read as JSON (${(raw as { code?: string }).code ?? 'bad request'})`) : undefined),
+    onError: (error, raw) => {
+      if (error.status >= 500) logger.error({ event: 'webhook_error', code: error.code, err: raw instanceof Error ? raw.message : String(raw) }, 'webhook failed');
+    },
   });
 
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    if (closing) throw new InjectorNotReadyError('the webhook is shutting down');
+    if (!deps.ready()) throw new NotReadyError('the webhook is shutting down');
     return reply.send({ status: 'ready' });
   });
   app.post('/mutate', async (request, reply) => {
@@ -64,7 +67,13 @@ export function createInjectorServer(config: InjectorConfig, deps: { logger: Log
     );
     return reply.type('application/json').send(review);
   });
+  return app;
+}
 
+export function createInjectorServer(config: InjectorConfig, deps: { logger: Logger }): InjectorServer {
+  const tls = watchTlsFiles(config.tls, deps.logger);
+  let closing = false;
+  const app = buildInjectorApp(config, { logger: deps.logger, tls, ready: () => !closing });
   return {
     async start() {
       const address = await app.listen({ host: config.host, port: config.port });
@@ -77,4 +86,9 @@ export function createInjectorServer(config: InjectorConfig, deps: { logger: Log
       await app.close();
     },
   };
+}
+
+function isClientError(raw: unknown): boolean {
+  const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
+  return !isBatonError(raw) && typeof status === 'number' && status >= 400 && status < 500;
 }

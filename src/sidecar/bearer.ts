@@ -4,7 +4,8 @@
  * only, so anything else is refused without reaching a JSON parser.
  */
 import type { IncomingMessage } from 'node:http';
-import { BadRequestError, UnauthenticatedError } from './problems.ts';
+import { BadRequestError } from '../core/errors.ts';
+import { UnauthenticatedError } from './errors.ts';
 
 const JWS_COMPACT = /^[A-Za-z0-9_.-]+$/;
 const BEARER_PREFIX = /^bearer +/i;

@@ -17,7 +17,7 @@
  */
 import { hash, randomBytes } from 'node:crypto';
 import type { VerifiedToken } from '../token/verified-token.ts';
-import { HandlesExhaustedError } from './problems.ts';
+import { HandlesExhaustedError } from './errors.ts';
 
 export const CONTEXT_HANDLE_PREFIX = 'bctx_';
 

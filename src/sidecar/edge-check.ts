@@ -11,7 +11,7 @@ import { recordDecisionSpan } from '../telemetry/decision-span.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import type { Direction, SidecarMetrics } from './metrics.ts';
-import { PolicyDeniedError, StepUpRequiredError } from './problems.ts';
+import { PolicyDeniedError, StepUpRequiredError } from './errors.ts';
 
 export interface EdgeContext {
   readonly direction: Direction;

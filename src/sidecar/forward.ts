@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
 import type { BatonError } from '../core/errors.ts';
 import { isBatonHeader } from './identity-headers.ts';
-import { UpstreamIdentityMismatchError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnreachableError } from './problems.ts';
+import { UpstreamIdentityMismatchError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnreachableError } from './errors.ts';
 
 // RFC 9110 §7.6.1: hop-by-hop fields, plus the pre-standard ones proxies still see.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);

@@ -31,7 +31,9 @@ import { refuseAmbiguousPath } from './path-check.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
 import { BINDING_ERROR_CODES, checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
 import { proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './untrusted-headers.ts';
-import { BadRequestError, FairShareExceededError, NotReadyError, OverloadedError, RequestBodyTimeoutError, UnauthenticatedError, asBatonError, sendProblem } from './problems.ts';
+import { BadRequestError, NotReadyError } from '../core/errors.ts';
+import { FairShareExceededError, OverloadedError, RequestBodyTimeoutError, UnauthenticatedError } from './errors.ts';
+import { asBatonError, sendProblem } from './problems.ts';
 
 export interface InboundOptions<V extends VerifiedSubject> {
   readonly service: string;

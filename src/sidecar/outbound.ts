@@ -35,18 +35,9 @@ import type { Inflight } from './inflight.ts';
 import { FORWARDED, type RequestMetrics, type SidecarMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import { refuseAmbiguousPath } from './path-check.ts';
 import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
-import {
-  BadRequestError,
-  FairShareExceededError,
-  IdentityUnavailableError,
-  MethodNotAllowedError,
-  NotReadyError,
-  OverloadedError,
-  UnauthenticatedError,
-  UnknownServiceError,
-  asBatonError,
-  sendProblem,
-} from './problems.ts';
+import { BadRequestError, NotReadyError } from '../core/errors.ts';
+import { FairShareExceededError, IdentityUnavailableError, MethodNotAllowedError, OverloadedError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
+import { asBatonError, sendProblem } from './problems.ts';
 
 export interface OutboundOptions<V extends VerifiedSubject> {
   readonly service: string;

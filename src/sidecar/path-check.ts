@@ -6,7 +6,7 @@
  * classes only never match a `paths` pattern (src/policy/language/request-path.ts).
  */
 import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/request-path.ts';
-import { AmbiguousPathError } from './problems.ts';
+import { AmbiguousPathError } from './errors.ts';
 
 // RFC 3986 §2: a request target is ASCII; servers disagree on what raw bytes above 0x7F mean.
 const RAW_NON_ASCII = /[^\x21-\x7e]/;

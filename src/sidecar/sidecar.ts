@@ -26,7 +26,7 @@ import { createInflight } from './inflight.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './request-id.ts';
-import { MethodNotAllowedError } from './problems.ts';
+import { MethodNotAllowedError } from './errors.ts';
 import { peerOf } from './token-binding.ts';
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */

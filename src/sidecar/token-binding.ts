@@ -10,25 +10,10 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { defineError } from '../core/errors.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
 import { peerIdentity } from '../identity/tls.ts';
 import type { VerifiedSubject } from './collaborators.ts';
-
-const bindingError = (code: string, title: string) => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
-
-/** A bound token arrived on a connection without a client certificate. */
-export const TokenCertificateRequiredError = bindingError('BATON_TOKEN_CERT_REQUIRED', 'Certificate-bound token without a client certificate');
-/** A bound token arrived on a connection presenting another certificate. */
-export const TokenCertificateMismatchError = bindingError('BATON_TOKEN_CERT_MISMATCH', 'Certificate-bound token on another certificate');
-/** The peer's SPIFFE ID maps to another service than the token's caller. */
-export const TokenCallerMismatchError = bindingError('BATON_TOKEN_CALLER_MISMATCH', 'Token caller is not the connected workload');
-/** In mtls mode, a mesh token without `cnf`: a bearer token the mesh no longer accepts. */
-export const TokenUnboundError = bindingError('BATON_TOKEN_UNBOUND', 'Mesh token not bound to a certificate');
-/** A mesh token on the plaintext entrypoint port, which takes external-IdP tokens only. */
-export const MeshTokenOnPlaintextError = bindingError('BATON_TOKEN_MESH_ON_PLAINTEXT', 'Mesh token on the plaintext entrypoint port');
-/** A client certificate that chains to the bundle but names no service of the mesh. */
-export const PeerUnmappedError = defineError({ code: 'BATON_PEER_UNMAPPED', status: 403, title: 'Client certificate names no service' });
+import { MeshTokenOnPlaintextError, PeerUnmappedError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from './errors.ts';
 
 export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenCertificateRequiredError.code,

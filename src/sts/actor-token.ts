@@ -10,7 +10,7 @@ import { TokenType } from '../core/token-types.ts';
 import type { KeySource } from '../token/key-source.ts';
 import type { RegisteredClient } from './clients.ts';
 import { AssertionError, ASSERTION_ALGORITHMS, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
-import { ActorTokenInvalidError, UnsupportedTokenTypeError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
+import { ActorTokenInvalidError, UnsupportedTokenTypeError, UpstreamKeysUnavailableError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
 export interface KubernetesActorTrust {

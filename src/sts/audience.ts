@@ -4,7 +4,7 @@
  * first DNS label names the service, or an entry of `resources:`).
  */
 import { isServiceName } from '../core/service-name.ts';
-import { InvalidTargetError } from './oauth-errors.ts';
+import { InvalidTargetError } from './errors.ts';
 
 export interface TargetRequest {
   readonly audiences: readonly string[];

@@ -16,9 +16,7 @@
  * that client out of a running STS. Counters are bounded in number: the
  * oldest are forgotten first.
  */
-import { defineError } from '../core/errors.ts';
-
-export const AuthThrottledError = defineError({ code: 'BATON_STS_AUTH_THROTTLED', status: 429, title: 'Too many failed or pending client authentications', oauthError: 'temporarily_unavailable' });
+import { AuthThrottledError } from './errors.ts';
 
 export interface AuthThrottleOptions {
   readonly maxConcurrentSecretChecks: number;

@@ -17,7 +17,7 @@ import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
 import { AssertionError, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
-import { InvalidClientError, MalformedRequestError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
+import { InvalidClientError, MalformedRequestError, UpstreamKeysUnavailableError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 

@@ -2,7 +2,7 @@
  * Token request parameters from an `application/x-www-form-urlencoded`
  * body (RFC 6749 §3.2, Appendix B).
  */
-import { DuplicateParameterError } from './oauth-errors.ts';
+import { DuplicateParameterError } from './errors.ts';
 
 // RFC 8693 §2.1 allows several `audience` and `resource` values; RFC 8707 §2 too.
 const REPEATABLE = new Set(['audience', 'resource']);

@@ -9,8 +9,8 @@ import { createServer as createTlsServer } from 'node:https';
 import { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { type BatonError, defineError, isBatonError } from '../core/errors.ts';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
+import { fastifyProblems } from '../core/fastify-problems.ts';
 import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
@@ -28,7 +28,7 @@ import { setHttpRoute, tracedListener } from '../telemetry/traced-listener.ts';
 import { createRemoteKeySource } from '../token/key-source.ts';
 import { createActorTokenVerifier } from './actor-token.ts';
 import { createAudienceResolver } from './audience.ts';
-import { AuthThrottledError, createAuthThrottle } from './auth-throttle.ts';
+import { createAuthThrottle } from './auth-throttle.ts';
 import { createClientAuthenticator } from './client-auth.ts';
 import { createClientRegistry } from './clients.ts';
 import type { StsConfig } from './config.ts';
@@ -39,7 +39,7 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError } from './oauth-errors.ts';
+import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -70,7 +70,6 @@ export interface StsServer {
   close(): Promise<void>;
 }
 
-const NotFoundError = defineError({ code: 'BATON_STS_NOT_FOUND', status: 404, title: 'Not found' });
 const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 const MAX_BODY_BYTES = 64 * 1024;
 const UNTRACED_PATHS: ReadonlySet<string> = new Set(['/metrics', '/livez', '/readyz']);
@@ -80,7 +79,8 @@ const GRANTS: Readonly<Record<string, GrantHandler>> = {
   [CLIENT_CREDENTIALS_GRANT]: clientCredentialsGrant,
 };
 
-export function createStsServer(config: StsConfig, deps: StsDependencies): StsServer {
+/** The STS's routes on a fastify instance, not yet listening; closing it releases what it opened. */
+export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonly draining?: () => boolean }): FastifyInstance {
   const now = deps.now ?? Date.now;
   const { logger } = deps;
   const endpoints = stsEndpoints(config.issuer);
@@ -137,7 +137,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     return started === undefined ? 0 : (performance.now() - started) / 1000;
   };
   const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])], mesh !== undefined);
-  let draining = false;
+  const draining = deps.draining ?? (() => false);
   const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(deps.keys.prepublishSeconds)}`;
 
   type Listener = (req: IncomingMessage, res: ServerResponse) => void;
@@ -167,6 +167,36 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
     ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracingActive() ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
   });
+  const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === '/token';
+  void app.register(fastifyProblems, {
+    // The token endpoint's refusals are OAuth errors: whatever fastify refuses there is invalid_request, anything else server_error.
+    translate: (raw, request) => (isTokenEndpoint(request) && !isBatonError(raw) ? tokenEndpointError(raw) : undefined),
+    onError: (error, raw, request) => {
+      // The SERVER span says why: its error.type is the refusal's stable code.
+      recordErrorType(error.code);
+      // Probes of unknown paths are not refusals worth a log line each.
+      if (error.code === NotFoundError.code) return;
+      if (error.status >= 500) logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
+      // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
+      const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
+      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, status: error.status, error: isTokenEndpoint(request) ? toOAuthError(error).error : undefined, path }, error.message);
+    },
+    render: (error, request, reply) => {
+      if (!isTokenEndpoint(request)) return false;
+      const body = toOAuthError(error);
+      metrics.tokenRequest(grantOf.get(request) ?? 'other', body.error, elapsedSeconds(request));
+      recordIssuanceOutcome({ exchangeOutcome: `refused:${body.error}` });
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+      // RFC 6749 §5.2: a client that tried Basic auth gets 401 and a WWW-Authenticate challenge.
+      if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
+        reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
+      }
+      // RFC 6585 §4: a 429 may say when to come back.
+      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(error.extensions.retryAfter ?? 1));
+      reply.code(error.status).type('application/json').send(body);
+      return true;
+    },
+  });
   app.addHook('onRequest', (request, _reply, done) => {
     startedAt.set(request, performance.now());
     setHttpRoute(request.method, request.routeOptions.url);
@@ -195,9 +225,9 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     // mtls: without a valid certificate no sidecar can reach the STS; never a fallback to plaintext.
     const identity = mesh?.identity.status();
     const identityReady = mesh === undefined || mesh.identity.current() !== undefined;
-    const ready = policyReady && identityReady && !draining;
+    const ready = policyReady && identityReady && !draining();
     reply.code(ready ? 200 : 503);
-    return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining, ...(identity === undefined ? {} : { identity }) };
+    return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining: draining(), ...(identity === undefined ? {} : { identity }) };
   });
 
   app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -229,42 +259,25 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     },
   });
 
-  app.setNotFoundHandler((request, reply) => {
-    const error = new NotFoundError(`expected one of /token, /jwks, /.well-known/oauth-authorization-server, /livez, /readyz, got ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`);
-    recordErrorType(error.code);
-    reply.code(404).type(PROBLEM_CONTENT_TYPE).send(toProblem(error));
+  app.addHook('onClose', async () => {
+    stopRotating?.();
+    stopFollowingKeys();
+    subjectTokens.close();
+    registry.close();
+    kubernetesKeys?.close();
+    if (deps.replay === undefined) await replay.close();
   });
+  return app;
+}
 
-  app.setErrorHandler((raw, request, reply) => {
-    const error = asBatonError(raw);
-    // The SERVER span says why: its error.type is the refusal's stable code.
-    recordErrorType(error.code);
-    if (error.status >= 500) logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
-    // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
-    const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
-    writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, status: error.status, error: path === '/token' ? toOAuthError(error).error : undefined, path }, error.message);
-    if (request.url.split('?')[0] === '/token') {
-      const outcome = toOAuthError(error).error;
-      metrics.tokenRequest(grantOf.get(request) ?? 'other', outcome, elapsedSeconds(request));
-      recordIssuanceOutcome({ exchangeOutcome: `refused:${outcome}` });
-      reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
-      // RFC 6749 §5.2: a client that tried Basic auth gets 401 and a WWW-Authenticate challenge.
-      if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
-        reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
-      }
-      // RFC 6585 §4: a 429 may say when to come back.
-      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(error.extensions.retryAfter ?? 1));
-      reply.code(error.status).type('application/json').send(toOAuthError(error));
-      return;
-    }
-    reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(toProblem(error));
-  });
-
+/** The STS as a process runs it: the app, a listen step on config host/port, and a drain for SIGTERM. */
+export function createStsServer(config: StsConfig, deps: StsDependencies): StsServer {
+  let draining = false;
+  const app = buildStsApp(config, { ...deps, draining: () => draining });
   return {
     app,
     async listen() {
-      const address = await app.listen({ host: config.host, port: config.port });
-      return address;
+      return await app.listen({ host: config.host, port: config.port });
     },
     drain() {
       draining = true;
@@ -272,12 +285,6 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     async close() {
       draining = true;
       await app.close();
-      stopRotating?.();
-      stopFollowingKeys();
-      subjectTokens.close();
-      registry.close();
-      kubernetesKeys?.close();
-      if (deps.replay === undefined) await replay.close();
     },
   };
 }
@@ -290,12 +297,11 @@ function isForm(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === FORM_CONTENT_TYPE;
 }
 
-function asBatonError(error: unknown): BatonError {
-  if (isBatonError(error)) return error;
-  const status = (error as { statusCode?: unknown }).statusCode;
+function tokenEndpointError(raw: unknown): BatonError {
+  const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Fastify's own refusals: wrong media type, body too large, bad encoding.
-    return new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: error });
+    return new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: raw });
   }
-  return new ServerError('the token endpoint failed; see the STS log', { cause: error });
+  return new ServerError('the token endpoint failed; see the STS log', { cause: raw });
 }

@@ -14,7 +14,7 @@ import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { ExternalIssuerConfig } from './config.ts';
-import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './oauth-errors.ts';
+import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './errors.ts';
 
 
 export interface SubjectTokenVerifierOptions {

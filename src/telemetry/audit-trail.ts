@@ -18,10 +18,9 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { defineError } from '../core/errors.ts';
 import { type AuditComponent, type AuditDirection, type AuditEventName, type AuditLine, parseAuditLine } from './audit-event.ts';
+import { AuditInputUnreadableError } from './errors.ts';
 
-export const AuditInputUnreadableError = defineError({ code: 'BATON_AUDIT_INPUT_UNREADABLE', status: 400, title: 'Audit log input cannot be read' });
 
 export interface AuditQuery {
   readonly txn?: string;

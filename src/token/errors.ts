@@ -25,20 +25,10 @@ export const TokenIdTokenError = invalidToken('BATON_TOKEN_ID_TOKEN', 'An id_tok
 export const TokenInactiveError = invalidToken('BATON_TOKEN_INACTIVE', 'Access token not active');
 
 /** The issuer's keys cannot be had: not the caller's fault, so 503, not 401. */
-export const TokenKeysUnavailableError = defineError({
-  code: 'BATON_TOKEN_KEYS_UNAVAILABLE',
-  status: 503,
-  title: 'Token signing keys unavailable',
-  oauthError: 'temporarily_unavailable',
-});
+export const TokenKeysUnavailableError = defineError({ code: 'BATON_TOKEN_KEYS_UNAVAILABLE', status: 503, title: 'Token signing keys unavailable', oauthError: 'temporarily_unavailable' });
 
 /** The introspection endpoint could not answer: never read as active, and not the caller's fault. */
-export const TokenIntrospectionUnavailableError = defineError({
-  code: 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE',
-  status: 503,
-  title: 'Token introspection unavailable',
-  oauthError: 'temporarily_unavailable',
-});
+export const TokenIntrospectionUnavailableError = defineError({ code: 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE', status: 503, title: 'Token introspection unavailable', oauthError: 'temporarily_unavailable' });
 
 export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenMalformedError.code,

@@ -8,6 +8,8 @@ import { after, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { FIXTURE_POLICY } from '../sts/helpers/sts-fixture.ts';
 import { BATON_BIN, runBaton, startBaton } from '../helpers/process.ts';
+import { KeyFileExistsError } from '../../src/cli/errors.ts';
+import { problemType } from '../../src/core/errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-cli-errors-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -75,6 +77,8 @@ describe('policy-server keygen over existing files', () => {
     assert.equal(code, 1);
     assert.match(stderr, /refusing to overwrite .*policy-signing\.key\.pem/);
     assert.doesNotMatch(stderr, /EEXIST|\n\s+at /);
+    // The line after names the code and its section of docs/errors.md.
+    assert.ok(stderr.includes(`${KeyFileExistsError.code}: ${problemType(KeyFileExistsError.code)}`), stderr);
     assert.equal(readFileSync(join(out, 'policy-signing.key.pem'), 'utf8'), before);
   });
 

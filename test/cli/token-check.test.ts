@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { createSigner, nowSec, type TestSigner } from '../token/issuer-fixture.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 import { BATON_BIN } from '../helpers/process.ts';
+import { TokenWrongTypError } from '../../src/token/errors.ts';
 
 function baton(args: readonly string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -72,7 +73,7 @@ describe('baton token check', { timeout: 60_000 }, () => {
     const token = await keycloakToken();
     const strict = await baton(['token', 'check', '-', '--issuer', issuer, '--jwks-uri', `${idp.url}/certs`, '--audience', 'gateway', '--json'], token);
     assert.equal(strict.code, 1);
-    assert.equal(JSON.parse(strict.stdout).code, 'BATON_TOKEN_WRONG_TYP');
+    assert.equal(JSON.parse(strict.stdout).code, TokenWrongTypError.code);
     const other = await baton(['token', 'check', token, '--issuer', issuer, '--jwks-uri', `${idp.url}/certs`, '--profile', 'keycloak', '--audience', 'billing']);
     assert.equal(other.code, 1);
     assert.match(other.stdout, /^refused: BATON_TOKEN_WRONG_AUDIENCE: /);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { isServiceName, serviceName, ServiceNameInvalidError } from '../../src/core/service-name.ts';
+import { ServiceNameInvalidError } from '../../src/core/errors.ts';
+import { isServiceName, serviceName } from '../../src/core/service-name.ts';
 
 describe('service names (DNS-1123 labels)', () => {
   it('mints a ServiceName from a DNS-1123 label', () => {

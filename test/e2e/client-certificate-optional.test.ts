@@ -15,7 +15,7 @@ import { DEMO_SPIFFE, type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER } from '../../src/demo/scenario.ts';
 import { createDevCa, issueSvid } from '../../src/identity/dev-ca.ts';
 import { type SpiffeId, spiffeId } from '../../src/identity/spiffe-id.ts';
-import { PeerUnmappedError, TokenCertificateMismatchError, TokenCertificateRequiredError } from '../../src/sidecar/token-binding.ts';
+import { PeerUnmappedError, TokenCertificateMismatchError, TokenCertificateRequiredError } from '../../src/sidecar/errors.ts';
 import { type Listening, listen } from '../helpers/http-server.ts';
 
 describe('inbound.clientCertificate: optional (real sidecars over TLS)', { timeout: 180_000 }, () => {

@@ -28,6 +28,7 @@ import { closeServer, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { OP_INTROSPECTOR, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { TokenIdTokenError, TokenInactiveError } from '../../src/token/errors.ts';
 
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];
@@ -282,14 +283,14 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
   it('refuses a revoked or unknown opaque token, and a Keycloak id_token, at the entrypoint', async () => {
     const unknown = await enter('x'.repeat(43));
     assert.equal(unknown.status, 401);
-    assert.equal(unknown.body.code, 'BATON_TOKEN_INACTIVE');
+    assert.equal(unknown.body.code, TokenInactiveError.code);
     const token = await op.accessToken();
     await op.revoke(token);
-    assert.equal((await enter(token)).body.code, 'BATON_TOKEN_INACTIVE');
+    assert.equal((await enter(token)).body.code, TokenInactiveError.code);
     const idToken = await keycloak.sign({ sub: 'alice', aud: 'gateway', typ: 'ID', azp: 'gateway', nonce: 'n-1', at_hash: 'x' }, 'JWT');
     const refused = await enter(idToken);
     assert.equal(refused.status, 401);
-    assert.equal(refused.body.code, 'BATON_TOKEN_ID_TOKEN');
+    assert.equal(refused.body.code, TokenIdTokenError.code);
     assert.equal(refused.seen.length, 0);
   });
 });

@@ -9,6 +9,7 @@ import { BATON_VERSION } from '../../src/core/version.ts';
 import { DEMO_SERVICES, type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER, postInbound, runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
 
 /** One sample of a scrape: `name{labels} value`. */
 interface Sample {
@@ -142,8 +143,8 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
 
   it('counts sidecar requests by direction, target, status code and reason', () => {
     assert.ok((valueOf(gateway, 'baton_requests_total', { direction: 'outbound', target: 'orders', code: '200', reason: 'forwarded' }) ?? 0) >= 2);
-    assert.equal(valueOf(gateway, 'baton_requests_total', { direction: 'outbound', target: 'payments', code: '403', reason: 'BATON_POLICY_DENIED' }), 1);
-    assert.equal(valueOf(gateway, 'baton_requests_total', { direction: 'inbound', target: 'gateway', code: '401', reason: 'BATON_UNAUTHENTICATED' }), 1);
+    assert.equal(valueOf(gateway, 'baton_requests_total', { direction: 'outbound', target: 'payments', code: '403', reason: PolicyDeniedError.code }), 1);
+    assert.equal(valueOf(gateway, 'baton_requests_total', { direction: 'inbound', target: 'gateway', code: '401', reason: UnauthenticatedError.code }), 1);
     // The share of 5xx is one query now that the status is a label of its own.
     assert.ok(gateway.samples.filter((s) => s.name === 'baton_requests_total').every((s) => /^[1-5]\d\d$/.test(s.labels.code ?? '') && s.labels.reason !== undefined && s.labels.outcome === undefined));
   });
@@ -152,7 +153,7 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
     for (const labels of [
       { direction: 'inbound', target: 'gateway', code: '200', reason: 'forwarded' },
       { direction: 'outbound', target: 'orders', code: '200', reason: 'forwarded' },
-      { direction: 'outbound', target: 'payments', code: '403', reason: 'BATON_POLICY_DENIED' },
+      { direction: 'outbound', target: 'payments', code: '403', reason: PolicyDeniedError.code },
     ]) {
       const count = valueOf(gateway, 'baton_request_duration_seconds_count', labels);
       assert.equal(count, valueOf(gateway, 'baton_requests_total', labels), JSON.stringify(labels));

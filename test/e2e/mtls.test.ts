@@ -22,6 +22,9 @@ import { certificateThumbprint } from '../../src/identity/svid.ts';
 import { type Listening, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { PeerUnmappedError, TokenCertificateMismatchError, UpstreamIdentityMismatchError } from '../../src/sidecar/errors.ts';
+import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
+import { InvalidClientError } from '../../src/sts/errors.ts';
 
 type Workload = 'gateway' | 'orders' | 'payments' | 'baton-sts' | 'baton-policy-server';
 
@@ -105,14 +108,14 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
 
     const asPayments = await replay(client(files('payments')), { authorization: `Bearer ${stolen}` });
     assert.equal(asPayments.status, 401);
-    assert.equal(asPayments.code, 'BATON_TOKEN_CERT_MISMATCH');
+    assert.equal(asPayments.code, TokenCertificateMismatchError.code);
     assert.match(String(asPayments.challenge), /error="invalid_token"/);
 
     // A second certificate for gateway's own SPIFFE ID (another key, same CA): still not the certificate the token is bound to.
     const twin = await issueSvid(ids().ca, { spiffeId: ids().map.idOf('gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
     const asTwin = await replay(client({ cert: twin.certPem, key: twin.keyPem }), { authorization: `Bearer ${stolen}` });
     assert.equal(asTwin.status, 401);
-    assert.equal(asTwin.code, 'BATON_TOKEN_CERT_MISMATCH');
+    assert.equal(asTwin.code, TokenCertificateMismatchError.code);
 
     // No client certificate at all: the inbound port requires one, so the handshake fails before a request is read.
     await assert.rejects(replay(client(), { authorization: `Bearer ${stolen}` }));
@@ -128,7 +131,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     }
     const replayed = await replay(client(files('payments')), headers);
     assert.equal(replayed.status, 401);
-    assert.equal(replayed.code, 'BATON_TOKEN_CERT_MISMATCH');
+    assert.equal(replayed.code, TokenCertificateMismatchError.code);
   });
 
   it('will not launder a stolen token through the STS with another client\'s certificate', async () => {
@@ -175,7 +178,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     const refused = (await impostor.body.json()) as { error?: string; code?: string };
     assert.equal(impostor.statusCode, 401);
     assert.equal(refused.error, 'invalid_client');
-    assert.equal(refused.code, 'BATON_STS_INVALID_CLIENT');
+    assert.equal(refused.code, InvalidClientError.code);
     // The same certificate with its own client id authenticates (the policy may still refuse the edge, but not the client).
     const own = await token('orders', 'orders');
     const ownBody = (await own.body.json()) as { error?: string };
@@ -206,7 +209,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     const stranger = await issueSvid(ids().ca, { spiffeId: spiffeId('spiffe://baton.demo/ns/elsewhere/sa/gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
     const refused = await replay(client({ cert: stranger.certPem, key: stranger.keyPem }), { authorization: `Bearer ${bearerSeenByOrders(0)}` });
     assert.equal(refused.status, 403);
-    assert.equal(refused.code, 'BATON_PEER_UNMAPPED');
+    assert.equal(refused.code, PeerUnmappedError.code);
   });
 
   it('refuses a sidecar holding another service\'s certificate, in both directions', async () => {
@@ -228,7 +231,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
       });
       const problem = (await out.body.json()) as { code?: string };
       assert.equal(out.statusCode, 502);
-      assert.equal(problem.code, 'BATON_UPSTREAM_IDENTITY_MISMATCH');
+      assert.equal(problem.code, UpstreamIdentityMismatchError.code);
       assert.equal(impostorHits, 0, 'no request, so no token, reached the impostor');
     } finally {
       impostorServer.close();
@@ -243,7 +246,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     });
     const refusal = (await call.body.json()) as { code?: string; oauthError?: string };
     assert.equal(call.statusCode, 403);
-    assert.equal(refusal.code, 'BATON_EXCHANGE_REFUSED');
+    assert.equal(refusal.code, ExchangeRefusedError.code);
     assert.equal(refusal.oauthError, 'invalid_client');
   });
 

@@ -10,6 +10,7 @@ import { readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
 import { loadPolicyFile } from '../../src/policy/language/load.ts';
 import { callsFromDecisions } from '../../src/policy/tooling/observed.ts';
 import { runBaton } from '../helpers/process.ts';
+import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 
 // One edge in shadow mode (orders → payments asks for a scope alice lacks),
 // one edge missing (gateway → payments), one declared edge nobody uses (billing-job → orders).
@@ -83,7 +84,7 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     const m = mesh as Mesh;
     const refused = hops(directCharge.body)[0]?.downstream;
     assert.equal(refused?.status, 403);
-    assert.equal((refused?.body as { code?: string }).code, 'BATON_POLICY_DENIED');
+    assert.equal((refused?.body as { code?: string }).code, PolicyDeniedError.code);
     // A shadowed rule on the edge does not make a bad token acceptable.
     const forged = await postInbound(m.services.payments.inbound, '/charges', 'Bearer not-a-token');
     assert.equal(forged.status, 401);

@@ -20,6 +20,7 @@ import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { Redis } from 'ioredis';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
+import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];
@@ -272,7 +273,7 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     const before = tokenCalls;
     const r = await checkout(token, '/direct');
     assert.equal(r.status, 403);
-    assert.equal((JSON.parse(r.text) as { code: string }).code, 'BATON_POLICY_DENIED');
+    assert.equal((JSON.parse(r.text) as { code: string }).code, PolicyDeniedError.code);
     assert.equal(tokenCalls, before);
     for (const name of SERVICES) assert.ok(!(sidecars[name].process.stdout() + sidecars[name].process.stderr()).includes(token));
   });

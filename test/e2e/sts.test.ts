@@ -10,6 +10,7 @@ import { runBaton, type RunningProcess, startBaton } from '../helpers/process.ts
 import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { startTestIdp, type TestIdp } from '../sts/helpers/idp.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
+import { ExternalTokenNotAtEntrypointError, SubjectTokenInvalidError } from '../../src/sts/errors.ts';
 
 interface TokenAnswer {
   readonly status: number;
@@ -114,7 +115,7 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const response = await paymentsExchange(hop1.body.access_token as string, 'ledger');
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.equal(response.body.code, 'BATON_STS_SUBJECT_TOKEN_INVALID');
+    assert.equal(response.body.code, SubjectTokenInvalidError.code);
   });
 
   it('refuses an edge the call graph forbids with invalid_target naming the rule', async () => {
@@ -144,14 +145,14 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const response = await ordersExchange(await idp.userToken());
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.equal(response.body.code, 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT');
+    assert.equal(response.body.code, ExternalTokenNotAtEntrypointError.code);
   });
 
   it('refuses an expired subject token', async () => {
     const response = await gatewayExchange(await idp.userToken({}, { ttlSeconds: -300 }));
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.equal(response.body.code, 'BATON_STS_SUBJECT_TOKEN_INVALID');
+    assert.equal(response.body.code, SubjectTokenInvalidError.code);
   });
 
   it('refuses an alg none subject token', async () => {

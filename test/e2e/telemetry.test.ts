@@ -9,6 +9,8 @@ import { request } from 'undici';
 import { DEMO_USER, postInbound, runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runBaton } from '../helpers/process.ts';
+import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
+import { InvalidClientError } from '../../src/sts/errors.ts';
 
 const SERVER = 2;
 const CLIENT = 3;
@@ -205,12 +207,12 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   it('says why a SERVER span was refused (error.type), leaving its status unset for a 4xx as the conventions require', () => {
     const gateway = find(receiver.spans, (s) => s.traceId === REFUSED_TRACE && s.serviceName === 'gateway' && s.kind === SERVER, 'refused gateway SERVER span');
     assert.equal(gateway.attributes['http.response.status_code'], 401);
-    assert.equal(gateway.attributes['error.type'], 'BATON_UNAUTHENTICATED');
+    assert.equal(gateway.attributes['error.type'], UnauthenticatedError.code);
     assert.equal(gateway.statusCode, 0);
     const sts = find(receiver.spans, (s) => s.traceId === STS_REFUSED_TRACE && s.serviceName === 'baton-sts', 'refused STS SERVER span');
     assert.equal(sts.kind, SERVER);
     assert.equal(sts.attributes['http.response.status_code'], 401);
-    assert.equal(sts.attributes['error.type'], 'BATON_STS_INVALID_CLIENT');
+    assert.equal(sts.attributes['error.type'], InvalidClientError.code);
     assert.equal(sts.statusCode, 0);
   });
 
@@ -226,7 +228,7 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(denied.attributes['baton.rule'], 'payments.accepts');
     assert.equal(denied.attributes['baton.target'], 'payments');
     assert.equal(denied.attributes['http.response.status_code'], 403);
-    assert.equal(denied.attributes['error.type'], 'BATON_POLICY_DENIED');
+    assert.equal(denied.attributes['error.type'], PolicyDeniedError.code);
     assert.ok(denied.events.some((e) => e.name === 'baton.policy.decision'));
     assert.equal(denied.attributes['baton.decision.cause'], 'no_edge');
     // Refused before any exchange: no STS span in this trace.

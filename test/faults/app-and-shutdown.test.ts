@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { OverloadedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 
 describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () => {
   let mesh: FaultMesh;
@@ -29,7 +30,7 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
     const started = Date.now();
     const r = await inbound('/slow');
     assert.equal(r.status, 504);
-    assert.equal(r.code, 'BATON_UPSTREAM_TIMEOUT');
+    assert.equal(r.code, UpstreamTimeoutError.code);
     assert.ok(Date.now() - started < 1_400);
   });
 
@@ -37,7 +38,7 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
     const answers = await Promise.all(Array.from({ length: 10 }, () => inbound('/slow')));
     const statuses = answers.map((a) => a.status);
     assert.ok(statuses.includes(503), JSON.stringify(statuses));
-    assert.ok(answers.filter((a) => a.status === 503).every((a) => a.code === 'BATON_OVERLOADED'));
+    assert.ok(answers.filter((a) => a.status === 503).every((a) => a.code === OverloadedError.code));
   });
 
   it('answers 502 when the app resets connections, and 504 when it blackholes them', async () => {
@@ -45,7 +46,7 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
     try {
       const r = await inbound('/orders');
       assert.equal(r.status, 502);
-      assert.equal(r.code, 'BATON_UPSTREAM_UNREACHABLE');
+      assert.equal(r.code, UpstreamUnreachableError.code);
       mesh.proxies.app.set({ kind: 'blackhole' }, { cut: true });
       assert.equal((await inbound('/orders')).status, 504);
     } finally {
@@ -60,7 +61,7 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
     try {
       const down = await mesh.charge(handle);
       assert.equal(down.status, 502);
-      assert.equal(down.code, 'BATON_UPSTREAM_UNREACHABLE');
+      assert.equal(down.code, UpstreamUnreachableError.code);
       mesh.proxies.upstream.set({ kind: 'blackhole' }, { cut: true });
       assert.equal((await mesh.charge(handle)).status, 504);
     } finally {

@@ -10,6 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compact, es256 } from '../security/mesh-fixture.ts';
 import { type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { ExchangedTokenExpiredError, ExchangeRefusedError, StsThrottledError, StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
+import { TokenUnknownKidError } from '../../src/token/errors.ts';
 
 describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
   let mesh: FaultMesh;
@@ -38,7 +40,7 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
       const started = Date.now();
       const refused = await mesh.charge(fresh);
       assert.equal(refused.status, 503);
-      assert.equal(refused.code, 'BATON_STS_UNAVAILABLE');
+      assert.equal(refused.code, StsUnavailableError.code);
       assert.ok(Date.now() - started < 3_000);
       assert.equal(mesh.payments.hits, hits + 1);
       // The circuit is open now: further calls fail fast instead of queueing on a dead STS.
@@ -109,10 +111,10 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
       const seen: Array<string | undefined> = [];
       // Each call a fresh subject, so nothing is cached: 6 expired, 6 throttled, then refusals.
       for (let i = 0; i < 14; i++) seen.push((await mesh.charge(await mesh.handle())).code);
-      assert.deepEqual(seen.slice(0, 6), Array(6).fill('BATON_EXCHANGED_TOKEN_EXPIRED'));
-      assert.deepEqual(seen.slice(6, 12), Array(6).fill('BATON_STS_THROTTLED'));
+      assert.deepEqual(seen.slice(0, 6), Array(6).fill(ExchangedTokenExpiredError.code));
+      assert.deepEqual(seen.slice(6, 12), Array(6).fill(StsThrottledError.code));
       // With these counted as outages the circuit would be open now, and these would be BATON_STS_UNAVAILABLE.
-      assert.deepEqual(seen.slice(12), ['BATON_EXCHANGE_REFUSED', 'BATON_EXCHANGE_REFUSED']);
+      assert.deepEqual(seen.slice(12), [ExchangeRefusedError.code, ExchangeRefusedError.code]);
       assert.equal(answers, 14);
       assert.equal(mesh.payments.hits, hits);
     } finally {
@@ -133,7 +135,7 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
       const before = mesh.app.hits;
       const refused = await inbound(rotated);
       assert.equal(refused.status, 401);
-      assert.equal(refused.code, 'BATON_TOKEN_UNKNOWN_KID');
+      assert.equal(refused.code, TokenUnknownKidError.code);
       assert.equal(mesh.app.hits, before);
       const ready = await request(`http://127.0.0.1:${mesh.ports.admin}/readyz`);
       await ready.body.dump();

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ScenarioResult } from '../../src/demo/scenario.ts';
+import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 
 export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed: ScenarioResult; denied: ScenarioResult } {
   const [allowed, denied] = results;
@@ -34,7 +35,7 @@ export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed
 
   assert.equal(denied.passed, true);
   assert.equal(denied.status, 403);
-  assert.equal(denied.problem?.code, 'BATON_POLICY_DENIED');
+  assert.equal(denied.problem?.code, PolicyDeniedError.code);
   assert.ok(denied.decisions.some((d) => d.service === 'gateway' && d.direction === 'outbound' && d.decision === 'deny' && d.cause === 'no_edge'));
   return { allowed, denied };
 }

@@ -10,6 +10,7 @@ import type { Pod } from '../../src/injector/kubernetes-types.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { withContract } from '../deploy/mesh-contract.ts';
 import { fixture, patchedPod } from './admission-helpers.ts';
+import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
 
 const template = Value.Default(InjectorConfigSchema.properties.sidecar, {}) as Parameters<typeof planInjection>[1];
 
@@ -46,9 +47,9 @@ describe('pod patch planning', () => {
   });
 
   it('refuses a malformed review with a stable code', () => {
-    assert.throws(() => reviewAdmission({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'u' } }, template), { code: 'BATON_ADMISSION_REVIEW_INVALID' });
+    assert.throws(() => reviewAdmission({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'u' } }, template), { code: AdmissionReviewInvalidError.code });
     assert.throws(() => reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', object: { spec: {} } } }, template), {
-      code: 'BATON_ADMISSION_REVIEW_INVALID',
+      code: AdmissionReviewInvalidError.code,
     });
   });
 

@@ -11,6 +11,8 @@ import type { AdmissionReviewResponse } from '../../src/injector/admission-revie
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { envOf, fixture, patchedPod } from './admission-helpers.ts';
+import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
+import { NotFoundError, problemType } from '../../src/core/errors.ts';
 
 /** A self-signed certificate for 127.0.0.1, as cert-manager would mount it (tls.crt, tls.key). */
 function selfSigned(dir: string, cn: string): { cert: string; key: string } {
@@ -268,7 +270,15 @@ describe('baton injector, a real webhook over HTTPS', () => {
     const response = await request(`https://127.0.0.1:${port}/mutate`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: '{"kind":"Pod"}' });
     assert.equal(response.statusCode, 400);
     assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
-    assert.equal(((await response.body.json()) as { code: string }).code, 'BATON_ADMISSION_REVIEW_INVALID');
+    const problem = (await response.body.json()) as { code: string; type: string };
+    assert.equal(problem.code, AdmissionReviewInvalidError.code);
+    assert.equal(problem.type, problemType(AdmissionReviewInvalidError.code));
+    const garbled = await request(`https://127.0.0.1:${port}/mutate`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: '{' });
+    assert.equal(garbled.statusCode, 400);
+    assert.equal(((await garbled.body.json()) as { code: string }).code, AdmissionReviewInvalidError.code);
+    const missing = await request(`https://127.0.0.1:${port}/nowhere`, { dispatcher: agent });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(((await missing.body.json()) as { code: string }).code, NotFoundError.code);
   });
 
   it('serves a rotated certificate without a restart', async () => {

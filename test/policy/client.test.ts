@@ -12,6 +12,7 @@ import { createFilePolicySource } from '../../src/policy/distribution/source.ts'
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { freePort, listenOnLoopback, waitFor } from '../helpers/net.ts';
 import { startBaton } from '../helpers/process.ts';
+import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicySignatureError, PolicyVersionStaleError } from '../../src/policy/distribution/errors.ts';
 
 const FIXTURE_PATH = new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url).pathname;
 const FIXTURE = readFileSync(FIXTURE_PATH, 'utf8');
@@ -79,7 +80,7 @@ describe('policy client', () => {
     const server = await fakeServer();
     server.serve(200, await signed(1, importPolicySigningKey(generatePolicySigningKey().privateKeyPem)));
     const policy = client(server.url);
-    await waitFor(async () => policy.lastError()?.code === 'BATON_POLICY_SIGNATURE_INVALID', { what: 'the refusal' });
+    await waitFor(async () => policy.lastError()?.code === PolicySignatureError.code, { what: 'the refusal' });
     assert.equal(policy.ready(), false);
   });
 
@@ -89,7 +90,7 @@ describe('policy client', () => {
     const policy = client(server.url);
     assert.equal(await policy.waitUntilReady(3000), true);
     server.serve(200, await signed(5));
-    await waitFor(async () => policy.lastError()?.code === 'BATON_POLICY_VERSION_STALE', { what: 'the refusal' });
+    await waitFor(async () => policy.lastError()?.code === PolicyVersionStaleError.code, { what: 'the refusal' });
     assert.equal(policy.version(), 10);
     server.serve(200, await signed(11));
     await waitFor(async () => policy.version() === 11, { what: 'the newer version' });
@@ -101,9 +102,9 @@ describe('policy client', () => {
     const policy = client(server.url);
     assert.equal(await policy.waitUntilReady(3000), true);
     server.serve(200, '<html>upstream error</html>');
-    await waitFor(async () => policy.lastError()?.code === 'BATON_POLICY_DOCUMENT_MALFORMED', { what: 'the garbage refusal' });
+    await waitFor(async () => policy.lastError()?.code === PolicyDocumentMalformedError.code, { what: 'the garbage refusal' });
     server.serve(500, 'oops');
-    await waitFor(async () => policy.lastError()?.code === 'BATON_POLICY_SERVER_UNAVAILABLE', { what: 'the 5xx' });
+    await waitFor(async () => policy.lastError()?.code === PolicyServerUnavailableError.code, { what: 'the 5xx' });
     assert.equal(policy.ready(), true);
     assert.equal(policy.version(), 1);
   });
@@ -135,7 +136,7 @@ describe('policy client', () => {
     assert.equal(await policy.waitUntilReady(5000), true);
     const version = policy.version() as number;
     await first.stop('SIGKILL');
-    await waitFor(async () => policy.lastError()?.code === 'BATON_POLICY_SERVER_UNAVAILABLE', { what: 'the outage to be noticed' });
+    await waitFor(async () => policy.lastError()?.code === PolicyServerUnavailableError.code, { what: 'the outage to be noticed' });
     assert.equal(policy.ready(), true);
     assert.equal(policy.version(), version);
     writeFileSync(policyFile, FIXTURE.replace('maxDepth: 4', 'maxDepth: 3'));

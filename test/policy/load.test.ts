@@ -15,7 +15,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 function invalid(code: string, line?: number) {
   return (error: unknown): boolean =>
-    error instanceof PolicyInvalidError && error.code === 'BATON_POLICY_INVALID' && error.problems.some((p) => p.code === code && (line === undefined || p.location.line === line));
+    error instanceof PolicyInvalidError && error.code === PolicyInvalidError.code && error.problems.some((p) => p.code === code && (line === undefined || p.location.line === line));
 }
 
 describe('policy loading', () => {

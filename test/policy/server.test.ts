@@ -9,6 +9,8 @@ import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificat
 import { createPolicyWatcher } from '../../src/policy/distribution/watch.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { PolicyNotReadyError, PolicyWaitInvalidError } from '../../src/policy/distribution/errors.ts';
+import { BadRequestError, NotFoundError, problemType } from '../../src/core/errors.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');
 const EDITED = FIXTURE.replace('maxDepth: 4', 'maxDepth: 5');
@@ -85,8 +87,19 @@ describe('policy server', () => {
       const response = await get(`${url}/v1/callgraph?wait=${wait}`);
       assert.equal(response.status, 400);
       assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
-      assert.equal(JSON.parse(response.body).code, 'BATON_POLICY_WAIT_INVALID');
+      assert.equal(JSON.parse(response.body).code, PolicyWaitInvalidError.code);
     }
+  });
+
+  it('answers an unknown path and a body fastify cannot parse as problem documents pointing at docs/errors.md', async () => {
+    const { server } = await startServer(FIXTURE);
+    const missing = await server.app.inject({ method: 'GET', url: '/v2/callgraph' });
+    assert.equal(missing.statusCode, 404);
+    assert.equal(missing.json().code, NotFoundError.code);
+    assert.equal(missing.json().type, problemType(NotFoundError.code));
+    const posted = await server.app.inject({ method: 'POST', url: '/v1/callgraph', headers: { 'content-type': 'application/json' }, payload: '{' });
+    assert.equal(posted.statusCode, 400);
+    assert.equal(posted.json().code, BadRequestError.code);
   });
 
   it('holds a long-poll until a new version is published', async () => {
@@ -128,7 +141,7 @@ describe('policy server', () => {
     assert.equal((await get(`${url}/livez`)).status, 200);
     const notReady = await get(`${url}/readyz`);
     assert.equal(notReady.status, 503);
-    assert.equal(JSON.parse(notReady.body).code, 'BATON_POLICY_NOT_READY');
+    assert.equal(JSON.parse(notReady.body).code, PolicyNotReadyError.code);
     assert.equal((await get(`${url}/v1/callgraph`)).status, 503);
     writeFileSync(path, FIXTURE);
     await waitFor(async () => server.published() !== undefined, { what: 'the policy' });

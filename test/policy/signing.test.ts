@@ -10,6 +10,7 @@ import {
   signPolicy,
   verifyPolicy,
 } from '../../src/policy/distribution/signing.ts';
+import { PolicyDocumentMalformedError, PolicySignatureError, PolicySigningKeyError } from '../../src/policy/distribution/errors.ts';
 
 const payload = { version: 7, digest: 'abc', issuedAt: 1_700_000_000, policy: { kind: 'CallGraph' } };
 
@@ -36,44 +37,44 @@ describe('policy signing', () => {
 
   it('refuses a document signed with another key', async () => {
     const jws = await signPolicy(payload, pair().signing);
-    await rejects(verifyPolicy(jws, pair().verification), 'BATON_POLICY_SIGNATURE_INVALID');
+    await rejects(verifyPolicy(jws, pair().verification), PolicySignatureError.code);
   });
 
   it('refuses a document whose payload was altered after signing', async () => {
     const { signing, verification } = pair();
     const [header, , signature] = (await signPolicy(payload, signing)).split('.');
     const forged = Buffer.from(JSON.stringify({ ...payload, version: 8 })).toString('base64url');
-    await rejects(verifyPolicy(`${header}.${forged}.${signature}`, verification), 'BATON_POLICY_SIGNATURE_INVALID');
+    await rejects(verifyPolicy(`${header}.${forged}.${signature}`, verification), PolicySignatureError.code);
   });
 
   it('refuses another typ signed with the right key, so no other JWS passes as a policy', async () => {
     const { signing, verification } = pair();
     const jws = await new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' }).sign(signing.privateKey);
-    await rejects(verifyPolicy(jws, verification), 'BATON_POLICY_SIGNATURE_INVALID');
+    await rejects(verifyPolicy(jws, verification), PolicySignatureError.code);
   });
 
   it('refuses an unsigned (alg none) document', async () => {
     const header = Buffer.from(JSON.stringify({ alg: 'none', typ: POLICY_JWS_TYP })).toString('base64url');
     const body = Buffer.from(JSON.stringify(payload)).toString('base64url');
-    await rejects(verifyPolicy(`${header}.${body}.`, pair().verification), 'BATON_POLICY_DOCUMENT_MALFORMED');
-    await rejects(verifyPolicy(`${header}.${body}.AAAA`, pair().verification), 'BATON_POLICY_SIGNATURE_INVALID');
+    await rejects(verifyPolicy(`${header}.${body}.`, pair().verification), PolicyDocumentMalformedError.code);
+    await rejects(verifyPolicy(`${header}.${body}.AAAA`, pair().verification), PolicySignatureError.code);
   });
 
   it('refuses garbage', async () => {
-    await rejects(verifyPolicy('<html>502 Bad Gateway</html>', pair().verification), 'BATON_POLICY_DOCUMENT_MALFORMED');
+    await rejects(verifyPolicy('<html>502 Bad Gateway</html>', pair().verification), PolicyDocumentMalformedError.code);
   });
 
   it('refuses a signed payload without a positive integer version', async () => {
     const { signing, verification } = pair();
     const jws = await signPolicy({ ...payload, version: 1.5 }, signing);
-    await rejects(verifyPolicy(jws, verification), 'BATON_POLICY_DOCUMENT_MALFORMED');
+    await rejects(verifyPolicy(jws, verification), PolicyDocumentMalformedError.code);
   });
 
   it('accepts only P-256 and Ed25519 signing keys', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     for (const pem of [rsa, p384, 'not a key']) {
-      assert.throws(() => importPolicySigningKey(pem), (error: unknown) => (error as { code?: string }).code === 'BATON_POLICY_SIGNING_KEY_INVALID');
+      assert.throws(() => importPolicySigningKey(pem), (error: unknown) => (error as { code?: string }).code === PolicySigningKeyError.code);
     }
   });
 

@@ -9,6 +9,9 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { allOutput, type Name, type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
+import { MayActMismatchError } from '../../src/sts/errors.ts';
+import { TokenWrongAudienceError } from '../../src/token/errors.ts';
 
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -144,7 +147,7 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     assert.equal((await at('orders', '/orders')).status, 200);
     const atPayments = await at('payments', '/charges', 'POST');
     assert.equal(atPayments.status, 401);
-    assert.equal(atPayments.code, 'BATON_TOKEN_WRONG_AUDIENCE');
+    assert.equal(atPayments.code, TokenWrongAudienceError.code);
     assert.equal(atPayments.reached, false);
     const atGateway = await at('gateway', '/');
     assert.equal(atGateway.status, 401);
@@ -152,7 +155,7 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     // The same edge, a method the edge does not allow.
     const wrongMethod = await at('orders', '/orders', 'DELETE');
     assert.equal(wrongMethod.status, 403);
-    assert.equal(wrongMethod.code, 'BATON_POLICY_DENIED');
+    assert.equal(wrongMethod.code, PolicyDeniedError.code);
   });
 
   it('refuses at the STS a subject token substituted from another audience, whoever presents it', async () => {
@@ -173,7 +176,7 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     const mayAct = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: mesh.userToken({ may_act: { sub: 'payments' } }), subject_token_type: ACCESS_TOKEN, audience: 'orders' });
     assert.equal(mayAct.status, 400);
     assert.equal(mayAct.body.error, 'invalid_request');
-    assert.equal(mayAct.body.code, 'BATON_STS_MAY_ACT_MISMATCH');
+    assert.equal(mayAct.body.code, MayActMismatchError.code);
     // The granted scope never exceeds the subject token's even when the edge names more.
     const narrow = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: mesh.userToken({ scope: 'other' }), subject_token_type: ACCESS_TOKEN, audience: 'orders' });
     if (narrow.status === 200) assert.doesNotMatch(String(narrow.body.scope), /shop/);
@@ -189,7 +192,7 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     const r = await request(mesh.inbound('orders', '/orders'), { headers: { 'baton-context': handle } });
     const body = (await r.body.json()) as { code?: string };
     assert.equal(r.statusCode, 401);
-    assert.equal(body.code, 'BATON_UNAUTHENTICATED');
+    assert.equal(body.code, UnauthenticatedError.code);
     assert.equal(mesh.apps.orders.hits, before);
     const forged = await request(mesh.outbound('orders', '/charges'), { method: 'POST', headers: { host: 'payments', 'baton-context': `${handle}x` } });
     await forged.body.dump();

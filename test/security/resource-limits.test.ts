@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { FairShareExceededError, HandlesExhaustedError, RequestBodyTimeoutError } from '../../src/sidecar/errors.ts';
 
 const BODY_TIMEOUT_MS = 3_000;
 
@@ -60,19 +61,19 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     const slow = [trickle(port, mesh.userToken({ sub: 'alice' })), trickle(port, mesh.userToken({ sub: 'alice' }))];
     await new Promise((resolve) => setTimeout(resolve, 300));
     // alice holds her share (2 of 8): her next request is refused at once, anyone else's goes through.
-    assert.deepEqual(await gatewayGet('alice'), { status: 429, code: 'BATON_FAIR_SHARE_EXCEEDED' });
+    assert.deepEqual(await gatewayGet('alice'), { status: 429, code: FairShareExceededError.code });
     assert.equal((await gatewayGet('bob')).status, 200);
     // Four more slow uploads from the same address, as two other users: the peer now holds its share (6 of 8).
     slow.push(...['carol', 'carol', 'dave', 'dave'].map((sub) => trickle(port, mesh.userToken({ sub }))));
     await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.deepEqual(await gatewayGet('erin'), { status: 429, code: 'BATON_FAIR_SHARE_EXCEEDED' });
+    assert.deepEqual(await gatewayGet('erin'), { status: 429, code: FairShareExceededError.code });
 
     // At the deadline every trickling request is answered 408 and its connection closed.
     const answers = await Promise.all(slow.map((s) => s.answer));
     const elapsed = Date.now() - started;
     for (const raw of answers) {
       assert.equal(statusOf(raw), 408, raw.slice(0, 200));
-      assert.equal(codeOf(raw), 'BATON_REQUEST_BODY_TIMEOUT');
+      assert.equal(codeOf(raw), RequestBodyTimeoutError.code);
     }
     assert.ok(elapsed >= BODY_TIMEOUT_MS - 100 && elapsed < BODY_TIMEOUT_MS + 5_000, `answered after ${elapsed} ms`);
     // And the slots are free again.
@@ -104,7 +105,7 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     assert.equal(a3.status, 200);
     assert.equal(await outbound(a1.handle), 401);
     // Full of live handles: a new subject is refused, and every live handle still works.
-    assert.deepEqual(await inbound('dave'), { status: 503, code: 'BATON_HANDLES_EXHAUSTED' });
+    assert.deepEqual(await inbound('dave'), { status: 503, code: HandlesExhaustedError.code });
     for (const live of [a2, a3, b1, shortLived]) assert.equal(await outbound(live.handle), 200);
     // Once erin's token has expired, her handle is the one that makes room.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, (nowSec() + 3) * 1000 - Date.now())));

@@ -9,6 +9,8 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { AmbiguousPathError, PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { SubjectTokenExpiredError } from '../../src/sts/errors.ts';
 
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -54,7 +56,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const r = await mesh.exchange('orders', { grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, audience: 'payments' });
       assert.equal(r.status, 400, `exp ${exp - nowSec()} s`);
       assert.equal(r.body.error, 'invalid_request');
-      assert.equal(r.body.code, 'BATON_STS_SUBJECT_TOKEN_EXPIRED');
+      assert.equal(r.body.code, SubjectTokenExpiredError.code);
       assert.equal(r.body.access_token, undefined);
     }
     // One second left: minted, and expires_in is never above what is left nor below 1.
@@ -122,7 +124,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
         const r = await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` });
         // Raw bytes above 0x7F are refused by the HTTP parser itself (llhttp), before the sidecar's own check.
         if (pathClass === 'raw-non-ascii') assert.equal(r.status, 400);
-        else assert.deepEqual(r, { status: 400, code: 'BATON_AMBIGUOUS_PATH', pathClass }, String(target));
+        else assert.deepEqual(r, { status: 400, code: AmbiguousPathError.code, pathClass }, String(target));
       }
       assert.equal(mesh.apps.orders.hits, before);
     });
@@ -132,7 +134,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const before = mesh.apps.orders.hits;
       for (const target of unmatched) {
         const r = await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` });
-        assert.deepEqual(r, { status: 403, code: 'BATON_POLICY_DENIED' }, target);
+        assert.deepEqual(r, { status: 403, code: PolicyDeniedError.code }, target);
       }
       assert.equal(mesh.apps.orders.hits, before);
       // Honest percent-encoding still matches, decoded once on both sides.
@@ -152,7 +154,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
         const out = await request(mesh.outbound('orders', target), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
         const body = (await out.body.json()) as { code?: string };
         assert.equal(out.statusCode, 400, target);
-        assert.equal(body.code, 'BATON_AMBIGUOUS_PATH');
+        assert.equal(body.code, AmbiguousPathError.code);
       }
       assert.equal(mesh.apps.payments.hits, before);
     });

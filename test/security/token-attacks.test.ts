@@ -9,6 +9,8 @@ import { generateKeyPairSync, createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { allOutput, compact, es256, type Name, rs256, type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { UnauthenticatedError } from '../../src/sidecar/errors.ts';
+import { TokenActInvalidError, TokenAlgNotAllowedError, TokenBadSignatureError, TokenExpiredError, TokenMalformedError, TokenNotYetValidError, TokenUnknownKidError, TokenWrongAudienceError, TokenWrongTypError } from '../../src/token/errors.ts';
 
 describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () => {
   let mesh: SecurityMesh;
@@ -38,7 +40,7 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
     if (typeof code === 'string') assert.equal(r.code, code);
     else assert.match(String(r.code), code);
     // A token refused before parsing (size, alphabet) gets the bare challenge; any parsed one, invalid_token.
-    assert.match(String(r.headers['www-authenticate']), r.code === 'BATON_UNAUTHENTICATED' ? /^Bearer / : /error="invalid_token"/);
+    assert.match(String(r.headers['www-authenticate']), r.code === UnauthenticatedError.code ? /^Bearer / : /error="invalid_token"/);
     assert.equal(r.reachedApp, false);
   }
 
@@ -53,7 +55,7 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
   it("refuses alg 'none' in every case spelling, with or without a signature", async () => {
     const claims = JSON.parse(Buffer.from(mesh.meshToken('orders', ['gateway']).split('.')[1] as string, 'base64url').toString()) as object;
     for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
-      await refused('orders', compact({ alg, typ: 'at+jwt' }, claims, Buffer.from('x')), 'BATON_TOKEN_ALG_NOT_ALLOWED');
+      await refused('orders', compact({ alg, typ: 'at+jwt' }, claims, Buffer.from('x')), TokenAlgNotAllowedError.code);
       // An empty third segment is what an unsecured JWS looks like.
       const unsigned = compact({ alg, typ: 'at+jwt' }, claims, Buffer.alloc(0));
       const r = await present('orders', unsigned);
@@ -67,7 +69,7 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
     const publicPem = mesh.stsKey.export({ type: 'pkcs8', format: 'pem' });
     for (const secret of [JSON.stringify(jwks.keys[0]), String(publicPem)]) {
       const token = compact({ alg: 'HS256', typ: 'at+jwt', kid: mesh.stsKid }, { iss: mesh.stsUrl, sub: 'mallory', aud: 'orders', exp: 9_999_999_999 }, (input) => createHmac('sha256', secret).update(input).digest());
-      await refused('orders', token, 'BATON_TOKEN_ALG_NOT_ALLOWED');
+      await refused('orders', token, TokenAlgNotAllowedError.code);
     }
   });
 
@@ -96,50 +98,50 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
   });
 
   it('refuses an unknown crit header and b64: false even when the right key signed them', async () => {
-    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { crit: ['urn:example:unknown'], 'urn:example:unknown': true }), 'BATON_TOKEN_MALFORMED');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { crit: ['b64'], b64: false }), 'BATON_TOKEN_MALFORMED');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { b64: false }), 'BATON_TOKEN_MALFORMED');
+    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { crit: ['urn:example:unknown'], 'urn:example:unknown': true }), TokenMalformedError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { crit: ['b64'], b64: false }), TokenMalformedError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { b64: false }), TokenMalformedError.code);
   });
 
   it('refuses a typ other than at+jwt: an id_token, plain JWT, or none', async () => {
-    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { typ: 'JWT' }), 'BATON_TOKEN_WRONG_TYP');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { nonce: 'n', azp: 'orders' }, { typ: 'id_token+jwt' }), 'BATON_TOKEN_WRONG_TYP');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { typ: undefined }), 'BATON_TOKEN_WRONG_TYP');
-    await refused('gateway', mesh.userToken({ nonce: 'n' }, { typ: 'JWT' }), 'BATON_TOKEN_WRONG_TYP');
+    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { typ: 'JWT' }), TokenWrongTypError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { nonce: 'n', azp: 'orders' }, { typ: 'id_token+jwt' }), TokenWrongTypError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], {}, { typ: undefined }), TokenWrongTypError.code);
+    await refused('gateway', mesh.userToken({ nonce: 'n' }, { typ: 'JWT' }), TokenWrongTypError.code);
   });
 
   it("refuses another service's audience and an aud array naming several", async () => {
-    await refused('orders', mesh.meshToken('payments', ['gateway', 'orders']), 'BATON_TOKEN_WRONG_AUDIENCE');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { aud: ['orders', 'payments'] }), 'BATON_TOKEN_WRONG_AUDIENCE');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { aud: ['payments', 'orders'] }), 'BATON_TOKEN_WRONG_AUDIENCE');
-    await refused('gateway', mesh.userToken({ aud: ['gateway', 'orders'] }), 'BATON_TOKEN_WRONG_AUDIENCE');
+    await refused('orders', mesh.meshToken('payments', ['gateway', 'orders']), TokenWrongAudienceError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { aud: ['orders', 'payments'] }), TokenWrongAudienceError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { aud: ['payments', 'orders'] }), TokenWrongAudienceError.code);
+    await refused('gateway', mesh.userToken({ aud: ['gateway', 'orders'] }), TokenWrongAudienceError.code);
   });
 
   it("refuses a token naming a trusted issuer but signed with another issuer's key (mix-up)", async () => {
     // iss is IdP A, the key and kid are IdP B's: both are trusted at the gateway, but only for their own tokens.
-    await refused('gateway', mesh.userToken({ iss: mesh.idpA.issuer }, { kid: mesh.idpB.kid }, mesh.idpB), 'BATON_TOKEN_UNKNOWN_KID');
+    await refused('gateway', mesh.userToken({ iss: mesh.idpA.issuer }, { kid: mesh.idpB.kid }, mesh.idpB), TokenUnknownKidError.code);
     // iss is the STS (whose chains are believed), signed by an IdP with the STS's kid.
     const forged = compact({ alg: 'ES256', typ: 'at+jwt', kid: mesh.stsKid }, JSON.parse(Buffer.from(mesh.meshToken('orders', ['gateway']).split('.')[1] as string, 'base64url').toString()) as object, es256(mesh.idpA.privateKey));
-    await refused('orders', forged, 'BATON_TOKEN_BAD_SIGNATURE');
+    await refused('orders', forged, TokenBadSignatureError.code);
     // An IdP token carrying a chain is not believed, even at the entrypoint.
-    await refused('gateway', mesh.userToken({ act: { sub: 'orders' } }), 'BATON_TOKEN_ACT_INVALID');
+    await refused('gateway', mesh.userToken({ act: { sub: 'orders' } }), TokenActInvalidError.code);
   });
 
   it('refuses exp as a string, a future nbf and a future iat', async () => {
     await refused('orders', mesh.meshToken('orders', ['gateway'], { exp: String(Math.floor(Date.now() / 1000) + 300) }), /^BATON_TOKEN_(MALFORMED|EXPIRED)$/);
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { exp: Math.floor(Date.now() / 1000) - 120 }), 'BATON_TOKEN_EXPIRED');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { nbf: Math.floor(Date.now() / 1000) + 3600 }), 'BATON_TOKEN_NOT_YET_VALID');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { iat: Math.floor(Date.now() / 1000) + 3600 }), 'BATON_TOKEN_NOT_YET_VALID');
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { exp: Math.floor(Date.now() / 1000) - 120 }), TokenExpiredError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { nbf: Math.floor(Date.now() / 1000) + 3600 }), TokenNotYetValidError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { iat: Math.floor(Date.now() / 1000) + 3600 }), TokenNotYetValidError.code);
   });
 
   it('refuses duplicate member names in the header and in the claims set', async () => {
     const sign = es256(mesh.stsKey);
     const exp = Math.floor(Date.now() / 1000) + 300;
     const payload = `{"iss":"${mesh.stsUrl}","sub":"alice","sub_type":"user","aud":"payments","client_id":"gateway","act":{"sub":"gateway"},"scope":"shop","exp":${exp},"aud":"orders"}`;
-    await refused('orders', compact(`{"alg":"ES256","typ":"at+jwt","kid":"${mesh.stsKid}","typ":"JWT"}`, payload.replace('"aud":"payments",', ''), sign), 'BATON_TOKEN_MALFORMED');
-    await refused('orders', compact({ alg: 'ES256', typ: 'at+jwt', kid: mesh.stsKid }, payload, sign), 'BATON_TOKEN_MALFORMED');
+    await refused('orders', compact(`{"alg":"ES256","typ":"at+jwt","kid":"${mesh.stsKid}","typ":"JWT"}`, payload.replace('"aud":"payments",', ''), sign), TokenMalformedError.code);
+    await refused('orders', compact({ alg: 'ES256', typ: 'at+jwt', kid: mesh.stsKid }, payload, sign), TokenMalformedError.code);
     // "\u0061ud" is "aud" once unescaped: still a duplicate.
-    await refused('orders', compact({ alg: 'ES256', typ: 'at+jwt', kid: mesh.stsKid }, payload.replace(',"aud":"orders"', ',"\\u0061ud":"orders"'), sign), 'BATON_TOKEN_MALFORMED');
+    await refused('orders', compact({ alg: 'ES256', typ: 'at+jwt', kid: mesh.stsKid }, payload.replace(',"aud":"orders"', ',"\\u0061ud":"orders"'), sign), TokenMalformedError.code);
   });
 
   it('refuses non-canonical base64url spellings of a valid token, even after the valid one was cached', async () => {
@@ -163,9 +165,9 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
   it('refuses an ECDSA signature with r = s = 0 (CVE-2022-21449) and with r = s = n', async () => {
     const claims = JSON.parse(Buffer.from(mesh.meshToken('orders', ['gateway']).split('.')[1] as string, 'base64url').toString()) as object;
     const header = { alg: 'ES256', typ: 'at+jwt', kid: mesh.stsKid };
-    await refused('orders', compact(header, claims, Buffer.alloc(64)), 'BATON_TOKEN_BAD_SIGNATURE');
+    await refused('orders', compact(header, claims, Buffer.alloc(64)), TokenBadSignatureError.code);
     const n = Buffer.from('ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551', 'hex');
-    await refused('orders', compact(header, claims, Buffer.concat([n, n])), 'BATON_TOKEN_BAD_SIGNATURE');
+    await refused('orders', compact(header, claims, Buffer.concat([n, n])), TokenBadSignatureError.code);
     // A DER signature where P1363 is expected.
     await refused('orders', compact(header, claims, Buffer.from('3006020100020100', 'hex')), /^BATON_TOKEN_(BAD_SIGNATURE|MALFORMED)$/);
   });
@@ -182,7 +184,7 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
   it('refuses an act nested 1,000 deep without walking it (signed by the right key, large tokens allowed)', async () => {
     const chain = Array.from({ length: 1000 }, (_, i) => (i === 0 ? 'gateway' : 'orders'));
     const started = performance.now();
-    await refused('payments', mesh.meshToken('payments', chain), 'BATON_TOKEN_ACT_INVALID');
+    await refused('payments', mesh.meshToken('payments', chain), TokenActInvalidError.code);
     assert.ok(performance.now() - started < 2_000);
     // At the default limits it never reaches a JSON parser: the header section alone is over 16 KiB.
     const r = await present('orders', mesh.meshToken('orders', chain));
@@ -191,8 +193,8 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
   });
 
   it('refuses an act whose newest actor is not the client_id the STS recorded (a forged chain)', async () => {
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { client_id: 'payments' }), 'BATON_TOKEN_ACT_INVALID');
-    await refused('orders', mesh.meshToken('orders', ['gateway'], { act: { sub: 'gateway', extra: 1, act: 'x' } }), 'BATON_TOKEN_ACT_INVALID');
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { client_id: 'payments' }), TokenActInvalidError.code);
+    await refused('orders', mesh.meshToken('orders', ['gateway'], { act: { sub: 'gateway', extra: 1, act: 'x' } }), TokenActInvalidError.code);
   });
 
   it('allows 10,000 tokens with random kids at most one JWKS refetch per cooldown', async () => {
@@ -228,6 +230,6 @@ describe('token attacks on the sidecar inbound port', { timeout: 90_000 }, () =>
     const token = compact({ alg: 'RS256', typ: 'at+jwt', kid: mesh.idpA.rsaKid }, { iss: mesh.idpA.issuer, sub: 'alice', aud: 'gateway', scope: 'shop', exp: Math.floor(Date.now() / 1000) + 60 }, rs256(mesh.idpA.rsaKey));
     assert.equal((await present('gateway', token)).status, 200);
     const wrong = compact({ alg: 'RS256', typ: 'at+jwt', kid: mesh.idpA.rsaKid }, { iss: mesh.idpA.issuer, sub: 'alice', aud: 'gateway', exp: Math.floor(Date.now() / 1000) + 60 }, rs256(mesh.idpB.rsaKey));
-    await refused('gateway', wrong, 'BATON_TOKEN_BAD_SIGNATURE');
+    await refused('gateway', wrong, TokenBadSignatureError.code);
   });
 });

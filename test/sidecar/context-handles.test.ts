@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { isBatonError } from '../../src/core/errors.ts';
 import { createContextHandleStore } from '../../src/sidecar/context-handles.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
+import { HandlesExhaustedError } from '../../src/sidecar/errors.ts';
 
 const verified = (expiresAt: number, subject = 'alice'): VerifiedToken => ({
   claims: {},
@@ -66,7 +67,7 @@ describe('context handle store', () => {
     const store = createContextHandleStore({ maxEntries: 2, now: () => 0 });
     const a = store.issue('a', verified(100, 'alice'));
     const b = store.issue('b', verified(100, 'bob'));
-    assert.throws(() => store.issue('c', verified(100, 'carol')), (e: unknown) => isBatonError(e) && e.code === 'BATON_HANDLES_EXHAUSTED' && e.status === 503);
+    assert.throws(() => store.issue('c', verified(100, 'carol')), (e: unknown) => isBatonError(e) && e.code === HandlesExhaustedError.code && e.status === 503);
     assert.ok(store.resolve(a));
     assert.ok(store.resolve(b));
     assert.equal(store.size, 2);

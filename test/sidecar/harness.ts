@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { loadConfig } from '../../src/config/load.ts';
-import { defineError } from '../../src/core/errors.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
@@ -18,9 +17,9 @@ import { type Collaborators, createSidecar, type Sidecar, type SidecarPorts } fr
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
+import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
+import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
-export const TestTokenError = defineError({ code: 'BATON_TOKEN_BAD_SIGNATURE', status: 401, title: 'Token not valid', oauthError: 'invalid_token' });
-export const TestRefusedError = defineError({ code: 'BATON_EXCHANGE_REFUSED', status: 403, title: 'Refused', oauthError: 'invalid_target' });
 
 export function compile(yaml: string): CompiledPolicy {
   const { policy, problems } = parsePolicy(yaml, 'test.yaml');
@@ -86,7 +85,7 @@ export class FakeSts {
         const key = `${subjectToken}\n${audience}`;
         let pending = cache.get(key);
         if (pending === undefined) {
-          if (!this.available) throw new TestRefusedError('sts down');
+          if (!this.available) throw new ExchangeRefusedError('invalid_target', 'sts down');
           this.exchanges++;
           pending = issue(this.tokens.get(subjectToken), audience);
           cache.set(key, pending);
@@ -197,7 +196,7 @@ export async function startTestSidecar(
         state.verifyCalls++;
         if (state.duringVerify !== undefined) await state.duringVerify();
         const claims = sts.tokens.get(token);
-        if (claims === undefined || claims.audience !== expected.audience) throw new TestTokenError('expected a token signed by a trusted issuer for this audience');
+        if (claims === undefined || claims.audience !== expected.audience) throw new TokenBadSignatureError('expected a token signed by a trusted issuer for this audience');
         return claims;
       },
     },

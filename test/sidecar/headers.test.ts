@@ -5,6 +5,8 @@ import fc from 'fast-check';
 import { forwardRequestHeaders, forwardResponseHeaders } from '../../src/sidecar/forward.ts';
 import { headerSafe, identityHeaders, isBatonHeader } from '../../src/sidecar/identity-headers.ts';
 import { requestTarget } from '../../src/sidecar/outbound.ts';
+import { BadRequestError } from '../../src/core/errors.ts';
+import { MethodNotAllowedError } from '../../src/sidecar/errors.ts';
 
 const target = (url: string, headers: Record<string, string> = {}, method = 'GET') => requestTarget({ url, headers, method } as unknown as IncomingMessage);
 
@@ -97,10 +99,10 @@ describe('outbound request target', () => {
         return (error as { code: string }).code;
       }
     };
-    assert.equal(code(() => target('https://payments/charges')), 'BATON_BAD_REQUEST');
-    assert.equal(code(() => target('http://user@payments/')), 'BATON_BAD_REQUEST');
-    assert.equal(code(() => target('/x', { host: 'payments.example.com' })), 'BATON_BAD_REQUEST');
-    assert.equal(code(() => target('/x')), 'BATON_BAD_REQUEST');
-    assert.equal(code(() => target('payments:443', { host: 'payments:443' }, 'CONNECT')), 'BATON_METHOD_NOT_ALLOWED');
+    assert.equal(code(() => target('https://payments/charges')), BadRequestError.code);
+    assert.equal(code(() => target('http://user@payments/')), BadRequestError.code);
+    assert.equal(code(() => target('/x', { host: 'payments.example.com' })), BadRequestError.code);
+    assert.equal(code(() => target('/x')), BadRequestError.code);
+    assert.equal(code(() => target('payments:443', { host: 'payments:443' }, 'CONNECT')), MethodNotAllowedError.code);
   });
 });

@@ -3,6 +3,9 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { BadRequestError, NotReadyError } from '../../src/core/errors.ts';
+import { OverloadedError, PolicyDeniedError, StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
+import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
 describe('sidecar inbound', () => {
   const sts = new FakeSts();
@@ -32,7 +35,7 @@ describe('sidecar inbound', () => {
     assert.equal(r.status, 401);
     assert.equal(r.headers['www-authenticate'], 'Bearer realm="baton"');
     assert.equal(r.headers['content-type'], 'application/problem+json');
-    assert.equal(r.json().code, 'BATON_UNAUTHENTICATED');
+    assert.equal(r.json().code, UnauthenticatedError.code);
   });
 
   it('answers an unverifiable token with 401 invalid_token and never echoes it', async () => {
@@ -40,7 +43,7 @@ describe('sidecar inbound', () => {
     const r = await call(orders, '/orders', { authorization: `Bearer ${token}` });
     assert.equal(r.status, 401);
     assert.match(String(r.headers['www-authenticate']), /error="invalid_token"/);
-    assert.equal(r.json().code, 'BATON_TOKEN_BAD_SIGNATURE');
+    assert.equal(r.json().code, TokenBadSignatureError.code);
     assert.ok(!r.text.includes(token));
     assert.ok(!orders.logs.raw.join('').includes(token));
   });
@@ -51,7 +54,7 @@ describe('sidecar inbound', () => {
     const large = await call(orders, '/orders', { authorization: `Bearer ${'a'.repeat(9000)}` });
     assert.equal(odd.status, 401);
     assert.equal(large.status, 401);
-    assert.equal(odd.json().code, 'BATON_UNAUTHENTICATED');
+    assert.equal(odd.json().code, UnauthenticatedError.code);
     assert.equal(orders.verifyCalls, before);
   });
 
@@ -59,7 +62,7 @@ describe('sidecar inbound', () => {
     const token = sts.meshToken('orders', ['gateway']);
     const r = await call(orders, '/orders', { authorization: [`Bearer ${token}`, `Bearer ${token}`] });
     assert.equal(r.status, 400);
-    assert.equal(r.json().code, 'BATON_BAD_REQUEST');
+    assert.equal(r.json().code, BadRequestError.code);
   });
 
   it('forwards an allowed chain with the verified identity headers and without the bearer token', async () => {
@@ -154,7 +157,7 @@ describe('sidecar inbound', () => {
     const token = sts.userToken('orders');
     const r = await call(orders, '/orders', { authorization: `Bearer ${token}` });
     assert.equal(r.status, 403);
-    assert.equal(r.json().code, 'BATON_POLICY_DENIED');
+    assert.equal(r.json().code, PolicyDeniedError.code);
     assert.equal(typeof r.json().rule, 'string');
     assert.equal(app.seen.length, count);
   });
@@ -165,7 +168,7 @@ describe('sidecar inbound', () => {
     const r = await call(orders, '/orders', { authorization: `Bearer ${token}` });
     assert.equal(r.status, 403);
     const body = r.json();
-    assert.equal(body.code, 'BATON_POLICY_DENIED');
+    assert.equal(body.code, PolicyDeniedError.code);
     assert.equal(typeof body.cause, 'string');
     assert.equal(app.seen.length, count);
     const audit = orders.logs.lines.filter((l) => l.event === 'decision' && l.subject === 'carol');
@@ -182,7 +185,7 @@ describe('sidecar inbound', () => {
       const token = sts.meshToken('payments', ['gateway', 'orders'], { scopes: ['pay'], acr: 'pwd' });
       const r = await call(payments, '/charges', { authorization: `Bearer ${token}` }, 'POST');
       assert.equal(r.status, 401);
-      assert.equal(r.json().code, 'BATON_STEP_UP_REQUIRED');
+      assert.equal(r.json().code, StepUpRequiredError.code);
       assert.match(String(r.headers['www-authenticate']), /error="insufficient_user_authentication"/);
       assert.match(String(r.headers['www-authenticate']), /acr_values="mfa"/);
       const ok = sts.meshToken('payments', ['gateway', 'orders'], { scopes: ['pay'], acr: 'mfa' });
@@ -222,7 +225,7 @@ describe('sidecar inbound', () => {
       const token = sts.meshToken('orders', ['gateway']);
       const r = await call(waiting, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(r.status, 503);
-      assert.equal(r.json().code, 'BATON_NOT_READY');
+      assert.equal(r.json().code, NotReadyError.code);
       const readyz = await request(waiting.url('admin', '/readyz'));
       assert.equal(readyz.statusCode, 503);
       await readyz.body.dump();
@@ -244,10 +247,10 @@ describe('sidecar inbound', () => {
       const token = sts.meshToken('orders', ['gateway']);
       const late = await call(timing, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(late.status, 504);
-      assert.equal(late.json().code, 'BATON_UPSTREAM_TIMEOUT');
+      assert.equal(late.json().code, UpstreamTimeoutError.code);
       const gone = await call(down, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(gone.status, 502);
-      assert.equal(gone.json().code, 'BATON_UPSTREAM_UNREACHABLE');
+      assert.equal(gone.json().code, UpstreamUnreachableError.code);
     } finally {
       await timing.close();
       await down.close();
@@ -268,7 +271,7 @@ describe('sidecar inbound', () => {
       while (release.length < 2) await new Promise((r) => setTimeout(r, 10));
       const third = await call(bounded, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(third.status, 503);
-      assert.equal(third.json().code, 'BATON_OVERLOADED');
+      assert.equal(third.json().code, OverloadedError.code);
       for (const r of release) r();
       assert.deepEqual((await Promise.all(first)).map((r) => r.status), [200, 200]);
     } finally {

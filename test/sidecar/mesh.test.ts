@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 
 const MB = 1024 * 1024;
 
@@ -104,7 +105,7 @@ describe('sidecars in a chain', () => {
       const exchanges = sts.exchanges;
       const atCaller = await request(rogue.url('outbound', '/charges'), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
       assert.equal(atCaller.statusCode, 403);
-      assert.equal(((await atCaller.body.json()) as { code: string }).code, 'BATON_POLICY_DENIED');
+      assert.equal(((await atCaller.body.json()) as { code: string }).code, PolicyDeniedError.code);
       assert.equal(sts.exchanges, exchanges);
       // A token an STS minted for that edge anyway is refused by the callee.
       const forged = sts.meshToken('payments', ['gateway'], { scopes: ['pay'], acr: 'mfa' });

@@ -3,6 +3,8 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { MethodNotAllowedError, PolicyDeniedError, UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
+import { StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
 
 describe('sidecar outbound', () => {
   const sts = new FakeSts();
@@ -74,7 +76,7 @@ describe('sidecar outbound', () => {
     const exchanges = sts.exchanges;
     const r = await call({ path: '/charges', method: 'GET', headers: { 'baton-context': handle } });
     assert.equal(r.status, 403);
-    assert.equal(JSON.parse(r.text).code, 'BATON_POLICY_DENIED');
+    assert.equal(JSON.parse(r.text).code, PolicyDeniedError.code);
     assert.equal(JSON.parse(r.text).cause, 'method');
     assert.equal(sts.exchanges, exchanges);
   });
@@ -83,7 +85,7 @@ describe('sidecar outbound', () => {
     const exchanges = sts.exchanges;
     const r = await call({ headers: { host: 'evil', 'baton-context': handle } });
     assert.equal(r.status, 403);
-    assert.equal(JSON.parse(r.text).code, 'BATON_UNKNOWN_SERVICE');
+    assert.equal(JSON.parse(r.text).code, UnknownServiceError.code);
     assert.equal(sts.exchanges, exchanges);
   });
 
@@ -101,7 +103,7 @@ describe('sidecar outbound', () => {
     const [store, , tag] = handle.split('.');
     const r = await call({ headers: { 'baton-context': `${store}.AAAAAAAAAAAAAAAA.${tag}` } });
     assert.equal(r.status, 401);
-    assert.equal(JSON.parse(r.text).code, 'BATON_UNAUTHENTICATED');
+    assert.equal(JSON.parse(r.text).code, UnauthenticatedError.code);
     const bare = await call({ headers: { 'baton-context': String(store) } });
     assert.equal(bare.status, 401);
   });
@@ -109,7 +111,7 @@ describe('sidecar outbound', () => {
   it('refuses an unknown context handle with 401', async () => {
     const r = await call({ headers: { 'baton-context': 'bctx_forged' } });
     assert.equal(r.status, 401);
-    assert.equal(JSON.parse(r.text).code, 'BATON_UNAUTHENTICATED');
+    assert.equal(JSON.parse(r.text).code, UnauthenticatedError.code);
   });
 
   it('exchanges a bearer token the app forwarded when it was addressed to this service', async () => {
@@ -128,7 +130,7 @@ describe('sidecar outbound', () => {
       const services = sts.serviceTokens;
       const refused = await request(billing.url('outbound', '/orders'), { method: 'POST', headers: { host: 'orders' } });
       assert.equal(refused.statusCode, 403);
-      assert.equal(((await refused.body.json()) as { code: string }).code, 'BATON_POLICY_DENIED');
+      assert.equal(((await refused.body.json()) as { code: string }).code, PolicyDeniedError.code);
       assert.equal(sts.serviceTokens, services);
       const allowed = await request(billing.url('outbound', '/orders/7'), { headers: { host: 'orders' } });
       assert.equal(allowed.statusCode, 201);
@@ -173,7 +175,7 @@ describe('sidecar outbound', () => {
   it('refuses CONNECT tunnels and https:// targets, which it cannot see into', async () => {
     const tunnel = await rawRequest(orders.ports.outbound, 'CONNECT payments:443 HTTP/1.1\r\nHost: payments:443\r\n\r\n');
     assert.equal(tunnel.status, 405);
-    assert.equal(JSON.parse(tunnel.text).code, 'BATON_METHOD_NOT_ALLOWED');
+    assert.equal(JSON.parse(tunnel.text).code, MethodNotAllowedError.code);
     const https = await call({ absolute: 'https://payments/charges' });
     assert.equal(https.status, 400);
   });
@@ -183,7 +185,7 @@ describe('sidecar outbound', () => {
     try {
       const r = await call({ headers: { 'baton-context': handle } });
       assert.equal(r.status, 503);
-      assert.equal(JSON.parse(r.text).code, 'BATON_STS_UNAVAILABLE');
+      assert.equal(JSON.parse(r.text).code, StsUnavailableError.code);
     } finally {
       orders.exchangerAvailable = true;
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { VerifiedSubject } from '../../src/sidecar/collaborators.ts';
 import { checkTokenBinding, type Listener, type Peer } from '../../src/sidecar/token-binding.ts';
+import { MeshTokenOnPlaintextError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from '../../src/sidecar/errors.ts';
 
 const THUMB_A = 'A'.repeat(43);
 const THUMB_B = 'B'.repeat(43);
@@ -38,37 +39,37 @@ describe('certificate-bound tokens at the inbound port (RFC 8705 §3)', () => {
   });
 
   it('refuses a bound token on a connection without a client certificate', () => {
-    assert.equal(refusal(meshToken(), undefined, 'mtls'), 'BATON_TOKEN_CERT_REQUIRED');
+    assert.equal(refusal(meshToken(), undefined, 'mtls'), TokenCertificateRequiredError.code);
     // Plaintext mode cannot check the binding, so it refuses bound tokens rather than ignore cnf.
-    assert.equal(refusal(meshToken(), undefined, 'plaintext'), 'BATON_TOKEN_CERT_REQUIRED');
+    assert.equal(refusal(meshToken(), undefined, 'plaintext'), TokenCertificateRequiredError.code);
   });
 
   it('refuses a bound token presented with another certificate', () => {
-    assert.equal(refusal(meshToken(), { ...gatewayPeer, thumbprint: THUMB_B }, 'mtls'), 'BATON_TOKEN_CERT_MISMATCH');
+    assert.equal(refusal(meshToken(), { ...gatewayPeer, thumbprint: THUMB_B }, 'mtls'), TokenCertificateMismatchError.code);
   });
 
   it('refuses a token whose caller is not the connected workload', () => {
-    assert.equal(refusal(meshToken(), { ...gatewayPeer, service: 'payments' }, 'mtls'), 'BATON_TOKEN_CALLER_MISMATCH');
+    assert.equal(refusal(meshToken(), { ...gatewayPeer, service: 'payments' }, 'mtls'), TokenCallerMismatchError.code);
     // client_id and the outermost act must both name the peer.
-    assert.equal(refusal(meshToken({ chain: ['gateway'], clientId: 'orders' }), gatewayPeer, 'mtls'), 'BATON_TOKEN_CALLER_MISMATCH');
-    assert.equal(refusal(meshToken({ chain: ['gateway', 'orders'], clientId: 'gateway' }), gatewayPeer, 'mtls'), 'BATON_TOKEN_CALLER_MISMATCH');
+    assert.equal(refusal(meshToken({ chain: ['gateway'], clientId: 'orders' }), gatewayPeer, 'mtls'), TokenCallerMismatchError.code);
+    assert.equal(refusal(meshToken({ chain: ['gateway', 'orders'], clientId: 'gateway' }), gatewayPeer, 'mtls'), TokenCallerMismatchError.code);
   });
 
   it('refuses an unbound mesh token in mtls mode, and accepts it in plaintext mode', () => {
-    assert.equal(refusal(meshToken({ confirmation: undefined }), gatewayPeer, 'mtls'), 'BATON_TOKEN_UNBOUND');
+    assert.equal(refusal(meshToken({ confirmation: undefined }), gatewayPeer, 'mtls'), TokenUnboundError.code);
     assert.equal(refusal(meshToken({ confirmation: undefined }), undefined, 'plaintext'), undefined);
   });
 
   it('takes external tokens only on the plaintext entrypoint port, never mesh tokens', () => {
     assert.equal(refusal(externalToken(), undefined, 'plaintext-entry'), undefined);
-    assert.equal(refusal(meshToken(), undefined, 'plaintext-entry'), 'BATON_TOKEN_MESH_ON_PLAINTEXT');
-    assert.equal(refusal(meshToken({ confirmation: undefined }), undefined, 'plaintext-entry'), 'BATON_TOKEN_MESH_ON_PLAINTEXT');
+    assert.equal(refusal(meshToken(), undefined, 'plaintext-entry'), MeshTokenOnPlaintextError.code);
+    assert.equal(refusal(meshToken({ confirmation: undefined }), undefined, 'plaintext-entry'), MeshTokenOnPlaintextError.code);
   });
 
   it('accepts an external token on the mTLS port with or without a client certificate', () => {
     assert.equal(refusal(externalToken(), undefined, 'mtls'), undefined);
     assert.equal(refusal(externalToken(), gatewayPeer, 'mtls'), undefined);
     // An external token bound by its IdP is held to the same rule.
-    assert.equal(refusal(externalToken({ confirmation: THUMB_B }), gatewayPeer, 'mtls'), 'BATON_TOKEN_CERT_MISMATCH');
+    assert.equal(refusal(externalToken({ confirmation: THUMB_B }), gatewayPeer, 'mtls'), TokenCertificateMismatchError.code);
   });
 });

@@ -11,6 +11,7 @@ import { hashSecret } from '../../src/sts/secret-hash.ts';
 import { freePort } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { baseConfig, basic, type ConfigFile, writeStsConfig } from './helpers/sts-fixture.ts';
+import { AuthThrottledError } from '../../src/sts/errors.ts';
 
 const HONEST = 'billing-job-secret-0123456789';
 const LEDGER = 'ledger-secret-0123456789abcdef';
@@ -73,7 +74,7 @@ describe('STS client authentication under a failed-login flood', { timeout: 90_0
     assert.ok(refused.length <= 10 + 1 + 8, `${refused.length} wrong secrets were checked`);
     assert.ok(throttled.length >= flood.length - 20);
     for (const answer of throttled) {
-      assert.equal(answer.body.code, 'BATON_STS_AUTH_THROTTLED');
+      assert.equal(answer.body.code, AuthThrottledError.code);
       assert.equal(answer.body.error, 'temporarily_unavailable');
       assert.ok(Number(answer.retryAfter) >= 1, `Retry-After ${String(answer.retryAfter)}`);
     }
@@ -91,7 +92,7 @@ describe('STS client authentication under a failed-login flood', { timeout: 90_0
     assert.equal(probes.at(-1), 429);
     const answer = await clientCredentials('ledger', LEDGER);
     assert.equal(answer.status, 429);
-    assert.equal(answer.body.code, 'BATON_STS_AUTH_THROTTLED');
+    assert.equal(answer.body.code, AuthThrottledError.code);
     // The verified client is still recognised without a secret check.
     assert.equal((await clientCredentials('billing-job', HONEST)).status, 200);
   });

@@ -8,6 +8,7 @@ import { parseTokenRequestForm } from '../../src/sts/form.ts';
 import { createMemoryReplayStore } from '../../src/sts/replay-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { spiffeId } from '../../src/identity/spiffe-id.ts';
+import { InvalidClientError } from '../../src/sts/errors.ts';
 
 const map = createServiceMap({ trustDomain: 'baton.test', namespace: 'test', template: '/ns/{namespace}/sa/{service}', ids: {} });
 const SECRET = 'a-secret-of-sixteen-plus';
@@ -36,17 +37,17 @@ describe('tls_client_auth and certificates at the token endpoint (RFC 8705 §2)'
   });
 
   it('refuses a certificate whose SPIFFE ID maps to another client', async () => {
-    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'payments' }), peer(map.idOf('orders')))), 'BATON_STS_INVALID_CLIENT');
+    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'payments' }), peer(map.idOf('orders')))), InvalidClientError.code);
   });
 
   it('requires client_id with a certificate, and a client registered for tls_client_auth', async () => {
-    assert.equal(await code(authenticator.authenticate(undefined, form({}), peer(map.idOf('orders')))), 'BATON_STS_INVALID_CLIENT');
-    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'checkout' }), peer(map.idOf('checkout')))), 'BATON_STS_INVALID_CLIENT');
-    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'orders' }))), 'BATON_STS_INVALID_CLIENT');
+    assert.equal(await code(authenticator.authenticate(undefined, form({}), peer(map.idOf('orders')))), InvalidClientError.code);
+    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'checkout' }), peer(map.idOf('checkout')))), InvalidClientError.code);
+    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'orders' }))), InvalidClientError.code);
   });
 
   it('refuses a secret client whose connection presents another workload\'s certificate, and binds to its own', async () => {
-    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'checkout', client_secret: SECRET }), peer(map.idOf('orders')))), 'BATON_STS_INVALID_CLIENT');
+    assert.equal(await code(authenticator.authenticate(undefined, form({ client_id: 'checkout', client_secret: SECRET }), peer(map.idOf('orders')))), InvalidClientError.code);
     const own = await authenticator.authenticate(undefined, form({ client_id: 'checkout', client_secret: SECRET }), peer(map.idOf('checkout')));
     assert.equal(own.method, 'client_secret_post');
     assert.equal(own.certificateThumbprint, `thumb-of-${map.idOf('checkout')}`);

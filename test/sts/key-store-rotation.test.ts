@@ -11,6 +11,7 @@ import { createRemoteKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { freePort } from '../helpers/net.ts';
 import { baseConfig, basic, FIXTURE_POLICY, SECRETS, writeStsConfig } from './helpers/sts-fixture.ts';
+import { TokenUnknownKidError } from '../../src/token/errors.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
 const PREPUBLISH = 360;
@@ -101,7 +102,7 @@ describe('STS key rotation seen by a verifier', () => {
     await stale.keys.refresh();
     await sts.keys.rotate();
     now += PREPUBLISH * 1000;
-    await assert.rejects(stale.verify(await sts.clientCredentialsToken()), { code: 'BATON_TOKEN_UNKNOWN_KID' });
+    await assert.rejects(stale.verify(await sts.clientCredentialsToken()), { code: TokenUnknownKidError.code });
   });
 
   it('serves /jwks with a max-age shorter than prepublishSeconds', async (t) => {

@@ -4,12 +4,13 @@ import fc from 'fast-check';
 import { createAudienceResolver } from '../../src/sts/audience.ts';
 import { parseTokenRequestForm } from '../../src/sts/form.ts';
 import { hashedSecretVerifier, hashSecret, plainSecretVerifier } from '../../src/sts/secret-hash.ts';
+import { DuplicateParameterError, InvalidTargetError } from '../../src/sts/errors.ts';
 
 const known = (name: string) => ['orders', 'payments'].includes(name);
 
 describe('token request parameters', () => {
   it('refuses any non-repeatable parameter sent twice and keeps repeated audiences', () => {
-    assert.throws(() => parseTokenRequestForm('scope=a&scope=b'), { code: 'BATON_STS_DUPLICATE_PARAMETER' });
+    assert.throws(() => parseTokenRequestForm('scope=a&scope=b'), { code: DuplicateParameterError.code });
     assert.deepEqual(parseTokenRequestForm('audience=a&audience=b').all('audience'), ['a', 'b']);
   });
 
@@ -47,7 +48,7 @@ describe('audience and resource (RFC 8707) to one service', () => {
       { audiences: [], resources: ['http://orders/#x'] },
       { audiences: [], resources: ['not a uri'] },
     ]) {
-      assert.throws(() => resolver.resolve(request, known), { code: 'BATON_STS_INVALID_TARGET' });
+      assert.throws(() => resolver.resolve(request, known), { code: InvalidTargetError.code });
     }
   });
 });

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
+import { NotFoundError, problemType } from '../../src/core/errors.ts';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { startTestIdp, type TestIdp } from './helpers/idp.ts';
 import { type InProcessSts, startInProcessSts } from './helpers/in-process.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from './helpers/sts-fixture.ts';
-import { TokenMethodNotAllowedError } from '../../src/sts/oauth-errors.ts';
+import { ActorTokenInvalidError, DuplicateParameterError, InvalidTargetError, MayActMismatchError, MissingParameterError, StsPolicyDeniedError, TokenMethodNotAllowedError, UnsupportedTokenTypeError } from '../../src/sts/errors.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
 
 const ISSUER = 'http://sts.test';
@@ -115,7 +116,9 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     const response = await exchange('gateway', await idp.userToken(), { audience: ['orders', 'payments'] });
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_target');
-    assert.equal(response.body.code, 'BATON_STS_INVALID_TARGET');
+    assert.equal(response.body.code, InvalidTargetError.code);
+    // RFC 6749 §5.2: error_uri names a page describing the error; ours is the code's section of docs/errors.md.
+    assert.equal(response.body.error_uri, problemType(InvalidTargetError.code));
   });
 
   it('refuses an audience that is not a service in the policy with invalid_target', async () => {
@@ -126,24 +129,24 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   it('refuses a parameter sent twice (RFC 6749 §3.2)', async () => {
     const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: ['a.b.c', 'd.e.f'], subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', SECRETS.gateway) });
     assert.equal(response.status, 400);
-    assert.equal(response.body.code, 'BATON_STS_DUPLICATE_PARAMETER');
+    assert.equal(response.body.code, DuplicateParameterError.code);
     assert.equal(response.body.error, 'invalid_request');
   });
 
   it('refuses a missing subject_token with invalid_request', async () => {
     const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', SECRETS.gateway) });
-    assert.equal(response.body.code, 'BATON_STS_MISSING_PARAMETER');
+    assert.equal(response.body.code, MissingParameterError.code);
     assert.equal(response.body.error, 'invalid_request');
   });
 
   it('refuses a subject_token_type it does not verify (SAML) with invalid_request', async () => {
     const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', subject_token_type: TokenType.saml2 });
-    assert.equal(response.body.code, 'BATON_STS_UNSUPPORTED_TOKEN_TYPE');
+    assert.equal(response.body.code, UnsupportedTokenTypeError.code);
   });
 
   it('refuses a requested_token_type it cannot issue with invalid_request', async () => {
     const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', requested_token_type: TokenType.refreshToken });
-    assert.equal(response.body.code, 'BATON_STS_UNSUPPORTED_TOKEN_TYPE');
+    assert.equal(response.body.code, UnsupportedTokenTypeError.code);
   });
 
   it('refuses actor_token without actor_token_type (RFC 8693 §2.1)', async () => {
@@ -200,7 +203,7 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   it('refuses when may_act names another actor (RFC 8693 §4.4)', async () => {
     const response = await exchange('gateway', await idp.userToken({ may_act: { sub: 'admin@example.net' } }), { audience: 'orders' });
     assert.equal(response.status, 400);
-    assert.equal(response.body.code, 'BATON_STS_MAY_ACT_MISMATCH');
+    assert.equal(response.body.code, MayActMismatchError.code);
     assert.equal(response.body.error, 'invalid_request');
   });
 
@@ -218,7 +221,7 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     const actorToken = await clientJwt('payments', otherKey, ISSUER);
     const response = await ordersExchange(first.body.access_token as string, { audience: 'payments', actor_token: actorToken, actor_token_type: TokenType.jwt });
     assert.equal(response.status, 400);
-    assert.equal(response.body.code, 'BATON_STS_ACTOR_TOKEN_INVALID');
+    assert.equal(response.body.code, ActorTokenInvalidError.code);
   });
 
   it('issues a client_credentials token: the service as subject, no act, scope within the registration and the edge', async () => {
@@ -240,7 +243,7 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   it('refuses client_credentials for an edge the policy lacks', async () => {
     const response = await sts.token({ grant_type: 'client_credentials', audience: 'payments' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
     assert.equal(response.body.error, 'invalid_target');
-    assert.equal(response.body.code, 'BATON_STS_POLICY_DENIED');
+    assert.equal(response.body.code, StsPolicyDeniedError.code);
   });
 
   it('lets a service token be exchanged further without a user, as the policy allows', async () => {
@@ -274,7 +277,7 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
       assert.equal(response.statusCode, 405, method);
       assert.equal(response.headers.allow, 'POST');
       assert.equal(response.json().error, 'invalid_request');
-      assert.equal(response.json().code, 'BATON_STS_METHOD_NOT_ALLOWED');
+      assert.equal(response.json().code, TokenMethodNotAllowedError.code);
     }
   });
 
@@ -287,6 +290,8 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     const response = await sts.server.app.inject({ method: 'GET', url: '/nope' });
     assert.equal(response.statusCode, 404);
     assert.match(String(response.headers['content-type']), /application\/problem\+json/);
+    assert.equal(response.json().code, NotFoundError.code);
+    assert.equal(response.json().type, problemType(NotFoundError.code));
   });
 
   it('writes every grant, policy refusal and error answer as an audit line the one parser reads, with the status the client got', () => {

@@ -14,6 +14,8 @@ import { createStsMetrics } from '../../src/telemetry/sts-metrics.ts';
 import { createRedisReplayStore } from '../../src/sts/replay-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
+import { BadRequestError } from '../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 
 /** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
 function promtool(text: string): { status: number | null; output: string } {
@@ -25,8 +27,8 @@ function promtool(text: string): { status: number | null; output: string } {
 function exercisedSidecarMetrics() {
   const metrics = createSidecarMetrics();
   metrics.requests('inbound', 'orders').done(200, FORWARDED, 0.003);
-  metrics.requests('outbound', 'payments').done(403, 'BATON_POLICY_DENIED', 0.0004);
-  metrics.requests('outbound', UNKNOWN_TARGET).done(400, 'BATON_BAD_REQUEST', 0.0001);
+  metrics.requests('outbound', 'payments').done(403, PolicyDeniedError.code, 0.0004);
+  metrics.requests('outbound', UNKNOWN_TARGET).done(400, BadRequestError.code, 0.0001);
   metrics.decision('orders.accepts.from-gateway', 'allow');
   metrics.decision('payments.accepts', 'deny');
   metrics.decision('payments.accepts.refunds', 'would_deny');

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { isTokenError } from '../../src/token/errors.ts';
+import { isTokenError, TokenExpiredError, TokenInactiveError, TokenIntrospectionUnavailableError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 import { createIntrospector, type IntrospectorOptions } from '../../src/token/introspection.ts';
 import { resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
@@ -71,7 +71,7 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
     await op.revoke(token);
     await verifier.verify(token, { audience: 'gateway' });
     clock += 61_000;
-    await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith('BATON_TOKEN_INACTIVE'));
+    await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith(TokenInactiveError.code));
     for (let i = 0; i < 3; i++) await verifier.verify(await op.accessToken(), { audience: 'gateway' });
     assert.equal(introspector.size, 2);
   });
@@ -80,19 +80,19 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
     const { verifier } = verifierWith(op.issuer, credentials);
     const made = 'x'.repeat(43);
     const before = op.introspections();
-    await assert.rejects(verifier.verify(made, { audience: 'gateway' }), refusedWith('BATON_TOKEN_INACTIVE'));
-    await assert.rejects(verifier.verify(made, { audience: 'gateway' }), refusedWith('BATON_TOKEN_INACTIVE'));
+    await assert.rejects(verifier.verify(made, { audience: 'gateway' }), refusedWith(TokenInactiveError.code));
+    await assert.rejects(verifier.verify(made, { audience: 'gateway' }), refusedWith(TokenInactiveError.code));
     assert.equal(op.introspections() - before, 1);
   });
 
   it('fails closed (503 code) when baton cannot authenticate to the introspection endpoint', async () => {
     const { verifier } = verifierWith(op.issuer, { clientId: OP_INTROSPECTOR.id, clientSecret: 'wrong-secret-0123456789' });
-    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith(TokenIntrospectionUnavailableError.code));
   });
 
   it('fails closed when another client asks: the IdP answers inactive', async () => {
     const { verifier } = verifierWith(op.issuer, { clientId: 'web', clientSecret: 'web-client-secret-0123456789', authMethod: 'client_secret_post' });
-    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith('BATON_TOKEN_INACTIVE'));
+    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith(TokenInactiveError.code));
   });
 
   it('never sends a JWT to the introspection endpoint', async () => {
@@ -136,40 +136,40 @@ describe('introspection endpoints that misbehave', () => {
 
   it('refuses whatever is not exactly active: true', async () => {
     answer = reply(200, { active: 'true', sub: 'alice', aud: 'gateway', exp: nowSec() + 60 });
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
     answer = reply(200, { active: false, sub: 'alice', aud: 'gateway', exp: nowSec() + 60 });
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_INACTIVE'));
+    await assert.rejects(verify(), refusedWith(TokenInactiveError.code));
     answer = reply(200, '[true]');
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
     answer = reply(200, 'not json');
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
     answer = reply(500, active());
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
   });
 
   it('refuses an active token for another audience, another issuer, expired, a refresh token or a sender-constrained one', async () => {
     answer = reply(200, active({ aud: 'billing' }));
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verify(), refusedWith(TokenWrongAudienceError.code));
     answer = reply(200, active({ iss: 'https://someone-else.test' }));
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_UNTRUSTED_ISSUER'));
+    await assert.rejects(verify(), refusedWith(TokenUntrustedIssuerError.code));
     answer = reply(200, active({ exp: nowSec() - 600 }));
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_EXPIRED'));
+    await assert.rejects(verify(), refusedWith(TokenExpiredError.code));
     answer = reply(200, active({ exp: undefined }));
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verify(), refusedWith(TokenMalformedError.code));
     answer = reply(200, active({ token_type: 'refresh_token' }));
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verify(), refusedWith(TokenMalformedError.code));
     answer = reply(200, active({ cnf: { jkt: 'abc' } }));
-    await assert.rejects(verify(), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verify(), refusedWith(TokenMalformedError.code));
   });
 
   it('fails closed when the endpoint is unreachable or too slow', async () => {
     const dead = `http://127.0.0.1:${await freePort()}/introspect`;
     const { verifier } = verifierWith(ISSUER, { endpoint: dead, clientId: 'baton', clientSecret: 's3cret' });
-    await assert.rejects(verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIntrospectionUnavailableError.code));
     answer = (req) => req.resume();
     const slow = verifierWith(ISSUER, { endpoint: endpoint.url, clientId: 'baton', clientSecret: 's3cret', timeoutMs: 200 });
     const started = Date.now();
-    await assert.rejects(slow.verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith('BATON_TOKEN_INTROSPECTION_UNAVAILABLE'));
+    await assert.rejects(slow.verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIntrospectionUnavailableError.code));
     assert.ok(Date.now() - started < 2_000);
   });
 

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { isTokenError } from '../../src/token/errors.ts';
+import { isTokenError, TokenIdTokenError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError, TokenWrongTypError } from '../../src/token/errors.ts';
 import { type IssuerProfileOverrides, resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
@@ -77,10 +77,10 @@ describe('keycloak preset', () => {
 
   it('refuses its id_token, another audience, and another realm', async () => {
     const idToken = { ...user(), typ: 'ID', aud: 'gateway', nonce: 'n-0S6_WzA2Mj', at_hash: 'x8ZC1_Yl0oB2Ud5JcRbhvA', scope: undefined };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_ID_TOKEN'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['account'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['account'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     const otherRealm = { ...user(), iss: 'https://keycloak.example.test/realms/other' };
-    await assert.rejects(verifier.verify(await idp.sign(otherRealm, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_UNTRUSTED_ISSUER'));
+    await assert.rejects(verifier.verify(await idp.sign(otherRealm, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
   });
 });
 
@@ -127,17 +127,17 @@ describe('entra preset (Microsoft identity platform v2.0)', () => {
   it('refuses its id_token, another audience, and another tenant', async () => {
     // An app that is its own API: the id_token's aud is the API's client id, only the id_token markers give it away.
     const idToken = { ...user(), scp: undefined, nonce: '123523', ver: '2.0' };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_ID_TOKEN'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: '00000003-0000-0000-c000-000000000000' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: '00000003-0000-0000-c000-000000000000' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     const otherTenant = 'f8cdef31-a31e-4b4a-93e4-5f571e91255a';
     const fromOther = { ...user(), iss: `https://login.microsoftonline.com/${otherTenant}/v2.0`, tid: otherTenant };
-    await assert.rejects(verifier.verify(await idp.sign(fromOther, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_UNTRUSTED_ISSUER'));
+    await assert.rejects(verifier.verify(await idp.sign(fromOther, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
     // The right issuer with another tenant's tid is not a token Entra would sign: refused, not guessed at.
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), tid: otherTenant }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), tid: otherTenant }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses a v1.0-style typ at+jwt token, which Entra never issues', async () => {
-    await assert.rejects(verifier.verify(await idp.sign(user()), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_TYP'));
+    await assert.rejects(verifier.verify(await idp.sign(user()), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code));
   });
 });
 
@@ -173,10 +173,10 @@ describe('okta preset (custom authorization server)', () => {
 
   it('refuses its id_token, another audience, and another authorization server', async () => {
     const idToken = { ...user(), jti: 'ID.4eAWJOCMB3SX8XewDfVR', aud: 'api://shop', amr: ['pwd'], idp: '00o1pcla5qYIREDLWCQV', nonce: 'n-0S6', at_hash: 'pp3EI5gQlypuZfmZ5I5Bhg', scp: undefined };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: undefined }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_ID_TOKEN'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: 'api://default' }, { typ: undefined }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: 'api://default' }, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     const otherServer = { ...user(), iss: 'https://dev-133337.okta.example/oauth2/ausother' };
-    await assert.rejects(verifier.verify(await idp.sign(otherServer, { typ: undefined }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_UNTRUSTED_ISSUER'));
+    await assert.rejects(verifier.verify(await idp.sign(otherServer, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
   });
 });
 
@@ -216,9 +216,9 @@ describe('auth0 preset', () => {
 
   it('refuses its id_token, another audience, and another tenant', async () => {
     const idToken = { iss: ISS, sub: 'auth0|5f7c8ec7c33c6c004bbafe82', aud: API, ...times(), nickname: 'alice', sid: 'Dq3Q', nonce: 'bXlOb25jZQ' };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_ID_TOKEN'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['https://api.other.example'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), iss: 'https://other.eu.auth0.example/' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_UNTRUSTED_ISSUER'));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['https://api.other.example'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), iss: 'https://other.eu.auth0.example/' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
   });
 });
 
@@ -234,9 +234,9 @@ describe('rfc9068 default profile keeps the strict rules', () => {
   });
 
   it('refuses typ JWT, no typ, and an aud with two members', async () => {
-    await assert.rejects(verifier.verify(await idp.sign(token(), { typ: 'JWT' }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_TYP'));
-    await assert.rejects(verifier.verify(await idp.sign(token(), { typ: undefined }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_TYP'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...token(), aud: ['gateway', 'account'] }), { audience: 'gateway' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verifier.verify(await idp.sign(token(), { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code));
+    await assert.rejects(verifier.verify(await idp.sign(token(), { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...token(), aud: ['gateway', 'account'] }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
   });
 
   it('reads a token whose sub is its client as a service token (RFC 9068 §2.2)', async () => {
@@ -246,6 +246,6 @@ describe('rfc9068 default profile keeps the strict rules', () => {
 
   it('refuses a sub_id in an external token: only the STS qualifies a subject', async () => {
     const forged = { ...token(), sub_id: { format: 'iss_sub', iss: 'https://other-idp.test', sub: 'alice' } };
-    await assert.rejects(verifier.verify(await idp.sign(forged), { audience: 'gateway' }), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verifier.verify(await idp.sign(forged), { audience: 'gateway' }), refusedWith(TokenMalformedError.code));
   });
 });

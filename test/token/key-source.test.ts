@@ -5,7 +5,7 @@ import { exportJWK, generateKeyPair } from 'jose';
 import { Agent } from 'undici';
 import { closeServer, listen } from '../helpers/http-server.ts';
 import { waitFor } from '../helpers/net.ts';
-import { isTokenError } from '../../src/token/errors.ts';
+import { isTokenError, TokenKeysUnavailableError, TokenUnknownKidError } from '../../src/token/errors.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../../src/token/key-source.ts';
 import { discoverJwksUri, discoveryUrls, validateJwks } from '../../src/token/jwks-fetch.ts';
 import { isRocaModulus, rsaModulus } from '../../src/token/weak-rsa.ts';
@@ -48,9 +48,9 @@ describe('remote key source', () => {
     const concurrent = Array.from({ length: 5_000 }, () => keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }));
     const outcomes = await Promise.allSettled(concurrent);
     for (let i = 0; i < 5_000; i++) {
-      await assert.rejects(keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }), refusedWith('BATON_TOKEN_UNKNOWN_KID'));
+      await assert.rejects(keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }), refusedWith(TokenUnknownKidError.code));
     }
-    assert.ok(outcomes.every((o) => o.status === 'rejected' && refusedWith('BATON_TOKEN_UNKNOWN_KID')(o.reason)));
+    assert.ok(outcomes.every((o) => o.status === 'rejected' && refusedWith(TokenUnknownKidError.code)(o.reason)));
     assert.ok(server.hits() - before <= 1, `expected at most one refetch, got ${server.hits() - before}`);
   });
 
@@ -72,9 +72,9 @@ describe('remote key source', () => {
     await keys.refresh();
     clock += 30_000;
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k1' }));
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k9' }), refusedWith('BATON_TOKEN_UNKNOWN_KID'));
+    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k9' }), refusedWith(TokenUnknownKidError.code));
     clock += 31_000;
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith('BATON_TOKEN_KEYS_UNAVAILABLE'));
+    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenKeysUnavailableError.code));
     assert.equal(keys.ready(), false);
     server.setMode('up');
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k1' }));
@@ -101,7 +101,7 @@ describe('remote key source', () => {
     server.setMode('slow');
     const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, timeoutMs: 200, cooldownMs: 0 }));
     const started = Date.now();
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith('BATON_TOKEN_KEYS_UNAVAILABLE'));
+    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenKeysUnavailableError.code));
     assert.ok(Date.now() - started < 1500);
     assert.equal(keys.ready(), false);
     server.setMode('up');
@@ -122,7 +122,7 @@ describe('local key source', () => {
     const b = await createSigner('b');
     const keys = createLocalKeySource({ keys: [a.publicJwk] });
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'a' }));
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'b' }), refusedWith('BATON_TOKEN_UNKNOWN_KID'));
+    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'b' }), refusedWith(TokenUnknownKidError.code));
     keys.update({ keys: [a.publicJwk, b.publicJwk] });
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'b' }));
   });
@@ -131,7 +131,7 @@ describe('local key source', () => {
     const a = await createSigner('a');
     const b = await createSigner('b');
     const keys = createLocalKeySource({ keys: [a.publicJwk, b.publicJwk] });
-    await assert.rejects(keys.getKey({ alg: 'ES256' }), refusedWith('BATON_TOKEN_UNKNOWN_KID'));
+    await assert.rejects(keys.getKey({ alg: 'ES256' }), refusedWith(TokenUnknownKidError.code));
   });
 
   it('refuses JWK Sets with duplicate kids, symmetric keys or private keys', async () => {
@@ -187,7 +187,7 @@ describe('issuer discovery (RFC 8414, OpenID Connect Discovery)', () => {
       claimed = `${server.url}/realms/other`;
       await assert.rejects(discoverJwksUri(issuer, { timeoutMs: 2_000, maxBytes: 65_536 }), /expected issuer/);
       const keys = createRemoteKeySource({ issuer, discovery: true, cooldownMs: 0 });
-      await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'kc' }), refusedWith('BATON_TOKEN_KEYS_UNAVAILABLE'));
+      await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'kc' }), refusedWith(TokenKeysUnavailableError.code));
       keys.close();
     } finally {
       await closeServer(server.server);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { isTokenError } from '../../src/token/errors.ts';
+import { isTokenError, TokenAlgNotAllowedError, TokenMalformedError, TokenTooLargeError, TokenWrongTypError } from '../../src/token/errors.ts';
 import { isCanonicalBase64url, preparseToken } from '../../src/token/preparse.ts';
 import { hasDuplicateMember, parseJsonObject } from '../../src/token/strict-json.ts';
 import { segment } from './issuer-fixture.ts';
@@ -24,61 +24,61 @@ describe('token preparse', () => {
   });
 
   it('refuses a token larger than the limit before decoding anything', () => {
-    assert.throws(() => preparseToken('a'.repeat(9000), options), refusedWith('BATON_TOKEN_TOO_LARGE'));
+    assert.throws(() => preparseToken('a'.repeat(9000), options), refusedWith(TokenTooLargeError.code));
   });
 
   it('refuses characters outside the base64url alphabet', () => {
-    assert.throws(() => preparseToken(token() + '=', options), refusedWith('BATON_TOKEN_MALFORMED'));
-    assert.throws(() => preparseToken(token().replace('.', ' .'), options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(token() + '=', options), refusedWith(TokenMalformedError.code));
+    assert.throws(() => preparseToken(token().replace('.', ' .'), options), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses anything but three non-empty segments', () => {
-    assert.throws(() => preparseToken(`${segment(header)}.${segment(payload)}`, options), refusedWith('BATON_TOKEN_MALFORMED'));
-    assert.throws(() => preparseToken(`${segment(header)}.${segment(payload)}.`, options), refusedWith('BATON_TOKEN_MALFORMED'));
-    assert.throws(() => preparseToken(`${token()}.x.y`, options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(`${segment(header)}.${segment(payload)}`, options), refusedWith(TokenMalformedError.code));
+    assert.throws(() => preparseToken(`${segment(header)}.${segment(payload)}.`, options), refusedWith(TokenMalformedError.code));
+    assert.throws(() => preparseToken(`${token()}.x.y`, options), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses a re-spelled signature with flipped unused bits', () => {
     const s = segment('ab'); // 'YWI'; 'YWJ' decodes to the same two bytes
     assert.equal(isCanonicalBase64url('YWJ'), false);
     preparseToken(token(header, payload, s), options);
-    assert.throws(() => preparseToken(token(header, payload, 'YWJ'), options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(token(header, payload, 'YWJ'), options), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses alg none in any spelling and algorithms outside the allow-list', () => {
     for (const alg of ['none', 'None', 'NONE', 'HS256', 'ES512']) {
-      assert.throws(() => preparseToken(token({ ...header, alg }), options), refusedWith('BATON_TOKEN_ALG_NOT_ALLOWED'), alg);
+      assert.throws(() => preparseToken(token({ ...header, alg }), options), refusedWith(TokenAlgNotAllowedError.code), alg);
     }
   });
 
   it('refuses crit and b64 header parameters', () => {
-    assert.throws(() => preparseToken(token({ ...header, crit: ['exp'] }), options), refusedWith('BATON_TOKEN_MALFORMED'));
-    assert.throws(() => preparseToken(token({ ...header, b64: false }), options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(token({ ...header, crit: ['exp'] }), options), refusedWith(TokenMalformedError.code));
+    assert.throws(() => preparseToken(token({ ...header, b64: false }), options), refusedWith(TokenMalformedError.code));
   });
 
   it('requires typ at+jwt, case-insensitively and with or without application/', () => {
     for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/At+Jwt']) preparseToken(token({ ...header, typ }), options);
     for (const typ of ['JWT', 'jwt', 'application/jwt', 'at+jwt2', undefined, 7]) {
-      assert.throws(() => preparseToken(token({ ...header, typ }), options), refusedWith('BATON_TOKEN_WRONG_TYP'), String(typ));
+      assert.throws(() => preparseToken(token({ ...header, typ }), options), refusedWith(TokenWrongTypError.code), String(typ));
     }
   });
 
   it('refuses duplicate member names in the header and the claims set', () => {
     const dupHeader = '{"alg":"ES256","typ":"at+jwt","kid":"a","kid":"b"}';
-    assert.throws(() => preparseToken(token(dupHeader), options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(token(dupHeader), options), refusedWith(TokenMalformedError.code));
     const dupClaims = '{"iss":"https://sts.test","sub":"alice","s\\u0075b":"mallory"}';
-    assert.throws(() => preparseToken(token(header, dupClaims), options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(token(header, dupClaims), options), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses a header or claims set that is not a JSON object', () => {
-    assert.throws(() => preparseToken(token(header, '[1]'), options), refusedWith('BATON_TOKEN_MALFORMED'));
-    assert.throws(() => preparseToken(token(header, '{"a":'), options), refusedWith('BATON_TOKEN_MALFORMED'));
-    assert.throws(() => preparseToken(token('"x"'), options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(token(header, '[1]'), options), refusedWith(TokenMalformedError.code));
+    assert.throws(() => preparseToken(token(header, '{"a":'), options), refusedWith(TokenMalformedError.code));
+    assert.throws(() => preparseToken(token('"x"'), options), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses invalid UTF-8 in the claims set', () => {
     const bad = Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]).toString('base64url');
-    assert.throws(() => preparseToken(`${segment(header)}.${bad}.${sig}`, options), refusedWith('BATON_TOKEN_MALFORMED'));
+    assert.throws(() => preparseToken(`${segment(header)}.${bad}.${sig}`, options), refusedWith(TokenMalformedError.code));
   });
 
   it('only ever throws token errors, whatever the input (property)', () => {

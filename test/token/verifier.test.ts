@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { isTokenError, TokenKeysUnavailableError } from '../../src/token/errors.ts';
+import { isTokenError, TokenActInvalidError, TokenAlgNotAllowedError, TokenBadSignatureError, TokenCnfInvalidError, TokenExpiredError, TokenKeysUnavailableError, TokenMalformedError, TokenNotYetValidError, TokenUnknownKidError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 import { createLocalKeySource, type KeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createSigner, meshClaims, nowSec, segment } from './issuer-fixture.ts';
@@ -47,29 +47,29 @@ describe('access token verifier', () => {
 
   it('refuses a token for another audience, or for several', async () => {
     const token = await mesh.sign(meshClaims(MESH, 'orders', ['gateway']));
-    await assert.rejects(verifier.verify(token, { audience: 'payments' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verifier.verify(token, { audience: 'payments' }), refusedWith(TokenWrongAudienceError.code));
     const two = await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { aud: ['orders', 'payments'] }));
-    await assert.rejects(verifier.verify(two, { audience: 'orders' }), refusedWith('BATON_TOKEN_WRONG_AUDIENCE'));
+    await assert.rejects(verifier.verify(two, { audience: 'orders' }), refusedWith(TokenWrongAudienceError.code));
     const one = await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { aud: ['orders'] }));
     await verifier.verify(one, { audience: 'orders' });
   });
 
   it('refuses an issuer outside the allow-list', async () => {
     const token = await mesh.sign(meshClaims('https://evil.test', 'orders', ['gateway']));
-    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith('BATON_TOKEN_UNTRUSTED_ISSUER'));
+    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith(TokenUntrustedIssuerError.code));
   });
 
   it('verifies each issuer only with its own keys', async () => {
     // Signed by the mesh key, claiming the IdP as issuer, with the IdP's kid.
     const token = await mesh.sign({ ...meshClaims(IDP, 'api://shop', []) }, { kid: 'idp-1' });
-    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith('BATON_TOKEN_UNKNOWN_KID'));
+    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith(TokenUnknownKidError.code));
     const sameKid = await mesh.sign({ ...meshClaims(IDP, 'api://shop', []) });
-    await assert.rejects(verifier.verify(sameKid, { audience: 'orders' }), refusedWith('BATON_TOKEN_UNKNOWN_KID'));
+    await assert.rejects(verifier.verify(sameKid, { audience: 'orders' }), refusedWith(TokenUnknownKidError.code));
   });
 
   it('refuses an expired token, and one expired within the clock tolerance is accepted', async () => {
     const expired = await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { exp: nowSec() - 60 }));
-    await assert.rejects(verifier.verify(expired, { audience: 'orders' }), refusedWith('BATON_TOKEN_EXPIRED'));
+    await assert.rejects(verifier.verify(expired, { audience: 'orders' }), refusedWith(TokenExpiredError.code));
     const justNow = await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { exp: nowSec() - 5 }));
     await verifier.verify(justNow, { audience: 'orders' });
   });
@@ -77,36 +77,36 @@ describe('access token verifier', () => {
   it('refuses a token without exp', async () => {
     const claims = meshClaims(MESH, 'orders', ['gateway']);
     delete claims.exp;
-    await assert.rejects(verifier.verify(await mesh.sign(claims), { audience: 'orders' }), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verifier.verify(await mesh.sign(claims), { audience: 'orders' }), refusedWith(TokenMalformedError.code));
   });
 
   it('refuses nbf or iat in the future beyond the tolerance', async () => {
     const nbf = await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { nbf: nowSec() + 120 }));
-    await assert.rejects(verifier.verify(nbf, { audience: 'orders' }), refusedWith('BATON_TOKEN_NOT_YET_VALID'));
+    await assert.rejects(verifier.verify(nbf, { audience: 'orders' }), refusedWith(TokenNotYetValidError.code));
     const iat = await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { iat: nowSec() + 120 }));
-    await assert.rejects(verifier.verify(iat, { audience: 'orders' }), refusedWith('BATON_TOKEN_NOT_YET_VALID'));
+    await assert.rejects(verifier.verify(iat, { audience: 'orders' }), refusedWith(TokenNotYetValidError.code));
   });
 
   it('refuses a tampered claims set or signature', async () => {
     const token = await mesh.sign(meshClaims(MESH, 'orders', ['gateway']));
     const [h, , s] = token.split('.') as [string, string, string];
     const forged = `${h}.${segment(meshClaims(MESH, 'orders', ['gateway'], { sub: 'admin' }))}.${s}`;
-    await assert.rejects(verifier.verify(forged, { audience: 'orders' }), refusedWith('BATON_TOKEN_BAD_SIGNATURE'));
+    await assert.rejects(verifier.verify(forged, { audience: 'orders' }), refusedWith(TokenBadSignatureError.code));
     const flipped = `${h}.${token.split('.')[1]}.${s.slice(0, 10)}${s[10] === 'A' ? 'B' : 'A'}${s.slice(11)}`;
-    await assert.rejects(verifier.verify(flipped, { audience: 'orders' }), refusedWith('BATON_TOKEN_BAD_SIGNATURE'));
+    await assert.rejects(verifier.verify(flipped, { audience: 'orders' }), refusedWith(TokenBadSignatureError.code));
   });
 
   it('refuses an ECDSA signature with r = s = 0 (CVE-2022-21449)', async () => {
     const token = await mesh.sign(meshClaims(MESH, 'orders', ['gateway']));
     const [h, p] = token.split('.') as [string, string];
     const zero = Buffer.alloc(64).toString('base64url');
-    await assert.rejects(verifier.verify(`${h}.${p}.${zero}`, { audience: 'orders' }), refusedWith('BATON_TOKEN_BAD_SIGNATURE'));
+    await assert.rejects(verifier.verify(`${h}.${p}.${zero}`, { audience: 'orders' }), refusedWith(TokenBadSignatureError.code));
   });
 
   it('refuses HS256 signed with the public key as the secret (algorithm confusion)', async () => {
     const secret = Buffer.from(JSON.stringify(mesh.publicJwk));
     const token = await new SignJWT(meshClaims(MESH, 'orders', ['gateway'])).setProtectedHeader({ alg: 'HS256', kid: 'mesh-1', typ: 'at+jwt' }).sign(secret);
-    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith('BATON_TOKEN_ALG_NOT_ALLOWED'));
+    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith(TokenAlgNotAllowedError.code));
   });
 
   it('never uses a key embedded in the header', async () => {
@@ -114,26 +114,26 @@ describe('access token verifier', () => {
     const token = await new SignJWT(meshClaims(MESH, 'orders', ['gateway']))
       .setProtectedHeader({ alg: 'ES256', kid: 'mesh-1', typ: 'at+jwt', jwk: await exportJWK(publicKey), jku: 'http://127.0.0.1:1/jwks' })
       .sign(privateKey);
-    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith('BATON_TOKEN_BAD_SIGNATURE'));
+    await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith(TokenBadSignatureError.code));
   });
 
   it('refuses an act chain deeper than maxDepth', async () => {
     const token = await mesh.sign(meshClaims(MESH, 'x', ['a', 'b', 'c', 'd', 'e']));
-    await assert.rejects(verifier.verify(token, { audience: 'x' }), refusedWith('BATON_TOKEN_ACT_INVALID'));
+    await assert.rejects(verifier.verify(token, { audience: 'x' }), refusedWith(TokenActInvalidError.code));
   });
 
   it('refuses a chain whose newest actor is not the client', async () => {
     const token = await mesh.sign(meshClaims(MESH, 'payments', ['gateway', 'orders'], { client_id: 'gateway' }));
-    await assert.rejects(verifier.verify(token, { audience: 'payments' }), refusedWith('BATON_TOKEN_ACT_INVALID'));
+    await assert.rejects(verifier.verify(token, { audience: 'payments' }), refusedWith(TokenActInvalidError.code));
   });
 
   it('refuses a mesh token without client_id or sub_type', async () => {
     const noClient = meshClaims(MESH, 'orders', ['gateway']);
     delete noClient.client_id;
     delete noClient.act;
-    await assert.rejects(verifier.verify(await mesh.sign(noClient), { audience: 'orders' }), refusedWith('BATON_TOKEN_ACT_INVALID'));
+    await assert.rejects(verifier.verify(await mesh.sign(noClient), { audience: 'orders' }), refusedWith(TokenActInvalidError.code));
     const noType = meshClaims(MESH, 'orders', ['gateway'], { sub_type: undefined });
-    await assert.rejects(verifier.verify(await mesh.sign(noType), { audience: 'orders' }), refusedWith('BATON_TOKEN_MALFORMED'));
+    await assert.rejects(verifier.verify(await mesh.sign(noType), { audience: 'orders' }), refusedWith(TokenMalformedError.code));
   });
 
   it('accepts an external user token at its configured audience, with an empty chain', async () => {
@@ -154,13 +154,13 @@ describe('access token verifier', () => {
     const unbound = await verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' });
     assert.equal(unbound.confirmation, undefined);
     for (const cnf of [{ jkt: thumbprint }, { 'x5t#S256': 'short' }, { 'x5t#S256': thumbprint, jkt: thumbprint }, 'x5t', [thumbprint]]) {
-      await assert.rejects(verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf })), { audience: 'orders' }), refusedWith('BATON_TOKEN_CNF_INVALID'));
+      await assert.rejects(verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf })), { audience: 'orders' }), refusedWith(TokenCnfInvalidError.code));
     }
   });
 
   it('refuses an external token that claims an act chain', async () => {
     const token = await idp.sign({ iss: IDP, sub: 'alice', aud: 'api://shop', exp: nowSec() + 60, act: { sub: 'gateway' } });
-    await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith('BATON_TOKEN_ACT_INVALID'));
+    await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith(TokenActInvalidError.code));
   });
 
   it('answers 503 KEYS_UNAVAILABLE, not 401, when the issuer keys cannot be had', async () => {
@@ -173,7 +173,7 @@ describe('access token verifier', () => {
       close: () => {},
     };
     const v = createAccessTokenVerifier({ issuers: [{ issuer: MESH, keys: unavailable, kind: 'mesh' }], maxActDepth: 4 });
-    await assert.rejects(v.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' }), (e: unknown) => refusedWith('BATON_TOKEN_KEYS_UNAVAILABLE')(e) && (e as { status: number }).status === 503);
+    await assert.rejects(v.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' }), (e: unknown) => refusedWith(TokenKeysUnavailableError.code)(e) && (e as { status: number }).status === 503);
   });
 
   it('never puts the token into an error message', async () => {

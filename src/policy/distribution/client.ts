@@ -7,21 +7,17 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
-import { defineError } from '../../core/errors.ts';
 import type { Logger } from 'pino';
 import { compilePolicy } from '../language/compile.ts';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { policyFromJSON } from '../language/parse.ts';
-import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, PolicyDocumentMalformedError, verifyPolicy } from './signing.ts';
+import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, verifyPolicy } from './signing.ts';
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createPolicyHolder, type PolicySource } from './source.ts';
 import { POLICY_CLIENT_DEFAULTS } from './config.ts';
+import { PolicyDigestMismatchError, PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicyTooOldError, PolicyVersionStaleError } from './errors.ts';
 
 
-export const PolicyServerUnavailableError = defineError({ code: 'BATON_POLICY_SERVER_UNAVAILABLE', status: 503, title: 'Policy server unavailable' });
-export const PolicyVersionStaleError = defineError({ code: 'BATON_POLICY_VERSION_STALE', status: 502, title: 'Policy version not newer than the one held' });
-export const PolicyDigestMismatchError = defineError({ code: 'BATON_POLICY_DIGEST_MISMATCH', status: 502, title: 'Policy digest does not match its content' });
-export const PolicyTooOldError = defineError({ code: 'BATON_POLICY_TOO_OLD', status: 502, title: 'Policy document issued too long ago' });
 
 export interface PolicyClientOptions {
   /** The policy server's base URL (`http://policy:7300`) or the full `/v1/callgraph` URL. */

@@ -9,8 +9,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
-import { defineError, isBatonError, type BatonError } from '../../core/errors.ts';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../../core/problem.ts';
+import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
 import { secureContextOptions } from '../../identity/tls.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from 'pino';
@@ -20,12 +19,9 @@ import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } 
 
 import type { LoadedPolicy } from '../language/load.ts';
 import type { PolicyWatcher } from './watch.ts';
+import { PolicyNotReadyError, PolicyServerBusyError, PolicyWaitInvalidError } from './errors.ts';
 
 
-export const PolicyWaitInvalidError = defineError({ code: 'BATON_POLICY_WAIT_INVALID', status: 400, title: 'Invalid wait parameter' });
-export const PolicyNotReadyError = defineError({ code: 'BATON_POLICY_NOT_READY', status: 503, title: 'No valid policy loaded yet' });
-export const PolicyServerBusyError = defineError({ code: 'BATON_POLICY_SERVER_BUSY', status: 503, title: 'Too many waiting requests' });
-export const PolicyRouteNotFoundError = defineError({ code: 'BATON_POLICY_ROUTE_NOT_FOUND', status: 404, title: 'No such resource' });
 
 /** One signed version, ready to send as-is to every client. */
 export interface PublishedPolicy {
@@ -117,11 +113,22 @@ interface Waiter {
   readonly release: (next: PublishedPolicy | undefined) => void;
 }
 
-export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
+/** The signed versions a policy server publishes, and the long polls waiting for the next one. */
+export interface PolicyPublisher {
+  published(): PublishedPolicy | undefined;
+  /** Long-polls being held. */
+  waiting(): number;
+  /** Holds until a newer version, the deadline or `gone` closing (the client went away), whichever is first. */
+  next(waitSeconds: number, gone: NodeJS.EventEmitter): Promise<PublishedPolicy | undefined>;
+  /** True once close has begun: no new long poll is held. */
+  closing(): boolean;
+  /** Stops following the watcher, releases every long poll and waits for a signature in progress. */
+  close(): Promise<void>;
+}
+
+export function createPolicyPublisher(options: Pick<PolicyServerOptions, 'watcher' | 'signingKey' | 'versions' | 'logger' | 'now' | 'reissueSeconds'>): PolicyPublisher {
   const { signingKey, versions, logger } = options;
   const now = options.now ?? Date.now;
-  const maxWaitSeconds = options.maxWaitSeconds ?? MAX_WAIT_SECONDS;
-  const maxWaiters = options.maxWaiters ?? 10_000;
   const waiters = new Set<Waiter>();
   let published: PublishedPolicy | undefined;
   let publishing: Promise<void> = Promise.resolve();
@@ -163,7 +170,48 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
   const reissueSeconds = options.reissueSeconds ?? DEFAULT_REISSUE_SECONDS;
   const reissueTimer = reissueSeconds > 0 ? setInterval(reissue, reissueSeconds * 1000).unref() : undefined;
 
+  return {
+    published: () => published,
+    waiting: () => waiters.size,
+    closing: () => closing,
+    next: (waitSeconds, gone) =>
+      new Promise((resolve) => {
+        const onGone = (): void => waiter.release(undefined);
+        const timer = setTimeout(() => waiter.release(undefined), waitSeconds * 1000);
+        const waiter: Waiter = {
+          release(next) {
+            clearTimeout(timer);
+            gone.off('close', onGone);
+            waiters.delete(waiter);
+            resolve(next);
+          },
+        };
+        waiters.add(waiter);
+        gone.once('close', onGone);
+      }),
+    async close() {
+      closing = true;
+      clearInterval(reissueTimer);
+      unsubscribe();
+      for (const waiter of [...waiters]) waiter.release(undefined);
+      await publishing;
+    },
+  };
+}
 
+export interface PolicyServerAppDependencies {
+  readonly publisher: PolicyPublisher;
+  readonly logger: Logger;
+  readonly maxWaitSeconds: number;
+  /** Long-polls held at once; more are answered 503 with Retry-After. */
+  readonly maxWaiters: number;
+  /** mtls mode: serve on TLS 1.3 with this workload identity (src/identity/transport.ts). */
+  readonly mesh?: MeshIdentity | undefined;
+}
+
+/** The policy server's routes on a fastify instance, not yet listening. */
+export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyServer['app'] {
+  const { publisher, logger, maxWaitSeconds, maxWaiters, mesh } = deps;
   let stopRotating: (() => void) | undefined;
   /**
    * mtls: TLS with the policy server's certificate, so sidecars and the STS
@@ -186,70 +234,62 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: true,
-    ...(options.mesh === undefined ? {} : { serverFactory: tlsServerFactory(options.mesh) }),
+    ...(mesh === undefined ? {} : { serverFactory: tlsServerFactory(mesh) }),
   });
+  app.addHook('onClose', async () => stopRotating?.());
 
-  app.setErrorHandler((error, request, reply) => {
-    const problem = isBatonError(error) ? error : undefined;
-    if (problem === undefined) request.log.error({ err: error }, 'policy server request failed');
-    return sendProblem(reply, problem ?? internalError(error));
+  void app.register(fastifyProblems, {
+    onError: (error, raw, request) => {
+      if (error.status >= 500) request.log.error({ err: raw, code: error.code }, 'policy server request failed');
+    },
   });
-  app.setNotFoundHandler((request, reply) => sendProblem(reply, new PolicyRouteNotFoundError(`no resource at ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`)));
 
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    if (published === undefined || closing) return sendProblem(reply, new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
+    const published = publisher.published();
+    if (published === undefined || publisher.closing()) return sendProblem(reply, new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
     // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
-    if (options.mesh !== undefined && options.mesh.identity.current() === undefined) {
-      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${options.mesh.identity.status().reason ?? 'missing'})`));
+    if (mesh !== undefined && mesh.identity.current() === undefined) {
+      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${mesh.identity.status().reason ?? 'missing'})`));
     }
     return { status: 'ready', version: published.version, digest: published.digest };
   });
 
   app.get(CALLGRAPH_PATH, async (request, reply) => {
     const wait = parseWait((request.query as Record<string, unknown>).wait, maxWaitSeconds);
-    const current = published;
+    const current = publisher.published();
     if (current === undefined) return sendProblem(reply.header('retry-after', '1'), new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
     if (!ifNoneMatchHolds(request.headers['if-none-match'], current.etag)) return sendPolicy(reply, current);
-    if (wait === 0 || closing) return notModified(reply, current);
-    if (waiters.size >= maxWaiters) return sendProblem(reply.header('retry-after', '5'), new PolicyServerBusyError(`expected at most ${maxWaiters} waiting requests, ${waiters.size} are waiting`));
-    const next = await waitForNext(reply, wait);
+    if (wait === 0 || publisher.closing()) return notModified(reply, current);
+    const waiting = publisher.waiting();
+    if (waiting >= maxWaiters) return sendProblem(reply.header('retry-after', '5'), new PolicyServerBusyError(`expected at most ${maxWaiters} waiting requests, ${waiting} are waiting`));
+    const next = await publisher.next(wait, reply.raw);
     if (reply.raw.destroyed) return reply;
     return next === undefined ? notModified(reply, current) : sendPolicy(reply, next);
   });
+  return app;
+}
 
-  /** Holds the request until a newer version, the deadline or the client going away, whichever is first. */
-  const waitForNext = (reply: FastifyReply, waitSeconds: number): Promise<PublishedPolicy | undefined> =>
-    new Promise((resolve) => {
-      const onClose = (): void => waiter.release(undefined);
-      const timer = setTimeout(() => waiter.release(undefined), waitSeconds * 1000);
-      const waiter: Waiter = {
-        release(next) {
-          clearTimeout(timer);
-          reply.raw.off('close', onClose);
-          waiters.delete(waiter);
-          resolve(next);
-        },
-      };
-      waiters.add(waiter);
-      reply.raw.once('close', onClose);
-    });
-
+/** The policy server as a process runs it: a publisher, its app, and a listen step. */
+export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
+  const publisher = createPolicyPublisher(options);
+  const app = buildPolicyServerApp({
+    publisher,
+    logger: options.logger,
+    maxWaitSeconds: options.maxWaitSeconds ?? MAX_WAIT_SECONDS,
+    maxWaiters: options.maxWaiters ?? 10_000,
+    mesh: options.mesh,
+  });
   return {
     app,
-    published: () => published,
-    waiting: () => waiters.size,
+    published: () => publisher.published(),
+    waiting: () => publisher.waiting(),
     async listen({ host, port }) {
       return await app.listen({ host, port });
     },
     async close() {
-      closing = true;
-      clearInterval(reissueTimer);
-      unsubscribe();
-      for (const waiter of [...waiters]) waiter.release(undefined);
-      await publishing;
+      await publisher.close();
       await app.close();
-      stopRotating?.();
     },
   };
 }
@@ -284,19 +324,4 @@ function notModified(reply: FastifyReply, published: PublishedPolicy): FastifyRe
 function cacheHeaders(published: PublishedPolicy): Record<string, string> {
   // no-cache: intermediaries may store it but must revalidate, so no one is served a superseded policy.
   return { etag: published.etag, 'cache-control': 'no-cache', 'baton-policy-version': String(published.version) };
-}
-
-function sendProblem(reply: FastifyReply, error: BatonError): FastifyReply {
-  return reply.code(error.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(toProblem(error)));
-}
-
-const InternalError = defineError({ code: 'BATON_POLICY_SERVER_INTERNAL', status: 500, title: 'Internal error' });
-const BadRequestError = defineError({ code: 'BATON_POLICY_BAD_REQUEST', status: 400, title: 'Bad request' });
-
-function internalError(error: unknown): BatonError {
-  const status = (error as { statusCode?: unknown }).statusCode;
-  if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new BadRequestError(`expected a well-formed request, got one the server could not read (${status})`);
-  }
-  return new InternalError('the policy server failed to answer; see its log');
 }

@@ -10,7 +10,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, type webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { CompactSign, compactVerify } from 'jose';
-import { defineError } from '../../core/errors.ts';
+import { PolicyDocumentMalformedError, PolicySignatureError, PolicySigningKeyError } from './errors.ts';
 
 /** Where the policy server serves the signed policy. */
 export const CALLGRAPH_PATH = '/v1/callgraph';
@@ -19,9 +19,6 @@ export const POLICY_MEDIA_TYPE = 'application/jose';
 export const POLICY_ALGORITHMS = ['ES256', 'EdDSA'] as const;
 export type PolicyAlgorithm = (typeof POLICY_ALGORITHMS)[number];
 
-export const PolicySigningKeyError = defineError({ code: 'BATON_POLICY_SIGNING_KEY_INVALID', status: 500, title: 'Unusable policy signing key' });
-export const PolicySignatureError = defineError({ code: 'BATON_POLICY_SIGNATURE_INVALID', status: 502, title: 'Policy signature not valid' });
-export const PolicyDocumentMalformedError = defineError({ code: 'BATON_POLICY_DOCUMENT_MALFORMED', status: 502, title: 'Malformed signed policy document' });
 
 export interface PolicySigningKey {
   readonly alg: PolicyAlgorithm;

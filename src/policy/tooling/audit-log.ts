@@ -10,11 +10,9 @@
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { defineError } from '../../core/errors.ts';
 import { parseAuditLine, type SidecarDecisionEvent } from '../../telemetry/audit-event.ts';
+import { AuditLogUnreadableError, BadSinceError } from './errors.ts';
 
-export const AuditLogUnreadableError = defineError({ code: 'BATON_AUDIT_LOG_UNREADABLE', status: 400, title: 'Audit log path cannot be read' });
-export const BadSinceError = defineError({ code: 'BATON_AUDIT_BAD_SINCE', status: 400, title: 'Unusable --since value' });
 
 /** One call-graph decision a sidecar recorded, with when and by which sidecar. */
 export type AuditDecision = SidecarDecisionEvent & {

@@ -6,11 +6,10 @@
  * later "observed vs declared" view can reuse them by passing per-rule
  * styles and extra edges rather than forking the renderer.
  */
-import { defineError } from '../../core/errors.ts';
 import { isServiceName } from '../../core/service-name.ts';
 import { type AcceptRule, type CallGraphPolicy, EXTERNAL } from '../language/model.ts';
+import { GraphvizUnavailableError } from './errors.ts';
 
-export const GraphvizUnavailableError = defineError({ code: 'BATON_GRAPHVIZ_UNAVAILABLE', status: 500, title: 'Graphviz (WASM) could not be loaded' });
 
 export interface EdgeStyle {
   /** A CSS/Graphviz colour name or #rrggbb. */

@@ -8,45 +8,24 @@
  * request's own error, so a few of them cannot open the circuit for every
  * caller (DESIGN "Failure behaviour").
  */
-import { BatonError, type ErrorOptions, defineError } from '../../core/errors.ts';
+import { type ErrorOptions, defineError } from '../../core/errors.ts';
 
-const REFUSED = 'BATON_EXCHANGE_REFUSED';
+const ExchangeRefused = defineError({ code: 'BATON_EXCHANGE_REFUSED', status: 403, title: 'Token exchange refused' });
 
 /** One class for every refusal; `oauthError` carries which one (invalid_target, invalid_request, …). */
-export class ExchangeRefusedError extends BatonError {
-  static readonly code = REFUSED;
+export class ExchangeRefusedError extends ExchangeRefused {
+  override readonly oauthError: string;
   constructor(oauthError: string, detail: string, options?: ErrorOptions) {
-    super({ code: REFUSED, status: 403, title: 'Token exchange refused', oauthError }, detail, {
-      ...options,
-      extensions: { oauthError, ...options?.extensions },
-    });
+    super(detail, { ...options, extensions: { oauthError, ...options?.extensions } });
+    this.oauthError = oauthError;
   }
 }
 
-export const StsUnavailableError = defineError({
-  code: 'BATON_STS_UNAVAILABLE',
-  status: 503,
-  title: 'Token service unavailable',
-  oauthError: 'temporarily_unavailable',
-});
+export const StsUnavailableError = defineError({ code: 'BATON_STS_UNAVAILABLE', status: 503, title: 'Token service unavailable', oauthError: 'temporarily_unavailable' });
 
-export const StsThrottledError = defineError({
-  code: 'BATON_STS_THROTTLED',
-  status: 503,
-  title: 'Token service asked to slow down',
-  oauthError: 'temporarily_unavailable',
-});
+export const StsThrottledError = defineError({ code: 'BATON_STS_THROTTLED', status: 503, title: 'Token service asked to slow down', oauthError: 'temporarily_unavailable' });
 
-export const StsBadAnswerError = defineError({
-  code: 'BATON_STS_BAD_ANSWER',
-  status: 502,
-  title: 'Token service answer unusable',
-});
+export const StsBadAnswerError = defineError({ code: 'BATON_STS_BAD_ANSWER', status: 502, title: 'Token service answer unusable' });
 
 /** The STS issued a token with no lifetime left: the subject's own token has run out. */
-export const ExchangedTokenExpiredError = defineError({
-  code: 'BATON_EXCHANGED_TOKEN_EXPIRED',
-  status: 401,
-  title: 'The exchanged token expired as it was issued',
-  oauthError: 'invalid_token',
-});
+export const ExchangedTokenExpiredError = defineError({ code: 'BATON_EXCHANGED_TOKEN_EXPIRED', status: 401, title: 'The exchanged token expired as it was issued', oauthError: 'invalid_token' });

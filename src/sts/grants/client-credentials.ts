@@ -6,7 +6,7 @@
  */
 import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
-import { InvalidScopeError } from '../oauth-errors.ts';
+import { InvalidScopeError } from '../errors.ts';
 import { randomId } from '../mint.ts';
 import { randomTxn } from '../../core/txn.ts';
 import type { StsGrantAudit } from '../../telemetry/audit-event.ts';

@@ -7,7 +7,7 @@ import { type BatonAccessTokenClaims, formatScope } from '../../core/claims.ts';
 import type { CompiledPolicy, Decision } from '../../policy/language/decision.ts';
 import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { NoLifetimeLeftError } from '../oauth-errors.ts';
+import { NoLifetimeLeftError } from '../errors.ts';
 import type { GrantContext, TokenResponse } from './grant-context.ts';
 
 /**

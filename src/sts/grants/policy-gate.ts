@@ -10,12 +10,12 @@ import type { Logger } from 'pino';
 import type { BatonError } from '../../core/errors.ts';
 import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { InvalidScopeError, NotEntrypointError, NotReadyError, PolicyDeniedError, toOAuthError } from '../oauth-errors.ts';
+import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError, toOAuthError } from '../errors.ts';
 
 /** The policy in force and its version, read once for the whole request. */
 export function currentPolicy(policy: () => PolicySnapshot | undefined): PolicySnapshot {
   const current = policy();
-  if (current === undefined) throw new NotReadyError('expected a call-graph policy, have none yet');
+  if (current === undefined) throw new StsNotReadyError('expected a call-graph policy, have none yet');
   return current;
 }
 
@@ -58,6 +58,6 @@ function refusal(deny: Deny): BatonError {
     case 'scope':
       return new InvalidScopeError(detail, { extensions });
     default:
-      return new PolicyDeniedError(detail, { extensions });
+      return new StsPolicyDeniedError(detail, { extensions });
   }
 }

@@ -9,7 +9,7 @@
 import { buildAct } from '../../core/act-chain.ts';
 import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
-import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, SubjectTokenExpiredError, UnsupportedTokenTypeError } from '../oauth-errors.ts';
+import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, SubjectTokenExpiredError, UnsupportedTokenTypeError } from '../errors.ts';
 import type { VerifiedToken } from '../../token/verified-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';

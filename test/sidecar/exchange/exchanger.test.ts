@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
 import { isBatonError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
-import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
+import { ExchangedTokenExpiredError, ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
 import { createTokenExchanger, type TokenExchanger, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { capturingLogger, type StsStandIn, startStsStandIn } from './sts-stand-in.ts';
@@ -131,7 +131,7 @@ describe('token exchanger', () => {
     const x = exchanger({ negativeTtlMs: 5_000 });
     sts.mode = 'refuse';
     const before = sts.calls();
-    const refused = (e: unknown) => e instanceof ExchangeRefusedError && e.code === 'BATON_EXCHANGE_REFUSED' && e.oauthError === 'invalid_target' && e.status === 403;
+    const refused = (e: unknown) => e instanceof ExchangeRefusedError && e.code === ExchangeRefusedError.code && e.oauthError === 'invalid_target' && e.status === 403;
     await assert.rejects(exchange(x), refused);
     await assert.rejects(exchange(x), refused);
     assert.equal(sts.calls() - before, 1);
@@ -143,7 +143,7 @@ describe('token exchanger', () => {
   it('opens the circuit after repeated failures, fails fast while open, and closes after a good half-open probe', async () => {
     const x = exchanger({ breaker: { failureThreshold: 3, openMs: 10_000 } });
     sts.mode = 'down';
-    const unavailable = (e: unknown) => isBatonError(e) && e.code === 'BATON_STS_UNAVAILABLE' && e.status === 503;
+    const unavailable = (e: unknown) => isBatonError(e) && e.code === StsUnavailableError.code && e.status === 503;
     for (let i = 0; i < 3; i++) await assert.rejects(exchange(x, `svc${i}`), unavailable);
     const before = sts.calls();
     await assert.rejects(exchange(x, 'svc9'), unavailable);

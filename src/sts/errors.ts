@@ -1,8 +1,9 @@
 /**
- * The token endpoint's errors, one class per cause, each carrying its
- * RFC 6749 §5.2 / RFC 8693 §2.2.2 `error` code. The token endpoint answers
- * with the OAuth JSON error body, not problem+json, because that is what
- * every OAuth client parses.
+ * The STS's errors, one class per cause, each carrying its RFC 6749 §5.2 /
+ * RFC 8693 §2.2.2 `error` code. The token endpoint answers with the OAuth
+ * JSON error body, not problem+json, because that is what every OAuth
+ * client parses; its `error_uri` is the cause's section of docs/errors.md.
+ * The other routes answer problem+json (src/core/fastify-problems.ts).
  */
 import { type BatonError, defineError } from '../core/errors.ts';
 
@@ -17,17 +18,19 @@ export const ActorTokenInvalidError = defineError({ code: 'BATON_STS_ACTOR_TOKEN
 export const ExternalTokenNotAtEntrypointError = defineError({ code: 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT', status: 400, title: 'External tokens are accepted only from entrypoint services', oauthError: 'invalid_request' });
 export const MayActMismatchError = defineError({ code: 'BATON_STS_MAY_ACT_MISMATCH', status: 400, title: 'The subject token does not allow this actor', oauthError: 'invalid_request' });
 export const InvalidTargetError = defineError({ code: 'BATON_STS_INVALID_TARGET', status: 400, title: 'The requested audience or resource is not a service the STS issues for', oauthError: 'invalid_target' });
-export const PolicyDeniedError = defineError({ code: 'BATON_STS_POLICY_DENIED', status: 400, title: 'The call-graph policy forbids this edge', oauthError: 'invalid_target' });
+export const StsPolicyDeniedError = defineError({ code: 'BATON_STS_POLICY_DENIED', status: 400, title: 'The call-graph policy forbids this edge', oauthError: 'invalid_target' });
 export const NotEntrypointError = defineError({ code: 'BATON_STS_NOT_ENTRYPOINT', status: 400, title: 'The chain does not start at an entrypoint', oauthError: 'unauthorized_client' });
 export const InvalidScopeError = defineError({ code: 'BATON_STS_INVALID_SCOPE', status: 400, title: 'The requested scope is wider than allowed', oauthError: 'invalid_scope' });
 export const InvalidClientError = defineError({ code: 'BATON_STS_INVALID_CLIENT', status: 401, title: 'Client authentication failed', oauthError: 'invalid_client' });
 export const UnauthorizedClientError = defineError({ code: 'BATON_STS_UNAUTHORIZED_CLIENT', status: 400, title: 'The client may not use this grant', oauthError: 'unauthorized_client' });
 export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE', status: 400, title: 'Unsupported grant type', oauthError: 'unsupported_grant_type' });
-export const NotReadyError = defineError({ code: 'BATON_STS_NOT_READY', status: 503, title: 'The STS has no policy or keys yet', oauthError: 'temporarily_unavailable' });
+export const StsNotReadyError = defineError({ code: 'BATON_STS_NOT_READY', status: 503, title: 'The STS has no policy or keys yet', oauthError: 'temporarily_unavailable' });
 export const UpstreamKeysUnavailableError = defineError({ code: 'BATON_STS_KEYS_UNAVAILABLE', status: 503, title: 'An issuer key set could not be fetched', oauthError: 'temporarily_unavailable' });
 export const UpstreamIntrospectionUnavailableError = defineError({ code: 'BATON_STS_INTROSPECTION_UNAVAILABLE', status: 503, title: 'An issuer introspection endpoint did not answer', oauthError: 'temporarily_unavailable' });
 /** RFC 6749 §3.2: the client MUST use POST at the token endpoint. */
 export const TokenMethodNotAllowedError = defineError({ code: 'BATON_STS_METHOD_NOT_ALLOWED', status: 405, title: 'The token endpoint accepts POST only', oauthError: 'invalid_request' });
+/** Client authentication failed or is pending too often from one client or address (src/sts/auth-throttle.ts). */
+export const AuthThrottledError = defineError({ code: 'BATON_STS_AUTH_THROTTLED', status: 429, title: 'Too many failed or pending client authentications', oauthError: 'temporarily_unavailable' });
 export const ServerError = defineError({ code: 'BATON_STS_SERVER_ERROR', status: 500, title: 'Internal error', oauthError: 'server_error' });
 
 /** RFC 6749 §5.2 error response; `error_uri` names the cause, `code` is baton's stable code. */

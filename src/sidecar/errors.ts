@@ -1,0 +1,43 @@
+/**
+ * The sidecar's own error causes (DESIGN.md, "Sidecar": errors), one class
+ * per cause. Token verification causes live in src/token/errors.ts, the
+ * exchange causes in src/sidecar/exchange/errors.ts, and the causes every
+ * part shares (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_INTERNAL) in
+ * src/core/errors.ts. src/sidecar/problems.ts writes any of them to the wire.
+ */
+import { type BatonErrorClass, defineError } from '../core/errors.ts';
+
+export const AmbiguousPathError = defineError({ code: 'BATON_AMBIGUOUS_PATH', status: 400, title: 'Ambiguous request path', oauthError: 'invalid_request' });
+export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
+export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
+export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
+export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', status: 403, title: 'Unknown target service' });
+export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed' });
+export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_TIMEOUT', status: 408, title: 'Request body not received in time' });
+export const FairShareExceededError = defineError({ code: 'BATON_FAIR_SHARE_EXCEEDED', status: 429, title: 'This caller holds its share of the requests in flight' });
+export const UpstreamTimeoutError = defineError({ code: 'BATON_UPSTREAM_TIMEOUT', status: 504, title: 'Upstream did not answer in time' });
+export const UpstreamUnreachableError = defineError({ code: 'BATON_UPSTREAM_UNREACHABLE', status: 502, title: 'Upstream unreachable' });
+/** mtls: the upstream's certificate names another SPIFFE ID than the target service's; nothing was sent. */
+export const UpstreamIdentityMismatchError = defineError({ code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', status: 502, title: 'Upstream presented a certificate for another service' });
+/** mtls: the TLS handshake with the upstream failed (untrusted or expired certificate, or no TLS at all); nothing was sent. */
+export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED', status: 502, title: 'TLS handshake with the upstream failed' });
+/** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
+export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
+export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
+export const HandlesExhaustedError = defineError({ code: 'BATON_HANDLES_EXHAUSTED', status: 503, title: 'No room for another baton-context handle' });
+
+// Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
+const bindingError = (code: string, title: string): BatonErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
+
+/** A bound token arrived on a connection without a client certificate. */
+export const TokenCertificateRequiredError = bindingError('BATON_TOKEN_CERT_REQUIRED', 'Certificate-bound token without a client certificate');
+/** A bound token arrived on a connection presenting another certificate. */
+export const TokenCertificateMismatchError = bindingError('BATON_TOKEN_CERT_MISMATCH', 'Certificate-bound token on another certificate');
+/** The peer's SPIFFE ID maps to another service than the token's caller. */
+export const TokenCallerMismatchError = bindingError('BATON_TOKEN_CALLER_MISMATCH', 'Token caller is not the connected workload');
+/** In mtls mode, a mesh token without `cnf`: a bearer token the mesh no longer accepts. */
+export const TokenUnboundError = bindingError('BATON_TOKEN_UNBOUND', 'Mesh token not bound to a certificate');
+/** A mesh token on the plaintext entrypoint port, which takes external-IdP tokens only. */
+export const MeshTokenOnPlaintextError = bindingError('BATON_TOKEN_MESH_ON_PLAINTEXT', 'Mesh token on the plaintext entrypoint port');
+/** A client certificate that chains to the bundle but names no service of the mesh. */
+export const PeerUnmappedError = defineError({ code: 'BATON_PEER_UNMAPPED', status: 403, title: 'Client certificate names no service' });
