@@ -17,23 +17,12 @@
  */
 import { hash, randomBytes } from 'node:crypto';
 import { createExpiringLru } from '../core/expiring-lru.ts';
-import type { VerifiedToken } from '../token/verified-token.ts';
+import type { ContextHandleEntry, ContextHandles } from './collaborators.ts';
 import { HandlesExhaustedError } from './problems.ts';
 
 export const CONTEXT_HANDLE_PREFIX = 'bctx_';
 
-export interface ContextHandleEntry {
-  readonly subjectToken: string;
-  readonly verified: VerifiedToken;
-}
-
-export interface ContextHandleStore {
-  /** The same live token always gets the same handle, so a hot path does not grow the store. Throws HandlesExhaustedError when full of live handles. */
-  issue(subjectToken: string, verified: VerifiedToken): string;
-  /** Undefined when unknown, replaced, or past the token's exp. */
-  resolve(handle: string): ContextHandleEntry | undefined;
-  readonly size: number;
-}
+export type ContextHandleStore = ContextHandles & { readonly size: number };
 
 export interface ContextHandleStoreOptions {
   readonly maxEntries?: number;
@@ -114,5 +103,5 @@ export function createContextHandleStore(options: ContextHandleStoreOptions = {}
     get size() {
       return byHandle.size;
     },
-  };
+  } satisfies ContextHandleStore;
 }

@@ -13,7 +13,7 @@ import { TLSSocket } from 'node:tls';
 import { defineError } from '../core/errors.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
 import { peerIdentity } from '../identity/tls.ts';
-import type { VerifiedSubject } from './collaborators.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
 
 const bindingError = (code: string, title: string) => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
 
@@ -54,7 +54,7 @@ export interface Peer {
 export type Listener = 'plaintext' | 'mtls' | 'plaintext-entry';
 
 /** Throws the refusal, or returns when the token may be used on this connection. */
-export function checkTokenBinding(verified: VerifiedSubject, peer: Peer | undefined, listener: Listener): void {
+export function checkTokenBinding(verified: Pick<VerifiedToken, 'kind' | 'confirmation' | 'chain' | 'clientId'>, peer: Peer | undefined, listener: Listener): void {
   const mesh = verified.kind === 'mesh';
   // The entrypoint's plaintext port is for the ingress's external tokens: a mesh token there was lifted off the mesh.
   if (listener === 'plaintext-entry' && mesh) throw new MeshTokenOnPlaintextError('expected a token from an external identity provider on the plaintext entrypoint port, got a mesh token');

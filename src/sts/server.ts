@@ -15,7 +15,8 @@ import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identi
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import type { CompiledPolicy } from '../policy/language/decision.ts';
-import { recordErrorType, tracingActive } from '../telemetry/http-spans.ts';
+import { recordErrorType } from '../telemetry/http-spans.ts';
+import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
@@ -56,6 +57,8 @@ export interface StsDependencies {
   readonly now?: () => number;
   /** mtls mode: the STS's workload identity and the SPIFFE rule (src/identity/transport.ts). */
   readonly mesh?: MeshIdentity | undefined;
+  /** From startTelemetry (src/telemetry/tracing.ts); off when absent. */
+  readonly tracing?: Tracing;
 }
 
 export interface StsServer {
@@ -138,7 +141,8 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
 
   type Listener = (req: IncomingMessage, res: ServerResponse) => void;
   // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
-  const wrap = (handler: Listener): Listener => (tracingActive() ? tracedListener(handler, UNTRACED_PATHS) : handler);
+  const tracing = deps.tracing ?? TRACING_OFF;
+  const wrap = (handler: Listener): Listener => (tracing.enabled ? tracedListener(tracing.tracer, handler, UNTRACED_PATHS) : handler);
   let stopRotating: (() => void) | undefined;
   /**
    * mtls: TLS 1.3 with the STS's certificate. Client certificates are
@@ -161,7 +165,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
     forceCloseConnections: 'idle',
     // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent);
     // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
-    ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracingActive() ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
+    ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracing.enabled ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
   });
   app.addHook('onRequest', (request, _reply, done) => {
     startedAt.set(request, performance.now());

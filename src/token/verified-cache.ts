@@ -9,9 +9,10 @@ import { hash } from 'node:crypto';
 import { createExpiringLru } from '../core/expiring-lru.ts';
 import type { VerifiedToken } from './verified-token.ts';
 
+/** Function-typed members, not methods: a stand-in is checked with strict parameter variance. */
 export interface VerifiedTokenCache {
-  get(token: string, audience: string): VerifiedToken | undefined;
-  set(token: string, audience: string, verified: VerifiedToken): void;
+  readonly get: (token: string, audience: string) => VerifiedToken | undefined;
+  readonly set: (token: string, audience: string, verified: VerifiedToken) => void;
   readonly size: number;
 }
 

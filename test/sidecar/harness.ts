@@ -11,10 +11,12 @@ import { defineError } from '../../src/core/errors.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
-import type { IssuedToken, TokenExchanger, VerifiedSubject } from '../../src/sidecar/collaborators.ts';
+import type { Collaborators, ContextHandleEntry, TokenExchanger } from '../../src/sidecar/collaborators.ts';
 import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
-import { type Collaborators, createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
+import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
+import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
 import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
+import type { VerifiedToken } from '../../src/token/verified-token.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
 
 export const TestTokenError = defineError({ code: 'BATON_TOKEN_BAD_SIGNATURE', status: 401, title: 'Token not valid', oauthError: 'invalid_token' });
@@ -48,7 +50,7 @@ spec:
 
 /** The STS stand-in: tokens are random strings, their claims live here. */
 export class FakeSts {
-  readonly tokens = new Map<string, VerifiedSubject & { audience: string }>();
+  readonly tokens = new Map<string, VerifiedToken & { audience: string }>();
   exchanges = 0;
   serviceTokens = 0;
   available = true;
@@ -64,15 +66,16 @@ export class FakeSts {
     return this.mint({ kind: 'mesh', subject: options.sub ?? 'alice', subjectIssuer: 'https://idp.test', user: options.user ?? true, chain, scopes: new Set(options.scopes ?? []), txn: 'txn-1', acr: options.acr, expiresAt: 0, audience });
   }
 
-  private mint(claims: VerifiedSubject & { audience: string }): string {
+  private mint(claims: Omit<VerifiedToken, 'claims' | 'issuer' | 'authTime' | 'clientId' | 'jti' | 'confirmation'> & { audience: string }): string {
     const token = `tok.${randomBytes(12).toString('base64url')}.sig`;
-    this.tokens.set(token, { ...claims, expiresAt: Math.floor(Date.now() / 1000) + 300 });
+    const issuer = claims.kind === 'mesh' ? 'https://sts.test' : claims.subjectIssuer;
+    this.tokens.set(token, { claims: {}, issuer, authTime: undefined, clientId: undefined, jti: undefined, confirmation: undefined, ...claims, expiresAt: Math.floor(Date.now() / 1000) + 300 });
     return token;
   }
 
   exchangerFor(client: string): TokenExchanger {
     const cache = new Map<string, Promise<IssuedToken>>();
-    const issue = async (subject: (VerifiedSubject & { audience: string }) | undefined, audience: string): Promise<IssuedToken> => {
+    const issue = async (subject: (VerifiedToken & { audience: string }) | undefined, audience: string): Promise<IssuedToken> => {
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       const accessToken = subject === undefined
         ? this.meshToken(audience, [client], { sub: client, user: false })
@@ -185,7 +188,7 @@ export async function startTestSidecar(
   });
   const logs = captureLogs(settings.service);
   const policy = new MutablePolicy('policy' in settings ? settings.policy : compile(SHOP));
-  const handles = new Map<string, { subjectToken: string; verified: VerifiedSubject }>();
+  const handles = new Map<string, ContextHandleEntry>();
   const exchanger = sts.exchangerFor(settings.service);
   const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = { verifyCalls: 0, exchangerAvailable: true, duringVerify: undefined };
   const collaborators: Collaborators = {
@@ -199,7 +202,7 @@ export async function startTestSidecar(
         return claims;
       },
     },
-    verifiedCache: { get: () => undefined, set: () => undefined },
+    verifiedCache: { get: () => undefined, set: () => undefined, size: 0 },
     handles: {
       issue(subjectToken, verified) {
         const handle = `bctx_${randomBytes(16).toString('base64url')}`;

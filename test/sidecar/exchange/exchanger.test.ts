@@ -3,17 +3,17 @@ import { after, beforeEach, describe, it } from 'node:test';
 import { isBatonError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
 import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
-import { createTokenExchanger, type TokenExchanger, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
+import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { capturingLogger, type StsStandIn, startStsStandIn } from './sts-stand-in.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-tests.c2ln';
 const sts = await startStsStandIn();
-const exchangers: TokenExchanger[] = [];
+const exchangers: ExchangeClient[] = [];
 const logs = capturingLogger();
 let clock = 1_700_000_000_000;
 
-function exchanger(overrides: Partial<TokenExchangerOptions> = {}): TokenExchanger {
+function exchanger(overrides: Partial<TokenExchangerOptions> = {}): ExchangeClient {
   const now = (): number => clock;
   const created = createTokenExchanger({
     tokenEndpoint: sts.tokenEndpoint,
@@ -28,7 +28,7 @@ function exchanger(overrides: Partial<TokenExchangerOptions> = {}): TokenExchang
   return created;
 }
 
-const exchange = (x: TokenExchanger, audience = 'payments', scope?: string) =>
+const exchange = (x: ExchangeClient, audience = 'payments', scope?: string) =>
   x.exchange({ subjectToken: SUBJECT, subjectTokenType: TokenType.accessToken, audience, ...(scope === undefined ? {} : { scope }) });
 
 function reset(s: StsStandIn): void {

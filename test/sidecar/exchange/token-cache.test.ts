@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { TokenType } from '../../../src/core/token-types.ts';
-import { createTokenExchanger, type TokenExchanger } from '../../../src/sidecar/exchange/exchanger.ts';
+import { createTokenExchanger, type ExchangeClient } from '../../../src/sidecar/exchange/exchanger.ts';
 import { type CachedToken, createTokenCache, type RedisTierEvent, type TokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { loadSealKeys, type SealKeys } from '../../../src/sidecar/exchange/token-seal.ts';
 import { waitFor } from '../../helpers/net.ts';
@@ -82,13 +82,13 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     return created;
   }
 
-  function exchanger(c: TokenCache): TokenExchanger {
+  function exchanger(c: TokenCache): ExchangeClient {
     const created = createTokenExchanger({ tokenEndpoint: sts.tokenEndpoint, clientId: 'orders', clientSecret: 's3cret-s3cret-s3cret', cache: c, logger: logs.logger });
     closers.push(() => created.close());
     return created;
   }
 
-  const exchange = (x: TokenExchanger, subject = SUBJECT) => x.exchange({ subjectToken: subject, subjectTokenType: TokenType.accessToken, audience: 'payments' });
+  const exchange = (x: ExchangeClient, subject = SUBJECT) => x.exchange({ subjectToken: subject, subjectTokenType: TokenType.accessToken, audience: 'payments' });
 
   it('shares exchanged tokens between two replicas of a service: the second hits Redis, not the STS', async () => {
     const [a, b] = [await cache(), await cache()];
