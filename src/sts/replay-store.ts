@@ -52,7 +52,7 @@ export interface RedisReplayStoreOptions {
   /** The STS's own ACL user (docs/sts.md): it may SET under `baton:_sts:*` and nothing else. */
   readonly credentials: RedisCredentials;
   readonly keyPrefix?: string;
-  readonly commandTimeoutMs?: number;
+  readonly commandTimeoutMs: number;
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -73,8 +73,7 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
   const redis = createDegradingRedis({
     url: options.url,
     credentials: options.credentials,
-    commandTimeoutMs: options.commandTimeoutMs ?? 250,
-    connectTimeoutMs: 1_000,
+    commandTimeoutMs: options.commandTimeoutMs,
     logger: options.logger,
     purpose: 'replay store',
     onState(state) {

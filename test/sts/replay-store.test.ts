@@ -34,8 +34,8 @@ describe('replay store for single-use jti', () => {
       await redis.stop();
       secrets.remove();
     });
-    const replicaA = createRedisReplayStore({ url: redis.url, credentials: secrets.sts, logger });
-    const replicaB = createRedisReplayStore({ url: redis.url, credentials: secrets.sts, logger });
+    const replicaA = createRedisReplayStore({ commandTimeoutMs: 250, url: redis.url, credentials: secrets.sts, logger });
+    const replicaB = createRedisReplayStore({ commandTimeoutMs: 250, url: redis.url, credentials: secrets.sts, logger });
     t.after(async () => {
       await replicaA.close();
       await replicaB.close();
@@ -59,7 +59,7 @@ describe('replay store for single-use jti', () => {
     writeFileSync(wrong, 'not-the-sts-password\n');
     const lines: string[] = [];
     const logged = createLogger({ name: 'test', level: 'info', destination: { write: (line: string) => lines.push(line) } });
-    const store = createRedisReplayStore({ url: redis.url, credentials: { username: secrets.sts.username, passwordFile: wrong }, logger: logged });
+    const store = createRedisReplayStore({ commandTimeoutMs: 250, url: redis.url, credentials: { username: secrets.sts.username, passwordFile: wrong }, logger: logged });
     t.after(async () => {
       await store.close();
       await redis.stop();
@@ -70,7 +70,7 @@ describe('replay store for single-use jti', () => {
     assert.equal(await store.claim('jti-a', expires), true);
     assert.equal(await store.claim('jti-a', expires), false);
     // Another user's ACL does not reach the STS's keys either: orders may not SET there.
-    const orders = createRedisReplayStore({ url: redis.url, credentials: { username: secrets.sidecar('orders').username, passwordFile: secrets.sidecar('orders').passwordFile }, logger: logged });
+    const orders = createRedisReplayStore({ commandTimeoutMs: 250, url: redis.url, credentials: { username: secrets.sidecar('orders').username, passwordFile: secrets.sidecar('orders').passwordFile }, logger: logged });
     t.after(() => orders.close());
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(await orders.claim('jti-b', expires), true);

@@ -39,8 +39,7 @@ export interface RedisTierOptions {
   readonly service: string;
   readonly credentials: RedisCredentials;
   readonly sealKeys: SealKeys;
-  readonly commandTimeoutMs?: number;
-  readonly refusedBackoffMs?: number;
+  readonly commandTimeoutMs: number;
 }
 
 /** What the Redis tier reports for metrics: a value that would not open, or a change of state. */
@@ -92,9 +91,7 @@ function createRedisTier(options: RedisTierOptions, logger: Logger, report: (eve
   const redis = createDegradingRedis({
     url: options.url,
     credentials: options.credentials,
-    commandTimeoutMs: options.commandTimeoutMs ?? 50,
-    connectTimeoutMs: 500,
-    ...(options.refusedBackoffMs === undefined ? {} : { refusedBackoffMs: options.refusedBackoffMs }),
+    commandTimeoutMs: options.commandTimeoutMs,
     logger,
     purpose: 'token cache',
     onState: report,
