@@ -9,24 +9,20 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { loadConfig } from '../../src/config/load.ts';
 import { defineError } from '../../src/core/errors.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
-import { compilePolicy } from '../../src/policy/language/compile.ts';
-import { parsePolicy } from '../../src/policy/language/parse.ts';
 import type { Collaborators, ContextHandleEntry, TokenExchanger } from '../../src/sidecar/collaborators.ts';
 import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
 import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
-import { createLogger, type Logger } from '../../src/telemetry/logger.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
+import { captureLogs, type LogCapture } from '../helpers/logs.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
+import { compileTestPolicy } from '../helpers/policy.ts';
 
 export const TestTokenError = defineError({ code: 'BATON_TOKEN_BAD_SIGNATURE', status: 401, title: 'Token not valid', oauthError: 'invalid_token' });
 export const TestRefusedError = defineError({ code: 'BATON_EXCHANGE_REFUSED', status: 403, title: 'Refused', oauthError: 'invalid_target' });
 
-export function compile(yaml: string): CompiledPolicy {
-  const { policy, problems } = parsePolicy(yaml, 'test.yaml');
-  if (policy === undefined) throw new Error(`bad test policy: ${JSON.stringify(problems)}`);
-  return compilePolicy(policy);
-}
+export { compileTestPolicy as compile } from '../helpers/policy.ts';
+export { captureLogs, type LogCapture } from '../helpers/logs.ts';
 
 export const SHOP = `
 apiVersion: baton.dev/v1alpha1
@@ -129,28 +125,6 @@ export class MutablePolicy {
   }
 }
 
-export interface LogCapture {
-  readonly lines: Array<Record<string, unknown>>;
-  readonly raw: string[];
-  readonly logger: Logger;
-}
-
-export function captureLogs(name: string): LogCapture {
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  const logger = createLogger({
-    name,
-    level: 'debug',
-    destination: {
-      write(line: string) {
-        raw.push(line);
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      },
-    },
-  });
-  return { lines, raw, logger };
-}
-
 export interface TestSidecar {
   readonly ports: SidecarPorts;
   readonly sidecar: Sidecar;
@@ -187,7 +161,7 @@ export async function startTestSidecar(
     },
   });
   const logs = captureLogs(settings.service);
-  const policy = new MutablePolicy('policy' in settings ? settings.policy : compile(SHOP));
+  const policy = new MutablePolicy('policy' in settings ? settings.policy : compileTestPolicy(SHOP));
   const handles = new Map<string, ContextHandleEntry>();
   const exchanger = sts.exchangerFor(settings.service);
   const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = { verifyCalls: 0, exchangerAvailable: true, duringVerify: undefined };
