@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { waitFor } from '../helpers/net.ts';
 
 describe('sidecar inbound', () => {
   const sts = new FakeSts();
@@ -265,7 +266,7 @@ describe('sidecar inbound', () => {
     try {
       const token = sts.meshToken('orders', ['gateway']);
       const first = [call(bounded, '/orders', { authorization: `Bearer ${token}` }), call(bounded, '/orders', { authorization: `Bearer ${token}` })];
-      while (release.length < 2) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(async () => release.length === 2, { what: 'both requests held by the app', timeoutMs: 5_000, intervalMs: 10 });
       const third = await call(bounded, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(third.status, 503);
       assert.equal(third.json().code, 'BATON_OVERLOADED');

@@ -41,7 +41,9 @@ describe('replay store for single-use jti', () => {
       await replicaB.close();
     });
     const expires = Date.now() + 60_000;
-    await new Promise((r) => setTimeout(r, 200));
+    const connected = (store: typeof replicaA) => async () => /^baton_sts_redis_available 1$/m.test(store.renderMetrics?.() ?? '');
+    await waitFor(connected(replicaA), { what: 'replica A connected to redis', timeoutMs: 5_000 });
+    await waitFor(connected(replicaB), { what: 'replica B connected to redis', timeoutMs: 5_000 });
     assert.equal(await replicaA.claim('jti-1', expires), true);
     assert.equal(await replicaB.claim('jti-1', expires), false, 'the other replica sees it spent: shared through Redis');
     const admin = new Redis(redis.url, { username: secrets.admin.username, password: secrets.admin.password, maxRetriesPerRequest: 0 });
@@ -72,7 +74,8 @@ describe('replay store for single-use jti', () => {
     // Another user's ACL does not reach the STS's keys either: orders may not SET there.
     const orders = createRedisReplayStore({ commandTimeoutMs: 250, url: redis.url, credentials: { username: secrets.sidecar('orders').username, passwordFile: secrets.sidecar('orders').passwordFile }, logger: logged });
     t.after(() => orders.close());
-    await new Promise((r) => setTimeout(r, 200));
+    // Connected and authenticated as orders: its SET is what the ACL refuses.
+    await waitFor(async () => /^baton_sts_redis_available 1$/m.test(orders.renderMetrics?.() ?? ''), { what: 'orders connected to redis', timeoutMs: 5_000 });
     assert.equal(await orders.claim('jti-b', expires), true);
     await waitFor(async () => lines.some((l) => l.includes('"fault":"noperm"')), { what: 'noperm logged', timeoutMs: 5_000 });
     assert.equal(lines.filter((l) => l.includes('"fault":"auth"')).length, 1, 'logged once, not per reconnect');

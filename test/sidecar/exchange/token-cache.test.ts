@@ -193,7 +193,8 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     const started = Date.now();
     for (let i = 0; i < 20; i++) assert.equal((await exchange(x, `${SUBJECT}-wrongpass`)).accessToken.startsWith('at-'), true);
     assert.ok(Date.now() - started < 1_000, `a refused Redis cost ${Date.now() - started} ms`);
-    // Reconnects keep being refused; the state changed once.
+    // Reconnects keep being refused; the state changed once. A deliberate wait, not a gate: it spans
+    // several reconnect attempts (200 ms, then 400 ms) to show that none of them is reported again.
     await new Promise((resolve) => setTimeout(resolve, 600));
     assert.deepEqual(events, ['auth']);
     assert.equal(logs.lines.filter((l) => l.includes('"fault":"auth"')).length, 1);
