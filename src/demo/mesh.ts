@@ -273,12 +273,14 @@ function startProcess(name: string, argv: readonly string[], env: Readonly<Recor
   return { name, child, logs, output: () => text };
 }
 
+/** Resolves once the process has exited and its output is all read (and in its log file): 'close', not 'exit'. */
 async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const outputOpen = child.stdout?.readableEnded === false || child.stderr?.readableEnded === false;
+  const closed = outputOpen ? new Promise<void>((resolve) => child.once('close', () => resolve())) : Promise.resolve();
+  if (child.exitCode !== null || child.signalCode !== null) return await closed;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
+  await closed;
   clearTimeout(timer);
 }
 
