@@ -10,7 +10,7 @@
 import { setImmediate as yieldToIo } from 'node:timers/promises';
 import { Agent, type Dispatcher } from 'undici';
 import { TokenType } from '../src/core/token-types.ts';
-import { createTokenExchanger, type TokenExchanger } from '../src/sidecar/exchange/exchanger.ts';
+import { createTokenExchanger, type ExchangeClient } from '../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache, type TokenCache } from '../src/sidecar/exchange/token-cache.ts';
 import { createLogger } from '../src/telemetry/logger.ts';
 import { startRedis, writeMeshRedisSecrets } from '../test/helpers/redis.ts';
@@ -65,7 +65,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const redisSecrets = await writeMeshRedisSecrets(['gateway']);
   const redis = await startRedis({ aclFile: redisSecrets.aclFile });
   const closers: Array<() => Promise<void>> = [];
-  const exchangerWith = (cache: TokenCache, extra: { dispatcher?: Dispatcher; now?: () => number } = {}): TokenExchanger => {
+  const exchangerWith = (cache: TokenCache, extra: { dispatcher?: Dispatcher; now?: () => number } = {}): ExchangeClient => {
     const exchanger = createTokenExchanger({ tokenEndpoint: `${sts.url}/token`, clientId: 'gateway', clientSecret: SECRETS.gateway, cache, logger, ...extra });
     closers.push(async () => {
       await exchanger.close();
@@ -73,7 +73,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     });
     return exchanger;
   };
-  const exchange = (exchanger: TokenExchanger, subjectToken: string): Promise<unknown> => exchanger.exchange({ subjectToken, subjectTokenType: TokenType.accessToken, audience: 'orders' });
+  const exchange = (exchanger: ExchangeClient, subjectToken: string): Promise<unknown> => exchanger.exchange({ subjectToken, subjectTokenType: TokenType.accessToken, audience: 'orders' });
   try {
     const subjects = await Promise.all(Array.from({ length: n }, (_, i) => sts.userToken(`user-${i}`)));
     const rows: Row[] = [];

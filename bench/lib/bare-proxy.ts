@@ -14,14 +14,14 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type Dispatcher, Pool } from 'undici';
-import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHeaders } from '../../src/telemetry/http-spans.ts';
+import { endHttpSpan, startServerSpan, traceHeaders } from '../../src/telemetry/http-spans.ts';
 import { startTelemetry } from '../../src/telemetry/tracing.ts';
 
 const [listen, upstream] = process.argv.slice(2).map(Number);
 const pool = new Pool(`http://127.0.0.1:${upstream}`, { pipelining: 1, keepAliveTimeout: 4_000 });
 const telemetry = await startTelemetry({ serviceName: 'bare-proxy', env: process.env });
-const tracer = batonTracer();
-const dropped = new Set(['host', ...(telemetry.enabled ? propagationFields() : [])]);
+const { tracer } = telemetry.tracing;
+const dropped = new Set(['host', ...telemetry.tracing.propagationFields]);
 
 function forward(req: IncomingMessage, res: ServerResponse, headers: string[], done?: (status: number | undefined) => void): void {
   let status: number | undefined;

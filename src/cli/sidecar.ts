@@ -70,9 +70,8 @@ export const sidecarCommand: Command = {
       },
     });
     const logger = createLogger({ name: config.service, level: config.logLevel });
-    // Before the sidecar is built: its handlers check once whether tracing is on.
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
-    const sidecar = createSidecar(config, { logger, announce: (line) => context.stderr.write(`${line}\n`) });
+    const sidecar = createSidecar(config, { logger, tracing: telemetry.tracing, announce: (line) => context.stderr.write(`${line}\n`) });
     let ports;
     try {
       ports = await sidecar.start();

@@ -102,7 +102,7 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
           commandTimeoutMs: config.redis.commandTimeoutMs,
           logger,
         });
-  const server = createStsServer(config, { logger, policy, keys, replay, mesh });
+  const server = createStsServer(config, { logger, policy, keys, replay, mesh, tracing: telemetry.tracing });
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));
   const onSignal = (signal: NodeJS.Signals): void => {

@@ -9,6 +9,7 @@ import { DEFAULT_MAX_CHAIN_DEPTH } from '../token/config.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config/config-error.ts';
+import { BodyTooLargeError, readBoundedText } from '../core/bounded-text.ts';
 import { loadConfig } from '../config/load.ts';
 import { SidecarConfigSchema } from '../sidecar/config.ts';
 import { createLogger } from '../telemetry/logger.ts';
@@ -148,14 +149,11 @@ function formatAccepted(verified: VerifiedToken, profile: string): string {
 async function readStdin(context: CliContext): Promise<string> {
   const stdin = context.stdin;
   if (stdin === undefined) return readFileSync(0, 'utf8');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stdin) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    size += buffer.length;
+  try {
     // A token is a few KB; anything far larger is not one.
-    if (size > 1024 * 1024) throw new UsageError('expected a token on stdin, got more than 1 MiB');
-    chunks.push(buffer);
+    return await readBoundedText(stdin, 1024 * 1024);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) throw new UsageError('expected a token on stdin, got more than 1 MiB');
+    throw error;
   }
-  return Buffer.concat(chunks).toString('utf8');
 }

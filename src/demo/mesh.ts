@@ -290,13 +290,15 @@ function startProcess(name: string, argv: readonly string[], env: Readonly<Recor
   return { name, child, logs, output: () => text };
 }
 
+/** Resolves once the process has exited and its output is all read (and in its log file): 'close', not 'exit'. */
 async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
   // 'close', not 'exit': the process has exited and its stdout and stderr are read to the end, so its last log lines are in.
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const outputOpen = child.stdout?.readableEnded === false || child.stderr?.readableEnded === false;
+  const closed = outputOpen ? new Promise<void>((resolve) => child.once('close', () => resolve())) : Promise.resolve();
+  if (child.exitCode !== null || child.signalCode !== null) return await closed;
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
+  await closed;
   clearTimeout(timer);
 }
 

@@ -10,7 +10,11 @@
  * (`auth`), or the user lacks a command or key (`noperm`). Each is logged
  * and counted once, when the state changes, never per request. A refused
  * command (NOPERM) will be refused again, so the client stops sending for
- * `refusedBackoffMs` instead of paying a round trip per request.
+ * `REFUSED_BACKOFF_MS` instead of paying a round trip per request.
+ *
+ * Every user shares these timings; only the command timeout differs by
+ * what a miss costs (a token cache or a replay set), and comes from the
+ * user's config (src/redis/config.ts).
  */
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
@@ -18,6 +22,14 @@ import { ConfigError } from '../config/config-error.ts';
 import type { Logger } from 'pino';
 
 export type RedisFault = 'unavailable' | 'auth' | 'noperm';
+
+/** How long a (re)connection may take. Commands never wait for it: with no offline queue, they fail at once while it runs. */
+const CONNECT_TIMEOUT_MS = 1_000;
+/** How long a refused user (NOPERM, a wrong password) sends nothing before trying again. */
+const REFUSED_BACKOFF_MS = 30_000;
+/** Reconnect delays: 200 ms more per attempt, at most 2 s. */
+const RECONNECT_STEP_MS = 200;
+const RECONNECT_MAX_MS = 2_000;
 
 export interface RedisCredentials {
   readonly username: string;
@@ -28,9 +40,8 @@ export interface RedisCredentials {
 export interface DegradingRedisOptions {
   readonly url: string;
   readonly credentials: RedisCredentials;
+  /** From the user's config: how long one command may take before it counts as failed. */
   readonly commandTimeoutMs: number;
-  readonly connectTimeoutMs?: number;
-  readonly refusedBackoffMs?: number;
   readonly logger: Logger;
   /** What this connection is for, in log lines: `token cache`, `replay store`. */
   readonly purpose: string;
@@ -61,13 +72,13 @@ export function createDegradingRedis(options: DegradingRedisOptions): DegradingR
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: options.commandTimeoutMs,
-    connectTimeout: options.connectTimeoutMs ?? 1_000,
+    connectTimeout: CONNECT_TIMEOUT_MS,
     enableAutoPipelining: true,
     // The ACL user may run only what baton needs (docs/security.md): no INFO
     // for a ready check, no CLIENT SETINFO. Neither is needed to GET and SET.
     enableReadyCheck: false,
     disableClientInfo: true,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+    retryStrategy: (attempt) => Math.min(attempt * RECONNECT_STEP_MS, RECONNECT_MAX_MS),
   });
 
   let state: 'connecting' | 'available' | RedisFault = 'connecting';
@@ -104,7 +115,7 @@ export function createDegradingRedis(options: DegradingRedisOptions): DegradingR
     usable: () => client.status === 'ready' && (refusedUntil === 0 || now() >= refusedUntil),
     failed(error) {
       const fault = classify(error);
-      if (fault === 'noperm' || fault === 'auth') refusedUntil = now() + (options.refusedBackoffMs ?? 30_000);
+      if (fault === 'noperm' || fault === 'auth') refusedUntil = now() + REFUSED_BACKOFF_MS;
       transition(fault, reasonOf(error));
     },
     succeeded() {

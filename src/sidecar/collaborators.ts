@@ -1,35 +1,36 @@
 /**
- * What the data plane needs from its collaborators, as narrow structural
- * types (STYLE rule 5): the token verifier and caches (src/token/), the
- * exchange client and context-handle store (src/sidecar/exchange/,
- * context-handles.ts) and the policy source (src/policy/) all satisfy them,
- * and tests can pass small stand-ins.
+ * What the data plane needs from its collaborators, declared once (STYLE
+ * rule 5): the policy source (src/policy/), the token verifier and the
+ * verified-token cache (src/token/, whose own interfaces are used as they
+ * are), the context-handle store (./context-handles.ts) and the exchange
+ * client (./exchange/exchanger.ts). Members are function-typed properties,
+ * not methods, so an implementation or a test's stand-in is checked with
+ * strict parameter variance; implementations `satisfies` these interfaces.
  */
 import type { CompiledPolicy } from '../policy/language/decision.ts';
+import type { VerifiedTokenCache } from '../token/verified-cache.ts';
+import type { AccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
-import type { CertificateBinding, IssuedToken } from './exchange/exchanger.ts';
+import type { ExchangeRequest, IssuedToken, ServiceTokenRequest } from './exchange/exchanger.ts';
 
-/** The parts of a verified access token the sidecar reads (src/token/verifier.ts). */
-export type VerifiedSubject = Pick<VerifiedToken, 'kind' | 'subject' | 'subjectIssuer' | 'user' | 'chain' | 'scopes' | 'txn' | 'acr' | 'expiresAt'> & Partial<Pick<VerifiedToken, 'clientId' | 'confirmation'>>;
-
-export interface TokenVerifier<V extends VerifiedSubject = VerifiedSubject> {
-  verify(token: string, expected: { audience: string }): Promise<V>;
+/** What a `baton-context` handle stands for. */
+export interface ContextHandleEntry {
+  readonly subjectToken: string;
+  readonly verified: VerifiedToken;
 }
 
-export interface VerifiedTokenCache<V extends VerifiedSubject = VerifiedSubject> {
-  get(token: string, audience: string): V | undefined;
-  set(token: string, audience: string, verified: V): void;
+export interface ContextHandles {
+  /** The same live token always gets the same handle, so a hot path does not grow the store. Throws HandlesExhaustedError when full of live handles. */
+  readonly issue: (subjectToken: string, verified: VerifiedToken) => string;
+  /** Undefined when unknown, replaced, or past the token's exp. */
+  readonly resolve: (handle: string) => ContextHandleEntry | undefined;
 }
-
-export interface ContextHandles<V extends VerifiedSubject = VerifiedSubject> {
-  issue(subjectToken: string, verified: V): string;
-  resolve(handle: string): { subjectToken: string; verified: V } | undefined;
-}
-
 
 export interface TokenExchanger {
-  exchange(req: { subjectToken: string; subjectTokenType: string; audience: string; scope?: string; binding?: CertificateBinding | undefined }): Promise<IssuedToken>;
-  serviceToken(req: { audience: string; scope?: string; binding?: CertificateBinding | undefined }): Promise<IssuedToken>;
+  /** RFC 8693 token exchange for the subject an inbound request carried. */
+  readonly exchange: (request: ExchangeRequest) => Promise<IssuedToken>;
+  /** This service's own token (client credentials), for a call made on no one's behalf. */
+  readonly serviceToken: (request: ServiceTokenRequest) => Promise<IssuedToken>;
 }
 
 /**
@@ -38,6 +39,25 @@ export interface TokenExchanger {
  * neither change the answer halfway nor log a version that did not decide.
  */
 export interface PolicyView {
-  snapshot(): { readonly policy: CompiledPolicy; readonly version: number } | undefined;
-  version(): number | undefined;
+  readonly snapshot: () => { readonly policy: CompiledPolicy; readonly version: number } | undefined;
+  readonly version: () => number | undefined;
+}
+
+/** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
+export interface Collaborators {
+  readonly policy: PolicyView & { readonly onUpdate?: (listener: (policy: unknown, version: number) => void) => () => void };
+  readonly verifier: AccessTokenVerifier;
+  readonly verifiedCache: VerifiedTokenCache;
+  readonly handles: ContextHandles;
+  /** Undefined until the STS token endpoint is known. */
+  readonly exchanger: () => TokenExchanger | undefined;
+  /** What readiness still waits for (`policy`, `sts keys`, `token endpoint`); empty when ready. */
+  readonly waitingFor: () => string[];
+  /**
+   * Why the sidecar is not ready in a way a person must fix (a policy that
+   * does not parse, a policy that does not name this service), one sentence
+   * each; empty when nothing needs fixing, even while still waiting.
+   */
+  readonly problems?: () => string[];
+  readonly close: () => Promise<void>;
 }

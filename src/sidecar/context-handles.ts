@@ -16,23 +16,13 @@
  *   (HandlesExhaustedError, 503) and every live handle keeps working.
  */
 import { hash, randomBytes } from 'node:crypto';
-import type { VerifiedToken } from '../token/verified-token.ts';
+import { createExpiringLru } from '../core/expiring-lru.ts';
+import type { ContextHandleEntry, ContextHandles } from './collaborators.ts';
 import { HandlesExhaustedError } from './errors.ts';
 
 export const CONTEXT_HANDLE_PREFIX = 'bctx_';
 
-export interface ContextHandleEntry {
-  readonly subjectToken: string;
-  readonly verified: VerifiedToken;
-}
-
-export interface ContextHandleStore {
-  /** The same live token always gets the same handle, so a hot path does not grow the store. Throws HandlesExhaustedError when full of live handles. */
-  issue(subjectToken: string, verified: VerifiedToken): string;
-  /** Undefined when unknown, replaced, or past the token's exp. */
-  resolve(handle: string): ContextHandleEntry | undefined;
-  readonly size: number;
-}
+export type ContextHandleStore = ContextHandles & { readonly size: number };
 
 export interface ContextHandleStoreOptions {
   readonly maxEntries?: number;
@@ -44,8 +34,6 @@ export interface ContextHandleStoreOptions {
 interface Entry extends ContextHandleEntry {
   readonly tokenHash: string;
   readonly subjectKey: string;
-  /** Milliseconds. */
-  readonly expiresAtMs: number;
 }
 
 const HANDLE_SHAPE = /^bctx_[A-Za-z0-9_-]{43}$/;
@@ -54,63 +42,54 @@ export function createContextHandleStore(options: ContextHandleStoreOptions = {}
   const max = options.maxEntries ?? 10_000;
   const maxPerSubject = options.maxPerSubject ?? 64;
   const now = options.now ?? Date.now;
-  const byHandle = new Map<string, Entry>();
   const handleByToken = new Map<string, string>();
   // Per subject, its handles in least-recently-used order (Set insertion order; a use re-inserts).
   const bySubject = new Map<string, Set<string>>();
-  // No handle expires before this: a full store sweeps only once something has (at most once per second of exp).
-  let earliestExpiry = Number.POSITIVE_INFINITY;
-
-  const forget = (handle: string): void => {
-    const entry = byHandle.get(handle);
-    if (entry === undefined) return;
-    byHandle.delete(handle);
-    handleByToken.delete(entry.tokenHash);
-    const own = bySubject.get(entry.subjectKey);
-    own?.delete(handle);
-    if (own?.size === 0) bySubject.delete(entry.subjectKey);
-  };
+  // Full of live handles, the store refuses a new one: no caller can push out another's.
+  const byHandle = createExpiringLru<string, Entry>({
+    max,
+    now,
+    whenFull: 'refuse',
+    onRemove(handle, entry) {
+      handleByToken.delete(entry.tokenHash);
+      const own = bySubject.get(entry.subjectKey);
+      own?.delete(handle);
+      if (own?.size === 0) bySubject.delete(entry.subjectKey);
+    },
+  });
   const touch = (handle: string, entry: Entry): void => {
     const own = bySubject.get(entry.subjectKey);
     own?.delete(handle);
     own?.add(handle);
   };
-  const sweepExpired = (t: number): void => {
-    earliestExpiry = Number.POSITIVE_INFINITY;
-    for (const [handle, entry] of byHandle) {
-      if (entry.expiresAtMs <= t) forget(handle);
-      else if (entry.expiresAtMs < earliestExpiry) earliestExpiry = entry.expiresAtMs;
-    }
-  };
 
   return {
     issue(subjectToken, verified) {
-      const t = now();
       const tokenHash = hash('sha256', subjectToken, 'base64url');
       const existing = handleByToken.get(tokenHash);
       if (existing !== undefined) {
         const entry = byHandle.get(existing);
-        if (entry !== undefined && entry.expiresAtMs > t) {
+        if (entry !== undefined) {
           touch(existing, entry);
           return existing;
         }
-        forget(existing);
       }
       const subjectKey = `${verified.issuer}\n${verified.subject}`;
       const own = bySubject.get(subjectKey);
       // This subject's own least recently used handle makes room; nobody else's.
-      if (own !== undefined && own.size >= maxPerSubject) forget(own.values().next().value as string);
-      if (byHandle.size >= max && earliestExpiry <= t) sweepExpired(t);
-      if (byHandle.size >= max) {
-        throw new HandlesExhaustedError(`expected room for a baton-context handle, all ${max} are held by live tokens`, { extensions: { retryAfter: Math.max(1, Math.ceil((earliestExpiry - t) / 1000)) } });
-      }
+      if (own !== undefined && own.size >= maxPerSubject) byHandle.delete(own.values().next().value as string);
       const handle = CONTEXT_HANDLE_PREFIX + randomBytes(32).toString('base64url');
       const expiresAtMs = verified.expiresAt * 1000;
-      byHandle.set(handle, { subjectToken, verified, tokenHash, subjectKey, expiresAtMs });
+      // A token past its exp but inside the verifier's clock skew: its handle is never stored, so it resolves to nothing, like an expired one.
+      if (expiresAtMs <= now()) return handle;
+      if (!byHandle.set(handle, { subjectToken, verified, tokenHash, subjectKey }, expiresAtMs)) {
+        const retryAfter = Math.max(1, Math.ceil((byHandle.earliestExpiry - now()) / 1000));
+        throw new HandlesExhaustedError(`expected room for a baton-context handle, all ${max} are held by live tokens`, { extensions: { retryAfter } });
+      }
       handleByToken.set(tokenHash, handle);
-      if (own === undefined || own.size === 0) bySubject.set(subjectKey, new Set([handle]));
-      else own.add(handle);
-      if (expiresAtMs < earliestExpiry) earliestExpiry = expiresAtMs;
+      const mine = bySubject.get(subjectKey);
+      if (mine === undefined) bySubject.set(subjectKey, new Set([handle]));
+      else mine.add(handle);
       return handle;
     },
     resolve(handle) {
@@ -118,15 +97,11 @@ export function createContextHandleStore(options: ContextHandleStoreOptions = {}
       if (!HANDLE_SHAPE.test(handle)) return undefined;
       const entry = byHandle.get(handle);
       if (entry === undefined) return undefined;
-      if (entry.expiresAtMs <= now()) {
-        forget(handle);
-        return undefined;
-      }
       touch(handle, entry);
       return { subjectToken: entry.subjectToken, verified: entry.verified };
     },
     get size() {
       return byHandle.size;
     },
-  };
+  } satisfies ContextHandleStore;
 }

@@ -16,12 +16,16 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, context } from '@opentelemetry/api';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
-import { batonTracer, endHttpSpan, propagationFields, startServerSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
+import { endHttpSpan, startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import { armBodyDeadline } from './body-deadline.ts';
-import type { ContextHandles, PolicyView, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
+import type { VerifiedTokenCache } from '../token/verified-cache.ts';
+import type { AccessTokenVerifier } from '../token/verifier.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
+import type { ContextHandles, PolicyView } from './collaborators.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { type Forwarder, forwardRequestHeaders } from './forward.ts';
 import { identityHeaders } from './identity-headers.ts';
@@ -35,7 +39,7 @@ import { BadRequestError, NotReadyError } from '../core/errors.ts';
 import { FairShareExceededError, OverloadedError, RequestBodyTimeoutError, UnauthenticatedError } from './errors.ts';
 import { asBatonError, sendProblem } from './problems.ts';
 
-export interface InboundOptions<V extends VerifiedSubject> {
+export interface InboundOptions {
   readonly service: string;
   /** The listener this handler serves: plaintext mode, the mTLS port, or an entrypoint's plaintext port in mtls mode. */
   readonly listener: Listener;
@@ -50,13 +54,14 @@ export interface InboundOptions<V extends VerifiedSubject> {
   readonly maxTokenBytes: number;
   readonly ready: () => boolean;
   readonly policy: PolicyView;
-  readonly verifier: TokenVerifier<V>;
-  readonly verifiedCache: VerifiedTokenCache<V>;
-  readonly handles: ContextHandles<V>;
+  readonly verifier: AccessTokenVerifier;
+  readonly verifiedCache: VerifiedTokenCache;
+  readonly handles: ContextHandles;
   readonly requestIds: RequestIds;
   readonly forwarder: Forwarder;
   readonly inflight: Inflight;
   readonly metrics: SidecarMetrics;
+  readonly tracing: Tracing;
   readonly logger: Logger;
   readonly subjectPseudonym?: SubjectPseudonym;
 }
@@ -64,12 +69,11 @@ export interface InboundOptions<V extends VerifiedSubject> {
 // The caller's proxy and method-override headers never reach the app (./untrusted-headers.ts).
 const REPLACED: ReadonlySet<string> = UNTRUSTED_REQUEST_HEADERS;
 
-export function createInboundHandler<V extends VerifiedSubject>(options: InboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
+export function createInboundHandler(options: InboundOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { service, logger, metrics } = options;
   // Tracing on: our span becomes the app's parent, so the caller's trace headers are replaced, not relayed.
-  const traced = tracingActive();
-  const tracer = batonTracer();
-  const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
+  const { enabled: traced, tracer } = options.tracing;
+  const replaced = traced ? new Set([...REPLACED, ...options.tracing.propagationFields]) : REPLACED;
   const requests = metrics.requests('inbound', service);
 
   async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<number> {
@@ -136,7 +140,7 @@ export function createInboundHandler<V extends VerifiedSubject>(options: Inbound
     return options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs });
   }
 
-  async function verify(token: string): Promise<V> {
+  async function verify(token: string): Promise<VerifiedToken> {
     const cached = options.verifiedCache.get(token, service);
     if (cached !== undefined) return cached;
     const verified = await options.verifier.verify(token, { audience: service });

@@ -18,14 +18,18 @@ import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
-import { type EgressTarget, type Endpoint, batonTracer, endHttpSpan, endpointOf, propagationFields, startEgressSpan, traceHeaders, tracingActive } from '../telemetry/http-spans.ts';
+import { type EgressTarget, type Endpoint, endHttpSpan, endpointOf, startEgressSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import type { MeshClient } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
+import type { VerifiedTokenCache } from '../token/verified-cache.ts';
+import type { AccessTokenVerifier } from '../token/verifier.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
+import type { ContextHandles, PolicyView, TokenExchanger } from './collaborators.ts';
 import type { IssuedToken } from './exchange/exchanger.ts';
-import type { ContextHandles, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
 import type { CertificateBinding } from './exchange/exchanger.ts';
@@ -39,7 +43,7 @@ import { BadRequestError, NotReadyError } from '../core/errors.ts';
 import { FairShareExceededError, IdentityUnavailableError, MethodNotAllowedError, OverloadedError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
 import { asBatonError, sendProblem } from './problems.ts';
 
-export interface OutboundOptions<V extends VerifiedSubject> {
+export interface OutboundOptions {
   readonly service: string;
   /** The STS's issuer: the issuer of this service's own identity, for service-identity calls. */
   readonly stsIssuer?: string;
@@ -52,34 +56,34 @@ export interface OutboundOptions<V extends VerifiedSubject> {
   readonly maxTokenBytes: number;
   readonly ready: () => boolean;
   readonly policy: PolicyView;
-  readonly verifier: TokenVerifier<V>;
-  readonly verifiedCache: VerifiedTokenCache<V>;
-  readonly handles: ContextHandles<V>;
+  readonly verifier: AccessTokenVerifier;
+  readonly verifiedCache: VerifiedTokenCache;
+  readonly handles: ContextHandles;
   readonly requestIds: RequestIds;
   readonly exchanger: () => TokenExchanger | undefined;
   readonly forwarder: Forwarder;
   readonly inflight: Inflight;
   readonly metrics: SidecarMetrics;
+  readonly tracing: Tracing;
   readonly logger: Logger;
   readonly now: () => number;
   readonly subjectPseudonym?: SubjectPseudonym;
 }
 
-interface Subject<V> {
+interface Subject {
   readonly subjectToken: string;
-  readonly verified: V;
+  readonly verified: VerifiedToken;
   /** The inbound request whose handle the app sent, if it sent one. */
   readonly request?: string;
 }
 
 const REPLACED: ReadonlySet<string> = new Set(['authorization']);
 
-export function createOutboundHandler<V extends VerifiedSubject>(options: OutboundOptions<V>): (req: IncomingMessage, res: ServerResponse) => void {
+export function createOutboundHandler(options: OutboundOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { service, logger, metrics } = options;
   // Tracing on: the upstream's span is a child of ours, so the app's trace headers are replaced.
-  const traced = tracingActive();
-  const tracer = batonTracer();
-  const replaced = traced ? new Set([...REPLACED, ...propagationFields()]) : REPLACED;
+  const { enabled: traced, tracer } = options.tracing;
+  const replaced = traced ? new Set([...REPLACED, ...options.tracing.propagationFields]) : REPLACED;
   const { mesh } = options;
   const scheme = mesh === undefined ? 'http' : 'https';
   // mtls: the upstream's certificate must name the target's SPIFFE ID, or the handshake fails before a token is written.
@@ -152,7 +156,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     return options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs, ...(binding === undefined ? {} : { dispatcher: binding.dispatcher }) });
   }
 
-  async function findSubject(req: IncomingMessage): Promise<Subject<V> | undefined> {
+  async function findSubject(req: IncomingMessage): Promise<Subject | undefined> {
     const handle = req.headers[IdentityHeader.context];
     if (handle !== undefined) {
       const bound = typeof handle === 'string' ? options.requestIds.unbind(handle) : undefined;
@@ -171,7 +175,7 @@ export function createOutboundHandler<V extends VerifiedSubject>(options: Outbou
     return { subjectToken: token, verified };
   }
 
-  async function obtainToken(audience: string, subject: Subject<V> | undefined, binding: CertificateBinding | undefined): Promise<IssuedToken> {
+  async function obtainToken(audience: string, subject: Subject | undefined, binding: CertificateBinding | undefined): Promise<IssuedToken> {
     const exchanger = options.exchanger();
     if (exchanger === undefined) throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
     const started = performance.now();

@@ -18,7 +18,8 @@ import type { Logger } from 'pino';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
-import type { ContextHandles, PolicyView, TokenExchanger, TokenVerifier, VerifiedSubject, VerifiedTokenCache } from './collaborators.ts';
+import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
+import type { Collaborators } from './collaborators.ts';
 import type { SidecarConfig } from './config.ts';
 import { createForwarder } from './forward.ts';
 import { createInboundHandler } from './inbound.ts';
@@ -29,31 +30,14 @@ import { createRequestIds } from './request-id.ts';
 import { MethodNotAllowedError } from './errors.ts';
 import { peerOf } from './token-binding.ts';
 
-/** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
-export interface Collaborators<V extends VerifiedSubject = VerifiedSubject> {
-  readonly policy: PolicyView & { onUpdate?(listener: (policy: unknown, version: number) => void): () => void };
-  readonly verifier: TokenVerifier<V>;
-  readonly verifiedCache: VerifiedTokenCache<V>;
-  readonly handles: ContextHandles<V>;
-  /** Undefined until the STS token endpoint is known. */
-  exchanger(): TokenExchanger | undefined;
-  /** What readiness still waits for (`policy`, `sts keys`, `token endpoint`); empty when ready. */
-  waitingFor(): string[];
-  /**
-   * Why the sidecar is not ready in a way a person must fix (a policy that
-   * does not parse, a policy that does not name this service), one sentence
-   * each; empty when nothing needs fixing, even while still waiting.
-   */
-  problems?(): string[];
-  close(): Promise<void>;
-}
-
 export interface SidecarDeps {
   readonly logger: Logger;
   /** Epoch milliseconds. */
   readonly now?: () => number;
   /** Tests pass stand-ins; otherwise they are built from config. */
   readonly collaborators?: Collaborators;
+  /** From startTelemetry (src/telemetry/tracing.ts); off when absent. */
+  readonly tracing?: Tracing;
   /** Where a problem that keeps the sidecar unready is announced as one plain line (the CLI: stderr), besides the log. */
   readonly announce?: (line: string) => void;
 }
@@ -84,6 +68,7 @@ export interface Sidecar {
 export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
+  const tracing = deps.tracing ?? TRACING_OFF;
   const metrics = createSidecarMetrics();
   const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs });
   const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
@@ -119,7 +104,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   return {
     ready,
     async start() {
-      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, mesh, metrics }));
+      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
         metrics.policyVersion(version);
@@ -128,7 +113,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const version = c.policy.version();
       if (version !== undefined) metrics.policyVersion(version);
 
-      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, requestIds: createRequestIds(), forwarder, metrics, maxTokenBytes: config.limits.maxTokenBytes };
+      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, requestIds: createRequestIds(), forwarder, metrics, tracing, maxTokenBytes: config.limits.maxTokenBytes };
       const inboundShared = {
         ...shared,
         service: config.service,

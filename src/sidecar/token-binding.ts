@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { ServiceMap } from '../identity/service-map.ts';
 import { peerIdentity } from '../identity/tls.ts';
-import type { VerifiedSubject } from './collaborators.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
 import { MeshTokenOnPlaintextError, PeerUnmappedError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from './errors.ts';
 
 export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
@@ -39,7 +39,7 @@ export interface Peer {
 export type Listener = 'plaintext' | 'mtls' | 'plaintext-entry';
 
 /** Throws the refusal, or returns when the token may be used on this connection. */
-export function checkTokenBinding(verified: VerifiedSubject, peer: Peer | undefined, listener: Listener): void {
+export function checkTokenBinding(verified: Pick<VerifiedToken, 'kind' | 'confirmation' | 'chain' | 'clientId'>, peer: Peer | undefined, listener: Listener): void {
   const mesh = verified.kind === 'mesh';
   // The entrypoint's plaintext port is for the ingress's external tokens: a mesh token there was lifted off the mesh.
   if (listener === 'plaintext-entry' && mesh) throw new MeshTokenOnPlaintextError('expected a token from an external identity provider on the plaintext entrypoint port, got a mesh token');

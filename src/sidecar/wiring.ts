@@ -22,13 +22,14 @@ import { createTokenCache, type RedisTierOptions } from './exchange/token-cache.
 import { loadSealKeys } from './exchange/token-seal.ts';
 import { type SidecarRedisConfig, sidecarRedisUser } from '../redis/config.ts';
 import type { SidecarMetrics } from './metrics.ts';
-import { createTokenExchanger } from './exchange/exchanger.ts';
+import { createTokenExchanger, type ExchangeClient } from './exchange/exchanger.ts';
 import { POLICY_SERVER_SERVICE, STS_SERVICE, type SidecarConfig, stsAuthMethod } from './config.ts';
-import type { Collaborators, SidecarMesh } from './sidecar.ts';
-import type { TokenExchanger } from './collaborators.ts';
+import type { SidecarMesh } from './sidecar.ts';
+import type { Collaborators } from './collaborators.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
 import { ConfigError } from '../config/config-error.ts';
 
-export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics }): Promise<Collaborators> {
+export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics; tracing: Tracing }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
   // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
   if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
@@ -82,7 +83,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
   const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, maxPerSubject: config.cache.handleMaxPerSubject, now });
 
-  let exchanger: (TokenExchanger & { close(): Promise<void> }) | undefined;
+  let exchanger: ExchangeClient | undefined;
   let closed = false;
   const makeExchanger = (tokenEndpoint: string): void => {
     exchanger = createTokenExchanger({
@@ -99,6 +100,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
       connectTimeoutMs: config.exchange.connectTimeoutMs,
       timeoutMs: config.exchange.timeoutMs,
       logger,
+      tracing: deps.tracing,
       now,
     });
   };

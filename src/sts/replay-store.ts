@@ -6,7 +6,7 @@
  */
 import { createDegradingRedis, type RedisCredentials } from '../redis/client.ts';
 import { STS_KEY_PREFIX } from '../redis/config.ts';
-import { counterFamily } from '../telemetry/prometheus-text.ts';
+import { labelledSeries, renderFamily, series } from '../telemetry/prometheus-text.ts';
 import type { Logger } from 'pino';
 
 export interface ReplayStore {
@@ -52,7 +52,7 @@ export interface RedisReplayStoreOptions {
   /** The STS's own ACL user (docs/sts.md): it may SET under `baton:_sts:*` and nothing else. */
   readonly credentials: RedisCredentials;
   readonly keyPrefix?: string;
-  readonly commandTimeoutMs?: number;
+  readonly commandTimeoutMs: number;
   readonly logger: Logger;
   readonly now?: () => number;
 }
@@ -68,18 +68,17 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
   const now = options.now ?? Date.now;
   const prefix = options.keyPrefix ?? `${STS_KEY_PREFIX}jti:`;
   const fallback = createMemoryReplayStore({ now });
-  const faults = counterFamily('baton_sts_redis_faults_total', 'Times the shared replay store became unusable and this replica fell back to its own, by fault: unavailable, auth (wrong ACL user or password), noperm.');
-  let available = 0;
+  const faults = labelledSeries('fault');
+  const available = series();
   const redis = createDegradingRedis({
     url: options.url,
     credentials: options.credentials,
-    commandTimeoutMs: options.commandTimeoutMs ?? 250,
-    connectTimeoutMs: 1_000,
+    commandTimeoutMs: options.commandTimeoutMs,
     logger: options.logger,
     purpose: 'replay store',
     onState(state) {
-      available = state === 'available' ? 1 : 0;
-      if (state !== 'available') faults.add({ fault: state });
+      available.value = state === 'available' ? 1 : 0;
+      if (state !== 'available') faults.add(state);
     },
     now,
   });
@@ -99,8 +98,9 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
       }
     },
     renderMetrics() {
-      const lines = ['# HELP baton_sts_redis_available Whether replay protection is shared through Redis (1) or kept by this replica alone (0).', '# TYPE baton_sts_redis_available gauge', `baton_sts_redis_available ${available}`];
-      faults.render(lines);
+      const lines: string[] = [];
+      renderFamily(lines, 'baton_sts_redis_available', 'gauge', 'Whether replay protection is shared through Redis (1) or kept by this replica alone (0).', [available]);
+      renderFamily(lines, 'baton_sts_redis_faults_total', 'counter', 'Times the shared replay store became unusable and this replica fell back to its own, by fault: unavailable, auth (wrong ACL user or password), noperm.', faults.series());
       return lines.join('\n') + '\n';
     },
     async close() {

@@ -17,7 +17,8 @@ import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-ty
 import type { PolicySnapshot } from '../policy/distribution/source.ts';
 import type { CompiledPolicy } from '../policy/language/decision.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
-import { recordErrorType, tracingActive } from '../telemetry/http-spans.ts';
+import { recordErrorType } from '../telemetry/http-spans.ts';
+import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
 import type { Logger } from 'pino';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
@@ -59,6 +60,8 @@ export interface StsDependencies {
   readonly now?: () => number;
   /** mtls mode: the STS's workload identity and the SPIFFE rule (src/identity/transport.ts). */
   readonly mesh?: MeshIdentity | undefined;
+  /** From startTelemetry (src/telemetry/tracing.ts); off when absent. */
+  readonly tracing?: Tracing;
 }
 
 export interface StsServer {
@@ -142,7 +145,8 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
 
   type Listener = (req: IncomingMessage, res: ServerResponse) => void;
   // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
-  const wrap = (handler: Listener): Listener => (tracingActive() ? tracedListener(handler, UNTRACED_PATHS) : handler);
+  const tracing = deps.tracing ?? TRACING_OFF;
+  const wrap = (handler: Listener): Listener => (tracing.enabled ? tracedListener(tracing.tracer, handler, UNTRACED_PATHS) : handler);
   let stopRotating: (() => void) | undefined;
   /**
    * mtls: TLS 1.3 with the STS's certificate. Client certificates are
@@ -165,7 +169,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     forceCloseConnections: 'idle',
     // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent);
     // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
-    ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracingActive() ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
+    ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracing.enabled ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
   });
   const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === '/token';
   void app.register(fastifyProblems, {

@@ -1,8 +1,8 @@
 /**
  * HTTP spans made by hand with @opentelemetry/api (no auto-instrumentation:
  * it would record Authorization headers, and costs more). When the SDK is
- * not started every call here is the API's no-op, and `tracingActive()`
- * lets the hot path skip even that.
+ * not started every call here is the API's no-op, and a component handed
+ * `Tracing` with `enabled: false` (tracing.ts) skips even that.
  *
  * Attribute names and span status follow the stable HTTP semantic
  * conventions: names `{method}` or `{method} {route}`; a server span is an
@@ -16,7 +16,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { type Attributes, type Context, type Span, type Tracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
-import { BATON_VERSION } from '../core/version.ts';
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
@@ -44,21 +43,6 @@ export interface HttpSpan {
 }
 
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
-
-/** The instrumentation scope: `baton` at this version, so a backend can tell which release made a span. */
-export function batonTracer(): Tracer {
-  return trace.getTracer('baton', BATON_VERSION);
-}
-
-/** True once an SDK registered a propagator; false by default, when nothing is exported. */
-export function tracingActive(): boolean {
-  return propagation.fields().length > 0;
-}
-
-/** The header names the propagator writes (`traceparent`, `tracestate`): replaced, not relayed, when tracing. */
-export function propagationFields(): ReadonlySet<string> {
-  return new Set(propagation.fields().map((f) => f.toLowerCase()));
-}
 
 /**
  * A SERVER span for a request received, child of the caller's W3C trace

@@ -3,7 +3,7 @@
  * token requests by grant and outcome (`issued` or the RFC 6749 §5.2 error
  * code), and how long each took. Labels never name a client or a user.
  */
-import { counterFamily, histogramFamily } from './prometheus-text.ts';
+import { DURATION_BUCKETS, labelledHistogram, nestedCounter, renderFamily, renderHistogramFamily } from './prometheus-text.ts';
 
 export type GrantLabel = 'token_exchange' | 'client_credentials' | 'other';
 
@@ -13,17 +13,17 @@ export interface StsMetrics {
 }
 
 export function createStsMetrics(): StsMetrics {
-  const requests = counterFamily('baton_sts_token_requests_total', 'Token endpoint requests, by grant and outcome (issued, or the OAuth error code).');
-  const duration = histogramFamily('baton_sts_token_request_duration_seconds', 'Time to answer a token endpoint request, by grant.');
+  const requests = nestedCounter('grant', 'outcome');
+  const duration = labelledHistogram('grant', DURATION_BUCKETS);
   return {
     tokenRequest(grant, outcome, seconds) {
-      requests.add({ grant, outcome });
-      duration.observe({ grant }, seconds);
+      requests.add(grant, outcome);
+      duration.of(grant).observe(seconds);
     },
     render() {
       const lines: string[] = [];
-      requests.render(lines);
-      duration.render(lines);
+      renderFamily(lines, 'baton_sts_token_requests_total', 'counter', 'Token endpoint requests, by grant and outcome (issued, or the OAuth error code).', requests.series());
+      renderHistogramFamily(lines, 'baton_sts_token_request_duration_seconds', 'Time to answer a token endpoint request, by grant.', duration.all());
       return lines.join('\n') + '\n';
     },
   };

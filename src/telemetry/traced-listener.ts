@@ -5,15 +5,14 @@
  * from stream events (body parsing) still log and trace inside it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context, trace } from '@opentelemetry/api';
+import { type Tracer, context, trace } from '@opentelemetry/api';
 import { ATTR_HTTP_ROUTE } from '@opentelemetry/semantic-conventions';
-import { batonTracer, endHttpSpan, startServerSpan } from './http-spans.ts';
+import { endHttpSpan, startServerSpan } from './http-spans.ts';
 
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** `untraced`: paths (query aside) served without a span, such as Prometheus scrapes and health probes. */
-export function tracedListener(listener: RequestListener, untraced: ReadonlySet<string> = new Set()): RequestListener {
-  const tracer = batonTracer();
+export function tracedListener(tracer: Tracer, listener: RequestListener, untraced: ReadonlySet<string> = new Set()): RequestListener {
   return (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] as string;
     if (untraced.has(path)) return listener(req, res);

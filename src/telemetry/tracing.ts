@@ -7,19 +7,39 @@
  * @opentelemetry/api calls in the hot path are no-ops that cost nothing.
  */
 import { randomUUID } from 'node:crypto';
+import { type Tracer, propagation, trace } from '@opentelemetry/api';
 import { BATON_VERSION } from '../core/version.ts';
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 // The SDK is imported only when tracing is on: loading it costs about 40 MB
 // of RSS, which a sidecar with tracing off should not pay.
 
+/**
+ * What a component needs to trace, passed in as a dependency (STYLE rule
+ * 5) rather than probed from the API's global when a handler is built:
+ * whether tracing is on, the tracer, and the headers the propagator writes.
+ */
+export interface Tracing {
+  /** False: the hot path skips every span call and relays trace headers untouched. */
+  readonly enabled: boolean;
+  /** The instrumentation scope `baton` at this version, so a backend can tell which release made a span. */
+  readonly tracer: Tracer;
+  /** The header names the propagator writes (`traceparent`, `tracestate`), lower-cased: replaced, not relayed, when tracing. */
+  readonly propagationFields: ReadonlySet<string>;
+}
+
+/** Tracing off: the default of every factory, and what startTelemetry returns when no exporter is configured. */
+export const TRACING_OFF: Tracing = Object.freeze({ enabled: false, tracer: trace.getTracer('baton', BATON_VERSION), propagationFields: new Set<string>() });
+
 export interface Telemetry {
   /** True when spans are recorded and exported. */
   readonly enabled: boolean;
+  /** What to pass to the sidecar, the STS and the policy server. */
+  readonly tracing: Tracing;
   /** Flushes pending spans and stops the SDK (on SIGTERM). */
   shutdown(): Promise<void>;
 }
 
-const DISABLED: Telemetry = { enabled: false, shutdown: async () => {} };
+const DISABLED: Telemetry = { enabled: false, tracing: TRACING_OFF, shutdown: async () => {} };
 
 // Flushing must not hold a terminating pod past its grace period when the collector is gone.
 const SHUTDOWN_TIMEOUT_MS = 5_000;
@@ -57,6 +77,7 @@ export async function startTelemetry(options: { serviceName: string; env: Readon
   sdk.start();
   return {
     enabled: true,
+    tracing: { enabled: true, tracer: trace.getTracer('baton', BATON_VERSION), propagationFields: new Set(propagation.fields().map((f) => f.toLowerCase())) },
     shutdown: async () => {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_TIMEOUT_MS)));

@@ -14,7 +14,8 @@ import { hash } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
 import { TokenInactiveError, TokenIntrospectionUnavailableError } from './errors.ts';
-import { describe, discoverMetadata, metadataEndpoint, readBoundedText, type FetchLimits } from './jwks-fetch.ts';
+import { readBoundedText } from '../core/bounded-text.ts';
+import { describe, discoverMetadata, metadataEndpoint, type FetchLimits } from './jwks-fetch.ts';
 import { INTROSPECTION_DEFAULTS } from './config.ts';
 
 export type IntrospectionAuthMethod = 'client_secret_basic' | 'client_secret_post';

@@ -6,6 +6,7 @@
  */
 import type { JSONWebKeySet } from 'jose';
 import { type Dispatcher, request } from 'undici';
+import { BodyTooLargeError, readBoundedText } from '../core/bounded-text.ts';
 import { isRocaModulus, rsaModulus } from './weak-rsa.ts';
 
 export interface FetchLimits {
@@ -19,28 +20,6 @@ export class JwksFetchError extends Error {
     super(message, options);
     this.name = 'JwksFetchError';
   }
-}
-
-export class BodyTooLargeError extends Error {
-  constructor(maxBytes: number) {
-    super(`expected at most ${maxBytes} bytes, got more`);
-    this.name = 'BodyTooLargeError';
-  }
-}
-
-/** A response body as UTF-8 text, never buffering more than `maxBytes`: past that the stream is destroyed and BodyTooLargeError thrown. */
-export async function readBoundedText(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      throw new BodyTooLargeError(maxBytes);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 export async function fetchJson(url: string, limits: FetchLimits): Promise<unknown> {

@@ -6,11 +6,13 @@
  * `reuseUntil` when that is earlier (an introspected token).
  */
 import { hash } from 'node:crypto';
+import { createExpiringLru } from '../core/expiring-lru.ts';
 import type { VerifiedToken } from './verified-token.ts';
 
+/** Function-typed members, not methods: a stand-in is checked with strict parameter variance. */
 export interface VerifiedTokenCache {
-  get(token: string, audience: string): VerifiedToken | undefined;
-  set(token: string, audience: string, verified: VerifiedToken): void;
+  readonly get: (token: string, audience: string) => VerifiedToken | undefined;
+  readonly set: (token: string, audience: string, verified: VerifiedToken) => void;
   readonly size: number;
 }
 
@@ -21,32 +23,12 @@ export interface VerifiedTokenCacheOptions {
 }
 
 export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}): VerifiedTokenCache {
-  const max = options.max ?? 10_000;
-  const now = options.now ?? Date.now;
-  // Map keeps insertion order: re-inserting on a hit makes the first key the least recently used.
-  const entries = new Map<string, VerifiedToken>();
+  const entries = createExpiringLru<string, VerifiedToken>({ max: options.max ?? 10_000, now: options.now ?? Date.now });
   const keyOf = (token: string, audience: string): string => hash('sha256', token, 'hex') + '\n' + audience;
-
   return {
-    get(token, audience) {
-      const key = keyOf(token, audience);
-      const verified = entries.get(key);
-      if (verified === undefined) return undefined;
-      entries.delete(key);
-      if (lastUse(verified) * 1000 <= now()) return undefined;
-      entries.set(key, verified);
-      return verified;
-    },
+    get: (token, audience) => entries.get(keyOf(token, audience)),
     set(token, audience, verified) {
-      if (max <= 0 || lastUse(verified) * 1000 <= now()) return;
-      const key = keyOf(token, audience);
-      entries.delete(key);
-      entries.set(key, verified);
-      while (entries.size > max) {
-        const oldest = entries.keys().next().value;
-        if (oldest === undefined) break;
-        entries.delete(oldest);
-      }
+      entries.set(keyOf(token, audience), verified, lastUse(verified) * 1000);
     },
     get size() {
       return entries.size;

@@ -53,8 +53,9 @@ export interface AccessTokenVerifierOptions {
   readonly now?: () => number;
 }
 
+/** A function-typed member, not a method: a stand-in is checked with strict parameter variance. */
 export interface AccessTokenVerifier {
-  verify(token: string, expected: { readonly audience: string }): Promise<VerifiedToken>;
+  readonly verify: (token: string, expected: { readonly audience: string }) => Promise<VerifiedToken>;
 }
 
 export const DEFAULT_ALGORITHMS: readonly string[] = ['ES256', 'EdDSA', 'RS256', 'PS256'];

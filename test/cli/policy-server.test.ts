@@ -67,6 +67,8 @@ describe('baton policy-server', () => {
     const { fetchPolicy } = await startServer(policyPath, dir);
     const first = await fetchPolicy();
     const pending = fetchPolicy({ 'if-none-match': first.etag }, '?wait=30');
+    // A deliberate wait: the server does not say when a long-poll is parked, and an edit before it
+    // would answer the poll at once, testing nothing about its release.
     await new Promise((r) => setTimeout(r, 200));
     const edited = Date.now();
     writeFileSync(policyPath, EDITED);

@@ -32,8 +32,8 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
       // Refusals write lines of their own: a bad token at the entry, and a scope the policy refuses.
       await postInbound(mesh.services.gateway.entry, '/checkout', 'Bearer not-a-token');
       await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken({ sub: 'bob', scope: 'shop' })}`);
-      await new Promise((resolve) => setTimeout(resolve, 300));
     } finally {
+      // stop() returns once every process's output is read and in its log file.
       await mesh.stop();
     }
     lines = readdirSync(logDir).flatMap((file) =>

@@ -270,7 +270,8 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
       }
     };
     const load = Promise.all([worker(), worker(), worker(), worker()]);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Rotate once requests are flowing: some answered before, the rest during and after.
+    await waitFor(async () => statuses.length >= 4, { what: 'requests answered before the rotation', timeoutMs: 10_000, intervalMs: 10 });
     const workloads: Workload[] = ['gateway', 'orders', 'payments', 'baton-sts', 'baton-policy-server'];
     await writeDevIdentities({ dir: ids().dir, trustDomain: DEMO_SPIFFE.trustDomain, services: workloads.map((service) => ({ service, spiffeId: ids().map.idOf(service) })), validForMs: 24 * 3_600_000, layout: 'csi-driver-spiffe', now: new Date(), force: true });
     await load;

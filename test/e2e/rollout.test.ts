@@ -9,6 +9,7 @@ import { DEMO_USER, hops, postInbound } from '../../src/demo/scenario.ts';
 import { readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
 import { loadPolicyFile } from '../../src/policy/language/load.ts';
 import { callsFromDecisions } from '../../src/policy/tooling/observed.ts';
+import { waitFor } from '../helpers/net.ts';
 import { runBaton } from '../helpers/process.ts';
 import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 
@@ -55,8 +56,18 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     mesh = await startMesh({ policyFile, logDir, transport: 'plaintext' });
     checkout = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
     directCharge = await postInbound(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
-    // Audit lines are written as the sidecars decide; give the pipes a moment.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Audit lines are written as the sidecars decide, and reach us (and the log files) through pipes:
+    // wait for the last of each kind the tests read, the direct charge's refusal at the gateway included.
+    const m = mesh;
+    const logged = (name: string, line: (l: Record<string, unknown>) => boolean): boolean => m.process(name).logs.some(line);
+    await waitFor(
+      async () =>
+        logged('payments-sidecar', (l) => l.event === 'decision' && l.decision === 'would_deny') &&
+        logged('orders-sidecar', (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny') &&
+        logged('sts', (l) => l.event === 'would_deny') &&
+        logged('gateway-sidecar', (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'deny'),
+      { what: 'the audit lines of both calls', timeoutMs: 10_000, intervalMs: 20 },
+    );
   });
   after(async () => {
     await mesh?.stop();

@@ -73,6 +73,8 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
   let idpUrl: string;
   let signUserToken: (sub: string, scope: string) => Promise<string>;
   let tokenCalls = 0;
+  // Requests the gateway app is holding at /slow.
+  let slowArrived = 0;
   const policyFile = join(dir, 'callgraph.yaml');
 
   before(async () => {
@@ -138,7 +140,9 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     // Apps: gateway → orders → payments, each through its own sidecar's outbound port with its handle.
     const relayApp = (self: Name, next: { service: Name; path: string }) => async (req: IncomingMessage, res: ServerResponse) => {
       if (req.url === '/slow') {
+        slowArrived++;
         req.resume();
+        // A slow app: the requests are still in flight when the signal arrives.
         await new Promise((r) => setTimeout(r, 400));
         res.end('slow done');
         return;
@@ -314,12 +318,17 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
         while (running) statuses.push((await checkout(token)).status);
       }),
     );
-    await new Promise((r) => setTimeout(r, 300));
+    // Each phase lasts until some requests have been answered in it.
+    const answeredMore = async (n: number, what: string): Promise<void> => {
+      const target = statuses.length + n;
+      await waitFor(async () => statuses.length >= target, { what, timeoutMs: 10_000, intervalMs: 10 });
+    };
+    await answeredMore(8, 'requests answered before the faults');
     await redis.process.stop('SIGKILL');
-    await new Promise((r) => setTimeout(r, 300));
+    await answeredMore(8, 'requests answered with Redis killed');
     writeFileSync(policyFile, policyYaml('    audit: {}\n'));
     await waitFor(async () => SERVICES.every((n) => /"policyVersion":2/.test(sidecars[n].process.stdout())), { what: 'policy reload in every sidecar', timeoutMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 300));
+    await answeredMore(8, 'requests answered after the reload');
     running = false;
     await load;
     assert.ok(statuses.length > 20, `only ${statuses.length} requests ran`);
@@ -336,13 +345,17 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
 
   it('on SIGTERM turns not ready, finishes in-flight requests and exits 0', async () => {
     const token = await signUserToken('erin', 'shop');
+    const held = slowArrived;
     const inflight = Array.from({ length: 5 }, () => checkout(token, '/slow'));
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(async () => slowArrived - held === 5, { what: 'five requests inside the gateway app', timeoutMs: 5_000, intervalMs: 5 });
     const exited = sidecars.gateway.process.stop('SIGTERM');
-    await new Promise((r) => setTimeout(r, 50));
-    const readyz = await request(`http://127.0.0.1:${sidecars.gateway.admin}/readyz`);
-    await readyz.body.dump();
-    assert.equal(readyz.statusCode, 503);
+    // Not ready as soon as the signal is handled: seen while draining (the admin port closes at exit).
+    const readyzStatus = async (): Promise<number> => {
+      const readyz = await request(`http://127.0.0.1:${sidecars.gateway.admin}/readyz`);
+      await readyz.body.dump();
+      return readyz.statusCode;
+    };
+    await waitFor(async () => (await readyzStatus()) === 503, { what: 'readyz 503 while draining', timeoutMs: 2_000, intervalMs: 5 });
     const results = await Promise.all(inflight);
     assert.deepEqual(results.map((r) => r.text), Array(5).fill('slow done'));
     assert.equal(await exited, 0);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
+import { waitFor } from '../helpers/net.ts';
 import { type FaultMesh, startFaultMesh } from './fault-mesh.ts';
 import { OverloadedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 
@@ -84,8 +85,9 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
       }
     });
     // One request is in flight inside the app when the signal arrives.
+    const held = mesh.slowArrived();
     const inflight = inbound('/slow');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor(async () => mesh.slowArrived() > held, { what: 'the slow request inside the app', timeoutMs: 5_000, intervalMs: 10 });
     const started = Date.now();
     mesh.orders.child.kill('SIGTERM');
     const code = await mesh.orders.exited;

@@ -40,6 +40,8 @@ export interface FaultMesh {
   readonly proxies: { readonly sts: FaultProxy; readonly jwks: FaultProxy; readonly policy: FaultProxy; readonly app: FaultProxy; readonly upstream: FaultProxy; readonly redis?: FaultProxy };
   readonly redis?: RedisServer;
   readonly app: Listening;
+  /** Requests that have reached the app's `/slow` route (it answers after 1.5 s). */
+  readonly slowArrived: () => number;
   readonly payments: Listening;
   readonly stsProcess: () => RunningProcess;
   readonly policyServer: () => RunningProcess;
@@ -116,7 +118,9 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
     const stsKey = createPrivateKey(readFileSync(join(keysDir, keyFile), 'utf8'));
     const stsKid = ((await (await request(`${stsUrl}/jwks`)).body.json()) as { keys: Array<{ kid: string }> }).keys[0]?.kid as string;
 
+    let slowArrived = 0;
     const app = await listen((req, res) => {
+      if (req.url === '/slow') slowArrived++;
       req.resume();
       const respond = (): void => {
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -165,6 +169,7 @@ export async function startFaultMesh(options: { redis?: boolean; inbound?: Recor
     };
     const mesh: FaultMesh = {
       dir, policyFile, stsUrl, app, payments, orders, ports, redis: redis as RedisServer,
+      slowArrived: () => slowArrived,
       proxies: { sts: stsProxy, jwks: jwksProxy, policy: policyProxy, app: appProxy, upstream: upstreamProxy, ...(redisProxy === undefined ? {} : { redis: redisProxy }) },
       stsProcess: () => sts as RunningProcess,
       policyServer: () => policyServer as RunningProcess,

@@ -41,6 +41,9 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
     return server;
   }
 
+  /** Policy documents the orders sidecar has refused so far (one log line each). */
+  const refusals = (): number => mesh.orders.stdout().split('policy refused; keeping the last good policy').length - 1;
+
   async function dismiss(server: Server): Promise<void> {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -63,9 +66,10 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
     const second = await mesh.policyVersion();
     assert.equal(await orders('/extra'), 200);
 
-    // Server down.
+    // Server down: the sidecar's next poll (a new connection) is reset.
+    const polled = mesh.proxies.policy.connections();
     mesh.proxies.policy.set({ kind: 'reset' }, { cut: true });
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    await waitFor(async () => mesh.proxies.policy.connections() > polled, { what: 'a poll against the dead policy server', timeoutMs: 10_000 });
     assert.equal(await orders('/extra'), 200);
     assert.equal(await mesh.policyVersion(), second);
     mesh.proxies.policy.set({ kind: 'pass' });
@@ -76,6 +80,7 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
       ['garbage', '{"payload": "not a jws"'],
     ];
     for (const [what, body] of cases) {
+      const refusedBefore = refusals();
       const server = await impostor(body, v1Headers);
       try {
         // A restarted real server republishes the same policy under a newer
@@ -83,7 +88,8 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
         // sidecar held when the impostor took over.
         const held = await mesh.policyVersion();
         assert.ok(held >= second, what);
-        await new Promise((resolve) => setTimeout(resolve, 1_200));
+        // The sidecar logs each document it refuses: wait until it has judged the impostor's.
+        await waitFor(async () => refusals() > refusedBefore, { what: `the sidecar refusing ${what}`, timeoutMs: 15_000 });
         assert.equal(await mesh.policyVersion(), held, what);
         assert.equal(await orders('/extra'), 200, `${what}: the v2 decision still holds`);
         const ready = await request(`http://127.0.0.1:${mesh.ports.admin}/readyz`);

@@ -51,6 +51,7 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
   });
 
   it('STS slow beyond the client timeout: 503, bounded in time, then recovers', async () => {
+    // A deliberate wait: the previous test left the exchanger's circuit open (1 s), which shows only by probing it.
     await new Promise((resolve) => setTimeout(resolve, 1_200));
     mesh.proxies.sts.set({ kind: 'blackhole' }, { cut: true });
     try {

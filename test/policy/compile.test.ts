@@ -2,14 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
-import { parsePolicy, policyFromJSON } from '../../src/policy/language/parse.ts';
+import { policyFromJSON } from '../../src/policy/language/parse.ts';
 import { checkPathPattern, compilePathPattern, pathPatternCovers } from '../../src/policy/language/path-pattern.ts';
+import { compileTestPolicy } from '../helpers/policy.ts';
 
-function compile(yaml: string): CompiledPolicy {
-  const { policy, problems } = parsePolicy(yaml, 'p.yaml');
-  assert.ok(policy, JSON.stringify(problems));
-  return compilePolicy(policy);
-}
+const compile = (yaml: string): CompiledPolicy => compileTestPolicy(yaml, 'p.yaml');
 
 const HEADER = 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: t }\nspec:\n  services:\n';
 

@@ -3,13 +3,10 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import type { CompiledPolicy, Decision, DecisionInput } from '../../src/policy/language/decision.ts';
-import { parsePolicy, policyFromJSON } from '../../src/policy/language/parse.ts';
+import { policyFromJSON } from '../../src/policy/language/parse.ts';
+import { compileTestPolicy } from '../helpers/policy.ts';
 
-function compile(yaml: string): CompiledPolicy {
-  const { policy, problems } = parsePolicy(yaml, 'p.yaml');
-  assert.ok(policy, JSON.stringify(problems));
-  return compilePolicy(policy);
-}
+const compile = (yaml: string): CompiledPolicy => compileTestPolicy(yaml, 'p.yaml');
 
 const SHOP = compile(`
 apiVersion: baton.dev/v1alpha1

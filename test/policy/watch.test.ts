@@ -83,6 +83,7 @@ describe('policy watcher', () => {
     writeFileSync(path, FIXTURE);
     const { changes } = watchFor(path);
     writeFileSync(path, `# reviewed\n${FIXTURE}`);
+    // A deliberate wait: what is tested is that nothing is published, which no event announces.
     await new Promise((r) => setTimeout(r, 400));
     assert.equal(changes.length, 0);
   });

@@ -12,6 +12,7 @@ import { allOutput, type Name, type SecurityMesh, startSecurityMesh } from './me
 import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
 import { MayActMismatchError } from '../../src/sts/errors.ts';
 import { TokenWrongAudienceError } from '../../src/token/errors.ts';
+import { waitFor } from '../helpers/net.ts';
 
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -209,9 +210,11 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     const denied = await request(mesh.outbound('orders', `/refunds?access_token=${secret}`), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
     await denied.body.dump();
     assert.equal(denied.statusCode, 403);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const output = allOutput(mesh);
-    assert.ok(output.includes('"event":"decision"'), 'the audit lines were written');
+    // The outbound refusal is the last line written: once it is in the output, all of them are.
+    const output = await waitFor(async () => {
+      const text = allOutput(mesh);
+      return /"event":"decision"[^\n]*"path":"\/refunds"/.test(text) ? text : undefined;
+    }, { what: 'the decision line of the refused /refunds call', timeoutMs: 5_000 });
     assert.ok(!output.includes(secret), 'a query string reached a log line');
     assert.ok(!output.includes(handle), 'a context handle reached a log line');
     assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{10,}\.eyJ/);

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
 import { FairShareExceededError, HandlesExhaustedError, RequestBodyTimeoutError } from '../../src/sidecar/errors.ts';
+import { waitFor } from '../helpers/net.ts';
 
 const BODY_TIMEOUT_MS = 3_000;
 
@@ -55,17 +56,30 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     return { status: r.statusCode, ...(text.startsWith('{"type"') ? { code: (JSON.parse(text) as { code: string }).code } : {}) };
   }
 
+  /**
+   * Waits until the gateway has admitted `count` inbound requests (its in-flight gauge): a slow upload
+   * holds its peer slot from admission, and its subject slot from the moment its token is verified,
+   * just after. Polling with requests instead would take the very slots being counted.
+   */
+  async function admitted(count: number): Promise<void> {
+    await waitFor(async () => {
+      const r = await request(`http://127.0.0.1:${mesh.ports.gateway.admin}/metrics`);
+      const text = await r.body.text();
+      return Number(/^baton_inflight_requests\{direction="inbound"\} (\d+)$/m.exec(text)?.[1]) === count;
+    }, { what: `${count} requests in flight at the gateway`, timeoutMs: 5_000, intervalMs: 20 });
+  }
+
   it('answers 408 to a body still arriving at the deadline, and shares the in-flight limit per user and per peer meanwhile', async () => {
     const port = mesh.ports.gateway.inbound;
     const started = Date.now();
     const slow = [trickle(port, mesh.userToken({ sub: 'alice' })), trickle(port, mesh.userToken({ sub: 'alice' }))];
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await admitted(2);
     // alice holds her share (2 of 8): her next request is refused at once, anyone else's goes through.
     assert.deepEqual(await gatewayGet('alice'), { status: 429, code: FairShareExceededError.code });
     assert.equal((await gatewayGet('bob')).status, 200);
     // Four more slow uploads from the same address, as two other users: the peer now holds its share (6 of 8).
     slow.push(...['carol', 'carol', 'dave', 'dave'].map((sub) => trickle(port, mesh.userToken({ sub }))));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await admitted(6);
     assert.deepEqual(await gatewayGet('erin'), { status: 429, code: FairShareExceededError.code });
 
     // At the deadline every trickling request is answered 408 and its connection closed.
@@ -107,7 +121,8 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     // Full of live handles: a new subject is refused, and every live handle still works.
     assert.deepEqual(await inbound('dave'), { status: 503, code: HandlesExhaustedError.code });
     for (const live of [a2, a3, b1, shortLived]) assert.equal(await outbound(live.handle), 200);
-    // Once erin's token has expired, her handle is the one that makes room.
+    // Once erin's token has expired, her handle is the one that makes room. A deliberate wait: expiry is
+    // by the sidecar's wall clock, which a test of real processes cannot move.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, (nowSec() + 3) * 1000 - Date.now())));
     const d1 = await inbound('dave');
     assert.equal(d1.status, 200);

@@ -8,24 +8,20 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { loadConfig } from '../../src/config/load.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
-import { compilePolicy } from '../../src/policy/language/compile.ts';
-import { parsePolicy } from '../../src/policy/language/parse.ts';
-import type { TokenExchanger, VerifiedSubject } from '../../src/sidecar/collaborators.ts';
-import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
+import type { Collaborators, ContextHandleEntry, TokenExchanger } from '../../src/sidecar/collaborators.ts';
 import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
-import { type Collaborators, createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
-import type { Logger } from 'pino';
-import { createLogger } from '../../src/telemetry/logger.ts';
+import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
+import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
+import type { VerifiedToken } from '../../src/token/verified-token.ts';
+import { captureLogs, type LogCapture } from '../helpers/logs.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
+import { compileTestPolicy } from '../helpers/policy.ts';
 import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
 
-export function compile(yaml: string): CompiledPolicy {
-  const { policy, problems } = parsePolicy(yaml, 'test.yaml');
-  if (policy === undefined) throw new Error(`bad test policy: ${JSON.stringify(problems)}`);
-  return compilePolicy(policy);
-}
+export { compileTestPolicy as compile } from '../helpers/policy.ts';
+export { captureLogs, type LogCapture } from '../helpers/logs.ts';
 
 export const SHOP = `
 apiVersion: baton.dev/v1alpha1
@@ -49,7 +45,7 @@ spec:
 
 /** The STS stand-in: tokens are random strings, their claims live here. */
 export class FakeSts {
-  readonly tokens = new Map<string, VerifiedSubject & { audience: string }>();
+  readonly tokens = new Map<string, VerifiedToken & { audience: string }>();
   exchanges = 0;
   serviceTokens = 0;
   available = true;
@@ -65,15 +61,16 @@ export class FakeSts {
     return this.mint({ kind: 'mesh', subject: options.sub ?? 'alice', subjectIssuer: 'https://idp.test', user: options.user ?? true, chain, scopes: new Set(options.scopes ?? []), txn: 'txn-1', acr: options.acr, expiresAt: 0, audience });
   }
 
-  private mint(claims: VerifiedSubject & { audience: string }): string {
+  private mint(claims: Omit<VerifiedToken, 'claims' | 'issuer' | 'authTime' | 'clientId' | 'jti' | 'confirmation'> & { audience: string }): string {
     const token = `tok.${randomBytes(12).toString('base64url')}.sig`;
-    this.tokens.set(token, { ...claims, expiresAt: Math.floor(Date.now() / 1000) + 300 });
+    const issuer = claims.kind === 'mesh' ? 'https://sts.test' : claims.subjectIssuer;
+    this.tokens.set(token, { claims: {}, issuer, authTime: undefined, clientId: undefined, jti: undefined, confirmation: undefined, ...claims, expiresAt: Math.floor(Date.now() / 1000) + 300 });
     return token;
   }
 
   exchangerFor(client: string): TokenExchanger {
     const cache = new Map<string, Promise<IssuedToken>>();
-    const issue = async (subject: (VerifiedSubject & { audience: string }) | undefined, audience: string): Promise<IssuedToken> => {
+    const issue = async (subject: (VerifiedToken & { audience: string }) | undefined, audience: string): Promise<IssuedToken> => {
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       const accessToken = subject === undefined
         ? this.meshToken(audience, [client], { sub: client, user: false })
@@ -127,28 +124,6 @@ export class MutablePolicy {
   }
 }
 
-export interface LogCapture {
-  readonly lines: Array<Record<string, unknown>>;
-  readonly raw: string[];
-  readonly logger: Logger;
-}
-
-export function captureLogs(name: string): LogCapture {
-  const lines: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  const logger = createLogger({
-    name,
-    level: 'debug',
-    destination: {
-      write(line: string) {
-        raw.push(line);
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      },
-    },
-  });
-  return { lines, raw, logger };
-}
-
 export interface TestSidecar {
   readonly ports: SidecarPorts;
   readonly sidecar: Sidecar;
@@ -185,8 +160,8 @@ export async function startTestSidecar(
     },
   });
   const logs = captureLogs(settings.service);
-  const policy = new MutablePolicy('policy' in settings ? settings.policy : compile(SHOP));
-  const handles = new Map<string, { subjectToken: string; verified: VerifiedSubject }>();
+  const policy = new MutablePolicy('policy' in settings ? settings.policy : compileTestPolicy(SHOP));
+  const handles = new Map<string, ContextHandleEntry>();
   const exchanger = sts.exchangerFor(settings.service);
   const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = { verifyCalls: 0, exchangerAvailable: true, duringVerify: undefined };
   const collaborators: Collaborators = {
@@ -200,7 +175,7 @@ export async function startTestSidecar(
         return claims;
       },
     },
-    verifiedCache: { get: () => undefined, set: () => undefined },
+    verifiedCache: { get: () => undefined, set: () => undefined, size: 0 },
     handles: {
       issue(subjectToken, verified) {
         const handle = `bctx_${randomBytes(16).toString('base64url')}`;

@@ -6,6 +6,7 @@ import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type 
 import { BadRequestError, NotReadyError } from '../../src/core/errors.ts';
 import { OverloadedError, PolicyDeniedError, StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
+import { waitFor } from '../helpers/net.ts';
 
 describe('sidecar inbound', () => {
   const sts = new FakeSts();
@@ -268,7 +269,7 @@ describe('sidecar inbound', () => {
     try {
       const token = sts.meshToken('orders', ['gateway']);
       const first = [call(bounded, '/orders', { authorization: `Bearer ${token}` }), call(bounded, '/orders', { authorization: `Bearer ${token}` })];
-      while (release.length < 2) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(async () => release.length === 2, { what: 'both requests held by the app', timeoutMs: 5_000, intervalMs: 10 });
       const third = await call(bounded, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(third.status, 503);
       assert.equal(third.json().code, OverloadedError.code);

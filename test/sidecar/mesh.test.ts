@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
 import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { waitFor } from '../helpers/net.ts';
 
 const MB = 1024 * 1024;
 
@@ -151,6 +152,7 @@ describe('sidecars in a chain', () => {
         if (!checked) {
           checked = true;
           // A client that stops reading stops the app: back-pressure runs through both sidecars.
+          // A deliberate wait, not a gate: what is measured is how little the app produces meanwhile.
           await new Promise((r) => setTimeout(r, 300));
           assert.ok(produced.sent < 30 * MB, `app produced ${Math.round(produced.sent / MB)} MB while the client read one chunk`);
         }
@@ -193,8 +195,11 @@ describe('sidecars in a chain', () => {
   });
 
   it('on close turns not ready at once, lets in-flight requests finish and refuses new connections', async () => {
+    let arrived = 0;
     const app = await startApp(async (req, res) => {
+      arrived++;
       req.resume();
+      // A slow app: the requests are still in flight when close() starts.
       await new Promise((r) => setTimeout(r, 300));
       res.end('finished');
     });
@@ -202,7 +207,7 @@ describe('sidecars in a chain', () => {
     try {
       const token = sts.meshToken('orders', ['gateway']);
       const inflight = Array.from({ length: 5 }, () => request(draining.url('inbound', '/orders'), { headers: { authorization: `Bearer ${token}` } }));
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(async () => arrived === 5, { what: 'five requests inside the app', timeoutMs: 5_000, intervalMs: 5 });
       const closed = draining.sidecar.close(5_000);
       assert.equal(draining.sidecar.ready(), false);
       const responses = await Promise.all(inflight);

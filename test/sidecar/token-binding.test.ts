@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { VerifiedSubject } from '../../src/sidecar/collaborators.ts';
+import type { VerifiedToken } from '../../src/token/verified-token.ts';
 import { checkTokenBinding, type Listener, type Peer } from '../../src/sidecar/token-binding.ts';
 import { MeshTokenOnPlaintextError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from '../../src/sidecar/errors.ts';
 
 const THUMB_A = 'A'.repeat(43);
 const THUMB_B = 'B'.repeat(43);
-const meshToken = (overrides: Partial<VerifiedSubject> = {}): VerifiedSubject => ({
+const meshToken = (overrides: Partial<VerifiedToken> = {}): VerifiedToken => ({
+  claims: {},
+  issuer: 'https://sts.example',
+  authTime: undefined,
+  jti: undefined,
   kind: 'mesh',
   subject: 'alice',
   subjectIssuer: 'https://idp.example',
@@ -20,10 +24,10 @@ const meshToken = (overrides: Partial<VerifiedSubject> = {}): VerifiedSubject =>
   confirmation: THUMB_A,
   ...overrides,
 });
-const externalToken = (overrides: Partial<VerifiedSubject> = {}): VerifiedSubject => meshToken({ kind: 'external', chain: [], clientId: undefined, confirmation: undefined, ...overrides });
+const externalToken = (overrides: Partial<VerifiedToken> = {}): VerifiedToken => meshToken({ kind: 'external', chain: [], clientId: undefined, confirmation: undefined, ...overrides });
 const gatewayPeer: Peer = { service: 'gateway', spiffeId: 'spiffe://t/ns/t/sa/gateway', thumbprint: THUMB_A };
 
-function refusal(verified: VerifiedSubject, peer: Peer | undefined, listener: Listener): string | undefined {
+function refusal(verified: VerifiedToken, peer: Peer | undefined, listener: Listener): string | undefined {
   try {
     checkTokenBinding(verified, peer, listener);
     return undefined;

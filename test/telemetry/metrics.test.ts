@@ -106,7 +106,7 @@ describe('Prometheus metrics', () => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-metrics-'));
     writeFileSync(join(dir, 'password'), 'pw\n');
     // Nothing listens on port 1: the store degrades to its own replay set and says so.
-    const store = createRedisReplayStore({ url: 'redis://127.0.0.1:1', credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') }, logger: createLogger({ name: 'test', level: 'silent' }) });
+    const store = createRedisReplayStore({ commandTimeoutMs: 250, url: 'redis://127.0.0.1:1', credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') }, logger: createLogger({ name: 'test', level: 'silent' }) });
     t.after(async () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -8,6 +8,7 @@
 import type { KeyObject } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
+import { BodyTooLargeError, readBoundedText } from '../../core/bounded-text.ts';
 import { compilePolicy } from '../language/compile.ts';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { policyFromJSON } from '../language/parse.ts';
@@ -208,18 +209,14 @@ async function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The signed policy, read within its bound: a larger document is malformed, whatever it holds. */
 async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) {
-      body.destroy();
-      throw new PolicyDocumentMalformedError(`expected a signed policy of at most ${maxBytes} bytes, got more`);
-    }
-    chunks.push(chunk as Buffer);
+  try {
+    return await readBoundedText(body, maxBytes);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) throw new PolicyDocumentMalformedError(`expected a signed policy of at most ${maxBytes} bytes, got more`);
+    throw error;
   }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function describeNetworkError(error: unknown): string {

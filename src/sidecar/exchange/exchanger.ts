@@ -14,8 +14,9 @@ import { hash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT, TokenType } from '../../core/token-types.ts';
 import { withExchangeSpan } from '../../telemetry/exchange-span.ts';
-import { batonTracer, tracingActive } from '../../telemetry/http-spans.ts';
 import type { Logger } from 'pino';
+import { type Tracing, TRACING_OFF } from '../../telemetry/tracing.ts';
+import type { TokenExchanger } from '../collaborators.ts';
 import { createCircuitBreaker } from './circuit-breaker.ts';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
 import { type ClientAuthMethod, createStsClient } from './sts-client.ts';
@@ -56,11 +57,8 @@ export interface ServiceTokenRequest {
   readonly scope?: string;
 }
 
-export interface TokenExchanger {
-  exchange(request: ExchangeRequest): Promise<IssuedToken>;
-  serviceToken(request: ServiceTokenRequest): Promise<IssuedToken>;
-  close(): Promise<void>;
-}
+/** The exchanger the sidecar's wiring owns: the data plane's TokenExchanger, and the pool to close at shutdown. */
+export type ExchangeClient = TokenExchanger & { readonly close: () => Promise<void> };
 
 export interface TokenExchangerOptions {
   readonly tokenEndpoint: string;
@@ -79,13 +77,15 @@ export interface TokenExchangerOptions {
   /** The STS's time to response headers, and the longest pause in its body. */
   readonly timeoutMs?: number;
   readonly logger: Logger;
+  /** Exchanges that wait for Redis or the STS get a span when tracing is on. */
+  readonly tracing?: Tracing;
   /** Milliseconds. */
   readonly now?: () => number;
 }
 
 const NEGATIVE_CACHE_MAX = 10_000;
 
-export function createTokenExchanger(options: TokenExchangerOptions): TokenExchanger {
+export function createTokenExchanger(options: TokenExchangerOptions): ExchangeClient {
   const now = options.now ?? Date.now;
   const { cache, logger } = options;
   // Fallbacks for callers outside the sidecar's config (tests, the benchmark): the schema's defaults.
@@ -107,8 +107,7 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
   // The client is part of the key: the same subject token exchanged by two services yields two different act chains.
   const keyPrefix = hash('sha256', `${options.tokenEndpoint}\n${options.clientId}`, 'base64url');
 
-  const traced = tracingActive();
-  const tracer = batonTracer();
+  const { enabled: traced, tracer } = options.tracing ?? TRACING_OFF;
   const tokenEndpointUrl = new URL(options.tokenEndpoint);
   /**
    * A fresh token in the in-process tier is the steady state: answered
@@ -220,5 +219,5 @@ export function createTokenExchanger(options: TokenExchangerOptions): TokenExcha
     async close() {
       await sts.close();
     },
-  };
+  } satisfies ExchangeClient;
 }

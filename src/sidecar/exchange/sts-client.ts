@@ -8,6 +8,7 @@
  */
 import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool, request } from 'undici';
+import { BodyTooLargeError, readBoundedText } from '../../core/bounded-text.ts';
 import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from './errors.ts';
 
 export type ClientAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
@@ -94,23 +95,15 @@ export function createStsClient(options: StsClientOptions): StsClient {
 }
 
 async function readJson(response: Dispatcher.ResponseData, maxBytes: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
+  let text: string;
   try {
-    for await (const chunk of response.body) {
-      size += (chunk as Buffer).length;
-      if (size > maxBytes) {
-        response.body.destroy();
-        throw new StsBadAnswerError(`expected a token response of at most ${maxBytes} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
+    text = await readBoundedText(response.body, maxBytes);
   } catch (cause) {
-    if (cause instanceof StsBadAnswerError) throw cause;
+    if (cause instanceof BodyTooLargeError) throw new StsBadAnswerError(`expected a token response of at most ${maxBytes} bytes`);
     throw new StsUnavailableError(`reading the token response failed: ${errorName(cause)}`, { cause });
   }
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(text) as unknown;
   } catch {
     return undefined;
   }

@@ -11,6 +11,7 @@
  * connection is this service's own ACL user, limited to its own prefix.
  */
 import { hash } from 'node:crypto';
+import { createExpiringLru } from '../../core/expiring-lru.ts';
 import { createDegradingRedis, type RedisCredentials, type RedisFault } from '../../redis/client.ts';
 import { sidecarKeyPrefix } from '../../redis/config.ts';
 import type { Logger } from 'pino';
@@ -38,8 +39,7 @@ export interface RedisTierOptions {
   readonly service: string;
   readonly credentials: RedisCredentials;
   readonly sealKeys: SealKeys;
-  readonly commandTimeoutMs?: number;
-  readonly refusedBackoffMs?: number;
+  readonly commandTimeoutMs: number;
 }
 
 /** What the Redis tier reports for metrics: a value that would not open, or a change of state. */
@@ -56,7 +56,7 @@ export interface TokenCacheOptions {
 
 export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const now = options.now ?? Date.now;
-  const local = createLru(options.maxEntries ?? 10_000, now);
+  const local = createExpiringLru<string, CachedToken>({ max: options.maxEntries ?? 10_000, now });
   const remote = options.redis === undefined ? undefined : createRedisTier(options.redis, options.logger, options.onRedisEvent ?? (() => {}), now);
   return {
     peek: (key) => local.get(key),
@@ -65,39 +65,16 @@ export function createTokenCache(options: TokenCacheOptions): TokenCache {
       if (hit !== undefined || remote === undefined) return hit;
       const shared = await remote.get(key);
       if (shared === undefined || shared.expiresAt * 1000 <= now()) return undefined;
-      local.set(key, shared);
+      local.set(key, shared, shared.expiresAt * 1000);
       return shared;
     },
     async set(key, token) {
-      local.set(key, token);
+      local.set(key, token, token.expiresAt * 1000);
       const ttlMs = token.expiresAt * 1000 - now();
       if (remote !== undefined && ttlMs > 0) await remote.set(key, token, ttlMs);
     },
     async close() {
       await remote?.close();
-    },
-  };
-}
-
-function createLru(max: number, now: () => number): { get(key: string): CachedToken | undefined; set(key: string, token: CachedToken): void } {
-  const entries = new Map<string, CachedToken>();
-  return {
-    get(key) {
-      const token = entries.get(key);
-      if (token === undefined) return undefined;
-      entries.delete(key);
-      if (token.expiresAt * 1000 <= now()) return undefined;
-      entries.set(key, token);
-      return token;
-    },
-    set(key, token) {
-      entries.delete(key);
-      entries.set(key, token);
-      while (entries.size > max) {
-        const oldest = entries.keys().next().value;
-        if (oldest === undefined) break;
-        entries.delete(oldest);
-      }
     },
   };
 }
@@ -114,9 +91,7 @@ function createRedisTier(options: RedisTierOptions, logger: Logger, report: (eve
   const redis = createDegradingRedis({
     url: options.url,
     credentials: options.credentials,
-    commandTimeoutMs: options.commandTimeoutMs ?? 50,
-    connectTimeoutMs: 500,
-    ...(options.refusedBackoffMs === undefined ? {} : { refusedBackoffMs: options.refusedBackoffMs }),
+    commandTimeoutMs: options.commandTimeoutMs,
     logger,
     purpose: 'token cache',
     onState: report,

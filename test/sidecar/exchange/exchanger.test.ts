@@ -2,18 +2,19 @@ import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
 import { isBatonError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
-import { ExchangedTokenExpiredError, ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
-import { createTokenExchanger, type TokenExchanger, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
+import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
+import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { capturingLogger, type StsStandIn, startStsStandIn } from './sts-stand-in.ts';
+import { waitFor } from '../../helpers/net.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-tests.c2ln';
 const sts = await startStsStandIn();
-const exchangers: TokenExchanger[] = [];
+const exchangers: ExchangeClient[] = [];
 const logs = capturingLogger();
 let clock = 1_700_000_000_000;
 
-function exchanger(overrides: Partial<TokenExchangerOptions> = {}): TokenExchanger {
+function exchanger(overrides: Partial<TokenExchangerOptions> = {}): ExchangeClient {
   const now = (): number => clock;
   const created = createTokenExchanger({
     tokenEndpoint: sts.tokenEndpoint,
@@ -28,7 +29,7 @@ function exchanger(overrides: Partial<TokenExchangerOptions> = {}): TokenExchang
   return created;
 }
 
-const exchange = (x: TokenExchanger, audience = 'payments', scope?: string) =>
+const exchange = (x: ExchangeClient, audience = 'payments', scope?: string) =>
   x.exchange({ subjectToken: SUBJECT, subjectTokenType: TokenType.accessToken, audience, ...(scope === undefined ? {} : { scope }) });
 
 function reset(s: StsStandIn): void {
@@ -110,10 +111,12 @@ describe('token exchanger', () => {
     const before = sts.calls();
     const stale = await Promise.all([exchange(x), exchange(x), exchange(x)]);
     assert.ok(stale.every((t) => t.cached === 'stale-refresh' && t.accessToken === first.accessToken));
-    await new Promise((r) => setTimeout(r, 150));
+    // Until the refresh lands, every answer is the cached token (and asks nothing more of the STS).
+    const fresh = await waitFor(async () => {
+      const answer = await exchange(x);
+      return answer.cached === 'hit' ? answer : undefined;
+    }, { what: 'the background refresh', timeoutMs: 5_000, intervalMs: 5 });
     assert.equal(sts.calls() - before, 1);
-    const fresh = await exchange(x);
-    assert.equal(fresh.cached, 'hit');
     assert.notEqual(fresh.accessToken, first.accessToken);
   });
 
