@@ -258,9 +258,9 @@ describe('issuing tail', () => {
   it('writes one audit line per token issued, with the rule and jti, and never the token', async () => {
     const { context, logs } = harness({ 'alice-at-orders': subject() });
     await tokenExchangeGrant(exchangeForm(), clientOf('orders'), context);
-    const issued = logs.lines.filter((l) => l.msg === 'token issued');
+    const issued = logs.lines.filter((l) => l.event === 'token_issued');
     assert.equal(issued.length, 1);
-    assert.equal(issued[0]?.event, 'allow');
+    assert.equal(issued[0]?.component, 'sts');
     assert.equal(issued[0]?.rule, 'payments.accepts.charge');
     assert.equal(typeof issued[0]?.jti, 'string');
     assert.doesNotMatch(logs.raw.join(''), /minted-1|alice-at-orders/);

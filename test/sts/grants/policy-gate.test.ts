@@ -48,15 +48,17 @@ describe('STS policy gate', () => {
     assert.deepEqual(logs.lines, []);
   });
 
-  it('refuses an edge the policy does not declare, naming the rule and cause, and writes one deny line with the policy digest', () => {
+  it('refuses an edge the policy does not declare, naming the rule and cause, and writes one deny line with the policy version', () => {
     const logs = captureLogs('sts');
     const code = refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'billing'], 'orders'), undefined, logs.logger, AUDIT));
     assert.equal(code, StsPolicyDeniedError.code);
     assert.equal(logs.lines.length, 1);
     const line = logs.lines[0] as Record<string, unknown>;
-    assert.equal(line.event, 'deny');
+    assert.equal(line.event, 'token_decision');
+    assert.equal(line.decision, 'deny');
+    assert.equal(line.status, 400);
     assert.equal(line.txn, 'txn-1');
-    assert.equal(line.policy, POLICY.digest);
+    assert.equal(line.policyVersion, AUDIT.policyVersion);
     assert.equal(typeof line.rule, 'string');
   });
 
@@ -76,8 +78,8 @@ describe('STS policy gate', () => {
     assert.equal(decision.allowed, false);
     assert.equal(decision.mode, 'shadow');
     assert.deepEqual(
-      logs.lines.map((l) => [l.event, l.rule]),
-      [['would_deny', decision.rule]],
+      logs.lines.map((l) => [l.event, l.decision, l.rule]),
+      [['token_decision', 'would_deny', decision.rule]],
     );
   });
 
