@@ -14,6 +14,7 @@
  * writes a key the table does not know.
  */
 import type { Logger } from 'pino';
+import { withoutRedaction } from './logger.ts';
 
 export type AuditOutcome = 'allow' | 'deny' | 'would_deny';
 export type AuditDirection = 'inbound' | 'outbound';
@@ -213,8 +214,10 @@ function messageOf(event: AuditEvent): string {
  * token or a `baton-context` handle: no variant has a field for one.
  */
 export function writeAuditEvent(logger: Logger, event: AuditEvent, msg: string = messageOf(event)): void {
-  if (event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny')) logger.warn(event, msg);
-  else logger.info(event, msg);
+  // No redaction pass: see withoutRedaction (./logger.ts) for why, and what guards the fields instead.
+  const out = withoutRedaction(logger);
+  if (event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny')) out.warn(event, msg);
+  else out.info(event, msg);
 }
 
 /** One audit line read back: the event, and what the logger wrote around it. */

@@ -9,7 +9,7 @@ import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
 import { gateTokenRequest } from '../../src/sts/grants/policy-gate.ts';
 import { AUDIT_SCHEMA, type AuditEvent, type AuditEventName, ENVELOPE_KEYS, parseAuditLine, type StsGrantAudit, writeAuditEvent } from '../../src/telemetry/audit-event.ts';
 import type { Logger } from 'pino';
-import { createLogger } from '../../src/telemetry/logger.ts';
+import { createLogger, REDACT_PATHS } from '../../src/telemetry/logger.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
 
 /** A real pino logger (baton's settings) writing into memory. */
@@ -103,6 +103,15 @@ describe('audit event: one schema, one writer, one parser', () => {
         assert.equal(parseAuditLine(line), undefined, `${name}.${key}`);
       }
     }
+  });
+
+  it('has no field the log redaction would censor, so writing it unredacted hides nothing (logger.ts withoutRedaction)', () => {
+    // The leaf names pino censors anywhere: `token`, `authorization`, `client_secret`, ….
+    const censored = new Set(REDACT_PATHS.map((path) => path.replace(/^.*[.[]"?|"?\]$/g, '')));
+    for (const [name, variant] of Object.entries(AUDIT_SCHEMA)) {
+      for (const key of [...Object.keys(variant.fields), ...ENVELOPE_KEYS]) assert.ok(!censored.has(key), `${name}.${key} is a key the redaction censors`);
+    }
+    assert.ok(censored.has('token') && censored.has('authorization') && censored.has('proxy-authorization'), 'the leaf names were read off REDACT_PATHS');
   });
 
   it('refuses a line that names another component than its event belongs to, or no writer', () => {
