@@ -36,13 +36,14 @@ export interface LoggerSettings {
 }
 
 /**
- * Lines go to stdout through an asynchronous, coalescing writer (pino's
- * sonic-boom with `sync: false`): a line is queued, and while one write(2)
- * is in flight the lines behind it gather into the next, so under load the
- * per-decision audit line costs no blocking system call of its own. Nothing
- * is dropped (no maxLength); what is still queued is written synchronously
- * when the process exits, by pino's own exit hook, which covers SIGTERM
- * (the CLI drains, then exits) and a thrown error, not SIGKILL.
+ * Lines go to stdout through an asynchronous, buffering writer (pino's
+ * sonic-boom with `sync: false`): lines gather until 4 KiB are queued or
+ * FLUSH_MS has passed, then go out in one write(2) on libuv's thread pool,
+ * so under load the per-decision audit line costs neither a blocking system
+ * call nor a thread-pool round trip of its own. Nothing is dropped (no
+ * maxLength); what is still queued is written synchronously when the process
+ * exits, by pino's own exit hook, which covers SIGTERM (the CLI drains, then
+ * exits) and a thrown error, not SIGKILL.
  */
 export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
@@ -54,7 +55,7 @@ export function createLogger(settings: LoggerSettings): Logger {
     formatters: { level: (label) => ({ level: label }) },
     mixin: traceIds,
   };
-  return pino(options, settings.destination ?? pino.destination({ dest: 1, sync: false }));
+  return pino(options, settings.destination ?? stdout());
 }
 
 /**
@@ -68,6 +69,23 @@ function traceIds(): object {
   if (span === undefined) return {};
   const spanContext = span.spanContext();
   return isSpanContextValid(spanContext) ? { trace_id: spanContext.traceId, span_id: spanContext.spanId } : {};
+}
+
+/** The longest a quiet process holds a line before writing it. */
+const FLUSH_MS = 200;
+const BUFFER_BYTES = 4096;
+
+function stdout(): DestinationStream {
+  const destination = pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES });
+  let open = true;
+  const timer = setInterval(() => {
+    if (open) destination.flush();
+  }, FLUSH_MS).unref();
+  destination.once('close', () => {
+    open = false;
+    clearInterval(timer);
+  });
+  return destination;
 }
 
 const UNREDACTED = new WeakMap<Logger, Logger>();
