@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { compilePolicy } from '../../src/policy/language/compile.ts';
 import type { CompiledPolicy, DecisionInput } from '../../src/policy/language/decision.ts';
-import { parsePolicy } from '../../src/policy/language/parse.ts';
 import { checkSidecarEdge, type EdgeContext } from '../../src/sidecar/edge-check.ts';
 import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
 import { gateTokenRequest } from '../../src/sts/grants/policy-gate.ts';
@@ -11,6 +9,7 @@ import { AUDIT_SCHEMA, type AuditEvent, type AuditEventName, ENVELOPE_KEYS, pars
 import type { Logger } from 'pino';
 import { createLogger, REDACT_PATHS } from '../../src/telemetry/logger.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
+import { callGraph, compileTestPolicy } from '../helpers/policy.ts';
 
 /** A real pino logger (baton's settings) writing into memory. */
 function bufferLogger(name: string): { logger: Logger; lines: () => string[] } {
@@ -129,30 +128,23 @@ describe('audit event: one schema, one writer, one parser', () => {
   });
 });
 
-const POLICY: CompiledPolicy = (() => {
-  const { policy, problems } = parsePolicy(
+const POLICY: CompiledPolicy = compileTestPolicy(
+  callGraph(
     `
-apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: shop }
-spec:
-  services:
-    gateway: { entrypoint: true }
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway }
-    payments:
-      accepts:
-        - { name: charge, from: orders, acr: [urn:baton:acr:mfa] }
-    audit:
-      accepts:
-        - { name: shadowed, from: orders, scopes: "audit:read", mode: shadow }
+gateway: { entrypoint: true }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway }
+payments:
+  accepts:
+    - { name: charge, from: orders, acr: [urn:baton:acr:mfa] }
+audit:
+  accepts:
+    - { name: shadowed, from: orders, scopes: "audit:read", mode: shadow }
 `,
-    'shop.yaml',
-  );
-  assert.ok(policy !== undefined, JSON.stringify(problems));
-  return compilePolicy(policy);
-})();
+    { name: 'shop' },
+  ),
+);
 
 describe('the real writers write what the parser reads', () => {
   const input = (target: string, chain: string[]): DecisionInput => ({ chain, target, method: 'POST', path: '/x', scopes: new Set(), user: true, subjectIssuer: 'https://idp.example.test' });
