@@ -227,34 +227,3 @@ function toEvent(line: AuditLine): TrailEvent {
       return { ...base, path: audit.path, cause: audit.error ?? audit.code, status: audit.status };
   }
 }
-
-/** The trail as an incident responder reads it: for each request, its hops, then one line per event. */
-export function formatTrail(trail: AuditTrail): string {
-  const out = [`txn:   ${trail.txns.join(', ') || '—'}`, `trace: ${trail.traceIds.join(', ') || '—'}`];
-  const requests = trail.requests.filter((r) => r.request !== undefined);
-  if (requests.length > 1) {
-    out.push(`${requests.length} requests under this txn (one user token); each is shown on its own. 'baton audit --request ID' shows one.`);
-  }
-  for (const group of trail.requests) {
-    const denied = group.deniedAt;
-    const stop = denied === undefined ? '' : `  ✘ denied at ${denied.service} ${denied.direction} → ${denied.target ?? '?'} by ${denied.rule ?? '?'}${denied.cause === undefined ? '' : ` (${denied.cause})`}`;
-    out.push('', `request: ${group.request ?? '— (lines without a request id)'}`, `hops:    ${group.hops.join(' → ') || '—'}${stop}`, '');
-    for (const e of group.events) out.push(formatEvent(e));
-  }
-  return out.join('\n');
-}
-
-function formatEvent(e: TrailEvent): string {
-  return [
-    e.time ?? '—',
-    e.service.padEnd(10),
-    (e.direction ?? e.component).padEnd(8),
-    `chain=${e.chain.join(',') || '(entry)'}`.padEnd(24),
-    `→ ${(e.target ?? '—').padEnd(10)}`,
-    `${e.method ?? '—'} ${e.path ?? ''}`.trimEnd().padEnd(22),
-    (e.decision ?? '—').padEnd(10),
-    `rule=${e.rule ?? '—'}`,
-    ...(e.cause === undefined ? [] : [`cause=${e.cause}`]),
-    ...(e.status === undefined ? [] : [`status=${e.status}`]),
-  ].join('  ');
-}
