@@ -43,13 +43,16 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   const allowedHops = hops(allowed.body);
   const allowedTxn = allowedHops[0]?.txn;
   const deniedHops = hops(denied.body);
-  // Audit lines reach this process through the sidecars' pipes, later on a busy machine: wait for the
-  // three inbound decisions of the allowed chain (bounded), rather than for a fixed moment.
+  // Audit lines reach this process through the sidecars' pipes, buffered there for up to 200 ms
+  // (src/telemetry/logger.ts) and later on a busy machine: wait (bounded) for the three inbound
+  // decisions of the allowed chain and the gateway's refusal of the denied one, not for a fixed moment.
   const deadline = Date.now() + 10_000;
-  while (decisionsFor(mesh, allowedTxn).filter((d) => d.direction === 'inbound').length < 3 && Date.now() < deadline) {
+  const logged = (): boolean =>
+    decisionsFor(mesh, allowedTxn).filter((d) => d.direction === 'inbound').length >= 3 &&
+    decisionsFor(mesh, deniedHops[0]?.txn).some((d) => d.service === 'gateway' && d.direction === 'outbound');
+  while (!logged() && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  await new Promise((resolve) => setTimeout(resolve, 100));
   const deniedDownstream = deniedHops[0]?.downstream;
   const problem = typeof deniedDownstream?.body === 'object' && deniedDownstream.body !== null ? (deniedDownstream.body as Record<string, unknown>) : undefined;
   const allowedDecisions = decisionsFor(mesh, allowedTxn);

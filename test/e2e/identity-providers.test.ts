@@ -232,13 +232,15 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     const txnB = fromB.seen[0]?.txn as string;
     assert.notEqual(txnA, txnB);
     for (const name of SERVICES) {
-      const lines = sidecars[name].process.stdout().split('\n').filter((l) => l.includes('"event":"decision"'));
-      assert.ok(lines.some((l) => l.includes(`"txn":"${txnA}"`) && l.includes(`"subjectIssuer":"${keycloak.issuer}"`)), `${name} audit line for A`);
-      assert.ok(lines.some((l) => l.includes(`"txn":"${txnB}"`) && l.includes(`"subjectIssuer":"${strict.issuer}"`)), `${name} audit line for B`);
+      // Log lines are buffered for up to 200 ms in the sidecar (src/telemetry/logger.ts): wait for them.
+      const decisionLines = () => sidecars[name].process.stdout().split('\n').filter((l) => l.includes('"event":"decision"'));
+      const has = (txn: string, issuer: string) => decisionLines().some((l) => l.includes(`"txn":"${txn}"`) && l.includes(`"subjectIssuer":"${issuer}"`));
+      await waitFor(async () => has(txnA, keycloak.issuer) && has(txnB, strict.issuer), { what: `${name}'s audit lines for A and B`, timeoutMs: 5_000 });
+      assert.ok(has(txnA, keycloak.issuer), `${name} audit line for A`);
+      assert.ok(has(txnB, strict.issuer), `${name} audit line for B`);
     }
-    const issued = sts.stdout().split('\n').filter((l) => l.includes('token issued'));
-    assert.ok(issued.some((l) => l.includes(`"txn":"${txnA}"`) && l.includes(`"subjectIssuer":"${keycloak.issuer}"`)));
-    assert.ok(issued.some((l) => l.includes(`"txn":"${txnB}"`) && l.includes(`"subjectIssuer":"${strict.issuer}"`)));
+    const issuedFor = (txn: string, issuer: string) => sts.stdout().split('\n').some((l) => l.includes('token issued') && l.includes(`"txn":"${txn}"`) && l.includes(`"subjectIssuer":"${issuer}"`));
+    await waitFor(async () => issuedFor(txnA, keycloak.issuer) && issuedFor(txnB, strict.issuer), { what: "the STS's issuance lines for A and B", timeoutMs: 5_000 });
   });
 
   it('lets a policy rule tell the two alices apart by issuer', async () => {

@@ -290,7 +290,8 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.equal(after.status, 200);
     const claims = decode(bearerSeenByOrders(seenBefore));
     assert.deepEqual(claims.cnf, { 'x5t#S256': newThumbprint });
-    assert.ok(issuedTo('gateway') > issuedBefore, 'the STS minted a new token for gateway after the rotation');
+    // The STS's log lines are buffered for up to 200 ms (src/telemetry/logger.ts).
+    await waitFor(async () => issuedTo('gateway') > issuedBefore, { what: 'the STS minting a new token for gateway after the rotation', timeoutMs: 5_000 });
   });
 
   function issuedTo(clientId: string): number {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
-import { freePort } from '../helpers/net.ts';
+import { freePort, waitFor } from '../helpers/net.ts';
 import { runBaton, type RunningProcess, startBaton } from '../helpers/process.ts';
 import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { startTestIdp, type TestIdp } from '../sts/helpers/idp.ts';
@@ -256,7 +256,11 @@ describe('baton sts process lifecycle', () => {
       assert.equal(replayed.status, 401);
       assert.equal(replayed.body.error, 'invalid_client');
     }
-    assert.equal(sts.stdout().split('\n').filter((l) => l.includes('"fault":"auth"')).length, 1);
+    // Logged once, however often it recurs; its line may sit up to 200 ms in the STS's log buffer.
+    const authFaults = () => sts.stdout().split('\n').filter((l) => l.includes('"fault":"auth"')).length;
+    await waitFor(async () => authFaults() > 0, { what: 'the Redis auth fault line', timeoutMs: 5_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // deliberate: a second line, if any, would be out by now
+    assert.equal(authFaults(), 1);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /^baton_sts_redis_faults_total\{fault="auth"\} 1$/m);
     assert.match(metrics, /^baton_sts_redis_available 0$/m);
