@@ -97,10 +97,12 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
 
   it('keeps every live context handle: expired ones go first, a subject replaces only its own, a full store refuses new ones', async () => {
     const nowSec = (): number => Math.floor(Date.now() / 1000);
+    let retryAfter: unknown;
     async function inbound(sub: string, exp?: number): Promise<{ status: number; code?: string; handle?: string }> {
       const token = mesh.meshToken('orders', ['gateway'], { sub, ...(exp === undefined ? {} : { exp }) });
       const r = await request(mesh.inbound('orders', '/orders'), { headers: { authorization: `Bearer ${token}` } });
       const text = await r.body.text();
+      retryAfter = r.headers['retry-after'];
       if (r.statusCode !== 200) return { status: r.statusCode, code: (JSON.parse(text) as { code: string }).code };
       return { status: 200, handle: mesh.apps.orders.seen.at(-1)?.headers['baton-context'] as string };
     }
@@ -120,6 +122,8 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     assert.equal(await outbound(a1.handle), 401);
     // Full of live handles: a new subject is refused, and every live handle still works.
     assert.deepEqual(await inbound('dave'), { status: 503, code: HandlesExhaustedError.code });
+    // Retry-After says when the oldest handle (erin's, her token expires within 2 s) frees room.
+    assert.ok(retryAfter === '1' || retryAfter === '2', `Retry-After ${String(retryAfter)}`);
     for (const live of [a2, a3, b1, shortLived]) assert.equal(await outbound(live.handle), 200);
     // Once erin's token has expired, her handle is the one that makes room. A deliberate wait: expiry is
     // by the sidecar's wall clock, which a test of real processes cannot move.

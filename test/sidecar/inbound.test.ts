@@ -227,6 +227,7 @@ describe('sidecar inbound', () => {
       const r = await call(waiting, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(r.status, 503);
       assert.equal(r.json().code, NotReadyError.code);
+      assert.equal(r.headers['retry-after'], '1', 'RFC 9110 §10.2.3: a 503 says when to come back');
       const readyz = await request(waiting.url('admin', '/readyz'));
       assert.equal(readyz.statusCode, 503);
       await readyz.body.dump();
@@ -273,6 +274,7 @@ describe('sidecar inbound', () => {
       const third = await call(bounded, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(third.status, 503);
       assert.equal(third.json().code, OverloadedError.code);
+      assert.equal(third.headers['retry-after'], '1');
       for (const r of release) r();
       assert.deepEqual((await Promise.all(first)).map((r) => r.status), [200, 200]);
     } finally {
