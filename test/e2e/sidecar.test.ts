@@ -17,6 +17,7 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { closeServer, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { callGraph } from '../helpers/policy.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { Redis } from 'ioredis';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
@@ -25,22 +26,19 @@ import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];
 
-const policyYaml = (extra = '') => `
-apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: e2e }
-spec:
-  maxDepth: 4
-  services:
-    gateway:
-      entrypoint: true
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway, methods: [GET, POST], paths: ["/orders", "/orders/**"], scopes: "shop" }
-    payments:
-      accepts:
-        - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "shop" }
-${extra}`;
+const policyYaml = (extra = '') =>
+  callGraph(
+    `
+gateway: { entrypoint: true }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway, methods: [GET, POST], paths: ["/orders", "/orders/**"], scopes: "shop" }
+payments:
+  accepts:
+    - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "shop" }
+${extra}`,
+    { name: 'e2e', maxDepth: 4 },
+  );
 
 
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
@@ -326,7 +324,7 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     await answeredMore(8, 'requests answered before the faults');
     await redis.process.stop('SIGKILL');
     await answeredMore(8, 'requests answered with Redis killed');
-    writeFileSync(policyFile, policyYaml('    audit: {}\n'));
+    writeFileSync(policyFile, policyYaml('audit: {}'));
     await waitFor(async () => SERVICES.every((n) => /"policyVersion":2/.test(sidecars[n].process.stdout())), { what: 'policy reload in every sidecar', timeoutMs: 10_000 });
     await answeredMore(8, 'requests answered after the reload');
     running = false;

@@ -13,25 +13,24 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { callGraph } from '../helpers/policy.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { closeServer, compact, es256, type Listening, listen } from '../security/mesh-fixture.ts';
 
-export const FAULT_POLICY = (extraPath = '') => `
-apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: faults }
-spec:
-  maxDepth: 4
-  services:
-    gateway: { entrypoint: true }
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway, paths: ["/orders", "/orders/**", "/slow"${extraPath}] }
-    payments:
-      accepts:
-        - { name: charge, from: orders, methods: [POST], paths: ["/charges"] }
-`;
+export const FAULT_POLICY = (extraPath = '') =>
+  callGraph(
+    `
+gateway: { entrypoint: true }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway, paths: ["/orders", "/orders/**", "/slow"${extraPath}] }
+payments:
+  accepts:
+    - { name: charge, from: orders, methods: [POST], paths: ["/charges"] }
+`,
+    { name: 'faults', maxDepth: 4 },
+  );
 
 export interface FaultMesh {
   readonly dir: string;

@@ -16,6 +16,7 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { redisSecretsLayout } from '../../src/redis/acl.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { callGraph } from '../helpers/policy.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 
@@ -24,22 +25,18 @@ export { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 export const SERVICES = ['gateway', 'orders', 'payments'] as const;
 export type Name = (typeof SERVICES)[number];
 
-export const POLICY = `
-apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: security }
-spec:
-  maxDepth: 4
-  services:
-    gateway:
-      entrypoint: true
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway, methods: [GET, POST], paths: ["/orders", "/orders/**"], scopes: "shop" }
-    payments:
-      accepts:
-        - { name: charge, from: orders, origins: [gateway], methods: [GET, POST], paths: ["/charges", "/redirect"], scopes: "shop" }
-`;
+export const POLICY = callGraph(
+  `
+gateway: { entrypoint: true }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway, methods: [GET, POST], paths: ["/orders", "/orders/**"], scopes: "shop" }
+payments:
+  accepts:
+    - { name: charge, from: orders, origins: [gateway], methods: [GET, POST], paths: ["/charges", "/redirect"], scopes: "shop" }
+`,
+  { name: 'security', maxDepth: 4 },
+);
 
 /** A signer for raw compact JWS: any header, any payload, any bytes. */
 export type Signer = (signingInput: Buffer) => Buffer;

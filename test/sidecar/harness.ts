@@ -15,7 +15,7 @@ import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sideca
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
 import { captureLogs, type LogCapture } from '../helpers/logs.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
-import { compileTestPolicy } from '../helpers/policy.ts';
+import { callGraph, compileTestPolicy } from '../helpers/policy.ts';
 import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
@@ -23,25 +23,21 @@ import { TokenBadSignatureError } from '../../src/token/errors.ts';
 export { compileTestPolicy as compile } from '../helpers/policy.ts';
 export { captureLogs, type LogCapture } from '../helpers/logs.ts';
 
-export const SHOP = `
-apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: shop }
-spec:
-  maxDepth: 4
-  services:
-    gateway:
-      entrypoint: true
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway, paths: ["/orders", "/orders/**", "/upload", "/download", "/slow", "/redirect"] }
-        - { name: reconcile, from: billing, methods: [GET], paths: ["/orders/**"], user: none }
-    payments:
-      accepts:
-        - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "pay", acr: [mfa] }
-        - { name: refunds, from: orders, methods: [POST], paths: ["/refunds"], mode: shadow, scopes: "refund" }
-    billing: {}
-`;
+export const SHOP = callGraph(
+  `
+gateway: { entrypoint: true }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway, paths: ["/orders", "/orders/**", "/upload", "/download", "/slow", "/redirect"] }
+    - { name: reconcile, from: billing, methods: [GET], paths: ["/orders/**"], user: none }
+payments:
+  accepts:
+    - { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "pay", acr: [mfa] }
+    - { name: refunds, from: orders, methods: [POST], paths: ["/refunds"], mode: shadow, scopes: "refund" }
+billing: {}
+`,
+  { name: 'shop', maxDepth: 4 },
+);
 
 /** The STS stand-in: tokens are random strings, their claims live here. */
 export class FakeSts {
