@@ -76,16 +76,8 @@ const FLUSH_MS = 200;
 const BUFFER_BYTES = 4096;
 
 function stdout(): DestinationStream {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES });
-  let open = true;
-  const timer = setInterval(() => {
-    if (open) destination.flush();
-  }, FLUSH_MS).unref();
-  destination.once('close', () => {
-    open = false;
-    clearInterval(timer);
-  });
-  return destination;
+  // sonic-boom's own timer (unref'd, cleared on close) writes out what is queued every FLUSH_MS.
+  return pino.destination({ dest: 1, sync: false, minLength: BUFFER_BYTES, periodicFlush: FLUSH_MS });
 }
 
 const UNREDACTED = new WeakMap<Logger, Logger>();
