@@ -23,3 +23,14 @@ export function toProblem(error: BatonError, instance?: string): ProblemDocument
     ...(instance === undefined ? {} : { instance }),
   };
 }
+
+/**
+ * Seconds a client should wait before trying again (RFC 9110 §10.2.3 for
+ * 503, RFC 6585 §4 for 429): what the cause knows (`retryAfter`, e.g. when
+ * the oldest context handle expires), else 1. Undefined for other statuses.
+ */
+export function retryAfterFor(error: BatonError): number | undefined {
+  if (error.status !== 429 && error.status !== 503) return undefined;
+  const known = error.extensions.retryAfter;
+  return typeof known === 'number' && Number.isInteger(known) && known > 0 ? known : 1;
+}

@@ -6,7 +6,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { type BatonError, InternalError, isBatonError } from '../core/errors.ts';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { MethodNotAllowedError, StepUpRequiredError } from './errors.ts';
 
 export const REALM = 'baton';
@@ -56,15 +56,4 @@ export function sendProblem(res: ServerResponse, error: BatonError, tokenPresent
   if (retry !== undefined) headers['retry-after'] = retry;
   res.writeHead(error.status, headers);
   res.end(body);
-}
-
-/**
- * Seconds a client should wait before trying again (RFC 9110 §10.2.3 for
- * 503, RFC 6585 §4 for 429): what the cause knows (`retryAfter`, e.g. when
- * the oldest context handle expires), else 1. Undefined for other statuses.
- */
-export function retryAfterFor(error: BatonError): number | undefined {
-  if (error.status !== 429 && error.status !== 503) return undefined;
-  const known = error.extensions.retryAfter;
-  return typeof known === 'number' && Number.isInteger(known) && known > 0 ? known : 1;
 }

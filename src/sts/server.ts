@@ -14,6 +14,7 @@ import { fastifyProblems } from '../core/fastify-problems.ts';
 import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
+import { retryAfterFor } from '../core/problem.ts';
 import type { PolicySnapshot } from '../policy/distribution/source.ts';
 import type { CompiledPolicy } from '../policy/language/decision.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
@@ -196,7 +197,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
       // RFC 6585 §4: a 429 may say when to come back.
-      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(error.extensions.retryAfter ?? 1));
+      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
       reply.code(error.status).type('application/json').send(body);
       return true;
     },
