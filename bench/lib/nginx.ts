@@ -23,18 +23,22 @@ export function ensureNginx(): string {
   return '/usr/sbin/nginx';
 }
 
+/** Proxying with upstream keep-alive (HTTP/1.1, no Connection header) and no buffering, as every hop here does. */
+const KEEPALIVE_PROXY = `      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;`;
+const PROXY_TO_APP = `    location / {
+      proxy_pass http://app;
+${KEEPALIVE_PROXY}
+    }`;
+
 /** One nginx reverse proxy hop with upstream keep-alive, one worker (like one sidecar process). */
 export function startNginxProxy(binary: string, listenPort: number, upstreamPort: number): NginxProxy {
   return startNginx(binary, listenPort, `
   upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   server {
     listen 127.0.0.1:${listenPort};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
+${PROXY_TO_APP}
   }`);
 }
 
@@ -64,12 +68,7 @@ export function startNginxTlsInner(binary: string, listenPort: number, upstreamP
     ssl_verify_depth 2;
     ssl_session_cache shared:inner:10m;
     keepalive_requests 100000;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
+${PROXY_TO_APP}
   }`);
 }
 
@@ -86,9 +85,7 @@ export function startNginxTlsOuter(binary: string, listenPort: number, upstreamP
     listen 127.0.0.1:${listenPort};
     location / {
       proxy_pass https://inner;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
+${KEEPALIVE_PROXY}
       proxy_ssl_protocols TLSv1.3;
       proxy_ssl_certificate ${identity.certFile};
       proxy_ssl_certificate_key ${identity.keyFile};
