@@ -76,7 +76,7 @@ export interface ExecuteResult {
 }
 
 export interface ParserOptions {
-  /** The longest head accepted (request line or status line and header fields, without the body), in bytes. */
+  /** The most bytes a head may hold in its request target and header names and values (line ends and the method not counted). */
   readonly maxHeadBytes: number;
 }
 

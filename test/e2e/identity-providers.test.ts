@@ -29,30 +29,29 @@ import { freePort, waitFor } from '../helpers/net.ts';
 import { OP_INTROSPECTOR, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { TokenIdTokenError, TokenInactiveError } from '../../src/token/errors.ts';
+import { callGraph } from '../helpers/policy.ts';
 
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];
 
 // /staff is for users of the Keycloak realm only: the same sub from another IdP is another person.
-const policy = (staffIssuer: string) => `
-apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: idps }
-spec:
-  maxDepth: 4
-  services:
-    gateway:
-      entrypoint: true
-      accepts:
-        - { name: staff, from: external, paths: ["/staff/**"], issuers: ["${staffIssuer}"] }
-        - { name: public, from: external, paths: ["/checkout"], user: optional }
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway, user: optional }
-    payments:
-      accepts:
-        - { name: charge, from: orders, origins: [gateway], user: required }
-`;
+const policy = (staffIssuer: string) =>
+  callGraph(
+    `
+gateway:
+  entrypoint: true
+  accepts:
+    - { name: staff, from: external, paths: ["/staff/**"], issuers: ["${staffIssuer}"] }
+    - { name: public, from: external, paths: ["/checkout"], user: optional }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway, user: optional }
+payments:
+  accepts:
+    - { name: charge, from: orders, origins: [gateway], user: required }
+`,
+    { name: 'idps', maxDepth: 4 },
+  );
 
 interface Seen {
   readonly service: Name;

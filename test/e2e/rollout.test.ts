@@ -12,34 +12,33 @@ import { callsFromDecisions } from '../../src/policy/tooling/observed.ts';
 import { waitFor } from '../helpers/net.ts';
 import { runBaton } from '../helpers/process.ts';
 import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { callGraph } from '../helpers/policy.ts';
 
 // One edge in shadow mode (orders → payments asks for a scope alice lacks),
 // one edge missing (gateway → payments), one declared edge nobody uses (billing-job → orders).
-const POLICY = `apiVersion: baton.dev/v1alpha1
-kind: CallGraph
-metadata: { name: rollout }
-spec:
-  maxDepth: 4
-  services:
-    gateway:
-      entrypoint: true
-      accepts:
-        - { name: public-api, from: external, methods: [POST], paths: [/checkout, /direct-charge], scopes: shop }
-    orders:
-      accepts:
-        - { name: from-gateway, from: gateway, methods: [POST], paths: [/orders], scopes: "orders:write" }
-        - { name: reconcile, from: billing-job, methods: [GET], paths: ["/orders/**"], user: none }
-    payments:
-      accepts:
-        - name: charge
-          from: orders
-          origins: [gateway]
-          methods: [POST]
-          paths: [/charges]
-          scopes: "payments:charge and fido"
-          mode: shadow
-    billing-job: {}
-`;
+const POLICY = callGraph(
+  `
+gateway:
+  entrypoint: true
+  accepts:
+    - { name: public-api, from: external, methods: [POST], paths: [/checkout, /direct-charge], scopes: shop }
+orders:
+  accepts:
+    - { name: from-gateway, from: gateway, methods: [POST], paths: [/orders], scopes: "orders:write" }
+    - { name: reconcile, from: billing-job, methods: [GET], paths: ["/orders/**"], user: none }
+payments:
+  accepts:
+    - name: charge
+      from: orders
+      origins: [gateway]
+      methods: [POST]
+      paths: [/charges]
+      scopes: "payments:charge and fido"
+      mode: shadow
+billing-job: {}
+`,
+  { name: 'rollout', maxDepth: 4 },
+);
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-e2e-rollout-'));
 const policyFile = join(dir, 'rollout.yaml');
