@@ -12,6 +12,7 @@
  * caches them per origin) keep handshakes off the hot path.
  */
 import { DEFAULT_CONNECT_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from './config.ts';
+import { type ConnectionOptions, createSecureContext, type SecureContext } from 'node:tls';
 import { Agent, type buildConnector, Dispatcher, Pool } from 'undici';
 import type { Logger } from 'pino';
 import { IdentityError } from './errors.ts';
@@ -24,6 +25,8 @@ export interface MeshGeneration {
   readonly svid: Svid;
   /** Dispatches over mTLS with this generation's certificate; what a certificate-bound token must travel on. */
   readonly agent: Dispatcher;
+  /** node:tls connect options for `origin` with this generation's certificate (the data plane's sockets); one secure context per generation. */
+  connectOptions(origin: string): ConnectionOptions;
 }
 
 export interface MeshClient {
@@ -48,8 +51,23 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
   let generation: MeshGeneration | undefined;
   const retired = new Set<Promise<void>>();
 
-  const build = (svid: Svid): MeshGeneration => ({
+  const build = (svid: Svid): MeshGeneration => {
+    let secureContext: SecureContext | undefined;
+    const byOrigin = new Map<string, ConnectionOptions>();
+    return {
     svid,
+    connectOptions(origin) {
+      let found = byOrigin.get(origin);
+      if (found !== undefined) return found;
+      const id = expected.get(origin);
+      if (id === undefined) throw new IdentityError('BATON_IDENTITY_MISSING', `expected a mesh origin with a declared SPIFFE ID, got ${origin}`);
+      const tls = clientTlsOptions(svid, id, svid.pem.bundle);
+      // Parsing the PEMs once per certificate, not per connection.
+      secureContext ??= createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: tls.minVersion });
+      found = { secureContext, rejectUnauthorized: true, checkServerIdentity: tls.checkServerIdentity };
+      byOrigin.set(origin, found);
+      return found;
+    },
     agent: new Agent({
       factory(origin, opts) {
         const key = typeof origin === 'string' ? origin : origin.origin;
@@ -62,7 +80,8 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
         });
       },
     }),
-  });
+    };
+  };
 
   const rotate = (svid: Svid): void => {
     const old = generation;

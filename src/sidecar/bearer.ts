@@ -3,7 +3,7 @@
  * alphabet before any parsing: a JWS in compact form is base64url and dots
  * only, so anything else is refused without reaching a JSON parser.
  */
-import type { IncomingMessage } from 'node:http';
+import type { RequestHead } from '../dataplane/exchange.ts';
 import { BadRequestError } from '../core/errors.ts';
 import { UnauthenticatedError } from './errors.ts';
 
@@ -11,7 +11,7 @@ const JWS_COMPACT = /^[A-Za-z0-9_.-]+$/;
 const BEARER_PREFIX = /^bearer +/i;
 
 /** The token, or undefined when the request carries no Authorization at all. */
-export function bearerToken(req: IncomingMessage, maxTokenBytes: number): string | undefined {
+export function bearerToken(req: RequestHead, maxTokenBytes: number): string | undefined {
   const authorization = req.headers.authorization;
   if (authorization === undefined) return undefined;
   if (countAuthorization(req.rawHeaders) > 1) {

@@ -6,18 +6,13 @@
  * §15.5.9) and its connection closed; a request without a body arms
  * nothing.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Exchange } from '../dataplane/exchange.ts';
 
-/** Calls `expire` if the body of `req` has not fully arrived within `ms`; disarmed when the response closes. */
-export function armBodyDeadline(req: IncomingMessage, res: ServerResponse, ms: number, expire: () => void): void {
-  if (req.complete || !hasBody(req)) return;
+/** Calls `expire` if the body of `exchange` has not fully arrived within `ms`; disarmed when the exchange is over. */
+export function armBodyDeadline(exchange: Exchange, ms: number, expire: () => void): void {
+  if (exchange.requestComplete || !exchange.hasBody) return;
   const timer = setTimeout(() => {
-    if (!req.complete && !res.writableFinished) expire();
+    if (!exchange.requestComplete && !exchange.finished && !exchange.closed) expire();
   }, ms);
-  res.once('close', () => clearTimeout(timer));
-}
-
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  exchange.onClose(() => clearTimeout(timer));
 }

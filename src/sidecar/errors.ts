@@ -14,6 +14,10 @@ export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', stat
 export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', status: 403, title: 'Unknown target service' });
 export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed' });
 export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_TIMEOUT', status: 408, title: 'Request body not received in time' });
+/** The request's bytes do not frame as one unambiguous HTTP/1.1 message (src/dataplane/http1-parser.ts); `reason` names the class. */
+export const RequestFramingError = defineError({ code: 'BATON_REQUEST_FRAMING', status: 400, title: 'Ambiguous or malformed HTTP/1.1 framing' });
+export const RequestHeadTooLargeError = defineError({ code: 'BATON_REQUEST_HEAD_TOO_LARGE', status: 431, title: 'Request header section too large' });
+export const RequestHeadTimeoutError = defineError({ code: 'BATON_REQUEST_HEAD_TIMEOUT', status: 408, title: 'Request head not received in time' });
 export const FairShareExceededError = defineError({ code: 'BATON_FAIR_SHARE_EXCEEDED', status: 429, title: 'This caller holds its share of the requests in flight' });
 export const UpstreamTimeoutError = defineError({ code: 'BATON_UPSTREAM_TIMEOUT', status: 504, title: 'Upstream did not answer in time' });
 export const UpstreamUnreachableError = defineError({ code: 'BATON_UPSTREAM_UNREACHABLE', status: 502, title: 'Upstream unreachable' });

@@ -13,7 +13,8 @@
  * failed step runs.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Exchange } from '../dataplane/exchange.ts';
+import type { UpstreamOrigin } from '../dataplane/upstream.ts';
 import { type Span, context } from '@opentelemetry/api';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
@@ -44,9 +45,9 @@ export interface InboundOptions {
   /** The listener this handler serves: plaintext mode, the mTLS port, or an entrypoint's plaintext port in mtls mode. */
   readonly listener: Listener;
   /** The verified TLS peer of a request (src/sidecar/token-binding.ts `peerOf`); absent in plaintext mode. */
-  readonly peerOf?: (req: IncomingMessage) => Peer | undefined;
-  /** The app's origin, `http://127.0.0.1:8080`. */
-  readonly appOrigin: string;
+  readonly peerOf?: (exchange: Exchange) => Peer | undefined;
+  /** The app, as the data plane dials it (`http://127.0.0.1:8080`). */
+  readonly app: UpstreamOrigin;
   readonly forwardToken: boolean;
   readonly timeoutMs: number;
   /** How long the request body may take to arrive (./body-deadline.ts). */
@@ -69,14 +70,14 @@ export interface InboundOptions {
 // The caller's proxy and method-override headers never reach the app (./untrusted-headers.ts).
 const REPLACED: ReadonlySet<string> = UNTRUSTED_REQUEST_HEADERS;
 
-export function createInboundHandler(options: InboundOptions): (req: IncomingMessage, res: ServerResponse) => void {
+export function createInboundHandler(options: InboundOptions): (exchange: Exchange) => void {
   const { service, logger, metrics } = options;
   // Tracing on: our span becomes the app's parent, so the caller's trace headers are replaced, not relayed.
   const { enabled: traced, tracer } = options.tracing;
   const replaced = traced ? new Set([...REPLACED, ...options.tracing.propagationFields]) : REPLACED;
   const requests = metrics.requests('inbound', service);
 
-  async function handle(req: IncomingMessage, res: ServerResponse, tokenSeen: { present: boolean }): Promise<number> {
+  async function handle(req: Exchange, tokenSeen: { present: boolean }): Promise<number> {
     // 1. Read the policy and its version once, as one value: a reload mid-request must not change the answer halfway.
     const snapshot = options.policy.snapshot();
     if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
@@ -96,7 +97,7 @@ export function createInboundHandler(options: InboundOptions): (req: IncomingMes
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
     const verified = await verify(token);
     // One user may hold only its share of the in-flight limit (./inflight.ts).
-    if (verified.user && !options.inflight.share(res, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
+    if (verified.user && !options.inflight.share(req, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
       throw new FairShareExceededError('expected this user to hold fewer requests in flight, its share of the inbound limit is used up');
     }
 
@@ -136,8 +137,8 @@ export function createInboundHandler(options: InboundOptions): (req: IncomingMes
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
 
     // 7. To the app, streaming — unless the body deadline has answered meanwhile.
-    if (res.writableEnded) return res.statusCode;
-    return options.forwarder.forward(req, res, { origin: options.appOrigin, path: req.url as string, headers, timeoutMs: options.timeoutMs });
+    if (req.headersSent || req.closed) return req.statusCode;
+    return options.forwarder.forward(req, { origin: options.app, path: req.url, headers, setHost: false, timeoutMs: options.timeoutMs });
   }
 
   async function verify(token: string): Promise<VerifiedToken> {
@@ -148,38 +149,38 @@ export function createInboundHandler(options: InboundOptions): (req: IncomingMes
     return verified;
   }
 
-  return (req, res) => {
+  return (req) => {
     const started = performance.now();
-    if (!options.inflight.admit(res)) {
+    if (!options.inflight.admit(req)) {
       const overloaded = new OverloadedError('expected fewer requests in flight, the inbound limit is reached');
-      sendProblem(res, overloaded, false);
+      sendProblem(req, overloaded, false);
       requests.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
       return;
     }
-    if (!options.inflight.share(res, 'peer', req.socket.remoteAddress ?? 'unknown')) {
+    if (!options.inflight.share(req, 'peer', req.socket.remoteAddress ?? 'unknown')) {
       const refused = new FairShareExceededError('expected this peer to hold fewer requests in flight, its share of the inbound limit is used up');
-      sendProblem(res, refused, false);
+      sendProblem(req, refused, false);
       requests.done(refused.status, refused.code, (performance.now() - started) / 1000);
       return;
     }
-    if (!traced) return run(req, res, undefined, started);
+    if (!traced) return run(req, undefined, started);
     // A SERVER span, child of the caller's traceparent; everything below (audit lines included) runs in it.
-    const server = startServerSpan(tracer, req, (req.url ?? '/').split('?', 1)[0] as string);
-    context.with(server.context, run, undefined, req, res, server.span, started);
+    const server = startServerSpan(tracer, req, req.url.split('?', 1)[0] as string);
+    context.with(server.context, run, undefined, req, server.span, started);
   };
 
-  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
+  function run(req: Exchange, span: Span | undefined, started: number): void {
     const tokenSeen = { present: false };
     let expired = false;
     // The app's timeout does not cover the upload: a body trickled byte by byte would hold its slot for ever.
-    armBodyDeadline(req, res, options.bodyTimeoutMs, () => {
+    armBodyDeadline(req, options.bodyTimeoutMs, () => {
       expired = true;
       requests.done(408, RequestBodyTimeoutError.code, (performance.now() - started) / 1000);
-      res.shouldKeepAlive = false;
-      sendProblem(res, new RequestBodyTimeoutError(`expected the request body within ${options.bodyTimeoutMs} ms, it was still arriving`), tokenSeen.present);
+      req.shouldKeepAlive = false;
+      sendProblem(req, new RequestBodyTimeoutError(`expected the request body within ${options.bodyTimeoutMs} ms, it was still arriving`), tokenSeen.present);
       if (span !== undefined) endHttpSpan(span, 'server', 408, RequestBodyTimeoutError.code);
     });
-    handle(req, res, tokenSeen).then(
+    handle(req, tokenSeen).then(
       (status) => {
         if (expired) return;
         requests.done(status, FORWARDED, (performance.now() - started) / 1000);
@@ -194,8 +195,7 @@ export function createInboundHandler(options: InboundOptions): (req: IncomingMes
           span?.setAttribute('error.type', problem.code);
         }
         if (problem.status >= 500) writeAuditEvent(logger, { event: 'request_failed', component: 'sidecar', direction: 'inbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
-        req.resume();
-        sendProblem(res, problem, tokenSeen.present);
+        sendProblem(req, problem, tokenSeen.present);
         requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'server', problem.status, problem.code);
       },

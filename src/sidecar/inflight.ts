@@ -7,15 +7,15 @@
  * its share of it (`peerShare`, `subjectShare` × `max`), so a single token
  * trickling a thousand slow uploads cannot fill every slot (issue #16).
  */
-import type { ServerResponse } from 'node:http';
+import type { Exchange } from '../dataplane/exchange.ts';
 
 export type ShareKind = 'peer' | 'subject';
 
 export interface Inflight {
-  /** Admits the request and releases it when its response closes; false when full. */
-  admit(res: ServerResponse): boolean;
-  /** Counts the admitted request against `key`'s share until its response closes; false (and not counted) when the share is used up. */
-  share(res: ServerResponse, kind: ShareKind, key: string): boolean;
+  /** Admits the request and releases it when its exchange is over; false when full. */
+  admit(exchange: Exchange): boolean;
+  /** Counts the admitted request against `key`'s share until its exchange is over; false (and not counted) when the share is used up. */
+  share(exchange: Exchange, kind: ShareKind, key: string): boolean;
   count(): number;
   /** Resolves when nothing is in flight. */
   idle(): Promise<void>;
@@ -44,21 +44,21 @@ export function createInflight(max: number, onChange?: (delta: 1 | -1) => void, 
     }
   };
   return {
-    admit(res) {
+    admit(exchange) {
       if (count >= max) return false;
       count++;
       onChange?.(1);
-      res.once('close', release);
+      exchange.onClose(release);
       return true;
     },
-    share(res, kind, key) {
+    share(exchange, kind, key) {
       const limit = limits[kind];
       if (limit >= max) return true;
       const id = `${kind}\n${key}`;
       const n = held.get(id) ?? 0;
       if (n >= limit) return false;
       held.set(id, n + 1);
-      res.once('close', () => {
+      exchange.onClose(() => {
         const left = (held.get(id) ?? 1) - 1;
         if (left <= 0) held.delete(id);
         else held.set(id, left);

@@ -12,14 +12,15 @@
  * The upstream's answer comes back unchanged, redirects included: the
  * sidecar never follows one, since the next hop would need its own token.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Exchange, RequestHead } from '../dataplane/exchange.ts';
+import type { UpstreamOrigin } from '../dataplane/upstream.ts';
 import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
 import { type EgressTarget, type Endpoint, endHttpSpan, endpointOf, startEgressSpan, traceHeaders } from '../telemetry/http-spans.ts';
-import type { MeshClient } from '../identity/mesh-client.ts';
+import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
@@ -33,7 +34,7 @@ import type { IssuedToken } from './exchange/exchanger.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
 import type { CertificateBinding } from './exchange/exchanger.ts';
-import { type Forwarder, forwardRequestHeaders } from './forward.ts';
+import { type Forwarder, forwardRequestHeaders, upstreamOrigin } from './forward.ts';
 import { IdentityHeader } from './identity-headers.ts';
 import type { Inflight } from './inflight.ts';
 import { FORWARDED, type RequestMetrics, type SidecarMetrics, UNKNOWN_TARGET } from './metrics.ts';
@@ -79,7 +80,7 @@ interface Subject {
 
 const REPLACED: ReadonlySet<string> = new Set(['authorization']);
 
-export function createOutboundHandler(options: OutboundOptions): (req: IncomingMessage, res: ServerResponse) => void {
+export function createOutboundHandler(options: OutboundOptions): (exchange: Exchange) => void {
   const { service, logger, metrics } = options;
   // Tracing on: the upstream's span is a child of ours, so the app's trace headers are replaced.
   const { enabled: traced, tracer } = options.tracing;
@@ -100,7 +101,7 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
   };
   const untargeted = metrics.requests('outbound', UNKNOWN_TARGET);
 
-  async function handle(req: IncomingMessage, res: ServerResponse, call: { requests: RequestMetrics }): Promise<number> {
+  async function handle(req: Exchange, call: { requests: RequestMetrics }): Promise<number> {
     // 1. Read the policy and its version once, as one value, for the whole request.
     const snapshot = options.policy.snapshot();
     if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
@@ -114,6 +115,7 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
     const generation = mesh?.client.current();
     if (mesh !== undefined && generation === undefined) throw new IdentityUnavailableError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext');
     const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
+    const origin = generation === undefined ? upstream.plain : upstream.over(generation);
     call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
     refuseAmbiguousPath(pathOnly);
@@ -123,7 +125,7 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
     const subject = await findSubject(req);
     const request = subject?.request ?? options.requestIds.mint();
     // One user may hold only its share of the outbound limit (./inflight.ts); service-identity calls are the app's own.
-    if (subject?.verified.user === true && !options.inflight.share(res, 'subject', `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`)) {
+    if (subject?.verified.user === true && !options.inflight.share(req, 'subject', `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`)) {
       throw new FairShareExceededError('expected this user to hold fewer calls in flight, its share of the outbound limit is used up');
     }
 
@@ -153,10 +155,10 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
     const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return options.forwarder.forward(req, res, { origin: upstream.origin, path: target.path, headers, timeoutMs: options.timeoutMs, ...(binding === undefined ? {} : { dispatcher: binding.dispatcher }) });
+    return options.forwarder.forward(req, { origin, path: target.path, headers, setHost: true, timeoutMs: options.timeoutMs });
   }
 
-  async function findSubject(req: IncomingMessage): Promise<Subject | undefined> {
+  async function findSubject(req: Exchange): Promise<Subject | undefined> {
     const handle = req.headers[IdentityHeader.context];
     if (handle !== undefined) {
       const bound = typeof handle === 'string' ? options.requestIds.unbind(handle) : undefined;
@@ -188,22 +190,22 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
     return issued;
   }
 
-  return (req, res) => {
+  return (req) => {
     const started = performance.now();
-    if (!options.inflight.admit(res)) {
+    if (!options.inflight.admit(req)) {
       const overloaded = new OverloadedError('expected fewer requests in flight, the outbound limit is reached');
-      sendProblem(res, overloaded, false);
+      sendProblem(req, overloaded, false);
       untargeted.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
       return;
     }
-    if (!traced) return run(req, res, undefined, started);
+    if (!traced) return run(req, undefined, started);
     // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
     const egress = startEgressSpan(tracer, req, egressTargetOf(req));
-    context.with(egress.context, run, undefined, req, res, egress.span, started);
+    context.with(egress.context, run, undefined, req, egress.span, started);
   };
 
   /** Tracing: where a call goes, for its span's first attributes; undefined when step 2 will refuse it. */
-  function egressTargetOf(req: IncomingMessage): EgressTarget | undefined {
+  function egressTargetOf(req: Exchange): EgressTarget | undefined {
     try {
       const target = requestTarget(req);
       if (options.policy.snapshot()?.policy.hasService(target.service) !== true) return undefined;
@@ -213,10 +215,10 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
     }
   }
 
-  function run(req: IncomingMessage, res: ServerResponse, span: Span | undefined, started: number): void {
+  function run(req: Exchange, span: Span | undefined, started: number): void {
     // The target's series once the target is known; refusals before that count under UNKNOWN_TARGET.
     const call = { requests: untargeted };
-    handle(req, res, call).then(
+    handle(req, call).then(
       (status) => {
         call.requests.done(status, FORWARDED, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'client', status);
@@ -224,8 +226,7 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
       (error: unknown) => {
         const problem = asBatonError(error);
         if (problem.status >= 500) writeAuditEvent(logger, { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
-        req.resume();
-        sendProblem(res, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
+        sendProblem(req, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
         call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);
       },
@@ -236,10 +237,23 @@ export function createOutboundHandler(options: OutboundOptions): (req: IncomingM
 interface Upstream extends Endpoint {
   /** This target's request series, resolved once. */
   readonly requests: RequestMetrics;
+  /** Plaintext mode: where the data plane dials it. */
+  readonly plain: UpstreamOrigin;
+  /** mtls: where the data plane dials it with a certificate generation (one pool per generation). */
+  over(generation: MeshGeneration): UpstreamOrigin;
 }
 
 function upstreamOf(url: URL, requests: RequestMetrics): Upstream {
-  return { ...endpointOf(url), requests };
+  let last: { thumbprint: string; origin: UpstreamOrigin } | undefined;
+  return {
+    ...endpointOf(url),
+    requests,
+    plain: upstreamOrigin(url),
+    over(generation) {
+      if (last?.thumbprint !== generation.svid.thumbprint) last = { thumbprint: generation.svid.thumbprint, origin: upstreamOrigin(url, generation.connectOptions(url.origin), generation.svid.thumbprint) };
+      return last.origin;
+    },
+  };
 }
 
 export interface RequestTarget {
@@ -253,7 +267,7 @@ export interface RequestTarget {
  * intercepted: an `https://` URL or a CONNECT tunnel would hide the request
  * from the sidecar, so both are refused rather than passed through blind.
  */
-export function requestTarget(req: IncomingMessage): RequestTarget {
+export function requestTarget(req: RequestHead): RequestTarget {
   const url = req.url ?? '';
   if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted');
   let authority: string;

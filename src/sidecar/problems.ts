@@ -4,7 +4,7 @@
  * in src/sidecar/errors.ts, src/token/errors.ts, src/sidecar/exchange/errors.ts
  * and src/core/errors.ts; any `BatonError` is written the same way.
  */
-import type { ServerResponse } from 'node:http';
+import type { Exchange } from '../dataplane/exchange.ts';
 import { type BatonError, InternalError, isBatonError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { MethodNotAllowedError, StepUpRequiredError } from './errors.ts';
@@ -38,22 +38,22 @@ export function asBatonError(error: unknown): BatonError {
 }
 
 /** Writes `error` as a problem document; when the response has started, cuts the connection instead. */
-export function sendProblem(res: ServerResponse, error: BatonError, tokenPresent: boolean, instance?: string): void {
-  if (res.headersSent) {
-    res.destroy();
+export function sendProblem(exchange: Exchange, error: BatonError, tokenPresent: boolean, instance?: string): void {
+  if (exchange.closed) return;
+  if (exchange.headersSent) {
+    exchange.destroy();
     return;
   }
-  const body = JSON.stringify(toProblem(error, instance));
-  const headers: Record<string, string | number> = {
-    'content-type': PROBLEM_CONTENT_TYPE,
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  };
+  exchange.respond(error.status, problemHeaders(error, tokenPresent), JSON.stringify(toProblem(error, instance)));
+}
+
+/** The head of a problem response, Content-Length aside: a flat `[name, value, …]` list. */
+export function problemHeaders(error: BatonError, tokenPresent: boolean): string[] {
+  const headers = ['content-type', PROBLEM_CONTENT_TYPE, 'cache-control', 'no-store'];
   const challenge = challengeFor(error, tokenPresent);
-  if (challenge !== undefined) headers['www-authenticate'] = challenge;
-  if (error.code === MethodNotAllowedError.code) headers.allow = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+  if (challenge !== undefined) headers.push('www-authenticate', challenge);
+  if (error.code === MethodNotAllowedError.code) headers.push('allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
   const retry = retryAfterFor(error);
-  if (retry !== undefined) headers['retry-after'] = retry;
-  res.writeHead(error.status, headers);
-  res.end(body);
+  if (retry !== undefined) headers.push('retry-after', String(retry));
+  return headers;
 }

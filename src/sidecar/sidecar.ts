@@ -3,14 +3,19 @@
  * collaborators (policy source, token verifier and caches, context-handle
  * store, exchange client), and the shutdown that drains them.
  *
- * The data-plane servers are plain node:http (node:https for the inbound
- * port in mtls mode): the hot path needs exact control of headers and
- * streaming, and must cost little.
+ * The data-plane servers are the socket data plane (src/dataplane/): a
+ * strict HTTP/1.1 parser on node:net, node:tls for the inbound port in
+ * mtls mode, with response bytes passed through. The admin port is plain
+ * node:http: it is not on the request path.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
-import type { Duplex } from 'node:stream';
-import { PROBLEM_CONTENT_TYPE, toProblem } from '../core/problem.ts';
+import { createServer, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+import { STATUS_CODES } from 'node:http';
+import { toProblem } from '../core/problem.ts';
+import type { BatonError } from '../core/errors.ts';
+import type { Exchange } from '../dataplane/exchange.ts';
+import { type ConnectionRefusal, createHttp1Server, type Http1Server } from '../dataplane/server.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
@@ -21,13 +26,14 @@ import { createAdminHandler } from './admin.ts';
 import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
 import type { Collaborators } from './collaborators.ts';
 import type { SidecarConfig } from './config.ts';
-import { createForwarder } from './forward.ts';
+import { createForwarder, upstreamOrigin } from './forward.ts';
 import { createInboundHandler } from './inbound.ts';
 import { createInflight } from './inflight.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './request-id.ts';
-import { MethodNotAllowedError } from './errors.ts';
+import { MethodNotAllowedError, RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError } from './errors.ts';
+import { problemHeaders } from './problems.ts';
 import { peerOf } from './token-binding.ts';
 
 export interface SidecarDeps {
@@ -70,7 +76,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const tracing = deps.tracing ?? TRACING_OFF;
   const metrics = createSidecarMetrics();
-  const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs });
+  const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs, maxHeadBytes: RESPONSE_HEAD_BYTES });
   const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
   // The outbound port's only peer is the app: no peer share there.
   const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'), { peer: 1, subject: config.outbound.subjectShare });
@@ -78,7 +84,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger, connectTimeoutMs: config.connectTimeoutMs }) };
   let collaborators: Collaborators | undefined;
   let closing = false;
-  const servers: Server[] = [];
+  const dataPlane: Http1Server[] = [];
+  let adminServer: Server | undefined;
 
   // mtls: without a valid certificate nothing can be sent or received, so readiness waits for it too.
   const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
@@ -117,7 +124,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const inboundShared = {
         ...shared,
         service: config.service,
-        appOrigin: new URL(config.inbound.app).origin,
+        app: upstreamOrigin(new URL(config.inbound.app)),
         forwardToken: config.inbound.forwardToken,
         timeoutMs: config.inbound.timeoutMs,
         bodyTimeoutMs: config.inbound.bodyTimeoutMs,
@@ -126,7 +133,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       };
       const inbound = createInboundHandler({
         ...inboundShared,
-        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (req: IncomingMessage) => peerOf(req.socket, mesh.map) }),
+        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (exchange: Exchange) => peerOf(exchange.socket, mesh.map) }),
       });
       const outbound = createOutboundHandler({
         ...shared,
@@ -151,31 +158,31 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         mesh === undefined || config.inbound.plaintextPort === undefined
           ? undefined
           : await listen(dataPlaneServer(createInboundHandler({ ...inboundShared, listener: 'plaintext-entry' })), config.inbound.plaintextPort, config.host);
-      const outboundServer = dataPlaneServer(outbound);
-      // node:http hands CONNECT to a 'connect' listener, or drops the socket: answer it instead.
-      outboundServer.on('connect', refuseTunnel);
-      const outboundPort = await listen(outboundServer, config.outbound.port, config.outbound.host);
-      const adminPort = await listen(createServer({ maxHeaderSize: 8192 }, admin), config.admin.port, config.host);
+      const outboundPort = await listen(dataPlaneServer(outbound), config.outbound.port, config.outbound.host);
+      adminServer = createServer({ maxHeaderSize: 8192 }, admin);
+      const adminPort = await listen({ server: adminServer, closeIdle: () => adminServer?.closeIdleConnections(), closeAll: () => adminServer?.closeAllConnections() }, config.admin.port, config.host, false);
       return { inbound: inboundPort, outbound: outboundPort, admin: adminPort, ...(plaintextInbound === undefined ? {} : { plaintextInbound }) };
     },
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
       closing = true;
       clearInterval(problemTimer);
-      const [admin, ...dataPlane] = [servers[servers.length - 1], ...servers.slice(0, -1)];
-      const stopped = dataPlane.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+      const stopped = dataPlane.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+      // Connections between requests go now; those with a request in flight close after its response.
+      for (const server of dataPlane) server.closeIdle();
       const drained = Promise.all([inboundInflight.idle(), outboundInflight.idle()]);
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), graceMs)));
       const outcome = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
       clearTimeout(timer);
       if (outcome === 'timeout') logger.warn({ event: 'shutdown', inflight: inboundInflight.count() + outboundInflight.count() }, 'grace period over, cutting requests still in flight');
-      for (const server of dataPlane) server.closeAllConnections();
+      for (const server of dataPlane) server.closeAll();
       await Promise.all(stopped);
-      await forwarder.close();
+      forwarder.close();
       await collaborators?.close();
       await mesh?.client.close();
       mesh?.identity.close();
+      const admin = adminServer;
       if (admin !== undefined) {
         admin.closeAllConnections();
         await new Promise<void>((resolve) => admin.close(() => resolve()));
@@ -183,13 +190,12 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     },
   };
 
-  function dataPlaneServer(handler: (req: IncomingMessage, res: ServerResponse) => void): Server {
-    const server = createServer({ maxHeaderSize: config.limits.maxHeaderBytes, keepAliveTimeout: 5_000 }, (req, res) => {
-      // Draining: answer what is in flight, but tell keep-alive clients to go elsewhere.
-      if (closing) res.shouldKeepAlive = false;
-      handler(req, res);
-    });
-    return server;
+  function dataPlaneServer(handler: (exchange: Exchange) => void): Http1Server {
+    return createHttp1Server(handler, dataPlaneOptions());
+  }
+
+  function dataPlaneOptions(): Parameters<typeof createHttp1Server>[1] {
+    return { maxHeadBytes: config.limits.maxHeaderBytes, keepAliveTimeoutMs: KEEP_ALIVE_MS, headersTimeoutMs: HEADERS_TIMEOUT_MS, draining: () => closing, refuse: refuseConnection };
   }
 
   /**
@@ -198,21 +204,20 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
    * A rotation swaps the secure context: connections already open, and the
    * requests on them, go on with the old one; new handshakes get the new one.
    */
-  function mtlsInboundServer(handler: (req: IncomingMessage, res: ServerResponse) => void, m: SidecarMesh): TlsServer {
+  function mtlsInboundServer(handler: (exchange: Exchange) => void, m: SidecarMesh): Http1Server {
     const svid = m.identity.current();
     const tls = svid === undefined ? { requestCert: true, rejectUnauthorized: config.inbound.clientCertificate === 'required', minVersion: 'TLSv1.3' as const } : serverTlsOptions(svid, config.inbound.clientCertificate);
-    const server = createTlsServer({ ...tls, maxHeaderSize: config.limits.maxHeaderBytes, keepAliveTimeout: 5_000 }, (req, res) => {
-      if (closing) res.shouldKeepAlive = false;
-      handler(req, res);
-    });
+    const plane = createHttp1Server(handler, dataPlaneOptions(), tls);
+    const server = plane.server as TlsServer;
     // Optional: a caller may present no certificate, but one that is presented must verify against the bundle.
     if (config.inbound.clientCertificate === 'optional') refuseUnverifiedPeers(server);
     const stop = m.identity.onRotate((next) => server.setSecureContext(serverTlsOptions(next, config.inbound.clientCertificate)));
     server.once('close', stop);
-    return server;
+    return plane;
   }
 
-  async function listen(server: Server, port: number, host: string): Promise<number> {
+  async function listen(plane: Http1Server, port: number, host: string, data = true): Promise<number> {
+    const { server } = plane;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -220,13 +225,32 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         resolve();
       });
     });
-    servers.push(server);
+    if (data) dataPlane.push(plane);
     const address = server.address();
     return typeof address === 'object' && address !== null ? address.port : port;
   }
 }
 
-function refuseTunnel(_req: IncomingMessage, socket: Duplex): void {
-  const body = JSON.stringify(toProblem(new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted')));
-  socket.end(`HTTP/1.1 405 Method Not Allowed\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+// node:http's own defaults: idle keep-alive connections close after 5 s; a head must arrive within 60 s.
+const KEEP_ALIVE_MS = 5_000;
+const HEADERS_TIMEOUT_MS = 60_000;
+// An upstream's response head may be as large as node:http lets a client read (its maxHeaderSize default).
+const RESPONSE_HEAD_BYTES = 16 * 1024;
+
+/** Answers, and closes, a connection whose bytes the parser refused or that sent its head too slowly; nothing reached a handler. */
+function refuseConnection(socket: Socket, refusal: ConnectionRefusal): void {
+  const detail = `expected one unambiguous HTTP/1.1 request, got ${refusal.detail}`;
+  const error: BatonError =
+    refusal.status === 431
+      ? new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`)
+      : refusal.status === 405
+        ? new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted')
+        : refusal.status === 408
+          ? new RequestHeadTimeoutError(`expected the request head in time, got ${refusal.detail}`)
+          : new RequestFramingError(detail, { extensions: { reason: refusal.reason } });
+  const body = JSON.stringify(toProblem(error));
+  const headers = problemHeaders(error, false);
+  let head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n`;
+  for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`;
+  socket.end(`${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }

@@ -13,7 +13,7 @@
  *   `X-Forwarded-For` keeps the caller's list with the peer appended
  *   (the rightmost entry is the one the sidecar vouches for).
  */
-import type { IncomingMessage } from 'node:http';
+import type { RequestHead } from '../dataplane/exchange.ts';
 
 export const METHOD_OVERRIDE_HEADERS: readonly string[] = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
@@ -21,7 +21,7 @@ export const METHOD_OVERRIDE_HEADERS: readonly string[] = ['x-http-method-overri
 export const UNTRUSTED_REQUEST_HEADERS: ReadonlySet<string> = new Set([...METHOD_OVERRIDE_HEADERS, 'forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'x-forwarded-for']);
 
 /** The proxy headers for this hop, as a flat `[name, value, …]` list. */
-export function proxyHeaders(req: IncomingMessage): string[] {
+export function proxyHeaders(req: RequestHead): string[] {
   const peer = req.socket.remoteAddress ?? 'unknown';
   const proto = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
   const host = typeof req.headers.host === 'string' ? req.headers.host : undefined;
@@ -36,7 +36,7 @@ export function proxyHeaders(req: IncomingMessage): string[] {
   return out;
 }
 
-function forwardedFor(req: IncomingMessage, peer: string): string {
+function forwardedFor(req: RequestHead, peer: string): string {
   const prior = req.headers['x-forwarded-for'];
   return prior === undefined ? peer : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${peer}`;
 }

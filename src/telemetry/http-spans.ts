@@ -13,7 +13,7 @@
  * Query strings keep their parameter names and lose their values
  * (`url.query`, `url.full`): a value can be a token.
  */
-import type { IncomingMessage } from 'node:http';
+import type { RequestHead } from '../dataplane/exchange.ts';
 import type { TLSSocket } from 'node:tls';
 import { type Attributes, type Context, type Span, type Tracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import {
@@ -49,7 +49,7 @@ const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'P
  * context. Baggage is not read. `client.address` is the connection's peer:
  * a caller's Forwarded or X-Forwarded-For is not trusted to name anyone.
  */
-export function startServerSpan(tracer: Tracer, req: IncomingMessage, path: string, route?: string): HttpSpan {
+export function startServerSpan(tracer: Tracer, req: RequestHead, path: string, route?: string): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const { socket } = req;
@@ -115,7 +115,7 @@ export function startClientSpan(tracer: Tracer, target: ClientTarget, extra: Att
     [ATTR_URL_FULL]: fullUrl(endpoint.origin, `${url.pathname}${url.search}`),
     [ATTR_URL_PATH]: url.pathname,
     [ATTR_URL_SCHEME]: endpoint.scheme,
-    // undici's pools speak HTTP/1.1.
+    // The data plane speaks HTTP/1.1 to upstreams.
     [ATTR_NETWORK_PROTOCOL_VERSION]: '1.1',
     ...extra,
   };
@@ -186,7 +186,7 @@ export interface EgressTarget {
  * semconv wants what a sampler may decide on; `to` is undefined for a
  * request the outbound port will refuse before it has a target.
  */
-export function startEgressSpan(tracer: Tracer, req: IncomingMessage, to: EgressTarget | undefined): HttpSpan {
+export function startEgressSpan(tracer: Tracer, req: RequestHead, to: EgressTarget | undefined): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const attributes: Attributes = { ...method.attributes };
@@ -197,7 +197,7 @@ export function startEgressSpan(tracer: Tracer, req: IncomingMessage, to: Egress
     attributes[ATTR_URL_SCHEME] = to.upstream.scheme;
     attributes[ATTR_URL_PATH] = to.target.split('?', 1)[0] as string;
     attributes[ATTR_URL_FULL] = fullUrl(to.upstream.origin, to.target);
-    // undici's pools speak HTTP/1.1.
+    // The data plane speaks HTTP/1.1 to upstreams.
     attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1';
   }
   const span = tracer.startSpan(method.name, { kind: SpanKind.CLIENT, attributes }, parent);
