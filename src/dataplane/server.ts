@@ -53,7 +53,7 @@ export function createHttp1Server(handler: (exchange: Exchange) => void, options
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
   };
-  // allowHalfOpen: a client may send its request and shut its side; the answer still goes back.
+  // allowHalfOpen: the connection decides what a client's FIN means (./#onEnd): an abort with a request in hand, as node:http reads it.
   const server = tls === undefined ? createNetServer({ allowHalfOpen: true, noDelay: true }, accept) : createTlsServer({ ...tls, allowHalfOpen: true, noDelay: true }, accept);
   return {
     server,
@@ -160,6 +160,7 @@ class ClientConnection implements ExchangeConnection {
       return;
     }
     this.#body = 'none';
+    this.#headStarted = this.#pending === undefined ? 0 : performance.now();
     this.#pump();
   }
 
@@ -188,7 +189,6 @@ class ClientConnection implements ExchangeConnection {
     }
     if (this.#gone) return;
     const waiting = this.#exchange === undefined;
-    if (waiting && this.#pending === undefined) this.#headStarted = 0;
     if (waiting && this.#headStarted !== 0 && performance.now() - this.#headStarted > this.#options.headersTimeoutMs) {
       this.#refuse({ status: 408, reason: 'head-timeout', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
       return;
@@ -253,22 +253,22 @@ class ClientConnection implements ExchangeConnection {
   #onTimeout(): void {
     if (this.#exchange !== undefined) return;
     // Idle between requests: close quietly. Part of a head in, then nothing: the client is told why.
-    if (this.#pending === undefined) this.socket.destroy();
+    if (this.#headStarted === 0) this.socket.destroy();
     else this.#refuse({ status: 408, reason: 'head-timeout', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
   }
 
   #onEnd(): void {
     this.#clientEnded = true;
     if (this.#exchange === undefined) {
-      if (this.#pending !== undefined) {
+      if (this.#headStarted !== 0) {
         // The client closed inside a request head: nothing to answer.
         this.socket.destroy();
         return;
       }
       this.#gone = true;
       this.socket.end();
-    } else if (this.#body !== 'done') {
-      // Closed inside the request body: the request can never complete.
+    } else {
+      // Closed inside the request body, or while its answer is on the way: the client is gone.
       this.socket.destroy();
     }
   }

@@ -229,6 +229,7 @@ class ForwardCall {
   readonly #onClientDrain = (): void => {
     if (!this.#paused) return;
     this.#paused = false;
+    this.#exchange.offDrain(this.#onClientDrain);
     this.#connection?.socket.resume();
   };
 
@@ -442,8 +443,13 @@ class ForwardCall {
 
   #finish(): void {
     this.#state = 'done';
-    if (this.#paused) this.#exchange.offDrain(this.#onClientDrain);
     const connection = this.#connection;
+    // Paused for a slow client, then complete: the connection must not go back to the pool unread, or the next answer on it is never seen.
+    if (this.#paused) {
+      this.#paused = false;
+      this.#exchange.offDrain(this.#onClientDrain);
+      connection?.socket.resume();
+    }
     if (connection !== undefined && connection.call === this) connection.call = undefined;
   }
 }
