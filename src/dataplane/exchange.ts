@@ -142,6 +142,10 @@ export class Exchange implements RequestHead {
    * `as-is`: the list frames the body itself (Content-Length, or none); `chunked`: chunks follow; `close`: the body ends with the connection.
    */
   writeHead(status: number, headers: readonly string[], framing: 'as-is' | 'chunked' | 'close'): void {
+    this.#connection.write(this.#headText(status, headers, framing));
+  }
+
+  #headText(status: number, headers: readonly string[], framing: 'as-is' | 'chunked' | 'close'): string {
     if (this.#headersSent) throw new Error('response head already written');
     this.#headersSent = true;
     this.statusCode = status;
@@ -154,20 +158,29 @@ export class Exchange implements RequestHead {
     if (framing === 'chunked') head += `transfer-encoding: chunked${CRLF}`;
     if (!this.shouldKeepAlive) head += `connection: close${CRLF}`;
     else if (this.httpVersion === '1.0') head += `connection: keep-alive${CRLF}`;
-    this.#connection.write(head + CRLF);
+    return head + CRLF;
   }
 
   /** A whole response with a small body (problem documents); `headers` must not hold Content-Length. */
   respond(status: number, headers: readonly string[], body: string): void {
-    const length = Buffer.byteLength(body);
-    this.writeHead(status, [...headers, 'date', httpDate(), 'content-length', String(length)], 'as-is');
-    if (length > 0 && this.method !== 'HEAD') this.#connection.write(body);
+    const head = this.#headText(status, [...headers, 'date', httpDate(), 'content-length', String(Buffer.byteLength(body))], 'as-is');
+    // One write, one syscall: head and body together.
+    this.#connection.write(this.method === 'HEAD' ? head : head + body);
     this.end();
   }
 
   /** Body bytes as they should appear on the wire; false when the client is not keeping up. */
   write(chunk: Buffer | string): boolean {
     return this.#connection.write(chunk);
+  }
+
+  /** Holds writes back until `uncork`, so a head and the body bytes read with it leave in one syscall. */
+  cork(): void {
+    this.socket.cork();
+  }
+
+  uncork(): void {
+    this.socket.uncork();
   }
 
   onDrain(listener: () => void): void {

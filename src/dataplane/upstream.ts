@@ -318,6 +318,17 @@ class ForwardCall {
 
   onData(chunk: Buffer): void {
     const connection = this.#connection as UpstreamConnection;
+    const exchange = this.#exchange;
+    // The rebuilt head and the body bytes that came with it go out together.
+    exchange.cork();
+    try {
+      this.#parse(connection, chunk);
+    } finally {
+      exchange.uncork();
+    }
+  }
+
+  #parse(connection: UpstreamConnection, chunk: Buffer): void {
     let offset = 0;
     while (offset < chunk.length && this.#state !== 'done') {
       const rest = offset === 0 ? chunk : chunk.subarray(offset);
