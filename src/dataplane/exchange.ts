@@ -26,6 +26,7 @@ export interface ExchangeConnection {
   readonly socket: Socket;
   /** Draining: every response closes its connection. */
   draining(): boolean;
+  /** A string is written as latin1 (a head); a body is a Buffer. */
   write(chunk: Buffer | string): boolean;
   onDrain(listener: () => void): void;
   offDrain(listener: () => void): void;
@@ -164,12 +165,15 @@ export class Exchange implements RequestHead {
   /** A whole response with a small body (problem documents); `headers` must not hold Content-Length. */
   respond(status: number, headers: readonly string[], body: string): void {
     const head = this.#headText(status, [...headers, 'date', httpDate(), 'content-length', String(Buffer.byteLength(body))], 'as-is');
-    // One write, one syscall: head and body together.
-    this.#connection.write(this.method === 'HEAD' ? head : head + body);
+    // One write, one syscall: head (latin1) and body (UTF-8) together.
+    this.socket.cork();
+    this.#connection.write(head);
+    if (this.method !== 'HEAD') this.#connection.write(Buffer.from(body));
+    this.socket.uncork();
     this.end();
   }
 
-  /** Body bytes as they should appear on the wire; false when the client is not keeping up. */
+  /** Body bytes as they should appear on the wire (a string as latin1); false when the client is not keeping up. */
   write(chunk: Buffer | string): boolean {
     return this.#connection.write(chunk);
   }

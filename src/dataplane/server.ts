@@ -118,7 +118,8 @@ class ClientConnection implements ExchangeConnection {
 
   write(chunk: Buffer | string): boolean {
     if (this.#gone) return true;
-    return this.socket.write(chunk);
+    // Strings are heads: latin1, one byte per character, as the parser read them (obs-text stays the byte it was).
+    return typeof chunk === 'string' ? this.socket.write(chunk, 'latin1') : this.socket.write(chunk);
   }
 
   onDrain(listener: () => void): void {

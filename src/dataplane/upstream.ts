@@ -269,12 +269,12 @@ class ForwardCall {
     if (chunked) head += `transfer-encoding: chunked${CRLF}`;
     if (!exchange.hasBody) {
       this.#bodySent = true;
-      socket.write(head + CRLF);
+      socket.write(head + CRLF, 'latin1');
       return;
     }
     // One write for the head and whatever of the body is already in: a small POST goes as one packet.
     socket.cork();
-    socket.write(head + CRLF);
+    socket.write(head + CRLF, 'latin1');
     const sink: BodySink = chunked
       ? {
           data(chunk) {

@@ -201,6 +201,22 @@ async function bigUpstream(size: number): Promise<Served & { written(): number; 
 }
 
 describe('forwarding through the socket data plane', () => {
+  it('passes header bytes outside ASCII (obs-text) through as the same bytes, both ways', BOUNDED, async () => {
+    let seen: string | undefined;
+    const upstream = await httpUpstream((req, res) => {
+      seen = req.headers['x-name'] as string;
+      req.resume();
+      // node:http writes a header string as latin1: this is the byte 0xE9 on the wire.
+      res.writeHead(200, { 'x-reply': 'caf\u00e9', 'content-length': '0' }).end();
+    });
+    const proxy = await proxyTo(upstream.port);
+    const client = await rawClient(proxy.port);
+    client.socket.write(Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: test\r\nX-Name: caf'), Buffer.from([0xe9]), Buffer.from('\r\n\r\n')]));
+    const bytes = await client.until((b) => responses(b).list.length === 1, 'the answer');
+    assert.equal(seen, 'caf\u00e9', 'the app read the one byte 0xE9');
+    assert.ok(bytes.includes(Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9]), Buffer.from('\r\n')])), 'the client got the one byte 0xE9');
+  });
+
   it('answers three GETs pipelined in one packet in order, over one upstream connection', BOUNDED, async () => {
     const upstream = await httpUpstream((req, res) => res.end(`you asked for ${req.url}`));
     const client = await rawClient((await proxyTo(upstream.port)).port);
