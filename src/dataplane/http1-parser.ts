@@ -127,15 +127,17 @@ function instance(): Llhttp {
   } catch {
     module = new WASM.Module(require('undici/lib/llhttp/llhttp-wasm.js') as Buffer);
   }
+  // Spans are offsets into the caller's chunk: strings are read straight out of it, with no Buffer view allocated per span.
   const view = (at: number, length: number): Buffer => currentChunk.subarray(at - currentPtr, at - currentPtr + length);
+  const text = (at: number, length: number): string => currentChunk.toString('latin1', at - currentPtr, at - currentPtr + length);
   const target = (): Http1Parser => current as Http1Parser;
   const made = new WASM.Instance(module, {
     env: {
       wasm_on_message_begin: () => target().onMessageBegin(),
-      wasm_on_url: (_p: number, at: number, length: number) => target().onUrl(view(at, length)),
+      wasm_on_url: (_p: number, at: number, length: number) => target().onUrl(text(at, length)),
       wasm_on_status: () => 0,
-      wasm_on_header_field: (_p: number, at: number, length: number) => target().onHeaderField(view(at, length)),
-      wasm_on_header_value: (_p: number, at: number, length: number) => target().onHeaderValue(view(at, length)),
+      wasm_on_header_field: (_p: number, at: number, length: number) => target().onHeaderField(text(at, length)),
+      wasm_on_header_value: (_p: number, at: number, length: number) => target().onHeaderValue(text(at, length)),
       wasm_on_headers_complete: (_p: number, statusCode: number, upgrade: number, keepAlive: number) => target().onHeadersComplete(statusCode, upgrade === 1, keepAlive === 1),
       wasm_on_body: (_p: number, at: number, length: number) => target().onBody(view(at, length)),
       wasm_on_message_complete: () => target().onMessageComplete(),
@@ -151,8 +153,6 @@ function cString(llhttp: Llhttp, ptr: number): string {
   return Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('latin1');
 }
 
-const CR = 0x0d;
-const LF = 0x0a;
 
 export class Http1Parser {
   readonly #llhttp: Llhttp;
@@ -259,23 +259,23 @@ export class Http1Parser {
     return 0;
   }
 
-  onUrl(bytes: Buffer): number {
-    this.#url += bytes.toString('latin1');
-    return this.#count(bytes.length);
+  onUrl(text: string): number {
+    this.#url += text;
+    return this.#count(text.length);
   }
 
-  onHeaderField(bytes: Buffer): number {
+  onHeaderField(text: string): number {
     if (this.#inValue) this.#pushHeader();
-    this.#field += bytes.toString('latin1');
-    return this.#count(bytes.length);
+    this.#field += text;
+    return this.#count(text.length);
   }
 
-  onHeaderValue(bytes: Buffer): number {
+  onHeaderValue(text: string): number {
     this.#inValue = true;
     // llhttp hands obs-fold on as a value holding CR LF SP; a bare CR or LF in a value is refused the same way.
-    if (bytes.includes(CR) || bytes.includes(LF)) return this.#refuse('obs-fold', 'a header value continued on the next line (obs-fold) or holding a bare CR or LF');
-    this.#value += bytes.toString('latin1');
-    return this.#count(bytes.length);
+    if (text.includes('\r') || text.includes('\n')) return this.#refuse('obs-fold', 'a header value continued on the next line (obs-fold) or holding a bare CR or LF');
+    this.#value += text;
+    return this.#count(text.length);
   }
 
   onHeadersComplete(statusCode: number, upgrade: boolean, keepAlive: boolean): number {

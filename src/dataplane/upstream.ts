@@ -226,12 +226,8 @@ class ForwardCall {
   /** The client speaks HTTP/1.0 and the answer is chunked: pass the payload, not the framing, and close. */
   #decode = false;
   #paused = false;
-  readonly #onClientDrain = (): void => {
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.#exchange.offDrain(this.#onClientDrain);
-    this.#connection?.socket.resume();
-  };
+  /** Made on the first pause only: a closure per forward would cost every request an allocation. */
+  #onClientDrain: (() => void) | undefined;
 
   constructor(exchange: Exchange, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void) {
     this.#exchange = exchange;
@@ -415,7 +411,15 @@ class ForwardCall {
     if (this.#paused) return;
     this.#paused = true;
     this.#connection?.socket.pause();
+    this.#onClientDrain ??= () => this.#resumeUpstream();
     this.#exchange.onDrain(this.#onClientDrain);
+  }
+
+  #resumeUpstream(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.#onClientDrain !== undefined) this.#exchange.offDrain(this.#onClientDrain);
+    this.#connection?.socket.resume();
   }
 
   /** The answer is through. The connection goes back to the pool first, so a pipelined next request can take it. */
@@ -456,11 +460,7 @@ class ForwardCall {
     this.#state = 'done';
     const connection = this.#connection;
     // Paused for a slow client, then complete: the connection must not go back to the pool unread, or the next answer on it is never seen.
-    if (this.#paused) {
-      this.#paused = false;
-      this.#exchange.offDrain(this.#onClientDrain);
-      connection?.socket.resume();
-    }
+    this.#resumeUpstream();
     if (connection !== undefined && connection.call === this) connection.call = undefined;
   }
 }

@@ -21,7 +21,7 @@ export interface ContextHandleEntry {
 
 export interface ContextHandles {
   /** The same live token always gets the same handle, so a hot path does not grow the store. Throws HandlesExhaustedError when full of live handles. */
-  readonly issue: (subjectToken: string, verified: VerifiedToken) => string;
+  readonly issue: (subjectToken: string, verified: VerifiedToken, digest?: string) => string;
   /** Undefined when unknown, replaced, or past the token's exp. */
   readonly resolve: (handle: string) => ContextHandleEntry | undefined;
 }

@@ -15,7 +15,8 @@
  * - when it is full of live handles, a new one is refused
  *   (HandlesExhaustedError, 503) and every live handle keeps working.
  */
-import { hash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { tokenDigest } from '../token/token-digest.ts';
 import { createExpiringLru } from '../core/expiring-lru.ts';
 import type { ContextHandleEntry, ContextHandles } from './collaborators.ts';
 import { HandlesExhaustedError } from './errors.ts';
@@ -64,8 +65,8 @@ export function createContextHandleStore(options: ContextHandleStoreOptions = {}
   };
 
   return {
-    issue(subjectToken, verified) {
-      const tokenHash = hash('sha256', subjectToken, 'base64url');
+    issue(subjectToken, verified, digest) {
+      const tokenHash = digest ?? tokenDigest(subjectToken);
       const existing = handleByToken.get(tokenHash);
       if (existing !== undefined) {
         const entry = byHandle.get(existing);

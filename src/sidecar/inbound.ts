@@ -23,6 +23,7 @@ import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import { armBodyDeadline } from './body-deadline.ts';
 import type { VerifiedTokenCache } from '../token/verified-cache.ts';
+import { tokenDigest } from '../token/token-digest.ts';
 import type { AccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { Tracing } from '../telemetry/tracing.ts';
@@ -95,7 +96,10 @@ export function createInboundHandler(options: InboundOptions): (exchange: Exchan
     tokenSeen.present = true;
 
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
-    const verified = await verify(token);
+    //    The token is hashed once, for the verified-token cache and the handle store alike.
+    const digest = tokenDigest(token);
+    const cached = options.verifiedCache.get(token, service, digest);
+    const verified = cached ?? (await verify(token, digest));
     // One user may hold only its share of the in-flight limit (./inflight.ts).
     if (verified.user && !options.inflight.share(req, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
       throw new FairShareExceededError('expected this user to hold fewer requests in flight, its share of the inbound limit is used up');
@@ -128,7 +132,7 @@ export function createInboundHandler(options: InboundOptions): (exchange: Exchan
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
     // The handle carries the request id, so the app's outbound calls are logged under this request.
-    const contextHandle = options.requestIds.bind(options.handles.issue(token, verified), request);
+    const contextHandle = options.requestIds.bind(options.handles.issue(token, verified, digest), request);
     const add = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
     add.push(...proxyHeaders(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
@@ -141,11 +145,9 @@ export function createInboundHandler(options: InboundOptions): (exchange: Exchan
     return options.forwarder.forward(req, { origin: options.app, path: req.url, headers, setHost: false, timeoutMs: options.timeoutMs });
   }
 
-  async function verify(token: string): Promise<VerifiedToken> {
-    const cached = options.verifiedCache.get(token, service);
-    if (cached !== undefined) return cached;
+  async function verify(token: string, digest: string): Promise<VerifiedToken> {
     const verified = await options.verifier.verify(token, { audience: service });
-    options.verifiedCache.set(token, service, verified);
+    options.verifiedCache.set(token, service, verified, digest);
     return verified;
   }
 

@@ -5,14 +5,15 @@
  * or confused by re-encoding. Entries die at the token's `exp`, or at its
  * `reuseUntil` when that is earlier (an introspected token).
  */
-import { hash } from 'node:crypto';
+import { tokenDigest } from './token-digest.ts';
 import { createExpiringLru } from '../core/expiring-lru.ts';
 import type { VerifiedToken } from './verified-token.ts';
 
 /** Function-typed members, not methods: a stand-in is checked with strict parameter variance. */
 export interface VerifiedTokenCache {
-  readonly get: (token: string, audience: string) => VerifiedToken | undefined;
-  readonly set: (token: string, audience: string, verified: VerifiedToken) => void;
+  /** `digest`: the token's ./token-digest.ts digest when the caller has it already. */
+  readonly get: (token: string, audience: string, digest?: string) => VerifiedToken | undefined;
+  readonly set: (token: string, audience: string, verified: VerifiedToken, digest?: string) => void;
   readonly size: number;
 }
 
@@ -24,11 +25,11 @@ export interface VerifiedTokenCacheOptions {
 
 export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}): VerifiedTokenCache {
   const entries = createExpiringLru<string, VerifiedToken>({ max: options.max ?? 10_000, now: options.now ?? Date.now });
-  const keyOf = (token: string, audience: string): string => hash('sha256', token, 'hex') + '\n' + audience;
+  const keyOf = (token: string, audience: string, digest = tokenDigest(token)): string => `${digest}\n${audience}`;
   return {
-    get: (token, audience) => entries.get(keyOf(token, audience)),
-    set(token, audience, verified) {
-      entries.set(keyOf(token, audience), verified, lastUse(verified) * 1000);
+    get: (token, audience, digest) => entries.get(keyOf(token, audience, digest)),
+    set(token, audience, verified, digest) {
+      entries.set(keyOf(token, audience, digest), verified, lastUse(verified) * 1000);
     },
     get size() {
       return entries.size;
