@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
-import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
+import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runConstantRate } from './lib/constant-rate.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureHaproxy, type HaproxyProxy, startHaproxyProxy } from './lib/haproxy.ts';
@@ -89,8 +89,8 @@ export async function startBarePair(bareProxy: string, app: number, name = 'bare
   const processes: RunningProcess[] = [];
   const stop = () => Promise.all(processes.map((p) => p.stop())).then(() => undefined);
   try {
-    processes.push(startProcess(process.execPath, [bareProxy, String(innerPort), String(app)], { NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...env }));
-    processes.push(startProcess(process.execPath, [bareProxy, String(outerPort), String(innerPort)], { NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...env }));
+    processes.push(startProcess(process.execPath, [bareProxy, String(innerPort), String(app)], { ...IMAGE_ENV, ...env }));
+    processes.push(startProcess(process.execPath, [bareProxy, String(outerPort), String(innerPort)], { ...IMAGE_ENV, ...env }));
     await Promise.all(processes.map((p) => p.waitForOutput(/ready/)));
   } catch (error) {
     await stop();
@@ -142,10 +142,10 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const haproxyBinary = ensureHaproxy();
   const bundle = await benchBundle();
   // The plaintext pair, as this scenario has always measured it (startMesh defaults to mTLS since #14; the mTLS pair is its own scenario).
-  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: bundle.baton, transport: 'plaintext' });
+  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV }, entry: bundle.baton, transport: 'plaintext' });
   // The same pair at the default log level: every decision writes its audit line.
   const auditDir = mkdtempSync(join(tmpdir(), 'baton-bench-audit-'));
-  const audited = await startMesh({ policyFile: BENCH_POLICY, env: { NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: bundle.baton, transport: 'plaintext', logDir: auditDir, logsToFileOnly: true });
+  const audited = await startMesh({ policyFile: BENCH_POLICY, env: { ...IMAGE_ENV }, entry: bundle.baton, transport: 'plaintext', logDir: auditDir, logsToFileOnly: true });
   const proxies: Array<NginxProxy | HaproxyProxy> = [];
   const pairs: BarePair[] = [];
   try {

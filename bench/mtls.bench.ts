@@ -30,7 +30,7 @@ import { connect, type TLSSocket } from 'node:tls';
 import { Agent, request } from 'undici';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
+import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureNginx, type NginxIdentity, type NginxProxy, startNginxProxy, startNginxTlsInner, startNginxTlsOuter } from './lib/nginx.ts';
 import { sampleProcesses } from './lib/proc-stats.ts';
@@ -151,7 +151,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const handshakeLimits = options.quick ? { maxConnections: 300, maxSeconds: 0.5 } : { maxConnections: 2000, maxSeconds: 2 };
   const nginxBinary = ensureNginx();
   const bundle = await benchBundle();
-  const env = { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS };
+  const env = { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV };
   const meshes: Mesh[] = [];
   const proxies: NginxProxy[] = [];
   try {

@@ -18,7 +18,7 @@
 import { createServer, type Server } from 'node:http';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { BENCH_POLICY, type BarePair, batonPair, measureVariant, startBarePair, type Variant } from './hop.bench.ts';
-import { benchBundle, IMAGE_NODE_OPTIONS } from './lib/bundle.ts';
+import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
@@ -68,11 +68,11 @@ export async function run(options: BenchOptions = { quick: process.env.BENCH_QUI
   try {
     const { baton, bareProxy } = await benchBundle();
     // Plaintext, as the recorded results were measured (startMesh defaults to mTLS since #14).
-    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS }, entry: baton, transport: 'plaintext' });
+    const off = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV }, entry: baton, transport: 'plaintext' });
     meshes.push(off);
     // Every request traced and batch-exported to the sink: the baton mesh and the bare pair alike.
     const traced = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_TRACES_SAMPLER: 'always_on' };
-    const on = await startMesh({ policyFile: BENCH_POLICY, entry: baton, env: { BATON_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS, ...traced }, transport: 'plaintext' });
+    const on = await startMesh({ policyFile: BENCH_POLICY, entry: baton, env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV, ...traced }, transport: 'plaintext' });
     meshes.push(on);
     const app = off.services.payments.app;
     barePairs.push(await startBarePair(bareProxy, app, 'floor: bare Node.js proxy pair, tracing off'));

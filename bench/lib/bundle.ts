@@ -13,6 +13,8 @@ import { buildBundle, PROJECT_ROOT } from '../../scripts/build.ts';
 
 /** The V8 flags the image sets (Dockerfile `NODE_OPTIONS`): sidecars and bare proxies run with them too. */
 export const IMAGE_NODE_OPTIONS = '--max-semi-space-size=16';
+/** The runtime environment the image sets (Dockerfile ENV): the V8 flags, and glibc held to two malloc arenas. */
+export const IMAGE_ENV: Readonly<Record<string, string>> = { NODE_OPTIONS: IMAGE_NODE_OPTIONS, MALLOC_ARENA_MAX: '2' };
 
 export interface BenchBundle {
   /** The CLI: `entry` for startMesh, or the script of a `baton` process. */
