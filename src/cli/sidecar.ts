@@ -69,8 +69,8 @@ export const sidecarCommand: Command = {
         'admin.port': portFlag(values['admin-port']),
       },
     });
-    const logger = createLogger({ name: config.service, level: config.logLevel });
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
+    const logger = createLogger({ name: config.service, level: config.logLevel, traceIds: telemetry.tracing.enabled });
     const sidecar = createSidecar(config, { logger, tracing: telemetry.tracing, announce: (line) => context.stderr.write(`${line}\n`) });
     let ports;
     try {

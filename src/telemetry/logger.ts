@@ -33,6 +33,8 @@ export interface LoggerSettings {
   readonly name: string;
   readonly level?: string;
   readonly destination?: DestinationStream;
+  /** Stamp each line with the active span's ids (default true). False where tracing is off: no span is ever active, and the per-line merge costs the audit line about a tenth of its time. */
+  readonly traceIds?: boolean;
 }
 
 /**
@@ -53,7 +55,7 @@ export function createLogger(settings: LoggerSettings): Logger {
     base: { service: settings.name },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    mixin: traceIds,
+    ...(settings.traceIds === false ? {} : { mixin: traceIds }),
   };
   return pino(options, settings.destination ?? stdout());
 }
