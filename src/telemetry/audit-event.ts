@@ -14,7 +14,7 @@
  * writes a key the table does not know.
  */
 import type { Logger } from 'pino';
-import { withoutRedaction } from './logger.ts';
+import { writeEventLine } from './logger.ts';
 
 export type AuditOutcome = 'allow' | 'deny' | 'would_deny';
 export type AuditDirection = 'inbound' | 'outbound';
@@ -214,10 +214,8 @@ function messageOf(event: AuditEvent): string {
  * token or a `baton-context` handle: no variant has a field for one.
  */
 export function writeAuditEvent(logger: Logger, event: AuditEvent, msg: string = messageOf(event)): void {
-  // No redaction pass: see withoutRedaction (./logger.ts) for why, and what guards the fields instead.
-  const out = withoutRedaction(logger);
-  if (event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny')) out.warn(event, msg);
-  else out.info(event, msg);
+  // Built in one pass, without a redaction pass: see writeEventLine (./logger.ts) for why, and what guards the fields instead.
+  writeEventLine(logger, event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny') ? 'warn' : 'info', event, msg);
 }
 
 /** One audit line read back: the event, and what the logger wrote around it. */

@@ -104,7 +104,26 @@ describe('audit event: one schema, one writer, one parser', () => {
     }
   });
 
-  it('has no field the log redaction would censor, so writing it unredacted hides nothing (logger.ts withoutRedaction)', () => {
+  it('writes, for every variant, the very line pino writes for the same event (time aside), with the logger\'s bindings and trace ids', () => {
+    const capture = (): { logger: Logger; lines: string[] } => {
+      const lines: string[] = [];
+      const destination = new Writable({ write: (chunk: Buffer, _encoding, done) => done(undefined, lines.push(...chunk.toString().split('\n').filter((l) => l !== ''))) });
+      return { logger: createLogger({ name: 'payments', destination: destination as never }).child({ part: 'inbound' }), lines };
+    };
+    const ours = capture();
+    const pinos = capture();
+    const withoutTime = (line: string): string => line.replace(/"time":"[^"]+"/, '"time":""');
+    for (const name of NAMES) {
+      writeAuditEvent(ours.logger, SAMPLES[name] as AuditEvent);
+      const warn = name === 'request_failed';
+      const unredacted = pinos.logger.child({}, { redact: [] });
+      (warn ? unredacted.warn.bind(unredacted) : unredacted.info.bind(unredacted))(SAMPLES[name], JSON.parse(ours.lines.at(-1) as string).msg);
+    }
+    assert.equal(ours.lines.length, NAMES.length);
+    assert.deepEqual(ours.lines.map(withoutTime), pinos.lines.map(withoutTime));
+  });
+
+  it('has no field the log redaction would censor, so writing it unredacted hides nothing (logger.ts writeEventLine)', () => {
     // The leaf names pino censors anywhere: `token`, `authorization`, `client_secret`, ….
     const censored = new Set(REDACT_PATHS.map((path) => path.replace(/^.*[.[]"?|"?\]$/g, '')));
     for (const [name, variant] of Object.entries(AUDIT_SCHEMA)) {
