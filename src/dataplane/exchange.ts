@@ -26,6 +26,8 @@ export interface ExchangeConnection {
   readonly socket: Socket;
   /** Draining: every response closes its connection. */
   draining(): boolean;
+  /** Seconds an idle kept-alive connection stays open, told to the client as node:http tells it (`Keep-Alive: timeout=…`). */
+  readonly keepAliveSeconds: number;
   /** A string is written as latin1 (a head); a body is a Buffer. */
   write(chunk: Buffer | string): boolean;
   onDrain(listener: () => void): void;
@@ -158,7 +160,7 @@ export class Exchange implements RequestHead {
     for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}${CRLF}`;
     if (framing === 'chunked') head += `transfer-encoding: chunked${CRLF}`;
     if (!this.shouldKeepAlive) head += `connection: close${CRLF}`;
-    else if (this.httpVersion === '1.0') head += `connection: keep-alive${CRLF}`;
+    else head += `${this.httpVersion === '1.0' ? `connection: keep-alive${CRLF}` : ''}keep-alive: timeout=${this.#connection.keepAliveSeconds}${CRLF}`;
     return head + CRLF;
   }
 
@@ -232,7 +234,7 @@ export class Exchange implements RequestHead {
 // RFC 9110 §6.6.1: an origin's own answers carry Date; built once a second, not per response.
 let dateSecond = 0;
 let dateText = '';
-function httpDate(): string {
+export function httpDate(): string {
   const second = Math.floor(Date.now() / 1000);
   if (second !== dateSecond) {
     dateSecond = second;

@@ -70,6 +70,7 @@ type BodyState = 'none' | 'held' | 'flowing' | 'done';
 
 class ClientConnection implements ExchangeConnection {
   readonly socket: Socket;
+  readonly keepAliveSeconds: number;
   readonly #handler: (exchange: Exchange) => void;
   readonly #options: Http1ServerOptions;
   readonly #parser: Http1Parser;
@@ -91,6 +92,7 @@ class ClientConnection implements ExchangeConnection {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
+    this.keepAliveSeconds = Math.floor(options.keepAliveTimeoutMs / 1000);
     this.#parser = new Http1Parser(
       'request',
       {

@@ -19,7 +19,7 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import type { BodySink, Exchange } from './exchange.ts';
+import { type BodySink, type Exchange, httpDate } from './exchange.ts';
 import { endToEndHeaders } from './hop-by-hop.ts';
 import { Http1Parser, type MessageHead } from './http1-parser.ts';
 
@@ -404,7 +404,10 @@ class ForwardCall {
         framing = this.#decode ? 'close' : 'chunked';
       } else if (head.framing === 'until-close') framing = 'close';
     }
-    exchange.writeHead(head.statusCode, endToEndHeaders(head.rawHeaders), framing);
+    const headers = endToEndHeaders(head.rawHeaders);
+    // As node:http did for every answer it passed on: one without a Date gets the time it was received (RFC 7231 §7.1.1.2).
+    if (!hasDate(headers)) headers.push('date', httpDate());
+    exchange.writeHead(head.statusCode, headers, framing);
   }
 
   #pauseUpstream(): void {
@@ -463,4 +466,12 @@ class ForwardCall {
     this.#resumeUpstream();
     if (connection !== undefined && connection.call === this) connection.call = undefined;
   }
+}
+
+function hasDate(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'date') return true;
+  }
+  return false;
 }

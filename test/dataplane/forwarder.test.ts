@@ -201,6 +201,18 @@ async function bigUpstream(size: number): Promise<Served & { written(): number; 
 }
 
 describe('forwarding through the socket data plane', () => {
+  it('tells a kept-alive client the idle timeout as node:http does, and dates an answer that came without Date', BOUNDED, async () => {
+    const upstream = await rawUpstream((socket) => {
+      socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    });
+    const proxy = await proxyTo(upstream.port, { keepAliveTimeoutMs: 5_000 });
+    const client = await rawClient(proxy.port);
+    client.socket.write(get('/'));
+    const [answer] = responses(await client.until((b) => responses(b).list.length === 1, 'the answer')).list;
+    assert.equal(answer?.headers['keep-alive'], 'timeout=5');
+    assert.ok(Number.isFinite(Date.parse(answer?.headers.date ?? '')), `a Date: ${answer?.head}`);
+  });
+
   it('passes header bytes outside ASCII (obs-text) through as the same bytes, both ways', BOUNDED, async () => {
     let seen: string | undefined;
     const upstream = await httpUpstream((req, res) => {

@@ -107,7 +107,12 @@ describe('audit event: one schema, one writer, one parser', () => {
   it('writes, for every variant, the very line pino writes for the same event (time aside), with the logger\'s bindings and trace ids', () => {
     const capture = (): { logger: Logger; lines: string[] } => {
       const lines: string[] = [];
-      const destination = new Writable({ write: (chunk: Buffer, _encoding, done) => done(undefined, lines.push(...chunk.toString().split('\n').filter((l) => l !== ''))) });
+      const destination = new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+          done();
+        },
+      });
       return { logger: createLogger({ name: 'payments', destination: destination as never }).child({ part: 'inbound' }), lines };
     };
     const ours = capture();
