@@ -13,9 +13,11 @@
  *
  * Connections are pooled per origin, last in first out, so a client
  * connection's requests keep landing on the same upstream connection
- * while load is steady. A request whose kept-alive connection turns out
- * closed before any answer is retried once on a new one when it has no
- * body: nothing of it can have been acted on twice.
+ * while load is steady. An idempotent request without a body whose
+ * kept-alive connection turns out closed before any answer (the server's
+ * own idle timeout racing it) is sent once more on a new connection; any
+ * other is answered 502: RFC 9110 §9.2.2 lets a proxy retry only what is
+ * idempotent.
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
@@ -76,6 +78,8 @@ export interface Upstreams {
 // Idle connections kept per origin; more than this are closed as they come back.
 const MAX_IDLE = 256;
 const CRLF = '\r\n';
+// RFC 9110 §9.2.2.
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const LAST_CHUNK = '0\r\n\r\n';
 
 export function createUpstreams(options: UpstreamOptions): Upstreams {
@@ -381,8 +385,9 @@ class ForwardCall {
       return;
     }
     const connection = this.#connection as UpstreamConnection;
-    // A kept-alive connection the server had just closed: a request with no body is safe to send again, once.
-    if (this.#state === 'sent' && connection.reused && !this.#exchange.hasBody && !this.#retried && !this.#exchange.closed) {
+    // A kept-alive connection the server had just closed: an idempotent request with no body is sent again, once
+    // (RFC 9110 §9.2.2: a proxy never retries a non-idempotent one by itself).
+    if (this.#state === 'sent' && connection.reused && !this.#exchange.hasBody && IDEMPOTENT.has(this.#exchange.method) && !this.#retried && !this.#exchange.closed) {
       this.#retried = true;
       this.#state = 'connecting';
       this.#attach(this.#pool.connect(this.#spec.origin));
