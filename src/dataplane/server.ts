@@ -176,6 +176,8 @@ class ClientConnection implements ExchangeConnection {
   }
 
   #onData(chunk: Buffer): void {
+    // Answered and closing: what the client still sends is read and dropped, never kept.
+    if (this.#gone) return;
     if (this.#exchange === undefined && this.#headStarted === 0) this.#headStarted = performance.now();
     this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
     this.#pump();
@@ -238,7 +240,12 @@ class ClientConnection implements ExchangeConnection {
     const exchange = new Exchange(this, head, complete);
     this.#exchange = exchange;
     this.#body = complete ? 'done' : 'held';
-    this.#handler(exchange);
+    try {
+      this.#handler(exchange);
+    } catch {
+      // A handler answers through the exchange and never throws; if one did, this connection ends, not the process.
+      this.socket.destroy();
+    }
   }
 
   #refuse(refusal: ConnectionRefusal): void {

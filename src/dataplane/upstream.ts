@@ -77,6 +77,8 @@ export interface Upstreams {
 
 // Idle connections kept per origin; more than this are closed as they come back.
 const MAX_IDLE = 256;
+// TLS session tickets kept, one per origin and certificate generation.
+const MAX_SESSIONS = 1024;
 const CRLF = '\r\n';
 // RFC 9110 §9.2.2.
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -103,6 +105,8 @@ export function createUpstreams(options: UpstreamOptions): Upstreams {
       const list = idle.get(connection.key);
       const at = list?.indexOf(connection) ?? -1;
       if (at !== -1) list?.splice(at, 1);
+      // A retired certificate generation's key goes with its last connection.
+      if (list?.length === 0) idle.delete(connection.key);
     },
     connect(origin) {
       const socket = origin.tls === undefined
@@ -111,7 +115,12 @@ export function createUpstreams(options: UpstreamOptions): Upstreams {
       if (origin.tls !== undefined) {
         socket.setNoDelay(true);
         // TLS 1.3 tickets: the next connection to this origin resumes instead of a full handshake.
-        socket.on('session', (session: Buffer) => sessions.set(origin.key, session));
+        socket.on('session', (session: Buffer) => {
+          sessions.delete(origin.key);
+          sessions.set(origin.key, session);
+          // Keys carry the certificate generation: rotations add keys, so the oldest go (Map order is insertion order).
+          if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value as string);
+        });
       }
       const connection = new UpstreamConnection(socket, origin.key, origin.tls !== undefined, options, pool);
       open.add(connection);
