@@ -627,6 +627,24 @@ describe('forwarding through the socket data plane', () => {
     });
   });
 
+  it('a handler that throws ends its own connection, and the server goes on serving others', BOUNDED, async () => {
+    const upstream = await httpUpstream((_req, res) => res.end('ok'));
+    let calls = 0;
+    const proxy = await proxyTo(upstream.port, {
+      handle: (x, forward) => {
+        if (++calls === 1) throw new Error('a handler bug');
+        return forward(x);
+      },
+    });
+    const first = await rawClient(proxy.port);
+    first.socket.write(get('/'));
+    assert.equal((await first.whenClosed()).length, 0, 'the first connection closed without an answer');
+    const second = await rawClient(proxy.port);
+    second.socket.write(get('/'));
+    const [answer] = responses(await second.until((b) => responses(b).list.length === 1, 'an answer on a new connection')).list;
+    assert.equal(answer?.status, 200);
+  });
+
   it('while draining, a response carries connection: close and the connection closes after it', BOUNDED, async () => {
     const upstream = await httpUpstream((req, res) => res.end(`ok ${req.url}`));
     const proxy = await proxyTo(upstream.port);
