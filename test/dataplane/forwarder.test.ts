@@ -543,7 +543,8 @@ describe('forwarding through the socket data plane', () => {
       assert.equal(upstream.connections(), 2);
     });
 
-    it('as the next bodiless request arrives, unanswered: that request is retried once on a fresh connection', BOUNDED, async () => {
+    /** An upstream that answers the first request on each connection (`ok <n>`, n counting requests) and closes, unanswered, at the second. */
+    async function answersOncePerConnection(): Promise<Served & { requests(): number }> {
       let requests = 0;
       const upstream = await rawUpstream((socket) => {
         let onThisConnection = 0;
@@ -553,28 +554,25 @@ describe('forwarding through the socket data plane', () => {
           else socket.end();
         });
       });
+      return Object.assign(upstream, { requests: () => requests });
+    }
+
+    it('as the next bodiless request arrives, unanswered: that request is retried once on a fresh connection', BOUNDED, async () => {
+      const upstream = await answersOncePerConnection();
       // Request 2 reaches the first connection, which closes unanswered; its retry is request 3, on a second connection.
       assert.deepEqual(await twoGets(upstream.port), [[200, 'ok 1'], [200, 'ok 3']]);
       assert.equal(upstream.connections(), 2);
     });
 
     it('as the next request arrives, unanswered, a POST without a body is not sent again (RFC 9110 §9.2.2): 502', BOUNDED, async () => {
-      let requests = 0;
-      const upstream = await rawUpstream((socket) => {
-        let onThisConnection = 0;
-        socket.on('data', () => {
-          requests++;
-          if (++onThisConnection === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-          else socket.end();
-        });
-      });
+      const upstream = await answersOncePerConnection();
       const client = await rawClient((await proxyTo(upstream.port)).port);
       client.socket.write(get('/1'));
       await client.until(count(1), 'the first response');
       client.socket.write('POST /2 HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n');
       const statuses = responses(await client.until(count(2), 'the second response')).list.map((r) => r.status);
       assert.deepEqual(statuses, [200, 502]);
-      assert.equal(requests, 2, 'the POST reached the upstream once');
+      assert.equal(upstream.requests(), 2, 'the POST reached the upstream once');
     });
   });
 
