@@ -67,6 +67,8 @@ export interface UpstreamOptions {
   readonly keepAliveTimeoutMs: number;
   /** The most bytes a response head may hold. */
   readonly maxHeadBytes: number;
+  /** Called each time an idempotent request is sent again on a fresh connection (a metric). */
+  readonly onRetry?: () => void;
 }
 
 export interface Upstreams {
@@ -138,7 +140,7 @@ export function createUpstreams(options: UpstreamOptions): Upstreams {
 
   return {
     forward(exchange, spec) {
-      return new Promise<number>((resolve, reject) => new ForwardCall(exchange, spec, pool, resolve, reject).start());
+      return new Promise<number>((resolve, reject) => new ForwardCall(exchange, spec, pool, resolve, reject, options.onRetry).start());
     },
     close() {
       for (const connection of open) connection.socket.destroy();
@@ -242,7 +244,10 @@ class ForwardCall {
   /** Made on the first pause only: a closure per forward would cost every request an allocation. */
   #onClientDrain: (() => void) | undefined;
 
-  constructor(exchange: Exchange, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void) {
+  readonly #onRetry: (() => void) | undefined;
+
+  constructor(exchange: Exchange, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void, onRetry?: () => void) {
+    this.#onRetry = onRetry;
     this.#exchange = exchange;
     this.#spec = spec;
     this.#pool = pool;
@@ -398,6 +403,7 @@ class ForwardCall {
     // (RFC 9110 §9.2.2: a proxy never retries a non-idempotent one by itself).
     if (this.#state === 'sent' && connection.reused && !this.#exchange.hasBody && IDEMPOTENT.has(this.#exchange.method) && !this.#retried && !this.#exchange.closed) {
       this.#retried = true;
+      this.#onRetry?.();
       this.#state = 'connecting';
       this.#attach(this.#pool.connect(this.#spec.origin));
       return;

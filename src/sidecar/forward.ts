@@ -77,8 +77,8 @@ export interface Forwarder {
   close(): void;
 }
 
-export function createForwarder(options: { connectTimeoutMs?: number; maxHeadBytes: number }): Forwarder {
-  const upstreams = createUpstreams({ connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS, maxHeadBytes: options.maxHeadBytes });
+export function createForwarder(options: { connectTimeoutMs?: number; maxHeadBytes: number; onRetry?: () => void }): Forwarder {
+  const upstreams = createUpstreams({ connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS, maxHeadBytes: options.maxHeadBytes, ...(options.onRetry === undefined ? {} : { onRetry: options.onRetry }) });
   return {
     forward: (exchange, target) => upstreams.forward(exchange, target).catch((error: unknown) => Promise.reject(upstreamError(error))),
     close: () => upstreams.close(),

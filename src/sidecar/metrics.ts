@@ -52,6 +52,8 @@ export interface SidecarMetrics {
   policyVersion(version: number): void;
   /** An inbound token refused for its certificate binding (RFC 8705 §3), by code. */
   bindingRefusal(code: string): void;
+  /** An idempotent request sent again on a fresh upstream connection: the kept-alive one had closed unanswered. */
+  upstreamRetry(): void;
   /** The in-flight gauge of one direction, resolved once. */
   inflight(direction: Direction): (delta: 1 | -1) => void;
   render(): string;
@@ -71,6 +73,7 @@ export function createSidecarMetrics(): SidecarMetrics {
   const bindingRefusals = labelledSeries('code');
   const policyVersion = newSeries();
   const policyUpdates = newSeries();
+  const upstreamRetries = newSeries();
 
   return {
     requests(direction, target) {
@@ -96,6 +99,9 @@ export function createSidecarMetrics(): SidecarMetrics {
       }
     },
     bindingRefusal: (code) => bindingRefusals.add(code),
+    upstreamRetry: () => {
+      upstreamRetries.value++;
+    },
     policyVersion(version) {
       if (version !== policyVersion.value) policyUpdates.value++;
       policyVersion.value = version;
@@ -121,6 +127,7 @@ export function createSidecarMetrics(): SidecarMetrics {
       renderFamily(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
       renderFamily(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [policyVersion]);
       renderFamily(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [policyUpdates]);
+      renderFamily(lines, 'baton_upstream_retries_total', 'counter', 'Idempotent requests sent again on a fresh upstream connection because the kept-alive one closed before answering.', [upstreamRetries]);
       return lines.join('\n') + '\n';
     },
   };

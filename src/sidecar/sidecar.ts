@@ -76,7 +76,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const tracing = deps.tracing ?? TRACING_OFF;
   const metrics = createSidecarMetrics();
-  const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs, maxHeadBytes: RESPONSE_HEAD_BYTES });
+  const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs, maxHeadBytes: RESPONSE_HEAD_BYTES, onRetry: () => metrics.upstreamRetry() });
   const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
   // The outbound port's only peer is the app: no peer share there.
   const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'), { peer: 1, subject: config.outbound.subjectShare });

@@ -53,18 +53,18 @@ function requestHeaders(raw: readonly string[]): string[] {
 type Outcome = Promise<number | string>;
 type Forward = (x: Exchange) => Outcome;
 type ProxyOptions = { timeoutMs?: number; maxHeadBytes?: number; keepAliveTimeoutMs?: number; headersTimeoutMs?: number; handle?: (x: Exchange, forward: Forward) => Outcome };
-type Proxy = { port: number; refusals: ConnectionRefusal[]; exchanges: Exchange[]; outcomes: Outcome[]; draining: boolean };
+type Proxy = { port: number; refusals: ConnectionRefusal[]; exchanges: Exchange[]; outcomes: Outcome[]; draining: boolean; retries: number };
 
 /** The tiny proxy: every request forwarded (or given to `handle`), a failure answered 504/502 with its code. */
 async function proxyTo(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
-  const upstreams = createUpstreams({ connectTimeoutMs: 2_000, keepAliveTimeoutMs: 10_000, maxHeadBytes: 16_384 });
+  const upstreams = createUpstreams({ connectTimeoutMs: 2_000, keepAliveTimeoutMs: 10_000, maxHeadBytes: 16_384, onRetry: () => proxy.retries++ });
   const origin = { key: `127.0.0.1:${upstreamPort}`, host: '127.0.0.1', port: upstreamPort, authority: `127.0.0.1:${upstreamPort}` };
   const forward: Forward = (x) =>
     upstreams.forward(x, { origin, path: x.url, headers: requestHeaders(x.rawHeaders), setHost: false, timeoutMs: options.timeoutMs ?? 5_000 }).catch((error: UpstreamFailure) => {
       x.respond(error.code === UPSTREAM_TIMEOUT ? 504 : 502, ['content-type', 'text/plain'], error.code);
       return error.code;
     });
-  const proxy: Proxy = { port: 0, refusals: [], exchanges: [], outcomes: [], draining: false };
+  const proxy: Proxy = { port: 0, refusals: [], exchanges: [], outcomes: [], draining: false, retries: 0 };
   const handler = (x: Exchange): void => {
     proxy.exchanges.push(x);
     proxy.outcomes.push(options.handle === undefined ? forward(x) : options.handle(x, forward));
@@ -519,8 +519,10 @@ describe('forwarding through the socket data plane', () => {
   });
 
   describe('a kept-alive upstream connection closed by the upstream between requests', () => {
+    let lastProxy: Proxy | undefined;
     async function twoGets(upstreamPort: number, between: () => Promise<unknown> = async () => {}): Promise<Array<Array<string | number>>> {
-      const client = await rawClient((await proxyTo(upstreamPort)).port);
+      lastProxy = await proxyTo(upstreamPort);
+      const client = await rawClient(lastProxy.port);
       client.socket.write(get('/1'));
       await client.until(count(1), 'the first response');
       await between();
@@ -562,17 +564,20 @@ describe('forwarding through the socket data plane', () => {
       // Request 2 reaches the first connection, which closes unanswered; its retry is request 3, on a second connection.
       assert.deepEqual(await twoGets(upstream.port), [[200, 'ok 1'], [200, 'ok 3']]);
       assert.equal(upstream.connections(), 2);
+      assert.equal(lastProxy?.retries, 1, 'the retry was counted');
     });
 
     it('as the next request arrives, unanswered, a POST without a body is not sent again (RFC 9110 §9.2.2): 502', BOUNDED, async () => {
       const upstream = await answersOncePerConnection();
-      const client = await rawClient((await proxyTo(upstream.port)).port);
+      const proxy = await proxyTo(upstream.port);
+      const client = await rawClient(proxy.port);
       client.socket.write(get('/1'));
       await client.until(count(1), 'the first response');
       client.socket.write('POST /2 HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n');
       const statuses = responses(await client.until(count(2), 'the second response')).list.map((r) => r.status);
       assert.deepEqual(statuses, [200, 502]);
       assert.equal(upstream.requests(), 2, 'the POST reached the upstream once');
+      assert.equal(proxy.retries, 0);
     });
   });
 

@@ -63,6 +63,7 @@ describe('Prometheus metrics', () => {
       'baton_inflight_requests',
       'baton_policy_version',
       'baton_policy_updates_total',
+      'baton_upstream_retries_total',
       'baton_ready',
       'baton_build_info',
       'process_cpu_seconds_total',
