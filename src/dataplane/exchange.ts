@@ -156,8 +156,7 @@ export class Exchange implements RequestHead {
     // A body still arriving (a refusal mid-upload) cannot be skipped safely on a kept connection: close it.
     if (!this.#requestComplete && !this.#bodyFlowing) this.shouldKeepAlive = false;
     if (this.#connection.draining()) this.shouldKeepAlive = false;
-    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
-    for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}${CRLF}`;
+    let head = statusAndFields(status, headers);
     if (framing === 'chunked') head += `transfer-encoding: chunked${CRLF}`;
     if (!this.shouldKeepAlive) head += `connection: close${CRLF}`;
     else head += `${this.httpVersion === '1.0' ? `connection: keep-alive${CRLF}` : ''}keep-alive: timeout=${this.#connection.keepAliveSeconds}${CRLF}`;
@@ -229,6 +228,13 @@ export class Exchange implements RequestHead {
     this.#listeners = undefined;
     if (listeners !== undefined) for (const listener of listeners) listener();
   }
+}
+
+/** A response's status line and the fields of a flat `[name, value, …]` list, each line ended; the blank line is the caller's. */
+export function statusAndFields(status: number, headers: readonly string[]): string {
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+  for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}${CRLF}`;
+  return head;
 }
 
 // RFC 9110 §6.6.1: an origin's own answers carry Date; built once a second, not per response.

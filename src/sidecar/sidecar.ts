@@ -11,10 +11,9 @@
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
-import { STATUS_CODES } from 'node:http';
 import { toProblem } from '../core/problem.ts';
 import type { BatonError } from '../core/errors.ts';
-import type { Exchange } from '../dataplane/exchange.ts';
+import { type Exchange, statusAndFields } from '../dataplane/exchange.ts';
 import { type ConnectionRefusal, createHttp1Server, type Http1Server } from '../dataplane/server.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
@@ -249,8 +248,5 @@ function refuseConnection(socket: Socket, refusal: ConnectionRefusal): void {
           ? new RequestHeadTimeoutError(`expected the request head in time, got ${refusal.detail}`)
           : new RequestFramingError(detail, { extensions: { reason: refusal.reason } });
   const body = JSON.stringify(toProblem(error));
-  const headers = problemHeaders(error, false);
-  let head = `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\n`;
-  for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`;
-  socket.end(`${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  socket.end(`${statusAndFields(error.status, [...problemHeaders(error, false), 'content-length', String(Buffer.byteLength(body)), 'connection', 'close'])}\r\n${body}`);
 }
