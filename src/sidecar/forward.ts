@@ -7,7 +7,8 @@
 import { DEFAULT_CONNECT_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from '../identity/config.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type { Exchange } from '../dataplane/exchange.ts';
-import { connectionTokens, HOP_BY_HOP } from '../dataplane/hop-by-hop.ts';
+import { endpointOf } from '../telemetry/http-spans.ts';
+import { endToEndHeaders } from '../dataplane/hop-by-hop.ts';
 import { createUpstreams, UPSTREAM_TIMEOUT, type UpstreamOrigin } from '../dataplane/upstream.ts';
 import { type BatonError, InternalError } from '../core/errors.ts';
 import { isBatonHeader } from './identity-headers.ts';
@@ -35,17 +36,10 @@ export interface HeaderRules {
 const FIELD_TEXT = /^[\x20-\x7e\t]*$/;
 
 export function forwardRequestHeaders(rawHeaders: readonly string[], rules: HeaderRules): string[] {
-  const connectionNamed = connectionTokens(rawHeaders);
-  const out: string[] = [];
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = (rawHeaders[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(name) || isBatonHeader(name) || name === 'expect') continue;
-    if (connectionNamed !== undefined && connectionNamed.has(name)) continue;
-    if (rules.dropAuthorization && name === 'authorization') continue;
-    if (rules.dropHost && name === 'host') continue;
-    if (rules.drop?.has(name)) continue;
-    out.push(rawHeaders[i] as string, rawHeaders[i + 1] as string);
-  }
+  const out = endToEndHeaders(
+    rawHeaders,
+    (name) => isBatonHeader(name) || name === 'expect' || (rules.dropAuthorization && name === 'authorization') || (rules.dropHost && name === 'host') || rules.drop?.has(name) === true,
+  );
   for (const value of rules.add) {
     if (!FIELD_TEXT.test(value)) throw new InternalError('expected header values of visible ASCII, built one holding another character');
     out.push(value);
@@ -55,9 +49,8 @@ export function forwardRequestHeaders(rawHeaders: readonly string[], rules: Head
 
 /** Where a request is forwarded: an origin URL (`http://host:port`, `https://…` for mTLS) as the data plane dials it. */
 export function upstreamOrigin(url: URL, tls?: ConnectionOptions, generation?: string): UpstreamOrigin {
-  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  return { key: generation === undefined ? url.origin : `${generation} ${url.origin}`, host, port, authority: url.host, tls };
+  const { host, port, origin } = endpointOf(url);
+  return { key: generation === undefined ? origin : `${generation} ${origin}`, host, port, authority: url.host, tls };
 }
 
 export interface ForwardTarget {

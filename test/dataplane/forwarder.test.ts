@@ -12,7 +12,7 @@ import { connect, createServer as createNetServer, type Server, type Socket } fr
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
 import type { Exchange } from '../../src/dataplane/exchange.ts';
-import { connectionTokens, HOP_BY_HOP } from '../../src/dataplane/hop-by-hop.ts';
+import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
 import { type ConnectionRefusal, createHttp1Server } from '../../src/dataplane/server.ts';
 import { createUpstreams, UPSTREAM_MALFORMED, UPSTREAM_TIMEOUT, type UpstreamFailure } from '../../src/dataplane/upstream.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
@@ -39,15 +39,7 @@ const httpUpstream = (listener: RequestListener, options: ServerOptions = {}): P
 const rawUpstream = (onConnection: (socket: Socket) => void): Promise<Served> => serve(createNetServer(onConnection));
 
 /** What the sidecar's forwarder does to a request head: drop hop-by-hop fields, those Connection names, and Expect. */
-function requestHeaders(raw: readonly string[]): string[] {
-  const named = connectionTokens(raw);
-  const out: string[] = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = (raw[i] as string).toLowerCase();
-    if (!HOP_BY_HOP.has(name) && named?.has(name) !== true && name !== 'expect') out.push(raw[i] as string, raw[i + 1] as string);
-  }
-  return out;
-}
+const requestHeaders = (raw: readonly string[]): string[] => endToEndHeaders(raw, (name) => name === 'expect');
 
 /** A forward's status, or the UpstreamFailure code it rejected with. */
 type Outcome = Promise<number | string>;
