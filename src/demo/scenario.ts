@@ -44,12 +44,18 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   const allowedTxn = allowedHops[0]?.txn;
   const deniedHops = hops(denied.body);
   // Audit lines reach this process through the sidecars' pipes, buffered there for up to 200 ms
-  // (src/telemetry/logger.ts) and later on a busy machine: wait (bounded) for the three inbound
-  // decisions of the allowed chain and the gateway's refusal of the denied one, not for a fixed moment.
+  // (src/telemetry/logger.ts) and later on a busy machine: wait (bounded) for every decision of the
+  // allowed chain (three inbound, two outbound; one sidecar's two lines may reach us in different
+  // flushes) and the gateway's refusal of the denied one, not for a fixed moment.
   const deadline = Date.now() + 10_000;
-  const logged = (): boolean =>
-    decisionsFor(mesh, allowedTxn).filter((d) => d.direction === 'inbound').length >= 3 &&
-    decisionsFor(mesh, deniedHops[0]?.txn).some((d) => d.service === 'gateway' && d.direction === 'outbound');
+  const logged = (): boolean => {
+    const trail = decisionsFor(mesh, allowedTxn);
+    return (
+      trail.filter((d) => d.direction === 'inbound').length >= 3 &&
+      trail.filter((d) => d.direction === 'outbound').length >= 2 &&
+      decisionsFor(mesh, deniedHops[0]?.txn).some((d) => d.service === 'gateway' && d.direction === 'outbound')
+    );
+  };
   while (!logged() && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
