@@ -31,6 +31,8 @@ export interface PublishedPolicy {
   readonly jws: string;
   /** The signed policy's JSON form, kept to re-sign it with a fresh issuedAt. */
   readonly policy: unknown;
+  /** Epoch seconds in the signed payload. */
+  readonly issuedAt: number;
 }
 
 export interface VersionCounter {
@@ -140,8 +142,9 @@ export function createPolicyPublisher(options: Pick<PolicyServerOptions, 'watche
       const version = versions.next();
       const { digest } = loaded.compiled;
       const policy = policyToJSON(loaded.policy);
-      const jws = await signPolicy({ version, digest, issuedAt: Math.floor(now() / 1000), policy }, signingKey);
-      published = { version, digest, etag: `"v${version}-${digest}"`, jws, policy };
+      const issuedAt = Math.floor(now() / 1000);
+      const jws = await signPolicy({ version, digest, issuedAt, policy }, signingKey);
+      published = { version, digest, etag: `"v${version}-${digest}"`, jws, policy, issuedAt };
       logger.info({ version, digest, policy: loaded.compiled.name, waiting: waiters.size }, 'policy published');
       for (const waiter of [...waiters]) waiter.release(published);
     }).catch((error: unknown) => {
@@ -159,8 +162,10 @@ export function createPolicyPublisher(options: Pick<PolicyServerOptions, 'watche
       const current = published;
       if (current === undefined || closing) return;
       const issuedAt = Math.floor(now() / 1000);
+      // Within the second it was signed (the timer runs on the loop's cached clock, up to a busy turn early): nothing is fresher yet.
+      if (issuedAt <= current.issuedAt) return;
       const jws = await signPolicy({ version: current.version, digest: current.digest, issuedAt, policy: current.policy }, signingKey);
-      published = { ...current, etag: `"v${current.version}-${current.digest}-${issuedAt}"`, jws };
+      published = { ...current, etag: `"v${current.version}-${current.digest}-${issuedAt}"`, jws, issuedAt };
       logger.debug({ version: current.version, issuedAt }, 'policy re-issued');
       for (const waiter of [...waiters]) waiter.release(published);
     }).catch((error: unknown) => {
