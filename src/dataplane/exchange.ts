@@ -1,18 +1,27 @@
 /**
  * One request and its response on a client connection of the socket data
  * plane: what a handler reads (the request head, shaped like node:http's
- * IncomingMessage so the same helpers serve both) and how it answers
- * (a whole small response, or a head and body bytes passed through).
+ * IncomingMessage so the same helpers serve both) and how it answers (a
+ * whole small response, or a head and body bytes passed through).
  *
- * The connection (./server.ts) owns the socket and the parser; the
- * exchange only asks it to write, to let the request body flow into a
- * sink, and to say when the response is complete. Nothing here buffers a
- * body.
+ * The connection (./client-connection.ts) owns the socket, the parser and
+ * the request body's state; the exchange only asks it to write, to let the
+ * body flow into a sink, and to say when the response is complete. Nothing
+ * here buffers a body.
+ *
+ * | state | meaning | next |
+ * | --- | --- | --- |
+ * | `open` | no response head yet | streaming, cut |
+ * | `streaming` | the head is written, body bytes follow | finished, cut |
+ * | `finished` | the whole response handed to the socket | done |
+ * | `done` | finished, and the connection has let go of it | — |
+ * | `cut` | the connection went away (or was cut) before the response finished | — |
  */
+import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { MessageHead } from './http1-parser.ts';
+import { type Framing, httpDate, lengthOf, type Persistence, responseHead } from './wire.ts';
 
 /** What the request body flows into once a handler asks for it (the forwarder's upstream socket). */
 export interface BodySink {
@@ -21,7 +30,7 @@ export interface BodySink {
   end(): void;
 }
 
-/** The connection side of an exchange: implemented by ./server.ts. */
+/** The connection side of an exchange: implemented by ./client-connection.ts. */
 export interface ExchangeConnection {
   readonly socket: Socket;
   /** Draining: every response closes its connection. */
@@ -32,9 +41,12 @@ export interface ExchangeConnection {
   write(chunk: Buffer | string): boolean;
   onDrain(listener: () => void): void;
   offDrain(listener: () => void): void;
+  /** The request body has been read to its last byte (or there was none). */
+  requestComplete(exchange: Exchange): boolean;
   startBody(exchange: Exchange, sink: BodySink, sendContinue: boolean): void;
   resumeBody(): void;
-  responseDone(exchange: Exchange, reusable: boolean): void;
+  /** The response is complete; `keepAlive` is what its head told the client. */
+  responseDone(exchange: Exchange, keepAlive: boolean): void;
   destroy(): void;
 }
 
@@ -48,7 +60,7 @@ export interface RequestHead {
   readonly socket: Socket;
 }
 
-const CRLF = '\r\n';
+type State = 'open' | 'streaming' | 'finished' | 'done' | 'cut';
 
 export class Exchange implements RequestHead {
   readonly method: string;
@@ -56,6 +68,8 @@ export class Exchange implements RequestHead {
   readonly httpVersion: string;
   readonly rawHeaders: readonly string[];
   readonly socket: Socket;
+  /** The request head as the parser read it: its framing decides how its body is written on. */
+  readonly head: MessageHead;
   /** The request has a body (Content-Length above 0, or chunked). */
   readonly hasBody: boolean;
   /** The status written, 0 before the head. */
@@ -63,25 +77,20 @@ export class Exchange implements RequestHead {
   /** Set false to close the connection after this response (a refusal mid-body, a timeout). */
   shouldKeepAlive: boolean;
   readonly #connection: ExchangeConnection;
-  readonly #head: MessageHead;
+  #state: State = 'open';
+  #keepAlive = false;
   #headers: IncomingHttpHeaders | undefined;
-  #requestComplete: boolean;
-  #headersSent = false;
-  #finished = false;
-  #closed = false;
   #listeners: Array<() => void> | undefined;
-  #bodyFlowing = false;
 
-  constructor(connection: ExchangeConnection, head: MessageHead, complete: boolean) {
+  constructor(connection: ExchangeConnection, head: MessageHead) {
     this.#connection = connection;
-    this.#head = head;
+    this.head = head;
     this.method = head.method;
     this.url = head.url;
     this.httpVersion = head.versionMinor === 0 ? '1.0' : '1.1';
     this.rawHeaders = head.rawHeaders;
     this.socket = connection.socket;
     this.hasBody = head.framing !== 'none';
-    this.#requestComplete = complete;
     this.shouldKeepAlive = head.keepAlive;
   }
 
@@ -99,32 +108,28 @@ export class Exchange implements RequestHead {
     return headers;
   }
 
-  get framing(): MessageHead['framing'] {
-    return this.#head.framing;
-  }
-
   /** The whole request body has been read off the connection. */
   get requestComplete(): boolean {
-    return this.#requestComplete;
+    return this.#connection.requestComplete(this);
   }
 
   get headersSent(): boolean {
-    return this.#headersSent;
+    return this.statusCode !== 0;
   }
 
   /** The whole response has been handed to the socket. */
   get finished(): boolean {
-    return this.#finished;
+    return this.#state === 'finished' || this.#state === 'done';
   }
 
   /** Over: the response finished, or the connection went away first. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#state === 'done' || this.#state === 'cut';
   }
 
   /** Called once when the exchange is over, whichever way it ended. */
   onClose(listener: () => void): void {
-    if (this.#closed) {
+    if (this.closed) {
       listener();
       return;
     }
@@ -141,35 +146,35 @@ export class Exchange implements RequestHead {
   }
 
   /**
-   * Writes the response head: `headers` is a flat `[name, value, …]` list, already free of hop-by-hop fields.
-   * `as-is`: the list frames the body itself (Content-Length, or none); `chunked`: chunks follow; `close`: the body ends with the connection.
+   * Writes the response head: `fields` is a flat `[name, value, …]` list
+   * free of hop-by-hop and framing fields; `framing` is how the body that
+   * follows is delimited, written by ./wire.ts.
    */
-  writeHead(status: number, headers: readonly string[], framing: 'as-is' | 'chunked' | 'close'): void {
-    this.#connection.write(this.#headText(status, headers, framing));
+  writeHead(status: number, fields: readonly string[], framing: Framing): void {
+    this.#connection.write(this.#headText(status, fields, framing));
   }
 
-  #headText(status: number, headers: readonly string[], framing: 'as-is' | 'chunked' | 'close'): string {
-    if (this.#headersSent) throw new Error('response head already written');
-    this.#headersSent = true;
+  #headText(status: number, fields: readonly string[], framing: Framing): string {
+    assert.equal(this.#state, 'open', 'response head already written');
+    this.#state = 'streaming';
     this.statusCode = status;
-    if (framing === 'close') this.shouldKeepAlive = false;
-    // A body still arriving (a refusal mid-upload) cannot be skipped safely on a kept connection: close it.
-    if (!this.#requestComplete && !this.#bodyFlowing) this.shouldKeepAlive = false;
-    if (this.#connection.draining()) this.shouldKeepAlive = false;
-    let head = statusAndFields(status, headers);
-    if (framing === 'chunked') head += `transfer-encoding: chunked${CRLF}`;
-    if (!this.shouldKeepAlive) head += `connection: close${CRLF}`;
-    else head += `${this.httpVersion === '1.0' ? `connection: keep-alive${CRLF}` : ''}keep-alive: timeout=${this.#connection.keepAliveSeconds}${CRLF}`;
-    return head + CRLF;
+    // Kept alive only when the request was read to its end (a body still arriving cannot be skipped safely),
+    // the answer has its own end, and the client and the sidecar both mean to keep the connection.
+    const keepAlive = this.shouldKeepAlive && framing.kind !== 'close' && this.#connection.requestComplete(this) && !this.#connection.draining();
+    this.#keepAlive = keepAlive;
+    if (!keepAlive) this.shouldKeepAlive = false;
+    const persistence: Persistence = keepAlive ? { kind: 'keep-alive', http10: this.httpVersion === '1.0', timeoutSeconds: this.#connection.keepAliveSeconds } : { kind: 'close' };
+    return responseHead(status, fields, framing, persistence);
   }
 
-  /** A whole response with a small body (problem documents); `headers` must not hold Content-Length. */
-  respond(status: number, headers: readonly string[], body: string): void {
-    const head = this.#headText(status, [...headers, 'date', httpDate(), 'content-length', String(Buffer.byteLength(body))], 'as-is');
+  /** A whole response with a small body (problem documents); `fields` must hold no framing field. */
+  respond(status: number, fields: readonly string[], body: string): void {
+    const bytes = Buffer.from(body);
+    const head = this.#headText(status, [...fields, 'date', httpDate()], lengthOf(bytes.length));
     // One write, one syscall: head (latin1) and body (UTF-8) together.
     this.socket.cork();
     this.#connection.write(head);
-    if (this.method !== 'HEAD') this.#connection.write(Buffer.from(body));
+    if (this.method !== 'HEAD') this.#connection.write(bytes);
     this.socket.uncork();
     this.end();
   }
@@ -198,9 +203,9 @@ export class Exchange implements RequestHead {
 
   /** The response is complete: the connection goes on to the next request, or closes. */
   end(): void {
-    if (this.#finished || this.#closed) return;
-    this.#finished = true;
-    this.#connection.responseDone(this, this.shouldKeepAlive && this.#requestComplete);
+    if (this.#state !== 'streaming') return;
+    this.#state = 'finished';
+    this.#connection.responseDone(this, this.#keepAlive);
   }
 
   /** Cuts the connection: a response that started cannot be turned into an error any more. */
@@ -209,42 +214,12 @@ export class Exchange implements RequestHead {
     this.#connection.destroy();
   }
 
-  // --- for the connection ---
-
-  /** The connection read the last byte of the request body. */
-  requestEnded(): void {
-    this.#requestComplete = true;
-  }
-
-  bodyStarted(): void {
-    this.#bodyFlowing = true;
-  }
-
   /** The connection is done with this exchange (finished, or cut). */
   closeExchange(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.closed) return;
+    this.#state = this.#state === 'finished' ? 'done' : 'cut';
     const listeners = this.#listeners;
     this.#listeners = undefined;
     if (listeners !== undefined) for (const listener of listeners) listener();
   }
-}
-
-/** A response's status line and the fields of a flat `[name, value, …]` list, each line ended; the blank line is the caller's. */
-export function statusAndFields(status: number, headers: readonly string[]): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
-  for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i] as string}: ${headers[i + 1] as string}${CRLF}`;
-  return head;
-}
-
-// RFC 9110 §6.6.1: an origin's own answers carry Date; built once a second, not per response.
-let dateSecond = 0;
-let dateText = '';
-export function httpDate(): string {
-  const second = Math.floor(Date.now() / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(second * 1000).toUTCString();
-  }
-  return dateText;
 }

@@ -1,37 +1,38 @@
 /**
  * Hop-by-hop fields (RFC 9110 §7.6.1): they describe one connection, so a
  * proxy drops them, and every field its `Connection` header names, before
- * passing a message on. The framing fields among them (Transfer-Encoding)
- * are written again by the forwarder for the connection it writes to.
+ * passing a message on.
+ *
+ * The framing fields are dropped too, always: `Content-Length`,
+ * `Transfer-Encoding` and (on requests) `Host` are written again by
+ * src/dataplane/wire.ts from the framing baton's own parser decided, never
+ * carried over from what survives this filter. The parser has already
+ * refused a `Connection` option that names one of them
+ * (src/dataplane/http1-parser.ts, reason `connection`); dropping them here
+ * as well means a filter bug can lose a field but never a message boundary.
  */
+import type { MessageHead } from './http1-parser.ts';
 
 // RFC 9110 §7.6.1, plus the pre-standard ones proxies still see.
 const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
-
-/** The lower-case names a raw header list's `Connection` fields name; undefined when it has none. */
-function connectionTokens(rawHeaders: readonly string[]): Set<string> | undefined {
-  let named: Set<string> | undefined;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] as string;
-    if (name.length !== 10 || name.toLowerCase() !== 'connection') continue;
-    named ??= new Set();
-    for (const token of (rawHeaders[i + 1] as string).split(',')) named.add(token.trim().toLowerCase());
-  }
-  return named;
-}
+// Written from the data plane's own framing (src/dataplane/wire.ts), per direction.
+const REQUEST_FRAMING: ReadonlySet<string> = new Set(['content-length', 'host']);
+const RESPONSE_FRAMING: ReadonlySet<string> = new Set(['content-length']);
 
 /**
- * A raw header list minus hop-by-hop fields and those its `Connection`
- * names, in the order received; `alsoDrop` (given the lower-cased name)
- * drops more, as a hop's own rules say.
+ * A head's fields minus hop-by-hop fields, framing fields and those its
+ * `Connection` names, in the order received; `alsoDrop` (given the
+ * lower-cased name) drops more, as a hop's own rules say.
  */
-export function endToEndHeaders(rawHeaders: readonly string[], alsoDrop?: (lowerName: string) => boolean): string[] {
-  const named = connectionTokens(rawHeaders);
+export function endToEndHeaders(head: Pick<MessageHead, 'rawHeaders' | 'connection'>, kind: 'request' | 'response', alsoDrop?: (lowerName: string) => boolean): string[] {
+  const framing = kind === 'request' ? REQUEST_FRAMING : RESPONSE_FRAMING;
+  const named = head.connection;
+  const raw = head.rawHeaders;
   const out: string[] = [];
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = (rawHeaders[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(name) || named?.has(name) || alsoDrop?.(name) === true) continue;
-    out.push(rawHeaders[i] as string, rawHeaders[i + 1] as string);
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (HOP_BY_HOP.has(name) || framing.has(name) || (named.length > 0 && named.includes(name)) || alsoDrop?.(name) === true) continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
   }
   return out;
 }

@@ -1,9 +1,9 @@
 /**
- * A strict HTTP/1.1 message parser for a data plane on sockets (#19):
- * llhttp, the parser Node.js itself uses, in the WebAssembly build that
- * undici ships, with every leniency off and a few refusals of its own on
- * top. One parser per connection and direction; it reads requests (what a
- * client sends) or responses (what an upstream answers).
+ * A strict HTTP/1.1 message parser for the data plane on sockets: llhttp,
+ * the parser Node.js itself uses, in the WebAssembly build that undici
+ * ships, with every leniency off and refusals of its own on top. One
+ * parser per connection and direction; it reads requests (what a client
+ * sends) or responses (what an upstream answers).
  *
  * The parser finds framing and nothing else. It never copies a body: each
  * body callback gets a view of the caller's chunk, valid during the call.
@@ -12,20 +12,29 @@
  * rewrite a request head and pass everything after it through as it came,
  * or pass a whole response through byte for byte and know where it ends.
  *
- * Refused, before a byte of the message is handed on (RFC 9112 §6.3, §11.2
- * and the request-smuggling literature): Content-Length together with
- * Transfer-Encoding, more than one Content-Length (even equal ones), a
- * Content-Length that is not digits, a Transfer-Encoding other than exactly
- * `chunked` on a request, obs-fold, a bare CR or a bare LF anywhere in the
- * head, invalid chunk sizes and chunk framing, a request with no Host or
- * with more than one, CONNECT, protocol upgrades, and a head larger than
- * the limit. test/dataplane/differential.test.ts holds it to node:http's
- * framing byte for byte: the same or a refusal, never a third reading.
+ * Refused, before the head is handed to anyone (RFC 9112 §6.3, §11.2 and
+ * the request-smuggling literature), in both directions unless said:
  *
- * Status: the first part of the socket data plane (#19). The sidecar's
- * forwarder still runs on node:http + undici; nothing in it uses this yet.
+ * | reason | what |
+ * | --- | --- |
+ * | `content-length` | Content-Length with Transfer-Encoding, several Content-Length fields (even equal), one that is not digits |
+ * | `transfer-encoding` | a Transfer-Encoding other than exactly `chunked`, or several; any on an HTTP/1.0 request |
+ * | `connection` | a `Connection` option that is not a token, or that names a framing field (`Content-Length`, `Transfer-Encoding`, `Host`) or a `baton-*` field: a hop-by-hop filter would drop it and leave the body unframed |
+ * | `host` | requests: no Host, several, or one that is not an authority (RFC 3986 §3.2) |
+ * | `upgrade` | requests: `Upgrade`, or an `upgrade` connection option (not forwarded: 501) |
+ * | `version` | a version other than HTTP/1.0 or HTTP/1.1, including a request line without one (HTTP/0.9) |
+ * | `connect` | requests: CONNECT (405) |
+ * | `head-too-large` | a head (request or status line, every field line, the blank line) over the limit, counted in bytes as they arrive (431) |
+ * | llhttp's own | obs-fold, bare CR or LF, invalid tokens, chunk framing |
+ *
+ * Field values are trimmed of SP and HTAB only (RFC 9110 §5.5), never of
+ * other Unicode spaces. test/dataplane/differential.test.ts holds the
+ * parser to node:http's framing: the same or a refusal, never a third
+ * reading; test/dataplane/hop-differential.test.ts holds a whole sidecar
+ * pair to real origins the same way.
  */
 import { createRequire } from 'node:module';
+import { trimOws } from './wire.ts';
 
 const require = createRequire(import.meta.url);
 // undici has no exports map: these are its own files, pinned by package-lock; test/dataplane checks the build's shape.
@@ -46,6 +55,9 @@ export interface MessageHead {
   readonly rawHeaders: readonly string[];
   /** llhttp's reading of Connection and the version: another message may follow on this connection. */
   readonly keepAlive: boolean;
+  /** The `Connection` options, lower-cased: fields a hop-by-hop filter drops (none names a framing field). */
+  readonly connection: readonly string[];
+  /** llhttp's upgrade flag: a response's 101 (a request that asks for one is refused). */
   readonly upgrade: boolean;
   /** How the body is framed: none (no body), length (Content-Length), chunked, or until-close (responses only). */
   readonly framing: 'none' | 'length' | 'chunked' | 'until-close';
@@ -76,7 +88,7 @@ export interface ExecuteResult {
 }
 
 export interface ParserOptions {
-  /** The most bytes a head may hold in its request target and header names and values (line ends and the method not counted). */
+  /** The most bytes a head may hold: its first line, every field line and the blank line, as they arrive. The same bound applies to a chunked body's trailer section. */
   readonly maxHeadBytes: number;
 }
 
@@ -98,6 +110,7 @@ interface Llhttp {
   llhttp_get_error_reason(ptr: number): number;
   llhttp_errno_name(errno: number): number;
   llhttp_get_method(ptr: number): number;
+  llhttp_get_http_major(ptr: number): number;
   llhttp_get_http_minor(ptr: number): number;
   llhttp_message_needs_eof(ptr: number): number;
   malloc(size: number): number;
@@ -154,18 +167,30 @@ function cString(llhttp: Llhttp, ptr: number): string {
 }
 
 
+/**
+ * Where the parser is inside the current message: reading its head (every
+ * byte counts against the head limit) or past it (body, chunk framing,
+ * trailers). Starts in `head`; `onHeadersComplete` moves to `body`,
+ * `onMessageComplete` back to `head`.
+ */
+type Phase = 'head' | 'body';
+
 export class Http1Parser {
   readonly #llhttp: Llhttp;
   readonly #kind: MessageKind;
   readonly #handlers: ParserHandlers;
   readonly #maxHeadBytes: number;
   #ptr: number;
+  #phase: Phase = 'head';
   #url = '';
   #headers: string[] = [];
   #field = '';
   #value = '';
   #inValue = false;
+  /** Bytes of the current head fed to llhttp before this execute call. */
   #headBytes = 0;
+  /** Bytes of a trailer section's fields (names and values) seen so far. */
+  #trailerBytes = 0;
   #stop: 'head' | 'message' | undefined;
   #refusal: HttpFramingError | undefined;
   #paused = false;
@@ -193,32 +218,46 @@ export class Http1Parser {
       this.#paused = false;
     }
     if (chunk.length === 0) return { consumed: 0, stoppedAt: 'chunk-end' };
-    if (chunk.length > scratchSize) {
-      if (scratchPtr !== 0) llhttp.free(scratchPtr);
-      scratchSize = Math.ceil(chunk.length / 4096) * 4096;
-      scratchPtr = llhttp.malloc(scratchSize);
-    }
-    new Uint8Array(llhttp.memory.buffer, scratchPtr, chunk.length).set(chunk);
-    this.#stop = undefined;
-    let code: number;
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-this-alias -- llhttp's callbacks are per instance; they find the parser here
-      current = this;
-      currentChunk = chunk;
-      currentPtr = scratchPtr;
-      code = llhttp.llhttp_execute(this.#ptr, scratchPtr, chunk.length);
-    } finally {
-      current = undefined;
-      currentChunk = EMPTY;
-    }
+    // Inside a head, llhttp is fed no more than the head may still hold: a head that has not ended by then is too large,
+    // and it is refused before any of it reaches a handler, whatever its fields look like.
+    const room = this.#phase === 'head' ? this.#maxHeadBytes - this.#headBytes : chunk.length;
+    const fed = room < chunk.length ? chunk.subarray(0, room) : chunk;
+    const code = this.#run(fed);
     if (this.#refusal !== undefined) throw this.#refusal;
-    if (code === ERROR.OK) return { consumed: chunk.length, stoppedAt: 'chunk-end' };
+    if (code === ERROR.OK) {
+      if (this.#phase === 'head') {
+        this.#headBytes += fed.length;
+        if (fed.length < chunk.length) throw new HttpFramingError('head-too-large', `a head over ${this.#maxHeadBytes} bytes`);
+      }
+      return { consumed: fed.length, stoppedAt: 'chunk-end' };
+    }
     if (code === ERROR.PAUSED && this.#stop !== undefined) {
       this.#paused = true;
       return { consumed: llhttp.llhttp_get_error_pos(this.#ptr) - scratchPtr, stoppedAt: this.#stop };
     }
     if (code === ERROR.PAUSED_UPGRADE) throw new HttpFramingError('upgrade', 'protocol upgrades are not forwarded');
     throw new HttpFramingError(cString(llhttp, llhttp.llhttp_errno_name(code)), cString(llhttp, llhttp.llhttp_get_error_reason(this.#ptr)));
+  }
+
+  #run(bytes: Buffer): number {
+    const llhttp = this.#llhttp;
+    if (bytes.length > scratchSize) {
+      if (scratchPtr !== 0) llhttp.free(scratchPtr);
+      scratchSize = Math.ceil(bytes.length / 4096) * 4096;
+      scratchPtr = llhttp.malloc(scratchSize);
+    }
+    new Uint8Array(llhttp.memory.buffer, scratchPtr, bytes.length).set(bytes);
+    this.#stop = undefined;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- llhttp's callbacks are per instance; they find the parser here
+      current = this;
+      currentChunk = bytes;
+      currentPtr = scratchPtr;
+      return llhttp.llhttp_execute(this.#ptr, scratchPtr, bytes.length);
+    } finally {
+      current = undefined;
+      currentChunk = EMPTY;
+    }
   }
 
   /** The peer closed its side: ends a response read until close, or throws if a message was cut short. */
@@ -255,19 +294,18 @@ export class Http1Parser {
     this.#field = '';
     this.#value = '';
     this.#inValue = false;
-    this.#headBytes = 0;
     return 0;
   }
 
   onUrl(text: string): number {
     this.#url += text;
-    return this.#count(text.length);
+    return 0;
   }
 
   onHeaderField(text: string): number {
     if (this.#inValue) this.#pushHeader();
     this.#field += text;
-    return this.#count(text.length);
+    return this.#countTrailer(text.length);
   }
 
   onHeaderValue(text: string): number {
@@ -275,36 +313,42 @@ export class Http1Parser {
     // llhttp hands obs-fold on as a value holding CR LF SP; a bare CR or LF in a value is refused the same way.
     if (text.includes('\r') || text.includes('\n')) return this.#refuse('obs-fold', 'a header value continued on the next line (obs-fold) or holding a bare CR or LF');
     this.#value += text;
-    return this.#count(text.length);
+    return this.#countTrailer(text.length);
   }
 
   onHeadersComplete(statusCode: number, upgrade: boolean, keepAlive: boolean): number {
     if (this.#inValue || this.#field !== '') this.#pushHeader();
-    const headers = this.#headers;
-    let contentLength: number | undefined;
-    let lengths = 0;
-    let transferEncoding: string | undefined;
-    let hosts = 0;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = (headers[i] as string).toLowerCase();
-      const value = headers[i + 1] as string;
-      if (name === 'content-length') {
-        lengths++;
-        if (!/^[0-9]{1,15}$/.test(value)) return this.#refuse('content-length', 'a Content-Length that is not a decimal number');
-        contentLength = Number(value);
-      } else if (name === 'transfer-encoding') {
-        if (transferEncoding !== undefined) return this.#refuse('transfer-encoding', 'more than one Transfer-Encoding field');
-        transferEncoding = value.trim().toLowerCase();
-      } else if (name === 'host') hosts++;
-    }
+    this.#phase = 'body';
+    this.#headBytes = 0;
+    this.#trailerBytes = 0;
+    const request = this.#kind === 'request';
+    const fields = readFramingFields(this.#headers);
+    if (typeof fields === 'string') return this.#refuse(fields, REFUSALS[fields]);
+    const { contentLength, lengths, transferEncoding, hosts, host, connection, upgradeField } = fields;
     const llhttp = this.#llhttp;
+    const versionMinor = llhttp.llhttp_get_http_minor(this.#ptr);
+    // HTTP/1.0 and HTTP/1.1 only: llhttp reads a request line without a version (`POST /xHTTP/1.1`) as HTTP/0.9,
+    // whose next lines a 1.1 server would read as fields and a body.
+    if (llhttp.llhttp_get_http_major(this.#ptr) !== 1 || versionMinor > 1) return this.#refuse('version', 'a message that is not HTTP/1.0 or HTTP/1.1');
     if (lengths > 1) return this.#refuse('content-length', 'more than one Content-Length field');
     if (lengths > 0 && transferEncoding !== undefined) return this.#refuse('content-length', 'Content-Length together with Transfer-Encoding');
-    if (transferEncoding !== undefined && transferEncoding !== 'chunked' && this.#kind === 'request') return this.#refuse('transfer-encoding', 'a Transfer-Encoding other than chunked on a request');
-    // A sidecar never tunnels: CONNECT turns the connection into raw bytes no policy can read.
-    if (this.#kind === 'request' && llhttp.llhttp_get_method(this.#ptr) === llhttpConstants.METHODS.CONNECT) return this.#refuse('connect', 'CONNECT is not forwarded');
-    if (this.#kind === 'request' && hosts !== 1) return this.#refuse('host', hosts === 0 ? 'a request without Host' : 'more than one Host field');
-    const request = this.#kind === 'request';
+    // RFC 9112 §6.1: only `chunked` as the final coding frames a message; baton passes on no other coding, in either direction.
+    if (transferEncoding !== undefined && transferEncoding !== 'chunked') return this.#refuse('transfer-encoding', 'a Transfer-Encoding other than exactly chunked');
+    // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means the framing is faulty.
+    if (request && transferEncoding !== undefined && versionMinor === 0) return this.#refuse('transfer-encoding', 'Transfer-Encoding on an HTTP/1.0 request');
+    for (const option of connection) {
+      if (option === 'content-length' || option === 'transfer-encoding' || option === 'host' || option.startsWith('baton-')) {
+        return this.#refuse('connection', `a Connection option naming the ${option.startsWith('baton-') ? 'baton-* field' : 'framing field'} ${option}`);
+      }
+    }
+    if (request) {
+      // A sidecar never tunnels: CONNECT turns the connection into raw bytes no policy can read.
+      if (llhttp.llhttp_get_method(this.#ptr) === llhttpConstants.METHODS.CONNECT) return this.#refuse('connect', 'CONNECT is not forwarded');
+      // Upgrades are refused whole, with or without the matching connection option: after a 101 the bytes are no longer HTTP.
+      if (upgrade || upgradeField || connection.includes('upgrade')) return this.#refuse('upgrade', 'protocol upgrades are not forwarded');
+      if (hosts !== 1) return this.#refuse('host', hosts === 0 ? 'a request without Host' : 'more than one Host field');
+      if (!AUTHORITY.test(host)) return this.#refuse('host', 'a Host that is not an authority (host[:port])');
+    }
     // RFC 9112 §6.3: a 1xx, 204 or 304 response has no body whatever its fields say (llhttp knows this too).
     const bodiless = !request && (statusCode < 200 || statusCode === 204 || statusCode === 304);
     const framing: MessageHead['framing'] = bodiless
@@ -322,9 +366,10 @@ export class Http1Parser {
       method: request ? (METHOD_NAMES[llhttp.llhttp_get_method(this.#ptr)] ?? '') : '',
       url: this.#url,
       statusCode: request ? 0 : statusCode,
-      versionMinor: llhttp.llhttp_get_http_minor(this.#ptr),
-      rawHeaders: headers,
+      versionMinor,
+      rawHeaders: this.#headers,
       keepAlive,
+      connection,
       upgrade,
       framing,
       contentLength,
@@ -349,21 +394,25 @@ export class Http1Parser {
   }
 
   onMessageComplete(): number {
+    this.#phase = 'head';
+    this.#headBytes = 0;
     this.#handlers.onMessageComplete?.();
     this.#stop = 'message';
     return ERROR.PAUSED!;
   }
 
   #pushHeader(): void {
-    this.#headers.push(this.#field, this.#value.trim());
+    this.#headers.push(this.#field, trimOws(this.#value));
     this.#field = '';
     this.#value = '';
     this.#inValue = false;
   }
 
-  #count(bytes: number): number {
-    this.#headBytes += bytes;
-    return this.#headBytes > this.#maxHeadBytes ? this.#refuse('head-too-large', `a head over ${this.#maxHeadBytes} bytes`) : 0;
+  /** A chunked body's trailer section is read (and dropped): its fields count against the head limit too. */
+  #countTrailer(bytes: number): number {
+    if (this.#phase === 'head') return 0;
+    this.#trailerBytes += bytes;
+    return this.#trailerBytes > this.#maxHeadBytes ? this.#refuse('head-too-large', `a trailer section over ${this.#maxHeadBytes} bytes`) : 0;
   }
 
   #refuse(reason: string, detail: string): number {
@@ -371,5 +420,65 @@ export class Http1Parser {
     return -1;
   }
 }
+
+// RFC 3986 §3.2.2–3.2.3: host (IP-literal or reg-name, percent-encoding allowed) and an optional port. Nothing else,
+// so a Host that a Unicode-aware trim, a decoder or a URL parser could read as another name is refused.
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{1,5})?$/;
+// RFC 9110 §5.6.2.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+interface FramingFields {
+  readonly contentLength: number | undefined;
+  readonly lengths: number;
+  readonly transferEncoding: string | undefined;
+  readonly hosts: number;
+  readonly host: string;
+  readonly connection: readonly string[];
+  readonly upgradeField: boolean;
+}
+
+/** What each early refusal of readFramingFields says, by reason. */
+const REFUSALS = {
+  'content-length': 'a Content-Length that is not a decimal number',
+  'transfer-encoding': 'more than one Transfer-Encoding field',
+  connection: 'a Connection option that is not a token',
+} as const;
+
+/** The fields that decide framing, read once from a head's field list; a string names why the head is refused. */
+function readFramingFields(headers: readonly string[]): FramingFields | keyof typeof REFUSALS {
+  let contentLength: number | undefined;
+  let lengths = 0;
+  let transferEncoding: string | undefined;
+  let hosts = 0;
+  let host = '';
+  let connection: string[] | undefined;
+  let upgradeField = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = (headers[i] as string).toLowerCase();
+    const value = headers[i + 1] as string;
+    if (name === 'content-length') {
+      lengths++;
+      if (!/^[0-9]{1,15}$/.test(value)) return 'content-length';
+      contentLength = Number(value);
+    } else if (name === 'transfer-encoding') {
+      if (transferEncoding !== undefined) return 'transfer-encoding';
+      transferEncoding = value.toLowerCase();
+    } else if (name === 'host') {
+      hosts++;
+      host = value;
+    } else if (name === 'connection') {
+      // RFC 9110 §5.6.1: a list of tokens; empty elements are allowed and mean nothing.
+      for (const element of value.split(',')) {
+        const option = trimOws(element);
+        if (option === '') continue;
+        if (!TOKEN.test(option)) return 'connection';
+        (connection ??= []).push(option.toLowerCase());
+      }
+    } else if (name === 'upgrade') upgradeField = true;
+  }
+  return { contentLength, lengths, transferEncoding, hosts, host, connection: connection ?? NO_OPTIONS, upgradeField };
+}
+
+const NO_OPTIONS: readonly string[] = [];
 
 const EMPTY = Buffer.alloc(0);

@@ -123,7 +123,15 @@ export const SidecarConfigSchema = Type.Object(
     ),
     limits: Type.Object(
       {
-        maxHeaderBytes: Type.Integer({ minimum: 1024, default: 16_384, description: 'the largest request header section; a larger one is refused with 431' }),
+        maxHeaderBytes: Type.Integer({ minimum: 1024, default: 16_384, description: 'the largest request head in bytes (request line, field lines, blank line); a larger one is refused with 431' }),
+        maxResponseHeaderBytes: Type.Integer({ minimum: 1024, default: 16_384, description: 'the largest answer head an app or upstream may send, in bytes; a larger one is a 502' }),
+        maxConnections: Type.Integer({ minimum: 1, default: 4_096, description: 'connections open at once on each data-plane port, TLS handshakes included; more are closed at accept' }),
+        maxConnectionsPerPeer: Type.Integer({ minimum: 1, default: 1_024, description: 'connections open at once on an inbound port from one address; more are closed at accept' }),
+        handshakeTimeoutMs: Milliseconds(10_000, 'mtls mode: how long a caller has to finish its TLS handshake on the inbound port'),
+        headTimeoutMs: Milliseconds(60_000, 'how long a request head may take to arrive once its first byte has (then 408)'),
+        keepAliveTimeoutMs: Milliseconds(5_000, 'how long a client connection may sit idle between requests (told to clients as Keep-Alive: timeout)'),
+        upstreamKeepAliveTimeoutMs: Milliseconds(4_000, 'how long an idle connection to the app or an upstream sidecar is kept for reuse (below their keep-alive timeout, so a reused one is rarely found closed)'),
+        upstreamIdlePerOrigin: Type.Integer({ minimum: 0, default: 256, description: 'idle connections kept per app or upstream for reuse' }),
         maxTokenBytes: MaxTokenBytes,
         maxActDepth: MaxChainDepth,
         clockToleranceSeconds: ClockToleranceSeconds,

@@ -18,9 +18,13 @@ export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_T
 export const RequestFramingError = defineError({ code: 'BATON_REQUEST_FRAMING', status: 400, title: 'Ambiguous or malformed HTTP/1.1 framing' });
 export const RequestHeadTooLargeError = defineError({ code: 'BATON_REQUEST_HEAD_TOO_LARGE', status: 431, title: 'Request header section too large' });
 export const RequestHeadTimeoutError = defineError({ code: 'BATON_REQUEST_HEAD_TIMEOUT', status: 408, title: 'Request head not received in time' });
+/** A protocol upgrade (WebSocket, h2c): after a 101 the bytes are no longer HTTP the sidecar can check, so none is forwarded. */
+export const UpgradeRefusedError = defineError({ code: 'BATON_UPGRADE_REFUSED', status: 501, title: 'Protocol upgrades are not forwarded' });
 export const FairShareExceededError = defineError({ code: 'BATON_FAIR_SHARE_EXCEEDED', status: 429, title: 'This caller holds its share of the requests in flight' });
 export const UpstreamTimeoutError = defineError({ code: 'BATON_UPSTREAM_TIMEOUT', status: 504, title: 'Upstream did not answer in time' });
 export const UpstreamUnreachableError = defineError({ code: 'BATON_UPSTREAM_UNREACHABLE', status: 502, title: 'Upstream unreachable' });
+/** The app's or upstream's answer did not frame as one unambiguous HTTP/1.1 response (src/dataplane/http1-parser.ts); `reason` names the class. */
+export const UpstreamFramingError = defineError({ code: 'BATON_UPSTREAM_FRAMING', status: 502, title: 'Ambiguous or malformed HTTP/1.1 answer from upstream' });
 /** mtls: the upstream's certificate names another SPIFFE ID than the target service's; nothing was sent. */
 export const UpstreamIdentityMismatchError = defineError({ code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', status: 502, title: 'Upstream presented a certificate for another service' });
 /** mtls: the TLS handshake with the upstream failed (untrusted or expired certificate, or no TLS at all); nothing was sent. */

@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Exchange } from '../dataplane/exchange.ts';
-import type { UpstreamOrigin } from '../dataplane/upstream.ts';
+import type { UpstreamOrigin } from '../dataplane/pool.ts';
 import { type Span, context } from '@opentelemetry/api';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
@@ -138,11 +138,12 @@ export function createInboundHandler(options: InboundOptions): (exchange: Exchan
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
     // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.
     if (traced) add.push(...traceHeaders(context.active()));
-    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: !options.forwardToken, dropHost: false, drop: replaced, add });
+    const headers = forwardRequestHeaders(req.head, { dropAuthorization: !options.forwardToken, drop: replaced, add });
 
     // 7. To the app, streaming — unless the body deadline has answered meanwhile.
     if (req.headersSent || req.closed) return req.statusCode;
-    return options.forwarder.forward(req, { origin: options.app, path: req.url, headers, setHost: false, timeoutMs: options.timeoutMs });
+    // The app reads the Host the caller sent (the parser checked it is one authority), written first by the data plane.
+    return options.forwarder.forward(req, { origin: options.app, path: req.url, host: req.headers.host as string, headers, timeoutMs: options.timeoutMs });
   }
 
   async function verify(token: string, digest: string): Promise<VerifiedToken> {

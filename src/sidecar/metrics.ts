@@ -54,6 +54,8 @@ export interface SidecarMetrics {
   bindingRefusal(code: string): void;
   /** An idempotent request sent again on a fresh upstream connection: the kept-alive one had closed unanswered. */
   upstreamRetry(): void;
+  /** A connection closed at accept because a data-plane port's cap was reached: the port's own, or one peer address's. */
+  connectionCapped(cap: 'listener' | 'peer'): void;
   /** The in-flight gauge of one direction, resolved once. */
   inflight(direction: Direction): (delta: 1 | -1) => void;
   render(): string;
@@ -74,6 +76,7 @@ export function createSidecarMetrics(): SidecarMetrics {
   const policyVersion = newSeries();
   const policyUpdates = newSeries();
   const upstreamRetries = newSeries();
+  const capped = labelledSeries('cap');
 
   return {
     requests(direction, target) {
@@ -102,6 +105,7 @@ export function createSidecarMetrics(): SidecarMetrics {
     upstreamRetry: () => {
       upstreamRetries.value++;
     },
+    connectionCapped: (cap) => capped.add(cap),
     policyVersion(version) {
       if (version !== policyVersion.value) policyUpdates.value++;
       policyVersion.value = version;
@@ -127,6 +131,7 @@ export function createSidecarMetrics(): SidecarMetrics {
       renderFamily(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
       renderFamily(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [policyVersion]);
       renderFamily(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [policyUpdates]);
+      renderFamily(lines, 'baton_connections_capped_total', 'counter', 'Connections closed at accept because a data-plane port was at its cap (limits.maxConnections: listener) or one address was (limits.maxConnectionsPerPeer: peer).', capped.series());
       renderFamily(lines, 'baton_upstream_retries_total', 'counter', 'Idempotent requests sent again on a fresh upstream connection because the kept-alive one closed before answering.', [upstreamRetries]);
       return lines.join('\n') + '\n';
     },

@@ -13,7 +13,7 @@
  * sidecar never follows one, since the next hop would need its own token.
  */
 import type { Exchange, RequestHead } from '../dataplane/exchange.ts';
-import type { UpstreamOrigin } from '../dataplane/upstream.ts';
+import type { UpstreamOrigin } from '../dataplane/pool.ts';
 import { type Span, context } from '@opentelemetry/api';
 import { isServiceName } from '../core/service-name.ts';
 import { TokenType } from '../core/token-types.ts';
@@ -152,10 +152,10 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
     const issued = await obtainToken(target.service, subject, binding);
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
-    const headers = forwardRequestHeaders(req.rawHeaders, { dropAuthorization: true, dropHost: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
+    const headers = forwardRequestHeaders(req.head, { dropAuthorization: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return options.forwarder.forward(req, { origin, path: target.path, headers, setHost: true, timeoutMs: options.timeoutMs });
+    return options.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs: options.timeoutMs });
   }
 
   async function findSubject(req: Exchange): Promise<Subject | undefined> {

@@ -9,12 +9,12 @@
  * node:http: it is not on the request path.
  */
 import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import { toProblem } from '../core/problem.ts';
 import type { BatonError } from '../core/errors.ts';
-import { type Exchange, statusAndFields } from '../dataplane/exchange.ts';
-import { type ConnectionRefusal, createHttp1Server, type Http1Server } from '../dataplane/server.ts';
+import type { Exchange } from '../dataplane/exchange.ts';
+import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
+import { createHttp1Server, type Http1Server, type Http1ServerOptions } from '../dataplane/server.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
@@ -31,7 +31,7 @@ import { createInflight } from './inflight.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './request-id.ts';
-import { MethodNotAllowedError, RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError } from './errors.ts';
+import { MethodNotAllowedError, RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError, UpgradeRefusedError } from './errors.ts';
 import { problemHeaders } from './problems.ts';
 import { peerOf } from './token-binding.ts';
 
@@ -75,7 +75,14 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   const now = deps.now ?? Date.now;
   const tracing = deps.tracing ?? TRACING_OFF;
   const metrics = createSidecarMetrics();
-  const forwarder = createForwarder({ connectTimeoutMs: config.connectTimeoutMs, maxHeadBytes: RESPONSE_HEAD_BYTES, onRetry: () => metrics.upstreamRetry() });
+  const { limits } = config;
+  const forwarder = createForwarder({
+    connectTimeoutMs: config.connectTimeoutMs,
+    keepAliveTimeoutMs: limits.upstreamKeepAliveTimeoutMs,
+    maxHeadBytes: limits.maxResponseHeaderBytes,
+    maxIdlePerOrigin: limits.upstreamIdlePerOrigin,
+    onRetry: () => metrics.upstreamRetry(),
+  });
   const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
   // The outbound port's only peer is the app: no peer share there.
   const outboundInflight = createInflight(config.outbound.maxConcurrent, metrics.inflight('outbound'), { peer: 1, subject: config.outbound.subjectShare });
@@ -157,7 +164,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         mesh === undefined || config.inbound.plaintextPort === undefined
           ? undefined
           : await listen(dataPlaneServer(createInboundHandler({ ...inboundShared, listener: 'plaintext-entry' })), config.inbound.plaintextPort, config.host);
-      const outboundPort = await listen(dataPlaneServer(outbound), config.outbound.port, config.outbound.host);
+      // The outbound port's only peer is the app: the per-peer cap is the port's cap.
+      const outboundPort = await listen(dataPlaneServer(outbound, limits.maxConnections), config.outbound.port, config.outbound.host);
       adminServer = createServer({ maxHeaderSize: 8192 }, admin);
       const adminPort = await listen({ server: adminServer, closeIdle: () => adminServer?.closeIdleConnections(), closeAll: () => adminServer?.closeAllConnections() }, config.admin.port, config.host, false);
       return { inbound: inboundPort, outbound: outboundPort, admin: adminPort, ...(plaintextInbound === undefined ? {} : { plaintextInbound }) };
@@ -189,12 +197,22 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     },
   };
 
-  function dataPlaneServer(handler: (exchange: Exchange) => void): Http1Server {
-    return createHttp1Server(handler, dataPlaneOptions());
+  function dataPlaneServer(handler: (exchange: Exchange) => void, peerCap = limits.maxConnectionsPerPeer): Http1Server {
+    return createHttp1Server(handler, dataPlaneOptions(peerCap));
   }
 
-  function dataPlaneOptions(): Parameters<typeof createHttp1Server>[1] {
-    return { maxHeadBytes: config.limits.maxHeaderBytes, keepAliveTimeoutMs: KEEP_ALIVE_MS, headersTimeoutMs: HEADERS_TIMEOUT_MS, draining: () => closing, refuse: refuseConnection };
+  function dataPlaneOptions(peerCap: number): Http1ServerOptions {
+    return {
+      maxHeadBytes: limits.maxHeaderBytes,
+      keepAliveTimeoutMs: limits.keepAliveTimeoutMs,
+      headersTimeoutMs: limits.headTimeoutMs,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      maxConnections: limits.maxConnections,
+      maxConnectionsPerPeer: peerCap,
+      draining: () => closing,
+      refusal: refusalAnswer,
+      onCapped: (cap) => metrics.connectionCapped(cap),
+    };
   }
 
   /**
@@ -206,7 +224,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   function mtlsInboundServer(handler: (exchange: Exchange) => void, m: SidecarMesh): Http1Server {
     const svid = m.identity.current();
     const tls = svid === undefined ? { requestCert: true, rejectUnauthorized: config.inbound.clientCertificate === 'required', minVersion: 'TLSv1.3' as const } : serverTlsOptions(svid, config.inbound.clientCertificate);
-    const plane = createHttp1Server(handler, dataPlaneOptions(), tls);
+    const plane = createHttp1Server(handler, dataPlaneOptions(limits.maxConnectionsPerPeer), tls);
     const server = plane.server as TlsServer;
     // Optional: a caller may present no certificate, but one that is presented must verify against the bundle.
     if (config.inbound.clientCertificate === 'optional') refuseUnverifiedPeers(server);
@@ -215,7 +233,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     return plane;
   }
 
-  async function listen(plane: Http1Server, port: number, host: string, data = true): Promise<number> {
+  async function listen(plane: Pick<Http1Server, 'server' | 'closeIdle' | 'closeAll'>, port: number, host: string, data = true): Promise<number> {
     const { server } = plane;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -224,20 +242,14 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         resolve();
       });
     });
-    if (data) dataPlane.push(plane);
+    if (data) dataPlane.push(plane as Http1Server);
     const address = server.address();
     return typeof address === 'object' && address !== null ? address.port : port;
   }
 }
 
-// node:http's own defaults: idle keep-alive connections close after 5 s; a head must arrive within 60 s.
-const KEEP_ALIVE_MS = 5_000;
-const HEADERS_TIMEOUT_MS = 60_000;
-// An upstream's response head may be as large as node:http lets a client read (its maxHeaderSize default).
-const RESPONSE_HEAD_BYTES = 16 * 1024;
-
-/** Answers, and closes, a connection whose bytes the parser refused or that sent its head too slowly; nothing reached a handler. */
-function refuseConnection(socket: Socket, refusal: ConnectionRefusal): void {
+/** The answer to a connection whose bytes the parser refused or that sent its head too slowly; nothing reached a handler. */
+function refusalAnswer(refusal: ConnectionRefusal): RefusalAnswer {
   const detail = `expected one unambiguous HTTP/1.1 request, got ${refusal.detail}`;
   const error: BatonError =
     refusal.status === 431
@@ -246,7 +258,8 @@ function refuseConnection(socket: Socket, refusal: ConnectionRefusal): void {
         ? new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted')
         : refusal.status === 408
           ? new RequestHeadTimeoutError(`expected the request head in time, got ${refusal.detail}`)
-          : new RequestFramingError(detail, { extensions: { reason: refusal.reason } });
-  const body = JSON.stringify(toProblem(error));
-  socket.end(`${statusAndFields(error.status, [...problemHeaders(error, false), 'content-length', String(Buffer.byteLength(body)), 'connection', 'close'])}\r\n${body}`);
+          : refusal.status === 501
+            ? new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded')
+            : new RequestFramingError(detail, { extensions: { reason: refusal.reason } });
+  return { fields: problemHeaders(error, false), body: JSON.stringify(toProblem(error)) };
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
+import { headOf } from '../helpers/http1.ts';
 import { forwardRequestHeaders } from '../../src/sidecar/forward.ts';
 import { headerSafe, identityHeaders, isBatonHeader } from '../../src/sidecar/identity-headers.ts';
 import { requestTarget } from '../../src/sidecar/outbound.ts';
@@ -13,7 +14,7 @@ const target = (url: string, headers: Record<string, string> = {}, method = 'GET
 
 describe('forwarded headers', () => {
   it('drops every baton-* and baton_* header whatever its case, and keeps the rest in order', () => {
-    const out = forwardRequestHeaders(['Baton-Subject', 'x', 'BATON_CHAIN', 'y', 'X-Kept', '1', 'batonist', 'ok', 'X-Kept', '2'], { dropAuthorization: true, dropHost: false, add: [] });
+    const out = forwardRequestHeaders(headOf(['Host', 'h', 'Baton-Subject', 'x', 'BATON_CHAIN', 'y', 'X-Kept', '1', 'batonist', 'ok', 'X-Kept', '2']), { dropAuthorization: true, add: [] });
     assert.deepEqual(out, ['X-Kept', '1', 'batonist', 'ok', 'X-Kept', '2']);
   });
 
@@ -21,28 +22,32 @@ describe('forwarded headers', () => {
     fc.assert(
       fc.property(fc.stringMatching(/^[a-z0-9-]{1,12}$/), fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), fc.constantFrom('-', '_'), (suffix, upper, sep) => {
         const name = [...'baton'].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join('') + sep + suffix;
-        assert.deepEqual(forwardRequestHeaders([name, 'v'], { dropAuthorization: false, dropHost: false, add: [] }), []);
+        assert.deepEqual(forwardRequestHeaders(headOf(['Host', 'h', name, 'v']), { dropAuthorization: false, add: [] }), []);
       }),
     );
   });
 
   it('drops hop-by-hop headers and those Connection names (RFC 9110 §7.6.1)', () => {
-    const out = forwardRequestHeaders(['Connection', 'close, X-Hop', 'X-Hop', 'a', 'Keep-Alive', '5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'Basic x', 'X-End', 'b'], {
+    const out = forwardRequestHeaders(headOf(['Host', 'h', 'Connection', 'close, X-Hop', 'X-Hop', 'a', 'Keep-Alive', '5', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Proxy-Authorization', 'Basic x', 'X-End', 'b']), {
       dropAuthorization: false,
-      dropHost: false,
       add: [],
     });
     assert.deepEqual(out, ['X-End', 'b']);
   });
 
-  it('replaces Authorization and Host when asked, appending its own', () => {
-    const out = forwardRequestHeaders(['Host', 'payments', 'Authorization', 'Bearer app', 'Accept', '*/*'], { dropAuthorization: true, dropHost: true, add: ['authorization', 'Bearer new'] });
+  it('never passes on a framing field: Host, Content-Length and Transfer-Encoding are the data plane\'s to write', () => {
+    assert.deepEqual(forwardRequestHeaders(headOf(['Host', 'payments', 'Content-Length', '5', 'Accept', '*/*']), { dropAuthorization: false, add: [] }), ['Accept', '*/*']);
+    assert.deepEqual(forwardRequestHeaders(headOf(['Host', 'payments', 'Transfer-Encoding', 'chunked', 'Accept', '*/*']), { dropAuthorization: false, add: [] }), ['Accept', '*/*']);
+  });
+
+  it('replaces Authorization when asked, appending its own', () => {
+    const out = forwardRequestHeaders(headOf(['Host', 'payments', 'Authorization', 'Bearer app', 'Accept', '*/*']), { dropAuthorization: true, add: ['authorization', 'Bearer new'] });
     assert.deepEqual(out, ['Accept', '*/*', 'authorization', 'Bearer new']);
   });
 
-  it('strips hop-by-hop response headers', () => {
+  it('strips hop-by-hop and framing response headers', () => {
     assert.deepEqual(
-      endToEndHeaders(['Connection', 'x-private', 'X-Private', '1', 'Keep-Alive', 'timeout=5', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain', 'Transfer-Encoding', 'chunked']),
+      endToEndHeaders(headOf(['Connection', 'x-private', 'X-Private', '1', 'Keep-Alive', 'timeout=5', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain', 'Transfer-Encoding', 'chunked'], 'response'), 'response'),
       ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Type', 'text/plain'],
     );
   });

@@ -1,0 +1,323 @@
+/**
+ * One client connection of the socket data plane: the socket, its strict
+ * parser (./http1-parser.ts) and the request in hand. Requests are read
+ * and answered one at a time, in order; pipelined requests wait their
+ * turn, unread. Each request becomes an Exchange (./exchange.ts) handed to
+ * the handler as soon as its head is in; its body stays on the socket,
+ * unread, until the handler lets it flow (after the policy allowed the
+ * request), so a refused upload costs nothing but its first packet.
+ *
+ * The connection holds one state value; every transition names the states
+ * it may leave (`#enter` asserts it). Only the connection knows how far
+ * the request body has been read.
+ *
+ * | state | meaning | socket | timeout | next |
+ * | --- | --- | --- | --- | --- |
+ * | `idle` | between requests, no byte of the next head yet | reading | keep-alive: close quietly | head, held, answering, closing, closed |
+ * | `head` | part of a request head in | reading | head timeout from its first byte: 408 | held, answering, closing, closed |
+ * | `held` | a request in hand, its body unread until the handler lets it flow | paused | the handler's own | body, closing, closed |
+ * | `body` | the body flowing into the handler's sink | reading | the handler's own | body-paused, answering, closing, closed |
+ * | `body-paused` | the sink is full: reading stops until it drains | paused | the handler's own | body, closing, closed |
+ * | `answering` | the request read to its end; its answer on the way | paused (pipelined bytes wait) | the handler's own | idle, closing, closed |
+ * | `closing` | no more requests: the socket is ending, what arrives is dropped | reading | keep-alive: destroy | closed |
+ * | `closed` | the socket is gone | — | — | — |
+ *
+ * A connection whose framing is in any doubt goes to `closing`, never
+ * back to `idle`: an answer given before its request body was read whole,
+ * a refusal, a parser error, a handler that threw, a client FIN with a
+ * request in hand (an abort, as node:http reads it), draining.
+ */
+import assert from 'node:assert/strict';
+import type { Socket } from 'node:net';
+import { type BodySink, Exchange, type ExchangeConnection } from './exchange.ts';
+import { HttpFramingError, Http1Parser, type MessageHead } from './http1-parser.ts';
+import { CONTINUE, lengthOf, responseHead } from './wire.ts';
+
+export interface ConnectionOptions {
+  /** The most bytes a request head may hold (./http1-parser.ts counts them). */
+  readonly maxHeadBytes: number;
+  /** How long a connection may sit idle between requests. */
+  readonly keepAliveTimeoutMs: number;
+  /** How long a request head may take to arrive once its first byte has. */
+  readonly headersTimeoutMs: number;
+  /** True while shutting down: each response closes its connection. */
+  readonly draining: () => boolean;
+  /** The whole answer to a request refused before any handler saw it (a problem document). */
+  readonly refusal: (refusal: ConnectionRefusal) => RefusalAnswer;
+}
+
+/** Why a connection is answered without a handler: its bytes did not frame as one HTTP/1.1 request, or too slowly. */
+export interface ConnectionRefusal {
+  readonly status: 400 | 405 | 408 | 431 | 501;
+  readonly reason: string;
+  readonly detail: string;
+}
+
+export interface RefusalAnswer {
+  /** Flat `[name, value, …]`; framing is added by the writer. */
+  readonly fields: readonly string[];
+  readonly body: string;
+}
+
+type State = 'idle' | 'head' | 'held' | 'body' | 'body-paused' | 'answering' | 'closing' | 'closed';
+
+/** A request is in hand in these states. */
+const IN_REQUEST: ReadonlySet<State> = new Set(['held', 'body', 'body-paused', 'answering']);
+
+export class ClientConnection implements ExchangeConnection {
+  readonly socket: Socket;
+  readonly keepAliveSeconds: number;
+  readonly #handler: (exchange: Exchange) => void;
+  readonly #options: ConnectionOptions;
+  readonly #parser: Http1Parser;
+  #state: State = 'idle';
+  /** Bytes read and not yet parsed: the rest of a body held back, or pipelined requests. */
+  #pending: Buffer | undefined;
+  #exchange: Exchange | undefined;
+  /** Set by the parser's head callback, taken by #parse. */
+  #head: MessageHead | undefined;
+  #sink: BodySink | undefined;
+  /** When the first byte of the head now arriving came (state `head`, or `idle` with bytes pending). */
+  #headStarted = 0;
+  /** Inside #pump: a handler answering at once (a refusal) re-enters it; the running loop picks the change up instead. */
+  #pumping = false;
+
+  constructor(socket: Socket, handler: (exchange: Exchange) => void, options: ConnectionOptions) {
+    this.socket = socket;
+    this.#handler = handler;
+    this.#options = options;
+    this.keepAliveSeconds = Math.floor(options.keepAliveTimeoutMs / 1000);
+    this.#parser = new Http1Parser(
+      'request',
+      {
+        onHead: (head) => {
+          this.#head = head;
+        },
+        onBody: (chunk) => {
+          // llhttp reads its whole input: later body spans of the same input still reach the sink while it is full.
+          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body') this.#enter('body-paused', 'body');
+        },
+      },
+      { maxHeadBytes: options.maxHeadBytes },
+    );
+    socket.setTimeout(options.keepAliveTimeoutMs);
+    socket.on('timeout', () => this.#onTimeout());
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    // 'close' follows every error; the error itself (a reset) says nothing the client needs.
+    socket.on('error', () => {});
+    socket.once('close', () => this.#onClose());
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  draining(): boolean {
+    return this.#options.draining();
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.#state === 'closed') return true;
+    // Strings are heads: latin1, one byte per character, as the parser read them (obs-text stays the byte it was).
+    return typeof chunk === 'string' ? this.socket.write(chunk, 'latin1') : this.socket.write(chunk);
+  }
+
+  onDrain(listener: () => void): void {
+    this.socket.on('drain', listener);
+  }
+
+  offDrain(listener: () => void): void {
+    this.socket.off('drain', listener);
+  }
+
+  requestComplete(exchange: Exchange): boolean {
+    return exchange === this.#exchange && this.#state === 'answering';
+  }
+
+  startBody(exchange: Exchange, sink: BodySink, sendContinue: boolean): void {
+    if (exchange !== this.#exchange) return;
+    // No body at all (or already read): the sink ends at once.
+    if (this.#state === 'answering') {
+      sink.end();
+      return;
+    }
+    if (this.#state !== 'held') return;
+    // RFC 9110 §10.1.1: the client waits for this before sending the body; it is sent only once the request is allowed.
+    if (sendContinue && exchange.httpVersion === '1.1') this.write(CONTINUE);
+    this.#enter('body', 'held');
+    this.#sink = sink;
+    this.#pump();
+  }
+
+  resumeBody(): void {
+    if (this.#state !== 'body-paused') return;
+    this.#enter('body', 'body-paused');
+    this.#pump();
+  }
+
+  responseDone(exchange: Exchange, keepAlive: boolean): void {
+    if (exchange !== this.#exchange) return;
+    this.#exchange = undefined;
+    this.#sink = undefined;
+    exchange.closeExchange();
+    // Reused only when the request was read to its last byte and both sides meant to keep the connection.
+    if (!keepAlive || this.#state !== 'answering' || this.#options.draining()) {
+      this.#close();
+      return;
+    }
+    this.#enter('idle', 'answering');
+    this.#headStarted = this.#pending === undefined ? 0 : performance.now();
+    this.#pump();
+  }
+
+  /** Draining: a connection with no request in hand goes now. */
+  closeIfIdle(): void {
+    if (!IN_REQUEST.has(this.#state)) this.destroy();
+  }
+
+  /** Cuts the connection: nothing more is parsed or written. */
+  destroy(): void {
+    if (this.#state !== 'closed') this.#state = 'closing';
+    this.#pending = undefined;
+    this.socket.destroy();
+  }
+
+  /** Moves to `next`, asserting the connection was in one of the states `from` allows. */
+  #enter(next: State, ...from: State[]): void {
+    assert.ok(from.includes(this.#state), `client connection: ${this.#state} → ${next}`);
+    this.#state = next;
+  }
+
+  #onData(chunk: Buffer): void {
+    // Answered and closing: what the client still sends is read and dropped, never kept.
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    if (this.#state === 'idle' && this.#pending === undefined) {
+      this.#enter('head', 'idle');
+      this.#headStarted = performance.now();
+    }
+    this.#pending = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pump();
+  }
+
+  /** Parses what is pending as far as the request in hand allows, and reads on only when there is room. */
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      this.#parse();
+    } finally {
+      this.#pumping = false;
+    }
+    const state = this.#state;
+    if (state === 'closing' || state === 'closed') return;
+    if ((state === 'head' || state === 'idle') && this.#headStarted !== 0 && performance.now() - this.#headStarted > this.#options.headersTimeoutMs) {
+      this.#refuse({ status: 408, reason: 'head-timeout', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
+      return;
+    }
+    if (state === 'idle' || state === 'head' || state === 'body') this.socket.resume();
+    else this.socket.pause();
+  }
+
+  #parse(): void {
+    while (this.#pending !== undefined) {
+      const state = this.#state;
+      // A request in hand whose body is not wanted yet, or a pipelined request behind one: leave the bytes unread.
+      if (state !== 'idle' && state !== 'head' && state !== 'body') return;
+      if (state === 'idle') {
+        this.#enter('head', 'idle');
+        if (this.#headStarted === 0) this.#headStarted = performance.now();
+      }
+      const chunk = this.#pending;
+      let result;
+      try {
+        result = this.#parser.execute(chunk);
+      } catch (error) {
+        this.#refuse(refusalOf(error));
+        return;
+      }
+      this.#pending = result.consumed < chunk.length ? chunk.subarray(result.consumed) : undefined;
+      const head = this.#head;
+      if (head !== undefined) {
+        this.#head = undefined;
+        this.#begin(head, result.stoppedAt === 'message');
+      } else if (result.stoppedAt === 'message' && (this.#state === 'body' || this.#state === 'body-paused')) {
+        this.#enter('answering', 'body', 'body-paused');
+        const sink = this.#sink;
+        this.#sink = undefined;
+        sink?.end();
+      }
+    }
+  }
+
+  #begin(head: MessageHead, complete: boolean): void {
+    this.#headStarted = 0;
+    this.#enter(complete ? 'answering' : 'held', 'head');
+    const exchange = new Exchange(this, head);
+    this.#exchange = exchange;
+    try {
+      this.#handler(exchange);
+    } catch {
+      // A handler answers through the exchange and never throws; if one did, this connection ends, not the process.
+      this.destroy();
+    }
+  }
+
+  #refuse(refusal: ConnectionRefusal): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    const inRequest = IN_REQUEST.has(this.#state);
+    this.#pending = undefined;
+    // A refusal mid-body (bad chunk framing) cuts the exchange in hand: its response may have begun.
+    if (inRequest) {
+      this.destroy();
+      return;
+    }
+    const answer = this.#options.refusal(refusal);
+    const body = Buffer.from(answer.body);
+    this.#close(Buffer.concat([Buffer.from(responseHead(refusal.status, answer.fields, lengthOf(body.length), { kind: 'close' }), 'latin1'), body]));
+  }
+
+  /** No more requests on this connection: end it, after `last` (an answer already written still goes out). */
+  #close(last?: Buffer): void {
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#state = 'closing';
+    this.#pending = undefined;
+    this.socket.resume();
+    if (last === undefined) this.socket.end();
+    else this.socket.end(last);
+  }
+
+  #onTimeout(): void {
+    const state = this.#state;
+    // Idle between requests, or closing and the client not reading: go quietly.
+    if (state === 'idle' || state === 'closing') this.destroy();
+    // Part of a head in, then nothing: the client is told why.
+    else if (state === 'head') this.#refuse({ status: 408, reason: 'head-timeout', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
+    // A request in hand: its own deadlines (body, upstream) bound it.
+  }
+
+  #onEnd(): void {
+    const state = this.#state;
+    if (state === 'idle' && this.#pending === undefined) this.#close();
+    // The client closed inside a head, or with a request in hand (an abort, as node:http reads it): nothing to answer.
+    else if (state !== 'closing' && state !== 'closed') this.destroy();
+  }
+
+  #onClose(): void {
+    this.#state = 'closed';
+    this.#pending = undefined;
+    this.#sink = undefined;
+    this.#parser.close();
+    const exchange = this.#exchange;
+    this.#exchange = undefined;
+    exchange?.closeExchange();
+  }
+}
+
+function refusalOf(error: unknown): ConnectionRefusal {
+  if (!(error instanceof HttpFramingError)) return { status: 400, reason: 'unreadable', detail: 'a request that could not be read' };
+  if (error.reason === 'head-too-large') return { status: 431, reason: error.reason, detail: error.message };
+  if (error.reason === 'connect') return { status: 405, reason: error.reason, detail: error.message };
+  if (error.reason === 'upgrade') return { status: 501, reason: error.reason, detail: error.message };
+  return { status: 400, reason: error.reason, detail: error.message };
+}

@@ -1,0 +1,370 @@
+/**
+ * One request forwarded to an upstream: the head written anew, the body
+ * streamed, the answer passed back.
+ *
+ * The request head is written by ./wire.ts: request line, `Host`, the
+ * caller's end-to-end fields, and the framing this data plane's parser
+ * read — `Content-Length: n` for a length-framed body, `Transfer-Encoding:
+ * chunked` for a chunked one, which is framed again (chunk extensions and
+ * trailers dropped) so the upstream reads exactly the framing baton
+ * checked. The answer is read by the same strict parser; its head is
+ * rebuilt the same way, a length- or close-framed body passes through
+ * byte for byte, and a chunked one is framed again too. Backpressure runs
+ * both ways: a slow reader pauses the socket that feeds it.
+ *
+ * An idempotent request without a body whose kept-alive connection turns
+ * out closed before any answer (the server's own idle timeout racing it)
+ * is sent once more on a new connection; any other is answered 502: RFC
+ * 9110 §9.2.2 lets a proxy retry only what is idempotent.
+ *
+ * | state | meaning | timeout | next |
+ * | --- | --- | --- | --- |
+ * | `connecting` | waiting for a connection | connect | sending, waiting, done |
+ * | `sending` | head written, the request body still streaming; no answer yet | none (the upload's pace is the client's, under its own deadline) | waiting, relaying-early, done |
+ * | `waiting` | the whole request sent; no answer head yet | the upstream's: 504 | relaying, connecting (one retry), done |
+ * | `relaying` | the answer head passed on, its body following | between body bytes: cut | done |
+ * | `relaying-early` | answered before the request body was all sent: the connection is never reused | between body bytes: cut | done |
+ * | `done` | over; the connection released or closed | — | — |
+ */
+import assert from 'node:assert/strict';
+import type { BodySink, Exchange } from './exchange.ts';
+import { endToEndHeaders } from './hop-by-hop.ts';
+import type { MessageHead } from './http1-parser.ts';
+import type { Pool, UpstreamOrigin } from './pool.ts';
+import type { ConnectionEvents, UpstreamConnection } from './upstream-connection.ts';
+import { CHUNKED, chunkSizeLine, CRLF, type Framing, httpDate, LAST_CHUNK, lengthOf, NO_BODY, requestHead, UNTIL_CLOSE } from './wire.ts';
+
+export interface ForwardSpec {
+  readonly origin: UpstreamOrigin;
+  /** Origin-form path with query. */
+  readonly path: string;
+  /** The Host to write (first, RFC 9112 §3.2): the client's validated one inbound, the upstream's authority outbound. */
+  readonly host: string;
+  /** Flat `[name, value, …]`, already free of hop-by-hop and framing fields (./hop-by-hop.ts); framing is written here. */
+  readonly headers: readonly string[];
+  /** Longest silence from the upstream: before its answer (504), or between body chunks (cut). */
+  readonly timeoutMs: number;
+}
+
+/** Why a forward failed before any answer; `code` names the class (node's own code for socket errors). */
+export class UpstreamFailure extends Error {
+  readonly code: string;
+  /** UPSTREAM_FRAMING: the parser's reason (./http1-parser.ts). */
+  readonly reason: string | undefined;
+  constructor(code: string, message: string, options?: ErrorOptions & { reason?: string }) {
+    super(message, options);
+    this.name = 'UpstreamFailure';
+    this.code = code;
+    this.reason = options?.reason;
+  }
+}
+
+export const UPSTREAM_TIMEOUT = 'UPSTREAM_TIMEOUT';
+export const UPSTREAM_CONNECT_TIMEOUT = 'UPSTREAM_CONNECT_TIMEOUT';
+/** The upstream's answer did not frame as one unambiguous HTTP/1.1 response. */
+export const UPSTREAM_FRAMING = 'UPSTREAM_FRAMING';
+
+type State = 'connecting' | 'sending' | 'waiting' | 'relaying' | 'relaying-early' | 'done';
+/** How answer body bytes reach the client: as they came, framed again in chunks, or unframed (an HTTP/1.0 client). */
+type Relay = 'raw' | 'rechunk' | 'decode';
+
+// RFC 9110 §9.2.2.
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+export class ForwardCall implements ConnectionEvents {
+  readonly #exchange: Exchange;
+  readonly #spec: ForwardSpec;
+  readonly #pool: Pool;
+  readonly #resolve: (status: number) => void;
+  readonly #reject: (error: Error) => void;
+  #state: State = 'connecting';
+  #connection: UpstreamConnection | undefined;
+  #head: MessageHead | undefined;
+  #status = 0;
+  #relay: Relay = 'raw';
+  #retried = false;
+  /** Reading from the upstream stopped until the client drains (flow, not lifecycle). */
+  #paused = false;
+  /** Made on the first pause only: a closure per forward would cost every request an allocation. */
+  #onClientDrain: (() => void) | undefined;
+
+  constructor(exchange: Exchange, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void) {
+    this.#exchange = exchange;
+    this.#spec = spec;
+    this.#pool = pool;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  start(): void {
+    this.#exchange.onClose(() => this.#clientGone());
+    if (this.#exchange.closed) return;
+    this.#attach(this.#pool.take(this.#spec.origin.key) ?? this.#pool.connect(this.#spec.origin));
+  }
+
+  #enter(next: State, ...from: State[]): void {
+    assert.ok(from.includes(this.#state), `forward call: ${this.#state} → ${next}`);
+    this.#state = next;
+  }
+
+  #attach(connection: UpstreamConnection): void {
+    this.#connection = connection;
+    connection.attach(this);
+    if (connection.connected) this.onConnected();
+  }
+
+  onConnected(): void {
+    if (this.#state !== 'connecting') return;
+    const { socket } = this.#connection as UpstreamConnection;
+    const spec = this.#spec;
+    const exchange = this.#exchange;
+    const framing = requestFraming(exchange.head);
+    const head = requestHead(exchange.method, spec.path, spec.host, spec.headers, framing);
+    if (!exchange.hasBody) {
+      this.#enter('waiting', 'connecting');
+      socket.setTimeout(spec.timeoutMs);
+      socket.write(head, 'latin1');
+      return;
+    }
+    this.#enter('sending', 'connecting');
+    // The upstream's time starts once it has the whole request: an upload's pace is the client's (its own deadline).
+    socket.setTimeout(0);
+    // One write for the head and whatever of the body is already in: a small POST goes as one packet.
+    socket.cork();
+    socket.write(head, 'latin1');
+    const sink: BodySink =
+      framing.kind === 'chunked'
+        ? {
+            data(chunk) {
+              socket.write(chunkSizeLine(chunk.length), 'latin1');
+              socket.write(chunk);
+              return socket.write(CRLF, 'latin1');
+            },
+            end: () => {
+              socket.write(LAST_CHUNK, 'latin1');
+              this.#sent();
+            },
+          }
+        : {
+            data: (chunk) => socket.write(chunk),
+            end: () => this.#sent(),
+          };
+    exchange.readBody(sink);
+    socket.uncork();
+  }
+
+  /** The last byte of the request body is written. */
+  #sent(): void {
+    if (this.#state !== 'sending') return;
+    this.#enter('waiting', 'sending');
+    this.#connection?.socket.setTimeout(this.#spec.timeoutMs);
+  }
+
+  onUpstreamDrain(): void {
+    if (this.#state === 'sending' || this.#state === 'relaying-early') this.#exchange.resumeBody();
+  }
+
+  onHead(head: MessageHead): boolean {
+    // 1xx interim answers are not relayed (100-continue was answered to the client already); the final one follows.
+    if (head.statusCode < 200) return false;
+    this.#head = head;
+    return this.#exchange.method === 'HEAD';
+  }
+
+  onBody(chunk: Buffer): void {
+    if (this.#relay === 'raw') return;
+    const exchange = this.#exchange;
+    let room: boolean;
+    if (this.#relay === 'rechunk') {
+      exchange.write(chunkSizeLine(chunk.length));
+      exchange.write(chunk);
+      room = exchange.write(CRLF);
+    } else room = exchange.write(chunk);
+    if (!room) this.#pauseUpstream();
+  }
+
+  onData(chunk: Buffer): void {
+    const exchange = this.#exchange;
+    // The rebuilt head and the body bytes that came with it go out together.
+    exchange.cork();
+    try {
+      this.#parse(chunk);
+    } finally {
+      exchange.uncork();
+    }
+  }
+
+  #parse(chunk: Buffer): void {
+    const { parser } = this.#connection as UpstreamConnection;
+    let offset = 0;
+    while (offset < chunk.length && this.#state !== 'done') {
+      const rest = offset === 0 ? chunk : chunk.subarray(offset);
+      let result;
+      try {
+        result = parser.execute(rest);
+      } catch (error) {
+        const reason = typeof error === 'object' && error !== null && 'reason' in error ? String(error.reason) : 'unreadable';
+        this.#fail(new UpstreamFailure(UPSTREAM_FRAMING, 'the upstream answered with a malformed or ambiguous HTTP/1.1 response', { cause: error, reason }));
+        return;
+      }
+      const state = this.#state;
+      if (state === 'sending' || state === 'waiting') {
+        if (this.#head !== undefined) this.#respondHead(this.#head);
+      } else if (this.#relay === 'raw' && result.consumed > 0) {
+        if (!this.#exchange.write(result.consumed === rest.length ? rest : rest.subarray(0, result.consumed))) this.#pauseUpstream();
+      }
+      if (result.stoppedAt === 'message' && (this.#state === 'relaying' || this.#state === 'relaying-early')) this.#complete(offset + result.consumed === chunk.length);
+      offset += result.consumed;
+    }
+  }
+
+  onEnd(): void {
+    if (this.#state !== 'relaying' && this.#state !== 'relaying-early') return;
+    // A response read until close (no length, not chunked) ends here; any other one was cut short.
+    try {
+      this.#connection?.parser.finish();
+    } catch {
+      this.#cutClient();
+      return;
+    }
+    if (this.#head?.framing === 'until-close') this.#complete(false);
+    else this.#cutClient();
+  }
+
+  onTimeout(connected: boolean): void {
+    const state = this.#state;
+    if (state === 'done') return;
+    if (!connected) this.#fail(new UpstreamFailure(UPSTREAM_CONNECT_TIMEOUT, 'the upstream did not accept a connection in time'));
+    else if (state === 'relaying' || state === 'relaying-early') this.#cutClient();
+    else this.#fail(new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
+  }
+
+  onClose(error: Error | undefined): void {
+    const state = this.#state;
+    if (state === 'done') return;
+    if (state === 'relaying' || state === 'relaying-early') {
+      // Closed without 'end' first (a reset): onEnd completes a response read until close, or cuts the client.
+      this.onEnd();
+      return;
+    }
+    const exchange = this.#exchange;
+    // A kept-alive connection the server had just closed: an idempotent request with no body is sent again, once
+    // (RFC 9110 §9.2.2: a proxy never retries a non-idempotent one by itself).
+    if (state === 'waiting' && this.#connection?.reused === true && !exchange.hasBody && IDEMPOTENT.has(exchange.method) && !this.#retried && !exchange.closed) {
+      this.#retried = true;
+      this.#pool.onRetry?.();
+      this.#enter('connecting', 'waiting');
+      this.#attach(this.#pool.connect(this.#spec.origin));
+      return;
+    }
+    const code = error !== undefined && 'code' in error && typeof error.code === 'string' ? error.code : 'ECONNRESET';
+    this.#fail(new UpstreamFailure(code, 'the upstream closed the connection before answering', { cause: error }));
+  }
+
+  #respondHead(head: MessageHead): void {
+    const exchange = this.#exchange;
+    const early = this.#state === 'sending';
+    this.#enter(early ? 'relaying-early' : 'relaying', 'sending', 'waiting');
+    this.#status = head.statusCode;
+    if (early) this.#connection?.socket.setTimeout(this.#spec.timeoutMs);
+    const { framing, relay } = answerFraming(head, exchange.method === 'HEAD', exchange.httpVersion === '1.0');
+    this.#relay = relay;
+    const fields = endToEndHeaders(head, 'response');
+    // As node:http did for every answer it passed on: one without a Date gets the time it was received (RFC 9110 §6.6.1).
+    if (!hasDate(fields)) fields.push('date', httpDate());
+    exchange.writeHead(head.statusCode, fields, framing);
+  }
+
+  #pauseUpstream(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.#connection?.socket.pause();
+    this.#onClientDrain ??= () => this.#resumeUpstream();
+    this.#exchange.onDrain(this.#onClientDrain);
+  }
+
+  #resumeUpstream(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.#onClientDrain !== undefined) this.#exchange.offDrain(this.#onClientDrain);
+    this.#connection?.socket.resume();
+  }
+
+  /**
+   * The answer is through. The connection goes back to the pool only when nothing about its framing is in doubt:
+   * the whole request was sent before the answer began, the answer ended at the last byte read, and the server
+   * keeps the connection. It goes back first, so a pipelined next request can take it.
+   */
+  #complete(nothingAfter: boolean): void {
+    const connection = this.#connection as UpstreamConnection;
+    const reusable = this.#state === 'relaying' && nothingAfter && this.#head?.keepAlive === true && connection.usable();
+    if (this.#relay === 'rechunk') this.#exchange.write(LAST_CHUNK);
+    this.#finish();
+    if (reusable) this.#pool.release(connection);
+    else connection.socket.destroy();
+    this.#exchange.end();
+    this.#resolve(this.#status);
+  }
+
+  #fail(error: UpstreamFailure): void {
+    const started = this.#state === 'relaying' || this.#state === 'relaying-early';
+    this.#finish();
+    this.#connection?.socket.destroy();
+    if (started) {
+      this.#exchange.destroy();
+      this.#resolve(this.#status);
+    } else this.#reject(error);
+  }
+
+  #cutClient(): void {
+    this.#finish();
+    this.#connection?.socket.destroy();
+    this.#exchange.destroy();
+    this.#resolve(this.#status);
+  }
+
+  #clientGone(): void {
+    if (this.#state === 'done' || this.#exchange.finished) return;
+    this.#finish();
+    this.#connection?.socket.destroy();
+    this.#resolve(this.#status === 0 ? 499 : this.#status);
+  }
+
+  #finish(): void {
+    this.#state = 'done';
+    // Paused for a slow client, then complete: the connection must not go back to the pool unread, or the next answer on it is never seen.
+    this.#resumeUpstream();
+    this.#connection?.detach(this);
+  }
+}
+
+/** How a request body is delimited upstream: as the parser read it, never as a field that survived a filter said. */
+function requestFraming(head: MessageHead): Framing {
+  if (head.framing === 'chunked') return CHUNKED;
+  return head.contentLength === undefined ? NO_BODY : lengthOf(head.contentLength);
+}
+
+/** How an answer's body is delimited to the client, and how its bytes are relayed. */
+function answerFraming(head: MessageHead, toHead: boolean, http10Client: boolean): { framing: Framing; relay: Relay } {
+  const { statusCode: status, contentLength } = head;
+  // RFC 9110 §9.3.2, §15.4.5: a HEAD answer or a 304 carries no body; a Content-Length there describes the
+  // representation, so it is kept. A 204 has none and may say none (§8.6).
+  if (toHead || status === 304) return { framing: contentLength !== undefined ? lengthOf(contentLength) : head.framing === 'chunked' && toHead ? CHUNKED : NO_BODY, relay: 'raw' };
+  if (status === 204) return { framing: NO_BODY, relay: 'raw' };
+  switch (head.framing) {
+    case 'chunked':
+      return http10Client ? { framing: UNTIL_CLOSE, relay: 'decode' } : { framing: CHUNKED, relay: 'rechunk' };
+    case 'until-close':
+      return { framing: UNTIL_CLOSE, relay: 'raw' };
+    default:
+      return { framing: contentLength === undefined ? NO_BODY : lengthOf(contentLength), relay: 'raw' };
+  }
+}
+
+function hasDate(headers: readonly string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'date') return true;
+  }
+  return false;
+}
