@@ -28,7 +28,6 @@ export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED',
 /** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
 export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
 export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
-export const HandlesExhaustedError = defineError({ code: 'BATON_HANDLES_EXHAUSTED', status: 503, title: 'No room for another baton-context handle' });
 
 // Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
 const bindingError = (code: string, title: string): BatonErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
