@@ -41,7 +41,7 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError } from './errors.ts';
+import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -196,8 +196,8 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
       if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
-      // RFC 6585 §4: a 429 may say when to come back.
-      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
+      // RFC 6585 §4, RFC 9110 §10.2.3: a throttle says when to come back.
+      if (error.code === AuthThrottledError.code || error.code === UpstreamIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
       reply.code(error.status).type('application/json').send(body);
       return true;
     },
