@@ -44,3 +44,5 @@ export const TokenUnboundError = bindingError('BATON_TOKEN_UNBOUND', 'Mesh token
 export const MeshTokenOnPlaintextError = bindingError('BATON_TOKEN_MESH_ON_PLAINTEXT', 'Mesh token on the plaintext entrypoint port');
 /** A client certificate that chains to the bundle but names no service of the mesh. */
 export const PeerUnmappedError = defineError({ code: 'BATON_PEER_UNMAPPED', status: 403, title: 'Client certificate names no service' });
+/** A client certificate from the bundle that is a CA certificate: never a workload, whatever SPIFFE ID it carries (X509-SVID §4.1). */
+export const PeerNotWorkloadError = defineError({ code: 'BATON_PEER_NOT_WORKLOAD', status: 403, title: 'Client certificate is a CA certificate, not a workload\'s' });

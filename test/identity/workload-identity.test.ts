@@ -105,7 +105,11 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     ids = await makeTestIdentities(['orders', 'payments', 'gateway']);
     const payments = parseSvid(readSvidFiles(ids.files('payments')), Date.now());
     server = createTlsServer(serverTlsOptions(payments, 'required'), (socket: TLSSocket) => {
-      seen.push(peerIdentity(socket)?.spiffeId);
+      try {
+        seen.push(peerIdentity(socket)?.spiffeId);
+      } catch (error) {
+        seen.push((error as { code?: string }).code);
+      }
       socket.end('hello');
     });
     server.on('tlsClientError', () => {});
@@ -150,5 +154,42 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     const foreign = await ids.issue(ids.map.idOf('orders'), { ca: await otherCa() });
     assert.notEqual(await outcome({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: foreign.certPem, key: foreign.keyPem }), 'hello');
     assert.equal(seen.length, before, 'the server handler never ran for a refused client');
+  });
+
+  it('refuses a client presenting a CA certificate from the bundle that carries a workload\'s SPIFFE ID (X509-SVID §4.1)', async () => {
+    const signing = await ids.issueSigning(ids.map.idOf('orders'));
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    // OpenSSL completes the handshake: the refusal is baton's, at the layer that turns a certificate into a service.
+    assert.equal(await dial({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: signing.certPem, key: signing.keyPem }), 'hello');
+    assert.equal(seen.at(-1), 'BATON_IDENTITY_PEER_NOT_WORKLOAD', 'not orders');
+  });
+
+  it('refuses a server presenting a CA certificate that carries the expected SPIFFE ID, before sending anything', async () => {
+    const signing = await ids.issueSigning(ids.map.idOf('payments'));
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    const received: string[] = [];
+    const impostor = createTlsServer({ cert: signing.certPem, key: signing.keyPem, ca: orders.pem.bundle, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
+      socket.on('data', (chunk: Buffer) => received.push(chunk.toString('utf8')));
+      socket.end('hello');
+    });
+    impostor.on('tlsClientError', () => {});
+    impostor.listen(0, '127.0.0.1');
+    await once(impostor, 'listening');
+    const socket = connect({ host: '127.0.0.1', port: (impostor.address() as { port: number }).port, ...clientTlsOptions(orders, ids.map.idOf('payments'), orders.pem.bundle) });
+    try {
+      const refused = await new Promise<unknown>((resolve) => {
+        socket.once('secureConnect', () => {
+          socket.write('a request with a token');
+          resolve('connected');
+        });
+        socket.on('error', resolve);
+      });
+      assert.equal((refused as { code?: string }).code, 'BATON_IDENTITY_PEER_MISMATCH');
+      assert.match(String((refused as Error).message), /CA certificate naming spiffe:\/\/baton\.test\/ns\/test\/sa\/payments/);
+      assert.deepEqual(received, []);
+    } finally {
+      socket.destroy();
+      impostor.close();
+    }
   });
 });
