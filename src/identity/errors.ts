@@ -19,7 +19,9 @@ export type IdentityErrorCode =
   /** The SPIFFE ID maps to no service, or to another one than expected. */
   | 'BATON_IDENTITY_UNMAPPED'
   /** A TLS peer presented a CA (signing) certificate as its own: never a workload (X509-SVID §4.1). */
-  | 'BATON_IDENTITY_PEER_NOT_WORKLOAD';
+  | 'BATON_IDENTITY_PEER_NOT_WORKLOAD'
+  /** Rotated files name another SPIFFE ID than the identity in use: a rotation must keep the ID. */
+  | 'BATON_IDENTITY_ID_CHANGED';
 
 export class IdentityError extends Error {
   readonly code: IdentityErrorCode;
