@@ -217,8 +217,10 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
       let pending = inflight.get(key);
       if (pending === undefined) {
         // A token the issuer has not called active costs the budget; one it has is asked again regardless.
-        if (seen === undefined && !budget.take()) throw throttled();
-        throttling = false;
+        if (seen === undefined) {
+          if (!budget.take()) throw throttled();
+          throttling = false;
+        }
         pending = call(token).finally(() => inflight.delete(key));
         inflight.set(key, pending);
         const answer = await pending;
