@@ -1,9 +1,9 @@
 /**
  * A bounded map whose entries die at an absolute time: the one mechanism
- * behind the verified-token cache, the exchanged-token cache and the
- * context-handle store. Every entry carries its own expiry (a token's `exp`
- * is absolute, not a TTL from now), time comes from an injected clock, and
- * an expired entry is never returned.
+ * behind the verified-token cache and the exchanged-token cache. Every
+ * entry carries its own expiry (a token's `exp` is absolute, not a TTL from
+ * now), time comes from an injected clock, and an expired entry is never
+ * returned.
  *
  * A `Map` keeps insertion order, so re-inserting on a hit makes the first
  * key the least recently used: a hit costs a delete and a set, and nothing

@@ -27,7 +27,7 @@ export function toProblem(error: BatonError, instance?: string): ProblemDocument
 /**
  * Seconds a client should wait before trying again (RFC 9110 §10.2.3 for
  * 503, RFC 6585 §4 for 429): what the cause knows (`retryAfter`, e.g. when
- * the oldest context handle expires), else 1. Undefined for other statuses.
+ * a throttle's budget refills), else 1. Undefined for other statuses.
  */
 export function retryAfterFor(error: BatonError): number | undefined {
   if (error.status !== 429 && error.status !== 503) return undefined;

@@ -17,7 +17,11 @@ export type IdentityErrorCode =
   /** A string is not a SPIFFE ID. */
   | 'BATON_IDENTITY_SPIFFE_ID_INVALID'
   /** The SPIFFE ID maps to no service, or to another one than expected. */
-  | 'BATON_IDENTITY_UNMAPPED';
+  | 'BATON_IDENTITY_UNMAPPED'
+  /** A TLS peer presented a CA (signing) certificate as its own: never a workload (X509-SVID §4.1). */
+  | 'BATON_IDENTITY_PEER_NOT_WORKLOAD'
+  /** Rotated files name another SPIFFE ID than the identity in use: a rotation must keep the ID. */
+  | 'BATON_IDENTITY_ID_CHANGED';
 
 export class IdentityError extends Error {
   readonly code: IdentityErrorCode;
@@ -28,13 +32,17 @@ export class IdentityError extends Error {
   }
 }
 
-/** A TLS peer's certificate names another SPIFFE ID than the one expected; the connection is dropped before anything is sent. */
+/**
+ * A TLS server's certificate is not the workload certificate of the SPIFFE
+ * ID expected: it names another ID, or it is a CA certificate (whatever ID
+ * it carries); the connection is dropped before anything is sent.
+ */
 export class PeerIdentityError extends Error {
   readonly code = 'BATON_IDENTITY_PEER_MISMATCH';
   readonly expected: SpiffeId;
   readonly seen: string | undefined;
-  constructor(expected: SpiffeId, seen: string | undefined) {
-    super(`expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
+  constructor(expected: SpiffeId, seen: string | undefined, signing = false) {
+    super(signing ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)` : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
     this.name = 'PeerIdentityError';
     this.expected = expected;
     this.seen = seen;

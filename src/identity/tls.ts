@@ -3,13 +3,14 @@
  * replace host-name verification on mesh hops (X509-SVID §5): a server is
  * trusted as the one service the caller meant to reach, a client as the
  * service its certificate's SPIFFE ID maps to. Both sides trust only the
- * trust bundle, never the system store.
+ * trust bundle, never the system store, and neither takes a CA certificate
+ * for a workload, whatever SPIFFE ID it carries (X509-SVID §4.1).
  */
 import { type PeerCertificate, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
 import type { SpiffeId } from './spiffe-id.ts';
 import { spiffeIdFromSubjectAltName } from './spiffe-id.ts';
-import { PeerIdentityError } from './errors.ts';
+import { IdentityError, PeerIdentityError } from './errors.ts';
 import { certificateThumbprint, type Svid } from './svid.ts';
 
 /** How an inbound port treats client certificates. */
@@ -47,6 +48,8 @@ export function clientTlsOptions(svid: Svid | undefined, expected: SpiffeId, bun
 export function spiffeServerCheck(expected: SpiffeId): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     const seen = spiffeIdFromSubjectAltName(cert.subjectaltname);
+    // X509-SVID §4.1: a leaf SVID has CA false. A signing certificate carrying the right ID is still no workload.
+    if (cert.ca) return new PeerIdentityError(expected, seen, true);
     return seen === expected ? undefined : new PeerIdentityError(expected, seen);
   };
 }
@@ -61,21 +64,33 @@ export interface PeerIdentity {
  * The verified peer of a TLS socket: undefined on a plaintext socket, when
  * no certificate was presented, or when it did not verify against the
  * bundle. Cached on the socket: keep-alive requests share the handshake.
+ *
+ * Throws IdentityError BATON_IDENTITY_PEER_NOT_WORKLOAD when the peer's
+ * certificate is a CA certificate: OpenSSL accepts one as a TLS client or
+ * server certificate, but X509-SVID §4.1 says a leaf SVID has CA false, and
+ * a signing certificate that carries a workload's SPIFFE ID must never be
+ * taken for that workload. Every caller turns the throw into its refusal.
  */
 export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
-  const cached = PEERS.get(socket);
-  if (cached !== undefined || PEERS.has(socket)) return cached;
-  let identity: PeerIdentity | undefined;
-  if (socket.authorized) {
-    const cert: X509Certificate | undefined = socket.getPeerX509Certificate();
-    const spiffeId = cert === undefined ? undefined : spiffeIdFromSubjectAltName(cert.subjectAltName);
-    if (cert !== undefined && spiffeId !== undefined) identity = { spiffeId, thumbprint: certificateThumbprint(cert) };
+  let found = PEERS.get(socket);
+  if (found === undefined && !PEERS.has(socket)) {
+    found = readPeer(socket);
+    PEERS.set(socket, found);
   }
-  PEERS.set(socket, identity);
-  return identity;
+  if (found instanceof IdentityError) throw found;
+  return found;
 }
 
-const PEERS = new WeakMap<TLSSocket, PeerIdentity | undefined>();
+function readPeer(socket: TLSSocket): PeerIdentity | IdentityError | undefined {
+  if (!socket.authorized) return undefined;
+  const cert: X509Certificate | undefined = socket.getPeerX509Certificate();
+  if (cert === undefined) return undefined;
+  const spiffeId = spiffeIdFromSubjectAltName(cert.subjectAltName);
+  if (cert.ca) return new IdentityError('BATON_IDENTITY_PEER_NOT_WORKLOAD', `expected a workload (leaf) certificate, got a CA certificate naming ${spiffeId ?? 'no SPIFFE ID'} (X509-SVID §4.1)`);
+  return spiffeId === undefined ? undefined : { spiffeId, thumbprint: certificateThumbprint(cert) };
+}
+
+const PEERS = new WeakMap<TLSSocket, PeerIdentity | IdentityError | undefined>();
 
 /**
  * On a port where client certificates are optional, a certificate that is

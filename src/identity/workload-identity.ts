@@ -8,6 +8,13 @@
  * through a rotation: new certificate, old key) never replaces a working
  * identity; the next check tries again.
  *
+ * A rotation renews a certificate; it never changes who the workload is. New
+ * files that name another SPIFFE ID than the identity in use (another
+ * service's certificate written into this pod's volume) are refused: the
+ * current identity is kept while it is valid, the refusal is logged at error
+ * level once per set of files and counted, and once the current certificate
+ * expires the part is not ready, saying which file named which ID (issue #23).
+ *
  * Readiness follows the identity, never the files: no identity, or an
  * expired one, is not ready, and nothing falls back to plaintext (DESIGN,
  * "Second round").
@@ -41,6 +48,10 @@ export interface IdentityStatus {
   readonly state: IdentityState;
   /** Why the identity is not ready, or the last reload's failure (a code, never key material). */
   readonly reason?: string;
+  /** That failure in a sentence naming files and SPIFFE IDs, never key material. */
+  readonly detail?: string;
+  /** Rotations refused because the new certificate named another SPIFFE ID; absent when none. */
+  readonly refusedRotations?: number;
   /** Seconds until the current certificate expires; absent when there is none. */
   readonly expiresInSeconds?: number;
   /** Epoch milliseconds the current certificate expires at; absent when there is none. */
@@ -74,6 +85,9 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
   let svid: Svid | undefined;
   let digest = '';
   let lastFailure: IdentityError | undefined;
+  // The files last refused for naming another SPIFFE ID: not parsed again until they change.
+  let refusedDigest = '';
+  let refusedRotations = 0;
   const listeners = new Set<(svid: Svid) => void>();
 
   const reload = (): void => {
@@ -82,8 +96,25 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
     try {
       pem = readSvidFiles(options);
       const nextDigest = digestOf(pem);
-      if (nextDigest === digest && svid !== undefined) return;
+      if (svid !== undefined && nextDigest === digest) {
+        // The files are the identity in use (again): nothing is failing now.
+        lastFailure = undefined;
+        refusedDigest = '';
+        return;
+      }
+      if (nextDigest === refusedDigest) return;
       next = parseSvid(pem, now());
+      if (svid !== undefined && next.spiffeId !== svid.spiffeId) {
+        refusedDigest = nextDigest;
+        refusedRotations++;
+        const failure = new IdentityError(
+          'BATON_IDENTITY_ID_CHANGED',
+          `expected ${options.certFile} to keep the SPIFFE ID ${svid.spiffeId}, got a certificate for ${next.spiffeId}: a rotation must keep the ID; keeping ${svid.spiffeId} until it expires at ${new Date(svid.notAfter).toISOString()}`,
+        );
+        logger.error({ event: 'identity_rotation_refused', code: failure.code, file: options.certFile, current: svid.spiffeId, offered: next.spiffeId, notAfter: new Date(svid.notAfter).toISOString() }, failure.message);
+        lastFailure = failure;
+        return;
+      }
       digest = nextDigest;
     } catch (error) {
       const failure = error instanceof IdentityError ? error : new IdentityError('BATON_IDENTITY_INVALID', String(error));
@@ -93,6 +124,7 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
       lastFailure = failure;
       return;
     }
+    refusedDigest = '';
     lastFailure = undefined;
     const rotated = svid !== undefined;
     svid = next;
@@ -117,14 +149,15 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
   return {
     current: valid,
     status() {
-      if (svid === undefined) return { state: 'missing', reason: lastFailure?.code ?? 'BATON_IDENTITY_MISSING' };
+      const failure = lastFailure === undefined ? {} : { reason: lastFailure.code, detail: lastFailure.message };
+      const refused = refusedRotations === 0 ? {} : { refusedRotations };
+      if (svid === undefined) return { state: 'missing', reason: 'BATON_IDENTITY_MISSING', ...failure, ...refused };
       const left = svid.notAfter - now();
       const expiresInSeconds = Math.floor(left / 1000);
       const notAfter = svid.notAfter;
-      if (valid() === undefined) return { state: 'expired', reason: lastFailure?.code ?? 'BATON_IDENTITY_EXPIRED', expiresInSeconds, notAfter };
+      if (valid() === undefined) return { state: 'expired', reason: 'BATON_IDENTITY_EXPIRED', ...failure, expiresInSeconds, notAfter, ...refused };
       const nearExpiry = left < (svid.notAfter - svid.notBefore) * options.nearExpiryFraction;
-      const reason = lastFailure === undefined ? {} : { reason: lastFailure.code };
-      return { state: nearExpiry ? 'near_expiry' : 'ready', ...reason, expiresInSeconds, notAfter };
+      return { state: nearExpiry ? 'near_expiry' : 'ready', ...failure, expiresInSeconds, notAfter, ...refused };
     },
     onRotate(listener) {
       listeners.add(listener);

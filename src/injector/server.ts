@@ -48,6 +48,8 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     if (!deps.ready()) throw new NotReadyError('the webhook is shutting down');
+    const problem = tls.problem();
+    if (problem !== undefined) throw new NotReadyError(problem);
     return reply.send({ status: 'ready' });
   });
   app.post('/mutate', async (request, reply) => {

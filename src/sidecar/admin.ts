@@ -60,7 +60,7 @@ const IDENTITY_STATES: readonly IdentityState[] = ['ready', 'near_expiry', 'miss
 function identityLine(status: IdentityStatus | undefined): string {
   if (status === undefined) return '';
   const left = status.expiresInSeconds === undefined ? '' : `, expires in ${status.expiresInSeconds}s`;
-  const reason = status.reason === undefined ? '' : `, ${status.reason}`;
+  const reason = status.reason === undefined ? '' : `, ${status.reason}${status.detail === undefined ? '' : ` (${status.detail})`}`;
   return `identity: ${status.state}${left}${reason}\n`;
 }
 
@@ -84,6 +84,8 @@ function readinessMetrics(options: AdminOptions): string {
     for (const state of IDENTITY_STATES) lines.push(`baton_identity_state{state="${state}"} ${identity.state === state ? 1 : 0}`);
     lines.push('# HELP baton_identity_expiry_timestamp_seconds When the workload certificate in use expires (Unix seconds; 0: none).', '# TYPE baton_identity_expiry_timestamp_seconds gauge');
     lines.push(`baton_identity_expiry_timestamp_seconds ${identity.notAfter === undefined ? 0 : Math.floor(identity.notAfter / 1000)}`);
+    lines.push('# HELP baton_identity_rotations_refused_total Certificate files refused because they named another SPIFFE ID than the identity in use.', '# TYPE baton_identity_rotations_refused_total counter');
+    lines.push(`baton_identity_rotations_refused_total ${identity.refusedRotations ?? 0}`);
   }
   return lines.join('\n') + '\n';
 }

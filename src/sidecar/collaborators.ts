@@ -2,7 +2,7 @@
  * What the data plane needs from its collaborators, declared once (STYLE
  * rule 5): the policy source (src/policy/), the token verifier and the
  * verified-token cache (src/token/, whose own interfaces are used as they
- * are), the context-handle store (./context-handles.ts) and the exchange
+ * are), the context handles (./context-handles.ts) and the exchange
  * client (./exchange/exchanger.ts). Members are function-typed properties,
  * not methods, so an implementation or a test's stand-in is checked with
  * strict parameter variance; implementations `satisfies` these interfaces.
@@ -13,17 +13,19 @@ import type { AccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { ExchangeRequest, IssuedToken, ServiceTokenRequest } from './exchange/exchanger.ts';
 
-/** What a `baton-context` handle stands for. */
-export interface ContextHandleEntry {
+/** What a `baton-context` handle opens to: the subject token and the inbound request it was issued for. */
+export interface OpenedContextHandle {
   readonly subjectToken: string;
-  readonly verified: VerifiedToken;
+  /** The `request` id of the inbound request (./request-id.ts). */
+  readonly requestId: string;
 }
 
+/** Sealed handles (./context-handles.ts): nothing is stored, so nothing can fill up. */
 export interface ContextHandles {
-  /** The same live token always gets the same handle, so a hot path does not grow the store. Throws HandlesExhaustedError when full of live handles. */
-  readonly issue: (subjectToken: string, verified: VerifiedToken, digest?: string) => string;
-  /** Undefined when unknown, replaced, or past the token's exp. */
-  readonly resolve: (handle: string) => ContextHandleEntry | undefined;
+  /** A handle for a verified token, bound to the inbound request's id; it opens until the token's exp. */
+  readonly issue: (subjectToken: string, verified: Pick<VerifiedToken, 'expiresAt'>, requestId: string) => string;
+  /** Undefined when altered, sealed by another process, or past the token's exp. */
+  readonly resolve: (handle: string) => OpenedContextHandle | undefined;
 }
 
 export interface TokenExchanger {

@@ -116,8 +116,9 @@ export const SidecarConfigSchema = Type.Object(
       {
         maxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'exchanged tokens kept in process' }),
         verifiedMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'verified inbound tokens kept in process' }),
-        handleMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'baton-context handles kept in process; when all are live, new ones are refused (503)' }),
-        handleMaxPerSubject: Type.Integer({ minimum: 1, default: 64, description: "baton-context handles one subject may hold; a new one replaces that subject's least recently used" }),
+        // Deprecated: baton-context handles are sealed, not stored (src/sidecar/context-handles.ts). Still read, so a config that sets them starts; the sidecar warns once.
+        handleMaxEntries: Type.Optional(Type.Integer({ minimum: 1, description: 'deprecated and ignored: baton-context handles are sealed, not stored, so there is no store to size; remove it' })),
+        handleMaxPerSubject: Type.Optional(Type.Integer({ minimum: 1, description: 'deprecated and ignored: baton-context handles are sealed, not stored, so there is no per-subject quota; remove it' })),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -32,7 +32,6 @@ export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED',
 /** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
 export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
 export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
-export const HandlesExhaustedError = defineError({ code: 'BATON_HANDLES_EXHAUSTED', status: 503, title: 'No room for another baton-context handle' });
 
 // Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
 const bindingError = (code: string, title: string): BatonErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
@@ -49,3 +48,5 @@ export const TokenUnboundError = bindingError('BATON_TOKEN_UNBOUND', 'Mesh token
 export const MeshTokenOnPlaintextError = bindingError('BATON_TOKEN_MESH_ON_PLAINTEXT', 'Mesh token on the plaintext entrypoint port');
 /** A client certificate that chains to the bundle but names no service of the mesh. */
 export const PeerUnmappedError = defineError({ code: 'BATON_PEER_UNMAPPED', status: 403, title: 'Client certificate names no service' });
+/** A client certificate from the bundle that is a CA certificate: never a workload, whatever SPIFFE ID it carries (X509-SVID §4.1). */
+export const PeerNotWorkloadError = defineError({ code: 'BATON_PEER_NOT_WORKLOAD', status: 403, title: 'Client certificate is a CA certificate, not a workload\'s' });

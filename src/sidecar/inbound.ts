@@ -96,7 +96,7 @@ export function createInboundHandler(options: InboundOptions): (exchange: Exchan
     tokenSeen.present = true;
 
     // 3. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
-    //    The token is hashed once, for the verified-token cache and the handle store alike.
+    //    The token is hashed once, for the verified-token cache.
     const digest = tokenDigest(token);
     const cached = options.verifiedCache.get(token, service, digest);
     const verified = cached ?? (await verify(token, digest));
@@ -132,7 +132,7 @@ export function createInboundHandler(options: InboundOptions): (exchange: Exchan
 
     // 5–6. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
     // The handle carries the request id, so the app's outbound calls are logged under this request.
-    const contextHandle = options.requestIds.bind(options.handles.issue(token, verified, digest), request);
+    const contextHandle = options.handles.issue(token, verified, request);
     const add = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
     add.push(...proxyHeaders(req));
     if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());

@@ -26,6 +26,7 @@ import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { bearerToken } from './bearer.ts';
 import type { VerifiedTokenCache } from '../token/verified-cache.ts';
+import { tokenDigest } from '../token/token-digest.ts';
 import type { AccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { Tracing } from '../telemetry/tracing.ts';
@@ -161,20 +162,25 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
   async function findSubject(req: Exchange): Promise<Subject | undefined> {
     const handle = req.headers[IdentityHeader.context];
     if (handle !== undefined) {
-      const bound = typeof handle === 'string' ? options.requestIds.unbind(handle) : undefined;
-      const resolved = bound === undefined ? undefined : options.handles.resolve(bound.handle);
-      if (bound === undefined || resolved === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown, altered or expired one');
-      return { ...resolved, request: bound.requestId };
+      const opened = typeof handle === 'string' ? options.handles.resolve(handle) : undefined;
+      if (opened === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown, altered or expired one');
+      // The handle's token was verified for this service at the inbound port; the cache usually still holds it.
+      return { subjectToken: opened.subjectToken, verified: await verifiedFor(opened.subjectToken), request: opened.requestId };
     }
     const token = bearerToken(req, options.maxTokenBytes);
     if (token === undefined) return undefined;
     // A token the app forwards must have been addressed to this service: it is what the app was given.
-    let verified = options.verifiedCache.get(token, service);
+    return { subjectToken: token, verified: await verifiedFor(token) };
+  }
+
+  async function verifiedFor(token: string): Promise<VerifiedToken> {
+    const digest = tokenDigest(token);
+    let verified = options.verifiedCache.get(token, service, digest);
     if (verified === undefined) {
       verified = await options.verifier.verify(token, { audience: service });
-      options.verifiedCache.set(token, service, verified);
+      options.verifiedCache.set(token, service, verified, digest);
     }
-    return { subjectToken: token, verified };
+    return verified;
   }
 
   async function obtainToken(audience: string, subject: Subject | undefined, binding: CertificateBinding | undefined): Promise<IssuedToken> {

@@ -13,7 +13,8 @@ import { TLSSocket } from 'node:tls';
 import type { ServiceMap } from '../identity/service-map.ts';
 import { peerIdentity } from '../identity/tls.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
-import { MeshTokenOnPlaintextError, PeerUnmappedError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from './errors.ts';
+import { IdentityError } from '../identity/errors.ts';
+import { MeshTokenOnPlaintextError, PeerNotWorkloadError, PeerUnmappedError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from './errors.ts';
 
 export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenCertificateRequiredError.code,
@@ -22,6 +23,7 @@ export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenUnboundError.code,
   MeshTokenOnPlaintextError.code,
   PeerUnmappedError.code,
+  PeerNotWorkloadError.code,
 ]);
 
 /** The verified TLS peer of the connection: its service (by the SPIFFE rule) and certificate thumbprint. */
@@ -63,11 +65,19 @@ export function checkTokenBinding(verified: Pick<VerifiedToken, 'kind' | 'confir
 /**
  * The verified peer of a TLS request, mapped to its service; undefined on a
  * plaintext socket or when no certificate was presented. A certificate
- * from the bundle that maps to no service is refused outright.
+ * from the bundle that maps to no service, or that is a CA certificate
+ * (X509-SVID §4.1: a signing certificate is no workload, whatever SPIFFE ID
+ * it carries), is refused outright.
  */
 export function peerOf(socket: Socket, map: ServiceMap): Peer | undefined {
   if (!(socket instanceof TLSSocket)) return undefined;
-  const identity = peerIdentity(socket);
+  let identity: ReturnType<typeof peerIdentity>;
+  try {
+    identity = peerIdentity(socket);
+  } catch (error) {
+    if (error instanceof IdentityError && error.code === 'BATON_IDENTITY_PEER_NOT_WORKLOAD') throw new PeerNotWorkloadError(error.message, { cause: error });
+    throw error;
+  }
   if (identity === undefined) return undefined;
   const service = map.serviceOf(identity.spiffeId);
   if (service === undefined) throw new PeerUnmappedError(`expected a client certificate whose SPIFFE ID maps to a service, got ${identity.spiffeId}`);

@@ -2,7 +2,7 @@
  * The sidecar's collaborators, built from its config: the policy source
  * (signed policy server or a local file), one key set per trusted issuer
  * (the STS; external IdPs at entrypoints), the verifier and its cache, the
- * context-handle store, and the token exchanger once the STS token
+ * sealed context handles, and the token exchanger once the STS token
  * endpoint is known (configured, or discovered per RFC 8414).
  */
 import { readFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createVerifiedTokenCache } from '../token/verified-cache.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
-import { createContextHandleStore } from './context-handles.ts';
+import { createContextHandles } from './context-handles.ts';
 import { createTokenCache, type RedisTierOptions } from './exchange/token-cache.ts';
 import { loadSealKeys } from './exchange/token-seal.ts';
 import { type SidecarRedisConfig, sidecarRedisUser } from '../redis/config.ts';
@@ -81,7 +81,10 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     now,
   });
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
-  const handles = createContextHandleStore({ maxEntries: config.cache.handleMaxEntries, maxPerSubject: config.cache.handleMaxPerSubject, now });
+  const handles = createContextHandles({ maxTokenBytes: config.limits.maxTokenBytes, now });
+  for (const key of ['handleMaxEntries', 'handleMaxPerSubject'] as const) {
+    if (config.cache[key] !== undefined) logger.warn({ event: 'config_deprecated', key: `cache.${key}` }, `cache.${key} is deprecated and ignored: baton-context handles are sealed, not stored; remove it`);
+  }
 
   let exchanger: ExchangeClient | undefined;
   let closed = false;

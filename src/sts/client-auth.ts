@@ -11,8 +11,11 @@
  * holding another's certificate. Its thumbprint is what issued tokens are
  * bound to (RFC 8705 §3).
  */
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { JWT_BEARER_ASSERTION_TYPE } from '../core/token-types.ts';
-import type { PeerIdentity } from '../identity/tls.ts';
+import { IdentityError } from '../identity/errors.ts';
+import { peerIdentity, type PeerIdentity } from '../identity/tls.ts';
 import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
@@ -55,6 +58,22 @@ export interface ClientAuthenticator {
    * limit, and the verified client certificate of the TLS connection, if any.
    */
   authenticate(authorization: string | undefined, params: TokenRequestParams, peer?: ClientPeer): Promise<AuthenticatedClient>;
+}
+
+/**
+ * The verified client certificate of the connection a token request came on,
+ * if one was presented. A CA certificate is refused as invalid_client, not
+ * read as the workload whose SPIFFE ID it carries (X509-SVID §4.1): the key
+ * of a signing certificate must not be able to authenticate as a client.
+ */
+export function clientCertificateOf(socket: Socket): PeerIdentity | undefined {
+  if (!(socket instanceof TLSSocket)) return undefined;
+  try {
+    return peerIdentity(socket);
+  } catch (error) {
+    if (error instanceof IdentityError && error.code === 'BATON_IDENTITY_PEER_NOT_WORKLOAD') throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, { cause: error });
+    throw error;
+  }
 }
 
 // Spent on unknown client ids so that a probe cannot tell them from a wrong secret by timing.

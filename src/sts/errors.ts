@@ -27,6 +27,8 @@ export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPOR
 export const StsNotReadyError = defineError({ code: 'BATON_STS_NOT_READY', status: 503, title: 'The STS has no policy or keys yet', oauthError: 'temporarily_unavailable' });
 export const UpstreamKeysUnavailableError = defineError({ code: 'BATON_STS_KEYS_UNAVAILABLE', status: 503, title: 'An issuer key set could not be fetched', oauthError: 'temporarily_unavailable' });
 export const UpstreamIntrospectionUnavailableError = defineError({ code: 'BATON_STS_INTROSPECTION_UNAVAILABLE', status: 503, title: 'An issuer introspection endpoint did not answer', oauthError: 'temporarily_unavailable' });
+/** The STS's budget of introspection calls for tokens the issuer has not called active is spent (src/token/introspection.ts). */
+export const UpstreamIntrospectionThrottledError = defineError({ code: 'BATON_STS_INTROSPECTION_THROTTLED', status: 503, title: 'The introspection budget for new tokens is spent', oauthError: 'temporarily_unavailable' });
 /** RFC 6749 §3.2: the client MUST use POST at the token endpoint. */
 export const TokenMethodNotAllowedError = defineError({ code: 'BATON_STS_METHOD_NOT_ALLOWED', status: 405, title: 'The token endpoint accepts POST only', oauthError: 'invalid_request' });
 /** Client authentication failed or is pending too often from one client or address (src/sts/auth-throttle.ts). */

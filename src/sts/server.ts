@@ -6,12 +6,11 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { TLSSocket } from 'node:tls';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
-import { peerIdentity, refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
+import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import { retryAfterFor } from '../core/problem.ts';
@@ -31,7 +30,7 @@ import { createRemoteKeySource } from '../token/key-source.ts';
 import { createActorTokenVerifier } from './actor-token.ts';
 import { createAudienceResolver } from './audience.ts';
 import { createAuthThrottle } from './auth-throttle.ts';
-import { createClientAuthenticator } from './client-auth.ts';
+import { clientCertificateOf, createClientAuthenticator } from './client-auth.ts';
 import { createClientRegistry } from './clients.ts';
 import type { StsConfig } from './config.ts';
 import { parseTokenRequestForm } from './form.ts';
@@ -41,7 +40,7 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError } from './errors.ts';
+import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -196,8 +195,8 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
       if (error.code === InvalidClientError.code && /^basic /i.test(request.headers.authorization ?? '')) {
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
-      // RFC 6585 §4: a 429 may say when to come back.
-      if (error.code === AuthThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
+      // RFC 6585 §4, RFC 9110 §10.2.3: a throttle says when to come back.
+      if (error.code === AuthThrottledError.code || error.code === UpstreamIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
       reply.code(error.status).type('application/json').send(body);
       return true;
     },
@@ -247,7 +246,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     const socket = request.raw.socket;
-    const client = await authenticator.authenticate(request.headers.authorization, params, { address: socket.remoteAddress ?? 'unknown', certificate: socket instanceof TLSSocket ? peerIdentity(socket) : undefined });
+    const client = await authenticator.authenticate(request.headers.authorization, params, { address: socket.remoteAddress ?? 'unknown', certificate: clientCertificateOf(socket) });
     if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
     const response = await handler(params, client, context);
     metrics.tokenRequest(grantLabel(grantType), 'issued', elapsedSeconds(request));

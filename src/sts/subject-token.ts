@@ -14,7 +14,7 @@ import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { ExternalIssuerConfig } from './config.ts';
-import { SubjectTokenInvalidError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './errors.ts';
+import { SubjectTokenInvalidError, UpstreamIntrospectionThrottledError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './errors.ts';
 
 
 export interface SubjectTokenVerifierOptions {
@@ -79,6 +79,7 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
         const code = (error as { code?: unknown }).code;
         if (code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new UpstreamKeysUnavailableError('subject token: the issuer key set could not be fetched', { cause: error });
         if (code === 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE') throw new UpstreamIntrospectionUnavailableError('subject token: the issuer introspection endpoint did not answer', { cause: error });
+        if (code === 'BATON_TOKEN_INTROSPECTION_THROTTLED') throw new UpstreamIntrospectionThrottledError('subject token: the budget of introspection calls for new tokens is spent', { cause: error, extensions: { retryAfter: (error as { extensions?: { retryAfter?: unknown } }).extensions?.retryAfter ?? 1 } });
         if (typeof code === 'string' && code.startsWith('BATON_TOKEN_')) {
           // RFC 8693 §2.2.2: an invalid subject token is invalid_request. The verifier's messages never hold a token.
           throw new SubjectTokenInvalidError(`subject token: ${(error as Error).message}`, { cause: error, extensions: { reason: code } });

@@ -52,12 +52,13 @@ export const IntrospectionConfigSchema = Type.Object(
     cacheMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'introspection answers kept in process' }),
     maxCacheSeconds: Seconds(300, 'the longest an active answer is reused (a revocation is seen within this)', { maximum: 3600 }),
     inactiveCacheSeconds: Seconds(10, 'how long an inactive answer is reused', { minimum: 0, maximum: 300 }),
+    maxCallsPerSecond: Type.Integer({ minimum: 1, default: 50, description: 'introspection calls per second for tokens the issuer has not called active before; past it such tokens are refused (503) until the budget refills, and tokens already known are still asked' }),
     timeoutMs: Milliseconds(2_000, 'how long one introspection request may take; then 503'),
   },
   { additionalProperties: false, description: 'RFC 7662 introspection of opaque access tokens' },
 );
 
-const IntrospectionDefaulted = Type.Pick(IntrospectionConfigSchema, ['authMethod', 'cacheMaxEntries', 'maxCacheSeconds', 'inactiveCacheSeconds', 'timeoutMs']);
+const IntrospectionDefaulted = Type.Pick(IntrospectionConfigSchema, ['authMethod', 'cacheMaxEntries', 'maxCacheSeconds', 'inactiveCacheSeconds', 'maxCallsPerSecond', 'timeoutMs']);
 /** The schema's defaults, for an introspector built outside a part's config (tests). */
 export const INTROSPECTION_DEFAULTS: Readonly<Static<typeof IntrospectionDefaulted>> = Object.freeze(Value.Default(IntrospectionDefaulted, {}) as Static<typeof IntrospectionDefaulted>);
 

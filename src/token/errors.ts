@@ -30,6 +30,9 @@ export const TokenKeysUnavailableError = defineError({ code: 'BATON_TOKEN_KEYS_U
 /** The introspection endpoint could not answer: never read as active, and not the caller's fault. */
 export const TokenIntrospectionUnavailableError = defineError({ code: 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE', status: 503, title: 'Token introspection unavailable', oauthError: 'temporarily_unavailable' });
 
+/** The budget of introspection calls for tokens the issuer has not called active is spent (a flood of made-up tokens, or too low a budget): refused, never sent, never passed. */
+export const TokenIntrospectionThrottledError = defineError({ code: 'BATON_TOKEN_INTROSPECTION_THROTTLED', status: 503, title: 'Token introspection budget spent', oauthError: 'temporarily_unavailable' });
+
 export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenMalformedError.code,
   TokenTooLargeError.code,
@@ -47,6 +50,7 @@ export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenInactiveError.code,
   TokenKeysUnavailableError.code,
   TokenIntrospectionUnavailableError.code,
+  TokenIntrospectionThrottledError.code,
 ]);
 
 /** A `TokenError` is any of the classes above. */

@@ -60,6 +60,7 @@ export interface ExternalIssuerProfileConfig {
         readonly cacheMaxEntries: number;
         readonly maxCacheSeconds: number;
         readonly inactiveCacheSeconds: number;
+        readonly maxCallsPerSecond: number;
         readonly timeoutMs: number;
       }
     | undefined;
@@ -81,6 +82,7 @@ export function introspectorOf(config: ExternalIssuerProfileConfig, deps: { logg
     cacheMaxEntries: i.cacheMaxEntries,
     maxCacheSeconds: i.maxCacheSeconds,
     inactiveCacheSeconds: i.inactiveCacheSeconds,
+    maxCallsPerSecond: i.maxCallsPerSecond,
     timeoutMs: i.timeoutMs,
     dispatcher: deps.dispatcher,
     logger: deps.logger,

@@ -82,7 +82,7 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
 
   return {
     async verify(token, expected) {
-      if (opaqueIssuer !== undefined && isOpaque(token)) return await verifyOpaque(token, opaqueIssuer, expected.audience);
+      if (opaqueIssuer !== undefined && !isJoseShaped(token, maxTokenBytes)) return await verifyOpaque(token, opaqueIssuer, expected.audience);
       const { header, payload: unverified } = preparseToken(token, { maxTokenBytes, algorithms, checkTyp: false });
       if (typeof unverified.iss !== 'string') throw new TokenMalformedError('expected an iss claim');
       const trusted = byIssuer.get(unverified.iss);
@@ -134,11 +134,30 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
   }
 }
 
-/** A compact JWS has exactly two dots; anything else is handed to introspection, never parsed as a JWT. */
-function isOpaque(token: string): boolean {
+/**
+ * Whether a token is, or was cut from, a JOSE object: a compact JWS (two
+ * dots, RFC 7515 §7.1), a compact JWE (four dots, RFC 7516 §7.1), or any
+ * dotted token whose first segment is base64url of a JSON object (a JOSE
+ * header, however many segments follow). Such a token is some issuer's JWT:
+ * it is never sent to the opaque issuer's introspection endpoint, which
+ * would disclose it (RFC 7662 §2.1 sends the token itself), but read as a
+ * JWT, which refuses anything that is not a well-formed JWS. Opaque tokens
+ * with a dot (`ya29.…`, `ory_at_….…`) do not start with a JSON object.
+ */
+function isJoseShaped(token: string, maxTokenBytes: number): boolean {
+  const first = token.indexOf('.');
+  if (first === -1) return false;
   let dots = 0;
-  for (let i = token.indexOf('.'); i !== -1; i = token.indexOf('.', i + 1)) dots++;
-  return dots !== 2;
+  for (let i = first; i !== -1; i = token.indexOf('.', i + 1)) dots++;
+  if (dots === 2 || dots === 4) return true;
+  // Too long to be read at all: the JWT path refuses it for its size, before decoding anything.
+  if (token.length > maxTokenBytes) return true;
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, first), 'base64url').toString('utf8'));
+    return typeof header === 'object' && header !== null && !Array.isArray(header);
+  } catch {
+    return false;
+  }
 }
 
 function checkIat(claims: Readonly<Record<string, unknown>>, nowSec: number, tolerance: number): void {

@@ -8,6 +8,7 @@ import { parseSvid } from '../../src/identity/svid.ts';
 import { clientTlsOptions, peerIdentity, serverTlsOptions } from '../../src/identity/tls.ts';
 import { createWorkloadIdentity, readSvidFiles } from '../../src/identity/workload-identity.ts';
 import { makeTestIdentities, otherCa, type TestIdentities } from '../helpers/identities.ts';
+import { captureLogs } from '../helpers/logs.ts';
 
 const logger = pino({ level: 'silent' });
 
@@ -60,7 +61,10 @@ describe('workload identity files', () => {
   it('is missing, not ready, when the files are absent', () => {
     const identity = createWorkloadIdentity({ certFile: '/nonexistent/tls.crt', keyFile: '/nonexistent/tls.key', bundleFile: '/nonexistent/ca.crt', pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
     assert.equal(identity.current(), undefined);
-    assert.deepEqual(identity.status(), { state: 'missing', reason: 'BATON_IDENTITY_MISSING' });
+    const status = identity.status();
+    assert.equal(status.state, 'missing');
+    assert.equal(status.reason, 'BATON_IDENTITY_MISSING');
+    assert.match(String(status.detail), /\/nonexistent\/tls\.crt/);
     identity.close();
   });
 
@@ -81,6 +85,47 @@ describe('workload identity files', () => {
     assert.notEqual(identity.current()?.thumbprint, first.thumbprint);
     assert.equal(identity.status().state, 'ready');
     identity.close();
+  });
+
+  it('refuses a rotation to another service\'s certificate: keeps its own while valid, says so once, counts it, and is not ready naming the file and both IDs once its own expires', async () => {
+    const own = await makeTestIdentities(['orders', 'payments']);
+    try {
+      const files = own.files('orders');
+      const logs = captureLogs('orders');
+      let clock = Date.now();
+      const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger: logs.logger, now: () => clock });
+      const first = identity.current();
+      assert.ok(first);
+      const rotated: string[] = [];
+      identity.onRotate((svid) => rotated.push(svid.spiffeId));
+      // Another service's certificate and key, whole and valid, written into this workload's files.
+      const other = readSvidFiles(own.files('payments'));
+      writeFileSync(files.keyFile, other.key);
+      writeFileSync(files.certFile, other.cert);
+      for (let i = 0; i < 3; i++) identity.reload();
+      assert.equal(identity.current()?.spiffeId, own.map.idOf('orders'), 'the identity in use is kept');
+      assert.equal(identity.current()?.thumbprint, first.thumbprint);
+      assert.deepEqual(rotated, [], 'nothing was told of a rotation');
+      const ready = identity.status();
+      assert.equal(ready.state, 'ready');
+      assert.equal(ready.reason, 'BATON_IDENTITY_ID_CHANGED');
+      assert.equal(ready.refusedRotations, 1, 'one set of files, counted once however often it is read');
+      const refusals = logs.lines.filter((line) => line.event === 'identity_rotation_refused');
+      assert.equal(refusals.length, 1);
+      assert.equal(refusals[0]?.level, 'error');
+      assert.deepEqual([refusals[0]?.file, refusals[0]?.current, refusals[0]?.offered], [files.certFile, own.map.idOf('orders'), own.map.idOf('payments')]);
+      assert.ok(!logs.raw.join('').includes('PRIVATE KEY'));
+      // Its own certificate runs out: not ready, and the reason names the file and both IDs.
+      clock = first.notAfter + 1;
+      assert.equal(identity.current(), undefined);
+      const expired = identity.status();
+      assert.equal(expired.state, 'expired');
+      assert.equal(expired.reason, 'BATON_IDENTITY_ID_CHANGED');
+      for (const part of [files.certFile, own.map.idOf('orders'), own.map.idOf('payments')]) assert.ok(String(expired.detail).includes(part), `detail names ${part}: ${expired.detail}`);
+      identity.close();
+    } finally {
+      own.cleanup();
+    }
   });
 
   it('reports near expiry within the last share of the lifetime, and expired after it', async () => {
@@ -105,7 +150,11 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     ids = await makeTestIdentities(['orders', 'payments', 'gateway']);
     const payments = parseSvid(readSvidFiles(ids.files('payments')), Date.now());
     server = createTlsServer(serverTlsOptions(payments, 'required'), (socket: TLSSocket) => {
-      seen.push(peerIdentity(socket)?.spiffeId);
+      try {
+        seen.push(peerIdentity(socket)?.spiffeId);
+      } catch (error) {
+        seen.push((error as { code?: string }).code);
+      }
       socket.end('hello');
     });
     server.on('tlsClientError', () => {});
@@ -150,5 +199,42 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     const foreign = await ids.issue(ids.map.idOf('orders'), { ca: await otherCa() });
     assert.notEqual(await outcome({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: foreign.certPem, key: foreign.keyPem }), 'hello');
     assert.equal(seen.length, before, 'the server handler never ran for a refused client');
+  });
+
+  it('refuses a client presenting a CA certificate from the bundle that carries a workload\'s SPIFFE ID (X509-SVID §4.1)', async () => {
+    const signing = await ids.issueSigning(ids.map.idOf('orders'));
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    // OpenSSL completes the handshake: the refusal is baton's, at the layer that turns a certificate into a service.
+    assert.equal(await dial({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: signing.certPem, key: signing.keyPem }), 'hello');
+    assert.equal(seen.at(-1), 'BATON_IDENTITY_PEER_NOT_WORKLOAD', 'not orders');
+  });
+
+  it('refuses a server presenting a CA certificate that carries the expected SPIFFE ID, before sending anything', async () => {
+    const signing = await ids.issueSigning(ids.map.idOf('payments'));
+    const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
+    const received: string[] = [];
+    const impostor = createTlsServer({ cert: signing.certPem, key: signing.keyPem, ca: orders.pem.bundle, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
+      socket.on('data', (chunk: Buffer) => received.push(chunk.toString('utf8')));
+      socket.end('hello');
+    });
+    impostor.on('tlsClientError', () => {});
+    impostor.listen(0, '127.0.0.1');
+    await once(impostor, 'listening');
+    const socket = connect({ host: '127.0.0.1', port: (impostor.address() as { port: number }).port, ...clientTlsOptions(orders, ids.map.idOf('payments'), orders.pem.bundle) });
+    try {
+      const refused = await new Promise<unknown>((resolve) => {
+        socket.once('secureConnect', () => {
+          socket.write('a request with a token');
+          resolve('connected');
+        });
+        socket.on('error', resolve);
+      });
+      assert.equal((refused as { code?: string }).code, 'BATON_IDENTITY_PEER_MISMATCH');
+      assert.match(String((refused as Error).message), /CA certificate naming spiffe:\/\/baton\.test\/ns\/test\/sa\/payments/);
+      assert.deepEqual(received, []);
+    } finally {
+      socket.destroy();
+      impostor.close();
+    }
   });
 });

@@ -1,14 +1,16 @@
 /**
  * In-process sidecars with stand-in collaborators: a tiny STS stand-in that
  * mints opaque tokens into a shared registry (its "signature"), a verifier
- * that reads the registry, a Map handle store, and real loopback apps.
+ * that reads the registry, the real sealed context handles, and real
+ * loopback apps.
  * Unit-level only: the e2e tests run the real STS and policy server.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { loadConfig } from '../../src/config/load.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
-import type { Collaborators, ContextHandleEntry, TokenExchanger } from '../../src/sidecar/collaborators.ts';
+import type { Collaborators, TokenExchanger } from '../../src/sidecar/collaborators.ts';
+import { createContextHandles } from '../../src/sidecar/context-handles.ts';
 import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
 import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
@@ -157,7 +159,6 @@ export async function startTestSidecar(
   });
   const logs = captureLogs(settings.service);
   const policy = new MutablePolicy('policy' in settings ? settings.policy : compileTestPolicy(SHOP));
-  const handles = new Map<string, ContextHandleEntry>();
   const exchanger = sts.exchangerFor(settings.service);
   const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = { verifyCalls: 0, exchangerAvailable: true, duringVerify: undefined };
   const collaborators: Collaborators = {
@@ -172,14 +173,7 @@ export async function startTestSidecar(
       },
     },
     verifiedCache: { get: () => undefined, set: () => undefined, size: 0 },
-    handles: {
-      issue(subjectToken, verified) {
-        const handle = `bctx_${randomBytes(16).toString('base64url')}`;
-        handles.set(handle, { subjectToken, verified });
-        return handle;
-      },
-      resolve: (handle) => handles.get(handle),
-    },
+    handles: createContextHandles({ maxTokenBytes: config.limits.maxTokenBytes }),
     exchanger: () => (state.exchangerAvailable ? exchanger : undefined),
     waitingFor: () => (policy.current() === undefined ? ['policy'] : []),
     close: async () => undefined,

@@ -11,6 +11,7 @@ describe('sidecar outbound', () => {
   let upstream: TestApp;
   let orders: TestSidecar;
   let handle: string;
+  let inboundRequest: string;
 
   before(async () => {
     upstream = await startApp((req, res) => {
@@ -29,6 +30,7 @@ describe('sidecar outbound', () => {
     const token = sts.meshToken('orders', ['gateway'], { sub: 'alice', scopes: ['pay'], acr: 'mfa' });
     await (await request(orders.url('inbound', '/orders'), { headers: { authorization: `Bearer ${token}` } })).body.dump();
     handle = String(app.seen.at(-1)?.headers['baton-context']);
+    inboundRequest = String(app.seen.at(-1)?.headers['baton-request']);
     after(() => app.close());
   });
   after(async () => {
@@ -89,23 +91,27 @@ describe('sidecar outbound', () => {
     assert.equal(sts.exchanges, exchanges);
   });
 
-  it('carries the request id bound to the handle: to the next hop as baton-request, and in its audit line', async () => {
-    const request = handle.split('.')[1];
-    assert.match(String(request), /^[A-Za-z0-9_-]{16}$/);
+  it('carries the request id sealed in the handle: to the next hop as baton-request, and in its audit line', async () => {
+    assert.match(inboundRequest, /^[A-Za-z0-9_-]{16}$/);
+    assert.ok(!handle.includes(inboundRequest), 'the request id is sealed, not in the clear');
     const r = await call({ headers: { 'baton-context': handle, 'baton-request': 'AppChosenId00000' } });
     assert.equal(r.status, 201);
-    assert.equal(upstream.seen.at(-1)?.headers['baton-request'], request, "the sidecar's id, not the app's");
+    assert.equal(upstream.seen.at(-1)?.headers['baton-request'], inboundRequest, "the sidecar's id, not the app's");
     const line = orders.logs.lines.filter((l) => l.event === 'decision' && l.direction === 'outbound').at(-1);
-    assert.equal(line?.request, request);
+    assert.equal(line?.request, inboundRequest);
   });
 
-  it('refuses a handle whose request id was altered, as it refuses an unknown handle', async () => {
-    const [store, , tag] = handle.split('.');
-    const r = await call({ headers: { 'baton-context': `${store}.AAAAAAAAAAAAAAAA.${tag}` } });
-    assert.equal(r.status, 401);
-    assert.equal(JSON.parse(r.text).code, UnauthenticatedError.code);
-    const bare = await call({ headers: { 'baton-context': String(store) } });
-    assert.equal(bare.status, 401);
+  it('refuses a handle altered in any byte, or cut short, as it refuses an unknown handle', async () => {
+    const sealed = Buffer.from(handle.slice('bctx_'.length), 'base64url');
+    for (const at of [0, 12, 13, 20, sealed.length - 17, sealed.length - 1]) {
+      const altered = Buffer.from(sealed);
+      altered[at] = (altered[at] as number) ^ 0x01;
+      const r = await call({ headers: { 'baton-context': `bctx_${altered.toString('base64url')}` } });
+      assert.equal(r.status, 401, `byte ${at} flipped`);
+      assert.equal(JSON.parse(r.text).code, UnauthenticatedError.code);
+    }
+    assert.equal((await call({ headers: { 'baton-context': handle.slice(0, -4) } })).status, 401);
+    assert.equal((await call({ headers: { 'baton-context': `${handle}.AAAAAAAAAAAAAAAA` } })).status, 401);
   });
 
   it('refuses an unknown context handle with 401', async () => {

@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { once } from 'node:events';
+import { connect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
-import { checkTokenBinding, type Listener, type Peer } from '../../src/sidecar/token-binding.ts';
-import { MeshTokenOnPlaintextError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from '../../src/sidecar/errors.ts';
+import { parseSvid } from '../../src/identity/svid.ts';
+import { clientTlsOptions, serverTlsOptions } from '../../src/identity/tls.ts';
+import { readSvidFiles } from '../../src/identity/workload-identity.ts';
+import { checkTokenBinding, type Listener, type Peer, peerOf } from '../../src/sidecar/token-binding.ts';
+import { MeshTokenOnPlaintextError, PeerNotWorkloadError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from '../../src/sidecar/errors.ts';
+import { makeTestIdentities, type TestIdentities } from '../helpers/identities.ts';
 
 const THUMB_A = 'A'.repeat(43);
 const THUMB_B = 'B'.repeat(43);
@@ -77,3 +83,52 @@ describe('certificate-bound tokens at the inbound port (RFC 8705 §3)', () => {
     assert.equal(refusal(externalToken({ confirmation: THUMB_B }), gatewayPeer, 'mtls'), TokenCertificateMismatchError.code);
   });
 });
+
+describe('the TLS peer of an inbound request (peerOf), over real mTLS', () => {
+  let ids: TestIdentities;
+  let server: ReturnType<typeof createTlsServer>;
+  let port: number;
+  const outcomes: string[] = [];
+  before(async () => {
+    ids = await makeTestIdentities(['orders', 'gateway']);
+    // The inbound port's settings, client certificate required: the sidecar's own SVID and the bundle.
+    server = createTlsServer(serverTlsOptions(parseSvid(readSvidFiles(ids.files('orders')), Date.now()), 'required'), (socket: TLSSocket) => {
+      try {
+        outcomes.push(peerOf(socket, ids.map)?.service ?? 'none');
+      } catch (error) {
+        outcomes.push((error as { code: string }).code);
+      }
+      socket.end();
+    });
+    server.on('tlsClientError', () => {});
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    port = (server.address() as { port: number }).port;
+  });
+  after(() => {
+    server.close();
+    ids.cleanup();
+  });
+
+  const dial = (cert: string, key: string): Promise<string | undefined> =>
+    new Promise((resolve, reject) => {
+      const before = outcomes.length;
+      const socket = connect({ host: '127.0.0.1', port, ...clientTlsOptions(undefined, ids.map.idOf('orders'), ids.ca.certPem), cert, key });
+      socket.on('error', reject);
+      socket.on('close', () => resolve(outcomes.length > before ? outcomes.at(-1) : undefined));
+      socket.resume();
+    });
+
+  it('maps a workload certificate to its service', async () => {
+    const gateway = readSvidFiles(ids.files('gateway'));
+    assert.equal(await dial(gateway.cert, gateway.key), 'gateway');
+  });
+
+  it('refuses a CA certificate from the bundle that carries a workload\'s SPIFFE ID: a signing certificate is no workload (X509-SVID §4.1)', async () => {
+    const signing = await ids.issueSigning(ids.map.idOf('gateway'));
+    const code = await dial(signing.certPem, signing.keyPem);
+    assert.equal(code, PeerNotWorkloadError.code);
+    assert.equal(new PeerNotWorkloadError('x').status, 403);
+  });
+});
+

@@ -6,9 +6,10 @@
  * endpoints that misbehave. Nothing may fail open.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { isTokenError, TokenExpiredError, TokenInactiveError, TokenIntrospectionUnavailableError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
+import { isTokenError, TokenExpiredError, TokenInactiveError, TokenIntrospectionThrottledError, TokenIntrospectionUnavailableError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 import { createIntrospector, type IntrospectorOptions } from '../../src/token/introspection.ts';
 import { resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
@@ -73,7 +74,8 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
     clock += 61_000;
     await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith(TokenInactiveError.code));
     for (let i = 0; i < 3; i++) await verifier.verify(await op.accessToken(), { audience: 'gateway' });
-    assert.equal(introspector.size, 2);
+    // Two active answers (the bound), and the revoked token's refusal, kept apart from them.
+    assert.equal(introspector.size, 3);
   });
 
   it('refuses a token the IdP does not know, and remembers the refusal briefly', async () => {
@@ -147,6 +149,34 @@ describe('introspection endpoints that misbehave', () => {
     await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
   });
 
+  it('refuses an answer with a duplicate member, whichever value comes last (RFC 8259 §4)', async () => {
+    const exp = nowSec() + 60;
+    answer = reply(200, `{"active":false,"sub":"alice","aud":"gateway","exp":${exp},"active":true}`);
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    answer = reply(200, `{"active":true,"sub":"mallory","client_id":"web","aud":"gateway","exp":${exp},"sub":"alice"}`);
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    answer = reply(200, `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp},"\u0061ctive":false}`);
+    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    // The same answers without the duplicate are read as they say.
+    answer = reply(200, `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp}}`);
+    assert.equal((await verify()).subject, 'alice');
+  });
+
+  it('never sends a JWT-shaped token to the opaque issuer: a JWE, a JWS with a segment added or cut, a bare JOSE header and payload', async () => {
+    answer = reply(200, active());
+    const header = Buffer.from(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM', kid: 'k' })).toString('base64url');
+    const jws = await otherIdp.sign({ iss: 'https://other.example.test', sub: 'alice', aud: 'gateway', client_id: 'web', iat: nowSec(), exp: nowSec() + 60 });
+    const [h, p, sig] = jws.split('.') as [string, string, string];
+    const seen = endpoint.seen.length;
+    for (const token of [`${header}.a2V5.aXY.Y2lwaGVy.dGFn`, `${jws}.extra`, `${h}.${p}`, `${h}.${p}.${sig}.x.y.z`, `${Buffer.from(' { "alg" : "ES256" }').toString('base64url')}.x`]) {
+      await assert.rejects(verify(token), (e: unknown) => isTokenError(e) && e.status === 401, token.slice(0, 30));
+    }
+    assert.equal(endpoint.seen.length, seen, 'the introspection endpoint saw none of them');
+    // Opaque tokens with dots that are no JOSE header are still introspected.
+    for (const token of ['ya29.a0AfH6SMBopaque-token-value', 'ory_at_AbCdEf.GhIjKl']) assert.equal((await verify(token)).subject, 'alice');
+    assert.equal(endpoint.seen.length, seen + 2);
+  });
+
   it('refuses an active token for another audience, another issuer, expired, a refresh token or a sender-constrained one', async () => {
     answer = reply(200, active({ aud: 'billing' }));
     await assert.rejects(verify(), refusedWith(TokenWrongAudienceError.code));
@@ -179,3 +209,84 @@ describe('introspection endpoints that misbehave', () => {
     await assert.rejects(verify(token), (error: unknown) => !String((error as Error).message).includes(token));
   });
 });
+
+describe('introspection under a flood of made-up tokens (issue #23)', () => {
+  const ISSUER = 'https://idp.flooded.test';
+  const REAL = new Set<string>();
+  let endpoint: Listening;
+  let clock = Date.UTC(2030, 0, 1);
+  const sec = (): number => Math.floor(clock / 1000);
+
+  before(async () => {
+    // Answers like an IdP: active for the tokens it issued, inactive for anything else.
+    endpoint = await listen((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => (body += chunk));
+      req.on('end', () => {
+        const token = new URLSearchParams(body).get('token') ?? '';
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(REAL.has(token) ? { active: true, sub: token.slice(0, 12), client_id: 'web', aud: 'gateway', exp: sec() + 3600, scope: 'shop' } : { active: false }));
+      });
+    });
+  });
+  after(async () => {
+    await closeServer(endpoint.server);
+  });
+
+  const issued = (): string => {
+    const token = `real-${randomBytes(16).toString('base64url')}`;
+    REAL.add(token);
+    return token;
+  };
+  const madeUp = (): string => `fake-${randomBytes(16).toString('base64url')}`;
+  const setup = (extra: Partial<IntrospectorOptions> = {}) => verifierWith(ISSUER, { endpoint: endpoint.url, clientId: 'baton', clientSecret: 's3cret', maxCallsPerSecond: 5, maxCacheSeconds: 60, now: () => clock, ...extra });
+  const outcome = (promise: Promise<unknown>): Promise<string> => promise.then(() => 'ok', (error: { code?: string }) => String(error.code));
+
+  it('spends at most the budget on tokens it has not seen active, refuses the rest at once with Retry-After, and still serves known users', async () => {
+    const { verifier } = setup();
+    const alice = issued();
+    const bob = issued();
+    await verifier.verify(alice, { audience: 'gateway' });
+    await verifier.verify(bob, { audience: 'gateway' });
+    // Past maxCacheSeconds alice's answer must be asked again, and the budget has refilled.
+    clock += 61_000;
+    const before = endpoint.seen.length;
+    const flood = await Promise.all(Array.from({ length: 200 }, () => outcome(verifier.verify(madeUp(), { audience: 'gateway' }))));
+    assert.equal(endpoint.seen.length - before, 5, 'one call per unit of the budget, no more');
+    assert.equal(flood.filter((code) => code === TokenInactiveError.code).length, 5);
+    assert.equal(flood.filter((code) => code === TokenIntrospectionThrottledError.code).length, 195);
+    const refusal = await verifier.verify(madeUp(), { audience: 'gateway' }).catch((error: unknown) => error as { status: number; extensions: { retryAfter?: number } });
+    assert.equal((refusal as { status: number }).status, 503);
+    assert.equal((refusal as { extensions: { retryAfter?: number } }).extensions.retryAfter, 1);
+    // During the flood: alice and bob, whom the issuer called active, are asked again without the budget, then served from the cache.
+    for (const known of [alice, bob, alice, bob]) assert.equal((await verifier.verify(known, { audience: 'gateway' })).subject, known.slice(0, 12));
+    assert.equal(endpoint.seen.length - before, 7);
+    // A new user during the flood is refused like a made-up token (the price of the bound), and gets in once it refills.
+    const carol = issued();
+    assert.equal(await outcome(verifier.verify(carol, { audience: 'gateway' })), TokenIntrospectionThrottledError.code);
+    clock += 1_000;
+    assert.equal(await outcome(verifier.verify(carol, { audience: 'gateway' })), 'ok');
+  });
+
+  it('spends one call and one unit on concurrent requests with one new token', async () => {
+    const { verifier } = setup({ maxCallsPerSecond: 1 });
+    const dave = issued();
+    const before = endpoint.seen.length;
+    const results = await Promise.all(Array.from({ length: 20 }, () => outcome(verifier.verify(dave, { audience: 'gateway' }))));
+    assert.deepEqual(new Set(results), new Set(['ok']));
+    assert.equal(endpoint.seen.length - before, 1);
+  });
+
+  it('keeps refusals apart: made-up tokens never push a known user out of the cache', async () => {
+    const { verifier, introspector } = setup({ cacheMaxEntries: 2, maxCallsPerSecond: 50 });
+    const erin = issued();
+    await verifier.verify(erin, { audience: 'gateway' });
+    for (let i = 0; i < 40; i++) await outcome(verifier.verify(madeUp(), { audience: 'gateway' }));
+    const before = endpoint.seen.length;
+    assert.equal((await verifier.verify(erin, { audience: 'gateway' })).subject, erin.slice(0, 12));
+    assert.equal(endpoint.seen.length, before, 'erin was answered from the cache');
+    assert.equal(introspector.size, 3, 'erin, and the two most recent refusals');
+  });
+});
+

@@ -255,7 +255,8 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     if (published === undefined || publisher.closing()) return sendProblem(reply, new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
     // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
     if (mesh !== undefined && mesh.identity.current() === undefined) {
-      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${mesh.identity.status().reason ?? 'missing'})`));
+      const status = mesh.identity.status();
+      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}${status.detail === undefined ? '' : `: ${status.detail}`})`));
     }
     return { status: 'ready', version: published.version, digest: published.digest };
   });

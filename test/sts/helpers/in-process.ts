@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { createFilePolicySource } from '../../../src/policy/distribution/source.ts';
+import type { MeshIdentity } from '../../../src/identity/transport.ts';
 import type { StsConfig } from '../../../src/sts/config.ts';
 import { createKeyStore, type KeyStore } from '../../../src/sts/key-store.ts';
 import { createStsServer, type StsServer } from '../../../src/sts/server.ts';
@@ -14,8 +15,8 @@ export interface InProcessSts {
   close(): Promise<void>;
 }
 
-/** The STS app in this process, driven with fastify's `inject` (no socket). */
-export async function startInProcessSts(config: StsConfig, options: { now?: () => number } = {}): Promise<InProcessSts> {
+/** The STS app in this process, driven with fastify's `inject` (no socket), or listening (`server.listen()`, with `mesh` on TLS). */
+export async function startInProcessSts(config: StsConfig, options: { now?: () => number; mesh?: MeshIdentity } = {}): Promise<InProcessSts> {
   const logs: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -27,7 +28,7 @@ export async function startInProcessSts(config: StsConfig, options: { now?: () =
   const policy = createFilePolicySource(config.policy.file as string, { logger, watch: false });
   await policy.start();
   const keys = await createKeyStore({ alg: config.signingAlg, retireAfterSeconds: config.tokenTtlSeconds + config.clockToleranceSeconds, logger, ...(options.now === undefined ? {} : { now: options.now }) });
-  const server = createStsServer(config, { logger, policy, keys, ...(options.now === undefined ? {} : { now: options.now }) });
+  const server = createStsServer(config, { logger, policy, keys, ...(options.now === undefined ? {} : { now: options.now }), ...(options.mesh === undefined ? {} : { mesh: options.mesh }) });
   return {
     server,
     keys,
