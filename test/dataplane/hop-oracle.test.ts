@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { OriginEvent, ObservedRequest } from './hop/origins.ts';
 import { referenceReading, compareAnswers, compareWindows, type Window } from './hop/verdict.ts';
+import { redact } from './hop/run.ts';
 import type { ReadResponse } from './hop/response-reader.ts';
 
 const CRLF = '\r\n';
@@ -81,6 +82,21 @@ describe('the hop verdict', () => {
     assert.match(compareWindows(straight, late, undefined, 'inbound').join('\n'), /after sending 90 bytes upstream/);
   });
 
+  it('takes a request baton answered itself out of the straight reading, even mid-pipeline, and knows its answer to HEAD', () => {
+    const two = window([request('/one', [['Host', 'node']]), request('/two', [['Host', 'node']])], [echo('GET', '/one', null), echo('GET', '/two', null)]);
+    const headRefusal: ReadResponse = { status: 401, headers: [['content-type', 'application/problem+json']], body: Buffer.alloc(0) };
+    const through = window([request('/two', [['host', 'h'], ...IDENTITY('alice')])], [headRefusal, echo('GET', '/two', 'alice')]);
+    assert.deepEqual(compareWindows(two, through, undefined, 'pair'), []);
+  });
+
+  it('lets baton hold bytes the origin refused before they were a head, but never drop a request silently', () => {
+    const straight = window([request('/a', [['Host', 'node']]), { kind: 'refused', connection: 0, reason: 'bare-lf' }], [echo('GET', '/a', null)]);
+    const holding = window([request('/a', [['host', 'h'], ...IDENTITY('alice')])], [echo('GET', '/a', 'alice')]);
+    assert.deepEqual(compareWindows(straight, holding, undefined, 'pair'), []);
+    const dropped = window([], []);
+    assert.match(compareWindows(straight, dropped, undefined, 'pair').join(), /neither refused nor closed/);
+  });
+
   it("flags bob's connection getting an answer read for alice, or for another request", () => {
     const bobStraight = window([request('/bob', [['Host', 'node']])], [echo('GET', '/bob', null)], { user: 'bob' });
     const poisoned = window([request('/bob', [['host', 'h'], ...IDENTITY('bob')])], [echo('GET', '/smuggled', 'alice')], { user: 'bob' });
@@ -95,5 +111,12 @@ describe('the hop verdict', () => {
     assert.deepEqual(compareAnswers(direct, { kind: 'answer', status: 502, headers: [['content-type', 'application/problem+json']], body: Buffer.from('{"code":"BATON_UPSTREAM_UNREACHABLE"}') }, undefined), []);
     assert.match(compareAnswers(direct, { kind: 'hang' }, undefined).join(), /left waiting/);
     assert.match(compareAnswers(direct, { kind: 'answer', status: 200, headers: [['X-A', '1']], body: Buffer.from('') }, undefined).join(), /the answer differs/);
+  });
+
+  it('keeps tokens out of every message, whole or cut short, and context handles too', () => {
+    const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
+    assert.equal(redact(`a ${token} b`, [token]), 'a <token> b');
+    assert.equal(redact(`"Bearer ${token.slice(0, 30)}…(389)"`, []), '"Bearer <token>…(389)"');
+    assert.equal(redact('baton-context: bctx_abcDEF-_123', []), 'baton-context: <handle>');
   });
 });

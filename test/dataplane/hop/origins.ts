@@ -140,8 +140,9 @@ export async function startNodeOrigin(): Promise<Origin> {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     activity = performance.now();
     const code = error.code ?? 'unknown';
-    // node's own answer to a parse error; anything else (a reset) is not a refusal of bytes.
-    if (code.startsWith('HPE_')) {
+    // node's own answer to a parse error. A reset, or the connection ending inside a message (a body cut short
+    // upstream), is not a refusal of bytes: the message stays unfinished.
+    if (code.startsWith('HPE_') && code !== 'HPE_INVALID_EOF_STATE') {
       records.push({ kind: 'refused', connection: ids.get(socket) ?? -1, reason: code });
       if (socket.writable) socket.end(`HTTP/1.1 ${code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
     }
@@ -191,7 +192,8 @@ export async function startRawOrigin(options: RawOriginOptions = {}): Promise<Or
         const answer = options.answer?.(request);
         if (answer === undefined) {
           const body = echoBody(request.method, request.target, request.headers);
-          socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+          // RFC 9110 §9.3.2: the answer to HEAD has the fields of the answer to GET and no body.
+          socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${request.method === 'HEAD' ? '' : body}`);
         } else {
           socket.write(answer.bytes);
           if (answer.close === true) closing = true;

@@ -6,8 +6,9 @@
  *
  * - §2.2: lines end in CRLF; a bare CR or bare LF is refused; empty lines
  *   before the request line are skipped (as the RFC says a server SHOULD).
- * - §3: `method SP request-target SP HTTP-version`, one space each, the
- *   target visible ASCII; versions 1.0 and 1.1 only.
+ * - §3: `method SP request-target SP HTTP-version`, the target visible
+ *   ASCII, versions 1.0 and 1.1 only; a run of spaces is taken as one SP
+ *   (a MAY there); no version (HTTP/0.9) is refused.
  * - §5.1, §5.2: `field-name ":" OWS field-value OWS`, a token for the name
  *   (no whitespace before the colon), only SP and HTAB trimmed (RFC 9110
  *   §5.5), CTLs refused; obs-fold refused.
@@ -59,7 +60,8 @@ export interface FramerHandlers {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // field-value: VCHAR and obs-text, with SP / HTAB inside (RFC 9110 §5.5).
 const FIELD_VALUE = /^[\x21-\x7e\x80-\xff]([ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?$/;
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP\/(1\.[01])$/;
+// RFC 9112 §3: one SP each; a recipient MAY take a run of spaces as the separator, as llhttp does (baton writes one).
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) +([\x21-\x7e]+) +HTTP\/(1\.[01])$/;
 const HEXDIGITS = /^[0-9A-Fa-f]{1,15}$/;
 const MAX_HEAD = 1024 * 1024;
 

@@ -94,6 +94,8 @@ export interface BatonRefusal {
 export function batonRefusalOf(response: ReadResponse): BatonRefusal | undefined {
   const type = response.headers.find(([n]) => n === 'content-type')?.[1];
   if (type === undefined || !type.startsWith('application/problem+json')) return undefined;
+  // The answer to HEAD has no body: the type alone says it is baton's (no origin here answers problem+json).
+  if (response.body.length === 0) return { status: response.status, code: 'BATON_(answer to HEAD, no body)', reason: undefined };
   try {
     const problem = JSON.parse(response.body.toString('utf8')) as { code?: unknown; reason?: unknown };
     if (typeof problem.code !== 'string' || !problem.code.startsWith('BATON_')) return undefined;

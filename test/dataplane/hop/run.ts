@@ -17,7 +17,7 @@ import { AUTH, type AnswerCase, type ConnectionScript, HOST, type RequestCase, r
 import type { HopMesh, User } from './mesh.ts';
 import type { Origin, WireTap } from './origins.ts';
 import { batonRefusalOf, readResponses } from './response-reader.ts';
-import { type AnswerOutcome, compareAnswers, compareWindows, type Leg, type Window } from './verdict.ts';
+import { type AnswerOutcome, compareAnswers, compareWindows, type Leg, referenceReading, type Window } from './verdict.ts';
 
 /** One origin and the way to it: its service name (B's, and the Host the client names), what it read, the tap in front. */
 export interface Lane {
@@ -138,15 +138,18 @@ export interface Ports {
 export async function runRequestCase(lane: Lane, mesh: HopMesh, ports: Ports, testCase: RequestCase, timing: Timing = TIMING): Promise<CaseResult> {
   const scripts = [...testCase.connections, canary(testCase.id)];
   const writesOf = (script: ConnectionScript, token: string): Array<Buffer | number> => script.writes.map((w) => (typeof w === 'number' ? w : bytesOf(w, token, lane.name)));
+  // Which answers have no body: those to HEAD requests, by the case or by RFC 9112's reading of what is sent.
+  const headsOf = (script: ConnectionScript): readonly number[] =>
+    script.heads ?? referenceReading(bytesOf(script.writes.filter((w): w is string => typeof w === 'string').join(''), 'token', lane.name)).flatMap((m, i) => (m.kind === 'request' && m.method === 'HEAD' ? [i] : []));
   const direct: Window[] = [];
-  for (const script of scripts) direct.push(await driveWindow(lane, lane.tap.port, script.user, writesOf(script, mesh.userToken(script.user)), { expect: script.expect === 0 ? undefined : script.expect, heads: script.heads, quietMs: timing.directQuietMs, straight: true }, timing));
+  for (const script of scripts) direct.push(await driveWindow(lane, lane.tap.port, script.user, writesOf(script, mesh.userToken(script.user)), { expect: script.expect === 0 ? undefined : script.expect, heads: headsOf(script), quietMs: timing.directQuietMs, straight: true }, timing));
   const findings: Finding[] = [];
   for (const leg of ['pair', 'inbound'] as const) {
     for (const [index, script] of scripts.entries()) {
       const token = leg === 'pair' ? mesh.userToken(script.user) : await mesh.meshToken(script.user, lane.name);
       const straight = direct[index] as Window;
       const expect = straight.responses.length > 0 ? straight.responses.length : undefined;
-      const via = await driveWindow(lane, leg === 'pair' ? ports.pair : ports.inbound, script.user, writesOf(script, token), { expect, heads: script.heads, quietMs: timing.viaQuietMs, straight: false }, timing);
+      const via = await driveWindow(lane, leg === 'pair' ? ports.pair : ports.inbound, script.user, writesOf(script, token), { expect, heads: headsOf(script), quietMs: timing.viaQuietMs, straight: false }, timing);
       for (const text of compareWindows(straight, via, script.refuse, leg)) findings.push({ lane: lane.name, leg, connection: index, text });
     }
   }
@@ -206,6 +209,6 @@ export async function runAnswerCase(lane: Lane, mesh: HopMesh, ports: Ports, tes
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   for (const secret of secrets) out = out.replaceAll(secret, '<token>');
-  // Anything shaped like a JWS or a baton-context handle that slipped through.
-  return out.replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, '<token>').replace(/bctx[_.][\w.-]+/g, '<handle>');
+  // Anything shaped like a JWS (whole, or cut short by a message) or a baton-context handle that slipped through.
+  return out.replace(/eyJ[\w-]*(?:\.[\w-]*)*/g, '<token>').replace(/bctx_[\w-]+/g, '<handle>');
 }

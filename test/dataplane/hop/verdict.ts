@@ -155,8 +155,9 @@ function agree(ours: NormalRequest, theirs: NormalRequest, mayBeCut: boolean): b
  *    the origin is sent no byte;
  * 2. the origin never holds bytes of an unfinished head (a desync's residue);
  * 3. every request the origin read through baton passes the identity checks;
- * 4. the origin's reading through baton is its straight reading, message
- *    for message under the normalization, or a prefix of it: shorter only
+ * 4. the origin's reading through baton is its straight reading (less the
+ *    requests baton answered itself), message for message under the
+ *    normalization, or a prefix of it: shorter only
  *    where baton refused or closed, its last request then unfinished at
  *    most (its body a prefix of the straight one); where the origin itself
  *    refused the client's bytes, baton may have sent on what RFC 9112 reads
@@ -188,7 +189,10 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
   for (const request of viaRequests) out.push(...identityViolations(request, via.user));
 
   // 4. The origin's reading.
-  const straight = direct.events.filter((e) => e.kind !== 'partial');
+  // A request baton refused and answered itself (its answer's place in the client's answers says which) was not
+  // sent on: the straight reading without it is what the origin should read through baton.
+  const refusedAt = new Set(via.responses.flatMap((r, i) => (batonRefusalOf(r) === undefined ? [] : [i])));
+  const straight = direct.events.filter((e, i) => e.kind !== 'partial' && !refusedAt.has(i));
   const through = via.events.filter((e) => e.kind !== 'partial');
   const named = new Set([...connectionOptions(direct.sent), ...connectionOptions(via.sent)]);
   const requestIdAdded = !direct.events.some((e) => e.kind === 'request' && e.headers.some(([n]) => n.toLowerCase() === 'x-request-id')) && !/(^|\n)x-request-id[ \t]*:/im.test(via.sent.toString('latin1'));
@@ -219,8 +223,11 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
     if (read?.kind === 'request' && loose.kind === 'request' && agree(loose, read, last && stopped)) return;
     out.push(`message ${k}: baton sent ${describe(ours)}, where the origin refuses the client's bytes and RFC 9112 reads ${read === undefined ? 'no request' : describe(read)}`);
   });
-  if (through.length < straight.length && !stopped) out.push(`the origin read ${through.length} of the ${straight.length} messages it read straight, and baton neither refused nor closed: ${describe(straight.slice(through.length).map((e) => normalize(e, options)))}`);
-  if (refusals.length > 0 && viaRequests.length === 0 && via.bytesUpstream > 0) out.push(`baton refused (${refusals.map((r) => `${r.status} ${r.code}`).join(', ')}) after sending ${via.bytesUpstream} bytes upstream that the origin did not read as a request`);
+  // The origin refusing bytes at the end that baton still holds (no whole head yet) is not a request baton dropped.
+  const unread = straight.slice(through.length);
+  if (unread.length > 0 && !stopped && unread.some((e) => e.kind === 'request')) out.push(`the origin read ${through.length} of the ${straight.length} messages it read straight, and baton neither refused nor closed: ${describe(straight.slice(through.length).map((e) => normalize(e, options)))}`);
+  const first = via.responses[0];
+  if (first !== undefined && batonRefusalOf(first) !== undefined && viaRequests.length === 0 && via.bytesUpstream > 0) out.push(`baton refused (${refusals.map((r) => `${r.status} ${r.code}`).join(', ')}) after sending ${via.bytesUpstream} bytes upstream that the origin did not read as a request`);
 
   // 5. The client's answers: each the origin's echo of the next request it read whole.
   if (via.garbled && !direct.garbled) out.push('the client could not frame the answers through baton');
