@@ -135,6 +135,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
   single('te-trailers-hop', 'RFC 9110 §10.1.4 (TE is hop-by-hop)', one(request('GET /te HTTP/1.1', ['TE: trailers', 'Connection: TE', 'Keep-Alive: timeout=5', 'Proxy-Connection: keep-alive']))),
   single('connection-content-length', 'RFC 9110 §7.6.1: Connection naming a framing field', refused(withLength(['Connection: Content-Length'], SMUGGLED)), 'Connection: Content-Length drops the length but forwards the body: the origin reads it as a second request with the attacker\'s baton-* headers'),
   single('connection-content-length-close', 'RFC 9110 §7.6.1: Connection naming a framing field, with close', refused(withLength(['Connection: close, Content-Length'], SMUGGLED)), 'Connection: Content-Length (with close)'),
+  single('connection-content-length-nbsp', 'RFC 9110 §7.6.1 with HTTP Garden server bug 41 (a Unicode space after the Connection option); found by fuzz/hop.ts', one(withLength(['Connection: close, Content-Length\xa0'], SMUGGLED)), 'the hop-by-hop filter trims Connection options with String.prototype.trim(), so `Content-Length\\xa0` still drops Content-Length'),
   single('connection-transfer-encoding', 'RFC 9110 §7.6.1: Connection naming a framing field', refused(request('POST /upload HTTP/1.1', ['Connection: Transfer-Encoding', 'Transfer-Encoding: chunked'], chunk(SMUGGLED) + LAST)), 'Connection: Transfer-Encoding is dropped as hop-by-hop instead of refused'),
   single('connection-host', 'RFC 9110 §7.6.1: Connection naming Host', refused(request('GET /host HTTP/1.1', ['Connection: Host'])), 'Connection: Host drops Host on the inbound port: the app gets a request without Host'),
   {
@@ -233,6 +234,9 @@ export const REQUEST_CASES: readonly RequestCase[] = [
   single('request-line-space-in-target', 'RFC 9112 §3 (one SP between parts)', refused(request('GET /a b HTTP/1.1'))),
   single('request-line-trailing-space', 'RFC 9112 §3 (trailing space)', refused(request('GET / HTTP/1.1 '))),
   single('request-line-bare-lf', 'HTTP Garden server bug 9 (`GET /\\nHTTP/1.1`)', refused(request('GET /\nHTTP/1.1'))),
+  single('request-line-no-version', 'RFC 9112 §3 (a request line has a version: HTTP/0.9 is one line, no fields); HTTP Garden server bug 9', refused(request('GET /no-version')), 'found by the hop fuzzer: a request line without a version (HTTP/0.9) is read as HTTP/1.1, its following lines as fields'),
+  single('request-line-no-version-body', 'RFC 9112 §3; found by fuzz/hop.ts (`POST /chunksHTTP/1.1` with a chunked body)', refused(request('POST /chunksHTTP/1.1', ['Transfer-Encoding: chunked'], chunk('hello') + LAST)), 'found by the hop fuzzer: an HTTP/0.9-shaped request line is forwarded as HTTP/1.1 with fields and a chunked body'),
+  single('request-line-double-space', 'RFC 9112 §3 (a recipient MAY read a run of spaces as one)', one(request('POST  /spaced HTTP/1.1', ['Content-Length: 2'], 'hi'))),
   single('version-1-2', 'RFC 9112 §2.3 (an unknown minor version)', refused(request('GET / HTTP/1.2'))),
   single('version-1-32', 'HTTP Garden server bug 5 (`HTTP/1.32`)', refused(request('GET /test HTTP/1.32'))),
   single('method-lower-case', 'RFC 9110 §9.1 (methods are case-sensitive)', refused(request('get /lower HTTP/1.1'))),
