@@ -78,13 +78,18 @@
  * are redacted, and assertions are on codes.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type AnswerCase, ANSWER_CASES, type RequestCase, REQUEST_CASES } from './hop/corpus.ts';
 import { ANSWER_LANE, type Harness, REQUEST_LANES, startHarness } from './hop/harness.ts';
 import { mutatedCases } from './hop/mutations.ts';
 import { type CaseResult, type Lane, type Ports, redact, runAnswerCase, runRequestCase } from './hop/run.ts';
 
 const MUTATION_SEED = 23_2026;
+/** Cases `npm run fuzz` found and saved (fuzz/hop.ts): replayed until baton is fixed. */
+const FUZZ_FINDINGS = fileURLToPath(new URL('../../fuzz/corpus/hop/', import.meta.url));
 const MUTATIONS_PER_LANE = 12;
 
 let harness: Harness;
@@ -159,6 +164,13 @@ describe('the same bytes straight to real origins and through a real sidecar pai
     });
     const failed = results.filter((r) => r.findings.length > 0);
     assert.equal(failed.length, 0, report(results, knownBug(ANSWER_CASES)));
+  });
+
+  it('replays every hop finding npm run fuzz saved, on the lane it was found on', async () => {
+    const saved = existsSync(FUZZ_FINDINGS) ? readdirSync(FUZZ_FINDINGS).filter((name) => name.endsWith('.json')).sort() : [];
+    const cases = saved.map((name) => JSON.parse(readFileSync(join(FUZZ_FINDINGS, name), 'utf8')) as RequestCase & { lane: string });
+    const results = await onEveryLane((lane) => cases.filter((c) => c.lane === lane));
+    assert.equal(results.filter((r) => r.findings.length > 0).length, 0, report(results, (id) => cases.find((c) => c.id === id)?.source));
   });
 
   it(`agrees on ${MUTATIONS_PER_LANE} seeded mutations of the corpus per lane (seed ${MUTATION_SEED})`, async () => {
