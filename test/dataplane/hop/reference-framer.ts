@@ -5,7 +5,8 @@
  * grammar allows and refuses the rest, the way RFC 9112 tells a server to:
  *
  * - §2.2: lines end in CRLF; a bare CR or bare LF is refused; empty lines
- *   before the request line are skipped (as the RFC says a server SHOULD).
+ *   (CRLF, or a bare LF, which a recipient MAY take as a line end) before
+ *   the request line are skipped, as the RFC says a server SHOULD.
  * - §3: `method SP request-target SP HTTP-version`, the target visible
  *   ASCII, versions 1.0 and 1.1 only; a run of spaces is taken as one SP
  *   (a MAY there); no version (HTTP/0.9) is refused.
@@ -195,8 +196,12 @@ export class RequestFramer {
   }
 
   #head(): boolean {
-    // §2.2: a server SHOULD ignore at least one empty line before the request line.
-    while (this.#buffer.length >= 2 && this.#buffer[0] === 0x0d && this.#buffer[1] === 0x0a) this.#buffer = this.#buffer.subarray(2);
+    // §2.2: a server SHOULD ignore at least one empty line before the request line (and MAY take a bare LF as a line end).
+    for (;;) {
+      if (this.#buffer.length >= 2 && this.#buffer[0] === 0x0d && this.#buffer[1] === 0x0a) this.#buffer = this.#buffer.subarray(2);
+      else if (this.#buffer.length >= 1 && this.#buffer[0] === 0x0a) this.#buffer = this.#buffer.subarray(1);
+      else break;
+    }
     const buffer = this.#buffer;
     const end = buffer.indexOf('\r\n\r\n', 0, 'latin1');
     if (end === -1) {

@@ -199,7 +199,7 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
   const options: NormalizeOptions = { named, hostReplaced: leg === 'pair', requestIdAdded };
   // The origin refused the client's bytes straight: an origin event, or an origin's own error answer.
   const originRefused = straight.some((e) => e.kind === 'refused') || direct.responses.some((r) => r.status >= 400 && echoOf(r) === undefined);
-  const reference = referenceReading(via.sent);
+  const reference = referenceReading(via.sent).filter((_, i) => !refusedAt.has(i));
   through.forEach((event, k) => {
     const ours = normalize(event, options);
     const counterpart = straight[k];
