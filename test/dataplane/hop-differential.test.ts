@@ -83,7 +83,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type AnswerCase, ANSWER_CASES, type RequestCase, REQUEST_CASES } from './hop/corpus.ts';
-import { ANSWER_LANE, type Harness, REQUEST_LANES, startHarness } from './hop/harness.ts';
+import { ANSWER_LANE, type Harness, MTLS_LANE, REQUEST_LANES, startHarness } from './hop/harness.ts';
 import { mutatedCases } from './hop/mutations.ts';
 import { type CaseResult, type Lane, type Ports, redact, runAnswerCase, runRequestCase } from './hop/run.ts';
 
@@ -130,13 +130,13 @@ function report(results: readonly CaseResult[], note: (id: string) => string | u
     lines.push(`- ${id}${about === undefined ? '' : ` (${about})`}`);
     for (const result of list) for (const finding of result.findings.slice(0, 4)) lines.push(`    [${finding.lane} ${finding.leg} connection ${finding.connection}] ${finding.text.replace(/\n/g, '\n      ')}`);
   }
-  return redact(lines.join('\n'), harness.mesh.secrets());
+  return redact(lines.join('\n'), [...harness.mesh.secrets(), ...(harness.mtls?.secrets() ?? [])]);
 }
 
 // The three runs share the harness and run side by side; the lanes' queues keep their windows apart.
 describe('the same bytes straight to real origins and through a real sidecar pair', { timeout: 240_000, concurrency: true }, () => {
   before(async () => {
-    harness = await startHarness();
+    harness = await startHarness({ mtls: true });
   });
   after(async () => {
     await harness?.stop();
@@ -154,6 +154,17 @@ describe('the same bytes straight to real origins and through a real sidecar pai
     const results = await onEveryLane(() => REQUEST_CASES);
     const failed = results.filter((r) => r.findings.length > 0);
     assert.equal(failed.length, 0, report(results, knownBug(REQUEST_CASES)));
+  });
+
+  it('reads every corpus request the same through an mTLS pair (the demo mesh: gateway → orders over mutual TLS), or refuses it', async () => {
+    const mtls = harness.mtls;
+    assert.ok(mtls !== undefined);
+    const results = await onLane(MTLS_LANE, async (lane, ports) => {
+      const out: CaseResult[] = [];
+      for (const testCase of REQUEST_CASES) out.push(await runRequestCase(lane, mtls.tokens, ports, testCase, undefined, ['pair']));
+      return out;
+    });
+    assert.equal(results.filter((r) => r.findings.length > 0).length, 0, report(results, knownBug(REQUEST_CASES)));
   });
 
   it('passes every corpus answer to the client as it came, or answers 502, and never leaves the client waiting', async () => {

@@ -134,8 +134,11 @@ export interface Ports {
   readonly inbound: number;
 }
 
-/** A request case on one lane: every connection straight, through the pair, through B alone; then the verdicts. */
-export async function runRequestCase(lane: Lane, mesh: HopMesh, ports: Ports, testCase: RequestCase, timing: Timing = TIMING): Promise<CaseResult> {
+/** Where the tokens come from: the users' tokens for A, and mesh tokens for B (the inbound leg). */
+export type Tokens = Pick<HopMesh, 'userToken' | 'meshToken'>;
+
+/** A request case on one lane: every connection straight, through the pair, through B alone (`legs`); then the verdicts. */
+export async function runRequestCase(lane: Lane, mesh: Tokens, ports: Ports, testCase: RequestCase, timing: Timing = TIMING, legs: readonly Leg[] = ['pair', 'inbound']): Promise<CaseResult> {
   const scripts = [...testCase.connections, canary(testCase.id)];
   const writesOf = (script: ConnectionScript, token: string): Array<Buffer | number> => script.writes.map((w) => (typeof w === 'number' ? w : bytesOf(w, token, lane.name)));
   // Which answers have no body: those to HEAD requests, by the case or by RFC 9112's reading of what is sent.
@@ -144,7 +147,7 @@ export async function runRequestCase(lane: Lane, mesh: HopMesh, ports: Ports, te
   const direct: Window[] = [];
   for (const script of scripts) direct.push(await driveWindow(lane, lane.tap.port, script.user, writesOf(script, mesh.userToken(script.user)), { expect: script.expect === 0 ? undefined : script.expect, heads: headsOf(script), quietMs: timing.directQuietMs, straight: true }, timing));
   const findings: Finding[] = [];
-  for (const leg of ['pair', 'inbound'] as const) {
+  for (const leg of legs) {
     for (const [index, script] of scripts.entries()) {
       const token = leg === 'pair' ? mesh.userToken(script.user) : await mesh.meshToken(script.user, lane.name);
       const straight = direct[index] as Window;
