@@ -8,7 +8,9 @@
  *               inbound port → the same tap → the same origin;
  *   (inbound)   to sidecar B's inbound port alone, with a mesh token the
  *               harness exchanged as the gateway: what a misbehaving mesh
- *               peer could send, and the way to B's pooled app connections.
+ *               peer could send, and the way to B's pooled app connections;
+ *   (mTLS pair) the same pair leg through `baton demo`'s mesh in mTLS
+ *               (gateway → orders over mutual TLS) to a recorder.
  *
  * Origins (test/dataplane/hop/harness.ts): node:http; a raw-socket recorder
  * that frames requests with RFC 9112 alone (hop/reference-framer.ts, no
@@ -51,14 +53,27 @@
  *   address); exactly one Host reaches the origin; B keeps the Host it got;
  * - absolute-form becomes origin-form (RFC 9112 §3.2.2); the request line's
  *   version is the hop's own (baton speaks HTTP/1.1 upstream);
+ * - a request baton refused and answered itself (a problem document in its
+ *   place among the client's answers, e.g. a 401 mid-pipeline) is not sent
+ *   on: the straight reading without it is what is compared;
  * - the last request before a refusal or a cut may be unfinished through
  *   baton (its body a prefix of the straight one): a body streams, and a
- *   malformed chunk after the head is answered by closing the connection.
+ *   malformed chunk after the head is answered by closing the connection;
+ * - where the origin itself refuses the client's bytes (its own refusal, or
+ *   an origin-side proxy's error answer), baton may send on what RFC 9112
+ *   reads in them (hop/reference-framer.ts: strict, with the RFC's MAYs of
+ *   a run of spaces in the request line and a bare LF as the empty line
+ *   before one), its body cut short at most, and nothing else: a head RFC
+ *   9112 refuses never goes upstream (against that reading names compare
+ *   without case, Host and the framing kind not at all: a proxy lower-cases
+ *   names, sets Host and may frame a body again); and bytes the origin
+ *   refused before they were a head, which baton still holds, are not a
+ *   dropped request.
  * Everything else — method, target, every other field name (its case
  * included) and value, in order, repeated fields repeated — must be
- * identical. The client's answers through baton must be the straight ones
- * (status; each origin answer echoes the method and target it read, and
- * the `baton-subject`, which must be the connection's user), none more.
+ * identical. Each answer the client gets through baton must echo the
+ * request the origin read for it (method and target, in order) and name
+ * the connection's user as `baton-subject`; baton's own refusals aside.
  *
  * The answer direction: the same answer bytes from an app straight to a
  * node:http client, and through the pair and through B: the client reads
