@@ -29,7 +29,8 @@
  * leaves bytes of an unfinished head on an upstream connection (the residue
  * a desync leaves for the next request on a pooled connection). Every case
  * ends with bob's innocent request on a new client connection (the canary),
- * so a pooled connection alice left dirty shows on bob's request.
+ * so a pooled connection alice left dirty shows on bob's request: bob's
+ * connections are read exactly as straight, never refused nor cut short.
  *
  * Normalization — what the pair may change, and nothing else:
  * - hop-by-hop fields (RFC 9110 §7.6.1: Connection, Keep-Alive,
@@ -143,7 +144,9 @@ function report(results: readonly CaseResult[], note: (id: string) => string | u
   for (const [id, list] of byCase) {
     const about = note(id);
     lines.push(`- ${id}${about === undefined ? '' : ` (${about})`}`);
-    for (const result of list) for (const finding of result.findings.slice(0, 4)) lines.push(`    [${finding.lane} ${finding.leg} connection ${finding.connection}] ${finding.text.replace(/\n/g, '\n      ')}`);
+    // What the origin read first (the desync itself), then the contract's refusal; a few per lane.
+    const ordered = (result: CaseResult) => [...result.findings.filter((f) => !f.text.startsWith('expected')), ...result.findings.filter((f) => f.text.startsWith('expected'))];
+    for (const result of list) for (const finding of ordered(result).slice(0, 6)) lines.push(`    [${finding.lane} ${finding.leg} connection ${finding.connection}] ${finding.text.replace(/\n/g, '\n      ')}`);
   }
   return redact(lines.join('\n'), [...harness.mesh.secrets(), ...(harness.mtls?.secrets() ?? [])]);
 }

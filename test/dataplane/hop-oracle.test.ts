@@ -97,6 +97,13 @@ describe('the hop verdict', () => {
     assert.match(compareWindows(straight, dropped, undefined, 'pair').join(), /neither refused nor closed/);
   });
 
+  it("flags a refusal of bob's innocent request (a connection alice left dirty), which a refusal alone would excuse", () => {
+    const bobStraight = window([request('/bob', [['Host', 'node']])], [echo('GET', '/bob', null)], { user: 'bob' });
+    const refused = window([], [refusal(400, 'BATON_REQUEST_FRAMING', 'host')], { user: 'bob', bytesUpstream: 0 });
+    assert.deepEqual(compareWindows(bobStraight, refused, undefined, 'pair'), []);
+    assert.match(compareWindows(bobStraight, refused, undefined, 'pair', true).join('\n'), /refused bob's well-formed request \(400 BATON_REQUEST_FRAMING host\)/);
+  });
+
   it("flags bob's connection getting an answer read for alice, or for another request", () => {
     const bobStraight = window([request('/bob', [['Host', 'node']])], [echo('GET', '/bob', null)], { user: 'bob' });
     const poisoned = window([request('/bob', [['host', 'h'], ...IDENTITY('bob')])], [echo('GET', '/smuggled', 'alice')], { user: 'bob' });

@@ -34,6 +34,8 @@ export interface ConnectionScript {
   readonly refuse?: Refusal;
   /** Methods of the requests in order, where one is HEAD (its answer has no body). */
   readonly heads?: readonly number[];
+  /** Well-formed, from a user who attacks nothing: it must be read straight, never refused (a dirty pooled connection shows here). */
+  readonly innocent?: boolean;
 }
 
 export interface RequestCase {
@@ -144,7 +146,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
     known: 'the leftover bytes of alice\'s body are glued to bob\'s next request on the pooled connection',
     connections: [
       refused(withLength(['Connection: Content-Length'], GLUE)),
-      { user: 'bob', writes: [request('GET /bob/innocent HTTP/1.1', ['X-Who: bob'])], expect: 1 },
+      { user: 'bob', innocent: true, writes: [request('GET /bob/innocent HTTP/1.1', ['X-Who: bob'])], expect: 1 },
     ],
   },
   {
@@ -153,7 +155,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
     known: 'the smuggled request is answered, and its answer goes to the next request in line',
     connections: [
       refused(withLength(['Connection: Content-Length'], SMUGGLED) + request('GET /alice/second HTTP/1.1')),
-      { user: 'bob', writes: [request('GET /bob/innocent HTTP/1.1')], expect: 1 },
+      { user: 'bob', innocent: true, writes: [request('GET /bob/innocent HTTP/1.1')], expect: 1 },
     ],
   },
 
@@ -170,7 +172,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
   single('te-vertical-tab', 'CVE-2019-18277 (`Transfer-Encoding: \\x0bchunked`)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: \x0bchunked', 'Content-Length: 4'], LAST + SMUGGLED))),
   single('te-nbsp', 'HTTP Garden server bugs 12, 41; RFC 9110 §5.5 (only SP and HTAB are whitespace)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: chunked\xa0'], LAST + SMUGGLED)), 'Transfer-Encoding: chunked\\xa0 is trimmed to chunked by String.prototype.trim(): the head reaches the app before llhttp refuses it'),
   single('te-nbsp-both-sides', 'HTTP Garden server bug 12 (`Transfer-Encoding: \\xa0chunked\\xa0`)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: \xa0chunked\xa0'], LAST + SMUGGLED)), 'Unicode spaces around chunked'),
-  single('te-nel', 'HTTP Garden server bug 41 (\\x85 stripped from values)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: chunked\x85'], LAST + SMUGGLED)), 'Unicode space (NEL) after chunked'),
+  single('te-nel', 'HTTP Garden server bug 41 (\\x85 stripped from values)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: chunked\x85'], LAST + SMUGGLED))),
   single('te-ff-bytes', 'HTTP Garden server bug 46 (`Transfer-Encoding: \\xffchunked\\xff`)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: \xffchunked\xff'], LAST + SMUGGLED))),
   single('te-comma-chunked', 'HTTP Garden server bug 21, transducer bugs 9, 18 (`Transfer-Encoding: ,chunked`)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: ,chunked', 'Content-Length: 5'], LAST))),
   single('te-chunked-twice', 'HTTP Garden server bug 11, transducer bug 25 (two `Transfer-Encoding: chunked`)', refused(request('POST /upload HTTP/1.1', ['Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'], chunk('Z') + LAST))),
@@ -260,7 +262,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
     source: 'RFC 9112 §9.3 (a pooled connection carries several users\' requests)',
     connections: [
       one(withLength([], 'alice body')),
-      { user: 'bob', writes: [withLength([], 'bob body')], expect: 1 },
+      { user: 'bob', innocent: true, writes: [withLength([], 'bob body')], expect: 1 },
     ],
   },
   {
@@ -268,7 +270,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
     source: 'PortSwigger "HTTP request smuggling" (capturing other users\' requests): CL.TE with a glued prefix',
     connections: [
       refused(request('POST /upload HTTP/1.1', ['Content-Length: ' + (5 + GLUE.length), 'Transfer-Encoding: chunked'], LAST + GLUE)),
-      { user: 'bob', writes: [request('GET /bob/innocent HTTP/1.1')], expect: 1 },
+      { user: 'bob', innocent: true, writes: [request('GET /bob/innocent HTTP/1.1')], expect: 1 },
     ],
   },
   {
@@ -276,7 +278,7 @@ export const REQUEST_CASES: readonly RequestCase[] = [
     source: 'docs/sidecar.md "Headers the app must not trust" (baton-* written by the caller)',
     connections: [
       one(request('GET /spoof HTTP/1.1', ['baton-subject: bob', 'Baton-Caller: admin', 'BATON-CHAIN: admin', 'baton_subject: bob', 'baton-context: forged'])),
-      { user: 'bob', writes: [request('GET /bob HTTP/1.1', ['baton-subject: alice'])], expect: 1 },
+      { user: 'bob', innocent: true, writes: [request('GET /bob HTTP/1.1', ['baton-subject: alice'])], expect: 1 },
     ],
   },
 ];

@@ -60,7 +60,7 @@ export interface CaseResult {
 
 /** bob's innocent request after every case: it must reach the origin as bob's, intact. */
 export function canary(id: string): ConnectionScript {
-  return { user: 'bob', writes: [request(`GET /canary/${encodeURIComponent(id)} HTTP/1.1`, ['X-Canary: 1'])], expect: 1 };
+  return { user: 'bob', innocent: true, writes: [request(`GET /canary/${encodeURIComponent(id)} HTTP/1.1`, ['X-Canary: 1'])], expect: 1 };
 }
 
 export function bytesOf(template: string, token: string, host: string): Buffer {
@@ -153,7 +153,7 @@ export async function runRequestCase(lane: Lane, mesh: Tokens, ports: Ports, tes
       const straight = direct[index] as Window;
       const expect = straight.responses.length > 0 ? straight.responses.length : undefined;
       const via = await driveWindow(lane, leg === 'pair' ? ports.pair : ports.inbound, script.user, writesOf(script, token), { expect, heads: headsOf(script), quietMs: timing.viaQuietMs, straight: false }, timing);
-      for (const text of compareWindows(straight, via, script.refuse, leg)) findings.push({ lane: lane.name, leg, connection: index, text });
+      for (const text of compareWindows(straight, via, script.refuse, leg, script.innocent === true)) findings.push({ lane: lane.name, leg, connection: index, text });
     }
   }
   return { id: testCase.id, lane: lane.name, findings };

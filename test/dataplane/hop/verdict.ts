@@ -165,12 +165,16 @@ function agree(ours: NormalRequest, theirs: NormalRequest, mayBeCut: boolean): b
  *    nothing else (a head RFC 9112 refuses never goes upstream); a refusal
  *    with nothing read upstream sent not a byte;
  * 5. each answer the client got through baton echoes the request the origin
- *    read for it, in order, as the window's user; baton's refusals aside.
+ *    read for it, in order, as the window's user; baton's refusals aside;
+ * 6. an innocent connection (bob's, the canary) is read exactly as straight:
+ *    no refusal, no prefix.
  */
-export function compareWindows(direct: Window, via: Window, refuse: Refusal | undefined, leg: Leg): string[] {
+export function compareWindows(direct: Window, via: Window, refuse: Refusal | undefined, leg: Leg, innocent = false): string[] {
   const out: string[] = [];
   const refusals = via.responses.map(batonRefusalOf).filter((r) => r !== undefined);
-  const stopped = refusals.length > 0 || via.closed;
+  // An innocent connection's well-formed requests are never refused nor cut: if they are, a connection was left dirty.
+  if (innocent && refusals.length > 0) out.push(`baton refused ${via.user}'s well-formed request (${refusals.map((r) => `${r.status} ${r.code}${r.reason === undefined ? '' : ` ${r.reason}`}`).join(', ')}): a pooled connection was left dirty`);
+  const stopped = !innocent && (refusals.length > 0 || via.closed);
 
   // 1. The contract.
   if (refuse !== undefined) {
