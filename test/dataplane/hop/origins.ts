@@ -132,10 +132,10 @@ export async function startNodeOrigin(): Promise<Origin> {
   const server = createHttpServer(record);
   // An Expect other than 100-continue is read like any request (baton answers Expect itself and drops it).
   server.on('checkExpectation', record);
+  // node:http reads its sockets itself (no 'data' events here): its activity is its events; the tap in front sees the bytes.
   server.on('connection', (socket: Socket) => {
     ids.set(socket, connections++);
     activity = performance.now();
-    socket.on('data', () => (activity = performance.now()));
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     activity = performance.now();
@@ -198,7 +198,10 @@ export async function startRawOrigin(options: RawOriginOptions = {}): Promise<Or
           socket.write(answer.bytes);
           if (answer.close === true) closing = true;
         }
-        if (closing) socket.end();
+        if (closing) {
+          framer.stop();
+          socket.end();
+        }
       },
       onRefuse(refusal) {
         records.push({ kind: 'refused', connection, reason: refusal.reason });

@@ -104,6 +104,12 @@ export class RequestFramer {
     return this.#state.at === 'dead';
   }
 
+  /** Reads nothing more (the connection is closing): bytes already in hand and any after are ignored. */
+  stop(): void {
+    this.#state = { at: 'dead' };
+    this.#buffer = Buffer.alloc(0);
+  }
+
   push(chunk: Buffer): void {
     if (this.#state.at === 'dead') return;
     this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
