@@ -1,16 +1,21 @@
 /**
  * `npm run fuzz`: fast-check at scale against the token pre-parser and the
- * policy parser for a bounded time (FUZZ_SECONDS, default 60, split between
- * the targets). Inputs are mutations of the committed seed corpus
- * (fuzz/corpus/<target>/) and free-form strings; a failing input is written
- * back into the corpus, where test/fuzz/corpus.test.ts replays it on every
+ * policy parser, then the hop-level differential harness against real
+ * processes (fuzz/hop.ts), for a bounded time (FUZZ_SECONDS, default 60,
+ * split between the three). Inputs are mutations of the committed seed
+ * corpus (fuzz/corpus/<target>/) and free-form strings, or for the hop
+ * target mutations of its corpus from a random seed that is printed
+ * (FUZZ_SEED to run one again); a failing input is written back into
+ * fuzz/corpus/<target>/, where test/fuzz/corpus.test.ts (and, for the hop
+ * target, test/dataplane/hop-differential.test.ts) replays it on every
  * `npm test` until the bug is fixed.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { CORPUS_DIR, readCorpus } from './corpus.ts';
+import { fuzzHop } from './hop.ts';
 import { type FuzzTarget, TARGETS } from './targets.ts';
 
 const seconds = Number(process.env.FUZZ_SECONDS ?? 60);
@@ -58,7 +63,8 @@ function fuzz(target: FuzzTarget, budgetMs: number): { runs: number; failure?: s
   return failure === undefined ? { runs } : { runs, failure };
 }
 
-const budget = (seconds * 1000) / TARGETS.length;
+// Three targets share the time: the two in-process parsers, then the hop harness.
+const budget = (seconds * 1000) / (TARGETS.length + 1);
 let failed = false;
 for (const target of TARGETS) {
   const { runs, failure } = fuzz(target, budget);
@@ -79,4 +85,10 @@ for (const target of TARGETS) {
   }
   console.log(`${target.name}: finding after ${runs} inputs (${why}); saved to ${file}`);
 }
+const seed = process.env.FUZZ_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.FUZZ_SEED);
+if (!Number.isSafeInteger(seed)) throw new Error(`expected FUZZ_SEED to be an integer, got ${process.env.FUZZ_SEED}`);
+console.log(`hop: seed ${seed} (FUZZ_SEED=${seed} runs these mutations again)`);
+const hop = await fuzzHop(budget, seed);
+console.log(`hop: ${hop.runs} mutated cases across the origin lanes, ${hop.findings === 0 ? 'no findings' : `${hop.findings} finding(s), saved to fuzz/corpus/hop/`}`);
+if (hop.findings > 0) failed = true;
 process.exitCode = failed ? 1 : 0;

@@ -29,6 +29,8 @@ export const PREREQUISITES: readonly Prerequisite[] = [
   { command: 'kubectl', debianPackage: 'kubernetes-client', usedBy: 'test/deploy/ (kubectl kustomize renders deploy/) and test/docs/commands.test.ts (client dry runs)' },
   { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/injector/webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)' },
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
+  { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/dataplane/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
+  { command: 'haproxy', debianPackage: 'haproxy', usedBy: 'test/dataplane/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)', service: 'haproxy' },
 ];
 
 export function isOnPath(command: string): boolean {

@@ -18,7 +18,7 @@ describe('npm test prerequisites', () => {
     );
     const message = installMessage(missing);
     for (const p of missing) assert.ok(message.includes(`${p.command} (Debian/Ubuntu package ${p.debianPackage})`), p.command);
-    assert.match(message, /apt-get install -y --no-install-recommends redis-server prometheus kubernetes-client curl\n/);
+    assert.match(message, /apt-get install -y --no-install-recommends redis-server prometheus kubernetes-client curl nginx haproxy\n/);
   });
 
   it('stops at once, exit 1, naming every program, on a machine that has none of them', () => {
