@@ -51,7 +51,9 @@
  *   X-HTTP-Method, X-Method-Override) are dropped; X-Request-Id is added
  *   when the client sent none, and kept as sent otherwise;
  * - Host becomes the upstream's authority on the pair leg (A dials B by
- *   address); exactly one Host reaches the origin; B keeps the Host it got;
+ *   address); exactly one Host reaches the origin; B keeps the Host value it
+ *   got, though not its name's spelling or place: baton writes Host itself,
+ *   first, from its own parse (a framing field, src/dataplane/wire.ts);
  * - absolute-form becomes origin-form (RFC 9112 §3.2.2); the request line's
  *   version is the hop's own (baton speaks HTTP/1.1 upstream);
  * - a request baton refused and answered itself (a problem document in its

@@ -51,6 +51,8 @@ export interface NormalRequest {
   readonly framing: 'none' | 'length' | 'chunked' | 'any';
   readonly body: string;
   readonly complete: boolean;
+  /** The Host value where it is the client's (the inbound leg): baton writes the field itself, first, so only its value is compared. */
+  readonly host?: string;
 }
 
 type Normal = NormalRequest | { readonly kind: 'refused' };
@@ -87,16 +89,19 @@ export interface NormalizeOptions {
 
 export function normalize(event: OriginEvent | FramedRequest, options: NormalizeOptions): Normal {
   if (event.kind !== 'request') return { kind: 'refused' };
+  const hosts = event.headers.filter(([name]) => name.toLowerCase() === 'host').map(([, value]) => value);
   const headers = event.headers
     .filter(([name]) => {
       const lower = name.toLowerCase();
       if (NOT_COMPARED.has(lower) || options.named.has(lower) || isBaton(lower)) return false;
-      if (lower === 'host' && (options.hostReplaced || options.loose === true)) return false;
+      // Host is a framing field baton writes from its own parse (src/dataplane/wire.ts): its value is compared below, not its spelling or place.
+      if (lower === 'host') return false;
       if (lower === 'x-request-id' && options.requestIdAdded) return false;
       return true;
     })
     .map(([name, value]) => [options.loose === true ? name.toLowerCase() : name, value] as const);
-  return { kind: 'request', method: event.method, target: originForm(event.target), headers, framing: options.loose === true ? 'any' : event.framing, body: event.body.toString('latin1'), complete: event.complete };
+  const host = options.hostReplaced || options.loose === true ? {} : { host: hosts.join('\n') };
+  return { kind: 'request', method: event.method, target: originForm(event.target), headers, framing: options.loose === true ? 'any' : event.framing, body: event.body.toString('latin1'), complete: event.complete, ...host };
 }
 
 /** How RFC 9112 alone (./reference-framer.ts) reads `bytes`: the requests, then a refusal if it stopped at one. */
