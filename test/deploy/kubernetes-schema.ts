@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { parseAllDocuments } from 'yaml';
+import { kubeTool } from '../../scripts/kube-tools.ts';
 
 export interface KubernetesObject {
   apiVersion: string;
@@ -10,7 +11,7 @@ export interface KubernetesObject {
 }
 
 // CRDs kubernetes-models does not ship; checked for shape only.
-const CUSTOM_KINDS = new Set(['cert-manager.io/v1/Issuer', 'cert-manager.io/v1/Certificate', 'monitoring.coreos.com/v1/ServiceMonitor']);
+const CUSTOM_KINDS = new Set(['cert-manager.io/v1/Issuer', 'cert-manager.io/v1/Certificate', 'monitoring.coreos.com/v1/ServiceMonitor', 'monitoring.coreos.com/v1/PodMonitor']);
 
 /** Validates an object against the Kubernetes OpenAPI schema of its apiVersion and kind (kubernetes-models). */
 export async function validateKubernetesObject(object: KubernetesObject): Promise<void> {
@@ -36,13 +37,25 @@ export function parseManifests(text: string): KubernetesObject[] {
     .filter((o): o is KubernetesObject => o !== null);
 }
 
-/** `kubectl kustomize` rendering; a machine without kubectl fails loudly rather than skipping. */
+/** `kubectl kustomize` rendering, with a kubectl new enough for deploy/ (scripts/kube-tools.ts); never skipped. */
 export function kustomize(dir: string): KubernetesObject[] {
-  const which = spawnSync('sh', ['-c', 'command -v kubectl']);
-  if (which.status !== 0) {
-    throw new Error('kubectl is not installed on this machine: the kustomize checks need `kubectl kustomize` (install the kubectl Debian package or binary)');
-  }
-  const result = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
-  assert.equal(result.status, 0, `kubectl kustomize ${dir} failed: ${result.stderr}`);
+  const kubectl = kubeTool('kubectl');
+  const result = spawnSync(kubectl.path, ['kustomize', dir], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, `kubectl ${kubectl.version} kustomize ${dir} failed: ${result.stderr}`);
   return parseManifests(result.stdout);
+}
+
+/** `helm template` of a chart with extra arguments (`--set`, `-f`), with a helm ≥ 3.14 (scripts/kube-tools.ts); never skipped. */
+export function helmTemplate(chart: string, args: readonly string[] = [], options: { release?: string; namespace?: string } = {}): KubernetesObject[] {
+  const helm = kubeTool('helm');
+  const result = spawnSync(helm.path, ['template', options.release ?? 'baton', chart, '--namespace', options.namespace ?? 'baton-system', ...args], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, `helm ${helm.version} template ${args.join(' ')} failed: ${result.stderr}`);
+  return parseManifests(result.stdout);
+}
+
+/** `helm lint --strict` with the given arguments; returns its output for the failure message. */
+export function helmLint(chart: string, args: readonly string[] = []): { status: number | null; output: string } {
+  const helm = kubeTool('helm');
+  const result = spawnSync(helm.path, ['lint', '--strict', chart, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }

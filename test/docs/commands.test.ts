@@ -27,6 +27,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { kubeTool } from '../../scripts/kube-tools.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -275,6 +276,8 @@ describe('the commands in README.md and docs/', () => {
       // `baton` as the installed bin would be, running this checkout's sources on the Node.js 24 that runs the tests.
       writeFileSync(join(bin, 'baton'), `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'bin/baton.js')}" "$@"\n`);
       chmodSync(join(bin, 'baton'), 0o755);
+      // kubectl and helm at their minimum versions: the system's, or the npm package's (scripts/kube-tools.ts).
+      for (const tool of [kubeTool('kubectl'), kubeTool('helm')]) if (tool.source === 'npm package') symlinkSync(tool.path, join(bin, tool.name));
       mkdirSync(join(work, 'logs'));
       // What the docs refer to relative to a checkout (deploy/, examples/), and the user's own call graph.
       symlinkSync(join(ROOT, 'deploy'), join(work, 'deploy'));
