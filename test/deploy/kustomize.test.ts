@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
@@ -165,6 +165,30 @@ describe('deploy/ (kustomize)', () => {
         assert.ok(!(container.env ?? []).some((e) => e.name.startsWith('BATON_REDIS')), `${container.name} is not told about Redis`);
       }
     }
+  });
+
+  it('lets one images: entry in a user\'s overlay set the control plane\'s image and the injected sidecars\' alike', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-overlay-'));
+    try {
+      const image = 'registry.example.com/platform/baton-mesh';
+      writeFileSync(
+        join(dir, 'kustomization.yaml'),
+        `resources: [${relative(dir, join(ROOT, 'deploy/overlays/example'))}]\nimages:\n  - { name: ghcr.io/baton-dev/baton-mesh, newName: ${image}, newTag: "1.2.3-rc1" }\n`,
+      );
+      const objects = kustomize(dir);
+      const images = workloads(objects).flatMap((d) => d.spec.template.spec.containers.map((c) => `${d.metadata.name}: ${String(c.image)}`));
+      for (const line of images.filter((l) => !l.startsWith('baton-redis'))) assert.ok(line.endsWith(`${image}:1.2.3-rc1`), line);
+      const injector = workloads(objects).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
+      const env = Object.fromEntries((injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]));
+      const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      assert.equal(config.sidecar.image, `${image}:1.2.3-rc1`, 'the injector injects the overridden image');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // Unchanged, both still say the release's image.
+    const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
+    const env = injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>;
+    assert.equal(env.find((e) => e.name === 'BATON_SIDECAR__IMAGE')?.value, injector.spec.template.spec.containers[0]?.image);
   });
 
   describe('workload identity', () => {
