@@ -37,7 +37,7 @@ ENV NODE_OPTIONS=--max-semi-space-size=16
 ENV MALLOC_ARENA_MAX=2
 # npm and corepack are not needed at run time; fewer tools in the image, less to exploit.
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
- && mkdir -p /var/lib/baton/keys /var/lib/baton/sts-keys /var/lib/baton/redis /var/lib/baton/identities /etc/baton \
+ && mkdir -p /var/lib/baton/keys /var/lib/baton/sts-keys /var/lib/baton/redis /var/lib/baton/identities /var/lib/baton/policy-state /etc/baton \
  && chown -R 10001:10001 /var/lib/baton
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

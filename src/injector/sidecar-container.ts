@@ -19,6 +19,10 @@ export const ADMIN_PORT_NAME = 'baton-admin';
 export const PLAINTEXT_PORT_NAME = 'baton-plaintext';
 export const POLICY_KEY_VOLUME = 'baton-policy-key';
 export const TMP_VOLUME = 'baton-tmp';
+export const POLICY_STATE_VOLUME = 'baton-policy-state';
+/** Where the sidecar keeps the newest policy version it accepted (policy.stateFile). */
+export const POLICY_STATE_DIR = '/var/lib/baton/policy-state';
+export const POLICY_STATE_FILE = `${POLICY_STATE_DIR}/policy-state.json`;
 export const REDIS_VOLUME = 'baton-redis';
 const REDIS_DIR = '/etc/baton/redis';
 const POLICY_KEY_DIR = '/etc/baton/policy';
@@ -54,6 +58,7 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     volumeMounts: [
       { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
       { name: TMP_VOLUME, mountPath: '/tmp' },
+      { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
       // The Redis password and the seal key: in this container only, never in the app's (issue #14);
       // in plaintext mode only: in mtls mode exchanged tokens are bound to this pod and never shared.
       ...(template.redis === undefined || identity !== undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
@@ -78,6 +83,8 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     ...stsCredentialEnv(template, workload, identity),
     literal('BATON_POLICY__URL', template.policyUrl),
     literal('BATON_POLICY__PUBLIC_KEY', `${POLICY_KEY_DIR}/${POLICY_KEY_FILE}`),
+    // A restarted sidecar refuses a replayed older signed policy (docs/policy-server.md, "Replay").
+    literal('BATON_POLICY__STATE_FILE', POLICY_STATE_FILE),
     literal('BATON_SHUTDOWN__GRACE_MS', template.terminationDrainMs),
     literal('OTEL_SERVICE_NAME', workload.serviceAccount),
   ];
@@ -142,6 +149,8 @@ export function sidecarVolumes(template: SidecarTemplate, workload: Workload, id
   return [
     { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
     { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+    // The pod's lifetime: it outlives a restart of the sidecar container, not the pod's deletion.
+    { name: POLICY_STATE_VOLUME, emptyDir: { sizeLimit: '1Mi' } },
     // Named after the ServiceAccount like the client secret; not optional: without it the sidecar would not start anyway.
     ...(template.redis === undefined || identity !== undefined
       ? []

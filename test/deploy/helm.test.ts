@@ -12,7 +12,7 @@ import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.t
 import { envName } from '../../src/config/load.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
-import { helmLint, helmTemplate, validateKubernetesObject } from './kubernetes-schema.ts';
+import { assertOnWritableEmptyDir, helmLint, helmTemplate, validateKubernetesObject } from './kubernetes-schema.ts';
 import { withContract } from './mesh-contract.ts';
 
 /** Every BATON_* name a schema reads: one per key, at every depth (an object may be set whole). */
@@ -177,6 +177,18 @@ describe('helm/baton', () => {
       const objects = helmTemplate(CHART, args);
       assert.ok(objects.length > 10, `${name} renders the control plane`);
       for (const object of objects) await validateKubernetesObject(object);
+    }
+  });
+
+  it('keeps the STS\'s policy state on an emptyDir as rendered, so a restarted STS refuses a replayed older policy', () => {
+    for (const args of [VALUE_SETS.defaults, VALUE_SETS.plaintext] as const) {
+      const objects = helmTemplate(CHART, args);
+      const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts') as unknown as { spec: { template: { spec: { containers: Array<{ name: string; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string }> } } } };
+      const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
+      const config = parse(configMap.data['sts.config.yaml'] as string) as { policy: { stateFile?: string } };
+      assert.ok(config.policy.stateFile, 'policy.stateFile is set');
+      const pod = deployment.spec.template.spec;
+      assertOnWritableEmptyDir(pod, pod.containers[0] as never, config.policy.stateFile);
     }
   });
 

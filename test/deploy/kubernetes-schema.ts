@@ -59,3 +59,19 @@ export function helmLint(chart: string, args: readonly string[] = []): { status:
   const result = spawnSync(helm.path, ['lint', '--strict', chart, ...args], { encoding: 'utf8', timeout: 60_000 });
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
+
+type Mount = { name: string; mountPath: string; readOnly?: boolean };
+type PodSpecWithVolumes = { volumes?: Array<{ name: string; emptyDir?: Record<string, unknown> }> };
+
+/**
+ * The container writes `file` on an emptyDir of its pod: mounted writable at
+ * the file's folder. Such a file outlives a restart of the container (the
+ * kubelet keeps a pod's emptyDirs), not the pod's deletion.
+ */
+export function assertOnWritableEmptyDir(pod: PodSpecWithVolumes, container: { name: string; volumeMounts?: Mount[] }, file: string): void {
+  const mount = (container.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
+  assert.ok(mount, `${container.name}: ${file} is on a mounted volume, not the read-only root filesystem`);
+  assert.notEqual(mount.readOnly, true, `${container.name}: ${mount.mountPath} is writable`);
+  const volume = (pod.volumes ?? []).find((v) => v.name === mount.name);
+  assert.ok(volume?.emptyDir, `${container.name}: ${mount.mountPath} is an emptyDir (${JSON.stringify(volume)})`);
+}

@@ -15,7 +15,7 @@ import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
 import { withContract } from './mesh-contract.ts';
-import { type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
+import { assertOnWritableEmptyDir, type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));
@@ -308,6 +308,22 @@ describe('deploy/ (kustomize)', () => {
         assert.equal(config.sts.clientSecret, undefined);
         assert.equal(createServiceMap(config.spiffe).idOf(config.service), `spiffe://${sts.spiffe.trustDomain}/ns/shop/sa/${deployment.metadata.name}`, 'the ID csi-driver-spiffe issues for the pod\'s ServiceAccount');
         assert.equal(config.inbound.plaintextPort !== undefined, deployment.metadata.name === 'gateway', 'only the entrypoint listens in plaintext');
+      }
+    });
+
+    it('keeps the STS\'s and every injected sidecar\'s policy state on an emptyDir, so a restarted container refuses a replayed older policy', () => {
+      const sts = stsConfig() as unknown as { policy: { stateFile?: string } };
+      assert.ok(sts.policy.stateFile, 'the STS has policy.stateFile');
+      assertOnWritableEmptyDir(deployment('baton-sts').spec.template.spec as never, containerOf('baton-sts') as never, sts.policy.stateFile);
+      const injector = injectorConfig();
+      for (const d of workloads(example).filter((w) => w.metadata.namespace === 'shop')) {
+        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...d.spec.template.metadata, generateName: `${d.metadata.name}-` }, spec: d.spec.template.spec };
+        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injector.sidecar);
+        const pod = patchedPod(object, review);
+        const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar') as { name: string; env?: Array<{ name: string; value?: string }> };
+        const config = loadConfig(withContract(SidecarConfigSchema, 'sidecar'), { env: Object.fromEntries((sidecar.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])) }) as unknown as { policy: { stateFile?: string } };
+        assert.ok(config.policy.stateFile, `${d.metadata.name}'s sidecar has policy.stateFile`);
+        assertOnWritableEmptyDir(pod.spec as never, sidecar as never, config.policy.stateFile);
       }
     });
 
