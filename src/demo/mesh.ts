@@ -74,6 +74,9 @@ export interface Mesh {
   readonly idpUrl: string;
   readonly stsUrl: string;
   readonly policyUrl: string;
+  /** The STS's and the policy server's plaintext admin ports (/livez, /readyz, /metrics), as Prometheus scrapes them. */
+  readonly stsAdminUrl: string;
+  readonly policyAdminUrl: string;
   readonly services: Readonly<Record<DemoServiceName, ServicePorts>>;
   readonly processes: readonly MeshProcess[];
   readonly transport: 'mtls' | 'plaintext';
@@ -136,7 +139,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     writeFileSync(join(dir, 'policy-signing.key.pem'), await exportPKCS8(signing.privateKey), { mode: 0o600 });
     writeFileSync(join(dir, 'policy-signing.pub.pem'), await exportSPKI(signing.publicKey));
 
-    const [idpPort, stsPort, policyPort] = [await freePort(), await freePort(), await freePort()];
+    const [idpPort, stsPort, policyPort, stsAdminPort, policyAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const services = {} as Record<DemoServiceName, ServicePorts>;
     for (const name of DEMO_SERVICES) {
       const inbound = await freePort();
@@ -146,6 +149,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const idpUrl = `http://127.0.0.1:${idpPort}`;
     const stsUrl = `${scheme}://127.0.0.1:${stsPort}`;
     const policyUrl = `${scheme}://127.0.0.1:${policyPort}`;
+    const stsAdminUrl = `http://127.0.0.1:${stsAdminPort}`;
+    const policyAdminUrl = `http://127.0.0.1:${policyAdminPort}`;
     if (mtls) {
       const map = createServiceMap(DEMO_SPIFFE);
       const idDir = join(dir, 'identities');
@@ -174,13 +179,14 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     };
 
     const idp = start('idp', ['demo', 'idp', '--port', String(idpPort)]);
-    writeConfig(join(dir, 'policy-server.yaml'), { policy: policyFile, signingKey: join(dir, 'policy-signing.key.pem'), port: policyPort, ...transportOf(POLICY_SERVER_SERVICE) });
+    writeConfig(join(dir, 'policy-server.yaml'), { policy: policyFile, signingKey: join(dir, 'policy-signing.key.pem'), port: policyPort, admin: { port: policyAdminPort }, ...transportOf(POLICY_SERVER_SERVICE) });
     const policyServer = start('policy-server', ['policy-server', '--config', join(dir, 'policy-server.yaml')]);
     await Promise.all([waitForHttp(`${idpUrl}/jwks`, idp, timeoutMs), waitForHttp(`${policyUrl}/readyz`, policyServer, timeoutMs, probe)]);
 
     writeConfig(join(dir, 'sts.yaml'), {
       issuer: stsUrl,
       port: stsPort,
+      admin: { port: stsAdminPort },
       tokenTtlSeconds: 300,
       policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
       keys: { dir: join(dir, 'sts-keys') },
@@ -230,6 +236,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       idpUrl,
       stsUrl,
       policyUrl,
+      stsAdminUrl,
+      policyAdminUrl,
       services,
       processes,
       transport: mtls ? 'mtls' : 'plaintext',

@@ -11,7 +11,7 @@ import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { StsRedisSchema } from '../redis/config.ts';
-import { TelemetryConfigSchema } from '../telemetry/config.ts';
+import { AdminPortConfigSchema, TelemetryConfigSchema } from '../telemetry/config.ts';
 import { ClockToleranceSeconds, checkKeySourceConfig, KEY_SOURCE_DEFAULTS, KeySourceConfigSchema, MaxChainDepth } from '../token/config.ts';
 import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
@@ -59,6 +59,7 @@ export const StsConfigSchema = Type.Object(
     issuer: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'an http(s) URL without query or fragment (RFC 8414 §2)' }),
     host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'the bind address (0.0.0.0 in Kubernetes)' }),
     port: ListenPort(7000),
+    admin: AdminPortConfigSchema,
     tokenTtlSeconds: Seconds(300, 'the lifetime of issued tokens, between 10 and 86400 seconds; never longer than the subject token has left', { minimum: 10, maximum: 86_400 }),
     clockToleranceSeconds: ClockToleranceSeconds,
     maxChainDepth: MaxChainDepth,

@@ -12,7 +12,9 @@ import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.t
 import { envName } from '../../src/config/load.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
-import { assertOnWritableEmptyDir, helmLint, helmTemplate, validateKubernetesObject } from './kubernetes-schema.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { Value } from '@sinclair/typebox/value';
+import { admittedTo, assertOnWritableEmptyDir, helmLint, helmTemplate, type KubernetesObject, selects, validateKubernetesObject } from './kubernetes-schema.ts';
 import { withContract } from './mesh-contract.ts';
 
 /** Every BATON_* name a schema reads: one per key, at every depth (an object may be set whole). */
@@ -36,7 +38,8 @@ const VALUE_SETS: Readonly<Record<string, readonly string[]>> = {
   plaintext: ['--set', 'transport.mode=plaintext', '--set', 'sts.clientsSecret=baton-sts-clients'],
   'SPIRE through spiffe-helper': ['--set', 'identity.source=spiffe-helper'],
   'SPIRE through the SPIFFE CSI driver': ['--set', 'identity.source=spiffe-csi'],
-  'monitoring on, network policies off': ['--set', 'serviceMonitor.enabled=true', '--set', 'networkPolicy.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
+  'monitoring on, meshed namespaces listed': ['--set', 'podMonitor.enabled=true', '--set', 'networkPolicy.meshedNamespaces={shop,web}'],
+  'network policies and PDBs off': ['--set', 'networkPolicy.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
 };
 const validateValues = new Ajv({ strict: true, allErrors: true }).compile(JSON.parse(read('values.schema.json')) as object);
 
@@ -190,6 +193,42 @@ describe('helm/baton', () => {
       const pod = deployment.spec.template.spec;
       assertOnWritableEmptyDir(pod, pod.containers[0] as never, config.policy.stateFile);
     }
+  });
+
+  describe('scraping, as rendered', () => {
+    type Pod = { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ name: string; args?: string[]; env?: Array<{ name: string; value?: string }>; ports?: Array<{ name: string; containerPort: number }> }>; initContainers?: unknown[] } };
+    const objects = helmTemplate(CHART, VALUE_SETS['monitoring on, meshed namespaces listed'] as readonly string[]);
+    const podOf = (name: string) => (objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name) as unknown as { spec: { template: Pod } }).spec.template;
+    const scraper = (values.networkPolicy as { scraper: unknown }).scraper;
+    const monitors = objects.filter((o) => o.kind === 'PodMonitor') as Array<KubernetesObject & { spec: { selector: Parameters<typeof selects>[0]; namespaceSelector?: { any?: boolean }; podMetricsEndpoints: Array<{ port: string; path: string; scheme?: string; tlsConfig?: unknown }> } }>;
+
+    it('gives the STS and the policy server a plaintext admin port that their configuration opens, a PodMonitor scrapes, and only the scraper may reach', () => {
+      const sts = parse((objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> }).data['sts.config.yaml'] as string) as Record<string, unknown>;
+      const stsAdmin = Value.Default(StsConfigSchema.properties.admin, structuredClone(sts.admin)) as { port?: number };
+      const policyEnv = Object.fromEntries((podOf('baton-policy-server').spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']));
+      const policyAdmin = loadConfig(PolicyServerConfigSchema, { env: policyEnv, overrides: { policy: 'p', signingKey: 'k' } }).admin;
+      for (const [name, configured] of [['baton-sts', stsAdmin.port], ['baton-policy-server', policyAdmin.port]] as const) {
+        const pod = podOf(name);
+        const port = pod.spec.containers[0]?.ports?.find((p) => p.name === 'admin');
+        assert.ok(port !== undefined && port.containerPort === configured, `${name}: container port admin (${port?.containerPort}) is the configured admin.port (${configured})`);
+        const monitor = monitors.find((m) => selects(m.spec.selector, pod.metadata.labels));
+        assert.ok(monitor, `a PodMonitor selects ${name}`);
+        assert.deepEqual(monitor.spec.podMetricsEndpoints.map((e) => [e.port, e.path, e.scheme ?? 'http', e.tlsConfig]), [['admin', '/metrics', 'http', undefined]], 'plain http, no TLS settings to skip');
+        assert.deepEqual(admittedTo(objects, { namespace: 'baton-system', labels: pod.metadata.labels }, 'admin'), [scraper], `${name}: only the scraper reaches the admin port`);
+      }
+    });
+
+    it('lets only the scraper reach the sidecars\' admin ports in every listed meshed namespace, and a PodMonitor scrape them there', () => {
+      const injected = { 'baton.dev/service': 'orders', app: 'orders' };
+      for (const namespace of ['shop', 'web']) {
+        assert.deepEqual(admittedTo(objects, { namespace, labels: injected }, 'baton-admin'), [scraper], `${namespace}: the admin port`);
+        assert.deepEqual(admittedTo(objects, { namespace, labels: injected }, 'baton-inbound'), ['everyone'], `${namespace}: the inbound port`);
+        assert.deepEqual(admittedTo(objects, { namespace, labels: injected }, 'http'), [], `${namespace}: the app's own port`);
+      }
+      const sidecars = monitors.find((m) => selects(m.spec.selector, injected));
+      assert.equal(sidecars?.spec.namespaceSelector?.any, true);
+      assert.deepEqual(sidecars?.spec.podMetricsEndpoints.map((e) => e.port), ['baton-admin']);
+    });
   });
 
   describe('workload identity', () => {

@@ -75,3 +75,39 @@ export function assertOnWritableEmptyDir(pod: PodSpecWithVolumes, container: { n
   const volume = (pod.volumes ?? []).find((v) => v.name === mount.name);
   assert.ok(volume?.emptyDir, `${container.name}: ${mount.mountPath} is an emptyDir (${JSON.stringify(volume)})`);
 }
+
+type LabelSelector = { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: string; values?: string[] }> };
+export type NetworkPolicyPeer = { namespaceSelector?: LabelSelector; podSelector?: LabelSelector; ipBlock?: unknown };
+
+/** Whether a label selector matches labels (Kubernetes semantics: every term must hold; an empty selector matches all). */
+export function selects(selector: LabelSelector | undefined, labels: Readonly<Record<string, string>>): boolean {
+  if (selector === undefined) return true;
+  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) if (labels[key] !== value) return false;
+  for (const { key, operator, values = [] } of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, key);
+    const holds = operator === 'In' ? has && values.includes(labels[key] as string) : operator === 'NotIn' ? !has || !values.includes(labels[key] as string) : operator === 'Exists' ? has : !has;
+    if (!holds) return false;
+  }
+  return true;
+}
+
+/**
+ * Who the NetworkPolicies let in to a pod's named port: the `from` peers of
+ * every ingress rule of every policy selecting the pod that covers the port
+ * (`everyone` for a rule without `from`), or undefined when no policy selects
+ * the pod (then all traffic is allowed).
+ */
+export function admittedTo(objects: readonly KubernetesObject[], pod: { namespace: string; labels: Record<string, string> }, port: string): Array<NetworkPolicyPeer | 'everyone'> | undefined {
+  type Rule = { from?: NetworkPolicyPeer[]; ports?: Array<{ port?: string | number }> };
+  const policies = objects.filter((o) => o.kind === 'NetworkPolicy' && (o.metadata.namespace ?? pod.namespace) === pod.namespace && selects((o.spec as { podSelector: LabelSelector }).podSelector, pod.labels));
+  if (policies.length === 0) return undefined;
+  const peers: Array<NetworkPolicyPeer | 'everyone'> = [];
+  for (const policy of policies) {
+    for (const rule of ((policy.spec as { ingress?: Rule[] }).ingress ?? [])) {
+      if (rule.ports !== undefined && !rule.ports.some((p) => p.port === undefined || p.port === port)) continue;
+      if (rule.from === undefined || rule.from.length === 0) peers.push('everyone');
+      else peers.push(...rule.from);
+    }
+  }
+  return peers;
+}

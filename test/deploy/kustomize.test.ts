@@ -15,7 +15,7 @@ import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
 import { withContract } from './mesh-contract.ts';
-import { assertOnWritableEmptyDir, type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
+import { admittedTo, assertOnWritableEmptyDir, type KubernetesObject, kustomize, selects, validateKubernetesObject } from './kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));
@@ -189,6 +189,37 @@ describe('deploy/ (kustomize)', () => {
     const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
     const env = injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>;
     assert.equal(env.find((e) => e.name === 'BATON_SIDECAR__IMAGE')?.value, injector.spec.template.spec.containers[0]?.image);
+  });
+
+  it('opens the STS\'s and the policy server\'s plaintext admin ports and the sidecars\' baton-admin to the scraper only, and deploy/monitoring scrapes them', async () => {
+    const monitoring = kustomize(join(ROOT, 'deploy/monitoring'));
+    for (const object of monitoring) await validateKubernetesObject(object);
+    const monitors = monitoring.filter((o) => o.kind === 'PodMonitor') as Array<KubernetesObject & { spec: { selector: Parameters<typeof selects>[0]; podMetricsEndpoints: Array<{ port: string; scheme?: string; tlsConfig?: unknown }> } }>;
+    const scraper = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } };
+    const stsFile = (find(example, 'ConfigMap', 'baton-sts') as KubernetesObject & { data: Record<string, string> }).data['sts.config.yaml'] as string;
+    const dir = mkdtempSync(join(tmpdir(), 'baton-sts-admin-'));
+    let stsAdmin: number | undefined;
+    try {
+      writeFileSync(join(dir, 'sts.yaml'), stsFile);
+      stsAdmin = (loadConfig(withContract(StsConfigSchema, 'sts'), { file: join(dir, 'sts.yaml') }) as unknown as { admin: { port?: number } }).admin.port;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const policyContainer = workloads(example).find((d) => d.metadata.name === 'baton-policy-server')?.spec.template.spec.containers[0] as { env: Array<{ name: string; value?: string }> };
+    const policyAdmin = loadConfig(PolicyServerConfigSchema, { env: Object.fromEntries(policyContainer.env.map((e) => [e.name, e.value ?? ''])), overrides: { policy: 'p', signingKey: 'k' } }).admin.port;
+    for (const [name, configured] of [['baton-sts', stsAdmin], ['baton-policy-server', policyAdmin]] as const) {
+      const deployment = workloads(example).find((d) => d.metadata.name === name) as ReturnType<typeof workloads>[number];
+      const labels = deployment.spec.template.metadata.labels;
+      const port = (deployment.spec.template.spec.containers[0]?.ports as Array<{ name: string; containerPort: number }>).find((p) => p.name === 'admin');
+      assert.ok(port !== undefined && port.containerPort === configured, `${name}: container port admin is the configured admin.port (${configured})`);
+      assert.deepEqual(admittedTo(example, { namespace: 'baton-system', labels }, 'admin'), [scraper], `${name}: only the scraper`);
+      const monitor = monitors.find((m) => selects(m.spec.selector, labels));
+      assert.deepEqual(monitor?.spec.podMetricsEndpoints.map((e) => [e.port, e.scheme ?? 'http', e.tlsConfig]), [['admin', 'http', undefined]], `${name} is scraped over plain http`);
+    }
+    const injected = { 'baton.dev/service': 'orders', 'app.kubernetes.io/name': 'orders' };
+    assert.deepEqual(admittedTo(example, { namespace: 'shop', labels: injected }, 'baton-admin'), [scraper], 'the sidecars\' admin port: the scraper only');
+    assert.deepEqual(admittedTo(example, { namespace: 'shop', labels: injected }, 'baton-inbound'), ['everyone']);
+    assert.deepEqual(monitors.find((m) => selects(m.spec.selector, injected))?.spec.podMetricsEndpoints.map((e) => e.port), ['baton-admin']);
   });
 
   describe('workload identity', () => {

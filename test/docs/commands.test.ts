@@ -154,7 +154,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   },
   'docs/policy-server.md': {
     'baton policy-server keygen --out ./keys': { how: 'run' },
-    'baton policy-server --policy examples/shop.callgraph.yaml --signing-key keys/policy-signing.key.pem --port 7300 --state /var/lib/baton/policy-version.json --transport plaintext': { how: 'run', background: true },
+    'baton policy-server --policy examples/shop.callgraph.yaml --signing-key keys/policy-signing.key.pem --port 7100 --state /var/lib/baton/policy-version.json --transport plaintext': { how: 'run', background: true },
   },
   'docs/rollout.md': {
     'baton policy suggest --logs logs/ --name shop --out shop.callgraph.yaml': { how: 'run' },
@@ -300,7 +300,7 @@ describe('the commands in README.md and docs/', () => {
         .replaceAll('http://localhost:7080', `http://127.0.0.1:${mesh.services.gateway.entry}`)
         .replaceAll('/var/lib/baton/', `${work}/var/lib/baton/`)
         .replace(/(^|\$\(|\|\s*)npx baton /g, '$1baton ');
-      if (ports.policyServer !== undefined) out = out.replace('--port 7300', `--port ${ports.policyServer}`);
+      if (ports.policyServer !== undefined) out = out.replace('--port 7100', `--port ${ports.policyServer}`);
       return out;
     }
 

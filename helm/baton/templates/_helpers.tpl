@@ -128,6 +128,14 @@ securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 
+{{/* The scraper (Prometheus) as a NetworkPolicy peer, from networkPolicy.scraper. */}}
+{{- define "baton.scraperPeer" -}}
+namespaceSelector:
+  {{- toYaml .Values.networkPolicy.scraper.namespaceSelector | nindent 2 }}
+podSelector:
+  {{- toYaml .Values.networkPolicy.scraper.podSelector | nindent 2 }}
+{{- end -}}
+
 {{- define "baton.injectorTlsSecret" -}}
 {{- if eq .Values.injector.tls.mode "existingSecret" -}}
 {{ .Values.injector.tls.existingSecret }}
