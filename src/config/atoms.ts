@@ -41,6 +41,9 @@ export function Dns1123Label(description: string): TString {
   return Type.String({ pattern: DNS1123_LABEL_PATTERN, description });
 }
 
+/** A DNS-1123 subdomain, what Kubernetes takes as a Secret or ConfigMap name: labels joined by dots, 253 characters at most. */
+export const Dns1123Subdomain = { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 } as const;
+
 export const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
 
 /** A workload's SPIFFE ID: spiffe://<trust domain>/<path> (SPIFFE-ID §2); parseSpiffeId checks the rest where it is used. */

@@ -8,7 +8,7 @@
  */
 import { sidecarRedisUser } from '../redis/config.ts';
 import type { InjectionSettings } from './annotations.ts';
-import type { SidecarTemplate } from './config.ts';
+import type { KubernetesExternalIssuer, SidecarTemplate } from './config.ts';
 import { IDENTITY_DIR, IDENTITY_VOLUME, type IdentityLayout } from './identity-layout.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
 import { restrictedSecurityContext } from './security-context.ts';
@@ -20,6 +20,8 @@ export const PLAINTEXT_PORT_NAME = 'baton-plaintext';
 export const POLICY_KEY_VOLUME = 'baton-policy-key';
 export const TMP_VOLUME = 'baton-tmp';
 export const POLICY_STATE_VOLUME = 'baton-policy-state';
+export const INTROSPECTION_VOLUME = 'baton-introspection';
+const INTROSPECTION_DIR = '/etc/baton/introspection';
 /** Where the sidecar keeps the newest policy version it accepted (policy.stateFile). */
 export const POLICY_STATE_DIR = '/var/lib/baton/policy-state';
 export const POLICY_STATE_FILE = `${POLICY_STATE_DIR}/policy-state.json`;
@@ -63,6 +65,8 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
       // in plaintext mode only: in mtls mode exchanged tokens are bound to this pod and never shared.
       ...(template.redis === undefined || identity !== undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
       ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
+      // The introspection client secret: in this container only, like the Redis secret.
+      ...(introspectionSecret(template) === undefined ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
     ],
   };
 }
@@ -89,7 +93,7 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     literal('OTEL_SERVICE_NAME', workload.serviceAccount),
   ];
   if (identity !== undefined) env.push(...identityEnv(template, settings, identity));
-  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(template.externalIssuers)));
+  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
   // The Redis tier serves plaintext mode only: in mtls mode exchanged tokens are bound to this pod's certificate.
   if (template.redis !== undefined && identity === undefined) {
     env.push(
@@ -102,6 +106,24 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
   if (template.otlpEndpoint !== undefined) env.push(literal('OTEL_EXPORTER_OTLP_ENDPOINT', template.otlpEndpoint));
   if (settings.logLevel !== undefined) env.push(literal('BATON_LOG_LEVEL', settings.logLevel));
   return env;
+}
+
+/**
+ * The sidecar's `externalIssuers` from the injector's: the same entries less
+ * `discovery` (the sidecar discovers whenever jwksUri is unset), with an
+ * introspection secret read from the mounted Secret's file.
+ */
+export function sidecarExternalIssuers(issuers: readonly KubernetesExternalIssuer[]): Array<Record<string, unknown>> {
+  return issuers.map(({ discovery: _discovery, introspection, ...issuer }) => {
+    if (introspection === undefined) return { ...issuer };
+    const { clientSecretFrom, ...rest } = introspection;
+    return { ...issuer, introspection: { ...rest, clientSecretFile: `${INTROSPECTION_DIR}/${clientSecretFrom.key}` } };
+  });
+}
+
+/** The one introspecting issuer's Secret, if any (checkInjectorConfig allows one). */
+function introspectionSecret(template: SidecarTemplate): { readonly secretName: string; readonly key: string } | undefined {
+  return template.externalIssuers.find((e) => e.introspection !== undefined)?.introspection?.clientSecretFrom;
 }
 
 const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
@@ -156,5 +178,13 @@ export function sidecarVolumes(template: SidecarTemplate, workload: Workload, id
       ? []
       : [{ name: REDIS_VOLUME, secret: { secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`, items: [{ key: 'password', path: 'password' }, { key: 'seal-key', path: 'seal-key' }] } }]),
     ...(identity?.volumes ?? []),
+    ...(introspectionVolume(template) ?? []),
   ];
+}
+
+function introspectionVolume(template: SidecarTemplate): Array<Record<string, unknown>> | undefined {
+  const secret = introspectionSecret(template);
+  if (secret === undefined) return undefined;
+  // Not optional: a sidecar told to introspect without its secret would refuse to start anyway; the pod says why.
+  return [{ name: INTROSPECTION_VOLUME, secret: { secretName: secret.secretName, items: [{ key: secret.key, path: secret.key }] } }];
 }

@@ -41,6 +41,22 @@ export const ExchangeConfigSchema = Type.Object(
 export type ExchangeConfig = Readonly<Static<typeof ExchangeConfigSchema>>;
 export const EXCHANGE_DEFAULTS: ExchangeConfig = Object.freeze(Value.Default(ExchangeConfigSchema, {}) as ExchangeConfig);
 
+/**
+ * One external identity provider as the sidecar trusts it
+ * (docs/identity-providers.md). The injector and the Helm chart build their
+ * `externalIssuers` from this object (src/injector/config.ts), so the three
+ * accept the same keys.
+ */
+export const SidecarExternalIssuerSchema = Type.Object(
+  {
+    issuer: HttpUrl,
+    jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the issuer JWK Set (default: discovered from the issuer metadata)' }),
+    audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud the IdP puts in tokens for this service (default: the service name)' })),
+    ...ISSUER_PROFILE_FIELDS,
+  },
+  { additionalProperties: false },
+);
+
 export const SidecarConfigSchema = Type.Object(
   {
     service: Dns1123Label('the service name as the call-graph policy spells it (DNS-1123 label)'),
@@ -97,18 +113,7 @@ export const SidecarConfigSchema = Type.Object(
     ),
     policy: Type.Object(POLICY_SOURCE_FIELDS, { additionalProperties: false }),
     upstreams: Type.Record(Type.String(), HttpUrl, { default: {} }),
-    externalIssuers: Type.Array(
-      Type.Object(
-        {
-          issuer: HttpUrl,
-          jwksUri: Type.Optional(HttpUrl),
-          audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud the IdP puts in tokens for this service (default: the service name)' })),
-          ...ISSUER_PROFILE_FIELDS,
-        },
-        { additionalProperties: false },
-      ),
-      { default: [] },
-    ),
+    externalIssuers: Type.Array(SidecarExternalIssuerSchema, { default: [] }),
     redis: Type.Optional(SidecarRedisSchema),
     exchange: ExchangeConfigSchema,
     jwks: KeySourceConfigSchema,

@@ -43,7 +43,8 @@ const Client = Type.Object(
   { additionalProperties: false },
 );
 
-const ExternalIssuer = Type.Object(
+/** One external identity provider as the STS trusts it; `discovery` is the STS's own key (the sidecar discovers whenever jwksUri is unset). */
+export const StsExternalIssuerSchema = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: 'the issuer identifier (iss) of an external identity provider' }),
     jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the issuer JWK Set' }),
@@ -85,7 +86,7 @@ export const StsConfigSchema = Type.Object(
       ),
     ),
     clients: Type.Array(Client, { default: [] }),
-    externalIssuers: Type.Array(ExternalIssuer, { default: [] }),
+    externalIssuers: Type.Array(StsExternalIssuerSchema, { default: [] }),
     resources: Type.Record(Type.String(), Type.String(), { default: {}, description: 'resource URI → service name (RFC 8707)' }),
     kubernetes: Type.Optional(
       Type.Object(
@@ -120,7 +121,7 @@ export const StsConfigSchema = Type.Object(
 
 export type StsConfig = Readonly<Static<typeof StsConfigSchema>>;
 export type StsClientConfig = Static<typeof Client>;
-export type ExternalIssuerConfig = Static<typeof ExternalIssuer>;
+export type ExternalIssuerConfig = Static<typeof StsExternalIssuerSchema>;
 
 export function loadStsConfig(options: LoadOptions): StsConfig {
   const config = loadConfig(StsConfigSchema, options);
