@@ -31,8 +31,14 @@ const POLICY_KEY_DIR = '/etc/baton/policy';
 export const POLICY_KEY_FILE = 'policy-signing.pub.pem';
 
 export interface Workload {
-  /** The pod's ServiceAccount: the service name in the call graph and the STS client id. */
+  /** The pod's ServiceAccount: its Secrets (client secret, Redis) are named after it, in its namespace. */
   readonly serviceAccount: string;
+  /**
+   * The service name in the call graph and the STS client id: the
+   * ServiceAccount, qualified by the pod's namespace when that is not the
+   * mesh's home (`orders.shop`; src/core/service-name.ts).
+   */
+  readonly service: string;
 }
 
 /** `identity` is the pod's identity layout in mtls mode, undefined in plaintext mode. */
@@ -73,7 +79,7 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
 
 function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
   const env: EnvVar[] = [
-    literal('BATON_SERVICE', workload.serviceAccount),
+    literal('BATON_SERVICE', workload.service),
     literal('BATON_TRANSPORT__MODE', template.transport.mode),
     literal('BATON_HOST', '0.0.0.0'),
     literal('BATON_INBOUND__PORT', settings.inboundPort),
@@ -83,14 +89,14 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     literal('BATON_OUTBOUND__DEFAULT_UPSTREAM_PORT', template.defaultUpstreamPort),
     literal('BATON_ADMIN__PORT', settings.adminPort),
     literal('BATON_STS__ISSUER', template.stsIssuer),
-    literal('BATON_STS__CLIENT_ID', workload.serviceAccount),
+    literal('BATON_STS__CLIENT_ID', workload.service),
     ...stsCredentialEnv(template, workload, identity),
     literal('BATON_POLICY__URL', template.policyUrl),
     literal('BATON_POLICY__PUBLIC_KEY', `${POLICY_KEY_DIR}/${POLICY_KEY_FILE}`),
     // A restarted sidecar refuses a replayed older signed policy (docs/policy-server.md, "Replay").
     literal('BATON_POLICY__STATE_FILE', POLICY_STATE_FILE),
     literal('BATON_SHUTDOWN__GRACE_MS', template.terminationDrainMs),
-    literal('OTEL_SERVICE_NAME', workload.serviceAccount),
+    literal('OTEL_SERVICE_NAME', workload.service),
   ];
   if (identity !== undefined) env.push(...identityEnv(template, settings, identity));
   if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
@@ -98,7 +104,7 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
   if (template.redis !== undefined && identity === undefined) {
     env.push(
       literal('BATON_REDIS__URL', template.redis),
-      literal('BATON_REDIS__USERNAME', sidecarRedisUser(workload.serviceAccount)),
+      literal('BATON_REDIS__USERNAME', sidecarRedisUser(workload.service)),
       literal('BATON_REDIS__PASSWORD_FILE', `${REDIS_DIR}/password`),
       literal('BATON_REDIS__SEAL_KEY_FILE', `${REDIS_DIR}/seal-key`),
     );

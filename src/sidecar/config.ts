@@ -5,7 +5,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { Dns1123Label, HttpUrl, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
+import { HttpUrl, ServiceNameText, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { ConnectTimeoutMs, SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
@@ -59,7 +59,7 @@ export const SidecarExternalIssuerSchema = Type.Object(
 
 export const SidecarConfigSchema = Type.Object(
   {
-    service: Dns1123Label('the service name as the call-graph policy spells it (DNS-1123 label)'),
+    service: ServiceNameText("the service name as the call-graph policy spells it: orders in the home namespace (spiffe.namespace), orders.shop in another"),
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the inbound and admin ports (0.0.0.0 in Kubernetes)' }),
     logLevel: LogLevel,
     connectTimeoutMs: ConnectTimeoutMs,
