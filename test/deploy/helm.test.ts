@@ -12,6 +12,7 @@ import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.t
 import { envName } from '../../src/config/load.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { loadStsConfig, StsConfigSchema } from '../../src/sts/config.ts';
+import { createServiceMap } from '../../src/identity/service-map.ts';
 import { chartSchemaText } from '../../scripts/chart-schema.ts';
 import { checkInjectorConfig } from '../../src/injector/config.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
@@ -289,6 +290,35 @@ describe('helm/baton', () => {
       assert.equal(patched.spec.volumes.find((v) => v.name === sidecarMount?.name)?.secret?.secretName, 'idp-introspection');
       assert.equal(patched.spec.containers[0]?.volumeMounts, undefined, 'the app container mounts nothing');
     });
+  });
+
+  it('meshes pods of several namespaces with the chart\'s injector and STS: each named service.namespace outside the home, its certificate\'s ID the one the STS expects', () => {
+    const objects = helmTemplate(CHART, ['--set', 'spiffe.namespace=shop', '--set-json', 'sts.clients=[{"id":"gateway.web","tlsClientAuth":true},{"id":"orders","tlsClientAuth":true}]']);
+    const stsConfigMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
+    const dir = mkdtempSync(join(tmpdir(), 'baton-chart-namespaces-'));
+    let sts: ReturnType<typeof loadStsConfig>;
+    try {
+      writeFileSync(join(dir, 'sts.yaml'), stsConfigMap.data['sts.config.yaml'] as string);
+      sts = loadStsConfig({ file: join(dir, 'sts.yaml') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const stsMap = createServiceMap(sts.spiffe);
+    const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } };
+    const injectorConfig = loadConfig(InjectorConfigSchema, { env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+    for (const [account, namespace, name] of [['gateway', 'web', 'gateway.web'], ['orders', 'shop', 'orders']] as const) {
+      const object = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: `${account}-`, annotations: { 'baton.dev/inject': 'true' } }, spec: { serviceAccountName: account, containers: [{ name: 'app', image: 'shop/app:1' }] } };
+      const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object } }, injectorConfig.sidecar);
+      assert.equal(review.response.allowed, true, review.response.status?.message);
+      const sidecar = patchedPod(object, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+      const config = loadSidecarConfig({ env: Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])) });
+      assert.equal(config.service, name);
+      const id = createServiceMap(config.spiffe).idOf(config.service);
+      assert.equal(id, `spiffe://cluster.local/ns/${namespace}/sa/${account}`, 'the ID csi-driver-spiffe issues to the pod');
+      assert.ok(sts.clients.some((c) => c.id === config.sts.clientId && c.tlsClientAuth === true), `the STS knows ${name} by certificate`);
+      assert.equal(stsMap.idOf(config.sts.clientId), id, 'the STS expects that very certificate');
+      assert.equal(stsMap.serviceOf(id), name);
+    }
   });
 
   describe('scraping, as rendered', () => {
