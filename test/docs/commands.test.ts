@@ -122,8 +122,11 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'kubectl apply -k deploy/overlays/example': CLUSTER,
     [`helm install baton helm/baton -n baton-system --set policyServer.existingConfigMap=baton-callgraph --set spiffe.namespace=shop --set 'sts.clients[0].id=gateway' --set 'sts.clients[0].tlsClientAuth=true' --set 'sts.clients[1].id=orders' --set 'sts.clients[1].tlsClientAuth=true'`]: CLUSTER,
     // `create role --resource` asks the API server which resources exist, even for a client dry run.
-    'kubectl -n shop create role baton-spiffe-certificate-requester --verb=create --resource=certificaterequests.cert-manager.io': { ...CLUSTER, instead: 'deploy/overlays/example/identity.yaml is the same Role as a manifest; test/deploy/kustomize.test.ts renders and validates it' },
-    'kubectl -n shop create rolebinding baton-spiffe-certificate-requester --role=baton-spiffe-certificate-requester --serviceaccount=shop:gateway --serviceaccount=shop:orders --serviceaccount=shop:payments': { how: 'kubectl-dry-run' },
+    'kubectl -n web create role baton-spiffe-certificate-requester --verb=create --resource=certificaterequests.cert-manager.io': { ...CLUSTER, instead: 'deploy/overlays/example/identity.yaml is the same Role as a manifest; test/deploy/kustomize.test.ts renders and validates it' },
+    'kubectl -n web create rolebinding baton-spiffe-certificate-requester --role=baton-spiffe-certificate-requester --serviceaccount=web:gateway': { how: 'kubectl-dry-run' },
+    'kubectl create namespace web': { how: 'kubectl-dry-run' },
+    'kubectl label namespace web baton.dev/inject=enabled': CLUSTER,
+    'kubectl -n web create configmap baton-mesh --from-file=policy-signing.pub.pem': { how: 'kubectl-dry-run' },
     'kubectl apply -k deploy/overlays/example-spire': CLUSTER,
     'kubectl -n baton-system create configmap baton-callgraph --from-file=callgraph.yaml=deploy/base/callgraph.yaml': { how: 'kubectl-dry-run' },
     'kubectl create namespace shop': { how: 'kubectl-dry-run' },
