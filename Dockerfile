@@ -8,7 +8,8 @@ ARG NODE_IMAGE=node:24-slim
 # The bundle is plain JavaScript: built once on the builder's own platform, even for a multi-platform image.
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
+# .npmrc: legacy-peer-deps, which the lockfile was written with (a devDependency's unused peers stay out).
+COPY package.json package-lock.json .npmrc ./
 # With dev dependencies: esbuild bundles. --ignore-scripts: esbuild runs from its platform package,
 # and the `node` devDependency (which pins Node for npm scripts) stays out; the base image's Node 24 runs the build.
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -20,7 +21,7 @@ RUN npm run build
 
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 # The OpenTelemetry packages and the graphviz wasm stay outside the bundle; production dependencies only.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
@@ -37,7 +38,7 @@ ENV NODE_OPTIONS=--max-semi-space-size=16
 ENV MALLOC_ARENA_MAX=2
 # npm and corepack are not needed at run time; fewer tools in the image, less to exploit.
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
- && mkdir -p /var/lib/baton/keys /var/lib/baton/sts-keys /var/lib/baton/redis /var/lib/baton/identities /etc/baton \
+ && mkdir -p /var/lib/baton/keys /var/lib/baton/sts-keys /var/lib/baton/redis /var/lib/baton/identities /var/lib/baton/policy-state /etc/baton \
  && chown -R 10001:10001 /var/lib/baton
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

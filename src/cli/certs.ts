@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { LAYOUTS, type Layout } from '../identity/config.ts';
 import { writeDevIdentities } from '../identity/dev-ca.ts';
 import { createServiceMap } from '../identity/service-map.ts';
-import { isTrustDomain } from '../identity/spiffe-id.ts';
+import { isTrustDomain, type SpiffeId } from '../identity/spiffe-id.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 
 const HELP = `Usage: baton certs --out DIR [options] SERVICE...
@@ -55,8 +55,13 @@ export const certsCommand: Command = {
     if (!Number.isFinite(hours) || hours <= 0 || hours > 24 * 3650) throw new UsageError(`expected --valid-for as a number of hours above 0, got '${values['valid-for']}'`);
     const map = createServiceMap({ trustDomain, namespace: values.namespace, template: values.template, ids: {} });
     const services = positionals.map((service) => {
-      const spiffeId = map.idOf(service);
-      if (map.serviceOf(spiffeId) !== service) throw new UsageError(`expected SERVICE names as DNS-1123 labels, got '${service}'`);
+      let spiffeId: SpiffeId;
+      try {
+        spiffeId = map.idOf(service);
+      } catch {
+        throw new UsageError(`expected SERVICE names as DNS-1123 labels, or service.namespace outside --namespace, got '${service}'`);
+      }
+      if (map.serviceOf(spiffeId) !== service) throw new UsageError(`expected SERVICE names as DNS-1123 labels, or service.namespace outside --namespace, got '${service}'`);
       return { service, spiffeId };
     });
     const result = await writeDevIdentities({ dir: resolve(values.out), trustDomain, services, validForMs: hours * 3_600_000, layout: values.layout as Layout, now: new Date(), force: values.force });

@@ -9,6 +9,7 @@ import { type PolicyServerConfig, PolicyServerConfigSchema } from '../policy/dis
 import { createPolicyServer, createVersionCounter } from '../policy/distribution/server.ts';
 import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/distribution/signing.ts';
 import { createPolicyWatcher } from '../policy/distribution/watch.ts';
+import { createAdminListener } from '../telemetry/admin-listener.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
@@ -27,7 +28,7 @@ Options:
   --policy FILE|DIR    the policy file, or a directory holding one
   --signing-key FILE   PKCS#8 PEM private key, P-256 (ES256) or Ed25519 (EdDSA)
   --host ADDRESS       listen address (default 127.0.0.1)
-  --port N             listen port (default 7300; 0 picks a free one)
+  --port N             listen port (default 7100; 0 picks a free one)
   --state FILE         persist the version counter here (versions survive restarts)
   --transport MODE     mtls (default: TLS with the workload certificate in
                        identity.*, docs/identity.md) or plaintext (loopback only)
@@ -117,9 +118,12 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+  // A plaintext port for Prometheus and probes beside the TLS one (src/telemetry/admin-listener.ts).
+  const admin = config.admin.port === undefined ? undefined : createAdminListener(server.app);
   try {
     const url = await server.listen({ host: config.host, port: config.port });
-    logger.info({ url, alg: signingKey.alg, kid: signingKey.kid, policy: resolve(config.policy), policyLoaded: watcher.current() !== undefined }, 'policy server listening');
+    const adminUrl = await admin?.listen({ host: config.host, port: config.admin.port as number });
+    logger.info({ url, adminUrl, alg: signingKey.alg, kid: signingKey.kid, policy: resolve(config.policy), policyLoaded: watcher.current() !== undefined }, 'policy server listening');
     await stop;
     return 0;
   } catch (error) {
@@ -129,6 +133,7 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     watcher.close();
+    await admin?.close();
     await server.close();
     mesh?.identity.close();
     // DESIGN "SIGTERM": spans flush before exit.

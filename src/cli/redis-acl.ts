@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { adminAclUser, type AclUser, redisSecretsLayout, renderAclFile, sidecarAclUser, stsAclUser } from '../redis/acl.ts';
 import { SEAL_KEY_BYTES } from '../sidecar/exchange/token-seal.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
-import { DNS1123_LABEL } from '../core/dns-label.ts';
+import { isServiceName } from '../core/service-name.ts';
 
 const HELP = `Usage: baton redis-acl --services A,B,... --dir DIR [--acl-file FILE] [--no-sts] [--no-admin]
 
@@ -48,7 +48,7 @@ export const redisAclCommand: Command = {
     if (values.dir === undefined) throw new UsageError('redis-acl expects --dir DIR');
     const services = [...new Set(values.services.split(',').map((s) => s.trim()).filter((s) => s !== ''))];
     if (services.length === 0) throw new UsageError('redis-acl expects at least one service in --services');
-    for (const service of services) if (!DNS1123_LABEL.test(service)) throw new UsageError(`expected service names as DNS labels (a-z, 0-9, -), got '${service}'`);
+    for (const service of services) if (!isServiceName(service)) throw new UsageError(`expected service names as DNS labels (a-z, 0-9, -), or service.namespace, got '${service}'`);
     const dir = values.dir;
     const users: AclUser[] = [];
     const password = (): string => randomBytes(32).toString('base64url');

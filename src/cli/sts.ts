@@ -13,6 +13,7 @@ import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } fro
 import { hashSecret } from '../sts/secret-hash.ts';
 import { createStsServer } from '../sts/server.ts';
 import type { Logger } from 'pino';
+import { createAdminListener } from '../telemetry/admin-listener.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
@@ -103,6 +104,8 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
           logger,
         });
   const server = createStsServer(config, { logger, policy, keys, replay, mesh, tracing: telemetry.tracing });
+  // A plaintext port for Prometheus and probes beside the TLS one (src/telemetry/admin-listener.ts).
+  const admin = config.admin.port === undefined ? undefined : createAdminListener(server.app);
   let stopped!: () => void;
   const stop = new Promise<void>((resolve) => (stopped = resolve));
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -118,7 +121,8 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
       logger.warn({ timeoutMs: config.policy.readyTimeoutMs }, 'no call-graph policy yet: not ready, token requests answer temporarily_unavailable until one arrives');
     }
     const url = await server.listen();
-    logger.info({ url, issuer: config.issuer, kid: keys.active().kid, alg: keys.active().alg, policy: policy.current()?.digest, clients: config.clients.length, externalIssuers: config.externalIssuers.length }, 'sts listening');
+    const adminUrl = await admin?.listen({ host: config.host, port: config.admin.port as number });
+    logger.info({ url, adminUrl, issuer: config.issuer, kid: keys.active().kid, alg: keys.active().alg, policy: policy.current()?.digest, clients: config.clients.length, externalIssuers: config.externalIssuers.length }, 'sts listening');
     await stop;
     return 0;
   } catch (error) {
@@ -127,6 +131,7 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    await admin?.close();
     await server.close();
     await policy.close();
     await replay.close();

@@ -4,7 +4,7 @@
  * config.ts composes them; it keeps its own defaults and descriptions.
  */
 import { type TInteger, type TLiteral, type TString, type TUnion, Type } from '@sinclair/typebox';
-import { DNS1123_LABEL_PATTERN } from '../core/dns-label.ts';
+import { DNS1123_LABEL_PATTERN, SERVICE_NAME_PATTERN } from '../core/dns-label.ts';
 
 /**
  * A port this process listens on. 0 asks the kernel for a free one: the
@@ -36,10 +36,18 @@ export const LogLevel = logLevels({ default: 'info', description: LOG_LEVELS.joi
 /** A log level with no default here: another part's default applies when it is absent. */
 export const LogLevelChoice = (description: string): TUnion<TLiteral<LogLevel>[]> => logLevels({ description: `${description} (${LOG_LEVELS.join(' | ')})` });
 
-/** A DNS-1123 label: a service name, a namespace, a ServiceAccount. */
+/** A DNS-1123 label: a namespace, a ServiceAccount, an unqualified service name. */
 export function Dns1123Label(description: string): TString {
   return Type.String({ pattern: DNS1123_LABEL_PATTERN, description });
 }
+
+/** A service name (src/core/service-name.ts): `orders` in the home namespace, `orders.shop` in namespace shop. */
+export function ServiceNameText(description: string): TString {
+  return Type.String({ pattern: SERVICE_NAME_PATTERN, description });
+}
+
+/** A DNS-1123 subdomain, what Kubernetes takes as a Secret or ConfigMap name: labels joined by dots, 253 characters at most. */
+export const Dns1123Subdomain = { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 } as const;
 
 export const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
 

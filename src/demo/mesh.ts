@@ -21,7 +21,8 @@ import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
 import { Agent, type Dispatcher, request } from 'undici';
 import { type DevCa, writeDevIdentities } from '../identity/dev-ca.ts';
 import { createServiceMap, type ServiceMap } from '../identity/service-map.ts';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { canonicalServiceName } from '../core/service-name.ts';
 import { redisSecretsLayout } from '../redis/acl.ts';
 import type { DemoServiceName } from './apps.ts';
 import { freePort } from './free-port.ts';
@@ -74,8 +75,13 @@ export interface Mesh {
   readonly idpUrl: string;
   readonly stsUrl: string;
   readonly policyUrl: string;
+  /** The STS's and the policy server's plaintext admin ports (/livez, /readyz, /metrics), as Prometheus scrapes them. */
+  readonly stsAdminUrl: string;
+  readonly policyAdminUrl: string;
   readonly services: Readonly<Record<DemoServiceName, ServicePorts>>;
   readonly processes: readonly MeshProcess[];
+  /** Each demo service's name in the call graph: itself, or service.namespace outside the home namespace (`namespaces`). */
+  readonly names: Readonly<Record<DemoServiceName, string>>;
   readonly transport: 'mtls' | 'plaintext';
   /** mtls mode: the development identities the mesh runs with. */
   readonly identities: MeshIdentities | undefined;
@@ -116,6 +122,16 @@ export interface MeshOptions {
   readonly apps?: Partial<Readonly<Record<DemoServiceName, number>>>;
   /** mtls mode: services whose inbound TLS port lets callers without a certificate in (`inbound.clientCertificate: optional`). */
   readonly optionalClientCertificate?: readonly DemoServiceName[];
+  /**
+   * A mesh across namespaces, as on Kubernetes: the home namespace (the
+   * SPIFFE rule's `namespace`), the namespace of each demo service (default
+   * the home), and the control plane's own. Each certificate names its
+   * process's namespace (`spiffe://baton.demo/ns/<namespace>/sa/<name>`), a
+   * service outside the home is `service.namespace` in the call graph (the
+   * demo policy is renamed to match), and the sidecars and the STS are told
+   * the control plane's IDs, as the injector tells them.
+   */
+  readonly namespaces?: { readonly home: string; readonly services: Partial<Readonly<Record<DemoServiceName, string>>>; readonly controlPlane: string };
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
@@ -131,12 +147,20 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   try {
     const timeoutMs = options.startTimeoutMs ?? 30_000;
     const policyFile = join(dir, 'callgraph.yaml');
-    copyFileSync(options.policyFile ?? DEMO_POLICY, policyFile);
+    const spaces = options.namespaces;
+    const home = spaces?.home ?? DEMO_SPIFFE.namespace;
+    const names = Object.fromEntries(DEMO_SERVICES.map((name) => [name, canonicalServiceName(name, spaces?.services[name] ?? home, home)])) as Record<DemoServiceName, string>;
+    const spiffe = { ...DEMO_SPIFFE, namespace: home };
+    // The control plane's names: in its own namespace, it is not the rule's home.
+    const stsName = spaces === undefined ? STS_SERVICE : canonicalServiceName(STS_SERVICE, spaces.controlPlane, home);
+    const policyServerName = spaces === undefined ? POLICY_SERVER_SERVICE : canonicalServiceName(POLICY_SERVER_SERVICE, spaces.controlPlane, home);
+    if (spaces === undefined) copyFileSync(options.policyFile ?? DEMO_POLICY, policyFile);
+    else writeFileSync(policyFile, renameServices(readFileSync(options.policyFile ?? DEMO_POLICY, 'utf8'), names));
     const signing = await generateKeyPair('ES256', { extractable: true });
     writeFileSync(join(dir, 'policy-signing.key.pem'), await exportPKCS8(signing.privateKey), { mode: 0o600 });
     writeFileSync(join(dir, 'policy-signing.pub.pem'), await exportSPKI(signing.publicKey));
 
-    const [idpPort, stsPort, policyPort] = [await freePort(), await freePort(), await freePort()];
+    const [idpPort, stsPort, policyPort, stsAdminPort, policyAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const services = {} as Record<DemoServiceName, ServicePorts>;
     for (const name of DEMO_SERVICES) {
       const inbound = await freePort();
@@ -146,10 +170,13 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const idpUrl = `http://127.0.0.1:${idpPort}`;
     const stsUrl = `${scheme}://127.0.0.1:${stsPort}`;
     const policyUrl = `${scheme}://127.0.0.1:${policyPort}`;
+    const stsAdminUrl = `http://127.0.0.1:${stsAdminPort}`;
+    const policyAdminUrl = `http://127.0.0.1:${policyAdminPort}`;
     if (mtls) {
-      const map = createServiceMap(DEMO_SPIFFE);
+      const map = createServiceMap(spiffe);
       const idDir = join(dir, 'identities');
-      const workloads = [...DEMO_SERVICES, STS_SERVICE, POLICY_SERVER_SERVICE].map((service) => ({ service, spiffeId: map.idOf(service) }));
+      // One folder per process, named as the process; the ID its namespace gives it.
+      const workloads = [...DEMO_SERVICES.map((name) => ({ service: name, spiffeId: map.idOf(names[name]) })), { service: STS_SERVICE, spiffeId: map.idOf(stsName) }, { service: POLICY_SERVER_SERVICE, spiffeId: map.idOf(policyServerName) }];
       await writeDevIdentities({ dir: idDir, trustDomain: DEMO_SPIFFE.trustDomain, services: workloads, validForMs: 24 * 3_600_000, layout: 'csi-driver-spiffe', now: new Date() });
       const bundle = readFileSync(join(idDir, 'ca', 'ca.crt'), 'utf8');
       const ca = { certPem: bundle, keyPem: readFileSync(join(idDir, 'ca', 'ca.key'), 'utf8') };
@@ -160,7 +187,10 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const transportOf = (workload: string): Record<string, unknown> =>
       ids === undefined
         ? { transport: { mode: 'plaintext' } }
-        : { transport: { mode: 'mtls' }, identity: { certFile: join(ids.dir, workload, 'tls.crt'), keyFile: join(ids.dir, workload, 'tls.key'), bundleFile: join(ids.dir, workload, 'ca.crt') }, spiffe: DEMO_SPIFFE };
+        : { transport: { mode: 'mtls' }, identity: { certFile: join(ids.dir, workload, 'tls.crt'), keyFile: join(ids.dir, workload, 'tls.key'), bundleFile: join(ids.dir, workload, 'ca.crt') }, spiffe };
+    // Outside the home namespace the control plane's IDs are named, as the injector names them (sts.spiffeId, policy.spiffeId).
+    const controlPlaneIds = (key: 'sts' | 'policy'): Record<string, string> =>
+      ids === undefined || spaces === undefined ? {} : { spiffeId: ids.map.idOf(key === 'sts' ? stsName : policyServerName) };
     const probe = ids?.dispatcher;
     // One key for the whole mesh, so baton.subject pseudonyms in spans join across processes.
     const telemetry = { subjectHashKey: randomBytes(24).toString('base64url') };
@@ -174,20 +204,21 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     };
 
     const idp = start('idp', ['demo', 'idp', '--port', String(idpPort)]);
-    writeConfig(join(dir, 'policy-server.yaml'), { policy: policyFile, signingKey: join(dir, 'policy-signing.key.pem'), port: policyPort, ...transportOf(POLICY_SERVER_SERVICE) });
+    writeConfig(join(dir, 'policy-server.yaml'), { policy: policyFile, signingKey: join(dir, 'policy-signing.key.pem'), port: policyPort, admin: { port: policyAdminPort }, ...transportOf(POLICY_SERVER_SERVICE) });
     const policyServer = start('policy-server', ['policy-server', '--config', join(dir, 'policy-server.yaml')]);
     await Promise.all([waitForHttp(`${idpUrl}/jwks`, idp, timeoutMs), waitForHttp(`${policyUrl}/readyz`, policyServer, timeoutMs, probe)]);
 
     writeConfig(join(dir, 'sts.yaml'), {
       issuer: stsUrl,
       port: stsPort,
+      admin: { port: stsAdminPort },
       tokenTtlSeconds: 300,
-      policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
+      policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem'), ...controlPlaneIds('policy') },
       keys: { dir: join(dir, 'sts-keys') },
       // mtls: each sidecar's certificate is its credential (RFC 8705 tls_client_auth), and no secret is shipped.
-      clients: DEMO_SERVICES.map((id) => (mtls ? { id, tlsClientAuth: true } : { id, secret: secrets[id] })),
+      clients: DEMO_SERVICES.map((name) => (mtls ? { id: names[name], tlsClientAuth: true } : { id: names[name], secret: secrets[name] })),
       // The STS needs each issuer's audience; the gateway sidecar defaults it to its service name.
-      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: 'gateway' }, ...(options.externalIssuers ?? []).map((e) => ({ audience: 'gateway', discovery: e.jwksUri === undefined, ...e }))],
+      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: names.gateway }, ...(options.externalIssuers ?? []).map((e) => ({ audience: names.gateway, discovery: e.jwksUri === undefined, ...e }))],
       ...transportOf(STS_SERVICE),
       telemetry,
     });
@@ -198,7 +229,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       const ports = services[name];
       if (options.apps?.[name] === undefined) start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
       writeConfig(join(dir, `${name}-sidecar.yaml`), {
-        service: name,
+        service: names[name],
         inbound: {
           port: ports.inbound,
           app: `http://127.0.0.1:${ports.app}`,
@@ -208,9 +239,9 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         },
         outbound: { port: ports.outbound },
         admin: { port: ports.admin },
-        sts: { issuer: stsUrl, clientId: name, ...(mtls ? {} : { clientSecret: secrets[name] }) },
-        policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem') },
-        upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [n, `${scheme}://127.0.0.1:${services[n].inbound}`])),
+        sts: { issuer: stsUrl, clientId: names[name], ...(mtls ? {} : { clientSecret: secrets[name] }), ...controlPlaneIds('sts') },
+        policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem'), ...controlPlaneIds('policy') },
+        upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [names[n], `${scheme}://127.0.0.1:${services[n].inbound}`])),
         ...transportOf(name),
         ...(options.redis === undefined ? {} : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
         ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }, ...(options.externalIssuers ?? []).map(({ discovery: _discovery, ...e }) => e)] } : {}),
@@ -230,8 +261,11 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       idpUrl,
       stsUrl,
       policyUrl,
+      stsAdminUrl,
+      policyAdminUrl,
       services,
       processes,
+      names,
       transport: mtls ? 'mtls' : 'plaintext',
       identities,
       process(name) {
@@ -240,7 +274,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         return found;
       },
       async userToken({ sub, scope, acr }) {
-        const form = new URLSearchParams({ sub, scope, aud: 'gateway', ...(acr === undefined ? {} : { acr }) });
+        const form = new URLSearchParams({ sub, scope, aud: names.gateway, ...(acr === undefined ? {} : { acr }) });
         const response = await request(`${idpUrl}/dev/token`, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
         const body = (await response.body.json()) as { access_token: string };
         return body.access_token;
@@ -251,6 +285,19 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     await stopAll();
     throw error;
   }
+}
+
+/** The call graph with each demo service renamed (service keys, from, origins), for a mesh across namespaces. */
+function renameServices(policyText: string, names: Readonly<Record<string, string>>): string {
+  const rename = (name: string): string => (Object.hasOwn(names, name) ? (names[name] as string) : name);
+  const policy = parse(policyText) as { spec: { services: Record<string, { accepts?: Array<{ from?: string; origins?: string[] }> } & Record<string, unknown>> } };
+  policy.spec.services = Object.fromEntries(
+    Object.entries(policy.spec.services).map(([service, body]) => [
+      rename(service),
+      { ...body, ...(body.accepts === undefined ? {} : { accepts: body.accepts.map((rule) => ({ ...rule, ...(rule.from === undefined ? {} : { from: rename(rule.from) }), ...(rule.origins === undefined ? {} : { origins: rule.origins.map(rename) }) })) }) },
+    ]),
+  );
+  return stringify(policy);
 }
 
 function writeConfig(path: string, config: unknown): void {

@@ -67,7 +67,7 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
     mesh.identities === undefined ||
     (['orders', 'payments'] as const).every((service, i) => {
       const inbound = allowedDecisions.find((d) => d.service === service && d.direction === 'inbound');
-      return inbound?.bound === true && inbound.peer === mesh.identities?.map.idOf(i === 0 ? 'gateway' : 'orders');
+      return inbound?.bound === true && inbound.peer === mesh.identities?.map.idOf(mesh.names[i === 0 ? 'gateway' : 'orders']);
     });
   return [
     {
@@ -83,7 +83,7 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
         overMtls &&
         allowed.status === 200 &&
         allowedHops.length === 3 &&
-        allowedHops[2]?.chain === 'gateway,orders' &&
+        allowedHops[2]?.chain === `${mesh.names.gateway},${mesh.names.orders}` &&
         allowedHops.every((hop) => !hop.sawBearerToken && hop.subject === DEMO_USER.sub),
     },
     {

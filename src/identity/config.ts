@@ -31,9 +31,9 @@ export type WorkloadIdentityConfig = Static<typeof WorkloadIdentityConfigSchema>
 export const SpiffeMappingConfigSchema = Type.Object(
   {
     trustDomain: Type.String({ pattern: '^[a-z0-9._-]{1,255}$', default: 'cluster.local', description: 'the SPIFFE trust domain (lowercase letters, digits, . - _)' }),
-    namespace: Type.String({ ...Dns1123Label('substituted for {namespace} in the template (a DNS-1123 label)'), default: 'default' }),
-    template: Type.String({ minLength: 2, default: '/ns/{namespace}/sa/{service}', description: 'the SPIFFE ID path of a service, with exactly one {service} segment' }),
-    ids: Type.Record(Type.String(), SpiffeIdText, { default: {}, description: 'service → SPIFFE ID, overriding the template' }),
+    namespace: Type.String({ ...Dns1123Label('the home namespace: its services are named unqualified (orders), those of any other namespace service.namespace (orders.shop)'), default: 'default' }),
+    template: Type.String({ minLength: 2, default: '/ns/{namespace}/sa/{service}', description: 'the SPIFFE ID path of a service, with exactly one {service} segment and at most one {namespace} segment' }),
+    ids: Type.Record(Type.String(), SpiffeIdText, { default: {}, description: 'service name (orders, orders.shop) → SPIFFE ID, overriding the template' }),
   },
   { additionalProperties: false, default: {} },
 );

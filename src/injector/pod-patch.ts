@@ -9,11 +9,12 @@ import type { Container, JsonPatchAdd, Pod } from './kubernetes-types.ts';
 import { HELPER_CONTAINER_NAME, identityLayout } from './identity-layout.ts';
 import { appEnv, SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './sidecar-container.ts';
 import { DNS1123_LABEL } from '../core/dns-label.ts';
+import { canonicalServiceName, isServiceName } from '../core/service-name.ts';
 
 export type InjectionPlan =
   | { readonly outcome: 'skip'; readonly reason: string; readonly warnings: readonly string[] }
   | { readonly outcome: 'deny'; readonly reason: string }
-  | { readonly outcome: 'inject'; readonly serviceAccount: string; readonly patch: readonly JsonPatchAdd[]; readonly warnings: readonly string[] };
+  | { readonly outcome: 'inject'; readonly serviceAccount: string; readonly service: string; readonly patch: readonly JsonPatchAdd[]; readonly warnings: readonly string[] };
 
 // What the ServiceAccount admission plugin would set; it runs before mutating webhooks, so this is a fallback.
 const DEFAULT_SERVICE_ACCOUNT = 'default';
@@ -30,12 +31,15 @@ export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: s
   if (!read.ok) return { outcome: 'deny', reason: read.reason };
   const { settings } = read;
   const mtls = template.transport.mode === 'mtls';
-  // The certificate a pod gets names its own namespace (ns/<namespace>/sa/<sa>); a rule for
-  // another namespace would map it to no service, and the sidecar would never become ready.
-  const ruleNamespace = template.spiffe.namespace;
-  if (mtls && namespace !== undefined && namespace !== ruleNamespace && template.spiffe.template.includes('{namespace}')) {
-    return { outcome: 'deny', reason: `the mesh's SPIFFE rule is for namespace ${ruleNamespace}, so a pod in ${namespace} would get a certificate that names no service` };
+  // A mesh spans namespaces: the service is the ServiceAccount, qualified by the pod's namespace
+  // unless that is the mesh's home (orders, orders.shop), the name its certificate maps to both ways.
+  const home = template.spiffe.namespace;
+  const podNamespace = namespace ?? home;
+  if (mtls && podNamespace !== home && !template.spiffe.template.split('/').includes('{namespace}')) {
+    return { outcome: 'deny', reason: `the mesh's SPIFFE rule (${template.spiffe.template}) names services of namespace ${home} only, so a pod in ${podNamespace} would get a certificate that names no service` };
   }
+  const service = canonicalServiceName(serviceAccount, podNamespace, home);
+  if (!isServiceName(service)) return { outcome: 'deny', reason: `namespace ${podNamespace} cannot qualify a service name (accepts and entrypoint are reserved words)` };
   const warnings = [...settings.warnings];
   if (serviceAccount === DEFAULT_SERVICE_ACCOUNT) warnings.push('the pod runs as the "default" ServiceAccount: give each service its own ServiceAccount, it is the service\'s identity');
 
@@ -43,7 +47,7 @@ export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: s
   const patch: JsonPatchAdd[] = [];
   // First among the init containers, so later init containers can already call
   // out through it; an identity helper goes before it, so the files are there.
-  const natives = [...(identity?.containers ?? []), sidecarContainer(template, settings, { serviceAccount }, identity)];
+  const natives = [...(identity?.containers ?? []), sidecarContainer(template, settings, { serviceAccount, service }, identity)];
   if (pod.spec.initContainers === undefined) patch.push({ op: 'add', path: '/spec/initContainers', value: natives });
   else natives.forEach((container, index) => patch.push({ op: 'add', path: `/spec/initContainers/${index}`, value: container }));
 
@@ -52,15 +56,15 @@ export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: s
     patch.push(...envPatch(container, index, additions, warnings));
   });
 
-  const volumes = sidecarVolumes(template, { serviceAccount }, identity);
+  const volumes = sidecarVolumes(template, { serviceAccount, service }, identity);
   const clashing = volumes.find((v) => (pod.spec.volumes ?? []).some((existing) => existing.name === v.name));
   if (clashing !== undefined) return { outcome: 'deny', reason: `the pod already has a volume named ${String(clashing.name)}, which baton reserves` };
   if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
   else for (const volume of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
 
   const annotations = { [ANNOTATION.status]: 'injected', ...identity?.annotations };
-  patch.push(...metadataPatch(pod, { annotations, labels: { 'baton.dev/service': serviceAccount } }));
-  return { outcome: 'inject', serviceAccount, patch, warnings };
+  patch.push(...metadataPatch(pod, { annotations, labels: { 'baton.dev/service': service } }));
+  return { outcome: 'inject', serviceAccount, service, patch, warnings };
 }
 
 function alreadyInjected(pod: Pod): boolean {

@@ -63,7 +63,7 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
         pod: outcome.pod,
         operation: outcome.operation,
         outcome: plan.outcome,
-        ...(plan.outcome === 'inject' ? { serviceAccount: plan.serviceAccount, patchOps: plan.patch.length } : { reason: plan.reason }),
+        ...(plan.outcome === 'inject' ? { serviceAccount: plan.serviceAccount, service: plan.service, patchOps: plan.patch.length } : { reason: plan.reason }),
       },
       `admission ${plan.outcome}`,
     );

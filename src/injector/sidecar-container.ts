@@ -8,7 +8,7 @@
  */
 import { sidecarRedisUser } from '../redis/config.ts';
 import type { InjectionSettings } from './annotations.ts';
-import type { SidecarTemplate } from './config.ts';
+import type { KubernetesExternalIssuer, SidecarTemplate } from './config.ts';
 import { IDENTITY_DIR, IDENTITY_VOLUME, type IdentityLayout } from './identity-layout.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
 import { restrictedSecurityContext } from './security-context.ts';
@@ -19,14 +19,26 @@ export const ADMIN_PORT_NAME = 'baton-admin';
 export const PLAINTEXT_PORT_NAME = 'baton-plaintext';
 export const POLICY_KEY_VOLUME = 'baton-policy-key';
 export const TMP_VOLUME = 'baton-tmp';
+export const POLICY_STATE_VOLUME = 'baton-policy-state';
+export const INTROSPECTION_VOLUME = 'baton-introspection';
+const INTROSPECTION_DIR = '/etc/baton/introspection';
+/** Where the sidecar keeps the newest policy version it accepted (policy.stateFile). */
+export const POLICY_STATE_DIR = '/var/lib/baton/policy-state';
+export const POLICY_STATE_FILE = `${POLICY_STATE_DIR}/policy-state.json`;
 export const REDIS_VOLUME = 'baton-redis';
 const REDIS_DIR = '/etc/baton/redis';
 const POLICY_KEY_DIR = '/etc/baton/policy';
 export const POLICY_KEY_FILE = 'policy-signing.pub.pem';
 
 export interface Workload {
-  /** The pod's ServiceAccount: the service name in the call graph and the STS client id. */
+  /** The pod's ServiceAccount: its Secrets (client secret, Redis) are named after it, in its namespace. */
   readonly serviceAccount: string;
+  /**
+   * The service name in the call graph and the STS client id: the
+   * ServiceAccount, qualified by the pod's namespace when that is not the
+   * mesh's home (`orders.shop`; src/core/service-name.ts).
+   */
+  readonly service: string;
 }
 
 /** `identity` is the pod's identity layout in mtls mode, undefined in plaintext mode. */
@@ -54,17 +66,20 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     volumeMounts: [
       { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
       { name: TMP_VOLUME, mountPath: '/tmp' },
+      { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
       // The Redis password and the seal key: in this container only, never in the app's (issue #14);
       // in plaintext mode only: in mtls mode exchanged tokens are bound to this pod and never shared.
       ...(template.redis === undefined || identity !== undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
       ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
+      // The introspection client secret: in this container only, like the Redis secret.
+      ...(introspectionSecret(template) === undefined ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
     ],
   };
 }
 
 function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
   const env: EnvVar[] = [
-    literal('BATON_SERVICE', workload.serviceAccount),
+    literal('BATON_SERVICE', workload.service),
     literal('BATON_TRANSPORT__MODE', template.transport.mode),
     literal('BATON_HOST', '0.0.0.0'),
     literal('BATON_INBOUND__PORT', settings.inboundPort),
@@ -74,20 +89,22 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     literal('BATON_OUTBOUND__DEFAULT_UPSTREAM_PORT', template.defaultUpstreamPort),
     literal('BATON_ADMIN__PORT', settings.adminPort),
     literal('BATON_STS__ISSUER', template.stsIssuer),
-    literal('BATON_STS__CLIENT_ID', workload.serviceAccount),
+    literal('BATON_STS__CLIENT_ID', workload.service),
     ...stsCredentialEnv(template, workload, identity),
     literal('BATON_POLICY__URL', template.policyUrl),
     literal('BATON_POLICY__PUBLIC_KEY', `${POLICY_KEY_DIR}/${POLICY_KEY_FILE}`),
+    // A restarted sidecar refuses a replayed older signed policy (docs/policy-server.md, "Replay").
+    literal('BATON_POLICY__STATE_FILE', POLICY_STATE_FILE),
     literal('BATON_SHUTDOWN__GRACE_MS', template.terminationDrainMs),
-    literal('OTEL_SERVICE_NAME', workload.serviceAccount),
+    literal('OTEL_SERVICE_NAME', workload.service),
   ];
   if (identity !== undefined) env.push(...identityEnv(template, settings, identity));
-  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(template.externalIssuers)));
+  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
   // The Redis tier serves plaintext mode only: in mtls mode exchanged tokens are bound to this pod's certificate.
   if (template.redis !== undefined && identity === undefined) {
     env.push(
       literal('BATON_REDIS__URL', template.redis),
-      literal('BATON_REDIS__USERNAME', sidecarRedisUser(workload.serviceAccount)),
+      literal('BATON_REDIS__USERNAME', sidecarRedisUser(workload.service)),
       literal('BATON_REDIS__PASSWORD_FILE', `${REDIS_DIR}/password`),
       literal('BATON_REDIS__SEAL_KEY_FILE', `${REDIS_DIR}/seal-key`),
     );
@@ -95,6 +112,24 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
   if (template.otlpEndpoint !== undefined) env.push(literal('OTEL_EXPORTER_OTLP_ENDPOINT', template.otlpEndpoint));
   if (settings.logLevel !== undefined) env.push(literal('BATON_LOG_LEVEL', settings.logLevel));
   return env;
+}
+
+/**
+ * The sidecar's `externalIssuers` from the injector's: the same entries less
+ * `discovery` (the sidecar discovers whenever jwksUri is unset), with an
+ * introspection secret read from the mounted Secret's file.
+ */
+export function sidecarExternalIssuers(issuers: readonly KubernetesExternalIssuer[]): Array<Record<string, unknown>> {
+  return issuers.map(({ discovery: _discovery, introspection, ...issuer }) => {
+    if (introspection === undefined) return { ...issuer };
+    const { clientSecretFrom, ...rest } = introspection;
+    return { ...issuer, introspection: { ...rest, clientSecretFile: `${INTROSPECTION_DIR}/${clientSecretFrom.key}` } };
+  });
+}
+
+/** The one introspecting issuer's Secret, if any (checkInjectorConfig allows one). */
+function introspectionSecret(template: SidecarTemplate): { readonly secretName: string; readonly key: string } | undefined {
+  return template.externalIssuers.find((e) => e.introspection !== undefined)?.introspection?.clientSecretFrom;
 }
 
 const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
@@ -142,10 +177,20 @@ export function sidecarVolumes(template: SidecarTemplate, workload: Workload, id
   return [
     { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
     { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
+    // The pod's lifetime: it outlives a restart of the sidecar container, not the pod's deletion.
+    { name: POLICY_STATE_VOLUME, emptyDir: { sizeLimit: '1Mi' } },
     // Named after the ServiceAccount like the client secret; not optional: without it the sidecar would not start anyway.
     ...(template.redis === undefined || identity !== undefined
       ? []
       : [{ name: REDIS_VOLUME, secret: { secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`, items: [{ key: 'password', path: 'password' }, { key: 'seal-key', path: 'seal-key' }] } }]),
     ...(identity?.volumes ?? []),
+    ...(introspectionVolume(template) ?? []),
   ];
+}
+
+function introspectionVolume(template: SidecarTemplate): Array<Record<string, unknown>> | undefined {
+  const secret = introspectionSecret(template);
+  if (secret === undefined) return undefined;
+  // Not optional: a sidecar told to introspect without its secret would refuse to start anyway; the pod says why.
+  return [{ name: INTROSPECTION_VOLUME, secret: { secretName: secret.secretName, items: [{ key: secret.key, path: secret.key }] } }];
 }

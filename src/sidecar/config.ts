@@ -5,7 +5,7 @@
  */
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { Dns1123Label, HttpUrl, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
+import { HttpUrl, ServiceNameText, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { ConnectTimeoutMs, SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
@@ -41,9 +41,25 @@ export const ExchangeConfigSchema = Type.Object(
 export type ExchangeConfig = Readonly<Static<typeof ExchangeConfigSchema>>;
 export const EXCHANGE_DEFAULTS: ExchangeConfig = Object.freeze(Value.Default(ExchangeConfigSchema, {}) as ExchangeConfig);
 
+/**
+ * One external identity provider as the sidecar trusts it
+ * (docs/identity-providers.md). The injector and the Helm chart build their
+ * `externalIssuers` from this object (src/injector/config.ts), so the three
+ * accept the same keys.
+ */
+export const SidecarExternalIssuerSchema = Type.Object(
+  {
+    issuer: HttpUrl,
+    jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the issuer JWK Set (default: discovered from the issuer metadata)' }),
+    audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud the IdP puts in tokens for this service (default: the service name)' })),
+    ...ISSUER_PROFILE_FIELDS,
+  },
+  { additionalProperties: false },
+);
+
 export const SidecarConfigSchema = Type.Object(
   {
-    service: Dns1123Label('the service name as the call-graph policy spells it (DNS-1123 label)'),
+    service: ServiceNameText("the service name as the call-graph policy spells it: orders in the home namespace (spiffe.namespace), orders.shop in another"),
     host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'the bind address of the inbound and admin ports (0.0.0.0 in Kubernetes)' }),
     logLevel: LogLevel,
     connectTimeoutMs: ConnectTimeoutMs,
@@ -97,18 +113,7 @@ export const SidecarConfigSchema = Type.Object(
     ),
     policy: Type.Object(POLICY_SOURCE_FIELDS, { additionalProperties: false }),
     upstreams: Type.Record(Type.String(), HttpUrl, { default: {} }),
-    externalIssuers: Type.Array(
-      Type.Object(
-        {
-          issuer: HttpUrl,
-          jwksUri: Type.Optional(HttpUrl),
-          audience: Type.Optional(Type.String({ minLength: 1, description: 'the aud the IdP puts in tokens for this service (default: the service name)' })),
-          ...ISSUER_PROFILE_FIELDS,
-        },
-        { additionalProperties: false },
-      ),
-      { default: [] },
-    ),
+    externalIssuers: Type.Array(SidecarExternalIssuerSchema, { default: [] }),
     redis: Type.Optional(SidecarRedisSchema),
     exchange: ExchangeConfigSchema,
     jwks: KeySourceConfigSchema,

@@ -11,7 +11,7 @@ import { loadConfig, type LoadOptions } from '../config/load.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../identity/config.ts';
 import { checkPolicySourceConfig, POLICY_SOURCE_FIELDS } from '../policy/distribution/config.ts';
 import { StsRedisSchema } from '../redis/config.ts';
-import { TelemetryConfigSchema } from '../telemetry/config.ts';
+import { AdminPortConfigSchema, TelemetryConfigSchema } from '../telemetry/config.ts';
 import { ClockToleranceSeconds, checkKeySourceConfig, KEY_SOURCE_DEFAULTS, KeySourceConfigSchema, MaxChainDepth } from '../token/config.ts';
 import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-profile-config.ts';
 
@@ -43,7 +43,8 @@ const Client = Type.Object(
   { additionalProperties: false },
 );
 
-const ExternalIssuer = Type.Object(
+/** One external identity provider as the STS trusts it; `discovery` is the STS's own key (the sidecar discovers whenever jwksUri is unset). */
+export const StsExternalIssuerSchema = Type.Object(
   {
     issuer: Type.String({ minLength: 1, description: 'the issuer identifier (iss) of an external identity provider' }),
     jwksUri: Type.Optional({ ...HttpUrl, description: 'an http(s) URL of the issuer JWK Set' }),
@@ -59,6 +60,7 @@ export const StsConfigSchema = Type.Object(
     issuer: Type.String({ pattern: '^https?://[^/?#]+(/[^?#]*)?$', description: 'an http(s) URL without query or fragment (RFC 8414 §2)' }),
     host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'the bind address (0.0.0.0 in Kubernetes)' }),
     port: ListenPort(7000),
+    admin: AdminPortConfigSchema,
     tokenTtlSeconds: Seconds(300, 'the lifetime of issued tokens, between 10 and 86400 seconds; never longer than the subject token has left', { minimum: 10, maximum: 86_400 }),
     clockToleranceSeconds: ClockToleranceSeconds,
     maxChainDepth: MaxChainDepth,
@@ -84,7 +86,7 @@ export const StsConfigSchema = Type.Object(
       ),
     ),
     clients: Type.Array(Client, { default: [] }),
-    externalIssuers: Type.Array(ExternalIssuer, { default: [] }),
+    externalIssuers: Type.Array(StsExternalIssuerSchema, { default: [] }),
     resources: Type.Record(Type.String(), Type.String(), { default: {}, description: 'resource URI → service name (RFC 8707)' }),
     kubernetes: Type.Optional(
       Type.Object(
@@ -119,7 +121,7 @@ export const StsConfigSchema = Type.Object(
 
 export type StsConfig = Readonly<Static<typeof StsConfigSchema>>;
 export type StsClientConfig = Static<typeof Client>;
-export type ExternalIssuerConfig = Static<typeof ExternalIssuer>;
+export type ExternalIssuerConfig = Static<typeof StsExternalIssuerSchema>;
 
 export function loadStsConfig(options: LoadOptions): StsConfig {
   const config = loadConfig(StsConfigSchema, options);

@@ -4,6 +4,7 @@
  * (./tracing.ts); this block holds only what OpenTelemetry has no variable for.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import { ListenPort } from '../config/atoms.ts';
 
 export const TelemetryConfigSchema = Type.Object(
   {
@@ -16,3 +17,14 @@ export const TelemetryConfigSchema = Type.Object(
 );
 
 export type TelemetryConfig = Readonly<Static<typeof TelemetryConfigSchema>>;
+
+/**
+ * `admin`: the STS's and the policy server's plaintext admin port
+ * (./admin-listener.ts), for Prometheus and probes when the main port is
+ * mutual TLS. Off unless a port is set; the Helm chart, deploy/ and
+ * docker-compose set one.
+ */
+export const AdminPortConfigSchema = Type.Object(
+  { port: Type.Optional(ListenPort(undefined, 'a plaintext port serving only /livez, /readyz and /metrics, on the same host (off when unset)')) },
+  { additionalProperties: false, default: {} },
+);

@@ -15,14 +15,14 @@ import { BATON_VERSION } from '../core/version.ts';
 
 const MISNAMED_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-export type Component = 'sidecar' | 'sts';
+export type Component = 'sidecar' | 'sts' | 'policy-server';
 
 export interface RuntimeMetrics {
   /** Prometheus text (0.0.4) of the runtime and build series. */
   render(): Promise<string>;
 }
 
-/** `service`: the sidecar's service, or `baton-sts`; dashboards join on it to pick one service's pods. */
+/** `service`: the sidecar's service, `baton-sts` or `baton-policy-server`; dashboards join on it to pick one service's pods. */
 export function createRuntimeMetrics(component: Component, service: string): RuntimeMetrics {
   // A registry of its own: nothing else in the process registers into it, and two sidecars in one test process do not collide.
   const registry = new Registry();

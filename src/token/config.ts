@@ -47,7 +47,8 @@ export const IntrospectionConfigSchema = Type.Object(
   {
     endpoint: Type.Optional(Type.String({ ...HttpUrl, description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
     clientId: Type.String({ minLength: 1, description: 'the client baton authenticates to the introspection endpoint as' }),
-    clientSecret: Type.String({ minLength: 1, description: 'its secret' }),
+    clientSecret: Type.Optional(Type.String({ minLength: 1, description: 'its secret (or clientSecretFile)' })),
+    clientSecretFile: Type.Optional(Type.String({ minLength: 1, description: 'a file holding its secret, read at start (a mounted Secret in Kubernetes); instead of clientSecret' })),
     authMethod: Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic', description: 'client_secret_basic | client_secret_post' }),
     cacheMaxEntries: Type.Integer({ minimum: 1, default: 10_000, description: 'introspection answers kept in process' }),
     maxCacheSeconds: Seconds(300, 'the longest an active answer is reused (a revocation is seen within this)', { maximum: 3600 }),

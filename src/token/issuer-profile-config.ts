@@ -5,6 +5,7 @@
  * config.ts spreads these fields into its own `externalIssuers` entry, so
  * both validate the same keys with the same defaults.
  */
+import { readFileSync } from 'node:fs';
 import { type TLiteral, type TUnion, Type } from '@sinclair/typebox';
 import { ConfigError } from '../config/config-error.ts';
 import type { Logger } from 'pino';
@@ -55,7 +56,8 @@ export interface ExternalIssuerProfileConfig {
     | {
         readonly endpoint?: string | undefined;
         readonly clientId: string;
-        readonly clientSecret: string;
+        readonly clientSecret?: string | undefined;
+        readonly clientSecretFile?: string | undefined;
         readonly authMethod: 'client_secret_basic' | 'client_secret_post';
         readonly cacheMaxEntries: number;
         readonly maxCacheSeconds: number;
@@ -77,7 +79,7 @@ export function introspectorOf(config: ExternalIssuerProfileConfig, deps: { logg
     issuer: config.issuer,
     endpoint: i.endpoint,
     clientId: i.clientId,
-    clientSecret: i.clientSecret,
+    clientSecret: i.clientSecret ?? readSecretFile(i.clientSecretFile as string),
     authMethod: i.authMethod,
     cacheMaxEntries: i.cacheMaxEntries,
     maxCacheSeconds: i.maxCacheSeconds,
@@ -90,6 +92,11 @@ export function introspectorOf(config: ExternalIssuerProfileConfig, deps: { logg
   });
 }
 
+/** A secret as a mounted Secret holds it: the file's text, less one trailing newline (`echo` and editors add one). */
+function readSecretFile(path: string): string {
+  return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+}
+
 /** Cross-field rules: one introspecting issuer at most (an opaque token names no issuer), typ values spelled as media types. */
 export function checkExternalIssuers(issuers: readonly ExternalIssuerProfileConfig[], source: string): void {
   const introspecting = issuers.flatMap((issuer, index) => (issuer.introspection === undefined ? [] : [index]));
@@ -97,6 +104,10 @@ export function checkExternalIssuers(issuers: readonly ExternalIssuerProfileConf
     throw new ConfigError(source, `externalIssuers.${introspecting[1]}.introspection`, 'introspection on at most one issuer: an opaque token names no issuer, and sending it to another would disclose it', `${introspecting.length} issuers`);
   }
   issuers.forEach((issuer, index) => {
+    const introspection = issuer.introspection;
+    if (introspection !== undefined && (introspection.clientSecret === undefined) === (introspection.clientSecretFile === undefined)) {
+      throw new ConfigError(source, `externalIssuers.${index}.introspection`, 'exactly one of clientSecret or clientSecretFile', introspection.clientSecret === undefined ? 'neither' : 'both');
+    }
     for (const typ of issuer.typ ?? []) {
       if (!/^[A-Za-z0-9!#$&^_.+-]+(\/[A-Za-z0-9!#$&^_.+-]+)?$/.test(typ)) throw new ConfigError(source, `externalIssuers.${index}.typ`, "media types such as at+jwt or JWT, or 'none'", JSON.stringify(typ));
     }

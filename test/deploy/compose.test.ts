@@ -370,6 +370,22 @@ describe('docker-compose.yml', () => {
     });
   });
 
+  it('keeps every policy client\'s policy state on a named volume of its own, so a restarted sidecar or STS refuses a replayed older policy', () => {
+    const clients: Array<[string, string | undefined]> = [['sts', (stsConfig().policy as { stateFile?: string }).stateFile], ...DEMO_SERVICES.map((name): [string, string | undefined] => [`${name}-sidecar`, sidecarConfig(name).policy.stateFile])];
+    const volumes = new Set<string>();
+    for (const [name, file] of clients) {
+      assert.ok(file, `${name} has policy.stateFile`);
+      const mount = mountsOf(services[name] as ComposeService).find((m) => file.startsWith(`${m.target}/`));
+      assert.ok(mount !== undefined && mount.type === 'volume' && mount.read_only !== true, `${name}: ${file} is on a writable named volume`);
+      assert.ok(mount.source in compose.volumes, `${name}: volume ${mount.source} is declared`);
+      assert.equal(mount.volume?.subpath, undefined);
+      volumes.add(mount.source);
+    }
+    assert.equal(volumes.size, clients.length, 'no two clients share a state file');
+    // A named volume starts as a copy of the image's folder: it must exist there, owned by the image's user.
+    assert.match(readFileSync(at('Dockerfile'), 'utf8'), /mkdir -p [^\n]*\/var\/lib\/baton\/policy-state[^\n]*\n && chown -R 10001:10001 \/var\/lib\/baton/);
+  });
+
   it('starts every service only after what it depends on is healthy', () => {
     for (const [name, service] of Object.entries(services)) {
       for (const [dependency, { condition }] of Object.entries(service.depends_on ?? {})) {

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,8 +11,20 @@ import type { TSchema } from '@sinclair/typebox';
 import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
 import { envName } from '../../src/config/load.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
-import { StsConfigSchema } from '../../src/sts/config.ts';
-import { parseManifests, validateKubernetesObject } from './kubernetes-schema.ts';
+import { loadStsConfig, StsConfigSchema } from '../../src/sts/config.ts';
+import { createServiceMap } from '../../src/identity/service-map.ts';
+import { chartSchemaText } from '../../scripts/chart-schema.ts';
+import { checkInjectorConfig } from '../../src/injector/config.ts';
+import { reviewAdmission } from '../../src/injector/admission-review.ts';
+import { loadSidecarConfig, SidecarExternalIssuerSchema } from '../../src/sidecar/config.ts';
+import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
+import { createLocalKeySource } from '../../src/token/key-source.ts';
+import { profileOf } from '../../src/token/issuer-profile-config.ts';
+import { createSigner, nowSec } from '../token/issuer-fixture.ts';
+import { patchedPod } from '../injector/admission-helpers.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { Value } from '@sinclair/typebox/value';
+import { admittedTo, assertOnWritableEmptyDir, helmLint, helmTemplate, type KubernetesObject, selects, validateKubernetesObject } from './kubernetes-schema.ts';
 import { withContract } from './mesh-contract.ts';
 
 /** Every BATON_* name a schema reads: one per key, at every depth (an object may be set whole). */
@@ -30,6 +41,17 @@ const read = (path: string): string => readFileSync(join(CHART, path), 'utf8');
 const templates = readdirSync(TEMPLATES).map((name) => ({ name, text: readFileSync(join(TEMPLATES, name), 'utf8') }));
 const manifests = templates.filter((t) => t.name.endsWith('.yaml'));
 const values = parse(read('values.yaml')) as Record<string, unknown>;
+/** Value sets the chart must lint and render with, each as helm arguments. */
+const VALUE_SETS: Readonly<Record<string, readonly string[]>> = {
+  defaults: [],
+  'existing webhook Secret, external Redis': ['--set', 'injector.tls.mode=existingSecret', '--set', 'injector.tls.existingSecret=t', '--set', 'injector.tls.caBundle=Y2E=', '--set', 'redis.enabled=false', '--set', 'redis.url=redis://r:6379'],
+  plaintext: ['--set', 'transport.mode=plaintext', '--set', 'sts.clientsSecret=baton-sts-clients'],
+  'SPIRE through spiffe-helper': ['--set', 'identity.source=spiffe-helper'],
+  'SPIRE through the SPIFFE CSI driver': ['--set', 'identity.source=spiffe-csi'],
+  'monitoring on, meshed namespaces listed': ['--set', 'podMonitor.enabled=true', '--set', 'networkPolicy.meshedNamespaces={shop,web}'],
+  'IdP presets and introspection': ['--set-json', 'sts.externalIssuers=[{"issuer":"https://kc.example/realms/shop","profile":"keycloak","discovery":true},{"issuer":"https://idp.example","audience":"gateway","introspection":{"clientId":"baton","clientSecretFrom":{"secretName":"idp","key":"secret"}}}]'],
+  'network policies and PDBs off': ['--set', 'networkPolicy.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
+};
 const validateValues = new Ajv({ strict: true, allErrors: true }).compile(JSON.parse(read('values.schema.json')) as object);
 
 /** The template with its actions gone: whole-line actions dropped, inline ones replaced by a scalar. */
@@ -162,18 +184,177 @@ describe('helm/baton', () => {
     assert.match(webhook, /failurePolicy: \{\{ \.Values\.injector\.failurePolicy \}\}/);
   });
 
-  it('lints and renders with helm when a helm binary is present', async () => {
-    if (spawnSync('sh', ['-c', 'command -v helm']).status !== 0) {
-      process.stdout.write('\n!!!!! helm is not installed: `helm lint` and `helm template` were NOT run (the static chart checks above did run) !!!!!\n\n');
-      return;
+  it('lints and renders with a real helm, for each value set, into objects that validate against the Kubernetes schemas', async () => {
+    for (const [name, args] of Object.entries(VALUE_SETS)) {
+      const lint = helmLint(CHART, args);
+      assert.equal(lint.status, 0, `${name}: ${lint.output}`);
+      const objects = helmTemplate(CHART, args);
+      assert.ok(objects.length > 10, `${name} renders the control plane`);
+      for (const object of objects) await validateKubernetesObject(object);
     }
-    const lint = spawnSync('helm', ['lint', '--strict', CHART], { encoding: 'utf8' });
-    assert.equal(lint.status, 0, lint.stdout + lint.stderr);
-    for (const set of [[], ['--set', 'injector.tls.mode=existingSecret', '--set', 'injector.tls.existingSecret=t', '--set', 'injector.tls.caBundle=Y2E=', '--set', 'redis.enabled=false', '--set', 'redis.url=redis://r:6379']]) {
-      const rendered = spawnSync('helm', ['template', 'baton', CHART, '--namespace', 'baton-system', ...set], { encoding: 'utf8' });
-      assert.equal(rendered.status, 0, rendered.stderr);
-      for (const object of parseManifests(rendered.stdout)) await validateKubernetesObject(object);
+  });
+
+  it('keeps the STS\'s policy state on an emptyDir as rendered, so a restarted STS refuses a replayed older policy', () => {
+    for (const args of [VALUE_SETS.defaults, VALUE_SETS.plaintext] as const) {
+      const objects = helmTemplate(CHART, args);
+      const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts') as unknown as { spec: { template: { spec: { containers: Array<{ name: string; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string }> } } } };
+      const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
+      const config = parse(configMap.data['sts.config.yaml'] as string) as { policy: { stateFile?: string } };
+      assert.ok(config.policy.stateFile, 'policy.stateFile is set');
+      const pod = deployment.spec.template.spec;
+      assertOnWritableEmptyDir(pod, pod.containers[0] as never, config.policy.stateFile);
     }
+  });
+
+  describe('external identity providers, as rendered (one schema for the chart, the injector and the sidecar)', () => {
+    it('has the externalIssuers schema scripts/chart-schema.ts generates from the injector\'s, which is the sidecar\'s', () => {
+      assert.equal(read('values.schema.json'), chartSchemaText(), 'helm/baton/values.schema.json is stale: run node scripts/chart-schema.ts');
+      const chartIssuer = (JSON.parse(read('values.schema.json')) as { properties: { sts: { properties: { externalIssuers: { items: { properties: Record<string, unknown> } } } } } }).properties.sts.properties.externalIssuers.items;
+      // Every key the sidecar takes, plus the STS's discovery; the secret only by reference.
+      for (const key of Object.keys(SidecarExternalIssuerSchema.properties)) assert.ok(key in chartIssuer.properties, `the chart takes externalIssuers[].${key}`);
+      assert.ok('discovery' in chartIssuer.properties);
+      const sts = values.sts as Record<string, unknown>;
+      const withIssuers = (externalIssuers: unknown[]) => ({ ...values, sts: { ...sts, externalIssuers } });
+      assert.ok(validateValues(withIssuers([{ issuer: 'https://kc.example/realms/shop', profile: 'keycloak', discovery: true, roleScopes: { rule: 'keycloak-realm-roles' } }])), JSON.stringify(validateValues.errors));
+      for (const bad of [{ issuer: 'https://kc.example', profile: 'ping' }, { issuer: 'https://idp.example', introspection: { clientId: 'c', clientSecret: 'in-a-values-file' } }, { issuer: 'https://idp.example', surprise: 1 }]) {
+        assert.equal(validateValues(withIssuers([bad])), false, JSON.stringify(bad));
+      }
+    });
+
+    it('gives an entrypoint injected by the shipped chart the configuration that accepts each IdP preset\'s tokens', async () => {
+      const idp = await createSigner('idp-1', 'RS256');
+      const times = () => ({ iat: nowSec() - 5, exp: nowSec() + 300 });
+      // Each IdP's access token as its documentation shows it (test/token/issuer-profile.test.ts has the full shapes and look-alikes).
+      const presets = [
+        { profile: 'keycloak', issuer: 'https://keycloak.example.test/realms/shop', audience: 'gateway', header: { typ: 'JWT' }, claims: { aud: ['gateway', 'account'], sub: 'f9c1a3e2-5b1d-4d0e-9a57-1c2b3d4e5f60', typ: 'Bearer', azp: 'web-shop', scope: 'openid orders:read' }, subject: 'f9c1a3e2-5b1d-4d0e-9a57-1c2b3d4e5f60', client: 'web-shop' },
+        { profile: 'entra', issuer: 'https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0', audience: '6e74172b-be56-4843-9ff4-e66a39bb12e3', header: { typ: 'JWT' }, claims: { aud: '6e74172b-be56-4843-9ff4-e66a39bb12e3', azp: '2b6f5d0e-3a0c-4a1b-9c5e-8f7d6e5c4b3a', oid: '690222be-ff1a-4d56-abd1-7e4f7d38e474', scp: 'Orders.Read', sub: 'HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ', tid: '9188040d-6c67-4c5b-b112-36a304b66dad', ver: '2.0' }, subject: '690222be-ff1a-4d56-abd1-7e4f7d38e474', client: '2b6f5d0e-3a0c-4a1b-9c5e-8f7d6e5c4b3a' },
+        { profile: 'okta', issuer: 'https://dev-133337.okta.example/oauth2/default', audience: 'api://shop', header: { typ: undefined }, claims: { ver: 1, aud: 'api://shop', cid: '0oa1pcpxzwR9sBk4w4x7', uid: '00u1pcla5qYIREDLWCQV', scp: ['orders:read'], sub: 'alice@example.com' }, subject: 'alice@example.com', client: '0oa1pcpxzwR9sBk4w4x7' },
+        { profile: 'auth0', issuer: 'https://shop.eu.auth0.example/', audience: 'https://api.shop.example', header: { typ: 'JWT' }, claims: { aud: ['https://api.shop.example', 'https://shop.eu.auth0.example/userinfo'], sub: 'auth0|5f7c8ec7c33c6c004bbafe82', azp: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL', scope: 'openid orders:read' }, subject: 'auth0|5f7c8ec7c33c6c004bbafe82', client: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL' },
+      ] as const;
+      const externalIssuers = presets.map((p) => ({ issuer: p.issuer, profile: p.profile, audience: p.audience, discovery: true }));
+      const objects = helmTemplate(CHART, ['--set-json', `sts.externalIssuers=${JSON.stringify(externalIssuers)}`, '--set', 'sts.clients[0].id=gateway', '--set', 'sts.clients[0].tlsClientAuth=true', '--set', 'spiffe.namespace=shop']);
+
+      // The STS loads the configuration the chart rendered for it, issuers and all.
+      const stsConfigMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
+      const dir = mkdtempSync(join(tmpdir(), 'baton-chart-sts-'));
+      try {
+        writeFileSync(join(dir, 'sts.yaml'), stsConfigMap.data['sts.config.yaml'] as string);
+        const sts = loadStsConfig({ file: join(dir, 'sts.yaml') });
+        assert.deepEqual(sts.externalIssuers.map((e) => e.profile), presets.map((p) => p.profile));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+
+      // The injector, as the chart runs it, injects an entrypoint pod; its sidecar loads what it was given.
+      const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } };
+      const injectorConfig = loadConfig(InjectorConfigSchema, { env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      checkInjectorConfig(injectorConfig, 'the chart');
+      const object = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'gateway-', annotations: { 'baton.dev/inject': 'true' } }, spec: { serviceAccountName: 'gateway', containers: [{ name: 'app', image: 'shop/gateway:1', ports: [{ containerPort: 8080 }] }] } };
+      const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injectorConfig.sidecar);
+      assert.equal(review.response.allowed, true, review.response.status?.message);
+      const sidecar = patchedPod(object, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+      const config = loadSidecarConfig({ env: Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])) });
+
+      // Verified as the sidecar's wiring verifies (src/sidecar/wiring.ts): each issuer's profile and audience from the config.
+      const verifier = createAccessTokenVerifier({
+        issuers: config.externalIssuers.map((e) => ({ issuer: e.issuer, keys: createLocalKeySource({ keys: [idp.publicJwk] }), kind: 'external' as const, audience: e.audience ?? config.service, profile: profileOf(e) })),
+        maxActDepth: config.limits.maxActDepth,
+      });
+      for (const preset of presets) {
+        const token = await idp.sign({ iss: preset.issuer, ...times(), ...preset.claims }, preset.header);
+        const verified = await verifier.verify(token, { audience: config.service });
+        assert.deepEqual([verified.subject, verified.clientId, verified.subjectIssuer], [preset.subject, preset.client, preset.issuer], preset.profile);
+      }
+    });
+
+    it('mounts an introspection client secret from a Secret into the STS and the injected sidecar, never into a manifest or an app container', () => {
+      const issuer = { issuer: 'https://idp.example.com', audience: 'gateway', discovery: true, introspection: { clientId: 'baton-gateway', clientSecretFrom: { secretName: 'idp-introspection', key: 'client-secret' } } };
+      const objects = helmTemplate(CHART, ['--set-json', `sts.externalIssuers=${JSON.stringify([issuer])}`, '--set', 'spiffe.namespace=shop']);
+      const stsDeployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts') as unknown as { spec: { template: { spec: { containers: Array<{ volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string; secret?: { secretName: string } }> } } } };
+      const stsConfigMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
+      const sts = parse(stsConfigMap.data['sts.config.yaml'] as string) as { externalIssuers: Array<{ introspection: { clientSecretFile: string; clientSecret?: string } }> };
+      const file = sts.externalIssuers[0]?.introspection.clientSecretFile as string;
+      const pod = stsDeployment.spec.template.spec;
+      const mount = pod.containers[0]?.volumeMounts.find((m) => file.startsWith(`${m.mountPath}/`));
+      assert.equal(pod.volumes.find((v) => v.name === mount?.name)?.secret?.secretName, 'idp-introspection', 'the STS reads the secret from the Secret');
+      assert.doesNotMatch(JSON.stringify(objects), /"clientSecret"/, 'no client secret in any rendered object');
+      const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } };
+      const injectorConfig = loadConfig(InjectorConfigSchema, { env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      const object = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'gateway-', annotations: { 'baton.dev/inject': 'true' } }, spec: { serviceAccountName: 'gateway', containers: [{ name: 'app', image: 'shop/gateway:1' }] } };
+      const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injectorConfig.sidecar);
+      const patched = patchedPod(object, review) as unknown as { spec: { initContainers: Array<{ name: string; env: Array<{ name: string; value?: string }>; volumeMounts: Array<{ name: string; mountPath: string }> }>; containers: Array<{ volumeMounts?: unknown[] }>; volumes: Array<{ name: string; secret?: { secretName: string } }> } };
+      const sidecar = patched.spec.initContainers.find((c) => c.name === 'baton-sidecar');
+      const sidecarIssuers = JSON.parse(sidecar?.env.find((e) => e.name === 'BATON_EXTERNAL_ISSUERS')?.value ?? '[]') as Array<{ introspection: { clientSecretFile: string } }>;
+      const sidecarFile = sidecarIssuers[0]?.introspection.clientSecretFile as string;
+      const sidecarMount = sidecar?.volumeMounts.find((m) => sidecarFile.startsWith(`${m.mountPath}/`));
+      assert.equal(patched.spec.volumes.find((v) => v.name === sidecarMount?.name)?.secret?.secretName, 'idp-introspection');
+      assert.equal(patched.spec.containers[0]?.volumeMounts, undefined, 'the app container mounts nothing');
+    });
+  });
+
+  it('meshes pods of several namespaces with the chart\'s injector and STS: each named service.namespace outside the home, its certificate\'s ID the one the STS expects', () => {
+    const objects = helmTemplate(CHART, ['--set', 'spiffe.namespace=shop', '--set-json', 'sts.clients=[{"id":"gateway.web","tlsClientAuth":true},{"id":"orders","tlsClientAuth":true}]']);
+    const stsConfigMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
+    const dir = mkdtempSync(join(tmpdir(), 'baton-chart-namespaces-'));
+    let sts: ReturnType<typeof loadStsConfig>;
+    try {
+      writeFileSync(join(dir, 'sts.yaml'), stsConfigMap.data['sts.config.yaml'] as string);
+      sts = loadStsConfig({ file: join(dir, 'sts.yaml') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const stsMap = createServiceMap(sts.spiffe);
+    const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } };
+    const injectorConfig = loadConfig(InjectorConfigSchema, { env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+    for (const [account, namespace, name] of [['gateway', 'web', 'gateway.web'], ['orders', 'shop', 'orders']] as const) {
+      const object = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: `${account}-`, annotations: { 'baton.dev/inject': 'true' } }, spec: { serviceAccountName: account, containers: [{ name: 'app', image: 'shop/app:1' }] } };
+      const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object } }, injectorConfig.sidecar);
+      assert.equal(review.response.allowed, true, review.response.status?.message);
+      const sidecar = patchedPod(object, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+      const config = loadSidecarConfig({ env: Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])) });
+      assert.equal(config.service, name);
+      const id = createServiceMap(config.spiffe).idOf(config.service);
+      assert.equal(id, `spiffe://cluster.local/ns/${namespace}/sa/${account}`, 'the ID csi-driver-spiffe issues to the pod');
+      assert.ok(sts.clients.some((c) => c.id === config.sts.clientId && c.tlsClientAuth === true), `the STS knows ${name} by certificate`);
+      assert.equal(stsMap.idOf(config.sts.clientId), id, 'the STS expects that very certificate');
+      assert.equal(stsMap.serviceOf(id), name);
+    }
+  });
+
+  describe('scraping, as rendered', () => {
+    type Pod = { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ name: string; args?: string[]; env?: Array<{ name: string; value?: string }>; ports?: Array<{ name: string; containerPort: number }> }>; initContainers?: unknown[] } };
+    const objects = helmTemplate(CHART, VALUE_SETS['monitoring on, meshed namespaces listed'] as readonly string[]);
+    const podOf = (name: string) => (objects.find((o) => o.kind === 'Deployment' && o.metadata.name === name) as unknown as { spec: { template: Pod } }).spec.template;
+    const scraper = (values.networkPolicy as { scraper: unknown }).scraper;
+    const monitors = objects.filter((o) => o.kind === 'PodMonitor') as Array<KubernetesObject & { spec: { selector: Parameters<typeof selects>[0]; namespaceSelector?: { any?: boolean }; podMetricsEndpoints: Array<{ port: string; path: string; scheme?: string; tlsConfig?: unknown }> } }>;
+
+    it('gives the STS and the policy server a plaintext admin port that their configuration opens, a PodMonitor scrapes, and only the scraper may reach', () => {
+      const sts = parse((objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> }).data['sts.config.yaml'] as string) as Record<string, unknown>;
+      const stsAdmin = Value.Default(StsConfigSchema.properties.admin, structuredClone(sts.admin)) as { port?: number };
+      const policyEnv = Object.fromEntries((podOf('baton-policy-server').spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']));
+      const policyAdmin = loadConfig(PolicyServerConfigSchema, { env: policyEnv, overrides: { policy: 'p', signingKey: 'k' } }).admin;
+      for (const [name, configured] of [['baton-sts', stsAdmin.port], ['baton-policy-server', policyAdmin.port]] as const) {
+        const pod = podOf(name);
+        const port = pod.spec.containers[0]?.ports?.find((p) => p.name === 'admin');
+        assert.ok(port !== undefined && port.containerPort === configured, `${name}: container port admin (${port?.containerPort}) is the configured admin.port (${configured})`);
+        const monitor = monitors.find((m) => selects(m.spec.selector, pod.metadata.labels));
+        assert.ok(monitor, `a PodMonitor selects ${name}`);
+        assert.deepEqual(monitor.spec.podMetricsEndpoints.map((e) => [e.port, e.path, e.scheme ?? 'http', e.tlsConfig]), [['admin', '/metrics', 'http', undefined]], 'plain http, no TLS settings to skip');
+        assert.deepEqual(admittedTo(objects, { namespace: 'baton-system', labels: pod.metadata.labels }, 'admin'), [scraper], `${name}: only the scraper reaches the admin port`);
+      }
+    });
+
+    it('lets only the scraper reach the sidecars\' admin ports in every listed meshed namespace, and a PodMonitor scrape them there', () => {
+      const injected = { 'baton.dev/service': 'orders', app: 'orders' };
+      for (const namespace of ['shop', 'web']) {
+        assert.deepEqual(admittedTo(objects, { namespace, labels: injected }, 'baton-admin'), [scraper], `${namespace}: the admin port`);
+        assert.deepEqual(admittedTo(objects, { namespace, labels: injected }, 'baton-inbound'), ['everyone'], `${namespace}: the inbound port`);
+        assert.deepEqual(admittedTo(objects, { namespace, labels: injected }, 'http'), [], `${namespace}: the app's own port`);
+      }
+      const sidecars = monitors.find((m) => selects(m.spec.selector, injected));
+      assert.equal(sidecars?.spec.namespaceSelector?.any, true);
+      assert.deepEqual(sidecars?.spec.podMetricsEndpoints.map((e) => e.port), ['baton-admin']);
+    });
   });
 
   describe('workload identity', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
@@ -15,7 +15,7 @@ import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import { patchedPod } from '../injector/admission-helpers.ts';
 import { withContract } from './mesh-contract.ts';
-import { type KubernetesObject, kustomize, validateKubernetesObject } from './kubernetes-schema.ts';
+import { admittedTo, assertOnWritableEmptyDir, type KubernetesObject, kustomize, selects, validateKubernetesObject } from './kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));
@@ -167,6 +167,61 @@ describe('deploy/ (kustomize)', () => {
     }
   });
 
+  it('lets one images: entry in a user\'s overlay set the control plane\'s image and the injected sidecars\' alike', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-overlay-'));
+    try {
+      const image = 'registry.example.com/platform/baton-mesh';
+      writeFileSync(
+        join(dir, 'kustomization.yaml'),
+        `resources: [${relative(dir, join(ROOT, 'deploy/overlays/example'))}]\nimages:\n  - { name: ghcr.io/baton-dev/baton-mesh, newName: ${image}, newTag: "1.2.3-rc1" }\n`,
+      );
+      const objects = kustomize(dir);
+      const images = workloads(objects).flatMap((d) => d.spec.template.spec.containers.map((c) => `${d.metadata.name}: ${String(c.image)}`));
+      for (const line of images.filter((l) => !l.startsWith('baton-redis'))) assert.ok(line.endsWith(`${image}:1.2.3-rc1`), line);
+      const injector = workloads(objects).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
+      const env = Object.fromEntries((injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]));
+      const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      assert.equal(config.sidecar.image, `${image}:1.2.3-rc1`, 'the injector injects the overridden image');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // Unchanged, both still say the release's image.
+    const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<typeof workloads>[number];
+    const env = injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>;
+    assert.equal(env.find((e) => e.name === 'BATON_SIDECAR__IMAGE')?.value, injector.spec.template.spec.containers[0]?.image);
+  });
+
+  it('opens the STS\'s and the policy server\'s plaintext admin ports and the sidecars\' baton-admin to the scraper only, and deploy/monitoring scrapes them', async () => {
+    const monitoring = kustomize(join(ROOT, 'deploy/monitoring'));
+    for (const object of monitoring) await validateKubernetesObject(object);
+    const monitors = monitoring.filter((o) => o.kind === 'PodMonitor') as Array<KubernetesObject & { spec: { selector: Parameters<typeof selects>[0]; podMetricsEndpoints: Array<{ port: string; scheme?: string; tlsConfig?: unknown }> } }>;
+    const scraper = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } };
+    const stsFile = (find(example, 'ConfigMap', 'baton-sts') as KubernetesObject & { data: Record<string, string> }).data['sts.config.yaml'] as string;
+    const dir = mkdtempSync(join(tmpdir(), 'baton-sts-admin-'));
+    let stsAdmin: number | undefined;
+    try {
+      writeFileSync(join(dir, 'sts.yaml'), stsFile);
+      stsAdmin = (loadConfig(withContract(StsConfigSchema, 'sts'), { file: join(dir, 'sts.yaml') }) as unknown as { admin: { port?: number } }).admin.port;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const policyContainer = workloads(example).find((d) => d.metadata.name === 'baton-policy-server')?.spec.template.spec.containers[0] as { env: Array<{ name: string; value?: string }> };
+    const policyAdmin = loadConfig(PolicyServerConfigSchema, { env: Object.fromEntries(policyContainer.env.map((e) => [e.name, e.value ?? ''])), overrides: { policy: 'p', signingKey: 'k' } }).admin.port;
+    for (const [name, configured] of [['baton-sts', stsAdmin], ['baton-policy-server', policyAdmin]] as const) {
+      const deployment = workloads(example).find((d) => d.metadata.name === name) as ReturnType<typeof workloads>[number];
+      const labels = deployment.spec.template.metadata.labels;
+      const port = (deployment.spec.template.spec.containers[0]?.ports as Array<{ name: string; containerPort: number }>).find((p) => p.name === 'admin');
+      assert.ok(port !== undefined && port.containerPort === configured, `${name}: container port admin is the configured admin.port (${configured})`);
+      assert.deepEqual(admittedTo(example, { namespace: 'baton-system', labels }, 'admin'), [scraper], `${name}: only the scraper`);
+      const monitor = monitors.find((m) => selects(m.spec.selector, labels));
+      assert.deepEqual(monitor?.spec.podMetricsEndpoints.map((e) => [e.port, e.scheme ?? 'http', e.tlsConfig]), [['admin', 'http', undefined]], `${name} is scraped over plain http`);
+    }
+    const injected = { 'baton.dev/service': 'orders', 'app.kubernetes.io/name': 'orders' };
+    assert.deepEqual(admittedTo(example, { namespace: 'shop', labels: injected }, 'baton-admin'), [scraper], 'the sidecars\' admin port: the scraper only');
+    assert.deepEqual(admittedTo(example, { namespace: 'shop', labels: injected }, 'baton-inbound'), ['everyone']);
+    assert.deepEqual(monitors.find((m) => selects(m.spec.selector, injected))?.spec.podMetricsEndpoints.map((e) => e.port), ['baton-admin']);
+  });
+
   describe('workload identity', () => {
     type Container = { name: string; args?: string[]; env?: Array<{ name: string; value?: string; valueFrom?: unknown }>; volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>; readinessProbe?: { httpGet?: { scheme?: string } }; livenessProbe?: { httpGet?: { scheme?: string } } };
     type Volume = { name: string; csi?: { driver: string; readOnly?: boolean; volumeAttributes?: Record<string, string> } };
@@ -284,6 +339,22 @@ describe('deploy/ (kustomize)', () => {
         assert.equal(config.sts.clientSecret, undefined);
         assert.equal(createServiceMap(config.spiffe).idOf(config.service), `spiffe://${sts.spiffe.trustDomain}/ns/shop/sa/${deployment.metadata.name}`, 'the ID csi-driver-spiffe issues for the pod\'s ServiceAccount');
         assert.equal(config.inbound.plaintextPort !== undefined, deployment.metadata.name === 'gateway', 'only the entrypoint listens in plaintext');
+      }
+    });
+
+    it('keeps the STS\'s and every injected sidecar\'s policy state on an emptyDir, so a restarted container refuses a replayed older policy', () => {
+      const sts = stsConfig() as unknown as { policy: { stateFile?: string } };
+      assert.ok(sts.policy.stateFile, 'the STS has policy.stateFile');
+      assertOnWritableEmptyDir(deployment('baton-sts').spec.template.spec as never, containerOf('baton-sts') as never, sts.policy.stateFile);
+      const injector = injectorConfig();
+      for (const d of workloads(example).filter((w) => w.metadata.namespace === 'shop')) {
+        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...d.spec.template.metadata, generateName: `${d.metadata.name}-` }, spec: d.spec.template.spec };
+        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injector.sidecar);
+        const pod = patchedPod(object, review);
+        const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar') as { name: string; env?: Array<{ name: string; value?: string }> };
+        const config = loadConfig(withContract(SidecarConfigSchema, 'sidecar'), { env: Object.fromEntries((sidecar.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])) }) as unknown as { policy: { stateFile?: string } };
+        assert.ok(config.policy.stateFile, `${d.metadata.name}'s sidecar has policy.stateFile`);
+        assertOnWritableEmptyDir(pod.spec as never, sidecar as never, config.policy.stateFile);
       }
     });
 

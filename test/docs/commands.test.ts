@@ -27,6 +27,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
+import { kubeTool } from '../../scripts/kube-tools.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -121,8 +122,11 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'kubectl apply -k deploy/overlays/example': CLUSTER,
     [`helm install baton helm/baton -n baton-system --set policyServer.existingConfigMap=baton-callgraph --set spiffe.namespace=shop --set 'sts.clients[0].id=gateway' --set 'sts.clients[0].tlsClientAuth=true' --set 'sts.clients[1].id=orders' --set 'sts.clients[1].tlsClientAuth=true'`]: CLUSTER,
     // `create role --resource` asks the API server which resources exist, even for a client dry run.
-    'kubectl -n shop create role baton-spiffe-certificate-requester --verb=create --resource=certificaterequests.cert-manager.io': { ...CLUSTER, instead: 'deploy/overlays/example/identity.yaml is the same Role as a manifest; test/deploy/kustomize.test.ts renders and validates it' },
-    'kubectl -n shop create rolebinding baton-spiffe-certificate-requester --role=baton-spiffe-certificate-requester --serviceaccount=shop:gateway --serviceaccount=shop:orders --serviceaccount=shop:payments': { how: 'kubectl-dry-run' },
+    'kubectl -n web create role baton-spiffe-certificate-requester --verb=create --resource=certificaterequests.cert-manager.io': { ...CLUSTER, instead: 'deploy/overlays/example/identity.yaml is the same Role as a manifest; test/deploy/kustomize.test.ts renders and validates it' },
+    'kubectl -n web create rolebinding baton-spiffe-certificate-requester --role=baton-spiffe-certificate-requester --serviceaccount=web:gateway': { how: 'kubectl-dry-run' },
+    'kubectl create namespace web': { how: 'kubectl-dry-run' },
+    'kubectl label namespace web baton.dev/inject=enabled': CLUSTER,
+    'kubectl -n web create configmap baton-mesh --from-file=policy-signing.pub.pem': { how: 'kubectl-dry-run' },
     'kubectl apply -k deploy/overlays/example-spire': CLUSTER,
     'kubectl -n baton-system create configmap baton-callgraph --from-file=callgraph.yaml=deploy/base/callgraph.yaml': { how: 'kubectl-dry-run' },
     'kubectl create namespace shop': { how: 'kubectl-dry-run' },
@@ -153,7 +157,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   },
   'docs/policy-server.md': {
     'baton policy-server keygen --out ./keys': { how: 'run' },
-    'baton policy-server --policy examples/shop.callgraph.yaml --signing-key keys/policy-signing.key.pem --port 7300 --state /var/lib/baton/policy-version.json --transport plaintext': { how: 'run', background: true },
+    'baton policy-server --policy examples/shop.callgraph.yaml --signing-key keys/policy-signing.key.pem --port 7100 --state /var/lib/baton/policy-version.json --transport plaintext': { how: 'run', background: true },
   },
   'docs/rollout.md': {
     'baton policy suggest --logs logs/ --name shop --out shop.callgraph.yaml': { how: 'run' },
@@ -275,6 +279,8 @@ describe('the commands in README.md and docs/', () => {
       // `baton` as the installed bin would be, running this checkout's sources on the Node.js 24 that runs the tests.
       writeFileSync(join(bin, 'baton'), `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'bin/baton.js')}" "$@"\n`);
       chmodSync(join(bin, 'baton'), 0o755);
+      // kubectl and helm at their minimum versions: the system's, or the npm package's (scripts/kube-tools.ts).
+      for (const tool of [kubeTool('kubectl'), kubeTool('helm')]) if (tool.source === 'npm package') symlinkSync(tool.path, join(bin, tool.name));
       mkdirSync(join(work, 'logs'));
       // What the docs refer to relative to a checkout (deploy/, examples/), and the user's own call graph.
       symlinkSync(join(ROOT, 'deploy'), join(work, 'deploy'));
@@ -297,7 +303,7 @@ describe('the commands in README.md and docs/', () => {
         .replaceAll('http://localhost:7080', `http://127.0.0.1:${mesh.services.gateway.entry}`)
         .replaceAll('/var/lib/baton/', `${work}/var/lib/baton/`)
         .replace(/(^|\$\(|\|\s*)npx baton /g, '$1baton ');
-      if (ports.policyServer !== undefined) out = out.replace('--port 7300', `--port ${ports.policyServer}`);
+      if (ports.policyServer !== undefined) out = out.replace('--port 7100', `--port ${ports.policyServer}`);
       return out;
     }
 

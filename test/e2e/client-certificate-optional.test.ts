@@ -77,7 +77,8 @@ describe('inbound.clientCertificate: optional (real sidecars over TLS)', { timeo
     const untrusted = await svid(foreignCa, ids().map.idOf('gateway'));
     const token = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     await assert.rejects(call('gateway', '/checkout', token, client({ cert: untrusted.certPem, key: untrusted.keyPem })));
-    const stranger = await svid(ids().ca, spiffeId('spiffe://baton.demo/ns/elsewhere/sa/gateway'));
+    // Another shape of ID: the rule maps it to nothing (ns/elsewhere/sa/gateway would name gateway.elsewhere).
+    const stranger = await svid(ids().ca, spiffeId('spiffe://baton.demo/workloads/gateway'));
     const unmapped = await call('gateway', '/checkout', token, client({ cert: stranger.certPem, key: stranger.keyPem }));
     assert.equal(unmapped.status, 403);
     assert.equal(unmapped.code, PeerUnmappedError.code);

@@ -100,18 +100,21 @@ const METRIC = /\b((?:baton|process|nodejs)_[a-z0-9_]+)\b/g;
 // Labels Prometheus adds from the scrape target, never in /metrics itself.
 const TARGET_LABELS = new Set(['job', 'instance']);
 
-describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopback)', () => {
+describe('metrics of a running mesh (real sidecars, STS, policy server and Prometheus on loopback)', () => {
   let mesh: Mesh | undefined;
   let results: ScenarioResult[];
   let gateway: Scrape;
   let sidecars: Scrape[];
   let sts: Scrape;
+  let policyServer: Scrape;
   let gatewayAdmin = 0;
-  let stsUrl = '';
+  let stsAdminUrl = '';
+  let policyAdminUrl = '';
 
   before(async () => {
-    // The metrics, not the transport, are the subject here: a plaintext mesh lets Prometheus scrape the STS without a CA of its own.
-    mesh = await startMesh({ transport: 'plaintext' });
+    // mTLS, as shipped: Prometheus scrapes the STS and the policy server on their plaintext admin ports,
+    // with no CA, no client certificate and no insecure_skip_verify.
+    mesh = await startMesh();
     results = await runScenarios(mesh);
     const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     // Twice with one token: every exchange of the second call is a cache hit.
@@ -119,10 +122,12 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
     // No token: refused by the gateway's sidecar itself.
     assert.equal((await postInbound(mesh.services.gateway.entry, '/checkout', '')).status, 401);
     gatewayAdmin = mesh.services.gateway.admin;
-    stsUrl = mesh.stsUrl;
+    stsAdminUrl = mesh.stsAdminUrl;
+    policyAdminUrl = mesh.policyAdminUrl;
     sidecars = await Promise.all(DEMO_SERVICES.map((name) => scrape(`http://127.0.0.1:${mesh?.services[name].admin}/metrics`)));
     gateway = sidecars[0] as Scrape;
-    sts = await scrape(`${stsUrl}/metrics`);
+    sts = await scrape(`${stsAdminUrl}/metrics`);
+    policyServer = await scrape(`${policyAdminUrl}/metrics`);
   });
   after(async () => {
     await mesh?.stop();
@@ -175,8 +180,8 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
     assert.equal(valueOf(gateway, 'baton_token_cache_requests_total', { result: 'miss' }), misses);
   });
 
-  it('serves process_*, nodejs_* and baton_build_info from every sidecar and the STS, all passing promtool', () => {
-    for (const [name, s] of [['gateway', gateway], ['sts', sts]] as const) {
+  it('serves process_*, nodejs_* and baton_build_info from every sidecar, the STS and the policy server, all passing promtool', () => {
+    for (const [name, s] of [['gateway', gateway], ['sts', sts], ['policy-server', policyServer]] as const) {
       for (const family of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'process_start_time_seconds', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_version_info']) {
         assert.ok(s.samples.some((x) => x.name === family), `${name} serves ${family}`);
       }
@@ -186,6 +191,37 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
     }
     assert.equal(valueOf(gateway, 'baton_build_info', { version: BATON_VERSION, component: 'sidecar', service: 'gateway', nodejs_version: process.versions.node }), 1);
     assert.equal(valueOf(sts, 'baton_build_info', { version: BATON_VERSION, component: 'sts', service: 'baton-sts', nodejs_version: process.versions.node }), 1);
+    assert.equal(valueOf(policyServer, 'baton_build_info', { version: BATON_VERSION, component: 'policy-server', service: 'baton-policy-server', nodejs_version: process.versions.node }), 1);
+  });
+
+  it('serves the policy server\'s readiness, the version it publishes and when it was signed', () => {
+    assert.equal(valueOf(policyServer, 'baton_ready', {}), 1);
+    assert.ok((valueOf(policyServer, 'baton_policy_version', {}) ?? 0) >= 1);
+    const issuedAt = valueOf(policyServer, 'baton_policy_issued_at_timestamp_seconds', {}) ?? 0;
+    assert.ok(Math.abs(issuedAt - Date.now() / 1000) < 600, `signed ${issuedAt}`);
+    // The sidecars and the STS each hold a long poll.
+    assert.ok((valueOf(policyServer, 'baton_policy_long_polls', {}) ?? 0) >= 1);
+  });
+
+  it('answers only /livez, /readyz and /metrics on the STS\'s and the policy server\'s admin ports, the same as their TLS ports', async () => {
+    for (const base of [stsAdminUrl, policyAdminUrl]) {
+      for (const path of ['/livez', '/readyz']) {
+        const response = await request(`${base}${path}`);
+        assert.equal(response.statusCode, 200, `${base}${path}: ${await response.body.text()}`);
+        await response.body.dump();
+      }
+      for (const path of ['/token', '/jwks', '/v1/callgraph', '/.well-known/oauth-authorization-server']) {
+        const response = await request(`${base}${path}`);
+        await response.body.dump();
+        assert.equal(response.statusCode, 404, `${base}${path} is not served on the admin port`);
+      }
+      const post = await request(`${base}/metrics`, { method: 'POST', body: '' });
+      await post.body.dump();
+      assert.equal(post.statusCode, 405);
+    }
+    const tls = await request(`${mesh?.stsUrl}/readyz`, { dispatcher: mesh?.identities?.dispatcher });
+    const admin = await request(`${stsAdminUrl}/readyz`);
+    assert.deepEqual(await admin.body.json(), await tls.body.json());
   });
 
   for (const [component, path] of Object.entries(DASHBOARDS)) {
@@ -230,14 +266,15 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
       dir = mkdtempSync(join(tmpdir(), 'baton-prometheus-'));
       const port = await freePort();
       api = `http://127.0.0.1:${port}`;
-      const stsTarget = new URL(stsUrl).host;
+      // As shipped: plain http on the admin ports, no tls_config, no insecure_skip_verify.
       writeFileSync(
         join(dir, 'prometheus.yml'),
         [
           'global: { scrape_interval: 1s, scrape_timeout: 900ms }',
           'scrape_configs:',
           `  - { job_name: baton-sidecar, static_configs: [{ targets: ["127.0.0.1:${gatewayAdmin}"] }] }`,
-          `  - { job_name: baton-sts, static_configs: [{ targets: ["${stsTarget}"] }] }`,
+          `  - { job_name: baton-sts, static_configs: [{ targets: ["${new URL(stsAdminUrl).host}"] }] }`,
+          `  - { job_name: baton-policy-server, static_configs: [{ targets: ["${new URL(policyAdminUrl).host}"] }] }`,
           '',
         ].join('\n'),
       );
@@ -249,9 +286,9 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
         async () => {
           const up = await query('count(up == 1)');
           const scrapes = await query('min(count_over_time(up[1m]))');
-          return Number(up[0]?.value[1]) === 2 && Number(scrapes[0]?.value[1]) >= 2;
+          return Number(up[0]?.value[1]) === 3 && Number(scrapes[0]?.value[1]) >= 2;
         },
-        { timeoutMs: 20_000, intervalMs: 250, what: `prometheus to scrape the sidecar and the STS twice (its output: ${output.slice(-500)})` },
+        { timeoutMs: 20_000, intervalMs: 250, what: `prometheus to scrape the sidecar, the STS and the policy server twice (its output: ${output.slice(-500)})` },
       );
     });
     after(async () => {
@@ -270,6 +307,17 @@ describe('metrics of a running mesh (real sidecars, STS and Prometheus on loopba
       assert.equal(body.status, 'success', `${expr}: ${body.error}`);
       return body.data?.result ?? [];
     }
+
+    it('scrapes the STS and the policy server as shipped, over their plaintext admin ports', async () => {
+      for (const job of ['baton-sts', 'baton-policy-server']) {
+        const up = await query(`up{job="${job}"}`);
+        assert.equal(up[0]?.value[1], '1', `${job} is up: ${JSON.stringify(up)}`);
+      }
+      const version = await query('baton_policy_version{job="baton-policy-server"}');
+      assert.ok(Number(version[0]?.value[1]) >= 1, JSON.stringify(version));
+      const exchanges = await query('sum(baton_sts_token_requests_total{job="baton-sts"})');
+      assert.ok(Number(exchanges[0]?.value[1]) >= 2, JSON.stringify(exchanges));
+    });
 
     it('answers a latency quantile from the sidecar histogram', async () => {
       const buckets = await query('baton_request_duration_seconds_bucket{direction="outbound",target="orders",code="200"}');

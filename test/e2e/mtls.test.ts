@@ -205,8 +205,9 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
   });
 
   it('refuses a client certificate from the bundle whose SPIFFE ID maps to no service', async () => {
-    // Another namespace: the template maps it to nothing, so the connection is nobody the policy knows.
-    const stranger = await issueSvid(ids().ca, { spiffeId: spiffeId('spiffe://baton.demo/ns/elsewhere/sa/gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
+    // Another shape: the template maps it to nothing, so the connection is nobody the policy knows.
+    // (ns/elsewhere/sa/gateway would map: to gateway.elsewhere, a service of another namespace.)
+    const stranger = await issueSvid(ids().ca, { spiffeId: spiffeId('spiffe://baton.demo/workloads/gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
     const refused = await replay(client({ cert: stranger.certPem, key: stranger.keyPem }), { authorization: `Bearer ${bearerSeenByOrders(0)}` });
     assert.equal(refused.status, 403);
     assert.equal(refused.code, PeerUnmappedError.code);

@@ -74,8 +74,20 @@ describe('the SPIFFE ID ↔ service rule', () => {
     assert.equal(map.serviceOf('spiffe://cluster.local/ns/shop/sa/orders'), 'orders');
   });
 
-  it('maps an ID in another namespace or trust domain to no service', () => {
-    assert.equal(map.serviceOf('spiffe://cluster.local/ns/other/sa/orders'), undefined);
+  it('names a service in another namespace service.namespace, both ways', () => {
+    assert.equal(map.serviceOf('spiffe://cluster.local/ns/other/sa/orders'), 'orders.other');
+    assert.equal(map.idOf('orders.other'), 'spiffe://cluster.local/ns/other/sa/orders');
+    assert.equal(map.serviceOf('spiffe://cluster.local/ns/baton-system/sa/baton-sts'), 'baton-sts.baton-system');
+  });
+
+  it('gives a home service one name: orders, never orders.<home>', () => {
+    assert.throws(() => map.idOf('orders.shop'), { code: 'BATON_IDENTITY_UNMAPPED' });
+    assert.throws(() => map.idOf('Orders'), { code: 'BATON_IDENTITY_UNMAPPED' });
+  });
+
+  it('maps an ID in another trust domain, of another shape, or with an invalid segment to no service', () => {
+    assert.equal(map.serviceOf('spiffe://cluster.local/ns/Other/sa/orders'), undefined);
+    assert.equal(map.serviceOf('spiffe://cluster.local/ns/accepts/sa/orders'), undefined);
     assert.equal(map.serviceOf('spiffe://evil.local/ns/shop/sa/orders'), undefined);
     assert.equal(map.serviceOf('spiffe://cluster.local/ns/shop/sa/orders/extra'), undefined);
     assert.equal(map.serviceOf('spiffe://cluster.local/ns/shop/sa/Orders'), undefined);
@@ -87,7 +99,39 @@ describe('the SPIFFE ID ↔ service rule', () => {
     assert.equal(map.serviceOf('spiffe://cluster.local/ns/shop/sa/legacy'), undefined);
   });
 
+  it('maps the home namespace only with a template that has no {namespace}', () => {
+    const flat = createServiceMap({ trustDomain: 'td', namespace: 'shop', template: '/svc/{service}', ids: {} });
+    assert.equal(flat.idOf('orders'), 'spiffe://td/svc/orders');
+    assert.equal(flat.serviceOf('spiffe://td/svc/orders'), 'orders');
+    assert.throws(() => flat.idOf('orders.web'), { code: 'BATON_IDENTITY_UNMAPPED' });
+  });
+
+  it('keeps one name, one ID, both ways, for any names in any namespaces (property)', () => {
+    const label = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?$/);
+    fc.assert(
+      fc.property(label, fc.array(fc.tuple(label, fc.option(label, { nil: undefined })), { minLength: 1, maxLength: 8 }), fc.array(fc.tuple(label, label), { maxLength: 3 }), (home, names, moved) => {
+        // A table that moves some services elsewhere, one ID each.
+        const ids = Object.fromEntries(moved.map(([service, where], i) => [service, `spiffe://cluster.local/legacy/${where}-${i}`]));
+        const rule = createServiceMap({ trustDomain: 'cluster.local', namespace: home, template: '/ns/{namespace}/sa/{service}', ids });
+        const seen = new Map<string, string>();
+        for (const [service, namespace] of names) {
+          if (namespace !== undefined && ['accepts', 'entrypoint'].includes(namespace)) continue;
+          const name = namespace === undefined || namespace === home ? service : `${service}.${namespace}`;
+          const id = rule.idOf(name);
+          assert.equal(rule.serviceOf(id), name, `serviceOf(idOf(${name}))`);
+          if (seen.has(id)) assert.equal(seen.get(id), name, `one name for ${id}`);
+          seen.set(id, name);
+          // The template's spelling of a moved service names nothing; a home service qualified by its home is no name at all.
+          if (Object.hasOwn(ids, name)) assert.equal(rule.serviceOf(`spiffe://cluster.local/ns/${namespace ?? home}/sa/${service}`), undefined);
+          if (namespace === undefined) assert.throws(() => rule.idOf(`${service}.${home}`), { code: 'BATON_IDENTITY_UNMAPPED' });
+        }
+      }),
+    );
+  });
+
   it('refuses a template without exactly one {service}, and a table entry in another trust domain', () => {
+    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns/{namespace}/{namespace}/{service}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
+    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns-{namespace}/{service}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
     assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns/{namespace}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
     assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/{service}/{service}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
     assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/{service}', ids: { a: 'spiffe://other/a' } }), { code: 'BATON_IDENTITY_UNMAPPED' });

@@ -9,7 +9,8 @@ import { planInjection } from '../../src/injector/pod-patch.ts';
 import type { Pod } from '../../src/injector/kubernetes-types.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { withContract } from '../deploy/mesh-contract.ts';
-import { fixture, patchedPod } from './admission-helpers.ts';
+import { envOf, fixture, patchedPod } from './admission-helpers.ts';
+import { createServiceMap } from '../../src/identity/service-map.ts';
 import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
 
 const template = Value.Default(InjectorConfigSchema.properties.sidecar, {}) as Parameters<typeof planInjection>[1];
@@ -101,7 +102,7 @@ describe('pod patch planning', () => {
 
 describe('workload identity in the injected pod', () => {
   const mtls = Value.Default(InjectorConfigSchema.properties.sidecar, { spiffe: { trustDomain: 'mesh.example', namespace: 'shop' } }) as Parameters<typeof planInjection>[1];
-  const plaintext = Value.Default(InjectorConfigSchema.properties.sidecar, { transport: { mode: 'plaintext' }, stsIssuer: 'http://baton-sts.baton-system.svc:7000', policyUrl: 'http://baton-policy-server.baton-system.svc:7100' }) as Parameters<typeof planInjection>[1];
+  const plaintext = Value.Default(InjectorConfigSchema.properties.sidecar, { transport: { mode: 'plaintext' }, spiffe: { namespace: 'shop' }, stsIssuer: 'http://baton-sts.baton-system.svc:7000', policyUrl: 'http://baton-policy-server.baton-system.svc:7100' }) as Parameters<typeof planInjection>[1];
   const review = (annotations: Record<string, string>, sidecarTemplate: Parameters<typeof planInjection>[1], namespace = 'shop') => {
     const original = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p', namespace, annotations: { 'baton.dev/inject': 'true', ...annotations } }, spec: { serviceAccountName: 'orders', containers: [{ name: 'app', image: 'x' }] } };
     const { review: answer } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', namespace, kind: { kind: 'Pod' }, operation: 'CREATE', object: original } }, sidecarTemplate);
@@ -183,9 +184,24 @@ describe('workload identity in the injected pod', () => {
     assert.equal(review({ 'baton.dev/plaintext-port': '7071' }, mtls).answer.response.allowed, false, 'the plaintext port may not be a sidecar port');
   });
 
-  it('denies a pod outside the namespace of the SPIFFE rule in mtls mode only', () => {
-    assert.equal(review({}, mtls, 'billing').answer.response.allowed, false);
-    assert.equal(review({}, plaintext, 'billing').answer.response.allowed, true);
+  it('injects a pod in any namespace, named service.namespace outside the home namespace, with the ID its certificate carries', () => {
+    for (const template of [mtls, plaintext]) {
+      const { pod } = review({}, template, 'billing');
+      assert.ok(pod, template.transport.mode);
+      const config = loadedConfig(pod);
+      assert.equal(config.service, 'orders.billing');
+      assert.equal(envOf(pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar')).BATON_STS__CLIENT_ID, 'orders.billing');
+      assert.equal(pod.metadata.labels?.['baton.dev/service'], 'orders.billing');
+      if (template === mtls) assert.equal(createServiceMap(config.spiffe as Parameters<typeof createServiceMap>[0]).idOf(config.service), 'spiffe://mesh.example/ns/billing/sa/orders', 'the ID csi-driver-spiffe issues in billing');
+    }
+    assert.equal(loadedConfig(review({}, mtls, 'shop').pod as NonNullable<ReturnType<typeof review>['pod']>).service, 'orders', 'unqualified at home');
+  });
+
+  it('denies a pod outside the home namespace only under a SPIFFE rule that cannot name one', () => {
+    const flat = { ...mtls, spiffe: { ...mtls.spiffe, template: '/svc/{service}' } };
+    assert.equal(review({}, flat, 'billing').answer.response.allowed, false);
+    assert.match(review({}, flat, 'billing').answer.response.status?.message ?? '', /names services of namespace shop only/);
+    assert.equal(review({}, flat, 'shop').answer.response.allowed, true);
   });
 
   it('refuses an http STS or policy URL in mtls mode, at config load', () => {

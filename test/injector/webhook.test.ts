@@ -221,10 +221,12 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.ok(review.response.warnings?.some((w) => w.includes('baton.dev/client-certificate')));
   });
 
-  it('denies a pod in a namespace the SPIFFE rule does not map, rather than inject a sidecar that never gets ready', async () => {
-    const { review } = await admit('pod-in-another-namespace');
-    assert.equal(review.response.allowed, false);
-    assert.match(review.response.status?.message ?? '', /namespace shop.*billing/);
+  it('injects a pod in any labelled namespace, naming its service service.namespace outside the home namespace', async () => {
+    const { original, review } = await admit('pod-in-another-namespace');
+    assert.equal(review.response.allowed, true, review.response.status?.message);
+    const sidecar = patchedPod(original, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+    assert.match(envOf(sidecar).BATON_SERVICE ?? '', /^[a-z0-9-]+\.billing$/);
+    assert.equal(envOf(sidecar).BATON_SPIFFE__NAMESPACE, 'shop', 'the home namespace stays the mesh\'s');
   });
 
   it('refuses to inject twice', async () => {

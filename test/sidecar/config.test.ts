@@ -4,6 +4,11 @@ import { ConfigError } from '../../src/config/config-error.ts';
 import { EXCHANGE_DEFAULTS, loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { KEY_SOURCE_DEFAULTS } from '../../src/token/config.ts';
+import { introspectorOf } from '../../src/token/issuer-profile-config.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 
 const base = (overrides: Record<string, unknown>) => loadSidecarConfig({ overrides: { service: 'orders', 'policy.file': 'x.yaml', 'sts.clientId': 'orders', 'sts.issuer': 'https://sts:7000', ...overrides } });
 const refuses = (overrides: Record<string, unknown>, key: RegExp, code = 'BATON_CONFIG_INVALID') =>
@@ -107,5 +112,22 @@ describe('sidecar cross-field checks run at load, not in wiring', () => {
       { externalIssuers: [{ issuer: 'https://a.example', introspection }, { issuer: 'https://b.example', introspection }] },
       /^externalIssuers\.1\.introspection$/,
     );
+  });
+});
+
+describe('sidecar external issuers', () => {
+  it('takes an introspection client secret from a file (a mounted Secret), and refuses both or neither', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-introspection-secret-'));
+    try {
+      writeFileSync(join(dir, 'client-secret'), 'from-a-secret-file\n');
+      const issuer = (introspection: Record<string, unknown>) => ({ externalIssuers: [{ issuer: 'https://idp.example', introspection: { clientId: 'baton', ...introspection } }] });
+      const config = base(issuer({ clientSecretFile: join(dir, 'client-secret') }));
+      const introspector = introspectorOf(config.externalIssuers[0] as Parameters<typeof introspectorOf>[0], { logger: pino({ level: 'silent' }), now: Date.now });
+      assert.ok(introspector, 'an introspector is built from the file');
+      refuses(issuer({}), /^externalIssuers\.0\.introspection$/);
+      refuses(issuer({ clientSecret: 's', clientSecretFile: join(dir, 'client-secret') }), /^externalIssuers\.0\.introspection$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -128,6 +128,43 @@ securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 
+{{/*
+The STS's externalIssuers from sts.externalIssuers (the injector's schema,
+src/injector/config.ts): an introspection secret named by clientSecretFrom
+becomes clientSecretFile, a file of the Secret mounted at
+/etc/baton/introspection. The injector does the same for sidecars.
+*/}}
+{{- define "baton.stsExternalIssuers" -}}
+{{- $issuers := list -}}
+{{- range .Values.sts.externalIssuers -}}
+{{- $issuer := deepCopy . -}}
+{{- with .introspection -}}
+{{- $introspection := omit . "clientSecretFrom" -}}
+{{- $_ := set $introspection "clientSecretFile" (printf "/etc/baton/introspection/%s" .clientSecretFrom.key) -}}
+{{- $_ := set $issuer "introspection" $introspection -}}
+{{- end -}}
+{{- $issuers = append $issuers $issuer -}}
+{{- end -}}
+{{- toJson $issuers -}}
+{{- end -}}
+
+{{/* The Secret holding the introspection client secret, when an issuer introspects (one at most). */}}
+{{- define "baton.introspectionSecret" -}}
+{{- range .Values.sts.externalIssuers -}}
+{{- with .introspection -}}
+{{ toJson .clientSecretFrom }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The scraper (Prometheus) as a NetworkPolicy peer, from networkPolicy.scraper. */}}
+{{- define "baton.scraperPeer" -}}
+namespaceSelector:
+  {{- toYaml .Values.networkPolicy.scraper.namespaceSelector | nindent 2 }}
+podSelector:
+  {{- toYaml .Values.networkPolicy.scraper.podSelector | nindent 2 }}
+{{- end -}}
+
 {{- define "baton.injectorTlsSecret" -}}
 {{- if eq .Values.injector.tls.mode "existingSecret" -}}
 {{ .Values.injector.tls.existingSecret }}

@@ -21,7 +21,7 @@ import { PolicyDigestMismatchError, PolicyDocumentMalformedError, PolicyServerUn
 
 
 export interface PolicyClientOptions {
-  /** The policy server's base URL (`http://policy:7300`) or the full `/v1/callgraph` URL. */
+  /** The policy server's base URL (`http://policy:7100`) or the full `/v1/callgraph` URL. */
   readonly url: string;
   /** The key policies must be signed with: SPKI PEM text, the path of a PEM file, or a KeyObject. */
   readonly publicKey: string | KeyObject;

@@ -10,6 +10,7 @@ import { Value } from '@sinclair/typebox/value';
 import { HttpUrl, ListenPort, LogLevel, Milliseconds, Seconds, SpiffeIdText } from '../../config/atoms.ts';
 import { ConfigError } from '../../config/config-error.ts';
 import { SpiffeMappingConfigSchema, TransportConfigSchema, WorkloadIdentityConfigSchema } from '../../identity/config.ts';
+import { AdminPortConfigSchema } from '../../telemetry/config.ts';
 
 /** The longest a policy server holds a long-poll: under common proxy idle timeouts (60 s). */
 export const MAX_WAIT_SECONDS = 60;
@@ -19,7 +20,8 @@ export const PolicyServerConfigSchema = Type.Object(
     policy: Type.String({ minLength: 1, description: 'a policy file or a directory holding one (a ConfigMap mount)' }),
     signingKey: Type.String({ minLength: 1, description: 'the path of a PKCS#8 PEM private key (ES256 or EdDSA)' }),
     host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'an address to listen on' }),
-    port: ListenPort(7300),
+    port: ListenPort(7100),
+    admin: AdminPortConfigSchema,
     state: Type.Optional(Type.String({ minLength: 1, description: 'the path of the version counter file' })),
     maxWaitSeconds: Seconds(MAX_WAIT_SECONDS, `the longest a long-poll (?wait=) is held, whole seconds from 1 to ${MAX_WAIT_SECONDS}`, { maximum: MAX_WAIT_SECONDS }),
     pollIntervalMs: Milliseconds(2000, 'milliseconds between stat checks of the policy path (0: fs.watch only)', { minimum: 0 }),

@@ -20,6 +20,8 @@ import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } 
 import type { LoadedPolicy } from '../language/load.ts';
 import type { PolicyWatcher } from './watch.ts';
 import { PolicyNotReadyError, PolicyServerBusyError, PolicyWaitInvalidError } from './errors.ts';
+import { PROMETHEUS_CONTENT_TYPE, renderFamily } from '../../telemetry/prometheus-text.ts';
+import { createRuntimeMetrics } from '../../telemetry/runtime-metrics.ts';
 
 
 
@@ -261,6 +263,13 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     return { status: 'ready', version: published.version, digest: published.digest };
   });
 
+  // Prometheus text: what is published and how many long polls are held, with the process's own series.
+  const runtimeMetrics = createRuntimeMetrics('policy-server', 'baton-policy-server');
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('cache-control', 'no-store').type(PROMETHEUS_CONTENT_TYPE);
+    return policyServerMetrics(publisher, mesh) + (await runtimeMetrics.render().catch(() => ''));
+  });
+
   app.get(CALLGRAPH_PATH, async (request, reply) => {
     const wait = parseWait((request.query as Record<string, unknown>).wait, maxWaitSeconds);
     const current = publisher.published();
@@ -274,6 +283,18 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     return next === undefined ? notModified(reply, current) : sendPolicy(reply, next);
   });
   return app;
+}
+
+/** The policy server's own series: readiness, the version published and when it was signed, the long polls held. */
+function policyServerMetrics(publisher: PolicyPublisher, mesh: MeshIdentity | undefined): string {
+  const published = publisher.published();
+  const ready = published !== undefined && !publisher.closing() && (mesh === undefined || mesh.identity.current() !== undefined);
+  const lines: string[] = [];
+  renderFamily(lines, 'baton_ready', 'gauge', 'Whether the policy server answers /readyz with 200 (1) or not (0).', [{ labels: '', value: ready ? 1 : 0 }]);
+  renderFamily(lines, 'baton_policy_version', 'gauge', 'The version of the policy being served (0 before the first is signed).', [{ labels: '', value: published?.version ?? 0 }]);
+  renderFamily(lines, 'baton_policy_issued_at_timestamp_seconds', 'gauge', 'When the policy being served was signed (its issuedAt), in seconds since the epoch.', [{ labels: '', value: published?.issuedAt ?? 0 }]);
+  renderFamily(lines, 'baton_policy_long_polls', 'gauge', 'Long polls (?wait=) being held.', [{ labels: '', value: publisher.waiting() }]);
+  return lines.join('\n') + '\n';
 }
 
 /** The policy server as a process runs it: a publisher, its app, and a listen step. */

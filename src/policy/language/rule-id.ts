@@ -27,10 +27,25 @@ export function isRuleName(value: string): boolean {
 export function isRuleId(value: unknown): value is RuleId {
   if (typeof value !== 'string') return false;
   if (SPEC_RULES.has(value)) return true;
-  const dot = value.indexOf('.');
-  if (dot === -1 || !isServiceName(value.slice(0, dot))) return false;
-  const rest = value.slice(dot + 1);
+  const service = serviceOfRule(value);
+  if (service === undefined) return false;
+  const rest = value.slice(service.length + 1);
   return rest === 'entrypoint' || rest === 'accepts' || RULE_INDEX.test(rest) || (rest.startsWith('accepts.') && RULE_NAME.test(rest.slice('accepts.'.length)));
+}
+
+/**
+ * The service part of `<service>.<rule>`: one label (`orders`), or two
+ * (`orders.shop`) unless the second is the rule's first word. A service name
+ * never has `accepts` or `entrypoint` as its namespace
+ * (src/core/service-name.ts), so the id reads one way.
+ */
+function serviceOfRule(value: string): ServiceName | undefined {
+  const first = value.indexOf('.');
+  if (first === -1) return undefined;
+  const second = value.indexOf('.', first + 1);
+  const next = value.slice(first + 1, second === -1 ? undefined : second).replace(/\[.*$/, '');
+  const candidate = next === 'accepts' || next === 'entrypoint' || second === -1 ? value.slice(0, first) : value.slice(0, second);
+  return isServiceName(candidate) ? candidate : undefined;
 }
 
 function mint(text: string): RuleId {
@@ -63,6 +78,5 @@ export const SPEC_MAX_DEPTH: RuleId = mint('spec.maxDepth');
 /** The service whose rule (or pseudo-rule) `id` is; undefined for the `spec.*` pseudo-rules. */
 export function ruleIdService(id: RuleId): ServiceName | undefined {
   if (SPEC_RULES.has(id)) return undefined;
-  const service = id.slice(0, id.indexOf('.'));
-  return isServiceName(service) ? service : undefined;
+  return serviceOfRule(id);
 }

@@ -123,7 +123,7 @@ function checkMeaning(raw: RawCallGraph, locator: Locator, report: Report): Call
   for (const name of names) {
     const at = locator.at(['spec', 'services', name], { key: true });
     if (name === EXTERNAL) report('error', 'POLICY_RESERVED_SERVICE_NAME', `'${EXTERNAL}' is reserved for tokens from external identity providers and cannot name a service`, at);
-    else if (!isServiceName(name)) report('error', 'POLICY_BAD_SERVICE_NAME', `expected a service name (DNS-1123 label: lowercase letters, digits, '-'), got '${name}'`, at);
+    else if (!isServiceName(name)) report('error', 'POLICY_BAD_SERVICE_NAME', `expected a service name: a DNS-1123 label (lowercase letters, digits, '-'), or service.namespace for a service in another namespace than the mesh's home, got '${name}'`, at);
   }
   if (names.size === 0) report('error', 'POLICY_NO_SERVICES', 'expected at least one service under spec.services', locator.at(['spec', 'services']));
 
