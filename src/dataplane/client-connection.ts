@@ -2,7 +2,7 @@
  * One client connection of the socket data plane: the socket, its strict
  * parser (./http1-parser.ts) and the request in hand. Requests are read
  * and answered one at a time, in order; pipelined requests wait their
- * turn, unread. Each request becomes an Exchange (./exchange.ts) handed to
+ * turn, unread. Each request becomes an HttpStream (./stream.ts) handed to
  * the handler as soon as its head is in; its body stays on the socket,
  * unread, until the handler lets it flow (after the policy allowed the
  * request), so a refused upload costs nothing but its first packet.
@@ -29,7 +29,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { type BodySink, Exchange, type ExchangeConnection } from './exchange.ts';
+import { type BodySink, HttpStream, type StreamConnection } from './stream.ts';
 import { HttpFramingError, Http1Parser, type MessageHead } from './http1-parser.ts';
 import { CONTINUE, lengthOf, responseHead } from './wire.ts';
 
@@ -40,10 +40,14 @@ export interface ConnectionOptions {
   readonly keepAliveTimeoutMs: number;
   /** How long a request head may take to arrive once its first byte has. */
   readonly headersTimeoutMs: number;
-  /** True while shutting down: each response closes its connection. */
-  readonly draining: () => boolean;
   /** The whole answer to a request refused before any handler saw it (a problem document). */
   readonly refusal: (refusal: ConnectionRefusal) => RefusalAnswer;
+}
+
+/** What a listener tells its connections (./server.ts). */
+export interface ListenerState {
+  /** Shutting down: each response says `Connection: close` and its connection closes after it. */
+  readonly draining: boolean;
 }
 
 /** Why a connection is answered without a handler: its bytes did not frame as one HTTP/1.1 request, or too slowly. */
@@ -64,16 +68,18 @@ type State = 'idle' | 'head' | 'held' | 'body' | 'body-paused' | 'answering' | '
 /** A request is in hand in these states. */
 const IN_REQUEST: ReadonlySet<State> = new Set(['held', 'body', 'body-paused', 'answering']);
 
-export class ClientConnection implements ExchangeConnection {
+export class ClientConnection implements StreamConnection {
   readonly socket: Socket;
   readonly keepAliveSeconds: number;
-  readonly #handler: (exchange: Exchange) => void;
+  readonly #handler: (stream: HttpStream) => void;
   readonly #options: ConnectionOptions;
+  /** The listener's state: draining, each response closes its connection. */
+  readonly #listener: ListenerState;
   readonly #parser: Http1Parser;
   #state: State = 'idle';
   /** Bytes read and not yet parsed: the rest of a body held back, or pipelined requests. */
   #pending: Buffer | undefined;
-  #exchange: Exchange | undefined;
+  #stream: HttpStream | undefined;
   /** Set by the parser's head callback, taken by #parse. */
   #head: MessageHead | undefined;
   #sink: BodySink | undefined;
@@ -82,10 +88,11 @@ export class ClientConnection implements ExchangeConnection {
   /** Inside #pump: a handler answering at once (a refusal) re-enters it; the running loop picks the change up instead. */
   #pumping = false;
 
-  constructor(socket: Socket, handler: (exchange: Exchange) => void, options: ConnectionOptions) {
+  constructor(socket: Socket, handler: (stream: HttpStream) => void, options: ConnectionOptions, listener: ListenerState) {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
+    this.#listener = listener;
     this.keepAliveSeconds = Math.floor(options.keepAliveTimeoutMs / 1000);
     this.#parser = new Http1Parser(
       'request',
@@ -114,7 +121,7 @@ export class ClientConnection implements ExchangeConnection {
   }
 
   draining(): boolean {
-    return this.#options.draining();
+    return this.#listener.draining;
   }
 
   write(chunk: Buffer | string): boolean {
@@ -131,12 +138,12 @@ export class ClientConnection implements ExchangeConnection {
     this.socket.off('drain', listener);
   }
 
-  requestComplete(exchange: Exchange): boolean {
-    return exchange === this.#exchange && this.#state === 'answering';
+  requestComplete(stream: HttpStream): boolean {
+    return stream === this.#stream && this.#state === 'answering';
   }
 
-  startBody(exchange: Exchange, sink: BodySink, sendContinue: boolean): void {
-    if (exchange !== this.#exchange) return;
+  startBody(stream: HttpStream, sink: BodySink, sendContinue: boolean): void {
+    if (stream !== this.#stream) return;
     // No body at all (or already read): the sink ends at once.
     if (this.#state === 'answering') {
       sink.end();
@@ -144,7 +151,7 @@ export class ClientConnection implements ExchangeConnection {
     }
     if (this.#state !== 'held') return;
     // RFC 9110 §10.1.1: the client waits for this before sending the body; it is sent only once the request is allowed.
-    if (sendContinue && exchange.httpVersion === '1.1') this.write(CONTINUE);
+    if (sendContinue && stream.httpVersion === '1.1') this.write(CONTINUE);
     this.#enter('body', 'held');
     this.#sink = sink;
     this.#pump();
@@ -156,13 +163,13 @@ export class ClientConnection implements ExchangeConnection {
     this.#pump();
   }
 
-  responseDone(exchange: Exchange, keepAlive: boolean): void {
-    if (exchange !== this.#exchange) return;
-    this.#exchange = undefined;
+  responseDone(stream: HttpStream, keepAlive: boolean): void {
+    if (stream !== this.#stream) return;
+    this.#stream = undefined;
     this.#sink = undefined;
-    exchange.closeExchange();
+    stream.closeStream();
     // Reused only when the request was read to its last byte and both sides meant to keep the connection.
-    if (!keepAlive || this.#state !== 'answering' || this.#options.draining()) {
+    if (!keepAlive || this.#state !== 'answering' || this.#listener.draining) {
       this.#close();
       return;
     }
@@ -253,12 +260,12 @@ export class ClientConnection implements ExchangeConnection {
   #begin(head: MessageHead, complete: boolean): void {
     this.#headStarted = 0;
     this.#enter(complete ? 'answering' : 'held', 'head');
-    const exchange = new Exchange(this, head);
-    this.#exchange = exchange;
+    const stream = new HttpStream(this, head);
+    this.#stream = stream;
     try {
-      this.#handler(exchange);
+      this.#handler(stream);
     } catch {
-      // A handler answers through the exchange and never throws; if one did, this connection ends, not the process.
+      // A handler answers through the stream and never throws; if one did, this connection ends, not the process.
       this.destroy();
     }
   }
@@ -267,7 +274,7 @@ export class ClientConnection implements ExchangeConnection {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     const inRequest = IN_REQUEST.has(this.#state);
     this.#pending = undefined;
-    // A refusal mid-body (bad chunk framing) cuts the exchange in hand: its response may have begun.
+    // A refusal mid-body (bad chunk framing) cuts the stream in hand: its response may have begun.
     if (inRequest) {
       this.destroy();
       return;
@@ -308,9 +315,9 @@ export class ClientConnection implements ExchangeConnection {
     this.#pending = undefined;
     this.#sink = undefined;
     this.#parser.close();
-    const exchange = this.#exchange;
-    this.#exchange = undefined;
-    exchange?.closeExchange();
+    const stream = this.#stream;
+    this.#stream = undefined;
+    stream?.closeStream();
   }
 }
 

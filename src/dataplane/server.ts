@@ -18,7 +18,7 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import { guardSockets, type ListenerLimits } from '../core/socket-guard.ts';
 import { ClientConnection, type ConnectionOptions } from './client-connection.ts';
-import type { Exchange } from './exchange.ts';
+import type { HttpStream } from './stream.ts';
 
 export interface Http1ServerOptions extends ConnectionOptions, ListenerLimits {
   /** TLS only: how long a client has to finish its handshake. */
@@ -29,17 +29,18 @@ export interface Http1Server {
   readonly server: Server;
   /** Connections open now, handshaking ones included. */
   connections(): number;
-  /** Closes connections with no request in hand, handshakes included (shutdown). */
-  closeIdle(): void;
+  /** Shutdown: connections with no request in hand close now, handshakes included; the rest close after their response. */
+  drain(): void;
   /** Cuts every connection (the grace period is over). */
   closeAll(): void;
 }
 
-export function createHttp1Server(handler: (exchange: Exchange) => void, options: Http1ServerOptions, tls?: TlsOptions): Http1Server {
+export function createHttp1Server(handler: (stream: HttpStream) => void, options: Http1ServerOptions, tls?: TlsOptions): Http1Server {
   const connections = new Set<ClientConnection>();
+  const state = { draining: false };
   const accept = (socket: Socket): void => {
     guard.mark(socket);
-    const connection = new ClientConnection(socket, handler, options);
+    const connection = new ClientConnection(socket, handler, options, state);
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
   };
@@ -51,7 +52,8 @@ export function createHttp1Server(handler: (exchange: Exchange) => void, options
   return {
     server,
     connections: () => guard.size,
-    closeIdle() {
+    drain() {
+      state.draining = true;
       guard.closeUnserved();
       for (const connection of connections) connection.closeIfIdle();
     },

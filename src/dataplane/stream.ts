@@ -5,7 +5,7 @@
  * whole small response, or a head and body bytes passed through).
  *
  * The connection (./client-connection.ts) owns the socket, the parser and
- * the request body's state; the exchange only asks it to write, to let the
+ * the request body's state; the stream only asks it to write, to let the
  * body flow into a sink, and to say when the response is complete. Nothing
  * here buffers a body.
  *
@@ -30,8 +30,8 @@ export interface BodySink {
   end(): void;
 }
 
-/** The connection side of an exchange: implemented by ./client-connection.ts. */
-export interface ExchangeConnection {
+/** The connection side of a stream: implemented by ./client-connection.ts. */
+export interface StreamConnection {
   readonly socket: Socket;
   /** Draining: every response closes its connection. */
   draining(): boolean;
@@ -42,11 +42,11 @@ export interface ExchangeConnection {
   onDrain(listener: () => void): void;
   offDrain(listener: () => void): void;
   /** The request body has been read to its last byte (or there was none). */
-  requestComplete(exchange: Exchange): boolean;
-  startBody(exchange: Exchange, sink: BodySink, sendContinue: boolean): void;
+  requestComplete(stream: HttpStream): boolean;
+  startBody(stream: HttpStream, sink: BodySink, sendContinue: boolean): void;
   resumeBody(): void;
   /** The response is complete; `keepAlive` is what its head told the client. */
-  responseDone(exchange: Exchange, keepAlive: boolean): void;
+  responseDone(stream: HttpStream, keepAlive: boolean): void;
   destroy(): void;
 }
 
@@ -62,7 +62,7 @@ export interface RequestHead {
 
 type State = 'open' | 'streaming' | 'finished' | 'done' | 'cut';
 
-export class Exchange implements RequestHead {
+export class HttpStream implements RequestHead {
   readonly method: string;
   readonly url: string;
   readonly httpVersion: string;
@@ -76,13 +76,13 @@ export class Exchange implements RequestHead {
   statusCode = 0;
   /** Set false to close the connection after this response (a refusal mid-body, a timeout). */
   shouldKeepAlive: boolean;
-  readonly #connection: ExchangeConnection;
+  readonly #connection: StreamConnection;
   #state: State = 'open';
   #keepAlive = false;
   #headers: IncomingHttpHeaders | undefined;
   #listeners: Array<() => void> | undefined;
 
-  constructor(connection: ExchangeConnection, head: MessageHead) {
+  constructor(connection: StreamConnection, head: MessageHead) {
     this.#connection = connection;
     this.head = head;
     this.method = head.method;
@@ -127,7 +127,7 @@ export class Exchange implements RequestHead {
     return this.#state === 'done' || this.#state === 'cut';
   }
 
-  /** Called once when the exchange is over, whichever way it ended. */
+  /** Called once when the stream is over, whichever way it ended. */
   onClose(listener: () => void): void {
     if (this.closed) {
       listener();
@@ -214,8 +214,8 @@ export class Exchange implements RequestHead {
     this.#connection.destroy();
   }
 
-  /** The connection is done with this exchange (finished, or cut). */
-  closeExchange(): void {
+  /** The connection is done with this stream (finished, or cut). */
+  closeStream(): void {
     if (this.closed) return;
     this.#state = this.#state === 'finished' ? 'done' : 'cut';
     const listeners = this.#listeners;
