@@ -31,11 +31,13 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { type BodySink, HttpStream, type StreamConnection } from './stream.ts';
 import { HttpFramingError, Http1Parser, type MessageHead } from './http1-parser.ts';
-import { CONTINUE, lengthOf, responseHead } from './wire.ts';
+import { CONTINUE, lengthOf, responseHead, TUNNEL_ESTABLISHED } from './wire.ts';
 
 export interface ConnectionOptions {
   /** The most bytes a request head may hold (./http1-parser.ts counts them). */
   readonly maxHeadBytes: number;
+  /** A CONNECT may open a tunnel whose bytes are read as HTTP/1.1 requests to its authority (the outbound port). */
+  readonly allowConnect?: boolean;
   /** How long a connection may sit idle between requests. */
   readonly keepAliveTimeoutMs: number;
   /** How long a request head may take to arrive once its first byte has. */
@@ -75,7 +77,9 @@ export class ClientConnection implements StreamConnection {
   readonly #options: ConnectionOptions;
   /** The listener's state: draining, each response closes its connection. */
   readonly #listener: ListenerState;
-  readonly #parser: Http1Parser;
+  #parser: Http1Parser;
+  /** Inside a CONNECT tunnel: the authority it was opened to; every request in it must be for it. */
+  #tunnel: string | undefined;
   #state: State = 'idle';
   /** Bytes read and not yet parsed: the rest of a body held back, or pipelined requests. */
   #pending: Buffer | undefined;
@@ -94,19 +98,7 @@ export class ClientConnection implements StreamConnection {
     this.#options = options;
     this.#listener = listener;
     this.keepAliveSeconds = Math.floor(options.keepAliveTimeoutMs / 1000);
-    this.#parser = new Http1Parser(
-      'request',
-      {
-        onHead: (head) => {
-          this.#head = head;
-        },
-        onBody: (chunk) => {
-          // llhttp reads its whole input: later body spans of the same input still reach the sink while it is full.
-          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body') this.#enter('body-paused', 'body');
-        },
-      },
-      { maxHeadBytes: options.maxHeadBytes },
-    );
+    this.#parser = this.#newParser(options.allowConnect === true);
     socket.setTimeout(options.keepAliveTimeoutMs);
     socket.on('timeout', () => this.#onTimeout());
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -118,6 +110,44 @@ export class ClientConnection implements StreamConnection {
 
   get state(): State {
     return this.#state;
+  }
+
+  get tunnel(): string | undefined {
+    return this.#tunnel;
+  }
+
+  #newParser(connect: boolean): Http1Parser {
+    return new Http1Parser(
+      'request',
+      {
+        onHead: (head) => {
+          this.#head = head;
+        },
+        onBody: (chunk) => {
+          // llhttp reads its whole input: later body spans of the same input still reach the sink while it is full.
+          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body') this.#enter('body-paused', 'body');
+        },
+      },
+      { maxHeadBytes: this.#options.maxHeadBytes, connect },
+    );
+  }
+
+  /**
+   * The CONNECT in hand was allowed: `200` (RFC 9110 §9.3.6: no framing fields), and from the next byte on the
+   * connection is a tunnel read as HTTP/1.1 requests to the CONNECT's authority, by a fresh parser that allows no
+   * CONNECT of its own.
+   */
+  openTunnel(stream: HttpStream): void {
+    if (stream !== this.#stream || this.#state !== 'answering' || this.#tunnel !== undefined) return;
+    this.write(TUNNEL_ESTABLISHED);
+    this.#tunnel = stream.url;
+    this.#parser.close();
+    this.#parser = this.#newParser(false);
+    this.#stream = undefined;
+    stream.closeStream();
+    this.#enter('idle', 'answering');
+    this.#headStarted = this.#pending === undefined ? 0 : performance.now();
+    this.#pump();
   }
 
   draining(): boolean {

@@ -47,6 +47,10 @@ export interface StreamConnection {
   resumeBody(): void;
   /** The response is complete; `keepAlive` is what its head told the client. */
   responseDone(stream: HttpStream, keepAlive: boolean): void;
+  /** The CONNECT in hand opens a tunnel (./client-connection.ts). */
+  openTunnel(stream: HttpStream): void;
+  /** Inside a CONNECT tunnel: its authority. */
+  readonly tunnel: string | undefined;
   destroy(): void;
 }
 
@@ -72,6 +76,8 @@ export class HttpStream implements RequestHead {
   readonly head: MessageHead;
   /** The request has a body (Content-Length above 0, or chunked). */
   readonly hasBody: boolean;
+  /** Inside a CONNECT tunnel: the authority it was opened to (`orders:7070`); every request in it must be for it. */
+  readonly tunnel: string | undefined;
   /** The status written, 0 before the head. */
   statusCode = 0;
   /** Set false to close the connection after this response (a refusal mid-body, a timeout). */
@@ -92,6 +98,7 @@ export class HttpStream implements RequestHead {
     this.socket = connection.socket;
     this.hasBody = head.framing !== 'none';
     this.shouldKeepAlive = head.keepAlive;
+    this.tunnel = connection.tunnel;
   }
 
   /** Lower-case names; a repeated field's values joined with `, ` (RFC 9110 §5.3), as node:http does for most. */
@@ -160,7 +167,8 @@ export class HttpStream implements RequestHead {
     this.statusCode = status;
     // Kept alive only when the request was read to its end (a body still arriving cannot be skipped safely),
     // the answer has its own end, and the client and the sidecar both mean to keep the connection.
-    const keepAlive = this.shouldKeepAlive && framing.kind !== 'close' && this.#connection.requestComplete(this) && !this.#connection.draining();
+    // A refused CONNECT closes too: its client may already be sending the tunnel's bytes (RFC 9110 §9.3.6).
+    const keepAlive = this.shouldKeepAlive && this.method !== 'CONNECT' && framing.kind !== 'close' && this.#connection.requestComplete(this) && !this.#connection.draining();
     this.#keepAlive = keepAlive;
     if (!keepAlive) this.shouldKeepAlive = false;
     const persistence: Persistence = keepAlive ? { kind: 'keep-alive', http10: this.httpVersion === '1.0', timeoutSeconds: this.#connection.keepAliveSeconds } : { kind: 'close' };
@@ -206,6 +214,14 @@ export class HttpStream implements RequestHead {
     if (this.#state !== 'streaming') return;
     this.#state = 'finished';
     this.#connection.responseDone(this, this.#keepAlive);
+  }
+
+  /** This CONNECT is allowed: `200 Connection Established`, and the connection becomes a tunnel read as HTTP/1.1. */
+  openTunnel(): void {
+    assert.equal(this.#state, 'open', 'a tunnel opens before any response');
+    this.statusCode = 200;
+    this.#state = 'finished';
+    this.#connection.openTunnel(this);
   }
 
   /** Cuts the connection: a response that started cannot be turned into an error any more. */

@@ -6,6 +6,8 @@
  * metrics), each outbound call goes through these (DESIGN.md, "Sidecar",
  * outbound):
  *
+ *   0. CONNECT service:port opens a tunnel (undici's ProxyAgent, Node's fetch
+ *   with NODE_USE_ENV_PROXY=1); the requests in it take the steps below →
  *   1. target service and its upstream (and, in mtls mode, the certificate
  *   generation the call travels on) → 2. unambiguous path → 3. subject
  *   (baton-context handle, else a forwarded bearer token, else this
@@ -37,7 +39,7 @@ import { upstreamOrigin } from './forward.ts';
 import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
 import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
-import { bearerToken, refuseAmbiguousPath, requestTarget } from './request.ts';
+import { bearerToken, connectTarget, refuseAmbiguousPath, requestTarget } from './request.ts';
 
 export interface OutboundOptions {
   /** The STS's issuer: the issuer of this service's own identity, for service-identity calls. */
@@ -99,6 +101,15 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
   async function run(req: HttpStream, call: { requests: RequestMetrics; credential: boolean }, snapshot: PolicySnapshot): Promise<number> {
     const { policy } = snapshot;
     call.credential = req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined;
+
+    // 0. CONNECT service:port: a tunnel whose requests are read, checked and exchanged one by one, like any other.
+    if (req.method === 'CONNECT') {
+      const service = connectTarget(req);
+      if (!policy.hasService(service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${service}'`);
+      call.requests = upstreamFor(service).requests;
+      req.openTunnel();
+      return 200;
+    }
 
     // 1. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
     const target = requestTarget(req);

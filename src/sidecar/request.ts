@@ -4,7 +4,9 @@
  *
  * - the target: origin-form on the inbound port (it is not a proxy); on the
  *   outbound port origin-form with `Host`, or absolute-form `http://` (what
- *   an `HTTP_PROXY` client sends), naming a service of the call graph;
+ *   an `HTTP_PROXY` client sends), naming a service of the call graph, or
+ *   `CONNECT service:port` (what undici's ProxyAgent sends), which opens a
+ *   tunnel read as requests to that service;
  * - the path: refused with 400 when its meaning depends on how the app's
  *   server normalises it (a dot segment in any spelling, a backslash,
  *   double encoding, NUL and controls, invalid or overlong UTF-8, raw bytes
@@ -31,12 +33,14 @@ export interface RequestTarget {
 
 /**
  * The service and path of an outbound request. Only `http://` is
- * intercepted: an `https://` URL or a CONNECT tunnel would hide the request
- * from the sidecar, so both are refused rather than passed through blind.
+ * intercepted: an `https://` URL would hide the request from the sidecar,
+ * so it is refused rather than passed through blind. Inside a CONNECT
+ * tunnel (./outbound.ts opens them) every request must name the service
+ * the tunnel was opened to.
  */
-export function requestTarget(req: RequestHead): RequestTarget {
+export function requestTarget(req: RequestHead & { readonly tunnel?: string | undefined }): RequestTarget {
   const url = req.url ?? '';
-  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted');
+  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a CONNECT only to open a tunnel, not inside one');
   let authority: string;
   let path: string;
   if (url.charCodeAt(0) === 0x2f) {
@@ -54,9 +58,29 @@ export function requestTarget(req: RequestHead): RequestTarget {
     throw new BadRequestError('expected an http:// absolute URL or an origin-form path with Host; https:// is not intercepted');
   }
   if (authority.includes('@')) throw new BadRequestError('expected no userinfo in the target authority');
+  const service = serviceOfAuthority(authority);
+  if (req.tunnel !== undefined && service !== serviceOfAuthority(req.tunnel)) {
+    throw new BadRequestError(`expected a request for the service the CONNECT tunnel was opened to (${serviceOfAuthority(req.tunnel)}), got one for ${service}`);
+  }
+  return { service, path };
+}
+
+/**
+ * The service a CONNECT opens a tunnel to (`CONNECT orders:7070`), as
+ * undici's ProxyAgent and Node's `fetch` with `NODE_USE_ENV_PROXY=1` send
+ * even for `http://` URLs. Port 443 is refused: a client that tunnels there
+ * means to speak TLS to the service itself, which no policy could read.
+ */
+export function connectTarget(req: RequestHead): string {
+  const authority = req.url ?? '';
+  if (/:443$/.test(authority)) throw new MethodNotAllowedError('expected a CONNECT to an http:// service; one to port 443 would carry TLS the sidecar cannot read (use http:// to the sidecar: it adds mTLS itself)');
+  return serviceOfAuthority(authority);
+}
+
+function serviceOfAuthority(authority: string): string {
   const name = authority.replace(/:\d+$/, '').toLowerCase();
   if (!isServiceName(name)) throw new BadRequestError(`expected the host to be a service name (DNS-1123 label), got '${name.slice(0, 64)}'`);
-  return { service: name, path };
+  return name;
 }
 
 /** The path (query cut off) of an origin-form request target; the inbound port is not a proxy. */

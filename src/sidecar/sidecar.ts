@@ -178,8 +178,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         mesh === undefined || config.inbound.plaintextPort === undefined
           ? undefined
           : await listen(dataPlaneServer(createInboundHandler(ctx, { ...inboundOptions, listener: 'plaintext-entry' })), config.inbound.plaintextPort, config.host);
-      // The outbound port's only peer is the app: the per-peer cap is the port's cap.
-      const outboundPort = await listen(dataPlaneServer(outbound, limits.maxConnections), config.outbound.port, config.outbound.host);
+      // The outbound port's only peer is the app: the per-peer cap is the port's cap. A CONNECT opens a tunnel there.
+      const outboundPort = await listen(dataPlaneServer(outbound, limits.maxConnections, true), config.outbound.port, config.outbound.host);
       adminServer = createServer({ maxHeaderSize: 8192 }, admin);
       const adminPort = await listen({ server: adminServer, drain: () => adminServer?.closeIdleConnections(), closeAll: () => adminServer?.closeAllConnections() }, config.admin.port, config.host, false);
       return { inbound: inboundPort, outbound: outboundPort, admin: adminPort, ...(plaintextInbound === undefined ? {} : { plaintextInbound }) };
@@ -213,13 +213,14 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     },
   };
 
-  function dataPlaneServer(handler: (stream: HttpStream) => void, peerCap = limits.maxConnectionsPerPeer): Http1Server {
-    return createHttp1Server(handler, dataPlaneOptions(peerCap));
+  function dataPlaneServer(handler: (stream: HttpStream) => void, peerCap = limits.maxConnectionsPerPeer, allowConnect = false): Http1Server {
+    return createHttp1Server(handler, dataPlaneOptions(peerCap, allowConnect));
   }
 
-  function dataPlaneOptions(peerCap: number): Http1ServerOptions {
+  function dataPlaneOptions(peerCap: number, allowConnect = false): Http1ServerOptions {
     return {
       maxHeadBytes: limits.maxHeaderBytes,
+      allowConnect,
       keepAliveTimeoutMs: limits.keepAliveTimeoutMs,
       headersTimeoutMs: limits.headTimeoutMs,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
