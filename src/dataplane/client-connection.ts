@@ -13,14 +13,15 @@
  *
  * | state | meaning | socket | timeout | next |
  * | --- | --- | --- | --- | --- |
- * | `idle` | between requests, no byte of the next head yet | reading | keep-alive: close quietly | head, held, answering, closing, closed |
- * | `head` | part of a request head in | reading | head timeout from its first byte: 408 | held, answering, closing, closed |
+ * | `idle` | between requests, no byte of the next head yet | reading | keep-alive: close quietly | head, held, answering, closing, closed, h2 |
+ * | `head` | part of a request head in | reading | head timeout from its first byte: 408 | held, answering, closing, closed, h2 |
  * | `held` | a request in hand, its body unread until the handler lets it flow | paused | the handler's own | body, closing, closed |
  * | `body` | the body flowing into the handler's sink | reading | the handler's own | body-paused, answering, closing, closed |
  * | `body-paused` | the sink is full: reading stops until it drains | paused | the handler's own | body, closing, closed |
  * | `answering` | the request read to its end; its answer on the way | paused (pipelined bytes wait) | the handler's own | idle, closing, closed |
  * | `closing` | no more requests: the socket is ending, what arrives is dropped | reading | keep-alive: destroy | closed |
  * | `closed` | the socket is gone | — | — | — |
+ * | `h2` | its first bytes were the HTTP/2 preface: the socket is the HTTP/2 listener's now | — | — | — |
  *
  * A connection whose framing is in any doubt goes to `closing`, never
  * back to `idle`: an answer given before its request body was read whole,
@@ -38,6 +39,11 @@ export interface ConnectionOptions {
   readonly maxHeadBytes: number;
   /** A CONNECT may open a tunnel whose bytes are read as HTTP/1.1 requests to its authority (the outbound port). */
   readonly allowConnect?: boolean;
+  /**
+   * HTTP/2 with prior knowledge: a connection (or a tunnel) whose first bytes are the HTTP/2 connection preface
+   * (RFC 9113 §3.4) is handed over, those bytes unread, with the tunnel's authority if any (./h2-listener.ts).
+   */
+  readonly onPreface?: (socket: Socket, tunnel: string | undefined) => void;
   /** How long a connection may sit idle between requests. */
   readonly keepAliveTimeoutMs: number;
   /** How long a request head may take to arrive once its first byte has. */
@@ -65,7 +71,7 @@ export interface RefusalAnswer {
   readonly body: string;
 }
 
-type State = 'idle' | 'head' | 'held' | 'body' | 'body-paused' | 'answering' | 'closing' | 'closed';
+type State = 'idle' | 'head' | 'held' | 'body' | 'body-paused' | 'answering' | 'closing' | 'closed' | 'h2';
 
 /** A request is in hand in these states. */
 const IN_REQUEST: ReadonlySet<State> = new Set(['held', 'body', 'body-paused', 'answering']);
@@ -80,6 +86,8 @@ export class ClientConnection implements StreamConnection {
   #parser: Http1Parser;
   /** Inside a CONNECT tunnel: the authority it was opened to; every request in it must be for it. */
   #tunnel: string | undefined;
+  /** Nothing parsed yet on this connection or tunnel: its first bytes may still be an HTTP/2 preface. */
+  #fresh: boolean;
   #state: State = 'idle';
   /** Bytes read and not yet parsed: the rest of a body held back, or pipelined requests. */
   #pending: Buffer | undefined;
@@ -99,14 +107,24 @@ export class ClientConnection implements StreamConnection {
     this.#listener = listener;
     this.keepAliveSeconds = Math.floor(options.keepAliveTimeoutMs / 1000);
     this.#parser = this.#newParser(options.allowConnect === true);
+    this.#fresh = options.onPreface !== undefined;
     socket.setTimeout(options.keepAliveTimeoutMs);
-    socket.on('timeout', () => this.#onTimeout());
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('end', () => this.#onEnd());
+    socket.on('timeout', this.#listeners.timeout);
+    socket.on('data', this.#listeners.data);
+    socket.on('end', this.#listeners.end);
     // 'close' follows every error; the error itself (a reset) says nothing the client needs.
-    socket.on('error', () => {});
-    socket.once('close', () => this.#onClose());
+    socket.on('error', this.#listeners.error);
+    socket.once('close', this.#listeners.close);
   }
+
+  /** This connection's own socket listeners, removed whole when HTTP/2 takes the socket over. */
+  readonly #listeners = {
+    timeout: (): void => this.#onTimeout(),
+    data: (chunk: Buffer): void => this.#onData(chunk),
+    end: (): void => this.#onEnd(),
+    error: (): void => {},
+    close: (): void => this.#onClose(),
+  };
 
   get state(): State {
     return this.#state;
@@ -143,6 +161,7 @@ export class ClientConnection implements StreamConnection {
     this.#tunnel = stream.url;
     this.#parser.close();
     this.#parser = this.#newParser(false);
+    this.#fresh = this.#options.onPreface !== undefined;
     this.#stream = undefined;
     stream.closeStream();
     this.#enter('idle', 'answering');
@@ -208,14 +227,14 @@ export class ClientConnection implements StreamConnection {
     this.#pump();
   }
 
-  /** Draining: a connection with no request in hand goes now. */
+  /** Draining: a connection with no request in hand goes now (one handed to HTTP/2 drains there). */
   closeIfIdle(): void {
-    if (!IN_REQUEST.has(this.#state)) this.destroy();
+    if (this.#state !== 'h2' && !IN_REQUEST.has(this.#state)) this.destroy();
   }
 
   /** Cuts the connection: nothing more is parsed or written. */
   destroy(): void {
-    if (this.#state !== 'closed') this.#state = 'closing';
+    if (this.#state !== 'closed' && this.#state !== 'h2') this.#state = 'closing';
     this.#pending = undefined;
     this.socket.destroy();
   }
@@ -247,7 +266,7 @@ export class ClientConnection implements StreamConnection {
       this.#pumping = false;
     }
     const state = this.#state;
-    if (state === 'closing' || state === 'closed') return;
+    if (state === 'closing' || state === 'closed' || state === 'h2') return;
     if ((state === 'head' || state === 'idle') && this.#headStarted !== 0 && performance.now() - this.#headStarted > this.#options.headersTimeoutMs) {
       this.#refuse({ status: 408, reason: 'head-timeout', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
       return;
@@ -257,6 +276,16 @@ export class ClientConnection implements StreamConnection {
   }
 
   #parse(): void {
+    if (this.#fresh && this.#pending !== undefined) {
+      const preface = prefaceMatch(this.#pending);
+      // A strict prefix of the preface: wait for the rest before deciding.
+      if (preface === 'partial') return;
+      this.#fresh = false;
+      if (preface === 'whole') {
+        this.#handOver();
+        return;
+      }
+    }
     while (this.#pending !== undefined) {
       const state = this.#state;
       // A request in hand whose body is not wanted yet, or a pipelined request behind one: leave the bytes unread.
@@ -285,6 +314,25 @@ export class ClientConnection implements StreamConnection {
         sink?.end();
       }
     }
+  }
+
+  /** HTTP/2 speaks on this socket: it leaves this connection, its bytes unread, for the HTTP/2 listener. */
+  #handOver(): void {
+    const socket = this.socket;
+    const pending = this.#pending as Buffer;
+    this.#pending = undefined;
+    this.#enter('h2', 'idle', 'head');
+    this.#parser.close();
+    const own = this.#listeners;
+    socket.off('data', own.data);
+    socket.off('end', own.end);
+    socket.off('timeout', own.timeout);
+    socket.off('close', own.close);
+    socket.off('error', own.error);
+    socket.setTimeout(0);
+    socket.pause();
+    socket.unshift(pending);
+    this.#options.onPreface?.(socket, this.#tunnel);
   }
 
   #begin(head: MessageHead, complete: boolean): void {
@@ -357,4 +405,14 @@ function refusalOf(error: unknown): ConnectionRefusal {
   if (error.reason === 'connect') return { status: 405, reason: error.reason, detail: error.message };
   if (error.reason === 'upgrade') return { status: 501, reason: error.reason, detail: error.message };
   return { status: 400, reason: error.reason, detail: error.message };
+}
+
+// RFC 9113 §3.4: the client connection preface.
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** Whether `bytes` begin with the HTTP/2 preface, are still a prefix of it, or are something else. */
+function prefaceMatch(bytes: Buffer): 'whole' | 'partial' | 'no' {
+  const n = Math.min(bytes.length, PREFACE.length);
+  if (bytes.compare(PREFACE, 0, n, 0, n) !== 0) return 'no';
+  return n === PREFACE.length ? 'whole' : 'partial';
 }

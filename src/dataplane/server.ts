@@ -13,16 +13,23 @@
  *   a bare connect and FIN, one descriptor each, and held shutdown open.)
  * - Idle, head, body and answer states have their timeouts in
  *   ./client-connection.ts and the handler.
+ * - HTTP/2 (`h2` limits given): a connection whose first bytes are the
+ *   HTTP/2 preface (h2c with prior knowledge), or a TLS connection that
+ *   agreed `h2` by ALPN, goes to ./h2-listener.ts; both protocols reach the
+ *   same handler as RequestStreams.
  */
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import { guardSockets, type ListenerLimits } from '../core/socket-guard.ts';
 import { ClientConnection, type ConnectionOptions } from './client-connection.ts';
-import type { HttpStream } from './stream.ts';
+import { createH2Listener, type H2Limits } from './h2-listener.ts';
+import type { RequestStream } from './stream.ts';
 
-export interface Http1ServerOptions extends ConnectionOptions, ListenerLimits {
+export interface Http1ServerOptions extends Omit<ConnectionOptions, 'onPreface'>, ListenerLimits {
   /** TLS only: how long a client has to finish its handshake. */
   readonly handshakeTimeoutMs: number;
+  /** HTTP/2 on this port too (h2c with prior knowledge; over TLS, ALPN `h2`), with these limits (./h2-listener.ts). */
+  readonly h2?: H2Limits;
 }
 
 export interface Http1Server {
@@ -35,29 +42,38 @@ export interface Http1Server {
   closeAll(): void;
 }
 
-export function createHttp1Server(handler: (stream: HttpStream) => void, options: Http1ServerOptions, tls?: TlsOptions): Http1Server {
+export function createHttp1Server(handler: (stream: RequestStream) => void, options: Http1ServerOptions, tls?: TlsOptions): Http1Server {
   const connections = new Set<ClientConnection>();
   const state = { draining: false };
+  const h2 = options.h2 === undefined ? undefined : createH2Listener(handler, { ...options.h2, refusal: options.refusal });
+  const connectionOptions: ConnectionOptions = h2 === undefined ? options : { ...options, onPreface: (socket, tunnel) => h2.accept(socket, tunnel) };
   const accept = (socket: Socket): void => {
     guard.mark(socket);
-    const connection = new ClientConnection(socket, handler, options, state);
+    // TLS: the protocol was agreed in the handshake (ALPN, RFC 7301).
+    if (h2 !== undefined && (socket as TLSSocket).alpnProtocol === 'h2') {
+      h2.accept(socket);
+      return;
+    }
+    const connection = new ClientConnection(socket, handler, connectionOptions, state);
     connections.add(connection);
     socket.once('close', () => connections.delete(connection));
   };
   const server =
     tls === undefined
       ? createNetServer({ noDelay: true }, accept)
-      : createTlsServer({ ...tls, noDelay: true, handshakeTimeout: options.handshakeTimeoutMs }, (socket: TLSSocket) => accept(socket));
+      : createTlsServer({ ...tls, noDelay: true, handshakeTimeout: options.handshakeTimeoutMs, ...(h2 === undefined ? {} : { ALPNProtocols: ['h2', 'http/1.1'] }) }, (socket: TLSSocket) => accept(socket));
   const guard = guardSockets(server, options);
   return {
     server,
     connections: () => guard.size,
     drain() {
       state.draining = true;
+      h2?.drain();
       guard.closeUnserved();
       for (const connection of connections) connection.closeIfIdle();
     },
     closeAll() {
+      h2?.closeAll();
       guard.closeAll();
       for (const connection of connections) connection.destroy();
     },

@@ -64,9 +64,48 @@ export interface RequestHead {
   readonly socket: Socket;
 }
 
+/**
+ * One request and its answer, whatever the protocol it came in (HTTP/1.1:
+ * HttpStream below; HTTP/2: ./h2-stream.ts): what the sidecar's pipeline
+ * and ports read and how they answer. Forwarding is the protocol's own
+ * (./forward-call.ts, ./h2-forward.ts).
+ */
+export interface RequestStream extends RequestHead {
+  readonly protocol: 'http/1.1' | 'h2';
+  readonly method: string;
+  readonly url: string;
+  /** The head's fields as the forwarded-headers filter reads them (src/sidecar/headers.ts): no pseudo-fields. */
+  readonly head: Pick<MessageHead, 'rawHeaders' | 'connection'>;
+  /** A gRPC call (`content-type: application/grpc…`): refusals are gRPC statuses, never problem documents. */
+  readonly grpc: boolean;
+  /** The `grpc-status` the answer ended with, once known (the upstream's trailers, or a refusal). */
+  readonly grpcStatus?: number | undefined;
+  readonly hasBody: boolean;
+  /** Inside a CONNECT tunnel: the authority it was opened to. */
+  readonly tunnel: string | undefined;
+  readonly statusCode: number;
+  shouldKeepAlive: boolean;
+  readonly headersSent: boolean;
+  readonly finished: boolean;
+  readonly closed: boolean;
+  readonly requestComplete: boolean;
+  onClose(listener: () => void): void;
+  /** A whole answer with a small body (a problem document). */
+  respond(status: number, fields: readonly string[], body: string): void;
+  /** A gRPC refusal: HTTP 200 with `grpc-status` and `grpc-message` and no body (a trailers-only answer). */
+  respondGrpc(code: number, message: string): void;
+  /** Allowed CONNECT: the connection becomes a tunnel (HTTP/1.1 only). */
+  openTunnel(): void;
+  /** Cuts the stream (HTTP/2: RST_STREAM) or its connection (HTTP/1.1). */
+  destroy(): void;
+}
+
 type State = 'open' | 'streaming' | 'finished' | 'done' | 'cut';
 
-export class HttpStream implements RequestHead {
+export class HttpStream implements RequestStream {
+  readonly protocol = 'http/1.1' as const;
+  /** gRPC needs HTTP/2: a gRPC call over HTTP/1.1 is read as the plain request it is. */
+  readonly grpc = false;
   readonly method: string;
   readonly url: string;
   readonly httpVersion: string;
@@ -185,6 +224,11 @@ export class HttpStream implements RequestHead {
     if (this.method !== 'HEAD') this.#connection.write(bytes);
     this.socket.uncork();
     this.end();
+  }
+
+  /** gRPC needs HTTP/2; over HTTP/1.1 a refusal is a problem document (never reached: `grpc` is false). */
+  respondGrpc(code: number, message: string): void {
+    this.respond(500, ['content-type', 'text/plain'], `grpc-status ${code}: ${message}`);
   }
 
   /** Body bytes as they should appear on the wire (a string as latin1); false when the client is not keeping up. */

@@ -138,6 +138,15 @@ export const SidecarConfigSchema = Type.Object(
         keepAliveTimeoutMs: Milliseconds(5_000, 'how long a client connection may sit idle between requests (told to clients as Keep-Alive: timeout)'),
         upstreamKeepAliveTimeoutMs: Milliseconds(4_000, 'how long an idle connection to the app or an upstream sidecar is kept for reuse (below their keep-alive timeout, so a reused one is rarely found closed)'),
         upstreamIdlePerOrigin: Type.Integer({ minimum: 0, default: 256, description: 'idle connections kept per app or upstream for reuse' }),
+        http2: Type.Object(
+          {
+            maxConcurrentStreams: Type.Integer({ minimum: 1, default: 100, description: 'HTTP/2 streams one client session may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)' }),
+            resetBurst: Type.Integer({ minimum: 1, default: 1000, description: 'HTTP/2 streams a client may reset in a burst before its session ends (rapid reset, CVE-2023-44487)' }),
+            resetRate: Type.Integer({ minimum: 1, default: 33, description: 'HTTP/2 stream resets per second a client may keep up after the burst' }),
+            maxSessionMemoryMb: Type.Integer({ minimum: 1, default: 10, description: 'the most memory one HTTP/2 session may hold, in megabytes; past it new streams are refused' }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
         maxTokenBytes: MaxTokenBytes,
         maxActDepth: MaxChainDepth,
         clockToleranceSeconds: ClockToleranceSeconds,

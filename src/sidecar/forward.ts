@@ -5,7 +5,9 @@
  * ./headers.ts's.
  */
 import type { ConnectionOptions } from 'node:tls';
-import type { HttpStream } from '../dataplane/stream.ts';
+import type { HttpStream, RequestStream } from '../dataplane/stream.ts';
+import { createH2Upstreams, type H2UpstreamOptions } from '../dataplane/h2-forward.ts';
+import { H2Stream } from '../dataplane/h2-stream.ts';
 import { endpointOf } from '../telemetry/http-spans.ts';
 import { createUpstreams, type UpstreamOptions } from '../dataplane/pool.ts';
 import { type ForwardSpec, UPSTREAM_FRAMING, UPSTREAM_TIMEOUT, UpstreamFailure, type UpstreamOrigin } from '../dataplane/forward-call.ts';
@@ -20,15 +22,21 @@ export function upstreamOrigin(url: URL, tls?: ConnectionOptions, generation?: s
 
 export interface Forwarder {
   /** Resolves once the response has been written (or the client went away); rejects with a problem only before the response started. */
-  forward(stream: HttpStream, target: ForwardSpec): Promise<number>;
+  forward(stream: RequestStream, target: ForwardSpec): Promise<number>;
   close(): void;
 }
 
-export function createForwarder(options: UpstreamOptions): Forwarder {
+/** One forwarder for both protocols: a request goes on in the protocol it came in (src/dataplane/h2-forward.ts says why). */
+export function createForwarder(options: UpstreamOptions & { readonly h2: H2UpstreamOptions }): Forwarder {
   const upstreams = createUpstreams(options);
+  const h2 = createH2Upstreams(options.h2);
   return {
-    forward: (stream, target) => upstreams.forward(stream, target).catch((error: unknown) => Promise.reject(upstreamError(error))),
-    close: () => upstreams.close(),
+    forward: (stream, target) =>
+      (stream instanceof H2Stream ? h2.forward(stream, target) : upstreams.forward(stream as HttpStream, target)).catch((error: unknown) => Promise.reject(upstreamError(error))),
+    close: () => {
+      upstreams.close();
+      h2.close();
+    },
   };
 }
 

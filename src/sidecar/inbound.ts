@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { context } from '@opentelemetry/api';
-import type { HttpStream } from '../dataplane/stream.ts';
+import type { RequestStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import { tokenDigest } from '../token/token-digest.ts';
@@ -28,14 +28,14 @@ import { FairShareExceededError, UnauthenticatedError } from './errors.ts';
 import { forwardRequestHeaders, identityHeaders, proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './headers.ts';
 import type { RequestMetrics } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
-import { bearerToken, originFormPath, refuseAmbiguousPath } from './request.ts';
+import { bearerToken, grpcDeadlineMs, originFormPath, refuseAmbiguousPath } from './request.ts';
 import { checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
 
 export interface InboundOptions {
   /** The listener this handler serves: plaintext mode, the mTLS port, or an entrypoint's plaintext port in mtls mode. */
   readonly listener: Listener;
   /** The verified TLS peer of a request (./token-binding.ts `peerOf`); absent in plaintext mode. */
-  readonly peerOf?: (stream: HttpStream) => Peer | undefined;
+  readonly peerOf?: (stream: RequestStream) => Peer | undefined;
   /** The app, as the data plane dials it (`http://127.0.0.1:8080`). */
   readonly app: UpstreamOrigin;
   readonly forwardToken: boolean;
@@ -45,7 +45,7 @@ export interface InboundOptions {
   readonly inflight: Inflight;
 }
 
-export function createInboundHandler(ctx: SidecarContext, options: InboundOptions): (stream: HttpStream) => void {
+export function createInboundHandler(ctx: SidecarContext, options: InboundOptions): (stream: RequestStream) => void {
   const { service, metrics } = ctx;
   // Tracing on: our span becomes the app's parent, so the caller's trace headers are replaced, not relayed.
   const { enabled: traced, tracer } = ctx.tracing;
@@ -60,7 +60,7 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
       sharePerPeer: true,
       bodyTimeoutMs: options.bodyTimeoutMs,
       // A SERVER span, child of the caller's traceparent.
-      ...(traced ? { startSpan: (stream: HttpStream) => startServerSpan(tracer, stream, stream.url.split('?', 1)[0] as string) } : {}),
+      ...(traced ? { startSpan: (stream: RequestStream) => startServerSpan(tracer, stream, stream.url.split('?', 1)[0] as string) } : {}),
       async run(req, call, { policy, version }) {
         // 1. A path the app's server could read as another one (`..;/`, `%252e`, `%00`, overlong UTF-8) is refused outright.
         const path = originFormPath(req.url);
@@ -121,7 +121,9 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
         // 8. To the app, streaming — unless the body deadline has answered meanwhile. The app reads the Host the
         //    caller sent (the parser checked it is one authority), written first by the data plane.
         if (req.headersSent || req.closed) return req.statusCode;
-        return ctx.forwarder.forward(req, { origin: options.app, path: req.url, host: req.headers.host as string, headers, timeoutMs: options.timeoutMs });
+        // A gRPC call's own deadline bounds the app's time too (grpc-timeout).
+        const timeoutMs = Math.min(options.timeoutMs, (req.grpc ? grpcDeadlineMs(req) : undefined) ?? Infinity);
+        return ctx.forwarder.forward(req, { origin: options.app, path: req.url, host: req.headers.host as string, headers, timeoutMs });
       },
     },
     ctx,

@@ -20,7 +20,7 @@
  * sidecar never follows one, since the next hop would need its own token.
  */
 import { context } from '@opentelemetry/api';
-import type { HttpStream } from '../dataplane/stream.ts';
+import type { RequestStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { TokenType } from '../core/token-types.ts';
 import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
@@ -34,12 +34,12 @@ import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
 import type { CertificateBinding, IssuedToken, TokenExchanger } from './exchange/exchanger.ts';
-import { FairShareExceededError, IdentityUnavailableError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
+import { FairShareExceededError, IdentityUnavailableError, MethodNotAllowedError, UnauthenticatedError, UnknownServiceError, UpstreamTimeoutError } from './errors.ts';
 import { upstreamOrigin } from './forward.ts';
 import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
 import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
-import { bearerToken, connectTarget, refuseAmbiguousPath, requestTarget } from './request.ts';
+import { bearerToken, connectTarget, grpcDeadlineMs, refuseAmbiguousPath, requestTarget } from './request.ts';
 
 export interface OutboundOptions {
   /** The STS's issuer: the issuer of this service's own identity, for service-identity calls. */
@@ -63,7 +63,7 @@ interface Subject {
 
 const REPLACED: ReadonlySet<string> = new Set(['authorization']);
 
-export function createOutboundHandler(ctx: SidecarContext, options: OutboundOptions): (stream: HttpStream) => void {
+export function createOutboundHandler(ctx: SidecarContext, options: OutboundOptions): (stream: RequestStream) => void {
   const { service, logger, metrics } = ctx;
   // Tracing on: the upstream's span is a child of ours, so the app's trace headers are replaced.
   const { enabled: traced, tracer } = ctx.tracing;
@@ -92,18 +92,19 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
       inflight: options.inflight,
       sharePerPeer: false,
       // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
-      ...(traced ? { startSpan: (stream: HttpStream) => startEgressSpan(tracer, stream, egressTargetOf(stream)) } : {}),
+      ...(traced ? { startSpan: (stream: RequestStream) => startEgressSpan(tracer, stream, egressTargetOf(stream)) } : {}),
       run,
     },
     ctx,
   );
 
-  async function run(req: HttpStream, call: { requests: RequestMetrics; credential: boolean }, snapshot: PolicySnapshot): Promise<number> {
+  async function run(req: RequestStream, call: { requests: RequestMetrics; credential: boolean }, snapshot: PolicySnapshot): Promise<number> {
     const { policy } = snapshot;
     call.credential = req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined;
 
     // 0. CONNECT service:port: a tunnel whose requests are read, checked and exchanged one by one, like any other.
     if (req.method === 'CONNECT') {
+      if (req.protocol !== 'http/1.1') throw new MethodNotAllowedError('expected CONNECT over HTTP/1.1; HTTP/2 tunnels are not opened');
       const service = connectTarget(req);
       if (!policy.hasService(service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${service}'`);
       call.requests = upstreamFor(service).requests;
@@ -153,17 +154,21 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
       { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: snapshot.version, logger, metrics, traced, pseudonym: ctx.subjectPseudonym },
     );
 
-    // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
-    const issued = await obtainToken(target.service, subject, binding);
+    // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise; a gRPC call's
+    //    deadline (grpc-timeout) bounds the exchange and the forward alike.
+    const deadline = req.grpc ? grpcDeadlineMs(req) : undefined;
+    const started = performance.now();
+    const issued = await withinDeadline(obtainToken(target.service, subject, binding), deadline);
+    const timeoutMs = Math.min(options.timeoutMs, deadline === undefined ? Infinity : Math.max(1, deadline - (performance.now() - started)));
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
     const headers = forwardRequestHeaders(req.head, { dropAuthorization: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return ctx.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs: options.timeoutMs });
+    return ctx.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs });
   }
 
-  async function findSubject(req: HttpStream): Promise<Subject | undefined> {
+  async function findSubject(req: RequestStream): Promise<Subject | undefined> {
     const handle = req.headers[IdentityHeader.context];
     if (handle !== undefined) {
       const opened = typeof handle === 'string' ? ctx.handles.resolve(handle) : undefined;
@@ -201,7 +206,7 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
   }
 
   /** Tracing: where a call goes, for its span's first attributes; undefined when step 2 will refuse it. */
-  function egressTargetOf(req: HttpStream): EgressTarget | undefined {
+  function egressTargetOf(req: RequestStream): EgressTarget | undefined {
     try {
       const target = requestTarget(req);
       if (ctx.policy.snapshot()?.policy.hasService(target.service) !== true) return undefined;
@@ -232,4 +237,14 @@ function upstreamOf(url: URL, requests: RequestMetrics): Upstream {
       return last.origin;
     },
   };
+}
+
+/** `work`, or a 504 (gRPC DEADLINE_EXCEEDED) once `deadlineMs` has passed; no deadline, no race. */
+function withinDeadline<T>(work: Promise<T>, deadlineMs: number | undefined): Promise<T> {
+  if (deadlineMs === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UpstreamTimeoutError(`expected a token for the call within its gRPC deadline (${deadlineMs} ms), the exchange took longer`)), deadlineMs);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

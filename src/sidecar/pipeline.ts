@@ -15,11 +15,11 @@
  * so no message that could hold a token reaches a client.
  */
 import { type Span, context } from '@opentelemetry/api';
-import type { HttpStream } from '../dataplane/stream.ts';
+import type { RequestStream } from '../dataplane/stream.ts';
 import { type BatonError, InternalError, isBatonError, NotReadyError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
-import { endHttpSpan, type HttpSpan } from '../telemetry/http-spans.ts';
+import { endHttpSpan, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
 import { FairShareExceededError, MethodNotAllowedError, OverloadedError, RequestBodyTimeoutError, StepUpRequiredError } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
@@ -43,13 +43,13 @@ export interface Port {
   /** Inbound: the request body must arrive within this (the app's timeout does not cover the upload). */
   readonly bodyTimeoutMs?: number;
   /** Tracing on: the span the request runs in, a child of the caller's trace context. */
-  readonly startSpan?: (stream: HttpStream) => HttpSpan;
+  readonly startSpan?: (stream: RequestStream) => HttpSpan;
   /** The port's own steps: resolve with the status sent, or throw the refusal. */
-  run(stream: HttpStream, call: Call, snapshot: PolicySnapshot): Promise<number>;
+  run(stream: RequestStream, call: Call, snapshot: PolicySnapshot): Promise<number>;
 }
 
 /** The request handler of a port: the data plane calls it once per request head. */
-export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' | 'logger' | 'policy' | 'readiness'>): (stream: HttpStream) => void {
+export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' | 'logger' | 'policy' | 'readiness'>): (stream: RequestStream) => void {
   const { direction, inflight } = port;
   const kind = direction === 'inbound' ? 'server' : 'client';
   return (stream) => {
@@ -72,7 +72,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
     else context.with(traced.context, run, undefined, stream, call, traced.span, started);
   };
 
-  function run(stream: HttpStream, call: Call, span: Span | undefined, started: number): void {
+  function run(stream: RequestStream, call: Call, span: Span | undefined, started: number): void {
     let expired = false;
     if (port.bodyTimeoutMs !== undefined) {
       armBodyDeadline(stream, port.bodyTimeoutMs, () => {
@@ -85,7 +85,10 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
       (status) => {
         if (expired) return;
         call.requests.done(status, FORWARDED, (performance.now() - started) / 1000);
-        if (span !== undefined) endHttpSpan(span, kind, status);
+        if (span !== undefined) {
+          if (stream.grpcStatus !== undefined) recordGrpcStatus(span, stream.grpcStatus);
+          endHttpSpan(span, kind, status);
+        }
       },
       (error: unknown) => {
         if (!expired) finish(stream, call, span, started, asBatonError(error));
@@ -93,7 +96,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
     );
   }
 
-  async function steps(stream: HttpStream, call: Call): Promise<number> {
+  async function steps(stream: RequestStream, call: Call): Promise<number> {
     // 3. Ready: the policy and its version read once, as one value, for the whole request.
     const snapshot = ctx.policy.snapshot();
     if (snapshot === undefined || !ctx.readiness.ready) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
@@ -101,7 +104,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
   }
 
   /** 5–7. A refusal: problem document, metrics, span, and the audit line a 5xx gets. */
-  function finish(stream: HttpStream, call: Call, span: Span | undefined, started: number, problem: BatonError): void {
+  function finish(stream: RequestStream, call: Call, span: Span | undefined, started: number, problem: BatonError): void {
     if (BINDING_ERROR_CODES.has(problem.code)) {
       ctx.metrics.bindingRefusal(problem.code);
       // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
@@ -110,7 +113,10 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
     if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, status: problem.status, method: stream.method }, problem.title);
     sendProblem(stream, problem, call.credential);
     call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
-    if (span !== undefined) endHttpSpan(span, kind, problem.status, problem.code);
+    if (span !== undefined) {
+      if (stream.grpc) recordGrpcStatus(span, grpcStatusOf(problem.status));
+      endHttpSpan(span, kind, problem.status, problem.code);
+    }
   }
 }
 
@@ -128,9 +134,9 @@ export type ShareKind = 'peer' | 'subject';
  */
 export interface Inflight {
   /** Admits the request and releases it when its stream is over; false when full. */
-  admit(stream: HttpStream): boolean;
+  admit(stream: RequestStream): boolean;
   /** Counts the admitted request against `key`'s share until its stream is over; false (and not counted) when the share is used up. */
-  share(stream: HttpStream, kind: ShareKind, key: string): boolean;
+  share(stream: RequestStream, kind: ShareKind, key: string): boolean;
   count(): number;
   /** Resolves when nothing is in flight. */
   idle(): Promise<void>;
@@ -192,7 +198,7 @@ export function createInflight(max: number, onChange?: (delta: 1 | -1) => void, 
  * (RFC 9110 §15.5.9) and its connection closed; a request without a body
  * arms nothing.
  */
-function armBodyDeadline(stream: HttpStream, ms: number, expire: () => void): void {
+function armBodyDeadline(stream: RequestStream, ms: number, expire: () => void): void {
   if (stream.requestComplete || !stream.hasBody) return;
   const timer = setTimeout(() => {
     if (!stream.requestComplete && !stream.finished && !stream.closed) expire();
@@ -230,14 +236,56 @@ export function asBatonError(error: unknown): BatonError {
   return isBatonError(error) ? error : new InternalError('the sidecar failed to handle this request', { cause: error });
 }
 
-/** Writes `error` as a problem document; when the response has started, cuts the connection instead. */
-export function sendProblem(stream: HttpStream, error: BatonError, tokenPresent: boolean, instance?: string): void {
+/**
+ * Writes `error` as a problem document — or, to a gRPC caller, as a gRPC
+ * status, never a problem document (gRPC over HTTP/2: HTTP 200, the code in
+ * `grpc-status`, `grpc-message` naming the baton code); when the answer has
+ * started, cuts the stream instead.
+ */
+export function sendProblem(stream: RequestStream, error: BatonError, tokenPresent: boolean, instance?: string): void {
   if (stream.closed) return;
   if (stream.headersSent) {
     stream.destroy();
     return;
   }
-  stream.respond(error.status, problemHeaders(error, tokenPresent), JSON.stringify(toProblem(error, instance)));
+  if (stream.grpc) stream.respondGrpc(grpcStatusOf(error.status), `${error.code}: ${error.message}`);
+  else stream.respond(error.status, problemHeaders(error, tokenPresent), JSON.stringify(toProblem(error, instance)));
+}
+
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md) for the HTTP status a refusal
+ * would have had: 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 429
+ * RESOURCE_EXHAUSTED, 503 and 502 UNAVAILABLE, 504 and 408
+ * DEADLINE_EXCEEDED, 400 and 431 INVALID_ARGUMENT, 404 and 405
+ * UNIMPLEMENTED; anything else INTERNAL.
+ */
+export const GRPC_STATUS = { INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+
+export function grpcStatusOf(status: number): number {
+  switch (status) {
+    case 401:
+      return GRPC_STATUS.UNAUTHENTICATED;
+    case 403:
+      return GRPC_STATUS.PERMISSION_DENIED;
+    case 429:
+      return GRPC_STATUS.RESOURCE_EXHAUSTED;
+    case 502:
+    case 503:
+      return GRPC_STATUS.UNAVAILABLE;
+    case 408:
+    case 504:
+      return GRPC_STATUS.DEADLINE_EXCEEDED;
+    case 400:
+    case 413:
+    case 431:
+      return GRPC_STATUS.INVALID_ARGUMENT;
+    case 404:
+    case 405:
+    case 501:
+      return GRPC_STATUS.UNIMPLEMENTED;
+    default:
+      return GRPC_STATUS.INTERNAL;
+  }
 }
 
 /** The head of a problem response, Content-Length aside: a flat `[name, value, …]` list. */

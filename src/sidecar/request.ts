@@ -136,3 +136,22 @@ function countAuthorization(rawHeaders: readonly string[]): number {
   for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).length === 13 && (rawHeaders[i] as string).toLowerCase() === 'authorization') n++;
   return n;
 }
+
+// --- the gRPC deadline ---
+
+const GRPC_TIMEOUT = /^([0-9]{1,8})([HMSmun])$/;
+const GRPC_TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
+
+/**
+ * A gRPC call's deadline from its `grpc-timeout` (PROTOCOL-HTTP2.md: at most
+ * 8 digits and a unit), in milliseconds; undefined for no or a malformed
+ * value (gRPC servers ignore a malformed one too). The sidecar's token
+ * exchange and forward take no longer than it.
+ */
+export function grpcDeadlineMs(req: RequestHead): number | undefined {
+  const value = req.headers['grpc-timeout'];
+  if (typeof value !== 'string') return undefined;
+  const match = GRPC_TIMEOUT.exec(value);
+  if (match === null) return undefined;
+  return Math.max(1, Math.ceil(Number(match[1]) * (GRPC_TIMEOUT_UNIT_MS[match[2] as string] as number)));
+}

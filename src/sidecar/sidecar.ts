@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import type { Server as TlsServer } from 'node:tls';
 import { toProblem } from '../core/problem.ts';
 import type { BatonError } from '../core/errors.ts';
-import type { HttpStream } from '../dataplane/stream.ts';
+import type { RequestStream } from '../dataplane/stream.ts';
 import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
 import { createHttp1Server, type Http1Server, type Http1ServerOptions } from '../dataplane/server.ts';
 import { createMeshClient } from '../identity/mesh-client.ts';
@@ -80,6 +80,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     maxHeadBytes: limits.maxResponseHeaderBytes,
     maxIdlePerOrigin: limits.upstreamIdlePerOrigin,
     onRetry: () => metrics.upstreamRetry(),
+    h2: { connectTimeoutMs: config.connectTimeoutMs, idleTimeoutMs: limits.upstreamKeepAliveTimeoutMs, maxHeaderListSize: limits.maxResponseHeaderBytes },
   });
   const inboundInflight = createInflight(config.inbound.maxConcurrent, metrics.inflight('inbound'), { peer: config.inbound.peerShare, subject: config.inbound.subjectShare });
   // The outbound port's only peer is the app: no peer share there.
@@ -157,7 +158,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       };
       const inbound = createInboundHandler(ctx, {
         ...inboundOptions,
-        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (stream: HttpStream) => peerOf(stream.socket, mesh.map) }),
+        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (stream: RequestStream) => peerOf(stream.socket, mesh.map) }),
       });
       const outbound = createOutboundHandler(ctx, {
         stsIssuer: config.sts.issuer,
@@ -213,7 +214,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     },
   };
 
-  function dataPlaneServer(handler: (stream: HttpStream) => void, peerCap = limits.maxConnectionsPerPeer, allowConnect = false): Http1Server {
+  function dataPlaneServer(handler: (stream: RequestStream) => void, peerCap = limits.maxConnectionsPerPeer, allowConnect = false): Http1Server {
     return createHttp1Server(handler, dataPlaneOptions(peerCap, allowConnect));
   }
 
@@ -221,6 +222,14 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     return {
       maxHeadBytes: limits.maxHeaderBytes,
       allowConnect,
+      h2: {
+        maxConcurrentStreams: limits.http2.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderBytes,
+        idleTimeoutMs: limits.keepAliveTimeoutMs,
+        resetBurst: limits.http2.resetBurst,
+        resetRate: limits.http2.resetRate,
+        maxSessionMemoryMb: limits.http2.maxSessionMemoryMb,
+      },
       keepAliveTimeoutMs: limits.keepAliveTimeoutMs,
       headersTimeoutMs: limits.headTimeoutMs,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
@@ -237,7 +246,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
    * A rotation swaps the secure context: connections already open, and the
    * requests on them, go on with the old one; new handshakes get the new one.
    */
-  function mtlsInboundServer(handler: (stream: HttpStream) => void, m: SidecarMesh): Http1Server {
+  function mtlsInboundServer(handler: (stream: RequestStream) => void, m: SidecarMesh): Http1Server {
     const svid = m.identity.current();
     const tls = svid === undefined ? { requestCert: true, rejectUnauthorized: config.inbound.clientCertificate === 'required', minVersion: 'TLSv1.3' as const } : serverTlsOptions(svid, config.inbound.clientCertificate);
     const plane = createHttp1Server(handler, dataPlaneOptions(limits.maxConnectionsPerPeer), tls);

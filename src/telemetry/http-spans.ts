@@ -76,8 +76,30 @@ export function startServerSpan(tracer: Tracer, req: RequestHead, path: string, 
   const userAgent = req.headers['user-agent'];
   if (userAgent !== undefined) attributes[ATTR_USER_AGENT_ORIGINAL] = userAgent;
   if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route;
-  const span = tracer.startSpan(route === undefined ? method.name : `${method.name} ${route}`, { kind: SpanKind.SERVER, attributes }, parent);
+  const rpc = rpcOf(req, path);
+  if (rpc !== undefined) Object.assign(attributes, rpc.attributes);
+  const span = tracer.startSpan(rpc?.name ?? (route === undefined ? method.name : `${method.name} ${route}`), { kind: SpanKind.SERVER, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
+}
+
+/**
+ * OpenTelemetry's RPC conventions for a gRPC call (`POST
+ * /package.Service/Method` with `content-type: application/grpc…`):
+ * `rpc.system`, `rpc.service`, `rpc.method`, and the span named
+ * `package.Service/Method`; undefined for any other request.
+ */
+function rpcOf(req: RequestHead, path: string): { name: string; attributes: Attributes } | undefined {
+  const type = req.headers['content-type'];
+  if (typeof type !== 'string' || !type.startsWith('application/grpc')) return undefined;
+  const match = /^\/([^/]+)\/([^/]+)$/.exec(path);
+  if (match === null) return undefined;
+  const [, service, method] = match as unknown as [string, string, string];
+  return { name: `${service}/${method}`, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } };
+}
+
+/** `rpc.grpc.status_code` on a gRPC call's span, once the status is known (a refusal's, or the upstream's trailer). */
+export function recordGrpcStatus(span: Span, code: number): void {
+  span.setAttribute('rpc.grpc.status_code', code);
 }
 
 export interface ClientTarget {
@@ -197,10 +219,12 @@ export function startEgressSpan(tracer: Tracer, req: RequestHead, to: EgressTarg
     attributes[ATTR_URL_SCHEME] = to.upstream.scheme;
     attributes[ATTR_URL_PATH] = to.target.split('?', 1)[0] as string;
     attributes[ATTR_URL_FULL] = fullUrl(to.upstream.origin, to.target);
-    // The data plane speaks HTTP/1.1 to upstreams.
-    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = '1.1';
+    // A request keeps its protocol on every hop.
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = req.httpVersion === '2.0' ? '2' : '1.1';
   }
-  const span = tracer.startSpan(method.name, { kind: SpanKind.CLIENT, attributes }, parent);
+  const rpc = to === undefined ? undefined : rpcOf(req, to.target.split('?', 1)[0] as string);
+  if (rpc !== undefined) Object.assign(attributes, rpc.attributes);
+  const span = tracer.startSpan(rpc?.name ?? method.name, { kind: SpanKind.CLIENT, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerOptions } from 'node:http';
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { afterEach } from 'node:test';
-import type { HttpStream } from '../../src/dataplane/stream.ts';
+import type { HttpStream, RequestStream } from '../../src/dataplane/stream.ts';
 import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
 import type { ConnectionRefusal } from '../../src/dataplane/client-connection.ts';
 import { createHttp1Server } from '../../src/dataplane/server.ts';
@@ -70,7 +70,7 @@ export async function proxyTo(upstreamPort: number, options: ProxyOptions = {}):
     return { fields: [], body: '' };
   };
   const { maxHeadBytes = 8_192, keepAliveTimeoutMs = 5_000, headersTimeoutMs = 5_000 } = options;
-  const plane = createHttp1Server(handler, { maxHeadBytes, keepAliveTimeoutMs, headersTimeoutMs, handshakeTimeoutMs: 5_000, maxConnections: 1_000, maxConnectionsPerPeer: 1_000, refusal });
+  const plane = createHttp1Server(handler as (stream: RequestStream) => void, { maxHeadBytes, keepAliveTimeoutMs, headersTimeoutMs, handshakeTimeoutMs: 5_000, maxConnections: 1_000, maxConnectionsPerPeer: 1_000, refusal });
   proxy.port = (await serve(plane.server)).port;
   cleanups.push(() => upstreams.close(), () => plane.closeAll());
   return proxy;

@@ -73,6 +73,17 @@ describe('policy validation', () => {
     expectProblem(rule('{ from: gateway, paths: ["/a/x*"] }'), 'POLICY_BAD_PATH_PATTERN', 11, 40);
   });
 
+  it('reads gRPC methods as POST to /package.Service/Method, and refuses a malformed one or one beside paths', () => {
+    const { policy } = parsePolicy(rule('{ from: gateway, grpc: ["shop.v1.Orders/Get", "shop.v1.Orders/*"] }'), 'p.yaml');
+    const accepts = policy?.spec.services.get('orders' as never)?.accepts[0];
+    assert.deepEqual(accepts?.methods, ['POST']);
+    assert.deepEqual(accepts?.paths, ['/shop.v1.Orders/Get', '/shop.v1.Orders/*']);
+    assert.deepEqual(accepts?.grpc, ['shop.v1.Orders/Get', 'shop.v1.Orders/*']);
+    expectProblem(rule('{ from: gateway, grpc: ["/shop.Orders/Get"] }'), 'POLICY_BAD_GRPC_METHOD', 11, 35);
+    expectProblem(rule('{ from: gateway, grpc: ["shop.Orders"] }'), 'POLICY_BAD_GRPC_METHOD', 11, 35);
+    expectProblem(rule('{ from: gateway, grpc: ["shop.Orders/Get"], paths: ["/x"] }'), 'POLICY_GRPC_WITH_PATHS', 11, 28);
+  });
+
   it('points inside a scope expression at the offending token', () => {
     expectProblem(rule('{ from: gateway, scopes: "orders:read or and" }'), 'POLICY_BAD_SCOPE_EXPRESSION', 11, 52);
     expectProblem(rule("{ from: gateway, scopes: 'a and (b' }"), 'POLICY_BAD_SCOPE_EXPRESSION', 11, 45);

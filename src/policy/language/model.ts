@@ -43,6 +43,12 @@ export interface AcceptRule {
   readonly methods: readonly HttpMethod[] | undefined;
   /** Path patterns: literal segments, `*` for one segment, a trailing `**` for any suffix. Absent: any path. */
   readonly paths: readonly string[] | undefined;
+  /**
+   * gRPC methods as written (`shop.Orders/Get`, `shop.Orders/*`): the rule's
+   * `methods` are then `[POST]` and its `paths` `/shop.Orders/Get` (gRPC over
+   * HTTP/2 calls `POST /package.Service/Method`). Absent: not a gRPC rule.
+   */
+  readonly grpc: readonly string[] | undefined;
   /** Boolean scope expression source (`and`, `or`, `not`, parentheses). Absent: no scope needed. */
   readonly scopes: string | undefined;
   /** Acceptable `acr` values; when the token's is not among them the answer is a step-up challenge (RFC 9470). */

@@ -151,8 +151,12 @@ export function policyToJSON(policy: CallGraphPolicy): unknown {
         if (rule.name !== undefined) json.name = rule.name;
         json.from = rule.from;
         if (rule.origins !== undefined) json.origins = [...rule.origins];
-        if (rule.methods !== undefined) json.methods = [...rule.methods];
-        if (rule.paths !== undefined) json.paths = [...rule.paths];
+        // A gRPC rule travels as written: its methods and paths are derived from it.
+        if (rule.grpc !== undefined) json.grpc = [...rule.grpc];
+        else {
+          if (rule.methods !== undefined) json.methods = [...rule.methods];
+          if (rule.paths !== undefined) json.paths = [...rule.paths];
+        }
         if (rule.scopes !== undefined) json.scopes = rule.scopes;
         if (rule.acr !== undefined) json.acr = [...rule.acr];
         // Only when set: policies without it keep their digest.

@@ -20,6 +20,7 @@ export const AcceptRuleSchema = Type.Object(
     origins: Type.Optional(NonEmptyList('a non-empty list of service names')),
     methods: Type.Optional(NonEmptyList('a non-empty list of HTTP methods')),
     paths: Type.Optional(NonEmptyList('a non-empty list of path patterns')),
+    grpc: Type.Optional(NonEmptyList('a non-empty list of gRPC methods (package.Service/Method, or package.Service/* for every method)')),
     scopes: Type.Optional(NonEmptyString),
     acr: Type.Optional(NonEmptyList('a non-empty list of acr values')),
     issuers: Type.Optional(NonEmptyList('a non-empty list of issuer URLs')),

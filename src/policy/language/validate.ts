@@ -211,6 +211,16 @@ function checkRule(
     if (cover !== undefined) report('warning', 'POLICY_PATH_SHADOWED', `path pattern '${pattern}' is already matched by '${cover}' earlier in this list`, locator.at([...path, 'paths', i]));
   });
   reportDuplicates(raw.paths, [...path, 'paths'], 'path pattern', locator, report);
+  // gRPC methods name the method and path themselves: with `paths` or `methods` as well, one would silently win.
+  if (raw.grpc !== undefined && (raw.paths !== undefined || raw.methods !== undefined)) {
+    report('error', 'POLICY_GRPC_WITH_PATHS', "'grpc' names the HTTP method and path of each call itself (POST /package.Service/Method): write 'paths' and 'methods' in another rule", locator.at([...path, 'grpc'], { key: true }));
+  }
+  raw.grpc?.forEach((method, i) => {
+    if (!GRPC_METHOD.test(method)) {
+      report('error', 'POLICY_BAD_GRPC_METHOD', `expected a gRPC method as package.Service/Method or package.Service/* (the protobuf names, no leading /), got ${describe(method)}`, locator.at([...path, 'grpc', i]));
+    }
+  });
+  reportDuplicates(raw.grpc, [...path, 'grpc'], 'gRPC method', locator, report);
   reportDuplicates(raw.origins, [...path, 'origins'], 'origin', locator, report);
   reportDuplicates(raw.acr, [...path, 'acr'], 'acr value', locator, report);
   reportDuplicates(raw.issuers, [...path, 'issuers'], 'issuer', locator, report);
@@ -235,8 +245,9 @@ function checkRule(
     name: raw.name,
     from,
     origins: raw.origins === undefined ? undefined : Object.freeze(raw.origins.filter(isServiceName)),
-    methods: freezeList(raw.methods) as readonly HttpMethod[] | undefined,
-    paths: freezeList(raw.paths),
+    methods: raw.grpc !== undefined ? Object.freeze(['POST'] as HttpMethod[]) : (freezeList(raw.methods) as readonly HttpMethod[] | undefined),
+    paths: raw.grpc !== undefined ? Object.freeze(raw.grpc.filter((m) => GRPC_METHOD.test(m)).map((m) => `/${m}`)) : freezeList(raw.paths),
+    grpc: freezeList(raw.grpc),
     scopes,
     acr: freezeList(raw.acr),
     issuers: freezeList(raw.issuers),
@@ -246,6 +257,9 @@ function checkRule(
     location: locator.at(path),
   });
 }
+
+// gRPC's `/package.Service/Method` without the slash: protobuf full names (dots between identifiers), or every method (`*`).
+const GRPC_METHOD = /^(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*\/(?:[A-Za-z_][A-Za-z0-9_]*|\*)$/;
 
 function freezeList(list: readonly string[] | undefined): readonly string[] | undefined {
   return list === undefined ? undefined : Object.freeze([...list]);

@@ -1,0 +1,228 @@
+/**
+ * Forwarding an HTTP/2 request over HTTP/2 (a request keeps its protocol on
+ * every hop: an app that is sent HTTP/2 speaks h2c, as gRPC servers do): one
+ * node:http2 client session per origin (and, for mTLS, per certificate
+ * generation, ALPN `h2`), streams multiplexed on it.
+ *
+ * The head is built anew: `:method`, `:path` and `:authority` from the
+ * forward spec, the caller's end-to-end fields (already filtered by the
+ * sidecar), and `te: trailers` where the caller sent it (gRPC needs it;
+ * RFC 9113 §8.2.2 allows no other `te`). Bodies stream both ways with
+ * backpressure (stream piping, flow-controlled by nghttp2 on each side).
+ * The answer's head is passed on without connection-specific fields; its
+ * trailers (gRPC's `grpc-status`) are passed on when the answer is gRPC or
+ * the caller asked for trailers.
+ *
+ * | state | meaning | next |
+ * | --- | --- | --- |
+ * | `waiting` | the request sent (its body may still stream); no answer head yet | relaying, done |
+ * | `relaying` | the answer head passed on, its body and trailers following | done |
+ * | `done` | over: answered whole, failed, or the client went away | — |
+ */
+import assert from 'node:assert/strict';
+import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as netConnect, isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { type ForwardSpec, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_TIMEOUT, UpstreamFailure, type UpstreamOrigin } from './forward-call.ts';
+import type { H2Stream } from './h2-stream.ts';
+
+export interface H2UpstreamOptions {
+  readonly connectTimeoutMs: number;
+  /** Idle sessions (no open stream) close after this. */
+  readonly idleTimeoutMs: number;
+  /** The largest answer head accepted, in bytes of header list (RFC 9113 §6.5.2). */
+  readonly maxHeaderListSize: number;
+}
+
+export interface H2Upstreams {
+  /** Resolves with the status once the answer is through (499 when the client went first); rejects only before it started. */
+  forward(stream: H2Stream, spec: ForwardSpec): Promise<number>;
+  close(): void;
+}
+
+// Connection-specific fields (RFC 9113 §8.2.2) and the sidecar's framing: never sent on, in either direction.
+const DROPPED: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
+
+export function createH2Upstreams(options: H2UpstreamOptions): H2Upstreams {
+  const sessions = new Map<string, ClientHttp2Session>();
+
+  const sessionFor = (origin: UpstreamOrigin): ClientHttp2Session => {
+    const held = sessions.get(origin.key);
+    if (held !== undefined && !held.closed && !held.destroyed) return held;
+    const session = connect(`${origin.tls === undefined ? 'http' : 'https'}://${origin.authority}`, {
+      settings: { enablePush: false, maxHeaderListSize: options.maxHeaderListSize },
+      createConnection: () =>
+        origin.tls === undefined
+          ? netConnect({ host: origin.host, port: origin.port, noDelay: true })
+          : tlsConnect({ host: origin.host, port: origin.port, ...origin.tls, ALPNProtocols: ['h2'], ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}) }),
+    });
+    sessions.set(origin.key, session);
+    const forget = (): void => {
+      if (sessions.get(origin.key) === session) sessions.delete(origin.key);
+    };
+    session.on('error', forget);
+    session.once('close', forget);
+    session.once('goaway', forget);
+    session.setTimeout(options.idleTimeoutMs, () => {
+      if (sessionStreams(session) === 0) session.close();
+    });
+    return session;
+  };
+
+  return {
+    forward(stream, spec) {
+      return new Promise<number>((resolve, reject) => new H2Call(stream, spec, sessionFor(spec.origin), resolve, reject).start());
+    },
+    close() {
+      for (const session of sessions.values()) session.destroy();
+      sessions.clear();
+    },
+  };
+}
+
+const streamCounts = new WeakMap<ClientHttp2Session, number>();
+const sessionStreams = (session: ClientHttp2Session): number => streamCounts.get(session) ?? 0;
+
+type State = 'waiting' | 'relaying' | 'done';
+
+class H2Call {
+  readonly #stream: H2Stream;
+  readonly #spec: ForwardSpec;
+  readonly #session: ClientHttp2Session;
+  readonly #resolve: (status: number) => void;
+  readonly #reject: (error: Error) => void;
+  #state: State = 'waiting';
+  #upstream: ClientHttp2Stream | undefined;
+  #trailers: OutgoingHttpHeaders | undefined;
+  #status = 0;
+
+  constructor(stream: H2Stream, spec: ForwardSpec, session: ClientHttp2Session, resolve: (status: number) => void, reject: (error: Error) => void) {
+    this.#stream = stream;
+    this.#spec = spec;
+    this.#session = session;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  #enter(next: State, ...from: State[]): void {
+    assert.ok(from.includes(this.#state), `h2 call: ${this.#state} → ${next}`);
+    this.#state = next;
+  }
+
+  start(): void {
+    const { raw } = this.#stream;
+    const spec = this.#spec;
+    if (this.#stream.closed) return this.#clientGone();
+    raw.once('close', () => this.#clientGone());
+    const head: OutgoingHttpHeaders = { ':method': this.#stream.method, ':path': spec.path, ':authority': spec.host, ':scheme': spec.origin.tls === undefined ? 'http' : 'https' };
+    for (let i = 0; i + 1 < spec.headers.length; i += 2) {
+      const name = (spec.headers[i] as string).toLowerCase();
+      if (DROPPED.has(name) || name.charCodeAt(0) === 0x3a) continue;
+      const seen = head[name];
+      const value = spec.headers[i + 1] as string;
+      head[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [String(seen), value];
+    }
+    // gRPC needs `te: trailers`, the one `te` HTTP/2 allows; nothing else of the caller's te goes on.
+    if (this.#stream.headers.te === 'trailers') head.te = 'trailers';
+    let upstream: ClientHttp2Stream;
+    try {
+      upstream = this.#session.request(head, { endStream: !this.#stream.hasBody });
+    } catch (error) {
+      this.#fail(new UpstreamFailure('ECONNRESET', 'the upstream HTTP/2 session refused a new stream', { cause: error }));
+      return;
+    }
+    this.#upstream = upstream;
+    streamCounts.set(this.#session, sessionStreams(this.#session) + 1);
+    upstream.once('close', () => streamCounts.set(this.#session, sessionStreams(this.#session) - 1));
+    // Before the answer: the upstream's time to answer (504); after it, the longest silence between body chunks (cut).
+    upstream.setTimeout(spec.timeoutMs, () => this.#onTimeout());
+    upstream.on('response', (headers: IncomingHttpHeaders) => this.#onResponse(headers));
+    upstream.on('trailers', (trailers: IncomingHttpHeaders) => {
+      this.#trailers = endToEnd(trailers);
+      const status = Number(trailers['grpc-status']);
+      if (Number.isInteger(status)) this.#stream.grpcStatus = status;
+    });
+    upstream.on('error', (error: Error) => this.#onError(error));
+    upstream.once('close', () => this.#onUpstreamClose());
+    if (this.#stream.hasBody) raw.pipe(upstream);
+  }
+
+  #onResponse(headers: IncomingHttpHeaders): void {
+    const status = Number(headers[':status']);
+    // 1xx interim answers are not relayed (node reports 100-continue as 'continue', not here).
+    if (this.#state !== 'waiting' || status < 200) return;
+    this.#enter('relaying', 'waiting');
+    this.#status = status;
+    const { raw } = this.#stream;
+    const grpc = typeof headers['content-type'] === 'string' && headers['content-type'].startsWith('application/grpc');
+    const waitForTrailers = grpc || this.#stream.headers.te === 'trailers';
+    const head: OutgoingHttpHeaders = { ':status': status, ...endToEnd(headers) };
+    // A trailers-only gRPC answer carries its status in the head.
+    const trailersOnly = Number(headers['grpc-status']);
+    if (grpc && Number.isInteger(trailersOnly)) this.#stream.grpcStatus = trailersOnly;
+    this.#stream.answered(status);
+    raw.respond(head, { waitForTrailers });
+    if (waitForTrailers) raw.once('wantTrailers', () => raw.sendTrailers(this.#trailers ?? {}));
+    const upstream = this.#upstream as ClientHttp2Stream;
+    upstream.pipe(raw);
+    upstream.once('end', () => this.#complete());
+  }
+
+  #complete(): void {
+    if (this.#state !== 'relaying') return;
+    this.#state = 'done';
+    this.#stream.done();
+    this.#resolve(this.#status);
+  }
+
+  #onTimeout(): void {
+    if (this.#state === 'waiting') this.#fail(new UpstreamFailure(this.#session.connecting ? UPSTREAM_CONNECT_TIMEOUT : UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
+    else if (this.#state === 'relaying') this.#cut();
+  }
+
+  #onError(error: Error): void {
+    if (this.#state === 'waiting') {
+      const code = 'code' in error && typeof error.code === 'string' ? error.code : 'ECONNRESET';
+      this.#fail(new UpstreamFailure(code, 'the upstream refused or reset the HTTP/2 stream before answering', { cause: error }));
+    } else if (this.#state === 'relaying') this.#cut();
+  }
+
+  #onUpstreamClose(): void {
+    if (this.#state === 'waiting') this.#fail(new UpstreamFailure('ECONNRESET', 'the upstream closed the HTTP/2 stream before answering'));
+    // An answer whose stream closed without its end (a reset mid-body) is cut for the client too.
+    else if (this.#state === 'relaying' && !(this.#upstream as ClientHttp2Stream).readableEnded) this.#cut();
+  }
+
+  #fail(error: UpstreamFailure): void {
+    if (this.#state === 'done') return;
+    this.#state = 'done';
+    this.#upstream?.close(constants.NGHTTP2_CANCEL);
+    this.#reject(error);
+  }
+
+  #cut(): void {
+    if (this.#state === 'done') return;
+    this.#state = 'done';
+    this.#upstream?.close(constants.NGHTTP2_CANCEL);
+    this.#stream.destroy();
+    this.#resolve(this.#status);
+  }
+
+  #clientGone(): void {
+    if (this.#state === 'done' || this.#stream.finished) return;
+    this.#state = 'done';
+    // RFC 9113 §8.7: the caller cancelled; the upstream is told the same way.
+    this.#upstream?.close(constants.NGHTTP2_CANCEL);
+    this.#resolve(this.#status === 0 ? 499 : this.#status);
+  }
+}
+
+/** A head or trailers without pseudo-fields and connection-specific fields. */
+function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.charCodeAt(0) === 0x3a || DROPPED.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
