@@ -14,6 +14,7 @@ import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { KeyFileExistsError } from './errors.ts';
+import { partVariables } from './part-variables.ts';
 
 
 const HELP = `Usage: baton policy-server --policy FILE|DIR --signing-key KEY.pem [options]
@@ -80,6 +81,7 @@ export const policyServerCommand: Command = {
     const config = loadConfig(PolicyServerConfigSchema, {
       file: values.config,
       env: context.env,
+      otherParts: partVariables(),
       overrides: {
         policy: values.policy,
         signingKey: values['signing-key'],

@@ -17,6 +17,7 @@ import { createAdminListener } from '../telemetry/admin-listener.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { partVariables } from './part-variables.ts';
 
 const HELP = `Usage: baton sts --config FILE [--port N] [--host ADDR] [--log-level LEVEL]
        baton sts hash-secret < secret.txt
@@ -69,6 +70,7 @@ export const stsCommand: Command = {
     const config = loadStsConfig({
       file: values.config,
       env: context.env,
+      otherParts: partVariables(),
       overrides: { port: values.port === undefined ? undefined : portNumber(values.port), host: values.host, logLevel: values['log-level'] },
     });
     return await serve(config, context);

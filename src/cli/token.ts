@@ -20,6 +20,7 @@ import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createAccessTokenVerifier, type TrustedIssuer } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { partVariables } from './part-variables.ts';
 
 const HELP = `Usage: baton token check [TOKEN | -] --config SIDECAR.yaml [--json]
        baton token check [TOKEN | -] --issuer URL --audience AUD [--profile P]
@@ -89,7 +90,7 @@ export const tokenCommand: Command = {
 };
 
 function fromConfig(file: string, audienceFlag: string | undefined, context: CliContext): { issuers: TrustedIssuer[]; audience: string } {
-  const config = loadConfig(SidecarConfigSchema, { file, env: context.env });
+  const config = loadConfig(SidecarConfigSchema, { file, env: context.env, otherParts: partVariables() });
   if (config.externalIssuers.length === 0) throw new ConfigError(file, 'externalIssuers', 'at least one external issuer (an entrypoint sidecar config)', 'none');
   // The verdict is the output; fetch and introspection failures surface as its error code, not as log lines.
   const logger = createLogger({ name: 'baton-token-check', level: 'silent' });
