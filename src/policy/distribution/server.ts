@@ -258,7 +258,7 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
     if (mesh !== undefined && mesh.identity.current() === undefined) {
       const status = mesh.identity.status();
-      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}${status.detail === undefined ? '' : `: ${status.detail}`})`));
+      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}): ${status.problem ?? status.detail ?? 'no certificate loaded yet'}`));
     }
     return { status: 'ready', version: published.version, digest: published.digest };
   });
