@@ -61,6 +61,8 @@ rotating it (docs/policy-server.md), not by writing over it.`;
 export const policyServerCommand: Command = {
   summary: 'serve the call-graph policy, signed and versioned',
   help: HELP,
+  subcommands: ['keygen'],
+  helpFor: async (name) => (name === 'keygen' ? KEYGEN_HELP : HELP),
   async run(args: readonly string[], context: CliContext): Promise<number> {
     if (args[0] === 'keygen') return keygen(args.slice(1), context);
     const { values } = parseArgs({

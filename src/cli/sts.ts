@@ -51,6 +51,8 @@ users could read it in the process list. A trailing newline is dropped.`;
 export const stsCommand: Command = {
   summary: 'run the mesh token service (RFC 8693 token exchange)',
   help: HELP,
+  subcommands: ['hash-secret'],
+  helpFor: async (name) => (name === 'hash-secret' ? HASH_SECRET_HELP : HELP),
   async run(args: readonly string[], context: CliContext): Promise<number> {
     if (args[0] === 'hash-secret') {
       if (args.length > 1 && (args.includes('--help') || args.includes('-h'))) {

@@ -46,6 +46,8 @@ Exit status: 0 accepted, 1 refused, 2 usage, 78 bad configuration.`;
 export const tokenCommand: Command = {
   summary: 'check a token against an issuer profile and show the identity it carries',
   help: HELP,
+  subcommands: ['check'],
+  helpFor: async () => HELP,
   async run(args, context) {
     const [sub, ...rest] = args;
     if (sub !== 'check') throw new UsageError(`expected 'baton token check', got ${sub === undefined ? 'no subcommand' : `'${sub}'`}`);
