@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Dispatcher } from 'undici';
 import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
-import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
+import { refuseUnverifiedPeers, servedUrl, serverTlsOptions } from '../identity/tls.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import { retryAfterFor } from '../core/problem.ts';
@@ -286,7 +286,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   return {
     app,
     async listen() {
-      return await app.listen({ host: config.host, port: config.port });
+      return servedUrl(await app.listen({ host: config.host, port: config.port }), app.server);
     },
     drain() {
       draining = true;

@@ -10,7 +10,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
 import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
-import { secureContextOptions } from '../../identity/tls.ts';
+import { secureContextOptions, servedUrl } from '../../identity/tls.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from 'pino';
 import { policyToJSON } from '../language/parse.ts';
@@ -312,7 +312,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
     published: () => publisher.published(),
     waiting: () => publisher.waiting(),
     async listen({ host, port }) {
-      return await app.listen({ host, port });
+      return servedUrl(await app.listen({ host, port }), app.server);
     },
     async close() {
       await publisher.close();
