@@ -166,9 +166,9 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
         if (window !== undefined) {
           const state = at < window.notBefore ? 'not_yet_valid' : 'expired';
           const status = { state, ...failure, expiresInSeconds: Math.floor((window.notAfter - at) / 1000), notAfter: window.notAfter, ...refused } as const;
-          return { ...status, problem: identityProblem(options, state, at, window, undefined) };
+          return { ...status, problem: identityProblem(options, state, window, undefined) };
         }
-        return { state: 'missing', reason: 'BATON_IDENTITY_MISSING', ...failure, ...refused, problem: identityProblem(options, 'missing', at, undefined, lastFailure) };
+        return { state: 'missing', reason: 'BATON_IDENTITY_MISSING', ...failure, ...refused, problem: identityProblem(options, 'missing', undefined, lastFailure) };
       }
       const left = svid.notAfter - at;
       const expiresInSeconds = Math.floor(left / 1000);
@@ -177,7 +177,7 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
         // The one in use ran out (or the clock went back before it): whatever the files hold now did not replace it.
         const state = at < svid.notBefore ? 'not_yet_valid' : 'expired';
         const window = { spiffeId: svid.spiffeId, notBefore: svid.notBefore, notAfter: svid.notAfter };
-        return { state, reason: state === 'expired' ? 'BATON_IDENTITY_EXPIRED' : 'BATON_IDENTITY_NOT_YET_VALID', ...failure, expiresInSeconds, notAfter, ...refused, problem: identityProblem(options, state, at, window, lastFailure) };
+        return { state, reason: state === 'expired' ? 'BATON_IDENTITY_EXPIRED' : 'BATON_IDENTITY_NOT_YET_VALID', ...failure, expiresInSeconds, notAfter, ...refused, problem: identityProblem(options, state, window, lastFailure) };
       }
       const nearExpiry = left < (svid.notAfter - svid.notBefore) * options.nearExpiryFraction;
       return { state: nearExpiry ? 'near_expiry' : 'ready', ...failure, expiresInSeconds, notAfter, ...refused };
@@ -201,14 +201,15 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
  * certificate's window, or not a usable SVID), and the fix. `window`: the
  * certificate out of its window; `failure`: the last reload's failure.
  */
-function identityProblem(files: WorkloadIdentityFiles, state: IdentityState, now: number, window: Validity | undefined, failure: IdentityError | undefined): string {
+function identityProblem(files: WorkloadIdentityFiles, state: IdentityState, window: Validity | undefined, failure: IdentityError | undefined): string {
   const since = failure === undefined || failure.validity !== undefined ? '' : `; the files now: ${failure.message}`;
   if (window !== undefined) {
     const dates = `${window.spiffeId}, valid from ${new Date(window.notBefore).toISOString()} to ${new Date(window.notAfter).toISOString()}`;
+    // No clock reading in the sentence: it is announced once per change, and /readyz shows the time left.
     if (state === 'not_yet_valid') {
-      return `workload certificate not valid yet: ${files.certFile} (${dates}; now ${new Date(now).toISOString()})${since}. This machine's clock is behind its issuer's (check NTP), or the certificate was issued for later`;
+      return `workload certificate not valid yet: ${files.certFile} (${dates})${since}. This machine's clock is behind its issuer's (check NTP), or the certificate was issued for later`;
     }
-    return `workload certificate expired: ${files.certFile} (${dates}; expired ${Math.max(0, Math.round((now - window.notAfter) / 60_000))} min ago)${since}. Renew it: csi-driver-spiffe and SPIRE rotate it before it expires, so check that their agent runs here; for development run 'baton certs' again`;
+    return `workload certificate expired: ${files.certFile} (${dates})${since}. Renew it: csi-driver-spiffe and SPIRE rotate it before it expires, so check that their agent runs here; for development run 'baton certs' again`;
   }
   if (failure === undefined) return `no workload certificate loaded yet from ${files.certFile}`;
   if (failure.code === 'BATON_IDENTITY_MISSING' && (failure.errno === 'EACCES' || failure.errno === 'EPERM')) {
