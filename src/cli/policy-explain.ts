@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { Decision } from '../policy/language/decision.ts';
 import type { CallGraphPolicy, SourceLocation } from '../policy/language/model.ts';
-import { type RuleId, ruleIdService } from '../policy/language/rule-id.ts';
+import type { RuleId } from '../policy/language/model.ts';
+import { ruleIdService } from '../policy/language/rule-id.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { loadPolicyOrReport } from './policy-load.ts';
 

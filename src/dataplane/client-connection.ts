@@ -2,7 +2,7 @@
  * One client connection of the socket data plane: the socket, its strict
  * parser (./http1-parser.ts) and the request in hand. Requests are read
  * and answered one at a time, in order; pipelined requests wait their
- * turn, unread. Each request becomes an Exchange (./exchange.ts) handed to
+ * turn, unread. Each request becomes an HttpStream (./stream.ts) handed to
  * the handler as soon as its head is in; its body stays on the socket,
  * unread, until the handler lets it flow (after the policy allowed the
  * request), so a refused upload costs nothing but its first packet.
@@ -29,21 +29,27 @@
  */
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { type BodySink, Exchange, type ExchangeConnection } from './exchange.ts';
+import { type BodySink, HttpStream, type StreamConnection } from './stream.ts';
 import { HttpFramingError, Http1Parser, type MessageHead } from './http1-parser.ts';
-import { CONTINUE, lengthOf, responseHead } from './wire.ts';
+import { CONTINUE, lengthOf, responseHead, TUNNEL_ESTABLISHED } from './wire.ts';
 
 export interface ConnectionOptions {
   /** The most bytes a request head may hold (./http1-parser.ts counts them). */
   readonly maxHeadBytes: number;
+  /** A CONNECT may open a tunnel whose bytes are read as HTTP/1.1 requests to its authority (the outbound port). */
+  readonly allowConnect?: boolean;
   /** How long a connection may sit idle between requests. */
   readonly keepAliveTimeoutMs: number;
   /** How long a request head may take to arrive once its first byte has. */
   readonly headersTimeoutMs: number;
-  /** True while shutting down: each response closes its connection. */
-  readonly draining: () => boolean;
   /** The whole answer to a request refused before any handler saw it (a problem document). */
   readonly refusal: (refusal: ConnectionRefusal) => RefusalAnswer;
+}
+
+/** What a listener tells its connections (./server.ts). */
+export interface ListenerState {
+  /** Shutting down: each response says `Connection: close` and its connection closes after it. */
+  readonly draining: boolean;
 }
 
 /** Why a connection is answered without a handler: its bytes did not frame as one HTTP/1.1 request, or too slowly. */
@@ -64,16 +70,20 @@ type State = 'idle' | 'head' | 'held' | 'body' | 'body-paused' | 'answering' | '
 /** A request is in hand in these states. */
 const IN_REQUEST: ReadonlySet<State> = new Set(['held', 'body', 'body-paused', 'answering']);
 
-export class ClientConnection implements ExchangeConnection {
+export class ClientConnection implements StreamConnection {
   readonly socket: Socket;
   readonly keepAliveSeconds: number;
-  readonly #handler: (exchange: Exchange) => void;
+  readonly #handler: (stream: HttpStream) => void;
   readonly #options: ConnectionOptions;
-  readonly #parser: Http1Parser;
+  /** The listener's state: draining, each response closes its connection. */
+  readonly #listener: ListenerState;
+  #parser: Http1Parser;
+  /** Inside a CONNECT tunnel: the authority it was opened to; every request in it must be for it. */
+  #tunnel: string | undefined;
   #state: State = 'idle';
   /** Bytes read and not yet parsed: the rest of a body held back, or pipelined requests. */
   #pending: Buffer | undefined;
-  #exchange: Exchange | undefined;
+  #stream: HttpStream | undefined;
   /** Set by the parser's head callback, taken by #parse. */
   #head: MessageHead | undefined;
   #sink: BodySink | undefined;
@@ -82,24 +92,13 @@ export class ClientConnection implements ExchangeConnection {
   /** Inside #pump: a handler answering at once (a refusal) re-enters it; the running loop picks the change up instead. */
   #pumping = false;
 
-  constructor(socket: Socket, handler: (exchange: Exchange) => void, options: ConnectionOptions) {
+  constructor(socket: Socket, handler: (stream: HttpStream) => void, options: ConnectionOptions, listener: ListenerState) {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
+    this.#listener = listener;
     this.keepAliveSeconds = Math.floor(options.keepAliveTimeoutMs / 1000);
-    this.#parser = new Http1Parser(
-      'request',
-      {
-        onHead: (head) => {
-          this.#head = head;
-        },
-        onBody: (chunk) => {
-          // llhttp reads its whole input: later body spans of the same input still reach the sink while it is full.
-          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body') this.#enter('body-paused', 'body');
-        },
-      },
-      { maxHeadBytes: options.maxHeadBytes },
-    );
+    this.#parser = this.#newParser(options.allowConnect === true);
     socket.setTimeout(options.keepAliveTimeoutMs);
     socket.on('timeout', () => this.#onTimeout());
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -113,8 +112,46 @@ export class ClientConnection implements ExchangeConnection {
     return this.#state;
   }
 
+  get tunnel(): string | undefined {
+    return this.#tunnel;
+  }
+
+  #newParser(connect: boolean): Http1Parser {
+    return new Http1Parser(
+      'request',
+      {
+        onHead: (head) => {
+          this.#head = head;
+        },
+        onBody: (chunk) => {
+          // llhttp reads its whole input: later body spans of the same input still reach the sink while it is full.
+          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body') this.#enter('body-paused', 'body');
+        },
+      },
+      { maxHeadBytes: this.#options.maxHeadBytes, connect },
+    );
+  }
+
+  /**
+   * The CONNECT in hand was allowed: `200` (RFC 9110 §9.3.6: no framing fields), and from the next byte on the
+   * connection is a tunnel read as HTTP/1.1 requests to the CONNECT's authority, by a fresh parser that allows no
+   * CONNECT of its own.
+   */
+  openTunnel(stream: HttpStream): void {
+    if (stream !== this.#stream || this.#state !== 'answering' || this.#tunnel !== undefined) return;
+    this.write(TUNNEL_ESTABLISHED);
+    this.#tunnel = stream.url;
+    this.#parser.close();
+    this.#parser = this.#newParser(false);
+    this.#stream = undefined;
+    stream.closeStream();
+    this.#enter('idle', 'answering');
+    this.#headStarted = this.#pending === undefined ? 0 : performance.now();
+    this.#pump();
+  }
+
   draining(): boolean {
-    return this.#options.draining();
+    return this.#listener.draining;
   }
 
   write(chunk: Buffer | string): boolean {
@@ -131,12 +168,12 @@ export class ClientConnection implements ExchangeConnection {
     this.socket.off('drain', listener);
   }
 
-  requestComplete(exchange: Exchange): boolean {
-    return exchange === this.#exchange && this.#state === 'answering';
+  requestComplete(stream: HttpStream): boolean {
+    return stream === this.#stream && this.#state === 'answering';
   }
 
-  startBody(exchange: Exchange, sink: BodySink, sendContinue: boolean): void {
-    if (exchange !== this.#exchange) return;
+  startBody(stream: HttpStream, sink: BodySink, sendContinue: boolean): void {
+    if (stream !== this.#stream) return;
     // No body at all (or already read): the sink ends at once.
     if (this.#state === 'answering') {
       sink.end();
@@ -144,7 +181,7 @@ export class ClientConnection implements ExchangeConnection {
     }
     if (this.#state !== 'held') return;
     // RFC 9110 §10.1.1: the client waits for this before sending the body; it is sent only once the request is allowed.
-    if (sendContinue && exchange.httpVersion === '1.1') this.write(CONTINUE);
+    if (sendContinue && stream.httpVersion === '1.1') this.write(CONTINUE);
     this.#enter('body', 'held');
     this.#sink = sink;
     this.#pump();
@@ -156,13 +193,13 @@ export class ClientConnection implements ExchangeConnection {
     this.#pump();
   }
 
-  responseDone(exchange: Exchange, keepAlive: boolean): void {
-    if (exchange !== this.#exchange) return;
-    this.#exchange = undefined;
+  responseDone(stream: HttpStream, keepAlive: boolean): void {
+    if (stream !== this.#stream) return;
+    this.#stream = undefined;
     this.#sink = undefined;
-    exchange.closeExchange();
+    stream.closeStream();
     // Reused only when the request was read to its last byte and both sides meant to keep the connection.
-    if (!keepAlive || this.#state !== 'answering' || this.#options.draining()) {
+    if (!keepAlive || this.#state !== 'answering' || this.#listener.draining) {
       this.#close();
       return;
     }
@@ -253,12 +290,12 @@ export class ClientConnection implements ExchangeConnection {
   #begin(head: MessageHead, complete: boolean): void {
     this.#headStarted = 0;
     this.#enter(complete ? 'answering' : 'held', 'head');
-    const exchange = new Exchange(this, head);
-    this.#exchange = exchange;
+    const stream = new HttpStream(this, head);
+    this.#stream = stream;
     try {
-      this.#handler(exchange);
+      this.#handler(stream);
     } catch {
-      // A handler answers through the exchange and never throws; if one did, this connection ends, not the process.
+      // A handler answers through the stream and never throws; if one did, this connection ends, not the process.
       this.destroy();
     }
   }
@@ -267,7 +304,7 @@ export class ClientConnection implements ExchangeConnection {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     const inRequest = IN_REQUEST.has(this.#state);
     this.#pending = undefined;
-    // A refusal mid-body (bad chunk framing) cuts the exchange in hand: its response may have begun.
+    // A refusal mid-body (bad chunk framing) cuts the stream in hand: its response may have begun.
     if (inRequest) {
       this.destroy();
       return;
@@ -308,9 +345,9 @@ export class ClientConnection implements ExchangeConnection {
     this.#pending = undefined;
     this.#sink = undefined;
     this.#parser.close();
-    const exchange = this.#exchange;
-    this.#exchange = undefined;
-    exchange?.closeExchange();
+    const stream = this.#stream;
+    this.#stream = undefined;
+    stream?.closeStream();
   }
 }
 

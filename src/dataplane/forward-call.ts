@@ -27,12 +27,31 @@
  * | `done` | over; the connection released or closed | — | — |
  */
 import assert from 'node:assert/strict';
-import type { BodySink, Exchange } from './exchange.ts';
+import type { BodySink, HttpStream } from './stream.ts';
 import { endToEndHeaders } from './hop-by-hop.ts';
 import type { MessageHead } from './http1-parser.ts';
-import type { Pool, UpstreamOrigin } from './pool.ts';
+import type { ConnectionOptions } from 'node:tls';
 import type { ConnectionEvents, UpstreamConnection } from './upstream-connection.ts';
 import { CHUNKED, chunkSizeLine, CRLF, type Framing, httpDate, LAST_CHUNK, lengthOf, NO_BODY, requestHead, UNTIL_CLOSE } from './wire.ts';
+
+export interface UpstreamOrigin {
+  /** Pool key: the origin, and for mTLS the certificate generation its connections present. */
+  readonly key: string;
+  readonly host: string;
+  readonly port: number;
+  /** `host:port` as a Host header says it. */
+  readonly authority: string;
+  /** mTLS: options for node:tls `connect` (secure context, the peer check); plaintext when absent. */
+  readonly tls?: ConnectionOptions | undefined;
+}
+
+/** What a ForwardCall needs of the pool. */
+export interface Pool {
+  release(connection: UpstreamConnection): void;
+  connect(origin: UpstreamOrigin): UpstreamConnection;
+  take(key: string): UpstreamConnection | undefined;
+  readonly onRetry: (() => void) | undefined;
+}
 
 export interface ForwardSpec {
   readonly origin: UpstreamOrigin;
@@ -72,7 +91,7 @@ type Relay = 'raw' | 'rechunk' | 'decode';
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 export class ForwardCall implements ConnectionEvents {
-  readonly #exchange: Exchange;
+  readonly #stream: HttpStream;
   readonly #spec: ForwardSpec;
   readonly #pool: Pool;
   readonly #resolve: (status: number) => void;
@@ -88,8 +107,8 @@ export class ForwardCall implements ConnectionEvents {
   /** Made on the first pause only: a closure per forward would cost every request an allocation. */
   #onClientDrain: (() => void) | undefined;
 
-  constructor(exchange: Exchange, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void) {
-    this.#exchange = exchange;
+  constructor(stream: HttpStream, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void) {
+    this.#stream = stream;
     this.#spec = spec;
     this.#pool = pool;
     this.#resolve = resolve;
@@ -97,8 +116,8 @@ export class ForwardCall implements ConnectionEvents {
   }
 
   start(): void {
-    this.#exchange.onClose(() => this.#clientGone());
-    if (this.#exchange.closed) return;
+    this.#stream.onClose(() => this.#clientGone());
+    if (this.#stream.closed) return;
     this.#attach(this.#pool.take(this.#spec.origin.key) ?? this.#pool.connect(this.#spec.origin));
   }
 
@@ -117,10 +136,10 @@ export class ForwardCall implements ConnectionEvents {
     if (this.#state !== 'connecting') return;
     const { socket } = this.#connection as UpstreamConnection;
     const spec = this.#spec;
-    const exchange = this.#exchange;
-    const framing = requestFraming(exchange.head);
-    const head = requestHead(exchange.method, spec.path, spec.host, spec.headers, framing);
-    if (!exchange.hasBody) {
+    const stream = this.#stream;
+    const framing = requestFraming(stream.head);
+    const head = requestHead(stream.method, spec.path, spec.host, spec.headers, framing);
+    if (!stream.hasBody) {
       this.#enter('waiting', 'connecting');
       socket.setTimeout(spec.timeoutMs);
       socket.write(head, 'latin1');
@@ -149,7 +168,7 @@ export class ForwardCall implements ConnectionEvents {
             data: (chunk) => socket.write(chunk),
             end: () => this.#sent(),
           };
-    exchange.readBody(sink);
+    stream.readBody(sink);
     socket.uncork();
   }
 
@@ -161,36 +180,36 @@ export class ForwardCall implements ConnectionEvents {
   }
 
   onUpstreamDrain(): void {
-    if (this.#state === 'sending' || this.#state === 'relaying-early') this.#exchange.resumeBody();
+    if (this.#state === 'sending' || this.#state === 'relaying-early') this.#stream.resumeBody();
   }
 
   onHead(head: MessageHead): boolean {
     // 1xx interim answers are not relayed (100-continue was answered to the client already); the final one follows.
     if (head.statusCode < 200) return false;
     this.#head = head;
-    return this.#exchange.method === 'HEAD';
+    return this.#stream.method === 'HEAD';
   }
 
   onBody(chunk: Buffer): void {
     if (this.#relay === 'raw') return;
-    const exchange = this.#exchange;
+    const stream = this.#stream;
     let room: boolean;
     if (this.#relay === 'rechunk') {
-      exchange.write(chunkSizeLine(chunk.length));
-      exchange.write(chunk);
-      room = exchange.write(CRLF);
-    } else room = exchange.write(chunk);
+      stream.write(chunkSizeLine(chunk.length));
+      stream.write(chunk);
+      room = stream.write(CRLF);
+    } else room = stream.write(chunk);
     if (!room) this.#pauseUpstream();
   }
 
   onData(chunk: Buffer): void {
-    const exchange = this.#exchange;
+    const stream = this.#stream;
     // The rebuilt head and the body bytes that came with it go out together.
-    exchange.cork();
+    stream.cork();
     try {
       this.#parse(chunk);
     } finally {
-      exchange.uncork();
+      stream.uncork();
     }
   }
 
@@ -211,7 +230,7 @@ export class ForwardCall implements ConnectionEvents {
       if (state === 'sending' || state === 'waiting') {
         if (this.#head !== undefined) this.#respondHead(this.#head);
       } else if (this.#relay === 'raw' && result.consumed > 0) {
-        if (!this.#exchange.write(result.consumed === rest.length ? rest : rest.subarray(0, result.consumed))) this.#pauseUpstream();
+        if (!this.#stream.write(result.consumed === rest.length ? rest : rest.subarray(0, result.consumed))) this.#pauseUpstream();
       }
       if (result.stoppedAt === 'message' && (this.#state === 'relaying' || this.#state === 'relaying-early')) this.#complete(offset + result.consumed === chunk.length);
       offset += result.consumed;
@@ -247,10 +266,10 @@ export class ForwardCall implements ConnectionEvents {
       this.onEnd();
       return;
     }
-    const exchange = this.#exchange;
+    const stream = this.#stream;
     // A kept-alive connection the server had just closed: an idempotent request with no body is sent again, once
     // (RFC 9110 §9.2.2: a proxy never retries a non-idempotent one by itself).
-    if (state === 'waiting' && this.#connection?.reused === true && !exchange.hasBody && IDEMPOTENT.has(exchange.method) && !this.#retried && !exchange.closed) {
+    if (state === 'waiting' && this.#connection?.reused === true && !stream.hasBody && IDEMPOTENT.has(stream.method) && !this.#retried && !stream.closed) {
       this.#retried = true;
       this.#pool.onRetry?.();
       this.#enter('connecting', 'waiting');
@@ -262,17 +281,17 @@ export class ForwardCall implements ConnectionEvents {
   }
 
   #respondHead(head: MessageHead): void {
-    const exchange = this.#exchange;
+    const stream = this.#stream;
     const early = this.#state === 'sending';
     this.#enter(early ? 'relaying-early' : 'relaying', 'sending', 'waiting');
     this.#status = head.statusCode;
     if (early) this.#connection?.socket.setTimeout(this.#spec.timeoutMs);
-    const { framing, relay } = answerFraming(head, exchange.method === 'HEAD', exchange.httpVersion === '1.0');
+    const { framing, relay } = answerFraming(head, stream.method === 'HEAD', stream.httpVersion === '1.0');
     this.#relay = relay;
     const fields = endToEndHeaders(head, 'response');
     // As node:http did for every answer it passed on: one without a Date gets the time it was received (RFC 9110 §6.6.1).
     if (!hasDate(fields)) fields.push('date', httpDate());
-    exchange.writeHead(head.statusCode, fields, framing);
+    stream.writeHead(head.statusCode, fields, framing);
   }
 
   #pauseUpstream(): void {
@@ -280,13 +299,13 @@ export class ForwardCall implements ConnectionEvents {
     this.#paused = true;
     this.#connection?.socket.pause();
     this.#onClientDrain ??= () => this.#resumeUpstream();
-    this.#exchange.onDrain(this.#onClientDrain);
+    this.#stream.onDrain(this.#onClientDrain);
   }
 
   #resumeUpstream(): void {
     if (!this.#paused) return;
     this.#paused = false;
-    if (this.#onClientDrain !== undefined) this.#exchange.offDrain(this.#onClientDrain);
+    if (this.#onClientDrain !== undefined) this.#stream.offDrain(this.#onClientDrain);
     this.#connection?.socket.resume();
   }
 
@@ -298,11 +317,11 @@ export class ForwardCall implements ConnectionEvents {
   #complete(nothingAfter: boolean): void {
     const connection = this.#connection as UpstreamConnection;
     const reusable = this.#state === 'relaying' && nothingAfter && this.#head?.keepAlive === true && connection.usable();
-    if (this.#relay === 'rechunk') this.#exchange.write(LAST_CHUNK);
+    if (this.#relay === 'rechunk') this.#stream.write(LAST_CHUNK);
     this.#finish();
     if (reusable) this.#pool.release(connection);
     else connection.socket.destroy();
-    this.#exchange.end();
+    this.#stream.end();
     this.#resolve(this.#status);
   }
 
@@ -311,7 +330,7 @@ export class ForwardCall implements ConnectionEvents {
     this.#finish();
     this.#connection?.socket.destroy();
     if (started) {
-      this.#exchange.destroy();
+      this.#stream.destroy();
       this.#resolve(this.#status);
     } else this.#reject(error);
   }
@@ -319,12 +338,12 @@ export class ForwardCall implements ConnectionEvents {
   #cutClient(): void {
     this.#finish();
     this.#connection?.socket.destroy();
-    this.#exchange.destroy();
+    this.#stream.destroy();
     this.#resolve(this.#status);
   }
 
   #clientGone(): void {
-    if (this.#state === 'done' || this.#exchange.finished) return;
+    if (this.#state === 'done' || this.#stream.finished) return;
     this.#finish();
     this.#connection?.socket.destroy();
     this.#resolve(this.#status === 0 ? 499 : this.#status);

@@ -23,7 +23,7 @@
  * | `host` | requests: no Host, several, or one that is not an authority (RFC 3986 §3.2) |
  * | `upgrade` | requests: `Upgrade`, or an `upgrade` connection option (not forwarded: 501) |
  * | `version` | a version other than HTTP/1.0 or HTTP/1.1, including a request line without one (HTTP/0.9) |
- * | `connect` | requests: CONNECT (405) |
+ * | `connect` | requests: CONNECT (405), except where a tunnel is read as HTTP (the outbound port): there only `host:port` without a body |
  * | `head-too-large` | a head (request or status line, every field line, the blank line) over the limit, counted in bytes as they arrive (431) |
  * | llhttp's own | obs-fold, bare CR or LF, invalid tokens, chunk framing |
  *
@@ -90,6 +90,11 @@ export interface ExecuteResult {
 export interface ParserOptions {
   /** The most bytes a head may hold: its first line, every field line and the blank line, as they arrive. The same bound applies to a chunked body's trailer section. */
   readonly maxHeadBytes: number;
+  /**
+   * Requests: a CONNECT to `host:port` (authority-form, RFC 9112 §3.2.3), without a body, is read as a message of
+   * its own and the parser stops after it: what follows is the tunnel's, for a new parser (the outbound port).
+   */
+  readonly connect?: boolean;
 }
 
 /** The little of the WebAssembly JS API used here (the project's TypeScript lib has no DOM types). */
@@ -180,6 +185,7 @@ export class Http1Parser {
   readonly #kind: MessageKind;
   readonly #handlers: ParserHandlers;
   readonly #maxHeadBytes: number;
+  readonly #connect: boolean;
   #ptr: number;
   #phase: Phase = 'head';
   #url = '';
@@ -201,6 +207,7 @@ export class Http1Parser {
     this.#kind = kind;
     this.#handlers = handlers;
     this.#maxHeadBytes = options.maxHeadBytes;
+    this.#connect = options.connect === true;
     this.#ptr = this.#llhttp.llhttp_alloc(kind === 'request' ? TYPE.REQUEST! : TYPE.RESPONSE!);
   }
 
@@ -342,10 +349,13 @@ export class Http1Parser {
       }
     }
     if (request) {
-      // A sidecar never tunnels: CONNECT turns the connection into raw bytes no policy can read.
-      if (llhttp.llhttp_get_method(this.#ptr) === llhttpConstants.METHODS.CONNECT) return this.#refuse('connect', 'CONNECT is not forwarded');
+      const connect = llhttp.llhttp_get_method(this.#ptr) === llhttpConstants.METHODS.CONNECT;
+      // CONNECT turns the connection into a tunnel: refused where nothing reads the tunnel as HTTP (the inbound port);
+      // where something does (the outbound port), only `host:port` and no body, so the tunnel starts at a known byte.
+      if (connect && !this.#connect) return this.#refuse('connect', 'CONNECT is not forwarded');
+      if (connect && (lengths > 0 || transferEncoding !== undefined || !CONNECT_TARGET.test(this.#url))) return this.#refuse('connect', 'a CONNECT that is not host:port without a body');
       // Upgrades are refused whole, with or without the matching connection option: after a 101 the bytes are no longer HTTP.
-      if (upgrade || upgradeField || connection.includes('upgrade')) return this.#refuse('upgrade', 'protocol upgrades are not forwarded');
+      if (!connect && (upgrade || upgradeField || connection.includes('upgrade'))) return this.#refuse('upgrade', 'protocol upgrades are not forwarded');
       if (hosts !== 1) return this.#refuse('host', hosts === 0 ? 'a request without Host' : 'more than one Host field');
       if (!AUTHORITY.test(host)) return this.#refuse('host', 'a Host that is not an authority (host[:port])');
     }
@@ -421,6 +431,8 @@ export class Http1Parser {
   }
 }
 
+// RFC 9112 §3.2.3: a CONNECT target is authority-form, host and a port.
+const CONNECT_TARGET = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]{1,5}$/;
 // RFC 3986 §3.2.2–3.2.3: host (IP-literal or reg-name, percent-encoding allowed) and an optional port. Nothing else,
 // so a Host that a Unicode-aware trim, a decoder or a URL parser could read as another name is refused.
 const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]{1,5})?$/;

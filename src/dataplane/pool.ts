@@ -1,5 +1,5 @@
 /**
- * The upstream side of the socket data plane: forwards one Exchange to one
+ * The upstream side of the socket data plane: forwards one HttpStream to one
  * origin (./forward-call.ts) on a kept-alive connection
  * (./upstream-connection.ts) taken from this pool.
  *
@@ -11,21 +11,11 @@
  * server keeping it alive; any other is closed (./forward-call.ts).
  */
 import { connect as netConnect, isIP } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import type { Exchange } from './exchange.ts';
-import { ForwardCall, type ForwardSpec } from './forward-call.ts';
+import { connect as tlsConnect } from 'node:tls';
+import type { HttpStream } from './stream.ts';
+import { ForwardCall, type ForwardSpec, type Pool } from './forward-call.ts';
 import { UpstreamConnection } from './upstream-connection.ts';
 
-export interface UpstreamOrigin {
-  /** Pool key: the origin, and for mTLS the certificate generation its connections present. */
-  readonly key: string;
-  readonly host: string;
-  readonly port: number;
-  /** `host:port` as a Host header says it. */
-  readonly authority: string;
-  /** mTLS: options for node:tls `connect` (secure context, the peer check); plaintext when absent. */
-  readonly tls?: ConnectionOptions | undefined;
-}
 
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number;
@@ -41,17 +31,10 @@ export interface UpstreamOptions {
 
 export interface Upstreams {
   /** Resolves with the status once the response is written (499 when the client went first); rejects only before it started. */
-  forward(exchange: Exchange, spec: ForwardSpec): Promise<number>;
+  forward(stream: HttpStream, spec: ForwardSpec): Promise<number>;
   close(): void;
 }
 
-/** What a ForwardCall needs of the pool. */
-export interface Pool {
-  release(connection: UpstreamConnection): void;
-  connect(origin: UpstreamOrigin): UpstreamConnection;
-  take(key: string): UpstreamConnection | undefined;
-  readonly onRetry: (() => void) | undefined;
-}
 
 // TLS session tickets kept, one per origin and certificate generation.
 const MAX_SESSIONS = 1024;
@@ -113,8 +96,8 @@ export function createUpstreams(options: UpstreamOptions): Upstreams {
   };
 
   return {
-    forward(exchange, spec) {
-      return new Promise<number>((resolve, reject) => new ForwardCall(exchange, spec, pool, resolve, reject).start());
+    forward(stream, spec) {
+      return new Promise<number>((resolve, reject) => new ForwardCall(stream, spec, pool, resolve, reject).start());
     },
     close() {
       for (const connection of open) connection.socket.destroy();

@@ -60,6 +60,9 @@ export function responseHead(status: number, fields: readonly string[], framing:
   return statusLine(status) + fieldLines(fields) + framingLines(framing, persistence) + CRLF;
 }
 
+/** The answer that opens a CONNECT tunnel (RFC 9110 §9.3.6: a 2xx to CONNECT carries no framing fields). */
+export const TUNNEL_ESTABLISHED = `HTTP/1.1 200 Connection Established${CRLF}${CRLF}`;
+
 /** An interim `100 Continue` (RFC 9110 §15.2.1). */
 export const CONTINUE = `HTTP/1.1 100 Continue${CRLF}${CRLF}`;
 

@@ -3,7 +3,6 @@
  * policy server prove who they are with, and the peers they accept. One
  * code per cause; messages name files and SPIFFE IDs, never key material.
  */
-import type { SpiffeId } from './spiffe-id.ts';
 
 export type IdentityErrorCode =
   /** A file of the identity (certificate, key, bundle) cannot be read. */
@@ -56,9 +55,10 @@ export class IdentityError extends Error {
  */
 export class PeerIdentityError extends Error {
   readonly code = 'BATON_IDENTITY_PEER_MISMATCH';
-  readonly expected: SpiffeId;
+  /** The SPIFFE ID the caller meant to reach. */
+  readonly expected: string;
   readonly seen: string | undefined;
-  constructor(expected: SpiffeId, seen: string | undefined, signing = false) {
+  constructor(expected: string, seen: string | undefined, signing = false) {
     super(signing ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)` : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
     this.name = 'PeerIdentityError';
     this.expected = expected;

@@ -3,7 +3,9 @@
  * `/readyz`. The API server only speaks TLS to webhooks; the certificate is
  * reloaded in place when cert-manager rotates it.
  */
+import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import { createTlsListener, type GuardedListener, type RequestListener } from '../identity/tls-server.ts';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotReadyError, isBatonError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
@@ -34,8 +36,25 @@ export interface InjectorAppDependencies {
 /** The webhook's routes on an HTTPS fastify instance, not yet listening. */
 export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDependencies): FastifyInstance {
   const { logger, tls } = deps;
-  const app: FastifyInstance = Fastify({ https: { ...tls.current() }, logger: false, bodyLimit: BODY_LIMIT, return503OnClosing: true }) as unknown as FastifyInstance;
-  tls.onChange((material) => (app.server as HttpsServer).setSecureContext({ ...material }));
+  // The serving certificate follows its files (src/identity/tls-server.ts); every socket is guarded and shutdown is bounded.
+  let listener: GuardedListener<HttpsServer> | undefined;
+  const serverFactory = (handler: RequestListener): Server => {
+    listener = createTlsListener(handler, {
+      tls: { ...tls.current() },
+      followRotation: (apply) => {
+        tls.onChange((material) => apply({ ...material }));
+        return () => undefined;
+      },
+    });
+    // An https.Server is an http.Server to fastify; its types just do not say so.
+    return listener.server as unknown as Server;
+  };
+  const app: FastifyInstance = Fastify({ serverFactory, logger: false, bodyLimit: BODY_LIMIT, return503OnClosing: true, forceCloseConnections: 'idle' }) as unknown as FastifyInstance;
+  app.addHook('preClose', (done) => {
+    listener?.drain();
+    done();
+  });
+  app.addHook('onClose', async () => listener?.dispose());
 
   void app.register(fastifyProblems, {
     // A body fastify could not read (not JSON, too large) is not an AdmissionReview.

@@ -10,30 +10,16 @@
 import type { CompiledPolicy } from '../policy/language/decision.ts';
 import type { VerifiedTokenCache } from '../token/verified-cache.ts';
 import type { AccessTokenVerifier } from '../token/verifier.ts';
-import type { VerifiedToken } from '../token/verified-token.ts';
-import type { ExchangeRequest, IssuedToken, ServiceTokenRequest } from './exchange/exchanger.ts';
+import type { TokenExchanger } from './exchange/exchanger.ts';
+import type { Logger } from 'pino';
+import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
+import type { Tracing } from '../telemetry/tracing.ts';
+import type { ContextHandles, RequestIds } from './context-handles.ts';
+import type { Forwarder } from './forward.ts';
+import type { SidecarMetrics } from './metrics.ts';
 
-/** What a `baton-context` handle opens to: the subject token and the inbound request it was issued for. */
-export interface OpenedContextHandle {
-  readonly subjectToken: string;
-  /** The `request` id of the inbound request (./request-id.ts). */
-  readonly requestId: string;
-}
 
-/** Sealed handles (./context-handles.ts): nothing is stored, so nothing can fill up. */
-export interface ContextHandles {
-  /** A handle for a verified token, bound to the inbound request's id; it opens until the token's exp. */
-  readonly issue: (subjectToken: string, verified: Pick<VerifiedToken, 'expiresAt'>, requestId: string) => string;
-  /** Undefined when altered, sealed by another process, or past the token's exp. */
-  readonly resolve: (handle: string) => OpenedContextHandle | undefined;
-}
 
-export interface TokenExchanger {
-  /** RFC 8693 token exchange for the subject an inbound request carried. */
-  readonly exchange: (request: ExchangeRequest) => Promise<IssuedToken>;
-  /** This service's own token (client credentials), for a call made on no one's behalf. */
-  readonly serviceToken: (request: ServiceTokenRequest) => Promise<IssuedToken>;
-}
 
 /**
  * The call-graph policy in force. A request reads `snapshot()` once: the
@@ -41,8 +27,14 @@ export interface TokenExchanger {
  * neither change the answer halfway nor log a version that did not decide.
  */
 export interface PolicyView {
-  readonly snapshot: () => { readonly policy: CompiledPolicy; readonly version: number } | undefined;
+  readonly snapshot: () => PolicySnapshot | undefined;
   readonly version: () => number | undefined;
+}
+
+/** A policy and the version it was published as, read as one value. */
+export interface PolicySnapshot {
+  readonly policy: CompiledPolicy;
+  readonly version: number;
 }
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
@@ -62,4 +54,26 @@ export interface Collaborators {
    */
   readonly problems?: () => string[];
   readonly close: () => Promise<void>;
+}
+
+/**
+ * What both ports share (./inbound.ts, ./outbound.ts, ./pipeline.ts): one
+ * value built once by ./sidecar.ts, so a field both read has one source.
+ */
+export interface SidecarContext {
+  /** This sidecar's service, as the call graph names it. */
+  readonly service: string;
+  /** Ready to decide (a policy, the STS keys, a workload certificate in mtls mode): kept current by ./sidecar.ts, read per request. */
+  readonly readiness: { readonly ready: boolean };
+  readonly policy: PolicyView;
+  readonly verifier: AccessTokenVerifier;
+  readonly verifiedCache: VerifiedTokenCache;
+  readonly handles: ContextHandles;
+  readonly requestIds: RequestIds;
+  readonly forwarder: Forwarder;
+  readonly metrics: SidecarMetrics;
+  readonly tracing: Tracing;
+  readonly logger: Logger;
+  readonly maxTokenBytes: number;
+  readonly subjectPseudonym?: SubjectPseudonym;
 }

@@ -35,7 +35,22 @@
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { isCanonicalBase64url } from '../token/preparse.ts';
-import type { ContextHandles, OpenedContextHandle } from './collaborators.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
+
+/** What a `baton-context` handle opens to: the subject token and the inbound request it was issued for. */
+export interface OpenedContextHandle {
+  readonly subjectToken: string;
+  /** The `request` id of the inbound request (below). */
+  readonly requestId: string;
+}
+
+/** Sealed handles (./context-handles.ts): nothing is stored, so nothing can fill up. */
+export interface ContextHandles {
+  /** A handle for a verified token, bound to the inbound request's id; it opens until the token's exp. */
+  readonly issue: (subjectToken: string, verified: Pick<VerifiedToken, 'expiresAt'>, requestId: string) => string;
+  /** Undefined when altered, sealed by another process, or past the token's exp. */
+  readonly resolve: (handle: string) => OpenedContextHandle | undefined;
+}
 
 export const CONTEXT_HANDLE_PREFIX = 'bctx_';
 
@@ -55,6 +70,7 @@ const REQUEST_ID_BYTES = 12;
 const HEAD_BYTES = 1 + 4 + REQUEST_ID_BYTES;
 const RAW = 0;
 const JWS = 1;
+// A request id: 96 random bits as 16 base64url characters (below).
 const REQUEST_ID = /^[A-Za-z0-9_-]{16}$/;
 // Associated data: a sealed box made for anything else under this key (there is nothing else today) never opens as a handle.
 const AAD = Buffer.from('baton-context/1');
@@ -185,6 +201,66 @@ function createNonceCounter(): { next(): Buffer } {
       nonce.writeUInt32BE(Math.floor(count / 0x1_0000_0000), 4);
       nonce.writeUInt32BE(count % 0x1_0000_0000, 8);
       return nonce;
+    },
+  };
+}
+
+// --- the request id a handle carries ---
+
+/**
+ * The per-request correlation id, `request` in audit lines and the
+ * `baton-request` header. `txn` names a user's whole session of calls (it is
+ * derived from the user token, so every request made with one token shares
+ * it); `request` names one request and every call it causes, hop by hop,
+ * whether or not the apps propagate trace context:
+ *
+ * - the entry hop mints it;
+ * - the `baton-context` handle the app gets carries it, sealed with the
+ *   token under a key only this sidecar holds (above), so
+ *   the outbound calls the app makes with that handle are logged under the
+ *   same id and an app cannot pass its calls off as another request's;
+ * - the outbound sidecar sends it to the next hop as `baton-request`, which
+ *   that hop takes only from a caller holding a mesh token (an external
+ *   caller's value is ignored and a fresh id minted).
+ *
+ * It is correlation for audit, not a security claim: a mesh service can
+ * label its own calls with any id it was given.
+ */
+export const REQUEST_HEADER = 'baton-request';
+
+
+export interface RequestIds {
+  /** A fresh id: 96 random bits, 16 base64url characters. */
+  mint(): string;
+  /** A caller's `baton-request` value when it is well-formed, else undefined. */
+  accept(value: string | string[] | undefined): string | undefined;
+}
+
+export function createRequestIds(): RequestIds {
+  const pool = createEntropyPool();
+  return {
+    mint: () => pool.take(12).toString('base64url'),
+    accept: (value) => (typeof value === 'string' && REQUEST_ID.test(value) ? value : undefined),
+  };
+}
+
+/**
+ * Random bytes drawn from a buffer refilled 4 KiB at a time, as crypto.randomUUID
+ * does: one getrandom call per 341 request ids instead of one per id.
+ */
+function createEntropyPool(): { take(n: number): Buffer } {
+  let pool = randomBytes(4096);
+  let offset = 0;
+  return {
+    take(n) {
+      if (offset + n > pool.length) {
+        pool = randomBytes(4096);
+        offset = 0;
+      }
+      // A copy: the pool is overwritten on refill, an id handed out must not change.
+      const out = Buffer.from(pool.subarray(offset, offset + n));
+      offset += n;
+      return out;
     },
   };
 }

@@ -25,6 +25,8 @@ export interface EdgeContext {
   readonly policyVersion: number | undefined;
   readonly logger: Logger;
   readonly metrics: SidecarMetrics;
+  /** Tracing on: the decision is also a span event (off, nothing is built for it). */
+  readonly traced?: boolean;
   /** `baton.subject` in spans; without it spans carry no subject. */
   readonly pseudonym?: SubjectPseudonym;
   /** Inbound over mTLS: the SPIFFE ID of the connected peer. */
@@ -40,10 +42,12 @@ export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, c
   context.metrics.decision(decision.rule, outcome);
   // What enforcing would break, by target and rule (docs/rollout.md).
   if (outcome === 'would_deny') context.metrics.shadowDenial(input.target, decision.rule);
-  recordDecisionSpan(
-    { direction: context.direction, subject: context.subject, subjectIssuer: context.subjectIssuer, chain: input.chain, target: input.target, txn: context.txn, policyVersion: context.policyVersion, rule: decision.rule, decision: outcome, cause: decision.allowed ? undefined : decision.cause },
-    context.pseudonym,
-  );
+  if (context.traced !== false) {
+    recordDecisionSpan(
+      { direction: context.direction, subject: context.subject, subjectIssuer: context.subjectIssuer, chain: input.chain, target: input.target, txn: context.txn, policyVersion: context.policyVersion, rule: decision.rule, decision: outcome, cause: decision.allowed ? undefined : decision.cause },
+      context.pseudonym,
+    );
+  }
   const refusal = decision.allowed || decision.mode === 'shadow' ? undefined : refusalOf(decision);
   // The audit line: who, through whom, to what, which rule, what answer, and the status the caller got.
   // Never a token or a handle. `service`, trace_id and span_id come from the logger (src/telemetry/logger.ts).

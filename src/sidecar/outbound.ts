@@ -1,52 +1,47 @@
 /**
  * The outbound port: the app calls other services through it, in
  * absolute-form (`GET http://payments/charges`, what an `HTTP_PROXY`
- * client sends) or origin-form with `Host: payments`. Each request goes
- * through these steps (DESIGN.md, "Sidecar", outbound):
+ * client sends) or origin-form with `Host: payments`. Around the steps
+ * every request takes (./pipeline.ts: admit, span, ready, problem,
+ * metrics), each outbound call goes through these (DESIGN.md, "Sidecar",
+ * outbound):
  *
- *   ready → admit → target service → upstream → unambiguous path →
- *   subject (baton-context handle, else a forwarded bearer token, else
- *   this service's own identity) → the user's share → edge check (before any exchange: fail fast) → exchange →
- *   Authorization: Bearer <new token>, baton-* stripped → forward, streaming
+ *   0. CONNECT service:port opens a tunnel (undici's ProxyAgent, Node's fetch
+ *   with NODE_USE_ENV_PROXY=1); the requests in it take the steps below →
+ *   1. target service and its upstream (and, in mtls mode, the certificate
+ *   generation the call travels on) → 2. unambiguous path → 3. subject
+ *   (baton-context handle, else a forwarded bearer token, else this
+ *   service's own identity) and this user's share → 4. edge check (before
+ *   any exchange: fail fast) → 5. token exchange (RFC 8693) or client
+ *   credentials → 6. Authorization: Bearer <new token>, baton-* stripped →
+ *   7. forward, streaming
  *
  * The upstream's answer comes back unchanged, redirects included: the
  * sidecar never follows one, since the next hop would need its own token.
  */
-import type { Exchange, RequestHead } from '../dataplane/exchange.ts';
-import type { UpstreamOrigin } from '../dataplane/pool.ts';
-import { type Span, context } from '@opentelemetry/api';
-import { isServiceName } from '../core/service-name.ts';
+import { context } from '@opentelemetry/api';
+import type { HttpStream } from '../dataplane/stream.ts';
+import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { TokenType } from '../core/token-types.ts';
-import { writeAuditEvent } from '../telemetry/audit-event.ts';
-import { recordExchangeCache } from '../telemetry/exchange-span.ts';
-import { type EgressTarget, type Endpoint, endHttpSpan, endpointOf, startEgressSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
-import type { Logger } from 'pino';
-import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
-import { bearerToken } from './bearer.ts';
-import type { VerifiedTokenCache } from '../token/verified-cache.ts';
-import { tokenDigest } from '../token/token-digest.ts';
-import type { AccessTokenVerifier } from '../token/verifier.ts';
+import { recordExchangeCache } from '../telemetry/exchange-span.ts';
+import { type EgressTarget, type Endpoint, endpointOf, startEgressSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
-import type { Tracing } from '../telemetry/tracing.ts';
-import type { ContextHandles, PolicyView, TokenExchanger } from './collaborators.ts';
-import type { IssuedToken } from './exchange/exchanger.ts';
+import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
+import { tokenDigest } from '../token/token-digest.ts';
+import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
-import type { CertificateBinding } from './exchange/exchanger.ts';
-import { type Forwarder, forwardRequestHeaders, upstreamOrigin } from './forward.ts';
-import { IdentityHeader } from './identity-headers.ts';
-import type { Inflight } from './inflight.ts';
-import { FORWARDED, type RequestMetrics, type SidecarMetrics, UNKNOWN_TARGET } from './metrics.ts';
-import { refuseAmbiguousPath } from './path-check.ts';
-import { REQUEST_HEADER, type RequestIds } from './request-id.ts';
-import { BadRequestError, NotReadyError } from '../core/errors.ts';
-import { FairShareExceededError, IdentityUnavailableError, MethodNotAllowedError, OverloadedError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
-import { asBatonError, sendProblem } from './problems.ts';
+import type { CertificateBinding, IssuedToken, TokenExchanger } from './exchange/exchanger.ts';
+import { FairShareExceededError, IdentityUnavailableError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
+import { upstreamOrigin } from './forward.ts';
+import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
+import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
+import { createPipeline, type Inflight } from './pipeline.ts';
+import { bearerToken, connectTarget, refuseAmbiguousPath, requestTarget } from './request.ts';
 
 export interface OutboundOptions {
-  readonly service: string;
   /** The STS's issuer: the issuer of this service's own identity, for service-identity calls. */
   readonly stsIssuer?: string;
   /** Service name → upstream origin; services not listed go to `http(s)://<name>:<defaultUpstreamPort>`. */
@@ -55,21 +50,8 @@ export interface OutboundOptions {
   readonly mesh?: { readonly client: MeshClient; readonly map: ServiceMap } | undefined;
   readonly defaultUpstreamPort: number;
   readonly timeoutMs: number;
-  readonly maxTokenBytes: number;
-  readonly ready: () => boolean;
-  readonly policy: PolicyView;
-  readonly verifier: AccessTokenVerifier;
-  readonly verifiedCache: VerifiedTokenCache;
-  readonly handles: ContextHandles;
-  readonly requestIds: RequestIds;
   readonly exchanger: () => TokenExchanger | undefined;
-  readonly forwarder: Forwarder;
   readonly inflight: Inflight;
-  readonly metrics: SidecarMetrics;
-  readonly tracing: Tracing;
-  readonly logger: Logger;
-  readonly now: () => number;
-  readonly subjectPseudonym?: SubjectPseudonym;
 }
 
 interface Subject {
@@ -81,11 +63,11 @@ interface Subject {
 
 const REPLACED: ReadonlySet<string> = new Set(['authorization']);
 
-export function createOutboundHandler(options: OutboundOptions): (exchange: Exchange) => void {
-  const { service, logger, metrics } = options;
+export function createOutboundHandler(ctx: SidecarContext, options: OutboundOptions): (stream: HttpStream) => void {
+  const { service, logger, metrics } = ctx;
   // Tracing on: the upstream's span is a child of ours, so the app's trace headers are replaced.
-  const { enabled: traced, tracer } = options.tracing;
-  const replaced = traced ? new Set([...REPLACED, ...options.tracing.propagationFields]) : REPLACED;
+  const { enabled: traced, tracer } = ctx.tracing;
+  const replaced = traced ? new Set([...REPLACED, ...ctx.tracing.propagationFields]) : REPLACED;
   const { mesh } = options;
   const scheme = mesh === undefined ? 'http' : 'https';
   // mtls: the upstream's certificate must name the target's SPIFFE ID, or the handshake fails before a token is written.
@@ -102,13 +84,34 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
   };
   const untargeted = metrics.requests('outbound', UNKNOWN_TARGET);
 
-  async function handle(req: Exchange, call: { requests: RequestMetrics }): Promise<number> {
-    // 1. Read the policy and its version once, as one value, for the whole request.
-    const snapshot = options.policy.snapshot();
-    if (snapshot === undefined || !options.ready()) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
-    const { policy } = snapshot;
+  return createPipeline(
+    {
+      direction: 'outbound',
+      // Refusals before the target is known count under UNKNOWN_TARGET; then under the target's series.
+      requests: untargeted,
+      inflight: options.inflight,
+      sharePerPeer: false,
+      // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
+      ...(traced ? { startSpan: (stream: HttpStream) => startEgressSpan(tracer, stream, egressTargetOf(stream)) } : {}),
+      run,
+    },
+    ctx,
+  );
 
-    // 2. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
+  async function run(req: HttpStream, call: { requests: RequestMetrics; credential: boolean }, snapshot: PolicySnapshot): Promise<number> {
+    const { policy } = snapshot;
+    call.credential = req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined;
+
+    // 0. CONNECT service:port: a tunnel whose requests are read, checked and exchanged one by one, like any other.
+    if (req.method === 'CONNECT') {
+      const service = connectTarget(req);
+      if (!policy.hasService(service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${service}'`);
+      call.requests = upstreamFor(service).requests;
+      req.openTunnel();
+      return 200;
+    }
+
+    // 1. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
     const target = requestTarget(req);
     if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
     const upstream = upstreamFor(target.service);
@@ -119,13 +122,14 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
     const origin = generation === undefined ? upstream.plain : upstream.over(generation);
     call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
+    // 2. A path the upstream's server could read as another one is refused outright.
     refuseAmbiguousPath(pathOnly);
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     //    A call made with a handle belongs to the request that handle came with; any other starts one.
     const subject = await findSubject(req);
-    const request = subject?.request ?? options.requestIds.mint();
-    // One user may hold only its share of the outbound limit (./inflight.ts); service-identity calls are the app's own.
+    const request = subject?.request ?? ctx.requestIds.mint();
+    // One user may hold only its share of the outbound limit (./pipeline.ts); service-identity calls are the app's own.
     if (subject?.verified.user === true && !options.inflight.share(req, 'subject', `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`)) {
       throw new FairShareExceededError('expected this user to hold fewer calls in flight, its share of the outbound limit is used up');
     }
@@ -146,7 +150,7 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
             user: subject.verified.user,
             subjectIssuer: subject.verified.subjectIssuer,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: snapshot.version, logger, metrics, pseudonym: options.subjectPseudonym },
+      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: snapshot.version, logger, metrics, traced, pseudonym: ctx.subjectPseudonym },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise.
@@ -156,18 +160,18 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
     const headers = forwardRequestHeaders(req.head, { dropAuthorization: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
-    return options.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs: options.timeoutMs });
+    return ctx.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs: options.timeoutMs });
   }
 
-  async function findSubject(req: Exchange): Promise<Subject | undefined> {
+  async function findSubject(req: HttpStream): Promise<Subject | undefined> {
     const handle = req.headers[IdentityHeader.context];
     if (handle !== undefined) {
-      const opened = typeof handle === 'string' ? options.handles.resolve(handle) : undefined;
+      const opened = typeof handle === 'string' ? ctx.handles.resolve(handle) : undefined;
       if (opened === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown, altered or expired one');
       // The handle's token was verified for this service at the inbound port; the cache usually still holds it.
       return { subjectToken: opened.subjectToken, verified: await verifiedFor(opened.subjectToken), request: opened.requestId };
     }
-    const token = bearerToken(req, options.maxTokenBytes);
+    const token = bearerToken(req, ctx.maxTokenBytes);
     if (token === undefined) return undefined;
     // A token the app forwards must have been addressed to this service: it is what the app was given.
     return { subjectToken: token, verified: await verifiedFor(token) };
@@ -175,10 +179,10 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
 
   async function verifiedFor(token: string): Promise<VerifiedToken> {
     const digest = tokenDigest(token);
-    let verified = options.verifiedCache.get(token, service, digest);
+    let verified = ctx.verifiedCache.get(token, service, digest);
     if (verified === undefined) {
-      verified = await options.verifier.verify(token, { audience: service });
-      options.verifiedCache.set(token, service, verified, digest);
+      verified = await ctx.verifier.verify(token, { audience: service });
+      ctx.verifiedCache.set(token, service, verified, digest);
     }
     return verified;
   }
@@ -196,47 +200,15 @@ export function createOutboundHandler(options: OutboundOptions): (exchange: Exch
     return issued;
   }
 
-  return (req) => {
-    const started = performance.now();
-    if (!options.inflight.admit(req)) {
-      const overloaded = new OverloadedError('expected fewer requests in flight, the outbound limit is reached');
-      sendProblem(req, overloaded, false);
-      untargeted.done(overloaded.status, overloaded.code, (performance.now() - started) / 1000);
-      return;
-    }
-    if (!traced) return run(req, undefined, started);
-    // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
-    const egress = startEgressSpan(tracer, req, egressTargetOf(req));
-    context.with(egress.context, run, undefined, req, egress.span, started);
-  };
-
   /** Tracing: where a call goes, for its span's first attributes; undefined when step 2 will refuse it. */
-  function egressTargetOf(req: Exchange): EgressTarget | undefined {
+  function egressTargetOf(req: HttpStream): EgressTarget | undefined {
     try {
       const target = requestTarget(req);
-      if (options.policy.snapshot()?.policy.hasService(target.service) !== true) return undefined;
+      if (ctx.policy.snapshot()?.policy.hasService(target.service) !== true) return undefined;
       return { service: target.service, upstream: upstreamFor(target.service), target: target.path };
     } catch {
       return undefined;
     }
-  }
-
-  function run(req: Exchange, span: Span | undefined, started: number): void {
-    // The target's series once the target is known; refusals before that count under UNKNOWN_TARGET.
-    const call = { requests: untargeted };
-    handle(req, call).then(
-      (status) => {
-        call.requests.done(status, FORWARDED, (performance.now() - started) / 1000);
-        if (span !== undefined) endHttpSpan(span, 'client', status);
-      },
-      (error: unknown) => {
-        const problem = asBatonError(error);
-        if (problem.status >= 500) writeAuditEvent(logger, { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: problem.code, status: problem.status, method: req.method }, problem.title);
-        sendProblem(req, problem, req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined);
-        call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
-        if (span !== undefined) endHttpSpan(span, 'client', problem.status, problem.code);
-      },
-    );
   }
 }
 
@@ -260,40 +232,4 @@ function upstreamOf(url: URL, requests: RequestMetrics): Upstream {
       return last.origin;
     },
   };
-}
-
-export interface RequestTarget {
-  readonly service: string;
-  /** Origin-form path with query, as sent on. */
-  readonly path: string;
-}
-
-/**
- * The service and path of an outbound request. Only `http://` is
- * intercepted: an `https://` URL or a CONNECT tunnel would hide the request
- * from the sidecar, so both are refused rather than passed through blind.
- */
-export function requestTarget(req: RequestHead): RequestTarget {
-  const url = req.url ?? '';
-  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted');
-  let authority: string;
-  let path: string;
-  if (url.charCodeAt(0) === 0x2f) {
-    const host = req.headers.host;
-    if (host === undefined || host === '') throw new BadRequestError('expected a Host header naming the target service, got none');
-    authority = host;
-    path = url;
-  } else if (/^http:\/\//i.test(url)) {
-    const rest = url.slice(7);
-    const end = rest.search(/[/?#]/);
-    authority = end === -1 ? rest : rest.slice(0, end);
-    path = end === -1 ? '/' : rest.charCodeAt(end) === 0x2f ? rest.slice(end) : `/${rest.slice(end)}`;
-    if (path.includes('#')) throw new BadRequestError('expected no fragment in the request target');
-  } else {
-    throw new BadRequestError('expected an http:// absolute URL or an origin-form path with Host; https:// is not intercepted');
-  }
-  if (authority.includes('@')) throw new BadRequestError('expected no userinfo in the target authority');
-  const name = authority.replace(/:\d+$/, '').toLowerCase();
-  if (!isServiceName(name)) throw new BadRequestError(`expected the host to be a service name (DNS-1123 label), got '${name.slice(0, 64)}'`);
-  return { service: name, path };
 }

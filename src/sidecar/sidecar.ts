@@ -12,27 +12,27 @@ import { createServer, type Server } from 'node:http';
 import type { Server as TlsServer } from 'node:tls';
 import { toProblem } from '../core/problem.ts';
 import type { BatonError } from '../core/errors.ts';
-import type { Exchange } from '../dataplane/exchange.ts';
+import type { HttpStream } from '../dataplane/stream.ts';
 import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
 import { createHttp1Server, type Http1Server, type Http1ServerOptions } from '../dataplane/server.ts';
-import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
+import { createMeshClient } from '../identity/mesh-client.ts';
 import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
-import { type MeshIdentity, startMeshIdentity } from '../identity/transport.ts';
+import { startMeshIdentity } from '../identity/transport.ts';
 import type { Logger } from 'pino';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
 import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
-import type { Collaborators } from './collaborators.ts';
+import type { Collaborators, SidecarContext } from './collaborators.ts';
+import { createCollaborators, type SidecarMesh } from './wiring.ts';
 import type { SidecarConfig } from './config.ts';
 import { createForwarder, upstreamOrigin } from './forward.ts';
 import { createInboundHandler } from './inbound.ts';
-import { createInflight } from './inflight.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
-import { createRequestIds } from './request-id.ts';
+import { createRequestIds } from './context-handles.ts';
 import { MethodNotAllowedError, RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError, UpgradeRefusedError } from './errors.ts';
-import { problemHeaders } from './problems.ts';
+import { createInflight, problemHeaders } from './pipeline.ts';
 import { peerOf } from './token-binding.ts';
 
 export interface SidecarDeps {
@@ -49,6 +49,8 @@ export interface SidecarDeps {
 
 // How often readiness problems are looked for: they come from policy reloads, which are seconds apart.
 const PROBLEM_CHECK_MS = 1_000;
+// How stale the readiness every request reads may be (a key source going stale, a certificate expiring).
+const READINESS_REFRESH_MS = 250;
 
 export interface SidecarPorts {
   readonly inbound: number;
@@ -58,10 +60,6 @@ export interface SidecarPorts {
   readonly plaintextInbound?: number;
 }
 
-/** mtls mode: the workload identity, the SPIFFE rule and the mesh client built from them, shared by every collaborator. */
-export interface SidecarMesh extends MeshIdentity {
-  readonly client: MeshClient;
-}
 
 export interface Sidecar {
   start(): Promise<SidecarPorts>;
@@ -117,38 +115,56 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     }
     announced = now;
   };
-  const ready = (): boolean => !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing();
+  // Readiness is decided here, not per request: every request reads one boolean (./pipeline.ts step 3), refreshed
+  // every READINESS_REFRESH_MS, on each policy update and on each /readyz probe, so a probe and the requests after it agree.
+  const readiness = { ready: false };
+  const refreshReadiness = (): boolean => (readiness.ready = !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing());
+  const ready = refreshReadiness;
+  let readinessTimer: NodeJS.Timeout | undefined;
 
   return {
     ready,
     async start() {
-      collaborators = deps.collaborators ?? (await (await import('./wiring.ts')).createCollaborators(config, { logger, now, mesh, metrics, tracing }));
+      collaborators = deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
         metrics.policyVersion(version);
         logger.info({ event: 'policy_updated', policyVersion: version }, 'policy updated');
+        refreshReadiness();
       });
+      refreshReadiness();
+      readinessTimer = setInterval(refreshReadiness, READINESS_REFRESH_MS);
+      readinessTimer.unref();
       const version = c.policy.version();
       if (version !== undefined) metrics.policyVersion(version);
 
-      const shared = { subjectPseudonym: createSubjectPseudonym(config.telemetry), ready, policy: c.policy, verifier: c.verifier, verifiedCache: c.verifiedCache, handles: c.handles, requestIds: createRequestIds(), forwarder, metrics, tracing, maxTokenBytes: config.limits.maxTokenBytes };
-      const inboundShared = {
-        ...shared,
+      const ctx: SidecarContext = {
         service: config.service,
+        readiness,
+        policy: c.policy,
+        verifier: c.verifier,
+        verifiedCache: c.verifiedCache,
+        handles: c.handles,
+        requestIds: createRequestIds(),
+        forwarder,
+        metrics,
+        tracing,
+        logger,
+        maxTokenBytes: config.limits.maxTokenBytes,
+        subjectPseudonym: createSubjectPseudonym(config.telemetry),
+      };
+      const inboundOptions = {
         app: upstreamOrigin(new URL(config.inbound.app)),
         forwardToken: config.inbound.forwardToken,
         timeoutMs: config.inbound.timeoutMs,
         bodyTimeoutMs: config.inbound.bodyTimeoutMs,
         inflight: inboundInflight,
-        logger,
       };
-      const inbound = createInboundHandler({
-        ...inboundShared,
-        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (exchange: Exchange) => peerOf(exchange.socket, mesh.map) }),
+      const inbound = createInboundHandler(ctx, {
+        ...inboundOptions,
+        ...(mesh === undefined ? { listener: 'plaintext' as const } : { listener: 'mtls' as const, peerOf: (stream: HttpStream) => peerOf(stream.socket, mesh.map) }),
       });
-      const outbound = createOutboundHandler({
-        ...shared,
-        service: config.service,
+      const outbound = createOutboundHandler(ctx, {
         stsIssuer: config.sts.issuer,
         upstreams: config.upstreams,
         mesh: mesh === undefined ? undefined : { client: mesh.client, map: mesh.map },
@@ -156,8 +172,6 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
         timeoutMs: config.outbound.timeoutMs,
         exchanger: () => c.exchanger(),
         inflight: outboundInflight,
-        logger,
-        now,
       });
       const admin = createAdminHandler({ ready, waitingFor: () => (closing ? ['shutdown'] : waitingFor()), problems: () => (closing ? [] : problems()), metrics, runtime: createRuntimeMetrics('sidecar', config.service), ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }) });
       problemTimer = setInterval(announceProblems, PROBLEM_CHECK_MS);
@@ -168,20 +182,22 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       const plaintextInbound =
         mesh === undefined || config.inbound.plaintextPort === undefined
           ? undefined
-          : await listen(dataPlaneServer(createInboundHandler({ ...inboundShared, listener: 'plaintext-entry' })), config.inbound.plaintextPort, config.host);
-      // The outbound port's only peer is the app: the per-peer cap is the port's cap.
-      const outboundPort = await listen(dataPlaneServer(outbound, limits.maxConnections), config.outbound.port, config.outbound.host);
+          : await listen(dataPlaneServer(createInboundHandler(ctx, { ...inboundOptions, listener: 'plaintext-entry' })), config.inbound.plaintextPort, config.host);
+      // The outbound port's only peer is the app: the per-peer cap is the port's cap. A CONNECT opens a tunnel there.
+      const outboundPort = await listen(dataPlaneServer(outbound, limits.maxConnections, true), config.outbound.port, config.outbound.host);
       adminServer = createServer({ maxHeaderSize: 8192 }, admin);
-      const adminPort = await listen({ server: adminServer, closeIdle: () => adminServer?.closeIdleConnections(), closeAll: () => adminServer?.closeAllConnections() }, config.admin.port, config.host, false);
+      const adminPort = await listen({ server: adminServer, drain: () => adminServer?.closeIdleConnections(), closeAll: () => adminServer?.closeAllConnections() }, config.admin.port, config.host, false);
       return { inbound: inboundPort, outbound: outboundPort, admin: adminPort, ...(plaintextInbound === undefined ? {} : { plaintextInbound }) };
     },
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
       closing = true;
+      refreshReadiness();
       clearInterval(problemTimer);
+      clearInterval(readinessTimer);
       const stopped = dataPlane.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
       // Connections between requests go now; those with a request in flight close after its response.
-      for (const server of dataPlane) server.closeIdle();
+      for (const server of dataPlane) server.drain();
       const drained = Promise.all([inboundInflight.idle(), outboundInflight.idle()]);
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), graceMs)));
@@ -202,19 +218,19 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     },
   };
 
-  function dataPlaneServer(handler: (exchange: Exchange) => void, peerCap = limits.maxConnectionsPerPeer): Http1Server {
-    return createHttp1Server(handler, dataPlaneOptions(peerCap));
+  function dataPlaneServer(handler: (stream: HttpStream) => void, peerCap = limits.maxConnectionsPerPeer, allowConnect = false): Http1Server {
+    return createHttp1Server(handler, dataPlaneOptions(peerCap, allowConnect));
   }
 
-  function dataPlaneOptions(peerCap: number): Http1ServerOptions {
+  function dataPlaneOptions(peerCap: number, allowConnect = false): Http1ServerOptions {
     return {
       maxHeadBytes: limits.maxHeaderBytes,
+      allowConnect,
       keepAliveTimeoutMs: limits.keepAliveTimeoutMs,
       headersTimeoutMs: limits.headTimeoutMs,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       maxConnections: limits.maxConnections,
       maxConnectionsPerPeer: peerCap,
-      draining: () => closing,
       refusal: refusalAnswer,
       onCapped: (cap) => metrics.connectionCapped(cap),
     };
@@ -226,7 +242,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
    * A rotation swaps the secure context: connections already open, and the
    * requests on them, go on with the old one; new handshakes get the new one.
    */
-  function mtlsInboundServer(handler: (exchange: Exchange) => void, m: SidecarMesh): Http1Server {
+  function mtlsInboundServer(handler: (stream: HttpStream) => void, m: SidecarMesh): Http1Server {
     const svid = m.identity.current();
     const tls = svid === undefined ? { requestCert: true, rejectUnauthorized: config.inbound.clientCertificate === 'required', minVersion: 'TLSv1.3' as const } : serverTlsOptions(svid, config.inbound.clientCertificate);
     const plane = createHttp1Server(handler, dataPlaneOptions(limits.maxConnectionsPerPeer), tls);
@@ -238,7 +254,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     return plane;
   }
 
-  async function listen(plane: Pick<Http1Server, 'server' | 'closeIdle' | 'closeAll'>, port: number, host: string, data = true): Promise<number> {
+  async function listen(plane: Pick<Http1Server, 'server' | 'drain' | 'closeAll'>, port: number, host: string, data = true): Promise<number> {
     const { server } = plane;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -24,10 +24,16 @@ import { type SidecarRedisConfig, sidecarRedisUser } from '../redis/config.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { createTokenExchanger, type ExchangeClient } from './exchange/exchanger.ts';
 import { POLICY_SERVER_SERVICE, STS_SERVICE, type SidecarConfig, stsAuthMethod } from './config.ts';
-import type { SidecarMesh } from './sidecar.ts';
+import type { MeshClient } from '../identity/mesh-client.ts';
+import type { MeshIdentity } from '../identity/transport.ts';
 import type { Collaborators } from './collaborators.ts';
 import type { Tracing } from '../telemetry/tracing.ts';
 import { ConfigError } from '../config/config-error.ts';
+
+/** mtls mode: the workload identity, the SPIFFE rule and the mesh client built from them, shared by every collaborator. */
+export interface SidecarMesh extends MeshIdentity {
+  readonly client: MeshClient;
+}
 
 export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics; tracing: Tracing }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;

@@ -4,13 +4,14 @@
  * authenticated, and the grant handler run; every refusal becomes an
  * RFC 6749 §5.2 error body.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
-import { refuseUnverifiedPeers, servedUrl, serverTlsOptions } from '../identity/tls.ts';
+import { servedUrl, serverTlsOptions } from '../identity/tls.ts';
+import { createPlainListener, createTlsListener, type GuardedListener } from '../identity/tls-server.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import { retryAfterFor } from '../core/problem.ts';
@@ -148,20 +149,25 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
   const tracing = deps.tracing ?? TRACING_OFF;
   const wrap = (handler: Listener): Listener => (tracing.enabled ? tracedListener(tracing.tracer, handler, UNTRACED_PATHS) : handler);
-  let stopRotating: (() => void) | undefined;
   /**
    * mtls: TLS 1.3 with the STS's certificate. Client certificates are
    * optional so secret and private_key_jwt clients still work, but one that
    * is presented must verify against the bundle. A rotation swaps the secure
-   * context without dropping open connections.
+   * context without dropping open connections (src/identity/tls-server.ts).
    */
-  const tlsServerFactory = (m: MeshIdentity) => (handler: Listener): Server => {
-    const svid = m.identity.current();
-    const server = createTlsServer(svid === undefined ? { requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' } : serverTlsOptions(svid, 'optional'), wrap(handler));
-    refuseUnverifiedPeers(server);
-    stopRotating = m.identity.onRotate((next) => server.setSecureContext(serverTlsOptions(next, 'optional')));
+  let listener: GuardedListener<Server | HttpsServer> | undefined;
+  const serverFactory = (handler: Listener): Server => {
+    const svid = mesh?.identity.current();
+    listener =
+      mesh === undefined
+        ? createPlainListener(wrap(handler))
+        : createTlsListener(wrap(handler), {
+            tls: svid === undefined ? { requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' } : serverTlsOptions(svid, 'optional'),
+            verifyPresentedCertificates: true,
+            followRotation: (apply) => mesh.identity.onRotate((next) => apply(serverTlsOptions(next, 'optional'))),
+          });
     // An https.Server is an http.Server to fastify; its types just do not say so.
-    return server as unknown as Server;
+    return listener.server as unknown as Server;
   };
   const app = Fastify({
     logger: false,
@@ -170,7 +176,12 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     forceCloseConnections: 'idle',
     // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent);
     // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
-    ...(mesh !== undefined ? { serverFactory: tlsServerFactory(mesh) } : tracing.enabled ? { serverFactory: (handler: Listener) => createServer(wrap(handler)) } : {}),
+    serverFactory,
+  });
+  // SIGTERM: sockets that never carried a request go at once, requests in flight get the grace period, then every socket is cut.
+  app.addHook('preClose', (done) => {
+    listener?.drain();
+    done();
   });
   const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === paths.token;
   void app.register(fastifyProblems, {
@@ -269,7 +280,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   });
 
   app.addHook('onClose', async () => {
-    stopRotating?.();
+    listener?.dispose();
     stopFollowingKeys();
     subjectTokens.close();
     registry.close();

@@ -9,8 +9,8 @@
  * read counters. Like the sidecar's admin port, it is opened in Kubernetes
  * to the scraper only, by NetworkPolicy (docs/kubernetes.md).
  */
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createPlainListener } from '../identity/tls-server.ts';
 import type { FastifyInstance } from 'fastify';
 
 const PATHS: ReadonlySet<string> = new Set(['/livez', '/readyz', '/metrics']);
@@ -26,7 +26,8 @@ export interface AdminListener {
 type Injectable = Pick<FastifyInstance, 'inject'>;
 
 export function createAdminListener(app: Injectable): AdminListener {
-  const server: Server = createServer((req, res) => {
+  // Guarded like every listener (src/core/socket-guard.ts): caps, and shutdown reaches sockets that never sent a request.
+  const listener = createPlainListener((req, res) => {
     req.resume();
     const path = (req.url ?? '/').split('?', 1)[0] as string;
     const send = (status: number, body: string, headers: Record<string, string> = {}): void => {
@@ -47,6 +48,7 @@ export function createAdminListener(app: Injectable): AdminListener {
       () => send(503, 'not ready\n'),
     );
   });
+  const { server } = listener;
   // Scrapes and probes are short: a slow or silent client does not hold a socket for long.
   server.headersTimeout = 5_000;
   server.requestTimeout = 10_000;
@@ -65,6 +67,8 @@ export function createAdminListener(app: Injectable): AdminListener {
       new Promise((resolve) => {
         if (!server.listening) return resolve();
         server.closeAllConnections();
+        listener.guard.closeAll();
+        listener.dispose();
         server.close(() => resolve());
       }),
   };

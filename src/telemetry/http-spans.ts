@@ -13,7 +13,7 @@
  * Query strings keep their parameter names and lose their values
  * (`url.query`, `url.full`): a value can be a token.
  */
-import type { RequestHead } from '../dataplane/exchange.ts';
+import type { RequestHead } from '../dataplane/stream.ts';
 import type { TLSSocket } from 'node:tls';
 import { type Attributes, type Context, type Span, type Tracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import {

@@ -11,8 +11,8 @@ import { connect, createServer as createNetServer, type Socket } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { UPSTREAM_FRAMING, UPSTREAM_TIMEOUT } from '../../src/dataplane/forward-call.ts';
-import { listenOnLoopback } from '../helpers/net.ts';
-import type { Exchange } from '../../src/dataplane/exchange.ts';
+import { listenOnLoopback, waitFor } from '../helpers/net.ts';
+import type { HttpStream } from '../../src/dataplane/stream.ts';
 import { BOUNDED, cleanUp, cleanUpAfterEach, collect, count, type Forward, get, httpUpstream, type Outcome, type Proxy, type ProxyOptions, proxyTo, rawClient, rawUpstream, type Reading, responses, type RawClient, type Served, summary, within } from '../helpers/dataplane.ts';
 
 cleanUpAfterEach();
@@ -158,7 +158,7 @@ describe('forwarding through the socket data plane', () => {
 
     it('is not answered when the handler refuses, and the connection closes after the 403', BOUNDED, async () => {
       const upstream = await httpUpstream((_req, res) => res.end('never'));
-      const refuse = async (x: Exchange): Outcome => {
+      const refuse = async (x: HttpStream): Outcome => {
         x.respond(403, ['content-type', 'text/plain'], 'not you');
         return 403;
       };
@@ -229,7 +229,7 @@ describe('forwarding through the socket data plane', () => {
     /** A client that reads nothing for `pauseMs`, then everything: what the proxy buffered for it meanwhile, and what it got. */
     async function slowReader(upstream: Awaited<ReturnType<typeof bigUpstream>>, size: number, pauseMs: number) {
       let drainListenersBefore = -1;
-      const handle = (x: Exchange, forward: (x: Exchange) => Outcome): Outcome => {
+      const handle = (x: HttpStream, forward: (x: HttpStream) => Outcome): Outcome => {
         drainListenersBefore = x.socket.listenerCount('drain');
         return forward(x);
       };
@@ -240,7 +240,7 @@ describe('forwarding through the socket data plane', () => {
       client.write(get('/big'));
       await within(once(client, 'connect'), 5_000, 'a connection');
       await delay(pauseMs);
-      const proxySide = (proxy.exchanges[0] as Exchange).socket;
+      const proxySide = (proxy.streams[0] as HttpStream).socket;
       const whilePaused = { buffered: proxySide.writableLength, upstreamWritten: upstream.written(), upstreamBlocked: upstream.blocked() };
       let received = 0;
       let head = Buffer.alloc(0);
@@ -280,7 +280,7 @@ describe('forwarding through the socket data plane', () => {
         res.end('hello');
       });
       // Every write to the client reports a full buffer, so the upstream is paused on the very chunk that completes the answer.
-      const handle = (x: Exchange, forward: Forward): Outcome => {
+      const handle = (x: HttpStream, forward: Forward): Outcome => {
         const write = x.socket.write.bind(x.socket) as (chunk: string | Buffer) => boolean;
         (x.socket as unknown as { write: (chunk: string | Buffer) => boolean }).write = (chunk) => (write(chunk), false);
         return forward(x);
@@ -427,7 +427,7 @@ describe('forwarding through the socket data plane', () => {
       const client = await rawClient(proxy.port);
       client.socket.write(bytes);
       const { list } = responses(await client.whenClosed(), { closed: true });
-      return { statuses: list.map((r) => r.status), refusals: proxy.refusals.map((r) => r.status), handled: proxy.exchanges.length };
+      return { statuses: list.map((r) => r.status), refusals: proxy.refusals.map((r) => r.status), handled: proxy.streams.length };
     }
 
     it('a head over maxHeadBytes: 431', BOUNDED, async () => {
@@ -489,13 +489,20 @@ describe('forwarding through the socket data plane', () => {
   });
 
   it('while draining, a response carries connection: close and the connection closes after it', BOUNDED, async () => {
-    const upstream = await httpUpstream((req, res) => res.end(`ok ${req.url}`));
+    let answerDuring: (() => void) | undefined;
+    const upstream = await httpUpstream((req, res) => {
+      if (req.url === '/during') answerDuring = () => res.end(`ok ${req.url}`);
+      else res.end(`ok ${req.url}`);
+    });
     const proxy = await proxyTo(upstream.port);
     const client = await rawClient(proxy.port);
     client.socket.write(get('/before'));
     await client.until(count(1), 'the first response');
-    proxy.draining = true;
     client.socket.write(get('/during'));
+    // The request is in hand when shutdown begins: it is answered, with connection: close.
+    await waitFor(async () => answerDuring !== undefined, { what: '/during at the upstream' });
+    proxy.drain();
+    answerDuring?.();
     const { list, rest } = responses(await client.whenClosed(), { closed: true });
     assert.deepEqual(list.map((r) => [r.status, r.headers.connection, r.body.toString()]), [[200, undefined, 'ok /before'], [200, 'close', 'ok /during']]);
     assert.equal(rest.length, 0);

@@ -14,7 +14,7 @@ import { before, describe, it } from 'node:test';
 import type { TlsOptions } from 'node:tls';
 import { createHttp1Server } from '../../src/dataplane/server.ts';
 import { UPSTREAM_FRAMING } from '../../src/dataplane/forward-call.ts';
-import { forwardRequestHeaders } from '../../src/sidecar/forward.ts';
+import { forwardRequestHeaders } from '../../src/sidecar/headers.ts';
 import { createDevCa, issueSvid } from '../../src/identity/dev-ca.ts';
 import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { BOUNDED, cleanUp, cleanUpAfterEach, count, get, proxyTo, rawClient, rawUpstream, responses, within } from '../helpers/dataplane.ts';
@@ -229,7 +229,7 @@ describe('the data plane as an identity boundary', () => {
     });
 
     it('500 bare TCP connects and FINs on the TLS port leave no descriptor behind', { timeout: 60_000 }, async () => {
-      const plane = createHttp1Server(() => assert.fail('no request was sent'), { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 5_000, maxConnections: 10_000, maxConnectionsPerPeer: 10_000, draining: () => false, refusal: () => ({ fields: [], body: '' }) }, tls);
+      const plane = createHttp1Server(() => assert.fail('no request was sent'), { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 5_000, maxConnections: 10_000, maxConnectionsPerPeer: 10_000, refusal: () => ({ fields: [], body: '' }) }, tls);
       const port = await listenOnLoopback(plane.server);
       cleanUp(() => plane.server.close());
       cleanUp(() => plane.closeAll());
@@ -239,7 +239,7 @@ describe('the data plane as an identity boundary', () => {
     });
 
     it('a handshake that never starts ends at handshakeTimeoutMs, and closeAll ends one still handshaking', BOUNDED, async () => {
-      const plane = createHttp1Server(() => assert.fail('no request was sent'), { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 300, maxConnections: 100, maxConnectionsPerPeer: 100, draining: () => false, refusal: () => ({ fields: [], body: '' }) }, tls);
+      const plane = createHttp1Server(() => assert.fail('no request was sent'), { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 300, maxConnections: 100, maxConnectionsPerPeer: 100, refusal: () => ({ fields: [], body: '' }) }, tls);
       const port = await listenOnLoopback(plane.server);
       cleanUp(() => plane.server.close());
       const silent = await rawClient(port);
@@ -252,7 +252,7 @@ describe('the data plane as an identity boundary', () => {
 
     it('caps connections per peer address and per listener, closing the extra ones at accept', BOUNDED, async () => {
       let capped = 0;
-      const plane = createHttp1Server(() => {}, { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 5_000, maxConnections: 100, maxConnectionsPerPeer: 3, draining: () => false, refusal: () => ({ fields: [], body: '' }), onCapped: () => capped++ });
+      const plane = createHttp1Server(() => {}, { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 5_000, maxConnections: 100, maxConnectionsPerPeer: 3, refusal: () => ({ fields: [], body: '' }), onCapped: () => capped++ });
       const port = await listenOnLoopback(plane.server);
       cleanUp(() => plane.server.close());
       cleanUp(() => plane.closeAll());

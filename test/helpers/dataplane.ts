@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerOptions } from 'node:http';
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { afterEach } from 'node:test';
-import type { Exchange } from '../../src/dataplane/exchange.ts';
+import type { HttpStream } from '../../src/dataplane/stream.ts';
 import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
 import type { ConnectionRefusal } from '../../src/dataplane/client-connection.ts';
 import { createHttp1Server } from '../../src/dataplane/server.ts';
@@ -43,13 +43,13 @@ export const httpUpstream = (listener: RequestListener, options: ServerOptions =
 export const rawUpstream = (onConnection: (socket: Socket) => void): Promise<Served> => serve(createNetServer(onConnection));
 
 /** What the sidecar's forwarder does to a request head: drop hop-by-hop and framing fields, those Connection names, and Expect. */
-export const requestHeaders = (x: Exchange): string[] => endToEndHeaders(x.head, 'request', (name) => name === 'expect');
+export const requestHeaders = (x: HttpStream): string[] => endToEndHeaders(x.head, 'request', (name) => name === 'expect');
 
 /** A forward's status, or the UpstreamFailure code it rejected with. */
 export type Outcome = Promise<number | string>;
-export type Forward = (x: Exchange) => Outcome;
-export type ProxyOptions = { timeoutMs?: number; maxHeadBytes?: number; keepAliveTimeoutMs?: number; headersTimeoutMs?: number; handle?: (x: Exchange, forward: Forward) => Outcome; headers?: (x: Exchange) => string[] };
-export type Proxy = { port: number; refusals: ConnectionRefusal[]; exchanges: Exchange[]; outcomes: Outcome[]; draining: boolean; retries: number };
+export type Forward = (x: HttpStream) => Outcome;
+export type ProxyOptions = { timeoutMs?: number; maxHeadBytes?: number; keepAliveTimeoutMs?: number; headersTimeoutMs?: number; handle?: (x: HttpStream, forward: Forward) => Outcome; headers?: (x: HttpStream) => string[] };
+export type Proxy = { port: number; refusals: ConnectionRefusal[]; streams: HttpStream[]; outcomes: Outcome[]; drain(): void; retries: number };
 
 /** The tiny proxy: every request forwarded (or given to `handle`), a failure answered 504/502 with its code. */
 export async function proxyTo(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
@@ -60,9 +60,9 @@ export async function proxyTo(upstreamPort: number, options: ProxyOptions = {}):
       x.respond(error.code === UPSTREAM_TIMEOUT ? 504 : 502, ['content-type', 'text/plain'], error.code);
       return error.code;
     });
-  const proxy: Proxy = { port: 0, refusals: [], exchanges: [], outcomes: [], draining: false, retries: 0 };
-  const handler = (x: Exchange): void => {
-    proxy.exchanges.push(x);
+  const proxy: Proxy = { port: 0, refusals: [], streams: [], outcomes: [], drain: () => plane.drain(), retries: 0 };
+  const handler = (x: HttpStream): void => {
+    proxy.streams.push(x);
     proxy.outcomes.push(options.handle === undefined ? forward(x) : options.handle(x, forward));
   };
   const refusal = (refused: ConnectionRefusal) => {
@@ -70,7 +70,7 @@ export async function proxyTo(upstreamPort: number, options: ProxyOptions = {}):
     return { fields: [], body: '' };
   };
   const { maxHeadBytes = 8_192, keepAliveTimeoutMs = 5_000, headersTimeoutMs = 5_000 } = options;
-  const plane = createHttp1Server(handler, { maxHeadBytes, keepAliveTimeoutMs, headersTimeoutMs, handshakeTimeoutMs: 5_000, maxConnections: 1_000, maxConnectionsPerPeer: 1_000, draining: () => proxy.draining, refusal });
+  const plane = createHttp1Server(handler, { maxHeadBytes, keepAliveTimeoutMs, headersTimeoutMs, handshakeTimeoutMs: 5_000, maxConnections: 1_000, maxConnectionsPerPeer: 1_000, refusal });
   proxy.port = (await serve(plane.server)).port;
   cleanups.push(() => upstreams.close(), () => plane.closeAll());
   return proxy;

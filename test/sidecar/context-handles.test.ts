@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { createContextHandles } from '../../src/sidecar/context-handles.ts';
-import { createRequestIds } from '../../src/sidecar/request-id.ts';
+import { createContextHandles, createRequestIds } from '../../src/sidecar/context-handles.ts';
 
 const ids = createRequestIds();
 const MAX_TOKEN_BYTES = 8192;
@@ -107,5 +106,23 @@ describe('sealed context handles', () => {
     const handles = createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, now: () => 0 });
     assert.throws(() => handles.issue(jws(), live, 'short'), TypeError);
     assert.throws(() => createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, key: Buffer.alloc(16) }), TypeError);
+  });
+});
+
+describe('request ids', () => {
+  const ids = createRequestIds();
+
+  it('mints 16-character ids that differ each time', () => {
+    const minted = new Set(Array.from({ length: 1000 }, () => ids.mint()));
+    assert.equal(minted.size, 1000);
+    for (const id of minted) assert.match(id, /^[A-Za-z0-9_-]{16}$/);
+  });
+
+  it('accepts only a well-formed baton-request value', () => {
+    assert.equal(ids.accept('ABCDEFGHijklmn_-'), 'ABCDEFGHijklmn_-');
+    assert.equal(ids.accept('short'), undefined);
+    assert.equal(ids.accept('ABCDEFGHijklmn\r\n'), undefined);
+    assert.equal(ids.accept(['ABCDEFGHijklmn_-', 'ABCDEFGHijklmn_-']), undefined);
+    assert.equal(ids.accept(undefined), undefined);
   });
 });

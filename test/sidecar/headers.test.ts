@@ -1,16 +1,10 @@
 import assert from 'node:assert/strict';
-import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
 import { headOf } from '../helpers/http1.ts';
-import { forwardRequestHeaders } from '../../src/sidecar/forward.ts';
-import { headerSafe, identityHeaders, isBatonHeader } from '../../src/sidecar/identity-headers.ts';
-import { requestTarget } from '../../src/sidecar/outbound.ts';
-import { BadRequestError } from '../../src/core/errors.ts';
-import { MethodNotAllowedError } from '../../src/sidecar/errors.ts';
+import { forwardRequestHeaders, headerSafe, identityHeaders, isBatonHeader } from '../../src/sidecar/headers.ts';
 
-const target = (url: string, headers: Record<string, string> = {}, method = 'GET') => requestTarget({ url, headers, method } as unknown as IncomingMessage);
 
 describe('forwarded headers', () => {
   it('drops every baton-* and baton_* header whatever its case, and keeps the rest in order', () => {
@@ -82,33 +76,5 @@ describe('identity headers', () => {
     assert.deepEqual(mesh, ['baton-subject', 'alice', 'baton-subject-issuer', 'https://idp.test', 'baton-subject-type', 'user', 'baton-caller', 'orders', 'baton-chain', 'gateway,orders', 'baton-scope', 'a b', 'baton-txn', 't', 'baton-context', 'bctx_1']);
     const external = identityHeaders({ subject: 'bob', subjectIssuer: 'https://idp.test/realms/a b', user: false, chain: [], external: true, scopes: new Set(), txn: undefined, contextHandle: undefined });
     assert.deepEqual(external, ['baton-subject', 'bob', 'baton-subject-issuer', 'https://idp.test/realms/a%20b', 'baton-subject-type', 'service', 'baton-caller', 'external', 'baton-scope', '']);
-  });
-});
-
-describe('outbound request target', () => {
-  it('reads origin-form with Host, ignoring a port', () => {
-    assert.deepEqual(target('/charges?x=1', { host: 'Payments:7070' }), { service: 'payments', path: '/charges?x=1' });
-  });
-
-  it('reads absolute-form as HTTP_PROXY clients send it', () => {
-    assert.deepEqual(target('http://payments/charges'), { service: 'payments', path: '/charges' });
-    assert.deepEqual(target('http://payments:80'), { service: 'payments', path: '/' });
-    assert.deepEqual(target('http://payments?q=1'), { service: 'payments', path: '/?q=1' });
-  });
-
-  it('refuses what it cannot attribute to one service', () => {
-    const code = (fn: () => unknown) => {
-      try {
-        fn();
-        return 'none';
-      } catch (error) {
-        return (error as { code: string }).code;
-      }
-    };
-    assert.equal(code(() => target('https://payments/charges')), BadRequestError.code);
-    assert.equal(code(() => target('http://user@payments/')), BadRequestError.code);
-    assert.equal(code(() => target('/x', { host: 'payments.example.com' })), BadRequestError.code);
-    assert.equal(code(() => target('/x')), BadRequestError.code);
-    assert.equal(code(() => target('payments:443', { host: 'payments:443' }, 'CONNECT')), MethodNotAllowedError.code);
   });
 });

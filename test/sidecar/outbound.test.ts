@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { request } from 'undici';
+import { fetch as undiciFetch, ProxyAgent, request } from 'undici';
 import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
 import { MethodNotAllowedError, PolicyDeniedError, UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
 import { StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
@@ -178,12 +178,58 @@ describe('sidecar outbound', () => {
     }
   });
 
-  it('refuses CONNECT tunnels and https:// targets, which it cannot see into', async () => {
+  it('refuses CONNECT to port 443 and https:// targets, which it cannot see into', async () => {
     const tunnel = await rawRequest(orders.ports.outbound, 'CONNECT payments:443 HTTP/1.1\r\nHost: payments:443\r\n\r\n');
     assert.equal(tunnel.status, 405);
     assert.equal(JSON.parse(tunnel.text).code, MethodNotAllowedError.code);
     const https = await call({ absolute: 'https://payments/charges' });
     assert.equal(https.status, 400);
+  });
+
+  describe('CONNECT tunnels (undici ProxyAgent, Node fetch with NODE_USE_ENV_PROXY=1)', () => {
+    it('opens a tunnel to a service the policy names and checks and exchanges every request in it', async () => {
+      const agent = new ProxyAgent(`http://127.0.0.1:${orders.ports.outbound}`);
+      try {
+        const first = await undiciFetch('http://payments:7070/charges', { method: 'POST', headers: { 'baton-context': handle }, dispatcher: agent });
+        assert.equal(first.status, 201);
+        assert.equal(await first.text(), 'charged');
+        const seen = upstream.seen.at(-1);
+        assert.equal(sts.tokens.get(String(seen?.headers.authorization).replace(/^Bearer /, ''))?.audience, 'payments');
+        assert.equal(seen?.headers['baton-context'], undefined);
+        // The same tunnel, a request the policy refuses: refused like any other, before any exchange; the tunnel stays up.
+        const exchanges = sts.exchanges;
+        const denied = await undiciFetch('http://payments:7070/charges', { method: 'GET', headers: { 'baton-context': handle }, dispatcher: agent });
+        assert.equal(denied.status, 403);
+        assert.equal(((await denied.json()) as { code: string }).code, PolicyDeniedError.code);
+        assert.equal(sts.exchanges, exchanges);
+      } finally {
+        await agent.close();
+      }
+    });
+
+    it('refuses a CONNECT to a service the policy does not name, and one to a non-service host', async () => {
+      const unknown = await rawRequest(orders.ports.outbound, 'CONNECT ledger:7070 HTTP/1.1\r\nHost: ledger:7070\r\n\r\n');
+      assert.equal(unknown.status, 403);
+      assert.equal(JSON.parse(unknown.text).code, UnknownServiceError.code);
+      const ip = await rawRequest(orders.ports.outbound, 'CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n');
+      assert.equal(ip.status, 400);
+    });
+
+    it('refuses a request inside a tunnel for another service than the tunnel\'s, and a CONNECT inside a tunnel', async () => {
+      const answers = await rawExchange(orders.ports.outbound, [
+        'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n',
+        `POST /charges HTTP/1.1\r\nHost: billing:7070\r\nbaton-context: ${handle}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      ]);
+      assert.match(answers, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 400 /);
+      const nested = await rawExchange(orders.ports.outbound, ['CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n', 'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n']);
+      assert.match(nested, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 405 /);
+    });
+
+    it('refuses TLS inside a tunnel: the first bytes must read as HTTP/1.1', async () => {
+      const tls = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x2a, 0x01, 0x00, 0x00, 0x26, 0x03, 0x03]);
+      const answers = await rawExchange(orders.ports.outbound, ['CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n', tls]);
+      assert.match(answers, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 400 /);
+    });
   });
 
   it('answers 503 when the STS token endpoint is not known yet', async () => {
@@ -215,5 +261,30 @@ async function rawRequest(port: number, text: string): Promise<{ status: number;
       resolve({ status: Number(statusLine.split(' ')[1]), headers, text: payload });
     });
     socket.write(text);
+  });
+}
+
+/** Writes each piece in turn on one connection (after the previous answer began) and returns everything read until the connection closes. */
+async function rawExchange(port: number, pieces: ReadonlyArray<string | Buffer>): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    let next = 0;
+    const timer = setTimeout(() => socket.destroy(), 5_000);
+    socket.setEncoding('latin1');
+    const send = (): void => {
+      const piece = pieces[next++];
+      if (piece !== undefined) socket.write(piece);
+    };
+    socket.on('connect', send);
+    socket.on('data', (chunk: string) => {
+      data += chunk;
+      if (data.includes('\r\n\r\n') && next < pieces.length) send();
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(data);
+    });
   });
 }

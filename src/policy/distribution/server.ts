@@ -7,10 +7,11 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer as createTlsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
 import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
 import { secureContextOptions, servedUrl } from '../../identity/tls.ts';
+import { createPlainListener, createTlsListener, type GuardedListener } from '../../identity/tls-server.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from 'pino';
 import { policyToJSON } from '../language/parse.ts';
@@ -219,31 +220,40 @@ export interface PolicyServerAppDependencies {
 /** The policy server's routes on a fastify instance, not yet listening. */
 export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyServer['app'] {
   const { publisher, logger, maxWaitSeconds, maxWaiters, mesh } = deps;
-  let stopRotating: (() => void) | undefined;
   /**
    * mtls: TLS with the policy server's certificate, so sidecars and the STS
    * know they reach baton-policy-server (the policy is signed as well; TLS
    * adds server authentication and keeps the call graph off the wire).
    * Client certificates are not asked for: the policy is not a secret per
-   * caller. A rotation swaps the secure context without dropping long polls.
+   * caller. A rotation swaps the secure context without dropping long polls
+   * (src/identity/tls-server.ts).
    */
-  const tlsServerFactory =
-    (m: MeshIdentity) =>
-    (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
-      const svid = m.identity.current();
-      const server = createTlsServer(svid === undefined ? { minVersion: 'TLSv1.3' } : secureContextOptions(svid), handler);
-      stopRotating = m.identity.onRotate((next) => server.setSecureContext(secureContextOptions(next)));
-      // An https.Server is an http.Server to fastify; its types just do not say so.
-      return server as unknown as Server;
-    };
+  let listener: GuardedListener<Server | HttpsServer> | undefined;
+  const serverFactory = (handler: (req: IncomingMessage, res: ServerResponse) => void): Server => {
+    const svid = mesh?.identity.current();
+    listener =
+      mesh === undefined
+        ? createPlainListener(handler)
+        : createTlsListener(handler, {
+            tls: svid === undefined ? { minVersion: 'TLSv1.3' } : secureContextOptions(svid),
+            followRotation: (apply) => mesh.identity.onRotate((next) => apply(secureContextOptions(next))),
+          });
+    // An https.Server is an http.Server to fastify; its types just do not say so.
+    return listener.server as unknown as Server;
+  };
   const app = Fastify({
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: true,
-    ...(mesh === undefined ? {} : { serverFactory: tlsServerFactory(mesh) }),
+    serverFactory,
   });
-  app.addHook('onClose', async () => stopRotating?.());
+  // SIGTERM: sockets that never carried a request go at once (long polls are cut by forceCloseConnections).
+  app.addHook('preClose', (done) => {
+    listener?.drain();
+    done();
+  });
+  app.addHook('onClose', async () => listener?.dispose());
 
   void app.register(fastifyProblems, {
     onError: (error, raw, request) => {

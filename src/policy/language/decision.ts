@@ -4,7 +4,7 @@
  * rule that decided it.
  */
 import type { PolicyMode } from './model.ts';
-import type { RuleId } from './rule-id.ts';
+import type { RuleId } from './model.ts';
 
 export interface DecisionInput {
   /** The callers, origin first, immediate caller last. Empty: a token straight from an external IdP, at an entrypoint. */

@@ -15,7 +15,8 @@
 import type { ScopeExpression } from '../../core/scope-expression.ts';
 import type { Decision, DecisionInput, DenyCause } from './decision.ts';
 import { EXTERNAL, type PolicyMode, type UserRequirement } from './model.ts';
-import { type RuleId, SPEC_MAX_DEPTH, SPEC_SERVICES } from './rule-id.ts';
+import type { RuleId } from './model.ts';
+import { SPEC_MAX_DEPTH, SPEC_SERVICES } from './rule-id.ts';
 
 export interface CompiledRule {
   readonly id: RuleId;

@@ -5,7 +5,9 @@
  * errors and decisions can point at the YAML.
  */
 import type { ServiceName } from '../../core/service-name.ts';
-import type { RuleId } from './rule-id.ts';
+
+/** A rule's stable id (`<service>.accepts[<i>]`, `<service>.accepts.<name>`, `spec.*`), minted only by ./rule-id.ts, which checks it. */
+export type RuleId = string & { readonly __brand: 'RuleId' };
 
 export const API_VERSION = 'baton.dev/v1alpha1';
 export const KIND = 'CallGraph';

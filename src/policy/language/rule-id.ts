@@ -11,8 +11,7 @@
  */
 import { isServiceName, type ServiceName } from '../../core/service-name.ts';
 import { RuleIdInvalidError } from './errors.ts';
-
-export type RuleId = string & { readonly __brand: 'RuleId' };
+import type { RuleId } from './model.ts';
 
 // Letters, digits, '.', '_' and '-', at most 63, starting and ending with a letter or digit.
 const RULE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;

@@ -16,7 +16,6 @@ import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT, TokenType } from '../..
 import { withExchangeSpan } from '../../telemetry/exchange-span.ts';
 import type { Logger } from 'pino';
 import { type Tracing, TRACING_OFF } from '../../telemetry/tracing.ts';
-import type { TokenExchanger } from '../collaborators.ts';
 import { createCircuitBreaker } from './circuit-breaker.ts';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
 import { type ClientAuthMethod, createStsClient } from './sts-client.ts';
@@ -55,6 +54,13 @@ export interface ServiceTokenRequest {
   readonly binding?: CertificateBinding | undefined;
   readonly audience: string;
   readonly scope?: string;
+}
+
+export interface TokenExchanger {
+  /** RFC 8693 token exchange for the subject an inbound request carried. */
+  readonly exchange: (request: ExchangeRequest) => Promise<IssuedToken>;
+  /** This service's own token (client credentials), for a call made on no one's behalf. */
+  readonly serviceToken: (request: ServiceTokenRequest) => Promise<IssuedToken>;
 }
 
 /** The exchanger the sidecar's wiring owns: the data plane's TokenExchanger, and the pool to close at shutdown. */

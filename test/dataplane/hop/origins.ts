@@ -261,10 +261,15 @@ export async function startWireTap(targetPort: number): Promise<WireTap> {
     upstream.on('end', () => client.end());
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
+    // A close is movement too: a proxy behind the tap acts on it (an aborted request it may still pass on).
     client.once('close', () => {
+      activity = performance.now();
       upstream.destroy();
     });
-    upstream.once('close', () => client.destroy());
+    upstream.once('close', () => {
+      activity = performance.now();
+      client.destroy();
+    });
   });
   const close = track(server);
   const port = await listenOnLoopback(server);

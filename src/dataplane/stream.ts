@@ -5,7 +5,7 @@
  * whole small response, or a head and body bytes passed through).
  *
  * The connection (./client-connection.ts) owns the socket, the parser and
- * the request body's state; the exchange only asks it to write, to let the
+ * the request body's state; the stream only asks it to write, to let the
  * body flow into a sink, and to say when the response is complete. Nothing
  * here buffers a body.
  *
@@ -30,8 +30,8 @@ export interface BodySink {
   end(): void;
 }
 
-/** The connection side of an exchange: implemented by ./client-connection.ts. */
-export interface ExchangeConnection {
+/** The connection side of a stream: implemented by ./client-connection.ts. */
+export interface StreamConnection {
   readonly socket: Socket;
   /** Draining: every response closes its connection. */
   draining(): boolean;
@@ -42,11 +42,15 @@ export interface ExchangeConnection {
   onDrain(listener: () => void): void;
   offDrain(listener: () => void): void;
   /** The request body has been read to its last byte (or there was none). */
-  requestComplete(exchange: Exchange): boolean;
-  startBody(exchange: Exchange, sink: BodySink, sendContinue: boolean): void;
+  requestComplete(stream: HttpStream): boolean;
+  startBody(stream: HttpStream, sink: BodySink, sendContinue: boolean): void;
   resumeBody(): void;
   /** The response is complete; `keepAlive` is what its head told the client. */
-  responseDone(exchange: Exchange, keepAlive: boolean): void;
+  responseDone(stream: HttpStream, keepAlive: boolean): void;
+  /** The CONNECT in hand opens a tunnel (./client-connection.ts). */
+  openTunnel(stream: HttpStream): void;
+  /** Inside a CONNECT tunnel: its authority. */
+  readonly tunnel: string | undefined;
   destroy(): void;
 }
 
@@ -62,7 +66,7 @@ export interface RequestHead {
 
 type State = 'open' | 'streaming' | 'finished' | 'done' | 'cut';
 
-export class Exchange implements RequestHead {
+export class HttpStream implements RequestHead {
   readonly method: string;
   readonly url: string;
   readonly httpVersion: string;
@@ -72,17 +76,19 @@ export class Exchange implements RequestHead {
   readonly head: MessageHead;
   /** The request has a body (Content-Length above 0, or chunked). */
   readonly hasBody: boolean;
+  /** Inside a CONNECT tunnel: the authority it was opened to (`orders:7070`); every request in it must be for it. */
+  readonly tunnel: string | undefined;
   /** The status written, 0 before the head. */
   statusCode = 0;
   /** Set false to close the connection after this response (a refusal mid-body, a timeout). */
   shouldKeepAlive: boolean;
-  readonly #connection: ExchangeConnection;
+  readonly #connection: StreamConnection;
   #state: State = 'open';
   #keepAlive = false;
   #headers: IncomingHttpHeaders | undefined;
   #listeners: Array<() => void> | undefined;
 
-  constructor(connection: ExchangeConnection, head: MessageHead) {
+  constructor(connection: StreamConnection, head: MessageHead) {
     this.#connection = connection;
     this.head = head;
     this.method = head.method;
@@ -92,6 +98,7 @@ export class Exchange implements RequestHead {
     this.socket = connection.socket;
     this.hasBody = head.framing !== 'none';
     this.shouldKeepAlive = head.keepAlive;
+    this.tunnel = connection.tunnel;
   }
 
   /** Lower-case names; a repeated field's values joined with `, ` (RFC 9110 §5.3), as node:http does for most. */
@@ -127,7 +134,7 @@ export class Exchange implements RequestHead {
     return this.#state === 'done' || this.#state === 'cut';
   }
 
-  /** Called once when the exchange is over, whichever way it ended. */
+  /** Called once when the stream is over, whichever way it ended. */
   onClose(listener: () => void): void {
     if (this.closed) {
       listener();
@@ -160,7 +167,8 @@ export class Exchange implements RequestHead {
     this.statusCode = status;
     // Kept alive only when the request was read to its end (a body still arriving cannot be skipped safely),
     // the answer has its own end, and the client and the sidecar both mean to keep the connection.
-    const keepAlive = this.shouldKeepAlive && framing.kind !== 'close' && this.#connection.requestComplete(this) && !this.#connection.draining();
+    // A refused CONNECT closes too: its client may already be sending the tunnel's bytes (RFC 9110 §9.3.6).
+    const keepAlive = this.shouldKeepAlive && this.method !== 'CONNECT' && framing.kind !== 'close' && this.#connection.requestComplete(this) && !this.#connection.draining();
     this.#keepAlive = keepAlive;
     if (!keepAlive) this.shouldKeepAlive = false;
     const persistence: Persistence = keepAlive ? { kind: 'keep-alive', http10: this.httpVersion === '1.0', timeoutSeconds: this.#connection.keepAliveSeconds } : { kind: 'close' };
@@ -208,14 +216,22 @@ export class Exchange implements RequestHead {
     this.#connection.responseDone(this, this.#keepAlive);
   }
 
+  /** This CONNECT is allowed: `200 Connection Established`, and the connection becomes a tunnel read as HTTP/1.1. */
+  openTunnel(): void {
+    assert.equal(this.#state, 'open', 'a tunnel opens before any response');
+    this.statusCode = 200;
+    this.#state = 'finished';
+    this.#connection.openTunnel(this);
+  }
+
   /** Cuts the connection: a response that started cannot be turned into an error any more. */
   destroy(): void {
     this.shouldKeepAlive = false;
     this.#connection.destroy();
   }
 
-  /** The connection is done with this exchange (finished, or cut). */
-  closeExchange(): void {
+  /** The connection is done with this stream (finished, or cut). */
+  closeStream(): void {
     if (this.closed) return;
     this.#state = this.#state === 'finished' ? 'done' : 'cut';
     const listeners = this.#listeners;

@@ -1,0 +1,252 @@
+/**
+ * One request through either sidecar port, written once (#25): the steps
+ * every request takes whatever its direction, around the port's own steps
+ * (./inbound.ts, ./outbound.ts):
+ *
+ *   admit (the port's in-flight limit; inbound: this peer's share; the
+ *   body deadline armed) → span (inbound SERVER, outbound CLIENT, tracing
+ *   on only) → ready (a verified policy, read once as one value with its
+ *   version) → the port's steps → a refusal mapped to a BatonError →
+ *   problem document (RFC 9457; RFC 6750 challenge on 401; Retry-After on
+ *   429 and 503) → metrics → `request_failed` audit line (5xx only: a 4xx
+ *   is the request's own fault, and its decision line already says why).
+ *
+ * Nothing a port throws is echoed: a foreign error becomes BATON_INTERNAL,
+ * so no message that could hold a token reaches a client.
+ */
+import { type Span, context } from '@opentelemetry/api';
+import type { HttpStream } from '../dataplane/stream.ts';
+import { type BatonError, InternalError, isBatonError, NotReadyError } from '../core/errors.ts';
+import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
+import { writeAuditEvent } from '../telemetry/audit-event.ts';
+import { endHttpSpan, type HttpSpan } from '../telemetry/http-spans.ts';
+import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
+import { FairShareExceededError, MethodNotAllowedError, OverloadedError, RequestBodyTimeoutError, StepUpRequiredError } from './errors.ts';
+import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
+import { BINDING_ERROR_CODES } from './token-binding.ts';
+
+/** What a port's steps learn about a request that the pipeline reports. */
+export interface Call {
+  /** The request series it counts under; a port narrows it to its target's once it knows the target. */
+  requests: RequestMetrics;
+  /** A credential was presented: a 401 challenge then names the error (RFC 6750 §3.1). */
+  credential: boolean;
+}
+
+export interface Port {
+  readonly direction: Direction;
+  /** The series a request counts under until the port narrows it. */
+  readonly requests: RequestMetrics;
+  readonly inflight: Inflight;
+  /** Inbound: one peer address holds only its share of the limit. */
+  readonly sharePerPeer: boolean;
+  /** Inbound: the request body must arrive within this (the app's timeout does not cover the upload). */
+  readonly bodyTimeoutMs?: number;
+  /** Tracing on: the span the request runs in, a child of the caller's trace context. */
+  readonly startSpan?: (stream: HttpStream) => HttpSpan;
+  /** The port's own steps: resolve with the status sent, or throw the refusal. */
+  run(stream: HttpStream, call: Call, snapshot: PolicySnapshot): Promise<number>;
+}
+
+/** The request handler of a port: the data plane calls it once per request head. */
+export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' | 'logger' | 'policy' | 'readiness'>): (stream: HttpStream) => void {
+  const { direction, inflight } = port;
+  const kind = direction === 'inbound' ? 'server' : 'client';
+  return (stream) => {
+    const started = performance.now();
+    const call: Call = { requests: port.requests, credential: false };
+    // 1. Admit: refused at once rather than queued behind a slow app.
+    const refused = !inflight.admit(stream)
+      ? new OverloadedError(`expected fewer requests in flight, the ${direction} limit is reached`)
+      : port.sharePerPeer && !inflight.share(stream, 'peer', stream.socket.remoteAddress ?? 'unknown')
+        ? new FairShareExceededError('expected this peer to hold fewer requests in flight, its share of the inbound limit is used up')
+        : undefined;
+    if (refused !== undefined) {
+      sendProblem(stream, refused, false);
+      call.requests.done(refused.status, refused.code, (performance.now() - started) / 1000);
+      return;
+    }
+    // 2. Span: everything below (audit lines included) runs in it.
+    const traced = port.startSpan?.(stream);
+    if (traced === undefined) run(stream, call, undefined, started);
+    else context.with(traced.context, run, undefined, stream, call, traced.span, started);
+  };
+
+  function run(stream: HttpStream, call: Call, span: Span | undefined, started: number): void {
+    let expired = false;
+    if (port.bodyTimeoutMs !== undefined) {
+      armBodyDeadline(stream, port.bodyTimeoutMs, () => {
+        expired = true;
+        stream.shouldKeepAlive = false;
+        finish(stream, call, span, started, new RequestBodyTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`));
+      });
+    }
+    steps(stream, call).then(
+      (status) => {
+        if (expired) return;
+        call.requests.done(status, FORWARDED, (performance.now() - started) / 1000);
+        if (span !== undefined) endHttpSpan(span, kind, status);
+      },
+      (error: unknown) => {
+        if (!expired) finish(stream, call, span, started, asBatonError(error));
+      },
+    );
+  }
+
+  async function steps(stream: HttpStream, call: Call): Promise<number> {
+    // 3. Ready: the policy and its version read once, as one value, for the whole request.
+    const snapshot = ctx.policy.snapshot();
+    if (snapshot === undefined || !ctx.readiness.ready) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    return port.run(stream, call, snapshot);
+  }
+
+  /** 5–7. A refusal: problem document, metrics, span, and the audit line a 5xx gets. */
+  function finish(stream: HttpStream, call: Call, span: Span | undefined, started: number, problem: BatonError): void {
+    if (BINDING_ERROR_CODES.has(problem.code)) {
+      ctx.metrics.bindingRefusal(problem.code);
+      // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
+      span?.setAttribute('error.type', problem.code);
+    }
+    if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, status: problem.status, method: stream.method }, problem.title);
+    sendProblem(stream, problem, call.credential);
+    call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
+    if (span !== undefined) endHttpSpan(span, kind, problem.status, problem.code);
+  }
+}
+
+// --- admission ---
+
+export type ShareKind = 'peer' | 'subject';
+
+/**
+ * Bounded concurrency for one direction, and the count SIGTERM drains: a
+ * request past `max` is refused at once with 503 rather than queued behind
+ * a slow app (DESIGN.md, "app slow … bounded concurrency → 503"). The limit
+ * is shared fairly: one peer address, or one user, may hold only its share
+ * of it (`peerShare`, `subjectShare` × `max`), so a single token trickling
+ * a thousand slow uploads cannot fill every slot (issue #16).
+ */
+export interface Inflight {
+  /** Admits the request and releases it when its stream is over; false when full. */
+  admit(stream: HttpStream): boolean;
+  /** Counts the admitted request against `key`'s share until its stream is over; false (and not counted) when the share is used up. */
+  share(stream: HttpStream, kind: ShareKind, key: string): boolean;
+  count(): number;
+  /** Resolves when nothing is in flight. */
+  idle(): Promise<void>;
+}
+
+export interface InflightShares {
+  /** Fraction of `max` one peer address may hold; 1 turns the bound off. */
+  readonly peer: number;
+  /** Fraction of `max` one user may hold; 1 turns the bound off. */
+  readonly subject: number;
+}
+
+export function createInflight(max: number, onChange?: (delta: 1 | -1) => void, shares: InflightShares = { peer: 1, subject: 1 }): Inflight {
+  let count = 0;
+  let waiters: Array<() => void> = [];
+  const limits: Readonly<Record<ShareKind, number>> = { peer: Math.max(1, Math.floor(max * shares.peer)), subject: Math.max(1, Math.floor(max * shares.subject)) };
+  // Keyed by kind and key; entries leave when their count returns to 0, so the map is bounded by what is in flight.
+  const held = new Map<string, number>();
+  const release = (): void => {
+    count--;
+    onChange?.(-1);
+    if (count === 0) {
+      const done = waiters;
+      waiters = [];
+      for (const resolve of done) resolve();
+    }
+  };
+  return {
+    admit(stream) {
+      if (count >= max) return false;
+      count++;
+      onChange?.(1);
+      stream.onClose(release);
+      return true;
+    },
+    share(stream, kind, key) {
+      const limit = limits[kind];
+      if (limit >= max) return true;
+      const id = `${kind}\n${key}`;
+      const n = held.get(id) ?? 0;
+      if (n >= limit) return false;
+      held.set(id, n + 1);
+      stream.onClose(() => {
+        const left = (held.get(id) ?? 1) - 1;
+        if (left <= 0) held.delete(id);
+        else held.set(id, left);
+      });
+      return true;
+    },
+    count: () => count,
+    idle: () => (count === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve))),
+  };
+}
+
+/**
+ * A deadline for receiving the request body (issue #16): without it, one
+ * user trickling bodies a byte a minute holds its in-flight slots for as
+ * long as the sockets live. Past the deadline the request is answered 408
+ * (RFC 9110 §15.5.9) and its connection closed; a request without a body
+ * arms nothing.
+ */
+function armBodyDeadline(stream: HttpStream, ms: number, expire: () => void): void {
+  if (stream.requestComplete || !stream.hasBody) return;
+  const timer = setTimeout(() => {
+    if (!stream.requestComplete && !stream.finished && !stream.closed) expire();
+  }, ms);
+  stream.onClose(() => clearTimeout(timer));
+}
+
+// --- problem documents ---
+
+export const REALM = 'baton';
+
+/**
+ * The `WWW-Authenticate` value for a 401, or undefined for other statuses.
+ * RFC 6750 §3.1: a request with no token at all gets the bare challenge,
+ * without an error code. RFC 9470 §3: a step-up names the acceptable `acr`s.
+ */
+export function challengeFor(error: BatonError, tokenPresent: boolean): string | undefined {
+  if (error.status !== 401) return undefined;
+  if (error.code === StepUpRequiredError.code) {
+    const acrValues = error.extensions.acr_values;
+    const acr = typeof acrValues === 'string' ? `, acr_values="${quoted(acrValues)}"` : '';
+    return `Bearer realm="${REALM}", error="insufficient_user_authentication", error_description="a stronger authentication is required"${acr}`;
+  }
+  if (!tokenPresent) return `Bearer realm="${REALM}"`;
+  return `Bearer realm="${REALM}", error="invalid_token"`;
+}
+
+// RFC 9110 §5.6.4 quoted-string: a backslash or a quote must be escaped.
+function quoted(value: string): string {
+  return value.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[^\x20-\x7e]/g, '');
+}
+
+/** Any thrown value as a `BatonError`, without ever echoing a foreign message (it could hold a token). */
+export function asBatonError(error: unknown): BatonError {
+  return isBatonError(error) ? error : new InternalError('the sidecar failed to handle this request', { cause: error });
+}
+
+/** Writes `error` as a problem document; when the response has started, cuts the connection instead. */
+export function sendProblem(stream: HttpStream, error: BatonError, tokenPresent: boolean, instance?: string): void {
+  if (stream.closed) return;
+  if (stream.headersSent) {
+    stream.destroy();
+    return;
+  }
+  stream.respond(error.status, problemHeaders(error, tokenPresent), JSON.stringify(toProblem(error, instance)));
+}
+
+/** The head of a problem response, Content-Length aside: a flat `[name, value, …]` list. */
+export function problemHeaders(error: BatonError, tokenPresent: boolean): string[] {
+  const headers = ['content-type', PROBLEM_CONTENT_TYPE, 'cache-control', 'no-store'];
+  const challenge = challengeFor(error, tokenPresent);
+  if (challenge !== undefined) headers.push('www-authenticate', challenge);
+  if (error.code === MethodNotAllowedError.code) headers.push('allow', 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
+  const retry = retryAfterFor(error);
+  if (retry !== undefined) headers.push('retry-after', String(retry));
+  return headers;
+}
