@@ -101,7 +101,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   };
   let problemTimer: NodeJS.Timeout | undefined;
   let announced: readonly string[] = [];
-  // Each problem is announced once when it appears, and once more when all are gone: loud, not repeated every second.
+  // Each problem is announced once when it appears and once when it goes away: loud, not repeated every second.
   const announceProblems = (): void => {
     const now = problems();
     for (const problem of now.filter((p) => !announced.includes(p))) {
