@@ -15,6 +15,10 @@ export interface Command {
   readonly summary: string;
   /** Full `--help` text. */
   readonly help: string;
+  /** Sub-subcommands (`token check`, `demo app`): `--help` after one prints `helpFor` it. */
+  readonly subcommands?: readonly string[];
+  /** The help of one of `subcommands`; the command's own help when absent. */
+  readonly helpFor?: (subcommand: string) => Promise<string>;
   /** Runs the command; resolves with the exit code (long-running parts resolve on shutdown). */
   run(args: readonly string[], context: CliContext): Promise<number>;
 }

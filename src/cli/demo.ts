@@ -36,6 +36,9 @@ Options:
 export const demoCommand: Command = {
   summary: 'run the whole mesh on this machine and drive an allowed and a denied chain',
   help: HELP,
+  // One text: its usage lines cover 'demo app' and 'demo idp'.
+  subcommands: ['app', 'idp'],
+  helpFor: async () => HELP,
   async run(args, context) {
     const [first, ...rest] = args;
     if (first === 'app') return await runApp(rest, context);

@@ -5,6 +5,7 @@ import { checkInjectorConfig, InjectorConfigSchema } from '../injector/config.ts
 import { createInjectorServer } from '../injector/server.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import type { Command } from './command.ts';
+import { partVariables } from './part-variables.ts';
 
 const HELP = `Usage: baton injector --tls-cert FILE --tls-key FILE [--port N] [--config FILE]
 
@@ -37,6 +38,7 @@ export const injectorCommand: Command = {
     const config = loadConfig(InjectorConfigSchema, {
       file: values.config,
       env: context.env,
+      otherParts: partVariables(),
       overrides: { 'tls.cert': values['tls-cert'], 'tls.key': values['tls-key'], port: values.port === undefined ? undefined : Number(values.port) },
     });
     checkInjectorConfig(config, values.config ?? '(environment)');

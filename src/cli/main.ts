@@ -3,7 +3,7 @@ import { type CliContext, type Command, reportFailure, wantsHelp } from './comma
 import { BATON_VERSION } from '../core/version.ts';
 
 /** Subcommands load lazily so that `baton policy check` does not pay for the STS. */
-const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<Command> }>> = {
+export const COMMANDS: Readonly<Record<string, { summary: string; load: () => Promise<Command> }>> = {
   policy: { summary: 'validate, explain, draw and diff call-graph policies', load: async () => (await import('./policy.ts')).policyCommand },
   'policy-server': { summary: 'serve the call-graph policy, signed and versioned', load: async () => (await import('./policy-server.ts')).policyServerCommand },
   sts: { summary: 'run the mesh token service (RFC 8693 token exchange)', load: async () => (await import('./sts.ts')).stsCommand },
@@ -46,8 +46,11 @@ export async function main(argv: readonly string[], context: CliContext): Promis
     return 2;
   }
   const command = await entry.load();
-  if (wantsHelp(rest) && !rest.some((a) => !a.startsWith('-'))) {
-    context.stdout.write(command.help + '\n');
+  // --help anywhere: the help of the subcommand named first (`baton token check --help`), else the command's; never a run.
+  if (wantsHelp(rest)) {
+    const named = rest.find((a) => !a.startsWith('-'));
+    const help = named !== undefined && command.subcommands?.includes(named) === true && command.helpFor !== undefined ? await command.helpFor(named) : command.help;
+    context.stdout.write(help + '\n');
     return 0;
   }
   try {

@@ -14,6 +14,7 @@ import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { KeyFileExistsError } from './errors.ts';
+import { partVariables } from './part-variables.ts';
 
 
 const HELP = `Usage: baton policy-server --policy FILE|DIR --signing-key KEY.pem [options]
@@ -60,6 +61,8 @@ rotating it (docs/policy-server.md), not by writing over it.`;
 export const policyServerCommand: Command = {
   summary: 'serve the call-graph policy, signed and versioned',
   help: HELP,
+  subcommands: ['keygen'],
+  helpFor: async (name) => (name === 'keygen' ? KEYGEN_HELP : HELP),
   async run(args: readonly string[], context: CliContext): Promise<number> {
     if (args[0] === 'keygen') return keygen(args.slice(1), context);
     const { values } = parseArgs({
@@ -80,6 +83,7 @@ export const policyServerCommand: Command = {
     const config = loadConfig(PolicyServerConfigSchema, {
       file: values.config,
       env: context.env,
+      otherParts: partVariables(),
       overrides: {
         policy: values.policy,
         signingKey: values['signing-key'],

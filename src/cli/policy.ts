@@ -23,6 +23,8 @@ Run 'baton policy <subcommand> --help' for its options.`;
 export const policyCommand: Command = {
   summary: 'validate, explain, draw and diff call-graph policies',
   help: HELP,
+  subcommands: Object.keys(SUBCOMMANDS),
+  helpFor: async (name) => (Object.hasOwn(SUBCOMMANDS, name) ? (await (SUBCOMMANDS[name] as { load: () => Promise<Command> }).load()).help : HELP),
   async run(args: readonly string[], context: CliContext): Promise<number> {
     const [name, ...rest] = args;
     if (name === undefined || name === '--help' || name === '-h') {

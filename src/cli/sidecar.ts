@@ -5,6 +5,7 @@ import { createSidecar } from '../sidecar/sidecar.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import type { Command } from './command.ts';
+import { partVariables } from './part-variables.ts';
 
 // Flag → config key; the help text and the defaults it shows come from the schema.
 const FLAGS: ReadonlyArray<readonly [flag: string, key: string]> = [
@@ -62,6 +63,7 @@ export const sidecarCommand: Command = {
     const config = loadSidecarConfig({
       file: values.config,
       env: context.env,
+      otherParts: partVariables(),
       overrides: {
         service: values.service,
         'inbound.port': portFlag(values['inbound-port']),

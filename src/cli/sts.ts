@@ -17,6 +17,7 @@ import { createAdminListener } from '../telemetry/admin-listener.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { partVariables } from './part-variables.ts';
 
 const HELP = `Usage: baton sts --config FILE [--port N] [--host ADDR] [--log-level LEVEL]
        baton sts hash-secret < secret.txt
@@ -50,6 +51,8 @@ users could read it in the process list. A trailing newline is dropped.`;
 export const stsCommand: Command = {
   summary: 'run the mesh token service (RFC 8693 token exchange)',
   help: HELP,
+  subcommands: ['hash-secret'],
+  helpFor: async (name) => (name === 'hash-secret' ? HASH_SECRET_HELP : HELP),
   async run(args: readonly string[], context: CliContext): Promise<number> {
     if (args[0] === 'hash-secret') {
       if (args.length > 1 && (args.includes('--help') || args.includes('-h'))) {
@@ -69,6 +72,7 @@ export const stsCommand: Command = {
     const config = loadStsConfig({
       file: values.config,
       env: context.env,
+      otherParts: partVariables(),
       overrides: { port: values.port === undefined ? undefined : portNumber(values.port), host: values.host, logLevel: values['log-level'] },
     });
     return await serve(config, context);

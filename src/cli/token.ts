@@ -20,6 +20,7 @@ import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createAccessTokenVerifier, type TrustedIssuer } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
+import { partVariables } from './part-variables.ts';
 
 const HELP = `Usage: baton token check [TOKEN | -] --config SIDECAR.yaml [--json]
        baton token check [TOKEN | -] --issuer URL --audience AUD [--profile P]
@@ -45,6 +46,8 @@ Exit status: 0 accepted, 1 refused, 2 usage, 78 bad configuration.`;
 export const tokenCommand: Command = {
   summary: 'check a token against an issuer profile and show the identity it carries',
   help: HELP,
+  subcommands: ['check'],
+  helpFor: async () => HELP,
   async run(args, context) {
     const [sub, ...rest] = args;
     if (sub !== 'check') throw new UsageError(`expected 'baton token check', got ${sub === undefined ? 'no subcommand' : `'${sub}'`}`);
@@ -89,7 +92,7 @@ export const tokenCommand: Command = {
 };
 
 function fromConfig(file: string, audienceFlag: string | undefined, context: CliContext): { issuers: TrustedIssuer[]; audience: string } {
-  const config = loadConfig(SidecarConfigSchema, { file, env: context.env });
+  const config = loadConfig(SidecarConfigSchema, { file, env: context.env, otherParts: partVariables() });
   if (config.externalIssuers.length === 0) throw new ConfigError(file, 'externalIssuers', 'at least one external issuer (an entrypoint sidecar config)', 'none');
   // The verdict is the output; fetch and introspection failures surface as its error code, not as log lines.
   const logger = createLogger({ name: 'baton-token-check', level: 'silent' });

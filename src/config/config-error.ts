@@ -36,6 +36,27 @@ export class ConfigUnknownKeyError extends ConfigError {
   }
 }
 
+/**
+ * A `BATON_*` environment variable that no part of baton reads: the
+ * environment's unknown key, usually misspelt (`BATON_STS__ISUER`), refused
+ * like one in the file rather than ignored (src/config/variables.ts).
+ */
+export class ConfigUnknownVariableError extends ConfigUnknownKeyError {
+  readonly variable: string;
+
+  /** `readBy`: the parts that read the suggestion, when it is another part's variable. */
+  constructor(variable: string, suggestion: string | undefined, readBy?: string) {
+    super(`environment variable ${variable}`, '', [], suggestion);
+    this.name = 'ConfigUnknownVariableError';
+    this.variable = variable;
+    const hint =
+      suggestion === undefined
+        ? "unset it, or fix its name: the part's --help lists every key with its variable"
+        : `did you mean ${suggestion}${readBy === undefined ? '' : ` (read by ${readBy})`}?`;
+    this.message = `environment variable ${variable}: no baton setting has this name; ${hint}`;
+  }
+}
+
 /** A required key with no value from the file, the environment or a flag. */
 export class ConfigMissingKeyError extends ConfigError {
   override readonly code = 'BATON_CONFIG_MISSING_KEY';

@@ -5,7 +5,7 @@
  * expects.
  */
 import { Kind, OptionalKind, type TObject, type TSchema } from '@sinclair/typebox';
-import { envName } from './load.ts';
+import { envName } from './variables.ts';
 
 export interface KeyDescription {
   readonly key: string;

@@ -5,6 +5,7 @@ import { Value, type ValueError, ValueErrorType } from '@sinclair/typebox/value'
 import { parseDocument } from 'yaml';
 import { ConfigError, ConfigMissingKeyError, ConfigUnknownKeyError } from './config-error.ts';
 import { closest } from './closest.ts';
+import { checkVariables, envName, isObjectSchema } from './variables.ts';
 
 export interface LoadOptions {
   /** YAML config file (`--config`). */
@@ -13,6 +14,13 @@ export interface LoadOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Values from command-line flags; they win over file and environment. */
   readonly overrides?: Readonly<Record<string, unknown>>;
+  /**
+   * The `BATON_*` variables other parts of baton read, each with the parts
+   * that read it (src/cli/part-variables.ts): left alone here. Any other
+   * `BATON_*` variable this schema does not read is refused, as an unknown
+   * key in the file is (src/config/variables.ts).
+   */
+  readonly otherParts?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -30,6 +38,7 @@ export function loadConfig<T extends TObject>(schema: T, options: LoadOptions = 
   if (options.file !== undefined) {
     value = readYamlFile(options.file);
   }
+  checkVariables(schema, options.env ?? {}, options.otherParts ?? new Map());
   for (const [key, raw] of envEntries(schema, options.env ?? {})) {
     setPath(value, key.path, parseScalar(raw.value, raw.name));
     origin.set(key.path.join('.'), `environment variable ${raw.name}`);
@@ -114,11 +123,6 @@ interface EnvKey {
   readonly path: readonly string[];
 }
 
-/** Environment variable name for a config path: `sts.clientId` → `BATON_STS__CLIENT_ID`. */
-export function envName(path: readonly string[]): string {
-  return 'BATON_' + path.map((segment) => segment.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('__');
-}
-
 function* envEntries(schema: TSchema, env: Readonly<Record<string, string | undefined>>, prefix: readonly string[] = []): Generator<[EnvKey, { name: string; value: string }]> {
   const properties = (schema as TObject).properties ?? {};
   for (const [name, child] of Object.entries(properties)) {
@@ -131,10 +135,6 @@ function* envEntries(schema: TSchema, env: Readonly<Record<string, string | unde
       yield* envEntries(child, env, path);
     }
   }
-}
-
-function isObjectSchema(schema: TSchema): boolean {
-  return schema[Kind] === 'Object';
 }
 
 function parseScalar(raw: string, name: string): unknown {

@@ -56,9 +56,22 @@ export interface DemoApp {
   close(): Promise<void>;
 }
 
+/**
+ * The probe paths every baton part answers, answered by the demo apps too, so
+ * that a health check reads the same everywhere (docker-compose.yml points
+ * each app's at /readyz). A demo app is ready once it listens.
+ */
+const HEALTH_PATHS: ReadonlySet<string> = new Set(['/livez', '/readyz']);
+
 export async function startDemoApp(options: { name: DemoServiceName; port?: number; host?: string; outbound: string }): Promise<DemoApp> {
   const routes = ROUTES[options.name];
   const server: Server = createServer((req, res) => {
+    if ((req.method === 'GET' || req.method === 'HEAD') && HEALTH_PATHS.has((req.url ?? '/').split('?')[0] ?? '/')) {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' });
+      res.end('ok\n');
+      return;
+    }
     void handle(req).then(
       (view) => {
         // A refused downstream call fails this request too, with the same status, as a real app would:

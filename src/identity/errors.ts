@@ -11,8 +11,10 @@ export type IdentityErrorCode =
   | 'BATON_IDENTITY_INVALID'
   /** The certificate does not chain to the trust bundle. */
   | 'BATON_IDENTITY_UNTRUSTED'
-  /** The certificate is expired or not yet valid. */
+  /** The certificate has expired. */
   | 'BATON_IDENTITY_EXPIRED'
+  /** The certificate is not valid yet: a clock behind its issuer's, or one issued for later. */
+  | 'BATON_IDENTITY_NOT_YET_VALID'
   /** A string is not a SPIFFE ID. */
   | 'BATON_IDENTITY_SPIFFE_ID_INVALID'
   /** The SPIFFE ID maps to no service, or to another one than expected. */
@@ -22,12 +24,27 @@ export type IdentityErrorCode =
   /** Rotated files name another SPIFFE ID than the identity in use: a rotation must keep the ID. */
   | 'BATON_IDENTITY_ID_CHANGED';
 
+/** A certificate's validity window, epoch milliseconds, for errors about it. */
+export interface Validity {
+  readonly spiffeId: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
 export class IdentityError extends Error {
   readonly code: IdentityErrorCode;
-  constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** BATON_IDENTITY_MISSING: the file that could not be read and the system's reason (ENOENT, EACCES, …). */
+  readonly file: string | undefined;
+  readonly errno: string | undefined;
+  /** BATON_IDENTITY_EXPIRED and _NOT_YET_VALID: the certificate's window. */
+  readonly validity: Validity | undefined;
+  constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown; file?: string; errno?: string; validity?: Validity }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'IdentityError';
     this.code = code;
+    this.file = options?.file;
+    this.errno = options?.errno;
+    this.validity = options?.validity;
   }
 }
 

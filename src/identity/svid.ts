@@ -67,7 +67,10 @@ export function parseSvid(pem: SvidPem, now: number): Svid {
   const notBefore = Date.parse(leaf.validFrom);
   const notAfter = Date.parse(leaf.validTo);
   if (now < notBefore || now >= notAfter) {
-    throw new IdentityError('BATON_IDENTITY_EXPIRED', `expected a certificate valid now, got one for ${spiffeId} valid from ${leaf.validFrom} to ${leaf.validTo}`);
+    const validity = { spiffeId, notBefore, notAfter };
+    const window = `valid from ${new Date(notBefore).toISOString()} to ${new Date(notAfter).toISOString()}`;
+    if (now < notBefore) throw new IdentityError('BATON_IDENTITY_NOT_YET_VALID', `expected a certificate valid now (${new Date(now).toISOString()}), got one for ${spiffeId} ${window}: not valid yet`, { validity });
+    throw new IdentityError('BATON_IDENTITY_EXPIRED', `expected a certificate valid now (${new Date(now).toISOString()}), got one for ${spiffeId} ${window}: expired`, { validity });
   }
   return { spiffeId, pem, leaf, privateKey, notBefore, notAfter, thumbprint: certificateThumbprint(leaf) };
 }

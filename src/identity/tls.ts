@@ -6,12 +6,22 @@
  * trust bundle, never the system store, and neither takes a CA certificate
  * for a workload, whatever SPIFFE ID it carries (X509-SVID §4.1).
  */
-import { type PeerCertificate, type SecureContextOptions, type TLSSocket } from 'node:tls';
+import { type PeerCertificate, type SecureContextOptions, Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { X509Certificate } from 'node:crypto';
 import type { SpiffeId } from './spiffe-id.ts';
 import { spiffeIdFromSubjectAltName } from './spiffe-id.ts';
 import { IdentityError, PeerIdentityError } from './errors.ts';
 import { certificateThumbprint, type Svid } from './svid.ts';
+
+/**
+ * The URL a fastify app listens on, with the scheme its server speaks.
+ * fastify writes `http://` for a server it did not create itself (a
+ * serverFactory), TLS or not, and the log line would send an operator's curl
+ * to the wrong scheme.
+ */
+export function servedUrl(address: string, server: unknown): string {
+  return server instanceof TlsServer ? address.replace(/^http:/, 'https:') : address;
+}
 
 /** How an inbound port treats client certificates. */
 export type ClientCertificateMode = 'required' | 'optional';

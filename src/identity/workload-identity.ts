@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import { IdentityError } from './errors.ts';
+import { IdentityError, type Validity } from './errors.ts';
 import { parseSvid, type Svid, type SvidPem } from './svid.ts';
 
 export interface WorkloadIdentityFiles {
@@ -42,7 +42,7 @@ export interface WorkloadIdentityOptions extends WorkloadIdentityFiles {
   readonly now: () => number;
 }
 
-export type IdentityState = 'ready' | 'near_expiry' | 'missing' | 'expired';
+export type IdentityState = 'ready' | 'near_expiry' | 'missing' | 'expired' | 'not_yet_valid';
 
 export interface IdentityStatus {
   readonly state: IdentityState;
@@ -56,6 +56,13 @@ export interface IdentityStatus {
   readonly expiresInSeconds?: number;
   /** Epoch milliseconds the current certificate expires at; absent when there is none. */
   readonly notAfter?: number;
+  /**
+   * When the identity is not usable: one sentence naming the file, what is
+   * wrong with it (missing, unreadable, expired or not yet valid, with its
+   * validity dates, or unusable) and what to do, for the part's NOT READY
+   * line and its /readyz. Never key material.
+   */
+  readonly problem?: string;
 }
 
 export interface WorkloadIdentity {
@@ -74,7 +81,8 @@ export function readSvidFiles(files: WorkloadIdentityFiles): SvidPem {
     try {
       return readFileSync(path, 'utf8');
     } catch (error) {
-      throw new IdentityError('BATON_IDENTITY_MISSING', `expected ${what} at ${path}, got ${(error as NodeJS.ErrnoException).code ?? 'an unreadable file'}`);
+      const errno = (error as NodeJS.ErrnoException).code;
+      throw new IdentityError('BATON_IDENTITY_MISSING', `expected ${what} at ${path}, got ${errno ?? 'an unreadable file'}`, { file: path, ...(errno === undefined ? {} : { errno }) });
     }
   };
   return { cert: read(files.certFile, 'a certificate file'), key: read(files.keyFile, 'a private key file'), bundle: read(files.bundleFile, 'a trust bundle file') };
@@ -151,11 +159,26 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
     status() {
       const failure = lastFailure === undefined ? {} : { reason: lastFailure.code, detail: lastFailure.message };
       const refused = refusedRotations === 0 ? {} : { refusedRotations };
-      if (svid === undefined) return { state: 'missing', reason: 'BATON_IDENTITY_MISSING', ...failure, ...refused };
-      const left = svid.notAfter - now();
+      const at = now();
+      if (svid === undefined) {
+        // The files hold a certificate, but outside its window: say so, with its dates, not "missing".
+        const window = lastFailure?.validity;
+        if (window !== undefined) {
+          const state = at < window.notBefore ? 'not_yet_valid' : 'expired';
+          const status = { state, ...failure, expiresInSeconds: Math.floor((window.notAfter - at) / 1000), notAfter: window.notAfter, ...refused } as const;
+          return { ...status, problem: identityProblem(options, state, window, undefined) };
+        }
+        return { state: 'missing', reason: 'BATON_IDENTITY_MISSING', ...failure, ...refused, problem: identityProblem(options, 'missing', undefined, lastFailure) };
+      }
+      const left = svid.notAfter - at;
       const expiresInSeconds = Math.floor(left / 1000);
       const notAfter = svid.notAfter;
-      if (valid() === undefined) return { state: 'expired', reason: 'BATON_IDENTITY_EXPIRED', ...failure, expiresInSeconds, notAfter, ...refused };
+      if (valid() === undefined) {
+        // The one in use ran out (or the clock went back before it): whatever the files hold now did not replace it.
+        const state = at < svid.notBefore ? 'not_yet_valid' : 'expired';
+        const window = { spiffeId: svid.spiffeId, notBefore: svid.notBefore, notAfter: svid.notAfter };
+        return { state, reason: state === 'expired' ? 'BATON_IDENTITY_EXPIRED' : 'BATON_IDENTITY_NOT_YET_VALID', ...failure, expiresInSeconds, notAfter, ...refused, problem: identityProblem(options, state, window, lastFailure) };
+      }
       const nearExpiry = left < (svid.notAfter - svid.notBefore) * options.nearExpiryFraction;
       return { state: nearExpiry ? 'near_expiry' : 'ready', ...failure, expiresInSeconds, notAfter, ...refused };
     },
@@ -170,6 +193,32 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
       listeners.clear();
     },
   };
+}
+
+/**
+ * Why the identity is not usable and what to do, in one sentence: the file,
+ * the cause (missing, unreadable, expired or not yet valid with the
+ * certificate's window, or not a usable SVID), and the fix. `window`: the
+ * certificate out of its window; `failure`: the last reload's failure.
+ */
+function identityProblem(files: WorkloadIdentityFiles, state: IdentityState, window: Validity | undefined, failure: IdentityError | undefined): string {
+  const since = failure === undefined || failure.validity !== undefined ? '' : `; the files now: ${failure.message}`;
+  if (window !== undefined) {
+    const dates = `${window.spiffeId}, valid from ${new Date(window.notBefore).toISOString()} to ${new Date(window.notAfter).toISOString()}`;
+    // No clock reading in the sentence: it is announced once per change, and /readyz shows the time left.
+    if (state === 'not_yet_valid') {
+      return `workload certificate not valid yet: ${files.certFile} (${dates})${since}. This machine's clock is behind its issuer's (check NTP), or the certificate was issued for later`;
+    }
+    return `workload certificate expired: ${files.certFile} (${dates})${since}. Renew it: csi-driver-spiffe and SPIRE rotate it before it expires, so check that their agent runs here; for development run 'baton certs' again`;
+  }
+  if (failure === undefined) return `no workload certificate loaded yet from ${files.certFile}`;
+  if (failure.code === 'BATON_IDENTITY_MISSING' && (failure.errno === 'EACCES' || failure.errno === 'EPERM')) {
+    return `workload identity unreadable: ${failure.message}. Let this process's user read the files (in Kubernetes: the pod's fsGroup, or the CSI volume's fs-group attribute)`;
+  }
+  if (failure.code === 'BATON_IDENTITY_MISSING') {
+    return `no workload certificate: ${failure.message}. Mount the identity there (csi-driver-spiffe or SPIRE's spiffe-helper; for development 'baton certs'), or point identity.certFile, identity.keyFile and identity.bundleFile at it`;
+  }
+  return `workload identity unusable (${failure.code}): ${failure.message}; files ${files.certFile}, ${files.keyFile}, ${files.bundleFile}`;
 }
 
 function digestOf(pem: SvidPem): string {

@@ -5,6 +5,7 @@
  */
 import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import { servedUrl } from '../identity/tls.ts';
 import { createTlsListener, type GuardedListener, type RequestListener } from '../identity/tls-server.ts';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NotReadyError, isBatonError } from '../core/errors.ts';
@@ -97,7 +98,7 @@ export function createInjectorServer(config: InjectorConfig, deps: { logger: Log
   const app = buildInjectorApp(config, { logger: deps.logger, tls, ready: () => !closing });
   return {
     async start() {
-      const address = await app.listen({ host: config.host, port: config.port });
+      const address = servedUrl(await app.listen({ host: config.host, port: config.port }), app.server);
       return address.replace('localhost', '127.0.0.1');
     },
     ready: () => !closing,

@@ -54,7 +54,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
 
 // What readiness waits for (src/sidecar/wiring.ts), as gauge labels: the policy source and the STS's keys and endpoint.
 const DEPENDENCIES: Readonly<Record<string, string>> = { policy: 'policy', 'sts keys': 'sts_keys', 'token endpoint': 'token_endpoint', identity: 'identity' };
-const IDENTITY_STATES: readonly IdentityState[] = ['ready', 'near_expiry', 'missing', 'expired'];
+const IDENTITY_STATES: readonly IdentityState[] = ['ready', 'near_expiry', 'missing', 'expired', 'not_yet_valid'];
 
 /** Why the identity is (not) fit for mTLS, for people reading `/readyz`: state, time left, the last reload failure. */
 function identityLine(status: IdentityStatus | undefined): string {
@@ -80,7 +80,7 @@ function readinessMetrics(options: AdminOptions): string {
   }
   const identity = options.identity?.();
   if (identity !== undefined) {
-    lines.push('# HELP baton_identity_state The workload identity\'s state: 1 for the current one of ready, near_expiry, missing, expired.', '# TYPE baton_identity_state gauge');
+    lines.push('# HELP baton_identity_state The workload identity\'s state: 1 for the current one of ready, near_expiry, missing, expired, not_yet_valid.', '# TYPE baton_identity_state gauge');
     for (const state of IDENTITY_STATES) lines.push(`baton_identity_state{state="${state}"} ${identity.state === state ? 1 : 0}`);
     lines.push('# HELP baton_identity_expiry_timestamp_seconds When the workload certificate in use expires (Unix seconds; 0: none).', '# TYPE baton_identity_expiry_timestamp_seconds gauge');
     lines.push(`baton_identity_expiry_timestamp_seconds ${identity.notAfter === undefined ? 0 : Math.floor(identity.notAfter / 1000)}`);

@@ -95,19 +95,24 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   // mtls: without a valid certificate nothing can be sent or received, so readiness waits for it too.
   const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
   const waitingFor = (): string[] => [...(collaborators === undefined ? ['startup'] : collaborators.waitingFor()), ...(identityMissing() ? ['identity'] : [])];
-  const problems = (): string[] => collaborators?.problems?.() ?? [];
+  // Without a usable certificate neither the policy server nor the STS can be reached: the certificate is the cause to name, not what follows from it.
+  const problems = (): string[] => {
+    const identity = identityMissing() ? mesh?.identity.status().problem : undefined;
+    return identity !== undefined ? [identity] : (collaborators?.problems?.() ?? []);
+  };
   let problemTimer: NodeJS.Timeout | undefined;
   let announced: readonly string[] = [];
-  // Each problem is announced once when it appears, and once more when all are gone: loud, not repeated every second.
+  // Each problem is announced once when it appears and once when it goes away: loud, not repeated every second.
   const announceProblems = (): void => {
     const now = problems();
     for (const problem of now.filter((p) => !announced.includes(p))) {
       logger.error({ event: 'not_ready', reason: problem }, 'not ready');
       deps.announce?.(`baton sidecar ${config.service}: NOT READY: ${problem}`);
     }
-    if (now.length === 0 && announced.length > 0) {
-      logger.info({ event: 'problem_resolved' }, 'readiness problem resolved');
-      deps.announce?.(`baton sidecar ${config.service}: problem resolved${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`);
+    // Each problem that went away, once; the last one says whether that made the sidecar ready.
+    for (const gone of announced.filter((p) => !now.includes(p))) {
+      logger.info({ event: 'problem_resolved', reason: gone }, 'readiness problem resolved');
+      deps.announce?.(`baton sidecar ${config.service}: problem resolved (${gone.split(/[:.;]/, 1)[0]})${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`);
     }
     announced = now;
   };

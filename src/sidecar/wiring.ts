@@ -94,6 +94,8 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
 
   let exchanger: ExchangeClient | undefined;
   let closed = false;
+  // Why the STS metadata could not be used yet, for problems(): the URL and the error.
+  let discoveryFailure: string | undefined;
   const makeExchanger = (tokenEndpoint: string): void => {
     exchanger = createTokenExchanger({
       tokenEndpoint,
@@ -114,7 +116,7 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
     });
   };
   if (config.sts.tokenEndpoint !== undefined) makeExchanger(config.sts.tokenEndpoint);
-  else void discoverTokenEndpoint(config.sts.issuer, config.jwks.timeoutMs, logger, () => closed, stsDispatcher).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
+  else void discoverTokenEndpoint(config.sts.issuer, config.jwks.timeoutMs, logger, () => closed, stsDispatcher, (failure) => (discoveryFailure = failure)).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
 
   void policy.start().catch((error: unknown) => logger.error({ event: 'policy_start_failed', err: error instanceof Error ? error.message : String(error) }, 'policy source failed to start'));
   // Readiness waits for the STS keys: retry the first fetch until it lands, not just at the next periodic refresh.
@@ -135,15 +137,21 @@ export async function createCollaborators(config: SidecarConfig, deps: { logger:
       return missing;
     },
     problems() {
+      const found: string[] = [];
       const held = policy.current();
       if (held === undefined) {
         const problem = policy.problem();
-        return problem === undefined ? [] : [`no usable call-graph policy: ${problem}`];
+        if (problem !== undefined) found.push(`no usable call-graph policy: ${problem}`);
+      } else if (!held.hasService(config.service)) {
+        found.push(`service '${config.service}' is not in call-graph policy '${held.name}' (version ${policy.version() ?? '?'}): every call to or from it would be refused; add it to the policy or fix the service name`);
       }
-      if (!held.hasService(config.service)) {
-        return [`service '${config.service}' is not in call-graph policy '${held.name}' (version ${policy.version() ?? '?'}): every call to or from it would be refused; add it to the policy or fix the service name`];
+      // The STS's keys and token endpoint come from one place: name the URL and the error once.
+      const sts = (stsKeys.ready() ? undefined : stsKeys.lastError?.()) ?? (exchanger === undefined ? discoveryFailure : undefined);
+      if (sts !== undefined) {
+        const configured = ['sts.issuer', ...(config.sts.jwksUri === undefined ? [] : ['sts.jwksUri']), ...(config.sts.tokenEndpoint === undefined ? [] : ['sts.tokenEndpoint'])].join(', ');
+        found.push(`STS ${config.sts.issuer} not usable: ${sts}; check ${configured} and that the STS is up and reachable from this sidecar`);
       }
-      return [];
+      return found;
     },
     async close() {
       closed = true;
@@ -197,11 +205,14 @@ async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => bo
  * well-known segment inserted before an issuer's path, §3.1; the metadata's
  * issuer identical to the one asked for, §3.3), retried until found or closed.
  */
-async function discoverTokenEndpoint(issuer: string, timeoutMs: number, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined): Promise<string | undefined> {
+async function discoverTokenEndpoint(issuer: string, timeoutMs: number, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined, onFailure: (failure: string | undefined) => void): Promise<string | undefined> {
   for (let attempt = 0; !closed(); attempt++) {
     try {
-      return metadataEndpoint(await discoverMetadata(issuer, { timeoutMs, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
+      const endpoint = metadataEndpoint(await discoverMetadata(issuer, { timeoutMs, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
+      onFailure(undefined);
+      return endpoint;
     } catch (error) {
+      onFailure(describe(error));
       if (attempt === 0) logger.warn({ event: 'sts_discovery_failed', err: { message: describe(error) } }, 'STS metadata unusable or not reachable; retrying');
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 200 * 2 ** attempt)).unref());

@@ -1,4 +1,8 @@
-/** RFC 8414 §2 authorization server metadata for the STS. */
+/**
+ * RFC 8414 §2 authorization server metadata for the STS, and where it and
+ * the endpoints it names are served: under the issuer's path, so an issuer
+ * with a path (`https://sts.example/mesh-a`) works end to end.
+ */
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
 import { CLIENT_AUTH_METHODS } from './client-auth.ts';
 import { ASSERTION_ALGORITHMS } from './jwt-assertion.ts';
@@ -9,9 +13,34 @@ export interface StsEndpoints {
   readonly jwksUri: string;
 }
 
+/** The URL paths the STS answers on for an issuer: its endpoints and its two metadata documents. */
+export interface StsPaths {
+  readonly token: string;
+  readonly jwks: string;
+  /** RFC 8414 §3.1: `/.well-known/oauth-authorization-server` inserted before the issuer's path. */
+  readonly authorizationServerMetadata: string;
+  /** OpenID Connect Discovery 1.0 §4: `/.well-known/openid-configuration` appended to the issuer. */
+  readonly openidConfiguration: string;
+}
+
+/** The issuer's path with any terminating "/" removed (RFC 8414 §3.1): '' for an issuer without one. */
+function issuerPath(issuer: string): string {
+  return new URL(issuer).pathname.replace(/\/+$/, '');
+}
+
 export function stsEndpoints(issuer: string): StsEndpoints {
   const base = issuer.replace(/\/+$/, '');
   return { issuer, tokenEndpoint: `${base}/token`, jwksUri: `${base}/jwks` };
+}
+
+export function stsPaths(issuer: string): StsPaths {
+  const path = issuerPath(issuer);
+  return {
+    token: `${path}/token`,
+    jwks: `${path}/jwks`,
+    authorizationServerMetadata: `/.well-known/oauth-authorization-server${path}`,
+    openidConfiguration: `${path}/.well-known/openid-configuration`,
+  };
 }
 
 export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs: readonly string[], mtls = false): Readonly<Record<string, unknown>> {

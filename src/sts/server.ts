@@ -10,7 +10,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Dispatcher } from 'undici';
 import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
-import { serverTlsOptions } from '../identity/tls.ts';
+import { servedUrl, serverTlsOptions } from '../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../identity/tls-server.ts';
 import type { MeshIdentity } from '../identity/transport.ts';
 import { CLIENT_CREDENTIALS_GRANT, TOKEN_EXCHANGE_GRANT } from '../core/token-types.ts';
@@ -39,7 +39,7 @@ import { clientCredentialsGrant } from './grants/client-credentials.ts';
 import type { GrantContext, GrantHandler } from './grants/grant-context.ts';
 import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
-import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
+import { authorizationServerMetadata, stsEndpoints, stsPaths } from './metadata.ts';
 import { createMinter } from './mint.ts';
 import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
@@ -88,6 +88,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   const now = deps.now ?? Date.now;
   const { logger } = deps;
   const endpoints = stsEndpoints(config.issuer);
+  const paths = stsPaths(config.issuer);
   const replay = deps.replay ?? createMemoryReplayStore({ now });
   const dispatcher = deps.dispatcher;
   const { mesh } = deps;
@@ -182,7 +183,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     listener?.drain();
     done();
   });
-  const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === '/token';
+  const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === paths.token;
   void app.register(fastifyProblems, {
     // The token endpoint's refusals are OAuth errors: whatever fastify refuses there is invalid_request, anything else server_error.
     translate: (raw, request) => (isTokenEndpoint(request) && !isBatonError(raw) ? tokenEndpointError(raw) : undefined),
@@ -219,11 +220,15 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   });
   app.addContentTypeParser(FORM_CONTENT_TYPE, { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, done) => done(null, body));
 
-  app.get('/.well-known/oauth-authorization-server', async (_request, reply) => {
-    reply.header('cache-control', 'public, max-age=300');
-    return metadata;
-  });
-  app.get('/jwks', async (_request, reply) => {
+  // RFC 8414 §3.1 for OAuth clients; OpenID Connect Discovery's name as well, which most OAuth client
+  // libraries ask first (RFC 8414 §5): the same document, claiming nothing of an OpenID Provider (docs/sts.md).
+  for (const path of new Set([paths.authorizationServerMetadata, paths.openidConfiguration])) {
+    app.get(path, async (_request, reply) => {
+      reply.header('cache-control', 'public, max-age=300');
+      return metadata;
+    });
+  }
+  app.get(paths.jwks, async (_request, reply) => {
     // Well under prepublishSeconds: a cached copy cannot hide a standby key past its activation.
     reply.header('cache-control', jwksCacheControl).type('application/jwk-set+json');
     return deps.keys.jwks();
@@ -245,7 +250,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining: draining(), ...(identity === undefined ? {} : { identity }) };
   });
 
-  app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post(paths.token, async (request: FastifyRequest, reply: FastifyReply) => {
     // RFC 6749 §5.1: token responses MUST carry Cache-Control: no-store and Pragma: no-cache.
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     if (typeof request.body !== 'string' || !isForm(request.headers['content-type'])) {
@@ -267,7 +272,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   // RFC 6749 §3.2: POST only. Credentials in a GET query would sit in access logs and proxies.
   app.route({
     method: ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
-    url: '/token',
+    url: paths.token,
     handler: async (request, reply) => {
       reply.header('allow', 'POST');
       throw new TokenMethodNotAllowedError(`expected POST, got ${request.method}`);
@@ -292,7 +297,7 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
   return {
     app,
     async listen() {
-      return await app.listen({ host: config.host, port: config.port });
+      return servedUrl(await app.listen({ host: config.host, port: config.port }), app.server);
     },
     drain() {
       draining = true;

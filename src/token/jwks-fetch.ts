@@ -135,7 +135,15 @@ export async function discoverJwksUri(issuer: string, limits: FetchLimits): Prom
   return metadataEndpoint(await discoverMetadata(issuer, limits), 'jwks_uri', issuer);
 }
 
+/**
+ * An error as one line an operator can act on: its message, and the system's
+ * code when the message does not say it (undici's TLS and timeout errors do
+ * not); for an AggregateError (each address of a name refused), each cause.
+ */
 export function describe(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  const inner = error instanceof AggregateError && error.errors.length > 0 ? [...new Set(error.errors.map(describe))].join(', ') : '';
+  const message = error.message === '' ? inner : inner === '' ? error.message : `${error.message}: ${inner}`;
+  return typeof code === 'string' && !message.includes(code) ? `${message || error.name} (${code})` : message || error.name;
 }

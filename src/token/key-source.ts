@@ -19,6 +19,8 @@ export interface KeySource {
   /** Throws BATON_TOKEN_UNKNOWN_KID when no key matches, BATON_TOKEN_KEYS_UNAVAILABLE when there are no usable keys. */
   readonly getKey: (header: JWSHeaderParameters, token?: FlattenedJWSInput) => Promise<VerificationKey>;
   ready(): boolean;
+  /** Why the last fetch failed (the URL and the error), until one succeeds; undefined for keys held locally. */
+  lastError?(): string | undefined;
   refresh(): Promise<void>;
   close(): void;
 }
@@ -80,6 +82,7 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
   let lastAttempt = Number.NEGATIVE_INFINITY;
   let inflight: Promise<void> | undefined;
   let failing = false;
+  let lastError: string | undefined;
   let closed = false;
 
   async function fetchKeys(): Promise<void> {
@@ -90,9 +93,11 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
       current = { set: createLocalJWKSet(jwks), fetchedAt: now() };
       if (failing) logger?.info({ issuer }, 'jwks fetch recovered');
       failing = false;
+      lastError = undefined;
     } catch (error) {
+      lastError = describe(error);
       // Logged once per transition, not per attempt, so a dead endpoint cannot flood the log.
-      if (!failing) logger?.warn({ issuer, err: { message: describe(error) } }, 'jwks fetch failed; keeping last good keys');
+      if (!failing) logger?.warn({ issuer, err: { message: lastError } }, 'jwks fetch failed; keeping last good keys');
       failing = true;
     }
   }
@@ -135,6 +140,7 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
       return await lookup(current.set, header, token);
     },
     ready: () => current !== undefined && now() - current.fetchedAt <= maxStaleMs,
+    lastError: () => lastError,
     refresh: () => refetch(true),
     close() {
       closed = true;

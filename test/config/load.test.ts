@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Type } from '@sinclair/typebox';
-import { ConfigError, ConfigMissingKeyError, ConfigUnknownKeyError } from '../../src/config/config-error.ts';
+import { ConfigError, ConfigMissingKeyError, ConfigUnknownKeyError, ConfigUnknownVariableError } from '../../src/config/config-error.ts';
 import { closest } from '../../src/config/closest.ts';
-import { envName, loadConfig } from '../../src/config/load.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { envName } from '../../src/config/variables.ts';
 
 const Schema = Type.Object(
   {
@@ -100,11 +101,52 @@ describe('config loading', () => {
     );
   });
 
-  it('points at a mistyped environment variable when the key it was meant for is missing', () => {
+  it('refuses a mistyped BATON_ variable as it refuses an unknown key in the file, suggesting the variable meant, without echoing its value', () => {
     assert.throws(
       () => loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a', BATON_STS__CLIENT_SECRTE: 'bbbbbbbbbbbbbbbb' } }),
-      (error: unknown) => error instanceof ConfigMissingKeyError && error.message.includes('BATON_STS__CLIENT_SECRTE is set') && !error.message.includes('bbbbbbbbbbbbbbbb'),
+      (error: unknown) =>
+        error instanceof ConfigUnknownVariableError &&
+        error.code === 'BATON_CONFIG_UNKNOWN_KEY' &&
+        error.variable === 'BATON_STS__CLIENT_SECRTE' &&
+        error.message === 'environment variable BATON_STS__CLIENT_SECRTE: no baton setting has this name; did you mean BATON_STS__CLIENT_SECRET?',
     );
+    // A name close to none: no guess, but what to do.
+    assert.throws(() => loadConfig(Schema, { env: { BATON_FROBNICATE: '1' } }), (error: unknown) => error instanceof ConfigUnknownVariableError && /unset it, or fix its name/.test(error.message));
+  });
+
+  it('leaves alone the variables another part reads, and suggests one when the name is close to it', () => {
+    const otherParts = new Map([['BATON_SIDECAR__IMAGE', 'the injector'], ['BATON_ISSUER', 'the sts']]);
+    const config = loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a', BATON_STS__CLIENT_SECRET: 'bbbbbbbbbbbbbbbb', BATON_SIDECAR__IMAGE: 'x', BATON_ISSUER: 'y' }, otherParts });
+    assert.equal(config.sts.clientId, 'a');
+    assert.throws(
+      () => loadConfig(Schema, { env: { BATON_SIDECAR__IMAG: 'x' }, otherParts }),
+      (error: unknown) => error instanceof ConfigUnknownVariableError && error.message.endsWith('did you mean BATON_SIDECAR__IMAGE (read by the injector)?'),
+    );
+  });
+
+  it("leaves alone the image's BATON_HEALTHCHECK_URL and Kubernetes service links, but not a lone name shaped like one", () => {
+    const env = { BATON_STS__CLIENT_ID: 'a', BATON_STS__CLIENT_SECRET: 'bbbbbbbbbbbbbbbb', BATON_HEALTHCHECK_URL: 'http://127.0.0.1:7072/readyz' };
+    // What the kubelet gives every pod in a namespace with a Service named baton-sts (ports https 7000 and admin 7001).
+    const links = {
+      BATON_STS_SERVICE_HOST: '10.0.0.7',
+      BATON_STS_SERVICE_PORT: '7000',
+      BATON_STS_SERVICE_PORT_HTTPS: '7000',
+      BATON_STS_SERVICE_PORT_ADMIN: '7001',
+      BATON_STS_PORT: 'tcp://10.0.0.7:7000',
+      BATON_STS_PORT_7000_TCP: 'tcp://10.0.0.7:7000',
+      BATON_STS_PORT_7000_TCP_PROTO: 'tcp',
+      BATON_STS_PORT_7000_TCP_PORT: '7000',
+      BATON_STS_PORT_7000_TCP_ADDR: '10.0.0.7',
+      BATON_STS_PORT_7001_TCP: 'tcp://10.0.0.7:7001',
+    };
+    assert.equal(loadConfig(Schema, { env: { ...env, ...links } }).port, 7000);
+    // BATON_PORTT is a typo of BATON_PORT, and BATON_STS_PORT without its Service's host is no link.
+    assert.throws(() => loadConfig(Schema, { env: { ...env, BATON_PORTT: '1' } }), (error: unknown) => error instanceof ConfigUnknownVariableError && error.message.includes('did you mean BATON_PORT?'));
+    assert.throws(() => loadConfig(Schema, { env: { ...env, BATON_STS_PORT: 'tcp://10.0.0.7:7000' } }), (error: unknown) => error instanceof ConfigUnknownVariableError && error.variable === 'BATON_STS_PORT');
+  });
+
+  it('reads only BATON_ names: other variables, and lower-case baton_ ones, are not its business', () => {
+    assert.equal(loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a', BATON_STS__CLIENT_SECRET: 'bbbbbbbbbbbbbbbb', baton_sts__isuer: 'x', OTEL_SERVICE_NAME: 'x', HOME: '/root' } }).sts.clientId, 'a');
   });
 });
 

@@ -15,8 +15,8 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const SRC = join(ROOT, 'src');
 const CATALOGUE = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8');
 
-/** `BATON_*` literals in src/ that are environment variable names the injector writes, not error codes. */
-const ENVIRONMENT_VARIABLES: ReadonlySet<string> = new Set(['BATON_EXTERNAL_ISSUERS', 'BATON_HOST', 'BATON_LOG_LEVEL', 'BATON_OUTBOUND', 'BATON_SERVICE']);
+/** `BATON_*` literals in src/ that are environment variable names (the injector writes them, the image sets them), not error codes. */
+const ENVIRONMENT_VARIABLES: ReadonlySet<string> = new Set(['BATON_EXTERNAL_ISSUERS', 'BATON_HEALTHCHECK_URL', 'BATON_HOST', 'BATON_LOG_LEVEL', 'BATON_OUTBOUND', 'BATON_SERVICE']);
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

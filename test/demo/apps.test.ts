@@ -14,3 +14,18 @@ it('the payments demo app answers the benchmarks\' GET /bench with 200, and an u
   await unknown.body.dump();
   assert.equal(unknown.statusCode, 404);
 });
+
+it('every demo app answers GET /livez and /readyz with 200, the paths docker-compose.yml health-checks, and GET / with 404', async (t) => {
+  for (const name of ['gateway', 'orders', 'payments'] as const) {
+    const app = await startDemoApp({ name, outbound: 'http://127.0.0.1:9' });
+    t.after(() => app.close());
+    for (const path of ['/livez', '/readyz']) {
+      const answer = await request(`http://127.0.0.1:${app.port}${path}`);
+      assert.equal(answer.statusCode, 200, `${name} ${path}`);
+      assert.equal(await answer.body.text(), 'ok\n');
+    }
+    const root = await request(`http://127.0.0.1:${app.port}/`);
+    await root.body.dump();
+    assert.equal(root.statusCode, 404, `${name} has no route at /`);
+  }
+});

@@ -118,6 +118,24 @@ const policyServerConfig = () => {
   return loadConfig(PolicyServerSchema, { file: hostPathOf(server, flagValue(server.command ?? [], '--config') as string) as string }) as unknown as Static<typeof PolicyServerConfigSchema> & IdentityKeys;
 };
 
+/**
+ * Compose features and the first releases that run them: Docker Engine (the
+ * daemon that must do it) and Docker Compose (the plugin that must pass it
+ * on). Each is found in the file by `uses`; the docs must state the highest.
+ * Sources: moby v26.0.0 release notes (VolumeOptions.Subpath, API 1.45);
+ * docker/compose 3950460 "Add support for volume Subpath option", first in
+ * v2.26.0; docker/compose fb3868f "add support for start_interval", first
+ * in v2.24.0, with Engine 25.0 (API 1.44).
+ */
+const COMPOSE_FEATURES: ReadonlyArray<{ feature: string; engine: string; compose: string; uses: (file: typeof compose) => boolean }> = [
+  // The floor: docker compose v2 (depends_on conditions, network_mode service:), and BuildKit as the default builder for the Dockerfile's $BUILDPLATFORM.
+  { feature: 'docker compose v2 and a BuildKit build', engine: '23.0', compose: '2.0.0', uses: () => true },
+  { feature: 'healthcheck start_interval', engine: '25.0', compose: '2.24.0', uses: (file) => Object.values(file.services).some((s) => (s.healthcheck as { start_interval?: string } | undefined)?.start_interval !== undefined) },
+  { feature: 'volume subpath', engine: '26.0', compose: '2.26.0', uses: (file) => Object.values(file.services).some((s) => (s.volumes ?? []).some((v) => typeof v !== 'string' && v.volume?.subpath !== undefined)) },
+];
+
+const newest = (versions: readonly string[]): string => [...versions].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1) as string;
+
 describe('docker-compose.yml', () => {
   it('publishes the dev IdP, the gateway and the trace UI on 127.0.0.1 only, and dclint reports no error', () => {
     // The dev IdP issues tokens to anyone: published on every interface, anyone on the network could mint one.
@@ -127,6 +145,22 @@ describe('docker-compose.yml', () => {
     assert.ok(services.idp?.ports?.length, 'the IdP is published for the quickstart');
     const lint = spawnSync(process.execPath, [at('node_modules/dclint/bin/dclint.cjs'), 'docker-compose.yml'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
     assert.doesNotMatch(lint.stdout + lint.stderr, /\berror\b/, lint.stdout);
+  });
+
+  it('states at the top of the quickstart, in docs/docker-compose.md and the README, the Docker Engine and Compose versions the features it uses need', () => {
+    const used = COMPOSE_FEATURES.filter((f) => f.uses(compose));
+    const engine = newest(used.map((f) => f.engine));
+    const composeVersion = newest(used.map((f) => f.compose));
+    assert.equal(engine, '26.0', 'volume subpath sets the floor today');
+    const claim = `Needs Docker Engine ${engine} or later and Docker Compose ${composeVersion} or later`;
+    const page = readFileSync(at('docs/docker-compose.md'), 'utf8');
+    assert.ok(page.split('\n').slice(0, 5).join(' ').includes(claim), `docs/docker-compose.md opens with "${claim}"`);
+    const readme = readFileSync(at('README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### The same mesh in docker-compose'));
+    assert.ok(section.split('\n').slice(0, 4).join(' ').includes(claim), `README's docker-compose section opens with "${claim}"`);
+    // Every version the page names for a feature is the one the table gives.
+    for (const [, version] of page.matchAll(/Docker Engine (\d+(?:\.\d+)?)/g)) assert.ok(COMPOSE_FEATURES.some((f) => f.engine === version || f.engine === `${version}.0`), `Docker Engine ${version} is a version the table knows`);
+    for (const [, version] of page.matchAll(/Compose (\d+\.\d+(?:\.\d+)?)/g)) assert.ok(COMPOSE_FEATURES.some((f) => f.compose === version || f.compose === `${version}.0`), `Compose ${version} is a version the table knows`);
   });
 
   it('validates against the compose-spec schema', () => {

@@ -9,7 +9,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import type { TSchema } from '@sinclair/typebox';
 import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
-import { envName } from '../../src/config/load.ts';
+import { envName } from '../../src/config/variables.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { loadStsConfig, StsConfigSchema } from '../../src/sts/config.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';

@@ -60,7 +60,7 @@ metadata: { name: baton-trust-domain }
 spec: { ca: { secretName: baton-trust-domain-ca } }
 YAML`;
 
-const DOCKER = { how: 'not-here', needs: 'Docker', instead: 'test/deploy/dockerfile.test.ts runs the Dockerfile stages by hand; test/deploy/compose.test.ts checks the compose file' } as const;
+const DOCKER = { how: 'not-here', needs: 'Docker', instead: 'test/deploy/dockerfile.test.ts runs the Dockerfile stages by hand; test/deploy/compose.test.ts checks the compose file; test/deploy/compose-health.test.ts brings it up without Docker and runs every healthcheck' } as const;
 const CLUSTER = { how: 'not-here', needs: 'a Kubernetes cluster', instead: 'test/deploy/kustomize.test.ts and helm.test.ts render and validate the manifests' } as const;
 const BENCH = { how: 'not-here', needs: 'a quiet machine for minutes (the benchmark)', instead: 'test/bench/smoke.test.ts' } as const;
 const IDP = { how: 'not-here', needs: 'the identity provider itself (a tenant, an account, the network)', instead: 'test/e2e/identity-providers.test.ts sends tokens shaped as each IdP documents them through real processes; test/cli/token-check.test.ts runs baton token check' } as const;
@@ -71,11 +71,14 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   'README.md': {
     'npm install && npm start': { how: 'elsewhere', test: 'test/e2e/demo.test.ts (npm start runs baton demo)' },
     'npm test': { how: 'elsewhere', test: 'this run: npm test is what runs this file' },
-    'npm install baton-mesh': { how: 'not-here', needs: 'the npm registry with the package published', instead: 'test/package/pack.test.ts installs the packed tarball into an empty project' },
+    'npm ci && npm pack': { how: 'elsewhere', test: 'test/package/pack.test.ts (npm pack in the checkout, which npm ci set up)' },
+    'npm install /path/to/baton-mesh/baton-mesh-0.1.0.tgz': { how: 'elsewhere', test: 'test/package/pack.test.ts (installs the packed tarball into an empty project); test/docs/readme-install.test.ts checks the file name is what npm pack writes' },
     'npx baton --help': { how: 'run', expect: /Usage: baton <command>/ },
     'npx baton policy check callgraph.yaml': { how: 'run', expect: /callgraph\.yaml: ok/ },
     'docker build -t baton-mesh:dev .': DOCKER,
     'docker run --rm baton-mesh:dev --help': DOCKER,
+    'docker tag baton-mesh:dev ghcr.io/baton-dev/baton-mesh:0.1.0': { ...DOCKER, instead: 'test/docs/readme-install.test.ts checks the name and tag are the ones deploy/, the chart and the injector use' },
+    'docker compose up --build': DOCKER,
     'npm start -- --logs ./demo-logs': NEWCOMER,
     [`REQUEST=$(grep -ho '"request":"[A-Za-z0-9_-]*"' ./demo-logs/gateway-sidecar.log | head -1 | cut -d'"' -f4)`]: NEWCOMER,
     'npm run -s baton -- audit --request "$REQUEST" ./demo-logs': NEWCOMER,

@@ -20,8 +20,9 @@ export function startBaton(args: readonly string[], env: Readonly<Record<string,
   return startProcess(process.execPath, [BATON_BIN, ...args], env);
 }
 
-export function startProcess(command: string, args: readonly string[], env: Readonly<Record<string, string>> = {}): RunningProcess {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `inheritEnv: false` gives the child exactly `env`, as a container gets only its image's and its own. */
+export function startProcess(command: string, args: readonly string[], env: Readonly<Record<string, string>> = {}, options: { inheritEnv?: boolean; cwd?: string } = {}): RunningProcess {
+  const child = spawn(command, args, { env: options.inheritEnv === false ? { ...env } : { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
   let out = '';
   let err = '';
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { createServer as createTlsServer, connect, type TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -38,12 +38,12 @@ describe('X509-SVID loading', () => {
     assert.throws(() => parseSvid({ cert: foreign.certPem, key: foreign.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_UNTRUSTED' });
   });
 
-  it('refuses an expired certificate and one not yet valid', async () => {
+  it('refuses an expired certificate and one not yet valid, each with its own code', async () => {
     const pem = readSvidFiles(ids.files('orders'));
     const expired = await ids.issue(ids.map.idOf('orders'), { notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 3_600_000) });
     assert.throws(() => parseSvid({ cert: expired.certPem, key: expired.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_EXPIRED' });
     const future = await ids.issue(ids.map.idOf('orders'), { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 7_200_000) });
-    assert.throws(() => parseSvid({ cert: future.certPem, key: future.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_EXPIRED' });
+    assert.throws(() => parseSvid({ cert: future.certPem, key: future.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_NOT_YET_VALID' });
   });
 
   it('refuses a CA certificate as a workload identity', () => {
@@ -66,6 +66,55 @@ describe('workload identity files', () => {
     assert.equal(status.reason, 'BATON_IDENTITY_MISSING');
     assert.match(String(status.detail), /\/nonexistent\/tls\.crt/);
     identity.close();
+  });
+
+  it('is expired, not missing, when the files hold an expired certificate from the start; the problem names the file, the dates and the fix', async () => {
+    const own = await makeTestIdentities(['orders']);
+    try {
+      const files = own.files('orders');
+      const notBefore = new Date(Date.now() - 7_200_000);
+      const notAfter = new Date(Date.now() - 3_600_000);
+      const expired = await own.issue(own.map.idOf('orders'), { notBefore, notAfter });
+      writeFileSync(files.certFile, expired.certPem);
+      writeFileSync(files.keyFile, expired.keyPem);
+      const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+      const status = identity.status();
+      assert.equal(status.state, 'expired');
+      assert.equal(status.reason, 'BATON_IDENTITY_EXPIRED');
+      assert.equal(status.notAfter, Math.floor(notAfter.getTime() / 1000) * 1000);
+      assert.ok(status.problem?.startsWith(`workload certificate expired: ${files.certFile} (${own.map.idOf('orders')}, valid from ${new Date(Math.floor(notBefore.getTime() / 1000) * 1000).toISOString()}`), status.problem);
+      assert.match(String(status.problem), /\)\. Renew it/);
+      // Announced once per change: the sentence holds no clock reading, so it stays the same minute after minute.
+      const later = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: () => Date.now() + 600_000 });
+      assert.equal(later.status().problem, status.problem);
+      later.close();
+      identity.close();
+    } finally {
+      own.cleanup();
+    }
+  });
+
+  it('is missing with the file and ENOENT in the problem, and no problem once ready', () => {
+    const identity = createWorkloadIdentity({ certFile: '/nonexistent/tls.crt', keyFile: '/nonexistent/tls.key', bundleFile: '/nonexistent/ca.crt', pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    assert.equal(identity.status().problem, "no workload certificate: expected a certificate file at /nonexistent/tls.crt, got ENOENT. Mount the identity there (csi-driver-spiffe or SPIRE's spiffe-helper; for development 'baton certs'), or point identity.certFile, identity.keyFile and identity.bundleFile at it");
+    identity.close();
+    const ready = createWorkloadIdentity({ ...ids.files('orders'), pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    assert.equal(ready.status().problem, undefined);
+    ready.close();
+  });
+
+  it('names a file this user cannot read, and the fsGroup fix', { skip: process.getuid?.() === 0 ? 'root reads any file: run as another user to check EACCES' : false }, async () => {
+    const own = await makeTestIdentities(['orders']);
+    try {
+      const files = own.files('orders');
+      chmodSync(files.keyFile, 0o000);
+      const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+      assert.equal(identity.status().state, 'missing');
+      assert.match(String(identity.status().problem), new RegExp(`^workload identity unreadable: expected a private key file at ${files.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, got EACCES\\. .*fsGroup`));
+      identity.close();
+    } finally {
+      own.cleanup();
+    }
   });
 
   it('picks up a rotation, and keeps the old identity while the new files do not match', async () => {

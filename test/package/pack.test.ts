@@ -101,6 +101,11 @@ describe(`the npm package ${manifest.name}`, { timeout: 600_000 }, () => {
     assert.equal(manifest.license, 'Apache-2.0');
   });
 
+  it('writes the tarball README.md installs until the package is published', () => {
+    assert.equal(packed.filename, `${manifest.name}-${manifest.version}.tgz`);
+    assert.ok(readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8').includes(`npm install /path/to/baton-mesh/${packed.filename}`));
+  });
+
   it('builds the bundle on prepack, and bin points at it', () => {
     assert.match(manifest.scripts.prepack ?? '', /npm run build/);
     assert.deepEqual(manifest.bin, { baton: 'dist/baton.mjs' });

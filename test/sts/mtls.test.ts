@@ -35,8 +35,9 @@ describe('STS token endpoint over mTLS', () => {
     });
     const identity = createWorkloadIdentity({ ...ids.files('baton-sts'), pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger: pino({ level: 'silent' }), now: Date.now });
     sts = await startInProcessSts(configFile.config, { mesh: { identity, map: createServiceMap(configFile.config.spiffe) } });
-    // listen() names the bound address; in mtls mode it speaks TLS there.
-    url = (await sts.server.listen()).replace(/^http:/, 'https:');
+    // listen() names the bound address with the scheme it speaks: https in mtls mode.
+    url = await sts.server.listen();
+    assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
     after(() => identity.close());
   });
   after(async () => {

@@ -263,6 +263,14 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     assert.deepEqual(metadata.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post', 'private_key_jwt']);
   });
 
+  it('serves the same metadata under OpenID Connect Discovery\'s name, /.well-known/openid-configuration, which OAuth client libraries ask first', async () => {
+    const oauth = await sts.server.app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' });
+    const openid = await sts.server.app.inject({ method: 'GET', url: '/.well-known/openid-configuration' });
+    assert.equal(openid.statusCode, 200);
+    assert.deepEqual(openid.json(), oauth.json());
+    assert.equal('id_token_signing_alg_values_supported' in openid.json(), false, 'not an OpenID Provider');
+  });
+
   it('omits scope from the response and the token when no scope is granted (RFC 6749 §3.3 has no empty scope)', async () => {
     // orders:read is named on gateway → orders only: nothing billing-job → orders or beyond can use it.
     const response = await sts.token({ grant_type: 'client_credentials', audience: 'orders', scope: 'orders:read' }, { authorization: basic('billing-job', SECRETS['billing-job']) });

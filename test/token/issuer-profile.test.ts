@@ -141,6 +141,72 @@ describe('entra preset (Microsoft identity platform v2.0)', () => {
   });
 });
 
+describe('entra preset with v1.0 tokens (an API whose accessTokenAcceptedVersion is 1 or unset)', () => {
+  const TID = '9188040d-6c67-4c5b-b112-36a304b66dad';
+  // The v1.0 issuer, character for character as Entra writes it in iss: another host, the tenant, a trailing slash.
+  const ISS_V1 = `https://sts.windows.net/${TID}/`;
+  const ISS_V2 = `https://login.microsoftonline.com/${TID}/v2.0`;
+  // v1.0 tokens carry as aud the resource they were requested for: here the API's App ID URI.
+  const APP_ID_URI = 'api://shop-gateway';
+  const verifier = verifierFor(ISS_V1, APP_ID_URI, { profile: 'entra' });
+  // A delegated v1.0 access token as Microsoft's access token claims reference lists it: appid, not azp; unique_name and upn; ver 1.0.
+  const user = () => ({
+    aud: APP_ID_URI,
+    iss: ISS_V1,
+    ...times(),
+    nbf: nowSec() - 5,
+    acr: '1',
+    aio: 'AVQAq/8TAAAA',
+    amr: ['pwd'],
+    appid: '2b6f5d0e-3a0c-4a1b-9c5e-8f7d6e5c4b3a',
+    appidacr: '0',
+    family_name: 'Example',
+    given_name: 'Alice',
+    ipaddr: '192.0.2.10',
+    name: 'Alice Example',
+    oid: '690222be-ff1a-4d56-abd1-7e4f7d38e474',
+    rh: '0.AAAA',
+    scp: 'Orders.Read access_as_user',
+    sub: 'l3_roISQU222bULS9yi2k0XpqpOiMz5H3ZACo1GeXA',
+    tid: TID,
+    unique_name: 'alice@contoso.example',
+    upn: 'alice@contoso.example',
+    uti: 'fqiBqXLPj0eQa82S-IYFAA',
+    ver: '1.0',
+  });
+
+  it('accepts a delegated v1.0 token from the v1.0 issuer: subject from oid, client from appid (v1.0 has no azp), scopes from scp', async () => {
+    const verified = await verifier.verify(await idp.sign(user(), { typ: 'JWT' }), { audience: 'gateway' });
+    assert.equal(verified.subject, '690222be-ff1a-4d56-abd1-7e4f7d38e474');
+    assert.equal(verified.subjectIssuer, ISS_V1);
+    assert.equal(verified.clientId, '2b6f5d0e-3a0c-4a1b-9c5e-8f7d6e5c4b3a');
+    assert.equal(verified.user, true);
+    assert.deepEqual([...verified.scopes].sort(), ['Orders.Read', 'access_as_user']);
+  });
+
+  it('reads an app-only v1.0 token (roles, no scp) as a service, its app roles its scopes', async () => {
+    const { scp: _scp, name: _name, upn: _upn, unique_name: _un, given_name: _g, family_name: _f, amr: _amr, ...rest } = user();
+    const app = { ...rest, appidacr: '1', oid: 'a1b2c3d4-0000-4000-8000-00000000000a', sub: 'a1b2c3d4-0000-4000-8000-00000000000a', roles: ['Orders.Read.All'] };
+    const verified = await verifier.verify(await idp.sign(app, { typ: 'JWT' }), { audience: 'gateway' });
+    assert.equal(verified.user, false);
+    assert.equal(verified.clientId, '2b6f5d0e-3a0c-4a1b-9c5e-8f7d6e5c4b3a');
+    assert.deepEqual([...verified.scopes], ['Orders.Read.All']);
+  });
+
+  it('refuses a v1.0 token where only the v2.0 issuer is trusted, naming its iss: v1.0 and v2.0 are two issuers', async () => {
+    const v2Only = verifierFor(ISS_V2, APP_ID_URI, { profile: 'entra' });
+    await assert.rejects(
+      v2Only.verify(await idp.sign(user(), { typ: 'JWT' }), { audience: 'gateway' }),
+      (error: unknown) => refusedWith(TokenUntrustedIssuerError.code)(error) && (error as Error).message.includes(ISS_V1),
+    );
+  });
+
+  it('refuses a v1.0 token for another resource (its aud is what the client asked for), and one whose tid is not the issuer\'s tenant', async () => {
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: '6e74172b-be56-4843-9ff4-e66a39bb12e3' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
+    await assert.rejects(verifier.verify(await idp.sign({ ...user(), tid: 'f8cdef31-a31e-4b4a-93e4-5f571e91255a' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenMalformedError.code));
+  });
+});
+
 describe('okta preset (custom authorization server)', () => {
   const ISS = 'https://dev-133337.okta.example/oauth2/default';
   const verifier = verifierFor(ISS, 'api://shop', { profile: 'okta' });

@@ -10,7 +10,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
 import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
-import { secureContextOptions } from '../../identity/tls.ts';
+import { secureContextOptions, servedUrl } from '../../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../../identity/tls-server.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from 'pino';
@@ -268,7 +268,7 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
     if (mesh !== undefined && mesh.identity.current() === undefined) {
       const status = mesh.identity.status();
-      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}${status.detail === undefined ? '' : `: ${status.detail}`})`));
+      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}): ${status.problem ?? status.detail ?? 'no certificate loaded yet'}`));
     }
     return { status: 'ready', version: published.version, digest: published.digest };
   });
@@ -322,7 +322,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
     published: () => publisher.published(),
     waiting: () => publisher.waiting(),
     async listen({ host, port }) {
-      return await app.listen({ host, port });
+      return servedUrl(await app.listen({ host, port }), app.server);
     },
     async close() {
       await publisher.close();
