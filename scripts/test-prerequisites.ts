@@ -28,6 +28,8 @@ export interface Prerequisite {
   readonly usedBy: string;
   /** A service that the Debian package starts on install; the tests start their own on free ports. */
   readonly service?: string;
+  /** When being on PATH is not enough (a Python module): arguments to `command` that must exit 0. */
+  readonly probe?: readonly string[];
 }
 
 export const PREREQUISITES: readonly Prerequisite[] = [
@@ -37,14 +39,23 @@ export const PREREQUISITES: readonly Prerequisite[] = [
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
   { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/dataplane/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
   { command: 'haproxy', debianPackage: 'haproxy', usedBy: 'test/dataplane/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)', service: 'haproxy' },
+  { command: '/usr/bin/python3', debianPackage: 'python3-requests', usedBy: 'test/e2e/clients.test.ts (Python requests through the outbound port)', probe: ['-c', 'import requests'] },
+  { command: '/usr/bin/python3', debianPackage: 'python3-httpx', usedBy: 'test/e2e/clients.test.ts (Python httpx through the outbound port)', probe: ['-c', 'import httpx'] },
+  { command: 'java', debianPackage: 'default-jdk-headless', usedBy: "test/e2e/clients.test.ts (Java's HttpClient through the outbound port)" },
 ];
 
 export function isOnPath(command: string): boolean {
   return spawnSync('sh', ['-c', 'command -v "$1"', 'sh', command], { stdio: 'ignore' }).status === 0;
 }
 
-export function missingPrerequisites(onPath: (command: string) => boolean = isOnPath): Prerequisite[] {
-  return PREREQUISITES.filter((p) => !onPath(p.command));
+/** Whether a prerequisite is there: on PATH, and its probe (if any) exits 0. */
+export function isPresent(prerequisite: Prerequisite): boolean {
+  if (!isOnPath(prerequisite.command)) return false;
+  return prerequisite.probe === undefined || spawnSync(prerequisite.command, prerequisite.probe, { stdio: 'ignore' }).status === 0;
+}
+
+export function missingPrerequisites(present: (prerequisite: Prerequisite) => boolean = isPresent): Prerequisite[] {
+  return PREREQUISITES.filter((p) => !present(p));
 }
 
 /** The one message a user without root or apt gets: every missing program, its package, and the command. */

@@ -166,9 +166,17 @@ export function appEnv(settings: InjectionSettings): EnvVar[] {
   const outbound = `http://127.0.0.1:${settings.outboundPort}`;
   const env: EnvVar[] = [{ name: 'BATON_OUTBOUND', value: outbound }];
   if (settings.httpProxy) {
-    // Both spellings: curl and Go read lower case, many Node and Java clients upper case.
+    // Both spellings: curl and Go read lower case, many Node and Java clients upper case. Loopback (the app's own
+    // port, the sidecar's admin port) is never proxied. Node's own fetch and http read them only with
+    // NODE_USE_ENV_PROXY=1 (Node 24); fetch then opens CONNECT tunnels, which the outbound port reads (docs/clients.md).
     const noProxy = 'localhost,127.0.0.1,::1';
-    env.push({ name: 'HTTP_PROXY', value: outbound }, { name: 'http_proxy', value: outbound }, { name: 'NO_PROXY', value: noProxy }, { name: 'no_proxy', value: noProxy });
+    env.push(
+      { name: 'HTTP_PROXY', value: outbound },
+      { name: 'http_proxy', value: outbound },
+      { name: 'NO_PROXY', value: noProxy },
+      { name: 'no_proxy', value: noProxy },
+      { name: 'NODE_USE_ENV_PROXY', value: '1' },
+    );
   }
   return env;
 }

@@ -143,6 +143,11 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   'docs/observability.md': {
     'baton audit --txn 1UDkBimTvj-fP8jPDM8YYy logs/': { how: 'elsewhere', test: 'test/e2e/telemetry.test.ts (baton audit over the logs of a real traced mesh; the txn shown is an example)' },
   },
+  'docs/clients.md': {
+    'NODE_USE_ENV_PROXY=1 HTTP_PROXY=http://127.0.0.1:7071 node app.js': { how: 'elsewhere', test: "test/e2e/clients.test.ts (Node's fetch with NODE_USE_ENV_PROXY=1 and HTTP_PROXY)" },
+    'HTTP_PROXY=http://127.0.0.1:7071 python3 app.py': { how: 'elsewhere', test: 'test/e2e/clients.test.ts (urllib, requests and httpx with HTTP_PROXY)' },
+    'curl -x http://127.0.0.1:7071 -H "baton-context: $HANDLE" http://orders/items': { how: 'elsewhere', test: 'test/e2e/clients.test.ts (curl with -x)' },
+  },
   'docs/policy.md': {
     'baton policy explain examples/shop.callgraph.yaml --chain gateway,orders --target payments --method POST --path /charges --scope "payments:charge fido"': {
       how: 'run',

@@ -250,6 +250,7 @@ describe('baton injector, a real webhook over HTTPS', () => {
     // The author's own HTTP_PROXY is kept; baton adds the rest.
     assert.equal(envOf(gateway).HTTP_PROXY, 'http://corporate-proxy:3128');
     assert.equal(envOf(gateway).http_proxy, 'http://127.0.0.1:7071');
+    assert.equal(envOf(gateway).NODE_USE_ENV_PROXY, '1', "Node's fetch reads HTTP_PROXY only with it");
     assert.equal(envOf(gateway).BATON_OUTBOUND, 'http://127.0.0.1:7071');
     assert.equal(envOf(shipper).HTTP_PROXY, 'http://127.0.0.1:7071');
     assert.equal(envOf(shipper).NO_PROXY, 'localhost,127.0.0.1,::1');
