@@ -2,9 +2,24 @@
  * The three demo services. They hold no token: each sees only the identity
  * headers its sidecar adds, and calls onwards through its sidecar's outbound
  * port with the `baton-context` handle it was given (DESIGN.md, "The flow").
+ *
+ * Two ways to call, as apps do:
+ *
+ * - HTTP with Node's own `fetch` and nothing else: `http://orders/orders`,
+ *   the sidecar reached as the proxy the environment names
+ *   (`NODE_USE_ENV_PROXY=1`, `HTTP_PROXY`: what the injector's
+ *   `baton.dev/http-proxy` sets, what the demo mesh and compose set);
+ * - gRPC with @grpc/grpc-js: orders charges payments by calling
+ *   `shop.v1.Payments/Charge` on the outbound port with `payments` as the
+ *   channel's authority (docs/clients.md, "gRPC"). Payments answers gRPC and
+ *   HTTP/1.1 on one port, telling them apart by the HTTP/2 preface. The
+ *   messages are JSON (a demo needs no .proto): grpc-js takes any codec,
+ *   and the sidecars never read a message.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { request } from 'undici';
+import { createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { createServer as createNetServer, type Socket } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 
 export type DemoServiceName = 'gateway' | 'orders' | 'payments';
 
@@ -24,6 +39,8 @@ export interface HopView {
   readonly request: string | undefined;
   readonly sawBearerToken: boolean;
   readonly sawContextHandle: boolean;
+  /** How this hop was called: HTTP (fetch), or a gRPC call. */
+  readonly protocol: 'http' | 'grpc';
   readonly downstream?: DownstreamResult;
 }
 
@@ -33,15 +50,21 @@ export interface DownstreamResult {
   readonly body: unknown;
 }
 
+/** The demo's one gRPC method. */
+const CHARGE_PATH = '/shop.v1.Payments/Charge';
+
+type NextCall = { readonly target: string; readonly method: string; readonly path: string; readonly grpc?: true };
+
 /** Which call each route makes next: the shop's call graph, and one call the policy forbids. */
-const ROUTES: Readonly<Record<DemoServiceName, Readonly<Record<string, { target: string; method: string; path: string } | null>>>> = {
+const ROUTES: Readonly<Record<DemoServiceName, Readonly<Record<string, NextCall | null>>>> = {
   gateway: {
     'POST /checkout': { target: 'orders', method: 'POST', path: '/orders' },
     // Not in the call graph: the gateway may not charge a card itself.
     'POST /direct-charge': { target: 'payments', method: 'POST', path: '/charges' },
   },
   orders: {
-    'POST /orders': { target: 'payments', method: 'POST', path: '/charges' },
+    // The one gRPC hop of the demo.
+    'POST /orders': { target: 'payments', method: 'POST', path: CHARGE_PATH, grpc: true },
     'GET /orders': null,
   },
   payments: {
@@ -93,6 +116,7 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
     const next = routes[route];
     const context = header(req, 'baton-context');
     const view: HopView = {
+      protocol: 'http',
       service: options.name,
       subject: header(req, 'baton-subject'),
       subjectIssuer: header(req, 'baton-subject-issuer'),
@@ -107,31 +131,100 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
     };
     if (next === undefined) return { ...view, downstream: { target: '', status: 404, body: `no route ${route}` } };
     if (next === null) return view;
-    // Origin-form with Host naming the service: the sidecar maps the name to an upstream.
-    const response = await request(`${options.outbound}${next.path}`, {
-      method: next.method as 'POST',
+    if (next.grpc === true) return { ...view, downstream: await charge(next.target, context, traceContext(req)) };
+    // Plain fetch to the service by name: the environment's proxy is the sidecar (NODE_USE_ENV_PROXY=1, HTTP_PROXY).
+    const response = await fetch(`http://${next.target}${next.path}`, {
+      method: next.method,
       // Like any traced app, pass the W3C trace context on, so the whole chain is one trace.
-      headers: { host: next.target, 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }), ...traceContext(req) },
+      headers: { 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }), ...traceContext(req) },
       body: JSON.stringify({ from: options.name }),
     });
-    const text = await response.body.text();
+    const text = await response.text();
     let body: unknown = text;
     try {
       body = JSON.parse(text);
     } catch {
       // a non-JSON answer is shown as text
     }
-    return { ...view, downstream: { target: next.target, status: response.statusCode, body } };
+    return { ...view, downstream: { target: next.target, status: response.status, body } };
   }
 
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
-  const address = server.address();
+  /** The gRPC hop: a unary call through the sidecar's outbound port, the handle and trace context as metadata. */
+  function charge(target: string, context: string | undefined, trace: Record<string, string>): Promise<DownstreamResult> {
+    const metadata = new grpc.Metadata();
+    if (context !== undefined) metadata.set('baton-context', context);
+    for (const [name, value] of Object.entries(trace)) metadata.set(name, value);
+    const client = new PaymentsClient(options.outbound.replace(/^http:\/\//, ''), grpc.credentials.createInsecure(), { 'grpc.default_authority': target });
+    return new Promise((resolve) => {
+      (client as unknown as { charge: (r: unknown, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, v?: unknown) => void) => void }).charge({ from: options.name }, metadata, (error, value) => {
+        client.close();
+        // A refused call is a gRPC status; shown with the HTTP status it stands for, as the HTTP hops show theirs.
+        if (error === null) resolve({ target, status: 200, body: value });
+        else resolve({ target, status: httpStatusOfGrpc(error.code), body: { grpcStatus: error.code, grpcMessage: error.details } });
+      });
+    });
+  }
+
+  /** Payments' gRPC side: `shop.v1.Payments/Charge`, answered with what this hop saw. */
+  function onGrpc(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', () => {});
+    stream.resume();
+    stream.on('end', () => {
+      const known = headers[':path'] === CHARGE_PATH;
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': known ? '0' : String(GRPC_UNIMPLEMENTED), 'grpc-message': known ? '' : 'unknown method' }));
+      if (known) stream.write(grpcFrame(Buffer.from(JSON.stringify(hopOf(headers, 'grpc')))));
+      stream.end();
+    });
+  }
+
+  function hopOf(headers: IncomingHttpHeaders, protocol: 'http' | 'grpc'): HopView {
+    const one = (name: string): string | undefined => {
+      const value = headers[name];
+      return Array.isArray(value) ? value.join(',') : value;
+    };
+    return {
+      protocol,
+      service: options.name,
+      subject: one('baton-subject'),
+      subjectIssuer: one('baton-subject-issuer'),
+      subjectType: one('baton-subject-type'),
+      caller: one('baton-caller'),
+      chain: one('baton-chain'),
+      scope: one('baton-scope'),
+      txn: one('baton-txn'),
+      request: one('baton-request'),
+      sawBearerToken: headers.authorization !== undefined,
+      sawContextHandle: headers['baton-context'] !== undefined,
+    };
+  }
+
+  // One port for both: a connection that opens with the HTTP/2 preface is gRPC, any other HTTP/1.1.
+  const grpcServer = createH2Server();
+  grpcServer.on('stream', onGrpc);
+  const listener = createNetServer((socket: Socket) => {
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      // node:http2 takes the socket over (and its unshifted bytes); node:http reads it as a stream, so it is resumed.
+      if (first.subarray(0, PREFACE.length).equals(PREFACE.subarray(0, Math.min(first.length, PREFACE.length)))) grpcServer.emit('connection', socket);
+      else {
+        server.emit('connection', socket);
+        socket.resume();
+      }
+    });
+    socket.on('error', () => {});
+  });
+
+  await new Promise<void>((resolve) => listener.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  const address = listener.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {
     port,
     close: () => new Promise((resolve) => {
       server.closeAllConnections();
-      server.close(() => resolve());
+      grpcServer.close();
+      listener.close(() => resolve());
     }),
   };
 }
@@ -148,4 +241,35 @@ function traceContext(req: IncomingMessage): Record<string, string> {
 function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value.join(',') : value;
+}
+
+const GRPC_UNIMPLEMENTED = 12;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** The demo's one gRPC method, with JSON for messages: no .proto, and the sidecars never read a message anyway. */
+const PaymentsClient = grpc.makeGenericClientConstructor(
+  {
+    charge: {
+      path: CHARGE_PATH,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
+      requestDeserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as unknown,
+      responseSerialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
+      responseDeserialize: (bytes: Buffer) => JSON.parse(bytes.toString()) as unknown,
+    },
+  },
+  'Payments',
+);
+
+/** A gRPC message on the wire: uncompressed flag, 4-byte length, the bytes. */
+function grpcFrame(message: Buffer): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+/** The HTTP status a gRPC status stands for, for the demo's report (the reverse of the sidecar's mapping). */
+function httpStatusOfGrpc(code: number): number {
+  return code === grpc.status.PERMISSION_DENIED ? 403 : code === grpc.status.UNAUTHENTICATED ? 401 : code === grpc.status.DEADLINE_EXCEEDED ? 504 : code === grpc.status.UNAVAILABLE ? 503 : 500;
 }

@@ -197,8 +197,8 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const secrets = Object.fromEntries(DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')])) as Record<DemoServiceName, string>;
     const env = { ...options.env };
     const entry = options.entry ?? BATON_BIN;
-    const start = (name: string, args: string[]): MeshProcess => {
-      const started = startProcess(name, [entry, ...args], env, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`), options.logsToFileOnly === true);
+    const start = (name: string, args: string[], extraEnv: Readonly<Record<string, string>> = {}): MeshProcess => {
+      const started = startProcess(name, [entry, ...args], { ...env, ...extraEnv }, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`), options.logsToFileOnly === true);
       processes.push(started);
       return started;
     };
@@ -227,7 +227,10 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
 
     for (const name of DEMO_SERVICES) {
       const ports = services[name];
-      if (options.apps?.[name] === undefined) start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', `http://127.0.0.1:${ports.outbound}`]);
+      // The apps call with plain fetch: the sidecar is the proxy their environment names, as the injector's
+      // baton.dev/http-proxy and docker-compose set it (docs/clients.md).
+      const outbound = `http://127.0.0.1:${ports.outbound}`;
+      if (options.apps?.[name] === undefined) start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', outbound], { NODE_USE_ENV_PROXY: '1', HTTP_PROXY: outbound, http_proxy: outbound, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1' });
       writeConfig(join(dir, `${name}-sidecar.yaml`), {
         service: names[name],
         inbound: {

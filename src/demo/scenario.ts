@@ -155,7 +155,7 @@ export function formatScenarios(results: readonly ScenarioResult[]): string {
     lines.push('', `${index + 1}. ${result.description}`);
     for (const hop of result.hops) {
       lines.push(
-        `   ${hop.service.padEnd(9)} saw subject=${hop.subject ?? '—'} (${hop.subjectType ?? '—'} of ${hop.subjectIssuer ?? '—'})  caller=${hop.caller ?? '—'}  chain=${hop.chain || '—'}  scope="${hop.scope ?? ''}"  bearer token=${hop.sawBearerToken ? 'YES' : 'no'}`,
+        `   ${hop.service.padEnd(9)} saw subject=${hop.subject ?? '—'} (${hop.subjectType ?? '—'} of ${hop.subjectIssuer ?? '—'})  caller=${hop.caller ?? '—'}  chain=${hop.chain || '—'}  scope="${hop.scope ?? ''}"  bearer token=${hop.sawBearerToken ? 'YES' : 'no'}${hop.protocol === 'grpc' ? '  (called over gRPC)' : ''}`,
       );
     }
     if (result.decisions.length > 0) lines.push('   decisions:');
@@ -184,6 +184,7 @@ function legend(allowed: ScenarioResult | undefined): string[] {
     '   caller=external  the token came straight from the identity provider (the user at the edge), not from a mesh service',
     '   chain=—          no service has called on the user\'s behalf yet: this is the entry hop',
     '   chain=a,b        the services the call came through, origin first, from the token\'s nested act claim (RFC 8693)',
+    '   over gRPC        orders calls payments with @grpc/grpc-js (HTTP/2 between the sidecars); the other apps call with plain fetch',
     '   txn              one id for every request made with the same user token (header baton-txn)',
     '   request          one id for this one request at every hop (header baton-request); \'baton audit --request ID\' replays it',
   ];

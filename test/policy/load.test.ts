@@ -72,7 +72,9 @@ describe('policy JSON (policy-server form)', () => {
     const rule = rebuilt.spec.services.get('payments' as never)?.accepts[0];
     assert.deepEqual(rule?.location, { file: '<policy-server>', line: 1, column: 1 });
     assert.equal(rule?.id, 'payments.accepts.charge');
-    assert.equal(rebuilt.spec.services.get('payments' as never)?.accepts[1]?.mode, 'shadow');
+    assert.deepEqual(rule?.grpc, ['shop.v1.Payments/Charge'], 'a gRPC rule travels as written');
+    assert.deepEqual(rule?.paths, ['/shop.v1.Payments/Charge']);
+    assert.equal(rebuilt.spec.services.get('payments' as never)?.accepts.find((r) => r.name === 'refunds')?.mode, 'shadow');
   });
 
   it('validates JSON from the network as strictly as a file', () => {
