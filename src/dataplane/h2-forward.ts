@@ -124,6 +124,10 @@ class H2Call {
     }
     // gRPC needs `te: trailers`, the one `te` HTTP/2 allows; nothing else of the caller's te goes on.
     if (this.#stream.headers.te === 'trailers') head.te = 'trailers';
+    // In HTTP/2 the DATA frames delimit the body; a content-length the caller sent was held to them by nghttp2
+    // (a mismatch is a malformed request, RFC 9113 §8.1.1), so it passes on as the same number.
+    const length = this.#stream.headers['content-length'];
+    if (typeof length === 'string' && /^[0-9]{1,15}$/.test(length)) head['content-length'] = length;
     let upstream: ClientHttp2Stream;
     try {
       upstream = this.#session.request(head, { endStream: !this.#stream.hasBody });
