@@ -24,7 +24,7 @@
  */
 import { AsyncResource, createHook } from 'node:async_hooks';
 import { relative } from 'node:path';
-import { after, beforeEach } from 'node:test';
+import { after } from 'node:test';
 
 const GRACE_MS = 2_000;
 /** Time for the runner to send the failure to the parent before a leaking process is ended. */
@@ -33,17 +33,15 @@ const REPORT_MS = 3_000;
 const baseline = process.getActiveResourcesInfo();
 const tracked = process.env.BATON_LEAK_STACKS === '1' ? trackCreation() : undefined;
 
-// The check must be the root's last `after` hook (hooks run in the order they
-// were registered), so it is registered when the file's first test starts: by
-// then the file has been evaluated and its own root-level `after` hooks are in.
-// A root `before` would not do: it runs at once, before the file is evaluated.
-// It is registered from this module's own async scope, which the runner maps
-// to the root; from inside a hook, `after` would attach to that hook.
+// The check must be the root's last `after` hook, after those the test file
+// registers while it loads. Hooks run in the order they were registered, and
+// the runner reads the list afresh after each one: this module's hook, the
+// first in the list, appends the check to its end. (Registering it later from
+// a root `before` would not do: that runs at once, before the file loads.)
+// `after` is called from this module's own async scope, which the runner maps
+// to the root; from inside a hook it would attach to that hook.
 const outside = new AsyncResource('baton-leak-check');
-let armed = false;
-beforeEach(() => {
-  if (armed) return;
-  armed = true;
+after(() => {
   outside.runInAsyncScope(() => after(checkNothingLeft));
 });
 
