@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runBaton } from '../helpers/process.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const EXAMPLE = 'examples/shop.callgraph.yaml';
-const explain = (...args: string[]) => runBaton(['policy', 'explain', EXAMPLE, ...args]);
+const explain = (...args: string[]) => runCli(['policy', 'explain', EXAMPLE, ...args]);
 
 describe('baton policy explain', () => {
   it('explains an allowed chain and exits 0', async () => {
@@ -47,7 +47,7 @@ describe('baton policy explain', () => {
   });
 
   it('exits 1 with located problems for a bad policy', async () => {
-    const { code, stderr } = await runBaton(['policy', 'explain', 'test/fixtures/policies/unknown-caller.yaml', '--chain', 'gateway', '--target', 'orders']);
+    const { code, stderr } = await runCli(['policy', 'explain', 'test/fixtures/policies/unknown-caller.yaml', '--chain', 'gateway', '--target', 'orders']);
     assert.equal(code, 1);
     assert.match(stderr, /unknown-caller\.yaml:10:17: error POLICY_UNKNOWN_SERVICE/);
   });

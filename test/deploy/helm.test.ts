@@ -173,7 +173,7 @@ describe('helm/baton', () => {
     assert.match(sts, /redis:\n\s+url: \{\{ \. \}\}\n\s+username: baton-sts\n\s+passwordFile: \/etc\/baton\/redis\/password/);
     assert.match(sts, /- \{ name: redis, mountPath: \/etc\/baton\/redis, readOnly: true \}/);
     assert.match(sts, /secretName: \{\{ \.Values\.redis\.stsSecret \}\}/);
-    // The sidecars' secrets: the injector names them and mounts them into the sidecar container (test/injector/webhook.test.ts).
+    // The sidecars' secrets: the injector names them and mounts them into the sidecar container (test/e2e/injector-webhook.test.ts).
     assert.match(read('templates/injector.yaml'), /BATON_SIDECAR__REDIS_SECRET_PREFIX, value: \{\{ \$\.Values\.redis\.sidecarSecretPrefix \| quote \}\}/);
   });
 

@@ -101,7 +101,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:<gateway port>/checkout': { how: 'elsewhere', test: 'test/e2e/demo-idp.test.ts' },
   },
   'docs/identity.md': {
-    'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs as a real process: the layout, the IDs, reuse of fresh certificates)' },
+    'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs: the layout, the IDs, reuse of fresh certificates)' },
   },
   'docs/kubernetes.md': {
     'kubectl create namespace baton-system': { how: 'kubectl-dry-run' },

@@ -10,8 +10,7 @@ import { policyToJSON } from '../../src/policy/language/parse.ts';
 import { generatePolicySigningKey, importPolicySigningKey, signPolicy } from '../../src/policy/distribution/signing.ts';
 import { createFilePolicySource } from '../../src/policy/distribution/source.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
-import { freePort, listenOnLoopback, waitFor } from '../helpers/net.ts';
-import { startBaton } from '../helpers/process.ts';
+import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicySignatureError, PolicyVersionStaleError } from '../../src/policy/distribution/errors.ts';
 
 const FIXTURE_PATH = new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url).pathname;
@@ -119,31 +118,6 @@ describe('policy client', () => {
     server.serve(200, await signed(2));
     await waitFor(async () => seen.includes(2), { what: 'version 2' });
     assert.deepEqual(seen, [1, 2]);
-  });
-
-  it('keeps the last good policy while the policy server is down, and follows it when it is back', async () => {
-    const dir = tempDir();
-    const policyFile = join(dir, 'callgraph.yaml');
-    const keyFile = join(dir, 'key.pem');
-    writeFileSync(policyFile, FIXTURE);
-    writeFileSync(keyFile, keys.privateKeyPem, { mode: 0o600 });
-    const port = await freePort();
-    const args = ['policy-server', '--policy', policyFile, '--signing-key', keyFile, '--port', String(port), '--state', join(dir, 'state.json'), '--transport', 'plaintext'];
-    const first = startBaton(args);
-    after(() => first.stop('SIGKILL'));
-    await first.waitForOutput(/"msg":"policy server listening"/);
-    const policy = client(`http://127.0.0.1:${port}`);
-    assert.equal(await policy.waitUntilReady(5000), true);
-    const version = policy.version() as number;
-    await first.stop('SIGKILL');
-    await waitFor(async () => policy.lastError()?.code === PolicyServerUnavailableError.code, { what: 'the outage to be noticed' });
-    assert.equal(policy.ready(), true);
-    assert.equal(policy.version(), version);
-    writeFileSync(policyFile, FIXTURE.replace('maxDepth: 4', 'maxDepth: 3'));
-    const second = startBaton(args);
-    after(() => second.stop());
-    await waitFor(async () => policy.current()?.maxDepth === 3, { timeoutMs: 10_000, what: 'the new policy after the restart' });
-    assert.ok((policy.version() as number) > version);
   });
 });
 
