@@ -22,7 +22,11 @@ type Outcome = { file: string; verdict: 'pass' | 'fail' | 'hang'; ms: number; ta
 function runFile(file: string, timeoutMs: number): Promise<Outcome> {
   const started = Date.now();
   // Its own process group, so a hang is ended with the runner's child processes.
-  const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=120000', '--import', './test/helpers/leak-check.ts', file], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    ['--test', '--test-concurrency=1', '--test-timeout=120000', '--import', './test/helpers/leak-check.ts', file],
+    { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   const keep = (chunk: Buffer): void => {
     output = (output + chunk.toString('utf8')).slice(-6_000);
@@ -67,7 +71,9 @@ async function main(argv: readonly string[]): Promise<number> {
   await Promise.all(Array.from({ length: jobs }, worker));
   const bad = outcomes.filter((o) => o.verdict !== 'pass');
   for (const o of bad) process.stdout.write(`\n=== ${o.verdict}: ${o.file}\n${o.tail}\n`);
-  process.stdout.write(`\n${outcomes.length} files: ${outcomes.filter((o) => o.verdict === 'pass').length} passed, ${bad.filter((o) => o.verdict === 'fail').length} failed, ${bad.filter((o) => o.verdict === 'hang').length} hung (killed after ${timeoutS} s)\n`);
+  process.stdout.write(
+    `\n${outcomes.length} files: ${outcomes.filter((o) => o.verdict === 'pass').length} passed, ${bad.filter((o) => o.verdict === 'fail').length} failed, ${bad.filter((o) => o.verdict === 'hang').length} hung (killed after ${timeoutS} s)\n`,
+  );
   return bad.length === 0 ? 0 : 1;
 }
 

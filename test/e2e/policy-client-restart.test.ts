@@ -29,23 +29,47 @@ describe('policy client and a real policy server', () => {
     writeFileSync(policyFile, FIXTURE);
     writeFileSync(keyFile, keys.privateKeyPem, { mode: 0o600 });
     const port = await freePort();
-    const args = ['policy-server', '--policy', policyFile, '--signing-key', keyFile, '--port', String(port), '--state', join(dir, 'state.json'), '--transport', 'plaintext'];
+    const args = [
+      'policy-server',
+      '--policy',
+      policyFile,
+      '--signing-key',
+      keyFile,
+      '--port',
+      String(port),
+      '--state',
+      join(dir, 'state.json'),
+      '--transport',
+      'plaintext',
+    ];
     const first = startBaton(args);
     after(() => first.stop('SIGKILL'));
     await first.waitForOutput(/"msg":"policy server listening"/);
-    const policy = createPolicyClient({ url: `http://127.0.0.1:${port}`, publicKey: keys.publicKeyPem, logger, minBackoffMs: 10, maxBackoffMs: 50, waitSeconds: 5 });
+    const policy = createPolicyClient({
+      url: `http://127.0.0.1:${port}`,
+      publicKey: keys.publicKeyPem,
+      logger,
+      minBackoffMs: 10,
+      maxBackoffMs: 50,
+      waitSeconds: 5,
+    });
     after(() => policy.close());
     void policy.start();
     assert.equal(await policy.waitUntilReady(5000), true);
     const version = policy.version() as number;
     await first.stop('SIGKILL');
-    await waitFor(async () => policy.lastError()?.code === PolicyServerUnavailableError.code, { what: 'the outage to be noticed' });
+    await waitFor(async () => policy.lastError()?.code === PolicyServerUnavailableError.code, {
+      what: 'the outage to be noticed',
+    });
     assert.equal(policy.ready(), true);
     assert.equal(policy.version(), version);
     writeFileSync(policyFile, FIXTURE.replace('maxDepth: 4', 'maxDepth: 3'));
     const second = startBaton(args);
     after(() => second.stop());
-    await waitFor(async () => policy.current()?.maxDepth === 3, { timeoutMs: 10_000, what: 'the new policy after the restart' });
+    await waitFor(async () => policy.current()?.maxDepth === 3, {
+      timeoutMs: 10_000,
+      what: 'the new policy after the restart',
+    });
     assert.ok((policy.version() as number) > version);
   });
 });

@@ -15,7 +15,10 @@ export interface CliRun {
  * start, signals, the bundle) is tested under test/e2e/ with
  * test/helpers/process.ts.
  */
-export async function runCli(args: readonly string[], options: { env?: Readonly<Record<string, string>>; stdin?: string } = {}): Promise<CliRun> {
+export async function runCli(
+  args: readonly string[],
+  options: { env?: Readonly<Record<string, string>>; stdin?: string } = {},
+): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
   const sink = (append: (text: string) => void): Writable =>

@@ -55,7 +55,9 @@ async function checkNothingLeft(): Promise<void> {
   }
   if (leaked.length === 0) return;
   setTimeout(() => process.exit(1), REPORT_MS).unref();
-  throw new Error(`expected ${testFile()} to leave nothing open, got ${leaked.length} resource${leaked.length === 1 ? '' : 's'} still open after its last test: ${[count(leaked), ...describeHandles()].join('\n')}`);
+  throw new Error(
+    `expected ${testFile()} to leave nothing open, got ${leaked.length} resource${leaked.length === 1 ? '' : 's'} still open after its last test: ${[count(leaked), ...describeHandles()].join('\n')}`,
+  );
 }
 
 function testFile(): string {
@@ -107,27 +109,34 @@ interface HandleLike {
 function describeHandles(): string[] {
   const stdio = new Set<unknown>([process.stdin, process.stdout, process.stderr]);
   const active = (process as unknown as { _getActiveHandles?: () => HandleLike[] })._getActiveHandles?.() ?? [];
-  const timers = tracked === undefined ? [] : [...tracked.timers].filter((t) => t._destroyed !== true && t.hasRef?.() !== false);
+  const timers =
+    tracked === undefined ? [] : [...tracked.timers].filter((t) => t._destroyed !== true && t.hasRef?.() !== false);
   const lines: string[] = [];
   for (const handle of [...active, ...timers]) {
     if (stdio.has(handle) || handle.hasRef?.() === false) continue;
     lines.push(`  - ${describeHandle(handle)}${creation(handle)}`);
   }
-  if (tracked === undefined && lines.length > 0) lines.push('  (BATON_LEAK_STACKS=1 also lists timers and prints where each resource was created)');
+  if (tracked === undefined && lines.length > 0)
+    lines.push('  (BATON_LEAK_STACKS=1 also lists timers and prints where each resource was created)');
   return lines;
 }
 
 function describeHandle(handle: HandleLike): string {
   const name = handle.constructor?.name ?? 'handle';
-  if (typeof handle.pid === 'number') return `${name} (pid ${handle.pid}: ${(handle.spawnargs ?? []).join(' ').slice(0, 200)})`;
-  if (typeof handle._idleTimeout === 'number') return `${handle._repeat ? 'setInterval' : 'setTimeout'} (${handle._idleTimeout} ms, callback ${handle._onTimeout?.name || '(anonymous)'})`;
-  if (handle.remotePort !== undefined) return `${name} (${handle.localAddress}:${handle.localPort} → ${handle.remoteAddress}:${handle.remotePort})`;
+  if (typeof handle.pid === 'number')
+    return `${name} (pid ${handle.pid}: ${(handle.spawnargs ?? []).join(' ').slice(0, 200)})`;
+  if (typeof handle._idleTimeout === 'number')
+    return `${handle._repeat ? 'setInterval' : 'setTimeout'} (${handle._idleTimeout} ms, callback ${handle._onTimeout?.name || '(anonymous)'})`;
+  if (handle.remotePort !== undefined)
+    return `${name} (${handle.localAddress}:${handle.localPort} → ${handle.remoteAddress}:${handle.remotePort})`;
   if (typeof handle.address === 'function') return `${name} (listening on ${JSON.stringify(handle.address())})`;
   return name;
 }
 
 function creation(handle: HandleLike): string {
-  const stack = tracked?.stacks.get(handle as object) ?? (typeof handle._handle === 'object' && handle._handle !== null ? tracked?.stacks.get(handle._handle) : undefined);
+  const stack =
+    tracked?.stacks.get(handle as object) ??
+    (typeof handle._handle === 'object' && handle._handle !== null ? tracked?.stacks.get(handle._handle) : undefined);
   return stack === undefined ? '' : `, created\n${stack}`;
 }
 
@@ -140,8 +149,17 @@ function trackCreation(): { stacks: WeakMap<object, string>; timers: Set<HandleL
       if (type === 'PROMISE') return;
       const holder: { stack?: string } = {};
       Error.captureStackTrace(holder);
-      const frames = (holder.stack ?? '').split('\n').slice(1).filter((l) => !l.includes('node:internal/async_hooks'));
-      stacks.set(resource as object, frames.slice(0, 12).map((l) => `      ${l.trim()}`).join('\n'));
+      const frames = (holder.stack ?? '')
+        .split('\n')
+        .slice(1)
+        .filter((l) => !l.includes('node:internal/async_hooks'));
+      stacks.set(
+        resource as object,
+        frames
+          .slice(0, 12)
+          .map((l) => `      ${l.trim()}`)
+          .join('\n'),
+      );
       if (type === 'Timeout') {
         timers.add(resource as HandleLike);
         byId.set(id, resource as HandleLike);

@@ -19,12 +19,18 @@ import { relative } from 'node:path';
 function refuse(name: string): (...args: unknown[]) => never {
   return (...args: unknown[]) => {
     const file = process.argv[1] === undefined ? 'a unit test' : relative(process.cwd(), process.argv[1]);
-    const command = args[0] !== null && typeof args[0] === 'object' && 'file' in args[0] ? [args[0].file, ...((args[0] as { args?: string[] }).args ?? []).slice(1)] : [args[0], ...(Array.isArray(args[1]) ? args[1] : [])];
-    throw new Error(`expected ${file} to spawn nothing (a unit test), got child_process.${name}: ${command.map(String).join(' ').slice(0, 300)}; a test that starts a process belongs under test/e2e/ (npm run test:system)`);
+    const command =
+      args[0] !== null && typeof args[0] === 'object' && 'file' in args[0]
+        ? [args[0].file, ...((args[0] as { args?: string[] }).args ?? []).slice(1)]
+        : [args[0], ...(Array.isArray(args[1]) ? args[1] : [])];
+    throw new Error(
+      `expected ${file} to spawn nothing (a unit test), got child_process.${name}: ${command.map(String).join(' ').slice(0, 300)}; a test that starts a process belongs under test/e2e/ (npm run test:system)`,
+    );
   };
 }
 
 const exported = childProcess as unknown as Record<string, unknown>;
-for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork']) exported[name] = refuse(name);
+for (const name of ['spawn', 'spawnSync', 'exec', 'execSync', 'execFile', 'execFileSync', 'fork'])
+  exported[name] = refuse(name);
 syncBuiltinESMExports();
 (ChildProcess.prototype as unknown as { spawn: unknown }).spawn = refuse('spawn');

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PROJECT_ROOT } from '../../scripts/build.ts';
 
-const scripts = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+const scripts = (
+  JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+).scripts;
 
 /** The folders of one suite's glob: `"test/{a,b}/**\/*.test.ts"` → [a, b]. */
 function folders(script: string): string[] {
@@ -26,15 +28,30 @@ describe('the unit and system suites', () => {
   const system = folders('test:system');
 
   it('run every folder that holds tests, each in one suite', () => {
-    const withTests = [...new Set(globSync('test/**/*.test.ts', { cwd: PROJECT_ROOT }).map((file) => file.split('/')[1]!))].sort();
+    const withTests = [
+      ...new Set(globSync('test/**/*.test.ts', { cwd: PROJECT_ROOT }).map((file) => file.split('/')[1]!)),
+    ].sort();
     assert.deepEqual([...unit, ...system].sort(), withTests);
-    assert.deepEqual(unit.filter((folder) => system.includes(folder)), []);
+    assert.deepEqual(
+      unit.filter((folder) => system.includes(folder)),
+      [],
+    );
   });
 
   it('unit runs the folders named after parts of src/, and only those', () => {
-    const parts = readdirSync(join(PROJECT_ROOT, 'src'), { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
-    assert.deepEqual(unit.filter((folder) => !parts.includes(folder)), [], 'a unit folder that is no part of src/');
-    assert.deepEqual(system.filter((folder) => parts.includes(folder)), [], 'a folder named after a part of src/ belongs to the unit suite');
+    const parts = readdirSync(join(PROJECT_ROOT, 'src'), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name);
+    assert.deepEqual(
+      unit.filter((folder) => !parts.includes(folder)),
+      [],
+      'a unit folder that is no part of src/',
+    );
+    assert.deepEqual(
+      system.filter((folder) => parts.includes(folder)),
+      [],
+      'a folder named after a part of src/ belongs to the unit suite',
+    );
   });
 
   it('unit forbids spawning, both leave no handle open, and npm test runs lint, typecheck, unit and system', () => {
