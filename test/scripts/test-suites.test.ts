@@ -10,11 +10,15 @@ import assert from 'node:assert/strict';
 import { globSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parse } from 'yaml';
 import { PROJECT_ROOT } from '../../scripts/build.ts';
+import { PREREQUISITES } from '../../scripts/test-prerequisites.ts';
 
-const scripts = (
-  JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
-).scripts;
+const manifest = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
+  scripts: Record<string, string>;
+  engines: { node: string };
+};
+const scripts = manifest.scripts;
 
 /** The folders of one suite's glob: `"test/{a,b}/**\/*.test.ts"` → [a, b]. */
 function folders(script: string): string[] {
@@ -61,5 +65,34 @@ describe('the unit and system suites', () => {
       assert.doesNotMatch(scripts[suite] ?? '', /--test-force-exit/);
     }
     assert.equal(scripts.test, 'npm run lint && npm run typecheck && npm run test:unit && npm run test:system');
+  });
+});
+
+describe('the CI workflow (.github/workflows/ci.yml)', () => {
+  type Job = { strategy?: { matrix?: { node?: string[] } }; steps: Array<{ run?: string; if?: string }> };
+  const workflow = parse(readFileSync(join(PROJECT_ROOT, '.github/workflows/ci.yml'), 'utf8')) as {
+    on: Record<string, unknown>;
+    jobs: Record<string, Job>;
+  };
+  const runs = (job: string): string => (workflow.jobs[job]?.steps ?? []).map((step) => step.run ?? '').join('\n');
+
+  it('runs on every push and pull request', () => {
+    assert.deepEqual(Object.keys(workflow.on).sort(), ['pull_request', 'push']);
+  });
+
+  it('runs lint, typecheck, unit and system, unit and system on 24 and on the oldest Node.js that engines admits', () => {
+    const oldest = /^>=(\d+\.\d+\.\d+)$/.exec(manifest.engines.node)?.[1];
+    assert.ok(oldest, `expected engines.node to be ">=X.Y.Z", got ${manifest.engines.node}`);
+    assert.match(runs('lint'), /npm run lint/);
+    assert.match(runs('lint'), /npm run typecheck/);
+    for (const job of ['unit', 'system'])
+      assert.deepEqual(workflow.jobs[job]?.strategy?.matrix?.node, [oldest, '24'], job);
+    assert.match(runs('unit'), /npm run test:unit/);
+    assert.match(runs('system'), /npm run test:system/);
+  });
+
+  it('installs every program the system tests run', () => {
+    for (const p of PREREQUISITES)
+      assert.match(runs('system'), new RegExp(`apt-get install .*\\b${p.debianPackage}\\b`), p.debianPackage);
   });
 });
