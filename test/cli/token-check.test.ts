@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { createSigner, nowSec, type TestSigner } from '../token/issuer-fixture.ts';
+import { createSigner, nowSec, type TestSigner } from '../helpers/token.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 import { type CliRun, runCli } from '../helpers/cli.ts';
 import { TokenWrongTypError } from '../../src/token/errors.ts';

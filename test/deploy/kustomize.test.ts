@@ -13,9 +13,9 @@ import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
-import { patchedPod } from '../injector/admission-helpers.ts';
-import { withContract } from './mesh-contract.ts';
-import { admittedTo, assertOnWritableEmptyDir, type KubernetesObject, kustomize, selects, validateKubernetesObject } from './kubernetes-schema.ts';
+import { patchedPod } from '../helpers/injector.ts';
+import { withContract } from '../helpers/deploy.ts';
+import { admittedTo, assertOnWritableEmptyDir, type KubernetesObject, kustomize, selects, validateKubernetesObject } from '../helpers/kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));

@@ -10,7 +10,7 @@ import { type CachedToken, createTokenCache, type RedisTierEvent, type TokenCach
 import { loadSealKeys, type SealKeys } from '../../src/sidecar/exchange/token-seal.ts';
 import { waitFor } from '../helpers/net.ts';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
-import { capturingLogger, type StsStandIn, startStsStandIn } from '../sidecar/exchange/sts-stand-in.ts';
+import { capturingLogger, type StsStandIn, startStsStandIn } from '../helpers/sts-stand-in.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-redis-tests.c2ln';
 // Shaped like what the STS mints: a reader of Redis must never find one.

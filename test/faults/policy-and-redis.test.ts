@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { waitFor } from '../helpers/net.ts';
 import { startBaton } from '../helpers/process.ts';
-import { FAULT_POLICY, type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { FAULT_POLICY, type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
 
 describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
   let mesh: FaultMesh;

@@ -8,8 +8,8 @@ import { createServer, type Server } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { request } from 'undici';
-import { compact, es256 } from '../security/mesh-fixture.ts';
-import { type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { compact, es256 } from '../helpers/security-mesh.ts';
+import { type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
 import { ExchangedTokenExpiredError, ExchangeRefusedError, StsThrottledError, StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenUnknownKidError } from '../../src/token/errors.ts';
 

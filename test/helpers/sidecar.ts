@@ -15,16 +15,16 @@ import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/confi
 import type { IssuedToken } from '../../src/sidecar/exchange/exchanger.ts';
 import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
-import { handling, type TestHandler } from '../helpers/http-server.ts';
-import { captureLogs, type LogCapture } from '../helpers/logs.ts';
-import { listenOnLoopback } from '../helpers/net.ts';
-import { callGraph, compileTestPolicy } from '../helpers/policy.ts';
+import { handling, type TestHandler } from './http-server.ts';
+import { captureLogs, type LogCapture } from './logs.ts';
+import { listenOnLoopback } from './net.ts';
+import { callGraph, compileTestPolicy } from './policy.ts';
 import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
 
-export { compileTestPolicy as compile } from '../helpers/policy.ts';
-export { captureLogs, type LogCapture } from '../helpers/logs.ts';
+export { compileTestPolicy as compile } from './policy.ts';
+export { captureLogs, type LogCapture } from './logs.ts';
 
 export const SHOP = callGraph(
   `
