@@ -371,7 +371,7 @@ describe('the commands in README.md and docs/', () => {
     });
 
     it('docs/rollout.md: suggest, check and observed over the audit logs that the compose quickstart left', () => {
-      // The quickstart test above sent traffic through the mesh, whose processes log into logs/.
+      // The compose quickstart runs again here, whatever ran before: its traffic through the mesh is what logs/ holds.
       runFile('docs/docker-compose.md');
       runFile('docs/rollout.md');
       assert.match(readFileSync(join(work, 'observed.svg'), 'utf8'), /<svg/);
