@@ -108,6 +108,37 @@ describe('policy client', () => {
     assert.equal(policy.version(), 1);
   });
 
+  it('retries a failing server after a backoff that doubles per failure up to maxBackoffMs, on mock.timers', async (t) => {
+    // The top of the jitter window (Math.random() = 1), and timers moved by hand: each retry is due at a known tick.
+    t.mock.method(Math, 'random', () => 1);
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const server = await fakeServer();
+    server.serve(503, '');
+    const policy = createPolicyClient({ url: server.url, publicKey: keys.publicKeyPem, logger, minBackoffMs: 1_000, maxBackoffMs: 4_000, waitSeconds: 5 });
+    t.after(() => policy.close());
+    /**
+     * Turns of the event loop (not timers) until the server has answered `n` requests and the client
+     * has taken that failure: a new lastError, reported just before the client schedules its retry.
+     */
+    let taken: unknown;
+    const answered = async (n: number): Promise<void> => {
+      for (let turn = 0; turn < 10_000 && !(server.requests() === n && policy.lastError() !== taken); turn++) await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(server.requests(), n);
+      assert.notEqual(policy.lastError(), taken, `failure ${n} taken`);
+      taken = policy.lastError();
+    };
+    void policy.start();
+    await answered(1);
+    for (const [n, delay] of [[2, 1_000], [3, 2_000], [4, 4_000], [5, 4_000]] as const) {
+      t.mock.timers.tick(delay - 1);
+      for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(server.requests(), n - 1, `no retry ${delay - 1} ms after failure ${n - 1}`);
+      t.mock.timers.tick(1);
+      await answered(n);
+    }
+    assert.equal(policy.lastError()?.code, PolicyServerUnavailableError.code);
+  });
+
   it('notifies listeners once per accepted version', async () => {
     const server = await fakeServer();
     server.serve(200, await signed(1));
