@@ -23,6 +23,19 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware rules (typescript-eslint's project service reads tsconfig.json):
+    // a promise nobody awaits or handles loses its rejection, and one passed
+    // where a callback's result is ignored (an event handler, a forEach) does too.
+    // An intended fire-and-forget is written `void promise`, with its errors handled.
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      // node:test's describe/it/test return promises that the runner itself awaits.
+      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }] }],
+      '@typescript-eslint/no-misused-promises': 'error',
+    },
+  },
+  {
     files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: { 'no-restricted-syntax': ['error', ...BRAND_CASTS] },
   },

@@ -10,7 +10,7 @@
  */
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../src/core/token-types.ts';
 import { hashSecret } from '../src/sts/secret-hash.ts';
-import { basic, SECRETS } from '../test/sts/helpers/sts-fixture.ts';
+import { basic, SECRETS } from '../test/helpers/sts.ts';
 import { runLoad } from './lib/load.ts';
 import { writeResults } from './lib/report.ts';
 import { type BenchOptions, ratio, type ScenarioResult } from './lib/scenario.ts';

@@ -15,7 +15,7 @@ import { createTokenCache, type TokenCache } from '../src/sidecar/exchange/token
 import { createLogger } from '../src/telemetry/logger.ts';
 import { startRedis, writeMeshRedisSecrets } from '../test/helpers/redis.ts';
 import { loadSealKeys } from '../src/sidecar/exchange/token-seal.ts';
-import { SECRETS } from '../test/sts/helpers/sts-fixture.ts';
+import { SECRETS } from '../test/helpers/sts.ts';
 import { type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, round, type ScenarioResult } from './lib/scenario.ts';
 import { startBenchSts } from './sts.bench.ts';

@@ -136,7 +136,8 @@ async function main(): Promise<void> {
     const due = Math.floor(((Date.now() - started) / 1000) * rate);
     for (; issued < due; issued++) work.push(one(issued % 10 === 9));
     await new Promise((resolve) => setTimeout(resolve, 10));
-    if (work.length > 20_000) work.splice(0, work.length - 1_000);
+    // one() never rejects (it counts its own errors): the calls dropped here settle on their own.
+    if (work.length > 20_000) void work.splice(0, work.length - 1_000);
   }
   await chaos;
   await Promise.allSettled(work);

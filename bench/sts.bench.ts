@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../src/core/token-types.ts';
 import { freePort, listenOnLoopback } from '../test/helpers/net.ts';
-import { baseConfig, basic, SECRETS, writeStsConfig } from '../test/sts/helpers/sts-fixture.ts';
+import { baseConfig, basic, SECRETS, writeStsConfig } from '../test/helpers/sts.ts';
 import { startProcess } from '../test/helpers/process.ts';
 import { benchBundle } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';

@@ -1,6 +1,6 @@
 /**
  * The hop target of `npm run fuzz`: the hop-level differential harness
- * (test/dataplane/hop-differential.test.ts) run for longer, from a random
+ * (test/e2e/hop-differential.test.ts) run for longer, from a random
  * seed it prints (FUZZ_SEED runs one again). Batches of fast-check
  * mutations of the corpus (test/dataplane/hop/mutations.ts) go to every
  * origin lane side by side until the time is up. A case with findings is

@@ -7,7 +7,7 @@
  * target mutations of its corpus from a random seed that is printed
  * (FUZZ_SEED to run one again); a failing input is written back into
  * fuzz/corpus/<target>/, where test/fuzz/corpus.test.ts (and, for the hop
- * target, test/dataplane/hop-differential.test.ts) replays it on every
+ * target, test/e2e/hop-differential.test.ts) replays it on every
  * `npm test` until the bug is fixed.
  */
 import { createHash, randomInt } from 'node:crypto';

@@ -34,11 +34,11 @@ export interface Prerequisite {
 
 export const PREREQUISITES: readonly Prerequisite[] = [
   { command: 'redis-server', debianPackage: 'redis-server', usedBy: 'the Redis token cache, STS replay store and fault tests (each starts its own)', service: 'redis-server' },
-  { command: 'promtool', debianPackage: 'prometheus', usedBy: 'test/telemetry/metrics.test.ts (promtool check metrics)', service: 'prometheus' },
-  { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/injector/webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)' },
+  { command: 'promtool', debianPackage: 'prometheus', usedBy: 'test/e2e/metrics-promtool.test.ts (promtool check metrics)', service: 'prometheus' },
+  { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/e2e/injector-webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)' },
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
-  { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/dataplane/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
-  { command: 'haproxy', debianPackage: 'haproxy', usedBy: 'test/dataplane/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)', service: 'haproxy' },
+  { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/e2e/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
+  { command: 'haproxy', debianPackage: 'haproxy', usedBy: 'test/e2e/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)', service: 'haproxy' },
   { command: '/usr/bin/python3', debianPackage: 'python3-requests', usedBy: 'test/e2e/clients.test.ts (Python requests through the outbound port)', probe: ['-c', 'import requests'] },
   { command: '/usr/bin/python3', debianPackage: 'python3-httpx', usedBy: 'test/e2e/clients.test.ts (Python httpx through the outbound port)', probe: ['-c', 'import httpx'] },
   { command: 'java', debianPackage: 'default-jdk-headless', usedBy: "test/e2e/clients.test.ts (Java's HttpClient through the outbound port)" },

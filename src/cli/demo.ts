@@ -1,9 +1,10 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { EnvHttpProxyAgent, setGlobalDispatcher } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../config/config-error.ts';
-import { startDemoApp } from '../demo/apps.ts';
+import { fetchReadsEnvProxy, startDemoApp } from '../demo/apps.ts';
 import { startDevIdentityProvider } from '../demo/dev-idp.ts';
 import { DEMO_POLICY, startMesh } from '../demo/mesh.ts';
 import { DEMO_USER, formatScenarios, runScenarios, type ScenarioResult } from '../demo/scenario.ts';
@@ -139,6 +140,8 @@ async function runApp(args: readonly string[], context: CliContext): Promise<num
   const name = values.name;
   if (name !== 'gateway' && name !== 'orders' && name !== 'payments') throw new UsageError('--name must be gateway, orders or payments');
   if (values.outbound === undefined) throw new UsageError('--outbound URL (the sidecar\'s outbound port) is required');
+  // Node.js before 22.21 ignores NODE_USE_ENV_PROXY: undici's EnvHttpProxyAgent reads the same variables (src/demo/apps.ts).
+  if (!fetchReadsEnvProxy() && process.env.NODE_USE_ENV_PROXY === '1') setGlobalDispatcher(new EnvHttpProxyAgent());
   const app = await startDemoApp({ name, port: Number(values.port ?? 8080), host: values.host ?? '127.0.0.1', outbound: values.outbound });
   context.stdout.write(JSON.stringify({ msg: 'demo app listening', service: name, port: app.port }) + '\n');
   await untilSignal();

@@ -87,7 +87,7 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
   });
   server.on('stream', (raw: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
     // First of all: a stream that errors (reset by the peer, closed with an error code here) must never take the
-    // process down with an unhandled 'error' (found by test/dataplane/h2-differential.test.ts).
+    // process down with an unhandled 'error' (found by test/e2e/h2-differential.test.ts).
     raw.on('error', () => {});
     const origin = origins.get(raw.session as Http2Session);
     if (origin === undefined) {

@@ -10,7 +10,7 @@
  * authority that is not `host[:port]`, a `:path` that is not origin-form.
  * A field whose value holds CR, LF or NUL or has whitespace at either end
  * (RFC 9113 §8.2.1) never gets this far either: nghttp2 drops the field
- * (test/dataplane/h2-differential.test.ts holds that it never reaches an
+ * (test/e2e/h2-differential.test.ts holds that it never reaches an
  * app).
  * Connection-specific fields never get this far: nghttp2 refuses them as
  * malformed (RFC 9113 §8.2.2).

@@ -30,7 +30,7 @@
  * Field values are trimmed of SP and HTAB only (RFC 9110 §5.5), never of
  * other Unicode spaces. test/dataplane/differential.test.ts holds the
  * parser to node:http's framing: the same or a refusal, never a third
- * reading; test/dataplane/hop-differential.test.ts holds a whole sidecar
+ * reading; test/e2e/hop-differential.test.ts holds a whole sidecar
  * pair to real origins the same way.
  */
 import { createRequire } from 'node:module';

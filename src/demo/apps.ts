@@ -15,6 +15,12 @@
  *   HTTP/1.1 on one port, telling them apart by the HTTP/2 preface. The
  *   messages are JSON (a demo needs no .proto): grpc-js takes any codec,
  *   and the sidecars never read a message.
+ *
+ * Node.js reads NODE_USE_ENV_PROXY for fetch from 24.0 and 22.21; on an older
+ * 22 (the package runs on 22.18 and later) `baton demo app` installs undici's
+ * EnvHttpProxyAgent, which reads the same variables, so the demo is the same
+ * on every Node.js that engines admits (test/package/pack.test.ts runs it on
+ * the oldest).
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
@@ -85,6 +91,12 @@ export interface DemoApp {
  * each app's at /readyz). A demo app is ready once it listens.
  */
 const HEALTH_PATHS: ReadonlySet<string> = new Set(['/livez', '/readyz']);
+
+/** Whether this Node.js's fetch honours NODE_USE_ENV_PROXY=1 (added in 24.0.0 and 22.21.0). */
+export function fetchReadsEnvProxy(version: string = process.versions.node): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major >= 24 || (major === 22 && minor >= 21);
+}
 
 export async function startDemoApp(options: { name: DemoServiceName; port?: number; host?: string; outbound: string }): Promise<DemoApp> {
   const routes = ROUTES[options.name];

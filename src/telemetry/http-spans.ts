@@ -44,6 +44,11 @@ export interface HttpSpan {
 
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
 
+/** network.protocol.version as the conventions spell it: "1.0", "1.1", "2" (Node says "2.0" for HTTP/2). */
+function protocolVersion(httpVersion: string): string {
+  return httpVersion === '2.0' ? '2' : httpVersion;
+}
+
 /**
  * A SERVER span for a request received, child of the caller's W3C trace
  * context. Baggage is not read. `client.address` is the connection's peer:
@@ -58,7 +63,7 @@ export function startServerSpan(tracer: Tracer, req: RequestHead, path: string, 
     ...method.attributes,
     [ATTR_URL_PATH]: path,
     [ATTR_URL_SCHEME]: scheme,
-    [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
+    [ATTR_NETWORK_PROTOCOL_VERSION]: protocolVersion(req.httpVersion),
     [ATTR_CLIENT_ADDRESS]: socket.remoteAddress,
     [ATTR_NETWORK_PEER_ADDRESS]: socket.remoteAddress,
     [ATTR_NETWORK_PEER_PORT]: socket.remotePort,
@@ -220,7 +225,7 @@ export function startEgressSpan(tracer: Tracer, req: RequestHead, to: EgressTarg
     attributes[ATTR_URL_PATH] = to.target.split('?', 1)[0] as string;
     attributes[ATTR_URL_FULL] = fullUrl(to.upstream.origin, to.target);
     // A request keeps its protocol on every hop.
-    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = req.httpVersion === '2.0' ? '2' : '1.1';
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = protocolVersion(req.httpVersion) === '2' ? '2' : '1.1';
   }
   const rpc = to === undefined ? undefined : rpcOf(req, to.target.split('?', 1)[0] as string);
   if (rpc !== undefined) Object.assign(attributes, rpc.attributes);

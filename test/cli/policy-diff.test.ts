@@ -8,7 +8,7 @@ import { formatPolicyDiff } from '../../src/cli/policy-diff.ts';
 import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
 import { diffPolicies } from '../../src/policy/tooling/diff.ts';
-import { runBaton } from '../helpers/process.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url));
 const TEXT = readFileSync(FIXTURE, 'utf8');
@@ -25,13 +25,13 @@ const changed = policyFile('new.yaml', `${TEXT.replace('maxDepth: 4', 'maxDepth:
 
 describe('baton policy diff', () => {
   it('exits 0 and says so when nothing differs', async () => {
-    const result = await runBaton(['policy', 'diff', FIXTURE, policyFile('same.yaml', `# copy\n${TEXT}`)]);
+    const result = await runCli(['policy', 'diff', FIXTURE, policyFile('same.yaml', `# copy\n${TEXT}`)]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'no differences\n');
   });
 
   it('exits 1 and prints one line per change for a reviewer', async () => {
-    const result = await runBaton(['policy', 'diff', FIXTURE, changed]);
+    const result = await runCli(['policy', 'diff', FIXTURE, changed]);
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stdout, /^~ maxDepth 4 → 5$/m);
     assert.match(result.stdout, /^\+ service refunds$/m);
@@ -39,7 +39,7 @@ describe('baton policy diff', () => {
   });
 
   it('prints structured JSON with --json', async () => {
-    const result = await runBaton(['policy', 'diff', FIXTURE, changed, '--json']);
+    const result = await runCli(['policy', 'diff', FIXTURE, changed, '--json']);
     assert.equal(result.code, 1, result.stderr);
     const diff = JSON.parse(result.stdout);
     assert.equal(diff.equal, false);
@@ -49,10 +49,10 @@ describe('baton policy diff', () => {
 
   it('exits 2 for an invalid policy or a missing argument', async () => {
     const bad = policyFile('bad.yaml', TEXT.replace('from: gateway', 'from: nowhere'));
-    const invalid = await runBaton(['policy', 'diff', FIXTURE, bad]);
+    const invalid = await runCli(['policy', 'diff', FIXTURE, bad]);
     assert.equal(invalid.code, 2);
     assert.match(invalid.stderr, /bad\.yaml:\d+:\d+: error /);
-    assert.equal((await runBaton(['policy', 'diff', FIXTURE])).code, 2);
+    assert.equal((await runCli(['policy', 'diff', FIXTURE])).code, 2);
   });
 });
 

@@ -1,17 +1,23 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runBaton } from '../helpers/process.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const EXAMPLE = 'examples/shop.callgraph.yaml';
-const explain = (...args: string[]) => runBaton(['policy', 'explain', EXAMPLE, ...args]);
+const explain = (...args: string[]) => runCli(['policy', 'explain', EXAMPLE, ...args]);
 
 describe('baton policy explain', () => {
   it('explains an allowed chain and exits 0', async () => {
     const { code, stdout } = await explain('--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/charges', '--scope', 'payments:charge fido', '--acr', 'urn:baton:acr:mfa');
     assert.equal(code, 0);
     assert.match(stdout, /^decision: allow$/m);
-    assert.match(stdout, /^rule: +payments\.accepts\.charge +\(examples\/shop\.callgraph\.yaml:\d+:\d+\)$/m);
+    assert.match(stdout, /^rule: +payments\.accepts\.charge-http +\(examples\/shop\.callgraph\.yaml:\d+:\d+\)$/m);
     assert.match(stdout, /^mode: +enforce$/m);
+  });
+
+  it('explains a gRPC call by its method path: the grpc: rule decides it', async () => {
+    const { code, stdout } = await explain('--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/shop.v1.Payments/Charge', '--scope', 'payments:charge fido', '--acr', 'urn:baton:acr:mfa');
+    assert.equal(code, 0);
+    assert.match(stdout, /^rule: +payments\.accepts\.charge +\(examples\/shop\.callgraph\.yaml:\d+:\d+\)$/m);
   });
 
   it('prints the decision as JSON and exits 3 when denied, with acr values for step-up', async () => {
@@ -20,7 +26,7 @@ describe('baton policy explain', () => {
     const decision = JSON.parse(stdout);
     assert.equal(decision.allowed, false);
     assert.equal(decision.cause, 'acr');
-    assert.equal(decision.rule, 'payments.accepts.charge');
+    assert.equal(decision.rule, 'payments.accepts.charge-http');
     assert.deepEqual(decision.acrValues, ['urn:baton:acr:mfa']);
     assert.equal(decision.mode, 'enforce');
   });
@@ -47,7 +53,7 @@ describe('baton policy explain', () => {
   });
 
   it('exits 1 with located problems for a bad policy', async () => {
-    const { code, stderr } = await runBaton(['policy', 'explain', 'test/fixtures/policies/unknown-caller.yaml', '--chain', 'gateway', '--target', 'orders']);
+    const { code, stderr } = await runCli(['policy', 'explain', 'test/fixtures/policies/unknown-caller.yaml', '--chain', 'gateway', '--target', 'orders']);
     assert.equal(code, 1);
     assert.match(stderr, /unknown-caller\.yaml:10:17: error POLICY_UNKNOWN_SERVICE/);
   });

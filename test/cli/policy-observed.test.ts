@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { runBaton } from '../helpers/process.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-cli-observed-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,7 +50,7 @@ writeFileSync(
 
 describe('baton policy observed', () => {
   it('prints the observed edges and, against a policy, undeclared, unused and shadow-only', async () => {
-    const result = await runBaton(['policy', 'observed', '--logs', LOGS, '--policy', POLICY]);
+    const result = await runCli(['policy', 'observed', '--logs', LOGS, '--policy', POLICY]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^observed 4 calls on 4 edges/);
     assert.match(result.stdout, /used but not declared[^\n]*\n {4}gateway → payments/);
@@ -59,7 +59,7 @@ describe('baton policy observed', () => {
   });
 
   it('prints JSON with --json', async () => {
-    const result = await runBaton(['policy', 'observed', '--logs', join(LOGS, 'gateway-sidecar.log'), join(LOGS, 'payments-sidecar.log'), '--policy', POLICY, '--json']);
+    const result = await runCli(['policy', 'observed', '--logs', join(LOGS, 'gateway-sidecar.log'), join(LOGS, 'payments-sidecar.log'), '--policy', POLICY, '--json']);
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as { calls: number; policy: { undeclared: Array<{ from: string; to: string }>; unusedEdges: Array<{ from: string }> } };
     assert.equal(report.calls, 4);
@@ -68,29 +68,29 @@ describe('baton policy observed', () => {
   });
 
   it('leaves out lines before --since', async () => {
-    const result = await runBaton(['policy', 'observed', '--logs', LOGS, '--since', '2025-03-01T11:00:00Z', '--json']);
+    const result = await runCli(['policy', 'observed', '--logs', LOGS, '--since', '2025-03-01T11:00:00Z', '--json']);
     assert.equal(result.code, 0, result.stderr);
     assert.equal((JSON.parse(result.stdout) as { calls: number }).calls, 1);
   });
 
   it('draws the comparison as Mermaid and DOT with undeclared edges in red, and SVG to --out', async () => {
-    const mermaid = await runBaton(['policy', 'observed', '--logs', LOGS, '--policy', POLICY, '--format', 'mermaid']);
+    const mermaid = await runCli(['policy', 'observed', '--logs', LOGS, '--policy', POLICY, '--format', 'mermaid']);
     assert.equal(mermaid.code, 0, mermaid.stderr);
     assert.match(mermaid.stdout, /UNDECLARED 1×/);
     assert.match(mermaid.stdout, /linkStyle \d+ stroke:#c62828/);
-    const dot = await runBaton(['policy', 'observed', '--logs', LOGS, '--format', 'dot']);
+    const dot = await runCli(['policy', 'observed', '--logs', LOGS, '--format', 'dot']);
     assert.equal(dot.code, 0, dot.stderr);
     assert.match(dot.stdout, /"gateway" -> "payments" \[[^\]]*color="#c62828"/);
     const out = join(dir, 'observed.svg');
-    const svg = await runBaton(['policy', 'observed', '--logs', LOGS, '--policy', POLICY, '--format', 'svg', '--out', out]);
+    const svg = await runCli(['policy', 'observed', '--logs', LOGS, '--policy', POLICY, '--format', 'svg', '--out', out]);
     assert.equal(svg.code, 0, svg.stderr);
     assert.match(readFileSync(out, 'utf8'), /<svg/);
   });
 
   it('exits 1 on a log path that does not exist, 2 without --logs, on an unknown format or an unreadable --since', async () => {
-    assert.equal((await runBaton(['policy', 'observed', '--logs', join(dir, 'missing')])).code, 1);
-    assert.equal((await runBaton(['policy', 'observed'])).code, 2);
-    assert.equal((await runBaton(['policy', 'observed', '--logs', LOGS, '--format', 'png'])).code, 2);
-    assert.equal((await runBaton(['policy', 'observed', '--logs', LOGS, '--since', 'yesterday'])).code, 2);
+    assert.equal((await runCli(['policy', 'observed', '--logs', join(dir, 'missing')])).code, 1);
+    assert.equal((await runCli(['policy', 'observed'])).code, 2);
+    assert.equal((await runCli(['policy', 'observed', '--logs', LOGS, '--format', 'png'])).code, 2);
+    assert.equal((await runCli(['policy', 'observed', '--logs', LOGS, '--since', 'yesterday'])).code, 2);
   });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { runBaton } from '../helpers/process.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-cli-suggest-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,19 +28,19 @@ writeFileSync(
 describe('baton policy suggest', () => {
   it('writes a CallGraph that baton policy check accepts without warnings', async () => {
     const out = join(dir, 'suggested.yaml');
-    const result = await runBaton(['policy', 'suggest', '--logs', LOG, '--name', 'shop', '--out', out]);
+    const result = await runCli(['policy', 'suggest', '--logs', LOG, '--name', 'shop', '--out', out]);
     assert.equal(result.code, 0, result.stderr);
     const yaml = readFileSync(out, 'utf8');
     assert.match(yaml, /^# Suggested by 'baton policy suggest' from 3 observed calls/);
     assert.match(yaml, /mode: shadow/);
     assert.match(yaml, /paths: \[ \/orders\/42, \/orders\/43 \]/);
     assert.doesNotMatch(yaml, /payments/);
-    const check = await runBaton(['policy', 'check', '--strict', out]);
+    const check = await runCli(['policy', 'check', '--strict', out]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
   });
 
   it('generalises id segments with --generalize, includes denied calls with --include-denied, enforces with --mode enforce', async () => {
-    const result = await runBaton(['policy', 'suggest', LOG, '--generalize', '--include-denied', '--mode', 'enforce']);
+    const result = await runCli(['policy', 'suggest', LOG, '--generalize', '--include-denied', '--mode', 'enforce']);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /paths: \[ "?\/orders\/\*"? \]/);
     assert.match(result.stdout, /from: gateway[\s\S]*payments|payments:[\s\S]*from: gateway/);
@@ -50,7 +50,7 @@ describe('baton policy suggest', () => {
   it('exits 1 when the logs hold no call to suggest from, 2 on a bad --mode', async () => {
     const empty = join(dir, 'empty.log');
     writeFileSync(empty, 'nothing here\n');
-    assert.equal((await runBaton(['policy', 'suggest', '--logs', empty])).code, 1);
-    assert.equal((await runBaton(['policy', 'suggest', '--logs', LOG, '--mode', 'audit'])).code, 2);
+    assert.equal((await runCli(['policy', 'suggest', '--logs', empty])).code, 1);
+    assert.equal((await runCli(['policy', 'suggest', '--logs', LOG, '--mode', 'audit'])).code, 2);
   });
 });

@@ -1,36 +1,22 @@
 /**
- * `baton token check` as a user runs it: a real process, the token on stdin
- * or as an argument, keys from a loopback issuer. It says whether the
+ * `baton token check` as a user runs it (in this process: test/helpers/cli.ts),
+ * the token on stdin or as an argument, keys from a loopback issuer. It says whether the
  * profile accepts the token and what identity it carries, and never
  * prints the token.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { createSigner, nowSec, type TestSigner } from '../token/issuer-fixture.ts';
+import { createSigner, nowSec, type TestSigner } from '../helpers/token.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
-import { BATON_BIN } from '../helpers/process.ts';
+import { type CliRun, runCli } from '../helpers/cli.ts';
 import { TokenWrongTypError } from '../../src/token/errors.ts';
 
-function baton(args: readonly string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BATON_BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(stdin ?? '');
-  });
+function baton(args: readonly string[], stdin?: string): Promise<CliRun> {
+  return runCli(args, { stdin: stdin ?? '' });
 }
 
 describe('baton token check', { timeout: 60_000 }, () => {

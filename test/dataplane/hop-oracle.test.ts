@@ -3,7 +3,7 @@
  * reference framer reads what the grammar allows and refuses the rest, and
  * the verdict (test/dataplane/hop/verdict.ts) passes what the normalization
  * allows and flags each kind of desync the harness exists to catch. If
- * these fail, hop-differential.test.ts proves nothing.
+ * these fail, test/e2e/hop-differential.test.ts proves nothing.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

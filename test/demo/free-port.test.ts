@@ -55,19 +55,7 @@ describe('freePort reservations across processes', () => {
     assert.equal(draws >= 2, true, 'the reserved port was drawn and passed over');
   });
 
-  it('honours a reservation made by another process', async () => {
-    // Another process (a real one) reserves a port nobody holds yet, and says which.
-    const { spawnSync } = await import('node:child_process');
-    const script = `import('${new URL('../../src/demo/free-port.ts', import.meta.url).href}').then((m) => { for (;;) { const p = 17000 + Math.floor(Math.random() * 10000); if (m.reserve(p)) { process.stdout.write(String(p)); return; } } })`;
-    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
-    const port = Number(child.stdout);
-    assert.ok(Number.isInteger(port) && port >= 17_000, child.stderr);
-    assert.equal(reserve(port), false);
-    let draws = 0;
-    const got = await freePort(() => (draws++ === 0 ? (port - 10_000 + 0.5) / (32_768 - 10_000) : Math.random()));
-    assert.notEqual(got, port);
-    assert.ok(draws >= 2, 'the port reserved elsewhere was drawn and passed over');
-  });
+  // A reservation made by another process: test/e2e/free-port-across-processes.test.ts.
 
   it('takes over a reservation older than the window', () => {
     // A port nobody on the machine holds now (other test files reserve ports as this one runs).

@@ -17,7 +17,7 @@ import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { runBaton, startProcess } from '../helpers/process.ts';
-import { withContract } from './mesh-contract.ts';
+import { withContract } from '../helpers/deploy.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const at = (path: string): string => `${ROOT}${path.replace(/^\.\//, '')}`;
@@ -90,7 +90,7 @@ function flagValue(args: readonly string[], flag: string): string | undefined {
   return index === -1 ? undefined : args[index + 1];
 }
 
-// Loaded with baton's own loader; mesh-contract.ts adds the #14 keys the schemas do not have yet.
+// Loaded with baton's own loader; test/helpers/deploy.ts adds the #14 keys the schemas do not have yet.
 const SidecarSchema = withContract(SidecarConfigSchema, 'sidecar');
 const StsSchema = withContract(StsConfigSchema, 'sts');
 const PolicyServerSchema = withContract(PolicyServerConfigSchema, 'policy-server');

@@ -26,8 +26,8 @@ import { checkVariables } from '../../src/config/variables.ts';
 import { reviewAdmission } from '../../src/injector/admission-review.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
-import { patchedPod } from '../injector/admission-helpers.ts';
-import { helmTemplate, type KubernetesObject, kustomize } from './kubernetes-schema.ts';
+import { patchedPod } from '../helpers/injector.ts';
+import { helmTemplate, type KubernetesObject, kustomize } from '../helpers/kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 

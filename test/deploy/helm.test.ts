@@ -20,12 +20,12 @@ import { loadSidecarConfig, SidecarExternalIssuerSchema } from '../../src/sideca
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { profileOf } from '../../src/token/issuer-profile-config.ts';
-import { createSigner, nowSec } from '../token/issuer-fixture.ts';
-import { patchedPod } from '../injector/admission-helpers.ts';
+import { createSigner, nowSec } from '../helpers/token.ts';
+import { patchedPod } from '../helpers/injector.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { Value } from '@sinclair/typebox/value';
-import { admittedTo, assertOnWritableEmptyDir, helmLint, helmTemplate, type KubernetesObject, selects, validateKubernetesObject } from './kubernetes-schema.ts';
-import { withContract } from './mesh-contract.ts';
+import { admittedTo, assertOnWritableEmptyDir, helmLint, helmTemplate, type KubernetesObject, selects, validateKubernetesObject } from '../helpers/kubernetes-schema.ts';
+import { withContract } from '../helpers/deploy.ts';
 
 /** Every BATON_* name a schema reads: one per key, at every depth (an object may be set whole). */
 function envNames(schema: TSchema, path: string[] = []): Set<string> {
@@ -173,7 +173,7 @@ describe('helm/baton', () => {
     assert.match(sts, /redis:\n\s+url: \{\{ \. \}\}\n\s+username: baton-sts\n\s+passwordFile: \/etc\/baton\/redis\/password/);
     assert.match(sts, /- \{ name: redis, mountPath: \/etc\/baton\/redis, readOnly: true \}/);
     assert.match(sts, /secretName: \{\{ \.Values\.redis\.stsSecret \}\}/);
-    // The sidecars' secrets: the injector names them and mounts them into the sidecar container (test/injector/webhook.test.ts).
+    // The sidecars' secrets: the injector names them and mounts them into the sidecar container (test/e2e/injector-webhook.test.ts).
     assert.match(read('templates/injector.yaml'), /BATON_SIDECAR__REDIS_SECRET_PREFIX, value: \{\{ \$\.Values\.redis\.sidecarSecretPrefix \| quote \}\}/);
   });
 

@@ -13,9 +13,9 @@ import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
-import { patchedPod } from '../injector/admission-helpers.ts';
-import { withContract } from './mesh-contract.ts';
-import { admittedTo, assertOnWritableEmptyDir, type KubernetesObject, kustomize, selects, validateKubernetesObject } from './kubernetes-schema.ts';
+import { patchedPod } from '../helpers/injector.ts';
+import { withContract } from '../helpers/deploy.ts';
+import { admittedTo, assertOnWritableEmptyDir, type KubernetesObject, kustomize, selects, validateKubernetesObject } from '../helpers/kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const base = kustomize(join(ROOT, 'deploy/base'));
@@ -119,6 +119,10 @@ describe('deploy/ (kustomize)', () => {
       assert.equal(service.spec.ports[0]?.targetPort, 'baton-inbound');
       assert.equal(service.spec.ports[0]?.port, config.sidecar.defaultUpstreamPort);
       assert.ok((sidecar?.ports as Array<{ name: string }>).some((p) => p.name === 'baton-inbound'));
+      // The demo apps call with plain fetch (http://orders/…): without the proxy variables fetch would go round the sidecar.
+      const app = pod.spec.containers.find((c) => c.name === 'app');
+      assert.equal(app?.env?.find((e) => e.name === 'HTTP_PROXY')?.value, `http://127.0.0.1:${config.sidecar.outboundPort}`, `${deployment.metadata.name}'s app reaches the others through its sidecar`);
+      assert.equal(app?.env?.find((e) => e.name === 'NODE_USE_ENV_PROXY')?.value, '1');
     }
   });
 

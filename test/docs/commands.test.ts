@@ -104,7 +104,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'curl -s -X POST -H "Authorization: Bearer $TOKEN" http://127.0.0.1:<gateway port>/checkout': { how: 'elsewhere', test: 'test/e2e/demo-idp.test.ts' },
   },
   'docs/identity.md': {
-    'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs as a real process: the layout, the IDs, reuse of fresh certificates)' },
+    'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs: the layout, the IDs, reuse of fresh certificates)' },
   },
   'docs/kubernetes.md': {
     'kubectl create namespace baton-system': { how: 'kubectl-dry-run' },
@@ -379,7 +379,7 @@ describe('the commands in README.md and docs/', () => {
     });
 
     it('docs/rollout.md: suggest, check and observed over the audit logs that the compose quickstart left', () => {
-      // The quickstart test above sent traffic through the mesh, whose processes log into logs/.
+      // The compose quickstart runs again here, whatever ran before: its traffic through the mesh is what logs/ holds.
       runFile('docs/docker-compose.md');
       runFile('docs/rollout.md');
       assert.match(readFileSync(join(work, 'observed.svg'), 'utf8'), /<svg/);

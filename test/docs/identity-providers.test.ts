@@ -20,7 +20,7 @@ import { isTokenError } from '../../src/token/errors.ts';
 import { profileOf } from '../../src/token/issuer-profile-config.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
-import { createSigner, nowSec } from '../token/issuer-fixture.ts';
+import { createSigner, nowSec } from '../helpers/token.ts';
 
 const page = readFileSync(fileURLToPath(new URL('../../docs/identity-providers.md', import.meta.url)), 'utf8');
 const entra = page.slice(page.indexOf('## Microsoft Entra ID'), page.indexOf('\n## ', page.indexOf('## Microsoft Entra ID') + 1));

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
-import { kustomize } from '../deploy/kubernetes-schema.ts';
+import { kustomize } from '../helpers/kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const doc = readFileSync(join(ROOT, 'docs/kubernetes.md'), 'utf8');

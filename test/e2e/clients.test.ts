@@ -23,7 +23,7 @@ import axios from 'axios';
 import got from 'got';
 import { fetch as undiciFetch, ProxyAgent } from 'undici';
 import { callGraph, compileTestPolicy } from '../helpers/policy.ts';
-import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../sidecar/harness.ts';
+import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
 
 const POLICY = callGraph(`
 gateway: { entrypoint: true }

@@ -14,7 +14,7 @@ import { request } from 'undici';
 import { startMesh, type Mesh } from '../../src/demo/mesh.ts';
 import { hops } from '../../src/demo/scenario.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
-import { createSigner, nowSec, type TestSigner } from '../token/issuer-fixture.ts';
+import { createSigner, nowSec, type TestSigner } from '../helpers/token.ts';
 
 const OPEN_POLICY = `
 apiVersion: baton.dev/v1alpha1

@@ -16,7 +16,7 @@ import { stringify } from 'yaml';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { freePort } from '../helpers/net.ts';
 import { runBaton, startBaton } from '../helpers/process.ts';
-import { baseConfig } from '../sts/helpers/sts-fixture.ts';
+import { baseConfig } from '../helpers/sts.ts';
 
 /** The JSON log line with this msg, from a process's output. */
 function logLine(output: string, msg: string): Record<string, unknown> {

@@ -295,7 +295,9 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
       if (prometheus !== undefined && prometheus.exitCode === null) {
         const exited = new Promise((resolve) => prometheus?.once('exit', resolve));
         prometheus.kill('SIGTERM');
-        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+        clearTimeout(timer);
         if (prometheus.exitCode === null) prometheus.kill('SIGKILL');
       }
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });

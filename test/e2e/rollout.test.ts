@@ -31,8 +31,7 @@ payments:
     - name: charge
       from: orders
       origins: [gateway]
-      methods: [POST]
-      paths: [/charges]
+      grpc: [shop.v1.Payments/Charge]
       scopes: "payments:charge and fido"
       mode: shadow
 billing-job: {}
@@ -101,7 +100,7 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
   });
 
   it('says in baton policy explain that the deciding rule is in shadow mode', async () => {
-    const result = await runBaton(['policy', 'explain', policyFile, '--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/charges', '--scope', 'payments:charge']);
+    const result = await runBaton(['policy', 'explain', policyFile, '--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/shop.v1.Payments/Charge', '--scope', 'payments:charge']);
     assert.equal(result.code, 3);
     assert.match(result.stdout, /mode: {5}shadow/);
     assert.match(result.stdout, /SHADOW mode: a sidecar records this as would_deny/);

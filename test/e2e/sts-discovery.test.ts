@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { FIXTURE_POLICY, SECRETS, baseConfig, basic } from '../sts/helpers/sts-fixture.ts';
+import { FIXTURE_POLICY, SECRETS, baseConfig, basic } from '../helpers/sts.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 

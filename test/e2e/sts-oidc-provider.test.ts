@@ -9,7 +9,7 @@ import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { freePort } from '../helpers/net.ts';
 import { type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { basic, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
+import { basic, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
 
 const SHOP_POLICY = fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
 // The shop policy's gateway→orders edge with a service identity allowed: a client-credentials token carries no user.

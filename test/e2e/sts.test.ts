@@ -8,8 +8,8 @@ import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { runBaton, type RunningProcess, startBaton } from '../helpers/process.ts';
 import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
-import { startTestIdp, type TestIdp } from '../sts/helpers/idp.ts';
-import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../sts/helpers/sts-fixture.ts';
+import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
+import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
 import { ExternalTokenNotAtEntrypointError, SubjectTokenInvalidError } from '../../src/sts/errors.ts';
 
 interface TokenAnswer {

@@ -118,7 +118,8 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
       assert.equal(out.attributes['baton.target'], target);
       // The upstream actually called: the demo maps each service to its sidecar's inbound port on loopback.
       // Mesh hops are https in the mtls mesh.
-      assert.equal(out.attributes['url.full'], `${meshScheme}://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/charges'}`);
+      // orders charges payments over gRPC: the path is the method's.
+      assert.equal(out.attributes['url.full'], `${meshScheme}://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/shop.v1.Payments/Charge'}`);
       assert.equal(out.attributes['server.address'], '127.0.0.1');
       assert.equal(out.attributes['server.port'], ports[target]?.inbound);
       assert.equal(out.attributes['baton.caller'], service);
@@ -147,8 +148,17 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(paymentsIn.attributes['baton.txn'], txn);
     assert.equal(typeof paymentsIn.attributes['baton.policy.version'], 'number');
     assert.equal(paymentsIn.attributes['http.request.method'], 'POST');
-    assert.equal(paymentsIn.attributes['url.path'], '/charges');
+    assert.equal(paymentsIn.attributes['url.path'], '/shop.v1.Payments/Charge');
     assert.equal(paymentsIn.attributes['http.response.status_code'], 200);
+    // The gRPC hop carries the RPC conventions on both sides, and its status.
+    for (const span of [paymentsIn, egress('orders')]) {
+      assert.equal(span.name, 'shop.v1.Payments/Charge');
+      assert.equal(span.attributes['rpc.system'], 'grpc');
+      assert.equal(span.attributes['rpc.service'], 'shop.v1.Payments');
+      assert.equal(span.attributes['rpc.method'], 'Charge');
+      assert.equal(span.attributes['rpc.grpc.status_code'], 0);
+      assert.equal(span.attributes['network.protocol.version'], '2');
+    }
 
     const decisions = spans.filter((s) => s.events.some((e) => e.name === 'baton.policy.decision'));
     assert.equal(decisions.length, 5, 'gateway in/out, orders in/out, payments in');
@@ -186,7 +196,8 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(gatewayIn.attributes['server.address'], '127.0.0.1');
     // The port the request arrived on: the gateway's plaintext entry listener, outside the mesh.
     assert.equal(gatewayIn.attributes['server.port'], ports.gateway?.entry);
-    for (const span of spans.filter((s) => s.kind === CLIENT)) assert.equal(span.attributes['network.protocol.version'], '1.1', `${span.serviceName} CLIENT`);
+    // HTTP/1.1 hops say 1.1; orders → payments is gRPC, HTTP/2 end to end.
+    for (const span of spans.filter((s) => s.kind === CLIENT)) assert.equal(span.attributes['network.protocol.version'], span.serviceName === 'orders' ? '2' : '1.1', `${span.serviceName} CLIENT`);
   });
 
   it('names the tracer with its version, and each process with service.version and its own service.instance.id', () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { waitFor } from '../helpers/net.ts';
-import { type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
 import { OverloadedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 
 describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () => {

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { waitFor } from '../helpers/net.ts';
 import { startBaton } from '../helpers/process.ts';
-import { FAULT_POLICY, type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { FAULT_POLICY, type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
 
 describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
   let mesh: FaultMesh;
@@ -51,7 +51,7 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
     mesh.proxies.policy.set({ kind: 'pass' }, { cut: true });
   }
 
-  it('keeps the last good policy through an unreachable server, a rollback, a bad signature and garbage', async () => {
+  it('keeps the last good policy through an unreachable server, a rollback, a bad signature and garbage', async (t) => {
     const first = await mesh.policyVersion();
     assert.ok(first >= 1);
     const signedV1 = await request(`http://127.0.0.1:${mesh.ports.policy}/v1/callgraph`);
@@ -60,8 +60,9 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
     assert.equal(await orders('/orders/new-route'), 200);
     assert.equal(await orders('/extra'), 403);
 
-    // A new version that allows /extra reaches the sidecar.
+    // A new version that allows /extra reaches the sidecar (and the file is put back after the row).
     writeFileSync(mesh.policyFile, FAULT_POLICY(', "/extra"'));
+    t.after(() => writeFileSync(mesh.policyFile, FAULT_POLICY()));
     await waitFor(async () => (await mesh.policyVersion()) > first, { timeoutMs: 15_000, what: 'policy v2' });
     const second = await mesh.policyVersion();
     assert.equal(await orders('/extra'), 200);

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import { request } from 'undici';
-import { compact, es256 } from '../security/mesh-fixture.ts';
-import { type FaultMesh, startFaultMesh } from './fault-mesh.ts';
+import { compact, es256 } from '../helpers/security-mesh.ts';
+import { type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
 import { ExchangedTokenExpiredError, ExchangeRefusedError, StsThrottledError, StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenUnknownKidError } from '../../src/token/errors.ts';
 
@@ -20,6 +20,14 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
   });
   after(async () => {
     await mesh?.stop();
+  });
+  // Each row starts from a healthy mesh, whatever the row before it left
+  // behind (an open circuit, a cut proxy, a restarted STS), so that no row
+  // depends on another having run: every proxy passes, and an exchange for
+  // a fresh subject answers 200, which also shows the circuit closed.
+  beforeEach(async () => {
+    for (const proxy of Object.values(mesh.proxies)) proxy?.set({ kind: 'pass' }, { cut: true });
+    assert.equal(await waitForStatus(200, async () => (await mesh.charge(await mesh.handle())).status, 20_000), 200, 'a healthy mesh before the row');
   });
 
   async function inbound(token: string): Promise<{ status: number; code?: string }> {
@@ -51,8 +59,6 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
   });
 
   it('STS slow beyond the client timeout: 503, bounded in time, then recovers', async () => {
-    // A deliberate wait: the previous test left the exchanger's circuit open (1 s), which shows only by probing it.
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
     mesh.proxies.sts.set({ kind: 'blackhole' }, { cut: true });
     try {
       const hits = mesh.payments.hits;

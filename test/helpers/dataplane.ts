@@ -6,7 +6,7 @@
  * test file that uses these calls `cleanUpAfterEach()` once.
  */
 import { once } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type ServerOptions } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerOptions } from 'node:http';
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { afterEach } from 'node:test';
 import type { HttpStream, RequestStream } from '../../src/dataplane/stream.ts';
@@ -15,6 +15,7 @@ import type { ConnectionRefusal } from '../../src/dataplane/client-connection.ts
 import { createHttp1Server } from '../../src/dataplane/server.ts';
 import { createUpstreams } from '../../src/dataplane/pool.ts';
 import { UPSTREAM_TIMEOUT, type UpstreamFailure } from '../../src/dataplane/forward-call.ts';
+import { handling, type TestHandler } from './http-server.ts';
 import { listenOnLoopback } from './net.ts';
 
 export const BOUNDED = { timeout: 30_000 };
@@ -39,7 +40,7 @@ export async function serve(server: Server): Promise<Served> {
   cleanups.push(() => server.close(), () => sockets.forEach((socket) => socket.destroy()));
   return { port, sockets, connections: () => count };
 }
-export const httpUpstream = (listener: RequestListener, options: ServerOptions = {}): Promise<Served> => serve(createHttpServer(options, listener));
+export const httpUpstream = (listener: TestHandler, options: ServerOptions = {}): Promise<Served> => serve(createHttpServer(options, handling(listener)));
 export const rawUpstream = (onConnection: (socket: Socket) => void): Promise<Served> => serve(createNetServer(onConnection));
 
 /** What the sidecar's forwarder does to a request head: drop hop-by-hop and framing fields, those Connection names, and Expect. */

@@ -14,6 +14,21 @@ export interface FaultProxy {
 }
 
 /**
+ * Ends a connection with a TCP reset. Not on a socket whose write side is
+ * shutting down (end() called, its FIN not yet sent, as when the other leg of
+ * the pipe ended first): there libuv's uv_tcp_close_reset refuses with
+ * EINVAL, and Node 24's resetAndDestroy then drops the socket's handle without
+ * closing it. Nothing keeps the loop alive, but the process never exits: it
+ * spins in its exit cleanup waiting for that handle (this is what kept
+ * test/faults/app-and-shutdown.test.ts from exiting without --test-force-exit).
+ * Such a socket is already half-closed; it is destroyed plainly.
+ */
+function cut(socket: Socket): void {
+  if (socket.writableEnded) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
+/**
  * A TCP proxy on loopback for fault tests: it sits between a baton process
  * and one of its dependencies (STS, JWKS, policy server, Redis, app) and
  * injects latency, connection resets or a blackhole on demand.
@@ -29,7 +44,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, p
     client.on('error', () => undefined);
     const current = mode;
     if (current.kind === 'reset') {
-      client.resetAndDestroy();
+      cut(client);
       return;
     }
     if (current.kind === 'blackhole') {
@@ -45,7 +60,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, p
         open.delete(upstream);
         client.destroy();
       });
-      upstream.on('error', () => client.resetAndDestroy());
+      upstream.on('error', () => cut(client));
       client.on('close', () => upstream.destroy());
       upstream.on('connect', () => {
         client.pipe(upstream);
@@ -65,7 +80,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, p
     connections: () => accepted,
     set(next, options = {}) {
       mode = next;
-      if (options.cut === true) for (const socket of open) socket.resetAndDestroy();
+      if (options.cut === true) for (const socket of open) cut(socket);
     },
     close: () => new Promise((resolve) => {
       for (const socket of open) socket.destroy();

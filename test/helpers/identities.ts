@@ -88,3 +88,29 @@ async function issueSigningCertificate(ca: DevCa, spiffeId: SpiffeId): Promise<I
 export function otherCa(): Promise<DevCa> {
   return createDevCa({ trustDomain: TEST_TRUST_DOMAIN, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
 }
+
+/**
+ * A self-signed certificate and its key (ECDSA P-256), as cert-manager mounts
+ * one and `openssl req -x509 -subj /CN=<commonName> -addext subjectAltName=<names>`
+ * writes one; `names` in that syntax (`DNS:baton-injector.baton-system.svc,IP:127.0.0.1`).
+ */
+export async function selfSignedCertificate(commonName: string, names: string, validForMs = 86_400_000): Promise<IssuedSvid> {
+  type Crypto = NonNullable<Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1]>;
+  const crypto = webcrypto as unknown as Crypto;
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+  const keys = await crypto.subtle.generateKey(algorithm, true, ['sign', 'verify']);
+  const sans = names.split(',').map((name) => {
+    const colon = name.indexOf(':');
+    const [kind, value] = [name.slice(0, colon).trim(), name.slice(colon + 1).trim()];
+    if (kind !== 'DNS' && kind !== 'IP') throw new Error(`expected DNS:<name> or IP:<address>, got ${name}`);
+    return { type: kind === 'DNS' ? ('dns' as const) : ('ip' as const), value };
+  });
+  const serial = randomBytes(16);
+  serial[0] = (serial[0] as number) & 0x7f;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    { serialNumber: serial.toString('hex'), name: `CN=${commonName}`, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + validForMs), keys, signingAlgorithm: algorithm, extensions: [new x509.SubjectAlternativeNameExtension(sans, false)] },
+    crypto,
+  );
+  const keyPem = KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+  return { certPem: cert.toString('pem') + '\n', keyPem };
+}

@@ -130,7 +130,12 @@ describe('workload identity files', () => {
     assert.equal(identity.status().reason, 'BATON_IDENTITY_INVALID');
     const rotated = new Promise((resolve) => identity.onRotate(resolve));
     writeFileSync(files.keyFile, next.keyPem);
-    await rotated; // found by the watcher or the poll, without an explicit reload
+    // Found by the watcher or the poll, without an explicit reload. The deadline's timer also keeps this
+    // process alive while the identity's own poll (unref'd, as a sidecar's servers keep it alive) comes
+    // round: on Node.js 22.18 the file watcher does not report this write, and the loop would end first.
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([rotated, new Promise((_, reject) => (deadline = setTimeout(() => reject(new Error('expected the rotation to be found within 5 s, got none')), 5_000)))]);
+    clearTimeout(deadline);
     assert.notEqual(identity.current()?.thumbprint, first.thumbprint);
     assert.equal(identity.status().state, 'ready');
     identity.close();

@@ -8,8 +8,8 @@ import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/co
 import { planInjection } from '../../src/injector/pod-patch.ts';
 import type { Pod } from '../../src/injector/kubernetes-types.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
-import { withContract } from '../deploy/mesh-contract.ts';
-import { envOf, fixture, patchedPod } from './admission-helpers.ts';
+import { withContract } from '../helpers/deploy.ts';
+import { envOf, fixture, patchedPod } from '../helpers/injector.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
 

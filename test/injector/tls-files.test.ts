@@ -3,12 +3,12 @@
  * a certificate for other names is not (issue #23).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { watchTlsFiles } from '../../src/injector/tls-files.ts';
+import { selfSignedCertificate } from '../helpers/identities.ts';
 import { captureLogs } from '../helpers/logs.ts';
 import { waitFor } from '../helpers/net.ts';
 
@@ -20,17 +20,19 @@ describe('webhook certificate files', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   /** A self-signed certificate, as cert-manager would mount it, for `names`. */
-  const make = (name: string, names: string): { cert: string; key: string } => {
+  const make = async (name: string, names: string): Promise<{ cert: string; key: string }> => {
     const cert = join(dir, `${name}.crt`);
     const key = join(dir, `${name}.key`);
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', `/CN=${name}`, '-addext', `subjectAltName=${names}`], { stdio: 'ignore' });
+    const issued = await selfSignedCertificate(name, names);
+    writeFileSync(key, issued.keyPem, { mode: 0o600 });
+    writeFileSync(cert, issued.certPem);
     return { cert, key };
   };
 
   it('takes a renewal for the same names, refuses a certificate for other names, and says so once it must serve an expired one', async () => {
     const webhook = 'DNS:baton-injector.baton-system.svc,IP:127.0.0.1';
     const files = { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') };
-    const first = make('first', webhook);
+    const first = await make('first', webhook);
     copyFileSync(first.key, files.key);
     copyFileSync(first.cert, files.cert);
     const logs = captureLogs('injector');
@@ -41,13 +43,13 @@ describe('webhook certificate files', () => {
       tls.onChange((material) => changes.push(material.cert.toString('utf8')));
 
       // The same names, in another order: a renewal.
-      const renewed = make('renewed', 'IP:127.0.0.1,DNS:baton-injector.baton-system.svc');
+      const renewed = await make('renewed', 'IP:127.0.0.1,DNS:baton-injector.baton-system.svc');
       copyFileSync(renewed.key, files.key);
       copyFileSync(renewed.cert, files.cert);
       await waitFor(async () => changes.length === 1, { timeoutMs: 5_000, what: 'the renewal taken' });
 
       // Another service's certificate written into the webhook's files.
-      const other = make('other', 'DNS:payments.shop.svc,IP:127.0.0.1');
+      const other = await make('other', 'DNS:payments.shop.svc,IP:127.0.0.1');
       copyFileSync(other.key, files.key);
       copyFileSync(other.cert, files.cert);
       await waitFor(async () => logs.lines.some((line) => line.event === 'tls_rotation_refused'), { timeoutMs: 5_000, what: 'the refusal logged' });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
-import { runBaton } from '../helpers/process.ts';
+import { runCli } from '../helpers/cli.ts';
 import { compileTestPolicy } from '../helpers/policy.ts';
 
 const ACROSS = `
@@ -66,7 +66,7 @@ describe('a call graph across namespaces', () => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-across-'));
     try {
       writeFileSync(join(dir, 'callgraph.yaml'), ACROSS);
-      const result = await runBaton(['policy', 'check', join(dir, 'callgraph.yaml')]);
+      const result = await runCli(['policy', 'check', join(dir, 'callgraph.yaml')]);
       assert.equal(result.code, 0, result.stdout + result.stderr);
       assert.match(result.stdout, /callgraph\.yaml: ok/);
     } finally {

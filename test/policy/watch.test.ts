@@ -78,14 +78,22 @@ describe('policy watcher', () => {
     assert.equal(watcher.current()?.compiled.maxDepth, 5);
   });
 
-  it('does not publish an edit that leaves the policy the same (a comment)', async () => {
+  it('does not publish an edit that leaves the policy the same (a comment)', (t) => {
+    // What is tested is that nothing is published, which no event announces. Polling only, on
+    // mock.timers: the re-read happens at a known tick, and the absence is asserted after it.
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval'] });
     const path = join(tempDir(), 'callgraph.yaml');
     writeFileSync(path, FIXTURE);
-    const { changes } = watchFor(path);
+    const { changes } = watchFor(path, { fsWatch: false });
     writeFileSync(path, `# reviewed\n${FIXTURE}`);
-    // A deliberate wait: what is tested is that nothing is published, which no event announces.
-    await new Promise((r) => setTimeout(r, 400));
+    t.mock.timers.tick(200); // the poll sees the file changed
+    t.mock.timers.tick(20); // the debounce re-reads it
     assert.equal(changes.length, 0);
+    // The same ticks publish a real edit: the re-read above did happen.
+    writeFileSync(path, EDITED);
+    t.mock.timers.tick(200);
+    t.mock.timers.tick(20);
+    assert.equal(changes.length, 1);
   });
 
   it('keeps the last good policy through a bad edit and logs where the problem is', async () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { allOutput, type Name, type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { allOutput, type Name, type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
 import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
 import { MayActMismatchError } from '../../src/sts/errors.ts';
 import { TokenWrongAudienceError } from '../../src/token/errors.ts';

@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
-import { allOutput, SERVICES, type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { allOutput, SERVICES, type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
 
 describe('stealing exchanged tokens from Redis', { timeout: 90_000 }, () => {
   let mesh: SecurityMesh;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
 import { FairShareExceededError, RequestBodyTimeoutError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The second attack pass (issue #16) against the running mesh of
- * mesh-fixture.ts: path normalisation tricks, headers the app must not
+ * test/helpers/security-mesh.ts: path normalisation tricks, headers the app must not
  * trust, and token lifetime edges at the STS. Each case is a class, not
  * one example; every refused case also shows the app saw nothing.
  */
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
 import { AmbiguousPathError, PolicyDeniedError } from '../../src/sidecar/errors.ts';
 import { SubjectTokenExpiredError } from '../../src/sts/errors.ts';
 

@@ -1,6 +1,6 @@
 /**
  * JWT attacks against the running sidecars' inbound ports (real `baton
- * sidecar` and `baton sts` processes, see mesh-fixture.ts). Every attack
+ * sidecar` and `baton sts` processes, see test/helpers/security-mesh.ts). Every attack
  * must be refused with 401 and reach no app; the first test shows the same
  * setup accepts an honest token, so a refusal is the protection at work.
  */
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
-import { allOutput, compact, es256, type Name, rs256, type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
+import { allOutput, compact, es256, type Name, rs256, type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
 import { UnauthenticatedError } from '../../src/sidecar/errors.ts';
 import { TokenActInvalidError, TokenAlgNotAllowedError, TokenBadSignatureError, TokenExpiredError, TokenMalformedError, TokenNotYetValidError, TokenUnknownKidError, TokenWrongAudienceError, TokenWrongTypError } from '../../src/token/errors.ts';
 

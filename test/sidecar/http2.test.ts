@@ -11,7 +11,7 @@ import type { Server as NetServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { listenOnLoopback } from '../helpers/net.ts';
-import { FakeSts, startTestSidecar, type TestSidecar } from './harness.ts';
+import { FakeSts, startTestSidecar, type TestSidecar } from '../helpers/sidecar.ts';
 
 interface H2Answer {
   readonly headers: IncomingHttpHeaders;

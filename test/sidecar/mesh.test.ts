@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
 import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fetch as undiciFetch, ProxyAgent, request } from 'undici';
-import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
 import { MethodNotAllowedError, PolicyDeniedError, UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
 import { StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
 

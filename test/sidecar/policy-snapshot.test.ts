@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
+import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
 
 // The same services, with the gateway → orders edge gone.
 const WITHOUT_GATEWAY_EDGE = SHOP.replace(/- \{ name: from-gateway[^\n]*\n/, '');

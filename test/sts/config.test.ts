@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../src/config/config-error.ts';
 import { DEFAULT_PREPUBLISH_SECONDS } from '../../src/sts/config.ts';
-import { baseConfig, writeStsConfig } from './helpers/sts-fixture.ts';
+import { baseConfig, writeStsConfig } from '../helpers/sts.ts';
 
 const refuses = (raw: Record<string, unknown>, key: RegExp, code = 'BATON_CONFIG_INVALID') =>
   assert.throws(() => writeStsConfig(raw), (error: unknown) => error instanceof ConfigError && key.test(error.key) && error.code === code);

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { createRemoteKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { freePort } from '../helpers/net.ts';
-import { baseConfig, basic, FIXTURE_POLICY, SECRETS, writeStsConfig } from './helpers/sts-fixture.ts';
+import { baseConfig, basic, FIXTURE_POLICY, SECRETS, writeStsConfig } from '../helpers/sts.ts';
 import { TokenUnknownKidError } from '../../src/token/errors.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });

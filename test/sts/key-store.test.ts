@@ -4,7 +4,6 @@ import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { waitFor } from '../helpers/net.ts';
 import { SigningKeyUnusableError, createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 
@@ -118,14 +117,24 @@ describe('STS signing keys', () => {
     keys.close();
   });
 
-  it('rotates on rotateEverySeconds, publishing each standby prepublishSeconds before it signs', async () => {
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, rotateEverySeconds: 1.2, prepublishSeconds: 1, logger });
+  it('rotates on rotateEverySeconds, publishing each standby prepublishSeconds before it signs', async (t) => {
+    // The schedule's timers and the clock move by hand (mock.timers): no wait on the wall clock.
+    t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_000_000 });
+    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, rotateEverySeconds: 120, prepublishSeconds: 60, logger });
+    t.after(() => keys.close());
     const old = keys.active();
-    await waitFor(async () => keys.jwks().keys.length === 2, { timeoutMs: 2000, what: 'a standby key' });
+    const published = new Promise<number>((resolve) => keys.onRotate((jwks) => resolve(jwks.keys.length)));
+    t.mock.timers.tick(59_999);
+    assert.equal(keys.jwks().keys.length, 1, 'no standby before rotateEverySeconds - prepublishSeconds');
+    t.mock.timers.tick(1);
+    // The standby's key pair is generated off the main thread: its publication is awaited, not timed.
+    assert.equal(await published, 2);
+    assert.equal(keys.active().kid, old.kid, 'published, not signing yet');
+    t.mock.timers.tick(59_999);
     assert.equal(keys.active().kid, old.kid);
-    await waitFor(async () => keys.active().kid !== old.kid, { timeoutMs: 3000, what: 'the standby signing' });
-    assert.equal(keys.jwks().keys.length, 2);
-    keys.close();
+    t.mock.timers.tick(1);
+    assert.notEqual(keys.active().kid, old.kid, 'signing prepublishSeconds after it was published');
+    assert.equal(keys.jwks().keys.length, 2, 'the replaced key stays published');
   });
 
   it('keeps the /jwks max-age a tenth of prepublishSeconds, at most a minute', () => {

@@ -13,8 +13,8 @@ import { createServiceMap } from '../../src/identity/service-map.ts';
 import { createWorkloadIdentity, readSvidFiles } from '../../src/identity/workload-identity.ts';
 import { InvalidClientError } from '../../src/sts/errors.ts';
 import { makeTestIdentities, type TestIdentities } from '../helpers/identities.ts';
-import { type InProcessSts, startInProcessSts } from './helpers/in-process.ts';
-import { baseConfig, type ConfigFile, writeStsConfig } from './helpers/sts-fixture.ts';
+import { type InProcessSts, startInProcessSts } from '../helpers/sts-in-process.ts';
+import { baseConfig, type ConfigFile, writeStsConfig } from '../helpers/sts.ts';
 
 describe('STS token endpoint over mTLS', () => {
   let ids: TestIdentities;

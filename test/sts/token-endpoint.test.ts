@@ -3,9 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { NotFoundError, problemType } from '../../src/core/errors.ts';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
-import { startTestIdp, type TestIdp } from './helpers/idp.ts';
-import { type InProcessSts, startInProcessSts } from './helpers/in-process.ts';
-import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from './helpers/sts-fixture.ts';
+import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
+import { type InProcessSts, startInProcessSts } from '../helpers/sts-in-process.ts';
+import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
 import { ActorTokenInvalidError, DuplicateParameterError, InvalidTargetError, MayActMismatchError, MissingParameterError, StsPolicyDeniedError, TokenMethodNotAllowedError, UnsupportedTokenTypeError } from '../../src/sts/errors.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
 

@@ -17,7 +17,7 @@ import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 import { freePort } from '../helpers/net.ts';
 import { OP_INTROSPECTOR, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
-import { createSigner, nowSec } from './issuer-fixture.ts';
+import { createSigner, nowSec } from '../helpers/token.ts';
 
 const refusedWith = (code: string) => (error: unknown) => isTokenError(error) && error.code === code;
 const otherIdp = await createSigner('other-1');

@@ -12,7 +12,7 @@ import { isTokenError, TokenIdTokenError, TokenMalformedError, TokenUntrustedIss
 import { type IssuerProfileOverrides, resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
-import { createSigner, nowSec } from './issuer-fixture.ts';
+import { createSigner, nowSec } from '../helpers/token.ts';
 
 const refusedWith = (code: string) => (error: unknown) => isTokenError(error) && error.code === code;
 const idp = await createSigner('idp-rsa-1', 'RS256');

@@ -9,8 +9,8 @@ import { isTokenError, TokenKeysUnavailableError, TokenUnknownKidError } from '.
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../../src/token/key-source.ts';
 import { discoverJwksUri, discoveryUrls, validateJwks } from '../../src/token/jwks-fetch.ts';
 import { isRocaModulus, rsaModulus } from '../../src/token/weak-rsa.ts';
-import { createSigner, type TestSigner } from './issuer-fixture.ts';
-import { type JwksServer, startJwksServer } from './jwks-server.ts';
+import { createSigner, type TestSigner } from '../helpers/token.ts';
+import { type JwksServer, startJwksServer } from '../helpers/jwks-server.ts';
 
 const refusedWith = (code: string) => (error: unknown) => isTokenError(error) && error.code === code;
 

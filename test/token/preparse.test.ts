@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { isTokenError, TokenAlgNotAllowedError, TokenMalformedError, TokenTooLargeError, TokenWrongTypError } from '../../src/token/errors.ts';
 import { isCanonicalBase64url, preparseToken } from '../../src/token/preparse.ts';
 import { hasDuplicateMember, parseJsonObject } from '../../src/token/strict-json.ts';
-import { segment } from './issuer-fixture.ts';
+import { segment } from '../helpers/token.ts';
 
 const options = { maxTokenBytes: 8192, algorithms: new Set(['ES256', 'RS256']) };
 const header = { alg: 'ES256', kid: 'k1', typ: 'at+jwt' };

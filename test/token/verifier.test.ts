@@ -4,7 +4,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { isTokenError, TokenActInvalidError, TokenAlgNotAllowedError, TokenBadSignatureError, TokenCnfInvalidError, TokenExpiredError, TokenKeysUnavailableError, TokenMalformedError, TokenNotYetValidError, TokenUnknownKidError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 import { createLocalKeySource, type KeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
-import { createSigner, meshClaims, nowSec, segment } from './issuer-fixture.ts';
+import { createSigner, meshClaims, nowSec, segment } from '../helpers/token.ts';
 
 const MESH = 'https://sts.mesh.test';
 const IDP = 'https://idp.example.test';

@@ -2,7 +2,7 @@
  * The hop harness's oracle, as pure functions: what one client connection
  * ("a window") produced when its bytes went straight to an origin, and
  * what it produced through baton, compared under the normalization that
- * test/dataplane/hop-differential.test.ts states in its header. Every
+ * test/e2e/hop-differential.test.ts states in its header. Every
  * function returns the violations it found as sentences; an empty list is
  * a pass.
  */

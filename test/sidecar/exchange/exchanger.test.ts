@@ -5,7 +5,7 @@ import { TokenType } from '../../../src/core/token-types.ts';
 import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
 import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
-import { capturingLogger, type StsStandIn, startStsStandIn } from './sts-stand-in.ts';
+import { capturingLogger, type StsStandIn, startStsStandIn } from '../../helpers/sts-stand-in.ts';
 import { waitFor } from '../../helpers/net.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-tests.c2ln';

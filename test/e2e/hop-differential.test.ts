@@ -100,10 +100,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type AnswerCase, ANSWER_CASES, type RequestCase, REQUEST_CASES } from './hop/corpus.ts';
-import { ANSWER_LANE, type Harness, MTLS_LANE, REQUEST_LANES, startHarness } from './hop/harness.ts';
-import { mutatedCases } from './hop/mutations.ts';
-import { type CaseResult, type Lane, type Ports, redact, runAnswerCase, runRequestCase } from './hop/run.ts';
+import { type AnswerCase, ANSWER_CASES, type RequestCase, REQUEST_CASES } from '../dataplane/hop/corpus.ts';
+import { ANSWER_LANE, type Harness, MTLS_LANE, REQUEST_LANES, startHarness } from '../dataplane/hop/harness.ts';
+import { mutatedCases } from '../dataplane/hop/mutations.ts';
+import { type CaseResult, type Lane, type Ports, redact, runAnswerCase, runRequestCase } from '../dataplane/hop/run.ts';
 
 const MUTATION_SEED = 23_2026;
 /** Cases `npm run fuzz` found and saved (fuzz/hop.ts): replayed until baton is fixed. */

@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
-import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.ts';
-import { freePort, waitFor } from '../helpers/net.ts';
-import { callGraph } from '../helpers/policy.ts';
-import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
-import { closeServer, compact, es256, type Listening, listen } from '../security/mesh-fixture.ts';
+import { type FaultProxy, startFaultProxy } from './fault-proxy.ts';
+import { freePort, waitFor } from './net.ts';
+import { callGraph } from './policy.ts';
+import { type RunningProcess, startBaton } from './process.ts';
+import { type RedisServer, startRedis, writeMeshRedisSecrets } from './redis.ts';
+import { closeServer, compact, es256, type Listening, listen } from './security-mesh.ts';
 
 export const FAULT_POLICY = (extraPath = '') =>
   callGraph(

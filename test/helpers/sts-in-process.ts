@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream';
-import { createFilePolicySource } from '../../../src/policy/distribution/source.ts';
-import type { MeshIdentity } from '../../../src/identity/transport.ts';
-import type { StsConfig } from '../../../src/sts/config.ts';
-import { createKeyStore, type KeyStore } from '../../../src/sts/key-store.ts';
-import { createStsServer, type StsServer } from '../../../src/sts/server.ts';
-import { createLogger } from '../../../src/telemetry/logger.ts';
+import { createFilePolicySource } from '../../src/policy/distribution/source.ts';
+import type { MeshIdentity } from '../../src/identity/transport.ts';
+import type { StsConfig } from '../../src/sts/config.ts';
+import { createKeyStore, type KeyStore } from '../../src/sts/key-store.ts';
+import { createStsServer, type StsServer } from '../../src/sts/server.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
 
 export interface InProcessSts {
   readonly server: StsServer;

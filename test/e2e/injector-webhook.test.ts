@@ -10,7 +10,7 @@ import { Agent, request } from 'undici';
 import type { AdmissionReviewResponse } from '../../src/injector/admission-review.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { envOf, fixture, patchedPod } from './admission-helpers.ts';
+import { envOf, fixture, patchedPod } from '../helpers/injector.ts';
 import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
 import { NotFoundError, problemType } from '../../src/core/errors.ts';
 

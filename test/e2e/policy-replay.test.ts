@@ -17,7 +17,7 @@ import { policyToJSON } from '../../src/policy/language/parse.ts';
 import { generatePolicySigningKey, importPolicySigningKey, signPolicy } from '../../src/policy/distribution/signing.ts';
 import { freePort } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { baseConfig } from '../sts/helpers/sts-fixture.ts';
+import { baseConfig } from '../helpers/sts.ts';
 
 const FIXTURE_PATH = new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url).pathname;
 const loaded = loadPolicyPath(FIXTURE_PATH);

@@ -1,8 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { createLogger } from '../../../src/telemetry/logger.ts';
-import { listenOnLoopback } from '../../helpers/net.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { listenOnLoopback } from './net.ts';
 
 export type StsMode = 'ok' | 'refuse' | 'down' | 'hang' | 'bad-type' | 'throttle';
 

@@ -4,13 +4,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { TokenType } from '../../../src/core/token-types.ts';
-import { createTokenExchanger, type ExchangeClient } from '../../../src/sidecar/exchange/exchanger.ts';
-import { type CachedToken, createTokenCache, type RedisTierEvent, type TokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
-import { loadSealKeys, type SealKeys } from '../../../src/sidecar/exchange/token-seal.ts';
-import { waitFor } from '../../helpers/net.ts';
-import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../../helpers/redis.ts';
-import { capturingLogger, type StsStandIn, startStsStandIn } from './sts-stand-in.ts';
+import { TokenType } from '../../src/core/token-types.ts';
+import { createTokenExchanger, type ExchangeClient } from '../../src/sidecar/exchange/exchanger.ts';
+import { type CachedToken, createTokenCache, type RedisTierEvent, type TokenCache } from '../../src/sidecar/exchange/token-cache.ts';
+import { loadSealKeys, type SealKeys } from '../../src/sidecar/exchange/token-seal.ts';
+import { waitFor } from '../helpers/net.ts';
+import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
+import { capturingLogger, type StsStandIn, startStsStandIn } from '../helpers/sts-stand-in.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-redis-tests.c2ln';
 // Shaped like what the STS mints: a reader of Redis must never find one.

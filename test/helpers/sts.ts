@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
-import { JWT_BEARER_ASSERTION_TYPE } from '../../../src/core/token-types.ts';
-import { loadStsConfig, type StsConfig } from '../../../src/sts/config.ts';
+import { JWT_BEARER_ASSERTION_TYPE } from '../../src/core/token-types.ts';
+import { loadStsConfig, type StsConfig } from '../../src/sts/config.ts';
 
 type SigningPrivateKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 
-export const FIXTURE_POLICY = fileURLToPath(new URL('../../fixtures/sts/callgraph.yaml', import.meta.url));
+export const FIXTURE_POLICY = fileURLToPath(new URL('../fixtures/sts/callgraph.yaml', import.meta.url));
 
 export const SECRETS = {
   gateway: 'gateway-secret-0123456789',

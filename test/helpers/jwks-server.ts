@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { JWK } from 'jose';
-import { listenOnLoopback } from '../helpers/net.ts';
+import { listenOnLoopback } from './net.ts';
 
 export interface JwksServer {
   readonly url: string;

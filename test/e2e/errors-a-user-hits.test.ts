@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { FIXTURE_POLICY } from '../sts/helpers/sts-fixture.ts';
+import { FIXTURE_POLICY } from '../helpers/sts.ts';
 import { BATON_BIN, runBaton, startBaton } from '../helpers/process.ts';
 import { KeyFileExistsError } from '../../src/cli/errors.ts';
 import { problemType } from '../../src/core/errors.ts';

@@ -10,7 +10,7 @@ import { request } from 'undici';
 import { hashSecret } from '../../src/sts/secret-hash.ts';
 import { freePort } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { baseConfig, basic, type ConfigFile, writeStsConfig } from './helpers/sts-fixture.ts';
+import { baseConfig, basic, type ConfigFile, writeStsConfig } from '../helpers/sts.ts';
 import { AuthThrottledError } from '../../src/sts/errors.ts';
 
 const HONEST = 'billing-job-secret-0123456789';

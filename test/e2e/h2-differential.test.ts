@@ -24,7 +24,7 @@ import { connect, type Server as NetServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { EMPTY_SETTINGS, Flag, frame, FrameType, headerBlock, PREFACE } from '../helpers/h2-frames.ts';
 import { listenOnLoopback } from '../helpers/net.ts';
-import { type HopMesh, startHopMesh, type User } from './hop/mesh.ts';
+import { type HopMesh, startHopMesh, type User } from '../dataplane/hop/mesh.ts';
 
 interface Read {
   readonly method: string;

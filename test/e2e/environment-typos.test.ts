@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { FIXTURE_POLICY } from '../sts/helpers/sts-fixture.ts';
+import { FIXTURE_POLICY } from '../helpers/sts.ts';
 import { freePort } from '../helpers/net.ts';
 import { runBaton, startBaton } from '../helpers/process.ts';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
-import { listenOnLoopback } from '../../helpers/net.ts';
+import { listenOnLoopback } from './net.ts';
 
 type SigningPrivateKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 

@@ -6,7 +6,7 @@
  * Unit-level only: the e2e tests run the real STS and policy server.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { loadConfig } from '../../src/config/load.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import type { Collaborators } from '../../src/sidecar/collaborators.ts';
@@ -15,15 +15,16 @@ import { type SidecarConfig, SidecarConfigSchema } from '../../src/sidecar/confi
 import type { IssuedToken, TokenExchanger } from '../../src/sidecar/exchange/exchanger.ts';
 import { createSidecar, type Sidecar, type SidecarPorts } from '../../src/sidecar/sidecar.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
-import { captureLogs, type LogCapture } from '../helpers/logs.ts';
-import { listenOnLoopback } from '../helpers/net.ts';
-import { callGraph, compileTestPolicy } from '../helpers/policy.ts';
+import { handling, type TestHandler } from './http-server.ts';
+import { captureLogs, type LogCapture } from './logs.ts';
+import { listenOnLoopback } from './net.ts';
+import { callGraph, compileTestPolicy } from './policy.ts';
 import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
 
-export { compileTestPolicy as compile } from '../helpers/policy.ts';
-export { captureLogs, type LogCapture } from '../helpers/logs.ts';
+export { compileTestPolicy as compile } from './policy.ts';
+export { captureLogs, type LogCapture } from './logs.ts';
 
 export const SHOP = callGraph(
   `
@@ -225,11 +226,11 @@ export interface TestApp {
 }
 
 /** A loopback app; the default handler answers 200 with what it saw. */
-export async function startApp(handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<TestApp> {
+export async function startApp(handler?: TestHandler): Promise<TestApp> {
   const seen: SeenRequest[] = [];
   const server: Server = createServer((req, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
-    if (handler !== undefined) return handler(req, res);
+    if (handler !== undefined) return handling(handler)(req, res);
     req.resume();
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'application/json' });

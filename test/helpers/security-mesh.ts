@@ -15,12 +15,12 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { redisSecretsLayout } from '../../src/redis/acl.ts';
-import { freePort, waitFor } from '../helpers/net.ts';
-import { callGraph } from '../helpers/policy.ts';
-import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
+import { freePort, waitFor } from './net.ts';
+import { callGraph } from './policy.ts';
+import { type RunningProcess, startBaton } from './process.ts';
+import { closeServer, type Listening, listen } from './http-server.ts';
 
-export { closeServer, type Listening, listen } from '../helpers/http-server.ts';
+export { closeServer, type Listening, listen } from './http-server.ts';
 
 export const SERVICES = ['gateway', 'orders', 'payments'] as const;
 export type Name = (typeof SERVICES)[number];
