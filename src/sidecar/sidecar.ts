@@ -129,8 +129,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       collaborators = deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
+        // The policy source logs the update, once (policy/distribution/source.ts).
         metrics.policyVersion(version);
-        logger.info({ event: 'policy_updated', policyVersion: version }, 'policy updated');
         refreshReadiness();
       });
       refreshReadiness();

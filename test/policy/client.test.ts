@@ -10,6 +10,7 @@ import { policyToJSON } from '../../src/policy/language/parse.ts';
 import { generatePolicySigningKey, importPolicySigningKey, signPolicy } from '../../src/policy/distribution/signing.ts';
 import { createFilePolicySource } from '../../src/policy/distribution/source.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicySignatureError, PolicyVersionStaleError } from '../../src/policy/distribution/errors.ts';
 
@@ -150,6 +151,26 @@ describe('policy client', () => {
     await waitFor(async () => seen.includes(2), { what: 'version 2' });
     assert.deepEqual(seen, [1, 2]);
   });
+
+  it('logs one line per accepted version, with its version and age, and none for a re-signed copy', async () => {
+    const server = await fakeServer();
+    server.serve(200, await signed(1));
+    const logs = captureLogs('policy-client');
+    const policy = createPolicyClient({ url: server.url, publicKey: keys.publicKeyPem, logger: logs.logger, minBackoffMs: 10, maxBackoffMs: 50, waitSeconds: 5 });
+    after(() => policy.close());
+    void policy.start();
+    await policy.waitUntilReady(3000);
+    server.serve(200, await signed(2));
+    await waitFor(async () => policy.version() === 2, { what: 'version 2' });
+    const updates = logs.lines.filter((l) => l.msg === 'policy updated');
+    assert.deepEqual(
+      updates.map((l) => [l.event, l.policyVersion, l.digest, typeof l.ageSeconds]),
+      [
+        ['policy_updated', 1, loaded.compiled.digest, 'number'],
+        ['policy_updated', 2, loaded.compiled.digest, 'number'],
+      ],
+    );
+  });
 });
 
 describe('file policy source', () => {
@@ -164,6 +185,25 @@ describe('file policy source', () => {
     writeFileSync(path, FIXTURE.replace('maxDepth: 4', 'maxDepth: 6'));
     await waitFor(async () => source.current()?.maxDepth === 6, { what: 'the edit' });
     assert.equal(source.version(), 2);
+  });
+
+  it('logs one line per accepted version, naming the file', async () => {
+    const path = join(tempDir(), 'callgraph.yaml');
+    writeFileSync(path, FIXTURE);
+    const logs = captureLogs('file-source');
+    const source = createFilePolicySource(path, { logger: logs.logger, debounceMs: 20, pollIntervalMs: 100 });
+    after(() => source.close());
+    await source.start();
+    writeFileSync(path, FIXTURE.replace('maxDepth: 4', 'maxDepth: 6'));
+    await waitFor(async () => source.version() === 2, { what: 'the edit' });
+    const lines = logs.lines.filter((l) => l.level === 'info');
+    assert.deepEqual(
+      lines.map((l) => [l.msg, l.event, l.policyVersion, l.path]),
+      [
+        ['policy updated', 'policy_updated', 1, path],
+        ['policy updated', 'policy_updated', 2, path],
+      ],
+    );
   });
 
   it('is not ready while the file is invalid', async () => {

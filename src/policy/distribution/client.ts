@@ -118,9 +118,8 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     if (compiled.digest !== payload.digest) {
       throw new PolicyDigestMismatchError(`expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`);
     }
-    holder.accept(compiled, payload.version);
     remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
-    logger.info({ version: payload.version, digest: compiled.digest, policy: compiled.name, ageSeconds: Math.max(0, Math.round(now() / 1000 - payload.issuedAt)) }, 'policy updated');
+    holder.accept(compiled, payload.version, { ageSeconds: Math.max(0, Math.round(now() / 1000 - payload.issuedAt)) });
     return 'updated';
   };
 

@@ -148,6 +148,7 @@ export function createPolicyPublisher(options: Pick<PolicyServerOptions, 'watche
       const issuedAt = Math.floor(now() / 1000);
       const jws = await signPolicy({ version, digest, issuedAt, policy }, signingKey);
       published = { version, digest, etag: `"v${version}-${digest}"`, jws, policy, issuedAt };
+      // The one line per new policy at the server (the watcher reports only failures).
       logger.info({ version, digest, policy: loaded.compiled.name, waiting: waiters.size }, 'policy published');
       for (const waiter of [...waiters]) waiter.release(published);
     }).catch((error: unknown) => {

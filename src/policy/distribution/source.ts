@@ -41,13 +41,15 @@ export interface PolicySource {
 /**
  * The bookkeeping both sources share: holding the policy, notifying
  * listeners, waking whoever waits for readiness. A listener that throws is
- * logged and does not stop the others.
+ * logged and does not stop the others. Each accepted version is logged here,
+ * once (`policy updated`, event `policy_updated`), with what the source
+ * adds (the file's path, the signed document's age); nobody else logs it.
  */
 export interface PolicyHolder {
   current(): CompiledPolicy | undefined;
   version(): number | undefined;
   snapshot(): PolicySnapshot | undefined;
-  accept(policy: CompiledPolicy, version: number): void;
+  accept(policy: CompiledPolicy, version: number, details?: Readonly<Record<string, unknown>>): void;
   onUpdate(listener: (policy: CompiledPolicy, version: number) => void): () => void;
   waitUntilReady(timeoutMs: number): Promise<boolean>;
   /** Resolves once a policy is held or `cancel()` is called. */
@@ -65,8 +67,9 @@ export function createPolicyHolder(logger: Logger): PolicyHolder {
     current: () => held?.policy,
     version: () => held?.version,
     snapshot: () => held,
-    accept(next, nextVersion) {
+    accept(next, nextVersion, details) {
       held = Object.freeze({ policy: next, version: nextVersion });
+      logger.info({ event: 'policy_updated', policyVersion: nextVersion, policy: next.name, digest: next.digest, ...details }, 'policy updated');
       settle();
       for (const listener of [...listeners]) {
         try {
@@ -124,7 +127,7 @@ export function createFilePolicySource(path: string, options: FilePolicySourceOp
       if (closed || holder.current() !== undefined || watcher !== undefined) return await holder.firstPolicy();
       if (options.watch === false) {
         // Without a watch nothing would ever fix a bad file, so it fails now, loudly.
-        holder.accept(loadPolicyPath(path).compiled, ++version);
+        holder.accept(loadPolicyPath(path).compiled, ++version, { path });
         return;
       }
       watcher = createPolicyWatcher(path, {
@@ -132,9 +135,9 @@ export function createFilePolicySource(path: string, options: FilePolicySourceOp
         ...(options.debounceMs === undefined ? {} : { debounceMs: options.debounceMs }),
         ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
       });
-      watcher.onChange((loaded) => holder.accept(loaded.compiled, ++version));
+      watcher.onChange((loaded) => holder.accept(loaded.compiled, ++version, { path }));
       const initial = watcher.current();
-      if (initial !== undefined) holder.accept(initial.compiled, ++version);
+      if (initial !== undefined) holder.accept(initial.compiled, ++version, { path });
       await holder.firstPolicy();
     },
     async close() {

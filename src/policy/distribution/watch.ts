@@ -70,7 +70,6 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
     if (current !== undefined && current.compiled.digest === loaded.compiled.digest) return;
     current = loaded;
     for (const warning of loaded.warnings) logger.warn({ path, problem: formatProblem(warning) }, 'policy warning');
-    logger.info({ path, policy: loaded.compiled.name, digest: loaded.compiled.digest }, 'policy loaded');
     for (const listener of listeners) {
       try {
         listener(loaded);
