@@ -6,14 +6,15 @@
  * typo, so the closest known key is suggested) and a required key that is
  * missing.
  */
-export class ConfigError extends Error {
-  readonly code: string = 'BATON_CONFIG_INVALID';
+import { BatonError } from '../core/errors.ts';
+
+export class ConfigError extends BatonError {
   readonly source: string;
   readonly key: string;
   readonly expected: string;
 
   constructor(source: string, key: string, expected: string, seen?: string) {
-    super(`${source}: ${key || '(root)'}: expected ${expected}${seen === undefined ? '' : `, got ${seen}`}`);
+    super('BATON_CONFIG_INVALID', `${source}: ${key || '(root)'}: expected ${expected}${seen === undefined ? '' : `, got ${seen}`}`);
     this.name = 'ConfigError';
     this.source = source;
     this.key = key;

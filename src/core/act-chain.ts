@@ -4,13 +4,13 @@
  * chain gateway → orders. baton's chains are written origin first.
  */
 import type { ActClaim } from './claims.ts';
+import { BatonError } from './errors.ts';
 
-export class ActChainError extends Error {
-  readonly code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED';
+export class ActChainError extends BatonError {
+  declare readonly code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED';
   constructor(code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED', message: string) {
-    super(message);
+    super(code, message);
     this.name = 'ActChainError';
-    this.code = code;
   }
 }
 

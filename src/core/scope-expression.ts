@@ -14,6 +14,7 @@
  * Parsed once (at policy compile) into a tree of closures; evaluation is a
  * few Set lookups and allocates nothing.
  */
+import { BatonError } from './errors.ts';
 
 export type ScopeExpressionErrorCode =
   | 'BATON_SCOPE_EXPRESSION_EMPTY'
@@ -22,14 +23,13 @@ export type ScopeExpressionErrorCode =
   | 'BATON_SCOPE_EXPRESSION_UNEXPECTED_END'
   | 'BATON_SCOPE_EXPRESSION_TOO_COMPLEX';
 
-export class ScopeExpressionError extends Error {
-  readonly code: ScopeExpressionErrorCode;
+export class ScopeExpressionError extends BatonError {
+  declare readonly code: ScopeExpressionErrorCode;
   /** 0-based offset into the source where the problem was found. */
   readonly offset: number;
   constructor(code: ScopeExpressionErrorCode, message: string, offset: number) {
-    super(message);
+    super(code, message);
     this.name = 'ScopeExpressionError';
-    this.code = code;
     this.offset = offset;
   }
 }

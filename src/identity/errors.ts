@@ -2,7 +2,9 @@
  * Workload identity errors: the certificate files a sidecar, the STS or the
  * policy server prove who they are with, and the peers they accept. One
  * code per cause; messages name files and SPIFFE IDs, never key material.
+ * None is an HTTP answer itself: the sidecar and the STS answer for them.
  */
+import { BatonError } from '../core/errors.ts';
 
 export type IdentityErrorCode =
   /** A file of the identity (certificate, key, bundle) cannot be read. */
@@ -22,12 +24,11 @@ export type IdentityErrorCode =
   /** Rotated files name another SPIFFE ID than the identity in use: a rotation must keep the ID. */
   | 'BATON_IDENTITY_ID_CHANGED';
 
-export class IdentityError extends Error {
-  readonly code: IdentityErrorCode;
+export class IdentityError extends BatonError {
+  declare readonly code: IdentityErrorCode;
   constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'IdentityError';
-    this.code = code;
   }
 }
 
@@ -36,13 +37,17 @@ export class IdentityError extends Error {
  * ID expected: it names another ID, or it is a CA certificate (whatever ID
  * it carries); the connection is dropped before anything is sent.
  */
-export class PeerIdentityError extends Error {
-  readonly code = 'BATON_IDENTITY_PEER_MISMATCH';
+export class PeerIdentityError extends BatonError {
   /** The SPIFFE ID the caller meant to reach. */
   readonly expected: string;
   readonly seen: string | undefined;
+  /** `reason`: `ca-certificate` (a signing certificate, whatever it names) or `other-id`. */
   constructor(expected: string, seen: string | undefined, signing = false) {
-    super(signing ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)` : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`);
+    super(
+      'BATON_IDENTITY_PEER_MISMATCH',
+      signing ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)` : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`,
+      { reason: signing ? 'ca-certificate' : 'other-id' },
+    );
     this.name = 'PeerIdentityError';
     this.expected = expected;
     this.seen = seen;

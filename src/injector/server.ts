@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { createTlsListener, type GuardedListener, type RequestListener } from '../identity/tls-server.ts';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { NotReadyError, isBatonError } from '../core/errors.ts';
+import { NotReadyError, isHttpError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import type { Logger } from 'pino';
 import { reviewAdmission } from './admission-review.ts';
@@ -111,5 +111,5 @@ export function createInjectorServer(config: InjectorConfig, deps: { logger: Log
 
 function isClientError(raw: unknown): boolean {
   const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
-  return !isBatonError(raw) && typeof status === 'number' && status >= 400 && status < 500;
+  return !isHttpError(raw) && typeof status === 'number' && status >= 400 && status < 500;
 }

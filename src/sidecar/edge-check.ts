@@ -5,7 +5,7 @@
  * step-up challenge when only the `acr` was short.
  */
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../policy/language/decision.ts';
-import type { BatonError } from '../core/errors.ts';
+import type { HttpError } from '../core/errors.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordDecisionSpan } from '../telemetry/decision-span.ts';
 import type { Logger } from 'pino';
@@ -80,7 +80,7 @@ export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, c
   return decision;
 }
 
-function refusalOf(decision: Deny): BatonError {
+function refusalOf(decision: Deny): HttpError {
   if (decision.cause === 'acr' && decision.acrValues !== undefined && decision.acrValues.length > 0) {
     return new StepUpRequiredError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') } });
   }

@@ -5,7 +5,7 @@
  * part shares (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_INTERNAL) in
  * src/core/errors.ts. src/sidecar/problems.ts writes any of them to the wire.
  */
-import { type BatonErrorClass, defineError } from '../core/errors.ts';
+import { type HttpErrorClass, defineError } from '../core/errors.ts';
 
 export const AmbiguousPathError = defineError({ code: 'BATON_AMBIGUOUS_PATH', status: 400, title: 'Ambiguous request path', oauthError: 'invalid_request' });
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
@@ -34,7 +34,7 @@ export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAV
 export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
 
 // Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
-const bindingError = (code: string, title: string): BatonErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
+const bindingError = (code: string, title: string): HttpErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
 
 /** A bound token arrived on a connection without a client certificate. */
 export const TokenCertificateRequiredError = bindingError('BATON_TOKEN_CERT_REQUIRED', 'Certificate-bound token without a client certificate');

@@ -101,7 +101,7 @@ export function bearerToken(req: RequestHead, maxTokenBytes: number): string | u
   if (prefix === null) throw new UnauthenticatedError('expected the Bearer authentication scheme (RFC 6750 §2.1)');
   const token = authorization.slice(prefix[0].length);
   if (token.length > maxTokenBytes) {
-    throw new UnauthenticatedError(`expected a bearer token of at most ${maxTokenBytes} bytes, got ${token.length}`, { extensions: { reason: 'too_large' } });
+    throw new UnauthenticatedError(`expected a bearer token of at most ${maxTokenBytes} bytes, got ${token.length}`, { reason: 'too_large' });
   }
   if (!JWS_COMPACT.test(token)) throw new UnauthenticatedError('expected a bearer token of base64url characters and dots (a JWS in compact form)');
   return token;

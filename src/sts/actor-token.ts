@@ -10,6 +10,7 @@ import { TokenType } from '../core/token-types.ts';
 import type { KeySource } from '../token/key-source.ts';
 import type { RegisteredClient } from './clients.ts';
 import { AssertionError, ASSERTION_ALGORITHMS, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
+import { TokenKeysUnavailableError } from '../token/errors.ts';
 import { ActorTokenInvalidError, UnsupportedTokenTypeError, UpstreamKeysUnavailableError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
@@ -61,8 +62,8 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
         });
       } catch (error) {
         if (error instanceof AssertionError) {
-          if (error.failure === 'keys_unavailable') throw new UpstreamKeysUnavailableError(`actor token: ${error.message}`, { cause: error });
-          throw new ActorTokenInvalidError(`actor token: ${error.message}`, { cause: error });
+          if (error.code === UpstreamKeysUnavailableError.code) throw new UpstreamKeysUnavailableError(`actor token: ${error.message}`, { cause: error });
+          throw new ActorTokenInvalidError(`actor token: ${error.message}`, { cause: error, reason: error.reason });
         }
         throw error;
       }
@@ -86,7 +87,7 @@ async function verifyServiceAccountToken(token: string, client: RegisteredClient
       currentDate: new Date(options.now()),
     }));
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new UpstreamKeysUnavailableError('actor token: the cluster key set could not be fetched', { cause: error });
+    if (error instanceof TokenKeysUnavailableError) throw new UpstreamKeysUnavailableError('actor token: the cluster key set could not be fetched', { cause: error });
     throw new ActorTokenInvalidError('actor token: expected a service account token signed by the cluster issuer, for the configured audience, unexpired', { cause: error });
   }
   const [namespace, name] = client.serviceAccount.split('/');

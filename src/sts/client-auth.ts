@@ -131,8 +131,8 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
       });
     } catch (error) {
       if (error instanceof AssertionError) {
-        if (error.failure === 'keys_unavailable') throw new UpstreamKeysUnavailableError(`client assertion: ${error.message}`, { cause: error });
-        throw new InvalidClientError(`client assertion: ${error.message}`, { cause: error });
+        if (error.code === UpstreamKeysUnavailableError.code) throw new UpstreamKeysUnavailableError(`client assertion: ${error.message}`, { cause: error });
+        throw new InvalidClientError(`client assertion: ${error.message}`, { cause: error, reason: error.reason });
       }
       throw error;
     }

@@ -5,7 +5,7 @@
  * client parses; its `error_uri` is the cause's section of docs/errors.md.
  * The other routes answer problem+json (src/core/fastify-problems.ts).
  */
-import { type BatonError, defineError } from '../core/errors.ts';
+import { type HttpError, defineError } from '../core/errors.ts';
 
 export const MissingParameterError = defineError({ code: 'BATON_STS_MISSING_PARAMETER', status: 400, title: 'A required parameter is missing', oauthError: 'invalid_request' });
 export const DuplicateParameterError = defineError({ code: 'BATON_STS_DUPLICATE_PARAMETER', status: 400, title: 'A parameter was sent more than once', oauthError: 'invalid_request' });
@@ -35,20 +35,22 @@ export const TokenMethodNotAllowedError = defineError({ code: 'BATON_STS_METHOD_
 export const AuthThrottledError = defineError({ code: 'BATON_STS_AUTH_THROTTLED', status: 429, title: 'Too many failed or pending client authentications', oauthError: 'temporarily_unavailable' });
 export const ServerError = defineError({ code: 'BATON_STS_SERVER_ERROR', status: 500, title: 'Internal error', oauthError: 'server_error' });
 
-/** RFC 6749 §5.2 error response; `error_uri` names the cause, `code` is baton's stable code. */
+/** RFC 6749 §5.2 error response; `error_uri` names the cause, `code` is baton's stable code and `reason` its sub-cause, when it has one. */
 export interface OAuthErrorBody {
   readonly error: string;
   readonly error_description: string;
   readonly error_uri: string;
   readonly code: string;
+  readonly reason?: string;
 }
 
-export function toOAuthError(error: BatonError): OAuthErrorBody {
+export function toOAuthError(error: HttpError): OAuthErrorBody {
   return {
     error: error.oauthError ?? 'server_error',
     // RFC 6749 §5.2: error_description is %x20-21 / %x23-5B / %x5D-7E only.
     error_description: error.message.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, ' '),
     error_uri: error.type,
     code: error.code,
+    ...(error.reason === undefined ? {} : { reason: error.reason }),
   };
 }

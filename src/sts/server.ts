@@ -8,7 +8,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
+import { type HttpError, NotFoundError, isHttpError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import { serverTlsOptions } from '../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../identity/tls-server.ts';
@@ -185,16 +185,16 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === '/token';
   void app.register(fastifyProblems, {
     // The token endpoint's refusals are OAuth errors: whatever fastify refuses there is invalid_request, anything else server_error.
-    translate: (raw, request) => (isTokenEndpoint(request) && !isBatonError(raw) ? tokenEndpointError(raw) : undefined),
+    translate: (raw, request) => (isTokenEndpoint(request) && !isHttpError(raw) ? tokenEndpointError(raw) : undefined),
     onError: (error, raw, request) => {
       // The SERVER span says why: its error.type is the refusal's stable code.
       recordErrorType(error.code);
       // Probes of unknown paths are not refusals worth a log line each.
       if (error.code === NotFoundError.code) return;
-      if (error.status >= 500) logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
+      if (error.status >= 500) logger.error({ code: error.code, reason: error.reason, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
       // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
       const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
-      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, status: error.status, error: isTokenEndpoint(request) ? toOAuthError(error).error : undefined, path }, error.message);
+      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, reason: error.reason, status: error.status, error: isTokenEndpoint(request) ? toOAuthError(error).error : undefined, path }, error.message);
     },
     render: (error, request, reply) => {
       if (!isTokenEndpoint(request)) return false;
@@ -312,7 +312,7 @@ function isForm(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === FORM_CONTENT_TYPE;
 }
 
-function tokenEndpointError(raw: unknown): BatonError {
+function tokenEndpointError(raw: unknown): HttpError {
   const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Fastify's own refusals: wrong media type, body too large, bad encoding.

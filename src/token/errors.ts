@@ -4,9 +4,9 @@
  * 401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1).
  * Messages name the claim or header at fault, never the token.
  */
-import { type BatonError, type BatonErrorClass, defineError, isBatonError } from '../core/errors.ts';
+import { type HttpError, type HttpErrorClass, defineError, isHttpError } from '../core/errors.ts';
 
-const invalidToken = (code: string, title: string): BatonErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
+const invalidToken = (code: string, title: string): HttpErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
 
 export const TokenMalformedError = invalidToken('BATON_TOKEN_MALFORMED', 'Malformed access token');
 export const TokenTooLargeError = invalidToken('BATON_TOKEN_TOO_LARGE', 'Access token too large');
@@ -54,8 +54,8 @@ export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /** A `TokenError` is any of the classes above. */
-export type TokenError = BatonError;
+export type TokenError = HttpError;
 
 export function isTokenError(value: unknown): value is TokenError {
-  return isBatonError(value) && TOKEN_ERROR_CODES.has(value.code);
+  return isHttpError(value) && TOKEN_ERROR_CODES.has(value.code);
 }

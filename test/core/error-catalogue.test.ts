@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatonError, ERROR_CATALOGUE_URL, defineError, definedErrors, errorAnchor, problemType } from '../../src/core/errors.ts';
+import { ERROR_CATALOGUE_URL, HttpError, defineError, definedErrors, errorAnchor, problemType } from '../../src/core/errors.ts';
 import { toOAuthError } from '../../src/sts/errors.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -68,6 +68,11 @@ describe('error catalogue (docs/errors.md)', () => {
     assert.deepEqual(elsewhere.map((file) => relative(ROOT, file)), []);
   });
 
+  it('has one base: every error class in src/ extends BatonError, directly or through another baton error', () => {
+    const own = FILES.filter((file) => file !== join(SRC, 'core', 'errors.ts') && /\bextends (Error|TypeError|RangeError)\b/.test(readFileSync(file, 'utf8')));
+    assert.deepEqual(own.map((file) => relative(ROOT, file)), []);
+  });
+
   it('defines each code once, and refuses a second definition at import', () => {
     const codes = definedErrors().map((spec) => spec.code);
     assert.equal(new Set(codes).size, codes.length);
@@ -125,7 +130,7 @@ describe('error catalogue (docs/errors.md)', () => {
   it('points every problem type and error_uri at the code\'s anchor in docs/errors.md', () => {
     const anchors = new Set([...CATALOGUE.matchAll(/^#{1,6} (.+)$/gm)].map(([, heading]) => githubSlug(heading ?? '')));
     for (const spec of definedErrors()) {
-      const error = new BatonError(spec, 'detail');
+      const error = new HttpError(spec, 'detail');
       assert.equal(error.type, `${ERROR_CATALOGUE_URL}#${errorAnchor(spec.code)}`);
       assert.equal(problemType(spec.code), error.type);
       assert.ok(anchors.has(errorAnchor(spec.code)), `${spec.code}: no heading makes the anchor #${errorAnchor(spec.code)}`);
@@ -135,11 +140,12 @@ describe('error catalogue (docs/errors.md)', () => {
     assert.deepEqual(links.filter((anchor) => !anchors.has(anchor)), [], 'links to anchors docs/errors.md does not have');
   });
 
-  it('takes its base URL from the repository package.json names', () => {
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { repository?: { url?: string }; homepage?: string };
+  it('takes its base URL from the repository package.json names, at the tag of the package version', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { repository?: { url?: string }; homepage?: string; version: string };
     const repository = pkg.repository?.url?.replace(/^git\+/, '').replace(/\.git$/, '');
     assert.ok(repository !== undefined && repository.startsWith('https://'), 'expected package.json repository.url');
-    assert.equal(ERROR_CATALOGUE_URL, `${repository}/blob/main/docs/errors.md`);
+    // The release workflow builds on tags v*.*.* (.github/workflows/release.yml): a problem type sent by a release reads that release's catalogue.
+    assert.equal(ERROR_CATALOGUE_URL, `${repository}/blob/v${pkg.version}/docs/errors.md`);
     assert.ok(pkg.homepage?.startsWith(repository), 'expected package.json homepage in the same repository');
     assert.equal(FILES.filter((file) => readFileSync(file, 'utf8').includes('docs/errors.md#')).length, 0, 'the catalogue URL is built in one place');
   });

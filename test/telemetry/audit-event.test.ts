@@ -63,10 +63,10 @@ const SAMPLES: { readonly [N in AuditEventName]: Full<N> } = {
     peer: 'spiffe://mesh.test/ns/shop/sa/orders',
     bound: true,
   },
-  request_failed: { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: 'BATON_STS_UNAVAILABLE', status: 503, method: 'POST' },
+  request_failed: { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: 'BATON_UPSTREAM_UNREACHABLE', reason: 'ECONNREFUSED', status: 502, method: 'POST' },
   token_decision: { ...GRANT, event: 'token_decision', component: 'sts', rule: 'payments.accepts.charge', decision: 'deny', cause: 'no_edge', reason: 'no rule lets orders call payments', status: 400, error: 'invalid_target' },
   token_issued: { ...GRANT, event: 'token_issued', component: 'sts', rule: 'payments.accepts.charge', decision: 'would_deny', cause: 'scope', scope: 'payments:charge', exp: 1_800_000_000, jti: 'jti-1', status: 200 },
-  token_refused: { event: 'token_refused', component: 'sts', code: 'BATON_STS_INVALID_CLIENT', status: 401, error: 'invalid_client', path: '/token' },
+  token_refused: { event: 'token_refused', component: 'sts', code: 'BATON_STS_INVALID_CLIENT', reason: 'signature', status: 401, error: 'invalid_client', path: '/token' },
 };
 
 const NAMES = Object.keys(AUDIT_SCHEMA) as AuditEventName[];

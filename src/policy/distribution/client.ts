@@ -9,6 +9,7 @@ import type { KeyObject } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
 import { BodyTooLargeError, readBoundedText } from '../../core/bounded-text.ts';
+import { isBatonError } from '../../core/errors.ts';
 import { compilePolicy } from '../language/compile.ts';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { policyFromJSON } from '../language/parse.ts';
@@ -154,7 +155,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     lastProblem = `${lastError.code}: ${problems?.[0] ?? lastError.message}`;
     const unavailable = error instanceof PolicyServerUnavailableError;
     logger[unavailable ? 'warn' : 'error'](
-      { code: lastError.code, reason: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
+      { code: lastError.code, reason: isBatonError(error) ? error.reason : undefined, err: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
       unavailable
         ? holder.current() === undefined ? 'policy server unavailable; no policy yet, not ready' : 'policy server unavailable; keeping the last good policy'
         : 'policy refused; keeping the last good policy',

@@ -7,7 +7,7 @@
 import type { PolicySnapshot } from '../../policy/distribution/source.ts';
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
 import type { Logger } from 'pino';
-import type { BatonError } from '../../core/errors.ts';
+import type { HttpError } from '../../core/errors.ts';
 import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
 import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError, toOAuthError } from '../errors.ts';
@@ -43,13 +43,13 @@ export function gateTokenRequest(policy: CompiledPolicy, input: DecisionInput, m
 }
 
 /** The refusal for a denial, audited with the status and OAuth error the client will get. */
-function refuse(deny: Deny, logger: Logger, audit: StsGrantAudit): BatonError {
+function refuse(deny: Deny, logger: Logger, audit: StsGrantAudit): HttpError {
   const error = refusal(deny);
   writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: deny.rule, decision: 'deny', cause: deny.cause, reason: deny.reason, status: error.status, error: toOAuthError(error).error });
   return error;
 }
 
-function refusal(deny: Deny): BatonError {
+function refusal(deny: Deny): HttpError {
   const detail = `policy rule ${deny.rule} refused the edge (${deny.cause}): ${deny.reason}`;
   const extensions = { rule: deny.rule, cause: deny.cause };
   switch (deny.cause) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
-import { isBatonError } from '../../../src/core/errors.ts';
+import { isHttpError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
 import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
 import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
@@ -146,7 +146,7 @@ describe('token exchanger', () => {
   it('opens the circuit after repeated failures, fails fast while open, and closes after a good half-open probe', async () => {
     const x = exchanger({ breaker: { failureThreshold: 3, openMs: 10_000 } });
     sts.mode = 'down';
-    const unavailable = (e: unknown) => isBatonError(e) && e.code === StsUnavailableError.code && e.status === 503;
+    const unavailable = (e: unknown) => isHttpError(e) && e.code === StsUnavailableError.code && e.status === 503;
     for (let i = 0; i < 3; i++) await assert.rejects(exchange(x, `svc${i}`), unavailable);
     const before = sts.calls();
     await assert.rejects(exchange(x, 'svc9'), unavailable);
