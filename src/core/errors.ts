@@ -146,11 +146,18 @@ export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503,
 export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
 /** The request names no route the server has. */
 export const NotFoundError = defineError({ code: 'BATON_NOT_FOUND', status: 404, title: 'No such resource' });
-/** The request could not be read: malformed framing, syntax or parameters. */
+/**
+ * The request could not be read: malformed syntax, parameters or body. At
+ * the STS token endpoint (RFC 6749 §5.2 invalid_request) the reason names
+ * which: `missing-parameter`, `duplicate-parameter`, `unsupported-token-type`,
+ * `not-form-encoded`, `unreadable-body`, `several-auth-methods`.
+ */
 export const BadRequestError = defineError({ code: 'BATON_BAD_REQUEST', status: 400, title: 'Bad request', oauthError: 'invalid_request' });
+/** The request's method is not one the route takes: a CONNECT tunnel at the sidecar (reason `connect`), anything but POST at the STS token endpoint (RFC 6749 §3.2). */
+export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed', oauthError: 'invalid_request' });
 /** The request body is larger than the server accepts. */
 export const RequestBodyTooLargeError = defineError({ code: 'BATON_REQUEST_BODY_TOO_LARGE', status: 413, title: 'Request body too large' });
 /** The request body is of a media type the route does not take. */
 export const UnsupportedMediaTypeError = defineError({ code: 'BATON_UNSUPPORTED_MEDIA_TYPE', status: 415, title: 'Unsupported media type' });
 /** Anything unforeseen; the detail never echoes the underlying message, which could hold a token. */
-export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error' });
+export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error', oauthError: 'server_error' });

@@ -16,10 +16,10 @@
  *   a JSON parser.
  */
 import type { RequestHead } from '../dataplane/stream.ts';
-import { BadRequestError } from '../core/errors.ts';
+import { BadRequestError, MethodNotAllowedError } from '../core/errors.ts';
 import { isServiceName } from '../core/service-name.ts';
 import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/request-path.ts';
-import { AmbiguousPathError, MethodNotAllowedError, UnauthenticatedError } from './errors.ts';
+import { AmbiguousPathError, UnauthenticatedError } from './errors.ts';
 
 // --- the target ---
 
@@ -36,7 +36,7 @@ export interface RequestTarget {
  */
 export function requestTarget(req: RequestHead): RequestTarget {
   const url = req.url ?? '';
-  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted');
+  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted', { reason: 'connect' });
   let authority: string;
   let path: string;
   if (url.charCodeAt(0) === 0x2f) {

@@ -11,7 +11,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Server as TlsServer } from 'node:tls';
 import { toProblem } from '../core/problem.ts';
-import type { HttpError } from '../core/errors.ts';
+import { type HttpError, MethodNotAllowedError } from '../core/errors.ts';
 import type { HttpStream } from '../dataplane/stream.ts';
 import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
 import { createHttp1Server, type Http1Server, type Http1ServerOptions } from '../dataplane/server.ts';
@@ -31,7 +31,7 @@ import { createInboundHandler } from './inbound.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './context-handles.ts';
-import { MethodNotAllowedError, RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError, UpgradeRefusedError } from './errors.ts';
+import { RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError, UpgradeRefusedError } from './errors.ts';
 import { createInflight, problemHeaders } from './pipeline.ts';
 import { peerOf } from './token-binding.ts';
 
@@ -266,7 +266,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
 /** The problem for each code the data plane refuses a connection's request with; any other is framing, with its reason. */
 const REFUSALS: Readonly<Record<string, (refusal: ConnectionRefusal) => HttpError>> = {
   [RequestHeadTooLargeError.code]: (refusal) => new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`),
-  [MethodNotAllowedError.code]: () => new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted'),
+  [MethodNotAllowedError.code]: () => new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted', { reason: 'connect' }),
   [RequestHeadTimeoutError.code]: (refusal) => new RequestHeadTimeoutError(`expected the request head in time, got ${refusal.detail}`),
   [UpgradeRefusedError.code]: () => new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded'),
 };

@@ -11,7 +11,8 @@ import type { KeySource } from '../token/key-source.ts';
 import type { RegisteredClient } from './clients.ts';
 import { AssertionError, ASSERTION_ALGORITHMS, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
 import { TokenKeysUnavailableError } from '../token/errors.ts';
-import { ActorTokenInvalidError, UnsupportedTokenTypeError, UpstreamKeysUnavailableError } from './errors.ts';
+import { BadRequestError } from '../core/errors.ts';
+import { ActorTokenInvalidError, UpstreamKeysUnavailableError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
 export interface KubernetesActorTrust {
@@ -40,7 +41,7 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
   return {
     async verify(actorToken, actorTokenType, client) {
       if (actorTokenType !== TokenType.jwt) {
-        throw new UnsupportedTokenTypeError(`expected actor_token_type ${TokenType.jwt}, got another type`);
+        throw new BadRequestError(`expected actor_token_type ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
       }
       const { iss } = peekIssuerAndSubject(actorToken);
       if (options.kubernetes !== undefined && iss === options.kubernetes.issuer) {

@@ -20,7 +20,8 @@ import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
 import { AssertionError, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
-import { InvalidClientError, MalformedRequestError, UpstreamKeysUnavailableError } from './errors.ts';
+import { BadRequestError } from '../core/errors.ts';
+import { InvalidClientError, UpstreamKeysUnavailableError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 
@@ -166,7 +167,7 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
     const assertion = params.get('client_assertion');
     const used = [basic !== undefined, postedSecret !== undefined, assertion !== undefined || assertionType !== undefined].filter(Boolean).length;
     // RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
-    if (used > 1) throw new MalformedRequestError('expected one client authentication method, got several');
+    if (used > 1) throw new BadRequestError('expected one client authentication method, got several', { reason: 'several-auth-methods' });
     if (basic !== undefined) {
       const bodyClientId = params.get('client_id');
       if (bodyClientId !== undefined && bodyClientId !== basic.clientId) {

@@ -8,7 +8,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { type HttpError, NotFoundError, isHttpError } from '../core/errors.ts';
+import { BadRequestError, type HttpError, InternalError, MethodNotAllowedError, NotFoundError, isHttpError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import { serverTlsOptions } from '../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../identity/tls-server.ts';
@@ -41,7 +41,7 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
+import { AuthThrottledError, InvalidClientError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -249,11 +249,11 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     // RFC 6749 §5.1: token responses MUST carry Cache-Control: no-store and Pragma: no-cache.
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     if (typeof request.body !== 'string' || !isForm(request.headers['content-type'])) {
-      throw new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body (RFC 6749 §3.2)`);
+      throw new BadRequestError(`expected a ${FORM_CONTENT_TYPE} body (RFC 6749 §3.2)`, { reason: 'not-form-encoded' });
     }
     const params = parseTokenRequestForm(request.body);
     const grantType = params.get('grant_type');
-    if (grantType === undefined) throw new MissingParameterError('expected the parameter grant_type, got none');
+    if (grantType === undefined) throw new BadRequestError('expected the parameter grant_type, got none', { reason: 'missing-parameter' });
     grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     const socket = request.raw.socket;
@@ -270,7 +270,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     url: '/token',
     handler: async (request, reply) => {
       reply.header('allow', 'POST');
-      throw new TokenMethodNotAllowedError(`expected POST, got ${request.method}`);
+      throw new MethodNotAllowedError(`expected POST, got ${request.method}`);
     },
   });
 
@@ -316,7 +316,7 @@ function tokenEndpointError(raw: unknown): HttpError {
   const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Fastify's own refusals: wrong media type, body too large, bad encoding.
-    return new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: raw });
+    return new BadRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: raw, reason: 'unreadable-body' });
   }
-  return new ServerError('the token endpoint failed; see the STS log', { cause: raw });
+  return new InternalError('the token endpoint failed; see the STS log', { cause: raw });
 }
