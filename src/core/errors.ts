@@ -140,8 +140,14 @@ export function isHttpError(value: unknown): value is HttpError {
   return value instanceof HttpError;
 }
 
-/** A part that cannot serve yet: no policy, no keys, no certificate, or shutting down. */
-export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503, title: 'Not ready' });
+/**
+ * A part that cannot serve yet, or no longer: no policy (reason `policy`), no
+ * valid workload certificate (`identity`), or shutting down. RFC 6749 §5.2
+ * temporarily_unavailable at the STS token endpoint.
+ */
+export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503, title: 'Not ready', oauthError: 'temporarily_unavailable' });
+/** Too many requests in flight (the sidecar's limit per port), or long polls held (the policy server's, reason `long-polls`). */
+export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
 /** A service name that is not a DNS-1123 label, where a validated one is required (src/core/service-name.ts). */
 export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
 /** The request names no route the server has. */
@@ -159,5 +165,5 @@ export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOW
 export const RequestBodyTooLargeError = defineError({ code: 'BATON_REQUEST_BODY_TOO_LARGE', status: 413, title: 'Request body too large' });
 /** The request body is of a media type the route does not take. */
 export const UnsupportedMediaTypeError = defineError({ code: 'BATON_UNSUPPORTED_MEDIA_TYPE', status: 415, title: 'Unsupported media type' });
-/** Anything unforeseen; the detail never echoes the underlying message, which could hold a token. */
+/** Anything unforeseen, a bug (reason `rule-id`: a rule id minted from a name validation should have refused); the detail never echoes the underlying message, which could hold a token. */
 export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error', oauthError: 'server_error' });

@@ -66,7 +66,7 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
 
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    if (!deps.ready()) throw new NotReadyError('the webhook is shutting down');
+    if (!deps.ready()) throw new NotReadyError('the webhook is shutting down', { reason: 'shutting-down' });
     const problem = tls.problem();
     if (problem !== undefined) throw new NotReadyError(problem);
     return reply.send({ status: 'ready' });

@@ -2,12 +2,12 @@
  * The sidecar's own error causes (DESIGN.md, "Sidecar": errors), one class
  * per cause. Token verification causes live in src/token/errors.ts, the
  * exchange causes in src/sidecar/exchange/errors.ts, and the causes every
- * part shares (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_METHOD_NOT_ALLOWED, BATON_INTERNAL) in
+ * part shares (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_METHOD_NOT_ALLOWED, BATON_OVERLOADED,
+ * BATON_INTERNAL) in
  * src/core/errors.ts. src/sidecar/problems.ts writes any of them to the wire.
  */
 import { type HttpErrorClass, defineError } from '../core/errors.ts';
 
-export const AmbiguousPathError = defineError({ code: 'BATON_AMBIGUOUS_PATH', status: 400, title: 'Ambiguous request path', oauthError: 'invalid_request' });
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
 export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
 export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
@@ -28,9 +28,6 @@ export const UpstreamFramingError = defineError({ code: 'BATON_UPSTREAM_FRAMING'
 export const UpstreamIdentityMismatchError = defineError({ code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', status: 502, title: 'Upstream presented a certificate for another service' });
 /** mtls: the TLS handshake with the upstream failed (untrusted or expired certificate, or no TLS at all); nothing was sent. */
 export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED', status: 502, title: 'TLS handshake with the upstream failed' });
-/** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
-export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
-export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
 
 // Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
 const bindingError = (code: string, title: string): HttpErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });

@@ -20,6 +20,7 @@
 import { context } from '@opentelemetry/api';
 import type { HttpStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
+import { NotReadyError } from '../core/errors.ts';
 import { TokenType } from '../core/token-types.ts';
 import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
@@ -32,7 +33,7 @@ import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
 import type { CertificateBinding, IssuedToken, TokenExchanger } from './exchange/exchanger.ts';
-import { FairShareExceededError, IdentityUnavailableError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
+import { FairShareExceededError, UnauthenticatedError, UnknownServiceError } from './errors.ts';
 import { upstreamOrigin } from './forward.ts';
 import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
 import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
@@ -106,7 +107,7 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
     const upstream = upstreamFor(target.service);
     // mtls: the certificate generation this request uses, read once: the token is bound to it and travels on it.
     const generation = mesh?.client.current();
-    if (mesh !== undefined && generation === undefined) throw new IdentityUnavailableError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext');
+    if (mesh !== undefined && generation === undefined) throw new NotReadyError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext', { reason: 'identity' });
     const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
     const origin = generation === undefined ? upstream.plain : upstream.over(generation);
     call.requests = upstream.requests;

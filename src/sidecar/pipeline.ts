@@ -16,12 +16,12 @@
  */
 import { type Span, context } from '@opentelemetry/api';
 import type { HttpStream } from '../dataplane/stream.ts';
-import { type HttpError, InternalError, isHttpError, MethodNotAllowedError, NotReadyError } from '../core/errors.ts';
+import { type HttpError, InternalError, isHttpError, MethodNotAllowedError, NotReadyError, OverloadedError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, type HttpSpan } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
-import { FairShareExceededError, OverloadedError, RequestBodyTimeoutError, StepUpRequiredError } from './errors.ts';
+import { FairShareExceededError, RequestBodyTimeoutError, StepUpRequiredError } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
 import { BINDING_ERROR_CODES } from './token-binding.ts';
 

@@ -19,7 +19,7 @@ import type { RequestHead } from '../dataplane/stream.ts';
 import { BadRequestError, MethodNotAllowedError } from '../core/errors.ts';
 import { isServiceName } from '../core/service-name.ts';
 import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/request-path.ts';
-import { AmbiguousPathError, UnauthenticatedError } from './errors.ts';
+import { UnauthenticatedError } from './errors.ts';
 
 // --- the target ---
 
@@ -71,7 +71,7 @@ export function originFormPath(url: string | undefined): string {
 // RFC 3986 §2: a request target is ASCII; servers disagree on what raw bytes above 0x7F mean.
 const RAW_NON_ASCII = /[^\x21-\x7e]/;
 
-/** Throws AmbiguousPathError (400) for a path (no query) of a refused class. */
+/** Throws BATON_BAD_REQUEST (400), reason `ambiguous-path`, for a path (no query) of a refused class. */
 export function refuseAmbiguousPath(path: string): void {
   let refused: AmbiguousPathClass | undefined;
   if (RAW_NON_ASCII.test(path)) refused = 'raw-non-ascii';
@@ -80,7 +80,7 @@ export function refuseAmbiguousPath(path: string): void {
     if (read.ambiguous !== undefined && AMBIGUOUS_PATH_ACTION[read.ambiguous] === 'refuse') refused = read.ambiguous;
   }
   if (refused !== undefined) {
-    throw new AmbiguousPathError(`expected a path that means the same under every normalisation, got one in the class '${refused}'`, { extensions: { pathClass: refused } });
+    throw new BadRequestError(`expected a path that means the same under every normalisation, got one in the class '${refused}'`, { reason: 'ambiguous-path', extensions: { pathClass: refused } });
   }
 }
 

@@ -24,7 +24,6 @@ export const NotEntrypointError = defineError({ code: 'BATON_STS_NOT_ENTRYPOINT'
 export const InvalidScopeError = defineError({ code: 'BATON_STS_INVALID_SCOPE', status: 400, title: 'The requested scope is wider than allowed', oauthError: 'invalid_scope' });
 export const InvalidClientError = defineError({ code: 'BATON_STS_INVALID_CLIENT', status: 401, title: 'Client authentication failed', oauthError: 'invalid_client' });
 export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE', status: 400, title: 'Unsupported grant type', oauthError: 'unsupported_grant_type' });
-export const StsNotReadyError = defineError({ code: 'BATON_STS_NOT_READY', status: 503, title: 'The STS has no policy or keys yet', oauthError: 'temporarily_unavailable' });
 export const UpstreamKeysUnavailableError = defineError({ code: 'BATON_STS_KEYS_UNAVAILABLE', status: 503, title: 'An issuer key set could not be fetched', oauthError: 'temporarily_unavailable' });
 export const UpstreamIntrospectionUnavailableError = defineError({ code: 'BATON_STS_INTROSPECTION_UNAVAILABLE', status: 503, title: 'An issuer introspection endpoint did not answer', oauthError: 'temporarily_unavailable' });
 /** The STS's budget of introspection calls for tokens the issuer has not called active is spent (src/token/introspection.ts). */

@@ -25,6 +25,3 @@ export function formatProblem(problem: PolicyProblem): string {
   const { file, line, column } = problem.location;
   return `${file}:${line}:${column}: ${problem.severity} ${problem.code} ${problem.message}`;
 }
-
-/** A rule id built from a name or index no policy can hold: a bug in the caller, since validation checks rule names first. */
-export const RuleIdInvalidError = defineError({ code: 'BATON_POLICY_RULE_ID_INVALID', status: 500, title: 'Invalid rule id' });

@@ -7,15 +7,15 @@
 import type { PolicySnapshot } from '../../policy/distribution/source.ts';
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
 import type { Logger } from 'pino';
-import type { HttpError } from '../../core/errors.ts';
+import { type HttpError, NotReadyError } from '../../core/errors.ts';
 import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError, toOAuthError } from '../errors.ts';
+import { InvalidScopeError, NotEntrypointError, StsPolicyDeniedError, toOAuthError } from '../errors.ts';
 
 /** The policy in force and its version, read once for the whole request. */
 export function currentPolicy(policy: () => PolicySnapshot | undefined): PolicySnapshot {
   const current = policy();
-  if (current === undefined) throw new StsNotReadyError('expected a call-graph policy, have none yet');
+  if (current === undefined) throw new NotReadyError('expected a call-graph policy, have none yet', { reason: 'policy' });
   return current;
 }
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DecisionInput } from '../../../src/policy/language/decision.ts';
 import { currentPolicy, depthCap, gateTokenRequest } from '../../../src/sts/grants/policy-gate.ts';
-import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError } from '../../../src/sts/errors.ts';
+import { NotReadyError } from '../../../src/core/errors.ts';
+import { InvalidScopeError, NotEntrypointError, StsPolicyDeniedError } from '../../../src/sts/errors.ts';
 import type { StsGrantAudit } from '../../../src/telemetry/audit-event.ts';
 import { captureLogs } from '../../helpers/logs.ts';
 import { callGraph, compileTestPolicy } from '../../helpers/policy.ts';
@@ -106,7 +107,8 @@ describe('STS policy gate', () => {
   });
 
   it('answers temporarily_unavailable until a policy is loaded', () => {
-    assert.equal(refusalCode(() => currentPolicy(() => undefined)), StsNotReadyError.code);
+    assert.equal(refusalCode(() => currentPolicy(() => undefined)), NotReadyError.code);
+    assert.throws(() => currentPolicy(() => undefined), { reason: 'policy', oauthError: 'temporarily_unavailable' });
     const snapshot = { policy: POLICY, version: 7 };
     assert.equal(currentPolicy(() => snapshot), snapshot);
   });
