@@ -10,9 +10,9 @@ import { TokenType } from '../core/token-types.ts';
 import type { KeySource } from '../token/key-source.ts';
 import type { RegisteredClient } from './clients.ts';
 import { AssertionError, ASSERTION_ALGORITHMS, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
-import { TokenKeysUnavailableError } from '../token/errors.ts';
+import { TokenIssuerUnavailableError } from '../token/errors.ts';
 import { BadRequestError } from '../core/errors.ts';
-import { ActorTokenInvalidError, UpstreamKeysUnavailableError } from './errors.ts';
+import { ActorTokenInvalidError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
 export interface KubernetesActorTrust {
@@ -63,7 +63,7 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
         });
       } catch (error) {
         if (error instanceof AssertionError) {
-          if (error.code === UpstreamKeysUnavailableError.code) throw new UpstreamKeysUnavailableError(`actor token: ${error.message}`, { cause: error });
+          if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`actor token: ${error.message}`, { cause: error, reason: 'jwks' });
           throw new ActorTokenInvalidError(`actor token: ${error.message}`, { cause: error, reason: error.reason });
         }
         throw error;
@@ -88,7 +88,7 @@ async function verifyServiceAccountToken(token: string, client: RegisteredClient
       currentDate: new Date(options.now()),
     }));
   } catch (error) {
-    if (error instanceof TokenKeysUnavailableError) throw new UpstreamKeysUnavailableError('actor token: the cluster key set could not be fetched', { cause: error });
+    if (error instanceof TokenIssuerUnavailableError) throw new TokenIssuerUnavailableError('actor token: the cluster key set could not be fetched', { cause: error, reason: 'jwks' });
     throw new ActorTokenInvalidError('actor token: expected a service account token signed by the cluster issuer, for the configured audience, unexpired', { cause: error });
   }
   const [namespace, name] = client.serviceAccount.split('/');

@@ -21,7 +21,8 @@ import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
 import { AssertionError, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
 import { BadRequestError } from '../core/errors.ts';
-import { InvalidClientError, UpstreamKeysUnavailableError } from './errors.ts';
+import { TokenIssuerUnavailableError } from '../token/errors.ts';
+import { InvalidClientError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 
@@ -132,7 +133,7 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
       });
     } catch (error) {
       if (error instanceof AssertionError) {
-        if (error.code === UpstreamKeysUnavailableError.code) throw new UpstreamKeysUnavailableError(`client assertion: ${error.message}`, { cause: error });
+        if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`client assertion: ${error.message}`, { cause: error, reason: 'jwks' });
         throw new InvalidClientError(`client assertion: ${error.message}`, { cause: error, reason: error.reason });
       }
       throw error;

@@ -8,13 +8,14 @@
  * Causes the token endpoint shares with every server are core's: an
  * unreadable request is BATON_BAD_REQUEST with a reason, a method other
  * than POST BATON_METHOD_NOT_ALLOWED, anything unforeseen BATON_INTERNAL
- * (RFC 6749 §5.2 server_error).
+ * (RFC 6749 §5.2 server_error). An issuer the STS cannot ask about a token
+ * (its keys, its introspection endpoint, the introspection budget) is the
+ * token code the sidecar answers with too (src/token/errors.ts).
  */
 import { type HttpError, defineError } from '../core/errors.ts';
 
+/** RFC 8693 §2.2.2: the subject token is invalid or unacceptable; `reason` is the token code the verifier refused it with (src/token/errors.ts). */
 export const SubjectTokenInvalidError = defineError({ code: 'BATON_STS_SUBJECT_TOKEN_INVALID', status: 400, title: 'The subject token is invalid', oauthError: 'invalid_request' });
-export const SubjectTokenExpiredError = defineError({ code: 'BATON_STS_SUBJECT_TOKEN_EXPIRED', status: 400, title: 'The subject token has expired', oauthError: 'invalid_request' });
-export const NoLifetimeLeftError = defineError({ code: 'BATON_STS_NO_LIFETIME_LEFT', status: 400, title: 'The token would expire as it is issued', oauthError: 'invalid_request' });
 export const ActorTokenInvalidError = defineError({ code: 'BATON_STS_ACTOR_TOKEN_INVALID', status: 400, title: 'The actor token is invalid', oauthError: 'invalid_request' });
 export const ExternalTokenNotAtEntrypointError = defineError({ code: 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT', status: 400, title: 'External tokens are accepted only from entrypoint services', oauthError: 'invalid_request' });
 export const MayActMismatchError = defineError({ code: 'BATON_STS_MAY_ACT_MISMATCH', status: 400, title: 'The subject token does not allow this actor', oauthError: 'invalid_request' });
@@ -24,10 +25,6 @@ export const NotEntrypointError = defineError({ code: 'BATON_STS_NOT_ENTRYPOINT'
 export const InvalidScopeError = defineError({ code: 'BATON_STS_INVALID_SCOPE', status: 400, title: 'The requested scope is wider than allowed', oauthError: 'invalid_scope' });
 export const InvalidClientError = defineError({ code: 'BATON_STS_INVALID_CLIENT', status: 401, title: 'Client authentication failed', oauthError: 'invalid_client' });
 export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE', status: 400, title: 'Unsupported grant type', oauthError: 'unsupported_grant_type' });
-export const UpstreamKeysUnavailableError = defineError({ code: 'BATON_STS_KEYS_UNAVAILABLE', status: 503, title: 'An issuer key set could not be fetched', oauthError: 'temporarily_unavailable' });
-export const UpstreamIntrospectionUnavailableError = defineError({ code: 'BATON_STS_INTROSPECTION_UNAVAILABLE', status: 503, title: 'An issuer introspection endpoint did not answer', oauthError: 'temporarily_unavailable' });
-/** The STS's budget of introspection calls for tokens the issuer has not called active is spent (src/token/introspection.ts). */
-export const UpstreamIntrospectionThrottledError = defineError({ code: 'BATON_STS_INTROSPECTION_THROTTLED', status: 503, title: 'The introspection budget for new tokens is spent', oauthError: 'temporarily_unavailable' });
 /** Client authentication failed or is pending too often from one client or address (src/sts/auth-throttle.ts). */
 export const AuthThrottledError = defineError({ code: 'BATON_STS_AUTH_THROTTLED', status: 429, title: 'Too many failed or pending client authentications', oauthError: 'temporarily_unavailable' });
 

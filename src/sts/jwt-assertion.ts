@@ -6,9 +6,9 @@
  */
 import { decodeJwt, type JWTPayload, jwtVerify } from 'jose';
 import { BatonError, isBatonError } from '../core/errors.ts';
-import { TokenKeysUnavailableError, TokenUnknownKidError } from '../token/errors.ts';
+import { TokenIssuerUnavailableError, TokenUnknownKidError } from '../token/errors.ts';
 import type { KeySource } from '../token/key-source.ts';
-import { ActorTokenInvalidError, InvalidClientError, UpstreamKeysUnavailableError } from './errors.ts';
+import { ActorTokenInvalidError, InvalidClientError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
 /** Asymmetric only: a shared-secret or `none` assertion proves nothing about a key. */
@@ -31,7 +31,7 @@ const REFUSED: Readonly<Record<AssertionPurpose, string>> = { assertion: Invalid
  */
 export class AssertionError extends BatonError {
   constructor(purpose: AssertionPurpose, failure: AssertionFailure | undefined, message: string, options?: { cause?: unknown }) {
-    super(failure === undefined ? UpstreamKeysUnavailableError.code : REFUSED[purpose], message, { ...options, reason: failure });
+    super(failure === undefined ? TokenIssuerUnavailableError.code : REFUSED[purpose], message, { ...options, reason: failure ?? 'jwks' });
     this.name = 'AssertionError';
   }
 }
@@ -76,7 +76,7 @@ export async function verifyClientSignedJwt(jwt: string, check: AssertionCheck):
     const refuse = (failure: AssertionFailure | undefined, message: string): AssertionError => new AssertionError(check.purpose, failure, message, { cause: error });
     // The key source's own errors by their code; jose's by the codes jose documents.
     const code = isBatonError(error) ? error.code : (error as { code?: unknown }).code;
-    if (code === TokenKeysUnavailableError.code) throw refuse(undefined, 'the client key set could not be fetched');
+    if (code === TokenIssuerUnavailableError.code) throw refuse(undefined, 'the client key set could not be fetched');
     if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' || code === TokenUnknownKidError.code || code === 'ERR_JOSE_ALG_NOT_ALLOWED' || code === 'ERR_JWKS_NO_MATCHING_KEY') {
       throw refuse('signature', `expected a JWT signed by a key of client ${check.clientId} with an allowed algorithm, got ${describeJoseCode(code)}`);
     }

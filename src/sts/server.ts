@@ -41,7 +41,8 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { AuthThrottledError, InvalidClientError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
+import { TokenIntrospectionThrottledError } from '../token/errors.ts';
+import { AuthThrottledError, InvalidClientError, toOAuthError, UnsupportedGrantTypeError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -207,7 +208,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
       // RFC 6585 §4, RFC 9110 §10.2.3: a throttle says when to come back.
-      if (error.code === AuthThrottledError.code || error.code === UpstreamIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
+      if (error.code === AuthThrottledError.code || error.code === TokenIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
       reply.code(error.status).type('application/json').send(body);
       return true;
     },

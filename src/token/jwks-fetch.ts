@@ -19,7 +19,7 @@ export interface FetchLimits {
 /** A key set or an issuer's metadata could not be had; the key source keeps its last good keys, and answers for it once it has none. */
 export class JwksFetchError extends BatonError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super('BATON_TOKEN_KEYS_UNAVAILABLE', message, options);
+    super('BATON_TOKEN_ISSUER_UNAVAILABLE', message, options);
     this.name = 'JwksFetchError';
   }
 }

@@ -11,7 +11,8 @@ import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
 import { BadRequestError } from '../../src/core/errors.ts';
 import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
-import { SubjectTokenExpiredError } from '../../src/sts/errors.ts';
+import { SubjectTokenInvalidError } from '../../src/sts/errors.ts';
+import { TokenExpiredError } from '../../src/token/errors.ts';
 
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -62,7 +63,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const r = await mesh.exchange('orders', { grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, audience: 'payments' });
       assert.equal(r.status, 400, `exp ${exp - nowSec()} s`);
       assert.equal(r.body.error, 'invalid_request');
-      assert.equal(r.body.code, SubjectTokenExpiredError.code);
+      assert.deepEqual([r.body.code, r.body.reason], [SubjectTokenInvalidError.code, TokenExpiredError.code]);
       assert.equal(r.body.access_token, undefined);
     }
     // One second left: minted, and expires_in is never above what is left nor below 1.

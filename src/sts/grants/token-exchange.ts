@@ -10,7 +10,8 @@ import { buildAct } from '../../core/act-chain.ts';
 import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
 import { BadRequestError } from '../../core/errors.ts';
-import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, SubjectTokenExpiredError } from '../errors.ts';
+import { TokenExpiredError } from '../../token/errors.ts';
+import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, SubjectTokenInvalidError } from '../errors.ts';
 import type { VerifiedToken } from '../../token/verified-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
@@ -47,7 +48,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const subject = await context.subjectTokens.verify(subjectToken, client.id);
   // The clock tolerance lets a verifier absorb skew; it does not make an expired token worth delegating.
   // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
-  if (subject.expiresAt <= Math.floor(context.now() / 1000)) throw new SubjectTokenExpiredError('expected a subject token whose exp is in the future, got one already expired');
+  if (subject.expiresAt <= Math.floor(context.now() / 1000)) throw new SubjectTokenInvalidError('expected a subject token whose exp is in the future, got one already expired', { reason: TokenExpiredError.code });
   if (actorToken !== undefined) await context.actorTokens.verify(actorToken, actorTokenType as string, client);
 
   if (subject.kind === 'external' && !policy.isEntrypoint(client.id)) {

@@ -17,14 +17,14 @@ import type { GrantContext } from '../../../src/sts/grants/grant-context.ts';
 import { issueToken } from '../../../src/sts/grants/issue.ts';
 import { tokenExchangeGrant } from '../../../src/sts/grants/token-exchange.ts';
 import { BadRequestError } from '../../../src/core/errors.ts';
+import { TokenExpiredError } from '../../../src/token/errors.ts';
 import {
   ExternalTokenNotAtEntrypointError,
   InvalidScopeError,
   InvalidTargetError,
   MayActMismatchError,
-  NoLifetimeLeftError,
   StsPolicyDeniedError,
-  SubjectTokenExpiredError,
+  SubjectTokenInvalidError,
 } from '../../../src/sts/errors.ts';
 import type { VerifiedToken } from '../../../src/token/verified-token.ts';
 import { captureLogs, type LogCapture } from '../../helpers/logs.ts';
@@ -192,7 +192,7 @@ describe('token exchange grant (RFC 8693)', () => {
 
   it('refuses a subject token already expired, even one the verifier let through within its clock tolerance', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject({ expiresAt: NOW_SEC }) });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm(), clientOf('orders'), context)), SubjectTokenExpiredError.code);
+    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm(), clientOf('orders'), context)), `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`);
     assert.equal(minted.length, 0);
   });
 
@@ -261,7 +261,7 @@ describe('issuing tail', () => {
     const { context, minted } = harness();
     const claims: BatonAccessTokenClaims = { iss: ISSUER, sub: 'billing', sub_id: { format: 'iss_sub', iss: ISSUER, sub: 'billing' }, aud: 'payments', client_id: 'billing', exp: NOW_SEC, iat: NOW_SEC, jti: 'j', txn: 't', sub_type: 'service' };
     const decision = POLICY.decide({ chain: ['billing'], target: 'payments', scopes: new Set(), user: false });
-    assert.equal(await refusal(issueToken(context, claims, NOW_SEC, { decision, audit: { grant: 'client_credentials', client: 'billing', target: 'payments', chain: ['billing'], txn: 't', policyVersion: 7 }, issuedTokenType: TokenType.accessToken })), NoLifetimeLeftError.code);
+    assert.equal(await refusalWithReason(issueToken(context, claims, NOW_SEC, { decision, audit: { grant: 'client_credentials', client: 'billing', target: 'payments', chain: ['billing'], txn: 't', policyVersion: 7 }, issuedTokenType: TokenType.accessToken })), `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`);
     assert.equal(minted.length, 0);
   });
 
