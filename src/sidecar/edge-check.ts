@@ -11,7 +11,8 @@ import { recordDecisionSpan } from '../telemetry/decision-span.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import type { Direction, SidecarMetrics } from './metrics.ts';
-import { PolicyDeniedError, StepUpRequiredError } from './errors.ts';
+import { PolicyDeniedError } from '../policy/language/errors.ts';
+import { StepUpRequiredError } from './errors.ts';
 
 export interface EdgeContext {
   readonly direction: Direction;
@@ -84,5 +85,5 @@ function refusalOf(decision: Deny): HttpError {
   if (decision.cause === 'acr' && decision.acrValues !== undefined && decision.acrValues.length > 0) {
     return new StepUpRequiredError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') } });
   }
-  return new PolicyDeniedError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause } });
+  return new PolicyDeniedError(decision.reason, { reason: decision.cause, extensions: { rule: decision.rule, cause: decision.cause } });
 }

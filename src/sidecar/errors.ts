@@ -1,16 +1,16 @@
 /**
  * The sidecar's own error causes (DESIGN.md, "Sidecar": errors), one class
  * per cause. Token verification causes live in src/token/errors.ts, the
- * exchange causes in src/sidecar/exchange/errors.ts, and the causes every
- * part shares (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_METHOD_NOT_ALLOWED, BATON_OVERLOADED,
- * BATON_INTERNAL) in
- * src/core/errors.ts. src/sidecar/problems.ts writes any of them to the wire.
+ * exchange causes in src/sidecar/exchange/errors.ts, a policy refusal in
+ * src/policy/language/errors.ts, and the causes every part shares
+ * (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_METHOD_NOT_ALLOWED,
+ * BATON_OVERLOADED, BATON_INTERNAL) in src/core/errors.ts.
+ * src/sidecar/pipeline.ts writes any of them to the wire.
  */
 import { type HttpErrorClass, defineError } from '../core/errors.ts';
 
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
 export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
-export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
 export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', status: 403, title: 'Unknown target service' });
 export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_TIMEOUT', status: 408, title: 'Request body not received in time' });
 /** The request's bytes do not frame as one unambiguous HTTP/1.1 message (src/dataplane/http1-parser.ts); `reason` names the class. */

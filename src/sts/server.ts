@@ -42,7 +42,7 @@ import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints } from './metadata.ts';
 import { createMinter } from './mint.ts';
 import { TokenIntrospectionThrottledError } from '../token/errors.ts';
-import { AuthThrottledError, InvalidClientError, toOAuthError, UnsupportedGrantTypeError } from './errors.ts';
+import { AuthThrottledError, InvalidClientError, toOAuthError, tokenEndpointStatus, UnsupportedGrantTypeError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -195,7 +195,8 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
       if (error.status >= 500) logger.error({ code: error.code, reason: error.reason, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
       // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
       const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
-      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, reason: error.reason, status: error.status, error: isTokenEndpoint(request) ? toOAuthError(error).error : undefined, path }, error.message);
+      const atTokenEndpoint = isTokenEndpoint(request);
+      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, reason: error.reason, status: atTokenEndpoint ? tokenEndpointStatus(error) : error.status, error: atTokenEndpoint ? toOAuthError(error).error : undefined, path }, error.message);
     },
     render: (error, request, reply) => {
       if (!isTokenEndpoint(request)) return false;
@@ -209,7 +210,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
       }
       // RFC 6585 §4, RFC 9110 §10.2.3: a throttle says when to come back.
       if (error.code === AuthThrottledError.code || error.code === TokenIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
-      reply.code(error.status).type('application/json').send(body);
+      reply.code(tokenEndpointStatus(error)).type('application/json').send(body);
       return true;
     },
   });

@@ -12,7 +12,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { ERROR_CATALOGUE_URL, HttpError, defineError, definedErrors, errorAnchor, problemType } from '../../src/core/errors.ts';
-import { toOAuthError } from '../../src/sts/errors.ts';
+import { TOKEN_ENDPOINT_ANSWERS, toOAuthError } from '../../src/sts/errors.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const SRC = join(ROOT, 'src');
@@ -184,6 +184,13 @@ describe('error catalogue (docs/errors.md)', () => {
       assert.ok(body.length > 60, `${spec.code}: expected a section that says what it means and what to do`);
     }
     for (const [code, body] of sections) assert.ok(body.length > 20, `${code}: expected a section that says what it means`);
+    // A cause the token endpoint says in other words (src/sts/errors.ts) documents those too.
+    for (const [code, answer] of TOKEN_ENDPOINT_ANSWERS) {
+      const body = sections.get(code) ?? '';
+      for (const error of [answer.error, ...Object.values(answer.byReason ?? {})]) assert.ok(body.includes(`(\`${error}\`)`), `${code}: expected its section to name ${error} at the token endpoint`);
+      for (const reason of Object.keys(answer.byReason ?? {})) assert.ok(body.includes(`\`${reason}\``), `${code}: expected its section to name the reason ${reason}`);
+      assert.ok(body.includes(`${answer.status}`), `${code}: expected its section to name the token endpoint's status ${answer.status}`);
+    }
   });
 
   it('points every problem type and error_uri at the code\'s anchor in docs/errors.md', () => {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from './mesh-fixture.ts';
 import { BadRequestError } from '../../src/core/errors.ts';
-import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 import { SubjectTokenInvalidError } from '../../src/sts/errors.ts';
 import { TokenExpiredError } from '../../src/token/errors.ts';
 
@@ -141,7 +141,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const before = mesh.apps.orders.hits;
       for (const target of unmatched) {
         const r = await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` });
-        assert.deepEqual(r, { status: 403, code: PolicyDeniedError.code }, target);
+        assert.deepEqual(r, { status: 403, code: PolicyDeniedError.code, reason: 'path' }, target);
       }
       assert.equal(mesh.apps.orders.hits, before);
       // Honest percent-encoding still matches, decoded once on both sides.

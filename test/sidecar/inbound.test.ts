@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
 import { BadRequestError, NotReadyError, OverloadedError } from '../../src/core/errors.ts';
-import { PolicyDeniedError, StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 

@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from './harness.ts';
 import { MethodNotAllowedError } from '../../src/core/errors.ts';
-import { PolicyDeniedError, UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
 import { StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
 
 describe('sidecar outbound', () => {

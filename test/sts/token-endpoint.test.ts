@@ -6,7 +6,8 @@ import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { startTestIdp, type TestIdp } from './helpers/idp.ts';
 import { type InProcessSts, startInProcessSts } from './helpers/in-process.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from './helpers/sts-fixture.ts';
-import { ActorTokenInvalidError, InvalidTargetError, MayActMismatchError, StsPolicyDeniedError } from '../../src/sts/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { ActorTokenInvalidError, InvalidTargetError, MayActMismatchError } from '../../src/sts/errors.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
 
 const ISSUER = 'http://sts.test';
@@ -240,8 +241,9 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
 
   it('refuses client_credentials for an edge the policy lacks', async () => {
     const response = await sts.token({ grant_type: 'client_credentials', audience: 'payments' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_target');
-    assert.equal(response.body.code, StsPolicyDeniedError.code);
+    assert.deepEqual([response.body.code, response.body.reason], [PolicyDeniedError.code, 'no_edge']);
   });
 
   it('lets a service token be exchanged further without a user, as the policy allows', async () => {

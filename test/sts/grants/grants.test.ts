@@ -17,13 +17,13 @@ import type { GrantContext } from '../../../src/sts/grants/grant-context.ts';
 import { issueToken } from '../../../src/sts/grants/issue.ts';
 import { tokenExchangeGrant } from '../../../src/sts/grants/token-exchange.ts';
 import { BadRequestError } from '../../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../../src/policy/language/errors.ts';
 import { TokenExpiredError } from '../../../src/token/errors.ts';
 import {
   ExternalTokenNotAtEntrypointError,
   InvalidScopeError,
   InvalidTargetError,
   MayActMismatchError,
-  StsPolicyDeniedError,
   SubjectTokenInvalidError,
 } from '../../../src/sts/errors.ts';
 import type { VerifiedToken } from '../../../src/token/verified-token.ts';
@@ -218,7 +218,7 @@ describe('token exchange grant (RFC 8693)', () => {
 
   it('mints nothing for an edge the policy forbids, and nothing for a target it does not know', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject() });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'billing' }), clientOf('orders'), context)), StsPolicyDeniedError.code);
+    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'billing' }), clientOf('orders'), context)), PolicyDeniedError.code);
     assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'nowhere' }), clientOf('orders'), context)), InvalidTargetError.code);
     assert.equal(minted.length, 0);
   });
@@ -251,7 +251,7 @@ describe('client credentials grant (RFC 6749 §4.4)', () => {
 
   it('refuses an edge the policy does not declare for a service caller', async () => {
     const { context, minted } = harness();
-    assert.equal(await refusal(clientCredentialsGrant(ccForm(), clientOf('orders'), context)), StsPolicyDeniedError.code);
+    assert.equal(await refusal(clientCredentialsGrant(ccForm(), clientOf('orders'), context)), PolicyDeniedError.code);
     assert.equal(minted.length, 0);
   });
 });
