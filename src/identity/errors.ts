@@ -19,8 +19,8 @@ export type IdentityErrorCode =
   | 'BATON_IDENTITY_SPIFFE_ID_INVALID'
   /** The SPIFFE ID maps to no service, or to another one than expected. */
   | 'BATON_IDENTITY_UNMAPPED'
-  /** A TLS peer presented a CA (signing) certificate as its own: never a workload (X509-SVID §4.1). */
-  | 'BATON_IDENTITY_PEER_NOT_WORKLOAD'
+  /** A TLS client presented a CA (signing) certificate as its own: never a workload (X509-SVID §4.1); the sidecar answers it with this code, the STS with invalid_client. */
+  | 'BATON_PEER_NOT_WORKLOAD'
   /** Rotated files name another SPIFFE ID than the identity in use: a rotation must keep the ID. */
   | 'BATON_IDENTITY_ID_CHANGED';
 
@@ -35,7 +35,10 @@ export class IdentityError extends BatonError {
 /**
  * A TLS server's certificate is not the workload certificate of the SPIFFE
  * ID expected: it names another ID, or it is a CA certificate (whatever ID
- * it carries); the connection is dropped before anything is sent.
+ * it carries); the connection is dropped before anything is sent. Its code
+ * is the one the sidecar answers an upstream's with,
+ * BATON_UPSTREAM_IDENTITY_MISMATCH, whichever server it was (an upstream,
+ * the STS, the policy server).
  */
 export class PeerIdentityError extends BatonError {
   /** The SPIFFE ID the caller meant to reach. */
@@ -44,7 +47,7 @@ export class PeerIdentityError extends BatonError {
   /** `reason`: `ca-certificate` (a signing certificate, whatever it names) or `other-id`. */
   constructor(expected: string, seen: string | undefined, signing = false) {
     super(
-      'BATON_IDENTITY_PEER_MISMATCH',
+      'BATON_UPSTREAM_IDENTITY_MISMATCH',
       signing ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)` : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`,
       { reason: signing ? 'ca-certificate' : 'other-id' },
     );

@@ -40,7 +40,7 @@ const UPSTREAM_ANSWERS: Readonly<Record<string, (reason: string, cause: Upstream
   [UPSTREAM_FRAMING]: (reason, cause) =>
     new UpstreamFramingError(`expected one unambiguous HTTP/1.1 answer from the upstream, got one refused for ${reason}; nothing of it was passed on`, { cause, reason }),
   // The TLS peer check's refusal (src/identity/errors.ts, PeerIdentityError), its reason `other-id` or `ca-certificate`.
-  BATON_IDENTITY_PEER_MISMATCH: (reason, cause) => new UpstreamIdentityMismatchError('expected the upstream to present the target service\'s SPIFFE ID, got another; nothing was sent', { cause, reason }),
+  [UpstreamIdentityMismatchError.code]: (reason, cause) => new UpstreamIdentityMismatchError('expected the upstream to present the target service\'s SPIFFE ID, got another; nothing was sent', { cause, reason }),
 };
 
 /** The upstream's failure as a problem, by its code; the message names the failure class and node's code, never upstream content. */

@@ -73,7 +73,7 @@ export function clientCertificateOf(socket: Socket): PeerIdentity | undefined {
   try {
     return peerIdentity(socket);
   } catch (error) {
-    if (error instanceof IdentityError && error.code === 'BATON_IDENTITY_PEER_NOT_WORKLOAD') throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, { cause: error });
+    if (error instanceof IdentityError && error.code === 'BATON_PEER_NOT_WORKLOAD') throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, { cause: error, reason: 'ca-certificate' });
     throw error;
   }
 }
