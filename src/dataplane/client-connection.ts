@@ -59,7 +59,7 @@ export interface ConnectionRefusal {
   readonly detail: string;
 }
 
-const HEAD_TIMEOUT = 'BATON_REQUEST_HEAD_TIMEOUT';
+const REQUEST_TIMEOUT = 'BATON_REQUEST_TIMEOUT';
 /** The status of each code the parser gives a request refusal; any other is 400. */
 const REFUSAL_STATUS: Readonly<Record<string, ConnectionRefusal['status']>> = { BATON_REQUEST_HEAD_TOO_LARGE: 431, BATON_METHOD_NOT_ALLOWED: 405, BATON_UPGRADE_REFUSED: 501 };
 
@@ -225,7 +225,7 @@ export class ClientConnection implements StreamConnection {
     const state = this.#state;
     if (state === 'closing' || state === 'closed') return;
     if ((state === 'head' || state === 'idle') && this.#headStarted !== 0 && performance.now() - this.#headStarted > this.#options.headersTimeoutMs) {
-      this.#refuse({ status: 408, code: HEAD_TIMEOUT, reason: 'head-timeout', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
+      this.#refuse({ status: 408, code: REQUEST_TIMEOUT, reason: 'head', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
       return;
     }
     if (state === 'idle' || state === 'head' || state === 'body') this.socket.resume();
@@ -305,7 +305,7 @@ export class ClientConnection implements StreamConnection {
     // Idle between requests, or closing and the client not reading: go quietly.
     if (state === 'idle' || state === 'closing') this.destroy();
     // Part of a head in, then nothing: the client is told why.
-    else if (state === 'head') this.#refuse({ status: 408, code: HEAD_TIMEOUT, reason: 'head-timeout', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
+    else if (state === 'head') this.#refuse({ status: 408, code: REQUEST_TIMEOUT, reason: 'head', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
     // A request in hand: its own deadlines (body, upstream) bound it.
   }
 

@@ -12,11 +12,11 @@ import { type HttpErrorClass, defineError } from '../core/errors.ts';
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
 export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
 export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', status: 403, title: 'Unknown target service' });
-export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_TIMEOUT', status: 408, title: 'Request body not received in time' });
 /** The request's bytes do not frame as one unambiguous HTTP/1.1 message (src/dataplane/http1-parser.ts); `reason` names the class. */
 export const RequestFramingError = defineError({ code: 'BATON_REQUEST_FRAMING', status: 400, title: 'Ambiguous or malformed HTTP/1.1 framing' });
 export const RequestHeadTooLargeError = defineError({ code: 'BATON_REQUEST_HEAD_TOO_LARGE', status: 431, title: 'Request header section too large' });
-export const RequestHeadTimeoutError = defineError({ code: 'BATON_REQUEST_HEAD_TIMEOUT', status: 408, title: 'Request head not received in time' });
+/** The request head (reason `head`) or body (`body`) did not arrive in time; the connection is closed. */
+export const RequestTimeoutError = defineError({ code: 'BATON_REQUEST_TIMEOUT', status: 408, title: 'Request not received in time' });
 /** A protocol upgrade (WebSocket, h2c): after a 101 the bytes are no longer HTTP the sidecar can check, so none is forwarded. */
 export const UpgradeRefusedError = defineError({ code: 'BATON_UPGRADE_REFUSED', status: 501, title: 'Protocol upgrades are not forwarded' });
 export const FairShareExceededError = defineError({ code: 'BATON_FAIR_SHARE_EXCEEDED', status: 429, title: 'This caller holds its share of the requests in flight' });

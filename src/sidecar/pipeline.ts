@@ -21,7 +21,7 @@ import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, type HttpSpan } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
-import { FairShareExceededError, RequestBodyTimeoutError, StepUpRequiredError } from './errors.ts';
+import { FairShareExceededError, RequestTimeoutError, StepUpRequiredError } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
 import { BINDING_ERROR_CODES } from './token-binding.ts';
 
@@ -78,7 +78,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
       armBodyDeadline(stream, port.bodyTimeoutMs, () => {
         expired = true;
         stream.shouldKeepAlive = false;
-        finish(stream, call, span, started, new RequestBodyTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`));
+        finish(stream, call, span, started, new RequestTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`, { reason: 'body' }));
       });
     }
     steps(stream, call).then(

@@ -31,7 +31,7 @@ import { createInboundHandler } from './inbound.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './context-handles.ts';
-import { RequestFramingError, RequestHeadTimeoutError, RequestHeadTooLargeError, UpgradeRefusedError } from './errors.ts';
+import { RequestFramingError, RequestHeadTooLargeError, RequestTimeoutError, UpgradeRefusedError } from './errors.ts';
 import { createInflight, problemHeaders } from './pipeline.ts';
 import { peerOf } from './token-binding.ts';
 
@@ -267,7 +267,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
 const REFUSALS: Readonly<Record<string, (refusal: ConnectionRefusal) => HttpError>> = {
   [RequestHeadTooLargeError.code]: (refusal) => new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`),
   [MethodNotAllowedError.code]: () => new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted', { reason: 'connect' }),
-  [RequestHeadTimeoutError.code]: (refusal) => new RequestHeadTimeoutError(`expected the request head in time, got ${refusal.detail}`),
+  [RequestTimeoutError.code]: (refusal) => new RequestTimeoutError(`expected the request head in time, got ${refusal.detail}`, { reason: refusal.reason }),
   [UpgradeRefusedError.code]: () => new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded'),
 };
 

@@ -451,7 +451,7 @@ describe('forwarding through the socket data plane', () => {
       try {
         const { list } = responses(await client.whenClosed(4_000), { closed: true });
         const elapsed = performance.now() - started;
-        assert.deepEqual([list.map((r) => r.status), proxy.refusals.map((r) => r.status)], [[408], [408]]);
+        assert.deepEqual([list.map((r) => r.status), proxy.refusals.map((r) => [r.status, r.code, r.reason])], [[408], [[408, 'BATON_REQUEST_TIMEOUT', 'head']]]);
         assert.ok(elapsed >= 250 && elapsed < 3_000, `refused after ${Math.round(elapsed)} ms`);
       } finally {
         clearInterval(trickle);
