@@ -1,5 +1,5 @@
 import { ConfigError } from '../config/config-error.ts';
-import { isBatonError } from '../core/errors.ts';
+import { BatonError, isBatonError, problemType } from '../core/errors.ts';
 
 /** What a subcommand needs from its surroundings, passed in (STYLE rule 5). */
 export interface CliContext {
@@ -24,10 +24,9 @@ export interface Command {
 }
 
 /** Thrown for bad command-line usage: the CLI prints it with the help hint and exits 2. */
-export class UsageError extends Error {
-  readonly code = 'BATON_USAGE';
+export class UsageError extends BatonError {
   constructor(message: string) {
-    super(message);
+    super('BATON_USAGE', message);
     this.name = 'UsageError';
   }
 }
@@ -51,7 +50,7 @@ export function reportFailure(error: unknown, context: CliContext, usage: string
     return 2;
   }
   // A coded cause names its code and where docs/errors.md says what to do about it.
-  const reference = isBatonError(error) ? `\n  ${error.code}: ${error.type}` : '';
+  const reference = isBatonError(error) ? `\n  ${error.code}: ${problemType(error.code)}` : '';
   context.stderr.write(`baton: ${error instanceof Error ? error.message : String(error)}${reference}\n`);
   return 1;
 }

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isServiceName } from '../core/service-name.ts';
-import { BadSinceError } from '../policy/tooling/errors.ts';
+import { AuditInputInvalidError } from '../telemetry/errors.ts';
 import { parseSince, readAuditLogs } from '../policy/tooling/audit-log.ts';
 import { type EdgeStyle, renderDot, renderMermaid, renderSvg, type RenderOptions } from '../policy/tooling/graph-render.ts';
 import { type CallGraphPolicy, EXTERNAL } from '../policy/language/model.ts';
@@ -95,7 +95,8 @@ export function sinceFlag(text: string | undefined): number | undefined {
   try {
     return parseSince(text, Date.now());
   } catch (error) {
-    if (error instanceof BadSinceError) throw new UsageError(error.message);
+    // parseSince refuses nothing else: a bad flag is a usage error (exit 2).
+    if (error instanceof AuditInputInvalidError) throw new UsageError(error.message);
     throw error;
   }
 }

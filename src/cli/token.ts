@@ -83,7 +83,8 @@ export const tokenCommand: Command = {
     } catch (error) {
       if (!isTokenError(error)) throw error;
       // Token errors name the claim at fault, never the token.
-      context.stdout.write(values.json ? JSON.stringify({ accepted: false, code: error.code, reason: error.message }) + '\n' : `refused: ${error.code}: ${error.message}\n`);
+      // As a problem document says it: the code, its sub-cause when it names one, and the message as `detail`.
+      context.stdout.write(values.json ? JSON.stringify({ accepted: false, code: error.code, reason: error.reason, detail: error.message }) + '\n' : `refused: ${error.code}${error.reason === undefined ? '' : ` (${error.reason})`}: ${error.message}\n`);
       return 1;
     } finally {
       for (const issuer of issuers) issuer.keys.close();

@@ -1,19 +1,21 @@
 /**
- * The one error type for bad configuration. It names where the value came
- * from (file or environment variable), the key, and what was expected, so
- * that the process can stop with one clear line. Two causes a person fixes
- * differently get their own code: a key the schema does not know (usually a
- * typo, so the closest known key is suggested) and a required key that is
- * missing.
+ * The one error type for bad configuration, BATON_CONFIG_INVALID. It names
+ * where the value came from (file or environment variable), the key, and
+ * what was expected, so that the process can stop with one clear line. The
+ * operator edits the configuration whatever went wrong; two causes get a
+ * class and a reason of their own so the line can say more: a key the
+ * schema does not know (`unknown-key`, usually a typo, so the closest known
+ * key is suggested) and a required key that is missing (`missing-key`).
  */
-export class ConfigError extends Error {
-  readonly code: string = 'BATON_CONFIG_INVALID';
+import { BatonError } from '../core/errors.ts';
+
+export class ConfigError extends BatonError {
   readonly source: string;
   readonly key: string;
   readonly expected: string;
 
-  constructor(source: string, key: string, expected: string, seen?: string) {
-    super(`${source}: ${key || '(root)'}: expected ${expected}${seen === undefined ? '' : `, got ${seen}`}`);
+  constructor(source: string, key: string, expected: string, seen?: string, reason?: string) {
+    super('BATON_CONFIG_INVALID', `${source}: ${key || '(root)'}: expected ${expected}${seen === undefined ? '' : `, got ${seen}`}`, { reason });
     this.name = 'ConfigError';
     this.source = source;
     this.key = key;
@@ -23,12 +25,11 @@ export class ConfigError extends Error {
 
 /** A key the schema does not know: `sts.clientSecrte`. */
 export class ConfigUnknownKeyError extends ConfigError {
-  override readonly code = 'BATON_CONFIG_UNKNOWN_KEY';
   /** The closest known key at the same level, when one is close enough to be a typo. */
   readonly suggestion: string | undefined;
 
   constructor(source: string, key: string, known: readonly string[], suggestion: string | undefined) {
-    super(source, key, `one of the known keys (${known.join(', ')})`);
+    super(source, key, `one of the known keys (${known.join(', ')})`, undefined, 'unknown-key');
     this.name = 'ConfigUnknownKeyError';
     this.suggestion = suggestion;
     const parent = key.includes('.') ? `${key.slice(0, key.lastIndexOf('.'))}.` : '';
@@ -59,10 +60,8 @@ export class ConfigUnknownVariableError extends ConfigUnknownKeyError {
 
 /** A required key with no value from the file, the environment or a flag. */
 export class ConfigMissingKeyError extends ConfigError {
-  override readonly code = 'BATON_CONFIG_MISSING_KEY';
-
   constructor(source: string, key: string, expected: string, environmentVariable: string) {
-    super(source, key, expected);
+    super(source, key, expected, undefined, 'missing-key');
     this.name = 'ConfigMissingKeyError';
     this.message = `${source}: ${key}: missing (expected ${expected}; set it in the file or as ${environmentVariable})`;
   }

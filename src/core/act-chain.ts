@@ -4,13 +4,18 @@
  * chain gateway → orders. baton's chains are written origin first.
  */
 import type { ActClaim } from './claims.ts';
+import { BatonError } from './errors.ts';
 
-export class ActChainError extends Error {
-  readonly code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED';
-  constructor(code: 'BATON_ACT_TOO_DEEP' | 'BATON_ACT_MALFORMED', message: string) {
-    super(message);
+/**
+ * An `act` claim that is no chain baton can use: BATON_TOKEN_ACT_INVALID,
+ * the code a token verifier answers it with, and reason `malformed` or
+ * `too-deep` (beyond the configured depth: a limit to raise, or a loop).
+ */
+export class ActChainError extends BatonError {
+  declare readonly reason: 'too-deep' | 'malformed';
+  constructor(reason: 'too-deep' | 'malformed', message: string) {
+    super('BATON_TOKEN_ACT_INVALID', message, { reason });
     this.name = 'ActChainError';
-    this.code = code;
   }
 }
 
@@ -24,14 +29,14 @@ export function unwindAct(act: unknown, maxDepth: number): string[] {
   let node: unknown = act;
   while (node !== undefined) {
     if (newestFirst.length >= maxDepth) {
-      throw new ActChainError('BATON_ACT_TOO_DEEP', `expected an act chain of at most ${maxDepth} actors, got more`);
+      throw new ActChainError('too-deep', `expected an act chain of at most ${maxDepth} actors, got more`);
     }
     if (typeof node !== 'object' || node === null || Array.isArray(node)) {
-      throw new ActChainError('BATON_ACT_MALFORMED', 'expected act to be a JSON object');
+      throw new ActChainError('malformed', 'expected act to be a JSON object');
     }
     const { sub, act: inner } = node as { sub?: unknown; act?: unknown };
     if (typeof sub !== 'string' || sub === '') {
-      throw new ActChainError('BATON_ACT_MALFORMED', 'expected every act member to have a non-empty string sub');
+      throw new ActChainError('malformed', 'expected every act member to have a non-empty string sub');
     }
     newestFirst.push(sub);
     node = inner;
@@ -56,12 +61,12 @@ export function buildAct(chain: readonly string[]): ActClaim | undefined {
  */
 export function callerChain(claims: { readonly act?: unknown; readonly client_id?: unknown }, maxDepth: number): string[] {
   if (typeof claims.client_id !== 'string' || claims.client_id === '') {
-    throw new ActChainError('BATON_ACT_MALFORMED', 'expected a client_id claim naming the immediate caller');
+    throw new ActChainError('malformed', 'expected a client_id claim naming the immediate caller');
   }
   if (claims.act === undefined) return [claims.client_id];
   const chain = unwindAct(claims.act, maxDepth);
   if (chain[chain.length - 1] !== claims.client_id) {
-    throw new ActChainError('BATON_ACT_MALFORMED', 'expected the outermost act.sub to equal client_id');
+    throw new ActChainError('malformed', 'expected the outermost act.sub to equal client_id');
   }
   return chain;
 }

@@ -5,12 +5,17 @@
  * response) and the CLI's stdin. A peer that sends more is cut off at the
  * first chunk past the bound, not after it has filled memory.
  */
+import { BatonError } from './errors.ts';
 
-/** Thrown when a body goes past its bound; each caller maps it to its own error code. */
-export class BodyTooLargeError extends Error {
+/**
+ * Thrown when a body goes past its bound. Each caller maps it to the code
+ * of what it was reading (a key set, a policy, a token response), so one
+ * that escapes unmapped is a bug: BATON_INTERNAL, reason `body-too-large`.
+ */
+export class BodyTooLargeError extends BatonError {
   readonly maxBytes: number;
   constructor(maxBytes: number) {
-    super(`expected at most ${maxBytes} bytes, got more`);
+    super('BATON_INTERNAL', `expected at most ${maxBytes} bytes, got more`, { reason: 'body-too-large' });
     this.name = 'BodyTooLargeError';
     this.maxBytes = maxBytes;
   }

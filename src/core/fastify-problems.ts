@@ -11,30 +11,30 @@
  * STS token endpoint answers RFC 6749 §5.2 JSON, as OAuth clients expect.
  */
 import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import { type BatonError, BadRequestError, InternalError, NotFoundError, RequestBodyTooLargeError, UnsupportedMediaTypeError, isBatonError } from './errors.ts';
+import { BadRequestError, type HttpError, InternalError, isHttpError, NotFoundError, RequestBodyTooLargeError, UnsupportedMediaTypeError } from './errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.ts';
 
 export interface ProblemsOptions {
   /**
-   * Turns an error that is not a `BatonError` into one, before the generic
+   * Turns an error that is not an `HttpError` into one, before the generic
    * mapping; undefined leaves it to the generic mapping. The STS reads every
    * refusal by fastify on its token endpoint as an OAuth `invalid_request`.
    */
-  readonly translate?: (raw: unknown, request: FastifyRequest) => BatonError | undefined;
+  readonly translate?: (raw: unknown, request: FastifyRequest) => HttpError | undefined;
   /** Sees every error answer before it is written: log lines, metrics, span attributes. `raw` is what was thrown. */
-  readonly onError?: (error: BatonError, raw: unknown, request: FastifyRequest, reply: FastifyReply) => void;
+  readonly onError?: (error: HttpError, raw: unknown, request: FastifyRequest, reply: FastifyReply) => void;
   /** Writes the answer itself and returns true, for a route with its own error format; false leaves it a problem document. */
-  readonly render?: (error: BatonError, request: FastifyRequest, reply: FastifyReply) => boolean;
+  readonly render?: (error: HttpError, request: FastifyRequest, reply: FastifyReply) => boolean;
 }
 
 /** Writes `error` as a problem document (RFC 9457 §3), never cached. */
-export function sendProblem(reply: FastifyReply, error: BatonError): FastifyReply {
+export function sendProblem(reply: FastifyReply, error: HttpError): FastifyReply {
   return reply.code(error.status).header('cache-control', 'no-store').type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(toProblem(error)));
 }
 
-/** Any thrown value as a `BatonError`: a refusal by fastify keeps its meaning, anything else is internal. */
-export function problemFor(raw: unknown): BatonError {
-  if (isBatonError(raw)) return raw;
+/** Any thrown value as an `HttpError`: a refusal by fastify keeps its meaning, anything else is internal. */
+export function problemFor(raw: unknown): HttpError {
+  if (isHttpError(raw)) return raw;
   const { statusCode, code, validation, validationContext } = (typeof raw === 'object' && raw !== null ? raw : {}) as {
     statusCode?: unknown;
     code?: unknown;
@@ -57,7 +57,7 @@ export function problemFor(raw: unknown): BatonError {
 }
 
 export const fastifyProblems: FastifyPluginCallback<ProblemsOptions> = (app: FastifyInstance, options: ProblemsOptions, done: (error?: Error) => void) => {
-  const answer = (error: BatonError, raw: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const answer = (error: HttpError, raw: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     options.onError?.(error, raw, request, reply);
     if (options.render?.(error, request, reply) === true) return reply;
     return sendProblem(reply, error);

@@ -1,4 +1,4 @@
-import type { BatonError } from './errors.ts';
+import type { HttpError } from './errors.ts';
 
 /** RFC 9457 problem details document. */
 export interface ProblemDocument {
@@ -12,7 +12,8 @@ export interface ProblemDocument {
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
-export function toProblem(error: BatonError, instance?: string): ProblemDocument {
+/** The problem document of an error: RFC 9457's members, baton's `code`, the `reason` when the cause names one, and the error's extensions. */
+export function toProblem(error: HttpError, instance?: string): ProblemDocument {
   return {
     ...error.extensions,
     type: error.type,
@@ -20,6 +21,7 @@ export function toProblem(error: BatonError, instance?: string): ProblemDocument
     status: error.status,
     detail: error.message,
     code: error.code,
+    ...(error.reason === undefined ? {} : { reason: error.reason }),
     ...(instance === undefined ? {} : { instance }),
   };
 }
@@ -29,7 +31,7 @@ export function toProblem(error: BatonError, instance?: string): ProblemDocument
  * 503, RFC 6585 §4 for 429): what the cause knows (`retryAfter`, e.g. when
  * a throttle's budget refills), else 1. Undefined for other statuses.
  */
-export function retryAfterFor(error: BatonError): number | undefined {
+export function retryAfterFor(error: HttpError): number | undefined {
   if (error.status !== 429 && error.status !== 503) return undefined;
   const known = error.extensions.retryAfter;
   return typeof known === 'number' && Number.isInteger(known) && known > 0 ? known : 1;

@@ -14,22 +14,19 @@
  * Parsed once (at policy compile) into a tree of closures; evaluation is a
  * few Set lookups and allocates nothing.
  */
+import { BatonError } from './errors.ts';
 
-export type ScopeExpressionErrorCode =
-  | 'BATON_SCOPE_EXPRESSION_EMPTY'
-  | 'BATON_SCOPE_EXPRESSION_BAD_CHARACTER'
-  | 'BATON_SCOPE_EXPRESSION_UNEXPECTED_TOKEN'
-  | 'BATON_SCOPE_EXPRESSION_UNEXPECTED_END'
-  | 'BATON_SCOPE_EXPRESSION_TOO_COMPLEX';
+/** What is wrong with an expression; its author fixes it the same way whichever it is. */
+export type ScopeExpressionFailure = 'empty' | 'bad-character' | 'unexpected-token' | 'unexpected-end' | 'too-complex';
 
-export class ScopeExpressionError extends Error {
-  readonly code: ScopeExpressionErrorCode;
+/** BATON_SCOPE_EXPRESSION_INVALID, the failure as its reason, at an offset of the source. */
+export class ScopeExpressionError extends BatonError {
+  declare readonly reason: ScopeExpressionFailure;
   /** 0-based offset into the source where the problem was found. */
   readonly offset: number;
-  constructor(code: ScopeExpressionErrorCode, message: string, offset: number) {
-    super(message);
+  constructor(reason: ScopeExpressionFailure, message: string, offset: number) {
+    super('BATON_SCOPE_EXPRESSION_INVALID', message, { reason });
     this.name = 'ScopeExpressionError';
-    this.code = code;
     this.offset = offset;
   }
 }
@@ -85,7 +82,7 @@ function tokenize(source: string): Token[] {
       tokens.push({ kind: KEYWORDS.has(text) ? (text as 'and' | 'or' | 'not') : 'scope', text, offset: start });
     } else {
       throw new ScopeExpressionError(
-        'BATON_SCOPE_EXPRESSION_BAD_CHARACTER',
+        'bad-character',
         `expected a scope character (RFC 6749 §3.3), an operator or a parenthesis at offset ${i}, got ${describeChar(code)}`,
         i,
       );
@@ -114,7 +111,7 @@ class Parser {
     const extra = this.tokens[this.position];
     if (extra !== undefined) {
       throw new ScopeExpressionError(
-        'BATON_SCOPE_EXPRESSION_UNEXPECTED_TOKEN',
+        'unexpected-token',
         `expected 'and', 'or' or the end of the expression at offset ${extra.offset}, got '${extra.text}'`,
         extra.offset,
       );
@@ -155,7 +152,7 @@ class Parser {
   private primary(): ScopeExpressionNode {
     const token = this.peek();
     if (token === undefined) {
-      throw new ScopeExpressionError('BATON_SCOPE_EXPRESSION_UNEXPECTED_END', `expected a scope or '(' at offset ${this.end}, got the end of the expression`, this.end);
+      throw new ScopeExpressionError('unexpected-end', `expected a scope or '(' at offset ${this.end}, got the end of the expression`, this.end);
     }
     if (token.kind === 'scope') {
       this.position++;
@@ -170,7 +167,7 @@ class Parser {
       if (close?.kind !== ')') {
         const offset = close?.offset ?? this.end;
         throw new ScopeExpressionError(
-          close === undefined ? 'BATON_SCOPE_EXPRESSION_UNEXPECTED_END' : 'BATON_SCOPE_EXPRESSION_UNEXPECTED_TOKEN',
+          close === undefined ? 'unexpected-end' : 'unexpected-token',
           `expected ')' to close the '(' at offset ${token.offset}, at offset ${offset}, got ${close === undefined ? 'the end of the expression' : `'${close.text}'`}`,
           offset,
         );
@@ -178,12 +175,12 @@ class Parser {
       this.position++;
       return inner;
     }
-    throw new ScopeExpressionError('BATON_SCOPE_EXPRESSION_UNEXPECTED_TOKEN', `expected a scope or '(' at offset ${token.offset}, got '${token.text}'`, token.offset);
+    throw new ScopeExpressionError('unexpected-token', `expected a scope or '(' at offset ${token.offset}, got '${token.text}'`, token.offset);
   }
 
   private enter(token: Token): void {
     if (++this.depth > MAX_SCOPE_EXPRESSION_NESTING) {
-      throw new ScopeExpressionError('BATON_SCOPE_EXPRESSION_TOO_COMPLEX', `expected at most ${MAX_SCOPE_EXPRESSION_NESTING} nested 'not' or parentheses, got more at offset ${token.offset}`, token.offset);
+      throw new ScopeExpressionError('too-complex', `expected at most ${MAX_SCOPE_EXPRESSION_NESTING} nested 'not' or parentheses, got more at offset ${token.offset}`, token.offset);
     }
   }
 
@@ -231,11 +228,11 @@ function collectScopes(node: ScopeExpressionNode, into: Set<string>): Set<string
 /** Parses and compiles a scope expression; throws `ScopeExpressionError` with the offending offset. */
 export function parseScopeExpression(source: string): ScopeExpression {
   if (source.length > MAX_SCOPE_EXPRESSION_LENGTH) {
-    throw new ScopeExpressionError('BATON_SCOPE_EXPRESSION_TOO_COMPLEX', `expected at most ${MAX_SCOPE_EXPRESSION_LENGTH} characters, got ${source.length}`, MAX_SCOPE_EXPRESSION_LENGTH);
+    throw new ScopeExpressionError('too-complex', `expected at most ${MAX_SCOPE_EXPRESSION_LENGTH} characters, got ${source.length}`, MAX_SCOPE_EXPRESSION_LENGTH);
   }
   const tokens = tokenize(source);
   if (tokens.length === 0) {
-    throw new ScopeExpressionError('BATON_SCOPE_EXPRESSION_EMPTY', 'expected a scope expression, got an empty string', 0);
+    throw new ScopeExpressionError('empty', 'expected a scope expression, got an empty string', 0);
   }
   const ast = new Parser(tokens, source.length).parse();
   const evaluate = compileNode(ast);

@@ -61,9 +61,15 @@ export interface ListenerState {
 /** Why a connection is answered without a handler: its bytes did not frame as one HTTP/1.1 request, or too slowly. */
 export interface ConnectionRefusal {
   readonly status: 400 | 405 | 408 | 431 | 501;
+  /** The refusal's code (docs/errors.md), as the parser classified it. */
+  readonly code: string;
   readonly reason: string;
   readonly detail: string;
 }
+
+const REQUEST_TIMEOUT = 'BATON_REQUEST_TIMEOUT';
+/** The status of each code the parser gives a request refusal; any other is 400. */
+const REFUSAL_STATUS: Readonly<Record<string, ConnectionRefusal['status']>> = { BATON_REQUEST_HEAD_TOO_LARGE: 431, BATON_METHOD_NOT_ALLOWED: 405, BATON_UPGRADE_REFUSED: 501 };
 
 export interface RefusalAnswer {
   /** Flat `[name, value, …]`; framing is added by the writer. */
@@ -268,7 +274,7 @@ export class ClientConnection implements StreamConnection {
     const state = this.#state;
     if (state === 'closing' || state === 'closed' || state === 'h2') return;
     if ((state === 'head' || state === 'idle') && this.#headStarted !== 0 && performance.now() - this.#headStarted > this.#options.headersTimeoutMs) {
-      this.#refuse({ status: 408, reason: 'head-timeout', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
+      this.#refuse({ status: 408, code: REQUEST_TIMEOUT, reason: 'head', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
       return;
     }
     if (state === 'idle' || state === 'head' || state === 'body') this.socket.resume();
@@ -377,7 +383,7 @@ export class ClientConnection implements StreamConnection {
     // Idle between requests, or closing and the client not reading: go quietly.
     if (state === 'idle' || state === 'closing') this.destroy();
     // Part of a head in, then nothing: the client is told why.
-    else if (state === 'head') this.#refuse({ status: 408, reason: 'head-timeout', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
+    else if (state === 'head') this.#refuse({ status: 408, code: REQUEST_TIMEOUT, reason: 'head', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
     // A request in hand: its own deadlines (body, upstream) bound it.
   }
 
@@ -400,11 +406,8 @@ export class ClientConnection implements StreamConnection {
 }
 
 function refusalOf(error: unknown): ConnectionRefusal {
-  if (!(error instanceof HttpFramingError)) return { status: 400, reason: 'unreadable', detail: 'a request that could not be read' };
-  if (error.reason === 'head-too-large') return { status: 431, reason: error.reason, detail: error.message };
-  if (error.reason === 'connect') return { status: 405, reason: error.reason, detail: error.message };
-  if (error.reason === 'upgrade') return { status: 501, reason: error.reason, detail: error.message };
-  return { status: 400, reason: error.reason, detail: error.message };
+  if (!(error instanceof HttpFramingError)) return { status: 400, code: 'BATON_REQUEST_FRAMING', reason: 'unreadable', detail: 'a request that could not be read' };
+  return { status: REFUSAL_STATUS[error.code] ?? 400, code: error.code, reason: error.reason, detail: error.message };
 }
 
 // RFC 9113 §3.4: the client connection preface.

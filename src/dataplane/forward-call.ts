@@ -27,6 +27,7 @@
  * | `done` | over; the connection released or closed | — | — |
  */
 import assert from 'node:assert/strict';
+import { BatonError, type BatonErrorOptions } from '../core/errors.ts';
 import type { BodySink, HttpStream } from './stream.ts';
 import { endToEndHeaders } from './hop-by-hop.ts';
 import type { MessageHead } from './http1-parser.ts';
@@ -65,23 +66,33 @@ export interface ForwardSpec {
   readonly timeoutMs: number;
 }
 
-/** Why a forward failed before any answer; `code` names the class (node's own code for socket errors). */
-export class UpstreamFailure extends Error {
-  readonly code: string;
-  /** UPSTREAM_FRAMING: the parser's reason (./http1-parser.ts). */
-  readonly reason: string | undefined;
-  constructor(code: string, message: string, options?: ErrorOptions & { reason?: string }) {
-    super(message, options);
+// The codes (docs/errors.md) a forward's failure is classified into, once, here.
+/** No answer within the upstream's timeout. */
+export const UPSTREAM_TIMEOUT = 'BATON_UPSTREAM_TIMEOUT';
+/** No connection, or one closed before any answer: node's code (`ECONNREFUSED`, …) or `connect-timeout` is the reason. */
+export const UPSTREAM_UNREACHABLE = 'BATON_UPSTREAM_UNREACHABLE';
+/** The TLS handshake failed: OpenSSL's code as node reports it (`CERT_HAS_EXPIRED`, …) is the reason. */
+export const UPSTREAM_TLS_FAILED = 'BATON_UPSTREAM_TLS_FAILED';
+/** The upstream's answer did not frame as one unambiguous HTTP/1.1 response; the parser's reason is the reason. */
+export const UPSTREAM_FRAMING = 'BATON_UPSTREAM_FRAMING';
+
+// OpenSSL verification and handshake failures as node reports them (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_…).
+const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|ECONNRESET_TLS)/;
+
+/** Why a forward failed before any answer: one of the codes above, or the code of the TLS peer check that refused the upstream. */
+export class UpstreamFailure extends BatonError {
+  constructor(code: string, message: string, options?: BatonErrorOptions) {
+    super(code, message, options);
     this.name = 'UpstreamFailure';
-    this.code = code;
-    this.reason = options?.reason;
   }
 }
 
-export const UPSTREAM_TIMEOUT = 'UPSTREAM_TIMEOUT';
-export const UPSTREAM_CONNECT_TIMEOUT = 'UPSTREAM_CONNECT_TIMEOUT';
-/** The upstream's answer did not frame as one unambiguous HTTP/1.1 response. */
-export const UPSTREAM_FRAMING = 'UPSTREAM_FRAMING';
+/** A connection's error, classified: the peer check's own error keeps its code; node's is TLS or unreachable, its code kept as the reason. */
+export function connectionFailure(error: Error | undefined, message = 'the upstream closed the connection before answering'): UpstreamFailure {
+  if (error instanceof BatonError) return new UpstreamFailure(error.code, 'the upstream\'s certificate failed the peer check', { cause: error, reason: error.reason });
+  const nodeCode = error !== undefined && 'code' in error && typeof error.code === 'string' ? error.code : 'ECONNRESET';
+  return new UpstreamFailure(TLS_CODE.test(nodeCode) ? UPSTREAM_TLS_FAILED : UPSTREAM_UNREACHABLE, message, { cause: error, reason: nodeCode });
+}
 
 type State = 'connecting' | 'sending' | 'waiting' | 'relaying' | 'relaying-early' | 'done';
 /** How answer body bytes reach the client: as they came, framed again in chunks, or unframed (an HTTP/1.0 client). */
@@ -222,8 +233,8 @@ export class ForwardCall implements ConnectionEvents {
       try {
         result = parser.execute(rest);
       } catch (error) {
-        const reason = typeof error === 'object' && error !== null && 'reason' in error ? String(error.reason) : 'unreadable';
-        this.#fail(new UpstreamFailure(UPSTREAM_FRAMING, 'the upstream answered with a malformed or ambiguous HTTP/1.1 response', { cause: error, reason }));
+        const reason = error instanceof BatonError ? error.reason : undefined;
+        this.#fail(new UpstreamFailure(UPSTREAM_FRAMING, 'the upstream answered with a malformed or ambiguous HTTP/1.1 response', { cause: error, reason: reason ?? 'unreadable' }));
         return;
       }
       const state = this.#state;
@@ -253,7 +264,7 @@ export class ForwardCall implements ConnectionEvents {
   onTimeout(connected: boolean): void {
     const state = this.#state;
     if (state === 'done') return;
-    if (!connected) this.#fail(new UpstreamFailure(UPSTREAM_CONNECT_TIMEOUT, 'the upstream did not accept a connection in time'));
+    if (!connected) this.#fail(new UpstreamFailure(UPSTREAM_UNREACHABLE, 'the upstream did not accept a connection in time', { reason: 'connect-timeout' }));
     else if (state === 'relaying' || state === 'relaying-early') this.#cutClient();
     else this.#fail(new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
   }
@@ -276,8 +287,7 @@ export class ForwardCall implements ConnectionEvents {
       this.#attach(this.#pool.connect(this.#spec.origin));
       return;
     }
-    const code = error !== undefined && 'code' in error && typeof error.code === 'string' ? error.code : 'ECONNRESET';
-    this.#fail(new UpstreamFailure(code, 'the upstream closed the connection before answering', { cause: error }));
+    this.#fail(connectionFailure(error));
   }
 
   #respondHead(head: MessageHead): void {

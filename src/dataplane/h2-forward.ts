@@ -23,7 +23,7 @@ import assert from 'node:assert/strict';
 import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { type ForwardSpec, UPSTREAM_CONNECT_TIMEOUT, UPSTREAM_TIMEOUT, UpstreamFailure, type UpstreamOrigin } from './forward-call.ts';
+import { connectionFailure, type ForwardSpec, UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE, UpstreamFailure, type UpstreamOrigin } from './forward-call.ts';
 import type { H2Stream } from './h2-stream.ts';
 
 export interface H2UpstreamOptions {
@@ -132,7 +132,7 @@ class H2Call {
     try {
       upstream = this.#session.request(head, { endStream: !this.#stream.hasBody });
     } catch (error) {
-      this.#fail(new UpstreamFailure('ECONNRESET', 'the upstream HTTP/2 session refused a new stream', { cause: error }));
+      this.#fail(connectionFailure(error instanceof Error ? error : undefined, 'the upstream HTTP/2 session refused a new stream'));
       return;
     }
     this.#upstream = upstream;
@@ -180,19 +180,23 @@ class H2Call {
   }
 
   #onTimeout(): void {
-    if (this.#state === 'waiting') this.#fail(new UpstreamFailure(this.#session.connecting ? UPSTREAM_CONNECT_TIMEOUT : UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
-    else if (this.#state === 'relaying') this.#cut();
+    if (this.#state !== 'waiting') {
+      if (this.#state === 'relaying') this.#cut();
+      return;
+    }
+    // As on HTTP/1.1 (./forward-call.ts): no connection in time is unreachable, no answer in time a timeout.
+    if (this.#session.connecting) this.#fail(new UpstreamFailure(UPSTREAM_UNREACHABLE, 'the upstream did not accept a connection in time', { reason: 'connect-timeout' }));
+    else this.#fail(new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
   }
 
   #onError(error: Error): void {
     if (this.#state === 'waiting') {
-      const code = 'code' in error && typeof error.code === 'string' ? error.code : 'ECONNRESET';
-      this.#fail(new UpstreamFailure(code, 'the upstream refused or reset the HTTP/2 stream before answering', { cause: error }));
+      this.#fail(connectionFailure(error, 'the upstream refused or reset the HTTP/2 stream before answering'));
     } else if (this.#state === 'relaying') this.#cut();
   }
 
   #onUpstreamClose(): void {
-    if (this.#state === 'waiting') this.#fail(new UpstreamFailure('ECONNRESET', 'the upstream closed the HTTP/2 stream before answering'));
+    if (this.#state === 'waiting') this.#fail(connectionFailure(undefined, 'the upstream closed the HTTP/2 stream before answering'));
     // An answer whose stream closed without its end (a reset mid-body) is cut for the client too.
     else if (this.#state === 'relaying' && !(this.#upstream as ClientHttp2Stream).readableEnded) this.#cut();
   }

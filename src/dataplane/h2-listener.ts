@@ -122,7 +122,7 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
 
   /** Answers a stream refused before any handler (a problem document, as the HTTP/1.1 side answers). */
   const refuse = (raw: ServerHttp2Stream, status: 431, reason: string, detail: string): void => {
-    const answer = limits.refusal({ status, reason, detail });
+    const answer = limits.refusal({ status, code: 'BATON_REQUEST_HEAD_TOO_LARGE', reason, detail });
     const head: Record<string, string> = { ':status': String(status) };
     for (let i = 0; i + 1 < answer.fields.length; i += 2) head[(answer.fields[i] as string).toLowerCase()] = answer.fields[i + 1] as string;
     raw.on('error', () => {});

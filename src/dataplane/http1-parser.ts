@@ -34,6 +34,7 @@
  * pair to real origins the same way.
  */
 import { createRequire } from 'node:module';
+import { BatonError } from '../core/errors.ts';
 import { trimOws } from './wire.ts';
 
 const require = createRequire(import.meta.url);
@@ -71,13 +72,24 @@ export interface ParserHandlers {
   onMessageComplete?(): void;
 }
 
-/** Why a message was refused: a stable reason, and llhttp's own words where it was llhttp that refused. */
-export class HttpFramingError extends Error {
-  readonly reason: string;
-  constructor(reason: string, detail: string) {
-    super(`malformed HTTP/1.1 message (${reason}): ${detail}`);
+/** Requests refused for a reason with a code of its own: each is answered with another status (431, 405, 501). */
+const REQUEST_REFUSALS: Readonly<Record<string, string>> = {
+  'head-too-large': 'BATON_REQUEST_HEAD_TOO_LARGE',
+  connect: 'BATON_METHOD_NOT_ALLOWED',
+  upgrade: 'BATON_UPGRADE_REFUSED',
+};
+
+/**
+ * Why a message was refused: the reason of the table above (llhttp's
+ * error name where it was llhttp that refused), and its code: a response
+ * is BATON_UPSTREAM_FRAMING whatever the reason, a request
+ * BATON_REQUEST_FRAMING unless its reason has a code of its own.
+ */
+export class HttpFramingError extends BatonError {
+  declare readonly reason: string;
+  constructor(kind: MessageKind, reason: string, detail: string) {
+    super(kind === 'response' ? 'BATON_UPSTREAM_FRAMING' : (REQUEST_REFUSALS[reason] ?? 'BATON_REQUEST_FRAMING'), `malformed HTTP/1.1 message (${reason}): ${detail}`, { reason });
     this.name = 'HttpFramingError';
-    this.reason = reason;
   }
 }
 
@@ -234,7 +246,7 @@ export class Http1Parser {
     if (code === ERROR.OK) {
       if (this.#phase === 'head') {
         this.#headBytes += fed.length;
-        if (fed.length < chunk.length) throw new HttpFramingError('head-too-large', `a head over ${this.#maxHeadBytes} bytes`);
+        if (fed.length < chunk.length) throw new HttpFramingError(this.#kind, 'head-too-large', `a head over ${this.#maxHeadBytes} bytes`);
       }
       return { consumed: fed.length, stoppedAt: 'chunk-end' };
     }
@@ -242,8 +254,8 @@ export class Http1Parser {
       this.#paused = true;
       return { consumed: llhttp.llhttp_get_error_pos(this.#ptr) - scratchPtr, stoppedAt: this.#stop };
     }
-    if (code === ERROR.PAUSED_UPGRADE) throw new HttpFramingError('upgrade', 'protocol upgrades are not forwarded');
-    throw new HttpFramingError(cString(llhttp, llhttp.llhttp_errno_name(code)), cString(llhttp, llhttp.llhttp_get_error_reason(this.#ptr)));
+    if (code === ERROR.PAUSED_UPGRADE) throw new HttpFramingError(this.#kind, 'upgrade', 'protocol upgrades are not forwarded');
+    throw new HttpFramingError(this.#kind, cString(llhttp, llhttp.llhttp_errno_name(code)), cString(llhttp, llhttp.llhttp_get_error_reason(this.#ptr)));
   }
 
   #run(bytes: Buffer): number {
@@ -283,7 +295,7 @@ export class Http1Parser {
       current = undefined;
     }
     if (this.#refusal !== undefined) throw this.#refusal;
-    if (code !== ERROR.OK && code !== ERROR.PAUSED) throw new HttpFramingError(cString(this.#llhttp, this.#llhttp.llhttp_errno_name(code)), 'the connection closed inside a message');
+    if (code !== ERROR.OK && code !== ERROR.PAUSED) throw new HttpFramingError(this.#kind, cString(this.#llhttp, this.#llhttp.llhttp_errno_name(code)), 'the connection closed inside a message');
   }
 
   close(): void {
@@ -426,7 +438,7 @@ export class Http1Parser {
   }
 
   #refuse(reason: string, detail: string): number {
-    this.#refusal ??= new HttpFramingError(reason, detail);
+    this.#refusal ??= new HttpFramingError(this.#kind, reason, detail);
     return -1;
   }
 }

@@ -75,7 +75,7 @@ export interface PeerIdentity {
  * no certificate was presented, or when it did not verify against the
  * bundle. Cached on the socket: keep-alive requests share the handshake.
  *
- * Throws IdentityError BATON_IDENTITY_PEER_NOT_WORKLOAD when the peer's
+ * Throws IdentityError BATON_PEER_NOT_WORKLOAD when the peer's
  * certificate is a CA certificate: OpenSSL accepts one as a TLS client or
  * server certificate, but X509-SVID §4.1 says a leaf SVID has CA false, and
  * a signing certificate that carries a workload's SPIFFE ID must never be
@@ -96,7 +96,7 @@ function readPeer(socket: TLSSocket): PeerIdentity | IdentityError | undefined {
   const cert: X509Certificate | undefined = socket.getPeerX509Certificate();
   if (cert === undefined) return undefined;
   const spiffeId = spiffeIdFromSubjectAltName(cert.subjectAltName);
-  if (cert.ca) return new IdentityError('BATON_IDENTITY_PEER_NOT_WORKLOAD', `expected a workload (leaf) certificate, got a CA certificate naming ${spiffeId ?? 'no SPIFFE ID'} (X509-SVID §4.1)`);
+  if (cert.ca) return new IdentityError('BATON_PEER_NOT_WORKLOAD', `expected a workload (leaf) certificate, got a CA certificate naming ${spiffeId ?? 'no SPIFFE ID'} (X509-SVID §4.1)`);
   return spiffeId === undefined ? undefined : { spiffeId, thumbprint: certificateThumbprint(cert) };
 }
 

@@ -8,7 +8,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { servedUrl } from '../identity/tls.ts';
 import { createTlsListener, type GuardedListener, type RequestListener } from '../identity/tls-server.ts';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { NotReadyError, isBatonError } from '../core/errors.ts';
+import { NotReadyError, isHttpError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import type { Logger } from 'pino';
 import { reviewAdmission } from './admission-review.ts';
@@ -67,7 +67,7 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
 
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    if (!deps.ready()) throw new NotReadyError('the webhook is shutting down');
+    if (!deps.ready()) throw new NotReadyError('the webhook is shutting down', { reason: 'shutting-down' });
     const problem = tls.problem();
     if (problem !== undefined) throw new NotReadyError(problem);
     return reply.send({ status: 'ready' });
@@ -112,5 +112,5 @@ export function createInjectorServer(config: InjectorConfig, deps: { logger: Log
 
 function isClientError(raw: unknown): boolean {
   const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
-  return !isBatonError(raw) && typeof status === 'number' && status >= 400 && status < 500;
+  return !isHttpError(raw) && typeof status === 'number' && status >= 400 && status < 500;
 }

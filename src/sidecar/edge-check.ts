@@ -5,13 +5,14 @@
  * step-up challenge when only the `acr` was short.
  */
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../policy/language/decision.ts';
-import type { BatonError } from '../core/errors.ts';
+import type { HttpError } from '../core/errors.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { recordDecisionSpan } from '../telemetry/decision-span.ts';
 import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import type { Direction, SidecarMetrics } from './metrics.ts';
-import { PolicyDeniedError, StepUpRequiredError } from './errors.ts';
+import { PolicyDeniedError } from '../policy/language/errors.ts';
+import { StepUpRequiredError } from './errors.ts';
 
 export interface EdgeContext {
   readonly direction: Direction;
@@ -80,9 +81,9 @@ export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, c
   return decision;
 }
 
-function refusalOf(decision: Deny): BatonError {
+function refusalOf(decision: Deny): HttpError {
   if (decision.cause === 'acr' && decision.acrValues !== undefined && decision.acrValues.length > 0) {
     return new StepUpRequiredError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') } });
   }
-  return new PolicyDeniedError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause } });
+  return new PolicyDeniedError(decision.reason, { reason: decision.cause, extensions: { rule: decision.rule, cause: decision.cause } });
 }

@@ -1,23 +1,22 @@
 /**
  * The sidecar's own error causes (DESIGN.md, "Sidecar": errors), one class
  * per cause. Token verification causes live in src/token/errors.ts, the
- * exchange causes in src/sidecar/exchange/errors.ts, and the causes every
- * part shares (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_INTERNAL) in
- * src/core/errors.ts. src/sidecar/problems.ts writes any of them to the wire.
+ * exchange causes in src/sidecar/exchange/errors.ts, a policy refusal in
+ * src/policy/language/errors.ts, and the causes every part shares
+ * (BATON_NOT_READY, BATON_BAD_REQUEST, BATON_METHOD_NOT_ALLOWED,
+ * BATON_OVERLOADED, BATON_INTERNAL) in src/core/errors.ts.
+ * src/sidecar/pipeline.ts writes any of them to the wire.
  */
-import { type BatonErrorClass, defineError } from '../core/errors.ts';
+import { type HttpErrorClass, defineError } from '../core/errors.ts';
 
-export const AmbiguousPathError = defineError({ code: 'BATON_AMBIGUOUS_PATH', status: 400, title: 'Ambiguous request path', oauthError: 'invalid_request' });
 export const UnauthenticatedError = defineError({ code: 'BATON_UNAUTHENTICATED', status: 401, title: 'Authentication required', oauthError: 'invalid_token' });
 export const StepUpRequiredError = defineError({ code: 'BATON_STEP_UP_REQUIRED', status: 401, title: 'Stronger user authentication required', oauthError: 'insufficient_user_authentication' });
-export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
 export const UnknownServiceError = defineError({ code: 'BATON_UNKNOWN_SERVICE', status: 403, title: 'Unknown target service' });
-export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed' });
-export const RequestBodyTimeoutError = defineError({ code: 'BATON_REQUEST_BODY_TIMEOUT', status: 408, title: 'Request body not received in time' });
 /** The request's bytes do not frame as one unambiguous HTTP/1.1 message (src/dataplane/http1-parser.ts); `reason` names the class. */
 export const RequestFramingError = defineError({ code: 'BATON_REQUEST_FRAMING', status: 400, title: 'Ambiguous or malformed HTTP/1.1 framing' });
 export const RequestHeadTooLargeError = defineError({ code: 'BATON_REQUEST_HEAD_TOO_LARGE', status: 431, title: 'Request header section too large' });
-export const RequestHeadTimeoutError = defineError({ code: 'BATON_REQUEST_HEAD_TIMEOUT', status: 408, title: 'Request head not received in time' });
+/** The request head (reason `head`) or body (`body`) did not arrive in time; the connection is closed. */
+export const RequestTimeoutError = defineError({ code: 'BATON_REQUEST_TIMEOUT', status: 408, title: 'Request not received in time' });
 /** A protocol upgrade (WebSocket, h2c): after a 101 the bytes are no longer HTTP the sidecar can check, so none is forwarded. */
 export const UpgradeRefusedError = defineError({ code: 'BATON_UPGRADE_REFUSED', status: 501, title: 'Protocol upgrades are not forwarded' });
 export const FairShareExceededError = defineError({ code: 'BATON_FAIR_SHARE_EXCEEDED', status: 429, title: 'This caller holds its share of the requests in flight' });
@@ -29,12 +28,9 @@ export const UpstreamFramingError = defineError({ code: 'BATON_UPSTREAM_FRAMING'
 export const UpstreamIdentityMismatchError = defineError({ code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', status: 502, title: 'Upstream presented a certificate for another service' });
 /** mtls: the TLS handshake with the upstream failed (untrusted or expired certificate, or no TLS at all); nothing was sent. */
 export const UpstreamTlsError = defineError({ code: 'BATON_UPSTREAM_TLS_FAILED', status: 502, title: 'TLS handshake with the upstream failed' });
-/** mtls: this sidecar has no valid workload certificate, so it sends nothing (never plaintext instead). */
-export const IdentityUnavailableError = defineError({ code: 'BATON_IDENTITY_UNAVAILABLE', status: 503, title: 'No valid workload identity' });
-export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
 
 // Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
-const bindingError = (code: string, title: string): BatonErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
+const bindingError = (code: string, title: string): HttpErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
 
 /** A bound token arrived on a connection without a client certificate. */
 export const TokenCertificateRequiredError = bindingError('BATON_TOKEN_CERT_REQUIRED', 'Certificate-bound token without a client certificate');

@@ -22,6 +22,7 @@
 import { context } from '@opentelemetry/api';
 import type { RequestStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
+import { MethodNotAllowedError, NotReadyError } from '../core/errors.ts';
 import { TokenType } from '../core/token-types.ts';
 import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
@@ -34,7 +35,7 @@ import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { StsUnavailableError } from './exchange/errors.ts';
 import type { CertificateBinding, IssuedToken, TokenExchanger } from './exchange/exchanger.ts';
-import { FairShareExceededError, IdentityUnavailableError, MethodNotAllowedError, UnauthenticatedError, UnknownServiceError, UpstreamTimeoutError } from './errors.ts';
+import { FairShareExceededError, UnauthenticatedError, UnknownServiceError, UpstreamTimeoutError } from './errors.ts';
 import { upstreamOrigin } from './forward.ts';
 import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
 import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
@@ -104,7 +105,7 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
 
     // 0. CONNECT service:port: a tunnel whose requests are read, checked and exchanged one by one, like any other.
     if (req.method === 'CONNECT') {
-      if (req.protocol !== 'http/1.1') throw new MethodNotAllowedError('expected CONNECT over HTTP/1.1; HTTP/2 tunnels are not opened');
+      if (req.protocol !== 'http/1.1') throw new MethodNotAllowedError('expected CONNECT over HTTP/1.1; HTTP/2 tunnels are not opened', { reason: 'connect' });
       const service = connectTarget(req);
       if (!policy.hasService(service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${service}'`);
       call.requests = upstreamFor(service).requests;
@@ -118,7 +119,7 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
     const upstream = upstreamFor(target.service);
     // mtls: the certificate generation this request uses, read once: the token is bound to it and travels on it.
     const generation = mesh?.client.current();
-    if (mesh !== undefined && generation === undefined) throw new IdentityUnavailableError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext');
+    if (mesh !== undefined && generation === undefined) throw new NotReadyError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext', { reason: 'identity' });
     const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
     const origin = generation === undefined ? upstream.plain : upstream.over(generation);
     call.requests = upstream.requests;

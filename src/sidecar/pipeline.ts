@@ -6,7 +6,7 @@
  *   admit (the port's in-flight limit; inbound: this peer's share; the
  *   body deadline armed) → span (inbound SERVER, outbound CLIENT, tracing
  *   on only) → ready (a verified policy, read once as one value with its
- *   version) → the port's steps → a refusal mapped to a BatonError →
+ *   version) → the port's steps → a refusal mapped to a HttpError →
  *   problem document (RFC 9457; RFC 6750 challenge on 401; Retry-After on
  *   429 and 503) → metrics → `request_failed` audit line (5xx only: a 4xx
  *   is the request's own fault, and its decision line already says why).
@@ -16,12 +16,12 @@
  */
 import { type Span, context } from '@opentelemetry/api';
 import type { RequestStream } from '../dataplane/stream.ts';
-import { type BatonError, InternalError, isBatonError, NotReadyError } from '../core/errors.ts';
+import { type HttpError, InternalError, isHttpError, MethodNotAllowedError, NotReadyError, OverloadedError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
-import { FairShareExceededError, MethodNotAllowedError, OverloadedError, RequestBodyTimeoutError, StepUpRequiredError } from './errors.ts';
+import { FairShareExceededError, RequestTimeoutError, StepUpRequiredError } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
 import { BINDING_ERROR_CODES } from './token-binding.ts';
 
@@ -78,7 +78,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
       armBodyDeadline(stream, port.bodyTimeoutMs, () => {
         expired = true;
         stream.shouldKeepAlive = false;
-        finish(stream, call, span, started, new RequestBodyTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`));
+        finish(stream, call, span, started, new RequestTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`, { reason: 'body' }));
       });
     }
     steps(stream, call).then(
@@ -91,7 +91,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
         }
       },
       (error: unknown) => {
-        if (!expired) finish(stream, call, span, started, asBatonError(error));
+        if (!expired) finish(stream, call, span, started, asHttpError(error));
       },
     );
   }
@@ -104,13 +104,13 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
   }
 
   /** 5–7. A refusal: problem document, metrics, span, and the audit line a 5xx gets. */
-  function finish(stream: RequestStream, call: Call, span: Span | undefined, started: number, problem: BatonError): void {
+  function finish(stream: RequestStream, call: Call, span: Span | undefined, started: number, problem: HttpError): void {
     if (BINDING_ERROR_CODES.has(problem.code)) {
       ctx.metrics.bindingRefusal(problem.code);
       // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
       span?.setAttribute('error.type', problem.code);
     }
-    if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, status: problem.status, method: stream.method }, problem.title);
+    if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, reason: problem.reason, status: problem.status, method: stream.method }, problem.title);
     sendProblem(stream, problem, call.credential);
     call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
     if (span !== undefined) {
@@ -215,7 +215,7 @@ export const REALM = 'baton';
  * RFC 6750 §3.1: a request with no token at all gets the bare challenge,
  * without an error code. RFC 9470 §3: a step-up names the acceptable `acr`s.
  */
-export function challengeFor(error: BatonError, tokenPresent: boolean): string | undefined {
+export function challengeFor(error: HttpError, tokenPresent: boolean): string | undefined {
   if (error.status !== 401) return undefined;
   if (error.code === StepUpRequiredError.code) {
     const acrValues = error.extensions.acr_values;
@@ -231,9 +231,9 @@ function quoted(value: string): string {
   return value.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[^\x20-\x7e]/g, '');
 }
 
-/** Any thrown value as a `BatonError`, without ever echoing a foreign message (it could hold a token). */
-export function asBatonError(error: unknown): BatonError {
-  return isBatonError(error) ? error : new InternalError('the sidecar failed to handle this request', { cause: error });
+/** Any thrown value as a `HttpError`, without ever echoing a foreign message (it could hold a token). */
+export function asHttpError(error: unknown): HttpError {
+  return isHttpError(error) ? error : new InternalError('the sidecar failed to handle this request', { cause: error });
 }
 
 /**
@@ -242,7 +242,7 @@ export function asBatonError(error: unknown): BatonError {
  * `grpc-status`, `grpc-message` naming the baton code); when the answer has
  * started, cuts the stream instead.
  */
-export function sendProblem(stream: RequestStream, error: BatonError, tokenPresent: boolean, instance?: string): void {
+export function sendProblem(stream: RequestStream, error: HttpError, tokenPresent: boolean, instance?: string): void {
   if (stream.closed) return;
   if (stream.headersSent) {
     stream.destroy();
@@ -289,7 +289,7 @@ export function grpcStatusOf(status: number): number {
 }
 
 /** The head of a problem response, Content-Length aside: a flat `[name, value, …]` list. */
-export function problemHeaders(error: BatonError, tokenPresent: boolean): string[] {
+export function problemHeaders(error: HttpError, tokenPresent: boolean): string[] {
   const headers = ['content-type', PROBLEM_CONTENT_TYPE, 'cache-control', 'no-store'];
   const challenge = challengeFor(error, tokenPresent);
   if (challenge !== undefined) headers.push('www-authenticate', challenge);

@@ -18,10 +18,10 @@
  *   a JSON parser.
  */
 import type { RequestHead } from '../dataplane/stream.ts';
-import { BadRequestError } from '../core/errors.ts';
+import { BadRequestError, MethodNotAllowedError } from '../core/errors.ts';
 import { isServiceName } from '../core/service-name.ts';
 import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/request-path.ts';
-import { AmbiguousPathError, MethodNotAllowedError, UnauthenticatedError } from './errors.ts';
+import { UnauthenticatedError } from './errors.ts';
 
 // --- the target ---
 
@@ -40,7 +40,7 @@ export interface RequestTarget {
  */
 export function requestTarget(req: RequestHead & { readonly tunnel?: string | undefined }): RequestTarget {
   const url = req.url ?? '';
-  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a CONNECT only to open a tunnel, not inside one');
+  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a CONNECT only to open a tunnel, not inside one', { reason: 'connect' });
   let authority: string;
   let path: string;
   if (url.charCodeAt(0) === 0x2f) {
@@ -95,7 +95,7 @@ export function originFormPath(url: string | undefined): string {
 // RFC 3986 §2: a request target is ASCII; servers disagree on what raw bytes above 0x7F mean.
 const RAW_NON_ASCII = /[^\x21-\x7e]/;
 
-/** Throws AmbiguousPathError (400) for a path (no query) of a refused class. */
+/** Throws BATON_BAD_REQUEST (400), reason `ambiguous-path`, for a path (no query) of a refused class. */
 export function refuseAmbiguousPath(path: string): void {
   let refused: AmbiguousPathClass | undefined;
   if (RAW_NON_ASCII.test(path)) refused = 'raw-non-ascii';
@@ -104,7 +104,7 @@ export function refuseAmbiguousPath(path: string): void {
     if (read.ambiguous !== undefined && AMBIGUOUS_PATH_ACTION[read.ambiguous] === 'refuse') refused = read.ambiguous;
   }
   if (refused !== undefined) {
-    throw new AmbiguousPathError(`expected a path that means the same under every normalisation, got one in the class '${refused}'`, { extensions: { pathClass: refused } });
+    throw new BadRequestError(`expected a path that means the same under every normalisation, got one in the class '${refused}'`, { reason: 'ambiguous-path', extensions: { pathClass: refused } });
   }
 }
 
@@ -125,7 +125,7 @@ export function bearerToken(req: RequestHead, maxTokenBytes: number): string | u
   if (prefix === null) throw new UnauthenticatedError('expected the Bearer authentication scheme (RFC 6750 §2.1)');
   const token = authorization.slice(prefix[0].length);
   if (token.length > maxTokenBytes) {
-    throw new UnauthenticatedError(`expected a bearer token of at most ${maxTokenBytes} bytes, got ${token.length}`, { extensions: { reason: 'too_large' } });
+    throw new UnauthenticatedError(`expected a bearer token of at most ${maxTokenBytes} bytes, got ${token.length}`, { reason: 'too_large' });
   }
   if (!JWS_COMPACT.test(token)) throw new UnauthenticatedError('expected a bearer token of base64url characters and dots (a JWS in compact form)');
   return token;

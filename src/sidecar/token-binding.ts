@@ -75,7 +75,7 @@ export function peerOf(socket: Socket, map: ServiceMap): Peer | undefined {
   try {
     identity = peerIdentity(socket);
   } catch (error) {
-    if (error instanceof IdentityError && error.code === 'BATON_IDENTITY_PEER_NOT_WORKLOAD') throw new PeerNotWorkloadError(error.message, { cause: error });
+    if (error instanceof IdentityError && error.code === PeerNotWorkloadError.code) throw new PeerNotWorkloadError(error.message, { cause: error });
     throw error;
   }
   if (identity === undefined) return undefined;

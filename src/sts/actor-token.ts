@@ -10,7 +10,9 @@ import { TokenType } from '../core/token-types.ts';
 import type { KeySource } from '../token/key-source.ts';
 import type { RegisteredClient } from './clients.ts';
 import { AssertionError, ASSERTION_ALGORITHMS, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
-import { ActorTokenInvalidError, UnsupportedTokenTypeError, UpstreamKeysUnavailableError } from './errors.ts';
+import { TokenIssuerUnavailableError } from '../token/errors.ts';
+import { BadRequestError } from '../core/errors.ts';
+import { ActorTokenInvalidError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
 export interface KubernetesActorTrust {
@@ -39,7 +41,7 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
   return {
     async verify(actorToken, actorTokenType, client) {
       if (actorTokenType !== TokenType.jwt) {
-        throw new UnsupportedTokenTypeError(`expected actor_token_type ${TokenType.jwt}, got another type`);
+        throw new BadRequestError(`expected actor_token_type ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
       }
       const { iss } = peekIssuerAndSubject(actorToken);
       if (options.kubernetes !== undefined && iss === options.kubernetes.issuer) {
@@ -61,8 +63,8 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
         });
       } catch (error) {
         if (error instanceof AssertionError) {
-          if (error.failure === 'keys_unavailable') throw new UpstreamKeysUnavailableError(`actor token: ${error.message}`, { cause: error });
-          throw new ActorTokenInvalidError(`actor token: ${error.message}`, { cause: error });
+          if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`actor token: ${error.message}`, { cause: error, reason: 'jwks' });
+          throw new ActorTokenInvalidError(`actor token: ${error.message}`, { cause: error, reason: error.reason });
         }
         throw error;
       }
@@ -86,7 +88,7 @@ async function verifyServiceAccountToken(token: string, client: RegisteredClient
       currentDate: new Date(options.now()),
     }));
   } catch (error) {
-    if ((error as { code?: unknown }).code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new UpstreamKeysUnavailableError('actor token: the cluster key set could not be fetched', { cause: error });
+    if (error instanceof TokenIssuerUnavailableError) throw new TokenIssuerUnavailableError('actor token: the cluster key set could not be fetched', { cause: error, reason: 'jwks' });
     throw new ActorTokenInvalidError('actor token: expected a service account token signed by the cluster issuer, for the configured audience, unexpired', { cause: error });
   }
   const [namespace, name] = client.serviceAccount.split('/');

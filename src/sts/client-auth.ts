@@ -20,7 +20,9 @@ import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientRegistry, RegisteredClient } from './clients.ts';
 import type { TokenRequestParams } from './form.ts';
 import { AssertionError, peekIssuerAndSubject, verifyClientSignedJwt } from './jwt-assertion.ts';
-import { InvalidClientError, MalformedRequestError, UpstreamKeysUnavailableError } from './errors.ts';
+import { BadRequestError } from '../core/errors.ts';
+import { TokenIssuerUnavailableError } from '../token/errors.ts';
+import { InvalidClientError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 
@@ -71,7 +73,7 @@ export function clientCertificateOf(socket: Socket): PeerIdentity | undefined {
   try {
     return peerIdentity(socket);
   } catch (error) {
-    if (error instanceof IdentityError && error.code === 'BATON_IDENTITY_PEER_NOT_WORKLOAD') throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, { cause: error });
+    if (error instanceof IdentityError && error.code === 'BATON_PEER_NOT_WORKLOAD') throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, { cause: error, reason: 'ca-certificate' });
     throw error;
   }
 }
@@ -131,8 +133,8 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
       });
     } catch (error) {
       if (error instanceof AssertionError) {
-        if (error.failure === 'keys_unavailable') throw new UpstreamKeysUnavailableError(`client assertion: ${error.message}`, { cause: error });
-        throw new InvalidClientError(`client assertion: ${error.message}`, { cause: error });
+        if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`client assertion: ${error.message}`, { cause: error, reason: 'jwks' });
+        throw new InvalidClientError(`client assertion: ${error.message}`, { cause: error, reason: error.reason });
       }
       throw error;
     }
@@ -166,7 +168,7 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
     const assertion = params.get('client_assertion');
     const used = [basic !== undefined, postedSecret !== undefined, assertion !== undefined || assertionType !== undefined].filter(Boolean).length;
     // RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
-    if (used > 1) throw new MalformedRequestError('expected one client authentication method, got several');
+    if (used > 1) throw new BadRequestError('expected one client authentication method, got several', { reason: 'several-auth-methods' });
     if (basic !== undefined) {
       const bodyClientId = params.get('client_id');
       if (bodyClientId !== undefined && bodyClientId !== basic.clientId) {

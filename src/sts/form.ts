@@ -2,7 +2,7 @@
  * Token request parameters from an `application/x-www-form-urlencoded`
  * body (RFC 6749 §3.2, Appendix B).
  */
-import { DuplicateParameterError } from './errors.ts';
+import { BadRequestError } from '../core/errors.ts';
 
 // RFC 8693 §2.1 allows several `audience` and `resource` values; RFC 8707 §2 too.
 const REPEATABLE = new Set(['audience', 'resource']);
@@ -26,7 +26,7 @@ export function parseTokenRequestForm(body: string): TokenRequestParams {
       list.push(value);
     } else {
       // RFC 6749 §3.2: request and response parameters MUST NOT be included more than once.
-      throw new DuplicateParameterError(`expected the parameter ${safeName(name)} at most once, got it more than once`);
+      throw new BadRequestError(`expected the parameter ${safeName(name)} at most once, got it more than once`, { reason: 'duplicate-parameter' });
     }
   }
   return {

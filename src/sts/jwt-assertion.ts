@@ -5,7 +5,10 @@
  * short-lived, and (when they carry a `jti`) be used once.
  */
 import { decodeJwt, type JWTPayload, jwtVerify } from 'jose';
+import { BatonError, isBatonError } from '../core/errors.ts';
+import { TokenIssuerUnavailableError, TokenUnknownKidError } from '../token/errors.ts';
 import type { KeySource } from '../token/key-source.ts';
+import { ActorTokenInvalidError, InvalidClientError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 
 /** Asymmetric only: a shared-secret or `none` assertion proves nothing about a key. */
@@ -13,14 +16,23 @@ export const ASSERTION_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'RS256', 'PS256'
 export const MAX_ASSERTION_LIFETIME_SECONDS = 300;
 const MAX_JTI_LENGTH = 256;
 
-export type AssertionFailure = 'malformed' | 'signature' | 'claims' | 'lifetime' | 'replayed' | 'keys_unavailable';
+/** What the JWT is: a `private_key_jwt` client assertion, or a self-signed actor token. */
+export type AssertionPurpose = 'assertion' | 'actor';
 
-export class AssertionError extends Error {
-  readonly failure: AssertionFailure;
-  constructor(failure: AssertionFailure, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+/** Why a client-signed JWT was refused; the `reason` of the refusal. */
+export type AssertionFailure = 'malformed' | 'signature' | 'claims' | 'lifetime' | 'replayed';
+
+const REFUSED: Readonly<Record<AssertionPurpose, string>> = { assertion: InvalidClientError.code, actor: ActorTokenInvalidError.code };
+
+/**
+ * A client-signed JWT refused: the code is the one its purpose is answered
+ * with (a client assertion's invalid_client, an actor token's), the failure
+ * its reason; or the client's key set could not be had at all.
+ */
+export class AssertionError extends BatonError {
+  constructor(purpose: AssertionPurpose, failure: AssertionFailure | undefined, message: string, options?: { cause?: unknown }) {
+    super(failure === undefined ? TokenIssuerUnavailableError.code : REFUSED[purpose], message, { ...options, reason: failure ?? 'jwks' });
     this.name = 'AssertionError';
-    this.failure = failure;
   }
 }
 
@@ -30,8 +42,8 @@ export interface AssertionCheck {
   /** Acceptable `aud` values: the token endpoint URL and the issuer. */
   readonly audiences: readonly string[];
   readonly jtiRequired: boolean;
-  /** Namespace for the replay store, e.g. `assertion` or `actor`. */
-  readonly purpose: string;
+  /** Also the namespace for the replay store. */
+  readonly purpose: AssertionPurpose;
   readonly replay: ReplayStore;
   readonly clockToleranceSec: number;
   readonly now: () => number;
@@ -61,31 +73,33 @@ export async function verifyClientSignedJwt(jwt: string, check: AssertionCheck):
       currentDate: new Date(check.now()),
     }));
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new AssertionError('keys_unavailable', 'the client key set could not be fetched', { cause: error });
-    if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' || code === 'BATON_TOKEN_UNKNOWN_KID' || code === 'ERR_JOSE_ALG_NOT_ALLOWED' || code === 'ERR_JWKS_NO_MATCHING_KEY') {
-      throw new AssertionError('signature', `expected a JWT signed by a key of client ${check.clientId} with an allowed algorithm, got ${describeJoseCode(code)}`, { cause: error });
+    const refuse = (failure: AssertionFailure | undefined, message: string): AssertionError => new AssertionError(check.purpose, failure, message, { cause: error });
+    // The key source's own errors by their code; jose's by the codes jose documents.
+    const code = isBatonError(error) ? error.code : (error as { code?: unknown }).code;
+    if (code === TokenIssuerUnavailableError.code) throw refuse(undefined, 'the client key set could not be fetched');
+    if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' || code === TokenUnknownKidError.code || code === 'ERR_JOSE_ALG_NOT_ALLOWED' || code === 'ERR_JWKS_NO_MATCHING_KEY') {
+      throw refuse('signature', `expected a JWT signed by a key of client ${check.clientId} with an allowed algorithm, got ${describeJoseCode(code)}`);
     }
     if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' || code === 'ERR_JWT_EXPIRED') {
       const claim = (error as { claim?: unknown }).claim;
-      throw new AssertionError('claims', `expected valid ${typeof claim === 'string' ? claim : 'registered'} claim(s) naming client ${check.clientId} and this STS, got otherwise`, { cause: error });
+      throw refuse('claims', `expected valid ${typeof claim === 'string' ? claim : 'registered'} claim(s) naming client ${check.clientId} and this STS, got otherwise`);
     }
-    throw new AssertionError('malformed', 'expected a compact JWS JWT', { cause: error });
+    throw refuse('malformed', 'expected a compact JWS JWT');
   }
   const nowSec = Math.floor(check.now() / 1000);
   const exp = payload.exp as number;
   if (exp - nowSec > MAX_ASSERTION_LIFETIME_SECONDS + check.clockToleranceSec) {
-    throw new AssertionError('lifetime', `expected exp at most ${MAX_ASSERTION_LIFETIME_SECONDS} s ahead, got ${exp - nowSec} s`);
+    throw new AssertionError(check.purpose, 'lifetime', `expected exp at most ${MAX_ASSERTION_LIFETIME_SECONDS} s ahead, got ${exp - nowSec} s`);
   }
   const jti = payload.jti;
   if (jti === undefined) {
-    if (check.jtiRequired) throw new AssertionError('claims', 'expected a jti claim (RFC 7523 §3), got none');
+    if (check.jtiRequired) throw new AssertionError(check.purpose, 'claims', 'expected a jti claim (RFC 7523 §3), got none');
     return payload;
   }
-  if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH) throw new AssertionError('claims', `expected jti as a string of 1-${MAX_JTI_LENGTH} characters`);
+  if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH) throw new AssertionError(check.purpose, 'claims', `expected jti as a string of 1-${MAX_JTI_LENGTH} characters`);
   // RFC 7523 §3 item 7: the authorization server may ensure a JWT is not replayed by keeping its jti.
   const fresh = await check.replay.claim(`${check.purpose}:${check.clientId}:${jti}`, (exp + check.clockToleranceSec) * 1000);
-  if (!fresh) throw new AssertionError('replayed', 'expected a jti not seen before, got one already used');
+  if (!fresh) throw new AssertionError(check.purpose, 'replayed', 'expected a jti not seen before, got one already used');
   return payload;
 }
 
@@ -93,7 +107,7 @@ function describeJoseCode(code: unknown): string {
   switch (code) {
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
       return 'an algorithm outside the allow-list';
-    case 'BATON_TOKEN_UNKNOWN_KID':
+    case TokenUnknownKidError.code:
     case 'ERR_JWKS_NO_MATCHING_KEY':
       return 'an unknown key';
     default:

@@ -24,12 +24,12 @@ import { DEFAULT_PREPUBLISH_SECONDS, type SigningAlg } from './config.ts';
  * A file in keys.dir that cannot sign: a public key or certificate mounted
  * where the private key belongs, a key of an unsupported type, or no PEM at
  * all. Skipping it would let the STS generate a fresh key that no one else
- * has, so that every verifier pinned to the mounted key fails; refuse to start.
+ * has, so that every verifier pinned to the mounted key fails; refuse to start
+ * (BATON_CONFIG_INVALID, reason `signing-key`).
  */
 export class SigningKeyUnusableError extends ConfigError {
-  override readonly code = 'BATON_STS_SIGNING_KEY_UNUSABLE';
   constructor(file: string, seen: string) {
-    super(file, 'keys.dir', 'a PEM private key (PKCS#8 or SEC1/PKCS#1) for ES256 (P-256), EdDSA (Ed25519) or RS256 (RSA 2048+)', seen);
+    super(file, 'keys.dir', 'a PEM private key (PKCS#8 or SEC1/PKCS#1) for ES256 (P-256), EdDSA (Ed25519) or RS256 (RSA 2048+)', seen, 'signing-key');
     this.name = 'SigningKeyUnusableError';
   }
 }

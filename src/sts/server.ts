@@ -8,7 +8,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { type BatonError, NotFoundError, isBatonError } from '../core/errors.ts';
+import { BadRequestError, type HttpError, InternalError, MethodNotAllowedError, NotFoundError, isHttpError } from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import { servedUrl, serverTlsOptions } from '../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../identity/tls-server.ts';
@@ -41,7 +41,8 @@ import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints, stsPaths } from './metadata.ts';
 import { createMinter } from './mint.ts';
-import { AuthThrottledError, InvalidClientError, MalformedRequestError, MissingParameterError, ServerError, TokenMethodNotAllowedError, toOAuthError, UnsupportedGrantTypeError, UpstreamIntrospectionThrottledError } from './errors.ts';
+import { TokenIntrospectionThrottledError } from '../token/errors.ts';
+import { AuthThrottledError, InvalidClientError, toOAuthError, tokenEndpointStatus, UnsupportedGrantTypeError } from './errors.ts';
 import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
 import { createSubjectTokenVerifier } from './subject-token.ts';
 
@@ -186,16 +187,17 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === paths.token;
   void app.register(fastifyProblems, {
     // The token endpoint's refusals are OAuth errors: whatever fastify refuses there is invalid_request, anything else server_error.
-    translate: (raw, request) => (isTokenEndpoint(request) && !isBatonError(raw) ? tokenEndpointError(raw) : undefined),
+    translate: (raw, request) => (isTokenEndpoint(request) && !isHttpError(raw) ? tokenEndpointError(raw) : undefined),
     onError: (error, raw, request) => {
       // The SERVER span says why: its error.type is the refusal's stable code.
       recordErrorType(error.code);
       // Probes of unknown paths are not refusals worth a log line each.
       if (error.code === NotFoundError.code) return;
-      if (error.status >= 500) logger.error({ code: error.code, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
+      if (error.status >= 500) logger.error({ code: error.code, reason: error.reason, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
       // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
       const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
-      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, status: error.status, error: isTokenEndpoint(request) ? toOAuthError(error).error : undefined, path }, error.message);
+      const atTokenEndpoint = isTokenEndpoint(request);
+      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, reason: error.reason, status: atTokenEndpoint ? tokenEndpointStatus(error) : error.status, error: atTokenEndpoint ? toOAuthError(error).error : undefined, path }, error.message);
     },
     render: (error, request, reply) => {
       if (!isTokenEndpoint(request)) return false;
@@ -208,8 +210,8 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
       // RFC 6585 §4, RFC 9110 §10.2.3: a throttle says when to come back.
-      if (error.code === AuthThrottledError.code || error.code === UpstreamIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
-      reply.code(error.status).type('application/json').send(body);
+      if (error.code === AuthThrottledError.code || error.code === TokenIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
+      reply.code(tokenEndpointStatus(error)).type('application/json').send(body);
       return true;
     },
   });
@@ -254,11 +256,11 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     // RFC 6749 §5.1: token responses MUST carry Cache-Control: no-store and Pragma: no-cache.
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     if (typeof request.body !== 'string' || !isForm(request.headers['content-type'])) {
-      throw new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body (RFC 6749 §3.2)`);
+      throw new BadRequestError(`expected a ${FORM_CONTENT_TYPE} body (RFC 6749 §3.2)`, { reason: 'not-form-encoded' });
     }
     const params = parseTokenRequestForm(request.body);
     const grantType = params.get('grant_type');
-    if (grantType === undefined) throw new MissingParameterError('expected the parameter grant_type, got none');
+    if (grantType === undefined) throw new BadRequestError('expected the parameter grant_type, got none', { reason: 'missing-parameter' });
     grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     const socket = request.raw.socket;
@@ -275,7 +277,7 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     url: paths.token,
     handler: async (request, reply) => {
       reply.header('allow', 'POST');
-      throw new TokenMethodNotAllowedError(`expected POST, got ${request.method}`);
+      throw new MethodNotAllowedError(`expected POST, got ${request.method}`);
     },
   });
 
@@ -317,11 +319,11 @@ function isForm(contentType: string | undefined): boolean {
   return contentType !== undefined && contentType.split(';')[0]?.trim().toLowerCase() === FORM_CONTENT_TYPE;
 }
 
-function tokenEndpointError(raw: unknown): BatonError {
+function tokenEndpointError(raw: unknown): HttpError {
   const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Fastify's own refusals: wrong media type, body too large, bad encoding.
-    return new MalformedRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: raw });
+    return new BadRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: raw, reason: 'unreadable-body' });
   }
-  return new ServerError('the token endpoint failed; see the STS log', { cause: raw });
+  return new InternalError('the token endpoint failed; see the STS log', { cause: raw });
 }

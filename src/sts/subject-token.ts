@@ -9,12 +9,13 @@ import type { JSONWebKeySet } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { KeySourceConfig } from '../token/config.ts';
+import { isTokenError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError } from '../token/errors.ts';
 import { introspectorOf, profileOf } from '../token/issuer-profile-config.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../token/key-source.ts';
 import { createAccessTokenVerifier } from '../token/verifier.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { ExternalIssuerConfig } from './config.ts';
-import { SubjectTokenInvalidError, UpstreamIntrospectionThrottledError, UpstreamIntrospectionUnavailableError, UpstreamKeysUnavailableError } from './errors.ts';
+import { SubjectTokenInvalidError } from './errors.ts';
 
 
 export interface SubjectTokenVerifierOptions {
@@ -76,15 +77,12 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
       try {
         return await verifier.verify(subjectToken, { audience: presentingClientId });
       } catch (error) {
-        const code = (error as { code?: unknown }).code;
-        if (code === 'BATON_TOKEN_KEYS_UNAVAILABLE') throw new UpstreamKeysUnavailableError('subject token: the issuer key set could not be fetched', { cause: error });
-        if (code === 'BATON_TOKEN_INTROSPECTION_UNAVAILABLE') throw new UpstreamIntrospectionUnavailableError('subject token: the issuer introspection endpoint did not answer', { cause: error });
-        if (code === 'BATON_TOKEN_INTROSPECTION_THROTTLED') throw new UpstreamIntrospectionThrottledError('subject token: the budget of introspection calls for new tokens is spent', { cause: error, extensions: { retryAfter: (error as { extensions?: { retryAfter?: unknown } }).extensions?.retryAfter ?? 1 } });
-        if (typeof code === 'string' && code.startsWith('BATON_TOKEN_')) {
-          // RFC 8693 §2.2.2: an invalid subject token is invalid_request. The verifier's messages never hold a token.
-          throw new SubjectTokenInvalidError(`subject token: ${(error as Error).message}`, { cause: error, extensions: { reason: code } });
-        }
-        throw error;
+        if (!isTokenError(error)) throw error;
+        // Not the subject token's fault: its issuer could not be asked. Answered with the sidecar's code, 503 temporarily_unavailable.
+        if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`subject token: ${error.message}`, { cause: error, reason: error.reason });
+        if (error.code === TokenIntrospectionThrottledError.code) throw new TokenIntrospectionThrottledError(`subject token: ${error.message}`, { cause: error, extensions: { retryAfter: error.extensions.retryAfter ?? 1 } });
+        // RFC 8693 §2.2.2: an invalid subject token is invalid_request; the token code is the reason. The verifier's messages never hold a token.
+        throw new SubjectTokenInvalidError(`subject token: ${error.message}`, { cause: error, reason: error.code });
       }
     },
     updateJwks: (jwks) => meshKeys.update(jwks),

@@ -58,6 +58,8 @@ export interface SidecarRequestFailedEvent {
   readonly component: 'sidecar';
   readonly direction: AuditDirection;
   readonly code: string;
+  /** The code's sub-cause, when it names one (docs/errors.md). */
+  readonly reason?: string | undefined;
   readonly status: number;
   readonly method?: string | undefined;
 }
@@ -110,6 +112,8 @@ export interface StsRefusedEvent {
   readonly event: 'token_refused';
   readonly component: 'sts';
   readonly code: string;
+  /** The code's sub-cause, when it names one (docs/errors.md). */
+  readonly reason?: string | undefined;
   readonly status: number;
   /** At the token endpoint: the RFC 6749 §5.2 error code. */
   readonly error?: string | undefined;
@@ -177,7 +181,7 @@ export const AUDIT_SCHEMA: Schema = {
   },
   request_failed: {
     component: 'sidecar',
-    fields: { direction: oneOf(DIRECTIONS), code: text, status: integer, method: optionalText },
+    fields: { direction: oneOf(DIRECTIONS), code: text, reason: optionalText, status: integer, method: optionalText },
   },
   token_decision: {
     component: 'sts',
@@ -189,7 +193,7 @@ export const AUDIT_SCHEMA: Schema = {
   },
   token_refused: {
     component: 'sts',
-    fields: { code: text, status: integer, error: optionalText, path: text },
+    fields: { code: text, reason: optionalText, status: integer, error: optionalText, path: text },
   },
 };
 

@@ -19,7 +19,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AuditComponent, type AuditDirection, type AuditEventName, type AuditLine, parseAuditLine } from './audit-event.ts';
-import { AuditInputUnreadableError } from './errors.ts';
+import { AuditInputInvalidError } from './errors.ts';
 
 
 export interface AuditQuery {
@@ -87,7 +87,7 @@ export function readLogLines(paths: readonly string[]): AuditLine[] {
     try {
       files = statSync(path).isDirectory() ? readdirSync(path).sort().map((name) => join(path, name)).filter((file) => statSync(file).isFile()) : [path];
     } catch (error) {
-      throw new AuditInputUnreadableError(`expected a readable log file or directory, got ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      throw new AuditInputInvalidError(`expected a readable log file or directory, got ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, { reason: 'unreadable' });
     }
     for (const file of files) {
       for (const raw of readFileSync(file, 'utf8').split('\n')) {

@@ -27,7 +27,7 @@
 import { hash } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
-import { TokenInactiveError, TokenIntrospectionThrottledError, TokenIntrospectionUnavailableError } from './errors.ts';
+import { TokenInactiveError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError } from './errors.ts';
 import { parseJsonObject } from './strict-json.ts';
 import { createRateBudget } from '../core/rate-budget.ts';
 import { readBoundedText } from '../core/bounded-text.ts';
@@ -59,7 +59,7 @@ export interface IntrospectorOptions {
 }
 
 export interface Introspector {
-  /** The introspection response of an active token; throws BATON_TOKEN_INACTIVE, BATON_TOKEN_INTROSPECTION_THROTTLED or BATON_TOKEN_INTROSPECTION_UNAVAILABLE. */
+  /** The introspection response of an active token; throws BATON_TOKEN_INACTIVE, BATON_TOKEN_INTROSPECTION_THROTTLED or BATON_TOKEN_ISSUER_UNAVAILABLE (reason `introspection`). */
   introspect(token: string): Promise<Readonly<Record<string, unknown>>>;
   /** The longest an active answer may be reused, by this cache or any cache of the verified token. */
   readonly maxCacheSeconds: number;
@@ -107,7 +107,7 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
       endpoint = metadataEndpoint(await discoverMetadata(issuer, limits), 'introspection_endpoint', issuer);
       return endpoint;
     } catch (error) {
-      throw new TokenIntrospectionUnavailableError(`expected the introspection endpoint of ${issuer}: ${describe(error)}`, { cause: error });
+      throw new TokenIssuerUnavailableError(`expected the introspection endpoint of ${issuer}: ${describe(error)}`, { cause: error, reason: 'introspection' });
     }
   }
 
@@ -163,7 +163,7 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
     // Logged once per transition, so a dead endpoint cannot flood the log; the message never holds the token.
     if (!failing) logger?.warn({ issuer, err: { message } }, 'token introspection failed; refusing opaque tokens');
     failing = true;
-    return new TokenIntrospectionUnavailableError(`expected an answer from the introspection endpoint of ${issuer}`, cause === undefined ? undefined : { cause });
+    return new TokenIssuerUnavailableError(`expected an answer from the introspection endpoint of ${issuer}`, { cause, reason: 'introspection' });
   }
 
   function remember(key: string, answer: Answer): void {

@@ -11,7 +11,7 @@
  */
 import { parseScope } from '../core/claims.ts';
 import { ACCESS_TOKEN_JWT_TYP } from '../core/token-types.ts';
-import { TokenIdTokenError, TokenMalformedError, TokenWrongAudienceError, TokenWrongTypError } from './errors.ts';
+import { TokenMalformedError, TokenWrongAudienceError, TokenWrongTypError } from './errors.ts';
 
 export const PROFILE_NAMES = ['rfc9068', 'keycloak', 'entra', 'okta', 'auth0'] as const;
 export type ProfileName = (typeof PROFILE_NAMES)[number];
@@ -226,7 +226,7 @@ function checkAudience(aud: unknown, match: AudienceMatch, audience: string): vo
  */
 function refuseIdToken(claims: Readonly<Record<string, unknown>>): void {
   if ('nonce' in claims || 'at_hash' in claims || 'c_hash' in claims || claims.typ === 'ID') {
-    throw new TokenIdTokenError('expected an access token, got an OpenID Connect id_token');
+    throw new TokenWrongTypError('expected an access token, got an OpenID Connect id_token', { reason: 'id-token' });
   }
 }
 

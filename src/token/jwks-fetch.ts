@@ -7,6 +7,7 @@
 import type { JSONWebKeySet } from 'jose';
 import { type Dispatcher, request } from 'undici';
 import { BodyTooLargeError, readBoundedText } from '../core/bounded-text.ts';
+import { BatonError } from '../core/errors.ts';
 import { isRocaModulus, rsaModulus } from './weak-rsa.ts';
 
 export interface FetchLimits {
@@ -15,9 +16,10 @@ export interface FetchLimits {
   readonly maxBytes: number;
 }
 
-export class JwksFetchError extends Error {
+/** A key set or an issuer's metadata could not be had; the key source keeps its last good keys, and answers for it once it has none. */
+export class JwksFetchError extends BatonError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('BATON_TOKEN_ISSUER_UNAVAILABLE', message, options);
     this.name = 'JwksFetchError';
   }
 }

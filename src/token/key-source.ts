@@ -9,14 +9,14 @@ import type { KeyObject, webcrypto } from 'node:crypto';
 import { createLocalJWKSet, type FlattenedJWSInput, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import { TokenKeysUnavailableError, TokenUnknownKidError } from './errors.ts';
+import { TokenIssuerUnavailableError, TokenUnknownKidError } from './errors.ts';
 import { describe, discoverJwksUri, type FetchLimits, fetchJson, validateJwks } from './jwks-fetch.ts';
 import { KEY_SOURCE_DEFAULTS } from './config.ts';
 
 export type VerificationKey = webcrypto.CryptoKey | KeyObject;
 
 export interface KeySource {
-  /** Throws BATON_TOKEN_UNKNOWN_KID when no key matches, BATON_TOKEN_KEYS_UNAVAILABLE when there are no usable keys. */
+  /** Throws BATON_TOKEN_UNKNOWN_KID when no key matches, BATON_TOKEN_ISSUER_UNAVAILABLE (reason `jwks`) when there are no usable keys. */
   readonly getKey: (header: JWSHeaderParameters, token?: FlattenedJWSInput) => Promise<VerificationKey>;
   ready(): boolean;
   /** Why the last fetch failed (the URL and the error), until one succeeds; undefined for keys held locally. */
@@ -114,9 +114,9 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
 
   async function usableSet(): Promise<LocalSet> {
     if (current === undefined || now() - current.fetchedAt > maxStaleMs) await refetch(false);
-    if (current === undefined) throw new TokenKeysUnavailableError(`expected signing keys for ${issuer}, but none could be fetched`);
+    if (current === undefined) throw new TokenIssuerUnavailableError(`expected signing keys for ${issuer}, but none could be fetched`, { reason: 'jwks' });
     if (now() - current.fetchedAt > maxStaleMs) {
-      throw new TokenKeysUnavailableError(`expected signing keys for ${issuer} fetched within ${maxStaleMs} ms, the last good ones are older`);
+      throw new TokenIssuerUnavailableError(`expected signing keys for ${issuer} fetched within ${maxStaleMs} ms, the last good ones are older`, { reason: 'jwks' });
     }
     return current.set;
   }

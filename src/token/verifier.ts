@@ -10,7 +10,6 @@ import { parseScope } from '../core/claims.ts';
 import {
   isTokenError,
   TokenActInvalidError,
-  TokenCnfInvalidError,
   TokenAlgNotAllowedError,
   TokenBadSignatureError,
   TokenExpiredError,
@@ -178,7 +177,7 @@ function readMeshClaims(claims: Readonly<Record<string, unknown>>, trusted: Trus
   try {
     chain = Object.freeze(callerChain(claims, maxActDepth));
   } catch (error) {
-    if (error instanceof ActChainError) throw new TokenActInvalidError(error.message, { cause: error });
+    if (error instanceof ActChainError) throw new TokenActInvalidError(error.message, { cause: error, reason: error.reason });
     throw error;
   }
   return Object.freeze({
@@ -209,11 +208,11 @@ const X5T_S256 = /^[A-Za-z0-9_-]{43}$/;
  */
 function readConfirmation(cnf: unknown): string | undefined {
   if (cnf === undefined) return undefined;
-  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw new TokenCnfInvalidError('expected cnf to be a JSON object');
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw new TokenMalformedError('expected cnf to be a JSON object', { reason: 'cnf' });
   const members = Object.keys(cnf);
   const thumbprint = (cnf as Record<string, unknown>)['x5t#S256'];
   if (members.length !== 1 || typeof thumbprint !== 'string' || !X5T_S256.test(thumbprint)) {
-    throw new TokenCnfInvalidError('expected cnf to hold exactly x5t#S256, a base64url SHA-256 thumbprint (RFC 8705 §3.1)');
+    throw new TokenMalformedError('expected cnf to hold exactly x5t#S256, a base64url SHA-256 thumbprint (RFC 8705 §3.1)', { reason: 'cnf' });
   }
   return thumbprint;
 }

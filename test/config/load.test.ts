@@ -78,7 +78,8 @@ describe('config loading', () => {
       () => loadConfig(Schema, { file: path }),
       (error: unknown) =>
         error instanceof ConfigUnknownKeyError &&
-        error.code === 'BATON_CONFIG_UNKNOWN_KEY' &&
+        error.code === 'BATON_CONFIG_INVALID' &&
+        error.reason === 'unknown-key' &&
         error.key === 'sts.clientSecrte' &&
         error.suggestion === 'clientSecret' &&
         error.message.includes("did you mean 'sts.clientSecret'") &&
@@ -97,7 +98,7 @@ describe('config loading', () => {
   it('says "missing" for a required key with no value, and names its environment variable', () => {
     assert.throws(
       () => loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a' } }),
-      (error: unknown) => error instanceof ConfigMissingKeyError && error.code === 'BATON_CONFIG_MISSING_KEY' && error.key === 'sts.clientSecret' && /missing/.test(error.message) && error.message.includes('BATON_STS__CLIENT_SECRET'),
+      (error: unknown) => error instanceof ConfigMissingKeyError && error.code === 'BATON_CONFIG_INVALID' && error.reason === 'missing-key' && error.key === 'sts.clientSecret' && /missing/.test(error.message) && error.message.includes('BATON_STS__CLIENT_SECRET'),
     );
   });
 
@@ -106,7 +107,8 @@ describe('config loading', () => {
       () => loadConfig(Schema, { env: { BATON_STS__CLIENT_ID: 'a', BATON_STS__CLIENT_SECRTE: 'bbbbbbbbbbbbbbbb' } }),
       (error: unknown) =>
         error instanceof ConfigUnknownVariableError &&
-        error.code === 'BATON_CONFIG_UNKNOWN_KEY' &&
+        error.code === 'BATON_CONFIG_INVALID' &&
+        error.reason === 'unknown-key' &&
         error.variable === 'BATON_STS__CLIENT_SECRTE' &&
         error.message === 'environment variable BATON_STS__CLIENT_SECRTE: no baton setting has this name; did you mean BATON_STS__CLIENT_SECRET?',
     );

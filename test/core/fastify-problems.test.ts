@@ -40,7 +40,7 @@ async function problem(app: FastifyInstance, request: InjectOptions): Promise<{ 
 }
 
 describe('fastify problem+json plugin', () => {
-  it('answers a thrown BatonError as its problem document, in child contexts too', async () => {
+  it('answers a thrown HttpError as its problem document, in child contexts too', async () => {
     const app = build();
     for (const url of ['/refused', '/child']) {
       const { status, body } = await problem(app, { method: 'GET', url });

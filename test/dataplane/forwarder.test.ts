@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { UPSTREAM_FRAMING, UPSTREAM_TIMEOUT } from '../../src/dataplane/forward-call.ts';
+import { UPSTREAM_FRAMING, UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE } from '../../src/dataplane/forward-call.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 import type { HttpStream } from '../../src/dataplane/stream.ts';
 import { BOUNDED, cleanUp, cleanUpAfterEach, collect, count, type Forward, get, httpUpstream, type Outcome, type Proxy, type ProxyOptions, proxyTo, rawClient, rawUpstream, type Reading, responses, type RawClient, type Served, summary, within } from '../helpers/dataplane.ts';
@@ -334,7 +334,8 @@ describe('forwarding through the socket data plane', () => {
       client.socket.write(get('/'));
       const [response] = responses(await client.until(count(1), 'a response', timeoutMs + 5_000)).list;
       const elapsed = performance.now() - started;
-      return { status: response?.status, body: response?.body.toString(), outcome: await within(proxy.outcomes[0] as Outcome, 1_000, 'the forward to settle'), elapsed };
+      const outcome = await within(proxy.outcomes[0] as Outcome, 1_000, 'the forward to settle');
+      return { status: response?.status, body: response?.body.toString(), outcome, reason: proxy.failures[0]?.reason, elapsed };
     }
 
     it('a silent upstream: forward rejects with UPSTREAM_TIMEOUT after timeoutMs (504)', BOUNDED, async () => {
@@ -343,12 +344,12 @@ describe('forwarding through the socket data plane', () => {
       assert.ok(elapsed >= 250 && elapsed < 3_300, `answered after ${Math.round(elapsed)} ms`);
     });
 
-    it('an upstream refusing the connection: forward rejects with ECONNREFUSED (502)', BOUNDED, async () => {
+    it('an upstream refusing the connection: forward rejects with UPSTREAM_UNREACHABLE, reason ECONNREFUSED (502)', BOUNDED, async () => {
       const closed = createNetServer();
       const port = await listenOnLoopback(closed);
       await new Promise((resolve) => closed.close(resolve));
-      const { status, body, outcome } = await answer(port);
-      assert.deepEqual([status, body, outcome], [502, 'ECONNREFUSED', 'ECONNREFUSED']);
+      const { status, body, outcome, reason } = await answer(port);
+      assert.deepEqual([status, body, outcome, reason], [502, UPSTREAM_UNREACHABLE, UPSTREAM_UNREACHABLE, 'ECONNREFUSED']);
     });
 
     it('an upstream answering garbage: forward rejects with UPSTREAM_FRAMING (502)', BOUNDED, async () => {
@@ -450,7 +451,7 @@ describe('forwarding through the socket data plane', () => {
       try {
         const { list } = responses(await client.whenClosed(4_000), { closed: true });
         const elapsed = performance.now() - started;
-        assert.deepEqual([list.map((r) => r.status), proxy.refusals.map((r) => r.status)], [[408], [408]]);
+        assert.deepEqual([list.map((r) => r.status), proxy.refusals.map((r) => [r.status, r.code, r.reason])], [[408], [[408, 'BATON_REQUEST_TIMEOUT', 'head']]]);
         assert.ok(elapsed >= 250 && elapsed < 3_000, `refused after ${Math.round(elapsed)} ms`);
       } finally {
         clearInterval(trickle);

@@ -28,7 +28,7 @@ import { closeServer, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { OP_INTROSPECTOR, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { TokenIdTokenError, TokenInactiveError } from '../../src/token/errors.ts';
+import { TokenInactiveError, TokenWrongTypError } from '../../src/token/errors.ts';
 import { callGraph } from '../helpers/policy.ts';
 
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
@@ -291,7 +291,7 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     const idToken = await keycloak.sign({ sub: 'alice', aud: 'gateway', typ: 'ID', azp: 'gateway', nonce: 'n-1', at_hash: 'x' }, 'JWT');
     const refused = await enter(idToken);
     assert.equal(refused.status, 401);
-    assert.equal(refused.body.code, TokenIdTokenError.code);
+    assert.deepEqual([refused.body.code, refused.body.reason], [TokenWrongTypError.code, 'id-token']);
     assert.equal(refused.seen.length, 0);
   });
 });

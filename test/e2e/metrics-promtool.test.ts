@@ -15,7 +15,7 @@ import { createRedisReplayStore } from '../../src/sts/replay-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 import { BadRequestError } from '../../src/core/errors.ts';
-import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 
 /** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
 function promtool(text: string): { status: number | null; output: string } {

@@ -9,7 +9,8 @@ import { BATON_VERSION } from '../../src/core/version.ts';
 import { DEMO_SERVICES, type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER, postInbound, runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
-import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { UnauthenticatedError } from '../../src/sidecar/errors.ts';
 
 /** One sample of a scrape: `name{labels} value`. */
 interface Sample {

@@ -83,7 +83,7 @@ describe('policy replay: maximum age and the last version kept across restarts',
     it(`${part}: refuses a document issued longer ago than maxAgeSeconds, then takes a fresh one`, async () => {
       current = await document(5, MAX_AGE + 3_600);
       const p = part === 'sidecar' ? sidecar() : await sts();
-      await p.waitForOutput(/"code":"BATON_POLICY_TOO_OLD"/, 20_000);
+      await p.waitForOutput(/"code":"BATON_POLICY_STALE","reason":"age"/, 20_000);
       assert.doesNotMatch(p.stdout(), /"msg":"policy updated"/);
       current = await document(5, 10);
       await p.waitForOutput(/"version":5,[^\n]*"msg":"policy updated"/, 20_000);
@@ -99,7 +99,7 @@ describe('policy replay: maximum age and the last version kept across restarts',
       // A replay of version 6 (signed within the maximum age) while the process was down.
       current = await document(6, 5);
       const second = part === 'sidecar' ? sidecar() : await sts();
-      await second.waitForOutput(/"code":"BATON_POLICY_VERSION_STALE"/, 20_000);
+      await second.waitForOutput(/"code":"BATON_POLICY_STALE","reason":"version"/, 20_000);
       assert.doesNotMatch(second.stdout(), /"msg":"policy updated"/);
       // The current version, re-signed later, is taken again.
       current = await document(7, 0);

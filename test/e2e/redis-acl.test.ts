@@ -70,16 +70,16 @@ describe('redis settings of the sidecar and the STS', () => {
   // The Redis tier serves plaintext mode only: in mtls mode exchanged tokens are bound to the pod and never shared.
   const sidecar = { service: 'orders', transport: { mode: 'plaintext' }, sts: { issuer: 'http://127.0.0.1:1', clientId: 'orders', clientSecret: 'x' }, policy: { file: '/dev/null' } };
 
-  const configError = (key: string, code = 'BATON_CONFIG_INVALID') => (error: unknown) => error instanceof ConfigError && error.code === code && error.key === key;
+  const configError = (key: string, reason?: string) => (error: unknown) => error instanceof ConfigError && error.code === 'BATON_CONFIG_INVALID' && error.reason === reason && error.key === key;
 
   it('refuses a sidecar with Redis and no seal key: tokens are never stored unsealed', () => {
-    assert.throws(() => loadConfig(SidecarConfigSchema, { env: { BATON_SERVICE: 'orders' }, overrides: { ...flat(sidecar), 'redis.url': 'redis://r:6379', 'redis.passwordFile': '/p' } }), configError('redis.sealKeyFile', 'BATON_CONFIG_MISSING_KEY'));
+    assert.throws(() => loadConfig(SidecarConfigSchema, { env: { BATON_SERVICE: 'orders' }, overrides: { ...flat(sidecar), 'redis.url': 'redis://r:6379', 'redis.passwordFile': '/p' } }), configError('redis.sealKeyFile', 'missing-key'));
   });
 
   it('refuses a Redis URL that carries credentials, and a Redis given as a bare URL', () => {
     assert.throws(() => loadConfig(SidecarConfigSchema, { overrides: { ...flat(sidecar), 'redis.url': 'redis://orders:hunter2@r:6379', 'redis.passwordFile': '/p', 'redis.sealKeyFile': '/k' } }), configError('redis.url'));
     assert.throws(() => loadConfig(SidecarConfigSchema, { env: { BATON_REDIS: 'redis://r:6379' }, overrides: flat(sidecar) }), configError('redis'));
-    assert.throws(() => loadConfig(StsConfigSchema, { overrides: { issuer: 'http://sts', 'policy.file': '/p', 'redis.url': 'redis://r:6379' } }), configError('redis.passwordFile', 'BATON_CONFIG_MISSING_KEY'));
+    assert.throws(() => loadConfig(StsConfigSchema, { overrides: { issuer: 'http://sts', 'policy.file': '/p', 'redis.url': 'redis://r:6379' } }), configError('redis.passwordFile', 'missing-key'));
   });
 
   it('reads every redis key from the environment, with defaults', () => {

@@ -11,7 +11,7 @@ import { loadPolicyFile } from '../../src/policy/language/load.ts';
 import { callsFromDecisions } from '../../src/policy/tooling/observed.ts';
 import { waitFor } from '../helpers/net.ts';
 import { runBaton } from '../helpers/process.ts';
-import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 import { callGraph } from '../helpers/policy.ts';
 
 // One edge in shadow mode (orders → payments asks for a scope alice lacks),

@@ -21,7 +21,7 @@ import { callGraph } from '../helpers/policy.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 import { Redis } from 'ioredis';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
-import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 
 const SERVICES = ['gateway', 'orders', 'payments'] as const;
 type Name = (typeof SERVICES)[number];

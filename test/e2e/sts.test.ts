@@ -11,6 +11,7 @@ import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/
 import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
 import { ExternalTokenNotAtEntrypointError, SubjectTokenInvalidError } from '../../src/sts/errors.ts';
+import { TokenExpiredError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 
 interface TokenAnswer {
   readonly status: number;
@@ -115,7 +116,7 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const response = await paymentsExchange(hop1.body.access_token as string, 'ledger');
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.equal(response.body.code, SubjectTokenInvalidError.code);
+    assert.deepEqual([response.body.code, response.body.reason], [SubjectTokenInvalidError.code, TokenWrongAudienceError.code]);
   });
 
   it('refuses an edge the call graph forbids with invalid_target naming the rule', async () => {
@@ -152,7 +153,7 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const response = await gatewayExchange(await idp.userToken({}, { ttlSeconds: -300 }));
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.equal(response.body.code, SubjectTokenInvalidError.code);
+    assert.deepEqual([response.body.code, response.body.reason], [SubjectTokenInvalidError.code, TokenExpiredError.code]);
   });
 
   it('refuses an alg none subject token', async () => {

@@ -9,7 +9,8 @@ import { request } from 'undici';
 import { DEMO_USER, postInbound, runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { runBaton } from '../helpers/process.ts';
-import { PolicyDeniedError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { UnauthenticatedError } from '../../src/sidecar/errors.ts';
 import { InvalidClientError } from '../../src/sts/errors.ts';
 
 const SERVER = 2;

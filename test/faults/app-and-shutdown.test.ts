@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { waitFor } from '../helpers/net.ts';
 import { type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
-import { OverloadedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
+import { OverloadedError } from '../../src/core/errors.ts';
+import { UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 
 describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () => {
   let mesh: FaultMesh;

@@ -10,7 +10,8 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compact, es256 } from '../helpers/security-mesh.ts';
 import { type FaultMesh, startFaultMesh } from '../helpers/fault-mesh.ts';
-import { ExchangedTokenExpiredError, ExchangeRefusedError, StsThrottledError, StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
+import { ExchangeRefusedError, StsThrottledError, StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
+import { TokenExpiredError } from '../../src/token/errors.ts';
 import { TokenUnknownKidError } from '../../src/token/errors.ts';
 
 describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
@@ -118,7 +119,7 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
       const seen: Array<string | undefined> = [];
       // Each call a fresh subject, so nothing is cached: 6 expired, 6 throttled, then refusals.
       for (let i = 0; i < 14; i++) seen.push((await mesh.charge(await mesh.handle())).code);
-      assert.deepEqual(seen.slice(0, 6), Array(6).fill(ExchangedTokenExpiredError.code));
+      assert.deepEqual(seen.slice(0, 6), Array(6).fill(TokenExpiredError.code));
       assert.deepEqual(seen.slice(6, 12), Array(6).fill(StsThrottledError.code));
       // With these counted as outages the circuit would be open now, and these would be BATON_STS_UNAVAILABLE.
       assert.deepEqual(seen.slice(12), [ExchangeRefusedError.code, ExchangeRefusedError.code]);

@@ -50,7 +50,7 @@ export const requestHeaders = (x: HttpStream): string[] => endToEndHeaders(x.hea
 export type Outcome = Promise<number | string>;
 export type Forward = (x: HttpStream) => Outcome;
 export type ProxyOptions = { timeoutMs?: number; maxHeadBytes?: number; keepAliveTimeoutMs?: number; headersTimeoutMs?: number; handle?: (x: HttpStream, forward: Forward) => Outcome; headers?: (x: HttpStream) => string[] };
-export type Proxy = { port: number; refusals: ConnectionRefusal[]; streams: HttpStream[]; outcomes: Outcome[]; drain(): void; retries: number };
+export type Proxy = { port: number; refusals: ConnectionRefusal[]; failures: UpstreamFailure[]; streams: HttpStream[]; outcomes: Outcome[]; drain(): void; retries: number };
 
 /** The tiny proxy: every request forwarded (or given to `handle`), a failure answered 504/502 with its code. */
 export async function proxyTo(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
@@ -58,10 +58,11 @@ export async function proxyTo(upstreamPort: number, options: ProxyOptions = {}):
   const origin = { key: `127.0.0.1:${upstreamPort}`, host: '127.0.0.1', port: upstreamPort, authority: `127.0.0.1:${upstreamPort}` };
   const forward: Forward = (x) =>
     upstreams.forward(x, { origin, path: x.url, host: x.headers.host ?? '', headers: (options.headers ?? requestHeaders)(x), timeoutMs: options.timeoutMs ?? 5_000 }).catch((error: UpstreamFailure) => {
+      proxy.failures.push(error);
       x.respond(error.code === UPSTREAM_TIMEOUT ? 504 : 502, ['content-type', 'text/plain'], error.code);
       return error.code;
     });
-  const proxy: Proxy = { port: 0, refusals: [], streams: [], outcomes: [], drain: () => plane.drain(), retries: 0 };
+  const proxy: Proxy = { port: 0, refusals: [], failures: [], streams: [], outcomes: [], drain: () => plane.drain(), retries: 0 };
   const handler = (x: HttpStream): void => {
     proxy.streams.push(x);
     proxy.outcomes.push(options.handle === undefined ? forward(x) : options.handle(x, forward));

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ScenarioResult } from '../../src/demo/scenario.ts';
-import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 
 export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed: ScenarioResult; denied: ScenarioResult } {
   const [allowed, denied] = results;

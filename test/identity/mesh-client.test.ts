@@ -69,7 +69,7 @@ describe('mesh client', () => {
       (error: unknown) => error as Error & { code?: string; cause?: { code?: string } },
     );
     assert.ok(failure !== undefined, 'the request was refused');
-    assert.equal(failure.code ?? failure.cause?.code, 'BATON_IDENTITY_PEER_MISMATCH');
+    assert.equal(failure.code ?? failure.cause?.code, 'BATON_UPSTREAM_IDENTITY_MISMATCH');
     assert.equal(requestsSeen, before, 'the impostor never saw a request');
   });
 });

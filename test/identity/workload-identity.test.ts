@@ -240,7 +240,7 @@ describe('mutual TLS with SPIFFE peer checks', () => {
   it('refuses a server whose certificate names another service, before sending anything', async () => {
     const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
     const before = seen.length;
-    await assert.rejects(dial(clientTlsOptions(orders, ids.map.idOf('gateway'), orders.pem.bundle)), { code: 'BATON_IDENTITY_PEER_MISMATCH' });
+    await assert.rejects(dial(clientTlsOptions(orders, ids.map.idOf('gateway'), orders.pem.bundle)), { code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', reason: 'other-id' });
     assert.equal(seen.length, before, 'the server handler never ran for the refused connection');
   });
 
@@ -260,7 +260,7 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
     // OpenSSL completes the handshake: the refusal is baton's, at the layer that turns a certificate into a service.
     assert.equal(await dial({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: signing.certPem, key: signing.keyPem }), 'hello');
-    assert.equal(seen.at(-1), 'BATON_IDENTITY_PEER_NOT_WORKLOAD', 'not orders');
+    assert.equal(seen.at(-1), 'BATON_PEER_NOT_WORKLOAD', 'not orders');
   });
 
   it('refuses a server presenting a CA certificate that carries the expected SPIFFE ID, before sending anything', async () => {
@@ -283,7 +283,7 @@ describe('mutual TLS with SPIFFE peer checks', () => {
         });
         socket.on('error', resolve);
       });
-      assert.equal((refused as { code?: string }).code, 'BATON_IDENTITY_PEER_MISMATCH');
+      assert.deepEqual([(refused as { code?: string }).code, (refused as { reason?: string }).reason], ['BATON_UPSTREAM_IDENTITY_MISMATCH', 'ca-certificate']);
       assert.match(String((refused as Error).message), /CA certificate naming spiffe:\/\/baton\.test\/ns\/test\/sa\/payments/);
       assert.deepEqual(received, []);
     } finally {

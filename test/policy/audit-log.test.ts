@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parseDecisionLine, parseSince, readAuditLogs } from '../../src/policy/tooling/audit-log.ts';
-import { AuditLogUnreadableError, BadSinceError } from '../../src/policy/tooling/errors.ts';
+import { AuditInputInvalidError } from '../../src/telemetry/errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-audit-log-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -105,7 +105,7 @@ describe('audit log reading', () => {
   });
 
   it('refuses a log path that does not exist', async () => {
-    await assert.rejects(readAuditLogs([join(dir, 'missing')]), { code: AuditLogUnreadableError.code });
+    await assert.rejects(readAuditLogs([join(dir, 'missing')]), { code: AuditInputInvalidError.code, reason: 'unreadable' });
   });
 
   it('takes --since as an ISO time or a duration before now, and refuses anything else', () => {
@@ -113,6 +113,6 @@ describe('audit log reading', () => {
     assert.equal(parseSince('2025-03-01T10:00:00Z', now), Date.parse('2025-03-01T10:00:00Z'));
     assert.equal(parseSince('30m', now), now - 30 * 60_000);
     assert.equal(parseSince('7d', now), now - 7 * 86_400_000);
-    for (const bad of ['1', 'yesterday', '10y', '']) assert.throws(() => parseSince(bad, now), { code: BadSinceError.code });
+    for (const bad of ['1', 'yesterday', '10y', '']) assert.throws(() => parseSince(bad, now), { code: AuditInputInvalidError.code, reason: 'since' });
   });
 });

@@ -12,7 +12,7 @@ import { createFilePolicySource } from '../../src/policy/distribution/source.ts'
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { captureLogs } from '../helpers/logs.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
-import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicySignatureError, PolicyVersionStaleError } from '../../src/policy/distribution/errors.ts';
+import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicySignatureError, PolicyStaleError } from '../../src/policy/distribution/errors.ts';
 
 const FIXTURE_PATH = new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url).pathname;
 const FIXTURE = readFileSync(FIXTURE_PATH, 'utf8');
@@ -90,7 +90,7 @@ describe('policy client', () => {
     const policy = client(server.url);
     assert.equal(await policy.waitUntilReady(3000), true);
     server.serve(200, await signed(5));
-    await waitFor(async () => policy.lastError()?.code === PolicyVersionStaleError.code, { what: 'the refusal' });
+    await waitFor(async () => policy.lastError()?.code === PolicyStaleError.code && policy.lastError()?.reason === 'version', { what: 'the refusal' });
     assert.equal(policy.version(), 10);
     server.serve(200, await signed(11));
     await waitFor(async () => policy.version() === 11, { what: 'the newer version' });

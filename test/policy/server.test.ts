@@ -9,8 +9,7 @@ import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificat
 import { createPolicyWatcher } from '../../src/policy/distribution/watch.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
-import { PolicyNotReadyError, PolicyWaitInvalidError } from '../../src/policy/distribution/errors.ts';
-import { BadRequestError, NotFoundError, problemType } from '../../src/core/errors.ts';
+import { BadRequestError, NotFoundError, NotReadyError, problemType } from '../../src/core/errors.ts';
 
 const FIXTURE = readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8');
 const EDITED = FIXTURE.replace('maxDepth: 4', 'maxDepth: 5');
@@ -87,7 +86,7 @@ describe('policy server', () => {
       const response = await get(`${url}/v1/callgraph?wait=${wait}`);
       assert.equal(response.status, 400);
       assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
-      assert.equal(JSON.parse(response.body).code, PolicyWaitInvalidError.code);
+      assert.deepEqual([JSON.parse(response.body).code, JSON.parse(response.body).reason], [BadRequestError.code, 'wait']);
     }
   });
 
@@ -141,7 +140,7 @@ describe('policy server', () => {
     assert.equal((await get(`${url}/livez`)).status, 200);
     const notReady = await get(`${url}/readyz`);
     assert.equal(notReady.status, 503);
-    assert.equal(JSON.parse(notReady.body).code, PolicyNotReadyError.code);
+    assert.deepEqual([JSON.parse(notReady.body).code, JSON.parse(notReady.body).reason], [NotReadyError.code, 'policy']);
     assert.equal((await get(`${url}/v1/callgraph`)).status, 503);
     writeFileSync(path, FIXTURE);
     await waitFor(async () => server.published() !== undefined, { what: 'the policy' });

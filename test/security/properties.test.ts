@@ -70,7 +70,7 @@ describe('act unwinding properties', () => {
     fc.assert(fc.property(fc.array(name, { maxLength: 12 }), fc.integer({ min: 1, max: 8 }), (chain, maxDepth) => {
       const act = buildAct(chain);
       if (chain.length <= maxDepth) assert.deepEqual(unwindAct(act, maxDepth), chain);
-      else assert.throws(() => unwindAct(act, maxDepth), (e: unknown) => e instanceof ActChainError && e.code === 'BATON_ACT_TOO_DEEP');
+      else assert.throws(() => unwindAct(act, maxDepth), (e: unknown) => e instanceof ActChainError && e.reason === 'too-deep');
     }));
   });
 

@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
-import { FairShareExceededError, RequestBodyTimeoutError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
+import { FairShareExceededError, RequestTimeoutError, UnauthenticatedError } from '../../src/sidecar/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 
 const BODY_TIMEOUT_MS = 3_000;
@@ -33,6 +33,7 @@ function trickle(port: number, token: string): { socket: Socket; answer: Promise
 
 const statusOf = (raw: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
 const codeOf = (raw: string): string | undefined => (/"code":"([A-Z_]+)"/.exec(raw) ?? [])[1];
+const reasonOf = (raw: string): string | undefined => (/"reason":"([a-z-]+)"/.exec(raw) ?? [])[1];
 
 describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
   let mesh: SecurityMesh;
@@ -88,7 +89,7 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     const elapsed = Date.now() - started;
     for (const raw of answers) {
       assert.equal(statusOf(raw), 408, raw.slice(0, 200));
-      assert.equal(codeOf(raw), RequestBodyTimeoutError.code);
+      assert.deepEqual([codeOf(raw), reasonOf(raw)], [RequestTimeoutError.code, 'body']);
     }
     assert.ok(elapsed >= BODY_TIMEOUT_MS - 100 && elapsed < BODY_TIMEOUT_MS + 5_000, `answered after ${elapsed} ms`);
     // And the slots are free again.

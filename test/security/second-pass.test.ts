@@ -9,14 +9,16 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { type SecurityMesh, startSecurityMesh } from '../helpers/security-mesh.ts';
-import { AmbiguousPathError, PolicyDeniedError } from '../../src/sidecar/errors.ts';
-import { SubjectTokenExpiredError } from '../../src/sts/errors.ts';
+import { BadRequestError } from '../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { SubjectTokenInvalidError } from '../../src/sts/errors.ts';
+import { TokenExpiredError } from '../../src/token/errors.ts';
 
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 /** One raw request (bytes as given, no client normalisation); the status and the problem code. */
-async function rawRequest(port: number, target: Buffer | string, headers: Record<string, string>): Promise<{ status: number; code?: string; pathClass?: string }> {
+async function rawRequest(port: number, target: Buffer | string, headers: Record<string, string>): Promise<{ status: number; code?: string; reason?: string; pathClass?: string }> {
   const head = Buffer.concat([
     Buffer.from('GET '),
     Buffer.isBuffer(target) ? target : Buffer.from(target, 'latin1'),
@@ -34,8 +36,13 @@ async function rawRequest(port: number, target: Buffer | string, headers: Record
   });
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
   const body = answer.slice(answer.indexOf('\r\n\r\n') + 4);
-  const problem = body.startsWith('{') ? (JSON.parse(body) as { code?: string; pathClass?: string }) : {};
-  return { status, ...(problem.code === undefined ? {} : { code: problem.code }), ...(problem.pathClass === undefined ? {} : { pathClass: problem.pathClass }) };
+  const problem = body.startsWith('{') ? (JSON.parse(body) as { code?: string; reason?: string; pathClass?: string }) : {};
+  return {
+    status,
+    ...(problem.code === undefined ? {} : { code: problem.code }),
+    ...(problem.reason === undefined ? {} : { reason: problem.reason }),
+    ...(problem.pathClass === undefined ? {} : { pathClass: problem.pathClass }),
+  };
 }
 
 describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 120_000 }, () => {
@@ -56,7 +63,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const r = await mesh.exchange('orders', { grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, audience: 'payments' });
       assert.equal(r.status, 400, `exp ${exp - nowSec()} s`);
       assert.equal(r.body.error, 'invalid_request');
-      assert.equal(r.body.code, SubjectTokenExpiredError.code);
+      assert.deepEqual([r.body.code, r.body.reason], [SubjectTokenInvalidError.code, TokenExpiredError.code]);
       assert.equal(r.body.access_token, undefined);
     }
     // One second left: minted, and expires_in is never above what is left nor below 1.
@@ -117,14 +124,14 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
     ];
     const unmatched = ['/orders/1;jsessionid=x', '/orders/1%3Bx', '/orders/a%2Fb', '/orders/%EF%BC%8Fadmin', '/orders//1', '/orders/100%25', '/orders/%EF%BC%A1'];
 
-    it('refuses every ambiguous spelling of a path with 400 BATON_AMBIGUOUS_PATH naming its class; the app sees nothing', async () => {
+    it('refuses every ambiguous spelling of a path with 400 BATON_BAD_REQUEST, reason ambiguous-path, naming its class; the app sees nothing', async () => {
       const token = mesh.meshToken('orders', ['gateway']);
       const before = mesh.apps.orders.hits;
       for (const [target, pathClass] of refused) {
         const r = await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` });
         // Raw bytes above 0x7F are refused by the HTTP parser itself (llhttp), before the sidecar's own check.
         if (pathClass === 'raw-non-ascii') assert.equal(r.status, 400);
-        else assert.deepEqual(r, { status: 400, code: AmbiguousPathError.code, pathClass }, String(target));
+        else assert.deepEqual(r, { status: 400, code: BadRequestError.code, reason: 'ambiguous-path', pathClass }, String(target));
       }
       assert.equal(mesh.apps.orders.hits, before);
     });
@@ -134,7 +141,7 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const before = mesh.apps.orders.hits;
       for (const target of unmatched) {
         const r = await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` });
-        assert.deepEqual(r, { status: 403, code: PolicyDeniedError.code }, target);
+        assert.deepEqual(r, { status: 403, code: PolicyDeniedError.code, reason: 'path' }, target);
       }
       assert.equal(mesh.apps.orders.hits, before);
       // Honest percent-encoding still matches, decoded once on both sides.
@@ -152,9 +159,9 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const before = mesh.apps.payments.hits;
       for (const target of ['/charges/..;/admin', '/charges/%252e%252e/admin', '/charges/%C0%AE%C0%AE']) {
         const out = await request(mesh.outbound('orders', target), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
-        const body = (await out.body.json()) as { code?: string };
+        const body = (await out.body.json()) as { code?: string; reason?: string };
         assert.equal(out.statusCode, 400, target);
-        assert.equal(body.code, AmbiguousPathError.code);
+        assert.deepEqual([body.code, body.reason], [BadRequestError.code, 'ambiguous-path']);
       }
       assert.equal(mesh.apps.payments.hits, before);
     });

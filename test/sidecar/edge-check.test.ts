@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import type { DecisionInput } from '../../src/policy/language/decision.ts';
 import { checkSidecarEdge, type EdgeContext } from '../../src/sidecar/edge-check.ts';
 import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
-import { PolicyDeniedError, StepUpRequiredError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { StepUpRequiredError } from '../../src/sidecar/errors.ts';
 import { captureLogs, type LogCapture } from '../helpers/logs.ts';
 import { callGraph, compileTestPolicy } from '../helpers/policy.ts';
 
@@ -26,12 +27,12 @@ function edgeContext(logs: LogCapture, overrides: Partial<EdgeContext> = {}): Ed
 
 const call = (path: string, overrides: Partial<DecisionInput> = {}): DecisionInput => ({ chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path, scopes: new Set(['shop']), acr: 'mfa', user: true, ...overrides });
 
-function thrown(run: () => unknown): { code?: string; status?: number; extensions?: Record<string, unknown> } | undefined {
+function thrown(run: () => unknown): { code?: string; reason?: string; status?: number; extensions?: Record<string, unknown> } | undefined {
   try {
     run();
     return undefined;
   } catch (error) {
-    return error as { code?: string; status?: number; extensions?: Record<string, unknown> };
+    return error as { code?: string; reason?: string; status?: number; extensions?: Record<string, unknown> };
   }
 }
 
@@ -56,6 +57,7 @@ describe('sidecar edge check', () => {
     assert.equal(error?.code, PolicyDeniedError.code);
     assert.equal(error?.status, 403);
     assert.equal(error?.extensions?.cause, 'method');
+    assert.equal(error?.reason, 'method');
     assert.equal(logs.lines[0]?.decision, 'deny');
     assert.equal(logs.lines[0]?.cause, 'method');
   });

@@ -3,8 +3,9 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
-import { BadRequestError, NotReadyError } from '../../src/core/errors.ts';
-import { OverloadedError, PolicyDeniedError, StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
+import { BadRequestError, NotReadyError, OverloadedError } from '../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
-import { PolicyDeniedError } from '../../src/sidecar/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 
 const MB = 1024 * 1024;

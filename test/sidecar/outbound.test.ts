@@ -3,7 +3,9 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { fetch as undiciFetch, ProxyAgent, request } from 'undici';
 import { FakeSts, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
-import { MethodNotAllowedError, PolicyDeniedError, UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
+import { MethodNotAllowedError } from '../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { UnauthenticatedError, UnknownServiceError } from '../../src/sidecar/errors.ts';
 import { StsUnavailableError } from '../../src/sidecar/exchange/errors.ts';
 
 describe('sidecar outbound', () => {

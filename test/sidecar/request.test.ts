@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
-import { BadRequestError } from '../../src/core/errors.ts';
-import { MethodNotAllowedError } from '../../src/sidecar/errors.ts';
+import { BadRequestError, MethodNotAllowedError } from '../../src/core/errors.ts';
 import { requestTarget } from '../../src/sidecar/request.ts';
 
 const target = (url: string, headers: Record<string, string> = {}, method = 'GET') => requestTarget({ url, headers, method } as unknown as IncomingMessage);

@@ -208,7 +208,7 @@ describe('STS signing keys in keys.dir', () => {
   });
 
   describe('refuses a file in keys.dir it cannot sign with, instead of generating a key of its own', () => {
-    const refused = (dir: string) => (error: unknown) => error instanceof SigningKeyUnusableError && error.code === 'BATON_STS_SIGNING_KEY_UNUSABLE' && error.source.startsWith(dir);
+    const refused = (dir: string) => (error: unknown) => error instanceof SigningKeyUnusableError && error.code === 'BATON_CONFIG_INVALID' && error.reason === 'signing-key' && error.source.startsWith(dir);
     const cases: ReadonlyArray<[string, () => string]> = [
       ['a public key mounted where the private key belongs', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string],
       ['a private key of an unsupported curve', () => generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string],

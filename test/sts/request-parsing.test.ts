@@ -4,13 +4,14 @@ import fc from 'fast-check';
 import { createAudienceResolver } from '../../src/sts/audience.ts';
 import { parseTokenRequestForm } from '../../src/sts/form.ts';
 import { hashedSecretVerifier, hashSecret, plainSecretVerifier } from '../../src/sts/secret-hash.ts';
-import { DuplicateParameterError, InvalidTargetError } from '../../src/sts/errors.ts';
+import { BadRequestError } from '../../src/core/errors.ts';
+import { InvalidTargetError } from '../../src/sts/errors.ts';
 
 const known = (name: string) => ['orders', 'payments'].includes(name);
 
 describe('token request parameters', () => {
   it('refuses any non-repeatable parameter sent twice and keeps repeated audiences', () => {
-    assert.throws(() => parseTokenRequestForm('scope=a&scope=b'), { code: DuplicateParameterError.code });
+    assert.throws(() => parseTokenRequestForm('scope=a&scope=b'), { code: BadRequestError.code, reason: 'duplicate-parameter' });
     assert.deepEqual(parseTokenRequestForm('audience=a&audience=b').all('audience'), ['a', 'b']);
   });
 

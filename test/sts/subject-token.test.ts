@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { KEY_SOURCE_DEFAULTS } from '../../src/token/config.ts';
 import type { ExternalIssuerConfig } from '../../src/sts/config.ts';
-import { SubjectTokenInvalidError, UpstreamIntrospectionThrottledError } from '../../src/sts/errors.ts';
+import { SubjectTokenInvalidError } from '../../src/sts/errors.ts';
+import { TokenIntrospectionThrottledError } from '../../src/token/errors.ts';
 import { createSubjectTokenVerifier } from '../../src/sts/subject-token.ts';
 import { closeServer, type Listening, listen } from '../helpers/http-server.ts';
 
@@ -26,7 +27,7 @@ describe('STS subject tokens from an introspecting issuer', () => {
     await closeServer(endpoint.server);
   });
 
-  it('answers 503 BATON_STS_INTROSPECTION_THROTTLED with a Retry-After once the budget for new tokens is spent', async () => {
+  it('answers 503 BATON_TOKEN_INTROSPECTION_THROTTLED with a Retry-After once the budget for new tokens is spent', async () => {
     const clock = Date.UTC(2030, 0, 1);
     const external = {
       issuer: 'https://idp.opaque.test',
@@ -38,7 +39,7 @@ describe('STS subject tokens from an introspecting issuer', () => {
     try {
       const code = (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string; extensions?: { retryAfter?: unknown } }) => `${error.code} ${String(error.extensions?.retryAfter ?? '')}`.trim());
       assert.equal(await code(verifier.verify('made-up-opaque-token-1', 'gateway')), SubjectTokenInvalidError.code);
-      assert.equal(await code(verifier.verify('made-up-opaque-token-2', 'gateway')), `${UpstreamIntrospectionThrottledError.code} 1`);
+      assert.equal(await code(verifier.verify('made-up-opaque-token-2', 'gateway')), `${TokenIntrospectionThrottledError.code} 1`);
       assert.equal(endpoint.seen.length, 1);
     } finally {
       verifier.close();

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
-import { NotFoundError, problemType } from '../../src/core/errors.ts';
+import { BadRequestError, MethodNotAllowedError, NotFoundError, problemType } from '../../src/core/errors.ts';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
 import { type InProcessSts, startInProcessSts } from '../helpers/sts-in-process.ts';
 import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
-import { ActorTokenInvalidError, DuplicateParameterError, InvalidTargetError, MayActMismatchError, MissingParameterError, StsPolicyDeniedError, TokenMethodNotAllowedError, UnsupportedTokenTypeError } from '../../src/sts/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { ActorTokenInvalidError, InvalidTargetError, MayActMismatchError } from '../../src/sts/errors.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
 
 const ISSUER = 'http://sts.test';
@@ -129,24 +130,22 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   it('refuses a parameter sent twice (RFC 6749 §3.2)', async () => {
     const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: ['a.b.c', 'd.e.f'], subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', SECRETS.gateway) });
     assert.equal(response.status, 400);
-    assert.equal(response.body.code, DuplicateParameterError.code);
-    assert.equal(response.body.error, 'invalid_request');
+    assert.deepEqual([response.body.code, response.body.reason, response.body.error], [BadRequestError.code, 'duplicate-parameter', 'invalid_request']);
   });
 
   it('refuses a missing subject_token with invalid_request', async () => {
     const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', SECRETS.gateway) });
-    assert.equal(response.body.code, MissingParameterError.code);
-    assert.equal(response.body.error, 'invalid_request');
+    assert.deepEqual([response.body.code, response.body.reason, response.body.error], [BadRequestError.code, 'missing-parameter', 'invalid_request']);
   });
 
   it('refuses a subject_token_type it does not verify (SAML) with invalid_request', async () => {
     const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', subject_token_type: TokenType.saml2 });
-    assert.equal(response.body.code, UnsupportedTokenTypeError.code);
+    assert.deepEqual([response.body.code, response.body.reason, response.body.error], [BadRequestError.code, 'unsupported-token-type', 'invalid_request']);
   });
 
   it('refuses a requested_token_type it cannot issue with invalid_request', async () => {
     const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', requested_token_type: TokenType.refreshToken });
-    assert.equal(response.body.code, UnsupportedTokenTypeError.code);
+    assert.deepEqual([response.body.code, response.body.reason], [BadRequestError.code, 'unsupported-token-type']);
   });
 
   it('refuses actor_token without actor_token_type (RFC 8693 §2.1)', async () => {
@@ -242,8 +241,9 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
 
   it('refuses client_credentials for an edge the policy lacks', async () => {
     const response = await sts.token({ grant_type: 'client_credentials', audience: 'payments' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_target');
-    assert.equal(response.body.code, StsPolicyDeniedError.code);
+    assert.deepEqual([response.body.code, response.body.reason], [PolicyDeniedError.code, 'no_edge']);
   });
 
   it('lets a service token be exchanged further without a user, as the policy allows', async () => {
@@ -285,7 +285,7 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
       assert.equal(response.statusCode, 405, method);
       assert.equal(response.headers.allow, 'POST');
       assert.equal(response.json().error, 'invalid_request');
-      assert.equal(response.json().code, TokenMethodNotAllowedError.code);
+      assert.equal(response.json().code, MethodNotAllowedError.code);
     }
   });
 
@@ -310,7 +310,7 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     // client_credentials for an edge the policy lacks: the gate's decision, then the error answer, both with what the client got.
     assert.ok(lines.some((l) => l.audit.event === 'token_decision' && l.audit.decision === 'deny' && l.audit.error === 'invalid_target' && l.audit.status === 400));
     assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.error === 'invalid_client' && l.audit.status === 401 && l.audit.path === '/token'));
-    assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.code === TokenMethodNotAllowedError.code && l.audit.status === 405));
+    assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.code === MethodNotAllowedError.code && l.audit.status === 405));
     assert.ok(lines.every((l) => l.audit.component === 'sts' && l.service === 'sts-test'));
   });
 

@@ -4,6 +4,8 @@ import { describe, it } from 'node:test';
 import type { CompiledPolicy, DecisionInput } from '../../src/policy/language/decision.ts';
 import { checkSidecarEdge, type EdgeContext } from '../../src/sidecar/edge-check.ts';
 import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
+import type { HttpError } from '../../src/core/errors.ts';
+import { tokenEndpointStatus } from '../../src/sts/errors.ts';
 import { gateTokenRequest } from '../../src/sts/grants/policy-gate.ts';
 import { AUDIT_SCHEMA, type AuditEvent, type AuditEventName, ENVELOPE_KEYS, parseAuditLine, type StsGrantAudit, writeAuditEvent } from '../../src/telemetry/audit-event.ts';
 import type { Logger } from 'pino';
@@ -63,10 +65,10 @@ const SAMPLES: { readonly [N in AuditEventName]: Full<N> } = {
     peer: 'spiffe://mesh.test/ns/shop/sa/orders',
     bound: true,
   },
-  request_failed: { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: 'BATON_STS_UNAVAILABLE', status: 503, method: 'POST' },
+  request_failed: { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: 'BATON_UPSTREAM_UNREACHABLE', reason: 'ECONNREFUSED', status: 502, method: 'POST' },
   token_decision: { ...GRANT, event: 'token_decision', component: 'sts', rule: 'payments.accepts.charge', decision: 'deny', cause: 'no_edge', reason: 'no rule lets orders call payments', status: 400, error: 'invalid_target' },
   token_issued: { ...GRANT, event: 'token_issued', component: 'sts', rule: 'payments.accepts.charge', decision: 'would_deny', cause: 'scope', scope: 'payments:charge', exp: 1_800_000_000, jti: 'jti-1', status: 200 },
-  token_refused: { event: 'token_refused', component: 'sts', code: 'BATON_STS_INVALID_CLIENT', status: 401, error: 'invalid_client', path: '/token' },
+  token_refused: { event: 'token_refused', component: 'sts', code: 'BATON_STS_INVALID_CLIENT', reason: 'signature', status: 401, error: 'invalid_client', path: '/token' },
 };
 
 const NAMES = Object.keys(AUDIT_SCHEMA) as AuditEventName[];
@@ -194,7 +196,7 @@ describe('the real writers write what the parser reads', () => {
   it('gateTokenRequest: deny with the status and OAuth error the client gets, would_deny in shadow mode, the depth cap', () => {
     const { logger, lines } = bufferLogger('baton-sts');
     const audit = (target: string, chain: string[]): StsGrantAudit => ({ grant: 'token-exchange', client: chain.at(-1) as string, target, chain, txn: 't', policyVersion: 9 });
-    assert.throws(() => gateTokenRequest(POLICY, input('payments', ['gateway']), undefined, logger, audit('payments', ['gateway'])), (error: { status: number }) => error.status === 400);
+    assert.throws(() => gateTokenRequest(POLICY, input('payments', ['gateway']), undefined, logger, audit('payments', ['gateway'])), (error: HttpError) => tokenEndpointStatus(error) === 400);
     gateTokenRequest(POLICY, input('audit', ['gateway', 'orders']), undefined, logger, audit('audit', ['gateway', 'orders']));
     assert.throws(() => gateTokenRequest(POLICY, input('orders', ['gateway']), 0, logger, audit('orders', ['gateway'])));
     gateTokenRequest(POLICY, input('orders', ['gateway']), undefined, logger, audit('orders', ['gateway']));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type AuditLine, parseAuditRecord } from '../../src/telemetry/audit-event.ts';
 import { reconstructTrail } from '../../src/telemetry/audit-trail.ts';
-import { StsPolicyDeniedError } from '../../src/sts/errors.ts';
+import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 
 const T = '2026-01-01T00:00:00.000Z';
 const TRACE = 'ab'.repeat(16);
@@ -37,7 +37,7 @@ describe('audit trail reconstruction', () => {
   it('joins a line that carries only the trace id to the txn it belongs to', () => {
     const lines = parsed([
       decision('gateway', 'outbound', ['gateway'], 'orders'),
-      { time: '2026-01-01T00:00:00.001Z', service: 'baton-sts', event: 'token_refused', component: 'sts', code: StsPolicyDeniedError.code, error: 'invalid_target', status: 400, path: '/token', trace_id: TRACE },
+      { time: '2026-01-01T00:00:00.001Z', service: 'baton-sts', event: 'token_refused', component: 'sts', code: PolicyDeniedError.code, reason: 'no_edge', error: 'invalid_target', status: 400, path: '/token', trace_id: TRACE },
       decision('gateway', 'inbound', [], 'gateway', { txn: 'other', trace_id: 'cd'.repeat(16) }),
     ]);
     const trail = reconstructTrail(lines, { txn: 'txn-1' });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { isTokenError, TokenExpiredError, TokenInactiveError, TokenIntrospectionThrottledError, TokenIntrospectionUnavailableError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
+import { isTokenError, TokenExpiredError, TokenInactiveError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 import { createIntrospector, type IntrospectorOptions } from '../../src/token/introspection.ts';
 import { resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
@@ -19,7 +19,7 @@ import { freePort } from '../helpers/net.ts';
 import { OP_INTROSPECTOR, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { createSigner, nowSec } from '../helpers/token.ts';
 
-const refusedWith = (code: string) => (error: unknown) => isTokenError(error) && error.code === code;
+const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 const otherIdp = await createSigner('other-1');
 
 function verifierWith(issuer: string, introspection: Omit<IntrospectorOptions, 'issuer'>) {
@@ -89,7 +89,7 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
 
   it('fails closed (503 code) when baton cannot authenticate to the introspection endpoint', async () => {
     const { verifier } = verifierWith(op.issuer, { clientId: OP_INTROSPECTOR.id, clientSecret: 'wrong-secret-0123456789' });
-    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
   });
 
   it('fails closed when another client asks: the IdP answers inactive', async () => {
@@ -138,25 +138,25 @@ describe('introspection endpoints that misbehave', () => {
 
   it('refuses whatever is not exactly active: true', async () => {
     answer = reply(200, { active: 'true', sub: 'alice', aud: 'gateway', exp: nowSec() + 60 });
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = reply(200, { active: false, sub: 'alice', aud: 'gateway', exp: nowSec() + 60 });
     await assert.rejects(verify(), refusedWith(TokenInactiveError.code));
     answer = reply(200, '[true]');
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = reply(200, 'not json');
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = reply(500, active());
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
   });
 
   it('refuses an answer with a duplicate member, whichever value comes last (RFC 8259 §4)', async () => {
     const exp = nowSec() + 60;
     answer = reply(200, `{"active":false,"sub":"alice","aud":"gateway","exp":${exp},"active":true}`);
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = reply(200, `{"active":true,"sub":"mallory","client_id":"web","aud":"gateway","exp":${exp},"sub":"alice"}`);
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = reply(200, `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp},"\u0061ctive":false}`);
-    await assert.rejects(verify(), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     // The same answers without the duplicate are read as they say.
     answer = reply(200, `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp}}`);
     assert.equal((await verify()).subject, 'alice');
@@ -195,11 +195,11 @@ describe('introspection endpoints that misbehave', () => {
   it('fails closed when the endpoint is unreachable or too slow', async () => {
     const dead = `http://127.0.0.1:${await freePort()}/introspect`;
     const { verifier } = verifierWith(ISSUER, { endpoint: dead, clientId: 'baton', clientSecret: 's3cret' });
-    await assert.rejects(verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = (req) => req.resume();
     const slow = verifierWith(ISSUER, { endpoint: endpoint.url, clientId: 'baton', clientSecret: 's3cret', timeoutMs: 200 });
     const started = Date.now();
-    await assert.rejects(slow.verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIntrospectionUnavailableError.code));
+    await assert.rejects(slow.verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     assert.ok(Date.now() - started < 2_000);
   });
 

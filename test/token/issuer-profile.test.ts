@@ -8,13 +8,13 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { isTokenError, TokenIdTokenError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError, TokenWrongTypError } from '../../src/token/errors.ts';
+import { isTokenError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError, TokenWrongTypError } from '../../src/token/errors.ts';
 import { type IssuerProfileOverrides, resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createSigner, nowSec } from '../helpers/token.ts';
 
-const refusedWith = (code: string) => (error: unknown) => isTokenError(error) && error.code === code;
+const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 const idp = await createSigner('idp-rsa-1', 'RS256');
 
 function verifierFor(issuer: string, audience: string, overrides: IssuerProfileOverrides) {
@@ -77,7 +77,7 @@ describe('keycloak preset', () => {
 
   it('refuses its id_token, another audience, and another realm', async () => {
     const idToken = { ...user(), typ: 'ID', aud: 'gateway', nonce: 'n-0S6_WzA2Mj', at_hash: 'x8ZC1_Yl0oB2Ud5JcRbhvA', scope: undefined };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
     await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['account'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     const otherRealm = { ...user(), iss: 'https://keycloak.example.test/realms/other' };
     await assert.rejects(verifier.verify(await idp.sign(otherRealm, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
@@ -127,7 +127,7 @@ describe('entra preset (Microsoft identity platform v2.0)', () => {
   it('refuses its id_token, another audience, and another tenant', async () => {
     // An app that is its own API: the id_token's aud is the API's client id, only the id_token markers give it away.
     const idToken = { ...user(), scp: undefined, nonce: '123523', ver: '2.0' };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
     await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: '00000003-0000-0000-c000-000000000000' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     const otherTenant = 'f8cdef31-a31e-4b4a-93e4-5f571e91255a';
     const fromOther = { ...user(), iss: `https://login.microsoftonline.com/${otherTenant}/v2.0`, tid: otherTenant };
@@ -239,7 +239,7 @@ describe('okta preset (custom authorization server)', () => {
 
   it('refuses its id_token, another audience, and another authorization server', async () => {
     const idToken = { ...user(), jti: 'ID.4eAWJOCMB3SX8XewDfVR', aud: 'api://shop', amr: ['pwd'], idp: '00o1pcla5qYIREDLWCQV', nonce: 'n-0S6', at_hash: 'pp3EI5gQlypuZfmZ5I5Bhg', scp: undefined };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
     await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: 'api://default' }, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     const otherServer = { ...user(), iss: 'https://dev-133337.okta.example/oauth2/ausother' };
     await assert.rejects(verifier.verify(await idp.sign(otherServer, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
@@ -282,7 +282,7 @@ describe('auth0 preset', () => {
 
   it('refuses its id_token, another audience, and another tenant', async () => {
     const idToken = { iss: ISS, sub: 'auth0|5f7c8ec7c33c6c004bbafe82', aud: API, ...times(), nickname: 'alice', sid: 'Dq3Q', nonce: 'bXlOb25jZQ' };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenIdTokenError.code));
+    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
     await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['https://api.other.example'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
     await assert.rejects(verifier.verify(await idp.sign({ ...user(), iss: 'https://other.eu.auth0.example/' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
   });

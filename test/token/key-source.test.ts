@@ -5,14 +5,14 @@ import { exportJWK, generateKeyPair } from 'jose';
 import { Agent } from 'undici';
 import { closeServer, listen } from '../helpers/http-server.ts';
 import { waitFor } from '../helpers/net.ts';
-import { isTokenError, TokenKeysUnavailableError, TokenUnknownKidError } from '../../src/token/errors.ts';
+import { isTokenError, TokenIssuerUnavailableError, TokenUnknownKidError } from '../../src/token/errors.ts';
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from '../../src/token/key-source.ts';
 import { discoverJwksUri, discoveryUrls, validateJwks } from '../../src/token/jwks-fetch.ts';
 import { isRocaModulus, rsaModulus } from '../../src/token/weak-rsa.ts';
 import { createSigner, type TestSigner } from '../helpers/token.ts';
 import { type JwksServer, startJwksServer } from '../helpers/jwks-server.ts';
 
-const refusedWith = (code: string) => (error: unknown) => isTokenError(error) && error.code === code;
+const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 
 describe('remote key source', () => {
   let server: JwksServer;
@@ -74,7 +74,7 @@ describe('remote key source', () => {
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k1' }));
     await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k9' }), refusedWith(TokenUnknownKidError.code));
     clock += 31_000;
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenKeysUnavailableError.code));
+    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenIssuerUnavailableError.code, 'jwks'));
     assert.equal(keys.ready(), false);
     server.setMode('up');
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k1' }));
@@ -101,7 +101,7 @@ describe('remote key source', () => {
     server.setMode('slow');
     const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, timeoutMs: 200, cooldownMs: 0 }));
     const started = Date.now();
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenKeysUnavailableError.code));
+    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenIssuerUnavailableError.code, 'jwks'));
     assert.ok(Date.now() - started < 1500);
     assert.equal(keys.ready(), false);
     server.setMode('up');
@@ -187,7 +187,7 @@ describe('issuer discovery (RFC 8414, OpenID Connect Discovery)', () => {
       claimed = `${server.url}/realms/other`;
       await assert.rejects(discoverJwksUri(issuer, { timeoutMs: 2_000, maxBytes: 65_536 }), /expected issuer/);
       const keys = createRemoteKeySource({ issuer, discovery: true, cooldownMs: 0 });
-      await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'kc' }), refusedWith(TokenKeysUnavailableError.code));
+      await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'kc' }), refusedWith(TokenIssuerUnavailableError.code, 'jwks'));
       keys.close();
     } finally {
       await closeServer(server.server);

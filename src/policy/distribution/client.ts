@@ -9,6 +9,7 @@ import type { KeyObject } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
 import { BodyTooLargeError, readBoundedText } from '../../core/bounded-text.ts';
+import { InternalError, isBatonError } from '../../core/errors.ts';
 import { compilePolicy } from '../language/compile.ts';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { policyFromJSON } from '../language/parse.ts';
@@ -16,7 +17,7 @@ import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, verifyP
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createPolicyHolder, type PolicySource } from './source.ts';
 import { POLICY_CLIENT_DEFAULTS } from './config.ts';
-import { PolicyDigestMismatchError, PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicyTooOldError, PolicyVersionStaleError } from './errors.ts';
+import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicyStaleError } from './errors.ts';
 
 
 
@@ -48,7 +49,7 @@ export interface PolicyClientOptions {
 
 export interface PolicyClient extends PolicySource {
   /** Why the last fetch failed, if it did; cleared by the next success. */
-  lastError(): { readonly code: string; readonly message: string } | undefined;
+  lastError(): { readonly code: string; readonly reason?: string | undefined; readonly message: string } | undefined;
 }
 
 export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
@@ -68,7 +69,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   const closing = new AbortController();
   let etag: string | undefined;
   let failures = 0;
-  let lastError: { code: string; message: string } | undefined;
+  let lastError: { code: string; reason?: string | undefined; message: string } | undefined;
   let lastProblem = '';
   let loop: Promise<void> | undefined;
 
@@ -87,7 +88,7 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
         ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
       });
     } catch (error) {
-      throw new PolicyServerUnavailableError(`expected an answer from ${endpoint}, got ${describeNetworkError(error)}`, { cause: error });
+      throw new PolicyServerUnavailableError(`expected an answer from ${endpoint}, got ${describeNetworkError(error)}`, { cause: error, reason: networkCode(error) });
     }
     if (response.statusCode === 304) {
       await response.body.dump();
@@ -105,18 +106,18 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     const ageSeconds = now() / 1000 - payload.issuedAt;
     // A document from the future would outlive any maximum age; one minute of clock skew is allowed.
     if (options.maxAgeSeconds !== undefined && (ageSeconds > options.maxAgeSeconds || ageSeconds < -60)) {
-      throw new PolicyTooOldError(`expected a policy issued within the last ${options.maxAgeSeconds} s, got one issued ${Math.round(ageSeconds)} s ago (version ${payload.version})`);
+      throw new PolicyStaleError(`expected a policy issued within the last ${options.maxAgeSeconds} s, got one issued ${Math.round(ageSeconds)} s ago (version ${payload.version})`, { reason: 'age' });
     }
     if (seen !== undefined && payload.version === seen.version && payload.digest === seen.digest && payload.issuedAt >= seen.issuedAt) {
       // The same version re-signed: only its age is new. Nothing to compile or announce.
       remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
       if (holder.current() !== undefined) return 'not-modified';
     } else if (seen !== undefined && payload.version <= seen.version) {
-      throw new PolicyVersionStaleError(`expected a version above ${seen.version}, got ${payload.version}`);
+      throw new PolicyStaleError(`expected a version above ${seen.version}, got ${payload.version}`, { reason: 'version' });
     }
     const compiled = compilePolicy(policyFromJSON(payload.policy));
     if (compiled.digest !== payload.digest) {
-      throw new PolicyDigestMismatchError(`expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`);
+      throw new PolicyDocumentMalformedError(`expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`, { reason: 'digest' });
     }
     remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
     holder.accept(compiled, payload.version, { ageSeconds: Math.max(0, Math.round(now() / 1000 - payload.issuedAt)) });
@@ -147,13 +148,13 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
   };
 
   const report = (error: unknown): void => {
-    const code = (error as { code?: unknown }).code;
-    lastError = { code: typeof code === 'string' ? code : 'BATON_POLICY_FETCH_FAILED', message: error instanceof Error ? error.message : String(error) };
+    // Every failure of a fetch is classified where it happens; anything else is a bug, and its message stays in the log.
+    lastError = { code: isBatonError(error) ? error.code : InternalError.code, reason: isBatonError(error) ? error.reason : undefined, message: error instanceof Error ? error.message : String(error) };
     const problems = error instanceof PolicyInvalidError ? error.problems.filter((p) => p.severity === 'error').map(formatProblem) : undefined;
-    lastProblem = `${lastError.code}: ${problems?.[0] ?? lastError.message}`;
+    lastProblem = `${lastError.code}${lastError.reason === undefined ? '' : ` (${lastError.reason})`}: ${problems?.[0] ?? lastError.message}`;
     const unavailable = error instanceof PolicyServerUnavailableError;
     logger[unavailable ? 'warn' : 'error'](
-      { code: lastError.code, reason: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
+      { code: lastError.code, reason: lastError.reason, err: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
       unavailable
         ? holder.current() === undefined ? 'policy server unavailable; no policy yet, not ready' : 'policy server unavailable; keeping the last good policy'
         : 'policy refused; keeping the last good policy',
@@ -214,11 +215,17 @@ async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: numb
     return await readBoundedText(body, maxBytes);
   } catch (error) {
     if (error instanceof BodyTooLargeError) throw new PolicyDocumentMalformedError(`expected a signed policy of at most ${maxBytes} bytes, got more`);
-    throw error;
+    // The answer broke off (a reset, a body timeout): the server did not answer, and node's code says how.
+    throw new PolicyServerUnavailableError(`expected the whole answer, got ${describeNetworkError(error)}`, { cause: error, reason: networkCode(error) });
   }
 }
 
 function describeNetworkError(error: unknown): string {
+  return networkCode(error) ?? (error instanceof Error ? error.name : 'a network error');
+}
+
+/** node's or undici's code for a request that failed (`ECONNREFUSED`, `UND_ERR_SOCKET`): the reason the server is unavailable. */
+function networkCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' ? code : error instanceof Error ? error.name : 'a network error';
+  return typeof code === 'string' ? code : undefined;
 }

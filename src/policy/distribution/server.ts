@@ -9,6 +9,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+import { BadRequestError, NotReadyError, OverloadedError } from '../../core/errors.ts';
 import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
 import { secureContextOptions, servedUrl } from '../../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../../identity/tls-server.ts';
@@ -20,7 +21,6 @@ import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } 
 
 import type { LoadedPolicy } from '../language/load.ts';
 import type { PolicyWatcher } from './watch.ts';
-import { PolicyNotReadyError, PolicyServerBusyError, PolicyWaitInvalidError } from './errors.ts';
 import { PROMETHEUS_CONTENT_TYPE, renderFamily } from '../../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../../telemetry/runtime-metrics.ts';
 
@@ -265,11 +265,11 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const published = publisher.published();
-    if (published === undefined || publisher.closing()) return sendProblem(reply, new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
+    if (published === undefined || publisher.closing()) return sendProblem(reply, new NotReadyError('expected a valid policy to be loaded and signed, none is yet', { reason: published === undefined ? 'policy' : 'shutting-down' }));
     // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
     if (mesh !== undefined && mesh.identity.current() === undefined) {
       const status = mesh.identity.status();
-      return sendProblem(reply, new PolicyNotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}): ${status.problem ?? status.detail ?? 'no certificate loaded yet'}`));
+      return sendProblem(reply, new NotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}): ${status.problem ?? status.detail ?? 'no certificate loaded yet'}`, { reason: 'identity' }));
     }
     return { status: 'ready', version: published.version, digest: published.digest };
   });
@@ -284,11 +284,11 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
   app.get(CALLGRAPH_PATH, async (request, reply) => {
     const wait = parseWait((request.query as Record<string, unknown>).wait, maxWaitSeconds);
     const current = publisher.published();
-    if (current === undefined) return sendProblem(reply.header('retry-after', '1'), new PolicyNotReadyError('expected a valid policy to be loaded and signed, none is yet'));
+    if (current === undefined) return sendProblem(reply.header('retry-after', '1'), new NotReadyError('expected a valid policy to be loaded and signed, none is yet', { reason: 'policy' }));
     if (!ifNoneMatchHolds(request.headers['if-none-match'], current.etag)) return sendPolicy(reply, current);
     if (wait === 0 || publisher.closing()) return notModified(reply, current);
     const waiting = publisher.waiting();
-    if (waiting >= maxWaiters) return sendProblem(reply.header('retry-after', '5'), new PolicyServerBusyError(`expected at most ${maxWaiters} waiting requests, ${waiting} are waiting`));
+    if (waiting >= maxWaiters) return sendProblem(reply.header('retry-after', '5'), new OverloadedError(`expected at most ${maxWaiters} waiting requests, ${waiting} are waiting`, { reason: 'long-polls' }));
     const next = await publisher.next(wait, reply.raw);
     if (reply.raw.destroyed) return reply;
     return next === undefined ? notModified(reply, current) : sendPolicy(reply, next);
@@ -335,7 +335,7 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
 function parseWait(raw: unknown, maxWaitSeconds: number): number {
   if (raw === undefined) return 0;
   if (typeof raw !== 'string' || !/^\d{1,6}$/.test(raw)) {
-    throw new PolicyWaitInvalidError(`expected wait to be a whole number of seconds (0-${maxWaitSeconds}), got ${JSON.stringify(String(raw).slice(0, 20))}`);
+    throw new BadRequestError(`expected wait to be a whole number of seconds (0-${maxWaitSeconds}), got ${JSON.stringify(String(raw).slice(0, 20))}`, { reason: 'wait' });
   }
   // Longer waits are clamped rather than refused: a client asking for more is not wrong, just ambitious.
   return Math.min(Number(raw), maxWaitSeconds);

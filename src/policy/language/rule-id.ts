@@ -10,7 +10,7 @@
  * still type-check as a string and silently match no rule in a dashboard.
  */
 import { isServiceName, type ServiceName } from '../../core/service-name.ts';
-import { RuleIdInvalidError } from './errors.ts';
+import { InternalError } from '../../core/errors.ts';
 import type { RuleId } from './model.ts';
 
 // Letters, digits, '.', '_' and '-', at most 63, starting and ending with a letter or digit.
@@ -48,14 +48,14 @@ function serviceOfRule(value: string): ServiceName | undefined {
 }
 
 function mint(text: string): RuleId {
-  if (!isRuleId(text)) throw new RuleIdInvalidError(`expected a rule id (<service>.accepts[<index>], <service>.accepts.<name>, <service>.entrypoint, <service>.accepts or spec.*), got ${JSON.stringify(text.slice(0, 160))}`);
+  if (!isRuleId(text)) throw new InternalError(`expected a rule id (<service>.accepts[<index>], <service>.accepts.<name>, <service>.entrypoint, <service>.accepts or spec.*), got ${JSON.stringify(text.slice(0, 160))}`, { reason: 'rule-id' });
   return text;
 }
 
 /** The accepts rule at `rule` (its 0-based position) or named `rule` on `target`. */
 export function ruleId(target: ServiceName, rule: number | string): RuleId {
-  if (typeof rule === 'number' && !(Number.isSafeInteger(rule) && rule >= 0)) throw new RuleIdInvalidError(`expected a rule index that is a whole number from 0, got ${rule}`);
-  if (typeof rule === 'string' && !RULE_NAME.test(rule)) throw new RuleIdInvalidError(`expected a rule name of letters, digits, '.', '_' or '-' (at most 63), got ${JSON.stringify(rule.slice(0, 80))}`);
+  if (typeof rule === 'number' && !(Number.isSafeInteger(rule) && rule >= 0)) throw new InternalError(`expected a rule index that is a whole number from 0, got ${rule}`, { reason: 'rule-id' });
+  if (typeof rule === 'string' && !RULE_NAME.test(rule)) throw new InternalError(`expected a rule name of letters, digits, '.', '_' or '-' (at most 63), got ${JSON.stringify(rule.slice(0, 80))}`, { reason: 'rule-id' });
   return mint(typeof rule === 'number' ? `${target}.accepts[${rule}]` : `${target}.accepts.${rule}`);
 }
 

@@ -11,7 +11,7 @@ import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseAuditLine, type SidecarDecisionEvent } from '../../telemetry/audit-event.ts';
-import { AuditLogUnreadableError, BadSinceError } from './errors.ts';
+import { AuditInputInvalidError } from '../../telemetry/errors.ts';
 
 
 /** One call-graph decision a sidecar recorded, with when and by which sidecar. */
@@ -76,7 +76,7 @@ export function parseSince(text: string, now: number): number {
   }
   // Date.parse accepts too much (e.g. "1"); ask for at least a full date.
   const time = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
-  if (Number.isNaN(time)) throw new BadSinceError(`expected --since as an ISO 8601 time or a duration like 30m, 12h, 7d; got '${text.slice(0, 64)}'`);
+  if (Number.isNaN(time)) throw new AuditInputInvalidError(`expected --since as an ISO 8601 time or a duration like 30m, 12h, 7d; got '${text.slice(0, 64)}'`, { reason: 'since' });
   return time;
 }
 
@@ -85,7 +85,7 @@ function listFiles(path: string, depth: number): string[] {
   try {
     stat = statSync(path);
   } catch (error) {
-    throw new AuditLogUnreadableError(`expected a readable log file or directory, got ${(error as NodeJS.ErrnoException).code ?? 'an error'} for ${path}`, { cause: error });
+    throw new AuditInputInvalidError(`expected a readable log file or directory, got ${(error as NodeJS.ErrnoException).code ?? 'an error'} for ${path}`, { cause: error, reason: 'unreadable' });
   }
   if (stat.isFile()) return [path];
   if (!stat.isDirectory() || depth >= MAX_DIR_DEPTH) return [];

@@ -4,7 +4,8 @@
  * app as 403 with the OAuth error code. Only `StsUnavailableError` (no
  * answer: transport failure, timeout, 5xx, or the circuit open) is an
  * outage and counts against the circuit breaker; a throttled request, an
- * answer that is not a token response, or a token already expired is the
+ * answer that is not a token response, or a token already expired (the
+ * user's own ran out: BATON_TOKEN_EXPIRED, reason `exchanged`) is the
  * request's own error, so a few of them cannot open the circuit for every
  * caller (DESIGN "Failure behaviour").
  */
@@ -26,6 +27,3 @@ export const StsUnavailableError = defineError({ code: 'BATON_STS_UNAVAILABLE', 
 export const StsThrottledError = defineError({ code: 'BATON_STS_THROTTLED', status: 503, title: 'Token service asked to slow down', oauthError: 'temporarily_unavailable' });
 
 export const StsBadAnswerError = defineError({ code: 'BATON_STS_BAD_ANSWER', status: 502, title: 'Token service answer unusable' });
-
-/** The STS issued a token with no lifetime left: the subject's own token has run out. */
-export const ExchangedTokenExpiredError = defineError({ code: 'BATON_EXCHANGED_TOKEN_EXPIRED', status: 401, title: 'The exchanged token expired as it was issued', oauthError: 'invalid_token' });

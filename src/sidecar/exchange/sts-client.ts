@@ -3,13 +3,14 @@
  * dedicated keep-alive pool, with the client authenticated and the answer
  * validated. Throws ExchangeRefusedError for an OAuth error answer,
  * StsUnavailableError when there is no answer (transport, timeout, 5xx),
- * StsThrottledError for 429, ExchangedTokenExpiredError for a token with no
- * lifetime left, and StsBadAnswerError for anything else.
+ * StsThrottledError for 429, TokenExpiredError (reason `exchanged`) for a
+ * token with no lifetime left, and StsBadAnswerError for anything else.
  */
 import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool, request } from 'undici';
 import { BodyTooLargeError, readBoundedText } from '../../core/bounded-text.ts';
-import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from './errors.ts';
+import { TokenExpiredError } from '../../token/errors.ts';
+import { ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from './errors.ts';
 
 export type ClientAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
 
@@ -119,7 +120,7 @@ function parseTokenResponse(body: unknown): TokenResponse {
   // Without a lifetime the cache could not know when to stop using the token.
   if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn)) throw new StsBadAnswerError('expected a numeric expires_in in the token response');
   // A well-formed answer whose token is already dead: the subject token ran out, not the STS.
-  if (expiresIn <= 0) throw new ExchangedTokenExpiredError(`expected a token with lifetime left, got expires_in ${expiresIn}`);
+  if (expiresIn <= 0) throw new TokenExpiredError(`expected a token with lifetime left, got expires_in ${expiresIn}`, { reason: 'exchanged' });
   if (scope !== undefined && typeof scope !== 'string') throw new StsBadAnswerError('expected scope to be a string');
   if (issuedTokenType !== undefined && typeof issuedTokenType !== 'string') throw new StsBadAnswerError('expected issued_token_type to be a string');
   return { accessToken, expiresIn, scope, issuedTokenType };

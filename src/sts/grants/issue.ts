@@ -7,7 +7,8 @@ import { type BatonAccessTokenClaims, formatScope } from '../../core/claims.ts';
 import type { CompiledPolicy, Decision } from '../../policy/language/decision.ts';
 import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { NoLifetimeLeftError } from '../errors.ts';
+import { TokenExpiredError } from '../../token/errors.ts';
+import { SubjectTokenInvalidError } from '../errors.ts';
 import type { GrantContext, TokenResponse } from './grant-context.ts';
 
 /**
@@ -27,8 +28,9 @@ export async function issueToken(
   nowSec: number,
   record: { readonly decision: Decision; readonly audit: StsGrantAudit; readonly issuedTokenType: string },
 ): Promise<TokenResponse> {
-  // A token born expired answers expires_in ≤ 0 (RFC 6749 §5.1 wants a lifetime): never mint one.
-  if (claims.exp <= nowSec) throw new NoLifetimeLeftError(`expected a token lifetime above 0 s, got ${claims.exp - nowSec} s`);
+  // A token born expired answers expires_in ≤ 0 (RFC 6749 §5.1 wants a lifetime): never mint one. Only a subject token
+  // running out can cause it (client credentials mint tokenTtlSeconds ≥ 10 ahead): the subject token has expired.
+  if (claims.exp <= nowSec) throw new SubjectTokenInvalidError(`expected a token lifetime above 0 s, got ${claims.exp - nowSec} s: the subject token runs out`, { reason: TokenExpiredError.code });
   const accessToken = await context.mint(claims);
   const scope = claims.scope ?? '';
   const { decision } = record;

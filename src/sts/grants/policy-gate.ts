@@ -7,15 +7,16 @@
 import type { PolicySnapshot } from '../../policy/distribution/source.ts';
 import type { CompiledPolicy, Decision, DecisionInput, Deny } from '../../policy/language/decision.ts';
 import type { Logger } from 'pino';
-import type { BatonError } from '../../core/errors.ts';
+import { type HttpError, NotReadyError } from '../../core/errors.ts';
 import { type StsGrantAudit, writeAuditEvent } from '../../telemetry/audit-event.ts';
 import { recordIssuanceOutcome } from '../../telemetry/sts-span.ts';
-import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError, toOAuthError } from '../errors.ts';
+import { PolicyDeniedError } from '../../policy/language/errors.ts';
+import { InvalidScopeError, toOAuthError, tokenEndpointStatus } from '../errors.ts';
 
 /** The policy in force and its version, read once for the whole request. */
 export function currentPolicy(policy: () => PolicySnapshot | undefined): PolicySnapshot {
   const current = policy();
-  if (current === undefined) throw new StsNotReadyError('expected a call-graph policy, have none yet');
+  if (current === undefined) throw new NotReadyError('expected a call-graph policy, have none yet', { reason: 'policy' });
   return current;
 }
 
@@ -43,21 +44,20 @@ export function gateTokenRequest(policy: CompiledPolicy, input: DecisionInput, m
 }
 
 /** The refusal for a denial, audited with the status and OAuth error the client will get. */
-function refuse(deny: Deny, logger: Logger, audit: StsGrantAudit): BatonError {
+function refuse(deny: Deny, logger: Logger, audit: StsGrantAudit): HttpError {
   const error = refusal(deny);
-  writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: deny.rule, decision: 'deny', cause: deny.cause, reason: deny.reason, status: error.status, error: toOAuthError(error).error });
+  writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: deny.rule, decision: 'deny', cause: deny.cause, reason: deny.reason, status: tokenEndpointStatus(error), error: toOAuthError(error).error });
   return error;
 }
 
-function refusal(deny: Deny): BatonError {
+/**
+ * A policy refusal is the sidecar's BATON_POLICY_DENIED, its cause the reason; the token endpoint says it as RFC 8693
+ * §2.2.2 does (src/sts/errors.ts: invalid_target, unauthorized_client for not_entrypoint). A scope the edge does not
+ * allow is invalid_scope, as a scope wider than the subject token's is: the client asks for less either way.
+ */
+function refusal(deny: Deny): HttpError {
   const detail = `policy rule ${deny.rule} refused the edge (${deny.cause}): ${deny.reason}`;
   const extensions = { rule: deny.rule, cause: deny.cause };
-  switch (deny.cause) {
-    case 'not_entrypoint':
-      return new NotEntrypointError(detail, { extensions });
-    case 'scope':
-      return new InvalidScopeError(detail, { extensions });
-    default:
-      return new StsPolicyDeniedError(detail, { extensions });
-  }
+  if (deny.cause === 'scope') return new InvalidScopeError(detail, { extensions });
+  return new PolicyDeniedError(detail, { reason: deny.cause, extensions });
 }

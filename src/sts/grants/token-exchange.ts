@@ -9,7 +9,9 @@
 import { buildAct } from '../../core/act-chain.ts';
 import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '../../core/claims.ts';
 import { TokenType } from '../../core/token-types.ts';
-import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, MissingParameterError, SubjectTokenExpiredError, UnsupportedTokenTypeError } from '../errors.ts';
+import { BadRequestError } from '../../core/errors.ts';
+import { TokenExpiredError } from '../../token/errors.ts';
+import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, SubjectTokenInvalidError } from '../errors.ts';
 import type { VerifiedToken } from '../../token/verified-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
@@ -28,17 +30,17 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const subjectToken = required(params.get('subject_token'), 'subject_token');
   const subjectTokenType = required(params.get('subject_token_type'), 'subject_token_type');
   if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
-    throw new UnsupportedTokenTypeError(`expected subject_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`);
+    throw new BadRequestError(`expected subject_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
   }
   const actorToken = params.get('actor_token');
   const actorTokenType = params.get('actor_token_type');
   // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT be sent without it.
   if ((actorToken === undefined) !== (actorTokenType === undefined)) {
-    throw new MissingParameterError('expected actor_token and actor_token_type together or not at all');
+    throw new BadRequestError('expected actor_token and actor_token_type together or not at all', { reason: 'missing-parameter' });
   }
   const requestedTokenType = params.get('requested_token_type') ?? TokenType.accessToken;
   if (!ISSUABLE_TOKEN_TYPES.has(requestedTokenType)) {
-    throw new UnsupportedTokenTypeError(`expected requested_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`);
+    throw new BadRequestError(`expected requested_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
   }
 
   const { policy, version: policyVersion } = currentPolicy(context.policy);
@@ -46,7 +48,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const subject = await context.subjectTokens.verify(subjectToken, client.id);
   // The clock tolerance lets a verifier absorb skew; it does not make an expired token worth delegating.
   // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
-  if (subject.expiresAt <= Math.floor(context.now() / 1000)) throw new SubjectTokenExpiredError('expected a subject token whose exp is in the future, got one already expired');
+  if (subject.expiresAt <= Math.floor(context.now() / 1000)) throw new SubjectTokenInvalidError('expected a subject token whose exp is in the future, got one already expired', { reason: TokenExpiredError.code });
   if (actorToken !== undefined) await context.actorTokens.verify(actorToken, actorTokenType as string, client);
 
   if (subject.kind === 'external' && !policy.isEntrypoint(client.id)) {
@@ -96,7 +98,7 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
 };
 
 function required(value: string | undefined, name: string): string {
-  if (value === undefined) throw new MissingParameterError(`expected the parameter ${name}, got none`);
+  if (value === undefined) throw new BadRequestError(`expected the parameter ${name}, got none`, { reason: 'missing-parameter' });
   return value;
 }
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
-import { isBatonError } from '../../../src/core/errors.ts';
+import { isHttpError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
-import { ExchangeRefusedError, ExchangedTokenExpiredError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
+import { ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
+import { TokenExpiredError } from '../../../src/token/errors.ts';
 import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { capturingLogger, type StsStandIn, startStsStandIn } from '../../helpers/sts-stand-in.ts';
@@ -146,7 +147,7 @@ describe('token exchanger', () => {
   it('opens the circuit after repeated failures, fails fast while open, and closes after a good half-open probe', async () => {
     const x = exchanger({ breaker: { failureThreshold: 3, openMs: 10_000 } });
     sts.mode = 'down';
-    const unavailable = (e: unknown) => isBatonError(e) && e.code === StsUnavailableError.code && e.status === 503;
+    const unavailable = (e: unknown) => isHttpError(e) && e.code === StsUnavailableError.code && e.status === 503;
     for (let i = 0; i < 3; i++) await assert.rejects(exchange(x, `svc${i}`), unavailable);
     const before = sts.calls();
     await assert.rejects(exchange(x, 'svc9'), unavailable);
@@ -193,9 +194,9 @@ describe('token exchanger', () => {
   it('counts only outages against the circuit: expired tokens, 429s and bad answers are the request\'s own error', async () => {
     const x = exchanger({ breaker: { failureThreshold: 2, openMs: 10_000 }, negativeTtlMs: 0 });
     sts.expiresIn = 0;
-    for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `expired${i}`), (e: unknown) => e instanceof ExchangedTokenExpiredError && e.status === 401);
+    for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `expired${i}`), (e: unknown) => e instanceof TokenExpiredError && e.reason === 'exchanged' && e.status === 401);
     sts.expiresIn = -30;
-    await assert.rejects(exchange(x, 'negative'), ExchangedTokenExpiredError);
+    await assert.rejects(exchange(x, 'negative'), { code: TokenExpiredError.code, reason: 'exchanged' });
     sts.expiresIn = 300;
     sts.mode = 'throttle';
     for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `throttled${i}`), StsThrottledError);

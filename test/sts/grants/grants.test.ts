@@ -16,16 +16,15 @@ import { clientCredentialsGrant } from '../../../src/sts/grants/client-credentia
 import type { GrantContext } from '../../../src/sts/grants/grant-context.ts';
 import { issueToken } from '../../../src/sts/grants/issue.ts';
 import { tokenExchangeGrant } from '../../../src/sts/grants/token-exchange.ts';
+import { BadRequestError } from '../../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../../src/policy/language/errors.ts';
+import { TokenExpiredError } from '../../../src/token/errors.ts';
 import {
   ExternalTokenNotAtEntrypointError,
   InvalidScopeError,
   InvalidTargetError,
   MayActMismatchError,
-  MissingParameterError,
-  NoLifetimeLeftError,
-  StsPolicyDeniedError,
-  SubjectTokenExpiredError,
-  UnsupportedTokenTypeError,
+  SubjectTokenInvalidError,
 } from '../../../src/sts/errors.ts';
 import type { VerifiedToken } from '../../../src/token/verified-token.ts';
 import { captureLogs, type LogCapture } from '../../helpers/logs.ts';
@@ -127,6 +126,17 @@ async function refusal(run: Promise<unknown>): Promise<string | undefined> {
   }
 }
 
+/** The code and reason a grant refused with: `CODE reason`. */
+async function refusalWithReason(run: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await run;
+    return undefined;
+  } catch (error) {
+    const { code, reason } = error as { code?: string; reason?: string };
+    return `${code} ${reason}`;
+  }
+}
+
 describe('token exchange grant (RFC 8693)', () => {
   it('mints for the one target, keeps the subject, names the client as the newest actor, and never outlives the subject token', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject() });
@@ -170,19 +180,19 @@ describe('token exchange grant (RFC 8693)', () => {
   it('refuses a request without subject_token, or with actor_token but no actor_token_type (RFC 8693 §2.1)', async () => {
     const { context } = harness({ 'alice-at-orders': subject() });
     const withoutSubject = form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token_type: TokenType.accessToken, audience: 'payments' });
-    assert.equal(await refusal(tokenExchangeGrant(withoutSubject, clientOf('orders'), context)), MissingParameterError.code);
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ actor_token: 'a' }), clientOf('orders'), context)), MissingParameterError.code);
+    assert.equal(await refusalWithReason(tokenExchangeGrant(withoutSubject, clientOf('orders'), context)), `${BadRequestError.code} missing-parameter`);
+    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm({ actor_token: 'a' }), clientOf('orders'), context)), `${BadRequestError.code} missing-parameter`);
   });
 
   it('refuses subject and requested token types it does not handle', async () => {
     const { context } = harness({ 'alice-at-orders': subject() });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ subject_token_type: TokenType.idToken }), clientOf('orders'), context)), UnsupportedTokenTypeError.code);
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ requested_token_type: TokenType.refreshToken }), clientOf('orders'), context)), UnsupportedTokenTypeError.code);
+    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm({ subject_token_type: TokenType.idToken }), clientOf('orders'), context)), `${BadRequestError.code} unsupported-token-type`);
+    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm({ requested_token_type: TokenType.refreshToken }), clientOf('orders'), context)), `${BadRequestError.code} unsupported-token-type`);
   });
 
   it('refuses a subject token already expired, even one the verifier let through within its clock tolerance', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject({ expiresAt: NOW_SEC }) });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm(), clientOf('orders'), context)), SubjectTokenExpiredError.code);
+    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm(), clientOf('orders'), context)), `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`);
     assert.equal(minted.length, 0);
   });
 
@@ -208,7 +218,7 @@ describe('token exchange grant (RFC 8693)', () => {
 
   it('mints nothing for an edge the policy forbids, and nothing for a target it does not know', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject() });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'billing' }), clientOf('orders'), context)), StsPolicyDeniedError.code);
+    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'billing' }), clientOf('orders'), context)), PolicyDeniedError.code);
     assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'nowhere' }), clientOf('orders'), context)), InvalidTargetError.code);
     assert.equal(minted.length, 0);
   });
@@ -241,7 +251,7 @@ describe('client credentials grant (RFC 6749 §4.4)', () => {
 
   it('refuses an edge the policy does not declare for a service caller', async () => {
     const { context, minted } = harness();
-    assert.equal(await refusal(clientCredentialsGrant(ccForm(), clientOf('orders'), context)), StsPolicyDeniedError.code);
+    assert.equal(await refusal(clientCredentialsGrant(ccForm(), clientOf('orders'), context)), PolicyDeniedError.code);
     assert.equal(minted.length, 0);
   });
 });
@@ -251,7 +261,7 @@ describe('issuing tail', () => {
     const { context, minted } = harness();
     const claims: BatonAccessTokenClaims = { iss: ISSUER, sub: 'billing', sub_id: { format: 'iss_sub', iss: ISSUER, sub: 'billing' }, aud: 'payments', client_id: 'billing', exp: NOW_SEC, iat: NOW_SEC, jti: 'j', txn: 't', sub_type: 'service' };
     const decision = POLICY.decide({ chain: ['billing'], target: 'payments', scopes: new Set(), user: false });
-    assert.equal(await refusal(issueToken(context, claims, NOW_SEC, { decision, audit: { grant: 'client_credentials', client: 'billing', target: 'payments', chain: ['billing'], txn: 't', policyVersion: 7 }, issuedTokenType: TokenType.accessToken })), NoLifetimeLeftError.code);
+    assert.equal(await refusalWithReason(issueToken(context, claims, NOW_SEC, { decision, audit: { grant: 'client_credentials', client: 'billing', target: 'payments', chain: ['billing'], txn: 't', policyVersion: 7 }, issuedTokenType: TokenType.accessToken })), `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`);
     assert.equal(minted.length, 0);
   });
 

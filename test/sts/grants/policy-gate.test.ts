@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DecisionInput } from '../../../src/policy/language/decision.ts';
 import { currentPolicy, depthCap, gateTokenRequest } from '../../../src/sts/grants/policy-gate.ts';
-import { InvalidScopeError, NotEntrypointError, StsNotReadyError, StsPolicyDeniedError } from '../../../src/sts/errors.ts';
+import { NotReadyError } from '../../../src/core/errors.ts';
+import { PolicyDeniedError } from '../../../src/policy/language/errors.ts';
+import { InvalidScopeError, toOAuthError, tokenEndpointStatus } from '../../../src/sts/errors.ts';
+import type { HttpError } from '../../../src/core/errors.ts';
 import type { StsGrantAudit } from '../../../src/telemetry/audit-event.ts';
 import { captureLogs } from '../../helpers/logs.ts';
 import { callGraph, compileTestPolicy } from '../../helpers/policy.ts';
@@ -39,6 +42,17 @@ function refusalCode(run: () => unknown): string | undefined {
   }
 }
 
+/** What the token endpoint answers the refusal with: `status error code reason`. */
+function answered(run: () => unknown): string | undefined {
+  try {
+    run();
+    return undefined;
+  } catch (error) {
+    const body = toOAuthError(error as HttpError);
+    return `${tokenEndpointStatus(error as HttpError)} ${body.error} ${body.code} ${body.reason}`;
+  }
+}
+
 describe('STS policy gate', () => {
   it('lets an allowed edge through and names the rule, writing no audit line of its own (the issuing tail does)', () => {
     const logs = captureLogs('sts');
@@ -50,8 +64,8 @@ describe('STS policy gate', () => {
 
   it('refuses an edge the policy does not declare, naming the rule and cause, and writes one deny line with the policy version', () => {
     const logs = captureLogs('sts');
-    const code = refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'billing'], 'orders'), undefined, logs.logger, AUDIT));
-    assert.equal(code, StsPolicyDeniedError.code);
+    const answer = answered(() => gateTokenRequest(POLICY, edge(['gateway', 'billing'], 'orders'), undefined, logs.logger, AUDIT));
+    assert.equal(answer, `400 invalid_target ${PolicyDeniedError.code} no_edge`);
     assert.equal(logs.lines.length, 1);
     const line = logs.lines[0] as Record<string, unknown>;
     assert.equal(line.event, 'token_decision');
@@ -64,7 +78,8 @@ describe('STS policy gate', () => {
 
   it('refuses a chain that does not start at an entrypoint as unauthorized_client', () => {
     const logs = captureLogs('sts');
-    assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['billing', 'orders'], 'payments'), undefined, logs.logger, AUDIT)), NotEntrypointError.code);
+    assert.equal(answered(() => gateTokenRequest(POLICY, edge(['billing', 'orders'], 'payments'), undefined, logs.logger, AUDIT)), `400 unauthorized_client ${PolicyDeniedError.code} not_entrypoint`);
+    assert.equal(logs.lines[0]?.error, 'unauthorized_client');
   });
 
   it('refuses a token without the scope the rule requires as invalid_scope', () => {
@@ -91,7 +106,7 @@ describe('STS policy gate', () => {
     } catch (error) {
       thrown = error;
     }
-    assert.equal((thrown as { code?: string }).code, StsPolicyDeniedError.code);
+    assert.deepEqual([(thrown as { code?: string }).code, (thrown as { reason?: string }).reason], [PolicyDeniedError.code, 'depth_exceeded']);
     assert.equal((thrown as { extensions?: Record<string, unknown> }).extensions?.cause, 'depth_exceeded');
     assert.equal(logs.lines[0]?.cause, 'depth_exceeded');
   });
@@ -101,12 +116,13 @@ describe('STS policy gate', () => {
     assert.equal(depthCap(POLICY, 2), 2);
     assert.equal(depthCap(POLICY, 10), 3);
     const logs = captureLogs('sts');
-    assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 1, logs.logger, AUDIT)), StsPolicyDeniedError.code);
+    assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 1, logs.logger, AUDIT)), PolicyDeniedError.code);
     assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 2, logs.logger, AUDIT)), undefined);
   });
 
   it('answers temporarily_unavailable until a policy is loaded', () => {
-    assert.equal(refusalCode(() => currentPolicy(() => undefined)), StsNotReadyError.code);
+    assert.equal(refusalCode(() => currentPolicy(() => undefined)), NotReadyError.code);
+    assert.throws(() => currentPolicy(() => undefined), { reason: 'policy', oauthError: 'temporarily_unavailable' });
     const snapshot = { policy: POLICY, version: 7 };
     assert.equal(currentPolicy(() => snapshot), snapshot);
   });
