@@ -34,7 +34,7 @@ export interface RequestTarget {
  * intercepted: an `https://` URL or a CONNECT tunnel would hide the request
  * from the sidecar, so both are refused rather than passed through blind.
  */
-export function requestTarget(req: RequestHead): RequestTarget {
+export function requestTarget(req: Pick<RequestHead, 'method' | 'url' | 'headers'>): RequestTarget {
   const url = req.url ?? '';
   if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted');
   let authority: string;
@@ -89,8 +89,12 @@ export function refuseAmbiguousPath(path: string): void {
 const JWS_COMPACT = /^[A-Za-z0-9_.-]+$/;
 const BEARER_PREFIX = /^bearer +/i;
 
-/** The token, or undefined when the request carries no Authorization at all. */
-export function bearerToken(req: RequestHead, maxTokenBytes: number): string | undefined {
+/**
+ * The token, or undefined when the request carries no Authorization at all.
+ * Reads the head's fields only: the sidecar passes its stream, `baton authz`
+ * the head a proxy described (src/authz/).
+ */
+export function bearerToken(req: Pick<RequestHead, 'headers' | 'rawHeaders'>, maxTokenBytes: number): string | undefined {
   const authorization = req.headers.authorization;
   if (authorization === undefined) return undefined;
   if (countAuthorization(req.rawHeaders) > 1) {

@@ -45,11 +45,21 @@ export interface HttpSpan {
 const KNOWN_METHODS = new Set(['CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT', 'TRACE']);
 
 /**
+ * What a SERVER span reads of a request: its head, and the connection it
+ * came on. A stream or an IncomingMessage is one; `baton authz` describes
+ * the request a proxy asks about the same way (src/authz/), its peer
+ * address being the proxy's word.
+ */
+export type ServerRequestHead = Pick<RequestHead, 'method' | 'url' | 'httpVersion' | 'headers'> & {
+  readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined; readonly localPort?: number | undefined };
+};
+
+/**
  * A SERVER span for a request received, child of the caller's W3C trace
  * context. Baggage is not read. `client.address` is the connection's peer:
  * a caller's Forwarded or X-Forwarded-For is not trusted to name anyone.
  */
-export function startServerSpan(tracer: Tracer, req: RequestHead, path: string, route?: string): HttpSpan {
+export function startServerSpan(tracer: Tracer, req: ServerRequestHead, path: string, route?: string): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const { socket } = req;
@@ -186,7 +196,7 @@ export interface EgressTarget {
  * semconv wants what a sampler may decide on; `to` is undefined for a
  * request the outbound port will refuse before it has a target.
  */
-export function startEgressSpan(tracer: Tracer, req: RequestHead, to: EgressTarget | undefined): HttpSpan {
+export function startEgressSpan(tracer: Tracer, req: Pick<RequestHead, 'method' | 'headers'>, to: EgressTarget | undefined): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const attributes: Attributes = { ...method.attributes };
