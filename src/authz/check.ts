@@ -118,7 +118,8 @@ export interface AuthzContext extends Omit<SidecarContext, 'forwarder'> {
   /** The STS's issuer: the subject issuer of this service's own identity. */
   readonly stsIssuer: string;
   readonly forwardToken: boolean;
-  readonly peerCertificate: 'optional' | 'required';
+  /** `ignore`: the proxy's certificates are its own (Istio's), never the ones tokens are bound to: only its principal is read. */
+  readonly peerCertificate: 'optional' | 'required' | 'ignore';
   readonly cacheMaxAgeSeconds: number;
   /** exchange.expiryMarginSeconds: an answer carrying an exchanged token is not reused closer than this to its exp. */
   readonly exchangeMarginSeconds: number;
@@ -199,8 +200,10 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
     const path = originFormPath(request.path);
     refuseAmbiguousPath(path);
 
-    // 2. The peer the proxy verified: a principal or certificate that maps to no service is refused.
-    const peer = ctx.mesh === undefined ? undefined : peerOfProxy(request.peer, ctx.mesh.map);
+    // 2. The peer the proxy verified: a principal or certificate that maps to no service is refused. A proxy whose
+    //    certificates are its own (Istio's) is read for the principal alone: their thumbprints bind no token.
+    const described = ctx.peerCertificate === 'ignore' ? { principal: request.peer?.principal } : request.peer;
+    const peer = ctx.mesh === undefined ? undefined : peerOfProxy(described, ctx.mesh.map);
 
     // 3. The bearer token, limited before anything parses it.
     const token = bearerToken(request, ctx.maxTokenBytes);

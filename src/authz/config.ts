@@ -55,10 +55,10 @@ export const AuthzConfigSchema = Type.Object(
     inbound: Type.Object(
       {
         forwardToken: Type.Boolean({ default: false, description: 'leave the verified Authorization header on the request to the app instead of removing it' }),
-        peerCertificate: Type.Union([Type.Literal('optional'), Type.Literal('required')], {
+        peerCertificate: Type.Union([Type.Literal('optional'), Type.Literal('required'), Type.Literal('ignore')], {
           default: 'optional',
           description:
-            "mtls mode: required: a certificate-bound token is accepted only when the proxy passed the peer's certificate and it is the one in cnf (RFC 8705 §3); optional: the certificate is checked when passed, else the token's caller must be the service the peer's principal maps to",
+            "mtls mode: required: a certificate-bound token is accepted only when the proxy passed the peer's certificate and it is the one in cnf (RFC 8705 §3); optional: the certificate is checked when passed, else the token's caller must be the service the peer's principal maps to; ignore: the principal only, for a proxy whose certificates are not the ones tokens are bound to (Istio's own)",
         }),
       },
       { additionalProperties: false, default: {} },

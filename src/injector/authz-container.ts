@@ -82,6 +82,8 @@ function authzEnv(template: SidecarTemplate, settings: InjectionSettings, worklo
     literal('BATON_ADMIN__HOST', '0.0.0.0'),
     literal('BATON_ADMIN__PORT', settings.adminPort),
     literal('BATON_INBOUND__FORWARD_TOKEN', settings.forwardToken),
+    // istio-proxy presents Istio's workload certificates, not the one baton authz binds tokens to: the peer's principal is what counts.
+    literal('BATON_INBOUND__PEER_CERTIFICATE', 'ignore'),
     literal('BATON_STS__ISSUER', template.stsIssuer),
     literal('BATON_STS__CLIENT_ID', workload.service),
     ...stsCredentialEnv(template, workload, identity),

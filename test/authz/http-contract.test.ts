@@ -137,5 +137,17 @@ describe('baton authz: the HTTP check (Envoy HTTP ext_authz service, nginx auth_
     const otherHash = await ask(orders, 'GET', '/baton-authz/inbound/orders', { authorization: `Bearer ${token}`, host: 'orders', 'x-forwarded-client-cert': `Hash=${'0'.repeat(64)};URI=${ids.map.idOf('gateway')}` });
     assert.equal(otherHash.statusCode, 401);
     assert.equal((JSON.parse(otherHash.text) as { code: string }).code, 'BATON_TOKEN_CERT_MISMATCH');
+
+    // inbound.peerCertificate: ignore (Istio, whose proxies present certificates of their own): the principal alone counts.
+    const istio = await startAuthz(mesh, 'orders', { config: { inbound: { peerCertificate: 'ignore' } } });
+    try {
+      const ownHash = await ask(istio, 'GET', '/baton-authz/inbound/orders', { authorization: `Bearer ${token}`, host: 'orders', 'x-forwarded-client-cert': `By=${ids.map.idOf('orders')};Hash=${'0'.repeat(64)};URI=${ids.map.idOf('gateway')}` });
+      assert.equal(ownHash.statusCode, 200, ownHash.text);
+      const otherWorkload = await ask(istio, 'GET', '/baton-authz/inbound/orders', { authorization: `Bearer ${token}`, host: 'orders', 'x-forwarded-client-cert': `Hash=${hash};URI=${ids.map.idOf('payments')}` });
+      assert.equal(otherWorkload.statusCode, 401);
+      assert.equal((JSON.parse(otherWorkload.text) as { code: string }).code, 'BATON_TOKEN_CALLER_MISMATCH');
+    } finally {
+      await istio.stop();
+    }
   });
 });

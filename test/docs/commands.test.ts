@@ -64,6 +64,7 @@ const DOCKER = { how: 'not-here', needs: 'Docker', instead: 'test/deploy/dockerf
 const CLUSTER = { how: 'not-here', needs: 'a Kubernetes cluster', instead: 'test/deploy/kustomize.test.ts and helm.test.ts render and validate the manifests' } as const;
 const BENCH = { how: 'not-here', needs: 'a quiet machine for minutes (the benchmark)', instead: 'test/bench/smoke.test.ts' } as const;
 const IDP = { how: 'not-here', needs: 'the identity provider itself (a tenant, an account, the network)', instead: 'test/e2e/identity-providers.test.ts sends tokens shaped as each IdP documents them through real processes; test/cli/token-check.test.ts runs baton token check' } as const;
+const ISTIO = { ...CLUSTER, instead: 'test/deploy/istio.test.ts renders deploy/istio and validates it against the vendored Istio CRD schemas, MeshConfig and Envoy\'s ext_authz protos' } as const;
 const NGINX_DOC = { how: 'elsewhere', test: 'test/authz/nginx-templates.test.ts (runs these lines into a scratch folder and has nginx check the result; test/authz/nginx.test.ts runs the same files through the three-hop chain)' } as const;
 const NEWCOMER = { how: 'elsewhere', test: 'test/e2e/demo-newcomer.test.ts (runs the demo with --logs and the audit, observed and suggest commands it prints)' } as const;
 
@@ -103,6 +104,10 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   },
   'docs/identity.md': {
     'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs as a real process: the layout, the IDs, reuse of fresh certificates)' },
+  },
+  'docs/istio.md': {
+    'helm upgrade istiod istio/istiod -n istio-system --reuse-values -f deploy/istio/istiod-values.yaml': ISTIO,
+    'kubectl apply -k deploy/istio': ISTIO,
   },
   'docs/kubernetes.md': {
     'kubectl create namespace baton-system': { how: 'kubectl-dry-run' },
