@@ -11,6 +11,7 @@
  * certificate: it is what it presents to the STS, and so what every token
  * it obtains for the workload is bound to (docs/security.md).
  */
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { createHttp1Server, type Http1Server } from '../dataplane/server.ts';
@@ -159,7 +160,8 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
           refusal: refusalAnswer,
           onCapped: (cap) => metrics.connectionCapped(cap),
         });
-        httpPort = await listen(httpServer.server, config.http.port, config.host);
+        if (config.http.socket === undefined) httpPort = await listen(httpServer.server, config.http.port, config.host);
+        else await listenOnSocket(httpServer.server, config.http.socket);
       }
       const admin = createAdminHandler({
         ready,
@@ -208,6 +210,28 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
     renderFamily(lines, 'baton_authz_decision_cache_entries', 'gauge', 'Decisions baton authz holds.', [{ labels: '', value: decisions.size }]);
     return lines.join('\n') + '\n';
   }
+}
+
+/**
+ * A Unix domain socket for the HTTP check: a stale one left by a previous
+ * process is removed (only a socket, never another file). Readable and
+ * writable by anyone who can reach its directory, which is the boundary:
+ * the proxy's worker runs as another user than baton.
+ */
+async function listenOnSocket(server: Http1Server['server'], path: string): Promise<void> {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // none there
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o666);
 }
 
 async function listen(server: Server | Http1Server['server'], port: number, host: string): Promise<number> {

@@ -36,6 +36,13 @@ export const AuthzConfigSchema = Type.Object(
       {
         enabled: Type.Boolean({ default: true, description: "serve Envoy's HTTP ext_authz service and nginx auth_request" }),
         port: ListenPort(7074),
+        socket: Type.Optional(
+          Type.String({
+            pattern: '^/[^\\0]+$',
+            description:
+              'a Unix domain socket path to serve the HTTP check on instead of host:port (nginx: server unix:PATH), cheaper than loopback TCP; keep it in a directory only the proxy and baton share (an emptyDir)',
+          }),
+        ),
         pathPrefix: Type.String({
           pattern: '^/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$',
           default: '/baton-authz',
@@ -121,6 +128,6 @@ export function loadAuthzConfig(options: LoadOptions): AuthzConfig {
 export function checkAuthzConfig(config: AuthzConfig, source: string): void {
   checkMeshClientConfig(config, source);
   if (!config.grpc.enabled && !config.http.enabled) throw new ConfigError(source, 'grpc.enabled', 'grpc or http (or both) enabled: a proxy needs a port to ask on', 'both disabled');
-  const ports = [config.grpc.enabled ? config.grpc.port : 0, config.http.enabled ? config.http.port : 0, config.admin.port].filter((p) => p !== 0);
+  const ports = [config.grpc.enabled ? config.grpc.port : 0, config.http.enabled && config.http.socket === undefined ? config.http.port : 0, config.admin.port].filter((p) => p !== 0);
   if (new Set(ports).size !== ports.length) throw new ConfigError(source, 'http.port', 'the grpc, http and admin ports to differ', ports.join(', '));
 }

@@ -183,6 +183,18 @@ describe('nginx auth_request + baton authz at every hop, decision cache on', { t
     assert.deepEqual(replayed.hops, []);
   });
 
+  it('never reuses an answer past its max-age, which is never past the token\'s exp: asked again once it has passed', async () => {
+    const form = new URLSearchParams({ sub: 'kim', scope: DEMO_USER.scope, acr: DEMO_USER.acr, aud: 'gateway', ttl: '2' });
+    const issued = await request(`${m.mesh.idpUrl}/dev/token`, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const token = ((await issued.body.json()) as { access_token: string }).access_token;
+    assert.equal((await checkout(m, token)).status, 200);
+    await waitFor(async () => decisions(m, 'kim').filter((d) => d.direction === 'inbound' && d.process === 'gateway-authz').length >= 1, { what: 'kim\'s first decision at the gateway' });
+    // The answer said max-age ≤ 2 (the token's exp), though the authorizers allow 60: past it, nginx asks again.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await checkout(m, token);
+    await waitFor(async () => decisions(m, 'kim').filter((d) => d.direction === 'inbound' && d.process === 'gateway-authz').length >= 2, { what: 'kim\'s second decision at the gateway' });
+  });
+
   it('never caches a refusal: a denied call is decided again each time', async () => {
     const token = await m.mesh.userToken({ ...DEMO_USER, sub: 'judy' });
     for (let i = 0; i < 2; i++) {

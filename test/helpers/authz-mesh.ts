@@ -4,10 +4,10 @@
  * configured as docs/authz.md says, for one demo service. The nginx mesh
  * (./authz-nginx.ts) and the gRPC contract tests start them here.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { DEMO_SPIFFE, type Mesh } from '../../src/demo/mesh.ts';
 import type { DemoServiceName } from '../../src/demo/apps.ts';
 import { freePort, waitFor } from './net.ts';
@@ -42,7 +42,8 @@ export function authzConfig(mesh: Mesh, service: DemoServiceName, ports: { grpc:
     grpc: { port: ports.grpc },
     http: { port: ports.http },
     admin: { port: ports.admin },
-    sts: { issuer: mesh.stsUrl, clientId: mesh.names[service], ...(ids === undefined ? { clientSecret: 'unused' } : {}) },
+    // mtls: the certificate is the credential. plaintext: the secret the demo mesh gave this client, from the STS's own config.
+    sts: { issuer: mesh.stsUrl, clientId: mesh.names[service], ...(ids === undefined ? { clientSecret: clientSecretOf(mesh, mesh.names[service]) } : {}) },
     policy: { url: mesh.policyUrl, publicKey: join(mesh.dir, 'policy-signing.pub.pem') },
     ...(service === 'gateway' ? { externalIssuers: [{ issuer: mesh.idpUrl, jwksUri: `${mesh.idpUrl}/jwks` }] } : {}),
     ...(ids === undefined
@@ -59,6 +60,13 @@ export function authzConfig(mesh: Mesh, service: DemoServiceName, ports: { grpc:
     config[key] = isObject(base) && isObject(value) ? { ...base, ...value } : value;
   }
   return config;
+}
+
+function clientSecretOf(mesh: Mesh, clientId: string): string {
+  const sts = parse(readFileSync(join(mesh.dir, 'sts.yaml'), 'utf8')) as { clients: Array<{ id: string; secret?: string }> };
+  const secret = sts.clients.find((c) => c.id === clientId)?.secret;
+  if (secret === undefined) throw new Error(`the demo mesh's STS has no secret for ${clientId}`);
+  return secret;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -192,7 +192,7 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
  * templates filled (one upstream file per service called), and in the
  * top-level file the temporary paths of this instance.
  */
-function renderExamples(dir: string, kind: 'ingress' | 'service', values: Readonly<Record<string, string>>, upstreams: ReadonlyArray<Readonly<Record<string, string>>>): void {
+export function renderExamples(dir: string, kind: 'ingress' | 'service' | 'none', values: Readonly<Record<string, string>>, upstreams: ReadonlyArray<Readonly<Record<string, string>>>, options: { readonly plaintextUpstreams?: boolean } = {}): void {
   mkdirSync(join(dir, 'baton'));
   mkdirSync(join(dir, 'conf.d'));
   for (const file of readdirSync(join(NGINX_EXAMPLES, 'baton'))) {
@@ -200,8 +200,10 @@ function renderExamples(dir: string, kind: 'ingress' | 'service', values: Readon
     if (file.endsWith('.template')) writeFileSync(join(dir, 'baton', file.slice(0, -'.template'.length)), fillTemplate(readFileSync(source, 'utf8'), values, file));
     else cpSync(source, join(dir, 'baton', file));
   }
-  writeFileSync(join(dir, 'conf.d', `${kind}.conf`), fillTemplate(readFileSync(join(NGINX_EXAMPLES, 'conf.d', `${kind}.conf.template`), 'utf8'), values, `${kind}.conf.template`));
-  const upstream = readFileSync(join(NGINX_EXAMPLES, 'conf.d', 'upstream.conf.template'), 'utf8');
+  if (kind !== 'none') writeFileSync(join(dir, 'conf.d', `${kind}.conf`), fillTemplate(readFileSync(join(NGINX_EXAMPLES, 'conf.d', `${kind}.conf.template`), 'utf8'), values, `${kind}.conf.template`));
+  // The benchmark's plaintext pair: the same upstream file, sending on in plain HTTP (no proxy_ssl_* lines).
+  const template = readFileSync(join(NGINX_EXAMPLES, 'conf.d', 'upstream.conf.template'), 'utf8');
+  const upstream = options.plaintextUpstreams === true ? template.replace('proxy_pass https://', 'proxy_pass http://').replace(/^\s*proxy_ssl_\w+ [^\n]*\n/gm, '') : template;
   for (const target of upstreams) writeFileSync(join(dir, 'conf.d', `upstream-${target.BATON_TARGET}.conf`), fillTemplate(upstream, target, 'upstream.conf.template'));
   const temporary = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${join(dir, kind)};`).join('\n');
   writeFileSync(join(dir, 'nginx.conf'), readFileSync(join(NGINX_EXAMPLES, 'nginx.conf'), 'utf8').replace(/^http \{$/m, `http {\n${temporary}`));
