@@ -168,6 +168,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'BENCH_QUICK=1 npm run bench': BENCH,
     'node_modules/.bin/node bench/hop.bench.ts': BENCH,
     'node_modules/.bin/node bench/mtls.bench.ts': BENCH,
+    'node_modules/.bin/node bench/authz.bench.ts': BENCH,
     'BENCH_QUICK=1 node_modules/.bin/node bench/mtls.bench.ts': BENCH,
   },
   'docs/policy-server.md': {
