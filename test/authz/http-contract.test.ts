@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
-import { Client, type Dispatcher, request } from 'undici';
+import { Agent, Client, type Dispatcher, request } from 'undici';
 import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER } from '../../src/demo/scenario.ts';
 import { certificateThumbprint } from '../../src/identity/svid.ts';
@@ -120,6 +120,23 @@ describe('baton authz: the HTTP check (Envoy HTTP ext_authz service, nginx auth_
     assert.ok(String(answer.headers['x-envoy-auth-headers-to-remove']).split(', ').includes('baton-context'));
     const maxAge = Number(/^max-age=(\d+)$/.exec(String(answer.headers['cache-control']))?.[1]);
     assert.ok(maxAge > 0 && maxAge <= (claims.exp as number) - Date.now() / 1000, `max-age ${maxAge}`);
+  });
+
+  it('serves the same check on a Unix domain socket (http.socket, nginx: server unix:PATH), replacing a stale socket a previous process left', async () => {
+    const path = join(mesh.dir, 'authz.sock');
+    for (let i = 0; i < 2; i++) {
+      const onSocket = await startAuthz(mesh, 'gateway', { config: { grpc: { enabled: false }, http: { socket: path } } });
+      const agent = new Agent({ connect: { socketPath: path } });
+      try {
+        const answer = await request('http://localhost/baton-authz/inbound/checkout', { method: 'POST', headers: { authorization: `Bearer ${await userToken({ sub: 'liam' })}`, host: 'gateway' }, dispatcher: agent });
+        assert.equal(answer.statusCode, 200, await answer.body.text());
+        assert.equal(answer.headers['baton-subject'], 'liam');
+      } finally {
+        await agent.close();
+        // SIGKILL the first time: its socket file stays behind for the second to replace.
+        await onSocket.process.stop(i === 0 ? 'SIGKILL' : 'SIGTERM');
+      }
+    }
   });
 
   it('reads the peer from the last x-forwarded-client-cert element: its certificate (Cert, as nginx writes it) or its URI and Hash (as Envoy writes them)', async () => {
