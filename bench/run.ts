@@ -22,6 +22,7 @@ const SCENARIOS: ReadonlyArray<{ readonly file: string; load(): Promise<Scenario
   { file: 'auth-flood.bench.ts', load: async () => (await import('./auth-flood.bench.ts')).run },
   { file: 'policy.bench.ts', load: async () => (await import('./policy.bench.ts')).run },
   { file: 'mtls.bench.ts', load: async () => (await import('./mtls.bench.ts')).run },
+  { file: 'authz.bench.ts', load: async () => (await import('./authz.bench.ts')).run },
   // Scenario 5 lives in its own file; run it when it is there.
   { file: 'tracing.bench.ts', load: async () => ((await import(new URL('./tracing.bench.ts', import.meta.url).href)) as { run: Scenario }).run },
 ];

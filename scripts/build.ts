@@ -32,7 +32,9 @@ export function bundleOptions(outdir: string, entryPoints: EntryPoints = BATON_E
     target: 'node22.18',
     outExtension: { '.js': '.mjs' },
     // Bundling @opentelemetry/api while the SDK stays external loads two API copies (and two propagator registries); the graphviz wasm is loaded from its package.
-    external: ['@opentelemetry/*', '@hpcc-js/wasm-graphviz'],
+    // gRPC (baton authz; also the OTLP gRPC exporter's) stays one copy in node_modules beside the SDK that loads it too. The Envoy
+    // protos it serves are bundled as a compiled descriptor (src/authz/ext-authz.descriptor.json), so no .proto file is read at run time.
+    external: ['@opentelemetry/*', '@hpcc-js/wasm-graphviz', '@grpc/*'],
     // Bundled CommonJS dependencies call require('node:…'), which ESM output has no binding for.
     banner: { js: "import { createRequire as __batonCreateRequire } from 'node:module'; const require = __batonCreateRequire(import.meta.url);" },
     // esbuild renames identifiers that collide across modules; keeping each function's and class's `.name` keeps stack traces and CPU profiles readable.

@@ -10,6 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { TObject } from '@sinclair/typebox';
+import { AuthzConfigSchema } from '../src/authz/config.ts';
 import { PolicyServerConfigSchema } from '../src/policy/distribution/config.ts';
 import { describeKeys, markdownKeys } from '../src/config/describe.ts';
 import { InjectorConfigSchema } from '../src/injector/config.ts';
@@ -28,6 +29,7 @@ export const CONFIG_REFERENCES: readonly ConfigReference[] = [
   { name: 'sts', page: 'docs/sts.md', schema: StsConfigSchema },
   { name: 'policy-server', page: 'docs/policy-server.md', schema: PolicyServerConfigSchema },
   { name: 'injector', page: 'docs/kubernetes.md', schema: InjectorConfigSchema },
+  { name: 'authz', page: 'docs/authz.md', schema: AuthzConfigSchema },
 ];
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));

@@ -12,6 +12,7 @@ import { type CliContext, type Command, UsageError } from './command.ts';
 
 const HELP = `Usage: baton demo [--keep] [--json] [--logs DIR] [--issuers FILE] [--policy FILE]
        baton demo app --name gateway|orders|payments --port N --outbound URL [--host H]
+                      [--calls proxy|host] [--charge grpc|http]
        baton demo idp --port N [--host H] [--issuer URL]
 
 Runs the whole mesh on loopback, with no Docker and no Redis: a dev identity
@@ -32,7 +33,11 @@ Options:
                (the built-in scenarios assume the example policy)
 
 'demo app' and 'demo idp' run one demo service or the dev IdP on its own
-(the docker-compose mesh uses them).`;
+(the docker-compose mesh uses them). A demo app calls the next service with
+plain fetch through the proxy its environment names (HTTP_PROXY,
+NODE_USE_ENV_PROXY=1), or with --calls host by sending to --outbound with the
+service in Host (for nginx, which opens no CONNECT tunnel: docs/nginx.md);
+orders charges payments over gRPC, or with --charge http as POST /charges.`;
 
 export const demoCommand: Command = {
   summary: 'run the whole mesh on this machine and drive an allowed and a denied chain',
@@ -134,15 +139,19 @@ Ctrl-C stops the mesh.
 async function runApp(args: readonly string[], context: CliContext): Promise<number> {
   const { values } = parseArgs({
     args: [...args],
-    options: { name: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, outbound: { type: 'string' } },
+    options: { name: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, outbound: { type: 'string' }, calls: { type: 'string' }, charge: { type: 'string' } },
     strict: true,
   });
   const name = values.name;
   if (name !== 'gateway' && name !== 'orders' && name !== 'payments') throw new UsageError('--name must be gateway, orders or payments');
   if (values.outbound === undefined) throw new UsageError('--outbound URL (the sidecar\'s outbound port) is required');
+  const calls = values.calls ?? 'proxy';
+  if (calls !== 'proxy' && calls !== 'host') throw new UsageError(`--calls must be proxy or host, got ${calls}`);
+  const chargeOver = values.charge ?? 'grpc';
+  if (chargeOver !== 'grpc' && chargeOver !== 'http') throw new UsageError(`--charge must be grpc or http, got ${chargeOver}`);
   // Node.js before 22.21 ignores NODE_USE_ENV_PROXY: undici's EnvHttpProxyAgent reads the same variables (src/demo/apps.ts).
   if (!fetchReadsEnvProxy() && process.env.NODE_USE_ENV_PROXY === '1') setGlobalDispatcher(new EnvHttpProxyAgent());
-  const app = await startDemoApp({ name, port: Number(values.port ?? 8080), host: values.host ?? '127.0.0.1', outbound: values.outbound });
+  const app = await startDemoApp({ name, port: Number(values.port ?? 8080), host: values.host ?? '127.0.0.1', outbound: values.outbound, calls, charge: chargeOver });
   context.stdout.write(JSON.stringify({ msg: 'demo app listening', service: name, port: app.port }) + '\n');
   await untilSignal();
   await app.close();

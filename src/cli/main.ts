@@ -8,6 +8,7 @@ export const COMMANDS: Readonly<Record<string, { summary: string; load: () => Pr
   'policy-server': { summary: 'serve the call-graph policy, signed and versioned', load: async () => (await import('./policy-server.ts')).policyServerCommand },
   sts: { summary: 'run the mesh token service (RFC 8693 token exchange)', load: async () => (await import('./sts.ts')).stsCommand },
   sidecar: { summary: 'run the sidecar next to one service (inbound, outbound, admin)', load: async () => (await import('./sidecar.ts')).sidecarCommand },
+  authz: { summary: 'decide for a proxy you already run: Envoy/Istio ext_authz (gRPC, HTTP) and nginx auth_request', load: async () => (await import('./authz.ts')).authzCommand },
   demo: { summary: 'run the whole mesh on this machine and drive an allowed and a denied chain', load: async () => (await import('./demo.ts')).demoCommand },
   injector: { summary: 'run the Kubernetes admission webhook that injects the sidecar', load: async () => (await import('./injector.ts')).injectorCommand },
   certs: { summary: 'write development workload certificates (a local CA and one SPIFFE SVID per service)', load: async () => (await import('./certs.ts')).certsCommand },

@@ -26,6 +26,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createH2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { request } from 'undici';
 
 export type DemoServiceName = 'gateway' | 'orders' | 'payments';
 
@@ -58,6 +59,8 @@ export interface DownstreamResult {
 
 /** The demo's one gRPC method. */
 const CHARGE_PATH = '/shop.v1.Payments/Charge';
+/** The same charge over HTTP (`--charge http`). */
+const HTTP_CHARGE_PATH = '/charges';
 
 type NextCall = { readonly target: string; readonly method: string; readonly path: string; readonly grpc?: true };
 
@@ -98,7 +101,24 @@ export function fetchReadsEnvProxy(version: string = process.versions.node): boo
   return major >= 24 || (major === 22 && minor >= 21);
 }
 
-export async function startDemoApp(options: { name: DemoServiceName; port?: number; host?: string; outbound: string }): Promise<DemoApp> {
+export interface DemoAppOptions {
+  readonly name: DemoServiceName;
+  readonly port?: number;
+  readonly host?: string;
+  /** The data plane's outbound address (`http://127.0.0.1:7071`). */
+  readonly outbound: string;
+  /**
+   * How HTTP calls reach it: `proxy` (default), plain `fetch` with the
+   * environment's proxy; `host`, origin-form requests to `outbound` with the
+   * service in Host, for a proxy that opens no CONNECT tunnel (nginx,
+   * docs/nginx.md).
+   */
+  readonly calls?: 'proxy' | 'host';
+  /** How orders charges payments: over gRPC (default), or HTTP `POST /charges` (policy rule `charge-http`). */
+  readonly charge?: 'grpc' | 'http';
+}
+
+export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
   const routes = ROUTES[options.name];
   const server: Server = createServer((req, res) => {
     if ((req.method === 'GET' || req.method === 'HEAD') && HEALTH_PATHS.has((req.url ?? '/').split('?')[0] ?? '/')) {
@@ -143,22 +163,31 @@ export async function startDemoApp(options: { name: DemoServiceName; port?: numb
     };
     if (next === undefined) return { ...view, downstream: { target: '', status: 404, body: `no route ${route}` } };
     if (next === null) return view;
-    if (next.grpc === true) return { ...view, downstream: await charge(next.target, context, traceContext(req)) };
-    // Plain fetch to the service by name: the environment's proxy is the sidecar (NODE_USE_ENV_PROXY=1, HTTP_PROXY).
-    const response = await fetch(`http://${next.target}${next.path}`, {
-      method: next.method,
-      // Like any traced app, pass the W3C trace context on, so the whole chain is one trace.
-      headers: { 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }), ...traceContext(req) },
-      body: JSON.stringify({ from: options.name }),
-    });
-    const text = await response.text();
-    let body: unknown = text;
+    if (next.grpc === true && options.charge !== 'http') return { ...view, downstream: await charge(next.target, context, traceContext(req)) };
+    const path = next.grpc === true ? HTTP_CHARGE_PATH : next.path;
+    // Like any traced app, pass the W3C trace context on, so the whole chain is one trace.
+    const headers = { 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }), ...traceContext(req) };
+    const body = JSON.stringify({ from: options.name });
+    let status: number;
+    let text: string;
+    if (options.calls === 'host') {
+      // Pointed at the outbound address itself, the service named in Host.
+      const answer = await request(`${options.outbound}${path}`, { method: next.method as 'POST', headers: { ...headers, host: next.target }, body });
+      status = answer.statusCode;
+      text = await answer.body.text();
+    } else {
+      // Plain fetch to the service by name: the environment's proxy is the sidecar (NODE_USE_ENV_PROXY=1, HTTP_PROXY).
+      const answer = await fetch(`http://${next.target}${path}`, { method: next.method, headers, body });
+      status = answer.status;
+      text = await answer.text();
+    }
+    let parsed: unknown = text;
     try {
-      body = JSON.parse(text);
+      parsed = JSON.parse(text);
     } catch {
       // a non-JSON answer is shown as text
     }
-    return { ...view, downstream: { target: next.target, status: response.status, body } };
+    return { ...view, downstream: { target: next.target, status, body: parsed } };
   }
 
   /** The gRPC hop: a unary call through the sidecar's outbound port, the handle and trace context as metadata. */

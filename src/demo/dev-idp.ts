@@ -55,12 +55,13 @@ export async function startDevIdentityProvider(options: { host?: string; port?: 
   app.get('/.well-known/openid-configuration', async () => metadata());
   app.get('/.well-known/oauth-authorization-server', async () => metadata());
   app.get('/jwks', async () => ({ keys: [publicJwk] }));
-  // Dev only: a token for whoever asks. Form or query: sub, aud, scope, acr.
+  // Dev only: a token for whoever asks. Form or query: sub, aud, scope, acr, ttl (seconds, 1 to 86400; default 900).
   app.post<{ Body: Record<string, string> | undefined }>('/dev/token', async (request, reply) => {
     const body = request.body ?? {};
     const sub = body.sub ?? 'alice';
-    const token = await issueUserToken({ sub, audience: body.aud ?? 'gateway', scope: body.scope ?? '', acr: body.acr });
-    return reply.header('cache-control', 'no-store').send({ access_token: token, token_type: 'Bearer', expires_in: 900 });
+    const ttl = /^\d{1,5}$/.test(body.ttl ?? '') ? Math.min(86_400, Math.max(1, Number(body.ttl))) : 900;
+    const token = await issueUserToken({ sub, audience: body.aud ?? 'gateway', scope: body.scope ?? '', acr: body.acr, ttlSeconds: ttl });
+    return reply.header('cache-control', 'no-store').send({ access_token: token, token_type: 'Bearer', expires_in: ttl });
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));

@@ -132,6 +132,13 @@ export interface MeshOptions {
    * the control plane's IDs, as the injector tells them.
    */
   readonly namespaces?: { readonly home: string; readonly services: Partial<Readonly<Record<DemoServiceName, string>>>; readonly controlPlane: string };
+  /**
+   * `none`: the control plane only (dev IdP, policy server, STS, the
+   * identities), for a data plane the caller runs itself, such as proxies
+   * asking `baton authz` (test/helpers/authz-mesh.ts); `services` then
+   * names ports nothing listens on. Default `sidecars`.
+   */
+  readonly dataPlane?: 'sidecars' | 'none';
 }
 
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
@@ -225,7 +232,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     const sts = start('sts', ['sts', '--config', join(dir, 'sts.yaml')]);
     await waitForHttp(`${stsUrl}/readyz`, sts, timeoutMs, probe);
 
-    for (const name of DEMO_SERVICES) {
+    for (const name of options.dataPlane === 'none' ? [] : DEMO_SERVICES) {
       const ports = services[name];
       // The apps call with plain fetch: the sidecar is the proxy their environment names, as the injector's
       // baton.dev/http-proxy and docker-compose set it (docs/clients.md).
@@ -253,7 +260,7 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
       start(`${name}-sidecar`, ['sidecar', '--config', join(dir, `${name}-sidecar.yaml`)]);
     }
     await Promise.all(
-      DEMO_SERVICES.flatMap((name) => [
+      (options.dataPlane === 'none' ? [] : DEMO_SERVICES).flatMap((name) => [
         waitForHttp(`http://127.0.0.1:${services[name].admin}/readyz`, processes.find((p) => p.name === `${name}-sidecar`) as MeshProcess, timeoutMs),
         ...(options.apps?.[name] === undefined ? [waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs)] : []),
       ]),

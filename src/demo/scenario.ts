@@ -127,15 +127,18 @@ export function hops(body: unknown): HopView[] {
   return out;
 }
 
+const DATA_PLANE_PROCESS = /-(sidecar|authz)$/;
+
 function decisionsFor(mesh: Mesh, txn: string | undefined): DecisionRecord[] {
   if (txn === undefined) return [];
   const records: DecisionRecord[] = [];
   for (const p of mesh.processes) {
-    if (!p.name.endsWith('-sidecar')) continue;
+    // A service's decisions come from its sidecar, or from its `baton authz` when a proxy runs its data plane.
+    if (!DATA_PLANE_PROCESS.test(p.name)) continue;
     for (const line of p.logs) {
       if (line.event !== 'decision' || line.txn !== txn) continue;
       records.push({
-        service: p.name.replace(/-sidecar$/, ''),
+        service: p.name.replace(DATA_PLANE_PROCESS, ''),
         direction: String(line.direction),
         target: typeof line.target === 'string' ? line.target : undefined,
         rule: typeof line.rule === 'string' ? line.rule : undefined,

@@ -21,6 +21,7 @@ export const ANNOTATION = {
   svidSource: 'baton.dev/svid-source',
   clientCertificate: 'baton.dev/client-certificate',
   plaintextPort: 'baton.dev/plaintext-port',
+  dataPlane: 'baton.dev/data-plane',
 } as const;
 
 /** Annotations that look like they set identity; reported and ignored. */
@@ -40,6 +41,8 @@ export interface InjectionSettings {
   readonly clientCertificate: 'required' | 'optional';
   /** A second, plaintext inbound listener for an entrypoint behind an ingress; external-IdP tokens only. */
   readonly plaintextPort: number | undefined;
+  /** baton's sidecar, or `baton authz` for the proxy the pod already runs (docs/istio.md). */
+  readonly dataPlane: 'sidecar' | 'authz';
   /** Admission warnings for the author (shown by kubectl). */
   readonly warnings: readonly string[];
 }
@@ -75,7 +78,11 @@ export function readSettings(pod: Pod, template: SidecarTemplate): SettingsResul
   if (new Set(all).size !== all.length) {
     return { ok: false, reason: `the app port and the sidecar's inbound, outbound, admin and plaintext ports must all differ, got ${JSON.stringify(ports)}` };
   }
-  const taken = sidecarPortTakenByApp(pod, [ports.inboundPort, ports.outboundPort, ports.adminPort, ...(ports.plaintextPort === undefined ? [] : [ports.plaintextPort])]);
+  const dataPlane = annotations[ANNOTATION.dataPlane] ?? template.dataPlane;
+  if (dataPlane !== 'sidecar' && dataPlane !== 'authz') return { ok: false, reason: `annotation ${ANNOTATION.dataPlane} must be "sidecar" or "authz"` };
+  // The ports baton listens on in this pod: the sidecar's, or baton authz's admin and loopback check ports.
+  const batonPorts = dataPlane === 'authz' ? [ports.adminPort, template.authzGrpcPort, template.authzHttpPort] : [ports.inboundPort, ports.outboundPort, ports.adminPort, ...(ports.plaintextPort === undefined ? [] : [ports.plaintextPort])];
+  const taken = sidecarPortTakenByApp(pod, batonPorts);
   if (taken !== undefined) return { ok: false, reason: `container port ${taken} is one of the sidecar's ports; choose others with the baton.dev/*-port annotations` };
   const flags: Record<'httpProxy' | 'forwardToken', boolean> = { httpProxy: false, forwardToken: false };
   for (const key of ['httpProxy', 'forwardToken'] as const) {
@@ -102,7 +109,7 @@ export function readSettings(pod: Pod, template: SidecarTemplate): SettingsResul
   const { plaintextPort, ...meshPorts } = ports;
   return {
     ok: true,
-    settings: { ...meshPorts, ...flags, logLevel: logLevel ?? template.logLevel, svidSource: svidSource as SvidSource, clientCertificate, plaintextPort, warnings },
+    settings: { ...meshPorts, ...flags, logLevel: logLevel ?? template.logLevel, svidSource: svidSource as SvidSource, clientCertificate, plaintextPort, dataPlane, warnings },
   };
 }
 

@@ -77,6 +77,12 @@ export const InjectorConfigSchema = Type.Object(
     sidecar: Type.Object(
       {
         image: Type.String({ minLength: 1, default: 'ghcr.io/baton-dev/baton-mesh:0.1.0' }),
+        dataPlane: Type.Union([Type.Literal('sidecar'), Type.Literal('authz')], {
+          default: 'sidecar',
+          description: "what the injector adds, unless the pod's baton.dev/data-plane annotation says otherwise: baton's sidecar, or baton authz beside the proxy the pod already runs (istio-proxy; docs/istio.md)",
+        }),
+        authzGrpcPort: Type.Integer({ ...Port("authz data plane: baton authz's gRPC ext_authz port on the pod's loopback (the Istio ServiceEntry's)"), default: 7073 }),
+        authzHttpPort: Type.Integer({ ...Port("authz data plane: baton authz's HTTP check port on the pod's loopback"), default: 7074 }),
         imagePullPolicy: Type.Union([Type.Literal('Always'), Type.Literal('IfNotPresent'), Type.Literal('Never')], { default: 'IfNotPresent' }),
         inboundPort: Type.Integer({ ...Port("the sidecar's inbound port in the pod"), default: 7070 }),
         outboundPort: Type.Integer({ ...Port("the sidecar's outbound port in the pod"), default: 7071 }),

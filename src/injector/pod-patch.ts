@@ -8,6 +8,7 @@ import type { SidecarTemplate } from './config.ts';
 import type { Container, JsonPatchAdd, Pod } from './kubernetes-types.ts';
 import { HELPER_CONTAINER_NAME, identityLayout } from './identity-layout.ts';
 import { appEnv, SIDECAR_CONTAINER_NAME, sidecarContainer, sidecarVolumes } from './sidecar-container.ts';
+import { AUTHZ_CONTAINER_NAME, authzContainer, controlPlanePorts, DATA_PLANE_LABEL, ISTIO_EXCLUDE_OUTBOUND_PORTS } from './authz-container.ts';
 import { DNS1123_LABEL } from '../core/dns-label.ts';
 import { canonicalServiceName, isServiceName } from '../core/service-name.ts';
 
@@ -44,32 +45,42 @@ export function planInjection(pod: Pod, template: SidecarTemplate, namespace?: s
   if (serviceAccount === DEFAULT_SERVICE_ACCOUNT) warnings.push('the pod runs as the "default" ServiceAccount: give each service its own ServiceAccount, it is the service\'s identity');
 
   const identity = mtls ? identityLayout(template, settings.svidSource) : undefined;
+  const authz = settings.dataPlane === 'authz';
   const patch: JsonPatchAdd[] = [];
   // First among the init containers, so later init containers can already call
   // out through it; an identity helper goes before it, so the files are there.
-  const natives = [...(identity?.containers ?? []), sidecarContainer(template, settings, { serviceAccount, service }, identity)];
+  // Authz data plane: baton authz beside the proxy the pod already runs, which keeps its traffic (docs/istio.md).
+  const natives = [...(identity?.containers ?? []), authz ? authzContainer(template, settings, { serviceAccount, service }, identity) : sidecarContainer(template, settings, { serviceAccount, service }, identity)];
   if (pod.spec.initContainers === undefined) patch.push({ op: 'add', path: '/spec/initContainers', value: natives });
   else natives.forEach((container, index) => patch.push({ op: 'add', path: `/spec/initContainers/${index}`, value: container }));
 
-  const additions = appEnv(settings);
+  // The app calls out through its proxy either way; only baton's sidecar has an outbound port to tell it of.
+  const additions = authz ? [] : appEnv(settings);
   pod.spec.containers.forEach((container, index) => {
     patch.push(...envPatch(container, index, additions, warnings));
   });
 
-  const volumes = sidecarVolumes(template, { serviceAccount, service }, identity);
+  const volumes = sidecarVolumes(template, { serviceAccount, service }, identity, settings.dataPlane);
   const clashing = volumes.find((v) => (pod.spec.volumes ?? []).some((existing) => existing.name === v.name));
   if (clashing !== undefined) return { outcome: 'deny', reason: `the pod already has a volume named ${String(clashing.name)}, which baton reserves` };
   if (pod.spec.volumes === undefined) patch.push({ op: 'add', path: '/spec/volumes', value: volumes });
   else for (const volume of volumes) patch.push({ op: 'add', path: '/spec/volumes/-', value: volume });
 
-  const annotations = { [ANNOTATION.status]: 'injected', ...identity?.annotations };
-  patch.push(...metadataPatch(pod, { annotations, labels: { 'baton.dev/service': service } }));
+  const annotations: Record<string, string> = { [ANNOTATION.status]: 'injected', ...identity?.annotations };
+  if (authz) annotations[ISTIO_EXCLUDE_OUTBOUND_PORTS] = excludedPorts(pod, controlPlanePorts(template));
+  patch.push(...metadataPatch(pod, { annotations, labels: { 'baton.dev/service': service, [DATA_PLANE_LABEL]: settings.dataPlane } }));
   return { outcome: 'inject', serviceAccount, service, patch, warnings };
 }
 
 function alreadyInjected(pod: Pod): boolean {
   const all: readonly Container[] = [...pod.spec.containers, ...(pod.spec.initContainers ?? [])];
-  return all.some((c) => c.name === SIDECAR_CONTAINER_NAME || c.name === HELPER_CONTAINER_NAME);
+  return all.some((c) => c.name === SIDECAR_CONTAINER_NAME || c.name === AUTHZ_CONTAINER_NAME || c.name === HELPER_CONTAINER_NAME);
+}
+
+/** The ports Istio leaves to baton authz, added to any the pod already excludes. */
+function excludedPorts(pod: Pod, ports: readonly number[]): string {
+  const existing = (pod.metadata?.annotations?.[ISTIO_EXCLUDE_OUTBOUND_PORTS] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  return [...new Set([...existing, ...ports.map(String)])].join(',');
 }
 
 function envPatch(container: Container, index: number, additions: ReturnType<typeof appEnv>, warnings: string[]): JsonPatchAdd[] {

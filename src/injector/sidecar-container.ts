@@ -21,13 +21,13 @@ export const POLICY_KEY_VOLUME = 'baton-policy-key';
 export const TMP_VOLUME = 'baton-tmp';
 export const POLICY_STATE_VOLUME = 'baton-policy-state';
 export const INTROSPECTION_VOLUME = 'baton-introspection';
-const INTROSPECTION_DIR = '/etc/baton/introspection';
+export const INTROSPECTION_DIR = '/etc/baton/introspection';
 /** Where the sidecar keeps the newest policy version it accepted (policy.stateFile). */
 export const POLICY_STATE_DIR = '/var/lib/baton/policy-state';
 export const POLICY_STATE_FILE = `${POLICY_STATE_DIR}/policy-state.json`;
 export const REDIS_VOLUME = 'baton-redis';
 const REDIS_DIR = '/etc/baton/redis';
-const POLICY_KEY_DIR = '/etc/baton/policy';
+export const POLICY_KEY_DIR = '/etc/baton/policy';
 export const POLICY_KEY_FILE = 'policy-signing.pub.pem';
 
 export interface Workload {
@@ -128,13 +128,13 @@ export function sidecarExternalIssuers(issuers: readonly KubernetesExternalIssue
 }
 
 /** The one introspecting issuer's Secret, if any (checkInjectorConfig allows one). */
-function introspectionSecret(template: SidecarTemplate): { readonly secretName: string; readonly key: string } | undefined {
+export function introspectionSecret(template: SidecarTemplate): { readonly secretName: string; readonly key: string } | undefined {
   return template.externalIssuers.find((e) => e.introspection !== undefined)?.introspection?.clientSecretFrom;
 }
 
-const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
+export const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
 
-function stsCredentialEnv(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
+export function stsCredentialEnv(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
   // mtls: the certificate is the credential (RFC 8705 §2.1), so no secret is mounted.
   if (identity !== undefined) return [literal('BATON_STS__AUTH_METHOD', 'tls_client_auth')];
   // plaintext: the credential is named after the ServiceAccount, so identity and
@@ -145,6 +145,13 @@ function stsCredentialEnv(template: SidecarTemplate, workload: Workload, identit
 
 /** The contract's transport, identity and spiffe keys (docs/identity.md), as BATON_* variables. */
 function identityEnv(template: SidecarTemplate, settings: InjectionSettings, identity: IdentityLayout): EnvVar[] {
+  const env: EnvVar[] = [...workloadIdentityEnv(template, identity), literal('BATON_INBOUND__CLIENT_CERTIFICATE', settings.clientCertificate)];
+  if (settings.plaintextPort !== undefined) env.push(literal('BATON_INBOUND__PLAINTEXT_PORT', settings.plaintextPort));
+  return env;
+}
+
+/** The workload certificate's files, the SPIFFE rule and the control plane's IDs: the same keys in the sidecar and baton authz. */
+export function workloadIdentityEnv(template: SidecarTemplate, identity: IdentityLayout): EnvVar[] {
   const env: EnvVar[] = [
     literal('BATON_IDENTITY__CERT_FILE', identity.files.certFile),
     literal('BATON_IDENTITY__KEY_FILE', identity.files.keyFile),
@@ -152,12 +159,10 @@ function identityEnv(template: SidecarTemplate, settings: InjectionSettings, ide
     literal('BATON_SPIFFE__TRUST_DOMAIN', template.spiffe.trustDomain),
     literal('BATON_SPIFFE__NAMESPACE', template.spiffe.namespace),
     literal('BATON_SPIFFE__TEMPLATE', template.spiffe.template),
-    literal('BATON_INBOUND__CLIENT_CERTIFICATE', settings.clientCertificate),
   ];
   if (Object.keys(template.spiffe.ids).length > 0) env.push(literal('BATON_SPIFFE__IDS', JSON.stringify(template.spiffe.ids)));
   if (template.stsSpiffeId !== undefined) env.push(literal('BATON_STS__SPIFFE_ID', template.stsSpiffeId));
   if (template.policySpiffeId !== undefined) env.push(literal('BATON_POLICY__SPIFFE_ID', template.policySpiffeId));
-  if (settings.plaintextPort !== undefined) env.push(literal('BATON_INBOUND__PLAINTEXT_PORT', settings.plaintextPort));
   return env;
 }
 
@@ -181,14 +186,14 @@ export function appEnv(settings: InjectionSettings): EnvVar[] {
   return env;
 }
 
-export function sidecarVolumes(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined): Array<Record<string, unknown>> {
+export function sidecarVolumes(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined, dataPlane: 'sidecar' | 'authz' = 'sidecar'): Array<Record<string, unknown>> {
   return [
     { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
     { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
     // The pod's lifetime: it outlives a restart of the sidecar container, not the pod's deletion.
     { name: POLICY_STATE_VOLUME, emptyDir: { sizeLimit: '1Mi' } },
     // Named after the ServiceAccount like the client secret; not optional: without it the sidecar would not start anyway.
-    ...(template.redis === undefined || identity !== undefined
+    ...(template.redis === undefined || identity !== undefined || dataPlane === 'authz'
       ? []
       : [{ name: REDIS_VOLUME, secret: { secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`, items: [{ key: 'password', path: 'password' }, { key: 'seal-key', path: 'seal-key' }] } }]),
     ...(identity?.volumes ?? []),

@@ -171,7 +171,7 @@ export const POLICY_SERVER_SERVICE = 'baton-policy-server';
 export type StsAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
 
 /** RFC 8705 §2.1 `tls_client_auth` by default in mtls mode; a secret in plaintext mode. */
-export function stsAuthMethod(config: SidecarConfig): StsAuthMethod {
+export function stsAuthMethod(config: Pick<SidecarConfig, 'sts' | 'transport'>): StsAuthMethod {
   return config.sts.authMethod ?? (config.transport.mode === 'mtls' ? 'tls_client_auth' : 'client_secret_basic');
 }
 
@@ -188,6 +188,27 @@ export function loadSidecarConfig(options: LoadOptions): SidecarConfig {
  * talks plaintext to the mesh.
  */
 export function checkSidecarConfig(config: SidecarConfig, source: string): void {
+  checkMeshClientConfig(config, source);
+  if (config.transport.mode === 'plaintext') {
+    if (config.inbound.plaintextPort !== undefined) throw new ConfigError(source, 'inbound.plaintextPort', 'no second plaintext port: in plaintext mode the inbound port is already plaintext', String(config.inbound.plaintextPort));
+    return;
+  }
+  for (const [name, url] of Object.entries(config.upstreams)) {
+    if (!url.startsWith('https://')) throw new ConfigError(source, `upstreams.${name}`, 'an https:// URL in transport.mode mtls', url);
+  }
+  if (config.inbound.plaintextPort !== undefined && config.inbound.plaintextPort === config.inbound.port && config.inbound.port !== 0) {
+    throw new ConfigError(source, 'inbound.plaintextPort', 'a port other than inbound.port', String(config.inbound.plaintextPort));
+  }
+}
+
+/**
+ * The cross-field rules on the blocks every data-plane part takes from this
+ * schema (the sidecar, and `baton authz`: src/authz/config.ts): one policy
+ * source, each auth method with its credential, timings that can hold, and
+ * https:// for the STS and the policy server in mtls mode (a plain http://
+ * URL there would be a silent fallback to plaintext).
+ */
+export function checkMeshClientConfig(config: Pick<SidecarConfig, 'policy' | 'exchange' | 'jwks' | 'externalIssuers' | 'sts' | 'transport'>, source: string): void {
   checkPolicySourceConfig(config.policy, source);
   const { breaker } = config.exchange;
   if (breaker.maxOpenMs < breaker.openMs) {
@@ -201,21 +222,15 @@ export function checkSidecarConfig(config: SidecarConfig, source: string): void 
   }
   if (config.transport.mode === 'plaintext') {
     if (method === 'tls_client_auth') throw new ConfigError(source, 'sts.authMethod', 'a client secret method: tls_client_auth needs transport.mode mtls', method);
-    if (config.inbound.plaintextPort !== undefined) throw new ConfigError(source, 'inbound.plaintextPort', 'no second plaintext port: in plaintext mode the inbound port is already plaintext', String(config.inbound.plaintextPort));
     return;
   }
-  // mtls: every mesh hop is https; a plain http:// URL here would be a silent fallback to plaintext.
   const meshUrls: Array<[string, string | undefined]> = [
     ['sts.issuer', config.sts.issuer],
     ['sts.tokenEndpoint', config.sts.tokenEndpoint],
     ['sts.jwksUri', config.sts.jwksUri],
     ['policy.url', config.policy.url],
-    ...Object.entries(config.upstreams).map(([name, url]): [string, string] => [`upstreams.${name}`, url]),
   ];
   for (const [key, url] of meshUrls) {
     if (url !== undefined && !url.startsWith('https://')) throw new ConfigError(source, key, 'an https:// URL in transport.mode mtls', url);
-  }
-  if (config.inbound.plaintextPort !== undefined && config.inbound.plaintextPort === config.inbound.port && config.inbound.port !== 0) {
-    throw new ConfigError(source, 'inbound.plaintextPort', 'a port other than inbound.port', String(config.inbound.plaintextPort));
   }
 }

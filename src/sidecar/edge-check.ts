@@ -36,9 +36,13 @@ export interface EdgeContext {
   readonly bound?: boolean;
 }
 
-/** The sidecar's check of one call against the call graph: decides, audits, and throws when the call must stop. */
-export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, context: EdgeContext): Decision {
-  const decision = policy.decide(input);
+/**
+ * The sidecar's check of one call against the call graph: decides, audits, and throws when the call must stop.
+ * `known` is a decision this policy already made for this same input (`baton authz`'s decision cache,
+ * src/authz/decision-cache.ts): the call is audited, counted and answered exactly as if decided now.
+ */
+export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, context: EdgeContext, known?: Decision): Decision {
+  const decision = known ?? policy.decide(input);
   const outcome = decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny';
   context.metrics.decision(decision.rule, outcome);
   // What enforcing would break, by target and rule (docs/rollout.md).

@@ -20,7 +20,6 @@ import type { RequestStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import { tokenDigest } from '../token/token-digest.ts';
-import type { VerifiedToken } from '../token/verified-token.ts';
 import type { SidecarContext } from './collaborators.ts';
 import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
@@ -29,6 +28,7 @@ import { forwardRequestHeaders, identityHeaders, proxyHeaders, UNTRUSTED_REQUEST
 import type { RequestMetrics } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
 import { bearerToken, grpcDeadlineMs, originFormPath, refuseAmbiguousPath } from './request.ts';
+import { verifiedFor } from './subject.ts';
 import { checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
 
 export interface InboundOptions {
@@ -77,7 +77,7 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
         // 4. Verify: issuer allow-list, keys, alg, typ, aud = this service, time claims (src/token/verifier.ts).
         //    The token is hashed once, for the verified-token cache. One user may hold only its share of the limit.
         const digest = tokenDigest(token);
-        const verified = ctx.verifiedCache.get(token, service, digest) ?? (await verify(token, digest));
+        const verified = ctx.verifiedCache.get(token, service, digest) ?? (await verifiedFor(ctx, token, digest));
         if (verified.user && !options.inflight.share(req, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
           throw new FairShareExceededError('expected this user to hold fewer requests in flight, its share of the inbound limit is used up');
         }
@@ -128,10 +128,4 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
     },
     ctx,
   );
-
-  async function verify(token: string, digest: string): Promise<VerifiedToken> {
-    const verified = await ctx.verifier.verify(token, { audience: service });
-    ctx.verifiedCache.set(token, service, verified, digest);
-    return verified;
-  }
 }

@@ -23,24 +23,20 @@ import { context } from '@opentelemetry/api';
 import type { RequestStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { MethodNotAllowedError, NotReadyError } from '../core/errors.ts';
-import { TokenType } from '../core/token-types.ts';
 import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
-import { recordExchangeCache } from '../telemetry/exchange-span.ts';
 import { type EgressTarget, type Endpoint, endpointOf, startEgressSpan, traceHeaders } from '../telemetry/http-spans.ts';
-import type { VerifiedToken } from '../token/verified-token.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
-import { tokenDigest } from '../token/token-digest.ts';
 import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
-import { StsUnavailableError } from './exchange/errors.ts';
-import type { CertificateBinding, IssuedToken, TokenExchanger } from './exchange/exchanger.ts';
-import { FairShareExceededError, UnauthenticatedError, UnknownServiceError, UpstreamTimeoutError } from './errors.ts';
+import type { CertificateBinding, TokenExchanger } from './exchange/exchanger.ts';
+import { FairShareExceededError, UnknownServiceError, UpstreamTimeoutError } from './errors.ts';
 import { upstreamOrigin } from './forward.ts';
 import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
 import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
-import { bearerToken, connectTarget, grpcDeadlineMs, refuseAmbiguousPath, requestTarget } from './request.ts';
+import { connectTarget, grpcDeadlineMs, refuseAmbiguousPath, requestTarget } from './request.ts';
+import { findSubject, obtainToken } from './subject.ts';
 
 export interface OutboundOptions {
   /** The STS's issuer: the issuer of this service's own identity, for service-identity calls. */
@@ -53,13 +49,6 @@ export interface OutboundOptions {
   readonly timeoutMs: number;
   readonly exchanger: () => TokenExchanger | undefined;
   readonly inflight: Inflight;
-}
-
-interface Subject {
-  readonly subjectToken: string;
-  readonly verified: VerifiedToken;
-  /** The inbound request whose handle the app sent, if it sent one. */
-  readonly request?: string;
 }
 
 const REPLACED: ReadonlySet<string> = new Set(['authorization']);
@@ -129,7 +118,7 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
 
     // 3. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     //    A call made with a handle belongs to the request that handle came with; any other starts one.
-    const subject = await findSubject(req);
+    const subject = await findSubject(ctx, req);
     const request = subject?.request ?? ctx.requestIds.mint();
     // One user may hold only its share of the outbound limit (./pipeline.ts); service-identity calls are the app's own.
     if (subject?.verified.user === true && !options.inflight.share(req, 'subject', `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`)) {
@@ -159,7 +148,7 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
     //    deadline (grpc-timeout) bounds the exchange and the forward alike.
     const deadline = req.grpc ? grpcDeadlineMs(req) : undefined;
     const started = performance.now();
-    const issued = await withinDeadline(obtainToken(target.service, subject, binding), deadline);
+    const issued = await withinDeadline(obtainToken(ctx, options.exchanger(), target.service, subject, binding), deadline);
     const timeoutMs = Math.min(options.timeoutMs, deadline === undefined ? Infinity : Math.max(1, deadline - (performance.now() - started)));
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
@@ -167,43 +156,6 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
 
     // 7. To the upstream, streaming; its answer goes back as it came.
     return ctx.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs });
-  }
-
-  async function findSubject(req: RequestStream): Promise<Subject | undefined> {
-    const handle = req.headers[IdentityHeader.context];
-    if (handle !== undefined) {
-      const opened = typeof handle === 'string' ? ctx.handles.resolve(handle) : undefined;
-      if (opened === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown, altered or expired one');
-      // The handle's token was verified for this service at the inbound port; the cache usually still holds it.
-      return { subjectToken: opened.subjectToken, verified: await verifiedFor(opened.subjectToken), request: opened.requestId };
-    }
-    const token = bearerToken(req, ctx.maxTokenBytes);
-    if (token === undefined) return undefined;
-    // A token the app forwards must have been addressed to this service: it is what the app was given.
-    return { subjectToken: token, verified: await verifiedFor(token) };
-  }
-
-  async function verifiedFor(token: string): Promise<VerifiedToken> {
-    const digest = tokenDigest(token);
-    let verified = ctx.verifiedCache.get(token, service, digest);
-    if (verified === undefined) {
-      verified = await ctx.verifier.verify(token, { audience: service });
-      ctx.verifiedCache.set(token, service, verified, digest);
-    }
-    return verified;
-  }
-
-  async function obtainToken(audience: string, subject: Subject | undefined, binding: CertificateBinding | undefined): Promise<IssuedToken> {
-    const exchanger = options.exchanger();
-    if (exchanger === undefined) throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
-    const started = performance.now();
-    const issued =
-      subject === undefined
-        ? await exchanger.serviceToken({ audience, binding })
-        : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience, binding });
-    metrics.exchange(issued.cached, (performance.now() - started) / 1000);
-    if (traced) recordExchangeCache(issued.cached);
-    return issued;
   }
 
   /** Tracing: where a call goes, for its span's first attributes; undefined when step 2 will refuse it. */

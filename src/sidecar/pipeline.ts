@@ -15,13 +15,14 @@
  * so no message that could hold a token reaches a client.
  */
 import { type Span, context } from '@opentelemetry/api';
+import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
 import type { RequestStream } from '../dataplane/stream.ts';
 import { type HttpError, InternalError, isHttpError, MethodNotAllowedError, NotReadyError, OverloadedError } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
-import { FairShareExceededError, RequestTimeoutError, StepUpRequiredError } from './errors.ts';
+import { FairShareExceededError, RequestFramingError, RequestHeadTooLargeError, RequestTimeoutError, StepUpRequiredError, UpgradeRefusedError } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
 import { BINDING_ERROR_CODES } from './token-binding.ts';
 
@@ -105,12 +106,7 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
 
   /** 5–7. A refusal: problem document, metrics, span, and the audit line a 5xx gets. */
   function finish(stream: RequestStream, call: Call, span: Span | undefined, started: number, problem: HttpError): void {
-    if (BINDING_ERROR_CODES.has(problem.code)) {
-      ctx.metrics.bindingRefusal(problem.code);
-      // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
-      span?.setAttribute('error.type', problem.code);
-    }
-    if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, reason: problem.reason, status: problem.status, method: stream.method }, problem.title);
+    recordRefusal(ctx, direction, stream.method, span, problem);
     sendProblem(stream, problem, call.credential);
     call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
     if (span !== undefined) {
@@ -120,7 +116,29 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
   }
 }
 
+/**
+ * What every refusal leaves behind besides its answer, whoever answers it
+ * (this pipeline, or `baton authz` for a proxy, src/authz/): a refused
+ * certificate binding is counted and named on the span, and a 5xx gets its
+ * `request_failed` audit line (a 4xx is the request's own fault, and its
+ * decision line, if it got that far, already says why).
+ */
+export function recordRefusal(ctx: Pick<SidecarContext, 'metrics' | 'logger'>, direction: Direction, method: string | undefined, span: Span | undefined, problem: HttpError): void {
+  if (BINDING_ERROR_CODES.has(problem.code)) {
+    ctx.metrics.bindingRefusal(problem.code);
+    // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
+    span?.setAttribute('error.type', problem.code);
+  }
+  if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, reason: problem.reason, status: problem.status, method }, problem.title);
+}
+
 // --- admission ---
+
+/** What admission holds a slot for: a stream, or any request that says when it is over (`baton authz`'s checks). */
+export interface Admitted {
+  /** Called once when the request is over, whichever way it ended. */
+  onClose(listener: () => void): void;
+}
 
 export type ShareKind = 'peer' | 'subject';
 
@@ -134,9 +152,9 @@ export type ShareKind = 'peer' | 'subject';
  */
 export interface Inflight {
   /** Admits the request and releases it when its stream is over; false when full. */
-  admit(stream: RequestStream): boolean;
+  admit(stream: Admitted): boolean;
   /** Counts the admitted request against `key`'s share until its stream is over; false (and not counted) when the share is used up. */
-  share(stream: RequestStream, kind: ShareKind, key: string): boolean;
+  share(stream: Admitted, kind: ShareKind, key: string): boolean;
   count(): number;
   /** Resolves when nothing is in flight. */
   idle(): Promise<void>;
@@ -297,4 +315,19 @@ export function problemHeaders(error: HttpError, tokenPresent: boolean): string[
   const retry = retryAfterFor(error);
   if (retry !== undefined) headers.push('retry-after', String(retry));
   return headers;
+}
+
+/** The problem for each code the data plane refuses a connection's request with; any other is framing, with its reason. */
+const REFUSALS: Readonly<Record<string, (refusal: ConnectionRefusal) => HttpError>> = {
+  [RequestHeadTooLargeError.code]: (refusal) => new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`),
+  [MethodNotAllowedError.code]: () => new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted', { reason: 'connect' }),
+  [RequestTimeoutError.code]: (refusal) => new RequestTimeoutError(`expected the request head in time, got ${refusal.detail}`, { reason: refusal.reason }),
+  [UpgradeRefusedError.code]: () => new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded'),
+};
+
+/** The answer to a connection whose bytes the parser refused or that sent its head too slowly; nothing reached a handler. */
+export function refusalAnswer(refusal: ConnectionRefusal): RefusalAnswer {
+  const error =
+    REFUSALS[refusal.code]?.(refusal) ?? new RequestFramingError(`expected one unambiguous HTTP/1.1 request, got ${refusal.detail}`, { reason: refusal.reason });
+  return { fields: problemHeaders(error, false), body: JSON.stringify(toProblem(error)) };
 }

@@ -38,7 +38,7 @@ export interface RequestTarget {
  * tunnel (./outbound.ts opens them) every request must name the service
  * the tunnel was opened to.
  */
-export function requestTarget(req: RequestHead & { readonly tunnel?: string | undefined }): RequestTarget {
+export function requestTarget(req: Pick<RequestHead, 'method' | 'url' | 'headers'> & { readonly tunnel?: string | undefined }): RequestTarget {
   const url = req.url ?? '';
   if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a CONNECT only to open a tunnel, not inside one', { reason: 'connect' });
   let authority: string;
@@ -113,8 +113,12 @@ export function refuseAmbiguousPath(path: string): void {
 const JWS_COMPACT = /^[A-Za-z0-9_.-]+$/;
 const BEARER_PREFIX = /^bearer +/i;
 
-/** The token, or undefined when the request carries no Authorization at all. */
-export function bearerToken(req: RequestHead, maxTokenBytes: number): string | undefined {
+/**
+ * The token, or undefined when the request carries no Authorization at all.
+ * Reads the head's fields only: the sidecar passes its stream, `baton authz`
+ * the head a proxy described (src/authz/).
+ */
+export function bearerToken(req: Pick<RequestHead, 'headers' | 'rawHeaders'>, maxTokenBytes: number): string | undefined {
   const authorization = req.headers.authorization;
   if (authorization === undefined) return undefined;
   if (countAuthorization(req.rawHeaders) > 1) {

@@ -10,10 +10,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { Server as TlsServer } from 'node:tls';
-import { toProblem } from '../core/problem.ts';
-import { type HttpError, MethodNotAllowedError } from '../core/errors.ts';
 import type { RequestStream } from '../dataplane/stream.ts';
-import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
 import { createHttp1Server, type Http1Server, type Http1ServerOptions } from '../dataplane/server.ts';
 import { createMeshClient } from '../identity/mesh-client.ts';
 import { refuseUnverifiedPeers, serverTlsOptions } from '../identity/tls.ts';
@@ -31,8 +28,7 @@ import { createInboundHandler } from './inbound.ts';
 import { createSidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';
 import { createRequestIds } from './context-handles.ts';
-import { RequestFramingError, RequestHeadTooLargeError, RequestTimeoutError, UpgradeRefusedError } from './errors.ts';
-import { createInflight, problemHeaders } from './pipeline.ts';
+import { createInflight, refusalAnswer } from './pipeline.ts';
 import { peerOf } from './token-binding.ts';
 
 export interface SidecarDeps {
@@ -276,19 +272,4 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     const address = server.address();
     return typeof address === 'object' && address !== null ? address.port : port;
   }
-}
-
-/** The problem for each code the data plane refuses a connection's request with; any other is framing, with its reason. */
-const REFUSALS: Readonly<Record<string, (refusal: ConnectionRefusal) => HttpError>> = {
-  [RequestHeadTooLargeError.code]: (refusal) => new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`),
-  [MethodNotAllowedError.code]: () => new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted', { reason: 'connect' }),
-  [RequestTimeoutError.code]: (refusal) => new RequestTimeoutError(`expected the request head in time, got ${refusal.detail}`, { reason: refusal.reason }),
-  [UpgradeRefusedError.code]: () => new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded'),
-};
-
-/** The answer to a connection whose bytes the parser refused or that sent its head too slowly; nothing reached a handler. */
-function refusalAnswer(refusal: ConnectionRefusal): RefusalAnswer {
-  const error =
-    REFUSALS[refusal.code]?.(refusal) ?? new RequestFramingError(`expected one unambiguous HTTP/1.1 request, got ${refusal.detail}`, { reason: refusal.reason });
-  return { fields: problemHeaders(error, false), body: JSON.stringify(toProblem(error)) };
 }

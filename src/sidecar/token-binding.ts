@@ -30,7 +30,14 @@ export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
 export interface Peer {
   readonly service: string;
   readonly spiffeId: string;
-  readonly thumbprint: string;
+  /**
+   * `x5t#S256` of the certificate the peer presented. Always known to the
+   * sidecar, which terminates TLS itself. `baton authz` knows it when the
+   * proxy that terminated TLS passed the certificate on; when the proxy
+   * passed the peer's principal only, it is undefined and the token's caller
+   * is held to that principal (docs/security.md, "Authorizer mode").
+   */
+  readonly thumbprint: string | undefined;
 }
 
 /**
@@ -47,9 +54,10 @@ export function checkTokenBinding(verified: Pick<VerifiedToken, 'kind' | 'confir
   if (listener === 'plaintext-entry' && mesh) throw new MeshTokenOnPlaintextError('expected a token from an external identity provider on the plaintext entrypoint port, got a mesh token');
   const confirmation = verified.confirmation;
   if (confirmation !== undefined) {
-    // RFC 8705 §3: the thumbprint of the certificate on this connection must equal cnf.x5t#S256.
-    if (peer === undefined) throw new TokenCertificateRequiredError('expected the client certificate this token is bound to, got a connection without one');
-    if (peer.thumbprint !== confirmation) throw new TokenCertificateMismatchError('expected the client certificate this token is bound to (cnf.x5t#S256), got another certificate');
+    // RFC 8705 §3: the thumbprint of the certificate on this connection must equal cnf.x5t#S256. A peer known by
+    // its principal alone (authorizer mode) can stand for a mesh token's caller below, never for an external token's key.
+    if (peer === undefined || (peer.thumbprint === undefined && !mesh)) throw new TokenCertificateRequiredError('expected the client certificate this token is bound to, got a connection without one');
+    if (peer.thumbprint !== undefined && peer.thumbprint !== confirmation) throw new TokenCertificateMismatchError('expected the client certificate this token is bound to (cnf.x5t#S256), got another certificate');
   } else if (mesh && listener !== 'plaintext') {
     throw new TokenUnboundError('expected a mesh token bound to its caller\'s certificate (cnf.x5t#S256), got a bearer token');
   }

@@ -35,7 +35,18 @@ export interface SidecarMesh extends MeshIdentity {
   readonly client: MeshClient;
 }
 
-export async function createCollaborators(config: SidecarConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics; tracing: Tracing }): Promise<Collaborators> {
+/**
+ * The keys of a config the collaborators are built from: the sidecar's, and
+ * `baton authz`'s (src/authz/config.ts), which takes the same blocks from
+ * the same schema pieces.
+ */
+export type CollaboratorsConfig = Pick<SidecarConfig, 'service' | 'sts' | 'policy' | 'externalIssuers' | 'exchange' | 'jwks' | 'transport'> & {
+  readonly redis?: SidecarConfig['redis'];
+  readonly cache: Pick<SidecarConfig['cache'], 'maxEntries' | 'verifiedMaxEntries' | 'handleMaxEntries' | 'handleMaxPerSubject'>;
+  readonly limits: Pick<SidecarConfig['limits'], 'maxTokenBytes' | 'maxActDepth' | 'clockToleranceSeconds'>;
+};
+
+export async function createCollaborators(config: CollaboratorsConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics; tracing: Tracing }): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
   // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
   if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
@@ -175,7 +186,7 @@ function redisTier(service: string, redis: SidecarRedisConfig): RedisTierOptions
   };
 }
 
-function policySource(config: SidecarConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
+function policySource(config: CollaboratorsConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
   // checkSidecarConfig has made sure of exactly one source, and a key with a URL.
   const { file, url, publicKey: publicKeyFile } = config.policy;
   if (file !== undefined) return createFilePolicySource(file, { logger });

@@ -50,11 +50,21 @@ function protocolVersion(httpVersion: string): string {
 }
 
 /**
+ * What a SERVER span reads of a request: its head, and the connection it
+ * came on. A stream or an IncomingMessage is one; `baton authz` describes
+ * the request a proxy asks about the same way (src/authz/), its peer
+ * address being the proxy's word.
+ */
+export type ServerRequestHead = Pick<RequestHead, 'method' | 'url' | 'httpVersion' | 'headers'> & {
+  readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined; readonly localPort?: number | undefined };
+};
+
+/**
  * A SERVER span for a request received, child of the caller's W3C trace
  * context. Baggage is not read. `client.address` is the connection's peer:
  * a caller's Forwarded or X-Forwarded-For is not trusted to name anyone.
  */
-export function startServerSpan(tracer: Tracer, req: RequestHead, path: string, route?: string): HttpSpan {
+export function startServerSpan(tracer: Tracer, req: ServerRequestHead, path: string, route?: string): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const { socket } = req;
@@ -93,7 +103,7 @@ export function startServerSpan(tracer: Tracer, req: RequestHead, path: string, 
  * `rpc.system`, `rpc.service`, `rpc.method`, and the span named
  * `package.Service/Method`; undefined for any other request.
  */
-function rpcOf(req: RequestHead, path: string): { name: string; attributes: Attributes } | undefined {
+function rpcOf(req: Pick<RequestHead, 'headers'>, path: string): { name: string; attributes: Attributes } | undefined {
   const type = req.headers['content-type'];
   if (typeof type !== 'string' || !type.startsWith('application/grpc')) return undefined;
   const match = /^\/([^/]+)\/([^/]+)$/.exec(path);
@@ -213,7 +223,7 @@ export interface EgressTarget {
  * semconv wants what a sampler may decide on; `to` is undefined for a
  * request the outbound port will refuse before it has a target.
  */
-export function startEgressSpan(tracer: Tracer, req: RequestHead, to: EgressTarget | undefined): HttpSpan {
+export function startEgressSpan(tracer: Tracer, req: Pick<RequestHead, 'method' | 'headers'> & { readonly httpVersion?: string }, to: EgressTarget | undefined): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const attributes: Attributes = { ...method.attributes };
@@ -225,7 +235,7 @@ export function startEgressSpan(tracer: Tracer, req: RequestHead, to: EgressTarg
     attributes[ATTR_URL_PATH] = to.target.split('?', 1)[0] as string;
     attributes[ATTR_URL_FULL] = fullUrl(to.upstream.origin, to.target);
     // A request keeps its protocol on every hop.
-    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = protocolVersion(req.httpVersion) === '2' ? '2' : '1.1';
+    attributes[ATTR_NETWORK_PROTOCOL_VERSION] = req.httpVersion === '2.0' ? '2' : '1.1';
   }
   const rpc = to === undefined ? undefined : rpcOf(req, to.target.split('?', 1)[0] as string);
   if (rpc !== undefined) Object.assign(attributes, rpc.attributes);

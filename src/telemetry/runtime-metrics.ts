@@ -15,7 +15,7 @@ import { BATON_VERSION } from '../core/version.ts';
 
 const MISNAMED_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-export type Component = 'sidecar' | 'sts' | 'policy-server';
+export type Component = 'sidecar' | 'sts' | 'policy-server' | 'authz';
 
 export interface RuntimeMetrics {
   /** Prometheus text (0.0.4) of the runtime and build series. */

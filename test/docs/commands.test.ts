@@ -64,6 +64,8 @@ const DOCKER = { how: 'not-here', needs: 'Docker', instead: 'test/deploy/dockerf
 const CLUSTER = { how: 'not-here', needs: 'a Kubernetes cluster', instead: 'test/deploy/kustomize.test.ts and helm.test.ts render and validate the manifests' } as const;
 const BENCH = { how: 'not-here', needs: 'a quiet machine for minutes (the benchmark)', instead: 'test/bench/smoke.test.ts' } as const;
 const IDP = { how: 'not-here', needs: 'the identity provider itself (a tenant, an account, the network)', instead: 'test/e2e/identity-providers.test.ts sends tokens shaped as each IdP documents them through real processes; test/cli/token-check.test.ts runs baton token check' } as const;
+const ISTIO = { ...CLUSTER, instead: 'test/deploy/istio.test.ts renders deploy/istio and validates it against the vendored Istio CRD schemas, MeshConfig and Envoy\'s ext_authz protos' } as const;
+const NGINX_DOC = { how: 'elsewhere', test: 'test/e2e/authz-nginx-templates.test.ts (runs these lines into a scratch folder and has nginx check the result; test/e2e/authz-nginx.test.ts runs the same files through the three-hop chain)' } as const;
 const NEWCOMER = { how: 'elsewhere', test: 'test/e2e/demo-newcomer.test.ts (runs the demo with --logs and the audit, observed and suggest commands it prints)' } as const;
 
 /** File → command (as extracted) → coverage. */
@@ -106,6 +108,10 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
   'docs/identity.md': {
     'npm run -s baton -- certs --out /tmp/baton-certs --trust-domain cluster.local gateway orders payments': { how: 'elsewhere', test: 'test/identity/certs-cli.test.ts (baton certs: the layout, the IDs, reuse of fresh certificates)' },
   },
+  'docs/istio.md': {
+    'helm upgrade istiod istio/istiod -n istio-system --reuse-values -f deploy/istio/istiod-values.yaml': ISTIO,
+    'kubectl apply -k deploy/istio': ISTIO,
+  },
   'docs/kubernetes.md': {
     'kubectl create namespace baton-system': { how: 'kubectl-dry-run' },
     'openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out policy-signing.key.pem': { how: 'run' },
@@ -140,6 +146,15 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'kubectl -n baton-system create configmap baton-callgraph --from-file=callgraph.yaml --dry-run=client -o yaml | kubectl apply -f -': CLUSTER,
     [`kubectl -n shop logs deploy/gateway -c baton-sidecar | grep '"event":"decision"'`]: CLUSTER,
   },
+  'docs/nginx.md': {
+    ['export BATON_AUTHZ=127.0.0.1:7074 BATON_APP=127.0.0.1:8080 BATON_LISTEN=0.0.0.0:8443 BATON_OUTBOUND_LISTEN=127.0.0.1:7071 BATON_CERT=/var/run/secrets/spiffe.io/tls.crt BATON_KEY=/var/run/secrets/spiffe.io/tls.key BATON_BUNDLE=/var/run/secrets/spiffe.io/ca.crt BATON_CACHE_DIR=/dev/shm/baton-decisions BATON_DECISION_CACHE=baton_decisions']: NGINX_DOC,
+    [`vars='\${BATON_AUTHZ} \${BATON_APP} \${BATON_LISTEN} \${BATON_OUTBOUND_LISTEN} \${BATON_CERT} \${BATON_KEY} \${BATON_BUNDLE} \${BATON_CACHE_DIR} \${BATON_DECISION_CACHE} \${BATON_TARGET} \${BATON_TARGET_ADDRESS}'`]: NGINX_DOC,
+    ['mkdir -p /etc/nginx/baton /etc/nginx/conf.d && cp nginx.conf /etc/nginx/ && cp baton/*.conf /etc/nginx/baton/']: NGINX_DOC,
+    ['envsubst "$vars" < baton/http.conf.template > /etc/nginx/baton/http.conf']: NGINX_DOC,
+    ['envsubst "$vars" < conf.d/service.conf.template > /etc/nginx/conf.d/service.conf']: NGINX_DOC,
+    ['BATON_TARGET=payments BATON_TARGET_ADDRESS=payments.shop.svc:8443 envsubst "$vars" < conf.d/upstream.conf.template > /etc/nginx/conf.d/upstream-payments.conf']: NGINX_DOC,
+    ['nginx -t']: NGINX_DOC,
+  },
   'docs/observability.md': {
     'baton audit --txn 1UDkBimTvj-fP8jPDM8YYy logs/': { how: 'elsewhere', test: 'test/e2e/telemetry.test.ts (baton audit over the logs of a real traced mesh; the txn shown is an example)' },
   },
@@ -161,6 +176,7 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'BENCH_QUICK=1 npm run bench': BENCH,
     'node_modules/.bin/node bench/hop.bench.ts': BENCH,
     'node_modules/.bin/node bench/mtls.bench.ts': BENCH,
+    'node_modules/.bin/node bench/authz.bench.ts': BENCH,
     'BENCH_QUICK=1 node_modules/.bin/node bench/mtls.bench.ts': BENCH,
   },
   'docs/policy-server.md': {

@@ -9,6 +9,8 @@ import { runScenarios, type ScenarioResult } from '../../src/demo/scenario.ts';
 import { type OtlpReceiver, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 import { assertDemoOutcome } from '../helpers/demo-outcome.ts';
 import { startProcess } from '../helpers/process.ts';
+import { startAuthz } from '../helpers/authz-mesh.ts';
+import { checkRequest, connectExtAuthz, headersOf } from '../helpers/ext-authz-client.ts';
 
 // Inside the project (gitignored) so the external packages resolve from its node_modules, as they do in the image.
 mkdirSync(join(PROJECT_ROOT, '.baton-dev'), { recursive: true });
@@ -44,7 +46,7 @@ describe('the bundle (what the image and the benchmark run)', { timeout: 150_000
 
   it('splits each subcommand into its own chunk, so a sidecar loads no STS, policy server or injector code', () => {
     const chunks = readdirSync(outdir).filter((name) => name.endsWith('.mjs'));
-    for (const command of ['sidecar', 'sts', 'policy-server', 'injector', 'demo']) {
+    for (const command of ['sidecar', 'sts', 'policy-server', 'injector', 'demo', 'authz']) {
       assert.ok(chunks.some((name) => name.startsWith(`${command}-`)), `no chunk for ${command} in ${chunks.join(' ')}`);
     }
   });
@@ -71,6 +73,27 @@ describe('the bundle (what the image and the benchmark run)', { timeout: 150_000
     const spans = receiver.spans.filter((span) => span.attributes['baton.txn'] === allowed.txn);
     assert.equal(new Set(spans.map((span) => span.traceId)).size, 1, 'one trace from the entry hop to the last');
     for (const service of ['gateway', 'orders', 'payments']) assert.ok(spans.some((span) => span.serviceName.includes(service)), `no span from ${service} in ${[...new Set(spans.map((x) => x.serviceName))].join(', ')}`);
+  });
+
+  it('serves Envoy\'s gRPC ext_authz API from `baton authz`: @grpc/grpc-js from node_modules, the protos compiled into the bundle', async () => {
+    const control = await startMesh({ entry, env: NO_TYPESCRIPT, dataPlane: 'none' });
+    const authz = await startAuthz(control, 'gateway', { entry, env: NO_TYPESCRIPT }).catch(async (error: unknown) => {
+      await control.stop();
+      throw error;
+    });
+    const client = connectExtAuthz(authz.grpc);
+    try {
+      const token = await control.userToken({ sub: 'alice', scope: 'shop' });
+      const allowed = await client.check(checkRequest({ method: 'GET', path: '/checkout', host: 'gateway', headers: { authorization: `Bearer ${token}` } }));
+      assert.equal(allowed.status?.code, 0, JSON.stringify(allowed));
+      assert.equal(headersOf(allowed.ok_response?.headers)['baton-subject'], 'alice');
+      const refused = await client.check(checkRequest({ method: 'GET', path: '/checkout', host: 'gateway' }));
+      assert.equal(refused.status?.code, 16);
+    } finally {
+      client.close();
+      await authz.stop();
+      await control.stop();
+    }
   });
 
   it('runs `baton demo` on its own: the bundle carries the demo call graph and starts itself for every part', async () => {

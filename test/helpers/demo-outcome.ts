@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import type { ScenarioResult } from '../../src/demo/scenario.ts';
 import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 
-export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed: ScenarioResult; denied: ScenarioResult } {
+/** `charge`: how orders charged payments, over gRPC (the demo's default, rule `charge`) or HTTP (`charge-http`). */
+export function assertDemoOutcome(results: readonly ScenarioResult[], charge: 'grpc' | 'http' = 'grpc'): { allowed: ScenarioResult; denied: ScenarioResult } {
   const [allowed, denied] = results;
   assert.ok(allowed && denied);
 
@@ -24,7 +25,7 @@ export function assertDemoOutcome(results: readonly ScenarioResult[]): { allowed
   const trail = (direction: string) => allowed.decisions.filter((d) => d.direction === direction).map((d) => [d.service, d.decision]).sort();
   assert.deepEqual(trail('inbound'), [['gateway', 'allow'], ['orders', 'allow'], ['payments', 'allow']]);
   assert.deepEqual(trail('outbound'), [['gateway', 'allow'], ['orders', 'allow']]);
-  assert.ok(allowed.decisions.some((d) => d.service === 'payments' && d.direction === 'inbound' && d.rule === 'payments.accepts.charge'));
+  assert.ok(allowed.decisions.some((d) => d.service === 'payments' && d.direction === 'inbound' && d.rule === (charge === 'grpc' ? 'payments.accepts.charge' : 'payments.accepts.charge-http')));
   // mTLS, the default: each mesh hop saw its caller's SPIFFE ID, and a token bound to that caller's certificate.
   assert.equal(allowed.transport, 'mtls');
   const meshHops = allowed.decisions.filter((d) => d.direction === 'inbound' && d.service !== 'gateway').map((d) => [d.service, d.peer, d.bound]).sort();

@@ -1,0 +1,247 @@
+/**
+ * One `baton authz`: the decision core (./check.ts) behind its two front
+ * ends (./grpc.ts, ./http.ts), the admin port, and the collaborators the
+ * sidecar builds from the same config blocks (src/sidecar/wiring.ts: policy
+ * source, key sets and verifier, verified-token cache, sealed context
+ * handles, exchanger), and the shutdown that drains them.
+ *
+ * In authorizer mode the proxy terminates the connections, mTLS included;
+ * baton decides and mints, the proxy moves bytes (DESIGN.md, "Third
+ * round"). In mtls mode this process still holds the workload's
+ * certificate: it is what it presents to the STS, and so what every token
+ * it obtains for the workload is bound to (docs/security.md).
+ */
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import { createHttp1Server, type Http1Server } from '../dataplane/server.ts';
+import { createMeshClient } from '../identity/mesh-client.ts';
+import { startMeshIdentity } from '../identity/transport.ts';
+import { createAdminHandler } from '../sidecar/admin.ts';
+import type { Collaborators } from '../sidecar/collaborators.ts';
+import { createRequestIds } from '../sidecar/context-handles.ts';
+import { createSidecarMetrics } from '../sidecar/metrics.ts';
+import { createInflight, refusalAnswer } from '../sidecar/pipeline.ts';
+import { createCollaborators, type SidecarMesh } from '../sidecar/wiring.ts';
+import { renderFamily } from '../telemetry/prometheus-text.ts';
+import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
+import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
+import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
+import { createAuthorizer } from './check.ts';
+import type { AuthzConfig } from './config.ts';
+import { createDecisionCache } from './decision-cache.ts';
+import { createGrpcFrontEnd, type GrpcFrontEnd } from './grpc.ts';
+import { createHttpFrontEnd } from './http.ts';
+
+export interface AuthzDeps {
+  readonly logger: Logger;
+  /** Epoch milliseconds. */
+  readonly now?: () => number;
+  /** Tests pass stand-ins; otherwise they are built from config. */
+  readonly collaborators?: Collaborators;
+  readonly tracing?: Tracing;
+  /** Where a problem that keeps the authorizer unready is announced as one plain line (the CLI: stderr), besides the log. */
+  readonly announce?: (line: string) => void;
+}
+
+export interface AuthzPorts {
+  /** Undefined when the front end is disabled. */
+  readonly grpc: number | undefined;
+  readonly http: number | undefined;
+  readonly admin: number;
+}
+
+export interface Authz {
+  start(): Promise<AuthzPorts>;
+  ready(): boolean;
+  /** Not ready at once; stops taking checks, lets those in flight finish within `graceMs`, then closes everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+// How stale the readiness every check reads may be; problems are looked for as often as the sidecar does.
+const READINESS_REFRESH_MS = 250;
+const PROBLEM_CHECK_MS = 1_000;
+
+export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
+  const { logger } = deps;
+  const now = deps.now ?? Date.now;
+  const tracing = deps.tracing ?? TRACING_OFF;
+  const metrics = createSidecarMetrics();
+  const inflight = createInflight(config.maxConcurrent, metrics.inflight('inbound'), { peer: 1, subject: config.subjectShare });
+  const decisions = createDecisionCache({ maxEntries: config.cache.decisionMaxEntries, ttlSeconds: config.cache.decisionTtlSeconds, now });
+  const meshIdentity = startMeshIdentity(config, `authz ${config.service}`, { logger, now });
+  const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger, connectTimeoutMs: config.connectTimeoutMs }) };
+  let collaborators: Collaborators | undefined;
+  let closing = false;
+  let grpcFrontEnd: GrpcFrontEnd | undefined;
+  let httpServer: Http1Server | undefined;
+  let adminServer: Server | undefined;
+  const timers: NodeJS.Timeout[] = [];
+
+  const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
+  const waitingFor = (): string[] => [...(collaborators === undefined ? ['startup'] : collaborators.waitingFor()), ...(identityMissing() ? ['identity'] : [])];
+  const problems = (): string[] => collaborators?.problems?.() ?? [];
+  const readiness = { ready: false };
+  const ready = (): boolean => (readiness.ready = !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing());
+  let announced: readonly string[] = [];
+  // Each problem once when it appears, and once more when all are gone, as the sidecar announces them.
+  const announceProblems = (): void => {
+    const current = problems();
+    for (const problem of current.filter((p) => !announced.includes(p))) {
+      logger.error({ event: 'not_ready', reason: problem }, 'not ready');
+      deps.announce?.(`baton authz ${config.service}: NOT READY: ${problem}`);
+    }
+    if (current.length === 0 && announced.length > 0) {
+      logger.info({ event: 'problem_resolved' }, 'readiness problem resolved');
+      deps.announce?.(`baton authz ${config.service}: problem resolved${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`);
+    }
+    announced = current;
+  };
+
+  return {
+    ready,
+    async start() {
+      collaborators = deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
+      const c = collaborators;
+      c.policy.onUpdate?.((_policy, version) => {
+        metrics.policyVersion(version);
+        logger.info({ event: 'policy_updated', policyVersion: version }, 'policy updated');
+        ready();
+      });
+      ready();
+      const version = c.policy.version();
+      if (version !== undefined) metrics.policyVersion(version);
+      timers.push(setInterval(ready, READINESS_REFRESH_MS), setInterval(announceProblems, PROBLEM_CHECK_MS));
+      for (const timer of timers) timer.unref();
+
+      const authorizer = createAuthorizer({
+        service: config.service,
+        readiness,
+        policy: c.policy,
+        verifier: c.verifier,
+        verifiedCache: c.verifiedCache,
+        handles: c.handles,
+        requestIds: createRequestIds(),
+        metrics,
+        tracing,
+        logger,
+        maxTokenBytes: config.limits.maxTokenBytes,
+        subjectPseudonym: createSubjectPseudonym(config.telemetry),
+        exchanger: () => c.exchanger(),
+        mesh: mesh === undefined ? undefined : { client: mesh.client, map: mesh.map },
+        decisions,
+        inflight,
+        stsIssuer: config.sts.issuer,
+        forwardToken: config.inbound.forwardToken,
+        peerCertificate: config.inbound.peerCertificate,
+        cacheMaxAgeSeconds: config.http.cacheMaxAgeSeconds,
+        exchangeMarginSeconds: config.exchange.expiryMarginSeconds,
+        domainSuffixes: config.outbound.domainSuffixes,
+        homeNamespace: config.spiffe.namespace,
+        now,
+      });
+
+      let grpcPort: number | undefined;
+      if (config.grpc.enabled) {
+        grpcFrontEnd = createGrpcFrontEnd(authorizer, { maxMessageBytes: config.grpc.maxMessageBytes });
+        grpcPort = await grpcFrontEnd.listen(config.host, config.grpc.port);
+      }
+      let httpPort: number | undefined;
+      if (config.http.enabled) {
+        const { limits } = config;
+        httpServer = createHttp1Server(createHttpFrontEnd(authorizer, { pathPrefix: config.http.pathPrefix }), {
+          maxHeadBytes: limits.maxHeaderBytes,
+          keepAliveTimeoutMs: limits.keepAliveTimeoutMs,
+          headersTimeoutMs: limits.headTimeoutMs,
+          handshakeTimeoutMs: limits.headTimeoutMs,
+          maxConnections: limits.maxConnections,
+          // The port's only peers are the proxies of this pod: the per-peer cap is the port's cap.
+          maxConnectionsPerPeer: limits.maxConnections,
+          refusal: refusalAnswer,
+          onCapped: (cap) => metrics.connectionCapped(cap),
+        });
+        if (config.http.socket === undefined) httpPort = await listen(httpServer.server, config.http.port, config.host);
+        else await listenOnSocket(httpServer.server, config.http.socket);
+      }
+      const admin = createAdminHandler({
+        ready,
+        waitingFor: () => (closing ? ['shutdown'] : waitingFor()),
+        problems: () => (closing ? [] : problems()),
+        metrics: { ...metrics, render: () => metrics.render() + decisionCacheSeries() },
+        runtime: createRuntimeMetrics('authz', config.service),
+        ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }),
+      });
+      adminServer = createServer({ maxHeaderSize: 8192 }, admin);
+      const adminPort = await listen(adminServer, config.admin.port, config.admin.host);
+      return { grpc: grpcPort, http: httpPort, admin: adminPort };
+    },
+    async close(graceMs = config.shutdown.graceMs) {
+      if (closing) return;
+      closing = true;
+      ready();
+      for (const timer of timers) clearInterval(timer);
+      const started = Date.now();
+      httpServer?.drain();
+      const stopped = [grpcFrontEnd?.close(graceMs), httpServer === undefined ? undefined : new Promise<void>((resolve) => httpServer?.server.close(() => resolve()))];
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([inflight.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+      if (inflight.count() > 0) logger.warn({ event: 'shutdown', inflight: inflight.count(), graceMs, waitedMs: Date.now() - started }, 'grace period over, cutting checks still in flight');
+      httpServer?.closeAll();
+      await Promise.all(stopped);
+      await collaborators?.close();
+      await mesh?.client.close();
+      mesh?.identity.close();
+      const admin = adminServer;
+      if (admin !== undefined) {
+        admin.closeAllConnections();
+        await new Promise<void>((resolve) => admin.close(() => resolve()));
+      }
+    },
+  };
+
+  /** The decision cache's lookups, beside the sidecar's series. */
+  function decisionCacheSeries(): string {
+    const lines: string[] = [];
+    renderFamily(lines, 'baton_authz_decision_cache_total', 'counter', 'Decision cache lookups of baton authz, by result (hit: the decision was replayed, still audited).', [
+      { labels: '{result="hit"}', value: decisions.counts.hit },
+      { labels: '{result="miss"}', value: decisions.counts.miss },
+    ]);
+    renderFamily(lines, 'baton_authz_decision_cache_entries', 'gauge', 'Decisions baton authz holds.', [{ labels: '', value: decisions.size }]);
+    return lines.join('\n') + '\n';
+  }
+}
+
+/**
+ * A Unix domain socket for the HTTP check: a stale one left by a previous
+ * process is removed (only a socket, never another file). Readable and
+ * writable by anyone who can reach its directory, which is the boundary:
+ * the proxy's worker runs as another user than baton.
+ */
+async function listenOnSocket(server: Http1Server['server'], path: string): Promise<void> {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // none there
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  chmodSync(path, 0o666);
+}
+
+async function listen(server: Server | Http1Server['server'], port: number, host: string): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
+  return typeof address === 'object' && address !== null ? address.port : port;
+}
