@@ -139,7 +139,7 @@ describe('NOT READY names the cause and the fix', { timeout: 300_000 }, () => {
     const elsewhere = `https://127.0.0.1:${port}`;
     const { line } = await notReady('wrong-peer', await identity('wrong-peer'), elsewhere);
     assert.ok(line.includes(`STS ${elsewhere} not usable: `), line);
-    assert.match(line, /expected the peer certificate to name spiffe:\/\/\S+\/baton-sts, got spiffe:\/\/\S+\/billing \(BATON_IDENTITY_PEER_MISMATCH\)/);
+    assert.match(line, /expected the peer certificate to name spiffe:\/\/\S+\/baton-sts, got spiffe:\/\/\S+\/billing \(BATON_UPSTREAM_IDENTITY_MISMATCH\)/);
   });
 
   it('an STS URL with a path the STS does not serve: the metadata URL and the HTTP status', async () => {

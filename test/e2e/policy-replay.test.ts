@@ -86,14 +86,14 @@ describe('policy replay: maximum age and the last version kept across restarts',
       await p.waitForOutput(/"code":"BATON_POLICY_STALE","reason":"age"/, 20_000);
       assert.doesNotMatch(p.stdout(), /"msg":"policy updated"/);
       current = await document(5, 10);
-      await p.waitForOutput(/"version":5,[^\n]*"msg":"policy updated"/, 20_000);
+      await p.waitForOutput(/"policyVersion":5,[^\n]*"msg":"policy updated"/, 20_000);
       await stop(p);
     });
 
     it(`${part}: after a restart, refuses a freshly signed older version than the last one it saw (state file)`, async () => {
       current = await document(7, 0);
       const first = part === 'sidecar' ? sidecar() : await sts();
-      await first.waitForOutput(/"version":7,[^\n]*"msg":"policy updated"/, 20_000);
+      await first.waitForOutput(/"policyVersion":7,[^\n]*"msg":"policy updated"/, 20_000);
       await stop(first);
       assert.equal((JSON.parse(readFileSync(join(dir, `${part}.state.json`), 'utf8')) as { version: number }).version, 7);
       // A replay of version 6 (signed within the maximum age) while the process was down.
@@ -103,7 +103,7 @@ describe('policy replay: maximum age and the last version kept across restarts',
       assert.doesNotMatch(second.stdout(), /"msg":"policy updated"/);
       // The current version, re-signed later, is taken again.
       current = await document(7, 0);
-      await second.waitForOutput(/"version":7,[^\n]*"msg":"policy updated"/, 20_000);
+      await second.waitForOutput(/"policyVersion":7,[^\n]*"msg":"policy updated"/, 20_000);
       await stop(second);
     });
   }
