@@ -124,7 +124,25 @@ http {
     pids: () => [masterPid, ...childPids(masterPid)],
     stop() {
       spawnSync(binary, ['-c', join(dir, 'nginx.conf'), '-p', dir, '-s', 'stop']);
+      // `-s stop` only signals: removed before nginx has exited, the prefix came back with a temp folder in it.
+      waitForExit(masterPid, 5_000);
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Blocks until `pid` has exited or `timeoutMs` has passed (stop() is synchronous; it runs once, at the end).
+ * A daemon's parent is init, which may take a second or two to reap it: a zombie has exited.
+ */
+function waitForExit(pid: number, timeoutMs: number): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; Atomics.wait(pause, 0, 0, 10)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return;
+    } catch {
+      return;
+    }
+  }
 }
