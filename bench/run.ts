@@ -24,6 +24,8 @@ const SCENARIOS: ReadonlyArray<{ readonly file: string; load(): Promise<Scenario
   { file: 'mtls.bench.ts', load: async () => (await import('./mtls.bench.ts')).run },
   // Scenario 5 lives in its own file; run it when it is there.
   { file: 'tracing.bench.ts', load: async () => ((await import(new URL('./tracing.bench.ts', import.meta.url).href)) as { run: Scenario }).run },
+  // Scenario 8: gRPC through the pair against an nginx grpc_pass pair, and fetch against node:http (#27).
+  { file: 'grpc.bench.ts', load: async () => (await import('./grpc.bench.ts')).run },
 ];
 
 const options = benchOptionsFromEnv(process.env);
