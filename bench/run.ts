@@ -25,6 +25,8 @@ const SCENARIOS: ReadonlyArray<{ readonly file: string; load(): Promise<Scenario
   { file: 'authz.bench.ts', load: async () => (await import('./authz.bench.ts')).run },
   // Scenario 5 lives in its own file; run it when it is there.
   { file: 'tracing.bench.ts', load: async () => ((await import(new URL('./tracing.bench.ts', import.meta.url).href)) as { run: Scenario }).run },
+  // Scenario 8: gRPC through the pair against an nginx grpc_pass pair, and fetch against node:http (#27).
+  { file: 'grpc.bench.ts', load: async () => (await import('./grpc.bench.ts')).run },
 ];
 
 const options = benchOptionsFromEnv(process.env);

@@ -39,6 +39,7 @@ export const PREREQUISITES: readonly Prerequisite[] = [
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
   { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/e2e/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
   { command: 'haproxy', debianPackage: 'haproxy', usedBy: 'test/e2e/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)', service: 'haproxy' },
+  { command: 'h2load', debianPackage: 'nghttp2-client', usedBy: "test/bench/grpc.test.ts (h2load drives gRPC calls in the benchmark's scenario 8)" },
   { command: '/usr/bin/python3', debianPackage: 'python3-requests', usedBy: 'test/e2e/clients.test.ts (Python requests through the outbound port)', probe: ['-c', 'import requests'] },
   { command: '/usr/bin/python3', debianPackage: 'python3-httpx', usedBy: 'test/e2e/clients.test.ts (Python httpx through the outbound port)', probe: ['-c', 'import httpx'] },
   { command: 'java', debianPackage: 'default-jdk-headless', usedBy: "test/e2e/clients.test.ts (Java's HttpClient through the outbound port)" },

@@ -10,6 +10,8 @@ import { childPids } from './proc-stats.ts';
 
 export interface NginxProxy {
   readonly port: number;
+  /** The nginx.conf it runs, for the results: a baseline says how it was configured. */
+  readonly config: string;
   pids(): number[];
   stop(): void;
 }
@@ -39,6 +41,29 @@ export function startNginxProxy(binary: string, listenPort: number, upstreamPort
   server {
     listen 127.0.0.1:${listenPort};
 ${PROXY_TO_APP}
+  }`);
+}
+
+/**
+ * One gRPC hop (ngx_http_grpc_module): h2c in (`listen … http2`, the
+ * nginx 1.22 syntax Debian 12 ships; `http2 on` from 1.25.1), h2c out to the
+ * upstream with `grpc_pass` and upstream keep-alive, on the base every
+ * hop here shares (one worker, 4096 worker connections, no access log);
+ * nginx's defaults otherwise, but for `keepalive_requests` (below)
+ * (scenario 8, bench/grpc.bench.ts).
+ */
+export function startNginxGrpcProxy(binary: string, listenPort: number, upstreamPort: number): NginxProxy {
+  return startNginx(binary, listenPort, `
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
+  server {
+    listen 127.0.0.1:${listenPort} http2;
+    # Off nginx's defaults for the load generator's sake: h2load does not reconnect when nginx ends a
+    # connection (GOAWAY) after its default 1,000 requests, so its clients would stop (a grpc-js client reconnects).
+    # It spares nginx one reconnect per 1,000 calls; baton's sidecars set no such limit.
+    keepalive_requests 1000000000;
+    location / {
+      grpc_pass grpc://app;
+    }
   }`);
 }
 
@@ -121,10 +146,29 @@ http {
   const masterPid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim());
   return {
     port: listenPort,
+    config: conf,
     pids: () => [masterPid, ...childPids(masterPid)],
     stop() {
       spawnSync(binary, ['-c', join(dir, 'nginx.conf'), '-p', dir, '-s', 'stop']);
+      // `-s stop` only signals: removed before nginx has exited, the prefix came back with a temp folder in it.
+      waitForExit(masterPid, 5_000);
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Blocks until `pid` has exited or `timeoutMs` has passed (stop() is synchronous; it runs once, at the end).
+ * A daemon's parent is init, which may take a second or two to reap it: a zombie has exited.
+ */
+function waitForExit(pid: number, timeoutMs: number): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; Atomics.wait(pause, 0, 0, 10)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return;
+    } catch {
+      return;
+    }
+  }
 }

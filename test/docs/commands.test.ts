@@ -178,6 +178,8 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'node_modules/.bin/node bench/mtls.bench.ts': BENCH,
     'node_modules/.bin/node bench/authz.bench.ts': BENCH,
     'BENCH_QUICK=1 node_modules/.bin/node bench/mtls.bench.ts': BENCH,
+    'node_modules/.bin/node bench/grpc.bench.ts': BENCH,
+    'BENCH_QUICK=1 node_modules/.bin/node bench/grpc.bench.ts': { how: 'elsewhere', test: 'test/bench/grpc.test.ts (the same command, into a temporary results folder)' },
   },
   'docs/policy-server.md': {
     'baton policy-server keygen --out ./keys': { how: 'run' },

@@ -19,7 +19,7 @@ describe('npm test prerequisites', () => {
     );
     const message = installMessage(missing);
     for (const p of missing) assert.ok(message.includes(`${p.command} (Debian/Ubuntu package ${p.debianPackage})`), p.command);
-    assert.match(message, /apt-get install -y --no-install-recommends redis-server prometheus curl nginx haproxy python3-requests python3-httpx default-jdk-headless\n/);
+    assert.match(message, /apt-get install -y --no-install-recommends redis-server prometheus curl nginx haproxy nghttp2-client python3-requests python3-httpx default-jdk-headless\n/);
   });
 
   it('stops at once, exit 1, naming every program, on a machine that has none of them', () => {
