@@ -35,7 +35,7 @@ function envNames(schema: TSchema, path: string[] = []): Set<string> {
 }
 const envNamesIn = (text: string): string[] => [...text.matchAll(/name: (BATON_[A-Z0-9_]+)/g)].map((m) => m[1] as string);
 
-const CHART = fileURLToPath(new URL('../../helm/baton/', import.meta.url));
+const CHART = fileURLToPath(new URL('../../helm/baton-mesh/', import.meta.url));
 const TEMPLATES = join(CHART, 'templates');
 const read = (path: string): string => readFileSync(join(CHART, path), 'utf8');
 const templates = readdirSync(TEMPLATES).map((name) => ({ name, text: readFileSync(join(TEMPLATES, name), 'utf8') }));
@@ -64,13 +64,24 @@ function stripActions(text: string): string {
     .join('\n');
 }
 
-describe('helm/baton', () => {
+describe('helm/baton-mesh', () => {
   it('has a Chart.yaml for a v2 application chart that needs native sidecars', () => {
     const chart = parse(read('Chart.yaml')) as Record<string, string>;
     assert.equal(chart.apiVersion, 'v2');
-    assert.equal(chart.name, 'baton');
+    assert.equal(chart.name, 'baton-mesh', 'named after the npm package');
     assert.match(chart.version ?? '', /^\d+\.\d+\.\d+$/);
     assert.match(chart.kubeVersion ?? '', /1\.29/);
+  });
+
+  it('names resources and selectors as it did when the chart was called baton, so a release upgrades in place', () => {
+    const objects = helmTemplate(CHART, [], { release: 'baton', namespace: 'baton-system' });
+    const sts = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts');
+    assert.ok(sts, 'the STS Deployment is still baton-sts');
+    // A Deployment's selector is immutable: a changed one would make `helm upgrade` fail.
+    const selector = (sts.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
+    assert.deepEqual(selector, { 'app.kubernetes.io/name': 'baton-sts', 'app.kubernetes.io/instance': 'baton', 'app.kubernetes.io/component': 'sts' });
+    const other = helmTemplate(CHART, [], { release: 'shop', namespace: 'baton-system' });
+    assert.ok(other.some((o) => o.kind === 'Deployment' && o.metadata.name === 'shop-baton-sts'), 'another release prefixes baton-, not baton-mesh-');
   });
 
   it('ships values.yaml that its draft-07 values.schema.json accepts', () => {
@@ -208,7 +219,7 @@ describe('helm/baton', () => {
 
   describe('external identity providers, as rendered (one schema for the chart, the injector and the sidecar)', () => {
     it('has the externalIssuers schema scripts/chart-schema.ts generates from the injector\'s, which is the sidecar\'s', () => {
-      assert.equal(read('values.schema.json'), chartSchemaText(), 'helm/baton/values.schema.json is stale: run node scripts/chart-schema.ts');
+      assert.equal(read('values.schema.json'), chartSchemaText(), 'helm/baton-mesh/values.schema.json is stale: run node scripts/chart-schema.ts');
       const chartIssuer = (JSON.parse(read('values.schema.json')) as { properties: { sts: { properties: { externalIssuers: { items: { properties: Record<string, unknown> } } } } } }).properties.sts.properties.externalIssuers.items;
       // Every key the sidecar takes, plus the STS's discovery; the secret only by reference.
       for (const key of Object.keys(SidecarExternalIssuerSchema.properties)) assert.ok(key in chartIssuer.properties, `the chart takes externalIssuers[].${key}`);

@@ -1,14 +1,20 @@
-{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{/*
+The name resources and selector labels are built from: "baton", not the
+chart's name. The chart was renamed baton-mesh (after the npm package); a
+Deployment's selector cannot change on `helm upgrade`, so names and selectors
+stay what they were under the chart's old name, and a release upgrades in place.
+*/}}
 {{- define "baton.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+baton
 {{- end -}}
 
 {{/* Release-scoped name prefix. */}}
 {{- define "baton.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- $name := include "baton.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
