@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { EXCHANGE_DEFAULTS, loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
+import { loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { KEY_SOURCE_DEFAULTS } from '../../src/token/config.ts';
 import { introspectorOf } from '../../src/token/issuer-profile-config.ts';
@@ -49,8 +49,7 @@ describe('sidecar tunables', () => {
     assert.equal(config.connectTimeoutMs, 5_000);
     assert.equal(config.limits.maxTokenBytes, 8192);
     assert.deepEqual({ wait: config.policy.waitSeconds, min: config.policy.minBackoffMs, max: config.policy.maxBackoffMs, age: config.policy.maxAgeSeconds }, { wait: 30, min: 500, max: 30_000, age: 86_400 });
-    // The factories' fallbacks are the same constants the schema defaults to.
-    assert.deepEqual(config.exchange, EXCHANGE_DEFAULTS);
+    // The key sources' fallbacks are the same constants the schema defaults to.
     assert.deepEqual(config.jwks, KEY_SOURCE_DEFAULTS);
   });
 
