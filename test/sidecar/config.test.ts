@@ -105,12 +105,24 @@ describe('sidecar cross-field checks run at load, not in wiring', () => {
     refuses({ 'policy.minBackoffMs': 2_000, 'policy.maxBackoffMs': 1_000 }, /^policy\.maxBackoffMs$/);
   });
 
-  it('refuses introspection on two external issuers', () => {
-    const introspection = { clientId: 'baton', clientSecret: 's' };
-    refuses(
-      { externalIssuers: [{ issuer: 'https://a.example', introspection }, { issuer: 'https://b.example', introspection }] },
-      /^externalIssuers\.1\.introspection$/,
-    );
+  it('takes several introspecting issuers told apart by distinct token prefixes', () => {
+    const introspection = (tokenPrefix: string) => ({ clientId: 'baton', clientSecret: 's', tokenPrefix });
+    const config = base({ externalIssuers: [{ issuer: 'https://a.example', introspection: introspection('a_at_') }, { issuer: 'https://b.example', introspection: introspection('b_at_') }] });
+    assert.deepEqual(config.externalIssuers.map((e) => e.introspection?.tokenPrefix), ['a_at_', 'b_at_']);
+  });
+
+  it('refuses two introspecting issuers a token could reach both of: a prefix missing, the same, or the start of another', () => {
+    const issuers = (a: string | undefined, b: string | undefined) => ({
+      externalIssuers: [
+        { issuer: 'https://a.example', introspection: { clientId: 'baton', clientSecret: 's', ...(a === undefined ? {} : { tokenPrefix: a }) } },
+        { issuer: 'https://b.example', introspection: { clientId: 'baton', clientSecret: 's', ...(b === undefined ? {} : { tokenPrefix: b }) } },
+      ],
+    });
+    refuses(issuers(undefined, undefined), /^externalIssuers\.0\.introspection\.tokenPrefix$/);
+    for (const [a, b] of [['a_at_', undefined], ['at_', 'at_'], ['at_', 'at_b_'], ['at_b_', 'at_']] as const) {
+      refuses(issuers(a, b), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
+    }
+    assert.throws(() => base(issuers('at_', 'at_b_')), (error: unknown) => error instanceof ConfigError && /expected a prefix distinct from every other issuer's.*, got "at_b_" and externalIssuers\.0\.introspection\.tokenPrefix "at_"$/.test(error.message));
   });
 });
 
