@@ -16,6 +16,7 @@ import { createLogger } from '../src/telemetry/logger.ts';
 import { startRedis, writeMeshRedisSecrets } from '../test/helpers/redis.ts';
 import { loadSealKeys } from '../src/sidecar/exchange/token-seal.ts';
 import { SECRETS } from '../test/helpers/sts.ts';
+import { exchangeConfig } from '../test/helpers/sts-stand-in.ts';
 import { type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, round, type ScenarioResult } from './lib/scenario.ts';
 import { startBenchSts } from './sts.bench.ts';
@@ -66,7 +67,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const redis = await startRedis({ aclFile: redisSecrets.aclFile });
   const closers: Array<() => Promise<void>> = [];
   const exchangerWith = (cache: TokenCache, extra: { dispatcher?: Dispatcher; now?: () => number } = {}): ExchangeClient => {
-    const exchanger = createTokenExchanger({ tokenEndpoint: `${sts.url}/token`, clientId: 'gateway', clientSecret: SECRETS.gateway, cache, logger, ...extra });
+    const exchanger = createTokenExchanger({ tokenEndpoint: `${sts.url}/token`, clientId: 'gateway', clientSecret: SECRETS.gateway, authMethod: 'client_secret_basic', config: exchangeConfig(), cache, logger, ...extra });
     closers.push(async () => {
       await exchanger.close();
       await cache.close();

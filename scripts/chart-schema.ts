@@ -4,7 +4,7 @@
  * and the STS's schema objects), so that the chart, the injector and the
  * sidecar accept the same issuer keys and cannot drift apart again (#24).
  * It writes `properties.sts.properties.externalIssuers` of
- * helm/baton/values.schema.json; the rest of that file is written by hand.
+ * helm/baton-mesh/values.schema.json; the rest of that file is written by hand.
  * test/deploy/helm.test.ts fails when the committed file is stale.
  *
  *   node scripts/chart-schema.ts          rewrite the fragment
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { TSchema } from '@sinclair/typebox';
 import { InjectorConfigSchema } from '../src/injector/config.ts';
 
-export const CHART_SCHEMA = fileURLToPath(new URL('../helm/baton/values.schema.json', import.meta.url));
+export const CHART_SCHEMA = fileURLToPath(new URL('../helm/baton-mesh/values.schema.json', import.meta.url));
 
 /**
  * A TypeBox schema as plain draft-07 JSON Schema for values: TypeBox's
@@ -56,5 +56,5 @@ if (import.meta.main) {
   const text = chartSchemaText();
   const stale = text !== readFileSync(CHART_SCHEMA, 'utf8');
   writeFileSync(CHART_SCHEMA, text);
-  process.stdout.write(stale ? 'helm/baton/values.schema.json: externalIssuers regenerated\n' : 'helm/baton/values.schema.json: up to date\n');
+  process.stdout.write(stale ? 'helm/baton-mesh/values.schema.json: externalIssuers regenerated\n' : 'helm/baton-mesh/values.schema.json: up to date\n');
 }

@@ -12,8 +12,7 @@
  * plaintext for callers outside the mesh (the ingress's place).
  */
 import { randomBytes } from 'node:crypto';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFileSync, closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,14 +25,19 @@ import { canonicalServiceName } from '../core/service-name.ts';
 import { redisSecretsLayout } from '../redis/acl.ts';
 import type { DemoServiceName } from './apps.ts';
 import { freePort } from './free-port.ts';
+import { type MeshProcess, startProcess, stopProcess, waitForHttp, waitForPort } from './processes.ts';
 
 export const DEMO_SERVICES: readonly DemoServiceName[] = ['gateway', 'orders', 'payments'];
 // From the sources this module is src/demo/mesh.ts and the CLI is bin/baton.js; in the
 // bundle (scripts/build.ts) it is a chunk next to baton.mjs and the demo policy copied beside it.
 const HERE = fileURLToPath(import.meta.url);
 const BUNDLED = !HERE.endsWith('.ts');
-const BATON_BIN = BUNDLED ? join(dirname(HERE), 'baton.mjs') : fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
-export const DEMO_POLICY = BUNDLED ? join(dirname(HERE), 'shop.callgraph.yaml') : fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
+const BATON_BIN = BUNDLED
+  ? join(dirname(HERE), 'baton.mjs')
+  : fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+export const DEMO_POLICY = BUNDLED
+  ? join(dirname(HERE), 'shop.callgraph.yaml')
+  : fileURLToPath(new URL('../../examples/shop.callgraph.yaml', import.meta.url));
 
 export interface ServicePorts {
   readonly app: number;
@@ -46,7 +50,12 @@ export interface ServicePorts {
 }
 
 /** The SPIFFE rule of the demo mesh: `spiffe://baton.demo/ns/demo/sa/<service>`. */
-export const DEMO_SPIFFE = { trustDomain: 'baton.demo', namespace: 'demo', template: '/ns/{namespace}/sa/{service}', ids: {} } as const;
+export const DEMO_SPIFFE = {
+  trustDomain: 'baton.demo',
+  namespace: 'demo',
+  template: '/ns/{namespace}/sa/{service}',
+  ids: {},
+} as const;
 const STS_SERVICE = 'baton-sts';
 const POLICY_SERVER_SERVICE = 'baton-policy-server';
 
@@ -60,14 +69,6 @@ export interface MeshIdentities {
   readonly ca: DevCa;
   /** A client for the mesh's https endpoints (readiness probes): trusts the bundle, presents no certificate. */
   readonly dispatcher: Dispatcher;
-}
-
-export interface MeshProcess {
-  readonly name: string;
-  readonly child: ChildProcess;
-  /** Parsed JSON log lines the process wrote so far. */
-  readonly logs: Array<Record<string, unknown>>;
-  output(): string;
 }
 
 export interface Mesh {
@@ -131,7 +132,11 @@ export interface MeshOptions {
    * demo policy is renamed to match), and the sidecars and the STS are told
    * the control plane's IDs, as the injector tells them.
    */
-  readonly namespaces?: { readonly home: string; readonly services: Partial<Readonly<Record<DemoServiceName, string>>>; readonly controlPlane: string };
+  readonly namespaces?: {
+    readonly home: string;
+    readonly services: Partial<Readonly<Record<DemoServiceName, string>>>;
+    readonly controlPlane: string;
+  };
   /**
    * `none`: the control plane only (dev IdP, policy server, STS, the
    * identities), for a data plane the caller runs itself, such as proxies
@@ -144,7 +149,6 @@ export interface MeshOptions {
 export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-demo-'));
   const processes: MeshProcess[] = [];
-  const mtls = (options.transport ?? 'mtls') === 'mtls';
   let identities: MeshIdentities | undefined;
   const stopAll = async (): Promise<void> => {
     await Promise.all(processes.map((p) => stopProcess(p.child)));
@@ -152,93 +156,242 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    const plan = await planMesh(dir, options);
+    identities = plan.mtls ? await writeMeshIdentities(plan) : undefined;
     const timeoutMs = options.startTimeoutMs ?? 30_000;
-    const policyFile = join(dir, 'callgraph.yaml');
-    const spaces = options.namespaces;
-    const home = spaces?.home ?? DEMO_SPIFFE.namespace;
-    const names = Object.fromEntries(DEMO_SERVICES.map((name) => [name, canonicalServiceName(name, spaces?.services[name] ?? home, home)])) as Record<DemoServiceName, string>;
-    const spiffe = { ...DEMO_SPIFFE, namespace: home };
-    // The control plane's names: in its own namespace, it is not the rule's home.
-    const stsName = spaces === undefined ? STS_SERVICE : canonicalServiceName(STS_SERVICE, spaces.controlPlane, home);
-    const policyServerName = spaces === undefined ? POLICY_SERVER_SERVICE : canonicalServiceName(POLICY_SERVER_SERVICE, spaces.controlPlane, home);
-    if (spaces === undefined) copyFileSync(options.policyFile ?? DEMO_POLICY, policyFile);
-    else writeFileSync(policyFile, renameServices(readFileSync(options.policyFile ?? DEMO_POLICY, 'utf8'), names));
-    const signing = await generateKeyPair('ES256', { extractable: true });
-    writeFileSync(join(dir, 'policy-signing.key.pem'), await exportPKCS8(signing.privateKey), { mode: 0o600 });
-    writeFileSync(join(dir, 'policy-signing.pub.pem'), await exportSPKI(signing.publicKey));
-
-    const [idpPort, stsPort, policyPort, stsAdminPort, policyAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-    const services = {} as Record<DemoServiceName, ServicePorts>;
-    for (const name of DEMO_SERVICES) {
-      const inbound = await freePort();
-      services[name] = { app: options.apps?.[name] ?? (await freePort()), inbound, outbound: await freePort(), admin: await freePort(), entry: mtls && name === 'gateway' ? await freePort() : inbound };
-    }
-    const scheme = mtls ? 'https' : 'http';
-    const idpUrl = `http://127.0.0.1:${idpPort}`;
-    const stsUrl = `${scheme}://127.0.0.1:${stsPort}`;
-    const policyUrl = `${scheme}://127.0.0.1:${policyPort}`;
-    const stsAdminUrl = `http://127.0.0.1:${stsAdminPort}`;
-    const policyAdminUrl = `http://127.0.0.1:${policyAdminPort}`;
-    if (mtls) {
-      const map = createServiceMap(spiffe);
-      const idDir = join(dir, 'identities');
-      // One folder per process, named as the process; the ID its namespace gives it.
-      const workloads = [...DEMO_SERVICES.map((name) => ({ service: name, spiffeId: map.idOf(names[name]) })), { service: STS_SERVICE, spiffeId: map.idOf(stsName) }, { service: POLICY_SERVER_SERVICE, spiffeId: map.idOf(policyServerName) }];
-      await writeDevIdentities({ dir: idDir, trustDomain: DEMO_SPIFFE.trustDomain, services: workloads, validForMs: 24 * 3_600_000, layout: 'csi-driver-spiffe', now: new Date() });
-      const bundle = readFileSync(join(idDir, 'ca', 'ca.crt'), 'utf8');
-      const ca = { certPem: bundle, keyPem: readFileSync(join(idDir, 'ca', 'ca.key'), 'utf8') };
-      identities = { dir: idDir, map, bundle, ca, dispatcher: new Agent({ connect: { ca: bundle } }) };
-    }
-    const ids = identities;
-    // Each part's transport block: its own certificate files and the mesh's SPIFFE rule.
-    const transportOf = (workload: string): Record<string, unknown> =>
-      ids === undefined
-        ? { transport: { mode: 'plaintext' } }
-        : { transport: { mode: 'mtls' }, identity: { certFile: join(ids.dir, workload, 'tls.crt'), keyFile: join(ids.dir, workload, 'tls.key'), bundleFile: join(ids.dir, workload, 'ca.crt') }, spiffe };
-    // Outside the home namespace the control plane's IDs are named, as the injector names them (sts.spiffeId, policy.spiffeId).
-    const controlPlaneIds = (key: 'sts' | 'policy'): Record<string, string> =>
-      ids === undefined || spaces === undefined ? {} : { spiffeId: ids.map.idOf(key === 'sts' ? stsName : policyServerName) };
-    const probe = ids?.dispatcher;
-    // One key for the whole mesh, so baton.subject pseudonyms in spans join across processes.
-    const telemetry = { subjectHashKey: randomBytes(24).toString('base64url') };
-    const secrets = Object.fromEntries(DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')])) as Record<DemoServiceName, string>;
-    const env = { ...options.env };
     const entry = options.entry ?? BATON_BIN;
     const start = (name: string, args: string[], extraEnv: Readonly<Record<string, string>> = {}): MeshProcess => {
-      const started = startProcess(name, [entry, ...args], { ...env, ...extraEnv }, options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`), options.logsToFileOnly === true);
+      const started = startProcess(
+        name,
+        [entry, ...args],
+        { ...options.env, ...extraEnv },
+        options.logDir === undefined ? undefined : join(options.logDir, `${name}.log`),
+        options.logsToFileOnly === true,
+      );
       processes.push(started);
       return started;
     };
+    const configs = meshConfigs(plan, options, identities);
+    const probe = identities?.dispatcher;
+    const idp = start('idp', ['demo', 'idp', '--port', String(plan.ports.idp)]);
+    const policyServer = start('policy-server', [
+      'policy-server',
+      '--config',
+      writeConfig(join(dir, 'policy-server.yaml'), configs.policyServer()),
+    ]);
+    await Promise.all([
+      waitForHttp(`${plan.urls.idp}/jwks`, idp, timeoutMs),
+      waitForHttp(`${plan.urls.policy}/readyz`, policyServer, timeoutMs, probe),
+    ]);
+    const sts = start('sts', ['sts', '--config', writeConfig(join(dir, 'sts.yaml'), configs.sts())]);
+    await waitForHttp(`${plan.urls.sts}/readyz`, sts, timeoutMs, probe);
 
-    const idp = start('idp', ['demo', 'idp', '--port', String(idpPort)]);
-    writeConfig(join(dir, 'policy-server.yaml'), { policy: policyFile, signingKey: join(dir, 'policy-signing.key.pem'), port: policyPort, admin: { port: policyAdminPort }, ...transportOf(POLICY_SERVER_SERVICE) });
-    const policyServer = start('policy-server', ['policy-server', '--config', join(dir, 'policy-server.yaml')]);
-    await Promise.all([waitForHttp(`${idpUrl}/jwks`, idp, timeoutMs), waitForHttp(`${policyUrl}/readyz`, policyServer, timeoutMs, probe)]);
-
-    writeConfig(join(dir, 'sts.yaml'), {
-      issuer: stsUrl,
-      port: stsPort,
-      admin: { port: stsAdminPort },
-      tokenTtlSeconds: 300,
-      policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem'), ...controlPlaneIds('policy') },
-      keys: { dir: join(dir, 'sts-keys') },
-      // mtls: each sidecar's certificate is its credential (RFC 8705 tls_client_auth), and no secret is shipped.
-      clients: DEMO_SERVICES.map((name) => (mtls ? { id: names[name], tlsClientAuth: true } : { id: names[name], secret: secrets[name] })),
-      // The STS needs each issuer's audience; the gateway sidecar defaults it to its service name.
-      externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks`, audience: names.gateway }, ...(options.externalIssuers ?? []).map((e) => ({ audience: names.gateway, discovery: e.jwksUri === undefined, ...e }))],
-      ...transportOf(STS_SERVICE),
-      telemetry,
-    });
-    const sts = start('sts', ['sts', '--config', join(dir, 'sts.yaml')]);
-    await waitForHttp(`${stsUrl}/readyz`, sts, timeoutMs, probe);
-
-    for (const name of options.dataPlane === 'none' ? [] : DEMO_SERVICES) {
-      const ports = services[name];
+    const dataPlane = options.dataPlane === 'none' ? [] : DEMO_SERVICES;
+    for (const name of dataPlane) {
       // The apps call with plain fetch: the sidecar is the proxy their environment names, as the injector's
       // baton.dev/http-proxy and docker-compose set it (docs/clients.md).
-      const outbound = `http://127.0.0.1:${ports.outbound}`;
-      if (options.apps?.[name] === undefined) start(`${name}-app`, ['demo', 'app', '--name', name, '--port', String(ports.app), '--outbound', outbound], { NODE_USE_ENV_PROXY: '1', HTTP_PROXY: outbound, http_proxy: outbound, NO_PROXY: 'localhost,127.0.0.1,::1', no_proxy: 'localhost,127.0.0.1,::1' });
-      writeConfig(join(dir, `${name}-sidecar.yaml`), {
+      const outbound = `http://127.0.0.1:${plan.services[name].outbound}`;
+      if (options.apps?.[name] === undefined)
+        start(
+          `${name}-app`,
+          ['demo', 'app', '--name', name, '--port', String(plan.services[name].app), '--outbound', outbound],
+          {
+            NODE_USE_ENV_PROXY: '1',
+            HTTP_PROXY: outbound,
+            http_proxy: outbound,
+            NO_PROXY: 'localhost,127.0.0.1,::1',
+            no_proxy: 'localhost,127.0.0.1,::1',
+          },
+        );
+      start(`${name}-sidecar`, [
+        'sidecar',
+        '--config',
+        writeConfig(join(dir, `${name}-sidecar.yaml`), configs.sidecar(name)),
+      ]);
+    }
+    const owner = (name: string): MeshProcess => processes.find((p) => p.name === name) as MeshProcess;
+    await Promise.all(
+      dataPlane.flatMap((name) => [
+        waitForHttp(`http://127.0.0.1:${plan.services[name].admin}/readyz`, owner(`${name}-sidecar`), timeoutMs),
+        ...(options.apps?.[name] === undefined
+          ? [waitForPort(plan.services[name].app, owner(`${name}-app`), timeoutMs)]
+          : []),
+      ]),
+    );
+    return meshHandle(plan, processes, identities, stopAll);
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/** Where everything is: the names each part goes by, its ports and URLs, and the files every part reads. */
+interface MeshPlan {
+  readonly dir: string;
+  readonly mtls: boolean;
+  readonly names: Record<DemoServiceName, string>;
+  readonly spiffe: Omit<typeof DEMO_SPIFFE, 'namespace'> & { readonly namespace: string };
+  /** The control plane's names: in its own namespace, it is not the rule's home. */
+  readonly stsName: string;
+  readonly policyServerName: string;
+  readonly policyFile: string;
+  readonly ports: {
+    readonly idp: number;
+    readonly sts: number;
+    readonly policy: number;
+    readonly stsAdmin: number;
+    readonly policyAdmin: number;
+  };
+  readonly urls: {
+    readonly idp: string;
+    readonly sts: string;
+    readonly policy: string;
+    readonly stsAdmin: string;
+    readonly policyAdmin: string;
+  };
+  readonly services: Record<DemoServiceName, ServicePorts>;
+}
+
+/** The mesh's names and ports, the call graph and the policy signing key written into `dir`. */
+async function planMesh(dir: string, options: MeshOptions): Promise<MeshPlan> {
+  const mtls = (options.transport ?? 'mtls') === 'mtls';
+  const policyFile = join(dir, 'callgraph.yaml');
+  const spaces = options.namespaces;
+  const home = spaces?.home ?? DEMO_SPIFFE.namespace;
+  const names = Object.fromEntries(
+    DEMO_SERVICES.map((name) => [name, canonicalServiceName(name, spaces?.services[name] ?? home, home)]),
+  ) as Record<DemoServiceName, string>;
+  if (spaces === undefined) copyFileSync(options.policyFile ?? DEMO_POLICY, policyFile);
+  else writeFileSync(policyFile, renameServices(readFileSync(options.policyFile ?? DEMO_POLICY, 'utf8'), names));
+  const signing = await generateKeyPair('ES256', { extractable: true });
+  writeFileSync(join(dir, 'policy-signing.key.pem'), await exportPKCS8(signing.privateKey), { mode: 0o600 });
+  writeFileSync(join(dir, 'policy-signing.pub.pem'), await exportSPKI(signing.publicKey));
+
+  const ports = {
+    idp: await freePort(),
+    sts: await freePort(),
+    policy: await freePort(),
+    stsAdmin: await freePort(),
+    policyAdmin: await freePort(),
+  };
+  const services = {} as Record<DemoServiceName, ServicePorts>;
+  for (const name of DEMO_SERVICES) {
+    const inbound = await freePort();
+    services[name] = {
+      app: options.apps?.[name] ?? (await freePort()),
+      inbound,
+      outbound: await freePort(),
+      admin: await freePort(),
+      entry: mtls && name === 'gateway' ? await freePort() : inbound,
+    };
+  }
+  const scheme = mtls ? 'https' : 'http';
+  return {
+    dir,
+    mtls,
+    names,
+    spiffe: { ...DEMO_SPIFFE, namespace: home },
+    stsName: spaces === undefined ? STS_SERVICE : canonicalServiceName(STS_SERVICE, spaces.controlPlane, home),
+    policyServerName:
+      spaces === undefined
+        ? POLICY_SERVER_SERVICE
+        : canonicalServiceName(POLICY_SERVER_SERVICE, spaces.controlPlane, home),
+    policyFile,
+    ports,
+    urls: {
+      idp: `http://127.0.0.1:${ports.idp}`,
+      sts: `${scheme}://127.0.0.1:${ports.sts}`,
+      policy: `${scheme}://127.0.0.1:${ports.policy}`,
+      stsAdmin: `http://127.0.0.1:${ports.stsAdmin}`,
+      policyAdmin: `http://127.0.0.1:${ports.policyAdmin}`,
+    },
+    services,
+  };
+}
+
+/** mtls: development certificates for every process, one folder each, named as the process; the ID its namespace gives it. */
+async function writeMeshIdentities(plan: MeshPlan): Promise<MeshIdentities> {
+  const map = createServiceMap(plan.spiffe);
+  const idDir = join(plan.dir, 'identities');
+  const workloads = [
+    ...DEMO_SERVICES.map((name) => ({ service: name, spiffeId: map.idOf(plan.names[name]) })),
+    { service: STS_SERVICE, spiffeId: map.idOf(plan.stsName) },
+    { service: POLICY_SERVER_SERVICE, spiffeId: map.idOf(plan.policyServerName) },
+  ];
+  await writeDevIdentities({
+    dir: idDir,
+    trustDomain: DEMO_SPIFFE.trustDomain,
+    services: workloads,
+    validForMs: 24 * 3_600_000,
+    layout: 'csi-driver-spiffe',
+    now: new Date(),
+  });
+  const bundle = readFileSync(join(idDir, 'ca', 'ca.crt'), 'utf8');
+  const ca = { certPem: bundle, keyPem: readFileSync(join(idDir, 'ca', 'ca.key'), 'utf8') };
+  return { dir: idDir, map, bundle, ca, dispatcher: new Agent({ connect: { ca: bundle } }) };
+}
+
+/** Each process's configuration, as a file of it would read. */
+function meshConfigs(plan: MeshPlan, options: MeshOptions, ids: MeshIdentities | undefined) {
+  const { dir, names, urls, services, mtls } = plan;
+  // Each part's transport block: its own certificate files and the mesh's SPIFFE rule.
+  const transportOf = (workload: string): Record<string, unknown> =>
+    ids === undefined
+      ? { transport: { mode: 'plaintext' } }
+      : {
+          transport: { mode: 'mtls' },
+          identity: {
+            certFile: join(ids.dir, workload, 'tls.crt'),
+            keyFile: join(ids.dir, workload, 'tls.key'),
+            bundleFile: join(ids.dir, workload, 'ca.crt'),
+          },
+          spiffe: plan.spiffe,
+        };
+  // Outside the home namespace the control plane's IDs are named, as the injector names them (sts.spiffeId, policy.spiffeId).
+  const controlPlaneIds = (key: 'sts' | 'policy'): Record<string, string> =>
+    ids === undefined || options.namespaces === undefined
+      ? {}
+      : { spiffeId: ids.map.idOf(key === 'sts' ? plan.stsName : plan.policyServerName) };
+  // One key for the whole mesh, so baton.subject pseudonyms in spans join across processes.
+  const telemetry = { subjectHashKey: randomBytes(24).toString('base64url') };
+  const secrets = Object.fromEntries(
+    DEMO_SERVICES.map((name) => [name, randomBytes(24).toString('base64url')]),
+  ) as Record<DemoServiceName, string>;
+  const policy = { url: urls.policy, publicKey: join(dir, 'policy-signing.pub.pem'), ...controlPlaneIds('policy') };
+  return {
+    policyServer: () => ({
+      policy: plan.policyFile,
+      signingKey: join(dir, 'policy-signing.key.pem'),
+      port: plan.ports.policy,
+      admin: { port: plan.ports.policyAdmin },
+      ...transportOf(POLICY_SERVER_SERVICE),
+    }),
+    sts: () => ({
+      issuer: urls.sts,
+      port: plan.ports.sts,
+      admin: { port: plan.ports.stsAdmin },
+      tokenTtlSeconds: 300,
+      policy,
+      keys: { dir: join(dir, 'sts-keys') },
+      // mtls: each sidecar's certificate is its credential (RFC 8705 tls_client_auth), and no secret is shipped.
+      clients: DEMO_SERVICES.map((name) =>
+        mtls ? { id: names[name], tlsClientAuth: true } : { id: names[name], secret: secrets[name] },
+      ),
+      // The STS needs each issuer's audience; the gateway sidecar defaults it to its service name.
+      externalIssuers: [
+        { issuer: urls.idp, jwksUri: `${urls.idp}/jwks`, audience: names.gateway },
+        ...(options.externalIssuers ?? []).map((e) => ({
+          audience: names.gateway,
+          discovery: e.jwksUri === undefined,
+          ...e,
+        })),
+      ],
+      ...transportOf(STS_SERVICE),
+      telemetry,
+    }),
+    sidecar: (name: DemoServiceName) => {
+      const ports = services[name];
+      return {
         service: names[name],
         inbound: {
           port: ports.inbound,
@@ -249,145 +402,106 @@ export async function startMesh(options: MeshOptions = {}): Promise<Mesh> {
         },
         outbound: { port: ports.outbound },
         admin: { port: ports.admin },
-        sts: { issuer: stsUrl, clientId: names[name], ...(mtls ? {} : { clientSecret: secrets[name] }), ...controlPlaneIds('sts') },
-        policy: { url: policyUrl, publicKey: join(dir, 'policy-signing.pub.pem'), ...controlPlaneIds('policy') },
-        upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [names[n], `${scheme}://127.0.0.1:${services[n].inbound}`])),
+        sts: {
+          issuer: urls.sts,
+          clientId: names[name],
+          ...(mtls ? {} : { clientSecret: secrets[name] }),
+          ...controlPlaneIds('sts'),
+        },
+        policy,
+        upstreams: Object.fromEntries(
+          DEMO_SERVICES.filter((n) => n !== name).map((n) => [
+            names[n],
+            `${mtls ? 'https' : 'http'}://127.0.0.1:${services[n].inbound}`,
+          ]),
+        ),
         ...transportOf(name),
-        ...(options.redis === undefined ? {} : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
-        ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }, ...(options.externalIssuers ?? []).map(({ discovery: _discovery, ...e }) => e)] } : {}),
+        ...(options.redis === undefined
+          ? {}
+          : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
+        ...(name === 'gateway'
+          ? {
+              externalIssuers: [
+                { issuer: urls.idp, jwksUri: `${urls.idp}/jwks` },
+                ...(options.externalIssuers ?? []).map(({ discovery: _discovery, ...e }) => e),
+              ],
+            }
+          : {}),
         telemetry,
-      });
-      start(`${name}-sidecar`, ['sidecar', '--config', join(dir, `${name}-sidecar.yaml`)]);
-    }
-    await Promise.all(
-      (options.dataPlane === 'none' ? [] : DEMO_SERVICES).flatMap((name) => [
-        waitForHttp(`http://127.0.0.1:${services[name].admin}/readyz`, processes.find((p) => p.name === `${name}-sidecar`) as MeshProcess, timeoutMs),
-        ...(options.apps?.[name] === undefined ? [waitForPort(services[name].app, processes.find((p) => p.name === `${name}-app`) as MeshProcess, timeoutMs)] : []),
-      ]),
-    );
+      };
+    },
+  };
+}
 
-    return {
-      dir,
-      idpUrl,
-      stsUrl,
-      policyUrl,
-      stsAdminUrl,
-      policyAdminUrl,
-      services,
-      processes,
-      names,
-      transport: mtls ? 'mtls' : 'plaintext',
-      identities,
-      process(name) {
-        const found = processes.find((p) => p.name === name);
-        if (found === undefined) throw new Error(`no mesh process named ${name}`);
-        return found;
-      },
-      async userToken({ sub, scope, acr }) {
-        const form = new URLSearchParams({ sub, scope, aud: names.gateway, ...(acr === undefined ? {} : { acr }) });
-        const response = await request(`${idpUrl}/dev/token`, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-        const body = (await response.body.json()) as { access_token: string };
-        return body.access_token;
-      },
-      stop: stopAll,
-    };
-  } catch (error) {
-    await stopAll();
-    throw error;
-  }
+/** The running mesh as its callers hold it. */
+function meshHandle(
+  plan: MeshPlan,
+  processes: MeshProcess[],
+  identities: MeshIdentities | undefined,
+  stop: () => Promise<void>,
+): Mesh {
+  const { urls, names } = plan;
+  return {
+    dir: plan.dir,
+    idpUrl: urls.idp,
+    stsUrl: urls.sts,
+    policyUrl: urls.policy,
+    stsAdminUrl: urls.stsAdmin,
+    policyAdminUrl: urls.policyAdmin,
+    services: plan.services,
+    processes,
+    names,
+    transport: plan.mtls ? 'mtls' : 'plaintext',
+    identities,
+    process(name) {
+      const found = processes.find((p) => p.name === name);
+      if (found === undefined) throw new Error(`no mesh process named ${name}`);
+      return found;
+    },
+    async userToken({ sub, scope, acr }) {
+      const form = new URLSearchParams({ sub, scope, aud: names.gateway, ...(acr === undefined ? {} : { acr }) });
+      const response = await request(`${urls.idp}/dev/token`, {
+        method: 'POST',
+        body: form.toString(),
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
+      const body = (await response.body.json()) as { access_token: string };
+      return body.access_token;
+    },
+    stop,
+  };
 }
 
 /** The call graph with each demo service renamed (service keys, from, origins), for a mesh across namespaces. */
 function renameServices(policyText: string, names: Readonly<Record<string, string>>): string {
   const rename = (name: string): string => (Object.hasOwn(names, name) ? (names[name] as string) : name);
-  const policy = parse(policyText) as { spec: { services: Record<string, { accepts?: Array<{ from?: string; origins?: string[] }> } & Record<string, unknown>> } };
+  const policy = parse(policyText) as {
+    spec: {
+      services: Record<string, { accepts?: Array<{ from?: string; origins?: string[] }> } & Record<string, unknown>>;
+    };
+  };
   policy.spec.services = Object.fromEntries(
     Object.entries(policy.spec.services).map(([service, body]) => [
       rename(service),
-      { ...body, ...(body.accepts === undefined ? {} : { accepts: body.accepts.map((rule) => ({ ...rule, ...(rule.from === undefined ? {} : { from: rename(rule.from) }), ...(rule.origins === undefined ? {} : { origins: rule.origins.map(rename) }) })) }) },
+      {
+        ...body,
+        ...(body.accepts === undefined
+          ? {}
+          : {
+              accepts: body.accepts.map((rule) => ({
+                ...rule,
+                ...(rule.from === undefined ? {} : { from: rename(rule.from) }),
+                ...(rule.origins === undefined ? {} : { origins: rule.origins.map(rename) }),
+              })),
+            }),
+      },
     ]),
   );
   return stringify(policy);
 }
 
-function writeConfig(path: string, config: unknown): void {
+/** Writes a part's config file (owner-only: it may hold a client secret); returns its path. */
+function writeConfig(path: string, config: unknown): string {
   writeFileSync(path, stringify(config), { mode: 0o600 });
+  return path;
 }
-
-function startProcess(name: string, argv: readonly string[], env: Readonly<Record<string, string>>, logFile: string | undefined, fileOnly: boolean): MeshProcess {
-  if (fileOnly && logFile !== undefined) {
-    const fd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    // Read only when asked: a start that fails shows the file's tail.
-    return { name, child, logs: [], output: () => readFileSync(logFile, 'utf8') };
-  }
-  const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Array<Record<string, unknown>> = [];
-  let text = '';
-  let partial = '';
-  const onData = (chunk: string): void => {
-    if (logFile !== undefined) appendFileSync(logFile, chunk);
-    text += chunk;
-    if (text.length > 4_000_000) text = text.slice(-2_000_000);
-    partial += chunk;
-    const lines = partial.split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // not a log line
-      }
-    }
-  };
-  child.stdout?.setEncoding('utf8').on('data', onData);
-  child.stderr?.setEncoding('utf8').on('data', onData);
-  return { name, child, logs, output: () => text };
-}
-
-/** Resolves once the process has exited and its output is all read (and in its log file): 'close', not 'exit'. */
-async function stopProcess(child: ChildProcess): Promise<void> {
-  // 'close', not 'exit': the process has exited and its stdout and stderr are read to the end, so its last log lines are in.
-  const outputOpen = child.stdout?.readableEnded === false || child.stderr?.readableEnded === false;
-  const closed = outputOpen ? new Promise<void>((resolve) => child.once('close', () => resolve())) : Promise.resolve();
-  if (child.exitCode !== null || child.signalCode !== null) return await closed;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await closed;
-  clearTimeout(timer);
-}
-
-async function waitForHttp(url: string, owner: MeshProcess, timeoutMs: number, dispatcher?: Dispatcher): Promise<void> {
-  await poll(async () => {
-    const response = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000, ...(dispatcher === undefined ? {} : { dispatcher }) });
-    await response.body.dump();
-    return response.statusCode === 200;
-  }, owner, timeoutMs, url);
-}
-
-async function waitForPort(port: number, owner: MeshProcess, timeoutMs: number): Promise<void> {
-  await poll(async () => {
-    const response = await request(`http://127.0.0.1:${port}/`, { headersTimeout: 1_000 });
-    await response.body.dump();
-    return true;
-  }, owner, timeoutMs, `port ${port}`);
-}
-
-async function poll(probe: () => Promise<boolean>, owner: MeshProcess, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (owner.child.exitCode !== null) {
-      throw new Error(`${owner.name} exited (${owner.child.exitCode}) before ${what} answered:\n${owner.output().slice(-3000)}`);
-    }
-    try {
-      if (await probe()) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${owner.name}: ${what} did not answer within ${timeoutMs} ms:\n${owner.output().slice(-3000)}`);
-}
-

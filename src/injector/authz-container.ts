@@ -19,7 +19,7 @@ import {
   ADMIN_PORT_NAME,
   INTROSPECTION_DIR,
   INTROSPECTION_VOLUME,
-  introspectionSecret,
+  introspectionSecrets,
   literal,
   POLICY_KEY_DIR,
   POLICY_KEY_FILE,
@@ -66,7 +66,7 @@ export function authzContainer(template: SidecarTemplate, settings: InjectionSet
       { name: TMP_VOLUME, mountPath: '/tmp' },
       { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
       ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
-      ...(introspectionSecret(template) === undefined ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+      ...(introspectionSecrets(template).length === 0 ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
     ],
   };
 }

@@ -143,7 +143,7 @@ export type SidecarTemplate = InjectorConfig['sidecar'];
 
 /** Rules across fields: the sidecar's rules on its issuers; in mtls mode the STS and policy server are reached over TLS, never in the clear. */
 export function checkInjectorConfig(config: InjectorConfig, source: string): void {
-  // The same rules as the sidecar's (one introspecting issuer, typ values), so a pod is never injected with a config it refuses.
+  // The same rules as the sidecar's (introspecting issuers' token prefixes, typ values), so a pod is never injected with a config it refuses.
   checkExternalIssuers(
     config.sidecar.externalIssuers.map(({ introspection, ...issuer }) => ({ ...issuer, ...(introspection === undefined ? {} : { introspection: { ...introspection, clientSecretFile: 'mounted' } }) })),
     `${source} sidecar`,

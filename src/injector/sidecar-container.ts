@@ -72,7 +72,7 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
       ...(template.redis === undefined || identity !== undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
       ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
       // The introspection client secret: in this container only, like the Redis secret.
-      ...(introspectionSecret(template) === undefined ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+      ...(introspectionSecrets(template).length === 0 ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
     ],
   };
 }
@@ -123,13 +123,23 @@ export function sidecarExternalIssuers(issuers: readonly KubernetesExternalIssue
   return issuers.map(({ discovery: _discovery, introspection, ...issuer }) => {
     if (introspection === undefined) return { ...issuer };
     const { clientSecretFrom, ...rest } = introspection;
-    return { ...issuer, introspection: { ...rest, clientSecretFile: `${INTROSPECTION_DIR}/${clientSecretFrom.key}` } };
+    return { ...issuer, introspection: { ...rest, clientSecretFile: `${INTROSPECTION_DIR}/${introspectionPath(clientSecretFrom)}` } };
   });
 }
 
-/** The one introspecting issuer's Secret, if any (checkInjectorConfig allows one). */
-export function introspectionSecret(template: SidecarTemplate): { readonly secretName: string; readonly key: string } | undefined {
-  return template.externalIssuers.find((e) => e.introspection !== undefined)?.introspection?.clientSecretFrom;
+/** A secret's file under INTROSPECTION_DIR: a folder per Secret, so several introspecting issuers may each use a key of the same name. */
+function introspectionPath(from: { readonly secretName: string; readonly key: string }): string {
+  return `${from.secretName}/${from.key}`;
+}
+
+/** The introspecting issuers' Secrets and keys, each once, in config order. */
+export function introspectionSecrets(template: SidecarTemplate): ReadonlyArray<{ readonly secretName: string; readonly key: string }> {
+  const byPath = new Map<string, { readonly secretName: string; readonly key: string }>();
+  for (const issuer of template.externalIssuers) {
+    const from = issuer.introspection?.clientSecretFrom;
+    if (from !== undefined && !byPath.has(introspectionPath(from))) byPath.set(introspectionPath(from), from);
+  }
+  return [...byPath.values()];
 }
 
 export const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
@@ -202,8 +212,9 @@ export function sidecarVolumes(template: SidecarTemplate, workload: Workload, id
 }
 
 function introspectionVolume(template: SidecarTemplate): Array<Record<string, unknown>> | undefined {
-  const secret = introspectionSecret(template);
-  if (secret === undefined) return undefined;
-  // Not optional: a sidecar told to introspect without its secret would refuse to start anyway; the pod says why.
-  return [{ name: INTROSPECTION_VOLUME, secret: { secretName: secret.secretName, items: [{ key: secret.key, path: secret.key }] } }];
+  const secrets = introspectionSecrets(template);
+  if (secrets.length === 0) return undefined;
+  // One volume, a file per Secret and key. Not optional: a sidecar told to introspect without its secret would refuse to start anyway; the pod says why.
+  const sources = secrets.map((from) => ({ secret: { name: from.secretName, items: [{ key: from.key, path: introspectionPath(from) }] } }));
+  return [{ name: INTROSPECTION_VOLUME, projected: { sources } }];
 }

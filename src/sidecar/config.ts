@@ -4,7 +4,7 @@
  * `loadConfig` into a frozen object; nothing deeper reads the environment.
  */
 import { type Static, Type } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+import type { SidecarClientAuthMethod } from '../core/client-auth-method.ts';
 import { HttpUrl, ServiceNameText, ListenPort, LogLevel, Milliseconds, Port, Seconds, SpiffeIdText } from '../config/atoms.ts';
 import { ConfigError } from '../config/config-error.ts';
 import { loadConfig, type LoadOptions } from '../config/load.ts';
@@ -17,8 +17,8 @@ import { checkExternalIssuers, ISSUER_PROFILE_FIELDS } from '../token/issuer-pro
 
 /**
  * How the sidecar trades tokens at the STS (src/sidecar/exchange/). The
- * exchanger takes its fallbacks from EXCHANGE_DEFAULTS below, so a default
- * is written once, here.
+ * defaults are written once, here: the exchanger takes this object whole
+ * and has no fallbacks of its own.
  */
 export const ExchangeConfigSchema = Type.Object(
   {
@@ -39,7 +39,6 @@ export const ExchangeConfigSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 export type ExchangeConfig = Readonly<Static<typeof ExchangeConfigSchema>>;
-export const EXCHANGE_DEFAULTS: ExchangeConfig = Object.freeze(Value.Default(ExchangeConfigSchema, {}) as ExchangeConfig);
 
 /**
  * One external identity provider as the sidecar trusts it
@@ -168,10 +167,8 @@ export type SidecarConfig = Readonly<Static<typeof SidecarConfigSchema>>;
 export const STS_SERVICE = 'baton-sts';
 export const POLICY_SERVER_SERVICE = 'baton-policy-server';
 
-export type StsAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
-
 /** RFC 8705 §2.1 `tls_client_auth` by default in mtls mode; a secret in plaintext mode. */
-export function stsAuthMethod(config: Pick<SidecarConfig, 'sts' | 'transport'>): StsAuthMethod {
+export function stsAuthMethod(config: Pick<SidecarConfig, 'sts' | 'transport'>): SidecarClientAuthMethod {
   return config.sts.authMethod ?? (config.transport.mode === 'mtls' ? 'tls_client_auth' : 'client_secret_basic');
 }
 

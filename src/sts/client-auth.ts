@@ -13,6 +13,7 @@
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import type { ClientAuthMethod } from '../core/client-auth-method.ts';
 import { JWT_BEARER_ASSERTION_TYPE } from '../core/token-types.ts';
 import { IdentityError } from '../identity/errors.ts';
 import { peerIdentity, type PeerIdentity } from '../identity/tls.ts';
@@ -26,7 +27,6 @@ import { InvalidClientError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth';
 export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
 
 export interface AuthenticatedClient {

@@ -8,7 +8,14 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
-import { BadRequestError, type HttpError, InternalError, MethodNotAllowedError, NotFoundError, isHttpError } from '../core/errors.ts';
+import {
+  BadRequestError,
+  type HttpError,
+  InternalError,
+  MethodNotAllowedError,
+  NotFoundError,
+  isHttpError,
+} from '../core/errors.ts';
 import { fastifyProblems } from '../core/fastify-problems.ts';
 import { servedUrl, serverTlsOptions } from '../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../identity/tls-server.ts';
@@ -25,26 +32,25 @@ import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { type GrantLabel, createStsMetrics } from '../telemetry/sts-metrics.ts';
 import { recordIssuanceOutcome } from '../telemetry/sts-span.ts';
-import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { setHttpRoute, tracedListener } from '../telemetry/traced-listener.ts';
-import { createRemoteKeySource } from '../token/key-source.ts';
-import { createActorTokenVerifier } from './actor-token.ts';
-import { createAudienceResolver } from './audience.ts';
-import { createAuthThrottle } from './auth-throttle.ts';
-import { clientCertificateOf, createClientAuthenticator } from './client-auth.ts';
-import { createClientRegistry } from './clients.ts';
+import { clientCertificateOf } from './client-auth.ts';
 import type { StsConfig } from './config.ts';
 import { parseTokenRequestForm } from './form.ts';
 import { clientCredentialsGrant } from './grants/client-credentials.ts';
-import type { GrantContext, GrantHandler } from './grants/grant-context.ts';
+import type { GrantHandler } from './grants/grant-context.ts';
 import { tokenExchangeGrant } from './grants/token-exchange.ts';
 import { jwksMaxAgeSeconds, type KeyStore } from './key-store.ts';
 import { authorizationServerMetadata, stsEndpoints, stsPaths } from './metadata.ts';
-import { createMinter } from './mint.ts';
 import { TokenIntrospectionThrottledError } from '../token/errors.ts';
-import { AuthThrottledError, InvalidClientError, toOAuthError, tokenEndpointStatus, UnsupportedGrantTypeError } from './errors.ts';
-import { createMemoryReplayStore, type ReplayStore } from './replay-store.ts';
-import { createSubjectTokenVerifier } from './subject-token.ts';
+import type { ReplayStore } from './replay-store.ts';
+import { createStsCollaborators, type StsCollaborators } from './wiring.ts';
+import {
+  AuthThrottledError,
+  InvalidClientError,
+  toOAuthError,
+  tokenEndpointStatus,
+  UnsupportedGrantTypeError,
+} from './errors.ts';
 
 /** The part of a policy source the STS needs (src/policy/distribution/source.ts `PolicySource` fits). */
 export interface StsPolicySource {
@@ -85,77 +91,77 @@ const GRANTS: Readonly<Record<string, GrantHandler>> = {
 };
 
 /** The STS's routes on a fastify instance, not yet listening; closing it releases what it opened. */
-export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonly draining?: () => boolean }): FastifyInstance {
+export function buildStsApp(
+  config: StsConfig,
+  deps: StsDependencies & { readonly draining?: () => boolean },
+): FastifyInstance {
   const now = deps.now ?? Date.now;
-  const { logger } = deps;
-  const endpoints = stsEndpoints(config.issuer);
-  const paths = stsPaths(config.issuer);
-  const replay = deps.replay ?? createMemoryReplayStore({ now });
-  const dispatcher = deps.dispatcher;
   const { mesh } = deps;
-  if (config.transport.mode === 'mtls' && mesh === undefined) throw new TypeError('createStsServer: transport.mode mtls needs deps.mesh (the workload identity)');
-  const registry = createClientRegistry(config.clients, { dispatcher, logger, now, map: mesh?.map, keySource: config.jwks });
-  const subjectTokens = createSubjectTokenVerifier({
-    issuer: config.issuer,
-    jwks: deps.keys.jwks(),
-    externalIssuers: config.externalIssuers,
-    clockToleranceSec: config.clockToleranceSeconds,
-    maxActDepth: config.maxChainDepth,
-    keySource: config.jwks,
-    dispatcher,
-    logger,
+  if (config.transport.mode === 'mtls' && mesh === undefined)
+    throw new TypeError('createStsServer: transport.mode mtls needs deps.mesh (the workload identity)');
+  const collaborators = createStsCollaborators(config, {
+    logger: deps.logger,
+    policy: deps.policy,
+    keys: deps.keys,
+    replay: deps.replay,
+    dispatcher: deps.dispatcher,
+    mesh,
     now,
   });
-  const stopFollowingKeys = deps.keys.onRotate((jwks) => subjectTokens.updateJwks(jwks));
-  const kubernetesKeys =
-    config.kubernetes === undefined
-      ? undefined
-      : createRemoteKeySource({ issuer: config.kubernetes.issuer, jwksUri: config.kubernetes.jwksUri, ...config.jwks, logger, now, ...(dispatcher === undefined ? {} : { dispatcher }) });
-  const throttle = createAuthThrottle({ ...config.clientAuth, now });
-  const authenticator = createClientAuthenticator({ registry, issuer: config.issuer, tokenEndpoint: endpoints.tokenEndpoint, replay, clockToleranceSec: config.clockToleranceSeconds, now, throttle });
-  const context: GrantContext = {
-    issuer: config.issuer,
-    tokenTtlSeconds: config.tokenTtlSeconds,
-    maxChainDepth: config.maxChainDepth,
-    policy: () => deps.policy.snapshot(),
-    audiences: createAudienceResolver(config.resources),
-    subjectTokens,
-    actorTokens: createActorTokenVerifier({
-      issuer: config.issuer,
-      tokenEndpoint: endpoints.tokenEndpoint,
-      kubernetes: config.kubernetes === undefined || kubernetesKeys === undefined ? undefined : { issuer: config.kubernetes.issuer, audience: config.kubernetes.audience, keys: kubernetesKeys },
-      replay,
-      clockToleranceSec: config.clockToleranceSeconds,
-      now,
-    }),
-    mint: createMinter(deps.keys),
-    logger,
-    now,
-    subjectPseudonym: createSubjectPseudonym(config.telemetry),
-  };
-  const metrics = createStsMetrics();
-  const runtimeMetrics = createRuntimeMetrics('sts', 'baton-sts');
+  const { app, listener } = createStsFastify(mesh, deps.tracing ?? TRACING_OFF);
+  const observed = observeTokenRequests(app);
+  registerTokenEndpointErrors(app, stsPaths(config.issuer).token, deps.logger, observed);
+  registerStsRoutes(app, config, deps, collaborators, observed);
+  app.addHook('onClose', async () => {
+    listener()?.dispose();
+    await collaborators.close();
+  });
+  return app;
+}
+
+/** How each token request went, for its metric: its grant and its start, and the series they are counted in. */
+interface ObservedRequests {
+  readonly metrics: ReturnType<typeof createStsMetrics>;
+  readonly grantOf: WeakMap<FastifyRequest, GrantLabel>;
+  elapsedSeconds(request: FastifyRequest): number;
+}
+
+function observeTokenRequests(app: FastifyInstance): ObservedRequests {
   const grantOf = new WeakMap<FastifyRequest, GrantLabel>();
   // When each request arrived. Not reply.elapsedTime: Fastify starts that clock only with its logger or an onResponse hook, neither of which runs here, so it read 0.
   const startedAt = new WeakMap<FastifyRequest, number>();
-  const elapsedSeconds = (request: FastifyRequest): number => {
-    const started = startedAt.get(request);
-    return started === undefined ? 0 : (performance.now() - started) / 1000;
+  app.addHook('onRequest', (request, _reply, done) => {
+    startedAt.set(request, performance.now());
+    setHttpRoute(request.method, request.routeOptions.url);
+    done();
+  });
+  return {
+    metrics: createStsMetrics(),
+    grantOf,
+    elapsedSeconds(request) {
+      const started = startedAt.get(request);
+      return started === undefined ? 0 : (performance.now() - started) / 1000;
+    },
   };
-  const metadata = authorizationServerMetadata(endpoints, [...new Set([config.signingAlg, deps.keys.active().alg])], mesh !== undefined);
-  const draining = deps.draining ?? (() => false);
-  const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(deps.keys.prepublishSeconds)}`;
+}
 
-  type Listener = (req: IncomingMessage, res: ServerResponse) => void;
-  // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent).
-  const tracing = deps.tracing ?? TRACING_OFF;
-  const wrap = (handler: Listener): Listener => (tracing.enabled ? tracedListener(tracing.tracer, handler, UNTRACED_PATHS) : handler);
-  /**
-   * mtls: TLS 1.3 with the STS's certificate. Client certificates are
-   * optional so secret and private_key_jwt clients still work, but one that
-   * is presented must verify against the bundle. A rotation swaps the secure
-   * context without dropping open connections (src/identity/tls-server.ts).
-   */
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The fastify instance on baton's own listener. mtls: TLS 1.3 with the
+ * STS's certificate. Client certificates are optional so secret and
+ * private_key_jwt clients still work, but one that is presented must verify
+ * against the bundle. A rotation swaps the secure context without dropping
+ * open connections (src/identity/tls-server.ts).
+ */
+function createStsFastify(
+  mesh: MeshIdentity | undefined,
+  tracing: Tracing,
+): { app: FastifyInstance; listener: () => GuardedListener<Server | HttpsServer> | undefined } {
+  // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent);
+  // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
+  const wrap = (handler: Listener): Listener =>
+    tracing.enabled ? tracedListener(tracing.tracer, handler, UNTRACED_PATHS) : handler;
   let listener: GuardedListener<Server | HttpsServer> | undefined;
   const serverFactory = (handler: Listener): Server => {
     const svid = mesh?.identity.current();
@@ -163,7 +169,10 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
       mesh === undefined
         ? createPlainListener(wrap(handler))
         : createTlsListener(wrap(handler), {
-            tls: svid === undefined ? { requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' } : serverTlsOptions(svid, 'optional'),
+            tls:
+              svid === undefined
+                ? { requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }
+                : serverTlsOptions(svid, 'optional'),
             verifyPresentedCertificates: true,
             followRotation: (apply) => mesh.identity.onRotate((next) => apply(serverTlsOptions(next, 'optional'))),
           });
@@ -175,8 +184,6 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     bodyLimit: MAX_BODY_BYTES,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Tracing on: each request in a SERVER span, child of the sidecar's exchange span (W3C traceparent);
-    // scrapes and probes are not traced: they are not traffic, and a span every few seconds each buries it.
     serverFactory,
   });
   // SIGTERM: sockets that never carried a request go at once, requests in flight get the grace period, then every socket is cut.
@@ -184,7 +191,22 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     listener?.drain();
     done();
   });
-  const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === paths.token;
+  app.addContentTypeParser(
+    FORM_CONTENT_TYPE,
+    { parseAs: 'string', bodyLimit: MAX_BODY_BYTES },
+    (_request, body, done) => done(null, body),
+  );
+  return { app, listener: () => listener };
+}
+
+/** Every refusal as a problem document, and at the token endpoint as an RFC 6749 §5.2 error; each one audited and counted. */
+function registerTokenEndpointErrors(
+  app: FastifyInstance,
+  tokenPath: string,
+  logger: Logger,
+  observed: ObservedRequests,
+): void {
+  const isTokenEndpoint = (request: FastifyRequest): boolean => request.url.split('?')[0] === tokenPath;
   void app.register(fastifyProblems, {
     // The token endpoint's refusals are OAuth errors: whatever fastify refuses there is invalid_request, anything else server_error.
     translate: (raw, request) => (isTokenEndpoint(request) && !isHttpError(raw) ? tokenEndpointError(raw) : undefined),
@@ -193,16 +215,40 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
       recordErrorType(error.code);
       // Probes of unknown paths are not refusals worth a log line each.
       if (error.code === NotFoundError.code) return;
-      if (error.status >= 500) logger.error({ code: error.code, reason: error.reason, err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code } }, 'token endpoint failed');
+      if (error.status >= 500)
+        logger.error(
+          {
+            code: error.code,
+            reason: error.reason,
+            err: { message: (raw as Error).message, code: (raw as { code?: unknown }).code },
+          },
+          'token endpoint failed',
+        );
       // Every refusal is an audit line with what the client got: the status, and at /token the RFC 6749 §5.2 error.
       const path = (request.url.split('?')[0] ?? '/').slice(0, 200);
       const atTokenEndpoint = isTokenEndpoint(request);
-      writeAuditEvent(logger, { event: 'token_refused', component: 'sts', code: error.code, reason: error.reason, status: atTokenEndpoint ? tokenEndpointStatus(error) : error.status, error: atTokenEndpoint ? toOAuthError(error).error : undefined, path }, error.message);
+      writeAuditEvent(
+        logger,
+        {
+          event: 'token_refused',
+          component: 'sts',
+          code: error.code,
+          reason: error.reason,
+          status: atTokenEndpoint ? tokenEndpointStatus(error) : error.status,
+          error: atTokenEndpoint ? toOAuthError(error).error : undefined,
+          path,
+        },
+        error.message,
+      );
     },
     render: (error, request, reply) => {
       if (!isTokenEndpoint(request)) return false;
       const body = toOAuthError(error);
-      metrics.tokenRequest(grantOf.get(request) ?? 'other', body.error, elapsedSeconds(request));
+      observed.metrics.tokenRequest(
+        observed.grantOf.get(request) ?? 'other',
+        body.error,
+        observed.elapsedSeconds(request),
+      );
       recordIssuanceOutcome({ exchangeOutcome: `refused:${body.error}` });
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
       // RFC 6749 §5.2: a client that tried Basic auth gets 401 and a WWW-Authenticate challenge.
@@ -210,18 +256,32 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
         reply.header('www-authenticate', 'Basic realm="baton-sts", charset="UTF-8"');
       }
       // RFC 6585 §4, RFC 9110 §10.2.3: a throttle says when to come back.
-      if (error.code === AuthThrottledError.code || error.code === TokenIntrospectionThrottledError.code) reply.header('retry-after', String(retryAfterFor(error)));
+      if (error.code === AuthThrottledError.code || error.code === TokenIntrospectionThrottledError.code)
+        reply.header('retry-after', String(retryAfterFor(error)));
       reply.code(tokenEndpointStatus(error)).type('application/json').send(body);
       return true;
     },
   });
-  app.addHook('onRequest', (request, _reply, done) => {
-    startedAt.set(request, performance.now());
-    setHttpRoute(request.method, request.routeOptions.url);
-    done();
-  });
-  app.addContentTypeParser(FORM_CONTENT_TYPE, { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, done) => done(null, body));
+}
 
+/** Metadata, the JWK Set, health and metrics; the token endpoint (registerTokenEndpoint). */
+function registerStsRoutes(
+  app: FastifyInstance,
+  config: StsConfig,
+  deps: StsDependencies & { readonly draining?: () => boolean },
+  collaborators: StsCollaborators,
+  observed: ObservedRequests,
+): void {
+  const { mesh, keys, policy } = deps;
+  const paths = stsPaths(config.issuer);
+  const metadata = authorizationServerMetadata(
+    stsEndpoints(config.issuer),
+    [...new Set([config.signingAlg, keys.active().alg])],
+    mesh !== undefined,
+  );
+  const draining = deps.draining ?? (() => false);
+  const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(keys.prepublishSeconds)}`;
+  const runtimeMetrics = createRuntimeMetrics('sts', 'baton-sts');
   // RFC 8414 §3.1 for OAuth clients; OpenID Connect Discovery's name as well, which most OAuth client
   // libraries ask first (RFC 8414 §5): the same document, claiming nothing of an OpenID Provider (docs/sts.md).
   for (const path of new Set([paths.authorizationServerMetadata, paths.openidConfiguration])) {
@@ -233,26 +293,44 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
   app.get(paths.jwks, async (_request, reply) => {
     // Well under prepublishSeconds: a cached copy cannot hide a standby key past its activation.
     reply.header('cache-control', jwksCacheControl).type('application/jwk-set+json');
-    return deps.keys.jwks();
+    return keys.jwks();
   });
   app.get('/livez', async () => ({ status: 'ok' }));
   // Prometheus text; counts only, labelled by grant and OAuth outcome, never by client or subject.
   app.get('/metrics', async (_request, reply) => {
     reply.header('cache-control', 'no-store').type(PROMETHEUS_CONTENT_TYPE);
     // A runtime collector that fails must not cost the scrape the token series.
-    return metrics.render() + (replay.renderMetrics?.() ?? '') + (await runtimeMetrics.render().catch(() => ''));
+    return (
+      observed.metrics.render() +
+      (collaborators.replay.renderMetrics?.() ?? '') +
+      (await runtimeMetrics.render().catch(() => ''))
+    );
   });
   app.get('/readyz', async (_request, reply) => {
-    const policyReady = deps.policy.ready() && deps.policy.current() !== undefined;
+    const policyReady = policy.ready() && policy.current() !== undefined;
     // mtls: without a valid certificate no sidecar can reach the STS; never a fallback to plaintext.
     const identity = mesh?.identity.status();
     const identityReady = mesh === undefined || mesh.identity.current() !== undefined;
     const ready = policyReady && identityReady && !draining();
     reply.code(ready ? 200 : 503);
-    return { status: ready ? 'ready' : 'not ready', policy: policyReady ? deps.policy.current()?.digest : 'none', draining: draining(), ...(identity === undefined ? {} : { identity }) };
+    return {
+      status: ready ? 'ready' : 'not ready',
+      policy: policyReady ? policy.current()?.digest : 'none',
+      draining: draining(),
+      ...(identity === undefined ? {} : { identity }),
+    };
   });
+  registerTokenEndpoint(app, paths.token, collaborators, observed);
+}
 
-  app.post(paths.token, async (request: FastifyRequest, reply: FastifyReply) => {
+/** POST /token: the form read, the client authenticated, the grant run. */
+function registerTokenEndpoint(
+  app: FastifyInstance,
+  tokenPath: string,
+  { authenticator, context }: StsCollaborators,
+  observed: ObservedRequests,
+): void {
+  app.post(tokenPath, async (request: FastifyRequest, reply: FastifyReply) => {
     // RFC 6749 §5.1: token responses MUST carry Cache-Control: no-store and Pragma: no-cache.
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     if (typeof request.body !== 'string' || !isForm(request.headers['content-type'])) {
@@ -260,36 +338,33 @@ export function buildStsApp(config: StsConfig, deps: StsDependencies & { readonl
     }
     const params = parseTokenRequestForm(request.body);
     const grantType = params.get('grant_type');
-    if (grantType === undefined) throw new BadRequestError('expected the parameter grant_type, got none', { reason: 'missing-parameter' });
-    grantOf.set(request, grantLabel(grantType));
+    if (grantType === undefined)
+      throw new BadRequestError('expected the parameter grant_type, got none', { reason: 'missing-parameter' });
+    observed.grantOf.set(request, grantLabel(grantType));
     const handler = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     const socket = request.raw.socket;
-    const client = await authenticator.authenticate(request.headers.authorization, params, { address: socket.remoteAddress ?? 'unknown', certificate: clientCertificateOf(socket) });
-    if (handler === undefined) throw new UnsupportedGrantTypeError('expected grant_type token-exchange (RFC 8693) or client_credentials, got another');
+    const client = await authenticator.authenticate(request.headers.authorization, params, {
+      address: socket.remoteAddress ?? 'unknown',
+      certificate: clientCertificateOf(socket),
+    });
+    if (handler === undefined)
+      throw new UnsupportedGrantTypeError(
+        'expected grant_type token-exchange (RFC 8693) or client_credentials, got another',
+      );
     const response = await handler(params, client, context);
-    metrics.tokenRequest(grantLabel(grantType), 'issued', elapsedSeconds(request));
+    observed.metrics.tokenRequest(grantLabel(grantType), 'issued', observed.elapsedSeconds(request));
     return response;
   });
 
   // RFC 6749 §3.2: POST only. Credentials in a GET query would sit in access logs and proxies.
   app.route({
     method: ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'],
-    url: paths.token,
+    url: tokenPath,
     handler: async (request, reply) => {
       reply.header('allow', 'POST');
       throw new MethodNotAllowedError(`expected POST, got ${request.method}`);
     },
   });
-
-  app.addHook('onClose', async () => {
-    listener?.dispose();
-    stopFollowingKeys();
-    subjectTokens.close();
-    registry.close();
-    kubernetesKeys?.close();
-    if (deps.replay === undefined) await replay.close();
-  });
-  return app;
 }
 
 /** The STS as a process runs it: the app, a listen step on config host/port, and a drain for SIGTERM. */
@@ -312,7 +387,11 @@ export function createStsServer(config: StsConfig, deps: StsDependencies): StsSe
 }
 
 function grantLabel(grantType: string): GrantLabel {
-  return grantType === TOKEN_EXCHANGE_GRANT ? 'token_exchange' : grantType === CLIENT_CREDENTIALS_GRANT ? 'client_credentials' : 'other';
+  return grantType === TOKEN_EXCHANGE_GRANT
+    ? 'token_exchange'
+    : grantType === CLIENT_CREDENTIALS_GRANT
+      ? 'client_credentials'
+      : 'other';
 }
 
 function isForm(contentType: string | undefined): boolean {
@@ -323,7 +402,10 @@ function tokenEndpointError(raw: unknown): HttpError {
   const status = (raw as { statusCode?: unknown } | undefined)?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     // Fastify's own refusals: wrong media type, body too large, bad encoding.
-    return new BadRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, { cause: raw, reason: 'unreadable-body' });
+    return new BadRequestError(`expected a ${FORM_CONTENT_TYPE} body of at most ${MAX_BODY_BYTES} bytes`, {
+      cause: raw,
+      reason: 'unreadable-body',
+    });
   }
   return new InternalError('the token endpoint failed; see the STS log', { cause: raw });
 }

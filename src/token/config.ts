@@ -46,6 +46,13 @@ export const DEFAULT_MAX_CHAIN_DEPTH = MaxChainDepth.default as number;
 export const IntrospectionConfigSchema = Type.Object(
   {
     endpoint: Type.Optional(Type.String({ ...HttpUrl, description: "the RFC 7662 endpoint; default the issuer metadata's introspection_endpoint" })),
+    tokenPrefix: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 256,
+        description: 'the start of every opaque token of this issuer (ory_at_, …): only such tokens are sent to its endpoint; required, distinct and none the start of another, when several issuers introspect',
+      }),
+    ),
     clientId: Type.String({ minLength: 1, description: 'the client baton authenticates to the introspection endpoint as' }),
     clientSecret: Type.Optional(Type.String({ minLength: 1, description: 'its secret (or clientSecretFile)' })),
     clientSecretFile: Type.Optional(Type.String({ minLength: 1, description: 'a file holding its secret, read at start (a mounted Secret in Kubernetes); instead of clientSecret' })),

@@ -27,7 +27,7 @@
 import { hash } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
-import { TokenInactiveError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError } from './errors.ts';
+import { TokenInactiveError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError, TokenUntrustedIssuerError } from './errors.ts';
 import { parseJsonObject } from './strict-json.ts';
 import { createRateBudget } from '../core/rate-budget.ts';
 import { readBoundedText } from '../core/bounded-text.ts';
@@ -40,6 +40,8 @@ export interface IntrospectorOptions {
   readonly issuer: string;
   /** Absent: `introspection_endpoint` from the issuer's metadata (RFC 8414 §2, OpenID Connect Discovery). */
   readonly endpoint?: string | undefined;
+  /** Only tokens that start with this are sent (src/token/opaque-routing.ts); any other is refused, never sent. */
+  readonly tokenPrefix?: string | undefined;
   readonly clientId: string;
   readonly clientSecret: string;
   readonly authMethod?: IntrospectionAuthMethod;
@@ -61,6 +63,8 @@ export interface IntrospectorOptions {
 export interface Introspector {
   /** The introspection response of an active token; throws BATON_TOKEN_INACTIVE, BATON_TOKEN_INTROSPECTION_THROTTLED or BATON_TOKEN_ISSUER_UNAVAILABLE (reason `introspection`). */
   introspect(token: string): Promise<Readonly<Record<string, unknown>>>;
+  /** The start of every token of this issuer, when set: the verifier routes opaque tokens by it. */
+  readonly tokenPrefix: string | undefined;
   /** The longest an active answer may be reused, by this cache or any cache of the verified token. */
   readonly maxCacheSeconds: number;
   /** Answers kept, active and inactive. */
@@ -77,7 +81,7 @@ interface Known {
 }
 
 export function createIntrospector(options: IntrospectorOptions): Introspector {
-  const { issuer, logger } = options;
+  const { issuer, logger, tokenPrefix } = options;
   const now = options.now ?? Date.now;
   const max = options.cacheMaxEntries ?? INTROSPECTION_DEFAULTS.cacheMaxEntries;
   const maxCacheSeconds = options.maxCacheSeconds ?? INTROSPECTION_DEFAULTS.maxCacheSeconds;
@@ -198,6 +202,8 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
 
   return {
     async introspect(token) {
+      // The verifier routes by prefix already; this endpoint still never sees a token that is not its issuer's.
+      if (tokenPrefix !== undefined && !token.startsWith(tokenPrefix)) throw new TokenUntrustedIssuerError(`expected a token that starts with ${issuer}'s tokenPrefix`);
       const key = hash('sha256', token, 'hex');
       const nowMs = now();
       let seen = known.get(key);
@@ -233,6 +239,7 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
       return answer.claims;
     },
     maxCacheSeconds,
+    tokenPrefix,
     get size() {
       return known.size + refused.size;
     },

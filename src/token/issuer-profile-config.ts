@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { IntrospectionConfigSchema } from './config.ts';
 import type { Dispatcher } from 'undici';
 import { createIntrospector, type Introspector } from './introspection.ts';
+import { prefixConflict } from './opaque-routing.ts';
 import { CLIENT_CLAIMS, type IssuerProfile, PROFILE_NAMES, resolveProfile, ROLE_RULES, SERVICE_RULES, SUBJECT_CLAIMS } from './issuer-profile.ts';
 
 function literals<T extends string>(values: readonly T[], description: string): TUnion<TLiteral<T>[]> {
@@ -55,6 +56,7 @@ export interface ExternalIssuerProfileConfig {
   readonly introspection?:
     | {
         readonly endpoint?: string | undefined;
+        readonly tokenPrefix?: string | undefined;
         readonly clientId: string;
         readonly clientSecret?: string | undefined;
         readonly clientSecretFile?: string | undefined;
@@ -78,6 +80,7 @@ export function introspectorOf(config: ExternalIssuerProfileConfig, deps: { logg
   return createIntrospector({
     issuer: config.issuer,
     endpoint: i.endpoint,
+    tokenPrefix: i.tokenPrefix,
     clientId: i.clientId,
     clientSecret: i.clientSecret ?? readSecretFile(i.clientSecretFile as string),
     authMethod: i.authMethod,
@@ -97,11 +100,23 @@ function readSecretFile(path: string): string {
   return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
 }
 
-/** Cross-field rules: one introspecting issuer at most (an opaque token names no issuer), typ values spelled as media types. */
+/**
+ * Cross-field rules: introspecting issuers told apart by their token
+ * prefixes (src/token/opaque-routing.ts: an opaque token names no issuer,
+ * and sending it to another would disclose it), typ values spelled as
+ * media types.
+ */
 export function checkExternalIssuers(issuers: readonly ExternalIssuerProfileConfig[], source: string): void {
-  const introspecting = issuers.flatMap((issuer, index) => (issuer.introspection === undefined ? [] : [index]));
-  if (introspecting.length > 1) {
-    throw new ConfigError(source, `externalIssuers.${introspecting[1]}.introspection`, 'introspection on at most one issuer: an opaque token names no issuer, and sending it to another would disclose it', `${introspecting.length} issuers`);
+  const introspecting = issuers.flatMap((issuer, index) => (issuer.introspection === undefined ? [] : [{ index, prefix: issuer.introspection.tokenPrefix }]));
+  const conflict = prefixConflict(introspecting.map((i) => i.prefix));
+  if (conflict !== undefined) {
+    const at = introspecting[conflict.index] as { index: number; prefix: string | undefined };
+    const other = introspecting[conflict.other] as { index: number; prefix: string | undefined };
+    const key = `externalIssuers.${at.index}.introspection.tokenPrefix`;
+    const otherKey = `externalIssuers.${other.index}.introspection.tokenPrefix`;
+    if (conflict.problem === 'missing') throw new ConfigError(source, key, `a tokenPrefix on each of the ${introspecting.length} introspecting issuers: an opaque token names no issuer, and sending it to another would disclose it`, 'none');
+    const seen = `${JSON.stringify(at.prefix)} and ${otherKey} ${JSON.stringify(other.prefix)}`;
+    throw new ConfigError(source, key, `a prefix distinct from every other issuer's, and neither the start of another nor starting with one, so a token reaches one introspection endpoint only`, seen);
   }
   issuers.forEach((issuer, index) => {
     const introspection = issuer.introspection;

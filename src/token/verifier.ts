@@ -25,6 +25,7 @@ import { DEFAULT_CLOCK_TOLERANCE_SECONDS, DEFAULT_MAX_TOKEN_BYTES } from './conf
 import type { Introspector } from './introspection.ts';
 import { checkTyp, type IssuerProfile, readProfileClaims, resolveProfile } from './issuer-profile.ts';
 import type { KeySource } from './key-source.ts';
+import { createOpaqueRouter } from './opaque-routing.ts';
 import { preparseToken } from './preparse.ts';
 import type { IssuerKind, VerifiedToken } from './verified-token.ts';
 
@@ -37,7 +38,7 @@ export interface TrustedIssuer {
   readonly audience?: string;
   /** External issuers only: how their tokens are shaped (issuer-profile.ts); default the strict `rfc9068`. */
   readonly profile?: IssuerProfile;
-  /** External issuers only: RFC 7662 introspection of opaque (non-JWT) tokens. At most one issuer per verifier. */
+  /** External issuers only: RFC 7662 introspection of opaque (non-JWT) tokens; several issuers are told apart by their token prefixes (opaque-routing.ts). */
   readonly introspector?: Introspector;
 }
 
@@ -74,14 +75,17 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
     if (byIssuer.has(trusted.issuer)) throw new TypeError(`issuer ${trusted.issuer} listed twice`);
     byIssuer.set(trusted.issuer, trusted);
   }
-  // An opaque token names no issuer: with two introspecting issuers baton would have to send it to the wrong one, disclosing it.
-  const introspecting = options.issuers.filter((t) => t.kind === 'external' && t.introspector !== undefined);
-  if (introspecting.length > 1) throw new TypeError(`expected at most one issuer with introspection, got ${introspecting.length}`);
-  const opaqueIssuer = introspecting[0];
+  // An opaque token names no issuer: it goes to the one issuer whose token prefix it starts with, never to another, which would see it.
+  const introspecting = options.issuers.filter((t) => t.kind === 'external' && t.introspector !== undefined).map((trusted) => ({ trusted, tokenPrefix: (trusted.introspector as Introspector).tokenPrefix }));
+  const opaqueIssuerOf = introspecting.length === 0 ? undefined : createOpaqueRouter(introspecting);
 
   return {
     async verify(token, expected) {
-      if (opaqueIssuer !== undefined && !isJoseShaped(token, maxTokenBytes)) return await verifyOpaque(token, opaqueIssuer, expected.audience);
+      if (opaqueIssuerOf !== undefined && !isJoseShaped(token, maxTokenBytes)) {
+        const route = opaqueIssuerOf(token);
+        if (route === undefined) throw new TokenUntrustedIssuerError('expected an opaque token that starts with the tokenPrefix of an introspecting issuer');
+        return await verifyOpaque(token, route.trusted, expected.audience);
+      }
       const { header, payload: unverified } = preparseToken(token, { maxTokenBytes, algorithms, checkTyp: false });
       if (typeof unverified.iss !== 'string') throw new TokenMalformedError('expected an iss claim');
       const trusted = byIssuer.get(unverified.iss);

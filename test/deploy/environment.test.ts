@@ -87,9 +87,9 @@ const RENDERINGS: ReadonlyArray<[string, () => KubernetesObject[]]> = [
   ['deploy/base', () => kustomize(join(ROOT, 'deploy/base'))],
   ['deploy/overlays/example', () => kustomize(join(ROOT, 'deploy/overlays/example'))],
   ['deploy/overlays/example-spire', () => kustomize(join(ROOT, 'deploy/overlays/example-spire'))],
-  ['helm/baton with its defaults', () => helmTemplate(join(ROOT, 'helm/baton'), [], { namespace: 'baton-system' })],
-  ['helm/baton in plaintext mode', () => helmTemplate(join(ROOT, 'helm/baton'), ['--set', 'transport.mode=plaintext', '--set', 'sts.clientsSecret=baton-sts-clients'], { namespace: 'baton-system' })],
-  ['helm/baton with SPIRE through spiffe-helper', () => helmTemplate(join(ROOT, 'helm/baton'), ['--set', 'identity.source=spiffe-helper'], { namespace: 'baton-system' })],
+  ['helm/baton-mesh with its defaults', () => helmTemplate(join(ROOT, 'helm/baton-mesh'), [], { namespace: 'baton-system' })],
+  ['helm/baton-mesh in plaintext mode', () => helmTemplate(join(ROOT, 'helm/baton-mesh'), ['--set', 'transport.mode=plaintext', '--set', 'sts.clientsSecret=baton-sts-clients'], { namespace: 'baton-system' })],
+  ['helm/baton-mesh with SPIRE through spiffe-helper', () => helmTemplate(join(ROOT, 'helm/baton-mesh'), ['--set', 'identity.source=spiffe-helper'], { namespace: 'baton-system' })],
 ];
 
 /** helm template leaves the release namespace off most objects: they are in it. */
@@ -140,7 +140,7 @@ describe('every deployment gives each part an environment it accepts', () => {
     assert.ok(shop.length > 0);
     const injectors: Array<[string, KubernetesObject[]]> = [
       ['deploy/overlays/example', example],
-      ['helm/baton', inNamespace(helmTemplate(join(ROOT, 'helm/baton'), [], { namespace: 'baton-system' }), 'baton-system')],
+      ['helm/baton-mesh', inNamespace(helmTemplate(join(ROOT, 'helm/baton-mesh'), [], { namespace: 'baton-system' }), 'baton-system')],
     ];
     for (const [label, objects] of injectors) {
       const injector = objects.find((o): o is Workload => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as Workload;

@@ -35,7 +35,7 @@ function envNames(schema: TSchema, path: string[] = []): Set<string> {
 }
 const envNamesIn = (text: string): string[] => [...text.matchAll(/name: (BATON_[A-Z0-9_]+)/g)].map((m) => m[1] as string);
 
-const CHART = fileURLToPath(new URL('../../helm/baton/', import.meta.url));
+const CHART = fileURLToPath(new URL('../../helm/baton-mesh/', import.meta.url));
 const TEMPLATES = join(CHART, 'templates');
 const read = (path: string): string => readFileSync(join(CHART, path), 'utf8');
 const templates = readdirSync(TEMPLATES).map((name) => ({ name, text: readFileSync(join(TEMPLATES, name), 'utf8') }));
@@ -64,13 +64,24 @@ function stripActions(text: string): string {
     .join('\n');
 }
 
-describe('helm/baton', () => {
+describe('helm/baton-mesh', () => {
   it('has a Chart.yaml for a v2 application chart that needs native sidecars', () => {
     const chart = parse(read('Chart.yaml')) as Record<string, string>;
     assert.equal(chart.apiVersion, 'v2');
-    assert.equal(chart.name, 'baton');
+    assert.equal(chart.name, 'baton-mesh', 'named after the npm package');
     assert.match(chart.version ?? '', /^\d+\.\d+\.\d+$/);
     assert.match(chart.kubeVersion ?? '', /1\.29/);
+  });
+
+  it('names resources and selectors as it did when the chart was called baton, so a release upgrades in place', () => {
+    const objects = helmTemplate(CHART, [], { release: 'baton', namespace: 'baton-system' });
+    const sts = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts');
+    assert.ok(sts, 'the STS Deployment is still baton-sts');
+    // A Deployment's selector is immutable: a changed one would make `helm upgrade` fail.
+    const selector = (sts.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
+    assert.deepEqual(selector, { 'app.kubernetes.io/name': 'baton-sts', 'app.kubernetes.io/instance': 'baton', 'app.kubernetes.io/component': 'sts' });
+    const other = helmTemplate(CHART, [], { release: 'shop', namespace: 'baton-system' });
+    assert.ok(other.some((o) => o.kind === 'Deployment' && o.metadata.name === 'shop-baton-sts'), 'another release prefixes baton-, not baton-mesh-');
   });
 
   it('ships values.yaml that its draft-07 values.schema.json accepts', () => {
@@ -208,7 +219,7 @@ describe('helm/baton', () => {
 
   describe('external identity providers, as rendered (one schema for the chart, the injector and the sidecar)', () => {
     it('has the externalIssuers schema scripts/chart-schema.ts generates from the injector\'s, which is the sidecar\'s', () => {
-      assert.equal(read('values.schema.json'), chartSchemaText(), 'helm/baton/values.schema.json is stale: run node scripts/chart-schema.ts');
+      assert.equal(read('values.schema.json'), chartSchemaText(), 'helm/baton-mesh/values.schema.json is stale: run node scripts/chart-schema.ts');
       const chartIssuer = (JSON.parse(read('values.schema.json')) as { properties: { sts: { properties: { externalIssuers: { items: { properties: Record<string, unknown> } } } } } }).properties.sts.properties.externalIssuers.items;
       // Every key the sidecar takes, plus the STS's discovery; the secret only by reference.
       for (const key of Object.keys(SidecarExternalIssuerSchema.properties)) assert.ok(key in chartIssuer.properties, `the chart takes externalIssuers[].${key}`);
@@ -267,27 +278,37 @@ describe('helm/baton', () => {
       }
     });
 
-    it('mounts an introspection client secret from a Secret into the STS and the injected sidecar, never into a manifest or an app container', () => {
-      const issuer = { issuer: 'https://idp.example.com', audience: 'gateway', discovery: true, introspection: { clientId: 'baton-gateway', clientSecretFrom: { secretName: 'idp-introspection', key: 'client-secret' } } };
-      const objects = helmTemplate(CHART, ['--set-json', `sts.externalIssuers=${JSON.stringify([issuer])}`, '--set', 'spiffe.namespace=shop']);
-      const stsDeployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts') as unknown as { spec: { template: { spec: { containers: Array<{ volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string; secret?: { secretName: string } }> } } } };
+    it('mounts each introspecting issuer\'s client secret from its Secret into the STS and the injected sidecar, never into a manifest or an app container', () => {
+      const issuers = [
+        { issuer: 'https://idp.example.com', audience: 'gateway', discovery: true, introspection: { clientId: 'baton-gateway', tokenPrefix: 'idp_', clientSecretFrom: { secretName: 'idp-introspection', key: 'client-secret' } } },
+        { issuer: 'https://partners.example.com', audience: 'gateway', discovery: true, introspection: { clientId: 'baton-gateway', tokenPrefix: 'ptn_', clientSecretFrom: { secretName: 'partners-introspection', key: 'client-secret' } } },
+      ];
+      type Volume = { name: string; projected?: { sources: Array<{ secret: { name: string; items: Array<{ key: string; path: string }> } }> } };
+      /** The Secret and key a file is projected from, through the container's mount of it. */
+      const projectedFrom = (file: string, mounts: ReadonlyArray<{ name: string; mountPath: string }>, volumes: readonly Volume[]) => {
+        const mount = mounts.find((m) => file.startsWith(`${m.mountPath}/`));
+        const sources = volumes.find((v) => v.name === mount?.name)?.projected?.sources ?? [];
+        for (const { secret } of sources) for (const item of secret.items) if (`${mount?.mountPath}/${item.path}` === file) return `${secret.name}/${item.key}`;
+        return undefined;
+      };
+      const objects = helmTemplate(CHART, ['--set-json', `sts.externalIssuers=${JSON.stringify(issuers)}`, '--set', 'spiffe.namespace=shop']);
+      const stsDeployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-sts') as unknown as { spec: { template: { spec: { containers: Array<{ volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Volume[] } } } };
       const stsConfigMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'baton-sts') as unknown as { data: Record<string, string> };
-      const sts = parse(stsConfigMap.data['sts.config.yaml'] as string) as { externalIssuers: Array<{ introspection: { clientSecretFile: string; clientSecret?: string } }> };
-      const file = sts.externalIssuers[0]?.introspection.clientSecretFile as string;
+      const sts = parse(stsConfigMap.data['sts.config.yaml'] as string) as { externalIssuers: Array<{ introspection: { clientSecretFile: string; clientSecret?: string; tokenPrefix: string } }> };
       const pod = stsDeployment.spec.template.spec;
-      const mount = pod.containers[0]?.volumeMounts.find((m) => file.startsWith(`${m.mountPath}/`));
-      assert.equal(pod.volumes.find((v) => v.name === mount?.name)?.secret?.secretName, 'idp-introspection', 'the STS reads the secret from the Secret');
+      const stsFiles = sts.externalIssuers.map((e) => projectedFrom(e.introspection.clientSecretFile, pod.containers[0]?.volumeMounts ?? [], pod.volumes));
+      assert.deepEqual(stsFiles, ['idp-introspection/client-secret', 'partners-introspection/client-secret'], 'the STS reads each secret from its own Secret');
+      assert.deepEqual(sts.externalIssuers.map((e) => e.introspection.tokenPrefix), ['idp_', 'ptn_']);
       assert.doesNotMatch(JSON.stringify(objects), /"clientSecret"/, 'no client secret in any rendered object');
       const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } };
       const injectorConfig = loadConfig(InjectorConfigSchema, { env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
       const object = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'gateway-', annotations: { 'baton.dev/inject': 'true' } }, spec: { serviceAccountName: 'gateway', containers: [{ name: 'app', image: 'shop/gateway:1' }] } };
       const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, injectorConfig.sidecar);
-      const patched = patchedPod(object, review) as unknown as { spec: { initContainers: Array<{ name: string; env: Array<{ name: string; value?: string }>; volumeMounts: Array<{ name: string; mountPath: string }> }>; containers: Array<{ volumeMounts?: unknown[] }>; volumes: Array<{ name: string; secret?: { secretName: string } }> } };
+      const patched = patchedPod(object, review) as unknown as { spec: { initContainers: Array<{ name: string; env: Array<{ name: string; value?: string }>; volumeMounts: Array<{ name: string; mountPath: string }> }>; containers: Array<{ volumeMounts?: unknown[] }>; volumes: Volume[] } };
       const sidecar = patched.spec.initContainers.find((c) => c.name === 'baton-sidecar');
       const sidecarIssuers = JSON.parse(sidecar?.env.find((e) => e.name === 'BATON_EXTERNAL_ISSUERS')?.value ?? '[]') as Array<{ introspection: { clientSecretFile: string } }>;
-      const sidecarFile = sidecarIssuers[0]?.introspection.clientSecretFile as string;
-      const sidecarMount = sidecar?.volumeMounts.find((m) => sidecarFile.startsWith(`${m.mountPath}/`));
-      assert.equal(patched.spec.volumes.find((v) => v.name === sidecarMount?.name)?.secret?.secretName, 'idp-introspection');
+      const sidecarFiles = sidecarIssuers.map((e) => projectedFrom(e.introspection.clientSecretFile, sidecar?.volumeMounts ?? [], patched.spec.volumes));
+      assert.deepEqual(sidecarFiles, ['idp-introspection/client-secret', 'partners-introspection/client-secret']);
       assert.equal(patched.spec.containers[0]?.volumeMounts, undefined, 'the app container mounts nothing');
     });
   });

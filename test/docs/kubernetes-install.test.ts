@@ -57,7 +57,7 @@ describe('docs/kubernetes.md, installing as written', () => {
     const port = PolicyServerConfigSchema.properties.port.default as number;
     assert.equal(new URL(InjectorConfigSchema.properties.sidecar.properties.policyUrl.default as string).port, String(port));
     assert.equal((parse(readFileSync(join(ROOT, 'examples/compose/policy-server.yaml'), 'utf8')) as { port: number }).port, port);
-    assert.equal(((parse(readFileSync(join(ROOT, 'helm/baton/values.yaml'), 'utf8')) as { policyServer: { port: number } }).policyServer.port), port);
+    assert.equal(((parse(readFileSync(join(ROOT, 'helm/baton-mesh/values.yaml'), 'utf8')) as { policyServer: { port: number } }).policyServer.port), port);
     assert.match(readFileSync(join(ROOT, 'deploy/base/policy-server.yaml'), 'utf8'), new RegExp(`--port, "${port}"`));
     for (const page of readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md'))) {
       for (const m of readFileSync(join(ROOT, 'docs', page), 'utf8').matchAll(/policy[-_a-z]*:(\d{4})\b/gi)) assert.equal(Number(m[1]), port, `docs/${page}: ${m[0]}`);

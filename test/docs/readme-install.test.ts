@@ -47,11 +47,11 @@ describe('README.md, Install', () => {
     assert.ok(tagged !== undefined, 'a docker tag command');
     const kustomization = parse(read('deploy/base/kustomization.yaml')) as { images: Array<{ name: string; newName: string; newTag: string }> };
     const base = kustomization.images.find((i) => i.name === 'baton');
-    const values = parse(read('helm/baton/values.yaml')) as { image: { repository: string; tag: string } };
-    const chart = parse(read('helm/baton/Chart.yaml')) as { appVersion: string };
+    const values = parse(read('helm/baton-mesh/values.yaml')) as { image: { repository: string; tag: string } };
+    const chart = parse(read('helm/baton-mesh/Chart.yaml')) as { appVersion: string };
     const injector = (Value.Default(InjectorConfigSchema, { tls: { cert: 'c', key: 'k' } }) as { sidecar: { image: string } }).sidecar.image;
     assert.equal(tagged, `${base?.newName}:${base?.newTag}`, 'deploy/base');
-    assert.equal(tagged, `${values.image.repository}:${values.image.tag === '' ? chart.appVersion : values.image.tag}`, 'helm/baton');
+    assert.equal(tagged, `${values.image.repository}:${values.image.tag === '' ? chart.appVersion : values.image.tag}`, 'helm/baton-mesh');
     assert.equal(tagged, injector, "the injector's default sidecar image");
     assert.equal(tagged.split(':').at(-1), manifest.version, 'the package version');
   });

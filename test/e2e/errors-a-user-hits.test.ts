@@ -102,6 +102,16 @@ describe('configuration a user gets wrong', () => {
     assert.doesNotMatch(stderr, /do-not-print-me/);
   });
 
+  it('two introspecting issuers whose token prefixes overlap stop the sidecar at load, exit 78, naming the key, secret not shown', async () => {
+    const file = join(dir, 'prefixes-sidecar.yaml');
+    const introspection = (tokenPrefix: string) => ({ clientId: 'baton', clientSecret: 'do-not-print-me-0123', tokenPrefix });
+    writeFileSync(file, stringify({ service: 'gateway', sts: { issuer: 'https://127.0.0.1:9', clientId: 'gateway' }, policy: { file: FIXTURE_POLICY }, externalIssuers: [{ issuer: 'https://a.example', introspection: introspection('at_') }, { issuer: 'https://b.example', introspection: introspection('at_b_') }] }));
+    const { code, stderr } = await runBaton(['sidecar', '--config', file]);
+    assert.equal(code, 78, stderr);
+    assert.match(stderr, /externalIssuers\.1\.introspection\.tokenPrefix: expected a prefix distinct from every other issuer's.*got "at_b_" and externalIssuers\.0\.introspection\.tokenPrefix "at_"/);
+    assert.doesNotMatch(stderr, /do-not-print-me/);
+  });
+
   it('a sidecar config whose fields contradict each other stops at load, exit 78, before any port is bound', async () => {
     const file = join(dir, 'breaker-sidecar.yaml');
     writeFileSync(file, stringify({ service: 'orders', inbound: { port: 0 }, outbound: { port: 0 }, admin: { port: 0 }, sts: { issuer: 'https://127.0.0.1:9', clientId: 'orders' }, policy: { file: FIXTURE_POLICY }, exchange: { breaker: { openMs: 5000, maxOpenMs: 1000 } } }));

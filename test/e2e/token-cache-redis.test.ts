@@ -10,7 +10,7 @@ import { type CachedToken, createTokenCache, type RedisTierEvent, type TokenCach
 import { loadSealKeys, type SealKeys } from '../../src/sidecar/exchange/token-seal.ts';
 import { waitFor } from '../helpers/net.ts';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
-import { capturingLogger, type StsStandIn, startStsStandIn } from '../helpers/sts-stand-in.ts';
+import { capturingLogger, exchangeConfig, type StsStandIn, startStsStandIn } from '../helpers/sts-stand-in.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-redis-tests.c2ln';
 // Shaped like what the STS mints: a reader of Redis must never find one.
@@ -83,7 +83,7 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
   }
 
   function exchanger(c: TokenCache): ExchangeClient {
-    const created = createTokenExchanger({ tokenEndpoint: sts.tokenEndpoint, clientId: 'orders', clientSecret: 's3cret-s3cret-s3cret', cache: c, logger: logs.logger });
+    const created = createTokenExchanger({ tokenEndpoint: sts.tokenEndpoint, clientId: 'orders', clientSecret: 's3cret-s3cret-s3cret', authMethod: 'client_secret_basic', config: exchangeConfig(), cache: c, logger: logs.logger });
     closers.push(() => created.close());
     return created;
   }

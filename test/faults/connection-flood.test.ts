@@ -18,7 +18,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type Mesh, type MeshProcess, startMesh } from '../../src/demo/mesh.ts';
+import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
+import type { MeshProcess } from '../../src/demo/processes.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 

@@ -1,8 +1,15 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
+import { Value } from '@sinclair/typebox/value';
+import { type ExchangeConfig, ExchangeConfigSchema } from '../../src/sidecar/config.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback } from './net.ts';
+
+/** Exchange settings for a test: what the sidecar's config loads (the schema's defaults), with the test's changes. */
+export function exchangeConfig(changes: Omit<Partial<ExchangeConfig>, 'breaker'> & { readonly breaker?: Partial<ExchangeConfig['breaker']> } = {}): ExchangeConfig {
+  return Value.Default(ExchangeConfigSchema, structuredClone(changes)) as ExchangeConfig;
+}
 
 export type StsMode = 'ok' | 'refuse' | 'down' | 'hang' | 'bad-type' | 'throttle';
 

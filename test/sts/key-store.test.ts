@@ -4,7 +4,8 @@ import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { SigningKeyUnusableError, createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
+import { SigningKeyUnusableError } from '../../src/sts/key-files.ts';
+import { createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });

@@ -290,3 +290,74 @@ describe('introspection under a flood of made-up tokens (issue #23)', () => {
   });
 });
 
+
+describe('two introspecting issuers, told apart by token prefix', () => {
+  const ISSUERS = { a: 'https://idp-a.example.test', b: 'https://idp-b.example.test' } as const;
+  type Name = keyof typeof ISSUERS;
+  let endpoints: Record<Name, Listening & { tokens: string[] }>;
+
+  /** A real endpoint that records every token sent to it and calls it active, as its own issuer's. */
+  async function endpointFor(name: Name): Promise<Listening & { tokens: string[] }> {
+    const tokens: string[] = [];
+    const listening = await listen(async (req, res) => {
+      let body = '';
+      for await (const chunk of req) body += String(chunk);
+      tokens.push(new URLSearchParams(body).get('token') ?? '');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ active: true, iss: ISSUERS[name], sub: `user-of-${name}`, client_id: 'web', aud: 'gateway', exp: nowSec() + 60 }));
+    });
+    return Object.assign(listening, { tokens });
+  }
+
+  function verifier(prefixes: Record<Name, string | undefined>) {
+    const issuer = (name: Name) => ({
+      issuer: ISSUERS[name],
+      keys: createLocalKeySource({ keys: [] }),
+      kind: 'external' as const,
+      audience: 'gateway',
+      introspector: createIntrospector({ issuer: ISSUERS[name], endpoint: endpoints[name].url, tokenPrefix: prefixes[name], clientId: 'baton', clientSecret: `secret-${name}` }),
+    });
+    return createAccessTokenVerifier({ issuers: [issuer('a'), issuer('b')], maxActDepth: 4 });
+  }
+
+  before(async () => {
+    endpoints = { a: await endpointFor('a'), b: await endpointFor('b') };
+  });
+  after(async () => {
+    await closeServer(endpoints.a.server);
+    await closeServer(endpoints.b.server);
+  });
+
+  it('sends each token to the endpoint of the issuer whose prefix it starts with, and no other', async () => {
+    const v = verifier({ a: 'a_at_', b: 'b_at_' });
+    const [forA, forB] = [`a_at_${randomBytes(16).toString('hex')}`, `b_at_${randomBytes(16).toString('hex')}`];
+    const a = await v.verify(forA, { audience: 'gateway' });
+    const b = await v.verify(forB, { audience: 'gateway' });
+    assert.deepEqual([a.subjectIssuer, a.subject, b.subjectIssuer, b.subject], [ISSUERS.a, 'user-of-a', ISSUERS.b, 'user-of-b']);
+    assert.deepEqual(endpoints.a.tokens.filter((t) => t === forA || t === forB), [forA], 'issuer a saw its own token only');
+    assert.deepEqual(endpoints.b.tokens.filter((t) => t === forA || t === forB), [forB], 'issuer b saw its own token only');
+    assert.equal(endpoints.a.seen.at(-1)?.headers.authorization, `Basic ${Buffer.from('baton:secret-a').toString('base64')}`, "each endpoint gets its own issuer's credentials");
+  });
+
+  it('refuses a token that starts with no prefix as from an untrusted issuer, sending it nowhere', async () => {
+    const v = verifier({ a: 'a_at_', b: 'b_at_' });
+    const seen = endpoints.a.tokens.length + endpoints.b.tokens.length;
+    for (const token of [`c_at_${randomBytes(16).toString('hex')}`, `A_AT_${randomBytes(16).toString('hex')}`, `xa_at_${randomBytes(16).toString('hex')}`]) {
+      await assert.rejects(v.verify(token, { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code), token.slice(0, 6));
+    }
+    assert.equal(endpoints.a.tokens.length + endpoints.b.tokens.length, seen, 'neither endpoint saw them');
+  });
+
+  it('will not be built with prefixes a token could match twice, or with one missing', () => {
+    for (const prefixes of [{ a: 'at_', b: 'at_' }, { a: 'at_', b: 'at_b_' }, { a: 'at_a', b: 'at' }, { a: 'a_at_', b: undefined }]) {
+      assert.throws(() => verifier(prefixes), TypeError, JSON.stringify(prefixes));
+    }
+  });
+
+  it('holds an introspector to its prefix even when called directly', async () => {
+    const introspector = createIntrospector({ issuer: ISSUERS.a, endpoint: endpoints.a.url, tokenPrefix: 'a_at_', clientId: 'baton', clientSecret: 'secret-a' });
+    const seen = endpoints.a.tokens.length;
+    await assert.rejects(introspector.introspect(`b_at_${randomBytes(16).toString('hex')}`), refusedWith(TokenUntrustedIssuerError.code));
+    assert.equal(endpoints.a.tokens.length, seen);
+  });
+});

@@ -3,106 +3,42 @@
  * versioned JWS at `GET /v1/callgraph`, with a strong `ETag`, conditional
  * requests (`If-None-Match` → 304, RFC 9110 §13.1.2) and long polling
  * (`?wait=SECONDS`) so sidecars learn of a new version within moments
- * without asking every second.
+ * without asking every second. What it serves is the publisher's
+ * (./publisher.ts): this module is the HTTP surface only.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
 import { BadRequestError, NotReadyError, OverloadedError } from '../../core/errors.ts';
 import { fastifyProblems, sendProblem } from '../../core/fastify-problems.ts';
 import { secureContextOptions, servedUrl } from '../../identity/tls.ts';
 import { createPlainListener, createTlsListener, type GuardedListener } from '../../identity/tls-server.ts';
 import type { MeshIdentity } from '../../identity/transport.ts';
 import type { Logger } from 'pino';
-import { policyToJSON } from '../language/parse.ts';
-import { DEFAULT_REISSUE_SECONDS, MAX_WAIT_SECONDS } from './config.ts';
-import { CALLGRAPH_PATH, type PolicySigningKey, POLICY_MEDIA_TYPE, signPolicy } from './signing.ts';
-
-import type { LoadedPolicy } from '../language/load.ts';
-import type { PolicyWatcher } from './watch.ts';
+import { MAX_WAIT_SECONDS } from './config.ts';
+import {
+  createPolicyPublisher,
+  type PolicyPublisher,
+  type PolicyPublisherOptions,
+  type PublishedPolicy,
+} from './publisher.ts';
+import { CALLGRAPH_PATH, POLICY_MEDIA_TYPE } from './signing.ts';
 import { PROMETHEUS_CONTENT_TYPE, renderFamily } from '../../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../../telemetry/runtime-metrics.ts';
 
-
-
-/** One signed version, ready to send as-is to every client. */
-export interface PublishedPolicy {
-  readonly version: number;
-  readonly digest: string;
-  readonly etag: string;
-  readonly jws: string;
-  /** The signed policy's JSON form, kept to re-sign it with a fresh issuedAt. */
-  readonly policy: unknown;
-  /** Epoch seconds in the signed payload. */
-  readonly issuedAt: number;
-}
-
-export interface VersionCounter {
-  /** The next version; strictly greater than every earlier one, across restarts too. */
-  next(): number;
-}
-
-/**
- * Versions are `max(previous + 1, now in epoch seconds)`. With a state file
- * the previous version survives restarts, so versions never go backwards
- * even if the clock does; without one, the clock alone keeps a restarted
- * server ahead of what it served before, as long as it did not publish more
- * than one version per second on average.
- */
-export function createVersionCounter(options: { readonly stateFile?: string | undefined; readonly now: () => number }): VersionCounter {
-  const { stateFile, now } = options;
-  let previous = stateFile === undefined ? 0 : readState(stateFile);
-  return {
-    next() {
-      const version = Math.max(previous + 1, Math.floor(now() / 1000));
-      if (stateFile !== undefined) writeState(stateFile, version);
-      previous = version;
-      return version;
-    },
-  };
-}
-
-function readState(stateFile: string): number {
-  let text: string;
-  try {
-    text = readFileSync(stateFile, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw error;
-  }
-  const version: unknown = (JSON.parse(text) as { version?: unknown }).version;
-  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
-    throw new Error(`${stateFile}: expected {"version": <non-negative integer>}`);
-  }
-  return version;
-}
-
-function writeState(stateFile: string, version: number): void {
-  // Write then rename: a crash mid-write must not leave a truncated counter.
-  const temporary = `${stateFile}.${process.pid}.tmp`;
-  writeFileSync(temporary, JSON.stringify({ version }) + '\n');
-  renameSync(temporary, stateFile);
-}
-
-export interface PolicyServerOptions {
-  readonly watcher: Pick<PolicyWatcher, 'current' | 'onChange'>;
-  readonly signingKey: PolicySigningKey;
-  readonly versions: VersionCounter;
-  readonly logger: Logger;
-  /** ms since the epoch. */
-  readonly now?: () => number;
+export interface PolicyServerOptions extends PolicyPublisherOptions {
   readonly maxWaitSeconds?: number;
   /** Long-polls held at once; more are answered 503 with Retry-After. Default 10 000. */
   readonly maxWaiters?: number;
   /** mtls mode: serve on TLS 1.3 with this workload identity (src/identity/transport.ts). */
   readonly mesh?: MeshIdentity | undefined;
-  /**
-   * Re-sign the current version with a fresh `issuedAt` this often, so that
-   * clients refusing documents older than their `maxAgeSeconds` keep
-   * accepting an unchanged policy. Default 3600; 0 turns it off.
-   */
-  readonly reissueSeconds?: number;
 }
 
 export interface PolicyServer {
@@ -112,100 +48,6 @@ export interface PolicyServer {
   waiting(): number;
   listen(address: { host: string; port: number }): Promise<string>;
   close(): Promise<void>;
-}
-
-interface Waiter {
-  readonly release: (next: PublishedPolicy | undefined) => void;
-}
-
-/** The signed versions a policy server publishes, and the long polls waiting for the next one. */
-export interface PolicyPublisher {
-  published(): PublishedPolicy | undefined;
-  /** Long-polls being held. */
-  waiting(): number;
-  /** Holds until a newer version, the deadline or `gone` closing (the client went away), whichever is first. */
-  next(waitSeconds: number, gone: NodeJS.EventEmitter): Promise<PublishedPolicy | undefined>;
-  /** True once close has begun: no new long poll is held. */
-  closing(): boolean;
-  /** Stops following the watcher, releases every long poll and waits for a signature in progress. */
-  close(): Promise<void>;
-}
-
-export function createPolicyPublisher(options: Pick<PolicyServerOptions, 'watcher' | 'signingKey' | 'versions' | 'logger' | 'now' | 'reissueSeconds'>): PolicyPublisher {
-  const { signingKey, versions, logger } = options;
-  const now = options.now ?? Date.now;
-  const waiters = new Set<Waiter>();
-  let published: PublishedPolicy | undefined;
-  let publishing: Promise<void> = Promise.resolve();
-  let closing = false;
-
-  const publish = (loaded: LoadedPolicy): void => {
-    // Serialised, so versions are signed and published in the order they were numbered.
-    publishing = publishing.then(async () => {
-      const version = versions.next();
-      const { digest } = loaded.compiled;
-      const policy = policyToJSON(loaded.policy);
-      const issuedAt = Math.floor(now() / 1000);
-      const jws = await signPolicy({ version, digest, issuedAt, policy }, signingKey);
-      published = { version, digest, etag: `"v${version}-${digest}"`, jws, policy, issuedAt };
-      // The one line per new policy at the server (the watcher reports only failures).
-      logger.info({ version, digest, policy: loaded.compiled.name, waiting: waiters.size }, 'policy published');
-      for (const waiter of [...waiters]) waiter.release(published);
-    }).catch((error: unknown) => {
-      logger.error({ err: error }, 'policy could not be signed; still serving the previous version');
-    });
-  };
-
-  const initial = options.watcher.current();
-  if (initial !== undefined) publish(initial);
-  const unsubscribe = options.watcher.onChange(publish);
-
-  // Same version, same digest, fresh issuedAt: clients refresh its age, nothing else changes (src/policy/distribution/client.ts).
-  const reissue = (): void => {
-    publishing = publishing.then(async () => {
-      const current = published;
-      if (current === undefined || closing) return;
-      const issuedAt = Math.floor(now() / 1000);
-      // Within the second it was signed (the timer runs on the loop's cached clock, up to a busy turn early): nothing is fresher yet.
-      if (issuedAt <= current.issuedAt) return;
-      const jws = await signPolicy({ version: current.version, digest: current.digest, issuedAt, policy: current.policy }, signingKey);
-      published = { ...current, etag: `"v${current.version}-${current.digest}-${issuedAt}"`, jws, issuedAt };
-      logger.debug({ version: current.version, issuedAt }, 'policy re-issued');
-      for (const waiter of [...waiters]) waiter.release(published);
-    }).catch((error: unknown) => {
-      logger.error({ err: error }, 'policy could not be re-signed; still serving the previous signature');
-    });
-  };
-  const reissueSeconds = options.reissueSeconds ?? DEFAULT_REISSUE_SECONDS;
-  const reissueTimer = reissueSeconds > 0 ? setInterval(reissue, reissueSeconds * 1000).unref() : undefined;
-
-  return {
-    published: () => published,
-    waiting: () => waiters.size,
-    closing: () => closing,
-    next: (waitSeconds, gone) =>
-      new Promise((resolve) => {
-        const onGone = (): void => waiter.release(undefined);
-        const timer = setTimeout(() => waiter.release(undefined), waitSeconds * 1000);
-        const waiter: Waiter = {
-          release(next) {
-            clearTimeout(timer);
-            gone.off('close', onGone);
-            waiters.delete(waiter);
-            resolve(next);
-          },
-        };
-        waiters.add(waiter);
-        gone.once('close', onGone);
-      }),
-    async close() {
-      closing = true;
-      clearInterval(reissueTimer);
-      unsubscribe();
-      for (const waiter of [...waiters]) waiter.release(undefined);
-      await publishing;
-    },
-  };
 }
 
 export interface PolicyServerAppDependencies {
@@ -220,7 +62,40 @@ export interface PolicyServerAppDependencies {
 
 /** The policy server's routes on a fastify instance, not yet listening. */
 export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyServer['app'] {
-  const { publisher, logger, maxWaitSeconds, maxWaiters, mesh } = deps;
+  const { publisher, maxWaitSeconds, maxWaiters, mesh } = deps;
+  const app = createPolicyFastify(deps.logger, mesh);
+  void app.register(fastifyProblems, {
+    onError: (error, raw, request) => {
+      if (error.status >= 500) request.log.error({ err: raw, code: error.code }, 'policy server request failed');
+    },
+  });
+  registerHealthRoutes(app, publisher, mesh);
+  app.get(CALLGRAPH_PATH, async (request, reply) => {
+    const wait = parseWait((request.query as Record<string, unknown>).wait, maxWaitSeconds);
+    const current = publisher.published();
+    if (current === undefined)
+      return sendProblem(
+        reply.header('retry-after', '1'),
+        new NotReadyError('expected a valid policy to be loaded and signed, none is yet', { reason: 'policy' }),
+      );
+    if (!ifNoneMatchHolds(request.headers['if-none-match'], current.etag)) return sendPolicy(reply, current);
+    if (wait === 0 || publisher.closing()) return notModified(reply, current);
+    const waiting = publisher.waiting();
+    if (waiting >= maxWaiters)
+      return sendProblem(
+        reply.header('retry-after', '5'),
+        new OverloadedError(`expected at most ${maxWaiters} waiting requests, ${waiting} are waiting`, {
+          reason: 'long-polls',
+        }),
+      );
+    const next = await publisher.next(wait, reply.raw);
+    if (reply.raw.destroyed) return reply;
+    return next === undefined ? notModified(reply, current) : sendPolicy(reply, next);
+  });
+  return app;
+}
+
+function createPolicyFastify(logger: Logger, mesh: MeshIdentity | undefined): PolicyServer['app'] {
   /**
    * mtls: TLS with the policy server's certificate, so sidecars and the STS
    * know they reach baton-policy-server (the policy is signed as well; TLS
@@ -255,21 +130,35 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     done();
   });
   app.addHook('onClose', async () => listener?.dispose());
+  return app;
+}
 
-  void app.register(fastifyProblems, {
-    onError: (error, raw, request) => {
-      if (error.status >= 500) request.log.error({ err: raw, code: error.code }, 'policy server request failed');
-    },
-  });
-
+/** /livez, /readyz (a signed policy, not shutting down, in mtls mode a certificate) and /metrics. */
+function registerHealthRoutes(
+  app: PolicyServer['app'],
+  publisher: PolicyPublisher,
+  mesh: MeshIdentity | undefined,
+): void {
   app.get('/livez', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const published = publisher.published();
-    if (published === undefined || publisher.closing()) return sendProblem(reply, new NotReadyError('expected a valid policy to be loaded and signed, none is yet', { reason: published === undefined ? 'policy' : 'shutting-down' }));
+    if (published === undefined || publisher.closing())
+      return sendProblem(
+        reply,
+        new NotReadyError('expected a valid policy to be loaded and signed, none is yet', {
+          reason: published === undefined ? 'policy' : 'shutting-down',
+        }),
+      );
     // mtls: without a valid certificate no sidecar can reach this server; never a fallback to plaintext.
     if (mesh !== undefined && mesh.identity.current() === undefined) {
       const status = mesh.identity.status();
-      return sendProblem(reply, new NotReadyError(`expected a valid workload identity, have none (${status.reason ?? 'missing'}): ${status.problem ?? status.detail ?? 'no certificate loaded yet'}`, { reason: 'identity' }));
+      return sendProblem(
+        reply,
+        new NotReadyError(
+          `expected a valid workload identity, have none (${status.reason ?? 'missing'}): ${status.problem ?? status.detail ?? 'no certificate loaded yet'}`,
+          { reason: 'identity' },
+        ),
+      );
     }
     return { status: 'ready', version: published.version, digest: published.digest };
   });
@@ -280,31 +169,34 @@ export function buildPolicyServerApp(deps: PolicyServerAppDependencies): PolicyS
     reply.header('cache-control', 'no-store').type(PROMETHEUS_CONTENT_TYPE);
     return policyServerMetrics(publisher, mesh) + (await runtimeMetrics.render().catch(() => ''));
   });
-
-  app.get(CALLGRAPH_PATH, async (request, reply) => {
-    const wait = parseWait((request.query as Record<string, unknown>).wait, maxWaitSeconds);
-    const current = publisher.published();
-    if (current === undefined) return sendProblem(reply.header('retry-after', '1'), new NotReadyError('expected a valid policy to be loaded and signed, none is yet', { reason: 'policy' }));
-    if (!ifNoneMatchHolds(request.headers['if-none-match'], current.etag)) return sendPolicy(reply, current);
-    if (wait === 0 || publisher.closing()) return notModified(reply, current);
-    const waiting = publisher.waiting();
-    if (waiting >= maxWaiters) return sendProblem(reply.header('retry-after', '5'), new OverloadedError(`expected at most ${maxWaiters} waiting requests, ${waiting} are waiting`, { reason: 'long-polls' }));
-    const next = await publisher.next(wait, reply.raw);
-    if (reply.raw.destroyed) return reply;
-    return next === undefined ? notModified(reply, current) : sendPolicy(reply, next);
-  });
-  return app;
 }
 
 /** The policy server's own series: readiness, the version published and when it was signed, the long polls held. */
 function policyServerMetrics(publisher: PolicyPublisher, mesh: MeshIdentity | undefined): string {
   const published = publisher.published();
-  const ready = published !== undefined && !publisher.closing() && (mesh === undefined || mesh.identity.current() !== undefined);
+  const ready =
+    published !== undefined && !publisher.closing() && (mesh === undefined || mesh.identity.current() !== undefined);
   const lines: string[] = [];
-  renderFamily(lines, 'baton_ready', 'gauge', 'Whether the policy server answers /readyz with 200 (1) or not (0).', [{ labels: '', value: ready ? 1 : 0 }]);
-  renderFamily(lines, 'baton_policy_version', 'gauge', 'The version of the policy being served (0 before the first is signed).', [{ labels: '', value: published?.version ?? 0 }]);
-  renderFamily(lines, 'baton_policy_issued_at_timestamp_seconds', 'gauge', 'When the policy being served was signed (its issuedAt), in seconds since the epoch.', [{ labels: '', value: published?.issuedAt ?? 0 }]);
-  renderFamily(lines, 'baton_policy_long_polls', 'gauge', 'Long polls (?wait=) being held.', [{ labels: '', value: publisher.waiting() }]);
+  renderFamily(lines, 'baton_ready', 'gauge', 'Whether the policy server answers /readyz with 200 (1) or not (0).', [
+    { labels: '', value: ready ? 1 : 0 },
+  ]);
+  renderFamily(
+    lines,
+    'baton_policy_version',
+    'gauge',
+    'The version of the policy being served (0 before the first is signed).',
+    [{ labels: '', value: published?.version ?? 0 }],
+  );
+  renderFamily(
+    lines,
+    'baton_policy_issued_at_timestamp_seconds',
+    'gauge',
+    'When the policy being served was signed (its issuedAt), in seconds since the epoch.',
+    [{ labels: '', value: published?.issuedAt ?? 0 }],
+  );
+  renderFamily(lines, 'baton_policy_long_polls', 'gauge', 'Long polls (?wait=) being held.', [
+    { labels: '', value: publisher.waiting() },
+  ]);
   return lines.join('\n') + '\n';
 }
 
@@ -335,7 +227,10 @@ export function createPolicyServer(options: PolicyServerOptions): PolicyServer {
 function parseWait(raw: unknown, maxWaitSeconds: number): number {
   if (raw === undefined) return 0;
   if (typeof raw !== 'string' || !/^\d{1,6}$/.test(raw)) {
-    throw new BadRequestError(`expected wait to be a whole number of seconds (0-${maxWaitSeconds}), got ${JSON.stringify(String(raw).slice(0, 20))}`, { reason: 'wait' });
+    throw new BadRequestError(
+      `expected wait to be a whole number of seconds (0-${maxWaitSeconds}), got ${JSON.stringify(String(raw).slice(0, 20))}`,
+      { reason: 'wait' },
+    );
   }
   // Longer waits are clamped rather than refused: a client asking for more is not wrong, just ambitious.
   return Math.min(Number(raw), maxWaitSeconds);

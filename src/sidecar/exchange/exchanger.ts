@@ -18,9 +18,10 @@ import type { Logger } from 'pino';
 import { type Tracing, TRACING_OFF } from '../../telemetry/tracing.ts';
 import { createCircuitBreaker } from './circuit-breaker.ts';
 import { ExchangeRefusedError, StsUnavailableError } from './errors.ts';
-import { type ClientAuthMethod, createStsClient } from './sts-client.ts';
+import { createStsClient } from './sts-client.ts';
 import type { CachedToken, TokenCache } from './token-cache.ts';
-import { EXCHANGE_DEFAULTS } from '../config.ts';
+import type { SidecarClientAuthMethod } from '../../core/client-auth-method.ts';
+import type { ExchangeConfig } from '../config.ts';
 
 export interface IssuedToken {
   readonly accessToken: string;
@@ -70,18 +71,11 @@ export interface TokenExchangerOptions {
   readonly tokenEndpoint: string;
   readonly clientId: string;
   readonly clientSecret?: string | undefined;
-  readonly authMethod?: ClientAuthMethod;
+  readonly authMethod: SidecarClientAuthMethod;
   readonly dispatcher?: Dispatcher;
   readonly cache: TokenCache;
-  /** Refresh in the background this long before a cached token stops being served. */
-  readonly refreshAheadSec?: number;
-  /** Stop serving a cached token this long before its exp. */
-  readonly expiryMarginSec?: number;
-  readonly negativeTtlMs?: number;
-  readonly breaker?: { readonly failureThreshold: number; readonly openMs: number; readonly maxOpenMs?: number };
-  readonly connectTimeoutMs?: number;
-  /** The STS's time to response headers, and the longest pause in its body. */
-  readonly timeoutMs?: number;
+  /** The sidecar's `exchange` settings, whole: margins, refusal memory, breaker, timeouts (src/sidecar/config.ts has their defaults). */
+  readonly config: ExchangeConfig;
   readonly logger: Logger;
   /** Exchanges that wait for Redis or the STS get a span when tracing is on. */
   readonly tracing?: Tracing;
@@ -93,20 +87,17 @@ const NEGATIVE_CACHE_MAX = 10_000;
 
 export function createTokenExchanger(options: TokenExchangerOptions): ExchangeClient {
   const now = options.now ?? Date.now;
-  const { cache, logger } = options;
-  // Fallbacks for callers outside the sidecar's config (tests, the benchmark): the schema's defaults.
-  const marginSec = options.expiryMarginSec ?? EXCHANGE_DEFAULTS.expiryMarginSeconds;
-  const refreshAheadSec = options.refreshAheadSec ?? EXCHANGE_DEFAULTS.refreshAheadSeconds;
-  const negativeTtlMs = options.negativeTtlMs ?? EXCHANGE_DEFAULTS.refusalCacheMs;
-  const breaker = createCircuitBreaker({ ...(options.breaker ?? EXCHANGE_DEFAULTS.breaker), now });
+  const { cache, logger, config } = options;
+  const { expiryMarginSeconds: marginSec, refreshAheadSeconds: refreshAheadSec, refusalCacheMs } = config;
+  const breaker = createCircuitBreaker({ ...config.breaker, now });
   const sts = createStsClient({
     tokenEndpoint: options.tokenEndpoint,
     clientId: options.clientId,
     clientSecret: options.clientSecret,
-    ...(options.authMethod === undefined ? {} : { authMethod: options.authMethod }),
+    authMethod: options.authMethod,
     ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
-    connectTimeoutMs: options.connectTimeoutMs ?? EXCHANGE_DEFAULTS.connectTimeoutMs,
-    timeoutMs: options.timeoutMs ?? EXCHANGE_DEFAULTS.timeoutMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+    timeoutMs: config.timeoutMs,
   });
   const inflight = new Map<string, Promise<CachedToken>>();
   const refusals = new Map<string, { until: number; oauthError: string }>();
@@ -191,13 +182,13 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
   }
 
   function rememberRefusal(key: string, oauthError: string): void {
-    if (negativeTtlMs <= 0) return;
+    if (refusalCacheMs <= 0) return;
     if (refusals.size >= NEGATIVE_CACHE_MAX) {
       const t = now();
       for (const [k, v] of refusals) if (v.until <= t) refusals.delete(k);
       if (refusals.size >= NEGATIVE_CACHE_MAX) refusals.clear();
     }
-    refusals.set(key, { until: now() + negativeTtlMs, oauthError });
+    refusals.set(key, { until: now() + refusalCacheMs, oauthError });
   }
 
   return {

@@ -8,18 +8,17 @@
  */
 import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool, request } from 'undici';
+import type { SidecarClientAuthMethod } from '../../core/client-auth-method.ts';
 import { BodyTooLargeError, readBoundedText } from '../../core/bounded-text.ts';
 import { TokenExpiredError } from '../../token/errors.ts';
 import { ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from './errors.ts';
-
-export type ClientAuthMethod = 'tls_client_auth' | 'client_secret_basic' | 'client_secret_post';
 
 export interface StsClientOptions {
   readonly tokenEndpoint: string;
   readonly clientId: string;
   /** Required for the secret methods; unused with tls_client_auth, where the certificate is the credential. */
   readonly clientSecret?: string | undefined;
-  readonly authMethod?: ClientAuthMethod;
+  readonly authMethod: SidecarClientAuthMethod;
   readonly dispatcher?: Dispatcher;
   readonly connectTimeoutMs: number;
   /** Time to response headers, and the longest pause in the body. */
@@ -44,7 +43,7 @@ export function createStsClient(options: StsClientOptions): StsClient {
   const endpoint = new URL(options.tokenEndpoint);
   const ownPool = options.dispatcher === undefined ? new Pool(endpoint.origin, { connect: { timeout: options.connectTimeoutMs }, connections: 32 }) : undefined;
   const dispatcher = options.dispatcher ?? (ownPool as Dispatcher);
-  const method = options.authMethod ?? 'client_secret_basic';
+  const method = options.authMethod;
   const maxBytes = options.maxResponseBytes ?? 64 * 1024;
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
   const secret = options.clientSecret;

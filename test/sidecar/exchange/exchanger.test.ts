@@ -6,7 +6,7 @@ import { ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavaila
 import { TokenExpiredError } from '../../../src/token/errors.ts';
 import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
-import { capturingLogger, type StsStandIn, startStsStandIn } from '../../helpers/sts-stand-in.ts';
+import { capturingLogger, exchangeConfig, type StsStandIn, startStsStandIn } from '../../helpers/sts-stand-in.ts';
 import { waitFor } from '../../helpers/net.ts';
 
 const SUBJECT = 'eyJhbGciOiJFUzI1NiJ9.subject-token-for-tests.c2ln';
@@ -21,6 +21,8 @@ function exchanger(overrides: Partial<TokenExchangerOptions> = {}): ExchangeClie
     tokenEndpoint: sts.tokenEndpoint,
     clientId: 'orders',
     clientSecret: 'orders secret:with/odd+chars',
+    authMethod: 'client_secret_basic',
+    config: exchangeConfig(),
     cache: createTokenCache({ maxEntries: 100, logger: logs.logger, now }),
     logger: logs.logger,
     now,
@@ -104,7 +106,7 @@ describe('token exchanger', () => {
   });
 
   it('refreshes in the background once when a hit is close to expiry, serving the cached token meanwhile', async () => {
-    const x = exchanger({ expiryMarginSec: 30, refreshAheadSec: 60 });
+    const x = exchanger({ config: exchangeConfig({ expiryMarginSeconds: 30, refreshAheadSeconds: 60 }) });
     sts.expiresIn = 120;
     const first = await exchange(x);
     clock += 40_000; // 80 s left: inside margin + refresh-ahead (90 s), outside the margin
@@ -121,8 +123,8 @@ describe('token exchanger', () => {
     assert.notEqual(fresh.accessToken, first.accessToken);
   });
 
-  it('stops serving a cached token expiryMarginSec before its exp', async () => {
-    const x = exchanger({ expiryMarginSec: 30, refreshAheadSec: 0 });
+  it('stops serving a cached token exchange.expiryMarginSeconds before its exp', async () => {
+    const x = exchanger({ config: exchangeConfig({ expiryMarginSeconds: 30, refreshAheadSeconds: 0 }) });
     sts.expiresIn = 60;
     const first = await exchange(x);
     clock += 31_000;
@@ -131,8 +133,8 @@ describe('token exchanger', () => {
     assert.notEqual(next.accessToken, first.accessToken);
   });
 
-  it('relays a refusal as 403 with its OAuth error, and remembers it for negativeTtlMs', async () => {
-    const x = exchanger({ negativeTtlMs: 5_000 });
+  it('relays a refusal as 403 with its OAuth error, and remembers it for exchange.refusalCacheMs', async () => {
+    const x = exchanger({ config: exchangeConfig({ refusalCacheMs: 5_000 }) });
     sts.mode = 'refuse';
     const before = sts.calls();
     const refused = (e: unknown) => e instanceof ExchangeRefusedError && e.code === ExchangeRefusedError.code && e.oauthError === 'invalid_target' && e.status === 403;
@@ -145,7 +147,7 @@ describe('token exchanger', () => {
   });
 
   it('opens the circuit after repeated failures, fails fast while open, and closes after a good half-open probe', async () => {
-    const x = exchanger({ breaker: { failureThreshold: 3, openMs: 10_000 } });
+    const x = exchanger({ config: exchangeConfig({ breaker: { failureThreshold: 3, openMs: 10_000 } }) });
     sts.mode = 'down';
     const unavailable = (e: unknown) => isHttpError(e) && e.code === StsUnavailableError.code && e.status === 503;
     for (let i = 0; i < 3; i++) await assert.rejects(exchange(x, `svc${i}`), unavailable);
@@ -161,7 +163,7 @@ describe('token exchanger', () => {
   });
 
   it('does not count refusals against the circuit', async () => {
-    const x = exchanger({ breaker: { failureThreshold: 2, openMs: 10_000 }, negativeTtlMs: 0 });
+    const x = exchanger({ config: exchangeConfig({ breaker: { failureThreshold: 2, openMs: 10_000 }, refusalCacheMs: 0 }) });
     sts.mode = 'refuse';
     for (let i = 0; i < 5; i++) await assert.rejects(exchange(x), ExchangeRefusedError);
     sts.mode = 'ok';
@@ -169,7 +171,7 @@ describe('token exchanger', () => {
   });
 
   it('keeps serving a cached token while the STS is down, and answers 503 for anything uncached', async () => {
-    const x = exchanger({ breaker: { failureThreshold: 1, openMs: 60_000 } });
+    const x = exchanger({ config: exchangeConfig({ breaker: { failureThreshold: 1, openMs: 60_000 } }) });
     const first = await exchange(x);
     sts.mode = 'down';
     await assert.rejects(exchange(x, 'other'), StsUnavailableError);
@@ -179,7 +181,7 @@ describe('token exchanger', () => {
   });
 
   it('gives up on an STS that does not answer within the headers timeout', async () => {
-    const x = exchanger({ timeoutMs: 200 });
+    const x = exchanger({ config: exchangeConfig({ timeoutMs: 200 }) });
     sts.mode = 'hang';
     const started = Date.now();
     await assert.rejects(exchange(x), StsUnavailableError);
@@ -192,7 +194,7 @@ describe('token exchanger', () => {
   });
 
   it('counts only outages against the circuit: expired tokens, 429s and bad answers are the request\'s own error', async () => {
-    const x = exchanger({ breaker: { failureThreshold: 2, openMs: 10_000 }, negativeTtlMs: 0 });
+    const x = exchanger({ config: exchangeConfig({ breaker: { failureThreshold: 2, openMs: 10_000 }, refusalCacheMs: 0 }) });
     sts.expiresIn = 0;
     for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `expired${i}`), (e: unknown) => e instanceof TokenExpiredError && e.reason === 'exchanged' && e.status === 401);
     sts.expiresIn = -30;

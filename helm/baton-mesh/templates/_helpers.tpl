@@ -1,14 +1,20 @@
-{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{/*
+The name resources and selector labels are built from: "baton", not the
+chart's name. The chart was renamed baton-mesh (after the npm package); a
+Deployment's selector cannot change on `helm upgrade`, so names and selectors
+stay what they were under the chart's old name, and a release upgrades in place.
+*/}}
 {{- define "baton.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+baton
 {{- end -}}
 
 {{/* Release-scoped name prefix. */}}
 {{- define "baton.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- $name := include "baton.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
@@ -131,8 +137,9 @@ securityContext:
 {{/*
 The STS's externalIssuers from sts.externalIssuers (the injector's schema,
 src/injector/config.ts): an introspection secret named by clientSecretFrom
-becomes clientSecretFile, a file of the Secret mounted at
-/etc/baton/introspection. The injector does the same for sidecars.
+becomes clientSecretFile, /etc/baton/introspection/<secretName>/<key> (a
+folder per Secret, so introspecting issuers may each have one with the same
+key name). The injector does the same for sidecars.
 */}}
 {{- define "baton.stsExternalIssuers" -}}
 {{- $issuers := list -}}
@@ -140,7 +147,7 @@ becomes clientSecretFile, a file of the Secret mounted at
 {{- $issuer := deepCopy . -}}
 {{- with .introspection -}}
 {{- $introspection := omit . "clientSecretFrom" -}}
-{{- $_ := set $introspection "clientSecretFile" (printf "/etc/baton/introspection/%s" .clientSecretFrom.key) -}}
+{{- $_ := set $introspection "clientSecretFile" (printf "/etc/baton/introspection/%s/%s" .clientSecretFrom.secretName .clientSecretFrom.key) -}}
 {{- $_ := set $issuer "introspection" $introspection -}}
 {{- end -}}
 {{- $issuers = append $issuers $issuer -}}
@@ -148,11 +155,19 @@ becomes clientSecretFile, a file of the Secret mounted at
 {{- toJson $issuers -}}
 {{- end -}}
 
-{{/* The Secret holding the introspection client secret, when an issuer introspects (one at most). */}}
-{{- define "baton.introspectionSecret" -}}
+{{/* The projected sources of the introspection client secrets, one file per Secret and key (each once); empty when no issuer introspects. */}}
+{{- define "baton.introspectionSources" -}}
+{{- $seen := dict -}}
 {{- range .Values.sts.externalIssuers -}}
 {{- with .introspection -}}
-{{ toJson .clientSecretFrom }}
+{{- $path := printf "%s/%s" .clientSecretFrom.secretName .clientSecretFrom.key -}}
+{{- if not (hasKey $seen $path) -}}
+{{- $_ := set $seen $path true }}
+- secret:
+    name: {{ .clientSecretFrom.secretName }}
+    items:
+      - { key: {{ .clientSecretFrom.key | quote }}, path: {{ $path | quote }} }
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
