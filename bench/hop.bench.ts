@@ -14,8 +14,10 @@
  * requests and RSS of every proxy process (/proc). Variants alternate inside
  * each round so drift on the machine hits all of them alike.
  *
- * nginx runs one worker per hop: one sidecar process is one event loop, so
- * both get at most one core each. The baton pair is measured twice (#19):
+ * nginx and haproxy run at their defaults, one worker per hop (one sidecar
+ * process is one event loop, so both get at most one core each), nginx with
+ * upstream keep-alive as its one deviation (./lib/nginx.ts says why); their
+ * configs are printed at the start and kept in the results (#28). The baton pair is measured twice (#19):
  * quiet (log level warn, which silences the per-decision audit line, as
  * nginx runs with `access_log off`), and as users run it, at the default
  * level with the audit trail on, each sidecar writing its lines straight
@@ -34,7 +36,7 @@ import { runLoad } from './lib/load.ts';
 import { ensureHaproxy, type HaproxyProxy, startHaproxyProxy } from './lib/haproxy.ts';
 import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
 import { type ProcSample, sampleProcesses } from './lib/proc-stats.ts';
-import { median, type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, type Baselines, median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 
 export const BENCH_POLICY = fileURLToPath(new URL('./fixtures/bench.callgraph.yaml', import.meta.url));
@@ -164,6 +166,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     pairs.push(barePair);
     const netPair = await startBarePair(bundle.netProxy, app, 'node:net proxy pair');
     pairs.push(netPair);
+    const baselines: Baselines = { 'nginx, one hop': one.config, 'outer nginx (pair)': outer.config, 'inner nginx (pair)': inner.config, 'outer haproxy (pair)': haproxyOuter.config, 'inner haproxy (pair)': haproxyInner.config };
+    announceBaselines('hop', baselines);
     const variants: Variant[] = [
       { name: 'direct', url: `http://127.0.0.1:${app}${PATH}`, headers: {}, proxies: [] },
       { name: 'nginx, one hop', url: `http://127.0.0.1:${one.port}${PATH}`, headers: {}, proxies: [{ name: 'nginx', pids: one.pids }] },
@@ -207,7 +211,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     await audited.stop();
     // Every request through the audited pair left two decision lines: orders' outbound and payments' inbound.
     const auditLines = ['orders-sidecar', 'payments-sidecar'].map((name) => readFileSync(join(auditDir, `${name}.log`), 'utf8').split('\n').filter((line) => line.includes('"event":"decision"')).length);
-    return report(variants, results, { rounds, durationSec, connections, auditLines: { outbound: auditLines[0] as number, inbound: auditLines[1] as number, retries } });
+    return report(variants, results, { rounds, durationSec, connections, auditLines: { outbound: auditLines[0] as number, inbound: auditLines[1] as number, retries } }, baselines);
   } finally {
     for (const proxy of proxies) proxy.stop();
     for (const pair of pairs) await pair.stop();
@@ -233,7 +237,7 @@ export function medianOf(measurements: readonly Measurement[]): Measurement {
   };
 }
 
-function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, settings: { rounds: number; durationSec: number; connections: number; auditLines: { outbound: number; inbound: number; retries: number } }): ScenarioResult {
+function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, settings: { rounds: number; durationSec: number; connections: number; auditLines: { outbound: number; inbound: number; retries: number } }, baselines: Baselines): ScenarioResult {
   const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
   const direct = medians.get('direct') as Measurement;
   const nginxPair = medians.get('nginx pair') as Measurement;
@@ -276,7 +280,7 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
     { target: 'each sidecar ≤ 80 MB RSS at 1,000 req/s', measured: `${maxRss.toFixed(1)} MB (largest sidecar; ${maxAnon.toFixed(1)} MB of it anonymous)`, met: maxRss <= 80 },
   ];
   const title = 'Scenario 1 — hop cost: direct vs nginx vs the baton sidecar pair';
-  const markdown = writeResults('hop', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks });
+  const markdown = writeResults('hop', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks, baselines });
   return { name: 'hop', title, rows, checks, markdown };
 }
 
