@@ -22,13 +22,13 @@ describe('replay store for single-use jti, shared through Redis', () => {
       await redis.stop();
       secrets.remove();
     });
-    const replicaA = createRedisReplayStore({
+    const replicaA = createRedisReplayStore({ Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: secrets.sts,
       logger,
     });
-    const replicaB = createRedisReplayStore({
+    const replicaB = createRedisReplayStore({ Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: secrets.sts,
@@ -72,7 +72,7 @@ describe('replay store for single-use jti, shared through Redis', () => {
       level: 'info',
       destination: { write: (line: string) => lines.push(line) },
     });
-    const store = createRedisReplayStore({
+    const store = createRedisReplayStore({ Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: { username: secrets.sts.username, passwordFile: wrong },
@@ -91,7 +91,7 @@ describe('replay store for single-use jti, shared through Redis', () => {
     assert.equal(await store.claim('jti-a', expires), true);
     assert.equal(await store.claim('jti-a', expires), false);
     // Another user's ACL does not reach the STS's keys either: orders may not SET there.
-    const orders = createRedisReplayStore({
+    const orders = createRedisReplayStore({ Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: {
