@@ -19,7 +19,10 @@
  *   one batch and memory stays bounded. The audit trail is not traded for
  *   memory growth.
  * - A closed reader (EPIPE) stops the writer: nothing more can be written
- *   and the process must not die of its log.
+ *   and the process must not die of its log. Any other write error (a full
+ *   disk) is thrown where the batch was written: from a line's `write`, to
+ *   the code that logged; from the timer, to the process, as sonic-boom's
+ *   unhandled `error` event was.
  *
  * Why not pino's sonic-boom: its `write` computes the UTF-8 length of the
  * string it is appending to on every call (flattening it), ≈ 10 µs per
