@@ -22,13 +22,15 @@ describe('replay store for single-use jti, shared through Redis', () => {
       await redis.stop();
       secrets.remove();
     });
-    const replicaA = createRedisReplayStore({ Redis,
+    const replicaA = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: secrets.sts,
       logger,
     });
-    const replicaB = createRedisReplayStore({ Redis,
+    const replicaB = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: secrets.sts,
@@ -72,7 +74,8 @@ describe('replay store for single-use jti, shared through Redis', () => {
       level: 'info',
       destination: { write: (line: string) => lines.push(line) },
     });
-    const store = createRedisReplayStore({ Redis,
+    const store = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: { username: secrets.sts.username, passwordFile: wrong },
@@ -91,7 +94,8 @@ describe('replay store for single-use jti, shared through Redis', () => {
     assert.equal(await store.claim('jti-a', expires), true);
     assert.equal(await store.claim('jti-a', expires), false);
     // Another user's ACL does not reach the STS's keys either: orders may not SET there.
-    const orders = createRedisReplayStore({ Redis,
+    const orders = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: {
