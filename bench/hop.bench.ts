@@ -210,6 +210,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     const wrk = findWrk();
     const wrkRuns = new Map<string, number[]>(CROSS_CHECKED.map((name) => [name, []]));
     const wrkProblems: string[] = wrk === undefined ? [wrkMissing()] : [];
+    if (wrk === undefined) console.error(`bench: hop: ${wrkMissing()}; its check will fail`);
     let wrkCommand = '';
     for (let r = 0; r < rounds; r++) {
       for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
