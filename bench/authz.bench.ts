@@ -37,7 +37,7 @@ import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
 import { childPids } from './lib/proc-stats.ts';
-import { type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, type Baselines, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 import { BENCH_POLICY, measureVariant, medianOf, type Variant } from './hop.bench.ts';
 
@@ -180,6 +180,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     const outer = startNginxProxy(nginxBinary, await freePort(), inner.port);
     baseline.push(outer);
     stops.push(() => baseline.forEach((p) => p.stop()));
+    const baselines: Baselines = { 'outer nginx (plain pair)': outer.config, 'inner nginx (plain pair)': inner.config };
+    announceBaselines('authz', baselines);
     const uncached = startAuthzPair(nginxBinary, UNCACHED, { outer: await freePort(), inner: await freePort(), innerOutbound: await freePort(), app: appPort }, orders, payments, false);
     stops.push(() => uncached.stop());
     const cached = startAuthzPair(nginxBinary, CACHED, { outer: await freePort(), inner: await freePort(), innerOutbound: await freePort(), app: appPort }, orders, payments, true);
@@ -208,7 +210,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
     }
     const grpc = await grpcCheckLatency(payments, orders, options.quick ? 1 : 4, 8);
-    return report(variants, results, grpc, { rounds, durationSec, connections });
+    return report(variants, results, grpc, { rounds, durationSec, connections }, baselines);
   } finally {
     for (const stop of stops.reverse()) await stop();
     await control.stop();
@@ -216,7 +218,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   }
 }
 
-function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, grpc: { checks: number; p50Ms: number; p99Ms: number; perSecond: number }, settings: { rounds: number; durationSec: number; connections: number }): ScenarioResult {
+function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, grpc: { checks: number; p50Ms: number; p99Ms: number; perSecond: number }, settings: { rounds: number; durationSec: number; connections: number }, baselines: Baselines): ScenarioResult {
   const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
   const nginx = medians.get(BASELINE) as Measurement;
   const direct = medians.get('direct') as Measurement;
@@ -247,7 +249,7 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
     { target: 'gRPC Check p99 on loopback, inbound check, warm caches, 8 in flight (informational)', measured: `p99 ${grpc.p99Ms.toFixed(3)} ms, p50 ${grpc.p50Ms.toFixed(3)} ms, ${Math.round(grpc.perSecond)} checks/s`, met: true },
   ];
   const title = 'Scenario 7 — baton inside nginx: an nginx pair asking baton authz per request vs the plain nginx pair';
-  const markdown = writeResults('authz', title, rows, { ...settings, fixedRate: FIXED_RATE, nginx: 'Debian nginx, one worker per hop, defaults; examples/nginx/ in plaintext for the authz pairs', authzLogLevel: 'warn', grpc: { ...grpc, p50Ms: round(grpc.p50Ms), p99Ms: round(grpc.p99Ms) }, checks });
+  const markdown = writeResults('authz', title, rows, { ...settings, fixedRate: FIXED_RATE, nginx: 'Debian nginx, one worker per hop, defaults but upstream keep-alive (baselines); examples/nginx/ in plaintext for the authz pairs', baselines, authzLogLevel: 'warn', grpc: { ...grpc, p50Ms: round(grpc.p50Ms), p99Ms: round(grpc.p99Ms) }, checks });
   return { name: 'authz', title, rows, checks, markdown: `${markdown}\ngRPC Check (inbound, loopback, 8 in flight): p50 ${grpc.p50Ms.toFixed(3)} ms, p99 ${grpc.p99Ms.toFixed(3)} ms, ${Math.round(grpc.perSecond)} checks/s\n` };
 }
 

@@ -20,6 +20,7 @@ import { exchangeConfig } from '../test/helpers/sts-stand-in.ts';
 import { type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, round, type ScenarioResult } from './lib/scenario.ts';
 import { startBenchSts } from './sts.bench.ts';
+import { loadRedis } from '../src/redis/client.ts';
 
 const logger = createLogger({ name: 'bench', level: 'silent' });
 
@@ -95,7 +96,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
 
     // Redis: one replica fills it; a second replica with a one-entry local cache reads through to Redis.
     const gateway = redisSecrets.sidecar('gateway');
-    const redisOptions = { url: redis.url, service: 'gateway', credentials: gateway, sealKeys: loadSealKeys(gateway.sealKeyFile), commandTimeoutMs: 50 };
+    const redisOptions = { Redis: await loadRedis(), url: redis.url, service: 'gateway', credentials: gateway, sealKeys: loadSealKeys(gateway.sealKeyFile), commandTimeoutMs: 50 };
     const filler = exchangerWith(createTokenCache({ logger, redis: redisOptions }));
     const replicaCounted = countingDispatcher();
     closers.push(replicaCounted.close);

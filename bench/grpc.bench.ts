@@ -42,7 +42,7 @@ import { callEcho, ECHO_PATH, type GrpcEcho, grpcFrame, startGrpcEcho } from './
 import { ensureH2load, type H2loadResult, runH2load } from './lib/h2load.ts';
 import { ensureNginx, type NginxProxy, startNginxGrpcProxy } from './lib/nginx.ts';
 import { type ProcSample, sampleProcesses } from './lib/proc-stats.ts';
-import { markdownTable, median, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, markdownTable, median, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 
 const FIXED_RATE = 1000;
@@ -215,7 +215,10 @@ async function runGrpc(options: {
         proxies: sidecars(mesh),
       },
     ];
-    console.error(`bench: the nginx grpc_pass pair runs with\n${outer.config}\nin front of\n${inner.config}`);
+    announceBaselines('grpc', {
+      'outer nginx (grpc_pass pair)': outer.config,
+      'inner nginx (grpc_pass pair)': inner.config,
+    });
     let h2loadCommand = '';
     for (const variant of variants) {
       // grpc-status is invisible to h2load: one real gRPC call per path first, its reply checked, and served by the app as this path's caller.
@@ -438,7 +441,10 @@ function report(
       messageBytes: MESSAGE.length,
       h2load: { clients: CLIENTS, streamsPerClient: STREAMS, command: grpc.h2loadCommand },
       fixedRate: FIXED_RATE,
-      nginx: { outer: grpc.nginxConfig[0], inner: grpc.nginxConfig[1] },
+      baselines: {
+        'outer nginx (grpc_pass pair)': grpc.nginxConfig[0] as string,
+        'inner nginx (grpc_pass pair)': grpc.nginxConfig[1] as string,
+      },
       fetchConcurrency: CONCURRENCY,
       checks,
       fetch: fetchRows,

@@ -14,8 +14,10 @@
  * requests and RSS of every proxy process (/proc). Variants alternate inside
  * each round so drift on the machine hits all of them alike.
  *
- * nginx runs one worker per hop: one sidecar process is one event loop, so
- * both get at most one core each. The baton pair is measured twice (#19):
+ * nginx and haproxy run at their defaults, one worker per hop (one sidecar
+ * process is one event loop, so both get at most one core each), nginx with
+ * upstream keep-alive as its one deviation (./lib/nginx.ts says why); their
+ * configs are printed at the start and kept in the results (#28). The baton pair is measured twice (#19):
  * quiet (log level warn, which silences the per-decision audit line, as
  * nginx runs with `access_log off`), and as users run it, at the default
  * level with the audit trail on, each sidecar writing its lines straight
@@ -34,12 +36,18 @@ import { runLoad } from './lib/load.ts';
 import { ensureHaproxy, type HaproxyProxy, startHaproxyProxy } from './lib/haproxy.ts';
 import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
 import { type ProcSample, sampleProcesses } from './lib/proc-stats.ts';
-import { median, type Row, writeResults } from './lib/report.ts';
+import { type CrossCheck, crossCheckRatio, findWrk, runWrk, wrkMissing } from './lib/wrk.ts';
+import { announceBaselines, type Baselines, median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 
 export const BENCH_POLICY = fileURLToPath(new URL('./fixtures/bench.callgraph.yaml', import.meta.url));
 const FIXED_RATE = 1000;
 const AUDITED = 'baton pair, audit trail on';
+const NGINX_PAIR = 'nginx pair';
+/** The two paths wrk measures again (#28): the headline ratio is the audited pair over the nginx pair. */
+const CROSS_CHECKED = [NGINX_PAIR, AUDITED] as const;
+/** How far wrk's ratio may be from autocannon's before the check fails. */
+const CROSS_CHECK_TOLERANCE = 0.15;
 const PATH = '/bench';
 
 export interface Variant {
@@ -164,11 +172,13 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     pairs.push(barePair);
     const netPair = await startBarePair(bundle.netProxy, app, 'node:net proxy pair');
     pairs.push(netPair);
+    const baselines: Baselines = { 'nginx, one hop': one.config, 'outer nginx (pair)': outer.config, 'inner nginx (pair)': inner.config, 'outer haproxy (pair)': haproxyOuter.config, 'inner haproxy (pair)': haproxyInner.config };
+    announceBaselines('hop', baselines);
     const variants: Variant[] = [
       { name: 'direct', url: `http://127.0.0.1:${app}${PATH}`, headers: {}, proxies: [] },
       { name: 'nginx, one hop', url: `http://127.0.0.1:${one.port}${PATH}`, headers: {}, proxies: [{ name: 'nginx', pids: one.pids }] },
       {
-        name: 'nginx pair',
+        name: NGINX_PAIR,
         url: `http://127.0.0.1:${outer.port}${PATH}`,
         headers: {},
         proxies: [
@@ -196,18 +206,36 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       if (warm.non2xx > 0 || warm.requests === 0) throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
     }
     const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
+    // The cross-check (#28): wrk, a C client in its own process, measures the headline's two paths in every round too.
+    const wrk = findWrk();
+    const wrkRuns = new Map<string, number[]>(CROSS_CHECKED.map((name) => [name, []]));
+    const wrkProblems: string[] = wrk === undefined ? [wrkMissing()] : [];
+    if (wrk === undefined) console.error(`bench: hop: ${wrkMissing()}; its check will fail`);
+    let wrkCommand = '';
     for (let r = 0; r < rounds; r++) {
       for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
         (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
       }
+      if (wrk === undefined) continue;
+      for (const name of r % 2 === 0 ? CROSS_CHECKED : [...CROSS_CHECKED].reverse()) {
+        const variant = variants.find((v) => v.name === name) as Variant;
+        const measured = await runWrk(wrk, { url: variant.url, headers: variant.headers, durationSec, connections });
+        if ('error' in measured) wrkProblems.push(`${name}: ${measured.error}`);
+        else if (measured.errors > 0) wrkProblems.push(`${name}: ${measured.errors} errors or non-2xx answers under wrk`);
+        else {
+          (wrkRuns.get(name) as number[]).push(measured.rps);
+          wrkCommand = measured.command;
+        }
+      }
     }
+    const crossCheck = { rps: Object.fromEntries([...wrkRuns].map(([name, runs]) => [name, runs])), problems: wrkProblems, command: wrkCommand };
     // A GET retried on a fresh connection (its kept-alive one closed unanswered) reaches payments twice: counted by orders.
     const metrics = await (await fetch(`http://127.0.0.1:${audited.services.orders.admin}/metrics`)).text();
     const retries = Number(/^baton_upstream_retries_total (\d+)$/m.exec(metrics)?.[1] ?? 0);
     await audited.stop();
     // Every request through the audited pair left two decision lines: orders' outbound and payments' inbound.
     const auditLines = ['orders-sidecar', 'payments-sidecar'].map((name) => readFileSync(join(auditDir, `${name}.log`), 'utf8').split('\n').filter((line) => line.includes('"event":"decision"')).length);
-    return report(variants, results, { rounds, durationSec, connections, auditLines: { outbound: auditLines[0] as number, inbound: auditLines[1] as number, retries } });
+    return report(variants, results, { rounds, durationSec, connections, auditLines: { outbound: auditLines[0] as number, inbound: auditLines[1] as number, retries } }, baselines, crossCheck);
   } finally {
     for (const proxy of proxies) proxy.stop();
     for (const pair of pairs) await pair.stop();
@@ -233,10 +261,10 @@ export function medianOf(measurements: readonly Measurement[]): Measurement {
   };
 }
 
-function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, settings: { rounds: number; durationSec: number; connections: number; auditLines: { outbound: number; inbound: number; retries: number } }): ScenarioResult {
+function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, settings: { rounds: number; durationSec: number; connections: number; auditLines: { outbound: number; inbound: number; retries: number } }, baselines: Baselines, crossCheck: CrossCheck): ScenarioResult {
   const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
   const direct = medians.get('direct') as Measurement;
-  const nginxPair = medians.get('nginx pair') as Measurement;
+  const nginxPair = medians.get(NGINX_PAIR) as Measurement;
   const baton = medians.get('baton pair') as Measurement;
   const audited = medians.get(AUDITED) as Measurement;
   const rows: Row[] = variants.map((v) => {
@@ -266,6 +294,8 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
   const auditedThroughput = ratio(audited.rps, nginxPair.rps);
   const checks: Check[] = [
     { target: 'baton pair throughput ≥ 0.6× nginx pair (stretch 0.8×), with the audit trail on', measured: `${auditedThroughput}× (quiet, at log level warn: ${throughput}×)`, met: auditedThroughput >= 0.6 },
+    // #28: the quiet pair (log level warn, no audit line) against the same nginx pair at its defaults.
+    { target: 'baton pair throughput ≥ 0.8× nginx pair, quiet (log level warn)', measured: `${throughput}×`, met: throughput >= 0.8 },
     {
       target: 'the audit trail loses no line: both sidecars wrote one decision line per request they served (a retried request is served twice inbound)',
       measured: `${settings.auditLines.outbound} outbound and ${settings.auditLines.inbound} inbound lines, ${settings.auditLines.retries} retried`,
@@ -274,9 +304,10 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
     { target: 'added p99 at 1,000 req/s ≤ 1.5× the nginx pair’s added p99', measured: `${addedP99.toFixed(3)} ms against ${nginxAddedP99.toFixed(3)} ms`, met: addedP99 <= 1.5 * Math.max(nginxAddedP99, 0) },
     { target: 'each sidecar ≤ 0.12 CPU-s per 1,000 requests at 1,000 req/s, evenly spaced', measured: `${maxCpu.toFixed(3)} s (worst sidecar)`, met: maxCpu <= 0.12 },
     { target: 'each sidecar ≤ 80 MB RSS at 1,000 req/s', measured: `${maxRss.toFixed(1)} MB (largest sidecar; ${maxAnon.toFixed(1)} MB of it anonymous)`, met: maxRss <= 80 },
+    crossCheckRatio(crossCheck, { numerator: AUDITED, denominator: NGINX_PAIR, autocannonRatio: audited.rps / nginxPair.rps, tolerance: CROSS_CHECK_TOLERANCE }),
   ];
   const title = 'Scenario 1 — hop cost: direct vs nginx vs the baton sidecar pair';
-  const markdown = writeResults('hop', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks });
+  const markdown = writeResults('hop', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks, baselines, wrk: crossCheck });
   return { name: 'hop', title, rows, checks, markdown };
 }
 

@@ -34,7 +34,7 @@ import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureNginx, type NginxIdentity, type NginxProxy, startNginxProxy, startNginxTlsInner, startNginxTlsOuter } from './lib/nginx.ts';
 import { sampleProcesses } from './lib/proc-stats.ts';
-import { markdownTable, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, type Baselines, markdownTable, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 import { BENCH_POLICY, batonPair, measureVariant, medianOf, type Variant } from './hop.bench.ts';
 
@@ -173,6 +173,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     proxies.push(tlsInner);
     const tlsOuter = startNginxTlsOuter(nginxBinary, await freePort(), tlsInner.port, identity('orders'), 'payments');
     proxies.push(tlsOuter);
+    const baselines: Baselines = { 'outer nginx, plaintext pair': plainOuter.config, 'inner nginx, plaintext pair': plainInner.config, 'outer nginx, mTLS pair': tlsOuter.config, 'inner nginx, mTLS pair': tlsInner.config };
+    announceBaselines('mtls', baselines);
 
     const nginxPair = (name: string, outer: NginxProxy, inner: NginxProxy): Variant => ({
       name,
@@ -217,7 +219,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
         (handshakes.get(target.name) as HandshakeResult[]).push(await measureHandshakes({ port: target.port, pids: target.pids, identity: identity('orders'), concurrency: 12, ...handshakeLimits }));
       }
     }
-    return report(variants, results, handshakes, { rounds, durationSec, connections, handshakeConcurrency: 12, ...handshakeLimits });
+    return report(variants, results, handshakes, { rounds, durationSec, connections, handshakeConcurrency: 12, ...handshakeLimits }, baselines);
   } finally {
     for (const proxy of proxies) proxy.stop();
     for (const mesh of meshes.reverse()) await mesh.stop();
@@ -237,6 +239,7 @@ function report(
   results: ReadonlyMap<string, Measurement[]>,
   handshakeResults: ReadonlyMap<string, HandshakeResult[]>,
   settings: Record<string, number>,
+  baselines: Baselines,
 ): ScenarioResult {
   const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
   const get = (name: string): Measurement => medians.get(name) as Measurement;
@@ -304,7 +307,7 @@ function report(
   ];
   const title = 'Scenario 6 — mTLS cost: the baton pair and an nginx pair, plaintext and mTLS';
   const handshakeTable = `\n### Handshakes under churn\n\n${markdownTable(handshakeRows)}`;
-  const markdown = writeResults('mtls', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks, handshakes: handshakeRows }) + handshakeTable;
+  const markdown = writeResults('mtls', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks, handshakes: handshakeRows, baselines }) + handshakeTable;
   appendFileSync(join(RESULTS_DIR, 'mtls.md'), handshakeTable);
   return { name: 'mtls', title, rows, checks, markdown };
 }

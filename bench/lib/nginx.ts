@@ -1,6 +1,25 @@
 /**
  * Debian's nginx as the baseline reverse proxy: what a hop costs when it
  * does no token work at all. Installed by the suite when missing.
+ *
+ * Every hop runs at nginx's defaults (#28): one worker process (nginx's
+ * default, and one sidecar is one event loop), response buffering on, the
+ * default access log in the default `combined` format (written to the hop's
+ * temporary prefix, as nginx does unless told otherwise), default
+ * worker_connections and keepalive_requests. Paths (pid, error log, temp
+ * folders, access log) point into a temporary prefix so nginx runs without
+ * touching /var; they change where, not what.
+ *
+ * The one deliberate deviation is upstream keep-alive (`keepalive 256`,
+ * `proxy_http_version 1.1`, an empty Connection header): nginx's default
+ * opens a new connection to the upstream for every request, while baton's
+ * sidecars and the bare Node.js proxies keep a pool of connections to the
+ * next hop. Without it the baseline would measure TCP set-up per request,
+ * not proxying. The mTLS pair extends it to the TLS connection between its
+ * hops (`keepalive_requests` raised on both sides of that connection, as
+ * the sidecars' pooled connections have no request limit). Each baseline's
+ * whole config is printed at the start of a scenario and kept in its
+ * results (JSON and markdown).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,16 +44,16 @@ export function ensureNginx(): string {
   return '/usr/sbin/nginx';
 }
 
-/** Proxying with upstream keep-alive (HTTP/1.1, no Connection header) and no buffering, as every hop here does. */
-const KEEPALIVE_PROXY = `      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;`;
+/** Proxying with upstream keep-alive (HTTP/1.1, no Connection header), the one deviation from nginx's defaults; buffering stays on. */
+const KEEPALIVE_PROXY = `      # The one deliberate deviation from nginx's defaults: upstream keep-alive (with the upstream's keepalive), as the sidecars pool theirs.
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";`;
 const PROXY_TO_APP = `    location / {
       proxy_pass http://app;
 ${KEEPALIVE_PROXY}
     }`;
 
-/** One nginx reverse proxy hop with upstream keep-alive, one worker (like one sidecar process). */
+/** One nginx reverse proxy hop at nginx's defaults but for upstream keep-alive, one worker (like one sidecar process). */
 export function startNginxProxy(binary: string, listenPort: number, upstreamPort: number): NginxProxy {
   return startNginx(binary, listenPort, `
   upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
@@ -48,7 +67,7 @@ ${PROXY_TO_APP}
  * One gRPC hop (ngx_http_grpc_module): h2c in (`listen … http2`, the
  * nginx 1.22 syntax Debian 12 ships; `http2 on` from 1.25.1), h2c out to the
  * upstream with `grpc_pass` and upstream keep-alive, on the base every
- * hop here shares (one worker, 4096 worker connections, no access log);
+ * hop here shares (nginx's defaults: one worker, the default access log);
  * nginx's defaults otherwise, but for `keepalive_requests` (below)
  * (scenario 8, bench/grpc.bench.ts).
  */
@@ -92,6 +111,7 @@ export function startNginxTlsInner(binary: string, listenPort: number, upstreamP
     ssl_verify_client on;
     ssl_verify_depth 2;
     ssl_session_cache shared:inner:10m;
+    # Part of the one deviation: the outer hop's kept-alive TLS connection is not closed after nginx's default 1,000 requests.
     keepalive_requests 100000;
 ${PROXY_TO_APP}
   }`);
@@ -105,6 +125,7 @@ ${PROXY_TO_APP}
  */
 export function startNginxTlsOuter(binary: string, listenPort: number, upstreamPort: number, identity: NginxIdentity, serverName: string): NginxProxy {
   return startNginx(binary, listenPort, `
+  # Upstream keep-alive, the one deviation from nginx's defaults, here over TLS: kept for as many requests as the inner hop allows.
   upstream inner { server 127.0.0.1:${upstreamPort}; keepalive 256; keepalive_requests 100000; }
   server {
     listen 127.0.0.1:${listenPort};
@@ -127,13 +148,14 @@ ${KEEPALIVE_PROXY}
 function startNginx(binary: string, listenPort: number, http: string): NginxProxy {
   const dir = mkdtempSync(join(tmpdir(), 'baton-bench-nginx-'));
   const conf = `
+# nginx's defaults (#28, bench/lib/nginx.ts): paths point into a temporary prefix; the deviations are commented where they are.
 worker_processes 1;
 daemon on;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
+events { }
 http {
-  access_log off;
+  access_log ${dir}/access.log combined;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;

@@ -38,12 +38,29 @@ function format(value: string | number | undefined): string {
   return value ?? '';
 }
 
-/** Writes `bench/results/<name>.json` and `<name>.md`; returns the markdown. */
-export function writeResults(name: string, title: string, rows: readonly Row[], extra: Record<string, unknown> = {}): string {
+/** The native baselines of a scenario, by name (e.g. "outer nginx"), each with the whole config it ran (#28). */
+export type Baselines = Readonly<Record<string, string>>;
+
+/** Prints every baseline's config at the start of a scenario, so a run's log says what it compared against. */
+export function announceBaselines(scenario: string, baselines: Baselines): void {
+  for (const [name, config] of Object.entries(baselines)) console.error(`bench: ${scenario}: ${name} runs with\n${config.trim()}\n`);
+}
+
+/** The baselines' configs as markdown, one fenced block each. */
+export function baselinesMarkdown(baselines: Baselines): string {
+  const blocks = Object.entries(baselines).map(([name, config]) => `${name}:\n\n\`\`\`\n${config.trim()}\n\`\`\`\n`);
+  return blocks.length === 0 ? '' : `\n### Baselines, as configured\n\n${blocks.join('\n')}`;
+}
+
+/**
+ * Writes `bench/results/<name>.json` and `<name>.md`; returns the markdown.
+ * `extra.baselines` (the native baselines' configs) goes into both.
+ */
+export function writeResults(name: string, title: string, rows: readonly Row[], extra: Record<string, unknown> & { readonly baselines?: Baselines } = {}): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const date = new Date().toISOString();
   writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify({ name, date, machine: machine(), ...extra, rows }, null, 2) + '\n');
-  const md = `## ${title}\n\n${date} on ${machine().cpu} (${machine().cores} cores), Node.js ${process.version}\n\n${markdownTable(rows)}`;
+  const md = `## ${title}\n\n${date} on ${machine().cpu} (${machine().cores} cores), Node.js ${process.version}\n\n${markdownTable(rows)}${baselinesMarkdown(extra.baselines ?? {})}`;
   writeFileSync(join(RESULTS_DIR, `${name}.md`), md);
   return md;
 }

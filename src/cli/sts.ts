@@ -10,6 +10,7 @@ import { createFilePolicySource, type PolicySource } from '../policy/distributio
 import { loadStsConfig, type StsConfig, StsConfigSchema } from '../sts/config.ts';
 import { createKeyStore } from '../sts/key-store.ts';
 import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } from '../sts/replay-store.ts';
+import { loadRedis } from '../redis/client.ts';
 import { hashSecret } from '../sts/secret-hash.ts';
 import { createStsServer } from '../sts/server.ts';
 import type { Logger } from 'pino';
@@ -102,6 +103,7 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
     config.redis === undefined
       ? createMemoryReplayStore()
       : createRedisReplayStore({
+          Redis: await loadRedis(),
           url: config.redis.url,
           credentials: { username: config.redis.username, passwordFile: config.redis.passwordFile },
           commandTimeoutMs: config.redis.commandTimeoutMs,

@@ -17,7 +17,7 @@
  * user's config (src/redis/config.ts).
  */
 import { readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { ConfigError } from '../config/config-error.ts';
 import type { Logger } from 'pino';
 
@@ -37,7 +37,20 @@ export interface RedisCredentials {
   readonly passwordFile: string;
 }
 
+/** ioredis's client class, from `loadRedis()`. */
+export type RedisClass = typeof Redis;
+
+/**
+ * Loads ioredis: only a process whose configuration names Redis pays for it
+ * (#28: a sidecar without Redis never loads its code, a few MB of RSS).
+ */
+export async function loadRedis(): Promise<RedisClass> {
+  return (await import('ioredis')).Redis;
+}
+
 export interface DegradingRedisOptions {
+  /** The client class, from `loadRedis()`. */
+  readonly Redis: RedisClass;
   readonly url: string;
   readonly credentials: RedisCredentials;
   /** From the user's config: how long one command may take before it counts as failed. */
@@ -65,7 +78,7 @@ export function createDegradingRedis(options: DegradingRedisOptions): DegradingR
   const now = options.now ?? Date.now;
   const { logger, purpose } = options;
   const readPassword = (): string => readPasswordFile(options.credentials.passwordFile);
-  const client = new Redis(options.url, {
+  const client = new options.Redis(options.url, {
     username: options.credentials.username,
     password: readPassword(),
     lazyConnect: true,

@@ -21,6 +21,7 @@ import { createContextHandles } from './context-handles.ts';
 import { createTokenCache, type RedisTierOptions } from './exchange/token-cache.ts';
 import { loadSealKeys } from './exchange/token-seal.ts';
 import { type SidecarRedisConfig, sidecarRedisUser } from '../redis/config.ts';
+import { loadRedis, type RedisClass } from '../redis/client.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { createTokenExchanger, type ExchangeClient } from './exchange/exchanger.ts';
 import { POLICY_SERVER_SERVICE, STS_SERVICE, type SidecarConfig, stsAuthMethod } from './config.ts';
@@ -53,7 +54,7 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
   // First: a bad seal key or password file must stop the sidecar before anything else starts.
   const tokenCache = createTokenCache({
     maxEntries: config.cache.maxEntries,
-    ...(config.redis === undefined || mesh !== undefined ? {} : { redis: redisTier(config.service, config.redis) }),
+    ...(config.redis === undefined || mesh !== undefined ? {} : { redis: redisTier(config.service, config.redis, await loadRedis()) }),
     logger,
     ...(deps.metrics === undefined ? {} : { onRedisEvent: deps.metrics.redisTier }),
     now,
@@ -171,8 +172,9 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
 }
 
 /** The shared tier's settings, key files read now: a missing or bad key stops the sidecar here, before it serves. */
-function redisTier(service: string, redis: SidecarRedisConfig): RedisTierOptions {
+function redisTier(service: string, redis: SidecarRedisConfig, Redis: RedisClass): RedisTierOptions {
   return {
+    Redis,
     url: redis.url,
     service,
     credentials: { username: redis.username ?? sidecarRedisUser(service), passwordFile: redis.passwordFile },

@@ -4,7 +4,7 @@
  * every STS replica (`SET key 1 PX ttl NX`, as the STS's own ACL user);
  * without it, or while Redis cannot be used, an in-process set keeps them.
  */
-import { createDegradingRedis, type RedisCredentials } from '../redis/client.ts';
+import { createDegradingRedis, type RedisClass, type RedisCredentials } from '../redis/client.ts';
 import { STS_KEY_PREFIX } from '../redis/config.ts';
 import { labelledSeries, renderFamily, series } from '../telemetry/prometheus-text.ts';
 import type { Logger } from 'pino';
@@ -48,6 +48,8 @@ export function createMemoryReplayStore(options: MemoryReplayStoreOptions = {}):
 }
 
 export interface RedisReplayStoreOptions {
+  /** ioredis's client class (src/redis/client.ts `loadRedis`), loaded only when Redis is configured. */
+  readonly Redis: RedisClass;
   readonly url: string;
   /** The STS's own ACL user (docs/sts.md): it may SET under `baton:_sts:*` and nothing else. */
   readonly credentials: RedisCredentials;
@@ -71,6 +73,7 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
   const faults = labelledSeries('fault');
   const available = series();
   const redis = createDegradingRedis({
+    Redis: options.Redis,
     url: options.url,
     credentials: options.credentials,
     commandTimeoutMs: options.commandTimeoutMs,

@@ -16,6 +16,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 import { BadRequestError } from '../../src/core/errors.ts';
 import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
+import { loadRedis } from '../../src/redis/client.ts';
 
 /** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
 function promtool(text: string): { status: number | null; output: string } {
@@ -107,7 +108,7 @@ describe('Prometheus metrics', () => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-metrics-'));
     writeFileSync(join(dir, 'password'), 'pw\n');
     // Nothing listens on port 1: the store degrades to its own replay set and says so.
-    const store = createRedisReplayStore({ commandTimeoutMs: 250, url: 'redis://127.0.0.1:1', credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') }, logger: createLogger({ name: 'test', level: 'silent' }) });
+    const store = createRedisReplayStore({ Redis: await loadRedis(), commandTimeoutMs: 250, url: 'redis://127.0.0.1:1', credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') }, logger: createLogger({ name: 'test', level: 'silent' }) });
     t.after(async () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -23,12 +23,14 @@ describe('replay store for single-use jti, shared through Redis', () => {
       secrets.remove();
     });
     const replicaA = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: secrets.sts,
       logger,
     });
     const replicaB = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: secrets.sts,
@@ -73,6 +75,7 @@ describe('replay store for single-use jti, shared through Redis', () => {
       destination: { write: (line: string) => lines.push(line) },
     });
     const store = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: { username: secrets.sts.username, passwordFile: wrong },
@@ -92,6 +95,7 @@ describe('replay store for single-use jti, shared through Redis', () => {
     assert.equal(await store.claim('jti-a', expires), false);
     // Another user's ACL does not reach the STS's keys either: orders may not SET there.
     const orders = createRedisReplayStore({
+      Redis,
       commandTimeoutMs: 250,
       url: redis.url,
       credentials: {

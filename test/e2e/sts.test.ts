@@ -180,9 +180,10 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     assert.equal(response.body.error, 'invalid_request');
   });
 
-  it('writes JSON logs without any token in them', () => {
+  it('writes JSON logs without any token in them', async () => {
+    // The log writer batches lines (up to 16 KiB or 200 ms, src/telemetry/logger.ts): wait for them, never assume them written.
+    await waitFor(async () => (sts.stdout() + sts.stderr()).includes('"msg":"token issued"'), { timeoutMs: 5_000, what: 'the token issued lines' });
     const output = sts.stdout() + sts.stderr();
-    assert.match(output, /"msg":"token issued"/);
     assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{10,}\./);
     for (const secret of Object.values(SECRETS)) assert.ok(!output.includes(secret));
   });

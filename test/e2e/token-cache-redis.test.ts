@@ -70,6 +70,7 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
       logger: logs.logger,
       onRedisEvent: (event: RedisTierEvent) => events.push(event),
       redis: {
+        Redis,
         url: redis.url,
         service,
         credentials: { username: setup.username ?? files.username, passwordFile: setup.passwordFile ?? files.passwordFile },

@@ -208,3 +208,31 @@ describe('the real writers write what the parser reads', () => {
     ]);
   });
 });
+
+describe('audit lines with hostile strings (#28)', () => {
+  // Request-controlled text reaches the line (path, method); each of these must leave one valid JSON line.
+  const HOSTILE = ['a"b', 'back\\slash', 'new\nline', 'carriage\rreturn', 'tab\t', 'nul\u0000', 'bell\u0007', 'ls\u2028ps\u2029', 'lone\ud800high', 'lone\udc00low', 'é ☃ 𝄞', '</script>'];
+
+  for (const hostile of HOSTILE) {
+    it(`writes ${JSON.stringify(hostile)} as one line of valid JSON that reads back unchanged`, () => {
+      const { logger, lines } = bufferLogger('payments');
+      writeAuditEvent(logger, { event: 'decision', component: 'sidecar', direction: 'inbound', chain: [hostile], target: 'payments', method: hostile, path: `/${hostile}`, rule: 'r', decision: 'allow' });
+      const written = lines();
+      assert.equal(written.length, 1, 'one line, whatever the string holds');
+      const record = JSON.parse(written[0] as string) as Record<string, unknown>;
+      assert.equal(record.path, `/${hostile}`);
+      assert.equal(record.method, hostile);
+      assert.deepEqual(record.chain, [hostile]);
+      const parsed = parseAuditLine(written[0] as string);
+      assert.equal(parsed?.audit.event === 'decision' ? parsed.audit.path : undefined, `/${hostile}`);
+    });
+  }
+
+  it('escapes line terminators and lone surrogates, so no reader splits or rejects the line', () => {
+    const { logger, lines } = bufferLogger('payments');
+    writeAuditEvent(logger, { event: 'decision', component: 'sidecar', direction: 'inbound', chain: [], target: 'payments', path: '/\n\r\ud800', rule: 'r', decision: 'allow' });
+    const line = lines()[0] as string;
+    assert.doesNotMatch(line, /[\n\r]/);
+    assert.ok(line.isWellFormed(), 'no lone surrogate in the text written');
+  });
+});

@@ -12,7 +12,7 @@
  */
 import { hash } from 'node:crypto';
 import { createExpiringLru } from '../../core/expiring-lru.ts';
-import { createDegradingRedis, type RedisCredentials, type RedisFault } from '../../redis/client.ts';
+import { createDegradingRedis, type RedisClass, type RedisCredentials, type RedisFault } from '../../redis/client.ts';
 import { sidecarKeyPrefix } from '../../redis/config.ts';
 import type { Logger } from 'pino';
 import { open, seal, type SealKeys } from './token-seal.ts';
@@ -34,6 +34,8 @@ export interface TokenCache {
 }
 
 export interface RedisTierOptions {
+  /** ioredis's client class (src/redis/client.ts `loadRedis`), loaded only when Redis is configured. */
+  readonly Redis: RedisClass;
   readonly url: string;
   /** Whose entries these are: the key prefix and the sealed values' associated data. */
   readonly service: string;
@@ -89,6 +91,7 @@ function createRedisTier(options: RedisTierOptions, logger: Logger, report: (eve
   // `baton:<service>:`, the prefix the service's ACL user is limited to.
   const prefix = sidecarKeyPrefix(options.service);
   const redis = createDegradingRedis({
+    Redis: options.Redis,
     url: options.url,
     credentials: options.credentials,
     commandTimeoutMs: options.commandTimeoutMs,
