@@ -56,6 +56,26 @@ const NGINX_PAIR = 'nginx grpc_pass pair';
 const BATON_PAIR = 'baton pair';
 const FETCH = 'fetch, CONNECT tunnel (undici ProxyAgent)';
 const NODE_HTTP = 'node:http, absolute-form';
+/**
+ * Every mesh process's environment: log level warn, the image's. With BENCH_PROFILE=<dir>, each also writes a V8
+ * CPU profile there when it exits (`--cpu-prof`); the sidecars' pids are printed to tell their files apart.
+ */
+const PROFILE_DIR = process.env.BENCH_PROFILE;
+const MESH_ENV: Readonly<Record<string, string>> = {
+  BATON_LOG_LEVEL: 'warn',
+  ...IMAGE_ENV,
+  ...(PROFILE_DIR === undefined
+    ? {}
+    : { NODE_OPTIONS: `${IMAGE_ENV.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim() }),
+};
+
+function announceProfiled(half: string, mesh: Mesh): void {
+  if (PROFILE_DIR === undefined) return;
+  const pid = (name: string): number | undefined => mesh.process(name).child.pid;
+  console.error(
+    `bench: ${half}: CPU profiles in ${PROFILE_DIR}; orders-sidecar (outbound) pid ${pid('orders-sidecar')}, payments-sidecar (inbound) pid ${pid('payments-sidecar')}`,
+  );
+}
 
 interface Proxy {
   readonly name: string;
@@ -191,11 +211,12 @@ async function runGrpc(options: {
     proxies.push(outer);
     mesh = await startMesh({
       policyFile: BENCH_POLICY,
-      env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+      env: MESH_ENV,
       entry: options.baton,
       transport: 'plaintext',
       apps: { payments: echo.port },
     });
+    announceProfiled('gRPC', mesh);
     const variants: GrpcVariant[] = [
       { name: 'direct', target: `127.0.0.1:${echo.port}`, caller: '', proxies: [] },
       {
@@ -258,10 +279,11 @@ async function runFetch(options: {
 }): Promise<{ variants: FetchVariant[]; results: Map<string, FetchMeasurement[]> }> {
   const mesh = await startMesh({
     policyFile: BENCH_POLICY,
-    env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+    env: MESH_ENV,
     entry: options.baton,
     transport: 'plaintext',
   });
+  announceProfiled('fetch', mesh);
   const outbound = mesh.services.orders.outbound;
   const tunnel = new ProxyAgent(`http://127.0.0.1:${outbound}`);
   const agent = new HttpAgent({ keepAlive: true, maxSockets: CONCURRENCY });
