@@ -10,7 +10,10 @@
  *   (c) through baton's pair: orders' outbound port with `payments` as the
  *       `:authority` → payments' inbound → the server, HTTP/2 on every hop
  *       (plaintext mesh, as scenario 1), a service-identity call the bench
- *       policy allows (`grpc: ["bench.v1.Echo/Call"]`), warm caches.
+ *       policy allows (`grpc: ["bench.v1.Echo/Call"]`), warm caches,
+ *   (d) the floor: two bare node:http2 proxies (./lib/bare-h2-proxy.ts), one
+ *       multiplexed session upstream each, no baton work: what the runtime
+ *       costs a Node.js gRPC proxy pair before it does anything useful.
  * Load is h2load (./lib/h2load.ts): calls/s at saturation, p50/p99 at a fixed
  * 1,000 calls/s, CPU seconds per 1,000 calls and RSS of every proxy process.
  * h2load cannot read grpc-status, so each path is checked apart: one grpc-js
@@ -35,7 +38,7 @@ import { join } from 'node:path';
 import { ProxyAgent } from 'undici';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { BENCH_POLICY } from './hop.bench.ts';
+import { BENCH_POLICY, type BarePair, startBarePair } from './hop.bench.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runClosedLoop } from './lib/closed-loop.ts';
 import { callEcho, ECHO_PATH, type GrpcEcho, grpcFrame, startGrpcEcho } from './lib/grpc-echo.ts';
@@ -54,6 +57,7 @@ const STREAMS = 8;
 const CONCURRENCY = 32;
 const NGINX_PAIR = 'nginx grpc_pass pair';
 const BATON_PAIR = 'baton pair';
+const BARE_PAIR = 'floor: bare node:http2 proxy pair';
 const FETCH = 'fetch, CONNECT tunnel (undici ProxyAgent)';
 const NODE_HTTP = 'node:http, absolute-form';
 /**
@@ -195,6 +199,7 @@ async function runGrpc(options: {
   h2load: string;
   nginx: string;
   baton: string;
+  bareH2Proxy: string;
 }): Promise<{
   variants: GrpcVariant[];
   results: Map<string, GrpcMeasurement[]>;
@@ -204,6 +209,7 @@ async function runGrpc(options: {
   const echo = await startGrpcEcho();
   const proxies: NginxProxy[] = [];
   let mesh: Mesh | undefined;
+  let bare: BarePair | undefined;
   try {
     const inner = startNginxGrpcProxy(options.nginx, await freePort(), echo.port);
     proxies.push(inner);
@@ -217,6 +223,8 @@ async function runGrpc(options: {
       apps: { payments: echo.port },
     });
     announceProfiled('gRPC', mesh);
+    // The floor: what a Node.js gRPC proxy pair costs doing nothing but forward (./lib/bare-h2-proxy.ts).
+    bare = await startBarePair(options.bareH2Proxy, echo.port, BARE_PAIR);
     const variants: GrpcVariant[] = [
       { name: 'direct', target: `127.0.0.1:${echo.port}`, caller: '', proxies: [] },
       {
@@ -234,6 +242,12 @@ async function runGrpc(options: {
         authority: 'payments',
         caller: 'orders',
         proxies: sidecars(mesh),
+      },
+      {
+        name: BARE_PAIR,
+        target: new URL(bare.variant.url).host,
+        caller: '',
+        proxies: bare.variant.proxies,
       },
     ];
     console.error(`bench: the nginx grpc_pass pair runs with\n${outer.config}\nin front of\n${inner.config}`);
@@ -266,6 +280,7 @@ async function runGrpc(options: {
     return { variants, results, nginxConfig: [outer.config, inner.config], h2loadCommand };
   } finally {
     for (const proxy of proxies) proxy.stop();
+    await bare?.stop();
     await mesh?.stop();
     echo.close();
   }
@@ -350,7 +365,14 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const nginx = ensureNginx();
   const h2load = ensureH2load();
   const bundle = await benchBundle();
-  const grpc = await runGrpc({ rounds, durationSec, h2load, nginx, baton: bundle.baton });
+  const grpc = await runGrpc({
+    rounds,
+    durationSec,
+    h2load,
+    nginx,
+    baton: bundle.baton,
+    bareH2Proxy: bundle.bareH2Proxy,
+  });
   const fetched = await runFetch({ rounds, durationSec, baton: bundle.baton });
   return report(grpc, fetched, { rounds, durationSec });
 }
