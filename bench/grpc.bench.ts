@@ -10,7 +10,10 @@
  *   (c) through baton's pair: orders' outbound port with `payments` as the
  *       `:authority` → payments' inbound → the server, HTTP/2 on every hop
  *       (plaintext mesh, as scenario 1), a service-identity call the bench
- *       policy allows (`grpc: ["bench.v1.Echo/Call"]`), warm caches.
+ *       policy allows (`grpc: ["bench.v1.Echo/Call"]`), warm caches,
+ *   (d) the floor: two bare node:http2 proxies (./lib/bare-h2-proxy.ts), one
+ *       multiplexed session upstream each, no baton work: what the runtime
+ *       costs a Node.js gRPC proxy pair before it does anything useful.
  * Load is h2load (./lib/h2load.ts): calls/s at saturation, p50/p99 at a fixed
  * 1,000 calls/s, CPU seconds per 1,000 calls and RSS of every proxy process.
  * h2load cannot read grpc-status, so each path is checked apart: one grpc-js
@@ -35,7 +38,7 @@ import { join } from 'node:path';
 import { ProxyAgent } from 'undici';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
-import { BENCH_POLICY } from './hop.bench.ts';
+import { BENCH_POLICY, type BarePair, startBarePair } from './hop.bench.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runClosedLoop } from './lib/closed-loop.ts';
 import { callEcho, ECHO_PATH, type GrpcEcho, grpcFrame, startGrpcEcho } from './lib/grpc-echo.ts';
@@ -54,8 +57,29 @@ const STREAMS = 8;
 const CONCURRENCY = 32;
 const NGINX_PAIR = 'nginx grpc_pass pair';
 const BATON_PAIR = 'baton pair';
+const BARE_PAIR = 'floor: bare node:http2 proxy pair';
 const FETCH = 'fetch, CONNECT tunnel (undici ProxyAgent)';
 const NODE_HTTP = 'node:http, absolute-form';
+/**
+ * Every mesh process's environment: log level warn, the image's. With BENCH_PROFILE=<dir>, each also writes a V8
+ * CPU profile there when it exits (`--cpu-prof`); the sidecars' pids are printed to tell their files apart.
+ */
+const PROFILE_DIR = process.env.BENCH_PROFILE;
+const MESH_ENV: Readonly<Record<string, string>> = {
+  BATON_LOG_LEVEL: 'warn',
+  ...IMAGE_ENV,
+  ...(PROFILE_DIR === undefined
+    ? {}
+    : { NODE_OPTIONS: `${IMAGE_ENV.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim() }),
+};
+
+function announceProfiled(half: string, mesh: Mesh): void {
+  if (PROFILE_DIR === undefined) return;
+  const pid = (name: string): number | undefined => mesh.process(name).child.pid;
+  console.error(
+    `bench: ${half}: CPU profiles in ${PROFILE_DIR}; orders-sidecar (outbound) pid ${pid('orders-sidecar')}, payments-sidecar (inbound) pid ${pid('payments-sidecar')}`,
+  );
+}
 
 interface Proxy {
   readonly name: string;
@@ -175,6 +199,7 @@ async function runGrpc(options: {
   h2load: string;
   nginx: string;
   baton: string;
+  bareH2Proxy: string;
 }): Promise<{
   variants: GrpcVariant[];
   results: Map<string, GrpcMeasurement[]>;
@@ -184,6 +209,7 @@ async function runGrpc(options: {
   const echo = await startGrpcEcho();
   const proxies: NginxProxy[] = [];
   let mesh: Mesh | undefined;
+  let bare: BarePair | undefined;
   try {
     const inner = startNginxGrpcProxy(options.nginx, await freePort(), echo.port);
     proxies.push(inner);
@@ -191,11 +217,14 @@ async function runGrpc(options: {
     proxies.push(outer);
     mesh = await startMesh({
       policyFile: BENCH_POLICY,
-      env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+      env: MESH_ENV,
       entry: options.baton,
       transport: 'plaintext',
       apps: { payments: echo.port },
     });
+    announceProfiled('gRPC', mesh);
+    // The floor: what a Node.js gRPC proxy pair costs doing nothing but forward (./lib/bare-h2-proxy.ts).
+    bare = await startBarePair(options.bareH2Proxy, echo.port, BARE_PAIR);
     const variants: GrpcVariant[] = [
       { name: 'direct', target: `127.0.0.1:${echo.port}`, caller: '', proxies: [] },
       {
@@ -213,6 +242,12 @@ async function runGrpc(options: {
         authority: 'payments',
         caller: 'orders',
         proxies: sidecars(mesh),
+      },
+      {
+        name: BARE_PAIR,
+        target: new URL(bare.variant.url).host,
+        caller: '',
+        proxies: bare.variant.proxies,
       },
     ];
     announceBaselines('grpc', {
@@ -248,6 +283,7 @@ async function runGrpc(options: {
     return { variants, results, nginxConfig: [outer.config, inner.config], h2loadCommand };
   } finally {
     for (const proxy of proxies) proxy.stop();
+    await bare?.stop();
     await mesh?.stop();
     echo.close();
   }
@@ -261,10 +297,11 @@ async function runFetch(options: {
 }): Promise<{ variants: FetchVariant[]; results: Map<string, FetchMeasurement[]> }> {
   const mesh = await startMesh({
     policyFile: BENCH_POLICY,
-    env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+    env: MESH_ENV,
     entry: options.baton,
     transport: 'plaintext',
   });
+  announceProfiled('fetch', mesh);
   const outbound = mesh.services.orders.outbound;
   const tunnel = new ProxyAgent(`http://127.0.0.1:${outbound}`);
   const agent = new HttpAgent({ keepAlive: true, maxSockets: CONCURRENCY });
@@ -331,7 +368,14 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const nginx = ensureNginx();
   const h2load = ensureH2load();
   const bundle = await benchBundle();
-  const grpc = await runGrpc({ rounds, durationSec, h2load, nginx, baton: bundle.baton });
+  const grpc = await runGrpc({
+    rounds,
+    durationSec,
+    h2load,
+    nginx,
+    baton: bundle.baton,
+    bareH2Proxy: bundle.bareH2Proxy,
+  });
   const fetched = await runFetch({ rounds, durationSec, baton: bundle.baton });
   return report(grpc, fetched, { rounds, durationSec });
 }

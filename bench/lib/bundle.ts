@@ -23,6 +23,8 @@ export interface BenchBundle {
   readonly bareProxy: string;
   /** bench/lib/net-proxy.ts as plain JavaScript. */
   readonly netProxy: string;
+  /** bench/lib/bare-h2-proxy.ts as plain JavaScript. */
+  readonly bareH2Proxy: string;
 }
 
 let building: Promise<BenchBundle> | undefined;
@@ -41,6 +43,7 @@ async function build(): Promise<BenchBundle> {
     baton: join(PROJECT_ROOT, 'bin/baton.js'),
     'bare-proxy': fileURLToPath(new URL('./bare-proxy.ts', import.meta.url)),
     'net-proxy': fileURLToPath(new URL('./net-proxy.ts', import.meta.url)),
+    'bare-h2-proxy': fileURLToPath(new URL('./bare-h2-proxy.ts', import.meta.url)),
   });
-  return { baton: join(outdir, 'baton.mjs'), bareProxy: join(outdir, 'bare-proxy.mjs'), netProxy: join(outdir, 'net-proxy.mjs') };
+  return { baton: join(outdir, 'baton.mjs'), bareProxy: join(outdir, 'bare-proxy.mjs'), netProxy: join(outdir, 'net-proxy.mjs'), bareH2Proxy: join(outdir, 'bare-h2-proxy.mjs') };
 }

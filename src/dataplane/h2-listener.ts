@@ -70,18 +70,33 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
   const sessions = new Set<Http2Session>();
   // The socket and tunnel of the session being created: node makes it synchronously inside the 'connection' emit.
   let accepting: { socket: Socket; tunnel: string | undefined } | undefined;
-  const origins = new WeakMap<Http2Session, { socket: Socket; tunnel: string | undefined }>();
-  const open = new WeakMap<Http2Session, number>();
+  /** Per session: where it came from, and its streams handed to the handler and not yet closed. */
+  const origins = new WeakMap<Http2Session, { readonly socket: Socket; readonly tunnel: string | undefined; open: number }>();
   let draining = false;
+  // Streams waiting for the end of the read that brought them (see the rapid-reset note below), started together.
+  let pending: H2Stream[] = [];
+  const startPending = (): void => {
+    const started = pending;
+    pending = [];
+    for (const stream of started) {
+      if (stream.closed) continue;
+      try {
+        handler(stream);
+      } catch {
+        stream.destroy();
+      }
+    }
+  };
 
   server.on('session', (session: Http2Session) => {
-    if (accepting !== undefined) origins.set(session, accepting);
+    const origin = accepting === undefined ? undefined : { ...accepting, open: 0 };
+    if (origin !== undefined) origins.set(session, origin);
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => {});
     session.setTimeout(limits.idleTimeoutMs, () => {
       // Silent for the idle timeout: with nothing in flight it goes; a stream in flight has its own deadlines.
-      if ((open.get(session) ?? 0) === 0) session.close();
+      if ((origin?.open ?? 0) === 0) session.close();
     });
     if (draining) session.close();
   });
@@ -104,20 +119,13 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
       refuse(raw, 431, 'head-too-large', `a header list over ${limits.maxHeaderListSize} bytes`);
       return;
     }
-    const session = raw.session as Http2Session;
-    open.set(session, (open.get(session) ?? 0) + 1);
-    raw.once('close', () => open.set(session, (open.get(session) ?? 1) - 1));
     const stream = new H2Stream(raw, headers, (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0, rawHeaders, origin.socket, origin.tunnel);
+    origin.open++;
+    stream.onClose(() => origin.open--);
     // Rapid reset (CVE-2023-44487): nghttp2 hands over every stream of a read before it acts on the RST_STREAMs in
     // it (and before the reset-rate limit ends the session), so streams start after the read: a reset one never does.
-    setImmediate(() => {
-      if (stream.closed) return;
-      try {
-        handler(stream);
-      } catch {
-        stream.destroy();
-      }
-    });
+    // One immediate for all the streams waiting, not one each.
+    if (pending.push(stream) === 1) setImmediate(startPending);
   });
 
   /** Answers a stream refused before any handler (a problem document, as the HTTP/1.1 side answers). */

@@ -53,6 +53,8 @@ export class H2Stream implements RequestStream {
   /** HTTP/2 has no connection to keep or close per request. */
   shouldKeepAlive = true;
   #finished = false;
+  /** Who waits for the stream to close: one 'close' listener on the node stream calls them all. */
+  #onClose: (() => void)[] = [];
 
   constructor(raw: ServerHttp2Stream, headers: IncomingHttpHeaders, endStream: boolean, rawHeaders: readonly string[], socket: Socket, tunnel: string | undefined) {
     this.raw = raw;
@@ -62,12 +64,19 @@ export class H2Stream implements RequestStream {
     for (let i = 0; i + 1 < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).charCodeAt(0) !== 0x3a) plain.push(rawHeaders[i] as string, rawHeaders[i + 1] as string);
     this.rawHeaders = plain;
     this.head = { rawHeaders: plain, connection: NO_OPTIONS };
-    this.headers = { ...headers, host: headers[':authority'] as string };
+    // node made this object for this stream alone: `host` is set on it rather than on a copy (headProblem has held
+    // a host field the caller sent to equal :authority).
+    headers.host = headers[':authority'] as string;
+    this.headers = headers;
     this.socket = socket;
     this.grpc = typeof headers['content-type'] === 'string' && headers['content-type'].startsWith('application/grpc');
     this.hasBody = !endStream;
     this.tunnel = tunnel;
-    raw.on('error', () => {});
+    raw.once('close', () => {
+      const listeners = this.#onClose;
+      this.#onClose = [];
+      for (const listener of listeners) listener();
+    });
   }
 
   get headersSent(): boolean {
@@ -88,7 +97,7 @@ export class H2Stream implements RequestStream {
 
   onClose(listener: () => void): void {
     if (this.closed) listener();
-    else this.raw.once('close', listener);
+    else this.#onClose.push(listener);
   }
 
   /** The answer started: the forwarder sets this when it passes the upstream's head on. */

@@ -29,7 +29,7 @@ test(
     const written = JSON.parse(readFileSync(join(dir, 'grpc.json'), 'utf8')) as Written;
     assert.deepEqual(
       written.rows.map((row) => row.path),
-      ['direct', 'nginx grpc_pass pair', 'baton pair'],
+      ['direct', 'nginx grpc_pass pair', 'baton pair', 'floor: bare node:http2 proxy pair'],
     );
     for (const row of written.rows) {
       assert.ok(

@@ -180,6 +180,8 @@ const COMMANDS: Readonly<Record<string, Readonly<Record<string, Coverage>>>> = {
     'BENCH_QUICK=1 node_modules/.bin/node bench/mtls.bench.ts': BENCH,
     'node_modules/.bin/node bench/grpc.bench.ts': BENCH,
     'BENCH_QUICK=1 node_modules/.bin/node bench/grpc.bench.ts': { how: 'elsewhere', test: 'test/bench/grpc.test.ts (the same command, into a temporary results folder)' },
+    'BENCH_PROFILE=/tmp/prof node_modules/.bin/node bench/grpc.bench.ts': BENCH,
+    'node_modules/.bin/node bench/lib/cpuprofile-summary.ts /tmp/prof/CPU.<date>.<time>.<sidecar pid>.0.001.cpuprofile': { how: 'elsewhere', test: 'test/bench/cpuprofile-summary.test.ts (the summariser on a profile of known shares)' },
   },
   'docs/policy-server.md': {
     'baton policy-server keygen --out ./keys': { how: 'run' },

@@ -51,6 +51,8 @@ describe('HTTP/2 through the sidecar', () => {
     app = createServer();
     app.on('stream', (stream, headers) => {
       seen.push(headers);
+      // The app resets the stream before reading any of the body.
+      if (headers['x-test-reset'] !== undefined) return void stream.close(0x8);
       let body = '';
       stream.setEncoding('utf8');
       stream.on('data', (chunk: string) => (body += chunk));
@@ -110,6 +112,32 @@ describe('HTTP/2 through the sidecar', () => {
     const denied = await h2Request(orders.ports.inbound, { ':method': 'POST', ':path': '/orders', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${token}` }, '');
     assert.equal(denied.headers['grpc-status'], '7');
     assert.match(String(denied.headers['grpc-message']), /^BATON_POLICY_DENIED: /);
+  });
+
+  it('reads and drops the rest of a body the app reset mid-upload, so the caller\'s session keeps carrying its other streams', async () => {
+    const token = sts.meshToken('orders', ['gateway'], { sub: 'alice' });
+    const session = connect(`http://127.0.0.1:${orders.ports.inbound}`);
+    session.on('error', () => {});
+    const send = (body: string | Buffer, reset = false): Promise<{ status: number; text: string }> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ':method': 'POST', ':path': '/orders', authorization: `Bearer ${token}`, ...(reset ? { 'x-test-reset': '1' } : {}) });
+        let status = 0;
+        let text = '';
+        stream.on('response', (h) => (status = Number(h[':status'])));
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk: string) => (text += chunk));
+        stream.on('error', reject);
+        stream.on('end', () => resolve({ status, text }));
+        stream.end(body);
+      });
+    try {
+      // More than the default 64 KiB windows, stream and session: had the rest been left unread, the session would stall.
+      const refused = await send(Buffer.alloc(300_000, 'x'), true);
+      assert.equal(refused.status, 502);
+      for (let i = 0; i < 3; i++) assert.deepEqual(await send('hello'), { status: 200, text: 'you sent 5 bytes to /orders' });
+    } finally {
+      session.close();
+    }
   });
 
   it('holds a gRPC call to its grpc-timeout: the sidecar itself answers DEADLINE_EXCEEDED when the app is slower', async () => {
