@@ -31,6 +31,7 @@ import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
+import { addedP99Check } from './lib/added-latency.ts';
 import { runConstantRate } from './lib/constant-rate.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureHaproxy, type HaproxyProxy, startHaproxyProxy } from './lib/haproxy.ts';
@@ -285,8 +286,6 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
     };
   });
   const throughput = ratio(baton.rps, nginxPair.rps);
-  const addedP99 = baton.p99Ms - direct.p99Ms;
-  const nginxAddedP99 = nginxPair.p99Ms - direct.p99Ms;
   const maxCpu = Math.max(...baton.cpuFixed);
   const maxRss = Math.max(...baton.rss) / 2 ** 20;
   const maxAnon = Math.max(...baton.rssAnon) / 2 ** 20;
@@ -301,7 +300,8 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
       measured: `${settings.auditLines.outbound} outbound and ${settings.auditLines.inbound} inbound lines, ${settings.auditLines.retries} retried`,
       met: settings.auditLines.outbound > 0 && settings.auditLines.outbound + settings.auditLines.retries === settings.auditLines.inbound,
     },
-    { target: 'added p99 at 1,000 req/s ≤ 1.5× the nginx pair’s added p99', measured: `${addedP99.toFixed(3)} ms against ${nginxAddedP99.toFixed(3)} ms`, met: addedP99 <= 1.5 * Math.max(nginxAddedP99, 0) },
+    // #28: not measured, never met, when the generator fell behind or the direct path's tail dwarfs the hop (./lib/added-latency.ts).
+    addedP99Check({ target: 'added p99 at 1,000 req/s ≤ 1.5× the nginx pair’s added p99', direct, candidate: { ...baton, name: 'baton pair' }, baseline: { ...nginxPair, name: NGINX_PAIR }, factor: 1.5 }),
     { target: 'each sidecar ≤ 0.12 CPU-s per 1,000 requests at 1,000 req/s, evenly spaced', measured: `${maxCpu.toFixed(3)} s (worst sidecar)`, met: maxCpu <= 0.12 },
     { target: 'each sidecar ≤ 80 MB RSS at 1,000 req/s', measured: `${maxRss.toFixed(1)} MB (largest sidecar; ${maxAnon.toFixed(1)} MB of it anonymous)`, met: maxRss <= 80 },
     crossCheckRatio(crossCheck, { numerator: AUDITED, denominator: NGINX_PAIR, autocannonRatio: audited.rps / nginxPair.rps, tolerance: CROSS_CHECK_TOLERANCE }),

@@ -31,6 +31,7 @@ import { Agent, request } from 'undici';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
+import { addedP99Check } from './lib/added-latency.ts';
 import { runLoad } from './lib/load.ts';
 import { ensureNginx, type NginxIdentity, type NginxProxy, startNginxProxy, startNginxTlsInner, startNginxTlsOuter } from './lib/nginx.ts';
 import { sampleProcesses } from './lib/proc-stats.ts';
@@ -281,19 +282,14 @@ function report(
 
   const batonCpuRatio = ratio(sum(batonMtls.cpuFixed), sum(batonPlain.cpuFixed));
   const nginxCpuRatio = ratio(sum(nginxMtls.cpuFixed), sum(nginxPlain.cpuFixed));
-  const batonAddedP99 = batonMtls.p99Ms - direct.p99Ms;
-  const nginxAddedP99 = nginxMtls.p99Ms - direct.p99Ms;
   const checks: Check[] = [
     {
       target: 'mTLS multiplies the baton pair’s CPU per 1,000 requests (both sidecars, 1,000 req/s) by no more than it multiplies the nginx pair’s',
       measured: `baton ×${batonCpuRatio} (${sum(batonPlain.cpuFixed).toFixed(3)} → ${sum(batonMtls.cpuFixed).toFixed(3)} s), nginx ×${nginxCpuRatio} (${sum(nginxPlain.cpuFixed).toFixed(3)} → ${sum(nginxMtls.cpuFixed).toFixed(3)} s)`,
       met: batonCpuRatio <= nginxCpuRatio,
     },
-    {
-      target: 'baton mTLS pair’s added p99 over direct at 1,000 req/s ≤ 1.5× the nginx mTLS pair’s',
-      measured: `${batonAddedP99.toFixed(3)} ms against ${nginxAddedP99.toFixed(3)} ms`,
-      met: batonAddedP99 <= 1.5 * Math.max(nginxAddedP99, 0),
-    },
+    // #28: not measured, never met, when the generator fell behind or the direct path's tail dwarfs the hop (./lib/added-latency.ts).
+    addedP99Check({ target: 'baton mTLS pair’s added p99 over direct at 1,000 req/s ≤ 1.5× the nginx mTLS pair’s', direct, candidate: { ...batonMtls, name: BATON_MTLS }, baseline: { ...nginxMtls, name: NGINX_MTLS }, factor: 1.5 }),
     {
       target: 'full mTLS handshakes/s under churn at payments’ inbound sidecar (informational: met when every handshake completed; compare with the inner nginx)',
       measured: `${Math.round(batonHs.perSecond)}/s, ${batonHs.cpuPerThousand.toFixed(3)} CPU-s per 1,000 (${batonHs.errors} failed)`,

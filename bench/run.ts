@@ -44,7 +44,7 @@ for (const scenario of SCENARIOS) {
 }
 const minutes = (performance.now() - started) / 60_000;
 const m = machine();
-const checks = results.flatMap((r) => r.checks.map((c) => ({ scenario: r.name, target: c.target, measured: c.measured, met: c.met ? 'yes' : '**no**' })));
+const checks = results.flatMap((r) => r.checks.map((c) => ({ scenario: r.name, target: c.target, measured: c.measured, met: c.met ? 'yes' : c.notMeasured === true ? '**not measured**' : '**no**' })));
 const summary = [
   '# baton benchmark summary',
   '',

@@ -11,6 +11,8 @@ export interface Check {
   readonly target: string;
   readonly measured: string;
   readonly met: boolean;
+  /** The run could not measure it (e.g. the load generator fell behind): reported as not measured, never met. */
+  readonly notMeasured?: boolean;
 }
 
 export interface ScenarioResult {

@@ -3,11 +3,13 @@ import { once } from 'node:events';
 import { connect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
+import type { ServiceMap } from '../../src/identity/service-map.ts';
+import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { parseSvid } from '../../src/identity/svid.ts';
 import { clientTlsOptions, serverTlsOptions } from '../../src/identity/tls.ts';
 import { readSvidFiles } from '../../src/identity/workload-identity.ts';
 import { checkTokenBinding, type Listener, type Peer, peerOf } from '../../src/sidecar/token-binding.ts';
-import { MeshTokenOnPlaintextError, PeerNotWorkloadError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from '../../src/sidecar/errors.ts';
+import { MeshTokenOnPlaintextError, PeerNotWorkloadError, PeerUnmappedError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from '../../src/sidecar/errors.ts';
 import { makeTestIdentities, type TestIdentities } from '../helpers/identities.ts';
 
 const THUMB_A = 'A'.repeat(43);
@@ -89,15 +91,33 @@ describe('the TLS peer of an inbound request (peerOf), over real mTLS', () => {
   let server: ReturnType<typeof createTlsServer>;
   let port: number;
   const outcomes: string[] = [];
+  /**
+   * Per connection: whether a second request on it got the first one's
+   * answer, and how often a request with another map consulted that map, on
+   * its first and its second request.
+   */
+  const repeats: Array<{ same: boolean; otherMapLookups: [number, number] }> = [];
   before(async () => {
     ids = await makeTestIdentities(['orders', 'gateway']);
     // The inbound port's settings, client certificate required: the sidecar's own SVID and the bundle.
     server = createTlsServer(serverTlsOptions(parseSvid(readSvidFiles(ids.files('orders')), Date.now()), 'required'), (socket: TLSSocket) => {
-      try {
-        outcomes.push(peerOf(socket, ids.map)?.service ?? 'none');
-      } catch (error) {
-        outcomes.push((error as { code: string }).code);
-      }
+      const ask = (map: ServiceMap): string => {
+        try {
+          return peerOf(socket, map)?.service ?? 'none';
+        } catch (error) {
+          return (error as { code: string }).code;
+        }
+      };
+      const first = ask(ids.map);
+      outcomes.push(first);
+      // A second request on the same keep-alive connection.
+      let lookups = 0;
+      const counting: ServiceMap = { ...ids.map, serviceOf: (id) => (lookups++, ids.map.serviceOf(id)) };
+      const again = ask(ids.map);
+      ask(counting);
+      const firstLookups = lookups;
+      ask(counting);
+      repeats.push({ same: again === first, otherMapLookups: [firstLookups, lookups - firstLookups] });
       socket.end();
     });
     server.on('tlsClientError', () => {});
@@ -122,6 +142,20 @@ describe('the TLS peer of an inbound request (peerOf), over real mTLS', () => {
   it('maps a workload certificate to its service', async () => {
     const gateway = readSvidFiles(ids.files('gateway'));
     assert.equal(await dial(gateway.cert, gateway.key), 'gateway');
+  });
+
+  it('maps a connection once: a later request on it gets the same peer without the SPIFFE ID parsed again (#28)', async () => {
+    const gateway = readSvidFiles(ids.files('gateway'));
+    assert.equal(await dial(gateway.cert, gateway.key), 'gateway');
+    // Another map is consulted afresh once, then its answer is kept too.
+    assert.deepEqual(repeats.at(-1), { same: true, otherMapLookups: [1, 0] });
+  });
+
+  it('refuses a certificate from the bundle whose SPIFFE ID maps to no service, on every request of its connection', async () => {
+    const stranger = await ids.issue(parseSpiffeId('spiffe://baton.test/not/a/service/path').id);
+    assert.equal(await dial(stranger.certPem, stranger.keyPem), PeerUnmappedError.code);
+    // A refusal is not cached: each request asks the map again.
+    assert.deepEqual(repeats.at(-1), { same: true, otherMapLookups: [1, 1] });
   });
 
   it('refuses a CA certificate from the bundle that carries a workload\'s SPIFFE ID: a signing certificate is no workload (X509-SVID §4.1)', async () => {
