@@ -5,16 +5,54 @@ import tseslint from 'typescript-eslint';
 // and their guards), which validate; a cast would skip the check (#17).
 const BRANDED = '/^(ServiceName|RuleId|SpiffeId)$/';
 const BRAND_CASTS = [
-  { selector: `TSAsExpression TSTypeReference[typeName.name=${BRANDED}]`, message: 'Mint a branded id with its constructor (serviceName, ruleId, spiffeId) or narrow it with its guard; do not cast.' },
-  { selector: `TSTypeAssertion TSTypeReference[typeName.name=${BRANDED}]`, message: 'Mint a branded id with its constructor (serviceName, ruleId, spiffeId) or narrow it with its guard; do not cast.' },
+  {
+    selector: `TSAsExpression TSTypeReference[typeName.name=${BRANDED}]`,
+    message:
+      'Mint a branded id with its constructor (serviceName, ruleId, spiffeId) or narrow it with its guard; do not cast.',
+  },
+  {
+    selector: `TSTypeAssertion TSTypeReference[typeName.name=${BRANDED}]`,
+    message:
+      'Mint a branded id with its constructor (serviceName, ruleId, spiffeId) or narrow it with its guard; do not cast.',
+  },
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'bench/results/', 'coverage/', 'test/fixtures/', 'dist/', 'bench/.build/', '.baton-dev/'] },
+  {
+    ignores: [
+      'node_modules/',
+      'bench/results/',
+      'coverage/',
+      'test/fixtures/',
+      'dist/',
+      'bench/.build/',
+      '.baton-dev/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', structuredClone: 'readonly', performance: 'readonly', setImmediate: 'readonly', fetch: 'readonly', queueMicrotask: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        URL: 'readonly',
+        AbortController: 'readonly',
+        AbortSignal: 'readonly',
+        TextEncoder: 'readonly',
+        TextDecoder: 'readonly',
+        structuredClone: 'readonly',
+        performance: 'readonly',
+        setImmediate: 'readonly',
+        fetch: 'readonly',
+        queueMicrotask: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
@@ -31,7 +69,18 @@ export default tseslint.config(
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       // node:test's describe/it/test return promises that the runner itself awaits.
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'] }] }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            {
+              from: 'package',
+              package: 'node:test',
+              name: ['describe', 'it', 'test', 'suite', 'before', 'after', 'beforeEach', 'afterEach'],
+            },
+          ],
+        },
+      ],
       '@typescript-eslint/no-misused-promises': 'error',
     },
   },
@@ -47,9 +96,18 @@ export default tseslint.config(
     rules: {
       'no-restricted-syntax': [
         'error',
-        { selector: 'ExportAllDeclaration', message: 'No re-exports in src/: import the symbol from the module that declares it.' },
-        { selector: 'ExportNamedDeclaration[source]', message: 'No re-exports in src/: import the symbol from the module that declares it.' },
-        { selector: 'ExportNamedDeclaration[declaration=null][source=null]', message: "No export lists in src/: write 'export' on the declaration, so each symbol has one home." },
+        {
+          selector: 'ExportAllDeclaration',
+          message: 'No re-exports in src/: import the symbol from the module that declares it.',
+        },
+        {
+          selector: 'ExportNamedDeclaration[source]',
+          message: 'No re-exports in src/: import the symbol from the module that declares it.',
+        },
+        {
+          selector: 'ExportNamedDeclaration[declaration=null][source=null]',
+          message: "No export lists in src/: write 'export' on the declaration, so each symbol has one home.",
+        },
         ...BRAND_CASTS,
       ],
     },

@@ -24,15 +24,36 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const durationSec = options.quick ? 1 : 5;
   // Every client authenticates by an scrypt hash, as production configs should.
   const sts = await startBenchSts({
-    clients: async (clients) => Promise.all(clients.map(async ({ secret, ...client }) => (typeof secret === 'string' ? { ...client, secretHash: await hashSecret(secret) } : client))),
+    clients: async (clients) =>
+      Promise.all(
+        clients.map(async ({ secret, ...client }) =>
+          typeof secret === 'string' ? { ...client, secretHash: await hashSecret(secret) } : client,
+        ),
+      ),
   });
   try {
-    const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: await sts.userToken(), subject_token_type: TokenType.accessToken, audience: 'orders' }).toString();
-    const honest = { url: `${sts.url}/token`, method: 'POST' as const, headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('gateway', SECRETS.gateway) }, body };
+    const body = new URLSearchParams({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: await sts.userToken(),
+      subject_token_type: TokenType.accessToken,
+      audience: 'orders',
+    }).toString();
+    const honest = {
+      url: `${sts.url}/token`,
+      method: 'POST' as const,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: basic('gateway', SECRETS.gateway),
+      },
+      body,
+    };
     const flood = {
       url: `${sts.url}/token`,
       method: 'POST' as const,
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('orders', 'a-wrong-secret-0123456789') },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: basic('orders', 'a-wrong-secret-0123456789'),
+      },
       body: new URLSearchParams({ grant_type: 'client_credentials', audience: 'payments' }).toString(),
     };
     const check = await fetch(honest.url, { method: 'POST', headers: honest.headers, body });
@@ -46,14 +67,40 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     ]);
     const slowdown = ratio(during.p99Ms, Math.max(1, quiet.p99Ms));
     const rows = [
-      { scenario: `honest exchange, ${HONEST_RATE}/s, no flood`, opsPerSecond: Math.round(quiet.rps), p50Ms: quiet.p50Ms, p99Ms: quiet.p99Ms, errors: quiet.errors + quiet.non2xx },
-      { scenario: `honest exchange, ${HONEST_RATE}/s, during the flood`, opsPerSecond: Math.round(during.rps), p50Ms: during.p50Ms, p99Ms: during.p99Ms, errors: during.errors + during.non2xx },
-      { scenario: `failed-login flood, ${FLOOD_CONNECTIONS} connections (401 or 429)`, opsPerSecond: Math.round(attack.rps), p50Ms: attack.p50Ms, p99Ms: attack.p99Ms, errors: attack.errors },
+      {
+        scenario: `honest exchange, ${HONEST_RATE}/s, no flood`,
+        opsPerSecond: Math.round(quiet.rps),
+        p50Ms: quiet.p50Ms,
+        p99Ms: quiet.p99Ms,
+        errors: quiet.errors + quiet.non2xx,
+      },
+      {
+        scenario: `honest exchange, ${HONEST_RATE}/s, during the flood`,
+        opsPerSecond: Math.round(during.rps),
+        p50Ms: during.p50Ms,
+        p99Ms: during.p99Ms,
+        errors: during.errors + during.non2xx,
+      },
+      {
+        scenario: `failed-login flood, ${FLOOD_CONNECTIONS} connections (401 or 429)`,
+        opsPerSecond: Math.round(attack.rps),
+        p50Ms: attack.p50Ms,
+        p99Ms: attack.p99Ms,
+        errors: attack.errors,
+      },
     ];
     const title = 'STS — honest exchange p99 during a failed-login flood';
     const checks = [
-      { target: 'honest exchange p99 during a failed-login flood ≤ 3 × without (same run)', measured: `${slowdown}×`, met: slowdown <= 3 },
-      { target: "honest exchange p99 during the flood under the sidecars' 2 s STS timeout", measured: `${during.p99Ms} ms`, met: during.p99Ms < 2_000 },
+      {
+        target: 'honest exchange p99 during a failed-login flood ≤ 3 × without (same run)',
+        measured: `${slowdown}×`,
+        met: slowdown <= 3,
+      },
+      {
+        target: "honest exchange p99 during the flood under the sidecars' 2 s STS timeout",
+        measured: `${during.p99Ms} ms`,
+        met: during.p99Ms < 2_000,
+      },
     ];
     const markdown = writeResults('auth-flood', title, rows, {
       durationSec,

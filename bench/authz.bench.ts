@@ -55,7 +55,14 @@ interface AuthzPair {
 }
 
 /** Two nginx instances from examples/nginx/, daemonised like scenario 1's, one worker each: the outer asks `outbound`, the inner asks `inbound`. */
-function startAuthzPair(binary: string, name: string, ports: { outer: number; inner: number; innerOutbound: number; app: number }, orders: AuthzProcess, payments: AuthzProcess, cache: boolean): AuthzPair {
+function startAuthzPair(
+  binary: string,
+  name: string,
+  ports: { outer: number; inner: number; innerOutbound: number; app: number },
+  orders: AuthzProcess,
+  payments: AuthzProcess,
+  cache: boolean,
+): AuthzPair {
   const started: Array<{ dir: string; pid: number }> = [];
   const start = (role: 'outer' | 'inner'): { dir: string; pid: number } => {
     const dir = mkdtempSync(join(tmpdir(), `baton-bench-authz-${role}-`));
@@ -73,8 +80,25 @@ function startAuthzPair(binary: string, name: string, ports: { outer: number; in
       BATON_DECISION_CACHE: cache ? 'baton_decisions' : 'off',
     };
     // The outer nginx serves only the outbound listener (server_name payments → the inner nginx); the inner one the ingress.
-    renderExamples(dir, role === 'inner' ? 'ingress' : 'none', values, role === 'outer' ? [{ ...values, BATON_TARGET: 'payments', BATON_TARGET_ADDRESS: `127.0.0.1:${ports.inner}` }] : [], { plaintextUpstreams: true });
-    const run = spawnSync(binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', `daemon on; pid ${join(dir, 'nginx.pid')};`]);
+    renderExamples(
+      dir,
+      role === 'inner' ? 'ingress' : 'none',
+      values,
+      role === 'outer'
+        ? [{ ...values, BATON_TARGET: 'payments', BATON_TARGET_ADDRESS: `127.0.0.1:${ports.inner}` }]
+        : [],
+      { plaintextUpstreams: true },
+    );
+    const run = spawnSync(binary, [
+      '-p',
+      dir,
+      '-c',
+      join(dir, 'nginx.conf'),
+      '-e',
+      join(dir, 'error.log'),
+      '-g',
+      `daemon on; pid ${join(dir, 'nginx.pid')};`,
+    ]);
     if (run.status !== 0) throw new Error(`nginx (${name}, ${role}) failed to start: ${run.stderr.toString()}`);
     const pid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim());
     const instance = { dir, pid };
@@ -124,10 +148,18 @@ function cacheRoot(): string {
 }
 
 /** gRPC Check latency of an inbound check on loopback: `concurrency` calls in flight for `durationSec`. */
-async function grpcCheckLatency(payments: AuthzProcess, orders: AuthzProcess, durationSec: number, concurrency: number): Promise<{ checks: number; p50Ms: number; p99Ms: number; perSecond: number }> {
+async function grpcCheckLatency(
+  payments: AuthzProcess,
+  orders: AuthzProcess,
+  durationSec: number,
+  concurrency: number,
+): Promise<{ checks: number; p50Ms: number; p99Ms: number; perSecond: number }> {
   // A service token for payments, as orders' authorizer hands it to nginx.
   const agent = new Agent({ connect: { socketPath: socketOf(orders) } });
-  const out = await request(`http://localhost/baton-authz/outbound${PATH}`, { headers: { host: 'payments' }, dispatcher: agent });
+  const out = await request(`http://localhost/baton-authz/outbound${PATH}`, {
+    headers: { host: 'payments' },
+    dispatcher: agent,
+  });
   await out.body.dump();
   await agent.close();
   const authorization = String(out.headers.authorization);
@@ -143,7 +175,8 @@ async function grpcCheckLatency(payments: AuthzProcess, orders: AuthzProcess, du
         while (performance.now() < until) {
           const started = performance.now();
           const response = await client.check(message);
-          if (response.status?.code !== 0) throw new Error(`bench: the gRPC check was refused: ${JSON.stringify(response.status)}`);
+          if (response.status?.code !== 0)
+            throw new Error(`bench: the gRPC check was refused: ${JSON.stringify(response.status)}`);
           latencies.push(performance.now() - started);
         }
       }),
@@ -163,16 +196,43 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const nginxBinary = ensureNginx();
   const bundle = await benchBundle();
   const env = { ...IMAGE_ENV, BATON_LOG_LEVEL: 'warn' };
-  const control = await startMesh({ policyFile: BENCH_POLICY, env, entry: bundle.baton, transport: 'plaintext', dataPlane: 'none' });
+  const control = await startMesh({
+    policyFile: BENCH_POLICY,
+    env,
+    entry: bundle.baton,
+    transport: 'plaintext',
+    dataPlane: 'none',
+  });
   const stops: Array<() => unknown> = [];
   try {
-    const authzOf = (service: 'orders' | 'payments') => startAuthz(control, service, { entry: bundle.baton, env, config: { http: { socket: socketOf({ service }) } } });
+    const authzOf = (service: 'orders' | 'payments') =>
+      startAuthz(control, service, { entry: bundle.baton, env, config: { http: { socket: socketOf({ service }) } } });
     const [orders, payments] = await Promise.all([authzOf('orders'), authzOf('payments')]);
-    stops.push(() => orders.stop(), () => payments.stop());
+    stops.push(
+      () => orders.stop(),
+      () => payments.stop(),
+    );
     const appPort = await freePort();
-    const app: RunningProcess = startProcess(process.execPath, [bundle.baton, 'demo', 'app', '--name', 'payments', '--port', String(appPort), '--outbound', 'http://127.0.0.1:9'], env);
+    const app: RunningProcess = startProcess(
+      process.execPath,
+      [
+        bundle.baton,
+        'demo',
+        'app',
+        '--name',
+        'payments',
+        '--port',
+        String(appPort),
+        '--outbound',
+        'http://127.0.0.1:9',
+      ],
+      env,
+    );
     stops.push(() => app.stop());
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${appPort}${PATH}`)).ok, { timeoutMs: 20_000, what: 'the payments app' });
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${appPort}${PATH}`)).ok, {
+      timeoutMs: 20_000,
+      what: 'the payments app',
+    });
 
     const baseline: NginxProxy[] = [];
     const inner = startNginxProxy(nginxBinary, await freePort(), appPort);
@@ -182,9 +242,23 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     stops.push(() => baseline.forEach((p) => p.stop()));
     const baselines: Baselines = { 'outer nginx (plain pair)': outer.config, 'inner nginx (plain pair)': inner.config };
     announceBaselines('authz', baselines);
-    const uncached = startAuthzPair(nginxBinary, UNCACHED, { outer: await freePort(), inner: await freePort(), innerOutbound: await freePort(), app: appPort }, orders, payments, false);
+    const uncached = startAuthzPair(
+      nginxBinary,
+      UNCACHED,
+      { outer: await freePort(), inner: await freePort(), innerOutbound: await freePort(), app: appPort },
+      orders,
+      payments,
+      false,
+    );
     stops.push(() => uncached.stop());
-    const cached = startAuthzPair(nginxBinary, CACHED, { outer: await freePort(), inner: await freePort(), innerOutbound: await freePort(), app: appPort }, orders, payments, true);
+    const cached = startAuthzPair(
+      nginxBinary,
+      CACHED,
+      { outer: await freePort(), inner: await freePort(), innerOutbound: await freePort(), app: appPort },
+      orders,
+      payments,
+      true,
+    );
     stops.push(() => cached.stop());
 
     const variants: Variant[] = [
@@ -203,11 +277,15 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     ];
     for (const variant of variants) {
       const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0) throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`);
+      if (warm.non2xx > 0 || warm.requests === 0)
+        throw new Error(
+          `bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`,
+        );
     }
     const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
     for (let r = 0; r < rounds; r++) {
-      for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
+      for (const variant of r % 2 === 0 ? variants : [...variants].reverse())
+        (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
     }
     const grpc = await grpcCheckLatency(payments, orders, options.quick ? 1 : 4, 8);
     return report(variants, results, grpc, { rounds, durationSec, connections }, baselines);
@@ -218,7 +296,13 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   }
 }
 
-function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, grpc: { checks: number; p50Ms: number; p99Ms: number; perSecond: number }, settings: { rounds: number; durationSec: number; connections: number }, baselines: Baselines): ScenarioResult {
+function report(
+  variants: readonly Variant[],
+  results: ReadonlyMap<string, Measurement[]>,
+  grpc: { checks: number; p50Ms: number; p99Ms: number; perSecond: number },
+  settings: { rounds: number; durationSec: number; connections: number },
+  baselines: Baselines,
+): ScenarioResult {
   const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
   const nginx = medians.get(BASELINE) as Measurement;
   const direct = medians.get('direct') as Measurement;
@@ -243,15 +327,45 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
   // Each request is one check at each authorizer: CPU per 1,000 requests is CPU per 1,000 checks.
   const [outboundCpu, inboundCpu] = [uncached.cpuFixed[2] ?? 0, uncached.cpuFixed[3] ?? 0];
   const checks: Check[] = [
-    { target: 'nginx pair asking baton authz per request, with nginx\'s decision cache ≥ 0.8× the plain nginx pair', measured: `${withCache}×`, met: withCache >= 0.8 },
-    { target: 'nginx pair asking baton authz per request, no decision cache ≥ 0.5× the plain nginx pair', measured: `${without}×`, met: without >= 0.5 },
-    { target: 'baton authz CPU-s per 1,000 checks at 1,000 req/s, evenly spaced (informational)', measured: `${outboundCpu.toFixed(3)} s outbound (token for the target, cached exchange), ${inboundCpu.toFixed(3)} s inbound (verify, chain, handle)`, met: true },
-    { target: 'gRPC Check p99 on loopback, inbound check, warm caches, 8 in flight (informational)', measured: `p99 ${grpc.p99Ms.toFixed(3)} ms, p50 ${grpc.p50Ms.toFixed(3)} ms, ${Math.round(grpc.perSecond)} checks/s`, met: true },
+    {
+      target: "nginx pair asking baton authz per request, with nginx's decision cache ≥ 0.8× the plain nginx pair",
+      measured: `${withCache}×`,
+      met: withCache >= 0.8,
+    },
+    {
+      target: 'nginx pair asking baton authz per request, no decision cache ≥ 0.5× the plain nginx pair',
+      measured: `${without}×`,
+      met: without >= 0.5,
+    },
+    {
+      target: 'baton authz CPU-s per 1,000 checks at 1,000 req/s, evenly spaced (informational)',
+      measured: `${outboundCpu.toFixed(3)} s outbound (token for the target, cached exchange), ${inboundCpu.toFixed(3)} s inbound (verify, chain, handle)`,
+      met: true,
+    },
+    {
+      target: 'gRPC Check p99 on loopback, inbound check, warm caches, 8 in flight (informational)',
+      measured: `p99 ${grpc.p99Ms.toFixed(3)} ms, p50 ${grpc.p50Ms.toFixed(3)} ms, ${Math.round(grpc.perSecond)} checks/s`,
+      met: true,
+    },
   ];
   const title = 'Scenario 7 — baton inside nginx: an nginx pair asking baton authz per request vs the plain nginx pair';
-  const markdown = writeResults('authz', title, rows, { ...settings, fixedRate: FIXED_RATE, nginx: 'Debian nginx, one worker per hop, defaults but upstream keep-alive (baselines); examples/nginx/ in plaintext for the authz pairs', baselines, authzLogLevel: 'warn', grpc: { ...grpc, p50Ms: round(grpc.p50Ms), p99Ms: round(grpc.p99Ms) }, checks });
-  return { name: 'authz', title, rows, checks, markdown: `${markdown}\ngRPC Check (inbound, loopback, 8 in flight): p50 ${grpc.p50Ms.toFixed(3)} ms, p99 ${grpc.p99Ms.toFixed(3)} ms, ${Math.round(grpc.perSecond)} checks/s\n` };
+  const markdown = writeResults('authz', title, rows, {
+    ...settings,
+    fixedRate: FIXED_RATE,
+    nginx:
+      'Debian nginx, one worker per hop, defaults but upstream keep-alive (baselines); examples/nginx/ in plaintext for the authz pairs',
+    baselines,
+    authzLogLevel: 'warn',
+    grpc: { ...grpc, p50Ms: round(grpc.p50Ms), p99Ms: round(grpc.p99Ms) },
+    checks,
+  });
+  return {
+    name: 'authz',
+    title,
+    rows,
+    checks,
+    markdown: `${markdown}\ngRPC Check (inbound, loopback, 8 in flight): p50 ${grpc.p50Ms.toFixed(3)} ms, p99 ${grpc.p99Ms.toFixed(3)} ms, ${Math.round(grpc.perSecond)} checks/s\n`,
+  };
 }
 
 if (import.meta.main) console.log((await run({ quick: process.env.BENCH_QUICK === '1' })).markdown);
-

@@ -33,8 +33,14 @@ interface Timings {
 
 function summarise(latenciesMs: number[], elapsedMs: number): Timings {
   latenciesMs.sort((a, b) => a - b);
-  const at = (p: number): number => latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))] as number;
-  return { count: latenciesMs.length, p50Ms: at(0.5), p99Ms: at(0.99), opsPerSecond: latenciesMs.length / (elapsedMs / 1000) };
+  const at = (p: number): number =>
+    latenciesMs[Math.min(latenciesMs.length - 1, Math.floor(latenciesMs.length * p))] as number;
+  return {
+    count: latenciesMs.length,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    opsPerSecond: latenciesMs.length / (elapsedMs / 1000),
+  };
 }
 
 async function timeSequential(count: number, op: (i: number) => Promise<unknown>): Promise<Timings> {
@@ -67,20 +73,40 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const redisSecrets = await writeMeshRedisSecrets(['gateway']);
   const redis = await startRedis({ aclFile: redisSecrets.aclFile });
   const closers: Array<() => Promise<void>> = [];
-  const exchangerWith = (cache: TokenCache, extra: { dispatcher?: Dispatcher; now?: () => number } = {}): ExchangeClient => {
-    const exchanger = createTokenExchanger({ tokenEndpoint: `${sts.url}/token`, clientId: 'gateway', clientSecret: SECRETS.gateway, authMethod: 'client_secret_basic', config: exchangeConfig(), cache, logger, ...extra });
+  const exchangerWith = (
+    cache: TokenCache,
+    extra: { dispatcher?: Dispatcher; now?: () => number } = {},
+  ): ExchangeClient => {
+    const exchanger = createTokenExchanger({
+      tokenEndpoint: `${sts.url}/token`,
+      clientId: 'gateway',
+      clientSecret: SECRETS.gateway,
+      authMethod: 'client_secret_basic',
+      config: exchangeConfig(),
+      cache,
+      logger,
+      ...extra,
+    });
     closers.push(async () => {
       await exchanger.close();
       await cache.close();
     });
     return exchanger;
   };
-  const exchange = (exchanger: ExchangeClient, subjectToken: string): Promise<unknown> => exchanger.exchange({ subjectToken, subjectTokenType: TokenType.accessToken, audience: 'orders' });
+  const exchange = (exchanger: ExchangeClient, subjectToken: string): Promise<unknown> =>
+    exchanger.exchange({ subjectToken, subjectTokenType: TokenType.accessToken, audience: 'orders' });
   try {
     const subjects = await Promise.all(Array.from({ length: n }, (_, i) => sts.userToken(`user-${i}`)));
     const rows: Row[] = [];
     const add = (path: string, t: Timings, stsCalls: number | string): void => {
-      rows.push({ path, calls: t.count, 'ops/s': Math.round(t.opsPerSecond), 'p50 ms': round(t.p50Ms), 'p99 ms': round(t.p99Ms), 'STS calls': stsCalls });
+      rows.push({
+        path,
+        calls: t.count,
+        'ops/s': Math.round(t.opsPerSecond),
+        'p50 ms': round(t.p50Ms),
+        'p99 ms': round(t.p99Ms),
+        'STS calls': stsCalls,
+      });
     };
 
     // Miss path: a subject never seen, one STS round trip each; then the same subjects again, all hits.
@@ -92,18 +118,35 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     const miss = await timeSequential(n, (i) => exchange(local, subjects[i] as string));
     add('miss: new subject token, STS round trip', miss, counted.calls() - before);
     before = counted.calls();
-    add('hit: in-process cache', await timeSequential(hits, (i) => exchange(local, subjects[i % n] as string)), counted.calls() - before);
+    add(
+      'hit: in-process cache',
+      await timeSequential(hits, (i) => exchange(local, subjects[i % n] as string)),
+      counted.calls() - before,
+    );
 
     // Redis: one replica fills it; a second replica with a one-entry local cache reads through to Redis.
     const gateway = redisSecrets.sidecar('gateway');
-    const redisOptions = { Redis: await loadRedis(), url: redis.url, service: 'gateway', credentials: gateway, sealKeys: loadSealKeys(gateway.sealKeyFile), commandTimeoutMs: 50 };
+    const redisOptions = {
+      Redis: await loadRedis(),
+      url: redis.url,
+      service: 'gateway',
+      credentials: gateway,
+      sealKeys: loadSealKeys(gateway.sealKeyFile),
+      commandTimeoutMs: 50,
+    };
     const filler = exchangerWith(createTokenCache({ logger, redis: redisOptions }));
     const replicaCounted = countingDispatcher();
     closers.push(replicaCounted.close);
-    const replica = exchangerWith(createTokenCache({ logger, maxEntries: 1, redis: redisOptions }), { dispatcher: replicaCounted.dispatcher });
+    const replica = exchangerWith(createTokenCache({ logger, maxEntries: 1, redis: redisOptions }), {
+      dispatcher: replicaCounted.dispatcher,
+    });
     await new Promise((resolve) => setTimeout(resolve, 300)); // both Redis clients connect
     for (const subject of subjects) await exchange(filler, subject);
-    add('hit: Redis (another replica filled it, local cache cold)', await timeSequential(n, (i) => exchange(replica, subjects[i] as string)), replicaCounted.calls());
+    add(
+      'hit: Redis (another replica filled it, local cache cold)',
+      await timeSequential(n, (i) => exchange(replica, subjects[i] as string)),
+      replicaCounted.calls(),
+    );
 
     // Single flight: 100 concurrent misses on one key.
     const flightCounted = countingDispatcher();
@@ -113,14 +156,24 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     const t0 = performance.now();
     await Promise.all(Array.from({ length: 100 }, () => exchange(flight, fresh)));
     const flightMs = performance.now() - t0;
-    rows.push({ path: '100 concurrent misses on one key', calls: 100, 'ops/s': Math.round(100 / (flightMs / 1000)), 'p50 ms': '', 'p99 ms': round(flightMs), 'STS calls': flightCounted.calls() });
+    rows.push({
+      path: '100 concurrent misses on one key',
+      calls: 100,
+      'ops/s': Math.round(100 / (flightMs / 1000)),
+      'p50 ms': '',
+      'p99 ms': round(flightMs),
+      'STS calls': flightCounted.calls(),
+    });
 
     // Steady state: one hot subject for 20 simulated minutes; tokens live 300 s, refresh-ahead starts 90 s before exp.
     const steadyCounted = countingDispatcher();
     closers.push(steadyCounted.close);
     let offsetMs = 0;
     const clock = (): number => Date.now() + offsetMs;
-    const steady = exchangerWith(createTokenCache({ logger, now: clock }), { dispatcher: steadyCounted.dispatcher, now: clock });
+    const steady = exchangerWith(createTokenCache({ logger, now: clock }), {
+      dispatcher: steadyCounted.dispatcher,
+      now: clock,
+    });
     const hot = await sts.userToken('steady');
     await exchange(steady, hot);
     const steps = 20_000;
@@ -130,17 +183,27 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     for (let i = 0; i < steps; i++) {
       offsetMs += (20 * 60 * 1000) / steps;
       const t = performance.now();
-      const issued = (await steady.exchange({ subjectToken: hot, subjectTokenType: TokenType.accessToken, audience: 'orders' })).cached;
+      const issued = (
+        await steady.exchange({ subjectToken: hot, subjectTokenType: TokenType.accessToken, audience: 'orders' })
+      ).cached;
       steadyLatencies.push(performance.now() - t);
       outcomes[issued]++;
       // Between requests a real event loop runs I/O, the background refresh's included.
       await yieldToIo();
     }
     const steadyTimings = summarise(steadyLatencies, performance.now() - steadyStarted);
-    add(`steady state, refresh-ahead (${outcomes.hit} hit, ${outcomes['stale-refresh']} served while refreshing, ${outcomes.miss} waited for the STS)`, steadyTimings, steadyCounted.calls() - 1);
+    add(
+      `steady state, refresh-ahead (${outcomes.hit} hit, ${outcomes['stale-refresh']} served while refreshing, ${outcomes.miss} waited for the STS)`,
+      steadyTimings,
+      steadyCounted.calls() - 1,
+    );
 
     const checks: Check[] = [
-      { target: '100 concurrent misses on one key → exactly 1 STS call', measured: `${flightCounted.calls()} call(s)`, met: flightCounted.calls() === 1 },
+      {
+        target: '100 concurrent misses on one key → exactly 1 STS call',
+        measured: `${flightCounted.calls()} call(s)`,
+        met: flightCounted.calls() === 1,
+      },
       {
         target: 'steady state with refresh-ahead → no STS round trip in the p99',
         measured: `${outcomes.miss} callers waited for the STS; p99 ${steadyTimings.p99Ms.toFixed(3)} ms vs miss p50 ${miss.p50Ms.toFixed(3)} ms`,

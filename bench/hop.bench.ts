@@ -93,13 +93,22 @@ export interface BarePair {
 }
 
 /** Two bare Node.js proxies (./lib/bare-proxy.ts, or another proxy script taking the same arguments) in front of `app`; `env` turns on their tracing. */
-export async function startBarePair(bareProxy: string, app: number, name = 'bare Node.js proxy pair', env: Readonly<Record<string, string>> = {}): Promise<BarePair> {
+export async function startBarePair(
+  bareProxy: string,
+  app: number,
+  name = 'bare Node.js proxy pair',
+  env: Readonly<Record<string, string>> = {},
+): Promise<BarePair> {
   const [outerPort, innerPort] = [await freePort(), await freePort()];
   const processes: RunningProcess[] = [];
   const stop = () => Promise.all(processes.map((p) => p.stop())).then(() => undefined);
   try {
-    processes.push(startProcess(process.execPath, [bareProxy, String(innerPort), String(app)], { ...IMAGE_ENV, ...env }));
-    processes.push(startProcess(process.execPath, [bareProxy, String(outerPort), String(innerPort)], { ...IMAGE_ENV, ...env }));
+    processes.push(
+      startProcess(process.execPath, [bareProxy, String(innerPort), String(app)], { ...IMAGE_ENV, ...env }),
+    );
+    processes.push(
+      startProcess(process.execPath, [bareProxy, String(outerPort), String(innerPort)], { ...IMAGE_ENV, ...env }),
+    );
     await Promise.all(processes.map((p) => p.waitForOutput(/ready/)));
   } catch (error) {
     await stop();
@@ -126,7 +135,13 @@ export async function measureVariant(variant: Variant, durationSec: number, conn
   const before = variant.proxies.map((p) => sampleProcesses(p.pids()));
   const saturated = await runLoad({ url: variant.url, headers: variant.headers, durationSec, connections });
   const middle = variant.proxies.map((p) => sampleProcesses(p.pids()));
-  const fixed = await runConstantRate({ url: url.origin, path: url.pathname, headers: variant.headers, rate: FIXED_RATE, durationSec });
+  const fixed = await runConstantRate({
+    url: url.origin,
+    path: url.pathname,
+    headers: variant.headers,
+    rate: FIXED_RATE,
+    durationSec,
+  });
   const after = variant.proxies.map((p) => sampleProcesses(p.pids()));
   const perThousand = (from: ProcSample[], to: ProcSample[], requests: number): number[] =>
     to.map((t, i) => ((t.cpuSeconds - (from[i] as ProcSample).cpuSeconds) / Math.max(1, requests)) * 1000);
@@ -151,10 +166,22 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const haproxyBinary = ensureHaproxy();
   const bundle = await benchBundle();
   // The plaintext pair, as this scenario has always measured it (startMesh defaults to mTLS since #14; the mTLS pair is its own scenario).
-  const mesh = await startMesh({ policyFile: BENCH_POLICY, env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV }, entry: bundle.baton, transport: 'plaintext' });
+  const mesh = await startMesh({
+    policyFile: BENCH_POLICY,
+    env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+    entry: bundle.baton,
+    transport: 'plaintext',
+  });
   // The same pair at the default log level: every decision writes its audit line.
   const auditDir = mkdtempSync(join(tmpdir(), 'baton-bench-audit-'));
-  const audited = await startMesh({ policyFile: BENCH_POLICY, env: { ...IMAGE_ENV }, entry: bundle.baton, transport: 'plaintext', logDir: auditDir, logsToFileOnly: true });
+  const audited = await startMesh({
+    policyFile: BENCH_POLICY,
+    env: { ...IMAGE_ENV },
+    entry: bundle.baton,
+    transport: 'plaintext',
+    logDir: auditDir,
+    logsToFileOnly: true,
+  });
   const proxies: Array<NginxProxy | HaproxyProxy> = [];
   const pairs: BarePair[] = [];
   try {
@@ -173,11 +200,22 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     pairs.push(barePair);
     const netPair = await startBarePair(bundle.netProxy, app, 'node:net proxy pair');
     pairs.push(netPair);
-    const baselines: Baselines = { 'nginx, one hop': one.config, 'outer nginx (pair)': outer.config, 'inner nginx (pair)': inner.config, 'outer haproxy (pair)': haproxyOuter.config, 'inner haproxy (pair)': haproxyInner.config };
+    const baselines: Baselines = {
+      'nginx, one hop': one.config,
+      'outer nginx (pair)': outer.config,
+      'inner nginx (pair)': inner.config,
+      'outer haproxy (pair)': haproxyOuter.config,
+      'inner haproxy (pair)': haproxyInner.config,
+    };
     announceBaselines('hop', baselines);
     const variants: Variant[] = [
       { name: 'direct', url: `http://127.0.0.1:${app}${PATH}`, headers: {}, proxies: [] },
-      { name: 'nginx, one hop', url: `http://127.0.0.1:${one.port}${PATH}`, headers: {}, proxies: [{ name: 'nginx', pids: one.pids }] },
+      {
+        name: 'nginx, one hop',
+        url: `http://127.0.0.1:${one.port}${PATH}`,
+        headers: {},
+        proxies: [{ name: 'nginx', pids: one.pids }],
+      },
       {
         name: NGINX_PAIR,
         url: `http://127.0.0.1:${outer.port}${PATH}`,
@@ -204,7 +242,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     // Warm caches (the service token) and JIT on every path before anything counts.
     for (const variant of variants) {
       const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0) throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
+      if (warm.non2xx > 0 || warm.requests === 0)
+        throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
     }
     const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
     // The cross-check (#28): wrk, a C client in its own process, measures the headline's two paths in every round too.
@@ -222,21 +261,42 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
         const variant = variants.find((v) => v.name === name) as Variant;
         const measured = await runWrk(wrk, { url: variant.url, headers: variant.headers, durationSec, connections });
         if ('error' in measured) wrkProblems.push(`${name}: ${measured.error}`);
-        else if (measured.errors > 0) wrkProblems.push(`${name}: ${measured.errors} errors or non-2xx answers under wrk`);
+        else if (measured.errors > 0)
+          wrkProblems.push(`${name}: ${measured.errors} errors or non-2xx answers under wrk`);
         else {
           (wrkRuns.get(name) as number[]).push(measured.rps);
           wrkCommand = measured.command;
         }
       }
     }
-    const crossCheck = { rps: Object.fromEntries([...wrkRuns].map(([name, runs]) => [name, runs])), problems: wrkProblems, command: wrkCommand };
+    const crossCheck = {
+      rps: Object.fromEntries([...wrkRuns].map(([name, runs]) => [name, runs])),
+      problems: wrkProblems,
+      command: wrkCommand,
+    };
     // A GET retried on a fresh connection (its kept-alive one closed unanswered) reaches payments twice: counted by orders.
     const metrics = await (await fetch(`http://127.0.0.1:${audited.services.orders.admin}/metrics`)).text();
     const retries = Number(/^baton_upstream_retries_total (\d+)$/m.exec(metrics)?.[1] ?? 0);
     await audited.stop();
     // Every request through the audited pair left two decision lines: orders' outbound and payments' inbound.
-    const auditLines = ['orders-sidecar', 'payments-sidecar'].map((name) => readFileSync(join(auditDir, `${name}.log`), 'utf8').split('\n').filter((line) => line.includes('"event":"decision"')).length);
-    return report(variants, results, { rounds, durationSec, connections, auditLines: { outbound: auditLines[0] as number, inbound: auditLines[1] as number, retries } }, baselines, crossCheck);
+    const auditLines = ['orders-sidecar', 'payments-sidecar'].map(
+      (name) =>
+        readFileSync(join(auditDir, `${name}.log`), 'utf8')
+          .split('\n')
+          .filter((line) => line.includes('"event":"decision"')).length,
+    );
+    return report(
+      variants,
+      results,
+      {
+        rounds,
+        durationSec,
+        connections,
+        auditLines: { outbound: auditLines[0] as number, inbound: auditLines[1] as number, retries },
+      },
+      baselines,
+      crossCheck,
+    );
   } finally {
     for (const proxy of proxies) proxy.stop();
     for (const pair of pairs) await pair.stop();
@@ -248,7 +308,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
 
 export function medianOf(measurements: readonly Measurement[]): Measurement {
   const pick = (f: (m: Measurement) => number): number => median(measurements.map(f));
-  const perProxy = (f: (m: Measurement) => number[]): number[] => f(measurements[0] as Measurement).map((_, i) => median(measurements.map((m) => f(m)[i] as number)));
+  const perProxy = (f: (m: Measurement) => number[]): number[] =>
+    f(measurements[0] as Measurement).map((_, i) => median(measurements.map((m) => f(m)[i] as number)));
   return {
     rps: pick((m) => m.rps),
     p50Ms: pick((m) => m.p50Ms),
@@ -262,7 +323,18 @@ export function medianOf(measurements: readonly Measurement[]): Measurement {
   };
 }
 
-function report(variants: readonly Variant[], results: ReadonlyMap<string, Measurement[]>, settings: { rounds: number; durationSec: number; connections: number; auditLines: { outbound: number; inbound: number; retries: number } }, baselines: Baselines, crossCheck: CrossCheck): ScenarioResult {
+function report(
+  variants: readonly Variant[],
+  results: ReadonlyMap<string, Measurement[]>,
+  settings: {
+    rounds: number;
+    durationSec: number;
+    connections: number;
+    auditLines: { outbound: number; inbound: number; retries: number };
+  },
+  baselines: Baselines,
+  crossCheck: CrossCheck,
+): ScenarioResult {
   const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
   const direct = medians.get('direct') as Measurement;
   const nginxPair = medians.get(NGINX_PAIR) as Measurement;
@@ -292,22 +364,59 @@ function report(variants: readonly Variant[], results: ReadonlyMap<string, Measu
   // #19's targets, as same-run ratios; the CPU and latency figures use evenly spaced arrivals at 1,000 req/s.
   const auditedThroughput = ratio(audited.rps, nginxPair.rps);
   const checks: Check[] = [
-    { target: 'baton pair throughput ≥ 0.6× nginx pair (stretch 0.8×), with the audit trail on', measured: `${auditedThroughput}× (quiet, at log level warn: ${throughput}×)`, met: auditedThroughput >= 0.6 },
-    // #28: the quiet pair (log level warn, no audit line) against the same nginx pair at its defaults.
-    { target: 'baton pair throughput ≥ 0.8× nginx pair, quiet (log level warn)', measured: `${throughput}×`, met: throughput >= 0.8 },
     {
-      target: 'the audit trail loses no line: both sidecars wrote one decision line per request they served (a retried request is served twice inbound)',
+      target: 'baton pair throughput ≥ 0.6× nginx pair (stretch 0.8×), with the audit trail on',
+      measured: `${auditedThroughput}× (quiet, at log level warn: ${throughput}×)`,
+      met: auditedThroughput >= 0.6,
+    },
+    // #28: the quiet pair (log level warn, no audit line) against the same nginx pair at its defaults.
+    {
+      target: 'baton pair throughput ≥ 0.8× nginx pair, quiet (log level warn)',
+      measured: `${throughput}×`,
+      met: throughput >= 0.8,
+    },
+    {
+      target:
+        'the audit trail loses no line: both sidecars wrote one decision line per request they served (a retried request is served twice inbound)',
       measured: `${settings.auditLines.outbound} outbound and ${settings.auditLines.inbound} inbound lines, ${settings.auditLines.retries} retried`,
-      met: settings.auditLines.outbound > 0 && settings.auditLines.outbound + settings.auditLines.retries === settings.auditLines.inbound,
+      met:
+        settings.auditLines.outbound > 0 &&
+        settings.auditLines.outbound + settings.auditLines.retries === settings.auditLines.inbound,
     },
     // #28: not measured, never met, when the generator fell behind or the direct path's tail dwarfs the hop (./lib/added-latency.ts).
-    addedP99Check({ target: 'added p99 at 1,000 req/s ≤ 1.5× the nginx pair’s added p99', direct, candidate: { ...baton, name: 'baton pair' }, baseline: { ...nginxPair, name: NGINX_PAIR }, factor: 1.5 }),
-    { target: 'each sidecar ≤ 0.12 CPU-s per 1,000 requests at 1,000 req/s, evenly spaced', measured: `${maxCpu.toFixed(3)} s (worst sidecar)`, met: maxCpu <= 0.12 },
-    { target: 'each sidecar ≤ 80 MB RSS at 1,000 req/s', measured: `${maxRss.toFixed(1)} MB (largest sidecar; ${maxAnon.toFixed(1)} MB of it anonymous)`, met: maxRss <= 80 },
-    crossCheckRatio(crossCheck, { numerator: AUDITED, denominator: NGINX_PAIR, autocannonRatio: audited.rps / nginxPair.rps, tolerance: CROSS_CHECK_TOLERANCE }),
+    addedP99Check({
+      target: 'added p99 at 1,000 req/s ≤ 1.5× the nginx pair’s added p99',
+      direct,
+      candidate: { ...baton, name: 'baton pair' },
+      baseline: { ...nginxPair, name: NGINX_PAIR },
+      factor: 1.5,
+    }),
+    {
+      target: 'each sidecar ≤ 0.12 CPU-s per 1,000 requests at 1,000 req/s, evenly spaced',
+      measured: `${maxCpu.toFixed(3)} s (worst sidecar)`,
+      met: maxCpu <= 0.12,
+    },
+    {
+      target: 'each sidecar ≤ 80 MB RSS at 1,000 req/s',
+      measured: `${maxRss.toFixed(1)} MB (largest sidecar; ${maxAnon.toFixed(1)} MB of it anonymous)`,
+      met: maxRss <= 80,
+    },
+    crossCheckRatio(crossCheck, {
+      numerator: AUDITED,
+      denominator: NGINX_PAIR,
+      autocannonRatio: audited.rps / nginxPair.rps,
+      tolerance: CROSS_CHECK_TOLERANCE,
+    }),
   ];
   const title = 'Scenario 1 — hop cost: direct vs nginx vs the baton sidecar pair';
-  const markdown = writeResults('hop', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks, baselines, wrk: crossCheck });
+  const markdown = writeResults('hop', title, rows, {
+    ...settings,
+    fixedRate: FIXED_RATE,
+    arrivals: 'even (clock thread, ./lib/constant-rate.ts)',
+    checks,
+    baselines,
+    wrk: crossCheck,
+  });
   return { name: 'hop', title, rows, checks, markdown };
 }
 

@@ -33,7 +33,14 @@ import { freePort } from '../test/helpers/net.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { addedP99Check } from './lib/added-latency.ts';
 import { runLoad } from './lib/load.ts';
-import { ensureNginx, type NginxIdentity, type NginxProxy, startNginxProxy, startNginxTlsInner, startNginxTlsOuter } from './lib/nginx.ts';
+import {
+  ensureNginx,
+  type NginxIdentity,
+  type NginxProxy,
+  startNginxProxy,
+  startNginxTlsInner,
+  startNginxTlsOuter,
+} from './lib/nginx.ts';
 import { sampleProcesses } from './lib/proc-stats.ts';
 import { announceBaselines, type Baselines, markdownTable, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
@@ -106,7 +113,10 @@ export async function measureHandshakes(options: HandshakeOptions): Promise<Hand
  * first session ticket arrives (it has verified the client's Finished and
  * certificate), false on an error, a close or 2 s without a ticket.
  */
-export function handshake(port: number, tls: { readonly cert?: string; readonly key?: string; readonly ca: string }): Promise<boolean> {
+export function handshake(
+  port: number,
+  tls: { readonly cert?: string; readonly key?: string; readonly ca: string },
+): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
     let socket: TLSSocket | undefined = undefined;
     let settled = false;
@@ -149,7 +159,9 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const rounds = options.quick ? 1 : 3;
   const durationSec = options.quick ? 1 : 4;
   const connections = 32;
-  const handshakeLimits = options.quick ? { maxConnections: 300, maxSeconds: 0.5 } : { maxConnections: 2000, maxSeconds: 2 };
+  const handshakeLimits = options.quick
+    ? { maxConnections: 300, maxSeconds: 0.5 }
+    : { maxConnections: 2000, maxSeconds: 2 };
   const nginxBinary = ensureNginx();
   const bundle = await benchBundle();
   const env = { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV };
@@ -160,11 +172,21 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     meshes.push(mtlsMesh);
     const app = mtlsMesh.services.payments.app;
     // The same payments app behind every variant.
-    const plainMesh = await startMesh({ policyFile: BENCH_POLICY, env, entry: bundle.baton, transport: 'plaintext', apps: { payments: app } });
+    const plainMesh = await startMesh({
+      policyFile: BENCH_POLICY,
+      env,
+      entry: bundle.baton,
+      transport: 'plaintext',
+      apps: { payments: app },
+    });
     meshes.push(plainMesh);
     const ids = mtlsMesh.identities;
     if (ids === undefined) throw new Error('bench: the mTLS mesh has no identities');
-    const identity = (service: string): NginxIdentity => ({ certFile: join(ids.dir, service, 'tls.crt'), keyFile: join(ids.dir, service, 'tls.key'), bundleFile: join(ids.dir, service, 'ca.crt') });
+    const identity = (service: string): NginxIdentity => ({
+      certFile: join(ids.dir, service, 'tls.crt'),
+      keyFile: join(ids.dir, service, 'tls.key'),
+      bundleFile: join(ids.dir, service, 'ca.crt'),
+    });
 
     const plainInner = startNginxProxy(nginxBinary, await freePort(), app);
     proxies.push(plainInner);
@@ -174,7 +196,12 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     proxies.push(tlsInner);
     const tlsOuter = startNginxTlsOuter(nginxBinary, await freePort(), tlsInner.port, identity('orders'), 'payments');
     proxies.push(tlsOuter);
-    const baselines: Baselines = { 'outer nginx, plaintext pair': plainOuter.config, 'inner nginx, plaintext pair': plainInner.config, 'outer nginx, mTLS pair': tlsOuter.config, 'inner nginx, mTLS pair': tlsInner.config };
+    const baselines: Baselines = {
+      'outer nginx, plaintext pair': plainOuter.config,
+      'inner nginx, plaintext pair': plainInner.config,
+      'outer nginx, mTLS pair': tlsOuter.config,
+      'inner nginx, mTLS pair': tlsInner.config,
+    };
     announceBaselines('mtls', baselines);
 
     const nginxPair = (name: string, outer: NginxProxy, inner: NginxProxy): Variant => ({
@@ -196,7 +223,10 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     // Warm caches, JIT and the keep-alive TLS connections on every path before anything counts.
     for (const variant of variants) {
       const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0) throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`);
+      if (warm.non2xx > 0 || warm.requests === 0)
+        throw new Error(
+          `bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`,
+        );
     }
     const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
     for (let r = 0; r < rounds; r++) {
@@ -207,20 +237,39 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
 
     // Handshakes under churn: orders' certificate against payments' inbound sidecar and against the inner nginx (payments' certificate), alternating.
     const handshakeTargets = [
-      { name: 'baton inbound (payments sidecar)', port: mtlsMesh.services.payments.inbound, pids: () => [mtlsMesh.process('payments-sidecar').child.pid as number] },
+      {
+        name: 'baton inbound (payments sidecar)',
+        port: mtlsMesh.services.payments.inbound,
+        pids: () => [mtlsMesh.process('payments-sidecar').child.pid as number],
+      },
       { name: 'inner nginx (ssl_verify_client on)', port: tlsInner.port, pids: tlsInner.pids },
     ];
     // The measurement is of mutual TLS only if a client without a certificate is refused.
     for (const target of handshakeTargets) {
-      if (!(await refusesWithoutCertificate(target.port, ids.bundle))) throw new Error(`bench: ${target.name} served a client without a certificate; this is not mTLS`);
+      if (!(await refusesWithoutCertificate(target.port, ids.bundle)))
+        throw new Error(`bench: ${target.name} served a client without a certificate; this is not mTLS`);
     }
     const handshakes = new Map<string, HandshakeResult[]>(handshakeTargets.map((t) => [t.name, []]));
     for (let r = 0; r < rounds; r++) {
       for (const target of r % 2 === 0 ? handshakeTargets : [...handshakeTargets].reverse()) {
-        (handshakes.get(target.name) as HandshakeResult[]).push(await measureHandshakes({ port: target.port, pids: target.pids, identity: identity('orders'), concurrency: 12, ...handshakeLimits }));
+        (handshakes.get(target.name) as HandshakeResult[]).push(
+          await measureHandshakes({
+            port: target.port,
+            pids: target.pids,
+            identity: identity('orders'),
+            concurrency: 12,
+            ...handshakeLimits,
+          }),
+        );
       }
     }
-    return report(variants, results, handshakes, { rounds, durationSec, connections, handshakeConcurrency: 12, ...handshakeLimits }, baselines);
+    return report(
+      variants,
+      results,
+      handshakes,
+      { rounds, durationSec, connections, handshakeConcurrency: 12, ...handshakeLimits },
+      baselines,
+    );
   } finally {
     for (const proxy of proxies) proxy.stop();
     for (const mesh of meshes.reverse()) await mesh.stop();
@@ -284,26 +333,43 @@ function report(
   const nginxCpuRatio = ratio(sum(nginxMtls.cpuFixed), sum(nginxPlain.cpuFixed));
   const checks: Check[] = [
     {
-      target: 'mTLS multiplies the baton pair’s CPU per 1,000 requests (both sidecars, 1,000 req/s) by no more than it multiplies the nginx pair’s',
+      target:
+        'mTLS multiplies the baton pair’s CPU per 1,000 requests (both sidecars, 1,000 req/s) by no more than it multiplies the nginx pair’s',
       measured: `baton ×${batonCpuRatio} (${sum(batonPlain.cpuFixed).toFixed(3)} → ${sum(batonMtls.cpuFixed).toFixed(3)} s), nginx ×${nginxCpuRatio} (${sum(nginxPlain.cpuFixed).toFixed(3)} → ${sum(nginxMtls.cpuFixed).toFixed(3)} s)`,
       met: batonCpuRatio <= nginxCpuRatio,
     },
     // #28: not measured, never met, when the generator fell behind or the direct path's tail dwarfs the hop (./lib/added-latency.ts).
-    addedP99Check({ target: 'baton mTLS pair’s added p99 over direct at 1,000 req/s ≤ 1.5× the nginx mTLS pair’s', direct, candidate: { ...batonMtls, name: BATON_MTLS }, baseline: { ...nginxMtls, name: NGINX_MTLS }, factor: 1.5 }),
+    addedP99Check({
+      target: 'baton mTLS pair’s added p99 over direct at 1,000 req/s ≤ 1.5× the nginx mTLS pair’s',
+      direct,
+      candidate: { ...batonMtls, name: BATON_MTLS },
+      baseline: { ...nginxMtls, name: NGINX_MTLS },
+      factor: 1.5,
+    }),
     {
-      target: 'full mTLS handshakes/s under churn at payments’ inbound sidecar (informational: met when every handshake completed; compare with the inner nginx)',
+      target:
+        'full mTLS handshakes/s under churn at payments’ inbound sidecar (informational: met when every handshake completed; compare with the inner nginx)',
       measured: `${Math.round(batonHs.perSecond)}/s, ${batonHs.cpuPerThousand.toFixed(3)} CPU-s per 1,000 (${batonHs.errors} failed)`,
       met: batonHs.completed > 0 && batonHs.errors === 0,
     },
     {
-      target: 'full mTLS handshakes/s under churn at the inner nginx (informational: met when every handshake completed)',
+      target:
+        'full mTLS handshakes/s under churn at the inner nginx (informational: met when every handshake completed)',
       measured: `${Math.round(nginxHs.perSecond)}/s, ${nginxHs.cpuPerThousand.toFixed(3)} CPU-s per 1,000 (${nginxHs.errors} failed)`,
       met: nginxHs.completed > 0 && nginxHs.errors === 0,
     },
   ];
   const title = 'Scenario 6 — mTLS cost: the baton pair and an nginx pair, plaintext and mTLS';
   const handshakeTable = `\n### Handshakes under churn\n\n${markdownTable(handshakeRows)}`;
-  const markdown = writeResults('mtls', title, rows, { ...settings, fixedRate: FIXED_RATE, arrivals: 'even (clock thread, ./lib/constant-rate.ts)', checks, handshakes: handshakeRows, baselines }) + handshakeTable;
+  const markdown =
+    writeResults('mtls', title, rows, {
+      ...settings,
+      fixedRate: FIXED_RATE,
+      arrivals: 'even (clock thread, ./lib/constant-rate.ts)',
+      checks,
+      handshakes: handshakeRows,
+      baselines,
+    }) + handshakeTable;
   appendFileSync(join(RESULTS_DIR, 'mtls.md'), handshakeTable);
   return { name: 'mtls', title, rows, checks, markdown };
 }

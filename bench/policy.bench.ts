@@ -14,7 +14,14 @@ const ENTRYPOINTS = 10;
 
 /** A tree: svc-0..9 are entrypoints, svc-i accepts svc-floor(i/10); every rule has methods, paths and a scope expression. */
 function generateYaml(count: number): string {
-  const lines = ['apiVersion: baton.dev/v1alpha1', 'kind: CallGraph', 'metadata: { name: bench }', 'spec:', '  maxDepth: 8', '  services:'];
+  const lines = [
+    'apiVersion: baton.dev/v1alpha1',
+    'kind: CallGraph',
+    'metadata: { name: bench }',
+    'spec:',
+    '  maxDepth: 8',
+    '  services:',
+  ];
   for (let i = 0; i < count; i++) {
     lines.push(`    svc-${i}:`);
     if (i < ENTRYPOINTS) {
@@ -71,7 +78,14 @@ function measure(count: number, iterations: number): PolicyRow {
   const inputs: DecisionInput[] = [];
   for (let k = 0; k < 1000; k++) {
     const target = ENTRYPOINTS + ((k * 7919) % (count - ENTRYPOINTS));
-    inputs.push({ chain: chainTo(target), target: `svc-${target}`, method: k % 3 === 0 ? 'DELETE' : 'GET', path: k % 5 === 0 ? '/api/a/b' : '/api/x', scopes: new Set([`s${target % 50}`]), user: true });
+    inputs.push({
+      chain: chainTo(target),
+      target: `svc-${target}`,
+      method: k % 3 === 0 ? 'DELETE' : 'GET',
+      path: k % 5 === 0 ? '/api/a/b' : '/api/x',
+      scopes: new Set([`s${target % 50}`]),
+      user: true,
+    });
   }
   const decide = compiled.value.decide;
   for (let k = 0; k < 20_000; k++) decide(inputs[k % inputs.length] as DecisionInput);

@@ -24,7 +24,10 @@ const SCENARIOS: ReadonlyArray<{ readonly file: string; load(): Promise<Scenario
   { file: 'mtls.bench.ts', load: async () => (await import('./mtls.bench.ts')).run },
   { file: 'authz.bench.ts', load: async () => (await import('./authz.bench.ts')).run },
   // Scenario 5 lives in its own file; run it when it is there.
-  { file: 'tracing.bench.ts', load: async () => ((await import(new URL('./tracing.bench.ts', import.meta.url).href)) as { run: Scenario }).run },
+  {
+    file: 'tracing.bench.ts',
+    load: async () => ((await import(new URL('./tracing.bench.ts', import.meta.url).href)) as { run: Scenario }).run,
+  },
   // Scenario 8: gRPC through the pair against an nginx grpc_pass pair, and fetch against node:http (#27).
   { file: 'grpc.bench.ts', load: async () => (await import('./grpc.bench.ts')).run },
 ];
@@ -44,7 +47,14 @@ for (const scenario of SCENARIOS) {
 }
 const minutes = (performance.now() - started) / 60_000;
 const m = machine();
-const checks = results.flatMap((r) => r.checks.map((c) => ({ scenario: r.name, target: c.target, measured: c.measured, met: c.met ? 'yes' : c.notMeasured === true ? '**not measured**' : '**no**' })));
+const checks = results.flatMap((r) =>
+  r.checks.map((c) => ({
+    scenario: r.name,
+    target: c.target,
+    measured: c.measured,
+    met: c.met ? 'yes' : c.notMeasured === true ? '**not measured**' : '**no**',
+  })),
+);
 const summary = [
   '# baton benchmark summary',
   '',
@@ -58,4 +68,6 @@ const summary = [
 mkdirSync(RESULTS_DIR, { recursive: true });
 writeFileSync(join(RESULTS_DIR, 'SUMMARY.md'), summary);
 console.log(summary);
-console.error(`bench: results in ${RESULTS_DIR}${options.quick ? ' (quick run: the committed results in bench/results/ are untouched)' : ''}`);
+console.error(
+  `bench: results in ${RESULTS_DIR}${options.quick ? ' (quick run: the committed results in bench/results/ are untouched)' : ''}`,
+);

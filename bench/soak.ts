@@ -26,7 +26,14 @@ const RESULTS = fileURLToPath(new URL('./results/soak.json', import.meta.url));
 // RSS may grow while caches fill; more than this per process over the run is reported as growth.
 const RSS_GROWTH_BOUND_MB = 64;
 
-interface Counts { sent: number; ok: number; failed: number; failOpen: number; skipped: number; statuses: Record<string, number> }
+interface Counts {
+  sent: number;
+  ok: number;
+  failed: number;
+  failOpen: number;
+  skipped: number;
+  statuses: Record<string, number>;
+}
 
 function rssMb(pid: number | undefined): number {
   if (pid === undefined) return 0;
@@ -43,12 +50,22 @@ async function main(): Promise<void> {
   const redisSecrets = await writeMeshRedisSecrets(DEMO_SERVICES);
   const redis: { server: RedisServer } = { server: await startRedis({ aclFile: redisSecrets.aclFile }) };
   // One demo user from one load generator: the per-user and per-peer shares of maxConcurrent would throttle the generator itself.
-  const fairShareOff = { BATON_INBOUND__PEER_SHARE: '1', BATON_INBOUND__SUBJECT_SHARE: '1', BATON_OUTBOUND__SUBJECT_SHARE: '1' };
+  const fairShareOff = {
+    BATON_INBOUND__PEER_SHARE: '1',
+    BATON_INBOUND__SUBJECT_SHARE: '1',
+    BATON_OUTBOUND__SUBJECT_SHARE: '1',
+  };
   // Plaintext: the soak exercises the shared Redis token cache, which mtls mode does not use (startMesh defaults to mTLS since #14).
-  const mesh: Mesh = await startMesh({ redis: { url: redis.server.url, secretsDir: redisSecrets.dir }, env: { NODE_OPTIONS: nodeOptions, ...fairShareOff }, entry: baton, transport: 'plaintext' });
+  const mesh: Mesh = await startMesh({
+    redis: { url: redis.server.url, secretsDir: redisSecrets.dir },
+    env: { NODE_OPTIONS: nodeOptions, ...fairShareOff },
+    entry: baton,
+    transport: 'plaintext',
+  });
   let sts: RunningProcess | undefined;
   const names = mesh.processes.map((p) => p.name).filter((n) => n !== 'idp');
-  const pidOf = (name: string): number | undefined => (name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid);
+  const pidOf = (name: string): number | undefined =>
+    name === 'sts' && sts !== undefined ? sts.child.pid : mesh.process(name).child.pid;
   // "Start" is after a warm-up at full rate (40% of the run), so the bound
   // measures growth under steady load, not V8 sizing its young generation,
   // which takes about 15k requests to plateau (docs/security.md, Soak).
@@ -73,9 +90,17 @@ async function main(): Promise<void> {
     counts.sent++;
     let key = 'error';
     try {
-      const r = await pool.request({ path: deny ? '/direct-charge' : '/checkout', method: 'POST', headers: { authorization: `Bearer ${token}` }, headersTimeout: 10_000, bodyTimeout: 10_000 });
+      const r = await pool.request({
+        path: deny ? '/direct-charge' : '/checkout',
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
       const text = await r.body.text();
-      const body = (text.startsWith('{') ? JSON.parse(text) : {}) as { downstream?: { status?: number; body?: { code?: string; downstream?: { status?: number } } } };
+      const body = (text.startsWith('{') ? JSON.parse(text) : {}) as {
+        downstream?: { status?: number; body?: { code?: string; downstream?: { status?: number } } };
+      };
       const first = body.downstream?.status;
       const second = body.downstream?.body?.downstream?.status;
       key = `${r.statusCode}/${first ?? '-'}/${second ?? body.downstream?.body?.code ?? '-'}`;
@@ -109,22 +134,30 @@ async function main(): Promise<void> {
       reloaded++;
       if (i === Math.round(reloads * 0.4)) {
         events.push({ atSeconds: at(), event: 'redis restart' });
-        work.push(redis.server.restart().then((next) => {
-          redis.server = next;
-          events.push({ atSeconds: at(), event: 'redis back' });
-        }));
+        work.push(
+          redis.server.restart().then((next) => {
+            redis.server = next;
+            events.push({ atSeconds: at(), event: 'redis back' });
+          }),
+        );
       }
       if (i === Math.round(reloads * 0.6)) {
         events.push({ atSeconds: at(), event: 'sts restart' });
-        work.push((async () => {
-          const old = sts?.child ?? mesh.process('sts').child;
-          const exited = new Promise((resolve) => (old.exitCode !== null ? resolve(undefined) : old.once('exit', resolve)));
-          old.kill('SIGTERM');
-          await exited;
-          sts = startProcess(process.execPath, [baton, 'sts', '--config', join(mesh.dir, 'sts.yaml')], { NODE_OPTIONS: nodeOptions });
-          await sts.waitForOutput(/"msg":"sts listening"/, 30_000);
-          events.push({ atSeconds: at(), event: 'sts back' });
-        })());
+        work.push(
+          (async () => {
+            const old = sts?.child ?? mesh.process('sts').child;
+            const exited = new Promise((resolve) =>
+              old.exitCode !== null ? resolve(undefined) : old.once('exit', resolve),
+            );
+            old.kill('SIGTERM');
+            await exited;
+            sts = startProcess(process.execPath, [baton, 'sts', '--config', join(mesh.dir, 'sts.yaml')], {
+              NODE_OPTIONS: nodeOptions,
+            });
+            await sts.waitForOutput(/"msg":"sts listening"/, 30_000);
+            events.push({ atSeconds: at(), event: 'sts back' });
+          })(),
+        );
       }
       if (i % 20 === 0) token = await mesh.userToken(DEMO_USER);
     }
@@ -150,7 +183,12 @@ async function main(): Promise<void> {
   await redis.server.stop();
   redisSecrets.remove();
 
-  const processes = names.map((n) => ({ name: n, rssStartMb: rssStart[n] ?? 0, rssEndMb: rssEnd[n] ?? 0, growthMb: Math.round(((rssEnd[n] ?? 0) - (rssStart[n] ?? 0)) * 10) / 10 }));
+  const processes = names.map((n) => ({
+    name: n,
+    rssStartMb: rssStart[n] ?? 0,
+    rssEndMb: rssEnd[n] ?? 0,
+    growthMb: Math.round(((rssEnd[n] ?? 0) - (rssStart[n] ?? 0)) * 10) / 10,
+  }));
   const result = {
     date: new Date().toISOString(),
     node: process.version,
@@ -169,13 +207,23 @@ async function main(): Promise<void> {
     rssWithinBound: processes.filter((p) => p.name !== 'sts').every((p) => p.growthMb <= RSS_GROWTH_BOUND_MB),
   };
   writeFileSync(RESULTS, JSON.stringify(result, null, 2) + '\n');
-  console.log(`soak: ${result.seconds} s at ${result.achievedRate} req/s (target ${rate}), ${reloaded} policy reloads, events: ${events.map((e) => `${e.event}@${e.atSeconds}s`).join(', ')}`);
+  console.log(
+    `soak: ${result.seconds} s at ${result.achievedRate} req/s (target ${rate}), ${reloaded} policy reloads, events: ${events.map((e) => `${e.event}@${e.atSeconds}s`).join(', ')}`,
+  );
   console.log('stream    sent    ok      failed  skipped fail-open');
-  for (const [name, c] of [['allowed', allowed], ['denied', denied]] as const) {
-    console.log(`${name.padEnd(9)} ${String(c.sent).padEnd(7)} ${String(c.ok).padEnd(7)} ${String(c.failed).padEnd(7)} ${String(c.skipped).padEnd(7)} ${c.failOpen}`);
+  for (const [name, c] of [
+    ['allowed', allowed],
+    ['denied', denied],
+  ] as const) {
+    console.log(
+      `${name.padEnd(9)} ${String(c.sent).padEnd(7)} ${String(c.ok).padEnd(7)} ${String(c.failed).padEnd(7)} ${String(c.skipped).padEnd(7)} ${c.failOpen}`,
+    );
   }
   console.log('process            rss start MB  rss end MB  growth MB');
-  for (const p of processes) console.log(`${p.name.padEnd(18)} ${String(p.rssStartMb).padEnd(13)} ${String(p.rssEndMb).padEnd(11)} ${p.growthMb}`);
+  for (const p of processes)
+    console.log(
+      `${p.name.padEnd(18)} ${String(p.rssStartMb).padEnd(13)} ${String(p.rssEndMb).padEnd(11)} ${p.growthMb}`,
+    );
   console.log(`statuses: allowed ${JSON.stringify(allowed.statuses)} denied ${JSON.stringify(denied.statuses)}`);
   console.log(`written to ${RESULTS}`);
   if (result.failOpen > 0 || !result.rssWithinBound) process.exitCode = 1;

@@ -48,7 +48,8 @@ async function interleavedOpsPerSecond(ms: number, ops: readonly Op[]): Promise<
 
 export function loadBenchPolicy(): CompiledPolicy {
   const parsed = parsePolicy(readFileSync(BENCH_POLICY, 'utf8'), BENCH_POLICY);
-  if (parsed.policy === undefined) throw new Error(`bench: the bench policy does not parse: ${JSON.stringify(parsed.problems.slice(0, 3))}`);
+  if (parsed.policy === undefined)
+    throw new Error(`bench: the bench policy does not parse: ${JSON.stringify(parsed.problems.slice(0, 3))}`);
   return compilePolicy(parsed.policy);
 }
 
@@ -56,7 +57,14 @@ export function loadBenchPolicy(): CompiledPolicy {
 async function meshToken(alg: string): Promise<{ token: string; jwks: { keys: object[] }; publicKey: PublicKey }> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   const now = Math.floor(Date.now() / 1000);
-  const token = await new SignJWT({ sub_type: 'user', sub_id: { format: 'iss_sub', iss: 'https://idp.bench.test', sub: 'alice' }, client_id: 'orders', scope: 'payments:charge fido', act: { sub: 'orders', act: { sub: 'gateway' } }, txn: randomUUID() })
+  const token = await new SignJWT({
+    sub_type: 'user',
+    sub_id: { format: 'iss_sub', iss: 'https://idp.bench.test', sub: 'alice' },
+    client_id: 'orders',
+    scope: 'payments:charge fido',
+    act: { sub: 'orders', act: { sub: 'gateway' } },
+    txn: randomUUID(),
+  })
     .setProtectedHeader({ alg, kid: 'k1', typ: 'at+jwt' })
     .setIssuer(ISSUER)
     .setSubject('alice')
@@ -76,7 +84,11 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const checks: Check[] = [];
   for (const alg of ALGORITHMS) {
     const { token, jwks, publicKey } = await meshToken(alg);
-    const verifier = createAccessTokenVerifier({ issuers: [{ issuer: ISSUER, keys: createLocalKeySource(jwks as never), kind: 'mesh' }], algorithms: [alg], maxActDepth: 16 });
+    const verifier = createAccessTokenVerifier({
+      issuers: [{ issuer: ISSUER, keys: createLocalKeySource(jwks as never), kind: 'mesh' }],
+      algorithms: [alg],
+      maxActDepth: 16,
+    });
     const cache = createVerifiedTokenCache({ max: 10_000 });
     const decide = (chain: readonly string[], scopes: ReadonlySet<string>, user: boolean): void => {
       const input: DecisionInput = { chain, target: 'payments', method: 'POST', path: '/charges', scopes, user };
@@ -114,12 +126,30 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
     const cachedOps = median(results.cached);
     rows.push(
       { alg, path: 'bare jose.jwtVerify', 'ops/s': Math.round(bareOps), '× bare': 1 },
-      { alg, path: 'baton verify + chain check, uncached', 'ops/s': Math.round(uncachedOps), '× bare': ratio(uncachedOps, bareOps) },
-      { alg, path: 'baton verify + chain check, cached', 'ops/s': Math.round(cachedOps), '× bare': ratio(cachedOps, bareOps) },
+      {
+        alg,
+        path: 'baton verify + chain check, uncached',
+        'ops/s': Math.round(uncachedOps),
+        '× bare': ratio(uncachedOps, bareOps),
+      },
+      {
+        alg,
+        path: 'baton verify + chain check, cached',
+        'ops/s': Math.round(cachedOps),
+        '× bare': ratio(cachedOps, bareOps),
+      },
     );
     checks.push(
-      { target: `${alg}: cached verification ≥ 20× bare jose verify`, measured: `${ratio(cachedOps, bareOps)}×`, met: cachedOps >= 20 * bareOps },
-      { target: `${alg}: uncached verification ≥ 0.8× bare jose verify`, measured: `${ratio(uncachedOps, bareOps)}×`, met: uncachedOps >= 0.8 * bareOps },
+      {
+        target: `${alg}: cached verification ≥ 20× bare jose verify`,
+        measured: `${ratio(cachedOps, bareOps)}×`,
+        met: cachedOps >= 20 * bareOps,
+      },
+      {
+        target: `${alg}: uncached verification ≥ 0.8× bare jose verify`,
+        measured: `${ratio(uncachedOps, bareOps)}×`,
+        met: uncachedOps >= 0.8 * bareOps,
+      },
     );
   }
   const title = 'Scenario 2 — inbound verification + chain check vs bare jose.jwtVerify';

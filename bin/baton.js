@@ -7,7 +7,9 @@
 // rather than a loader or syntax error. Keep in step with package.json "engines".
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 18)) {
-  process.stderr.write(`baton needs Node.js 22.18 or later (24 recommended); this is Node.js ${process.versions.node}\n`);
+  process.stderr.write(
+    `baton needs Node.js 22.18 or later (24 recommended); this is Node.js ${process.versions.node}\n`,
+  );
   process.exit(1);
 }
 const { main } = await import('../src/cli/main.ts');

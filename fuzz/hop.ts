@@ -56,7 +56,9 @@ export async function fuzzHop(budgetMs: number, seed: number): Promise<HopFuzzRe
         mkdirSync(HOP_CORPUS, { recursive: true });
         const file = join(HOP_CORPUS, `${testCase.id}.json`);
         writeFileSync(file, `${JSON.stringify({ ...testCase, lane: result.lane }, null, 2)}\n`);
-        const text = result.findings.map((f) => `  [${f.lane} ${f.leg} connection ${f.connection}] ${f.text}`).join('\n');
+        const text = result.findings
+          .map((f) => `  [${f.lane} ${f.leg} connection ${f.connection}] ${f.text}`)
+          .join('\n');
         console.log(redact(`hop: ${testCase.source}\n${text}\nsaved to ${file}`, harness.mesh.secrets()));
       }
     }

@@ -19,23 +19,59 @@ import { fuzzHop } from './hop.ts';
 import { type FuzzTarget, TARGETS } from './targets.ts';
 
 const seconds = Number(process.env.FUZZ_SECONDS ?? 60);
-if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`expected FUZZ_SECONDS to be a positive number, got ${process.env.FUZZ_SECONDS}`);
+if (!Number.isFinite(seconds) || seconds <= 0)
+  throw new Error(`expected FUZZ_SECONDS to be a positive number, got ${process.env.FUZZ_SECONDS}`);
 
 /** One mutation of a seed: splice, duplicate, truncate, flip a character, or insert a hostile fragment. */
 function mutated(seeds: readonly string[]): fc.Arbitrary<string> {
-  const fragments = ['.', '=', '"', '\\u0000', '{', '}', '[', ']', ':', ',', 'eyJ', 'null', '&a', '*a', '!!js/function', '\n  - ', '\t', '\u2028', 'a'.repeat(300)];
+  const fragments = [
+    '.',
+    '=',
+    '"',
+    '\\u0000',
+    '{',
+    '}',
+    '[',
+    ']',
+    ':',
+    ',',
+    'eyJ',
+    'null',
+    '&a',
+    '*a',
+    '!!js/function',
+    '\n  - ',
+    '\t',
+    '\u2028',
+    'a'.repeat(300),
+  ];
   return fc
-    .tuple(fc.constantFrom(...seeds), fc.nat(), fc.nat(), fc.constantFrom(...fragments), fc.integer({ min: 0, max: 5 }), fc.string({ unit: 'binary', maxLength: 8 }))
+    .tuple(
+      fc.constantFrom(...seeds),
+      fc.nat(),
+      fc.nat(),
+      fc.constantFrom(...fragments),
+      fc.integer({ min: 0, max: 5 }),
+      fc.string({ unit: 'binary', maxLength: 8 }),
+    )
     .map(([seed, a, b, fragment, op, noise]) => {
       const i = seed.length === 0 ? 0 : a % seed.length;
       const j = seed.length === 0 ? 0 : b % seed.length;
       switch (op) {
-        case 0: return seed.slice(0, i) + fragment + seed.slice(i);
-        case 1: return seed.slice(0, Math.min(i, j)) + seed.slice(Math.max(i, j));
-        case 2: return seed.slice(0, i) + seed.slice(Math.min(i, j), Math.max(i, j)) + seed.slice(i);
-        case 3: return seed.slice(0, i) + String.fromCharCode((seed.charCodeAt(i) ^ (1 << (b % 7))) & 0xffff) + seed.slice(i + 1);
-        case 4: return seed.slice(0, i) + noise + seed.slice(i);
-        default: return seed.slice(0, i);
+        case 0:
+          return seed.slice(0, i) + fragment + seed.slice(i);
+        case 1:
+          return seed.slice(0, Math.min(i, j)) + seed.slice(Math.max(i, j));
+        case 2:
+          return seed.slice(0, i) + seed.slice(Math.min(i, j), Math.max(i, j)) + seed.slice(i);
+        case 3:
+          return (
+            seed.slice(0, i) + String.fromCharCode((seed.charCodeAt(i) ^ (1 << (b % 7))) & 0xffff) + seed.slice(i + 1)
+          );
+        case 4:
+          return seed.slice(0, i) + noise + seed.slice(i);
+        default:
+          return seed.slice(0, i);
       }
     });
 }
@@ -44,7 +80,15 @@ function inputs(seeds: readonly string[]): fc.Arbitrary<string> {
   return fc.oneof(
     { weight: 3, arbitrary: mutated(seeds) },
     { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 400 }) },
-    { weight: 1, arbitrary: fc.array(fc.base64String({ maxLength: 120 }).map((s) => s.replace(/\+/g, '-').replace(/\//g, '_')), { minLength: 1, maxLength: 4 }).map((parts) => parts.join('.')) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .array(
+          fc.base64String({ maxLength: 120 }).map((s) => s.replace(/\+/g, '-').replace(/\//g, '_')),
+          { minLength: 1, maxLength: 4 },
+        )
+        .map((parts) => parts.join('.')),
+    },
   );
 }
 
@@ -54,10 +98,13 @@ function fuzz(target: FuzzTarget, budgetMs: number): { runs: number; failure?: s
   let runs = 0;
   let failure: string | undefined;
   while (Date.now() < deadline && failure === undefined) {
-    const result = fc.check(fc.property(inputs(seeds), (input) => {
-      runs++;
-      target.run(input);
-    }), { numRuns: 2_000, endOnFailure: true });
+    const result = fc.check(
+      fc.property(inputs(seeds), (input) => {
+        runs++;
+        target.run(input);
+      }),
+      { numRuns: 2_000, endOnFailure: true },
+    );
     if (result.failed && result.counterexample !== null) failure = result.counterexample[0];
   }
   return failure === undefined ? { runs } : { runs, failure };
@@ -89,6 +136,8 @@ const seed = process.env.FUZZ_SEED === undefined ? randomInt(2 ** 31) : Number(p
 if (!Number.isSafeInteger(seed)) throw new Error(`expected FUZZ_SEED to be an integer, got ${process.env.FUZZ_SEED}`);
 console.log(`hop: seed ${seed} (FUZZ_SEED=${seed} runs these mutations again)`);
 const hop = await fuzzHop(budget, seed);
-console.log(`hop: ${hop.runs} mutated cases across the origin lanes, ${hop.findings === 0 ? 'no findings' : `${hop.findings} finding(s), saved to fuzz/corpus/hop/`}`);
+console.log(
+  `hop: ${hop.runs} mutated cases across the origin lanes, ${hop.findings === 0 ? 'no findings' : `${hop.findings} finding(s), saved to fuzz/corpus/hop/`}`,
+);
 if (hop.findings > 0) failed = true;
 process.exitCode = failed ? 1 : 0;

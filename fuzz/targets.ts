@@ -24,9 +24,11 @@ export const tokenTarget: FuzzTarget = {
     try {
       const { header, payload } = preparseToken(input, { maxTokenBytes: 8192, algorithms });
       // Whatever passes the pre-parser must be what the checks promised.
-      if (typeof header.alg !== 'string' || !algorithms.has(header.alg)) throw new Error('preparse let through an alg outside the allow-list');
+      if (typeof header.alg !== 'string' || !algorithms.has(header.alg))
+        throw new Error('preparse let through an alg outside the allow-list');
       if ('crit' in header || 'b64' in header) throw new Error('preparse let through crit or b64');
-      if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new Error('preparse returned a non-object claims set');
+      if (typeof payload !== 'object' || payload === null || Array.isArray(payload))
+        throw new Error('preparse returned a non-object claims set');
     } catch (error) {
       if (!isTokenError(error)) throw error;
     }

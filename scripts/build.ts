@@ -36,7 +36,9 @@ export function bundleOptions(outdir: string, entryPoints: EntryPoints = BATON_E
     // protos it serves are bundled as a compiled descriptor (src/authz/ext-authz.descriptor.json), so no .proto file is read at run time.
     external: ['@opentelemetry/*', '@hpcc-js/wasm-graphviz', '@grpc/*'],
     // Bundled CommonJS dependencies call require('node:…'), which ESM output has no binding for.
-    banner: { js: "import { createRequire as __batonCreateRequire } from 'node:module'; const require = __batonCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __batonCreateRequire } from 'node:module'; const require = __batonCreateRequire(import.meta.url);",
+    },
     // esbuild renames identifiers that collide across modules; keeping each function's and class's `.name` keeps stack traces and CPU profiles readable.
     keepNames: true,
     sourcemap: 'linked',
@@ -49,7 +51,10 @@ export async function buildBundle(outdir: string, entryPoints: EntryPoints = BAT
   const target = resolve(outdir);
   const inProject = relative(PROJECT_ROOT, target);
   // It is emptied first: never the project itself.
-  if (inProject === '' || inProject.startsWith('..') || isAbsolute(inProject)) throw new Error(`bundle directory ${target} must be a directory inside the project ${PROJECT_ROOT}, where the external packages resolve`);
+  if (inProject === '' || inProject.startsWith('..') || isAbsolute(inProject))
+    throw new Error(
+      `bundle directory ${target} must be a directory inside the project ${PROJECT_ROOT}, where the external packages resolve`,
+    );
   rmSync(target, { recursive: true, force: true });
   await build(bundleOptions(target, entryPoints));
   // `baton demo` reads the example call graph; the bundle carries it so dist/ runs on its own (src/demo/mesh.ts looks beside itself).
@@ -66,5 +71,7 @@ if (import.meta.main) {
   const started = performance.now();
   await buildBundle(outdir);
   const { files, bytes } = sizeOf(outdir, '.mjs');
-  console.log(`baton: built ${relative(process.cwd(), outdir) || '.'}/baton.mjs: ${files} chunks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${Math.round(performance.now() - started)} ms`);
+  console.log(
+    `baton: built ${relative(process.cwd(), outdir) || '.'}/baton.mjs: ${files} chunks, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${Math.round(performance.now() - started)} ms`,
+  );
 }

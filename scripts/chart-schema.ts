@@ -25,7 +25,9 @@ export function plainJsonSchema(schema: TSchema): Record<string, unknown> {
   const optionalDefaults = (node: unknown): unknown => {
     if (Array.isArray(node)) return node.map(optionalDefaults);
     if (typeof node !== 'object' || node === null) return node;
-    const out: Record<string, unknown> = Object.fromEntries(Object.entries(node).map(([key, value]) => [key, optionalDefaults(value)]));
+    const out: Record<string, unknown> = Object.fromEntries(
+      Object.entries(node).map(([key, value]) => [key, optionalDefaults(value)]),
+    );
     const properties = out.properties as Record<string, { default?: unknown }> | undefined;
     if (Array.isArray(out.required) && properties !== undefined) {
       const required = (out.required as string[]).filter((key) => properties[key]?.default === undefined);
@@ -40,7 +42,10 @@ export function plainJsonSchema(schema: TSchema): Record<string, unknown> {
 /** The fragment as generated: the injector's `sidecar.externalIssuers`, which the chart passes to the injector and the STS. */
 export function externalIssuersFragment(): Record<string, unknown> {
   const fragment = plainJsonSchema(InjectorConfigSchema.properties.sidecar.properties.externalIssuers);
-  return { ...fragment, description: `${String(fragment.description)}. Generated from the injector's schema by scripts/chart-schema.ts: do not edit here.` };
+  return {
+    ...fragment,
+    description: `${String(fragment.description)}. Generated from the injector's schema by scripts/chart-schema.ts: do not edit here.`,
+  };
 }
 
 type ChartSchema = { properties: { sts: { properties: Record<string, unknown> } } };
@@ -56,5 +61,9 @@ if (import.meta.main) {
   const text = chartSchemaText();
   const stale = text !== readFileSync(CHART_SCHEMA, 'utf8');
   writeFileSync(CHART_SCHEMA, text);
-  process.stdout.write(stale ? 'helm/baton-mesh/values.schema.json: externalIssuers regenerated\n' : 'helm/baton-mesh/values.schema.json: up to date\n');
+  process.stdout.write(
+    stale
+      ? 'helm/baton-mesh/values.schema.json: externalIssuers regenerated\n'
+      : 'helm/baton-mesh/values.schema.json: up to date\n',
+  );
 }

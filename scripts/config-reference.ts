@@ -55,7 +55,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const reference of CONFIG_REFERENCES) {
     const text = readFileSync(pagePath(reference), 'utf8');
     const next = withReference(text, reference);
-    if (next === undefined) throw new Error(`${reference.page}: expected the markers ${markers(reference.name).open} … ${markers(reference.name).close}`);
+    if (next === undefined)
+      throw new Error(
+        `${reference.page}: expected the markers ${markers(reference.name).open} … ${markers(reference.name).close}`,
+      );
     if (next !== text) {
       writeFileSync(pagePath(reference), next);
       process.stdout.write(`${reference.page}: configuration reference updated\n`);

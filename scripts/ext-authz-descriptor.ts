@@ -23,14 +23,25 @@ export const DESCRIPTOR_FILE = join(ROOT, 'src/authz/ext-authz.descriptor.json')
 export const EXT_AUTHZ_PROTO = 'envoy/service/auth/v3/external_auth.proto';
 
 // protobufjs is @grpc/proto-loader's own parser: resolved through it, so the version that compiles is the one that loads.
-const protobuf = createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader'))('protobufjs') as typeof Protobuf;
+const protobuf = createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader'))(
+  'protobufjs',
+) as typeof Protobuf;
 
 /** The descriptor as the text it is committed as. */
 export function compileDescriptor(): string {
   const root = new protobuf.Root();
   // google/protobuf's well-known types come with protobufjs; descriptor.proto (imported for custom options) as a file of its package.
-  const descriptorProto = join(createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader')).resolve('protobufjs'), '..', 'google/protobuf/descriptor.proto');
-  root.resolvePath = (_origin, target) => (target === 'google/protobuf/descriptor.proto' ? descriptorProto : target.startsWith('google/protobuf/') ? target : join(VENDOR_DIR, target));
+  const descriptorProto = join(
+    createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader')).resolve('protobufjs'),
+    '..',
+    'google/protobuf/descriptor.proto',
+  );
+  root.resolvePath = (_origin, target) =>
+    target === 'google/protobuf/descriptor.proto'
+      ? descriptorProto
+      : target.startsWith('google/protobuf/')
+        ? target
+        : join(VENDOR_DIR, target);
   root.loadSync(EXT_AUTHZ_PROTO, { keepCase: true });
   root.resolveAll();
   return `${JSON.stringify(root.toJSON({ keepComments: false }), null, 1)}\n`;

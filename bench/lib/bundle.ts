@@ -45,5 +45,10 @@ async function build(): Promise<BenchBundle> {
     'net-proxy': fileURLToPath(new URL('./net-proxy.ts', import.meta.url)),
     'bare-h2-proxy': fileURLToPath(new URL('./bare-h2-proxy.ts', import.meta.url)),
   });
-  return { baton: join(outdir, 'baton.mjs'), bareProxy: join(outdir, 'bare-proxy.mjs'), netProxy: join(outdir, 'net-proxy.mjs'), bareH2Proxy: join(outdir, 'bare-h2-proxy.mjs') };
+  return {
+    baton: join(outdir, 'baton.mjs'),
+    bareProxy: join(outdir, 'bare-proxy.mjs'),
+    netProxy: join(outdir, 'net-proxy.mjs'),
+    bareH2Proxy: join(outdir, 'bare-h2-proxy.mjs'),
+  };
 }

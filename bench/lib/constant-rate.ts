@@ -54,7 +54,11 @@ export interface ConstantRateResult {
 }
 
 export async function runConstantRate(options: ConstantRateOptions): Promise<ConstantRateResult> {
-  const pool = new Pool(options.url, { connections: options.connections ?? 64, pipelining: 1, keepAliveTimeout: 30_000 });
+  const pool = new Pool(options.url, {
+    connections: options.connections ?? 64,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+  });
   const total = Math.round(options.rate * options.durationSec);
   const intervalNs = 1e9 / options.rate;
   const latenciesNs = new Float64Array(total);
@@ -106,9 +110,19 @@ export async function runConstantRate(options: ConstantRateOptions): Promise<Con
   const sorted = latenciesNs.sort();
   const at = (p: number): number => (sorted[Math.min(total - 1, Math.floor(total * p))] as number) / 1e6;
   let even = 0;
-  for (let i = 1; i < total; i++) if (Math.abs((sentAtNs[i] as number) - (sentAtNs[i - 1] as number) - intervalNs) <= intervalNs / 4) even++;
+  for (let i = 1; i < total; i++)
+    if (Math.abs((sentAtNs[i] as number) - (sentAtNs[i - 1] as number) - intervalNs) <= intervalNs / 4) even++;
   const evenShare = Math.round((even / Math.max(1, total - 1)) * 100) / 100;
-  return { sent: total, errors, non2xx, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: (sorted[total - 1] as number) / 1e6, arrivals, evenShare };
+  return {
+    sent: total,
+    errors,
+    non2xx,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    maxMs: (sorted[total - 1] as number) / 1e6,
+    arrivals,
+    evenShare,
+  };
 }
 
 /**

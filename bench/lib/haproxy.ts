@@ -28,8 +28,16 @@ export function ensureHaproxy(): string {
   const found = spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy']);
   if (found.status === 0) return found.stdout.toString().trim().split('\n')[0] as string;
   console.error('bench: haproxy is missing; installing Debian haproxy');
-  const install = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy && (service haproxy stop || true)'], { stdio: 'inherit' });
-  if (install.status !== 0) throw new Error('bench: could not install haproxy (apt-get failed); the haproxy baseline cannot run');
+  const install = spawnSync(
+    'sh',
+    [
+      '-c',
+      'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy && (service haproxy stop || true)',
+    ],
+    { stdio: 'inherit' },
+  );
+  if (install.status !== 0)
+    throw new Error('bench: could not install haproxy (apt-get failed); the haproxy baseline cannot run');
   return '/usr/sbin/haproxy';
 }
 

@@ -39,8 +39,13 @@ export function ensureNginx(): string {
   const found = spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx']);
   if (found.status === 0) return found.stdout.toString().trim().split('\n')[0] as string;
   console.error('bench: nginx is missing; installing Debian nginx-light');
-  const install = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light'], { stdio: 'inherit' });
-  if (install.status !== 0) throw new Error('bench: could not install nginx (apt-get failed); the nginx baselines cannot run');
+  const install = spawnSync(
+    'sh',
+    ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light'],
+    { stdio: 'inherit' },
+  );
+  if (install.status !== 0)
+    throw new Error('bench: could not install nginx (apt-get failed); the nginx baselines cannot run');
   return '/usr/sbin/nginx';
 }
 
@@ -55,12 +60,16 @@ ${KEEPALIVE_PROXY}
 
 /** One nginx reverse proxy hop at nginx's defaults but for upstream keep-alive, one worker (like one sidecar process). */
 export function startNginxProxy(binary: string, listenPort: number, upstreamPort: number): NginxProxy {
-  return startNginx(binary, listenPort, `
+  return startNginx(
+    binary,
+    listenPort,
+    `
   upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   server {
     listen 127.0.0.1:${listenPort};
 ${PROXY_TO_APP}
-  }`);
+  }`,
+  );
 }
 
 /**
@@ -72,7 +81,10 @@ ${PROXY_TO_APP}
  * (scenario 8, bench/grpc.bench.ts).
  */
 export function startNginxGrpcProxy(binary: string, listenPort: number, upstreamPort: number): NginxProxy {
-  return startNginx(binary, listenPort, `
+  return startNginx(
+    binary,
+    listenPort,
+    `
   upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   server {
     listen 127.0.0.1:${listenPort} http2;
@@ -83,7 +95,8 @@ export function startNginxGrpcProxy(binary: string, listenPort: number, upstream
     location / {
       grpc_pass grpc://app;
     }
-  }`);
+  }`,
+  );
 }
 
 /** PEM files of one workload identity (src/identity/dev-ca.ts, csi-driver-spiffe layout). */
@@ -99,8 +112,16 @@ export interface NginxIdentity {
  * on`). nginx checks the chain only; it has no SPIFFE ID authorization.
  * Session tickets stay on (nginx's default) so the outer hop can resume.
  */
-export function startNginxTlsInner(binary: string, listenPort: number, upstreamPort: number, identity: NginxIdentity): NginxProxy {
-  return startNginx(binary, listenPort, `
+export function startNginxTlsInner(
+  binary: string,
+  listenPort: number,
+  upstreamPort: number,
+  identity: NginxIdentity,
+): NginxProxy {
+  return startNginx(
+    binary,
+    listenPort,
+    `
   upstream app { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   server {
     listen 127.0.0.1:${listenPort} ssl;
@@ -114,7 +135,8 @@ export function startNginxTlsInner(binary: string, listenPort: number, upstreamP
     # Part of the one deviation: the outer hop's kept-alive TLS connection is not closed after nginx's default 1,000 requests.
     keepalive_requests 100000;
 ${PROXY_TO_APP}
-  }`);
+  }`,
+  );
 }
 
 /**
@@ -123,8 +145,17 @@ ${PROXY_TO_APP}
  * client certificate, the server's chain and name (`serverName`, a DNS SAN of
  * its certificate) verified, upstream keep-alive and TLS session reuse.
  */
-export function startNginxTlsOuter(binary: string, listenPort: number, upstreamPort: number, identity: NginxIdentity, serverName: string): NginxProxy {
-  return startNginx(binary, listenPort, `
+export function startNginxTlsOuter(
+  binary: string,
+  listenPort: number,
+  upstreamPort: number,
+  identity: NginxIdentity,
+  serverName: string,
+): NginxProxy {
+  return startNginx(
+    binary,
+    listenPort,
+    `
   # Upstream keep-alive, the one deviation from nginx's defaults, here over TLS: kept for as many requests as the inner hop allows.
   upstream inner { server 127.0.0.1:${upstreamPort}; keepalive 256; keepalive_requests 100000; }
   server {
@@ -142,7 +173,8 @@ ${KEEPALIVE_PROXY}
       proxy_ssl_server_name on;
       proxy_ssl_session_reuse on;
     }
-  }`);
+  }`,
+  );
 }
 
 function startNginx(binary: string, listenPort: number, http: string): NginxProxy {

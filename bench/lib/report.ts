@@ -22,7 +22,12 @@ export interface Row {
 }
 
 export function machine(): Record<string, string | number> {
-  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+  return {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
 }
 
 export function markdownTable(rows: readonly Row[]): string {
@@ -30,7 +35,11 @@ export function markdownTable(rows: readonly Row[]): string {
   if (first === undefined) return '(no rows)\n';
   const columns = Object.keys(first);
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
-  return [line(columns), line(columns.map(() => '---')), ...rows.map((r) => line(columns.map((c) => format(r[c]))))].join('\n') + '\n';
+  return (
+    [line(columns), line(columns.map(() => '---')), ...rows.map((r) => line(columns.map((c) => format(r[c]))))].join(
+      '\n',
+    ) + '\n'
+  );
 }
 
 function format(value: string | number | undefined): string {
@@ -43,7 +52,8 @@ export type Baselines = Readonly<Record<string, string>>;
 
 /** Prints every baseline's config at the start of a scenario, so a run's log says what it compared against. */
 export function announceBaselines(scenario: string, baselines: Baselines): void {
-  for (const [name, config] of Object.entries(baselines)) console.error(`bench: ${scenario}: ${name} runs with\n${config.trim()}\n`);
+  for (const [name, config] of Object.entries(baselines))
+    console.error(`bench: ${scenario}: ${name} runs with\n${config.trim()}\n`);
 }
 
 /** The baselines' configs as markdown, one fenced block each. */
@@ -56,10 +66,18 @@ export function baselinesMarkdown(baselines: Baselines): string {
  * Writes `bench/results/<name>.json` and `<name>.md`; returns the markdown.
  * `extra.baselines` (the native baselines' configs) goes into both.
  */
-export function writeResults(name: string, title: string, rows: readonly Row[], extra: Record<string, unknown> & { readonly baselines?: Baselines } = {}): string {
+export function writeResults(
+  name: string,
+  title: string,
+  rows: readonly Row[],
+  extra: Record<string, unknown> & { readonly baselines?: Baselines } = {},
+): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const date = new Date().toISOString();
-  writeFileSync(join(RESULTS_DIR, `${name}.json`), JSON.stringify({ name, date, machine: machine(), ...extra, rows }, null, 2) + '\n');
+  writeFileSync(
+    join(RESULTS_DIR, `${name}.json`),
+    JSON.stringify({ name, date, machine: machine(), ...extra, rows }, null, 2) + '\n',
+  );
   const md = `## ${title}\n\n${date} on ${machine().cpu} (${machine().cores} cores), Node.js ${process.version}\n\n${markdownTable(rows)}${baselinesMarkdown(extra.baselines ?? {})}`;
   writeFileSync(join(RESULTS_DIR, `${name}.md`), md);
   return md;
@@ -68,5 +86,7 @@ export function writeResults(name: string, title: string, rows: readonly Row[], 
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }

@@ -19,5 +19,11 @@ if (existsSync(privatePath) && existsSync(publicPath)) {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   writeFileSync(privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   writeFileSync(publicPath, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644 });
-  console.log(JSON.stringify({ msg: 'policy signing key generated', dir, warning: 'development key: use a Secret in production' }));
+  console.log(
+    JSON.stringify({
+      msg: 'policy signing key generated',
+      dir,
+      warning: 'development key: use a Secret in production',
+    }),
+  );
 }

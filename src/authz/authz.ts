@@ -67,10 +67,27 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
   const now = deps.now ?? Date.now;
   const tracing = deps.tracing ?? TRACING_OFF;
   const metrics = createSidecarMetrics();
-  const inflight = createInflight(config.maxConcurrent, metrics.inflight('inbound'), { peer: 1, subject: config.subjectShare });
-  const decisions = createDecisionCache({ maxEntries: config.cache.decisionMaxEntries, ttlSeconds: config.cache.decisionTtlSeconds, now });
+  const inflight = createInflight(config.maxConcurrent, metrics.inflight('inbound'), {
+    peer: 1,
+    subject: config.subjectShare,
+  });
+  const decisions = createDecisionCache({
+    maxEntries: config.cache.decisionMaxEntries,
+    ttlSeconds: config.cache.decisionTtlSeconds,
+    now,
+  });
   const meshIdentity = startMeshIdentity(config, `authz ${config.service}`, { logger, now });
-  const mesh: SidecarMesh | undefined = meshIdentity === undefined ? undefined : { ...meshIdentity, client: createMeshClient({ identity: meshIdentity.identity, logger, connectTimeoutMs: config.connectTimeoutMs }) };
+  const mesh: SidecarMesh | undefined =
+    meshIdentity === undefined
+      ? undefined
+      : {
+          ...meshIdentity,
+          client: createMeshClient({
+            identity: meshIdentity.identity,
+            logger,
+            connectTimeoutMs: config.connectTimeoutMs,
+          }),
+        };
   let collaborators: Collaborators | undefined;
   let closing = false;
   let grpcFrontEnd: GrpcFrontEnd | undefined;
@@ -79,10 +96,15 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
   const timers: NodeJS.Timeout[] = [];
 
   const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
-  const waitingFor = (): string[] => [...(collaborators === undefined ? ['startup'] : collaborators.waitingFor()), ...(identityMissing() ? ['identity'] : [])];
+  const waitingFor = (): string[] => [
+    ...(collaborators === undefined ? ['startup'] : collaborators.waitingFor()),
+    ...(identityMissing() ? ['identity'] : []),
+  ];
   const problems = (): string[] => collaborators?.problems?.() ?? [];
   const readiness = { ready: false };
-  const ready = (): boolean => (readiness.ready = !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing());
+  const ready = (): boolean =>
+    (readiness.ready =
+      !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing());
   let announced: readonly string[] = [];
   // Each problem once when it appears, and once more when all are gone, as the sidecar announces them.
   const announceProblems = (): void => {
@@ -93,7 +115,9 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
     }
     if (current.length === 0 && announced.length > 0) {
       logger.info({ event: 'problem_resolved' }, 'readiness problem resolved');
-      deps.announce?.(`baton authz ${config.service}: problem resolved${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`);
+      deps.announce?.(
+        `baton authz ${config.service}: problem resolved${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`,
+      );
     }
     announced = current;
   };
@@ -101,7 +125,8 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
   return {
     ready,
     async start() {
-      collaborators = deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
+      collaborators =
+        deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
         metrics.policyVersion(version);
@@ -182,11 +207,20 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
       for (const timer of timers) clearInterval(timer);
       const started = Date.now();
       httpServer?.drain();
-      const stopped = [grpcFrontEnd?.close(graceMs), httpServer === undefined ? undefined : new Promise<void>((resolve) => httpServer?.server.close(() => resolve()))];
+      const stopped = [
+        grpcFrontEnd?.close(graceMs),
+        httpServer === undefined
+          ? undefined
+          : new Promise<void>((resolve) => httpServer?.server.close(() => resolve())),
+      ];
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([inflight.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
       clearTimeout(timer);
-      if (inflight.count() > 0) logger.warn({ event: 'shutdown', inflight: inflight.count(), graceMs, waitedMs: Date.now() - started }, 'grace period over, cutting checks still in flight');
+      if (inflight.count() > 0)
+        logger.warn(
+          { event: 'shutdown', inflight: inflight.count(), graceMs, waitedMs: Date.now() - started },
+          'grace period over, cutting checks still in flight',
+        );
       httpServer?.closeAll();
       await Promise.all(stopped);
       await collaborators?.close();
@@ -203,11 +237,19 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
   /** The decision cache's lookups, beside the sidecar's series. */
   function decisionCacheSeries(): string {
     const lines: string[] = [];
-    renderFamily(lines, 'baton_authz_decision_cache_total', 'counter', 'Decision cache lookups of baton authz, by result (hit: the decision was replayed, still audited).', [
-      { labels: '{result="hit"}', value: decisions.counts.hit },
-      { labels: '{result="miss"}', value: decisions.counts.miss },
+    renderFamily(
+      lines,
+      'baton_authz_decision_cache_total',
+      'counter',
+      'Decision cache lookups of baton authz, by result (hit: the decision was replayed, still audited).',
+      [
+        { labels: '{result="hit"}', value: decisions.counts.hit },
+        { labels: '{result="miss"}', value: decisions.counts.miss },
+      ],
+    );
+    renderFamily(lines, 'baton_authz_decision_cache_entries', 'gauge', 'Decisions baton authz holds.', [
+      { labels: '', value: decisions.size },
     ]);
-    renderFamily(lines, 'baton_authz_decision_cache_entries', 'gauge', 'Decisions baton authz holds.', [{ labels: '', value: decisions.size }]);
     return lines.join('\n') + '\n';
   }
 }

@@ -46,14 +46,26 @@ import type { PolicySnapshot, SidecarContext } from '../sidecar/collaborators.ts
 import { REQUEST_HEADER } from '../sidecar/context-handles.ts';
 import { checkSidecarEdge } from '../sidecar/edge-check.ts';
 import type { CertificateBinding, TokenExchanger } from '../sidecar/exchange/exchanger.ts';
-import { FairShareExceededError, TokenCertificateRequiredError, UnauthenticatedError, UnknownServiceError } from '../sidecar/errors.ts';
+import {
+  FairShareExceededError,
+  TokenCertificateRequiredError,
+  UnauthenticatedError,
+  UnknownServiceError,
+} from '../sidecar/errors.ts';
 import { IdentityHeader, identityHeaders, isBatonHeader } from '../sidecar/headers.ts';
 import { type Direction, FORWARDED, type RequestMetrics, UNKNOWN_TARGET } from '../sidecar/metrics.ts';
 import { type Admitted, asHttpError, type Inflight, problemHeaders, recordRefusal } from '../sidecar/pipeline.ts';
 import { bearerToken, originFormPath, refuseAmbiguousPath, requestTarget } from '../sidecar/request.ts';
 import { findSubject, obtainToken, type Subject, verifiedFor } from '../sidecar/subject.ts';
 import { checkTokenBinding, type Listener, type Peer } from '../sidecar/token-binding.ts';
-import { endHttpSpan, endpointOf, type HttpSpan, startEgressSpan, startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
+import {
+  endHttpSpan,
+  endpointOf,
+  type HttpSpan,
+  startEgressSpan,
+  startServerSpan,
+  traceHeaders,
+} from '../telemetry/http-spans.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { tokenDigest } from '../token/token-digest.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
@@ -153,14 +165,21 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
   return {
     async check(request) {
       const started = performance.now();
-      const call: Call = { requests: request.direction === 'inbound' ? inboundRequests : untargeted, credential: false };
+      const call: Call = {
+        requests: request.direction === 'inbound' ? inboundRequests : untargeted,
+        credential: false,
+      };
       const slot = admission();
       let span: HttpSpan | undefined;
       try {
         // Admit: refused at once rather than queued; the proxy denies.
-        if (!ctx.inflight.admit(slot)) throw new OverloadedError('expected fewer checks in flight, the limit is reached');
+        if (!ctx.inflight.admit(slot))
+          throw new OverloadedError('expected fewer checks in flight, the limit is reached');
         span = traced ? startSpan(request) : undefined;
-        const verdict = span === undefined ? await steps(request, call, slot) : await context.with(span.context, steps, undefined, request, call, slot);
+        const verdict =
+          span === undefined
+            ? await steps(request, call, slot)
+            : await context.with(span.context, steps, undefined, request, call, slot);
         call.requests.done(200, FORWARDED, (performance.now() - started) / 1000);
         if (span !== undefined) endHttpSpan(span.span, request.direction === 'inbound' ? 'server' : 'client', 200);
         return verdict;
@@ -168,7 +187,8 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
         const problem = asHttpError(error);
         refused(request.direction, request.method, span?.span, problem);
         call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
-        if (span !== undefined) endHttpSpan(span.span, request.direction === 'inbound' ? 'server' : 'client', problem.status, problem.code);
+        if (span !== undefined)
+          endHttpSpan(span.span, request.direction === 'inbound' ? 'server' : 'client', problem.status, problem.code);
         return denial(problem, call.credential);
       } finally {
         slot.close();
@@ -182,19 +202,44 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
   };
 
   /** The sidecar's accounting of a refusal, and an audit line for a malformed check: the proxy's fault, and a request denied for it. */
-  function refused(direction: CheckDirection, method: string | undefined, span: Span | undefined, problem: HttpError): void {
+  function refused(
+    direction: CheckDirection,
+    method: string | undefined,
+    span: Span | undefined,
+    problem: HttpError,
+  ): void {
     recordRefusal(ctx, direction, method, span, problem);
-    if (problem.code === MalformedCheckError.code) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, status: problem.status, method }, problem.title);
+    if (problem.code === MalformedCheckError.code)
+      writeAuditEvent(
+        ctx.logger,
+        {
+          event: 'request_failed',
+          component: 'sidecar',
+          direction,
+          code: problem.code,
+          status: problem.status,
+          method,
+        },
+        problem.title,
+      );
   }
 
   async function steps(request: ProxyCheck, call: Call, slot: Admitted): Promise<Allowed> {
     // The policy and its version read once, as one value, for the whole check.
     const snapshot = ctx.policy.snapshot();
-    if (snapshot === undefined || !ctx.readiness.ready) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
-    return request.direction === 'inbound' ? inbound(request, call, slot, snapshot) : outbound(request, call, slot, snapshot);
+    if (snapshot === undefined || !ctx.readiness.ready)
+      throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    return request.direction === 'inbound'
+      ? inbound(request, call, slot, snapshot)
+      : outbound(request, call, slot, snapshot);
   }
 
-  async function inbound(request: ProxyCheck, call: Call, slot: Admitted, { policy, version }: PolicySnapshot): Promise<Allowed> {
+  async function inbound(
+    request: ProxyCheck,
+    call: Call,
+    slot: Admitted,
+    { policy, version }: PolicySnapshot,
+  ): Promise<Allowed> {
     // 1. A path the app's server could read as another one is refused outright.
     const path = originFormPath(request.path);
     refuseAmbiguousPath(path);
@@ -211,22 +256,49 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
 
     // 4. Verify (cached until exp), or the decision made for this very question. One user holds only its share.
     const digest = tokenDigest(token);
-    const key: DecisionKey = { direction: 'inbound', target: service, policyVersion: version, tokenDigest: digest, peer: peerKey(peer), method: request.method, path };
+    const key: DecisionKey = {
+      direction: 'inbound',
+      target: service,
+      policyVersion: version,
+      tokenDigest: digest,
+      peer: peerKey(peer),
+      method: request.method,
+      path,
+    };
     const cached = ctx.decisions.get(key);
-    const verified = cached?.verified ?? ctx.verifiedCache.get(token, service, digest) ?? (await verifiedFor(ctx, token, digest));
+    const verified =
+      cached?.verified ?? ctx.verifiedCache.get(token, service, digest) ?? (await verifiedFor(ctx, token, digest));
     shareOf(slot, verified);
 
     // 5. RFC 8705 §3: a bound token only with its certificate, from the workload it names as caller.
     if (cached === undefined) {
-      if (verified.confirmation !== undefined && ctx.peerCertificate === 'required' && peer !== undefined && peer.thumbprint === undefined) {
-        throw new TokenCertificateRequiredError('expected the proxy to pass the client certificate this token is bound to (inbound.peerCertificate: required), got the peer\'s principal only');
+      if (
+        verified.confirmation !== undefined &&
+        ctx.peerCertificate === 'required' &&
+        peer !== undefined &&
+        peer.thumbprint === undefined
+      ) {
+        throw new TokenCertificateRequiredError(
+          "expected the proxy to pass the client certificate this token is bound to (inbound.peerCertificate: required), got the peer's principal only",
+        );
       }
       checkTokenBinding(verified, peer, listener);
     }
 
     // 6. The chain against the policy for this method and path; the request id continues a mesh caller's.
-    const requestId = (verified.kind === 'mesh' ? ctx.requestIds.accept(request.headers[REQUEST_HEADER]) : undefined) ?? ctx.requestIds.mint();
-    const input: DecisionInput = { chain: verified.chain, target: service, method: request.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user, subjectIssuer: verified.subjectIssuer };
+    const requestId =
+      (verified.kind === 'mesh' ? ctx.requestIds.accept(request.headers[REQUEST_HEADER]) : undefined) ??
+      ctx.requestIds.mint();
+    const input: DecisionInput = {
+      chain: verified.chain,
+      target: service,
+      method: request.method,
+      path,
+      scopes: verified.scopes,
+      acr: verified.acr,
+      user: verified.user,
+      subjectIssuer: verified.subjectIssuer,
+    };
     decide(policy, key, input, cached, verified, {
       direction: 'inbound',
       subject: verified.subject,
@@ -240,18 +312,35 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
 
     // 7. Only baton speaks in baton-* fields: the verified identity and the handle set, every other one removed.
     const contextHandle = ctx.handles.issue(token, verified, requestId);
-    const set = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request: requestId, contextHandle });
+    const set = identityHeaders({
+      subject: verified.subject,
+      subjectIssuer: verified.subjectIssuer,
+      user: verified.user,
+      chain: verified.chain,
+      external: verified.kind === 'external',
+      scopes: verified.scopes,
+      txn: verified.txn,
+      request: requestId,
+      contextHandle,
+    });
     if (traced) set.push(...traceHeaders(context.active()));
     const remove = removals(request, set, ctx.forwardToken ? [] : ['authorization']);
     return { allowed: true, set, remove, maxAgeSeconds: maxAge(lastUse(verified)) };
   }
 
-  async function outbound(request: ProxyCheck, call: Call, slot: Admitted, { policy, version }: PolicySnapshot): Promise<Allowed> {
-    call.credential = request.headers.authorization !== undefined || request.headers[IdentityHeader.context] !== undefined;
+  async function outbound(
+    request: ProxyCheck,
+    call: Call,
+    slot: Admitted,
+    { policy, version }: PolicySnapshot,
+  ): Promise<Allowed> {
+    call.credential =
+      request.headers.authorization !== undefined || request.headers[IdentityHeader.context] !== undefined;
 
     // 1. Which service the app is calling: named by the proxy's configuration, else by the Host it sends to.
     const target = targetOf(request);
-    if (!policy.hasService(target)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target}'`);
+    if (!policy.hasService(target))
+      throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target}'`);
     call.requests = metrics.requests('outbound', target);
 
     // 2. A path the upstream's server could read as another one is refused outright.
@@ -260,8 +349,13 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
 
     // 3. mtls: the certificate this authorizer presents to the STS, which binds the exchanged token to it (docs/security.md).
     const generation = ctx.mesh?.client.current();
-    if (ctx.mesh !== undefined && generation === undefined) throw new NotReadyError('expected a valid workload certificate for mTLS, have none (missing or expired); no token is obtained without it', { reason: 'identity' });
-    const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
+    if (ctx.mesh !== undefined && generation === undefined)
+      throw new NotReadyError(
+        'expected a valid workload certificate for mTLS, have none (missing or expired); no token is obtained without it',
+        { reason: 'identity' },
+      );
+    const binding: CertificateBinding | undefined =
+      generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
 
     // 4. On whose behalf: the handle the app was given, a token it forwarded, or nobody (service identity).
     const subject: Subject | undefined = await findSubject(ctx, request);
@@ -269,12 +363,28 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
     if (subject !== undefined) shareOf(slot, subject.verified);
 
     // 5. The edge this call would add, checked before the STS is asked.
-    const key: DecisionKey = { direction: 'outbound', target, policyVersion: version, tokenDigest: subject === undefined ? undefined : tokenDigest(subject.subjectToken), peer: undefined, method: request.method, path };
+    const key: DecisionKey = {
+      direction: 'outbound',
+      target,
+      policyVersion: version,
+      tokenDigest: subject === undefined ? undefined : tokenDigest(subject.subjectToken),
+      peer: undefined,
+      method: request.method,
+      path,
+    };
     const cached = ctx.decisions.get(key);
     const input: DecisionInput =
       subject === undefined
         ? // The service token's scopes are not known before it is minted; the most the STS could grant on this edge is.
-          { chain: [service], target, method: request.method, path, scopes: policy.usableScopes(service, target) ?? new Set(), user: false, subjectIssuer: ctx.stsIssuer }
+          {
+            chain: [service],
+            target,
+            method: request.method,
+            path,
+            scopes: policy.usableScopes(service, target) ?? new Set(),
+            user: false,
+            subjectIssuer: ctx.stsIssuer,
+          }
         : {
             chain: [...(subject.verified.kind === 'mesh' ? subject.verified.chain : []), service],
             target,
@@ -301,7 +411,14 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
     const set = ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, requestId];
     if (traced) set.push(...traceHeaders(context.active()));
     const lastUseOfToken = issued.expiresAt - ctx.exchangeMarginSeconds;
-    return { allowed: true, set, remove: removals(request, set, []), maxAgeSeconds: maxAge(subject === undefined ? lastUseOfToken : Math.min(lastUseOfToken, lastUse(subject.verified))) };
+    return {
+      allowed: true,
+      set,
+      remove: removals(request, set, []),
+      maxAgeSeconds: maxAge(
+        subject === undefined ? lastUseOfToken : Math.min(lastUseOfToken, lastUse(subject.verified)),
+      ),
+    };
   }
 
   /** The policy's decision (or the cached one for this key), audited, counted and enforced as the sidecar does. */
@@ -311,27 +428,51 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
     input: DecisionInput,
     cached: { readonly decision: Decision } | undefined,
     verified: VerifiedToken | undefined,
-    audit: { direction: Direction; subject: string | undefined; subjectIssuer: string | undefined; txn: string | undefined; request: string; policyVersion: number; peer?: string; bound?: boolean },
+    audit: {
+      direction: Direction;
+      subject: string | undefined;
+      subjectIssuer: string | undefined;
+      txn: string | undefined;
+      request: string;
+      policyVersion: number;
+      peer?: string;
+      bound?: boolean;
+    },
   ): void {
     const decision = cached?.decision ?? policy.decide(input);
     if (cached === undefined) ctx.decisions.set(key, { verified, decision });
-    checkSidecarEdge(policy, input, { ...audit, service, logger: ctx.logger, metrics, traced, pseudonym: ctx.subjectPseudonym }, decision);
+    checkSidecarEdge(
+      policy,
+      input,
+      { ...audit, service, logger: ctx.logger, metrics, traced, pseudonym: ctx.subjectPseudonym },
+      decision,
+    );
   }
 
   function shareOf(slot: Admitted, verified: VerifiedToken): void {
-    if (verified.user && !ctx.inflight.share(slot, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
-      throw new FairShareExceededError('expected this user to hold fewer checks in flight, its share of the limit is used up');
+    if (
+      verified.user &&
+      !ctx.inflight.share(slot, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)
+    ) {
+      throw new FairShareExceededError(
+        'expected this user to hold fewer checks in flight, its share of the limit is used up',
+      );
     }
   }
 
   /** The target service of an outbound check: the proxy's word, else the Host, its DNS suffix cut and its home namespace dropped. */
   function targetOf(request: ProxyCheck): string {
     if (request.target !== undefined) {
-      if (!isServiceName(request.target)) throw new MalformedCheckError(`expected the target service the proxy names to be a service name, got '${request.target.slice(0, 64)}'`, { extensions: { reason: 'target' } });
+      if (!isServiceName(request.target))
+        throw new MalformedCheckError(
+          `expected the target service the proxy names to be a service name, got '${request.target.slice(0, 64)}'`,
+          { extensions: { reason: 'target' } },
+        );
       return request.target;
     }
     const host = request.host;
-    if (host === undefined || host === '') throw new BadRequestError('expected a Host naming the target service, got none');
+    if (host === undefined || host === '')
+      throw new BadRequestError('expected a Host naming the target service, got none');
     let name = host.replace(/:\d+$/, '').toLowerCase();
     for (const suffix of ctx.domainSuffixes) {
       if (name.endsWith(suffix) && name.length > suffix.length) {
@@ -350,12 +491,25 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
     const pathOnly = request.path.split('?', 1)[0] as string;
     if (request.direction === 'inbound') {
       const httpVersion = /^HTTP\/(\d(?:\.\d)?)$/i.exec(request.protocol ?? '')?.[1] ?? '1.1';
-      return startServerSpan(tracer, { method: request.method, url: request.path, httpVersion, headers: request.headers, socket: { remoteAddress: request.clientAddress } }, pathOnly);
+      return startServerSpan(
+        tracer,
+        {
+          method: request.method,
+          url: request.path,
+          httpVersion,
+          headers: request.headers,
+          socket: { remoteAddress: request.clientAddress },
+        },
+        pathOnly,
+      );
     }
     let to: Parameters<typeof startEgressSpan>[2];
     try {
       const target = targetOf(request);
-      to = ctx.policy.snapshot()?.policy.hasService(target) === true ? { service: target, upstream: endpointOf(new URL(`http://${target}`)), target: request.path } : undefined;
+      to =
+        ctx.policy.snapshot()?.policy.hasService(target) === true
+          ? { service: target, upstream: endpointOf(new URL(`http://${target}`)), target: request.path }
+          : undefined;
     } catch {
       to = undefined;
     }

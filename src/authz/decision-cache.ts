@@ -74,7 +74,12 @@ export function createDecisionCache(options: DecisionCacheOptions): DecisionCach
     },
     set(key, value) {
       const verified = value.verified;
-      const lastUse = verified === undefined ? Number.POSITIVE_INFINITY : (verified.reuseUntil === undefined ? verified.expiresAt : Math.min(verified.reuseUntil, verified.expiresAt)) * 1000;
+      const lastUse =
+        verified === undefined
+          ? Number.POSITIVE_INFINITY
+          : (verified.reuseUntil === undefined
+              ? verified.expiresAt
+              : Math.min(verified.reuseUntil, verified.expiresAt)) * 1000;
       entries.set(keyText(key), value, Math.min(lastUse, options.now() + options.ttlSeconds * 1000));
     },
     get size() {
@@ -90,5 +95,13 @@ export function createDecisionCache(options: DecisionCacheOptions): DecisionCach
  * string would).
  */
 function keyText(key: DecisionKey): string {
-  return JSON.stringify([key.direction, key.target, key.policyVersion, key.tokenDigest ?? null, key.peer ?? null, key.method, key.path]);
+  return JSON.stringify([
+    key.direction,
+    key.target,
+    key.policyVersion,
+    key.tokenDigest ?? null,
+    key.peer ?? null,
+    key.method,
+    key.path,
+  ]);
 }

@@ -14,4 +14,8 @@ import { defineError } from '../core/errors.ts';
  * misconfiguration, never the caller's fault: over gRPC the answer's status
  * is INVALID_ARGUMENT, and the request is denied.
  */
-export const MalformedCheckError = defineError({ code: 'BATON_AUTHZ_MALFORMED_CHECK', status: 400, title: 'Malformed authorization check' });
+export const MalformedCheckError = defineError({
+  code: 'BATON_AUTHZ_MALFORMED_CHECK',
+  status: 400,
+  title: 'Malformed authorization check',
+});

@@ -64,11 +64,17 @@ const UNDECODABLE = Symbol('undecodable');
 
 export function createGrpcFrontEnd(authorizer: Authorizer, options: GrpcFrontEndOptions): GrpcFrontEnd {
   const definition = authorizationService();
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes, 'grpc.max_send_message_length': options.maxMessageBytes });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    'grpc.max_send_message_length': options.maxMessageBytes,
+  });
   server.addService(definition, {
     Check(call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
       if (call.request === UNDECODABLE) {
-        const error = new MalformedCheckError('expected a CheckRequest (envoy.service.auth.v3), got bytes that do not decode as one', { extensions: { reason: 'undecodable' } });
+        const error = new MalformedCheckError(
+          'expected a CheckRequest (envoy.service.auth.v3), got bytes that do not decode as one',
+          { extensions: { reason: 'undecodable' } },
+        );
         authorizer.refuse('inbound', undefined, error);
         callback({ code: grpc.status.INVALID_ARGUMENT, details: error.message });
         return;
@@ -78,7 +84,10 @@ export function createGrpcFrontEnd(authorizer: Authorizer, options: GrpcFrontEnd
         check = readCheckRequest(call.request, call.metadata);
       } catch (error) {
         if (!(error instanceof MalformedCheckError)) throw error;
-        callback(null, checkResponse(authorizer.refuse(directionOf(call.request, call.metadata) ?? 'inbound', undefined, error)));
+        callback(
+          null,
+          checkResponse(authorizer.refuse(directionOf(call.request, call.metadata) ?? 'inbound', undefined, error)),
+        );
         return;
       }
       void authorizer.check(check).then(
@@ -92,7 +101,11 @@ export function createGrpcFrontEnd(authorizer: Authorizer, options: GrpcFrontEnd
     server,
     listen(host, port) {
       return new Promise((resolve, reject) => {
-        server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)));
+        server.bindAsync(
+          `${host.includes(':') ? `[${host}]` : host}:${port}`,
+          grpc.ServerCredentials.createInsecure(),
+          (error, bound) => (error === null ? resolve(bound) : reject(error)),
+        );
       });
     },
     close(graceMs) {
@@ -111,7 +124,8 @@ export function createGrpcFrontEnd(authorizer: Authorizer, options: GrpcFrontEnd
 function authorizationService(): grpc.ServiceDefinition {
   const loaded = grpc.loadPackageDefinition(fromJSON(descriptor as Parameters<typeof fromJSON>[0], LOADER_OPTIONS));
   const service = (loaded.envoy as grpc.GrpcObject).service as grpc.GrpcObject;
-  const authorization = ((service.auth as grpc.GrpcObject).v3 as grpc.GrpcObject).Authorization as grpc.ServiceClientConstructor;
+  const authorization = ((service.auth as grpc.GrpcObject).v3 as grpc.GrpcObject)
+    .Authorization as grpc.ServiceClientConstructor;
   const check = authorization.service.Check as grpc.MethodDefinition<unknown, unknown>;
   return {
     Check: {
@@ -139,14 +153,21 @@ export function readCheckRequest(request: unknown, metadata: grpc.Metadata): Pro
   const attributes = object(field(request, 'attributes'));
   if (attributes === undefined) throw malformed('attributes', 'expected CheckRequest.attributes, got none');
   const http = object(field(object(field(attributes, 'request')), 'http'));
-  if (http === undefined) throw malformed('request', 'expected attributes.request.http (an HTTP request to check), got none');
+  if (http === undefined)
+    throw malformed('request', 'expected attributes.request.http (an HTTP request to check), got none');
   const method = text(field(http, 'method'));
-  if (method === undefined || !HTTP_METHOD.test(method)) throw malformed('method', 'expected attributes.request.http.method, an HTTP method, got none or another value');
+  if (method === undefined || !HTTP_METHOD.test(method))
+    throw malformed('method', 'expected attributes.request.http.method, an HTTP method, got none or another value');
   const path = text(field(http, 'path'));
-  if (path === undefined || path === '') throw malformed('path', 'expected attributes.request.http.path, the request target, got none');
+  if (path === undefined || path === '')
+    throw malformed('path', 'expected attributes.request.http.path, the request target, got none');
   const { headers, rawHeaders } = headersOf(http);
   const direction = directionOf(request, metadata);
-  if (direction === undefined) throw malformed('direction', `expected the ${DIRECTION_EXTENSION} context extension (or ${DIRECTION_METADATA} metadata) to be inbound or outbound, got another value`);
+  if (direction === undefined)
+    throw malformed(
+      'direction',
+      `expected the ${DIRECTION_EXTENSION} context extension (or ${DIRECTION_METADATA} metadata) to be inbound or outbound, got another value`,
+    );
   const extensions = object(field(attributes, 'context_extensions'));
   const source = object(field(attributes, 'source'));
   const address = object(field(object(field(source, 'address')), 'socket_address'));
@@ -166,9 +187,12 @@ export function readCheckRequest(request: unknown, metadata: grpc.Metadata): Pro
 
 /** inbound unless the proxy's configuration says otherwise; undefined for a value that is neither. */
 function directionOf(request: unknown, metadata: grpc.Metadata): CheckDirection | undefined {
-  const extension = text(field(object(field(object(field(request, 'attributes')), 'context_extensions')), DIRECTION_EXTENSION));
+  const extension = text(
+    field(object(field(object(field(request, 'attributes')), 'context_extensions')), DIRECTION_EXTENSION),
+  );
   const meta = metadata.get(DIRECTION_METADATA);
-  const value = extension ?? (meta.length === 1 && typeof meta[0] === 'string' ? meta[0] : meta.length === 0 ? undefined : '');
+  const value =
+    extension ?? (meta.length === 1 && typeof meta[0] === 'string' ? meta[0] : meta.length === 0 ? undefined : '');
   if (value === undefined) return 'inbound';
   return value === 'inbound' || value === 'outbound' ? value : undefined;
 }
@@ -192,10 +216,12 @@ function headersOf(http: Fields): { headers: Record<string, string>; rawHeaders:
   const list = field(object(field(http, 'header_map')), 'headers');
   if (map !== undefined) {
     const entries = Object.entries(map);
-    if (entries.length > MAX_HEADERS) throw malformed('headers', `expected at most ${MAX_HEADERS} request headers, got ${entries.length}`);
+    if (entries.length > MAX_HEADERS)
+      throw malformed('headers', `expected at most ${MAX_HEADERS} request headers, got ${entries.length}`);
     for (const [name, value] of entries) if (typeof value === 'string') add(name, value);
   } else if (Array.isArray(list)) {
-    if (list.length > MAX_HEADERS) throw malformed('headers', `expected at most ${MAX_HEADERS} request headers, got ${list.length}`);
+    if (list.length > MAX_HEADERS)
+      throw malformed('headers', `expected at most ${MAX_HEADERS} request headers, got ${list.length}`);
     for (const entry of list) {
       const name = text(field(entry, 'key'));
       const raw = field(entry, 'raw_value');
@@ -211,7 +237,9 @@ function field(value: unknown, name: string): unknown {
 }
 
 function object(value: unknown): Fields | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value) ? (value as Fields) : undefined;
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value)
+    ? (value as Fields)
+    : undefined;
 }
 
 function text(value: unknown): string | undefined {
@@ -242,7 +270,8 @@ export function checkResponse(verdict: Verdict): Fields {
 /** `[name, value, …]` as HeaderValueOptions that overwrite (`append: false`, what OkHttpResponse and DeniedHttpResponse document). */
 function headerOptions(flat: readonly string[]): Fields[] {
   const out: Fields[] = [];
-  for (let i = 0; i < flat.length; i += 2) out.push({ header: { key: flat[i], value: flat[i + 1] }, append: { value: false } });
+  for (let i = 0; i < flat.length; i += 2)
+    out.push({ header: { key: flat[i], value: flat[i + 1] }, append: { value: false } });
   return out;
 }
 

@@ -51,7 +51,10 @@ const IDENTITY_FIELDS: ReadonlySet<string> = new Set(Object.values(IdentityHeade
 // The answer depends on these fields of the checked request: a cache that honours Vary keeps one entry per value.
 const VARY = 'authorization, baton-context, x-forwarded-client-cert';
 
-export function createHttpFrontEnd(authorizer: Authorizer, options: { readonly pathPrefix: string }): (stream: RequestStream) => void {
+export function createHttpFrontEnd(
+  authorizer: Authorizer,
+  options: { readonly pathPrefix: string },
+): (stream: RequestStream) => void {
   const inbound = `${options.pathPrefix}/inbound`;
   const outbound = `${options.pathPrefix}/outbound`;
   return (stream) => {
@@ -64,18 +67,45 @@ export function createHttpFrontEnd(authorizer: Authorizer, options: { readonly p
       direction = 'outbound';
       path = stream.url.slice(outbound.length);
     } else {
-      answer(stream, authorizer.refuse('inbound', stream.method, new NotFoundError(`expected a check at ${inbound}/… or ${outbound}/…`)));
+      answer(
+        stream,
+        authorizer.refuse(
+          'inbound',
+          stream.method,
+          new NotFoundError(`expected a check at ${inbound}/… or ${outbound}/…`),
+        ),
+      );
       return;
     }
     // The original target follows the prefix whole: `/baton-authz/inboundx` is no check, and neither is a missing path.
     if (path.charCodeAt(0) !== 0x2f) {
-      answer(stream, authorizer.refuse(direction, stream.method, new MalformedCheckError(`expected the checked request's path after ${direction === 'inbound' ? inbound : outbound}, got none`, { extensions: { reason: 'path' } })));
+      answer(
+        stream,
+        authorizer.refuse(
+          direction,
+          stream.method,
+          new MalformedCheckError(
+            `expected the checked request's path after ${direction === 'inbound' ? inbound : outbound}, got none`,
+            { extensions: { reason: 'path' } },
+          ),
+        ),
+      );
       return;
     }
     const headers = stream.headers as Record<string, string>;
     const foreign = Object.keys(headers).find((name) => isBatonHeader(name) && !IDENTITY_FIELDS.has(name));
     if (foreign !== undefined) {
-      answer(stream, authorizer.refuse(direction, stream.method, new BadRequestError(`expected no baton-* field but baton's own, got ${foreign.slice(0, 64)}: a proxy asking over HTTP could not remove it`, { extensions: { reason: 'baton-field' } })));
+      answer(
+        stream,
+        authorizer.refuse(
+          direction,
+          stream.method,
+          new BadRequestError(
+            `expected no baton-* field but baton's own, got ${foreign.slice(0, 64)}: a proxy asking over HTTP could not remove it`,
+            { extensions: { reason: 'baton-field' } },
+          ),
+        ),
+      );
       return;
     }
     let peer;
@@ -87,7 +117,16 @@ export function createHttpFrontEnd(authorizer: Authorizer, options: { readonly p
       return;
     }
     void authorizer
-      .check({ direction, method: stream.method, path, host: headers.host, headers, rawHeaders: stream.rawHeaders, peer, protocol: `HTTP/${stream.httpVersion}` })
+      .check({
+        direction,
+        method: stream.method,
+        path,
+        host: headers.host,
+        headers,
+        rawHeaders: stream.rawHeaders,
+        peer,
+        protocol: `HTTP/${stream.httpVersion}`,
+      })
       .then((verdict) => answer(stream, verdict));
   };
 }
@@ -97,7 +136,12 @@ function answer(stream: RequestStream, verdict: Verdict): void {
   if (verdict.allowed) {
     const fields = [...verdict.set];
     if (verdict.remove.length > 0) fields.push(HEADERS_TO_REMOVE, verdict.remove.join(', '));
-    fields.push('cache-control', verdict.maxAgeSeconds > 0 ? `max-age=${verdict.maxAgeSeconds}` : 'no-store', 'vary', VARY);
+    fields.push(
+      'cache-control',
+      verdict.maxAgeSeconds > 0 ? `max-age=${verdict.maxAgeSeconds}` : 'no-store',
+      'vary',
+      VARY,
+    );
     stream.respond(200, fields, '');
     return;
   }

@@ -63,33 +63,55 @@ export function peerOfProxy(described: ProxyPeer | undefined, map: ServiceMap): 
   if (certificate !== undefined) {
     const cert = parseCertificate(certificate);
     // X509-SVID §4.1: a signing certificate is no workload, whatever SPIFFE ID it carries.
-    if (cert.ca) throw new PeerNotWorkloadError('expected the peer\'s workload (leaf) certificate, got a CA certificate (X509-SVID §4.1)');
+    if (cert.ca)
+      throw new PeerNotWorkloadError(
+        "expected the peer's workload (leaf) certificate, got a CA certificate (X509-SVID §4.1)",
+      );
     thumbprint = certificateThumbprint(cert);
     certified = spiffeIdFromSubjectAltName(cert.subjectAltName);
-    if (certified === undefined) throw new PeerUnmappedError('expected a peer certificate whose only URI SAN is a SPIFFE ID, got one without');
-    if (hash !== undefined && thumbprintOfHash(hash) !== thumbprint) throw malformed('peer-certificate-hash', 'expected the peer certificate\'s hash to be its own, got the hash of another certificate');
+    if (certified === undefined)
+      throw new PeerUnmappedError('expected a peer certificate whose only URI SAN is a SPIFFE ID, got one without');
+    if (hash !== undefined && thumbprintOfHash(hash) !== thumbprint)
+      throw malformed(
+        'peer-certificate-hash',
+        "expected the peer certificate's hash to be its own, got the hash of another certificate",
+      );
   } else if (hash !== undefined) {
     thumbprint = thumbprintOfHash(hash);
   }
   if (certified !== undefined && principal !== undefined && principal !== certified) {
-    throw malformed('peer-principal-mismatch', `expected the peer principal to be the SPIFFE ID of the peer certificate (${certified}), got another`);
+    throw malformed(
+      'peer-principal-mismatch',
+      `expected the peer principal to be the SPIFFE ID of the peer certificate (${certified}), got another`,
+    );
   }
   const id = certified ?? principal;
-  if (id === undefined) throw malformed('peer-without-principal', 'expected the peer\'s principal (SPIFFE ID) with its certificate hash, got the hash alone');
+  if (id === undefined)
+    throw malformed(
+      'peer-without-principal',
+      "expected the peer's principal (SPIFFE ID) with its certificate hash, got the hash alone",
+    );
   let spiffeId: string;
   try {
     spiffeId = parseSpiffeId(id).id;
   } catch (error) {
     if (!(error instanceof IdentityError)) throw error;
-    throw new PeerUnmappedError(`expected a peer principal that is a SPIFFE ID, got '${id.slice(0, 80)}'`, { cause: error });
+    throw new PeerUnmappedError(`expected a peer principal that is a SPIFFE ID, got '${id.slice(0, 80)}'`, {
+      cause: error,
+    });
   }
   const service = map.serviceOf(spiffeId);
-  if (service === undefined) throw new PeerUnmappedError(`expected a peer whose SPIFFE ID maps to a service, got ${spiffeId}`);
+  if (service === undefined)
+    throw new PeerUnmappedError(`expected a peer whose SPIFFE ID maps to a service, got ${spiffeId}`);
   return { service, spiffeId, thumbprint };
 }
 
 function parseCertificate(encoded: string): X509Certificate {
-  if (encoded.length > MAX_CERTIFICATE_CHARS) throw malformed('peer-certificate', `expected a peer certificate of at most ${MAX_CERTIFICATE_CHARS} characters, got ${encoded.length}`);
+  if (encoded.length > MAX_CERTIFICATE_CHARS)
+    throw malformed(
+      'peer-certificate',
+      `expected a peer certificate of at most ${MAX_CERTIFICATE_CHARS} characters, got ${encoded.length}`,
+    );
   let pem: string;
   try {
     pem = decodeURIComponent(encoded);
@@ -108,7 +130,8 @@ function parseCertificate(encoded: string): X509Certificate {
 
 /** RFC 8705 §3.1 `x5t#S256` (base64url) from a hex SHA-256 of the DER. */
 function thumbprintOfHash(hex: string): string {
-  if (!SHA256_HEX.test(hex)) throw malformed('peer-certificate-hash', 'expected the peer certificate hash as 64 hex digits (SHA-256)');
+  if (!SHA256_HEX.test(hex))
+    throw malformed('peer-certificate-hash', 'expected the peer certificate hash as 64 hex digits (SHA-256)');
   return Buffer.from(hex, 'hex').toString('base64url');
 }
 
@@ -138,10 +161,12 @@ export function peerOfXfcc(value: string | undefined): ProxyPeer | undefined {
   const fields = new Map<string, string>();
   for (const pair of splitOutsideQuotes(last, ';')) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw malformed('xfcc', 'expected x-forwarded-client-cert as key=value pairs, got a pair without a key');
+    if (eq <= 0)
+      throw malformed('xfcc', 'expected x-forwarded-client-cert as key=value pairs, got a pair without a key');
     const key = pair.slice(0, eq).trim().toLowerCase();
     // Each key once per element: a second URI or Hash would be a second identity.
-    if (fields.has(key) && (key === 'uri' || key === 'hash' || key === 'cert')) throw malformed('xfcc', `expected one ${key} in the last x-forwarded-client-cert element, got several`);
+    if (fields.has(key) && (key === 'uri' || key === 'hash' || key === 'cert'))
+      throw malformed('xfcc', `expected one ${key} in the last x-forwarded-client-cert element, got several`);
     fields.set(key, unquote(pair.slice(eq + 1).trim()));
   }
   return { principal: fields.get('uri'), certificate: fields.get('cert'), certificateHash: fields.get('hash') };
@@ -166,6 +191,7 @@ function splitOutsideQuotes(text: string, separator: string): string[] {
 }
 
 function unquote(value: string): string {
-  if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) return value.slice(1, -1).replace(/\\(.)/g, '$1');
+  if (value.length >= 2 && value.startsWith('"') && value.endsWith('"'))
+    return value.slice(1, -1).replace(/\\(.)/g, '$1');
   return value;
 }

@@ -29,14 +29,21 @@ export const auditCommand: Command = {
   async run(args, context) {
     const { values, positionals } = parseArgs({
       args: [...args],
-      options: { txn: { type: 'string' }, request: { type: 'string' }, trace: { type: 'string' }, json: { type: 'boolean', default: false } },
+      options: {
+        txn: { type: 'string' },
+        request: { type: 'string' },
+        trace: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
       allowPositionals: true,
       strict: true,
     });
     const given = [values.txn, values.request, values.trace].filter((v) => v !== undefined).length;
     if (given !== 1) throw new UsageError('audit expects exactly one of --txn ID, --request ID or --trace TRACE_ID');
-    if (values.trace !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.trace)) throw new UsageError(`expected --trace to be 32 hex digits, got '${values.trace.slice(0, 64)}'`);
-    if (values.request !== undefined && !/^[A-Za-z0-9_-]{16}$/.test(values.request)) throw new UsageError(`expected --request to be a 16-character request id, got '${values.request.slice(0, 64)}'`);
+    if (values.trace !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.trace))
+      throw new UsageError(`expected --trace to be 32 hex digits, got '${values.trace.slice(0, 64)}'`);
+    if (values.request !== undefined && !/^[A-Za-z0-9_-]{16}$/.test(values.request))
+      throw new UsageError(`expected --request to be a 16-character request id, got '${values.request.slice(0, 64)}'`);
     if (positionals.length === 0) throw new UsageError('audit expects at least one log FILE or DIR');
     const trail = reconstructTrail(readLogLines(positionals), {
       ...(values.txn === undefined ? {} : { txn: values.txn }),
@@ -53,12 +60,22 @@ export function formatTrail(trail: AuditTrail): string {
   const out = [`txn:   ${trail.txns.join(', ') || '—'}`, `trace: ${trail.traceIds.join(', ') || '—'}`];
   const requests = trail.requests.filter((r) => r.request !== undefined);
   if (requests.length > 1) {
-    out.push(`${requests.length} requests under this txn (one user token); each is shown on its own. 'baton audit --request ID' shows one.`);
+    out.push(
+      `${requests.length} requests under this txn (one user token); each is shown on its own. 'baton audit --request ID' shows one.`,
+    );
   }
   for (const group of trail.requests) {
     const denied = group.deniedAt;
-    const stop = denied === undefined ? '' : `  ✘ denied at ${denied.service} ${denied.direction} → ${denied.target ?? '?'} by ${denied.rule ?? '?'}${denied.cause === undefined ? '' : ` (${denied.cause})`}`;
-    out.push('', `request: ${group.request ?? '— (lines without a request id)'}`, `hops:    ${group.hops.join(' → ') || '—'}${stop}`, '');
+    const stop =
+      denied === undefined
+        ? ''
+        : `  ✘ denied at ${denied.service} ${denied.direction} → ${denied.target ?? '?'} by ${denied.rule ?? '?'}${denied.cause === undefined ? '' : ` (${denied.cause})`}`;
+    out.push(
+      '',
+      `request: ${group.request ?? '— (lines without a request id)'}`,
+      `hops:    ${group.hops.join(' → ') || '—'}${stop}`,
+      '',
+    );
     for (const e of group.events) out.push(formatEvent(e));
   }
   return out.join('\n');

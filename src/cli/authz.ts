@@ -18,7 +18,8 @@ function help(): string {
   const keys = describeKeys(AuthzConfigSchema);
   const flagLines = FLAGS.map(([flag, key]) => {
     const described = keys.find((k) => k.key === key);
-    const value = described === undefined || described.default === undefined ? '' : ` (default ${String(described.default)})`;
+    const value =
+      described === undefined || described.default === undefined ? '' : ` (default ${String(described.default)})`;
     return `  ${flag.padEnd(20)}sets ${key}${value}`;
   });
   return `Usage: baton authz --config FILE [--service NAME] [--grpc-port N] [--http-port N] [--admin-port N]
@@ -69,11 +70,20 @@ export const authzCommand: Command = {
     const config = loadAuthzConfig({
       file: values.config,
       env: context.env,
-      overrides: { service: values.service, 'grpc.port': portFlag(values['grpc-port']), 'http.port': portFlag(values['http-port']), 'admin.port': portFlag(values['admin-port']) },
+      overrides: {
+        service: values.service,
+        'grpc.port': portFlag(values['grpc-port']),
+        'http.port': portFlag(values['http-port']),
+        'admin.port': portFlag(values['admin-port']),
+      },
     });
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
     const logger = createLogger({ name: config.service, level: config.logLevel, traceIds: telemetry.tracing.enabled });
-    const authz = createAuthz(config, { logger, tracing: telemetry.tracing, announce: (line) => context.stderr.write(`${line}\n`) });
+    const authz = createAuthz(config, {
+      logger,
+      tracing: telemetry.tracing,
+      announce: (line) => context.stderr.write(`${line}\n`),
+    });
     let ports;
     try {
       ports = await authz.start();
@@ -83,7 +93,10 @@ export const authzCommand: Command = {
       await telemetry.shutdown();
       throw error;
     }
-    logger.info({ event: 'listening', host: config.host, grpc: ports.grpc, http: ports.http, admin: ports.admin }, 'authz listening');
+    logger.info(
+      { event: 'listening', host: config.host, grpc: ports.grpc, http: ports.http, admin: ports.admin },
+      'authz listening',
+    );
 
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {

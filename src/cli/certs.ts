@@ -49,29 +49,49 @@ export const certsCommand: Command = {
     if (values.out === undefined) throw new UsageError('expected --out DIR');
     if (positionals.length === 0) throw new UsageError('expected at least one SERVICE name');
     const trustDomain = values['trust-domain'];
-    if (!isTrustDomain(trustDomain)) throw new UsageError(`expected --trust-domain of lowercase letters, digits, '.', '-' and '_', got '${trustDomain}'`);
-    if (!(values.layout in LAYOUTS)) throw new UsageError(`expected --layout ${Object.keys(LAYOUTS).join(' or ')}, got '${values.layout}'`);
+    if (!isTrustDomain(trustDomain))
+      throw new UsageError(
+        `expected --trust-domain of lowercase letters, digits, '.', '-' and '_', got '${trustDomain}'`,
+      );
+    if (!(values.layout in LAYOUTS))
+      throw new UsageError(`expected --layout ${Object.keys(LAYOUTS).join(' or ')}, got '${values.layout}'`);
     const hours = Number(values['valid-for']);
-    if (!Number.isFinite(hours) || hours <= 0 || hours > 24 * 3650) throw new UsageError(`expected --valid-for as a number of hours above 0, got '${values['valid-for']}'`);
+    if (!Number.isFinite(hours) || hours <= 0 || hours > 24 * 3650)
+      throw new UsageError(`expected --valid-for as a number of hours above 0, got '${values['valid-for']}'`);
     const map = createServiceMap({ trustDomain, namespace: values.namespace, template: values.template, ids: {} });
     const services = positionals.map((service) => {
       let spiffeId: SpiffeId;
       try {
         spiffeId = map.idOf(service);
       } catch {
-        throw new UsageError(`expected SERVICE names as DNS-1123 labels, or service.namespace outside --namespace, got '${service}'`);
+        throw new UsageError(
+          `expected SERVICE names as DNS-1123 labels, or service.namespace outside --namespace, got '${service}'`,
+        );
       }
-      if (map.serviceOf(spiffeId) !== service) throw new UsageError(`expected SERVICE names as DNS-1123 labels, or service.namespace outside --namespace, got '${service}'`);
+      if (map.serviceOf(spiffeId) !== service)
+        throw new UsageError(
+          `expected SERVICE names as DNS-1123 labels, or service.namespace outside --namespace, got '${service}'`,
+        );
       return { service, spiffeId };
     });
-    const result = await writeDevIdentities({ dir: resolve(values.out), trustDomain, services, validForMs: hours * 3_600_000, layout: values.layout as Layout, now: new Date(), force: values.force });
+    const result = await writeDevIdentities({
+      dir: resolve(values.out),
+      trustDomain,
+      services,
+      validForMs: hours * 3_600_000,
+      layout: values.layout as Layout,
+      now: new Date(),
+      force: values.force,
+    });
     if (values.json) {
       context.stdout.write(JSON.stringify(result, null, 2) + '\n');
       return 0;
     }
     context.stdout.write(`baton certs: DEVELOPMENT identities under ${resolve(values.out)} (CA in ${result.caDir})\n`);
     for (const identity of result.identities) {
-      context.stdout.write(`  ${identity.issued ? 'issued' : 'kept  '} ${identity.service.padEnd(16)} ${identity.spiffeId}  until ${identity.notAfter}\n`);
+      context.stdout.write(
+        `  ${identity.issued ? 'issued' : 'kept  '} ${identity.service.padEnd(16)} ${identity.spiffeId}  until ${identity.notAfter}\n`,
+      );
     }
     return 0;
   },

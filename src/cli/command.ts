@@ -45,7 +45,12 @@ export function reportFailure(error: unknown, context: CliContext, usage: string
     context.stderr.write(`baton: invalid configuration: ${error.message}\n`);
     return 78; // EX_CONFIG (sysexits.h)
   }
-  if (error instanceof Error && 'code' in error && typeof error.code === 'string' && error.code.startsWith('ERR_PARSE_ARGS')) {
+  if (
+    error instanceof Error &&
+    'code' in error &&
+    typeof error.code === 'string' &&
+    error.code.startsWith('ERR_PARSE_ARGS')
+  ) {
     context.stderr.write(`baton: ${error.message}\n${usage}\n`);
     return 2;
   }

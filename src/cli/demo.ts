@@ -51,14 +51,27 @@ export const demoCommand: Command = {
     if (first === 'idp') return await runIdp(rest, context);
     const { values } = parseArgs({
       args: [...args],
-      options: { keep: { type: 'boolean' }, json: { type: 'boolean' }, logs: { type: 'string' }, issuers: { type: 'string' }, policy: { type: 'string' } },
+      options: {
+        keep: { type: 'boolean' },
+        json: { type: 'boolean' },
+        logs: { type: 'string' },
+        issuers: { type: 'string' },
+        policy: { type: 'string' },
+      },
       strict: true,
     });
     const externalIssuers = values.issuers === undefined ? [] : readIssuers(values.issuers);
     const logDir = values.logs === undefined ? undefined : resolve(values.logs);
     if (logDir !== undefined) mkdirSync(logDir, { recursive: true });
-    if (!values.json) context.stdout.write('baton demo: starting the mesh on 127.0.0.1 with mTLS (dev IdP, policy server, STS, 3 apps, 3 sidecars; development certificates in a temporary directory)…\n');
-    const mesh = await startMesh({ externalIssuers, ...(values.policy === undefined ? {} : { policyFile: values.policy }), ...(logDir === undefined ? {} : { logDir }) });
+    if (!values.json)
+      context.stdout.write(
+        'baton demo: starting the mesh on 127.0.0.1 with mTLS (dev IdP, policy server, STS, 3 apps, 3 sidecars; development certificates in a temporary directory)…\n',
+      );
+    const mesh = await startMesh({
+      externalIssuers,
+      ...(values.policy === undefined ? {} : { policyFile: values.policy }),
+      ...(logDir === undefined ? {} : { logDir }),
+    });
     let stopping = false;
     try {
       const results = await runScenarios(mesh);
@@ -79,7 +92,8 @@ export const demoCommand: Command = {
       return results.every((r) => r.passed) ? 0 : 1;
     } finally {
       await mesh.stop();
-      if (stopping) context.stdout.write(`baton demo: stopped${logDir === undefined ? '' : `; the logs stay in ${logDir}`}.\n`);
+      if (stopping)
+        context.stdout.write(`baton demo: stopped${logDir === undefined ? '' : `; the logs stay in ${logDir}`}.\n`);
     }
   },
 };
@@ -113,9 +127,17 @@ function readIssuers(file: string): Record<string, unknown>[] {
   try {
     parsed = parseYaml(readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new ConfigError(file, '', 'a readable YAML list of externalIssuers entries', (error as { code?: string }).code ?? 'unparseable');
+    throw new ConfigError(
+      file,
+      '',
+      'a readable YAML list of externalIssuers entries',
+      (error as { code?: string }).code ?? 'unparseable',
+    );
   }
-  if (!Array.isArray(parsed) || !parsed.every((e) => typeof e === 'object' && e !== null && typeof (e as { issuer?: unknown }).issuer === 'string')) {
+  if (
+    !Array.isArray(parsed) ||
+    !parsed.every((e) => typeof e === 'object' && e !== null && typeof (e as { issuer?: unknown }).issuer === 'string')
+  ) {
     throw new ConfigError(file, '', 'a YAML list of externalIssuers entries, each with an issuer', 'another shape');
   }
   return parsed as Record<string, unknown>[];
@@ -139,19 +161,35 @@ Ctrl-C stops the mesh.
 async function runApp(args: readonly string[], context: CliContext): Promise<number> {
   const { values } = parseArgs({
     args: [...args],
-    options: { name: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, outbound: { type: 'string' }, calls: { type: 'string' }, charge: { type: 'string' } },
+    options: {
+      name: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      outbound: { type: 'string' },
+      calls: { type: 'string' },
+      charge: { type: 'string' },
+    },
     strict: true,
   });
   const name = values.name;
-  if (name !== 'gateway' && name !== 'orders' && name !== 'payments') throw new UsageError('--name must be gateway, orders or payments');
-  if (values.outbound === undefined) throw new UsageError('--outbound URL (the sidecar\'s outbound port) is required');
+  if (name !== 'gateway' && name !== 'orders' && name !== 'payments')
+    throw new UsageError('--name must be gateway, orders or payments');
+  if (values.outbound === undefined) throw new UsageError("--outbound URL (the sidecar's outbound port) is required");
   const calls = values.calls ?? 'proxy';
   if (calls !== 'proxy' && calls !== 'host') throw new UsageError(`--calls must be proxy or host, got ${calls}`);
   const chargeOver = values.charge ?? 'grpc';
-  if (chargeOver !== 'grpc' && chargeOver !== 'http') throw new UsageError(`--charge must be grpc or http, got ${chargeOver}`);
+  if (chargeOver !== 'grpc' && chargeOver !== 'http')
+    throw new UsageError(`--charge must be grpc or http, got ${chargeOver}`);
   // Node.js before 22.21 ignores NODE_USE_ENV_PROXY: undici's EnvHttpProxyAgent reads the same variables (src/demo/apps.ts).
   if (!fetchReadsEnvProxy() && process.env.NODE_USE_ENV_PROXY === '1') setGlobalDispatcher(new EnvHttpProxyAgent());
-  const app = await startDemoApp({ name, port: Number(values.port ?? 8080), host: values.host ?? '127.0.0.1', outbound: values.outbound, calls, charge: chargeOver });
+  const app = await startDemoApp({
+    name,
+    port: Number(values.port ?? 8080),
+    host: values.host ?? '127.0.0.1',
+    outbound: values.outbound,
+    calls,
+    charge: chargeOver,
+  });
   context.stdout.write(JSON.stringify({ msg: 'demo app listening', service: name, port: app.port }) + '\n');
   await untilSignal();
   await app.close();
@@ -159,9 +197,23 @@ async function runApp(args: readonly string[], context: CliContext): Promise<num
 }
 
 async function runIdp(args: readonly string[], context: CliContext): Promise<number> {
-  const { values } = parseArgs({ args: [...args], options: { port: { type: 'string' }, host: { type: 'string' }, issuer: { type: 'string' } }, strict: true });
-  const idp = await startDevIdentityProvider({ port: Number(values.port ?? 9000), host: values.host ?? '127.0.0.1', issuer: values.issuer });
-  context.stdout.write(JSON.stringify({ msg: 'dev idp listening', issuer: idp.issuer, warning: 'development identity provider: issues tokens to anyone' }) + '\n');
+  const { values } = parseArgs({
+    args: [...args],
+    options: { port: { type: 'string' }, host: { type: 'string' }, issuer: { type: 'string' } },
+    strict: true,
+  });
+  const idp = await startDevIdentityProvider({
+    port: Number(values.port ?? 9000),
+    host: values.host ?? '127.0.0.1',
+    issuer: values.issuer,
+  });
+  context.stdout.write(
+    JSON.stringify({
+      msg: 'dev idp listening',
+      issuer: idp.issuer,
+      warning: 'development identity provider: issues tokens to anyone',
+    }) + '\n',
+  );
   await untilSignal();
   await idp.close();
   return 0;

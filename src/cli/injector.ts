@@ -32,19 +32,31 @@ export const injectorCommand: Command = {
   async run(args, context) {
     const { values } = parseArgs({
       args: [...args],
-      options: { 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' }, port: { type: 'string' }, config: { type: 'string' } },
+      options: {
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        port: { type: 'string' },
+        config: { type: 'string' },
+      },
       strict: true,
     });
     const config = loadConfig(InjectorConfigSchema, {
       file: values.config,
       env: context.env,
       otherParts: partVariables(),
-      overrides: { 'tls.cert': values['tls-cert'], 'tls.key': values['tls-key'], port: values.port === undefined ? undefined : Number(values.port) },
+      overrides: {
+        'tls.cert': values['tls-cert'],
+        'tls.key': values['tls-key'],
+        port: values.port === undefined ? undefined : Number(values.port),
+      },
     });
     checkInjectorConfig(config, values.config ?? '(environment)');
     const logger = createLogger({ name: 'baton-injector', level: config.logLevel });
     if (config.sidecar.transport.mode === 'plaintext') {
-      logger.warn({ event: 'transport_plaintext' }, 'PLAINTEXT: injected sidecars talk without TLS and authenticate with client secrets; only behind a mesh that already does mTLS');
+      logger.warn(
+        { event: 'transport_plaintext' },
+        'PLAINTEXT: injected sidecars talk without TLS and authenticate with client secrets; only behind a mesh that already does mTLS',
+      );
     }
     const server = createInjectorServer(config, { logger });
     const url = await server.start();

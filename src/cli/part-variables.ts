@@ -21,6 +21,7 @@ export const PART_SCHEMAS: Readonly<Record<string, TObject>> = {
 /** Every part's variables, each with the parts that read it ("the sidecar and the sts"). */
 export function partVariables(): ReadonlyMap<string, string> {
   const readers = new Map<string, string[]>();
-  for (const [part, schema] of Object.entries(PART_SCHEMAS)) for (const name of envNames(schema)) readers.set(name, [...(readers.get(name) ?? []), part]);
+  for (const [part, schema] of Object.entries(PART_SCHEMAS))
+    for (const name of envNames(schema)) readers.set(name, [...(readers.get(name) ?? []), part]);
   return new Map([...readers].map(([name, parts]) => [name, `the ${parts.join(' and the ')}`]));
 }

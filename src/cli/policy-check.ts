@@ -22,7 +22,12 @@ export const policyCheckCommand: Command = {
   summary: 'validate policy files; errors as file:line:col',
   help: HELP,
   async run(args: readonly string[], context: CliContext): Promise<number> {
-    const { values, positionals } = parseArgs({ args: [...args], options: { strict: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: { strict: { type: 'boolean', default: false } },
+      allowPositionals: true,
+      strict: true,
+    });
     if (positionals.length === 0) throw new UsageError('expected at least one policy file');
     let failed = false;
     for (const target of positionals) {
@@ -34,7 +39,9 @@ export const policyCheckCommand: Command = {
         failed = true;
         // Counted as printed: a line marked warning is counted as a warning, and --strict says it refused it.
         const counts = [count(errors, 'error'), count(warnings, 'warning')].filter((c) => c !== '').join(' and ');
-        context.stderr.write(`${target}: ${counts}${values.strict && warnings > 0 ? ' (--strict refuses warnings)' : ''}\n`);
+        context.stderr.write(
+          `${target}: ${counts}${values.strict && warnings > 0 ? ' (--strict refuses warnings)' : ''}\n`,
+        );
       } else {
         context.stdout.write(`${target}: ok${warnings > 0 ? ` (${count(warnings, 'warning')})` : ''}\n`);
       }
@@ -54,6 +61,13 @@ function checkOne(target: string): readonly PolicyProblem[] {
   } catch (error) {
     if (error instanceof PolicyInvalidError) return error.problems;
     const code = (error as NodeJS.ErrnoException).code ?? 'unknown error';
-    return [{ code: 'POLICY_UNREADABLE', message: `cannot read the policy file: ${code}`, severity: 'error', location: { file: target, line: 1, column: 1 } }];
+    return [
+      {
+        code: 'POLICY_UNREADABLE',
+        message: `cannot read the policy file: ${code}`,
+        severity: 'error',
+        location: { file: target, line: 1, column: 1 },
+      },
+    ];
   }
 }

@@ -23,8 +23,14 @@ export const policyDiffCommand: Command = {
   summary: 'edges and rules added, removed or changed between two policies',
   help: HELP,
   async run(args: readonly string[], context: CliContext): Promise<number> {
-    const { values, positionals } = parseArgs({ args: [...args], options: { json: { type: 'boolean', default: false } }, allowPositionals: true, strict: true });
-    if (positionals.length !== 2) throw new UsageError(`expected two policy files (OLD NEW), got ${positionals.length}`);
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      options: { json: { type: 'boolean', default: false } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length !== 2)
+      throw new UsageError(`expected two policy files (OLD NEW), got ${positionals.length}`);
     const before = loadPolicyOrReport(positionals[0] as string, context);
     const after = loadPolicyOrReport(positionals[1] as string, context);
     if (before === undefined || after === undefined) return 2;
@@ -43,11 +49,14 @@ export function formatPolicyDiff(diff: PolicyDiff): string {
   if (diff.mode !== undefined) lines.push(`~ mode ${diff.mode.before} → ${diff.mode.after}`);
   for (const name of diff.services.added) lines.push(`+ service ${name}`);
   for (const name of diff.services.removed) lines.push(`- service ${name}`);
-  for (const change of diff.serviceModes) lines.push(`~ service ${change.service} mode ${change.before} → ${change.after}`);
+  for (const change of diff.serviceModes)
+    lines.push(`~ service ${change.service} mode ${change.before} → ${change.after}`);
   for (const name of diff.entrypoints.added) lines.push(`+ entrypoint ${name}`);
   for (const name of diff.entrypoints.removed) lines.push(`- entrypoint ${name}`);
-  for (const edge of diff.edges.added) for (const rule of edge.rules) lines.push(`+ edge ${rule.from} → ${rule.to} (${rule.id}) ${routeOf(rule)}`);
-  for (const edge of diff.edges.removed) for (const rule of edge.rules) lines.push(`- edge ${rule.from} → ${rule.to} (${rule.id}) ${routeOf(rule)}`);
+  for (const edge of diff.edges.added)
+    for (const rule of edge.rules) lines.push(`+ edge ${rule.from} → ${rule.to} (${rule.id}) ${routeOf(rule)}`);
+  for (const edge of diff.edges.removed)
+    for (const rule of edge.rules) lines.push(`- edge ${rule.from} → ${rule.to} (${rule.id}) ${routeOf(rule)}`);
   for (const rule of diff.rules.added) lines.push(`+ rule ${rule.id} (${rule.from} → ${rule.to}) ${routeOf(rule)}`);
   for (const rule of diff.rules.removed) lines.push(`- rule ${rule.id} (${rule.from} → ${rule.to}) ${routeOf(rule)}`);
   for (const rule of diff.rules.changed) {

@@ -55,15 +55,27 @@ export const policyExplainCommand: Command = {
     });
     if (positionals.length !== 1) throw new UsageError(`expected exactly one policy file, got ${positionals.length}`);
     if (values.target === undefined || values.target === '') throw new UsageError('expected --target SERVICE');
-    if (values.chain === undefined && !values.external) throw new UsageError("expected --chain a,b,... or --external (same as --chain '')");
-    if (values.chain !== undefined && values.chain !== '' && values.external) throw new UsageError('--external means an empty chain; do not combine it with --chain');
+    if (values.chain === undefined && !values.external)
+      throw new UsageError("expected --chain a,b,... or --external (same as --chain '')");
+    if (values.chain !== undefined && values.chain !== '' && values.external)
+      throw new UsageError('--external means an empty chain; do not combine it with --chain');
     const chain = values.external || values.chain === '' ? [] : (values.chain ?? '').split(',').map((s) => s.trim());
-    if (chain.some((s) => s === '')) throw new UsageError(`expected --chain to name services separated by commas, got '${values.chain}'`);
+    if (chain.some((s) => s === ''))
+      throw new UsageError(`expected --chain to name services separated by commas, got '${values.chain}'`);
 
     const loaded = loadPolicyOrReport(positionals[0] as string, context);
     if (loaded === undefined) return 1;
     const scopes = new Set((values.scope ?? []).flatMap((s) => s.split(/\s+/)).filter((s) => s !== ''));
-    const decision = loaded.compiled.decide({ chain, target: values.target, method: values.method, path: values.path, scopes, acr: values.acr, user: !values['no-user'], subjectIssuer: values.issuer });
+    const decision = loaded.compiled.decide({
+      chain,
+      target: values.target,
+      method: values.method,
+      path: values.path,
+      scopes,
+      acr: values.acr,
+      user: !values['no-user'],
+      subjectIssuer: values.issuer,
+    });
     if (values.json) context.stdout.write(JSON.stringify(decision) + '\n');
     else context.stdout.write(describeDecision(decision, ruleLocation(loaded.policy, decision.rule)));
     return decision.allowed ? 0 : EXIT_DENIED;
@@ -77,7 +89,8 @@ function describeDecision(decision: Decision, location: SourceLocation | undefin
     `reason:   ${decision.reason}`,
     `mode:     ${decision.mode}`,
   ];
-  if (!decision.allowed && decision.acrValues !== undefined) lines.push(`acr_values: ${decision.acrValues.join(' ')}  (step-up, RFC 9470)`);
+  if (!decision.allowed && decision.acrValues !== undefined)
+    lines.push(`acr_values: ${decision.acrValues.join(' ')}  (step-up, RFC 9470)`);
   if (decision.mode === 'shadow') {
     lines.push(
       decision.allowed

@@ -32,11 +32,17 @@ export const policyGraphCommand: Command = {
       strict: true,
     });
     if (positionals.length !== 1) throw new UsageError(`expected one policy file, got ${positionals.length}`);
-    if (!(FORMATS as readonly string[]).includes(values.format)) throw new UsageError(`expected --format ${FORMATS.join(', ')}, got '${values.format}'`);
+    if (!(FORMATS as readonly string[]).includes(values.format))
+      throw new UsageError(`expected --format ${FORMATS.join(', ')}, got '${values.format}'`);
     const loaded = loadPolicyOrReport(positionals[0] as string, context);
     if (loaded === undefined) return 1;
     const format = values.format as Format;
-    const text = format === 'svg' ? await renderSvg(loaded.policy) : format === 'dot' ? renderDot(loaded.policy) : renderMermaid(loaded.policy);
+    const text =
+      format === 'svg'
+        ? await renderSvg(loaded.policy)
+        : format === 'dot'
+          ? renderDot(loaded.policy)
+          : renderMermaid(loaded.policy);
     if (values.out === undefined) context.stdout.write(text);
     else writeFileSync(values.out, text);
     return 0;

@@ -8,7 +8,13 @@ import { startMeshIdentity } from '../identity/transport.ts';
 import { type PolicyServerConfig, PolicyServerConfigSchema } from '../policy/distribution/config.ts';
 import { createVersionCounter } from '../policy/distribution/publisher.ts';
 import { createPolicyServer } from '../policy/distribution/server.ts';
-import { generatePolicySigningKey, importPolicySigningKey, POLICY_ALGORITHMS, type PolicyAlgorithm, type PolicySigningKey } from '../policy/distribution/signing.ts';
+import {
+  generatePolicySigningKey,
+  importPolicySigningKey,
+  POLICY_ALGORITHMS,
+  type PolicyAlgorithm,
+  type PolicySigningKey,
+} from '../policy/distribution/signing.ts';
 import { createPolicyWatcher } from '../policy/distribution/watch.ts';
 import { createAdminListener } from '../telemetry/admin-listener.ts';
 import { createLogger } from '../telemetry/logger.ts';
@@ -16,7 +22,6 @@ import { startTelemetry } from '../telemetry/tracing.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { KeyFileExistsError } from './errors.ts';
 import { partVariables } from './part-variables.ts';
-
 
 const HELP = `Usage: baton policy-server --policy FILE|DIR --signing-key KEY.pem [options]
        baton policy-server keygen --out DIR [--alg ES256|EdDSA]
@@ -57,7 +62,6 @@ Options:
 
 Refuses to overwrite either file: a key someone signs with is replaced by
 rotating it (docs/policy-server.md), not by writing over it.`;
-
 
 export const policyServerCommand: Command = {
   summary: 'serve the call-graph policy, signed and versioned',
@@ -128,7 +132,17 @@ async function serve(config: PolicyServerConfig, context: CliContext): Promise<n
   try {
     const url = await server.listen({ host: config.host, port: config.port });
     const adminUrl = await admin?.listen({ host: config.host, port: config.admin.port as number });
-    logger.info({ url, adminUrl, alg: signingKey.alg, kid: signingKey.kid, policy: resolve(config.policy), policyLoaded: watcher.current() !== undefined }, 'policy server listening');
+    logger.info(
+      {
+        url,
+        adminUrl,
+        alg: signingKey.alg,
+        kid: signingKey.kid,
+        policy: resolve(config.policy),
+        policyLoaded: watcher.current() !== undefined,
+      },
+      'policy server listening',
+    );
     await stop;
     return 0;
   } catch (error) {
@@ -158,7 +172,12 @@ function prepareStateFolder(path: string): void {
     mkdirSync(folder, { recursive: true });
     accessSync(folder, constants.W_OK);
   } catch (error) {
-    throw new ConfigError(resolve(path), 'state', 'a file in a folder that this process can create and write', `${folder}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new ConfigError(
+      resolve(path),
+      'state',
+      'a file in a folder that this process can create and write',
+      `${folder}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
   }
 }
 
@@ -167,13 +186,23 @@ function readSigningKey(path: string): PolicySigningKey {
   try {
     pem = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError(resolve(path), 'signingKey', 'a readable PKCS#8 PEM private key file', (error as NodeJS.ErrnoException).code ?? 'an unreadable file');
+    throw new ConfigError(
+      resolve(path),
+      'signingKey',
+      'a readable PKCS#8 PEM private key file',
+      (error as NodeJS.ErrnoException).code ?? 'an unreadable file',
+    );
   }
   try {
     return importPolicySigningKey(pem);
   } catch (error) {
     // The message names the key type only; the key material never reaches the terminal.
-    throw new ConfigError(resolve(path), 'signingKey', 'a P-256 (ES256) or Ed25519 (EdDSA) PKCS#8 PEM private key', error instanceof Error ? error.message.replace(/^expected .*?, got /, '') : undefined);
+    throw new ConfigError(
+      resolve(path),
+      'signingKey',
+      'a P-256 (ES256) or Ed25519 (EdDSA) PKCS#8 PEM private key',
+      error instanceof Error ? error.message.replace(/^expected .*?, got /, '') : undefined,
+    );
   }
 }
 
@@ -182,22 +211,32 @@ function keygen(args: readonly string[], context: CliContext): number {
     context.stdout.write(KEYGEN_HELP + '\n');
     return 0;
   }
-  const { values } = parseArgs({ args: [...args], options: { out: { type: 'string' }, alg: { type: 'string', default: 'ES256' } }, strict: true, allowPositionals: false });
+  const { values } = parseArgs({
+    args: [...args],
+    options: { out: { type: 'string' }, alg: { type: 'string', default: 'ES256' } },
+    strict: true,
+    allowPositionals: false,
+  });
   if (values.out === undefined) throw new UsageError('keygen expects --out DIR');
-  if (!(POLICY_ALGORITHMS as readonly string[]).includes(values.alg)) throw new UsageError(`expected --alg ${POLICY_ALGORITHMS.join(' or ')}, got '${values.alg}'`);
+  if (!(POLICY_ALGORITHMS as readonly string[]).includes(values.alg))
+    throw new UsageError(`expected --alg ${POLICY_ALGORITHMS.join(' or ')}, got '${values.alg}'`);
   const privatePath = join(values.out, 'policy-signing.key.pem');
   const publicPath = join(values.out, 'policy-signing.pub.pem');
   // Both checked before either is written, so a refusal never leaves a half-written pair.
   const existing = [privatePath, publicPath].filter((path) => existsSync(path));
   if (existing.length > 0) {
-    throw new KeyFileExistsError(`refusing to overwrite ${existing.join(' and ')}: a policy server or sidecars may be using ${existing.length === 1 ? 'it' : 'them'}; choose another --out, or move ${existing.length === 1 ? 'it' : 'them'} away first`);
+    throw new KeyFileExistsError(
+      `refusing to overwrite ${existing.join(' and ')}: a policy server or sidecars may be using ${existing.length === 1 ? 'it' : 'them'}; choose another --out, or move ${existing.length === 1 ? 'it' : 'them'} away first`,
+    );
   }
   const generated = generatePolicySigningKey(values.alg as PolicyAlgorithm);
   mkdirSync(values.out, { recursive: true });
   // wx: never overwrite a key someone is already signing with.
   writeFileSync(privatePath, generated.privateKeyPem, { mode: 0o600, flag: 'wx' });
   writeFileSync(publicPath, generated.publicKeyPem, { flag: 'wx' });
-  context.stdout.write(`wrote ${privatePath} (${generated.alg} private key, keep secret)\nwrote ${publicPath} (give to sidecars and the STS as policy.publicKey)\n`);
+  context.stdout.write(
+    `wrote ${privatePath} (${generated.alg} private key, keep secret)\nwrote ${publicPath} (give to sidecars and the STS as policy.publicKey)\n`,
+  );
   return 0;
 }
 

@@ -53,14 +53,22 @@ export const policySuggestCommand: Command = {
     });
     const logs = [...(values.logs ?? []), ...positionals];
     if (logs.length === 0) throw new UsageError('expected --logs FILE|DIR...');
-    if (values.mode !== 'shadow' && values.mode !== 'enforce') throw new UsageError(`expected --mode shadow or enforce, got '${values.mode}'`);
+    if (values.mode !== 'shadow' && values.mode !== 'enforce')
+      throw new UsageError(`expected --mode shadow or enforce, got '${values.mode}'`);
     const since = sinceFlag(values.since);
 
     const log = await readAuditLogs(logs, { since });
     const calls = callsFromDecisions(log.decisions);
-    const suggestion = suggestCallGraph(calls, { name: values.name, mode: values.mode as PolicyMode, generalize: values.generalize, includeDenied: values['include-denied'] });
+    const suggestion = suggestCallGraph(calls, {
+      name: values.name,
+      mode: values.mode as PolicyMode,
+      generalize: values.generalize,
+      includeDenied: values['include-denied'],
+    });
     if (suggestion.calls.length === 0) {
-      context.stderr.write(`baton: no allowed or shadow-denied calls in ${log.files} file${log.files === 1 ? '' : 's'}; nothing to suggest\n`);
+      context.stderr.write(
+        `baton: no allowed or shadow-denied calls in ${log.files} file${log.files === 1 ? '' : 's'}; nothing to suggest\n`,
+      );
       return 1;
     }
     for (const warning of suggestion.warnings) context.stderr.write(`baton: warning: ${warning}\n`);

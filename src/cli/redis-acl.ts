@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { adminAclUser, type AclUser, redisSecretsLayout, renderAclFile, sidecarAclUser, stsAclUser } from '../redis/acl.ts';
+import {
+  adminAclUser,
+  type AclUser,
+  redisSecretsLayout,
+  renderAclFile,
+  sidecarAclUser,
+  stsAclUser,
+} from '../redis/acl.ts';
 import { SEAL_KEY_BYTES } from '../sidecar/exchange/token-seal.ts';
 import { type CliContext, type Command, UsageError } from './command.ts';
 import { isServiceName } from '../core/service-name.ts';
@@ -40,15 +47,32 @@ export const redisAclCommand: Command = {
   async run(args: readonly string[], context: CliContext): Promise<number> {
     const { values } = parseArgs({
       args: [...args],
-      options: { services: { type: 'string' }, dir: { type: 'string' }, 'acl-file': { type: 'string' }, 'no-sts': { type: 'boolean', default: false }, 'no-admin': { type: 'boolean', default: false } },
+      options: {
+        services: { type: 'string' },
+        dir: { type: 'string' },
+        'acl-file': { type: 'string' },
+        'no-sts': { type: 'boolean', default: false },
+        'no-admin': { type: 'boolean', default: false },
+      },
       allowPositionals: false,
       strict: true,
     });
     if (values.services === undefined) throw new UsageError('redis-acl expects --services A,B,...');
     if (values.dir === undefined) throw new UsageError('redis-acl expects --dir DIR');
-    const services = [...new Set(values.services.split(',').map((s) => s.trim()).filter((s) => s !== ''))];
+    const services = [
+      ...new Set(
+        values.services
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== ''),
+      ),
+    ];
     if (services.length === 0) throw new UsageError('redis-acl expects at least one service in --services');
-    for (const service of services) if (!isServiceName(service)) throw new UsageError(`expected service names as DNS labels (a-z, 0-9, -), or service.namespace, got '${service}'`);
+    for (const service of services)
+      if (!isServiceName(service))
+        throw new UsageError(
+          `expected service names as DNS labels (a-z, 0-9, -), or service.namespace, got '${service}'`,
+        );
     const dir = values.dir;
     const users: AclUser[] = [];
     const password = (): string => randomBytes(32).toString('base64url');

@@ -19,7 +19,8 @@ function help(): string {
   const keys = describeKeys(SidecarConfigSchema);
   const flagLines = FLAGS.map(([flag, key]) => {
     const described = keys.find((k) => k.key === key);
-    const value = described === undefined || described.default === undefined ? '' : ` (default ${String(described.default)})`;
+    const value =
+      described === undefined || described.default === undefined ? '' : ` (default ${String(described.default)})`;
     return `  ${flag.padEnd(20)}sets ${key}${value}`;
   });
   return `Usage: baton sidecar --config FILE [--service NAME] [--inbound-port N] [--outbound-port N] [--admin-port N]
@@ -73,7 +74,11 @@ export const sidecarCommand: Command = {
     });
     const telemetry = await startTelemetry({ serviceName: config.service, env: context.env });
     const logger = createLogger({ name: config.service, level: config.logLevel, traceIds: telemetry.tracing.enabled });
-    const sidecar = createSidecar(config, { logger, tracing: telemetry.tracing, announce: (line) => context.stderr.write(`${line}\n`) });
+    const sidecar = createSidecar(config, {
+      logger,
+      tracing: telemetry.tracing,
+      announce: (line) => context.stderr.write(`${line}\n`),
+    });
     let ports;
     try {
       ports = await sidecar.start();

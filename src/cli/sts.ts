@@ -60,21 +60,34 @@ export const stsCommand: Command = {
         context.stdout.write(HASH_SECRET_HELP + '\n');
         return 0;
       }
-      if (args.length > 1) throw new UsageError(`hash-secret takes no arguments (the secret comes on standard input), got '${String(args[1]).slice(0, 64)}'`);
+      if (args.length > 1)
+        throw new UsageError(
+          `hash-secret takes no arguments (the secret comes on standard input), got '${String(args[1]).slice(0, 64)}'`,
+        );
       return await hashSecretCommand(context);
     }
     const { values } = parseArgs({
       args: [...args],
-      options: { config: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' } },
+      options: {
+        config: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'log-level': { type: 'string' },
+      },
       allowPositionals: false,
       strict: true,
     });
-    if (values.config === undefined && context.env.BATON_ISSUER === undefined) throw new UsageError('sts expects --config FILE');
+    if (values.config === undefined && context.env.BATON_ISSUER === undefined)
+      throw new UsageError('sts expects --config FILE');
     const config = loadStsConfig({
       file: values.config,
       env: context.env,
       otherParts: partVariables(),
-      overrides: { port: values.port === undefined ? undefined : portNumber(values.port), host: values.host, logLevel: values['log-level'] },
+      overrides: {
+        port: values.port === undefined ? undefined : portNumber(values.port),
+        host: values.host,
+        logLevel: values['log-level'],
+      },
     });
     return await serve(config, context);
   },
@@ -88,7 +101,12 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
   let meshClient: MeshClient | undefined;
   if (mesh !== undefined && config.policy.url !== undefined) {
     meshClient = createMeshClient({ identity: mesh.identity, logger });
-    meshClient.expect(config.policy.url, config.policy.spiffeId === undefined ? mesh.map.idOf('baton-policy-server') : parseSpiffeId(config.policy.spiffeId).id);
+    meshClient.expect(
+      config.policy.url,
+      config.policy.spiffeId === undefined
+        ? mesh.map.idOf('baton-policy-server')
+        : parseSpiffeId(config.policy.spiffeId).id,
+    );
   }
   const policy = policySource(config, logger, meshClient?.dispatcher);
   const keys = await createKeyStore({
@@ -122,13 +140,32 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   try {
-    policy.start().catch((error: unknown) => logger.error({ err: { message: (error as Error).message } }, 'policy source failed to start'));
+    policy
+      .start()
+      .catch((error: unknown) =>
+        logger.error({ err: { message: (error as Error).message } }, 'policy source failed to start'),
+      );
     if (!(await policy.waitUntilReady(config.policy.readyTimeoutMs))) {
-      logger.warn({ timeoutMs: config.policy.readyTimeoutMs }, 'no call-graph policy yet: not ready, token requests answer temporarily_unavailable until one arrives');
+      logger.warn(
+        { timeoutMs: config.policy.readyTimeoutMs },
+        'no call-graph policy yet: not ready, token requests answer temporarily_unavailable until one arrives',
+      );
     }
     const url = await server.listen();
     const adminUrl = await admin?.listen({ host: config.host, port: config.admin.port as number });
-    logger.info({ url, adminUrl, issuer: config.issuer, kid: keys.active().kid, alg: keys.active().alg, policy: policy.current()?.digest, clients: config.clients.length, externalIssuers: config.externalIssuers.length }, 'sts listening');
+    logger.info(
+      {
+        url,
+        adminUrl,
+        issuer: config.issuer,
+        kid: keys.active().kid,
+        alg: keys.active().alg,
+        policy: policy.current()?.digest,
+        clients: config.clients.length,
+        externalIssuers: config.externalIssuers.length,
+      },
+      'sts listening',
+    );
     await stop;
     return 0;
   } catch (error) {
@@ -167,17 +204,24 @@ function policySource(config: StsConfig, logger: Logger, dispatcher: Dispatcher 
 
 async function hashSecretCommand(context: CliContext): Promise<number> {
   // At a terminal, say what is awaited instead of seeming to hang.
-  if (process.stdin.isTTY) context.stderr.write('baton sts hash-secret: type the client secret, then Enter and Ctrl-D (it is not echoed anywhere else)\n');
+  if (process.stdin.isTTY)
+    context.stderr.write(
+      'baton sts hash-secret: type the client secret, then Enter and Ctrl-D (it is not echoed anywhere else)\n',
+    );
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  const secret = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-  if (secret.length < 16) throw new UsageError('hash-secret expects a secret of at least 16 characters on standard input');
+  const secret = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+  if (secret.length < 16)
+    throw new UsageError('hash-secret expects a secret of at least 16 characters on standard input');
   context.stdout.write(`${await hashSecret(secret)}\n`);
   return 0;
 }
 
 function portNumber(text: string): number {
   const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`expected --port between 0 and 65535, got '${text}'`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`expected --port between 0 and 65535, got '${text}'`);
   return port;
 }

@@ -50,7 +50,8 @@ export const tokenCommand: Command = {
   helpFor: async () => HELP,
   async run(args, context) {
     const [sub, ...rest] = args;
-    if (sub !== 'check') throw new UsageError(`expected 'baton token check', got ${sub === undefined ? 'no subcommand' : `'${sub}'`}`);
+    if (sub !== 'check')
+      throw new UsageError(`expected 'baton token check', got ${sub === undefined ? 'no subcommand' : `'${sub}'`}`);
     const { values, positionals } = parseArgs({
       args: rest,
       allowPositionals: true,
@@ -65,12 +66,16 @@ export const tokenCommand: Command = {
       },
     });
     if (positionals.length > 1) throw new UsageError(`expected at most one TOKEN, got ${positionals.length}`);
-    if ((values.config === undefined) === (values.issuer === undefined)) throw new UsageError('expected exactly one of --config or --issuer');
+    if ((values.config === undefined) === (values.issuer === undefined))
+      throw new UsageError('expected exactly one of --config or --issuer');
     if (values.profile !== undefined && !(PROFILE_NAMES as readonly string[]).includes(values.profile)) {
       throw new UsageError(`expected --profile to be one of ${PROFILE_NAMES.join(', ')}, got '${values.profile}'`);
     }
-    const { issuers, audience } = values.config !== undefined ? fromConfig(values.config, values.audience, context) : fromFlags(values);
-    const token = (positionals[0] === undefined || positionals[0] === '-' ? await readStdin(context) : positionals[0]).trim();
+    const { issuers, audience } =
+      values.config !== undefined ? fromConfig(values.config, values.audience, context) : fromFlags(values);
+    const token = (
+      positionals[0] === undefined || positionals[0] === '-' ? await readStdin(context) : positionals[0]
+    ).trim();
     if (token === '') throw new UsageError('expected a token as the argument or on stdin, got nothing');
 
     const verifier = createAccessTokenVerifier({ issuers, maxActDepth: DEFAULT_MAX_CHAIN_DEPTH });
@@ -78,13 +83,19 @@ export const tokenCommand: Command = {
       await Promise.all(issuers.map((i) => i.keys.refresh()));
       const verified = await verifier.verify(token, { audience });
       const profile = issuers.find((i) => i.issuer === verified.issuer)?.profile?.name ?? 'rfc9068';
-      context.stdout.write(values.json ? JSON.stringify(describeAccepted(verified, profile)) + '\n' : formatAccepted(verified, profile));
+      context.stdout.write(
+        values.json ? JSON.stringify(describeAccepted(verified, profile)) + '\n' : formatAccepted(verified, profile),
+      );
       return 0;
     } catch (error) {
       if (!isTokenError(error)) throw error;
       // Token errors name the claim at fault, never the token.
       // As a problem document says it: the code, its sub-cause when it names one, and the message as `detail`.
-      context.stdout.write(values.json ? JSON.stringify({ accepted: false, code: error.code, reason: error.reason, detail: error.message }) + '\n' : `refused: ${error.code}${error.reason === undefined ? '' : ` (${error.reason})`}: ${error.message}\n`);
+      context.stdout.write(
+        values.json
+          ? JSON.stringify({ accepted: false, code: error.code, reason: error.reason, detail: error.message }) + '\n'
+          : `refused: ${error.code}${error.reason === undefined ? '' : ` (${error.reason})`}: ${error.message}\n`,
+      );
       return 1;
     } finally {
       for (const issuer of issuers) issuer.keys.close();
@@ -92,16 +103,31 @@ export const tokenCommand: Command = {
   },
 };
 
-function fromConfig(file: string, audienceFlag: string | undefined, context: CliContext): { issuers: TrustedIssuer[]; audience: string } {
+function fromConfig(
+  file: string,
+  audienceFlag: string | undefined,
+  context: CliContext,
+): { issuers: TrustedIssuer[]; audience: string } {
   const config = loadConfig(SidecarConfigSchema, { file, env: context.env, otherParts: partVariables() });
-  if (config.externalIssuers.length === 0) throw new ConfigError(file, 'externalIssuers', 'at least one external issuer (an entrypoint sidecar config)', 'none');
+  if (config.externalIssuers.length === 0)
+    throw new ConfigError(
+      file,
+      'externalIssuers',
+      'at least one external issuer (an entrypoint sidecar config)',
+      'none',
+    );
   // The verdict is the output; fetch and introspection failures surface as its error code, not as log lines.
   const logger = createLogger({ name: 'baton-token-check', level: 'silent' });
   const issuers = config.externalIssuers.map((e): TrustedIssuer => {
     const introspector = introspectorOf(e, { logger, now: Date.now });
     return {
       issuer: e.issuer,
-      keys: createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), logger }),
+      keys: createRemoteKeySource({
+        issuer: e.issuer,
+        discovery: e.jwksUri === undefined,
+        ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }),
+        logger,
+      }),
       kind: 'external',
       audience: audienceFlag ?? e.audience ?? config.service,
       profile: profileOf(e),
@@ -111,13 +137,33 @@ function fromConfig(file: string, audienceFlag: string | undefined, context: Cli
   return { issuers, audience: audienceFlag ?? config.service };
 }
 
-function fromFlags(values: { issuer?: string | undefined; audience?: string | undefined; profile?: string | undefined; 'jwks-uri'?: string | undefined }): { issuers: TrustedIssuer[]; audience: string } {
+function fromFlags(values: {
+  issuer?: string | undefined;
+  audience?: string | undefined;
+  profile?: string | undefined;
+  'jwks-uri'?: string | undefined;
+}): { issuers: TrustedIssuer[]; audience: string } {
   const issuer = values.issuer as string;
   if (!/^https?:\/\/\S+$/.test(issuer)) throw new UsageError(`expected --issuer to be an http(s) URL, got '${issuer}'`);
   if (values.audience === undefined) throw new UsageError('expected --audience with --issuer');
   const jwksUri = values['jwks-uri'];
-  const keys: KeySource = createRemoteKeySource({ issuer, discovery: jwksUri === undefined, ...(jwksUri === undefined ? {} : { jwksUri }) });
-  return { issuers: [{ issuer, keys, kind: 'external', audience: values.audience, profile: resolveProfile({ profile: (values.profile ?? 'rfc9068') as ProfileName }) }], audience: values.audience };
+  const keys: KeySource = createRemoteKeySource({
+    issuer,
+    discovery: jwksUri === undefined,
+    ...(jwksUri === undefined ? {} : { jwksUri }),
+  });
+  return {
+    issuers: [
+      {
+        issuer,
+        keys,
+        kind: 'external',
+        audience: values.audience,
+        profile: resolveProfile({ profile: (values.profile ?? 'rfc9068') as ProfileName }),
+      },
+    ],
+    audience: values.audience,
+  };
 }
 
 function describeAccepted(verified: VerifiedToken, profile: string): Record<string, unknown> {

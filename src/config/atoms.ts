@@ -11,8 +11,16 @@ import { DNS1123_LABEL_PATTERN, SERVICE_NAME_PATTERN } from '../core/dns-label.t
  * sidecar, the STS, the policy server and the injector all log the port
  * they got, which is what tests and the demo mesh rely on.
  */
-export function ListenPort(fallback: number | undefined, description = 'a TCP port to listen on (0-65535; 0 picks a free one)'): TInteger {
-  return Type.Integer({ minimum: 0, maximum: 65535, ...(fallback === undefined ? {} : { default: fallback }), description });
+export function ListenPort(
+  fallback: number | undefined,
+  description = 'a TCP port to listen on (0-65535; 0 picks a free one)',
+): TInteger {
+  return Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    ...(fallback === undefined ? {} : { default: fallback }),
+    description,
+  });
 }
 
 /** A port another process listens on and this one connects to or writes into a manifest: 0 names no port there. */
@@ -23,7 +31,10 @@ export function Port(description = 'a TCP port (1-65535)'): TInteger {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-function logLevels(options: { readonly default?: LogLevel; readonly description: string }): TUnion<TLiteral<LogLevel>[]> {
+function logLevels(options: {
+  readonly default?: LogLevel;
+  readonly description: string;
+}): TUnion<TLiteral<LogLevel>[]> {
   return Type.Union(
     LOG_LEVELS.map((level) => Type.Literal(level)),
     options,
@@ -34,7 +45,8 @@ function logLevels(options: { readonly default?: LogLevel; readonly description:
 export const LogLevel = logLevels({ default: 'info', description: LOG_LEVELS.join(' | ') });
 
 /** A log level with no default here: another part's default applies when it is absent. */
-export const LogLevelChoice = (description: string): TUnion<TLiteral<LogLevel>[]> => logLevels({ description: `${description} (${LOG_LEVELS.join(' | ')})` });
+export const LogLevelChoice = (description: string): TUnion<TLiteral<LogLevel>[]> =>
+  logLevels({ description: `${description} (${LOG_LEVELS.join(' | ')})` });
 
 /** A DNS-1123 label: a namespace, a ServiceAccount, an unqualified service name. */
 export function Dns1123Label(description: string): TString {
@@ -52,14 +64,35 @@ export const Dns1123Subdomain = { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', m
 export const HttpUrl = Type.String({ pattern: '^https?://[^\\s]+$', description: 'an http(s) URL' });
 
 /** A workload's SPIFFE ID: spiffe://<trust domain>/<path> (SPIFFE-ID §2); parseSpiffeId checks the rest where it is used. */
-export const SpiffeIdText = Type.String({ pattern: '^spiffe://[a-z0-9._-]+/[^\\s]+$', description: 'a SPIFFE ID (spiffe://<trust domain>/<path>)' });
+export const SpiffeIdText = Type.String({
+  pattern: '^spiffe://[a-z0-9._-]+/[^\\s]+$',
+  description: 'a SPIFFE ID (spiffe://<trust domain>/<path>)',
+});
 
 /** A duration in whole milliseconds, at least `minimum` (1 unless said). */
-export function Milliseconds(fallback: number, description: string, bounds: { readonly minimum?: number; readonly maximum?: number } = {}): TInteger {
-  return Type.Integer({ minimum: bounds.minimum ?? 1, ...(bounds.maximum === undefined ? {} : { maximum: bounds.maximum }), default: fallback, description });
+export function Milliseconds(
+  fallback: number,
+  description: string,
+  bounds: { readonly minimum?: number; readonly maximum?: number } = {},
+): TInteger {
+  return Type.Integer({
+    minimum: bounds.minimum ?? 1,
+    ...(bounds.maximum === undefined ? {} : { maximum: bounds.maximum }),
+    default: fallback,
+    description,
+  });
 }
 
 /** A duration in whole seconds, at least `minimum` (1 unless said). */
-export function Seconds(fallback: number, description: string, bounds: { readonly minimum?: number; readonly maximum?: number } = {}): TInteger {
-  return Type.Integer({ minimum: bounds.minimum ?? 1, ...(bounds.maximum === undefined ? {} : { maximum: bounds.maximum }), default: fallback, description });
+export function Seconds(
+  fallback: number,
+  description: string,
+  bounds: { readonly minimum?: number; readonly maximum?: number } = {},
+): TInteger {
+  return Type.Integer({
+    minimum: bounds.minimum ?? 1,
+    ...(bounds.maximum === undefined ? {} : { maximum: bounds.maximum }),
+    default: fallback,
+    description,
+  });
 }

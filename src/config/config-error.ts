@@ -15,7 +15,11 @@ export class ConfigError extends BatonError {
   readonly expected: string;
 
   constructor(source: string, key: string, expected: string, seen?: string, reason?: string) {
-    super('BATON_CONFIG_INVALID', `${source}: ${key || '(root)'}: expected ${expected}${seen === undefined ? '' : `, got ${seen}`}`, { reason });
+    super(
+      'BATON_CONFIG_INVALID',
+      `${source}: ${key || '(root)'}: expected ${expected}${seen === undefined ? '' : `, got ${seen}`}`,
+      { reason },
+    );
     this.name = 'ConfigError';
     this.source = source;
     this.key = key;

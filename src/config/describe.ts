@@ -20,28 +20,40 @@ export interface KeyDescription {
  * fields of a list's entries follow the list as `list[].field`: they are
  * set with the list, so they share its environment variable.
  */
-export function describeKeys(schema: TObject, prefix: readonly string[] = [], parentRequired = true, listEnv?: string): KeyDescription[] {
+export function describeKeys(
+  schema: TObject,
+  prefix: readonly string[] = [],
+  parentRequired = true,
+  listEnv?: string,
+): KeyDescription[] {
   const required = new Set(schema.required ?? []);
   const out: KeyDescription[] = [];
   for (const [name, child] of Object.entries(schema.properties) as Array<[string, TSchema]>) {
     const path = [...prefix, name];
     const env = listEnv ?? envName(path);
     // A block with a default ({}) may be left out, and then so may everything in it that has a default.
-    const isRequired = parentRequired && required.has(name) && child.default === undefined && child[OptionalKind] !== 'Optional';
+    const isRequired =
+      parentRequired && required.has(name) && child.default === undefined && child[OptionalKind] !== 'Optional';
     if (child[Kind] === 'Object' && Object.keys((child as TObject).properties).length > 0) {
       out.push(...describeKeys(child as TObject, path, isRequired, listEnv));
       continue;
     }
     out.push({ key: path.join('.'), env, required: isRequired, default: child.default, expects: expects(child) });
     const items = child[Kind] === 'Array' ? (child.items as TSchema) : undefined;
-    if (items !== undefined && items[Kind] === 'Object') out.push(...describeKeys(items as TObject, [...prefix, `${name}[]`], true, env));
+    if (items !== undefined && items[Kind] === 'Object')
+      out.push(...describeKeys(items as TObject, [...prefix, `${name}[]`], true, env));
   }
   return out;
 }
 
 function expects(schema: TSchema): string {
   if (typeof schema.description === 'string') return schema.description;
-  if (schema[Kind] === 'Union' && Array.isArray(schema.anyOf) && schema.anyOf.every((s: TSchema) => s.const !== undefined)) return (schema.anyOf as TSchema[]).map((s) => String(s.const)).join(' | ');
+  if (
+    schema[Kind] === 'Union' &&
+    Array.isArray(schema.anyOf) &&
+    schema.anyOf.every((s: TSchema) => s.const !== undefined)
+  )
+    return (schema.anyOf as TSchema[]).map((s) => String(s.const)).join(' | ');
   if (schema[Kind] === 'Array') return 'a list';
   if (schema[Kind] === 'Record') return 'a map';
   if (schema[Kind] === 'Integer') return schema.minimum === undefined ? 'an integer' : `an integer ≥ ${schema.minimum}`;
@@ -53,7 +65,11 @@ export function formatKeys(keys: readonly KeyDescription[]): string {
   const width = Math.max(...keys.map((k) => k.key.length));
   return keys
     .map((k) => {
-      const value = k.required ? requiredText(k) : k.default === undefined ? 'optional' : `default ${JSON.stringify(k.default)}`;
+      const value = k.required
+        ? requiredText(k)
+        : k.default === undefined
+          ? 'optional'
+          : `default ${JSON.stringify(k.default)}`;
       return `  ${k.key.padEnd(width)}  ${value}\n  ${' '.repeat(width)}  ${k.expects}; env ${k.env}`;
     })
     .join('\n');

@@ -60,10 +60,20 @@ export function loadConfig<T extends TObject>(schema: T, options: LoadOptions = 
  * the cause, so it comes first, then a missing key, then a bad value.
  */
 function firstProblem(errors: readonly ValueError[]): ValueError | undefined {
-  return errors.find((e) => e.type === ValueErrorType.ObjectAdditionalProperties) ?? errors.find((e) => e.type === ValueErrorType.ObjectRequiredProperty) ?? errors[0];
+  return (
+    errors.find((e) => e.type === ValueErrorType.ObjectAdditionalProperties) ??
+    errors.find((e) => e.type === ValueErrorType.ObjectRequiredProperty) ??
+    errors[0]
+  );
 }
 
-function describeProblem(schema: TSchema, problem: ValueError, origin: ReadonlyMap<string, string>, fileLabel: string, env: Readonly<Record<string, string | undefined>>): ConfigError {
+function describeProblem(
+  schema: TSchema,
+  problem: ValueError,
+  origin: ReadonlyMap<string, string>,
+  fileLabel: string,
+  env: Readonly<Record<string, string | undefined>>,
+): ConfigError {
   const segments = problem.path.split('/').slice(1);
   const key = segments.join('.');
   const source = originOf(origin, key) ?? fileLabel;
@@ -76,9 +86,17 @@ function describeProblem(schema: TSchema, problem: ValueError, origin: ReadonlyM
     const firstIndex = segments.findIndex((s) => /^\d+$/.test(s));
     const variable = envName(firstIndex === -1 ? segments : segments.slice(0, firstIndex));
     // A mistyped environment variable is ignored like any unrelated one: say which one was probably meant.
-    const near = closest(variable, Object.keys(env).filter((name) => name.startsWith('BATON_')));
+    const near = closest(
+      variable,
+      Object.keys(env).filter((name) => name.startsWith('BATON_')),
+    );
     const hint = near === undefined ? variable : `${variable} (${near} is set: a typo?)`;
-    return new ConfigMissingKeyError(originOf(origin, key) ?? (fileLabel === '(no config file)' ? 'configuration' : fileLabel), key, describeExpected(problem.schema, 'a value'), hint);
+    return new ConfigMissingKeyError(
+      originOf(origin, key) ?? (fileLabel === '(no config file)' ? 'configuration' : fileLabel),
+      key,
+      describeExpected(problem.schema, 'a value'),
+      hint,
+    );
   }
   const seen = SECRET_KEY.test(key) ? 'a value (not shown: secret)' : describeSeen(problem.value);
   return new ConfigError(source, key, describeExpected(problem.schema, problem.message), seen);
@@ -89,7 +107,10 @@ function schemaAt(schema: TSchema, segments: readonly string[]): TObject | undef
   let node: TSchema | undefined = schema;
   for (const segment of segments) {
     if (node === undefined) return undefined;
-    node = /^\d+$/.test(segment) && node[Kind] === 'Array' ? (node.items as TSchema) : ((node as TObject).properties?.[segment] as TSchema | undefined);
+    node =
+      /^\d+$/.test(segment) && node[Kind] === 'Array'
+        ? (node.items as TSchema)
+        : ((node as TObject).properties?.[segment] as TSchema | undefined);
   }
   return node !== undefined && isObjectSchema(node) ? (node as TObject) : undefined;
 }
@@ -99,7 +120,12 @@ function readYamlFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(resolve(file), '', 'a readable YAML file', (error as NodeJS.ErrnoException).code ?? 'an unreadable file');
+    throw new ConfigError(
+      resolve(file),
+      '',
+      'a readable YAML file',
+      (error as NodeJS.ErrnoException).code ?? 'an unreadable file',
+    );
   }
   const doc = parseDocument(text, { prettyErrors: true });
   const [problem] = doc.errors;
@@ -111,7 +137,12 @@ function readYamlFile(file: string): Record<string, unknown> {
   const data: unknown = doc.toJS();
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new ConfigError(resolve(file), '', 'a YAML mapping at the top level', Array.isArray(data) ? 'a list' : typeof data);
+    throw new ConfigError(
+      resolve(file),
+      '',
+      'a YAML mapping at the top level',
+      Array.isArray(data) ? 'a list' : typeof data,
+    );
   }
   return data as Record<string, unknown>;
 }
@@ -123,7 +154,11 @@ interface EnvKey {
   readonly path: readonly string[];
 }
 
-function* envEntries(schema: TSchema, env: Readonly<Record<string, string | undefined>>, prefix: readonly string[] = []): Generator<[EnvKey, { name: string; value: string }]> {
+function* envEntries(
+  schema: TSchema,
+  env: Readonly<Record<string, string | undefined>>,
+  prefix: readonly string[] = [],
+): Generator<[EnvKey, { name: string; value: string }]> {
   const properties = (schema as TObject).properties ?? {};
   for (const [name, child] of Object.entries(properties)) {
     const path = [...prefix, name];
@@ -139,7 +174,8 @@ function* envEntries(schema: TSchema, env: Readonly<Record<string, string | unde
 
 function parseScalar(raw: string, name: string): unknown {
   const doc = parseDocument(raw);
-  if (doc.errors.length > 0) throw new ConfigError(`environment variable ${name}`, '', 'a YAML value', 'unparseable text');
+  if (doc.errors.length > 0)
+    throw new ConfigError(`environment variable ${name}`, '', 'a YAML value', 'unparseable text');
   return doc.toJS();
 }
 

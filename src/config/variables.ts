@@ -48,20 +48,28 @@ export function envNames(schema: TSchema, prefix: readonly string[] = []): strin
 }
 
 /** `BATON_*` variables that are no configuration key of any part, and who sets them. */
-export const IMAGE_VARIABLES: ReadonlyMap<string, string> = new Map([['BATON_HEALTHCHECK_URL', "the URL the image's health check fetches (Dockerfile, docker-compose.yml)"]]);
+export const IMAGE_VARIABLES: ReadonlyMap<string, string> = new Map([
+  ['BATON_HEALTHCHECK_URL', "the URL the image's health check fetches (Dockerfile, docker-compose.yml)"],
+]);
 
 // pkg/kubelet/envvars: <NAME>_SERVICE_HOST, _SERVICE_PORT, _SERVICE_PORT_<PORT NAME>, _PORT, _PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR].
-const SERVICE_LINK_SUFFIX = /^(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$/;
+const SERVICE_LINK_SUFFIX =
+  /^(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$/;
 
 /** The `<NAME>` prefixes of the Kubernetes service links in an environment: both `_SERVICE_HOST` and `_SERVICE_PORT` set. */
 function serviceLinkPrefixes(env: Readonly<Record<string, string | undefined>>): string[] {
   return Object.keys(env)
-    .filter((name) => name.endsWith('_SERVICE_HOST') && env[`${name.slice(0, -'_SERVICE_HOST'.length)}_SERVICE_PORT`] !== undefined)
+    .filter(
+      (name) =>
+        name.endsWith('_SERVICE_HOST') && env[`${name.slice(0, -'_SERVICE_HOST'.length)}_SERVICE_PORT`] !== undefined,
+    )
     .map((name) => name.slice(0, -'_SERVICE_HOST'.length));
 }
 
 function isServiceLink(name: string, prefixes: readonly string[]): boolean {
-  return prefixes.some((prefix) => name.startsWith(`${prefix}_`) && SERVICE_LINK_SUFFIX.test(name.slice(prefix.length + 1)));
+  return prefixes.some(
+    (prefix) => name.startsWith(`${prefix}_`) && SERVICE_LINK_SUFFIX.test(name.slice(prefix.length + 1)),
+  );
 }
 
 /**
@@ -70,7 +78,11 @@ function isServiceLink(name: string, prefixes: readonly string[]): boolean {
  * that is no Kubernetes service link; suggests the closest name this part
  * reads, else the closest another part reads.
  */
-export function checkVariables(schema: TSchema, env: Readonly<Record<string, string | undefined>>, otherParts: ReadonlyMap<string, string>): void {
+export function checkVariables(
+  schema: TSchema,
+  env: Readonly<Record<string, string | undefined>>,
+  otherParts: ReadonlyMap<string, string>,
+): void {
   const batonNames = Object.keys(env).filter((name) => name.startsWith('BATON_') && env[name] !== undefined);
   if (batonNames.length === 0) return;
   const own = envNames(schema);
@@ -80,6 +92,10 @@ export function checkVariables(schema: TSchema, env: Readonly<Record<string, str
     if (ownSet.has(name) || otherParts.has(name) || IMAGE_VARIABLES.has(name) || isServiceLink(name, links)) continue;
     const mine = closest(name, own);
     const theirs = mine === undefined ? closest(name, [...otherParts.keys()]) : undefined;
-    throw new ConfigUnknownVariableError(name, mine ?? theirs, theirs === undefined ? undefined : otherParts.get(theirs));
+    throw new ConfigUnknownVariableError(
+      name,
+      mine ?? theirs,
+      theirs === undefined ? undefined : otherParts.get(theirs),
+    );
   }
 }

@@ -59,7 +59,10 @@ export function buildAct(chain: readonly string[]): ActClaim | undefined {
  * immediate caller (`client_id`); a client-credentials token has no `act`
  * and its chain is the client alone.
  */
-export function callerChain(claims: { readonly act?: unknown; readonly client_id?: unknown }, maxDepth: number): string[] {
+export function callerChain(
+  claims: { readonly act?: unknown; readonly client_id?: unknown },
+  maxDepth: number,
+): string[] {
   if (typeof claims.client_id !== 'string' || claims.client_id === '') {
     throw new ActChainError('malformed', 'expected a client_id claim naming the immediate caller');
   }

@@ -22,7 +22,10 @@ export class BodyTooLargeError extends BatonError {
 }
 
 /** Past `maxBytes` the stream is destroyed (when it can be) and BodyTooLargeError thrown; a read error propagates as it is. */
-export async function readBoundedText(body: AsyncIterable<Buffer | string> & { destroy?: () => void }, maxBytes: number): Promise<string> {
+export async function readBoundedText(
+  body: AsyncIterable<Buffer | string> & { destroy?: () => void },
+  maxBytes: number,
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {

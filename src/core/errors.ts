@@ -119,7 +119,8 @@ const defined = new Map<string, ErrorSpec>();
  */
 export function defineError(spec: ErrorSpec): HttpErrorClass {
   if (defined.has(spec.code)) throw new TypeError(`defineError: ${spec.code} is already defined; one code, one cause`);
-  if (!/^BATON_[A-Z0-9]+(?:_[A-Z0-9]+)*$/.test(spec.code)) throw new TypeError(`defineError: expected a code like BATON_SOME_CAUSE, got ${spec.code}`);
+  if (!/^BATON_[A-Z0-9]+(?:_[A-Z0-9]+)*$/.test(spec.code))
+    throw new TypeError(`defineError: expected a code like BATON_SOME_CAUSE, got ${spec.code}`);
   defined.set(spec.code, Object.freeze({ ...spec }));
   const Defined = class extends HttpError {
     static readonly code = spec.code;
@@ -145,11 +146,24 @@ export function isHttpError(value: unknown): value is HttpError {
  * valid workload certificate (`identity`), or shutting down. RFC 6749 §5.2
  * temporarily_unavailable at the STS token endpoint.
  */
-export const NotReadyError = defineError({ code: 'BATON_NOT_READY', status: 503, title: 'Not ready', oauthError: 'temporarily_unavailable' });
+export const NotReadyError = defineError({
+  code: 'BATON_NOT_READY',
+  status: 503,
+  title: 'Not ready',
+  oauthError: 'temporarily_unavailable',
+});
 /** Too many requests in flight (the sidecar's limit per port), or long polls held (the policy server's, reason `long-polls`). */
-export const OverloadedError = defineError({ code: 'BATON_OVERLOADED', status: 503, title: 'Too many requests in flight' });
+export const OverloadedError = defineError({
+  code: 'BATON_OVERLOADED',
+  status: 503,
+  title: 'Too many requests in flight',
+});
 /** A service name that is not a DNS-1123 label, where a validated one is required (src/core/service-name.ts). */
-export const ServiceNameInvalidError = defineError({ code: 'BATON_SERVICE_NAME_INVALID', status: 400, title: 'Invalid service name' });
+export const ServiceNameInvalidError = defineError({
+  code: 'BATON_SERVICE_NAME_INVALID',
+  status: 400,
+  title: 'Invalid service name',
+});
 /** The request names no route the server has. */
 export const NotFoundError = defineError({ code: 'BATON_NOT_FOUND', status: 404, title: 'No such resource' });
 /**
@@ -158,12 +172,35 @@ export const NotFoundError = defineError({ code: 'BATON_NOT_FOUND', status: 404,
  * which: `missing-parameter`, `duplicate-parameter`, `unsupported-token-type`,
  * `not-form-encoded`, `unreadable-body`, `several-auth-methods`.
  */
-export const BadRequestError = defineError({ code: 'BATON_BAD_REQUEST', status: 400, title: 'Bad request', oauthError: 'invalid_request' });
+export const BadRequestError = defineError({
+  code: 'BATON_BAD_REQUEST',
+  status: 400,
+  title: 'Bad request',
+  oauthError: 'invalid_request',
+});
 /** The request's method is not one the route takes: a CONNECT tunnel at the sidecar (reason `connect`), anything but POST at the STS token endpoint (RFC 6749 §3.2). */
-export const MethodNotAllowedError = defineError({ code: 'BATON_METHOD_NOT_ALLOWED', status: 405, title: 'Method not allowed', oauthError: 'invalid_request' });
+export const MethodNotAllowedError = defineError({
+  code: 'BATON_METHOD_NOT_ALLOWED',
+  status: 405,
+  title: 'Method not allowed',
+  oauthError: 'invalid_request',
+});
 /** The request body is larger than the server accepts. */
-export const RequestBodyTooLargeError = defineError({ code: 'BATON_REQUEST_BODY_TOO_LARGE', status: 413, title: 'Request body too large' });
+export const RequestBodyTooLargeError = defineError({
+  code: 'BATON_REQUEST_BODY_TOO_LARGE',
+  status: 413,
+  title: 'Request body too large',
+});
 /** The request body is of a media type the route does not take. */
-export const UnsupportedMediaTypeError = defineError({ code: 'BATON_UNSUPPORTED_MEDIA_TYPE', status: 415, title: 'Unsupported media type' });
+export const UnsupportedMediaTypeError = defineError({
+  code: 'BATON_UNSUPPORTED_MEDIA_TYPE',
+  status: 415,
+  title: 'Unsupported media type',
+});
 /** Anything unforeseen, a bug (reason `rule-id`: a rule id minted from a name validation should have refused); the detail never echoes the underlying message, which could hold a token. */
-export const InternalError = defineError({ code: 'BATON_INTERNAL', status: 500, title: 'Internal error', oauthError: 'server_error' });
+export const InternalError = defineError({
+  code: 'BATON_INTERNAL',
+  status: 500,
+  title: 'Internal error',
+  oauthError: 'server_error',
+});

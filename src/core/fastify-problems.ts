@@ -11,7 +11,15 @@
  * STS token endpoint answers RFC 6749 §5.2 JSON, as OAuth clients expect.
  */
 import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
-import { BadRequestError, type HttpError, InternalError, isHttpError, NotFoundError, RequestBodyTooLargeError, UnsupportedMediaTypeError } from './errors.ts';
+import {
+  BadRequestError,
+  type HttpError,
+  InternalError,
+  isHttpError,
+  NotFoundError,
+  RequestBodyTooLargeError,
+  UnsupportedMediaTypeError,
+} from './errors.ts';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.ts';
 
 export interface ProblemsOptions {
@@ -29,7 +37,11 @@ export interface ProblemsOptions {
 
 /** Writes `error` as a problem document (RFC 9457 §3), never cached. */
 export function sendProblem(reply: FastifyReply, error: HttpError): FastifyReply {
-  return reply.code(error.status).header('cache-control', 'no-store').type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(toProblem(error)));
+  return reply
+    .code(error.status)
+    .header('cache-control', 'no-store')
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(JSON.stringify(toProblem(error)));
 }
 
 /** Any thrown value as an `HttpError`: a refusal by fastify keeps its meaning, anything else is internal. */
@@ -42,33 +54,54 @@ export function problemFor(raw: unknown): HttpError {
     validationContext?: string;
   };
   const fastifyCode = typeof code === 'string' ? code : 'unknown';
-  if (statusCode === 413) return new RequestBodyTooLargeError('expected a request body within the server\'s limit, got a larger one', { cause: raw });
-  if (statusCode === 415) return new UnsupportedMediaTypeError('expected a body of a media type this route takes, got another', { cause: raw });
+  if (statusCode === 413)
+    return new RequestBodyTooLargeError("expected a request body within the server's limit, got a larger one", {
+      cause: raw,
+    });
+  if (statusCode === 415)
+    return new UnsupportedMediaTypeError('expected a body of a media type this route takes, got another', {
+      cause: raw,
+    });
   if (Array.isArray(validation)) {
     // ajv's messages name the schema, not the data, so they can be shown.
     const first = validation[0];
     const where = `${validationContext ?? 'request'}${first?.instancePath ?? ''}`;
-    return new BadRequestError(`expected ${where} to match the route's schema: ${first?.message ?? 'it does not'}`, { cause: raw });
+    return new BadRequestError(`expected ${where} to match the route's schema: ${first?.message ?? 'it does not'}`, {
+      cause: raw,
+    });
   }
   if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
-    return new BadRequestError(`expected a well-formed request, got one the server could not read (${fastifyCode})`, { cause: raw });
+    return new BadRequestError(`expected a well-formed request, got one the server could not read (${fastifyCode})`, {
+      cause: raw,
+    });
   }
   return new InternalError('the server failed to answer; see its log', { cause: raw });
 }
 
-export const fastifyProblems: FastifyPluginCallback<ProblemsOptions> = (app: FastifyInstance, options: ProblemsOptions, done: (error?: Error) => void) => {
+export const fastifyProblems: FastifyPluginCallback<ProblemsOptions> = (
+  app: FastifyInstance,
+  options: ProblemsOptions,
+  done: (error?: Error) => void,
+) => {
   const answer = (error: HttpError, raw: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     options.onError?.(error, raw, request, reply);
     if (options.render?.(error, request, reply) === true) return reply;
     return sendProblem(reply, error);
   };
-  app.setErrorHandler((raw, request, reply) => answer(options.translate?.(raw, request) ?? problemFor(raw), raw, request, reply));
+  app.setErrorHandler((raw, request, reply) =>
+    answer(options.translate?.(raw, request) ?? problemFor(raw), raw, request, reply),
+  );
   app.setNotFoundHandler((request, reply) => {
-    const error = new NotFoundError(`expected a route this server has, got ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`);
+    const error = new NotFoundError(
+      `expected a route this server has, got ${request.method} ${request.url.split('?')[0]?.slice(0, 100)}`,
+    );
     return answer(error, error, request, reply);
   });
   done();
 };
 
 // What fastify-plugin does: the handlers apply to the instance that registers the plugin, not to a child context.
-Object.assign(fastifyProblems, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'baton-problems' });
+Object.assign(fastifyProblems, {
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: 'baton-problems',
+});

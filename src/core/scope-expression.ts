@@ -62,7 +62,9 @@ function isWhitespace(code: number): boolean {
 
 // RFC 6749 §3.3 NQCHAR, without the parentheses the grammar reserves.
 function isScopeChar(code: number): boolean {
-  return code === 0x21 || (code >= 0x23 && code <= 0x5b && code !== 0x28 && code !== 0x29) || (code >= 0x5d && code <= 0x7e);
+  return (
+    code === 0x21 || (code >= 0x23 && code <= 0x5b && code !== 0x28 && code !== 0x29) || (code >= 0x5d && code <= 0x7e)
+  );
 }
 
 function tokenize(source: string): Token[] {
@@ -92,7 +94,9 @@ function tokenize(source: string): Token[] {
 }
 
 function describeChar(code: number): string {
-  return code >= 0x21 && code <= 0x7e ? `'${String.fromCharCode(code)}'` : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  return code >= 0x21 && code <= 0x7e
+    ? `'${String.fromCharCode(code)}'`
+    : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
 class Parser {
@@ -152,7 +156,11 @@ class Parser {
   private primary(): ScopeExpressionNode {
     const token = this.peek();
     if (token === undefined) {
-      throw new ScopeExpressionError('unexpected-end', `expected a scope or '(' at offset ${this.end}, got the end of the expression`, this.end);
+      throw new ScopeExpressionError(
+        'unexpected-end',
+        `expected a scope or '(' at offset ${this.end}, got the end of the expression`,
+        this.end,
+      );
     }
     if (token.kind === 'scope') {
       this.position++;
@@ -175,12 +183,20 @@ class Parser {
       this.position++;
       return inner;
     }
-    throw new ScopeExpressionError('unexpected-token', `expected a scope or '(' at offset ${token.offset}, got '${token.text}'`, token.offset);
+    throw new ScopeExpressionError(
+      'unexpected-token',
+      `expected a scope or '(' at offset ${token.offset}, got '${token.text}'`,
+      token.offset,
+    );
   }
 
   private enter(token: Token): void {
     if (++this.depth > MAX_SCOPE_EXPRESSION_NESTING) {
-      throw new ScopeExpressionError('too-complex', `expected at most ${MAX_SCOPE_EXPRESSION_NESTING} nested 'not' or parentheses, got more at offset ${token.offset}`, token.offset);
+      throw new ScopeExpressionError(
+        'too-complex',
+        `expected at most ${MAX_SCOPE_EXPRESSION_NESTING} nested 'not' or parentheses, got more at offset ${token.offset}`,
+        token.offset,
+      );
     }
   }
 
@@ -228,7 +244,11 @@ function collectScopes(node: ScopeExpressionNode, into: Set<string>): Set<string
 /** Parses and compiles a scope expression; throws `ScopeExpressionError` with the offending offset. */
 export function parseScopeExpression(source: string): ScopeExpression {
   if (source.length > MAX_SCOPE_EXPRESSION_LENGTH) {
-    throw new ScopeExpressionError('too-complex', `expected at most ${MAX_SCOPE_EXPRESSION_LENGTH} characters, got ${source.length}`, MAX_SCOPE_EXPRESSION_LENGTH);
+    throw new ScopeExpressionError(
+      'too-complex',
+      `expected at most ${MAX_SCOPE_EXPRESSION_LENGTH} characters, got ${source.length}`,
+      MAX_SCOPE_EXPRESSION_LENGTH,
+    );
   }
   const tokens = tokenize(source);
   if (tokens.length === 0) {
@@ -247,8 +267,12 @@ export function formatScopeExpression(node: ScopeExpressionNode): string {
     case 'not':
       return `not ${node.operand.type === 'scope' || node.operand.type === 'not' ? formatScopeExpression(node.operand) : `(${formatScopeExpression(node.operand)})`}`;
     case 'and':
-      return node.operands.map((o) => (o.type === 'or' || o.type === 'and' ? `(${formatScopeExpression(o)})` : formatScopeExpression(o))).join(' and ');
+      return node.operands
+        .map((o) => (o.type === 'or' || o.type === 'and' ? `(${formatScopeExpression(o)})` : formatScopeExpression(o)))
+        .join(' and ');
     case 'or':
-      return node.operands.map((o) => (o.type === 'or' ? `(${formatScopeExpression(o)})` : formatScopeExpression(o))).join(' or ');
+      return node.operands
+        .map((o) => (o.type === 'or' ? `(${formatScopeExpression(o)})` : formatScopeExpression(o)))
+        .join(' or ');
   }
 }

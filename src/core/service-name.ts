@@ -44,7 +44,9 @@ export interface QualifiedName {
 
 export function splitServiceName(name: string): QualifiedName {
   const dot = name.indexOf('.');
-  return dot === -1 ? { service: name, namespace: undefined } : { service: name.slice(0, dot), namespace: name.slice(dot + 1) };
+  return dot === -1
+    ? { service: name, namespace: undefined }
+    : { service: name.slice(0, dot), namespace: name.slice(dot + 1) };
 }
 
 /**
@@ -53,6 +55,9 @@ export function splitServiceName(name: string): QualifiedName {
  * So a service has exactly one spelling (docs/identity.md).
  */
 export function canonicalServiceName(service: string, namespace: string, home: string): string {
-  if (!DNS1123_LABEL.test(service) || !DNS1123_LABEL.test(namespace)) throw new ServiceNameInvalidError(`expected a service and a namespace that are DNS-1123 labels, got ${JSON.stringify(`${service}.${namespace}`.slice(0, 80))}`);
+  if (!DNS1123_LABEL.test(service) || !DNS1123_LABEL.test(namespace))
+    throw new ServiceNameInvalidError(
+      `expected a service and a namespace that are DNS-1123 labels, got ${JSON.stringify(`${service}.${namespace}`.slice(0, 80))}`,
+    );
   return namespace === home ? service : `${service}.${namespace}`;
 }

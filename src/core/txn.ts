@@ -10,7 +10,8 @@
 import { hash, randomBytes } from 'node:crypto';
 
 export function entryTxn(issuer: string, jti: unknown, token: string): string {
-  const uniquePart = typeof jti === 'string' && jti !== '' ? `jti:${jti}` : `sha256:${hash('sha256', token, 'base64url')}`;
+  const uniquePart =
+    typeof jti === 'string' && jti !== '' ? `jti:${jti}` : `sha256:${hash('sha256', token, 'base64url')}`;
   return hash('sha256', `baton-txn\0${issuer}\0${uniquePart}`, 'base64url').slice(0, 22);
 }
 

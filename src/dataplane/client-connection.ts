@@ -69,7 +69,11 @@ export interface ConnectionRefusal {
 
 const REQUEST_TIMEOUT = 'BATON_REQUEST_TIMEOUT';
 /** The status of each code the parser gives a request refusal; any other is 400. */
-const REFUSAL_STATUS: Readonly<Record<string, ConnectionRefusal['status']>> = { BATON_REQUEST_HEAD_TOO_LARGE: 431, BATON_METHOD_NOT_ALLOWED: 405, BATON_UPGRADE_REFUSED: 501 };
+const REFUSAL_STATUS: Readonly<Record<string, ConnectionRefusal['status']>> = {
+  BATON_REQUEST_HEAD_TOO_LARGE: 431,
+  BATON_METHOD_NOT_ALLOWED: 405,
+  BATON_UPGRADE_REFUSED: 501,
+};
 
 export interface RefusalAnswer {
   /** Flat `[name, value, …]`; framing is added by the writer. */
@@ -106,7 +110,12 @@ export class ClientConnection implements StreamConnection {
   /** Inside #pump: a handler answering at once (a refusal) re-enters it; the running loop picks the change up instead. */
   #pumping = false;
 
-  constructor(socket: Socket, handler: (stream: HttpStream) => void, options: ConnectionOptions, listener: ListenerState) {
+  constructor(
+    socket: Socket,
+    handler: (stream: HttpStream) => void,
+    options: ConnectionOptions,
+    listener: ListenerState,
+  ) {
     this.socket = socket;
     this.#handler = handler;
     this.#options = options;
@@ -149,7 +158,8 @@ export class ClientConnection implements StreamConnection {
         },
         onBody: (chunk) => {
           // llhttp reads its whole input: later body spans of the same input still reach the sink while it is full.
-          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body') this.#enter('body-paused', 'body');
+          if (this.#sink !== undefined && !this.#sink.data(chunk) && this.#state === 'body')
+            this.#enter('body-paused', 'body');
         },
       },
       { maxHeadBytes: this.#options.maxHeadBytes, connect },
@@ -273,8 +283,17 @@ export class ClientConnection implements StreamConnection {
     }
     const state = this.#state;
     if (state === 'closing' || state === 'closed' || state === 'h2') return;
-    if ((state === 'head' || state === 'idle') && this.#headStarted !== 0 && performance.now() - this.#headStarted > this.#options.headersTimeoutMs) {
-      this.#refuse({ status: 408, code: REQUEST_TIMEOUT, reason: 'head', detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms` });
+    if (
+      (state === 'head' || state === 'idle') &&
+      this.#headStarted !== 0 &&
+      performance.now() - this.#headStarted > this.#options.headersTimeoutMs
+    ) {
+      this.#refuse({
+        status: 408,
+        code: REQUEST_TIMEOUT,
+        reason: 'head',
+        detail: `a request head still arriving after ${this.#options.headersTimeoutMs} ms`,
+      });
       return;
     }
     if (state === 'idle' || state === 'head' || state === 'body') this.socket.resume();
@@ -365,7 +384,12 @@ export class ClientConnection implements StreamConnection {
     }
     const answer = this.#options.refusal(refusal);
     const body = Buffer.from(answer.body);
-    this.#close(Buffer.concat([Buffer.from(responseHead(refusal.status, answer.fields, lengthOf(body.length), { kind: 'close' }), 'latin1'), body]));
+    this.#close(
+      Buffer.concat([
+        Buffer.from(responseHead(refusal.status, answer.fields, lengthOf(body.length), { kind: 'close' }), 'latin1'),
+        body,
+      ]),
+    );
   }
 
   /** No more requests on this connection: end it, after `last` (an answer already written still goes out). */
@@ -383,7 +407,13 @@ export class ClientConnection implements StreamConnection {
     // Idle between requests, or closing and the client not reading: go quietly.
     if (state === 'idle' || state === 'closing') this.destroy();
     // Part of a head in, then nothing: the client is told why.
-    else if (state === 'head') this.#refuse({ status: 408, code: REQUEST_TIMEOUT, reason: 'head', detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms` });
+    else if (state === 'head')
+      this.#refuse({
+        status: 408,
+        code: REQUEST_TIMEOUT,
+        reason: 'head',
+        detail: `no byte of the request head for ${this.#options.keepAliveTimeoutMs} ms`,
+      });
     // A request in hand: its own deadlines (body, upstream) bound it.
   }
 
@@ -406,7 +436,13 @@ export class ClientConnection implements StreamConnection {
 }
 
 function refusalOf(error: unknown): ConnectionRefusal {
-  if (!(error instanceof HttpFramingError)) return { status: 400, code: 'BATON_REQUEST_FRAMING', reason: 'unreadable', detail: 'a request that could not be read' };
+  if (!(error instanceof HttpFramingError))
+    return {
+      status: 400,
+      code: 'BATON_REQUEST_FRAMING',
+      reason: 'unreadable',
+      detail: 'a request that could not be read',
+    };
   return { status: REFUSAL_STATUS[error.code] ?? 400, code: error.code, reason: error.reason, detail: error.message };
 }
 

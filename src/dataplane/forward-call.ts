@@ -33,7 +33,18 @@ import { endToEndHeaders } from './hop-by-hop.ts';
 import type { MessageHead } from './http1-parser.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type { ConnectionEvents, UpstreamConnection } from './upstream-connection.ts';
-import { CHUNKED, chunkSizeLine, CRLF, type Framing, httpDate, LAST_CHUNK, lengthOf, NO_BODY, requestHead, UNTIL_CLOSE } from './wire.ts';
+import {
+  CHUNKED,
+  chunkSizeLine,
+  CRLF,
+  type Framing,
+  httpDate,
+  LAST_CHUNK,
+  lengthOf,
+  NO_BODY,
+  requestHead,
+  UNTIL_CLOSE,
+} from './wire.ts';
 
 export interface UpstreamOrigin {
   /** Pool key: the origin, and for mTLS the certificate generation its connections present. */
@@ -88,10 +99,20 @@ export class UpstreamFailure extends BatonError {
 }
 
 /** A connection's error, classified: the peer check's own error keeps its code; node's is TLS or unreachable, its code kept as the reason. */
-export function connectionFailure(error: Error | undefined, message = 'the upstream closed the connection before answering'): UpstreamFailure {
-  if (error instanceof BatonError) return new UpstreamFailure(error.code, 'the upstream\'s certificate failed the peer check', { cause: error, reason: error.reason });
+export function connectionFailure(
+  error: Error | undefined,
+  message = 'the upstream closed the connection before answering',
+): UpstreamFailure {
+  if (error instanceof BatonError)
+    return new UpstreamFailure(error.code, "the upstream's certificate failed the peer check", {
+      cause: error,
+      reason: error.reason,
+    });
   const nodeCode = error !== undefined && 'code' in error && typeof error.code === 'string' ? error.code : 'ECONNRESET';
-  return new UpstreamFailure(TLS_CODE.test(nodeCode) ? UPSTREAM_TLS_FAILED : UPSTREAM_UNREACHABLE, message, { cause: error, reason: nodeCode });
+  return new UpstreamFailure(TLS_CODE.test(nodeCode) ? UPSTREAM_TLS_FAILED : UPSTREAM_UNREACHABLE, message, {
+    cause: error,
+    reason: nodeCode,
+  });
 }
 
 type State = 'connecting' | 'sending' | 'waiting' | 'relaying' | 'relaying-early' | 'done';
@@ -118,7 +139,13 @@ export class ForwardCall implements ConnectionEvents {
   /** Made on the first pause only: a closure per forward would cost every request an allocation. */
   #onClientDrain: (() => void) | undefined;
 
-  constructor(stream: HttpStream, spec: ForwardSpec, pool: Pool, resolve: (status: number) => void, reject: (error: Error) => void) {
+  constructor(
+    stream: HttpStream,
+    spec: ForwardSpec,
+    pool: Pool,
+    resolve: (status: number) => void,
+    reject: (error: Error) => void,
+  ) {
     this.#stream = stream;
     this.#spec = spec;
     this.#pool = pool;
@@ -234,16 +261,24 @@ export class ForwardCall implements ConnectionEvents {
         result = parser.execute(rest);
       } catch (error) {
         const reason = error instanceof BatonError ? error.reason : undefined;
-        this.#fail(new UpstreamFailure(UPSTREAM_FRAMING, 'the upstream answered with a malformed or ambiguous HTTP/1.1 response', { cause: error, reason: reason ?? 'unreadable' }));
+        this.#fail(
+          new UpstreamFailure(
+            UPSTREAM_FRAMING,
+            'the upstream answered with a malformed or ambiguous HTTP/1.1 response',
+            { cause: error, reason: reason ?? 'unreadable' },
+          ),
+        );
         return;
       }
       const state = this.#state;
       if (state === 'sending' || state === 'waiting') {
         if (this.#head !== undefined) this.#respondHead(this.#head);
       } else if (this.#relay === 'raw' && result.consumed > 0) {
-        if (!this.#stream.write(result.consumed === rest.length ? rest : rest.subarray(0, result.consumed))) this.#pauseUpstream();
+        if (!this.#stream.write(result.consumed === rest.length ? rest : rest.subarray(0, result.consumed)))
+          this.#pauseUpstream();
       }
-      if (result.stoppedAt === 'message' && (this.#state === 'relaying' || this.#state === 'relaying-early')) this.#complete(offset + result.consumed === chunk.length);
+      if (result.stoppedAt === 'message' && (this.#state === 'relaying' || this.#state === 'relaying-early'))
+        this.#complete(offset + result.consumed === chunk.length);
       offset += result.consumed;
     }
   }
@@ -264,9 +299,17 @@ export class ForwardCall implements ConnectionEvents {
   onTimeout(connected: boolean): void {
     const state = this.#state;
     if (state === 'done') return;
-    if (!connected) this.#fail(new UpstreamFailure(UPSTREAM_UNREACHABLE, 'the upstream did not accept a connection in time', { reason: 'connect-timeout' }));
+    if (!connected)
+      this.#fail(
+        new UpstreamFailure(UPSTREAM_UNREACHABLE, 'the upstream did not accept a connection in time', {
+          reason: 'connect-timeout',
+        }),
+      );
     else if (state === 'relaying' || state === 'relaying-early') this.#cutClient();
-    else this.#fail(new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
+    else
+      this.#fail(
+        new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`),
+      );
   }
 
   onClose(error: Error | undefined): void {
@@ -280,7 +323,14 @@ export class ForwardCall implements ConnectionEvents {
     const stream = this.#stream;
     // A kept-alive connection the server had just closed: an idempotent request with no body is sent again, once
     // (RFC 9110 §9.2.2: a proxy never retries a non-idempotent one by itself).
-    if (state === 'waiting' && this.#connection?.reused === true && !stream.hasBody && IDEMPOTENT.has(stream.method) && !this.#retried && !stream.closed) {
+    if (
+      state === 'waiting' &&
+      this.#connection?.reused === true &&
+      !stream.hasBody &&
+      IDEMPOTENT.has(stream.method) &&
+      !this.#retried &&
+      !stream.closed
+    ) {
       this.#retried = true;
       this.#pool.onRetry?.();
       this.#enter('connecting', 'waiting');
@@ -326,7 +376,8 @@ export class ForwardCall implements ConnectionEvents {
    */
   #complete(nothingAfter: boolean): void {
     const connection = this.#connection as UpstreamConnection;
-    const reusable = this.#state === 'relaying' && nothingAfter && this.#head?.keepAlive === true && connection.usable();
+    const reusable =
+      this.#state === 'relaying' && nothingAfter && this.#head?.keepAlive === true && connection.usable();
     if (this.#relay === 'rechunk') this.#stream.write(LAST_CHUNK);
     this.#finish();
     if (reusable) this.#pool.release(connection);
@@ -378,7 +429,16 @@ function answerFraming(head: MessageHead, toHead: boolean, http10Client: boolean
   const { statusCode: status, contentLength } = head;
   // RFC 9110 §9.3.2, §15.4.5: a HEAD answer or a 304 carries no body; a Content-Length there describes the
   // representation, so it is kept. A 204 has none and may say none (§8.6).
-  if (toHead || status === 304) return { framing: contentLength !== undefined ? lengthOf(contentLength) : head.framing === 'chunked' && toHead ? CHUNKED : NO_BODY, relay: 'raw' };
+  if (toHead || status === 304)
+    return {
+      framing:
+        contentLength !== undefined
+          ? lengthOf(contentLength)
+          : head.framing === 'chunked' && toHead
+            ? CHUNKED
+            : NO_BODY,
+      relay: 'raw',
+    };
   if (status === 204) return { framing: NO_BODY, relay: 'raw' };
   switch (head.framing) {
     case 'chunked':

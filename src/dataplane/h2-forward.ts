@@ -20,11 +20,25 @@
  * | `done` | over: answered whole, failed, or the client went away | — |
  */
 import assert from 'node:assert/strict';
-import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect,
+  constants,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+} from 'node:http2';
 import { connect as netConnect, isIP } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import { connectionFailure, type ForwardSpec, UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE, UpstreamFailure, type UpstreamOrigin } from './forward-call.ts';
+import {
+  connectionFailure,
+  type ForwardSpec,
+  UPSTREAM_TIMEOUT,
+  UPSTREAM_UNREACHABLE,
+  UpstreamFailure,
+  type UpstreamOrigin,
+} from './forward-call.ts';
 import type { H2Stream } from './h2-stream.ts';
 
 export interface H2UpstreamOptions {
@@ -42,7 +56,16 @@ export interface H2Upstreams {
 }
 
 // Connection-specific fields (RFC 9113 §8.2.2) and the sidecar's framing: never sent on, in either direction.
-const DROPPED: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
+const DROPPED: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'host',
+  'http2-settings',
+]);
 
 /** A client session and the streams open on it (the idle timeout closes it only when there are none). */
 interface UpstreamSession {
@@ -61,7 +84,13 @@ export function createH2Upstreams(options: H2UpstreamOptions): H2Upstreams {
       createConnection: () =>
         origin.tls === undefined
           ? netConnect({ host: origin.host, port: origin.port, noDelay: true })
-          : tlsConnect({ host: origin.host, port: origin.port, ...origin.tls, ALPNProtocols: ['h2'], ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}) }),
+          : tlsConnect({
+              host: origin.host,
+              port: origin.port,
+              ...origin.tls,
+              ALPNProtocols: ['h2'],
+              ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
+            }),
     });
     const record: UpstreamSession = { session, streams: 0 };
     sessions.set(origin.key, record);
@@ -79,7 +108,9 @@ export function createH2Upstreams(options: H2UpstreamOptions): H2Upstreams {
 
   return {
     forward(stream, spec) {
-      return new Promise<number>((resolve, reject) => new H2Call(stream, spec, sessionFor(spec.origin), resolve, reject).start());
+      return new Promise<number>((resolve, reject) =>
+        new H2Call(stream, spec, sessionFor(spec.origin), resolve, reject).start(),
+      );
     },
     close() {
       for (const { session } of sessions.values()) session.destroy();
@@ -101,7 +132,13 @@ class H2Call {
   #trailers: OutgoingHttpHeaders | undefined;
   #status = 0;
 
-  constructor(stream: H2Stream, spec: ForwardSpec, session: UpstreamSession, resolve: (status: number) => void, reject: (error: Error) => void) {
+  constructor(
+    stream: H2Stream,
+    spec: ForwardSpec,
+    session: UpstreamSession,
+    resolve: (status: number) => void,
+    reject: (error: Error) => void,
+  ) {
     this.#stream = stream;
     this.#spec = spec;
     this.#session = session;
@@ -122,7 +159,16 @@ class H2Call {
     this.#stream.onClose(() => this.#clientGone());
     // The head as a flat list: node:http2 takes it without the null-prototype copy an object head costs per call
     // (prepareRequestHeadersObject was 3% of the inbound sidecar's busy time in scenario 8's profile).
-    const head: string[] = [':method', this.#stream.method, ':path', spec.path, ':authority', spec.host, ':scheme', spec.origin.tls === undefined ? 'http' : 'https'];
+    const head: string[] = [
+      ':method',
+      this.#stream.method,
+      ':path',
+      spec.path,
+      ':authority',
+      spec.host,
+      ':scheme',
+      spec.origin.tls === undefined ? 'http' : 'https',
+    ];
     for (let i = 0; i + 1 < spec.headers.length; i += 2) {
       const name = (spec.headers[i] as string).toLowerCase();
       if (DROPPED.has(name) || name === 'content-length' || name.charCodeAt(0) === 0x3a) continue;
@@ -138,14 +184,21 @@ class H2Call {
     try {
       upstream = this.#session.session.request(head, { endStream: !this.#stream.hasBody });
     } catch (error) {
-      this.#fail(connectionFailure(error instanceof Error ? error : undefined, 'the upstream HTTP/2 session refused a new stream'));
+      this.#fail(
+        connectionFailure(
+          error instanceof Error ? error : undefined,
+          'the upstream HTTP/2 session refused a new stream',
+        ),
+      );
       return;
     }
     this.#upstream = upstream;
     this.#session.streams++;
     // Before the answer: the upstream's time to answer (504); after it, the longest silence between body chunks (cut).
     upstream.setTimeout(spec.timeoutMs, () => this.#onTimeout());
-    upstream.on('response', (headers: IncomingHttpHeaders, _flags: number, rawHeaders: readonly string[]) => this.#onResponse(headers, rawHeaders));
+    upstream.on('response', (headers: IncomingHttpHeaders, _flags: number, rawHeaders: readonly string[]) =>
+      this.#onResponse(headers, rawHeaders),
+    );
     upstream.on('trailers', (trailers: IncomingHttpHeaders, _flags: number, rawHeaders: readonly string[]) => {
       this.#trailers = endToEnd(rawHeaders);
       const status = Number(trailers['grpc-status']);
@@ -193,8 +246,16 @@ class H2Call {
       return;
     }
     // As on HTTP/1.1 (./forward-call.ts): no connection in time is unreachable, no answer in time a timeout.
-    if (this.#session.session.connecting) this.#fail(new UpstreamFailure(UPSTREAM_UNREACHABLE, 'the upstream did not accept a connection in time', { reason: 'connect-timeout' }));
-    else this.#fail(new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`));
+    if (this.#session.session.connecting)
+      this.#fail(
+        new UpstreamFailure(UPSTREAM_UNREACHABLE, 'the upstream did not accept a connection in time', {
+          reason: 'connect-timeout',
+        }),
+      );
+    else
+      this.#fail(
+        new UpstreamFailure(UPSTREAM_TIMEOUT, `the upstream did not answer within ${this.#spec.timeoutMs} ms`),
+      );
   }
 
   #onError(error: Error): void {
@@ -204,7 +265,8 @@ class H2Call {
   }
 
   #onUpstreamClose(): void {
-    if (this.#state === 'waiting') this.#fail(connectionFailure(undefined, 'the upstream closed the HTTP/2 stream before answering'));
+    if (this.#state === 'waiting')
+      this.#fail(connectionFailure(undefined, 'the upstream closed the HTTP/2 stream before answering'));
     // An answer whose stream closed without its end (a reset mid-body) is cut for the client too.
     else if (this.#state === 'relaying' && !(this.#upstream as ClientHttp2Stream).readableEnded) this.#cut();
   }

@@ -22,7 +22,14 @@
  * A session past a limit is ended with GOAWAY by nghttp2; its socket is
  * still one the port's socket guard counts and ends on shutdown.
  */
-import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants,
+  createServer,
+  type Http2Server,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { Socket } from 'node:net';
 import type { ConnectionRefusal, RefusalAnswer } from './client-connection.ts';
 import { H2Stream, headProblem } from './h2-stream.ts';
@@ -57,7 +64,11 @@ export interface H2Listener {
 
 export function createH2Listener(handler: (stream: RequestStream) => void, limits: H2ListenerOptions): H2Listener {
   const server: Http2Server = createServer({
-    settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderListSize, enablePush: false },
+    settings: {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderListSize,
+      enablePush: false,
+    },
     maxHeaderListPairs: 256,
     maxSessionMemory: limits.maxSessionMemoryMb,
     maxOutstandingPings: 10,
@@ -71,7 +82,10 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
   // The socket and tunnel of the session being created: node makes it synchronously inside the 'connection' emit.
   let accepting: { socket: Socket; tunnel: string | undefined } | undefined;
   /** Per session: where it came from, and its streams handed to the handler and not yet closed. */
-  const origins = new WeakMap<Http2Session, { readonly socket: Socket; readonly tunnel: string | undefined; open: number }>();
+  const origins = new WeakMap<
+    Http2Session,
+    { readonly socket: Socket; readonly tunnel: string | undefined; open: number }
+  >();
   let draining = false;
   // Streams waiting for the end of the read that brought them (see the rapid-reset note below), started together.
   let pending: H2Stream[] = [];
@@ -119,7 +133,14 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
       refuse(raw, 431, 'head-too-large', `a header list over ${limits.maxHeaderListSize} bytes`);
       return;
     }
-    const stream = new H2Stream(raw, headers, (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0, rawHeaders, origin.socket, origin.tunnel);
+    const stream = new H2Stream(
+      raw,
+      headers,
+      (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0,
+      rawHeaders,
+      origin.socket,
+      origin.tunnel,
+    );
     origin.open++;
     stream.onClose(() => origin.open--);
     // Rapid reset (CVE-2023-44487): nghttp2 hands over every stream of a read before it acts on the RST_STREAMs in
@@ -132,7 +153,8 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
   const refuse = (raw: ServerHttp2Stream, status: 431, reason: string, detail: string): void => {
     const answer = limits.refusal({ status, code: 'BATON_REQUEST_HEAD_TOO_LARGE', reason, detail });
     const head: Record<string, string> = { ':status': String(status) };
-    for (let i = 0; i + 1 < answer.fields.length; i += 2) head[(answer.fields[i] as string).toLowerCase()] = answer.fields[i + 1] as string;
+    for (let i = 0; i + 1 < answer.fields.length; i += 2)
+      head[(answer.fields[i] as string).toLowerCase()] = answer.fields[i + 1] as string;
     raw.on('error', () => {});
     raw.respond(head);
     raw.end(answer.body);
@@ -161,6 +183,7 @@ export function createH2Listener(handler: (stream: RequestStream) => void, limit
 /** RFC 9113 §6.5.2: a header list's size is its names' and values' octets plus 32 per field (pseudo-fields included). */
 function headerListSize(rawHeaders: readonly string[]): number {
   let size = 0;
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) size += Buffer.byteLength(rawHeaders[i] as string) + Buffer.byteLength(rawHeaders[i + 1] as string) + 32;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2)
+    size += Buffer.byteLength(rawHeaders[i] as string) + Buffer.byteLength(rawHeaders[i + 1] as string) + 32;
   return size;
 }

@@ -26,9 +26,11 @@ const NO_OPTIONS: readonly string[] = [];
 export function headProblem(headers: IncomingHttpHeaders): string | undefined {
   const authority = headers[':authority'];
   if (typeof authority !== 'string' || !AUTHORITY.test(authority)) return 'an :authority that is not host[:port]';
-  if (headers.host !== undefined && headers.host !== authority) return 'a host field naming another authority than :authority';
+  if (headers.host !== undefined && headers.host !== authority)
+    return 'a host field naming another authority than :authority';
   const path = headers[':path'];
-  if (headers[':method'] !== 'CONNECT' && (typeof path !== 'string' || path.charCodeAt(0) !== 0x2f)) return 'a :path that is not origin-form';
+  if (headers[':method'] !== 'CONNECT' && (typeof path !== 'string' || path.charCodeAt(0) !== 0x2f))
+    return 'a :path that is not origin-form';
   return undefined;
 }
 
@@ -56,12 +58,21 @@ export class H2Stream implements RequestStream {
   /** Who waits for the stream to close: one 'close' listener on the node stream calls them all. */
   #onClose: (() => void)[] = [];
 
-  constructor(raw: ServerHttp2Stream, headers: IncomingHttpHeaders, endStream: boolean, rawHeaders: readonly string[], socket: Socket, tunnel: string | undefined) {
+  constructor(
+    raw: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    endStream: boolean,
+    rawHeaders: readonly string[],
+    socket: Socket,
+    tunnel: string | undefined,
+  ) {
     this.raw = raw;
     this.method = String(headers[':method']);
     this.url = String(headers[':path'] ?? '');
     const plain: string[] = [];
-    for (let i = 0; i + 1 < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).charCodeAt(0) !== 0x3a) plain.push(rawHeaders[i] as string, rawHeaders[i + 1] as string);
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2)
+      if ((rawHeaders[i] as string).charCodeAt(0) !== 0x3a)
+        plain.push(rawHeaders[i] as string, rawHeaders[i + 1] as string);
     this.rawHeaders = plain;
     this.head = { rawHeaders: plain, connection: NO_OPTIONS };
     // node made this object for this stream alone: `host` is set on it rather than on a copy (headProblem has held
@@ -130,7 +141,15 @@ export class H2Stream implements RequestStream {
     this.statusCode = 200;
     this.grpcStatus = code;
     this.#finished = true;
-    this.raw.respond({ ':status': '200', 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': grpcMessage(message) }, { endStream: true });
+    this.raw.respond(
+      {
+        ':status': '200',
+        'content-type': 'application/grpc',
+        'grpc-status': String(code),
+        'grpc-message': grpcMessage(message),
+      },
+      { endStream: true },
+    );
     this.#discardBody();
   }
 
@@ -151,6 +170,10 @@ export class H2Stream implements RequestStream {
 /** `grpc-message` is percent-encoded UTF-8 (gRPC PROTOCOL-HTTP2.md): every byte outside printable ASCII, and `%`. */
 export function grpcMessage(text: string): string {
   let out = '';
-  for (const byte of Buffer.from(text, 'utf8')) out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  for (const byte of Buffer.from(text, 'utf8'))
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   return out;
 }

@@ -14,7 +14,17 @@
 import type { MessageHead } from './http1-parser.ts';
 
 // RFC 9110 §7.6.1, plus the pre-standard ones proxies still see.
-const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
 // Written from the data plane's own framing (src/dataplane/wire.ts), per direction.
 const REQUEST_FRAMING: ReadonlySet<string> = new Set(['content-length', 'host']);
 const RESPONSE_FRAMING: ReadonlySet<string> = new Set(['content-length']);
@@ -24,14 +34,24 @@ const RESPONSE_FRAMING: ReadonlySet<string> = new Set(['content-length']);
  * `Connection` names, in the order received; `alsoDrop` (given the
  * lower-cased name) drops more, as a hop's own rules say.
  */
-export function endToEndHeaders(head: Pick<MessageHead, 'rawHeaders' | 'connection'>, kind: 'request' | 'response', alsoDrop?: (lowerName: string) => boolean): string[] {
+export function endToEndHeaders(
+  head: Pick<MessageHead, 'rawHeaders' | 'connection'>,
+  kind: 'request' | 'response',
+  alsoDrop?: (lowerName: string) => boolean,
+): string[] {
   const framing = kind === 'request' ? REQUEST_FRAMING : RESPONSE_FRAMING;
   const named = head.connection;
   const raw = head.rawHeaders;
   const out: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(name) || framing.has(name) || (named.length > 0 && named.includes(name)) || alsoDrop?.(name) === true) continue;
+    if (
+      HOP_BY_HOP.has(name) ||
+      framing.has(name) ||
+      (named.length > 0 && named.includes(name)) ||
+      alsoDrop?.(name) === true
+    )
+      continue;
     out.push(raw[i] as string, raw[i + 1] as string);
   }
   return out;

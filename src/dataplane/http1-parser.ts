@@ -39,7 +39,11 @@ import { trimOws } from './wire.ts';
 
 const require = createRequire(import.meta.url);
 // undici has no exports map: these are its own files, pinned by package-lock; test/dataplane checks the build's shape.
-const llhttpConstants = require('undici/lib/llhttp/constants.js') as { ERROR: Record<string, number>; METHODS: Record<string, number>; TYPE: Record<string, number> };
+const llhttpConstants = require('undici/lib/llhttp/constants.js') as {
+  ERROR: Record<string, number>;
+  METHODS: Record<string, number>;
+  TYPE: Record<string, number>;
+};
 
 export type MessageKind = 'request' | 'response';
 
@@ -88,7 +92,11 @@ const REQUEST_REFUSALS: Readonly<Record<string, string>> = {
 export class HttpFramingError extends BatonError {
   declare readonly reason: string;
   constructor(kind: MessageKind, reason: string, detail: string) {
-    super(kind === 'response' ? 'BATON_UPSTREAM_FRAMING' : (REQUEST_REFUSALS[reason] ?? 'BATON_REQUEST_FRAMING'), `malformed HTTP/1.1 message (${reason}): ${detail}`, { reason });
+    super(
+      kind === 'response' ? 'BATON_UPSTREAM_FRAMING' : (REQUEST_REFUSALS[reason] ?? 'BATON_REQUEST_FRAMING'),
+      `malformed HTTP/1.1 message (${reason}): ${detail}`,
+      { reason },
+    );
     this.name = 'HttpFramingError';
   }
 }
@@ -112,7 +120,10 @@ export interface ParserOptions {
 /** The little of the WebAssembly JS API used here (the project's TypeScript lib has no DOM types). */
 interface Wasm {
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: Record<string, Record<string, (...args: number[]) => number>>) => { readonly exports: unknown };
+  Instance: new (
+    module: object,
+    imports: Record<string, Record<string, (...args: number[]) => number>>,
+  ) => { readonly exports: unknown };
 }
 const WASM = (globalThis as unknown as { WebAssembly: Wasm }).WebAssembly;
 
@@ -159,7 +170,8 @@ function instance(): Llhttp {
   }
   // Spans are offsets into the caller's chunk: strings are read straight out of it, with no Buffer view allocated per span.
   const view = (at: number, length: number): Buffer => currentChunk.subarray(at - currentPtr, at - currentPtr + length);
-  const text = (at: number, length: number): string => currentChunk.toString('latin1', at - currentPtr, at - currentPtr + length);
+  const text = (at: number, length: number): string =>
+    currentChunk.toString('latin1', at - currentPtr, at - currentPtr + length);
   const target = (): Http1Parser => current as Http1Parser;
   const made = new WASM.Instance(module, {
     env: {
@@ -168,7 +180,8 @@ function instance(): Llhttp {
       wasm_on_status: () => 0,
       wasm_on_header_field: (_p: number, at: number, length: number) => target().onHeaderField(text(at, length)),
       wasm_on_header_value: (_p: number, at: number, length: number) => target().onHeaderValue(text(at, length)),
-      wasm_on_headers_complete: (_p: number, statusCode: number, upgrade: number, keepAlive: number) => target().onHeadersComplete(statusCode, upgrade === 1, keepAlive === 1),
+      wasm_on_headers_complete: (_p: number, statusCode: number, upgrade: number, keepAlive: number) =>
+        target().onHeadersComplete(statusCode, upgrade === 1, keepAlive === 1),
       wasm_on_body: (_p: number, at: number, length: number) => target().onBody(view(at, length)),
       wasm_on_message_complete: () => target().onMessageComplete(),
     },
@@ -182,7 +195,6 @@ function cString(llhttp: Llhttp, ptr: number): string {
   const bytes = new Uint8Array(llhttp.memory.buffer, ptr);
   return Buffer.from(bytes.subarray(0, bytes.indexOf(0))).toString('latin1');
 }
-
 
 /**
  * Where the parser is inside the current message: reading its head (every
@@ -246,7 +258,8 @@ export class Http1Parser {
     if (code === ERROR.OK) {
       if (this.#phase === 'head') {
         this.#headBytes += fed.length;
-        if (fed.length < chunk.length) throw new HttpFramingError(this.#kind, 'head-too-large', `a head over ${this.#maxHeadBytes} bytes`);
+        if (fed.length < chunk.length)
+          throw new HttpFramingError(this.#kind, 'head-too-large', `a head over ${this.#maxHeadBytes} bytes`);
       }
       return { consumed: fed.length, stoppedAt: 'chunk-end' };
     }
@@ -254,8 +267,13 @@ export class Http1Parser {
       this.#paused = true;
       return { consumed: llhttp.llhttp_get_error_pos(this.#ptr) - scratchPtr, stoppedAt: this.#stop };
     }
-    if (code === ERROR.PAUSED_UPGRADE) throw new HttpFramingError(this.#kind, 'upgrade', 'protocol upgrades are not forwarded');
-    throw new HttpFramingError(this.#kind, cString(llhttp, llhttp.llhttp_errno_name(code)), cString(llhttp, llhttp.llhttp_get_error_reason(this.#ptr)));
+    if (code === ERROR.PAUSED_UPGRADE)
+      throw new HttpFramingError(this.#kind, 'upgrade', 'protocol upgrades are not forwarded');
+    throw new HttpFramingError(
+      this.#kind,
+      cString(llhttp, llhttp.llhttp_errno_name(code)),
+      cString(llhttp, llhttp.llhttp_get_error_reason(this.#ptr)),
+    );
   }
 
   #run(bytes: Buffer): number {
@@ -295,7 +313,12 @@ export class Http1Parser {
       current = undefined;
     }
     if (this.#refusal !== undefined) throw this.#refusal;
-    if (code !== ERROR.OK && code !== ERROR.PAUSED) throw new HttpFramingError(this.#kind, cString(this.#llhttp, this.#llhttp.llhttp_errno_name(code)), 'the connection closed inside a message');
+    if (code !== ERROR.OK && code !== ERROR.PAUSED)
+      throw new HttpFramingError(
+        this.#kind,
+        cString(this.#llhttp, this.#llhttp.llhttp_errno_name(code)),
+        'the connection closed inside a message',
+      );
   }
 
   close(): void {
@@ -330,7 +353,11 @@ export class Http1Parser {
   onHeaderValue(text: string): number {
     this.#inValue = true;
     // llhttp hands obs-fold on as a value holding CR LF SP; a bare CR or LF in a value is refused the same way.
-    if (text.includes('\r') || text.includes('\n')) return this.#refuse('obs-fold', 'a header value continued on the next line (obs-fold) or holding a bare CR or LF');
+    if (text.includes('\r') || text.includes('\n'))
+      return this.#refuse(
+        'obs-fold',
+        'a header value continued on the next line (obs-fold) or holding a bare CR or LF',
+      );
     this.#value += text;
     return this.#countTrailer(text.length);
   }
@@ -348,16 +375,28 @@ export class Http1Parser {
     const versionMinor = llhttp.llhttp_get_http_minor(this.#ptr);
     // HTTP/1.0 and HTTP/1.1 only: llhttp reads a request line without a version (`POST /xHTTP/1.1`) as HTTP/0.9,
     // whose next lines a 1.1 server would read as fields and a body.
-    if (llhttp.llhttp_get_http_major(this.#ptr) !== 1 || versionMinor > 1) return this.#refuse('version', 'a message that is not HTTP/1.0 or HTTP/1.1');
+    if (llhttp.llhttp_get_http_major(this.#ptr) !== 1 || versionMinor > 1)
+      return this.#refuse('version', 'a message that is not HTTP/1.0 or HTTP/1.1');
     if (lengths > 1) return this.#refuse('content-length', 'more than one Content-Length field');
-    if (lengths > 0 && transferEncoding !== undefined) return this.#refuse('content-length', 'Content-Length together with Transfer-Encoding');
+    if (lengths > 0 && transferEncoding !== undefined)
+      return this.#refuse('content-length', 'Content-Length together with Transfer-Encoding');
     // RFC 9112 §6.1: only `chunked` as the final coding frames a message; baton passes on no other coding, in either direction.
-    if (transferEncoding !== undefined && transferEncoding !== 'chunked') return this.#refuse('transfer-encoding', 'a Transfer-Encoding other than exactly chunked');
+    if (transferEncoding !== undefined && transferEncoding !== 'chunked')
+      return this.#refuse('transfer-encoding', 'a Transfer-Encoding other than exactly chunked');
     // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means the framing is faulty.
-    if (request && transferEncoding !== undefined && versionMinor === 0) return this.#refuse('transfer-encoding', 'Transfer-Encoding on an HTTP/1.0 request');
+    if (request && transferEncoding !== undefined && versionMinor === 0)
+      return this.#refuse('transfer-encoding', 'Transfer-Encoding on an HTTP/1.0 request');
     for (const option of connection) {
-      if (option === 'content-length' || option === 'transfer-encoding' || option === 'host' || option.startsWith('baton-')) {
-        return this.#refuse('connection', `a Connection option naming the ${option.startsWith('baton-') ? 'baton-* field' : 'framing field'} ${option}`);
+      if (
+        option === 'content-length' ||
+        option === 'transfer-encoding' ||
+        option === 'host' ||
+        option.startsWith('baton-')
+      ) {
+        return this.#refuse(
+          'connection',
+          `a Connection option naming the ${option.startsWith('baton-') ? 'baton-* field' : 'framing field'} ${option}`,
+        );
       }
     }
     if (request) {
@@ -365,9 +404,11 @@ export class Http1Parser {
       // CONNECT turns the connection into a tunnel: refused where nothing reads the tunnel as HTTP (the inbound port);
       // where something does (the outbound port), only `host:port` and no body, so the tunnel starts at a known byte.
       if (connect && !this.#connect) return this.#refuse('connect', 'CONNECT is not forwarded');
-      if (connect && (lengths > 0 || transferEncoding !== undefined || !CONNECT_TARGET.test(this.#url))) return this.#refuse('connect', 'a CONNECT that is not host:port without a body');
+      if (connect && (lengths > 0 || transferEncoding !== undefined || !CONNECT_TARGET.test(this.#url)))
+        return this.#refuse('connect', 'a CONNECT that is not host:port without a body');
       // Upgrades are refused whole, with or without the matching connection option: after a 101 the bytes are no longer HTTP.
-      if (!connect && (upgrade || upgradeField || connection.includes('upgrade'))) return this.#refuse('upgrade', 'protocol upgrades are not forwarded');
+      if (!connect && (upgrade || upgradeField || connection.includes('upgrade')))
+        return this.#refuse('upgrade', 'protocol upgrades are not forwarded');
       if (hosts !== 1) return this.#refuse('host', hosts === 0 ? 'a request without Host' : 'more than one Host field');
       if (!AUTHORITY.test(host)) return this.#refuse('host', 'a Host that is not an authority (host[:port])');
     }
@@ -434,7 +475,9 @@ export class Http1Parser {
   #countTrailer(bytes: number): number {
     if (this.#phase === 'head') return 0;
     this.#trailerBytes += bytes;
-    return this.#trailerBytes > this.#maxHeadBytes ? this.#refuse('head-too-large', `a trailer section over ${this.#maxHeadBytes} bytes`) : 0;
+    return this.#trailerBytes > this.#maxHeadBytes
+      ? this.#refuse('head-too-large', `a trailer section over ${this.#maxHeadBytes} bytes`)
+      : 0;
   }
 
   #refuse(reason: string, detail: string): number {

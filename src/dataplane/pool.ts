@@ -16,7 +16,6 @@ import type { HttpStream } from './stream.ts';
 import { ForwardCall, type ForwardSpec, type Pool } from './forward-call.ts';
 import { UpstreamConnection } from './upstream-connection.ts';
 
-
 export interface UpstreamOptions {
   readonly connectTimeoutMs: number;
   /** How long an idle kept-alive connection is kept. */
@@ -34,7 +33,6 @@ export interface Upstreams {
   forward(stream: HttpStream, spec: ForwardSpec): Promise<number>;
   close(): void;
 }
-
 
 // TLS session tickets kept, one per origin and certificate generation.
 const MAX_SESSIONS = 1024;
@@ -69,7 +67,13 @@ export function createUpstreams(options: UpstreamOptions): Upstreams {
       const socket =
         origin.tls === undefined
           ? netConnect({ host: origin.host, port: origin.port, noDelay: true })
-          : tlsConnect({ host: origin.host, port: origin.port, ...origin.tls, ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}), session: sessions.get(origin.key) });
+          : tlsConnect({
+              host: origin.host,
+              port: origin.port,
+              ...origin.tls,
+              ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
+              session: sessions.get(origin.key),
+            });
       if (origin.tls !== undefined) {
         socket.setNoDelay(true);
         // TLS 1.3 tickets: the next connection to this origin resumes instead of a full handshake.

@@ -42,11 +42,17 @@ export interface Http1Server {
   closeAll(): void;
 }
 
-export function createHttp1Server(handler: (stream: RequestStream) => void, options: Http1ServerOptions, tls?: TlsOptions): Http1Server {
+export function createHttp1Server(
+  handler: (stream: RequestStream) => void,
+  options: Http1ServerOptions,
+  tls?: TlsOptions,
+): Http1Server {
   const connections = new Set<ClientConnection>();
   const state = { draining: false };
-  const h2 = options.h2 === undefined ? undefined : createH2Listener(handler, { ...options.h2, refusal: options.refusal });
-  const connectionOptions: ConnectionOptions = h2 === undefined ? options : { ...options, onPreface: (socket, tunnel) => h2.accept(socket, tunnel) };
+  const h2 =
+    options.h2 === undefined ? undefined : createH2Listener(handler, { ...options.h2, refusal: options.refusal });
+  const connectionOptions: ConnectionOptions =
+    h2 === undefined ? options : { ...options, onPreface: (socket, tunnel) => h2.accept(socket, tunnel) };
   const accept = (socket: Socket): void => {
     guard.mark(socket);
     // TLS: the protocol was agreed in the handshake (ALPN, RFC 7301).
@@ -61,7 +67,15 @@ export function createHttp1Server(handler: (stream: RequestStream) => void, opti
   const server =
     tls === undefined
       ? createNetServer({ noDelay: true }, accept)
-      : createTlsServer({ ...tls, noDelay: true, handshakeTimeout: options.handshakeTimeoutMs, ...(h2 === undefined ? {} : { ALPNProtocols: ['h2', 'http/1.1'] }) }, (socket: TLSSocket) => accept(socket));
+      : createTlsServer(
+          {
+            ...tls,
+            noDelay: true,
+            handshakeTimeout: options.handshakeTimeoutMs,
+            ...(h2 === undefined ? {} : { ALPNProtocols: ['h2', 'http/1.1'] }),
+          },
+          (socket: TLSSocket) => accept(socket),
+        );
   const guard = guardSockets(server, options);
   return {
     server,

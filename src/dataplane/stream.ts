@@ -207,10 +207,17 @@ export class HttpStream implements RequestStream {
     // Kept alive only when the request was read to its end (a body still arriving cannot be skipped safely),
     // the answer has its own end, and the client and the sidecar both mean to keep the connection.
     // A refused CONNECT closes too: its client may already be sending the tunnel's bytes (RFC 9110 §9.3.6).
-    const keepAlive = this.shouldKeepAlive && this.method !== 'CONNECT' && framing.kind !== 'close' && this.#connection.requestComplete(this) && !this.#connection.draining();
+    const keepAlive =
+      this.shouldKeepAlive &&
+      this.method !== 'CONNECT' &&
+      framing.kind !== 'close' &&
+      this.#connection.requestComplete(this) &&
+      !this.#connection.draining();
     this.#keepAlive = keepAlive;
     if (!keepAlive) this.shouldKeepAlive = false;
-    const persistence: Persistence = keepAlive ? { kind: 'keep-alive', http10: this.httpVersion === '1.0', timeoutSeconds: this.#connection.keepAliveSeconds } : { kind: 'close' };
+    const persistence: Persistence = keepAlive
+      ? { kind: 'keep-alive', http10: this.httpVersion === '1.0', timeoutSeconds: this.#connection.keepAliveSeconds }
+      : { kind: 'close' };
     return responseHead(status, fields, framing, persistence);
   }
 

@@ -47,7 +47,13 @@ export class UpstreamConnection {
   #state: State = 'connecting';
   #call: ConnectionEvents | undefined;
 
-  constructor(socket: Socket, key: string, secure: boolean, options: UpstreamConnectionOptions, onClosed: (connection: UpstreamConnection) => void) {
+  constructor(
+    socket: Socket,
+    key: string,
+    secure: boolean,
+    options: UpstreamConnectionOptions,
+    onClosed: (connection: UpstreamConnection) => void,
+  ) {
     this.socket = socket;
     this.key = key;
     this.parser = new Http1Parser(
@@ -97,7 +103,10 @@ export class UpstreamConnection {
 
   /** Gives the connection to a call (a new connection is attached while it connects). */
   attach(call: ConnectionEvents): void {
-    assert.ok(this.#state === 'connecting' || this.#state === 'idle', `upstream connection: attach while ${this.#state}`);
+    assert.ok(
+      this.#state === 'connecting' || this.#state === 'idle',
+      `upstream connection: attach while ${this.#state}`,
+    );
     assert.equal(this.#call, undefined, 'upstream connection: already serving a call');
     this.#call = call;
     if (this.#state === 'idle') this.#state = 'busy';
@@ -119,6 +128,11 @@ export class UpstreamConnection {
   }
 
   usable(): boolean {
-    return this.#state !== 'closed' && this.#state !== 'connecting' && !this.socket.destroyed && this.socket.readyState === 'open';
+    return (
+      this.#state !== 'closed' &&
+      this.#state !== 'connecting' &&
+      !this.socket.destroyed &&
+      this.socket.readyState === 'open'
+    );
   }
 }

@@ -49,14 +49,25 @@ export type Persistence =
 const DEFAULT_PERSISTENCE: Persistence = { kind: 'default' };
 
 /** A request head, ready for the socket (latin1): request line, `Host` first (RFC 9112 §3.2), the fields, framing, blank line. */
-export function requestHead(method: string, target: string, host: string, fields: readonly string[], framing: Framing): string {
+export function requestHead(
+  method: string,
+  target: string,
+  host: string,
+  fields: readonly string[],
+  framing: Framing,
+): string {
   let head = `${method} ${target} HTTP/1.1${CRLF}host: ${host}${CRLF}`;
   head += fieldLines(fields);
   return head + framingLines(framing, DEFAULT_PERSISTENCE) + CRLF;
 }
 
 /** A response head, ready for the socket (latin1): status line, the fields, framing and persistence, blank line. */
-export function responseHead(status: number, fields: readonly string[], framing: Framing, persistence: Persistence): string {
+export function responseHead(
+  status: number,
+  fields: readonly string[],
+  framing: Framing,
+  persistence: Persistence,
+): string {
   return statusLine(status) + fieldLines(fields) + framingLines(framing, persistence) + CRLF;
 }
 
@@ -77,9 +88,15 @@ function fieldLines(fields: readonly string[]): string {
 }
 
 function framingLines(framing: Framing, persistence: Persistence): string {
-  let lines = framing.kind === 'length' ? `content-length: ${framing.length}${CRLF}` : framing.kind === 'chunked' ? `transfer-encoding: chunked${CRLF}` : '';
+  let lines =
+    framing.kind === 'length'
+      ? `content-length: ${framing.length}${CRLF}`
+      : framing.kind === 'chunked'
+        ? `transfer-encoding: chunked${CRLF}`
+        : '';
   if (persistence.kind === 'close') lines += `connection: close${CRLF}`;
-  else if (persistence.kind === 'keep-alive') lines += `${persistence.http10 ? `connection: keep-alive${CRLF}` : ''}keep-alive: timeout=${persistence.timeoutSeconds}${CRLF}`;
+  else if (persistence.kind === 'keep-alive')
+    lines += `${persistence.http10 ? `connection: keep-alive${CRLF}` : ''}keep-alive: timeout=${persistence.timeoutSeconds}${CRLF}`;
   return lines;
 }
 

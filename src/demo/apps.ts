@@ -137,7 +137,9 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
       },
       (error: unknown) => {
         res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ service: options.name, error: error instanceof Error ? error.message : String(error) }));
+        res.end(
+          JSON.stringify({ service: options.name, error: error instanceof Error ? error.message : String(error) }),
+        );
       },
     );
   });
@@ -163,16 +165,25 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     };
     if (next === undefined) return { ...view, downstream: { target: '', status: 404, body: `no route ${route}` } };
     if (next === null) return view;
-    if (next.grpc === true && options.charge !== 'http') return { ...view, downstream: await charge(next.target, context, traceContext(req)) };
+    if (next.grpc === true && options.charge !== 'http')
+      return { ...view, downstream: await charge(next.target, context, traceContext(req)) };
     const path = next.grpc === true ? HTTP_CHARGE_PATH : next.path;
     // Like any traced app, pass the W3C trace context on, so the whole chain is one trace.
-    const headers = { 'content-type': 'application/json', ...(context === undefined ? {} : { 'baton-context': context }), ...traceContext(req) };
+    const headers = {
+      'content-type': 'application/json',
+      ...(context === undefined ? {} : { 'baton-context': context }),
+      ...traceContext(req),
+    };
     const body = JSON.stringify({ from: options.name });
     let status: number;
     let text: string;
     if (options.calls === 'host') {
       // Pointed at the outbound address itself, the service named in Host.
-      const answer = await request(`${options.outbound}${path}`, { method: next.method as 'POST', headers: { ...headers, host: next.target }, body });
+      const answer = await request(`${options.outbound}${path}`, {
+        method: next.method as 'POST',
+        headers: { ...headers, host: next.target },
+        body,
+      });
       status = answer.statusCode;
       text = await answer.body.text();
     } else {
@@ -191,17 +202,32 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
   }
 
   /** The gRPC hop: a unary call through the sidecar's outbound port, the handle and trace context as metadata. */
-  function charge(target: string, context: string | undefined, trace: Record<string, string>): Promise<DownstreamResult> {
+  function charge(
+    target: string,
+    context: string | undefined,
+    trace: Record<string, string>,
+  ): Promise<DownstreamResult> {
     const metadata = new grpc.Metadata();
     if (context !== undefined) metadata.set('baton-context', context);
     for (const [name, value] of Object.entries(trace)) metadata.set(name, value);
-    const client = new PaymentsClient(options.outbound.replace(/^http:\/\//, ''), grpc.credentials.createInsecure(), { 'grpc.default_authority': target });
+    const client = new PaymentsClient(options.outbound.replace(/^http:\/\//, ''), grpc.credentials.createInsecure(), {
+      'grpc.default_authority': target,
+    });
     return new Promise((resolve) => {
-      (client as unknown as { charge: (r: unknown, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, v?: unknown) => void) => void }).charge({ from: options.name }, metadata, (error, value) => {
+      (
+        client as unknown as {
+          charge: (r: unknown, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, v?: unknown) => void) => void;
+        }
+      ).charge({ from: options.name }, metadata, (error, value) => {
         client.close();
         // A refused call is a gRPC status; shown with the HTTP status it stands for, as the HTTP hops show theirs.
         if (error === null) resolve({ target, status: 200, body: value });
-        else resolve({ target, status: httpStatusOfGrpc(error.code), body: { grpcStatus: error.code, grpcMessage: error.details } });
+        else
+          resolve({
+            target,
+            status: httpStatusOfGrpc(error.code),
+            body: { grpcStatus: error.code, grpcMessage: error.details },
+          });
       });
     });
   }
@@ -213,7 +239,12 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
     stream.on('end', () => {
       const known = headers[':path'] === CHARGE_PATH;
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': known ? '0' : String(GRPC_UNIMPLEMENTED), 'grpc-message': known ? '' : 'unknown method' }));
+      stream.once('wantTrailers', () =>
+        stream.sendTrailers({
+          'grpc-status': known ? '0' : String(GRPC_UNIMPLEMENTED),
+          'grpc-message': known ? '' : 'unknown method',
+        }),
+      );
       if (known) stream.write(grpcFrame(Buffer.from(JSON.stringify(hopOf(headers, 'grpc')))));
       stream.end();
     });
@@ -248,7 +279,8 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
       socket.pause();
       socket.unshift(first);
       // node:http2 takes the socket over (and its unshifted bytes); node:http reads it as a stream, so it is resumed.
-      if (first.subarray(0, PREFACE.length).equals(PREFACE.subarray(0, Math.min(first.length, PREFACE.length)))) grpcServer.emit('connection', socket);
+      if (first.subarray(0, PREFACE.length).equals(PREFACE.subarray(0, Math.min(first.length, PREFACE.length))))
+        grpcServer.emit('connection', socket);
       else {
         server.emit('connection', socket);
         socket.resume();
@@ -262,11 +294,12 @@ export async function startDemoApp(options: DemoAppOptions): Promise<DemoApp> {
   const port = typeof address === 'object' && address !== null ? address.port : 0;
   return {
     port,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      grpcServer.close();
-      listener.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        grpcServer.close();
+        listener.close(() => resolve());
+      }),
   };
 }
 
@@ -312,5 +345,13 @@ function grpcFrame(message: Buffer): Buffer {
 
 /** The HTTP status a gRPC status stands for, for the demo's report (the reverse of the sidecar's mapping). */
 function httpStatusOfGrpc(code: number): number {
-  return code === grpc.status.PERMISSION_DENIED ? 403 : code === grpc.status.UNAUTHENTICATED ? 401 : code === grpc.status.DEADLINE_EXCEEDED ? 504 : code === grpc.status.UNAVAILABLE ? 503 : 500;
+  return code === grpc.status.PERMISSION_DENIED
+    ? 403
+    : code === grpc.status.UNAUTHENTICATED
+      ? 401
+      : code === grpc.status.DEADLINE_EXCEEDED
+        ? 504
+        : code === grpc.status.UNAVAILABLE
+          ? 503
+          : 500;
 }

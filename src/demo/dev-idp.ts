@@ -26,7 +26,9 @@ export interface UserTokenRequest {
 
 const KID = 'dev-idp-1';
 
-export async function startDevIdentityProvider(options: { host?: string; port?: number; issuer?: string | undefined } = {}): Promise<DevIdentityProvider> {
+export async function startDevIdentityProvider(
+  options: { host?: string; port?: number; issuer?: string | undefined } = {},
+): Promise<DevIdentityProvider> {
   const host = options.host ?? '127.0.0.1';
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const publicJwk: JWK = { ...(await exportJWK(publicKey)), kid: KID, alg: 'ES256', use: 'sig' };
@@ -51,7 +53,12 @@ export async function startDevIdentityProvider(options: { host?: string; port?: 
       .sign(privateKey);
   };
 
-  const metadata = () => ({ issuer, jwks_uri: `${issuer}/jwks`, token_endpoint: `${issuer}/dev/token`, id_token_signing_alg_values_supported: ['ES256'] });
+  const metadata = () => ({
+    issuer,
+    jwks_uri: `${issuer}/jwks`,
+    token_endpoint: `${issuer}/dev/token`,
+    id_token_signing_alg_values_supported: ['ES256'],
+  });
   app.get('/.well-known/openid-configuration', async () => metadata());
   app.get('/.well-known/oauth-authorization-server', async () => metadata());
   app.get('/jwks', async () => ({ keys: [publicJwk] }));
@@ -60,8 +67,16 @@ export async function startDevIdentityProvider(options: { host?: string; port?: 
     const body = request.body ?? {};
     const sub = body.sub ?? 'alice';
     const ttl = /^\d{1,5}$/.test(body.ttl ?? '') ? Math.min(86_400, Math.max(1, Number(body.ttl))) : 900;
-    const token = await issueUserToken({ sub, audience: body.aud ?? 'gateway', scope: body.scope ?? '', acr: body.acr, ttlSeconds: ttl });
-    return reply.header('cache-control', 'no-store').send({ access_token: token, token_type: 'Bearer', expires_in: ttl });
+    const token = await issueUserToken({
+      sub,
+      audience: body.aud ?? 'gateway',
+      scope: body.scope ?? '',
+      acr: body.acr,
+      ttlSeconds: ttl,
+    });
+    return reply
+      .header('cache-control', 'no-store')
+      .send({ access_token: token, token_type: 'Bearer', expires_in: ttl });
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
     done(null, Object.fromEntries(new URLSearchParams(body as string)));

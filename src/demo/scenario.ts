@@ -7,7 +7,11 @@ import { request } from 'undici';
 import type { HopView } from './apps.ts';
 import type { Mesh } from './mesh.ts';
 
-export const DEMO_USER = { sub: 'alice', scope: 'shop orders:write payments:charge otp', acr: 'urn:baton:acr:mfa' } as const;
+export const DEMO_USER = {
+  sub: 'alice',
+  scope: 'shop orders:write payments:charge otp',
+  acr: 'urn:baton:acr:mfa',
+} as const;
 
 export interface DecisionRecord {
   readonly service: string;
@@ -38,8 +42,16 @@ export interface ScenarioResult {
 export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
   // One token per scenario: a chain's txn is derived from the token that
   // started it, so each scenario's audit trail stands on its own.
-  const allowed = await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
-  const denied = await postInbound(mesh.services.gateway.entry, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+  const allowed = await postInbound(
+    mesh.services.gateway.entry,
+    '/checkout',
+    `Bearer ${await mesh.userToken(DEMO_USER)}`,
+  );
+  const denied = await postInbound(
+    mesh.services.gateway.entry,
+    '/direct-charge',
+    `Bearer ${await mesh.userToken(DEMO_USER)}`,
+  );
   const allowedHops = hops(allowed.body);
   const allowedTxn = allowedHops[0]?.txn;
   const deniedHops = hops(denied.body);
@@ -60,14 +72,20 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const deniedDownstream = deniedHops[0]?.downstream;
-  const problem = typeof deniedDownstream?.body === 'object' && deniedDownstream.body !== null ? (deniedDownstream.body as Record<string, unknown>) : undefined;
+  const problem =
+    typeof deniedDownstream?.body === 'object' && deniedDownstream.body !== null
+      ? (deniedDownstream.body as Record<string, unknown>)
+      : undefined;
   const allowedDecisions = decisionsFor(mesh, allowedTxn);
   // mtls: each mesh hop's inbound saw its caller's certificate, and a token bound to it.
   const overMtls =
     mesh.identities === undefined ||
     (['orders', 'payments'] as const).every((service, i) => {
       const inbound = allowedDecisions.find((d) => d.service === service && d.direction === 'inbound');
-      return inbound?.bound === true && inbound.peer === mesh.identities?.map.idOf(mesh.names[i === 0 ? 'gateway' : 'orders']);
+      return (
+        inbound?.bound === true &&
+        inbound.peer === mesh.identities?.map.idOf(mesh.names[i === 0 ? 'gateway' : 'orders'])
+      );
     });
   return [
     {
@@ -101,7 +119,11 @@ export async function runScenarios(mesh: Mesh): Promise<ScenarioResult[]> {
 }
 
 /** POSTs an empty JSON body to a service's inbound port, as a caller outside the mesh would. */
-export async function postInbound(port: number, path: string, authorization: string): Promise<{ status: number; body: unknown }> {
+export async function postInbound(
+  port: number,
+  path: string,
+  authorization: string,
+): Promise<{ status: number; body: unknown }> {
   const response = await request(`http://127.0.0.1:${port}${path}`, {
     method: 'POST',
     headers: { authorization, 'content-type': 'application/json' },
@@ -163,18 +185,32 @@ export function formatScenarios(results: readonly ScenarioResult[]): string {
     }
     if (result.decisions.length > 0) lines.push('   decisions:');
     for (const d of result.decisions) {
-      lines.push(`     ${d.service.padEnd(9)} ${d.direction.padEnd(8)} → ${(d.target ?? '').padEnd(9)} ${String(d.decision).padEnd(6)} rule=${d.rule ?? '—'}${d.cause === undefined ? '' : ` cause=${d.cause}`}`);
+      lines.push(
+        `     ${d.service.padEnd(9)} ${d.direction.padEnd(8)} → ${(d.target ?? '').padEnd(9)} ${String(d.decision).padEnd(6)} rule=${d.rule ?? '—'}${d.cause === undefined ? '' : ` cause=${d.cause}`}`,
+      );
     }
     const meshHops = result.decisions.filter((d) => d.direction === 'inbound' && d.peer !== undefined);
-    if (result.transport === 'mtls' && meshHops.length > 0) lines.push('   mTLS hops (peer certificate → token binding):');
-    for (const d of meshHops) lines.push(`     ${d.service.padEnd(9)} ← ${d.peer ?? ''}  token ${d.bound === true ? 'bound to that certificate (cnf x5t#S256)' : 'NOT bound'}`);
+    if (result.transport === 'mtls' && meshHops.length > 0)
+      lines.push('   mTLS hops (peer certificate → token binding):');
+    for (const d of meshHops)
+      lines.push(
+        `     ${d.service.padEnd(9)} ← ${d.peer ?? ''}  token ${d.bound === true ? 'bound to that certificate (cnf x5t#S256)' : 'NOT bound'}`,
+      );
     if (result.problem !== undefined) {
-      lines.push(`   refused with ${result.status}: ${String(result.problem.title)} — ${String(result.problem.detail)}`);
+      lines.push(
+        `   refused with ${result.status}: ${String(result.problem.title)} — ${String(result.problem.detail)}`,
+      );
     }
     const request = result.hops[0]?.request;
-    if (result.txn !== undefined || request !== undefined) lines.push(`   txn ${result.txn ?? '—'}  request ${request ?? '—'}`);
-    const allowedText = result.transport === 'mtls' ? 'allowed end to end over mTLS, every token bound to its caller\'s certificate; no app held a bearer token' : 'allowed end to end; no app held a bearer token';
-    lines.push(`   ${result.passed ? '✔' : '✘'} ${result.name === 'allowed' ? allowedText : 'refused by the policy at the caller\'s sidecar, before any token exchange'}${result.passed ? '' : ' — NOT as expected'}`);
+    if (result.txn !== undefined || request !== undefined)
+      lines.push(`   txn ${result.txn ?? '—'}  request ${request ?? '—'}`);
+    const allowedText =
+      result.transport === 'mtls'
+        ? "allowed end to end over mTLS, every token bound to its caller's certificate; no app held a bearer token"
+        : 'allowed end to end; no app held a bearer token';
+    lines.push(
+      `   ${result.passed ? '✔' : '✘'} ${result.name === 'allowed' ? allowedText : "refused by the policy at the caller's sidecar, before any token exchange"}${result.passed ? '' : ' — NOT as expected'}`,
+    );
   }
   lines.push('', ...legend(results.find((r) => r.name === 'allowed')));
   return lines.join('\n');
@@ -185,11 +221,11 @@ function legend(allowed: ScenarioResult | undefined): string[] {
   const out = [
     'How to read this:',
     '   caller=external  the token came straight from the identity provider (the user at the edge), not from a mesh service',
-    '   chain=—          no service has called on the user\'s behalf yet: this is the entry hop',
-    '   chain=a,b        the services the call came through, origin first, from the token\'s nested act claim (RFC 8693)',
+    "   chain=—          no service has called on the user's behalf yet: this is the entry hop",
+    "   chain=a,b        the services the call came through, origin first, from the token's nested act claim (RFC 8693)",
     '   over gRPC        orders calls payments with @grpc/grpc-js (HTTP/2 between the sidecars); the other apps call with plain fetch',
     '   txn              one id for every request made with the same user token (header baton-txn)',
-    '   request          one id for this one request at every hop (header baton-request); \'baton audit --request ID\' replays it',
+    "   request          one id for this one request at every hop (header baton-request); 'baton audit --request ID' replays it",
   ];
   const hops = allowed?.hops ?? [];
   const narrowed: string[] = [];
@@ -197,7 +233,9 @@ function legend(allowed: ScenarioResult | undefined): string[] {
     const before = new Set((hops[i - 1]?.scope ?? '').split(' ').filter((x) => x !== ''));
     const after = new Set((hops[i]?.scope ?? '').split(' ').filter((x) => x !== ''));
     const dropped = [...before].filter((x) => !after.has(x));
-    narrowed.push(`${hops[i]?.service ?? '?'} ${dropped.length === 0 ? 'kept them all' : `lost ${dropped.join(', ')}`}`);
+    narrowed.push(
+      `${hops[i]?.service ?? '?'} ${dropped.length === 0 ? 'kept them all' : `lost ${dropped.join(', ')}`}`,
+    );
   }
   if (narrowed.length > 0) {
     out.push(`   scope            narrows at each hop to what the rest of the chain can use: ${narrowed.join('; ')}`);

@@ -127,7 +127,9 @@ export interface WrittenIdentity {
  * Each file is written to a temporary name and renamed, as the agents do,
  * so a watcher never reads half a file; key files are 0600.
  */
-export async function writeDevIdentities(options: WriteDevIdentitiesOptions): Promise<{ readonly caDir: string; readonly identities: readonly WrittenIdentity[] }> {
+export async function writeDevIdentities(
+  options: WriteDevIdentitiesOptions,
+): Promise<{ readonly caDir: string; readonly identities: readonly WrittenIdentity[] }> {
   const caDir = join(options.dir, 'ca');
   mkdirSync(options.dir, { recursive: true, mode: 0o755 });
   mkdirSync(caDir, { recursive: true, mode: 0o700 });
@@ -138,7 +140,11 @@ export async function writeDevIdentities(options: WriteDevIdentitiesOptions): Pr
     ca = { certPem: readFileSync(caCertFile, 'utf8'), keyPem: readFileSync(caKeyFile, 'utf8') };
   } else {
     // The CA outlives the leaves it signs, so re-runs can reissue without a new bundle.
-    ca = await createDevCa({ trustDomain: options.trustDomain, notBefore: minutesBefore(options.now, 5), notAfter: new Date(options.now.getTime() + Math.max(options.validForMs * 10, 365 * 86_400_000)) });
+    ca = await createDevCa({
+      trustDomain: options.trustDomain,
+      notBefore: minutesBefore(options.now, 5),
+      notAfter: new Date(options.now.getTime() + Math.max(options.validForMs * 10, 365 * 86_400_000)),
+    });
     writeAtomically(caKeyFile, ca.keyPem, 0o600);
     writeAtomically(caCertFile, ca.certPem, 0o644);
   }
@@ -148,14 +154,23 @@ export async function writeDevIdentities(options: WriteDevIdentitiesOptions): Pr
     const dir = join(options.dir, service);
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     const certFile = join(dir, names.cert);
-    const existing = !options.force && existsSync(certFile) ? reusable(readFileSync(certFile, 'utf8'), spiffeId, ca, options.now) : undefined;
+    const existing =
+      !options.force && existsSync(certFile)
+        ? reusable(readFileSync(certFile, 'utf8'), spiffeId, ca, options.now)
+        : undefined;
     if (existing !== undefined) {
       writeAtomically(join(dir, names.bundle), ca.certPem, 0o644);
       identities.push({ service, spiffeId, dir, issued: false, notAfter: existing });
       continue;
     }
     const notAfter = new Date(options.now.getTime() + options.validForMs);
-    const svid = await issueSvid(ca, { spiffeId, dnsNames: [service, 'localhost'], ipAddresses: ['127.0.0.1', '::1'], notBefore: minutesBefore(options.now, 5), notAfter });
+    const svid = await issueSvid(ca, {
+      spiffeId,
+      dnsNames: [service, 'localhost'],
+      ipAddresses: ['127.0.0.1', '::1'],
+      notBefore: minutesBefore(options.now, 5),
+      notAfter,
+    });
     // Key before certificate: a watcher that sees the new certificate finds its key already there.
     writeAtomically(join(dir, names.key), svid.keyPem, 0o600);
     writeAtomically(certFile, svid.certPem, 0o644);
@@ -173,7 +188,9 @@ function reusable(certPem: string, spiffeId: SpiffeId, ca: DevCa, now: Date): st
     const from = Date.parse(cert.validFrom);
     const to = Date.parse(cert.validTo);
     const fresh = now.getTime() < to - (to - from) / 10;
-    return fresh && cert.subjectAltName?.includes(`URI:${spiffeId}`) === true && cert.verify(caCert.publicKey) ? new Date(to).toISOString() : undefined;
+    return fresh && cert.subjectAltName?.includes(`URI:${spiffeId}`) === true && cert.verify(caCert.publicKey)
+      ? new Date(to).toISOString()
+      : undefined;
   } catch {
     return undefined;
   }
@@ -186,8 +203,6 @@ export function writeAtomically(file: string, text: string, mode: number): void 
   // rename(2) replaces the file in one step.
   renameSync(temporary, file);
 }
-
-
 
 function pkcs8Pem(key: X509CryptoKey): string {
   return KeyObject.from(key as unknown as webcrypto.CryptoKey).export({ type: 'pkcs8', format: 'pem' }) as string;

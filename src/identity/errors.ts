@@ -40,7 +40,11 @@ export class IdentityError extends BatonError {
   readonly errno: string | undefined;
   /** BATON_IDENTITY_EXPIRED and _NOT_YET_VALID: the certificate's window. */
   readonly validity: Validity | undefined;
-  constructor(code: IdentityErrorCode, message: string, options?: { cause?: unknown; file?: string; errno?: string; validity?: Validity }) {
+  constructor(
+    code: IdentityErrorCode,
+    message: string,
+    options?: { cause?: unknown; file?: string; errno?: string; validity?: Validity },
+  ) {
     super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'IdentityError';
     this.file = options?.file;
@@ -65,7 +69,9 @@ export class PeerIdentityError extends BatonError {
   constructor(expected: string, seen: string | undefined, signing = false) {
     super(
       'BATON_UPSTREAM_IDENTITY_MISMATCH',
-      signing ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)` : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`,
+      signing
+        ? `expected the peer's workload (leaf) certificate naming ${expected}, got a CA certificate naming ${seen ?? 'no SPIFFE ID'} (X509-SVID §4.1)`
+        : `expected the peer certificate to name ${expected}, got ${seen ?? 'no SPIFFE ID'}`,
       { reason: signing ? 'ca-certificate' : 'other-id' },
     );
     this.name = 'PeerIdentityError';

@@ -55,31 +55,42 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
     let secureContext: SecureContext | undefined;
     const byOrigin = new Map<string, ConnectionOptions>();
     return {
-    svid,
-    connectOptions(origin) {
-      let found = byOrigin.get(origin);
-      if (found !== undefined) return found;
-      const id = expected.get(origin);
-      if (id === undefined) throw new IdentityError('BATON_IDENTITY_MISSING', `expected a mesh origin with a declared SPIFFE ID, got ${origin}`);
-      const tls = clientTlsOptions(svid, id, svid.pem.bundle);
-      // Parsing the PEMs once per certificate, not per connection.
-      secureContext ??= createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: tls.minVersion });
-      found = { secureContext, rejectUnauthorized: true, checkServerIdentity: tls.checkServerIdentity };
-      byOrigin.set(origin, found);
-      return found;
-    },
-    agent: new Agent({
-      factory(origin, opts) {
-        const key = typeof origin === 'string' ? origin : origin.origin;
-        const id = expected.get(key);
-        if (id === undefined) return new Pool(origin, { ...opts, connect: refuse(`expected a mesh origin with a declared SPIFFE ID, got ${key}`) });
-        return new Pool(origin, {
-          ...opts,
-          connect: { ...clientTlsOptions(svid, id, svid.pem.bundle), timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS },
-          keepAliveTimeout: options.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS,
-        });
+      svid,
+      connectOptions(origin) {
+        let found = byOrigin.get(origin);
+        if (found !== undefined) return found;
+        const id = expected.get(origin);
+        if (id === undefined)
+          throw new IdentityError(
+            'BATON_IDENTITY_MISSING',
+            `expected a mesh origin with a declared SPIFFE ID, got ${origin}`,
+          );
+        const tls = clientTlsOptions(svid, id, svid.pem.bundle);
+        // Parsing the PEMs once per certificate, not per connection.
+        secureContext ??= createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: tls.minVersion });
+        found = { secureContext, rejectUnauthorized: true, checkServerIdentity: tls.checkServerIdentity };
+        byOrigin.set(origin, found);
+        return found;
       },
-    }),
+      agent: new Agent({
+        factory(origin, opts) {
+          const key = typeof origin === 'string' ? origin : origin.origin;
+          const id = expected.get(key);
+          if (id === undefined)
+            return new Pool(origin, {
+              ...opts,
+              connect: refuse(`expected a mesh origin with a declared SPIFFE ID, got ${key}`),
+            });
+          return new Pool(origin, {
+            ...opts,
+            connect: {
+              ...clientTlsOptions(svid, id, svid.pem.bundle),
+              timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+            },
+            keepAliveTimeout: options.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS,
+          });
+        },
+      }),
     };
   };
 
@@ -88,7 +99,14 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
     generation = build(svid);
     if (old === undefined) return;
     // Graceful: requests already dispatched on the old certificate finish; its idle sockets close.
-    const closing = old.agent.close().catch((error: unknown) => options.logger.debug({ event: 'mesh_agent_close_failed', err: String(error) }, 'old mesh agent did not close cleanly'));
+    const closing = old.agent
+      .close()
+      .catch((error: unknown) =>
+        options.logger.debug(
+          { event: 'mesh_agent_close_failed', err: String(error) },
+          'old mesh agent did not close cleanly',
+        ),
+      );
     retired.add(closing);
     void closing.finally(() => retired.delete(closing));
   };
@@ -96,9 +114,14 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
   const first = options.identity.current();
   if (first !== undefined) generation = build(first);
   const unsubscribe = options.identity.onRotate(rotate);
-  const noIdentity = new Agent({ connect: refuse('expected a valid workload identity for mesh mTLS, have none (missing or expired)') });
+  const noIdentity = new Agent({
+    connect: refuse('expected a valid workload identity for mesh mTLS, have none (missing or expired)'),
+  });
 
-  const current = (): MeshGeneration | undefined => (generation !== undefined && options.identity.current()?.thumbprint === generation.svid.thumbprint ? generation : undefined);
+  const current = (): MeshGeneration | undefined =>
+    generation !== undefined && options.identity.current()?.thumbprint === generation.svid.thumbprint
+      ? generation
+      : undefined;
 
   const dispatcher = new (class RotatingDispatcher extends Dispatcher {
     override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -112,7 +135,11 @@ export function createMeshClient(options: MeshClientOptions): MeshClient {
     expect(origin, id) {
       const key = new URL(origin).origin;
       const seen = expected.get(key);
-      if (seen !== undefined && seen !== id) throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected one SPIFFE ID per mesh origin, got ${seen} and ${id} for ${key}`);
+      if (seen !== undefined && seen !== id)
+        throw new IdentityError(
+          'BATON_IDENTITY_UNMAPPED',
+          `expected one SPIFFE ID per mesh origin, got ${seen} and ${id} for ${key}`,
+        );
       expected.set(key, id);
     },
     current,

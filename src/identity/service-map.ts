@@ -53,12 +53,23 @@ export function createServiceMap(config: ServiceMapConfig): ServiceMap {
   const byId = new Map<string, string>();
   const explicit = new Map<string, SpiffeId>();
   for (const [service, id] of Object.entries(config.ids)) {
-    if (!isServiceName(service)) throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected spiffe.ids keys to be service names (orders, or orders.shop), got ${JSON.stringify(service.slice(0, 80))}`);
+    if (!isServiceName(service))
+      throw new IdentityError(
+        'BATON_IDENTITY_UNMAPPED',
+        `expected spiffe.ids keys to be service names (orders, or orders.shop), got ${JSON.stringify(service.slice(0, 80))}`,
+      );
     const parsed = parseSpiffeId(id);
     if (parsed.trustDomain !== config.trustDomain) {
-      throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected spiffe.ids.${service} in trust domain ${config.trustDomain}, got ${parsed.trustDomain}`);
+      throw new IdentityError(
+        'BATON_IDENTITY_UNMAPPED',
+        `expected spiffe.ids.${service} in trust domain ${config.trustDomain}, got ${parsed.trustDomain}`,
+      );
     }
-    if (byId.has(parsed.id)) throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected one service per SPIFFE ID, got ${parsed.id} for ${byId.get(parsed.id)} and ${service}`);
+    if (byId.has(parsed.id))
+      throw new IdentityError(
+        'BATON_IDENTITY_UNMAPPED',
+        `expected one service per SPIFFE ID, got ${parsed.id} for ${byId.get(parsed.id)} and ${service}`,
+      );
     byId.set(parsed.id, service);
     explicit.set(service, parsed.id);
   }
@@ -66,13 +77,23 @@ export function createServiceMap(config: ServiceMapConfig): ServiceMap {
   const idOf = (name: string): SpiffeId => {
     const listed = explicit.get(name);
     if (listed !== undefined) return listed;
-    if (!isServiceName(name)) throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected a service name (orders, or orders.shop), got ${JSON.stringify(name.slice(0, 80))}`);
+    if (!isServiceName(name))
+      throw new IdentityError(
+        'BATON_IDENTITY_UNMAPPED',
+        `expected a service name (orders, or orders.shop), got ${JSON.stringify(name.slice(0, 80))}`,
+      );
     const { service, namespace } = splitServiceName(name);
     if (namespace !== undefined && namespace === home) {
-      throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected ${service}, not ${name}: a service in the home namespace ${home} has one name, unqualified`);
+      throw new IdentityError(
+        'BATON_IDENTITY_UNMAPPED',
+        `expected ${service}, not ${name}: a service in the home namespace ${home} has one name, unqualified`,
+      );
     }
     if (namespace !== undefined && namespaceIndex === -1) {
-      throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected a service of the home namespace ${home}: spiffe.template ${config.template} has no {namespace}, so ${name} has no ID`);
+      throw new IdentityError(
+        'BATON_IDENTITY_UNMAPPED',
+        `expected a service of the home namespace ${home}: spiffe.template ${config.template} has no {namespace}, so ${name} has no ID`,
+      );
     }
     const path = segments.map((s) => (s === SERVICE ? service : s === NAMESPACE ? (namespace ?? home) : s));
     return parseSpiffeId(`spiffe://${config.trustDomain}/${path.join('/')}`).id;
@@ -86,7 +107,8 @@ export function createServiceMap(config: ServiceMapConfig): ServiceMap {
       return undefined;
     }
     if (parsed.trustDomain !== config.trustDomain || parsed.segments.length !== segments.length) return undefined;
-    for (let i = 0; i < segments.length; i++) if (i !== serviceIndex && i !== namespaceIndex && parsed.segments[i] !== segments[i]) return undefined;
+    for (let i = 0; i < segments.length; i++)
+      if (i !== serviceIndex && i !== namespaceIndex && parsed.segments[i] !== segments[i]) return undefined;
     const service = parsed.segments[serviceIndex] as string;
     const namespace = namespaceIndex === -1 ? home : (parsed.segments[namespaceIndex] as string);
     if (!DNS1123_LABEL.test(service) || !DNS1123_LABEL.test(namespace)) return undefined;
@@ -111,16 +133,35 @@ export function createServiceMap(config: ServiceMapConfig): ServiceMap {
 }
 
 function templateSegments(config: ServiceMapConfig): string[] {
-  if (!config.template.startsWith('/')) throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected spiffe.template to start with '/', got ${config.template}`);
-  if (!DNS1123_LABEL.test(config.namespace)) throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected spiffe.namespace to be a DNS-1123 label, got ${JSON.stringify(config.namespace)}`);
+  if (!config.template.startsWith('/'))
+    throw new IdentityError(
+      'BATON_IDENTITY_UNMAPPED',
+      `expected spiffe.template to start with '/', got ${config.template}`,
+    );
+  if (!DNS1123_LABEL.test(config.namespace))
+    throw new IdentityError(
+      'BATON_IDENTITY_UNMAPPED',
+      `expected spiffe.namespace to be a DNS-1123 label, got ${JSON.stringify(config.namespace)}`,
+    );
   const segments = config.template.slice(1).split('/');
   if (segments.filter((s) => s === SERVICE).length !== 1) {
-    throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected spiffe.template to hold exactly one '{service}' segment, got ${config.template}`);
+    throw new IdentityError(
+      'BATON_IDENTITY_UNMAPPED',
+      `expected spiffe.template to hold exactly one '{service}' segment, got ${config.template}`,
+    );
   }
-  if (segments.filter((s) => s === NAMESPACE).length > 1 || segments.some((s) => s !== NAMESPACE && s.includes(NAMESPACE))) {
-    throw new IdentityError('BATON_IDENTITY_UNMAPPED', `expected spiffe.template to hold at most one '{namespace}', as a whole segment, got ${config.template}`);
+  if (
+    segments.filter((s) => s === NAMESPACE).length > 1 ||
+    segments.some((s) => s !== NAMESPACE && s.includes(NAMESPACE))
+  ) {
+    throw new IdentityError(
+      'BATON_IDENTITY_UNMAPPED',
+      `expected spiffe.template to hold at most one '{namespace}', as a whole segment, got ${config.template}`,
+    );
   }
   // The fixed segments must themselves be valid SPIFFE path segments.
-  parseSpiffeId(`spiffe://${config.trustDomain}/${segments.map((s) => (s === SERVICE || s === NAMESPACE ? 'x' : s)).join('/')}`);
+  parseSpiffeId(
+    `spiffe://${config.trustDomain}/${segments.map((s) => (s === SERVICE || s === NAMESPACE ? 'x' : s)).join('/')}`,
+  );
   return segments;
 }

@@ -39,12 +39,20 @@ export function parseSpiffeId(value: string): ParsedSpiffeId {
   const rest = value.slice(SCHEME.length);
   const slash = rest.indexOf('/');
   const path = slash === -1 ? '' : rest.slice(slash);
-  return { id: value, trustDomain: slash === -1 ? rest : rest.slice(0, slash), path, segments: path === '' ? [] : path.slice(1).split('/') };
+  return {
+    id: value,
+    trustDomain: slash === -1 ? rest : rest.slice(0, slash),
+    path,
+    segments: path === '' ? [] : path.slice(1).split('/'),
+  };
 }
 
 function assertSpiffeId(value: string): asserts value is SpiffeId {
   const refuse = (why: string): never => {
-    throw new IdentityError('BATON_IDENTITY_SPIFFE_ID_INVALID', `expected a SPIFFE ID (spiffe://trust-domain/path), got one that ${why}`);
+    throw new IdentityError(
+      'BATON_IDENTITY_SPIFFE_ID_INVALID',
+      `expected a SPIFFE ID (spiffe://trust-domain/path), got one that ${why}`,
+    );
   };
   if (value.length > MAX_ID_LENGTH) refuse(`is longer than ${MAX_ID_LENGTH} bytes`);
   // §2: the scheme is lowercase 'spiffe'; §2.1: no userinfo, no port; §2.2: no query or fragment.
@@ -53,7 +61,8 @@ function assertSpiffeId(value: string): asserts value is SpiffeId {
   const slash = rest.indexOf('/');
   const trustDomain = slash === -1 ? rest : rest.slice(0, slash);
   const path = slash === -1 ? '' : rest.slice(slash);
-  if (!TRUST_DOMAIN.test(trustDomain)) refuse('has an empty trust domain or one with characters other than a-z 0-9 . - _');
+  if (!TRUST_DOMAIN.test(trustDomain))
+    refuse('has an empty trust domain or one with characters other than a-z 0-9 . - _');
   const segments = path === '' ? [] : path.slice(1).split('/');
   for (const segment of segments) {
     if (segment === '') refuse('has an empty path segment or a trailing slash');

@@ -34,11 +34,16 @@ const MAX_CHAIN = 8;
 
 export function splitPemCertificates(text: string, what: string): X509Certificate[] {
   const blocks = text.match(PEM_CERT) ?? [];
-  if (blocks.length === 0) throw new IdentityError('BATON_IDENTITY_INVALID', `expected ${what} to hold PEM certificates, got none`);
+  if (blocks.length === 0)
+    throw new IdentityError('BATON_IDENTITY_INVALID', `expected ${what} to hold PEM certificates, got none`);
   try {
     return blocks.map((block) => new X509Certificate(block));
   } catch (error) {
-    throw new IdentityError('BATON_IDENTITY_INVALID', `expected ${what} to hold valid certificates, got one that does not parse`, { cause: error });
+    throw new IdentityError(
+      'BATON_IDENTITY_INVALID',
+      `expected ${what} to hold valid certificates, got one that does not parse`,
+      { cause: error },
+    );
   }
 }
 
@@ -51,17 +56,30 @@ export function parseSvid(pem: SvidPem, now: number): Svid {
   const chain = splitPemCertificates(pem.cert, 'the certificate file');
   const bundle = splitPemCertificates(pem.bundle, 'the trust bundle');
   const leaf = chain[0] as X509Certificate;
-  if (leaf.ca) throw new IdentityError('BATON_IDENTITY_INVALID', 'expected a leaf certificate, got a CA certificate (X509-SVID §4.1)');
+  if (leaf.ca)
+    throw new IdentityError(
+      'BATON_IDENTITY_INVALID',
+      'expected a leaf certificate, got a CA certificate (X509-SVID §4.1)',
+    );
   const spiffeId = spiffeIdFromSubjectAltName(leaf.subjectAltName);
-  if (spiffeId === undefined) throw new IdentityError('BATON_IDENTITY_INVALID', 'expected a certificate with exactly one URI SAN that is a SPIFFE ID, got none or several');
+  if (spiffeId === undefined)
+    throw new IdentityError(
+      'BATON_IDENTITY_INVALID',
+      'expected a certificate with exactly one URI SAN that is a SPIFFE ID, got none or several',
+    );
 
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(pem.key);
   } catch (error) {
-    throw new IdentityError('BATON_IDENTITY_INVALID', 'expected the key file to hold a PEM private key, got something else', { cause: error });
+    throw new IdentityError(
+      'BATON_IDENTITY_INVALID',
+      'expected the key file to hold a PEM private key, got something else',
+      { cause: error },
+    );
   }
-  if (!leaf.checkPrivateKey(privateKey)) throw new IdentityError('BATON_IDENTITY_INVALID', `expected the private key of ${spiffeId}, got another key`);
+  if (!leaf.checkPrivateKey(privateKey))
+    throw new IdentityError('BATON_IDENTITY_INVALID', `expected the private key of ${spiffeId}, got another key`);
 
   assertChainsToBundle(leaf, chain.slice(1), bundle, spiffeId);
   const notBefore = Date.parse(leaf.validFrom);
@@ -69,21 +87,39 @@ export function parseSvid(pem: SvidPem, now: number): Svid {
   if (now < notBefore || now >= notAfter) {
     const validity = { spiffeId, notBefore, notAfter };
     const window = `valid from ${new Date(notBefore).toISOString()} to ${new Date(notAfter).toISOString()}`;
-    if (now < notBefore) throw new IdentityError('BATON_IDENTITY_NOT_YET_VALID', `expected a certificate valid now (${new Date(now).toISOString()}), got one for ${spiffeId} ${window}: not valid yet`, { validity });
-    throw new IdentityError('BATON_IDENTITY_EXPIRED', `expected a certificate valid now (${new Date(now).toISOString()}), got one for ${spiffeId} ${window}: expired`, { validity });
+    if (now < notBefore)
+      throw new IdentityError(
+        'BATON_IDENTITY_NOT_YET_VALID',
+        `expected a certificate valid now (${new Date(now).toISOString()}), got one for ${spiffeId} ${window}: not valid yet`,
+        { validity },
+      );
+    throw new IdentityError(
+      'BATON_IDENTITY_EXPIRED',
+      `expected a certificate valid now (${new Date(now).toISOString()}), got one for ${spiffeId} ${window}: expired`,
+      { validity },
+    );
   }
   return { spiffeId, pem, leaf, privateKey, notBefore, notAfter, thumbprint: certificateThumbprint(leaf) };
 }
 
 /** Walks issuer links from the leaf through the intermediates to a certificate of the bundle. */
-function assertChainsToBundle(leaf: X509Certificate, intermediates: readonly X509Certificate[], bundle: readonly X509Certificate[], id: SpiffeId): void {
+function assertChainsToBundle(
+  leaf: X509Certificate,
+  intermediates: readonly X509Certificate[],
+  bundle: readonly X509Certificate[],
+  id: SpiffeId,
+): void {
   let current = leaf;
   for (let depth = 0; depth < MAX_CHAIN; depth++) {
-    const issuedBy = (candidate: X509Certificate): boolean => candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey);
+    const issuedBy = (candidate: X509Certificate): boolean =>
+      candidate.ca && current.checkIssued(candidate) && current.verify(candidate.publicKey);
     if (bundle.some(issuedBy)) return;
     const next = intermediates.find(issuedBy);
     if (next === undefined) break;
     current = next;
   }
-  throw new IdentityError('BATON_IDENTITY_UNTRUSTED', `expected the certificate of ${id} to chain to the trust bundle, got one that does not`);
+  throw new IdentityError(
+    'BATON_IDENTITY_UNTRUSTED',
+    `expected the certificate of ${id} to chain to the trust bundle, got one that does not`,
+  );
 }

@@ -18,7 +18,12 @@
  * The sidecar's data plane has its own listener (src/dataplane/server.ts)
  * on the same socket guard.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { guardSockets, type ListenerLimits, type SocketGuard } from '../core/socket-guard.ts';
@@ -56,17 +61,27 @@ export interface TlsListenerOptions {
 }
 
 export function createTlsListener(handler: RequestListener, options: TlsListenerOptions): GuardedListener<HttpsServer> {
-  const server = createHttpsServer({ ...options.tls, handshakeTimeout: CONTROL_PLANE_LISTENER.handshakeTimeoutMs }, handler);
+  const server = createHttpsServer(
+    { ...options.tls, handshakeTimeout: CONTROL_PLANE_LISTENER.handshakeTimeoutMs },
+    handler,
+  );
   if (options.verifyPresentedCertificates === true) refuseUnverifiedPeers(server);
   const stopRotating = options.followRotation?.((next) => server.setSecureContext(next));
   return guarded(server, options.limits, stopRotating);
 }
 
-export function createPlainListener(handler: RequestListener, limits?: Partial<ListenerLimits>): GuardedListener<HttpServer> {
+export function createPlainListener(
+  handler: RequestListener,
+  limits?: Partial<ListenerLimits>,
+): GuardedListener<HttpServer> {
   return guarded(createHttpServer(handler), limits);
 }
 
-function guarded<S extends HttpServer | HttpsServer>(server: S, limits: Partial<ListenerLimits> | undefined, stopRotating?: () => void): GuardedListener<S> {
+function guarded<S extends HttpServer | HttpsServer>(
+  server: S,
+  limits: Partial<ListenerLimits> | undefined,
+  stopRotating?: () => void,
+): GuardedListener<S> {
   const guard = guardSockets(server, { ...CONTROL_PLANE_LISTENER, ...limits });
   // A socket that has carried a request is the HTTP server's to close (idle) or to finish (in flight).
   server.on('request', (req: IncomingMessage) => guard.mark(req.socket));

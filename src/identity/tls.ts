@@ -34,7 +34,10 @@ export function secureContextOptions(svid: Svid): SecureContextOptions {
 }
 
 /** For `tls.createServer` / `https.createServer` and `server.setSecureContext`. */
-export function serverTlsOptions(svid: Svid, clientCertificate: ClientCertificateMode): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+export function serverTlsOptions(
+  svid: Svid,
+  clientCertificate: ClientCertificateMode,
+): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
   // 'optional' still verifies a certificate that is presented: rejectUnauthorized
   // refuses a bad one; only an absent one is let through, and then no bound token is accepted.
   return { ...secureContextOptions(svid), requestCert: true, rejectUnauthorized: clientCertificate === 'required' };
@@ -45,7 +48,18 @@ export function serverTlsOptions(svid: Svid, clientCertificate: ClientCertificat
  * the bundle *and* names `expected`. A certificate for another service is
  * refused in the handshake, before a request (and its token) is written.
  */
-export function clientTlsOptions(svid: Svid | undefined, expected: SpiffeId, bundlePem: string): { ca: string; cert?: string; key?: string; minVersion: 'TLSv1.3'; rejectUnauthorized: true; checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined } {
+export function clientTlsOptions(
+  svid: Svid | undefined,
+  expected: SpiffeId,
+  bundlePem: string,
+): {
+  ca: string;
+  cert?: string;
+  key?: string;
+  minVersion: 'TLSv1.3';
+  rejectUnauthorized: true;
+  checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined;
+} {
   return {
     ca: bundlePem,
     ...(svid === undefined ? {} : { cert: svid.pem.cert, key: svid.pem.key }),
@@ -96,7 +110,11 @@ function readPeer(socket: TLSSocket): PeerIdentity | IdentityError | undefined {
   const cert: X509Certificate | undefined = socket.getPeerX509Certificate();
   if (cert === undefined) return undefined;
   const spiffeId = spiffeIdFromSubjectAltName(cert.subjectAltName);
-  if (cert.ca) return new IdentityError('BATON_PEER_NOT_WORKLOAD', `expected a workload (leaf) certificate, got a CA certificate naming ${spiffeId ?? 'no SPIFFE ID'} (X509-SVID §4.1)`);
+  if (cert.ca)
+    return new IdentityError(
+      'BATON_PEER_NOT_WORKLOAD',
+      `expected a workload (leaf) certificate, got a CA certificate naming ${spiffeId ?? 'no SPIFFE ID'} (X509-SVID §4.1)`,
+    );
   return spiffeId === undefined ? undefined : { spiffeId, thumbprint: certificateThumbprint(cert) };
 }
 
@@ -108,7 +126,9 @@ const PEERS = new WeakMap<TLSSocket, PeerIdentity | IdentityError | undefined>()
  * one through (`rejectUnauthorized: false`), so such connections are cut
  * as soon as the handshake ends, before a request is read.
  */
-export function refuseUnverifiedPeers(server: { on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown }): void {
+export function refuseUnverifiedPeers(server: {
+  on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown;
+}): void {
   server.on('secureConnection', (socket) => {
     if (socket.authorized) return;
     const presented = socket.getPeerCertificate();

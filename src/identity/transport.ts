@@ -29,7 +29,11 @@ export function warnPlaintext(logger: Logger, part: string): void {
 }
 
 /** In mtls mode the identity and the ID rule; in plaintext mode undefined, after the warning. */
-export function startMeshIdentity(config: PartTransportConfig, part: string, deps: { logger: Logger; now?: () => number }): MeshIdentity | undefined {
+export function startMeshIdentity(
+  config: PartTransportConfig,
+  part: string,
+  deps: { logger: Logger; now?: () => number },
+): MeshIdentity | undefined {
   if (config.transport.mode === 'plaintext') {
     warnPlaintext(deps.logger, part);
     return undefined;

@@ -82,10 +82,18 @@ export function readSvidFiles(files: WorkloadIdentityFiles): SvidPem {
       return readFileSync(path, 'utf8');
     } catch (error) {
       const errno = (error as NodeJS.ErrnoException).code;
-      throw new IdentityError('BATON_IDENTITY_MISSING', `expected ${what} at ${path}, got ${errno ?? 'an unreadable file'}`, { file: path, ...(errno === undefined ? {} : { errno }) });
+      throw new IdentityError(
+        'BATON_IDENTITY_MISSING',
+        `expected ${what} at ${path}, got ${errno ?? 'an unreadable file'}`,
+        { file: path, ...(errno === undefined ? {} : { errno }) },
+      );
     }
   };
-  return { cert: read(files.certFile, 'a certificate file'), key: read(files.keyFile, 'a private key file'), bundle: read(files.bundleFile, 'a trust bundle file') };
+  return {
+    cert: read(files.certFile, 'a certificate file'),
+    key: read(files.keyFile, 'a private key file'),
+    bundle: read(files.bundleFile, 'a trust bundle file'),
+  };
 }
 
 export function createWorkloadIdentity(options: WorkloadIdentityOptions): WorkloadIdentity {
@@ -119,15 +127,29 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
           'BATON_IDENTITY_ID_CHANGED',
           `expected ${options.certFile} to keep the SPIFFE ID ${svid.spiffeId}, got a certificate for ${next.spiffeId}: a rotation must keep the ID; keeping ${svid.spiffeId} until it expires at ${new Date(svid.notAfter).toISOString()}`,
         );
-        logger.error({ event: 'identity_rotation_refused', code: failure.code, file: options.certFile, current: svid.spiffeId, offered: next.spiffeId, notAfter: new Date(svid.notAfter).toISOString() }, failure.message);
+        logger.error(
+          {
+            event: 'identity_rotation_refused',
+            code: failure.code,
+            file: options.certFile,
+            current: svid.spiffeId,
+            offered: next.spiffeId,
+            notAfter: new Date(svid.notAfter).toISOString(),
+          },
+          failure.message,
+        );
         lastFailure = failure;
         return;
       }
       digest = nextDigest;
     } catch (error) {
-      const failure = error instanceof IdentityError ? error : new IdentityError('BATON_IDENTITY_INVALID', String(error));
+      const failure =
+        error instanceof IdentityError ? error : new IdentityError('BATON_IDENTITY_INVALID', String(error));
       if (failure.code !== lastFailure?.code || failure.message !== lastFailure.message) {
-        logger.warn({ event: 'identity_reload_failed', code: failure.code, err: failure.message }, svid === undefined ? 'no workload identity yet' : 'keeping the current workload identity');
+        logger.warn(
+          { event: 'identity_reload_failed', code: failure.code, err: failure.message },
+          svid === undefined ? 'no workload identity yet' : 'keeping the current workload identity',
+        );
       }
       lastFailure = failure;
       return;
@@ -136,7 +158,14 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
     lastFailure = undefined;
     const rotated = svid !== undefined;
     svid = next;
-    logger.info({ event: rotated ? 'identity_rotated' : 'identity_loaded', spiffeId: next.spiffeId, notAfter: new Date(next.notAfter).toISOString() }, rotated ? 'workload identity rotated' : 'workload identity loaded');
+    logger.info(
+      {
+        event: rotated ? 'identity_rotated' : 'identity_loaded',
+        spiffeId: next.spiffeId,
+        notAfter: new Date(next.notAfter).toISOString(),
+      },
+      rotated ? 'workload identity rotated' : 'workload identity loaded',
+    );
     for (const listener of listeners) listener(next);
   };
 
@@ -152,7 +181,8 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
     }
   }
 
-  const valid = (): Svid | undefined => (svid !== undefined && now() < svid.notAfter && now() >= svid.notBefore ? svid : undefined);
+  const valid = (): Svid | undefined =>
+    svid !== undefined && now() < svid.notAfter && now() >= svid.notBefore ? svid : undefined;
 
   return {
     current: valid,
@@ -165,10 +195,22 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
         const window = lastFailure?.validity;
         if (window !== undefined) {
           const state = at < window.notBefore ? 'not_yet_valid' : 'expired';
-          const status = { state, ...failure, expiresInSeconds: Math.floor((window.notAfter - at) / 1000), notAfter: window.notAfter, ...refused } as const;
+          const status = {
+            state,
+            ...failure,
+            expiresInSeconds: Math.floor((window.notAfter - at) / 1000),
+            notAfter: window.notAfter,
+            ...refused,
+          } as const;
           return { ...status, problem: identityProblem(options, state, window, undefined) };
         }
-        return { state: 'missing', reason: 'BATON_IDENTITY_MISSING', ...failure, ...refused, problem: identityProblem(options, 'missing', undefined, lastFailure) };
+        return {
+          state: 'missing',
+          reason: 'BATON_IDENTITY_MISSING',
+          ...failure,
+          ...refused,
+          problem: identityProblem(options, 'missing', undefined, lastFailure),
+        };
       }
       const left = svid.notAfter - at;
       const expiresInSeconds = Math.floor(left / 1000);
@@ -177,7 +219,15 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
         // The one in use ran out (or the clock went back before it): whatever the files hold now did not replace it.
         const state = at < svid.notBefore ? 'not_yet_valid' : 'expired';
         const window = { spiffeId: svid.spiffeId, notBefore: svid.notBefore, notAfter: svid.notAfter };
-        return { state, reason: state === 'expired' ? 'BATON_IDENTITY_EXPIRED' : 'BATON_IDENTITY_NOT_YET_VALID', ...failure, expiresInSeconds, notAfter, ...refused, problem: identityProblem(options, state, window, lastFailure) };
+        return {
+          state,
+          reason: state === 'expired' ? 'BATON_IDENTITY_EXPIRED' : 'BATON_IDENTITY_NOT_YET_VALID',
+          ...failure,
+          expiresInSeconds,
+          notAfter,
+          ...refused,
+          problem: identityProblem(options, state, window, lastFailure),
+        };
       }
       const nearExpiry = left < (svid.notAfter - svid.notBefore) * options.nearExpiryFraction;
       return { state: nearExpiry ? 'near_expiry' : 'ready', ...failure, expiresInSeconds, notAfter, ...refused };
@@ -201,7 +251,12 @@ export function createWorkloadIdentity(options: WorkloadIdentityOptions): Worklo
  * certificate's window, or not a usable SVID), and the fix. `window`: the
  * certificate out of its window; `failure`: the last reload's failure.
  */
-function identityProblem(files: WorkloadIdentityFiles, state: IdentityState, window: Validity | undefined, failure: IdentityError | undefined): string {
+function identityProblem(
+  files: WorkloadIdentityFiles,
+  state: IdentityState,
+  window: Validity | undefined,
+  failure: IdentityError | undefined,
+): string {
   const since = failure === undefined || failure.validity !== undefined ? '' : `; the files now: ${failure.message}`;
   if (window !== undefined) {
     const dates = `${window.spiffeId}, valid from ${new Date(window.notBefore).toISOString()} to ${new Date(window.notAfter).toISOString()}`;
@@ -222,5 +277,11 @@ function identityProblem(files: WorkloadIdentityFiles, state: IdentityState, win
 }
 
 function digestOf(pem: SvidPem): string {
-  return createHash('sha256').update(pem.cert).update('\0').update(pem.key).update('\0').update(pem.bundle).digest('hex');
+  return createHash('sha256')
+    .update(pem.cert)
+    .update('\0')
+    .update(pem.key)
+    .update('\0')
+    .update(pem.bundle)
+    .digest('hex');
 }

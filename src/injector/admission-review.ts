@@ -37,14 +37,30 @@ export interface AdmissionOutcome {
 // Kubernetes caps warnings at 120 characters each, and shows only a few.
 const MAX_WARNING = 120;
 
-export function reviewAdmission(body: unknown, template: SidecarTemplate): { review: AdmissionReviewResponse; outcome: AdmissionOutcome } {
+export function reviewAdmission(
+  body: unknown,
+  template: SidecarTemplate,
+): { review: AdmissionReviewResponse; outcome: AdmissionOutcome } {
   const request = narrowRequest(body);
   const plan: InjectionPlan =
     request.kind !== 'Pod' || request.operation !== 'CREATE'
-      ? { outcome: 'skip', reason: `not a Pod CREATE (${request.kind ?? '?'} ${request.operation ?? '?'})`, warnings: [] }
+      ? {
+          outcome: 'skip',
+          reason: `not a Pod CREATE (${request.kind ?? '?'} ${request.operation ?? '?'})`,
+          warnings: [],
+        }
       : planInjection(narrowPod(request.object), template, request.namespace);
-  const outcome: AdmissionOutcome = { uid: request.uid, namespace: request.namespace, pod: request.podName, operation: request.operation, plan };
-  return { review: { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response: respond(request.uid, plan) }, outcome };
+  const outcome: AdmissionOutcome = {
+    uid: request.uid,
+    namespace: request.namespace,
+    pod: request.podName,
+    operation: request.operation,
+    plan,
+  };
+  return {
+    review: { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response: respond(request.uid, plan) },
+    outcome,
+  };
 }
 
 function respond(uid: string, plan: InjectionPlan): AdmissionResponse {
@@ -52,7 +68,13 @@ function respond(uid: string, plan: InjectionPlan): AdmissionResponse {
   const warnings = plan.warnings.map((w) => (w.length > MAX_WARNING ? `${w.slice(0, MAX_WARNING - 1)}…` : w));
   const extra = warnings.length > 0 ? { warnings } : {};
   if (plan.outcome === 'skip') return { uid, allowed: true, ...extra };
-  return { uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(plan.patch)).toString('base64'), ...extra };
+  return {
+    uid,
+    allowed: true,
+    patchType: 'JSONPatch',
+    patch: Buffer.from(JSON.stringify(plan.patch)).toString('base64'),
+    ...extra,
+  };
 }
 
 interface NarrowedRequest {
@@ -75,7 +97,12 @@ function narrowRequest(body: unknown): NarrowedRequest {
   const kind = isRecord(request.kind) && typeof request.kind.kind === 'string' ? request.kind.kind : undefined;
   const object = request.object;
   const metadata = isRecord(object) && isRecord(object.metadata) ? object.metadata : {};
-  const podName = typeof metadata.name === 'string' ? metadata.name : typeof metadata.generateName === 'string' ? `${metadata.generateName}*` : undefined;
+  const podName =
+    typeof metadata.name === 'string'
+      ? metadata.name
+      : typeof metadata.generateName === 'string'
+        ? `${metadata.generateName}*`
+        : undefined;
   return {
     uid: request.uid,
     kind,
@@ -93,16 +120,35 @@ function narrowPod(object: unknown): Pod {
   const spec = object.spec;
   const containerLists = [spec.containers, spec.initContainers ?? []];
   for (const list of containerLists) {
-    if (!Array.isArray(list) || !list.every((c) => isRecord(c) && typeof c.name === 'string' && (c.env === undefined || Array.isArray(c.env)) && (c.ports === undefined || Array.isArray(c.ports)))) {
+    if (
+      !Array.isArray(list) ||
+      !list.every(
+        (c) =>
+          isRecord(c) &&
+          typeof c.name === 'string' &&
+          (c.env === undefined || Array.isArray(c.env)) &&
+          (c.ports === undefined || Array.isArray(c.ports)),
+      )
+    ) {
       throw new AdmissionReviewInvalidError('expected every container to have a name, and env and ports to be lists');
     }
   }
-  if (spec.volumes !== undefined && !Array.isArray(spec.volumes)) throw new AdmissionReviewInvalidError('expected spec.volumes to be a list');
+  if (spec.volumes !== undefined && !Array.isArray(spec.volumes))
+    throw new AdmissionReviewInvalidError('expected spec.volumes to be a list');
   const metadata = object.metadata;
-  if (metadata !== undefined && (!isRecord(metadata) || (metadata.annotations !== undefined && !isRecord(metadata.annotations)) || (metadata.labels !== undefined && !isRecord(metadata.labels)))) {
+  if (
+    metadata !== undefined &&
+    (!isRecord(metadata) ||
+      (metadata.annotations !== undefined && !isRecord(metadata.annotations)) ||
+      (metadata.labels !== undefined && !isRecord(metadata.labels)))
+  ) {
     throw new AdmissionReviewInvalidError('expected metadata.annotations and metadata.labels to be maps');
   }
-  if (isRecord(metadata) && isRecord(metadata.annotations) && !Object.values(metadata.annotations).every((v) => typeof v === 'string')) {
+  if (
+    isRecord(metadata) &&
+    isRecord(metadata.annotations) &&
+    !Object.values(metadata.annotations).every((v) => typeof v === 'string')
+  ) {
     throw new AdmissionReviewInvalidError('expected annotation values to be strings');
   }
   return object as unknown as Pod;

@@ -45,8 +45,16 @@ export const DATA_PLANE_LABEL = 'baton.dev/data-plane';
  */
 export const ISTIO_EXCLUDE_OUTBOUND_PORTS = 'traffic.sidecar.istio.io/excludeOutboundPorts';
 
-export function authzContainer(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): Container {
-  const probe = (path: string, extra: Record<string, number>) => ({ httpGet: { path, port: ADMIN_PORT_NAME }, ...extra });
+export function authzContainer(
+  template: SidecarTemplate,
+  settings: InjectionSettings,
+  workload: Workload,
+  identity: IdentityLayout | undefined,
+): Container {
+  const probe = (path: string, extra: Record<string, number>) => ({
+    httpGet: { path, port: ADMIN_PORT_NAME },
+    ...extra,
+  });
   return {
     name: AUTHZ_CONTAINER_NAME,
     image: template.image,
@@ -66,12 +74,19 @@ export function authzContainer(template: SidecarTemplate, settings: InjectionSet
       { name: TMP_VOLUME, mountPath: '/tmp' },
       { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
       ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
-      ...(introspectionSecrets(template).length === 0 ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+      ...(introspectionSecrets(template).length === 0
+        ? []
+        : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
     ],
   };
 }
 
-function authzEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
+function authzEnv(
+  template: SidecarTemplate,
+  settings: InjectionSettings,
+  workload: Workload,
+  identity: IdentityLayout | undefined,
+): EnvVar[] {
   const env: EnvVar[] = [
     literal('BATON_SERVICE', workload.service),
     literal('BATON_TRANSPORT__MODE', template.transport.mode),
@@ -94,7 +109,8 @@ function authzEnv(template: SidecarTemplate, settings: InjectionSettings, worklo
     literal('OTEL_SERVICE_NAME', workload.service),
   ];
   if (identity !== undefined) env.push(...workloadIdentityEnv(template, identity));
-  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
+  if (template.externalIssuers.length > 0)
+    env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
   if (template.otlpEndpoint !== undefined) env.push(literal('OTEL_EXPORTER_OTLP_ENDPOINT', template.otlpEndpoint));
   if (settings.logLevel !== undefined) env.push(literal('BATON_LOG_LEVEL', settings.logLevel));
   return env;
@@ -102,8 +118,12 @@ function authzEnv(template: SidecarTemplate, settings: InjectionSettings, worklo
 
 /** The ports of the STS and the policy server, which baton authz reaches past istio-proxy. */
 export function controlPlanePorts(template: SidecarTemplate): number[] {
-  return [...new Set([template.stsIssuer, template.policyUrl].map((url) => {
-    const parsed = new URL(url);
-    return Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
-  }))];
+  return [
+    ...new Set(
+      [template.stsIssuer, template.policyUrl].map((url) => {
+        const parsed = new URL(url);
+        return Number(parsed.port || (parsed.protocol === 'https:' ? 443 : 80));
+      }),
+    ),
+  ];
 }

@@ -48,7 +48,16 @@ export function identityLayout(template: SidecarTemplate, source: SvidSource): I
   if (source === 'csi-driver-spiffe') {
     return {
       files: filesOf('csi-driver-spiffe'),
-      volumes: [{ name: IDENTITY_VOLUME, csi: { driver: template.identity.csiDriver, readOnly: true, volumeAttributes: { [CSI_FS_GROUP_ATTRIBUTE]: String(template.runAsUser) } } }],
+      volumes: [
+        {
+          name: IDENTITY_VOLUME,
+          csi: {
+            driver: template.identity.csiDriver,
+            readOnly: true,
+            volumeAttributes: { [CSI_FS_GROUP_ATTRIBUTE]: String(template.runAsUser) },
+          },
+        },
+      ],
       containers: [],
       annotations: {},
     };
@@ -63,7 +72,14 @@ export function identityLayout(template: SidecarTemplate, source: SvidSource): I
       // Memory-backed: the private key never touches the node's disk.
       { name: IDENTITY_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
       socketVolume,
-      { name: HELPER_CONFIG_VOLUME, downwardAPI: { items: [{ path: 'helper.conf', fieldRef: { fieldPath: `metadata.annotations['${HELPER_CONFIG_ANNOTATION}']` } }] } },
+      {
+        name: HELPER_CONFIG_VOLUME,
+        downwardAPI: {
+          items: [
+            { path: 'helper.conf', fieldRef: { fieldPath: `metadata.annotations['${HELPER_CONFIG_ANNOTATION}']` } },
+          ],
+        },
+      },
     ],
     containers: [helperContainer(template)],
     annotations: { [HELPER_CONFIG_ANNOTATION]: helperConfig(template) },
@@ -72,7 +88,11 @@ export function identityLayout(template: SidecarTemplate, source: SvidSource): I
 
 function filesOf(layout: keyof typeof LAYOUTS): IdentityLayout['files'] {
   const names = LAYOUTS[layout];
-  return { certFile: `${IDENTITY_DIR}/${names.cert}`, keyFile: `${IDENTITY_DIR}/${names.key}`, bundleFile: `${IDENTITY_DIR}/${names.bundle}` };
+  return {
+    certFile: `${IDENTITY_DIR}/${names.cert}`,
+    keyFile: `${IDENTITY_DIR}/${names.key}`,
+    bundleFile: `${IDENTITY_DIR}/${names.bundle}`,
+  };
 }
 
 /** spiffe-helper's configuration (its README's keys), in daemon mode: it keeps the files fresh for the pod's lifetime. */

@@ -50,7 +50,13 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
     // An https.Server is an http.Server to fastify; its types just do not say so.
     return listener.server as unknown as Server;
   };
-  const app: FastifyInstance = Fastify({ serverFactory, logger: false, bodyLimit: BODY_LIMIT, return503OnClosing: true, forceCloseConnections: 'idle' }) as unknown as FastifyInstance;
+  const app: FastifyInstance = Fastify({
+    serverFactory,
+    logger: false,
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance;
   app.addHook('preClose', (done) => {
     listener?.drain();
     done();
@@ -59,9 +65,18 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
 
   void app.register(fastifyProblems, {
     // A body fastify could not read (not JSON, too large) is not an AdmissionReview.
-    translate: (raw) => (isClientError(raw) ? new AdmissionReviewInvalidError(`the request body could not be read as JSON (${(raw as { code?: string }).code ?? 'bad request'})`) : undefined),
+    translate: (raw) =>
+      isClientError(raw)
+        ? new AdmissionReviewInvalidError(
+            `the request body could not be read as JSON (${(raw as { code?: string }).code ?? 'bad request'})`,
+          )
+        : undefined,
     onError: (error, raw) => {
-      if (error.status >= 500) logger.error({ event: 'webhook_error', code: error.code, err: raw instanceof Error ? raw.message : String(raw) }, 'webhook failed');
+      if (error.status >= 500)
+        logger.error(
+          { event: 'webhook_error', code: error.code, err: raw instanceof Error ? raw.message : String(raw) },
+          'webhook failed',
+        );
     },
   });
 
@@ -83,7 +98,9 @@ export function buildInjectorApp(config: InjectorConfig, deps: InjectorAppDepend
         pod: outcome.pod,
         operation: outcome.operation,
         outcome: plan.outcome,
-        ...(plan.outcome === 'inject' ? { serviceAccount: plan.serviceAccount, service: plan.service, patchOps: plan.patch.length } : { reason: plan.reason }),
+        ...(plan.outcome === 'inject'
+          ? { serviceAccount: plan.serviceAccount, service: plan.service, patchOps: plan.patch.length }
+          : { reason: plan.reason }),
       },
       `admission ${plan.outcome}`,
     );

@@ -42,8 +42,16 @@ export interface Workload {
 }
 
 /** `identity` is the pod's identity layout in mtls mode, undefined in plaintext mode. */
-export function sidecarContainer(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): Container {
-  const probe = (path: string, extra: Record<string, number>) => ({ httpGet: { path, port: ADMIN_PORT_NAME }, ...extra });
+export function sidecarContainer(
+  template: SidecarTemplate,
+  settings: InjectionSettings,
+  workload: Workload,
+  identity: IdentityLayout | undefined,
+): Container {
+  const probe = (path: string, extra: Record<string, number>) => ({
+    httpGet: { path, port: ADMIN_PORT_NAME },
+    ...extra,
+  });
   return {
     name: SIDECAR_CONTAINER_NAME,
     image: template.image,
@@ -52,7 +60,9 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
     args: ['sidecar'],
     ports: [
       { name: INBOUND_PORT_NAME, containerPort: settings.inboundPort, protocol: 'TCP' },
-      ...(identity !== undefined && settings.plaintextPort !== undefined ? [{ name: PLAINTEXT_PORT_NAME, containerPort: settings.plaintextPort, protocol: 'TCP' }] : []),
+      ...(identity !== undefined && settings.plaintextPort !== undefined
+        ? [{ name: PLAINTEXT_PORT_NAME, containerPort: settings.plaintextPort, protocol: 'TCP' }]
+        : []),
       { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
     ],
     env: sidecarEnv(template, settings, workload, identity),
@@ -69,15 +79,24 @@ export function sidecarContainer(template: SidecarTemplate, settings: InjectionS
       { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
       // The Redis password and the seal key: in this container only, never in the app's (issue #14);
       // in plaintext mode only: in mtls mode exchanged tokens are bound to this pod and never shared.
-      ...(template.redis === undefined || identity !== undefined ? [] : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
+      ...(template.redis === undefined || identity !== undefined
+        ? []
+        : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
       ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
       // The introspection client secret: in this container only, like the Redis secret.
-      ...(introspectionSecrets(template).length === 0 ? [] : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+      ...(introspectionSecrets(template).length === 0
+        ? []
+        : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
     ],
   };
 }
 
-function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
+function sidecarEnv(
+  template: SidecarTemplate,
+  settings: InjectionSettings,
+  workload: Workload,
+  identity: IdentityLayout | undefined,
+): EnvVar[] {
   const env: EnvVar[] = [
     literal('BATON_SERVICE', workload.service),
     literal('BATON_TRANSPORT__MODE', template.transport.mode),
@@ -99,7 +118,8 @@ function sidecarEnv(template: SidecarTemplate, settings: InjectionSettings, work
     literal('OTEL_SERVICE_NAME', workload.service),
   ];
   if (identity !== undefined) env.push(...identityEnv(template, settings, identity));
-  if (template.externalIssuers.length > 0) env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
+  if (template.externalIssuers.length > 0)
+    env.push(literal('BATON_EXTERNAL_ISSUERS', JSON.stringify(sidecarExternalIssuers(template.externalIssuers))));
   // The Redis tier serves plaintext mode only: in mtls mode exchanged tokens are bound to this pod's certificate.
   if (template.redis !== undefined && identity === undefined) {
     env.push(
@@ -123,7 +143,10 @@ export function sidecarExternalIssuers(issuers: readonly KubernetesExternalIssue
   return issuers.map(({ discovery: _discovery, introspection, ...issuer }) => {
     if (introspection === undefined) return { ...issuer };
     const { clientSecretFrom, ...rest } = introspection;
-    return { ...issuer, introspection: { ...rest, clientSecretFile: `${INTROSPECTION_DIR}/${introspectionPath(clientSecretFrom)}` } };
+    return {
+      ...issuer,
+      introspection: { ...rest, clientSecretFile: `${INTROSPECTION_DIR}/${introspectionPath(clientSecretFrom)}` },
+    };
   });
 }
 
@@ -133,7 +156,9 @@ function introspectionPath(from: { readonly secretName: string; readonly key: st
 }
 
 /** The introspecting issuers' Secrets and keys, each once, in config order. */
-export function introspectionSecrets(template: SidecarTemplate): ReadonlyArray<{ readonly secretName: string; readonly key: string }> {
+export function introspectionSecrets(
+  template: SidecarTemplate,
+): ReadonlyArray<{ readonly secretName: string; readonly key: string }> {
   const byPath = new Map<string, { readonly secretName: string; readonly key: string }>();
   for (const issuer of template.externalIssuers) {
     const from = issuer.introspection?.clientSecretFrom;
@@ -144,18 +169,33 @@ export function introspectionSecrets(template: SidecarTemplate): ReadonlyArray<{
 
 export const literal = (name: string, value: string | number | boolean): EnvVar => ({ name, value: String(value) });
 
-export function stsCredentialEnv(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined): EnvVar[] {
+export function stsCredentialEnv(
+  template: SidecarTemplate,
+  workload: Workload,
+  identity: IdentityLayout | undefined,
+): EnvVar[] {
   // mtls: the certificate is the credential (RFC 8705 §2.1), so no secret is mounted.
   if (identity !== undefined) return [literal('BATON_STS__AUTH_METHOD', 'tls_client_auth')];
   // plaintext: the credential is named after the ServiceAccount, so identity and
   // secret follow one object: whoever may run pods as that account (namespace
   // RBAC) may act as that service, the same boundary as the certificate's.
-  return [literal('BATON_STS__AUTH_METHOD', 'client_secret_basic'), { name: 'BATON_STS__CLIENT_SECRET', valueFrom: { secretKeyRef: { name: `${template.clientSecretPrefix}${workload.serviceAccount}`, key: 'clientSecret' } } }];
+  return [
+    literal('BATON_STS__AUTH_METHOD', 'client_secret_basic'),
+    {
+      name: 'BATON_STS__CLIENT_SECRET',
+      valueFrom: {
+        secretKeyRef: { name: `${template.clientSecretPrefix}${workload.serviceAccount}`, key: 'clientSecret' },
+      },
+    },
+  ];
 }
 
 /** The contract's transport, identity and spiffe keys (docs/identity.md), as BATON_* variables. */
 function identityEnv(template: SidecarTemplate, settings: InjectionSettings, identity: IdentityLayout): EnvVar[] {
-  const env: EnvVar[] = [...workloadIdentityEnv(template, identity), literal('BATON_INBOUND__CLIENT_CERTIFICATE', settings.clientCertificate)];
+  const env: EnvVar[] = [
+    ...workloadIdentityEnv(template, identity),
+    literal('BATON_INBOUND__CLIENT_CERTIFICATE', settings.clientCertificate),
+  ];
   if (settings.plaintextPort !== undefined) env.push(literal('BATON_INBOUND__PLAINTEXT_PORT', settings.plaintextPort));
   return env;
 }
@@ -170,7 +210,8 @@ export function workloadIdentityEnv(template: SidecarTemplate, identity: Identit
     literal('BATON_SPIFFE__NAMESPACE', template.spiffe.namespace),
     literal('BATON_SPIFFE__TEMPLATE', template.spiffe.template),
   ];
-  if (Object.keys(template.spiffe.ids).length > 0) env.push(literal('BATON_SPIFFE__IDS', JSON.stringify(template.spiffe.ids)));
+  if (Object.keys(template.spiffe.ids).length > 0)
+    env.push(literal('BATON_SPIFFE__IDS', JSON.stringify(template.spiffe.ids)));
   if (template.stsSpiffeId !== undefined) env.push(literal('BATON_STS__SPIFFE_ID', template.stsSpiffeId));
   if (template.policySpiffeId !== undefined) env.push(literal('BATON_POLICY__SPIFFE_ID', template.policySpiffeId));
   return env;
@@ -196,16 +237,35 @@ export function appEnv(settings: InjectionSettings): EnvVar[] {
   return env;
 }
 
-export function sidecarVolumes(template: SidecarTemplate, workload: Workload, identity: IdentityLayout | undefined, dataPlane: 'sidecar' | 'authz' = 'sidecar'): Array<Record<string, unknown>> {
+export function sidecarVolumes(
+  template: SidecarTemplate,
+  workload: Workload,
+  identity: IdentityLayout | undefined,
+  dataPlane: 'sidecar' | 'authz' = 'sidecar',
+): Array<Record<string, unknown>> {
   return [
-    { name: POLICY_KEY_VOLUME, configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] } },
+    {
+      name: POLICY_KEY_VOLUME,
+      configMap: { name: template.meshConfigMap, items: [{ key: POLICY_KEY_FILE, path: POLICY_KEY_FILE }] },
+    },
     { name: TMP_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '16Mi' } },
     // The pod's lifetime: it outlives a restart of the sidecar container, not the pod's deletion.
     { name: POLICY_STATE_VOLUME, emptyDir: { sizeLimit: '1Mi' } },
     // Named after the ServiceAccount like the client secret; not optional: without it the sidecar would not start anyway.
     ...(template.redis === undefined || identity !== undefined || dataPlane === 'authz'
       ? []
-      : [{ name: REDIS_VOLUME, secret: { secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`, items: [{ key: 'password', path: 'password' }, { key: 'seal-key', path: 'seal-key' }] } }]),
+      : [
+          {
+            name: REDIS_VOLUME,
+            secret: {
+              secretName: `${template.redisSecretPrefix}${workload.serviceAccount}`,
+              items: [
+                { key: 'password', path: 'password' },
+                { key: 'seal-key', path: 'seal-key' },
+              ],
+            },
+          },
+        ]),
     ...(identity?.volumes ?? []),
     ...(introspectionVolume(template) ?? []),
   ];
@@ -215,6 +275,8 @@ function introspectionVolume(template: SidecarTemplate): Array<Record<string, un
   const secrets = introspectionSecrets(template);
   if (secrets.length === 0) return undefined;
   // One volume, a file per Secret and key. Not optional: a sidecar told to introspect without its secret would refuse to start anyway; the pod says why.
-  const sources = secrets.map((from) => ({ secret: { name: from.secretName, items: [{ key: from.key, path: introspectionPath(from) }] } }));
+  const sources = secrets.map((from) => ({
+    secret: { name: from.secretName, items: [{ key: from.key, path: introspectionPath(from) }] },
+  }));
   return [{ name: INTROSPECTION_VOLUME, projected: { sources } }];
 }

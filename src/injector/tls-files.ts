@@ -34,11 +34,15 @@ export function loadTlsFiles(paths: { cert: string; key: string }): TlsMaterial 
   const material = { cert: readFileSync(paths.cert), key: readFileSync(paths.key) };
   const certificate = new X509Certificate(material.cert);
   // A pair half-way through a rotation (new cert, old key) must not replace a working one.
-  if (!certificate.checkPrivateKey(createPrivateKey(material.key))) throw new Error(`the private key in ${paths.key} does not match the certificate in ${paths.cert}`);
+  if (!certificate.checkPrivateKey(createPrivateKey(material.key)))
+    throw new Error(`the private key in ${paths.key} does not match the certificate in ${paths.cert}`);
   return material;
 }
 
-export function watchTlsFiles(paths: { cert: string; key: string; reloadIntervalMs: number; now?: () => number }, logger: Logger): TlsFiles {
+export function watchTlsFiles(
+  paths: { cert: string; key: string; reloadIntervalMs: number; now?: () => number },
+  logger: Logger,
+): TlsFiles {
   const now = paths.now ?? Date.now;
   let material = loadTlsFiles(paths);
   let certificate = new X509Certificate(material.cert);
@@ -61,7 +65,10 @@ export function watchTlsFiles(paths: { cert: string; key: string; reloadInterval
         return;
       }
     } catch (error) {
-      logger.warn({ event: 'tls_reload_failed', err: error instanceof Error ? error.message : String(error) }, 'keeping the current certificate');
+      logger.warn(
+        { event: 'tls_reload_failed', err: error instanceof Error ? error.message : String(error) },
+        'keeping the current certificate',
+      );
       return;
     }
     material = next;
@@ -101,5 +108,9 @@ function fingerprintOf(material: TlsMaterial): string {
 
 /** The subject alternative names, in one order: what a TLS client checks the webhook against. */
 function namesOf(certificate: X509Certificate): string {
-  return (certificate.subjectAltName ?? '').split(', ').filter((name) => name !== '').sort().join(', ');
+  return (certificate.subjectAltName ?? '')
+    .split(', ')
+    .filter((name) => name !== '')
+    .sort()
+    .join(', ');
 }

@@ -26,8 +26,18 @@ export interface AclUser {
   readonly commands?: readonly string[];
 }
 
-export const sidecarAclUser = (service: string, password: string): AclUser => ({ name: sidecarRedisUser(service), password, keys: `${sidecarKeyPrefix(service)}*`, commands: SIDECAR_COMMANDS });
-export const stsAclUser = (password: string): AclUser => ({ name: STS_REDIS_USER, password, keys: `${STS_KEY_PREFIX}*`, commands: STS_COMMANDS });
+export const sidecarAclUser = (service: string, password: string): AclUser => ({
+  name: sidecarRedisUser(service),
+  password,
+  keys: `${sidecarKeyPrefix(service)}*`,
+  commands: SIDECAR_COMMANDS,
+});
+export const stsAclUser = (password: string): AclUser => ({
+  name: STS_REDIS_USER,
+  password,
+  keys: `${STS_KEY_PREFIX}*`,
+  commands: STS_COMMANDS,
+});
 export const adminAclUser = (password: string): AclUser => ({ name: ADMIN_REDIS_USER, password });
 
 export function renderAclFile(users: readonly AclUser[]): string {
@@ -36,7 +46,10 @@ export function renderAclFile(users: readonly AclUser[]): string {
   for (const user of users) {
     const secret = `#${hash('sha256', user.password, 'hex')}`;
     if (user.keys === undefined) lines.push(`user ${user.name} on resetpass ${secret} ~* &* +@all`);
-    else lines.push(`user ${user.name} on resetpass ${secret} resetkeys ~${user.keys} resetchannels -@all ${(user.commands ?? []).map((c) => `+${c}`).join(' ')}`);
+    else
+      lines.push(
+        `user ${user.name} on resetpass ${secret} resetkeys ~${user.keys} resetchannels -@all ${(user.commands ?? []).map((c) => `+${c}`).join(' ')}`,
+      );
   }
   return lines.join('\n') + '\n';
 }

@@ -103,7 +103,11 @@ export function createDegradingRedis(options: DegradingRedisOptions): DegradingR
     if (state === 'auth' && next === 'unavailable') return;
     state = next;
     if (next === 'available') logger.info({ event: 'redis_available', redis: purpose }, `redis ${purpose} available`);
-    else logger.warn({ event: 'redis_unavailable', redis: purpose, fault: next, reason }, `redis ${purpose} unavailable (${next}); degrading`);
+    else
+      logger.warn(
+        { event: 'redis_unavailable', redis: purpose, fault: next, reason },
+        `redis ${purpose} unavailable (${next}); degrading`,
+      );
     options.onState?.(next);
   };
 
@@ -149,12 +153,22 @@ export function readPasswordFile(file: string): string {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(file, 'redis.passwordFile', 'a readable file holding the Redis ACL password', (error as NodeJS.ErrnoException).code ?? 'an unreadable file');
+    throw new ConfigError(
+      file,
+      'redis.passwordFile',
+      'a readable file holding the Redis ACL password',
+      (error as NodeJS.ErrnoException).code ?? 'an unreadable file',
+    );
   }
   // Secrets written by `echo` or editors end in a newline; Redis passwords never do.
   const password = text.replace(/\r?\n$/, '');
   if (password.length === 0 || /[\s]/.test(password)) {
-    throw new ConfigError(file, 'redis.passwordFile', 'one password without whitespace', password.length === 0 ? 'an empty file' : 'whitespace (not shown: secret)');
+    throw new ConfigError(
+      file,
+      'redis.passwordFile',
+      'one password without whitespace',
+      password.length === 0 ? 'an empty file' : 'whitespace (not shown: secret)',
+    );
   }
   return password;
 }

@@ -18,11 +18,23 @@ const Username = Type.String({ pattern: '^[A-Za-z0-9][-A-Za-z0-9_.:]{0,127}$', d
 export const SidecarRedisSchema = Type.Object(
   {
     url: RedisUrl,
-    username: Type.Optional({ ...Username, description: 'the ACL user this sidecar authenticates as (default sidecar-<service>)' }),
-    passwordFile: File('a file holding the ACL user\'s password, mounted into the sidecar container only'),
-    sealKeyFile: File('a file holding the 32-byte key (base64) that seals exchanged tokens; required: tokens are never stored in Redis unsealed'),
-    previousSealKeyFile: Type.Optional(File('the key being rotated out: entries it sealed still open until they expire')),
-    commandTimeoutMs: Type.Integer({ minimum: 1, maximum: 10_000, default: 50, description: 'how long one Redis command may take before it counts as a miss' }),
+    username: Type.Optional({
+      ...Username,
+      description: 'the ACL user this sidecar authenticates as (default sidecar-<service>)',
+    }),
+    passwordFile: File("a file holding the ACL user's password, mounted into the sidecar container only"),
+    sealKeyFile: File(
+      'a file holding the 32-byte key (base64) that seals exchanged tokens; required: tokens are never stored in Redis unsealed',
+    ),
+    previousSealKeyFile: Type.Optional(
+      File('the key being rotated out: entries it sealed still open until they expire'),
+    ),
+    commandTimeoutMs: Type.Integer({
+      minimum: 1,
+      maximum: 10_000,
+      default: 50,
+      description: 'how long one Redis command may take before it counts as a miss',
+    }),
   },
   {
     additionalProperties: false,
@@ -34,8 +46,13 @@ export const StsRedisSchema = Type.Object(
   {
     url: RedisUrl,
     username: Type.String({ ...Username, default: 'baton-sts' }),
-    passwordFile: File('a file holding the ACL user\'s password, mounted into the STS container only'),
-    commandTimeoutMs: Type.Integer({ minimum: 1, maximum: 10_000, default: 250, description: 'how long one Redis command may take before this replica falls back to its own replay set' }),
+    passwordFile: File("a file holding the ACL user's password, mounted into the STS container only"),
+    commandTimeoutMs: Type.Integer({
+      minimum: 1,
+      maximum: 10_000,
+      default: 250,
+      description: 'how long one Redis command may take before this replica falls back to its own replay set',
+    }),
   },
   {
     additionalProperties: false,

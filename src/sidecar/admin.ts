@@ -27,7 +27,8 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
   return (req, res) => {
     req.resume();
     const path = (req.url ?? '/').split('?', 1)[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
     switch (path) {
       case '/livez':
         return send(res, 200, 'text/plain', 'ok\n');
@@ -35,7 +36,12 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         const identity = identityLine(options.identity?.());
         if (options.ready()) return send(res, 200, 'text/plain', `ready\n${identity}`);
         const why = options.problems?.() ?? [];
-        return send(res, 503, 'text/plain', `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n${identity}${why.map((line) => `${line}\n`).join('')}`);
+        return send(
+          res,
+          503,
+          'text/plain',
+          `not ready: waiting for ${options.waitingFor().join(', ') || 'shutdown'}\n${identity}${why.map((line) => `${line}\n`).join('')}`,
+        );
       }
       case '/metrics': {
         const own = options.metrics.render() + readinessMetrics(options);
@@ -53,14 +59,20 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
 }
 
 // What readiness waits for (src/sidecar/wiring.ts), as gauge labels: the policy source and the STS's keys and endpoint.
-const DEPENDENCIES: Readonly<Record<string, string>> = { policy: 'policy', 'sts keys': 'sts_keys', 'token endpoint': 'token_endpoint', identity: 'identity' };
+const DEPENDENCIES: Readonly<Record<string, string>> = {
+  policy: 'policy',
+  'sts keys': 'sts_keys',
+  'token endpoint': 'token_endpoint',
+  identity: 'identity',
+};
 const IDENTITY_STATES: readonly IdentityState[] = ['ready', 'near_expiry', 'missing', 'expired', 'not_yet_valid'];
 
 /** Why the identity is (not) fit for mTLS, for people reading `/readyz`: state, time left, the last reload failure. */
 function identityLine(status: IdentityStatus | undefined): string {
   if (status === undefined) return '';
   const left = status.expiresInSeconds === undefined ? '' : `, expires in ${status.expiresInSeconds}s`;
-  const reason = status.reason === undefined ? '' : `, ${status.reason}${status.detail === undefined ? '' : ` (${status.detail})`}`;
+  const reason =
+    status.reason === undefined ? '' : `, ${status.reason}${status.detail === undefined ? '' : ` (${status.detail})`}`;
   return `identity: ${status.state}${left}${reason}\n`;
 }
 
@@ -80,17 +92,40 @@ function readinessMetrics(options: AdminOptions): string {
   }
   const identity = options.identity?.();
   if (identity !== undefined) {
-    lines.push('# HELP baton_identity_state The workload identity\'s state: 1 for the current one of ready, near_expiry, missing, expired, not_yet_valid.', '# TYPE baton_identity_state gauge');
-    for (const state of IDENTITY_STATES) lines.push(`baton_identity_state{state="${state}"} ${identity.state === state ? 1 : 0}`);
-    lines.push('# HELP baton_identity_expiry_timestamp_seconds When the workload certificate in use expires (Unix seconds; 0: none).', '# TYPE baton_identity_expiry_timestamp_seconds gauge');
-    lines.push(`baton_identity_expiry_timestamp_seconds ${identity.notAfter === undefined ? 0 : Math.floor(identity.notAfter / 1000)}`);
-    lines.push('# HELP baton_identity_rotations_refused_total Certificate files refused because they named another SPIFFE ID than the identity in use.', '# TYPE baton_identity_rotations_refused_total counter');
+    lines.push(
+      "# HELP baton_identity_state The workload identity's state: 1 for the current one of ready, near_expiry, missing, expired, not_yet_valid.",
+      '# TYPE baton_identity_state gauge',
+    );
+    for (const state of IDENTITY_STATES)
+      lines.push(`baton_identity_state{state="${state}"} ${identity.state === state ? 1 : 0}`);
+    lines.push(
+      '# HELP baton_identity_expiry_timestamp_seconds When the workload certificate in use expires (Unix seconds; 0: none).',
+      '# TYPE baton_identity_expiry_timestamp_seconds gauge',
+    );
+    lines.push(
+      `baton_identity_expiry_timestamp_seconds ${identity.notAfter === undefined ? 0 : Math.floor(identity.notAfter / 1000)}`,
+    );
+    lines.push(
+      '# HELP baton_identity_rotations_refused_total Certificate files refused because they named another SPIFFE ID than the identity in use.',
+      '# TYPE baton_identity_rotations_refused_total counter',
+    );
     lines.push(`baton_identity_rotations_refused_total ${identity.refusedRotations ?? 0}`);
   }
   return lines.join('\n') + '\n';
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
+function send(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  body: string,
+  extra: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'content-type': contentType,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    ...extra,
+  });
   res.end(body);
 }

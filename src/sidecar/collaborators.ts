@@ -18,9 +18,6 @@ import type { ContextHandles, RequestIds } from './context-handles.ts';
 import type { Forwarder } from './forward.ts';
 import type { SidecarMetrics } from './metrics.ts';
 
-
-
-
 /**
  * The call-graph policy in force. A request reads `snapshot()` once: the
  * policy and its version as one value, so a reload during an await can
@@ -39,7 +36,9 @@ export interface PolicySnapshot {
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */
 export interface Collaborators {
-  readonly policy: PolicyView & { readonly onUpdate?: (listener: (policy: unknown, version: number) => void) => () => void };
+  readonly policy: PolicyView & {
+    readonly onUpdate?: (listener: (policy: unknown, version: number) => void) => () => void;
+  };
   readonly verifier: AccessTokenVerifier;
   readonly verifiedCache: VerifiedTokenCache;
   readonly handles: ContextHandles;

@@ -77,7 +77,8 @@ const AAD = Buffer.from('baton-context/1');
 
 export function createContextHandles(options: ContextHandleOptions): ContextHandles {
   const key: KeyObject = createSecretKey(options.key ?? randomBytes(32));
-  if (key.symmetricKeySize !== 32) throw new TypeError(`expected a 32-byte key for AES-256-GCM, got ${key.symmetricKeySize} bytes`);
+  if (key.symmetricKeySize !== 32)
+    throw new TypeError(`expected a 32-byte key for AES-256-GCM, got ${key.symmetricKeySize} bytes`);
   const now = options.now ?? Date.now;
   // A JWS packs to at most its own length; a raw token is sealed as is: either way the box is at most this long.
   const maxSealedBytes = NONCE_BYTES + HEAD_BYTES + 4 + options.maxTokenBytes + TAG_BYTES;
@@ -109,7 +110,9 @@ export function createContextHandles(options: ContextHandleOptions): ContextHand
       if (sealed.length < NONCE_BYTES + HEAD_BYTES + 1 + TAG_BYTES) return undefined;
       let plain: Buffer;
       try {
-        const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE_BYTES), { authTagLength: TAG_BYTES });
+        const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE_BYTES), {
+          authTagLength: TAG_BYTES,
+        });
         decipher.setAAD(AAD);
         decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
         plain = decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES));
@@ -166,7 +169,11 @@ function packToken(token: string): PackedToken {
       }
     }
   }
-  return { form: RAW, length: Buffer.byteLength(token, 'utf8'), write: (target, offset) => void target.write(token, offset, 'utf8') };
+  return {
+    form: RAW,
+    length: Buffer.byteLength(token, 'utf8'),
+    write: (target, offset) => void target.write(token, offset, 'utf8'),
+  };
 }
 
 function unpackToken(form: number, body: Buffer): string | undefined {
@@ -197,7 +204,8 @@ function createNonceCounter(): { next(): Buffer } {
       const nonce = Buffer.allocUnsafe(NONCE_BYTES);
       nonce.writeUInt32BE(prefix, 0);
       // 2^53 handles would take millennia at any request rate; past it the nonce could repeat, so refuse.
-      if (!Number.isSafeInteger(++count)) throw new RangeError('expected fewer than 2^53 context handles under one key');
+      if (!Number.isSafeInteger(++count))
+        throw new RangeError('expected fewer than 2^53 context handles under one key');
       nonce.writeUInt32BE(Math.floor(count / 0x1_0000_0000), 4);
       nonce.writeUInt32BE(count % 0x1_0000_0000, 8);
       return nonce;
@@ -227,7 +235,6 @@ function createNonceCounter(): { next(): Buffer } {
  * label its own calls with any id it was given.
  */
 export const REQUEST_HEADER = 'baton-request';
-
 
 export interface RequestIds {
   /** A fresh id: 96 random bits, 16 base64url characters. */

@@ -41,7 +41,12 @@ export interface EdgeContext {
  * `known` is a decision this policy already made for this same input (`baton authz`'s decision cache,
  * src/authz/decision-cache.ts): the call is audited, counted and answered exactly as if decided now.
  */
-export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, context: EdgeContext, known?: Decision): Decision {
+export function checkSidecarEdge(
+  policy: CompiledPolicy,
+  input: DecisionInput,
+  context: EdgeContext,
+  known?: Decision,
+): Decision {
   const decision = known ?? policy.decide(input);
   const outcome = decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny';
   context.metrics.decision(decision.rule, outcome);
@@ -49,7 +54,18 @@ export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, c
   if (outcome === 'would_deny') context.metrics.shadowDenial(input.target, decision.rule);
   if (context.traced !== false) {
     recordDecisionSpan(
-      { direction: context.direction, subject: context.subject, subjectIssuer: context.subjectIssuer, chain: input.chain, target: input.target, txn: context.txn, policyVersion: context.policyVersion, rule: decision.rule, decision: outcome, cause: decision.allowed ? undefined : decision.cause },
+      {
+        direction: context.direction,
+        subject: context.subject,
+        subjectIssuer: context.subjectIssuer,
+        chain: input.chain,
+        target: input.target,
+        txn: context.txn,
+        policyVersion: context.policyVersion,
+        rule: decision.rule,
+        decision: outcome,
+        cause: decision.allowed ? undefined : decision.cause,
+      },
       context.pseudonym,
     );
   }
@@ -87,7 +103,12 @@ export function checkSidecarEdge(policy: CompiledPolicy, input: DecisionInput, c
 
 function refusalOf(decision: Deny): HttpError {
   if (decision.cause === 'acr' && decision.acrValues !== undefined && decision.acrValues.length > 0) {
-    return new StepUpRequiredError(decision.reason, { extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') } });
+    return new StepUpRequiredError(decision.reason, {
+      extensions: { rule: decision.rule, cause: decision.cause, acr_values: decision.acrValues.join(' ') },
+    });
   }
-  return new PolicyDeniedError(decision.reason, { reason: decision.cause, extensions: { rule: decision.rule, cause: decision.cause } });
+  return new PolicyDeniedError(decision.reason, {
+    reason: decision.cause,
+    extensions: { rule: decision.rule, cause: decision.cause },
+  });
 }

@@ -44,7 +44,11 @@ export const EXTERNAL_CALLER = 'external';
 
 /** True for a lower-cased header name in baton's namespace, spelled with `-` or `_`. */
 export function isBatonHeader(lowerName: string): boolean {
-  return lowerName.length > 6 && lowerName.startsWith('baton') && (lowerName.charCodeAt(5) === 0x2d || lowerName.charCodeAt(5) === 0x5f);
+  return (
+    lowerName.length > 6 &&
+    lowerName.startsWith('baton') &&
+    (lowerName.charCodeAt(5) === 0x2d || lowerName.charCodeAt(5) === 0x5f)
+  );
 }
 
 export interface Identity {
@@ -99,7 +103,9 @@ export function headerSafe(value: string): string {
     }
   }
   if (safe) return value;
-  return Array.from(new TextEncoder().encode(value), (byte) => (mustEncode(byte) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte))).join('');
+  return Array.from(new TextEncoder().encode(value), (byte) =>
+    mustEncode(byte) ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte),
+  ).join('');
 }
 
 function mustEncode(c: number): boolean {
@@ -108,10 +114,21 @@ function mustEncode(c: number): boolean {
 
 // --- proxy facts ---
 
-export const METHOD_OVERRIDE_HEADERS: readonly string[] = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+export const METHOD_OVERRIDE_HEADERS: readonly string[] = [
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+];
 
 /** Lower-case names the inbound port drops from the caller's request; it adds its own through `proxyHeaders`. */
-export const UNTRUSTED_REQUEST_HEADERS: ReadonlySet<string> = new Set([...METHOD_OVERRIDE_HEADERS, 'forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'x-forwarded-for']);
+export const UNTRUSTED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  ...METHOD_OVERRIDE_HEADERS,
+  'forwarded',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'x-forwarded-for',
+]);
 
 /** The proxy headers for this hop, as a flat `[name, value, …]` list. */
 export function proxyHeaders(req: RequestHead): string[] {
@@ -162,10 +179,22 @@ export interface HeaderRules {
 // RFC 9110 §5.5 field-value, narrowed to what the sidecar itself writes: visible ASCII, space and tab.
 const FIELD_TEXT = /^[\x20-\x7e\t]*$/;
 
-export function forwardRequestHeaders(head: Pick<MessageHead, 'rawHeaders' | 'connection'>, rules: HeaderRules): string[] {
-  const out = endToEndHeaders(head, 'request', (name) => isBatonHeader(name) || name === 'expect' || (rules.dropAuthorization && name === 'authorization') || rules.drop?.has(name) === true);
+export function forwardRequestHeaders(
+  head: Pick<MessageHead, 'rawHeaders' | 'connection'>,
+  rules: HeaderRules,
+): string[] {
+  const out = endToEndHeaders(
+    head,
+    'request',
+    (name) =>
+      isBatonHeader(name) ||
+      name === 'expect' ||
+      (rules.dropAuthorization && name === 'authorization') ||
+      rules.drop?.has(name) === true,
+  );
   for (const value of rules.add) {
-    if (!FIELD_TEXT.test(value)) throw new InternalError('expected header values of visible ASCII, built one holding another character');
+    if (!FIELD_TEXT.test(value))
+      throw new InternalError('expected header values of visible ASCII, built one holding another character');
     out.push(value);
   }
   return out;

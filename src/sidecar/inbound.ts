@@ -49,7 +49,9 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
   const { service, metrics } = ctx;
   // Tracing on: our span becomes the app's parent, so the caller's trace headers are replaced, not relayed.
   const { enabled: traced, tracer } = ctx.tracing;
-  const replaced = traced ? new Set([...UNTRUSTED_REQUEST_HEADERS, ...ctx.tracing.propagationFields]) : UNTRUSTED_REQUEST_HEADERS;
+  const replaced = traced
+    ? new Set([...UNTRUSTED_REQUEST_HEADERS, ...ctx.tracing.propagationFields])
+    : UNTRUSTED_REQUEST_HEADERS;
   const requests: RequestMetrics = metrics.requests('inbound', service);
 
   return createPipeline(
@@ -60,7 +62,12 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
       sharePerPeer: true,
       bodyTimeoutMs: options.bodyTimeoutMs,
       // A SERVER span, child of the caller's traceparent.
-      ...(traced ? { startSpan: (stream: RequestStream) => startServerSpan(tracer, stream, stream.url.split('?', 1)[0] as string) } : {}),
+      ...(traced
+        ? {
+            startSpan: (stream: RequestStream) =>
+              startServerSpan(tracer, stream, stream.url.split('?', 1)[0] as string),
+          }
+        : {}),
       async run(req, call, { policy, version }) {
         // 1. A path the app's server could read as another one (`..;/`, `%252e`, `%00`, overlong UTF-8) is refused outright.
         const path = originFormPath(req.url);
@@ -78,8 +85,13 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
         //    The token is hashed once, for the verified-token cache. One user may hold only its share of the limit.
         const digest = tokenDigest(token);
         const verified = ctx.verifiedCache.get(token, service, digest) ?? (await verifiedFor(ctx, token, digest));
-        if (verified.user && !options.inflight.share(req, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)) {
-          throw new FairShareExceededError('expected this user to hold fewer requests in flight, its share of the inbound limit is used up');
+        if (
+          verified.user &&
+          !options.inflight.share(req, 'subject', `${verified.kind}\n${verified.subjectIssuer}\n${verified.subject}`)
+        ) {
+          throw new FairShareExceededError(
+            'expected this user to hold fewer requests in flight, its share of the inbound limit is used up',
+          );
         }
 
         // 5. RFC 8705 §3: a bound token only with its certificate, from the workload it names as caller; per request, never cached.
@@ -87,10 +99,21 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
 
         // 6. The chain the token carries, against the policy for this method and path. The request id continues the
         //    caller's when the caller is a mesh service, and starts here otherwise.
-        const request = (verified.kind === 'mesh' ? ctx.requestIds.accept(req.headers[REQUEST_HEADER]) : undefined) ?? ctx.requestIds.mint();
+        const request =
+          (verified.kind === 'mesh' ? ctx.requestIds.accept(req.headers[REQUEST_HEADER]) : undefined) ??
+          ctx.requestIds.mint();
         checkSidecarEdge(
           policy,
-          { chain: verified.chain, target: service, method: req.method, path, scopes: verified.scopes, acr: verified.acr, user: verified.user, subjectIssuer: verified.subjectIssuer },
+          {
+            chain: verified.chain,
+            target: service,
+            method: req.method,
+            path,
+            scopes: verified.scopes,
+            acr: verified.acr,
+            user: verified.user,
+            subjectIssuer: verified.subjectIssuer,
+          },
           {
             direction: 'inbound',
             service,
@@ -111,19 +134,39 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
         // 7. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
         //    The handle carries the request id, so the app's outbound calls are logged under this request.
         const contextHandle = ctx.handles.issue(token, verified, request);
-        const add = identityHeaders({ subject: verified.subject, subjectIssuer: verified.subjectIssuer, user: verified.user, chain: verified.chain, external: verified.kind === 'external', scopes: verified.scopes, txn: verified.txn, request, contextHandle });
+        const add = identityHeaders({
+          subject: verified.subject,
+          subjectIssuer: verified.subjectIssuer,
+          user: verified.user,
+          chain: verified.chain,
+          external: verified.kind === 'external',
+          scopes: verified.scopes,
+          txn: verified.txn,
+          request,
+          contextHandle,
+        });
         add.push(...proxyHeaders(req));
         if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
         // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.
         if (traced) add.push(...traceHeaders(context.active()));
-        const headers = forwardRequestHeaders(req.head, { dropAuthorization: !options.forwardToken, drop: replaced, add });
+        const headers = forwardRequestHeaders(req.head, {
+          dropAuthorization: !options.forwardToken,
+          drop: replaced,
+          add,
+        });
 
         // 8. To the app, streaming — unless the body deadline has answered meanwhile. The app reads the Host the
         //    caller sent (the parser checked it is one authority), written first by the data plane.
         if (req.headersSent || req.closed) return req.statusCode;
         // A gRPC call's own deadline bounds the app's time too (grpc-timeout).
         const timeoutMs = Math.min(options.timeoutMs, (req.grpc ? grpcDeadlineMs(req) : undefined) ?? Infinity);
-        return ctx.forwarder.forward(req, { origin: options.app, path: req.url, host: req.headers.host as string, headers, timeoutMs });
+        return ctx.forwarder.forward(req, {
+          origin: options.app,
+          path: req.url,
+          host: req.headers.host as string,
+          headers,
+          timeoutMs,
+        });
       },
     },
     ctx,

@@ -14,7 +14,17 @@
  * label text is built once per series.
  */
 
-import { DURATION_BUCKETS, type Histogram, histogram, labelledHistogram, labelledSeries, nestedCounter, renderFamily, renderHistogramFamily, series as newSeries } from '../telemetry/prometheus-text.ts';
+import {
+  DURATION_BUCKETS,
+  type Histogram,
+  histogram,
+  labelledHistogram,
+  labelledSeries,
+  nestedCounter,
+  renderFamily,
+  renderHistogramFamily,
+  series as newSeries,
+} from '../telemetry/prometheus-text.ts';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -30,7 +40,9 @@ export const FORWARDED = 'forwarded';
 export const UNKNOWN_TARGET = '_OTHER';
 
 /** Token acquisition buckets: an in-process hit takes microseconds, an STS round trip milliseconds. */
-export const EXCHANGE_BUCKETS: readonly number[] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+export const EXCHANGE_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+];
 
 /** The request series of one direction and target, resolved once per handler or target. */
 export interface RequestMetrics {
@@ -116,23 +128,101 @@ export function createSidecarMetrics(): SidecarMetrics {
     render() {
       const lines: string[] = [];
       const requests = [...requestHandles.values()].flatMap((h) => h.series());
-      renderFamily(lines, 'baton_requests_total', 'counter', 'Requests answered, by direction, target service, status code and reason (a baton error code, or forwarded).', requests.map((h) => ({ labels: h.labels, value: h.count })));
-      renderHistogramFamily(lines, 'baton_request_duration_seconds', 'Time from admitting a request to its last response byte, by direction, target service, status code and reason.', requests);
-      renderFamily(lines, 'baton_decisions_total', 'counter', 'Call-graph policy decisions, by rule and decision.', decisions.series());
-      renderFamily(lines, 'baton_shadow_denials_total', 'counter', 'Calls a shadow-mode rule would have denied and let through, by target and rule.', shadowDenials.series());
-      renderFamily(lines, 'baton_token_cache_requests_total', 'counter', 'Exchanged-token cache lookups, by result.', exchange.all().map((h) => ({ labels: h.labels, value: h.count })));
-      renderHistogramFamily(lines, 'baton_exchange_duration_seconds', 'Time to obtain a token for an outbound call, by cache result (miss: an STS round trip).', exchange.all());
-      renderFamily(lines, 'baton_token_binding_refusals_total', 'counter', 'Inbound tokens refused for their certificate binding (RFC 8705), by code.', bindingRefusals.series());
+      renderFamily(
+        lines,
+        'baton_requests_total',
+        'counter',
+        'Requests answered, by direction, target service, status code and reason (a baton error code, or forwarded).',
+        requests.map((h) => ({ labels: h.labels, value: h.count })),
+      );
+      renderHistogramFamily(
+        lines,
+        'baton_request_duration_seconds',
+        'Time from admitting a request to its last response byte, by direction, target service, status code and reason.',
+        requests,
+      );
+      renderFamily(
+        lines,
+        'baton_decisions_total',
+        'counter',
+        'Call-graph policy decisions, by rule and decision.',
+        decisions.series(),
+      );
+      renderFamily(
+        lines,
+        'baton_shadow_denials_total',
+        'counter',
+        'Calls a shadow-mode rule would have denied and let through, by target and rule.',
+        shadowDenials.series(),
+      );
+      renderFamily(
+        lines,
+        'baton_token_cache_requests_total',
+        'counter',
+        'Exchanged-token cache lookups, by result.',
+        exchange.all().map((h) => ({ labels: h.labels, value: h.count })),
+      );
+      renderHistogramFamily(
+        lines,
+        'baton_exchange_duration_seconds',
+        'Time to obtain a token for an outbound call, by cache result (miss: an STS round trip).',
+        exchange.all(),
+      );
+      renderFamily(
+        lines,
+        'baton_token_binding_refusals_total',
+        'counter',
+        'Inbound tokens refused for their certificate binding (RFC 8705), by code.',
+        bindingRefusals.series(),
+      );
       if (redisSeen) {
-        renderFamily(lines, 'baton_redis_available', 'gauge', 'Whether the shared Redis token tier is in use (1) or the sidecar runs on its in-process cache (0).', [redisAvailable]);
-        renderFamily(lines, 'baton_redis_faults_total', 'counter', 'Times the Redis token tier became unusable, by fault: unavailable, auth (wrong ACL user or password), noperm (ACL refused a command or key).', redisFaults.series());
+        renderFamily(
+          lines,
+          'baton_redis_available',
+          'gauge',
+          'Whether the shared Redis token tier is in use (1) or the sidecar runs on its in-process cache (0).',
+          [redisAvailable],
+        );
+        renderFamily(
+          lines,
+          'baton_redis_faults_total',
+          'counter',
+          'Times the Redis token tier became unusable, by fault: unavailable, auth (wrong ACL user or password), noperm (ACL refused a command or key).',
+          redisFaults.series(),
+        );
       }
-      renderFamily(lines, 'baton_token_cache_unsealable_total', 'counter', 'Redis entries that failed to open (another key, moved, tampered) and were treated as misses.', [unsealable]);
+      renderFamily(
+        lines,
+        'baton_token_cache_unsealable_total',
+        'counter',
+        'Redis entries that failed to open (another key, moved, tampered) and were treated as misses.',
+        [unsealable],
+      );
       renderFamily(lines, 'baton_inflight_requests', 'gauge', 'Requests in flight, by direction.', inflight.series());
-      renderFamily(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [policyVersion]);
-      renderFamily(lines, 'baton_policy_updates_total', 'counter', 'Verified call-graph policy versions taken into force.', [policyUpdates]);
-      renderFamily(lines, 'baton_connections_capped_total', 'counter', 'Connections closed at accept because a data-plane port was at its cap (limits.maxConnections: listener) or one address was (limits.maxConnectionsPerPeer: peer).', capped.series());
-      renderFamily(lines, 'baton_upstream_retries_total', 'counter', 'Idempotent requests sent again on a fresh upstream connection because the kept-alive one closed before answering.', [upstreamRetries]);
+      renderFamily(lines, 'baton_policy_version', 'gauge', 'Version of the call-graph policy in force (0: none yet).', [
+        policyVersion,
+      ]);
+      renderFamily(
+        lines,
+        'baton_policy_updates_total',
+        'counter',
+        'Verified call-graph policy versions taken into force.',
+        [policyUpdates],
+      );
+      renderFamily(
+        lines,
+        'baton_connections_capped_total',
+        'counter',
+        'Connections closed at accept because a data-plane port was at its cap (limits.maxConnections: listener) or one address was (limits.maxConnectionsPerPeer: peer).',
+        capped.series(),
+      );
+      renderFamily(
+        lines,
+        'baton_upstream_retries_total',
+        'counter',
+        'Idempotent requests sent again on a fresh upstream connection because the kept-alive one closed before answering.',
+        [upstreamRetries],
+      );
       return lines.join('\n') + '\n';
     },
   };
@@ -150,10 +240,10 @@ function requestHandle(labels: { direction: Direction; target: string }): Reques
       let byReason = byStatus.get(status);
       if (byReason === undefined) byStatus.set(status, (byReason = new Map()));
       let series = byReason.get(reason);
-      if (series === undefined) byReason.set(reason, (series = histogram(DURATION_BUCKETS, { ...labels, code: String(status), reason })));
+      if (series === undefined)
+        byReason.set(reason, (series = histogram(DURATION_BUCKETS, { ...labels, code: String(status), reason })));
       series.observe(seconds);
     },
     series: () => [...byStatus.values()].flatMap((byReason) => [...byReason.values()]),
   };
 }
-

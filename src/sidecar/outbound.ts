@@ -25,7 +25,13 @@ import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { MethodNotAllowedError, NotReadyError } from '../core/errors.ts';
 import type { MeshClient, MeshGeneration } from '../identity/mesh-client.ts';
 import type { ServiceMap } from '../identity/service-map.ts';
-import { type EgressTarget, type Endpoint, endpointOf, startEgressSpan, traceHeaders } from '../telemetry/http-spans.ts';
+import {
+  type EgressTarget,
+  type Endpoint,
+  endpointOf,
+  startEgressSpan,
+  traceHeaders,
+} from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
 import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
@@ -69,7 +75,8 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
   // Only names the policy knows get here, so the memo (and the metric series it holds) is bounded by the call graph.
   const upstreamFor = (name: string): Upstream => {
     let found = upstreams.get(name);
-    if (found === undefined) upstreams.set(name, (found = upstream(name, `${scheme}://${name}:${options.defaultUpstreamPort}`)));
+    if (found === undefined)
+      upstreams.set(name, (found = upstream(name, `${scheme}://${name}:${options.defaultUpstreamPort}`)));
     return found;
   };
   const untargeted = metrics.requests('outbound', UNKNOWN_TARGET);
@@ -82,21 +89,31 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
       inflight: options.inflight,
       sharePerPeer: false,
       // One CLIENT span per call out, child of the app's traceparent if it sent one; the exchange and the upstream hang under it.
-      ...(traced ? { startSpan: (stream: RequestStream) => startEgressSpan(tracer, stream, egressTargetOf(stream)) } : {}),
+      ...(traced
+        ? { startSpan: (stream: RequestStream) => startEgressSpan(tracer, stream, egressTargetOf(stream)) }
+        : {}),
       run,
     },
     ctx,
   );
 
-  async function run(req: RequestStream, call: { requests: RequestMetrics; credential: boolean }, snapshot: PolicySnapshot): Promise<number> {
+  async function run(
+    req: RequestStream,
+    call: { requests: RequestMetrics; credential: boolean },
+    snapshot: PolicySnapshot,
+  ): Promise<number> {
     const { policy } = snapshot;
     call.credential = req.headers.authorization !== undefined || req.headers[IdentityHeader.context] !== undefined;
 
     // 0. CONNECT service:port: a tunnel whose requests are read, checked and exchanged one by one, like any other.
     if (req.method === 'CONNECT') {
-      if (req.protocol !== 'http/1.1') throw new MethodNotAllowedError('expected CONNECT over HTTP/1.1; HTTP/2 tunnels are not opened', { reason: 'connect' });
+      if (req.protocol !== 'http/1.1')
+        throw new MethodNotAllowedError('expected CONNECT over HTTP/1.1; HTTP/2 tunnels are not opened', {
+          reason: 'connect',
+        });
       const service = connectTarget(req);
-      if (!policy.hasService(service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${service}'`);
+      if (!policy.hasService(service))
+        throw new UnknownServiceError(`expected a service the call-graph policy names, got '${service}'`);
       call.requests = upstreamFor(service).requests;
       req.openTunnel();
       return 200;
@@ -104,12 +121,18 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
 
     // 1. Which service the app is calling, and where it lives. Refused before any exchange when unknown.
     const target = requestTarget(req);
-    if (!policy.hasService(target.service)) throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
+    if (!policy.hasService(target.service))
+      throw new UnknownServiceError(`expected a service the call-graph policy names, got '${target.service}'`);
     const upstream = upstreamFor(target.service);
     // mtls: the certificate generation this request uses, read once: the token is bound to it and travels on it.
     const generation = mesh?.client.current();
-    if (mesh !== undefined && generation === undefined) throw new NotReadyError('expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext', { reason: 'identity' });
-    const binding: CertificateBinding | undefined = generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
+    if (mesh !== undefined && generation === undefined)
+      throw new NotReadyError(
+        'expected a valid workload certificate for mTLS, have none (missing or expired); nothing is sent in plaintext',
+        { reason: 'identity' },
+      );
+    const binding: CertificateBinding | undefined =
+      generation === undefined ? undefined : { thumbprint: generation.svid.thumbprint, dispatcher: generation.agent };
     const origin = generation === undefined ? upstream.plain : upstream.over(generation);
     call.requests = upstream.requests;
     const pathOnly = target.path.split('?', 1)[0] as string;
@@ -121,8 +144,17 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
     const subject = await findSubject(ctx, req);
     const request = subject?.request ?? ctx.requestIds.mint();
     // One user may hold only its share of the outbound limit (./pipeline.ts); service-identity calls are the app's own.
-    if (subject?.verified.user === true && !options.inflight.share(req, 'subject', `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`)) {
-      throw new FairShareExceededError('expected this user to hold fewer calls in flight, its share of the outbound limit is used up');
+    if (
+      subject?.verified.user === true &&
+      !options.inflight.share(
+        req,
+        'subject',
+        `${subject.verified.kind}\n${subject.verified.subjectIssuer}\n${subject.verified.subject}`,
+      )
+    ) {
+      throw new FairShareExceededError(
+        'expected this user to hold fewer calls in flight, its share of the outbound limit is used up',
+      );
     }
 
     // 4. The edge this call would add, checked before the STS is asked (it would refuse too, but later).
@@ -130,7 +162,15 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
       policy,
       subject === undefined
         ? // The service token's scopes are not known before it is minted; the most the STS could grant on this edge is.
-          { chain: [service], target: target.service, method: req.method, path: pathOnly, scopes: policy.usableScopes(service, target.service) ?? new Set(), user: false, subjectIssuer: options.stsIssuer }
+          {
+            chain: [service],
+            target: target.service,
+            method: req.method,
+            path: pathOnly,
+            scopes: policy.usableScopes(service, target.service) ?? new Set(),
+            user: false,
+            subjectIssuer: options.stsIssuer,
+          }
         : {
             chain: [...(subject.verified.kind === 'mesh' ? subject.verified.chain : []), service],
             target: target.service,
@@ -141,18 +181,46 @@ export function createOutboundHandler(ctx: SidecarContext, options: OutboundOpti
             user: subject.verified.user,
             subjectIssuer: subject.verified.subjectIssuer,
           },
-      { direction: 'outbound', service, subject: subject?.verified.subject ?? service, subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer, txn: subject?.verified.txn, request, policyVersion: snapshot.version, logger, metrics, traced, pseudonym: ctx.subjectPseudonym },
+      {
+        direction: 'outbound',
+        service,
+        subject: subject?.verified.subject ?? service,
+        subjectIssuer: subject?.verified.subjectIssuer ?? options.stsIssuer,
+        txn: subject?.verified.txn,
+        request,
+        policyVersion: snapshot.version,
+        logger,
+        metrics,
+        traced,
+        pseudonym: ctx.subjectPseudonym,
+      },
     );
 
     // 5. A token for the target: exchanged (RFC 8693) for a subject, client credentials otherwise; a gRPC call's
     //    deadline (grpc-timeout) bounds the exchange and the forward alike.
     const deadline = req.grpc ? grpcDeadlineMs(req) : undefined;
     const started = performance.now();
-    const issued = await withinDeadline(obtainToken(ctx, options.exchanger(), target.service, subject, binding), deadline);
-    const timeoutMs = Math.min(options.timeoutMs, deadline === undefined ? Infinity : Math.max(1, deadline - (performance.now() - started)));
+    const issued = await withinDeadline(
+      obtainToken(ctx, options.exchanger(), target.service, subject, binding),
+      deadline,
+    );
+    const timeoutMs = Math.min(
+      options.timeoutMs,
+      deadline === undefined ? Infinity : Math.max(1, deadline - (performance.now() - started)),
+    );
 
     // 6. Our Authorization replaces the app's; baton-* and proxy credentials never leave the pod.
-    const headers = forwardRequestHeaders(req.head, { dropAuthorization: true, drop: replaced, add: ['authorization', `Bearer ${issued.accessToken}`, REQUEST_HEADER, request, ...(traced ? traceHeaders(context.active()) : [])] });
+    const headers = forwardRequestHeaders(req.head, {
+      dropAuthorization: true,
+      drop: replaced,
+      add: [
+        'authorization',
+        `Bearer ${issued.accessToken}`,
+        REQUEST_HEADER,
+        request,
+        ...(traced ? traceHeaders(context.active()) : []),
+      ],
+    });
 
     // 7. To the upstream, streaming; its answer goes back as it came.
     return ctx.forwarder.forward(req, { origin, path: target.path, host: origin.authority, headers, timeoutMs });
@@ -186,7 +254,11 @@ function upstreamOf(url: URL, requests: RequestMetrics): Upstream {
     requests,
     plain: upstreamOrigin(url),
     over(generation) {
-      if (last?.thumbprint !== generation.svid.thumbprint) last = { thumbprint: generation.svid.thumbprint, origin: upstreamOrigin(url, generation.connectOptions(url.origin), generation.svid.thumbprint) };
+      if (last?.thumbprint !== generation.svid.thumbprint)
+        last = {
+          thumbprint: generation.svid.thumbprint,
+          origin: upstreamOrigin(url, generation.connectOptions(url.origin), generation.svid.thumbprint),
+        };
       return last.origin;
     },
   };
@@ -197,7 +269,15 @@ function withinDeadline<T>(work: Promise<T>, deadlineMs: number | undefined): Pr
   if (deadlineMs === undefined) return work;
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UpstreamTimeoutError(`expected a token for the call within its gRPC deadline (${deadlineMs} ms), the exchange took longer`)), deadlineMs);
+    timer = setTimeout(
+      () =>
+        reject(
+          new UpstreamTimeoutError(
+            `expected a token for the call within its gRPC deadline (${deadlineMs} ms), the exchange took longer`,
+          ),
+        ),
+      deadlineMs,
+    );
   });
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

@@ -17,12 +17,26 @@
 import { type Span, context } from '@opentelemetry/api';
 import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
 import type { RequestStream } from '../dataplane/stream.ts';
-import { type HttpError, InternalError, isHttpError, MethodNotAllowedError, NotReadyError, OverloadedError } from '../core/errors.ts';
+import {
+  type HttpError,
+  InternalError,
+  isHttpError,
+  MethodNotAllowedError,
+  NotReadyError,
+  OverloadedError,
+} from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { endHttpSpan, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
-import { FairShareExceededError, RequestFramingError, RequestHeadTooLargeError, RequestTimeoutError, StepUpRequiredError, UpgradeRefusedError } from './errors.ts';
+import {
+  FairShareExceededError,
+  RequestFramingError,
+  RequestHeadTooLargeError,
+  RequestTimeoutError,
+  StepUpRequiredError,
+  UpgradeRefusedError,
+} from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
 import { BINDING_ERROR_CODES } from './token-binding.ts';
 
@@ -50,7 +64,10 @@ export interface Port {
 }
 
 /** The request handler of a port: the data plane calls it once per request head. */
-export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' | 'logger' | 'policy' | 'readiness'>): (stream: RequestStream) => void {
+export function createPipeline(
+  port: Port,
+  ctx: Pick<SidecarContext, 'metrics' | 'logger' | 'policy' | 'readiness'>,
+): (stream: RequestStream) => void {
   const { direction, inflight } = port;
   const kind = direction === 'inbound' ? 'server' : 'client';
   return (stream) => {
@@ -60,7 +77,9 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
     const refused = !inflight.admit(stream)
       ? new OverloadedError(`expected fewer requests in flight, the ${direction} limit is reached`)
       : port.sharePerPeer && !inflight.share(stream, 'peer', stream.socket.remoteAddress ?? 'unknown')
-        ? new FairShareExceededError('expected this peer to hold fewer requests in flight, its share of the inbound limit is used up')
+        ? new FairShareExceededError(
+            'expected this peer to hold fewer requests in flight, its share of the inbound limit is used up',
+          )
         : undefined;
     if (refused !== undefined) {
       sendProblem(stream, refused, false);
@@ -79,7 +98,15 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
       armBodyDeadline(stream, port.bodyTimeoutMs, () => {
         expired = true;
         stream.shouldKeepAlive = false;
-        finish(stream, call, span, started, new RequestTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`, { reason: 'body' }));
+        finish(
+          stream,
+          call,
+          span,
+          started,
+          new RequestTimeoutError(`expected the request body within ${port.bodyTimeoutMs} ms, it was still arriving`, {
+            reason: 'body',
+          }),
+        );
       });
     }
     steps(stream, call).then(
@@ -100,12 +127,19 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
   async function steps(stream: RequestStream, call: Call): Promise<number> {
     // 3. Ready: the policy and its version read once, as one value, for the whole request.
     const snapshot = ctx.policy.snapshot();
-    if (snapshot === undefined || !ctx.readiness.ready) throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
+    if (snapshot === undefined || !ctx.readiness.ready)
+      throw new NotReadyError('expected a verified call-graph policy and the STS keys, have not got them yet');
     return port.run(stream, call, snapshot);
   }
 
   /** 5–7. A refusal: problem document, metrics, span, and the audit line a 5xx gets. */
-  function finish(stream: RequestStream, call: Call, span: Span | undefined, started: number, problem: HttpError): void {
+  function finish(
+    stream: RequestStream,
+    call: Call,
+    span: Span | undefined,
+    started: number,
+    problem: HttpError,
+  ): void {
     recordRefusal(ctx, direction, stream.method, span, problem);
     sendProblem(stream, problem, call.credential);
     call.requests.done(problem.status, problem.code, (performance.now() - started) / 1000);
@@ -123,13 +157,32 @@ export function createPipeline(port: Port, ctx: Pick<SidecarContext, 'metrics' |
  * `request_failed` audit line (a 4xx is the request's own fault, and its
  * decision line, if it got that far, already says why).
  */
-export function recordRefusal(ctx: Pick<SidecarContext, 'metrics' | 'logger'>, direction: Direction, method: string | undefined, span: Span | undefined, problem: HttpError): void {
+export function recordRefusal(
+  ctx: Pick<SidecarContext, 'metrics' | 'logger'>,
+  direction: Direction,
+  method: string | undefined,
+  span: Span | undefined,
+  problem: HttpError,
+): void {
   if (BINDING_ERROR_CODES.has(problem.code)) {
     ctx.metrics.bindingRefusal(problem.code);
     // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
     span?.setAttribute('error.type', problem.code);
   }
-  if (problem.status >= 500) writeAuditEvent(ctx.logger, { event: 'request_failed', component: 'sidecar', direction, code: problem.code, reason: problem.reason, status: problem.status, method }, problem.title);
+  if (problem.status >= 500)
+    writeAuditEvent(
+      ctx.logger,
+      {
+        event: 'request_failed',
+        component: 'sidecar',
+        direction,
+        code: problem.code,
+        reason: problem.reason,
+        status: problem.status,
+        method,
+      },
+      problem.title,
+    );
 }
 
 // --- admission ---
@@ -167,10 +220,17 @@ export interface InflightShares {
   readonly subject: number;
 }
 
-export function createInflight(max: number, onChange?: (delta: 1 | -1) => void, shares: InflightShares = { peer: 1, subject: 1 }): Inflight {
+export function createInflight(
+  max: number,
+  onChange?: (delta: 1 | -1) => void,
+  shares: InflightShares = { peer: 1, subject: 1 },
+): Inflight {
   let count = 0;
   let waiters: Array<() => void> = [];
-  const limits: Readonly<Record<ShareKind, number>> = { peer: Math.max(1, Math.floor(max * shares.peer)), subject: Math.max(1, Math.floor(max * shares.subject)) };
+  const limits: Readonly<Record<ShareKind, number>> = {
+    peer: Math.max(1, Math.floor(max * shares.peer)),
+    subject: Math.max(1, Math.floor(max * shares.subject)),
+  };
   // Keyed by kind and key; entries leave when their count returns to 0, so the map is bounded by what is in flight.
   const held = new Map<string, number>();
   const release = (): void => {
@@ -277,7 +337,16 @@ export function sendProblem(stream: RequestStream, error: HttpError, tokenPresen
  * DEADLINE_EXCEEDED, 400 and 431 INVALID_ARGUMENT, 404 and 405
  * UNIMPLEMENTED; anything else INTERNAL.
  */
-export const GRPC_STATUS = { INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+export const GRPC_STATUS = {
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
 
 export function grpcStatusOf(status: number): number {
   switch (status) {
@@ -319,15 +388,25 @@ export function problemHeaders(error: HttpError, tokenPresent: boolean): string[
 
 /** The problem for each code the data plane refuses a connection's request with; any other is framing, with its reason. */
 const REFUSALS: Readonly<Record<string, (refusal: ConnectionRefusal) => HttpError>> = {
-  [RequestHeadTooLargeError.code]: (refusal) => new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`),
-  [MethodNotAllowedError.code]: () => new MethodNotAllowedError('expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted', { reason: 'connect' }),
-  [RequestTimeoutError.code]: (refusal) => new RequestTimeoutError(`expected the request head in time, got ${refusal.detail}`, { reason: refusal.reason }),
-  [UpgradeRefusedError.code]: () => new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded'),
+  [RequestHeadTooLargeError.code]: (refusal) =>
+    new RequestHeadTooLargeError(`expected a request head within the limit, got ${refusal.detail}`),
+  [MethodNotAllowedError.code]: () =>
+    new MethodNotAllowedError(
+      'expected a plain http:// request; CONNECT tunnels (https through a proxy) are not intercepted',
+      { reason: 'connect' },
+    ),
+  [RequestTimeoutError.code]: (refusal) =>
+    new RequestTimeoutError(`expected the request head in time, got ${refusal.detail}`, { reason: refusal.reason }),
+  [UpgradeRefusedError.code]: () =>
+    new UpgradeRefusedError('expected a plain HTTP/1.1 request; protocol upgrades (WebSocket, h2c) are not forwarded'),
 };
 
 /** The answer to a connection whose bytes the parser refused or that sent its head too slowly; nothing reached a handler. */
 export function refusalAnswer(refusal: ConnectionRefusal): RefusalAnswer {
   const error =
-    REFUSALS[refusal.code]?.(refusal) ?? new RequestFramingError(`expected one unambiguous HTTP/1.1 request, got ${refusal.detail}`, { reason: refusal.reason });
+    REFUSALS[refusal.code]?.(refusal) ??
+    new RequestFramingError(`expected one unambiguous HTTP/1.1 request, got ${refusal.detail}`, {
+      reason: refusal.reason,
+    });
   return { fields: problemHeaders(error, false), body: JSON.stringify(toProblem(error)) };
 }

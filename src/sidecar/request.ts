@@ -38,14 +38,18 @@ export interface RequestTarget {
  * tunnel (./outbound.ts opens them) every request must name the service
  * the tunnel was opened to.
  */
-export function requestTarget(req: Pick<RequestHead, 'method' | 'url' | 'headers'> & { readonly tunnel?: string | undefined }): RequestTarget {
+export function requestTarget(
+  req: Pick<RequestHead, 'method' | 'url' | 'headers'> & { readonly tunnel?: string | undefined },
+): RequestTarget {
   const url = req.url ?? '';
-  if (req.method === 'CONNECT') throw new MethodNotAllowedError('expected a CONNECT only to open a tunnel, not inside one', { reason: 'connect' });
+  if (req.method === 'CONNECT')
+    throw new MethodNotAllowedError('expected a CONNECT only to open a tunnel, not inside one', { reason: 'connect' });
   let authority: string;
   let path: string;
   if (url.charCodeAt(0) === 0x2f) {
     const host = req.headers.host;
-    if (host === undefined || host === '') throw new BadRequestError('expected a Host header naming the target service, got none');
+    if (host === undefined || host === '')
+      throw new BadRequestError('expected a Host header naming the target service, got none');
     authority = host;
     path = url;
   } else if (/^http:\/\//i.test(url)) {
@@ -55,12 +59,16 @@ export function requestTarget(req: Pick<RequestHead, 'method' | 'url' | 'headers
     path = end === -1 ? '/' : rest.charCodeAt(end) === 0x2f ? rest.slice(end) : `/${rest.slice(end)}`;
     if (path.includes('#')) throw new BadRequestError('expected no fragment in the request target');
   } else {
-    throw new BadRequestError('expected an http:// absolute URL or an origin-form path with Host; https:// is not intercepted');
+    throw new BadRequestError(
+      'expected an http:// absolute URL or an origin-form path with Host; https:// is not intercepted',
+    );
   }
   if (authority.includes('@')) throw new BadRequestError('expected no userinfo in the target authority');
   const service = serviceOfAuthority(authority);
   if (req.tunnel !== undefined && service !== serviceOfAuthority(req.tunnel)) {
-    throw new BadRequestError(`expected a request for the service the CONNECT tunnel was opened to (${serviceOfAuthority(req.tunnel)}), got one for ${service}`);
+    throw new BadRequestError(
+      `expected a request for the service the CONNECT tunnel was opened to (${serviceOfAuthority(req.tunnel)}), got one for ${service}`,
+    );
   }
   return { service, path };
 }
@@ -73,19 +81,24 @@ export function requestTarget(req: Pick<RequestHead, 'method' | 'url' | 'headers
  */
 export function connectTarget(req: RequestHead): string {
   const authority = req.url ?? '';
-  if (/:443$/.test(authority)) throw new MethodNotAllowedError('expected a CONNECT to an http:// service; one to port 443 would carry TLS the sidecar cannot read (use http:// to the sidecar: it adds mTLS itself)');
+  if (/:443$/.test(authority))
+    throw new MethodNotAllowedError(
+      'expected a CONNECT to an http:// service; one to port 443 would carry TLS the sidecar cannot read (use http:// to the sidecar: it adds mTLS itself)',
+    );
   return serviceOfAuthority(authority);
 }
 
 function serviceOfAuthority(authority: string): string {
   const name = authority.replace(/:\d+$/, '').toLowerCase();
-  if (!isServiceName(name)) throw new BadRequestError(`expected the host to be a service name (DNS-1123 label), got '${name.slice(0, 64)}'`);
+  if (!isServiceName(name))
+    throw new BadRequestError(`expected the host to be a service name (DNS-1123 label), got '${name.slice(0, 64)}'`);
   return name;
 }
 
 /** The path (query cut off) of an origin-form request target; the inbound port is not a proxy. */
 export function originFormPath(url: string | undefined): string {
-  if (url === undefined || url.charCodeAt(0) !== 0x2f) throw new BadRequestError('expected an origin-form request target (/path), got another form');
+  if (url === undefined || url.charCodeAt(0) !== 0x2f)
+    throw new BadRequestError('expected an origin-form request target (/path), got another form');
   const query = url.indexOf('?');
   return query === -1 ? url : url.slice(0, query);
 }
@@ -104,7 +117,10 @@ export function refuseAmbiguousPath(path: string): void {
     if (read.ambiguous !== undefined && AMBIGUOUS_PATH_ACTION[read.ambiguous] === 'refuse') refused = read.ambiguous;
   }
   if (refused !== undefined) {
-    throw new BadRequestError(`expected a path that means the same under every normalisation, got one in the class '${refused}'`, { reason: 'ambiguous-path', extensions: { pathClass: refused } });
+    throw new BadRequestError(
+      `expected a path that means the same under every normalisation, got one in the class '${refused}'`,
+      { reason: 'ambiguous-path', extensions: { pathClass: refused } },
+    );
   }
 }
 
@@ -118,7 +134,10 @@ const BEARER_PREFIX = /^bearer +/i;
  * Reads the head's fields only: the sidecar passes its stream, `baton authz`
  * the head a proxy described (src/authz/).
  */
-export function bearerToken(req: Pick<RequestHead, 'headers' | 'rawHeaders'>, maxTokenBytes: number): string | undefined {
+export function bearerToken(
+  req: Pick<RequestHead, 'headers' | 'rawHeaders'>,
+  maxTokenBytes: number,
+): string | undefined {
   const authorization = req.headers.authorization;
   if (authorization === undefined) return undefined;
   if (countAuthorization(req.rawHeaders) > 1) {
@@ -129,22 +148,33 @@ export function bearerToken(req: Pick<RequestHead, 'headers' | 'rawHeaders'>, ma
   if (prefix === null) throw new UnauthenticatedError('expected the Bearer authentication scheme (RFC 6750 §2.1)');
   const token = authorization.slice(prefix[0].length);
   if (token.length > maxTokenBytes) {
-    throw new UnauthenticatedError(`expected a bearer token of at most ${maxTokenBytes} bytes, got ${token.length}`, { reason: 'too_large' });
+    throw new UnauthenticatedError(`expected a bearer token of at most ${maxTokenBytes} bytes, got ${token.length}`, {
+      reason: 'too_large',
+    });
   }
-  if (!JWS_COMPACT.test(token)) throw new UnauthenticatedError('expected a bearer token of base64url characters and dots (a JWS in compact form)');
+  if (!JWS_COMPACT.test(token))
+    throw new UnauthenticatedError('expected a bearer token of base64url characters and dots (a JWS in compact form)');
   return token;
 }
 
 function countAuthorization(rawHeaders: readonly string[]): number {
   let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if ((rawHeaders[i] as string).length === 13 && (rawHeaders[i] as string).toLowerCase() === 'authorization') n++;
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if ((rawHeaders[i] as string).length === 13 && (rawHeaders[i] as string).toLowerCase() === 'authorization') n++;
   return n;
 }
 
 // --- the gRPC deadline ---
 
 const GRPC_TIMEOUT = /^([0-9]{1,8})([HMSmun])$/;
-const GRPC_TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000_001 };
+const GRPC_TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 0.001,
+  n: 0.000_001,
+};
 
 /**
  * A gRPC call's deadline from its `grpc-timeout` (PROTOCOL-HTTP2.md: at most

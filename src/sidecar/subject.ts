@@ -32,7 +32,11 @@ export interface Subject {
 }
 
 /** The verified claims of a token addressed to this service: cached, else verified now and cached until exp. */
-export async function verifiedFor(ctx: Pick<SidecarContext, 'service' | 'verifier' | 'verifiedCache'>, token: string, digest: string = tokenDigest(token)): Promise<VerifiedToken> {
+export async function verifiedFor(
+  ctx: Pick<SidecarContext, 'service' | 'verifier' | 'verifiedCache'>,
+  token: string,
+  digest: string = tokenDigest(token),
+): Promise<VerifiedToken> {
   let verified = ctx.verifiedCache.get(token, ctx.service, digest);
   if (verified === undefined) {
     verified = await ctx.verifier.verify(token, { audience: ctx.service });
@@ -42,13 +46,23 @@ export async function verifiedFor(ctx: Pick<SidecarContext, 'service' | 'verifie
 }
 
 /** The subject of an outbound call, or undefined for a call on nobody's behalf (service identity). */
-export async function findSubject(ctx: Pick<SidecarContext, 'service' | 'verifier' | 'verifiedCache' | 'handles' | 'maxTokenBytes'>, req: Pick<RequestHead, 'headers' | 'rawHeaders'>): Promise<Subject | undefined> {
+export async function findSubject(
+  ctx: Pick<SidecarContext, 'service' | 'verifier' | 'verifiedCache' | 'handles' | 'maxTokenBytes'>,
+  req: Pick<RequestHead, 'headers' | 'rawHeaders'>,
+): Promise<Subject | undefined> {
   const handle = req.headers[IdentityHeader.context];
   if (handle !== undefined) {
     const opened = typeof handle === 'string' ? ctx.handles.resolve(handle) : undefined;
-    if (opened === undefined) throw new UnauthenticatedError('expected a live baton-context handle from an inbound request, got an unknown, altered or expired one');
+    if (opened === undefined)
+      throw new UnauthenticatedError(
+        'expected a live baton-context handle from an inbound request, got an unknown, altered or expired one',
+      );
     // The handle's token was verified for this service at the inbound port; the cache usually still holds it.
-    return { subjectToken: opened.subjectToken, verified: await verifiedFor(ctx, opened.subjectToken), request: opened.requestId };
+    return {
+      subjectToken: opened.subjectToken,
+      verified: await verifiedFor(ctx, opened.subjectToken),
+      request: opened.requestId,
+    };
   }
   const token = bearerToken(req, ctx.maxTokenBytes);
   if (token === undefined) return undefined;
@@ -64,12 +78,18 @@ export async function obtainToken(
   subject: Subject | undefined,
   binding: CertificateBinding | undefined,
 ): Promise<IssuedToken> {
-  if (exchanger === undefined) throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
+  if (exchanger === undefined)
+    throw new StsUnavailableError('expected the STS token endpoint to be known, discovery has not succeeded yet');
   const started = performance.now();
   const issued =
     subject === undefined
       ? await exchanger.serviceToken({ audience, binding })
-      : await exchanger.exchange({ subjectToken: subject.subjectToken, subjectTokenType: TokenType.accessToken, audience, binding });
+      : await exchanger.exchange({
+          subjectToken: subject.subjectToken,
+          subjectTokenType: TokenType.accessToken,
+          audience,
+          binding,
+        });
   ctx.metrics.exchange(issued.cached, (performance.now() - started) / 1000);
   if (ctx.tracing.enabled) recordExchangeCache(issued.cached);
   return issued;

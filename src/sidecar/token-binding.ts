@@ -14,7 +14,15 @@ import type { ServiceMap } from '../identity/service-map.ts';
 import { peerIdentity } from '../identity/tls.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import { IdentityError } from '../identity/errors.ts';
-import { MeshTokenOnPlaintextError, PeerNotWorkloadError, PeerUnmappedError, TokenCallerMismatchError, TokenCertificateMismatchError, TokenCertificateRequiredError, TokenUnboundError } from './errors.ts';
+import {
+  MeshTokenOnPlaintextError,
+  PeerNotWorkloadError,
+  PeerUnmappedError,
+  TokenCallerMismatchError,
+  TokenCertificateMismatchError,
+  TokenCertificateRequiredError,
+  TokenUnboundError,
+} from './errors.ts';
 
 export const BINDING_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenCertificateRequiredError.code,
@@ -48,24 +56,41 @@ export interface Peer {
 export type Listener = 'plaintext' | 'mtls' | 'plaintext-entry';
 
 /** Throws the refusal, or returns when the token may be used on this connection. */
-export function checkTokenBinding(verified: Pick<VerifiedToken, 'kind' | 'confirmation' | 'chain' | 'clientId'>, peer: Peer | undefined, listener: Listener): void {
+export function checkTokenBinding(
+  verified: Pick<VerifiedToken, 'kind' | 'confirmation' | 'chain' | 'clientId'>,
+  peer: Peer | undefined,
+  listener: Listener,
+): void {
   const mesh = verified.kind === 'mesh';
   // The entrypoint's plaintext port is for the ingress's external tokens: a mesh token there was lifted off the mesh.
-  if (listener === 'plaintext-entry' && mesh) throw new MeshTokenOnPlaintextError('expected a token from an external identity provider on the plaintext entrypoint port, got a mesh token');
+  if (listener === 'plaintext-entry' && mesh)
+    throw new MeshTokenOnPlaintextError(
+      'expected a token from an external identity provider on the plaintext entrypoint port, got a mesh token',
+    );
   const confirmation = verified.confirmation;
   if (confirmation !== undefined) {
     // RFC 8705 §3: the thumbprint of the certificate on this connection must equal cnf.x5t#S256. A peer known by
     // its principal alone (authorizer mode) can stand for a mesh token's caller below, never for an external token's key.
-    if (peer === undefined || (peer.thumbprint === undefined && !mesh)) throw new TokenCertificateRequiredError('expected the client certificate this token is bound to, got a connection without one');
-    if (peer.thumbprint !== undefined && peer.thumbprint !== confirmation) throw new TokenCertificateMismatchError('expected the client certificate this token is bound to (cnf.x5t#S256), got another certificate');
+    if (peer === undefined || (peer.thumbprint === undefined && !mesh))
+      throw new TokenCertificateRequiredError(
+        'expected the client certificate this token is bound to, got a connection without one',
+      );
+    if (peer.thumbprint !== undefined && peer.thumbprint !== confirmation)
+      throw new TokenCertificateMismatchError(
+        'expected the client certificate this token is bound to (cnf.x5t#S256), got another certificate',
+      );
   } else if (mesh && listener !== 'plaintext') {
-    throw new TokenUnboundError('expected a mesh token bound to its caller\'s certificate (cnf.x5t#S256), got a bearer token');
+    throw new TokenUnboundError(
+      "expected a mesh token bound to its caller's certificate (cnf.x5t#S256), got a bearer token",
+    );
   }
   if (mesh && peer !== undefined) {
     // The caller the token names (client_id, the outermost act) is the workload on the other end of this connection.
     const caller = verified.chain[verified.chain.length - 1];
     if (caller !== peer.service || (verified.clientId !== undefined && verified.clientId !== peer.service)) {
-      throw new TokenCallerMismatchError(`expected a token whose caller is the connected workload ${peer.service}, got one naming ${caller ?? 'no caller'}`);
+      throw new TokenCallerMismatchError(
+        `expected a token whose caller is the connected workload ${peer.service}, got one naming ${caller ?? 'no caller'}`,
+      );
     }
   }
 }
@@ -93,13 +118,17 @@ export function peerOf(socket: Socket, map: ServiceMap): Peer | undefined {
   try {
     identity = peerIdentity(socket);
   } catch (error) {
-    if (error instanceof IdentityError && error.code === PeerNotWorkloadError.code) throw new PeerNotWorkloadError(error.message, { cause: error });
+    if (error instanceof IdentityError && error.code === PeerNotWorkloadError.code)
+      throw new PeerNotWorkloadError(error.message, { cause: error });
     throw error;
   }
   let peer: Peer | undefined;
   if (identity !== undefined) {
     const service = map.serviceOf(identity.spiffeId);
-    if (service === undefined) throw new PeerUnmappedError(`expected a client certificate whose SPIFFE ID maps to a service, got ${identity.spiffeId}`);
+    if (service === undefined)
+      throw new PeerUnmappedError(
+        `expected a client certificate whose SPIFFE ID maps to a service, got ${identity.spiffeId}`,
+      );
     peer = Object.freeze({ service, spiffeId: identity.spiffeId, thumbprint: identity.thumbprint });
   }
   MAPPED_PEERS.set(socket, { map, peer });

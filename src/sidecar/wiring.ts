@@ -41,20 +41,41 @@ export interface SidecarMesh extends MeshIdentity {
  * `baton authz`'s (src/authz/config.ts), which takes the same blocks from
  * the same schema pieces.
  */
-export type CollaboratorsConfig = Pick<SidecarConfig, 'service' | 'sts' | 'policy' | 'externalIssuers' | 'exchange' | 'jwks' | 'transport'> & {
+export type CollaboratorsConfig = Pick<
+  SidecarConfig,
+  'service' | 'sts' | 'policy' | 'externalIssuers' | 'exchange' | 'jwks' | 'transport'
+> & {
   readonly redis?: SidecarConfig['redis'];
-  readonly cache: Pick<SidecarConfig['cache'], 'maxEntries' | 'verifiedMaxEntries' | 'handleMaxEntries' | 'handleMaxPerSubject'>;
+  readonly cache: Pick<
+    SidecarConfig['cache'],
+    'maxEntries' | 'verifiedMaxEntries' | 'handleMaxEntries' | 'handleMaxPerSubject'
+  >;
   readonly limits: Pick<SidecarConfig['limits'], 'maxTokenBytes' | 'maxActDepth' | 'clockToleranceSeconds'>;
 };
 
-export async function createCollaborators(config: CollaboratorsConfig, deps: { logger: Logger; now: () => number; mesh?: SidecarMesh | undefined; metrics?: SidecarMetrics; tracing: Tracing }): Promise<Collaborators> {
+export async function createCollaborators(
+  config: CollaboratorsConfig,
+  deps: {
+    logger: Logger;
+    now: () => number;
+    mesh?: SidecarMesh | undefined;
+    metrics?: SidecarMetrics;
+    tracing: Tracing;
+  },
+): Promise<Collaborators> {
   const { logger, now, mesh } = deps;
   // mtls: a token bound to this pod's certificate is useless elsewhere, so it is never shared through Redis (docs/security.md).
-  if (mesh !== undefined && config.redis !== undefined) logger.warn({ event: 'redis_unused' }, 'redis is ignored for exchanged tokens in mtls mode: they are bound to this workload\'s certificate');
+  if (mesh !== undefined && config.redis !== undefined)
+    logger.warn(
+      { event: 'redis_unused' },
+      "redis is ignored for exchanged tokens in mtls mode: they are bound to this workload's certificate",
+    );
   // First: a bad seal key or password file must stop the sidecar before anything else starts.
   const tokenCache = createTokenCache({
     maxEntries: config.cache.maxEntries,
-    ...(config.redis === undefined || mesh !== undefined ? {} : { redis: redisTier(config.service, config.redis, await loadRedis()) }),
+    ...(config.redis === undefined || mesh !== undefined
+      ? {}
+      : { redis: redisTier(config.service, config.redis, await loadRedis()) }),
     logger,
     ...(deps.metrics === undefined ? {} : { onRedisEvent: deps.metrics.redisTier }),
     now,
@@ -64,9 +85,17 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
   let policyDispatcher: Dispatcher | undefined;
   if (mesh !== undefined) {
     // An explicit ID is parsed like any other: two spellings never name one workload.
-    const stsId = config.sts.spiffeId === undefined ? mesh.map.idOf(STS_SERVICE) : parseSpiffeId(config.sts.spiffeId).id;
-    for (const url of [config.sts.issuer, config.sts.tokenEndpoint, config.sts.jwksUri]) if (url !== undefined) mesh.client.expect(url, stsId);
-    if (config.policy.url !== undefined) mesh.client.expect(config.policy.url, config.policy.spiffeId === undefined ? mesh.map.idOf(POLICY_SERVER_SERVICE) : parseSpiffeId(config.policy.spiffeId).id);
+    const stsId =
+      config.sts.spiffeId === undefined ? mesh.map.idOf(STS_SERVICE) : parseSpiffeId(config.sts.spiffeId).id;
+    for (const url of [config.sts.issuer, config.sts.tokenEndpoint, config.sts.jwksUri])
+      if (url !== undefined) mesh.client.expect(url, stsId);
+    if (config.policy.url !== undefined)
+      mesh.client.expect(
+        config.policy.url,
+        config.policy.spiffeId === undefined
+          ? mesh.map.idOf(POLICY_SERVER_SERVICE)
+          : parseSpiffeId(config.policy.spiffeId).id,
+      );
     stsDispatcher = mesh.client.dispatcher;
     policyDispatcher = mesh.client.dispatcher;
   } else if (config.redis !== undefined) {
@@ -83,14 +112,28 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
     now,
   });
   const externalKeys: KeySource[] = config.externalIssuers.map((e) =>
-    createRemoteKeySource({ issuer: e.issuer, discovery: e.jwksUri === undefined, ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }), ...config.jwks, logger, now }),
+    createRemoteKeySource({
+      issuer: e.issuer,
+      discovery: e.jwksUri === undefined,
+      ...(e.jwksUri === undefined ? {} : { jwksUri: e.jwksUri }),
+      ...config.jwks,
+      logger,
+      now,
+    }),
   );
   const verifier = createAccessTokenVerifier({
     issuers: [
       { issuer: config.sts.issuer, keys: stsKeys, kind: 'mesh' },
       ...config.externalIssuers.map((e, i) => {
         const introspector = introspectorOf(e, { logger, now });
-        return { issuer: e.issuer, keys: externalKeys[i] as KeySource, kind: 'external' as const, audience: e.audience ?? config.service, profile: profileOf(e), ...(introspector === undefined ? {} : { introspector }) };
+        return {
+          issuer: e.issuer,
+          keys: externalKeys[i] as KeySource,
+          kind: 'external' as const,
+          audience: e.audience ?? config.service,
+          profile: profileOf(e),
+          ...(introspector === undefined ? {} : { introspector }),
+        };
       }),
     ],
     maxTokenBytes: config.limits.maxTokenBytes,
@@ -101,7 +144,11 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
   const verifiedCache = createVerifiedTokenCache({ max: config.cache.verifiedMaxEntries, now });
   const handles = createContextHandles({ maxTokenBytes: config.limits.maxTokenBytes, now });
   for (const key of ['handleMaxEntries', 'handleMaxPerSubject'] as const) {
-    if (config.cache[key] !== undefined) logger.warn({ event: 'config_deprecated', key: `cache.${key}` }, `cache.${key} is deprecated and ignored: baton-context handles are sealed, not stored; remove it`);
+    if (config.cache[key] !== undefined)
+      logger.warn(
+        { event: 'config_deprecated', key: `cache.${key}` },
+        `cache.${key} is deprecated and ignored: baton-context handles are sealed, not stored; remove it`,
+      );
   }
 
   let exchanger: ExchangeClient | undefined;
@@ -123,9 +170,24 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
     });
   };
   if (config.sts.tokenEndpoint !== undefined) makeExchanger(config.sts.tokenEndpoint);
-  else void discoverTokenEndpoint(config.sts.issuer, config.jwks.timeoutMs, logger, () => closed, stsDispatcher, (failure) => (discoveryFailure = failure)).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
+  else
+    void discoverTokenEndpoint(
+      config.sts.issuer,
+      config.jwks.timeoutMs,
+      logger,
+      () => closed,
+      stsDispatcher,
+      (failure) => (discoveryFailure = failure),
+    ).then((endpoint) => endpoint !== undefined && !closed && makeExchanger(endpoint));
 
-  void policy.start().catch((error: unknown) => logger.error({ event: 'policy_start_failed', err: error instanceof Error ? error.message : String(error) }, 'policy source failed to start'));
+  void policy
+    .start()
+    .catch((error: unknown) =>
+      logger.error(
+        { event: 'policy_start_failed', err: error instanceof Error ? error.message : String(error) },
+        'policy source failed to start',
+      ),
+    );
   // Readiness waits for the STS keys: retry the first fetch until it lands, not just at the next periodic refresh.
   for (const keys of [stsKeys, ...externalKeys]) void fetchUntilReady(keys, logger, () => closed);
 
@@ -150,13 +212,23 @@ export async function createCollaborators(config: CollaboratorsConfig, deps: { l
         const problem = policy.problem();
         if (problem !== undefined) found.push(`no usable call-graph policy: ${problem}`);
       } else if (!held.hasService(config.service)) {
-        found.push(`service '${config.service}' is not in call-graph policy '${held.name}' (version ${policy.version() ?? '?'}): every call to or from it would be refused; add it to the policy or fix the service name`);
+        found.push(
+          `service '${config.service}' is not in call-graph policy '${held.name}' (version ${policy.version() ?? '?'}): every call to or from it would be refused; add it to the policy or fix the service name`,
+        );
       }
       // The STS's keys and token endpoint come from one place: name the URL and the error once.
-      const sts = (stsKeys.ready() ? undefined : stsKeys.lastError?.()) ?? (exchanger === undefined ? discoveryFailure : undefined);
+      const sts =
+        (stsKeys.ready() ? undefined : stsKeys.lastError?.()) ??
+        (exchanger === undefined ? discoveryFailure : undefined);
       if (sts !== undefined) {
-        const configured = ['sts.issuer', ...(config.sts.jwksUri === undefined ? [] : ['sts.jwksUri']), ...(config.sts.tokenEndpoint === undefined ? [] : ['sts.tokenEndpoint'])].join(', ');
-        found.push(`STS ${config.sts.issuer} not usable: ${sts}; check ${configured} and that the STS is up and reachable from this sidecar`);
+        const configured = [
+          'sts.issuer',
+          ...(config.sts.jwksUri === undefined ? [] : ['sts.jwksUri']),
+          ...(config.sts.tokenEndpoint === undefined ? [] : ['sts.tokenEndpoint']),
+        ].join(', ');
+        found.push(
+          `STS ${config.sts.issuer} not usable: ${sts}; check ${configured} and that the STS is up and reachable from this sidecar`,
+        );
       }
       return found;
     },
@@ -193,7 +265,17 @@ function policySource(config: CollaboratorsConfig, logger: Logger, dispatcher: D
   } catch {
     throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
   }
-  return createPolicyClient({ url: url as string, publicKey, logger, maxAgeSeconds: config.policy.maxAgeSeconds, waitSeconds: config.policy.waitSeconds, minBackoffMs: config.policy.minBackoffMs, maxBackoffMs: config.policy.maxBackoffMs, ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }), ...(dispatcher === undefined ? {} : { dispatcher }) });
+  return createPolicyClient({
+    url: url as string,
+    publicKey,
+    logger,
+    maxAgeSeconds: config.policy.maxAgeSeconds,
+    waitSeconds: config.policy.waitSeconds,
+    minBackoffMs: config.policy.minBackoffMs,
+    maxBackoffMs: config.policy.maxBackoffMs,
+    ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
+    ...(dispatcher === undefined ? {} : { dispatcher }),
+  });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {
@@ -213,15 +295,34 @@ async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => bo
  * well-known segment inserted before an issuer's path, §3.1; the metadata's
  * issuer identical to the one asked for, §3.3), retried until found or closed.
  */
-async function discoverTokenEndpoint(issuer: string, timeoutMs: number, logger: Logger, closed: () => boolean, dispatcher: Dispatcher | undefined, onFailure: (failure: string | undefined) => void): Promise<string | undefined> {
+async function discoverTokenEndpoint(
+  issuer: string,
+  timeoutMs: number,
+  logger: Logger,
+  closed: () => boolean,
+  dispatcher: Dispatcher | undefined,
+  onFailure: (failure: string | undefined) => void,
+): Promise<string | undefined> {
   for (let attempt = 0; !closed(); attempt++) {
     try {
-      const endpoint = metadataEndpoint(await discoverMetadata(issuer, { timeoutMs, maxBytes: 1024 * 1024, ...(dispatcher === undefined ? {} : { dispatcher }) }), 'token_endpoint', issuer);
+      const endpoint = metadataEndpoint(
+        await discoverMetadata(issuer, {
+          timeoutMs,
+          maxBytes: 1024 * 1024,
+          ...(dispatcher === undefined ? {} : { dispatcher }),
+        }),
+        'token_endpoint',
+        issuer,
+      );
       onFailure(undefined);
       return endpoint;
     } catch (error) {
       onFailure(describe(error));
-      if (attempt === 0) logger.warn({ event: 'sts_discovery_failed', err: { message: describe(error) } }, 'STS metadata unusable or not reachable; retrying');
+      if (attempt === 0)
+        logger.warn(
+          { event: 'sts_discovery_failed', err: { message: describe(error) } },
+          'STS metadata unusable or not reachable; retrying',
+        );
     }
     await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 200 * 2 ** attempt)).unref());
   }

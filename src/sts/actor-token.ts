@@ -41,15 +41,23 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
   return {
     async verify(actorToken, actorTokenType, client) {
       if (actorTokenType !== TokenType.jwt) {
-        throw new BadRequestError(`expected actor_token_type ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
+        throw new BadRequestError(`expected actor_token_type ${TokenType.jwt}, got another type`, {
+          reason: 'unsupported-token-type',
+        });
       }
       const { iss } = peekIssuerAndSubject(actorToken);
       if (options.kubernetes !== undefined && iss === options.kubernetes.issuer) {
         await verifyServiceAccountToken(actorToken, client, options.kubernetes, options);
         return 'kubernetes_service_account';
       }
-      if (iss !== client.id) throw new ActorTokenInvalidError('expected an actor token issued by the authenticated client or the cluster, got another issuer');
-      if (client.keys === undefined) throw new ActorTokenInvalidError('expected the client to have registered keys to sign actor tokens with, got none');
+      if (iss !== client.id)
+        throw new ActorTokenInvalidError(
+          'expected an actor token issued by the authenticated client or the cluster, got another issuer',
+        );
+      if (client.keys === undefined)
+        throw new ActorTokenInvalidError(
+          'expected the client to have registered keys to sign actor tokens with, got none',
+        );
       try {
         await verifyClientSignedJwt(actorToken, {
           clientId: client.id,
@@ -63,7 +71,8 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
         });
       } catch (error) {
         if (error instanceof AssertionError) {
-          if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`actor token: ${error.message}`, { cause: error, reason: 'jwks' });
+          if (error.code === TokenIssuerUnavailableError.code)
+            throw new TokenIssuerUnavailableError(`actor token: ${error.message}`, { cause: error, reason: 'jwks' });
           throw new ActorTokenInvalidError(`actor token: ${error.message}`, { cause: error, reason: error.reason });
         }
         throw error;
@@ -73,13 +82,22 @@ export function createActorTokenVerifier(options: ActorTokenVerifierOptions): Ac
   };
 }
 
-async function verifyServiceAccountToken(token: string, client: RegisteredClient, trust: KubernetesActorTrust, options: ActorTokenVerifierOptions): Promise<void> {
+async function verifyServiceAccountToken(
+  token: string,
+  client: RegisteredClient,
+  trust: KubernetesActorTrust,
+  options: ActorTokenVerifierOptions,
+): Promise<void> {
   if (client.serviceAccount === undefined) {
-    throw new ActorTokenInvalidError('expected the client to be bound to a Kubernetes service account, got no serviceAccount');
+    throw new ActorTokenInvalidError(
+      'expected the client to be bound to a Kubernetes service account, got no serviceAccount',
+    );
   }
   let sub: unknown;
   try {
-    ({ payload: { sub } } = await jwtVerify(token, trust.keys.getKey, {
+    ({
+      payload: { sub },
+    } = await jwtVerify(token, trust.keys.getKey, {
       algorithms: ASSERTION_ALGORITHMS,
       issuer: trust.issuer,
       audience: trust.audience,
@@ -88,11 +106,20 @@ async function verifyServiceAccountToken(token: string, client: RegisteredClient
       currentDate: new Date(options.now()),
     }));
   } catch (error) {
-    if (error instanceof TokenIssuerUnavailableError) throw new TokenIssuerUnavailableError('actor token: the cluster key set could not be fetched', { cause: error, reason: 'jwks' });
-    throw new ActorTokenInvalidError('actor token: expected a service account token signed by the cluster issuer, for the configured audience, unexpired', { cause: error });
+    if (error instanceof TokenIssuerUnavailableError)
+      throw new TokenIssuerUnavailableError('actor token: the cluster key set could not be fetched', {
+        cause: error,
+        reason: 'jwks',
+      });
+    throw new ActorTokenInvalidError(
+      'actor token: expected a service account token signed by the cluster issuer, for the configured audience, unexpired',
+      { cause: error },
+    );
   }
   const [namespace, name] = client.serviceAccount.split('/');
   if (sub !== `system:serviceaccount:${namespace}:${name}`) {
-    throw new ActorTokenInvalidError(`actor token: expected the service account ${client.serviceAccount} of client ${client.id}, got another`);
+    throw new ActorTokenInvalidError(
+      `actor token: expected the service account ${client.serviceAccount} of client ${client.id}, got another`,
+    );
   }
 }

@@ -30,11 +30,14 @@ export function createAudienceResolver(resources: Readonly<Record<string, string
       throw new InvalidTargetError('expected resource to be an absolute URI (RFC 8707 §2), got something else');
     }
     // RFC 8707 §2: the resource URI MUST NOT include a fragment component.
-    if (resource.includes('#')) throw new InvalidTargetError('expected a resource URI without a fragment (RFC 8707 §2)');
+    if (resource.includes('#'))
+      throw new InvalidTargetError('expected a resource URI without a fragment (RFC 8707 §2)');
     const labels = url.hostname.split('.');
     const label = labels[0] ?? '';
     if (!isServiceName(label) || /^\d+$/.test(label)) {
-      throw new InvalidTargetError('expected the resource host to name a service by its first DNS label, got an address');
+      throw new InvalidTargetError(
+        'expected the resource host to name a service by its first DNS label, got an address',
+      );
     }
     // orders.shop(.svc.cluster.local): the service orders in namespace shop, when the policy has it.
     const qualified = labels.length >= 2 ? `${label}.${labels[1]}` : undefined;
@@ -45,11 +48,15 @@ export function createAudienceResolver(resources: Readonly<Record<string, string
       const targets = new Set<string>();
       for (const audience of request.audiences) targets.add(explicit.get(audience) ?? audience);
       for (const resource of request.resources) targets.add(fromResource(resource, knownService));
-      if (targets.size === 0) throw new InvalidTargetError('expected an audience or a resource naming the target service, got neither');
-      if (targets.size > 1) throw new InvalidTargetError(`expected exactly one target service (a token has one aud), got ${targets.size}`);
+      if (targets.size === 0)
+        throw new InvalidTargetError('expected an audience or a resource naming the target service, got neither');
+      if (targets.size > 1)
+        throw new InvalidTargetError(`expected exactly one target service (a token has one aud), got ${targets.size}`);
       const [target] = targets;
       if (target === undefined || !isServiceName(target) || !knownService(target)) {
-        throw new InvalidTargetError('expected the target to be a service in the call-graph policy, got an unknown one');
+        throw new InvalidTargetError(
+          'expected the target to be a service in the call-graph policy, got an unknown one',
+        );
       }
       return target;
     },

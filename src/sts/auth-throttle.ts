@@ -93,16 +93,25 @@ export function createAuthThrottle(options: AuthThrottleOptions): AuthThrottle {
       const clientKey = `c\n${clientId}`;
       const peerKey = `p\n${peer}`;
       if (count(clientKey) >= options.maxFailuresPerClient) {
-        throw new AuthThrottledError(`expected at most ${options.maxFailuresPerClient} failed authentications per client in ${options.failureWindowSeconds} s, this client has had more`, { extensions: { retryAfter: retryAfter(clientKey) } });
+        throw new AuthThrottledError(
+          `expected at most ${options.maxFailuresPerClient} failed authentications per client in ${options.failureWindowSeconds} s, this client has had more`,
+          { extensions: { retryAfter: retryAfter(clientKey) } },
+        );
       }
       if (count(peerKey) >= options.maxFailuresPerPeer) {
-        throw new AuthThrottledError(`expected at most ${options.maxFailuresPerPeer} failed authentications per peer in ${options.failureWindowSeconds} s, this peer has had more`, { extensions: { retryAfter: retryAfter(peerKey) } });
+        throw new AuthThrottledError(
+          `expected at most ${options.maxFailuresPerPeer} failed authentications per peer in ${options.failureWindowSeconds} s, this peer has had more`,
+          { extensions: { retryAfter: retryAfter(peerKey) } },
+        );
       }
     },
     async costly(check) {
       if (running >= options.maxConcurrentSecretChecks) {
         if (waiting.length >= options.maxQueuedSecretChecks) {
-          throw new AuthThrottledError(`expected at most ${options.maxConcurrentSecretChecks + options.maxQueuedSecretChecks} secret checks running or queued, the queue is full`, { extensions: { retryAfter: 1 } });
+          throw new AuthThrottledError(
+            `expected at most ${options.maxConcurrentSecretChecks + options.maxQueuedSecretChecks} secret checks running or queued, the queue is full`,
+            { extensions: { retryAfter: 1 } },
+          );
         }
         await new Promise<void>((resolve) => waiting.push(resolve));
       } else {

@@ -27,7 +27,11 @@ import { InvalidClientError } from './errors.ts';
 import type { ReplayStore } from './replay-store.ts';
 import { plainSecretVerifier } from './secret-hash.ts';
 
-export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+export const CLIENT_AUTH_METHODS: readonly ClientAuthMethod[] = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+];
 
 export interface AuthenticatedClient {
   readonly client: RegisteredClient;
@@ -59,7 +63,11 @@ export interface ClientAuthenticator {
    * `peer`: where the call came from: its address, for the per-peer failure
    * limit, and the verified client certificate of the TLS connection, if any.
    */
-  authenticate(authorization: string | undefined, params: TokenRequestParams, peer?: ClientPeer): Promise<AuthenticatedClient>;
+  authenticate(
+    authorization: string | undefined,
+    params: TokenRequestParams,
+    peer?: ClientPeer,
+  ): Promise<AuthenticatedClient>;
 }
 
 /**
@@ -73,7 +81,11 @@ export function clientCertificateOf(socket: Socket): PeerIdentity | undefined {
   try {
     return peerIdentity(socket);
   } catch (error) {
-    if (error instanceof IdentityError && error.code === 'BATON_PEER_NOT_WORKLOAD') throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, { cause: error, reason: 'ca-certificate' });
+    if (error instanceof IdentityError && error.code === 'BATON_PEER_NOT_WORKLOAD')
+      throw new InvalidClientError(`expected a workload client certificate: ${error.message}`, {
+        cause: error,
+        reason: 'ca-certificate',
+      });
     throw error;
   }
 }
@@ -86,21 +98,35 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
 
   const { throttle } = options;
 
-  const bySecret = async (clientId: string, secret: string, method: ClientAuthMethod, peer: string): Promise<AuthenticatedClient> => {
+  const bySecret = async (
+    clientId: string,
+    secret: string,
+    method: ClientAuthMethod,
+    peer: string,
+  ): Promise<AuthenticatedClient> => {
     const client = options.registry.get(clientId);
     const verifier = client?.secret ?? DECOY;
     // A secret this process has verified before costs an HMAC compare and is never throttled.
     if (client?.secret !== undefined && verifier.known(secret)) return { client, method };
     throttle?.admit(clientId, peer);
-    const ok = verifier.costly && throttle !== undefined ? await throttle.costly(() => verifier.verify(secret)) : await verifier.verify(secret);
+    const ok =
+      verifier.costly && throttle !== undefined
+        ? await throttle.costly(() => verifier.verify(secret))
+        : await verifier.verify(secret);
     if (client === undefined || client.secret === undefined || !ok) {
       throttle?.failed(clientId, peer);
-      throw new InvalidClientError('expected a registered client id with its secret, got an unknown client or a wrong secret');
+      throw new InvalidClientError(
+        'expected a registered client id with its secret, got an unknown client or a wrong secret',
+      );
     }
     return { client, method };
   };
 
-  const byAssertion = async (assertion: string, bodyClientId: string | undefined, peer: string): Promise<AuthenticatedClient> => {
+  const byAssertion = async (
+    assertion: string,
+    bodyClientId: string | undefined,
+    peer: string,
+  ): Promise<AuthenticatedClient> => {
     const { iss, sub } = peekIssuerAndSubject(assertion);
     const clientId = sub ?? iss;
     throttle?.admit(clientId ?? '', peer);
@@ -112,10 +138,16 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
     }
   };
 
-  const verifyAssertion = async (assertion: string, clientId: string | undefined, bodyClientId: string | undefined): Promise<AuthenticatedClient> => {
+  const verifyAssertion = async (
+    assertion: string,
+    clientId: string | undefined,
+    bodyClientId: string | undefined,
+  ): Promise<AuthenticatedClient> => {
     const client = clientId === undefined ? undefined : options.registry.get(clientId);
     if (client === undefined || client.keys === undefined) {
-      throw new InvalidClientError('expected a client assertion from a registered client with keys, got an unknown client');
+      throw new InvalidClientError(
+        'expected a client assertion from a registered client with keys, got an unknown client',
+      );
     }
     if (bodyClientId !== undefined && bodyClientId !== client.id) {
       throw new InvalidClientError('expected client_id to equal the client assertion sub, got a different client');
@@ -133,7 +165,8 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
       });
     } catch (error) {
       if (error instanceof AssertionError) {
-        if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`client assertion: ${error.message}`, { cause: error, reason: 'jwks' });
+        if (error.code === TokenIssuerUnavailableError.code)
+          throw new TokenIssuerUnavailableError(`client assertion: ${error.message}`, { cause: error, reason: 'jwks' });
         throw new InvalidClientError(`client assertion: ${error.message}`, { cause: error, reason: error.reason });
       }
       throw error;
@@ -144,10 +177,15 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
   /** RFC 8705 §2.1.2: the client registered for tls_client_auth whose SAN URI is the certificate's SPIFFE ID. */
   const byCertificate = (clientId: string | undefined, peer: PeerIdentity): AuthenticatedClient => {
     // RFC 8705 §2: with mutual-TLS client authentication the client_id parameter is REQUIRED.
-    if (clientId === undefined) throw new InvalidClientError('expected client_id with a client certificate (RFC 8705 §2), got none');
+    if (clientId === undefined)
+      throw new InvalidClientError('expected client_id with a client certificate (RFC 8705 §2), got none');
     const client = options.registry.get(clientId);
-    if (client === undefined || client.tlsClientAuthSanUri === undefined) throw new InvalidClientError('expected a client registered for tls_client_auth, got an unknown client or one with another method');
-    if (client.tlsClientAuthSanUri !== peer.spiffeId) throw new InvalidClientError(`expected the certificate of client ${client.id}, got one naming ${peer.spiffeId}`);
+    if (client === undefined || client.tlsClientAuthSanUri === undefined)
+      throw new InvalidClientError(
+        'expected a client registered for tls_client_auth, got an unknown client or one with another method',
+      );
+    if (client.tlsClientAuthSanUri !== peer.spiffeId)
+      throw new InvalidClientError(`expected the certificate of client ${client.id}, got one naming ${peer.spiffeId}`);
     return { client, method: 'tls_client_auth' };
   };
 
@@ -156,19 +194,33 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
     if (peer === undefined) return authenticated;
     const expected = authenticated.client.certificateId;
     if (expected !== peer.spiffeId) {
-      throw new InvalidClientError(`expected a client certificate for client ${authenticated.client.id}, got one naming ${peer.spiffeId}`);
+      throw new InvalidClientError(
+        `expected a client certificate for client ${authenticated.client.id}, got one naming ${peer.spiffeId}`,
+      );
     }
     return { ...authenticated, certificateThumbprint: peer.thumbprint };
   };
 
-  const authenticate = async (authorization: string | undefined, params: TokenRequestParams, peer: ClientPeer): Promise<AuthenticatedClient> => {
-    const basic = authorization !== undefined && /^basic /i.test(authorization) ? decodeBasic(authorization) : undefined;
+  const authenticate = async (
+    authorization: string | undefined,
+    params: TokenRequestParams,
+    peer: ClientPeer,
+  ): Promise<AuthenticatedClient> => {
+    const basic =
+      authorization !== undefined && /^basic /i.test(authorization) ? decodeBasic(authorization) : undefined;
     const postedSecret = params.get('client_secret');
     const assertionType = params.get('client_assertion_type');
     const assertion = params.get('client_assertion');
-    const used = [basic !== undefined, postedSecret !== undefined, assertion !== undefined || assertionType !== undefined].filter(Boolean).length;
+    const used = [
+      basic !== undefined,
+      postedSecret !== undefined,
+      assertion !== undefined || assertionType !== undefined,
+    ].filter(Boolean).length;
     // RFC 6749 §2.3: the client MUST NOT use more than one authentication method in each request.
-    if (used > 1) throw new BadRequestError('expected one client authentication method, got several', { reason: 'several-auth-methods' });
+    if (used > 1)
+      throw new BadRequestError('expected one client authentication method, got several', {
+        reason: 'several-auth-methods',
+      });
     if (basic !== undefined) {
       const bodyClientId = params.get('client_id');
       if (bodyClientId !== undefined && bodyClientId !== basic.clientId) {
@@ -189,7 +241,9 @@ export function createClientAuthenticator(options: ClientAuthenticatorOptions): 
       return await byAssertion(assertion, params.get('client_id'), peer.address);
     }
     if (peer.certificate !== undefined) return byCertificate(params.get('client_id'), peer.certificate);
-    throw new InvalidClientError('expected client authentication (tls_client_auth, client_secret_basic, client_secret_post or private_key_jwt), got none');
+    throw new InvalidClientError(
+      'expected client authentication (tls_client_auth, client_secret_basic, client_secret_post or private_key_jwt), got none',
+    );
   };
 
   return {
@@ -209,7 +263,8 @@ function decodeBasic(authorization: string): { clientId: string; secret: string 
   try {
     const clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
     const secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
-    if (clientId === '' || secret === '') throw new InvalidClientError('expected a non-empty client id and secret in Basic credentials');
+    if (clientId === '' || secret === '')
+      throw new InvalidClientError('expected a non-empty client id and secret in Basic credentials');
     return { clientId, secret };
   } catch (error) {
     if (error instanceof InvalidClientError) throw error;

@@ -43,20 +43,47 @@ export interface ClientRegistryOptions {
   readonly keySource?: KeySourceConfig;
 }
 
-export function createClientRegistry(clients: readonly StsClientConfig[], options: ClientRegistryOptions): ClientRegistry {
+export function createClientRegistry(
+  clients: readonly StsClientConfig[],
+  options: ClientRegistryOptions,
+): ClientRegistry {
   const byId = new Map<string, RegisteredClient>();
   for (const client of clients) {
-    const secret = client.secret !== undefined ? plainSecretVerifier(client.secret) : client.secretHash !== undefined ? hashedSecretVerifier(client.secretHash) : undefined;
+    const secret =
+      client.secret !== undefined
+        ? plainSecretVerifier(client.secret)
+        : client.secretHash !== undefined
+          ? hashedSecretVerifier(client.secretHash)
+          : undefined;
     const keys =
       client.jwks !== undefined
         ? createLocalKeySource(client.jwks as Parameters<typeof createLocalKeySource>[0])
         : client.jwksUri !== undefined
-          ? createRemoteKeySource({ issuer: client.id, jwksUri: client.jwksUri, dispatcher: options.dispatcher, ...options.keySource, logger: options.logger, ...(options.now === undefined ? {} : { now: options.now }) })
+          ? createRemoteKeySource({
+              issuer: client.id,
+              jwksUri: client.jwksUri,
+              dispatcher: options.dispatcher,
+              ...options.keySource,
+              logger: options.logger,
+              ...(options.now === undefined ? {} : { now: options.now }),
+            })
           : undefined;
-    const explicit = client.tlsClientAuthSanUri === undefined ? undefined : parseSpiffeId(client.tlsClientAuthSanUri).id;
+    const explicit =
+      client.tlsClientAuthSanUri === undefined ? undefined : parseSpiffeId(client.tlsClientAuthSanUri).id;
     const certificateId = explicit ?? options.map?.idOf(client.id);
     const tlsClientAuthSanUri = explicit ?? (client.tlsClientAuth === true ? certificateId : undefined);
-    byId.set(client.id, Object.freeze({ id: client.id, secret, keys, scopes: new Set(client.scopes ?? []), serviceAccount: client.serviceAccount, tlsClientAuthSanUri, certificateId }));
+    byId.set(
+      client.id,
+      Object.freeze({
+        id: client.id,
+        secret,
+        keys,
+        scopes: new Set(client.scopes ?? []),
+        serviceAccount: client.serviceAccount,
+        tlsClientAuthSanUri,
+        certificateId,
+      }),
+    );
   }
   return {
     get: (id) => byId.get(id),

@@ -16,16 +16,61 @@ import { type HttpError, defineError } from '../core/errors.ts';
 import { PolicyDeniedError } from '../policy/language/errors.ts';
 
 /** RFC 8693 §2.2.2: the subject token is invalid or unacceptable; `reason` is the token code the verifier refused it with (src/token/errors.ts). */
-export const SubjectTokenInvalidError = defineError({ code: 'BATON_STS_SUBJECT_TOKEN_INVALID', status: 400, title: 'The subject token is invalid', oauthError: 'invalid_request' });
-export const ActorTokenInvalidError = defineError({ code: 'BATON_STS_ACTOR_TOKEN_INVALID', status: 400, title: 'The actor token is invalid', oauthError: 'invalid_request' });
-export const ExternalTokenNotAtEntrypointError = defineError({ code: 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT', status: 400, title: 'External tokens are accepted only from entrypoint services', oauthError: 'invalid_request' });
-export const MayActMismatchError = defineError({ code: 'BATON_STS_MAY_ACT_MISMATCH', status: 400, title: 'The subject token does not allow this actor', oauthError: 'invalid_request' });
-export const InvalidTargetError = defineError({ code: 'BATON_STS_INVALID_TARGET', status: 400, title: 'The requested audience or resource is not a service the STS issues for', oauthError: 'invalid_target' });
-export const InvalidScopeError = defineError({ code: 'BATON_STS_INVALID_SCOPE', status: 400, title: 'The requested scope is wider than allowed', oauthError: 'invalid_scope' });
-export const InvalidClientError = defineError({ code: 'BATON_STS_INVALID_CLIENT', status: 401, title: 'Client authentication failed', oauthError: 'invalid_client' });
-export const UnsupportedGrantTypeError = defineError({ code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE', status: 400, title: 'Unsupported grant type', oauthError: 'unsupported_grant_type' });
+export const SubjectTokenInvalidError = defineError({
+  code: 'BATON_STS_SUBJECT_TOKEN_INVALID',
+  status: 400,
+  title: 'The subject token is invalid',
+  oauthError: 'invalid_request',
+});
+export const ActorTokenInvalidError = defineError({
+  code: 'BATON_STS_ACTOR_TOKEN_INVALID',
+  status: 400,
+  title: 'The actor token is invalid',
+  oauthError: 'invalid_request',
+});
+export const ExternalTokenNotAtEntrypointError = defineError({
+  code: 'BATON_STS_EXTERNAL_NOT_AT_ENTRYPOINT',
+  status: 400,
+  title: 'External tokens are accepted only from entrypoint services',
+  oauthError: 'invalid_request',
+});
+export const MayActMismatchError = defineError({
+  code: 'BATON_STS_MAY_ACT_MISMATCH',
+  status: 400,
+  title: 'The subject token does not allow this actor',
+  oauthError: 'invalid_request',
+});
+export const InvalidTargetError = defineError({
+  code: 'BATON_STS_INVALID_TARGET',
+  status: 400,
+  title: 'The requested audience or resource is not a service the STS issues for',
+  oauthError: 'invalid_target',
+});
+export const InvalidScopeError = defineError({
+  code: 'BATON_STS_INVALID_SCOPE',
+  status: 400,
+  title: 'The requested scope is wider than allowed',
+  oauthError: 'invalid_scope',
+});
+export const InvalidClientError = defineError({
+  code: 'BATON_STS_INVALID_CLIENT',
+  status: 401,
+  title: 'Client authentication failed',
+  oauthError: 'invalid_client',
+});
+export const UnsupportedGrantTypeError = defineError({
+  code: 'BATON_STS_UNSUPPORTED_GRANT_TYPE',
+  status: 400,
+  title: 'Unsupported grant type',
+  oauthError: 'unsupported_grant_type',
+});
 /** Client authentication failed or is pending too often from one client or address (src/sts/auth-throttle.ts). */
-export const AuthThrottledError = defineError({ code: 'BATON_STS_AUTH_THROTTLED', status: 429, title: 'Too many failed or pending client authentications', oauthError: 'temporarily_unavailable' });
+export const AuthThrottledError = defineError({
+  code: 'BATON_STS_AUTH_THROTTLED',
+  status: 429,
+  title: 'Too many failed or pending client authentications',
+  oauthError: 'temporarily_unavailable',
+});
 
 /** The status and OAuth error the token endpoint answers a cause with, where they are not the cause's own. */
 interface TokenEndpointAnswer {
@@ -43,7 +88,10 @@ interface TokenEndpointAnswer {
  * unauthorized_client (the client may not use the grant for it).
  */
 export const TOKEN_ENDPOINT_ANSWERS: ReadonlyMap<string, TokenEndpointAnswer> = new Map([
-  [PolicyDeniedError.code, { status: 400, error: 'invalid_target', byReason: { not_entrypoint: 'unauthorized_client' } }],
+  [
+    PolicyDeniedError.code,
+    { status: 400, error: 'invalid_target', byReason: { not_entrypoint: 'unauthorized_client' } },
+  ],
 ]);
 
 /** The HTTP status the token endpoint answers `error` with. */

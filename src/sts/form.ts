@@ -26,7 +26,9 @@ export function parseTokenRequestForm(body: string): TokenRequestParams {
       list.push(value);
     } else {
       // RFC 6749 §3.2: request and response parameters MUST NOT be included more than once.
-      throw new BadRequestError(`expected the parameter ${safeName(name)} at most once, got it more than once`, { reason: 'duplicate-parameter' });
+      throw new BadRequestError(`expected the parameter ${safeName(name)} at most once, got it more than once`, {
+        reason: 'duplicate-parameter',
+      });
     }
   }
   return {

@@ -22,7 +22,10 @@ export type AssertionPurpose = 'assertion' | 'actor';
 /** Why a client-signed JWT was refused; the `reason` of the refusal. */
 export type AssertionFailure = 'malformed' | 'signature' | 'claims' | 'lifetime' | 'replayed';
 
-const REFUSED: Readonly<Record<AssertionPurpose, string>> = { assertion: InvalidClientError.code, actor: ActorTokenInvalidError.code };
+const REFUSED: Readonly<Record<AssertionPurpose, string>> = {
+  assertion: InvalidClientError.code,
+  actor: ActorTokenInvalidError.code,
+};
 
 /**
  * A client-signed JWT refused: the code is the one its purpose is answered
@@ -30,8 +33,16 @@ const REFUSED: Readonly<Record<AssertionPurpose, string>> = { assertion: Invalid
  * its reason; or the client's key set could not be had at all.
  */
 export class AssertionError extends BatonError {
-  constructor(purpose: AssertionPurpose, failure: AssertionFailure | undefined, message: string, options?: { cause?: unknown }) {
-    super(failure === undefined ? TokenIssuerUnavailableError.code : REFUSED[purpose], message, { ...options, reason: failure ?? 'jwks' });
+  constructor(
+    purpose: AssertionPurpose,
+    failure: AssertionFailure | undefined,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(failure === undefined ? TokenIssuerUnavailableError.code : REFUSED[purpose], message, {
+      ...options,
+      reason: failure ?? 'jwks',
+    });
     this.name = 'AssertionError';
   }
 }
@@ -53,7 +64,10 @@ export interface AssertionCheck {
 export function peekIssuerAndSubject(jwt: string): { iss: string | undefined; sub: string | undefined } {
   try {
     const payload = decodeJwt(jwt);
-    return { iss: typeof payload.iss === 'string' ? payload.iss : undefined, sub: typeof payload.sub === 'string' ? payload.sub : undefined };
+    return {
+      iss: typeof payload.iss === 'string' ? payload.iss : undefined,
+      sub: typeof payload.sub === 'string' ? payload.sub : undefined,
+    };
   } catch {
     return { iss: undefined, sub: undefined };
   }
@@ -73,33 +87,55 @@ export async function verifyClientSignedJwt(jwt: string, check: AssertionCheck):
       currentDate: new Date(check.now()),
     }));
   } catch (error) {
-    const refuse = (failure: AssertionFailure | undefined, message: string): AssertionError => new AssertionError(check.purpose, failure, message, { cause: error });
+    const refuse = (failure: AssertionFailure | undefined, message: string): AssertionError =>
+      new AssertionError(check.purpose, failure, message, { cause: error });
     // The key source's own errors by their code; jose's by the codes jose documents.
     const code = isBatonError(error) ? error.code : (error as { code?: unknown }).code;
     if (code === TokenIssuerUnavailableError.code) throw refuse(undefined, 'the client key set could not be fetched');
-    if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' || code === TokenUnknownKidError.code || code === 'ERR_JOSE_ALG_NOT_ALLOWED' || code === 'ERR_JWKS_NO_MATCHING_KEY') {
-      throw refuse('signature', `expected a JWT signed by a key of client ${check.clientId} with an allowed algorithm, got ${describeJoseCode(code)}`);
+    if (
+      code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' ||
+      code === TokenUnknownKidError.code ||
+      code === 'ERR_JOSE_ALG_NOT_ALLOWED' ||
+      code === 'ERR_JWKS_NO_MATCHING_KEY'
+    ) {
+      throw refuse(
+        'signature',
+        `expected a JWT signed by a key of client ${check.clientId} with an allowed algorithm, got ${describeJoseCode(code)}`,
+      );
     }
     if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' || code === 'ERR_JWT_EXPIRED') {
       const claim = (error as { claim?: unknown }).claim;
-      throw refuse('claims', `expected valid ${typeof claim === 'string' ? claim : 'registered'} claim(s) naming client ${check.clientId} and this STS, got otherwise`);
+      throw refuse(
+        'claims',
+        `expected valid ${typeof claim === 'string' ? claim : 'registered'} claim(s) naming client ${check.clientId} and this STS, got otherwise`,
+      );
     }
     throw refuse('malformed', 'expected a compact JWS JWT');
   }
   const nowSec = Math.floor(check.now() / 1000);
   const exp = payload.exp as number;
   if (exp - nowSec > MAX_ASSERTION_LIFETIME_SECONDS + check.clockToleranceSec) {
-    throw new AssertionError(check.purpose, 'lifetime', `expected exp at most ${MAX_ASSERTION_LIFETIME_SECONDS} s ahead, got ${exp - nowSec} s`);
+    throw new AssertionError(
+      check.purpose,
+      'lifetime',
+      `expected exp at most ${MAX_ASSERTION_LIFETIME_SECONDS} s ahead, got ${exp - nowSec} s`,
+    );
   }
   const jti = payload.jti;
   if (jti === undefined) {
-    if (check.jtiRequired) throw new AssertionError(check.purpose, 'claims', 'expected a jti claim (RFC 7523 §3), got none');
+    if (check.jtiRequired)
+      throw new AssertionError(check.purpose, 'claims', 'expected a jti claim (RFC 7523 §3), got none');
     return payload;
   }
-  if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH) throw new AssertionError(check.purpose, 'claims', `expected jti as a string of 1-${MAX_JTI_LENGTH} characters`);
+  if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH)
+    throw new AssertionError(check.purpose, 'claims', `expected jti as a string of 1-${MAX_JTI_LENGTH} characters`);
   // RFC 7523 §3 item 7: the authorization server may ensure a JWT is not replayed by keeping its jti.
-  const fresh = await check.replay.claim(`${check.purpose}:${check.clientId}:${jti}`, (exp + check.clockToleranceSec) * 1000);
-  if (!fresh) throw new AssertionError(check.purpose, 'replayed', 'expected a jti not seen before, got one already used');
+  const fresh = await check.replay.claim(
+    `${check.purpose}:${check.clientId}:${jti}`,
+    (exp + check.clockToleranceSec) * 1000,
+  );
+  if (!fresh)
+    throw new AssertionError(check.purpose, 'replayed', 'expected a jti not seen before, got one already used');
   return payload;
 }
 

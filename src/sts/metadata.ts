@@ -43,7 +43,11 @@ export function stsPaths(issuer: string): StsPaths {
   };
 }
 
-export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs: readonly string[], mtls = false): Readonly<Record<string, unknown>> {
+export function authorizationServerMetadata(
+  endpoints: StsEndpoints,
+  signingAlgs: readonly string[],
+  mtls = false,
+): Readonly<Record<string, unknown>> {
   return Object.freeze({
     issuer: endpoints.issuer,
     token_endpoint: endpoints.tokenEndpoint,
@@ -51,7 +55,9 @@ export function authorizationServerMetadata(endpoints: StsEndpoints, signingAlgs
     grant_types_supported: [TOKEN_EXCHANGE_GRANT, CLIENT_CREDENTIALS_GRANT],
     // RFC 8414 §2 lists response_types_supported as REQUIRED; this server has no authorization endpoint, so none.
     response_types_supported: [],
-    token_endpoint_auth_methods_supported: mtls ? ['tls_client_auth', ...CLIENT_AUTH_METHODS] : [...CLIENT_AUTH_METHODS],
+    token_endpoint_auth_methods_supported: mtls
+      ? ['tls_client_auth', ...CLIENT_AUTH_METHODS]
+      : [...CLIENT_AUTH_METHODS],
     token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
     // Not registered by RFC 8414, but what clients of baton read: how issued tokens are signed.
     access_token_signing_alg_values_supported: [...signingAlgs],

@@ -13,7 +13,9 @@ export type Minter = (claims: BatonAccessTokenClaims) => Promise<string>;
 export function createMinter(keys: KeyStore): Minter {
   return async (claims) => {
     const key = keys.active();
-    return await new SignJWT({ ...claims }).setProtectedHeader({ alg: key.alg, kid: key.kid, typ: ACCESS_TOKEN_JWT_TYP }).sign(key.privateKey);
+    return await new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: ACCESS_TOKEN_JWT_TYP })
+      .sign(key.privateKey);
   };
 }
 

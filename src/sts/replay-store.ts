@@ -102,8 +102,20 @@ export function createRedisReplayStore(options: RedisReplayStoreOptions): Replay
     },
     renderMetrics() {
       const lines: string[] = [];
-      renderFamily(lines, 'baton_sts_redis_available', 'gauge', 'Whether replay protection is shared through Redis (1) or kept by this replica alone (0).', [available]);
-      renderFamily(lines, 'baton_sts_redis_faults_total', 'counter', 'Times the shared replay store became unusable and this replica fell back to its own, by fault: unavailable, auth (wrong ACL user or password), noperm.', faults.series());
+      renderFamily(
+        lines,
+        'baton_sts_redis_available',
+        'gauge',
+        'Whether replay protection is shared through Redis (1) or kept by this replica alone (0).',
+        [available],
+      );
+      renderFamily(
+        lines,
+        'baton_sts_redis_faults_total',
+        'counter',
+        'Times the shared replay store became unusable and this replica fell back to its own, by fault: unavailable, auth (wrong ACL user or password), noperm.',
+        faults.series(),
+      );
       return lines.join('\n') + '\n';
     },
     async close() {

@@ -12,7 +12,9 @@ const DEFAULT_P = 1;
 const KEY_LENGTH = 32;
 
 function scrypt(secret: string, salt: Buffer, keylen: number, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCallback(secret, salt, keylen, options, (error, key) => (error ? reject(error) : resolve(key))));
+  return new Promise((resolve, reject) =>
+    scryptCallback(secret, salt, keylen, options, (error, key) => (error ? reject(error) : resolve(key))),
+  );
 }
 
 function params(log2N: number, r: number, p: number): ScryptOptions {
@@ -46,14 +48,21 @@ export function plainSecretVerifier(secret: string): SecretVerifier {
 export function hashedSecretVerifier(encoded: string): SecretVerifier {
   const parts = encoded.split('$');
   const [scheme, log2N, r, p, salt, hash] = parts;
-  if (parts.length !== 6 || scheme !== 'scrypt' || !/^\d+$/.test(log2N ?? '') || !/^\d+$/.test(r ?? '') || !/^\d+$/.test(p ?? '')) {
+  if (
+    parts.length !== 6 ||
+    scheme !== 'scrypt' ||
+    !/^\d+$/.test(log2N ?? '') ||
+    !/^\d+$/.test(r ?? '') ||
+    !/^\d+$/.test(p ?? '')
+  ) {
     throw new Error('expected secretHash as scrypt$<log2 N>$<r>$<p>$<salt>$<hash>');
   }
   const options = params(Number(log2N), Number(r), Number(p));
   if (Number(log2N) < 10 || Number(log2N) > 20) throw new Error('expected secretHash log2 N between 10 and 20');
   const saltBytes = Buffer.from(salt ?? '', 'base64url');
   const expected = Buffer.from(hash ?? '', 'base64url');
-  if (saltBytes.length < 8 || expected.length < 16) throw new Error('expected secretHash with a salt of 8+ bytes and a hash of 16+ bytes');
+  if (saltBytes.length < 8 || expected.length < 16)
+    throw new Error('expected secretHash with a salt of 8+ bytes and a hash of 16+ bytes');
   const mac = createMacer();
   let remembered: Buffer | undefined;
   return {

@@ -17,7 +17,6 @@ import type { VerifiedToken } from '../token/verified-token.ts';
 import type { ExternalIssuerConfig } from './config.ts';
 import { SubjectTokenInvalidError } from './errors.ts';
 
-
 export interface SubjectTokenVerifierOptions {
   readonly issuer: string;
   readonly jwks: JSONWebKeySet;
@@ -79,8 +78,16 @@ export function createSubjectTokenVerifier(options: SubjectTokenVerifierOptions)
       } catch (error) {
         if (!isTokenError(error)) throw error;
         // Not the subject token's fault: its issuer could not be asked. Answered with the sidecar's code, 503 temporarily_unavailable.
-        if (error.code === TokenIssuerUnavailableError.code) throw new TokenIssuerUnavailableError(`subject token: ${error.message}`, { cause: error, reason: error.reason });
-        if (error.code === TokenIntrospectionThrottledError.code) throw new TokenIntrospectionThrottledError(`subject token: ${error.message}`, { cause: error, extensions: { retryAfter: error.extensions.retryAfter ?? 1 } });
+        if (error.code === TokenIssuerUnavailableError.code)
+          throw new TokenIssuerUnavailableError(`subject token: ${error.message}`, {
+            cause: error,
+            reason: error.reason,
+          });
+        if (error.code === TokenIntrospectionThrottledError.code)
+          throw new TokenIntrospectionThrottledError(`subject token: ${error.message}`, {
+            cause: error,
+            extensions: { retryAfter: error.extensions.retryAfter ?? 1 },
+          });
         // RFC 8693 §2.2.2: an invalid subject token is invalid_request; the token code is the reason. The verifier's messages never hold a token.
         throw new SubjectTokenInvalidError(`subject token: ${error.message}`, { cause: error, reason: error.code });
       }

@@ -31,7 +31,11 @@ export function createAdminListener(app: Injectable): AdminListener {
     req.resume();
     const path = (req.url ?? '/').split('?', 1)[0] as string;
     const send = (status: number, body: string, headers: Record<string, string> = {}): void => {
-      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers, 'content-length': String(Buffer.byteLength(body)) });
+      res.writeHead(status, {
+        'content-type': 'text/plain; charset=utf-8',
+        ...headers,
+        'content-length': String(Buffer.byteLength(body)),
+      });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n', { allow: 'GET, HEAD' });

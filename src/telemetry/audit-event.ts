@@ -120,7 +120,8 @@ export interface StsRefusedEvent {
   readonly path: string;
 }
 
-export type AuditEvent = SidecarDecisionEvent | SidecarRequestFailedEvent | StsDecisionEvent | StsIssuedEvent | StsRefusedEvent;
+export type AuditEvent =
+  SidecarDecisionEvent | SidecarRequestFailedEvent | StsDecisionEvent | StsIssuedEvent | StsRefusedEvent;
 export type AuditEventName = AuditEvent['event'];
 
 /** How one field is read back; `optional` fields may be absent (or, for `acr`, null). */
@@ -130,7 +131,9 @@ type Field =
   | { readonly kind: 'textOrNull' };
 
 type FieldTable<V> = { readonly [K in Exclude<keyof V, 'event' | 'component'>]-?: Field };
-type Schema = { readonly [V in AuditEvent as V['event']]: { readonly component: V['component']; readonly fields: FieldTable<V> } };
+type Schema = {
+  readonly [V in AuditEvent as V['event']]: { readonly component: V['component']; readonly fields: FieldTable<V> };
+};
 
 const text = { kind: 'text', optional: false } as const;
 const optionalText = { kind: 'text', optional: true } as const;
@@ -185,11 +188,28 @@ export const AUDIT_SCHEMA: Schema = {
   },
   token_decision: {
     component: 'sts',
-    fields: { ...GRANT_FIELDS, rule: text, decision: oneOf(['deny', 'would_deny']), cause: text, reason: text, status: optionalInteger, error: optionalText },
+    fields: {
+      ...GRANT_FIELDS,
+      rule: text,
+      decision: oneOf(['deny', 'would_deny']),
+      cause: text,
+      reason: text,
+      status: optionalInteger,
+      error: optionalText,
+    },
   },
   token_issued: {
     component: 'sts',
-    fields: { ...GRANT_FIELDS, rule: text, decision: oneOf(['allow', 'would_deny']), cause: optionalText, scope: optionalText, exp: integer, jti: text, status: integer },
+    fields: {
+      ...GRANT_FIELDS,
+      rule: text,
+      decision: oneOf(['allow', 'would_deny']),
+      cause: optionalText,
+      scope: optionalText,
+      exp: integer,
+      jti: text,
+      status: integer,
+    },
   },
   token_refused: {
     component: 'sts',
@@ -198,7 +218,17 @@ export const AUDIT_SCHEMA: Schema = {
 };
 
 /** The keys pino writes around every line (src/telemetry/logger.ts): not part of any event. */
-export const ENVELOPE_KEYS: ReadonlySet<string> = new Set(['level', 'time', 'pid', 'hostname', 'name', 'service', 'msg', 'trace_id', 'span_id']);
+export const ENVELOPE_KEYS: ReadonlySet<string> = new Set([
+  'level',
+  'time',
+  'pid',
+  'hostname',
+  'name',
+  'service',
+  'msg',
+  'trace_id',
+  'span_id',
+]);
 
 const MESSAGES: { readonly [N in AuditEventName]: string } = {
   decision: 'decision',
@@ -209,7 +239,9 @@ const MESSAGES: { readonly [N in AuditEventName]: string } = {
 };
 
 function messageOf(event: AuditEvent): string {
-  return event.event === 'token_decision' && event.decision === 'would_deny' ? 'policy would deny; shadow mode lets the token be minted' : MESSAGES[event.event];
+  return event.event === 'token_decision' && event.decision === 'would_deny'
+    ? 'policy would deny; shadow mode lets the token be minted'
+    : MESSAGES[event.event];
 }
 
 /**
@@ -219,7 +251,14 @@ function messageOf(event: AuditEvent): string {
  */
 export function writeAuditEvent(logger: Logger, event: AuditEvent, msg: string = messageOf(event)): void {
   // Built in one pass, without a redaction pass: see writeEventLine (./logger.ts) for why, and what guards the fields instead.
-  writeEventLine(logger, event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny') ? 'warn' : 'info', event, msg);
+  writeEventLine(
+    logger,
+    event.event === 'request_failed' || (event.event === 'token_decision' && event.decision === 'would_deny')
+      ? 'warn'
+      : 'info',
+    event,
+    msg,
+  );
 }
 
 /** One audit line read back: the event, and what the logger wrote around it. */

@@ -18,9 +18,14 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type AuditComponent, type AuditDirection, type AuditEventName, type AuditLine, parseAuditLine } from './audit-event.ts';
+import {
+  type AuditComponent,
+  type AuditDirection,
+  type AuditEventName,
+  type AuditLine,
+  parseAuditLine,
+} from './audit-event.ts';
 import { AuditInputInvalidError } from './errors.ts';
-
 
 export interface AuditQuery {
   readonly txn?: string;
@@ -85,9 +90,17 @@ export function readLogLines(paths: readonly string[]): AuditLine[] {
   for (const path of paths) {
     let files: string[];
     try {
-      files = statSync(path).isDirectory() ? readdirSync(path).sort().map((name) => join(path, name)).filter((file) => statSync(file).isFile()) : [path];
+      files = statSync(path).isDirectory()
+        ? readdirSync(path)
+            .sort()
+            .map((name) => join(path, name))
+            .filter((file) => statSync(file).isFile())
+        : [path];
     } catch (error) {
-      throw new AuditInputInvalidError(`expected a readable log file or directory, got ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`, { reason: 'unreadable' });
+      throw new AuditInputInvalidError(
+        `expected a readable log file or directory, got ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+        { reason: 'unreadable' },
+      );
     }
     for (const file of files) {
       for (const raw of readFileSync(file, 'utf8').split('\n')) {
@@ -127,20 +140,38 @@ export function reconstructTrail(lines: readonly AuditLine[], query: AuditQuery)
     }
   }
   const matched = lines
-    .filter((line) => { const txn = txnOf(line); return (txn !== undefined && txns.has(txn)) || (line.traceId !== undefined && traceIds.has(line.traceId)); })
+    .filter((line) => {
+      const txn = txnOf(line);
+      return (txn !== undefined && txns.has(txn)) || (line.traceId !== undefined && traceIds.has(line.traceId));
+    })
     .map(toEvent)
     .sort((a, b) => (a.time ?? '').localeCompare(b.time ?? '') || step(a) - step(b));
   const attributed = attributeRequests(matched);
   const events = query.request === undefined ? attributed : attributed.filter((e) => e.request === query.request);
   const requests = splitByRequest(events);
-  const found = query.request === undefined ? { txns, traceIds } : { txns: new Set(events.flatMap((e) => (e.txn === undefined ? [] : [e.txn]))), traceIds: new Set(events.flatMap((e) => (e.traceId === undefined ? [] : [e.traceId]))) };
-  return { txns: [...found.txns], traceIds: [...found.traceIds], hops: hopsOf(events), events, deniedAt: events.find((e) => e.decision === 'deny'), requests };
+  const found =
+    query.request === undefined
+      ? { txns, traceIds }
+      : {
+          txns: new Set(events.flatMap((e) => (e.txn === undefined ? [] : [e.txn]))),
+          traceIds: new Set(events.flatMap((e) => (e.traceId === undefined ? [] : [e.traceId]))),
+        };
+  return {
+    txns: [...found.txns],
+    traceIds: [...found.traceIds],
+    hops: hopsOf(events),
+    events,
+    deniedAt: events.find((e) => e.decision === 'deny'),
+    requests,
+  };
 }
 
 /** Gives each STS event the request it served: by shared trace, else by the outbound check that asked for it. */
 function attributeRequests(events: readonly TrailEvent[]): TrailEvent[] {
   const requestOfTrace = new Map<string, string>();
-  for (const e of events) if (e.request !== undefined && e.traceId !== undefined && !requestOfTrace.has(e.traceId)) requestOfTrace.set(e.traceId, e.request);
+  for (const e of events)
+    if (e.request !== undefined && e.traceId !== undefined && !requestOfTrace.has(e.traceId))
+      requestOfTrace.set(e.traceId, e.request);
   const out: TrailEvent[] = [];
   for (const e of events) {
     if (e.request !== undefined || e.component !== 'sts') {
@@ -149,7 +180,17 @@ function attributeRequests(events: readonly TrailEvent[]): TrailEvent[] {
     }
     const byTrace = e.traceId === undefined ? undefined : requestOfTrace.get(e.traceId);
     // Events are in time order: the last outbound check before this line, by the client that asked, for the same target.
-    const asker = byTrace === undefined ? out.findLast((o) => o.direction === 'outbound' && o.service === e.client && o.target === e.target && o.txn === e.txn && o.request !== undefined) : undefined;
+    const asker =
+      byTrace === undefined
+        ? out.findLast(
+            (o) =>
+              o.direction === 'outbound' &&
+              o.service === e.client &&
+              o.target === e.target &&
+              o.txn === e.txn &&
+              o.request !== undefined,
+          )
+        : undefined;
     out.push({ ...e, request: byTrace ?? asker?.request });
   }
   return out;
@@ -162,16 +203,28 @@ function splitByRequest(events: readonly TrailEvent[]): RequestTrail[] {
     if (group === undefined) groups.set(e.request, [e]);
     else group.push(e);
   }
-  return [...groups].map(([request, grouped]) => ({ request, hops: hopsOf(grouped), events: grouped, deniedAt: grouped.find((e) => e.decision === 'deny') }));
+  return [...groups].map(([request, grouped]) => ({
+    request,
+    hops: hopsOf(grouped),
+    events: grouped,
+    deniedAt: grouped.find((e) => e.decision === 'deny'),
+  }));
 }
 
 function hopsOf(events: readonly TrailEvent[]): string[] {
   const hops: string[] = [];
-  for (const event of events) if (event.event === 'decision' && event.direction === 'inbound' && hops[hops.length - 1] !== event.service) hops.push(event.service);
+  for (const event of events)
+    if (event.event === 'decision' && event.direction === 'inbound' && hops[hops.length - 1] !== event.service)
+      hops.push(event.service);
   return hops;
 }
 
-const DIRECTION_RANK: Readonly<Record<AuditDirection | AuditComponent, number>> = { inbound: 0, outbound: 1, sts: 2, sidecar: 1 };
+const DIRECTION_RANK: Readonly<Record<AuditDirection | AuditComponent, number>> = {
+  inbound: 0,
+  outbound: 1,
+  sts: 2,
+  sidecar: 1,
+};
 
 /**
  * Where an event sits in its chain, to order events logged in the same
@@ -216,13 +269,48 @@ function toEvent(line: AuditLine): TrailEvent {
   const audit = line.audit;
   switch (audit.event) {
     case 'decision':
-      return { ...base, direction: audit.direction, chain: audit.chain, target: audit.target, method: audit.method, path: audit.path, rule: audit.rule, decision: audit.decision, cause: audit.cause, status: audit.status, txn: audit.txn, request: audit.request };
+      return {
+        ...base,
+        direction: audit.direction,
+        chain: audit.chain,
+        target: audit.target,
+        method: audit.method,
+        path: audit.path,
+        rule: audit.rule,
+        decision: audit.decision,
+        cause: audit.cause,
+        status: audit.status,
+        txn: audit.txn,
+        request: audit.request,
+      };
     case 'request_failed':
       return { ...base, direction: audit.direction, method: audit.method, cause: audit.code, status: audit.status };
     case 'token_decision':
-      return { ...base, chain: audit.chain, target: audit.target, method: audit.grant, rule: audit.rule, decision: audit.decision, cause: audit.error ?? audit.cause, status: audit.status, txn: audit.txn, client: audit.client };
+      return {
+        ...base,
+        chain: audit.chain,
+        target: audit.target,
+        method: audit.grant,
+        rule: audit.rule,
+        decision: audit.decision,
+        cause: audit.error ?? audit.cause,
+        status: audit.status,
+        txn: audit.txn,
+        client: audit.client,
+      };
     case 'token_issued':
-      return { ...base, chain: audit.chain, target: audit.target, method: audit.grant, rule: audit.rule, decision: audit.decision, cause: audit.cause, status: audit.status, txn: audit.txn, client: audit.client };
+      return {
+        ...base,
+        chain: audit.chain,
+        target: audit.target,
+        method: audit.grant,
+        rule: audit.rule,
+        decision: audit.decision,
+        cause: audit.cause,
+        status: audit.status,
+        txn: audit.txn,
+        client: audit.client,
+      };
     case 'token_refused':
       return { ...base, path: audit.path, cause: audit.error ?? audit.code, status: audit.status };
   }

@@ -9,9 +9,16 @@ import { ListenPort } from '../config/atoms.ts';
 export const TelemetryConfigSchema = Type.Object(
   {
     subjectHashKey: Type.Optional(
-      Type.String({ minLength: 16, description: 'a secret of at least 16 characters, the same in every process, keying the baton.subject pseudonym so spans join across hops' }),
+      Type.String({
+        minLength: 16,
+        description:
+          'a secret of at least 16 characters, the same in every process, keying the baton.subject pseudonym so spans join across hops',
+      }),
     ),
-    subjectInClear: Type.Boolean({ default: false, description: 'put the clear subject id in spans instead of its keyed hash' }),
+    subjectInClear: Type.Boolean({
+      default: false,
+      description: 'put the clear subject id in spans instead of its keyed hash',
+    }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -25,6 +32,13 @@ export type TelemetryConfig = Readonly<Static<typeof TelemetryConfigSchema>>;
  * docker-compose set one.
  */
 export const AdminPortConfigSchema = Type.Object(
-  { port: Type.Optional(ListenPort(undefined, 'a plaintext port serving only /livez, /readyz and /metrics, on the same host (off when unset)')) },
+  {
+    port: Type.Optional(
+      ListenPort(
+        undefined,
+        'a plaintext port serving only /livez, /readyz and /metrics, on the same host (off when unset)',
+      ),
+    ),
+  },
   { additionalProperties: false, default: {} },
 );

@@ -40,11 +40,15 @@ export function recordDecisionSpan(record: DecisionRecord, pseudonym: SubjectPse
   };
   const caller = record.chain[record.chain.length - 1];
   if (caller !== undefined) attributes[BatonAttribute.caller] = caller;
-  if (record.subject !== undefined && pseudonym !== undefined) attributes[BatonAttribute.subject] = pseudonym(record.subject, record.subjectIssuer);
+  if (record.subject !== undefined && pseudonym !== undefined)
+    attributes[BatonAttribute.subject] = pseudonym(record.subject, record.subjectIssuer);
   if (record.subjectIssuer !== undefined) attributes[BatonAttribute.subjectIssuer] = record.subjectIssuer;
   if (record.txn !== undefined) attributes[BatonAttribute.txn] = record.txn;
   if (record.policyVersion !== undefined) attributes[BatonAttribute.policyVersion] = record.policyVersion;
   if (record.cause !== undefined) attributes[BatonAttribute.cause] = record.cause;
   requestSpan.setAttributes(attributes);
-  requestSpan.addEvent('baton.policy.decision', { [BatonAttribute.rule]: record.rule, [BatonAttribute.decision]: record.decision });
+  requestSpan.addEvent('baton.policy.decision', {
+    [BatonAttribute.rule]: record.rule,
+    [BatonAttribute.decision]: record.decision,
+  });
 }

@@ -15,7 +15,18 @@
  */
 import type { RequestHead } from '../dataplane/stream.ts';
 import type { TLSSocket } from 'node:tls';
-import { type Attributes, type Context, type Span, type Tracer, ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
+import {
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  context,
+  propagation,
+  trace,
+} from '@opentelemetry/api';
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
@@ -56,7 +67,11 @@ function protocolVersion(httpVersion: string): string {
  * address being the proxy's word.
  */
 export type ServerRequestHead = Pick<RequestHead, 'method' | 'url' | 'httpVersion' | 'headers'> & {
-  readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined; readonly localPort?: number | undefined };
+  readonly socket: {
+    readonly remoteAddress?: string | undefined;
+    readonly remotePort?: number | undefined;
+    readonly localPort?: number | undefined;
+  };
 };
 
 /**
@@ -93,7 +108,11 @@ export function startServerSpan(tracer: Tracer, req: ServerRequestHead, path: st
   if (route !== undefined) attributes[ATTR_HTTP_ROUTE] = route;
   const rpc = rpcOf(req, path);
   if (rpc !== undefined) Object.assign(attributes, rpc.attributes);
-  const span = tracer.startSpan(rpc?.name ?? (route === undefined ? method.name : `${method.name} ${route}`), { kind: SpanKind.SERVER, attributes }, parent);
+  const span = tracer.startSpan(
+    rpc?.name ?? (route === undefined ? method.name : `${method.name} ${route}`),
+    { kind: SpanKind.SERVER, attributes },
+    parent,
+  );
   return { span, context: trace.setSpan(parent, span) };
 }
 
@@ -109,7 +128,10 @@ function rpcOf(req: Pick<RequestHead, 'headers'>, path: string): { name: string;
   const match = /^\/([^/]+)\/([^/]+)$/.exec(path);
   if (match === null) return undefined;
   const [, service, method] = match as unknown as [string, string, string];
-  return { name: `${service}/${method}`, attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method } };
+  return {
+    name: `${service}/${method}`,
+    attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method },
+  };
 }
 
 /** `rpc.grpc.status_code` on a gRPC call's span, once the status is known (a refusal's, or the upstream's trailer). */
@@ -136,7 +158,12 @@ export interface Endpoint {
 /** `url.scheme`, `server.address` and `server.port` of a URL, the scheme's default port when it names none. */
 export function endpointOf(url: URL): Endpoint {
   const scheme = url.protocol.slice(0, -1);
-  return { scheme, host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || (scheme === 'https' ? 443 : 80)), origin: url.origin };
+  return {
+    scheme,
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: Number(url.port || (scheme === 'https' ? 443 : 80)),
+    origin: url.origin,
+  };
 }
 
 /** A CLIENT span for a request this process sends, child of the active span. */
@@ -156,7 +183,11 @@ export function startClientSpan(tracer: Tracer, target: ClientTarget, extra: Att
     [ATTR_NETWORK_PROTOCOL_VERSION]: '1.1',
     ...extra,
   };
-  const span = tracer.startSpan(target.route === undefined ? method.name : `${method.name} ${target.route}`, { kind: SpanKind.CLIENT, attributes }, parent);
+  const span = tracer.startSpan(
+    target.route === undefined ? method.name : `${method.name} ${target.route}`,
+    { kind: SpanKind.CLIENT, attributes },
+    parent,
+  );
   return { span, context: trace.setSpan(parent, span) };
 }
 
@@ -185,7 +216,12 @@ export function recordErrorType(code: string): void {
  * says why, its status left unset as semconv requires for a server's 4xx),
  * else the status for an error, else `_OTHER` when no response came.
  */
-export function endHttpSpan(span: Span, kind: 'server' | 'client', status: number | undefined, errorType?: string): void {
+export function endHttpSpan(
+  span: Span,
+  kind: 'server' | 'client',
+  status: number | undefined,
+  errorType?: string,
+): void {
   if (status !== undefined) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
   const failed = status === undefined || status >= (kind === 'server' ? 500 : 400);
   const code = errorType ?? errorTypes.get(span);
@@ -199,12 +235,16 @@ function requestMethod(raw: string | undefined): { name: string; attributes: Att
   const method = raw ?? 'GET';
   if (KNOWN_METHODS.has(method)) return { name: method, attributes: { [ATTR_HTTP_REQUEST_METHOD]: method } };
   // Semconv: unknown methods are `_OTHER`, so a method flood cannot blow up span-name cardinality.
-  return { name: 'HTTP', attributes: { [ATTR_HTTP_REQUEST_METHOD]: '_OTHER', [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: method.slice(0, 32) } };
+  return {
+    name: 'HTTP',
+    attributes: { [ATTR_HTTP_REQUEST_METHOD]: '_OTHER', [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: method.slice(0, 32) },
+  };
 }
 
 /** A failure's stable code (`BATON_…`, `UND_ERR_…`) for `error.type`; never its message. */
 export function errorCode(error: unknown): string {
-  const code = typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
+  const code =
+    typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
   return typeof code === 'string' ? code : '_OTHER';
 }
 
@@ -223,7 +263,11 @@ export interface EgressTarget {
  * semconv wants what a sampler may decide on; `to` is undefined for a
  * request the outbound port will refuse before it has a target.
  */
-export function startEgressSpan(tracer: Tracer, req: Pick<RequestHead, 'method' | 'headers'> & { readonly httpVersion?: string }, to: EgressTarget | undefined): HttpSpan {
+export function startEgressSpan(
+  tracer: Tracer,
+  req: Pick<RequestHead, 'method' | 'headers'> & { readonly httpVersion?: string },
+  to: EgressTarget | undefined,
+): HttpSpan {
   const parent = propagation.extract(ROOT_CONTEXT, req.headers);
   const method = requestMethod(req.method);
   const attributes: Attributes = { ...method.attributes };

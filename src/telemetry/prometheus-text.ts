@@ -15,7 +15,9 @@ export type Labels = Readonly<Record<string, string>>;
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Durations of a request answered by baton: a loopback hop takes well under a millisecond, an app or an upstream up to its timeout. */
-export const DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+export const DURATION_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
 
 /** One counter or gauge series: its labels, formatted once, and its value. */
 export interface Series {
@@ -109,7 +111,11 @@ export function histogram(buckets: readonly number[], labels: Labels): Histogram
         cumulative += counts[i] as number;
         lines.push(`${name}_bucket${bucketLabels[i]} ${cumulative}`);
       }
-      lines.push(`${name}_bucket${infLabels} ${count}`, `${name}_sum${formatted} ${sum}`, `${name}_count${formatted} ${count}`);
+      lines.push(
+        `${name}_bucket${infLabels} ${count}`,
+        `${name}_sum${formatted} ${sum}`,
+        `${name}_count${formatted} ${count}`,
+      );
     },
   };
 }
@@ -133,7 +139,13 @@ export function labelledHistogram(label: string, buckets: readonly number[]): La
 }
 
 /** A counter or gauge family: its HELP and TYPE lines, then one line per series. */
-export function renderFamily(lines: string[], name: string, type: 'counter' | 'gauge', help: string, all: readonly Series[]): void {
+export function renderFamily(
+  lines: string[],
+  name: string,
+  type: 'counter' | 'gauge',
+  help: string,
+  all: readonly Series[],
+): void {
   lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   for (const s of all) lines.push(`${name}${s.labels} ${s.value}`);
 }
@@ -145,6 +157,8 @@ export function renderHistogramFamily(lines: string[], name: string, help: strin
 
 /** Label values escaped per the text format: backslash, double quote and line feed. */
 export function formatLabels(labels: Labels): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`);
+  const parts = Object.entries(labels).map(
+    ([k, v]) => `${k}="${v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`,
+  );
   return parts.length === 0 ? '' : `{${parts.join(',')}}`;
 }

@@ -13,7 +13,11 @@
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BATON_VERSION } from '../core/version.ts';
 
-const MISNAMED_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+const MISNAMED_GAUGES = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
 export type Component = 'sidecar' | 'sts' | 'policy-server' | 'authz';
 

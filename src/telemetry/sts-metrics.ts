@@ -3,7 +3,13 @@
  * token requests by grant and outcome (`issued` or the RFC 6749 §5.2 error
  * code), and how long each took. Labels never name a client or a user.
  */
-import { DURATION_BUCKETS, labelledHistogram, nestedCounter, renderFamily, renderHistogramFamily } from './prometheus-text.ts';
+import {
+  DURATION_BUCKETS,
+  labelledHistogram,
+  nestedCounter,
+  renderFamily,
+  renderHistogramFamily,
+} from './prometheus-text.ts';
 
 export type GrantLabel = 'token_exchange' | 'client_credentials' | 'other';
 
@@ -22,8 +28,19 @@ export function createStsMetrics(): StsMetrics {
     },
     render() {
       const lines: string[] = [];
-      renderFamily(lines, 'baton_sts_token_requests_total', 'counter', 'Token endpoint requests, by grant and outcome (issued, or the OAuth error code).', requests.series());
-      renderHistogramFamily(lines, 'baton_sts_token_request_duration_seconds', 'Time to answer a token endpoint request, by grant.', duration.all());
+      renderFamily(
+        lines,
+        'baton_sts_token_requests_total',
+        'counter',
+        'Token endpoint requests, by grant and outcome (issued, or the OAuth error code).',
+        requests.series(),
+      );
+      renderHistogramFamily(
+        lines,
+        'baton_sts_token_request_duration_seconds',
+        'Time to answer a token endpoint request, by grant.',
+        duration.all(),
+      );
       return lines.join('\n') + '\n';
     },
   };

@@ -29,7 +29,8 @@ export function recordIssuanceRequest(record: IssuanceRecord, pseudonym: Subject
     [BatonAttribute.target]: record.target,
   };
   if (record.txn !== undefined) attributes[BatonAttribute.txn] = record.txn;
-  if (record.subject !== undefined && pseudonym !== undefined) attributes[BatonAttribute.subject] = pseudonym(record.subject, record.subjectIssuer);
+  if (record.subject !== undefined && pseudonym !== undefined)
+    attributes[BatonAttribute.subject] = pseudonym(record.subject, record.subjectIssuer);
   if (record.subjectIssuer !== undefined) attributes[BatonAttribute.subjectIssuer] = record.subjectIssuer;
   span.setAttributes(attributes);
 }

@@ -12,14 +12,25 @@ import { endHttpSpan, startServerSpan } from './http-spans.ts';
 export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** `untraced`: paths (query aside) served without a span, such as Prometheus scrapes and health probes. */
-export function tracedListener(tracer: Tracer, listener: RequestListener, untraced: ReadonlySet<string> = new Set()): RequestListener {
+export function tracedListener(
+  tracer: Tracer,
+  listener: RequestListener,
+  untraced: ReadonlySet<string> = new Set(),
+): RequestListener {
   return (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0] as string;
     if (untraced.has(path)) return listener(req, res);
     const server = startServerSpan(tracer, req, path);
     context.bind(server.context, req);
     context.bind(server.context, res);
-    res.once('close', () => endHttpSpan(server.span, 'server', res.writableFinished ? res.statusCode : undefined, res.writableFinished ? undefined : 'connection_closed'));
+    res.once('close', () =>
+      endHttpSpan(
+        server.span,
+        'server',
+        res.writableFinished ? res.statusCode : undefined,
+        res.writableFinished ? undefined : 'connection_closed',
+      ),
+    );
     context.with(server.context, listener, undefined, req, res);
   };
 }

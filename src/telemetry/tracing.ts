@@ -28,7 +28,11 @@ export interface Tracing {
 }
 
 /** Tracing off: the default of every factory, and what startTelemetry returns when no exporter is configured. */
-export const TRACING_OFF: Tracing = Object.freeze({ enabled: false, tracer: trace.getTracer('baton', BATON_VERSION), propagationFields: new Set<string>() });
+export const TRACING_OFF: Tracing = Object.freeze({
+  enabled: false,
+  tracer: trace.getTracer('baton', BATON_VERSION),
+  propagationFields: new Set<string>(),
+});
 
 export interface Telemetry {
   /** True when spans are recorded and exported. */
@@ -44,7 +48,10 @@ const DISABLED: Telemetry = { enabled: false, tracing: TRACING_OFF, shutdown: as
 // Flushing must not hold a terminating pod past its grace period when the collector is gone.
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 
-export async function startTelemetry(options: { serviceName: string; env: Readonly<Record<string, string | undefined>> }): Promise<Telemetry> {
+export async function startTelemetry(options: {
+  serviceName: string;
+  env: Readonly<Record<string, string | undefined>>;
+}): Promise<Telemetry> {
   const { env } = options;
   if (isTrue(env.OTEL_SDK_DISABLED)) return DISABLED;
   const exporterConfigured =
@@ -60,14 +67,22 @@ export async function startTelemetry(options: { serviceName: string; env: Readon
   process.env.OTEL_METRICS_EXPORTER ??= 'none';
   process.env.OTEL_LOGS_EXPORTER ??= 'none';
   const serviceName = env.OTEL_SERVICE_NAME ?? options.serviceName;
-  const [{ NodeSDK, resources }, { W3CTraceContextPropagator }] = await Promise.all([import('@opentelemetry/sdk-node'), import('@opentelemetry/core')]);
+  const [{ NodeSDK, resources }, { W3CTraceContextPropagator }] = await Promise.all([
+    import('@opentelemetry/sdk-node'),
+    import('@opentelemetry/core'),
+  ]);
   const sdk = new NodeSDK({
     serviceName,
     // service.version says which release made a span; service.instance.id
     // tells replicas apart (a random UUID per process, as semconv suggests).
     // OTEL_RESOURCE_ATTRIBUTES overrides either, say with the pod's UID;
     // no host or process detectors: they would put the command line in every export.
-    resource: resources.defaultResource().merge(resources.resourceFromAttributes({ [ATTR_SERVICE_VERSION]: BATON_VERSION, [ATTR_SERVICE_INSTANCE_ID]: randomUUID() })),
+    resource: resources.defaultResource().merge(
+      resources.resourceFromAttributes({
+        [ATTR_SERVICE_VERSION]: BATON_VERSION,
+        [ATTR_SERVICE_INSTANCE_ID]: randomUUID(),
+      }),
+    ),
     resourceDetectors: [resources.envDetector],
     // W3C trace context only: baggage is never read for identity, so it is
     // not propagated by baton itself either (apps' own headers pass through).
@@ -77,7 +92,11 @@ export async function startTelemetry(options: { serviceName: string; env: Readon
   sdk.start();
   return {
     enabled: true,
-    tracing: { enabled: true, tracer: trace.getTracer('baton', BATON_VERSION), propagationFields: new Set(propagation.fields().map((f) => f.toLowerCase())) },
+    tracing: {
+      enabled: true,
+      tracer: trace.getTracer('baton', BATON_VERSION),
+      propagationFields: new Set(propagation.fields().map((f) => f.toLowerCase())),
+    },
     shutdown: async () => {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, SHUTDOWN_TIMEOUT_MS)));

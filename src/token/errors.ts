@@ -6,15 +6,22 @@
  */
 import { type HttpError, type HttpErrorClass, defineError, isHttpError } from '../core/errors.ts';
 
-const invalidToken = (code: string, title: string): HttpErrorClass => defineError({ code, status: 401, title, oauthError: 'invalid_token' });
+const invalidToken = (code: string, title: string): HttpErrorClass =>
+  defineError({ code, status: 401, title, oauthError: 'invalid_token' });
 
 /** Not a compact JWS with JSON header and claims, a claim of the wrong type, or (reason `cnf`) a confirmation claim other than exactly `x5t#S256`. */
 export const TokenMalformedError = invalidToken('BATON_TOKEN_MALFORMED', 'Malformed access token');
 export const TokenTooLargeError = invalidToken('BATON_TOKEN_TOO_LARGE', 'Access token too large');
-export const TokenUntrustedIssuerError = invalidToken('BATON_TOKEN_UNTRUSTED_ISSUER', 'Access token from an untrusted issuer');
+export const TokenUntrustedIssuerError = invalidToken(
+  'BATON_TOKEN_UNTRUSTED_ISSUER',
+  'Access token from an untrusted issuer',
+);
 export const TokenUnknownKidError = invalidToken('BATON_TOKEN_UNKNOWN_KID', 'Access token signed with an unknown key');
 export const TokenBadSignatureError = invalidToken('BATON_TOKEN_BAD_SIGNATURE', 'Access token signature invalid');
-export const TokenAlgNotAllowedError = invalidToken('BATON_TOKEN_ALG_NOT_ALLOWED', 'Access token signing algorithm not allowed');
+export const TokenAlgNotAllowedError = invalidToken(
+  'BATON_TOKEN_ALG_NOT_ALLOWED',
+  'Access token signing algorithm not allowed',
+);
 /** Another kind of JWT than an access token; reason `id-token` for an OpenID Connect ID token. */
 export const TokenWrongTypError = invalidToken('BATON_TOKEN_WRONG_TYP', 'Not a JWT access token');
 export const TokenWrongAudienceError = invalidToken('BATON_TOKEN_WRONG_AUDIENCE', 'Access token for another audience');
@@ -32,10 +39,20 @@ export const TokenInactiveError = invalidToken('BATON_TOKEN_INACTIVE', 'Access t
  * is held; a token is never taken as valid or active meanwhile. Not the
  * caller's fault, so 503, not 401.
  */
-export const TokenIssuerUnavailableError = defineError({ code: 'BATON_TOKEN_ISSUER_UNAVAILABLE', status: 503, title: 'Token issuer unavailable', oauthError: 'temporarily_unavailable' });
+export const TokenIssuerUnavailableError = defineError({
+  code: 'BATON_TOKEN_ISSUER_UNAVAILABLE',
+  status: 503,
+  title: 'Token issuer unavailable',
+  oauthError: 'temporarily_unavailable',
+});
 
 /** The budget of introspection calls for tokens the issuer has not called active is spent (a flood of made-up tokens, or too low a budget): refused, never sent, never passed. */
-export const TokenIntrospectionThrottledError = defineError({ code: 'BATON_TOKEN_INTROSPECTION_THROTTLED', status: 503, title: 'Token introspection budget spent', oauthError: 'temporarily_unavailable' });
+export const TokenIntrospectionThrottledError = defineError({
+  code: 'BATON_TOKEN_INTROSPECTION_THROTTLED',
+  status: 503,
+  title: 'Token introspection budget spent',
+  oauthError: 'temporarily_unavailable',
+});
 
 export const TOKEN_ERROR_CODES: ReadonlySet<string> = new Set([
   TokenMalformedError.code,

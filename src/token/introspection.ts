@@ -27,7 +27,12 @@
 import { hash } from 'node:crypto';
 import { type Dispatcher, request } from 'undici';
 import type { Logger } from 'pino';
-import { TokenInactiveError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError, TokenUntrustedIssuerError } from './errors.ts';
+import {
+  TokenInactiveError,
+  TokenIntrospectionThrottledError,
+  TokenIssuerUnavailableError,
+  TokenUntrustedIssuerError,
+} from './errors.ts';
 import { parseJsonObject } from './strict-json.ts';
 import { createRateBudget } from '../core/rate-budget.ts';
 import { readBoundedText } from '../core/bounded-text.ts';
@@ -71,7 +76,8 @@ export interface Introspector {
   readonly size: number;
 }
 
-type Answer = { readonly active: true; readonly claims: Readonly<Record<string, unknown>> } | { readonly active: false };
+type Answer =
+  { readonly active: true; readonly claims: Readonly<Record<string, unknown>> } | { readonly active: false };
 interface Known {
   readonly claims: Readonly<Record<string, unknown>>;
   /** Until then the answer is reused without asking; epoch milliseconds. */
@@ -111,7 +117,10 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
       endpoint = metadataEndpoint(await discoverMetadata(issuer, limits), 'introspection_endpoint', issuer);
       return endpoint;
     } catch (error) {
-      throw new TokenIssuerUnavailableError(`expected the introspection endpoint of ${issuer}: ${describe(error)}`, { cause: error, reason: 'introspection' });
+      throw new TokenIssuerUnavailableError(`expected the introspection endpoint of ${issuer}: ${describe(error)}`, {
+        cause: error,
+        reason: 'introspection',
+      });
     }
   }
 
@@ -153,7 +162,10 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
     }
     // RFC 8259 §4: with duplicate names a parser may keep either value; `{"active":false,"active":true}` must not read as active.
     const parsed = parseJsonObject(text);
-    if (!parsed.ok) throw unavailable(`POST ${url}: expected one JSON object with unique member names, got ${parsed.reason === 'duplicate-member' ? 'a duplicate member' : parsed.reason === 'syntax' ? 'invalid JSON' : 'another JSON value'}`);
+    if (!parsed.ok)
+      throw unavailable(
+        `POST ${url}: expected one JSON object with unique member names, got ${parsed.reason === 'duplicate-member' ? 'a duplicate member' : parsed.reason === 'syntax' ? 'invalid JSON' : 'another JSON value'}`,
+      );
     const body = parsed.value;
     const active = body.active;
     // RFC 7662 §2.2: `active` is REQUIRED and boolean; anything but true is not active.
@@ -167,7 +179,10 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
     // Logged once per transition, so a dead endpoint cannot flood the log; the message never holds the token.
     if (!failing) logger?.warn({ issuer, err: { message } }, 'token introspection failed; refusing opaque tokens');
     failing = true;
-    return new TokenIssuerUnavailableError(`expected an answer from the introspection endpoint of ${issuer}`, { cause, reason: 'introspection' });
+    return new TokenIssuerUnavailableError(`expected an answer from the introspection endpoint of ${issuer}`, {
+      cause,
+      reason: 'introspection',
+    });
   }
 
   function remember(key: string, answer: Answer): void {
@@ -195,15 +210,23 @@ export function createIntrospector(options: IntrospectorOptions): Introspector {
 
   function throttled(): Error {
     // Logged once per spell, so a flood cannot flood the log either.
-    if (!throttling) logger?.warn({ event: 'introspection_throttled', issuer }, 'introspection budget spent; refusing opaque tokens this issuer has not called active before');
+    if (!throttling)
+      logger?.warn(
+        { event: 'introspection_throttled', issuer },
+        'introspection budget spent; refusing opaque tokens this issuer has not called active before',
+      );
     throttling = true;
-    return new TokenIntrospectionThrottledError(`expected at most ${maxCallsPerSecond} introspection calls per second for new tokens at ${issuer}, the budget is spent`, { extensions: { retryAfter: budget.retryAfterSeconds() } });
+    return new TokenIntrospectionThrottledError(
+      `expected at most ${maxCallsPerSecond} introspection calls per second for new tokens at ${issuer}, the budget is spent`,
+      { extensions: { retryAfter: budget.retryAfterSeconds() } },
+    );
   }
 
   return {
     async introspect(token) {
       // The verifier routes by prefix already; this endpoint still never sees a token that is not its issuer's.
-      if (tokenPrefix !== undefined && !token.startsWith(tokenPrefix)) throw new TokenUntrustedIssuerError(`expected a token that starts with ${issuer}'s tokenPrefix`);
+      if (tokenPrefix !== undefined && !token.startsWith(tokenPrefix))
+        throw new TokenUntrustedIssuerError(`expected a token that starts with ${issuer}'s tokenPrefix`);
       const key = hash('sha256', token, 'hex');
       const nowMs = now();
       let seen = known.get(key);

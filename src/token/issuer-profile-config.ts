@@ -13,25 +13,48 @@ import { IntrospectionConfigSchema } from './config.ts';
 import type { Dispatcher } from 'undici';
 import { createIntrospector, type Introspector } from './introspection.ts';
 import { prefixConflict } from './opaque-routing.ts';
-import { CLIENT_CLAIMS, type IssuerProfile, PROFILE_NAMES, resolveProfile, ROLE_RULES, SERVICE_RULES, SUBJECT_CLAIMS } from './issuer-profile.ts';
+import {
+  CLIENT_CLAIMS,
+  type IssuerProfile,
+  PROFILE_NAMES,
+  resolveProfile,
+  ROLE_RULES,
+  SERVICE_RULES,
+  SUBJECT_CLAIMS,
+} from './issuer-profile.ts';
 
 function literals<T extends string>(values: readonly T[], description: string): TUnion<TLiteral<T>[]> {
-  return Type.Union(values.map((v) => Type.Literal(v)), { description });
+  return Type.Union(
+    values.map((v) => Type.Literal(v)),
+    { description },
+  );
 }
 
 export const ISSUER_PROFILE_FIELDS = {
   profile: Type.Union(
     PROFILE_NAMES.map((name) => Type.Literal(name)),
-    { default: 'rfc9068', description: 'how the issuer shapes its tokens: rfc9068 (strict default), keycloak, entra, okta or auth0' },
+    {
+      default: 'rfc9068',
+      description: 'how the issuer shapes its tokens: rfc9068 (strict default), keycloak, entra, okta or auth0',
+    },
   ) as TUnion<TLiteral<(typeof PROFILE_NAMES)[number]>[]>,
-  typ: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: "accepted JOSE typ values; 'none' for no typ" })),
+  typ: Type.Optional(
+    Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1,
+      description: "accepted JOSE typ values; 'none' for no typ",
+    }),
+  ),
   audienceMatch: Type.Optional(literals(['exactly-one', 'contains'] as const, "'exactly-one' or 'contains'")),
   scopeClaim: Type.Optional(literals(['scope', 'scp'] as const, "'scope' or 'scp'")),
   roleScopes: Type.Optional(
     Type.Object(
       {
         rule: literals(ROLE_RULES, ROLE_RULES.join(', ')),
-        map: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String({ minLength: 1, pattern: '^[^ ]+$' })), { description: 'role → scopes it grants' })),
+        map: Type.Optional(
+          Type.Record(Type.String(), Type.Array(Type.String({ minLength: 1, pattern: '^[^ ]+$' })), {
+            description: 'role → scopes it grants',
+          }),
+        ),
       },
       { additionalProperties: false },
     ),
@@ -74,7 +97,10 @@ export function profileOf(config: ExternalIssuerProfileConfig): IssuerProfile {
   return resolveProfile(config);
 }
 
-export function introspectorOf(config: ExternalIssuerProfileConfig, deps: { logger: Logger; now: () => number; dispatcher?: Dispatcher | undefined }): Introspector | undefined {
+export function introspectorOf(
+  config: ExternalIssuerProfileConfig,
+  deps: { logger: Logger; now: () => number; dispatcher?: Dispatcher | undefined },
+): Introspector | undefined {
   const i = config.introspection;
   if (i === undefined) return undefined;
   return createIntrospector({
@@ -107,24 +133,51 @@ function readSecretFile(path: string): string {
  * media types.
  */
 export function checkExternalIssuers(issuers: readonly ExternalIssuerProfileConfig[], source: string): void {
-  const introspecting = issuers.flatMap((issuer, index) => (issuer.introspection === undefined ? [] : [{ index, prefix: issuer.introspection.tokenPrefix }]));
+  const introspecting = issuers.flatMap((issuer, index) =>
+    issuer.introspection === undefined ? [] : [{ index, prefix: issuer.introspection.tokenPrefix }],
+  );
   const conflict = prefixConflict(introspecting.map((i) => i.prefix));
   if (conflict !== undefined) {
     const at = introspecting[conflict.index] as { index: number; prefix: string | undefined };
     const other = introspecting[conflict.other] as { index: number; prefix: string | undefined };
     const key = `externalIssuers.${at.index}.introspection.tokenPrefix`;
     const otherKey = `externalIssuers.${other.index}.introspection.tokenPrefix`;
-    if (conflict.problem === 'missing') throw new ConfigError(source, key, `a tokenPrefix on each of the ${introspecting.length} introspecting issuers: an opaque token names no issuer, and sending it to another would disclose it`, 'none');
+    if (conflict.problem === 'missing')
+      throw new ConfigError(
+        source,
+        key,
+        `a tokenPrefix on each of the ${introspecting.length} introspecting issuers: an opaque token names no issuer, and sending it to another would disclose it`,
+        'none',
+      );
     const seen = `${JSON.stringify(at.prefix)} and ${otherKey} ${JSON.stringify(other.prefix)}`;
-    throw new ConfigError(source, key, `a prefix distinct from every other issuer's, and neither the start of another nor starting with one, so a token reaches one introspection endpoint only`, seen);
+    throw new ConfigError(
+      source,
+      key,
+      `a prefix distinct from every other issuer's, and neither the start of another nor starting with one, so a token reaches one introspection endpoint only`,
+      seen,
+    );
   }
   issuers.forEach((issuer, index) => {
     const introspection = issuer.introspection;
-    if (introspection !== undefined && (introspection.clientSecret === undefined) === (introspection.clientSecretFile === undefined)) {
-      throw new ConfigError(source, `externalIssuers.${index}.introspection`, 'exactly one of clientSecret or clientSecretFile', introspection.clientSecret === undefined ? 'neither' : 'both');
+    if (
+      introspection !== undefined &&
+      (introspection.clientSecret === undefined) === (introspection.clientSecretFile === undefined)
+    ) {
+      throw new ConfigError(
+        source,
+        `externalIssuers.${index}.introspection`,
+        'exactly one of clientSecret or clientSecretFile',
+        introspection.clientSecret === undefined ? 'neither' : 'both',
+      );
     }
     for (const typ of issuer.typ ?? []) {
-      if (!/^[A-Za-z0-9!#$&^_.+-]+(\/[A-Za-z0-9!#$&^_.+-]+)?$/.test(typ)) throw new ConfigError(source, `externalIssuers.${index}.typ`, "media types such as at+jwt or JWT, or 'none'", JSON.stringify(typ));
+      if (!/^[A-Za-z0-9!#$&^_.+-]+(\/[A-Za-z0-9!#$&^_.+-]+)?$/.test(typ))
+        throw new ConfigError(
+          source,
+          `externalIssuers.${index}.typ`,
+          "media types such as at+jwt or JWT, or 'none'",
+          JSON.stringify(typ),
+        );
     }
   });
 }

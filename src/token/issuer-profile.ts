@@ -33,7 +33,12 @@ export type ClientClaim = (typeof CLIENT_CLAIMS)[number];
  * - `entra-roles`: `roles` (app roles, the only grant an app-only token carries)
  * - `auth0-permissions`: `permissions` (Auth0 RBAC)
  */
-export const ROLE_RULES = ['keycloak-realm-roles', 'keycloak-client-roles', 'entra-roles', 'auth0-permissions'] as const;
+export const ROLE_RULES = [
+  'keycloak-realm-roles',
+  'keycloak-client-roles',
+  'entra-roles',
+  'auth0-permissions',
+] as const;
 export type RoleRule = (typeof ROLE_RULES)[number];
 
 /**
@@ -167,7 +172,8 @@ export function normalizeTyp(typ: string): string {
 export function checkTyp(typ: unknown, profile: IssuerProfile): void {
   const seen = typ === undefined ? NO_TYP : typeof typ === 'string' ? normalizeTyp(typ) : undefined;
   if (seen === undefined || !profile.typ.includes(seen)) {
-    const shown = typeof typ === 'string' ? JSON.stringify(typ.slice(0, 40)) : typ === undefined ? 'none' : 'a non-string';
+    const shown =
+      typeof typ === 'string' ? JSON.stringify(typ.slice(0, 40)) : typ === undefined ? 'none' : 'a non-string';
     throw new TokenWrongTypError(`expected typ ${profile.typ.join(' or ')} (profile ${profile.name}), got ${shown}`);
   }
 }
@@ -186,13 +192,18 @@ export interface ProfileIdentity {
  * rules of `profile`, on claims whose signature, issuer and times are
  * already verified.
  */
-export function readProfileClaims(claims: Readonly<Record<string, unknown>>, profile: IssuerProfile, expected: { readonly issuer: string; readonly audience: string }): ProfileIdentity {
+export function readProfileClaims(
+  claims: Readonly<Record<string, unknown>>,
+  profile: IssuerProfile,
+  expected: { readonly issuer: string; readonly audience: string },
+): ProfileIdentity {
   checkAudience(claims.aud, profile.audienceMatch, expected.audience);
   refuseIdToken(claims);
   if (profile.tenantClaim !== undefined) checkTenant(claims[profile.tenantClaim], expected.issuer);
 
   const subject = claims[profile.subjectClaim];
-  if (typeof subject !== 'string' || subject === '') throw new TokenMalformedError(`expected a non-empty ${profile.subjectClaim} claim (profile ${profile.name})`);
+  if (typeof subject !== 'string' || subject === '')
+    throw new TokenMalformedError(`expected a non-empty ${profile.subjectClaim} claim (profile ${profile.name})`);
   let clientId: string | undefined;
   for (const name of profile.clientClaims) {
     const value = claims[name];
@@ -209,7 +220,8 @@ function checkAudience(aud: unknown, match: AudienceMatch, audience: string): vo
   if (match === 'exactly-one') {
     // RFC 9068 §4 with baton's own rule: one aud, so a token is never valid at two services.
     const one = Array.isArray(aud) && aud.length === 1 ? aud[0] : aud;
-    if (one !== audience) throw new TokenWrongAudienceError(`expected exactly one aud equal to ${JSON.stringify(audience)}`);
+    if (one !== audience)
+      throw new TokenWrongAudienceError(`expected exactly one aud equal to ${JSON.stringify(audience)}`);
     return;
   }
   // RFC 9068 §4 / RFC 7519 §4.1.3: the aud MUST contain an identifier of this resource server.
@@ -237,8 +249,17 @@ function checkTenant(tid: unknown, issuer: string): void {
   }
 }
 
-function readScopes(claims: Readonly<Record<string, unknown>>, profile: IssuerProfile, audience: string): ReadonlySet<string> {
-  const scopes = profile.scopeClaim === 'scp' ? scpScopes(claims.scp) : claims.scope === undefined && Array.isArray(claims.scp) ? scpScopes(claims.scp) : parseScope(claims.scope);
+function readScopes(
+  claims: Readonly<Record<string, unknown>>,
+  profile: IssuerProfile,
+  audience: string,
+): ReadonlySet<string> {
+  const scopes =
+    profile.scopeClaim === 'scp'
+      ? scpScopes(claims.scp)
+      : claims.scope === undefined && Array.isArray(claims.scp)
+        ? scpScopes(claims.scp)
+        : parseScope(claims.scope);
   if (profile.roleScopes === undefined) return scopes;
   const out = new Set(scopes);
   const { map } = profile.roleScopes;
@@ -252,7 +273,8 @@ function readScopes(claims: Readonly<Record<string, unknown>>, profile: IssuerPr
 /** `scp`: a space-separated string (Entra) or an array of strings (Okta). */
 function scpScopes(scp: unknown): Set<string> {
   if (typeof scp === 'string') return parseScope(scp);
-  if (Array.isArray(scp)) return new Set(scp.filter((s): s is string => typeof s === 'string' && s !== '' && !s.includes(' ')));
+  if (Array.isArray(scp))
+    return new Set(scp.filter((s): s is string => typeof s === 'string' && s !== '' && !s.includes(' ')));
   return new Set();
 }
 
@@ -273,14 +295,22 @@ function roles(claims: Readonly<Record<string, unknown>>, rule: RoleRule, audien
       break;
   }
   // A role with a space would read as two scopes.
-  return Array.isArray(list) ? list.filter((r): r is string => typeof r === 'string' && r !== '' && !r.includes(' ')) : [];
+  return Array.isArray(list)
+    ? list.filter((r): r is string => typeof r === 'string' && r !== '' && !r.includes(' '))
+    : [];
 }
 
 function member(value: unknown, key: string): unknown {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.hasOwn(value, key)
+    ? (value as Record<string, unknown>)[key]
+    : undefined;
 }
 
-function isServiceToken(claims: Readonly<Record<string, unknown>>, profile: IssuerProfile, clientId: string | undefined): boolean {
+function isServiceToken(
+  claims: Readonly<Record<string, unknown>>,
+  profile: IssuerProfile,
+  clientId: string | undefined,
+): boolean {
   return profile.serviceWhen.some((rule) => {
     switch (rule) {
       case 'sub-is-client':

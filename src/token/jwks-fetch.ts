@@ -52,7 +52,8 @@ export async function fetchJson(url: string, limits: FetchLimits): Promise<unkno
   try {
     text = await readBoundedText(response.body, limits.maxBytes);
   } catch (cause) {
-    if (cause instanceof BodyTooLargeError) throw new JwksFetchError(`GET ${url}: expected at most ${limits.maxBytes} bytes, got more`);
+    if (cause instanceof BodyTooLargeError)
+      throw new JwksFetchError(`GET ${url}: expected at most ${limits.maxBytes} bytes, got more`);
     throw new JwksFetchError(`GET ${url}: reading the body failed: ${describe(cause)}`, { cause });
   }
   try {
@@ -74,14 +75,17 @@ export function validateJwks(value: unknown): JSONWebKeySet {
   const keys: JSONWebKeySet['keys'] = [];
   const kids = new Set<string>();
   for (const key of (value as { keys: unknown[] }).keys) {
-    if (typeof key !== 'object' || key === null || Array.isArray(key)) throw new JwksFetchError('expected every JWK to be an object');
+    if (typeof key !== 'object' || key === null || Array.isArray(key))
+      throw new JwksFetchError('expected every JWK to be an object');
     const jwk = key as Record<string, unknown>;
     if (typeof jwk.kty !== 'string') throw new JwksFetchError('expected every JWK to have a kty');
     // A published private or symmetric key means the set itself is compromised or misconfigured.
-    if (jwk.kty === 'oct' || 'd' in jwk || 'k' in jwk) throw new JwksFetchError('expected only public asymmetric keys in the JWK Set');
+    if (jwk.kty === 'oct' || 'd' in jwk || 'k' in jwk)
+      throw new JwksFetchError('expected only public asymmetric keys in the JWK Set');
     if (jwk.kid !== undefined) {
       if (typeof jwk.kid !== 'string') throw new JwksFetchError('expected kid to be a string');
-      if (kids.has(jwk.kid)) throw new JwksFetchError(`expected unique kids, got ${JSON.stringify(jwk.kid.slice(0, 64))} twice`);
+      if (kids.has(jwk.kid))
+        throw new JwksFetchError(`expected unique kids, got ${JSON.stringify(jwk.kid.slice(0, 64))} twice`);
       kids.add(jwk.kid);
     }
     if (jwk.use !== undefined && jwk.use !== 'sig') continue;
@@ -109,15 +113,20 @@ export function discoveryUrls(issuer: string): string[] {
  * The issuer's metadata: RFC 8414 first, then OpenID Connect Discovery,
  * each refused unless its `issuer` is the one it was fetched for.
  */
-export async function discoverMetadata(issuer: string, limits: FetchLimits): Promise<Readonly<Record<string, unknown>>> {
+export async function discoverMetadata(
+  issuer: string,
+  limits: FetchLimits,
+): Promise<Readonly<Record<string, unknown>>> {
   const failures: string[] = [];
   for (const url of discoveryUrls(issuer)) {
     try {
       const metadata = await fetchJson(url, limits);
-      if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw new JwksFetchError(`${url}: expected a JSON object`);
+      if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+        throw new JwksFetchError(`${url}: expected a JSON object`);
       const claimed = (metadata as { issuer?: unknown }).issuer;
       // RFC 8414 §3.3 / OpenID Connect Discovery §4.3: the issuer in the metadata MUST be identical to the one it was fetched for.
-      if (claimed !== issuer) throw new JwksFetchError(`${url}: expected issuer ${issuer}, got ${String(claimed).slice(0, 200)}`);
+      if (claimed !== issuer)
+        throw new JwksFetchError(`${url}: expected issuer ${issuer}, got ${String(claimed).slice(0, 200)}`);
       return metadata as Record<string, unknown>;
     } catch (error) {
       failures.push(describe(error));
@@ -129,7 +138,8 @@ export async function discoverMetadata(issuer: string, limits: FetchLimits): Pro
 /** An http(s) endpoint named by a metadata member, or an error naming the member. */
 export function metadataEndpoint(metadata: Readonly<Record<string, unknown>>, member: string, issuer: string): string {
   const value = metadata[member];
-  if (typeof value !== 'string' || !/^https?:\/\//.test(value)) throw new JwksFetchError(`discovery for ${issuer}: expected an http(s) ${member}`);
+  if (typeof value !== 'string' || !/^https?:\/\//.test(value))
+    throw new JwksFetchError(`discovery for ${issuer}: expected an http(s) ${member}`);
   return value;
 }
 
@@ -145,7 +155,12 @@ export async function discoverJwksUri(issuer: string, limits: FetchLimits): Prom
 export function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const code = (error as { code?: unknown }).code;
-  const inner = error instanceof AggregateError && error.errors.length > 0 ? [...new Set(error.errors.map(describe))].join(', ') : '';
+  const inner =
+    error instanceof AggregateError && error.errors.length > 0
+      ? [...new Set(error.errors.map(describe))].join(', ')
+      : '';
   const message = error.message === '' ? inner : inner === '' ? error.message : `${error.message}: ${inner}`;
-  return typeof code === 'string' && !message.includes(code) ? `${message || error.name} (${code})` : message || error.name;
+  return typeof code === 'string' && !message.includes(code)
+    ? `${message || error.name} (${code})`
+    : message || error.name;
 }

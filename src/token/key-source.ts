@@ -114,14 +114,23 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
 
   async function usableSet(): Promise<LocalSet> {
     if (current === undefined || now() - current.fetchedAt > maxStaleMs) await refetch(false);
-    if (current === undefined) throw new TokenIssuerUnavailableError(`expected signing keys for ${issuer}, but none could be fetched`, { reason: 'jwks' });
+    if (current === undefined)
+      throw new TokenIssuerUnavailableError(`expected signing keys for ${issuer}, but none could be fetched`, {
+        reason: 'jwks',
+      });
     if (now() - current.fetchedAt > maxStaleMs) {
-      throw new TokenIssuerUnavailableError(`expected signing keys for ${issuer} fetched within ${maxStaleMs} ms, the last good ones are older`, { reason: 'jwks' });
+      throw new TokenIssuerUnavailableError(
+        `expected signing keys for ${issuer} fetched within ${maxStaleMs} ms, the last good ones are older`,
+        { reason: 'jwks' },
+      );
     }
     return current.set;
   }
 
-  const timer = setInterval(() => void refetch(true), options.refreshIntervalMs ?? KEY_SOURCE_DEFAULTS.refreshIntervalMs);
+  const timer = setInterval(
+    () => void refetch(true),
+    options.refreshIntervalMs ?? KEY_SOURCE_DEFAULTS.refreshIntervalMs,
+  );
   timer.unref();
   void refetch(true);
 
@@ -136,7 +145,8 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
       // A kid we have not seen may be a freshly rotated key: refetch, within the cooldown.
       const before = current;
       await refetch(false);
-      if (current === undefined || current === before) throw new TokenUnknownKidError(`expected a kid published by ${issuer}`);
+      if (current === undefined || current === before)
+        throw new TokenUnknownKidError(`expected a kid published by ${issuer}`);
       return await lookup(current.set, header, token);
     },
     ready: () => current !== undefined && now() - current.fetchedAt <= maxStaleMs,
@@ -149,14 +159,20 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
   };
 }
 
-async function lookup(set: LocalSet, header: JWSHeaderParameters, token: FlattenedJWSInput | undefined): Promise<VerificationKey> {
+async function lookup(
+  set: LocalSet,
+  header: JWSHeaderParameters,
+  token: FlattenedJWSInput | undefined,
+): Promise<VerificationKey> {
   try {
     return await set(header, token);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
-    if (code === 'ERR_JWKS_NO_MATCHING_KEY') throw new TokenUnknownKidError('expected a kid naming a published key for this alg');
+    if (code === 'ERR_JWKS_NO_MATCHING_KEY')
+      throw new TokenUnknownKidError('expected a kid naming a published key for this alg');
     // Several keys match a token without a kid; trying each would let one token cost N verifications.
-    if (code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') throw new TokenUnknownKidError('expected a kid selecting exactly one key');
+    if (code === 'ERR_JWKS_MULTIPLE_MATCHING_KEYS')
+      throw new TokenUnknownKidError('expected a kid selecting exactly one key');
     throw error;
   }
 }

@@ -6,12 +6,7 @@
  */
 import type { JWSHeaderParameters } from 'jose';
 import { ACCESS_TOKEN_JWT_TYP } from '../core/token-types.ts';
-import {
-  TokenAlgNotAllowedError,
-  TokenMalformedError,
-  TokenTooLargeError,
-  TokenWrongTypError,
-} from './errors.ts';
+import { TokenAlgNotAllowedError, TokenMalformedError, TokenTooLargeError, TokenWrongTypError } from './errors.ts';
 import { normalizeTyp } from './issuer-profile.ts';
 import { parseJsonObject } from './strict-json.ts';
 
@@ -49,7 +44,8 @@ export function splitCompactJws(token: string, maxTokenBytes: number): [string, 
   if (token.length > maxTokenBytes) {
     throw new TokenTooLargeError(`expected a token of at most ${maxTokenBytes} bytes, got ${token.length}`);
   }
-  if (!COMPACT_CHARSET.test(token)) throw new TokenMalformedError('expected a compact JWS of base64url segments separated by dots');
+  if (!COMPACT_CHARSET.test(token))
+    throw new TokenMalformedError('expected a compact JWS of base64url segments separated by dots');
   const segments = token.split('.');
   if (segments.length !== 3 || segments.some((s) => s === '')) {
     throw new TokenMalformedError(`expected three non-empty segments, got ${segments.length}`);
@@ -67,7 +63,9 @@ function checkHeader(header: JWSHeaderParameters, algorithms: ReadonlySet<string
   if (typeof alg !== 'string') throw new TokenMalformedError('expected an alg header parameter');
   // RFC 8725 §3.1: the unsecured JWS is never acceptable here, however it is spelled.
   if (alg.toLowerCase() === 'none' || !algorithms.has(alg)) {
-    throw new TokenAlgNotAllowedError(`expected alg to be one of ${[...algorithms].join(', ')}, got ${JSON.stringify(alg.slice(0, 20))}`);
+    throw new TokenAlgNotAllowedError(
+      `expected alg to be one of ${[...algorithms].join(', ')}, got ${JSON.stringify(alg.slice(0, 20))}`,
+    );
   }
   // RFC 7515 §4.1.11: a recipient that does not understand a critical extension MUST reject; baton understands none.
   if ('crit' in header) throw new TokenMalformedError('expected no crit header parameter');
@@ -75,10 +73,11 @@ function checkHeader(header: JWSHeaderParameters, algorithms: ReadonlySet<string
   if ('b64' in header) throw new TokenMalformedError('expected no b64 header parameter');
   // RFC 9068 §2.1 / §4: resource servers MUST check typ, compared per RFC 7515 §4.1.9.
   if (checkTyp && (typeof typ !== 'string' || normalizeTyp(typ) !== ACCESS_TOKEN_JWT_TYP)) {
-    throw new TokenWrongTypError(`expected typ at+jwt, got ${typeof typ === 'string' ? JSON.stringify(typ.slice(0, 40)) : 'none'}`);
+    throw new TokenWrongTypError(
+      `expected typ at+jwt, got ${typeof typ === 'string' ? JSON.stringify(typ.slice(0, 40)) : 'none'}`,
+    );
   }
 }
-
 
 const BASE64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const BASE64URL_CHARSET = /^[A-Za-z0-9_-]*$/;

@@ -15,7 +15,8 @@ export function parseJsonObject(text: string): StrictJsonResult {
   } catch {
     return { ok: false, reason: 'syntax' };
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reason: 'not-an-object' };
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return { ok: false, reason: 'not-an-object' };
   if (hasDuplicateMember(text)) return { ok: false, reason: 'duplicate-member' };
   return { ok: true, value: value as Record<string, unknown> };
 }

@@ -24,7 +24,10 @@ export interface VerifiedTokenCacheOptions {
 }
 
 export function createVerifiedTokenCache(options: VerifiedTokenCacheOptions = {}): VerifiedTokenCache {
-  const entries = createExpiringLru<string, VerifiedToken>({ max: options.max ?? 10_000, now: options.now ?? Date.now });
+  const entries = createExpiringLru<string, VerifiedToken>({
+    max: options.max ?? 10_000,
+    now: options.now ?? Date.now,
+  });
   const keyOf = (token: string, audience: string, digest = tokenDigest(token)): string => `${digest}\n${audience}`;
   return {
     get: (token, audience, digest) => entries.get(keyOf(token, audience, digest)),

@@ -29,7 +29,6 @@ import { createOpaqueRouter } from './opaque-routing.ts';
 import { preparseToken } from './preparse.ts';
 import type { IssuerKind, VerifiedToken } from './verified-token.ts';
 
-
 export interface TrustedIssuer {
   readonly issuer: string;
   readonly keys: KeySource;
@@ -64,7 +63,8 @@ const STRICT = resolveProfile();
 export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): AccessTokenVerifier {
   const algorithms = new Set(options.algorithms ?? DEFAULT_ALGORITHMS);
   for (const alg of algorithms) {
-    if (alg.toLowerCase() === 'none' || alg.startsWith('HS')) throw new TypeError(`expected asymmetric signing algorithms, got ${alg}`);
+    if (alg.toLowerCase() === 'none' || alg.startsWith('HS'))
+      throw new TypeError(`expected asymmetric signing algorithms, got ${alg}`);
   }
   const algorithmList = [...algorithms];
   const clockTolerance = options.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
@@ -76,20 +76,28 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
     byIssuer.set(trusted.issuer, trusted);
   }
   // An opaque token names no issuer: it goes to the one issuer whose token prefix it starts with, never to another, which would see it.
-  const introspecting = options.issuers.filter((t) => t.kind === 'external' && t.introspector !== undefined).map((trusted) => ({ trusted, tokenPrefix: (trusted.introspector as Introspector).tokenPrefix }));
+  const introspecting = options.issuers
+    .filter((t) => t.kind === 'external' && t.introspector !== undefined)
+    .map((trusted) => ({ trusted, tokenPrefix: (trusted.introspector as Introspector).tokenPrefix }));
   const opaqueIssuerOf = introspecting.length === 0 ? undefined : createOpaqueRouter(introspecting);
 
   return {
     async verify(token, expected) {
       if (opaqueIssuerOf !== undefined && !isJoseShaped(token, maxTokenBytes)) {
         const route = opaqueIssuerOf(token);
-        if (route === undefined) throw new TokenUntrustedIssuerError('expected an opaque token that starts with the tokenPrefix of an introspecting issuer');
+        if (route === undefined)
+          throw new TokenUntrustedIssuerError(
+            'expected an opaque token that starts with the tokenPrefix of an introspecting issuer',
+          );
         return await verifyOpaque(token, route.trusted, expected.audience);
       }
       const { header, payload: unverified } = preparseToken(token, { maxTokenBytes, algorithms, checkTyp: false });
       if (typeof unverified.iss !== 'string') throw new TokenMalformedError('expected an iss claim');
       const trusted = byIssuer.get(unverified.iss);
-      if (trusted === undefined) throw new TokenUntrustedIssuerError(`expected an issuer from the allow-list, got ${JSON.stringify(unverified.iss.slice(0, 200))}`);
+      if (trusted === undefined)
+        throw new TokenUntrustedIssuerError(
+          `expected an issuer from the allow-list, got ${JSON.stringify(unverified.iss.slice(0, 200))}`,
+        );
       // Mesh tokens keep baton's own rules whatever the external profiles say.
       const profile = trusted.kind === 'external' ? (trusted.profile ?? STRICT) : STRICT;
       checkTyp(header.typ, profile);
@@ -109,31 +117,49 @@ export function createAccessTokenVerifier(options: AccessTokenVerifierOptions): 
       }
       const nowSec = Math.floor(nowMs / 1000);
       checkIat(claims, nowSec, clockTolerance);
-      if (trusted.kind === 'mesh') return readMeshClaims(deepFreeze(claims), trusted, expected.audience, options.maxActDepth);
+      if (trusted.kind === 'mesh')
+        return readMeshClaims(deepFreeze(claims), trusted, expected.audience, options.maxActDepth);
       return readExternalClaims(token, deepFreeze(claims), trusted, profile, trusted.audience ?? expected.audience);
     },
   };
 
   /** RFC 7662: the issuer says whether the token is active and what it carries; the profile reads it like a JWT's claims. */
   async function verifyOpaque(token: string, trusted: TrustedIssuer, fallbackAudience: string): Promise<VerifiedToken> {
-    if (token.length > maxTokenBytes) throw new TokenTooLargeError(`expected a token of at most ${maxTokenBytes} bytes, got ${token.length}`);
+    if (token.length > maxTokenBytes)
+      throw new TokenTooLargeError(`expected a token of at most ${maxTokenBytes} bytes, got ${token.length}`);
     const claims = await (trusted.introspector as Introspector).introspect(token);
     const nowSec = Math.floor(now() / 1000);
-    if (claims.iss !== undefined && claims.iss !== trusted.issuer) throw new TokenUntrustedIssuerError('expected the introspected token to name the introspecting issuer');
-    if (typeof claims.exp !== 'number') throw new TokenMalformedError('expected a numeric exp in the introspection response');
+    if (claims.iss !== undefined && claims.iss !== trusted.issuer)
+      throw new TokenUntrustedIssuerError('expected the introspected token to name the introspecting issuer');
+    if (typeof claims.exp !== 'number')
+      throw new TokenMalformedError('expected a numeric exp in the introspection response');
     if (claims.exp <= nowSec - clockTolerance) throw new TokenExpiredError('expected exp in the future');
-    if (typeof claims.nbf === 'number' && claims.nbf > nowSec + clockTolerance) throw new TokenNotYetValidError('expected nbf not in the future');
+    if (typeof claims.nbf === 'number' && claims.nbf > nowSec + clockTolerance)
+      throw new TokenNotYetValidError('expected nbf not in the future');
     checkIat(claims, nowSec, clockTolerance);
     // RFC 7662 §2.2 token_type: a refresh token, or a DPoP-bound one (RFC 9449 §6.2) whose proof baton cannot check, is no bearer access token.
-    if (claims.token_type !== undefined && (typeof claims.token_type !== 'string' || claims.token_type.toLowerCase() !== 'bearer')) {
+    if (
+      claims.token_type !== undefined &&
+      (typeof claims.token_type !== 'string' || claims.token_type.toLowerCase() !== 'bearer')
+    ) {
       throw new TokenMalformedError('expected token_type Bearer in the introspection response');
     }
-    if (claims.cnf !== undefined) throw new TokenMalformedError('expected no cnf: a sender-constrained external token cannot be checked here');
+    if (claims.cnf !== undefined)
+      throw new TokenMalformedError('expected no cnf: a sender-constrained external token cannot be checked here');
     // No sub: a token with no resource owner (client credentials); RFC 9068 §2.2 names the client as its subject.
     const sub = claims.sub ?? claims.client_id;
-    const verified = readExternalClaims(token, deepFreeze({ ...claims, sub, iss: trusted.issuer }), trusted, trusted.profile ?? STRICT, trusted.audience ?? fallbackAudience);
+    const verified = readExternalClaims(
+      token,
+      deepFreeze({ ...claims, sub, iss: trusted.issuer }),
+      trusted,
+      trusted.profile ?? STRICT,
+      trusted.audience ?? fallbackAudience,
+    );
     const introspector = trusted.introspector as Introspector;
-    return Object.freeze({ ...verified, reuseUntil: Math.min(verified.expiresAt, nowSec + introspector.maxCacheSeconds) });
+    return Object.freeze({
+      ...verified,
+      reuseUntil: Math.min(verified.expiresAt, nowSec + introspector.maxCacheSeconds),
+    });
   }
 }
 
@@ -169,19 +195,28 @@ function checkIat(claims: Readonly<Record<string, unknown>>, nowSec: number, tol
   }
 }
 
-function readMeshClaims(claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, audience: string, maxActDepth: number): VerifiedToken {
+function readMeshClaims(
+  claims: Readonly<Record<string, unknown>>,
+  trusted: TrustedIssuer,
+  audience: string,
+  maxActDepth: number,
+): VerifiedToken {
   // RFC 9068 §4: the aud MUST identify this resource server; baton mints exactly one so a token is never valid at two services.
   const aud = Array.isArray(claims.aud) && claims.aud.length === 1 ? claims.aud[0] : claims.aud;
-  if (aud !== audience) throw new TokenWrongAudienceError(`expected exactly one aud equal to ${JSON.stringify(audience)}`);
+  if (aud !== audience)
+    throw new TokenWrongAudienceError(`expected exactly one aud equal to ${JSON.stringify(audience)}`);
   if (typeof claims.exp !== 'number') throw new TokenMalformedError('expected a numeric exp claim');
-  if (typeof claims.sub !== 'string' || claims.sub === '') throw new TokenMalformedError('expected a non-empty sub claim');
-  if (claims.sub_type !== 'user' && claims.sub_type !== 'service') throw new TokenMalformedError("expected sub_type 'user' or 'service'");
+  if (typeof claims.sub !== 'string' || claims.sub === '')
+    throw new TokenMalformedError('expected a non-empty sub claim');
+  if (claims.sub_type !== 'user' && claims.sub_type !== 'service')
+    throw new TokenMalformedError("expected sub_type 'user' or 'service'");
   const subjectIssuer = readSubId(claims.sub_id, claims.sub);
   let chain: readonly string[];
   try {
     chain = Object.freeze(callerChain(claims, maxActDepth));
   } catch (error) {
-    if (error instanceof ActChainError) throw new TokenActInvalidError(error.message, { cause: error, reason: error.reason });
+    if (error instanceof ActChainError)
+      throw new TokenActInvalidError(error.message, { cause: error, reason: error.reason });
     throw error;
   }
   return Object.freeze({
@@ -212,11 +247,15 @@ const X5T_S256 = /^[A-Za-z0-9_-]{43}$/;
  */
 function readConfirmation(cnf: unknown): string | undefined {
   if (cnf === undefined) return undefined;
-  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) throw new TokenMalformedError('expected cnf to be a JSON object', { reason: 'cnf' });
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf))
+    throw new TokenMalformedError('expected cnf to be a JSON object', { reason: 'cnf' });
   const members = Object.keys(cnf);
   const thumbprint = (cnf as Record<string, unknown>)['x5t#S256'];
   if (members.length !== 1 || typeof thumbprint !== 'string' || !X5T_S256.test(thumbprint)) {
-    throw new TokenMalformedError('expected cnf to hold exactly x5t#S256, a base64url SHA-256 thumbprint (RFC 8705 §3.1)', { reason: 'cnf' });
+    throw new TokenMalformedError(
+      'expected cnf to hold exactly x5t#S256, a base64url SHA-256 thumbprint (RFC 8705 §3.1)',
+      { reason: 'cnf' },
+    );
   }
   return thumbprint;
 }
@@ -228,19 +267,29 @@ function readConfirmation(cnf: unknown): string | undefined {
  * name the same subject.
  */
 function readSubId(subId: unknown, sub: string): string {
-  if (typeof subId !== 'object' || subId === null || Array.isArray(subId)) throw new TokenMalformedError('expected a sub_id claim (RFC 9493) naming the subject\'s issuer');
+  if (typeof subId !== 'object' || subId === null || Array.isArray(subId))
+    throw new TokenMalformedError("expected a sub_id claim (RFC 9493) naming the subject's issuer");
   const { format, iss, sub: idSub } = subId as { format?: unknown; iss?: unknown; sub?: unknown };
-  if (format !== 'iss_sub' || typeof iss !== 'string' || iss === '') throw new TokenMalformedError("expected sub_id in format 'iss_sub' with a non-empty iss");
+  if (format !== 'iss_sub' || typeof iss !== 'string' || iss === '')
+    throw new TokenMalformedError("expected sub_id in format 'iss_sub' with a non-empty iss");
   if (idSub !== sub) throw new TokenMalformedError('expected sub_id.sub to equal sub');
   return iss;
 }
 
-function readExternalClaims(token: string, claims: Readonly<Record<string, unknown>>, trusted: TrustedIssuer, profile: IssuerProfile, audience: string): VerifiedToken {
+function readExternalClaims(
+  token: string,
+  claims: Readonly<Record<string, unknown>>,
+  trusted: TrustedIssuer,
+  profile: IssuerProfile,
+  audience: string,
+): VerifiedToken {
   if (typeof claims.exp !== 'number') throw new TokenMalformedError('expected a numeric exp claim');
   // DESIGN trust assumption: only the mesh STS's act chain is believed; a delegated external token is refused, not flattened.
-  if (claims.act !== undefined) throw new TokenActInvalidError('expected no act claim in a token from an external issuer');
+  if (claims.act !== undefined)
+    throw new TokenActInvalidError('expected no act claim in a token from an external issuer');
   // A sub_id in an external token would claim another issuer's user: only the STS may qualify a subject.
-  if (claims.sub_id !== undefined) throw new TokenMalformedError('expected no sub_id claim in a token from an external issuer');
+  if (claims.sub_id !== undefined)
+    throw new TokenMalformedError('expected no sub_id claim in a token from an external issuer');
   const identity = readProfileClaims(claims, profile, { issuer: trusted.issuer, audience });
   return Object.freeze({
     claims,
@@ -282,7 +331,8 @@ function deepFreeze<T>(value: T): T {
 
 function toTokenError(error: unknown): TokenError {
   if (isTokenError(error)) return error;
-  if (error instanceof joseErrors.JWTExpired) return new TokenExpiredError('expected exp in the future', { cause: error });
+  if (error instanceof joseErrors.JWTExpired)
+    return new TokenExpiredError('expected exp in the future', { cause: error });
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
     switch (error.claim) {
       case 'nbf':
@@ -295,10 +345,14 @@ function toTokenError(error: unknown): TokenError {
         return new TokenMalformedError(`expected a valid ${error.claim} claim`, { cause: error });
     }
   }
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return new TokenBadSignatureError('expected a valid signature', { cause: error });
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return new TokenAlgNotAllowedError('expected an allowed alg', { cause: error });
-  if (error instanceof joseErrors.JWKSNoMatchingKey) return new TokenUnknownKidError('expected a kid naming a published key', { cause: error });
-  if (error instanceof joseErrors.JWTInvalid || error instanceof joseErrors.JWSInvalid) return new TokenMalformedError('expected a well-formed JWT', { cause: error });
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed)
+    return new TokenBadSignatureError('expected a valid signature', { cause: error });
+  if (error instanceof joseErrors.JOSEAlgNotAllowed)
+    return new TokenAlgNotAllowedError('expected an allowed alg', { cause: error });
+  if (error instanceof joseErrors.JWKSNoMatchingKey)
+    return new TokenUnknownKidError('expected a kid naming a published key', { cause: error });
+  if (error instanceof joseErrors.JWTInvalid || error instanceof joseErrors.JWSInvalid)
+    return new TokenMalformedError('expected a well-formed JWT', { cause: error });
   // Anything else (an unusable key, an unsupported curve): fail closed, as a signature that did not verify.
   return new TokenBadSignatureError('expected a signature verifiable with the issuer key', { cause: error });
 }

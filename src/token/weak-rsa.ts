@@ -6,7 +6,10 @@
  * test and the prime list are from the ROCA paper's detector (Nemec et al.,
  * CCS 2017).
  */
-const PRIMES = [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167];
+const PRIMES = [
+  3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113,
+  127, 131, 137, 139, 149, 151, 157, 163, 167,
+];
 
 const SUBGROUPS: ReadonlyArray<readonly [bigint, ReadonlySet<bigint>]> = PRIMES.map((p) => {
   const prime = BigInt(p);

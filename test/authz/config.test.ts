@@ -18,20 +18,34 @@ function file(name: string, config: Record<string, unknown>): string {
   return path;
 }
 
-const MINIMAL = { service: 'orders', sts: { issuer: 'https://baton-sts:7000', clientId: 'orders' }, policy: { file: POLICY } };
+const MINIMAL = {
+  service: 'orders',
+  sts: { issuer: 'https://baton-sts:7000', clientId: 'orders' },
+  policy: { file: POLICY },
+};
 
 describe('baton authz configuration', () => {
-  it('defaults to both front ends on loopback, the admin port apart, mtls, and the sidecar\'s blocks', () => {
+  it("defaults to both front ends on loopback, the admin port apart, mtls, and the sidecar's blocks", () => {
     const config = loadAuthzConfig({ file: file('minimal.yaml', MINIMAL) });
     assert.equal(config.host, '127.0.0.1');
-    assert.deepEqual([config.grpc.enabled, config.grpc.port, config.http.enabled, config.http.port, config.http.pathPrefix, config.admin.port], [true, 7073, true, 7074, '/baton-authz', 7075]);
+    assert.deepEqual(
+      [
+        config.grpc.enabled,
+        config.grpc.port,
+        config.http.enabled,
+        config.http.port,
+        config.http.pathPrefix,
+        config.admin.port,
+      ],
+      [true, 7073, true, 7074, '/baton-authz', 7075],
+    );
     assert.equal(config.transport.mode, 'mtls');
     assert.equal(config.inbound.peerCertificate, 'optional');
     assert.equal(config.exchange.expiryMarginSeconds, 30);
     assert.ok(Object.isFrozen(config));
   });
 
-  it('refuses contradictions at load: no port to ask on, two ports alike, the sidecar\'s rules on the shared blocks', () => {
+  it("refuses contradictions at load: no port to ask on, two ports alike, the sidecar's rules on the shared blocks", () => {
     const refused = (config: Record<string, unknown>): string => {
       try {
         loadAuthzConfig({ file: file('bad.yaml', config) });
@@ -42,7 +56,10 @@ describe('baton authz configuration', () => {
     };
     assert.match(refused({ ...MINIMAL, grpc: { enabled: false }, http: { enabled: false } }), /grpc\.enabled/);
     assert.match(refused({ ...MINIMAL, grpc: { port: 9000 }, http: { port: 9000 } }), /http\.port/);
-    assert.match(refused({ ...MINIMAL, sts: { issuer: 'http://baton-sts:7000', clientId: 'orders' } }), /sts\.issuer: expected an https:\/\/ URL in transport\.mode mtls/);
+    assert.match(
+      refused({ ...MINIMAL, sts: { issuer: 'http://baton-sts:7000', clientId: 'orders' } }),
+      /sts\.issuer: expected an https:\/\/ URL in transport\.mode mtls/,
+    );
     assert.match(refused({ ...MINIMAL, http: { pathPrefix: 'baton' } }), /http\.pathPrefix/);
     assert.match(refused({ ...MINIMAL, inbound: { peerCertificate: 'sometimes' } }), /inbound\.peerCertificate/);
   });

@@ -9,18 +9,49 @@ import type { VerifiedToken } from '../../src/token/verified-token.ts';
 
 const NOW = 1_800_000_000_000;
 const ALLOW: Decision = { allowed: true, rule: ruleId(serviceName('orders'), 0), reason: 'allowed', mode: 'enforce' };
-const DENY: Decision = { allowed: false, rule: ruleId(serviceName('orders'), 0), reason: 'no', cause: 'method', mode: 'enforce' };
+const DENY: Decision = {
+  allowed: false,
+  rule: ruleId(serviceName('orders'), 0),
+  reason: 'no',
+  cause: 'method',
+  mode: 'enforce',
+};
 
 function verified(subject: string, expiresAt = NOW / 1000 + 300): VerifiedToken {
-  return { claims: {}, issuer: 'https://sts', kind: 'mesh', subject, subjectIssuer: 'https://idp', user: true, chain: ['gateway'], scopes: new Set(), txn: undefined, acr: undefined, authTime: undefined, clientId: 'gateway', expiresAt, jti: undefined, confirmation: 'thumb' };
+  return {
+    claims: {},
+    issuer: 'https://sts',
+    kind: 'mesh',
+    subject,
+    subjectIssuer: 'https://idp',
+    user: true,
+    chain: ['gateway'],
+    scopes: new Set(),
+    txn: undefined,
+    acr: undefined,
+    authTime: undefined,
+    clientId: 'gateway',
+    expiresAt,
+    jti: undefined,
+    confirmation: 'thumb',
+  };
 }
 
 function key(token: string, overrides: Partial<DecisionKey> = {}): DecisionKey {
-  return { direction: 'inbound', target: 'orders', policyVersion: 7, tokenDigest: tokenDigest(token), peer: 'spiffe://td/ns/demo/sa/gateway thumb', method: 'GET', path: '/orders', ...overrides };
+  return {
+    direction: 'inbound',
+    target: 'orders',
+    policyVersion: 7,
+    tokenDigest: tokenDigest(token),
+    peer: 'spiffe://td/ns/demo/sa/gateway thumb',
+    method: 'GET',
+    path: '/orders',
+    ...overrides,
+  };
 }
 
 describe('the decision cache (baton authz)', () => {
-  it('never gives one user\'s decision for another user\'s token, whatever else the two requests share', () => {
+  it("never gives one user's decision for another user's token, whatever else the two requests share", () => {
     let now = NOW;
     const cache = createDecisionCache({ maxEntries: 100, ttlSeconds: 30, now: () => now });
     cache.set(key('token-of-alice'), { verified: verified('alice'), decision: ALLOW });
@@ -37,20 +68,29 @@ describe('the decision cache (baton authz)', () => {
   it('keys on every part: peer, method, path, policy version, direction and target each make another entry', () => {
     const cache = createDecisionCache({ maxEntries: 100, ttlSeconds: 30, now: () => NOW });
     cache.set(key('t'), { verified: verified('alice'), decision: ALLOW });
-    for (const other of [{ peer: 'spiffe://td/ns/demo/sa/payments thumb' }, { peer: undefined }, { method: 'POST' }, { path: '/orders/1' }, { policyVersion: 8 }, { direction: 'outbound' as const }, { target: 'payments' }, { tokenDigest: undefined }]) {
+    for (const other of [
+      { peer: 'spiffe://td/ns/demo/sa/payments thumb' },
+      { peer: undefined },
+      { method: 'POST' },
+      { path: '/orders/1' },
+      { policyVersion: 8 },
+      { direction: 'outbound' as const },
+      { target: 'payments' },
+      { tokenDigest: undefined },
+    ]) {
       assert.equal(cache.get(key('t', other)), undefined, JSON.stringify(other));
     }
     assert.ok(cache.get(key('t')));
   });
 
-  it('keeps no entry past the token\'s exp or the TTL, whichever comes first', () => {
+  it("keeps no entry past the token's exp or the TTL, whichever comes first", () => {
     let now = NOW;
     const cache = createDecisionCache({ maxEntries: 100, ttlSeconds: 30, now: () => now });
     cache.set(key('short'), { verified: verified('alice', NOW / 1000 + 5), decision: ALLOW });
     cache.set(key('long'), { verified: verified('bob', NOW / 1000 + 300), decision: ALLOW });
     cache.set(key('service'), { verified: undefined, decision: ALLOW });
     now += 5_000;
-    assert.equal(cache.get(key('short')), undefined, 'at the token\'s exp');
+    assert.equal(cache.get(key('short')), undefined, "at the token's exp");
     assert.ok(cache.get(key('long')));
     now += 25_000;
     assert.equal(cache.get(key('long')), undefined, 'at the TTL');

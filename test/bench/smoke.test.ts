@@ -15,7 +15,10 @@ test('the verification benchmark runs in quick mode and writes a row per algorit
   const bench = startProcess(process.execPath, [VERIFY_BENCH], { BENCH_QUICK: '1', BENCH_RESULTS_DIR: dir });
   t.after(() => bench.stop('SIGKILL'));
   assert.equal(await bench.exited, 0, bench.stderr());
-  const written = JSON.parse(readFileSync(join(dir, 'verify.json'), 'utf8')) as { rows: Array<Record<string, unknown>>; checks: unknown[] };
+  const written = JSON.parse(readFileSync(join(dir, 'verify.json'), 'utf8')) as {
+    rows: Array<Record<string, unknown>>;
+    checks: unknown[];
+  };
   assert.equal(written.rows.length, 9);
   for (const row of written.rows) assert.ok(typeof row['ops/s'] === 'number' && row['ops/s'] > 0);
   assert.equal(written.checks.length, 6);

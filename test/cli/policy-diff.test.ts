@@ -21,7 +21,10 @@ function policyFile(name: string, text: string): string {
   return path;
 }
 
-const changed = policyFile('new.yaml', `${TEXT.replace('maxDepth: 4', 'maxDepth: 5')}    refunds:\n      accepts:\n        - from: payments\n          methods: [POST]\n          paths: ["/refunds"]\n`);
+const changed = policyFile(
+  'new.yaml',
+  `${TEXT.replace('maxDepth: 4', 'maxDepth: 5')}    refunds:\n      accepts:\n        - from: payments\n          methods: [POST]\n          paths: ["/refunds"]\n`,
+);
 
 describe('baton policy diff', () => {
   it('exits 0 and says so when nothing differs', async () => {
@@ -69,13 +72,23 @@ describe('policy diff as text', () => {
   });
 
   it('prints an added or removed edge with its rule id and route', () => {
-    const after = policyOf(`${TEXT}    refunds:\n      accepts:\n        - from: payments\n          methods: [POST]\n          paths: ["/refunds"]\n`);
-    assert.match(formatPolicyDiff(diffPolicies(shop, after)), /^\+ edge payments → refunds \(refunds\.accepts\[0\]\) POST \/refunds$/m);
+    const after = policyOf(
+      `${TEXT}    refunds:\n      accepts:\n        - from: payments\n          methods: [POST]\n          paths: ["/refunds"]\n`,
+    );
+    assert.match(
+      formatPolicyDiff(diffPolicies(shop, after)),
+      /^\+ edge payments → refunds \(refunds\.accepts\[0\]\) POST \/refunds$/m,
+    );
     assert.match(formatPolicyDiff(diffPolicies(after, shop)), /^- edge payments → refunds/m);
   });
 
   it('prints each changed field of a rule, before → after', () => {
-    const after = policyOf(TEXT.replace('methods: [GET, POST]', 'methods: [GET]').replace('"orders:read or orders:write"', '"orders:read"'));
-    assert.match(formatPolicyDiff(diffPolicies(shop, after)), /^~ rule orders\.accepts\[0\] \(gateway → orders\): methods GET,POST → GET; scopes "orders:read or orders:write" → "orders:read"$/m);
+    const after = policyOf(
+      TEXT.replace('methods: [GET, POST]', 'methods: [GET]').replace('"orders:read or orders:write"', '"orders:read"'),
+    );
+    assert.match(
+      formatPolicyDiff(diffPolicies(shop, after)),
+      /^~ rule orders\.accepts\[0\] \(gateway → orders\): methods GET,POST → GET; scopes "orders:read or orders:write" → "orders:read"$/m,
+    );
   });
 });

@@ -7,7 +7,20 @@ const explain = (...args: string[]) => runCli(['policy', 'explain', EXAMPLE, ...
 
 describe('baton policy explain', () => {
   it('explains an allowed chain and exits 0', async () => {
-    const { code, stdout } = await explain('--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/charges', '--scope', 'payments:charge fido', '--acr', 'urn:baton:acr:mfa');
+    const { code, stdout } = await explain(
+      '--chain',
+      'gateway,orders',
+      '--target',
+      'payments',
+      '--method',
+      'POST',
+      '--path',
+      '/charges',
+      '--scope',
+      'payments:charge fido',
+      '--acr',
+      'urn:baton:acr:mfa',
+    );
     assert.equal(code, 0);
     assert.match(stdout, /^decision: allow$/m);
     assert.match(stdout, /^rule: +payments\.accepts\.charge-http +\(examples\/shop\.callgraph\.yaml:\d+:\d+\)$/m);
@@ -15,13 +28,40 @@ describe('baton policy explain', () => {
   });
 
   it('explains a gRPC call by its method path: the grpc: rule decides it', async () => {
-    const { code, stdout } = await explain('--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/shop.v1.Payments/Charge', '--scope', 'payments:charge fido', '--acr', 'urn:baton:acr:mfa');
+    const { code, stdout } = await explain(
+      '--chain',
+      'gateway,orders',
+      '--target',
+      'payments',
+      '--method',
+      'POST',
+      '--path',
+      '/shop.v1.Payments/Charge',
+      '--scope',
+      'payments:charge fido',
+      '--acr',
+      'urn:baton:acr:mfa',
+    );
     assert.equal(code, 0);
     assert.match(stdout, /^rule: +payments\.accepts\.charge +\(examples\/shop\.callgraph\.yaml:\d+:\d+\)$/m);
   });
 
   it('prints the decision as JSON and exits 3 when denied, with acr values for step-up', async () => {
-    const { code, stdout } = await explain('--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/charges', '--scope', 'payments:charge', '--scope', 'otp', '--json');
+    const { code, stdout } = await explain(
+      '--chain',
+      'gateway,orders',
+      '--target',
+      'payments',
+      '--method',
+      'POST',
+      '--path',
+      '/charges',
+      '--scope',
+      'payments:charge',
+      '--scope',
+      'otp',
+      '--json',
+    );
     assert.equal(code, 3);
     const decision = JSON.parse(stdout);
     assert.equal(decision.allowed, false);
@@ -32,14 +72,32 @@ describe('baton policy explain', () => {
   });
 
   it('says clearly when the deciding rule is in shadow mode', async () => {
-    const { code, stdout } = await explain('--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/refunds/7');
+    const { code, stdout } = await explain(
+      '--chain',
+      'gateway,orders',
+      '--target',
+      'payments',
+      '--method',
+      'POST',
+      '--path',
+      '/refunds/7',
+    );
     assert.equal(code, 3);
     assert.match(stdout, /^mode: +shadow$/m);
     assert.match(stdout, /SHADOW mode/);
   });
 
   it('takes --external or an empty --chain for a token straight from an identity provider', async () => {
-    const external = await explain('--external', '--target', 'gateway', '--path', '/orders/1', '--scope', 'shop', '--json');
+    const external = await explain(
+      '--external',
+      '--target',
+      'gateway',
+      '--path',
+      '/orders/1',
+      '--scope',
+      'shop',
+      '--json',
+    );
     assert.equal(external.code, 0);
     assert.equal(JSON.parse(external.stdout).rule, 'gateway.accepts.public-api');
     const empty = await explain('--chain', '', '--target', 'orders', '--json');
@@ -48,12 +106,30 @@ describe('baton policy explain', () => {
   });
 
   it('decides a service-identity call with --no-user', async () => {
-    const { code } = await explain('--chain', 'billing-job', '--target', 'orders', '--method', 'GET', '--path', '/orders/1', '--no-user');
+    const { code } = await explain(
+      '--chain',
+      'billing-job',
+      '--target',
+      'orders',
+      '--method',
+      'GET',
+      '--path',
+      '/orders/1',
+      '--no-user',
+    );
     assert.equal(code, 0);
   });
 
   it('exits 1 with located problems for a bad policy', async () => {
-    const { code, stderr } = await runCli(['policy', 'explain', 'test/fixtures/policies/unknown-caller.yaml', '--chain', 'gateway', '--target', 'orders']);
+    const { code, stderr } = await runCli([
+      'policy',
+      'explain',
+      'test/fixtures/policies/unknown-caller.yaml',
+      '--chain',
+      'gateway',
+      '--target',
+      'orders',
+    ]);
     assert.equal(code, 1);
     assert.match(stderr, /unknown-caller\.yaml:10:17: error POLICY_UNKNOWN_SERVICE/);
   });

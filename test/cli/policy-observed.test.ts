@@ -29,7 +29,17 @@ spec:
 );
 
 function line(time: string, fields: Record<string, unknown>): string {
-  return JSON.stringify({ level: 'info', time, event: 'decision', method: 'POST', user: true, scopes: ['payments:charge'], txn: 't', msg: 'decision', ...fields });
+  return JSON.stringify({
+    level: 'info',
+    time,
+    event: 'decision',
+    method: 'POST',
+    user: true,
+    scopes: ['payments:charge'],
+    txn: 't',
+    msg: 'decision',
+    ...fields,
+  });
 }
 
 const LOGS = join(dir, 'logs');
@@ -38,14 +48,48 @@ writeFileSync(
   join(LOGS, 'gateway-sidecar.log'),
   [
     'sidecar starting',
-    line('2025-03-01T10:00:00Z', { service: 'gateway', direction: 'inbound', chain: [], target: 'gateway', path: '/checkout', rule: 'gateway.entrypoint', decision: 'allow' }),
-    line('2025-03-01T10:00:01Z', { service: 'gateway', direction: 'outbound', chain: ['gateway'], target: 'orders', path: '/orders', rule: 'orders.accepts.from-gateway', decision: 'allow' }),
-    line('2025-03-01T10:00:02Z', { service: 'gateway', direction: 'outbound', chain: ['gateway'], target: 'payments', path: '/charges', rule: 'payments.accepts', decision: 'deny', cause: 'no_edge' }),
+    line('2025-03-01T10:00:00Z', {
+      service: 'gateway',
+      direction: 'inbound',
+      chain: [],
+      target: 'gateway',
+      path: '/checkout',
+      rule: 'gateway.entrypoint',
+      decision: 'allow',
+    }),
+    line('2025-03-01T10:00:01Z', {
+      service: 'gateway',
+      direction: 'outbound',
+      chain: ['gateway'],
+      target: 'orders',
+      path: '/orders',
+      rule: 'orders.accepts.from-gateway',
+      decision: 'allow',
+    }),
+    line('2025-03-01T10:00:02Z', {
+      service: 'gateway',
+      direction: 'outbound',
+      chain: ['gateway'],
+      target: 'payments',
+      path: '/charges',
+      rule: 'payments.accepts',
+      decision: 'deny',
+      cause: 'no_edge',
+    }),
   ].join('\n') + '\n',
 );
 writeFileSync(
   join(LOGS, 'payments-sidecar.log'),
-  line('2025-03-01T12:00:00Z', { service: 'payments', direction: 'inbound', chain: ['gateway', 'orders'], target: 'payments', path: '/charges', rule: 'payments.accepts.charge', decision: 'would_deny', cause: 'scope' }) + '\n',
+  line('2025-03-01T12:00:00Z', {
+    service: 'payments',
+    direction: 'inbound',
+    chain: ['gateway', 'orders'],
+    target: 'payments',
+    path: '/charges',
+    rule: 'payments.accepts.charge',
+    decision: 'would_deny',
+    cause: 'scope',
+  }) + '\n',
 );
 
 describe('baton policy observed', () => {
@@ -59,12 +103,30 @@ describe('baton policy observed', () => {
   });
 
   it('prints JSON with --json', async () => {
-    const result = await runCli(['policy', 'observed', '--logs', join(LOGS, 'gateway-sidecar.log'), join(LOGS, 'payments-sidecar.log'), '--policy', POLICY, '--json']);
+    const result = await runCli([
+      'policy',
+      'observed',
+      '--logs',
+      join(LOGS, 'gateway-sidecar.log'),
+      join(LOGS, 'payments-sidecar.log'),
+      '--policy',
+      POLICY,
+      '--json',
+    ]);
     assert.equal(result.code, 0, result.stderr);
-    const report = JSON.parse(result.stdout) as { calls: number; policy: { undeclared: Array<{ from: string; to: string }>; unusedEdges: Array<{ from: string }> } };
+    const report = JSON.parse(result.stdout) as {
+      calls: number;
+      policy: { undeclared: Array<{ from: string; to: string }>; unusedEdges: Array<{ from: string }> };
+    };
     assert.equal(report.calls, 4);
-    assert.deepEqual(report.policy.undeclared.map((e) => `${e.from}→${e.to}`), ['gateway→payments']);
-    assert.deepEqual(report.policy.unusedEdges.map((e) => e.from), ['billing-job']);
+    assert.deepEqual(
+      report.policy.undeclared.map((e) => `${e.from}→${e.to}`),
+      ['gateway→payments'],
+    );
+    assert.deepEqual(
+      report.policy.unusedEdges.map((e) => e.from),
+      ['billing-job'],
+    );
   });
 
   it('leaves out lines before --since', async () => {
@@ -82,7 +144,18 @@ describe('baton policy observed', () => {
     assert.equal(dot.code, 0, dot.stderr);
     assert.match(dot.stdout, /"gateway" -> "payments" \[[^\]]*color="#c62828"/);
     const out = join(dir, 'observed.svg');
-    const svg = await runCli(['policy', 'observed', '--logs', LOGS, '--policy', POLICY, '--format', 'svg', '--out', out]);
+    const svg = await runCli([
+      'policy',
+      'observed',
+      '--logs',
+      LOGS,
+      '--policy',
+      POLICY,
+      '--format',
+      'svg',
+      '--out',
+      out,
+    ]);
     assert.equal(svg.code, 0, svg.stderr);
     assert.match(readFileSync(out, 'utf8'), /<svg/);
   });

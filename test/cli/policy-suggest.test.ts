@@ -11,17 +11,61 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** A sidecar decision line as baton writes it: `service` is the sidecar's (the callee inbound, the caller outbound). */
 function line(fields: Record<string, unknown> & { chain: string[]; target: string }): string {
   const service = fields.direction === 'outbound' ? fields.chain.at(-1) : fields.target;
-  return JSON.stringify({ level: 'info', time: '2025-03-01T10:00:00Z', service, event: 'decision', component: 'sidecar', direction: 'inbound', user: true, txn: 't', msg: 'decision', ...fields });
+  return JSON.stringify({
+    level: 'info',
+    time: '2025-03-01T10:00:00Z',
+    service,
+    event: 'decision',
+    component: 'sidecar',
+    direction: 'inbound',
+    user: true,
+    txn: 't',
+    msg: 'decision',
+    ...fields,
+  });
 }
 
 const LOG = join(dir, 'mesh.log');
 writeFileSync(
   LOG,
   [
-    line({ chain: [], target: 'gateway', method: 'POST', path: '/checkout', scopes: ['shop', 'orders:write'], rule: 'gateway.entrypoint', decision: 'would_deny' }),
-    line({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/42', scopes: ['orders:write'], rule: 'spec.services', decision: 'would_deny' }),
-    line({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/43', scopes: ['orders:write'], rule: 'spec.services', decision: 'would_deny' }),
-    line({ chain: ['gateway'], target: 'payments', method: 'POST', path: '/charges', direction: 'outbound', rule: 'payments.accepts', decision: 'deny', cause: 'no_edge' }),
+    line({
+      chain: [],
+      target: 'gateway',
+      method: 'POST',
+      path: '/checkout',
+      scopes: ['shop', 'orders:write'],
+      rule: 'gateway.entrypoint',
+      decision: 'would_deny',
+    }),
+    line({
+      chain: ['gateway'],
+      target: 'orders',
+      method: 'GET',
+      path: '/orders/42',
+      scopes: ['orders:write'],
+      rule: 'spec.services',
+      decision: 'would_deny',
+    }),
+    line({
+      chain: ['gateway'],
+      target: 'orders',
+      method: 'GET',
+      path: '/orders/43',
+      scopes: ['orders:write'],
+      rule: 'spec.services',
+      decision: 'would_deny',
+    }),
+    line({
+      chain: ['gateway'],
+      target: 'payments',
+      method: 'POST',
+      path: '/charges',
+      direction: 'outbound',
+      rule: 'payments.accepts',
+      decision: 'deny',
+      cause: 'no_edge',
+    }),
   ].join('\n') + '\n',
 );
 

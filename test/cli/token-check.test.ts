@@ -40,11 +40,38 @@ describe('baton token check', { timeout: 60_000 }, () => {
   });
 
   const keycloakToken = (extra: Record<string, unknown> = {}) =>
-    signer.sign({ iss: issuer, sub: ' alice', aud: ['gateway', 'account'], typ: 'Bearer', azp: 'web-shop', scope: 'openid orders:read', iat: nowSec(), exp: nowSec() + 300, ...extra }, { typ: 'JWT' });
+    signer.sign(
+      {
+        iss: issuer,
+        sub: ' alice',
+        aud: ['gateway', 'account'],
+        typ: 'Bearer',
+        azp: 'web-shop',
+        scope: 'openid orders:read',
+        iat: nowSec(),
+        exp: nowSec() + 300,
+        ...extra,
+      },
+      { typ: 'JWT' },
+    );
 
   it('reads the token from stdin and shows the identity a keycloak profile reads, never the token', async () => {
     const token = await keycloakToken();
-    const run = await baton(['token', 'check', '--issuer', issuer, '--jwks-uri', `${idp.url}/certs`, '--profile', 'keycloak', '--audience', 'gateway'], token);
+    const run = await baton(
+      [
+        'token',
+        'check',
+        '--issuer',
+        issuer,
+        '--jwks-uri',
+        `${idp.url}/certs`,
+        '--profile',
+        'keycloak',
+        '--audience',
+        'gateway',
+      ],
+      token,
+    );
     assert.equal(run.code, 0, run.stderr + run.stdout);
     assert.match(run.stdout, /^accepted by profile keycloak of http:\/\/127\.0\.0\.1:\d+\/realms\/shop$/m);
     assert.match(run.stdout, /subject: +" alice"/);
@@ -57,10 +84,25 @@ describe('baton token check', { timeout: 60_000 }, () => {
 
   it('refuses with the error code and exit 1 what the profile refuses: the strict default, another audience', async () => {
     const token = await keycloakToken();
-    const strict = await baton(['token', 'check', '-', '--issuer', issuer, '--jwks-uri', `${idp.url}/certs`, '--audience', 'gateway', '--json'], token);
+    const strict = await baton(
+      ['token', 'check', '-', '--issuer', issuer, '--jwks-uri', `${idp.url}/certs`, '--audience', 'gateway', '--json'],
+      token,
+    );
     assert.equal(strict.code, 1);
     assert.equal(JSON.parse(strict.stdout).code, TokenWrongTypError.code);
-    const other = await baton(['token', 'check', token, '--issuer', issuer, '--jwks-uri', `${idp.url}/certs`, '--profile', 'keycloak', '--audience', 'billing']);
+    const other = await baton([
+      'token',
+      'check',
+      token,
+      '--issuer',
+      issuer,
+      '--jwks-uri',
+      `${idp.url}/certs`,
+      '--profile',
+      'keycloak',
+      '--audience',
+      'billing',
+    ]);
     assert.equal(other.code, 1);
     assert.match(other.stdout, /^refused: BATON_TOKEN_WRONG_AUDIENCE: /);
     assert.ok(!other.stdout.includes(token));
@@ -74,7 +116,9 @@ describe('baton token check', { timeout: 60_000 }, () => {
         service: 'gateway',
         sts: { issuer: 'http://127.0.0.1:1', clientId: 'gateway', clientSecret: 'gateway-secret' },
         policy: { file: join(dir, 'none.yaml') },
-        externalIssuers: [{ issuer, jwksUri: `${idp.url}/certs`, profile: 'keycloak', serviceWhen: ['keycloak-service-account'] }],
+        externalIssuers: [
+          { issuer, jwksUri: `${idp.url}/certs`, profile: 'keycloak', serviceWhen: ['keycloak-service-account'] },
+        ],
       }),
       { mode: 0o600 },
     );

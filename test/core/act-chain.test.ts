@@ -32,6 +32,9 @@ describe('act chain (RFC 8693 §4.1)', () => {
   });
 
   it('refuses an act whose outermost actor is not the immediate caller', () => {
-    assert.throws(() => callerChain({ client_id: 'payments', act: { sub: 'orders', act: { sub: 'gateway' } } }, 8), MALFORMED);
+    assert.throws(
+      () => callerChain({ client_id: 'payments', act: { sub: 'orders', act: { sub: 'gateway' } } }, 8),
+      MALFORMED,
+    );
   });
 });

@@ -21,7 +21,10 @@ describe('bounded text reader', () => {
         }
       })(),
     );
-    await assert.rejects(readBoundedText(body, 25), (error: unknown) => error instanceof BodyTooLargeError && error.maxBytes === 25);
+    await assert.rejects(
+      readBoundedText(body, 25),
+      (error: unknown) => error instanceof BodyTooLargeError && error.maxBytes === 25,
+    );
     assert.equal(body.destroyed, true);
     assert.ok(pulled < 10, `expected the reader to stop at the bound, it pulled ${pulled} chunks`);
   });
@@ -32,7 +35,11 @@ describe('bounded text reader', () => {
   });
 
   it('passes a read error through as it is', async () => {
-    const body = new Readable({ read() { this.destroy(Object.assign(new Error('reset'), { code: 'ECONNRESET' })); } });
+    const body = new Readable({
+      read() {
+        this.destroy(Object.assign(new Error('reset'), { code: 'ECONNRESET' }));
+      },
+    });
     await assert.rejects(readBoundedText(body, 100), { code: 'ECONNRESET' });
   });
 });

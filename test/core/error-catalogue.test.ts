@@ -11,7 +11,14 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
-import { ERROR_CATALOGUE_URL, HttpError, defineError, definedErrors, errorAnchor, problemType } from '../../src/core/errors.ts';
+import {
+  ERROR_CATALOGUE_URL,
+  HttpError,
+  defineError,
+  definedErrors,
+  errorAnchor,
+  problemType,
+} from '../../src/core/errors.ts';
 import { TOKEN_ENDPOINT_ANSWERS, toOAuthError } from '../../src/sts/errors.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -49,7 +56,14 @@ UNSUPPORTED_MEDIA_TYPE UPGRADE_REFUSED UPSTREAM_FRAMING UPSTREAM_IDENTITY_MISMAT
   .map((code) => `BATON_${code}`);
 
 /** `BATON_*` literals in src/ that are environment variable names (the injector writes them, the image sets them), not error codes. */
-const ENVIRONMENT_VARIABLES: ReadonlySet<string> = new Set(['BATON_EXTERNAL_ISSUERS', 'BATON_HEALTHCHECK_URL', 'BATON_HOST', 'BATON_LOG_LEVEL', 'BATON_OUTBOUND', 'BATON_SERVICE']);
+const ENVIRONMENT_VARIABLES: ReadonlySet<string> = new Set([
+  'BATON_EXTERNAL_ISSUERS',
+  'BATON_HEALTHCHECK_URL',
+  'BATON_HOST',
+  'BATON_LOG_LEVEL',
+  'BATON_OUTBOUND',
+  'BATON_SERVICE',
+]);
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -77,7 +91,11 @@ function codesInSources(): Map<string, Set<string>> {
 
 /** GitHub's heading anchor: lower case, punctuation but `-` and `_` dropped, spaces to `-`. */
 function githubSlug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-');
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
 }
 
 interface Section {
@@ -122,25 +140,40 @@ function removedCodes(): Alias[] {
 }
 
 describe('error catalogue (docs/errors.md)', () => {
-  it('keeps every defineError in a part\'s errors.ts', () => {
-    const elsewhere = FILES.filter((file) => !file.endsWith('/errors.ts') && /\bdefineError\(/.test(readFileSync(file, 'utf8')));
-    assert.deepEqual(elsewhere.map((file) => relative(ROOT, file)), []);
+  it("keeps every defineError in a part's errors.ts", () => {
+    const elsewhere = FILES.filter(
+      (file) => !file.endsWith('/errors.ts') && /\bdefineError\(/.test(readFileSync(file, 'utf8')),
+    );
+    assert.deepEqual(
+      elsewhere.map((file) => relative(ROOT, file)),
+      [],
+    );
   });
 
   it('has one base: every error class in src/ extends BatonError, directly or through another baton error', () => {
-    const own = FILES.filter((file) => file !== join(SRC, 'core', 'errors.ts') && /\bextends (Error|TypeError|RangeError)\b/.test(readFileSync(file, 'utf8')));
-    assert.deepEqual(own.map((file) => relative(ROOT, file)), []);
+    const own = FILES.filter(
+      (file) =>
+        file !== join(SRC, 'core', 'errors.ts') &&
+        /\bextends (Error|TypeError|RangeError)\b/.test(readFileSync(file, 'utf8')),
+    );
+    assert.deepEqual(
+      own.map((file) => relative(ROOT, file)),
+      [],
+    );
   });
 
   it('defines each code once, and refuses a second definition at import', () => {
     const codes = definedErrors().map((spec) => spec.code);
     assert.equal(new Set(codes).size, codes.length);
     const [first] = codes;
-    assert.ok(first !== undefined && codes.length > 40, `expected the errors modules to define the codes, got ${codes.length}`);
+    assert.ok(
+      first !== undefined && codes.length > 40,
+      `expected the errors modules to define the codes, got ${codes.length}`,
+    );
     assert.throws(() => defineError({ code: first, status: 500, title: 'again' }), TypeError);
   });
 
-  it('names each code in exactly one source file\'s definition', () => {
+  it("names each code in exactly one source file's definition", () => {
     const definedIn = new Map<string, string[]>();
     for (const [file, exports] of modules) {
       for (const value of Object.values(exports)) {
@@ -170,7 +203,11 @@ describe('error catalogue (docs/errors.md)', () => {
     assert.equal(new Set(documented).size, documented.length, 'a code has two sections');
     const codes = new Set([...definedErrors().map((spec) => spec.code), ...codesInSources().keys()]);
     const undocumented = [...codes].filter((code) => !documented.includes(code)).sort();
-    assert.deepEqual(undocumented, [], 'codes without a section in docs/errors.md (a BATON_* environment variable name without `__` belongs in ENVIRONMENT_VARIABLES above)');
+    assert.deepEqual(
+      undocumented,
+      [],
+      'codes without a section in docs/errors.md (a BATON_* environment variable name without `__` belongs in ENVIRONMENT_VARIABLES above)',
+    );
     const stale = documented.filter((code) => !codes.has(code)).sort();
     assert.deepEqual(stale, [], 'sections in docs/errors.md for codes that no longer exist');
   });
@@ -179,38 +216,68 @@ describe('error catalogue (docs/errors.md)', () => {
     const sections = new Map(catalogueSections().map((section) => [section.code, section.body]));
     for (const spec of definedErrors()) {
       const body = sections.get(spec.code) ?? '';
-      assert.ok(body.startsWith(`${spec.status}`), `${spec.code}: expected its section to start with its status ${spec.status}`);
-      if (spec.oauthError !== undefined) assert.ok(body.includes(`(\`${spec.oauthError}\`)`), `${spec.code}: expected its section to name ${spec.oauthError}`);
+      assert.ok(
+        body.startsWith(`${spec.status}`),
+        `${spec.code}: expected its section to start with its status ${spec.status}`,
+      );
+      if (spec.oauthError !== undefined)
+        assert.ok(
+          body.includes(`(\`${spec.oauthError}\`)`),
+          `${spec.code}: expected its section to name ${spec.oauthError}`,
+        );
       assert.ok(body.length > 60, `${spec.code}: expected a section that says what it means and what to do`);
     }
-    for (const [code, body] of sections) assert.ok(body.length > 20, `${code}: expected a section that says what it means`);
+    for (const [code, body] of sections)
+      assert.ok(body.length > 20, `${code}: expected a section that says what it means`);
     // A cause the token endpoint says in other words (src/sts/errors.ts) documents those too.
     for (const [code, answer] of TOKEN_ENDPOINT_ANSWERS) {
       const body = sections.get(code) ?? '';
-      for (const error of [answer.error, ...Object.values(answer.byReason ?? {})]) assert.ok(body.includes(`(\`${error}\`)`), `${code}: expected its section to name ${error} at the token endpoint`);
-      for (const reason of Object.keys(answer.byReason ?? {})) assert.ok(body.includes(`\`${reason}\``), `${code}: expected its section to name the reason ${reason}`);
-      assert.ok(body.includes(`${answer.status}`), `${code}: expected its section to name the token endpoint's status ${answer.status}`);
+      for (const error of [answer.error, ...Object.values(answer.byReason ?? {})])
+        assert.ok(
+          body.includes(`(\`${error}\`)`),
+          `${code}: expected its section to name ${error} at the token endpoint`,
+        );
+      for (const reason of Object.keys(answer.byReason ?? {}))
+        assert.ok(body.includes(`\`${reason}\``), `${code}: expected its section to name the reason ${reason}`);
+      assert.ok(
+        body.includes(`${answer.status}`),
+        `${code}: expected its section to name the token endpoint's status ${answer.status}`,
+      );
     }
   });
 
-  it('points every problem type and error_uri at the code\'s anchor in docs/errors.md', () => {
-    const anchors = new Set([...[...CATALOGUE.matchAll(/^#{1,6} (.+)$/gm)].map(([, heading]) => githubSlug(heading ?? '')), ...[...CATALOGUE.matchAll(/<a id="([^"]+)"><\/a>/g)].map(([, id]) => id ?? '')]);
+  it("points every problem type and error_uri at the code's anchor in docs/errors.md", () => {
+    const anchors = new Set([
+      ...[...CATALOGUE.matchAll(/^#{1,6} (.+)$/gm)].map(([, heading]) => githubSlug(heading ?? '')),
+      ...[...CATALOGUE.matchAll(/<a id="([^"]+)"><\/a>/g)].map(([, id]) => id ?? ''),
+    ]);
     for (const spec of definedErrors()) {
       const error = new HttpError(spec, 'detail');
       assert.equal(error.type, `${ERROR_CATALOGUE_URL}#${errorAnchor(spec.code)}`);
       assert.equal(problemType(spec.code), error.type);
-      assert.ok(anchors.has(errorAnchor(spec.code)), `${spec.code}: no heading makes the anchor #${errorAnchor(spec.code)}`);
+      assert.ok(
+        anchors.has(errorAnchor(spec.code)),
+        `${spec.code}: no heading makes the anchor #${errorAnchor(spec.code)}`,
+      );
       if (spec.oauthError !== undefined) assert.equal(toOAuthError(error).error_uri, error.type);
     }
     const links = [...CATALOGUE.matchAll(/\]\(#([^)]+)\)/g)].map(([, anchor]) => anchor ?? '');
-    assert.deepEqual(links.filter((anchor) => !anchors.has(anchor)), [], 'links to anchors docs/errors.md does not have');
+    assert.deepEqual(
+      links.filter((anchor) => !anchors.has(anchor)),
+      [],
+      'links to anchors docs/errors.md does not have',
+    );
   });
 
   it('keeps every code of the catalogue before #25: documented, or removed with its alias', () => {
     const documented = new Set(catalogueSections().map((section) => section.code));
     const removed = new Set(removedCodes().map((alias) => alias.removed));
     assert.equal(CODES_BEFORE_25.length, 119);
-    assert.deepEqual(CODES_BEFORE_25.filter((code) => documented.has(code) === removed.has(code)), [], 'each code is either documented or removed, never both or neither');
+    assert.deepEqual(
+      CODES_BEFORE_25.filter((code) => documented.has(code) === removed.has(code)),
+      [],
+      'each code is either documented or removed, never both or neither',
+    );
   });
 
   it('holds each removed code to its alias: an anchor, the live code it became with its reason, and a CHANGELOG line', () => {
@@ -220,16 +287,26 @@ describe('error catalogue (docs/errors.md)', () => {
     const sections = new Map(catalogueSections().map((section) => [section.code, section.body]));
     const live = new Set([...definedErrors().map((spec) => spec.code), ...codesInSources().keys()]);
     for (const { removed, anchor, now, reasons } of aliases) {
-      assert.ok(!live.has(removed) && !sections.has(removed), `${removed}: removed, yet still defined, named in src/ or documented`);
-      assert.equal(anchor, errorAnchor(removed), `${removed}: its row needs <a id="${errorAnchor(removed)}"></a>, where old problem types land`);
+      assert.ok(
+        !live.has(removed) && !sections.has(removed),
+        `${removed}: removed, yet still defined, named in src/ or documented`,
+      );
+      assert.equal(
+        anchor,
+        errorAnchor(removed),
+        `${removed}: its row needs <a id="${errorAnchor(removed)}"></a>, where old problem types land`,
+      );
       if (now === undefined) {
         assert.equal(reasons.length, 0, `${removed}: a code that became none has no reason`);
         continue;
       }
       const body = sections.get(now);
       assert.ok(body !== undefined && live.has(now), `${removed}: became ${now}, which is not a live, documented code`);
-      for (const reason of reasons) assert.ok(body.includes(`\`${reason}\``), `${removed}: ${now}'s section does not name the reason ${reason}`);
-      const named = CHANGELOG.split('\n').some((line) => line.includes(`\`${removed}\``) && line.includes(`\`${now}\``));
+      for (const reason of reasons)
+        assert.ok(body.includes(`\`${reason}\``), `${removed}: ${now}'s section does not name the reason ${reason}`);
+      const named = CHANGELOG.split('\n').some(
+        (line) => line.includes(`\`${removed}\``) && line.includes(`\`${now}\``),
+      );
       assert.ok(named, `${removed}: expected a CHANGELOG line naming it and ${now}`);
     }
   });
@@ -239,17 +316,27 @@ describe('error catalogue (docs/errors.md)', () => {
     const pages = readdirSync(join(ROOT, 'docs'))
       .filter((name) => name.endsWith('.md'))
       .map((name) => ({ name, text: name === 'errors.md' ? CURRENT : readFileSync(join(ROOT, 'docs', name), 'utf8') }));
-    const stale = pages.flatMap(({ name, text }) => removed.filter((code) => new RegExp(`\\b${code}\\b`).test(text)).map((code) => `${name}: ${code}`));
+    const stale = pages.flatMap(({ name, text }) =>
+      removed.filter((code) => new RegExp(`\\b${code}\\b`).test(text)).map((code) => `${name}: ${code}`),
+    );
     assert.deepEqual(stale, []);
   });
 
   it('takes its base URL from the repository package.json names, at the tag of the package version', () => {
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { repository?: { url?: string }; homepage?: string; version: string };
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      repository?: { url?: string };
+      homepage?: string;
+      version: string;
+    };
     const repository = pkg.repository?.url?.replace(/^git\+/, '').replace(/\.git$/, '');
     assert.ok(repository !== undefined && repository.startsWith('https://'), 'expected package.json repository.url');
     // The release workflow builds on tags v*.*.* (.github/workflows/release.yml): a problem type sent by a release reads that release's catalogue.
     assert.equal(ERROR_CATALOGUE_URL, `${repository}/blob/v${pkg.version}/docs/errors.md`);
     assert.ok(pkg.homepage?.startsWith(repository), 'expected package.json homepage in the same repository');
-    assert.equal(FILES.filter((file) => readFileSync(file, 'utf8').includes('docs/errors.md#')).length, 0, 'the catalogue URL is built in one place');
+    assert.equal(
+      FILES.filter((file) => readFileSync(file, 'utf8').includes('docs/errors.md#')).length,
+      0,
+      'the catalogue URL is built in one place',
+    );
   });
 });

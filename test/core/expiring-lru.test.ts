@@ -93,7 +93,11 @@ describe('expiring LRU', () => {
   it('reports deleted and expired entries to onRemove, once each', () => {
     const clock = manualClock();
     const removed: Array<[string, number]> = [];
-    const lru = createExpiringLru<string, number>({ max: 10, now: clock.now, onRemove: (key, value) => removed.push([key, value]) });
+    const lru = createExpiringLru<string, number>({
+      max: 10,
+      now: clock.now,
+      onRemove: (key, value) => removed.push([key, value]),
+    });
     lru.set('a', 1, clock.now() + 60_000);
     lru.set('b', 2, clock.now() + 10);
     lru.delete('a');

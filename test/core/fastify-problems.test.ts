@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify';
-import { BadRequestError, InternalError, NotFoundError, RequestBodyTooLargeError, UnsupportedMediaTypeError, problemType } from '../../src/core/errors.ts';
+import {
+  BadRequestError,
+  InternalError,
+  NotFoundError,
+  RequestBodyTooLargeError,
+  UnsupportedMediaTypeError,
+  problemType,
+} from '../../src/core/errors.ts';
 import { fastifyProblems, type ProblemsOptions } from '../../src/core/fastify-problems.ts';
 import { PROBLEM_CONTENT_TYPE } from '../../src/core/problem.ts';
 import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
@@ -19,7 +26,11 @@ function build(options: ProblemsOptions = {}): FastifyInstance {
     throw new Error(`upstream said ${TOKEN_LIKE}`);
   });
   app.post('/echo', async (request) => request.body);
-  app.get('/typed', { schema: { querystring: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] } } }, async () => ({ ok: true }));
+  app.get(
+    '/typed',
+    { schema: { querystring: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] } } },
+    async () => ({ ok: true }),
+  );
   // A route in a child context must be covered too.
   void app.register(async (child) => {
     child.get('/child', async () => {
@@ -29,7 +40,10 @@ function build(options: ProblemsOptions = {}): FastifyInstance {
   return app;
 }
 
-async function problem(app: FastifyInstance, request: InjectOptions): Promise<{ status: number; body: Record<string, unknown>; raw: string; headers: Record<string, unknown> }> {
+async function problem(
+  app: FastifyInstance,
+  request: InjectOptions,
+): Promise<{ status: number; body: Record<string, unknown>; raw: string; headers: Record<string, unknown> }> {
   const response = await app.inject(request);
   assert.equal(String(response.headers['content-type']).split(';')[0], PROBLEM_CONTENT_TYPE);
   assert.equal(response.headers['cache-control'], 'no-store');
@@ -67,13 +81,28 @@ describe('fastify problem+json plugin', () => {
     await app.close();
   });
 
-  it('keeps the meaning of fastify\'s own refusals', async () => {
+  it("keeps the meaning of fastify's own refusals", async () => {
     const app = build();
-    const large = await problem(app, { method: 'POST', url: '/echo', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ pad: 'x'.repeat(100) }) });
+    const large = await problem(app, {
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ pad: 'x'.repeat(100) }),
+    });
     assert.deepEqual([large.status, large.body.code], [413, RequestBodyTooLargeError.code]);
-    const media = await problem(app, { method: 'POST', url: '/echo', headers: { 'content-type': 'application/x-unknown' }, payload: 'a' });
+    const media = await problem(app, {
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/x-unknown' },
+      payload: 'a',
+    });
     assert.deepEqual([media.status, media.body.code], [415, UnsupportedMediaTypeError.code]);
-    const json = await problem(app, { method: 'POST', url: '/echo', headers: { 'content-type': 'application/json' }, payload: '{"a":' });
+    const json = await problem(app, {
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"a":',
+    });
     assert.deepEqual([json.status, json.body.code], [400, BadRequestError.code]);
     const schema = await problem(app, { method: 'GET', url: '/typed?n=many' });
     assert.deepEqual([schema.status, schema.body.code], [400, BadRequestError.code]);

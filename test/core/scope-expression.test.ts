@@ -14,7 +14,11 @@ const has = (source: string, ...scopes: string[]): boolean => parseScopeExpressi
 function rejects(source: string, reason: string, offset: number): void {
   assert.throws(
     () => parseScopeExpression(source),
-    (error: unknown) => error instanceof ScopeExpressionError && error.code === 'BATON_SCOPE_EXPRESSION_INVALID' && error.reason === reason && error.offset === offset,
+    (error: unknown) =>
+      error instanceof ScopeExpressionError &&
+      error.code === 'BATON_SCOPE_EXPRESSION_INVALID' &&
+      error.reason === reason &&
+      error.offset === offset,
   );
 }
 
@@ -94,7 +98,9 @@ const expressionTree: fc.Arbitrary<ScopeExpressionNode> = fc.letrec<{ node: Scop
     { depthSize: 'small', withCrossShrink: true },
     scopeName.map((scope) => ({ type: 'scope' as const, scope })),
     tie('node').map((operand) => ({ type: 'not' as const, operand })),
-    fc.tuple(fc.constantFrom('and' as const, 'or' as const), fc.array(tie('node'), { minLength: 2, maxLength: 3 })).map(([type, operands]) => ({ type, operands })),
+    fc
+      .tuple(fc.constantFrom('and' as const, 'or' as const), fc.array(tie('node'), { minLength: 2, maxLength: 3 }))
+      .map(([type, operands]) => ({ type, operands })),
   ),
 })).node;
 
@@ -122,28 +128,40 @@ describe('scope expressions (properties)', () => {
 
   it('prints an expression that parses back to the same meaning and the same text', () => {
     fc.assert(
-      fc.property(shallow, fc.subarray(['a', 'b', 'c', 'orders:read', 'payments:charge', 'urn:x:y', 'AND', 'Or']), (tree, held) => {
-        const printed = formatScopeExpression(tree);
-        const parsed = parseScopeExpression(printed);
-        assert.deepEqual(parsed.ast, tree);
-        assert.equal(formatScopeExpression(parsed.ast), printed);
-        assert.equal(parsed.evaluate(new Set(held)), reference(tree, new Set(held)));
-      }),
+      fc.property(
+        shallow,
+        fc.subarray(['a', 'b', 'c', 'orders:read', 'payments:charge', 'urn:x:y', 'AND', 'Or']),
+        (tree, held) => {
+          const printed = formatScopeExpression(tree);
+          const parsed = parseScopeExpression(printed);
+          assert.deepEqual(parsed.ast, tree);
+          assert.equal(formatScopeExpression(parsed.ast), printed);
+          assert.equal(parsed.evaluate(new Set(held)), reference(tree, new Set(held)));
+        },
+      ),
     );
   });
 
   it('evaluates as a reference evaluator does', () => {
     fc.assert(
-      fc.property(shallow, fc.subarray(['a', 'b', 'c', 'orders:read', 'payments:charge', 'urn:x:y', 'AND', 'Or']), (tree, held) => {
-        const scopes = new Set(held);
-        assert.equal(parseScopeExpression(formatScopeExpression(tree)).evaluate(scopes), reference(tree, scopes));
-      }),
+      fc.property(
+        shallow,
+        fc.subarray(['a', 'b', 'c', 'orders:read', 'payments:charge', 'urn:x:y', 'AND', 'Or']),
+        (tree, held) => {
+          const scopes = new Set(held);
+          assert.equal(parseScopeExpression(formatScopeExpression(tree)).evaluate(scopes), reference(tree, scopes));
+        },
+      ),
     );
   });
 
   it('never throws anything but ScopeExpressionError on arbitrary input', () => {
     const pieces = fc.constantFrom('a', 'b', ' ', '(', ')', 'and', 'or', 'not', '"', '\\', '\u00e9', '\t', '');
-    const input = fc.oneof(fc.string({ maxLength: 80 }), fc.array(pieces, { maxLength: 40 }).map((parts) => parts.join(' ')), fc.array(pieces, { maxLength: 40 }).map((parts) => parts.join('')));
+    const input = fc.oneof(
+      fc.string({ maxLength: 80 }),
+      fc.array(pieces, { maxLength: 40 }).map((parts) => parts.join(' ')),
+      fc.array(pieces, { maxLength: 40 }).map((parts) => parts.join('')),
+    );
     fc.assert(
       fc.property(input, (source) => {
         try {

@@ -99,10 +99,16 @@ async function compare(bytes: Buffer): Promise<void> {
   const theirs = await nodeFrames(bytes);
   const shown = JSON.stringify(bytes.toString('latin1'));
   // Every message the parser framed, node framed the same way, in the same order.
-  assert.ok(ours.messages.length <= theirs.messages.length, `the parser framed more messages than node:http (${ours.messages.length} > ${theirs.messages.length}) from ${shown}`);
-  ours.messages.forEach((message, index) => assert.deepEqual(message, theirs.messages[index], `message ${index} framed differently from ${shown}`));
+  assert.ok(
+    ours.messages.length <= theirs.messages.length,
+    `the parser framed more messages than node:http (${ours.messages.length} > ${theirs.messages.length}) from ${shown}`,
+  );
+  ours.messages.forEach((message, index) =>
+    assert.deepEqual(message, theirs.messages[index], `message ${index} framed differently from ${shown}`),
+  );
   // Fewer messages only by refusing: never by reading a body or a pipeline differently and moving on.
-  if (ours.messages.length < theirs.messages.length) assert.ok(ours.refused, `the parser framed fewer messages than node:http without refusing, from ${shown}`);
+  if (ours.messages.length < theirs.messages.length)
+    assert.ok(ours.refused, `the parser framed fewer messages than node:http without refusing, from ${shown}`);
   // What node refuses, the parser refuses too, at the same message or earlier.
   if (theirs.refused) assert.ok(ours.refused, `node:http refused what the parser accepted: ${shown}`);
 }
@@ -191,7 +197,12 @@ describe('the data-plane HTTP/1.1 parser against node:http, byte for byte', { ti
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        byConnection.get(key)?.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: [...req.rawHeaders], body: Buffer.concat(chunks).toString('latin1') });
+        byConnection.get(key)?.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          rawHeaders: [...req.rawHeaders],
+          body: Buffer.concat(chunks).toString('latin1'),
+        });
         res.writeHead(200, { 'content-length': '0' }).end();
       });
     };
@@ -212,33 +223,49 @@ describe('the data-plane HTTP/1.1 parser against node:http, byte for byte', { ti
   });
 
   it('refuses every classic smuggling shape outright, whatever node:http does with it', () => {
-    const mustRefuse = CORPUS.filter((text) => /Content-Length: 6\r\nTransfer-Encoding|Transfer-Encoding: chunked\r\nContent-Length|Content-Length: 3\r\nContent-Length: 3|Transfer-Encoding: xchunked|Transfer-Encoding : chunked|X-Folded|\nHost: a\n|Host: a\r\nHost: b|0x5\r\n/.test(text));
+    const mustRefuse = CORPUS.filter((text) =>
+      /Content-Length: 6\r\nTransfer-Encoding|Transfer-Encoding: chunked\r\nContent-Length|Content-Length: 3\r\nContent-Length: 3|Transfer-Encoding: xchunked|Transfer-Encoding : chunked|X-Folded|\nHost: a\n|Host: a\r\nHost: b|0x5\r\n/.test(
+        text,
+      ),
+    );
     assert.ok(mustRefuse.length >= 9, 'the selection still finds the smuggling cases');
-    for (const text of mustRefuse) assert.equal(parserFrames(Buffer.from(text + SMUGGLED, 'latin1')).refused, true, JSON.stringify(text));
+    for (const text of mustRefuse)
+      assert.equal(parserFrames(Buffer.from(text + SMUGGLED, 'latin1')).refused, true, JSON.stringify(text));
   });
 
   it('agrees on seeded mutations of the corpus (fixed seed, bounded runs)', async () => {
     // A mutation: a byte of the corpus case replaced, removed or duplicated, or CR/LF/SP/TAB/NUL/':' inserted.
     const special = fc.constantFrom(0x0d, 0x0a, 0x20, 0x09, 0x00, 0x3a, 0x30, 0x2c);
-    const mutation = fc.record({ kind: fc.constantFrom('replace', 'insert', 'delete', 'duplicate'), at: fc.nat(), byte: fc.oneof(special, fc.integer({ min: 0, max: 255 })) });
+    const mutation = fc.record({
+      kind: fc.constantFrom('replace', 'insert', 'delete', 'duplicate'),
+      at: fc.nat(),
+      byte: fc.oneof(special, fc.integer({ min: 0, max: 255 })),
+    });
     await fc.assert(
-      fc.asyncProperty(fc.nat({ max: CORPUS.length - 1 }), fc.array(mutation, { minLength: 1, maxLength: 3 }), async (index, mutations) => {
-        const bytes = [...Buffer.from((CORPUS[index] as string) + SMUGGLED, 'latin1')];
-        for (const { kind, at, byte } of mutations) {
-          const i = at % bytes.length;
-          if (kind === 'replace') bytes[i] = byte;
-          else if (kind === 'insert') bytes.splice(i, 0, byte);
-          else if (kind === 'delete') bytes.splice(i, 1);
-          else bytes.splice(i, 0, bytes[i] as number);
-        }
-        await compare(Buffer.from(bytes));
-      }),
+      fc.asyncProperty(
+        fc.nat({ max: CORPUS.length - 1 }),
+        fc.array(mutation, { minLength: 1, maxLength: 3 }),
+        async (index, mutations) => {
+          const bytes = [...Buffer.from((CORPUS[index] as string) + SMUGGLED, 'latin1')];
+          for (const { kind, at, byte } of mutations) {
+            const i = at % bytes.length;
+            if (kind === 'replace') bytes[i] = byte;
+            else if (kind === 'insert') bytes.splice(i, 0, byte);
+            else if (kind === 'delete') bytes.splice(i, 1);
+            else bytes.splice(i, 0, bytes[i] as number);
+          }
+          await compare(Buffer.from(bytes));
+        },
+      ),
       { seed: 19_2026, numRuns: 2000, endOnFailure: true },
     );
   });
 
   it('frames responses for passing through: the message end found in a stream cut anywhere', () => {
-    const stream = Buffer.from('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi', 'latin1');
+    const stream = Buffer.from(
+      'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi',
+      'latin1',
+    );
     // Each message ends where the next status line starts, and the last at the end of the stream.
     const starts: number[] = [];
     for (let at = stream.indexOf('HTTP/1.1 ', 1); at !== -1; at = stream.indexOf('HTTP/1.1 ', at + 1)) starts.push(at);
@@ -247,7 +274,11 @@ describe('the data-plane HTTP/1.1 parser against node:http, byte for byte', { ti
     for (let cut = 1; cut < stream.length; cut++) {
       const ends: number[] = [];
       let offset = 0;
-      const parser = new Http1Parser('response', { onHead: () => undefined, onMessageComplete: () => undefined }, { maxHeadBytes: 8192 });
+      const parser = new Http1Parser(
+        'response',
+        { onHead: () => undefined, onMessageComplete: () => undefined },
+        { maxHeadBytes: 8192 },
+      );
       for (const piece of [stream.subarray(0, cut), stream.subarray(cut)]) {
         let rest = piece;
         while (rest.length > 0) {

@@ -18,10 +18,19 @@ import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 
 cleanUpAfterEach();
 
-const LIMITS: H2Limits = { maxConcurrentStreams: 10, maxHeaderListSize: 8_192, idleTimeoutMs: 5_000, resetBurst: 20, resetRate: 5, maxSessionMemoryMb: 10 };
+const LIMITS: H2Limits = {
+  maxConcurrentStreams: 10,
+  maxHeaderListSize: 8_192,
+  idleTimeoutMs: 5_000,
+  resetBurst: 20,
+  resetRate: 5,
+  maxSessionMemoryMb: 10,
+};
 
 /** A listener whose handler answers 200 at once, or never (`hold`), counting what it was handed. */
-async function listener(hold = false): Promise<{ port: number; handled: () => number; open: () => number; plane: Http1Server }> {
+async function listener(
+  hold = false,
+): Promise<{ port: number; handled: () => number; open: () => number; plane: Http1Server }> {
   let handled = 0;
   let open = 0;
   const handler = (stream: RequestStream): void => {
@@ -31,7 +40,16 @@ async function listener(hold = false): Promise<{ port: number; handled: () => nu
     // Held streams never answer, except the well-behaved client's after the attack.
     if (!hold || stream.url === '/after') stream.respond(200, ['content-type', 'text/plain'], 'ok');
   };
-  const plane = createHttp1Server(handler, { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 5_000, maxConnections: 1_000, maxConnectionsPerPeer: 1_000, refusal: () => ({ fields: [], body: '' }), h2: LIMITS });
+  const plane = createHttp1Server(handler, {
+    maxHeadBytes: 8_192,
+    keepAliveTimeoutMs: 5_000,
+    headersTimeoutMs: 5_000,
+    handshakeTimeoutMs: 5_000,
+    maxConnections: 1_000,
+    maxConnectionsPerPeer: 1_000,
+    refusal: () => ({ fields: [], body: '' }),
+    h2: LIMITS,
+  });
   const port = await listenOnLoopback(plane.server);
   cleanUp(() => plane.server.close());
   cleanUp(() => plane.closeAll());
@@ -64,7 +82,7 @@ const requestBlock = (path = '/'): Buffer =>
 
 /** Whether `bytes` hold a GOAWAY frame (type 7) from the server. */
 function hasGoaway(bytes: Buffer): boolean {
-  for (let at = 0; at + 9 <= bytes.length; ) {
+  for (let at = 0; at + 9 <= bytes.length;) {
     const length = bytes.readUIntBE(at, 3);
     if (bytes[at + 3] === FrameType.GOAWAY) return true;
     at += 9 + length;
@@ -86,20 +104,27 @@ async function stillServes(port: number): Promise<void> {
 }
 
 describe('HTTP/2 limits and attacks', () => {
-  it('rapid reset (CVE-2023-44487): streams opened and reset past the burst end the session; the handler saw at most the burst', BOUNDED, async () => {
-    const server = await listener(true);
-    const { socket, closed, received } = await rawH2(server.port);
-    const frames: Buffer[] = [];
-    for (let id = 1; id < 2_000; id += 2) {
-      frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, requestBlock()));
-      frames.push(frame(FrameType.RST_STREAM, 0, id, Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL])));
-    }
-    socket.write(Buffer.concat(frames));
-    assert.equal(await closed, true, 'the session was ended');
-    assert.ok(hasGoaway(received()), 'with a GOAWAY');
-    assert.ok(server.handled() <= LIMITS.maxConcurrentStreams, `the handler saw ${server.handled()} of 1,000 reset streams`);
-    await stillServes(server.port);
-  });
+  it(
+    'rapid reset (CVE-2023-44487): streams opened and reset past the burst end the session; the handler saw at most the burst',
+    BOUNDED,
+    async () => {
+      const server = await listener(true);
+      const { socket, closed, received } = await rawH2(server.port);
+      const frames: Buffer[] = [];
+      for (let id = 1; id < 2_000; id += 2) {
+        frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, requestBlock()));
+        frames.push(frame(FrameType.RST_STREAM, 0, id, Buffer.from([0, 0, 0, constants.NGHTTP2_CANCEL])));
+      }
+      socket.write(Buffer.concat(frames));
+      assert.equal(await closed, true, 'the session was ended');
+      assert.ok(hasGoaway(received()), 'with a GOAWAY');
+      assert.ok(
+        server.handled() <= LIMITS.maxConcurrentStreams,
+        `the handler saw ${server.handled()} of 1,000 reset streams`,
+      );
+      await stillServes(server.port);
+    },
+  );
 
   it('CONTINUATION flood (CVE-2024-27316): an endless header block is cut, never buffered', BOUNDED, async () => {
     const server = await listener();
@@ -109,7 +134,8 @@ describe('HTTP/2 limits and attacks', () => {
     let sent = 0;
     // Up to 16 MB of CONTINUATION frames that never end the block; the server must close long before.
     for (let i = 0; i < 150_000 && !socket.destroyed; i++) {
-      if (!socket.write(frame(FrameType.CONTINUATION, 0, 1, junk))) await new Promise((resolve) => socket.once('drain', resolve).once('close', resolve));
+      if (!socket.write(frame(FrameType.CONTINUATION, 0, 1, junk)))
+        await new Promise((resolve) => socket.once('drain', resolve).once('close', resolve));
       sent += junk.length + 9;
     }
     assert.equal(await closed, true, `the session was ended (${sent} bytes sent)`);
@@ -120,12 +146,18 @@ describe('HTTP/2 limits and attacks', () => {
   it('a SETTINGS flood and a PING flood end the session', BOUNDED, async () => {
     const server = await listener();
     const settings = await rawH2(server.port);
-    settings.socket.write(Buffer.concat(Array.from({ length: 10_000 }, () => frame(FrameType.SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100])))));
+    settings.socket.write(
+      Buffer.concat(
+        Array.from({ length: 10_000 }, () => frame(FrameType.SETTINGS, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]))),
+      ),
+    );
     assert.equal(await settings.closed, true, 'SETTINGS flood: session ended');
     const pings = await rawH2(server.port);
     // Never reading the PING ACKs: the server's queue of answers is what the flood fills.
     pings.socket.pause();
-    pings.socket.write(Buffer.concat(Array.from({ length: 50_000 }, (_, i) => frame(FrameType.PING, 0, 0, Buffer.alloc(8, i % 256)))));
+    pings.socket.write(
+      Buffer.concat(Array.from({ length: 50_000 }, (_, i) => frame(FrameType.PING, 0, 0, Buffer.alloc(8, i % 256)))),
+    );
     pings.socket.resume();
     assert.equal(await pings.closed, true, 'PING flood: session ended');
     await stillServes(server.port);
@@ -135,7 +167,8 @@ describe('HTTP/2 limits and attacks', () => {
     const server = await listener(true);
     const { socket, received } = await rawH2(server.port);
     const frames: Buffer[] = [];
-    for (let id = 1; id < 60; id += 2) frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, requestBlock()));
+    for (let id = 1; id < 60; id += 2)
+      frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, requestBlock()));
     socket.write(Buffer.concat(frames));
     await waitFor(async () => server.handled() >= LIMITS.maxConcurrentStreams, { what: 'the admitted streams' });
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -143,9 +176,10 @@ describe('HTTP/2 limits and attacks', () => {
     // The streams past the limit were refused (RST_STREAM REFUSED_STREAM, RFC 9113 §5.1.2).
     let refused = 0;
     const bytes = received();
-    for (let at = 0; at + 9 <= bytes.length; ) {
+    for (let at = 0; at + 9 <= bytes.length;) {
       const length = bytes.readUIntBE(at, 3);
-      if (bytes[at + 3] === FrameType.RST_STREAM && bytes.readUInt32BE(at + 9) === constants.NGHTTP2_REFUSED_STREAM) refused++;
+      if (bytes[at + 3] === FrameType.RST_STREAM && bytes.readUInt32BE(at + 9) === constants.NGHTTP2_REFUSED_STREAM)
+        refused++;
       at += 9 + length;
     }
     assert.ok(refused > 0, 'streams past the limit were refused');
@@ -169,7 +203,16 @@ describe('HTTP/2 limits and attacks', () => {
   });
 
   it('closes an idle session after the idle timeout', BOUNDED, async () => {
-    const plane = createHttp1Server(() => {}, { maxHeadBytes: 8_192, keepAliveTimeoutMs: 5_000, headersTimeoutMs: 5_000, handshakeTimeoutMs: 5_000, maxConnections: 100, maxConnectionsPerPeer: 100, refusal: () => ({ fields: [], body: '' }), h2: { ...LIMITS, idleTimeoutMs: 200 } });
+    const plane = createHttp1Server(() => {}, {
+      maxHeadBytes: 8_192,
+      keepAliveTimeoutMs: 5_000,
+      headersTimeoutMs: 5_000,
+      handshakeTimeoutMs: 5_000,
+      maxConnections: 100,
+      maxConnectionsPerPeer: 100,
+      refusal: () => ({ fields: [], body: '' }),
+      h2: { ...LIMITS, idleTimeoutMs: 200 },
+    });
     const port = await listenOnLoopback(plane.server);
     cleanUp(() => plane.server.close());
     const { closed } = await rawH2(port);

@@ -35,13 +35,24 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const IMAGE_ENV: Record<string, string> = (() => {
   const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const runtime = dockerfile.slice(dockerfile.search(/^FROM \S+ AS runtime$/m));
-  return Object.fromEntries([...runtime.matchAll(/^ENV (\w+)=(\S*)$/gm)].map(([, name, value]) => [name as string, value as string]));
+  return Object.fromEntries(
+    [...runtime.matchAll(/^ENV (\w+)=(\S*)$/gm)].map(([, name, value]) => [name as string, value as string]),
+  );
 })();
 
 type EnvVar = { name: string; value?: string; valueFrom?: unknown };
 type Container = { name: string; image?: string; args?: string[]; env?: EnvVar[]; envFrom?: unknown[] };
-type Workload = KubernetesObject & { spec: { template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: { containers: Container[]; initContainers?: Container[]; enableServiceLinks?: boolean } } } };
-type Service = KubernetesObject & { spec: { clusterIP?: string; ports: Array<{ name?: string; port: number; protocol?: string }> } };
+type Workload = KubernetesObject & {
+  spec: {
+    template: {
+      metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+      spec: { containers: Container[]; initContainers?: Container[]; enableServiceLinks?: boolean };
+    };
+  };
+};
+type Service = KubernetesObject & {
+  spec: { clusterIP?: string; ports: Array<{ name?: string; port: number; protocol?: string }> };
+};
 
 /**
  * The variables the kubelet gives a pod for each Service in its namespace
@@ -50,7 +61,10 @@ type Service = KubernetesObject & { spec: { clusterIP?: string; ports: Array<{ n
  */
 function serviceLinks(objects: readonly KubernetesObject[], namespace: string | undefined): Record<string, string> {
   const env: Record<string, string> = {};
-  const services = objects.filter((o): o is Service => o.kind === 'Service' && o.metadata.namespace === namespace && (o as Service).spec.clusterIP !== 'None');
+  const services = objects.filter(
+    (o): o is Service =>
+      o.kind === 'Service' && o.metadata.namespace === namespace && (o as Service).spec.clusterIP !== 'None',
+  );
   services.forEach((service, i) => {
     const name = service.metadata.name.toUpperCase().replace(/-/g, '_');
     const ip = `10.96.0.${10 + i}`;
@@ -61,17 +75,32 @@ function serviceLinks(objects: readonly KubernetesObject[], namespace: string | 
     env[`${name}_SERVICE_PORT`] = String(first.port);
     env[`${name}_PORT`] = url(first);
     for (const port of service.spec.ports) {
-      if (port.name !== undefined) env[`${name}_SERVICE_PORT_${port.name.toUpperCase().replace(/-/g, '_')}`] = String(port.port);
+      if (port.name !== undefined)
+        env[`${name}_SERVICE_PORT_${port.name.toUpperCase().replace(/-/g, '_')}`] = String(port.port);
       const prefix = `${name}_PORT_${port.port}_${port.protocol ?? 'TCP'}`;
-      Object.assign(env, { [prefix]: url(port), [`${prefix}_PROTO`]: (port.protocol ?? 'TCP').toLowerCase(), [`${prefix}_PORT`]: String(port.port), [`${prefix}_ADDR`]: ip });
+      Object.assign(env, {
+        [prefix]: url(port),
+        [`${prefix}_PROTO`]: (port.protocol ?? 'TCP').toLowerCase(),
+        [`${prefix}_PORT`]: String(port.port),
+        [`${prefix}_ADDR`]: ip,
+      });
     }
   });
   return env;
 }
 
 /** A container's environment as the kubelet builds it: image ENV, service links, then its own env (a value from a Secret or a field stands as a placeholder). */
-function podEnvironment(objects: readonly KubernetesObject[], namespace: string | undefined, pod: Workload['spec']['template']['spec'], container: Container): Record<string, string> {
-  assert.equal(container.envFrom, undefined, `${container.name}: envFrom would need its ConfigMap or Secret's keys here`);
+function podEnvironment(
+  objects: readonly KubernetesObject[],
+  namespace: string | undefined,
+  pod: Workload['spec']['template']['spec'],
+  container: Container,
+): Record<string, string> {
+  assert.equal(
+    container.envFrom,
+    undefined,
+    `${container.name}: envFrom would need its ConfigMap or Secret's keys here`,
+  );
   const links = pod.enableServiceLinks === false ? {} : serviceLinks(objects, namespace);
   const own = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret-or-a-field']));
   return { ...IMAGE_ENV, ...links, ...own };
@@ -87,17 +116,47 @@ const RENDERINGS: ReadonlyArray<[string, () => KubernetesObject[]]> = [
   ['deploy/base', () => kustomize(join(ROOT, 'deploy/base'))],
   ['deploy/overlays/example', () => kustomize(join(ROOT, 'deploy/overlays/example'))],
   ['deploy/overlays/example-spire', () => kustomize(join(ROOT, 'deploy/overlays/example-spire'))],
-  ['helm/baton-mesh with its defaults', () => helmTemplate(join(ROOT, 'helm/baton-mesh'), [], { namespace: 'baton-system' })],
-  ['helm/baton-mesh in plaintext mode', () => helmTemplate(join(ROOT, 'helm/baton-mesh'), ['--set', 'transport.mode=plaintext', '--set', 'sts.clientsSecret=baton-sts-clients'], { namespace: 'baton-system' })],
-  ['helm/baton-mesh with SPIRE through spiffe-helper', () => helmTemplate(join(ROOT, 'helm/baton-mesh'), ['--set', 'identity.source=spiffe-helper'], { namespace: 'baton-system' })],
+  [
+    'helm/baton-mesh with its defaults',
+    () => helmTemplate(join(ROOT, 'helm/baton-mesh'), [], { namespace: 'baton-system' }),
+  ],
+  [
+    'helm/baton-mesh in plaintext mode',
+    () =>
+      helmTemplate(
+        join(ROOT, 'helm/baton-mesh'),
+        ['--set', 'transport.mode=plaintext', '--set', 'sts.clientsSecret=baton-sts-clients'],
+        { namespace: 'baton-system' },
+      ),
+  ],
+  [
+    'helm/baton-mesh with SPIRE through spiffe-helper',
+    () =>
+      helmTemplate(join(ROOT, 'helm/baton-mesh'), ['--set', 'identity.source=spiffe-helper'], {
+        namespace: 'baton-system',
+      }),
+  ],
 ];
 
 /** helm template leaves the release namespace off most objects: they are in it. */
-const inNamespace = (objects: KubernetesObject[], namespace: string): KubernetesObject[] => objects.map((o) => (o.metadata.namespace === undefined && o.kind !== 'Namespace' ? { ...o, metadata: { ...o.metadata, namespace } } : o));
+const inNamespace = (objects: KubernetesObject[], namespace: string): KubernetesObject[] =>
+  objects.map((o) =>
+    o.metadata.namespace === undefined && o.kind !== 'Namespace' ? { ...o, metadata: { ...o.metadata, namespace } } : o,
+  );
 
 describe('every deployment gives each part an environment it accepts', () => {
-  it('docker-compose.yml: each sidecar, the STS and the policy server load their file and environment (the image\'s ENV and their own)', () => {
-    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, { build?: unknown; command?: string[]; environment?: Record<string, string>; volumes?: Array<string | { type: string; source: string; target: string }> }> };
+  it("docker-compose.yml: each sidecar, the STS and the policy server load their file and environment (the image's ENV and their own)", () => {
+    const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+      services: Record<
+        string,
+        {
+          build?: unknown;
+          command?: string[];
+          environment?: Record<string, string>;
+          volumes?: Array<string | { type: string; source: string; target: string }>;
+        }
+      >;
+    };
     const loaded: string[] = [];
     for (const [name, service] of Object.entries(compose.services)) {
       if (service.build === undefined) continue;
@@ -107,26 +166,45 @@ describe('every deployment gives each part an environment it accepts', () => {
       // Parts that load no configuration (demo app, demo idp, certs, redis-acl) read no BATON_ variable either.
       if (part === undefined || !(part in PART_SCHEMAS)) continue;
       const configPath = command[command.indexOf('--config') + 1] as string;
-      const bind = (service.volumes ?? []).map((v) => (typeof v === 'string' ? { source: v.split(':')[0] as string, target: v.split(':')[1] as string } : v)).find((v) => v.target === configPath);
+      const bind = (service.volumes ?? [])
+        .map((v) =>
+          typeof v === 'string' ? { source: v.split(':')[0] as string, target: v.split(':')[1] as string } : v,
+        )
+        .find((v) => v.target === configPath);
       assert.ok(bind?.source.startsWith('./'), `${name} mounts its --config from the project`);
-      loadConfig(PART_SCHEMAS[part] as (typeof PART_SCHEMAS)[string], { file: join(ROOT, (bind as { source: string }).source), env, otherParts: partVariables() });
+      loadConfig(PART_SCHEMAS[part] as (typeof PART_SCHEMAS)[string], {
+        file: join(ROOT, (bind as { source: string }).source),
+        env,
+        otherParts: partVariables(),
+      });
       loaded.push(name);
     }
-    assert.deepEqual(loaded.sort(), ['gateway-sidecar', 'orders-sidecar', 'payments-sidecar', 'policy-server', 'sts'].sort());
+    assert.deepEqual(
+      loaded.sort(),
+      ['gateway-sidecar', 'orders-sidecar', 'payments-sidecar', 'policy-server', 'sts'].sort(),
+    );
   });
 
   for (const [label, render] of RENDERINGS) {
     it(`${label}: every container of a part passes the variable check with its env, the image's ENV and its namespace's service links`, () => {
       const objects = inNamespace(render(), 'baton-system');
       const checked: string[] = [];
-      for (const workload of objects.filter((o): o is Workload => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind))) {
+      for (const workload of objects.filter((o): o is Workload =>
+        ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind),
+      )) {
         const pod = workload.spec.template.spec;
         for (const container of [...(pod.initContainers ?? []), ...pod.containers]) {
           const part = partOf(container);
           if (part === undefined) continue;
           const env = podEnvironment(objects, workload.metadata.namespace, pod, container);
-          assert.ok(Object.keys(env).some((n) => n.startsWith('BATON_STS_SERVICE_')), `${workload.metadata.name} sees the control plane's service links, the case that matters`);
-          assert.doesNotThrow(() => checkVariables(PART_SCHEMAS[part] as (typeof PART_SCHEMAS)[string], env, partVariables()), `${label}: ${workload.metadata.name}/${container.name} (${part})`);
+          assert.ok(
+            Object.keys(env).some((n) => n.startsWith('BATON_STS_SERVICE_')),
+            `${workload.metadata.name} sees the control plane's service links, the case that matters`,
+          );
+          assert.doesNotThrow(
+            () => checkVariables(PART_SCHEMAS[part] as (typeof PART_SCHEMAS)[string], env, partVariables()),
+            `${label}: ${workload.metadata.name}/${container.name} (${part})`,
+          );
           checked.push(part);
         }
       }
@@ -140,23 +218,58 @@ describe('every deployment gives each part an environment it accepts', () => {
     assert.ok(shop.length > 0);
     const injectors: Array<[string, KubernetesObject[]]> = [
       ['deploy/overlays/example', example],
-      ['helm/baton-mesh', inNamespace(helmTemplate(join(ROOT, 'helm/baton-mesh'), [], { namespace: 'baton-system' }), 'baton-system')],
+      [
+        'helm/baton-mesh',
+        inNamespace(helmTemplate(join(ROOT, 'helm/baton-mesh'), [], { namespace: 'baton-system' }), 'baton-system'),
+      ],
     ];
     for (const [label, objects] of injectors) {
-      const injector = objects.find((o): o is Workload => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as Workload;
-      const injectorEnv = podEnvironment(objects, injector.metadata.namespace, injector.spec.template.spec, injector.spec.template.spec.containers[0] as Container);
-      const settings = loadConfig(InjectorConfigSchema, { env: injectorEnv, otherParts: partVariables(), overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+      const injector = objects.find(
+        (o): o is Workload => o.kind === 'Deployment' && o.metadata.name === 'baton-injector',
+      ) as Workload;
+      const injectorEnv = podEnvironment(
+        objects,
+        injector.metadata.namespace,
+        injector.spec.template.spec,
+        injector.spec.template.spec.containers[0] as Container,
+      );
+      const settings = loadConfig(InjectorConfigSchema, {
+        env: injectorEnv,
+        otherParts: partVariables(),
+        overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
+      });
       for (const deployment of shop) {
         const template = deployment.spec.template;
-        const object = { apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` }, spec: template.spec };
-        const { review } = reviewAdmission({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: deployment.metadata.name, kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object } }, settings.sidecar);
+        const object = {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` },
+          spec: template.spec,
+        };
+        const { review } = reviewAdmission(
+          {
+            apiVersion: 'admission.k8s.io/v1',
+            kind: 'AdmissionReview',
+            request: {
+              uid: deployment.metadata.name,
+              kind: { kind: 'Pod' },
+              operation: 'CREATE',
+              namespace: 'shop',
+              object,
+            },
+          },
+          settings.sidecar,
+        );
         const pod = patchedPod(object, review).spec as unknown as Workload['spec']['template']['spec'];
         const sidecar = pod.initContainers?.find((c) => c.name === 'baton-sidecar') as Container;
         assert.ok(sidecar, `${label}: ${deployment.metadata.name} gets a sidecar`);
         const env = podEnvironment(example, 'shop', pod, sidecar);
         const config = loadConfig(SidecarConfigSchema, { env, otherParts: partVariables() });
         // The chart's home namespace is not shop: there the pod is <ServiceAccount>.shop (docs/identity.md).
-        assert.ok([deployment.metadata.name, `${deployment.metadata.name}.shop`].includes(config.service), `${label}: ${deployment.metadata.name}'s sidecar loads, as ${config.service}`);
+        assert.ok(
+          [deployment.metadata.name, `${deployment.metadata.name}.shop`].includes(config.service),
+          `${label}: ${deployment.metadata.name}'s sidecar loads, as ${config.service}`,
+        );
       }
     }
   });

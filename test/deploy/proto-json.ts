@@ -21,7 +21,12 @@ const DESCRIPTOR_PROTO = join(require.resolve('protobufjs'), '..', 'google/proto
 /** The protos of `dir` (a vendored tree), with protobufjs's well-known types. */
 export function loadProtos(dir: string, files: readonly string[]): Protobuf.Root {
   const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => (target === 'google/protobuf/descriptor.proto' ? DESCRIPTOR_PROTO : target.startsWith('google/protobuf/') ? target : join(dir, target));
+  root.resolvePath = (_origin, target) =>
+    target === 'google/protobuf/descriptor.proto'
+      ? DESCRIPTOR_PROTO
+      : target.startsWith('google/protobuf/')
+        ? target
+        : join(dir, target);
   root.loadSync([...files], { keepCase: true });
   root.resolveAll();
   return root;
@@ -32,7 +37,18 @@ export function protoJsonProblems(root: Protobuf.Root, typeName: string, value: 
   return checkMessage(root, root.lookupType(typeName), value, path);
 }
 
-const INTEGER_TYPES = new Set(['int32', 'uint32', 'sint32', 'fixed32', 'sfixed32', 'int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
+const INTEGER_TYPES = new Set([
+  'int32',
+  'uint32',
+  'sint32',
+  'fixed32',
+  'sfixed32',
+  'int64',
+  'uint64',
+  'sint64',
+  'fixed64',
+  'sfixed64',
+]);
 const WRAPPERS: Readonly<Record<string, (v: unknown) => boolean>> = {
   '.google.protobuf.BoolValue': (v) => typeof v === 'boolean',
   '.google.protobuf.StringValue': (v) => typeof v === 'string',
@@ -53,12 +69,15 @@ const WRAPPERS: Readonly<Record<string, (v: unknown) => boolean>> = {
 
 function checkMessage(root: Protobuf.Root, type: Protobuf.Type, value: unknown, path: string): string[] {
   const wellKnown = WRAPPERS[type.fullName];
-  if (wellKnown !== undefined) return wellKnown(value) ? [] : [`${path}: expected a ${type.fullName} in JSON form, got ${JSON.stringify(value)}`];
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [`${path}: expected a ${type.fullName} object`];
+  if (wellKnown !== undefined)
+    return wellKnown(value) ? [] : [`${path}: expected a ${type.fullName} in JSON form, got ${JSON.stringify(value)}`];
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return [`${path}: expected a ${type.fullName} object`];
   const fields = value as Record<string, unknown>;
   if (type.fullName === '.google.protobuf.Any') {
     const url = fields['@type'];
-    if (typeof url !== 'string' || !url.startsWith('type.googleapis.com/')) return [`${path}: expected an Any with an @type of type.googleapis.com/<message>`];
+    if (typeof url !== 'string' || !url.startsWith('type.googleapis.com/'))
+      return [`${path}: expected an Any with an @type of type.googleapis.com/<message>`];
     let inner: Protobuf.Type;
     try {
       inner = root.lookupType(url.slice('type.googleapis.com/'.length));
@@ -79,7 +98,9 @@ function checkMessage(root: Protobuf.Root, type: Protobuf.Type, value: unknown, 
     if (field.partOf !== null) oneofs.set(field.partOf.name, [...(oneofs.get(field.partOf.name) ?? []), key]);
     problems.push(...checkField(root, field, child, `${path}.${key}`));
   }
-  for (const [oneof, members] of oneofs) if (members.length > 1) problems.push(`${path}: ${members.join(' and ')} are one oneof (${oneof}) of ${type.fullName}`);
+  for (const [oneof, members] of oneofs)
+    if (members.length > 1)
+      problems.push(`${path}: ${members.join(' and ')} are one oneof (${oneof}) of ${type.fullName}`);
   return problems;
 }
 
@@ -99,8 +120,12 @@ function checkSingle(root: Protobuf.Root, field: Protobuf.Field, value: unknown,
   const resolved = field.resolvedType;
   if (resolved instanceof protobuf.Type) return checkMessage(root, resolved, value, path);
   if (resolved instanceof protobuf.Enum) {
-    const ok = (typeof value === 'string' && Object.hasOwn(resolved.values, value)) || (Number.isInteger(value) && Object.values(resolved.values).includes(value as number));
-    return ok ? [] : [`${path}: expected one of ${Object.keys(resolved.values).join(', ')}, got ${JSON.stringify(value)}`];
+    const ok =
+      (typeof value === 'string' && Object.hasOwn(resolved.values, value)) ||
+      (Number.isInteger(value) && Object.values(resolved.values).includes(value as number));
+    return ok
+      ? []
+      : [`${path}: expected one of ${Object.keys(resolved.values).join(', ')}, got ${JSON.stringify(value)}`];
   }
   const ok =
     field.type === 'string' || field.type === 'bytes'

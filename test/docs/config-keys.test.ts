@@ -16,11 +16,16 @@ describe('configuration reference in docs/', () => {
     it(`${reference.page} documents every ${reference.name} key with its default`, () => {
       const text = readFileSync(pagePath(reference), 'utf8');
       const expected = withReference(text, reference);
-      assert.ok(expected !== undefined, `${reference.page}: expected a table between ${markers(reference.name).open} and ${markers(reference.name).close}`);
+      assert.ok(
+        expected !== undefined,
+        `${reference.page}: expected a table between ${markers(reference.name).open} and ${markers(reference.name).close}`,
+      );
       if (expected === text) return;
       const documented = new Set(text.split('\n').filter((line) => line.startsWith('| `')));
       const missing = expected.split('\n').filter((line) => line.startsWith('| `') && !documented.has(line));
-      assert.fail(`${reference.page} is out of date for: ${missing.map((line) => line.split('|')[1]?.trim()).join(', ')}; run node scripts/config-reference.ts`);
+      assert.fail(
+        `${reference.page} is out of date for: ${missing.map((line) => line.split('|')[1]?.trim()).join(', ')}; run node scripts/config-reference.ts`,
+      );
     });
   }
 
@@ -34,6 +39,10 @@ describe('configuration reference in docs/', () => {
     assert.match(table, /^\| `port` \| `7070` \| a port \|$/m);
     assert.match(table, /^\| `breaker\.openMs` \| `1000` \| open \\\| closed \|$/m);
     assert.match(table, /^\| `issuers\[\]\.issuer` \| required in each entry \| an URL \|$/m);
-    assert.equal(describeKeys(schema).find((k) => k.key === 'issuers[].issuer')?.env, 'BATON_ISSUERS', 'set with its list');
+    assert.equal(
+      describeKeys(schema).find((k) => k.key === 'issuers[].issuer')?.env,
+      'BATON_ISSUERS',
+      'set with its list',
+    );
   });
 });

@@ -30,7 +30,10 @@ function documented(): string[] {
 function measure(): Promise<{ status: number; files: string[] }> {
   const coverage = mkdtempSync(join(tmpdir(), 'baton-walk-'));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'scripts/request-walk.ts')], { env: { ...process.env, NODE_V8_COVERAGE: coverage }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'scripts/request-walk.ts')], {
+      env: { ...process.env, NODE_V8_COVERAGE: coverage },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -48,6 +51,10 @@ describe('one inbound request, measured', () => {
   it('runs in exactly the src/ files docs/design.md lists', { timeout: 120_000 }, async () => {
     const measured = await measure();
     assert.equal(measured.status, 200, 'the measured request was allowed');
-    assert.deepEqual(measured.files, documented(), 'docs/design.md "One request, few rooms" is out of date: run NODE_V8_COVERAGE=$(mktemp -d) node scripts/request-walk.ts');
+    assert.deepEqual(
+      measured.files,
+      documented(),
+      'docs/design.md "One request, few rooms" is out of date: run NODE_V8_COVERAGE=$(mktemp -d) node scripts/request-walk.ts',
+    );
   });
 });

@@ -44,7 +44,13 @@ describe('audit lines under load, then SIGTERM', { timeout: 180_000 }, () => {
       return { count: lines.length, requests: new Set(lines.map((line) => line.request)).size };
     };
     // gateway: in from the user, out to orders; orders: in, out to payments; payments: in.
-    for (const [name, direction] of [['gateway-sidecar', 'inbound'], ['gateway-sidecar', 'outbound'], ['orders-sidecar', 'inbound'], ['orders-sidecar', 'outbound'], ['payments-sidecar', 'inbound']] as const) {
+    for (const [name, direction] of [
+      ['gateway-sidecar', 'inbound'],
+      ['gateway-sidecar', 'outbound'],
+      ['orders-sidecar', 'inbound'],
+      ['orders-sidecar', 'outbound'],
+      ['payments-sidecar', 'inbound'],
+    ] as const) {
       assert.deepEqual(decisions(name, direction), { count: CALLS, requests: CALLS }, `${name} ${direction}`);
     }
   });

@@ -36,7 +36,10 @@ describe('baton audit, one request at a time, with tracing off', { timeout: 90_0
     for (const chain of ids) {
       assert.equal(chain.length, 3);
       assert.match(String(chain[0]), /^[A-Za-z0-9_-]{16}$/);
-      assert.ok(chain.every((id) => id === chain[0]), `one id across the hops: ${chain.join(' ')}`);
+      assert.ok(
+        chain.every((id) => id === chain[0]),
+        `one id across the hops: ${chain.join(' ')}`,
+      );
     }
     assert.equal(new Set(ids.map((chain) => chain[0])).size, 3, 'three requests, three ids');
     assert.equal(new Set(seen.map((chain) => chain[0]?.txn)).size, 1, 'and one txn, since the token was the same');

@@ -36,7 +36,14 @@ describe('docs/nginx.md fills examples/nginx/', () => {
     assert.equal(envsubst.status, 0, 'envsubst is missing: apt-get install -y gettext-base');
     const etc = join(scratch, 'etc-nginx');
     const secrets = join(scratch, 'spiffe');
-    await writeDevIdentities({ dir: secrets, trustDomain: 'cluster.local', services: [{ service: 'orders', spiffeId: spiffeId('spiffe://cluster.local/ns/shop/sa/orders') }], validForMs: 3_600_000, layout: 'csi-driver-spiffe', now: new Date() });
+    await writeDevIdentities({
+      dir: secrets,
+      trustDomain: 'cluster.local',
+      services: [{ service: 'orders', spiffeId: spiffeId('spiffe://cluster.local/ns/shop/sa/orders') }],
+      validForMs: 3_600_000,
+      layout: 'csi-driver-spiffe',
+      now: new Date(),
+    });
     mkdirSync(join(scratch, 'shm'));
     const script = documentedCommands()
       .replaceAll('/etc/nginx', etc)
@@ -44,7 +51,10 @@ describe('docs/nginx.md fills examples/nginx/', () => {
       .replaceAll('/dev/shm', join(scratch, 'shm'))
       // nginx resolves upstream names when it loads its configuration; this machine has no cluster DNS.
       .replaceAll('payments.shop.svc', '127.0.0.1')
-      .replace(/^nginx -t$/m, `${nginx} -t -p ${etc} -c ${etc}/nginx.conf -e ${scratch}/error.log -g 'pid ${scratch}/nginx.pid;'`);
+      .replace(
+        /^nginx -t$/m,
+        `${nginx} -t -p ${etc} -c ${etc}/nginx.conf -e ${scratch}/error.log -g 'pid ${scratch}/nginx.pid;'`,
+      );
     const run = spawnSync('sh', ['-ec', script], { cwd: NGINX_EXAMPLES, encoding: 'utf8', timeout: 30_000 });
     assert.equal(run.status, 0, `${script}\n${run.stdout}\n${run.stderr}`);
     assert.match(run.stderr, /syntax is ok/);
@@ -60,10 +70,19 @@ describe('docs/nginx.md fills examples/nginx/', () => {
       BATON_CACHE_DIR: join(scratch, 'shm', 'baton-decisions'),
       BATON_DECISION_CACHE: 'baton_decisions',
     };
-    const filled = (template: string, extra: Record<string, string> = {}): string => fillTemplate(readFileSync(join(NGINX_EXAMPLES, template), 'utf8'), { ...values, ...extra }, template);
+    const filled = (template: string, extra: Record<string, string> = {}): string =>
+      fillTemplate(readFileSync(join(NGINX_EXAMPLES, template), 'utf8'), { ...values, ...extra }, template);
     assert.equal(readFileSync(join(etc, 'baton/http.conf'), 'utf8'), filled('baton/http.conf.template'));
     assert.equal(readFileSync(join(etc, 'conf.d/service.conf'), 'utf8'), filled('conf.d/service.conf.template'));
-    assert.equal(readFileSync(join(etc, 'conf.d/upstream-payments.conf'), 'utf8'), filled('conf.d/upstream.conf.template', { BATON_TARGET: 'payments', BATON_TARGET_ADDRESS: '127.0.0.1:8443' }));
-    for (const file of ['http.conf', 'inbound-check.conf', 'identity.conf', 'refusals.conf']) assert.doesNotMatch(readFileSync(join(etc, 'baton', file), 'utf8'), /\$\{BATON_[A-Z_]+\}/, `${file}: every placeholder filled`);
+    assert.equal(
+      readFileSync(join(etc, 'conf.d/upstream-payments.conf'), 'utf8'),
+      filled('conf.d/upstream.conf.template', { BATON_TARGET: 'payments', BATON_TARGET_ADDRESS: '127.0.0.1:8443' }),
+    );
+    for (const file of ['http.conf', 'inbound-check.conf', 'identity.conf', 'refusals.conf'])
+      assert.doesNotMatch(
+        readFileSync(join(etc, 'baton', file), 'utf8'),
+        /\$\{BATON_[A-Z_]+\}/,
+        `${file}: every placeholder filled`,
+      );
   });
 });

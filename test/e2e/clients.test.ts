@@ -36,7 +36,12 @@ catalog:
 `);
 
 /** Runs a client program; resolves with its stdout. The token reaches it in the environment, never on a command line. */
-function run(command: string, args: readonly string[], env: Record<string, string>, timeoutMs = 30_000): Promise<string> {
+function run(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -44,12 +49,19 @@ function run(command: string, args: readonly string[], env: Record<string, strin
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (error) => reject(new Error(`${command} could not start (${error.message}): npm test's prerequisites install it`)));
+    child.on('error', (error) =>
+      reject(new Error(`${command} could not start (${error.message}): npm test's prerequisites install it`)),
+    );
     child.on('close', (code) => {
       clearTimeout(timer);
       // Never the token: the program prints only what it read back.
       if (code === 0) resolve(out.trim());
-      else reject(new Error(`${command} exited ${code}: ${err.replaceAll(env.BATON_TEST_TOKEN ?? '\u0000', '<token>').slice(-1500)}`));
+      else
+        reject(
+          new Error(
+            `${command} exited ${code}: ${err.replaceAll(env.BATON_TEST_TOKEN ?? '\u0000', '<token>').slice(-1500)}`,
+          ),
+        );
     });
   });
 }
@@ -71,7 +83,12 @@ describe('every HTTP client through the outbound port', { timeout: 120_000 }, ()
       });
     });
     const app = await startApp();
-    orders = await startTestSidecar(sts, { service: 'orders', app: app.url, upstreams: { catalog: catalog.url }, policy: compileTestPolicy(POLICY) });
+    orders = await startTestSidecar(sts, {
+      service: 'orders',
+      app: app.url,
+      upstreams: { catalog: catalog.url },
+      policy: compileTestPolicy(POLICY),
+    });
     after(() => app.close());
     proxy = `http://127.0.0.1:${orders.ports.outbound}`;
     // The token the app was given for orders, forwarded as the app's Authorization: the sidecar exchanges it.
@@ -97,17 +114,33 @@ describe('every HTTP client through the outbound port', { timeout: 120_000 }, ()
   }
 
   const url = (client: string): string => `http://catalog/items?client=${client}`;
-  const env = (): Record<string, string> => ({ HTTP_PROXY: proxy, http_proxy: proxy, NO_PROXY: '', no_proxy: '', BATON_TEST_TOKEN: token });
+  const env = (): Record<string, string> => ({
+    HTTP_PROXY: proxy,
+    http_proxy: proxy,
+    NO_PROXY: '',
+    no_proxy: '',
+    BATON_TEST_TOKEN: token,
+  });
 
   it("Node's fetch with NODE_USE_ENV_PROXY=1 and HTTP_PROXY (a CONNECT tunnel)", async () => {
-    const answer = await run(process.execPath, ['-e', `fetch(${JSON.stringify(url('node-fetch'))}, { headers: { authorization: 'Bearer ' + process.env.BATON_TEST_TOKEN } }).then(async (r) => console.log(await r.text()))`], { ...env(), NODE_USE_ENV_PROXY: '1' });
+    const answer = await run(
+      process.execPath,
+      [
+        '-e',
+        `fetch(${JSON.stringify(url('node-fetch'))}, { headers: { authorization: 'Bearer ' + process.env.BATON_TEST_TOKEN } }).then(async (r) => console.log(await r.text()))`,
+      ],
+      { ...env(), NODE_USE_ENV_PROXY: '1' },
+    );
     assertReached('node-fetch', answer);
   });
 
   it("undici's ProxyAgent (a CONNECT tunnel)", async () => {
     const agent = new ProxyAgent(proxy);
     try {
-      const response = await undiciFetch(url('undici'), { headers: { authorization: `Bearer ${token}` }, dispatcher: agent });
+      const response = await undiciFetch(url('undici'), {
+        headers: { authorization: `Bearer ${token}` },
+        dispatcher: agent,
+      });
       assertReached('undici', await response.text());
     } finally {
       await agent.close();
@@ -115,23 +148,37 @@ describe('every HTTP client through the outbound port', { timeout: 120_000 }, ()
   });
 
   it('axios with its proxy option (absolute-form)', async () => {
-    const response = await axios.get<string>(url('axios'), { proxy: { protocol: 'http', host: '127.0.0.1', port: orders.ports.outbound }, headers: { authorization: `Bearer ${token}` }, responseType: 'text' });
+    const response = await axios.get<string>(url('axios'), {
+      proxy: { protocol: 'http', host: '127.0.0.1', port: orders.ports.outbound },
+      headers: { authorization: `Bearer ${token}` },
+      responseType: 'text',
+    });
     assertReached('axios', response.data);
   });
 
   it('got, origin-form to the sidecar with Host: <service>', async () => {
-    const body = await got(`${proxy}/items?client=got`, { headers: { host: 'catalog', authorization: `Bearer ${token}` } }).text();
+    const body = await got(`${proxy}/items?client=got`, {
+      headers: { host: 'catalog', authorization: `Bearer ${token}` },
+    }).text();
     assertReached('got', body);
   });
 
   it('node:http, absolute-form to the sidecar', async () => {
     const body = await new Promise<string>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: orders.ports.outbound, path: url('node-http'), headers: { host: 'catalog', authorization: `Bearer ${token}` } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve(text));
-      });
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: orders.ports.outbound,
+          path: url('node-http'),
+          headers: { host: 'catalog', authorization: `Bearer ${token}` },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve(text));
+        },
+      );
       req.on('error', reject);
       req.end();
     });

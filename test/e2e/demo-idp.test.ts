@@ -38,12 +38,21 @@ describe('the demo mesh with your own identity provider', { timeout: 90_000 }, (
     signer = await createSigner('kc-demo', 'RS256');
     idp = await listen((req, res) => {
       req.resume();
-      res.writeHead(req.url?.endsWith('/.well-known/openid-configuration') || req.url?.endsWith('/certs') ? 200 : 404, { 'content-type': 'application/json' });
-      res.end(req.url?.endsWith('/certs') ? JSON.stringify({ keys: [signer.publicJwk] }) : JSON.stringify({ issuer, jwks_uri: `${issuer}/protocol/openid-connect/certs` }));
+      res.writeHead(req.url?.endsWith('/.well-known/openid-configuration') || req.url?.endsWith('/certs') ? 200 : 404, {
+        'content-type': 'application/json',
+      });
+      res.end(
+        req.url?.endsWith('/certs')
+          ? JSON.stringify({ keys: [signer.publicJwk] })
+          : JSON.stringify({ issuer, jwks_uri: `${issuer}/protocol/openid-connect/certs` }),
+      );
     });
     issuer = `${idp.url}/realms/shop`;
     writeFileSync(join(dir, 'policy.yaml'), OPEN_POLICY);
-    mesh = await startMesh({ policyFile: join(dir, 'policy.yaml'), externalIssuers: [{ issuer, profile: 'keycloak' }] });
+    mesh = await startMesh({
+      policyFile: join(dir, 'policy.yaml'),
+      externalIssuers: [{ issuer, profile: 'keycloak' }],
+    });
   });
   after(async () => {
     await mesh?.stop();
@@ -52,12 +61,30 @@ describe('the demo mesh with your own identity provider', { timeout: 90_000 }, (
   });
 
   it('shows your user, with your IdP named, at the last hop', async () => {
-    const token = await signer.sign({ iss: issuer, sub: 'd1f0c2aa-user', aud: ['gateway', 'account'], typ: 'Bearer', azp: 'web', scope: 'openid', iat: nowSec(), exp: nowSec() + 300 }, { typ: 'JWT' });
-    const r = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const token = await signer.sign(
+      {
+        iss: issuer,
+        sub: 'd1f0c2aa-user',
+        aud: ['gateway', 'account'],
+        typ: 'Bearer',
+        azp: 'web',
+        scope: 'openid',
+        iat: nowSec(),
+        exp: nowSec() + 300,
+      },
+      { typ: 'JWT' },
+    );
+    const r = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
     const body = (await r.body.json()) as unknown;
     assert.equal(r.statusCode, 200, JSON.stringify(body));
     const seen = hops(body);
-    assert.deepEqual(seen.map((h) => h.service), ['gateway', 'orders', 'payments']);
+    assert.deepEqual(
+      seen.map((h) => h.service),
+      ['gateway', 'orders', 'payments'],
+    );
     const last = seen.at(-1);
     assert.equal(last?.subject, 'd1f0c2aa-user');
     assert.equal(last?.subjectIssuer, issuer);

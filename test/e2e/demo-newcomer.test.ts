@@ -10,13 +10,29 @@ describe('baton demo --logs DIR, for a newcomer trying the audit tools', { timeo
   const logDir = join(mkdtempSync(join(tmpdir(), 'baton-demo-logs-')), 'logs');
   after(() => rmSync(join(logDir, '..'), { recursive: true, force: true }));
 
-  it('writes every process\'s log and prints audit, observed and suggest commands that work as printed', async () => {
+  it("writes every process's log and prints audit, observed and suggest commands that work as printed", async () => {
     const demo = await runBaton(['demo', '--logs', logDir]);
     assert.equal(demo.code, 0, demo.stderr.slice(-2000));
-    assert.deepEqual(readdirSync(logDir).sort(), ['gateway-app.log', 'gateway-sidecar.log', 'idp.log', 'orders-app.log', 'orders-sidecar.log', 'payments-app.log', 'payments-sidecar.log', 'policy-server.log', 'sts.log']);
-    const printed = demo.stdout.split('\n').filter((line) => line.startsWith('  baton ')).map((line) => line.trim().split(' ').slice(1));
+    assert.deepEqual(readdirSync(logDir).sort(), [
+      'gateway-app.log',
+      'gateway-sidecar.log',
+      'idp.log',
+      'orders-app.log',
+      'orders-sidecar.log',
+      'payments-app.log',
+      'payments-sidecar.log',
+      'policy-server.log',
+      'sts.log',
+    ]);
+    const printed = demo.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('  baton '))
+      .map((line) => line.trim().split(' ').slice(1));
     // --txn=ID and --request=ID: an id may start with '-', which would read as a flag after a space.
-    assert.deepEqual(printed.map((argv) => `${argv[0]} ${argv[1]?.replace(/=.*$/, '=')}`), ['audit --txn=', 'audit --request=', 'policy observed', 'policy suggest']);
+    assert.deepEqual(
+      printed.map((argv) => `${argv[0]} ${argv[1]?.replace(/=.*$/, '=')}`),
+      ['audit --txn=', 'audit --request=', 'policy observed', 'policy suggest'],
+    );
     const [auditTxn, auditRequest, observed, suggest] = await Promise.all(printed.map((argv) => runBaton(argv)));
     assert.equal(auditTxn?.code, 0);
     assert.match(String(auditTxn?.stdout), /^hops: +gateway → orders → payments$/m);
@@ -39,7 +55,11 @@ describe('baton demo --keep', { timeout: 120_000 }, () => {
       assert.match(demo.stdout(), /direct-charge +# 403/);
       demo.child.kill('SIGINT');
       const code = await demo.exited;
-      assert.equal(code, 0, `signal ${demo.child.signalCode}\n${demo.stdout().slice(-600)}\n${demo.stderr().slice(-2000)}`);
+      assert.equal(
+        code,
+        0,
+        `signal ${demo.child.signalCode}\n${demo.stdout().slice(-600)}\n${demo.stderr().slice(-2000)}`,
+      );
       assert.match(demo.stdout(), /baton demo: SIGINT, stopping the mesh \(\d+ processes\)…\nbaton demo: stopped\.\n$/);
     } finally {
       await demo.stop('SIGKILL');

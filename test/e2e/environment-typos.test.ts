@@ -20,10 +20,17 @@ const dir = mkdtempSync(join(tmpdir(), 'baton-env-typos-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Runs baton until it exits, or gives up after `ms` (a part that starts keeps running): the exit code or 'running'. */
-async function exitWithin(args: readonly string[], env: Record<string, string>, ms = 15_000): Promise<{ code: number | null | 'running'; stderr: string }> {
+async function exitWithin(
+  args: readonly string[],
+  env: Record<string, string>,
+  ms = 15_000,
+): Promise<{ code: number | null | 'running'; stderr: string }> {
   const process = startBaton(args, env);
   let timer: NodeJS.Timeout | undefined;
-  const code = await Promise.race([process.exited, new Promise<'running'>((resolve) => (timer = setTimeout(() => resolve('running'), ms)))]);
+  const code = await Promise.race([
+    process.exited,
+    new Promise<'running'>((resolve) => (timer = setTimeout(() => resolve('running'), ms))),
+  ]);
   clearTimeout(timer);
   if (code === 'running') await process.stop();
   return { code, stderr: process.stderr() };
@@ -46,20 +53,64 @@ describe('a misspelt BATON_ variable stops the part at start (exit 78, "did you 
       }),
     );
     files.sts = join(dir, 'sts.yaml');
-    writeFileSync(files.sts, stringify({ issuer: 'http://127.0.0.1:9', port: await freePort(), transport: { mode: 'plaintext' }, policy: { file: FIXTURE_POLICY } }));
+    writeFileSync(
+      files.sts,
+      stringify({
+        issuer: 'http://127.0.0.1:9',
+        port: await freePort(),
+        transport: { mode: 'plaintext' },
+        policy: { file: FIXTURE_POLICY },
+      }),
+    );
     files.signingKey = join(dir, 'policy-signing.key.pem');
-    writeFileSync(files.signingKey, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(
+      files.signingKey,
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
     const certs = await runBaton(['certs', '--out', join(dir, 'certs'), 'baton-injector']);
     assert.equal(certs.code, 0, certs.stderr);
   });
 
   const cases: Array<{ part: string; args: () => string[]; typo: string; meant: string }> = [
-    { part: 'sidecar', args: () => ['sidecar', '--config', files.sidecar as string], typo: 'BATON_STS__ISUER', meant: 'BATON_STS__ISSUER' },
-    { part: 'sts', args: () => ['sts', '--config', files.sts as string], typo: 'BATON_TOKEN_TTL_SECOND', meant: 'BATON_TOKEN_TTL_SECONDS' },
-    { part: 'policy-server', args: () => ['policy-server', '--policy', FIXTURE_POLICY, '--signing-key', files.signingKey as string, '--transport', 'plaintext', '--port', '0'], typo: 'BATON_REISSUE_SECOND', meant: 'BATON_REISSUE_SECONDS' },
+    {
+      part: 'sidecar',
+      args: () => ['sidecar', '--config', files.sidecar as string],
+      typo: 'BATON_STS__ISUER',
+      meant: 'BATON_STS__ISSUER',
+    },
+    {
+      part: 'sts',
+      args: () => ['sts', '--config', files.sts as string],
+      typo: 'BATON_TOKEN_TTL_SECOND',
+      meant: 'BATON_TOKEN_TTL_SECONDS',
+    },
+    {
+      part: 'policy-server',
+      args: () => [
+        'policy-server',
+        '--policy',
+        FIXTURE_POLICY,
+        '--signing-key',
+        files.signingKey as string,
+        '--transport',
+        'plaintext',
+        '--port',
+        '0',
+      ],
+      typo: 'BATON_REISSUE_SECOND',
+      meant: 'BATON_REISSUE_SECONDS',
+    },
     {
       part: 'injector',
-      args: () => ['injector', '--tls-cert', join(dir, 'certs', 'baton-injector', 'tls.crt'), '--tls-key', join(dir, 'certs', 'baton-injector', 'tls.key'), '--port', '0'],
+      args: () => [
+        'injector',
+        '--tls-cert',
+        join(dir, 'certs', 'baton-injector', 'tls.crt'),
+        '--tls-key',
+        join(dir, 'certs', 'baton-injector', 'tls.key'),
+        '--port',
+        '0',
+      ],
       typo: 'BATON_SIDECAR__LOG_LEVL',
       meant: 'BATON_SIDECAR__LOG_LEVEL',
     },
@@ -70,13 +121,18 @@ describe('a misspelt BATON_ variable stops the part at start (exit 78, "did you 
       // The typo's value is never shown: it may be a secret set under a wrong name.
       const { code, stderr } = await exitWithin(args(), { [typo]: 'value-not-to-echo' });
       assert.equal(code, 78, stderr);
-      assert.ok(stderr.includes(`environment variable ${typo}: no baton setting has this name; did you mean ${meant}?`), stderr);
+      assert.ok(
+        stderr.includes(`environment variable ${typo}: no baton setting has this name; did you mean ${meant}?`),
+        stderr,
+      );
       assert.doesNotMatch(stderr, /value-not-to-echo/);
     });
   }
 
   it('baton token check --config: a misspelt variable exits 78 too', async () => {
-    const { code, stderr } = await exitWithin(['token', 'check', '--config', files.sidecar as string, 'x'], { BATON_EXTERNAL_ISUERS: '[]' });
+    const { code, stderr } = await exitWithin(['token', 'check', '--config', files.sidecar as string, 'x'], {
+      BATON_EXTERNAL_ISUERS: '[]',
+    });
     assert.equal(code, 78, stderr);
     assert.match(stderr, /did you mean BATON_EXTERNAL_ISSUERS\?/);
   });

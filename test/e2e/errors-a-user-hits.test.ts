@@ -43,7 +43,9 @@ describe('help for sub-subcommands', () => {
 
   it('sts hash-secret --help prints its usage at once, without reading standard input', async () => {
     // stdin stays an open pipe: a command that reads it would wait forever.
-    const child = spawn(process.execPath, [BATON_BIN, 'sts', 'hash-secret', '--help'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BATON_BIN, 'sts', 'hash-secret', '--help'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -95,7 +97,14 @@ describe('policy-server keygen over existing files', () => {
 describe('configuration a user gets wrong', () => {
   it('a sidecar config with a mistyped key names it and the key it was meant to be, exit 78, secret not shown', async () => {
     const file = join(dir, 'typo-sidecar.yaml');
-    writeFileSync(file, stringify({ service: 'orders', sts: { issuer: 'http://127.0.0.1:9', clientId: 'orders', clientSecrte: 'do-not-print-me-0123' }, policy: { file: FIXTURE_POLICY } }));
+    writeFileSync(
+      file,
+      stringify({
+        service: 'orders',
+        sts: { issuer: 'http://127.0.0.1:9', clientId: 'orders', clientSecrte: 'do-not-print-me-0123' },
+        policy: { file: FIXTURE_POLICY },
+      }),
+    );
     const { code, stderr } = await runBaton(['sidecar', '--config', file]);
     assert.equal(code, 78);
     assert.match(stderr, /sts\.clientSecrte: unknown key; did you mean 'sts\.clientSecret'\?/);
@@ -104,20 +113,52 @@ describe('configuration a user gets wrong', () => {
 
   it('two introspecting issuers whose token prefixes overlap stop the sidecar at load, exit 78, naming the key, secret not shown', async () => {
     const file = join(dir, 'prefixes-sidecar.yaml');
-    const introspection = (tokenPrefix: string) => ({ clientId: 'baton', clientSecret: 'do-not-print-me-0123', tokenPrefix });
-    writeFileSync(file, stringify({ service: 'gateway', sts: { issuer: 'https://127.0.0.1:9', clientId: 'gateway' }, policy: { file: FIXTURE_POLICY }, externalIssuers: [{ issuer: 'https://a.example', introspection: introspection('at_') }, { issuer: 'https://b.example', introspection: introspection('at_b_') }] }));
+    const introspection = (tokenPrefix: string) => ({
+      clientId: 'baton',
+      clientSecret: 'do-not-print-me-0123',
+      tokenPrefix,
+    });
+    writeFileSync(
+      file,
+      stringify({
+        service: 'gateway',
+        sts: { issuer: 'https://127.0.0.1:9', clientId: 'gateway' },
+        policy: { file: FIXTURE_POLICY },
+        externalIssuers: [
+          { issuer: 'https://a.example', introspection: introspection('at_') },
+          { issuer: 'https://b.example', introspection: introspection('at_b_') },
+        ],
+      }),
+    );
     const { code, stderr } = await runBaton(['sidecar', '--config', file]);
     assert.equal(code, 78, stderr);
-    assert.match(stderr, /externalIssuers\.1\.introspection\.tokenPrefix: expected a prefix distinct from every other issuer's.*got "at_b_" and externalIssuers\.0\.introspection\.tokenPrefix "at_"/);
+    assert.match(
+      stderr,
+      /externalIssuers\.1\.introspection\.tokenPrefix: expected a prefix distinct from every other issuer's.*got "at_b_" and externalIssuers\.0\.introspection\.tokenPrefix "at_"/,
+    );
     assert.doesNotMatch(stderr, /do-not-print-me/);
   });
 
   it('a sidecar config whose fields contradict each other stops at load, exit 78, before any port is bound', async () => {
     const file = join(dir, 'breaker-sidecar.yaml');
-    writeFileSync(file, stringify({ service: 'orders', inbound: { port: 0 }, outbound: { port: 0 }, admin: { port: 0 }, sts: { issuer: 'https://127.0.0.1:9', clientId: 'orders' }, policy: { file: FIXTURE_POLICY }, exchange: { breaker: { openMs: 5000, maxOpenMs: 1000 } } }));
+    writeFileSync(
+      file,
+      stringify({
+        service: 'orders',
+        inbound: { port: 0 },
+        outbound: { port: 0 },
+        admin: { port: 0 },
+        sts: { issuer: 'https://127.0.0.1:9', clientId: 'orders' },
+        policy: { file: FIXTURE_POLICY },
+        exchange: { breaker: { openMs: 5000, maxOpenMs: 1000 } },
+      }),
+    );
     // Bounded: a sidecar that got past its config would keep running.
     const running = startBaton(['sidecar', '--config', file]);
-    const code = await Promise.race([running.exited, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 15_000).unref())]);
+    const code = await Promise.race([
+      running.exited,
+      new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 15_000).unref()),
+    ]);
     if (code === 'running') await running.stop('SIGKILL');
     assert.equal(code, 78, 'expected exit 78 at load; the sidecar was still running after 15 s');
     assert.match(running.stderr(), /exchange\.breaker\.maxOpenMs: expected at least exchange\.breaker\.openMs/);
@@ -126,9 +167,22 @@ describe('configuration a user gets wrong', () => {
   it('the STS refuses a public key mounted in keys.dir instead of generating a key of its own', async () => {
     const keysDir = join(dir, 'sts-keys');
     mkdirSync(keysDir);
-    writeFileSync(join(keysDir, 'signing.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    writeFileSync(
+      join(keysDir, 'signing.pem'),
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    );
     const file = join(dir, 'sts.yaml');
-    writeFileSync(file, stringify({ issuer: 'http://127.0.0.1:9', port: 0, transport: { mode: 'plaintext' }, policy: { file: FIXTURE_POLICY }, keys: { dir: keysDir }, clients: [{ id: 'gateway', secret: 'a-secret-of-sixteen-chars' }] }));
+    writeFileSync(
+      file,
+      stringify({
+        issuer: 'http://127.0.0.1:9',
+        port: 0,
+        transport: { mode: 'plaintext' },
+        policy: { file: FIXTURE_POLICY },
+        keys: { dir: keysDir },
+        clients: [{ id: 'gateway', secret: 'a-secret-of-sixteen-chars' }],
+      }),
+    );
     const { code, stderr } = await runBaton(['sts', '--config', file]);
     assert.equal(code, 78);
     assert.match(stderr, /signing\.pem: keys\.dir: expected a PEM private key .* got a PEM PUBLIC KEY/);

@@ -43,7 +43,11 @@ interface OrderMessage {
 type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
 const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number });
-const shop = (grpc.loadPackageDefinition(definition) as unknown as { shop: { v1: { Orders: grpc.ServiceClientConstructor; Admin: grpc.ServiceClientConstructor } } }).shop.v1;
+const shop = (
+  grpc.loadPackageDefinition(definition) as unknown as {
+    shop: { v1: { Orders: grpc.ServiceClientConstructor; Admin: grpc.ServiceClientConstructor } };
+  }
+).shop.v1;
 
 /** The orders app: echoes who the sidecar says is calling, and the metadata it got. */
 function ordersServer(cancelled: { count: number }): grpc.Server {
@@ -56,7 +60,10 @@ function ordersServer(cancelled: { count: number }): grpc.Server {
     metadata: String(metadata.get('x-shop-tag')[0] ?? ''),
   });
   server.addService(shop.Orders.service, {
-    GetOrder(call: grpc.ServerUnaryCall<{ id: string; payload: Buffer; delay_ms: number }, OrderMessage>, callback: grpc.sendUnaryData<OrderMessage>) {
+    GetOrder(
+      call: grpc.ServerUnaryCall<{ id: string; payload: Buffer; delay_ms: number }, OrderMessage>,
+      callback: grpc.sendUnaryData<OrderMessage>,
+    ) {
       const answer = (): void => {
         call.sendMetadata(new grpc.Metadata());
         const trailer = new grpc.Metadata();
@@ -77,7 +84,10 @@ function ordersServer(cancelled: { count: number }): grpc.Server {
       call.on('cancelled', () => cancelled.count++);
       next();
     },
-    UploadOrders(call: grpc.ServerReadableStream<{ id: string; payload: Buffer }, OrderMessage>, callback: grpc.sendUnaryData<OrderMessage>) {
+    UploadOrders(
+      call: grpc.ServerReadableStream<{ id: string; payload: Buffer }, OrderMessage>,
+      callback: grpc.sendUnaryData<OrderMessage>,
+    ) {
       const ids: string[] = [];
       let bytes = 0;
       call.on('data', (message: { id: string; payload: Buffer }) => {
@@ -111,14 +121,22 @@ describe('gRPC through a sidecar pair over mTLS', { timeout: 120_000 }, () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-grpc-'));
     server = ordersServer(cancelled);
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
     const policyFile = join(dir, 'callgraph.yaml');
     writeFileSync(policyFile, POLICY);
     mesh = await startMesh({ transport: 'mtls', policyFile, apps: { orders: port } });
     token = await mesh.userToken({ sub: 'alice', scope: 'shop' });
     // The gateway's app, calling through its sidecar's outbound port: h2c with prior knowledge, authority = the service.
     const target = `127.0.0.1:${mesh.services.gateway.outbound}`;
-    const options = { 'grpc.default_authority': 'orders', 'grpc.max_receive_message_length': 8 * 1024 * 1024, 'grpc.max_send_message_length': 8 * 1024 * 1024 };
+    const options = {
+      'grpc.default_authority': 'orders',
+      'grpc.max_receive_message_length': 8 * 1024 * 1024,
+      'grpc.max_send_message_length': 8 * 1024 * 1024,
+    };
     orders = new shop.Orders(target, grpc.credentials.createInsecure(), options) as unknown as Client;
     admin = new shop.Admin(target, grpc.credentials.createInsecure(), options) as unknown as Client;
   });
@@ -138,25 +156,52 @@ describe('gRPC through a sidecar pair over mTLS', { timeout: 120_000 }, () => {
     return m;
   };
 
-  function unary(client: Client, method: string, request: object, meta: grpc.Metadata, options: grpc.CallOptions = {}): Promise<{ error: grpc.ServiceError | null; message?: OrderMessage; trailers?: grpc.Metadata }> {
+  function unary(
+    client: Client,
+    method: string,
+    request: object,
+    meta: grpc.Metadata,
+    options: grpc.CallOptions = {},
+  ): Promise<{ error: grpc.ServiceError | null; message?: OrderMessage; trailers?: grpc.Metadata }> {
     return new Promise((resolve) => {
       let trailers: grpc.Metadata | undefined;
-      const call = (client[method] as (r: object, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, m?: OrderMessage) => void) => grpc.ClientUnaryCall)(request, meta, options, (error, message) => {
-        setImmediate(() => resolve({ error, ...(message === undefined ? {} : { message }), ...(trailers === undefined ? {} : { trailers }) }));
+      const call = (
+        client[method] as (
+          r: object,
+          m: grpc.Metadata,
+          o: grpc.CallOptions,
+          cb: (e: grpc.ServiceError | null, m?: OrderMessage) => void,
+        ) => grpc.ClientUnaryCall
+      )(request, meta, options, (error, message) => {
+        setImmediate(() =>
+          resolve({
+            error,
+            ...(message === undefined ? {} : { message }),
+            ...(trailers === undefined ? {} : { trailers }),
+          }),
+        );
       });
       call.on('status', (status: grpc.StatusObject) => (trailers = status.metadata));
     });
   }
 
   it('unary: the app sees the user and the calling service, and metadata and trailers pass both ways', async () => {
-    const { error, message, trailers } = await unary(orders, 'GetOrder', { id: 'o-1', payload: Buffer.alloc(0) }, metadata({ 'x-shop-tag': 'blue' }));
+    const { error, message, trailers } = await unary(
+      orders,
+      'GetOrder',
+      { id: 'o-1', payload: Buffer.alloc(0) },
+      metadata({ 'x-shop-tag': 'blue' }),
+    );
     assert.equal(error, null);
     assert.deepEqual(message, { id: 'o-1', subject: 'alice', caller: 'gateway', payload_bytes: 0, metadata: 'blue' });
     assert.equal(trailers?.get('x-served-by')[0], 'orders');
   });
 
   it('server streaming: every message in order', async () => {
-    const call = (orders.WatchOrders as (r: object, m: grpc.Metadata) => grpc.ClientReadableStream<OrderMessage>)({ id: 'w', count: 5, delay_ms: 1 }, metadata());
+    const call = (orders.WatchOrders as (r: object, m: grpc.Metadata) => grpc.ClientReadableStream<OrderMessage>)(
+      { id: 'w', count: 5, delay_ms: 1 },
+      metadata(),
+    );
     const ids: string[] = [];
     for await (const message of call) ids.push((message as OrderMessage).id);
     assert.deepEqual(ids, ['w-0', 'w-1', 'w-2', 'w-3', 'w-4']);
@@ -164,7 +209,12 @@ describe('gRPC through a sidecar pair over mTLS', { timeout: 120_000 }, () => {
 
   it('client streaming: every message reaches the server', async () => {
     const answer = await new Promise<OrderMessage>((resolve, reject) => {
-      const call = (orders.UploadOrders as (m: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: OrderMessage) => void) => grpc.ClientWritableStream<object>)(metadata(), (error, reply) => (error ? reject(error) : resolve(reply as OrderMessage)));
+      const call = (
+        orders.UploadOrders as (
+          m: grpc.Metadata,
+          cb: (e: grpc.ServiceError | null, r?: OrderMessage) => void,
+        ) => grpc.ClientWritableStream<object>
+      )(metadata(), (error, reply) => (error ? reject(error) : resolve(reply as OrderMessage)));
       for (let i = 0; i < 4; i++) call.write({ id: `u${i}`, payload: Buffer.alloc(1000) });
       call.end();
     });
@@ -178,7 +228,9 @@ describe('gRPC through a sidecar pair over mTLS', { timeout: 120_000 }, () => {
     const got: string[] = [];
     for (const id of ['a', 'b', 'c']) {
       call.write({ id });
-      const [message] = (await new Promise((resolve) => call.once('data', (m: OrderMessage) => resolve([m])))) as [OrderMessage];
+      const [message] = (await new Promise((resolve) => call.once('data', (m: OrderMessage) => resolve([m])))) as [
+        OrderMessage,
+      ];
       got.push(message.id);
     }
     call.end();
@@ -187,21 +239,35 @@ describe('gRPC through a sidecar pair over mTLS', { timeout: 120_000 }, () => {
   });
 
   it('large messages: 3 MiB each way', async () => {
-    const { error, message } = await unary(orders, 'GetOrder', { id: 'big', payload: Buffer.alloc(3 * 1024 * 1024, 7) }, metadata());
+    const { error, message } = await unary(
+      orders,
+      'GetOrder',
+      { id: 'big', payload: Buffer.alloc(3 * 1024 * 1024, 7) },
+      metadata(),
+    );
     assert.equal(error, null);
     assert.equal(message?.payload_bytes, 3 * 1024 * 1024);
   });
 
   it('deadlines: a call slower than its deadline ends DEADLINE_EXCEEDED at the client, in time', async () => {
     const started = Date.now();
-    const { error } = await unary(orders, 'GetOrder', { id: 'slow', payload: Buffer.alloc(0), delay_ms: 2_000 }, metadata(), { deadline: Date.now() + 300 });
+    const { error } = await unary(
+      orders,
+      'GetOrder',
+      { id: 'slow', payload: Buffer.alloc(0), delay_ms: 2_000 },
+      metadata(),
+      { deadline: Date.now() + 300 },
+    );
     assert.equal(error?.code, grpc.status.DEADLINE_EXCEEDED);
     assert.ok(Date.now() - started < 1_500, `ended after ${Date.now() - started} ms`);
   });
 
   it('cancellation: a client that cancels a stream cancels it at the server too', async () => {
     const before = cancelled.count;
-    const call = (orders.WatchOrders as (r: object, m: grpc.Metadata) => grpc.ClientReadableStream<OrderMessage>)({ id: 'c', count: 1_000, delay_ms: 20 }, metadata());
+    const call = (orders.WatchOrders as (r: object, m: grpc.Metadata) => grpc.ClientReadableStream<OrderMessage>)(
+      { id: 'c', count: 1_000, delay_ms: 20 },
+      metadata(),
+    );
     call.on('error', () => {});
     await new Promise((resolve) => call.once('data', resolve));
     call.cancel();
@@ -217,7 +283,12 @@ describe('gRPC through a sidecar pair over mTLS', { timeout: 120_000 }, () => {
   });
 
   it('a refused token: UNAUTHENTICATED naming the baton code', async () => {
-    const { error } = await unary(orders, 'GetOrder', { id: 'x', payload: Buffer.alloc(0) }, metadata({}, `${token.slice(0, -4)}AAAA`));
+    const { error } = await unary(
+      orders,
+      'GetOrder',
+      { id: 'x', payload: Buffer.alloc(0) },
+      metadata({}, `${token.slice(0, -4)}AAAA`),
+    );
     assert.equal(error?.code, grpc.status.UNAUTHENTICATED);
     assert.match(error?.details ?? '', /^BATON_/);
   });

@@ -53,29 +53,136 @@ interface Case {
 
 const CASES: readonly Case[] = [
   { id: 'get', source: 'RFC 9113 §8.3.1', fields: [['accept', '*/*']] },
-  { id: 'post-length', source: 'RFC 9113 §8.1.1', method: 'POST', fields: [['content-length', '11'], ['content-type', 'text/plain']], data: 'hello world' },
-  { id: 'post-no-length', source: 'RFC 9113 §8.1', method: 'POST', fields: [['content-type', 'text/plain']], data: 'streamed' },
-  { id: 'length-mismatch', source: 'RFC 9113 §8.1.1 (content-length not the DATA length: malformed)', method: 'POST', fields: [['content-length', '3']], data: 'longer than three', refused: true },
-  { id: 'transfer-encoding', source: 'RFC 9113 §8.2.2 (connection-specific field)', method: 'POST', fields: [['transfer-encoding', 'chunked']], data: '5\r\nhello\r\n0\r\n\r\n', refused: true },
+  {
+    id: 'post-length',
+    source: 'RFC 9113 §8.1.1',
+    method: 'POST',
+    fields: [
+      ['content-length', '11'],
+      ['content-type', 'text/plain'],
+    ],
+    data: 'hello world',
+  },
+  {
+    id: 'post-no-length',
+    source: 'RFC 9113 §8.1',
+    method: 'POST',
+    fields: [['content-type', 'text/plain']],
+    data: 'streamed',
+  },
+  {
+    id: 'length-mismatch',
+    source: 'RFC 9113 §8.1.1 (content-length not the DATA length: malformed)',
+    method: 'POST',
+    fields: [['content-length', '3']],
+    data: 'longer than three',
+    refused: true,
+  },
+  {
+    id: 'transfer-encoding',
+    source: 'RFC 9113 §8.2.2 (connection-specific field)',
+    method: 'POST',
+    fields: [['transfer-encoding', 'chunked']],
+    data: '5\r\nhello\r\n0\r\n\r\n',
+    refused: true,
+  },
   { id: 'connection', source: 'RFC 9113 §8.2.2', fields: [['connection', 'keep-alive']], refused: true },
   { id: 'keep-alive', source: 'RFC 9113 §8.2.2', fields: [['keep-alive', 'timeout=5']], refused: true },
   { id: 'upgrade', source: 'RFC 9113 §8.2.2', fields: [['upgrade', 'websocket']], refused: true },
   { id: 'te-gzip', source: 'RFC 9113 §8.2.2 (te other than trailers)', fields: [['te', 'gzip']], refused: true },
   { id: 'uppercase-name', source: 'RFC 9113 §8.2.1', fields: [['X-Upper', 'a']], refused: true },
-  { id: 'crlf-in-value', source: 'RFC 9113 §8.2.1 (CR, LF or NUL in a value: malformed; the h2→h1 header-injection class)', fields: [['x-inject', 'a\r\nbaton-subject: root']], dropped: 'x-inject' },
+  {
+    id: 'crlf-in-value',
+    source: 'RFC 9113 §8.2.1 (CR, LF or NUL in a value: malformed; the h2→h1 header-injection class)',
+    fields: [['x-inject', 'a\r\nbaton-subject: root']],
+    dropped: 'x-inject',
+  },
   { id: 'nul-in-value', source: 'RFC 9113 §8.2.1', fields: [['x-nul', 'a\u0000b']], dropped: 'x-nul' },
-  { id: 'host-mismatch', source: 'RFC 9113 §8.3.1 (Host naming another authority than :authority)', fields: [['host', 'elsewhere.example']], refused: true },
-  { id: 'pseudo-after-regular', source: 'RFC 9113 §8.3', pseudo: [[':method', 'GET'], [':scheme', 'http'], ['accept', '*/*'], [':path', '/late']], fields: [], refused: true },
-  { id: 'duplicate-path', source: 'RFC 9113 §8.3.1', pseudo: [[':method', 'GET'], [':scheme', 'http'], [':path', '/a'], [':path', '/b']], fields: [], refused: true },
-  { id: 'no-path', source: 'RFC 9113 §8.3.1', pseudo: [[':method', 'GET'], [':scheme', 'http']], fields: [], refused: true },
-  { id: 'spoofed-baton', source: 'baton docs: only the sidecar speaks in baton-*', fields: [['baton-subject', 'root'], ['baton_chain', 'admin']] },
+  {
+    id: 'host-mismatch',
+    source: 'RFC 9113 §8.3.1 (Host naming another authority than :authority)',
+    fields: [['host', 'elsewhere.example']],
+    refused: true,
+  },
+  {
+    id: 'pseudo-after-regular',
+    source: 'RFC 9113 §8.3',
+    pseudo: [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      ['accept', '*/*'],
+      [':path', '/late'],
+    ],
+    fields: [],
+    refused: true,
+  },
+  {
+    id: 'duplicate-path',
+    source: 'RFC 9113 §8.3.1',
+    pseudo: [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', '/a'],
+      [':path', '/b'],
+    ],
+    fields: [],
+    refused: true,
+  },
+  {
+    id: 'no-path',
+    source: 'RFC 9113 §8.3.1',
+    pseudo: [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+    ],
+    fields: [],
+    refused: true,
+  },
+  {
+    id: 'spoofed-baton',
+    source: 'baton docs: only the sidecar speaks in baton-*',
+    fields: [
+      ['baton-subject', 'root'],
+      ['baton_chain', 'admin'],
+    ],
+  },
   { id: 'nbsp-value', source: 'HTTP Garden: Unicode spaces around values', fields: [['x-user', '\u00a0admin\u00a0']] },
-  { id: 'ambiguous-path', source: 'baton docs: an encoded dot segment (docs/policy.md, "Path patterns")', path: '/a/%2e%2e/b', fields: [], refused: true },
-  { id: 'value-edge-space', source: 'RFC 9113 §8.2.1 (a value starting with whitespace)', fields: [['x-pad', ' padded']], dropped: 'x-pad' },
-  { id: 'grpc-shaped', source: 'gRPC over HTTP/2', method: 'POST', fields: [['content-type', 'application/grpc'], ['te', 'trailers']], data: '\u0000\u0000\u0000\u0000\u0000' },
+  {
+    id: 'ambiguous-path',
+    source: 'baton docs: an encoded dot segment (docs/policy.md, "Path patterns")',
+    path: '/a/%2e%2e/b',
+    fields: [],
+    refused: true,
+  },
+  {
+    id: 'value-edge-space',
+    source: 'RFC 9113 §8.2.1 (a value starting with whitespace)',
+    fields: [['x-pad', ' padded']],
+    dropped: 'x-pad',
+  },
+  {
+    id: 'grpc-shaped',
+    source: 'gRPC over HTTP/2',
+    method: 'POST',
+    fields: [
+      ['content-type', 'application/grpc'],
+      ['te', 'trailers'],
+    ],
+    data: '\u0000\u0000\u0000\u0000\u0000',
+  },
 ];
 
-const NOT_COMPARED = new Set(['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'x-request-id', 'host', 'content-length']);
+const NOT_COMPARED = new Set([
+  'authorization',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'x-request-id',
+  'host',
+  'content-length',
+]);
 
 /** The h2c origin: records each stream it read whole, answers 200. */
 async function h2Origin(): Promise<{ port: number; server: Http2Server; reads: Read[] }> {
@@ -93,7 +200,14 @@ async function h2Origin(): Promise<{ port: number; server: Http2Server; reads: R
         if (name.startsWith(':') || NOT_COMPARED.has(name) || name.startsWith('baton')) continue;
         fields.push([name, rawHeaders[i + 1] as string]);
       }
-      reads.push({ method: String(headers[':method']), path: String(headers[':path']), contentLength: typeof headers['content-length'] === 'string' ? headers['content-length'] : undefined, fields, body, subject: typeof headers['baton-subject'] === 'string' ? headers['baton-subject'] : undefined });
+      reads.push({
+        method: String(headers[':method']),
+        path: String(headers[':path']),
+        contentLength: typeof headers['content-length'] === 'string' ? headers['content-length'] : undefined,
+        fields,
+        body,
+        subject: typeof headers['baton-subject'] === 'string' ? headers['baton-subject'] : undefined,
+      });
       stream.respond({ ':status': 200 });
       stream.end('ok');
     });
@@ -103,7 +217,11 @@ async function h2Origin(): Promise<{ port: number; server: Http2Server; reads: R
 }
 
 /** Sends `streams` (each its HEADERS and DATA frames) on one raw h2c connection; resolves with each stream's :status (or undefined) once all answered or the connection ends. */
-function sendRaw(port: number, streams: ReadonlyArray<{ id: number; frames: Buffer[] }>, timeoutMs = 3_000): Promise<Map<number, number>> {
+function sendRaw(
+  port: number,
+  streams: ReadonlyArray<{ id: number; frames: Buffer[] }>,
+  timeoutMs = 3_000,
+): Promise<Map<number, number>> {
   return new Promise((resolve) => {
     const socket: Socket = connect(port, '127.0.0.1');
     const statuses = new Map<number, number>();
@@ -116,16 +234,26 @@ function sendRaw(port: number, streams: ReadonlyArray<{ id: number; frames: Buff
     const timer = setTimeout(done, timeoutMs);
     socket.on('error', done);
     socket.on('close', done);
-    socket.on('connect', () => socket.write(Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(FrameType.SETTINGS, Flag.ACK, 0), ...streams.flatMap((s) => s.frames)])));
+    socket.on('connect', () =>
+      socket.write(
+        Buffer.concat([
+          PREFACE,
+          EMPTY_SETTINGS,
+          frame(FrameType.SETTINGS, Flag.ACK, 0),
+          ...streams.flatMap((s) => s.frames),
+        ]),
+      ),
+    );
     socket.on('data', (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
-      for (let at = 0; at + 9 <= received.length; ) {
+      for (let at = 0; at + 9 <= received.length;) {
         const length = received.readUIntBE(at, 3);
         if (at + 9 + length > received.length) break;
         const type = received[at + 3];
         const id = received.readUInt32BE(at + 5) & 0x7fffffff;
         // The first byte of an answer's HPACK block: a static-table :status (index 8..14) is enough to tell the status.
-        if (type === FrameType.HEADERS && !statuses.has(id)) statuses.set(id, STATIC_STATUS[(received[at + 9] as number) & 0x7f] ?? 0);
+        if (type === FrameType.HEADERS && !statuses.has(id))
+          statuses.set(id, STATIC_STATUS[(received[at + 9] as number) & 0x7f] ?? 0);
         if (type === FrameType.RST_STREAM && !statuses.has(id)) statuses.set(id, -1);
         if (type === FrameType.GOAWAY) return done();
         at += 9 + length;
@@ -145,10 +273,17 @@ function framesOf(c: Case, id: number, authority: string, token: string | undefi
     [':authority', authority],
     [':path', c.path ?? `/case/${c.id}`],
   ];
-  const fields = [...pseudo, ...c.fields, ...(token === undefined ? [] : ([['authorization', `Bearer ${token}`]] as const))];
+  const fields = [
+    ...pseudo,
+    ...c.fields,
+    ...(token === undefined ? [] : ([['authorization', `Bearer ${token}`]] as const)),
+  ];
   const block = headerBlock(fields);
   if (c.data === undefined) return [frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, block)];
-  return [frame(FrameType.HEADERS, Flag.END_HEADERS, id, block), frame(FrameType.DATA, Flag.END_STREAM, id, Buffer.from(c.data, 'latin1'))];
+  return [
+    frame(FrameType.HEADERS, Flag.END_HEADERS, id, block),
+    frame(FrameType.DATA, Flag.END_STREAM, id, Buffer.from(c.data, 'latin1')),
+  ];
 }
 
 describe('the same HTTP/2 request straight to an origin and through a sidecar pair', { timeout: 120_000 }, () => {
@@ -165,7 +300,12 @@ describe('the same HTTP/2 request straight to an origin and through a sidecar pa
   });
 
   /** What the origin read for `c` on one leg: the stream sent alone on its own connection. */
-  async function leg(c: Case, port: number, authority: string, token: string | undefined): Promise<{ status: number | undefined; reads: Read[] }> {
+  async function leg(
+    c: Case,
+    port: number,
+    authority: string,
+    token: string | undefined,
+  ): Promise<{ status: number | undefined; reads: Read[] }> {
     const before = origin.reads.length;
     const statuses = await sendRaw(port, [{ id: 1, frames: framesOf(c, 1, authority, token) }]);
     // The origin's stream 'end' follows its answer's being sent; give it its turn.
@@ -176,7 +316,10 @@ describe('the same HTTP/2 request straight to an origin and through a sidecar pa
   /** bob's innocent request on each leg after every case: a sidecar that died (or stopped serving) fails here, so no refusal can pass by default. */
   async function canary(c: Case): Promise<void> {
     const probe: Case = { id: `canary-${c.id}`, source: '', fields: [['x-canary', '1']] };
-    for (const [name, port, token] of [['pair', mesh.outboundPort, mesh.userToken('bob')], ['inbound', mesh.inboundPorts.h2 as number, await mesh.meshToken('bob', 'h2')]] as const) {
+    for (const [name, port, token] of [
+      ['pair', mesh.outboundPort, mesh.userToken('bob')],
+      ['inbound', mesh.inboundPorts.h2 as number, await mesh.meshToken('bob', 'h2')],
+    ] as const) {
       const answer = await leg(probe, port, 'h2', token);
       assert.equal(answer.status, 200, `${name}: bob's canary after ${c.id} was answered`);
       assert.equal(answer.reads.length, 1, `${name}: bob's canary after ${c.id} reached the origin`);
@@ -190,10 +333,20 @@ describe('the same HTTP/2 request straight to an origin and through a sidecar pa
       const pair = await leg(c, mesh.outboundPort, 'h2', mesh.userToken('alice'));
       const inbound = await leg(c, mesh.inboundPorts.h2 as number, 'h2', await mesh.meshToken('alice', 'h2'));
       await canary(c);
-      for (const [name, through] of [['pair', pair], ['inbound', inbound]] as const) {
+      for (const [name, through] of [
+        ['pair', pair],
+        ['inbound', inbound],
+      ] as const) {
         if (c.refused === true || through.reads.length === 0) {
-          assert.deepEqual(through.reads, [], `${name}: refused, so the origin read nothing (status ${String(through.status)})`);
-          assert.ok(through.status === undefined || through.status === -1 || through.status === 0 || through.status >= 400, `${name}: refused, not answered 2xx (status ${String(through.status)})`);
+          assert.deepEqual(
+            through.reads,
+            [],
+            `${name}: refused, so the origin read nothing (status ${String(through.status)})`,
+          );
+          assert.ok(
+            through.status === undefined || through.status === -1 || through.status === 0 || through.status >= 400,
+            `${name}: refused, not answered 2xx (status ${String(through.status)})`,
+          );
           continue;
         }
         assert.equal(through.reads.length, 1, `${name}: one request`);
@@ -201,12 +354,28 @@ describe('the same HTTP/2 request straight to an origin and through a sidecar pa
         const [direct] = straight.reads as [Read];
         assert.ok(direct !== undefined, `straight: the origin read the request (status ${String(straight.status)})`);
         assert.deepEqual(
-          { method: read.method, path: read.path, contentLength: read.contentLength, fields: read.fields, body: read.body },
-          { method: direct.method, path: direct.path, contentLength: direct.contentLength, fields: direct.fields, body: direct.body },
+          {
+            method: read.method,
+            path: read.path,
+            contentLength: read.contentLength,
+            fields: read.fields,
+            body: read.body,
+          },
+          {
+            method: direct.method,
+            path: direct.path,
+            contentLength: direct.contentLength,
+            fields: direct.fields,
+            body: direct.body,
+          },
           `${name}: the origin read what it read straight`,
         );
         assert.equal(read.subject, 'alice', `${name}: baton-subject is the stream's user`);
-        if (c.dropped !== undefined) assert.ok(!read.fields.some(([field]) => field === c.dropped), `${name}: the malformed ${c.dropped} never reached the origin`);
+        if (c.dropped !== undefined)
+          assert.ok(
+            !read.fields.some(([field]) => field === c.dropped),
+            `${name}: the malformed ${c.dropped} never reached the origin`,
+          );
       }
     });
   }
@@ -214,12 +383,29 @@ describe('the same HTTP/2 request straight to an origin and through a sidecar pa
   it("two users' streams interleaved on one connection each reach the origin as their own user", async () => {
     const before = origin.reads.length;
     const users: User[] = ['alice', 'bob', 'alice', 'bob'];
-    const streams = users.map((user, i) => ({ id: 1 + 2 * i, frames: framesOf({ id: `mixed-${user}-${i}`, source: '', fields: [['x-who', user]] }, 1 + 2 * i, 'h2', mesh.userToken(user)) }));
+    const streams = users.map((user, i) => ({
+      id: 1 + 2 * i,
+      frames: framesOf(
+        { id: `mixed-${user}-${i}`, source: '', fields: [['x-who', user]] },
+        1 + 2 * i,
+        'h2',
+        mesh.userToken(user),
+      ),
+    }));
     const statuses = await sendRaw(mesh.outboundPort, streams);
-    assert.deepEqual([...statuses.entries()].sort(([a], [b]) => a - b).map(([, status]) => status), [200, 200, 200, 200], mesh.output().slice(-3000));
+    assert.deepEqual(
+      [...statuses.entries()].sort(([a], [b]) => a - b).map(([, status]) => status),
+      [200, 200, 200, 200],
+      mesh.output().slice(-3000),
+    );
     await new Promise((resolve) => setTimeout(resolve, 20));
     const reads = origin.reads.slice(before);
     assert.equal(reads.length, 4);
-    for (const read of reads) assert.equal(read.subject, read.fields.find(([name]) => name === 'x-who')?.[1], `the stream of ${read.path} reached the origin as its own user`);
+    for (const read of reads)
+      assert.equal(
+        read.subject,
+        read.fields.find(([name]) => name === 'x-who')?.[1],
+        `the stream of ${read.path} reached the origin as its own user`,
+      );
   });
 });

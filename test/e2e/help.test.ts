@@ -20,7 +20,20 @@ for (const [name, entry] of Object.entries(COMMANDS)) {
 describe('baton … --help, for every command and subcommand', { timeout: 180_000 }, () => {
   it('covers the subcommands users reach for: token check, demo app and idp, sts hash-secret, policy-server keygen, every policy subcommand', () => {
     const listed = new Set(invocations.map((args) => args.filter((a) => !a.startsWith('-')).join(' ')));
-    for (const expected of ['token check', 'demo app', 'demo idp', 'sts hash-secret', 'policy-server keygen', 'policy check', 'policy explain', 'policy graph', 'policy diff', 'policy observed', 'policy suggest']) assert.ok(listed.has(expected), expected);
+    for (const expected of [
+      'token check',
+      'demo app',
+      'demo idp',
+      'sts hash-secret',
+      'policy-server keygen',
+      'policy check',
+      'policy explain',
+      'policy graph',
+      'policy diff',
+      'policy observed',
+      'policy suggest',
+    ])
+      assert.ok(listed.has(expected), expected);
   });
 
   for (const args of invocations) {
@@ -30,8 +43,13 @@ describe('baton … --help, for every command and subcommand', { timeout: 180_00
       assert.equal(stderr, '');
       const words = args.filter((a) => !a.startsWith('-') && a !== 'help');
       // The usage of the command asked for: `Usage: baton token check …`, `Usage: baton demo …` for demo app.
-      assert.match(stdout, new RegExp(`^Usage: baton ${words.length === 0 ? '<command>' : words[0]}(\\s|$)`, 'm'), stdout.slice(0, 300));
-      if (words[0] !== 'demo' && words[0] !== 'token' && words.length === 2) assert.match(stdout, new RegExp(`^Usage: baton ${words.join(' ')}(\\s|$)`, 'm'));
+      assert.match(
+        stdout,
+        new RegExp(`^Usage: baton ${words.length === 0 ? '<command>' : words[0]}(\\s|$)`, 'm'),
+        stdout.slice(0, 300),
+      );
+      if (words[0] !== 'demo' && words[0] !== 'token' && words.length === 2)
+        assert.match(stdout, new RegExp(`^Usage: baton ${words.join(' ')}(\\s|$)`, 'm'));
     });
   }
 });

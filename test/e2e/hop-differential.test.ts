@@ -118,24 +118,33 @@ function onLane<T>(name: string, work: (lane: Lane, ports: Ports) => Promise<T>)
   const lane = harness.lanes[name];
   assert.ok(lane !== undefined, name);
   const done = (queues.get(name) ?? Promise.resolve()).then(() => work(lane, harness.ports(name)));
-  queues.set(name, done.catch(() => undefined));
+  queues.set(
+    name,
+    done.catch(() => undefined),
+  );
   return done;
 }
 
 /** Runs `cases` on every request lane, the lanes side by side, each lane's cases one after another. */
 async function onEveryLane(cases: (lane: string, index: number) => readonly RequestCase[]): Promise<CaseResult[]> {
-  const results = await Promise.all(REQUEST_LANES.map((name, index) => onLane(name, async (lane, ports) => {
-    const out: CaseResult[] = [];
-    for (const testCase of cases(name, index)) out.push(await runRequestCase(lane, harness.mesh, ports, testCase));
-    return out;
-  })));
+  const results = await Promise.all(
+    REQUEST_LANES.map((name, index) =>
+      onLane(name, async (lane, ports) => {
+        const out: CaseResult[] = [];
+        for (const testCase of cases(name, index)) out.push(await runRequestCase(lane, harness.mesh, ports, testCase));
+        return out;
+      }),
+    ),
+  );
   return results.flat();
 }
 
-const knownBug = (cases: ReadonlyArray<RequestCase | AnswerCase>) => (id: string): string | undefined => {
-  const known = cases.find((c) => c.id === id)?.known;
-  return known === undefined ? undefined : `known bug on main: ${known}`;
-};
+const knownBug =
+  (cases: ReadonlyArray<RequestCase | AnswerCase>) =>
+  (id: string): string | undefined => {
+    const known = cases.find((c) => c.id === id)?.known;
+    return known === undefined ? undefined : `known bug on main: ${known}`;
+  };
 
 /** The findings as one readable, redacted report: by case, then lane, leg and connection. */
 function report(results: readonly CaseResult[], note: (id: string) => string | undefined): string {
@@ -147,67 +156,106 @@ function report(results: readonly CaseResult[], note: (id: string) => string | u
     const about = note(id);
     lines.push(`- ${id}${about === undefined ? '' : ` (${about})`}`);
     // What the origin read first (the desync itself), then the contract's refusal; a few per lane.
-    const ordered = (result: CaseResult) => [...result.findings.filter((f) => !f.text.startsWith('expected')), ...result.findings.filter((f) => f.text.startsWith('expected'))];
-    for (const result of list) for (const finding of ordered(result).slice(0, 6)) lines.push(`    [${finding.lane} ${finding.leg} connection ${finding.connection}] ${finding.text.replace(/\n/g, '\n      ')}`);
+    const ordered = (result: CaseResult) => [
+      ...result.findings.filter((f) => !f.text.startsWith('expected')),
+      ...result.findings.filter((f) => f.text.startsWith('expected')),
+    ];
+    for (const result of list)
+      for (const finding of ordered(result).slice(0, 6))
+        lines.push(
+          `    [${finding.lane} ${finding.leg} connection ${finding.connection}] ${finding.text.replace(/\n/g, '\n      ')}`,
+        );
   }
   return redact(lines.join('\n'), [...harness.mesh.secrets(), ...(harness.mtls?.secrets() ?? [])]);
 }
 
 // The three runs share the harness and run side by side; the lanes' queues keep their windows apart.
-describe('the same bytes straight to real origins and through a real sidecar pair', { timeout: 240_000, concurrency: true }, () => {
-  before(async () => {
-    harness = await startHarness({ mtls: true });
-  });
-  after(async () => {
-    await harness?.stop();
-  });
-
-  it('names a source for every corpus case, and covers each known bug on main', () => {
-    for (const testCase of [...REQUEST_CASES, ...ANSWER_CASES]) assert.ok(testCase.source.length > 0, testCase.id);
-    assert.equal(new Set(REQUEST_CASES.map((c) => c.id)).size, REQUEST_CASES.length, 'request case ids are unique');
-    assert.equal(new Set(ANSWER_CASES.map((c) => c.id)).size, ANSWER_CASES.length, 'answer case ids are unique');
-    const known = [...REQUEST_CASES, ...ANSWER_CASES].filter((c) => c.known !== undefined).map((c) => c.id);
-    for (const id of ['connection-content-length', 'connection-transfer-encoding', 'connection-host', 'connection-content-length-two-users', 'te-nbsp', 'host-nbsp', 'upgrade-websocket', 'head-many-small-fields', 'gzip-chunked']) assert.ok(known.includes(id), id);
-  });
-
-  it('reads every corpus request the same through the pair and through B, or baton refuses it before a byte goes upstream', async () => {
-    const results = await onEveryLane(() => REQUEST_CASES);
-    const failed = results.filter((r) => r.findings.length > 0);
-    assert.equal(failed.length, 0, report(results, knownBug(REQUEST_CASES)));
-  });
-
-  it('reads every corpus request the same through an mTLS pair (the demo mesh: gateway → orders over mutual TLS), or refuses it', async () => {
-    const mtls = harness.mtls;
-    assert.ok(mtls !== undefined);
-    const results = await onLane(MTLS_LANE, async (lane, ports) => {
-      const out: CaseResult[] = [];
-      for (const testCase of REQUEST_CASES) out.push(await runRequestCase(lane, mtls.tokens, ports, testCase, undefined, ['pair']));
-      return out;
+describe(
+  'the same bytes straight to real origins and through a real sidecar pair',
+  { timeout: 240_000, concurrency: true },
+  () => {
+    before(async () => {
+      harness = await startHarness({ mtls: true });
     });
-    assert.equal(results.filter((r) => r.findings.length > 0).length, 0, report(results, knownBug(REQUEST_CASES)));
-  });
-
-  it('passes every corpus answer to the client as it came, or answers 502, and never leaves the client waiting', async () => {
-    const results = await onLane(ANSWER_LANE, async (lane, ports) => {
-      const out: CaseResult[] = [];
-      for (const testCase of ANSWER_CASES) out.push(await runAnswerCase(lane, harness.mesh, ports, testCase));
-      return out;
+    after(async () => {
+      await harness?.stop();
     });
-    const failed = results.filter((r) => r.findings.length > 0);
-    assert.equal(failed.length, 0, report(results, knownBug(ANSWER_CASES)));
-  });
 
-  it('replays every hop finding npm run fuzz saved, on the lane it was found on', async () => {
-    const saved = existsSync(FUZZ_FINDINGS) ? readdirSync(FUZZ_FINDINGS).filter((name) => name.endsWith('.json')).sort() : [];
-    const cases = saved.map((name) => JSON.parse(readFileSync(join(FUZZ_FINDINGS, name), 'utf8')) as RequestCase & { lane: string });
-    const results = await onEveryLane((lane) => cases.filter((c) => c.lane === lane));
-    assert.equal(results.filter((r) => r.findings.length > 0).length, 0, report(results, (id) => cases.find((c) => c.id === id)?.source));
-  });
+    it('names a source for every corpus case, and covers each known bug on main', () => {
+      for (const testCase of [...REQUEST_CASES, ...ANSWER_CASES]) assert.ok(testCase.source.length > 0, testCase.id);
+      assert.equal(new Set(REQUEST_CASES.map((c) => c.id)).size, REQUEST_CASES.length, 'request case ids are unique');
+      assert.equal(new Set(ANSWER_CASES.map((c) => c.id)).size, ANSWER_CASES.length, 'answer case ids are unique');
+      const known = [...REQUEST_CASES, ...ANSWER_CASES].filter((c) => c.known !== undefined).map((c) => c.id);
+      for (const id of [
+        'connection-content-length',
+        'connection-transfer-encoding',
+        'connection-host',
+        'connection-content-length-two-users',
+        'te-nbsp',
+        'host-nbsp',
+        'upgrade-websocket',
+        'head-many-small-fields',
+        'gzip-chunked',
+      ])
+        assert.ok(known.includes(id), id);
+    });
 
-  it(`agrees on ${MUTATIONS_PER_LANE} seeded mutations of the corpus per lane (seed ${MUTATION_SEED})`, async () => {
-    // Each lane draws its own mutations (seed + the lane's index).
-    const mutated = REQUEST_LANES.map((_, index) => mutatedCases(REQUEST_CASES, MUTATION_SEED + index, MUTATIONS_PER_LANE));
-    const results = await onEveryLane((_, index) => mutated[index] ?? []);
-    assert.equal(results.filter((r) => r.findings.length > 0).length, 0, report(results, (id) => mutated.flat().find((c) => c.id === id)?.source));
-  });
-});
+    it('reads every corpus request the same through the pair and through B, or baton refuses it before a byte goes upstream', async () => {
+      const results = await onEveryLane(() => REQUEST_CASES);
+      const failed = results.filter((r) => r.findings.length > 0);
+      assert.equal(failed.length, 0, report(results, knownBug(REQUEST_CASES)));
+    });
+
+    it('reads every corpus request the same through an mTLS pair (the demo mesh: gateway → orders over mutual TLS), or refuses it', async () => {
+      const mtls = harness.mtls;
+      assert.ok(mtls !== undefined);
+      const results = await onLane(MTLS_LANE, async (lane, ports) => {
+        const out: CaseResult[] = [];
+        for (const testCase of REQUEST_CASES)
+          out.push(await runRequestCase(lane, mtls.tokens, ports, testCase, undefined, ['pair']));
+        return out;
+      });
+      assert.equal(results.filter((r) => r.findings.length > 0).length, 0, report(results, knownBug(REQUEST_CASES)));
+    });
+
+    it('passes every corpus answer to the client as it came, or answers 502, and never leaves the client waiting', async () => {
+      const results = await onLane(ANSWER_LANE, async (lane, ports) => {
+        const out: CaseResult[] = [];
+        for (const testCase of ANSWER_CASES) out.push(await runAnswerCase(lane, harness.mesh, ports, testCase));
+        return out;
+      });
+      const failed = results.filter((r) => r.findings.length > 0);
+      assert.equal(failed.length, 0, report(results, knownBug(ANSWER_CASES)));
+    });
+
+    it('replays every hop finding npm run fuzz saved, on the lane it was found on', async () => {
+      const saved = existsSync(FUZZ_FINDINGS)
+        ? readdirSync(FUZZ_FINDINGS)
+            .filter((name) => name.endsWith('.json'))
+            .sort()
+        : [];
+      const cases = saved.map(
+        (name) => JSON.parse(readFileSync(join(FUZZ_FINDINGS, name), 'utf8')) as RequestCase & { lane: string },
+      );
+      const results = await onEveryLane((lane) => cases.filter((c) => c.lane === lane));
+      assert.equal(
+        results.filter((r) => r.findings.length > 0).length,
+        0,
+        report(results, (id) => cases.find((c) => c.id === id)?.source),
+      );
+    });
+
+    it(`agrees on ${MUTATIONS_PER_LANE} seeded mutations of the corpus per lane (seed ${MUTATION_SEED})`, async () => {
+      // Each lane draws its own mutations (seed + the lane's index).
+      const mutated = REQUEST_LANES.map((_, index) =>
+        mutatedCases(REQUEST_CASES, MUTATION_SEED + index, MUTATIONS_PER_LANE),
+      );
+      const results = await onEveryLane((_, index) => mutated[index] ?? []);
+      assert.equal(
+        results.filter((r) => r.findings.length > 0).length,
+        0,
+        report(results, (id) => mutated.flat().find((c) => c.id === id)?.source),
+      );
+    });
+  },
+);

@@ -140,19 +140,32 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     await sts.waitForOutput(/"msg":"sts listening"/, 20_000);
 
     const ports = {} as Record<Name, { inbound: number; outbound: number; admin: number }>;
-    for (const name of SERVICES) ports[name] = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
-    const next: Partial<Record<Name, { service: Name; path: string }>> = { gateway: { service: 'orders', path: '/orders' }, orders: { service: 'payments', path: '/charges' } };
+    for (const name of SERVICES)
+      ports[name] = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+    const next: Partial<Record<Name, { service: Name; path: string }>> = {
+      gateway: { service: 'orders', path: '/orders' },
+      orders: { service: 'payments', path: '/charges' },
+    };
     const app = (self: Name) => async (req: IncomingMessage, res: ServerResponse) => {
       req.resume();
       const header = (name: string) => (req.headers[name] === undefined ? undefined : String(req.headers[name]));
-      seen.push({ service: self, subject: header('baton-subject'), issuer: header('baton-subject-issuer'), type: header('baton-subject-type'), txn: header('baton-txn') });
+      seen.push({
+        service: self,
+        subject: header('baton-subject'),
+        issuer: header('baton-subject-issuer'),
+        type: header('baton-subject-type'),
+        txn: header('baton-txn'),
+      });
       const hop = next[self];
       if (hop === undefined) {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{"ok":true}');
         return;
       }
-      const response = await request(`http://127.0.0.1:${ports[self].outbound}${hop.path}`, { method: 'POST', headers: { host: hop.service, 'baton-context': String(req.headers['baton-context']) } });
+      const response = await request(`http://127.0.0.1:${ports[self].outbound}${hop.path}`, {
+        method: 'POST',
+        headers: { host: hop.service, 'baton-context': String(req.headers['baton-context']) },
+      });
       res.writeHead(response.statusCode, { 'content-type': String(response.headers['content-type'] ?? 'text/plain') });
       response.body.pipe(res);
     };
@@ -167,7 +180,10 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
         admin: { port: ports[name].admin },
         sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
         policy: { file: policyFile },
-        upstreams: { orders: `http://127.0.0.1:${ports.orders.inbound}`, payments: `http://127.0.0.1:${ports.payments.inbound}` },
+        upstreams: {
+          orders: `http://127.0.0.1:${ports.orders.inbound}`,
+          payments: `http://127.0.0.1:${ports.payments.inbound}`,
+        },
         ...(name === 'gateway'
           ? {
               externalIssuers: [
@@ -185,12 +201,16 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
       sidecars[name] = { process, ...ports[name] };
     }
     for (const name of SERVICES) {
-      await waitFor(async () => {
-        if (sidecars[name].process.child.exitCode !== null) throw new Error(`${name} sidecar exited: ${sidecars[name].process.stderr().slice(-2000)}`);
-        const r = await request(`http://127.0.0.1:${sidecars[name].admin}/readyz`);
-        await r.body.dump();
-        return r.statusCode === 200;
-      }, { what: `${name} sidecar ready`, timeoutMs: 20_000 });
+      await waitFor(
+        async () => {
+          if (sidecars[name].process.child.exitCode !== null)
+            throw new Error(`${name} sidecar exited: ${sidecars[name].process.stderr().slice(-2000)}`);
+          const r = await request(`http://127.0.0.1:${sidecars[name].admin}/readyz`);
+          await r.body.dump();
+          return r.statusCode === 200;
+        },
+        { what: `${name} sidecar ready`, timeoutMs: 20_000 },
+      );
     }
   });
 
@@ -202,24 +222,52 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function enter(token: string, path = '/checkout'): Promise<{ status: number; body: Record<string, unknown>; seen: Seen[] }> {
+  async function enter(
+    token: string,
+    path = '/checkout',
+  ): Promise<{ status: number; body: Record<string, unknown>; seen: Seen[] }> {
     seen = [];
-    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
     const text = await r.body.text();
     assert.ok(!text.includes(token));
-    return { status: r.statusCode, body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {}, seen };
+    return {
+      status: r.statusCode,
+      body: text.startsWith('{') ? (JSON.parse(text) as Record<string, unknown>) : {},
+      seen,
+    };
   }
 
-  const keycloakUser = (sub: string) => keycloak.sign({ sub, aud: ['gateway', 'account'], typ: 'Bearer', azp: 'web-shop', scope: 'openid profile', realm_access: { roles: ['user'] } }, 'JWT');
-  const strictUser = (sub: string) => strict.sign({ sub, aud: 'gateway', client_id: 'shop-web', scope: 'shop' }, 'at+jwt');
+  const keycloakUser = (sub: string) =>
+    keycloak.sign(
+      {
+        sub,
+        aud: ['gateway', 'account'],
+        typ: 'Bearer',
+        azp: 'web-shop',
+        scope: 'openid profile',
+        realm_access: { roles: ['user'] },
+      },
+      'JWT',
+    );
+  const strictUser = (sub: string) =>
+    strict.sign({ sub, aud: 'gateway', client_id: 'shop-web', scope: 'shop' }, 'at+jwt');
 
   it('two identity providers with the same sub are two identities at every hop: headers and audit trail', async () => {
     const fromA = await enter(await keycloakUser('alice'));
     const fromB = await enter(await strictUser('alice'));
     assert.equal(fromA.status, 200, JSON.stringify(fromA.body));
     assert.equal(fromB.status, 200, JSON.stringify(fromB.body));
-    for (const [run, issuer] of [[fromA, keycloak.issuer], [fromB, strict.issuer]] as const) {
-      assert.deepEqual(run.seen.map((s) => s.service), ['gateway', 'orders', 'payments']);
+    for (const [run, issuer] of [
+      [fromA, keycloak.issuer],
+      [fromB, strict.issuer],
+    ] as const) {
+      assert.deepEqual(
+        run.seen.map((s) => s.service),
+        ['gateway', 'orders', 'payments'],
+      );
       for (const hop of run.seen) {
         assert.equal(hop.subject, 'alice');
         assert.equal(hop.issuer, issuer, `${hop.service} names the issuer that authenticated alice`);
@@ -232,14 +280,32 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     assert.notEqual(txnA, txnB);
     for (const name of SERVICES) {
       // Log lines are buffered for up to 200 ms in the sidecar (src/telemetry/logger.ts): wait for them.
-      const decisionLines = () => sidecars[name].process.stdout().split('\n').filter((l) => l.includes('"event":"decision"'));
-      const has = (txn: string, issuer: string) => decisionLines().some((l) => l.includes(`"txn":"${txn}"`) && l.includes(`"subjectIssuer":"${issuer}"`));
-      await waitFor(async () => has(txnA, keycloak.issuer) && has(txnB, strict.issuer), { what: `${name}'s audit lines for A and B`, timeoutMs: 5_000 });
+      const decisionLines = () =>
+        sidecars[name].process
+          .stdout()
+          .split('\n')
+          .filter((l) => l.includes('"event":"decision"'));
+      const has = (txn: string, issuer: string) =>
+        decisionLines().some((l) => l.includes(`"txn":"${txn}"`) && l.includes(`"subjectIssuer":"${issuer}"`));
+      await waitFor(async () => has(txnA, keycloak.issuer) && has(txnB, strict.issuer), {
+        what: `${name}'s audit lines for A and B`,
+        timeoutMs: 5_000,
+      });
       assert.ok(has(txnA, keycloak.issuer), `${name} audit line for A`);
       assert.ok(has(txnB, strict.issuer), `${name} audit line for B`);
     }
-    const issuedFor = (txn: string, issuer: string) => sts.stdout().split('\n').some((l) => l.includes('token issued') && l.includes(`"txn":"${txn}"`) && l.includes(`"subjectIssuer":"${issuer}"`));
-    await waitFor(async () => issuedFor(txnA, keycloak.issuer) && issuedFor(txnB, strict.issuer), { what: "the STS's issuance lines for A and B", timeoutMs: 5_000 });
+    const issuedFor = (txn: string, issuer: string) =>
+      sts
+        .stdout()
+        .split('\n')
+        .some(
+          (l) =>
+            l.includes('token issued') && l.includes(`"txn":"${txn}"`) && l.includes(`"subjectIssuer":"${issuer}"`),
+        );
+    await waitFor(async () => issuedFor(txnA, keycloak.issuer) && issuedFor(txnB, strict.issuer), {
+      what: "the STS's issuance lines for A and B",
+      timeoutMs: 5_000,
+    });
   });
 
   it('lets a policy rule tell the two alices apart by issuer', async () => {
@@ -255,7 +321,10 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
   it('encodes a subject with a leading space, so the last hop never sees plain alice', async () => {
     const run = await enter(await strictUser(' alice'));
     assert.equal(run.status, 200);
-    assert.deepEqual(run.seen.map((s) => s.subject), ['%20alice', '%20alice', '%20alice']);
+    assert.deepEqual(
+      run.seen.map((s) => s.subject),
+      ['%20alice', '%20alice', '%20alice'],
+    );
   });
 
   it('reads an opaque oidc-provider token by introspection, as a service identity that user: required refuses', async () => {
@@ -265,20 +334,26 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     assert.equal(run.status, 403, JSON.stringify(run.body));
     assert.equal(run.body.rule, 'payments.accepts.charge');
     assert.equal(run.body.cause, 'user');
-    assert.deepEqual(run.seen.map((s) => [s.service, s.subject, s.issuer, s.type]), [
-      ['gateway', 'web', op.issuer, 'service'],
-      ['orders', 'web', op.issuer, 'service'],
-    ]);
+    assert.deepEqual(
+      run.seen.map((s) => [s.service, s.subject, s.issuer, s.type]),
+      [
+        ['gateway', 'web', op.issuer, 'service'],
+        ['orders', 'web', op.issuer, 'service'],
+      ],
+    );
   });
 
   it('verifies an oidc-provider JWT access token with keys from discovery, as a service identity, the same way', async () => {
     const run = await enter(await jwtOp.accessToken());
     assert.equal(run.status, 403, JSON.stringify(run.body));
     assert.equal(run.body.cause, 'user');
-    assert.deepEqual(run.seen.map((s) => [s.service, s.subject, s.issuer, s.type]), [
-      ['gateway', 'web', jwtOp.issuer, 'service'],
-      ['orders', 'web', jwtOp.issuer, 'service'],
-    ]);
+    assert.deepEqual(
+      run.seen.map((s) => [s.service, s.subject, s.issuer, s.type]),
+      [
+        ['gateway', 'web', jwtOp.issuer, 'service'],
+        ['orders', 'web', jwtOp.issuer, 'service'],
+      ],
+    );
   });
 
   it('refuses a revoked or unknown opaque token, and a Keycloak id_token, at the entrypoint', async () => {
@@ -288,7 +363,10 @@ describe('identity providers at the entrypoint, through real sidecar and STS pro
     const token = await op.accessToken();
     await op.revoke(token);
     assert.equal((await enter(token)).body.code, TokenInactiveError.code);
-    const idToken = await keycloak.sign({ sub: 'alice', aud: 'gateway', typ: 'ID', azp: 'gateway', nonce: 'n-1', at_hash: 'x' }, 'JWT');
+    const idToken = await keycloak.sign(
+      { sub: 'alice', aud: 'gateway', typ: 'ID', azp: 'gateway', nonce: 'n-1', at_hash: 'x' },
+      'JWT',
+    );
     const refused = await enter(idToken);
     assert.equal(refused.status, 401);
     assert.deepEqual([refused.body.code, refused.body.reason], [TokenWrongTypError.code, 'id-token']);

@@ -18,9 +18,31 @@ import { NotFoundError, problemType } from '../../src/core/errors.ts';
 function selfSigned(dir: string, cn: string): { cert: string; key: string } {
   const cert = join(dir, `${cn}.crt`);
   const key = join(dir, `${cn}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=IP:127.0.0.1'], {
-    stdio: 'ignore',
-  });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
   return { cert, key };
 }
 
@@ -49,16 +71,19 @@ describe('baton injector, a real webhook over HTTPS', () => {
     copyFileSync(first.cert, tlsFiles.cert);
     copyFileSync(first.key, tlsFiles.key);
     port = await freePort();
-    injector = startBaton(['injector', '--tls-cert', tlsFiles.cert, '--tls-key', tlsFiles.key, '--port', String(port)], {
-      BATON_HOST: '127.0.0.1',
-      BATON_TLS__RELOAD_INTERVAL_MS: '100',
-      BATON_SIDECAR__IMAGE: 'registry.example/baton:test',
-      BATON_SIDECAR__REDIS: 'redis://baton-redis.baton-system.svc:6379',
-      // The fixtures' pods run in namespace shop.
-      BATON_SIDECAR__SPIFFE__TRUST_DOMAIN: 'mesh.example',
-      BATON_SIDECAR__SPIFFE__NAMESPACE: 'shop',
-      BATON_SIDECAR__STS_SPIFFE_ID: 'spiffe://mesh.example/ns/baton-system/sa/baton-sts',
-    });
+    injector = startBaton(
+      ['injector', '--tls-cert', tlsFiles.cert, '--tls-key', tlsFiles.key, '--port', String(port)],
+      {
+        BATON_HOST: '127.0.0.1',
+        BATON_TLS__RELOAD_INTERVAL_MS: '100',
+        BATON_SIDECAR__IMAGE: 'registry.example/baton:test',
+        BATON_SIDECAR__REDIS: 'redis://baton-redis.baton-system.svc:6379',
+        // The fixtures' pods run in namespace shop.
+        BATON_SIDECAR__SPIFFE__TRUST_DOMAIN: 'mesh.example',
+        BATON_SIDECAR__SPIFFE__NAMESPACE: 'shop',
+        BATON_SIDECAR__STS_SPIFFE_ID: 'spiffe://mesh.example/ns/baton-system/sa/baton-sts',
+      },
+    );
     await injector.waitForOutput(/"msg":"injector listening"/);
     // Trust any certificate the test made: the rotation test swaps it underneath.
     agent = new Agent({ connect: { rejectUnauthorized: false } });
@@ -133,7 +158,8 @@ describe('baton injector, a real webhook over HTTPS', () => {
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     });
-    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe']) assert.ok(sidecar?.[probe], `${probe} is set`);
+    for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'])
+      assert.ok(sidecar?.[probe], `${probe} is set`);
     assert.deepEqual((sidecar?.startupProbe as { httpGet: unknown }).httpGet, { path: '/readyz', port: 'baton-admin' });
     assert.deepEqual((sidecar?.livenessProbe as { httpGet: unknown }).httpGet, { path: '/livez', port: 'baton-admin' });
     assert.ok((sidecar?.resources as { requests?: unknown; limits?: unknown }).requests);
@@ -150,10 +176,19 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(env.BATON_HOST, '0.0.0.0');
     // mtls by default: exchanged tokens are bound to the pod's certificate and never shared through Redis,
     // so no Redis credential or seal key reaches the pod (plaintext mode: test/injector/pod-patch.test.ts).
-    assert.equal(Object.keys(env).some((name) => name.startsWith('BATON_REDIS')), false);
-    assert.equal(pod.spec.volumes?.some((v) => v.name === 'baton-redis'), false);
+    assert.equal(
+      Object.keys(env).some((name) => name.startsWith('BATON_REDIS')),
+      false,
+    );
+    assert.equal(
+      pod.spec.volumes?.some((v) => v.name === 'baton-redis'),
+      false,
+    );
     // mtls by default: the certificate is the STS credential; no secret reaches the pod.
-    assert.equal(sidecar?.env?.some((e) => /SECRET/.test(e.name)), false);
+    assert.equal(
+      sidecar?.env?.some((e) => /SECRET/.test(e.name)),
+      false,
+    );
     assert.equal(env.BATON_STS__AUTH_METHOD, 'tls_client_auth');
     assert.equal(env.BATON_TRANSPORT__MODE, 'mtls');
     assert.equal(env.BATON_STS__ISSUER, 'https://baton-sts.baton-system.svc:7000');
@@ -165,10 +200,24 @@ describe('baton injector, a real webhook over HTTPS', () => {
     // csi-driver-spiffe by default, as cert-manager documents it, readable by the sidecar's group.
     assert.deepEqual(
       pod.spec.volumes?.find((v) => v.name === 'baton-identity'),
-      { name: 'baton-identity', csi: { driver: 'spiffe.csi.cert-manager.io', readOnly: true, volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '10001' } } },
+      {
+        name: 'baton-identity',
+        csi: {
+          driver: 'spiffe.csi.cert-manager.io',
+          readOnly: true,
+          volumeAttributes: { 'spiffe.csi.cert-manager.io/fs-group': '10001' },
+        },
+      },
     );
-    assert.deepEqual((sidecar?.volumeMounts as unknown[]).at(-1), { name: 'baton-identity', mountPath: '/var/run/secrets/spiffe.io', readOnly: true });
-    assert.deepEqual([env.BATON_IDENTITY__CERT_FILE, env.BATON_IDENTITY__KEY_FILE, env.BATON_IDENTITY__BUNDLE_FILE], ['/var/run/secrets/spiffe.io/tls.crt', '/var/run/secrets/spiffe.io/tls.key', '/var/run/secrets/spiffe.io/ca.crt']);
+    assert.deepEqual((sidecar?.volumeMounts as unknown[]).at(-1), {
+      name: 'baton-identity',
+      mountPath: '/var/run/secrets/spiffe.io',
+      readOnly: true,
+    });
+    assert.deepEqual(
+      [env.BATON_IDENTITY__CERT_FILE, env.BATON_IDENTITY__KEY_FILE, env.BATON_IDENTITY__BUNDLE_FILE],
+      ['/var/run/secrets/spiffe.io/tls.crt', '/var/run/secrets/spiffe.io/tls.key', '/var/run/secrets/spiffe.io/ca.crt'],
+    );
     assert.equal(pod.spec.initContainers?.length, 1, 'no helper: the CSI driver keeps the files fresh');
 
     const [app] = pod.spec.containers;
@@ -176,7 +225,10 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(pod.metadata.annotations?.['baton.dev/status'], 'injected');
     assert.equal(pod.metadata.labels?.['baton.dev/service'], 'orders');
     assert.ok(pod.spec.volumes?.some((v) => v.name === 'baton-policy-key'));
-    assert.ok(pod.spec.volumes?.some((v) => v.name === 'kube-api-access-x7k2p'), 'existing volumes are kept');
+    assert.ok(
+      pod.spec.volumes?.some((v) => v.name === 'kube-api-access-x7k2p'),
+      'existing volumes are kept',
+    );
   });
 
   it('runs spiffe-helper before the sidecar, on the SPIRE agent socket from the node, when the pod asks for spiffe-helper', async () => {
@@ -187,20 +239,37 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(helper?.restartPolicy, 'Always');
     assert.deepEqual(helper?.args, ['-config', '/etc/spiffe-helper/helper.conf']);
     assert.equal(sidecar?.name, 'baton-sidecar');
-    const volume = (name: string) => pod.spec.volumes?.find((v) => v.name === name) as Record<string, unknown> | undefined;
-    assert.deepEqual(volume('baton-spire-agent-socket'), { name: 'baton-spire-agent-socket', hostPath: { path: '/run/spire/agent-sockets', type: 'Directory' } });
-    assert.deepEqual(volume('baton-identity'), { name: 'baton-identity', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } });
+    const volume = (name: string) =>
+      pod.spec.volumes?.find((v) => v.name === name) as Record<string, unknown> | undefined;
+    assert.deepEqual(volume('baton-spire-agent-socket'), {
+      name: 'baton-spire-agent-socket',
+      hostPath: { path: '/run/spire/agent-sockets', type: 'Directory' },
+    });
+    assert.deepEqual(volume('baton-identity'), {
+      name: 'baton-identity',
+      emptyDir: { medium: 'Memory', sizeLimit: '1Mi' },
+    });
     const env = envOf(sidecar);
-    assert.deepEqual([env.BATON_IDENTITY__CERT_FILE, env.BATON_IDENTITY__KEY_FILE, env.BATON_IDENTITY__BUNDLE_FILE], ['/var/run/secrets/spiffe.io/svid.pem', '/var/run/secrets/spiffe.io/svid_key.pem', '/var/run/secrets/spiffe.io/svid_bundle.pem']);
+    assert.deepEqual(
+      [env.BATON_IDENTITY__CERT_FILE, env.BATON_IDENTITY__KEY_FILE, env.BATON_IDENTITY__BUNDLE_FILE],
+      [
+        '/var/run/secrets/spiffe.io/svid.pem',
+        '/var/run/secrets/spiffe.io/svid_key.pem',
+        '/var/run/secrets/spiffe.io/svid_bundle.pem',
+      ],
+    );
     const config = pod.metadata.annotations?.['baton.dev/spiffe-helper-config'] ?? '';
     assert.match(config, /^agent_address = "\/spiffe-workload-api\/spire-agent\.sock"$/m);
     assert.match(config, /^daemon_mode = true$/m);
   });
 
-  it('mounts the SPIRE agent socket with the SPIFFE CSI driver for spiffe-csi, and overrides an author\'s helper config', async () => {
+  it("mounts the SPIRE agent socket with the SPIFFE CSI driver for spiffe-csi, and overrides an author's helper config", async () => {
     const { original, review } = await admit('pod-spiffe-csi');
     const pod = patchedPod(original, review);
-    assert.deepEqual(pod.spec.initContainers?.map((c) => c.name), ['baton-spiffe-helper', 'baton-sidecar']);
+    assert.deepEqual(
+      pod.spec.initContainers?.map((c) => c.name),
+      ['baton-spiffe-helper', 'baton-sidecar'],
+    );
     assert.deepEqual(
       pod.spec.volumes?.find((v) => v.name === 'baton-spire-agent-socket'),
       { name: 'baton-spire-agent-socket', csi: { driver: 'csi.spiffe.io', readOnly: true } },
@@ -216,7 +285,11 @@ describe('baton injector, a real webhook over HTTPS', () => {
     const env = envOf(sidecar);
     assert.equal(env.BATON_INBOUND__CLIENT_CERTIFICATE, 'optional');
     assert.equal(env.BATON_INBOUND__PLAINTEXT_PORT, '7080');
-    assert.ok((sidecar?.ports as Array<{ name: string; containerPort: number }>).some((p) => p.name === 'baton-plaintext' && p.containerPort === 7080));
+    assert.ok(
+      (sidecar?.ports as Array<{ name: string; containerPort: number }>).some(
+        (p) => p.name === 'baton-plaintext' && p.containerPort === 7080,
+      ),
+    );
     assert.ok(review.response.warnings?.some((w) => w.includes('baton.dev/plaintext-port')));
     assert.ok(review.response.warnings?.some((w) => w.includes('baton.dev/client-certificate')));
   });
@@ -226,7 +299,7 @@ describe('baton injector, a real webhook over HTTPS', () => {
     assert.equal(review.response.allowed, true, review.response.status?.message);
     const sidecar = patchedPod(original, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
     assert.match(envOf(sidecar).BATON_SERVICE ?? '', /^[a-z0-9-]+\.billing$/);
-    assert.equal(envOf(sidecar).BATON_SPIFFE__NAMESPACE, 'shop', 'the home namespace stays the mesh\'s');
+    assert.equal(envOf(sidecar).BATON_SPIFFE__NAMESPACE, 'shop', "the home namespace stays the mesh's");
   });
 
   it('refuses to inject twice', async () => {
@@ -238,9 +311,16 @@ describe('baton injector, a real webhook over HTTPS', () => {
   it('puts the sidecar first among existing init containers', async () => {
     const { original, review } = await admit('pod-with-init-containers');
     const pod = patchedPod(original, review);
-    assert.deepEqual(pod.spec.initContainers?.map((c) => c.name), ['baton-sidecar', 'migrate']);
+    assert.deepEqual(
+      pod.spec.initContainers?.map((c) => c.name),
+      ['baton-sidecar', 'migrate'],
+    );
     assert.equal(envOf(pod.spec.initContainers?.[0]).BATON_INBOUND__APP, 'http://127.0.0.1:9090');
-    assert.equal(envOf(pod.spec.initContainers?.[1]).BATON_OUTBOUND, undefined, 'init containers are not app containers');
+    assert.equal(
+      envOf(pod.spec.initContainers?.[1]).BATON_OUTBOUND,
+      undefined,
+      'init containers are not app containers',
+    );
   });
 
   it('wires every app container of a multi-container pod and ignores an identity annotation', async () => {
@@ -270,13 +350,23 @@ describe('baton injector, a real webhook over HTTPS', () => {
   });
 
   it('answers a body that is not an AdmissionReview with a problem document', async () => {
-    const response = await request(`https://127.0.0.1:${port}/mutate`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: '{"kind":"Pod"}' });
+    const response = await request(`https://127.0.0.1:${port}/mutate`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json' },
+      body: '{"kind":"Pod"}',
+    });
     assert.equal(response.statusCode, 400);
     assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
     const problem = (await response.body.json()) as { code: string; type: string };
     assert.equal(problem.code, AdmissionReviewInvalidError.code);
     assert.equal(problem.type, problemType(AdmissionReviewInvalidError.code));
-    const garbled = await request(`https://127.0.0.1:${port}/mutate`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: '{' });
+    const garbled = await request(`https://127.0.0.1:${port}/mutate`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json' },
+      body: '{',
+    });
     assert.equal(garbled.statusCode, 400);
     assert.equal(((await garbled.body.json()) as { code: string }).code, AdmissionReviewInvalidError.code);
     const missing = await request(`https://127.0.0.1:${port}/nowhere`, { dispatcher: agent });
@@ -285,13 +375,22 @@ describe('baton injector, a real webhook over HTTPS', () => {
   });
 
   it('serves a rotated certificate without a restart', async () => {
-    assert.equal(await waitFor(() => servedCertificate(port), { timeoutMs: 5_000, what: 'the first certificate' }), 'CN=first');
+    assert.equal(
+      await waitFor(() => servedCertificate(port), { timeoutMs: 5_000, what: 'the first certificate' }),
+      'CN=first',
+    );
     const second = selfSigned(dir, 'second');
     // The kubelet swaps both files of a Secret at once; copying key then cert is the harder order.
     copyFileSync(second.key, tlsFiles.key);
     copyFileSync(second.cert, tlsFiles.cert);
-    await waitFor(async () => (await servedCertificate(port)) === 'CN=second', { timeoutMs: 5_000, what: 'the rotated certificate' });
+    await waitFor(async () => (await servedCertificate(port)) === 'CN=second', {
+      timeoutMs: 5_000,
+      what: 'the rotated certificate',
+    });
     // The log line may reach our pipe a moment after the new certificate is served.
-    await waitFor(async () => /"event":"tls_reloaded"/.test(injector.stdout()), { timeoutMs: 5_000, what: 'the tls_reloaded log line' });
+    await waitFor(async () => /"event":"tls_reloaded"/.test(injector.stdout()), {
+      timeoutMs: 5_000,
+      what: 'the tls_reloaded log line',
+    });
   });
 });

@@ -59,7 +59,18 @@ describe('the listening line names the scheme each listener serves', { timeout: 
   it('the injector says https://', async () => {
     const certs = await runBaton(['certs', '--out', join(dir, 'certs'), 'baton-injector']);
     assert.equal(certs.code, 0, certs.stderr);
-    const injector = startBaton(['injector', '--tls-cert', join(dir, 'certs/baton-injector/tls.crt'), '--tls-key', join(dir, 'certs/baton-injector/tls.key'), '--port', String(await freePort())], { BATON_HOST: '127.0.0.1' });
+    const injector = startBaton(
+      [
+        'injector',
+        '--tls-cert',
+        join(dir, 'certs/baton-injector/tls.crt'),
+        '--tls-key',
+        join(dir, 'certs/baton-injector/tls.key'),
+        '--port',
+        String(await freePort()),
+      ],
+      { BATON_HOST: '127.0.0.1' },
+    );
     try {
       await injector.waitForOutput(/"msg":"injector listening"/, 30_000);
       assert.match(String(logLine(injector.stdout(), 'injector listening').url), /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -70,7 +81,10 @@ describe('the listening line names the scheme each listener serves', { timeout: 
 
   it('plaintext mode: "sts listening" says http://', async () => {
     const port = await freePort();
-    writeFileSync(join(dir, 'sts.yaml'), stringify({ ...baseConfig({ issuer: `http://127.0.0.1:${port}` }), port, logLevel: 'info' }));
+    writeFileSync(
+      join(dir, 'sts.yaml'),
+      stringify({ ...baseConfig({ issuer: `http://127.0.0.1:${port}` }), port, logLevel: 'info' }),
+    );
     const sts = startBaton(['sts', '--config', join(dir, 'sts.yaml')]);
     try {
       await sts.waitForOutput(/"msg":"sts listening"/, 30_000);

@@ -12,12 +12,19 @@ describe('the strict JSON parser the log test relies on', () => {
   it('refuses a line that names a key twice, which JSON.parse accepts', () => {
     const line = '{"level":"info","service":"orders","direction":"inbound","service":"orders"}';
     assert.doesNotThrow(() => JSON.parse(line));
-    assert.throws(() => parseStrictJson(line), (error: unknown) => error instanceof StrictJsonError && error.code === 'STRICT_JSON');
+    assert.throws(
+      () => parseStrictJson(line),
+      (error: unknown) => error instanceof StrictJsonError && error.code === 'STRICT_JSON',
+    );
   });
 
   it('refuses a repeated key in a nested object, and accepts the same key at two levels', () => {
     assert.throws(() => parseStrictJson('{"err":{"code":1,"code":2}}'), StrictJsonError);
-    assert.deepEqual(parseStrictJson('{"code":"a","err":{"code":"b"},"list":[1,2.5e3,true,null,"x\\u00e9"]}'), { code: 'a', err: { code: 'b' }, list: [1, 2500, true, null, 'xé'] });
+    assert.deepEqual(parseStrictJson('{"code":"a","err":{"code":"b"},"list":[1,2.5e3,true,null,"x\\u00e9"]}'), {
+      code: 'a',
+      err: { code: 'b' },
+      list: [1, 2500, true, null, 'xé'],
+    });
   });
 });
 
@@ -31,7 +38,11 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
       await runScenarios(mesh);
       // Refusals write lines of their own: a bad token at the entry, and a scope the policy refuses.
       await postInbound(mesh.services.gateway.entry, '/checkout', 'Bearer not-a-token');
-      await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken({ sub: 'bob', scope: 'shop' })}`);
+      await postInbound(
+        mesh.services.gateway.entry,
+        '/checkout',
+        `Bearer ${await mesh.userToken({ sub: 'bob', scope: 'shop' })}`,
+      );
     } finally {
       // stop() returns once every process's output is read and in its log file.
       await mesh.stop();
@@ -50,7 +61,9 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
     const bad = lines.flatMap(({ file, text }) => {
       try {
         const value = parseStrictJson(text);
-        return typeof value === 'object' && value !== null && !Array.isArray(value) ? [] : [`${file}: not a JSON object: ${text.slice(0, 200)}`];
+        return typeof value === 'object' && value !== null && !Array.isArray(value)
+          ? []
+          : [`${file}: not a JSON object: ${text.slice(0, 200)}`];
       } catch (error) {
         return [`${file}: ${(error as Error).message}: ${text.slice(0, 200)}`];
       }
@@ -59,9 +72,14 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
   });
 
   it('includes the audit lines of every sidecar, each naming its service and direction once', () => {
-    const decisions = lines.map(({ text }) => parseStrictJson(text) as Record<string, unknown>).filter((line) => line.event === 'decision');
+    const decisions = lines
+      .map(({ text }) => parseStrictJson(text) as Record<string, unknown>)
+      .filter((line) => line.event === 'decision');
     for (const service of ['gateway', 'orders', 'payments']) {
-      assert.ok(decisions.some((d) => d.service === service && d.direction === 'inbound'), `no inbound decision line from ${service}`);
+      assert.ok(
+        decisions.some((d) => d.service === service && d.direction === 'inbound'),
+        `no inbound decision line from ${service}`,
+      );
     }
     assert.ok(decisions.some((d) => d.direction === 'outbound'));
   });
@@ -69,7 +87,8 @@ describe('every log line of a running mesh', { timeout: 90_000 }, () => {
   it('writes every audit line in the one schema that baton audit and policy observed read', () => {
     const audit = auditLinesOf(lines.map(({ text }) => text).join('\n'));
     const seen = new Set(audit.map((l) => `${l.audit.component}/${l.audit.event}`));
-    for (const kind of ['sidecar/decision', 'sts/token_issued']) assert.ok(seen.has(kind), `no ${kind} line among ${[...seen].join(', ')}`);
+    for (const kind of ['sidecar/decision', 'sts/token_issued'])
+      assert.ok(seen.has(kind), `no ${kind} line among ${[...seen].join(', ')}`);
     // The demo's denied chain stops at the caller's sidecar with the status the app got.
     assert.ok(audit.some((l) => l.audit.event === 'decision' && l.audit.decision === 'deny' && l.audit.status === 403));
   });

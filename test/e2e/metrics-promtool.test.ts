@@ -21,7 +21,8 @@ import { loadRedis } from '../../src/redis/client.ts';
 /** `promtool check metrics` on the text; CI installs Debian's prometheus package for it. */
 function promtool(text: string): { status: number | null; output: string } {
   const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 10_000 });
-  if (result.error !== undefined) throw new Error(`promtool is required for this test (apt-get install prometheus): ${result.error.message}`);
+  if (result.error !== undefined)
+    throw new Error(`promtool is required for this test (apt-get install prometheus): ${result.error.message}`);
   return { status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 
@@ -46,11 +47,20 @@ function exercisedSidecarMetrics() {
 
 describe('Prometheus metrics', () => {
   it('serves sidecar metrics on the admin port that pass promtool check metrics', async (t) => {
-    const server = createServer(createAdminHandler({ ready: () => false, waitingFor: () => ['sts keys'], metrics: exercisedSidecarMetrics(), runtime: createRuntimeMetrics('sidecar', 'orders') }));
+    const server = createServer(
+      createAdminHandler({
+        ready: () => false,
+        waitingFor: () => ['sts keys'],
+        metrics: exercisedSidecarMetrics(),
+        runtime: createRuntimeMetrics('sidecar', 'orders'),
+      }),
+    );
     await listenOnLoopback(server);
     t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const address = server.address();
-    const response = await request(`http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/metrics`);
+    const response = await request(
+      `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/metrics`,
+    );
     const text = await response.body.text();
     assert.equal(response.statusCode, 200);
     const checked = promtool(text);
@@ -74,16 +84,34 @@ describe('Prometheus metrics', () => {
     ]) {
       assert.match(text, new RegExp(`^${family}[{ ]`, 'm'), family);
     }
-    assert.match(text, /^baton_requests_total\{direction="outbound",target="payments",code="403",reason="BATON_POLICY_DENIED"\} 1$/m);
-    assert.match(text, /^baton_requests_total\{direction="outbound",target="_OTHER",code="400",reason="BATON_BAD_REQUEST"\} 1$/m);
-    assert.match(text, /^baton_request_duration_seconds_bucket\{direction="inbound",target="orders",code="200",reason="forwarded",le="0.0025"\} 0$/m);
-    assert.match(text, /^baton_request_duration_seconds_bucket\{direction="inbound",target="orders",code="200",reason="forwarded",le="0.005"\} 1$/m);
-    assert.match(text, /^baton_request_duration_seconds_sum\{direction="inbound",target="orders",code="200",reason="forwarded"\} 0.003$/m);
+    assert.match(
+      text,
+      /^baton_requests_total\{direction="outbound",target="payments",code="403",reason="BATON_POLICY_DENIED"\} 1$/m,
+    );
+    assert.match(
+      text,
+      /^baton_requests_total\{direction="outbound",target="_OTHER",code="400",reason="BATON_BAD_REQUEST"\} 1$/m,
+    );
+    assert.match(
+      text,
+      /^baton_request_duration_seconds_bucket\{direction="inbound",target="orders",code="200",reason="forwarded",le="0.0025"\} 0$/m,
+    );
+    assert.match(
+      text,
+      /^baton_request_duration_seconds_bucket\{direction="inbound",target="orders",code="200",reason="forwarded",le="0.005"\} 1$/m,
+    );
+    assert.match(
+      text,
+      /^baton_request_duration_seconds_sum\{direction="inbound",target="orders",code="200",reason="forwarded"\} 0.003$/m,
+    );
     // Cache hits and STS round trips are separate series: a hit's microseconds do not drown a miss's milliseconds.
     assert.match(text, /^baton_exchange_duration_seconds_count\{result="hit"\} 1$/m);
     assert.match(text, /^baton_exchange_duration_seconds_sum\{result="miss"\} 0.004$/m);
     assert.match(text, /^baton_token_cache_requests_total\{result="miss"\} 1$/m);
-    assert.match(text, /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",component="sidecar",service="orders",nodejs_version="24\.[^"]+"\} 1$/m);
+    assert.match(
+      text,
+      /^baton_build_info\{version="\d+\.\d+\.\d+[^"]*",component="sidecar",service="orders",nodejs_version="24\.[^"]+"\} 1$/m,
+    );
     assert.match(text, /^baton_dependency_ready\{dependency="sts_keys"\} 0$/m);
     // The Redis tier: its state, each fault once per change, and values that would not open.
     assert.match(text, /^baton_redis_available 0$/m);
@@ -104,16 +132,25 @@ describe('Prometheus metrics', () => {
     assert.match(text, /^baton_sts_token_request_duration_seconds_count\{grant="token_exchange"\} 2$/m);
   });
 
-  it('renders the STS replay store\'s Redis state that passes promtool check metrics', async (t) => {
+  it("renders the STS replay store's Redis state that passes promtool check metrics", async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'baton-metrics-'));
     writeFileSync(join(dir, 'password'), 'pw\n');
     // Nothing listens on port 1: the store degrades to its own replay set and says so.
-    const store = createRedisReplayStore({ Redis: await loadRedis(), commandTimeoutMs: 250, url: 'redis://127.0.0.1:1', credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') }, logger: createLogger({ name: 'test', level: 'silent' }) });
+    const store = createRedisReplayStore({
+      Redis: await loadRedis(),
+      commandTimeoutMs: 250,
+      url: 'redis://127.0.0.1:1',
+      credentials: { username: 'baton-sts', passwordFile: join(dir, 'password') },
+      logger: createLogger({ name: 'test', level: 'silent' }),
+    });
     t.after(async () => {
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     });
-    await waitFor(async () => /fault="unavailable"/.test(store.renderMetrics?.() ?? ''), { what: 'the fault counted', timeoutMs: 5_000 });
+    await waitFor(async () => /fault="unavailable"/.test(store.renderMetrics?.() ?? ''), {
+      what: 'the fault counted',
+      timeoutMs: 5_000,
+    });
     const text = createStsMetrics().render() + (store.renderMetrics?.() ?? '');
     const checked = promtool(text);
     assert.equal(checked.status, 0, checked.output);

@@ -50,7 +50,12 @@ async function scrape(url: string): Promise<Scrape> {
 
 /** The value of the one sample with exactly these labels, or undefined. */
 function valueOf(s: Scrape, name: string, labels: Record<string, string>): number | undefined {
-  const found = s.samples.filter((x) => x.name === name && Object.keys(x.labels).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+  const found = s.samples.filter(
+    (x) =>
+      x.name === name &&
+      Object.keys(x.labels).length === Object.keys(labels).length &&
+      Object.entries(labels).every(([k, v]) => x.labels[k] === v),
+  );
   assert.ok(found.length <= 1, `one series ${name}${JSON.stringify(labels)}`);
   return found[0]?.value;
 }
@@ -83,7 +88,9 @@ function loadDashboard(path: string): Dashboard {
 /** Every PromQL expression of a dashboard: panel targets and variable queries. */
 function expressions(dashboard: Dashboard): Array<{ where: string; expr: string }> {
   const out: Array<{ where: string; expr: string }> = [];
-  for (const panel of dashboard.panels) for (const target of panel.targets ?? []) out.push({ where: `${dashboard.title} / ${panel.title}`, expr: target.expr });
+  for (const panel of dashboard.panels)
+    for (const target of panel.targets ?? [])
+      out.push({ where: `${dashboard.title} / ${panel.title}`, expr: target.expr });
   for (const variable of dashboard.templating.list) {
     if (variable.type !== 'query') continue;
     const query = typeof variable.query === 'string' ? variable.query : (variable.query?.query ?? '');
@@ -119,13 +126,16 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
     results = await runScenarios(mesh);
     const authorization = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     // Twice with one token: every exchange of the second call is a cache hit.
-    for (let i = 0; i < 2; i++) assert.equal((await postInbound(mesh.services.gateway.entry, '/checkout', authorization)).status, 200);
+    for (let i = 0; i < 2; i++)
+      assert.equal((await postInbound(mesh.services.gateway.entry, '/checkout', authorization)).status, 200);
     // No token: refused by the gateway's sidecar itself.
     assert.equal((await postInbound(mesh.services.gateway.entry, '/checkout', '')).status, 401);
     gatewayAdmin = mesh.services.gateway.admin;
     stsAdminUrl = mesh.stsAdminUrl;
     policyAdminUrl = mesh.policyAdminUrl;
-    sidecars = await Promise.all(DEMO_SERVICES.map((name) => scrape(`http://127.0.0.1:${mesh?.services[name].admin}/metrics`)));
+    sidecars = await Promise.all(
+      DEMO_SERVICES.map((name) => scrape(`http://127.0.0.1:${mesh?.services[name].admin}/metrics`)),
+    );
     gateway = sidecars[0] as Scrape;
     sts = await scrape(`${stsAdminUrl}/metrics`);
     policyServer = await scrape(`${policyAdminUrl}/metrics`);
@@ -135,7 +145,13 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
   });
 
   it('drives the allowed and the denied chain', () => {
-    assert.deepEqual(results.map((r) => [r.name, r.passed]), [['allowed', true], ['denied', true]]);
+    assert.deepEqual(
+      results.map((r) => [r.name, r.passed]),
+      [
+        ['allowed', true],
+        ['denied', true],
+      ],
+    );
   });
 
   it('records at the STS how long each token request took, not 0', () => {
@@ -144,15 +160,48 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
     // gateway → orders and orders → payments, each verified, policy-checked and signed: real work, real time.
     assert.ok(count >= 2, `count ${count}`);
     assert.ok(sum > 0, `the exchanges took time, the histogram says ${sum} s`);
-    assert.ok(valueOf(sts, 'baton_sts_token_request_duration_seconds_bucket', { grant: 'token_exchange', le: '+Inf' }) === count);
+    assert.ok(
+      valueOf(sts, 'baton_sts_token_request_duration_seconds_bucket', { grant: 'token_exchange', le: '+Inf' }) ===
+        count,
+    );
   });
 
   it('counts sidecar requests by direction, target, status code and reason', () => {
-    assert.ok((valueOf(gateway, 'baton_requests_total', { direction: 'outbound', target: 'orders', code: '200', reason: 'forwarded' }) ?? 0) >= 2);
-    assert.equal(valueOf(gateway, 'baton_requests_total', { direction: 'outbound', target: 'payments', code: '403', reason: PolicyDeniedError.code }), 1);
-    assert.equal(valueOf(gateway, 'baton_requests_total', { direction: 'inbound', target: 'gateway', code: '401', reason: UnauthenticatedError.code }), 1);
+    assert.ok(
+      (valueOf(gateway, 'baton_requests_total', {
+        direction: 'outbound',
+        target: 'orders',
+        code: '200',
+        reason: 'forwarded',
+      }) ?? 0) >= 2,
+    );
+    assert.equal(
+      valueOf(gateway, 'baton_requests_total', {
+        direction: 'outbound',
+        target: 'payments',
+        code: '403',
+        reason: PolicyDeniedError.code,
+      }),
+      1,
+    );
+    assert.equal(
+      valueOf(gateway, 'baton_requests_total', {
+        direction: 'inbound',
+        target: 'gateway',
+        code: '401',
+        reason: UnauthenticatedError.code,
+      }),
+      1,
+    );
     // The share of 5xx is one query now that the status is a label of its own.
-    assert.ok(gateway.samples.filter((s) => s.name === 'baton_requests_total').every((s) => /^[1-5]\d\d$/.test(s.labels.code ?? '') && s.labels.reason !== undefined && s.labels.outcome === undefined));
+    assert.ok(
+      gateway.samples
+        .filter((s) => s.name === 'baton_requests_total')
+        .every(
+          (s) =>
+            /^[1-5]\d\d$/.test(s.labels.code ?? '') && s.labels.reason !== undefined && s.labels.outcome === undefined,
+        ),
+    );
   });
 
   it('times every sidecar request in a histogram whose count is the request counter', () => {
@@ -168,7 +217,14 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
     }
     // The orders hop includes the payments hop behind it: the gateway's outbound call takes longer than orders' inbound app time alone.
     const orders = sidecars[1] as Scrape;
-    assert.ok((valueOf(orders, 'baton_request_duration_seconds_count', { direction: 'outbound', target: 'payments', code: '200', reason: 'forwarded' }) ?? 0) >= 2);
+    assert.ok(
+      (valueOf(orders, 'baton_request_duration_seconds_count', {
+        direction: 'outbound',
+        target: 'payments',
+        code: '200',
+        reason: 'forwarded',
+      }) ?? 0) >= 2,
+    );
   });
 
   it('times STS round trips apart from cache hits', () => {
@@ -182,20 +238,60 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
   });
 
   it('serves process_*, nodejs_* and baton_build_info from every sidecar, the STS and the policy server, all passing promtool', () => {
-    for (const [name, s] of [['gateway', gateway], ['sts', sts], ['policy-server', policyServer]] as const) {
-      for (const family of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'process_start_time_seconds', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_version_info']) {
-        assert.ok(s.samples.some((x) => x.name === family), `${name} serves ${family}`);
+    for (const [name, s] of [
+      ['gateway', gateway],
+      ['sts', sts],
+      ['policy-server', policyServer],
+    ] as const) {
+      for (const family of [
+        'process_cpu_seconds_total',
+        'process_resident_memory_bytes',
+        'process_open_fds',
+        'process_start_time_seconds',
+        'nodejs_eventloop_lag_p99_seconds',
+        'nodejs_heap_size_used_bytes',
+        'nodejs_version_info',
+      ]) {
+        assert.ok(
+          s.samples.some((x) => x.name === family),
+          `${name} serves ${family}`,
+        );
       }
       const checked = spawnSync('promtool', ['check', 'metrics'], { input: s.text, encoding: 'utf8', timeout: 10_000 });
-      if (checked.error !== undefined) throw new Error(`promtool is required for this test (apt-get install prometheus): ${checked.error.message}`);
+      if (checked.error !== undefined)
+        throw new Error(`promtool is required for this test (apt-get install prometheus): ${checked.error.message}`);
       assert.equal(checked.status, 0, `${name}: ${checked.stdout}${checked.stderr}`);
     }
-    assert.equal(valueOf(gateway, 'baton_build_info', { version: BATON_VERSION, component: 'sidecar', service: 'gateway', nodejs_version: process.versions.node }), 1);
-    assert.equal(valueOf(sts, 'baton_build_info', { version: BATON_VERSION, component: 'sts', service: 'baton-sts', nodejs_version: process.versions.node }), 1);
-    assert.equal(valueOf(policyServer, 'baton_build_info', { version: BATON_VERSION, component: 'policy-server', service: 'baton-policy-server', nodejs_version: process.versions.node }), 1);
+    assert.equal(
+      valueOf(gateway, 'baton_build_info', {
+        version: BATON_VERSION,
+        component: 'sidecar',
+        service: 'gateway',
+        nodejs_version: process.versions.node,
+      }),
+      1,
+    );
+    assert.equal(
+      valueOf(sts, 'baton_build_info', {
+        version: BATON_VERSION,
+        component: 'sts',
+        service: 'baton-sts',
+        nodejs_version: process.versions.node,
+      }),
+      1,
+    );
+    assert.equal(
+      valueOf(policyServer, 'baton_build_info', {
+        version: BATON_VERSION,
+        component: 'policy-server',
+        service: 'baton-policy-server',
+        nodejs_version: process.versions.node,
+      }),
+      1,
+    );
   });
 
-  it('serves the policy server\'s readiness, the version it publishes and when it was signed', () => {
+  it("serves the policy server's readiness, the version it publishes and when it was signed", () => {
     assert.equal(valueOf(policyServer, 'baton_ready', {}), 1);
     assert.ok((valueOf(policyServer, 'baton_policy_version', {}) ?? 0) >= 1);
     const issuedAt = valueOf(policyServer, 'baton_policy_issued_at_timestamp_seconds', {}) ?? 0;
@@ -204,7 +300,7 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
     assert.ok((valueOf(policyServer, 'baton_policy_long_polls', {}) ?? 0) >= 1);
   });
 
-  it('answers only /livez, /readyz and /metrics on the STS\'s and the policy server\'s admin ports, the same as their TLS ports', async () => {
+  it("answers only /livez, /readyz and /metrics on the STS's and the policy server's admin ports, the same as their TLS ports", async () => {
     for (const base of [stsAdminUrl, policyAdminUrl]) {
       for (const path of ['/livez', '/readyz']) {
         const response = await request(`${base}${path}`);
@@ -234,21 +330,34 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
       assert.ok(exprs.length >= 10, `${path} has panels`);
       for (const { where, expr } of exprs) {
         // Metric names, not the label names inside selectors and grouping clauses.
-        const metrics = [...expr.replace(/\{[^}]*\}/g, '').replace(/\b(?:by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)/g, '').matchAll(METRIC)].map((m) => m[1] as string);
+        const metrics = [
+          ...expr
+            .replace(/\{[^}]*\}/g, '')
+            .replace(/\b(?:by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)/g, '')
+            .matchAll(METRIC),
+        ].map((m) => m[1] as string);
         assert.ok(metrics.length > 0, `${where} queries a baton, process or nodejs metric`);
         for (const metric of metrics) assert.ok(names.has(metric), `${where}: ${metric} is not in /metrics`);
         // Labels each selector matches on, and the labels it groups by, exist on the series queried.
-        const labelsOf = (metric: string) => new Set(scrapes.flatMap((s) => s.samples.filter((x) => x.name === metric).flatMap((x) => Object.keys(x.labels))));
+        const labelsOf = (metric: string) =>
+          new Set(
+            scrapes.flatMap((s) => s.samples.filter((x) => x.name === metric).flatMap((x) => Object.keys(x.labels))),
+          );
         for (const m of expr.matchAll(/\b((?:baton|process|nodejs)_[a-z0-9_]+)\{([^}]*)\}/g)) {
           const present = labelsOf(m[1] as string);
           if (present.size === 0) continue; // a family with no series yet (shadow denials in a mesh with no shadow rule)
-          for (const matcher of (m[2] as string).matchAll(/(\w+)\s*(?:=~|!=|!~|=)/g)) assert.ok(present.has(matcher[1] as string), `${where}: ${m[1]} has no label ${matcher[1]}`);
+          for (const matcher of (m[2] as string).matchAll(/(\w+)\s*(?:=~|!=|!~|=)/g))
+            assert.ok(present.has(matcher[1] as string), `${where}: ${m[1]} has no label ${matcher[1]}`);
         }
         const present = new Set(metrics.flatMap((metric) => [...labelsOf(metric)]));
         if (metrics.some((metric) => labelsOf(metric).size === 0)) continue; // cannot check the labels of a series not seen yet
         for (const grouping of expr.matchAll(/\b(?:by|group_left|group_right)\s*\(([^)]*)\)/g)) {
-          for (const label of (grouping[1] as string).split(',').map((l) => l.trim()).filter((l) => l !== '')) {
-            if (!TARGET_LABELS.has(label)) assert.ok(present.has(label), `${where}: no series queried has the label ${label}`);
+          for (const label of (grouping[1] as string)
+            .split(',')
+            .map((l) => l.trim())
+            .filter((l) => l !== '')) {
+            if (!TARGET_LABELS.has(label))
+              assert.ok(present.has(label), `${where}: no series queried has the label ${label}`);
           }
         }
       }
@@ -263,7 +372,8 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
 
     before(async () => {
       const found = spawnSync('prometheus', ['--version'], { encoding: 'utf8', timeout: 10_000 });
-      if (found.error !== undefined) throw new Error(`prometheus is required for this test (apt-get install prometheus): ${found.error.message}`);
+      if (found.error !== undefined)
+        throw new Error(`prometheus is required for this test (apt-get install prometheus): ${found.error.message}`);
       dir = mkdtempSync(join(tmpdir(), 'baton-prometheus-'));
       const port = await freePort();
       api = `http://127.0.0.1:${port}`;
@@ -279,7 +389,16 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
           '',
         ].join('\n'),
       );
-      prometheus = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      prometheus = spawn(
+        'prometheus',
+        [
+          `--config.file=${join(dir, 'prometheus.yml')}`,
+          `--storage.tsdb.path=${join(dir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+          '--log.level=warn',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       prometheus.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
       prometheus.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
       // Two scrapes of each target at least, so that rate() has two samples.
@@ -289,7 +408,11 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
           const scrapes = await query('min(count_over_time(up[1m]))');
           return Number(up[0]?.value[1]) === 3 && Number(scrapes[0]?.value[1]) >= 2;
         },
-        { timeoutMs: 20_000, intervalMs: 250, what: `prometheus to scrape the sidecar, the STS and the policy server twice (its output: ${output.slice(-500)})` },
+        {
+          timeoutMs: 20_000,
+          intervalMs: 250,
+          what: `prometheus to scrape the sidecar, the STS and the policy server twice (its output: ${output.slice(-500)})`,
+        },
       );
     });
     after(async () => {
@@ -306,7 +429,11 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
 
     async function query(expr: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> {
       const response = await request(`${api}/api/v1/query?${new URLSearchParams({ query: expr })}`);
-      const body = (await response.body.json()) as { status: string; error?: string; data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+      const body = (await response.body.json()) as {
+        status: string;
+        error?: string;
+        data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+      };
       assert.equal(body.status, 'success', `${expr}: ${body.error}`);
       return body.data?.result ?? [];
     }
@@ -323,9 +450,13 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
     });
 
     it('answers a latency quantile from the sidecar histogram', async () => {
-      const buckets = await query('baton_request_duration_seconds_bucket{direction="outbound",target="orders",code="200"}');
+      const buckets = await query(
+        'baton_request_duration_seconds_bucket{direction="outbound",target="orders",code="200"}',
+      );
       assert.ok(buckets.length >= 10, `bucket series: ${buckets.length}`);
-      const p99 = await query('histogram_quantile(0.99, sum by (le) (baton_request_duration_seconds_bucket{direction="inbound"}))');
+      const p99 = await query(
+        'histogram_quantile(0.99, sum by (le) (baton_request_duration_seconds_bucket{direction="inbound"}))',
+      );
       const seconds = Number(p99[0]?.value[1]);
       assert.ok(seconds > 0 && seconds < 30, `inbound p99 ${seconds} s`);
     });
@@ -334,12 +465,22 @@ describe('metrics of a running mesh (real sidecars, STS, policy server and Prome
       for (const path of Object.values(DASHBOARDS)) {
         for (const { where, expr } of expressions(loadDashboard(path))) {
           if (expr.startsWith('label_values(')) continue; // a Grafana function, not PromQL
-          await query(asGrafanaSends(expr)).catch((error: unknown) => assert.fail(`${where}: ${error instanceof Error ? error.message : String(error)}`));
+          await query(asGrafanaSends(expr)).catch((error: unknown) =>
+            assert.fail(`${where}: ${error instanceof Error ? error.message : String(error)}`),
+          );
         }
       }
       // The joins on baton_build_info find the sidecar: the per-target panels have data.
-      const perTarget = await query(asGrafanaSends(expressions(loadDashboard(DASHBOARDS.sidecar)).find((e) => e.where.endsWith('Outbound rate by target'))?.expr ?? ''));
-      assert.ok(perTarget.some((r) => r.metric.target === 'orders'), JSON.stringify(perTarget));
+      const perTarget = await query(
+        asGrafanaSends(
+          expressions(loadDashboard(DASHBOARDS.sidecar)).find((e) => e.where.endsWith('Outbound rate by target'))
+            ?.expr ?? '',
+        ),
+      );
+      assert.ok(
+        perTarget.some((r) => r.metric.target === 'orders'),
+        JSON.stringify(perTarget),
+      );
     });
   });
 });

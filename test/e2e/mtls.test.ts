@@ -22,7 +22,11 @@ import { certificateThumbprint } from '../../src/identity/svid.ts';
 import { type Listening, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { PeerUnmappedError, TokenCertificateMismatchError, UpstreamIdentityMismatchError } from '../../src/sidecar/errors.ts';
+import {
+  PeerUnmappedError,
+  TokenCertificateMismatchError,
+  UpstreamIdentityMismatchError,
+} from '../../src/sidecar/errors.ts';
 import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
 import { InvalidClientError } from '../../src/sts/errors.ts';
 
@@ -38,7 +42,10 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     if (mesh.identities === undefined) throw new Error('expected the mesh in mtls mode');
     return mesh.identities;
   };
-  const files = (workload: Workload) => ({ cert: readFileSync(join(ids().dir, workload, 'tls.crt'), 'utf8'), key: readFileSync(join(ids().dir, workload, 'tls.key'), 'utf8') });
+  const files = (workload: Workload) => ({
+    cert: readFileSync(join(ids().dir, workload, 'tls.crt'), 'utf8'),
+    key: readFileSync(join(ids().dir, workload, 'tls.key'), 'utf8'),
+  });
   /** A TLS client trusting the mesh bundle, presenting `identity` (or no certificate). */
   const client = (identity?: { cert: string; key: string }): Dispatcher => {
     const agent = new Agent({ connect: { ca: ids().bundle, ...(identity ?? {}) } });
@@ -47,14 +54,23 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
   };
   const ordersInbound = (path = '/orders') => `https://127.0.0.1:${mesh.services.orders.inbound}${path}`;
   const replay = async (dispatcher: Dispatcher, headers: Record<string, string>) => {
-    const response = await request(ordersInbound(), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{}', dispatcher });
+    const response = await request(ordersInbound(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: '{}',
+      dispatcher,
+    });
     const body = (await response.body.json()) as { code?: string };
     return { status: response.statusCode, code: body.code, challenge: response.headers['www-authenticate'] };
   };
-  const decode = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+  const decode = (token: string) =>
+    JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
   const bearerSeenByOrders = (index: number): string => {
     const authorization = ordersApp.seen[index]?.headers.authorization;
-    assert.ok(typeof authorization === 'string' && authorization.startsWith('Bearer '), 'the orders app was given the token (forwardToken)');
+    assert.ok(
+      typeof authorization === 'string' && authorization.startsWith('Bearer '),
+      'the orders app was given the token (forwardToken)',
+    );
     return authorization.slice(7);
   };
 
@@ -66,13 +82,22 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
         const context = req.headers['baton-context'];
         void request(`http://127.0.0.1:${mesh.services.orders.outbound}/charges`, {
           method: 'POST',
-          headers: { host: 'payments', 'content-type': 'application/json', ...(typeof context === 'string' ? { 'baton-context': context } : {}) },
+          headers: {
+            host: 'payments',
+            'content-type': 'application/json',
+            ...(typeof context === 'string' ? { 'baton-context': context } : {}),
+          },
           body: '{}',
         }).then(
           async (downstream) => {
             const body = await downstream.body.text();
             res.writeHead(200, { 'content-type': 'application/json' });
-            res.end(JSON.stringify({ service: 'orders', downstream: { status: downstream.statusCode, body: JSON.parse(body) as unknown } }));
+            res.end(
+              JSON.stringify({
+                service: 'orders',
+                downstream: { status: downstream.statusCode, body: JSON.parse(body) as unknown },
+              }),
+            );
           },
           () => {
             res.writeHead(502);
@@ -91,8 +116,12 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     ordersApp?.server.close();
   });
 
-  it('runs the honest chain over mTLS with every token bound to its caller\'s certificate', async () => {
-    const honest = await postInbound(mesh.services.gateway.entry, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+  it("runs the honest chain over mTLS with every token bound to its caller's certificate", async () => {
+    const honest = await postInbound(
+      mesh.services.gateway.entry,
+      '/checkout',
+      `Bearer ${await mesh.userToken(DEMO_USER)}`,
+    );
     assert.equal(honest.status, 200, JSON.stringify(honest.body));
     const view = honest.body as { downstream?: { status: number; body: { downstream?: { status: number } } } };
     assert.equal(view.downstream?.status, 200);
@@ -102,7 +131,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.deepEqual(claims.cnf, { 'x5t#S256': certificateThumbprint(new X509Certificate(files('gateway').cert)) });
   });
 
-  it('refuses a token stolen from the app when it is replayed with another workload\'s certificate, or with none', async () => {
+  it("refuses a token stolen from the app when it is replayed with another workload's certificate, or with none", async () => {
     const stolen = bearerSeenByOrders(0);
     const hitsBefore = ordersApp.hits;
 
@@ -112,8 +141,15 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.match(String(asPayments.challenge), /error="invalid_token"/);
 
     // A second certificate for gateway's own SPIFFE ID (another key, same CA): still not the certificate the token is bound to.
-    const twin = await issueSvid(ids().ca, { spiffeId: ids().map.idOf('gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
-    const asTwin = await replay(client({ cert: twin.certPem, key: twin.keyPem }), { authorization: `Bearer ${stolen}` });
+    const twin = await issueSvid(ids().ca, {
+      spiffeId: ids().map.idOf('gateway'),
+      ipAddresses: ['127.0.0.1'],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3_600_000),
+    });
+    const asTwin = await replay(client({ cert: twin.certPem, key: twin.keyPem }), {
+      authorization: `Bearer ${stolen}`,
+    });
     assert.equal(asTwin.status, 401);
     assert.equal(asTwin.code, TokenCertificateMismatchError.code);
 
@@ -127,14 +163,15 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.ok(captured !== undefined);
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(captured.headers)) {
-      if (typeof value === 'string' && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(name)) headers[name] = value;
+      if (typeof value === 'string' && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(name))
+        headers[name] = value;
     }
     const replayed = await replay(client(files('payments')), headers);
     assert.equal(replayed.status, 401);
     assert.equal(replayed.code, TokenCertificateMismatchError.code);
   });
 
-  it('will not launder a stolen token through the STS with another client\'s certificate', async () => {
+  it("will not launder a stolen token through the STS with another client's certificate", async () => {
     const response = await request(`${mesh.stsUrl}/token`, {
       method: 'POST',
       dispatcher: client(files('payments')),
@@ -159,11 +196,14 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.match(metrics, /baton_identity_state\{state="ready"\} 1/);
     assert.match(metrics, /baton_identity_expiry_timestamp_seconds [1-9]\d+/);
     const stolen = bearerSeenByOrders(0);
-    for (const p of mesh.processes) assert.ok(!p.output().includes(stolen.split('.')[2] as string), `${p.name} logged a token`);
+    for (const p of mesh.processes)
+      assert.ok(!p.output().includes(stolen.split('.')[2] as string), `${p.name} logged a token`);
   });
 
   it('publishes the RFC 8705 metadata and refuses a certificate client that claims another client id', async () => {
-    const metadata = (await (await request(`${mesh.stsUrl}/.well-known/oauth-authorization-server`, { dispatcher: client() })).body.json()) as Record<string, unknown>;
+    const metadata = (await (
+      await request(`${mesh.stsUrl}/.well-known/oauth-authorization-server`, { dispatcher: client() })
+    ).body.json()) as Record<string, unknown>;
     assert.equal(metadata.tls_client_certificate_bound_access_tokens, true);
     assert.ok((metadata.token_endpoint_auth_methods_supported as string[]).includes('tls_client_auth'));
 
@@ -172,7 +212,11 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
         method: 'POST',
         dispatcher: client(files(identity)),
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, audience: 'payments' }).toString(),
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: clientId,
+          audience: 'payments',
+        }).toString(),
       });
     const impostor = await token('orders', 'payments');
     const refused = (await impostor.body.json()) as { error?: string; code?: string };
@@ -186,12 +230,28 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
   });
 
   it('refuses expired and untrusted client certificates in the handshake', async () => {
-    const expired = await issueSvid(ids().ca, { spiffeId: ids().map.idOf('gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 3_600_000) });
-    const foreignCa = await createDevCa({ trustDomain: DEMO_SPIFFE.trustDomain, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
-    const untrusted = await issueSvid(foreignCa, { spiffeId: ids().map.idOf('gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
+    const expired = await issueSvid(ids().ca, {
+      spiffeId: ids().map.idOf('gateway'),
+      ipAddresses: ['127.0.0.1'],
+      notBefore: new Date(Date.now() - 7_200_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    });
+    const foreignCa = await createDevCa({
+      trustDomain: DEMO_SPIFFE.trustDomain,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+    });
+    const untrusted = await issueSvid(foreignCa, {
+      spiffeId: ids().map.idOf('gateway'),
+      ipAddresses: ['127.0.0.1'],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3_600_000),
+    });
     const stolen = bearerSeenByOrders(0);
     for (const svid of [expired, untrusted]) {
-      await assert.rejects(replay(client({ cert: svid.certPem, key: svid.keyPem }), { authorization: `Bearer ${stolen}` }));
+      await assert.rejects(
+        replay(client({ cert: svid.certPem, key: svid.keyPem }), { authorization: `Bearer ${stolen}` }),
+      );
       // At the STS, where certificates are optional, a presented one must still verify: the connection is cut.
       await assert.rejects(
         request(`${mesh.stsUrl}/token`, {
@@ -207,19 +267,29 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
   it('refuses a client certificate from the bundle whose SPIFFE ID maps to no service', async () => {
     // Another shape: the template maps it to nothing, so the connection is nobody the policy knows.
     // (ns/elsewhere/sa/gateway would map: to gateway.elsewhere, a service of another namespace.)
-    const stranger = await issueSvid(ids().ca, { spiffeId: spiffeId('spiffe://baton.demo/workloads/gateway'), ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
-    const refused = await replay(client({ cert: stranger.certPem, key: stranger.keyPem }), { authorization: `Bearer ${bearerSeenByOrders(0)}` });
+    const stranger = await issueSvid(ids().ca, {
+      spiffeId: spiffeId('spiffe://baton.demo/workloads/gateway'),
+      ipAddresses: ['127.0.0.1'],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3_600_000),
+    });
+    const refused = await replay(client({ cert: stranger.certPem, key: stranger.keyPem }), {
+      authorization: `Bearer ${bearerSeenByOrders(0)}`,
+    });
     assert.equal(refused.status, 403);
     assert.equal(refused.code, PeerUnmappedError.code);
   });
 
-  it('refuses a sidecar holding another service\'s certificate, in both directions', async () => {
+  it("refuses a sidecar holding another service's certificate, in both directions", async () => {
     // Outbound: gateway's sidecar calls "orders", whose server presents payments' certificate. Nothing is sent to it.
-    const impostorServer = createTlsServer({ ...files('payments'), ca: ids().bundle, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-      impostorHits++;
-      req.resume();
-      res.end('{}');
-    });
+    const impostorServer = createTlsServer(
+      { ...files('payments'), ca: ids().bundle, requestCert: true, rejectUnauthorized: false },
+      (req, res) => {
+        impostorHits++;
+        req.resume();
+        res.end('{}');
+      },
+    );
     let impostorHits = 0;
     await new Promise<void>((resolve) => impostorServer.listen(0, '127.0.0.1', resolve));
     const impostorPort = (impostorServer.address() as { port: number }).port;
@@ -227,7 +297,11 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
       const gateway = await extraSidecar('gateway', 'gateway', { orders: `https://127.0.0.1:${impostorPort}` });
       const out = await request(`http://127.0.0.1:${gateway.outbound}/orders`, {
         method: 'POST',
-        headers: { host: 'orders', authorization: `Bearer ${await mesh.userToken(DEMO_USER)}`, 'content-type': 'application/json' },
+        headers: {
+          host: 'orders',
+          authorization: `Bearer ${await mesh.userToken(DEMO_USER)}`,
+          'content-type': 'application/json',
+        },
         body: '{}',
       });
       const problem = (await out.body.json()) as { code?: string };
@@ -242,7 +316,11 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     const fake = await extraSidecar('orders', 'payments', {});
     const call = await request(`http://127.0.0.1:${fake.outbound}/charges`, {
       method: 'POST',
-      headers: { host: 'payments', authorization: `Bearer ${bearerSeenByOrders(0)}`, 'content-type': 'application/json' },
+      headers: {
+        host: 'payments',
+        authorization: `Bearer ${bearerSeenByOrders(0)}`,
+        'content-type': 'application/json',
+      },
       body: '{}',
     });
     const refusal = (await call.body.json()) as { code?: string; oauthError?: string };
@@ -251,7 +329,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.equal(refusal.oauthError, 'invalid_client');
   });
 
-  it('loses no request while every party\'s certificate files rotate under load, and exchanges again for the new certificate', async () => {
+  it("loses no request while every party's certificate files rotate under load, and exchanges again for the new certificate", async () => {
     const user = `Bearer ${await mesh.userToken(DEMO_USER)}`;
     const warm = await postInbound(mesh.services.gateway.entry, '/checkout', user);
     assert.equal(warm.status, 200);
@@ -267,21 +345,44 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
         sent++;
         const response = await postInbound(mesh.services.gateway.entry, '/checkout', user);
         const view = response.body as { downstream?: { status: number; body: { downstream?: { status: number } } } };
-        statuses.push(response.status === 200 && view.downstream?.status === 200 && view.downstream.body.downstream?.status === 200 ? 200 : response.status);
+        statuses.push(
+          response.status === 200 && view.downstream?.status === 200 && view.downstream.body.downstream?.status === 200
+            ? 200
+            : response.status,
+        );
       }
     };
     const load = Promise.all([worker(), worker(), worker(), worker()]);
     // Rotate once requests are flowing: some answered before, the rest during and after.
-    await waitFor(async () => statuses.length >= 4, { what: 'requests answered before the rotation', timeoutMs: 10_000, intervalMs: 10 });
+    await waitFor(async () => statuses.length >= 4, {
+      what: 'requests answered before the rotation',
+      timeoutMs: 10_000,
+      intervalMs: 10,
+    });
     const workloads: Workload[] = ['gateway', 'orders', 'payments', 'baton-sts', 'baton-policy-server'];
-    await writeDevIdentities({ dir: ids().dir, trustDomain: DEMO_SPIFFE.trustDomain, services: workloads.map((service) => ({ service, spiffeId: ids().map.idOf(service) })), validForMs: 24 * 3_600_000, layout: 'csi-driver-spiffe', now: new Date(), force: true });
+    await writeDevIdentities({
+      dir: ids().dir,
+      trustDomain: DEMO_SPIFFE.trustDomain,
+      services: workloads.map((service) => ({ service, spiffeId: ids().map.idOf(service) })),
+      validForMs: 24 * 3_600_000,
+      layout: 'csi-driver-spiffe',
+      now: new Date(),
+      force: true,
+    });
     await load;
     assert.ok(statuses.length >= 20, `only ${statuses.length} requests ran`);
-    assert.deepEqual(statuses.filter((s) => s !== 200), [], 'every request during the rotation succeeded end to end');
+    assert.deepEqual(
+      statuses.filter((s) => s !== 200),
+      [],
+      'every request during the rotation succeeded end to end',
+    );
 
     // Every party took the new files…
     for (const name of ['gateway-sidecar', 'orders-sidecar', 'payments-sidecar', 'sts', 'policy-server']) {
-      await waitFor(async () => mesh.process(name).logs.some((l) => l.event === 'identity_rotated'), { timeoutMs: 10_000, what: `${name} rotated` });
+      await waitFor(async () => mesh.process(name).logs.some((l) => l.event === 'identity_rotated'), {
+        timeoutMs: 10_000,
+        what: `${name} rotated`,
+      });
     }
     // …and gateway's next token is exchanged again, bound to its new certificate.
     const newThumbprint = certificateThumbprint(new X509Certificate(files('gateway').cert));
@@ -292,7 +393,10 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     const claims = decode(bearerSeenByOrders(seenBefore));
     assert.deepEqual(claims.cnf, { 'x5t#S256': newThumbprint });
     // The STS's log lines are buffered for up to 200 ms (src/telemetry/logger.ts).
-    await waitFor(async () => issuedTo('gateway') > issuedBefore, { what: 'the STS minting a new token for gateway after the rotation', timeoutMs: 5_000 });
+    await waitFor(async () => issuedTo('gateway') > issuedBefore, {
+      what: 'the STS minting a new token for gateway after the rotation',
+      timeoutMs: 5_000,
+    });
   });
 
   function issuedTo(clientId: string): number {
@@ -300,7 +404,11 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
   }
 
   /** One more sidecar process against the running mesh: `service` as configured, with `identity`'s certificate files. */
-  async function extraSidecar(service: string, identity: Workload, upstreams: Record<string, string>): Promise<{ outbound: number }> {
+  async function extraSidecar(
+    service: string,
+    identity: Workload,
+    upstreams: Record<string, string>,
+  ): Promise<{ outbound: number }> {
     const [inbound, outbound, admin] = [await freePort(), await freePort(), await freePort()];
     const file = join(mesh.dir, `extra-${service}-${identity}.yaml`);
     writeFileSync(
@@ -315,7 +423,11 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
         upstreams,
         externalIssuers: [{ issuer: mesh.idpUrl, jwksUri: `${mesh.idpUrl}/jwks` }],
         transport: { mode: 'mtls' },
-        identity: { certFile: join(ids().dir, identity, 'tls.crt'), keyFile: join(ids().dir, identity, 'tls.key'), bundleFile: join(ids().dir, identity, 'ca.crt') },
+        identity: {
+          certFile: join(ids().dir, identity, 'tls.crt'),
+          keyFile: join(ids().dir, identity, 'tls.key'),
+          bundleFile: join(ids().dir, identity, 'ca.crt'),
+        },
         spiffe: DEMO_SPIFFE,
       }),
     );

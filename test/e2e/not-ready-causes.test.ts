@@ -44,7 +44,12 @@ describe('NOT READY names the cause and the fix', { timeout: 300_000 }, () => {
       copyFileSync(join(ids.dir, 'orders', 'tls.crt'), files.certFile);
       copyFileSync(join(ids.dir, 'orders', 'tls.key'), files.keyFile);
     } else {
-      const svid = await issueSvid(ids.ca, { spiffeId: ids.map.idOf('orders'), dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], ...window });
+      const svid = await issueSvid(ids.ca, {
+        spiffeId: ids.map.idOf('orders'),
+        dnsNames: ['localhost'],
+        ipAddresses: ['127.0.0.1'],
+        ...window,
+      });
       writeFileSync(files.certFile, svid.certPem);
       writeFileSync(files.keyFile, svid.keyPem, { mode: 0o600 });
     }
@@ -52,8 +57,16 @@ describe('NOT READY names the cause and the fix', { timeout: 300_000 }, () => {
   }
 
   /** Starts an orders sidecar like the mesh's own, on ports of its own, with these identity files and STS; its first NOT READY line and /readyz. */
-  async function notReady(name: string, files: Files, sts?: string): Promise<{ line: string; readyz: string; output: () => string }> {
-    const config = parse(readFileSync(join(mesh.dir, 'orders-sidecar.yaml'), 'utf8')) as Record<string, unknown> & { inbound: Record<string, unknown>; sts: Record<string, unknown>; policy: Record<string, unknown> };
+  async function notReady(
+    name: string,
+    files: Files,
+    sts?: string,
+  ): Promise<{ line: string; readyz: string; output: () => string }> {
+    const config = parse(readFileSync(join(mesh.dir, 'orders-sidecar.yaml'), 'utf8')) as Record<string, unknown> & {
+      inbound: Record<string, unknown>;
+      sts: Record<string, unknown>;
+      policy: Record<string, unknown>;
+    };
     const admin = await freePort();
     const dir = join(mesh.dir, `case-${name}`);
     mkdirSync(dir, { recursive: true });
@@ -89,7 +102,11 @@ describe('NOT READY names the cause and the fix', { timeout: 300_000 }, () => {
     const files = await identity('expired', { notBefore, notAfter });
     const { line, readyz } = await notReady('expired', files);
     assert.ok(line.includes(`workload certificate expired: ${files.certFile}`), line);
-    assert.ok(line.includes(`valid from ${notBefore.toISOString().slice(0, 16)}`) && line.includes(`to ${notAfter.toISOString().slice(0, 16)}`), line);
+    assert.ok(
+      line.includes(`valid from ${notBefore.toISOString().slice(0, 16)}`) &&
+        line.includes(`to ${notAfter.toISOString().slice(0, 16)}`),
+      line,
+    );
     assert.match(line, /Renew it/);
     assert.doesNotMatch(line, CONSEQUENCES);
     assert.match(readyz, /^identity: expired, expires in -\d+s, BATON_IDENTITY_EXPIRED/m);
@@ -111,7 +128,10 @@ describe('NOT READY names the cause and the fix', { timeout: 300_000 }, () => {
     const dir = join(mesh.dir, 'case-missing', 'nothing-here');
     const files = { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key'), bundleFile: join(dir, 'ca.crt') };
     const { line, readyz } = await notReady('missing', files);
-    assert.ok(line.includes(`no workload certificate: expected a certificate file at ${files.certFile}, got ENOENT`), line);
+    assert.ok(
+      line.includes(`no workload certificate: expected a certificate file at ${files.certFile}, got ENOENT`),
+      line,
+    );
     assert.match(line, /Mount the identity there/);
     assert.doesNotMatch(line, CONSEQUENCES);
     assert.match(readyz, /^identity: missing, BATON_IDENTITY_MISSING/m);
@@ -132,18 +152,35 @@ describe('NOT READY names the cause and the fix', { timeout: 300_000 }, () => {
     // A workload of the mesh's trust domain that is not the STS: billing.
     const ids = mesh.identities;
     assert.ok(ids !== undefined);
-    const billing = await issueSvid(ids.ca, { spiffeId: ids.map.idOf('billing'), dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000) });
-    const server = createServer({ cert: billing.certPem, key: billing.keyPem, ca: ids.bundle, requestCert: true, rejectUnauthorized: false }, (_req, res) => res.end('{}'));
+    const billing = await issueSvid(ids.ca, {
+      spiffeId: ids.map.idOf('billing'),
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3_600_000),
+    });
+    const server = createServer(
+      { cert: billing.certPem, key: billing.keyPem, ca: ids.bundle, requestCert: true, rejectUnauthorized: false },
+      (_req, res) => res.end('{}'),
+    );
     const port = await listenOnLoopback(server);
     t.after(() => server.close());
     const elsewhere = `https://127.0.0.1:${port}`;
     const { line } = await notReady('wrong-peer', await identity('wrong-peer'), elsewhere);
     assert.ok(line.includes(`STS ${elsewhere} not usable: `), line);
-    assert.match(line, /expected the peer certificate to name spiffe:\/\/\S+\/baton-sts, got spiffe:\/\/\S+\/billing \(BATON_UPSTREAM_IDENTITY_MISMATCH\)/);
+    assert.match(
+      line,
+      /expected the peer certificate to name spiffe:\/\/\S+\/baton-sts, got spiffe:\/\/\S+\/billing \(BATON_UPSTREAM_IDENTITY_MISMATCH\)/,
+    );
   });
 
   it('an STS URL with a path the STS does not serve: the metadata URL and the HTTP status', async () => {
     const { line } = await notReady('status', await identity('status'), `${mesh.stsUrl}/no-such-tenant`);
-    assert.ok(line.includes(`${mesh.stsUrl}/.well-known/oauth-authorization-server/no-such-tenant: expected status 200, got 404`), line);
+    assert.ok(
+      line.includes(
+        `${mesh.stsUrl}/.well-known/oauth-authorization-server/no-such-tenant: expected status 200, got 404`,
+      ),
+      line,
+    );
   });
 });

@@ -26,7 +26,15 @@ const signingKey = importPolicySigningKey(keys.privateKeyPem);
 const MAX_AGE = 600;
 
 async function document(version: number, ageSeconds: number): Promise<string> {
-  return await signPolicy({ version, digest: loaded.compiled.digest, issuedAt: Math.floor(Date.now() / 1000) - ageSeconds, policy: policyToJSON(loaded.policy) }, signingKey);
+  return await signPolicy(
+    {
+      version,
+      digest: loaded.compiled.digest,
+      issuedAt: Math.floor(Date.now() / 1000) - ageSeconds,
+      policy: policyToJSON(loaded.policy),
+    },
+    signingKey,
+  );
 }
 
 describe('policy replay: maximum age and the last version kept across restarts', { timeout: 120_000 }, () => {
@@ -56,12 +64,28 @@ describe('policy replay: maximum age and the last version kept across restarts',
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const policy = (name: string) => ({ url, publicKey: join(dir, 'policy.pub.pem'), maxAgeSeconds: MAX_AGE, stateFile: join(dir, `${name}.state.json`) });
+  const policy = (name: string) => ({
+    url,
+    publicKey: join(dir, 'policy.pub.pem'),
+    maxAgeSeconds: MAX_AGE,
+    stateFile: join(dir, `${name}.state.json`),
+  });
 
   function sidecar(): RunningProcess {
     const file = join(dir, 'sidecar.yaml');
     // The STS is unreachable on purpose: only the policy client is under test.
-    writeFileSync(file, stringify({ service: 'orders', transport: { mode: 'plaintext' }, inbound: { port: 0 }, outbound: { port: 0 }, admin: { port: 0 }, sts: { issuer: 'http://127.0.0.1:9', clientId: 'orders', clientSecret: 'orders-secret-0123456789' }, policy: policy('sidecar') }));
+    writeFileSync(
+      file,
+      stringify({
+        service: 'orders',
+        transport: { mode: 'plaintext' },
+        inbound: { port: 0 },
+        outbound: { port: 0 },
+        admin: { port: 0 },
+        sts: { issuer: 'http://127.0.0.1:9', clientId: 'orders', clientSecret: 'orders-secret-0123456789' },
+        policy: policy('sidecar'),
+      }),
+    );
     const started = startBaton(['sidecar', '--config', file]);
     running.push(started);
     return started;
@@ -69,7 +93,20 @@ describe('policy replay: maximum age and the last version kept across restarts',
   async function sts(): Promise<RunningProcess> {
     const port = await freePort();
     const file = join(dir, 'sts.yaml');
-    writeFileSync(file, JSON.stringify(baseConfig({ issuer: `http://127.0.0.1:${port}`, extra: { port, logLevel: 'info', keys: { dir: join(dir, 'sts-keys') }, policy: { ...policy('sts'), readyTimeoutMs: 0 } } })));
+    writeFileSync(
+      file,
+      JSON.stringify(
+        baseConfig({
+          issuer: `http://127.0.0.1:${port}`,
+          extra: {
+            port,
+            logLevel: 'info',
+            keys: { dir: join(dir, 'sts-keys') },
+            policy: { ...policy('sts'), readyTimeoutMs: 0 },
+          },
+        }),
+      ),
+    );
     const started = startBaton(['sts', '--config', file]);
     running.push(started);
     return started;
@@ -95,7 +132,10 @@ describe('policy replay: maximum age and the last version kept across restarts',
       const first = part === 'sidecar' ? sidecar() : await sts();
       await first.waitForOutput(/"policyVersion":7,[^\n]*"msg":"policy updated"/, 20_000);
       await stop(first);
-      assert.equal((JSON.parse(readFileSync(join(dir, `${part}.state.json`), 'utf8')) as { version: number }).version, 7);
+      assert.equal(
+        (JSON.parse(readFileSync(join(dir, `${part}.state.json`), 'utf8')) as { version: number }).version,
+        7,
+      );
       // A replay of version 6 (signed within the maximum age) while the process was down.
       current = await document(6, 5);
       const second = part === 'sidecar' ? sidecar() : await sts();

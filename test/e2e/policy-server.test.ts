@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -29,7 +38,17 @@ async function keygen(dir: string): Promise<{ key: string; publicKey: string }> 
 async function startServer(policyPath: string, dir: string) {
   const { key, publicKey } = await keygen(dir);
   const port = await freePort();
-  const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port), '--transport', 'plaintext']);
+  const running = startBaton([
+    'policy-server',
+    '--policy',
+    policyPath,
+    '--signing-key',
+    key,
+    '--port',
+    String(port),
+    '--transport',
+    'plaintext',
+  ]);
   after(() => running.stop());
   await running.waitForOutput(/"msg":"policy server listening"/);
   const url = `http://127.0.0.1:${port}/v1/callgraph`;
@@ -37,7 +56,12 @@ async function startServer(policyPath: string, dir: string) {
   const fetchPolicy = async (headers: Record<string, string> = {}, query = '') => {
     const response = await request(url + query, { headers });
     const body = await response.body.text();
-    return { status: response.statusCode, etag: String(response.headers.etag), body, payload: response.statusCode === 200 ? (await verifyPolicy(body, verificationKey)).payload : undefined };
+    return {
+      status: response.statusCode,
+      etag: String(response.headers.etag),
+      body,
+      payload: response.statusCode === 200 ? (await verifyPolicy(body, verificationKey)).payload : undefined,
+    };
   };
   return { running, port, fetchPolicy };
 }
@@ -107,14 +131,25 @@ describe('baton policy-server', () => {
     symlinkSync('..2024_01_02', join(mount, '..data_tmp'));
     renameSync(join(mount, '..data_tmp'), join(mount, '..data'));
     rmSync(join(mount, '..2024_01_01'), { recursive: true });
-    await waitFor(async () => maxDepthOf((await fetchPolicy()).payload) === 5, { timeoutMs: 5000, what: 'the swapped policy' });
+    await waitFor(async () => maxDepthOf((await fetchPolicy()).payload) === 5, {
+      timeoutMs: 5000,
+      what: 'the swapped policy',
+    });
   });
 
   it('refuses a signing key that is not ES256 or EdDSA, naming the file', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'callgraph.yaml'), FIXTURE);
     writeFileSync(join(dir, 'bad.pem'), 'not a key');
-    const result = await runBaton(['policy-server', '--policy', join(dir, 'callgraph.yaml'), '--signing-key', join(dir, 'bad.pem'), '--port', '0']);
+    const result = await runBaton([
+      'policy-server',
+      '--policy',
+      join(dir, 'callgraph.yaml'),
+      '--signing-key',
+      join(dir, 'bad.pem'),
+      '--port',
+      '0',
+    ]);
     assert.equal(result.code, 78);
     assert.match(result.stderr, /bad\.pem/);
   });
@@ -126,9 +161,28 @@ describe('baton policy-server', () => {
     const { key } = await keygen(dir);
     const state = join(dir, 'var/lib/baton/policy-version.json');
     const port = await freePort();
-    const running = startBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(port), '--state', state, '--transport', 'plaintext']);
+    const running = startBaton([
+      'policy-server',
+      '--policy',
+      policyPath,
+      '--signing-key',
+      key,
+      '--port',
+      String(port),
+      '--state',
+      state,
+      '--transport',
+      'plaintext',
+    ]);
     after(() => running.stop());
-    await waitFor(async () => (await request(`http://127.0.0.1:${port}/readyz`).then((r) => r.statusCode, () => 0)) === 200, { what: 'ready' });
+    await waitFor(
+      async () =>
+        (await request(`http://127.0.0.1:${port}/readyz`).then(
+          (r) => r.statusCode,
+          () => 0,
+        )) === 200,
+      { what: 'ready' },
+    );
     assert.ok((JSON.parse(readFileSync(state, 'utf8')) as { version: number }).version > 0);
   });
 
@@ -139,7 +193,19 @@ describe('baton policy-server', () => {
     const { key } = await keygen(dir);
     writeFileSync(join(dir, 'a-file'), '');
     const state = join(dir, 'a-file/policy-version.json');
-    const result = await runBaton(['policy-server', '--policy', policyPath, '--signing-key', key, '--port', String(await freePort()), '--state', state, '--transport', 'plaintext']);
+    const result = await runBaton([
+      'policy-server',
+      '--policy',
+      policyPath,
+      '--signing-key',
+      key,
+      '--port',
+      String(await freePort()),
+      '--state',
+      state,
+      '--transport',
+      'plaintext',
+    ]);
     assert.equal(result.code, 78, result.stderr);
     assert.ok(result.stderr.includes(`${state}: state:`), result.stderr);
     assert.doesNotMatch(result.stderr, /\n\s+at /, 'one line, no stack trace');

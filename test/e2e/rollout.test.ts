@@ -52,16 +52,28 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
   before(async () => {
     // Rollout is about the policy's modes, not the transport: the plaintext mesh keeps the forged-token probe simple.
     mesh = await startMesh({ policyFile, logDir, transport: 'plaintext' });
-    checkout = await postInbound(mesh.services.gateway.inbound, '/checkout', `Bearer ${await mesh.userToken(DEMO_USER)}`);
-    directCharge = await postInbound(mesh.services.gateway.inbound, '/direct-charge', `Bearer ${await mesh.userToken(DEMO_USER)}`);
+    checkout = await postInbound(
+      mesh.services.gateway.inbound,
+      '/checkout',
+      `Bearer ${await mesh.userToken(DEMO_USER)}`,
+    );
+    directCharge = await postInbound(
+      mesh.services.gateway.inbound,
+      '/direct-charge',
+      `Bearer ${await mesh.userToken(DEMO_USER)}`,
+    );
     // Audit lines are written as the sidecars decide, and reach us (and the log files) through pipes:
     // wait for the last of each kind the tests read, the direct charge's refusal at the gateway included.
     const m = mesh;
-    const logged = (name: string, line: (l: Record<string, unknown>) => boolean): boolean => m.process(name).logs.some(line);
+    const logged = (name: string, line: (l: Record<string, unknown>) => boolean): boolean =>
+      m.process(name).logs.some(line);
     await waitFor(
       async () =>
         logged('payments-sidecar', (l) => l.event === 'decision' && l.decision === 'would_deny') &&
-        logged('orders-sidecar', (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny') &&
+        logged(
+          'orders-sidecar',
+          (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny',
+        ) &&
         logged('sts', (l) => l.event === 'token_decision' && l.decision === 'would_deny') &&
         logged('gateway-sidecar', (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'deny'),
       { what: 'the audit lines of both calls', timeoutMs: 10_000, intervalMs: 20 },
@@ -76,14 +88,44 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     const m = mesh as Mesh;
     assert.equal(checkout.status, 200);
     const seen = hops(checkout.body);
-    assert.deepEqual(seen.map((h) => [h.service, h.chain ?? '']), [['gateway', ''], ['orders', 'gateway'], ['payments', 'gateway,orders']]);
+    assert.deepEqual(
+      seen.map((h) => [h.service, h.chain ?? '']),
+      [
+        ['gateway', ''],
+        ['orders', 'gateway'],
+        ['payments', 'gateway,orders'],
+      ],
+    );
     assert.equal(seen[1]?.downstream?.status, 200);
 
     const decisions = m.process('payments-sidecar').logs.filter((l) => l.event === 'decision');
-    assert.ok(decisions.some((l) => l.direction === 'inbound' && l.decision === 'would_deny' && l.rule === 'payments.accepts.charge' && l.cause === 'scope'), JSON.stringify(decisions));
-    assert.ok(m.process('orders-sidecar').logs.some((l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny'));
+    assert.ok(
+      decisions.some(
+        (l) =>
+          l.direction === 'inbound' &&
+          l.decision === 'would_deny' &&
+          l.rule === 'payments.accepts.charge' &&
+          l.cause === 'scope',
+      ),
+      JSON.stringify(decisions),
+    );
+    assert.ok(
+      m
+        .process('orders-sidecar')
+        .logs.some((l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny'),
+    );
     // The STS follows the same mode for the same rule: it mints, and says so.
-    assert.ok(m.process('sts').logs.some((l) => l.event === 'token_issued' && l.decision === 'would_deny' && l.rule === 'payments.accepts.charge' && l.cause === 'scope'));
+    assert.ok(
+      m
+        .process('sts')
+        .logs.some(
+          (l) =>
+            l.event === 'token_issued' &&
+            l.decision === 'would_deny' &&
+            l.rule === 'payments.accepts.charge' &&
+            l.cause === 'scope',
+        ),
+    );
 
     const metrics = await (await request(`http://127.0.0.1:${m.services.payments.admin}/metrics`)).body.text();
     assert.match(metrics, /^baton_shadow_denials_total\{target="payments",rule="payments\.accepts\.charge"\} 1$/m);
@@ -100,7 +142,21 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
   });
 
   it('says in baton policy explain that the deciding rule is in shadow mode', async () => {
-    const result = await runBaton(['policy', 'explain', policyFile, '--chain', 'gateway,orders', '--target', 'payments', '--method', 'POST', '--path', '/shop.v1.Payments/Charge', '--scope', 'payments:charge']);
+    const result = await runBaton([
+      'policy',
+      'explain',
+      policyFile,
+      '--chain',
+      'gateway,orders',
+      '--target',
+      'payments',
+      '--method',
+      'POST',
+      '--path',
+      '/shop.v1.Payments/Charge',
+      '--scope',
+      'payments:charge',
+    ]);
     assert.equal(result.code, 3);
     assert.match(result.stdout, /mode: {5}shadow/);
     assert.match(result.stdout, /SHADOW mode: a sidecar records this as would_deny/);
@@ -111,12 +167,28 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as {
       edges: Array<{ from: string; to: string; calls: number }>;
-      policy: { undeclared: Array<{ from: string; to: string; underPolicy: { deny: number } }>; unusedEdges: Array<{ from: string; to: string }>; shadowOnly: Array<{ rule: string }> };
+      policy: {
+        undeclared: Array<{ from: string; to: string; underPolicy: { deny: number } }>;
+        unusedEdges: Array<{ from: string; to: string }>;
+        shadowOnly: Array<{ rule: string }>;
+      };
     };
-    assert.deepEqual(report.edges.map((e) => `${e.from}→${e.to} ${e.calls}`), ['external→gateway 2', 'gateway→orders 1', 'gateway→payments 1', 'orders→payments 1']);
-    assert.deepEqual(report.policy.undeclared.map((e) => `${e.from}→${e.to} denied ${e.underPolicy.deny}`), ['gateway→payments denied 1']);
-    assert.deepEqual(report.policy.unusedEdges.map((e) => `${e.from}→${e.to}`), ['billing-job→orders']);
-    assert.deepEqual(report.policy.shadowOnly.map((u) => u.rule), ['payments.accepts.charge']);
+    assert.deepEqual(
+      report.edges.map((e) => `${e.from}→${e.to} ${e.calls}`),
+      ['external→gateway 2', 'gateway→orders 1', 'gateway→payments 1', 'orders→payments 1'],
+    );
+    assert.deepEqual(
+      report.policy.undeclared.map((e) => `${e.from}→${e.to} denied ${e.underPolicy.deny}`),
+      ['gateway→payments denied 1'],
+    );
+    assert.deepEqual(
+      report.policy.unusedEdges.map((e) => `${e.from}→${e.to}`),
+      ['billing-job→orders'],
+    );
+    assert.deepEqual(
+      report.policy.shadowOnly.map((u) => u.rule),
+      ['payments.accepts.charge'],
+    );
 
     const text = await runBaton(['policy', 'observed', '--logs', logDir, '--policy', policyFile]);
     assert.doesNotMatch(text.stdout + result.stdout, /eyJ|Bearer /);
@@ -134,9 +206,20 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
     const calls = callsFromDecisions((await readAuditLogs([logDir])).decisions);
     assert.equal(calls.length, 5);
     for (const call of calls) {
-      const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user ?? true });
+      const decision = compiled.decide({
+        chain: call.chain,
+        target: call.to,
+        method: call.method,
+        path: call.path,
+        scopes: new Set(call.scopes),
+        user: call.user ?? true,
+      });
       // What went through (allowed or shadow-denied) is allowed; what the running policy refused stays refused.
-      assert.equal(decision.allowed, call.decision !== 'deny', `${call.from}→${call.to} ${call.method} ${call.path}: ${decision.reason}`);
+      assert.equal(
+        decision.allowed,
+        call.decision !== 'deny',
+        `${call.from}→${call.to} ${call.method} ${call.path}: ${decision.reason}`,
+      );
     }
     assert.match(readFileSync(suggested, 'utf8'), /scopes: payments:charge\n/);
   });

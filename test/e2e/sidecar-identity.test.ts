@@ -14,7 +14,8 @@ import { makeTestIdentities, type TestIdentities } from '../helpers/identities.t
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
 
-const POLICY = 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: s }\nspec:\n  services:\n    gateway: { entrypoint: true }\n';
+const POLICY =
+  'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: s }\nspec:\n  services:\n    gateway: { entrypoint: true }\n';
 
 describe('baton sidecar and its workload identity', { timeout: 90_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'baton-identity-'));
@@ -44,16 +45,24 @@ describe('baton sidecar and its workload identity', { timeout: 90_000 }, () => {
         admin: { port: adminPort },
         sts: { issuer: `https://127.0.0.1:${await freePort()}`, clientId: 'gateway' },
         policy: { file: join(dir, 'callgraph.yaml') },
-        identity: { certFile: join(identityDir, 'tls.crt'), keyFile: join(identityDir, 'tls.key'), bundleFile: join(identityDir, 'ca.crt'), pollIntervalMs: 200 },
+        identity: {
+          certFile: join(identityDir, 'tls.crt'),
+          keyFile: join(identityDir, 'tls.key'),
+          bundleFile: join(identityDir, 'ca.crt'),
+          pollIntervalMs: 200,
+        },
         spiffe: { trustDomain: 'baton.test', namespace: 'test' },
       }),
     );
     const sidecar = startBaton(['sidecar', '--config', join(dir, 'mtls.yaml')]);
     running.push(sidecar);
-    const notReady = await waitFor(async () => {
-      const r = await admin(adminPort, '/readyz').catch(() => undefined);
-      return r !== undefined && r.status === 503 && r.text.includes('identity: missing') ? r : undefined;
-    }, { timeoutMs: 30_000, what: 'readyz naming the missing identity' });
+    const notReady = await waitFor(
+      async () => {
+        const r = await admin(adminPort, '/readyz').catch(() => undefined);
+        return r !== undefined && r.status === 503 && r.text.includes('identity: missing') ? r : undefined;
+      },
+      { timeoutMs: 30_000, what: 'readyz naming the missing identity' },
+    );
     assert.match(notReady.text, /waiting for .*identity/);
     assert.match(notReady.text, /BATON_IDENTITY_MISSING/);
     const metrics = await admin(adminPort, '/metrics');
@@ -69,7 +78,10 @@ describe('baton sidecar and its workload identity', { timeout: 90_000 }, () => {
     copyFileSync(source.keyFile, join(identityDir, 'tls.key'));
     copyFileSync(source.bundleFile, join(identityDir, 'ca.crt'));
     copyFileSync(source.certFile, join(identityDir, 'tls.crt'));
-    await waitFor(async () => (await admin(adminPort, '/metrics')).text.includes('baton_identity_state{state="ready"} 1'), { timeoutMs: 15_000, what: 'identity ready' });
+    await waitFor(
+      async () => (await admin(adminPort, '/metrics')).text.includes('baton_identity_state{state="ready"} 1'),
+      { timeoutMs: 15_000, what: 'identity ready' },
+    );
     const after = await admin(adminPort, '/readyz');
     // Still not ready (no STS here), but no longer for the identity.
     assert.doesNotMatch(after.text, /waiting for .*identity/);
@@ -85,7 +97,11 @@ describe('baton sidecar and its workload identity', { timeout: 90_000 }, () => {
         inbound: { port: await freePort(), app: 'http://127.0.0.1:9' },
         outbound: { port: await freePort() },
         admin: { port: adminPort },
-        sts: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'gateway', clientSecret: 'a-secret-for-the-test' },
+        sts: {
+          issuer: `http://127.0.0.1:${await freePort()}`,
+          clientId: 'gateway',
+          clientSecret: 'a-secret-for-the-test',
+        },
         policy: { file: join(dir, 'callgraph.yaml') },
         transport: { mode: 'plaintext' },
       }),
@@ -93,7 +109,10 @@ describe('baton sidecar and its workload identity', { timeout: 90_000 }, () => {
     const sidecar = startBaton(['sidecar', '--config', join(dir, 'plaintext.yaml')]);
     running.push(sidecar);
     await sidecar.waitForOutput(/"event":"listening"/, 30_000);
-    const warnings = sidecar.stdout().split('\n').filter((line) => line.includes('"event":"transport_plaintext"'));
+    const warnings = sidecar
+      .stdout()
+      .split('\n')
+      .filter((line) => line.includes('"event":"transport_plaintext"'));
     assert.equal(warnings.length, 1);
     assert.match(warnings[0] as string, /"level":"warn".*PLAINTEXT MODE/);
     const metrics = await admin(adminPort, '/metrics');

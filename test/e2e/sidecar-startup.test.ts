@@ -18,7 +18,10 @@ describe('baton sidecar start-up', () => {
     const address = taken.address();
     const port = typeof address === 'object' && address !== null ? address.port : 0;
     try {
-      writeFileSync(join(dir, 'callgraph.yaml'), 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: s }\nspec:\n  services:\n    gateway: { entrypoint: true }\n');
+      writeFileSync(
+        join(dir, 'callgraph.yaml'),
+        'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: s }\nspec:\n  services:\n    gateway: { entrypoint: true }\n',
+      );
       writeFileSync(
         join(dir, 'sidecar.yaml'),
         stringify({
@@ -27,7 +30,11 @@ describe('baton sidecar start-up', () => {
           inbound: { port: await freePort(), app: 'http://127.0.0.1:9' },
           outbound: { port: await freePort() },
           admin: { port },
-          sts: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'gateway', clientSecret: 'a-secret-for-the-test' },
+          sts: {
+            issuer: `http://127.0.0.1:${await freePort()}`,
+            clientId: 'gateway',
+            clientSecret: 'a-secret-for-the-test',
+          },
           transport: { mode: 'plaintext' },
           policy: { file: join(dir, 'callgraph.yaml') },
         }),
@@ -59,7 +66,11 @@ describe('baton sidecar start-up', () => {
         admin: { port: admin },
         // Nothing listens there: the sidecar also waits for the STS, which must not hide the policy problem.
         transport: { mode: 'plaintext' },
-        sts: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'orders', clientSecret: 'a-secret-for-the-test' },
+        sts: {
+          issuer: `http://127.0.0.1:${await freePort()}`,
+          clientId: 'orders',
+          clientSecret: 'a-secret-for-the-test',
+        },
         policy: { file: policyFile },
       }),
     );
@@ -72,7 +83,10 @@ describe('baton sidecar start-up', () => {
   }
 
   it('says in one plain line, and in /readyz, that its own service is not in the policy; and again when that is fixed', async () => {
-    const { sidecar, policyFile, readyz } = await startWithPolicy('no-orders', 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: shop }\nspec:\n  services:\n    gateway: { entrypoint: true }\n');
+    const { sidecar, policyFile, readyz } = await startWithPolicy(
+      'no-orders',
+      'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: shop }\nspec:\n  services:\n    gateway: { entrypoint: true }\n',
+    );
     try {
       const line = await sidecar.waitForOutput(/^baton sidecar orders: NOT READY: .*$/m, 60_000);
       assert.match(line, /service 'orders' is not in call-graph policy 'shop'/);
@@ -82,7 +96,10 @@ describe('baton sidecar start-up', () => {
       assert.match(answer.body, /waiting for policy/);
       assert.match(answer.body, /service 'orders' is not in call-graph policy 'shop'/);
 
-      writeFileSync(policyFile, 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: shop }\nspec:\n  services:\n    gateway: { entrypoint: true }\n    orders:\n      accepts: [{ from: gateway }]\n');
+      writeFileSync(
+        policyFile,
+        'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: shop }\nspec:\n  services:\n    gateway: { entrypoint: true }\n    orders:\n      accepts: [{ from: gateway }]\n',
+      );
       await sidecar.waitForOutput(/^baton sidecar orders: problem resolved/m, 60_000);
       const after = await readyz();
       assert.doesNotMatch(after.body, /policy/);
@@ -92,7 +109,10 @@ describe('baton sidecar start-up', () => {
   });
 
   it('says in one plain line, and in /readyz, where a policy that does not parse is wrong', async () => {
-    const { sidecar, policyFile, readyz } = await startWithPolicy('broken', 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nspec: [\n');
+    const { sidecar, policyFile, readyz } = await startWithPolicy(
+      'broken',
+      'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nspec: [\n',
+    );
     try {
       const line = await sidecar.waitForOutput(/^baton sidecar orders: NOT READY: .*$/m, 60_000);
       assert.ok(line.includes(`no usable call-graph policy: ${policyFile}:`), line);

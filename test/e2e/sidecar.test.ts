@@ -40,11 +40,11 @@ ${extra}`,
     { name: 'e2e', maxDepth: 4 },
   );
 
-
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
 
 function* generateChunks(total: number): Generator<Buffer> {
-  for (let sent = 0; sent < total; sent += CHUNK.length) yield total - sent >= CHUNK.length ? CHUNK : CHUNK.subarray(0, total - sent);
+  for (let sent = 0; sent < total; sent += CHUNK.length)
+    yield total - sent >= CHUNK.length ? CHUNK : CHUNK.subarray(0, total - sent);
 }
 
 async function writeChunks(res: ServerResponse, total: number): Promise<void> {
@@ -58,7 +58,6 @@ function peakRssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
 }
-
 
 describe('baton sidecar end to end', { timeout: 60_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'baton-e2e-sidecar-'));
@@ -134,45 +133,60 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     servers.push(relay.server);
 
     const ports = {} as Record<Name, { app: number; inbound: number; outbound: number; admin: number }>;
-    for (const name of SERVICES) ports[name] = { app: 0, inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+    for (const name of SERVICES)
+      ports[name] = { app: 0, inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
     // Apps: gateway → orders → payments, each through its own sidecar's outbound port with its handle.
-    const relayApp = (self: Name, next: { service: Name; path: string }) => async (req: IncomingMessage, res: ServerResponse) => {
-      if (req.url === '/slow') {
-        slowArrived++;
-        req.resume();
-        // A slow app: the requests are still in flight when the signal arrives.
-        await new Promise((r) => setTimeout(r, 400));
-        res.end('slow done');
-        return;
-      }
-      if (self === 'orders' && req.url === '/orders/bulk') {
-        // Counts a streamed upload, then streams a download of the same size back.
-        let received = 0;
-        for await (const chunk of req) received += (chunk as Buffer).length;
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-received': String(received) });
-        await writeChunks(res, received);
-        res.end();
-        return;
-      }
-      const path = req.url === '/direct' ? '/charges' : req.url === '/orders/bulk' ? '/orders/bulk' : next.path;
-      const response = await request(`http://127.0.0.1:${ports[self].outbound}${path}`, {
-        method: 'POST',
-        headers: { host: req.url === '/direct' ? 'payments' : next.service, 'baton-context': String(req.headers['baton-context']) },
-        body: req,
-      });
-      res.writeHead(response.statusCode, {
-        'content-type': String(response.headers['content-type'] ?? 'text/plain'),
-        ...(response.headers['x-received'] === undefined ? {} : { 'x-received': String(response.headers['x-received']) }),
-      });
-      response.body.pipe(res);
-    };
+    const relayApp =
+      (self: Name, next: { service: Name; path: string }) => async (req: IncomingMessage, res: ServerResponse) => {
+        if (req.url === '/slow') {
+          slowArrived++;
+          req.resume();
+          // A slow app: the requests are still in flight when the signal arrives.
+          await new Promise((r) => setTimeout(r, 400));
+          res.end('slow done');
+          return;
+        }
+        if (self === 'orders' && req.url === '/orders/bulk') {
+          // Counts a streamed upload, then streams a download of the same size back.
+          let received = 0;
+          for await (const chunk of req) received += (chunk as Buffer).length;
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-received': String(received) });
+          await writeChunks(res, received);
+          res.end();
+          return;
+        }
+        const path = req.url === '/direct' ? '/charges' : req.url === '/orders/bulk' ? '/orders/bulk' : next.path;
+        const response = await request(`http://127.0.0.1:${ports[self].outbound}${path}`, {
+          method: 'POST',
+          headers: {
+            host: req.url === '/direct' ? 'payments' : next.service,
+            'baton-context': String(req.headers['baton-context']),
+          },
+          body: req,
+        });
+        res.writeHead(response.statusCode, {
+          'content-type': String(response.headers['content-type'] ?? 'text/plain'),
+          ...(response.headers['x-received'] === undefined
+            ? {}
+            : { 'x-received': String(response.headers['x-received']) }),
+        });
+        response.body.pipe(res);
+      };
     const apps: Record<Name, (req: IncomingMessage, res: ServerResponse) => void> = {
       gateway: (req, res) => void relayApp('gateway', { service: 'orders', path: '/orders' })(req, res),
       orders: (req, res) => void relayApp('orders', { service: 'payments', path: '/charges' })(req, res),
       payments: (req, res) => {
         req.resume();
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ subject: req.headers['baton-subject'], caller: req.headers['baton-caller'], chain: req.headers['baton-chain'], txn: req.headers['baton-txn'], sawToken: req.headers.authorization !== undefined }));
+        res.end(
+          JSON.stringify({
+            subject: req.headers['baton-subject'],
+            caller: req.headers['baton-caller'],
+            chain: req.headers['baton-chain'],
+            txn: req.headers['baton-txn'],
+            sawToken: req.headers.authorization !== undefined,
+          }),
+        );
       },
     };
     for (const name of SERVICES) {
@@ -187,8 +201,15 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
         sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name], tokenEndpoint: `${relay.url}/token` },
         transport: { mode: 'plaintext' },
         policy: { file: policyFile },
-        upstreams: { orders: `http://127.0.0.1:${ports.orders.inbound}`, payments: `http://127.0.0.1:${ports.payments.inbound}` },
-        redis: { url: redis.url, passwordFile: redisSecrets.sidecar(name).passwordFile, sealKeyFile: redisSecrets.sidecar(name).sealKeyFile },
+        upstreams: {
+          orders: `http://127.0.0.1:${ports.orders.inbound}`,
+          payments: `http://127.0.0.1:${ports.payments.inbound}`,
+        },
+        redis: {
+          url: redis.url,
+          passwordFile: redisSecrets.sidecar(name).passwordFile,
+          sealKeyFile: redisSecrets.sidecar(name).sealKeyFile,
+        },
         shutdown: { graceMs: 5_000 },
         ...(name === 'gateway' ? { externalIssuers: [{ issuer: idpUrl, jwksUri: `${idpUrl}/jwks` }] } : {}),
       };
@@ -199,11 +220,14 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     }
     for (const name of SERVICES) {
       await sidecars[name].process.waitForOutput(/"msg":"sidecar listening"/, 20_000);
-      await waitFor(async () => {
-        const r = await request(`http://127.0.0.1:${sidecars[name].admin}/readyz`);
-        await r.body.dump();
-        return r.statusCode === 200;
-      }, { what: `${name} sidecar ready`, timeoutMs: 20_000 });
+      await waitFor(
+        async () => {
+          const r = await request(`http://127.0.0.1:${sidecars[name].admin}/readyz`);
+          await r.body.dump();
+          return r.statusCode === 200;
+        },
+        { what: `${name} sidecar ready`, timeoutMs: 20_000 },
+      );
     }
   });
 
@@ -217,14 +241,21 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
   });
 
   async function checkout(token: string, path = '/orders', headers: Record<string, string> = {}) {
-    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, ...headers } });
+    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, ...headers },
+    });
     const text = await r.body.text();
     return { status: r.statusCode, text };
   }
 
   it('delivers the nested act chain to payments, and no spoofed baton-* header reaches an app', async () => {
     const token = await signUserToken('alice', 'shop');
-    const r = await checkout(token, '/orders', { 'Baton-Subject': 'mallory', 'BATON-CHAIN': 'root', baton_caller: 'root' });
+    const r = await checkout(token, '/orders', {
+      'Baton-Subject': 'mallory',
+      'BATON-CHAIN': 'root',
+      baton_caller: 'root',
+    });
     assert.equal(r.status, 200, r.text);
     const seen = JSON.parse(r.text) as Record<string, unknown>;
     assert.equal(seen.subject, 'alice');
@@ -234,13 +265,21 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     assert.equal(seen.sawToken, false);
   });
 
-  it('shares exchanged tokens between replicas through Redis, sealed and under each service\'s own ACL user', async () => {
+  it("shares exchanged tokens between replicas through Redis, sealed and under each service's own ACL user", async () => {
     const token = await signUserToken('grace', 'shop');
     assert.equal((await checkout(token)).status, 200);
-    const admin = new Redis(redis.url, { username: redisSecrets.admin.username, password: redisSecrets.admin.password, maxRetriesPerRequest: 0 });
+    const admin = new Redis(redis.url, {
+      username: redisSecrets.admin.username,
+      password: redisSecrets.admin.password,
+      maxRetriesPerRequest: 0,
+    });
     try {
       const names = await admin.keys('*');
-      for (const service of ['gateway', 'orders']) assert.ok(names.some((n) => n.startsWith(`baton:${service}:`)), `${service} wrote under its own prefix`);
+      for (const service of ['gateway', 'orders'])
+        assert.ok(
+          names.some((n) => n.startsWith(`baton:${service}:`)),
+          `${service} wrote under its own prefix`,
+        );
       for (const name of names) {
         const value = (await admin.get(name)) ?? '';
         assert.match(value, /^v1\./, `${name} is sealed`);
@@ -252,20 +291,39 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     }
     // A second gateway replica, same identity and seal key, cold in-process cache: its exchange comes from Redis.
     const replicaPorts = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
-    const replicaConfig = { ...configs.gateway, inbound: { ...(configs.gateway.inbound as object), port: replicaPorts.inbound }, outbound: { port: replicaPorts.outbound }, admin: { port: replicaPorts.admin } };
+    const replicaConfig = {
+      ...configs.gateway,
+      inbound: { ...(configs.gateway.inbound as object), port: replicaPorts.inbound },
+      outbound: { port: replicaPorts.outbound },
+      admin: { port: replicaPorts.admin },
+    };
     writeFileSync(join(dir, 'gateway-2.yaml'), stringify(replicaConfig), { mode: 0o600 });
     const replica = startBaton(['sidecar', '--config', join(dir, 'gateway-2.yaml')]);
     try {
-      await waitFor(async () => {
-        const r = await request(`http://127.0.0.1:${replicaPorts.admin}/metrics`);
-        return r.statusCode === 200 && /^baton_redis_available 1$/m.test(await r.body.text()) && (await request(`http://127.0.0.1:${replicaPorts.admin}/readyz`)).statusCode === 200;
-      }, { what: 'second gateway replica ready with Redis', timeoutMs: 20_000 });
+      await waitFor(
+        async () => {
+          const r = await request(`http://127.0.0.1:${replicaPorts.admin}/metrics`);
+          return (
+            r.statusCode === 200 &&
+            /^baton_redis_available 1$/m.test(await r.body.text()) &&
+            (await request(`http://127.0.0.1:${replicaPorts.admin}/readyz`)).statusCode === 200
+          );
+        },
+        { what: 'second gateway replica ready with Redis', timeoutMs: 20_000 },
+      );
       // As the gateway app would, forwarding the token it was given, through the replica's outbound port.
       const before = tokenCalls;
-      const r = await request(`http://127.0.0.1:${replicaPorts.outbound}/orders`, { method: 'POST', headers: { host: 'orders', authorization: `Bearer ${token}` } });
+      const r = await request(`http://127.0.0.1:${replicaPorts.outbound}/orders`, {
+        method: 'POST',
+        headers: { host: 'orders', authorization: `Bearer ${token}` },
+      });
       await r.body.dump();
       assert.equal(r.statusCode, 200);
-      assert.equal(tokenCalls, before, 'no STS call: the tokens came from Redis (gateway → orders) and the orders sidecar (orders → payments)');
+      assert.equal(
+        tokenCalls,
+        before,
+        'no STS call: the tokens came from Redis (gateway → orders) and the orders sidecar (orders → payments)',
+      );
     } finally {
       await replica.stop('SIGKILL');
     }
@@ -278,7 +336,8 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     assert.equal(r.status, 403);
     assert.equal((JSON.parse(r.text) as { code: string }).code, PolicyDeniedError.code);
     assert.equal(tokenCalls, before);
-    for (const name of SERVICES) assert.ok(!(sidecars[name].process.stdout() + sidecars[name].process.stderr()).includes(token));
+    for (const name of SERVICES)
+      assert.ok(!(sidecars[name].process.stdout() + sidecars[name].process.stderr()).includes(token));
   });
 
   it('exchanges once for 100 concurrent calls with the same subject (single-flight)', async () => {
@@ -295,7 +354,11 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     const size = 150 * 1024 * 1024;
     const peakBefore = SERVICES.map((n) => peakRssBytes(sidecars[n].process.child.pid as number));
     const upload = Readable.from(generateChunks(size));
-    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}/orders/bulk`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: upload });
+    const r = await request(`http://127.0.0.1:${sidecars.gateway.inbound}/orders/bulk`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+      body: upload,
+    });
     let downloaded = 0;
     for await (const chunk of r.body) downloaded += (chunk as Buffer).length;
     assert.equal(r.statusCode, 200);
@@ -304,8 +367,13 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     // Garbage from streamed chunks raises the peak by some tens of MiB whatever
     // the size (measured: about 60 MiB for 50 MB and for 150 MB alike);
     // buffering a body would raise it by the body's size.
-    const growth = SERVICES.map((n, i) => (peakRssBytes(sidecars[n].process.child.pid as number) - (peakBefore[i] as number)) / 2 ** 20);
-    assert.ok(growth.every((mb) => mb < 100), `peak RSS grew by ${growth.map((mb) => mb.toFixed(1)).join(', ')} MiB for ${size / 2 ** 20} MiB each way`);
+    const growth = SERVICES.map(
+      (n, i) => (peakRssBytes(sidecars[n].process.child.pid as number) - (peakBefore[i] as number)) / 2 ** 20,
+    );
+    assert.ok(
+      growth.every((mb) => mb < 100),
+      `peak RSS grew by ${growth.map((mb) => mb.toFixed(1)).join(', ')} MiB for ${size / 2 ** 20} MiB each way`,
+    );
   });
 
   it('keeps answering while Redis is killed and while the policy is reloaded', async () => {
@@ -326,7 +394,10 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     await redis.process.stop('SIGKILL');
     await answeredMore(8, 'requests answered with Redis killed');
     writeFileSync(policyFile, policyYaml('audit: {}'));
-    await waitFor(async () => SERVICES.every((n) => /"policyVersion":2/.test(sidecars[n].process.stdout())), { what: 'policy reload in every sidecar', timeoutMs: 10_000 });
+    await waitFor(async () => SERVICES.every((n) => /"policyVersion":2/.test(sidecars[n].process.stdout())), {
+      what: 'policy reload in every sidecar',
+      timeoutMs: 10_000,
+    });
     await answeredMore(8, 'requests answered after the reload');
     running = false;
     await load;
@@ -346,7 +417,11 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     const token = await signUserToken('erin', 'shop');
     const held = slowArrived;
     const inflight = Array.from({ length: 5 }, () => checkout(token, '/slow'));
-    await waitFor(async () => slowArrived - held === 5, { what: 'five requests inside the gateway app', timeoutMs: 5_000, intervalMs: 5 });
+    await waitFor(async () => slowArrived - held === 5, {
+      what: 'five requests inside the gateway app',
+      timeoutMs: 5_000,
+      intervalMs: 5,
+    });
     const exited = sidecars.gateway.process.stop('SIGTERM');
     // Not ready as soon as the signal is handled: seen while draining (the admin port closes at exit).
     const readyzStatus = async (): Promise<number> => {
@@ -354,9 +429,16 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
       await readyz.body.dump();
       return readyz.statusCode;
     };
-    await waitFor(async () => (await readyzStatus()) === 503, { what: 'readyz 503 while draining', timeoutMs: 2_000, intervalMs: 5 });
+    await waitFor(async () => (await readyzStatus()) === 503, {
+      what: 'readyz 503 while draining',
+      timeoutMs: 2_000,
+      intervalMs: 5,
+    });
     const results = await Promise.all(inflight);
-    assert.deepEqual(results.map((r) => r.text), Array(5).fill('slow done'));
+    assert.deepEqual(
+      results.map((r) => r.text),
+      Array(5).fill('slow done'),
+    );
     assert.equal(await exited, 0);
   });
 });

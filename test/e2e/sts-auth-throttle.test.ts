@@ -30,9 +30,26 @@ describe('STS client authentication under a failed-login flood', { timeout: 90_0
   before(async () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    const config = baseConfig({ issuer: url, extra: { port, logLevel: 'info', clientAuth: { maxConcurrentSecretChecks: 1, maxQueuedSecretChecks: 8, maxFailuresPerClient: 10, maxFailuresPerPeer: 20 } } });
-    const clients = (config.clients as Array<Record<string, unknown>>).filter((c) => c.id !== 'billing-job' && c.id !== 'ledger');
-    clients.push({ id: 'billing-job', secretHash: await hashSecret(HONEST), scopes: ['orders:read'] }, { id: 'ledger', secretHash: await hashSecret(LEDGER) });
+    const config = baseConfig({
+      issuer: url,
+      extra: {
+        port,
+        logLevel: 'info',
+        clientAuth: {
+          maxConcurrentSecretChecks: 1,
+          maxQueuedSecretChecks: 8,
+          maxFailuresPerClient: 10,
+          maxFailuresPerPeer: 20,
+        },
+      },
+    });
+    const clients = (config.clients as Array<Record<string, unknown>>).filter(
+      (c) => c.id !== 'billing-job' && c.id !== 'ledger',
+    );
+    clients.push(
+      { id: 'billing-job', secretHash: await hashSecret(HONEST), scopes: ['orders:read'] },
+      { id: 'ledger', secretHash: await hashSecret(LEDGER) },
+    );
     configFile = writeStsConfig({ ...config, clients });
     sts = startBaton(['sts', '--config', configFile.file]);
     await sts.waitForOutput(/"msg":"sts listening"/, 20_000);
@@ -81,7 +98,10 @@ describe('STS client authentication under a failed-login flood', { timeout: 90_0
     for (const answer of refused) assert.equal(answer.body.error, 'invalid_client');
     // Never throttled, never refused. How fast they stay is measured on a quiet machine by bench/auth-flood.bench.ts,
     // not asserted here: on a shared CI machine a latency bound would only measure the neighbours.
-    assert.deepEqual(honest.map((a) => a.status), Array(10).fill(200));
+    assert.deepEqual(
+      honest.map((a) => a.status),
+      Array(10).fill(200),
+    );
   });
 
   it('throttles by peer too: a client never verified before waits out the window from a flooding address', async () => {

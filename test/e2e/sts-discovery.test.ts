@@ -35,7 +35,11 @@ function openidConfigurationUrl(issuer: string): string {
 async function getJson(url: string): Promise<{ status: number; contentType: string; body: Record<string, unknown> }> {
   const response = await request(url);
   const text = await response.body.text();
-  return { status: response.statusCode, contentType: String(response.headers['content-type']), body: response.statusCode === 200 ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  return {
+    status: response.statusCode,
+    contentType: String(response.headers['content-type']),
+    body: response.statusCode === 200 ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
 }
 
 describe('STS discovery as OAuth clients do it, with an issuer that has a path', { timeout: 120_000 }, () => {
@@ -78,7 +82,13 @@ describe('STS discovery as OAuth clients do it, with an issuer that has a path',
     assert.equal(openid.status, 200);
     assert.deepEqual(openid.body, oauth.body);
     // Not an OpenID Provider: no authorization or userinfo endpoint, no id_token, no response type.
-    for (const member of ['authorization_endpoint', 'userinfo_endpoint', 'id_token_signing_alg_values_supported', 'subject_types_supported']) assert.equal(member in openid.body, false, `no ${member}`);
+    for (const member of [
+      'authorization_endpoint',
+      'userinfo_endpoint',
+      'id_token_signing_alg_values_supported',
+      'subject_types_supported',
+    ])
+      assert.equal(member in openid.body, false, `no ${member}`);
     assert.deepEqual(openid.body.response_types_supported, []);
     assert.equal((openid.body.scopes_supported as string[] | undefined)?.includes('openid') ?? false, false);
   });
@@ -87,18 +97,29 @@ describe('STS discovery as OAuth clients do it, with an issuer that has a path',
     const { body: metadata } = await getJson(authorizationServerMetadataUrl(issuer));
     const response = await request(metadata.token_endpoint as string, {
       method: 'POST',
-      headers: { authorization: basic('billing-job', SECRETS['billing-job']), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        authorization: basic('billing-job', SECRETS['billing-job']),
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       body: new URLSearchParams({ grant_type: 'client_credentials', audience: 'orders' }).toString(),
     });
     const issued = (await response.body.json()) as { access_token?: string; token_type?: string };
     assert.equal(response.statusCode, 200, JSON.stringify(issued));
     assert.equal(issued.token_type, 'Bearer');
-    const { payload } = await jwtVerify(issued.access_token as string, createRemoteJWKSet(new URL(metadata.jwks_uri as string)), { issuer, audience: 'orders', typ: 'at+jwt' });
+    const { payload } = await jwtVerify(
+      issued.access_token as string,
+      createRemoteJWKSet(new URL(metadata.jwks_uri as string)),
+      { issuer, audience: 'orders', typ: 'at+jwt' },
+    );
     assert.equal(payload.client_id, 'billing-job');
   });
 
   it('answers the token endpoint only where the metadata says: POST /token at the root is not it', async () => {
-    const response = await request(`${origin}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+    const response = await request(`${origin}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials',
+    });
     await response.body.dump();
     assert.equal(response.statusCode, 404);
   });

@@ -15,7 +15,13 @@ const SHOP_POLICY = fileURLToPath(new URL('../../examples/shop.callgraph.yaml', 
 // The shop policy's gateway→orders edge with a service identity allowed: a client-credentials token carries no user.
 const POLICY_DIR = mkdtempSync(join(tmpdir(), 'baton-op-'));
 const SERVICE_POLICY = join(POLICY_DIR, 'callgraph.yaml');
-writeFileSync(SERVICE_POLICY, readFileSync(SHOP_POLICY, 'utf8').replace('scopes: "orders:read or orders:write"', 'scopes: "orders:read or orders:write"\n          user: optional'));
+writeFileSync(
+  SERVICE_POLICY,
+  readFileSync(SHOP_POLICY, 'utf8').replace(
+    'scopes: "orders:read or orders:write"',
+    'scopes: "orders:read or orders:write"\n          user: optional',
+  ),
+);
 
 describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)', () => {
   // panva's certified OpenID Provider issuing RFC 9068 at+jwt access tokens by client credentials: their sub is the client,
@@ -53,12 +59,24 @@ describe('baton sts with tokens from oidc-provider (a certified OpenID Provider)
     assert.equal(decodeProtectedHeader(subjectToken).typ, 'at+jwt');
     const response = await fetch(`${url}/token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('gateway', SECRETS.gateway) },
-      body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience: 'orders' }).toString(),
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: basic('gateway', SECRETS.gateway),
+      },
+      body: new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: subjectToken,
+        subject_token_type: TokenType.accessToken,
+        audience: 'orders',
+      }).toString(),
     });
     const body = (await response.json()) as Record<string, unknown>;
     assert.equal(response.status, 200, JSON.stringify(body));
-    const { payload, protectedHeader } = await jwtVerify(body.access_token as string, createRemoteJWKSet(new URL(`${url}/jwks`)), { issuer: url, audience: 'orders' });
+    const { payload, protectedHeader } = await jwtVerify(
+      body.access_token as string,
+      createRemoteJWKSet(new URL(`${url}/jwks`)),
+      { issuer: url, audience: 'orders' },
+    );
     assert.equal(protectedHeader.typ, 'at+jwt');
     assert.equal(payload.sub, decodeJwt(subjectToken).sub);
     assert.equal(payload.sub_type, 'service');

@@ -9,7 +9,17 @@ import { freePort, waitFor } from '../helpers/net.ts';
 import { runBaton, type RunningProcess, startBaton } from '../helpers/process.ts';
 import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
-import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
+import {
+  assertionParams,
+  baseConfig,
+  basic,
+  clientJwt,
+  type ClientKey,
+  clientKey,
+  type ConfigFile,
+  SECRETS,
+  writeStsConfig,
+} from '../helpers/sts.ts';
 import { ExternalTokenNotAtEntrypointError, SubjectTokenInvalidError } from '../../src/sts/errors.ts';
 import { TokenExpiredError, TokenWrongAudienceError } from '../../src/token/errors.ts';
 
@@ -19,9 +29,21 @@ interface TokenAnswer {
   readonly body: Record<string, unknown>;
 }
 
-async function postToken(url: string, form: Record<string, string>, headers: Record<string, string> = {}): Promise<TokenAnswer> {
-  const response = await fetch(`${url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
-  return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, unknown> };
+async function postToken(
+  url: string,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<TokenAnswer> {
+  const response = await fetch(`${url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString(),
+  });
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as Record<string, unknown>,
+  };
 }
 
 async function startSts(configFile: ConfigFile): Promise<RunningProcess> {
@@ -47,7 +69,9 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     ordersKey = await clientKey('orders-1');
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    configFile = writeStsConfig(baseConfig({ issuer: url, idp, ordersJwks: [ordersKey.publicJwk], extra: { port, logLevel: 'info' } }));
+    configFile = writeStsConfig(
+      baseConfig({ issuer: url, idp, ordersJwks: [ordersKey.publicJwk], extra: { port, logLevel: 'info' } }),
+    );
     sts = await startSts(configFile);
   });
   after(async () => {
@@ -57,32 +81,65 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
   });
 
   const gatewayExchange = (subjectToken: string, form: Record<string, string> = {}) =>
-    postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience: 'orders', ...form }, { authorization: basic('gateway', SECRETS.gateway) });
+    postToken(
+      url,
+      {
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: subjectToken,
+        subject_token_type: TokenType.accessToken,
+        audience: 'orders',
+        ...form,
+      },
+      { authorization: basic('gateway', SECRETS.gateway) },
+    );
   const ordersExchange = async (subjectToken: string, form: Record<string, string> = {}) =>
-    postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience: 'payments', ...assertionParams(await clientJwt('orders', ordersKey, `${url}/token`)), ...form });
+    postToken(url, {
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: subjectToken,
+      subject_token_type: TokenType.accessToken,
+      audience: 'payments',
+      ...assertionParams(await clientJwt('orders', ordersKey, `${url}/token`)),
+      ...form,
+    });
   const paymentsExchange = (subjectToken: string, audience: string, clientId: 'payments' | 'ledger' = 'payments') =>
-    postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, audience, client_id: clientId, client_secret: SECRETS[clientId] });
+    postToken(url, {
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: subjectToken,
+      subject_token_type: TokenType.accessToken,
+      audience,
+      client_id: clientId,
+      client_secret: SECRETS[clientId],
+    });
 
   it('mints the chain with nested act, one audience per hop and narrowing scope, verifiable against /jwks', async () => {
     const jwks = createRemoteJWKSet(new URL(`${url}/jwks`));
-    const userToken = await idp.userToken({ sub: 'alice', scope: 'openid profile orders:read payments:charge ledger:write' });
+    const userToken = await idp.userToken({
+      sub: 'alice',
+      scope: 'openid profile orders:read payments:charge ledger:write',
+    });
 
     const hop1 = await gatewayExchange(userToken);
     assert.equal(hop1.status, 200, JSON.stringify(hop1.body));
-    const toOrders = (await jwtVerify(hop1.body.access_token as string, jwks, { issuer: url, audience: 'orders', typ: 'at+jwt' })).payload;
+    const toOrders = (
+      await jwtVerify(hop1.body.access_token as string, jwks, { issuer: url, audience: 'orders', typ: 'at+jwt' })
+    ).payload;
     assert.deepEqual(toOrders.act, { sub: 'gateway' });
     assert.equal(toOrders.scope, 'ledger:write orders:read payments:charge');
 
     const hop2 = await ordersExchange(hop1.body.access_token as string);
     assert.equal(hop2.status, 200, JSON.stringify(hop2.body));
-    const toPayments = (await jwtVerify(hop2.body.access_token as string, jwks, { issuer: url, audience: 'payments', typ: 'at+jwt' })).payload;
+    const toPayments = (
+      await jwtVerify(hop2.body.access_token as string, jwks, { issuer: url, audience: 'payments', typ: 'at+jwt' })
+    ).payload;
     assert.deepEqual(toPayments.act, { sub: 'orders', act: { sub: 'gateway' } });
     assert.equal(toPayments.client_id, 'orders');
     assert.equal(toPayments.scope, 'ledger:write payments:charge');
 
     const hop3 = await paymentsExchange(hop2.body.access_token as string, 'ledger');
     assert.equal(hop3.status, 200, JSON.stringify(hop3.body));
-    const toLedger = (await jwtVerify(hop3.body.access_token as string, jwks, { issuer: url, audience: 'ledger', typ: 'at+jwt' })).payload;
+    const toLedger = (
+      await jwtVerify(hop3.body.access_token as string, jwks, { issuer: url, audience: 'ledger', typ: 'at+jwt' })
+    ).payload;
     assert.deepEqual(toLedger.act, { sub: 'payments', act: { sub: 'orders', act: { sub: 'gateway' } } });
     assert.equal(toLedger.scope, 'ledger:write');
     for (const claims of [toOrders, toPayments, toLedger]) {
@@ -93,7 +150,16 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
   });
 
   it('refuses a wrong client secret with invalid_client, 401 and a Basic challenge', async () => {
-    const response = await postToken(url, { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: await idp.userToken(), subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', 'not-the-gateway-secret') });
+    const response = await postToken(
+      url,
+      {
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: await idp.userToken(),
+        subject_token_type: TokenType.accessToken,
+        audience: 'orders',
+      },
+      { authorization: basic('gateway', 'not-the-gateway-secret') },
+    );
     assert.equal(response.status, 401);
     assert.equal(response.body.error, 'invalid_client');
     assert.match(response.headers.get('www-authenticate') ?? '', /^Basic realm="baton-sts"/);
@@ -103,7 +169,13 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
   it('refuses a replayed private_key_jwt client assertion', async () => {
     const hop1 = await gatewayExchange(await idp.userToken());
     const assertion = await clientJwt('orders', ordersKey, `${url}/token`);
-    const form = { grant_type: TOKEN_EXCHANGE_GRANT, subject_token: hop1.body.access_token as string, subject_token_type: TokenType.accessToken, audience: 'payments', ...assertionParams(assertion) };
+    const form = {
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: hop1.body.access_token as string,
+      subject_token_type: TokenType.accessToken,
+      audience: 'payments',
+      ...assertionParams(assertion),
+    };
     assert.equal((await postToken(url, form)).status, 200);
     const replay = await postToken(url, form);
     assert.equal(replay.status, 401);
@@ -116,7 +188,10 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const response = await paymentsExchange(hop1.body.access_token as string, 'ledger');
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.deepEqual([response.body.code, response.body.reason], [SubjectTokenInvalidError.code, TokenWrongAudienceError.code]);
+    assert.deepEqual(
+      [response.body.code, response.body.reason],
+      [SubjectTokenInvalidError.code, TokenWrongAudienceError.code],
+    );
   });
 
   it('refuses an edge the call graph forbids with invalid_target naming the rule', async () => {
@@ -137,7 +212,9 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
   });
 
   it('refuses a scope wider than the subject token with invalid_scope', async () => {
-    const response = await gatewayExchange(await idp.userToken({ scope: 'orders:read' }), { scope: 'orders:read orders:write' });
+    const response = await gatewayExchange(await idp.userToken({ scope: 'orders:read' }), {
+      scope: 'orders:read orders:write',
+    });
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_scope');
   });
@@ -153,12 +230,22 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const response = await gatewayExchange(await idp.userToken({}, { ttlSeconds: -300 }));
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
-    assert.deepEqual([response.body.code, response.body.reason], [SubjectTokenInvalidError.code, TokenExpiredError.code]);
+    assert.deepEqual(
+      [response.body.code, response.body.reason],
+      [SubjectTokenInvalidError.code, TokenExpiredError.code],
+    );
   });
 
   it('refuses an alg none subject token', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const forged = noneAlgToken({ iss: idp.issuer, sub: 'mallory', aud: 'gateway', exp: now + 300, iat: now, scope: 'orders:read' });
+    const forged = noneAlgToken({
+      iss: idp.issuer,
+      sub: 'mallory',
+      aud: 'gateway',
+      exp: now + 300,
+      iat: now,
+      scope: 'orders:read',
+    });
     const response = await gatewayExchange(forged);
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_request');
@@ -169,7 +256,15 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
     const fromIdp = await idp.userToken({}, { key: privateKey });
     assert.equal((await gatewayExchange(fromIdp)).body.error, 'invalid_request');
     const now = Math.floor(Date.now() / 1000);
-    const asSts = await new SignJWT({ sub: 'mallory', aud: 'payments', client_id: 'orders', act: { sub: 'orders', act: { sub: 'gateway' } }, txn: 't', sub_type: 'user', scope: 'ledger:write' })
+    const asSts = await new SignJWT({
+      sub: 'mallory',
+      aud: 'payments',
+      client_id: 'orders',
+      act: { sub: 'orders', act: { sub: 'gateway' } },
+      txn: 't',
+      sub_type: 'user',
+      scope: 'ledger:write',
+    })
       .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'forged' })
       .setIssuer(url)
       .setIssuedAt(now)
@@ -182,7 +277,10 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
 
   it('writes JSON logs without any token in them', async () => {
     // The log writer batches lines (up to 16 KiB or 200 ms, src/telemetry/logger.ts): wait for them, never assume them written.
-    await waitFor(async () => (sts.stdout() + sts.stderr()).includes('"msg":"token issued"'), { timeoutMs: 5_000, what: 'the token issued lines' });
+    await waitFor(async () => (sts.stdout() + sts.stderr()).includes('"msg":"token issued"'), {
+      timeoutMs: 5_000,
+      what: 'the token issued lines',
+    });
     const output = sts.stdout() + sts.stderr();
     assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{10,}\./);
     for (const secret of Object.values(SECRETS)) assert.ok(!output.includes(secret));
@@ -192,7 +290,9 @@ describe('baton sts over HTTP: a three-hop chain gateway -> orders -> payments a
 describe('baton sts process lifecycle', () => {
   it('is ready with a policy, warns loudly about dev keys, and exits 0 on SIGTERM', async (t) => {
     const port = await freePort();
-    const configFile = writeStsConfig(baseConfig({ issuer: `http://127.0.0.1:${port}`, extra: { port, logLevel: 'info' } }));
+    const configFile = writeStsConfig(
+      baseConfig({ issuer: `http://127.0.0.1:${port}`, extra: { port, logLevel: 'info' } }),
+    );
     t.after(() => configFile.remove());
     const sts = await startSts(configFile);
     t.after(() => sts.stop('SIGKILL'));
@@ -216,7 +316,14 @@ describe('baton sts process lifecycle', () => {
     const issuer = 'http://sts.mesh';
     const keysDir = mkdtempSync(join(tmpdir(), 'baton-sts-keys-'));
     t.after(() => rmSync(keysDir, { recursive: true, force: true }));
-    const replica = (port: number) => writeStsConfig(baseConfig({ issuer, ordersJwks: [key.publicJwk], extra: { redis: { url: redis.url, passwordFile: secrets.sts.passwordFile }, port, keys: { dir: keysDir } } }));
+    const replica = (port: number) =>
+      writeStsConfig(
+        baseConfig({
+          issuer,
+          ordersJwks: [key.publicJwk],
+          extra: { redis: { url: redis.url, passwordFile: secrets.sts.passwordFile }, port, keys: { dir: keysDir } },
+        }),
+      );
     const [configA, configB] = [replica(portA), replica(portB)];
     t.after(() => {
       configA.remove();
@@ -241,7 +348,13 @@ describe('baton sts process lifecycle', () => {
     const key = await clientKey('orders-1');
     const port = await freePort();
     const issuer = 'http://sts.mesh';
-    const config = writeStsConfig(baseConfig({ issuer, ordersJwks: [key.publicJwk], extra: { redis: { url: redis.url, passwordFile: wrong }, port } }));
+    const config = writeStsConfig(
+      baseConfig({
+        issuer,
+        ordersJwks: [key.publicJwk],
+        extra: { redis: { url: redis.url, passwordFile: wrong }, port },
+      }),
+    );
     const sts = await startSts(config);
     t.after(async () => {
       await sts.stop();
@@ -259,7 +372,11 @@ describe('baton sts process lifecycle', () => {
       assert.equal(replayed.body.error, 'invalid_client');
     }
     // Logged once, however often it recurs; its line may sit up to 200 ms in the STS's log buffer.
-    const authFaults = () => sts.stdout().split('\n').filter((l) => l.includes('"fault":"auth"')).length;
+    const authFaults = () =>
+      sts
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('"fault":"auth"')).length;
     await waitFor(async () => authFaults() > 0, { what: 'the Redis auth fault line', timeoutMs: 5_000 });
     await new Promise((resolve) => setTimeout(resolve, 300)); // deliberate: a second line, if any, would be out by now
     assert.equal(authFaults(), 1);
@@ -271,7 +388,13 @@ describe('baton sts process lifecycle', () => {
 
   it('does not start with an unreadable Redis password file', async () => {
     const port = await freePort();
-    const config = writeStsConfig(baseConfig({ issuer: 'http://sts.mesh', ordersJwks: [(await clientKey('o')).publicJwk], extra: { redis: { url: 'redis://127.0.0.1:1', passwordFile: '/nonexistent/password' }, port } }));
+    const config = writeStsConfig(
+      baseConfig({
+        issuer: 'http://sts.mesh',
+        ordersJwks: [(await clientKey('o')).publicJwk],
+        extra: { redis: { url: 'redis://127.0.0.1:1', passwordFile: '/nonexistent/password' }, port },
+      }),
+    );
     try {
       const run = await runBaton(['sts', '--config', config.file]);
       assert.equal(run.code, 78, run.stderr);

@@ -38,7 +38,12 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   before(async () => {
     receiver = await startOtlpReceiver();
     mesh = await startMesh({
-      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_TRACES_SAMPLER: 'always_on' },
+      env: {
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+        OTEL_TRACES_SAMPLER: 'always_on',
+      },
     });
     results = await runScenarios(mesh);
     ports = mesh.services;
@@ -49,12 +54,21 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     await postInbound(mesh.services.gateway.entry, '/checkout', authorization);
     const cached = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout${QUERY}`, {
       method: 'POST',
-      headers: { authorization, 'content-type': 'application/json', 'user-agent': 'baton-e2e/1.0', traceparent: `00-${CACHED_TRACE}-00f067aa0ba902b7-01` },
+      headers: {
+        authorization,
+        'content-type': 'application/json',
+        'user-agent': 'baton-e2e/1.0',
+        traceparent: `00-${CACHED_TRACE}-00f067aa0ba902b7-01`,
+      },
       body: '{}',
     });
     await cached.body.text();
     assert.equal(cached.statusCode, 200);
-    const refused = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, { method: 'POST', headers: { traceparent: `00-${REFUSED_TRACE}-00f067aa0ba902b7-01` }, body: '{}' });
+    const refused = await request(`http://127.0.0.1:${mesh.services.gateway.entry}/checkout`, {
+      method: 'POST',
+      headers: { traceparent: `00-${REFUSED_TRACE}-00f067aa0ba902b7-01` },
+      body: '{}',
+    });
     await refused.body.text();
     assert.equal(refused.statusCode, 401);
     // The STS speaks TLS in the mtls mesh: trust the mesh's development bundle (and present no certificate).
@@ -62,13 +76,22 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     const badClient = await request(`${mesh.stsUrl}/token`, {
       ...tlsTo,
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('gateway:wrong-secret').toString('base64')}`, traceparent: `00-${STS_REFUSED_TRACE}-00f067aa0ba902b7-01` },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from('gateway:wrong-secret').toString('base64')}`,
+        traceparent: `00-${STS_REFUSED_TRACE}-00f067aa0ba902b7-01`,
+      },
       body: 'grant_type=client_credentials&audience=orders',
     });
     await badClient.body.text();
     assert.equal(badClient.statusCode, 401);
     // Scrapes and probes, which make no spans.
-    for (const url of [`${mesh.stsUrl}/metrics`, `${mesh.stsUrl}/readyz`, `${mesh.stsUrl}/livez`, `http://127.0.0.1:${mesh.services.gateway.admin}/metrics`]) {
+    for (const url of [
+      `${mesh.stsUrl}/metrics`,
+      `${mesh.stsUrl}/readyz`,
+      `${mesh.stsUrl}/livez`,
+      `http://127.0.0.1:${mesh.services.gateway.admin}/metrics`,
+    ]) {
       const scraped = await request(url, tlsTo);
       await scraped.body.text();
       assert.equal(scraped.statusCode, 200, url);
@@ -94,25 +117,51 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     const [traceId] = [...traceIds];
     return receiver.spans.filter((s) => s.traceId === traceId);
   };
-  const find = (spans: readonly ReceivedSpan[], predicate: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan => {
+  const find = (
+    spans: readonly ReceivedSpan[],
+    predicate: (s: ReceivedSpan) => boolean,
+    what: string,
+  ): ReceivedSpan => {
     const found = spans.find(predicate);
-    assert.ok(found, `expected a span: ${what}; got\n${spans.map((s) => `${s.serviceName} ${s.kind} ${s.name}`).join('\n')}`);
+    assert.ok(
+      found,
+      `expected a span: ${what}; got\n${spans.map((s) => `${s.serviceName} ${s.kind} ${s.name}`).join('\n')}`,
+    );
     return found;
   };
 
   it('drives the allowed and the denied chain', () => {
-    assert.deepEqual(results.map((r) => [r.name, r.passed]), [['allowed', true], ['denied', true]]);
+    assert.deepEqual(
+      results.map((r) => [r.name, r.passed]),
+      [
+        ['allowed', true],
+        ['denied', true],
+      ],
+    );
   });
 
   it('records the allowed chain as one trace: gateway → orders → payments, STS exchanges included, parents linked across processes', () => {
     const txn = results[0]?.txn;
     const spans = traceOf(txn);
-    const inbound = (service: string) => find(spans, (s) => s.serviceName === service && s.kind === SERVER && s.attributes['baton.direction'] === 'inbound', `${service} inbound SERVER`);
-    const egress = (service: string) => find(spans, (s) => s.serviceName === service && s.kind === CLIENT && s.attributes['baton.direction'] === 'outbound', `${service} outbound CLIENT`);
+    const inbound = (service: string) =>
+      find(
+        spans,
+        (s) => s.serviceName === service && s.kind === SERVER && s.attributes['baton.direction'] === 'inbound',
+        `${service} inbound SERVER`,
+      );
+    const egress = (service: string) =>
+      find(
+        spans,
+        (s) => s.serviceName === service && s.kind === CLIENT && s.attributes['baton.direction'] === 'outbound',
+        `${service} outbound CLIENT`,
+      );
 
     const gatewayIn = inbound('gateway');
     assert.equal(gatewayIn.parentSpanId, undefined, 'the entry hop starts the trace');
-    for (const [service, target] of [['gateway', 'orders'], ['orders', 'payments']] as const) {
+    for (const [service, target] of [
+      ['gateway', 'orders'],
+      ['orders', 'payments'],
+    ] as const) {
       const out = egress(service);
       // The app propagated the context of our SERVER span, which it was forwarded in, so its outbound call hangs under it.
       assert.equal(out.parentSpanId, inbound(service).spanId);
@@ -120,17 +169,32 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
       // The upstream actually called: the demo maps each service to its sidecar's inbound port on loopback.
       // Mesh hops are https in the mtls mesh.
       // orders charges payments over gRPC: the path is the method's.
-      assert.equal(out.attributes['url.full'], `${meshScheme}://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/shop.v1.Payments/Charge'}`);
+      assert.equal(
+        out.attributes['url.full'],
+        `${meshScheme}://127.0.0.1:${ports[target]?.inbound}${target === 'orders' ? '/orders' : '/shop.v1.Payments/Charge'}`,
+      );
       assert.equal(out.attributes['server.address'], '127.0.0.1');
       assert.equal(out.attributes['server.port'], ports[target]?.inbound);
       assert.equal(out.attributes['baton.caller'], service);
       assert.equal(out.attributes['baton.exchange.cache'], 'miss');
 
-      const exchange = find(spans, (s) => s.serviceName === service && s.kind === CLIENT && s.parentSpanId === out.spanId && s.attributes['baton.exchange.cache'] !== undefined, `${service} exchange CLIENT`);
+      const exchange = find(
+        spans,
+        (s) =>
+          s.serviceName === service &&
+          s.kind === CLIENT &&
+          s.parentSpanId === out.spanId &&
+          s.attributes['baton.exchange.cache'] !== undefined,
+        `${service} exchange CLIENT`,
+      );
       assert.equal(exchange.attributes['baton.exchange.cache'], 'miss');
       assert.equal(exchange.attributes['baton.exchange.outcome'], 'issued');
       assert.equal(exchange.attributes['url.full'], `${stsUrl}/token`);
-      const sts = find(spans, (s) => s.serviceName === 'baton-sts' && s.parentSpanId === exchange.spanId, `STS span under ${service}'s exchange`);
+      const sts = find(
+        spans,
+        (s) => s.serviceName === 'baton-sts' && s.parentSpanId === exchange.spanId,
+        `STS span under ${service}'s exchange`,
+      );
       assert.equal(sts.kind, SERVER);
       assert.equal(sts.name, 'POST /token');
       assert.equal(sts.attributes['http.route'], '/token');
@@ -178,10 +242,22 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   it('records a cache hit on the egress span and adds no exchange span for it', () => {
     const spans = receiver.spans.filter((s) => s.traceId === CACHED_TRACE);
     const egress = spans.filter((s) => s.kind === CLIENT && s.attributes['baton.direction'] === 'outbound');
-    assert.deepEqual(egress.map((s) => [s.serviceName, s.attributes['baton.exchange.cache']]).sort(), [['gateway', 'hit'], ['orders', 'hit']]);
-    assert.deepEqual(spans.filter((s) => s.name === 'POST /token' || s.serviceName === 'baton-sts'), []);
+    assert.deepEqual(egress.map((s) => [s.serviceName, s.attributes['baton.exchange.cache']]).sort(), [
+      ['gateway', 'hit'],
+      ['orders', 'hit'],
+    ]);
+    assert.deepEqual(
+      spans.filter((s) => s.name === 'POST /token' || s.serviceName === 'baton-sts'),
+      [],
+    );
     // One SERVER span per sidecar and one CLIENT span per call out; nothing per cache lookup or per forward to the app.
-    assert.deepEqual(spans.map((s) => `${s.serviceName} ${s.kind}`).sort(), ['gateway 2', 'gateway 3', 'orders 2', 'orders 3', 'payments 2']);
+    assert.deepEqual(spans.map((s) => `${s.serviceName} ${s.kind}`).sort(), [
+      'gateway 2',
+      'gateway 3',
+      'orders 2',
+      'orders 3',
+      'payments 2',
+    ]);
   });
 
   it('follows the stable HTTP conventions: client.address, user_agent.original, network.protocol.version, url.query with its values redacted', () => {
@@ -198,7 +274,12 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     // The port the request arrived on: the gateway's plaintext entry listener, outside the mesh.
     assert.equal(gatewayIn.attributes['server.port'], ports.gateway?.entry);
     // HTTP/1.1 hops say 1.1; orders → payments is gRPC, HTTP/2 end to end.
-    for (const span of spans.filter((s) => s.kind === CLIENT)) assert.equal(span.attributes['network.protocol.version'], span.serviceName === 'orders' ? '2' : '1.1', `${span.serviceName} CLIENT`);
+    for (const span of spans.filter((s) => s.kind === CLIENT))
+      assert.equal(
+        span.attributes['network.protocol.version'],
+        span.serviceName === 'orders' ? '2' : '1.1',
+        `${span.serviceName} CLIENT`,
+      );
   });
 
   it('names the tracer with its version, and each process with service.version and its own service.instance.id', () => {
@@ -207,8 +288,14 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     for (const span of receiver.spans) {
       assert.deepEqual(span.scope, { name: 'baton', version: BATON_VERSION });
       assert.equal(span.resource['service.version'], BATON_VERSION);
-      assert.match(String(span.resource['service.instance.id']), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
-      instances.set(span.serviceName, (instances.get(span.serviceName) ?? new Set()).add(span.resource['service.instance.id']));
+      assert.match(
+        String(span.resource['service.instance.id']),
+        /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+      );
+      instances.set(
+        span.serviceName,
+        (instances.get(span.serviceName) ?? new Set()).add(span.resource['service.instance.id']),
+      );
     }
     // One id per process, a different one in each.
     assert.deepEqual([...instances.keys()].sort(), ['baton-sts', 'gateway', 'orders', 'payments']);
@@ -217,11 +304,19 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   });
 
   it('says why a SERVER span was refused (error.type), leaving its status unset for a 4xx as the conventions require', () => {
-    const gateway = find(receiver.spans, (s) => s.traceId === REFUSED_TRACE && s.serviceName === 'gateway' && s.kind === SERVER, 'refused gateway SERVER span');
+    const gateway = find(
+      receiver.spans,
+      (s) => s.traceId === REFUSED_TRACE && s.serviceName === 'gateway' && s.kind === SERVER,
+      'refused gateway SERVER span',
+    );
     assert.equal(gateway.attributes['http.response.status_code'], 401);
     assert.equal(gateway.attributes['error.type'], UnauthenticatedError.code);
     assert.equal(gateway.statusCode, 0);
-    const sts = find(receiver.spans, (s) => s.traceId === STS_REFUSED_TRACE && s.serviceName === 'baton-sts', 'refused STS SERVER span');
+    const sts = find(
+      receiver.spans,
+      (s) => s.traceId === STS_REFUSED_TRACE && s.serviceName === 'baton-sts',
+      'refused STS SERVER span',
+    );
     assert.equal(sts.kind, SERVER);
     assert.equal(sts.attributes['http.response.status_code'], 401);
     assert.equal(sts.attributes['error.type'], InvalidClientError.code);
@@ -229,13 +324,22 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   });
 
   it('traces no Prometheus scrape and no health probe', () => {
-    const operational = receiver.spans.filter((s) => ['/metrics', '/livez', '/readyz'].includes(String(s.attributes['url.path'])));
-    assert.deepEqual(operational.map((s) => `${s.serviceName} ${s.name} ${String(s.attributes['url.path'])}`), []);
+    const operational = receiver.spans.filter((s) =>
+      ['/metrics', '/livez', '/readyz'].includes(String(s.attributes['url.path'])),
+    );
+    assert.deepEqual(
+      operational.map((s) => `${s.serviceName} ${s.name} ${String(s.attributes['url.path'])}`),
+      [],
+    );
   });
 
   it('marks the denied call as an error span naming the rule', () => {
     const spans = traceOf(results[1]?.txn);
-    const denied = find(spans, (s) => s.serviceName === 'gateway' && s.kind === CLIENT && s.attributes['baton.decision'] === 'deny', 'denied egress span');
+    const denied = find(
+      spans,
+      (s) => s.serviceName === 'gateway' && s.kind === CLIENT && s.attributes['baton.decision'] === 'deny',
+      'denied egress span',
+    );
     assert.equal(denied.statusCode, ERROR);
     assert.equal(denied.attributes['baton.rule'], 'payments.accepts');
     assert.equal(denied.attributes['baton.target'], 'payments');
@@ -248,19 +352,27 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
   });
 
   it('puts trace_id and span_id next to txn on every audit line, matching the spans', () => {
-    const audit = logLines.filter((l) => l.event === 'decision' || l.msg === 'token issued' || l.msg === 'token refused by policy');
+    const audit = logLines.filter(
+      (l) => l.event === 'decision' || l.msg === 'token issued' || l.msg === 'token refused by policy',
+    );
     assert.ok(audit.length >= 9, `expected the audit lines of both scenarios, got ${audit.length}`);
     const spanIds = new Set(receiver.spans.map((s) => `${s.traceId}/${s.spanId}`));
     for (const line of audit) {
       assert.equal(typeof line.txn, 'string');
       assert.match(String(line.trace_id), /^[0-9a-f]{32}$/);
-      assert.ok(spanIds.has(`${String(line.trace_id)}/${String(line.span_id)}`), `audit line joins a received span: ${JSON.stringify(line)}`);
+      assert.ok(
+        spanIds.has(`${String(line.trace_id)}/${String(line.span_id)}`),
+        `audit line joins a received span: ${JSON.stringify(line)}`,
+      );
     }
   });
 
   it('leaks no token material into any log line or exported span', () => {
     assert.ok(receiver.bodies.length > 0);
-    for (const [what, text] of [['logs', logText], ['OTLP bodies', receiver.bodies.join('\n')]] as const) {
+    for (const [what, text] of [
+      ['logs', logText],
+      ['OTLP bodies', receiver.bodies.join('\n')],
+    ] as const) {
       assert.ok(!text.includes('eyJ'), `found JWT material in ${what}`);
       assert.ok(!/Bearer /i.test(text), `found a Bearer value in ${what}`);
     }
@@ -273,7 +385,13 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.deepEqual(trail.hops, ['gateway', 'orders', 'payments']);
     assert.equal(trail.traceIds.length, 1);
     assert.equal(trail.deniedAt, undefined);
-    const rows = trail.events.map((e: Record<string, unknown>) => [e.service, e.direction ?? e.component, e.target, e.rule, e.decision]);
+    const rows = trail.events.map((e: Record<string, unknown>) => [
+      e.service,
+      e.direction ?? e.component,
+      e.target,
+      e.rule,
+      e.decision,
+    ]);
     assert.deepEqual(rows, [
       ['gateway', 'inbound', 'gateway', 'gateway.accepts.public-api', 'allow'],
       ['gateway', 'outbound', 'orders', 'orders.accepts.from-gateway', 'allow'],
@@ -291,7 +409,10 @@ describe('traces across the three-hop mesh (OTLP/HTTP JSON to a loopback receive
     assert.equal(code, 0);
     assert.match(stdout, new RegExp(`^txn: +${results[1]?.txn}$`, 'm'));
     assert.match(stdout, /^hops: +gateway +✘ denied at gateway outbound → payments by payments\.accepts \(no_edge\)$/m);
-    assert.match(stdout, /outbound .*→ payments .*POST \/charges .*deny .*rule=payments\.accepts +cause=no_edge +status=403/);
+    assert.match(
+      stdout,
+      /outbound .*→ payments .*POST \/charges .*deny .*rule=payments\.accepts +cause=no_edge +status=403/,
+    );
   });
 
   it('baton audit exits 1 when nothing matches', async () => {

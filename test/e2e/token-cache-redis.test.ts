@@ -6,7 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { TokenType } from '../../src/core/token-types.ts';
 import { createTokenExchanger, type ExchangeClient } from '../../src/sidecar/exchange/exchanger.ts';
-import { type CachedToken, createTokenCache, type RedisTierEvent, type TokenCache } from '../../src/sidecar/exchange/token-cache.ts';
+import {
+  type CachedToken,
+  createTokenCache,
+  type RedisTierEvent,
+  type TokenCache,
+} from '../../src/sidecar/exchange/token-cache.ts';
 import { loadSealKeys, type SealKeys } from '../../src/sidecar/exchange/token-seal.ts';
 import { waitFor } from '../helpers/net.ts';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
@@ -18,7 +23,12 @@ const JWT = `eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9.${Buffer.from('{"sub":"ali
 const logs = capturingLogger();
 
 const EXPIRES_AT = Math.floor(Date.now() / 1000) + 600;
-const token = (accessToken = JWT): CachedToken => ({ accessToken, expiresAt: EXPIRES_AT, scope: 'payments:charge', issuedTokenType: TokenType.accessToken });
+const token = (accessToken = JWT): CachedToken => ({
+  accessToken,
+  expiresAt: EXPIRES_AT,
+  scope: 'payments:charge',
+  issuedTokenType: TokenType.accessToken,
+});
 
 describe('token cache with a Redis tier: sealed, one ACL user per service', () => {
   let redis: RedisServer;
@@ -40,11 +50,22 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     await sts.close();
     await redis.stop();
     secrets.remove();
-    for (const line of logs.lines) assert.ok(!line.includes(SUBJECT) && !line.includes(JWT) && !/"at-\d+"/.test(line), `a token reached the log: ${line}`);
+    for (const line of logs.lines)
+      assert.ok(
+        !line.includes(SUBJECT) && !line.includes(JWT) && !/"at-\d+"/.test(line),
+        `a token reached the log: ${line}`,
+      );
   });
 
   async function connect(auth: { username?: string; password?: string }): Promise<Redis> {
-    const client = new Redis(redis.url, { ...auth, protocol: 2, lazyConnect: true, maxRetriesPerRequest: 0, enableReadyCheck: false, retryStrategy: () => null });
+    const client = new Redis(redis.url, {
+      ...auth,
+      protocol: 2,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableReadyCheck: false,
+      retryStrategy: () => null,
+    });
     client.on('error', () => {});
     closers.push(async () => client.disconnect());
     await client.connect();
@@ -73,23 +94,36 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
         Redis,
         url: redis.url,
         service,
-        credentials: { username: setup.username ?? files.username, passwordFile: setup.passwordFile ?? files.passwordFile },
+        credentials: {
+          username: setup.username ?? files.username,
+          passwordFile: setup.passwordFile ?? files.passwordFile,
+        },
         sealKeys: setup.sealKeys ?? loadSealKeys(files.sealKeyFile),
         commandTimeoutMs: 50,
       },
     });
     closers.push(() => created.close());
-    if (setup.connected !== false) await waitFor(async () => events.includes('available'), { what: 'redis tier connected', timeoutMs: 5_000 });
+    if (setup.connected !== false)
+      await waitFor(async () => events.includes('available'), { what: 'redis tier connected', timeoutMs: 5_000 });
     return created;
   }
 
   function exchanger(c: TokenCache): ExchangeClient {
-    const created = createTokenExchanger({ tokenEndpoint: sts.tokenEndpoint, clientId: 'orders', clientSecret: 's3cret-s3cret-s3cret', authMethod: 'client_secret_basic', config: exchangeConfig(), cache: c, logger: logs.logger });
+    const created = createTokenExchanger({
+      tokenEndpoint: sts.tokenEndpoint,
+      clientId: 'orders',
+      clientSecret: 's3cret-s3cret-s3cret',
+      authMethod: 'client_secret_basic',
+      config: exchangeConfig(),
+      cache: c,
+      logger: logs.logger,
+    });
     closers.push(() => created.close());
     return created;
   }
 
-  const exchange = (x: ExchangeClient, subject = SUBJECT) => x.exchange({ subjectToken: subject, subjectTokenType: TokenType.accessToken, audience: 'payments' });
+  const exchange = (x: ExchangeClient, subject = SUBJECT) =>
+    x.exchange({ subjectToken: subject, subjectTokenType: TokenType.accessToken, audience: 'payments' });
 
   it('shares exchanged tokens between two replicas of a service: the second hits Redis, not the STS', async () => {
     const [a, b] = [await cache(), await cache()];
@@ -120,12 +154,15 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     }
   });
 
-  it('refuses another service\'s ACL user on this service\'s keys, and the unauthenticated user everywhere', async () => {
+  it("refuses another service's ACL user on this service's keys, and the unauthenticated user everywhere", async () => {
     await (await cache()).set(`victim-${randomBytes(4).toString('hex')}`, token());
     const [orderKey] = await admin.keys('baton:orders:*');
     assert.ok(orderKey);
     const payments = secrets.sidecar('payments');
-    const other = await connect({ username: payments.username, password: readFileSync(payments.passwordFile, 'utf8').trim() });
+    const other = await connect({
+      username: payments.username,
+      password: readFileSync(payments.passwordFile, 'utf8').trim(),
+    });
     await assert.rejects(other.get(orderKey), /^ReplyError: NOPERM/);
     await assert.rejects(other.set(orderKey, 'forged'), /^ReplyError: NOPERM/);
     await assert.rejects(other.call('KEYS', '*'), /^ReplyError: NOPERM/);
@@ -135,14 +172,20 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     const anonymous = await connect({});
     await assert.rejects(anonymous.get(orderKey), /^ReplyError: NOAUTH/);
     const errors: string[] = [];
-    const guesser = new Redis(redis.url, { username: payments.username, password: 'wrong-password', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const guesser = new Redis(redis.url, {
+      username: payments.username,
+      password: 'wrong-password',
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    });
     guesser.on('error', (error: Error) => errors.push(error.message));
     await assert.rejects(guesser.connect());
     guesser.disconnect();
     assert.match(errors.join('\n'), /WRONGPASS/);
   });
 
-  it('does not open a blob moved under another key or into another service\'s prefix, even with a shared seal key', async () => {
+  it("does not open a blob moved under another key or into another service's prefix, even with a shared seal key", async () => {
     // Worst case for the binding: both services were given the same seal key by mistake.
     const shared = loadSealKeys(secrets.sidecar('orders').sealKeyFile);
     const events: RedisTierEvent[] = [];
@@ -162,7 +205,12 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     assert.ok(events.filter((e) => e === 'unsealable').length >= blobs.size, 'each failed open is counted');
     // Within one prefix too: a blob under another entry's name does not open.
     const other = `other-${randomBytes(4).toString('hex')}`;
-    await admin.set(`baton:orders:${hash('sha256', other, 'base64url')}`, [...blobs.values()][0] as string, 'PX', 60_000);
+    await admin.set(
+      `baton:orders:${hash('sha256', other, 'base64url')}`,
+      [...blobs.values()][0] as string,
+      'PX',
+      60_000,
+    );
     assert.equal(await (await cache({ sealKeys: shared })).get(other), undefined);
   });
 
@@ -192,7 +240,8 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     const x = exchanger(c);
     await waitFor(async () => events.includes('auth'), { what: 'auth failure reported', timeoutMs: 5_000 });
     const started = Date.now();
-    for (let i = 0; i < 20; i++) assert.equal((await exchange(x, `${SUBJECT}-wrongpass`)).accessToken.startsWith('at-'), true);
+    for (let i = 0; i < 20; i++)
+      assert.equal((await exchange(x, `${SUBJECT}-wrongpass`)).accessToken.startsWith('at-'), true);
     assert.ok(Date.now() - started < 1_000, `a refused Redis cost ${Date.now() - started} ms`);
     // Reconnects keep being refused; the state changed once. A deliberate wait, not a gate: it spans
     // several reconnect attempts (200 ms, then 400 ms) to show that none of them is reported again.
@@ -208,7 +257,10 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     const c = await cache({ passwordFile: file, events, connected: false });
     await waitFor(async () => events.includes('auth'), { what: 'auth failure reported', timeoutMs: 5_000 });
     writeFileSync(file, readFileSync(secrets.sidecar('orders').passwordFile));
-    await waitFor(async () => events.at(-1) === 'available', { what: 'reconnected with the new password', timeoutMs: 5_000 });
+    await waitFor(async () => events.at(-1) === 'available', {
+      what: 'reconnected with the new password',
+      timeoutMs: 5_000,
+    });
     const key = `after-rotation-${randomBytes(4).toString('hex')}`;
     await c.set(key, token());
     assert.deepEqual(await (await cache()).get(key), token());
@@ -219,10 +271,13 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     const payments = secrets.sidecar('payments');
     const events: RedisTierEvent[] = [];
     const c = await cache({ username: payments.username, passwordFile: payments.passwordFile, events });
-    await waitFor(async () => {
-      await c.set('probe', token('probe'));
-      return events.includes('noperm');
-    }, { what: 'noperm reported', timeoutMs: 5_000 });
+    await waitFor(
+      async () => {
+        await c.set('probe', token('probe'));
+        return events.includes('noperm');
+      },
+      { what: 'noperm reported', timeoutMs: 5_000 },
+    );
     const x = exchanger(c);
     const before = await commandCount('get');
     for (let i = 0; i < 20; i++) await exchange(x, `${SUBJECT}-noperm-${i % 2}`);
@@ -234,7 +289,9 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
   async function commandCount(command: string): Promise<number> {
     const info = (await admin.call('INFO', 'commandstats')) as string;
     const line = info.split('\n').find((l) => l.startsWith(`cmdstat_${command}:`));
-    return line === undefined ? 0 : Number(/calls=(\d+)/.exec(line)?.[1] ?? 0) + Number(/rejected_calls=(\d+)/.exec(line)?.[1] ?? 0);
+    return line === undefined
+      ? 0
+      : Number(/calls=(\d+)/.exec(line)?.[1] ?? 0) + Number(/rejected_calls=(\d+)/.exec(line)?.[1] ?? 0);
   }
 
   it('keeps working without errors when Redis hangs on a live connection, within its command timeout', async () => {
@@ -271,6 +328,9 @@ describe('token cache with a Redis tier: sealed, one ACL user per service', () =
     await waitFor(async () => events.includes('unavailable'), { what: 'unavailability reported', timeoutMs: 3_000 });
     redis = await redis.restart();
     await waitFor(async () => events.at(-1) === 'available', { what: 'recovery reported', timeoutMs: 5_000 });
-    assert.deepEqual(events.filter((e) => e !== 'unsealable'), ['available', 'unavailable', 'available']);
+    assert.deepEqual(
+      events.filter((e) => e !== 'unsealable'),
+      ['available', 'unavailable', 'available'],
+    );
   });
 });

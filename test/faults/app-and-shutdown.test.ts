@@ -23,9 +23,15 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
   });
 
   async function inbound(path: string, dispatcher?: Agent): Promise<{ status: number; code?: string }> {
-    const r = await request(`http://127.0.0.1:${mesh.ports.inbound}${path}`, { headers: { authorization: `Bearer ${mesh.ordersToken()}` }, ...(dispatcher === undefined ? {} : { dispatcher }) });
+    const r = await request(`http://127.0.0.1:${mesh.ports.inbound}${path}`, {
+      headers: { authorization: `Bearer ${mesh.ordersToken()}` },
+      ...(dispatcher === undefined ? {} : { dispatcher }),
+    });
     const text = await r.body.text();
-    return { status: r.statusCode, ...(text.startsWith('{"type"') ? { code: (JSON.parse(text) as { code: string }).code } : {}) };
+    return {
+      status: r.statusCode,
+      ...(text.startsWith('{"type"') ? { code: (JSON.parse(text) as { code: string }).code } : {}),
+    };
   }
 
   it('answers 504 when the app is slower than the timeout, within the timeout', async () => {
@@ -88,7 +94,11 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
     // One request is in flight inside the app when the signal arrives.
     const held = mesh.slowArrived();
     const inflight = inbound('/slow');
-    await waitFor(async () => mesh.slowArrived() > held, { what: 'the slow request inside the app', timeoutMs: 5_000, intervalMs: 10 });
+    await waitFor(async () => mesh.slowArrived() > held, {
+      what: 'the slow request inside the app',
+      timeoutMs: 5_000,
+      intervalMs: 10,
+    });
     const started = Date.now();
     mesh.orders.child.kill('SIGTERM');
     const code = await mesh.orders.exited;
@@ -103,7 +113,15 @@ describe('faults: the app, the upstream, and SIGTERM', { timeout: 90_000 }, () =
     const served = outcomes.filter((o) => typeof o === 'number');
     assert.ok(served.length > 0);
     // Nothing after the signal is answered by anything but the sidecar's own statuses; failures are refused connections.
-    assert.ok(served.every((s) => s === 200 || s === 503), JSON.stringify([...new Set(outcomes)]));
-    assert.ok(outcomes.every((o) => typeof o === 'number' || o === 'ECONNREFUSED' || o === 'UND_ERR_SOCKET' || o === 'ECONNRESET'), JSON.stringify([...new Set(outcomes)]));
+    assert.ok(
+      served.every((s) => s === 200 || s === 503),
+      JSON.stringify([...new Set(outcomes)]),
+    );
+    assert.ok(
+      outcomes.every(
+        (o) => typeof o === 'number' || o === 'ECONNREFUSED' || o === 'UND_ERR_SOCKET' || o === 'ECONNRESET',
+      ),
+      JSON.stringify([...new Set(outcomes)]),
+    );
   });
 });

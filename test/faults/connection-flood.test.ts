@@ -36,14 +36,16 @@ const portOf = (url: string): number => Number(new URL(url).port);
 async function connectAndFin(port: number, count: number): Promise<void> {
   for (let done = 0; done < count; done += BATCH) {
     await Promise.all(
-      Array.from({ length: Math.min(BATCH, count - done) }, () =>
-        new Promise<void>((resolve) => {
-          const socket = connect(port, '127.0.0.1', () => socket.end());
-          socket.on('error', () => resolve());
-          socket.resume();
-          socket.on('finish', () => resolve());
-          socket.on('close', () => resolve());
-        }),
+      Array.from(
+        { length: Math.min(BATCH, count - done) },
+        () =>
+          new Promise<void>((resolve) => {
+            const socket = connect(port, '127.0.0.1', () => socket.end());
+            socket.on('error', () => resolve());
+            socket.resume();
+            socket.on('finish', () => resolve());
+            socket.on('close', () => resolve());
+          }),
       ),
     );
   }
@@ -52,10 +54,14 @@ async function connectAndFin(port: number, count: number): Promise<void> {
 /** Connections that are opened and then say nothing: a handshake never started, a request never sent. */
 async function silentConnections(port: number, count: number): Promise<Socket[]> {
   return Promise.all(
-    Array.from({ length: count }, () => new Promise<Socket>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => resolve(socket));
-      socket.on('error', () => resolve(socket));
-    })),
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<Socket>((resolve) => {
+          const socket = connect(port, '127.0.0.1', () => resolve(socket));
+          socket.on('error', () => resolve(socket));
+        }),
+    ),
   );
 }
 
@@ -79,7 +85,29 @@ describe('a bare connect-and-FIN flood on every listening port of every part', {
     dir = mkdtempSync(join(tmpdir(), 'baton-flood-'));
     const cert = join(dir, 'tls.crt');
     const key = join(dir, 'tls.key');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=injector', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=injector',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     copyFileSync(cert, join(dir, 'ca.crt'));
     injectorPort = await freePort();
     injector = startBaton(['injector', '--tls-cert', cert, '--tls-key', key, '--port', String(injectorPort)]);
@@ -89,11 +117,18 @@ describe('a bare connect-and-FIN flood on every listening port of every part', {
       name: process.name,
       pid: () => process.child.pid as number,
       ports: () => ports,
-      exited: () => new Promise((resolve) => (process.child.exitCode !== null ? resolve(process.child.exitCode) : process.child.once('exit', (code) => resolve(code)))),
+      exited: () =>
+        new Promise((resolve) =>
+          process.child.exitCode !== null
+            ? resolve(process.child.exitCode)
+            : process.child.once('exit', (code) => resolve(code)),
+        ),
       signal: (signal) => void process.child.kill(signal),
     });
     parts.push(meshPart(mesh.process('sts'), { tls: portOf(mesh.stsUrl), admin: portOf(mesh.stsAdminUrl) }));
-    parts.push(meshPart(mesh.process('policy-server'), { tls: portOf(mesh.policyUrl), admin: portOf(mesh.policyAdminUrl) }));
+    parts.push(
+      meshPart(mesh.process('policy-server'), { tls: portOf(mesh.policyUrl), admin: portOf(mesh.policyAdminUrl) }),
+    );
     for (const service of ['gateway', 'orders', 'payments'] as const) {
       const ports = mesh.services[service];
       parts.push(
@@ -109,7 +144,12 @@ describe('a bare connect-and-FIN flood on every listening port of every part', {
       name: 'injector',
       pid: () => injector.child.pid as number,
       ports: () => ({ tls: injectorPort }),
-      exited: () => new Promise((resolve) => (injector.child.exitCode !== null ? resolve(injector.child.exitCode) : injector.child.once('exit', (code) => resolve(code)))),
+      exited: () =>
+        new Promise((resolve) =>
+          injector.child.exitCode !== null
+            ? resolve(injector.child.exitCode)
+            : injector.child.once('exit', (code) => resolve(code)),
+        ),
       signal: (signal) => void injector.child.kill(signal),
     });
   });
@@ -140,18 +180,26 @@ describe('a bare connect-and-FIN flood on every listening port of every part', {
   it('ends each part on SIGTERM within its grace period, with silent connections still open on every port', async () => {
     const held: Socket[] = [];
     try {
-      for (const part of parts) for (const port of Object.values(part.ports())) held.push(...(await silentConnections(port, 20)));
+      for (const part of parts)
+        for (const port of Object.values(part.ports())) held.push(...(await silentConnections(port, 20)));
       const timings = await Promise.all(
         parts.map(async (part) => {
           const started = Date.now();
           const exited = part.exited();
           part.signal('SIGTERM');
-          const code = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), GRACE_MS + 5_000).unref())]);
+          const code = await Promise.race([
+            exited,
+            new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), GRACE_MS + 5_000).unref()),
+          ]);
           return { name: part.name, code, ms: Date.now() - started };
         }),
       );
       const late = timings.filter((t) => t.code !== 0 || t.ms > GRACE_MS);
-      assert.deepEqual(late, [], `every part exits 0 within ${GRACE_MS} ms of SIGTERM ('hung': still running ${GRACE_MS + 5_000} ms after)`);
+      assert.deepEqual(
+        late,
+        [],
+        `every part exits 0 within ${GRACE_MS} ms of SIGTERM ('hung': still running ${GRACE_MS + 5_000} ms after)`,
+      );
     } finally {
       for (const socket of held) socket.destroy();
     }

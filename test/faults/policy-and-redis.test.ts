@@ -23,7 +23,9 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
   });
 
   async function orders(path: string): Promise<number> {
-    const r = await request(`http://127.0.0.1:${mesh.ports.inbound}${path}`, { headers: { authorization: `Bearer ${mesh.ordersToken()}` } });
+    const r = await request(`http://127.0.0.1:${mesh.ports.inbound}${path}`, {
+      headers: { authorization: `Bearer ${mesh.ordersToken()}` },
+    });
     await r.body.dump();
     return r.statusCode;
   }
@@ -70,7 +72,10 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
     // Server down: the sidecar's next poll (a new connection) is reset.
     const polled = mesh.proxies.policy.connections();
     mesh.proxies.policy.set({ kind: 'reset' }, { cut: true });
-    await waitFor(async () => mesh.proxies.policy.connections() > polled, { what: 'a poll against the dead policy server', timeoutMs: 10_000 });
+    await waitFor(async () => mesh.proxies.policy.connections() > polled, {
+      what: 'a poll against the dead policy server',
+      timeoutMs: 10_000,
+    });
     assert.equal(await orders('/extra'), 200);
     assert.equal(await mesh.policyVersion(), second);
     mesh.proxies.policy.set({ kind: 'pass' });
@@ -90,7 +95,10 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
         const held = await mesh.policyVersion();
         assert.ok(held >= second, what);
         // The sidecar logs each document it refuses: wait until it has judged the impostor's.
-        await waitFor(async () => refusals() > refusedBefore, { what: `the sidecar refusing ${what}`, timeoutMs: 15_000 });
+        await waitFor(async () => refusals() > refusedBefore, {
+          what: `the sidecar refusing ${what}`,
+          timeoutMs: 15_000,
+        });
         assert.equal(await mesh.policyVersion(), held, what);
         assert.equal(await orders('/extra'), 200, `${what}: the v2 decision still holds`);
         const ready = await request(`http://127.0.0.1:${mesh.ports.admin}/readyz`);
@@ -105,17 +113,31 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
   it('is not ready, and refuses every request, with no policy at start', async () => {
     mesh.proxies.policy.set({ kind: 'reset' }, { cut: true });
     const config = `${mesh.dir}/orders.yaml`;
-    const sidecar = startBaton(['sidecar', '--config', config, '--inbound-port', '0', '--outbound-port', '0', '--admin-port', '0']);
+    const sidecar = startBaton([
+      'sidecar',
+      '--config',
+      config,
+      '--inbound-port',
+      '0',
+      '--outbound-port',
+      '0',
+      '--admin-port',
+      '0',
+    ]);
     try {
       await sidecar.waitForOutput(/"msg":"sidecar listening"/, 15_000);
-      const line = (sidecar.stdout() + sidecar.stderr()).split('\n').find((l) => l.includes('"msg":"sidecar listening"')) as string;
+      const line = (sidecar.stdout() + sidecar.stderr())
+        .split('\n')
+        .find((l) => l.includes('"msg":"sidecar listening"')) as string;
       const { inbound, admin } = JSON.parse(line) as { inbound: number; admin: number };
       const hits = mesh.app.hits;
       for (let i = 0; i < 3; i++) {
         const ready = await request(`http://127.0.0.1:${admin}/readyz`);
         await ready.body.dump();
         assert.equal(ready.statusCode, 503);
-        const r = await request(`http://127.0.0.1:${inbound}/orders`, { headers: { authorization: `Bearer ${mesh.ordersToken()}` } });
+        const r = await request(`http://127.0.0.1:${inbound}/orders`, {
+          headers: { authorization: `Bearer ${mesh.ordersToken()}` },
+        });
         await r.body.dump();
         assert.equal(r.statusCode, 503);
         await new Promise((resolve) => setTimeout(resolve, 300));
@@ -148,10 +170,12 @@ describe('faults: the policy server and Redis', { timeout: 90_000 }, () => {
       redis.set(up ? { kind: 'pass' } : { kind: 'reset' }, { cut: true });
     }, 150);
     try {
-      const answers = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
-        await new Promise((resolve) => setTimeout(resolve, i * 40));
-        return (await mesh.charge(await mesh.handle())).status;
-      }));
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, async (_, i) => {
+          await new Promise((resolve) => setTimeout(resolve, i * 40));
+          return (await mesh.charge(await mesh.handle())).status;
+        }),
+      );
       assert.deepEqual([...new Set(answers)], [200]);
     } finally {
       clearInterval(flap);

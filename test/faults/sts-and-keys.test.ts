@@ -28,13 +28,22 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
   // a fresh subject answers 200, which also shows the circuit closed.
   beforeEach(async () => {
     for (const proxy of Object.values(mesh.proxies)) proxy?.set({ kind: 'pass' }, { cut: true });
-    assert.equal(await waitForStatus(200, async () => (await mesh.charge(await mesh.handle())).status, 20_000), 200, 'a healthy mesh before the row');
+    assert.equal(
+      await waitForStatus(200, async () => (await mesh.charge(await mesh.handle())).status, 20_000),
+      200,
+      'a healthy mesh before the row',
+    );
   });
 
   async function inbound(token: string): Promise<{ status: number; code?: string }> {
-    const r = await request(`http://127.0.0.1:${mesh.ports.inbound}/orders`, { headers: { authorization: `Bearer ${token}` } });
-    const body = (await r.body.text());
-    return { status: r.statusCode, ...(body.startsWith('{"type"') ? { code: (JSON.parse(body) as { code: string }).code } : {}) };
+    const r = await request(`http://127.0.0.1:${mesh.ports.inbound}/orders`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const body = await r.body.text();
+    return {
+      status: r.statusCode,
+      ...(body.startsWith('{"type"') ? { code: (JSON.parse(body) as { code: string }).code } : {}),
+    };
   }
 
   it('STS down: a cached exchanged token keeps working, an uncached exchange is 503, nothing reaches the upstream unauthenticated', async () => {
@@ -98,7 +107,7 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
     assert.equal(await waitForStatus(200, async () => (await mesh.charge(await mesh.handle())).status, 20_000), 200);
   });
 
-  it('STS answering well-formed but unusable: expired tokens and 429s are the request\'s error, never an outage that opens the circuit', async () => {
+  it("STS answering well-formed but unusable: expired tokens and 429s are the request's error, never an outage that opens the circuit", async () => {
     await mesh.stopSts();
     let answers = 0;
     // A token endpoint that answers: first tokens already expired, then 429s, then a refusal.
@@ -107,8 +116,17 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
       req.on('end', () => {
         answers++;
         res.setHeader('content-type', 'application/json');
-        if (answers <= 6) res.writeHead(200).end(JSON.stringify({ access_token: `expired-${answers}`, token_type: 'Bearer', expires_in: 0, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }));
-        else if (answers <= 12) res.writeHead(429, { 'retry-after': '1' }).end(JSON.stringify({ error: 'temporarily_unavailable' }));
+        if (answers <= 6)
+          res.writeHead(200).end(
+            JSON.stringify({
+              access_token: `expired-${answers}`,
+              token_type: 'Bearer',
+              expires_in: 0,
+              issued_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+            }),
+          );
+        else if (answers <= 12)
+          res.writeHead(429, { 'retry-after': '1' }).end(JSON.stringify({ error: 'temporarily_unavailable' }));
         else res.writeHead(400).end(JSON.stringify({ error: 'invalid_target', error_description: 'refused' }));
       });
     });
@@ -139,7 +157,19 @@ describe('faults: the STS and its keys', { timeout: 90_000 }, () => {
     try {
       assert.equal((await inbound(mesh.ordersToken())).status, 200);
       const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-      const rotated = compact({ alg: 'ES256', typ: 'at+jwt', kid: `rotated-${randomUUID()}` }, { iss: mesh.stsUrl, sub: 'a', sub_type: 'user', aud: 'orders', client_id: 'gateway', act: { sub: 'gateway' }, exp: Math.floor(Date.now() / 1000) + 60 }, es256(stranger.privateKey));
+      const rotated = compact(
+        { alg: 'ES256', typ: 'at+jwt', kid: `rotated-${randomUUID()}` },
+        {
+          iss: mesh.stsUrl,
+          sub: 'a',
+          sub_type: 'user',
+          aud: 'orders',
+          client_id: 'gateway',
+          act: { sub: 'gateway' },
+          exp: Math.floor(Date.now() / 1000) + 60,
+        },
+        es256(stranger.privateKey),
+      );
       const before = mesh.app.hits;
       const refused = await inbound(rotated);
       assert.equal(refused.status, 401);

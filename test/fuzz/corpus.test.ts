@@ -21,7 +21,10 @@ describe('fuzz corpus', () => {
     });
 
     it(`${target.name}: a short fast-check run over arbitrary strings finds nothing`, () => {
-      fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (input) => target.run(input)), { numRuns: 300 });
+      fc.assert(
+        fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (input) => target.run(input)),
+        { numRuns: 300 },
+      );
     });
   }
 });

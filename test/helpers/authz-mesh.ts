@@ -35,7 +35,12 @@ export interface AuthzOptions {
 }
 
 /** The config docs/authz.md shows for `service` in this mesh. */
-export function authzConfig(mesh: Mesh, service: DemoServiceName, ports: { grpc: number; http: number; admin: number }, extra: Readonly<Record<string, unknown>> = {}): Record<string, unknown> {
+export function authzConfig(
+  mesh: Mesh,
+  service: DemoServiceName,
+  ports: { grpc: number; http: number; admin: number },
+  extra: Readonly<Record<string, unknown>> = {},
+): Record<string, unknown> {
   const ids = mesh.identities;
   const config: Record<string, unknown> = {
     service: mesh.names[service],
@@ -43,14 +48,22 @@ export function authzConfig(mesh: Mesh, service: DemoServiceName, ports: { grpc:
     http: { port: ports.http },
     admin: { port: ports.admin },
     // mtls: the certificate is the credential. plaintext: the secret the demo mesh gave this client, from the STS's own config.
-    sts: { issuer: mesh.stsUrl, clientId: mesh.names[service], ...(ids === undefined ? { clientSecret: clientSecretOf(mesh, mesh.names[service]) } : {}) },
+    sts: {
+      issuer: mesh.stsUrl,
+      clientId: mesh.names[service],
+      ...(ids === undefined ? { clientSecret: clientSecretOf(mesh, mesh.names[service]) } : {}),
+    },
     policy: { url: mesh.policyUrl, publicKey: join(mesh.dir, 'policy-signing.pub.pem') },
     ...(service === 'gateway' ? { externalIssuers: [{ issuer: mesh.idpUrl, jwksUri: `${mesh.idpUrl}/jwks` }] } : {}),
     ...(ids === undefined
       ? { transport: { mode: 'plaintext' } }
       : {
           transport: { mode: 'mtls' },
-          identity: { certFile: join(ids.dir, service, 'tls.crt'), keyFile: join(ids.dir, service, 'tls.key'), bundleFile: join(ids.dir, service, 'ca.crt') },
+          identity: {
+            certFile: join(ids.dir, service, 'tls.crt'),
+            keyFile: join(ids.dir, service, 'tls.key'),
+            bundleFile: join(ids.dir, service, 'ca.crt'),
+          },
           spiffe: DEMO_SPIFFE,
         }),
   };
@@ -63,7 +76,9 @@ export function authzConfig(mesh: Mesh, service: DemoServiceName, ports: { grpc:
 }
 
 function clientSecretOf(mesh: Mesh, clientId: string): string {
-  const sts = parse(readFileSync(join(mesh.dir, 'sts.yaml'), 'utf8')) as { clients: Array<{ id: string; secret?: string }> };
+  const sts = parse(readFileSync(join(mesh.dir, 'sts.yaml'), 'utf8')) as {
+    clients: Array<{ id: string; secret?: string }>;
+  };
   const secret = sts.clients.find((c) => c.id === clientId)?.secret;
   if (secret === undefined) throw new Error(`the demo mesh's STS has no secret for ${clientId}`);
   return secret;
@@ -73,19 +88,32 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-export async function startAuthz(mesh: Mesh, service: DemoServiceName, options: AuthzOptions = {}): Promise<AuthzProcess> {
+export async function startAuthz(
+  mesh: Mesh,
+  service: DemoServiceName,
+  options: AuthzOptions = {},
+): Promise<AuthzProcess> {
   const ports = { grpc: await freePort(), http: await freePort(), admin: await freePort() };
   const configFile = join(mesh.dir, `${service}-authz.yaml`);
   writeFileSync(configFile, stringify(authzConfig(mesh, service, ports, options.config)), { mode: 0o600 });
-  const running = options.entry === undefined ? startBaton(['authz', '--config', configFile], options.env) : startProcess(process.execPath, [options.entry, 'authz', '--config', configFile], options.env);
+  const running =
+    options.entry === undefined
+      ? startBaton(['authz', '--config', configFile], options.env)
+      : startProcess(process.execPath, [options.entry, 'authz', '--config', configFile], options.env);
   const stop = async (): Promise<void> => {
     await running.stop('SIGTERM', 5_000);
   };
   try {
     await waitFor(
       async () => {
-        if (running.child.exitCode !== null) throw new Error(`baton authz ${service} exited (${running.child.exitCode}): ${running.stderr().slice(-2000)}${running.stdout().slice(-2000)}`);
-        const response = await request(`http://127.0.0.1:${ports.admin}/readyz`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+        if (running.child.exitCode !== null)
+          throw new Error(
+            `baton authz ${service} exited (${running.child.exitCode}): ${running.stderr().slice(-2000)}${running.stdout().slice(-2000)}`,
+          );
+        const response = await request(`http://127.0.0.1:${ports.admin}/readyz`, {
+          headersTimeout: 1_000,
+          bodyTimeout: 1_000,
+        });
         await response.body.dump();
         return response.statusCode === 200;
       },
@@ -93,7 +121,10 @@ export async function startAuthz(mesh: Mesh, service: DemoServiceName, options: 
     );
   } catch (error) {
     await stop();
-    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${running.stdout().slice(-2000)}\n${running.stderr().slice(-2000)}`, { cause: error });
+    throw new Error(
+      `${error instanceof Error ? error.message : String(error)}\n${running.stdout().slice(-2000)}\n${running.stderr().slice(-2000)}`,
+      { cause: error },
+    );
   }
   return {
     service,

@@ -16,7 +16,17 @@
  * temporary files. The result looks like the demo mesh to
  * src/demo/scenario.ts, so the demo's own scenarios run through it.
  */
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,7 +93,11 @@ export function fillTemplate(text: string, values: Readonly<Record<string, strin
 
 export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promise<NginxAuthzMesh> {
   const binary = requireProgram('nginx');
-  const control = await startMesh({ dataPlane: 'none', ...(options.entry === undefined ? {} : { entry: options.entry }), ...(options.env === undefined ? {} : { env: options.env }) });
+  const control = await startMesh({
+    dataPlane: 'none',
+    ...(options.entry === undefined ? {} : { entry: options.entry }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
   const started: Array<{ stop(): Promise<unknown> }> = [];
   const dirs: string[] = [];
   const stop = async (): Promise<void> => {
@@ -96,16 +110,34 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
     if (ids === undefined) throw new Error('the nginx mesh runs in mtls mode');
     const sidecars = new Set(options.sidecars ?? []);
     const proxied = DEMO_SERVICES.filter((name) => !sidecars.has(name));
-    const ports = {} as Record<DemoServiceName, { app: number; inbound: number; outbound: number; admin: number; entry: number }>;
+    const ports = {} as Record<
+      DemoServiceName,
+      { app: number; inbound: number; outbound: number; admin: number; entry: number }
+    >;
     for (const name of DEMO_SERVICES) {
       const inbound = await freePort();
       // A sidecar at the entry takes outside callers on a plaintext port of its own, as in the demo mesh.
-      ports[name] = { app: options.apps?.[name] ?? (await freePort()), inbound, outbound: await freePort(), admin: await freePort(), entry: name === 'gateway' && sidecars.has(name) ? await freePort() : inbound };
+      ports[name] = {
+        app: options.apps?.[name] ?? (await freePort()),
+        inbound,
+        outbound: await freePort(),
+        admin: await freePort(),
+        entry: name === 'gateway' && sidecars.has(name) ? await freePort() : inbound,
+      };
     }
 
-    const authzList = await Promise.all(proxied.map((name) => startAuthz(control, name, { ...options.authz, ...(options.entry === undefined ? {} : { entry: options.entry }) })));
+    const authzList = await Promise.all(
+      proxied.map((name) =>
+        startAuthz(control, name, {
+          ...options.authz,
+          ...(options.entry === undefined ? {} : { entry: options.entry }),
+        }),
+      ),
+    );
     started.push(...authzList);
-    const authz: Partial<Record<DemoServiceName, AuthzProcess>> = Object.fromEntries(authzList.map((a) => [a.service, a]));
+    const authz: Partial<Record<DemoServiceName, AuthzProcess>> = Object.fromEntries(
+      authzList.map((a) => [a.service, a]),
+    );
     const sidecarProcesses: MeshProcess[] = [];
     for (const name of sidecars) {
       const sidecar = await startSidecar(control, name, ports, options);
@@ -137,12 +169,39 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
         BATON_CACHE_DIR: join(dir, 'decisions'),
         BATON_DECISION_CACHE: options.cache ? 'baton_decisions' : 'off',
       };
-      renderExamples(dir, name === 'gateway' ? 'ingress' : 'service', values, DEMO_SERVICES.filter((n) => n !== name).map((target) => ({ ...values, BATON_TARGET: control.names[target], BATON_TARGET_ADDRESS: `127.0.0.1:${ports[target].inbound}` })));
-      const running = startProcess(binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', `daemon off; pid ${join(dir, 'nginx.pid')};`]);
+      renderExamples(
+        dir,
+        name === 'gateway' ? 'ingress' : 'service',
+        values,
+        DEMO_SERVICES.filter((n) => n !== name).map((target) => ({
+          ...values,
+          BATON_TARGET: control.names[target],
+          BATON_TARGET_ADDRESS: `127.0.0.1:${ports[target].inbound}`,
+        })),
+      );
+      const running = startProcess(binary, [
+        '-p',
+        dir,
+        '-c',
+        join(dir, 'nginx.conf'),
+        '-e',
+        join(dir, 'error.log'),
+        '-g',
+        `daemon off; pid ${join(dir, 'nginx.pid')};`,
+      ]);
       const log = join(dir, 'error.log');
-      const instance: NginxInstance = { service: name, inbound: ports[name].inbound, outbound: ports[name].outbound, dir, output: () => running.stderr() + (existsSync(log) ? readFileSync(log, 'utf8') : '') };
+      const instance: NginxInstance = {
+        service: name,
+        inbound: ports[name].inbound,
+        outbound: ports[name].outbound,
+        dir,
+        output: () => running.stderr() + (existsSync(log) ? readFileSync(log, 'utf8') : ''),
+      };
       started.push({ stop: () => running.stop('SIGTERM', 5_000) });
-      await Promise.all([listening(ports[name].inbound, running, instance), listening(ports[name].outbound, running, instance)]);
+      await Promise.all([
+        listening(ports[name].inbound, running, instance),
+        listening(ports[name].outbound, running, instance),
+      ]);
       nginx[name] = instance;
     }
 
@@ -151,14 +210,36 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
       if (options.apps?.[name] !== undefined) continue;
       // nginx opens no CONNECT tunnel and the example forwards HTTP/1.1: the apps send to their outbound
       // listener with the service in Host, and orders charges over HTTP (docs/nginx.md).
-      const args = ['demo', 'app', '--name', name, '--port', String(ports[name].app), '--outbound', `http://127.0.0.1:${ports[name].outbound}`, '--calls', 'host', '--charge', 'http'];
-      const app = options.entry === undefined ? startBaton(args, options.env) : startProcess(process.execPath, [options.entry, ...args], options.env);
+      const args = [
+        'demo',
+        'app',
+        '--name',
+        name,
+        '--port',
+        String(ports[name].app),
+        '--outbound',
+        `http://127.0.0.1:${ports[name].outbound}`,
+        '--calls',
+        'host',
+        '--charge',
+        'http',
+      ];
+      const app =
+        options.entry === undefined
+          ? startBaton(args, options.env)
+          : startProcess(process.execPath, [options.entry, ...args], options.env);
       apps.push(app);
       started.push({ stop: () => app.stop('SIGTERM', 5_000) });
     }
     await Promise.all(
       DEMO_SERVICES.filter((name) => options.apps?.[name] === undefined).map((name, i) =>
-        waitFor(async () => (apps[i]?.child.exitCode !== null ? Promise.reject(new Error(`${name} app exited: ${apps[i]?.stderr()}`)) : canConnect(ports[name].app)), { timeoutMs: 20_000, what: `${name} app` }),
+        waitFor(
+          async () =>
+            apps[i]?.child.exitCode !== null
+              ? Promise.reject(new Error(`${name} app exited: ${apps[i]?.stderr()}`))
+              : canConnect(ports[name].app),
+          { timeoutMs: 20_000, what: `${name} app` },
+        ),
       ),
     );
 
@@ -171,7 +252,18 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
       output: () => a.process.stdout() + a.process.stderr(),
     }));
     const processes = [...control.processes, ...authzProcesses, ...sidecarProcesses];
-    const services = Object.fromEntries(DEMO_SERVICES.map((name) => [name, { app: ports[name].app, inbound: ports[name].inbound, outbound: ports[name].outbound, entry: ports[name].entry, admin: authz[name]?.admin ?? ports[name].admin }])) as Mesh['services'];
+    const services = Object.fromEntries(
+      DEMO_SERVICES.map((name) => [
+        name,
+        {
+          app: ports[name].app,
+          inbound: ports[name].inbound,
+          outbound: ports[name].outbound,
+          entry: ports[name].entry,
+          admin: authz[name]?.admin ?? ports[name].admin,
+        },
+      ]),
+    ) as Mesh['services'];
     const mesh: Mesh = {
       ...control,
       services,
@@ -183,7 +275,13 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
       },
       stop,
     };
-    return { mesh, authz, nginx, apps: Object.fromEntries(DEMO_SERVICES.map((name) => [name, ports[name].app])) as Record<DemoServiceName, number>, stop };
+    return {
+      mesh,
+      authz,
+      nginx,
+      apps: Object.fromEntries(DEMO_SERVICES.map((name) => [name, ports[name].app])) as Record<DemoServiceName, number>,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -195,27 +293,60 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
  * templates filled (one upstream file per service called), and in the
  * top-level file the temporary paths of this instance.
  */
-export function renderExamples(dir: string, kind: 'ingress' | 'service' | 'none', values: Readonly<Record<string, string>>, upstreams: ReadonlyArray<Readonly<Record<string, string>>>, options: { readonly plaintextUpstreams?: boolean } = {}): void {
+export function renderExamples(
+  dir: string,
+  kind: 'ingress' | 'service' | 'none',
+  values: Readonly<Record<string, string>>,
+  upstreams: ReadonlyArray<Readonly<Record<string, string>>>,
+  options: { readonly plaintextUpstreams?: boolean } = {},
+): void {
   mkdirSync(join(dir, 'baton'));
   mkdirSync(join(dir, 'conf.d'));
   for (const file of readdirSync(join(NGINX_EXAMPLES, 'baton'))) {
     const source = join(NGINX_EXAMPLES, 'baton', file);
-    if (file.endsWith('.template')) writeFileSync(join(dir, 'baton', file.slice(0, -'.template'.length)), fillTemplate(readFileSync(source, 'utf8'), values, file));
+    if (file.endsWith('.template'))
+      writeFileSync(
+        join(dir, 'baton', file.slice(0, -'.template'.length)),
+        fillTemplate(readFileSync(source, 'utf8'), values, file),
+      );
     else cpSync(source, join(dir, 'baton', file));
   }
-  if (kind !== 'none') writeFileSync(join(dir, 'conf.d', `${kind}.conf`), fillTemplate(readFileSync(join(NGINX_EXAMPLES, 'conf.d', `${kind}.conf.template`), 'utf8'), values, `${kind}.conf.template`));
+  if (kind !== 'none')
+    writeFileSync(
+      join(dir, 'conf.d', `${kind}.conf`),
+      fillTemplate(
+        readFileSync(join(NGINX_EXAMPLES, 'conf.d', `${kind}.conf.template`), 'utf8'),
+        values,
+        `${kind}.conf.template`,
+      ),
+    );
   // The benchmark's plaintext pair: the same upstream file, sending on in plain HTTP (no proxy_ssl_* lines).
   const template = readFileSync(join(NGINX_EXAMPLES, 'conf.d', 'upstream.conf.template'), 'utf8');
-  const upstream = options.plaintextUpstreams === true ? template.replace('proxy_pass https://', 'proxy_pass http://').replace(/^\s*proxy_ssl_\w+ [^\n]*\n/gm, '') : template;
-  for (const target of upstreams) writeFileSync(join(dir, 'conf.d', `upstream-${target.BATON_TARGET}.conf`), fillTemplate(upstream, target, 'upstream.conf.template'));
-  const temporary = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${join(dir, kind)};`).join('\n');
-  writeFileSync(join(dir, 'nginx.conf'), readFileSync(join(NGINX_EXAMPLES, 'nginx.conf'), 'utf8').replace(/^http \{$/m, `http {\n${temporary}`));
+  const upstream =
+    options.plaintextUpstreams === true
+      ? template.replace('proxy_pass https://', 'proxy_pass http://').replace(/^\s*proxy_ssl_\w+ [^\n]*\n/gm, '')
+      : template;
+  for (const target of upstreams)
+    writeFileSync(
+      join(dir, 'conf.d', `upstream-${target.BATON_TARGET}.conf`),
+      fillTemplate(upstream, target, 'upstream.conf.template'),
+    );
+  const temporary = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+    .map((kind) => `  ${kind}_temp_path ${join(dir, kind)};`)
+    .join('\n');
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    readFileSync(join(NGINX_EXAMPLES, 'nginx.conf'), 'utf8').replace(/^http \{$/m, `http {\n${temporary}`),
+  );
 }
 
 async function listening(port: number, running: RunningProcess, instance: NginxInstance): Promise<void> {
   await waitFor(
     async () => {
-      if (running.child.exitCode !== null) throw new Error(`nginx for ${instance.service} exited (${running.child.exitCode}): ${instance.output().slice(-3000)}`);
+      if (running.child.exitCode !== null)
+        throw new Error(
+          `nginx for ${instance.service} exited (${running.child.exitCode}): ${instance.output().slice(-3000)}`,
+        );
       return canConnect(port);
     },
     { timeoutMs: 10_000, what: `nginx for ${instance.service} listening on ${port}` },
@@ -223,32 +354,57 @@ async function listening(port: number, running: RunningProcess, instance: NginxI
 }
 
 /** baton's sidecar for one service of the mixed mesh, configured as src/demo/mesh.ts configures it. */
-async function startSidecar(control: Mesh, name: DemoServiceName, ports: Readonly<Record<DemoServiceName, { app: number; inbound: number; outbound: number; admin: number; entry: number }>>, options: NginxAuthzMeshOptions): Promise<RunningProcess> {
+async function startSidecar(
+  control: Mesh,
+  name: DemoServiceName,
+  ports: Readonly<
+    Record<DemoServiceName, { app: number; inbound: number; outbound: number; admin: number; entry: number }>
+  >,
+  options: NginxAuthzMeshOptions,
+): Promise<RunningProcess> {
   const ids = control.identities as NonNullable<Mesh['identities']>;
   const file = join(control.dir, `${name}-sidecar.yaml`);
   writeFileSync(
     file,
     stringify({
       service: control.names[name],
-      inbound: { port: ports[name].inbound, app: `http://127.0.0.1:${ports[name].app}`, ...(ports[name].entry === ports[name].inbound ? {} : { plaintextPort: ports[name].entry }) },
+      inbound: {
+        port: ports[name].inbound,
+        app: `http://127.0.0.1:${ports[name].app}`,
+        ...(ports[name].entry === ports[name].inbound ? {} : { plaintextPort: ports[name].entry }),
+      },
       outbound: { port: ports[name].outbound },
       admin: { port: ports[name].admin },
       sts: { issuer: control.stsUrl, clientId: control.names[name] },
       policy: { url: control.policyUrl, publicKey: join(control.dir, 'policy-signing.pub.pem') },
-      upstreams: Object.fromEntries(DEMO_SERVICES.filter((n) => n !== name).map((n) => [control.names[n], `https://127.0.0.1:${ports[n].inbound}`])),
+      upstreams: Object.fromEntries(
+        DEMO_SERVICES.filter((n) => n !== name).map((n) => [control.names[n], `https://127.0.0.1:${ports[n].inbound}`]),
+      ),
       transport: { mode: 'mtls' },
-      identity: { certFile: join(ids.dir, name, 'tls.crt'), keyFile: join(ids.dir, name, 'tls.key'), bundleFile: join(ids.dir, name, 'ca.crt') },
+      identity: {
+        certFile: join(ids.dir, name, 'tls.crt'),
+        keyFile: join(ids.dir, name, 'tls.key'),
+        bundleFile: join(ids.dir, name, 'ca.crt'),
+      },
       spiffe: DEMO_SPIFFE,
-      ...(name === 'gateway' ? { externalIssuers: [{ issuer: control.idpUrl, jwksUri: `${control.idpUrl}/jwks` }] } : {}),
+      ...(name === 'gateway'
+        ? { externalIssuers: [{ issuer: control.idpUrl, jwksUri: `${control.idpUrl}/jwks` }] }
+        : {}),
     }),
     { mode: 0o600 },
   );
   const args = ['sidecar', '--config', file];
-  const running = options.entry === undefined ? startBaton(args, options.env) : startProcess(process.execPath, [options.entry, ...args], options.env);
+  const running =
+    options.entry === undefined
+      ? startBaton(args, options.env)
+      : startProcess(process.execPath, [options.entry, ...args], options.env);
   await waitFor(
     async () => {
       if (running.child.exitCode !== null) throw new Error(`${name} sidecar exited: ${running.stderr().slice(-2000)}`);
-      const response = await request(`http://127.0.0.1:${ports[name].admin}/readyz`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+      const response = await request(`http://127.0.0.1:${ports[name].admin}/readyz`, {
+        headersTimeout: 1_000,
+        bodyTimeout: 1_000,
+      });
       await response.body.dump();
       return response.statusCode === 200;
     },

@@ -70,7 +70,11 @@ function install(emulation: ComposeEmulation): void {
     const callback = args.find((a): a is () => void => typeof a === 'function');
     let port: number | undefined;
     let host: string | undefined;
-    if (typeof first === 'object' && first !== null && !('path' in first && (first as { path?: unknown }).path !== undefined)) {
+    if (
+      typeof first === 'object' &&
+      first !== null &&
+      !('path' in first && (first as { path?: unknown }).path !== undefined)
+    ) {
       const options = first as { port?: number | string; host?: string };
       port = options.port === undefined ? undefined : Number(options.port);
       host = options.host;
@@ -79,12 +83,14 @@ function install(emulation: ComposeEmulation): void {
       host = typeof second === 'string' ? second : undefined;
     }
     // A socket path, a handle, or an ephemeral port: nothing to map.
-    if (port === undefined || port === 0 || Number.isNaN(port)) return originalListen.apply(this, args as Parameters<typeof originalListen>);
+    if (port === undefined || port === 0 || Number.isNaN(port))
+      return originalListen.apply(this, args as Parameters<typeof originalListen>);
     const asked = port;
     const everyInterface = host === undefined || !LOOPBACK.has(host);
     this.once('listening', () => {
       const address = this.address();
-      if (typeof address === 'object' && address !== null) recordPort(dir, self, asked, { port: address.port, everyInterface });
+      if (typeof address === 'object' && address !== null)
+        recordPort(dir, self, asked, { port: address.port, everyInterface });
     });
     const options = { ...(typeof first === 'object' && first !== null ? first : {}), port: 0, host: '127.0.0.1' };
     return callback === undefined ? originalListen.call(this, options) : originalListen.call(this, options, callback);
@@ -93,20 +99,32 @@ function install(emulation: ComposeEmulation): void {
   const originalConnect = net.Socket.prototype.connect as (this: net.Socket, ...args: unknown[]) => net.Socket;
   net.Socket.prototype.connect = function connect(this: net.Socket, ...args: unknown[]): net.Socket {
     // net.connect passes its normalized [options, callback] as one array.
-    const [options, callback] = (Array.isArray(args[0]) ? args[0] : normalize(args)) as [Record<string, unknown>, (() => void) | undefined];
-    if (typeof options !== 'object' || options === null || options.path !== undefined) return originalConnect.apply(this, args);
+    const [options, callback] = (Array.isArray(args[0]) ? args[0] : normalize(args)) as [
+      Record<string, unknown>,
+      (() => void) | undefined,
+    ];
+    if (typeof options !== 'object' || options === null || options.path !== undefined)
+      return originalConnect.apply(this, args);
     const host = typeof options.host === 'string' ? options.host : 'localhost';
     const port = Number(options.port);
     const namespace = LOOPBACK.has(host) ? self : hosts[host];
     if (namespace === undefined) return originalConnect.apply(this, args);
     const record = readPort(dir, namespace, port);
     if (record === undefined || (namespace !== self && !record.everyInterface)) {
-      const error = Object.assign(new Error(`connect ECONNREFUSED ${host}:${port}`), { code: 'ECONNREFUSED', errno: -111, syscall: 'connect', address: host, port });
+      const error = Object.assign(new Error(`connect ECONNREFUSED ${host}:${port}`), {
+        code: 'ECONNREFUSED',
+        errno: -111,
+        syscall: 'connect',
+        address: host,
+        port,
+      });
       process.nextTick(() => this.destroy(error));
       return this;
     }
     const rewritten = { ...options, host: '127.0.0.1', port: record.port };
-    return callback === undefined ? originalConnect.call(this, rewritten) : originalConnect.call(this, rewritten, callback);
+    return callback === undefined
+      ? originalConnect.call(this, rewritten)
+      : originalConnect.call(this, rewritten, callback);
   };
 }
 

@@ -17,14 +17,18 @@ const SpiffeIdString = Type.String({ pattern: '^spiffe://[a-z0-9._-]+/' });
 
 /** Top-level keys the sidecar, the STS and the policy server share. */
 const SHARED: Record<string, TSchema> = {
-  transport: Type.Object({ mode: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')], { default: 'mtls' }) }, { additionalProperties: false, default: {} }),
+  transport: Type.Object(
+    { mode: Type.Union([Type.Literal('mtls'), Type.Literal('plaintext')], { default: 'mtls' }) },
+    { additionalProperties: false, default: {} },
+  ),
   identity: WorkloadIdentityConfigSchema,
   spiffe: SpiffeMappingConfigSchema,
 };
 
 type Part = 'sidecar' | 'sts' | 'policy-server';
 
-const has = (schema: TSchema | undefined, key: string): boolean => (schema as TObject | undefined)?.properties?.[key] !== undefined;
+const has = (schema: TSchema | undefined, key: string): boolean =>
+  (schema as TObject | undefined)?.properties?.[key] !== undefined;
 
 function withKeys(object: TObject, keys: Record<string, TSchema>): TObject {
   const added = Object.fromEntries(Object.entries(keys).filter(([key]) => !has(object, key)));
@@ -56,15 +60,26 @@ export function withContract(schema: TObject, part: Part): TObject {
     if (!Value.Check(sts.properties.authMethod as TSchema, 'tls_client_auth')) {
       // tls_client_auth needs no secret (RFC 8705 §2): the contract makes clientSecret optional.
       // Its default depends on transport.mode, which a schema cannot say: files set it explicitly.
-      sts = replaced(sts, 'authMethod', Type.Union([Type.Literal('tls_client_auth'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], { default: 'client_secret_basic' }));
+      sts = replaced(
+        sts,
+        'authMethod',
+        Type.Union(
+          [Type.Literal('tls_client_auth'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')],
+          { default: 'client_secret_basic' },
+        ),
+      );
       sts = replaced(sts, 'clientSecret', Type.Optional(sts.properties.clientSecret as TSchema));
     }
     const policy = withKeys(result.properties.policy as TObject, { spiffeId: Type.Optional(SpiffeIdString) });
-    for (const [key, section] of Object.entries({ inbound, sts, policy })) if (section !== result.properties[key]) result = replaced(result, key, section);
+    for (const [key, section] of Object.entries({ inbound, sts, policy }))
+      if (section !== result.properties[key]) result = replaced(result, key, section);
   }
   if (part === 'sts') {
     const clients = result.properties.clients as unknown as { items: TObject } & TSchema;
-    const client = withKeys(clients.items, { tlsClientAuth: Type.Optional(Type.Boolean()), tlsClientAuthSanUri: Type.Optional(SpiffeIdString) });
+    const client = withKeys(clients.items, {
+      tlsClientAuth: Type.Optional(Type.Boolean()),
+      tlsClientAuthSanUri: Type.Optional(SpiffeIdString),
+    });
     if (client !== clients.items) result = replaced(result, 'clients', Type.Array(client, { default: [] }));
   }
   return result;

@@ -43,21 +43,39 @@ export interface CheckResponse {
 }
 
 export interface ExtAuthzClient {
-  check(request: unknown, options?: { deadlineMs?: number; metadata?: Readonly<Record<string, string>> }): Promise<CheckResponse>;
+  check(
+    request: unknown,
+    options?: { deadlineMs?: number; metadata?: Readonly<Record<string, string>> },
+  ): Promise<CheckResponse>;
   /** The raw call, for bytes that are not a CheckRequest. */
   checkBytes(bytes: Buffer, options?: { deadlineMs?: number }): Promise<CheckResponse>;
   close(): void;
 }
 
-type ServiceClient = grpc.Client & { Check: (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response?: CheckResponse) => void) => void };
+type ServiceClient = grpc.Client & {
+  Check: (
+    request: unknown,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (error: grpc.ServiceError | null, response?: CheckResponse) => void,
+  ) => void;
+};
 
 let loaded: grpc.ServiceClientConstructor | undefined;
 
 /** The Authorization service's client class, from the vendored .proto files, read as Envoy's generated code reads them. */
 export function authorizationClient(): grpc.ServiceClientConstructor {
   if (loaded !== undefined) return loaded;
-  const definition = loadSync(join(VENDOR_DIR, 'envoy/service/auth/v3/external_auth.proto'), { includeDirs: [VENDOR_DIR], keepCase: true, longs: String, enums: Number, defaults: false, oneofs: true });
-  const v3 = ((grpc.loadPackageDefinition(definition).envoy as grpc.GrpcObject).service as grpc.GrpcObject).auth as grpc.GrpcObject;
+  const definition = loadSync(join(VENDOR_DIR, 'envoy/service/auth/v3/external_auth.proto'), {
+    includeDirs: [VENDOR_DIR],
+    keepCase: true,
+    longs: String,
+    enums: Number,
+    defaults: false,
+    oneofs: true,
+  });
+  const v3 = ((grpc.loadPackageDefinition(definition).envoy as grpc.GrpcObject).service as grpc.GrpcObject)
+    .auth as grpc.GrpcObject;
   loaded = (v3.v3 as grpc.GrpcObject).Authorization as grpc.ServiceClientConstructor;
   return loaded;
 }
@@ -71,7 +89,11 @@ export function connectExtAuthz(port: number): ExtAuthzClient {
     check(request, options = {}) {
       const metadata = new grpc.Metadata();
       for (const [key, value] of Object.entries(options.metadata ?? {})) metadata.set(key, value);
-      return new Promise((resolve, reject) => client.Check(request, metadata, deadline(options.deadlineMs), (error, response) => (error === null ? resolve(response ?? {}) : reject(error))));
+      return new Promise((resolve, reject) =>
+        client.Check(request, metadata, deadline(options.deadlineMs), (error, response) =>
+          error === null ? resolve(response ?? {}) : reject(error),
+        ),
+      );
     },
     checkBytes(bytes, options = {}) {
       const method = `/envoy.service.auth.v3.Authorization/Check`;
@@ -83,7 +105,8 @@ export function connectExtAuthz(port: number): ExtAuthzClient {
           bytes,
           new grpc.Metadata(),
           deadline(options.deadlineMs),
-          (error: grpc.ServiceError | null, response?: Buffer) => (error === null ? resolve({ http_response: response?.toString('base64') }) : reject(error)),
+          (error: grpc.ServiceError | null, response?: Buffer) =>
+            error === null ? resolve({ http_response: response?.toString('base64') }) : reject(error),
         ),
       );
     },
@@ -105,11 +128,24 @@ export function checkRequest(fields: CheckRequestFields): unknown {
     protocol: fields.protocol ?? 'HTTP/1.1',
     size: '0',
   };
-  if (fields.rawHeaders !== undefined) http.header_map = { headers: fields.rawHeaders.map(([key, value]) => ({ key, raw_value: Buffer.from(value, 'latin1') })) };
-  else http.headers = { ':authority': fields.host ?? '', ':method': fields.method ?? 'GET', ':path': fields.path ?? '/', ...fields.headers };
+  if (fields.rawHeaders !== undefined)
+    http.header_map = {
+      headers: fields.rawHeaders.map(([key, value]) => ({ key, raw_value: Buffer.from(value, 'latin1') })),
+    };
+  else
+    http.headers = {
+      ':authority': fields.host ?? '',
+      ':method': fields.method ?? 'GET',
+      ':path': fields.path ?? '/',
+      ...fields.headers,
+    };
   return {
     attributes: {
-      source: { address: { socket_address: { address: '10.0.0.7', port_value: 43210 } }, principal: fields.principal ?? '', certificate: fields.certificate ?? '' },
+      source: {
+        address: { socket_address: { address: '10.0.0.7', port_value: 43210 } },
+        principal: fields.principal ?? '',
+        certificate: fields.certificate ?? '',
+      },
       destination: { address: { socket_address: { address: '10.0.0.8', port_value: 8080 } }, principal: '' },
       request: { time: { seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 }, http },
       context_extensions: { ...fields.contextExtensions },
@@ -121,7 +157,10 @@ export function checkRequest(fields: CheckRequestFields): unknown {
 export function headersOf(options: readonly HeaderValueOption[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const option of options ?? []) {
-    if (option.append?.value !== false) throw new Error(`expected ${option.header.key} with append: false (overwrite), got ${JSON.stringify(option.append)}`);
+    if (option.append?.value !== false)
+      throw new Error(
+        `expected ${option.header.key} with append: false (overwrite), got ${JSON.stringify(option.append)}`,
+      );
     out[option.header.key] = option.header.value;
   }
   return out;

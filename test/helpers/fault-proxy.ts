@@ -1,7 +1,11 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 /** What the proxy does to new connections: pass, delay, reset at once, or accept and never answer. */
-export type FaultMode = { readonly kind: 'pass' } | { readonly kind: 'latency'; readonly ms: number } | { readonly kind: 'reset' } | { readonly kind: 'blackhole' };
+export type FaultMode =
+  | { readonly kind: 'pass' }
+  | { readonly kind: 'latency'; readonly ms: number }
+  | { readonly kind: 'reset' }
+  | { readonly kind: 'blackhole' };
 
 export interface FaultProxy {
   readonly port: number;
@@ -82,9 +86,10 @@ export async function startFaultProxy(target: { host?: string; port: number }, p
       mode = next;
       if (options.cut === true) for (const socket of open) cut(socket);
     },
-    close: () => new Promise((resolve) => {
-      for (const socket of open) socket.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of open) socket.destroy();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -6,7 +6,11 @@
 import { Http1Parser, type MessageHead } from '../../src/dataplane/http1-parser.ts';
 
 /** Parses `GET / HTTP/1.1` (or `firstLine`) with `fields` (`[name, value, …]`); throws what the parser throws. */
-export function headOf(fields: readonly string[], kind: 'request' | 'response' = 'request', firstLine = kind === 'request' ? 'GET / HTTP/1.1' : 'HTTP/1.1 200 OK'): MessageHead {
+export function headOf(
+  fields: readonly string[],
+  kind: 'request' | 'response' = 'request',
+  firstLine = kind === 'request' ? 'GET / HTTP/1.1' : 'HTTP/1.1 200 OK',
+): MessageHead {
   let head: MessageHead | undefined;
   const parser = new Http1Parser(kind, { onHead: (h) => void (head = h) }, { maxHeadBytes: 65_536 });
   try {

@@ -35,18 +35,47 @@ export interface TestIdentities {
   cleanup(): void;
 }
 
-export async function makeTestIdentities(services: readonly string[], options: { validForMs?: number } = {}): Promise<TestIdentities> {
+export async function makeTestIdentities(
+  services: readonly string[],
+  options: { validForMs?: number } = {},
+): Promise<TestIdentities> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-ids-'));
-  const map = createServiceMap({ trustDomain: TEST_TRUST_DOMAIN, namespace: 'test', template: '/ns/{namespace}/sa/{service}', ids: {} });
-  await writeDevIdentities({ dir, trustDomain: TEST_TRUST_DOMAIN, services: services.map((service) => ({ service, spiffeId: map.idOf(service) })), validForMs: options.validForMs ?? 3_600_000, layout: 'csi-driver-spiffe', now: new Date() });
+  const map = createServiceMap({
+    trustDomain: TEST_TRUST_DOMAIN,
+    namespace: 'test',
+    template: '/ns/{namespace}/sa/{service}',
+    ids: {},
+  });
+  await writeDevIdentities({
+    dir,
+    trustDomain: TEST_TRUST_DOMAIN,
+    services: services.map((service) => ({ service, spiffeId: map.idOf(service) })),
+    validForMs: options.validForMs ?? 3_600_000,
+    layout: 'csi-driver-spiffe',
+    now: new Date(),
+  });
   const { readFileSync } = await import('node:fs');
-  const ca: DevCa = { certPem: readFileSync(join(dir, 'ca', 'ca.crt'), 'utf8'), keyPem: readFileSync(join(dir, 'ca', 'ca.key'), 'utf8') };
+  const ca: DevCa = {
+    certPem: readFileSync(join(dir, 'ca', 'ca.crt'), 'utf8'),
+    keyPem: readFileSync(join(dir, 'ca', 'ca.key'), 'utf8'),
+  };
   return {
     dir,
     map,
     ca,
-    files: (service) => ({ certFile: join(dir, service, 'tls.crt'), keyFile: join(dir, service, 'tls.key'), bundleFile: join(dir, service, 'ca.crt') }),
-    issue: (spiffeId, o = {}) => issueSvid(o.ca ?? ca, { spiffeId, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], notBefore: o.notBefore ?? new Date(Date.now() - 60_000), notAfter: o.notAfter ?? new Date(Date.now() + 3_600_000) }),
+    files: (service) => ({
+      certFile: join(dir, service, 'tls.crt'),
+      keyFile: join(dir, service, 'tls.key'),
+      bundleFile: join(dir, service, 'ca.crt'),
+    }),
+    issue: (spiffeId, o = {}) =>
+      issueSvid(o.ca ?? ca, {
+        spiffeId,
+        dnsNames: ['localhost'],
+        ipAddresses: ['127.0.0.1'],
+        notBefore: o.notBefore ?? new Date(Date.now() - 60_000),
+        notAfter: o.notAfter ?? new Date(Date.now() + 3_600_000),
+      }),
     issueSigning: (spiffeId) => issueSigningCertificate(ca, spiffeId),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
@@ -68,25 +97,44 @@ async function issueSigningCertificate(ca: DevCa, spiffeId: SpiffeId): Promise<I
       notBefore: new Date(Date.now() - 60_000),
       notAfter: new Date(Date.now() + 3_600_000),
       publicKey: keys.publicKey,
-      signingKey: createPrivateKey(ca.keyPem).toCryptoKey(algorithm, false, ['sign']) as unknown as x509.X509CertificateCreateWithKeyParams['signingKey'],
+      signingKey: createPrivateKey(ca.keyPem).toCryptoKey(algorithm, false, [
+        'sign',
+      ]) as unknown as x509.X509CertificateCreateWithKeyParams['signingKey'],
       signingAlgorithm: algorithm,
       extensions: [
         new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }, { type: 'dns', value: 'localhost' }, { type: 'ip', value: '127.0.0.1' }], false),
+        new x509.SubjectAlternativeNameExtension(
+          [
+            { type: 'url', value: spiffeId },
+            { type: 'dns', value: 'localhost' },
+            { type: 'ip', value: '127.0.0.1' },
+          ],
+          false,
+        ),
         await x509.AuthorityKeyIdentifierExtension.create(caCert, false, crypto),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
       ],
     },
     crypto,
   );
-  const keyPem = KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+  const keyPem = KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey).export({
+    type: 'pkcs8',
+    format: 'pem',
+  }) as string;
   return { certPem: cert.toString('pem') + '\n', keyPem };
 }
 
 export function otherCa(): Promise<DevCa> {
-  return createDevCa({ trustDomain: TEST_TRUST_DOMAIN, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
+  return createDevCa({
+    trustDomain: TEST_TRUST_DOMAIN,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+  });
 }
 
 /**
@@ -94,7 +142,11 @@ export function otherCa(): Promise<DevCa> {
  * one and `openssl req -x509 -subj /CN=<commonName> -addext subjectAltName=<names>`
  * writes one; `names` in that syntax (`DNS:baton-injector.baton-system.svc,IP:127.0.0.1`).
  */
-export async function selfSignedCertificate(commonName: string, names: string, validForMs = 86_400_000): Promise<IssuedSvid> {
+export async function selfSignedCertificate(
+  commonName: string,
+  names: string,
+  validForMs = 86_400_000,
+): Promise<IssuedSvid> {
   type Crypto = NonNullable<Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1]>;
   const crypto = webcrypto as unknown as Crypto;
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -108,9 +160,20 @@ export async function selfSignedCertificate(commonName: string, names: string, v
   const serial = randomBytes(16);
   serial[0] = (serial[0] as number) & 0x7f;
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
-    { serialNumber: serial.toString('hex'), name: `CN=${commonName}`, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + validForMs), keys, signingAlgorithm: algorithm, extensions: [new x509.SubjectAlternativeNameExtension(sans, false)] },
+    {
+      serialNumber: serial.toString('hex'),
+      name: `CN=${commonName}`,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + validForMs),
+      keys,
+      signingAlgorithm: algorithm,
+      extensions: [new x509.SubjectAlternativeNameExtension(sans, false)],
+    },
     crypto,
   );
-  const keyPem = KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+  const keyPem = KeyObject.from(keys.privateKey as unknown as webcrypto.CryptoKey).export({
+    type: 'pkcs8',
+    format: 'pem',
+  }) as string;
   return { certPem: cert.toString('pem') + '\n', keyPem };
 }

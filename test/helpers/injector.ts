@@ -16,8 +16,12 @@ export function fixture(name: string): AdmissionFixture {
 export type PodObject = {
   metadata: { annotations?: Record<string, string>; labels?: Record<string, string> };
   spec: {
-    containers: Array<Record<string, unknown> & { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }>;
-    initContainers?: Array<Record<string, unknown> & { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }>;
+    containers: Array<
+      Record<string, unknown> & { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }
+    >;
+    initContainers?: Array<
+      Record<string, unknown> & { name: string; env?: Array<{ name: string; value?: string; valueFrom?: unknown }> }
+    >;
     volumes?: Array<{ name: string }>;
   };
 };
@@ -31,6 +35,8 @@ export function patchedPod(original: Record<string, unknown>, review: AdmissionR
   return newDocument as unknown as PodObject;
 }
 
-export function envOf(container: { env?: Array<{ name: string; value?: string }> } | undefined): Record<string, string | undefined> {
+export function envOf(
+  container: { env?: Array<{ name: string; value?: string }> } | undefined,
+): Record<string, string | undefined> {
   return Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
 }

@@ -11,20 +11,30 @@ export interface KubernetesObject {
 }
 
 // CRDs kubernetes-models does not ship; checked for shape only.
-const CUSTOM_KINDS = new Set(['cert-manager.io/v1/Issuer', 'cert-manager.io/v1/Certificate', 'monitoring.coreos.com/v1/ServiceMonitor', 'monitoring.coreos.com/v1/PodMonitor']);
+const CUSTOM_KINDS = new Set([
+  'cert-manager.io/v1/Issuer',
+  'cert-manager.io/v1/Certificate',
+  'monitoring.coreos.com/v1/ServiceMonitor',
+  'monitoring.coreos.com/v1/PodMonitor',
+]);
 
 /** Validates an object against the Kubernetes OpenAPI schema of its apiVersion and kind (kubernetes-models). */
 export async function validateKubernetesObject(object: KubernetesObject): Promise<void> {
   const id = `${object.apiVersion}/${object.kind}`;
   assert.ok(object.metadata?.name, `${id} has a name`);
   if (CUSTOM_KINDS.has(id)) return;
-  const module = (await import(`kubernetes-models/${object.apiVersion}`)) as Record<string, new (data: unknown) => { validate(): void }>;
+  const module = (await import(`kubernetes-models/${object.apiVersion}`)) as Record<
+    string,
+    new (data: unknown) => { validate(): void }
+  >;
   const Model = module[object.kind];
   assert.ok(Model, `kubernetes-models knows ${id}`);
   try {
     new Model(object).validate();
   } catch (error) {
-    assert.fail(`${id} ${object.metadata.name} is not valid: ${error instanceof Error ? error.message : String(error)}`);
+    assert.fail(
+      `${id} ${object.metadata.name} is not valid: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }
 
@@ -46,9 +56,17 @@ export function kustomize(dir: string): KubernetesObject[] {
 }
 
 /** `helm template` of a chart with extra arguments (`--set`, `-f`), with a helm ≥ 3.14 (scripts/kube-tools.ts); never skipped. */
-export function helmTemplate(chart: string, args: readonly string[] = [], options: { release?: string; namespace?: string } = {}): KubernetesObject[] {
+export function helmTemplate(
+  chart: string,
+  args: readonly string[] = [],
+  options: { release?: string; namespace?: string } = {},
+): KubernetesObject[] {
   const helm = kubeTool('helm');
-  const result = spawnSync(helm.path, ['template', options.release ?? 'baton', chart, '--namespace', options.namespace ?? 'baton-system', ...args], { encoding: 'utf8', timeout: 60_000 });
+  const result = spawnSync(
+    helm.path,
+    ['template', options.release ?? 'baton', chart, '--namespace', options.namespace ?? 'baton-system', ...args],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
   assert.equal(result.status, 0, `helm ${helm.version} template ${args.join(' ')} failed: ${result.stderr}`);
   return parseManifests(result.stdout);
 }
@@ -68,7 +86,11 @@ type PodSpecWithVolumes = { volumes?: Array<{ name: string; emptyDir?: Record<st
  * the file's folder. Such a file outlives a restart of the container (the
  * kubelet keeps a pod's emptyDirs), not the pod's deletion.
  */
-export function assertOnWritableEmptyDir(pod: PodSpecWithVolumes, container: { name: string; volumeMounts?: Mount[] }, file: string): void {
+export function assertOnWritableEmptyDir(
+  pod: PodSpecWithVolumes,
+  container: { name: string; volumeMounts?: Mount[] },
+  file: string,
+): void {
   const mount = (container.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
   assert.ok(mount, `${container.name}: ${file} is on a mounted volume, not the read-only root filesystem`);
   assert.notEqual(mount.readOnly, true, `${container.name}: ${mount.mountPath} is writable`);
@@ -76,7 +98,10 @@ export function assertOnWritableEmptyDir(pod: PodSpecWithVolumes, container: { n
   assert.ok(volume?.emptyDir, `${container.name}: ${mount.mountPath} is an emptyDir (${JSON.stringify(volume)})`);
 }
 
-type LabelSelector = { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: string; values?: string[] }> };
+type LabelSelector = {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
+};
 export type NetworkPolicyPeer = { namespaceSelector?: LabelSelector; podSelector?: LabelSelector; ipBlock?: unknown };
 
 /** Whether a label selector matches labels (Kubernetes semantics: every term must hold; an empty selector matches all). */
@@ -85,7 +110,14 @@ export function selects(selector: LabelSelector | undefined, labels: Readonly<Re
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) if (labels[key] !== value) return false;
   for (const { key, operator, values = [] } of selector.matchExpressions ?? []) {
     const has = Object.hasOwn(labels, key);
-    const holds = operator === 'In' ? has && values.includes(labels[key] as string) : operator === 'NotIn' ? !has || !values.includes(labels[key] as string) : operator === 'Exists' ? has : !has;
+    const holds =
+      operator === 'In'
+        ? has && values.includes(labels[key] as string)
+        : operator === 'NotIn'
+          ? !has || !values.includes(labels[key] as string)
+          : operator === 'Exists'
+            ? has
+            : !has;
     if (!holds) return false;
   }
   return true;
@@ -97,13 +129,22 @@ export function selects(selector: LabelSelector | undefined, labels: Readonly<Re
  * (`everyone` for a rule without `from`), or undefined when no policy selects
  * the pod (then all traffic is allowed).
  */
-export function admittedTo(objects: readonly KubernetesObject[], pod: { namespace: string; labels: Record<string, string> }, port: string): Array<NetworkPolicyPeer | 'everyone'> | undefined {
+export function admittedTo(
+  objects: readonly KubernetesObject[],
+  pod: { namespace: string; labels: Record<string, string> },
+  port: string,
+): Array<NetworkPolicyPeer | 'everyone'> | undefined {
   type Rule = { from?: NetworkPolicyPeer[]; ports?: Array<{ port?: string | number }> };
-  const policies = objects.filter((o) => o.kind === 'NetworkPolicy' && (o.metadata.namespace ?? pod.namespace) === pod.namespace && selects((o.spec as { podSelector: LabelSelector }).podSelector, pod.labels));
+  const policies = objects.filter(
+    (o) =>
+      o.kind === 'NetworkPolicy' &&
+      (o.metadata.namespace ?? pod.namespace) === pod.namespace &&
+      selects((o.spec as { podSelector: LabelSelector }).podSelector, pod.labels),
+  );
   if (policies.length === 0) return undefined;
   const peers: Array<NetworkPolicyPeer | 'everyone'> = [];
   for (const policy of policies) {
-    for (const rule of ((policy.spec as { ingress?: Rule[] }).ingress ?? [])) {
+    for (const rule of (policy.spec as { ingress?: Rule[] }).ingress ?? []) {
       if (rule.ports !== undefined && !rule.ports.some((p) => p.port === undefined || p.port === port)) continue;
       if (rule.from === undefined || rule.from.length === 0) peers.push('everyone');
       else peers.push(...rule.from);

@@ -29,7 +29,9 @@ export function requireProgram(name: 'nginx' | 'haproxy'): string {
   const found = spawnSync('sh', ['-c', `command -v ${name} || ls /usr/sbin/${name}`], { encoding: 'utf8' });
   const path = found.status === 0 ? found.stdout.trim().split('\n')[0] : undefined;
   if (path === undefined || path === '') {
-    throw new Error(`${name} is missing: this test runs a real ${name} as an origin-side proxy and cannot run without it. Install the Debian package (apt-get install -y ${name}; then service ${name} stop) or run scripts/test-prerequisites.ts as root.`);
+    throw new Error(
+      `${name} is missing: this test runs a real ${name} as an origin-side proxy and cannot run without it. Install the Debian package (apt-get install -y ${name}; then service ${name} stop) or run scripts/test-prerequisites.ts as root.`,
+    );
   }
   return path;
 }
@@ -38,7 +40,8 @@ async function listening(port: number, running: RunningProcess, what: string): P
   await waitFor(
     () =>
       new Promise<boolean>((resolve, reject) => {
-        if (running.child.exitCode !== null) reject(new Error(`${what} exited (${running.child.exitCode}): ${running.stderr().slice(-1500)}`));
+        if (running.child.exitCode !== null)
+          reject(new Error(`${what} exited (${running.child.exitCode}): ${running.stderr().slice(-1500)}`));
         const socket = connect(port, '127.0.0.1');
         socket.once('connect', () => {
           socket.destroy();

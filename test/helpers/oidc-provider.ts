@@ -31,8 +31,23 @@ export async function startOidcProvider(options: { format: 'jwt' | 'opaque'; pat
     scopes: ['orders:read', 'orders:write', 'shop'],
     ttl: { ClientCredentials: 600 },
     clients: [
-      { client_id: OP_CLIENT.id, client_secret: OP_CLIENT.secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], id_token_signed_response_alg: 'ES256', scope: 'orders:read orders:write shop' },
-      { client_id: OP_INTROSPECTOR.id, client_secret: OP_INTROSPECTOR.secret, grant_types: [], redirect_uris: [], response_types: [], id_token_signed_response_alg: 'ES256' },
+      {
+        client_id: OP_CLIENT.id,
+        client_secret: OP_CLIENT.secret,
+        grant_types: ['client_credentials'],
+        redirect_uris: [],
+        response_types: [],
+        id_token_signed_response_alg: 'ES256',
+        scope: 'orders:read orders:write shop',
+      },
+      {
+        client_id: OP_INTROSPECTOR.id,
+        client_secret: OP_INTROSPECTOR.secret,
+        grant_types: [],
+        redirect_uris: [],
+        response_types: [],
+        id_token_signed_response_alg: 'ES256',
+      },
     ],
     jwks: { keys: [{ ...(await exportJWK(privateKey)), kid: 'op-1', alg: 'ES256', use: 'sig' }] },
     features: {
@@ -48,7 +63,9 @@ export async function startOidcProvider(options: { format: 'jwt' | 'opaque'; pat
         getResourceServerInfo: () => ({
           scope: 'orders:read orders:write shop',
           audience: 'gateway',
-          ...(options.format === 'jwt' ? { accessTokenFormat: 'jwt' as const, jwt: { sign: { alg: 'ES256' as const } } } : { accessTokenFormat: 'opaque' as const }),
+          ...(options.format === 'jwt'
+            ? { accessTokenFormat: 'jwt' as const, jwt: { sign: { alg: 'ES256' as const } } }
+            : { accessTokenFormat: 'opaque' as const }),
         }),
       },
     },
@@ -73,17 +90,28 @@ export async function startOidcProvider(options: { format: 'jwt' | 'opaque'; pat
     async accessToken(scope = 'orders:read shop') {
       const response = await fetch(`${issuer}/token`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(OP_CLIENT.id, OP_CLIENT.secret) },
-        body: new URLSearchParams({ grant_type: 'client_credentials', scope, resource: 'urn:baton:gateway' }).toString(),
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: basic(OP_CLIENT.id, OP_CLIENT.secret),
+        },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          scope,
+          resource: 'urn:baton:gateway',
+        }).toString(),
       });
       const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
-      if (body.access_token === undefined) throw new Error(`oidc-provider refused: ${body.error}: ${body.error_description}`);
+      if (body.access_token === undefined)
+        throw new Error(`oidc-provider refused: ${body.error}: ${body.error_description}`);
       return body.access_token;
     },
     async revoke(token) {
       const response = await fetch(`${issuer}/token/revocation`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(OP_CLIENT.id, OP_CLIENT.secret) },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: basic(OP_CLIENT.id, OP_CLIENT.secret),
+        },
         body: new URLSearchParams({ token }).toString(),
       });
       if (response.status !== 200) throw new Error(`oidc-provider revocation answered ${response.status}`);

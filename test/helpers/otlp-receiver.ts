@@ -68,20 +68,27 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     endpoint: `http://127.0.0.1:${port}`,
     spans,
     bodies,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
 function decode(document: unknown): ReceivedSpan[] {
   const out: ReceivedSpan[] = [];
   const resourceSpans = (document as { resourceSpans?: unknown[] }).resourceSpans ?? [];
-  for (const rs of resourceSpans as Array<{ resource?: { attributes?: Array<{ key: string; value: OtlpValue }> }; scopeSpans?: Array<{ scope?: { name?: string; version?: string }; spans?: unknown[] }> }>) {
+  for (const rs of resourceSpans as Array<{
+    resource?: { attributes?: Array<{ key: string; value: OtlpValue }> };
+    scopeSpans?: Array<{ scope?: { name?: string; version?: string }; spans?: unknown[] }>;
+  }>) {
     const resource = attributesOf(rs.resource?.attributes);
     for (const ss of rs.scopeSpans ?? []) {
-      const scope = { name: String(ss.scope?.name ?? ''), version: ss.scope?.version === undefined || ss.scope.version === '' ? undefined : ss.scope.version };
+      const scope = {
+        name: String(ss.scope?.name ?? ''),
+        version: ss.scope?.version === undefined || ss.scope.version === '' ? undefined : ss.scope.version,
+      };
       for (const raw of (ss.spans ?? []) as Array<Record<string, unknown>>) {
         out.push({
           serviceName: String(resource['service.name'] ?? ''),
@@ -102,7 +109,9 @@ function decode(document: unknown): ReceivedSpan[] {
   return out;
 }
 
-function attributesOf(list: Array<{ key: string; value: OtlpValue }> | undefined): Record<string, string | number | boolean | undefined> {
+function attributesOf(
+  list: Array<{ key: string; value: OtlpValue }> | undefined,
+): Record<string, string | number | boolean | undefined> {
   const out: Record<string, string | number | boolean | undefined> = {};
   for (const { key, value } of list ?? []) out[key] = scalar(value);
   return out;

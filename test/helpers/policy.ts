@@ -19,7 +19,10 @@ export function compileTestPolicy(yaml: string, file = 'test.yaml'): CompiledPol
  * A CallGraph document around `services`, the YAML under `spec.services`
  * (indented by the caller or not: each line is indented four spaces here).
  */
-export function callGraph(services: string, options: { name?: string; maxDepth?: number; mode?: 'enforce' | 'shadow' } = {}): string {
+export function callGraph(
+  services: string,
+  options: { name?: string; maxDepth?: number; mode?: 'enforce' | 'shadow' } = {},
+): string {
   const body = services
     .replace(/^\n+|\s+$/g, '')
     .split('\n')

@@ -21,8 +21,17 @@ export function startBaton(args: readonly string[], env: Readonly<Record<string,
 }
 
 /** `inheritEnv: false` gives the child exactly `env`, as a container gets only its image's and its own. */
-export function startProcess(command: string, args: readonly string[], env: Readonly<Record<string, string>> = {}, options: { inheritEnv?: boolean; cwd?: string } = {}): RunningProcess {
-  const child = spawn(command, args, { env: options.inheritEnv === false ? { ...env } : { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
+export function startProcess(
+  command: string,
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+  options: { inheritEnv?: boolean; cwd?: string } = {},
+): RunningProcess {
+  const child = spawn(command, args, {
+    env: options.inheritEnv === false ? { ...env } : { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  });
   let out = '';
   let err = '';
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
@@ -51,13 +60,31 @@ export function startProcess(command: string, args: readonly string[], env: Read
     stderr: () => err,
     waitForOutput(pattern, timeoutMs = 15_000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern} from ${command} ${args.join(' ')}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`)), timeoutMs);
-        const waiter = { pattern, resolve: (line: string) => { clearTimeout(timer); resolve(line); } };
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `timed out waiting for ${pattern} from ${command} ${args.join(' ')}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`,
+              ),
+            ),
+          timeoutMs,
+        );
+        const waiter = {
+          pattern,
+          resolve: (line: string) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        };
         waiters.push(waiter);
         void exited.then((code) => {
           if (waiters.includes(waiter)) {
             clearTimeout(timer);
-            reject(new Error(`process exited (${code}) before printing ${pattern}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`));
+            reject(
+              new Error(
+                `process exited (${code}) before printing ${pattern}\nstdout: ${out.slice(-2000)}\nstderr: ${err.slice(-2000)}`,
+              ),
+            );
           }
         });
         check();
@@ -75,7 +102,10 @@ export function startProcess(command: string, args: readonly string[], env: Read
 }
 
 /** Runs the CLI to completion and returns its exit code and output. */
-export async function runBaton(args: readonly string[], env: Readonly<Record<string, string>> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runBaton(
+  args: readonly string[],
+  env: Readonly<Record<string, string>> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const running = startBaton(args, env);
   const code = await running.exited;
   return { code, stdout: running.stdout(), stderr: running.stderr() };

@@ -30,11 +30,27 @@ export interface RedisOptions {
 export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
   const which = spawnSync('sh', ['-c', 'command -v redis-server']);
   if (which.status !== 0) {
-    throw new Error('redis-server is not installed on this machine: run `apt-get install -y redis-server` (npm test installs it when run as root: scripts/test-prerequisites.ts)');
+    throw new Error(
+      'redis-server is not installed on this machine: run `apt-get install -y redis-server` (npm test installs it when run as root: scripts/test-prerequisites.ts)',
+    );
   }
   const chosen = options.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'baton-redis-'));
-  const proc = startProcess('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes', ...(options.aclFile === undefined ? [] : ['--aclfile', options.aclFile])]);
+  const proc = startProcess('redis-server', [
+    '--port',
+    String(chosen),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--protected-mode',
+    'yes',
+    ...(options.aclFile === undefined ? [] : ['--aclfile', options.aclFile]),
+  ]);
   await proc.waitForOutput(/Ready to accept connections/, 10_000);
   await waitFor(async () => true, { what: 'redis' });
   const server: RedisServer = {
@@ -68,14 +84,21 @@ export async function writeMeshRedisSecrets(services: readonly string[]): Promis
   const dir = mkdtempSync(join(tmpdir(), 'baton-redis-acl-'));
   const out: string[] = [];
   const sink = (into: string[]) => new Writable({ write: (chunk, _e, done) => (into.push(String(chunk)), done()) });
-  const code = await redisAclCommand.run(['--services', services.join(','), '--dir', dir], { env: {}, stdout: sink(out), stderr: sink(out) });
+  const code = await redisAclCommand.run(['--services', services.join(','), '--dir', dir], {
+    env: {},
+    stdout: sink(out),
+    stderr: sink(out),
+  });
   if (code !== 0) throw new Error(`baton redis-acl failed: ${out.join('')}`);
   return {
     dir,
     aclFile: redisSecretsLayout.aclFile(dir),
     sidecar: (service) => redisSecretsLayout.sidecar(dir, service),
     sts: redisSecretsLayout.sts(dir),
-    admin: { username: redisSecretsLayout.admin(dir).username, password: readFileSync(redisSecretsLayout.admin(dir).passwordFile, 'utf8').trim() },
+    admin: {
+      username: redisSecretsLayout.admin(dir).username,
+      password: readFileSync(redisSecretsLayout.admin(dir).passwordFile, 'utf8').trim(),
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

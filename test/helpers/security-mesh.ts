@@ -41,8 +41,14 @@ payments:
 /** A signer for raw compact JWS: any header, any payload, any bytes. */
 export type Signer = (signingInput: Buffer) => Buffer;
 
-export const es256 = (key: KeyObject): Signer => (input) => sign('sha256', input, { key, dsaEncoding: 'ieee-p1363' });
-export const rs256 = (key: KeyObject): Signer => (input) => sign('sha256', input, key);
+export const es256 =
+  (key: KeyObject): Signer =>
+  (input) =>
+    sign('sha256', input, { key, dsaEncoding: 'ieee-p1363' });
+export const rs256 =
+  (key: KeyObject): Signer =>
+  (input) =>
+    sign('sha256', input, key);
 
 /**
  * A compact JWS built by hand, so headers jose would refuse to produce
@@ -82,7 +88,15 @@ async function startIdp(name: string): Promise<Idp> {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(jwks));
   });
-  return { issuer: listening.url, jwksHits: () => listening.hits, privateKey: ec.privateKey, rsaKey: rsa.privateKey, kid, rsaKid, listening };
+  return {
+    issuer: listening.url,
+    jwksHits: () => listening.hits,
+    privateKey: ec.privateKey,
+    rsaKey: rsa.privateKey,
+    kid,
+    rsaKid,
+    listening,
+  };
 }
 
 export interface SecurityMesh {
@@ -99,7 +113,12 @@ export interface SecurityMesh {
   readonly sts: RunningProcess;
   readonly sidecars: Readonly<Record<Name, RunningProcess>>;
   /** A mesh token signed with the STS key: the claims a real exchange for `aud` would carry, then `overrides`. */
-  meshToken(aud: Name, chain: readonly string[], overrides?: Record<string, unknown>, header?: Record<string, unknown>): string;
+  meshToken(
+    aud: Name,
+    chain: readonly string[],
+    overrides?: Record<string, unknown>,
+    header?: Record<string, unknown>,
+  ): string;
   /** A user token from IdP A for the gateway. */
   userToken(overrides?: Record<string, unknown>, header?: Record<string, unknown>, idp?: Idp): string;
   /** A real exchange at the STS as `client`. */
@@ -176,7 +195,8 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
     servers.push(...SERVICES.map((n) => apps[n].server));
 
     const ports = {} as Record<Name, { inbound: number; outbound: number; admin: number }>;
-    for (const name of SERVICES) ports[name] = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
+    for (const name of SERVICES)
+      ports[name] = { inbound: await freePort(), outbound: await freePort(), admin: await freePort() };
     const sidecars = {} as Record<Name, RunningProcess>;
     for (const name of SERVICES) {
       const file = join(dir, `${name}.yaml`);
@@ -192,11 +212,21 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
           sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
           transport: { mode: 'plaintext' },
           policy: { file: policyFile },
-          upstreams: Object.fromEntries(SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${ports[n].inbound}`])),
+          upstreams: Object.fromEntries(
+            SERVICES.filter((n) => n !== name).map((n) => [n, `http://127.0.0.1:${ports[n].inbound}`]),
+          ),
           ...(name === 'gateway'
-            ? { externalIssuers: [idpA, idpB].map((idp) => ({ issuer: idp.issuer, jwksUri: `${idp.issuer}/jwks`, audience: 'gateway' })) }
+            ? {
+                externalIssuers: [idpA, idpB].map((idp) => ({
+                  issuer: idp.issuer,
+                  jwksUri: `${idp.issuer}/jwks`,
+                  audience: 'gateway',
+                })),
+              }
             : {}),
-          ...(options.redis === undefined ? {} : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
+          ...(options.redis === undefined
+            ? {}
+            : { redis: { url: options.redis.url, ...redisSecretsLayout.sidecar(options.redis.secretsDir, name) } }),
           // payments takes large tokens so a 1,000-deep act reaches the act unwinding instead of the size limit.
           ...(name === 'payments' ? { limits: { maxTokenBytes: 65_536, maxHeaderBytes: 131_072 } } : {}),
         }),
@@ -206,17 +236,22 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
     }
     await Promise.all(
       SERVICES.map((name) =>
-        waitFor(async () => {
-          if (sidecars[name].child.exitCode !== null) throw new Error(`${name} sidecar exited: ${sidecars[name].stderr().slice(-2000)}`);
-          const r = await request(`http://127.0.0.1:${ports[name].admin}/readyz`);
-          await r.body.dump();
-          return r.statusCode === 200;
-        }, { timeoutMs: 20_000, what: `${name} sidecar ready` }),
+        waitFor(
+          async () => {
+            if (sidecars[name].child.exitCode !== null)
+              throw new Error(`${name} sidecar exited: ${sidecars[name].stderr().slice(-2000)}`);
+            const r = await request(`http://127.0.0.1:${ports[name].admin}/readyz`);
+            await r.body.dump();
+            return r.statusCode === 200;
+          },
+          { timeoutMs: 20_000, what: `${name} sidecar ready` },
+        ),
       ),
     );
 
     const nowSec = (): number => Math.floor(Date.now() / 1000);
-    const act = (chain: readonly string[]): unknown => chain.reduce<unknown>((inner, sub) => (inner === undefined ? { sub } : { sub, act: inner }), undefined);
+    const act = (chain: readonly string[]): unknown =>
+      chain.reduce<unknown>((inner, sub) => (inner === undefined ? { sub } : { sub, act: inner }), undefined);
     return {
       dir,
       stsUrl,
@@ -233,19 +268,51 @@ export async function startSecurityMesh(options: SecurityMeshOptions = {}): Prom
       meshToken(aud, chain, overrides = {}, header = {}) {
         const claims = {
           // sub_id names the same subject as sub (RFC 9493 §4.1), unless a test overrides it on purpose.
-          iss: stsUrl, sub: 'alice', sub_id: { format: 'iss_sub', iss: idpA.issuer, sub: typeof overrides.sub === 'string' ? overrides.sub : 'alice' }, sub_type: 'user', aud, client_id: chain.at(-1), act: act(chain), scope: 'shop',
-          txn: 'txn-security', jti: randomUUID(), iat: nowSec(), exp: nowSec() + 300, ...overrides,
+          iss: stsUrl,
+          sub: 'alice',
+          sub_id: {
+            format: 'iss_sub',
+            iss: idpA.issuer,
+            sub: typeof overrides.sub === 'string' ? overrides.sub : 'alice',
+          },
+          sub_type: 'user',
+          aud,
+          client_id: chain.at(-1),
+          act: act(chain),
+          scope: 'shop',
+          txn: 'txn-security',
+          jti: randomUUID(),
+          iat: nowSec(),
+          exp: nowSec() + 300,
+          ...overrides,
         };
-        return compact({ alg: 'ES256', typ: 'at+jwt', kid: stsKid, ...header }, JSON.parse(JSON.stringify(claims)) as object, es256(stsKey));
+        return compact(
+          { alg: 'ES256', typ: 'at+jwt', kid: stsKid, ...header },
+          JSON.parse(JSON.stringify(claims)) as object,
+          es256(stsKey),
+        );
       },
       userToken(overrides = {}, header = {}, idp = idpA) {
-        const claims = { iss: idp.issuer, sub: 'alice', aud: 'gateway', scope: 'shop', client_id: 'web', jti: randomUUID(), iat: nowSec(), exp: nowSec() + 300, ...overrides };
+        const claims = {
+          iss: idp.issuer,
+          sub: 'alice',
+          aud: 'gateway',
+          scope: 'shop',
+          client_id: 'web',
+          jti: randomUUID(),
+          iat: nowSec(),
+          exp: nowSec() + 300,
+          ...overrides,
+        };
         return compact({ alg: 'ES256', typ: 'at+jwt', kid: idp.kid, ...header }, claims, es256(idp.privateKey));
       },
       async exchange(client, form) {
         const r = await request(`${stsUrl}/token`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${client}:${secrets[client]}`).toString('base64')}` },
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            authorization: `Basic ${Buffer.from(`${client}:${secrets[client]}`).toString('base64')}`,
+          },
           body: new URLSearchParams(form).toString(),
         });
         return { status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };

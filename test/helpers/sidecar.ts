@@ -22,7 +22,6 @@ import { callGraph, compileTestPolicy } from './policy.ts';
 import { ExchangeRefusedError } from '../../src/sidecar/exchange/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 
-
 export { compileTestPolicy as compile } from './policy.ts';
 export { captureLogs, type LogCapture } from './logs.ts';
 
@@ -51,30 +50,86 @@ export class FakeSts {
   delayMs = 0;
 
   /** A user token from an external IdP, for an entrypoint. */
-  userToken(audience: string, options: { sub?: string; issuer?: string; scopes?: string[]; acr?: string } = {}): string {
-    return this.mint({ kind: 'external', subject: options.sub ?? 'alice', subjectIssuer: options.issuer ?? 'https://idp.test', user: true, chain: [], scopes: new Set(options.scopes ?? []), txn: undefined, acr: options.acr, expiresAt: 0, audience });
+  userToken(
+    audience: string,
+    options: { sub?: string; issuer?: string; scopes?: string[]; acr?: string } = {},
+  ): string {
+    return this.mint({
+      kind: 'external',
+      subject: options.sub ?? 'alice',
+      subjectIssuer: options.issuer ?? 'https://idp.test',
+      user: true,
+      chain: [],
+      scopes: new Set(options.scopes ?? []),
+      txn: undefined,
+      acr: options.acr,
+      expiresAt: 0,
+      audience,
+    });
   }
 
   /** A mesh token as the real STS would mint it for `chain` calling `audience`. */
-  meshToken(audience: string, chain: string[], options: { sub?: string; scopes?: string[]; acr?: string; user?: boolean } = {}): string {
-    return this.mint({ kind: 'mesh', subject: options.sub ?? 'alice', subjectIssuer: 'https://idp.test', user: options.user ?? true, chain, scopes: new Set(options.scopes ?? []), txn: 'txn-1', acr: options.acr, expiresAt: 0, audience });
+  meshToken(
+    audience: string,
+    chain: string[],
+    options: { sub?: string; scopes?: string[]; acr?: string; user?: boolean } = {},
+  ): string {
+    return this.mint({
+      kind: 'mesh',
+      subject: options.sub ?? 'alice',
+      subjectIssuer: 'https://idp.test',
+      user: options.user ?? true,
+      chain,
+      scopes: new Set(options.scopes ?? []),
+      txn: 'txn-1',
+      acr: options.acr,
+      expiresAt: 0,
+      audience,
+    });
   }
 
-  private mint(claims: Omit<VerifiedToken, 'claims' | 'issuer' | 'authTime' | 'clientId' | 'jti' | 'confirmation'> & { audience: string }): string {
+  private mint(
+    claims: Omit<VerifiedToken, 'claims' | 'issuer' | 'authTime' | 'clientId' | 'jti' | 'confirmation'> & {
+      audience: string;
+    },
+  ): string {
     const token = `tok.${randomBytes(12).toString('base64url')}.sig`;
     const issuer = claims.kind === 'mesh' ? 'https://sts.test' : claims.subjectIssuer;
-    this.tokens.set(token, { claims: {}, issuer, authTime: undefined, clientId: undefined, jti: undefined, confirmation: undefined, ...claims, expiresAt: Math.floor(Date.now() / 1000) + 300 });
+    this.tokens.set(token, {
+      claims: {},
+      issuer,
+      authTime: undefined,
+      clientId: undefined,
+      jti: undefined,
+      confirmation: undefined,
+      ...claims,
+      expiresAt: Math.floor(Date.now() / 1000) + 300,
+    });
     return token;
   }
 
   exchangerFor(client: string): TokenExchanger {
     const cache = new Map<string, Promise<IssuedToken>>();
-    const issue = async (subject: (VerifiedToken & { audience: string }) | undefined, audience: string): Promise<IssuedToken> => {
+    const issue = async (
+      subject: (VerifiedToken & { audience: string }) | undefined,
+      audience: string,
+    ): Promise<IssuedToken> => {
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
-      const accessToken = subject === undefined
-        ? this.meshToken(audience, [client], { sub: client, user: false })
-        : this.meshToken(audience, [...subject.chain, client], { sub: subject.subject, scopes: [...subject.scopes], ...(subject.acr === undefined ? {} : { acr: subject.acr }) });
-      return { accessToken, expiresAt: Math.floor(Date.now() / 1000) + 300, scope: '', issuedTokenType: 'urn:ietf:params:oauth:token-type:access_token', cached: 'miss' };
+      const accessToken =
+        subject === undefined
+          ? this.meshToken(audience, [client], { sub: client, user: false })
+          : this.meshToken(audience, [...subject.chain, client], {
+              sub: subject.subject,
+              scopes: [...subject.scopes],
+              ...(subject.acr === undefined ? {} : { acr: subject.acr }),
+            });
+      return {
+        accessToken,
+        expiresAt: Math.floor(Date.now() / 1000) + 300,
+        scope: '',
+        issuedTokenType: 'urn:ietf:params:oauth:token-type:access_token',
+        cached: 'miss',
+      };
     };
     return {
       exchange: async ({ subjectToken, audience }) => {
@@ -139,7 +194,13 @@ export interface TestSidecar {
 
 export async function startTestSidecar(
   sts: FakeSts,
-  settings: { service: string; app: string; upstreams?: Record<string, string>; policy?: CompiledPolicy | undefined; config?: Record<string, unknown> },
+  settings: {
+    service: string;
+    app: string;
+    upstreams?: Record<string, string>;
+    policy?: CompiledPolicy | undefined;
+    config?: Record<string, unknown>;
+  },
 ): Promise<TestSidecar> {
   const config = loadConfig(SidecarConfigSchema, {
     overrides: {
@@ -161,7 +222,11 @@ export async function startTestSidecar(
   const logs = captureLogs(settings.service);
   const policy = new MutablePolicy('policy' in settings ? settings.policy : compileTestPolicy(SHOP));
   const exchanger = sts.exchangerFor(settings.service);
-  const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = { verifyCalls: 0, exchangerAvailable: true, duringVerify: undefined };
+  const state: { verifyCalls: number; exchangerAvailable: boolean; duringVerify: (() => Promise<void>) | undefined } = {
+    verifyCalls: 0,
+    exchangerAvailable: true,
+    duringVerify: undefined,
+  };
   const collaborators: Collaborators = {
     policy,
     verifier: {
@@ -169,7 +234,8 @@ export async function startTestSidecar(
         state.verifyCalls++;
         if (state.duringVerify !== undefined) await state.duringVerify();
         const claims = sts.tokens.get(token);
-        if (claims === undefined || claims.audience !== expected.audience) throw new TokenBadSignatureError('expected a token signed by a trusted issuer for this audience');
+        if (claims === undefined || claims.audience !== expected.audience)
+          throw new TokenBadSignatureError('expected a token signed by a trusted issuer for this audience');
         return claims;
       },
     },
@@ -244,10 +310,10 @@ export async function startApp(handler?: TestHandler): Promise<TestApp> {
     url: `http://127.0.0.1:${port}`,
     port,
     seen,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
-

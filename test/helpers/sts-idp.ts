@@ -9,7 +9,10 @@ export interface TestIdp {
   readonly issuer: string;
   readonly jwksUri: string;
   /** An RFC 9068 access token for a user, signed with the IdP key unless told otherwise. */
-  userToken(claims?: JWTPayload, options?: { header?: Record<string, unknown>; key?: SigningPrivateKey; ttlSeconds?: number }): Promise<string>;
+  userToken(
+    claims?: JWTPayload,
+    options?: { header?: Record<string, unknown>; key?: SigningPrivateKey; ttlSeconds?: number },
+  ): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -33,7 +36,15 @@ export async function startTestIdp(): Promise<TestIdp> {
     jwksUri: `${issuer}/jwks`,
     async userToken(claims = {}, options = {}) {
       const now = Math.floor(Date.now() / 1000);
-      return await new SignJWT({ sub: 'alice', aud: 'gateway', scope: 'openid orders:read payments:charge ledger:write', client_id: 'web', auth_time: now - 60, acr: 'urn:baton:acr:mfa', ...claims })
+      return await new SignJWT({
+        sub: 'alice',
+        aud: 'gateway',
+        scope: 'openid orders:read payments:charge ledger:write',
+        client_id: 'web',
+        auth_time: now - 60,
+        acr: 'urn:baton:acr:mfa',
+        ...claims,
+      })
         .setProtectedHeader({ alg: 'ES256', kid: 'idp-1', typ: 'at+jwt', ...options.header })
         .setIssuer(issuer)
         .setIssuedAt(now)

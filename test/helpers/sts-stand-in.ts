@@ -7,7 +7,9 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { listenOnLoopback } from './net.ts';
 
 /** Exchange settings for a test: what the sidecar's config loads (the schema's defaults), with the test's changes. */
-export function exchangeConfig(changes: Omit<Partial<ExchangeConfig>, 'breaker'> & { readonly breaker?: Partial<ExchangeConfig['breaker']> } = {}): ExchangeConfig {
+export function exchangeConfig(
+  changes: Omit<Partial<ExchangeConfig>, 'breaker'> & { readonly breaker?: Partial<ExchangeConfig['breaker']> } = {},
+): ExchangeConfig {
   return Value.Default(ExchangeConfigSchema, structuredClone(changes)) as ExchangeConfig;
 }
 

@@ -29,7 +29,13 @@ export async function clientKey(kid = 'client-1'): Promise<ClientKey> {
 }
 
 /** A `private_key_jwt` client assertion (RFC 7523 §3) or a self-signed actor token. */
-export async function clientJwt(clientId: string, key: ClientKey, audience: string, claims: Record<string, unknown> = {}, ttlSeconds = 60): Promise<string> {
+export async function clientJwt(
+  clientId: string,
+  key: ClientKey,
+  audience: string,
+  claims: Record<string, unknown> = {},
+  ttlSeconds = 60,
+): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   return await new SignJWT({ jti: crypto.randomUUID(), ...claims })
     .setProtectedHeader({ alg: 'ES256', kid: key.publicJwk.kid as string })
@@ -60,7 +66,12 @@ export function writeStsConfig(raw: Record<string, unknown>): ConfigFile {
   return { dir, file, config: loadStsConfig({ file }), remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export function baseConfig(options: { issuer: string; idp?: { issuer: string; jwksUri: string }; ordersJwks?: JWK[]; extra?: Record<string, unknown> }): Record<string, unknown> {
+export function baseConfig(options: {
+  issuer: string;
+  idp?: { issuer: string; jwksUri: string };
+  ordersJwks?: JWK[];
+  extra?: Record<string, unknown>;
+}): Record<string, unknown> {
   return {
     issuer: options.issuer,
     tokenTtlSeconds: 300,
@@ -70,12 +81,17 @@ export function baseConfig(options: { issuer: string; idp?: { issuer: string; jw
     transport: { mode: 'plaintext' },
     clients: [
       { id: 'gateway', secret: SECRETS.gateway },
-      options.ordersJwks === undefined ? { id: 'orders', secret: SECRETS.orders } : { id: 'orders', jwks: { keys: options.ordersJwks } },
+      options.ordersJwks === undefined
+        ? { id: 'orders', secret: SECRETS.orders }
+        : { id: 'orders', jwks: { keys: options.ordersJwks } },
       { id: 'payments', secret: SECRETS.payments },
       { id: 'ledger', secret: SECRETS.ledger },
       { id: 'billing-job', secret: SECRETS['billing-job'], scopes: ['orders:read', 'orders:write', 'payments:charge'] },
     ],
-    externalIssuers: options.idp === undefined ? [] : [{ issuer: options.idp.issuer, jwksUri: options.idp.jwksUri, audience: 'gateway' }],
+    externalIssuers:
+      options.idp === undefined
+        ? []
+        : [{ issuer: options.idp.issuer, jwksUri: options.idp.jwksUri, audience: 'gateway' }],
     ...options.extra,
   };
 }

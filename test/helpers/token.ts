@@ -15,7 +15,8 @@ export async function createSigner(kid: string, alg = 'ES256'): Promise<TestSign
     kid,
     alg,
     publicJwk,
-    sign: (claims, header = {}) => new SignJWT(claims).setProtectedHeader({ alg, kid, typ: 'at+jwt', ...header }).sign(privateKey),
+    sign: (claims, header = {}) =>
+      new SignJWT(claims).setProtectedHeader({ alg, kid, typ: 'at+jwt', ...header }).sign(privateKey),
   };
 }
 
@@ -29,7 +30,12 @@ export const USER_IDP = 'https://idp.example.test';
  * `chain`; its RFC 9493 `sub_id` names USER_IDP for a user, the STS for a
  * service, unless `extra` sets one.
  */
-export function meshClaims(issuer: string, aud: string, chain: readonly string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+export function meshClaims(
+  issuer: string,
+  aud: string,
+  chain: readonly string[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   let act: Record<string, unknown> | undefined;
   for (const sub of chain) act = act === undefined ? { sub } : { sub, act };
   const claims: Record<string, unknown> = {
@@ -46,7 +52,8 @@ export function meshClaims(issuer: string, aud: string, chain: readonly string[]
     ...(act === undefined ? {} : { act }),
     ...extra,
   };
-  if (!('sub_id' in extra)) claims.sub_id = { format: 'iss_sub', iss: claims.sub_type === 'service' ? issuer : USER_IDP, sub: claims.sub };
+  if (!('sub_id' in extra))
+    claims.sub_id = { format: 'iss_sub', iss: claims.sub_type === 'service' ? issuer : USER_IDP, sub: claims.sub };
   return claims;
 }
 

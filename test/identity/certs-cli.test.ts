@@ -10,10 +10,24 @@ import { runCli } from '../helpers/cli.ts';
 describe('baton certs (docs/identity.md)', () => {
   const out = mkdtempSync(join(tmpdir(), 'baton-certs-cli-'));
   after(() => rmSync(out, { recursive: true, force: true }));
-  const map = createServiceMap({ trustDomain: 'cluster.local', namespace: 'default', template: '/ns/{namespace}/sa/{service}', ids: {} });
+  const map = createServiceMap({
+    trustDomain: 'cluster.local',
+    namespace: 'default',
+    template: '/ns/{namespace}/sa/{service}',
+    ids: {},
+  });
 
   it('writes a CA and one X509-SVID per service in the csi-driver-spiffe layout, keys readable by their owner only', async () => {
-    const run = await runCli(['certs', '--out', out, '--trust-domain', 'cluster.local', 'gateway', 'orders', 'payments']);
+    const run = await runCli([
+      'certs',
+      '--out',
+      out,
+      '--trust-domain',
+      'cluster.local',
+      'gateway',
+      'orders',
+      'payments',
+    ]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /DEVELOPMENT/);
     for (const service of ['gateway', 'orders', 'payments']) {

@@ -23,11 +23,14 @@ describe('mesh client', () => {
 
   /** An HTTPS server presenting `cert`, asking for the client's certificate as a sidecar does. */
   async function serve(cert: string, key: string): Promise<string> {
-    const server = createHttpsServer({ cert, key, ca: ids.ca.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (req, res) => {
-      requestsSeen++;
-      req.resume();
-      res.end('{"keys":[]}');
-    });
+    const server = createHttpsServer(
+      { cert, key, ca: ids.ca.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' },
+      (req, res) => {
+        requestsSeen++;
+        req.resume();
+        res.end('{"keys":[]}');
+      },
+    );
     server.on('tlsClientError', () => {});
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -37,7 +40,13 @@ describe('mesh client', () => {
 
   before(async () => {
     ids = await makeTestIdentities(['orders', 'baton-sts']);
-    identity = createWorkloadIdentity({ ...ids.files('orders'), pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger: pino({ level: 'silent' }), now: Date.now });
+    identity = createWorkloadIdentity({
+      ...ids.files('orders'),
+      pollIntervalMs: 60_000,
+      nearExpiryFraction: 1 / 6,
+      logger: pino({ level: 'silent' }),
+      now: Date.now,
+    });
     mesh = createMeshClient({ identity, logger: pino({ level: 'silent' }) });
   });
   after(async () => {
@@ -64,7 +73,11 @@ describe('mesh client', () => {
     const origin = await serve(signing.certPem, signing.keyPem);
     mesh.expect(origin, ids.map.idOf('baton-sts'));
     const before = requestsSeen;
-    const failure = await request(`${origin}/token`, { method: 'POST', body: 'subject_token=a-token', dispatcher: mesh.dispatcher }).then(
+    const failure = await request(`${origin}/token`, {
+      method: 'POST',
+      body: 'subject_token=a-token',
+      dispatcher: mesh.dispatcher,
+    }).then(
       () => undefined,
       (error: unknown) => error as Error & { code?: string; cause?: { code?: string } },
     );

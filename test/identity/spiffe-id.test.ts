@@ -39,7 +39,12 @@ describe('SPIFFE IDs', () => {
   });
 
   it('parses the trust domain alone as an empty path', () => {
-    assert.deepEqual(parseSpiffeId('spiffe://cluster.local'), { id: 'spiffe://cluster.local', trustDomain: 'cluster.local', path: '', segments: [] });
+    assert.deepEqual(parseSpiffeId('spiffe://cluster.local'), {
+      id: 'spiffe://cluster.local',
+      trustDomain: 'cluster.local',
+      path: '',
+      segments: [],
+    });
   });
 
   it('accepts only IDs that are their own canonical spelling (property)', () => {
@@ -67,7 +72,12 @@ describe('SPIFFE IDs', () => {
 });
 
 describe('the SPIFFE ID ↔ service rule', () => {
-  const map = createServiceMap({ trustDomain: 'cluster.local', namespace: 'shop', template: '/ns/{namespace}/sa/{service}', ids: { legacy: 'spiffe://cluster.local/legacy/billing' } });
+  const map = createServiceMap({
+    trustDomain: 'cluster.local',
+    namespace: 'shop',
+    template: '/ns/{namespace}/sa/{service}',
+    ids: { legacy: 'spiffe://cluster.local/legacy/billing' },
+  });
 
   it('maps a service to its ID and back', () => {
     assert.equal(map.idOf('orders'), 'spiffe://cluster.local/ns/shop/sa/orders');
@@ -109,31 +119,66 @@ describe('the SPIFFE ID ↔ service rule', () => {
   it('keeps one name, one ID, both ways, for any names in any namespaces (property)', () => {
     const label = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?$/);
     fc.assert(
-      fc.property(label, fc.array(fc.tuple(label, fc.option(label, { nil: undefined })), { minLength: 1, maxLength: 8 }), fc.array(fc.tuple(label, label), { maxLength: 3 }), (home, names, moved) => {
-        // A table that moves some services elsewhere, one ID each.
-        const ids = Object.fromEntries(moved.map(([service, where], i) => [service, `spiffe://cluster.local/legacy/${where}-${i}`]));
-        const rule = createServiceMap({ trustDomain: 'cluster.local', namespace: home, template: '/ns/{namespace}/sa/{service}', ids });
-        const seen = new Map<string, string>();
-        for (const [service, namespace] of names) {
-          if (namespace !== undefined && ['accepts', 'entrypoint'].includes(namespace)) continue;
-          const name = namespace === undefined || namespace === home ? service : `${service}.${namespace}`;
-          const id = rule.idOf(name);
-          assert.equal(rule.serviceOf(id), name, `serviceOf(idOf(${name}))`);
-          if (seen.has(id)) assert.equal(seen.get(id), name, `one name for ${id}`);
-          seen.set(id, name);
-          // The template's spelling of a moved service names nothing; a home service qualified by its home is no name at all.
-          if (Object.hasOwn(ids, name)) assert.equal(rule.serviceOf(`spiffe://cluster.local/ns/${namespace ?? home}/sa/${service}`), undefined);
-          if (namespace === undefined) assert.throws(() => rule.idOf(`${service}.${home}`), { code: 'BATON_IDENTITY_UNMAPPED' });
-        }
-      }),
+      fc.property(
+        label,
+        fc.array(fc.tuple(label, fc.option(label, { nil: undefined })), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.tuple(label, label), { maxLength: 3 }),
+        (home, names, moved) => {
+          // A table that moves some services elsewhere, one ID each.
+          const ids = Object.fromEntries(
+            moved.map(([service, where], i) => [service, `spiffe://cluster.local/legacy/${where}-${i}`]),
+          );
+          const rule = createServiceMap({
+            trustDomain: 'cluster.local',
+            namespace: home,
+            template: '/ns/{namespace}/sa/{service}',
+            ids,
+          });
+          const seen = new Map<string, string>();
+          for (const [service, namespace] of names) {
+            if (namespace !== undefined && ['accepts', 'entrypoint'].includes(namespace)) continue;
+            const name = namespace === undefined || namespace === home ? service : `${service}.${namespace}`;
+            const id = rule.idOf(name);
+            assert.equal(rule.serviceOf(id), name, `serviceOf(idOf(${name}))`);
+            if (seen.has(id)) assert.equal(seen.get(id), name, `one name for ${id}`);
+            seen.set(id, name);
+            // The template's spelling of a moved service names nothing; a home service qualified by its home is no name at all.
+            if (Object.hasOwn(ids, name))
+              assert.equal(rule.serviceOf(`spiffe://cluster.local/ns/${namespace ?? home}/sa/${service}`), undefined);
+            if (namespace === undefined)
+              assert.throws(() => rule.idOf(`${service}.${home}`), { code: 'BATON_IDENTITY_UNMAPPED' });
+          }
+        },
+      ),
     );
   });
 
   it('refuses a template without exactly one {service}, and a table entry in another trust domain', () => {
-    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns/{namespace}/{namespace}/{service}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
-    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns-{namespace}/{service}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
-    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns/{namespace}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
-    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/{service}/{service}', ids: {} }), { code: 'BATON_IDENTITY_UNMAPPED' });
-    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/{service}', ids: { a: 'spiffe://other/a' } }), { code: 'BATON_IDENTITY_UNMAPPED' });
+    assert.throws(
+      () =>
+        createServiceMap({
+          trustDomain: 'td',
+          namespace: 'n',
+          template: '/ns/{namespace}/{namespace}/{service}',
+          ids: {},
+        }),
+      { code: 'BATON_IDENTITY_UNMAPPED' },
+    );
+    assert.throws(
+      () => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns-{namespace}/{service}', ids: {} }),
+      { code: 'BATON_IDENTITY_UNMAPPED' },
+    );
+    assert.throws(() => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/ns/{namespace}', ids: {} }), {
+      code: 'BATON_IDENTITY_UNMAPPED',
+    });
+    assert.throws(
+      () => createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/{service}/{service}', ids: {} }),
+      { code: 'BATON_IDENTITY_UNMAPPED' },
+    );
+    assert.throws(
+      () =>
+        createServiceMap({ trustDomain: 'td', namespace: 'n', template: '/{service}', ids: { a: 'spiffe://other/a' } }),
+      { code: 'BATON_IDENTITY_UNMAPPED' },
+    );
   });
 });

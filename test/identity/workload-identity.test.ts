@@ -35,19 +35,33 @@ describe('X509-SVID loading', () => {
   it('refuses a certificate from another CA than the bundle’s', async () => {
     const foreign = await ids.issue(ids.map.idOf('orders'), { ca: await otherCa() });
     const pem = readSvidFiles(ids.files('orders'));
-    assert.throws(() => parseSvid({ cert: foreign.certPem, key: foreign.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_UNTRUSTED' });
+    assert.throws(() => parseSvid({ cert: foreign.certPem, key: foreign.keyPem, bundle: pem.bundle }, Date.now()), {
+      code: 'BATON_IDENTITY_UNTRUSTED',
+    });
   });
 
   it('refuses an expired certificate and one not yet valid, each with its own code', async () => {
     const pem = readSvidFiles(ids.files('orders'));
-    const expired = await ids.issue(ids.map.idOf('orders'), { notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 3_600_000) });
-    assert.throws(() => parseSvid({ cert: expired.certPem, key: expired.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_EXPIRED' });
-    const future = await ids.issue(ids.map.idOf('orders'), { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 7_200_000) });
-    assert.throws(() => parseSvid({ cert: future.certPem, key: future.keyPem, bundle: pem.bundle }, Date.now()), { code: 'BATON_IDENTITY_NOT_YET_VALID' });
+    const expired = await ids.issue(ids.map.idOf('orders'), {
+      notBefore: new Date(Date.now() - 7_200_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    });
+    assert.throws(() => parseSvid({ cert: expired.certPem, key: expired.keyPem, bundle: pem.bundle }, Date.now()), {
+      code: 'BATON_IDENTITY_EXPIRED',
+    });
+    const future = await ids.issue(ids.map.idOf('orders'), {
+      notBefore: new Date(Date.now() + 3_600_000),
+      notAfter: new Date(Date.now() + 7_200_000),
+    });
+    assert.throws(() => parseSvid({ cert: future.certPem, key: future.keyPem, bundle: pem.bundle }, Date.now()), {
+      code: 'BATON_IDENTITY_NOT_YET_VALID',
+    });
   });
 
   it('refuses a CA certificate as a workload identity', () => {
-    assert.throws(() => parseSvid({ cert: ids.ca.certPem, key: ids.ca.keyPem, bundle: ids.ca.certPem }, Date.now()), { code: 'BATON_IDENTITY_INVALID' });
+    assert.throws(() => parseSvid({ cert: ids.ca.certPem, key: ids.ca.keyPem, bundle: ids.ca.certPem }, Date.now()), {
+      code: 'BATON_IDENTITY_INVALID',
+    });
   });
 });
 
@@ -59,7 +73,15 @@ describe('workload identity files', () => {
   after(() => ids.cleanup());
 
   it('is missing, not ready, when the files are absent', () => {
-    const identity = createWorkloadIdentity({ certFile: '/nonexistent/tls.crt', keyFile: '/nonexistent/tls.key', bundleFile: '/nonexistent/ca.crt', pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    const identity = createWorkloadIdentity({
+      certFile: '/nonexistent/tls.crt',
+      keyFile: '/nonexistent/tls.key',
+      bundleFile: '/nonexistent/ca.crt',
+      pollIntervalMs: 1000,
+      nearExpiryFraction: 1 / 6,
+      logger,
+      now: Date.now,
+    });
     assert.equal(identity.current(), undefined);
     const status = identity.status();
     assert.equal(status.state, 'missing');
@@ -77,15 +99,32 @@ describe('workload identity files', () => {
       const expired = await own.issue(own.map.idOf('orders'), { notBefore, notAfter });
       writeFileSync(files.certFile, expired.certPem);
       writeFileSync(files.keyFile, expired.keyPem);
-      const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+      const identity = createWorkloadIdentity({
+        ...files,
+        pollIntervalMs: 60_000,
+        nearExpiryFraction: 1 / 6,
+        logger,
+        now: Date.now,
+      });
       const status = identity.status();
       assert.equal(status.state, 'expired');
       assert.equal(status.reason, 'BATON_IDENTITY_EXPIRED');
       assert.equal(status.notAfter, Math.floor(notAfter.getTime() / 1000) * 1000);
-      assert.ok(status.problem?.startsWith(`workload certificate expired: ${files.certFile} (${own.map.idOf('orders')}, valid from ${new Date(Math.floor(notBefore.getTime() / 1000) * 1000).toISOString()}`), status.problem);
+      assert.ok(
+        status.problem?.startsWith(
+          `workload certificate expired: ${files.certFile} (${own.map.idOf('orders')}, valid from ${new Date(Math.floor(notBefore.getTime() / 1000) * 1000).toISOString()}`,
+        ),
+        status.problem,
+      );
       assert.match(String(status.problem), /\)\. Renew it/);
       // Announced once per change: the sentence holds no clock reading, so it stays the same minute after minute.
-      const later = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: () => Date.now() + 600_000 });
+      const later = createWorkloadIdentity({
+        ...files,
+        pollIntervalMs: 60_000,
+        nearExpiryFraction: 1 / 6,
+        logger,
+        now: () => Date.now() + 600_000,
+      });
       assert.equal(later.status().problem, status.problem);
       later.close();
       identity.close();
@@ -95,31 +134,69 @@ describe('workload identity files', () => {
   });
 
   it('is missing with the file and ENOENT in the problem, and no problem once ready', () => {
-    const identity = createWorkloadIdentity({ certFile: '/nonexistent/tls.crt', keyFile: '/nonexistent/tls.key', bundleFile: '/nonexistent/ca.crt', pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
-    assert.equal(identity.status().problem, "no workload certificate: expected a certificate file at /nonexistent/tls.crt, got ENOENT. Mount the identity there (csi-driver-spiffe or SPIRE's spiffe-helper; for development 'baton certs'), or point identity.certFile, identity.keyFile and identity.bundleFile at it");
+    const identity = createWorkloadIdentity({
+      certFile: '/nonexistent/tls.crt',
+      keyFile: '/nonexistent/tls.key',
+      bundleFile: '/nonexistent/ca.crt',
+      pollIntervalMs: 1000,
+      nearExpiryFraction: 1 / 6,
+      logger,
+      now: Date.now,
+    });
+    assert.equal(
+      identity.status().problem,
+      "no workload certificate: expected a certificate file at /nonexistent/tls.crt, got ENOENT. Mount the identity there (csi-driver-spiffe or SPIRE's spiffe-helper; for development 'baton certs'), or point identity.certFile, identity.keyFile and identity.bundleFile at it",
+    );
     identity.close();
-    const ready = createWorkloadIdentity({ ...ids.files('orders'), pollIntervalMs: 1000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    const ready = createWorkloadIdentity({
+      ...ids.files('orders'),
+      pollIntervalMs: 1000,
+      nearExpiryFraction: 1 / 6,
+      logger,
+      now: Date.now,
+    });
     assert.equal(ready.status().problem, undefined);
     ready.close();
   });
 
-  it('names a file this user cannot read, and the fsGroup fix', { skip: process.getuid?.() === 0 ? 'root reads any file: run as another user to check EACCES' : false }, async () => {
-    const own = await makeTestIdentities(['orders']);
-    try {
-      const files = own.files('orders');
-      chmodSync(files.keyFile, 0o000);
-      const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: Date.now });
-      assert.equal(identity.status().state, 'missing');
-      assert.match(String(identity.status().problem), new RegExp(`^workload identity unreadable: expected a private key file at ${files.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, got EACCES\\. .*fsGroup`));
-      identity.close();
-    } finally {
-      own.cleanup();
-    }
-  });
+  it(
+    'names a file this user cannot read, and the fsGroup fix',
+    { skip: process.getuid?.() === 0 ? 'root reads any file: run as another user to check EACCES' : false },
+    async () => {
+      const own = await makeTestIdentities(['orders']);
+      try {
+        const files = own.files('orders');
+        chmodSync(files.keyFile, 0o000);
+        const identity = createWorkloadIdentity({
+          ...files,
+          pollIntervalMs: 60_000,
+          nearExpiryFraction: 1 / 6,
+          logger,
+          now: Date.now,
+        });
+        assert.equal(identity.status().state, 'missing');
+        assert.match(
+          String(identity.status().problem),
+          new RegExp(
+            `^workload identity unreadable: expected a private key file at ${files.keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, got EACCES\\. .*fsGroup`,
+          ),
+        );
+        identity.close();
+      } finally {
+        own.cleanup();
+      }
+    },
+  );
 
   it('picks up a rotation, and keeps the old identity while the new files do not match', async () => {
     const files = ids.files('orders');
-    const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 100, nearExpiryFraction: 1 / 6, logger, now: Date.now });
+    const identity = createWorkloadIdentity({
+      ...files,
+      pollIntervalMs: 100,
+      nearExpiryFraction: 1 / 6,
+      logger,
+      now: Date.now,
+    });
     const first = identity.current();
     assert.ok(first);
     const next = await ids.issue(ids.map.idOf('orders'));
@@ -134,20 +211,35 @@ describe('workload identity files', () => {
     // process alive while the identity's own poll (unref'd, as a sidecar's servers keep it alive) comes
     // round: on Node.js 22.18 the file watcher does not report this write, and the loop would end first.
     let deadline: NodeJS.Timeout | undefined;
-    await Promise.race([rotated, new Promise((_, reject) => (deadline = setTimeout(() => reject(new Error('expected the rotation to be found within 5 s, got none')), 5_000)))]);
+    await Promise.race([
+      rotated,
+      new Promise(
+        (_, reject) =>
+          (deadline = setTimeout(
+            () => reject(new Error('expected the rotation to be found within 5 s, got none')),
+            5_000,
+          )),
+      ),
+    ]);
     clearTimeout(deadline);
     assert.notEqual(identity.current()?.thumbprint, first.thumbprint);
     assert.equal(identity.status().state, 'ready');
     identity.close();
   });
 
-  it('refuses a rotation to another service\'s certificate: keeps its own while valid, says so once, counts it, and is not ready naming the file and both IDs once its own expires', async () => {
+  it("refuses a rotation to another service's certificate: keeps its own while valid, says so once, counts it, and is not ready naming the file and both IDs once its own expires", async () => {
     const own = await makeTestIdentities(['orders', 'payments']);
     try {
       const files = own.files('orders');
       const logs = captureLogs('orders');
       let clock = Date.now();
-      const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger: logs.logger, now: () => clock });
+      const identity = createWorkloadIdentity({
+        ...files,
+        pollIntervalMs: 60_000,
+        nearExpiryFraction: 1 / 6,
+        logger: logs.logger,
+        now: () => clock,
+      });
       const first = identity.current();
       assert.ok(first);
       const rotated: string[] = [];
@@ -167,7 +259,10 @@ describe('workload identity files', () => {
       const refusals = logs.lines.filter((line) => line.event === 'identity_rotation_refused');
       assert.equal(refusals.length, 1);
       assert.equal(refusals[0]?.level, 'error');
-      assert.deepEqual([refusals[0]?.file, refusals[0]?.current, refusals[0]?.offered], [files.certFile, own.map.idOf('orders'), own.map.idOf('payments')]);
+      assert.deepEqual(
+        [refusals[0]?.file, refusals[0]?.current, refusals[0]?.offered],
+        [files.certFile, own.map.idOf('orders'), own.map.idOf('payments')],
+      );
       assert.ok(!logs.raw.join('').includes('PRIVATE KEY'));
       // Its own certificate runs out: not ready, and the reason names the file and both IDs.
       clock = first.notAfter + 1;
@@ -175,7 +270,8 @@ describe('workload identity files', () => {
       const expired = identity.status();
       assert.equal(expired.state, 'expired');
       assert.equal(expired.reason, 'BATON_IDENTITY_ID_CHANGED');
-      for (const part of [files.certFile, own.map.idOf('orders'), own.map.idOf('payments')]) assert.ok(String(expired.detail).includes(part), `detail names ${part}: ${expired.detail}`);
+      for (const part of [files.certFile, own.map.idOf('orders'), own.map.idOf('payments')])
+        assert.ok(String(expired.detail).includes(part), `detail names ${part}: ${expired.detail}`);
       identity.close();
     } finally {
       own.cleanup();
@@ -186,7 +282,13 @@ describe('workload identity files', () => {
     const files = ids.files('orders');
     const svid = parseSvid(readSvidFiles(files), Date.now());
     let clock = svid.notAfter - 60_000; // one minute left of an hour
-    const identity = createWorkloadIdentity({ ...files, pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger, now: () => clock });
+    const identity = createWorkloadIdentity({
+      ...files,
+      pollIntervalMs: 60_000,
+      nearExpiryFraction: 1 / 6,
+      logger,
+      now: () => clock,
+    });
     assert.equal(identity.status().state, 'near_expiry');
     clock = svid.notAfter + 1;
     assert.equal(identity.current(), undefined);
@@ -240,7 +342,10 @@ describe('mutual TLS with SPIFFE peer checks', () => {
   it('refuses a server whose certificate names another service, before sending anything', async () => {
     const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
     const before = seen.length;
-    await assert.rejects(dial(clientTlsOptions(orders, ids.map.idOf('gateway'), orders.pem.bundle)), { code: 'BATON_UPSTREAM_IDENTITY_MISMATCH', reason: 'other-id' });
+    await assert.rejects(dial(clientTlsOptions(orders, ids.map.idOf('gateway'), orders.pem.bundle)), {
+      code: 'BATON_UPSTREAM_IDENTITY_MISMATCH',
+      reason: 'other-id',
+    });
     assert.equal(seen.length, before, 'the server handler never ran for the refused connection');
   });
 
@@ -251,15 +356,29 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     const outcome = (options: object) => dial(options).catch((error: unknown) => error);
     assert.notEqual(await outcome(clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle)), 'hello');
     const foreign = await ids.issue(ids.map.idOf('orders'), { ca: await otherCa() });
-    assert.notEqual(await outcome({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: foreign.certPem, key: foreign.keyPem }), 'hello');
+    assert.notEqual(
+      await outcome({
+        ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle),
+        cert: foreign.certPem,
+        key: foreign.keyPem,
+      }),
+      'hello',
+    );
     assert.equal(seen.length, before, 'the server handler never ran for a refused client');
   });
 
-  it('refuses a client presenting a CA certificate from the bundle that carries a workload\'s SPIFFE ID (X509-SVID §4.1)', async () => {
+  it("refuses a client presenting a CA certificate from the bundle that carries a workload's SPIFFE ID (X509-SVID §4.1)", async () => {
     const signing = await ids.issueSigning(ids.map.idOf('orders'));
     const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
     // OpenSSL completes the handshake: the refusal is baton's, at the layer that turns a certificate into a service.
-    assert.equal(await dial({ ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle), cert: signing.certPem, key: signing.keyPem }), 'hello');
+    assert.equal(
+      await dial({
+        ...clientTlsOptions(undefined, ids.map.idOf('payments'), orders.pem.bundle),
+        cert: signing.certPem,
+        key: signing.keyPem,
+      }),
+      'hello',
+    );
     assert.equal(seen.at(-1), 'BATON_PEER_NOT_WORKLOAD', 'not orders');
   });
 
@@ -267,14 +386,28 @@ describe('mutual TLS with SPIFFE peer checks', () => {
     const signing = await ids.issueSigning(ids.map.idOf('payments'));
     const orders = parseSvid(readSvidFiles(ids.files('orders')), Date.now());
     const received: string[] = [];
-    const impostor = createTlsServer({ cert: signing.certPem, key: signing.keyPem, ca: orders.pem.bundle, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
-      socket.on('data', (chunk: Buffer) => received.push(chunk.toString('utf8')));
-      socket.end('hello');
-    });
+    const impostor = createTlsServer(
+      {
+        cert: signing.certPem,
+        key: signing.keyPem,
+        ca: orders.pem.bundle,
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+      },
+      (socket) => {
+        socket.on('data', (chunk: Buffer) => received.push(chunk.toString('utf8')));
+        socket.end('hello');
+      },
+    );
     impostor.on('tlsClientError', () => {});
     impostor.listen(0, '127.0.0.1');
     await once(impostor, 'listening');
-    const socket = connect({ host: '127.0.0.1', port: (impostor.address() as { port: number }).port, ...clientTlsOptions(orders, ids.map.idOf('payments'), orders.pem.bundle) });
+    const socket = connect({
+      host: '127.0.0.1',
+      port: (impostor.address() as { port: number }).port,
+      ...clientTlsOptions(orders, ids.map.idOf('payments'), orders.pem.bundle),
+    });
     try {
       const refused = await new Promise<unknown>((resolve) => {
         socket.once('secureConnect', () => {
@@ -283,8 +416,14 @@ describe('mutual TLS with SPIFFE peer checks', () => {
         });
         socket.on('error', resolve);
       });
-      assert.deepEqual([(refused as { code?: string }).code, (refused as { reason?: string }).reason], ['BATON_UPSTREAM_IDENTITY_MISMATCH', 'ca-certificate']);
-      assert.match(String((refused as Error).message), /CA certificate naming spiffe:\/\/baton\.test\/ns\/test\/sa\/payments/);
+      assert.deepEqual(
+        [(refused as { code?: string }).code, (refused as { reason?: string }).reason],
+        ['BATON_UPSTREAM_IDENTITY_MISMATCH', 'ca-certificate'],
+      );
+      assert.match(
+        String((refused as Error).message),
+        /CA certificate naming spiffe:\/\/baton\.test\/ns\/test\/sa\/payments/,
+      );
       assert.deepEqual(received, []);
     } finally {
       socket.destroy();

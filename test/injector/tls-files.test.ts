@@ -52,17 +52,24 @@ describe('webhook certificate files', () => {
       const other = await make('other', 'DNS:payments.shop.svc,IP:127.0.0.1');
       copyFileSync(other.key, files.key);
       copyFileSync(other.cert, files.cert);
-      await waitFor(async () => logs.lines.some((line) => line.event === 'tls_rotation_refused'), { timeoutMs: 5_000, what: 'the refusal logged' });
+      await waitFor(async () => logs.lines.some((line) => line.event === 'tls_rotation_refused'), {
+        timeoutMs: 5_000,
+        what: 'the refusal logged',
+      });
       const refusal = logs.lines.find((line) => line.event === 'tls_rotation_refused');
       assert.equal(refusal?.level, 'error');
-      assert.deepEqual([refusal?.current, refusal?.offered], ['DNS:baton-injector.baton-system.svc, IP Address:127.0.0.1', 'DNS:payments.shop.svc, IP Address:127.0.0.1']);
+      assert.deepEqual(
+        [refusal?.current, refusal?.offered],
+        ['DNS:baton-injector.baton-system.svc, IP Address:127.0.0.1', 'DNS:payments.shop.svc, IP Address:127.0.0.1'],
+      );
       assert.equal(changes.length, 1, 'the renewed certificate is still the one served');
       assert.equal(tls.current().cert.toString('utf8'), changes[0]);
       assert.equal(tls.problem(), undefined, 'ready while the current certificate is valid');
 
       clock += 3 * 86_400_000;
       const problem = String(tls.problem());
-      for (const part of [files.cert, 'DNS:baton-injector.baton-system.svc', 'DNS:payments.shop.svc']) assert.ok(problem.includes(part), `names ${part}: ${problem}`);
+      for (const part of [files.cert, 'DNS:baton-injector.baton-system.svc', 'DNS:payments.shop.svc'])
+        assert.ok(problem.includes(part), `names ${part}: ${problem}`);
     } finally {
       tls.close();
     }

@@ -90,8 +90,15 @@ describe('audit log reading', () => {
   it('walks directories, counts what it skips, and filters by --since on the time field', async () => {
     const logs = join(dir, 'walk');
     mkdirSync(join(logs, 'nested'), { recursive: true });
-    writeFileSync(join(logs, 'a.log'), ['not json', line({ time: '2025-03-01T09:00:00.000Z' }), line({ time: '2025-03-01T11:00:00.000Z' })].join('\n') + '\n');
-    writeFileSync(join(logs, 'nested', 'b.log'), line({ time: '2025-03-01T12:00:00.000Z', direction: 'outbound', service: 'orders' }) + '\n');
+    writeFileSync(
+      join(logs, 'a.log'),
+      ['not json', line({ time: '2025-03-01T09:00:00.000Z' }), line({ time: '2025-03-01T11:00:00.000Z' })].join('\n') +
+        '\n',
+    );
+    writeFileSync(
+      join(logs, 'nested', 'b.log'),
+      line({ time: '2025-03-01T12:00:00.000Z', direction: 'outbound', service: 'orders' }) + '\n',
+    );
     writeFileSync(join(logs, '.hidden'), line({}) + '\n');
 
     const all = await readAuditLogs([logs]);
@@ -100,12 +107,18 @@ describe('audit log reading', () => {
     assert.equal(all.skipped, 1);
 
     const recent = await readAuditLogs([logs], { since: Date.parse('2025-03-01T10:30:00.000Z') });
-    assert.deepEqual(recent.decisions.map((d) => d.time), [Date.parse('2025-03-01T11:00:00.000Z'), Date.parse('2025-03-01T12:00:00.000Z')]);
+    assert.deepEqual(
+      recent.decisions.map((d) => d.time),
+      [Date.parse('2025-03-01T11:00:00.000Z'), Date.parse('2025-03-01T12:00:00.000Z')],
+    );
     assert.equal(recent.tooOld, 1);
   });
 
   it('refuses a log path that does not exist', async () => {
-    await assert.rejects(readAuditLogs([join(dir, 'missing')]), { code: AuditInputInvalidError.code, reason: 'unreadable' });
+    await assert.rejects(readAuditLogs([join(dir, 'missing')]), {
+      code: AuditInputInvalidError.code,
+      reason: 'unreadable',
+    });
   });
 
   it('takes --since as an ISO time or a duration before now, and refuses anything else', () => {
@@ -113,6 +126,7 @@ describe('audit log reading', () => {
     assert.equal(parseSince('2025-03-01T10:00:00Z', now), Date.parse('2025-03-01T10:00:00Z'));
     assert.equal(parseSince('30m', now), now - 30 * 60_000);
     assert.equal(parseSince('7d', now), now - 7 * 86_400_000);
-    for (const bad of ['1', 'yesterday', '10y', '']) assert.throws(() => parseSince(bad, now), { code: AuditInputInvalidError.code, reason: 'since' });
+    for (const bad of ['1', 'yesterday', '10y', ''])
+      assert.throws(() => parseSince(bad, now), { code: AuditInputInvalidError.code, reason: 'since' });
   });
 });

@@ -12,7 +12,12 @@ import { createFilePolicySource } from '../../src/policy/distribution/source.ts'
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { captureLogs } from '../helpers/logs.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
-import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicySignatureError, PolicyStaleError } from '../../src/policy/distribution/errors.ts';
+import {
+  PolicyDocumentMalformedError,
+  PolicyServerUnavailableError,
+  PolicySignatureError,
+  PolicyStaleError,
+} from '../../src/policy/distribution/errors.ts';
 
 const FIXTURE_PATH = new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url).pathname;
 const FIXTURE = readFileSync(FIXTURE_PATH, 'utf8');
@@ -30,7 +35,15 @@ function tempDir(): string {
 }
 
 async function signed(version: number, key = signingKey): Promise<string> {
-  return await signPolicy({ version, digest: loaded.compiled.digest, issuedAt: Math.floor(Date.now() / 1000), policy: policyToJSON(loaded.policy) }, key);
+  return await signPolicy(
+    {
+      version,
+      digest: loaded.compiled.digest,
+      issuedAt: Math.floor(Date.now() / 1000),
+      policy: policyToJSON(loaded.policy),
+    },
+    key,
+  );
 }
 
 /** A stand-in policy server that serves whatever the test sets, to play the misbehaving server. */
@@ -47,16 +60,30 @@ async function fakeServer(): Promise<{ url: string; serve(status: number, body: 
     res.writeHead(current.status, { 'content-type': 'application/jose', etag }).end(current.body);
   });
   await listenOnLoopback(server);
-  after(() => new Promise<void>((resolve) => {
-    server.closeAllConnections();
-    server.close(() => resolve());
-  }));
+  after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   const address = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${address.port}`, serve: (status, body) => (current = { status, body }), requests: () => served };
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    serve: (status, body) => (current = { status, body }),
+    requests: () => served,
+  };
 }
 
 function client(url: string): PolicyClient {
-  const created = createPolicyClient({ url, publicKey: keys.publicKeyPem, logger, minBackoffMs: 10, maxBackoffMs: 50, waitSeconds: 5 });
+  const created = createPolicyClient({
+    url,
+    publicKey: keys.publicKeyPem,
+    logger,
+    minBackoffMs: 10,
+    maxBackoffMs: 50,
+    waitSeconds: 5,
+  });
   after(() => created.close());
   void created.start();
   return created;
@@ -90,7 +117,10 @@ describe('policy client', () => {
     const policy = client(server.url);
     assert.equal(await policy.waitUntilReady(3000), true);
     server.serve(200, await signed(5));
-    await waitFor(async () => policy.lastError()?.code === PolicyStaleError.code && policy.lastError()?.reason === 'version', { what: 'the refusal' });
+    await waitFor(
+      async () => policy.lastError()?.code === PolicyStaleError.code && policy.lastError()?.reason === 'version',
+      { what: 'the refusal' },
+    );
     assert.equal(policy.version(), 10);
     server.serve(200, await signed(11));
     await waitFor(async () => policy.version() === 11, { what: 'the newer version' });
@@ -102,7 +132,9 @@ describe('policy client', () => {
     const policy = client(server.url);
     assert.equal(await policy.waitUntilReady(3000), true);
     server.serve(200, '<html>upstream error</html>');
-    await waitFor(async () => policy.lastError()?.code === PolicyDocumentMalformedError.code, { what: 'the garbage refusal' });
+    await waitFor(async () => policy.lastError()?.code === PolicyDocumentMalformedError.code, {
+      what: 'the garbage refusal',
+    });
     server.serve(500, 'oops');
     await waitFor(async () => policy.lastError()?.code === PolicyServerUnavailableError.code, { what: 'the 5xx' });
     assert.equal(policy.ready(), true);
@@ -115,7 +147,14 @@ describe('policy client', () => {
     t.mock.timers.enable({ apis: ['setTimeout'] });
     const server = await fakeServer();
     server.serve(503, '');
-    const policy = createPolicyClient({ url: server.url, publicKey: keys.publicKeyPem, logger, minBackoffMs: 1_000, maxBackoffMs: 4_000, waitSeconds: 5 });
+    const policy = createPolicyClient({
+      url: server.url,
+      publicKey: keys.publicKeyPem,
+      logger,
+      minBackoffMs: 1_000,
+      maxBackoffMs: 4_000,
+      waitSeconds: 5,
+    });
     t.after(() => policy.close());
     /**
      * Turns of the event loop (not timers) until the server has answered `n` requests and the client
@@ -123,14 +162,20 @@ describe('policy client', () => {
      */
     let taken: unknown;
     const answered = async (n: number): Promise<void> => {
-      for (let turn = 0; turn < 10_000 && !(server.requests() === n && policy.lastError() !== taken); turn++) await new Promise((resolve) => setImmediate(resolve));
+      for (let turn = 0; turn < 10_000 && !(server.requests() === n && policy.lastError() !== taken); turn++)
+        await new Promise((resolve) => setImmediate(resolve));
       assert.equal(server.requests(), n);
       assert.notEqual(policy.lastError(), taken, `failure ${n} taken`);
       taken = policy.lastError();
     };
     void policy.start();
     await answered(1);
-    for (const [n, delay] of [[2, 1_000], [3, 2_000], [4, 4_000], [5, 4_000]] as const) {
+    for (const [n, delay] of [
+      [2, 1_000],
+      [3, 2_000],
+      [4, 4_000],
+      [5, 4_000],
+    ] as const) {
       t.mock.timers.tick(delay - 1);
       for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
       assert.equal(server.requests(), n - 1, `no retry ${delay - 1} ms after failure ${n - 1}`);
@@ -156,7 +201,14 @@ describe('policy client', () => {
     const server = await fakeServer();
     server.serve(200, await signed(1));
     const logs = captureLogs('policy-client');
-    const policy = createPolicyClient({ url: server.url, publicKey: keys.publicKeyPem, logger: logs.logger, minBackoffMs: 10, maxBackoffMs: 50, waitSeconds: 5 });
+    const policy = createPolicyClient({
+      url: server.url,
+      publicKey: keys.publicKeyPem,
+      logger: logs.logger,
+      minBackoffMs: 10,
+      maxBackoffMs: 50,
+      waitSeconds: 5,
+    });
     after(() => policy.close());
     void policy.start();
     await policy.waitUntilReady(3000);

@@ -39,11 +39,31 @@ describe('path patterns', () => {
   });
 
   it('never matches a path that normalisation could turn into another', () => {
-    for (const path of ['/orders/../admin', '/orders/./1', '/orders/%2e%2e/admin', '/orders/%2E./x', '/orders/a%2Fb', '/orders/a%5cb', '/orders//1', '/orders\\1', 'orders/1', '']) {
+    for (const path of [
+      '/orders/../admin',
+      '/orders/./1',
+      '/orders/%2e%2e/admin',
+      '/orders/%2E./x',
+      '/orders/a%2Fb',
+      '/orders/a%5cb',
+      '/orders//1',
+      '/orders\\1',
+      'orders/1',
+      '',
+    ]) {
       assert.equal(matches('/orders/**', path), false, path);
     }
     // Path parameters, double encoding, NUL, overlong UTF-8, fullwidth dots (src/policy/language/request-path.ts).
-    for (const path of ['/orders/..;/admin', '/orders/%2e%2e;/admin', '/orders/.;/x', '/orders/1;v=2', '/orders/%252e%252e/admin', '/orders/1%00', '/orders/%C0%AE%C0%AE/admin', '/orders/%EF%BC%8E%EF%BC%8E/admin']) {
+    for (const path of [
+      '/orders/..;/admin',
+      '/orders/%2e%2e;/admin',
+      '/orders/.;/x',
+      '/orders/1;v=2',
+      '/orders/%252e%252e/admin',
+      '/orders/1%00',
+      '/orders/%C0%AE%C0%AE/admin',
+      '/orders/%EF%BC%8E%EF%BC%8E/admin',
+    ]) {
       assert.equal(matches('/orders/**', path), false, path);
     }
   });
@@ -56,7 +76,8 @@ describe('path patterns', () => {
   });
 
   it('refuses a pattern segment that no request segment could match', () => {
-    for (const pattern of ['/orders/a;b', '/orders/%25', '/orders/%00', '/orders/%C0%AE', '/orders/%EF%BC%A1']) assert.notEqual(checkPathPattern(pattern), undefined, pattern);
+    for (const pattern of ['/orders/a;b', '/orders/%25', '/orders/%00', '/orders/%C0%AE', '/orders/%EF%BC%A1'])
+      assert.notEqual(checkPathPattern(pattern), undefined, pattern);
   });
 
   it('knows when one pattern covers another', () => {
@@ -78,7 +99,14 @@ describe('policy compilation', () => {
 `);
 
   it('narrows usable scopes to the edge and every edge reachable from the target', () => {
-    assert.deepEqual([...(chain.usableScopes('gateway', 'orders') ?? [])].sort(), ['fido', 'ledger:write', 'orders:read', 'orders:write', 'otp', 'payments:charge']);
+    assert.deepEqual([...(chain.usableScopes('gateway', 'orders') ?? [])].sort(), [
+      'fido',
+      'ledger:write',
+      'orders:read',
+      'orders:write',
+      'otp',
+      'payments:charge',
+    ]);
     assert.deepEqual([...(chain.usableScopes('payments', 'ledger') ?? [])], ['ledger:write']);
   });
 
@@ -97,9 +125,15 @@ describe('policy compilation', () => {
   });
 
   it('digests the normalised policy, so formatting and locations do not change it', () => {
-    const a = compile(`${HEADER}    gateway: { entrypoint: true }\n    orders: { accepts: [{ from: gateway, scopes: "a or b" }] }\n`);
-    const b = compile(`# a comment\n${HEADER}    orders:\n      accepts:\n        - from: gateway\n          scopes: "(a) or  b"\n          user: required\n    gateway:\n      entrypoint: true\n`);
-    const c = compile(`${HEADER}    gateway: { entrypoint: true }\n    orders: { accepts: [{ from: gateway, scopes: "a and b" }] }\n`);
+    const a = compile(
+      `${HEADER}    gateway: { entrypoint: true }\n    orders: { accepts: [{ from: gateway, scopes: "a or b" }] }\n`,
+    );
+    const b = compile(
+      `# a comment\n${HEADER}    orders:\n      accepts:\n        - from: gateway\n          scopes: "(a) or  b"\n          user: required\n    gateway:\n      entrypoint: true\n`,
+    );
+    const c = compile(
+      `${HEADER}    gateway: { entrypoint: true }\n    orders: { accepts: [{ from: gateway, scopes: "a and b" }] }\n`,
+    );
     assert.equal(a.digest, b.digest);
     assert.notEqual(a.digest, c.digest);
     assert.match(a.digest, /^[A-Za-z0-9_-]{43}$/);
@@ -108,11 +142,36 @@ describe('policy compilation', () => {
   const bigGraph = (count: number): Record<string, unknown> => {
     const services: Record<string, unknown> = {};
     for (let i = 0; i < count; i++) {
-      services[`svc-${i}`] = { entrypoint: i < 10, accepts: i < 10 ? [] : [{ from: `svc-${Math.floor(i / 10)}`, methods: ['GET', 'POST'], paths: ['/api/**'], scopes: `s${i % 50} or admin` }] };
+      services[`svc-${i}`] = {
+        entrypoint: i < 10,
+        accepts:
+          i < 10
+            ? []
+            : [
+                {
+                  from: `svc-${Math.floor(i / 10)}`,
+                  methods: ['GET', 'POST'],
+                  paths: ['/api/**'],
+                  scopes: `s${i % 50} or admin`,
+                },
+              ],
+      };
     }
-    return { apiVersion: 'baton.dev/v1alpha1', kind: 'CallGraph', metadata: { name: 'big' }, spec: { maxDepth: 6, services } };
+    return {
+      apiVersion: 'baton.dev/v1alpha1',
+      kind: 'CallGraph',
+      metadata: { name: 'big' },
+      spec: { maxDepth: 6, services },
+    };
   };
-  const deepChain = { chain: ['svc-9', 'svc-99', 'svc-999'], target: 'svc-9999', method: 'GET', path: '/api/x', scopes: new Set(['s49']), user: true };
+  const deepChain = {
+    chain: ['svc-9', 'svc-99', 'svc-999'],
+    target: 'svc-9999',
+    method: 'GET',
+    path: '/api/x',
+    scopes: new Set(['s49']),
+    user: true,
+  };
 
   // Absolute load times are measured in bench/policy.bench.ts; a timed test
   // would be flaky on a loaded machine. What a test can hold reliably is the
@@ -135,7 +194,10 @@ describe('policy compilation', () => {
   const yamlGraph = (count: number): string => {
     const lines = [];
     for (let i = 0; i < count; i++) {
-      const accepts = i < 10 ? '[]' : `[{ from: svc-${Math.floor(i / 10)}, methods: [GET, POST], paths: [/api/**], scopes: s${i % 50} or admin }]`;
+      const accepts =
+        i < 10
+          ? '[]'
+          : `[{ from: svc-${Math.floor(i / 10)}, methods: [GET, POST], paths: [/api/**], scopes: s${i % 50} or admin }]`;
       lines.push(`    svc-${i}: { entrypoint: ${i < 10}, accepts: ${accepts} }`);
     }
     return `${HEADER}${lines.join('\n')}\n`.replace('  services:\n', '  maxDepth: 6\n  services:\n');
@@ -147,14 +209,18 @@ describe('policy compilation', () => {
     compile(small);
     const ratio = fastest(3, () => compile(large)) / fastest(3, () => compile(small));
     assert.ok(ratio < 40, `4,000 services cost ${ratio.toFixed(1)}× 400 services; linear is about 10×`);
-    assert.equal(compile(large).decide({ ...deepChain, chain: ['svc-3', 'svc-39', 'svc-399'], target: 'svc-3999' }).allowed, true);
+    assert.equal(
+      compile(large).decide({ ...deepChain, chain: ['svc-3', 'svc-39', 'svc-399'], target: 'svc-3999' }).allowed,
+      true,
+    );
   });
 
   it('rebuilds and compiles a 10,000-service graph from policy-server JSON in time linear in its size', () => {
     const small = bigGraph(1_000);
     const large = bigGraph(10_000);
     compilePolicy(policyFromJSON(small));
-    const ratio = fastest(3, () => compilePolicy(policyFromJSON(large))) / fastest(3, () => compilePolicy(policyFromJSON(small)));
+    const ratio =
+      fastest(3, () => compilePolicy(policyFromJSON(large))) / fastest(3, () => compilePolicy(policyFromJSON(small)));
     assert.ok(ratio < 40, `10,000 services cost ${ratio.toFixed(1)}× 1,000 services; linear is about 10×`);
     const decision = compilePolicy(policyFromJSON(large)).decide(deepChain);
     assert.equal(decision.allowed, true, decision.reason);

@@ -59,8 +59,16 @@ function denied(decision: Decision, cause: string, rule: string): void {
 
 describe('call-graph decisions', () => {
   it('allows the design chain and names the rule that allowed it', () => {
-    const decision = decide({ chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path: '/charges', acr: 'urn:baton:acr:mfa' }, ['payments:charge', 'fido']);
-    assert.deepEqual(decision, { allowed: true, rule: 'payments.accepts.charge', reason: 'orders→payments allowed by payments.accepts.charge', mode: 'enforce' });
+    const decision = decide(
+      { chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path: '/charges', acr: 'urn:baton:acr:mfa' },
+      ['payments:charge', 'fido'],
+    );
+    assert.deepEqual(decision, {
+      allowed: true,
+      rule: 'payments.accepts.charge',
+      reason: 'orders→payments allowed by payments.accepts.charge',
+      mode: 'enforce',
+    });
   });
 
   it('refuses an unknown service anywhere in the chain', () => {
@@ -69,11 +77,19 @@ describe('call-graph decisions', () => {
   });
 
   it('refuses a chain longer than maxDepth', () => {
-    denied(decide({ chain: ['gateway', 'orders', 'payments', 'orders'], target: 'ledger' }), 'depth_exceeded', 'spec.maxDepth');
+    denied(
+      decide({ chain: ['gateway', 'orders', 'payments', 'orders'], target: 'ledger' }),
+      'depth_exceeded',
+      'spec.maxDepth',
+    );
   });
 
   it('refuses a user chain that does not start at an entrypoint', () => {
-    denied(decide({ chain: ['orders'], target: 'payments', method: 'POST', path: '/charges' }), 'not_entrypoint', 'orders.entrypoint');
+    denied(
+      decide({ chain: ['orders'], target: 'payments', method: 'POST', path: '/charges' }),
+      'not_entrypoint',
+      'orders.entrypoint',
+    );
   });
 
   it('lets a service-identity call start anywhere', () => {
@@ -87,7 +103,12 @@ describe('call-graph decisions', () => {
 
   it('refuses a cycle unless the closing edge allows cycles', () => {
     denied(decide({ chain: ['gateway', 'orders', 'ledger'], target: 'orders' }), 'no_edge', 'orders.accepts');
-    const cycle = decide({ chain: ['gateway', 'orders', 'payments'], target: 'orders', method: 'GET', path: '/orders' });
+    const cycle = decide({
+      chain: ['gateway', 'orders', 'payments'],
+      target: 'orders',
+      method: 'GET',
+      path: '/orders',
+    });
     assert.equal(cycle.allowed, true, cycle.reason);
     assert.equal(cycle.rule, 'orders.accepts[3]');
   });
@@ -129,21 +150,44 @@ spec:
   });
 
   it('compares methods case-sensitively', () => {
-    denied(decide({ chain: ['gateway'], target: 'orders', method: 'get', path: '/orders' }, ['orders:read']), 'method', 'orders.accepts[0]');
+    denied(
+      decide({ chain: ['gateway'], target: 'orders', method: 'get', path: '/orders' }, ['orders:read']),
+      'method',
+      'orders.accepts[0]',
+    );
   });
 
   it('refuses a path outside the edge, and a dot-segment path that would escape it', () => {
-    denied(decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/1/items' }, ['orders:read']), 'path', 'orders.accepts[0]');
-    denied(decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/../admin' }, ['orders:read']), 'path', 'orders.accepts[0]');
-    assert.equal(decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/1?x=/a/b' }, ['orders:read']).allowed, true);
+    denied(
+      decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/1/items' }, ['orders:read']),
+      'path',
+      'orders.accepts[0]',
+    );
+    denied(
+      decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/../admin' }, ['orders:read']),
+      'path',
+      'orders.accepts[0]',
+    );
+    assert.equal(
+      decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders/1?x=/a/b' }, ['orders:read'])
+        .allowed,
+      true,
+    );
   });
 
   it('refuses when the scope expression does not hold', () => {
-    denied(decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders' }, ['payments:charge']), 'scope', 'orders.accepts[0]');
+    denied(
+      decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/orders' }, ['payments:charge']),
+      'scope',
+      'orders.accepts[0]',
+    );
   });
 
   it('asks for step-up with the rule acr values when acr is the only failure', () => {
-    const decision = decide({ chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path: '/charges', acr: 'pwd' }, ['payments:charge', 'otp']);
+    const decision = decide(
+      { chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path: '/charges', acr: 'pwd' },
+      ['payments:charge', 'otp'],
+    );
     denied(decision, 'acr', 'payments.accepts.charge');
     assert.deepEqual(decision.allowed ? undefined : decision.acrValues, ['urn:baton:acr:mfa']);
   });
@@ -178,7 +222,12 @@ spec:
   });
 
   it('allows an external token at an entrypoint with no external rules', () => {
-    assert.deepEqual(decide({ chain: [], target: 'gateway' }), { allowed: true, rule: 'gateway.entrypoint', reason: 'external token allowed at entrypoint gateway', mode: 'enforce' });
+    assert.deepEqual(decide({ chain: [], target: 'gateway' }), {
+      allowed: true,
+      rule: 'gateway.entrypoint',
+      reason: 'external token allowed at entrypoint gateway',
+      mode: 'enforce',
+    });
   });
 
   it('refuses an external token anywhere but an entrypoint', () => {
@@ -186,9 +235,20 @@ spec:
   });
 
   it("restricts an external token by the entrypoint's from: external rules", () => {
-    denied(decide({ chain: [], target: 'admin', method: 'DELETE', path: '/admin/x' }, ['admin']), 'method', 'admin.accepts.console');
-    denied(decide({ chain: [], target: 'admin', method: 'GET', path: '/admin/x' }, ['admin']), 'acr', 'admin.accepts.console');
-    assert.equal(decide({ chain: [], target: 'admin', method: 'GET', path: '/admin/x', acr: 'mfa' }, ['admin']).allowed, true);
+    denied(
+      decide({ chain: [], target: 'admin', method: 'DELETE', path: '/admin/x' }, ['admin']),
+      'method',
+      'admin.accepts.console',
+    );
+    denied(
+      decide({ chain: [], target: 'admin', method: 'GET', path: '/admin/x' }, ['admin']),
+      'acr',
+      'admin.accepts.console',
+    );
+    assert.equal(
+      decide({ chain: [], target: 'admin', method: 'GET', path: '/admin/x', acr: 'mfa' }, ['admin']).allowed,
+      true,
+    );
   });
 
   it("carries the deciding rule's effective mode, and the service's for pseudo-rules", () => {
@@ -199,7 +259,9 @@ spec:
   });
 
   it('never echoes control characters from the request into a reason', () => {
-    const decision = decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/x\r\nforged: 1' }, ['orders:read']);
+    const decision = decide({ chain: ['gateway'], target: 'orders', method: 'GET', path: '/x\r\nforged: 1' }, [
+      'orders:read',
+    ]);
     assert.ok(!/[\r\n]/.test(decision.reason));
   });
 });
@@ -251,7 +313,9 @@ const graphArb = fc
     metadata: { name: 'generated' },
     spec: {
       maxDepth,
-      services: Object.fromEntries(NAMES.map((name, i) => [name, { entrypoint: entrypoints.includes(name), accepts: accepts[i] }])),
+      services: Object.fromEntries(
+        NAMES.map((name, i) => [name, { entrypoint: entrypoints.includes(name), accepts: accepts[i] }]),
+      ),
     },
   }));
 
@@ -278,7 +342,10 @@ describe('call-graph decisions (properties)', () => {
         const hops = [...input.chain, input.target];
         for (let i = 1; i < hops.length; i++) {
           const rules = (raw.spec.services as Record<string, { accepts: RawRule[] }>)[hops[i] as string]?.accepts ?? [];
-          assert.ok(rules.some((r) => r.from === hops[i - 1]), `hop ${hops[i - 1]}→${hops[i]} allowed without an edge`);
+          assert.ok(
+            rules.some((r) => r.from === hops[i - 1]),
+            `hop ${hops[i - 1]}→${hops[i]} allowed without an edge`,
+          );
         }
       }),
       { numRuns: 300 },

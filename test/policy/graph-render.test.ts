@@ -18,7 +18,10 @@ const shop = policyOf(FIXTURE);
 describe('call graph rendering', () => {
   it('draws one DOT edge per rule, labelled with methods, paths and scopes', () => {
     const dot = renderDot(shop);
-    assert.match(dot, /"gateway" -> "orders" \[label="GET,POST \/orders \/orders\/\*\\nscopes: orders:read or orders:write"\]/);
+    assert.match(
+      dot,
+      /"gateway" -> "orders" \[label="GET,POST \/orders \/orders\/\*\\nscopes: orders:read or orders:write"\]/,
+    );
     assert.match(dot, /"orders" -> "payments" \[label="POST \/charges\\nscopes: payments:charge\\norigins gateway"\]/);
   });
 
@@ -51,11 +54,19 @@ describe('call graph rendering', () => {
   it('takes per-rule styles and extra edges, for an observed-versus-declared view', () => {
     const dot = renderDot(shop, {
       ruleStyles: new Map([['payments.accepts.charge', { color: 'green', annotation: 'observed 12×' }]]),
-      extraEdges: [{ from: 'gateway', to: 'payments', label: 'observed, not declared', style: { color: 'red', bold: true } }],
+      extraEdges: [
+        { from: 'gateway', to: 'payments', label: 'observed, not declared', style: { color: 'red', bold: true } },
+      ],
     });
-    assert.match(dot, /"orders" -> "payments" \[label="POST \/charges\\nscopes: payments:charge\\norigins gateway\\nobserved 12×", color="green"/);
+    assert.match(
+      dot,
+      /"orders" -> "payments" \[label="POST \/charges\\nscopes: payments:charge\\norigins gateway\\nobserved 12×", color="green"/,
+    );
     assert.match(dot, /"gateway" -> "payments" \[label="observed, not declared", style="bold", color="red"/);
-    assert.match(renderMermaid(shop, { extraEdges: [{ from: 'gateway', to: 'payments', style: { color: 'red' } }] }), /linkStyle 4 stroke:red/);
+    assert.match(
+      renderMermaid(shop, { extraEdges: [{ from: 'gateway', to: 'payments', style: { color: 'red' } }] }),
+      /linkStyle 4 stroke:red/,
+    );
   });
 
   it('escapes quotes and markup in labels', () => {

@@ -15,7 +15,9 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 function invalid(code: string, line?: number) {
   return (error: unknown): boolean =>
-    error instanceof PolicyInvalidError && error.code === PolicyInvalidError.code && error.problems.some((p) => p.code === code && (line === undefined || p.location.line === line));
+    error instanceof PolicyInvalidError &&
+    error.code === PolicyInvalidError.code &&
+    error.problems.some((p) => p.code === code && (line === undefined || p.location.line === line));
 }
 
 describe('policy loading', () => {
@@ -33,7 +35,10 @@ describe('policy loading', () => {
 
   it('returns warnings without refusing the policy', () => {
     const { warnings } = loadPolicyFile(join(FIXTURES, 'warnings-only.yaml'));
-    assert.deepEqual(warnings.map((w) => w.code), ['POLICY_PATH_SHADOWED']);
+    assert.deepEqual(
+      warnings.map((w) => w.code),
+      ['POLICY_PATH_SHADOWED'],
+    );
   });
 
   it('refuses a missing file with a stable code', () => {
@@ -74,11 +79,16 @@ describe('policy JSON (policy-server form)', () => {
     assert.equal(rule?.id, 'payments.accepts.charge');
     assert.deepEqual(rule?.grpc, ['shop.v1.Payments/Charge'], 'a gRPC rule travels as written');
     assert.deepEqual(rule?.paths, ['/shop.v1.Payments/Charge']);
-    assert.equal(rebuilt.spec.services.get('payments' as never)?.accepts.find((r) => r.name === 'refunds')?.mode, 'shadow');
+    assert.equal(
+      rebuilt.spec.services.get('payments' as never)?.accepts.find((r) => r.name === 'refunds')?.mode,
+      'shadow',
+    );
   });
 
   it('validates JSON from the network as strictly as a file', () => {
-    const json = policyToJSON(loadPolicyFile(EXAMPLE).policy) as { spec: { services: Record<string, { accepts: Array<Record<string, unknown>> }> } };
+    const json = policyToJSON(loadPolicyFile(EXAMPLE).policy) as {
+      spec: { services: Record<string, { accepts: Array<Record<string, unknown>> }> };
+    };
     const withUnknownKey = structuredClone(json);
     (withUnknownKey.spec.services.orders?.accepts[0] as Record<string, unknown>).orgins = ['gateway'];
     assert.throws(() => policyFromJSON(withUnknownKey), invalid('POLICY_UNKNOWN_KEY'));

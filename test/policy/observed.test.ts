@@ -4,7 +4,13 @@ import type { AuditDecision } from '../../src/policy/tooling/audit-log.ts';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import { renderDot } from '../../src/policy/tooling/graph-render.ts';
 import type { CallGraphPolicy } from '../../src/policy/language/model.ts';
-import { buildObservedReport, callsFromDecisions, compareWithPolicy, comparisonRenderOptions, observeEdges } from '../../src/policy/tooling/observed.ts';
+import {
+  buildObservedReport,
+  callsFromDecisions,
+  compareWithPolicy,
+  comparisonRenderOptions,
+  observeEdges,
+} from '../../src/policy/tooling/observed.ts';
 import { formatObservedReport } from '../../src/cli/policy-observed.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
 
@@ -60,9 +66,31 @@ spec:
 const TRAFFIC: AuditDecision[] = [
   decision({ chain: [], target: 'gateway', path: '/checkout', rule: 'gateway.entrypoint' }),
   ...bothSides({ chain: ['gateway'], target: 'orders', path: '/orders', rule: 'orders.accepts.from-gateway' }),
-  ...bothSides({ chain: ['gateway'], target: 'orders', path: '/orders', rule: 'orders.accepts.from-gateway', txn: 't2' }),
-  ...bothSides({ chain: ['gateway', 'orders'], target: 'payments', path: '/charges', rule: 'payments.accepts.charge', decision: 'would_deny', cause: 'scope', scopes: ['payments:charge'] }),
-  decision({ chain: ['gateway'], target: 'payments', path: '/charges', direction: 'outbound', rule: 'payments.accepts', decision: 'deny', cause: 'no_edge' }),
+  ...bothSides({
+    chain: ['gateway'],
+    target: 'orders',
+    path: '/orders',
+    rule: 'orders.accepts.from-gateway',
+    txn: 't2',
+  }),
+  ...bothSides({
+    chain: ['gateway', 'orders'],
+    target: 'payments',
+    path: '/charges',
+    rule: 'payments.accepts.charge',
+    decision: 'would_deny',
+    cause: 'scope',
+    scopes: ['payments:charge'],
+  }),
+  decision({
+    chain: ['gateway'],
+    target: 'payments',
+    path: '/charges',
+    direction: 'outbound',
+    rule: 'payments.accepts',
+    decision: 'deny',
+    cause: 'no_edge',
+  }),
 ];
 
 describe('observed call graph', () => {
@@ -74,7 +102,13 @@ describe('observed call graph', () => {
 
   it('counts the calls denied at the caller that never reached the callee on top of the ones that did', () => {
     const allowed = bothSides({ chain: ['gateway'], target: 'orders' });
-    const denied = decision({ chain: ['gateway'], target: 'orders', direction: 'outbound', decision: 'deny', cause: 'scope' });
+    const denied = decision({
+      chain: ['gateway'],
+      target: 'orders',
+      direction: 'outbound',
+      decision: 'deny',
+      cause: 'scope',
+    });
     const calls = callsFromDecisions([...allowed, ...allowed, denied]);
     assert.deepEqual(calls.map((c) => c.decision).sort(), ['allow', 'allow', 'deny']);
   });
@@ -86,12 +120,15 @@ describe('observed call graph', () => {
 
   it('summarises each edge: calls, outcomes, routes, chains of origin', () => {
     const edges = observeEdges(callsFromDecisions(TRAFFIC));
-    assert.deepEqual(edges.map((e) => [e.from, e.to, e.calls]), [
-      ['external', 'gateway', 1],
-      ['gateway', 'orders', 2],
-      ['gateway', 'payments', 1],
-      ['orders', 'payments', 1],
-    ]);
+    assert.deepEqual(
+      edges.map((e) => [e.from, e.to, e.calls]),
+      [
+        ['external', 'gateway', 1],
+        ['gateway', 'orders', 2],
+        ['gateway', 'payments', 1],
+        ['orders', 'payments', 1],
+      ],
+    );
     const charge = edges.find((e) => e.from === 'orders');
     assert.deepEqual(charge?.outcomes, { allow: 0, deny: 0, would_deny: 1 });
     assert.deepEqual(charge?.routes, [{ method: 'POST', path: '/charges', calls: 1 }]);
@@ -101,9 +138,18 @@ describe('observed call graph', () => {
 
   it('reports edges used but not declared, declared edges never used, and rules that only shadow-denied', () => {
     const comparison = compareWithPolicy(callsFromDecisions(TRAFFIC), SHOP, compilePolicy(SHOP));
-    assert.deepEqual(comparison.undeclared.map((e) => [e.from, e.to, e.underPolicy.deny]), [['gateway', 'payments', 1]]);
-    assert.deepEqual(comparison.unusedEdges.map((e) => [e.from, e.to, e.rules]), [['billing-job', 'orders', ['orders.accepts.reconcile']]]);
-    assert.deepEqual(comparison.shadowOnly.map((u) => [u.rule, u.outcomes.would_deny]), [['payments.accepts.charge', 1]]);
+    assert.deepEqual(
+      comparison.undeclared.map((e) => [e.from, e.to, e.underPolicy.deny]),
+      [['gateway', 'payments', 1]],
+    );
+    assert.deepEqual(
+      comparison.unusedEdges.map((e) => [e.from, e.to, e.rules]),
+      [['billing-job', 'orders', ['orders.accepts.reconcile']]],
+    );
+    assert.deepEqual(
+      comparison.shadowOnly.map((u) => [u.rule, u.outcomes.would_deny]),
+      [['payments.accepts.charge', 1]],
+    );
     // An entrypoint without `from: external` rules accepts external tokens: that edge is declared.
     assert.ok(!comparison.undeclared.some((e) => e.from === 'external'));
   });
@@ -123,7 +169,10 @@ spec:
     const comparison = compareWithPolicy(callsFromDecisions(TRAFFIC), stricter, compilePolicy(stricter));
     const rule = comparison.rules.find((u) => u.rule === 'orders.accepts.from-gateway');
     assert.deepEqual(rule?.outcomes, { allow: 0, deny: 2, would_deny: 0 });
-    assert.deepEqual(comparison.unusedRules.map((u) => u.rule), ['orders.accepts.from-gateway']);
+    assert.deepEqual(
+      comparison.unusedRules.map((u) => u.rule),
+      ['orders.accepts.from-gateway'],
+    );
   });
 
   describe('an acr-restricted rule', () => {
@@ -138,15 +187,29 @@ spec:
       accepts:
         - { name: charge, from: gateway, methods: [POST], paths: [/charges], acr: [urn:baton:acr:mfa] }
 `);
-    const charge = (fields: Partial<AuditDecision>) => bothSides({ chain: ['gateway'], target: 'payments', path: '/charges', rule: 'payments.accepts.charge', ...fields });
-    const outcomes = (decisions: AuditDecision[]) => compareWithPolicy(callsFromDecisions(decisions), STEP_UP, compilePolicy(STEP_UP)).rules.find((u) => u.rule === 'payments.accepts.charge')?.outcomes;
+    const charge = (fields: Partial<AuditDecision>) =>
+      bothSides({
+        chain: ['gateway'],
+        target: 'payments',
+        path: '/charges',
+        rule: 'payments.accepts.charge',
+        ...fields,
+      });
+    const outcomes = (decisions: AuditDecision[]) =>
+      compareWithPolicy(callsFromDecisions(decisions), STEP_UP, compilePolicy(STEP_UP)).rules.find(
+        (u) => u.rule === 'payments.accepts.charge',
+      )?.outcomes;
 
     it('counts as used when the lines record the acr the calls were made with', () => {
       assert.deepEqual(outcomes(charge({ acr: 'urn:baton:acr:mfa' })), { allow: 1, deny: 0, would_deny: 0 });
     });
 
     it('is decided again as a denial for a call whose token had no acr (acr: null)', () => {
-      assert.deepEqual(outcomes(charge({ acr: null, decision: 'deny', cause: 'acr' })), { allow: 0, deny: 1, would_deny: 0 });
+      assert.deepEqual(outcomes(charge({ acr: null, decision: 'deny', cause: 'acr' })), {
+        allow: 0,
+        deny: 1,
+        would_deny: 0,
+      });
     });
 
     it('keeps the logged decision for lines written before acr was recorded', () => {
@@ -171,6 +234,9 @@ spec:
     assert.match(dot, /"gateway" -> "orders" \[label="POST \/orders\\nused 2×", style="bold", color="#2e7d32"/);
     assert.match(dot, /"billing-job" -> "orders" \[[^\]]*never used", style="dashed", color="#9e9e9e"/);
     assert.match(dot, /"orders" -> "payments" \[[^\]]*would deny 1×", style="dashed", color="#ef6c00"/);
-    assert.match(dot, /"gateway" -> "payments" \[label="POST \/charges\\nUNDECLARED 1× \(deny 1\)", style="bold", color="#c62828"/);
+    assert.match(
+      dot,
+      /"gateway" -> "payments" \[label="POST \/charges\\nUNDECLARED 1× \(deny 1\)", style="bold", color="#c62828"/,
+    );
   });
 });

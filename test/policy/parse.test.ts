@@ -12,11 +12,20 @@ function problemsOf(text: string): PolicyProblem[] {
   return parsePolicy(text, 'p.yaml').problems;
 }
 
-function expectProblem(text: string, code: string, line: number, column: number, severity: 'error' | 'warning' = 'error'): void {
+function expectProblem(
+  text: string,
+  code: string,
+  line: number,
+  column: number,
+  severity: 'error' | 'warning' = 'error',
+): void {
   const problems = problemsOf(text);
   const found = problems.find((p) => p.code === code);
   assert.ok(found, `expected ${code}, got ${JSON.stringify(problems.map((p) => p.code))}`);
-  assert.deepEqual({ line: found.location.line, column: found.location.column, file: found.location.file, severity: found.severity }, { line, column, file: 'p.yaml', severity });
+  assert.deepEqual(
+    { line: found.location.line, column: found.location.column, file: found.location.file, severity: found.severity },
+    { line, column, file: 'p.yaml', severity },
+  );
   if (severity === 'error') assert.equal(parsePolicy(text, 'p.yaml').policy, undefined);
 }
 
@@ -25,7 +34,9 @@ const GATEWAY = '    gateway:\n      entrypoint: true\n';
 describe('policy parsing', () => {
   it('parses the design example into a normalised policy with defaults and rule ids', () => {
     const { policy, problems } = parsePolicy(
-      graph(`${GATEWAY}    orders:\n      accepts:\n        - from: gateway\n          methods: [GET, POST]\n          scopes: "orders:read or orders:write"\n`),
+      graph(
+        `${GATEWAY}    orders:\n      accepts:\n        - from: gateway\n          methods: [GET, POST]\n          scopes: "orders:read or orders:write"\n`,
+      ),
       'p.yaml',
     );
     assert.deepEqual(problems, []);
@@ -39,24 +50,39 @@ describe('policy parsing', () => {
   });
 
   it('gives a named rule the id <service>.accepts.<name>', () => {
-    const { policy } = parsePolicy(graph(`${GATEWAY}    orders:\n      accepts:\n        - { name: read, from: gateway }\n`), 'p.yaml');
+    const { policy } = parsePolicy(
+      graph(`${GATEWAY}    orders:\n      accepts:\n        - { name: read, from: gateway }\n`),
+      'p.yaml',
+    );
     assert.equal(policy?.spec.services.get('orders' as never)?.accepts[0]?.id, 'orders.accepts.read');
   });
 
   it('defaults maxDepth to 4 and treats an empty service entry as a service', () => {
-    const { policy, problems } = parsePolicy(graph(`${GATEWAY}    orders:\n      accepts: [{ from: gateway }]\n    idle:\n`, ''), 'p.yaml');
+    const { policy, problems } = parsePolicy(
+      graph(`${GATEWAY}    orders:\n      accepts: [{ from: gateway }]\n    idle:\n`, ''),
+      'p.yaml',
+    );
     assert.equal(policy?.spec.maxDepth, 4);
     assert.ok(policy?.spec.services.has('idle' as never));
-    assert.deepEqual(problems.map((p) => p.code), ['POLICY_ISOLATED_SERVICE']);
+    assert.deepEqual(
+      problems.map((p) => p.code),
+      ['POLICY_ISOLATED_SERVICE'],
+    );
   });
 
   it('computes the effective mode from rule, then service, then graph', () => {
     const { policy } = parsePolicy(
-      graph(`${GATEWAY}    orders:\n      mode: shadow\n      accepts:\n        - from: gateway\n        - { from: gateway, methods: [POST], mode: enforce }\n`, '  mode: enforce\n'),
+      graph(
+        `${GATEWAY}    orders:\n      mode: shadow\n      accepts:\n        - from: gateway\n        - { from: gateway, methods: [POST], mode: enforce }\n`,
+        '  mode: enforce\n',
+      ),
       'p.yaml',
     );
     const rules = policy?.spec.services.get('orders' as never)?.accepts;
-    assert.deepEqual(rules?.map((r) => r.mode), ['shadow', 'enforce']);
+    assert.deepEqual(
+      rules?.map((r) => r.mode),
+      ['shadow', 'enforce'],
+    );
     assert.equal(policy?.spec.services.get('gateway' as never)?.mode, 'enforce');
   });
 
@@ -69,11 +95,21 @@ describe('policy parsing', () => {
   });
 
   it('refuses an unknown key, pointing at the key', () => {
-    expectProblem(graph(`${GATEWAY}    orders:\n      accepts:\n        - from: gateway\n          orgins: [gateway]\n`), 'POLICY_UNKNOWN_KEY', 12, 11);
+    expectProblem(
+      graph(`${GATEWAY}    orders:\n      accepts:\n        - from: gateway\n          orgins: [gateway]\n`),
+      'POLICY_UNKNOWN_KEY',
+      12,
+      11,
+    );
   });
 
   it('refuses a missing required key, pointing at its parent', () => {
-    expectProblem(graph(`${GATEWAY}    orders:\n      accepts:\n        - methods: [GET]\n`), 'POLICY_MISSING_KEY', 11, 11);
+    expectProblem(
+      graph(`${GATEWAY}    orders:\n      accepts:\n        - methods: [GET]\n`),
+      'POLICY_MISSING_KEY',
+      11,
+      11,
+    );
   });
 
   it('refuses a value of the wrong type', () => {
@@ -81,12 +117,22 @@ describe('policy parsing', () => {
   });
 
   it('refuses an unknown user requirement and mode', () => {
-    expectProblem(graph(`${GATEWAY}    orders:\n      accepts:\n        - { from: gateway, user: maybe }\n`), 'POLICY_BAD_VALUE', 11, 34);
+    expectProblem(
+      graph(`${GATEWAY}    orders:\n      accepts:\n        - { from: gateway, user: maybe }\n`),
+      'POLICY_BAD_VALUE',
+      11,
+      34,
+    );
     expectProblem(graph(`${GATEWAY}`, '  mode: audit\n'), 'POLICY_BAD_VALUE', 5, 9);
   });
 
   it('refuses an empty methods list, which would match nothing', () => {
-    expectProblem(graph(`${GATEWAY}    orders:\n      accepts:\n        - { from: gateway, methods: [] }\n`), 'POLICY_BAD_VALUE', 11, 37);
+    expectProblem(
+      graph(`${GATEWAY}    orders:\n      accepts:\n        - { from: gateway, methods: [] }\n`),
+      'POLICY_BAD_VALUE',
+      11,
+      37,
+    );
   });
 
   it('refuses a document that is not a mapping', () => {
@@ -94,13 +140,19 @@ describe('policy parsing', () => {
   });
 
   it('sorts problems by position', () => {
-    const problems = problemsOf(graph(`${GATEWAY}    orders:\n      accepts:\n        - { from: nobody, methods: [get] }\n`, '  maxDepth: 0\n'));
+    const problems = problemsOf(
+      graph(`${GATEWAY}    orders:\n      accepts:\n        - { from: nobody, methods: [get] }\n`, '  maxDepth: 0\n'),
+    );
     const lines = problems.map((p) => p.location.line);
-    assert.deepEqual(lines, [...lines].sort((a, b) => a - b));
+    assert.deepEqual(
+      lines,
+      [...lines].sort((a, b) => a - b),
+    );
   });
 
   it('refuses alias bombs', () => {
-    const bomb = 'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
+    const bomb =
+      'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n';
     const problems = problemsOf(bomb);
     assert.equal(problems[0]?.code, 'POLICY_YAML_SYNTAX');
   });

@@ -3,7 +3,16 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { serviceName } from '../../src/core/service-name.ts';
 import { InternalError } from '../../src/core/errors.ts';
-import { edgeRuleId, entrypointRuleId, isRuleId, isRuleName, ruleId, ruleIdService, SPEC_MAX_DEPTH, SPEC_SERVICES } from '../../src/policy/language/rule-id.ts';
+import {
+  edgeRuleId,
+  entrypointRuleId,
+  isRuleId,
+  isRuleName,
+  ruleId,
+  ruleIdService,
+  SPEC_MAX_DEPTH,
+  SPEC_SERVICES,
+} from '../../src/policy/language/rule-id.ts';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
 
@@ -41,8 +50,32 @@ describe('rule ids', () => {
   }
 
   it('accepts exactly the ids it can mint', () => {
-    for (const id of ['orders.accepts[0]', 'orders.accepts[7]', 'orders.accepts.read', 'orders.entrypoint', 'orders.accepts', 'spec.services', 'spec.maxDepth', 'spec.accepts[0]']) assert.equal(isRuleId(id), true, id);
-    for (const id of ['', 'orders', 'orders.', 'Orders.accepts[0]', 'orders.accepts[01]', 'orders.accepts[-1]', 'orders.accepts.', 'orders.accepts.x y', 'orders.exit', 'spec.other', 7, undefined]) assert.equal(isRuleId(id), false, String(id));
+    for (const id of [
+      'orders.accepts[0]',
+      'orders.accepts[7]',
+      'orders.accepts.read',
+      'orders.entrypoint',
+      'orders.accepts',
+      'spec.services',
+      'spec.maxDepth',
+      'spec.accepts[0]',
+    ])
+      assert.equal(isRuleId(id), true, id);
+    for (const id of [
+      '',
+      'orders',
+      'orders.',
+      'Orders.accepts[0]',
+      'orders.accepts[01]',
+      'orders.accepts[-1]',
+      'orders.accepts.',
+      'orders.accepts.x y',
+      'orders.exit',
+      'spec.other',
+      7,
+      undefined,
+    ])
+      assert.equal(isRuleId(id), false, String(id));
   });
 
   it('reads the service back from an id, and none from the spec.* pseudo-rules', () => {
@@ -60,13 +93,30 @@ describe('rule ids', () => {
   });
 
   it('is what validation and decisions name', () => {
-    const { policy } = parsePolicy(readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8'), 'callgraph.yaml');
+    const { policy } = parsePolicy(
+      readFileSync(new URL('../fixtures/policy-server/callgraph.yaml', import.meta.url), 'utf8'),
+      'callgraph.yaml',
+    );
     assert.ok(policy);
     const payments = serviceName('payments');
-    assert.deepEqual(policy.spec.services.get(orders)?.accepts.map((rule) => rule.id), [ruleId(orders, 0)]);
-    assert.deepEqual(policy.spec.services.get(payments)?.accepts.map((rule) => rule.id), [ruleId(payments, 'charge'), ruleId(payments, 'refunds')]);
+    assert.deepEqual(
+      policy.spec.services.get(orders)?.accepts.map((rule) => rule.id),
+      [ruleId(orders, 0)],
+    );
+    assert.deepEqual(
+      policy.spec.services.get(payments)?.accepts.map((rule) => rule.id),
+      [ruleId(payments, 'charge'), ruleId(payments, 'refunds')],
+    );
     const compiled = compilePolicy(policy);
-    const decide = (chain: string[], target: string): string => compiled.decide({ chain, target, method: 'POST', path: '/charges', scopes: new Set(['payments:charge']), user: true }).rule;
+    const decide = (chain: string[], target: string): string =>
+      compiled.decide({
+        chain,
+        target,
+        method: 'POST',
+        path: '/charges',
+        scopes: new Set(['payments:charge']),
+        user: true,
+      }).rule;
     assert.equal(decide(['gateway', 'orders'], 'payments'), 'payments.accepts.charge');
     assert.equal(decide(['gateway'], 'payments'), 'payments.accepts');
     assert.equal(decide(['orders'], 'payments'), 'orders.entrypoint');

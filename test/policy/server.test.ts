@@ -6,7 +6,12 @@ import { after, describe, it } from 'node:test';
 import { request } from 'undici';
 import { createVersionCounter } from '../../src/policy/distribution/publisher.ts';
 import { createPolicyServer, ifNoneMatchHolds, type PolicyServer } from '../../src/policy/distribution/server.ts';
-import { generatePolicySigningKey, importPolicySigningKey, importPolicyVerificationKey, verifyPolicy } from '../../src/policy/distribution/signing.ts';
+import {
+  generatePolicySigningKey,
+  importPolicySigningKey,
+  importPolicyVerificationKey,
+  verifyPolicy,
+} from '../../src/policy/distribution/signing.ts';
 import { createPolicyWatcher } from '../../src/policy/distribution/watch.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
@@ -20,7 +25,10 @@ const verificationKey = importPolicyVerificationKey(keys.publicKeyPem);
 const dirs: string[] = [];
 after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-async function startServer(text: string | undefined, options: { maxWaitSeconds?: number; reissueSeconds?: number } = {}): Promise<{ server: PolicyServer; url: string; path: string }> {
+async function startServer(
+  text: string | undefined,
+  options: { maxWaitSeconds?: number; reissueSeconds?: number } = {},
+): Promise<{ server: PolicyServer; url: string; path: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'baton-policy-server-'));
   dirs.push(dir);
   const path = join(dir, 'callgraph.yaml');
@@ -87,7 +95,10 @@ describe('policy server', () => {
       const response = await get(`${url}/v1/callgraph?wait=${wait}`);
       assert.equal(response.status, 400);
       assert.equal(response.headers['content-type'], 'application/problem+json; charset=utf-8');
-      assert.deepEqual([JSON.parse(response.body).code, JSON.parse(response.body).reason], [BadRequestError.code, 'wait']);
+      assert.deepEqual(
+        [JSON.parse(response.body).code, JSON.parse(response.body).reason],
+        [BadRequestError.code, 'wait'],
+      );
     }
   });
 
@@ -97,7 +108,12 @@ describe('policy server', () => {
     assert.equal(missing.statusCode, 404);
     assert.equal(missing.json().code, NotFoundError.code);
     assert.equal(missing.json().type, problemType(NotFoundError.code));
-    const posted = await server.app.inject({ method: 'POST', url: '/v1/callgraph', headers: { 'content-type': 'application/json' }, payload: '{' });
+    const posted = await server.app.inject({
+      method: 'POST',
+      url: '/v1/callgraph',
+      headers: { 'content-type': 'application/json' },
+      payload: '{',
+    });
     assert.equal(posted.statusCode, 400);
     assert.equal(posted.json().code, BadRequestError.code);
   });
@@ -129,7 +145,9 @@ describe('policy server', () => {
     const { url, server } = await startServer(FIXTURE);
     const { etag } = (await get(`${url}/v1/callgraph`)).headers;
     const abort = new AbortController();
-    const pending = get(`${url}/v1/callgraph?wait=30`, { 'if-none-match': String(etag) }, abort.signal).catch(() => 'aborted');
+    const pending = get(`${url}/v1/callgraph?wait=30`, { 'if-none-match': String(etag) }, abort.signal).catch(
+      () => 'aborted',
+    );
     await waitFor(async () => server.waiting() === 1, { what: 'the request to be held' });
     abort.abort();
     assert.equal(await pending, 'aborted');
@@ -141,7 +159,10 @@ describe('policy server', () => {
     assert.equal((await get(`${url}/livez`)).status, 200);
     const notReady = await get(`${url}/readyz`);
     assert.equal(notReady.status, 503);
-    assert.deepEqual([JSON.parse(notReady.body).code, JSON.parse(notReady.body).reason], [NotReadyError.code, 'policy']);
+    assert.deepEqual(
+      [JSON.parse(notReady.body).code, JSON.parse(notReady.body).reason],
+      [NotReadyError.code, 'policy'],
+    );
     assert.equal((await get(`${url}/v1/callgraph`)).status, 503);
     writeFileSync(path, FIXTURE);
     await waitFor(async () => server.published() !== undefined, { what: 'the policy' });

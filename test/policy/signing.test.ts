@@ -10,13 +10,20 @@ import {
   signPolicy,
   verifyPolicy,
 } from '../../src/policy/distribution/signing.ts';
-import { PolicyDocumentMalformedError, PolicySignatureError, PolicySigningKeyError } from '../../src/policy/distribution/errors.ts';
+import {
+  PolicyDocumentMalformedError,
+  PolicySignatureError,
+  PolicySigningKeyError,
+} from '../../src/policy/distribution/errors.ts';
 
 const payload = { version: 7, digest: 'abc', issuedAt: 1_700_000_000, policy: { kind: 'CallGraph' } };
 
 function pair(alg: 'ES256' | 'EdDSA' = 'ES256') {
   const generated = generatePolicySigningKey(alg);
-  return { signing: importPolicySigningKey(generated.privateKeyPem), verification: importPolicyVerificationKey(generated.publicKeyPem) };
+  return {
+    signing: importPolicySigningKey(generated.privateKeyPem),
+    verification: importPolicyVerificationKey(generated.publicKeyPem),
+  };
 }
 
 async function rejects(promise: Promise<unknown>, code: string): Promise<void> {
@@ -49,7 +56,9 @@ describe('policy signing', () => {
 
   it('refuses another typ signed with the right key, so no other JWS passes as a policy', async () => {
     const { signing, verification } = pair();
-    const jws = await new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' }).sign(signing.privateKey);
+    const jws = await new CompactSign(Buffer.from(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' })
+      .sign(signing.privateKey);
     await rejects(verifyPolicy(jws, verification), PolicySignatureError.code);
   });
 
@@ -71,15 +80,25 @@ describe('policy signing', () => {
   });
 
   it('accepts only P-256 and Ed25519 signing keys', () => {
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' })
+      .privateKey.export({ type: 'pkcs8', format: 'pem' })
+      .toString();
     for (const pem of [rsa, p384, 'not a key']) {
-      assert.throws(() => importPolicySigningKey(pem), (error: unknown) => (error as { code?: string }).code === PolicySigningKeyError.code);
+      assert.throws(
+        () => importPolicySigningKey(pem),
+        (error: unknown) => (error as { code?: string }).code === PolicySigningKeyError.code,
+      );
     }
   });
 
   it('never echoes key material in its errors', () => {
     const pem = generatePolicySigningKey().privateKeyPem.replace('PRIVATE KEY-----\n', 'PRIVATE KEY-----\n!!');
-    assert.throws(() => importPolicySigningKey(pem), (error: unknown) => error instanceof Error && !error.message.includes('!!') && !error.message.includes('MI'));
+    assert.throws(
+      () => importPolicySigningKey(pem),
+      (error: unknown) => error instanceof Error && !error.message.includes('!!') && !error.message.includes('MI'),
+    );
   });
 });

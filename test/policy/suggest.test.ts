@@ -5,7 +5,12 @@ import { compilePolicy } from '../../src/policy/language/compile.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import type { ObservedCall } from '../../src/policy/tooling/observed.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
-import { formatSuggestion, generalizePath, suggestCallGraph, type SuggestOptions } from '../../src/policy/tooling/suggest.ts';
+import {
+  formatSuggestion,
+  generalizePath,
+  suggestCallGraph,
+  type SuggestOptions,
+} from '../../src/policy/tooling/suggest.ts';
 
 function call(fields: Partial<ObservedCall> & Pick<ObservedCall, 'chain' | 'to'>): ObservedCall {
   return {
@@ -25,7 +30,10 @@ function call(fields: Partial<ObservedCall> & Pick<ObservedCall, 'chain' | 'to'>
 }
 
 /** The suggestion as `baton policy check` and a sidecar would read it. */
-function loadSuggestion(calls: readonly ObservedCall[], options: Partial<SuggestOptions> = {}): { yaml: string; problems: string[]; compiled: CompiledPolicy } {
+function loadSuggestion(
+  calls: readonly ObservedCall[],
+  options: Partial<SuggestOptions> = {},
+): { yaml: string; problems: string[]; compiled: CompiledPolicy } {
   const yaml = formatSuggestion(suggestCallGraph(calls, { name: 'observed', mode: 'enforce', ...options }));
   const { policy, problems } = parsePolicy(yaml, 'suggested.yaml');
   assert.ok(policy, `${JSON.stringify(problems)}\n${yaml}`);
@@ -33,7 +41,14 @@ function loadSuggestion(calls: readonly ObservedCall[], options: Partial<Suggest
 }
 
 function allows(compiled: CompiledPolicy, c: ObservedCall): boolean {
-  return compiled.decide({ chain: c.chain, target: c.to, method: c.method, path: c.path, scopes: new Set(c.scopes ?? []), user: c.user ?? true }).allowed;
+  return compiled.decide({
+    chain: c.chain,
+    target: c.to,
+    method: c.method,
+    path: c.path,
+    scopes: new Set(c.scopes ?? []),
+    user: c.user ?? true,
+  }).allowed;
 }
 
 const SHOP_TRAFFIC: ObservedCall[] = [
@@ -41,7 +56,14 @@ const SHOP_TRAFFIC: ObservedCall[] = [
   call({ chain: [], to: 'gateway', method: 'POST', path: '/checkout', scopes: ['shop', 'orders:write'] }),
   call({ chain: ['gateway'], to: 'orders', method: 'POST', path: '/orders', scopes: ['orders:write'] }),
   call({ chain: ['gateway'], to: 'orders', method: 'GET', path: '/orders/17', scopes: ['orders:write'] }),
-  call({ chain: ['gateway', 'orders'], to: 'payments', method: 'POST', path: '/charges', scopes: ['payments:charge'], decision: 'would_deny' }),
+  call({
+    chain: ['gateway', 'orders'],
+    to: 'payments',
+    method: 'POST',
+    path: '/charges',
+    scopes: ['payments:charge'],
+    decision: 'would_deny',
+  }),
   call({ chain: ['billing-job'], to: 'orders', method: 'GET', path: '/orders/17', user: false, scopes: [] }),
   call({ chain: ['gateway'], to: 'payments', method: 'POST', path: '/charges', decision: 'deny' }),
 ];
@@ -50,7 +72,8 @@ describe('policy suggestion from observed traffic', () => {
   it('writes a policy that checks clean and allows every observed call that went through', () => {
     const { problems, compiled } = loadSuggestion(SHOP_TRAFFIC);
     assert.deepEqual(problems, []);
-    for (const c of SHOP_TRAFFIC.filter((c) => c.decision !== 'deny')) assert.ok(allows(compiled, c), JSON.stringify(c));
+    for (const c of SHOP_TRAFFIC.filter((c) => c.decision !== 'deny'))
+      assert.ok(allows(compiled, c), JSON.stringify(c));
   });
 
   it('leaves out calls denied in enforce mode unless asked to include them', () => {
@@ -61,7 +84,8 @@ describe('policy suggestion from observed traffic', () => {
 
   it('allows only the methods seen on each path, not every method on every path of the edge', () => {
     const { compiled, yaml } = loadSuggestion(SHOP_TRAFFIC);
-    const at = (method: string, path: string) => allows(compiled, call({ chain: ['gateway'], to: 'orders', method, path, scopes: ['orders:write'] }));
+    const at = (method: string, path: string) =>
+      allows(compiled, call({ chain: ['gateway'], to: 'orders', method, path, scopes: ['orders:write'] }));
     assert.equal(at('POST', '/orders'), true);
     assert.equal(at('GET', '/orders/17'), true);
     assert.equal(at('GET', '/orders'), false);
@@ -73,7 +97,10 @@ describe('policy suggestion from observed traffic', () => {
   it('requires the scopes every call of a rule carried, and none that only some carried', () => {
     const { yaml, compiled } = loadSuggestion(SHOP_TRAFFIC);
     assert.match(yaml, /scopes: orders:write and shop/);
-    assert.equal(allows(compiled, call({ chain: [], to: 'gateway', method: 'POST', path: '/checkout', scopes: ['shop'] })), false);
+    assert.equal(
+      allows(compiled, call({ chain: [], to: 'gateway', method: 'POST', path: '/checkout', scopes: ['shop'] })),
+      false,
+    );
   });
 
   it('marks entrypoints, origins, service-identity edges and the longest chain', () => {
@@ -91,12 +118,30 @@ describe('policy suggestion from observed traffic', () => {
     assert.equal(generalizePath('/orders/17/items/0b9e4a52-3c1f-4d2e-9a7b-1f2e3d4c5b6a'), '/orders/*/items/*');
     assert.equal(generalizePath('/users/5f8d0d55b54764421b7156c3'), '/users/*');
     assert.equal(generalizePath('/orders/latest'), '/orders/latest');
-    const latest = call({ chain: ['gateway'], to: 'orders', method: 'GET', path: '/orders/latest', scopes: ['orders:write'] });
+    const latest = call({
+      chain: ['gateway'],
+      to: 'orders',
+      method: 'GET',
+      path: '/orders/latest',
+      scopes: ['orders:write'],
+    });
     const { compiled, problems } = loadSuggestion([...SHOP_TRAFFIC, latest], { generalize: true });
     assert.deepEqual(problems, []);
-    assert.equal(allows(compiled, call({ chain: ['gateway'], to: 'orders', method: 'GET', path: '/orders/18', scopes: ['orders:write'] })), true);
+    assert.equal(
+      allows(
+        compiled,
+        call({ chain: ['gateway'], to: 'orders', method: 'GET', path: '/orders/18', scopes: ['orders:write'] }),
+      ),
+      true,
+    );
     assert.equal(allows(compiled, latest), true);
-    assert.equal(allows(loadSuggestion(SHOP_TRAFFIC).compiled, call({ chain: ['gateway'], to: 'orders', method: 'GET', path: '/orders/18', scopes: ['orders:write'] })), false);
+    assert.equal(
+      allows(
+        loadSuggestion(SHOP_TRAFFIC).compiled,
+        call({ chain: ['gateway'], to: 'orders', method: 'GET', path: '/orders/18', scopes: ['orders:write'] }),
+      ),
+      false,
+    );
   });
 
   it('allows a cycle only on the edge where a chain came back', () => {
@@ -109,7 +154,11 @@ describe('policy suggestion from observed traffic', () => {
 
   it('warns about a chain hop whose own calls are not in the logs, and about a path no pattern can name', () => {
     const suggestion = suggestCallGraph(
-      [call({ chain: ['gateway', 'orders'], to: 'payments' }), call({ chain: [], to: 'gateway', path: '/a*b' }), call({ chain: [], to: 'gateway', path: '/files/*' })],
+      [
+        call({ chain: ['gateway', 'orders'], to: 'payments' }),
+        call({ chain: [], to: 'gateway', path: '/a*b' }),
+        call({ chain: [], to: 'gateway', path: '/files/*' }),
+      ],
       { name: 'x' },
     );
     assert.equal(suggestion.warnings.length, 4);
@@ -121,7 +170,11 @@ describe('policy suggestion from observed traffic', () => {
 
   it('always suggests a valid policy that allows every observed call and nothing on an unseen path (property)', () => {
     const service = fc.constantFrom('a', 'b', 'c', 'd');
-    const hop = fc.record({ to: service, method: fc.constantFrom('GET', 'POST', 'DELETE'), path: fc.constantFrom('/', '/x', '/x/1', '/y/z') });
+    const hop = fc.record({
+      to: service,
+      method: fc.constantFrom('GET', 'POST', 'DELETE'),
+      path: fc.constantFrom('/', '/x', '/x/1', '/y/z'),
+    });
     const request = fc.record({
       user: fc.boolean(),
       start: service,
@@ -137,12 +190,17 @@ describe('policy suggestion from observed traffic', () => {
           if (r.user) calls.push(call({ chain: [], to: r.start, method: 'GET', path: '/', scopes: r.scopes }));
           if (r.user) chain.push(r.start);
           for (const h of r.hops) {
-            calls.push(call({ chain: [...chain], to: h.to, method: h.method, path: h.path, user: r.user, scopes: r.scopes }));
+            calls.push(
+              call({ chain: [...chain], to: h.to, method: h.method, path: h.path, user: r.user, scopes: r.scopes }),
+            );
             chain.push(h.to);
           }
         }
         const { problems, compiled } = loadSuggestion(calls);
-        assert.deepEqual(problems.filter((p) => !p.startsWith('POLICY_NO_ENTRYPOINT')), []);
+        assert.deepEqual(
+          problems.filter((p) => !p.startsWith('POLICY_NO_ENTRYPOINT')),
+          [],
+        );
         for (const c of calls) {
           assert.ok(allows(compiled, c), JSON.stringify(c));
           assert.equal(allows(compiled, { ...c, path: '/never-seen' }), false);

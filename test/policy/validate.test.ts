@@ -3,7 +3,11 @@ import { describe, it } from 'node:test';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
 
 /** Six header lines, then `services` (indented four spaces) from line 7; gateway takes lines 7–8. */
-function graph(services: string, spec = '  maxDepth: 4\n', head = 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\n'): string {
+function graph(
+  services: string,
+  spec = '  maxDepth: 4\n',
+  head = 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\n',
+): string {
   return `${head}metadata: { name: t }\nspec:\n${spec}  services:\n    gateway:\n      entrypoint: true\n${services}`;
 }
 
@@ -12,11 +16,23 @@ function rule(body: string, extra = ''): string {
   return graph(`    orders:\n      accepts:\n        - ${body}\n${extra}`);
 }
 
-function expectProblem(text: string, code: string, line: number, column: number, severity: 'error' | 'warning' = 'error'): void {
+function expectProblem(
+  text: string,
+  code: string,
+  line: number,
+  column: number,
+  severity: 'error' | 'warning' = 'error',
+): void {
   const { policy, problems } = parsePolicy(text, 'p.yaml');
   const found = problems.find((p) => p.code === code);
-  assert.ok(found, `expected ${code}, got ${JSON.stringify(problems.map((p) => `${p.code}@${p.location.line}:${p.location.column}`))}`);
-  assert.deepEqual({ line: found.location.line, column: found.location.column, severity: found.severity }, { line, column, severity });
+  assert.ok(
+    found,
+    `expected ${code}, got ${JSON.stringify(problems.map((p) => `${p.code}@${p.location.line}:${p.location.column}`))}`,
+  );
+  assert.deepEqual(
+    { line: found.location.line, column: found.location.column, severity: found.severity },
+    { line, column, severity },
+  );
   if (severity === 'error') assert.equal(policy, undefined, 'an error makes the policy unusable');
   else if (!problems.some((p) => p.severity === 'error')) assert.ok(policy, 'a warning leaves the policy usable');
 }
@@ -38,10 +54,16 @@ describe('policy validation', () => {
   });
 
   it('reports, and never throws on, badly named services used in rules and origins, and badly named rules', () => {
-    const text = graph('    Orders_Svc:\n      accepts:\n        - { name: "has space", from: Gateway_X, origins: [Gateway_X] }\n    orders:\n      accepts:\n        - { from: Orders_Svc, origins: [Orders_Svc], user: none }\n');
+    const text = graph(
+      '    Orders_Svc:\n      accepts:\n        - { name: "has space", from: Gateway_X, origins: [Gateway_X] }\n    orders:\n      accepts:\n        - { from: Orders_Svc, origins: [Orders_Svc], user: none }\n',
+    );
     const { policy, problems } = parsePolicy(text, 'p.yaml');
     assert.equal(policy, undefined);
-    assert.deepEqual([...new Set(problems.filter((p) => p.severity === 'error').map((p) => p.code))].sort(), ['POLICY_BAD_RULE_NAME', 'POLICY_BAD_SERVICE_NAME', 'POLICY_UNKNOWN_SERVICE']);
+    assert.deepEqual([...new Set(problems.filter((p) => p.severity === 'error').map((p) => p.code))].sort(), [
+      'POLICY_BAD_RULE_NAME',
+      'POLICY_BAD_SERVICE_NAME',
+      'POLICY_UNKNOWN_SERVICE',
+    ]);
   });
 
   it("reserves 'external' for tokens from external identity providers", () => {
@@ -74,14 +96,22 @@ describe('policy validation', () => {
   });
 
   it('reads gRPC methods as POST to /package.Service/Method, and refuses a malformed one or one beside paths', () => {
-    const { policy } = parsePolicy(rule('{ from: gateway, grpc: ["shop.v1.Orders/Get", "shop.v1.Orders/*"] }'), 'p.yaml');
+    const { policy } = parsePolicy(
+      rule('{ from: gateway, grpc: ["shop.v1.Orders/Get", "shop.v1.Orders/*"] }'),
+      'p.yaml',
+    );
     const accepts = policy?.spec.services.get('orders' as never)?.accepts[0];
     assert.deepEqual(accepts?.methods, ['POST']);
     assert.deepEqual(accepts?.paths, ['/shop.v1.Orders/Get', '/shop.v1.Orders/*']);
     assert.deepEqual(accepts?.grpc, ['shop.v1.Orders/Get', 'shop.v1.Orders/*']);
     expectProblem(rule('{ from: gateway, grpc: ["/shop.Orders/Get"] }'), 'POLICY_BAD_GRPC_METHOD', 11, 35);
     expectProblem(rule('{ from: gateway, grpc: ["shop.Orders"] }'), 'POLICY_BAD_GRPC_METHOD', 11, 35);
-    expectProblem(rule('{ from: gateway, grpc: ["shop.Orders/Get"], paths: ["/x"] }'), 'POLICY_GRPC_WITH_PATHS', 11, 28);
+    expectProblem(
+      rule('{ from: gateway, grpc: ["shop.Orders/Get"], paths: ["/x"] }'),
+      'POLICY_GRPC_WITH_PATHS',
+      11,
+      28,
+    );
   });
 
   it('points inside a scope expression at the offending token', () => {
@@ -90,11 +120,21 @@ describe('policy validation', () => {
   });
 
   it('falls back to the start of a folded scope expression it cannot map', () => {
-    expectProblem(rule('from: gateway\n          scopes: >-\n            a and\n            or b'), 'POLICY_BAD_SCOPE_EXPRESSION', 12, 19);
+    expectProblem(
+      rule('from: gateway\n          scopes: >-\n            a and\n            or b'),
+      'POLICY_BAD_SCOPE_EXPRESSION',
+      12,
+      19,
+    );
   });
 
   it('refuses two rules with the same name in one service', () => {
-    expectProblem(rule('{ name: read, from: gateway }', '        - { name: read, from: gateway, methods: [GET] }\n'), 'POLICY_DUPLICATE_RULE_NAME', 12, 19);
+    expectProblem(
+      rule('{ name: read, from: gateway }', '        - { name: read, from: gateway, methods: [GET] }\n'),
+      'POLICY_DUPLICATE_RULE_NAME',
+      12,
+      19,
+    );
   });
 
   it('refuses a badly formed rule name', () => {
@@ -102,12 +142,21 @@ describe('policy validation', () => {
   });
 
   it('warns about a path pattern shadowed by an earlier one in the same rule', () => {
-    expectProblem(rule('{ from: gateway, paths: ["/orders/**", "/orders/*"] }'), 'POLICY_PATH_SHADOWED', 11, 50, 'warning');
+    expectProblem(
+      rule('{ from: gateway, paths: ["/orders/**", "/orders/*"] }'),
+      'POLICY_PATH_SHADOWED',
+      11,
+      50,
+      'warning',
+    );
   });
 
   it('warns about a rule shadowed by an earlier rule on the same edge', () => {
     expectProblem(
-      rule('{ from: gateway, methods: [GET], paths: ["/orders/**"] }', '        - { from: gateway, methods: [GET], paths: ["/orders/*"] }\n'),
+      rule(
+        '{ from: gateway, methods: [GET], paths: ["/orders/**"] }',
+        '        - { from: gateway, methods: [GET], paths: ["/orders/*"] }\n',
+      ),
       'POLICY_RULE_SHADOWED',
       12,
       11,
@@ -116,12 +165,24 @@ describe('policy validation', () => {
   });
 
   it('does not call a rule shadowed when the earlier one needs more', () => {
-    const { problems } = parsePolicy(rule('{ from: gateway, paths: ["/orders/**"], scopes: admin }', '        - { from: gateway, paths: ["/orders/*"] }\n'), 'p.yaml');
+    const { problems } = parsePolicy(
+      rule(
+        '{ from: gateway, paths: ["/orders/**"], scopes: admin }',
+        '        - { from: gateway, paths: ["/orders/*"] }\n',
+      ),
+      'p.yaml',
+    );
     assert.deepEqual(problems, []);
   });
 
   it('warns about duplicate rules', () => {
-    expectProblem(rule('{ from: gateway, methods: [GET] }', '        - { from: gateway, methods: [GET], name: again }\n'), 'POLICY_DUPLICATE_RULE', 12, 11, 'warning');
+    expectProblem(
+      rule('{ from: gateway, methods: [GET] }', '        - { from: gateway, methods: [GET], name: again }\n'),
+      'POLICY_DUPLICATE_RULE',
+      12,
+      11,
+      'warning',
+    );
   });
 
   it('warns about an item listed twice', () => {
@@ -133,15 +194,29 @@ describe('policy validation', () => {
   });
 
   it("refuses origins on 'from: external'", () => {
-    expectProblem(graph('    other:\n      entrypoint: true\n      accepts: [{ from: external, origins: [gateway] }]\n'), 'POLICY_ORIGINS_ON_EXTERNAL', 11, 35);
+    expectProblem(
+      graph('    other:\n      entrypoint: true\n      accepts: [{ from: external, origins: [gateway] }]\n'),
+      'POLICY_ORIGINS_ON_EXTERNAL',
+      11,
+      35,
+    );
   });
 
   it('warns about a service no user chain from an entrypoint reaches', () => {
-    expectProblem(graph('    worker: {}\n    orders:\n      accepts: [{ from: worker }]\n'), 'POLICY_UNREACHABLE_SERVICE', 10, 5, 'warning');
+    expectProblem(
+      graph('    worker: {}\n    orders:\n      accepts: [{ from: worker }]\n'),
+      'POLICY_UNREACHABLE_SERVICE',
+      10,
+      5,
+      'warning',
+    );
   });
 
   it('does not warn about a service reached only by service-identity calls that say user: none', () => {
-    const { problems } = parsePolicy(graph('    worker: {}\n    orders:\n      accepts: [{ from: worker, user: none }, { from: gateway }]\n'), 'p.yaml');
+    const { problems } = parsePolicy(
+      graph('    worker: {}\n    orders:\n      accepts: [{ from: worker, user: none }, { from: gateway }]\n'),
+      'p.yaml',
+    );
     assert.deepEqual(problems, []);
   });
 
@@ -150,16 +225,29 @@ describe('policy validation', () => {
   });
 
   it('warns when no service is an entrypoint', () => {
-    const text = 'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: t }\nspec:\n  services:\n    a: {}\n    b:\n      accepts: [{ from: a, user: none }]\n';
+    const text =
+      'apiVersion: baton.dev/v1alpha1\nkind: CallGraph\nmetadata: { name: t }\nspec:\n  services:\n    a: {}\n    b:\n      accepts: [{ from: a, user: none }]\n';
     expectProblem(text, 'POLICY_NO_ENTRYPOINT', 5, 3, 'warning');
   });
 
   it('warns about an origin that is not an entrypoint on a user rule', () => {
-    expectProblem(rule('{ from: gateway, origins: [worker] }', '    worker:\n      accepts: [{ from: gateway, user: none }]\n'), 'POLICY_ORIGIN_NOT_ENTRYPOINT', 11, 38, 'warning');
+    expectProblem(
+      rule('{ from: gateway, origins: [worker] }', '    worker:\n      accepts: [{ from: gateway, user: none }]\n'),
+      'POLICY_ORIGIN_NOT_ENTRYPOINT',
+      11,
+      38,
+      'warning',
+    );
   });
 
   it('warns about acr on a rule that takes no user', () => {
-    expectProblem(rule('{ from: gateway, user: none, acr: [mfa] }', '        - from: gateway\n'), 'POLICY_RULE_NEVER_MATCHES', 11, 40, 'warning');
+    expectProblem(
+      rule('{ from: gateway, user: none, acr: [mfa] }', '        - from: gateway\n'),
+      'POLICY_RULE_NEVER_MATCHES',
+      11,
+      40,
+      'warning',
+    );
   });
 
   it('normalises a scope expression to its canonical form', () => {

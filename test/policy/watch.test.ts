@@ -36,7 +36,12 @@ function capturingLogger() {
 function watchFor(path: string, options: { fsWatch?: boolean; pollIntervalMs?: number } = {}) {
   const { logger, lines } = capturingLogger();
   const changes: LoadedPolicy[] = [];
-  const watcher: PolicyWatcher = createPolicyWatcher(path, { logger, debounceMs: 20, pollIntervalMs: options.pollIntervalMs ?? 200, fsWatch: options.fsWatch ?? true });
+  const watcher: PolicyWatcher = createPolicyWatcher(path, {
+    logger,
+    debounceMs: 20,
+    pollIntervalMs: options.pollIntervalMs ?? 200,
+    fsWatch: options.fsWatch ?? true,
+  });
   watcher.onChange((loaded) => changes.push(loaded));
   after(() => watcher.close());
   return { watcher, changes, lines };
@@ -102,7 +107,10 @@ describe('policy watcher', () => {
     const { watcher, changes, lines } = watchFor(path);
     const digest = watcher.current()?.compiled.digest;
     writeFileSync(path, BROKEN);
-    const logged = await waitFor(async () => lines.find((line) => line.msg === 'policy change refused: keeping the last good policy'), { timeoutMs: 3000, what: 'the refusal' });
+    const logged = await waitFor(
+      async () => lines.find((line) => line.msg === 'policy change refused: keeping the last good policy'),
+      { timeoutMs: 3000, what: 'the refusal' },
+    );
     assert.match(String((logged.problems as string[])[0]), /callgraph\.yaml:\d+:\d+: error /);
     assert.equal(watcher.current()?.compiled.digest, digest);
     assert.equal(changes.length, 0);
@@ -113,7 +121,9 @@ describe('policy watcher', () => {
   for (const target of ['directory', 'file'] as const) {
     it(`follows a ConfigMap-style ..data symlink swap, watching the ${target}`, async () => {
       const configMap = configMapDir(FIXTURE);
-      const { watcher, changes } = watchFor(target === 'directory' ? configMap.dir : join(configMap.dir, 'callgraph.yaml'));
+      const { watcher, changes } = watchFor(
+        target === 'directory' ? configMap.dir : join(configMap.dir, 'callgraph.yaml'),
+      );
       assert.equal(watcher.current()?.compiled.maxDepth, 4);
       configMap.swap(EDITED, '..2024_01_02');
       await waitFor(async () => changes.length === 1, { timeoutMs: 3000, what: 'the swap' });

@@ -55,7 +55,9 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
 
   /** A live baton-context handle, as the orders app receives it. */
   async function ordersHandle(): Promise<string> {
-    const r = await request(mesh.inbound('orders', '/orders'), { headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'])}` } });
+    const r = await request(mesh.inbound('orders', '/orders'), {
+      headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'])}` },
+    });
     await r.body.dump();
     assert.equal(r.statusCode, 200);
     const handle = mesh.apps.orders.seen.at(-1)?.headers['baton-context'];
@@ -66,9 +68,22 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
   it('strips spoofed baton-* headers in any case and baton_* headers before the app sees them', async () => {
     const r = await request(mesh.inbound('orders', '/orders'), {
       headers: [
-        'authorization', `Bearer ${mesh.meshToken('orders', ['gateway'], { sub: 'alice' })}`,
-        'Baton-Subject', 'mallory', 'BATON-CHAIN', 'gateway,admin', 'bAtOn-ScOpE', 'admin', 'baton_subject', 'mallory',
-        'Baton_Caller', 'admin', 'baton-context', 'bctx_forged', 'BATON-TXN', 'txn-forged',
+        'authorization',
+        `Bearer ${mesh.meshToken('orders', ['gateway'], { sub: 'alice' })}`,
+        'Baton-Subject',
+        'mallory',
+        'BATON-CHAIN',
+        'gateway,admin',
+        'bAtOn-ScOpE',
+        'admin',
+        'baton_subject',
+        'mallory',
+        'Baton_Caller',
+        'admin',
+        'baton-context',
+        'bctx_forged',
+        'BATON-TXN',
+        'txn-forged',
       ],
     });
     await r.body.dump();
@@ -82,7 +97,8 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     assert.notEqual(seen.headers['baton-context'], 'bctx_forged');
     const names = seen.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
     assert.equal(names.filter((n) => n.startsWith('baton_')).length, 0);
-    for (const name of ['baton-subject', 'baton-chain', 'baton-scope', 'baton-txn', 'baton-context']) assert.equal(names.filter((n) => n === name).length, 1, name);
+    for (const name of ['baton-subject', 'baton-chain', 'baton-scope', 'baton-txn', 'baton-context'])
+      assert.equal(names.filter((n) => n === name).length, 1, name);
   });
 
   it('refuses CL+TE and duplicate Content-Length on both ports with 400, and the app sees nothing', async () => {
@@ -100,7 +116,12 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     for (const attempt of attempts) {
       const inbound = await raw(mesh.ports.orders.inbound, attempt);
       assert.match(inbound, /^HTTP\/1\.1 400 /, `inbound accepted: ${attempt.split('\r\n').slice(3, 5).join(' | ')}`);
-      const outbound = await raw(mesh.ports.orders.outbound, attempt.replace('POST /orders', 'POST /charges').replace('Host: orders', `Host: payments\r\nbaton-context: ${handle}`));
+      const outbound = await raw(
+        mesh.ports.orders.outbound,
+        attempt
+          .replace('POST /orders', 'POST /charges')
+          .replace('Host: orders', `Host: payments\r\nbaton-context: ${handle}`),
+      );
       assert.match(outbound, /^HTTP\/1\.1 400 /, `outbound accepted: ${attempt.split('\r\n').slice(3, 5).join(' | ')}`);
     }
     assert.equal(mesh.apps.orders.hits, before.orders);
@@ -120,7 +141,10 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
       const r = await rawProxy(mesh.ports.orders.outbound, target.url, handle);
       assert.equal(r.status, target.status, target.url);
     }
-    const hostHeader = await request(mesh.outbound('orders', '/charges'), { method: 'POST', headers: { host: `127.0.0.1:${mesh.trap.port}`, 'baton-context': handle } });
+    const hostHeader = await request(mesh.outbound('orders', '/charges'), {
+      method: 'POST',
+      headers: { host: `127.0.0.1:${mesh.trap.port}`, 'baton-context': handle },
+    });
     await hostHeader.body.dump();
     assert.equal(hostHeader.statusCode, 400);
     assert.equal(mesh.trap.hits, 0);
@@ -128,7 +152,10 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
 
   it('returns an upstream redirect to the app instead of following it to a new host', async () => {
     const handle = await ordersHandle();
-    const r = await request(mesh.outbound('orders', '/redirect'), { method: 'GET', headers: { host: 'payments', 'baton-context': handle } });
+    const r = await request(mesh.outbound('orders', '/redirect'), {
+      method: 'GET',
+      headers: { host: 'payments', 'baton-context': handle },
+    });
     await r.body.dump();
     assert.equal(r.statusCode, 302);
     assert.match(String(r.headers.location), /\/stolen$/);
@@ -137,12 +164,20 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
 
   it('refuses a token obtained for one edge when replayed on another', async () => {
     const userToken = mesh.userToken();
-    const exchanged = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: userToken, subject_token_type: ACCESS_TOKEN, audience: 'orders' });
+    const exchanged = await mesh.exchange('gateway', {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: userToken,
+      subject_token_type: ACCESS_TOKEN,
+      audience: 'orders',
+    });
     assert.equal(exchanged.status, 200);
     const forOrders = exchanged.body.access_token as string;
     const at = async (name: Name, path: string, method = 'GET') => {
       const before = mesh.apps[name].hits;
-      const r = await request(mesh.inbound(name, path), { method: method as 'GET', headers: { authorization: `Bearer ${forOrders}` } });
+      const r = await request(mesh.inbound(name, path), {
+        method: method as 'GET',
+        headers: { authorization: `Bearer ${forOrders}` },
+      });
       const body = (await r.body.json()) as { code?: string };
       return { status: r.statusCode, code: body.code, reached: mesh.apps[name].hits > before };
     };
@@ -164,7 +199,12 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     // A genuine STS token for payments (chain gateway → orders), presented by gateway to extend "its" chain.
     const forPayments = mesh.meshToken('payments', ['gateway', 'orders']);
     for (const client of ['gateway', 'payments'] as const) {
-      const r = await mesh.exchange(client, { grant_type: TOKEN_EXCHANGE, subject_token: forPayments, subject_token_type: ACCESS_TOKEN, audience: 'orders' });
+      const r = await mesh.exchange(client, {
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: forPayments,
+        subject_token_type: ACCESS_TOKEN,
+        audience: 'orders',
+      });
       assert.ok(r.status === 400, `${client}: ${r.status}`);
       assert.match(String(r.body.error), /^(invalid_request|invalid_target|unauthorized_client)$/);
       assert.equal(r.body.access_token, undefined);
@@ -172,18 +212,39 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
   });
 
   it('refuses scope widening and a may_act naming another party at the STS', async () => {
-    const widened = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: mesh.userToken(), subject_token_type: ACCESS_TOKEN, audience: 'orders', scope: 'shop admin' });
+    const widened = await mesh.exchange('gateway', {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: mesh.userToken(),
+      subject_token_type: ACCESS_TOKEN,
+      audience: 'orders',
+      scope: 'shop admin',
+    });
     assert.equal(widened.status, 400);
     assert.equal(widened.body.error, 'invalid_scope');
-    const mayAct = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: mesh.userToken({ may_act: { sub: 'payments' } }), subject_token_type: ACCESS_TOKEN, audience: 'orders' });
+    const mayAct = await mesh.exchange('gateway', {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: mesh.userToken({ may_act: { sub: 'payments' } }),
+      subject_token_type: ACCESS_TOKEN,
+      audience: 'orders',
+    });
     assert.equal(mayAct.status, 400);
     assert.equal(mayAct.body.error, 'invalid_request');
     assert.equal(mayAct.body.code, MayActMismatchError.code);
     // The granted scope never exceeds the subject token's even when the edge names more.
-    const narrow = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: mesh.userToken({ scope: 'other' }), subject_token_type: ACCESS_TOKEN, audience: 'orders' });
+    const narrow = await mesh.exchange('gateway', {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: mesh.userToken({ scope: 'other' }),
+      subject_token_type: ACCESS_TOKEN,
+      audience: 'orders',
+    });
     if (narrow.status === 200) assert.doesNotMatch(String(narrow.body.scope), /shop/);
     // An edge the policy forbids is refused before minting.
-    const forbidden = await mesh.exchange('gateway', { grant_type: TOKEN_EXCHANGE, subject_token: mesh.userToken(), subject_token_type: ACCESS_TOKEN, audience: 'payments' });
+    const forbidden = await mesh.exchange('gateway', {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: mesh.userToken(),
+      subject_token_type: ACCESS_TOKEN,
+      audience: 'payments',
+    });
     assert.equal(forbidden.status, 400);
     assert.match(String(forbidden.body.error), /^(invalid_target|unauthorized_client)$/);
   });
@@ -196,7 +257,10 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     assert.equal(r.statusCode, 401);
     assert.equal(body.code, UnauthenticatedError.code);
     assert.equal(mesh.apps.orders.hits, before);
-    const forged = await request(mesh.outbound('orders', '/charges'), { method: 'POST', headers: { host: 'payments', 'baton-context': `${handle}x` } });
+    const forged = await request(mesh.outbound('orders', '/charges'), {
+      method: 'POST',
+      headers: { host: 'payments', 'baton-context': `${handle}x` },
+    });
     await forged.body.dump();
     assert.equal(forged.statusCode, 401);
   });
@@ -205,17 +269,25 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
     const handle = await ordersHandle();
     const secret = 'SeCrEtQuErYtOkEn0123456789';
     for (const path of [`/orders?access_token=${secret}`, `/forbidden?access_token=${secret}`]) {
-      const r = await request(mesh.inbound('orders', path), { headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'])}` } });
+      const r = await request(mesh.inbound('orders', path), {
+        headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'])}` },
+      });
       await r.body.dump();
     }
-    const denied = await request(mesh.outbound('orders', `/refunds?access_token=${secret}`), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
+    const denied = await request(mesh.outbound('orders', `/refunds?access_token=${secret}`), {
+      method: 'POST',
+      headers: { host: 'payments', 'baton-context': handle },
+    });
     await denied.body.dump();
     assert.equal(denied.statusCode, 403);
     // The outbound refusal is the last line written: once it is in the output, all of them are.
-    const output = await waitFor(async () => {
-      const text = allOutput(mesh);
-      return /"event":"decision"[^\n]*"path":"\/refunds"/.test(text) ? text : undefined;
-    }, { what: 'the decision line of the refused /refunds call', timeoutMs: 5_000 });
+    const output = await waitFor(
+      async () => {
+        const text = allOutput(mesh);
+        return /"event":"decision"[^\n]*"path":"\/refunds"/.test(text) ? text : undefined;
+      },
+      { what: 'the decision line of the refused /refunds call', timeoutMs: 5_000 },
+    );
     assert.ok(!output.includes(secret), 'a query string reached a log line');
     assert.ok(!output.includes(handle), 'a context handle reached a log line');
     assert.doesNotMatch(output, /eyJ[A-Za-z0-9_-]{10,}\.eyJ/);
@@ -224,6 +296,9 @@ describe('HTTP attacks on the sidecar and the STS', { timeout: 90_000 }, () => {
 
 /** An absolute-form (proxy) request on a raw socket: undici cannot send one to a non-proxy. */
 async function rawProxy(port: number, url: string, handle: string): Promise<{ status: number }> {
-  const answer = await raw(port, `GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nbaton-context: ${handle}\r\nConnection: close\r\n\r\n`);
+  const answer = await raw(
+    port,
+    `GET ${url} HTTP/1.1\r\nHost: ${new URL(url).host}\r\nbaton-context: ${handle}\r\nConnection: close\r\n\r\n`,
+  );
   return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0) };
 }

@@ -34,7 +34,14 @@ describe('stealing exchanged tokens from Redis', { timeout: 90_000 }, () => {
 
   /** A Redis connection as some attacker: RESP2, no ready check, errors kept for the assertions. */
   async function connectAs(auth: { username?: string; password?: string }): Promise<Redis> {
-    const client = new Redis(redis.url, { ...auth, protocol: 2, enableReadyCheck: false, maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+    const client = new Redis(redis.url, {
+      ...auth,
+      protocol: 2,
+      enableReadyCheck: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      lazyConnect: true,
+    });
     client.on('error', () => {});
     clients.push(client);
     await client.connect();
@@ -43,11 +50,16 @@ describe('stealing exchanged tokens from Redis', { timeout: 90_000 }, () => {
 
   /** The honest chain's second hop: orders calls payments for alice, which exchanges at the STS and caches in Redis. */
   async function ordersCallsPayments(): Promise<number> {
-    const inbound = await request(mesh.inbound('orders', '/orders'), { headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'])}` } });
+    const inbound = await request(mesh.inbound('orders', '/orders'), {
+      headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'])}` },
+    });
     await inbound.body.dump();
     assert.equal(inbound.statusCode, 200);
     const handle = mesh.apps.orders.seen.at(-1)?.headers['baton-context'] as string;
-    const r = await request(mesh.outbound('orders', '/charges'), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
+    const r = await request(mesh.outbound('orders', '/charges'), {
+      method: 'POST',
+      headers: { host: 'payments', 'baton-context': handle },
+    });
     await r.body.dump();
     return r.statusCode;
   }
@@ -60,14 +72,23 @@ describe('stealing exchanged tokens from Redis', { timeout: 90_000 }, () => {
 
   it('gives an app container, which holds no Redis credentials, nothing: every command is refused', async () => {
     const anonymous = await connectAs({});
-    for (const command of [['KEYS', '*'], ['SCAN', '0'], ['GET', 'baton:orders:x'], ['CONFIG', 'GET', 'requirepass'], ['MONITOR']]) {
+    for (const command of [
+      ['KEYS', '*'],
+      ['SCAN', '0'],
+      ['GET', 'baton:orders:x'],
+      ['CONFIG', 'GET', 'requirepass'],
+      ['MONITOR'],
+    ]) {
       await assert.rejects(anonymous.call(command[0] as string, ...command.slice(1)), /NOAUTH/, command.join(' '));
     }
   });
 
-  it('gives a compromised service no way into another service\'s entries, with its own Redis user', async () => {
+  it("gives a compromised service no way into another service's entries, with its own Redis user", async () => {
     const payments = secrets.sidecar('payments');
-    const thief = await connectAs({ username: payments.username, password: readFileSync(payments.passwordFile, 'utf8').trim() });
+    const thief = await connectAs({
+      username: payments.username,
+      password: readFileSync(payments.passwordFile, 'utf8').trim(),
+    });
     const admin = await connectAs({ username: secrets.admin.username, password: secrets.admin.password });
     const [victim] = await admin.keys('baton:orders:*');
     assert.ok(victim);
@@ -89,19 +110,26 @@ describe('stealing exchanged tokens from Redis', { timeout: 90_000 }, () => {
       // Replay what was read, whole and in pieces, as a bearer token at payments (and gateway).
       for (const candidate of [value, ...value.split('.')]) {
         for (const target of ['payments', 'gateway'] as const) {
-          const r = await request(mesh.inbound(target, target === 'payments' ? '/charges' : '/'), { method: 'POST', headers: { authorization: `Bearer ${candidate}` } });
+          const r = await request(mesh.inbound(target, target === 'payments' ? '/charges' : '/'), {
+            method: 'POST',
+            headers: { authorization: `Bearer ${candidate}` },
+          });
           await r.body.dump();
           assert.equal(r.statusCode, 401, `${target} refused a value read from ${name}`);
         }
       }
     }
-    assert.equal(mesh.apps.payments.hits, hitsBefore, 'payments\' app saw nothing');
+    assert.equal(mesh.apps.payments.hits, hitsBefore, "payments' app saw nothing");
   });
 
-  it('keeps the honest chain working, and no token or Redis password in any process\'s output', async () => {
+  it("keeps the honest chain working, and no token or Redis password in any process's output", async () => {
     assert.equal(await ordersCallsPayments(), 200);
     const output = allOutput(mesh);
-    for (const name of SERVICES) assert.ok(!output.includes(readFileSync(secrets.sidecar(name).passwordFile, 'utf8').trim()), `${name}'s Redis password in a log`);
+    for (const name of SERVICES)
+      assert.ok(
+        !output.includes(readFileSync(secrets.sidecar(name).passwordFile, 'utf8').trim()),
+        `${name}'s Redis password in a log`,
+      );
     assert.ok(!output.includes(readFileSync(secrets.sidecar('orders').sealKeyFile, 'utf8').trim()));
   });
 });

@@ -27,7 +27,9 @@ function trickle(port: number, token: string): { socket: Socket; answer: Promise
     // Bounded: without a deadline nothing would ever answer (the app timeout starts once the body is sent).
     setTimeout(() => socket.destroy(), BODY_TIMEOUT_MS + 5_000).unref();
   });
-  socket.write(`POST /upload HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n0123456789`);
+  socket.write(
+    `POST /upload HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n0123456789`,
+  );
   return { socket, answer };
 }
 
@@ -53,9 +55,14 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
   });
 
   async function gatewayGet(sub: string): Promise<{ status: number; code?: string }> {
-    const r = await request(mesh.inbound('gateway', '/'), { headers: { authorization: `Bearer ${mesh.userToken({ sub })}` } });
+    const r = await request(mesh.inbound('gateway', '/'), {
+      headers: { authorization: `Bearer ${mesh.userToken({ sub })}` },
+    });
     const text = await r.body.text();
-    return { status: r.statusCode, ...(text.startsWith('{"type"') ? { code: (JSON.parse(text) as { code: string }).code } : {}) };
+    return {
+      status: r.statusCode,
+      ...(text.startsWith('{"type"') ? { code: (JSON.parse(text) as { code: string }).code } : {}),
+    };
   }
 
   /**
@@ -64,11 +71,14 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
    * just after. Polling with requests instead would take the very slots being counted.
    */
   async function admitted(count: number): Promise<void> {
-    await waitFor(async () => {
-      const r = await request(`http://127.0.0.1:${mesh.ports.gateway.admin}/metrics`);
-      const text = await r.body.text();
-      return Number(/^baton_inflight_requests\{direction="inbound"\} (\d+)$/m.exec(text)?.[1]) === count;
-    }, { what: `${count} requests in flight at the gateway`, timeoutMs: 5_000, intervalMs: 20 });
+    await waitFor(
+      async () => {
+        const r = await request(`http://127.0.0.1:${mesh.ports.gateway.admin}/metrics`);
+        const text = await r.body.text();
+        return Number(/^baton_inflight_requests\{direction="inbound"\} (\d+)$/m.exec(text)?.[1]) === count;
+      },
+      { what: `${count} requests in flight at the gateway`, timeoutMs: 5_000, intervalMs: 20 },
+    );
   }
 
   it('answers 408 to a body still arriving at the deadline, and shares the in-flight limit per user and per peer meanwhile', async () => {
@@ -99,21 +109,34 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
 
   it('gives every user a working context handle however many tokens flood in, and keeps every live one working (issue #23)', async () => {
     async function inbound(sub: string): Promise<{ status: number; code?: string; handle?: string }> {
-      const r = await request(mesh.inbound('orders', '/orders'), { headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'], { sub })}` } });
+      const r = await request(mesh.inbound('orders', '/orders'), {
+        headers: { authorization: `Bearer ${mesh.meshToken('orders', ['gateway'], { sub })}` },
+      });
       const text = await r.body.text();
       if (r.statusCode !== 200) return { status: r.statusCode, code: (JSON.parse(text) as { code: string }).code };
       return { status: 200, handle: mesh.apps.orders.seen.at(-1)?.headers['baton-context'] as string };
     }
     async function outbound(handle: string | undefined): Promise<{ status: number; code?: string }> {
-      const r = await request(mesh.outbound('orders', '/charges'), { method: 'POST', headers: { host: 'payments', 'baton-context': handle ?? '' } });
+      const r = await request(mesh.outbound('orders', '/charges'), {
+        method: 'POST',
+        headers: { host: 'payments', 'baton-context': handle ?? '' },
+      });
       const text = await r.body.text();
-      return { status: r.statusCode, ...(r.statusCode === 200 ? {} : { code: (JSON.parse(text) as { code: string }).code }) };
+      return {
+        status: r.statusCode,
+        ...(r.statusCode === 200 ? {} : { code: (JSON.parse(text) as { code: string }).code }),
+      };
     }
 
     // Eight self-registered accounts with three tokens each: twice what the old store's limits held, and more per subject.
     const flood: Array<{ status: number; code?: string; handle?: string }> = [];
-    for (let account = 0; account < 8; account++) for (let token = 0; token < 3; token++) flood.push(await inbound(`mallory-${account}`));
-    assert.deepEqual(flood.filter((r) => r.status !== 200), [], 'every flooding token got its handle');
+    for (let account = 0; account < 8; account++)
+      for (let token = 0; token < 3; token++) flood.push(await inbound(`mallory-${account}`));
+    assert.deepEqual(
+      flood.filter((r) => r.status !== 200),
+      [],
+      'every flooding token got its handle',
+    );
     // A new user still gets a handle, and it works; so does the first handle of the flood, and every other.
     const newcomer = await inbound('newcomer');
     assert.equal(newcomer.status, 200);
@@ -122,7 +145,13 @@ describe('resource limits one user could exhaust', { timeout: 120_000 }, () => {
     const altered = `${(newcomer.handle as string).slice(0, -8)}AAAAAAAA`;
     assert.deepEqual(await outbound(altered), { status: 401, code: UnauthenticatedError.code });
     // The retired limits are named once at start, not silently obeyed.
-    const warnings = mesh.sidecars.orders.stdout().split('\n').filter((line) => line.includes('"event":"config_deprecated"'));
-    assert.deepEqual(warnings.map((line) => (JSON.parse(line) as { key: string }).key).sort(), ['cache.handleMaxEntries', 'cache.handleMaxPerSubject']);
+    const warnings = mesh.sidecars.orders
+      .stdout()
+      .split('\n')
+      .filter((line) => line.includes('"event":"config_deprecated"'));
+    assert.deepEqual(warnings.map((line) => (JSON.parse(line) as { key: string }).key).sort(), [
+      'cache.handleMaxEntries',
+      'cache.handleMaxPerSubject',
+    ]);
   });
 });

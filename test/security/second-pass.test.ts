@@ -18,11 +18,19 @@ const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 /** One raw request (bytes as given, no client normalisation); the status and the problem code. */
-async function rawRequest(port: number, target: Buffer | string, headers: Record<string, string>): Promise<{ status: number; code?: string; reason?: string; pathClass?: string }> {
+async function rawRequest(
+  port: number,
+  target: Buffer | string,
+  headers: Record<string, string>,
+): Promise<{ status: number; code?: string; reason?: string; pathClass?: string }> {
   const head = Buffer.concat([
     Buffer.from('GET '),
     Buffer.isBuffer(target) ? target : Buffer.from(target, 'latin1'),
-    Buffer.from(` HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`),
+    Buffer.from(
+      ` HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: close\r\n${Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')}\r\n`,
+    ),
   ]);
   const answer = await new Promise<string>((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
@@ -36,7 +44,9 @@ async function rawRequest(port: number, target: Buffer | string, headers: Record
   });
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
   const body = answer.slice(answer.indexOf('\r\n\r\n') + 4);
-  const problem = body.startsWith('{') ? (JSON.parse(body) as { code?: string; reason?: string; pathClass?: string }) : {};
+  const problem = body.startsWith('{')
+    ? (JSON.parse(body) as { code?: string; reason?: string; pathClass?: string })
+    : {};
   return {
     status,
     ...(problem.code === undefined ? {} : { code: problem.code }),
@@ -60,7 +70,12 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
   it('refuses at the STS a subject token whose exp is not in the future, inside the clock tolerance, with invalid_request', async () => {
     for (const exp of [nowSec() - 5, nowSec()]) {
       const subject = mesh.meshToken('orders', ['gateway'], { exp });
-      const r = await mesh.exchange('orders', { grant_type: TOKEN_EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, audience: 'payments' });
+      const r = await mesh.exchange('orders', {
+        grant_type: TOKEN_EXCHANGE,
+        subject_token: subject,
+        subject_token_type: ACCESS_TOKEN,
+        audience: 'payments',
+      });
       assert.equal(r.status, 400, `exp ${exp - nowSec()} s`);
       assert.equal(r.body.error, 'invalid_request');
       assert.deepEqual([r.body.code, r.body.reason], [SubjectTokenInvalidError.code, TokenExpiredError.code]);
@@ -68,19 +83,45 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
     }
     // One second left: minted, and expires_in is never above what is left nor below 1.
     const live = mesh.meshToken('orders', ['gateway'], { exp: nowSec() + 2 });
-    const ok = await mesh.exchange('orders', { grant_type: TOKEN_EXCHANGE, subject_token: live, subject_token_type: ACCESS_TOKEN, audience: 'payments' });
+    const ok = await mesh.exchange('orders', {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: live,
+      subject_token_type: ACCESS_TOKEN,
+      audience: 'payments',
+    });
     assert.equal(ok.status, 200);
-    assert.ok(typeof ok.body.expires_in === 'number' && ok.body.expires_in >= 1 && ok.body.expires_in <= 2, `expires_in ${String(ok.body.expires_in)}`);
+    assert.ok(
+      typeof ok.body.expires_in === 'number' && ok.body.expires_in >= 1 && ok.body.expires_in <= 2,
+      `expires_in ${String(ok.body.expires_in)}`,
+    );
   });
 
   it('strips method-override headers and sets Forwarded, X-Forwarded-Host/-Proto and X-Real-IP itself, whatever the caller sent', async () => {
     const r = await request(mesh.inbound('orders', '/orders'), {
       method: 'GET',
       headers: [
-        'authorization', `Bearer ${mesh.meshToken('orders', ['gateway'])}`,
-        'X-HTTP-Method-Override', 'DELETE', 'x-http-method', 'PUT', 'X-Method-Override', 'PATCH', 'x-http-method-override', 'DELETE',
-        'Forwarded', 'for=10.0.0.1;host=admin.internal;proto=https', 'forwarded', 'for=10.0.0.2',
-        'X-Forwarded-Host', 'admin.internal', 'X-Forwarded-Proto', 'https', 'X-Real-IP', '10.0.0.1', 'x-real-ip', '10.0.0.3',
+        'authorization',
+        `Bearer ${mesh.meshToken('orders', ['gateway'])}`,
+        'X-HTTP-Method-Override',
+        'DELETE',
+        'x-http-method',
+        'PUT',
+        'X-Method-Override',
+        'PATCH',
+        'x-http-method-override',
+        'DELETE',
+        'Forwarded',
+        'for=10.0.0.1;host=admin.internal;proto=https',
+        'forwarded',
+        'for=10.0.0.2',
+        'X-Forwarded-Host',
+        'admin.internal',
+        'X-Forwarded-Proto',
+        'https',
+        'X-Real-IP',
+        '10.0.0.1',
+        'x-real-ip',
+        '10.0.0.3',
       ],
     });
     await r.body.dump();
@@ -89,8 +130,10 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
     assert.ok(seen);
     assert.equal(seen.method, 'GET');
     const names = seen.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
-    for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override']) assert.equal(names.includes(name), false, name);
-    for (const name of ['forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip']) assert.equal(names.filter((n) => n === name).length, 1, name);
+    for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override'])
+      assert.equal(names.includes(name), false, name);
+    for (const name of ['forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip'])
+      assert.equal(names.filter((n) => n === name).length, 1, name);
     const host = `127.0.0.1:${mesh.ports.orders.inbound}`;
     assert.equal(seen.headers['x-real-ip'], '127.0.0.1');
     assert.equal(seen.headers['x-forwarded-proto'], 'http');
@@ -122,7 +165,15 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       ['/orders/%EF%BC%BCadmin', 'backslash'],
       [Buffer.from('/orders/\xef\xbc\x8e\xef\xbc\x8e/admin', 'latin1'), 'raw-non-ascii'],
     ];
-    const unmatched = ['/orders/1;jsessionid=x', '/orders/1%3Bx', '/orders/a%2Fb', '/orders/%EF%BC%8Fadmin', '/orders//1', '/orders/100%25', '/orders/%EF%BC%A1'];
+    const unmatched = [
+      '/orders/1;jsessionid=x',
+      '/orders/1%3Bx',
+      '/orders/a%2Fb',
+      '/orders/%EF%BC%8Fadmin',
+      '/orders//1',
+      '/orders/100%25',
+      '/orders/%EF%BC%A1',
+    ];
 
     it('refuses every ambiguous spelling of a path with 400 BATON_BAD_REQUEST, reason ambiguous-path, naming its class; the app sees nothing', async () => {
       const token = mesh.meshToken('orders', ['gateway']);
@@ -131,7 +182,12 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
         const r = await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` });
         // Raw bytes above 0x7F are refused by the HTTP parser itself (llhttp), before the sidecar's own check.
         if (pathClass === 'raw-non-ascii') assert.equal(r.status, 400);
-        else assert.deepEqual(r, { status: 400, code: BadRequestError.code, reason: 'ambiguous-path', pathClass }, String(target));
+        else
+          assert.deepEqual(
+            r,
+            { status: 400, code: BadRequestError.code, reason: 'ambiguous-path', pathClass },
+            String(target),
+          );
       }
       assert.equal(mesh.apps.orders.hits, before);
     });
@@ -146,7 +202,11 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       assert.equal(mesh.apps.orders.hits, before);
       // Honest percent-encoding still matches, decoded once on both sides.
       for (const target of ['/orders/caf%C3%A9', '/orders/a%20b', '/orders/%31']) {
-        assert.equal((await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` })).status, 200, target);
+        assert.equal(
+          (await rawRequest(mesh.ports.orders.inbound, target, { authorization: `Bearer ${token}` })).status,
+          200,
+          target,
+        );
       }
       assert.equal(mesh.apps.orders.hits, before + 3);
     });
@@ -158,7 +218,10 @@ describe('second attack pass: paths, untrusted headers, lifetimes', { timeout: 1
       const handle = mesh.apps.orders.seen.at(-1)?.headers['baton-context'] as string;
       const before = mesh.apps.payments.hits;
       for (const target of ['/charges/..;/admin', '/charges/%252e%252e/admin', '/charges/%C0%AE%C0%AE']) {
-        const out = await request(mesh.outbound('orders', target), { method: 'POST', headers: { host: 'payments', 'baton-context': handle } });
+        const out = await request(mesh.outbound('orders', target), {
+          method: 'POST',
+          headers: { host: 'payments', 'baton-context': handle },
+        });
         const body = (await out.body.json()) as { code?: string; reason?: string };
         assert.equal(out.statusCode, 400, target);
         assert.deepEqual([body.code, body.reason], [BadRequestError.code, 'ambiguous-path']);

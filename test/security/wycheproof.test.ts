@@ -20,16 +20,26 @@ const DIR = fileURLToPath(new URL('../fixtures/wycheproof/', import.meta.url));
 function vectors<T>(name: string): T {
   const path = DIR + name;
   // A missing vector file must fail the run, never pass it by testing nothing.
-  assert.ok(existsSync(path), `Wycheproof vectors missing: expected ${path} (vendored from C2SP/wycheproof testvectors_v1/${name}, see test/fixtures/wycheproof/README.md)`);
+  assert.ok(
+    existsSync(path),
+    `Wycheproof vectors missing: expected ${path} (vendored from C2SP/wycheproof testvectors_v1/${name}, see test/fixtures/wycheproof/README.md)`,
+  );
   return JSON.parse(readFileSync(path, 'utf8')) as T;
 }
 
 interface EcdsaFile {
-  testGroups: Array<{ publicKeyDer: string; tests: Array<{ tcId: number; msg: string; sig: string; result: 'valid' | 'invalid' | 'acceptable' }> }>;
+  testGroups: Array<{
+    publicKeyDer: string;
+    tests: Array<{ tcId: number; msg: string; sig: string; result: 'valid' | 'invalid' | 'acceptable' }>;
+  }>;
 }
 
 interface JwsFile {
-  testGroups: Array<{ comment: string; public?: JWK; tests: Array<{ tcId: number; comment: string; jws: unknown; result: 'valid' | 'invalid' | 'acceptable' }> }>;
+  testGroups: Array<{
+    comment: string;
+    public?: JWK;
+    tests: Array<{ tcId: number; comment: string; jws: unknown; result: 'valid' | 'invalid' | 'acceptable' }>;
+  }>;
 }
 
 /**
@@ -39,16 +49,30 @@ interface JwsFile {
  */
 async function es256Verify(spkiDer: string, msg: Buffer, sig: Buffer): Promise<boolean> {
   // Some vectors carry keys that only exist as SPKI (no JWK form); those go through WebCrypto's import.
-  const key = await crypto.subtle.importKey('spki', new Uint8Array(Buffer.from(spkiDer, 'hex')), { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']);
-  await importJWK(await crypto.subtle.exportKey('jwk', key) as JWK, 'ES256');
+  const key = await crypto.subtle.importKey(
+    'spki',
+    new Uint8Array(Buffer.from(spkiDer, 'hex')),
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    true,
+    ['verify'],
+  );
+  await importJWK((await crypto.subtle.exportKey('jwk', key)) as JWK, 'ES256');
   try {
-    return await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, new Uint8Array(sig), new Uint8Array(msg));
+    return await crypto.subtle.verify(
+      { name: 'ECDSA', hash: 'SHA-256' },
+      key,
+      new Uint8Array(sig),
+      new Uint8Array(msg),
+    );
   } catch {
     return false;
   }
 }
 
-async function batonJwsVerify(jws: unknown, publicJwk: JWK | undefined): Promise<{ ok: true } | { ok: false; code: string }> {
+async function batonJwsVerify(
+  jws: unknown,
+  publicJwk: JWK | undefined,
+): Promise<{ ok: true } | { ok: false; code: string }> {
   try {
     if (typeof jws !== 'string') return { ok: false, code: 'NOT_COMPACT' };
     splitCompactJws(jws, 8192);
@@ -57,7 +81,10 @@ async function batonJwsVerify(jws: unknown, publicJwk: JWK | undefined): Promise
     await compactVerify(jws, keys.getKey, { algorithms: [...DEFAULT_ALGORITHMS] });
     return { ok: true };
   } catch (error) {
-    return { ok: false, code: isTokenError(error) ? error.code : String((error as { code?: unknown }).code ?? (error as Error).name) };
+    return {
+      ok: false,
+      code: isTokenError(error) ? error.code : String((error as { code?: unknown }).code ?? (error as Error).name),
+    };
   }
 }
 
@@ -67,7 +94,11 @@ describe('Wycheproof', () => {
     let count = 0;
     for (const group of file.testGroups) {
       for (const test of group.tests) {
-        const accepted = await es256Verify(group.publicKeyDer, Buffer.from(test.msg, 'hex'), Buffer.from(test.sig, 'hex'));
+        const accepted = await es256Verify(
+          group.publicKeyDer,
+          Buffer.from(test.msg, 'hex'),
+          Buffer.from(test.sig, 'hex'),
+        );
         // The file has no "acceptable" vectors; were one added, rejecting it is the safe reading.
         const expected = test.result === 'valid';
         assert.equal(accepted, expected, `tcId ${test.tcId}: expected ${test.result}`);
@@ -109,7 +140,14 @@ describe('Wycheproof', () => {
   });
 
   it('JWK: rejects every invalid vector, whatever key set the issuer publishes', async () => {
-    const file = vectors<{ testGroups: Array<{ comment: string; public?: JWK | { keys: JWK[] }; private?: JWK | { keys: JWK[] }; tests: Array<{ tcId: number; jws: string; result: string }> }> }>('json_web_key_test.json');
+    const file = vectors<{
+      testGroups: Array<{
+        comment: string;
+        public?: JWK | { keys: JWK[] };
+        private?: JWK | { keys: JWK[] };
+        tests: Array<{ tcId: number; jws: string; result: string }>;
+      }>;
+    }>('json_web_key_test.json');
     let ran = 0;
     for (const group of file.testGroups) {
       const published = group.public ?? group.private;
@@ -123,7 +161,8 @@ describe('Wycheproof', () => {
         } catch {
           accepted = false;
         }
-        if (test.result === 'invalid') assert.equal(accepted, false, `tcId ${test.tcId} (${group.comment}): expected rejection`);
+        if (test.result === 'invalid')
+          assert.equal(accepted, false, `tcId ${test.tcId} (${group.comment}): expected rejection`);
         ran++;
       }
     }

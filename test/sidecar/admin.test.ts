@@ -25,9 +25,24 @@ describe('sidecar admin port and the workload identity', () => {
 
   before(async () => {
     ids = await makeTestIdentities(['orders', 'payments']);
-    identity = createWorkloadIdentity({ ...ids.files('orders'), pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger: pino({ level: 'silent' }), now: () => clock });
+    identity = createWorkloadIdentity({
+      ...ids.files('orders'),
+      pollIntervalMs: 60_000,
+      nearExpiryFraction: 1 / 6,
+      logger: pino({ level: 'silent' }),
+      now: () => clock,
+    });
     const ready = (): boolean => identity.current() !== undefined;
-    server.on('request', createAdminHandler({ ready, waitingFor: () => (ready() ? [] : ['identity']), metrics: createSidecarMetrics(), runtime: createRuntimeMetrics('sidecar', 'orders'), identity: () => identity.status() }));
+    server.on(
+      'request',
+      createAdminHandler({
+        ready,
+        waitingFor: () => (ready() ? [] : ['identity']),
+        metrics: createSidecarMetrics(),
+        runtime: createRuntimeMetrics('sidecar', 'orders'),
+        identity: () => identity.status(),
+      }),
+    );
     await listenOnLoopback(server);
     base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   });
@@ -60,7 +75,8 @@ describe('sidecar admin port and the workload identity', () => {
     assert.equal(notReady.status, 503);
     assert.match(notReady.text, /waiting for identity/);
     const line = notReady.text.split('\n').find((l) => l.startsWith('identity: expired')) ?? '';
-    for (const part of [files.certFile, ids.map.idOf('orders'), ids.map.idOf('payments')]) assert.ok(line.includes(part), `readyz names ${part}: ${line}`);
+    for (const part of [files.certFile, ids.map.idOf('orders'), ids.map.idOf('payments')])
+      assert.ok(line.includes(part), `readyz names ${part}: ${line}`);
     assert.match((await get('/metrics')).text, /^baton_identity_state\{state="expired"\} 1$/m);
   });
 });

@@ -21,17 +21,31 @@ describe('sealed context handles', () => {
     const request = ids.mint();
     const handle = handles.issue(token, live, request);
     assert.match(handle, /^bctx_[A-Za-z0-9_-]+$/);
-    for (const part of [...token.split('.'), request]) assert.ok(!handle.includes(part.slice(0, 16)), 'nothing of the token or the id is readable in the handle');
+    for (const part of [...token.split('.'), request])
+      assert.ok(!handle.includes(part.slice(0, 16)), 'nothing of the token or the id is readable in the handle');
     assert.deepEqual(handles.resolve(handle), { subjectToken: token, requestId: request });
   });
 
   it('gives back exactly the token it sealed: a JWS, an opaque token, a non-canonical spelling, one at the size limit', () => {
     const handles = createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, now: () => 0 });
     const largest = `${randomBytes(30).toString('base64url')}.${'A'.repeat(MAX_TOKEN_BYTES - 40 - 2 - 43)}.${randomBytes(32).toString('base64url')}`;
-    const tokens = [jws(), 'x'.repeat(43), 'ya29.a0AfH6SMC-opaque_with.one-dot', 'a.b.c.d.e', 'AA..AA', 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn1.c2lnB', largest, 'x'.repeat(MAX_TOKEN_BYTES)];
+    const tokens = [
+      jws(),
+      'x'.repeat(43),
+      'ya29.a0AfH6SMC-opaque_with.one-dot',
+      'a.b.c.d.e',
+      'AA..AA',
+      'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn1.c2lnB',
+      largest,
+      'x'.repeat(MAX_TOKEN_BYTES),
+    ];
     for (const token of tokens) {
       const request = ids.mint();
-      assert.deepEqual(handles.resolve(handles.issue(token, live, request)), { subjectToken: token, requestId: request }, token.slice(0, 40));
+      assert.deepEqual(
+        handles.resolve(handles.issue(token, live, request)),
+        { subjectToken: token, requestId: request },
+        token.slice(0, 40),
+      );
     }
   });
 
@@ -39,7 +53,10 @@ describe('sealed context handles', () => {
     const handles = createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, now: () => 0 });
     for (const token of [jws(300), jws(900), jws(5000)]) {
       const handle = handles.issue(token, live, ids.mint());
-      assert.ok(handle.length <= token.length + 70, `a ${token.length}-character token gave a ${handle.length}-character handle`);
+      assert.ok(
+        handle.length <= token.length + 70,
+        `a ${token.length}-character token gave a ${handle.length}-character handle`,
+      );
     }
   });
 
@@ -69,14 +86,31 @@ describe('sealed context handles', () => {
     // The same bytes spelled another way (unused low bits set in the last character): one spelling per handle.
     const last = handle.at(-1) as string;
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-    if ((handle.length - 5) % 4 !== 0) assert.equal(handles.resolve(handle.slice(0, -1) + (alphabet[alphabet.indexOf(last) | 1] as string)), undefined);
-    assert.equal(createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, now: () => 0 }).resolve(handle), undefined, 'another process, another key');
-    assert.equal(createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, key: Buffer.alloc(32, 1), now: () => 0 }).resolve(handle), undefined);
+    if ((handle.length - 5) % 4 !== 0)
+      assert.equal(handles.resolve(handle.slice(0, -1) + (alphabet[alphabet.indexOf(last) | 1] as string)), undefined);
+    assert.equal(
+      createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, now: () => 0 }).resolve(handle),
+      undefined,
+      'another process, another key',
+    );
+    assert.equal(
+      createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, key: Buffer.alloc(32, 1), now: () => 0 }).resolve(handle),
+      undefined,
+    );
   });
 
   it('refuses garbage and oversized values before decrypting anything', () => {
     const handles = createContextHandles({ maxTokenBytes: MAX_TOKEN_BYTES, now: () => 0 });
-    for (const value of ['', 'bctx_', 'bctx_forged', 'token-a', `bctx_${'A'.repeat(43)}`, `bctx_${'A'.repeat(20_000)}`, `bctx_${'!'.repeat(100)}`, 'x'.repeat(100_000)]) {
+    for (const value of [
+      '',
+      'bctx_',
+      'bctx_forged',
+      'token-a',
+      `bctx_${'A'.repeat(43)}`,
+      `bctx_${'A'.repeat(20_000)}`,
+      `bctx_${'!'.repeat(100)}`,
+      'x'.repeat(100_000),
+    ]) {
       assert.equal(handles.resolve(value), undefined, value.slice(0, 20));
     }
   });
@@ -89,8 +123,11 @@ describe('sealed context handles', () => {
     }
     const newcomer = jws(100);
     const request = ids.mint();
-    assert.deepEqual(handles.resolve(handles.issue(newcomer, live, request)), { subjectToken: newcomer, requestId: request });
-    assert.ok(handles.resolve(first), 'and the first user\'s handle still opens');
+    assert.deepEqual(handles.resolve(handles.issue(newcomer, live, request)), {
+      subjectToken: newcomer,
+      requestId: request,
+    });
+    assert.ok(handles.resolve(first), "and the first user's handle still opens");
   });
 
   it('never repeats a nonce under its key', () => {
@@ -98,7 +135,12 @@ describe('sealed context handles', () => {
     const token = jws(50);
     const request = ids.mint();
     const nonces = new Set<string>();
-    for (let i = 0; i < 10_000; i++) nonces.add(Buffer.from(handles.issue(token, live, request).slice(5), 'base64url').subarray(0, 12).toString('hex'));
+    for (let i = 0; i < 10_000; i++)
+      nonces.add(
+        Buffer.from(handles.issue(token, live, request).slice(5), 'base64url')
+          .subarray(0, 12)
+          .toString('hex'),
+      );
     assert.equal(nonces.size, 10_000);
   });
 

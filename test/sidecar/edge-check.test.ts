@@ -22,12 +22,34 @@ payments:
 );
 
 function edgeContext(logs: LogCapture, overrides: Partial<EdgeContext> = {}): EdgeContext {
-  return { direction: 'inbound', service: 'payments', subject: 'alice', subjectIssuer: 'https://idp.test', txn: 'txn-1', request: 'req-1', policyVersion: 7, logger: logs.logger, metrics: createSidecarMetrics(), ...overrides };
+  return {
+    direction: 'inbound',
+    service: 'payments',
+    subject: 'alice',
+    subjectIssuer: 'https://idp.test',
+    txn: 'txn-1',
+    request: 'req-1',
+    policyVersion: 7,
+    logger: logs.logger,
+    metrics: createSidecarMetrics(),
+    ...overrides,
+  };
 }
 
-const call = (path: string, overrides: Partial<DecisionInput> = {}): DecisionInput => ({ chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path, scopes: new Set(['shop']), acr: 'mfa', user: true, ...overrides });
+const call = (path: string, overrides: Partial<DecisionInput> = {}): DecisionInput => ({
+  chain: ['gateway', 'orders'],
+  target: 'payments',
+  method: 'POST',
+  path,
+  scopes: new Set(['shop']),
+  acr: 'mfa',
+  user: true,
+  ...overrides,
+});
 
-function thrown(run: () => unknown): { code?: string; reason?: string; status?: number; extensions?: Record<string, unknown> } | undefined {
+function thrown(
+  run: () => unknown,
+): { code?: string; reason?: string; status?: number; extensions?: Record<string, unknown> } | undefined {
   try {
     run();
     return undefined;
@@ -45,10 +67,41 @@ describe('sidecar edge check', () => {
     assert.equal(logs.lines.length, 1);
     const line = logs.lines[0] as Record<string, unknown>;
     assert.deepEqual(
-      { event: line.event, decision: line.decision, rule: line.rule, chain: line.chain, target: line.target, method: line.method, path: line.path, user: line.user, scopes: line.scopes, acr: line.acr, txn: line.txn, request: line.request, policyVersion: line.policyVersion },
-      { event: 'decision', decision: 'allow', rule: 'payments.accepts.charge', chain: ['gateway', 'orders'], target: 'payments', method: 'POST', path: '/charges', user: true, scopes: ['shop'], acr: 'mfa', txn: 'txn-1', request: 'req-1', policyVersion: 7 },
+      {
+        event: line.event,
+        decision: line.decision,
+        rule: line.rule,
+        chain: line.chain,
+        target: line.target,
+        method: line.method,
+        path: line.path,
+        user: line.user,
+        scopes: line.scopes,
+        acr: line.acr,
+        txn: line.txn,
+        request: line.request,
+        policyVersion: line.policyVersion,
+      },
+      {
+        event: 'decision',
+        decision: 'allow',
+        rule: 'payments.accepts.charge',
+        chain: ['gateway', 'orders'],
+        target: 'payments',
+        method: 'POST',
+        path: '/charges',
+        user: true,
+        scopes: ['shop'],
+        acr: 'mfa',
+        txn: 'txn-1',
+        request: 'req-1',
+        policyVersion: 7,
+      },
     );
-    assert.match(context.metrics.render(), /baton_decisions_total\{rule="payments\.accepts\.charge",decision="allow"\} 1/);
+    assert.match(
+      context.metrics.render(),
+      /baton_decisions_total\{rule="payments\.accepts\.charge",decision="allow"\} 1/,
+    );
   });
 
   it('refuses a call no rule allows with 403 BATON_POLICY_DENIED naming the rule and cause', () => {
@@ -77,6 +130,9 @@ describe('sidecar edge check', () => {
     const decision = checkSidecarEdge(POLICY, call('/refunds'), context);
     assert.equal(decision.allowed, false);
     assert.equal(logs.lines[0]?.decision, 'would_deny');
-    assert.match(context.metrics.render(), /baton_shadow_denials_total\{target="payments",rule="payments\.accepts\.refunds"\} 1/);
+    assert.match(
+      context.metrics.render(),
+      /baton_shadow_denials_total\{target="payments",rule="payments\.accepts\.refunds"\} 1/,
+    );
   });
 });

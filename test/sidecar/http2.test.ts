@@ -57,9 +57,16 @@ describe('HTTP/2 through the sidecar', () => {
       stream.setEncoding('utf8');
       stream.on('data', (chunk: string) => (body += chunk));
       stream.on('end', () => {
-        if (headers[':path'] === '/slow') return void setTimeout(() => stream.destroyed || stream.respond({ ':status': 200 }, { endStream: true }), 2_000);
+        if (headers[':path'] === '/slow')
+          return void setTimeout(
+            () => stream.destroyed || stream.respond({ ':status': 200 }, { endStream: true }),
+            2_000,
+          );
         const grpc = String(headers['content-type']).startsWith('application/grpc');
-        stream.respond({ ':status': 200, 'content-type': grpc ? 'application/grpc' : 'text/plain', 'x-app': 'h2' }, { waitForTrailers: grpc });
+        stream.respond(
+          { ':status': 200, 'content-type': grpc ? 'application/grpc' : 'text/plain', 'x-app': 'h2' },
+          { waitForTrailers: grpc },
+        );
         if (grpc) stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' }));
         stream.end(`you sent ${body.length} bytes to ${String(headers[':path'])}`);
       });
@@ -74,7 +81,11 @@ describe('HTTP/2 through the sidecar', () => {
 
   it('takes h2c with prior knowledge on the inbound port and forwards it to the app over h2c, identity headers added', async () => {
     const token = sts.meshToken('orders', ['gateway'], { sub: 'alice' });
-    const answer = await h2Request(orders.ports.inbound, { ':method': 'POST', ':path': '/orders', authorization: `Bearer ${token}`, 'baton-subject': 'mallory' }, 'hello');
+    const answer = await h2Request(
+      orders.ports.inbound,
+      { ':method': 'POST', ':path': '/orders', authorization: `Bearer ${token}`, 'baton-subject': 'mallory' },
+      'hello',
+    );
     assert.equal(answer.headers[':status'], 200);
     assert.equal(answer.headers['x-app'], 'h2');
     assert.equal(answer.body, 'you sent 5 bytes to /orders');
@@ -93,9 +104,19 @@ describe('HTTP/2 through the sidecar', () => {
     assert.equal(answer.statusCode, 502);
   });
 
-  it('passes a gRPC answer\'s trailers on', async () => {
+  it("passes a gRPC answer's trailers on", async () => {
     const token = sts.meshToken('orders', ['gateway'], { sub: 'alice' });
-    const answer = await h2Request(orders.ports.inbound, { ':method': 'POST', ':path': '/orders', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${token}` }, '\u0000\u0000\u0000\u0000\u0000');
+    const answer = await h2Request(
+      orders.ports.inbound,
+      {
+        ':method': 'POST',
+        ':path': '/orders',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        authorization: `Bearer ${token}`,
+      },
+      '\u0000\u0000\u0000\u0000\u0000',
+    );
     assert.equal(answer.headers[':status'], 200);
     assert.equal(answer.trailers?.['grpc-status'], '0');
     assert.equal(answer.trailers?.['grpc-message'], 'ok');
@@ -103,24 +124,43 @@ describe('HTTP/2 through the sidecar', () => {
   });
 
   it('refuses a gRPC call with a gRPC status, never a problem document: UNAUTHENTICATED, PERMISSION_DENIED', async () => {
-    const none = await h2Request(orders.ports.inbound, { ':method': 'POST', ':path': '/orders', 'content-type': 'application/grpc', te: 'trailers' }, '');
+    const none = await h2Request(
+      orders.ports.inbound,
+      { ':method': 'POST', ':path': '/orders', 'content-type': 'application/grpc', te: 'trailers' },
+      '',
+    );
     assert.equal(none.headers[':status'], 200);
     assert.equal(none.headers['grpc-status'], '16');
     assert.match(String(none.headers['grpc-message']), /^BATON_UNAUTHENTICATED: /);
     assert.equal(none.body, '');
     const token = sts.meshToken('orders', ['payments'], { sub: 'alice' });
-    const denied = await h2Request(orders.ports.inbound, { ':method': 'POST', ':path': '/orders', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${token}` }, '');
+    const denied = await h2Request(
+      orders.ports.inbound,
+      {
+        ':method': 'POST',
+        ':path': '/orders',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        authorization: `Bearer ${token}`,
+      },
+      '',
+    );
     assert.equal(denied.headers['grpc-status'], '7');
     assert.match(String(denied.headers['grpc-message']), /^BATON_POLICY_DENIED: /);
   });
 
-  it('reads and drops the rest of a body the app reset mid-upload, so the caller\'s session keeps carrying its other streams', async () => {
+  it("reads and drops the rest of a body the app reset mid-upload, so the caller's session keeps carrying its other streams", async () => {
     const token = sts.meshToken('orders', ['gateway'], { sub: 'alice' });
     const session = connect(`http://127.0.0.1:${orders.ports.inbound}`);
     session.on('error', () => {});
     const send = (body: string | Buffer, reset = false): Promise<{ status: number; text: string }> =>
       new Promise((resolve, reject) => {
-        const stream = session.request({ ':method': 'POST', ':path': '/orders', authorization: `Bearer ${token}`, ...(reset ? { 'x-test-reset': '1' } : {}) });
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': '/orders',
+          authorization: `Bearer ${token}`,
+          ...(reset ? { 'x-test-reset': '1' } : {}),
+        });
         let status = 0;
         let text = '';
         stream.on('response', (h) => (status = Number(h[':status'])));
@@ -134,7 +174,8 @@ describe('HTTP/2 through the sidecar', () => {
       // More than the default 64 KiB windows, stream and session: had the rest been left unread, the session would stall.
       const refused = await send(Buffer.alloc(300_000, 'x'), true);
       assert.equal(refused.status, 502);
-      for (let i = 0; i < 3; i++) assert.deepEqual(await send('hello'), { status: 200, text: 'you sent 5 bytes to /orders' });
+      for (let i = 0; i < 3; i++)
+        assert.deepEqual(await send('hello'), { status: 200, text: 'you sent 5 bytes to /orders' });
     } finally {
       session.close();
     }
@@ -143,7 +184,18 @@ describe('HTTP/2 through the sidecar', () => {
   it('holds a gRPC call to its grpc-timeout: the sidecar itself answers DEADLINE_EXCEEDED when the app is slower', async () => {
     const token = sts.meshToken('orders', ['gateway'], { sub: 'alice' });
     const started = Date.now();
-    const answer = await h2Request(orders.ports.inbound, { ':method': 'POST', ':path': '/slow', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '200m', authorization: `Bearer ${token}` }, '');
+    const answer = await h2Request(
+      orders.ports.inbound,
+      {
+        ':method': 'POST',
+        ':path': '/slow',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': '200m',
+        authorization: `Bearer ${token}`,
+      },
+      '',
+    );
     assert.equal(answer.headers['grpc-status'], '4');
     assert.match(String(answer.headers['grpc-message']), /^BATON_UPSTREAM_TIMEOUT: /);
     assert.ok(Date.now() - started < 1_500, `answered after ${Date.now() - started} ms`);

@@ -2,10 +2,23 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
+import {
+  compile,
+  FakeSts,
+  SHOP,
+  startApp,
+  startTestSidecar,
+  type TestApp,
+  type TestSidecar,
+} from '../helpers/sidecar.ts';
 import { BadRequestError, NotReadyError, OverloadedError } from '../../src/core/errors.ts';
 import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
-import { StepUpRequiredError, UnauthenticatedError, UpstreamTimeoutError, UpstreamUnreachableError } from '../../src/sidecar/errors.ts';
+import {
+  StepUpRequiredError,
+  UnauthenticatedError,
+  UpstreamTimeoutError,
+  UpstreamUnreachableError,
+} from '../../src/sidecar/errors.ts';
 import { TokenBadSignatureError } from '../../src/token/errors.ts';
 import { waitFor } from '../helpers/net.ts';
 
@@ -26,10 +39,20 @@ describe('sidecar inbound', () => {
     await app.close();
   });
 
-  async function call(sidecar: TestSidecar, path: string, headers: Record<string, string | string[]> = {}, method = 'GET') {
+  async function call(
+    sidecar: TestSidecar,
+    path: string,
+    headers: Record<string, string | string[]> = {},
+    method = 'GET',
+  ) {
     const response = await request(sidecar.url('inbound', path), { method: method as 'GET', headers });
     const text = await response.body.text();
-    return { status: response.statusCode, headers: response.headers, text, json: () => JSON.parse(text) as Record<string, unknown> };
+    return {
+      status: response.statusCode,
+      headers: response.headers,
+      text,
+      json: () => JSON.parse(text) as Record<string, unknown>,
+    };
   }
 
   it('answers a request without a token with 401 and a bare Bearer challenge (RFC 6750 §3.1)', async () => {
@@ -111,10 +134,21 @@ describe('sidecar inbound', () => {
     const token = sts.meshToken('orders', ['gateway']);
     // node:http, not undici: undici refuses to send a Connection header naming other fields.
     const status = await new Promise<number | undefined>((resolve, reject) => {
-      const req = httpRequest(orders.url('inbound', '/orders'), { headers: { authorization: `Bearer ${token}`, connection: 'keep-alive, x-secret-hop', 'x-secret-hop': 'v', 'x-kept': 'k' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode));
-      });
+      const req = httpRequest(
+        orders.url('inbound', '/orders'),
+        {
+          headers: {
+            authorization: `Bearer ${token}`,
+            connection: 'keep-alive, x-secret-hop',
+            'x-secret-hop': 'v',
+            'x-kept': 'k',
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -152,7 +186,10 @@ describe('sidecar inbound', () => {
     const r = await call(orders, '/orders', { authorization: `Bearer ${token}`, 'baton-request': 'FromGateway00000' });
     assert.equal(r.status, 200);
     assert.equal(app.seen.at(-1)?.headers['baton-request'], 'FromGateway00000');
-    assert.equal(orders.logs.lines.filter((l) => l.event === 'decision' && l.subject === 'dave').at(-1)?.request, 'FromGateway00000');
+    assert.equal(
+      orders.logs.lines.filter((l) => l.event === 'decision' && l.subject === 'dave').at(-1)?.request,
+      'FromGateway00000',
+    );
   });
 
   it('refuses an external IdP token at a service that is not an entrypoint, naming the rule', async () => {
@@ -212,7 +249,11 @@ describe('sidecar inbound', () => {
   });
 
   it('passes the Authorization header to the app only with inbound.forwardToken', async () => {
-    const forwarding = await startTestSidecar(sts, { service: 'orders', app: app.url, config: { 'inbound.forwardToken': true } });
+    const forwarding = await startTestSidecar(sts, {
+      service: 'orders',
+      app: app.url,
+      config: { 'inbound.forwardToken': true },
+    });
     try {
       const token = sts.meshToken('orders', ['gateway']);
       assert.equal((await call(forwarding, '/orders', { authorization: `Bearer ${token}` })).status, 200);
@@ -245,7 +286,11 @@ describe('sidecar inbound', () => {
 
   it('answers 504 when the app does not answer in time and 502 when it is down', async () => {
     const slow = await startApp(() => undefined);
-    const timing = await startTestSidecar(sts, { service: 'orders', app: slow.url, config: { 'inbound.timeoutMs': 200 } });
+    const timing = await startTestSidecar(sts, {
+      service: 'orders',
+      app: slow.url,
+      config: { 'inbound.timeoutMs': 200 },
+    });
     const down = await startTestSidecar(sts, { service: 'orders', app: 'http://127.0.0.1:1' });
     try {
       const token = sts.meshToken('orders', ['gateway']);
@@ -268,17 +313,31 @@ describe('sidecar inbound', () => {
       req.resume();
       release.push(() => res.end('done'));
     });
-    const bounded = await startTestSidecar(sts, { service: 'orders', app: held.url, config: { 'inbound.maxConcurrent': 2, 'inbound.peerShare': 1, 'inbound.subjectShare': 1 } });
+    const bounded = await startTestSidecar(sts, {
+      service: 'orders',
+      app: held.url,
+      config: { 'inbound.maxConcurrent': 2, 'inbound.peerShare': 1, 'inbound.subjectShare': 1 },
+    });
     try {
       const token = sts.meshToken('orders', ['gateway']);
-      const first = [call(bounded, '/orders', { authorization: `Bearer ${token}` }), call(bounded, '/orders', { authorization: `Bearer ${token}` })];
-      await waitFor(async () => release.length === 2, { what: 'both requests held by the app', timeoutMs: 5_000, intervalMs: 10 });
+      const first = [
+        call(bounded, '/orders', { authorization: `Bearer ${token}` }),
+        call(bounded, '/orders', { authorization: `Bearer ${token}` }),
+      ];
+      await waitFor(async () => release.length === 2, {
+        what: 'both requests held by the app',
+        timeoutMs: 5_000,
+        intervalMs: 10,
+      });
       const third = await call(bounded, '/orders', { authorization: `Bearer ${token}` });
       assert.equal(third.status, 503);
       assert.equal(third.json().code, OverloadedError.code);
       assert.equal(third.headers['retry-after'], '1');
       for (const r of release) r();
-      assert.deepEqual((await Promise.all(first)).map((r) => r.status), [200, 200]);
+      assert.deepEqual(
+        (await Promise.all(first)).map((r) => r.status),
+        [200, 200],
+      );
     } finally {
       await bounded.close();
       await held.close();
@@ -290,7 +349,10 @@ describe('sidecar inbound', () => {
     const text = await response.body.text();
     assert.equal(response.statusCode, 200);
     assert.match(text, /baton_requests_total\{direction="inbound",target="orders",code="200",reason="forwarded"\} \d+/);
-    assert.match(text, /baton_requests_total\{direction="inbound",target="orders",code="401",reason="BATON_[A-Z_]+"\} \d+/);
+    assert.match(
+      text,
+      /baton_requests_total\{direction="inbound",target="orders",code="401",reason="BATON_[A-Z_]+"\} \d+/,
+    );
     assert.match(text, /baton_decisions_total\{rule="[^"]+",decision="deny"\} \d+/);
     assert.match(text, /baton_policy_version 1/);
     assert.ok(!text.includes('alice') && !text.includes('carol'));

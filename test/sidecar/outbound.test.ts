@@ -28,9 +28,15 @@ describe('sidecar outbound', () => {
     });
     // orders' own app is irrelevant here; the inbound call below only mints a context handle.
     const app = await startApp();
-    orders = await startTestSidecar(sts, { service: 'orders', app: app.url, upstreams: { payments: upstream.url, billing: upstream.url } });
+    orders = await startTestSidecar(sts, {
+      service: 'orders',
+      app: app.url,
+      upstreams: { payments: upstream.url, billing: upstream.url },
+    });
     const token = sts.meshToken('orders', ['gateway'], { sub: 'alice', scopes: ['pay'], acr: 'mfa' });
-    await (await request(orders.url('inbound', '/orders'), { headers: { authorization: `Bearer ${token}` } })).body.dump();
+    await (
+      await request(orders.url('inbound', '/orders'), { headers: { authorization: `Bearer ${token}` } })
+    ).body.dump();
     handle = String(app.seen.at(-1)?.headers['baton-context']);
     inboundRequest = String(app.seen.at(-1)?.headers['baton-request']);
     after(() => app.close());
@@ -40,12 +46,27 @@ describe('sidecar outbound', () => {
     await upstream.close();
   });
 
-  async function call(options: { path?: string; method?: string; headers?: Record<string, string>; absolute?: string }) {
+  async function call(options: {
+    path?: string;
+    method?: string;
+    headers?: Record<string, string>;
+    absolute?: string;
+  }) {
     const headers = { host: 'payments', ...options.headers };
     const response =
       options.absolute === undefined
-        ? await request(orders.url('outbound', options.path ?? '/charges'), { method: (options.method ?? 'POST') as 'POST', headers })
-        : await rawRequest(orders.ports.outbound, `${options.method ?? 'POST'} ${options.absolute} HTTP/1.1\r\nHost: ignored\r\n${Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('')}Content-Length: 0\r\nConnection: close\r\n\r\n`);
+        ? await request(orders.url('outbound', options.path ?? '/charges'), {
+            method: (options.method ?? 'POST') as 'POST',
+            headers,
+          })
+        : await rawRequest(
+            orders.ports.outbound,
+            `${options.method ?? 'POST'} ${options.absolute} HTTP/1.1\r\nHost: ignored\r\n${Object.entries(
+              options.headers ?? {},
+            )
+              .map(([k, v]) => `${k}: ${v}\r\n`)
+              .join('')}Content-Length: 0\r\nConnection: close\r\n\r\n`,
+          );
     if ('body' in response) {
       const text = await response.body.text();
       return { status: response.statusCode, headers: response.headers, text };
@@ -133,10 +154,17 @@ describe('sidecar outbound', () => {
 
   it('makes a service-identity call only where the policy allows one without a user', async () => {
     const app = await startApp();
-    const billing = await startTestSidecar(sts, { service: 'billing', app: app.url, upstreams: { orders: upstream.url } });
+    const billing = await startTestSidecar(sts, {
+      service: 'billing',
+      app: app.url,
+      upstreams: { orders: upstream.url },
+    });
     try {
       const services = sts.serviceTokens;
-      const refused = await request(billing.url('outbound', '/orders'), { method: 'POST', headers: { host: 'orders' } });
+      const refused = await request(billing.url('outbound', '/orders'), {
+        method: 'POST',
+        headers: { host: 'orders' },
+      });
       assert.equal(refused.statusCode, 403);
       assert.equal(((await refused.body.json()) as { code: string }).code, PolicyDeniedError.code);
       assert.equal(sts.serviceTokens, services);
@@ -166,11 +194,17 @@ describe('sidecar outbound', () => {
     assert.equal(offEdge.status, 403);
     const token = sts.userToken('gateway');
     const app = await startApp();
-    const gateway = await startTestSidecar(sts, { service: 'gateway', app: app.url, upstreams: { orders: upstream.url } });
+    const gateway = await startTestSidecar(sts, {
+      service: 'gateway',
+      app: app.url,
+      upstreams: { orders: upstream.url },
+    });
     try {
       await (await request(gateway.url('inbound', '/'), { headers: { authorization: `Bearer ${token}` } })).body.dump();
       const gatewayHandle = String(app.seen.at(-1)?.headers['baton-context']);
-      const r = await request(gateway.url('outbound', '/redirect'), { headers: { host: 'orders', 'baton-context': gatewayHandle } });
+      const r = await request(gateway.url('outbound', '/redirect'), {
+        headers: { host: 'orders', 'baton-context': gatewayHandle },
+      });
       assert.equal(r.statusCode, 302);
       assert.equal(r.headers.location, 'http://elsewhere/');
       await r.body.dump();
@@ -181,7 +215,10 @@ describe('sidecar outbound', () => {
   });
 
   it('refuses CONNECT to port 443 and https:// targets, which it cannot see into', async () => {
-    const tunnel = await rawRequest(orders.ports.outbound, 'CONNECT payments:443 HTTP/1.1\r\nHost: payments:443\r\n\r\n');
+    const tunnel = await rawRequest(
+      orders.ports.outbound,
+      'CONNECT payments:443 HTTP/1.1\r\nHost: payments:443\r\n\r\n',
+    );
     assert.equal(tunnel.status, 405);
     assert.equal(JSON.parse(tunnel.text).code, MethodNotAllowedError.code);
     const https = await call({ absolute: 'https://payments/charges' });
@@ -192,7 +229,11 @@ describe('sidecar outbound', () => {
     it('opens a tunnel to a service the policy names and checks and exchanges every request in it', async () => {
       const agent = new ProxyAgent(`http://127.0.0.1:${orders.ports.outbound}`);
       try {
-        const first = await undiciFetch('http://payments:7070/charges', { method: 'POST', headers: { 'baton-context': handle }, dispatcher: agent });
+        const first = await undiciFetch('http://payments:7070/charges', {
+          method: 'POST',
+          headers: { 'baton-context': handle },
+          dispatcher: agent,
+        });
         assert.equal(first.status, 201);
         assert.equal(await first.text(), 'charged');
         const seen = upstream.seen.at(-1);
@@ -200,7 +241,11 @@ describe('sidecar outbound', () => {
         assert.equal(seen?.headers['baton-context'], undefined);
         // The same tunnel, a request the policy refuses: refused like any other, before any exchange; the tunnel stays up.
         const exchanges = sts.exchanges;
-        const denied = await undiciFetch('http://payments:7070/charges', { method: 'GET', headers: { 'baton-context': handle }, dispatcher: agent });
+        const denied = await undiciFetch('http://payments:7070/charges', {
+          method: 'GET',
+          headers: { 'baton-context': handle },
+          dispatcher: agent,
+        });
         assert.equal(denied.status, 403);
         assert.equal(((await denied.json()) as { code: string }).code, PolicyDeniedError.code);
         assert.equal(sts.exchanges, exchanges);
@@ -210,26 +255,38 @@ describe('sidecar outbound', () => {
     });
 
     it('refuses a CONNECT to a service the policy does not name, and one to a non-service host', async () => {
-      const unknown = await rawRequest(orders.ports.outbound, 'CONNECT ledger:7070 HTTP/1.1\r\nHost: ledger:7070\r\n\r\n');
+      const unknown = await rawRequest(
+        orders.ports.outbound,
+        'CONNECT ledger:7070 HTTP/1.1\r\nHost: ledger:7070\r\n\r\n',
+      );
       assert.equal(unknown.status, 403);
       assert.equal(JSON.parse(unknown.text).code, UnknownServiceError.code);
-      const ip = await rawRequest(orders.ports.outbound, 'CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n');
+      const ip = await rawRequest(
+        orders.ports.outbound,
+        'CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n',
+      );
       assert.equal(ip.status, 400);
     });
 
-    it('refuses a request inside a tunnel for another service than the tunnel\'s, and a CONNECT inside a tunnel', async () => {
+    it("refuses a request inside a tunnel for another service than the tunnel's, and a CONNECT inside a tunnel", async () => {
       const answers = await rawExchange(orders.ports.outbound, [
         'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n',
         `POST /charges HTTP/1.1\r\nHost: billing:7070\r\nbaton-context: ${handle}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
       ]);
       assert.match(answers, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 400 /);
-      const nested = await rawExchange(orders.ports.outbound, ['CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n', 'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n']);
+      const nested = await rawExchange(orders.ports.outbound, [
+        'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n',
+        'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n',
+      ]);
       assert.match(nested, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 405 /);
     });
 
     it('refuses TLS inside a tunnel: the first bytes must read as HTTP/1.1', async () => {
       const tls = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x2a, 0x01, 0x00, 0x00, 0x26, 0x03, 0x03]);
-      const answers = await rawExchange(orders.ports.outbound, ['CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n', tls]);
+      const answers = await rawExchange(orders.ports.outbound, [
+        'CONNECT payments:7070 HTTP/1.1\r\nHost: payments:7070\r\n\r\n',
+        tls,
+      ]);
       assert.match(answers, /^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 400 /);
     });
   });
@@ -247,7 +304,10 @@ describe('sidecar outbound', () => {
 });
 
 /** One raw HTTP/1.1 exchange, for request forms undici will not send (absolute-form, CONNECT). */
-async function rawRequest(port: number, text: string): Promise<{ status: number; headers: Record<string, string>; text: string }> {
+async function rawRequest(
+  port: number,
+  text: string,
+): Promise<{ status: number; headers: Record<string, string>; text: string }> {
   return await new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let data = '';
@@ -257,9 +317,15 @@ async function rawRequest(port: number, text: string): Promise<{ status: number;
     socket.on('end', () => {
       const [head = '', ...body] = data.split('\r\n\r\n');
       const [statusLine = '', ...lines] = head.split('\r\n');
-      const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+      const headers = Object.fromEntries(
+        lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]),
+      );
       let payload = body.join('\r\n\r\n');
-      if (headers['transfer-encoding'] === 'chunked') payload = payload.split('\r\n').filter((_, i) => i % 2 === 1).join('');
+      if (headers['transfer-encoding'] === 'chunked')
+        payload = payload
+          .split('\r\n')
+          .filter((_, i) => i % 2 === 1)
+          .join('');
       resolve({ status: Number(statusLine.split(' ')[1]), headers, text: payload });
     });
     socket.write(text);

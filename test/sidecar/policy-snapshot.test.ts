@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { compile, FakeSts, SHOP, startApp, startTestSidecar, type TestApp, type TestSidecar } from '../helpers/sidecar.ts';
+import {
+  compile,
+  FakeSts,
+  SHOP,
+  startApp,
+  startTestSidecar,
+  type TestApp,
+  type TestSidecar,
+} from '../helpers/sidecar.ts';
 
 // The same services, with the gateway → orders edge gone.
 const WITHOUT_GATEWAY_EDGE = SHOP.replace(/- \{ name: from-gateway[^\n]*\n/, '');
@@ -34,7 +42,7 @@ describe('a policy reload during a slow verification', () => {
     };
   }
 
-  it('decides inbound with the policy read at the start and logs that policy\'s version', async () => {
+  it("decides inbound with the policy read at the start and logs that policy's version", async () => {
     assert.notEqual(WITHOUT_GATEWAY_EDGE, SHOP);
     orders.policy.swap(compile(SHOP));
     const startVersion = orders.policy.versionNumber;
@@ -50,8 +58,11 @@ describe('a policy reload during a slow verification', () => {
     assert.equal(audit[0]?.policyVersion, startVersion);
   });
 
-  it('decides outbound with the policy read at the start and logs that policy\'s version', async () => {
-    const allowOrdersToPayments = SHOP.replace('- { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "pay", acr: [mfa] }', '- { name: charge, from: orders, methods: [POST], paths: ["/charges"] }');
+  it("decides outbound with the policy read at the start and logs that policy's version", async () => {
+    const allowOrdersToPayments = SHOP.replace(
+      '- { name: charge, from: orders, origins: [gateway], methods: [POST], paths: ["/charges"], scopes: "pay", acr: [mfa] }',
+      '- { name: charge, from: orders, methods: [POST], paths: ["/charges"] }',
+    );
     orders.policy.swap(compile(allowOrdersToPayments));
     const startVersion = orders.policy.versionNumber;
     orders.duringVerify = async () => {
@@ -61,10 +72,15 @@ describe('a policy reload during a slow verification', () => {
     };
     // A token the orders app forwards (not a handle): the outbound port verifies it, with an await.
     const token = sts.meshToken('orders', ['gateway'], { sub: 'reload-outbound' });
-    const r = await request(orders.url('outbound', '/charges'), { method: 'POST', headers: { host: 'payments', authorization: `Bearer ${token}` } });
+    const r = await request(orders.url('outbound', '/charges'), {
+      method: 'POST',
+      headers: { host: 'payments', authorization: `Bearer ${token}` },
+    });
     await r.body.dump();
     assert.equal(orders.policy.versionNumber, startVersion + 1);
-    const audit = orders.logs.lines.filter((l) => l.event === 'decision' && l.subject === 'reload-outbound' && l.direction === 'outbound');
+    const audit = orders.logs.lines.filter(
+      (l) => l.event === 'decision' && l.subject === 'reload-outbound' && l.direction === 'outbound',
+    );
     assert.equal(audit.length, 1);
     assert.equal(audit[0]?.decision, 'allow');
     assert.equal(audit[0]?.policyVersion, startVersion);

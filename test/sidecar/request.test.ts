@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { BadRequestError, MethodNotAllowedError } from '../../src/core/errors.ts';
 import { requestTarget } from '../../src/sidecar/request.ts';
 
-const target = (url: string, headers: Record<string, string> = {}, method = 'GET') => requestTarget({ url, headers, method } as unknown as IncomingMessage);
+const target = (url: string, headers: Record<string, string> = {}, method = 'GET') =>
+  requestTarget({ url, headers, method } as unknown as IncomingMessage);
 
 describe('outbound request target', () => {
   it('reads origin-form with Host, ignoring a port', () => {
@@ -26,10 +27,25 @@ describe('outbound request target', () => {
         return (error as { code: string }).code;
       }
     };
-    assert.equal(code(() => target('https://payments/charges')), BadRequestError.code);
-    assert.equal(code(() => target('http://user@payments/')), BadRequestError.code);
-    assert.equal(code(() => target('/x', { host: 'payments.example.com' })), BadRequestError.code);
-    assert.equal(code(() => target('/x')), BadRequestError.code);
-    assert.equal(code(() => target('payments:443', { host: 'payments:443' }, 'CONNECT')), MethodNotAllowedError.code);
+    assert.equal(
+      code(() => target('https://payments/charges')),
+      BadRequestError.code,
+    );
+    assert.equal(
+      code(() => target('http://user@payments/')),
+      BadRequestError.code,
+    );
+    assert.equal(
+      code(() => target('/x', { host: 'payments.example.com' })),
+      BadRequestError.code,
+    );
+    assert.equal(
+      code(() => target('/x')),
+      BadRequestError.code,
+    );
+    assert.equal(
+      code(() => target('payments:443', { host: 'payments:443' }, 'CONNECT')),
+      MethodNotAllowedError.code,
+    );
   });
 });

@@ -5,7 +5,8 @@ import { createAudienceResolver } from '../../src/sts/audience.ts';
 describe('the target service of a token request (RFC 8693 audience, RFC 8707 resource)', () => {
   const known = new Set(['orders', 'orders.shop', 'payments.billing']);
   const resolver = createAudienceResolver({});
-  const resolve = (audiences: string[], resources: string[] = []) => resolver.resolve({ audiences, resources }, (name) => known.has(name));
+  const resolve = (audiences: string[], resources: string[] = []) =>
+    resolver.resolve({ audiences, resources }, (name) => known.has(name));
 
   it('takes a service in another namespace by its qualified name, as audience or as resource host', () => {
     assert.equal(resolve(['orders.shop']), 'orders.shop');

@@ -5,7 +5,14 @@ import { DEFAULT_PREPUBLISH_SECONDS } from '../../src/sts/config.ts';
 import { baseConfig, writeStsConfig } from '../helpers/sts.ts';
 
 const refuses = (raw: Record<string, unknown>, key: RegExp, reason?: string) =>
-  assert.throws(() => writeStsConfig(raw), (error: unknown) => error instanceof ConfigError && key.test(error.key) && error.code === 'BATON_CONFIG_INVALID' && (reason === undefined || error.reason === reason));
+  assert.throws(
+    () => writeStsConfig(raw),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      key.test(error.key) &&
+      error.code === 'BATON_CONFIG_INVALID' &&
+      (reason === undefined || error.reason === reason),
+  );
 
 describe('sts config', () => {
   it('applies the defaults the docs promise', (t) => {
@@ -20,7 +27,13 @@ describe('sts config', () => {
 
   it('refuses a client without a credential, or with two kinds of secret', () => {
     refuses({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'a' }] }, /^clients\.0$/);
-    refuses({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'a', secret: 'aaaaaaaaaaaaaaaaaaaa', secretHash: 'scrypt$1' }] }, /^clients\.0$/);
+    refuses(
+      {
+        ...baseConfig({ issuer: 'http://sts' }),
+        clients: [{ id: 'a', secret: 'aaaaaaaaaaaaaaaaaaaa', secretHash: 'scrypt$1' }],
+      },
+      /^clients\.0$/,
+    );
   });
 
   it('refuses a short secret without echoing it', () => {
@@ -35,7 +48,10 @@ describe('sts config', () => {
   });
 
   it('refuses an external issuer with no way to find its keys', () => {
-    refuses({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://idp' }] }, /^externalIssuers\.0$/);
+    refuses(
+      { ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://idp' }] },
+      /^externalIssuers\.0$/,
+    );
   });
 
   it('defaults an external issuer to the strict rfc9068 profile, and takes a preset with overrides', (t) => {
@@ -43,7 +59,12 @@ describe('sts config', () => {
       ...baseConfig({ issuer: 'http://sts' }),
       externalIssuers: [
         { issuer: 'https://idp', jwksUri: 'https://idp/jwks' },
-        { issuer: 'https://kc/realms/shop', discovery: true, profile: 'keycloak', roleScopes: { rule: 'keycloak-realm-roles', map: { clerk: ['orders:read'] } } },
+        {
+          issuer: 'https://kc/realms/shop',
+          discovery: true,
+          profile: 'keycloak',
+          roleScopes: { rule: 'keycloak-realm-roles', map: { clerk: ['orders:read'] } },
+        },
       ],
     });
     t.after(() => file.remove());
@@ -53,14 +74,33 @@ describe('sts config', () => {
 
   it('refuses an unknown preset, an unknown service rule, and a typ that is not a media type', () => {
     const base = baseConfig({ issuer: 'http://sts' });
-    refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, profile: 'ping' }] }, /^externalIssuers/);
-    refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, serviceWhen: ['always'] }] }, /^externalIssuers/);
-    refuses({ ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, typ: ['at+jwt', 'no way'] }] }, /^externalIssuers\.0\.typ$/);
+    refuses(
+      { ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, profile: 'ping' }] },
+      /^externalIssuers/,
+    );
+    refuses(
+      { ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, serviceWhen: ['always'] }] },
+      /^externalIssuers/,
+    );
+    refuses(
+      { ...base, externalIssuers: [{ issuer: 'https://idp', discovery: true, typ: ['at+jwt', 'no way'] }] },
+      /^externalIssuers\.0\.typ$/,
+    );
   });
 
   it('refuses two introspecting issuers without distinct, non-overlapping token prefixes: an opaque token names none, and the wrong one would see it', () => {
-    const introspection = (tokenPrefix?: string) => ({ clientId: 'baton', clientSecret: 'introspection-secret', ...(tokenPrefix === undefined ? {} : { tokenPrefix }) });
-    const withIssuers = (a?: string, b?: string) => ({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://a', introspection: introspection(a) }, { issuer: 'https://b', introspection: introspection(b) }] });
+    const introspection = (tokenPrefix?: string) => ({
+      clientId: 'baton',
+      clientSecret: 'introspection-secret',
+      ...(tokenPrefix === undefined ? {} : { tokenPrefix }),
+    });
+    const withIssuers = (a?: string, b?: string) => ({
+      ...baseConfig({ issuer: 'http://sts' }),
+      externalIssuers: [
+        { issuer: 'https://a', introspection: introspection(a) },
+        { issuer: 'https://b', introspection: introspection(b) },
+      ],
+    });
     refuses(withIssuers(), /^externalIssuers\.0\.introspection\.tokenPrefix$/);
     refuses(withIssuers('op_'), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
     refuses(withIssuers('op_', 'op_'), /^externalIssuers\.1\.introspection\.tokenPrefix$/);
@@ -68,28 +108,72 @@ describe('sts config', () => {
   });
 
   it('takes two introspecting issuers with distinct token prefixes', (t) => {
-    const file = writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://a', introspection: { clientId: 'baton', clientSecret: 'introspection-secret', tokenPrefix: 'a_' } }, { issuer: 'https://b', introspection: { clientId: 'baton', clientSecret: 'introspection-secret', tokenPrefix: 'b_' } }] });
+    const file = writeStsConfig({
+      ...baseConfig({ issuer: 'http://sts' }),
+      externalIssuers: [
+        {
+          issuer: 'https://a',
+          introspection: { clientId: 'baton', clientSecret: 'introspection-secret', tokenPrefix: 'a_' },
+        },
+        {
+          issuer: 'https://b',
+          introspection: { clientId: 'baton', clientSecret: 'introspection-secret', tokenPrefix: 'b_' },
+        },
+      ],
+    });
     t.after(() => file.remove());
-    assert.deepEqual(file.config.externalIssuers.map((e) => e.introspection?.tokenPrefix), ['a_', 'b_']);
+    assert.deepEqual(
+      file.config.externalIssuers.map((e) => e.introspection?.tokenPrefix),
+      ['a_', 'b_'],
+    );
   });
 
   it('takes an issuer known by introspection alone, and never echoes its client secret', (t) => {
-    const file = writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://op', introspection: { clientId: 'baton', clientSecret: 'introspection-secret' } }] });
+    const file = writeStsConfig({
+      ...baseConfig({ issuer: 'http://sts' }),
+      externalIssuers: [
+        { issuer: 'https://op', introspection: { clientId: 'baton', clientSecret: 'introspection-secret' } },
+      ],
+    });
     t.after(() => file.remove());
     assert.equal(file.config.externalIssuers[0]?.introspection?.maxCacheSeconds, 300);
     assert.throws(
-      () => writeStsConfig({ ...baseConfig({ issuer: 'http://sts' }), externalIssuers: [{ issuer: 'https://op', introspection: { clientId: 'baton', clientSecret: 'do-not-print-me', authMethod: 'private_key_jwt' } }] }),
-      (error: unknown) => error instanceof ConfigError && /introspection/.test(error.key) && !error.message.includes('do-not-print-me'),
+      () =>
+        writeStsConfig({
+          ...baseConfig({ issuer: 'http://sts' }),
+          externalIssuers: [
+            {
+              issuer: 'https://op',
+              introspection: { clientId: 'baton', clientSecret: 'do-not-print-me', authMethod: 'private_key_jwt' },
+            },
+          ],
+        }),
+      (error: unknown) =>
+        error instanceof ConfigError && /introspection/.test(error.key) && !error.message.includes('do-not-print-me'),
     );
   });
 });
 
 describe('sts transport configuration', () => {
-  const mtls = (extra: Record<string, unknown>) => ({ ...baseConfig({ issuer: 'https://sts:7000' }), transport: { mode: 'mtls' }, ...extra });
+  const mtls = (extra: Record<string, unknown>) => ({
+    ...baseConfig({ issuer: 'https://sts:7000' }),
+    transport: { mode: 'mtls' },
+    ...extra,
+  });
   it('takes tls_client_auth as a client credential in mtls mode, and refuses it in plaintext mode', () => {
-    const file = writeStsConfig(mtls({ clients: [{ id: 'orders', tlsClientAuth: true }, { id: 'legacy', tlsClientAuthSanUri: 'spiffe://cluster.local/legacy/x' }] }));
+    const file = writeStsConfig(
+      mtls({
+        clients: [
+          { id: 'orders', tlsClientAuth: true },
+          { id: 'legacy', tlsClientAuthSanUri: 'spiffe://cluster.local/legacy/x' },
+        ],
+      }),
+    );
     file.remove();
-    refuses({ ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'orders', tlsClientAuth: true }] }, /^clients\.0$/);
+    refuses(
+      { ...baseConfig({ issuer: 'http://sts' }), clients: [{ id: 'orders', tlsClientAuth: true }] },
+      /^clients\.0$/,
+    );
   });
 
   it('refuses an http:// issuer or policy URL in mtls mode', () => {
@@ -106,7 +190,12 @@ describe('sts tunables', () => {
     assert.equal(file.config.clockToleranceSeconds, 30);
     assert.equal(file.config.policy.readyTimeoutMs, 10_000);
     assert.equal(file.config.policy.waitSeconds, 30, 'the same policy block as the sidecar');
-    assert.deepEqual(file.config.jwks, { refreshIntervalMs: 300_000, cooldownMs: 30_000, maxStaleMs: 86_400_000, timeoutMs: 2_000 });
+    assert.deepEqual(file.config.jwks, {
+      refreshIntervalMs: 300_000,
+      cooldownMs: 30_000,
+      maxStaleMs: 86_400_000,
+      timeoutMs: 2_000,
+    });
     // A new key waits in /jwks for one verifier refresh plus the /jwks max-age.
     assert.equal(DEFAULT_PREPUBLISH_SECONDS, file.config.jwks.refreshIntervalMs / 1000 + 60);
   });
@@ -121,6 +210,9 @@ describe('sts tunables', () => {
   });
 
   it('refuses at load issuer keys that would be stale before the next refresh', () => {
-    refuses({ ...baseConfig({ issuer: 'http://sts' }), jwks: { refreshIntervalMs: 600_000, maxStaleMs: 300_000 } }, /^jwks\.maxStaleMs$/);
+    refuses(
+      { ...baseConfig({ issuer: 'http://sts' }), jwks: { refreshIntervalMs: 600_000, maxStaleMs: 300_000 } },
+      /^jwks\.maxStaleMs$/,
+    );
   });
 });

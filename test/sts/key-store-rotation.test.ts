@@ -33,7 +33,13 @@ async function startSts(t: TestContext, clock: () => number): Promise<RunningSts
   t.after(() => configFile.remove());
   const policy = createFilePolicySource(FIXTURE_POLICY, { logger, watch: false });
   await policy.start();
-  const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 330, prepublishSeconds: PREPUBLISH, logger, now: clock });
+  const keys = await createKeyStore({
+    alg: 'ES256',
+    retireAfterSeconds: 330,
+    prepublishSeconds: PREPUBLISH,
+    logger,
+    now: clock,
+  });
   const server = createStsServer(configFile.config, { logger, policy, keys, now: clock });
   let fetches = 0;
   server.app.addHook('onRequest', (request, _reply, done) => {
@@ -53,7 +59,10 @@ async function startSts(t: TestContext, clock: () => number): Promise<RunningSts
     async clientCredentialsToken() {
       const response = await fetch(`${issuer}/token`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('billing-job', SECRETS['billing-job']) },
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: basic('billing-job', SECRETS['billing-job']),
+        },
         body: new URLSearchParams({ grant_type: 'client_credentials', audience: 'orders' }).toString(),
       });
       assert.equal(response.status, 200);
@@ -64,9 +73,19 @@ async function startSts(t: TestContext, clock: () => number): Promise<RunningSts
 
 /** A sidecar's view of the STS keys: periodic refresh and unknown-kid refetch both an hour apart. */
 function sidecarVerifier(t: TestContext, sts: RunningSts, clock: () => number) {
-  const keys = createRemoteKeySource({ issuer: sts.issuer, jwksUri: `${sts.issuer}/jwks`, cooldownMs: HOUR_MS, refreshIntervalMs: HOUR_MS, now: clock });
+  const keys = createRemoteKeySource({
+    issuer: sts.issuer,
+    jwksUri: `${sts.issuer}/jwks`,
+    cooldownMs: HOUR_MS,
+    refreshIntervalMs: HOUR_MS,
+    now: clock,
+  });
   t.after(() => keys.close());
-  const verifier = createAccessTokenVerifier({ issuers: [{ issuer: sts.issuer, keys, kind: 'mesh' }], maxActDepth: 8, now: clock });
+  const verifier = createAccessTokenVerifier({
+    issuers: [{ issuer: sts.issuer, keys, kind: 'mesh' }],
+    maxActDepth: 8,
+    now: clock,
+  });
   return { keys, verify: (token: string) => verifier.verify(token, { audience: 'orders' }) };
 }
 
@@ -81,7 +100,11 @@ describe('STS key rotation seen by a verifier', () => {
     assert.equal((await sidecar.verify(await sts.clientCredentialsToken())).subject, 'billing-job');
 
     const standby = await sts.keys.rotate();
-    assert.equal(decodeProtectedHeader(await sts.clientCredentialsToken()).kid, old.kid, 'the standby does not sign yet');
+    assert.equal(
+      decodeProtectedHeader(await sts.clientCredentialsToken()).kid,
+      old.kid,
+      'the standby does not sign yet',
+    );
     // The sidecar's periodic refresh, somewhere inside the pre-publication window.
     now += (PREPUBLISH / 2) * 1000;
     await sidecar.keys.refresh();
@@ -128,7 +151,8 @@ describe('keys.prepublishSeconds config', () => {
   });
 
   it('refuses a prepublishSeconds not shorter than rotateEverySeconds, defaults included', () => {
-    const refused = (error: unknown) => error instanceof ConfigError && error.code === 'BATON_CONFIG_INVALID' && error.key === 'keys.prepublishSeconds';
+    const refused = (error: unknown) =>
+      error instanceof ConfigError && error.code === 'BATON_CONFIG_INVALID' && error.key === 'keys.prepublishSeconds';
     assert.throws(check({ rotateEverySeconds: 600, prepublishSeconds: 600 }), refused);
     assert.throws(check({ rotateEverySeconds: 300 }), refused);
   });

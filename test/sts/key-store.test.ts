@@ -12,7 +12,11 @@ const logger = createLogger({ name: 'test', level: 'silent' });
 const PREPUBLISH = 360;
 const RETIRE_AFTER = 330;
 
-const kids = (keys: { jwks(): { keys: { kid?: string }[] } }): string[] => keys.jwks().keys.map((k) => k.kid as string).sort();
+const kids = (keys: { jwks(): { keys: { kid?: string }[] } }): string[] =>
+  keys
+    .jwks()
+    .keys.map((k) => k.kid as string)
+    .sort();
 
 function keysDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'baton-keys-'));
@@ -29,7 +33,11 @@ function writeKeyFile(dir: string, name: string, atMs: number): void {
 }
 
 describe('STS signing keys', () => {
-  for (const [alg, kty] of [['ES256', 'EC'], ['EdDSA', 'OKP'], ['RS256', 'RSA']] as const) {
+  for (const [alg, kty] of [
+    ['ES256', 'EC'],
+    ['EdDSA', 'OKP'],
+    ['RS256', 'RSA'],
+  ] as const) {
     it(`generates ${alg} keys and publishes only their public part`, async () => {
       const keys = await createKeyStore({ alg, retireAfterSeconds: RETIRE_AFTER, logger });
       const [jwk] = keys.jwks().keys;
@@ -43,7 +51,13 @@ describe('STS signing keys', () => {
 
   it('publishes the next key at rotate() but keeps signing with the current one', async () => {
     const now = 1_000_000;
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const keys = await createKeyStore({
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    });
     const old = keys.active();
     const standby = await keys.rotate();
     assert.notEqual(standby.kid, old.kid);
@@ -55,7 +69,13 @@ describe('STS signing keys', () => {
 
   it('signs with the standby once prepublishSeconds have passed', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const keys = await createKeyStore({
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    });
     const old = keys.active();
     const standby = await keys.rotate();
     now += PREPUBLISH * 1000 - 1;
@@ -67,7 +87,13 @@ describe('STS signing keys', () => {
 
   it('keeps the replaced key published until tokenTtl + skew after it stopped signing, not after the rotation', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const keys = await createKeyStore({
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    });
     const old = keys.active();
     const standby = await keys.rotate();
     const activation = now + PREPUBLISH * 1000;
@@ -81,7 +107,13 @@ describe('STS signing keys', () => {
 
   it('returns the waiting standby when rotate() is called again before it signs', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const keys = await createKeyStore({
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    });
     const [first, concurrent] = await Promise.all([keys.rotate(), keys.rotate()]);
     assert.equal(concurrent.kid, first.kid);
     now += 1000;
@@ -104,7 +136,13 @@ describe('STS signing keys', () => {
 
   it('tells listeners when a standby is published and when a replaced key retires', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, prepublishSeconds: 120, logger, now: () => now });
+    const keys = await createKeyStore({
+      alg: 'ES256',
+      retireAfterSeconds: 60,
+      prepublishSeconds: 120,
+      logger,
+      now: () => now,
+    });
     const seen: number[] = [];
     keys.onRotate((jwks) => seen.push(jwks.keys.length));
     await keys.rotate();
@@ -121,7 +159,13 @@ describe('STS signing keys', () => {
   it('rotates on rotateEverySeconds, publishing each standby prepublishSeconds before it signs', async (t) => {
     // The schedule's timers and the clock move by hand (mock.timers): no wait on the wall clock.
     t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_000_000 });
-    const keys = await createKeyStore({ alg: 'ES256', retireAfterSeconds: 60, rotateEverySeconds: 120, prepublishSeconds: 60, logger });
+    const keys = await createKeyStore({
+      alg: 'ES256',
+      retireAfterSeconds: 60,
+      rotateEverySeconds: 120,
+      prepublishSeconds: 60,
+      logger,
+    });
     t.after(() => keys.close());
     const old = keys.active();
     const published = new Promise<number>((resolve) => keys.onRotate((jwks) => resolve(jwks.keys.length)));
@@ -160,7 +204,14 @@ describe('STS signing keys in keys.dir', () => {
   it('keeps a persisted standby as the standby across a restart, until its time', async (t) => {
     const dir = keysDir(t);
     let now = Date.now();
-    const options = { dir, alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now } as const;
+    const options = {
+      dir,
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    } as const;
     const before = await createKeyStore(options);
     const old = before.active();
     now += 10_000;
@@ -184,7 +235,14 @@ describe('STS signing keys in keys.dir', () => {
     let now = Date.now();
     writeKeyFile(dir, 'a-2026-01.pem', now - 86_400_000);
     writeKeyFile(dir, 'b-2026-02.pem', now - 1000);
-    const keys = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const keys = await createKeyStore({
+      dir,
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    });
     t.after(() => keys.close());
     const old = keys.active();
     assert.equal(keys.jwks().keys.length, 2);
@@ -199,7 +257,14 @@ describe('STS signing keys in keys.dir', () => {
     // A mounted Secret gives every file the same time: the name decides which is older.
     writeKeyFile(dir, 'a-2026-01.pem', now);
     writeKeyFile(dir, 'b-2026-02.pem', now);
-    const keys = await createKeyStore({ dir, alg: 'ES256', retireAfterSeconds: RETIRE_AFTER, prepublishSeconds: PREPUBLISH, logger, now: () => now });
+    const keys = await createKeyStore({
+      dir,
+      alg: 'ES256',
+      retireAfterSeconds: RETIRE_AFTER,
+      prepublishSeconds: PREPUBLISH,
+      logger,
+      now: () => now,
+    });
     t.after(() => keys.close());
     const first = keys.active();
     assert.equal(keys.jwks().keys.length, 2);
@@ -209,11 +274,36 @@ describe('STS signing keys in keys.dir', () => {
   });
 
   describe('refuses a file in keys.dir it cannot sign with, instead of generating a key of its own', () => {
-    const refused = (dir: string) => (error: unknown) => error instanceof SigningKeyUnusableError && error.code === 'BATON_CONFIG_INVALID' && error.reason === 'signing-key' && error.source.startsWith(dir);
+    const refused = (dir: string) => (error: unknown) =>
+      error instanceof SigningKeyUnusableError &&
+      error.code === 'BATON_CONFIG_INVALID' &&
+      error.reason === 'signing-key' &&
+      error.source.startsWith(dir);
     const cases: ReadonlyArray<[string, () => string]> = [
-      ['a public key mounted where the private key belongs', () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string],
-      ['a private key of an unsupported curve', () => generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string],
-      ['an RSA key shorter than 2048 bits', () => generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string],
+      [
+        'a public key mounted where the private key belongs',
+        () =>
+          generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+            type: 'spki',
+            format: 'pem',
+          }) as string,
+      ],
+      [
+        'a private key of an unsupported curve',
+        () =>
+          generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({
+            type: 'pkcs8',
+            format: 'pem',
+          }) as string,
+      ],
+      [
+        'an RSA key shorter than 2048 bits',
+        () =>
+          generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({
+            type: 'pkcs8',
+            format: 'pem',
+          }) as string,
+      ],
       ['a damaged PEM', () => '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n'],
       ['a file with no PEM at all', () => 'signing-key: please\n'],
     ];

@@ -33,8 +33,16 @@ describe('STS token endpoint over mTLS', () => {
       identity: ids.files('baton-sts'),
       clients: [{ id: 'billing-job', tlsClientAuth: true, scopes: ['orders:read'] }],
     });
-    const identity = createWorkloadIdentity({ ...ids.files('baton-sts'), pollIntervalMs: 60_000, nearExpiryFraction: 1 / 6, logger: pino({ level: 'silent' }), now: Date.now });
-    sts = await startInProcessSts(configFile.config, { mesh: { identity, map: createServiceMap(configFile.config.spiffe) } });
+    const identity = createWorkloadIdentity({
+      ...ids.files('baton-sts'),
+      pollIntervalMs: 60_000,
+      nearExpiryFraction: 1 / 6,
+      logger: pino({ level: 'silent' }),
+      now: Date.now,
+    });
+    sts = await startInProcessSts(configFile.config, {
+      mesh: { identity, map: createServiceMap(configFile.config.spiffe) },
+    });
     // listen() names the bound address with the scheme it speaks: https in mtls mode.
     url = await sts.server.listen();
     assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -47,7 +55,10 @@ describe('STS token endpoint over mTLS', () => {
     ids.cleanup();
   });
 
-  async function clientCredentials(cert: string, key: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  async function clientCredentials(
+    cert: string,
+    key: string,
+  ): Promise<{ status: number; body: Record<string, unknown> }> {
     // The client checks the STS's SPIFFE ID as a sidecar would; what is under test is the STS's view of the client.
     const agent = new Agent({ connect: { ca: ids.ca.certPem, cert, key, checkServerIdentity: () => undefined } });
     agents.push(agent);
@@ -67,7 +78,7 @@ describe('STS token endpoint over mTLS', () => {
     assert.equal(typeof answer.body.access_token, 'string');
   });
 
-  it('refuses a CA certificate from the bundle that carries the client\'s SPIFFE ID, as invalid_client', async () => {
+  it("refuses a CA certificate from the bundle that carries the client's SPIFFE ID, as invalid_client", async () => {
     const signing = await ids.issueSigning(ids.map.idOf('billing-job'));
     const answer = await clientCredentials(signing.certPem, signing.keyPem);
     assert.equal(answer.status, 401);

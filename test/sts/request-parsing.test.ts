@@ -11,7 +11,10 @@ const known = (name: string) => ['orders', 'payments'].includes(name);
 
 describe('token request parameters', () => {
   it('refuses any non-repeatable parameter sent twice and keeps repeated audiences', () => {
-    assert.throws(() => parseTokenRequestForm('scope=a&scope=b'), { code: BadRequestError.code, reason: 'duplicate-parameter' });
+    assert.throws(() => parseTokenRequestForm('scope=a&scope=b'), {
+      code: BadRequestError.code,
+      reason: 'duplicate-parameter',
+    });
     assert.deepEqual(parseTokenRequestForm('audience=a&audience=b').all('audience'), ['a', 'b']);
   });
 
@@ -24,7 +27,9 @@ describe('token request parameters', () => {
       fc.property(fc.string({ minLength: 1, maxLength: 60 }), (name) => {
         const shown = /^[a-z_]{1,40}$/.test(name) ? name : '(unrecognised)';
         const body = `${encodeURIComponent(name)}=1&${encodeURIComponent(name)}=2`;
-        assert.throws(() => parseTokenRequestForm(body), { message: `expected the parameter ${shown} at most once, got it more than once` });
+        assert.throws(() => parseTokenRequestForm(body), {
+          message: `expected the parameter ${shown} at most once, got it more than once`,
+        });
       }),
     );
   });

@@ -33,13 +33,40 @@ describe('STS subject tokens from an introspecting issuer', () => {
       issuer: 'https://idp.opaque.test',
       jwksUri: 'http://127.0.0.1:9/jwks',
       profile: 'rfc9068',
-      introspection: { endpoint: endpoint.url, clientId: 'baton-sts', clientSecret: 's3cret', authMethod: 'client_secret_basic', cacheMaxEntries: 100, maxCacheSeconds: 300, inactiveCacheSeconds: 10, maxCallsPerSecond: 1, timeoutMs: 2_000 },
+      introspection: {
+        endpoint: endpoint.url,
+        clientId: 'baton-sts',
+        clientSecret: 's3cret',
+        authMethod: 'client_secret_basic',
+        cacheMaxEntries: 100,
+        maxCacheSeconds: 300,
+        inactiveCacheSeconds: 10,
+        maxCallsPerSecond: 1,
+        timeoutMs: 2_000,
+      },
     } as ExternalIssuerConfig;
-    const verifier = createSubjectTokenVerifier({ issuer: 'https://sts.test', jwks: { keys: [] }, externalIssuers: [external], clockToleranceSec: 30, maxActDepth: 8, keySource: KEY_SOURCE_DEFAULTS, logger: createLogger({ name: 't', level: 'silent' }), now: () => clock });
+    const verifier = createSubjectTokenVerifier({
+      issuer: 'https://sts.test',
+      jwks: { keys: [] },
+      externalIssuers: [external],
+      clockToleranceSec: 30,
+      maxActDepth: 8,
+      keySource: KEY_SOURCE_DEFAULTS,
+      logger: createLogger({ name: 't', level: 'silent' }),
+      now: () => clock,
+    });
     try {
-      const code = (promise: Promise<unknown>) => promise.then(() => 'ok', (error: { code?: string; extensions?: { retryAfter?: unknown } }) => `${error.code} ${String(error.extensions?.retryAfter ?? '')}`.trim());
+      const code = (promise: Promise<unknown>) =>
+        promise.then(
+          () => 'ok',
+          (error: { code?: string; extensions?: { retryAfter?: unknown } }) =>
+            `${error.code} ${String(error.extensions?.retryAfter ?? '')}`.trim(),
+        );
       assert.equal(await code(verifier.verify('made-up-opaque-token-1', 'gateway')), SubjectTokenInvalidError.code);
-      assert.equal(await code(verifier.verify('made-up-opaque-token-2', 'gateway')), `${TokenIntrospectionThrottledError.code} 1`);
+      assert.equal(
+        await code(verifier.verify('made-up-opaque-token-2', 'gateway')),
+        `${TokenIntrospectionThrottledError.code} 1`,
+      );
       assert.equal(endpoint.seen.length, 1);
     } finally {
       verifier.close();

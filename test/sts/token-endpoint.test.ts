@@ -5,7 +5,17 @@ import { BadRequestError, MethodNotAllowedError, NotFoundError, problemType } fr
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
 import { type InProcessSts, startInProcessSts } from '../helpers/sts-in-process.ts';
-import { assertionParams, baseConfig, basic, clientJwt, type ClientKey, clientKey, type ConfigFile, SECRETS, writeStsConfig } from '../helpers/sts.ts';
+import {
+  assertionParams,
+  baseConfig,
+  basic,
+  clientJwt,
+  type ClientKey,
+  clientKey,
+  type ConfigFile,
+  SECRETS,
+  writeStsConfig,
+} from '../helpers/sts.ts';
 import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
 import { ActorTokenInvalidError, InvalidTargetError, MayActMismatchError } from '../../src/sts/errors.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
@@ -21,7 +31,14 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   before(async () => {
     idp = await startTestIdp();
     ordersKey = await clientKey('orders-1');
-    configFile = writeStsConfig(baseConfig({ issuer: ISSUER, idp, ordersJwks: [ordersKey.publicJwk], extra: { resources: { 'urn:example:cooperation-context': 'orders' } } }));
+    configFile = writeStsConfig(
+      baseConfig({
+        issuer: ISSUER,
+        idp,
+        ordersJwks: [ordersKey.publicJwk],
+        extra: { resources: { 'urn:example:cooperation-context': 'orders' } },
+      }),
+    );
     sts = await startInProcessSts(configFile.config);
   });
   after(async () => {
@@ -30,11 +47,29 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     configFile.remove();
   });
 
-  const exchange = (clientId: keyof typeof SECRETS, subjectToken: string, form: Record<string, string | string[]> = {}) =>
-    sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, ...form }, { authorization: basic(clientId, SECRETS[clientId]) });
+  const exchange = (
+    clientId: keyof typeof SECRETS,
+    subjectToken: string,
+    form: Record<string, string | string[]> = {},
+  ) =>
+    sts.token(
+      {
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: subjectToken,
+        subject_token_type: TokenType.accessToken,
+        ...form,
+      },
+      { authorization: basic(clientId, SECRETS[clientId]) },
+    );
 
   const ordersExchange = async (subjectToken: string, form: Record<string, string | string[]> = {}) =>
-    sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: TokenType.accessToken, ...assertionParams(await clientJwt('orders', ordersKey, `${ISSUER}/token`)), ...form });
+    sts.token({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: subjectToken,
+      subject_token_type: TokenType.accessToken,
+      ...assertionParams(await clientJwt('orders', ordersKey, `${ISSUER}/token`)),
+      ...form,
+    });
 
   const verifyIssued = async (token: string, audience: string) => {
     const jwks = (await sts.server.app.inject({ method: 'GET', url: '/jwks' })).json();
@@ -42,9 +77,17 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   };
 
   it('answers an RFC 8693 §2.2.1 response for an A.1-style request: Basic auth, resource, access token subject', async () => {
-    const response = await exchange('gateway', await idp.userToken(), { resource: 'http://orders.shop.svc.cluster.local:7070/api' });
+    const response = await exchange('gateway', await idp.userToken(), {
+      resource: 'http://orders.shop.svc.cluster.local:7070/api',
+    });
     assert.equal(response.status, 200);
-    assert.deepEqual(Object.keys(response.body).sort(), ['access_token', 'expires_in', 'issued_token_type', 'scope', 'token_type']);
+    assert.deepEqual(Object.keys(response.body).sort(), [
+      'access_token',
+      'expires_in',
+      'issued_token_type',
+      'scope',
+      'token_type',
+    ]);
     assert.equal(response.body.issued_token_type, TokenType.accessToken);
     assert.equal(response.body.token_type, 'Bearer');
     assert.equal(response.headers['cache-control'], 'no-store');
@@ -102,7 +145,10 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   });
 
   it('answers requested_token_type jwt with issued_token_type jwt', async () => {
-    const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', requested_token_type: TokenType.jwt });
+    const response = await exchange('gateway', await idp.userToken(), {
+      audience: 'orders',
+      requested_token_type: TokenType.jwt,
+    });
     assert.equal(response.status, 200);
     assert.equal(response.body.issued_token_type, TokenType.jwt);
   });
@@ -128,23 +174,49 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   });
 
   it('refuses a parameter sent twice (RFC 6749 §3.2)', async () => {
-    const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: ['a.b.c', 'd.e.f'], subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', SECRETS.gateway) });
+    const response = await sts.token(
+      {
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: ['a.b.c', 'd.e.f'],
+        subject_token_type: TokenType.accessToken,
+        audience: 'orders',
+      },
+      { authorization: basic('gateway', SECRETS.gateway) },
+    );
     assert.equal(response.status, 400);
-    assert.deepEqual([response.body.code, response.body.reason, response.body.error], [BadRequestError.code, 'duplicate-parameter', 'invalid_request']);
+    assert.deepEqual(
+      [response.body.code, response.body.reason, response.body.error],
+      [BadRequestError.code, 'duplicate-parameter', 'invalid_request'],
+    );
   });
 
   it('refuses a missing subject_token with invalid_request', async () => {
-    const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token_type: TokenType.accessToken, audience: 'orders' }, { authorization: basic('gateway', SECRETS.gateway) });
-    assert.deepEqual([response.body.code, response.body.reason, response.body.error], [BadRequestError.code, 'missing-parameter', 'invalid_request']);
+    const response = await sts.token(
+      { grant_type: TOKEN_EXCHANGE_GRANT, subject_token_type: TokenType.accessToken, audience: 'orders' },
+      { authorization: basic('gateway', SECRETS.gateway) },
+    );
+    assert.deepEqual(
+      [response.body.code, response.body.reason, response.body.error],
+      [BadRequestError.code, 'missing-parameter', 'invalid_request'],
+    );
   });
 
   it('refuses a subject_token_type it does not verify (SAML) with invalid_request', async () => {
-    const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', subject_token_type: TokenType.saml2 });
-    assert.deepEqual([response.body.code, response.body.reason, response.body.error], [BadRequestError.code, 'unsupported-token-type', 'invalid_request']);
+    const response = await exchange('gateway', await idp.userToken(), {
+      audience: 'orders',
+      subject_token_type: TokenType.saml2,
+    });
+    assert.deepEqual(
+      [response.body.code, response.body.reason, response.body.error],
+      [BadRequestError.code, 'unsupported-token-type', 'invalid_request'],
+    );
   });
 
   it('refuses a requested_token_type it cannot issue with invalid_request', async () => {
-    const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', requested_token_type: TokenType.refreshToken });
+    const response = await exchange('gateway', await idp.userToken(), {
+      audience: 'orders',
+      requested_token_type: TokenType.refreshToken,
+    });
     assert.deepEqual([response.body.code, response.body.reason], [BadRequestError.code, 'unsupported-token-type']);
   });
 
@@ -154,53 +226,93 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   });
 
   it('refuses an unknown grant_type with unsupported_grant_type', async () => {
-    const response = await sts.token({ grant_type: 'password', username: 'alice', password: 'x' }, { authorization: basic('gateway', SECRETS.gateway) });
+    const response = await sts.token(
+      { grant_type: 'password', username: 'alice', password: 'x' },
+      { authorization: basic('gateway', SECRETS.gateway) },
+    );
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'unsupported_grant_type');
   });
 
   it('refuses two client authentication methods at once (RFC 6749 §2.3)', async () => {
-    const response = await exchange('gateway', await idp.userToken(), { audience: 'orders', client_id: 'gateway', client_secret: SECRETS.gateway });
+    const response = await exchange('gateway', await idp.userToken(), {
+      audience: 'orders',
+      client_id: 'gateway',
+      client_secret: SECRETS.gateway,
+    });
     assert.equal(response.body.error, 'invalid_request');
   });
 
   it('refuses a request without client authentication with invalid_client 401', async () => {
-    const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: await idp.userToken(), subject_token_type: TokenType.accessToken, audience: 'orders' });
+    const response = await sts.token({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: await idp.userToken(),
+      subject_token_type: TokenType.accessToken,
+      audience: 'orders',
+    });
     assert.equal(response.status, 401);
     assert.equal(response.body.error, 'invalid_client');
     assert.equal(response.headers['www-authenticate'], undefined);
   });
 
   it('accepts client_secret_post', async () => {
-    const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: await idp.userToken(), subject_token_type: TokenType.accessToken, audience: 'orders', client_id: 'gateway', client_secret: SECRETS.gateway });
+    const response = await sts.token({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: await idp.userToken(),
+      subject_token_type: TokenType.accessToken,
+      audience: 'orders',
+      client_id: 'gateway',
+      client_secret: SECRETS.gateway,
+    });
     assert.equal(response.status, 200);
   });
 
   it('refuses a JSON body: the token endpoint takes form encoding only', async () => {
-    const response = await sts.server.app.inject({ method: 'POST', url: '/token', headers: { 'content-type': 'application/json', authorization: basic('gateway', SECRETS.gateway) }, payload: { grant_type: TOKEN_EXCHANGE_GRANT } });
+    const response = await sts.server.app.inject({
+      method: 'POST',
+      url: '/token',
+      headers: { 'content-type': 'application/json', authorization: basic('gateway', SECRETS.gateway) },
+      payload: { grant_type: TOKEN_EXCHANGE_GRANT },
+    });
     assert.equal(response.statusCode, 400);
     assert.equal(response.json().error, 'invalid_request');
     assert.equal(response.headers['cache-control'], 'no-store');
   });
 
   it('refuses a private_key_jwt assertion addressed to another server', async () => {
-    const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: 'a.b.c', subject_token_type: TokenType.accessToken, audience: 'payments', ...assertionParams(await clientJwt('orders', ordersKey, 'https://elsewhere.example/token')) });
+    const response = await sts.token({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: 'a.b.c',
+      subject_token_type: TokenType.accessToken,
+      audience: 'payments',
+      ...assertionParams(await clientJwt('orders', ordersKey, 'https://elsewhere.example/token')),
+    });
     assert.equal(response.status, 401);
     assert.equal(response.body.error, 'invalid_client');
   });
 
   it('refuses a private_key_jwt assertion that lives longer than five minutes', async () => {
-    const response = await sts.token({ grant_type: TOKEN_EXCHANGE_GRANT, subject_token: 'a.b.c', subject_token_type: TokenType.accessToken, audience: 'payments', ...assertionParams(await clientJwt('orders', ordersKey, ISSUER, {}, 3600)) });
+    const response = await sts.token({
+      grant_type: TOKEN_EXCHANGE_GRANT,
+      subject_token: 'a.b.c',
+      subject_token_type: TokenType.accessToken,
+      audience: 'payments',
+      ...assertionParams(await clientJwt('orders', ordersKey, ISSUER, {}, 3600)),
+    });
     assert.equal(response.body.error, 'invalid_client');
   });
 
   it('honours may_act naming the presenting client (RFC 8693 §4.4)', async () => {
-    const response = await exchange('gateway', await idp.userToken({ may_act: { sub: 'gateway' } }), { audience: 'orders' });
+    const response = await exchange('gateway', await idp.userToken({ may_act: { sub: 'gateway' } }), {
+      audience: 'orders',
+    });
     assert.equal(response.status, 200);
   });
 
   it('refuses when may_act names another actor (RFC 8693 §4.4)', async () => {
-    const response = await exchange('gateway', await idp.userToken({ may_act: { sub: 'admin@example.net' } }), { audience: 'orders' });
+    const response = await exchange('gateway', await idp.userToken({ may_act: { sub: 'admin@example.net' } }), {
+      audience: 'orders',
+    });
     assert.equal(response.status, 400);
     assert.equal(response.body.code, MayActMismatchError.code);
     assert.equal(response.body.error, 'invalid_request');
@@ -209,7 +321,11 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   it('accepts an actor_token the client signed itself, and the actor is still the authenticated client', async () => {
     const first = await exchange('gateway', await idp.userToken(), { audience: 'orders' });
     const actorToken = await clientJwt('orders', ordersKey, ISSUER);
-    const response = await ordersExchange(first.body.access_token as string, { audience: 'payments', actor_token: actorToken, actor_token_type: TokenType.jwt });
+    const response = await ordersExchange(first.body.access_token as string, {
+      audience: 'payments',
+      actor_token: actorToken,
+      actor_token_type: TokenType.jwt,
+    });
     assert.equal(response.status, 200, JSON.stringify(response.body));
     assert.deepEqual(decodeJwt(response.body.access_token as string).act, { sub: 'orders', act: { sub: 'gateway' } });
   });
@@ -218,36 +334,55 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
     const first = await exchange('gateway', await idp.userToken(), { audience: 'orders' });
     const otherKey = await clientKey('other');
     const actorToken = await clientJwt('payments', otherKey, ISSUER);
-    const response = await ordersExchange(first.body.access_token as string, { audience: 'payments', actor_token: actorToken, actor_token_type: TokenType.jwt });
+    const response = await ordersExchange(first.body.access_token as string, {
+      audience: 'payments',
+      actor_token: actorToken,
+      actor_token_type: TokenType.jwt,
+    });
     assert.equal(response.status, 400);
     assert.equal(response.body.code, ActorTokenInvalidError.code);
   });
 
   it('issues a client_credentials token: the service as subject, no act, scope within the registration and the edge', async () => {
-    const response = await sts.token({ grant_type: 'client_credentials', audience: 'orders' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    const response = await sts.token(
+      { grant_type: 'client_credentials', audience: 'orders' },
+      { authorization: basic('billing-job', SECRETS['billing-job']) },
+    );
     assert.equal(response.status, 200, JSON.stringify(response.body));
     const claims = await verifyIssued(response.body.access_token as string, 'orders');
     assert.equal(claims.sub, 'billing-job');
     assert.equal(claims.client_id, 'billing-job');
     assert.equal(claims.sub_type, 'service');
     assert.equal(claims.act, undefined);
-    for (const scope of String(claims.scope ?? '').split(' ').filter(Boolean)) assert.ok(['orders:read', 'orders:write', 'payments:charge'].includes(scope));
+    for (const scope of String(claims.scope ?? '')
+      .split(' ')
+      .filter(Boolean))
+      assert.ok(['orders:read', 'orders:write', 'payments:charge'].includes(scope));
   });
 
   it('refuses client_credentials scopes beyond the client registration with invalid_scope', async () => {
-    const response = await sts.token({ grant_type: 'client_credentials', audience: 'orders', scope: 'admin' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    const response = await sts.token(
+      { grant_type: 'client_credentials', audience: 'orders', scope: 'admin' },
+      { authorization: basic('billing-job', SECRETS['billing-job']) },
+    );
     assert.equal(response.body.error, 'invalid_scope');
   });
 
   it('refuses client_credentials for an edge the policy lacks', async () => {
-    const response = await sts.token({ grant_type: 'client_credentials', audience: 'payments' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    const response = await sts.token(
+      { grant_type: 'client_credentials', audience: 'payments' },
+      { authorization: basic('billing-job', SECRETS['billing-job']) },
+    );
     assert.equal(response.status, 400);
     assert.equal(response.body.error, 'invalid_target');
     assert.deepEqual([response.body.code, response.body.reason], [PolicyDeniedError.code, 'no_edge']);
   });
 
   it('lets a service token be exchanged further without a user, as the policy allows', async () => {
-    const service = await sts.token({ grant_type: 'client_credentials', audience: 'orders' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    const service = await sts.token(
+      { grant_type: 'client_credentials', audience: 'orders' },
+      { authorization: basic('billing-job', SECRETS['billing-job']) },
+    );
     // payments requires a user and a chain from gateway: refused, naming the rule.
     const response = await ordersExchange(service.body.access_token as string, { audience: 'payments' });
     assert.equal(response.body.error, 'invalid_target');
@@ -255,15 +390,21 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   });
 
   it('publishes RFC 8414 metadata naming the token endpoint, jwks, grants and auth methods', async () => {
-    const metadata = (await sts.server.app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' })).json();
+    const metadata = (
+      await sts.server.app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' })
+    ).json();
     assert.equal(metadata.issuer, ISSUER);
     assert.equal(metadata.token_endpoint, `${ISSUER}/token`);
     assert.equal(metadata.jwks_uri, `${ISSUER}/jwks`);
     assert.deepEqual(metadata.grant_types_supported, [TOKEN_EXCHANGE_GRANT, 'client_credentials']);
-    assert.deepEqual(metadata.token_endpoint_auth_methods_supported, ['client_secret_basic', 'client_secret_post', 'private_key_jwt']);
+    assert.deepEqual(metadata.token_endpoint_auth_methods_supported, [
+      'client_secret_basic',
+      'client_secret_post',
+      'private_key_jwt',
+    ]);
   });
 
-  it('serves the same metadata under OpenID Connect Discovery\'s name, /.well-known/openid-configuration, which OAuth client libraries ask first', async () => {
+  it("serves the same metadata under OpenID Connect Discovery's name, /.well-known/openid-configuration, which OAuth client libraries ask first", async () => {
     const oauth = await sts.server.app.inject({ method: 'GET', url: '/.well-known/oauth-authorization-server' });
     const openid = await sts.server.app.inject({ method: 'GET', url: '/.well-known/openid-configuration' });
     assert.equal(openid.statusCode, 200);
@@ -273,7 +414,10 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
 
   it('omits scope from the response and the token when no scope is granted (RFC 6749 §3.3 has no empty scope)', async () => {
     // orders:read is named on gateway → orders only: nothing billing-job → orders or beyond can use it.
-    const response = await sts.token({ grant_type: 'client_credentials', audience: 'orders', scope: 'orders:read' }, { authorization: basic('billing-job', SECRETS['billing-job']) });
+    const response = await sts.token(
+      { grant_type: 'client_credentials', audience: 'orders', scope: 'orders:read' },
+      { authorization: basic('billing-job', SECRETS['billing-job']) },
+    );
     assert.equal(response.status, 200, JSON.stringify(response.body));
     assert.equal('scope' in response.body, false, JSON.stringify(response.body));
     assert.equal('scope' in (await verifyIssued(response.body.access_token as string, 'orders')), false);
@@ -281,7 +425,10 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
 
   it('answers 405 with Allow: POST to GET /token and every other method but POST (RFC 6749 §3.2)', async () => {
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH'] as const) {
-      const response = await sts.server.app.inject({ method, url: `/token?grant_type=client_credentials&client_id=gateway&client_secret=${SECRETS.gateway}` });
+      const response = await sts.server.app.inject({
+        method,
+        url: `/token?grant_type=client_credentials&client_id=gateway&client_secret=${SECRETS.gateway}`,
+      });
       assert.equal(response.statusCode, 405, method);
       assert.equal(response.headers.allow, 'POST');
       assert.equal(response.json().error, 'invalid_request');
@@ -305,12 +452,35 @@ describe('STS token endpoint (RFC 8693, in process)', () => {
   it('writes every grant, policy refusal and error answer as an audit line the one parser reads, with the status the client got', () => {
     const lines = auditLinesOf(sts.logs.join(''));
     const issued = lines.flatMap((l) => (l.audit.event === 'token_issued' ? [l.audit] : []));
-    assert.ok(issued.some((e) => e.grant === 'token-exchange' && e.status === 200 && Number.isInteger(e.policyVersion)));
+    assert.ok(
+      issued.some((e) => e.grant === 'token-exchange' && e.status === 200 && Number.isInteger(e.policyVersion)),
+    );
     assert.ok(issued.some((e) => e.grant === 'client_credentials' && e.subjectIssuer !== undefined));
     // client_credentials for an edge the policy lacks: the gate's decision, then the error answer, both with what the client got.
-    assert.ok(lines.some((l) => l.audit.event === 'token_decision' && l.audit.decision === 'deny' && l.audit.error === 'invalid_target' && l.audit.status === 400));
-    assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.error === 'invalid_client' && l.audit.status === 401 && l.audit.path === '/token'));
-    assert.ok(lines.some((l) => l.audit.event === 'token_refused' && l.audit.code === MethodNotAllowedError.code && l.audit.status === 405));
+    assert.ok(
+      lines.some(
+        (l) =>
+          l.audit.event === 'token_decision' &&
+          l.audit.decision === 'deny' &&
+          l.audit.error === 'invalid_target' &&
+          l.audit.status === 400,
+      ),
+    );
+    assert.ok(
+      lines.some(
+        (l) =>
+          l.audit.event === 'token_refused' &&
+          l.audit.error === 'invalid_client' &&
+          l.audit.status === 401 &&
+          l.audit.path === '/token',
+      ),
+    );
+    assert.ok(
+      lines.some(
+        (l) =>
+          l.audit.event === 'token_refused' && l.audit.code === MethodNotAllowedError.code && l.audit.status === 405,
+      ),
+    );
     assert.ok(lines.every((l) => l.audit.component === 'sts' && l.service === 'sts-test'));
   });
 

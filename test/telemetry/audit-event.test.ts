@@ -7,7 +7,15 @@ import { createSidecarMetrics } from '../../src/sidecar/metrics.ts';
 import type { HttpError } from '../../src/core/errors.ts';
 import { tokenEndpointStatus } from '../../src/sts/errors.ts';
 import { gateTokenRequest } from '../../src/sts/grants/policy-gate.ts';
-import { AUDIT_SCHEMA, type AuditEvent, type AuditEventName, ENVELOPE_KEYS, parseAuditLine, type StsGrantAudit, writeAuditEvent } from '../../src/telemetry/audit-event.ts';
+import {
+  AUDIT_SCHEMA,
+  type AuditEvent,
+  type AuditEventName,
+  ENVELOPE_KEYS,
+  parseAuditLine,
+  type StsGrantAudit,
+  writeAuditEvent,
+} from '../../src/telemetry/audit-event.ts';
 import type { Logger } from 'pino';
 import { createLogger, REDACT_PATHS } from '../../src/telemetry/logger.ts';
 import { auditLinesOf } from '../helpers/audit-lines.ts';
@@ -23,7 +31,14 @@ function bufferLogger(name: string): { logger: Logger; lines: () => string[] } {
     },
   });
   const logger = createLogger({ name, level: 'info', destination });
-  return { logger, lines: () => chunks.join('').split('\n').filter((l) => l !== '') };
+  return {
+    logger,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l !== ''),
+  };
 }
 
 type Full<N extends AuditEventName> = Required<Extract<AuditEvent, { event: N }>>;
@@ -65,10 +80,47 @@ const SAMPLES: { readonly [N in AuditEventName]: Full<N> } = {
     peer: 'spiffe://mesh.test/ns/shop/sa/orders',
     bound: true,
   },
-  request_failed: { event: 'request_failed', component: 'sidecar', direction: 'outbound', code: 'BATON_UPSTREAM_UNREACHABLE', reason: 'ECONNREFUSED', status: 502, method: 'POST' },
-  token_decision: { ...GRANT, event: 'token_decision', component: 'sts', rule: 'payments.accepts.charge', decision: 'deny', cause: 'no_edge', reason: 'no rule lets orders call payments', status: 400, error: 'invalid_target' },
-  token_issued: { ...GRANT, event: 'token_issued', component: 'sts', rule: 'payments.accepts.charge', decision: 'would_deny', cause: 'scope', scope: 'payments:charge', exp: 1_800_000_000, jti: 'jti-1', status: 200 },
-  token_refused: { event: 'token_refused', component: 'sts', code: 'BATON_STS_INVALID_CLIENT', reason: 'signature', status: 401, error: 'invalid_client', path: '/token' },
+  request_failed: {
+    event: 'request_failed',
+    component: 'sidecar',
+    direction: 'outbound',
+    code: 'BATON_UPSTREAM_UNREACHABLE',
+    reason: 'ECONNREFUSED',
+    status: 502,
+    method: 'POST',
+  },
+  token_decision: {
+    ...GRANT,
+    event: 'token_decision',
+    component: 'sts',
+    rule: 'payments.accepts.charge',
+    decision: 'deny',
+    cause: 'no_edge',
+    reason: 'no rule lets orders call payments',
+    status: 400,
+    error: 'invalid_target',
+  },
+  token_issued: {
+    ...GRANT,
+    event: 'token_issued',
+    component: 'sts',
+    rule: 'payments.accepts.charge',
+    decision: 'would_deny',
+    cause: 'scope',
+    scope: 'payments:charge',
+    exp: 1_800_000_000,
+    jti: 'jti-1',
+    status: 200,
+  },
+  token_refused: {
+    event: 'token_refused',
+    component: 'sts',
+    code: 'BATON_STS_INVALID_CLIENT',
+    reason: 'signature',
+    status: 401,
+    error: 'invalid_client',
+    path: '/token',
+  },
 };
 
 const NAMES = Object.keys(AUDIT_SCHEMA) as AuditEventName[];
@@ -100,22 +152,35 @@ describe('audit event: one schema, one writer, one parser', () => {
   it('refuses a line whose field has the wrong type, for every field of every variant', () => {
     for (const name of NAMES) {
       for (const key of Object.keys(AUDIT_SCHEMA[name].fields)) {
-        const line = JSON.stringify({ time: '2026-01-01T00:00:00.000Z', service: 'x', ...SAMPLES[name], [key]: { wrong: true } });
+        const line = JSON.stringify({
+          time: '2026-01-01T00:00:00.000Z',
+          service: 'x',
+          ...SAMPLES[name],
+          [key]: { wrong: true },
+        });
         assert.equal(parseAuditLine(line), undefined, `${name}.${key}`);
       }
     }
   });
 
-  it('writes, for every variant, the very line pino writes for the same event (time aside), with the logger\'s bindings and trace ids', () => {
+  it("writes, for every variant, the very line pino writes for the same event (time aside), with the logger's bindings and trace ids", () => {
     const capture = (): { logger: Logger; lines: string[] } => {
       const lines: string[] = [];
       const destination = new Writable({
         write(chunk: Buffer, _encoding, done) {
-          lines.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+          lines.push(
+            ...chunk
+              .toString()
+              .split('\n')
+              .filter((l) => l !== ''),
+          );
           done();
         },
       });
-      return { logger: createLogger({ name: 'payments', destination: destination as never }).child({ part: 'inbound' }), lines };
+      return {
+        logger: createLogger({ name: 'payments', destination: destination as never }).child({ part: 'inbound' }),
+        lines,
+      };
     };
     const ours = capture();
     const pinos = capture();
@@ -124,7 +189,10 @@ describe('audit event: one schema, one writer, one parser', () => {
       writeAuditEvent(ours.logger, SAMPLES[name] as AuditEvent);
       const warn = name === 'request_failed';
       const unredacted = pinos.logger.child({}, { redact: [] });
-      (warn ? unredacted.warn.bind(unredacted) : unredacted.info.bind(unredacted))(SAMPLES[name], JSON.parse(ours.lines.at(-1) as string).msg);
+      (warn ? unredacted.warn.bind(unredacted) : unredacted.info.bind(unredacted))(
+        SAMPLES[name],
+        JSON.parse(ours.lines.at(-1) as string).msg,
+      );
     }
     assert.equal(ours.lines.length, NAMES.length);
     assert.deepEqual(ours.lines.map(withoutTime), pinos.lines.map(withoutTime));
@@ -134,9 +202,13 @@ describe('audit event: one schema, one writer, one parser', () => {
     // The leaf names pino censors anywhere: `token`, `authorization`, `client_secret`, ….
     const censored = new Set(REDACT_PATHS.map((path) => path.replace(/^.*[.[]"?|"?\]$/g, '')));
     for (const [name, variant] of Object.entries(AUDIT_SCHEMA)) {
-      for (const key of [...Object.keys(variant.fields), ...ENVELOPE_KEYS]) assert.ok(!censored.has(key), `${name}.${key} is a key the redaction censors`);
+      for (const key of [...Object.keys(variant.fields), ...ENVELOPE_KEYS])
+        assert.ok(!censored.has(key), `${name}.${key} is a key the redaction censors`);
     }
-    assert.ok(censored.has('token') && censored.has('authorization') && censored.has('proxy-authorization'), 'the leaf names were read off REDACT_PATHS');
+    assert.ok(
+      censored.has('token') && censored.has('authorization') && censored.has('proxy-authorization'),
+      'the leaf names were read off REDACT_PATHS',
+    );
   });
 
   it('refuses a line that names another component than its event belongs to, or no writer', () => {
@@ -173,50 +245,134 @@ audit:
 );
 
 describe('the real writers write what the parser reads', () => {
-  const input = (target: string, chain: string[]): DecisionInput => ({ chain, target, method: 'POST', path: '/x', scopes: new Set(), user: true, subjectIssuer: 'https://idp.example.test' });
+  const input = (target: string, chain: string[]): DecisionInput => ({
+    chain,
+    target,
+    method: 'POST',
+    path: '/x',
+    scopes: new Set(),
+    user: true,
+    subjectIssuer: 'https://idp.example.test',
+  });
 
-  it("checkSidecarEdge: allow, would_deny, deny (403) and step-up (401), each with the status the caller got", () => {
+  it('checkSidecarEdge: allow, would_deny, deny (403) and step-up (401), each with the status the caller got', () => {
     const { logger, lines } = bufferLogger('orders');
-    const context: EdgeContext = { direction: 'outbound', service: 'orders', subject: 'alice', txn: 't', request: 'Kq3v0iWm1xYp9bTz', policyVersion: 4, logger, metrics: createSidecarMetrics() };
+    const context: EdgeContext = {
+      direction: 'outbound',
+      service: 'orders',
+      subject: 'alice',
+      txn: 't',
+      request: 'Kq3v0iWm1xYp9bTz',
+      policyVersion: 4,
+      logger,
+      metrics: createSidecarMetrics(),
+    };
     checkSidecarEdge(POLICY, input('orders', ['gateway']), { ...context, direction: 'inbound' });
     checkSidecarEdge(POLICY, input('audit', ['gateway', 'orders']), context);
-    const denied = (() => { try { checkSidecarEdge(POLICY, input('payments', ['gateway']), context); } catch (error) { return error as { code: string; status: number }; } })();
-    const stepUp = (() => { try { checkSidecarEdge(POLICY, input('payments', ['gateway', 'orders']), context); } catch (error) { return error as { code: string; status: number }; } })();
+    const denied = (() => {
+      try {
+        checkSidecarEdge(POLICY, input('payments', ['gateway']), context);
+      } catch (error) {
+        return error as { code: string; status: number };
+      }
+    })();
+    const stepUp = (() => {
+      try {
+        checkSidecarEdge(POLICY, input('payments', ['gateway', 'orders']), context);
+      } catch (error) {
+        return error as { code: string; status: number };
+      }
+    })();
     assert.equal(denied?.status, 403);
     assert.equal(stepUp?.status, 401);
     const parsed = auditLinesOf(lines().join('\n'));
-    assert.deepEqual(parsed.map((l) => (l.audit.event === 'decision' ? [l.audit.direction, l.audit.decision, l.audit.status, l.audit.policyVersion] : l.audit.event)), [
-      ['inbound', 'allow', undefined, 4],
-      ['outbound', 'would_deny', undefined, 4],
-      ['outbound', 'deny', 403, 4],
-      ['outbound', 'deny', 401, 4],
-    ]);
+    assert.deepEqual(
+      parsed.map((l) =>
+        l.audit.event === 'decision'
+          ? [l.audit.direction, l.audit.decision, l.audit.status, l.audit.policyVersion]
+          : l.audit.event,
+      ),
+      [
+        ['inbound', 'allow', undefined, 4],
+        ['outbound', 'would_deny', undefined, 4],
+        ['outbound', 'deny', 403, 4],
+        ['outbound', 'deny', 401, 4],
+      ],
+    );
   });
 
   it('gateTokenRequest: deny with the status and OAuth error the client gets, would_deny in shadow mode, the depth cap', () => {
     const { logger, lines } = bufferLogger('baton-sts');
-    const audit = (target: string, chain: string[]): StsGrantAudit => ({ grant: 'token-exchange', client: chain.at(-1) as string, target, chain, txn: 't', policyVersion: 9 });
-    assert.throws(() => gateTokenRequest(POLICY, input('payments', ['gateway']), undefined, logger, audit('payments', ['gateway'])), (error: HttpError) => tokenEndpointStatus(error) === 400);
-    gateTokenRequest(POLICY, input('audit', ['gateway', 'orders']), undefined, logger, audit('audit', ['gateway', 'orders']));
-    assert.throws(() => gateTokenRequest(POLICY, input('orders', ['gateway']), 0, logger, audit('orders', ['gateway'])));
+    const audit = (target: string, chain: string[]): StsGrantAudit => ({
+      grant: 'token-exchange',
+      client: chain.at(-1) as string,
+      target,
+      chain,
+      txn: 't',
+      policyVersion: 9,
+    });
+    assert.throws(
+      () => gateTokenRequest(POLICY, input('payments', ['gateway']), undefined, logger, audit('payments', ['gateway'])),
+      (error: HttpError) => tokenEndpointStatus(error) === 400,
+    );
+    gateTokenRequest(
+      POLICY,
+      input('audit', ['gateway', 'orders']),
+      undefined,
+      logger,
+      audit('audit', ['gateway', 'orders']),
+    );
+    assert.throws(() =>
+      gateTokenRequest(POLICY, input('orders', ['gateway']), 0, logger, audit('orders', ['gateway'])),
+    );
     gateTokenRequest(POLICY, input('orders', ['gateway']), undefined, logger, audit('orders', ['gateway']));
     const parsed = auditLinesOf(lines().join('\n'));
-    assert.deepEqual(parsed.map((l) => (l.audit.event === 'token_decision' ? [l.audit.component, l.audit.decision, l.audit.cause, l.audit.status, l.audit.error, l.audit.policyVersion] : l.audit.event)), [
-      ['sts', 'deny', 'no_edge', 400, 'invalid_target', 9],
-      ['sts', 'would_deny', 'scope', undefined, undefined, 9],
-      ['sts', 'deny', 'depth_exceeded', 400, 'invalid_target', 9],
-    ]);
+    assert.deepEqual(
+      parsed.map((l) =>
+        l.audit.event === 'token_decision'
+          ? [l.audit.component, l.audit.decision, l.audit.cause, l.audit.status, l.audit.error, l.audit.policyVersion]
+          : l.audit.event,
+      ),
+      [
+        ['sts', 'deny', 'no_edge', 400, 'invalid_target', 9],
+        ['sts', 'would_deny', 'scope', undefined, undefined, 9],
+        ['sts', 'deny', 'depth_exceeded', 400, 'invalid_target', 9],
+      ],
+    );
   });
 });
 
 describe('audit lines with hostile strings (#28)', () => {
   // Request-controlled text reaches the line (path, method); each of these must leave one valid JSON line.
-  const HOSTILE = ['a"b', 'back\\slash', 'new\nline', 'carriage\rreturn', 'tab\t', 'nul\u0000', 'bell\u0007', 'ls\u2028ps\u2029', 'lone\ud800high', 'lone\udc00low', 'é ☃ 𝄞', '</script>'];
+  const HOSTILE = [
+    'a"b',
+    'back\\slash',
+    'new\nline',
+    'carriage\rreturn',
+    'tab\t',
+    'nul\u0000',
+    'bell\u0007',
+    'ls\u2028ps\u2029',
+    'lone\ud800high',
+    'lone\udc00low',
+    'é ☃ 𝄞',
+    '</script>',
+  ];
 
   for (const hostile of HOSTILE) {
     it(`writes ${JSON.stringify(hostile)} as one line of valid JSON that reads back unchanged`, () => {
       const { logger, lines } = bufferLogger('payments');
-      writeAuditEvent(logger, { event: 'decision', component: 'sidecar', direction: 'inbound', chain: [hostile], target: 'payments', method: hostile, path: `/${hostile}`, rule: 'r', decision: 'allow' });
+      writeAuditEvent(logger, {
+        event: 'decision',
+        component: 'sidecar',
+        direction: 'inbound',
+        chain: [hostile],
+        target: 'payments',
+        method: hostile,
+        path: `/${hostile}`,
+        rule: 'r',
+        decision: 'allow',
+      });
       const written = lines();
       assert.equal(written.length, 1, 'one line, whatever the string holds');
       const record = JSON.parse(written[0] as string) as Record<string, unknown>;
@@ -230,7 +386,16 @@ describe('audit lines with hostile strings (#28)', () => {
 
   it('escapes line terminators and lone surrogates, so no reader splits or rejects the line', () => {
     const { logger, lines } = bufferLogger('payments');
-    writeAuditEvent(logger, { event: 'decision', component: 'sidecar', direction: 'inbound', chain: [], target: 'payments', path: '/\n\r\ud800', rule: 'r', decision: 'allow' });
+    writeAuditEvent(logger, {
+      event: 'decision',
+      component: 'sidecar',
+      direction: 'inbound',
+      chain: [],
+      target: 'payments',
+      path: '/\n\r\ud800',
+      rule: 'r',
+      decision: 'allow',
+    });
     const line = lines()[0] as string;
     assert.doesNotMatch(line, /[\n\r]/);
     assert.ok(line.isWellFormed(), 'no lone surrogate in the text written');

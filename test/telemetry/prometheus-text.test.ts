@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatLabels, histogram, labelledSeries, nestedCounter, renderFamily, renderHistogramFamily } from '../../src/telemetry/prometheus-text.ts';
+import {
+  formatLabels,
+  histogram,
+  labelledSeries,
+  nestedCounter,
+  renderFamily,
+  renderHistogramFamily,
+} from '../../src/telemetry/prometheus-text.ts';
 
 describe('prometheus text registry', () => {
   it('escapes backslash, double quote and line feed in label values', () => {

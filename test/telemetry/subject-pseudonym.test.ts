@@ -7,7 +7,14 @@ const KEY = 'a-shared-key-of-enough-length';
 
 describe('baton.subject pseudonyms', () => {
   it('gives the same pseudonym for a subject in every process sharing the key', () => {
-    fc.assert(fc.property(fc.string({ minLength: 1 }), (subject) => createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })(subject) === createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })(subject)));
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1 }),
+        (subject) =>
+          createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })(subject) ===
+          createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })(subject),
+      ),
+    );
   });
 
   it('never contains the clear subject, and differs between subjects', () => {
@@ -22,7 +29,10 @@ describe('baton.subject pseudonyms', () => {
   });
 
   it('does not join across processes without a configured key', () => {
-    assert.notEqual(createSubjectPseudonym({ subjectInClear: false })('alice'), createSubjectPseudonym({ subjectInClear: false })('alice'));
+    assert.notEqual(
+      createSubjectPseudonym({ subjectInClear: false })('alice'),
+      createSubjectPseudonym({ subjectInClear: false })('alice'),
+    );
     assert.notEqual(createSubjectPseudonym(undefined)('alice'), 'alice');
   });
 
@@ -34,7 +44,10 @@ describe('baton.subject pseudonyms', () => {
     const pseudonym = createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false });
     assert.notEqual(pseudonym('alice', 'https://idp-a.test'), pseudonym('alice', 'https://idp-b.test'));
     assert.notEqual(pseudonym('alice', 'https://idp-a.test'), pseudonym('alice'));
-    assert.equal(pseudonym('alice', 'https://idp-a.test'), createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })('alice', 'https://idp-a.test'));
+    assert.equal(
+      pseudonym('alice', 'https://idp-a.test'),
+      createSubjectPseudonym({ subjectHashKey: KEY, subjectInClear: false })('alice', 'https://idp-a.test'),
+    );
     // The separator cannot be forged by moving characters between issuer and subject.
     assert.notEqual(pseudonym('b', 'https://idp.test/a'), pseudonym('a/b', 'https://idp.test'));
   });

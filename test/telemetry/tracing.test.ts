@@ -21,7 +21,10 @@ describe('telemetry setup', () => {
   });
 
   it('honours OTEL_SDK_DISABLED even with an endpoint set', async () => {
-    const telemetry = await startTelemetry({ serviceName: 'orders', env: { OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' } });
+    const telemetry = await startTelemetry({
+      serviceName: 'orders',
+      env: { OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' },
+    });
     assert.equal(telemetry.enabled, false);
     assert.equal(telemetry.tracing.enabled, false);
     assert.equal(telemetry.tracing.propagationFields.size, 0);

@@ -9,7 +9,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { isTokenError, TokenExpiredError, TokenInactiveError, TokenIntrospectionThrottledError, TokenIssuerUnavailableError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
+import {
+  isTokenError,
+  TokenExpiredError,
+  TokenInactiveError,
+  TokenIntrospectionThrottledError,
+  TokenIssuerUnavailableError,
+  TokenMalformedError,
+  TokenUntrustedIssuerError,
+  TokenWrongAudienceError,
+} from '../../src/token/errors.ts';
 import { createIntrospector, type IntrospectorOptions } from '../../src/token/introspection.ts';
 import { resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
@@ -19,15 +28,28 @@ import { freePort } from '../helpers/net.ts';
 import { OP_INTROSPECTOR, type OidcProvider, startOidcProvider } from '../helpers/oidc-provider.ts';
 import { createSigner, nowSec } from '../helpers/token.ts';
 
-const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
+const refusedWith = (code: string, reason?: string) => (error: unknown) =>
+  isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 const otherIdp = await createSigner('other-1');
 
 function verifierWith(issuer: string, introspection: Omit<IntrospectorOptions, 'issuer'>) {
   const introspector = createIntrospector({ issuer, ...introspection });
   const verifier = createAccessTokenVerifier({
     issuers: [
-      { issuer, keys: createLocalKeySource({ keys: [] }), kind: 'external', audience: 'gateway', profile: resolveProfile({ profile: 'rfc9068', audienceMatch: 'contains' }), introspector },
-      { issuer: 'https://other.example.test', keys: createLocalKeySource({ keys: [otherIdp.publicJwk] }), kind: 'external', audience: 'gateway' },
+      {
+        issuer,
+        keys: createLocalKeySource({ keys: [] }),
+        kind: 'external',
+        audience: 'gateway',
+        profile: resolveProfile({ profile: 'rfc9068', audienceMatch: 'contains' }),
+        introspector,
+      },
+      {
+        issuer: 'https://other.example.test',
+        keys: createLocalKeySource({ keys: [otherIdp.publicJwk] }),
+        kind: 'external',
+        audience: 'gateway',
+      },
     ],
     maxActDepth: 4,
   });
@@ -57,12 +79,21 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
     assert.deepEqual([...verified.scopes].sort(), ['orders:read', 'shop']);
     assert.ok(verified.expiresAt > nowSec());
     // The sidecar's verified-token cache may reuse this answer for maxCacheSeconds (default 300) at most.
-    assert.ok(verified.reuseUntil !== undefined && verified.reuseUntil <= nowSec() + 300 && verified.reuseUntil < verified.expiresAt);
+    assert.ok(
+      verified.reuseUntil !== undefined &&
+        verified.reuseUntil <= nowSec() + 300 &&
+        verified.reuseUntil < verified.expiresAt,
+    );
   });
 
   it('caches an answer until exp, capped by maxCacheSeconds, and bounded in size', async () => {
     let clock = Date.now();
-    const { verifier, introspector } = verifierWith(op.issuer, { ...credentials, cacheMaxEntries: 2, maxCacheSeconds: 60, now: () => clock });
+    const { verifier, introspector } = verifierWith(op.issuer, {
+      ...credentials,
+      cacheMaxEntries: 2,
+      maxCacheSeconds: 60,
+      now: () => clock,
+    });
     const token = await op.accessToken();
     const before = op.introspections();
     await verifier.verify(token, { audience: 'gateway' });
@@ -88,21 +119,43 @@ describe('introspection against oidc-provider issuing opaque tokens', () => {
   });
 
   it('fails closed (503 code) when baton cannot authenticate to the introspection endpoint', async () => {
-    const { verifier } = verifierWith(op.issuer, { clientId: OP_INTROSPECTOR.id, clientSecret: 'wrong-secret-0123456789' });
-    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
+    const { verifier } = verifierWith(op.issuer, {
+      clientId: OP_INTROSPECTOR.id,
+      clientSecret: 'wrong-secret-0123456789',
+    });
+    await assert.rejects(
+      verifier.verify(await op.accessToken(), { audience: 'gateway' }),
+      refusedWith(TokenIssuerUnavailableError.code, 'introspection'),
+    );
   });
 
   it('fails closed when another client asks: the IdP answers inactive', async () => {
-    const { verifier } = verifierWith(op.issuer, { clientId: 'web', clientSecret: 'web-client-secret-0123456789', authMethod: 'client_secret_post' });
-    await assert.rejects(verifier.verify(await op.accessToken(), { audience: 'gateway' }), refusedWith(TokenInactiveError.code));
+    const { verifier } = verifierWith(op.issuer, {
+      clientId: 'web',
+      clientSecret: 'web-client-secret-0123456789',
+      authMethod: 'client_secret_post',
+    });
+    await assert.rejects(
+      verifier.verify(await op.accessToken(), { audience: 'gateway' }),
+      refusedWith(TokenInactiveError.code),
+    );
   });
 
   it('never sends a JWT to the introspection endpoint', async () => {
     const { verifier } = verifierWith(op.issuer, credentials);
     const before = op.introspections();
-    const jwt = await otherIdp.sign({ iss: 'https://other.example.test', sub: 'alice', aud: 'gateway', client_id: 'web', iat: nowSec(), exp: nowSec() + 60 });
+    const jwt = await otherIdp.sign({
+      iss: 'https://other.example.test',
+      sub: 'alice',
+      aud: 'gateway',
+      client_id: 'web',
+      iat: nowSec(),
+      exp: nowSec() + 60,
+    });
     assert.equal((await verifier.verify(jwt, { audience: 'gateway' })).subjectIssuer, 'https://other.example.test');
-    await assert.rejects(verifier.verify(`${jwt.split('.')[0]}.e30.x`, { audience: 'gateway' }), (e: unknown) => isTokenError(e));
+    await assert.rejects(verifier.verify(`${jwt.split('.')[0]}.e30.x`, { audience: 'gateway' }), (e: unknown) =>
+      isTokenError(e),
+    );
     assert.equal(op.introspections(), before);
   });
 });
@@ -116,9 +169,22 @@ describe('introspection endpoints that misbehave', () => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(typeof body === 'string' ? body : JSON.stringify(body));
   };
-  const active = (extra: Record<string, unknown> = {}) => ({ active: true, sub: 'alice', client_id: 'web', aud: 'gateway', exp: nowSec() + 60, scope: 'shop', ...extra });
+  const active = (extra: Record<string, unknown> = {}) => ({
+    active: true,
+    sub: 'alice',
+    client_id: 'web',
+    aud: 'gateway',
+    exp: nowSec() + 60,
+    scope: 'shop',
+    ...extra,
+  });
   const verify = async (token = 'opaque-token-value') => {
-    const { verifier } = verifierWith(ISSUER, { endpoint: endpoint.url, clientId: 'baton', clientSecret: 's3cret', inactiveCacheSeconds: 0 });
+    const { verifier } = verifierWith(ISSUER, {
+      endpoint: endpoint.url,
+      clientId: 'baton',
+      clientSecret: 's3cret',
+      inactiveCacheSeconds: 0,
+    });
     return await verifier.verify(token, { audience: 'gateway' });
   };
 
@@ -133,7 +199,10 @@ describe('introspection endpoints that misbehave', () => {
     answer = reply(200, active());
     const verified = await verify();
     assert.equal(verified.user, true);
-    assert.equal(endpoint.seen.at(-1)?.headers.authorization, `Basic ${Buffer.from('baton:s3cret').toString('base64')}`);
+    assert.equal(
+      endpoint.seen.at(-1)?.headers.authorization,
+      `Basic ${Buffer.from('baton:s3cret').toString('base64')}`,
+    );
   });
 
   it('refuses whatever is not exactly active: true', async () => {
@@ -155,7 +224,10 @@ describe('introspection endpoints that misbehave', () => {
     await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     answer = reply(200, `{"active":true,"sub":"mallory","client_id":"web","aud":"gateway","exp":${exp},"sub":"alice"}`);
     await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
-    answer = reply(200, `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp},"\u0061ctive":false}`);
+    answer = reply(
+      200,
+      `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp},"\u0061ctive":false}`,
+    );
     await assert.rejects(verify(), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
     // The same answers without the duplicate are read as they say.
     answer = reply(200, `{"active":true,"sub":"alice","client_id":"web","aud":"gateway","exp":${exp}}`);
@@ -165,15 +237,29 @@ describe('introspection endpoints that misbehave', () => {
   it('never sends a JWT-shaped token to the opaque issuer: a JWE, a JWS with a segment added or cut, a bare JOSE header and payload', async () => {
     answer = reply(200, active());
     const header = Buffer.from(JSON.stringify({ alg: 'RSA-OAEP-256', enc: 'A256GCM', kid: 'k' })).toString('base64url');
-    const jws = await otherIdp.sign({ iss: 'https://other.example.test', sub: 'alice', aud: 'gateway', client_id: 'web', iat: nowSec(), exp: nowSec() + 60 });
+    const jws = await otherIdp.sign({
+      iss: 'https://other.example.test',
+      sub: 'alice',
+      aud: 'gateway',
+      client_id: 'web',
+      iat: nowSec(),
+      exp: nowSec() + 60,
+    });
     const [h, p, sig] = jws.split('.') as [string, string, string];
     const seen = endpoint.seen.length;
-    for (const token of [`${header}.a2V5.aXY.Y2lwaGVy.dGFn`, `${jws}.extra`, `${h}.${p}`, `${h}.${p}.${sig}.x.y.z`, `${Buffer.from(' { "alg" : "ES256" }').toString('base64url')}.x`]) {
+    for (const token of [
+      `${header}.a2V5.aXY.Y2lwaGVy.dGFn`,
+      `${jws}.extra`,
+      `${h}.${p}`,
+      `${h}.${p}.${sig}.x.y.z`,
+      `${Buffer.from(' { "alg" : "ES256" }').toString('base64url')}.x`,
+    ]) {
       await assert.rejects(verify(token), (e: unknown) => isTokenError(e) && e.status === 401, token.slice(0, 30));
     }
     assert.equal(endpoint.seen.length, seen, 'the introspection endpoint saw none of them');
     // Opaque tokens with dots that are no JOSE header are still introspected.
-    for (const token of ['ya29.a0AfH6SMBopaque-token-value', 'ory_at_AbCdEf.GhIjKl']) assert.equal((await verify(token)).subject, 'alice');
+    for (const token of ['ya29.a0AfH6SMBopaque-token-value', 'ory_at_AbCdEf.GhIjKl'])
+      assert.equal((await verify(token)).subject, 'alice');
     assert.equal(endpoint.seen.length, seen + 2);
   });
 
@@ -195,11 +281,22 @@ describe('introspection endpoints that misbehave', () => {
   it('fails closed when the endpoint is unreachable or too slow', async () => {
     const dead = `http://127.0.0.1:${await freePort()}/introspect`;
     const { verifier } = verifierWith(ISSUER, { endpoint: dead, clientId: 'baton', clientSecret: 's3cret' });
-    await assert.rejects(verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
+    await assert.rejects(
+      verifier.verify('opaque-token-value', { audience: 'gateway' }),
+      refusedWith(TokenIssuerUnavailableError.code, 'introspection'),
+    );
     answer = (req) => req.resume();
-    const slow = verifierWith(ISSUER, { endpoint: endpoint.url, clientId: 'baton', clientSecret: 's3cret', timeoutMs: 200 });
+    const slow = verifierWith(ISSUER, {
+      endpoint: endpoint.url,
+      clientId: 'baton',
+      clientSecret: 's3cret',
+      timeoutMs: 200,
+    });
     const started = Date.now();
-    await assert.rejects(slow.verifier.verify('opaque-token-value', { audience: 'gateway' }), refusedWith(TokenIssuerUnavailableError.code, 'introspection'));
+    await assert.rejects(
+      slow.verifier.verify('opaque-token-value', { audience: 'gateway' }),
+      refusedWith(TokenIssuerUnavailableError.code, 'introspection'),
+    );
     assert.ok(Date.now() - started < 2_000);
   });
 
@@ -226,7 +323,20 @@ describe('introspection under a flood of made-up tokens (issue #23)', () => {
       req.on('end', () => {
         const token = new URLSearchParams(body).get('token') ?? '';
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(REAL.has(token) ? { active: true, sub: token.slice(0, 12), client_id: 'web', aud: 'gateway', exp: sec() + 3600, scope: 'shop' } : { active: false }));
+        res.end(
+          JSON.stringify(
+            REAL.has(token)
+              ? {
+                  active: true,
+                  sub: token.slice(0, 12),
+                  client_id: 'web',
+                  aud: 'gateway',
+                  exp: sec() + 3600,
+                  scope: 'shop',
+                }
+              : { active: false },
+          ),
+        );
       });
     });
   });
@@ -240,8 +350,21 @@ describe('introspection under a flood of made-up tokens (issue #23)', () => {
     return token;
   };
   const madeUp = (): string => `fake-${randomBytes(16).toString('base64url')}`;
-  const setup = (extra: Partial<IntrospectorOptions> = {}) => verifierWith(ISSUER, { endpoint: endpoint.url, clientId: 'baton', clientSecret: 's3cret', maxCallsPerSecond: 5, maxCacheSeconds: 60, now: () => clock, ...extra });
-  const outcome = (promise: Promise<unknown>): Promise<string> => promise.then(() => 'ok', (error: { code?: string }) => String(error.code));
+  const setup = (extra: Partial<IntrospectorOptions> = {}) =>
+    verifierWith(ISSUER, {
+      endpoint: endpoint.url,
+      clientId: 'baton',
+      clientSecret: 's3cret',
+      maxCallsPerSecond: 5,
+      maxCacheSeconds: 60,
+      now: () => clock,
+      ...extra,
+    });
+  const outcome = (promise: Promise<unknown>): Promise<string> =>
+    promise.then(
+      () => 'ok',
+      (error: { code?: string }) => String(error.code),
+    );
 
   it('spends at most the budget on tokens it has not seen active, refuses the rest at once with Retry-After, and still serves known users', async () => {
     const { verifier } = setup();
@@ -252,15 +375,20 @@ describe('introspection under a flood of made-up tokens (issue #23)', () => {
     // Past maxCacheSeconds alice's answer must be asked again, and the budget has refilled.
     clock += 61_000;
     const before = endpoint.seen.length;
-    const flood = await Promise.all(Array.from({ length: 200 }, () => outcome(verifier.verify(madeUp(), { audience: 'gateway' }))));
+    const flood = await Promise.all(
+      Array.from({ length: 200 }, () => outcome(verifier.verify(madeUp(), { audience: 'gateway' }))),
+    );
     assert.equal(endpoint.seen.length - before, 5, 'one call per unit of the budget, no more');
     assert.equal(flood.filter((code) => code === TokenInactiveError.code).length, 5);
     assert.equal(flood.filter((code) => code === TokenIntrospectionThrottledError.code).length, 195);
-    const refusal = await verifier.verify(madeUp(), { audience: 'gateway' }).catch((error: unknown) => error as { status: number; extensions: { retryAfter?: number } });
+    const refusal = await verifier
+      .verify(madeUp(), { audience: 'gateway' })
+      .catch((error: unknown) => error as { status: number; extensions: { retryAfter?: number } });
     assert.equal((refusal as { status: number }).status, 503);
     assert.equal((refusal as { extensions: { retryAfter?: number } }).extensions.retryAfter, 1);
     // During the flood: alice and bob, whom the issuer called active, are asked again without the budget, then served from the cache.
-    for (const known of [alice, bob, alice, bob]) assert.equal((await verifier.verify(known, { audience: 'gateway' })).subject, known.slice(0, 12));
+    for (const known of [alice, bob, alice, bob])
+      assert.equal((await verifier.verify(known, { audience: 'gateway' })).subject, known.slice(0, 12));
     assert.equal(endpoint.seen.length - before, 7);
     // A new user during the flood is refused like a made-up token (the price of the bound), and gets in once it refills.
     const carol = issued();
@@ -273,7 +401,9 @@ describe('introspection under a flood of made-up tokens (issue #23)', () => {
     const { verifier } = setup({ maxCallsPerSecond: 1 });
     const dave = issued();
     const before = endpoint.seen.length;
-    const results = await Promise.all(Array.from({ length: 20 }, () => outcome(verifier.verify(dave, { audience: 'gateway' }))));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => outcome(verifier.verify(dave, { audience: 'gateway' }))),
+    );
     assert.deepEqual(new Set(results), new Set(['ok']));
     assert.equal(endpoint.seen.length - before, 1);
   });
@@ -290,7 +420,6 @@ describe('introspection under a flood of made-up tokens (issue #23)', () => {
   });
 });
 
-
 describe('two introspecting issuers, told apart by token prefix', () => {
   const ISSUERS = { a: 'https://idp-a.example.test', b: 'https://idp-b.example.test' } as const;
   type Name = keyof typeof ISSUERS;
@@ -304,7 +433,16 @@ describe('two introspecting issuers, told apart by token prefix', () => {
       for await (const chunk of req) body += String(chunk);
       tokens.push(new URLSearchParams(body).get('token') ?? '');
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ active: true, iss: ISSUERS[name], sub: `user-of-${name}`, client_id: 'web', aud: 'gateway', exp: nowSec() + 60 }));
+      res.end(
+        JSON.stringify({
+          active: true,
+          iss: ISSUERS[name],
+          sub: `user-of-${name}`,
+          client_id: 'web',
+          aud: 'gateway',
+          exp: nowSec() + 60,
+        }),
+      );
     });
     return Object.assign(listening, { tokens });
   }
@@ -315,7 +453,13 @@ describe('two introspecting issuers, told apart by token prefix', () => {
       keys: createLocalKeySource({ keys: [] }),
       kind: 'external' as const,
       audience: 'gateway',
-      introspector: createIntrospector({ issuer: ISSUERS[name], endpoint: endpoints[name].url, tokenPrefix: prefixes[name], clientId: 'baton', clientSecret: `secret-${name}` }),
+      introspector: createIntrospector({
+        issuer: ISSUERS[name],
+        endpoint: endpoints[name].url,
+        tokenPrefix: prefixes[name],
+        clientId: 'baton',
+        clientSecret: `secret-${name}`,
+      }),
     });
     return createAccessTokenVerifier({ issuers: [issuer('a'), issuer('b')], maxActDepth: 4 });
   }
@@ -333,31 +477,68 @@ describe('two introspecting issuers, told apart by token prefix', () => {
     const [forA, forB] = [`a_at_${randomBytes(16).toString('hex')}`, `b_at_${randomBytes(16).toString('hex')}`];
     const a = await v.verify(forA, { audience: 'gateway' });
     const b = await v.verify(forB, { audience: 'gateway' });
-    assert.deepEqual([a.subjectIssuer, a.subject, b.subjectIssuer, b.subject], [ISSUERS.a, 'user-of-a', ISSUERS.b, 'user-of-b']);
-    assert.deepEqual(endpoints.a.tokens.filter((t) => t === forA || t === forB), [forA], 'issuer a saw its own token only');
-    assert.deepEqual(endpoints.b.tokens.filter((t) => t === forA || t === forB), [forB], 'issuer b saw its own token only');
-    assert.equal(endpoints.a.seen.at(-1)?.headers.authorization, `Basic ${Buffer.from('baton:secret-a').toString('base64')}`, "each endpoint gets its own issuer's credentials");
+    assert.deepEqual(
+      [a.subjectIssuer, a.subject, b.subjectIssuer, b.subject],
+      [ISSUERS.a, 'user-of-a', ISSUERS.b, 'user-of-b'],
+    );
+    assert.deepEqual(
+      endpoints.a.tokens.filter((t) => t === forA || t === forB),
+      [forA],
+      'issuer a saw its own token only',
+    );
+    assert.deepEqual(
+      endpoints.b.tokens.filter((t) => t === forA || t === forB),
+      [forB],
+      'issuer b saw its own token only',
+    );
+    assert.equal(
+      endpoints.a.seen.at(-1)?.headers.authorization,
+      `Basic ${Buffer.from('baton:secret-a').toString('base64')}`,
+      "each endpoint gets its own issuer's credentials",
+    );
   });
 
   it('refuses a token that starts with no prefix as from an untrusted issuer, sending it nowhere', async () => {
     const v = verifier({ a: 'a_at_', b: 'b_at_' });
     const seen = endpoints.a.tokens.length + endpoints.b.tokens.length;
-    for (const token of [`c_at_${randomBytes(16).toString('hex')}`, `A_AT_${randomBytes(16).toString('hex')}`, `xa_at_${randomBytes(16).toString('hex')}`]) {
-      await assert.rejects(v.verify(token, { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code), token.slice(0, 6));
+    for (const token of [
+      `c_at_${randomBytes(16).toString('hex')}`,
+      `A_AT_${randomBytes(16).toString('hex')}`,
+      `xa_at_${randomBytes(16).toString('hex')}`,
+    ]) {
+      await assert.rejects(
+        v.verify(token, { audience: 'gateway' }),
+        refusedWith(TokenUntrustedIssuerError.code),
+        token.slice(0, 6),
+      );
     }
     assert.equal(endpoints.a.tokens.length + endpoints.b.tokens.length, seen, 'neither endpoint saw them');
   });
 
   it('will not be built with prefixes a token could match twice, or with one missing', () => {
-    for (const prefixes of [{ a: 'at_', b: 'at_' }, { a: 'at_', b: 'at_b_' }, { a: 'at_a', b: 'at' }, { a: 'a_at_', b: undefined }]) {
+    for (const prefixes of [
+      { a: 'at_', b: 'at_' },
+      { a: 'at_', b: 'at_b_' },
+      { a: 'at_a', b: 'at' },
+      { a: 'a_at_', b: undefined },
+    ]) {
       assert.throws(() => verifier(prefixes), TypeError, JSON.stringify(prefixes));
     }
   });
 
   it('holds an introspector to its prefix even when called directly', async () => {
-    const introspector = createIntrospector({ issuer: ISSUERS.a, endpoint: endpoints.a.url, tokenPrefix: 'a_at_', clientId: 'baton', clientSecret: 'secret-a' });
+    const introspector = createIntrospector({
+      issuer: ISSUERS.a,
+      endpoint: endpoints.a.url,
+      tokenPrefix: 'a_at_',
+      clientId: 'baton',
+      clientSecret: 'secret-a',
+    });
     const seen = endpoints.a.tokens.length;
-    await assert.rejects(introspector.introspect(`b_at_${randomBytes(16).toString('hex')}`), refusedWith(TokenUntrustedIssuerError.code));
+    await assert.rejects(
+      introspector.introspect(`b_at_${randomBytes(16).toString('hex')}`),
+      refusedWith(TokenUntrustedIssuerError.code),
+    );
     assert.equal(endpoints.a.tokens.length, seen);
   });
 });

@@ -8,18 +8,33 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { isTokenError, TokenMalformedError, TokenUntrustedIssuerError, TokenWrongAudienceError, TokenWrongTypError } from '../../src/token/errors.ts';
+import {
+  isTokenError,
+  TokenMalformedError,
+  TokenUntrustedIssuerError,
+  TokenWrongAudienceError,
+  TokenWrongTypError,
+} from '../../src/token/errors.ts';
 import { type IssuerProfileOverrides, resolveProfile } from '../../src/token/issuer-profile.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createSigner, nowSec } from '../helpers/token.ts';
 
-const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
+const refusedWith = (code: string, reason?: string) => (error: unknown) =>
+  isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 const idp = await createSigner('idp-rsa-1', 'RS256');
 
 function verifierFor(issuer: string, audience: string, overrides: IssuerProfileOverrides) {
   return createAccessTokenVerifier({
-    issuers: [{ issuer, keys: createLocalKeySource({ keys: [idp.publicJwk] }), kind: 'external', audience, profile: resolveProfile(overrides) }],
+    issuers: [
+      {
+        issuer,
+        keys: createLocalKeySource({ keys: [idp.publicJwk] }),
+        kind: 'external',
+        audience,
+        profile: resolveProfile(overrides),
+      },
+    ],
     maxActDepth: 4,
   });
 }
@@ -59,28 +74,56 @@ describe('keycloak preset', () => {
   });
 
   it('reads a service-account (client credentials) token as a service', async () => {
-    const claims = { ...user(), sub: '0b7a2c1e-0000-4000-8000-000000000001', azp: 'reporting', preferred_username: 'service-account-reporting', client_id: 'reporting', scope: 'orders:read' };
+    const claims = {
+      ...user(),
+      sub: '0b7a2c1e-0000-4000-8000-000000000001',
+      azp: 'reporting',
+      preferred_username: 'service-account-reporting',
+      client_id: 'reporting',
+      scope: 'orders:read',
+    };
     const verified = await verifier.verify(await idp.sign(claims, { typ: 'JWT' }), { audience: 'gateway' });
     assert.equal(verified.user, false);
     assert.equal(verified.clientId, 'reporting');
   });
 
   it('maps realm roles or client roles to scopes by a named rule', async () => {
-    const realm = verifierFor(ISS, 'gateway', { profile: 'keycloak', roleScopes: { rule: 'keycloak-realm-roles', map: { 'orders-writer': ['orders:write'] } } });
+    const realm = verifierFor(ISS, 'gateway', {
+      profile: 'keycloak',
+      roleScopes: { rule: 'keycloak-realm-roles', map: { 'orders-writer': ['orders:write'] } },
+    });
     const verified = await realm.verify(await idp.sign(user(), { typ: 'JWT' }), { audience: 'gateway' });
     assert.ok(verified.scopes.has('orders:write'));
     assert.equal(verified.scopes.has('offline_access'), false, 'an unmapped role grants nothing');
     const client = verifierFor(ISS, 'gateway', { profile: 'keycloak', roleScopes: { rule: 'keycloak-client-roles' } });
-    const viaClient = await client.verify(await idp.sign({ ...user(), scope: 'openid' }, { typ: 'JWT' }), { audience: 'gateway' });
+    const viaClient = await client.verify(await idp.sign({ ...user(), scope: 'openid' }, { typ: 'JWT' }), {
+      audience: 'gateway',
+    });
     assert.deepEqual([...viaClient.scopes].sort(), ['openid', 'orders:read']);
   });
 
   it('refuses its id_token, another audience, and another realm', async () => {
-    const idToken = { ...user(), typ: 'ID', aud: 'gateway', nonce: 'n-0S6_WzA2Mj', at_hash: 'x8ZC1_Yl0oB2Ud5JcRbhvA', scope: undefined };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['account'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
+    const idToken = {
+      ...user(),
+      typ: 'ID',
+      aud: 'gateway',
+      nonce: 'n-0S6_WzA2Mj',
+      at_hash: 'x8ZC1_Yl0oB2Ud5JcRbhvA',
+      scope: undefined,
+    };
+    await assert.rejects(
+      verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code, 'id-token'),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), aud: ['account'] }, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenWrongAudienceError.code),
+    );
     const otherRealm = { ...user(), iss: 'https://keycloak.example.test/realms/other' };
-    await assert.rejects(verifier.verify(await idp.sign(otherRealm, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(otherRealm, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenUntrustedIssuerError.code),
+    );
   });
 });
 
@@ -118,7 +161,14 @@ describe('entra preset (Microsoft identity platform v2.0)', () => {
 
   it('reads an app-only token (idtyp app, roles, no scp) as a service with its app roles as scopes', async () => {
     const { scp: _scp, name: _name, preferred_username: _upn, ...rest } = user();
-    const app = { ...rest, azpacr: '1', oid: 'a1b2c3d4-0000-4000-8000-00000000000a', sub: 'a1b2c3d4-0000-4000-8000-00000000000a', roles: ['Orders.Read.All'], idtyp: 'app' };
+    const app = {
+      ...rest,
+      azpacr: '1',
+      oid: 'a1b2c3d4-0000-4000-8000-00000000000a',
+      sub: 'a1b2c3d4-0000-4000-8000-00000000000a',
+      roles: ['Orders.Read.All'],
+      idtyp: 'app',
+    };
     const verified = await verifier.verify(await idp.sign(app, { typ: 'JWT' }), { audience: 'gateway' });
     assert.equal(verified.user, false);
     assert.deepEqual([...verified.scopes], ['Orders.Read.All']);
@@ -127,17 +177,34 @@ describe('entra preset (Microsoft identity platform v2.0)', () => {
   it('refuses its id_token, another audience, and another tenant', async () => {
     // An app that is its own API: the id_token's aud is the API's client id, only the id_token markers give it away.
     const idToken = { ...user(), scp: undefined, nonce: '123523', ver: '2.0' };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: '00000003-0000-0000-c000-000000000000' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code, 'id-token'),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), aud: '00000003-0000-0000-c000-000000000000' }, { typ: 'JWT' }), {
+        audience: 'gateway',
+      }),
+      refusedWith(TokenWrongAudienceError.code),
+    );
     const otherTenant = 'f8cdef31-a31e-4b4a-93e4-5f571e91255a';
     const fromOther = { ...user(), iss: `https://login.microsoftonline.com/${otherTenant}/v2.0`, tid: otherTenant };
-    await assert.rejects(verifier.verify(await idp.sign(fromOther, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(fromOther, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenUntrustedIssuerError.code),
+    );
     // The right issuer with another tenant's tid is not a token Entra would sign: refused, not guessed at.
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), tid: otherTenant }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenMalformedError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), tid: otherTenant }, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 
   it('refuses a v1.0-style typ at+jwt token, which Entra never issues', async () => {
-    await assert.rejects(verifier.verify(await idp.sign(user()), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(user()), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code),
+    );
   });
 });
 
@@ -185,8 +252,23 @@ describe('entra preset with v1.0 tokens (an API whose accessTokenAcceptedVersion
   });
 
   it('reads an app-only v1.0 token (roles, no scp) as a service, its app roles its scopes', async () => {
-    const { scp: _scp, name: _name, upn: _upn, unique_name: _un, given_name: _g, family_name: _f, amr: _amr, ...rest } = user();
-    const app = { ...rest, appidacr: '1', oid: 'a1b2c3d4-0000-4000-8000-00000000000a', sub: 'a1b2c3d4-0000-4000-8000-00000000000a', roles: ['Orders.Read.All'] };
+    const {
+      scp: _scp,
+      name: _name,
+      upn: _upn,
+      unique_name: _un,
+      given_name: _g,
+      family_name: _f,
+      amr: _amr,
+      ...rest
+    } = user();
+    const app = {
+      ...rest,
+      appidacr: '1',
+      oid: 'a1b2c3d4-0000-4000-8000-00000000000a',
+      sub: 'a1b2c3d4-0000-4000-8000-00000000000a',
+      roles: ['Orders.Read.All'],
+    };
     const verified = await verifier.verify(await idp.sign(app, { typ: 'JWT' }), { audience: 'gateway' });
     assert.equal(verified.user, false);
     assert.equal(verified.clientId, '2b6f5d0e-3a0c-4a1b-9c5e-8f7d6e5c4b3a');
@@ -197,13 +279,24 @@ describe('entra preset with v1.0 tokens (an API whose accessTokenAcceptedVersion
     const v2Only = verifierFor(ISS_V2, APP_ID_URI, { profile: 'entra' });
     await assert.rejects(
       v2Only.verify(await idp.sign(user(), { typ: 'JWT' }), { audience: 'gateway' }),
-      (error: unknown) => refusedWith(TokenUntrustedIssuerError.code)(error) && (error as Error).message.includes(ISS_V1),
+      (error: unknown) =>
+        refusedWith(TokenUntrustedIssuerError.code)(error) && (error as Error).message.includes(ISS_V1),
     );
   });
 
-  it('refuses a v1.0 token for another resource (its aud is what the client asked for), and one whose tid is not the issuer\'s tenant', async () => {
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: '6e74172b-be56-4843-9ff4-e66a39bb12e3' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), tid: 'f8cdef31-a31e-4b4a-93e4-5f571e91255a' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenMalformedError.code));
+  it("refuses a v1.0 token for another resource (its aud is what the client asked for), and one whose tid is not the issuer's tenant", async () => {
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), aud: '6e74172b-be56-4843-9ff4-e66a39bb12e3' }, { typ: 'JWT' }), {
+        audience: 'gateway',
+      }),
+      refusedWith(TokenWrongAudienceError.code),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), tid: 'f8cdef31-a31e-4b4a-93e4-5f571e91255a' }, { typ: 'JWT' }), {
+        audience: 'gateway',
+      }),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 });
 
@@ -233,16 +326,37 @@ describe('okta preset (custom authorization server)', () => {
 
   it('reads a client-credentials token (sub is the client) as a service', async () => {
     const { uid: _uid, auth_time: _at, ...rest } = user();
-    const verified = await verifier.verify(await idp.sign({ ...rest, sub: '0oa1pcpxzwR9sBk4w4x7', scp: ['orders:read'] }, { typ: undefined }), { audience: 'gateway' });
+    const verified = await verifier.verify(
+      await idp.sign({ ...rest, sub: '0oa1pcpxzwR9sBk4w4x7', scp: ['orders:read'] }, { typ: undefined }),
+      { audience: 'gateway' },
+    );
     assert.equal(verified.user, false);
   });
 
   it('refuses its id_token, another audience, and another authorization server', async () => {
-    const idToken = { ...user(), jti: 'ID.4eAWJOCMB3SX8XewDfVR', aud: 'api://shop', amr: ['pwd'], idp: '00o1pcla5qYIREDLWCQV', nonce: 'n-0S6', at_hash: 'pp3EI5gQlypuZfmZ5I5Bhg', scp: undefined };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: 'api://default' }, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
+    const idToken = {
+      ...user(),
+      jti: 'ID.4eAWJOCMB3SX8XewDfVR',
+      aud: 'api://shop',
+      amr: ['pwd'],
+      idp: '00o1pcla5qYIREDLWCQV',
+      nonce: 'n-0S6',
+      at_hash: 'pp3EI5gQlypuZfmZ5I5Bhg',
+      scp: undefined,
+    };
+    await assert.rejects(
+      verifier.verify(await idp.sign(idToken, { typ: undefined }), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code, 'id-token'),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), aud: 'api://default' }, { typ: undefined }), { audience: 'gateway' }),
+      refusedWith(TokenWrongAudienceError.code),
+    );
     const otherServer = { ...user(), iss: 'https://dev-133337.okta.example/oauth2/ausother' };
-    await assert.rejects(verifier.verify(await idp.sign(otherServer, { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(otherServer, { typ: undefined }), { audience: 'gateway' }),
+      refusedWith(TokenUntrustedIssuerError.code),
+    );
   });
 });
 
@@ -270,28 +384,67 @@ describe('auth0 preset', () => {
 
   it('accepts its RFC 9068 profile (typ at+jwt, client_id) and maps RBAC permissions when asked', async () => {
     const rbac = verifierFor(ISS, API, { profile: 'auth0', roleScopes: { rule: 'auth0-permissions' } });
-    const verified = await rbac.verify(await idp.sign({ ...user(), client_id: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL' }), { audience: 'gateway' });
+    const verified = await rbac.verify(await idp.sign({ ...user(), client_id: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL' }), {
+      audience: 'gateway',
+    });
     assert.ok(verified.scopes.has('orders:write'));
   });
 
   it('reads a machine-to-machine token (gty client-credentials) as a service', async () => {
-    const m2m = { iss: ISS, sub: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL@clients', aud: API, ...times(), gty: 'client-credentials', azp: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL', scope: 'orders:read' };
+    const m2m = {
+      iss: ISS,
+      sub: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL@clients',
+      aud: API,
+      ...times(),
+      gty: 'client-credentials',
+      azp: 'Xk3nF0pQ8sT2vY7wZ1aB4cD6eG9hJ0kL',
+      scope: 'orders:read',
+    };
     const verified = await verifier.verify(await idp.sign(m2m, { typ: 'JWT' }), { audience: 'gateway' });
     assert.equal(verified.user, false);
   });
 
   it('refuses its id_token, another audience, and another tenant', async () => {
-    const idToken = { iss: ISS, sub: 'auth0|5f7c8ec7c33c6c004bbafe82', aud: API, ...times(), nickname: 'alice', sid: 'Dq3Q', nonce: 'bXlOb25jZQ' };
-    await assert.rejects(verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code, 'id-token'));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), aud: ['https://api.other.example'] }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
-    await assert.rejects(verifier.verify(await idp.sign({ ...user(), iss: 'https://other.eu.auth0.example/' }, { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenUntrustedIssuerError.code));
+    const idToken = {
+      iss: ISS,
+      sub: 'auth0|5f7c8ec7c33c6c004bbafe82',
+      aud: API,
+      ...times(),
+      nickname: 'alice',
+      sid: 'Dq3Q',
+      nonce: 'bXlOb25jZQ',
+    };
+    await assert.rejects(
+      verifier.verify(await idp.sign(idToken, { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code, 'id-token'),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), aud: ['https://api.other.example'] }, { typ: 'JWT' }), {
+        audience: 'gateway',
+      }),
+      refusedWith(TokenWrongAudienceError.code),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...user(), iss: 'https://other.eu.auth0.example/' }, { typ: 'JWT' }), {
+        audience: 'gateway',
+      }),
+      refusedWith(TokenUntrustedIssuerError.code),
+    );
   });
 });
 
 describe('rfc9068 default profile keeps the strict rules', () => {
   const ISS = 'https://as.example.test';
   const verifier = verifierFor(ISS, 'gateway', {});
-  const token = () => ({ iss: ISS, sub: 'alice', aud: 'gateway', client_id: 'web', ...times(), jti: randomUUID(), scope: 'orders:read' });
+  const token = () => ({
+    iss: ISS,
+    sub: 'alice',
+    aud: 'gateway',
+    client_id: 'web',
+    ...times(),
+    jti: randomUUID(),
+    scope: 'orders:read',
+  });
 
   it('accepts typ at+jwt with exactly one aud', async () => {
     const verified = await verifier.verify(await idp.sign(token()), { audience: 'gateway' });
@@ -300,9 +453,18 @@ describe('rfc9068 default profile keeps the strict rules', () => {
   });
 
   it('refuses typ JWT, no typ, and an aud with two members', async () => {
-    await assert.rejects(verifier.verify(await idp.sign(token(), { typ: 'JWT' }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code));
-    await assert.rejects(verifier.verify(await idp.sign(token(), { typ: undefined }), { audience: 'gateway' }), refusedWith(TokenWrongTypError.code));
-    await assert.rejects(verifier.verify(await idp.sign({ ...token(), aud: ['gateway', 'account'] }), { audience: 'gateway' }), refusedWith(TokenWrongAudienceError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(token(), { typ: 'JWT' }), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign(token(), { typ: undefined }), { audience: 'gateway' }),
+      refusedWith(TokenWrongTypError.code),
+    );
+    await assert.rejects(
+      verifier.verify(await idp.sign({ ...token(), aud: ['gateway', 'account'] }), { audience: 'gateway' }),
+      refusedWith(TokenWrongAudienceError.code),
+    );
   });
 
   it('reads a token whose sub is its client as a service token (RFC 9068 §2.2)', async () => {
@@ -312,6 +474,9 @@ describe('rfc9068 default profile keeps the strict rules', () => {
 
   it('refuses a sub_id in an external token: only the STS qualifies a subject', async () => {
     const forged = { ...token(), sub_id: { format: 'iss_sub', iss: 'https://other-idp.test', sub: 'alice' } };
-    await assert.rejects(verifier.verify(await idp.sign(forged), { audience: 'gateway' }), refusedWith(TokenMalformedError.code));
+    await assert.rejects(
+      verifier.verify(await idp.sign(forged), { audience: 'gateway' }),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 });

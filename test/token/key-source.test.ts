@@ -12,7 +12,8 @@ import { isRocaModulus, rsaModulus } from '../../src/token/weak-rsa.ts';
 import { createSigner, type TestSigner } from '../helpers/token.ts';
 import { type JwksServer, startJwksServer } from '../helpers/jwks-server.ts';
 
-const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
+const refusedWith = (code: string, reason?: string) => (error: unknown) =>
+  isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 
 describe('remote key source', () => {
   let server: JwksServer;
@@ -42,13 +43,20 @@ describe('remote key source', () => {
 
   it('causes at most one refetch per cooldown under a flood of 10,000 unknown kids', async () => {
     server.setKeys([first.publicJwk]);
-    const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 60_000 }));
+    const keys = track(
+      createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 60_000 }),
+    );
     await waitFor(async () => keys.ready(), { what: 'keys ready', timeoutMs: 3000 });
     const before = server.hits();
-    const concurrent = Array.from({ length: 5_000 }, () => keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }));
+    const concurrent = Array.from({ length: 5_000 }, () =>
+      keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }),
+    );
     const outcomes = await Promise.allSettled(concurrent);
     for (let i = 0; i < 5_000; i++) {
-      await assert.rejects(keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }), refusedWith(TokenUnknownKidError.code));
+      await assert.rejects(
+        keys.getKey({ alg: 'ES256', kid: randomBytes(8).toString('hex') }),
+        refusedWith(TokenUnknownKidError.code),
+      );
     }
     assert.ok(outcomes.every((o) => o.status === 'rejected' && refusedWith(TokenUnknownKidError.code)(o.reason)));
     assert.ok(server.hits() - before <= 1, `expected at most one refetch, got ${server.hits() - before}`);
@@ -56,7 +64,9 @@ describe('remote key source', () => {
 
   it('picks up a rotated key on first sight of its kid', async () => {
     server.setKeys([first.publicJwk]);
-    const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 0 }));
+    const keys = track(
+      createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 0 }),
+    );
     await waitFor(async () => keys.ready(), { what: 'keys ready', timeoutMs: 3000 });
     server.setKeys([first.publicJwk, second.publicJwk]);
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k2' }));
@@ -66,7 +76,16 @@ describe('remote key source', () => {
     server.setKeys([first.publicJwk]);
     server.setMode('up');
     let clock = Date.now();
-    const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 0, maxStaleMs: 60_000, now: () => clock }));
+    const keys = track(
+      createRemoteKeySource({
+        issuer: server.url,
+        jwksUri: `${server.url}/jwks`,
+        dispatcher,
+        cooldownMs: 0,
+        maxStaleMs: 60_000,
+        now: () => clock,
+      }),
+    );
     await waitFor(async () => keys.ready(), { what: 'keys ready', timeoutMs: 3000 });
     server.setMode('down');
     await keys.refresh();
@@ -74,7 +93,10 @@ describe('remote key source', () => {
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k1' }));
     await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k9' }), refusedWith(TokenUnknownKidError.code));
     clock += 31_000;
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenIssuerUnavailableError.code, 'jwks'));
+    await assert.rejects(
+      keys.getKey({ alg: 'ES256', kid: 'k1' }),
+      refusedWith(TokenIssuerUnavailableError.code, 'jwks'),
+    );
     assert.equal(keys.ready(), false);
     server.setMode('up');
     assert.ok(await keys.getKey({ alg: 'ES256', kid: 'k1' }));
@@ -84,7 +106,9 @@ describe('remote key source', () => {
   it('keeps the last good keys when the endpoint sends garbage, an oversized body, or a set with private keys', async () => {
     server.setKeys([first.publicJwk]);
     server.setMode('up');
-    const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 0 }));
+    const keys = track(
+      createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, cooldownMs: 0 }),
+    );
     await waitFor(async () => keys.ready(), { what: 'keys ready', timeoutMs: 3000 });
     server.setMode('garbage');
     await keys.refresh();
@@ -99,9 +123,20 @@ describe('remote key source', () => {
 
   it('fails with KEYS_UNAVAILABLE, bounded in time, when the endpoint never answers', async () => {
     server.setMode('slow');
-    const keys = track(createRemoteKeySource({ issuer: server.url, jwksUri: `${server.url}/jwks`, dispatcher, timeoutMs: 200, cooldownMs: 0 }));
+    const keys = track(
+      createRemoteKeySource({
+        issuer: server.url,
+        jwksUri: `${server.url}/jwks`,
+        dispatcher,
+        timeoutMs: 200,
+        cooldownMs: 0,
+      }),
+    );
     const started = Date.now();
-    await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'k1' }), refusedWith(TokenIssuerUnavailableError.code, 'jwks'));
+    await assert.rejects(
+      keys.getKey({ alg: 'ES256', kid: 'k1' }),
+      refusedWith(TokenIssuerUnavailableError.code, 'jwks'),
+    );
     assert.ok(Date.now() - started < 1500);
     assert.equal(keys.ready(), false);
     server.setMode('up');
@@ -159,7 +194,10 @@ describe('issuer discovery (RFC 8414, OpenID Connect Discovery)', () => {
       'https://idp.example/.well-known/oauth-authorization-server/realms/shop',
       'https://idp.example/realms/shop/.well-known/openid-configuration',
     ]);
-    assert.deepEqual(discoveryUrls('https://idp.example/'), ['https://idp.example/.well-known/oauth-authorization-server', 'https://idp.example/.well-known/openid-configuration']);
+    assert.deepEqual(discoveryUrls('https://idp.example/'), [
+      'https://idp.example/.well-known/oauth-authorization-server',
+      'https://idp.example/.well-known/openid-configuration',
+    ]);
   });
 
   it('falls back to OpenID Connect Discovery, and refuses a document naming another issuer', async () => {
@@ -182,12 +220,18 @@ describe('issuer discovery (RFC 8414, OpenID Connect Discovery)', () => {
     try {
       claimed = issuer;
       assert.equal(await discoverJwksUri(issuer, { timeoutMs: 2_000, maxBytes: 65_536 }), `${server.url}/certs`);
-      assert.deepEqual(server.seen.slice(0, 2).map((r) => r.url), ['/.well-known/oauth-authorization-server/realms/shop', '/realms/shop/.well-known/openid-configuration']);
+      assert.deepEqual(
+        server.seen.slice(0, 2).map((r) => r.url),
+        ['/.well-known/oauth-authorization-server/realms/shop', '/realms/shop/.well-known/openid-configuration'],
+      );
       // A metadata document for another realm (or a look-alike host) must not hand over its keys (RFC 8414 §3.3).
       claimed = `${server.url}/realms/other`;
       await assert.rejects(discoverJwksUri(issuer, { timeoutMs: 2_000, maxBytes: 65_536 }), /expected issuer/);
       const keys = createRemoteKeySource({ issuer, discovery: true, cooldownMs: 0 });
-      await assert.rejects(keys.getKey({ alg: 'ES256', kid: 'kc' }), refusedWith(TokenIssuerUnavailableError.code, 'jwks'));
+      await assert.rejects(
+        keys.getKey({ alg: 'ES256', kid: 'kc' }),
+        refusedWith(TokenIssuerUnavailableError.code, 'jwks'),
+      );
       keys.close();
     } finally {
       await closeServer(server.server);

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { isTokenError, TokenAlgNotAllowedError, TokenMalformedError, TokenTooLargeError, TokenWrongTypError } from '../../src/token/errors.ts';
+import {
+  isTokenError,
+  TokenAlgNotAllowedError,
+  TokenMalformedError,
+  TokenTooLargeError,
+  TokenWrongTypError,
+} from '../../src/token/errors.ts';
 import { isCanonicalBase64url, preparseToken } from '../../src/token/preparse.ts';
 import { hasDuplicateMember, parseJsonObject } from '../../src/token/strict-json.ts';
 import { segment } from '../helpers/token.ts';
@@ -33,8 +39,14 @@ describe('token preparse', () => {
   });
 
   it('refuses anything but three non-empty segments', () => {
-    assert.throws(() => preparseToken(`${segment(header)}.${segment(payload)}`, options), refusedWith(TokenMalformedError.code));
-    assert.throws(() => preparseToken(`${segment(header)}.${segment(payload)}.`, options), refusedWith(TokenMalformedError.code));
+    assert.throws(
+      () => preparseToken(`${segment(header)}.${segment(payload)}`, options),
+      refusedWith(TokenMalformedError.code),
+    );
+    assert.throws(
+      () => preparseToken(`${segment(header)}.${segment(payload)}.`, options),
+      refusedWith(TokenMalformedError.code),
+    );
     assert.throws(() => preparseToken(`${token()}.x.y`, options), refusedWith(TokenMalformedError.code));
   });
 
@@ -47,19 +59,34 @@ describe('token preparse', () => {
 
   it('refuses alg none in any spelling and algorithms outside the allow-list', () => {
     for (const alg of ['none', 'None', 'NONE', 'HS256', 'ES512']) {
-      assert.throws(() => preparseToken(token({ ...header, alg }), options), refusedWith(TokenAlgNotAllowedError.code), alg);
+      assert.throws(
+        () => preparseToken(token({ ...header, alg }), options),
+        refusedWith(TokenAlgNotAllowedError.code),
+        alg,
+      );
     }
   });
 
   it('refuses crit and b64 header parameters', () => {
-    assert.throws(() => preparseToken(token({ ...header, crit: ['exp'] }), options), refusedWith(TokenMalformedError.code));
-    assert.throws(() => preparseToken(token({ ...header, b64: false }), options), refusedWith(TokenMalformedError.code));
+    assert.throws(
+      () => preparseToken(token({ ...header, crit: ['exp'] }), options),
+      refusedWith(TokenMalformedError.code),
+    );
+    assert.throws(
+      () => preparseToken(token({ ...header, b64: false }), options),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 
   it('requires typ at+jwt, case-insensitively and with or without application/', () => {
-    for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/At+Jwt']) preparseToken(token({ ...header, typ }), options);
+    for (const typ of ['at+jwt', 'AT+JWT', 'application/at+jwt', 'Application/At+Jwt'])
+      preparseToken(token({ ...header, typ }), options);
     for (const typ of ['JWT', 'jwt', 'application/jwt', 'at+jwt2', undefined, 7]) {
-      assert.throws(() => preparseToken(token({ ...header, typ }), options), refusedWith(TokenWrongTypError.code), String(typ));
+      assert.throws(
+        () => preparseToken(token({ ...header, typ }), options),
+        refusedWith(TokenWrongTypError.code),
+        String(typ),
+      );
     }
   });
 
@@ -78,7 +105,10 @@ describe('token preparse', () => {
 
   it('refuses invalid UTF-8 in the claims set', () => {
     const bad = Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]).toString('base64url');
-    assert.throws(() => preparseToken(`${segment(header)}.${bad}.${sig}`, options), refusedWith(TokenMalformedError.code));
+    assert.throws(
+      () => preparseToken(`${segment(header)}.${bad}.${sig}`, options),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 
   it('only ever throws token errors, whatever the input (property)', () => {
@@ -97,12 +127,15 @@ describe('token preparse', () => {
 
   it('finds duplicate members exactly when JSON.parse would silently drop one (property)', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c', '\\u0061'), fc.jsonValue({ maxDepth: 2 })), { maxLength: 5 }), (members) => {
-        const text = '{' + members.map(([k, v]) => `"${k}":${JSON.stringify(v)}`).join(',') + '}';
-        const names = members.map(([k]) => (k === '\\u0061' ? 'a' : k));
-        const duplicated = new Set(names).size !== names.length;
-        return hasDuplicateMember(text) === duplicated;
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c', '\\u0061'), fc.jsonValue({ maxDepth: 2 })), { maxLength: 5 }),
+        (members) => {
+          const text = '{' + members.map(([k, v]) => `"${k}":${JSON.stringify(v)}`).join(',') + '}';
+          const names = members.map(([k]) => (k === '\\u0061' ? 'a' : k));
+          const duplicated = new Set(names).size !== names.length;
+          return hasDuplicateMember(text) === duplicated;
+        },
+      ),
     );
   });
 

@@ -1,14 +1,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { isTokenError, TokenActInvalidError, TokenAlgNotAllowedError, TokenBadSignatureError, TokenExpiredError, TokenIssuerUnavailableError, TokenMalformedError, TokenNotYetValidError, TokenUnknownKidError, TokenUntrustedIssuerError, TokenWrongAudienceError } from '../../src/token/errors.ts';
+import {
+  isTokenError,
+  TokenActInvalidError,
+  TokenAlgNotAllowedError,
+  TokenBadSignatureError,
+  TokenExpiredError,
+  TokenIssuerUnavailableError,
+  TokenMalformedError,
+  TokenNotYetValidError,
+  TokenUnknownKidError,
+  TokenUntrustedIssuerError,
+  TokenWrongAudienceError,
+} from '../../src/token/errors.ts';
 import { createLocalKeySource, type KeySource } from '../../src/token/key-source.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createSigner, meshClaims, nowSec, segment } from '../helpers/token.ts';
 
 const MESH = 'https://sts.mesh.test';
 const IDP = 'https://idp.example.test';
-const refusedWith = (code: string, reason?: string) => (error: unknown) => isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
+const refusedWith = (code: string, reason?: string) => (error: unknown) =>
+  isTokenError(error) && error.code === code && (reason === undefined || error.reason === reason);
 
 const mesh = await createSigner('mesh-1');
 const idp = await createSigner('idp-1', 'RS256');
@@ -22,7 +35,9 @@ const verifier = createAccessTokenVerifier({
 
 describe('access token verifier', () => {
   it('accepts a mesh token and reads its chain, scopes and identity', async () => {
-    const verified = await verifier.verify(await mesh.sign(meshClaims(MESH, 'payments', ['gateway', 'orders'])), { audience: 'payments' });
+    const verified = await verifier.verify(await mesh.sign(meshClaims(MESH, 'payments', ['gateway', 'orders'])), {
+      audience: 'payments',
+    });
     assert.deepEqual(verified.chain, ['gateway', 'orders']);
     assert.equal(verified.subject, 'alice');
     assert.equal(verified.user, true);
@@ -77,7 +92,10 @@ describe('access token verifier', () => {
   it('refuses a token without exp', async () => {
     const claims = meshClaims(MESH, 'orders', ['gateway']);
     delete claims.exp;
-    await assert.rejects(verifier.verify(await mesh.sign(claims), { audience: 'orders' }), refusedWith(TokenMalformedError.code));
+    await assert.rejects(
+      verifier.verify(await mesh.sign(claims), { audience: 'orders' }),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 
   it('refuses nbf or iat in the future beyond the tolerance', async () => {
@@ -100,19 +118,30 @@ describe('access token verifier', () => {
     const token = await mesh.sign(meshClaims(MESH, 'orders', ['gateway']));
     const [h, p] = token.split('.') as [string, string];
     const zero = Buffer.alloc(64).toString('base64url');
-    await assert.rejects(verifier.verify(`${h}.${p}.${zero}`, { audience: 'orders' }), refusedWith(TokenBadSignatureError.code));
+    await assert.rejects(
+      verifier.verify(`${h}.${p}.${zero}`, { audience: 'orders' }),
+      refusedWith(TokenBadSignatureError.code),
+    );
   });
 
   it('refuses HS256 signed with the public key as the secret (algorithm confusion)', async () => {
     const secret = Buffer.from(JSON.stringify(mesh.publicJwk));
-    const token = await new SignJWT(meshClaims(MESH, 'orders', ['gateway'])).setProtectedHeader({ alg: 'HS256', kid: 'mesh-1', typ: 'at+jwt' }).sign(secret);
+    const token = await new SignJWT(meshClaims(MESH, 'orders', ['gateway']))
+      .setProtectedHeader({ alg: 'HS256', kid: 'mesh-1', typ: 'at+jwt' })
+      .sign(secret);
     await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith(TokenAlgNotAllowedError.code));
   });
 
   it('never uses a key embedded in the header', async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     const token = await new SignJWT(meshClaims(MESH, 'orders', ['gateway']))
-      .setProtectedHeader({ alg: 'ES256', kid: 'mesh-1', typ: 'at+jwt', jwk: await exportJWK(publicKey), jku: 'http://127.0.0.1:1/jwks' })
+      .setProtectedHeader({
+        alg: 'ES256',
+        kid: 'mesh-1',
+        typ: 'at+jwt',
+        jwk: await exportJWK(publicKey),
+        jku: 'http://127.0.0.1:1/jwks',
+      })
       .sign(privateKey);
     await assert.rejects(verifier.verify(token, { audience: 'orders' }), refusedWith(TokenBadSignatureError.code));
   });
@@ -131,13 +160,28 @@ describe('access token verifier', () => {
     const noClient = meshClaims(MESH, 'orders', ['gateway']);
     delete noClient.client_id;
     delete noClient.act;
-    await assert.rejects(verifier.verify(await mesh.sign(noClient), { audience: 'orders' }), refusedWith(TokenActInvalidError.code));
+    await assert.rejects(
+      verifier.verify(await mesh.sign(noClient), { audience: 'orders' }),
+      refusedWith(TokenActInvalidError.code),
+    );
     const noType = meshClaims(MESH, 'orders', ['gateway'], { sub_type: undefined });
-    await assert.rejects(verifier.verify(await mesh.sign(noType), { audience: 'orders' }), refusedWith(TokenMalformedError.code));
+    await assert.rejects(
+      verifier.verify(await mesh.sign(noType), { audience: 'orders' }),
+      refusedWith(TokenMalformedError.code),
+    );
   });
 
   it('accepts an external user token at its configured audience, with an empty chain', async () => {
-    const token = await idp.sign({ iss: IDP, sub: 'alice', aud: 'api://shop', exp: nowSec() + 60, iat: nowSec(), scp: ['orders:read'], acr: 'urn:mfa', auth_time: 5 });
+    const token = await idp.sign({
+      iss: IDP,
+      sub: 'alice',
+      aud: 'api://shop',
+      exp: nowSec() + 60,
+      iat: nowSec(),
+      scp: ['orders:read'],
+      acr: 'urn:mfa',
+      auth_time: 5,
+    });
     const verified = await verifier.verify(token, { audience: 'gateway' });
     assert.equal(verified.kind, 'external');
     assert.equal(verified.user, true);
@@ -149,17 +193,37 @@ describe('access token verifier', () => {
 
   it('reads cnf.x5t#S256 (RFC 8705 §3.1) and refuses a cnf it cannot check', async () => {
     const thumbprint = 'q'.repeat(43);
-    const bound = await verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf: { 'x5t#S256': thumbprint } })), { audience: 'orders' });
+    const bound = await verifier.verify(
+      await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf: { 'x5t#S256': thumbprint } })),
+      { audience: 'orders' },
+    );
     assert.equal(bound.confirmation, thumbprint);
-    const unbound = await verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' });
+    const unbound = await verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), {
+      audience: 'orders',
+    });
     assert.equal(unbound.confirmation, undefined);
-    for (const cnf of [{ jkt: thumbprint }, { 'x5t#S256': 'short' }, { 'x5t#S256': thumbprint, jkt: thumbprint }, 'x5t', [thumbprint]]) {
-      await assert.rejects(verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf })), { audience: 'orders' }), refusedWith(TokenMalformedError.code, 'cnf'));
+    for (const cnf of [
+      { jkt: thumbprint },
+      { 'x5t#S256': 'short' },
+      { 'x5t#S256': thumbprint, jkt: thumbprint },
+      'x5t',
+      [thumbprint],
+    ]) {
+      await assert.rejects(
+        verifier.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'], { cnf })), { audience: 'orders' }),
+        refusedWith(TokenMalformedError.code, 'cnf'),
+      );
     }
   });
 
   it('refuses an external token that claims an act chain', async () => {
-    const token = await idp.sign({ iss: IDP, sub: 'alice', aud: 'api://shop', exp: nowSec() + 60, act: { sub: 'gateway' } });
+    const token = await idp.sign({
+      iss: IDP,
+      sub: 'alice',
+      aud: 'api://shop',
+      exp: nowSec() + 60,
+      act: { sub: 'gateway' },
+    });
     await assert.rejects(verifier.verify(token, { audience: 'gateway' }), refusedWith(TokenActInvalidError.code));
   });
 
@@ -172,8 +236,15 @@ describe('access token verifier', () => {
       refresh: async () => {},
       close: () => {},
     };
-    const v = createAccessTokenVerifier({ issuers: [{ issuer: MESH, keys: unavailable, kind: 'mesh' }], maxActDepth: 4 });
-    await assert.rejects(v.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' }), (e: unknown) => refusedWith(TokenIssuerUnavailableError.code, 'jwks')(e) && (e as { status: number }).status === 503);
+    const v = createAccessTokenVerifier({
+      issuers: [{ issuer: MESH, keys: unavailable, kind: 'mesh' }],
+      maxActDepth: 4,
+    });
+    await assert.rejects(
+      v.verify(await mesh.sign(meshClaims(MESH, 'orders', ['gateway'])), { audience: 'orders' }),
+      (e: unknown) =>
+        refusedWith(TokenIssuerUnavailableError.code, 'jwks')(e) && (e as { status: number }).status === 503,
+    );
   });
 
   it('never puts the token into an error message', async () => {

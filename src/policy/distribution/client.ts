@@ -19,8 +19,6 @@ import { createPolicyHolder, type PolicySource } from './source.ts';
 import { POLICY_CLIENT_DEFAULTS } from './config.ts';
 import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicyStaleError } from './errors.ts';
 
-
-
 export interface PolicyClientOptions {
   /** The policy server's base URL (`http://policy:7100`) or the full `/v1/callgraph` URL. */
   readonly url: string;
@@ -88,7 +86,10 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
         ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
       });
     } catch (error) {
-      throw new PolicyServerUnavailableError(`expected an answer from ${endpoint}, got ${describeNetworkError(error)}`, { cause: error, reason: networkCode(error) });
+      throw new PolicyServerUnavailableError(
+        `expected an answer from ${endpoint}, got ${describeNetworkError(error)}`,
+        { cause: error, reason: networkCode(error) },
+      );
     }
     if (response.statusCode === 304) {
       await response.body.dump();
@@ -106,18 +107,31 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
     const ageSeconds = now() / 1000 - payload.issuedAt;
     // A document from the future would outlive any maximum age; one minute of clock skew is allowed.
     if (options.maxAgeSeconds !== undefined && (ageSeconds > options.maxAgeSeconds || ageSeconds < -60)) {
-      throw new PolicyStaleError(`expected a policy issued within the last ${options.maxAgeSeconds} s, got one issued ${Math.round(ageSeconds)} s ago (version ${payload.version})`, { reason: 'age' });
+      throw new PolicyStaleError(
+        `expected a policy issued within the last ${options.maxAgeSeconds} s, got one issued ${Math.round(ageSeconds)} s ago (version ${payload.version})`,
+        { reason: 'age' },
+      );
     }
-    if (seen !== undefined && payload.version === seen.version && payload.digest === seen.digest && payload.issuedAt >= seen.issuedAt) {
+    if (
+      seen !== undefined &&
+      payload.version === seen.version &&
+      payload.digest === seen.digest &&
+      payload.issuedAt >= seen.issuedAt
+    ) {
       // The same version re-signed: only its age is new. Nothing to compile or announce.
       remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
       if (holder.current() !== undefined) return 'not-modified';
     } else if (seen !== undefined && payload.version <= seen.version) {
-      throw new PolicyStaleError(`expected a version above ${seen.version}, got ${payload.version}`, { reason: 'version' });
+      throw new PolicyStaleError(`expected a version above ${seen.version}, got ${payload.version}`, {
+        reason: 'version',
+      });
     }
     const compiled = compilePolicy(policyFromJSON(payload.policy));
     if (compiled.digest !== payload.digest) {
-      throw new PolicyDocumentMalformedError(`expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`, { reason: 'digest' });
+      throw new PolicyDocumentMalformedError(
+        `expected the signed digest ${payload.digest} to match the policy's own, got ${compiled.digest}`,
+        { reason: 'digest' },
+      );
     }
     remember({ version: payload.version, digest: payload.digest, issuedAt: payload.issuedAt });
     holder.accept(compiled, payload.version, { ageSeconds: Math.max(0, Math.round(now() / 1000 - payload.issuedAt)) });
@@ -149,14 +163,31 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
 
   const report = (error: unknown): void => {
     // Every failure of a fetch is classified where it happens; anything else is a bug, and its message stays in the log.
-    lastError = { code: isBatonError(error) ? error.code : InternalError.code, reason: isBatonError(error) ? error.reason : undefined, message: error instanceof Error ? error.message : String(error) };
-    const problems = error instanceof PolicyInvalidError ? error.problems.filter((p) => p.severity === 'error').map(formatProblem) : undefined;
+    lastError = {
+      code: isBatonError(error) ? error.code : InternalError.code,
+      reason: isBatonError(error) ? error.reason : undefined,
+      message: error instanceof Error ? error.message : String(error),
+    };
+    const problems =
+      error instanceof PolicyInvalidError
+        ? error.problems.filter((p) => p.severity === 'error').map(formatProblem)
+        : undefined;
     lastProblem = `${lastError.code}${lastError.reason === undefined ? '' : ` (${lastError.reason})`}: ${problems?.[0] ?? lastError.message}`;
     const unavailable = error instanceof PolicyServerUnavailableError;
     logger[unavailable ? 'warn' : 'error'](
-      { code: lastError.code, reason: lastError.reason, err: lastError.message, problems, failures, version: holder.version(), digest: holder.current()?.digest },
+      {
+        code: lastError.code,
+        reason: lastError.reason,
+        err: lastError.message,
+        problems,
+        failures,
+        version: holder.version(),
+        digest: holder.current()?.digest,
+      },
       unavailable
-        ? holder.current() === undefined ? 'policy server unavailable; no policy yet, not ready' : 'policy server unavailable; keeping the last good policy'
+        ? holder.current() === undefined
+          ? 'policy server unavailable; no policy yet, not ready'
+          : 'policy server unavailable; keeping the last good policy'
         : 'policy refused; keeping the last good policy',
     );
   };
@@ -184,7 +215,8 @@ export function createPolicyClient(options: PolicyClientOptions): PolicyClient {
 
 function callgraphUrl(url: string): string {
   const parsed = new URL(url);
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`expected an http(s) policy server URL, got ${parsed.protocol}`);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new TypeError(`expected an http(s) policy server URL, got ${parsed.protocol}`);
   if (!parsed.pathname.endsWith(CALLGRAPH_PATH)) parsed.pathname = parsed.pathname.replace(/\/$/, '') + CALLGRAPH_PATH;
   parsed.search = '';
   return parsed.toString();
@@ -214,9 +246,13 @@ async function readLimited(body: Dispatcher.ResponseData['body'], maxBytes: numb
   try {
     return await readBoundedText(body, maxBytes);
   } catch (error) {
-    if (error instanceof BodyTooLargeError) throw new PolicyDocumentMalformedError(`expected a signed policy of at most ${maxBytes} bytes, got more`);
+    if (error instanceof BodyTooLargeError)
+      throw new PolicyDocumentMalformedError(`expected a signed policy of at most ${maxBytes} bytes, got more`);
     // The answer broke off (a reset, a body timeout): the server did not answer, and node's code says how.
-    throw new PolicyServerUnavailableError(`expected the whole answer, got ${describeNetworkError(error)}`, { cause: error, reason: networkCode(error) });
+    throw new PolicyServerUnavailableError(`expected the whole answer, got ${describeNetworkError(error)}`, {
+      cause: error,
+      reason: networkCode(error),
+    });
   }
 }
 

@@ -29,12 +29,22 @@ export function createPolicyStateFile(path: string, logger: Logger): PolicyState
       try {
         text = readFileSync(path, 'utf8');
       } catch (error) {
-        if ((error as { code?: unknown }).code !== 'ENOENT') logger.warn({ event: 'policy_state_unreadable', path, code: (error as { code?: unknown }).code }, 'policy state file unreadable; starting without it');
+        if ((error as { code?: unknown }).code !== 'ENOENT')
+          logger.warn(
+            { event: 'policy_state_unreadable', path, code: (error as { code?: unknown }).code },
+            'policy state file unreadable; starting without it',
+          );
         return undefined;
       }
       try {
         const { version, digest, issuedAt } = JSON.parse(text) as Record<string, unknown>;
-        if (typeof version === 'number' && Number.isSafeInteger(version) && typeof digest === 'string' && typeof issuedAt === 'number') return { version, digest, issuedAt };
+        if (
+          typeof version === 'number' &&
+          Number.isSafeInteger(version) &&
+          typeof digest === 'string' &&
+          typeof issuedAt === 'number'
+        )
+          return { version, digest, issuedAt };
       } catch {
         // fall through
       }
@@ -49,7 +59,10 @@ export function createPolicyStateFile(path: string, logger: Logger): PolicyState
         renameSync(temporary, path);
       } catch (error) {
         // Losing the state costs only the restart protection; the policy itself is fine.
-        logger.warn({ event: 'policy_state_unwritable', path, code: (error as { code?: unknown }).code }, 'policy state file not written');
+        logger.warn(
+          { event: 'policy_state_unwritable', path, code: (error as { code?: unknown }).code },
+          'policy state file not written',
+        );
       }
     },
   };

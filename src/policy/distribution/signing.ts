@@ -7,7 +7,14 @@
  * (RFC 8725 §3.11), and the algorithm is pinned by the key, never read from
  * the header (RFC 8725 §3.1).
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, type webcrypto } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  type webcrypto,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { CompactSign, compactVerify } from 'jose';
 import { PolicyDocumentMalformedError, PolicySignatureError, PolicySigningKeyError } from './errors.ts';
@@ -18,7 +25,6 @@ export const POLICY_JWS_TYP = 'baton-callgraph+jwt';
 export const POLICY_MEDIA_TYPE = 'application/jose';
 export const POLICY_ALGORITHMS = ['ES256', 'EdDSA'] as const;
 export type PolicyAlgorithm = (typeof POLICY_ALGORITHMS)[number];
-
 
 export interface PolicySigningKey {
   readonly alg: PolicyAlgorithm;
@@ -56,9 +62,13 @@ export function importPolicySigningKey(pem: string | KeyObject): PolicySigningKe
   try {
     privateKey = typeof pem === 'string' ? createPrivateKey({ key: pem, format: 'pem' }) : pem;
   } catch (error) {
-    throw new PolicySigningKeyError('expected a PKCS#8 PEM private key (ES256 or EdDSA), got text that does not parse as one', { cause: error });
+    throw new PolicySigningKeyError(
+      'expected a PKCS#8 PEM private key (ES256 or EdDSA), got text that does not parse as one',
+      { cause: error },
+    );
   }
-  if (privateKey.type !== 'private') throw new PolicySigningKeyError(`expected a private key, got a ${privateKey.type} key`);
+  if (privateKey.type !== 'private')
+    throw new PolicySigningKeyError(`expected a private key, got a ${privateKey.type} key`);
   const publicKey = createPublicKey(privateKey);
   const alg = algorithmOf(publicKey, PolicySigningKeyError);
   return { alg, kid: thumbprint(publicKey), privateKey, publicKey };
@@ -79,9 +89,13 @@ export function importPolicyVerificationKey(key: string | KeyObject): PolicyVeri
       publicKey = key.type === 'private' ? createPublicKey(key) : key;
     }
   } catch (error) {
-    throw new PolicySigningKeyError('expected an SPKI PEM public key (ES256 or EdDSA) or the path of a file holding one', { cause: error });
+    throw new PolicySigningKeyError(
+      'expected an SPKI PEM public key (ES256 or EdDSA) or the path of a file holding one',
+      { cause: error },
+    );
   }
-  if (publicKey.type !== 'public') throw new PolicySigningKeyError(`expected a public key, got a ${publicKey.type} key`);
+  if (publicKey.type !== 'public')
+    throw new PolicySigningKeyError(`expected a public key, got a ${publicKey.type} key`);
   const alg = algorithmOf(publicKey, PolicySigningKeyError);
   return { alg, kid: thumbprint(publicKey), publicKey };
 }
@@ -107,23 +121,37 @@ export async function verifyPolicy(jws: string, key: PolicyVerificationKey): Pro
     verified = await compactVerify(jws, key.publicKey, { algorithms: [key.alg] });
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if (code === 'ERR_JWS_INVALID') throw new PolicyDocumentMalformedError('expected a compact JWS, got one that does not decode', { cause: error });
-    const seen = code === 'ERR_JOSE_ALG_NOT_ALLOWED' ? `a document signed with another algorithm than ${key.alg}` : 'a signature that does not verify with it';
-    throw new PolicySignatureError(`expected a policy signed with the configured key (kid ${key.kid}), got ${seen}`, { cause: error });
+    if (code === 'ERR_JWS_INVALID')
+      throw new PolicyDocumentMalformedError('expected a compact JWS, got one that does not decode', { cause: error });
+    const seen =
+      code === 'ERR_JOSE_ALG_NOT_ALLOWED'
+        ? `a document signed with another algorithm than ${key.alg}`
+        : 'a signature that does not verify with it';
+    throw new PolicySignatureError(`expected a policy signed with the configured key (kid ${key.kid}), got ${seen}`, {
+      cause: error,
+    });
   }
   const { protectedHeader } = verified;
   // RFC 8725 §3.11: explicit typing, so no other JWS made with this key passes as a policy.
   if (protectedHeader.typ !== POLICY_JWS_TYP) {
-    throw new PolicySignatureError(`expected typ ${POLICY_JWS_TYP}, got ${JSON.stringify(String(protectedHeader.typ ?? '(none)').slice(0, 40))}`);
+    throw new PolicySignatureError(
+      `expected typ ${POLICY_JWS_TYP}, got ${JSON.stringify(String(protectedHeader.typ ?? '(none)').slice(0, 40))}`,
+    );
   }
-  if (protectedHeader.crit !== undefined) throw new PolicySignatureError('expected no crit header parameters, got some');
+  if (protectedHeader.crit !== undefined)
+    throw new PolicySignatureError('expected no crit header parameters, got some');
   let payload: unknown;
   try {
     payload = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(verified.payload));
   } catch (error) {
-    throw new PolicyDocumentMalformedError('expected a JSON payload, got bytes that do not parse as JSON', { cause: error });
+    throw new PolicyDocumentMalformedError('expected a JSON payload, got bytes that do not parse as JSON', {
+      cause: error,
+    });
   }
-  return { payload: checkPayload(payload), kid: typeof protectedHeader.kid === 'string' ? protectedHeader.kid : undefined };
+  return {
+    payload: checkPayload(payload),
+    kid: typeof protectedHeader.kid === 'string' ? protectedHeader.kid : undefined,
+  };
 }
 
 function checkPayload(payload: unknown): SignedPolicyPayload {
@@ -134,9 +162,12 @@ function checkPayload(payload: unknown): SignedPolicyPayload {
   if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 1) {
     throw new PolicyDocumentMalformedError('expected version to be a positive integer');
   }
-  if (typeof digest !== 'string' || digest.length === 0 || digest.length > 128) throw new PolicyDocumentMalformedError('expected digest to be a non-empty string');
-  if (typeof issuedAt !== 'number' || !Number.isFinite(issuedAt)) throw new PolicyDocumentMalformedError('expected issuedAt to be a number (epoch seconds)');
-  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) throw new PolicyDocumentMalformedError('expected policy to be a JSON object');
+  if (typeof digest !== 'string' || digest.length === 0 || digest.length > 128)
+    throw new PolicyDocumentMalformedError('expected digest to be a non-empty string');
+  if (typeof issuedAt !== 'number' || !Number.isFinite(issuedAt))
+    throw new PolicyDocumentMalformedError('expected issuedAt to be a number (epoch seconds)');
+  if (typeof policy !== 'object' || policy === null || Array.isArray(policy))
+    throw new PolicyDocumentMalformedError('expected policy to be a JSON object');
   return { version, digest, issuedAt, policy };
 }
 
@@ -160,14 +191,19 @@ export function generatePolicySigningKey(alg: PolicyAlgorithm = 'ES256'): Genera
 
 function algorithmOf(publicKey: KeyObject, ErrorClass: typeof PolicySigningKeyError): PolicyAlgorithm {
   if (publicKey.asymmetricKeyType === 'ed25519') return 'EdDSA';
-  if (publicKey.asymmetricKeyType === 'ec' && publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
-  const seen = publicKey.asymmetricKeyType === 'ec' ? `an EC key on ${publicKey.asymmetricKeyDetails?.namedCurve ?? 'another curve'}` : `a ${publicKey.asymmetricKeyType ?? 'symmetric'} key`;
+  if (publicKey.asymmetricKeyType === 'ec' && publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1')
+    return 'ES256';
+  const seen =
+    publicKey.asymmetricKeyType === 'ec'
+      ? `an EC key on ${publicKey.asymmetricKeyDetails?.namedCurve ?? 'another curve'}`
+      : `a ${publicKey.asymmetricKeyType ?? 'symmetric'} key`;
   throw new ErrorClass(`expected a P-256 (ES256) or Ed25519 (EdDSA) key, got ${seen}`);
 }
 
 /** RFC 7638 §3: the required members only, in lexicographic order, no whitespace. */
 function thumbprint(publicKey: KeyObject): string {
   const jwk: webcrypto.JsonWebKey = publicKey.export({ format: 'jwk' });
-  const required = jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x };
+  const required =
+    jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x };
   return createHash('sha256').update(JSON.stringify(required)).digest('base64url');
 }

@@ -69,7 +69,10 @@ export function createPolicyHolder(logger: Logger): PolicyHolder {
     snapshot: () => held,
     accept(next, nextVersion, details) {
       held = Object.freeze({ policy: next, version: nextVersion });
-      logger.info({ event: 'policy_updated', policyVersion: nextVersion, policy: next.name, digest: next.digest, ...details }, 'policy updated');
+      logger.info(
+        { event: 'policy_updated', policyVersion: nextVersion, policy: next.name, digest: next.digest, ...details },
+        'policy updated',
+      );
       settle();
       for (const listener of [...listeners]) {
         try {

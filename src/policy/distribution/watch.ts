@@ -16,7 +16,6 @@ import type { Logger } from 'pino';
 import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { type LoadedPolicy, loadPolicyPath } from '../language/load.ts';
 
-
 export interface PolicyWatcherOptions {
   readonly logger: Logger;
   /** Quiet time after the last event before re-reading; editors write in bursts. Default 100 ms. */
@@ -80,16 +79,22 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
   };
 
   const reportFailure = (error: unknown): void => {
-    const problems = error instanceof PolicyInvalidError ? error.problems.filter((p) => p.severity === 'error').map(formatProblem) : [];
+    const problems =
+      error instanceof PolicyInvalidError
+        ? error.problems.filter((p) => p.severity === 'error').map(formatProblem)
+        : [];
     const reason = error instanceof Error ? error.message : String(error);
     const signature = problems.join('\n') || reason;
     // One log line per distinct failure, not one per poll tick.
     if (signature === lastFailure) return;
     lastFailure = signature;
-    lastFailureSummary = problems.length > 1 ? `${problems[0]} (and ${problems.length - 1} more)` : (problems[0] ?? reason);
+    lastFailureSummary =
+      problems.length > 1 ? `${problems[0]} (and ${problems.length - 1} more)` : (problems[0] ?? reason);
     logger.error(
       { path, problems, reason, keptDigest: current?.compiled.digest },
-      current === undefined ? 'policy not loaded: no valid policy yet' : 'policy change refused: keeping the last good policy',
+      current === undefined
+        ? 'policy not loaded: no valid policy yet'
+        : 'policy change refused: keeping the last good policy',
     );
   };
 
@@ -118,12 +123,13 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
     }
   };
 
-  const poll = pollIntervalMs > 0
-    ? setInterval(() => {
-        startWatching();
-        if (fingerprintOf(path) !== fingerprint) schedule();
-      }, pollIntervalMs)
-    : undefined;
+  const poll =
+    pollIntervalMs > 0
+      ? setInterval(() => {
+          startWatching();
+          if (fingerprintOf(path) !== fingerprint) schedule();
+        }, pollIntervalMs)
+      : undefined;
   poll?.unref();
 
   reload();
@@ -156,7 +162,9 @@ export function createPolicyWatcher(path: string, options: PolicyWatcherOptions)
 function fingerprintOf(path: string): string {
   try {
     if (!isDirectory(path)) return describe(path);
-    const entries = readdirSync(path).filter((name) => !name.startsWith('..')).sort();
+    const entries = readdirSync(path)
+      .filter((name) => !name.startsWith('..'))
+      .sort();
     return [describe(path), ...entries.map((name) => describe(join(path, name)))].join('|');
   } catch (error) {
     return `error:${(error as NodeJS.ErrnoException).code ?? 'unknown'}`;

@@ -27,14 +27,27 @@ export function compilePolicy(policy: CallGraphPolicy): CompiledPolicy {
       if (targets === undefined) callees.set(rule.from, (targets = new Set()));
       targets.add(service.name);
     }
-    services.set(service.name, Object.freeze({ name: service.name, entrypointRule: entrypointRuleId(service.name), edgeRule: edgeRuleId(service.name), entrypoint: service.entrypoint, mode: service.mode, byCaller }));
+    services.set(
+      service.name,
+      Object.freeze({
+        name: service.name,
+        entrypointRule: entrypointRuleId(service.name),
+        edgeRule: edgeRuleId(service.name),
+        entrypoint: service.entrypoint,
+        mode: service.mode,
+        byCaller,
+      }),
+    );
   }
   const graph: CompiledGraph = Object.freeze({ maxDepth: policy.spec.maxDepth, mode: policy.spec.mode, services });
-  const digest = createHash('sha256').update(canonicalJSON(policyToJSON(policy))).digest('base64url');
+  const digest = createHash('sha256')
+    .update(canonicalJSON(policyToJSON(policy)))
+    .digest('base64url');
 
   const edgeScopes = (caller: string, target: string): ReadonlySet<string> => {
     const scopes = new Set<string>();
-    for (const rule of services.get(target)?.byCaller.get(caller) ?? []) for (const scope of rule.scopes?.scopes ?? []) scopes.add(scope);
+    for (const rule of services.get(target)?.byCaller.get(caller) ?? [])
+      for (const scope of rule.scopes?.scopes ?? []) scopes.add(scope);
     return scopes;
   };
   const downstreamMemo = new Map<string, ReadonlySet<string>>();

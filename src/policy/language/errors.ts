@@ -16,17 +16,30 @@ import type { PolicyProblem } from './model.ts';
  * `not_entrypoint`, …). The STS says it in RFC 8693 §2.2.2 words at its token
  * endpoint (src/sts/errors.ts).
  */
-export const PolicyDeniedError = defineError({ code: 'BATON_POLICY_DENIED', status: 403, title: 'Refused by the call-graph policy' });
+export const PolicyDeniedError = defineError({
+  code: 'BATON_POLICY_DENIED',
+  status: 403,
+  title: 'Refused by the call-graph policy',
+});
 
-const PolicyInvalidBase = defineError({ code: 'BATON_POLICY_INVALID', status: 422, title: 'Invalid call-graph policy' });
+const PolicyInvalidBase = defineError({
+  code: 'BATON_POLICY_INVALID',
+  status: 422,
+  title: 'Invalid call-graph policy',
+});
 
 export class PolicyInvalidError extends PolicyInvalidBase {
   readonly problems: readonly PolicyProblem[];
   constructor(problems: readonly PolicyProblem[]) {
     const errors = problems.filter((p) => p.severity === 'error');
     const [first] = errors;
-    const where = first === undefined ? '' : `: ${formatProblem(first)}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`;
-    super(`invalid call-graph policy${where}`, { extensions: { problems: errors.map((p) => ({ code: p.code, message: p.message, location: p.location })) } });
+    const where =
+      first === undefined
+        ? ''
+        : `: ${formatProblem(first)}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ''}`;
+    super(`invalid call-graph policy${where}`, {
+      extensions: { problems: errors.map((p) => ({ code: p.code, message: p.message, location: p.location })) },
+    });
     this.problems = problems;
   }
 }

@@ -59,19 +59,41 @@ const PASSED = -1;
 export function evaluate(graph: CompiledGraph, input: DecisionInput): Decision {
   const { chain, target } = input;
   const callee = graph.services.get(target);
-  if (callee === undefined) return deny(SPEC_SERVICES, `unknown service '${clip(target)}': not in spec.services`, 'unknown_service', graph.mode);
+  if (callee === undefined)
+    return deny(
+      SPEC_SERVICES,
+      `unknown service '${clip(target)}': not in spec.services`,
+      'unknown_service',
+      graph.mode,
+    );
   for (const caller of chain) {
-    if (!graph.services.has(caller)) return deny(SPEC_SERVICES, `unknown service '${clip(caller)}' in the chain: not in spec.services`, 'unknown_service', graph.mode);
+    if (!graph.services.has(caller))
+      return deny(
+        SPEC_SERVICES,
+        `unknown service '${clip(caller)}' in the chain: not in spec.services`,
+        'unknown_service',
+        graph.mode,
+      );
   }
   if (chain.length > graph.maxDepth) {
-    return deny(SPEC_MAX_DEPTH, `a chain of ${chain.length} callers exceeds maxDepth ${graph.maxDepth}`, 'depth_exceeded', graph.mode);
+    return deny(
+      SPEC_MAX_DEPTH,
+      `a chain of ${chain.length} callers exceeds maxDepth ${graph.maxDepth}`,
+      'depth_exceeded',
+      graph.mode,
+    );
   }
   if (chain.length === 0) return evaluateExternal(callee, input);
 
   const originName = chain[0] as string;
   const origin = graph.services.get(originName) as CompiledService;
   if (input.user && !origin.entrypoint) {
-    return deny(origin.entrypointRule, `a user chain must start at an entrypoint, got ${originName}`, 'not_entrypoint', origin.mode);
+    return deny(
+      origin.entrypointRule,
+      `a user chain must start at an entrypoint, got ${originName}`,
+      'not_entrypoint',
+      origin.mode,
+    );
   }
   const seen = new Set<string>([originName]);
   for (let i = 1; i < chain.length; i++) {
@@ -79,39 +101,73 @@ export function evaluate(graph: CompiledGraph, input: DecisionInput): Decision {
     const to = chain[i] as string;
     const hop = graph.services.get(to) as CompiledService;
     const rules = hop.byCaller.get(from);
-    if (rules === undefined) return deny(hop.edgeRule, `no rule in ${to}.accepts accepts calls from ${from} (hop ${i} of the chain)`, 'no_edge', hop.mode);
+    if (rules === undefined)
+      return deny(
+        hop.edgeRule,
+        `no rule in ${to}.accepts accepts calls from ${from} (hop ${i} of the chain)`,
+        'no_edge',
+        hop.mode,
+      );
     if (seen.has(to) && !rules.some((r) => r.allowCycles)) {
-      return deny(hop.edgeRule, `${from}→${to} closes a cycle and no rule on that edge has allowCycles`, 'cycle', hop.mode);
+      return deny(
+        hop.edgeRule,
+        `${from}→${to} closes a cycle and no rule on that edge has allowCycles`,
+        'cycle',
+        hop.mode,
+      );
     }
     seen.add(to);
   }
   const caller = chain[chain.length - 1] as string;
   const edge = `${caller}→${target}`;
   let rules = callee.byCaller.get(caller);
-  if (rules === undefined) return deny(callee.edgeRule, `no rule in ${target}.accepts accepts calls from ${caller}`, 'no_edge', callee.mode);
+  if (rules === undefined)
+    return deny(callee.edgeRule, `no rule in ${target}.accepts accepts calls from ${caller}`, 'no_edge', callee.mode);
   if (seen.has(target)) {
     rules = rules.filter((r) => r.allowCycles);
-    if (rules.length === 0) return deny(callee.edgeRule, `${edge} closes a cycle and no rule on that edge has allowCycles`, 'cycle', callee.mode);
+    if (rules.length === 0)
+      return deny(
+        callee.edgeRule,
+        `${edge} closes a cycle and no rule on that edge has allowCycles`,
+        'cycle',
+        callee.mode,
+      );
   }
   return matchRules(rules, input, originName, edge);
 }
 
 function evaluateExternal(callee: CompiledService, input: DecisionInput): Decision {
   if (!callee.entrypoint) {
-    return deny(callee.entrypointRule, `a token from an external identity provider is accepted only at an entrypoint, and ${callee.name} is not one`, 'not_entrypoint', callee.mode);
+    return deny(
+      callee.entrypointRule,
+      `a token from an external identity provider is accepted only at an entrypoint, and ${callee.name} is not one`,
+      'not_entrypoint',
+      callee.mode,
+    );
   }
   const rules = callee.byCaller.get(EXTERNAL);
   if (rules === undefined) {
-    return { allowed: true, rule: callee.entrypointRule, reason: `external token allowed at entrypoint ${callee.name}`, mode: callee.mode };
+    return {
+      allowed: true,
+      rule: callee.entrypointRule,
+      reason: `external token allowed at entrypoint ${callee.name}`,
+      mode: callee.mode,
+    };
   }
   return matchRules(rules, input, undefined, `${EXTERNAL}→${callee.name}`);
 }
 
-function matchRules(rules: readonly CompiledRule[], input: DecisionInput, origin: string | undefined, edge: string): Decision {
+function matchRules(
+  rules: readonly CompiledRule[],
+  input: DecisionInput,
+  origin: string | undefined,
+  edge: string,
+): Decision {
   const stages: number[] = [];
   for (const rule of rules) {
     const stage = failedStage(rule, input, origin);
-    if (stage === PASSED) return { allowed: true, rule: rule.id, reason: `${edge} allowed by ${rule.id}`, mode: rule.mode };
+    if (stage === PASSED)
+      return { allowed: true, rule: rule.id, reason: `${edge} allowed by ${rule.id}`, mode: rule.mode };
     stages.push(stage);
   }
   const mode = denialMode(rules, input);
@@ -155,7 +211,8 @@ function failedStage(rule: CompiledRule, input: DecisionInput, origin: string | 
   if (rule.user === 'required' ? !input.user : rule.user === 'none' && input.user) return STAGE.user;
   if (rule.methods !== undefined && input.method !== undefined && !rule.methods.has(input.method)) return STAGE.method;
   if (rule.matchesPath !== undefined && input.path !== undefined && !rule.matchesPath(input.path)) return STAGE.path;
-  if (rule.issuers !== undefined && (input.subjectIssuer === undefined || !rule.issuers.has(input.subjectIssuer))) return STAGE.issuer;
+  if (rule.issuers !== undefined && (input.subjectIssuer === undefined || !rule.issuers.has(input.subjectIssuer)))
+    return STAGE.issuer;
   if (rule.scopes !== undefined && !rule.scopes.evaluate(input.scopes)) return STAGE.scope;
   if (rule.acr !== undefined && (input.acr === undefined || !rule.acr.includes(input.acr))) return STAGE.acr;
   return PASSED;
@@ -166,7 +223,9 @@ function failureReason(rule: CompiledRule, cause: DenyCause, input: DecisionInpu
     case 'origin':
       return `the chain started at ${origin}, expected one of [${[...(rule.origins ?? [])].join(', ')}]`;
     case 'user':
-      return rule.user === 'required' ? 'a user is required, got a service-identity call' : 'only service-identity calls are accepted, got a user token';
+      return rule.user === 'required'
+        ? 'a user is required, got a service-identity call'
+        : 'only service-identity calls are accepted, got a user token';
     case 'issuer':
       return `the subject was authenticated by ${input.subjectIssuer === undefined ? '(no issuer)' : clip(input.subjectIssuer)}, expected one of [${[...(rule.issuers ?? [])].join(', ')}]`;
     case 'method':

@@ -11,7 +11,6 @@ import { PolicyInvalidError } from './errors.ts';
 import type { CallGraphPolicy, PolicyProblem } from './model.ts';
 import { parsePolicy } from './parse.ts';
 
-
 export interface LoadedPolicy {
   readonly compiled: CompiledPolicy;
   readonly policy: CallGraphPolicy;
@@ -25,7 +24,9 @@ export function loadPolicyFile(path: string): LoadedPolicy {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new PolicyInvalidError([unreadable(path, `cannot read the policy file: ${(error as NodeJS.ErrnoException).code ?? 'unknown error'}`)]);
+    throw new PolicyInvalidError([
+      unreadable(path, `cannot read the policy file: ${(error as NodeJS.ErrnoException).code ?? 'unknown error'}`),
+    ]);
   }
   const { policy, problems } = parsePolicy(text, path);
   if (policy === undefined) throw new PolicyInvalidError(problems);
@@ -42,7 +43,9 @@ export function resolvePolicyPath(fileOrDir: string): string {
   try {
     isDirectory = statSync(fileOrDir).isDirectory();
   } catch (error) {
-    throw new PolicyInvalidError([unreadable(fileOrDir, `cannot read the policy path: ${(error as NodeJS.ErrnoException).code ?? 'unknown error'}`)]);
+    throw new PolicyInvalidError([
+      unreadable(fileOrDir, `cannot read the policy path: ${(error as NodeJS.ErrnoException).code ?? 'unknown error'}`),
+    ]);
   }
   if (!isDirectory) return fileOrDir;
   // Kubernetes ConfigMap mounts add dot-prefixed bookkeeping entries (..data): skip them.
@@ -51,7 +54,10 @@ export function resolvePolicyPath(fileOrDir: string): string {
     .sort();
   if (candidates.length !== 1) {
     throw new PolicyInvalidError([
-      unreadable(fileOrDir, `expected exactly one *.yaml or *.yml policy file in the directory, got ${candidates.length === 0 ? 'none' : candidates.join(', ')}`),
+      unreadable(
+        fileOrDir,
+        `expected exactly one *.yaml or *.yml policy file in the directory, got ${candidates.length === 0 ? 'none' : candidates.join(', ')}`,
+      ),
     ]);
   }
   return join(fileOrDir, candidates[0] as string);

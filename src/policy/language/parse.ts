@@ -3,7 +3,19 @@
  * problem points at a line and column, and the column inside a scope
  * expression or path pattern where the YAML maps it one to one.
  */
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, type Pair, parseDocument, Scalar, visit, type YAMLMap } from 'yaml';
+import {
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  Scalar,
+  visit,
+  type YAMLMap,
+} from 'yaml';
 import { PolicyInvalidError } from './errors.ts';
 import type { CallGraphPolicy, PolicyProblem, ServicePolicy, SourceLocation } from './model.ts';
 import { type DocumentPath, type Locator, validateCallGraph } from './validate.ts';
@@ -28,20 +40,40 @@ export function parsePolicy(text: string, file: string): ParseResult {
   const problems: PolicyProblem[] = [];
   for (const error of doc.errors) {
     const code = error.code === 'DUPLICATE_KEY' ? 'POLICY_DUPLICATE_KEY' : 'POLICY_YAML_SYNTAX';
-    problems.push({ code, message: error.message.split('\n')[0] ?? error.code, severity: 'error', location: locate(error.pos[0]) });
+    problems.push({
+      code,
+      message: error.message.split('\n')[0] ?? error.code,
+      severity: 'error',
+      location: locate(error.pos[0]),
+    });
   }
   for (const key of duplicateKeys(doc.contents)) {
-    problems.push({ code: 'POLICY_DUPLICATE_KEY', message: `duplicate key '${String(key.value)}': YAML map keys must be unique, and a repeated one would silently replace the first`, severity: 'error', location: locate(key.range?.[0] ?? 0) });
+    problems.push({
+      code: 'POLICY_DUPLICATE_KEY',
+      message: `duplicate key '${String(key.value)}': YAML map keys must be unique, and a repeated one would silently replace the first`,
+      severity: 'error',
+      location: locate(key.range?.[0] ?? 0),
+    });
   }
   for (const warning of doc.warnings) {
-    problems.push({ code: 'POLICY_YAML_WARNING', message: warning.message.split('\n')[0] ?? warning.code, severity: 'warning', location: locate(warning.pos[0]) });
+    problems.push({
+      code: 'POLICY_YAML_WARNING',
+      message: warning.message.split('\n')[0] ?? warning.code,
+      severity: 'warning',
+      location: locate(warning.pos[0]),
+    });
   }
   if (problems.some((p) => p.severity === 'error')) return { policy: undefined, problems };
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (error) {
-    problems.push({ code: 'POLICY_YAML_SYNTAX', message: error instanceof Error ? error.message.split('\n')[0] ?? 'unreadable YAML' : 'unreadable YAML', severity: 'error', location: locate(0) });
+    problems.push({
+      code: 'POLICY_YAML_SYNTAX',
+      message: error instanceof Error ? (error.message.split('\n')[0] ?? 'unreadable YAML') : 'unreadable YAML',
+      severity: 'error',
+      location: locate(0),
+    });
     return { policy: undefined, problems };
   }
   const index = new WeakMap<YAMLMap, Map<string, Pair>>();
@@ -114,7 +146,8 @@ function pairsOf(map: YAMLMap, index: WeakMap<YAMLMap, Map<string, Pair>>): Map<
   if (pairs === undefined) {
     pairs = new Map();
     for (const item of map.items) {
-      if (isPair(item) && isScalar(item.key) && !pairs.has(String(item.key.value))) pairs.set(String(item.key.value), item as Pair);
+      if (isPair(item) && isScalar(item.key) && !pairs.has(String(item.key.value)))
+        pairs.set(String(item.key.value), item as Pair);
     }
     index.set(map, pairs);
   }
@@ -128,7 +161,8 @@ function scalarOffset(scalar: Scalar, text: string, offset: number): number {
   const source = text.slice(range[0], range[1]);
   const value = scalar.value;
   if (scalar.type === Scalar.PLAIN && source === value) return offset;
-  if ((scalar.type === Scalar.QUOTE_DOUBLE || scalar.type === Scalar.QUOTE_SINGLE) && source.slice(1, -1) === value) return offset + 1;
+  if ((scalar.type === Scalar.QUOTE_DOUBLE || scalar.type === Scalar.QUOTE_SINGLE) && source.slice(1, -1) === value)
+    return offset + 1;
   return 0;
 }
 
@@ -187,7 +221,14 @@ export function policyFromJSON(json: unknown): CallGraphPolicy {
   try {
     copy = structuredClone(json);
   } catch {
-    throw new PolicyInvalidError([{ code: 'POLICY_NOT_A_MAPPING', message: 'expected plain JSON data', severity: 'error', location: POLICY_SERVER_LOCATION }]);
+    throw new PolicyInvalidError([
+      {
+        code: 'POLICY_NOT_A_MAPPING',
+        message: 'expected plain JSON data',
+        severity: 'error',
+        location: POLICY_SERVER_LOCATION,
+      },
+    ]);
   }
   const { policy, problems } = validateCallGraph(copy, locator);
   if (policy === undefined) throw new PolicyInvalidError(problems);

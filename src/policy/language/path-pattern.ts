@@ -31,7 +31,8 @@ const ENCODED_SEPARATOR = /%2f|%5c/i;
 
 /** Why a pattern is unusable, or undefined when it is fine. `offset` points into the pattern. */
 export function checkPathPattern(pattern: string): { message: string; offset: number } | undefined {
-  if (!pattern.startsWith('/')) return { message: `expected a path pattern starting with '/', got '${pattern}'`, offset: 0 };
+  if (!pattern.startsWith('/'))
+    return { message: `expected a path pattern starting with '/', got '${pattern}'`, offset: 0 };
   const segments = pattern.slice(1).split('/');
   let offset = 1;
   for (let i = 0; i < segments.length; i++) {
@@ -42,7 +43,8 @@ export function checkPathPattern(pattern: string): { message: string; offset: nu
     } else if (segment === ANY_SEGMENT) {
       // one whole segment: fine anywhere
     } else if (segment === '') {
-      if (!last) return { message: `expected no empty segment ('//') in a path pattern, got one at offset ${offset}`, offset };
+      if (!last)
+        return { message: `expected no empty segment ('//') in a path pattern, got one at offset ${offset}`, offset };
     } else if (segment.includes('*')) {
       return { message: `expected '*' or '**' to be a whole segment, got '${segment}' at offset ${offset}`, offset };
     } else if (DOT_SEGMENT.test(segment)) {
@@ -50,10 +52,16 @@ export function checkPathPattern(pattern: string): { message: string; offset: nu
     } else if (ENCODED_SEPARATOR.test(segment)) {
       return { message: `expected no encoded '/' or '\\' (%2F, %5C), got '${segment}' at offset ${offset}`, offset };
     } else if (!PCHAR_SEGMENT.test(segment)) {
-      return { message: `expected a segment of RFC 3986 path characters, got '${segment}' at offset ${offset}`, offset };
+      return {
+        message: `expected a segment of RFC 3986 path characters, got '${segment}' at offset ${offset}`,
+        offset,
+      };
     } else if (typeof readSegment(segment) !== 'string') {
       // A request segment of this spelling could never match (./request-path.ts), so neither can the pattern.
-      return { message: `expected a segment that means the same under every path normalisation (no ';' parameters, '%25', controls or lookalikes), got '${segment}' at offset ${offset}`, offset };
+      return {
+        message: `expected a segment that means the same under every path normalisation (no ';' parameters, '%25', controls or lookalikes), got '${segment}' at offset ${offset}`,
+        offset,
+      };
     }
     offset += segment.length + 1;
   }
@@ -76,7 +84,9 @@ function compileSegments(pattern: string): SegmentMatcher {
   const all = pattern.slice(1).split('/');
   const suffix = all[all.length - 1] === ANY_SUFFIX;
   // Literal segments compared decoded, as request segments are: `/a%20b` and `/a b` are one path.
-  const fixed = (suffix ? all.slice(0, -1) : all).map((segment) => (segment === ANY_SEGMENT ? segment : (readSegment(segment) as string)));
+  const fixed = (suffix ? all.slice(0, -1) : all).map((segment) =>
+    segment === ANY_SEGMENT ? segment : (readSegment(segment) as string),
+  );
   return (segments) => {
     if (suffix ? segments.length < fixed.length : segments.length !== fixed.length) return false;
     for (let i = 0; i < fixed.length; i++) {

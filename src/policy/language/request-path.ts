@@ -62,10 +62,14 @@ export interface AmbiguousSegment {
 }
 
 const AMBIGUOUS: Readonly<Record<AmbiguousPathClass, AmbiguousSegment>> = Object.freeze(
-  Object.fromEntries(Object.keys(AMBIGUOUS_PATH_ACTION).map((c) => [c, Object.freeze({ ambiguous: c as AmbiguousPathClass })])) as Record<AmbiguousPathClass, AmbiguousSegment>,
+  Object.fromEntries(
+    Object.keys(AMBIGUOUS_PATH_ACTION).map((c) => [c, Object.freeze({ ambiguous: c as AmbiguousPathClass })]),
+  ) as Record<AmbiguousPathClass, AmbiguousSegment>,
 );
 
-export type RequestPath = { readonly segments: readonly string[]; readonly ambiguous?: undefined } | { readonly segments?: undefined; readonly ambiguous: AmbiguousPathClass };
+export type RequestPath =
+  | { readonly segments: readonly string[]; readonly ambiguous?: undefined }
+  | { readonly segments?: undefined; readonly ambiguous: AmbiguousPathClass };
 
 /** Characters that send a segment down the slow path: `%`, `;`, `\`, controls, and anything beyond ASCII. */
 // eslint-disable-next-line no-control-regex
@@ -113,7 +117,8 @@ export function readSegment(segment: string): string | AmbiguousSegment {
   // What an app server that folds Unicode would see; a lookalike dot, slash or backslash is an attack.
   const folded = decoded.normalize('NFKC');
   if (folded.includes('\\')) return AMBIGUOUS['backslash'];
-  if (decoded.includes('%')) return HEX_PAIR_AFTER_PERCENT.test(decoded) ? AMBIGUOUS['double-encoding'] : AMBIGUOUS['literal-percent'];
+  if (decoded.includes('%'))
+    return HEX_PAIR_AFTER_PERCENT.test(decoded) ? AMBIGUOUS['double-encoding'] : AMBIGUOUS['literal-percent'];
   // Tomcat, Jetty and Spring strip `;params` per segment, then resolve dot segments.
   const semicolon = folded.indexOf(';');
   const head = semicolon === -1 ? folded : folded.slice(0, semicolon);

@@ -29,7 +29,12 @@ export function isRuleId(value: unknown): value is RuleId {
   const service = serviceOfRule(value);
   if (service === undefined) return false;
   const rest = value.slice(service.length + 1);
-  return rest === 'entrypoint' || rest === 'accepts' || RULE_INDEX.test(rest) || (rest.startsWith('accepts.') && RULE_NAME.test(rest.slice('accepts.'.length)));
+  return (
+    rest === 'entrypoint' ||
+    rest === 'accepts' ||
+    RULE_INDEX.test(rest) ||
+    (rest.startsWith('accepts.') && RULE_NAME.test(rest.slice('accepts.'.length)))
+  );
 }
 
 /**
@@ -43,19 +48,29 @@ function serviceOfRule(value: string): ServiceName | undefined {
   if (first === -1) return undefined;
   const second = value.indexOf('.', first + 1);
   const next = value.slice(first + 1, second === -1 ? undefined : second).replace(/\[.*$/, '');
-  const candidate = next === 'accepts' || next === 'entrypoint' || second === -1 ? value.slice(0, first) : value.slice(0, second);
+  const candidate =
+    next === 'accepts' || next === 'entrypoint' || second === -1 ? value.slice(0, first) : value.slice(0, second);
   return isServiceName(candidate) ? candidate : undefined;
 }
 
 function mint(text: string): RuleId {
-  if (!isRuleId(text)) throw new InternalError(`expected a rule id (<service>.accepts[<index>], <service>.accepts.<name>, <service>.entrypoint, <service>.accepts or spec.*), got ${JSON.stringify(text.slice(0, 160))}`, { reason: 'rule-id' });
+  if (!isRuleId(text))
+    throw new InternalError(
+      `expected a rule id (<service>.accepts[<index>], <service>.accepts.<name>, <service>.entrypoint, <service>.accepts or spec.*), got ${JSON.stringify(text.slice(0, 160))}`,
+      { reason: 'rule-id' },
+    );
   return text;
 }
 
 /** The accepts rule at `rule` (its 0-based position) or named `rule` on `target`. */
 export function ruleId(target: ServiceName, rule: number | string): RuleId {
-  if (typeof rule === 'number' && !(Number.isSafeInteger(rule) && rule >= 0)) throw new InternalError(`expected a rule index that is a whole number from 0, got ${rule}`, { reason: 'rule-id' });
-  if (typeof rule === 'string' && !RULE_NAME.test(rule)) throw new InternalError(`expected a rule name of letters, digits, '.', '_' or '-' (at most 63), got ${JSON.stringify(rule.slice(0, 80))}`, { reason: 'rule-id' });
+  if (typeof rule === 'number' && !(Number.isSafeInteger(rule) && rule >= 0))
+    throw new InternalError(`expected a rule index that is a whole number from 0, got ${rule}`, { reason: 'rule-id' });
+  if (typeof rule === 'string' && !RULE_NAME.test(rule))
+    throw new InternalError(
+      `expected a rule name of letters, digits, '.', '_' or '-' (at most 63), got ${JSON.stringify(rule.slice(0, 80))}`,
+      { reason: 'rule-id' },
+    );
   return mint(typeof rule === 'number' ? `${target}.accepts[${rule}]` : `${target}.accepts.${rule}`);
 }
 

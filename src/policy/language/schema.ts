@@ -8,7 +8,9 @@
 import { type Static, Type } from '@sinclair/typebox';
 
 const Mode = Type.Union([Type.Literal('enforce'), Type.Literal('shadow')], { description: "'enforce' or 'shadow'" });
-const User = Type.Union([Type.Literal('required'), Type.Literal('optional'), Type.Literal('none')], { description: "'required', 'optional' or 'none'" });
+const User = Type.Union([Type.Literal('required'), Type.Literal('optional'), Type.Literal('none')], {
+  description: "'required', 'optional' or 'none'",
+});
 const NonEmptyString = Type.String({ minLength: 1, description: 'a non-empty string' });
 const NonEmptyList = (description: string) => Type.Array(NonEmptyString, { minItems: 1, description });
 
@@ -20,7 +22,9 @@ export const AcceptRuleSchema = Type.Object(
     origins: Type.Optional(NonEmptyList('a non-empty list of service names')),
     methods: Type.Optional(NonEmptyList('a non-empty list of HTTP methods')),
     paths: Type.Optional(NonEmptyList('a non-empty list of path patterns')),
-    grpc: Type.Optional(NonEmptyList('a non-empty list of gRPC methods (package.Service/Method, or package.Service/* for every method)')),
+    grpc: Type.Optional(
+      NonEmptyList('a non-empty list of gRPC methods (package.Service/Method, or package.Service/* for every method)'),
+    ),
     scopes: Type.Optional(NonEmptyString),
     acr: Type.Optional(NonEmptyList('a non-empty list of acr values')),
     issuers: Type.Optional(NonEmptyList('a non-empty list of issuer URLs')),

@@ -13,7 +13,6 @@ import { createInterface } from 'node:readline';
 import { parseAuditLine, type SidecarDecisionEvent } from '../../telemetry/audit-event.ts';
 import { AuditInputInvalidError } from '../../telemetry/errors.ts';
 
-
 /** One call-graph decision a sidecar recorded, with when and by which sidecar. */
 export type AuditDecision = SidecarDecisionEvent & {
   /** Epoch milliseconds, from pino's `time`; undefined when absent. */
@@ -76,7 +75,11 @@ export function parseSince(text: string, now: number): number {
   }
   // Date.parse accepts too much (e.g. "1"); ask for at least a full date.
   const time = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
-  if (Number.isNaN(time)) throw new AuditInputInvalidError(`expected --since as an ISO 8601 time or a duration like 30m, 12h, 7d; got '${text.slice(0, 64)}'`, { reason: 'since' });
+  if (Number.isNaN(time))
+    throw new AuditInputInvalidError(
+      `expected --since as an ISO 8601 time or a duration like 30m, 12h, 7d; got '${text.slice(0, 64)}'`,
+      { reason: 'since' },
+    );
   return time;
 }
 
@@ -85,7 +88,10 @@ function listFiles(path: string, depth: number): string[] {
   try {
     stat = statSync(path);
   } catch (error) {
-    throw new AuditInputInvalidError(`expected a readable log file or directory, got ${(error as NodeJS.ErrnoException).code ?? 'an error'} for ${path}`, { cause: error, reason: 'unreadable' });
+    throw new AuditInputInvalidError(
+      `expected a readable log file or directory, got ${(error as NodeJS.ErrnoException).code ?? 'an error'} for ${path}`,
+      { cause: error, reason: 'unreadable' },
+    );
   }
   if (stat.isFile()) return [path];
   if (!stat.isDirectory() || depth >= MAX_DIR_DEPTH) return [];

@@ -7,7 +7,17 @@
  */
 import type { AcceptRule, CallGraphPolicy } from '../language/model.ts';
 
-export const RULE_FIELDS = ['methods', 'paths', 'scopes', 'acr', 'issuers', 'user', 'origins', 'mode', 'allowCycles'] as const;
+export const RULE_FIELDS = [
+  'methods',
+  'paths',
+  'scopes',
+  'acr',
+  'issuers',
+  'user',
+  'origins',
+  'mode',
+  'allowCycles',
+] as const;
 export type RuleField = (typeof RULE_FIELDS)[number];
 
 export interface RuleSummary {
@@ -53,7 +63,11 @@ export interface PolicyDiff {
   readonly serviceModes: ReadonlyArray<{ readonly service: string } & ValueChange<string>>;
   readonly entrypoints: { readonly added: readonly string[]; readonly removed: readonly string[] };
   readonly edges: { readonly added: readonly EdgeChange[]; readonly removed: readonly EdgeChange[] };
-  readonly rules: { readonly added: readonly RuleSummary[]; readonly removed: readonly RuleSummary[]; readonly changed: readonly RuleChange[] };
+  readonly rules: {
+    readonly added: readonly RuleSummary[];
+    readonly removed: readonly RuleSummary[];
+    readonly changed: readonly RuleChange[];
+  };
 }
 
 export function diffPolicies(before: CallGraphPolicy, after: CallGraphPolicy): PolicyDiff {
@@ -87,14 +101,23 @@ export function diffPolicies(before: CallGraphPolicy, after: CallGraphPolicy): P
     rulesAdded.push(...added.map((rule) => summarise(rule, current.to)));
     rulesRemoved.push(...removed.map((rule) => summarise(rule, rules.to)));
     for (const [was, now] of matched) {
-      const changes = RULE_FIELDS.flatMap((field): FieldChange[] => (same(was[field], now[field]) ? [] : [{ field, before: plain(was[field]), after: plain(now[field]) }]));
-      if (changes.length > 0) rulesChanged.push({ id: now.id, previousId: was.id, from: now.from, to: current.to, changes });
+      const changes = RULE_FIELDS.flatMap((field): FieldChange[] =>
+        same(was[field], now[field]) ? [] : [{ field, before: plain(was[field]), after: plain(now[field]) }],
+      );
+      if (changes.length > 0)
+        rulesChanged.push({ id: now.id, previousId: was.id, from: now.from, to: current.to, changes });
     }
   }
 
   const diff = {
-    name: before.metadata.name === after.metadata.name ? undefined : { before: before.metadata.name, after: after.metadata.name },
-    maxDepth: before.spec.maxDepth === after.spec.maxDepth ? undefined : { before: before.spec.maxDepth, after: after.spec.maxDepth },
+    name:
+      before.metadata.name === after.metadata.name
+        ? undefined
+        : { before: before.metadata.name, after: after.metadata.name },
+    maxDepth:
+      before.spec.maxDepth === after.spec.maxDepth
+        ? undefined
+        : { before: before.spec.maxDepth, after: after.spec.maxDepth },
     mode: before.spec.mode === after.spec.mode ? undefined : { before: before.spec.mode, after: after.spec.mode },
     services: { added: minus(newServices, oldServices), removed: minus(oldServices, newServices) },
     serviceModes,
@@ -103,8 +126,21 @@ export function diffPolicies(before: CallGraphPolicy, after: CallGraphPolicy): P
     rules: { added: rulesAdded, removed: rulesRemoved, changed: rulesChanged },
   };
   const equal =
-    diff.name === undefined && diff.maxDepth === undefined && diff.mode === undefined && serviceModes.length === 0 &&
-    [diff.services.added, diff.services.removed, diff.entrypoints.added, diff.entrypoints.removed, edgesAdded, edgesRemoved, rulesAdded, rulesRemoved, rulesChanged].every((list) => list.length === 0);
+    diff.name === undefined &&
+    diff.maxDepth === undefined &&
+    diff.mode === undefined &&
+    serviceModes.length === 0 &&
+    [
+      diff.services.added,
+      diff.services.removed,
+      diff.entrypoints.added,
+      diff.entrypoints.removed,
+      edgesAdded,
+      edgesRemoved,
+      rulesAdded,
+      rulesRemoved,
+      rulesChanged,
+    ].every((list) => list.length === 0);
   return { equal, ...diff };
 }
 
@@ -128,7 +164,10 @@ function edgesOf(policy: CallGraphPolicy): Map<string, Edge> {
   return edges;
 }
 
-function matchRules(before: readonly AcceptRule[], after: readonly AcceptRule[]): { matched: Array<[AcceptRule, AcceptRule]>; added: AcceptRule[]; removed: AcceptRule[] } {
+function matchRules(
+  before: readonly AcceptRule[],
+  after: readonly AcceptRule[],
+): { matched: Array<[AcceptRule, AcceptRule]>; added: AcceptRule[]; removed: AcceptRule[] } {
   const matched: Array<[AcceptRule, AcceptRule]> = [];
   const remainingAfter = [...after];
   const unnamedBefore: AcceptRule[] = [];

@@ -10,7 +10,6 @@ import { isServiceName } from '../../core/service-name.ts';
 import { type AcceptRule, type CallGraphPolicy, EXTERNAL } from '../language/model.ts';
 import { GraphvizUnavailableError } from './errors.ts';
 
-
 export interface EdgeStyle {
   /** A CSS/Graphviz colour name or #rrggbb. */
   readonly color?: string;
@@ -75,7 +74,13 @@ export function drawCallGraph(policy: CallGraphPolicy, options: RenderOptions = 
       const extra = options.ruleStyles?.get(rule.id);
       const style = { ...defaults, ...extra };
       const lines = ruleLines(rule, maxScopeChars);
-      edges.push({ from: rule.from, to: service.name, rule: rule.id, lines: extra?.annotation === undefined ? lines : [...lines, extra.annotation], style });
+      edges.push({
+        from: rule.from,
+        to: service.name,
+        rule: rule.id,
+        lines: extra?.annotation === undefined ? lines : [...lines, extra.annotation],
+        style,
+      });
     }
   }
   for (const extra of options.extraEdges ?? []) {
@@ -86,7 +91,10 @@ export function drawCallGraph(policy: CallGraphPolicy, options: RenderOptions = 
     edges.push({ from: extra.from, to: extra.to, rule: undefined, lines, style: extra.style ?? {} });
   }
   names.delete(EXTERNAL);
-  const nodes: GraphNode[] = [...names].sort(compare).map((name) => ({ name, kind: isServiceName(name) && policy.spec.services.get(name)?.entrypoint === true ? 'entrypoint' : 'service' }));
+  const nodes: GraphNode[] = [...names].sort(compare).map((name) => ({
+    name,
+    kind: isServiceName(name) && policy.spec.services.get(name)?.entrypoint === true ? 'entrypoint' : 'service',
+  }));
   if (usesExternal) nodes.unshift({ name: EXTERNAL, kind: 'external' });
   return { title: policy.metadata.name, nodes, edges };
 }
@@ -107,12 +115,20 @@ function ruleLines(rule: AcceptRule, maxScopeChars: number): string[] {
 
 export function renderMermaid(policy: CallGraphPolicy, options: RenderOptions = {}): string {
   const drawing = drawCallGraph(policy, options);
-  const ids = new Map(drawing.nodes.map((node, index) => [node.name, node.kind === 'external' ? 'external' : `s${index}`]));
+  const ids = new Map(
+    drawing.nodes.map((node, index) => [node.name, node.kind === 'external' ? 'external' : `s${index}`]),
+  );
   const out = [`---\ntitle: ${mermaidText(drawing.title)}\n---`, 'flowchart LR'];
   for (const node of drawing.nodes) {
     const id = ids.get(node.name) as string;
     const label = `"${mermaidText(node.name)}"`;
-    out.push(node.kind === 'external' ? `  ${id}((${label})):::external` : node.kind === 'entrypoint' ? `  ${id}([${label}]):::entrypoint` : `  ${id}[${label}]`);
+    out.push(
+      node.kind === 'external'
+        ? `  ${id}((${label})):::external`
+        : node.kind === 'entrypoint'
+          ? `  ${id}([${label}]):::entrypoint`
+          : `  ${id}[${label}]`,
+    );
   }
   const linkStyles: string[] = [];
   drawing.edges.forEach((edge, index) => {
@@ -136,14 +152,22 @@ export function renderDot(policy: CallGraphPolicy, options: RenderOptions = {}):
     '  edge [fontname="Helvetica", fontsize=10];',
   ];
   for (const node of drawing.nodes) {
-    const attributes = node.kind === 'external' ? 'shape=ellipse, style=dashed' : node.kind === 'entrypoint' ? 'peripheries=2, style="rounded,bold"' : '';
+    const attributes =
+      node.kind === 'external'
+        ? 'shape=ellipse, style=dashed'
+        : node.kind === 'entrypoint'
+          ? 'peripheries=2, style="rounded,bold"'
+          : '';
     out.push(`  ${dotString(node.name)}${attributes === '' ? '' : ` [${attributes}]`};`);
   }
   for (const edge of drawing.edges) {
     const attributes = [`label=${dotString(edge.lines.join('\n'))}`];
-    const styles = [edge.style.dashed === true ? 'dashed' : '', edge.style.bold === true ? 'bold' : ''].filter((s) => s !== '');
+    const styles = [edge.style.dashed === true ? 'dashed' : '', edge.style.bold === true ? 'bold' : ''].filter(
+      (s) => s !== '',
+    );
     if (styles.length > 0) attributes.push(`style="${styles.join(',')}"`);
-    if (edge.style.color !== undefined) attributes.push(`color=${dotString(edge.style.color)}`, `fontcolor=${dotString(edge.style.color)}`);
+    if (edge.style.color !== undefined)
+      attributes.push(`color=${dotString(edge.style.color)}`, `fontcolor=${dotString(edge.style.color)}`);
     out.push(`  ${dotString(edge.from)} -> ${dotString(edge.to)} [${attributes.join(', ')}];`);
   }
   out.push('}');
@@ -157,7 +181,10 @@ export async function renderSvg(policy: CallGraphPolicy, options: RenderOptions 
     const { Graphviz } = await import('@hpcc-js/wasm-graphviz');
     graphviz = await Graphviz.load();
   } catch (error) {
-    throw new GraphvizUnavailableError(`expected @hpcc-js/wasm-graphviz to load, got ${error instanceof Error ? error.message : String(error)}; run npm install`, { cause: error });
+    throw new GraphvizUnavailableError(
+      `expected @hpcc-js/wasm-graphviz to load, got ${error instanceof Error ? error.message : String(error)}; run npm install`,
+      { cause: error },
+    );
   }
   return graphviz.dot(renderDot(policy, options), 'svg');
 }

@@ -109,7 +109,8 @@ export function callsFromDecisions(decisions: readonly AuditDecision[]): Observe
   const calls: ObservedCall[] = [];
   for (const { inbound, outbound } of groups.values()) {
     const surplus = outbound.length - inbound.length;
-    const extra = surplus <= 0 ? [] : [...outbound].sort((a, b) => rank(a.decision) - rank(b.decision)).slice(0, surplus);
+    const extra =
+      surplus <= 0 ? [] : [...outbound].sort((a, b) => rank(a.decision) - rank(b.decision)).slice(0, surplus);
     for (const decision of [...inbound, ...extra]) calls.push(toCall(decision));
   }
   return calls.sort((a, b) => (a.time ?? 0) - (b.time ?? 0));
@@ -147,7 +148,9 @@ export function observeEdges(calls: readonly ObservedCall[]): ObservedEdge[] {
     if (edge === undefined) edges.set(key, (edge = { from: call.from, to: call.to, calls: [] }));
     edge.calls.push(call);
   }
-  return [...edges.values()].sort((a, b) => compare(a.from, b.from) || compare(a.to, b.to)).map((edge) => summarise(edge.from, edge.to, edge.calls));
+  return [...edges.values()]
+    .sort((a, b) => compare(a.from, b.from) || compare(a.to, b.to))
+    .map((edge) => summarise(edge.from, edge.to, edge.calls));
 }
 
 function summarise(from: string, to: string, calls: readonly ObservedCall[]): ObservedEdge {
@@ -167,8 +170,12 @@ function summarise(from: string, to: string, calls: readonly ObservedCall[]): Ob
     if (chain === undefined) chains.set(chainKey, { chain: call.chain, calls: 1 });
     else chain.calls++;
   }
-  const routeList = [...routes.values()].sort((a, b) => b.calls - a.calls || compare(a.path, b.path) || compare(a.method, b.method));
-  const chainList = [...chains.values()].sort((a, b) => b.calls - a.calls || compare(a.chain.join(','), b.chain.join(',')));
+  const routeList = [...routes.values()].sort(
+    (a, b) => b.calls - a.calls || compare(a.path, b.path) || compare(a.method, b.method),
+  );
+  const chainList = [...chains.values()].sort(
+    (a, b) => b.calls - a.calls || compare(a.chain.join(','), b.chain.join(',')),
+  );
   return {
     from,
     to,
@@ -188,7 +195,11 @@ function summarise(from: string, to: string, calls: readonly ObservedCall[]): Ob
  * not be the one that was running); an older line keeps the outcome and
  * rule the sidecar logged.
  */
-export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGraphPolicy, compiled: CompiledPolicy): PolicyComparison {
+export function compareWithPolicy(
+  calls: readonly ObservedCall[],
+  policy: CallGraphPolicy,
+  compiled: CompiledPolicy,
+): PolicyComparison {
   const declared = new Map<string, DeclaredEdge>();
   const rules = new Map<string, RuleUse>();
   for (const service of policy.spec.services.values()) {
@@ -199,7 +210,10 @@ export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGr
       rules.set(rule.id, { rule: rule.id, from: rule.from, to: service.name, mode: rule.mode, outcomes: zero() });
     }
   }
-  const undeclaredCalls = new Map<string, { from: string; to: string; calls: ObservedCall[]; underPolicy: OutcomeCounts }>();
+  const undeclaredCalls = new Map<
+    string,
+    { from: string; to: string; calls: ObservedCall[]; underPolicy: OutcomeCounts }
+  >();
   const usedEdges = new Set<string>();
   for (const call of calls) {
     const { outcome, rule } = decideAgain(call, compiled);
@@ -208,32 +222,66 @@ export function compareWithPolicy(calls: readonly ObservedCall[], policy: CallGr
     const key = `${call.from}\u0000${call.to}`;
     usedEdges.add(key);
     // An entrypoint without `from: external` rules accepts every external token: that edge is declared too.
-    const implicit = call.from === EXTERNAL && isServiceName(call.to) && policy.spec.services.get(call.to)?.entrypoint === true && !declared.has(key);
+    const implicit =
+      call.from === EXTERNAL &&
+      isServiceName(call.to) &&
+      policy.spec.services.get(call.to)?.entrypoint === true &&
+      !declared.has(key);
     if (declared.has(key) || implicit) continue;
     let edge = undeclaredCalls.get(key);
-    if (edge === undefined) undeclaredCalls.set(key, (edge = { from: call.from, to: call.to, calls: [], underPolicy: zero() }));
+    if (edge === undefined)
+      undeclaredCalls.set(key, (edge = { from: call.from, to: call.to, calls: [], underPolicy: zero() }));
     edge.calls.push(call);
     edge.underPolicy[outcome]++;
   }
   const undeclared = [...undeclaredCalls.values()]
     .sort((a, b) => compare(a.from, b.from) || compare(a.to, b.to))
     .map((edge) => ({ ...summarise(edge.from, edge.to, edge.calls), underPolicy: edge.underPolicy }));
-  const unusedEdges = [...declared.entries()].filter(([key]) => !usedEdges.has(key)).map(([, edge]) => edge).sort((a, b) => compare(a.from, b.from) || compare(a.to, b.to));
+  const unusedEdges = [...declared.entries()]
+    .filter(([key]) => !usedEdges.has(key))
+    .map(([, edge]) => edge)
+    .sort((a, b) => compare(a.from, b.from) || compare(a.to, b.to));
   const ruleList = [...rules.values()];
   const unusedRules = ruleList.filter((use) => usedEdges.has(`${use.from}\u0000${use.to}`) && use.outcomes.allow === 0);
-  const shadowOnly = ruleList.filter((use) => use.outcomes.would_deny > 0 && use.outcomes.allow === 0 && use.outcomes.deny === 0);
-  return { name: policy.metadata.name, digest: compiled.digest, undeclared, unusedEdges, unusedRules, shadowOnly, rules: ruleList };
+  const shadowOnly = ruleList.filter(
+    (use) => use.outcomes.would_deny > 0 && use.outcomes.allow === 0 && use.outcomes.deny === 0,
+  );
+  return {
+    name: policy.metadata.name,
+    digest: compiled.digest,
+    undeclared,
+    unusedEdges,
+    unusedRules,
+    shadowOnly,
+    rules: ruleList,
+  };
 }
 
 function decideAgain(call: ObservedCall, compiled: CompiledPolicy): { outcome: AuditOutcome; rule: string } {
   if (call.scopes === undefined || call.user === undefined) return { outcome: call.decision, rule: call.rule };
-  const decision = compiled.decide({ chain: call.chain, target: call.to, method: call.method, path: call.path, scopes: new Set(call.scopes), user: call.user, subjectIssuer: call.subjectIssuer, ...(typeof call.acr === 'string' ? { acr: call.acr } : {}) });
+  const decision = compiled.decide({
+    chain: call.chain,
+    target: call.to,
+    method: call.method,
+    path: call.path,
+    scopes: new Set(call.scopes),
+    user: call.user,
+    subjectIssuer: call.subjectIssuer,
+    ...(typeof call.acr === 'string' ? { acr: call.acr } : {}),
+  });
   // A line written before acr was logged cannot be re-checked against an acr rule: keep what the sidecar decided.
-  if (!decision.allowed && decision.cause === 'acr' && call.acr === undefined) return { outcome: call.decision, rule: call.rule };
-  return { outcome: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny', rule: decision.rule };
+  if (!decision.allowed && decision.cause === 'acr' && call.acr === undefined)
+    return { outcome: call.decision, rule: call.rule };
+  return {
+    outcome: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny',
+    rule: decision.rule,
+  };
 }
 
-export function buildObservedReport(calls: readonly ObservedCall[], comparison: PolicyComparison | undefined): ObservedReport {
+export function buildObservedReport(
+  calls: readonly ObservedCall[],
+  comparison: PolicyComparison | undefined,
+): ObservedReport {
   const times = calls.map((c) => c.time).filter((t): t is number => t !== undefined);
   return {
     calls: calls.length,
@@ -246,7 +294,9 @@ export function buildObservedReport(calls: readonly ObservedCall[], comparison: 
 
 /** `allow 3, would_deny 1`: the non-zero counts, for annotations and reports. */
 export function outcomeText(outcomes: OutcomeCounts): string {
-  const parts = (['allow', 'would_deny', 'deny'] as const).filter((o) => outcomes[o] > 0).map((o) => `${o} ${outcomes[o]}`);
+  const parts = (['allow', 'would_deny', 'deny'] as const)
+    .filter((o) => outcomes[o] > 0)
+    .map((o) => `${o} ${outcomes[o]}`);
   return parts.length === 0 ? 'none' : parts.join(', ');
 }
 
@@ -264,15 +314,27 @@ export function comparisonRenderOptions(comparison: PolicyComparison): RenderOpt
   const shadowOnly = new Set(comparison.shadowOnly.map((use) => use.rule));
   for (const use of comparison.rules) {
     const seen = use.outcomes.allow + use.outcomes.deny + use.outcomes.would_deny;
-    if (shadowOnly.has(use.rule)) ruleStyles.set(use.rule, { ...OBSERVED_STYLES.shadowOnly, annotation: `would deny ${use.outcomes.would_deny}×` });
-    else if (use.outcomes.allow > 0) ruleStyles.set(use.rule, { ...OBSERVED_STYLES.used, annotation: `used ${use.outcomes.allow}×${seen > use.outcomes.allow ? ` (${outcomeText(use.outcomes)})` : ''}` });
-    else ruleStyles.set(use.rule, { ...OBSERVED_STYLES.unused, annotation: seen === 0 ? 'never used' : `allowed nothing (${outcomeText(use.outcomes)})` });
+    if (shadowOnly.has(use.rule))
+      ruleStyles.set(use.rule, { ...OBSERVED_STYLES.shadowOnly, annotation: `would deny ${use.outcomes.would_deny}×` });
+    else if (use.outcomes.allow > 0)
+      ruleStyles.set(use.rule, {
+        ...OBSERVED_STYLES.used,
+        annotation: `used ${use.outcomes.allow}×${seen > use.outcomes.allow ? ` (${outcomeText(use.outcomes)})` : ''}`,
+      });
+    else
+      ruleStyles.set(use.rule, {
+        ...OBSERVED_STYLES.unused,
+        annotation: seen === 0 ? 'never used' : `allowed nothing (${outcomeText(use.outcomes)})`,
+      });
   }
   const extraEdges: ExtraEdge[] = comparison.undeclared.map((edge) => ({
     from: edge.from,
     to: edge.to,
     label: `${edge.methods.join(',')} ${edge.paths.join(' ')}`,
-    style: { ...OBSERVED_STYLES.undeclared, annotation: `UNDECLARED ${edge.calls}× (${outcomeText(edge.underPolicy)})` },
+    style: {
+      ...OBSERVED_STYLES.undeclared,
+      annotation: `UNDECLARED ${edge.calls}× (${outcomeText(edge.underPolicy)})`,
+    },
   }));
   return { ruleStyles, extraEdges };
 }

@@ -86,18 +86,31 @@ export function suggestCallGraph(observed: readonly ObservedCall[], options: Sug
     else if (user) entrypoints.add(call.chain[0] as string);
     maxDepth = Math.max(maxDepth, call.chain.length);
     if (call.method !== undefined && !METHODS.has(call.method)) {
-      warnings.push(`${call.from} → ${call.to}: method '${call.method.slice(0, 16)}' is not one a policy can name; that call is not allowed`);
+      warnings.push(
+        `${call.from} → ${call.to}: method '${call.method.slice(0, 16)}' is not one a policy can name; that call is not allowed`,
+      );
       continue;
     }
     // A literal `*` segment in a request path would read back as a wildcard: never widen by accident.
     if (call.path !== undefined && (call.path.includes('*') || checkPathPattern(call.path) !== undefined)) {
-      warnings.push(`${call.from} → ${call.to}: path '${call.path.slice(0, 80)}' cannot be written as a path pattern; that call is not allowed`);
+      warnings.push(
+        `${call.from} → ${call.to}: path '${call.path.slice(0, 80)}' cannot be written as a path pattern; that call is not allowed`,
+      );
       continue;
     }
     const edge = edgeOf(edges, call.from, call.to);
     const path = call.path === undefined ? '/**' : options.generalize === true ? generalizePath(call.path) : call.path;
     let use = edge.paths.get(path);
-    if (use === undefined) edge.paths.set(path, (use = { methods: new Set(), origins: new Set(), users: new Set(), scopes: call.scopes === undefined ? undefined : new Set(call.scopes) }));
+    if (use === undefined)
+      edge.paths.set(
+        path,
+        (use = {
+          methods: new Set(),
+          origins: new Set(),
+          users: new Set(),
+          scopes: call.scopes === undefined ? undefined : new Set(call.scopes),
+        }),
+      );
     if (call.method !== undefined) use.methods.add(call.method);
     if (call.chain.length > 0) use.origins.add(call.chain[0] as string);
     use.users.add(user);
@@ -106,7 +119,9 @@ export function suggestCallGraph(observed: readonly ObservedCall[], options: Sug
   }
   for (const edge of edges.values()) {
     if (edge.paths.size === 0 && edge.from !== EXTERNAL) {
-      warnings.push(`${edge.from} → ${edge.to} is a hop of observed chains, but no call on it is in the logs (add the logs of ${edge.to}'s sidecar); chains through it are not allowed`);
+      warnings.push(
+        `${edge.from} → ${edge.to} is a hop of observed chains, but no call on it is in the logs (add the logs of ${edge.to}'s sidecar); chains through it are not allowed`,
+      );
     }
     if (options.generalize === true) foldCoveredPaths(edge);
   }
@@ -114,13 +129,18 @@ export function suggestCallGraph(observed: readonly ObservedCall[], options: Sug
   for (const name of entrypoints) {
     if ((edges.get(`${EXTERNAL}\u0000${name}`)?.paths.size ?? 0) > 0) continue;
     // DESIGN.md: an entrypoint without `from: external` rules takes external tokens on every route.
-    warnings.push(`${name} must be an entrypoint (user chains start there) but no external call to it is in the logs: it accepts external tokens on every route until you add 'from: external' rules`);
+    warnings.push(
+      `${name} must be an entrypoint (user chains start there) but no external call to it is in the logs: it accepts external tokens on every route until you add 'from: external' rules`,
+    );
   }
   const rawServices: Record<string, RawService> = {};
   for (const name of [...services].sort()) {
     const service: RawService = {};
     if (entrypoints.has(name)) service.entrypoint = true;
-    const accepts = [...edges.values()].filter((edge) => edge.to === name && edge.paths.size > 0).sort((a, b) => compare(a.from, b.from)).flatMap((edge) => rulesFor(edge, warnings));
+    const accepts = [...edges.values()]
+      .filter((edge) => edge.to === name && edge.paths.size > 0)
+      .sort((a, b) => compare(a.from, b.from))
+      .flatMap((edge) => rulesFor(edge, warnings));
     if (accepts.length > 0) service.accepts = accepts;
     rawServices[name] = service;
   }
@@ -176,15 +196,29 @@ function rulesFor(edge: EdgeUse, warnings: string[]): RawAcceptRule[] {
     // `/**` stands for "path not logged": no paths key then, rather than a pattern nobody wrote.
     const routed = paths.includes('/**') ? {} : { paths };
     // Keys in the order people write them: who, from where, which route, then constraints.
-    return { ...(isRuleName(name) ? { name } : {}), from, ...(origins === undefined ? {} : { origins }), ...(methods === undefined ? {} : { methods }), ...routed, ...rest };
+    return {
+      ...(isRuleName(name) ? { name } : {}),
+      from,
+      ...(origins === undefined ? {} : { origins }),
+      ...(methods === undefined ? {} : { methods }),
+      ...routed,
+      ...rest,
+    };
   });
 }
 
-function scopeExpression(scopes: ReadonlySet<string> | undefined, edge: string, warnings: string[]): string | undefined {
+function scopeExpression(
+  scopes: ReadonlySet<string> | undefined,
+  edge: string,
+  warnings: string[],
+): string | undefined {
   if (scopes === undefined || scopes.size === 0) return undefined;
   const usable = [...scopes].filter((s) => SCOPE_TOKEN.test(s) && !KEYWORDS.has(s)).sort();
   const dropped = scopes.size - usable.length;
-  if (dropped > 0) warnings.push(`${edge}: ${dropped} common scope${dropped === 1 ? '' : 's'} cannot be named in a scope expression and ${dropped === 1 ? 'is' : 'are'} not required`);
+  if (dropped > 0)
+    warnings.push(
+      `${edge}: ${dropped} common scope${dropped === 1 ? '' : 's'} cannot be named in a scope expression and ${dropped === 1 ? 'is' : 'are'} not required`,
+    );
   const expression = usable.join(' and ');
   if (expression.length > MAX_SCOPE_EXPRESSION_LENGTH) {
     warnings.push(`${edge}: the common scopes are too many for one expression; no scope is required`);
@@ -212,7 +246,8 @@ function foldCoveredPaths(edge: EdgeUse): void {
     for (const method of use.methods) into.methods.add(method);
     for (const origin of use.origins) into.origins.add(origin);
     for (const user of use.users) into.users.add(user);
-    into.scopes = into.scopes === undefined || use.scopes === undefined ? undefined : intersect(into.scopes, use.scopes);
+    into.scopes =
+      into.scopes === undefined || use.scopes === undefined ? undefined : intersect(into.scopes, use.scopes);
     edge.paths.delete(path);
   }
 }

@@ -22,8 +22,22 @@ export class ExchangeRefusedError extends ExchangeRefused {
   }
 }
 
-export const StsUnavailableError = defineError({ code: 'BATON_STS_UNAVAILABLE', status: 503, title: 'Token service unavailable', oauthError: 'temporarily_unavailable' });
+export const StsUnavailableError = defineError({
+  code: 'BATON_STS_UNAVAILABLE',
+  status: 503,
+  title: 'Token service unavailable',
+  oauthError: 'temporarily_unavailable',
+});
 
-export const StsThrottledError = defineError({ code: 'BATON_STS_THROTTLED', status: 503, title: 'Token service asked to slow down', oauthError: 'temporarily_unavailable' });
+export const StsThrottledError = defineError({
+  code: 'BATON_STS_THROTTLED',
+  status: 503,
+  title: 'Token service asked to slow down',
+  oauthError: 'temporarily_unavailable',
+});
 
-export const StsBadAnswerError = defineError({ code: 'BATON_STS_BAD_ANSWER', status: 502, title: 'Token service answer unusable' });
+export const StsBadAnswerError = defineError({
+  code: 'BATON_STS_BAD_ANSWER',
+  status: 502,
+  title: 'Token service answer unusable',
+});

@@ -112,10 +112,17 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
    * span records `baton.exchange.cache=hit`). Everything else may wait for
    * Redis or the STS, and is traced as an exchange.
    */
-  function issue(key: string, audience: string, params: () => Record<string, string>, via: Dispatcher | undefined): Promise<IssuedToken> {
+  function issue(
+    key: string,
+    audience: string,
+    params: () => Record<string, string>,
+    via: Dispatcher | undefined,
+  ): Promise<IssuedToken> {
     const local = cache.peek(key);
     if (local !== undefined && !dueForRefresh(local, now() / 1000)) return Promise.resolve({ ...local, cached: 'hit' });
-    return traced ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params(), via)) : obtain(key, audience, params(), via);
+    return traced
+      ? withExchangeSpan(tracer, tokenEndpointUrl, audience, () => obtain(key, audience, params(), via))
+      : obtain(key, audience, params(), via);
   }
 
   /** Still served, but within refresh-ahead of the point where it stops being served. */
@@ -123,7 +130,12 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
     return token.expiresAt - marginSec - refreshAheadSec <= nowSec;
   }
 
-  async function obtain(key: string, audience: string, params: Record<string, string>, via: Dispatcher | undefined): Promise<IssuedToken> {
+  async function obtain(
+    key: string,
+    audience: string,
+    params: Record<string, string>,
+    via: Dispatcher | undefined,
+  ): Promise<IssuedToken> {
     const nowSec = now() / 1000;
     const cached = await cache.get(key);
     if (cached !== undefined && cached.expiresAt - marginSec > nowSec) {
@@ -133,14 +145,23 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
     }
     const refused = refusals.get(key);
     if (refused !== undefined) {
-      if (refused.until > now()) throw new ExchangeRefusedError(refused.oauthError, `the token service refused this exchange moments ago: ${refused.oauthError}`);
+      if (refused.until > now())
+        throw new ExchangeRefusedError(
+          refused.oauthError,
+          `the token service refused this exchange moments ago: ${refused.oauthError}`,
+        );
       refusals.delete(key);
     }
     return { ...(await fetchOnce(key, audience, params, via)), cached: 'miss' };
   }
 
   /** Single flight per key: concurrent misses and background refreshes share one STS call. */
-  function fetchOnce(key: string, audience: string, params: Record<string, string>, via: Dispatcher | undefined): Promise<CachedToken> {
+  function fetchOnce(
+    key: string,
+    audience: string,
+    params: Record<string, string>,
+    via: Dispatcher | undefined,
+  ): Promise<CachedToken> {
     const pending = inflight.get(key);
     if (pending !== undefined) return pending;
     const call = callSts(key, audience, params, via).finally(() => inflight.delete(key));
@@ -148,8 +169,16 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
     return call;
   }
 
-  async function callSts(key: string, audience: string, params: Record<string, string>, via: Dispatcher | undefined): Promise<CachedToken> {
-    if (!breaker.tryAcquire()) throw new StsUnavailableError('expected the token service to be reachable; the circuit is open after repeated failures');
+  async function callSts(
+    key: string,
+    audience: string,
+    params: Record<string, string>,
+    via: Dispatcher | undefined,
+  ): Promise<CachedToken> {
+    if (!breaker.tryAcquire())
+      throw new StsUnavailableError(
+        'expected the token service to be reachable; the circuit is open after repeated failures',
+      );
     let issued: CachedToken;
     try {
       const response = await sts.post(params, via);
@@ -171,7 +200,14 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
           rememberRefusal(key, error.oauthError ?? 'invalid_request');
           logger.info({ audience, oauthError: error.oauthError }, 'token exchange refused');
         } else {
-          logger.warn({ audience, code: (error as { code?: unknown }).code, reason: error instanceof Error ? error.message : 'unknown' }, 'token service answer unusable');
+          logger.warn(
+            {
+              audience,
+              code: (error as { code?: unknown }).code,
+              reason: error instanceof Error ? error.message : 'unknown',
+            },
+            'token service answer unusable',
+          );
         }
       }
       throw error;
@@ -196,22 +232,32 @@ export function createTokenExchanger(options: TokenExchangerOptions): ExchangeCl
       const subjectHash = hash('sha256', request.subjectToken, 'base64url');
       const key = `${keyPrefix}\n${request.binding?.thumbprint ?? ''}\nx\n${subjectHash}\n${request.audience}\n${request.scope ?? ''}`;
       // RFC 8693 §2.1: the request parameters; the actor is the authenticated client, so no actor_token.
-      return issue(key, request.audience, () => ({
-        grant_type: TOKEN_EXCHANGE_GRANT,
-        subject_token: request.subjectToken,
-        subject_token_type: request.subjectTokenType,
-        audience: request.audience,
-        requested_token_type: TokenType.accessToken,
-        ...(request.scope === undefined ? {} : { scope: request.scope }),
-      }), request.binding?.dispatcher);
+      return issue(
+        key,
+        request.audience,
+        () => ({
+          grant_type: TOKEN_EXCHANGE_GRANT,
+          subject_token: request.subjectToken,
+          subject_token_type: request.subjectTokenType,
+          audience: request.audience,
+          requested_token_type: TokenType.accessToken,
+          ...(request.scope === undefined ? {} : { scope: request.scope }),
+        }),
+        request.binding?.dispatcher,
+      );
     },
     serviceToken(request) {
       const key = `${keyPrefix}\n${request.binding?.thumbprint ?? ''}\ncc\n${request.audience}\n${request.scope ?? ''}`;
-      return issue(key, request.audience, () => ({
-        grant_type: CLIENT_CREDENTIALS_GRANT,
-        audience: request.audience,
-        ...(request.scope === undefined ? {} : { scope: request.scope }),
-      }), request.binding?.dispatcher);
+      return issue(
+        key,
+        request.audience,
+        () => ({
+          grant_type: CLIENT_CREDENTIALS_GRANT,
+          audience: request.audience,
+          ...(request.scope === undefined ? {} : { scope: request.scope }),
+        }),
+        request.binding?.dispatcher,
+      );
     },
     async close() {
       await sts.close();

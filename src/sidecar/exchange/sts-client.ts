@@ -41,19 +41,27 @@ export interface StsClient {
 
 export function createStsClient(options: StsClientOptions): StsClient {
   const endpoint = new URL(options.tokenEndpoint);
-  const ownPool = options.dispatcher === undefined ? new Pool(endpoint.origin, { connect: { timeout: options.connectTimeoutMs }, connections: 32 }) : undefined;
+  const ownPool =
+    options.dispatcher === undefined
+      ? new Pool(endpoint.origin, { connect: { timeout: options.connectTimeoutMs }, connections: 32 })
+      : undefined;
   const dispatcher = options.dispatcher ?? (ownPool as Dispatcher);
   const method = options.authMethod;
   const maxBytes = options.maxResponseBytes ?? 64 * 1024;
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
   const secret = options.clientSecret;
-  if (method !== 'tls_client_auth' && secret === undefined) throw new TypeError(`expected a client secret for ${method}`);
-  const basic = 'Basic ' + Buffer.from(`${formEncode(options.clientId)}:${formEncode(secret ?? '')}`).toString('base64');
+  if (method !== 'tls_client_auth' && secret === undefined)
+    throw new TypeError(`expected a client secret for ${method}`);
+  const basic =
+    'Basic ' + Buffer.from(`${formEncode(options.clientId)}:${formEncode(secret ?? '')}`).toString('base64');
 
   return {
     async post(params, via) {
       const form = new URLSearchParams(params);
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+      const headers: Record<string, string> = {
+        'content-type': 'application/x-www-form-urlencoded',
+        accept: 'application/json',
+      };
       // W3C trace context: the STS's span joins the caller's trace (a no-op when tracing is off).
       propagation.inject(context.active(), headers);
       if (method === 'client_secret_basic') headers.authorization = basic;
@@ -81,12 +89,26 @@ export function createStsClient(options: StsClientOptions): StsClient {
       if (response.statusCode === 200) return parseTokenResponse(body);
       // RFC 6749 §5.2: a 400 (or 401 for invalid_client) with an error code is a refusal, not an outage.
       const oauthError = typeof body === 'object' && body !== null ? (body as { error?: unknown }).error : undefined;
-      if (response.statusCode >= 400 && response.statusCode < 500 && response.statusCode !== 429 && typeof oauthError === 'string' && /^[\x20-\x7e]{1,64}$/.test(oauthError)) {
+      if (
+        response.statusCode >= 400 &&
+        response.statusCode < 500 &&
+        response.statusCode !== 429 &&
+        typeof oauthError === 'string' &&
+        /^[\x20-\x7e]{1,64}$/.test(oauthError)
+      ) {
         throw new ExchangeRefusedError(oauthError, `the token service refused the exchange: ${oauthError}`);
       }
-      if (response.statusCode >= 500) throw new StsUnavailableError(`expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`);
-      if (response.statusCode === 429) throw new StsThrottledError('expected the token endpoint to take the request, it answered 429 (too many requests)');
-      throw new StsBadAnswerError(`expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`);
+      if (response.statusCode >= 500)
+        throw new StsUnavailableError(
+          `expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`,
+        );
+      if (response.statusCode === 429)
+        throw new StsThrottledError(
+          'expected the token endpoint to take the request, it answered 429 (too many requests)',
+        );
+      throw new StsBadAnswerError(
+        `expected status 200 or an OAuth error from the token endpoint, got ${response.statusCode}`,
+      );
     },
     async close() {
       await ownPool?.close();
@@ -99,7 +121,8 @@ async function readJson(response: Dispatcher.ResponseData, maxBytes: number): Pr
   try {
     text = await readBoundedText(response.body, maxBytes);
   } catch (cause) {
-    if (cause instanceof BodyTooLargeError) throw new StsBadAnswerError(`expected a token response of at most ${maxBytes} bytes`);
+    if (cause instanceof BodyTooLargeError)
+      throw new StsBadAnswerError(`expected a token response of at most ${maxBytes} bytes`);
     throw new StsUnavailableError(`reading the token response failed: ${errorName(cause)}`, { cause });
   }
   try {
@@ -112,16 +135,29 @@ async function readJson(response: Dispatcher.ResponseData, maxBytes: number): Pr
 /** RFC 8693 §2.2.1 / RFC 6749 §5.1: what a successful response must hold. */
 function parseTokenResponse(body: unknown): TokenResponse {
   if (typeof body !== 'object' || body === null) throw new StsBadAnswerError('expected a JSON token response');
-  const { access_token: accessToken, token_type: tokenType, expires_in: expiresIn, scope, issued_token_type: issuedTokenType } = body as Record<string, unknown>;
-  if (typeof accessToken !== 'string' || accessToken === '') throw new StsBadAnswerError('expected access_token in the token response');
+  const {
+    access_token: accessToken,
+    token_type: tokenType,
+    expires_in: expiresIn,
+    scope,
+    issued_token_type: issuedTokenType,
+  } = body as Record<string, unknown>;
+  if (typeof accessToken !== 'string' || accessToken === '')
+    throw new StsBadAnswerError('expected access_token in the token response');
   // RFC 6749 §7.1: token_type is case-insensitive.
-  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer') throw new StsBadAnswerError('expected token_type Bearer in the token response');
+  if (typeof tokenType !== 'string' || tokenType.toLowerCase() !== 'bearer')
+    throw new StsBadAnswerError('expected token_type Bearer in the token response');
   // Without a lifetime the cache could not know when to stop using the token.
-  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn)) throw new StsBadAnswerError('expected a numeric expires_in in the token response');
+  if (typeof expiresIn !== 'number' || !Number.isFinite(expiresIn))
+    throw new StsBadAnswerError('expected a numeric expires_in in the token response');
   // A well-formed answer whose token is already dead: the subject token ran out, not the STS.
-  if (expiresIn <= 0) throw new TokenExpiredError(`expected a token with lifetime left, got expires_in ${expiresIn}`, { reason: 'exchanged' });
+  if (expiresIn <= 0)
+    throw new TokenExpiredError(`expected a token with lifetime left, got expires_in ${expiresIn}`, {
+      reason: 'exchanged',
+    });
   if (scope !== undefined && typeof scope !== 'string') throw new StsBadAnswerError('expected scope to be a string');
-  if (issuedTokenType !== undefined && typeof issuedTokenType !== 'string') throw new StsBadAnswerError('expected issued_token_type to be a string');
+  if (issuedTokenType !== undefined && typeof issuedTokenType !== 'string')
+    throw new StsBadAnswerError('expected issued_token_type to be a string');
   return { accessToken, expiresIn, scope, issuedTokenType };
 }
 

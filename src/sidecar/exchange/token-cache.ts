@@ -59,7 +59,10 @@ export interface TokenCacheOptions {
 export function createTokenCache(options: TokenCacheOptions): TokenCache {
   const now = options.now ?? Date.now;
   const local = createExpiringLru<string, CachedToken>({ max: options.maxEntries ?? 10_000, now });
-  const remote = options.redis === undefined ? undefined : createRedisTier(options.redis, options.logger, options.onRedisEvent ?? (() => {}), now);
+  const remote =
+    options.redis === undefined
+      ? undefined
+      : createRedisTier(options.redis, options.logger, options.onRedisEvent ?? (() => {}), now);
   return {
     peek: (key) => local.get(key),
     async get(key) {
@@ -87,7 +90,12 @@ interface RedisTier {
   close(): Promise<void>;
 }
 
-function createRedisTier(options: RedisTierOptions, logger: Logger, report: (event: RedisTierEvent) => void, now: () => number): RedisTier {
+function createRedisTier(
+  options: RedisTierOptions,
+  logger: Logger,
+  report: (event: RedisTierEvent) => void,
+  now: () => number,
+): RedisTier {
   // `baton:<service>:`, the prefix the service's ACL user is limited to.
   const prefix = sidecarKeyPrefix(options.service);
   const redis = createDegradingRedis({
@@ -126,7 +134,12 @@ function createRedisTier(options: RedisTierOptions, logger: Logger, report: (eve
     async set(key, token, ttlMs) {
       if (!redis.usable()) return;
       const name = redisKey(key);
-      const value = JSON.stringify({ accessToken: token.accessToken, expiresAt: token.expiresAt, scope: token.scope, issuedTokenType: token.issuedTokenType });
+      const value = JSON.stringify({
+        accessToken: token.accessToken,
+        expiresAt: token.expiresAt,
+        scope: token.scope,
+        issuedTokenType: token.issuedTokenType,
+      });
       try {
         await client.set(name, seal(options.sealKeys, value, associatedData(name)), 'PX', Math.ceil(ttlMs));
         redis.succeeded();
@@ -145,7 +158,13 @@ function decodeValue(raw: string | undefined): CachedToken | undefined {
   try {
     const value = JSON.parse(raw) as Record<string, unknown>;
     const { accessToken, expiresAt, scope, issuedTokenType } = value;
-    if (typeof accessToken !== 'string' || typeof expiresAt !== 'number' || typeof scope !== 'string' || typeof issuedTokenType !== 'string') return undefined;
+    if (
+      typeof accessToken !== 'string' ||
+      typeof expiresAt !== 'number' ||
+      typeof scope !== 'string' ||
+      typeof issuedTokenType !== 'string'
+    )
+      return undefined;
     return { accessToken, expiresAt, scope, issuedTokenType };
   } catch {
     return undefined;

@@ -33,8 +33,12 @@ export interface SealKeys {
 }
 
 export function sealKeyFromBytes(bytes: Uint8Array): SealKey {
-  if (bytes.length !== SEAL_KEY_BYTES) throw new TypeError(`a seal key is ${SEAL_KEY_BYTES} bytes, got ${bytes.length}`);
-  return { kid: hash('sha256', Buffer.concat([Buffer.from('baton-seal-kid\0'), bytes]), 'base64url').slice(0, 8), key: createSecretKey(bytes) };
+  if (bytes.length !== SEAL_KEY_BYTES)
+    throw new TypeError(`a seal key is ${SEAL_KEY_BYTES} bytes, got ${bytes.length}`);
+  return {
+    kid: hash('sha256', Buffer.concat([Buffer.from('baton-seal-kid\0'), bytes]), 'base64url').slice(0, 8),
+    key: createSecretKey(bytes),
+  };
 }
 
 /** Reads the key files named in config; any problem is a config error, so the sidecar does not start. */
@@ -49,11 +53,23 @@ function readKeyFile(file: string, key: string): Buffer {
   try {
     text = readFileSync(file, 'utf8').trim();
   } catch (error) {
-    throw new ConfigError(file, key, 'a readable file holding a 32-byte key in base64 (openssl rand -base64 32)', (error as NodeJS.ErrnoException).code ?? 'an unreadable file');
+    throw new ConfigError(
+      file,
+      key,
+      'a readable file holding a 32-byte key in base64 (openssl rand -base64 32)',
+      (error as NodeJS.ErrnoException).code ?? 'an unreadable file',
+    );
   }
-  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(text) ? Buffer.from(text, /[+/]/.test(text) ? 'base64' : 'base64url') : Buffer.alloc(0);
+  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(text)
+    ? Buffer.from(text, /[+/]/.test(text) ? 'base64' : 'base64url')
+    : Buffer.alloc(0);
   if (bytes.length !== SEAL_KEY_BYTES) {
-    throw new ConfigError(file, key, 'a 32-byte key in base64 (openssl rand -base64 32)', `${bytes.length === 0 ? 'no base64 text' : `${bytes.length} bytes`} (not shown: secret)`);
+    throw new ConfigError(
+      file,
+      key,
+      'a 32-byte key in base64 (openssl rand -base64 32)',
+      `${bytes.length === 0 ? 'no base64 text' : `${bytes.length} bytes`} (not shown: secret)`,
+    );
   }
   return bytes;
 }

@@ -17,18 +17,41 @@ import { currentPolicy, gateTokenRequest } from './policy-gate.ts';
 
 export const clientCredentialsGrant: GrantHandler = async (params, { client, certificateThumbprint }, context) => {
   const { policy, version: policyVersion } = currentPolicy(context.policy);
-  const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
+  const target = context.audiences.resolve(
+    { audiences: params.all('audience'), resources: params.all('resource') },
+    (name) => policy.hasService(name),
+  );
   const requested = params.has('scope') ? parseScope(params.get('scope')) : undefined;
   if (requested !== undefined) {
     const wider = [...requested].filter((s) => !client.scopes.has(s));
-    if (wider.length > 0) throw new InvalidScopeError(`expected scopes registered for client ${client.id}, got ${wider.length} more: ${formatScope(wider).slice(0, 200)}`);
+    if (wider.length > 0)
+      throw new InvalidScopeError(
+        `expected scopes registered for client ${client.id}, got ${wider.length} more: ${formatScope(wider).slice(0, 200)}`,
+      );
   }
   const granted = requested ?? client.scopes;
   const chain = [client.id];
   const txn = randomTxn();
-  const audit: StsGrantAudit = { grant: 'client_credentials', txn, client: client.id, target, chain, subjectIssuer: context.issuer, policyVersion };
-  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: client.id, subjectIssuer: context.issuer }, context.subjectPseudonym);
-  const decision = gateTokenRequest(policy, { chain, target, scopes: granted, user: false, subjectIssuer: context.issuer }, context.maxChainDepth, context.logger, audit);
+  const audit: StsGrantAudit = {
+    grant: 'client_credentials',
+    txn,
+    client: client.id,
+    target,
+    chain,
+    subjectIssuer: context.issuer,
+    policyVersion,
+  };
+  recordIssuanceRequest(
+    { grant: audit.grant, client: client.id, chain, target, txn, subject: client.id, subjectIssuer: context.issuer },
+    context.subjectPseudonym,
+  );
+  const decision = gateTokenRequest(
+    policy,
+    { chain, target, scopes: granted, user: false, subjectIssuer: context.issuer },
+    context.maxChainDepth,
+    context.logger,
+    audit,
+  );
   const scope = usableScope(policy, client.id, target, granted, decision);
   const nowSec = Math.floor(context.now() / 1000);
   const exp = nowSec + context.tokenTtlSeconds;

@@ -37,4 +37,8 @@ export interface TokenResponse {
   readonly scope?: string;
 }
 
-export type GrantHandler = (params: TokenRequestParams, client: AuthenticatedClient, context: GrantContext) => Promise<TokenResponse>;
+export type GrantHandler = (
+  params: TokenRequestParams,
+  client: AuthenticatedClient,
+  context: GrantContext,
+) => Promise<TokenResponse>;

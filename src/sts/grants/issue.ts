@@ -17,7 +17,13 @@ import type { GrantContext, TokenResponse } from './grant-context.ts';
  * is usable, unless the refusal is only observed (shadow mode), in which
  * case the token is minted without narrowing.
  */
-export function usableScope(policy: CompiledPolicy, client: string, target: string, candidates: Iterable<string>, decision: Decision): string {
+export function usableScope(
+  policy: CompiledPolicy,
+  client: string,
+  target: string,
+  candidates: Iterable<string>,
+  decision: Decision,
+): string {
   const usable = policy.usableScopes(client, target);
   return formatScope([...candidates].filter((s) => (usable === undefined ? !decision.allowed : usable.has(s))));
 }
@@ -30,7 +36,11 @@ export async function issueToken(
 ): Promise<TokenResponse> {
   // A token born expired answers expires_in ≤ 0 (RFC 6749 §5.1 wants a lifetime): never mint one. Only a subject token
   // running out can cause it (client credentials mint tokenTtlSeconds ≥ 10 ahead): the subject token has expired.
-  if (claims.exp <= nowSec) throw new SubjectTokenInvalidError(`expected a token lifetime above 0 s, got ${claims.exp - nowSec} s: the subject token runs out`, { reason: TokenExpiredError.code });
+  if (claims.exp <= nowSec)
+    throw new SubjectTokenInvalidError(
+      `expected a token lifetime above 0 s, got ${claims.exp - nowSec} s: the subject token runs out`,
+      { reason: TokenExpiredError.code },
+    );
   const accessToken = await context.mint(claims);
   const scope = claims.scope ?? '';
   const { decision } = record;
@@ -47,7 +57,12 @@ export async function issueToken(
     status: 200,
   });
   recordIssuanceOutcome({ exchangeOutcome: 'issued' });
-  const response = { access_token: accessToken, issued_token_type: record.issuedTokenType, token_type: 'Bearer' as const, expires_in: claims.exp - nowSec };
+  const response = {
+    access_token: accessToken,
+    issued_token_type: record.issuedTokenType,
+    token_type: 'Bearer' as const,
+    expires_in: claims.exp - nowSec,
+  };
   // RFC 6749 §3.3: a scope is one or more scope tokens, so none granted means no scope member, not "".
   return scope === '' ? response : { ...response, scope };
 }

@@ -16,7 +16,8 @@ import { InvalidScopeError, toOAuthError, tokenEndpointStatus } from '../errors.
 /** The policy in force and its version, read once for the whole request. */
 export function currentPolicy(policy: () => PolicySnapshot | undefined): PolicySnapshot {
   const current = policy();
-  if (current === undefined) throw new NotReadyError('expected a call-graph policy, have none yet', { reason: 'policy' });
+  if (current === undefined)
+    throw new NotReadyError('expected a call-graph policy, have none yet', { reason: 'policy' });
   return current;
 }
 
@@ -26,18 +27,41 @@ export function depthCap(policy: CompiledPolicy, maxChainDepth: number | undefin
 }
 
 /** The STS's check of a token request against the call graph, before minting: decides, audits a refusal, and throws it. */
-export function gateTokenRequest(policy: CompiledPolicy, input: DecisionInput, maxChainDepth: number | undefined, logger: Logger, audit: StsGrantAudit): Decision {
+export function gateTokenRequest(
+  policy: CompiledPolicy,
+  input: DecisionInput,
+  maxChainDepth: number | undefined,
+  logger: Logger,
+  audit: StsGrantAudit,
+): Decision {
   const cap = depthCap(policy, maxChainDepth);
   if (input.chain.length > cap) {
-    const deny: Deny = { allowed: false, rule: 'spec.maxDepth' as Deny['rule'], cause: 'depth_exceeded', mode: 'enforce', reason: `expected at most ${cap} services in the chain, got ${input.chain.length}` };
+    const deny: Deny = {
+      allowed: false,
+      rule: 'spec.maxDepth' as Deny['rule'],
+      cause: 'depth_exceeded',
+      mode: 'enforce',
+      reason: `expected at most ${cap} services in the chain, got ${input.chain.length}`,
+    };
     recordIssuanceOutcome({ rule: deny.rule, decision: 'deny' });
     throw refuse(deny, logger, audit);
   }
   const decision = policy.decide(input);
-  recordIssuanceOutcome({ rule: decision.rule, decision: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny' });
+  recordIssuanceOutcome({
+    rule: decision.rule,
+    decision: decision.allowed ? 'allow' : decision.mode === 'shadow' ? 'would_deny' : 'deny',
+  });
   if (decision.allowed) return decision;
   if (decision.mode === 'shadow') {
-    writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: decision.rule, decision: 'would_deny', cause: decision.cause, reason: decision.reason });
+    writeAuditEvent(logger, {
+      ...audit,
+      event: 'token_decision',
+      component: 'sts',
+      rule: decision.rule,
+      decision: 'would_deny',
+      cause: decision.cause,
+      reason: decision.reason,
+    });
     return decision;
   }
   throw refuse(decision, logger, audit);
@@ -46,7 +70,17 @@ export function gateTokenRequest(policy: CompiledPolicy, input: DecisionInput, m
 /** The refusal for a denial, audited with the status and OAuth error the client will get. */
 function refuse(deny: Deny, logger: Logger, audit: StsGrantAudit): HttpError {
   const error = refusal(deny);
-  writeAuditEvent(logger, { ...audit, event: 'token_decision', component: 'sts', rule: deny.rule, decision: 'deny', cause: deny.cause, reason: deny.reason, status: tokenEndpointStatus(error), error: toOAuthError(error).error });
+  writeAuditEvent(logger, {
+    ...audit,
+    event: 'token_decision',
+    component: 'sts',
+    rule: deny.rule,
+    decision: 'deny',
+    cause: deny.cause,
+    reason: deny.reason,
+    status: tokenEndpointStatus(error),
+    error: toOAuthError(error).error,
+  });
   return error;
 }
 

@@ -11,7 +11,12 @@ import { type BatonAccessTokenClaims, formatScope, issSub, parseScope } from '..
 import { TokenType } from '../../core/token-types.ts';
 import { BadRequestError } from '../../core/errors.ts';
 import { TokenExpiredError } from '../../token/errors.ts';
-import { ExternalTokenNotAtEntrypointError, InvalidScopeError, MayActMismatchError, SubjectTokenInvalidError } from '../errors.ts';
+import {
+  ExternalTokenNotAtEntrypointError,
+  InvalidScopeError,
+  MayActMismatchError,
+  SubjectTokenInvalidError,
+} from '../errors.ts';
 import type { VerifiedToken } from '../../token/verified-token.ts';
 import { randomTxn } from '../../core/txn.ts';
 import { randomId } from '../mint.ts';
@@ -30,29 +35,45 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   const subjectToken = required(params.get('subject_token'), 'subject_token');
   const subjectTokenType = required(params.get('subject_token_type'), 'subject_token_type');
   if (!SUBJECT_TOKEN_TYPES.has(subjectTokenType)) {
-    throw new BadRequestError(`expected subject_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
+    throw new BadRequestError(
+      `expected subject_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`,
+      { reason: 'unsupported-token-type' },
+    );
   }
   const actorToken = params.get('actor_token');
   const actorTokenType = params.get('actor_token_type');
   // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT be sent without it.
   if ((actorToken === undefined) !== (actorTokenType === undefined)) {
-    throw new BadRequestError('expected actor_token and actor_token_type together or not at all', { reason: 'missing-parameter' });
+    throw new BadRequestError('expected actor_token and actor_token_type together or not at all', {
+      reason: 'missing-parameter',
+    });
   }
   const requestedTokenType = params.get('requested_token_type') ?? TokenType.accessToken;
   if (!ISSUABLE_TOKEN_TYPES.has(requestedTokenType)) {
-    throw new BadRequestError(`expected requested_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`, { reason: 'unsupported-token-type' });
+    throw new BadRequestError(
+      `expected requested_token_type ${TokenType.accessToken} or ${TokenType.jwt}, got another type`,
+      { reason: 'unsupported-token-type' },
+    );
   }
 
   const { policy, version: policyVersion } = currentPolicy(context.policy);
-  const target = context.audiences.resolve({ audiences: params.all('audience'), resources: params.all('resource') }, (name) => policy.hasService(name));
+  const target = context.audiences.resolve(
+    { audiences: params.all('audience'), resources: params.all('resource') },
+    (name) => policy.hasService(name),
+  );
   const subject = await context.subjectTokens.verify(subjectToken, client.id);
   // The clock tolerance lets a verifier absorb skew; it does not make an expired token worth delegating.
   // RFC 8693 §2.2.2: an unacceptable subject token is invalid_request.
-  if (subject.expiresAt <= Math.floor(context.now() / 1000)) throw new SubjectTokenInvalidError('expected a subject token whose exp is in the future, got one already expired', { reason: TokenExpiredError.code });
+  if (subject.expiresAt <= Math.floor(context.now() / 1000))
+    throw new SubjectTokenInvalidError('expected a subject token whose exp is in the future, got one already expired', {
+      reason: TokenExpiredError.code,
+    });
   if (actorToken !== undefined) await context.actorTokens.verify(actorToken, actorTokenType as string, client);
 
   if (subject.kind === 'external' && !policy.isEntrypoint(client.id)) {
-    throw new ExternalTokenNotAtEntrypointError(`expected a token from an external identity provider only at an entrypoint, got it from ${client.id}`);
+    throw new ExternalTokenNotAtEntrypointError(
+      `expected a token from an external identity provider only at an entrypoint, got it from ${client.id}`,
+    );
   }
   checkMayAct(subject, client.id, context.issuer);
 
@@ -60,17 +81,60 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
   if (requested !== undefined) {
     const wider = [...requested].filter((s) => !subject.scopes.has(s));
     // RFC 8693 §2.2.2 / RFC 6749 §5.2: a scope exceeding what the subject token grants is invalid_scope.
-    if (wider.length > 0) throw new InvalidScopeError(`expected scopes within the subject token's, got ${wider.length} more: ${formatScope(wider).slice(0, 200)}`);
+    if (wider.length > 0)
+      throw new InvalidScopeError(
+        `expected scopes within the subject token's, got ${wider.length} more: ${formatScope(wider).slice(0, 200)}`,
+      );
   }
 
   const chain = [...(subject.kind === 'mesh' ? subject.chain : []), client.id];
   // Carried from a mesh token; for an external token, derived from it (src/core/txn.ts) as the entry sidecar does.
   const txn = subject.txn ?? randomTxn();
-  const audit: StsGrantAudit = { grant: 'token-exchange', txn, client: client.id, target, chain, subjectKind: subject.kind, issuer: subject.issuer, subjectIssuer: subject.subjectIssuer, policyVersion };
-  recordIssuanceRequest({ grant: audit.grant, client: client.id, chain, target, txn, subject: subject.subject, subjectIssuer: subject.subjectIssuer }, context.subjectPseudonym);
-  const decision = gateTokenRequest(policy, { chain, target, scopes: subject.scopes, acr: subject.acr, user: subject.user, subjectIssuer: subject.subjectIssuer }, context.maxChainDepth, context.logger, audit);
+  const audit: StsGrantAudit = {
+    grant: 'token-exchange',
+    txn,
+    client: client.id,
+    target,
+    chain,
+    subjectKind: subject.kind,
+    issuer: subject.issuer,
+    subjectIssuer: subject.subjectIssuer,
+    policyVersion,
+  };
+  recordIssuanceRequest(
+    {
+      grant: audit.grant,
+      client: client.id,
+      chain,
+      target,
+      txn,
+      subject: subject.subject,
+      subjectIssuer: subject.subjectIssuer,
+    },
+    context.subjectPseudonym,
+  );
+  const decision = gateTokenRequest(
+    policy,
+    {
+      chain,
+      target,
+      scopes: subject.scopes,
+      acr: subject.acr,
+      user: subject.user,
+      subjectIssuer: subject.subjectIssuer,
+    },
+    context.maxChainDepth,
+    context.logger,
+    audit,
+  );
 
-  const scope = usableScope(policy, client.id, target, [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s)), decision);
+  const scope = usableScope(
+    policy,
+    client.id,
+    target,
+    [...(requested ?? subject.scopes)].filter((s) => subject.scopes.has(s)),
+    decision,
+  );
   const nowSec = Math.floor(context.now() / 1000);
   // Never outlive the subject token: a revoked session must not be prolonged by exchange.
   const exp = Math.min(nowSec + context.tokenTtlSeconds, subject.expiresAt);
@@ -98,7 +162,8 @@ export const tokenExchangeGrant: GrantHandler = async (params, { client, certifi
 };
 
 function required(value: string | undefined, name: string): string {
-  if (value === undefined) throw new BadRequestError(`expected the parameter ${name}, got none`, { reason: 'missing-parameter' });
+  if (value === undefined)
+    throw new BadRequestError(`expected the parameter ${name}, got none`, { reason: 'missing-parameter' });
   return value;
 }
 

@@ -73,7 +73,9 @@ export async function startHarness(options: { mtls?: boolean } = {}): Promise<Ha
       await startRawOrigin({
         answer(request) {
           const answerCase = answers.get(request.target);
-          return answerCase === undefined ? undefined : { bytes: Buffer.from(answerCase.answer, 'latin1'), close: answerCase.close === true };
+          return answerCase === undefined
+            ? undefined
+            : { bytes: Buffer.from(answerCase.answer, 'latin1'), close: answerCase.close === true };
         },
       }),
     );
@@ -85,9 +87,21 @@ export async function startHarness(options: { mtls?: boolean } = {}): Promise<Ha
       const dir = mkdtempSync(join(tmpdir(), 'baton-hop-mtls-'));
       stops.push(async () => rmSync(dir, { recursive: true, force: true }));
       const policyFile = join(dir, 'callgraph.yaml');
-      writeFileSync(policyFile, callGraph('gateway: { entrypoint: true }\norders: { accepts: [ { name: from-gateway, from: gateway } ] }\npayments: { accepts: [ { name: from-orders, from: orders } ] }', { name: 'hop-mtls' }));
+      writeFileSync(
+        policyFile,
+        callGraph(
+          'gateway: { entrypoint: true }\norders: { accepts: [ { name: from-gateway, from: gateway } ] }\npayments: { accepts: [ { name: from-orders, from: orders } ] }',
+          { name: 'hop-mtls' },
+        ),
+      );
       // The processes' logs go to files only: reading every audit line here would take the lanes' CPU.
-      const demo = await startMesh({ transport: 'mtls', policyFile, apps: { orders: (lanes[MTLS_LANE] as Lane).tap.port }, logDir: dir, logsToFileOnly: true });
+      const demo = await startMesh({
+        transport: 'mtls',
+        policyFile,
+        apps: { orders: (lanes[MTLS_LANE] as Lane).tap.port },
+        logDir: dir,
+        logsToFileOnly: true,
+      });
       stops.push(() => demo.stop());
       const held = new Map<User, string>();
       for (const user of USERS) held.set(user, await demo.userToken({ sub: user, scope: 'shop' }));
@@ -101,7 +115,10 @@ export async function startHarness(options: { mtls?: boolean } = {}): Promise<Ha
       mesh,
       lanes,
       configs,
-      ports: (name) => (name === MTLS_LANE && mtls !== undefined ? { pair: mtls.pairPort, inbound: 0 } : { pair: mesh.outboundPort, inbound: mesh.inboundPorts[name] as number }),
+      ports: (name) =>
+        name === MTLS_LANE && mtls !== undefined
+          ? { pair: mtls.pairPort, inbound: 0 }
+          : { pair: mesh.outboundPort, inbound: mesh.inboundPorts[name] as number },
       mtls,
       stop,
     };

@@ -65,7 +65,9 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
   try {
     const services = Object.keys(apps);
     const idpKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const jwks = { keys: [{ ...idpKey.publicKey.export({ format: 'jwk' }), kid: 'hop-idp', alg: 'ES256', use: 'sig' }] };
+    const jwks = {
+      keys: [{ ...idpKey.publicKey.export({ format: 'jwk' }), kid: 'hop-idp', alg: 'ES256', use: 'sig' }],
+    };
     const idp = await listen((req, res) => {
       req.resume();
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks));
@@ -75,7 +77,16 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
     servers.push(idp.server, gatewayApp.server);
 
     const policyFile = join(dir, 'callgraph.yaml');
-    writeFileSync(policyFile, callGraph(['gateway: { entrypoint: true }', ...services.map((s) => `${s}: { accepts: [ { name: from-gateway, from: gateway, scopes: "shop" } ] }`)].join('\n'), { name: 'hop' }));
+    writeFileSync(
+      policyFile,
+      callGraph(
+        [
+          'gateway: { entrypoint: true }',
+          ...services.map((s) => `${s}: { accepts: [ { name: from-gateway, from: gateway, scopes: "shop" } ] }`),
+        ].join('\n'),
+        { name: 'hop' },
+      ),
+    );
     const clients = ['gateway', ...services];
     const secrets = Object.fromEntries(clients.map((c) => [c, `secret-${c}-${randomUUID()}`]));
     const stsPort = await freePort();
@@ -83,13 +94,27 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
     const external = { issuer: idp.url, jwksUri: `${idp.url}/jwks`, audience: 'gateway' };
     writeFileSync(
       join(dir, 'sts.yaml'),
-      stringify({ issuer: stsUrl, port: stsPort, policy: { file: policyFile }, keys: { dir: join(dir, 'sts-keys') }, transport: { mode: 'plaintext' }, clients: clients.map((id) => ({ id, secret: secrets[id] })), externalIssuers: [external] }),
+      stringify({
+        issuer: stsUrl,
+        port: stsPort,
+        policy: { file: policyFile },
+        keys: { dir: join(dir, 'sts-keys') },
+        transport: { mode: 'plaintext' },
+        clients: clients.map((id) => ({ id, secret: secrets[id] })),
+        externalIssuers: [external],
+      }),
     );
     const sts = startBaton(['sts', '--config', join(dir, 'sts.yaml')]);
     processes.push(sts);
     await sts.waitForOutput(/"msg":"sts listening"/, 20_000);
 
-    const ports = Object.fromEntries(await Promise.all(clients.map(async (c) => [c, { inbound: await freePort(), outbound: await freePort(), admin: await freePort() }] as const)));
+    const ports = Object.fromEntries(
+      await Promise.all(
+        clients.map(
+          async (c) => [c, { inbound: await freePort(), outbound: await freePort(), admin: await freePort() }] as const,
+        ),
+      ),
+    );
     const sidecars = clients.map((name) => {
       const file = join(dir, `${name}.yaml`);
       const port = ports[name] as { inbound: number; outbound: number; admin: number };
@@ -97,13 +122,19 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
         file,
         stringify({
           service: name,
-          inbound: { port: port.inbound, app: name === 'gateway' ? gatewayApp.url : `http://127.0.0.1:${apps[name]}`, timeoutMs: 3_000 },
+          inbound: {
+            port: port.inbound,
+            app: name === 'gateway' ? gatewayApp.url : `http://127.0.0.1:${apps[name]}`,
+            timeoutMs: 3_000,
+          },
           outbound: { port: port.outbound, timeoutMs: 3_000 },
           admin: { port: port.admin },
           sts: { issuer: stsUrl, clientId: name, clientSecret: secrets[name] },
           transport: { mode: 'plaintext' },
           policy: { file: policyFile },
-          upstreams: Object.fromEntries(services.map((s) => [s, `http://127.0.0.1:${(ports[s] as { inbound: number }).inbound}`])),
+          upstreams: Object.fromEntries(
+            services.map((s) => [s, `http://127.0.0.1:${(ports[s] as { inbound: number }).inbound}`]),
+          ),
           ...(name === 'gateway' ? { externalIssuers: [external] } : {}),
         }),
       );
@@ -115,7 +146,8 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
       sidecars.map(({ name, sidecar, admin }) =>
         waitFor(
           async () => {
-            if (sidecar.child.exitCode !== null) throw new Error(`${name} sidecar exited: ${sidecar.stderr().slice(-2000)}`);
+            if (sidecar.child.exitCode !== null)
+              throw new Error(`${name} sidecar exited: ${sidecar.stderr().slice(-2000)}`);
             const r = await request(`http://127.0.0.1:${admin}/readyz`);
             await r.body.dump();
             return r.statusCode === 200;
@@ -131,7 +163,20 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
     const userToken = (user: User): string => {
       let token = userTokens.get(user);
       if (token === undefined) {
-        token = compactEs256(idpKey.privateKey, { alg: 'ES256', typ: 'at+jwt', kid: 'hop-idp' }, { iss: idp.url, sub: user, aud: 'gateway', scope: 'shop', client_id: 'web', jti: randomUUID(), iat: now(), exp: now() + 3_600 });
+        token = compactEs256(
+          idpKey.privateKey,
+          { alg: 'ES256', typ: 'at+jwt', kid: 'hop-idp' },
+          {
+            iss: idp.url,
+            sub: user,
+            aud: 'gateway',
+            scope: 'shop',
+            client_id: 'web',
+            jti: randomUUID(),
+            iat: now(),
+            exp: now() + 3_600,
+          },
+        );
         userTokens.set(user, token);
         handedOut.add(token);
       }
@@ -148,13 +193,25 @@ export async function startHopMesh(apps: Readonly<Record<string, number>>): Prom
         if (held !== undefined && Date.now() < held.renewAt) return held.token;
         const r = await request(`${stsUrl}/token`, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`gateway:${secrets.gateway}`).toString('base64')}` },
-          body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: userToken(user), subject_token_type: ACCESS_TOKEN, audience: service }).toString(),
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            authorization: `Basic ${Buffer.from(`gateway:${secrets.gateway}`).toString('base64')}`,
+          },
+          body: new URLSearchParams({
+            grant_type: TOKEN_EXCHANGE,
+            subject_token: userToken(user),
+            subject_token_type: ACCESS_TOKEN,
+            audience: service,
+          }).toString(),
         });
         const answer = (await r.body.json()) as { access_token?: unknown; expires_in?: unknown; error?: unknown };
-        if (r.statusCode !== 200 || typeof answer.access_token !== 'string') throw new Error(`the STS refused the exchange for ${service}: ${r.statusCode} ${String(answer.error)}`);
+        if (r.statusCode !== 200 || typeof answer.access_token !== 'string')
+          throw new Error(`the STS refused the exchange for ${service}: ${r.statusCode} ${String(answer.error)}`);
         handedOut.add(answer.access_token);
-        meshTokens.set(key, { token: answer.access_token, renewAt: Date.now() + (Number(answer.expires_in) * 1000) / 2 });
+        meshTokens.set(key, {
+          token: answer.access_token,
+          renewAt: Date.now() + (Number(answer.expires_in) * 1000) / 2,
+        });
         return answer.access_token;
       },
       secrets: () => [...handedOut],

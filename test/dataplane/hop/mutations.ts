@@ -37,15 +37,44 @@ const FIELDS = [
 const SPACES = [' ', '\t', '\xa0', '\x85', '\x0b', '\x0c'];
 
 type Edit =
-  | { readonly kind: 'byte'; readonly op: 'replace' | 'insert' | 'delete' | 'duplicate'; readonly at: number; readonly byte: number }
+  | {
+      readonly kind: 'byte';
+      readonly op: 'replace' | 'insert' | 'delete' | 'duplicate';
+      readonly at: number;
+      readonly byte: number;
+    }
   | { readonly kind: 'field'; readonly at: number; readonly field: string }
-  | { readonly kind: 'space'; readonly at: number; readonly where: 'before-colon' | 'after-colon' | 'end'; readonly space: string }
+  | {
+      readonly kind: 'space';
+      readonly at: number;
+      readonly where: 'before-colon' | 'after-colon' | 'end';
+      readonly space: string;
+    }
   | { readonly kind: 'pipeline'; readonly whole: boolean };
 
 const edit: fc.Arbitrary<Edit> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('byte' as const), op: fc.constantFrom('replace' as const, 'insert' as const, 'delete' as const, 'duplicate' as const), at: fc.nat(), byte: fc.oneof(fc.constantFrom(...SPECIAL), fc.integer({ min: 0, max: 255 })) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('field' as const), at: fc.nat(), field: fc.constantFrom(...FIELDS) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('space' as const), at: fc.nat(), where: fc.constantFrom('before-colon' as const, 'after-colon' as const, 'end' as const), space: fc.constantFrom(...SPACES) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('byte' as const),
+      op: fc.constantFrom('replace' as const, 'insert' as const, 'delete' as const, 'duplicate' as const),
+      at: fc.nat(),
+      byte: fc.oneof(fc.constantFrom(...SPECIAL), fc.integer({ min: 0, max: 255 })),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('field' as const), at: fc.nat(), field: fc.constantFrom(...FIELDS) }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('space' as const),
+      at: fc.nat(),
+      where: fc.constantFrom('before-colon' as const, 'after-colon' as const, 'end' as const),
+      space: fc.constantFrom(...SPACES),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('pipeline' as const), whole: fc.boolean() }) },
 );
 
@@ -97,7 +126,10 @@ export function applyEdit(text: string, e: Edit): string {
 
 /** `count` mutated cases from `seed`: each one connection of alice's, its answers not known in advance. */
 export function mutatedCases(corpus: readonly RequestCase[], seed: number, count: number): RequestCase[] {
-  const draws = fc.sample(fc.tuple(fc.nat({ max: corpus.length - 1 }), fc.array(edit, { minLength: 1, maxLength: 3 })), { seed, numRuns: count });
+  const draws = fc.sample(
+    fc.tuple(fc.nat({ max: corpus.length - 1 }), fc.array(edit, { minLength: 1, maxLength: 3 })),
+    { seed, numRuns: count },
+  );
   return draws.map(([index, edits], run) => {
     const base = corpus[index] as RequestCase;
     const first = base.connections[0];

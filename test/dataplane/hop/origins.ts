@@ -98,7 +98,9 @@ type Recorded = Reading | ObservedRefusal;
 
 /** RFC 9112 §9.3: `close` in Connection, or HTTP/1.0 without `keep-alive`. */
 function closes(request: FramedRequest): boolean {
-  const options = request.headers.filter(([name]) => name.toLowerCase() === 'connection').flatMap(([, value]) => value.toLowerCase().split(',').map(trimOws));
+  const options = request.headers
+    .filter(([name]) => name.toLowerCase() === 'connection')
+    .flatMap(([, value]) => value.toLowerCase().split(',').map(trimOws));
   return options.includes('close') || (request.version === '1.0' && !options.includes('keep-alive'));
 }
 
@@ -115,9 +117,27 @@ export async function startNodeOrigin(): Promise<Origin> {
   const record = (req: IncomingMessage, res: ServerResponse): void => {
     activity = performance.now();
     const headers: Array<readonly [string, string]> = [];
-    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string]);
-    const framing: Framing = req.headers['transfer-encoding'] !== undefined ? 'chunked' : Number(req.headers['content-length'] ?? 0) > 0 ? 'length' : 'none';
-    const reading: Reading = { head: { kind: 'request', connection: ids.get(req.socket) ?? -1, method: req.method ?? '', target: req.url ?? '', version: req.httpVersion, headers, framing }, parts: [], complete: false };
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2)
+      headers.push([req.rawHeaders[i] as string, req.rawHeaders[i + 1] as string]);
+    const framing: Framing =
+      req.headers['transfer-encoding'] !== undefined
+        ? 'chunked'
+        : Number(req.headers['content-length'] ?? 0) > 0
+          ? 'length'
+          : 'none';
+    const reading: Reading = {
+      head: {
+        kind: 'request',
+        connection: ids.get(req.socket) ?? -1,
+        method: req.method ?? '',
+        target: req.url ?? '',
+        version: req.httpVersion,
+        headers,
+        framing,
+      },
+      parts: [],
+      complete: false,
+    };
     records.push(reading);
     req.on('data', (chunk: Buffer) => {
       activity = performance.now();
@@ -126,7 +146,9 @@ export async function startNodeOrigin(): Promise<Origin> {
     req.on('end', () => {
       activity = performance.now();
       reading.complete = true;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(echoBody(reading.head.method, reading.head.target, headers));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(echoBody(reading.head.method, reading.head.target, headers));
     });
   };
   const server = createHttpServer(record);
@@ -144,7 +166,10 @@ export async function startNodeOrigin(): Promise<Origin> {
     // upstream), is not a refusal of bytes: the message stays unfinished.
     if (code.startsWith('HPE_') && code !== 'HPE_INVALID_EOF_STATE') {
       records.push({ kind: 'refused', connection: ids.get(socket) ?? -1, reason: code });
-      if (socket.writable) socket.end(`HTTP/1.1 ${code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+      if (socket.writable)
+        socket.end(
+          `HTTP/1.1 ${code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`,
+        );
     }
     socket.destroy();
   });
@@ -153,7 +178,11 @@ export async function startNodeOrigin(): Promise<Origin> {
   return {
     port,
     mark: () => ({ events: records.length, connections }),
-    snapshot: (mark, fresh) => records.slice(mark.events).map(observed).filter((e) => !fresh || e.connection >= mark.connections),
+    snapshot: (mark, fresh) =>
+      records
+        .slice(mark.events)
+        .map(observed)
+        .filter((e) => !fresh || e.connection >= mark.connections),
     lastActivity: () => activity,
     close,
   };
@@ -177,7 +206,19 @@ export async function startRawOrigin(options: RawOriginOptions = {}): Promise<Or
     let closing = false;
     const framer = new RequestFramer({
       onHead(request) {
-        reading = { head: { kind: 'request', connection, method: request.method, target: request.target, version: request.version, headers: request.headers, framing: request.framing }, parts: [], complete: false };
+        reading = {
+          head: {
+            kind: 'request',
+            connection,
+            method: request.method,
+            target: request.target,
+            version: request.version,
+            headers: request.headers,
+            framing: request.framing,
+          },
+          parts: [],
+          complete: false,
+        };
         records.push(reading);
       },
       onBody(bytes) {
@@ -193,7 +234,9 @@ export async function startRawOrigin(options: RawOriginOptions = {}): Promise<Or
         if (answer === undefined) {
           const body = echoBody(request.method, request.target, request.headers);
           // RFC 9110 §9.3.2: the answer to HEAD has the fields of the answer to GET and no body.
-          socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${request.method === 'HEAD' ? '' : body}`);
+          socket.write(
+            `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${request.method === 'HEAD' ? '' : body}`,
+          );
         } else {
           socket.write(answer.bytes);
           if (answer.close === true) closing = true;
@@ -205,7 +248,10 @@ export async function startRawOrigin(options: RawOriginOptions = {}): Promise<Or
       },
       onRefuse(refusal) {
         records.push({ kind: 'refused', connection, reason: refusal.reason });
-        if (socket.writable) socket.end(`HTTP/1.1 ${refusal.status === 501 ? '501 Not Implemented' : '400 Bad Request'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+        if (socket.writable)
+          socket.end(
+            `HTTP/1.1 ${refusal.status === 501 ? '501 Not Implemented' : '400 Bad Request'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`,
+          );
       },
     });
     framers.set(connection, framer);
@@ -224,7 +270,8 @@ export async function startRawOrigin(options: RawOriginOptions = {}): Promise<Or
     mark: () => ({ events: records.length, connections }),
     snapshot(mark, fresh) {
       const out: OriginEvent[] = records.slice(mark.events).map(observed);
-      for (const [connection, framer] of framers) if (framer.pending > 0) out.push({ kind: 'partial', connection, bytes: framer.pending });
+      for (const [connection, framer] of framers)
+        if (framer.pending > 0) out.push({ kind: 'partial', connection, bytes: framer.pending });
       return out.filter((e) => !fresh || e.connection >= mark.connections);
     },
     lastActivity: () => activity,

@@ -160,7 +160,8 @@ export class RequestFramer {
         return true;
       }
       case 'chunk-crlf': {
-        if (this.#buffer.length < 2) return this.#buffer.length === 1 && this.#buffer[0] !== 0x0d ? this.#fail('chunk-data-end') : false;
+        if (this.#buffer.length < 2)
+          return this.#buffer.length === 1 && this.#buffer[0] !== 0x0d ? this.#fail('chunk-data-end') : false;
         if (this.#buffer[0] !== 0x0d || this.#buffer[1] !== 0x0a) throw new Refused('chunk-data-end');
         this.#buffer = this.#buffer.subarray(2);
         this.#state = { at: 'chunk-size' };
@@ -204,7 +205,8 @@ export class RequestFramer {
   #head(): boolean {
     // §2.2: a server SHOULD ignore at least one empty line before the request line (and MAY take a bare LF as a line end).
     for (;;) {
-      if (this.#buffer.length >= 2 && this.#buffer[0] === 0x0d && this.#buffer[1] === 0x0a) this.#buffer = this.#buffer.subarray(2);
+      if (this.#buffer.length >= 2 && this.#buffer[0] === 0x0d && this.#buffer[1] === 0x0a)
+        this.#buffer = this.#buffer.subarray(2);
       else if (this.#buffer.length >= 1 && this.#buffer[0] === 0x0a) this.#buffer = this.#buffer.subarray(1);
       else break;
     }
@@ -224,14 +226,26 @@ export class RequestFramer {
     const requestLine = REQUEST_LINE.exec(lines[0] as string);
     if (requestLine === null) throw new Refused('request-line');
     const headers = lines.slice(1).map(fieldLine);
-    const request = this.#frame(requestLine[1] as string, requestLine[2] as string, requestLine[3] as string, headers, end + 4);
+    const request = this.#frame(
+      requestLine[1] as string,
+      requestLine[2] as string,
+      requestLine[3] as string,
+      headers,
+      end + 4,
+    );
     this.#request = request;
     this.#handlers.onHead(request);
     if (request.framing === 'none') this.#complete();
     return true;
   }
 
-  #frame(method: string, target: string, version: string, headers: Array<readonly [string, string]>, headBytes: number): FramedRequest {
+  #frame(
+    method: string,
+    target: string,
+    version: string,
+    headers: Array<readonly [string, string]>,
+    headBytes: number,
+  ): FramedRequest {
     const lower = (name: string): Array<readonly [string, string]> => headers.filter(([n]) => n.toLowerCase() === name);
     const hosts = lower('host');
     if (version === '1.1' ? hosts.length !== 1 : hosts.length > 1) throw new Refused('host');
@@ -257,8 +271,24 @@ export class RequestFramer {
       length = Number(value);
       framing = length === 0 ? 'none' : 'length';
     }
-    this.#state = framing === 'length' ? { at: 'length', remaining: length } : framing === 'chunked' ? { at: 'chunk-size' } : { at: 'head' };
-    return { kind: 'request', method, target, version, headers, framing, body: Buffer.alloc(0), trailers: [], complete: false, headBytes };
+    this.#state =
+      framing === 'length'
+        ? { at: 'length', remaining: length }
+        : framing === 'chunked'
+          ? { at: 'chunk-size' }
+          : { at: 'head' };
+    return {
+      kind: 'request',
+      method,
+      target,
+      version,
+      headers,
+      framing,
+      body: Buffer.alloc(0),
+      trailers: [],
+      complete: false,
+      headBytes,
+    };
   }
 
   #append(bytes: Buffer): void {

@@ -25,7 +25,10 @@ export interface ResponseReading {
   readonly garbled: boolean;
 }
 
-export function readResponses(bytes: Buffer, options: { closed: boolean; heads?: (index: number) => boolean }): ResponseReading {
+export function readResponses(
+  bytes: Buffer,
+  options: { closed: boolean; heads?: (index: number) => boolean },
+): ResponseReading {
   const responses: ReadResponse[] = [];
   let at = 0;
   while (at < bytes.length) {
@@ -37,7 +40,9 @@ export function readResponses(bytes: Buffer, options: { closed: boolean; heads?:
     const code = Number(status[1]);
     const headers = lines.map((line): readonly [string, string] => {
       const colon = line.indexOf(':');
-      return colon === -1 ? [line.toLowerCase(), ''] : [line.slice(0, colon).toLowerCase(), trimOws(line.slice(colon + 1))];
+      return colon === -1
+        ? [line.toLowerCase(), '']
+        : [line.slice(0, colon).toLowerCase(), trimOws(line.slice(colon + 1))];
     });
     const start = end + 4;
     if (code < 200) {
@@ -68,7 +73,7 @@ export function readResponses(bytes: Buffer, options: { closed: boolean; heads?:
 
 function dechunk(bytes: Buffer, from: number): [number, Buffer] | undefined | 'garbled' {
   const parts: Buffer[] = [];
-  for (let at = from; ; ) {
+  for (let at = from; ;) {
     const eol = bytes.indexOf('\r\n', at, 'latin1');
     if (eol === -1) return undefined;
     const size = /^([0-9A-Fa-f]+)[ \t]*(;.*)?$/.exec(bytes.toString('latin1', at, eol));
@@ -95,11 +100,16 @@ export function batonRefusalOf(response: ReadResponse): BatonRefusal | undefined
   const type = response.headers.find(([n]) => n === 'content-type')?.[1];
   if (type === undefined || !type.startsWith('application/problem+json')) return undefined;
   // The answer to HEAD has no body: the type alone says it is baton's (no origin here answers problem+json).
-  if (response.body.length === 0) return { status: response.status, code: 'BATON_(answer to HEAD, no body)', reason: undefined };
+  if (response.body.length === 0)
+    return { status: response.status, code: 'BATON_(answer to HEAD, no body)', reason: undefined };
   try {
     const problem = JSON.parse(response.body.toString('utf8')) as { code?: unknown; reason?: unknown };
     if (typeof problem.code !== 'string' || !problem.code.startsWith('BATON_')) return undefined;
-    return { status: response.status, code: problem.code, reason: typeof problem.reason === 'string' ? problem.reason : undefined };
+    return {
+      status: response.status,
+      code: problem.code,
+      reason: typeof problem.reason === 'string' ? problem.reason : undefined,
+    };
   } catch {
     return undefined;
   }

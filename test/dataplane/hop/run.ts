@@ -17,7 +17,14 @@ import { AUTH, type AnswerCase, type ConnectionScript, HOST, type RequestCase, r
 import type { HopMesh, User } from './mesh.ts';
 import type { Origin, WireTap } from './origins.ts';
 import { batonRefusalOf, readResponses } from './response-reader.ts';
-import { type AnswerOutcome, compareAnswers, compareWindows, type Leg, referenceReading, type Window } from './verdict.ts';
+import {
+  type AnswerOutcome,
+  compareAnswers,
+  compareWindows,
+  type Leg,
+  referenceReading,
+  type Window,
+} from './verdict.ts';
 
 /** One origin and the way to it: its service name (B's, and the Host the client names), what it read, the tap in front. */
 export interface Lane {
@@ -48,7 +55,15 @@ export interface Timing {
   readonly answerMs: number;
 }
 
-export const TIMING: Timing = { directQuietMs: 80, viaQuietMs: 300, settleMs: 15, cutSettleMs: 50, proxyCutSettleMs: 200, capMs: 4_000, answerMs: 2_000 };
+export const TIMING: Timing = {
+  directQuietMs: 80,
+  viaQuietMs: 300,
+  settleMs: 15,
+  cutSettleMs: 50,
+  proxyCutSettleMs: 200,
+  capMs: 4_000,
+  answerMs: 2_000,
+};
 
 export interface Finding {
   readonly lane: string;
@@ -65,14 +80,20 @@ export interface CaseResult {
 
 /** bob's innocent request after every case: it must reach the origin as bob's, intact. */
 export function canary(id: string): ConnectionScript {
-  return { user: 'bob', innocent: true, writes: [request(`GET /canary/${encodeURIComponent(id)} HTTP/1.1`, ['X-Canary: 1'])], expect: 1 };
+  return {
+    user: 'bob',
+    innocent: true,
+    writes: [request(`GET /canary/${encodeURIComponent(id)} HTTP/1.1`, ['X-Canary: 1'])],
+    expect: 1,
+  };
 }
 
 export function bytesOf(template: string, token: string, host: string): Buffer {
   return Buffer.from(template.replaceAll(AUTH, token).replaceAll(HOST, host), 'latin1');
 }
 
-const lastMove = (lane: Lane, client: number): number => Math.max(client, lane.tap.lastActivity(), lane.origin.lastActivity());
+const lastMove = (lane: Lane, client: number): number =>
+  Math.max(client, lane.tap.lastActivity(), lane.origin.lastActivity());
 
 /** Waits until nothing has moved on the lane (nor on the client, since `client`) for `quietMs`, at most 20 times that. */
 async function settle(lane: Lane, quietMs: number, client = 0): Promise<void> {
@@ -81,7 +102,20 @@ async function settle(lane: Lane, quietMs: number, client = 0): Promise<void> {
 }
 
 /** One client connection to `port`: writes, waits (bounded), and returns the window. */
-export async function driveWindow(lane: Lane, port: number, user: User, writes: ReadonlyArray<Buffer | number>, options: { expect: number | undefined; heads?: readonly number[] | undefined; quietMs: number; straight: boolean; innocent?: boolean }, timing: Timing): Promise<Window> {
+export async function driveWindow(
+  lane: Lane,
+  port: number,
+  user: User,
+  writes: ReadonlyArray<Buffer | number>,
+  options: {
+    expect: number | undefined;
+    heads?: readonly number[] | undefined;
+    quietMs: number;
+    straight: boolean;
+    innocent?: boolean;
+  },
+  timing: Timing,
+): Promise<Window> {
   // The window before this one closed on a still lane (below): everything from here on is this window's.
   const originMark = lane.origin.mark();
   const tapMark = lane.tap.bytesIn();
@@ -101,7 +135,12 @@ export async function driveWindow(lane: Lane, port: number, user: User, writes: 
   });
   const heads = (index: number): boolean => options.heads?.includes(index) === true;
   try {
-    const connected = await Promise.race([new Promise<boolean>((resolve) => socket.once('connect', () => resolve(true)).once('close', () => resolve(false))), delay(2_000, false)]);
+    const connected = await Promise.race([
+      new Promise<boolean>((resolve) =>
+        socket.once('connect', () => resolve(true)).once('close', () => resolve(false)),
+      ),
+      delay(2_000, false),
+    ]);
     if (!connected) throw new Error(`could not connect to port ${port} for ${lane.name}`);
     for (const write of writes) {
       if (typeof write === 'number') await delay(write);
@@ -129,15 +168,38 @@ export async function driveWindow(lane: Lane, port: number, user: User, writes: 
     }
     // Answered: the origin read what it answered before answering. Cut short through baton: a head baton sent on may
     // still be on its way through B (invisible here), so the lane is given longer to show it.
-    const cutShort = !options.straight && closed && !readResponses(Buffer.concat(chunks), { closed, heads }).responses.some((r) => batonRefusalOf(r) !== undefined);
-    await settle(lane, answered ? timing.settleMs / 3 : cutShort ? (lane.direct ? timing.cutSettleMs : timing.proxyCutSettleMs) : timing.settleMs, moved);
+    const cutShort =
+      !options.straight &&
+      closed &&
+      !readResponses(Buffer.concat(chunks), { closed, heads }).responses.some((r) => batonRefusalOf(r) !== undefined);
+    await settle(
+      lane,
+      answered
+        ? timing.settleMs / 3
+        : cutShort
+          ? lane.direct
+            ? timing.cutSettleMs
+            : timing.proxyCutSettleMs
+          : timing.settleMs,
+      moved,
+    );
     // Not answered, on a lane with a proxy in front of the origin: the proxy may still hold what it was sent, for longer
     // than any quiet period on a busy machine. A fence request through the same proxy is read after what it holds.
     if (!answered && !lane.direct) await fence(lane, timing);
     const reading = readResponses(Buffer.concat(chunks), { closed, heads });
     const sent = Buffer.concat(writes.filter((w): w is Buffer => typeof w !== 'number'));
-    const events = lane.origin.snapshot(originMark, options.straight && lane.direct).filter((e) => !(e.kind === 'request' && e.target.startsWith(FENCE_PATH)));
-    return { user, sent, responses: reading.responses, garbled: reading.garbled, closed, events, bytesUpstream: lane.tap.bytesIn() - tapMark - (fenceBytes(lane) - fenceMark) };
+    const events = lane.origin
+      .snapshot(originMark, options.straight && lane.direct)
+      .filter((e) => !(e.kind === 'request' && e.target.startsWith(FENCE_PATH)));
+    return {
+      user,
+      sent,
+      responses: reading.responses,
+      garbled: reading.garbled,
+      closed,
+      events,
+      bytesUpstream: lane.tap.bytesIn() - tapMark - (fenceBytes(lane) - fenceMark),
+    };
   } finally {
     socket.destroy();
   }
@@ -182,29 +244,70 @@ export interface Ports {
 export type Tokens = Pick<HopMesh, 'userToken' | 'meshToken'>;
 
 /** A request case on one lane: every connection straight, through the pair, through B alone (`legs`); then the verdicts. */
-export async function runRequestCase(lane: Lane, mesh: Tokens, ports: Ports, testCase: RequestCase, timing: Timing = TIMING, legs: readonly Leg[] = ['pair', 'inbound']): Promise<CaseResult> {
+export async function runRequestCase(
+  lane: Lane,
+  mesh: Tokens,
+  ports: Ports,
+  testCase: RequestCase,
+  timing: Timing = TIMING,
+  legs: readonly Leg[] = ['pair', 'inbound'],
+): Promise<CaseResult> {
   const scripts = [...testCase.connections, canary(testCase.id)];
-  const writesOf = (script: ConnectionScript, token: string): Array<Buffer | number> => script.writes.map((w) => (typeof w === 'number' ? w : bytesOf(w, token, lane.name)));
+  const writesOf = (script: ConnectionScript, token: string): Array<Buffer | number> =>
+    script.writes.map((w) => (typeof w === 'number' ? w : bytesOf(w, token, lane.name)));
   // Which answers have no body: those to HEAD requests, by the case or by RFC 9112's reading of what is sent.
   const headsOf = (script: ConnectionScript): readonly number[] =>
-    script.heads ?? referenceReading(bytesOf(script.writes.filter((w): w is string => typeof w === 'string').join(''), 'token', lane.name)).flatMap((m, i) => (m.kind === 'request' && m.method === 'HEAD' ? [i] : []));
+    script.heads ??
+    referenceReading(
+      bytesOf(script.writes.filter((w): w is string => typeof w === 'string').join(''), 'token', lane.name),
+    ).flatMap((m, i) => (m.kind === 'request' && m.method === 'HEAD' ? [i] : []));
   const direct: Window[] = [];
-  for (const script of scripts) direct.push(await driveWindow(lane, lane.tap.port, script.user, writesOf(script, mesh.userToken(script.user)), { expect: script.expect === 0 ? undefined : script.expect, heads: headsOf(script), quietMs: timing.directQuietMs, straight: true, innocent: script.innocent === true }, timing));
+  for (const script of scripts)
+    direct.push(
+      await driveWindow(
+        lane,
+        lane.tap.port,
+        script.user,
+        writesOf(script, mesh.userToken(script.user)),
+        {
+          expect: script.expect === 0 ? undefined : script.expect,
+          heads: headsOf(script),
+          quietMs: timing.directQuietMs,
+          straight: true,
+          innocent: script.innocent === true,
+        },
+        timing,
+      ),
+    );
   const findings: Finding[] = [];
   for (const leg of legs) {
     for (const [index, script] of scripts.entries()) {
       const token = leg === 'pair' ? mesh.userToken(script.user) : await mesh.meshToken(script.user, lane.name);
       const straight = direct[index] as Window;
       const expect = straight.responses.length > 0 ? straight.responses.length : undefined;
-      const via = await driveWindow(lane, leg === 'pair' ? ports.pair : ports.inbound, script.user, writesOf(script, token), { expect, heads: headsOf(script), quietMs: timing.viaQuietMs, straight: false }, timing);
-      for (const text of compareWindows(straight, via, script.refuse, leg, script.innocent === true)) findings.push({ lane: lane.name, leg, connection: index, text });
+      const via = await driveWindow(
+        lane,
+        leg === 'pair' ? ports.pair : ports.inbound,
+        script.user,
+        writesOf(script, token),
+        { expect, heads: headsOf(script), quietMs: timing.viaQuietMs, straight: false },
+        timing,
+      );
+      for (const text of compareWindows(straight, via, script.refuse, leg, script.innocent === true))
+        findings.push({ lane: lane.name, leg, connection: index, text });
     }
   }
   return { id: testCase.id, lane: lane.name, findings };
 }
 
 /** What a node:http client reads of one answer, waiting at most `ms`. */
-export function fetchAnswer(port: number, path: string, headers: Record<string, string>, method: 'GET' | 'HEAD', ms: number): Promise<AnswerOutcome> {
+export function fetchAnswer(
+  port: number,
+  path: string,
+  headers: Record<string, string>,
+  method: 'GET' | 'HEAD',
+  ms: number,
+): Promise<AnswerOutcome> {
   return new Promise((resolve) => {
     let settled = false;
     const done = (outcome: AnswerOutcome): void => {
@@ -219,10 +322,13 @@ export function fetchAnswer(port: number, path: string, headers: Record<string, 
       response.on('data', (chunk: Buffer) => parts.push(chunk));
       response.on('end', () => {
         const fields: Array<readonly [string, string]> = [];
-        for (let i = 0; i + 1 < response.rawHeaders.length; i += 2) fields.push([response.rawHeaders[i] as string, response.rawHeaders[i + 1] as string]);
+        for (let i = 0; i + 1 < response.rawHeaders.length; i += 2)
+          fields.push([response.rawHeaders[i] as string, response.rawHeaders[i + 1] as string]);
         done({ kind: 'answer', status: response.statusCode ?? 0, headers: fields, body: Buffer.concat(parts) });
       });
-      response.on('error', (error: NodeJS.ErrnoException) => done({ kind: 'error', code: error.code ?? error.message }));
+      response.on('error', (error: NodeJS.ErrnoException) =>
+        done({ kind: 'error', code: error.code ?? error.message }),
+      );
       response.on('aborted', () => done({ kind: 'error', code: 'aborted' }));
     });
     client.on('error', (error: NodeJS.ErrnoException) => done({ kind: 'error', code: error.code ?? error.message }));
@@ -232,21 +338,50 @@ export function fetchAnswer(port: number, path: string, headers: Record<string, 
 }
 
 /** An answer case: the app's bytes to a client straight, through the pair and through B; then bob's canary on each way. */
-export async function runAnswerCase(lane: Lane, mesh: HopMesh, ports: Ports, testCase: AnswerCase, timing: Timing = TIMING): Promise<CaseResult> {
+export async function runAnswerCase(
+  lane: Lane,
+  mesh: HopMesh,
+  ports: Ports,
+  testCase: AnswerCase,
+  timing: Timing = TIMING,
+): Promise<CaseResult> {
   const path = `/answer/${testCase.id}`;
   const method = testCase.method ?? 'GET';
   const direct = await fetchAnswer(lane.tap.port, path, { host: lane.name }, method, timing.answerMs);
   const findings: Finding[] = [];
   for (const leg of ['pair', 'inbound'] as const) {
     const port = leg === 'pair' ? ports.pair : ports.inbound;
-    const auth = async (user: User): Promise<string> => `Bearer ${leg === 'pair' ? mesh.userToken(user) : await mesh.meshToken(user, lane.name)}`;
-    const via = await fetchAnswer(port, path, { host: lane.name, authorization: await auth('alice') }, method, timing.answerMs);
-    for (const text of compareAnswers(direct, via, testCase.refuse)) findings.push({ lane: lane.name, leg, connection: 0, text });
+    const auth = async (user: User): Promise<string> =>
+      `Bearer ${leg === 'pair' ? mesh.userToken(user) : await mesh.meshToken(user, lane.name)}`;
+    const via = await fetchAnswer(
+      port,
+      path,
+      { host: lane.name, authorization: await auth('alice') },
+      method,
+      timing.answerMs,
+    );
+    for (const text of compareAnswers(direct, via, testCase.refuse))
+      findings.push({ lane: lane.name, leg, connection: 0, text });
     const canaryPath = `/canary/${testCase.id}`;
-    const after = await fetchAnswer(port, canaryPath, { host: lane.name, authorization: await auth('bob') }, 'GET', timing.answerMs);
+    const after = await fetchAnswer(
+      port,
+      canaryPath,
+      { host: lane.name, authorization: await auth('bob') },
+      'GET',
+      timing.answerMs,
+    );
     const echo = after.kind === 'answer' ? after.body.toString('latin1') : undefined;
-    if (after.kind !== 'answer' || after.status !== 200 || echo !== JSON.stringify({ method: 'GET', target: canaryPath, subject: 'bob' })) {
-      findings.push({ lane: lane.name, leg, connection: 1, text: `bob's next request did not get its own answer: ${after.kind === 'answer' ? `${after.status} ${echo}` : after.kind === 'error' ? `error ${after.code}` : 'no answer'}` });
+    if (
+      after.kind !== 'answer' ||
+      after.status !== 200 ||
+      echo !== JSON.stringify({ method: 'GET', target: canaryPath, subject: 'bob' })
+    ) {
+      findings.push({
+        lane: lane.name,
+        leg,
+        connection: 1,
+        text: `bob's next request did not get its own answer: ${after.kind === 'answer' ? `${after.status} ${echo}` : after.kind === 'error' ? `error ${after.code}` : 'no answer'}`,
+      });
     }
   }
   return { id: testCase.id, lane: lane.name, findings };

@@ -32,13 +32,44 @@ export interface Window {
 export type Leg = 'pair' | 'inbound';
 
 // Fields the pair may remove, replace or add (the test file's header says why for each).
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+];
 const FRAMING = ['content-length', 'transfer-encoding'];
-const REPLACED = ['authorization', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'x-http-method-override', 'x-http-method', 'x-method-override'];
+const REPLACED = [
+  'authorization',
+  'expect',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+];
 const NOT_COMPARED: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...FRAMING, ...REPLACED]);
 
 /** The identity headers only baton writes (docs/sidecar.md, "What your app receives"). */
-export const IDENTITY_HEADERS: ReadonlySet<string> = new Set(['baton-subject', 'baton-subject-issuer', 'baton-subject-type', 'baton-caller', 'baton-chain', 'baton-scope', 'baton-txn', 'baton-request', 'baton-context']);
+export const IDENTITY_HEADERS: ReadonlySet<string> = new Set([
+  'baton-subject',
+  'baton-subject-issuer',
+  'baton-subject-type',
+  'baton-caller',
+  'baton-chain',
+  'baton-scope',
+  'baton-txn',
+  'baton-request',
+  'baton-context',
+]);
 
 const isBaton = (lowerName: string): boolean => lowerName.startsWith('baton-') || lowerName.startsWith('baton_');
 
@@ -60,7 +91,8 @@ type Normal = NormalRequest | { readonly kind: 'refused' };
 /** The lower-case names the client's Connection fields name, anywhere in what it sent (an origin-side proxy may have removed them). */
 export function connectionOptions(sent: Buffer): Set<string> {
   const named = new Set<string>();
-  for (const match of sent.toString('latin1').matchAll(/(?:^|\n)[ \t]*connection[ \t]*:([^\r\n]*)/gi)) for (const option of (match[1] as string).split(',')) named.add(trimOws(option).toLowerCase());
+  for (const match of sent.toString('latin1').matchAll(/(?:^|\n)[ \t]*connection[ \t]*:([^\r\n]*)/gi))
+    for (const option of (match[1] as string).split(',')) named.add(trimOws(option).toLowerCase());
   return named;
 }
 
@@ -101,13 +133,26 @@ export function normalize(event: OriginEvent | FramedRequest, options: Normalize
     })
     .map(([name, value]) => [options.loose === true ? name.toLowerCase() : name, value] as const);
   const host = options.hostReplaced || options.loose === true ? {} : { host: hosts.join('\n') };
-  return { kind: 'request', method: event.method, target: originForm(event.target), headers, framing: options.loose === true ? 'any' : event.framing, body: event.body.toString('latin1'), complete: event.complete, ...host };
+  return {
+    kind: 'request',
+    method: event.method,
+    target: originForm(event.target),
+    headers,
+    framing: options.loose === true ? 'any' : event.framing,
+    body: event.body.toString('latin1'),
+    complete: event.complete,
+    ...host,
+  };
 }
 
 /** How RFC 9112 alone (./reference-framer.ts) reads `bytes`: the requests, then a refusal if it stopped at one. */
 export function referenceReading(bytes: Buffer): Array<FramedRequest | { readonly kind: 'refused' }> {
   const out: Array<FramedRequest | { readonly kind: 'refused' }> = [];
-  const framer = new RequestFramer({ onHead: (request) => void out.push(request), onComplete: () => undefined, onRefuse: () => void out.push({ kind: 'refused' }) });
+  const framer = new RequestFramer({
+    onHead: (request) => void out.push(request),
+    onComplete: () => undefined,
+    onRefuse: () => void out.push({ kind: 'refused' }),
+  });
   framer.push(bytes);
   return out;
 }
@@ -122,25 +167,40 @@ export function identityViolations(request: ObservedRequest, user: User): string
   }
   for (const [name, values] of seen) {
     if (!isBaton(name)) continue;
-    if (!IDENTITY_HEADERS.has(name)) out.push(`the origin read a ${name} field that baton never writes (from the client)`);
+    if (!IDENTITY_HEADERS.has(name))
+      out.push(`the origin read a ${name} field that baton never writes (from the client)`);
     else if (values.length > 1) out.push(`the origin read ${values.length} ${name} fields (one from the client)`);
   }
   const subject = seen.get('baton-subject');
-  if (subject?.length !== 1 || subject[0] !== user) out.push(`the origin read ${request.method} ${request.target} as baton-subject ${JSON.stringify(subject ?? null)}, sent by ${user}`);
+  if (subject?.length !== 1 || subject[0] !== user)
+    out.push(
+      `the origin read ${request.method} ${request.target} as baton-subject ${JSON.stringify(subject ?? null)}, sent by ${user}`,
+    );
   const caller = seen.get('baton-caller');
-  if (caller?.length !== 1 || caller[0] !== 'gateway') out.push(`the origin read baton-caller ${JSON.stringify(caller ?? null)}, expected gateway`);
-  if (seen.has('authorization')) out.push('the origin read an Authorization field (the pair forwards no token to the app)');
+  if (caller?.length !== 1 || caller[0] !== 'gateway')
+    out.push(`the origin read baton-caller ${JSON.stringify(caller ?? null)}, expected gateway`);
+  if (seen.has('authorization'))
+    out.push('the origin read an Authorization field (the pair forwards no token to the app)');
   if (seen.get('host')?.length !== 1) out.push(`the origin read ${seen.get('host')?.length ?? 0} Host fields`);
   return out;
 }
 
-const describe = (value: unknown): string => JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' && v.length > 200 ? `${v.slice(0, 200)}…(${v.length})` : v));
+const describe = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    typeof v === 'string' && v.length > 200 ? `${v.slice(0, 200)}…(${v.length})` : v,
+  );
 
 /** An origin's echo of a request (./origins.ts), if the answer is one. */
 function echoOf(response: ReadResponse): { method: string; target: string; subject: string | null } | undefined {
   try {
-    const echo = JSON.parse(response.body.toString('latin1')) as { method?: unknown; target?: unknown; subject?: unknown };
-    return typeof echo.method === 'string' && typeof echo.target === 'string' ? { method: echo.method, target: echo.target, subject: typeof echo.subject === 'string' ? echo.subject : null } : undefined;
+    const echo = JSON.parse(response.body.toString('latin1')) as {
+      method?: unknown;
+      target?: unknown;
+      subject?: unknown;
+    };
+    return typeof echo.method === 'string' && typeof echo.target === 'string'
+      ? { method: echo.method, target: echo.target, subject: typeof echo.subject === 'string' ? echo.subject : null }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -174,24 +234,44 @@ function agree(ours: NormalRequest, theirs: NormalRequest, mayBeCut: boolean): b
  * 6. an innocent connection (bob's, the canary) is read exactly as straight:
  *    no refusal, no prefix.
  */
-export function compareWindows(direct: Window, via: Window, refuse: Refusal | undefined, leg: Leg, innocent = false): string[] {
+export function compareWindows(
+  direct: Window,
+  via: Window,
+  refuse: Refusal | undefined,
+  leg: Leg,
+  innocent = false,
+): string[] {
   const out: string[] = [];
   const refusals = via.responses.map(batonRefusalOf).filter((r) => r !== undefined);
   // An innocent connection's well-formed requests are never refused nor cut: if they are, a connection was left dirty.
-  if (innocent && refusals.length > 0) out.push(`baton refused ${via.user}'s well-formed request (${refusals.map((r) => `${r.status} ${r.code}${r.reason === undefined ? '' : ` ${r.reason}`}`).join(', ')}): a pooled connection was left dirty`);
+  if (innocent && refusals.length > 0)
+    out.push(
+      `baton refused ${via.user}'s well-formed request (${refusals.map((r) => `${r.status} ${r.code}${r.reason === undefined ? '' : ` ${r.reason}`}`).join(', ')}): a pooled connection was left dirty`,
+    );
   const stopped = !innocent && (refusals.length > 0 || via.closed);
 
   // 1. The contract.
   if (refuse !== undefined) {
     const first = refusals[0];
-    if (first === undefined || first.status !== refuse.status || (refuse.code !== undefined && first.code !== refuse.code)) {
-      out.push(`expected baton to refuse with ${refuse.status}${refuse.code === undefined ? '' : ` ${refuse.code}`}, the client got ${describe(via.responses.map((r) => batonRefusalOf(r) ?? { status: r.status, body: r.body.toString('latin1') }))}${via.closed ? ' and the connection closed' : ''}`);
-    } else if (first.code === 'BATON_REQUEST_FRAMING' && first.reason === undefined) out.push('expected the BATON_REQUEST_FRAMING problem to name its reason');
+    if (
+      first === undefined ||
+      first.status !== refuse.status ||
+      (refuse.code !== undefined && first.code !== refuse.code)
+    ) {
+      out.push(
+        `expected baton to refuse with ${refuse.status}${refuse.code === undefined ? '' : ` ${refuse.code}`}, the client got ${describe(via.responses.map((r) => batonRefusalOf(r) ?? { status: r.status, body: r.body.toString('latin1') }))}${via.closed ? ' and the connection closed' : ''}`,
+      );
+    } else if (first.code === 'BATON_REQUEST_FRAMING' && first.reason === undefined)
+      out.push('expected the BATON_REQUEST_FRAMING problem to name its reason');
     if (via.bytesUpstream > 0) out.push(`expected not a byte upstream, the origin was sent ${via.bytesUpstream} bytes`);
   }
 
   // 2. Residue of a desync.
-  for (const event of via.events) if (event.kind === 'partial') out.push(`${event.bytes} bytes of an unfinished head wait on an upstream connection (the origin will read them as the start of the next request on it)`);
+  for (const event of via.events)
+    if (event.kind === 'partial')
+      out.push(
+        `${event.bytes} bytes of an unfinished head wait on an upstream connection (the origin will read them as the start of the next request on it)`,
+      );
 
   // 3. Identity.
   const viaRequests = via.events.filter((e): e is ObservedRequest => e.kind === 'request');
@@ -204,10 +284,14 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
   const straight = direct.events.filter((e, i) => e.kind !== 'partial' && !refusedAt.has(i));
   const through = via.events.filter((e) => e.kind !== 'partial');
   const named = new Set([...connectionOptions(direct.sent), ...connectionOptions(via.sent)]);
-  const requestIdAdded = !direct.events.some((e) => e.kind === 'request' && e.headers.some(([n]) => n.toLowerCase() === 'x-request-id')) && !/(^|\n)x-request-id[ \t]*:/im.test(via.sent.toString('latin1'));
+  const requestIdAdded =
+    !direct.events.some((e) => e.kind === 'request' && e.headers.some(([n]) => n.toLowerCase() === 'x-request-id')) &&
+    !/(^|\n)x-request-id[ \t]*:/im.test(via.sent.toString('latin1'));
   const options: NormalizeOptions = { named, hostReplaced: leg === 'pair', requestIdAdded };
   // The origin refused the client's bytes straight: an origin event, or an origin's own error answer.
-  const originRefused = straight.some((e) => e.kind === 'refused') || direct.responses.some((r) => r.status >= 400 && echoOf(r) === undefined);
+  const originRefused =
+    straight.some((e) => e.kind === 'refused') ||
+    direct.responses.some((r) => r.status >= 400 && echoOf(r) === undefined);
   const reference = referenceReading(via.sent).filter((_, i) => !refusedAt.has(i));
   through.forEach((event, k) => {
     const ours = normalize(event, options);
@@ -215,8 +299,12 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
     const last = k === through.length - 1;
     if (counterpart !== undefined && counterpart.kind === 'request') {
       const theirs = normalize(counterpart, options);
-      if (ours.kind === 'refused') out.push(`message ${k}: the origin refused what baton sent, but read the client's bytes as ${describe(theirs)}`);
-      else if (theirs.kind === 'request' && !agree(ours, theirs, last && stopped)) out.push(`message ${k} differs:\n  straight: ${describe(theirs)}\n  through:  ${describe(ours)}`);
+      if (ours.kind === 'refused')
+        out.push(
+          `message ${k}: the origin refused what baton sent, but read the client's bytes as ${describe(theirs)}`,
+        );
+      else if (theirs.kind === 'request' && !agree(ours, theirs, last && stopped))
+        out.push(`message ${k} differs:\n  straight: ${describe(theirs)}\n  through:  ${describe(ours)}`);
       return;
     }
     if (counterpart === undefined && !originRefused) {
@@ -230,13 +318,21 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
     const loose = normalize(event, { ...options, loose: true });
     // Baton read it as RFC 9112 does (this origin is stricter), or sent on a head RFC 9112 reads too and cut its body.
     if (read?.kind === 'request' && loose.kind === 'request' && agree(loose, read, last && stopped)) return;
-    out.push(`message ${k}: baton sent ${describe(ours)}, where the origin refuses the client's bytes and RFC 9112 reads ${read === undefined ? 'no request' : describe(read)}`);
+    out.push(
+      `message ${k}: baton sent ${describe(ours)}, where the origin refuses the client's bytes and RFC 9112 reads ${read === undefined ? 'no request' : describe(read)}`,
+    );
   });
   // The origin refusing bytes at the end that baton still holds (no whole head yet) is not a request baton dropped.
   const unread = straight.slice(through.length);
-  if (unread.length > 0 && !stopped && unread.some((e) => e.kind === 'request')) out.push(`the origin read ${through.length} of the ${straight.length} messages it read straight, and baton neither refused nor closed: ${describe(straight.slice(through.length).map((e) => normalize(e, options)))}`);
+  if (unread.length > 0 && !stopped && unread.some((e) => e.kind === 'request'))
+    out.push(
+      `the origin read ${through.length} of the ${straight.length} messages it read straight, and baton neither refused nor closed: ${describe(straight.slice(through.length).map((e) => normalize(e, options)))}`,
+    );
   const first = via.responses[0];
-  if (first !== undefined && batonRefusalOf(first) !== undefined && viaRequests.length === 0 && via.bytesUpstream > 0) out.push(`baton refused (${refusals.map((r) => `${r.status} ${r.code}`).join(', ')}) after sending ${via.bytesUpstream} bytes upstream that the origin did not read as a request`);
+  if (first !== undefined && batonRefusalOf(first) !== undefined && viaRequests.length === 0 && via.bytesUpstream > 0)
+    out.push(
+      `baton refused (${refusals.map((r) => `${r.status} ${r.code}`).join(', ')}) after sending ${via.bytesUpstream} bytes upstream that the origin did not read as a request`,
+    );
 
   // 5. The client's answers: each the origin's echo of the next request it read whole.
   if (via.garbled && !direct.garbled) out.push('the client could not frame the answers through baton');
@@ -247,22 +343,38 @@ export function compareWindows(direct: Window, via: Window, refuse: Refusal | un
     const echo = echoOf(response);
     if (echo === undefined) continue;
     const request = whole[next++];
-    if (request === undefined) out.push(`the client got an answer through baton for a request the origin did not read in its window: ${describe(echo)}`);
-    else if (echo.method !== request.method || echo.target !== request.target) out.push(`the client got the answer to ${echo.method} ${echo.target} for ${request.method} ${request.target}`);
-    if (echo.subject !== via.user) out.push(`${via.user}'s connection got an answer for a request read as ${JSON.stringify(echo.subject)}: ${echo.method} ${echo.target}`);
+    if (request === undefined)
+      out.push(
+        `the client got an answer through baton for a request the origin did not read in its window: ${describe(echo)}`,
+      );
+    else if (echo.method !== request.method || echo.target !== request.target)
+      out.push(`the client got the answer to ${echo.method} ${echo.target} for ${request.method} ${request.target}`);
+    if (echo.subject !== via.user)
+      out.push(
+        `${via.user}'s connection got an answer for a request read as ${JSON.stringify(echo.subject)}: ${echo.method} ${echo.target}`,
+      );
   }
   return out;
 }
 
 /** One answer as a client read it: or its client failed to read one, or was left waiting. */
 export type AnswerOutcome =
-  | { readonly kind: 'answer'; readonly status: number; readonly headers: ReadonlyArray<readonly [string, string]>; readonly body: Buffer }
+  | {
+      readonly kind: 'answer';
+      readonly status: number;
+      readonly headers: ReadonlyArray<readonly [string, string]>;
+      readonly body: Buffer;
+    }
   | { readonly kind: 'error'; readonly code: string }
   | { readonly kind: 'hang' };
 
 const ANSWER_NOT_COMPARED: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...FRAMING]);
 
-function answerHeaders(outcome: { headers: ReadonlyArray<readonly [string, string]> }, named: ReadonlySet<string>, dateAdded: boolean): Array<readonly [string, string]> {
+function answerHeaders(
+  outcome: { headers: ReadonlyArray<readonly [string, string]> },
+  named: ReadonlySet<string>,
+  dateAdded: boolean,
+): Array<readonly [string, string]> {
   return outcome.headers.filter(([name]) => {
     const lower = name.toLowerCase();
     return !ANSWER_NOT_COMPARED.has(lower) && !named.has(lower) && !(lower === 'date' && dateAdded);
@@ -277,19 +389,54 @@ function answerHeaders(outcome: { headers: ReadonlyArray<readonly [string, strin
  */
 export function compareAnswers(direct: AnswerOutcome, via: AnswerOutcome, refuse: Refusal | undefined): string[] {
   if (via.kind === 'hang') return ['the client was left waiting for an answer through baton'];
-  const refusal = via.kind === 'answer' ? batonRefusalOf({ status: via.status, headers: via.headers.map(([n, v]) => [n.toLowerCase(), v] as const), body: via.body }) : undefined;
+  const refusal =
+    via.kind === 'answer'
+      ? batonRefusalOf({
+          status: via.status,
+          headers: via.headers.map(([n, v]) => [n.toLowerCase(), v] as const),
+          body: via.body,
+        })
+      : undefined;
   if (refuse !== undefined) {
-    if (refusal === undefined || refusal.status !== refuse.status || (refuse.code !== undefined && refusal.code !== refuse.code)) return [`expected baton to answer ${refuse.status}${refuse.code === undefined ? '' : ` ${refuse.code}`}, the client got ${describeAnswer(via)}`];
+    if (
+      refusal === undefined ||
+      refusal.status !== refuse.status ||
+      (refuse.code !== undefined && refusal.code !== refuse.code)
+    )
+      return [
+        `expected baton to answer ${refuse.status}${refuse.code === undefined ? '' : ` ${refuse.code}`}, the client got ${describeAnswer(via)}`,
+      ];
     return [];
   }
-  if (refusal !== undefined) return refusal.status === 502 ? [] : [`baton answered ${refusal.status} ${refusal.code} where it may pass the answer or answer 502`];
-  if (direct.kind !== 'answer') return via.kind === 'error' ? [] : [`the client read an answer through baton (${describeAnswer(via)}) from bytes it cannot read straight (${describeAnswer(direct)})`];
-  if (via.kind !== 'answer') return [`the client could not read the answer through baton (${describeAnswer(via)}), but read it straight (${describeAnswer(direct)})`];
-  const named = new Set(direct.headers.filter(([n]) => n.toLowerCase() === 'connection').flatMap(([, v]) => v.split(',').map((o) => trimOws(o).toLowerCase())));
+  if (refusal !== undefined)
+    return refusal.status === 502
+      ? []
+      : [`baton answered ${refusal.status} ${refusal.code} where it may pass the answer or answer 502`];
+  if (direct.kind !== 'answer')
+    return via.kind === 'error'
+      ? []
+      : [
+          `the client read an answer through baton (${describeAnswer(via)}) from bytes it cannot read straight (${describeAnswer(direct)})`,
+        ];
+  if (via.kind !== 'answer')
+    return [
+      `the client could not read the answer through baton (${describeAnswer(via)}), but read it straight (${describeAnswer(direct)})`,
+    ];
+  const named = new Set(
+    direct.headers
+      .filter(([n]) => n.toLowerCase() === 'connection')
+      .flatMap(([, v]) => v.split(',').map((o) => trimOws(o).toLowerCase())),
+  );
   const dateAdded = !direct.headers.some(([n]) => n.toLowerCase() === 'date');
   const ours = { status: via.status, headers: answerHeaders(via, named, dateAdded), body: via.body.toString('latin1') };
-  const theirs = { status: direct.status, headers: answerHeaders(direct, named, dateAdded), body: direct.body.toString('latin1') };
-  return describe(ours) === describe(theirs) ? [] : [`the answer differs:\n  straight: ${describe(theirs)}\n  through:  ${describe(ours)}`];
+  const theirs = {
+    status: direct.status,
+    headers: answerHeaders(direct, named, dateAdded),
+    body: direct.body.toString('latin1'),
+  };
+  return describe(ours) === describe(theirs)
+    ? []
+    : [`the answer differs:\n  straight: ${describe(theirs)}\n  through:  ${describe(ours)}`];
 }
 
 function describeAnswer(outcome: AnswerOutcome): string {

@@ -2,9 +2,18 @@ import assert from 'node:assert/strict';
 import { after, beforeEach, describe, it } from 'node:test';
 import { isHttpError } from '../../../src/core/errors.ts';
 import { TokenType } from '../../../src/core/token-types.ts';
-import { ExchangeRefusedError, StsBadAnswerError, StsThrottledError, StsUnavailableError } from '../../../src/sidecar/exchange/errors.ts';
+import {
+  ExchangeRefusedError,
+  StsBadAnswerError,
+  StsThrottledError,
+  StsUnavailableError,
+} from '../../../src/sidecar/exchange/errors.ts';
 import { TokenExpiredError } from '../../../src/token/errors.ts';
-import { createTokenExchanger, type ExchangeClient, type TokenExchangerOptions } from '../../../src/sidecar/exchange/exchanger.ts';
+import {
+  createTokenExchanger,
+  type ExchangeClient,
+  type TokenExchangerOptions,
+} from '../../../src/sidecar/exchange/exchanger.ts';
 import { createTokenCache } from '../../../src/sidecar/exchange/token-cache.ts';
 import { capturingLogger, exchangeConfig, type StsStandIn, startStsStandIn } from '../../helpers/sts-stand-in.ts';
 import { waitFor } from '../../helpers/net.ts';
@@ -33,7 +42,12 @@ function exchanger(overrides: Partial<TokenExchangerOptions> = {}): ExchangeClie
 }
 
 const exchange = (x: ExchangeClient, audience = 'payments', scope?: string) =>
-  x.exchange({ subjectToken: SUBJECT, subjectTokenType: TokenType.accessToken, audience, ...(scope === undefined ? {} : { scope }) });
+  x.exchange({
+    subjectToken: SUBJECT,
+    subjectTokenType: TokenType.accessToken,
+    audience,
+    ...(scope === undefined ? {} : { scope }),
+  });
 
 function reset(s: StsStandIn): void {
   s.mode = 'ok';
@@ -48,7 +62,10 @@ describe('token exchanger', () => {
     for (const x of exchangers) await x.close();
     await sts.close();
     for (const line of logs.lines) {
-      assert.ok(!line.includes(SUBJECT) && !/"at-\d+"/.test(line) && !line.includes('odd+chars'), `a token or secret reached the log: ${line}`);
+      assert.ok(
+        !line.includes(SUBJECT) && !/"at-\d+"/.test(line) && !line.includes('odd+chars'),
+        `a token or secret reached the log: ${line}`,
+      );
     }
   });
 
@@ -101,7 +118,11 @@ describe('token exchanger', () => {
     const a = await exchange(x, 'payments');
     const b = await exchange(x, 'shipping');
     const c = await exchange(x, 'payments', 'payments:charge');
-    const d = await x.exchange({ subjectToken: SUBJECT + 'x', subjectTokenType: TokenType.accessToken, audience: 'payments' });
+    const d = await x.exchange({
+      subjectToken: SUBJECT + 'x',
+      subjectTokenType: TokenType.accessToken,
+      audience: 'payments',
+    });
     assert.equal(new Set([a, b, c, d].map((t) => t.accessToken)).size, 4);
   });
 
@@ -115,10 +136,13 @@ describe('token exchanger', () => {
     const stale = await Promise.all([exchange(x), exchange(x), exchange(x)]);
     assert.ok(stale.every((t) => t.cached === 'stale-refresh' && t.accessToken === first.accessToken));
     // Until the refresh lands, every answer is the cached token (and asks nothing more of the STS).
-    const fresh = await waitFor(async () => {
-      const answer = await exchange(x);
-      return answer.cached === 'hit' ? answer : undefined;
-    }, { what: 'the background refresh', timeoutMs: 5_000, intervalMs: 5 });
+    const fresh = await waitFor(
+      async () => {
+        const answer = await exchange(x);
+        return answer.cached === 'hit' ? answer : undefined;
+      },
+      { what: 'the background refresh', timeoutMs: 5_000, intervalMs: 5 },
+    );
     assert.equal(sts.calls() - before, 1);
     assert.notEqual(fresh.accessToken, first.accessToken);
   });
@@ -137,7 +161,11 @@ describe('token exchanger', () => {
     const x = exchanger({ config: exchangeConfig({ refusalCacheMs: 5_000 }) });
     sts.mode = 'refuse';
     const before = sts.calls();
-    const refused = (e: unknown) => e instanceof ExchangeRefusedError && e.code === ExchangeRefusedError.code && e.oauthError === 'invalid_target' && e.status === 403;
+    const refused = (e: unknown) =>
+      e instanceof ExchangeRefusedError &&
+      e.code === ExchangeRefusedError.code &&
+      e.oauthError === 'invalid_target' &&
+      e.status === 403;
     await assert.rejects(exchange(x), refused);
     await assert.rejects(exchange(x), refused);
     assert.equal(sts.calls() - before, 1);
@@ -163,7 +191,9 @@ describe('token exchanger', () => {
   });
 
   it('does not count refusals against the circuit', async () => {
-    const x = exchanger({ config: exchangeConfig({ breaker: { failureThreshold: 2, openMs: 10_000 }, refusalCacheMs: 0 }) });
+    const x = exchanger({
+      config: exchangeConfig({ breaker: { failureThreshold: 2, openMs: 10_000 }, refusalCacheMs: 0 }),
+    });
     sts.mode = 'refuse';
     for (let i = 0; i < 5; i++) await assert.rejects(exchange(x), ExchangeRefusedError);
     sts.mode = 'ok';
@@ -193,10 +223,16 @@ describe('token exchanger', () => {
     await assert.rejects(exchange(exchanger()), StsBadAnswerError);
   });
 
-  it('counts only outages against the circuit: expired tokens, 429s and bad answers are the request\'s own error', async () => {
-    const x = exchanger({ config: exchangeConfig({ breaker: { failureThreshold: 2, openMs: 10_000 }, refusalCacheMs: 0 }) });
+  it("counts only outages against the circuit: expired tokens, 429s and bad answers are the request's own error", async () => {
+    const x = exchanger({
+      config: exchangeConfig({ breaker: { failureThreshold: 2, openMs: 10_000 }, refusalCacheMs: 0 }),
+    });
     sts.expiresIn = 0;
-    for (let i = 0; i < 4; i++) await assert.rejects(exchange(x, `expired${i}`), (e: unknown) => e instanceof TokenExpiredError && e.reason === 'exchanged' && e.status === 401);
+    for (let i = 0; i < 4; i++)
+      await assert.rejects(
+        exchange(x, `expired${i}`),
+        (e: unknown) => e instanceof TokenExpiredError && e.reason === 'exchanged' && e.status === 401,
+      );
     sts.expiresIn = -30;
     await assert.rejects(exchange(x, 'negative'), { code: TokenExpiredError.code, reason: 'exchanged' });
     sts.expiresIn = 300;

@@ -41,7 +41,8 @@ describe('sealing exchanged tokens for the Redis tier', () => {
         return opened === undefined || opened === 'value';
       }),
     );
-    for (const garbage of ['', 'v1', 'v1....', 'v2.a.b.c.d', 'plain-json', `${sealed}.extra`]) assert.equal(open(k, garbage, 'x'), undefined);
+    for (const garbage of ['', 'v1', 'v1....', 'v2.a.b.c.d', 'plain-json', `${sealed}.extra`])
+      assert.equal(open(k, garbage, 'x'), undefined);
   });
 
   it('opens entries sealed by the previous key during a rotation, and seals new ones with the current key', () => {
@@ -76,10 +77,17 @@ describe('sealing exchanged tokens for the Redis tier', () => {
       if (content !== undefined) writeFileSync(file, content);
       assert.throws(
         () => loadSealKeys(file),
-        (error: unknown) => error instanceof ConfigError && error.code === 'BATON_CONFIG_INVALID' && error.key === 'redis.sealKeyFile' && (content === undefined || content === '' || !error.message.includes(content.slice(0, 12))),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.code === 'BATON_CONFIG_INVALID' &&
+          error.key === 'redis.sealKeyFile' &&
+          (content === undefined || content === '' || !error.message.includes(content.slice(0, 12))),
         name,
       );
     }
-    assert.throws(() => loadSealKeys(join(dir, 'std'), join(dir, 'missing')), (error: unknown) => error instanceof ConfigError && error.key === 'redis.previousSealKeyFile');
+    assert.throws(
+      () => loadSealKeys(join(dir, 'std'), join(dir, 'missing')),
+      (error: unknown) => error instanceof ConfigError && error.key === 'redis.previousSealKeyFile',
+    );
   });
 });

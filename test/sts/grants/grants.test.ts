@@ -71,7 +71,15 @@ function subject(overrides: Partial<VerifiedToken> = {}): VerifiedToken {
 
 function clientOf(id: string, scopes: string[] = [], certificateThumbprint?: string): AuthenticatedClient {
   return {
-    client: { id, secret: undefined, keys: undefined, scopes: new Set(scopes), serviceAccount: undefined, tlsClientAuthSanUri: undefined, certificateId: undefined },
+    client: {
+      id,
+      secret: undefined,
+      keys: undefined,
+      scopes: new Set(scopes),
+      serviceAccount: undefined,
+      tlsClientAuthSanUri: undefined,
+      certificateId: undefined,
+    },
     method: 'client_secret_basic',
     ...(certificateThumbprint === undefined ? {} : { certificateThumbprint }),
   };
@@ -115,7 +123,14 @@ function harness(subjects: Record<string, VerifiedToken> = {}, overrides: Partia
 }
 
 const form = (fields: Record<string, string>) => parseTokenRequestForm(new URLSearchParams(fields).toString());
-const exchangeForm = (fields: Record<string, string> = {}) => form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token: 'alice-at-orders', subject_token_type: TokenType.accessToken, audience: 'payments', ...fields });
+const exchangeForm = (fields: Record<string, string> = {}) =>
+  form({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: 'alice-at-orders',
+    subject_token_type: TokenType.accessToken,
+    audience: 'payments',
+    ...fields,
+  });
 
 async function refusal(run: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -156,7 +171,13 @@ describe('token exchange grant (RFC 8693)', () => {
     assert.equal(claims.auth_time, NOW_SEC - 60);
     assert.equal(claims.exp, NOW_SEC + 120, 'capped at the subject token exp, not now + ttl');
     assert.equal(claims.cnf, undefined);
-    assert.deepEqual(response, { access_token: 'minted-1', issued_token_type: TokenType.accessToken, token_type: 'Bearer', expires_in: 120, scope: 'pay' });
+    assert.deepEqual(response, {
+      access_token: 'minted-1',
+      issued_token_type: TokenType.accessToken,
+      token_type: 'Bearer',
+      expires_in: 120,
+      scope: 'pay',
+    });
   });
 
   it('narrows the scope to what the rest of the chain can use: admin is on no edge from orders onwards', async () => {
@@ -173,34 +194,74 @@ describe('token exchange grant (RFC 8693)', () => {
 
   it('refuses a scope wider than the subject token grants as invalid_scope', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject() });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ scope: 'pay refund' }), clientOf('orders'), context)), InvalidScopeError.code);
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ scope: 'pay refund' }), clientOf('orders'), context)),
+      InvalidScopeError.code,
+    );
     assert.equal(minted.length, 0);
   });
 
   it('refuses a request without subject_token, or with actor_token but no actor_token_type (RFC 8693 §2.1)', async () => {
     const { context } = harness({ 'alice-at-orders': subject() });
-    const withoutSubject = form({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', subject_token_type: TokenType.accessToken, audience: 'payments' });
-    assert.equal(await refusalWithReason(tokenExchangeGrant(withoutSubject, clientOf('orders'), context)), `${BadRequestError.code} missing-parameter`);
-    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm({ actor_token: 'a' }), clientOf('orders'), context)), `${BadRequestError.code} missing-parameter`);
+    const withoutSubject = form({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token_type: TokenType.accessToken,
+      audience: 'payments',
+    });
+    assert.equal(
+      await refusalWithReason(tokenExchangeGrant(withoutSubject, clientOf('orders'), context)),
+      `${BadRequestError.code} missing-parameter`,
+    );
+    assert.equal(
+      await refusalWithReason(tokenExchangeGrant(exchangeForm({ actor_token: 'a' }), clientOf('orders'), context)),
+      `${BadRequestError.code} missing-parameter`,
+    );
   });
 
   it('refuses subject and requested token types it does not handle', async () => {
     const { context } = harness({ 'alice-at-orders': subject() });
-    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm({ subject_token_type: TokenType.idToken }), clientOf('orders'), context)), `${BadRequestError.code} unsupported-token-type`);
-    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm({ requested_token_type: TokenType.refreshToken }), clientOf('orders'), context)), `${BadRequestError.code} unsupported-token-type`);
+    assert.equal(
+      await refusalWithReason(
+        tokenExchangeGrant(exchangeForm({ subject_token_type: TokenType.idToken }), clientOf('orders'), context),
+      ),
+      `${BadRequestError.code} unsupported-token-type`,
+    );
+    assert.equal(
+      await refusalWithReason(
+        tokenExchangeGrant(exchangeForm({ requested_token_type: TokenType.refreshToken }), clientOf('orders'), context),
+      ),
+      `${BadRequestError.code} unsupported-token-type`,
+    );
   });
 
   it('refuses a subject token already expired, even one the verifier let through within its clock tolerance', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject({ expiresAt: NOW_SEC }) });
-    assert.equal(await refusalWithReason(tokenExchangeGrant(exchangeForm(), clientOf('orders'), context)), `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`);
+    assert.equal(
+      await refusalWithReason(tokenExchangeGrant(exchangeForm(), clientOf('orders'), context)),
+      `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`,
+    );
     assert.equal(minted.length, 0);
   });
 
   it('takes a token from an external identity provider only from an entrypoint', async () => {
-    const external = subject({ kind: 'external', issuer: IDP, chain: [], txn: undefined, clientId: undefined, scopes: new Set(['shop']) });
+    const external = subject({
+      kind: 'external',
+      issuer: IDP,
+      chain: [],
+      txn: undefined,
+      clientId: undefined,
+      scopes: new Set(['shop']),
+    });
     const { context, minted } = harness({ 'from-idp': external });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'from-idp' }), clientOf('orders'), context)), ExternalTokenNotAtEntrypointError.code);
-    await tokenExchangeGrant(exchangeForm({ subject_token: 'from-idp', audience: 'orders' }), clientOf('gateway'), context);
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'from-idp' }), clientOf('orders'), context)),
+      ExternalTokenNotAtEntrypointError.code,
+    );
+    await tokenExchangeGrant(
+      exchangeForm({ subject_token: 'from-idp', audience: 'orders' }),
+      clientOf('gateway'),
+      context,
+    );
     assert.deepEqual(minted[0]?.act, { sub: 'gateway' });
     assert.match(minted[0]?.txn ?? '', /.+/, 'a txn is minted for an external subject');
   });
@@ -211,21 +272,37 @@ describe('token exchange grant (RFC 8693)', () => {
       'for-orders': subject({ claims: { may_act: { sub: 'orders', iss: ISSUER } } }),
       'other-issuer': subject({ claims: { may_act: { sub: 'orders', iss: 'https://elsewhere.test' } } }),
     });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'for-billing' }), clientOf('orders'), context)), MayActMismatchError.code);
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'other-issuer' }), clientOf('orders'), context)), MayActMismatchError.code);
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'for-orders' }), clientOf('orders'), context)), undefined);
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'for-billing' }), clientOf('orders'), context)),
+      MayActMismatchError.code,
+    );
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'other-issuer' }), clientOf('orders'), context)),
+      MayActMismatchError.code,
+    );
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ subject_token: 'for-orders' }), clientOf('orders'), context)),
+      undefined,
+    );
   });
 
   it('mints nothing for an edge the policy forbids, and nothing for a target it does not know', async () => {
     const { context, minted } = harness({ 'alice-at-orders': subject() });
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'billing' }), clientOf('orders'), context)), PolicyDeniedError.code);
-    assert.equal(await refusal(tokenExchangeGrant(exchangeForm({ audience: 'nowhere' }), clientOf('orders'), context)), InvalidTargetError.code);
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ audience: 'billing' }), clientOf('orders'), context)),
+      PolicyDeniedError.code,
+    );
+    assert.equal(
+      await refusal(tokenExchangeGrant(exchangeForm({ audience: 'nowhere' }), clientOf('orders'), context)),
+      InvalidTargetError.code,
+    );
     assert.equal(minted.length, 0);
   });
 });
 
 describe('client credentials grant (RFC 6749 §4.4)', () => {
-  const ccForm = (fields: Record<string, string> = {}) => form({ grant_type: 'client_credentials', audience: 'payments', ...fields });
+  const ccForm = (fields: Record<string, string> = {}) =>
+    form({ grant_type: 'client_credentials', audience: 'payments', ...fields });
 
   it('mints a service token: sub and client_id the client, no act, a fresh txn, sub_type service', async () => {
     const { context, minted } = harness();
@@ -245,7 +322,10 @@ describe('client credentials grant (RFC 6749 §4.4)', () => {
 
   it('refuses a scope the client is not registered for as invalid_scope', async () => {
     const { context, minted } = harness();
-    assert.equal(await refusal(clientCredentialsGrant(ccForm({ scope: 'ledger root' }), clientOf('billing', ['ledger']), context)), InvalidScopeError.code);
+    assert.equal(
+      await refusal(clientCredentialsGrant(ccForm({ scope: 'ledger root' }), clientOf('billing', ['ledger']), context)),
+      InvalidScopeError.code,
+    );
     assert.equal(minted.length, 0);
   });
 
@@ -259,9 +339,36 @@ describe('client credentials grant (RFC 6749 §4.4)', () => {
 describe('issuing tail', () => {
   it('never mints a token born expired (RFC 6749 §5.1 wants a lifetime)', async () => {
     const { context, minted } = harness();
-    const claims: BatonAccessTokenClaims = { iss: ISSUER, sub: 'billing', sub_id: { format: 'iss_sub', iss: ISSUER, sub: 'billing' }, aud: 'payments', client_id: 'billing', exp: NOW_SEC, iat: NOW_SEC, jti: 'j', txn: 't', sub_type: 'service' };
+    const claims: BatonAccessTokenClaims = {
+      iss: ISSUER,
+      sub: 'billing',
+      sub_id: { format: 'iss_sub', iss: ISSUER, sub: 'billing' },
+      aud: 'payments',
+      client_id: 'billing',
+      exp: NOW_SEC,
+      iat: NOW_SEC,
+      jti: 'j',
+      txn: 't',
+      sub_type: 'service',
+    };
     const decision = POLICY.decide({ chain: ['billing'], target: 'payments', scopes: new Set(), user: false });
-    assert.equal(await refusalWithReason(issueToken(context, claims, NOW_SEC, { decision, audit: { grant: 'client_credentials', client: 'billing', target: 'payments', chain: ['billing'], txn: 't', policyVersion: 7 }, issuedTokenType: TokenType.accessToken })), `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`);
+    assert.equal(
+      await refusalWithReason(
+        issueToken(context, claims, NOW_SEC, {
+          decision,
+          audit: {
+            grant: 'client_credentials',
+            client: 'billing',
+            target: 'payments',
+            chain: ['billing'],
+            txn: 't',
+            policyVersion: 7,
+          },
+          issuedTokenType: TokenType.accessToken,
+        }),
+      ),
+      `${SubjectTokenInvalidError.code} ${TokenExpiredError.code}`,
+    );
     assert.equal(minted.length, 0);
   });
 

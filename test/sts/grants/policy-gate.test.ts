@@ -29,8 +29,22 @@ billing:
   ),
 );
 
-const edge = (chain: string[], target: string, overrides: Partial<DecisionInput> = {}): DecisionInput => ({ chain, target, scopes: new Set(['shop']), user: true, subjectIssuer: 'https://idp.test', ...overrides });
-const AUDIT: StsGrantAudit = { grant: 'token-exchange', txn: 'txn-1', client: 'orders', target: 'payments', chain: ['gateway', 'orders'], policyVersion: 7 };
+const edge = (chain: string[], target: string, overrides: Partial<DecisionInput> = {}): DecisionInput => ({
+  chain,
+  target,
+  scopes: new Set(['shop']),
+  user: true,
+  subjectIssuer: 'https://idp.test',
+  ...overrides,
+});
+const AUDIT: StsGrantAudit = {
+  grant: 'token-exchange',
+  txn: 'txn-1',
+  client: 'orders',
+  target: 'payments',
+  chain: ['gateway', 'orders'],
+  policyVersion: 7,
+};
 
 /** The error code a gate call throws, or undefined when it lets the edge through. */
 function refusalCode(run: () => unknown): string | undefined {
@@ -64,7 +78,9 @@ describe('STS policy gate', () => {
 
   it('refuses an edge the policy does not declare, naming the rule and cause, and writes one deny line with the policy version', () => {
     const logs = captureLogs('sts');
-    const answer = answered(() => gateTokenRequest(POLICY, edge(['gateway', 'billing'], 'orders'), undefined, logs.logger, AUDIT));
+    const answer = answered(() =>
+      gateTokenRequest(POLICY, edge(['gateway', 'billing'], 'orders'), undefined, logs.logger, AUDIT),
+    );
     assert.equal(answer, `400 invalid_target ${PolicyDeniedError.code} no_edge`);
     assert.equal(logs.lines.length, 1);
     const line = logs.lines[0] as Record<string, unknown>;
@@ -78,13 +94,21 @@ describe('STS policy gate', () => {
 
   it('refuses a chain that does not start at an entrypoint as unauthorized_client', () => {
     const logs = captureLogs('sts');
-    assert.equal(answered(() => gateTokenRequest(POLICY, edge(['billing', 'orders'], 'payments'), undefined, logs.logger, AUDIT)), `400 unauthorized_client ${PolicyDeniedError.code} not_entrypoint`);
+    assert.equal(
+      answered(() => gateTokenRequest(POLICY, edge(['billing', 'orders'], 'payments'), undefined, logs.logger, AUDIT)),
+      `400 unauthorized_client ${PolicyDeniedError.code} not_entrypoint`,
+    );
     assert.equal(logs.lines[0]?.error, 'unauthorized_client');
   });
 
   it('refuses a token without the scope the rule requires as invalid_scope', () => {
     const logs = captureLogs('sts');
-    assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['gateway'], 'orders', { scopes: new Set() }), undefined, logs.logger, AUDIT)), InvalidScopeError.code);
+    assert.equal(
+      refusalCode(() =>
+        gateTokenRequest(POLICY, edge(['gateway'], 'orders', { scopes: new Set() }), undefined, logs.logger, AUDIT),
+      ),
+      InvalidScopeError.code,
+    );
   });
 
   it('mints through a shadow-mode denial (a missing scope), recording would_deny', () => {
@@ -102,11 +126,20 @@ describe('STS policy gate', () => {
     const logs = captureLogs('sts');
     let thrown: unknown;
     try {
-      gateTokenRequest(POLICY, edge(['gateway', 'orders', 'billing', 'orders'], 'payments'), undefined, logs.logger, AUDIT);
+      gateTokenRequest(
+        POLICY,
+        edge(['gateway', 'orders', 'billing', 'orders'], 'payments'),
+        undefined,
+        logs.logger,
+        AUDIT,
+      );
     } catch (error) {
       thrown = error;
     }
-    assert.deepEqual([(thrown as { code?: string }).code, (thrown as { reason?: string }).reason], [PolicyDeniedError.code, 'depth_exceeded']);
+    assert.deepEqual(
+      [(thrown as { code?: string }).code, (thrown as { reason?: string }).reason],
+      [PolicyDeniedError.code, 'depth_exceeded'],
+    );
     assert.equal((thrown as { extensions?: Record<string, unknown> }).extensions?.cause, 'depth_exceeded');
     assert.equal(logs.lines[0]?.cause, 'depth_exceeded');
   });
@@ -116,14 +149,26 @@ describe('STS policy gate', () => {
     assert.equal(depthCap(POLICY, 2), 2);
     assert.equal(depthCap(POLICY, 10), 3);
     const logs = captureLogs('sts');
-    assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 1, logs.logger, AUDIT)), PolicyDeniedError.code);
-    assert.equal(refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 2, logs.logger, AUDIT)), undefined);
+    assert.equal(
+      refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 1, logs.logger, AUDIT)),
+      PolicyDeniedError.code,
+    );
+    assert.equal(
+      refusalCode(() => gateTokenRequest(POLICY, edge(['gateway', 'orders'], 'payments'), 2, logs.logger, AUDIT)),
+      undefined,
+    );
   });
 
   it('answers temporarily_unavailable until a policy is loaded', () => {
-    assert.equal(refusalCode(() => currentPolicy(() => undefined)), NotReadyError.code);
+    assert.equal(
+      refusalCode(() => currentPolicy(() => undefined)),
+      NotReadyError.code,
+    );
     assert.throws(() => currentPolicy(() => undefined), { reason: 'policy', oauthError: 'temporarily_unavailable' });
     const snapshot = { policy: POLICY, version: 7 };
-    assert.equal(currentPolicy(() => snapshot), snapshot);
+    assert.equal(
+      currentPolicy(() => snapshot),
+      snapshot,
+    );
   });
 });
