@@ -15,14 +15,13 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { createHttp1Server, type Http1Server } from '../dataplane/server.ts';
-import { createMeshClient } from '../identity/mesh-client.ts';
-import { startMeshIdentity } from '../identity/transport.ts';
 import { createAdminHandler } from '../sidecar/admin.ts';
 import type { Collaborators } from '../sidecar/collaborators.ts';
 import { createRequestIds } from '../sidecar/context-handles.ts';
 import { createSidecarMetrics } from '../sidecar/metrics.ts';
 import { createInflight, refusalAnswer } from '../sidecar/pipeline.ts';
-import { createCollaborators, type SidecarMesh } from '../sidecar/wiring.ts';
+import { createCollaborators, startSidecarMesh } from '../sidecar/wiring.ts';
+import { listenOn } from '../sidecar/listeners.ts';
 import { renderFamily } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
@@ -76,18 +75,7 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
     ttlSeconds: config.cache.decisionTtlSeconds,
     now,
   });
-  const meshIdentity = startMeshIdentity(config, `authz ${config.service}`, { logger, now });
-  const mesh: SidecarMesh | undefined =
-    meshIdentity === undefined
-      ? undefined
-      : {
-          ...meshIdentity,
-          client: createMeshClient({
-            identity: meshIdentity.identity,
-            logger,
-            connectTimeoutMs: config.connectTimeoutMs,
-          }),
-        };
+  const mesh = startSidecarMesh(config, `authz ${config.service}`, { logger, now });
   let collaborators: Collaborators | undefined;
   let closing = false;
   let grpcFrontEnd: GrpcFrontEnd | undefined;
@@ -185,7 +173,7 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
           refusal: refusalAnswer,
           onCapped: (cap) => metrics.connectionCapped(cap),
         });
-        if (config.http.socket === undefined) httpPort = await listen(httpServer.server, config.http.port, config.host);
+        if (config.http.socket === undefined) httpPort = await listenOn(httpServer, config.http.port, config.host);
         else await listenOnSocket(httpServer.server, config.http.socket);
       }
       const admin = createAdminHandler({
@@ -197,7 +185,7 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
         ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }),
       });
       adminServer = createServer({ maxHeaderSize: 8192 }, admin);
-      const adminPort = await listen(adminServer, config.admin.port, config.admin.host);
+      const adminPort = await listenOn({ server: adminServer }, config.admin.port, config.admin.host);
       return { grpc: grpcPort, http: httpPort, admin: adminPort };
     },
     async close(graceMs = config.shutdown.graceMs) {
@@ -274,16 +262,4 @@ async function listenOnSocket(server: Http1Server['server'], path: string): Prom
     });
   });
   chmodSync(path, 0o666);
-}
-
-async function listen(server: Server | Http1Server['server'], port: number, host: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  return typeof address === 'object' && address !== null ? address.port : port;
 }

@@ -52,7 +52,7 @@ import {
   UnauthenticatedError,
   UnknownServiceError,
 } from '../sidecar/errors.ts';
-import { IdentityHeader, identityHeaders, isBatonHeader } from '../sidecar/headers.ts';
+import { IdentityHeader, isBatonHeader, verifiedIdentityHeaders } from '../sidecar/headers.ts';
 import { type Direction, FORWARDED, type RequestMetrics, UNKNOWN_TARGET } from '../sidecar/metrics.ts';
 import { type Admitted, asHttpError, type Inflight, problemHeaders, recordRefusal } from '../sidecar/pipeline.ts';
 import { bearerToken, originFormPath, refuseAmbiguousPath, requestTarget } from '../sidecar/request.ts';
@@ -312,17 +312,7 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
 
     // 7. Only baton speaks in baton-* fields: the verified identity and the handle set, every other one removed.
     const contextHandle = ctx.handles.issue(token, verified, requestId);
-    const set = identityHeaders({
-      subject: verified.subject,
-      subjectIssuer: verified.subjectIssuer,
-      user: verified.user,
-      chain: verified.chain,
-      external: verified.kind === 'external',
-      scopes: verified.scopes,
-      txn: verified.txn,
-      request: requestId,
-      contextHandle,
-    });
+    const set = verifiedIdentityHeaders(verified, requestId, contextHandle);
     if (traced) set.push(...traceHeaders(context.active()));
     const remove = removals(request, set, ctx.forwardToken ? [] : ['authorization']);
     return { allowed: true, set, remove, maxAgeSeconds: maxAge(lastUse(verified)) };

@@ -83,16 +83,5 @@ export function Milliseconds(
   });
 }
 
-/** A duration in whole seconds, at least `minimum` (1 unless said). */
-export function Seconds(
-  fallback: number,
-  description: string,
-  bounds: { readonly minimum?: number; readonly maximum?: number } = {},
-): TInteger {
-  return Type.Integer({
-    minimum: bounds.minimum ?? 1,
-    ...(bounds.maximum === undefined ? {} : { maximum: bounds.maximum }),
-    default: fallback,
-    description,
-  });
-}
+/** A duration in whole seconds, at least `minimum` (1 unless said): the same integer schema as `Milliseconds`, the unit in the name. */
+export const Seconds = Milliseconds;

@@ -23,6 +23,7 @@ import type { MessageHead } from '../dataplane/http1-parser.ts';
 import type { RequestHead } from '../dataplane/stream.ts';
 import { endToEndHeaders } from '../dataplane/hop-by-hop.ts';
 import { InternalError } from '../core/errors.ts';
+import type { VerifiedToken } from '../token/verified-token.ts';
 
 // Lower-cased once: node:http gives raw names in the sender's case.
 export const IdentityHeader = {
@@ -83,6 +84,21 @@ export function identityHeaders(identity: Identity): string[] {
   if (identity.request !== undefined) out.push(IdentityHeader.request, identity.request);
   if (identity.contextHandle !== undefined) out.push(IdentityHeader.context, identity.contextHandle);
   return out;
+}
+
+/** The identity headers of a verified token, for the request `request` and the context handle sealed for it. */
+export function verifiedIdentityHeaders(verified: VerifiedToken, request: string, contextHandle: string): string[] {
+  return identityHeaders({
+    subject: verified.subject,
+    subjectIssuer: verified.subjectIssuer,
+    user: verified.user,
+    chain: verified.chain,
+    external: verified.kind === 'external',
+    scopes: verified.scopes,
+    txn: verified.txn,
+    request,
+    contextHandle,
+  });
 }
 
 /**

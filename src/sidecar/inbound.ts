@@ -24,7 +24,7 @@ import type { SidecarContext } from './collaborators.ts';
 import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import { FairShareExceededError, UnauthenticatedError } from './errors.ts';
-import { forwardRequestHeaders, identityHeaders, proxyHeaders, UNTRUSTED_REQUEST_HEADERS } from './headers.ts';
+import { forwardRequestHeaders, proxyHeaders, verifiedIdentityHeaders, UNTRUSTED_REQUEST_HEADERS } from './headers.ts';
 import type { RequestMetrics } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
 import { bearerToken, grpcDeadlineMs, originFormPath, refuseAmbiguousPath } from './request.ts';
@@ -134,17 +134,7 @@ export function createInboundHandler(ctx: SidecarContext, options: InboundOption
         // 7. Only the sidecar speaks in baton-* headers: the caller's are dropped, the verified identity added.
         //    The handle carries the request id, so the app's outbound calls are logged under this request.
         const contextHandle = ctx.handles.issue(token, verified, request);
-        const add = identityHeaders({
-          subject: verified.subject,
-          subjectIssuer: verified.subjectIssuer,
-          user: verified.user,
-          chain: verified.chain,
-          external: verified.kind === 'external',
-          scopes: verified.scopes,
-          txn: verified.txn,
-          request,
-          contextHandle,
-        });
+        const add = verifiedIdentityHeaders(verified, request, contextHandle);
         add.push(...proxyHeaders(req));
         if (req.headers['x-request-id'] === undefined) add.push('x-request-id', randomUUID());
         // Tracing: the app's spans are children of our SERVER span, which lasts until the app has answered.

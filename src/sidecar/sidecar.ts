@@ -11,15 +11,13 @@
 import { createServer, type Server } from 'node:http';
 import type { RequestStream } from '../dataplane/stream.ts';
 import { createHttp1Server, type Http1Server } from '../dataplane/server.ts';
-import { createMeshClient } from '../identity/mesh-client.ts';
-import { startMeshIdentity } from '../identity/transport.ts';
 import type { Logger } from 'pino';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import { createAdminHandler } from './admin.ts';
 import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
 import type { Collaborators, SidecarContext } from './collaborators.ts';
-import { createCollaborators, type SidecarMesh } from './wiring.ts';
+import { createCollaborators, type SidecarMesh, startSidecarMesh } from './wiring.ts';
 import type { SidecarConfig } from './config.ts';
 import { createForwarder, upstreamOrigin } from './forward.ts';
 import { createInboundHandler } from './inbound.ts';
@@ -87,18 +85,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       subject: config.outbound.subjectShare,
     }),
   };
-  const meshIdentity = startMeshIdentity(config, `sidecar ${config.service}`, { logger, now });
-  const mesh: SidecarMesh | undefined =
-    meshIdentity === undefined
-      ? undefined
-      : {
-          ...meshIdentity,
-          client: createMeshClient({
-            identity: meshIdentity.identity,
-            logger,
-            connectTimeoutMs: config.connectTimeoutMs,
-          }),
-        };
+  const mesh = startSidecarMesh(config, `sidecar ${config.service}`, { logger, now });
   let collaborators: Collaborators | undefined;
   let closing = false;
   const readiness = createReadiness({

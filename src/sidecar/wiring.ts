@@ -25,8 +25,8 @@ import { loadRedis, type RedisClass } from '../redis/client.ts';
 import type { SidecarMetrics } from './metrics.ts';
 import { createTokenExchanger, type ExchangeClient } from './exchange/exchanger.ts';
 import { POLICY_SERVER_SERVICE, STS_SERVICE, type SidecarConfig, stsAuthMethod } from './config.ts';
-import type { MeshClient } from '../identity/mesh-client.ts';
-import type { MeshIdentity } from '../identity/transport.ts';
+import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
+import { type MeshIdentity, type PartTransportConfig, startMeshIdentity } from '../identity/transport.ts';
 import type { Collaborators } from './collaborators.ts';
 import type { Tracing } from '../telemetry/tracing.ts';
 import { ConfigError } from '../config/config-error.ts';
@@ -34,6 +34,22 @@ import { ConfigError } from '../config/config-error.ts';
 /** mtls mode: the workload identity, the SPIFFE rule and the mesh client built from them, shared by every collaborator. */
 export interface SidecarMesh extends MeshIdentity {
   readonly client: MeshClient;
+}
+
+/** The sidecar's and `baton authz`'s mesh: undefined in plaintext mode (after the warning), else the identity and its client. */
+export function startSidecarMesh(
+  config: PartTransportConfig & { readonly connectTimeoutMs: number },
+  part: string,
+  deps: { logger: Logger; now: () => number },
+): SidecarMesh | undefined {
+  const meshIdentity = startMeshIdentity(config, part, deps);
+  if (meshIdentity === undefined) return undefined;
+  const client = createMeshClient({
+    identity: meshIdentity.identity,
+    logger: deps.logger,
+    connectTimeoutMs: config.connectTimeoutMs,
+  });
+  return { ...meshIdentity, client };
 }
 
 /**
