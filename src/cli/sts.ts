@@ -5,8 +5,8 @@ import { describeKeys, formatKeys } from '../config/describe.ts';
 import { createMeshClient, type MeshClient } from '../identity/mesh-client.ts';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import { startMeshIdentity } from '../identity/transport.ts';
-import { createPolicyClient } from '../policy/distribution/client.ts';
-import { createFilePolicySource, type PolicySource } from '../policy/distribution/source.ts';
+import { policySourceFor } from '../policy/distribution/client.ts';
+import type { PolicySource } from '../policy/distribution/source.ts';
 import { loadStsConfig, type StsConfig, StsConfigSchema } from '../sts/config.ts';
 import { createKeyStore } from '../sts/key-store.ts';
 import { createMemoryReplayStore, createRedisReplayStore, type ReplayStore } from '../sts/replay-store.ts';
@@ -188,18 +188,9 @@ async function serve(config: StsConfig, context: CliContext): Promise<number> {
 }
 
 function policySource(config: StsConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
-  if (config.policy.file !== undefined) return createFilePolicySource(resolve(config.policy.file), { logger });
-  return createPolicyClient({
-    url: config.policy.url as string,
-    publicKey: config.policy.publicKey as string,
-    logger,
-    maxAgeSeconds: config.policy.maxAgeSeconds,
-    waitSeconds: config.policy.waitSeconds,
-    minBackoffMs: config.policy.minBackoffMs,
-    maxBackoffMs: config.policy.maxBackoffMs,
-    ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
-    ...(dispatcher === undefined ? {} : { dispatcher }),
-  });
+  const { policy } = config;
+  const settings = policy.file === undefined ? policy : { ...policy, file: resolve(policy.file) };
+  return policySourceFor(settings, policy.publicKey, { logger, dispatcher });
 }
 
 async function hashSecretCommand(context: CliContext): Promise<number> {

@@ -12,14 +12,12 @@
  */
 import type { InjectionSettings } from './annotations.ts';
 import type { SidecarTemplate } from './config.ts';
-import { IDENTITY_DIR, IDENTITY_VOLUME, type IdentityLayout } from './identity-layout.ts';
+import type { IdentityLayout } from './identity-layout.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
 import { restrictedSecurityContext } from './security-context.ts';
 import {
   ADMIN_PORT_NAME,
-  INTROSPECTION_DIR,
-  INTROSPECTION_VOLUME,
-  introspectionSecrets,
+  credentialMounts,
   literal,
   POLICY_KEY_DIR,
   POLICY_KEY_FILE,
@@ -73,10 +71,7 @@ export function authzContainer(
       { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
       { name: TMP_VOLUME, mountPath: '/tmp' },
       { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
-      ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
-      ...(introspectionSecrets(template).length === 0
-        ? []
-        : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+      ...credentialMounts(template, identity),
     ],
   };
 }

@@ -82,11 +82,8 @@ export function sidecarContainer(
       ...(template.redis === undefined || identity !== undefined
         ? []
         : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
-      ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
-      // The introspection client secret: in this container only, like the Redis secret.
-      ...(introspectionSecrets(template).length === 0
-        ? []
-        : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+      // The identity, and the introspection client secret: in this container only, like the Redis secret.
+      ...credentialMounts(template, identity),
     ],
   };
 }
@@ -153,6 +150,19 @@ export function sidecarExternalIssuers(issuers: readonly KubernetesExternalIssue
 /** A secret's file under INTROSPECTION_DIR: a folder per Secret, so several introspecting issuers may each use a key of the same name. */
 function introspectionPath(from: { readonly secretName: string; readonly key: string }): string {
   return `${from.secretName}/${from.key}`;
+}
+
+/** The read-only mounts of a baton container's own credentials: its workload identity (mtls mode) and the introspection client secrets. */
+export function credentialMounts(
+  template: SidecarTemplate,
+  identity: IdentityLayout | undefined,
+): { name: string; mountPath: string; readOnly: boolean }[] {
+  return [
+    ...(identity === undefined ? [] : [{ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true }]),
+    ...(introspectionSecrets(template).length === 0
+      ? []
+      : [{ name: INTROSPECTION_VOLUME, mountPath: INTROSPECTION_DIR, readOnly: true }]),
+  ];
 }
 
 /** The introspecting issuers' Secrets and keys, each once, in config order. */

@@ -9,8 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import { parseSpiffeId } from '../identity/spiffe-id.ts';
 import type { Logger } from 'pino';
-import { createPolicyClient } from '../policy/distribution/client.ts';
-import { createFilePolicySource } from '../policy/distribution/source.ts';
+import { policySourceFor } from '../policy/distribution/client.ts';
 import type { PolicySource } from '../policy/distribution/source.ts';
 import { describe, discoverMetadata, metadataEndpoint } from '../token/jwks-fetch.ts';
 import { createRemoteKeySource, type KeySource } from '../token/key-source.ts';
@@ -273,25 +272,16 @@ function redisTier(service: string, redis: SidecarRedisConfig, Redis: RedisClass
 
 function policySource(config: CollaboratorsConfig, logger: Logger, dispatcher: Dispatcher | undefined): PolicySource {
   // checkSidecarConfig has made sure of exactly one source, and a key with a URL.
-  const { file, url, publicKey: publicKeyFile } = config.policy;
-  if (file !== undefined) return createFilePolicySource(file, { logger });
-  let publicKey: string;
-  try {
-    publicKey = readFileSync(publicKeyFile as string, 'utf8');
-  } catch {
-    throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
+  const { file, publicKey: publicKeyFile } = config.policy;
+  let publicKey: string | undefined;
+  if (file === undefined) {
+    try {
+      publicKey = readFileSync(publicKeyFile as string, 'utf8');
+    } catch {
+      throw new ConfigError('sidecar config', 'policy.publicKey', 'a readable PEM file');
+    }
   }
-  return createPolicyClient({
-    url: url as string,
-    publicKey,
-    logger,
-    maxAgeSeconds: config.policy.maxAgeSeconds,
-    waitSeconds: config.policy.waitSeconds,
-    minBackoffMs: config.policy.minBackoffMs,
-    maxBackoffMs: config.policy.maxBackoffMs,
-    ...(config.policy.stateFile === undefined ? {} : { stateFile: config.policy.stateFile }),
-    ...(dispatcher === undefined ? {} : { dispatcher }),
-  });
+  return policySourceFor(config.policy, publicKey, { logger, dispatcher });
 }
 
 async function fetchUntilReady(keys: KeySource, logger: Logger, closed: () => boolean): Promise<void> {

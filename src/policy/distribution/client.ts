@@ -15,7 +15,7 @@ import { formatProblem, PolicyInvalidError } from '../language/errors.ts';
 import { policyFromJSON } from '../language/parse.ts';
 import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, verifyPolicy } from './signing.ts';
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
-import { createPolicyHolder, type PolicySource } from './source.ts';
+import { createFilePolicySource, createPolicyHolder, type PolicySource } from './source.ts';
 import { POLICY_CLIENT_DEFAULTS } from './config.ts';
 import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicyStaleError } from './errors.ts';
 
@@ -264,4 +264,40 @@ function describeNetworkError(error: unknown): string {
 function networkCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** A part's `policy` block (the sidecar's, the STS's, `baton authz`'s): one source, a file or a policy server. */
+export interface PolicySourceSettings {
+  readonly file?: string | undefined;
+  readonly url?: string | undefined;
+  readonly maxAgeSeconds: number;
+  readonly waitSeconds: number;
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly stateFile?: string | undefined;
+}
+
+/**
+ * The policy a part follows: the file when one is named, else the policy
+ * server at `url` with documents signed by `publicKey` (PEM text or its
+ * file). The part's config check has made sure of exactly one source.
+ */
+export function policySourceFor(
+  policy: PolicySourceSettings,
+  publicKey: string | undefined,
+  deps: { logger: Logger; dispatcher?: Dispatcher | undefined },
+): PolicySource {
+  const { logger, dispatcher } = deps;
+  if (policy.file !== undefined) return createFilePolicySource(policy.file, { logger });
+  return createPolicyClient({
+    url: policy.url as string,
+    publicKey: publicKey as string,
+    logger,
+    maxAgeSeconds: policy.maxAgeSeconds,
+    waitSeconds: policy.waitSeconds,
+    minBackoffMs: policy.minBackoffMs,
+    maxBackoffMs: policy.maxBackoffMs,
+    ...(policy.stateFile === undefined ? {} : { stateFile: policy.stateFile }),
+    ...(dispatcher === undefined ? {} : { dispatcher }),
+  });
 }
