@@ -1,8 +1,9 @@
 /**
  * The demo's processes: each baton part started as a child of this process,
  * its output kept (parsed JSON log lines, the text, and optionally a log
- * file), waited on until it answers, and stopped with SIGTERM (SIGKILL after
- * 5 s) once its output is read to the end. A process that exits before it
+ * file), waited on until it answers, and stopped with SIGTERM (SIGKILL only
+ * past every part's default grace period, so a slow drain still writes its
+ * last log lines) once its output is read to the end. A process that exits before it
  * answers fails the wait with the tail of its output.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -56,6 +57,9 @@ export function startProcess(
   return { name, child, logs, output: () => text };
 }
 
+/** Past the parts' default `shutdown.graceMs` (10 s): a part still draining is not killed with its last log lines held. */
+const KILL_AFTER_MS = 15_000;
+
 /** Resolves once the process has exited and its output is all read (and in its log file): 'close', not 'exit'. */
 export async function stopProcess(child: ChildProcess): Promise<void> {
   // 'close', not 'exit': the process has exited and its stdout and stderr are read to the end, so its last log lines are in.
@@ -63,7 +67,7 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   const closed = outputOpen ? new Promise<void>((resolve) => child.once('close', () => resolve())) : Promise.resolve();
   if (child.exitCode !== null || child.signalCode !== null) return await closed;
   child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
   await closed;
   clearTimeout(timer);
 }
