@@ -35,7 +35,7 @@ import { freePort, waitFor } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { runLoad } from './lib/load.ts';
-import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
+import { ensureNginx, type NginxProxy, startNginxProxy, waitForExit } from './lib/nginx.ts';
 import { childPids } from './lib/proc-stats.ts';
 import { announceBaselines, type Baselines, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
@@ -106,8 +106,14 @@ function startAuthzPair(
     return instance;
   };
   const stop = (): void => {
-    for (const { dir } of started) {
-      spawnSync(binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-s', 'stop']);
+    for (const { dir, pid } of started) {
+      // By its pid: the pid file is named on the command line (-g), so `nginx -s stop` would look for the default one.
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // Already gone.
+      }
+      waitForExit(pid, 5_000);
       rmSync(dir, { recursive: true, force: true });
     }
   };

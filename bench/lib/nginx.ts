@@ -215,7 +215,7 @@ http {
  * Blocks until `pid` has exited or `timeoutMs` has passed (stop() is synchronous; it runs once, at the end).
  * A daemon's parent is init, which may take a second or two to reap it: a zombie has exited.
  */
-function waitForExit(pid: number, timeoutMs: number): void {
+export function waitForExit(pid: number, timeoutMs: number): void {
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; Atomics.wait(pause, 0, 0, 10)) {
     try {
