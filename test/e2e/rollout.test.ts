@@ -75,6 +75,7 @@ describe('rolling out a call graph: shadow mode, observed vs declared, suggest',
           (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'would_deny',
         ) &&
         logged('sts', (l) => l.event === 'token_decision' && l.decision === 'would_deny') &&
+        logged('sts', (l) => l.event === 'token_issued' && l.decision === 'would_deny') &&
         logged('gateway-sidecar', (l) => l.event === 'decision' && l.direction === 'outbound' && l.decision === 'deny'),
       { what: 'the audit lines of both calls', timeoutMs: 10_000, intervalMs: 20 },
     );
