@@ -5,6 +5,7 @@ import { createAuthz } from '../authz/authz.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import type { Command } from './command.ts';
+import { portFlag, serveUntilSignal } from './serve.ts';
 
 // Flag → config key; the help text and the defaults it shows come from the schema.
 const FLAGS: ReadonlyArray<readonly [flag: string, key: string]> = [
@@ -84,37 +85,12 @@ export const authzCommand: Command = {
       tracing: telemetry.tracing,
       announce: (line) => context.stderr.write(`${line}\n`),
     });
-    let ports;
-    try {
-      ports = await authz.start();
-    } catch (error) {
-      // An authorizer that cannot open its ports must not linger half-started (policy polls, open listeners).
-      await authz.close(0);
-      await telemetry.shutdown();
-      throw error;
-    }
-    logger.info(
-      { event: 'listening', host: config.host, grpc: ports.grpc, http: ports.http, admin: ports.admin },
-      'authz listening',
-    );
-
-    await new Promise<void>((resolve) => {
-      const stop = (signal: NodeJS.Signals): void => {
-        logger.info({ event: 'shutdown', signal, graceMs: config.shutdown.graceMs }, 'draining');
-        resolve();
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+    return await serveUntilSignal(authz, {
+      name: 'authz',
+      host: config.host,
+      graceMs: config.shutdown.graceMs,
+      logger,
+      telemetry,
     });
-    await authz.close();
-    await telemetry.shutdown();
-    logger.info({ event: 'stopped' }, 'authz stopped');
-    return 0;
   },
 };
-
-function portFlag(value: string | undefined): number | string | undefined {
-  if (value === undefined) return undefined;
-  // Left as text when not a number so the schema names the flag and what it expected.
-  return /^\d+$/.test(value) ? Number(value) : value;
-}

@@ -5,6 +5,7 @@ import { createSidecar } from '../sidecar/sidecar.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { startTelemetry } from '../telemetry/tracing.ts';
 import type { Command } from './command.ts';
+import { portFlag, serveUntilSignal } from './serve.ts';
 import { partVariables } from './part-variables.ts';
 
 // Flag → config key; the help text and the defaults it shows come from the schema.
@@ -79,35 +80,12 @@ export const sidecarCommand: Command = {
       tracing: telemetry.tracing,
       announce: (line) => context.stderr.write(`${line}\n`),
     });
-    let ports;
-    try {
-      ports = await sidecar.start();
-    } catch (error) {
-      // A sidecar that cannot open its ports must not linger half-started (policy polls, open listeners).
-      await sidecar.close(0);
-      await telemetry.shutdown();
-      throw error;
-    }
-    logger.info({ event: 'listening', host: config.host, ...ports }, 'sidecar listening');
-
-    await new Promise<void>((resolve) => {
-      const stop = (signal: NodeJS.Signals): void => {
-        logger.info({ event: 'shutdown', signal, graceMs: config.shutdown.graceMs }, 'draining');
-        resolve();
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+    return await serveUntilSignal(sidecar, {
+      name: 'sidecar',
+      host: config.host,
+      graceMs: config.shutdown.graceMs,
+      logger,
+      telemetry,
     });
-    await sidecar.close();
-    // DESIGN "SIGTERM": spans flush before exit.
-    await telemetry.shutdown();
-    logger.info({ event: 'stopped' }, 'sidecar stopped');
-    return 0;
   },
 };
-
-function portFlag(value: string | undefined): number | string | undefined {
-  if (value === undefined) return undefined;
-  // Left as text when not a number so the schema names the flag and what it expected.
-  return /^\d+$/.test(value) ? Number(value) : value;
-}
