@@ -14,20 +14,16 @@ import type { InjectionSettings } from './annotations.ts';
 import type { SidecarTemplate } from './config.ts';
 import type { IdentityLayout } from './identity-layout.ts';
 import type { Container, EnvVar } from './kubernetes-types.ts';
-import { restrictedSecurityContext } from './security-context.ts';
 import {
   ADMIN_PORT_NAME,
+  batonContainer,
   credentialMounts,
   literal,
   POLICY_KEY_DIR,
   POLICY_KEY_FILE,
-  POLICY_KEY_VOLUME,
-  POLICY_STATE_DIR,
   POLICY_STATE_FILE,
-  POLICY_STATE_VOLUME,
   sidecarExternalIssuers,
   stsCredentialEnv,
-  TMP_VOLUME,
   type Workload,
   workloadIdentityEnv,
 } from './sidecar-container.ts';
@@ -49,31 +45,14 @@ export function authzContainer(
   workload: Workload,
   identity: IdentityLayout | undefined,
 ): Container {
-  const probe = (path: string, extra: Record<string, number>) => ({
-    httpGet: { path, port: ADMIN_PORT_NAME },
-    ...extra,
-  });
-  return {
+  return batonContainer(template, {
     name: AUTHZ_CONTAINER_NAME,
-    image: template.image,
-    imagePullPolicy: template.imagePullPolicy,
-    restartPolicy: 'Always',
     args: ['authz'],
     // The check ports are on loopback, for the proxy in this pod only: not declared.
     ports: [{ name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' }],
     env: authzEnv(template, settings, workload, identity),
-    startupProbe: probe('/readyz', { periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 }),
-    readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 }),
-    livenessProbe: probe('/livez', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 }),
-    resources: { requests: { ...template.requests }, limits: { ...template.limits } },
-    securityContext: restrictedSecurityContext(template.runAsUser),
-    volumeMounts: [
-      { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
-      { name: TMP_VOLUME, mountPath: '/tmp' },
-      { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
-      ...credentialMounts(template, identity),
-    ],
-  };
+    mounts: credentialMounts(template, identity),
+  });
 }
 
 function authzEnv(

@@ -10,7 +10,7 @@ import { sidecarRedisUser } from '../redis/config.ts';
 import type { InjectionSettings } from './annotations.ts';
 import type { KubernetesExternalIssuer, SidecarTemplate } from './config.ts';
 import { IDENTITY_DIR, IDENTITY_VOLUME, type IdentityLayout } from './identity-layout.ts';
-import type { Container, EnvVar } from './kubernetes-types.ts';
+import type { Container, ContainerPort, EnvVar } from './kubernetes-types.ts';
 import { restrictedSecurityContext } from './security-context.ts';
 
 export const SIDECAR_CONTAINER_NAME = 'baton-sidecar';
@@ -48,15 +48,8 @@ export function sidecarContainer(
   workload: Workload,
   identity: IdentityLayout | undefined,
 ): Container {
-  const probe = (path: string, extra: Record<string, number>) => ({
-    httpGet: { path, port: ADMIN_PORT_NAME },
-    ...extra,
-  });
-  return {
+  return batonContainer(template, {
     name: SIDECAR_CONTAINER_NAME,
-    image: template.image,
-    imagePullPolicy: template.imagePullPolicy,
-    restartPolicy: 'Always',
     args: ['sidecar'],
     ports: [
       { name: INBOUND_PORT_NAME, containerPort: settings.inboundPort, protocol: 'TCP' },
@@ -66,17 +59,7 @@ export function sidecarContainer(
       { name: ADMIN_PORT_NAME, containerPort: settings.adminPort, protocol: 'TCP' },
     ],
     env: sidecarEnv(template, settings, workload, identity),
-    // Startup gates the app containers: they start only once the sidecar has a verified policy.
-    startupProbe: probe('/readyz', { periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 }),
-    readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 }),
-    livenessProbe: probe('/livez', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 }),
-    resources: { requests: { ...template.requests }, limits: { ...template.limits } },
-    // Pod Security Standards "restricted", whatever the pod itself asks for.
-    securityContext: restrictedSecurityContext(template.runAsUser),
-    volumeMounts: [
-      { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
-      { name: TMP_VOLUME, mountPath: '/tmp' },
-      { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
+    mounts: [
       // The Redis password and the seal key: in this container only, never in the app's (issue #14);
       // in plaintext mode only: in mtls mode exchanged tokens are bound to this pod and never shared.
       ...(template.redis === undefined || identity !== undefined
@@ -84,6 +67,48 @@ export function sidecarContainer(
         : [{ name: REDIS_VOLUME, mountPath: REDIS_DIR, readOnly: true }]),
       // The identity, and the introspection client secret: in this container only, like the Redis secret.
       ...credentialMounts(template, identity),
+    ],
+  });
+}
+
+/**
+ * A baton container as the injector adds it (the sidecar's, `baton authz`'s): the template's image and
+ * resources, probes on the admin port, Pod Security Standards "restricted" whatever the pod itself asks
+ * for, and the policy key, /tmp and the policy state mounted, then the container's own `mounts`.
+ */
+export function batonContainer(
+  template: SidecarTemplate,
+  own: {
+    readonly name: string;
+    readonly args: readonly string[];
+    readonly ports: ContainerPort[];
+    readonly env: EnvVar[];
+    readonly mounts: ReadonlyArray<{ name: string; mountPath: string; readOnly?: boolean }>;
+  },
+): Container {
+  const probe = (path: string, extra: Record<string, number>) => ({
+    httpGet: { path, port: ADMIN_PORT_NAME },
+    ...extra,
+  });
+  return {
+    name: own.name,
+    image: template.image,
+    imagePullPolicy: template.imagePullPolicy,
+    restartPolicy: 'Always',
+    args: [...own.args],
+    ports: own.ports,
+    env: own.env,
+    // Startup gates the app containers: they start only once baton has a verified policy.
+    startupProbe: probe('/readyz', { periodSeconds: 1, failureThreshold: 120, timeoutSeconds: 2 }),
+    readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2, timeoutSeconds: 2 }),
+    livenessProbe: probe('/livez', { periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 2 }),
+    resources: { requests: { ...template.requests }, limits: { ...template.limits } },
+    securityContext: restrictedSecurityContext(template.runAsUser),
+    volumeMounts: [
+      { name: POLICY_KEY_VOLUME, mountPath: POLICY_KEY_DIR, readOnly: true },
+      { name: TMP_VOLUME, mountPath: '/tmp' },
+      { name: POLICY_STATE_VOLUME, mountPath: POLICY_STATE_DIR },
+      ...own.mounts,
     ],
   };
 }
