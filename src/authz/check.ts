@@ -54,7 +54,14 @@ import {
 } from '../sidecar/errors.ts';
 import { IdentityHeader, isBatonHeader, verifiedIdentityHeaders } from '../sidecar/headers.ts';
 import { type Direction, FORWARDED, type RequestMetrics, UNKNOWN_TARGET } from '../sidecar/metrics.ts';
-import { type Admitted, asHttpError, type Inflight, problemHeaders, recordRefusal } from '../sidecar/pipeline.ts';
+import {
+  type Admitted,
+  asHttpError,
+  auditRequestFailed,
+  type Inflight,
+  problemHeaders,
+  recordRefusal,
+} from '../sidecar/pipeline.ts';
 import { bearerToken, originFormPath, refuseAmbiguousPath, requestTarget } from '../sidecar/request.ts';
 import { findSubject, obtainToken, type Subject, verifiedFor } from '../sidecar/subject.ts';
 import { checkTokenBinding, type Listener, type Peer } from '../sidecar/token-binding.ts';
@@ -66,7 +73,6 @@ import {
   startServerSpan,
   traceHeaders,
 } from '../telemetry/http-spans.ts';
-import { writeAuditEvent } from '../telemetry/audit-event.ts';
 import { tokenDigest } from '../token/token-digest.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { DecisionCache, DecisionKey } from './decision-cache.ts';
@@ -209,19 +215,7 @@ export function createAuthorizer(ctx: AuthzContext): Authorizer {
     problem: HttpError,
   ): void {
     recordRefusal(ctx, direction, method, span, problem);
-    if (problem.code === MalformedCheckError.code)
-      writeAuditEvent(
-        ctx.logger,
-        {
-          event: 'request_failed',
-          component: 'sidecar',
-          direction,
-          code: problem.code,
-          status: problem.status,
-          method,
-        },
-        problem.title,
-      );
+    if (problem.code === MalformedCheckError.code) auditRequestFailed(ctx.logger, direction, method, problem);
   }
 
   async function steps(request: ProxyCheck, call: Call, slot: Admitted): Promise<Allowed> {

@@ -31,7 +31,8 @@ import { BatonError, type BatonErrorOptions } from '../core/errors.ts';
 import type { BodySink, HttpStream } from './stream.ts';
 import { endToEndHeaders } from './hop-by-hop.ts';
 import type { MessageHead } from './http1-parser.ts';
-import type { ConnectionOptions } from 'node:tls';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import type { ConnectionEvents, UpstreamConnection } from './upstream-connection.ts';
 import {
   CHUNKED,
@@ -55,6 +56,22 @@ export interface UpstreamOrigin {
   readonly authority: string;
   /** mTLS: options for node:tls `connect` (secure context, the peer check); plaintext when absent. */
   readonly tls?: ConnectionOptions | undefined;
+}
+
+/**
+ * A new socket to an origin, for the HTTP/1.1 pool and the HTTP/2 sessions alike: TCP without Nagle in
+ * plaintext; in mTLS the origin's options, SNI when its host is a name, and the caller's `tls` (ALPN, a
+ * session to resume).
+ */
+export function connectOrigin(origin: UpstreamOrigin, tls: ConnectionOptions = {}): Socket {
+  if (origin.tls === undefined) return netConnect({ host: origin.host, port: origin.port, noDelay: true });
+  return tlsConnect({
+    host: origin.host,
+    port: origin.port,
+    ...origin.tls,
+    ...tls,
+    ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
+  });
 }
 
 /** What a ForwardCall needs of the pool. */

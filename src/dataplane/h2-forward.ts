@@ -28,15 +28,14 @@ import {
   type IncomingHttpHeaders,
   type OutgoingHttpHeaders,
 } from 'node:http2';
-import { connect as netConnect, isIP } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { connect as tlsConnect } from 'node:tls';
 import {
   connectionFailure,
   type ForwardSpec,
   UPSTREAM_TIMEOUT,
   UPSTREAM_UNREACHABLE,
   UpstreamFailure,
+  connectOrigin,
   type UpstreamOrigin,
 } from './forward-call.ts';
 import type { H2Stream } from './h2-stream.ts';
@@ -81,16 +80,7 @@ export function createH2Upstreams(options: H2UpstreamOptions): H2Upstreams {
     if (held !== undefined && !held.session.closed && !held.session.destroyed) return held;
     const session = connect(`${origin.tls === undefined ? 'http' : 'https'}://${origin.authority}`, {
       settings: { enablePush: false, maxHeaderListSize: options.maxHeaderListSize },
-      createConnection: () =>
-        origin.tls === undefined
-          ? netConnect({ host: origin.host, port: origin.port, noDelay: true })
-          : tlsConnect({
-              host: origin.host,
-              port: origin.port,
-              ...origin.tls,
-              ALPNProtocols: ['h2'],
-              ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
-            }),
+      createConnection: () => connectOrigin(origin, { ALPNProtocols: ['h2'] }),
     });
     const record: UpstreamSession = { session, streams: 0 };
     sessions.set(origin.key, record);

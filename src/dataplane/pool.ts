@@ -10,10 +10,8 @@
  * the end of the bytes read, after the whole request was sent, with the
  * server keeping it alive; any other is closed (./forward-call.ts).
  */
-import { connect as netConnect, isIP } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import type { HttpStream } from './stream.ts';
-import { ForwardCall, type ForwardSpec, type Pool } from './forward-call.ts';
+import { connectOrigin, ForwardCall, type ForwardSpec, type Pool } from './forward-call.ts';
 import { UpstreamConnection } from './upstream-connection.ts';
 
 export interface UpstreamOptions {
@@ -64,16 +62,7 @@ export function createUpstreams(options: UpstreamOptions): Upstreams {
       list.push(connection);
     },
     connect(origin) {
-      const socket =
-        origin.tls === undefined
-          ? netConnect({ host: origin.host, port: origin.port, noDelay: true })
-          : tlsConnect({
-              host: origin.host,
-              port: origin.port,
-              ...origin.tls,
-              ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
-              session: sessions.get(origin.key),
-            });
+      const socket = connectOrigin(origin, { session: sessions.get(origin.key) });
       if (origin.tls !== undefined) {
         socket.setNoDelay(true);
         // TLS 1.3 tickets: the next connection to this origin resumes instead of a full handshake.

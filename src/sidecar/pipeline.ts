@@ -27,6 +27,7 @@ import {
 } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
+import type { Logger } from 'pino';
 import { endHttpSpan, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
 import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
 import {
@@ -150,6 +151,28 @@ export function createPipeline(
   }
 }
 
+/** The `request_failed` audit line of a refused request: its code, the reason within it, its status and title. */
+export function auditRequestFailed(
+  logger: Logger,
+  direction: Direction,
+  method: string | undefined,
+  problem: HttpError,
+): void {
+  writeAuditEvent(
+    logger,
+    {
+      event: 'request_failed',
+      component: 'sidecar',
+      direction,
+      code: problem.code,
+      reason: problem.reason,
+      status: problem.status,
+      method,
+    },
+    problem.title,
+  );
+}
+
 /**
  * What every refusal leaves behind besides its answer, whoever answers it
  * (this pipeline, or `baton authz` for a proxy, src/authz/): a refused
@@ -169,20 +192,7 @@ export function recordRefusal(
     // A 401 is not a server error, but a refused binding is what an operator hunts for: name it on the span.
     span?.setAttribute('error.type', problem.code);
   }
-  if (problem.status >= 500)
-    writeAuditEvent(
-      ctx.logger,
-      {
-        event: 'request_failed',
-        component: 'sidecar',
-        direction,
-        code: problem.code,
-        reason: problem.reason,
-        status: problem.status,
-        method,
-      },
-      problem.title,
-    );
+  if (problem.status >= 500) auditRequestFailed(ctx.logger, direction, method, problem);
 }
 
 // --- admission ---
