@@ -34,20 +34,17 @@ import { checkRequest, connectExtAuthz } from '../test/helpers/ext-authz-client.
 import { freePort, waitFor } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
-import { runLoad } from './lib/load.ts';
 import { ensureNginx, type NginxProxy, startNginxProxy, waitForExit } from './lib/nginx.ts';
 import { childPids } from './lib/proc-stats.ts';
 import { announceBaselines, type Baselines, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
-import { BENCH_POLICY, measureVariant, medianOf, type Variant } from './hop.bench.ts';
+import { BENCH_POLICY, measureRounds, medianOf, type Measurement, type Variant, warmUp } from './hop.bench.ts';
 
 const FIXED_RATE = 1000;
 const PATH = '/bench';
 const BASELINE = 'nginx pair';
 const UNCACHED = 'nginx pair + baton authz per request, no decision cache';
 const CACHED = 'nginx pair + baton authz per request, nginx decision cache';
-
-type Measurement = Awaited<ReturnType<typeof measureVariant>>;
 
 interface AuthzPair {
   readonly variant: Variant;
@@ -281,18 +278,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       uncached.variant,
       cached.variant,
     ];
-    for (const variant of variants) {
-      const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0)
-        throw new Error(
-          `bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`,
-        );
-    }
-    const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
-    for (let r = 0; r < rounds; r++) {
-      for (const variant of r % 2 === 0 ? variants : [...variants].reverse())
-        (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
-    }
+    await warmUp(variants, connections);
+    const results = await measureRounds(variants, { rounds, durationSec, connections });
     const grpc = await grpcCheckLatency(payments, orders, options.quick ? 1 : 4, 8);
     return report(variants, results, grpc, { rounds, durationSec, connections }, baselines);
   } finally {

@@ -59,7 +59,7 @@ export interface Variant {
   readonly proxies: ReadonlyArray<{ readonly name: string; pids(): number[] }>;
 }
 
-interface Measurement {
+export interface Measurement {
   rps: number;
   p50Ms: number;
   p99Ms: number;
@@ -127,6 +127,32 @@ export async function startBarePair(
     },
     stop,
   };
+}
+
+/** Every path run for 1 s before anything counts (caches, JIT, kept-alive and TLS connections), and refused unless it answered 2xx. */
+export async function warmUp(variants: readonly Variant[], connections: number): Promise<void> {
+  for (const variant of variants) {
+    const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
+    if (warm.non2xx > 0 || warm.requests === 0)
+      throw new Error(
+        `bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`,
+      );
+  }
+}
+
+/** `rounds` measurements of every variant, their order reversed every other round, by variant name. */
+export async function measureRounds(
+  variants: readonly Variant[],
+  settings: { readonly rounds: number; readonly durationSec: number; readonly connections: number },
+): Promise<Map<string, Measurement[]>> {
+  const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
+  for (let r = 0; r < settings.rounds; r++) {
+    for (const variant of r % 2 === 0 ? variants : [...variants].reverse())
+      (results.get(variant.name) as Measurement[]).push(
+        await measureVariant(variant, settings.durationSec, settings.connections),
+      );
+  }
+  return results;
 }
 
 /** Saturated throughput, then latency and CPU at a fixed rate, for one variant. */
@@ -240,11 +266,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       batonPair(audited, AUDITED),
     ];
     // Warm caches (the service token) and JIT on every path before anything counts.
-    for (const variant of variants) {
-      const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0)
-        throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
-    }
+    await warmUp(variants, connections);
     const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
     // The cross-check (#28): wrk, a C client in its own process, measures the headline's two paths in every round too.
     const wrk = findWrk();

@@ -32,7 +32,6 @@ import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { addedP99Check } from './lib/added-latency.ts';
-import { runLoad } from './lib/load.ts';
 import {
   ensureNginx,
   type NginxIdentity,
@@ -44,7 +43,15 @@ import {
 import { sampleProcesses } from './lib/proc-stats.ts';
 import { announceBaselines, type Baselines, markdownTable, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
-import { BENCH_POLICY, batonPair, measureVariant, medianOf, type Variant } from './hop.bench.ts';
+import {
+  BENCH_POLICY,
+  batonPair,
+  measureRounds,
+  medianOf,
+  type Measurement,
+  type Variant,
+  warmUp,
+} from './hop.bench.ts';
 
 const FIXED_RATE = 1000;
 const PATH = '/bench';
@@ -52,8 +59,6 @@ const NGINX_PLAIN = 'nginx pair, plaintext';
 const NGINX_MTLS = 'nginx pair, mTLS';
 const BATON_PLAIN = 'baton pair, plaintext';
 const BATON_MTLS = 'baton pair, mTLS';
-
-type Measurement = Awaited<ReturnType<typeof measureVariant>>;
 
 export interface HandshakeOptions {
   readonly port: number;
@@ -221,19 +226,8 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       batonPair(mtlsMesh, BATON_MTLS),
     ];
     // Warm caches, JIT and the keep-alive TLS connections on every path before anything counts.
-    for (const variant of variants) {
-      const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0)
-        throw new Error(
-          `bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx, ${warm.errors} errors)`,
-        );
-    }
-    const results = new Map<string, Measurement[]>(variants.map((v) => [v.name, []]));
-    for (let r = 0; r < rounds; r++) {
-      for (const variant of r % 2 === 0 ? variants : [...variants].reverse()) {
-        (results.get(variant.name) as Measurement[]).push(await measureVariant(variant, durationSec, connections));
-      }
-    }
+    await warmUp(variants, connections);
+    const results = await measureRounds(variants, { rounds, durationSec, connections });
 
     // Handshakes under churn: orders' certificate against payments' inbound sidecar and against the inner nginx (payments' certificate), alternating.
     const handshakeTargets = [

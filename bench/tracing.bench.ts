@@ -22,9 +22,16 @@
  */
 import { createServer, type Server } from 'node:http';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
-import { BENCH_POLICY, type BarePair, batonPair, measureVariant, startBarePair, type Variant } from './hop.bench.ts';
+import {
+  BENCH_POLICY,
+  type BarePair,
+  batonPair,
+  measureRounds,
+  startBarePair,
+  type Variant,
+  warmUp,
+} from './hop.bench.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
-import { runLoad } from './lib/load.ts';
 import { median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 import { listenOnLoopback } from '../test/helpers/net.ts';
@@ -117,18 +124,8 @@ export async function run(options: BenchOptions = { quick: process.env.BENCH_QUI
       batonPair(all, 'tracing on, 100% sampled (parent-based ratio, batch OTLP export)'),
       ...barePairs.map((pair) => pair.variant),
     ];
-    for (const variant of variants) {
-      const warm = await runLoad({ url: variant.url, headers: variant.headers, durationSec: 1, connections });
-      if (warm.non2xx > 0 || warm.requests === 0)
-        throw new Error(`bench: ${variant.name} did not answer 2xx while warming up (${warm.non2xx} non-2xx)`);
-    }
-    const results = new Map<string, Array<Awaited<ReturnType<typeof measureVariant>>>>(
-      variants.map((v) => [v.name, []]),
-    );
-    for (let r = 0; r < rounds; r++) {
-      for (const variant of r % 2 === 0 ? variants : [...variants].reverse())
-        results.get(variant.name)?.push(await measureVariant(variant, durationSec, connections));
-    }
+    await warmUp(variants, connections);
+    const results = await measureRounds(variants, { rounds, durationSec, connections });
     const rows: Row[] = variants.map((variant) => {
       const m = results.get(variant.name) ?? [];
       const cpu = (pick: (x: (typeof m)[number]) => number[]) =>
