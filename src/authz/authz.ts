@@ -13,35 +13,27 @@
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { Logger } from 'pino';
 import { createHttp1Server, type Http1Server } from '../dataplane/server.ts';
 import { createAdminHandler } from '../sidecar/admin.ts';
 import type { Collaborators } from '../sidecar/collaborators.ts';
 import { createRequestIds } from '../sidecar/context-handles.ts';
 import { createSidecarMetrics } from '../sidecar/metrics.ts';
 import { createInflight, refusalAnswer } from '../sidecar/pipeline.ts';
+import type { SidecarDeps } from '../sidecar/sidecar.ts';
 import { createCollaborators, startSidecarMesh } from '../sidecar/wiring.ts';
 import { listenOn } from '../sidecar/listeners.ts';
 import { renderFamily } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
-import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
+import { TRACING_OFF } from '../telemetry/tracing.ts';
 import { createAuthorizer } from './check.ts';
 import type { AuthzConfig } from './config.ts';
 import { createDecisionCache } from './decision-cache.ts';
 import { createGrpcFrontEnd, type GrpcFrontEnd } from './grpc.ts';
 import { createHttpFrontEnd } from './http.ts';
 
-export interface AuthzDeps {
-  readonly logger: Logger;
-  /** Epoch milliseconds. */
-  readonly now?: () => number;
-  /** Tests pass stand-ins; otherwise they are built from config. */
-  readonly collaborators?: Collaborators;
-  readonly tracing?: Tracing;
-  /** Where a problem that keeps the authorizer unready is announced as one plain line (the CLI: stderr), besides the log. */
-  readonly announce?: (line: string) => void;
-}
+/** What the authorizer is built with: the sidecar's own (a logger, a clock, test stand-ins, tracing, where to announce). */
+export type AuthzDeps = SidecarDeps;
 
 export interface AuthzPorts {
   /** Undefined when the front end is disabled. */
