@@ -22,6 +22,7 @@ import { createInflight, refusalAnswer } from '../sidecar/pipeline.ts';
 import type { SidecarDeps } from '../sidecar/sidecar.ts';
 import { createCollaborators, startSidecarMesh } from '../sidecar/wiring.ts';
 import { listenOn } from '../sidecar/listeners.ts';
+import { createReadiness } from '../sidecar/readiness.ts';
 import { renderFamily } from '../telemetry/prometheus-text.ts';
 import { createRuntimeMetrics } from '../telemetry/runtime-metrics.ts';
 import { createSubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
@@ -49,10 +50,6 @@ export interface Authz {
   close(graceMs?: number): Promise<void>;
 }
 
-// How stale the readiness every check reads may be; problems are looked for as often as the sidecar does.
-const READINESS_REFRESH_MS = 250;
-const PROBLEM_CHECK_MS = 1_000;
-
 export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
@@ -73,55 +70,35 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
   let grpcFrontEnd: GrpcFrontEnd | undefined;
   let httpServer: Http1Server | undefined;
   let adminServer: Server | undefined;
-  const timers: NodeJS.Timeout[] = [];
-
-  const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
-  const waitingFor = (): string[] => [
-    ...(collaborators === undefined ? ['startup'] : collaborators.waitingFor()),
-    ...(identityMissing() ? ['identity'] : []),
-  ];
-  const problems = (): string[] => collaborators?.problems?.() ?? [];
-  const readiness = { ready: false };
-  const ready = (): boolean =>
-    (readiness.ready =
-      !closing && collaborators !== undefined && collaborators.waitingFor().length === 0 && !identityMissing());
-  let announced: readonly string[] = [];
-  // Each problem once when it appears, and once more when all are gone, as the sidecar announces them.
-  const announceProblems = (): void => {
-    const current = problems();
-    for (const problem of current.filter((p) => !announced.includes(p))) {
-      logger.error({ event: 'not_ready', reason: problem }, 'not ready');
-      deps.announce?.(`baton authz ${config.service}: NOT READY: ${problem}`);
-    }
-    if (current.length === 0 && announced.length > 0) {
-      logger.info({ event: 'problem_resolved' }, 'readiness problem resolved');
-      deps.announce?.(
-        `baton authz ${config.service}: problem resolved${ready() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`,
-      );
-    }
-    announced = current;
-  };
+  const readiness = createReadiness({
+    part: 'authz',
+    service: config.service,
+    logger,
+    mesh,
+    collaborators: () => collaborators,
+    closing: () => closing,
+    announce: deps.announce,
+  });
 
   return {
-    ready,
+    ready: readiness.refresh,
     async start() {
       collaborators =
         deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
       c.policy.onUpdate?.((_policy, version) => {
+        // The policy source logs the update, once (policy/distribution/source.ts).
         metrics.policyVersion(version);
-        logger.info({ event: 'policy_updated', policyVersion: version }, 'policy updated');
-        ready();
+        readiness.refresh();
       });
-      ready();
+      readiness.refresh();
       const version = c.policy.version();
       if (version !== undefined) metrics.policyVersion(version);
-      timers.push(setInterval(ready, READINESS_REFRESH_MS), setInterval(announceProblems, PROBLEM_CHECK_MS));
-      for (const timer of timers) timer.unref();
+      readiness.start();
 
       const authorizer = createAuthorizer({
         service: config.service,
-        readiness,
+        readiness: readiness.state,
         policy: c.policy,
         verifier: c.verifier,
         verifiedCache: c.verifiedCache,
@@ -169,9 +146,9 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
         else await listenOnSocket(httpServer.server, config.http.socket);
       }
       const admin = createAdminHandler({
-        ready,
-        waitingFor: () => (closing ? ['shutdown'] : waitingFor()),
-        problems: () => (closing ? [] : problems()),
+        ready: readiness.refresh,
+        waitingFor: () => (closing ? ['shutdown'] : readiness.waitingFor()),
+        problems: () => (closing ? [] : readiness.problems()),
         metrics: { ...metrics, render: () => metrics.render() + decisionCacheSeries() },
         runtime: createRuntimeMetrics('authz', config.service),
         ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }),
@@ -183,8 +160,8 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
       closing = true;
-      ready();
-      for (const timer of timers) clearInterval(timer);
+      readiness.refresh();
+      readiness.stop();
       const started = Date.now();
       httpServer?.drain();
       const stopped = [

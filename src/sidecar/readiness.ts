@@ -17,6 +17,8 @@ const PROBLEM_CHECK_MS = 1_000;
 const READINESS_REFRESH_MS = 250;
 
 export interface ReadinessOptions {
+  /** The part as its announcements name it: `sidecar`, or `authz` (src/authz/authz.ts decides the same way). */
+  readonly part: string;
   readonly service: string;
   readonly logger: Logger;
   readonly mesh: SidecarMesh | undefined;
@@ -64,13 +66,13 @@ export function createReadiness(options: ReadinessOptions): Readiness {
     const seen = problems();
     for (const problem of seen.filter((p) => !announced.includes(p))) {
       logger.error({ event: 'not_ready', reason: problem }, 'not ready');
-      options.announce?.(`baton sidecar ${options.service}: NOT READY: ${problem}`);
+      options.announce?.(`baton ${options.part} ${options.service}: NOT READY: ${problem}`);
     }
     // Each problem that went away, once; the last one says whether that made the sidecar ready.
     for (const gone of announced.filter((p) => !seen.includes(p))) {
       logger.info({ event: 'problem_resolved', reason: gone }, 'readiness problem resolved');
       options.announce?.(
-        `baton sidecar ${options.service}: problem resolved (${gone.split(/[:.;]/, 1)[0]})${refresh() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`,
+        `baton ${options.part} ${options.service}: problem resolved (${gone.split(/[:.;]/, 1)[0]})${refresh() ? '; ready' : `; still waiting for ${waitingFor().join(', ')}`}`,
       );
     }
     announced = seen;

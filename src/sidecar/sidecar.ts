@@ -89,6 +89,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
   let collaborators: Collaborators | undefined;
   let closing = false;
   const readiness = createReadiness({
+    part: 'sidecar',
     service: config.service,
     logger,
     mesh,
