@@ -29,7 +29,6 @@
 import assert from 'node:assert/strict';
 import { BatonError, type BatonErrorOptions } from '../core/errors.ts';
 import type { BodySink, HttpStream } from './stream.ts';
-import { endToEndHeaders } from './hop-by-hop.ts';
 import type { MessageHead } from './http1-parser.ts';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
@@ -38,6 +37,7 @@ import {
   CHUNKED,
   chunkSizeLine,
   CRLF,
+  endToEndHeaders,
   type Framing,
   httpDate,
   LAST_CHUNK,
@@ -88,7 +88,7 @@ export interface ForwardSpec {
   readonly path: string;
   /** The Host to write (first, RFC 9112 §3.2): the client's validated one inbound, the upstream's authority outbound. */
   readonly host: string;
-  /** Flat `[name, value, …]`, already free of hop-by-hop and framing fields (./hop-by-hop.ts); framing is written here. */
+  /** Flat `[name, value, …]`, already free of hop-by-hop and framing fields (./wire.ts `endToEndHeaders`); framing is written here. */
   readonly headers: readonly string[];
   /** Longest silence from the upstream: before its answer (504), or between body chunks (cut). */
   readonly timeoutMs: number;

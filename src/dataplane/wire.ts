@@ -6,12 +6,20 @@
  *
  * Framing fields (`Content-Length`, `Transfer-Encoding`, `Connection`,
  * `Keep-Alive`, `Host`) are never copied from the message being passed on:
- * callers hand over a field list that src/dataplane/hop-by-hop.ts has
- * already stripped of them, and the framing the data plane itself decided
- * is written from a `Framing` value. So what the next hop reads as the
+ * callers hand over a field list that `endToEndHeaders` below has already
+ * stripped of them, and the framing the data plane itself decided is
+ * written from a `Framing` value. So what the next hop reads as the
  * message's end is exactly where baton's own parser put it (issue #23: a
  * `Connection: Content-Length` that survived a filter once made an app read
  * a request body as a second request).
+ *
+ * Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection, so a proxy
+ * drops them, and every field its `Connection` header names, before passing
+ * a message on. The framing fields are dropped too, always, and written
+ * again here from the framing baton's own parser decided. The parser has
+ * already refused a `Connection` option that names one of them
+ * (./http1-parser.ts, reason `connection`); dropping them as well means a
+ * filter bug can lose a field but never a message boundary.
  */
 import { STATUS_CODES } from 'node:http';
 
@@ -136,4 +144,50 @@ export function trimOws(value: string): string {
 
 function isOws(code: number): boolean {
   return code === 0x20 || code === 0x09;
+}
+
+// --- the fields that go on ---
+
+// RFC 9110 §7.6.1, plus the pre-standard ones proxies still see.
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+]);
+// Written from the data plane's own framing (below), per direction.
+const REQUEST_FRAMING: ReadonlySet<string> = new Set(['content-length', 'host']);
+const RESPONSE_FRAMING: ReadonlySet<string> = new Set(['content-length']);
+
+/**
+ * A head's fields minus hop-by-hop fields, framing fields and those its
+ * `Connection` names, in the order received; `alsoDrop` (given the
+ * lower-cased name) drops more, as a hop's own rules say.
+ */
+export function endToEndHeaders(
+  head: { readonly rawHeaders: readonly string[]; readonly connection: readonly string[] },
+  kind: 'request' | 'response',
+  alsoDrop?: (lowerName: string) => boolean,
+): string[] {
+  const framing = kind === 'request' ? REQUEST_FRAMING : RESPONSE_FRAMING;
+  const named = head.connection;
+  const raw = head.rawHeaders;
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (
+      HOP_BY_HOP.has(name) ||
+      framing.has(name) ||
+      (named.length > 0 && named.includes(name)) ||
+      alsoDrop?.(name) === true
+    )
+      continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
+  }
+  return out;
 }

@@ -21,7 +21,7 @@
  */
 import type { MessageHead } from '../dataplane/http1-parser.ts';
 import type { RequestHead } from '../dataplane/stream.ts';
-import { endToEndHeaders } from '../dataplane/hop-by-hop.ts';
+import { endToEndHeaders } from '../dataplane/wire.ts';
 import { InternalError } from '../core/errors.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 

@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerOpti
 import { connect, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { afterEach } from 'node:test';
 import type { HttpStream, RequestStream } from '../../src/dataplane/stream.ts';
-import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
+import { endToEndHeaders } from '../../src/dataplane/wire.ts';
 import type { ConnectionRefusal } from '../../src/dataplane/client-connection.ts';
 import { createHttp1Server } from '../../src/dataplane/server.ts';
 import { createUpstreams } from '../../src/dataplane/pool.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { endToEndHeaders } from '../../src/dataplane/hop-by-hop.ts';
+import { endToEndHeaders } from '../../src/dataplane/wire.ts';
 import { headOf } from '../helpers/http1.ts';
 import { forwardRequestHeaders, headerSafe, identityHeaders, isBatonHeader } from '../../src/sidecar/headers.ts';
 
