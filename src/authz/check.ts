@@ -44,7 +44,6 @@ import type { ServiceMap } from '../identity/service-map.ts';
 import type { Decision, DecisionInput } from '../policy/language/decision.ts';
 import type { PolicySnapshot, SidecarContext } from '../sidecar/collaborators.ts';
 import { REQUEST_HEADER } from '../sidecar/context-handles.ts';
-import { checkSidecarEdge } from '../sidecar/edge-check.ts';
 import type { CertificateBinding, TokenExchanger } from '../sidecar/exchange/exchanger.ts';
 import {
   FairShareExceededError,
@@ -64,7 +63,7 @@ import {
 } from '../sidecar/pipeline.ts';
 import { bearerToken, originFormPath, refuseAmbiguousPath, requestTarget } from '../sidecar/request.ts';
 import { findSubject, obtainToken, type Subject, verifiedFor } from '../sidecar/subject.ts';
-import { checkTokenBinding, type Listener, type Peer } from '../sidecar/token-binding.ts';
+import { checkSidecarEdge, checkTokenBinding, type Listener, type Peer } from '../sidecar/edge-check.ts';
 import {
   endHttpSpan,
   endpointOf,

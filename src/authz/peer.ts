@@ -17,7 +17,7 @@
  * A certificate, when passed, is what counts: its SPIFFE ID and its
  * thumbprint (RFC 8705 §3.1). A principal alone gives the service but no
  * thumbprint, and the token binding then holds the token's caller to that
- * service (src/sidecar/token-binding.ts).
+ * service (src/sidecar/edge-check.ts).
  */
 import { X509Certificate } from 'node:crypto';
 import { IdentityError } from '../identity/errors.ts';
@@ -25,7 +25,7 @@ import type { ServiceMap } from '../identity/service-map.ts';
 import { parseSpiffeId, spiffeIdFromSubjectAltName } from '../identity/spiffe-id.ts';
 import { certificateThumbprint } from '../identity/svid.ts';
 import { PeerNotWorkloadError, PeerUnmappedError } from '../sidecar/errors.ts';
-import type { Peer } from '../sidecar/token-binding.ts';
+import type { Peer } from '../sidecar/edge-check.ts';
 import { MalformedCheckError } from './errors.ts';
 
 /** The peer as a proxy describes it; every field as the proxy sent it. */

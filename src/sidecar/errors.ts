@@ -83,7 +83,7 @@ export const UpstreamTlsError = defineError({
   title: 'TLS handshake with the upstream failed',
 });
 
-// Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/token-binding.ts).
+// Certificate-bound tokens (RFC 8705 §3), checked on inbound mtls connections (src/sidecar/edge-check.ts).
 const bindingError = (code: string, title: string): HttpErrorClass =>
   defineError({ code, status: 401, title, oauthError: 'invalid_token' });
 

@@ -22,19 +22,18 @@ import { startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
 import { tokenDigest } from '../token/token-digest.ts';
 import type { SidecarContext } from './collaborators.ts';
 import { REQUEST_HEADER } from './context-handles.ts';
-import { checkSidecarEdge } from './edge-check.ts';
 import { FairShareExceededError, UnauthenticatedError } from './errors.ts';
 import { forwardRequestHeaders, proxyHeaders, verifiedIdentityHeaders, UNTRUSTED_REQUEST_HEADERS } from './headers.ts';
 import type { RequestMetrics } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';
 import { bearerToken, grpcDeadlineMs, originFormPath, refuseAmbiguousPath } from './request.ts';
 import { verifiedFor } from './subject.ts';
-import { checkTokenBinding, type Listener, type Peer } from './token-binding.ts';
+import { checkSidecarEdge, checkTokenBinding, type Listener, type Peer } from './edge-check.ts';
 
 export interface InboundOptions {
   /** The listener this handler serves: plaintext mode, the mTLS port, or an entrypoint's plaintext port in mtls mode. */
   readonly listener: Listener;
-  /** The verified TLS peer of a request (./token-binding.ts `peerOf`); absent in plaintext mode. */
+  /** The verified TLS peer of a request (./edge-check.ts `peerOf`); absent in plaintext mode. */
   readonly peerOf?: (stream: RequestStream) => Peer | undefined;
   /** The app, as the data plane dials it (`http://127.0.0.1:8080`). */
   readonly app: UpstreamOrigin;

@@ -39,7 +39,7 @@ import {
   UpgradeRefusedError,
 } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
-import { BINDING_ERROR_CODES } from './token-binding.ts';
+import { BINDING_ERROR_CODES } from './edge-check.ts';
 
 /** What a port's steps learn about a request that the pipeline reports. */
 export interface Call {

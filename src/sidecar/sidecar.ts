@@ -27,7 +27,7 @@ import { createRequestIds } from './context-handles.ts';
 import { createInflight, type Inflight } from './pipeline.ts';
 import { dataPlaneOptions, listenOn, mtlsInboundServer, type StreamHandler } from './listeners.ts';
 import { createReadiness } from './readiness.ts';
-import { peerOf } from './token-binding.ts';
+import { peerOf } from './edge-check.ts';
 
 export interface SidecarDeps {
   readonly logger: Logger;

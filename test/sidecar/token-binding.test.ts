@@ -8,7 +8,7 @@ import { parseSpiffeId } from '../../src/identity/spiffe-id.ts';
 import { parseSvid } from '../../src/identity/svid.ts';
 import { clientTlsOptions, serverTlsOptions } from '../../src/identity/tls.ts';
 import { readSvidFiles } from '../../src/identity/workload-identity.ts';
-import { checkTokenBinding, type Listener, type Peer, peerOf } from '../../src/sidecar/token-binding.ts';
+import { checkTokenBinding, type Listener, type Peer, peerOf } from '../../src/sidecar/edge-check.ts';
 import {
   MeshTokenOnPlaintextError,
   PeerNotWorkloadError,
