@@ -72,7 +72,7 @@ import {
   startServerSpan,
   traceHeaders,
 } from '../telemetry/http-spans.ts';
-import { tokenDigest } from '../token/token-digest.ts';
+import { tokenDigest } from '../token/verified-cache.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { DecisionCache, DecisionKey } from './decision-cache.ts';
 import { MalformedCheckError } from './errors.ts';

@@ -31,7 +31,7 @@ export interface DecisionKey {
   readonly direction: 'inbound' | 'outbound';
   readonly target: string;
   readonly policyVersion: number;
-  /** The token's digest (src/token/token-digest.ts), or undefined for a call with none (service identity). */
+  /** The token's digest (src/token/verified-cache.ts `tokenDigest`), or undefined for a call with none (service identity). */
   readonly tokenDigest: string | undefined;
   /** `spiffeId thumbprint` of the peer, or undefined for none. */
   readonly peer: string | undefined;

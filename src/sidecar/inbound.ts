@@ -19,7 +19,7 @@ import { context } from '@opentelemetry/api';
 import type { RequestStream } from '../dataplane/stream.ts';
 import type { UpstreamOrigin } from '../dataplane/forward-call.ts';
 import { startServerSpan, traceHeaders } from '../telemetry/http-spans.ts';
-import { tokenDigest } from '../token/token-digest.ts';
+import { tokenDigest } from '../token/verified-cache.ts';
 import type { SidecarContext } from './collaborators.ts';
 import { REQUEST_HEADER } from './context-handles.ts';
 import { FairShareExceededError, UnauthenticatedError } from './errors.ts';

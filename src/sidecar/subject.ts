@@ -15,7 +15,7 @@
 import type { RequestHead } from '../dataplane/stream.ts';
 import { TokenType } from '../core/token-types.ts';
 import { recordExchangeCache } from '../telemetry/exchange-span.ts';
-import { tokenDigest } from '../token/token-digest.ts';
+import { tokenDigest } from '../token/verified-cache.ts';
 import type { VerifiedToken } from '../token/verified-token.ts';
 import type { SidecarContext } from './collaborators.ts';
 import { StsUnavailableError } from './exchange/errors.ts';

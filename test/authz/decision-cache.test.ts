@@ -4,7 +4,7 @@ import { createDecisionCache, type DecisionKey } from '../../src/authz/decision-
 import type { Decision } from '../../src/policy/language/decision.ts';
 import { ruleId } from '../../src/policy/language/rule-id.ts';
 import { serviceName } from '../../src/core/service-name.ts';
-import { tokenDigest } from '../../src/token/token-digest.ts';
+import { tokenDigest } from '../../src/token/verified-cache.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
 
 const NOW = 1_800_000_000_000;
