@@ -82,36 +82,3 @@ const BATCH_BYTES = 16 * 1024;
 function stdout(): DestinationStream {
   return createLineWriter({ fd: 1, batchBytes: BATCH_BYTES, flushMs: FLUSH_MS });
 }
-
-/**
- * One event as one line, built in one pass: the same line pino would write
- * for `logger[level](fields, msg)` (level label, ISO time, the logger's
- * bindings, the mixin's trace ids, the fields, `msg`), serialised by V8's
- * JSON.stringify in one call instead of pino's per-key walk and redaction,
- * and handed to the logger's own stream, so order and buffering are the
- * logger's. For the audit event only (./audit-event.ts): 15–20 µs a line
- * through pino, measured on this machine, on every request. V8's
- * JSON.stringify is kept for the fields: a serializer generated from the
- * audit schema by fast-json-stringify measured no faster on Node.js 24
- * (0.72–0.87 µs against 0.77–1.33 µs for a decision event, #28).
- *
- * No redaction pass either. Redaction with the wildcard paths above
- * re-walks every object logged; the audit event needs no second line of
- * defence by key name: its fields are a closed, typed set, none of them a
- * credential, and test/telemetry/audit-event.test.ts checks that no field
- * is one the redaction would censor.
- */
-export function writeEventLine(logger: Logger, level: 'info' | 'warn', fields: object, msg: string): void {
-  if (!logger.isLevelEnabled(level)) return;
-  const internals = logger as unknown as Record<symbol, unknown>;
-  const mixin = internals[pino.symbols.mixinSym] as ((merge: object, level: number) => object) | undefined;
-  const ids = mixin === undefined ? '' : members(JSON.stringify(mixin({}, logger.levels.values[level] as number)));
-  const own = members(JSON.stringify(fields));
-  const line = `{"level":"${level}","time":"${new Date().toISOString()}"${internals[pino.symbols.chindingsSym] as string}${ids}${own},"msg":${JSON.stringify(msg)}}\n`;
-  (internals[pino.symbols.streamSym] as { write(line: string): unknown }).write(line);
-}
-
-/** `{"a":1,"b":2}` → `,"a":1,"b":2`; `{}` → nothing. */
-function members(json: string): string {
-  return json.length <= 2 ? '' : `,${json.slice(1, -1)}`;
-}

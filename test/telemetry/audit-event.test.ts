@@ -198,7 +198,7 @@ describe('audit event: one schema, one writer, one parser', () => {
     assert.deepEqual(ours.lines.map(withoutTime), pinos.lines.map(withoutTime));
   });
 
-  it('has no field the log redaction would censor, so writing it unredacted hides nothing (logger.ts writeEventLine)', () => {
+  it('has no field the log redaction would censor, so writing it unredacted hides nothing (audit-event.ts writeEventLine)', () => {
     // The leaf names pino censors anywhere: `token`, `authorization`, `client_secret`, ….
     const censored = new Set(REDACT_PATHS.map((path) => path.replace(/^.*[.[]"?|"?\]$/g, '')));
     for (const [name, variant] of Object.entries(AUDIT_SCHEMA)) {
