@@ -2,8 +2,8 @@
  * What the data plane needs from its collaborators, declared once (STYLE
  * rule 5): the policy source (src/policy/), the token verifier and the
  * verified-token cache (src/token/, whose own interfaces are used as they
- * are), the context handles (./context-handles.ts) and the exchange
- * client (./exchange/exchanger.ts). Members are function-typed properties,
+ * are), the context handles (./context-handles.ts), the exchange
+ * client (./exchange/exchanger.ts) and the forwarder (./pipeline.ts). Members are function-typed properties,
  * not methods, so an implementation or a test's stand-in is checked with
  * strict parameter variance; implementations `satisfies` these interfaces.
  */
@@ -15,7 +15,8 @@ import type { Logger } from 'pino';
 import type { SubjectPseudonym } from '../telemetry/subject-pseudonym.ts';
 import type { Tracing } from '../telemetry/tracing.ts';
 import type { ContextHandles, RequestIds } from './context-handles.ts';
-import type { Forwarder } from './forward.ts';
+import type { ForwardSpec } from '../dataplane/forward-call.ts';
+import type { RequestStream } from '../dataplane/stream.ts';
 import type { SidecarMetrics } from './metrics.ts';
 
 /**
@@ -32,6 +33,13 @@ export interface PolicyView {
 export interface PolicySnapshot {
   readonly policy: CompiledPolicy;
   readonly version: number;
+}
+
+/** The last step of every request: to the app, or to the upstream sidecar, in the protocol it came in (./pipeline.ts). */
+export interface Forwarder {
+  /** Resolves once the response has been written (or the client went away); rejects with a problem only before the response started. */
+  forward(stream: RequestStream, target: ForwardSpec): Promise<number>;
+  close(): void;
 }
 
 /** Everything the servers use, built from config (./wiring.ts) or passed in by tests. */

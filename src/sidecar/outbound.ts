@@ -37,7 +37,7 @@ import { REQUEST_HEADER } from './context-handles.ts';
 import { checkSidecarEdge } from './edge-check.ts';
 import type { CertificateBinding, TokenExchanger } from './exchange/exchanger.ts';
 import { FairShareExceededError, UnknownServiceError, UpstreamTimeoutError } from './errors.ts';
-import { upstreamOrigin } from './forward.ts';
+import { upstreamOrigin } from './pipeline.ts';
 import { forwardRequestHeaders, IdentityHeader } from './headers.ts';
 import { type RequestMetrics, UNKNOWN_TARGET } from './metrics.ts';
 import { createPipeline, type Inflight } from './pipeline.ts';

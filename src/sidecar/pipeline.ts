@@ -13,10 +13,29 @@
  *
  * Nothing a port throws is echoed: a foreign error becomes BATON_INTERNAL,
  * so no message that could hold a token reaches a client.
+ *
+ * The port's last step is the forwarder's, written here too: the request
+ * goes on to one origin on the data plane (src/dataplane/pool.ts, or
+ * ./h2-forward.ts for HTTP/2) in the protocol it came in, and an
+ * upstream's failure comes back as a problem by its class. What goes on in
+ * the head is ./headers.ts's.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { type Span, context } from '@opentelemetry/api';
+import type { Logger } from 'pino';
 import type { ConnectionRefusal, RefusalAnswer } from '../dataplane/client-connection.ts';
-import type { RequestStream } from '../dataplane/stream.ts';
+import {
+  UPSTREAM_FRAMING,
+  UPSTREAM_TIMEOUT,
+  UPSTREAM_TLS_FAILED,
+  UPSTREAM_UNREACHABLE,
+  UpstreamFailure,
+  type UpstreamOrigin,
+} from '../dataplane/forward-call.ts';
+import { createH2Upstreams, type H2UpstreamOptions } from '../dataplane/h2-forward.ts';
+import { H2Stream } from '../dataplane/h2-stream.ts';
+import { createUpstreams, type UpstreamOptions } from '../dataplane/pool.ts';
+import type { HttpStream, RequestStream } from '../dataplane/stream.ts';
 import {
   type HttpError,
   InternalError,
@@ -27,9 +46,9 @@ import {
 } from '../core/errors.ts';
 import { PROBLEM_CONTENT_TYPE, retryAfterFor, toProblem } from '../core/problem.ts';
 import { writeAuditEvent } from '../telemetry/audit-event.ts';
-import type { Logger } from 'pino';
-import { endHttpSpan, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
-import type { PolicySnapshot, SidecarContext } from './collaborators.ts';
+import { endHttpSpan, endpointOf, type HttpSpan, recordGrpcStatus } from '../telemetry/http-spans.ts';
+import type { Forwarder, PolicySnapshot, SidecarContext } from './collaborators.ts';
+import { BINDING_ERROR_CODES } from './edge-check.ts';
 import {
   FairShareExceededError,
   RequestFramingError,
@@ -37,9 +56,13 @@ import {
   RequestTimeoutError,
   StepUpRequiredError,
   UpgradeRefusedError,
+  UpstreamFramingError,
+  UpstreamIdentityMismatchError,
+  UpstreamTimeoutError,
+  UpstreamTlsError,
+  UpstreamUnreachableError,
 } from './errors.ts';
 import { type Direction, FORWARDED, type RequestMetrics } from './metrics.ts';
-import { BINDING_ERROR_CODES } from './edge-check.ts';
 
 /** What a port's steps learn about a request that the pipeline reports. */
 export interface Call {
@@ -419,4 +442,65 @@ export function refusalAnswer(refusal: ConnectionRefusal): RefusalAnswer {
       reason: refusal.reason,
     });
   return { fields: problemHeaders(error, false), body: JSON.stringify(toProblem(error)) };
+}
+
+// --- the last step: forward, and the upstream's failures as problems ---
+
+/** Where a request is forwarded: an origin URL (`http://host:port`, `https://…` for mTLS) as the data plane dials it. */
+export function upstreamOrigin(url: URL, tls?: ConnectionOptions, generation?: string): UpstreamOrigin {
+  const { host, port, origin } = endpointOf(url);
+  return { key: generation === undefined ? origin : `${generation} ${origin}`, host, port, authority: url.host, tls };
+}
+
+/** One forwarder for both protocols: a request goes on in the protocol it came in (src/dataplane/h2-forward.ts says why). */
+export function createForwarder(options: UpstreamOptions & { readonly h2: H2UpstreamOptions }): Forwarder {
+  const upstreams = createUpstreams(options);
+  const h2 = createH2Upstreams(options.h2);
+  return {
+    forward: (stream, target) =>
+      (stream instanceof H2Stream ? h2.forward(stream, target) : upstreams.forward(stream as HttpStream, target)).catch(
+        (error: unknown) => Promise.reject(upstreamError(error)),
+      ),
+    close: () => {
+      upstreams.close();
+      h2.close();
+    },
+  };
+}
+
+/** The problem for each code the data plane classifies a failure into (src/dataplane/forward-call.ts); the reason goes along. */
+const UPSTREAM_ANSWERS: Readonly<Record<string, (reason: string, cause: UpstreamFailure) => HttpError>> = {
+  [UPSTREAM_TIMEOUT]: (_reason, cause) =>
+    new UpstreamTimeoutError(`expected the upstream to answer in time: ${cause.message}`, { cause }),
+  [UPSTREAM_UNREACHABLE]: (reason, cause) =>
+    new UpstreamUnreachableError(`expected the upstream to accept the request, got ${reason}`, { cause, reason }),
+  [UPSTREAM_TLS_FAILED]: (reason, cause) =>
+    new UpstreamTlsError(
+      `expected a TLS handshake with a certificate from the trust bundle, got ${reason}; nothing was sent`,
+      { cause, reason },
+    ),
+  [UPSTREAM_FRAMING]: (reason, cause) =>
+    new UpstreamFramingError(
+      `expected one unambiguous HTTP/1.1 answer from the upstream, got one refused for ${reason}; nothing of it was passed on`,
+      { cause, reason },
+    ),
+  // The TLS peer check's refusal (src/identity/errors.ts, PeerIdentityError), its reason `other-id` or `ca-certificate`.
+  [UpstreamIdentityMismatchError.code]: (reason, cause) =>
+    new UpstreamIdentityMismatchError(
+      "expected the upstream to present the target service's SPIFFE ID, got another; nothing was sent",
+      { cause, reason },
+    ),
+};
+
+/** The upstream's failure as a problem, by its code; the message names the failure class and node's code, never upstream content. */
+export function upstreamError(error: unknown): HttpError {
+  const answer =
+    error instanceof UpstreamFailure ? UPSTREAM_ANSWERS[error.code]?.(error.reason ?? 'unknown', error) : undefined;
+  return (
+    answer ??
+    new UpstreamUnreachableError('expected the upstream to accept the request, got a failure of no known class', {
+      cause: error,
+      reason: 'unknown',
+    })
+  );
 }

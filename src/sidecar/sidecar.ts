@@ -19,7 +19,7 @@ import { type Tracing, TRACING_OFF } from '../telemetry/tracing.ts';
 import type { Collaborators, SidecarContext } from './collaborators.ts';
 import { createCollaborators, type SidecarMesh, startSidecarMesh } from './wiring.ts';
 import type { SidecarConfig } from './config.ts';
-import { createForwarder, upstreamOrigin } from './forward.ts';
+import { createForwarder, upstreamOrigin } from './pipeline.ts';
 import { createInboundHandler } from './inbound.ts';
 import { createSidecarMetrics, type SidecarMetrics } from './metrics.ts';
 import { createOutboundHandler } from './outbound.ts';

@@ -3,7 +3,7 @@
  * `baton-*` headers it reads because it believes the bytes it reads are
  * the request baton checked. Each test sends what an attacker would, to a
  * proxy built from the data plane with the sidecar's own header rules
- * (src/sidecar/forward.ts `forwardRequestHeaders`), and reads what reached
+ * (src/sidecar/headers.ts `forwardRequestHeaders`), and reads what reached
  * a raw upstream byte for byte: either the same one request, framed as the
  * data plane framed it, or a refusal with nothing sent upstream.
  */
