@@ -11,7 +11,7 @@
  *   server normalises it (a dot segment in any spelling, a backslash,
  *   double encoding, NUL and controls, invalid or overlong UTF-8, raw bytes
  *   beyond ASCII); the milder classes only never match a `paths` pattern
- *   (src/policy/language/request-path.ts);
+ *   (src/policy/language/paths.ts);
  * - the bearer token (RFC 6750 §2.1): at most one Authorization, checked
  *   for size and alphabet before any parsing: a JWS in compact form is
  *   base64url and dots only, so anything else is refused without reaching
@@ -20,7 +20,7 @@
 import type { RequestHead } from '../dataplane/stream.ts';
 import { BadRequestError, MethodNotAllowedError } from '../core/errors.ts';
 import { isServiceName } from '../core/service-name.ts';
-import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/request-path.ts';
+import { AMBIGUOUS_PATH_ACTION, type AmbiguousPathClass, readRequestPath } from '../policy/language/paths.ts';
 import { UnauthenticatedError } from './errors.ts';
 
 // --- the target ---

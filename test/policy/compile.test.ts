@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import { policyFromJSON } from '../../src/policy/language/parse.ts';
-import { checkPathPattern, compilePathPattern, pathPatternCovers } from '../../src/policy/language/path-pattern.ts';
+import { checkPathPattern, compilePathPattern, pathPatternCovers } from '../../src/policy/language/paths.ts';
 import { compileTestPolicy } from '../helpers/policy.ts';
 
 const compile = (yaml: string): CompiledPolicy => compileTestPolicy(yaml, 'p.yaml');
@@ -53,7 +53,7 @@ describe('path patterns', () => {
     ]) {
       assert.equal(matches('/orders/**', path), false, path);
     }
-    // Path parameters, double encoding, NUL, overlong UTF-8, fullwidth dots (src/policy/language/request-path.ts).
+    // Path parameters, double encoding, NUL, overlong UTF-8, fullwidth dots (src/policy/language/paths.ts).
     for (const path of [
       '/orders/..;/admin',
       '/orders/%2e%2e;/admin',

@@ -1,5 +1,5 @@
 /**
- * The property behind src/policy/language/request-path.ts: whatever an app server
+ * The property behind src/policy/language/paths.ts: whatever an app server
  * does to a path before routing it (strip `;params`, percent-decode once or
  * twice, resolve dot segments, fold Unicode with NFKC, read `\` as `/`,
  * merge `//`), a path the policy allows raw is still allowed after it. Put
@@ -9,8 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { checkPathPattern, compileSegmentPatterns } from '../../src/policy/language/path-pattern.ts';
-import { readRequestPath } from '../../src/policy/language/request-path.ts';
+import { checkPathPattern, compileSegmentPatterns, readRequestPath } from '../../src/policy/language/paths.ts';
 
 type Normalisation = (path: string) => string;
 

@@ -10,7 +10,7 @@ import type { CompiledPolicy, Decision, DecisionInput } from './decision.ts';
 import { type CompiledGraph, type CompiledRule, type CompiledService, evaluate } from './evaluate.ts';
 import type { AcceptRule, CallGraphPolicy } from './model.ts';
 import { policyToJSON } from './parse.ts';
-import { compilePathPatterns } from './path-pattern.ts';
+import { compilePathPatterns } from './paths.ts';
 import { edgeRuleId, entrypointRuleId } from './rule-id.ts';
 
 export function compilePolicy(policy: CallGraphPolicy): CompiledPolicy {

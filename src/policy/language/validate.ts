@@ -26,7 +26,7 @@ import {
   type SourceLocation,
   type UserRequirement,
 } from './model.ts';
-import { checkPathPattern, pathPatternCovers } from './path-pattern.ts';
+import { checkPathPattern, pathPatternCovers } from './paths.ts';
 import { isRuleName, ruleId } from './rule-id.ts';
 import { CallGraphSchema, DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH, type RawAcceptRule, type RawCallGraph } from './schema.ts';
 

@@ -23,7 +23,7 @@
 import { Document, isScalar, visit } from 'yaml';
 import { type CallGraphPolicy, EXTERNAL, HTTP_METHODS, type PolicyMode } from '../language/model.ts';
 import type { ObservedCall } from './observed.ts';
-import { checkPathPattern, pathPatternCovers } from '../language/path-pattern.ts';
+import { checkPathPattern, pathPatternCovers } from '../language/paths.ts';
 import type { RawAcceptRule, RawCallGraph, RawService } from '../language/schema.ts';
 import { isRuleName } from '../language/rule-id.ts';
 import { validateCallGraph } from '../language/validate.ts';
