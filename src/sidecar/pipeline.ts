@@ -16,7 +16,7 @@
  *
  * The port's last step is the forwarder's, written here too: the request
  * goes on to one origin on the data plane (src/dataplane/pool.ts, or
- * ./h2-forward.ts for HTTP/2) in the protocol it came in, and an
+ * src/dataplane/h2-forward.ts for HTTP/2) in the protocol it came in, and an
  * upstream's failure comes back as a problem by its class. What goes on in
  * the head is ./headers.ts's.
  */
