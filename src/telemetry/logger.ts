@@ -75,7 +75,7 @@ function traceIds(): object {
 }
 
 /** The longest a quiet process holds a line before writing it. */
-const FLUSH_MS = 200;
+export const FLUSH_MS = 200;
 /** One write(2) per this many characters of lines: ≈ 40 audit lines (#28). */
 const BATCH_BYTES = 16 * 1024;
 

@@ -21,7 +21,7 @@ import { spiffeId } from '../../src/identity/spiffe-id.ts';
 import { certificateThumbprint } from '../../src/identity/svid.ts';
 import { type Listening, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
-import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { logLinesOut, type RunningProcess, startBaton } from '../helpers/process.ts';
 import {
   PeerUnmappedError,
   TokenCertificateMismatchError,
@@ -196,6 +196,7 @@ describe('mTLS mesh and certificate-bound tokens (RFC 8705)', { timeout: 240_000
     assert.match(metrics, /baton_identity_state\{state="ready"\} 1/);
     assert.match(metrics, /baton_identity_expiry_timestamp_seconds [1-9]\d+/);
     const stolen = bearerSeenByOrders(0);
+    await logLinesOut();
     for (const p of mesh.processes)
       assert.ok(!p.output().includes(stolen.split('.')[2] as string), `${p.name} logged a token`);
   });

@@ -18,7 +18,7 @@ import { stringify } from 'yaml';
 import { closeServer, listen } from '../helpers/http-server.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { callGraph } from '../helpers/policy.ts';
-import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { logLinesOut, type RunningProcess, startBaton } from '../helpers/process.ts';
 import { Redis } from 'ioredis';
 import { type MeshRedisSecrets, type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { PolicyDeniedError } from '../../src/policy/language/errors.ts';
@@ -336,6 +336,7 @@ describe('baton sidecar end to end', { timeout: 60_000 }, () => {
     assert.equal(r.status, 403);
     assert.equal((JSON.parse(r.text) as { code: string }).code, PolicyDeniedError.code);
     assert.equal(tokenCalls, before);
+    await logLinesOut();
     for (const name of SERVICES)
       assert.ok(!(sidecars[name].process.stdout() + sidecars[name].process.stderr()).includes(token));
   });

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { TOKEN_EXCHANGE_GRANT, TokenType } from '../../src/core/token-types.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
-import { runBaton, type RunningProcess, startBaton } from '../helpers/process.ts';
+import { logLinesOut, runBaton, type RunningProcess, startBaton } from '../helpers/process.ts';
 import { type RedisServer, startRedis, writeMeshRedisSecrets } from '../helpers/redis.ts';
 import { startTestIdp, type TestIdp } from '../helpers/sts-idp.ts';
 import {
@@ -378,7 +378,7 @@ describe('baton sts process lifecycle', () => {
         .split('\n')
         .filter((l) => l.includes('"fault":"auth"')).length;
     await waitFor(async () => authFaults() > 0, { what: 'the Redis auth fault line', timeoutMs: 5_000 });
-    await new Promise((resolve) => setTimeout(resolve, 300)); // deliberate: a second line, if any, would be out by now
+    await logLinesOut(); // a second line, if any, would be out by now
     assert.equal(authFaults(), 1);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /^baton_sts_redis_faults_total\{fault="auth"\} 1$/m);

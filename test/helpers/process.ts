@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { FLUSH_MS } from '../../src/telemetry/logger.ts';
 
 export const BATON_BIN = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
 
@@ -13,6 +14,18 @@ export interface RunningProcess {
   /** Sends a signal and waits for exit; resolves with the exit code. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
   readonly exited: Promise<number | null>;
+}
+
+/**
+ * Resolves once every line a baton process had logged before the call is on
+ * its stdout: the log writer holds a line at most FLUSH_MS
+ * (src/telemetry/logger.ts). A check that a line is absent (no token, no
+ * second line) waits this out first; otherwise it reads a buffer that may
+ * still be filling, and passes whatever the process logged. Where a line
+ * is known to come last, wait for that line instead.
+ */
+export async function logLinesOut(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, FLUSH_MS + 100));
 }
 
 /** Starts a real `baton` process (the CLI as users run it) on the project's Node.js. */
