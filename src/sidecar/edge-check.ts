@@ -167,7 +167,7 @@ export interface EdgeContext {
   /** The issuer that authenticated the subject: with `subject`, the user's identity. */
   readonly subjectIssuer?: string | undefined;
   readonly txn: string | undefined;
-  /** The request this call belongs to (./request-id.ts): one id per request, where txn is one per user token. */
+  /** The request this call belongs to (./context-handles.ts `createRequestIds`): one id per request, where txn is one per user token. */
   readonly request: string | undefined;
   readonly policyVersion: number | undefined;
   readonly logger: Logger;

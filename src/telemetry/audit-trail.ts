@@ -6,7 +6,7 @@
  * txn was known is still found through its trace id.
  *
  * A `txn` covers every request made with one user token, so its lines are
- * split into requests by the sidecars' `request` id (src/sidecar/request-id.ts),
+ * split into requests by the sidecars' `request` id (src/sidecar/context-handles.ts),
  * which survives apps that do not propagate trace context. STS lines carry
  * no request id: one joins the request whose trace it shares, else the
  * request whose outbound check, by the same client for the same target,
