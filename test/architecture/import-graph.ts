@@ -1,5 +1,5 @@
 /**
- * The import graph of src/: every `import … from './x.ts'` and
+ * The import graph of src/: every `import … from '…'` and
  * `export … from` between source files, type-only imports included (a
  * type-only circle still ties two modules' meanings together), read with
  * TypeScript's own pre-processor so strings and comments never count.

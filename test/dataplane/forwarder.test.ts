@@ -1,6 +1,6 @@
 /**
  * The socket data plane end to end: a tiny proxy built from createHttp1Server
- * (src/dataplane/server.ts) and createUpstreams (src/dataplane/upstream.ts)
+ * (src/dataplane/server.ts) and createUpstreams (src/dataplane/pool.ts)
  * in front of real node:http servers on loopback, driven by raw node:net
  * clients where the bytes on the wire are the behaviour under test.
  */

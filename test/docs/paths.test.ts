@@ -40,9 +40,10 @@ function sources(dir: string): string[] {
 const RELATIVE = /(?<![\w/])\.\.?\/[A-Za-z0-9_./-]+\.ts\b/g;
 
 describe('paths the source comments name', () => {
-  it('src/, bench/ and scripts/ name only files that exist, relative or from the root', () => {
+  it('src/, test/, bench/ and scripts/ name only files that exist, relative or from the root', () => {
     const missing: string[] = [];
-    for (const file of [...sources('src'), ...sources('bench'), ...sources('scripts')]) {
+    const tests = sources('test').filter((f) => !f.startsWith('test/fixtures/') && f !== 'test/docs/paths.test.ts');
+    for (const file of [...sources('src'), ...sources('bench'), ...sources('scripts'), ...tests]) {
       const text = readFileSync(join(ROOT, file), 'utf8');
       for (const path of text.match(PATH) ?? []) if (!existsSync(join(ROOT, path))) missing.push(`${file}: ${path}`);
       for (const path of text.match(RELATIVE) ?? [])
