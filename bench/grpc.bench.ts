@@ -39,7 +39,7 @@ import { ProxyAgent } from 'undici';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { BENCH_POLICY, type BarePair, startBarePair } from './hop.bench.ts';
-import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
+import { announceProfiled, benchBundle, imageEnv } from './lib/bundle.ts';
 import { runClosedLoop } from './lib/closed-loop.ts';
 import { callEcho, ECHO_PATH, type GrpcEcho, grpcFrame, startGrpcEcho } from './lib/grpc-echo.ts';
 import { ensureH2load, type H2loadResult, runH2load } from './lib/h2load.ts';
@@ -60,26 +60,8 @@ const BATON_PAIR = 'baton pair';
 const BARE_PAIR = 'floor: bare node:http2 proxy pair';
 const FETCH = 'fetch, CONNECT tunnel (undici ProxyAgent)';
 const NODE_HTTP = 'node:http, absolute-form';
-/**
- * Every mesh process's environment: log level warn, the image's. With BENCH_PROFILE=<dir>, each also writes a V8
- * CPU profile there when it exits (`--cpu-prof`); the sidecars' pids are printed to tell their files apart.
- */
-const PROFILE_DIR = process.env.BENCH_PROFILE;
-const MESH_ENV: Readonly<Record<string, string>> = {
-  BATON_LOG_LEVEL: 'warn',
-  ...IMAGE_ENV,
-  ...(PROFILE_DIR === undefined
-    ? {}
-    : { NODE_OPTIONS: `${IMAGE_ENV.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim() }),
-};
-
-function announceProfiled(half: string, mesh: Mesh): void {
-  if (PROFILE_DIR === undefined) return;
-  const pid = (name: string): number | undefined => mesh.process(name).child.pid;
-  console.error(
-    `bench: ${half}: CPU profiles in ${PROFILE_DIR}; orders-sidecar (outbound) pid ${pid('orders-sidecar')}, payments-sidecar (inbound) pid ${pid('payments-sidecar')}`,
-  );
-}
+/** Every mesh process's environment: log level warn, the image's (and BENCH_PROFILE's flag, ./lib/bundle.ts). */
+const MESH_ENV = imageEnv({ BATON_LOG_LEVEL: 'warn' });
 
 interface Proxy {
   readonly name: string;

@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { startMesh, type Mesh } from '../src/demo/mesh.ts';
 import { freePort } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
-import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
+import { announceProfiled, benchBundle, IMAGE_ENV, imageEnv } from './lib/bundle.ts';
 import { addedP99Check } from './lib/added-latency.ts';
 import { runConstantRate } from './lib/constant-rate.ts';
 import { runLoad } from './lib/load.ts';
@@ -194,7 +194,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   // The plaintext pair, as this scenario has always measured it (startMesh defaults to mTLS since #14; the mTLS pair is its own scenario).
   const mesh = await startMesh({
     policyFile: BENCH_POLICY,
-    env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+    env: imageEnv({ BATON_LOG_LEVEL: 'warn' }),
     entry: bundle.baton,
     transport: 'plaintext',
   });
@@ -202,12 +202,14 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const auditDir = mkdtempSync(join(tmpdir(), 'baton-bench-audit-'));
   const audited = await startMesh({
     policyFile: BENCH_POLICY,
-    env: { ...IMAGE_ENV },
+    env: imageEnv(),
     entry: bundle.baton,
     transport: 'plaintext',
     logDir: auditDir,
     logsToFileOnly: true,
   });
+  announceProfiled('hop, baton pair', mesh);
+  announceProfiled('hop, baton pair with audit trail', audited);
   const proxies: Array<NginxProxy | HaproxyProxy> = [];
   const pairs: BarePair[] = [];
   try {

@@ -31,7 +31,7 @@ import {
   type Variant,
   warmUp,
 } from './hop.bench.ts';
-import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
+import { announceProfiled, benchBundle, imageEnv } from './lib/bundle.ts';
 import { median, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 import { listenOnLoopback } from '../test/helpers/net.ts';
@@ -82,11 +82,12 @@ export async function run(options: BenchOptions = { quick: process.env.BENCH_QUI
     // Plaintext, as the recorded results were measured (startMesh defaults to mTLS since #14).
     const off = await startMesh({
       policyFile: BENCH_POLICY,
-      env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV },
+      env: imageEnv({ BATON_LOG_LEVEL: 'warn' }),
       entry: baton,
       transport: 'plaintext',
     });
     meshes.push(off);
+    announceProfiled('tracing off', off);
     // Sampled with the parent-based ratio sampler and batch-exported to the sink: the baton meshes and the bare pair alike.
     const sampled = (ratioArg: string) => ({
       OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint,
@@ -97,17 +98,19 @@ export async function run(options: BenchOptions = { quick: process.env.BENCH_QUI
     const tenth = await startMesh({
       policyFile: BENCH_POLICY,
       entry: baton,
-      env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV, ...sampled('0.1') },
+      env: imageEnv({ BATON_LOG_LEVEL: 'warn', ...sampled('0.1') }),
       transport: 'plaintext',
     });
     meshes.push(tenth);
+    announceProfiled('tracing 10%', tenth);
     const all = await startMesh({
       policyFile: BENCH_POLICY,
       entry: baton,
-      env: { BATON_LOG_LEVEL: 'warn', ...IMAGE_ENV, ...sampled('1') },
+      env: imageEnv({ BATON_LOG_LEVEL: 'warn', ...sampled('1') }),
       transport: 'plaintext',
     });
     meshes.push(all);
+    announceProfiled('tracing 100%', all);
     const app = off.services.payments.app;
     barePairs.push(await startBarePair(bareProxy, app, 'floor: bare Node.js proxy pair, tracing off'));
     barePairs.push(

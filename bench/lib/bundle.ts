@@ -10,11 +10,42 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildBundle, PROJECT_ROOT } from '../../scripts/build.ts';
+import type { Mesh } from '../../src/demo/mesh.ts';
 
 /** The V8 flags the image sets (Dockerfile `NODE_OPTIONS`): sidecars and bare proxies run with them too. */
 export const IMAGE_NODE_OPTIONS = '--max-semi-space-size=16';
 /** The runtime environment the image sets (Dockerfile ENV): the V8 flags, and glibc held to two malloc arenas. */
 export const IMAGE_ENV: Readonly<Record<string, string>> = { NODE_OPTIONS: IMAGE_NODE_OPTIONS, MALLOC_ARENA_MAX: '2' };
+
+/**
+ * BENCH_PROFILE=<dir>: every mesh process a scenario starts through
+ * `imageEnv` also writes a V8 CPU profile there when it exits
+ * (`--cpu-prof`, beside the image's flags). Read one with
+ * bench/lib/cpuprofile-summary.ts; `announceProfiled` prints which pid is
+ * which sidecar. The profile covers the process's whole life, start-up
+ * included, so compare per-request figures from long runs only.
+ */
+export const PROFILE_DIR = process.env.BENCH_PROFILE;
+
+/** The image's environment plus `extra` (log level, OTEL_* settings), and the profiling flag under BENCH_PROFILE. */
+export function imageEnv(extra: Readonly<Record<string, string>> = {}): Readonly<Record<string, string>> {
+  return {
+    ...IMAGE_ENV,
+    ...extra,
+    ...(PROFILE_DIR === undefined
+      ? {}
+      : { NODE_OPTIONS: `${IMAGE_ENV.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${PROFILE_DIR}`.trim() }),
+  };
+}
+
+/** Under BENCH_PROFILE, which profile is which: the pair's sidecars' pids, on stderr. */
+export function announceProfiled(label: string, mesh: Mesh): void {
+  if (PROFILE_DIR === undefined) return;
+  const pid = (name: string): number | undefined => mesh.process(name).child.pid;
+  console.error(
+    `bench: ${label}: CPU profiles in ${PROFILE_DIR}; orders-sidecar (outbound) pid ${pid('orders-sidecar')}, payments-sidecar (inbound) pid ${pid('payments-sidecar')}`,
+  );
+}
 
 export interface BenchBundle {
   /** The CLI: `entry` for startMesh, or the script of a `baton` process. */
