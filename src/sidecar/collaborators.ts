@@ -2,10 +2,11 @@
  * What the data plane needs from its collaborators, declared once (STYLE
  * rule 5): the policy source (src/policy/), the token verifier and the
  * verified-token cache (src/token/, whose own interfaces are used as they
- * are), the context handles (./context-handles.ts), the exchange
- * client (./exchange/exchanger.ts) and the forwarder (./pipeline.ts). Members are function-typed properties,
- * not methods, so an implementation or a test's stand-in is checked with
- * strict parameter variance; implementations `satisfies` these interfaces.
+ * are), the context handles (./context-handles.ts), the exchange client
+ * (./exchange/exchanger.ts) and the forwarder (./pipeline.ts). Members are
+ * function-typed properties, not methods, so an implementation or a test's
+ * stand-in is checked with strict parameter variance; implementations
+ * `satisfies` these interfaces.
  */
 import type { CompiledPolicy } from '../policy/language/decision.ts';
 import type { VerifiedTokenCache } from '../token/verified-cache.ts';

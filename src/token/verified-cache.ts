@@ -5,20 +5,19 @@
  * or confused by re-encoding. Entries die at the token's `exp`, or at its
  * `reuseUntil` when that is earlier (an introspected token).
  *
- * `tokenDigest` is the name a token is known by in the sidecar's caches
- * (verified tokens, context handles, `baton authz`'s decisions): SHA-256
- * of its exact bytes, base64url, computed once per request and handed to
- * each cache, not once per cache.
+ * `tokenDigest` is the name a token is known by in the caches (this one,
+ * and `baton authz`'s decisions): SHA-256 of its exact bytes, base64url,
+ * computed once per request and handed to each cache, not once per cache.
  */
 import { hash } from 'node:crypto';
 import { createExpiringLru } from '../core/expiring-lru.ts';
 import type { VerifiedToken } from './verified-token.ts';
 
-/** Function-typed members, not methods: a stand-in is checked with strict parameter variance. */
 export function tokenDigest(token: string): string {
   return hash('sha256', token, 'base64url');
 }
 
+/** Function-typed members, not methods: a stand-in is checked with strict parameter variance. */
 export interface VerifiedTokenCache {
   /** `digest`: the token's `tokenDigest` when the caller has it already. */
   readonly get: (token: string, audience: string, digest?: string) => VerifiedToken | undefined;
