@@ -36,9 +36,9 @@ import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
 import { benchBundle, IMAGE_ENV } from './lib/bundle.ts';
 import { ensureNginx, type NginxProxy, startNginxProxy, waitForExit } from './lib/nginx.ts';
 import { childPids } from './lib/proc-stats.ts';
-import { announceBaselines, type Baselines, type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, type Baselines, medianRounds, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
-import { BENCH_POLICY, measureRounds, medianOf, type Measurement, type Variant, warmUp } from './hop.bench.ts';
+import { BENCH_POLICY, measureRounds, type Measurement, type Variant, warmUp } from './hop.bench.ts';
 
 const FIXED_RATE = 1000;
 const PATH = '/bench';
@@ -296,7 +296,7 @@ function report(
   settings: { rounds: number; durationSec: number; connections: number },
   baselines: Baselines,
 ): ScenarioResult {
-  const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
+  const medians = new Map(variants.map((v) => [v.name, medianRounds(results.get(v.name) as Measurement[])]));
   const nginx = medians.get(BASELINE) as Measurement;
   const direct = medians.get('direct') as Measurement;
   const rows: Row[] = variants.map((v) => {

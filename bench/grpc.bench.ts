@@ -45,7 +45,7 @@ import { callEcho, ECHO_PATH, type GrpcEcho, grpcFrame, startGrpcEcho } from './
 import { ensureH2load, type H2loadResult, runH2load } from './lib/h2load.ts';
 import { ensureNginx, type NginxProxy, startNginxGrpcProxy } from './lib/nginx.ts';
 import { type ProcSample, sampleProcesses } from './lib/proc-stats.ts';
-import { announceBaselines, markdownTable, median, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, markdownTable, medianRounds, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 
 const FIXED_RATE = 1000;
@@ -362,32 +362,6 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   return report(grpc, fetched, { rounds, durationSec });
 }
 
-function medianGrpc(measurements: readonly GrpcMeasurement[]): GrpcMeasurement {
-  const pick = (f: (m: GrpcMeasurement) => number): number => median(measurements.map(f));
-  const perProxy = (f: (m: GrpcMeasurement) => number[]): number[] =>
-    f(measurements[0] as GrpcMeasurement).map((_, i) => median(measurements.map((m) => f(m)[i] as number)));
-  return {
-    rps: pick((m) => m.rps),
-    p50Ms: pick((m) => m.p50Ms),
-    p99Ms: pick((m) => m.p99Ms),
-    errors: measurements.reduce((sum, m) => sum + m.errors, 0),
-    cpuSaturated: perProxy((m) => m.cpuSaturated),
-    cpuFixed: perProxy((m) => m.cpuFixed),
-    rss: perProxy((m) => m.rss),
-  };
-}
-
-function medianFetch(measurements: readonly FetchMeasurement[]): FetchMeasurement {
-  const pick = (f: (m: FetchMeasurement) => number): number => median(measurements.map(f));
-  return {
-    rps: pick((m) => m.rps),
-    p50Ms: pick((m) => m.p50Ms),
-    p99Ms: pick((m) => m.p99Ms),
-    errors: measurements.reduce((sum, m) => sum + m.errors, 0),
-    cpu: (measurements[0] as FetchMeasurement).cpu.map((_, i) => median(measurements.map((m) => m.cpu[i] as number))),
-  };
-}
-
 function report(
   grpc: {
     variants: readonly GrpcVariant[];
@@ -399,7 +373,7 @@ function report(
   settings: { rounds: number; durationSec: number },
 ): ScenarioResult {
   const medians = new Map(
-    grpc.variants.map((v) => [v.name, medianGrpc(grpc.results.get(v.name) as GrpcMeasurement[])]),
+    grpc.variants.map((v) => [v.name, medianRounds(grpc.results.get(v.name) as GrpcMeasurement[])]),
   );
   const direct = medians.get('direct') as GrpcMeasurement;
   const nginxPair = medians.get(NGINX_PAIR) as GrpcMeasurement;
@@ -421,7 +395,7 @@ function report(
     };
   });
   const fetchMedians = new Map(
-    fetched.variants.map((v) => [v.name, medianFetch(fetched.results.get(v.name) as FetchMeasurement[])]),
+    fetched.variants.map((v) => [v.name, medianRounds(fetched.results.get(v.name) as FetchMeasurement[])]),
   );
   const viaFetch = fetchMedians.get(FETCH) as FetchMeasurement;
   const viaHttp = fetchMedians.get(NODE_HTTP) as FetchMeasurement;

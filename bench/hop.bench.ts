@@ -38,7 +38,7 @@ import { ensureHaproxy, type HaproxyProxy, startHaproxyProxy } from './lib/hapro
 import { ensureNginx, type NginxProxy, startNginxProxy } from './lib/nginx.ts';
 import { type ProcSample, sampleProcesses } from './lib/proc-stats.ts';
 import { type CrossCheck, crossCheckRatio, findWrk, runWrk, wrkMissing } from './lib/wrk.ts';
-import { announceBaselines, type Baselines, median, type Row, writeResults } from './lib/report.ts';
+import { announceBaselines, type Baselines, medianRounds, type Row, writeResults } from './lib/report.ts';
 import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 
 export const BENCH_POLICY = fileURLToPath(new URL('./fixtures/bench.callgraph.yaml', import.meta.url));
@@ -330,23 +330,6 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   }
 }
 
-export function medianOf(measurements: readonly Measurement[]): Measurement {
-  const pick = (f: (m: Measurement) => number): number => median(measurements.map(f));
-  const perProxy = (f: (m: Measurement) => number[]): number[] =>
-    f(measurements[0] as Measurement).map((_, i) => median(measurements.map((m) => f(m)[i] as number)));
-  return {
-    rps: pick((m) => m.rps),
-    p50Ms: pick((m) => m.p50Ms),
-    p99Ms: pick((m) => m.p99Ms),
-    errors: measurements.reduce((sum, m) => sum + m.errors, 0),
-    cpuSaturated: perProxy((m) => m.cpuSaturated),
-    cpuFixed: perProxy((m) => m.cpuFixed),
-    rss: perProxy((m) => m.rss),
-    rssAnon: perProxy((m) => m.rssAnon),
-    evenShare: pick((m) => m.evenShare),
-  };
-}
-
 function report(
   variants: readonly Variant[],
   results: ReadonlyMap<string, Measurement[]>,
@@ -359,7 +342,7 @@ function report(
   baselines: Baselines,
   crossCheck: CrossCheck,
 ): ScenarioResult {
-  const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
+  const medians = new Map(variants.map((v) => [v.name, medianRounds(results.get(v.name) as Measurement[])]));
   const direct = medians.get('direct') as Measurement;
   const nginxPair = medians.get(NGINX_PAIR) as Measurement;
   const baton = medians.get('baton pair') as Measurement;

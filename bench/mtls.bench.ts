@@ -41,17 +41,17 @@ import {
   startNginxTlsOuter,
 } from './lib/nginx.ts';
 import { sampleProcesses } from './lib/proc-stats.ts';
-import { announceBaselines, type Baselines, markdownTable, RESULTS_DIR, type Row, writeResults } from './lib/report.ts';
-import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
 import {
-  BENCH_POLICY,
-  batonPair,
-  measureRounds,
-  medianOf,
-  type Measurement,
-  type Variant,
-  warmUp,
-} from './hop.bench.ts';
+  announceBaselines,
+  type Baselines,
+  markdownTable,
+  medianRounds,
+  RESULTS_DIR,
+  type Row,
+  writeResults,
+} from './lib/report.ts';
+import { type BenchOptions, type Check, ratio, round, type ScenarioResult } from './lib/scenario.ts';
+import { BENCH_POLICY, batonPair, measureRounds, type Measurement, type Variant, warmUp } from './hop.bench.ts';
 
 const FIXED_RATE = 1000;
 const PATH = '/bench';
@@ -285,7 +285,7 @@ function report(
   settings: Record<string, number>,
   baselines: Baselines,
 ): ScenarioResult {
-  const medians = new Map(variants.map((v) => [v.name, medianOf(results.get(v.name) as Measurement[])]));
+  const medians = new Map(variants.map((v) => [v.name, medianRounds(results.get(v.name) as Measurement[])]));
   const get = (name: string): Measurement => medians.get(name) as Measurement;
   const direct = get('direct');
   const nginxPlain = get(NGINX_PLAIN);

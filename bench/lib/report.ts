@@ -90,3 +90,23 @@ export function median(values: readonly number[]): number {
     ? (sorted[mid] as number)
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
+
+/**
+ * One measurement from several rounds of it: each number the median of
+ * its rounds, each per-proxy list the median element by element, and
+ * `errors` the sum (an error in any round counts).
+ */
+export function medianRounds<M extends { readonly errors: number }>(rounds: readonly M[]): M {
+  const first = rounds[0] as M;
+  const fields = Object.keys(first).map((key) => {
+    const values = rounds.map((m) => (m as Record<string, unknown>)[key]);
+    if (key === 'errors') return [key, (values as number[]).reduce((sum, n) => sum + n, 0)];
+    if (Array.isArray(values[0]))
+      return [
+        key,
+        (values[0] as number[]).map((_, i) => median(values.map((list) => (list as number[])[i] as number))),
+      ];
+    return [key, median(values as number[])];
+  });
+  return Object.fromEntries(fields) as M;
+}
