@@ -28,7 +28,7 @@ export const auditCommand: Command = {
   help: HELP,
   async run(args, context) {
     const { values, positionals } = parseArgs({
-      args: [...args],
+      args: bindDashedIds(args),
       options: {
         txn: { type: 'string' },
         request: { type: 'string' },
@@ -54,6 +54,33 @@ export const auditCommand: Command = {
     return trail.events.length > 0 ? 0 : 1;
   },
 };
+
+const ID_SHAPES: Readonly<Record<string, RegExp>> = {
+  '--request': /^[A-Za-z0-9_-]{16}$/,
+  '--txn': /^[A-Za-z0-9_-]{22}$/,
+};
+
+/**
+ * Request ids and txns are base64url, so one in 64 starts with '-', and
+ * parseArgs refuses `--request -Xk…` as an ambiguous option value. After
+ * `--request` or `--txn`, an argument with the id's exact shape is its value
+ * whatever its first character (`--request=ID` joins them); anything else is
+ * left for parseArgs to judge as before.
+ */
+function bindDashedIds(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === '--') return [...out, ...args.slice(i)];
+    const next = args[i + 1];
+    const shape = ID_SHAPES[arg];
+    if (shape !== undefined && next !== undefined && next.startsWith('-') && shape.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
 
 /** The trail as an incident responder reads it: for each request, its hops, then one line per event. */
 export function formatTrail(trail: AuditTrail): string {

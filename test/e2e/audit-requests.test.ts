@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -80,5 +80,33 @@ describe('baton audit, one request at a time, with tracing off', { timeout: 90_0
     const { code, stderr } = await runBaton(['audit', '--request', 'not an id', logDir]);
     assert.equal(code, 2);
     assert.match(stderr, /--request/);
+    const missing = await runBaton(['audit', '--request', '--json', logDir]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--request/);
+  });
+
+  it('takes a request id or txn that starts with a dash (one in 64 does) as the value after --request and --txn', async () => {
+    // The same logs with the last request's id and the txn respelt to start with '-'.
+    const request = String(seen[2]?.[0]?.request);
+    const txn = String(seen[0]?.[0]?.txn);
+    const dashed = { request: `-${request.slice(1)}`, txn: `-${txn.slice(1)}` };
+    const dir = mkdtempSync(join(tmpdir(), 'baton-audit-dashed-'));
+    try {
+      for (const file of readdirSync(logDir))
+        writeFileSync(
+          join(dir, file),
+          readFileSync(join(logDir, file), 'utf8').replaceAll(request, dashed.request).replaceAll(txn, dashed.txn),
+        );
+      const one = await runBaton(['audit', '--request', dashed.request, '--json', dir]);
+      assert.equal(one.code, 0, one.stderr);
+      const trail = JSON.parse(one.stdout) as AuditTrail;
+      assert.deepEqual(trail.hops, ['gateway', 'orders', 'payments']);
+      assert.ok(trail.events.every((e) => e.request === dashed.request));
+      const all = await runBaton(['audit', '--txn', dashed.txn, '--json', dir]);
+      assert.equal(all.code, 0, all.stderr);
+      assert.equal((JSON.parse(all.stdout) as AuditTrail).requests.length, 3);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
