@@ -78,6 +78,7 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
     collaborators: () => collaborators,
     closing: () => closing,
     announce: deps.announce,
+    policyVersion: (version) => metrics.policyVersion(version),
   });
 
   return {
@@ -86,14 +87,6 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
       collaborators =
         deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
-      c.policy.onUpdate?.((_policy, version) => {
-        // The policy source logs the update, once (policy/distribution/source.ts).
-        metrics.policyVersion(version);
-        readiness.refresh();
-      });
-      readiness.refresh();
-      const version = c.policy.version();
-      if (version !== undefined) metrics.policyVersion(version);
       readiness.start();
 
       const authorizer = createAuthorizer({

@@ -27,6 +27,8 @@ export interface ReadinessOptions {
   readonly closing: () => boolean;
   /** Where a problem is announced as one plain line (the CLI: stderr), besides the log. */
   readonly announce?: ((line: string) => void) | undefined;
+  /** Told the policy version at start and on each update (the `baton_policy_version` gauge). */
+  readonly policyVersion: (version: number) => void;
 }
 
 export interface Readiness {
@@ -38,7 +40,7 @@ export interface Readiness {
   waitingFor(): string[];
   /** Why the sidecar cannot become ready by waiting, each as one line. */
   problems(): string[];
-  /** Starts the refresh and the announcements. */
+  /** Follows the collaborators' policy (each update refreshes readiness), then starts the refresh and the announcements. */
   start(): void;
   stop(): void;
 }
@@ -84,6 +86,15 @@ export function createReadiness(options: ReadinessOptions): Readiness {
     waitingFor,
     problems,
     start() {
+      const policy = collaborators()?.policy;
+      policy?.onUpdate?.((_policy, version) => {
+        // The policy source logs the update, once (policy/distribution/source.ts).
+        options.policyVersion(version);
+        refresh();
+      });
+      refresh();
+      const version = policy?.version();
+      if (version !== undefined) options.policyVersion(version);
       for (const [tick, ms] of [
         [refresh, READINESS_REFRESH_MS],
         [announceProblems, PROBLEM_CHECK_MS],

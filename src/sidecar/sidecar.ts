@@ -96,6 +96,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     collaborators: () => collaborators,
     closing: () => closing,
     announce: deps.announce,
+    policyVersion: (version) => metrics.policyVersion(version),
   });
   // Whatever listens is closed by close(), even when start() failed halfway.
   const servers = createServerSet();
@@ -106,15 +107,7 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       collaborators =
         deps.collaborators ?? (await createCollaborators(config, { logger, now, mesh, metrics, tracing }));
       const c = collaborators;
-      c.policy.onUpdate?.((_policy, version) => {
-        // The policy source logs the update, once (policy/distribution/source.ts).
-        metrics.policyVersion(version);
-        readiness.refresh();
-      });
-      readiness.refresh();
       readiness.start();
-      const version = c.policy.version();
-      if (version !== undefined) metrics.policyVersion(version);
       const ctx: SidecarContext = {
         service: config.service,
         readiness: readiness.state,
