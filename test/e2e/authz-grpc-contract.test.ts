@@ -18,6 +18,7 @@ import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import { DEMO_USER } from '../../src/demo/scenario.ts';
 import { type AuthzProcess, startAuthz } from '../helpers/authz-mesh.ts';
 import {
+  type CheckRequestFields,
   type CheckResponse,
   checkRequest,
   connectExtAuthz,
@@ -218,79 +219,47 @@ describe(
         assert.equal(set['baton-chain'], 'gateway');
         assert.equal(set['baton-request'], requestId, 'the request id travels from a mesh caller');
 
-        const otherCertificate = await atOrders.check(
-          checkRequest({
-            method: 'POST',
-            path: '/orders',
-            host: 'orders',
-            headers: { authorization: `Bearer ${token}` },
-            principal: ids.map.idOf('orders'),
-            certificate: encodeURIComponent(ordersCert),
-          }),
-        );
+        // The same request each time; only the peer the proxy reports changes.
+        const postOrders = (peer: Pick<CheckRequestFields, 'principal' | 'certificate'>): Promise<CheckResponse> =>
+          atOrders.check(
+            checkRequest({
+              method: 'POST',
+              path: '/orders',
+              host: 'orders',
+              headers: { authorization: `Bearer ${token}` },
+              ...peer,
+            }),
+          );
+        const otherCertificate = await postOrders({
+          principal: ids.map.idOf('orders'),
+          certificate: encodeURIComponent(ordersCert),
+        });
         assert.equal(otherCertificate.status?.code, grpcStatus.UNAUTHENTICATED);
         assert.equal(problemOf(otherCertificate).code, 'BATON_TOKEN_CERT_MISMATCH');
 
-        const principalOnly = await atOrders.check(
-          checkRequest({
-            method: 'POST',
-            path: '/orders',
-            host: 'orders',
-            headers: { authorization: `Bearer ${token}` },
-            principal: ids.map.idOf('gateway'),
-          }),
-        );
+        const principalOnly = await postOrders({ principal: ids.map.idOf('gateway') });
         assert.equal(
           principalOnly.status?.code,
           grpcStatus.OK,
           "a principal alone holds the token's caller to the workload it names",
         );
 
-        const otherPrincipal = await atOrders.check(
-          checkRequest({
-            method: 'POST',
-            path: '/orders',
-            host: 'orders',
-            headers: { authorization: `Bearer ${token}` },
-            principal: ids.map.idOf('payments'),
-          }),
-        );
+        const otherPrincipal = await postOrders({ principal: ids.map.idOf('payments') });
         assert.equal(otherPrincipal.status?.code, grpcStatus.UNAUTHENTICATED);
         assert.equal(problemOf(otherPrincipal).code, 'BATON_TOKEN_CALLER_MISMATCH');
 
-        const noPeer = await atOrders.check(
-          checkRequest({
-            method: 'POST',
-            path: '/orders',
-            host: 'orders',
-            headers: { authorization: `Bearer ${token}` },
-          }),
-        );
+        const noPeer = await postOrders({});
         assert.equal(noPeer.status?.code, grpcStatus.UNAUTHENTICATED);
         assert.equal(problemOf(noPeer).code, 'BATON_TOKEN_CERT_REQUIRED');
 
-        const unmapped = await atOrders.check(
-          checkRequest({
-            method: 'POST',
-            path: '/orders',
-            host: 'orders',
-            headers: { authorization: `Bearer ${token}` },
-            principal: 'spiffe://elsewhere.example/ns/x/sa/gateway',
-          }),
-        );
+        const unmapped = await postOrders({ principal: 'spiffe://elsewhere.example/ns/x/sa/gateway' });
         assert.equal(unmapped.status?.code, grpcStatus.PERMISSION_DENIED);
         assert.equal(problemOf(unmapped).code, 'BATON_PEER_UNMAPPED');
 
-        const contradicting = await atOrders.check(
-          checkRequest({
-            method: 'POST',
-            path: '/orders',
-            host: 'orders',
-            headers: { authorization: `Bearer ${token}` },
-            principal: ids.map.idOf('payments'),
-            certificate: encodeURIComponent(gatewayCert),
-          }),
-        );
+        const contradicting = await postOrders({
+          principal: ids.map.idOf('payments'),
+          certificate: encodeURIComponent(gatewayCert),
+        });
         assert.equal(contradicting.status?.code, grpcStatus.INVALID_ARGUMENT);
         assert.equal(problemOf(contradicting).reason, 'peer-principal-mismatch');
       });
