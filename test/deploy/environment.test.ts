@@ -23,10 +23,9 @@ import { parse } from 'yaml';
 import { PART_SCHEMAS, partVariables } from '../../src/cli/part-variables.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { checkVariables } from '../../src/config/variables.ts';
-import { reviewAdmission } from '../../src/injector/admission-review.ts';
 import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
-import { patchedPod } from '../helpers/injector.ts';
+import { injectDeployment } from '../helpers/injector.ts';
 import { helmTemplate, type KubernetesObject, kustomize } from '../helpers/kubernetes-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -239,28 +238,8 @@ describe('every deployment gives each part an environment it accepts', () => {
         overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
       });
       for (const deployment of shop) {
-        const template = deployment.spec.template;
-        const object = {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` },
-          spec: template.spec,
-        };
-        const { review } = reviewAdmission(
-          {
-            apiVersion: 'admission.k8s.io/v1',
-            kind: 'AdmissionReview',
-            request: {
-              uid: deployment.metadata.name,
-              kind: { kind: 'Pod' },
-              operation: 'CREATE',
-              namespace: 'shop',
-              object,
-            },
-          },
-          settings.sidecar,
-        );
-        const pod = patchedPod(object, review).spec as unknown as Workload['spec']['template']['spec'];
+        const pod = injectDeployment(deployment, settings.sidecar, 'shop').pod
+          .spec as unknown as Workload['spec']['template']['spec'];
         const sidecar = pod.initContainers?.find((c) => c.name === 'baton-sidecar') as Container;
         assert.ok(sidecar, `${label}: ${deployment.metadata.name} gets a sidecar`);
         const env = podEnvironment(example, 'shop', pod, sidecar);

@@ -5,7 +5,6 @@ import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
-import { reviewAdmission } from '../../src/injector/admission-review.ts';
 import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
 import { helperConfig } from '../../src/injector/identity-layout.ts';
 import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
@@ -13,7 +12,7 @@ import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
-import { patchedPod } from '../helpers/injector.ts';
+import { injectDeployment } from '../helpers/injector.ts';
 import { withContract } from '../helpers/deploy.ts';
 import {
   admittedTo,
@@ -174,28 +173,7 @@ describe('deploy/ (kustomize)', () => {
     const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
     assert.equal(config.sidecar.externalIssuers.length, 1);
     for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
-      const template = deployment.spec.template;
-      const object = {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` },
-        spec: template.spec,
-      };
-      const { review } = reviewAdmission(
-        {
-          apiVersion: 'admission.k8s.io/v1',
-          kind: 'AdmissionReview',
-          request: {
-            uid: deployment.metadata.name,
-            kind: { kind: 'Pod' },
-            operation: 'CREATE',
-            namespace: 'shop',
-            object,
-          },
-        },
-        config.sidecar,
-      );
-      const pod = patchedPod(object, review);
+      const { pod } = injectDeployment(deployment, config.sidecar, 'shop');
       const sidecar = pod.spec.initContainers?.[0];
       assert.equal(sidecar?.name, 'baton-sidecar');
       assert.equal(sidecar?.env?.find((e) => e.name === 'BATON_SERVICE')?.value, deployment.metadata.name);
@@ -269,28 +247,7 @@ describe('deploy/ (kustomize)', () => {
     );
     const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
     for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
-      const template = deployment.spec.template;
-      const object = {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` },
-        spec: template.spec,
-      };
-      const { review } = reviewAdmission(
-        {
-          apiVersion: 'admission.k8s.io/v1',
-          kind: 'AdmissionReview',
-          request: {
-            uid: deployment.metadata.name,
-            kind: { kind: 'Pod' },
-            operation: 'CREATE',
-            namespace: 'shop',
-            object,
-          },
-        },
-        config.sidecar,
-      );
-      const pod = patchedPod(object, review);
+      const { pod } = injectDeployment(deployment, config.sidecar, 'shop');
       assert.equal(
         (pod.spec.volumes ?? []).some((v) => (v as { name: string }).name === 'baton-redis'),
         false,
@@ -622,23 +579,8 @@ describe('deploy/ (kustomize)', () => {
       assert.equal(injector.sidecar.policySpiffeId, map.idOf('baton-policy-server'));
       assert.equal(new URL(injector.sidecar.stsIssuer).href, new URL(sts.issuer).href);
       for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
-        const template = deployment.spec.template;
-        const object = {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { ...template.metadata, generateName: `${deployment.metadata.name}-` },
-          spec: template.spec,
-        };
-        const { review } = reviewAdmission(
-          {
-            apiVersion: 'admission.k8s.io/v1',
-            kind: 'AdmissionReview',
-            request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object },
-          },
-          injector.sidecar,
-        );
+        const { review, pod } = injectDeployment(deployment, injector.sidecar, 'shop');
         assert.equal(review.response.allowed, true, review.response.status?.message);
-        const pod = patchedPod(object, review);
         const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar');
         const env = Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret']));
         const config = loadConfig(withContract(SidecarConfigSchema, 'sidecar'), { env }) as unknown as IdentityKeys & {
@@ -671,21 +613,7 @@ describe('deploy/ (kustomize)', () => {
       );
       const injector = injectorConfig();
       for (const d of workloads(example).filter((w) => w.metadata.namespace === 'shop')) {
-        const object = {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { ...d.spec.template.metadata, generateName: `${d.metadata.name}-` },
-          spec: d.spec.template.spec,
-        };
-        const { review } = reviewAdmission(
-          {
-            apiVersion: 'admission.k8s.io/v1',
-            kind: 'AdmissionReview',
-            request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object },
-          },
-          injector.sidecar,
-        );
-        const pod = patchedPod(object, review);
+        const { pod } = injectDeployment(d, injector.sidecar, 'shop');
         const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar') as {
           name: string;
           env?: Array<{ name: string; value?: string }>;
@@ -756,22 +684,7 @@ describe('deploy/ (kustomize)', () => {
       it('has the injector give meshed pods spiffe-helper on the SPIFFE CSI socket', () => {
         const injector = injectorConfig(exampleSpire);
         assert.equal(injector.sidecar.identity.source, 'spiffe-csi');
-        const orders = deployment('orders', exampleSpire).spec.template;
-        const object = {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { ...orders.metadata, generateName: 'orders-' },
-          spec: orders.spec,
-        };
-        const { review } = reviewAdmission(
-          {
-            apiVersion: 'admission.k8s.io/v1',
-            kind: 'AdmissionReview',
-            request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object },
-          },
-          injector.sidecar,
-        );
-        const pod = patchedPod(object, review);
+        const { pod } = injectDeployment(deployment('orders', exampleSpire), injector.sidecar, 'shop');
         assert.deepEqual(
           pod.spec.initContainers?.map((c) => c.name),
           ['baton-spiffe-helper', 'baton-sidecar'],

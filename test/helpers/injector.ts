@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { Pod } from 'kubernetes-models/v1/Pod';
-import type { AdmissionReviewResponse } from '../../src/injector/admission-review.ts';
+import { type AdmissionReviewResponse, reviewAdmission } from '../../src/injector/admission-review.ts';
+import type { SidecarTemplate } from '../../src/injector/config.ts';
 
 const FIXTURES = new URL('../fixtures/admission/', import.meta.url);
 
@@ -39,4 +40,31 @@ export function envOf(
   container: { env?: Array<{ name: string; value?: string }> } | undefined,
 ): Record<string, string | undefined> {
   return Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
+}
+
+/**
+ * A Deployment's pod as the API server sends it to the webhook (CREATE in
+ * `namespace`, named from the template), and that pod with the webhook's
+ * patch applied: what a rendered manifest becomes once injected.
+ */
+export function injectDeployment(
+  deployment: { metadata: { name: string }; spec: { template: { metadata?: object; spec: unknown } } },
+  template: SidecarTemplate,
+  namespace: string,
+): { review: AdmissionReviewResponse; pod: PodObject } {
+  const object = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { ...deployment.spec.template.metadata, generateName: `${deployment.metadata.name}-` },
+    spec: deployment.spec.template.spec,
+  };
+  const { review } = reviewAdmission(
+    {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: { uid: deployment.metadata.name, kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object },
+    },
+    template,
+  );
+  return { review, pod: patchedPod(object, review) };
 }
