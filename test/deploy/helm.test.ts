@@ -10,18 +10,16 @@ import { loadPolicyPath } from '../../src/policy/language/load.ts';
 import type { TSchema } from '@sinclair/typebox';
 import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
 import { envName } from '../../src/config/variables.ts';
-import { InjectorConfigSchema } from '../../src/injector/config.ts';
 import { loadStsConfig, StsConfigSchema } from '../../src/sts/config.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { chartSchemaText } from '../../scripts/chart-schema.ts';
-import { checkInjectorConfig } from '../../src/injector/config.ts';
-import { reviewAdmission } from '../../src/injector/admission-review.ts';
+import { checkInjectorConfig, type InjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
 import { loadSidecarConfig, SidecarExternalIssuerSchema } from '../../src/sidecar/config.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { profileOf } from '../../src/token/issuer-profile-config.ts';
 import { createSigner, nowSec } from '../helpers/token.ts';
-import { patchedPod } from '../helpers/injector.ts';
+import { admitPod } from '../helpers/injector.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { Value } from '@sinclair/typebox/value';
 import {
@@ -52,6 +50,17 @@ const templates = readdirSync(TEMPLATES).map((name) => ({ name, text: readFileSy
 const manifests = templates.filter((t) => t.name.endsWith('.yaml'));
 const values = parse(read('values.yaml')) as Record<string, unknown>;
 /** Value sets the chart must lint and render with, each as helm arguments. */
+/** The injector's configuration as the chart runs it: the baton-injector Deployment's environment. */
+function chartInjectorConfig(objects: readonly KubernetesObject[]): InjectorConfig {
+  const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as {
+    spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
+  };
+  return loadConfig(InjectorConfigSchema, {
+    env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])),
+    overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
+  });
+}
+
 const VALUE_SETS: Readonly<Record<string, readonly string[]>> = {
   defaults: [],
   'existing webhook Secret, external Redis': [
@@ -452,17 +461,7 @@ describe('helm/baton-mesh', () => {
       }
 
       // The injector, as the chart runs it, injects an entrypoint pod; its sidecar loads what it was given.
-      const injector = objects.find(
-        (o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector',
-      ) as unknown as {
-        spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
-      };
-      const injectorConfig = loadConfig(InjectorConfigSchema, {
-        env: Object.fromEntries(
-          (injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']),
-        ),
-        overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
-      });
+      const injectorConfig = chartInjectorConfig(objects);
       checkInjectorConfig(injectorConfig, 'the chart');
       const object = {
         apiVersion: 'v1',
@@ -473,16 +472,9 @@ describe('helm/baton-mesh', () => {
           containers: [{ name: 'app', image: 'shop/gateway:1', ports: [{ containerPort: 8080 }] }],
         },
       };
-      const { review } = reviewAdmission(
-        {
-          apiVersion: 'admission.k8s.io/v1',
-          kind: 'AdmissionReview',
-          request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object },
-        },
-        injectorConfig.sidecar,
-      );
+      const { review, pod } = admitPod(object, injectorConfig.sidecar, 'shop');
       assert.equal(review.response.allowed, true, review.response.status?.message);
-      const sidecar = patchedPod(object, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+      const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar');
       const config = loadSidecarConfig({
         env: Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])),
       });
@@ -589,32 +581,14 @@ describe('helm/baton-mesh', () => {
         ['idp_', 'ptn_'],
       );
       assert.doesNotMatch(JSON.stringify(objects), /"clientSecret"/, 'no client secret in any rendered object');
-      const injector = objects.find(
-        (o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector',
-      ) as unknown as {
-        spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
-      };
-      const injectorConfig = loadConfig(InjectorConfigSchema, {
-        env: Object.fromEntries(
-          (injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']),
-        ),
-        overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
-      });
+      const injectorConfig = chartInjectorConfig(objects);
       const object = {
         apiVersion: 'v1',
         kind: 'Pod',
         metadata: { generateName: 'gateway-', annotations: { 'baton.dev/inject': 'true' } },
         spec: { serviceAccountName: 'gateway', containers: [{ name: 'app', image: 'shop/gateway:1' }] },
       };
-      const { review } = reviewAdmission(
-        {
-          apiVersion: 'admission.k8s.io/v1',
-          kind: 'AdmissionReview',
-          request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace: 'shop', object },
-        },
-        injectorConfig.sidecar,
-      );
-      const patched = patchedPod(object, review) as unknown as {
+      const patched = admitPod(object, injectorConfig.sidecar, 'shop').pod as unknown as {
         spec: {
           initContainers: Array<{
             name: string;
@@ -656,17 +630,7 @@ describe('helm/baton-mesh', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     const stsMap = createServiceMap(sts.spiffe);
-    const injector = objects.find(
-      (o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector',
-    ) as unknown as {
-      spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
-    };
-    const injectorConfig = loadConfig(InjectorConfigSchema, {
-      env: Object.fromEntries(
-        (injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? '']),
-      ),
-      overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
-    });
+    const injectorConfig = chartInjectorConfig(objects);
     for (const [account, namespace, name] of [
       ['gateway', 'web', 'gateway.web'],
       ['orders', 'shop', 'orders'],
@@ -677,16 +641,9 @@ describe('helm/baton-mesh', () => {
         metadata: { generateName: `${account}-`, annotations: { 'baton.dev/inject': 'true' } },
         spec: { serviceAccountName: account, containers: [{ name: 'app', image: 'shop/app:1' }] },
       };
-      const { review } = reviewAdmission(
-        {
-          apiVersion: 'admission.k8s.io/v1',
-          kind: 'AdmissionReview',
-          request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object },
-        },
-        injectorConfig.sidecar,
-      );
+      const { review, pod } = admitPod(object, injectorConfig.sidecar, namespace);
       assert.equal(review.response.allowed, true, review.response.status?.message);
-      const sidecar = patchedPod(object, review).spec.initContainers?.find((c) => c.name === 'baton-sidecar');
+      const sidecar = pod.spec.initContainers?.find((c) => c.name === 'baton-sidecar');
       const config = loadSidecarConfig({
         env: Object.fromEntries((sidecar?.env ?? []).map((e) => [e.name, e.value ?? 'from-a-secret'])),
       });

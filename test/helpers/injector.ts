@@ -43,10 +43,26 @@ export function envOf(
 }
 
 /**
- * A Deployment's pod as the API server sends it to the webhook (CREATE in
- * `namespace`, named from the template), and that pod with the webhook's
- * patch applied: what a rendered manifest becomes once injected.
+ * A pod as the API server sends it to the webhook (CREATE in `namespace`),
+ * and that pod with the webhook's patch applied.
  */
+export function admitPod(
+  object: Record<string, unknown>,
+  template: SidecarTemplate,
+  namespace: string,
+): { review: AdmissionReviewResponse; pod: PodObject } {
+  const { review } = reviewAdmission(
+    {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: { uid: 'u', kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object },
+    },
+    template,
+  );
+  return { review, pod: patchedPod(object, review) };
+}
+
+/** A rendered Deployment's pod, named from its template, through `admitPod`: what a manifest becomes once injected. */
 export function injectDeployment(
   deployment: { metadata: { name: string }; spec: { template: { metadata?: object; spec: unknown } } },
   template: SidecarTemplate,
@@ -58,13 +74,5 @@ export function injectDeployment(
     metadata: { ...deployment.spec.template.metadata, generateName: `${deployment.metadata.name}-` },
     spec: deployment.spec.template.spec,
   };
-  const { review } = reviewAdmission(
-    {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: { uid: deployment.metadata.name, kind: { kind: 'Pod' }, operation: 'CREATE', namespace, object },
-    },
-    template,
-  );
-  return { review, pod: patchedPod(object, review) };
+  return admitPod(object, template, namespace);
 }
