@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,41 +9,9 @@ import { Agent, request } from 'undici';
 import type { AdmissionReviewResponse } from '../../src/injector/admission-review.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
-import { envOf, fixture, patchedPod } from '../helpers/injector.ts';
+import { envOf, fixture, patchedPod, selfSignedCertificate } from '../helpers/injector.ts';
 import { AdmissionReviewInvalidError } from '../../src/injector/errors.ts';
 import { NotFoundError, problemType } from '../../src/core/errors.ts';
-
-/** A self-signed certificate for 127.0.0.1, as cert-manager would mount it (tls.crt, tls.key). */
-function selfSigned(dir: string, cn: string): { cert: string; key: string } {
-  const cert = join(dir, `${cn}.crt`);
-  const key = join(dir, `${cn}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${cn}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    {
-      stdio: 'ignore',
-    },
-  );
-  return { cert, key };
-}
 
 function servedCertificate(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -66,7 +33,7 @@ describe('baton injector, a real webhook over HTTPS', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'baton-injector-'));
-    const first = selfSigned(dir, 'first');
+    const first = selfSignedCertificate(dir, 'first');
     tlsFiles = { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') };
     copyFileSync(first.cert, tlsFiles.cert);
     copyFileSync(first.key, tlsFiles.key);
@@ -379,7 +346,7 @@ describe('baton injector, a real webhook over HTTPS', () => {
       await waitFor(() => servedCertificate(port), { timeoutMs: 5_000, what: 'the first certificate' }),
       'CN=first',
     );
-    const second = selfSigned(dir, 'second');
+    const second = selfSignedCertificate(dir, 'second');
     // The kubelet swaps both files of a Secret at once; copying key then cert is the harder order.
     copyFileSync(second.key, tlsFiles.key);
     copyFileSync(second.cert, tlsFiles.cert);

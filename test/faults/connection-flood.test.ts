@@ -12,7 +12,6 @@
  * sidecars, each with its admin port) and a `baton injector`.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +21,7 @@ import { type Mesh, startMesh } from '../../src/demo/mesh.ts';
 import type { MeshProcess } from '../../src/demo/processes.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 import { type RunningProcess, startBaton } from '../helpers/process.ts';
+import { selfSignedCertificate } from '../helpers/injector.ts';
 
 const FLOOD = 1_000;
 const BATCH = 100;
@@ -83,31 +83,7 @@ describe('a bare connect-and-FIN flood on every listening port of every part', {
   before(async () => {
     mesh = await startMesh({ transport: 'mtls' });
     dir = mkdtempSync(join(tmpdir(), 'baton-flood-'));
-    const cert = join(dir, 'tls.crt');
-    const key = join(dir, 'tls.key');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=injector',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert, key } = selfSignedCertificate(dir, 'injector');
     copyFileSync(cert, join(dir, 'ca.crt'));
     injectorPort = await freePort();
     injector = startBaton(['injector', '--tls-cert', cert, '--tls-key', key, '--port', String(injectorPort)]);

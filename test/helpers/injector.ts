@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { type AdmissionReviewResponse, reviewAdmission } from '../../src/injector/admission-review.ts';
@@ -75,4 +77,36 @@ export function injectDeployment(
     spec: deployment.spec.template.spec,
   };
   return admitPod(object, template, namespace);
+}
+
+/** A self-signed serving certificate for 127.0.0.1 (CN `cn`), written to `dir` as `<cn>.crt` and `<cn>.key`: what cert-manager would mount for the injector. */
+export function selfSignedCertificate(dir: string, cn: string): { cert: string; key: string } {
+  const cert = join(dir, `${cn}.crt`);
+  const key = join(dir, `${cn}.key`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    {
+      stdio: 'ignore',
+    },
+  );
+  return { cert, key };
 }
