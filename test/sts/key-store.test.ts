@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { SigningKeyUnusableError } from '../../src/sts/key-files.ts';
-import { createKeyStore, jwksMaxAgeSeconds } from '../../src/sts/key-store.ts';
+import { createKeyStore, jwksMaxAgeSeconds, type KeyStore } from '../../src/sts/key-store.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 
 const logger = createLogger({ name: 'test', level: 'silent' });
@@ -17,6 +17,18 @@ const kids = (keys: { jwks(): { keys: { kid?: string }[] } }): string[] =>
     .jwks()
     .keys.map((k) => k.kid as string)
     .sort();
+
+/** An ES256 store on a clock the test moves, rotating with PREPUBLISH and RETIRE_AFTER; in memory unless given `dir`. */
+function rotatingStore(now: () => number, dir?: string): Promise<KeyStore> {
+  return createKeyStore({
+    ...(dir === undefined ? {} : { dir }),
+    alg: 'ES256',
+    retireAfterSeconds: RETIRE_AFTER,
+    prepublishSeconds: PREPUBLISH,
+    logger,
+    now,
+  });
+}
 
 function keysDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'baton-keys-'));
@@ -51,13 +63,7 @@ describe('STS signing keys', () => {
 
   it('publishes the next key at rotate() but keeps signing with the current one', async () => {
     const now = 1_000_000;
-    const keys = await createKeyStore({
-      alg: 'ES256',
-      retireAfterSeconds: RETIRE_AFTER,
-      prepublishSeconds: PREPUBLISH,
-      logger,
-      now: () => now,
-    });
+    const keys = await rotatingStore(() => now);
     const old = keys.active();
     const standby = await keys.rotate();
     assert.notEqual(standby.kid, old.kid);
@@ -69,13 +75,7 @@ describe('STS signing keys', () => {
 
   it('signs with the standby once prepublishSeconds have passed', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({
-      alg: 'ES256',
-      retireAfterSeconds: RETIRE_AFTER,
-      prepublishSeconds: PREPUBLISH,
-      logger,
-      now: () => now,
-    });
+    const keys = await rotatingStore(() => now);
     const old = keys.active();
     const standby = await keys.rotate();
     now += PREPUBLISH * 1000 - 1;
@@ -87,13 +87,7 @@ describe('STS signing keys', () => {
 
   it('keeps the replaced key published until tokenTtl + skew after it stopped signing, not after the rotation', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({
-      alg: 'ES256',
-      retireAfterSeconds: RETIRE_AFTER,
-      prepublishSeconds: PREPUBLISH,
-      logger,
-      now: () => now,
-    });
+    const keys = await rotatingStore(() => now);
     const old = keys.active();
     const standby = await keys.rotate();
     const activation = now + PREPUBLISH * 1000;
@@ -107,13 +101,7 @@ describe('STS signing keys', () => {
 
   it('returns the waiting standby when rotate() is called again before it signs', async () => {
     let now = 1_000_000;
-    const keys = await createKeyStore({
-      alg: 'ES256',
-      retireAfterSeconds: RETIRE_AFTER,
-      prepublishSeconds: PREPUBLISH,
-      logger,
-      now: () => now,
-    });
+    const keys = await rotatingStore(() => now);
     const [first, concurrent] = await Promise.all([keys.rotate(), keys.rotate()]);
     assert.equal(concurrent.kid, first.kid);
     now += 1000;
@@ -235,14 +223,7 @@ describe('STS signing keys in keys.dir', () => {
     let now = Date.now();
     writeKeyFile(dir, 'a-2026-01.pem', now - 86_400_000);
     writeKeyFile(dir, 'b-2026-02.pem', now - 1000);
-    const keys = await createKeyStore({
-      dir,
-      alg: 'ES256',
-      retireAfterSeconds: RETIRE_AFTER,
-      prepublishSeconds: PREPUBLISH,
-      logger,
-      now: () => now,
-    });
+    const keys = await rotatingStore(() => now, dir);
     t.after(() => keys.close());
     const old = keys.active();
     assert.equal(keys.jwks().keys.length, 2);
@@ -257,14 +238,7 @@ describe('STS signing keys in keys.dir', () => {
     // A mounted Secret gives every file the same time: the name decides which is older.
     writeKeyFile(dir, 'a-2026-01.pem', now);
     writeKeyFile(dir, 'b-2026-02.pem', now);
-    const keys = await createKeyStore({
-      dir,
-      alg: 'ES256',
-      retireAfterSeconds: RETIRE_AFTER,
-      prepublishSeconds: PREPUBLISH,
-      logger,
-      now: () => now,
-    });
+    const keys = await rotatingStore(() => now, dir);
     t.after(() => keys.close());
     const first = keys.active();
     assert.equal(keys.jwks().keys.length, 2);
