@@ -8,9 +8,8 @@
  * Run alone with node_modules/.bin/node bench/auth-flood.bench.ts (BENCH_QUICK=1
  * for a smoke run), or by bench/run.ts. Writes bench/results/auth-flood.json and .md.
  */
-import { TOKEN_EXCHANGE_GRANT, TokenType } from '../src/core/token-types.ts';
 import { hashSecret } from '../src/sts/secret-hash.ts';
-import { basic, SECRETS } from '../test/helpers/sts.ts';
+import { basic } from '../test/helpers/sts.ts';
 import { runLoad } from './lib/load.ts';
 import { writeResults } from './lib/report.ts';
 import { type BenchOptions, ratio, type ScenarioResult } from './lib/scenario.ts';
@@ -32,21 +31,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       ),
   });
   try {
-    const body = new URLSearchParams({
-      grant_type: TOKEN_EXCHANGE_GRANT,
-      subject_token: await sts.userToken(),
-      subject_token_type: TokenType.accessToken,
-      audience: 'orders',
-    }).toString();
-    const honest = {
-      url: `${sts.url}/token`,
-      method: 'POST' as const,
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        authorization: basic('gateway', SECRETS.gateway),
-      },
-      body,
-    };
+    const honest = await sts.gatewayExchange();
     const flood = {
       url: `${sts.url}/token`,
       method: 'POST' as const,
@@ -56,8 +41,6 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
       },
       body: new URLSearchParams({ grant_type: 'client_credentials', audience: 'payments' }).toString(),
     };
-    const check = await fetch(honest.url, { method: 'POST', headers: honest.headers, body });
-    if (check.status !== 200) throw new Error(`bench: the STS refused the honest exchange: ${check.status}`);
     await runLoad({ ...honest, durationSec: 1, connections: HONEST_CONNECTIONS, rate: HONEST_RATE });
 
     const quiet = await runLoad({ ...honest, durationSec, connections: HONEST_CONNECTIONS, rate: HONEST_RATE });

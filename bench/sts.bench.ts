@@ -58,6 +58,8 @@ export interface BenchSts {
   readonly url: string;
   /** A user token from the external IdP, addressed to the gateway (the STS's entrypoint). */
   userToken(sub?: string): Promise<string>;
+  /** The gateway's exchange of a user token for orders, as a load request; checked once to answer 200. */
+  gatewayExchange(): Promise<{ url: string; method: 'POST'; headers: Record<string, string>; body: string }>;
   stop(): Promise<void>;
 }
 
@@ -100,22 +102,43 @@ export async function startBenchSts(
     await stop();
     throw error;
   }
+  const userToken = async (sub = 'alice'): Promise<string> => {
+    const now = Math.floor(Date.now() / 1000);
+    return await new SignJWT({
+      sub,
+      aud: 'gateway',
+      scope: 'openid orders:read payments:charge ledger:write',
+      client_id: 'web',
+    })
+      .setProtectedHeader({ alg: 'ES256', kid: 'idp', typ: 'at+jwt' })
+      .setIssuer(idpIssuer)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 3600)
+      .setJti(randomUUID())
+      .sign(privateKey);
+  };
   return {
     url,
-    async userToken(sub = 'alice') {
-      const now = Math.floor(Date.now() / 1000);
-      return await new SignJWT({
-        sub,
-        aud: 'gateway',
-        scope: 'openid orders:read payments:charge ledger:write',
-        client_id: 'web',
-      })
-        .setProtectedHeader({ alg: 'ES256', kid: 'idp', typ: 'at+jwt' })
-        .setIssuer(idpIssuer)
-        .setIssuedAt(now)
-        .setExpirationTime(now + 3600)
-        .setJti(randomUUID())
-        .sign(privateKey);
+    userToken,
+    async gatewayExchange() {
+      const body = new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE_GRANT,
+        subject_token: await userToken(),
+        subject_token_type: TokenType.accessToken,
+        audience: 'orders',
+      }).toString();
+      const request = {
+        url: `${url}/token`,
+        method: 'POST' as const,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: basic('gateway', SECRETS.gateway),
+        },
+        body,
+      };
+      const check = await fetch(request.url, { method: 'POST', headers: request.headers, body });
+      if (check.status !== 200) throw new Error(`bench: the STS refused the gateway's exchange: ${check.status}`);
+      return request;
     },
     stop,
   };
@@ -125,24 +148,7 @@ export async function run(options: BenchOptions): Promise<ScenarioResult> {
   const durationSec = options.quick ? 1 : 4;
   const sts = await startBenchSts();
   try {
-    const userToken = await sts.userToken();
-    const body = new URLSearchParams({
-      grant_type: TOKEN_EXCHANGE_GRANT,
-      subject_token: userToken,
-      subject_token_type: TokenType.accessToken,
-      audience: 'orders',
-    }).toString();
-    const request = {
-      url: `${sts.url}/token`,
-      method: 'POST' as const,
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        authorization: basic('gateway', SECRETS.gateway),
-      },
-      body,
-    };
-    const check = await fetch(request.url, { method: 'POST', headers: request.headers, body });
-    if (check.status !== 200) throw new Error(`bench: the STS refused the exchange: ${check.status}`);
+    const request = await sts.gatewayExchange();
     await runLoad({ ...request, durationSec: 1, connections: 8 });
 
     const bare = await bareSignVerify(options.quick ? 300 : 3000);
