@@ -29,7 +29,7 @@ import { spawnSync } from 'node:child_process';
 import { Agent, request } from 'undici';
 import { startMesh } from '../src/demo/mesh.ts';
 import { type AuthzProcess, startAuthz } from '../test/helpers/authz-mesh.ts';
-import { renderExamples } from '../test/helpers/authz-nginx.ts';
+import { examplesCommandLine, renderExamples } from '../test/helpers/authz-nginx.ts';
 import { checkRequest, connectExtAuthz } from '../test/helpers/ext-authz-client.ts';
 import { freePort, waitFor } from '../test/helpers/net.ts';
 import { type RunningProcess, startProcess } from '../test/helpers/process.ts';
@@ -86,16 +86,7 @@ function startAuthzPair(
         : [],
       { plaintextUpstreams: true },
     );
-    const run = spawnSync(binary, [
-      '-p',
-      dir,
-      '-c',
-      join(dir, 'nginx.conf'),
-      '-e',
-      join(dir, 'error.log'),
-      '-g',
-      `daemon on; pid ${join(dir, 'nginx.pid')};`,
-    ]);
+    const run = spawnSync(binary, examplesCommandLine(dir, { daemon: true }));
     if (run.status !== 0) throw new Error(`nginx (${name}, ${role}) failed to start: ${run.stderr.toString()}`);
     const pid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim());
     const instance = { dir, pid };

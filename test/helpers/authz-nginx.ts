@@ -179,16 +179,7 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
           BATON_TARGET_ADDRESS: `127.0.0.1:${ports[target].inbound}`,
         })),
       );
-      const running = startProcess(binary, [
-        '-p',
-        dir,
-        '-c',
-        join(dir, 'nginx.conf'),
-        '-e',
-        join(dir, 'error.log'),
-        '-g',
-        `daemon off; pid ${join(dir, 'nginx.pid')};`,
-      ]);
+      const running = startProcess(binary, examplesCommandLine(dir, { daemon: false }));
       const log = join(dir, 'error.log');
       const instance: NginxInstance = {
         service: name,
@@ -286,6 +277,20 @@ export async function startNginxAuthzMesh(options: NginxAuthzMeshOptions): Promi
     await stop();
     throw error;
   }
+}
+
+/** nginx's arguments for an instance `renderExamples` wrote into `dir`: its files, error log and pid file all there. */
+export function examplesCommandLine(dir: string, options: { readonly daemon: boolean }): string[] {
+  return [
+    '-p',
+    dir,
+    '-c',
+    join(dir, 'nginx.conf'),
+    '-e',
+    join(dir, 'error.log'),
+    '-g',
+    `daemon ${options.daemon ? 'on' : 'off'}; pid ${join(dir, 'nginx.pid')};`,
+  ];
 }
 
 /**
