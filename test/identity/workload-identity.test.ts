@@ -6,11 +6,35 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { parseSvid } from '../../src/identity/svid.ts';
 import { clientTlsOptions, peerIdentity, serverTlsOptions } from '../../src/identity/tls.ts';
-import { createWorkloadIdentity, readSvidFiles } from '../../src/identity/workload-identity.ts';
+import {
+  createWorkloadIdentity,
+  readSvidFiles,
+  type WorkloadIdentityFiles,
+} from '../../src/identity/workload-identity.ts';
 import { makeTestIdentities, otherCa, type TestIdentities } from '../helpers/identities.ts';
 import { captureLogs } from '../helpers/logs.ts';
 
 const logger = pino({ level: 'silent' });
+const MISSING = {
+  certFile: '/nonexistent/tls.crt',
+  keyFile: '/nonexistent/tls.key',
+  bundleFile: '/nonexistent/ca.crt',
+};
+
+/** The workload identity over `files`: polled each minute, near expiry in the last sixth, silent, on the wall clock, unless overridden. */
+function identityFrom(
+  files: WorkloadIdentityFiles,
+  overrides: Partial<Parameters<typeof createWorkloadIdentity>[0]> = {},
+): ReturnType<typeof createWorkloadIdentity> {
+  return createWorkloadIdentity({
+    ...files,
+    pollIntervalMs: 60_000,
+    nearExpiryFraction: 1 / 6,
+    logger,
+    now: Date.now,
+    ...overrides,
+  });
+}
 
 describe('X509-SVID loading', () => {
   let ids: TestIdentities;
@@ -73,15 +97,7 @@ describe('workload identity files', () => {
   after(() => ids.cleanup());
 
   it('is missing, not ready, when the files are absent', () => {
-    const identity = createWorkloadIdentity({
-      certFile: '/nonexistent/tls.crt',
-      keyFile: '/nonexistent/tls.key',
-      bundleFile: '/nonexistent/ca.crt',
-      pollIntervalMs: 1000,
-      nearExpiryFraction: 1 / 6,
-      logger,
-      now: Date.now,
-    });
+    const identity = identityFrom(MISSING, { pollIntervalMs: 1000 });
     assert.equal(identity.current(), undefined);
     const status = identity.status();
     assert.equal(status.state, 'missing');
@@ -99,13 +115,7 @@ describe('workload identity files', () => {
       const expired = await own.issue(own.map.idOf('orders'), { notBefore, notAfter });
       writeFileSync(files.certFile, expired.certPem);
       writeFileSync(files.keyFile, expired.keyPem);
-      const identity = createWorkloadIdentity({
-        ...files,
-        pollIntervalMs: 60_000,
-        nearExpiryFraction: 1 / 6,
-        logger,
-        now: Date.now,
-      });
+      const identity = identityFrom(files);
       const status = identity.status();
       assert.equal(status.state, 'expired');
       assert.equal(status.reason, 'BATON_IDENTITY_EXPIRED');
@@ -118,13 +128,7 @@ describe('workload identity files', () => {
       );
       assert.match(String(status.problem), /\)\. Renew it/);
       // Announced once per change: the sentence holds no clock reading, so it stays the same minute after minute.
-      const later = createWorkloadIdentity({
-        ...files,
-        pollIntervalMs: 60_000,
-        nearExpiryFraction: 1 / 6,
-        logger,
-        now: () => Date.now() + 600_000,
-      });
+      const later = identityFrom(files, { now: () => Date.now() + 600_000 });
       assert.equal(later.status().problem, status.problem);
       later.close();
       identity.close();
@@ -134,27 +138,13 @@ describe('workload identity files', () => {
   });
 
   it('is missing with the file and ENOENT in the problem, and no problem once ready', () => {
-    const identity = createWorkloadIdentity({
-      certFile: '/nonexistent/tls.crt',
-      keyFile: '/nonexistent/tls.key',
-      bundleFile: '/nonexistent/ca.crt',
-      pollIntervalMs: 1000,
-      nearExpiryFraction: 1 / 6,
-      logger,
-      now: Date.now,
-    });
+    const identity = identityFrom(MISSING, { pollIntervalMs: 1000 });
     assert.equal(
       identity.status().problem,
       "no workload certificate: expected a certificate file at /nonexistent/tls.crt, got ENOENT. Mount the identity there (csi-driver-spiffe or SPIRE's spiffe-helper; for development 'baton certs'), or point identity.certFile, identity.keyFile and identity.bundleFile at it",
     );
     identity.close();
-    const ready = createWorkloadIdentity({
-      ...ids.files('orders'),
-      pollIntervalMs: 1000,
-      nearExpiryFraction: 1 / 6,
-      logger,
-      now: Date.now,
-    });
+    const ready = identityFrom(ids.files('orders'), { pollIntervalMs: 1000 });
     assert.equal(ready.status().problem, undefined);
     ready.close();
   });
@@ -167,13 +157,7 @@ describe('workload identity files', () => {
       try {
         const files = own.files('orders');
         chmodSync(files.keyFile, 0o000);
-        const identity = createWorkloadIdentity({
-          ...files,
-          pollIntervalMs: 60_000,
-          nearExpiryFraction: 1 / 6,
-          logger,
-          now: Date.now,
-        });
+        const identity = identityFrom(files);
         assert.equal(identity.status().state, 'missing');
         assert.match(
           String(identity.status().problem),
@@ -190,13 +174,7 @@ describe('workload identity files', () => {
 
   it('picks up a rotation, and keeps the old identity while the new files do not match', async () => {
     const files = ids.files('orders');
-    const identity = createWorkloadIdentity({
-      ...files,
-      pollIntervalMs: 100,
-      nearExpiryFraction: 1 / 6,
-      logger,
-      now: Date.now,
-    });
+    const identity = identityFrom(files, { pollIntervalMs: 100 });
     const first = identity.current();
     assert.ok(first);
     const next = await ids.issue(ids.map.idOf('orders'));
@@ -233,13 +211,7 @@ describe('workload identity files', () => {
       const files = own.files('orders');
       const logs = captureLogs('orders');
       let clock = Date.now();
-      const identity = createWorkloadIdentity({
-        ...files,
-        pollIntervalMs: 60_000,
-        nearExpiryFraction: 1 / 6,
-        logger: logs.logger,
-        now: () => clock,
-      });
+      const identity = identityFrom(files, { logger: logs.logger, now: () => clock });
       const first = identity.current();
       assert.ok(first);
       const rotated: string[] = [];
@@ -282,13 +254,7 @@ describe('workload identity files', () => {
     const files = ids.files('orders');
     const svid = parseSvid(readSvidFiles(files), Date.now());
     let clock = svid.notAfter - 60_000; // one minute left of an hour
-    const identity = createWorkloadIdentity({
-      ...files,
-      pollIntervalMs: 60_000,
-      nearExpiryFraction: 1 / 6,
-      logger,
-      now: () => clock,
-    });
+    const identity = identityFrom(files, { now: () => clock });
     assert.equal(identity.status().state, 'near_expiry');
     clock = svid.notAfter + 1;
     assert.equal(identity.current(), undefined);
