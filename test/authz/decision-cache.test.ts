@@ -6,6 +6,7 @@ import { ruleId } from '../../src/policy/language/rule-id.ts';
 import { serviceName } from '../../src/core/service-name.ts';
 import { tokenDigest } from '../../src/token/verified-cache.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
+import { verifiedMeshToken } from '../helpers/token.ts';
 
 const NOW = 1_800_000_000_000;
 const ALLOW: Decision = { allowed: true, rule: ruleId(serviceName('orders'), 0), reason: 'allowed', mode: 'enforce' };
@@ -18,23 +19,7 @@ const DENY: Decision = {
 };
 
 function verified(subject: string, expiresAt = NOW / 1000 + 300): VerifiedToken {
-  return {
-    claims: {},
-    issuer: 'https://sts',
-    kind: 'mesh',
-    subject,
-    subjectIssuer: 'https://idp',
-    user: true,
-    chain: ['gateway'],
-    scopes: new Set(),
-    txn: undefined,
-    acr: undefined,
-    authTime: undefined,
-    clientId: 'gateway',
-    expiresAt,
-    jti: undefined,
-    confirmation: 'thumb',
-  };
+  return verifiedMeshToken({ subject, expiresAt, confirmation: 'thumb' });
 }
 
 function key(token: string, overrides: Partial<DecisionKey> = {}): DecisionKey {

@@ -1,4 +1,5 @@
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import type { VerifiedToken } from '../../src/token/verified-token.ts';
 
 export interface TestSigner {
   readonly kid: string;
@@ -60,4 +61,26 @@ export function meshClaims(
 /** Re-encodes a JWS segment by hand (for crafting hostile tokens). */
 export function segment(value: unknown): string {
   return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+}
+
+/** What the verifier makes of a mesh token: alice's, called by gateway, unbound, valid until 2033; a test overrides what it looks at. */
+export function verifiedMeshToken(overrides: Partial<VerifiedToken> = {}): VerifiedToken {
+  return {
+    claims: {},
+    issuer: 'https://sts.test',
+    kind: 'mesh',
+    subject: 'alice',
+    subjectIssuer: 'https://idp.test',
+    user: true,
+    chain: ['gateway'],
+    scopes: new Set(),
+    txn: undefined,
+    acr: undefined,
+    authTime: undefined,
+    clientId: 'gateway',
+    expiresAt: 2_000_000_000,
+    jti: undefined,
+    confirmation: undefined,
+    ...overrides,
+  };
 }

@@ -19,27 +19,12 @@ import {
   TokenUnboundError,
 } from '../../src/sidecar/errors.ts';
 import { makeTestIdentities, type TestIdentities } from '../helpers/identities.ts';
+import { verifiedMeshToken } from '../helpers/token.ts';
 
 const THUMB_A = 'A'.repeat(43);
 const THUMB_B = 'B'.repeat(43);
-const meshToken = (overrides: Partial<VerifiedToken> = {}): VerifiedToken => ({
-  claims: {},
-  issuer: 'https://sts.example',
-  authTime: undefined,
-  jti: undefined,
-  kind: 'mesh',
-  subject: 'alice',
-  subjectIssuer: 'https://idp.example',
-  user: true,
-  chain: ['gateway'],
-  scopes: new Set(),
-  txn: 't',
-  acr: undefined,
-  expiresAt: 2_000_000_000,
-  clientId: 'gateway',
-  confirmation: THUMB_A,
-  ...overrides,
-});
+const meshToken = (overrides: Partial<VerifiedToken> = {}): VerifiedToken =>
+  verifiedMeshToken({ confirmation: THUMB_A, ...overrides });
 const externalToken = (overrides: Partial<VerifiedToken> = {}): VerifiedToken =>
   meshToken({ kind: 'external', chain: [], clientId: undefined, confirmation: undefined, ...overrides });
 const gatewayPeer: Peer = { service: 'gateway', spiffeId: 'spiffe://t/ns/t/sa/gateway', thumbprint: THUMB_A };

@@ -2,24 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createVerifiedTokenCache } from '../../src/token/verified-cache.ts';
 import type { VerifiedToken } from '../../src/token/verified-token.ts';
+import { verifiedMeshToken } from '../helpers/token.ts';
 
-const verified = (expiresAt: number): VerifiedToken => ({
-  claims: {},
-  issuer: 'https://sts.test',
-  kind: 'mesh',
-  subject: 'alice',
-  subjectIssuer: 'https://idp.test',
-  user: true,
-  chain: ['gateway'],
-  scopes: new Set(),
-  txn: undefined,
-  acr: undefined,
-  authTime: undefined,
-  clientId: 'gateway',
-  expiresAt,
-  jti: undefined,
-  confirmation: undefined,
-});
+const verified = (expiresAt: number): VerifiedToken => verifiedMeshToken({ expiresAt });
 
 describe('verified token cache', () => {
   it('returns an entry only for the same token and audience', () => {
