@@ -4,6 +4,7 @@
  * problems when the YAML is wrong. `callGraph` writes the boilerplate
  * around a `services:` block, so a test shows only the services it is about.
  */
+import assert from 'node:assert/strict';
 import { compilePolicy } from '../../src/policy/language/compile.ts';
 import type { CompiledPolicy } from '../../src/policy/language/decision.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
@@ -39,4 +40,29 @@ export function callGraph(
     body,
     '',
   ].join('\n');
+}
+
+/**
+ * Asserts that `text`, parsed as p.yaml, has a problem `code` at `line`:`column`
+ * with `severity`; an error leaves no policy, a warning alone leaves a usable one.
+ */
+export function expectProblem(
+  text: string,
+  code: string,
+  line: number,
+  column: number,
+  severity: 'error' | 'warning' = 'error',
+): void {
+  const { policy, problems } = parsePolicy(text, 'p.yaml');
+  const found = problems.find((p) => p.code === code);
+  assert.ok(
+    found,
+    `expected ${code}, got ${JSON.stringify(problems.map((p) => `${p.code}@${p.location.line}:${p.location.column}`))}`,
+  );
+  assert.deepEqual(
+    { line: found.location.line, column: found.location.column, file: found.location.file, severity: found.severity },
+    { line, column, file: 'p.yaml', severity },
+  );
+  if (severity === 'error') assert.equal(policy, undefined, 'an error makes the policy unusable');
+  else if (!problems.some((p) => p.severity === 'error')) assert.ok(policy, 'a warning leaves the policy usable');
 }

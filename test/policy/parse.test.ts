@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PolicyProblem } from '../../src/policy/language/model.ts';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
+import { expectProblem } from '../helpers/policy.ts';
 
 /** Six header lines, then `services` (indented four spaces) from line 7. */
 function graph(services: string, spec = '  maxDepth: 4\n'): string {
@@ -10,23 +11,6 @@ function graph(services: string, spec = '  maxDepth: 4\n'): string {
 
 function problemsOf(text: string): PolicyProblem[] {
   return parsePolicy(text, 'p.yaml').problems;
-}
-
-function expectProblem(
-  text: string,
-  code: string,
-  line: number,
-  column: number,
-  severity: 'error' | 'warning' = 'error',
-): void {
-  const problems = problemsOf(text);
-  const found = problems.find((p) => p.code === code);
-  assert.ok(found, `expected ${code}, got ${JSON.stringify(problems.map((p) => p.code))}`);
-  assert.deepEqual(
-    { line: found.location.line, column: found.location.column, file: found.location.file, severity: found.severity },
-    { line, column, file: 'p.yaml', severity },
-  );
-  if (severity === 'error') assert.equal(parsePolicy(text, 'p.yaml').policy, undefined);
 }
 
 const GATEWAY = '    gateway:\n      entrypoint: true\n';

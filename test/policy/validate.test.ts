@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parsePolicy } from '../../src/policy/language/parse.ts';
+import { expectProblem } from '../helpers/policy.ts';
 
 /** Six header lines, then `services` (indented four spaces) from line 7; gateway takes lines 7–8. */
 function graph(
@@ -14,27 +15,6 @@ function graph(
 /** One rule on `orders` (line 11), written as a flow mapping after `- `. */
 function rule(body: string, extra = ''): string {
   return graph(`    orders:\n      accepts:\n        - ${body}\n${extra}`);
-}
-
-function expectProblem(
-  text: string,
-  code: string,
-  line: number,
-  column: number,
-  severity: 'error' | 'warning' = 'error',
-): void {
-  const { policy, problems } = parsePolicy(text, 'p.yaml');
-  const found = problems.find((p) => p.code === code);
-  assert.ok(
-    found,
-    `expected ${code}, got ${JSON.stringify(problems.map((p) => `${p.code}@${p.location.line}:${p.location.column}`))}`,
-  );
-  assert.deepEqual(
-    { line: found.location.line, column: found.location.column, severity: found.severity },
-    { line, column, severity },
-  );
-  if (severity === 'error') assert.equal(policy, undefined, 'an error makes the policy unusable');
-  else if (!problems.some((p) => p.severity === 'error')) assert.ok(policy, 'a warning leaves the policy usable');
 }
 
 describe('policy validation', () => {
