@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import type { H2Limits } from '../../src/dataplane/h2-listener.ts';
 import { createHttp1Server, type Http1Server } from '../../src/dataplane/server.ts';
 import type { RequestStream } from '../../src/dataplane/stream.ts';
-import { BOUNDED, cleanUp, cleanUpAfterEach } from '../helpers/dataplane.ts';
+import { BOUNDED, cleanUp, cleanUpAfterEach, planeOptions } from '../helpers/dataplane.ts';
 import { EMPTY_SETTINGS, Flag, frame, FrameType, headerBlock, PREFACE } from '../helpers/h2-frames.ts';
 import { listenOnLoopback, waitFor } from '../helpers/net.ts';
 
@@ -40,16 +40,10 @@ async function listener(
     // Held streams never answer, except the well-behaved client's after the attack.
     if (!hold || stream.url === '/after') stream.respond(200, ['content-type', 'text/plain'], 'ok');
   };
-  const plane = createHttp1Server(handler, {
-    maxHeadBytes: 8_192,
-    keepAliveTimeoutMs: 5_000,
-    headersTimeoutMs: 5_000,
-    handshakeTimeoutMs: 5_000,
-    maxConnections: 1_000,
-    maxConnectionsPerPeer: 1_000,
-    refusal: () => ({ fields: [], body: '' }),
-    h2: LIMITS,
-  });
+  const plane = createHttp1Server(
+    handler,
+    planeOptions({ maxConnections: 1_000, maxConnectionsPerPeer: 1_000, h2: LIMITS }),
+  );
   const port = await listenOnLoopback(plane.server);
   cleanUp(() => plane.server.close());
   cleanUp(() => plane.closeAll());
@@ -203,16 +197,7 @@ describe('HTTP/2 limits and attacks', () => {
   });
 
   it('closes an idle session after the idle timeout', BOUNDED, async () => {
-    const plane = createHttp1Server(() => {}, {
-      maxHeadBytes: 8_192,
-      keepAliveTimeoutMs: 5_000,
-      headersTimeoutMs: 5_000,
-      handshakeTimeoutMs: 5_000,
-      maxConnections: 100,
-      maxConnectionsPerPeer: 100,
-      refusal: () => ({ fields: [], body: '' }),
-      h2: { ...LIMITS, idleTimeoutMs: 200 },
-    });
+    const plane = createHttp1Server(() => {}, planeOptions({ h2: { ...LIMITS, idleTimeoutMs: 200 } }));
     const port = await listenOnLoopback(plane.server);
     cleanUp(() => plane.server.close());
     const { closed } = await rawH2(port);

@@ -23,6 +23,7 @@ import {
   cleanUpAfterEach,
   count,
   get,
+  planeOptions,
   proxyTo,
   rawClient,
   rawUpstream,
@@ -360,15 +361,7 @@ describe('the data plane as an identity boundary', () => {
     it('500 bare TCP connects and FINs on the TLS port leave no descriptor behind', { timeout: 60_000 }, async () => {
       const plane = createHttp1Server(
         () => assert.fail('no request was sent'),
-        {
-          maxHeadBytes: 8_192,
-          keepAliveTimeoutMs: 5_000,
-          headersTimeoutMs: 5_000,
-          handshakeTimeoutMs: 5_000,
-          maxConnections: 10_000,
-          maxConnectionsPerPeer: 10_000,
-          refusal: () => ({ fields: [], body: '' }),
-        },
+        planeOptions({ maxConnections: 10_000, maxConnectionsPerPeer: 10_000 }),
         tls,
       );
       const port = await listenOnLoopback(plane.server);
@@ -388,15 +381,7 @@ describe('the data plane as an identity boundary', () => {
       async () => {
         const plane = createHttp1Server(
           () => assert.fail('no request was sent'),
-          {
-            maxHeadBytes: 8_192,
-            keepAliveTimeoutMs: 5_000,
-            headersTimeoutMs: 5_000,
-            handshakeTimeoutMs: 300,
-            maxConnections: 100,
-            maxConnectionsPerPeer: 100,
-            refusal: () => ({ fields: [], body: '' }),
-          },
+          planeOptions({ handshakeTimeoutMs: 300 }),
           tls,
         );
         const port = await listenOnLoopback(plane.server);
@@ -412,16 +397,7 @@ describe('the data plane as an identity boundary', () => {
 
     it('caps connections per peer address and per listener, closing the extra ones at accept', BOUNDED, async () => {
       let capped = 0;
-      const plane = createHttp1Server(() => {}, {
-        maxHeadBytes: 8_192,
-        keepAliveTimeoutMs: 5_000,
-        headersTimeoutMs: 5_000,
-        handshakeTimeoutMs: 5_000,
-        maxConnections: 100,
-        maxConnectionsPerPeer: 3,
-        refusal: () => ({ fields: [], body: '' }),
-        onCapped: () => capped++,
-      });
+      const plane = createHttp1Server(() => {}, planeOptions({ maxConnectionsPerPeer: 3, onCapped: () => capped++ }));
       const port = await listenOnLoopback(plane.server);
       cleanUp(() => plane.server.close());
       cleanUp(() => plane.closeAll());

@@ -12,7 +12,7 @@ import { afterEach } from 'node:test';
 import type { HttpStream, RequestStream } from '../../src/dataplane/stream.ts';
 import { endToEndHeaders } from '../../src/dataplane/wire.ts';
 import type { ConnectionRefusal } from '../../src/dataplane/client-connection.ts';
-import { createHttp1Server } from '../../src/dataplane/server.ts';
+import { createHttp1Server, type Http1ServerOptions } from '../../src/dataplane/server.ts';
 import { createUpstreams } from '../../src/dataplane/pool.ts';
 import { UPSTREAM_TIMEOUT, type UpstreamFailure } from '../../src/dataplane/forward-call.ts';
 import { handling, type TestHandler } from './http-server.ts';
@@ -30,6 +30,18 @@ export function cleanUpAfterEach(): void {
   );
 }
 export const cleanUp = (cleanup: () => void): void => void cleanups.push(cleanup);
+
+/** A listener's limits for tests about one of them: 8 KiB heads, 5 s timeouts, 100 connections (each and per peer), an empty refusal. */
+export const planeOptions = (overrides: Partial<Http1ServerOptions> = {}): Http1ServerOptions => ({
+  maxHeadBytes: 8_192,
+  keepAliveTimeoutMs: 5_000,
+  headersTimeoutMs: 5_000,
+  handshakeTimeoutMs: 5_000,
+  maxConnections: 100,
+  maxConnectionsPerPeer: 100,
+  refusal: () => ({ fields: [], body: '' }),
+  ...overrides,
+});
 
 export type Served = { readonly port: number; readonly sockets: Set<Socket>; connections(): number };
 
