@@ -135,25 +135,25 @@ export function createAuthz(config: AuthzConfig, deps: AuthzDeps): Authz {
           refusal: refusalAnswer,
           onCapped: (cap) => metrics.connectionCapped(cap),
         });
-        if (config.http.socket === undefined) httpPort = await listenOn(httpServer, config.http.port, config.host);
+        if (config.http.socket === undefined)
+          httpPort = await listenOn(httpServer.server, config.http.port, config.host);
         else await listenOnSocket(httpServer.server, config.http.socket);
       }
       const admin = createAdminHandler({
         ready: readiness.refresh,
-        waitingFor: () => (closing ? ['shutdown'] : readiness.waitingFor()),
-        problems: () => (closing ? [] : readiness.problems()),
+        waitingFor: readiness.waitingFor,
+        problems: readiness.problems,
         metrics: { ...metrics, render: () => metrics.render() + decisionCacheSeries() },
         runtime: createRuntimeMetrics('authz', config.service),
         ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }),
       });
       adminServer = createServer({ maxHeaderSize: 8192 }, admin);
-      const adminPort = await listenOn({ server: adminServer }, config.admin.port, config.admin.host);
+      const adminPort = await listenOn(adminServer, config.admin.port, config.admin.host);
       return { grpc: grpcPort, http: httpPort, admin: adminPort };
     },
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
       closing = true;
-      readiness.refresh();
       readiness.stop();
       const started = Date.now();
       httpServer?.drain();

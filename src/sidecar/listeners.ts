@@ -4,6 +4,7 @@
  * port in mtls mode, and the listen step every port shares. Nothing here
  * decides about a request; the handlers do.
  */
+import type { Server as NetServer } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import type { RequestStream } from '../dataplane/stream.ts';
 import { createHttp1Server, type Http1Server, type Http1ServerOptions } from '../dataplane/server.ts';
@@ -75,8 +76,7 @@ export function mtlsInboundServer(
 }
 
 /** Listens on host:port; resolves with the port bound (an ephemeral one for port 0). */
-export async function listenOn(plane: Pick<Http1Server, 'server'>, port: number, host: string): Promise<number> {
-  const { server } = plane;
+export async function listenOn(server: NetServer, port: number, host: string): Promise<number> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

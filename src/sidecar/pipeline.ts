@@ -493,7 +493,7 @@ const UPSTREAM_ANSWERS: Readonly<Record<string, (reason: string, cause: Upstream
 };
 
 /** The upstream's failure as a problem, by its code; the message names the failure class and node's code, never upstream content. */
-export function upstreamError(error: unknown): HttpError {
+function upstreamError(error: unknown): HttpError {
   const answer =
     error instanceof UpstreamFailure ? UPSTREAM_ANSWERS[error.code]?.(error.reason ?? 'unknown', error) : undefined;
   return (

@@ -36,12 +36,13 @@ export interface Readiness {
   readonly state: { ready: boolean };
   /** Decides again, and returns the answer. */
   refresh(): boolean;
-  /** What readiness waits for: `startup`, the collaborators' causes, `identity`. */
+  /** What readiness waits for: `startup`, the collaborators' causes, `identity`; only `shutdown` once closing. */
   waitingFor(): string[];
-  /** Why the sidecar cannot become ready by waiting, each as one line. */
+  /** Why the sidecar cannot become ready by waiting, each as one line; none once closing. */
   problems(): string[];
   /** Follows the collaborators' policy (each update refreshes readiness), then starts the refresh and the announcements. */
   start(): void;
+  /** Decides once more (closing: not ready) and stops the refresh and the announcements. */
   stop(): void;
 }
 
@@ -49,12 +50,14 @@ export function createReadiness(options: ReadinessOptions): Readiness {
   const { logger, mesh, collaborators } = options;
   // mtls: without a valid certificate nothing can be sent or received, so readiness waits for it too.
   const identityMissing = (): boolean => mesh !== undefined && mesh.identity.current() === undefined;
-  const waitingFor = (): string[] => [
-    ...(collaborators()?.waitingFor() ?? ['startup']),
-    ...(identityMissing() ? ['identity'] : []),
-  ];
+  const waitingFor = (): string[] =>
+    options.closing()
+      ? ['shutdown']
+      : [...(collaborators()?.waitingFor() ?? ['startup']), ...(identityMissing() ? ['identity'] : [])];
   // Without a usable certificate neither the policy server nor the STS can be reached: the certificate is the cause to name, not what follows from it.
   const problems = (): string[] => {
+    // Shutting down is not a problem to fix.
+    if (options.closing()) return [];
     const identity = identityMissing() ? mesh?.identity.status().problem : undefined;
     return identity !== undefined ? [identity] : (collaborators()?.problems?.() ?? []);
   };
@@ -105,6 +108,7 @@ export function createReadiness(options: ReadinessOptions): Readiness {
       }
     },
     stop() {
+      refresh();
       for (const timer of timers) clearInterval(timer);
     },
   };

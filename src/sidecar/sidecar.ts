@@ -125,8 +125,8 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
       };
       const admin = createAdminHandler({
         ready: readiness.refresh,
-        waitingFor: () => (closing ? ['shutdown'] : readiness.waitingFor()),
-        problems: () => (closing ? [] : readiness.problems()),
+        waitingFor: readiness.waitingFor,
+        problems: readiness.problems,
         metrics,
         runtime: createRuntimeMetrics('sidecar', config.service),
         ...(mesh === undefined ? {} : { identity: () => mesh.identity.status() }),
@@ -143,7 +143,6 @@ export function createSidecar(config: SidecarConfig, deps: SidecarDeps): Sidecar
     async close(graceMs = config.shutdown.graceMs) {
       if (closing) return;
       closing = true;
-      readiness.refresh();
       readiness.stop();
       await servers.drain(graceMs, inflight, logger);
       forwarder.close();
@@ -174,13 +173,13 @@ function createServerSet(): ServerSet {
   let adminServer: Server | undefined;
   return {
     async serve(plane, port, host) {
-      const bound = await listenOn(plane, port, host);
+      const bound = await listenOn(plane.server, port, host);
       dataPlane.push(plane);
       return bound;
     },
     async serveAdmin(server, port, host) {
       adminServer = server;
-      return await listenOn({ server }, port, host);
+      return await listenOn(server, port, host);
     },
     async drain(graceMs, { inbound, outbound }, logger) {
       const stopped = dataPlane.map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
