@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { type AuditTrail, readLogLines, reconstructTrail, type TrailEvent } from '../telemetry/audit-trail.ts';
+import { REQUEST_ID } from '../sidecar/context-handles.ts';
 import { type Command, UsageError } from './command.ts';
 
 const HELP = `Usage: baton audit (--txn ID | --request ID | --trace TRACE_ID) [--json] FILE|DIR...
@@ -42,7 +43,7 @@ export const auditCommand: Command = {
     if (given !== 1) throw new UsageError('audit expects exactly one of --txn ID, --request ID or --trace TRACE_ID');
     if (values.trace !== undefined && !/^[0-9a-fA-F]{32}$/.test(values.trace))
       throw new UsageError(`expected --trace to be 32 hex digits, got '${values.trace.slice(0, 64)}'`);
-    if (values.request !== undefined && !/^[A-Za-z0-9_-]{16}$/.test(values.request))
+    if (values.request !== undefined && !REQUEST_ID.test(values.request))
       throw new UsageError(`expected --request to be a 16-character request id, got '${values.request.slice(0, 64)}'`);
     if (positionals.length === 0) throw new UsageError('audit expects at least one log FILE or DIR');
     const trail = reconstructTrail(readLogLines(positionals), {
@@ -56,7 +57,7 @@ export const auditCommand: Command = {
 };
 
 const ID_SHAPES: Readonly<Record<string, RegExp>> = {
-  '--request': /^[A-Za-z0-9_-]{16}$/,
+  '--request': REQUEST_ID,
   '--txn': /^[A-Za-z0-9_-]{22}$/,
 };
 

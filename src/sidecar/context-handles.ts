@@ -70,8 +70,8 @@ const REQUEST_ID_BYTES = 12;
 const HEAD_BYTES = 1 + 4 + REQUEST_ID_BYTES;
 const RAW = 0;
 const JWS = 1;
-// A request id: 96 random bits as 16 base64url characters (below).
-const REQUEST_ID = /^[A-Za-z0-9_-]{16}$/;
+/** A request id: 96 random bits as 16 base64url characters (below). */
+export const REQUEST_ID = /^[A-Za-z0-9_-]{16}$/;
 // Associated data: a sealed box made for anything else under this key (there is nothing else today) never opens as a handle.
 const AAD = Buffer.from('baton-context/1');
 
