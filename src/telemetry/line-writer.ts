@@ -96,7 +96,7 @@ export function createLineWriter(options: LineWriterOptions): LineWriter {
       timer = undefined;
     }
     if (held.length === 0 || state === 'closed') return;
-    const text = held.length === 1 ? (held[0] as string) : held.join('');
+    const text = held.join('');
     held = [];
     heldChars = 0;
     writeAll(text);

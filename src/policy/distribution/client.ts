@@ -16,7 +16,7 @@ import { policyFromJSON } from '../language/parse.ts';
 import { CALLGRAPH_PATH, importPolicyVerificationKey, POLICY_MEDIA_TYPE, verifyPolicy } from './signing.ts';
 import { createPolicyStateFile, type PolicyState } from './policy-state.ts';
 import { createFilePolicySource, createPolicyHolder, type PolicySource } from './source.ts';
-import { POLICY_CLIENT_DEFAULTS } from './config.ts';
+import { POLICY_CLIENT_DEFAULTS, type PolicySourceConfig } from './config.ts';
 import { PolicyDocumentMalformedError, PolicyServerUnavailableError, PolicyStaleError } from './errors.ts';
 
 export interface PolicyClientOptions {
@@ -267,13 +267,9 @@ function networkCode(error: unknown): string | undefined {
 }
 
 /** A part's `policy` block (the sidecar's, the STS's, `baton authz`'s): one source, a file or a policy server. */
-export interface PolicySourceSettings {
-  readonly file?: string | undefined;
-  readonly url?: string | undefined;
+export interface PolicySourceSettings extends Omit<PolicySourceConfig, 'publicKey'> {
   readonly maxAgeSeconds: number;
   readonly waitSeconds: number;
-  readonly minBackoffMs: number;
-  readonly maxBackoffMs: number;
   readonly stateFile?: string | undefined;
 }
 

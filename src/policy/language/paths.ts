@@ -111,7 +111,7 @@ export function readRequestPath(path: string): RequestPath {
 }
 
 /** One raw segment, decoded once, or why it is ambiguous. Also used on literal pattern segments. */
-export function readSegment(segment: string): string | AmbiguousSegment {
+function readSegment(segment: string): string | AmbiguousSegment {
   if (!NEEDS_CARE.test(segment)) return isDotSegment(segment) ? AMBIGUOUS['dot-segment'] : segment;
   if (segment.includes('\\')) return AMBIGUOUS['backslash'];
   let decoded: string;
@@ -196,7 +196,7 @@ export function checkPathPattern(pattern: string): { message: string; offset: nu
 }
 
 /** Splits a raw request path into decoded segments, or undefined when it must match nothing (see the module comment). */
-export function requestPathSegments(rawPath: string): readonly string[] | undefined {
+function requestPathSegments(rawPath: string): readonly string[] | undefined {
   const query = rawPath.indexOf('?');
   const path = query === -1 ? rawPath : rawPath.slice(0, query);
   if (path.includes('#')) return undefined;
