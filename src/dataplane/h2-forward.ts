@@ -296,7 +296,8 @@ function endToEnd(rawHeaders: readonly string[]): OutgoingHttpHeaders {
     if (name.charCodeAt(0) === 0x3a || DROPPED.has(name)) continue;
     const value = rawHeaders[i + 1] as string;
     const seen = out[name];
-    out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [String(seen), value];
+    if (Array.isArray(seen)) seen.push(value);
+    else out[name] = seen === undefined ? value : [String(seen), value];
   }
   return out;
 }

@@ -191,7 +191,7 @@ export function credentialMounts(
 }
 
 /** The introspecting issuers' Secrets and keys, each once, in config order. */
-export function introspectionSecrets(
+function introspectionSecrets(
   template: SidecarTemplate,
 ): ReadonlyArray<{ readonly secretName: string; readonly key: string }> {
   const byPath = new Map<string, { readonly secretName: string; readonly key: string }>();

@@ -56,7 +56,17 @@ export function createStsCollaborators(config: StsConfig, deps: StsCollaboratorD
     map: mesh?.map,
     keySource: config.jwks,
   });
-  const subjectTokens = createSubjectTokenVerifierFor(config, deps);
+  const subjectTokens = createSubjectTokenVerifier({
+    issuer: config.issuer,
+    jwks: deps.keys.jwks(),
+    externalIssuers: config.externalIssuers,
+    clockToleranceSec: config.clockToleranceSeconds,
+    maxActDepth: config.maxChainDepth,
+    keySource: config.jwks,
+    dispatcher,
+    logger,
+    now,
+  });
   const stopFollowingKeys = deps.keys.onRotate((jwks) => subjectTokens.updateJwks(jwks));
   const { kubernetes } = config;
   const kubernetesKeys =
@@ -115,21 +125,4 @@ export function createStsCollaborators(config: StsConfig, deps: StsCollaboratorD
       if (deps.replay === undefined) await replay.close();
     },
   };
-}
-
-function createSubjectTokenVerifierFor(
-  config: StsConfig,
-  deps: StsCollaboratorDeps,
-): ReturnType<typeof createSubjectTokenVerifier> {
-  return createSubjectTokenVerifier({
-    issuer: config.issuer,
-    jwks: deps.keys.jwks(),
-    externalIssuers: config.externalIssuers,
-    clockToleranceSec: config.clockToleranceSeconds,
-    maxActDepth: config.maxChainDepth,
-    keySource: config.jwks,
-    dispatcher: deps.dispatcher,
-    logger: deps.logger,
-    now: deps.now,
-  });
 }
