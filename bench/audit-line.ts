@@ -48,7 +48,7 @@ const oldFd = openSync(join(dir, 'old.log'), 'w');
 const newFd = openSync(join(dir, 'new.log'), 'w');
 const sonic = pino.destination({ dest: oldFd, sync: false, minLength: 4096, periodicFlush: 200 });
 const before = createLogger({ name: 'payments', traceIds: false, destination: sonic });
-const writer = createLineWriter({ fd: newFd, batchBytes: 16 * 1024, flushMs: 200, flushOnExit: false });
+const writer = createLineWriter({ fd: newFd, batchBytes: 16 * 1024, flushMs: 200 });
 const after = createLogger({ name: 'payments', traceIds: false, destination: writer });
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -85,7 +85,7 @@ const line = `${newLines[0] as string}\n`;
 const fdA = openSync(join(dir, 'sonic.log'), 'w');
 const fdB = openSync(join(dir, 'writer.log'), 'w');
 const sonicOnly = pino.destination({ dest: fdA, sync: false, minLength: 4096, periodicFlush: 200 });
-const writerOnly = createLineWriter({ fd: fdB, batchBytes: 16 * 1024, flushMs: 200, flushOnExit: false });
+const writerOnly = createLineWriter({ fd: fdB, batchBytes: 16 * 1024, flushMs: 200 });
 const path = { sonic: 0n, writer: 0n };
 for (let done = 0; done < LINES; done += BATCH) {
   for (const which of done % (2 * BATCH) === 0 ? (['sonic', 'writer'] as const) : (['writer', 'sonic'] as const)) {

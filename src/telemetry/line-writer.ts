@@ -11,9 +11,10 @@
  *   pipe or a file, shared by every line in it), so nothing is ever in
  *   flight on another thread: what the writer holds is exactly what has
  *   not been written, and `flushSync` writes all of it. The process's
- *   `exit` hook calls it, so a graceful shutdown (SIGTERM, a returned
- *   command, a thrown error) writes every line; only SIGKILL loses the
- *   unwritten batch, at most `flushMs` of lines.
+ *   `exit` hook calls it (./logger.ts, for the one stdout writer), so a
+ *   graceful shutdown (SIGTERM, a returned command, a thrown error) writes
+ *   every line; only SIGKILL loses the unwritten batch, at most `flushMs`
+ *   of lines.
  * - A reader that cannot keep up is waited for, not outrun: a full pipe
  *   (EAGAIN) is retried after a short sleep, so the writer holds at most
  *   one batch and memory stays bounded. The audit trail is not traded for
@@ -36,8 +37,6 @@ export interface LineWriterOptions {
   readonly batchBytes: number;
   /** Write what has gathered this long after a batch's first line. */
   readonly flushMs: number;
-  /** Registers the exit hook (default true); tests pass false and call `close`. */
-  readonly flushOnExit?: boolean;
 }
 
 export interface LineWriter {
@@ -125,28 +124,7 @@ export function createLineWriter(options: LineWriterOptions): LineWriter {
     close() {
       flushSync();
       state = 'closed';
-      OPEN_WRITERS.delete(writer);
     },
   };
-  if (options.flushOnExit !== false) watchExit(writer);
   return writer;
-}
-
-/**
- * Writers that hold lines to write at exit, and the one `exit` listener that writes them (a listener per
- * writer would trip Node's listener-count warning in a process that makes many loggers). Module state by
- * necessity: the process's exit is process-wide. Held strongly: a writer's unwritten lines must outlive
- * every other reference to it.
- */
-const OPEN_WRITERS = new Set<LineWriter>();
-let exitListening = false;
-
-function watchExit(writer: LineWriter): void {
-  if (!exitListening) {
-    exitListening = true;
-    process.on('exit', () => {
-      for (const open of OPEN_WRITERS) open.flushSync();
-    });
-  }
-  OPEN_WRITERS.add(writer);
 }

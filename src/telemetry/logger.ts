@@ -1,6 +1,6 @@
 import { isSpanContextValid, trace } from '@opentelemetry/api';
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
-import { createLineWriter } from './line-writer.ts';
+import { createLineWriter, type LineWriter } from './line-writer.ts';
 
 /**
  * Paths pino censors before a line is written (STYLE rule 12: redaction
@@ -79,6 +79,17 @@ export const FLUSH_MS = 200;
 /** One write(2) per this many characters of lines: ≈ 40 audit lines (#28). */
 const BATCH_BYTES = 16 * 1024;
 
+let stdoutWriter: LineWriter | undefined;
+
+/**
+ * The process's one stdout writer, shared by every logger it makes, so lines keep their order across loggers;
+ * what it holds is written when the process exits.
+ */
 function stdout(): DestinationStream {
-  return createLineWriter({ fd: 1, batchBytes: BATCH_BYTES, flushMs: FLUSH_MS });
+  if (stdoutWriter === undefined) {
+    const writer = createLineWriter({ fd: 1, batchBytes: BATCH_BYTES, flushMs: FLUSH_MS });
+    process.on('exit', () => writer.flushSync());
+    stdoutWriter = writer;
+  }
+  return stdoutWriter;
 }

@@ -22,7 +22,7 @@ describe('the batching line writer (#28)', () => {
   });
 
   it('holds lines until a batch has gathered, then writes them in one write, in order', () => {
-    const writer = createLineWriter({ fd, batchBytes: 30, flushMs: 60_000, flushOnExit: false });
+    const writer = createLineWriter({ fd, batchBytes: 30, flushMs: 60_000 });
     writer.write('one\n');
     writer.write('two\n');
     assert.equal(readFileSync(file, 'utf8'), '', 'nothing written before the batch is full');
@@ -32,7 +32,7 @@ describe('the batching line writer (#28)', () => {
   });
 
   it('writes every held line on flushSync, as the exit hook does', () => {
-    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 60_000, flushOnExit: false });
+    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 60_000 });
     const lines = Array.from({ length: 1000 }, (_, i) => `{"n":${i}}\n`);
     for (const line of lines) writer.write(line);
     writer.flushSync();
@@ -41,14 +41,14 @@ describe('the batching line writer (#28)', () => {
   });
 
   it('writes lines beyond ASCII whole (bytes, not characters, decide a short write)', () => {
-    const writer = createLineWriter({ fd, batchBytes: 1, flushMs: 60_000, flushOnExit: false });
+    const writer = createLineWriter({ fd, batchBytes: 1, flushMs: 60_000 });
     writer.write('é ☃ 𝄞\n');
     assert.equal(readFileSync(file, 'utf8'), 'é ☃ 𝄞\n');
     writer.close();
   });
 
   it('writes what it holds on close and ignores lines after it', () => {
-    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 60_000, flushOnExit: false });
+    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 60_000 });
     writer.write('held\n');
     writer.close();
     assert.equal(writer.write('late\n'), false);
@@ -56,7 +56,7 @@ describe('the batching line writer (#28)', () => {
   });
 
   it('answers pino’s flush(cb) after writing', () => {
-    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 60_000, flushOnExit: false });
+    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 60_000 });
     writer.write('x\n');
     let called = false;
     writer.flush((error) => {
@@ -79,7 +79,7 @@ describe('the batching line writer in a quiet process', () => {
       rmSync(dir, { recursive: true, force: true });
     });
     t.mock.timers.enable({ apis: ['setTimeout'] });
-    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 200, flushOnExit: false });
+    const writer = createLineWriter({ fd, batchBytes: 1 << 20, flushMs: 200 });
     writer.write('quiet\n');
     t.mock.timers.tick(199);
     assert.equal(readFileSync(file, 'utf8'), '');
