@@ -13,13 +13,13 @@ import { envName } from '../../src/config/variables.ts';
 import { loadStsConfig, StsConfigSchema } from '../../src/sts/config.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { chartSchemaText } from '../../scripts/chart-schema.ts';
-import { checkInjectorConfig, type InjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
+import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
 import { loadSidecarConfig, SidecarExternalIssuerSchema } from '../../src/sidecar/config.ts';
 import { createAccessTokenVerifier } from '../../src/token/verifier.ts';
 import { createLocalKeySource } from '../../src/token/key-source.ts';
 import { profileOf } from '../../src/token/issuer-profile-config.ts';
 import { createSigner, nowSec } from '../helpers/token.ts';
-import { admitPod } from '../helpers/injector.ts';
+import { admitPod, renderedInjectorConfig } from '../helpers/injector.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { Value } from '@sinclair/typebox/value';
 import {
@@ -50,17 +50,6 @@ const templates = readdirSync(TEMPLATES).map((name) => ({ name, text: readFileSy
 const manifests = templates.filter((t) => t.name.endsWith('.yaml'));
 const values = parse(read('values.yaml')) as Record<string, unknown>;
 /** Value sets the chart must lint and render with, each as helm arguments. */
-/** The injector's configuration as the chart runs it: the baton-injector Deployment's environment. */
-function chartInjectorConfig(objects: readonly KubernetesObject[]): InjectorConfig {
-  const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as unknown as {
-    spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } };
-  };
-  return loadConfig(InjectorConfigSchema, {
-    env: Object.fromEntries((injector.spec.template.spec.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? ''])),
-    overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
-  });
-}
-
 const VALUE_SETS: Readonly<Record<string, readonly string[]>> = {
   defaults: [],
   'existing webhook Secret, external Redis': [
@@ -461,7 +450,7 @@ describe('helm/baton-mesh', () => {
       }
 
       // The injector, as the chart runs it, injects an entrypoint pod; its sidecar loads what it was given.
-      const injectorConfig = chartInjectorConfig(objects);
+      const injectorConfig = renderedInjectorConfig(objects);
       checkInjectorConfig(injectorConfig, 'the chart');
       const object = {
         apiVersion: 'v1',
@@ -581,7 +570,7 @@ describe('helm/baton-mesh', () => {
         ['idp_', 'ptn_'],
       );
       assert.doesNotMatch(JSON.stringify(objects), /"clientSecret"/, 'no client secret in any rendered object');
-      const injectorConfig = chartInjectorConfig(objects);
+      const injectorConfig = renderedInjectorConfig(objects);
       const object = {
         apiVersion: 'v1',
         kind: 'Pod',
@@ -630,7 +619,7 @@ describe('helm/baton-mesh', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     const stsMap = createServiceMap(sts.spiffe);
-    const injectorConfig = chartInjectorConfig(objects);
+    const injectorConfig = renderedInjectorConfig(objects);
     for (const [account, namespace, name] of [
       ['gateway', 'web', 'gateway.web'],
       ['orders', 'shop', 'orders'],

@@ -5,14 +5,14 @@ import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.ts';
-import { checkInjectorConfig, InjectorConfigSchema } from '../../src/injector/config.ts';
+import { checkInjectorConfig } from '../../src/injector/config.ts';
 import { helperConfig } from '../../src/injector/identity-layout.ts';
 import { PolicyServerConfigSchema } from '../../src/policy/distribution/config.ts';
 import { createServiceMap } from '../../src/identity/service-map.ts';
 import { SidecarConfigSchema } from '../../src/sidecar/config.ts';
 import { StsConfigSchema } from '../../src/sts/config.ts';
 import { loadPolicyPath } from '../../src/policy/language/load.ts';
-import { injectDeployment } from '../helpers/injector.ts';
+import { injectDeployment, renderedInjectorConfig } from '../helpers/injector.ts';
 import { withContract } from '../helpers/deploy.ts';
 import {
   admittedTo,
@@ -161,16 +161,7 @@ describe('deploy/ (kustomize)', () => {
   });
 
   it('injects the example shop pods with the deployed injector settings into valid pods behind their Services', () => {
-    const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<
-      typeof workloads
-    >[number];
-    const env = Object.fromEntries(
-      (injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [
-        e.name,
-        e.value,
-      ]),
-    );
-    const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+    const config = renderedInjectorConfig(example);
     assert.equal(config.sidecar.externalIssuers.length, 1);
     for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
       const { pod } = injectDeployment(deployment, config.sidecar, 'shop');
@@ -236,16 +227,7 @@ describe('deploy/ (kustomize)', () => {
 
     // Injected pods run in mtls mode: their exchanged tokens are bound to the pod's certificate and never
     // shared through Redis, so no Redis credential or seal key reaches the pod (plaintext: test/injector/pod-patch.test.ts).
-    const injector = workloads(example).find((d) => d.metadata.name === 'baton-injector') as ReturnType<
-      typeof workloads
-    >[number];
-    const env = Object.fromEntries(
-      (injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [
-        e.name,
-        e.value,
-      ]),
-    );
-    const config = loadConfig(InjectorConfigSchema, { env, overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' } });
+    const config = renderedInjectorConfig(example);
     for (const deployment of workloads(example).filter((d) => d.metadata.namespace === 'shop')) {
       const { pod } = injectDeployment(deployment, config.sidecar, 'shop');
       assert.equal(
@@ -279,19 +261,7 @@ describe('deploy/ (kustomize)', () => {
       );
       for (const line of images.filter((l) => !l.startsWith('baton-redis')))
         assert.ok(line.endsWith(`${image}:1.2.3-rc1`), line);
-      const injector = workloads(objects).find((d) => d.metadata.name === 'baton-injector') as ReturnType<
-        typeof workloads
-      >[number];
-      const env = Object.fromEntries(
-        (injector.spec.template.spec.containers[0]?.env as Array<{ name: string; value: string }>).map((e) => [
-          e.name,
-          e.value,
-        ]),
-      );
-      const config = loadConfig(InjectorConfigSchema, {
-        env,
-        overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
-      });
+      const config = renderedInjectorConfig(objects);
       assert.equal(config.sidecar.image, `${image}:1.2.3-rc1`, 'the injector injects the overridden image');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -452,10 +422,7 @@ describe('deploy/ (kustomize)', () => {
     }
 
     function injectorConfig(objects = example) {
-      const config = loadConfig(InjectorConfigSchema, {
-        env: envOf(containerOf('baton-injector', objects)),
-        overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
-      });
+      const config = renderedInjectorConfig(objects);
       checkInjectorConfig(config, 'deploy/overlays/example');
       return config;
     }

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { type AdmissionReviewResponse, reviewAdmission } from '../../src/injector/admission-review.ts';
-import type { SidecarTemplate } from '../../src/injector/config.ts';
+import { type InjectorConfig, InjectorConfigSchema, type SidecarTemplate } from '../../src/injector/config.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import type { KubernetesObject } from './kubernetes-schema.ts';
 
 const FIXTURES = new URL('../fixtures/admission/', import.meta.url);
 
@@ -109,4 +111,19 @@ export function selfSignedCertificate(dir: string, cn: string): { cert: string; 
     },
   );
   return { cert, key };
+}
+
+/** The injector's configuration as rendered manifests run it: the baton-injector Deployment's environment (its TLS files aside). */
+export function renderedInjectorConfig(objects: readonly KubernetesObject[]): InjectorConfig {
+  const injector = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'baton-injector') as
+    | (KubernetesObject & {
+        spec: { template: { spec: { containers: Array<{ env?: Array<{ name: string; value?: string }> }> } } };
+      })
+    | undefined;
+  if (injector === undefined) throw new Error('no baton-injector Deployment among the rendered objects');
+  const env = injector.spec.template.spec.containers[0]?.env ?? [];
+  return loadConfig(InjectorConfigSchema, {
+    env: Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string])),
+    overrides: { 'tls.cert': 'unused', 'tls.key': 'unused' },
+  });
 }
